@@ -1,0 +1,42 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "Sluice",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "Sluice", targets: ["Sluice"]),
+        .library(name: "SluiceCore", targets: ["SluiceCore"]),
+        .library(name: "SluicePackets", targets: ["SluicePackets"]),
+        .library(name: "SluiceUDP", targets: ["SluiceUDP"]),
+        .library(name: "SluiceSockets", targets: ["SluiceSockets"]),
+        .executable(name: "sluice", targets: ["SluiceCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .target(
+            name: "CSluice",
+            linkerSettings: [
+                .linkedLibrary("uring"), .linkedLibrary("xdp"), .linkedLibrary("bpf"),
+                .linkedLibrary("ssl"), .linkedLibrary("crypto"),
+            ]
+        ),
+        .target(name: "SluiceCore"),
+        .target(name: "SluicePackets"),
+        .target(name: "SluiceUDP", dependencies: ["SluiceCore", "SluicePackets"]),
+        .target(name: "SluiceSockets", dependencies: ["SluiceCore", "SluicePackets", "SluiceUDP", "CSluice"]),
+        .target(name: "Sluice", dependencies: ["SluiceCore", "SluicePackets", "SluiceUDP", "SluiceSockets", "CSluice"]),
+        .executableTarget(
+            name: "SluiceCLI",
+            dependencies: ["Sluice", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore"]),
+        .testTarget(name: "SluicePacketsTests", dependencies: ["SluicePackets"]),
+        .testTarget(name: "SluiceUDPTests", dependencies: ["SluiceUDP", "SluicePackets", "SluiceCore"]),
+        .testTarget(name: "SluiceSocketsTests", dependencies: ["SluiceSockets", "SluiceUDP", "SluiceCore", "SluicePackets"]),
+        .testTarget(name: "SluiceIntegrationTests", dependencies: ["SluiceCLI", "SluicePackets"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,30 @@
+// Functions that need _GNU_SOURCE, which the shared header must not define.
+#define _GNU_SOURCE 1
+#include <pthread.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <stddef.h>
+#include "CSluice.h"
+
+_Static_assert(sizeof(struct sluice_mmsghdr) == sizeof(struct mmsghdr), "mmsghdr layout");
+_Static_assert(offsetof(struct sluice_mmsghdr, msg_len) == offsetof(struct mmsghdr, msg_len), "mmsghdr layout");
+_Static_assert(sluice_MSG_WAITFORONE == MSG_WAITFORONE, "MSG_WAITFORONE");
+
+int sluice_recvmmsg(int fd, struct sluice_mmsghdr *messages, unsigned int count, int flags) {
+    return recvmmsg(fd, (struct mmsghdr *)messages, count, flags, NULL);
+}
+
+int sluice_sendmmsg(int fd, struct sluice_mmsghdr *messages, unsigned int count, int flags) {
+    return sendmmsg(fd, (struct mmsghdr *)messages, count, flags);
+}
+
+int sluice_pin_current_thread(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+int sluice_current_cpu(void) { return sched_getcpu(); }
+
+void sluice_set_thread_name(const char *name) { pthread_setname_np(pthread_self(), name); }

@@ -1,0 +1,87 @@
+// CSluice: the one C header Sluice imports. It pulls in the kernel and library
+// APIs and re-exports, as functions and constants, what Swift cannot import
+// from macros (ioctl numbers, CMSG_* helpers) or what Debian 12's 6.1 uapi
+// headers lack.
+#ifndef CSLUICE_H
+#define CSLUICE_H
+
+#include <sys/select.h>   // before liburing.h, or Swift fails on fd_set
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
+#include <netinet/tcp.h>
+#include <net/if.h>
+#include <sched.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <liburing.h>
+#include <linux/if_tun.h>
+#include <linux/if_xdp.h>
+#include <linux/if_link.h>
+#include <linux/tls.h>
+#include <bpf/libbpf.h>
+#include <bpf/bpf.h>
+#include <xdp/libxdp.h>
+#include <xdp/xsk.h>
+#include <openssl/ssl.h>
+#include <openssl/err.h>
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+#ifndef UDP_MAX_SEGMENTS
+#define UDP_MAX_SEGMENTS 64
+#endif
+
+static const int sluice_UDP_SEGMENT = UDP_SEGMENT;
+static const int sluice_UDP_GRO = UDP_GRO;
+/// The kernel's cap on segments in one UDP GSO send (64 on 6.1 headers; 128 on 6.9+ kernels).
+static const int sluice_UDP_MAX_SEGMENTS = UDP_MAX_SEGMENTS;
+static const unsigned long sluice_TUNSETIFF = TUNSETIFF;
+static const unsigned long sluice_TUNSETOFFLOAD = TUNSETOFFLOAD;
+static const unsigned long sluice_TUNSETVNETHDRSZ = TUNSETVNETHDRSZ;
+
+// CMSG_* are macros; Swift sees none of them.
+static inline struct cmsghdr *sluice_cmsg_firsthdr(struct msghdr *msg) { return CMSG_FIRSTHDR(msg); }
+static inline struct cmsghdr *sluice_cmsg_nxthdr(struct msghdr *msg, struct cmsghdr *c) { return CMSG_NXTHDR(msg, c); }
+static inline unsigned char *sluice_cmsg_data(struct cmsghdr *c) { return CMSG_DATA(c); }
+static inline size_t sluice_cmsg_space(size_t len) { return CMSG_SPACE(len); }
+static inline size_t sluice_cmsg_len(size_t len) { return CMSG_LEN(len); }
+
+// Layouts of struct in_pktinfo and in6_pktinfo, which glibc shows only under _GNU_SOURCE
+// (and defining that here would clash with Swift's own Glibc module).
+static const int sluice_in_pktinfo_size = 12;
+static const int sluice_in6_pktinfo_size = 20;
+
+/// `struct mmsghdr`, which glibc shows only under _GNU_SOURCE; same layout.
+struct sluice_mmsghdr {
+    struct msghdr msg_hdr;
+    unsigned int msg_len;
+};
+static const int sluice_MSG_WAITFORONE = 0x10000;
+
+/// `recvmmsg(2)` without a timeout (use SO_RCVTIMEO); returns -1 and sets errno on failure.
+int sluice_recvmmsg(int fd, struct sluice_mmsghdr *messages, unsigned int count, int flags);
+
+/// `sendmmsg(2)`; returns -1 and sets errno on failure.
+int sluice_sendmmsg(int fd, struct sluice_mmsghdr *messages, unsigned int count, int flags);
+
+/// Pins the calling thread to one CPU; returns 0 or an errno value.
+int sluice_pin_current_thread(int cpu);
+
+/// Names the calling thread (15 characters show in ps/top).
+void sluice_set_thread_name(const char *name);
+
+/// The CPU the calling thread runs on now, or -1.
+int sluice_current_cpu(void);
+
+#endif

@@ -1,0 +1,5 @@
+// One import gives a service author the whole framework.
+@_exported import SluiceCore
+@_exported import SluicePackets
+@_exported import SluiceUDP
+@_exported import SluiceSockets

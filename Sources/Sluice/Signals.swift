@@ -1,0 +1,41 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Takes signals synchronously with `sigtimedwait`, so a controller stops workers cleanly
+/// instead of dying inside a handler.
+public struct SignalWaiter: Sendable {
+    /// The signals waited for.
+    public let signals: [Int32]
+
+    /// Blocks `signals` in the calling thread and every thread it starts from now on.
+    public static func block(_ signals: [Int32]) {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in signals { sigaddset(&set, s) }
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+    }
+
+    /// Waits for `signals`, which must be blocked already (see ``block(_:)``); none to only sleep.
+    public init(_ signals: [Int32]) {
+        self.signals = signals
+        Self.block(signals)
+    }
+
+    /// Waits up to `duration` for one of the signals.
+    ///
+    /// - Returns: the signal, or `nil` when the time ran out.
+    public func wait(for duration: Duration) -> Int32? {
+        let nanoseconds = max(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000, 0)
+        var timeout = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
+        guard !signals.isEmpty else {
+            nanosleep(&timeout, nil)
+            return nil
+        }
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in signals { sigaddset(&set, s) }
+        let result = sigtimedwait(&set, nil, &timeout)
+        return result > 0 ? result : nil
+    }
+}

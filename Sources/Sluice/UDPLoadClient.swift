@@ -1,0 +1,121 @@
+import SluiceCore
+import SluicePackets
+import SluiceSockets
+import SluiceUDP
+
+/// What a ``UDPLoadClient`` run measured.
+public struct UDPLoadReport: Sendable, CustomStringConvertible {
+    /// Datagrams sent.
+    public var sent: UInt64 = 0
+    /// Replies received intact.
+    public var received: UInt64 = 0
+    /// Replies whose length or bytes were not what was sent.
+    public var corrupt: UInt64 = 0
+    /// Seconds the run took.
+    public var seconds: Double = 0
+    /// The payload size used.
+    public var payloadSize: Int = 0
+
+    /// Replies per second.
+    public var replyRate: Double { seconds > 0 ? Double(received) / seconds : 0 }
+    /// The share of sent datagrams without an intact reply.
+    public var lossRatio: Double { sent > 0 ? Double(sent - min(sent, received)) / Double(sent) : 0 }
+
+    public var description: String {
+        "sent \(sent), replies \(received) intact, \(corrupt) corrupt, \(String(format2: lossRatio * 100))% lost, "
+            + "\(String(format2: replyRate / 1000))k replies/s over \(String(format2: seconds)) s (payload \(payloadSize) B)"
+    }
+}
+
+/// A bounded UDP echo load generator on the socket port: sends numbered datagrams with a
+/// checkable pattern, keeps at most `window` unanswered, and checks every reply byte.
+public enum UDPLoadClient {
+    /// Runs against `target` for `duration` (and at most `count` datagrams when given), then
+    /// waits briefly for stragglers.
+    public static func run(target: IPEndpoint, payloadSize: Int, duration: Duration, count: UInt64? = nil,
+                           window: Int = 256, batchCapacity: Int = 32) throws -> UDPLoadReport {
+        precondition(payloadSize >= 0 && payloadSize <= 65507)
+        let local: IPEndpoint
+        switch target.address {
+        case .v4: local = IPEndpoint(address: .v4(.any), port: 0)
+        case .v6: local = IPEndpoint(address: .v6(.any), port: 0)
+        }
+        var configuration = UDPSocketConfiguration(listen: local)
+        configuration.reusePort = false
+        configuration.receiveTimeout = .milliseconds(5)
+        let pool = try FramePool(frameCount: max(4 * window, 4 * batchCapacity),
+                                 frameSize: configuration.frameSize(maximumDatagram: payloadSize),
+                                 headroom: DatagramHeader.minimumHeadroom)
+        var port = try UDPSocketPort(configuration: configuration, pool: pool, batchCapacity: batchCapacity)
+        var outgoing = PacketBatch(pool: pool, capacity: batchCapacity)
+        var incoming = PacketBatch(pool: pool, capacity: batchCapacity)
+        let clock = MonotonicTimeSource()
+        let start = clock.now()
+        let deadline = start + duration
+        var report = UDPLoadReport()
+        report.payloadSize = payloadSize
+        var writtenOff: UInt64 = 0
+        var lastProgress = start
+        var sequence: UInt64 = 0
+        while clock.now() < deadline, count.map({ report.sent < $0 }) ?? true {
+            let outstanding = Int(report.sent - report.received - report.corrupt - writtenOff)
+            var room = min(window - outstanding, batchCapacity)
+            if let count { room = min(room, Int(count - report.sent)) }
+            while room > 0, let index = outgoing.appendNewFrame() {
+                fill(&outgoing[index], sequence: sequence, size: payloadSize, target: target)
+                sequence += 1
+                room -= 1
+            }
+            let queued = UInt64(outgoing.count)
+            if queued > 0 {
+                try port.transmit(&outgoing)
+                report.sent += queued
+            }
+            if try port.receive(into: &incoming) > 0 {
+                lastProgress = clock.now()
+                check(&incoming, size: payloadSize, into: &report)
+            } else if clock.now() - lastProgress > .milliseconds(100) {
+                // Nothing came back for a while: count what is out as lost and go on.
+                writtenOff = report.sent - report.received - report.corrupt
+                lastProgress = clock.now()
+            }
+        }
+        let drainUntil = clock.now() + .milliseconds(200)
+        while report.received + report.corrupt < report.sent, clock.now() < drainUntil {
+            if try port.receive(into: &incoming) > 0 { check(&incoming, size: payloadSize, into: &report) }
+        }
+        report.seconds = Double((clock.now() - start).nanosecondsClamped) / 1e9
+        return report
+    }
+
+    /// Writes datagram number `sequence`: its number in the first 8 bytes, then a pattern keyed by it.
+    static func fill(_ packet: inout Packet, sequence: UInt64, size: Int, target: IPEndpoint) {
+        packet.length = size
+        let data = packet.data
+        for i in 0..<size { data[i] = pattern(sequence, i) }
+        if size >= 8 { data.storeBytes(of: sequence.littleEndian, toByteOffset: 0, as: UInt64.self) }
+        DatagramHeader.store(target, sockaddrAt: packet.frameStart + DatagramHeader.peerOffset, mapIPv4: false)
+        DatagramHeader(frameStart: packet.frameStart).local = IPEndpoint(address: .v4(.any), port: 0)
+    }
+
+    static func pattern(_ sequence: UInt64, _ index: Int) -> UInt8 {
+        UInt8(truncatingIfNeeded: sequence &* 31 &+ UInt64(index) &* 7)
+    }
+
+    static func check(_ batch: inout PacketBatch, size: Int, into report: inout UDPLoadReport) {
+        for i in 0..<batch.count {
+            let data = batch[i].data
+            // Datagrams under 8 bytes carry no number, so only their length is checked.
+            var intact = data.count == size
+            if intact, size >= 8 {
+                let sequence = UInt64(littleEndian: data.loadUnaligned(as: UInt64.self))
+                for j in 8..<size where data[j] != pattern(sequence, j) {
+                    intact = false
+                    break
+                }
+            }
+            if intact { report.received += 1 } else { report.corrupt += 1 }
+        }
+        batch.releaseAll()
+    }
+}

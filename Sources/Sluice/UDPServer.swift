@@ -1,0 +1,254 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import SluiceCore
+import SluicePackets
+import SluiceSockets
+import SluiceUDP
+
+/// Which kernel path a service's packets take.
+public enum Backend: String, Sendable, CaseIterable {
+    /// Kernel UDP sockets with recvmmsg/sendmmsg (GSO/GRO optional): works everywhere, no privileges.
+    case socket
+}
+
+/// How to run a UDP service.
+public struct UDPServerConfiguration: Sendable {
+    /// The backend.
+    public var backend: Backend = .socket
+    /// Where to listen.
+    public var listen: IPEndpoint
+    /// Worker threads, each with its own socket (`SO_REUSEPORT`) or queue, pool and service.
+    public var workers: Int = 1
+    /// CPUs to pin workers to, in order (worker `i` takes `cpus[i % cpus.count]`); empty for no pinning.
+    public var cpus: [Int] = []
+    /// UDP GSO on send (socket backend).
+    public var segmentationOffload: Bool = false
+    /// UDP GRO on receive (socket backend).
+    public var receiveOffload: Bool = false
+    /// The largest datagram payload taken whole; larger ones are counted and dropped.
+    public var maximumDatagram: Int = 65507
+    /// Frames per worker pool.
+    public var framesPerWorker: Int = 512
+    /// Packets per batch.
+    public var batchCapacity: Int = PacketBatch.defaultCapacity
+    /// Whether ``UDPServer/run(for:progressInterval:progress:)`` stops on SIGINT/SIGTERM
+    /// (they are then blocked in every thread and taken with `sigtimedwait`).
+    public var handlesSignals: Bool = true
+
+    /// A configuration listening on `listen`, everything else at its default.
+    public init(listen: IPEndpoint) { self.listen = listen }
+}
+
+/// What one worker did, collected when it stops.
+public struct WorkerReport: Sendable {
+    /// The worker's number.
+    public var index: Int
+    /// Its port's counters.
+    public var port: PortCounters
+    /// Its UDP stage's counters.
+    public var stage: UDPStageCounters
+    /// Where its frames were at the end: all must be back.
+    public var frames: FrameTally
+}
+
+/// A UDP service running on worker threads over one backend: the runtime's front door.
+///
+/// ```swift
+/// let server = try UDPServer(configuration: .init(listen: IPEndpoint("0.0.0.0:9000")!)) { _ in UDPEchoService() }
+/// try server.run(for: .seconds(10))   // or until SIGINT/SIGTERM
+/// print(server.summary())
+/// ```
+public final class UDPServer<Service: UDPService>: Sendable {
+    /// The configuration.
+    public let configuration: UDPServerConfiguration
+    /// One state per worker.
+    public let states: [WorkerState]
+    /// The address the first worker bound (with the kernel's port when 0 was asked for).
+    public let boundEndpoint: IPEndpoint
+    private let threads: Mutex<[WorkerThread]>
+    private let reports: Locked<[WorkerReport]>
+    private let started: Instant
+
+    /// Starts the workers, each making its own service with `makeService(workerIndex)`, and
+    /// returns once all are receiving.
+    ///
+    /// - Throws: ``RuntimeError`` naming the first worker that could not start and why.
+    public init(configuration: UDPServerConfiguration,
+                makeService: @escaping @Sendable (Int) -> Service) throws(RuntimeError) {
+        precondition(configuration.workers > 0, "at least one worker")
+        self.configuration = configuration
+        states = (0..<configuration.workers).map { WorkerState(index: $0) }
+        reports = Locked([])
+        threads = Mutex([])
+        started = MonotonicTimeSource().now()
+        // Signals must be blocked before the workers start, so only `run` receives them.
+        if configuration.handlesSignals { SignalWaiter.block([SIGINT, SIGTERM]) }
+        let bound = Locked<IPEndpoint?>(nil)
+        var listen = configuration.listen
+        for (index, state) in states.enumerated() {
+            let cpu = configuration.cpus.isEmpty ? nil : configuration.cpus[index % configuration.cpus.count]
+            let workerListen = listen
+            let reports = self.reports
+            let thread = try WorkerThread(name: "sluice-w\(index)", cpu: cpu) {
+                Self.runWorker(state: state, listen: workerListen, configuration: configuration,
+                               service: makeService(index), bound: bound, reports: reports)
+            }
+            threads.withLock { $0.append(thread) }
+            try Self.waitUntilStarted(state)
+            // Port 0 means "any": the other workers must join the port the first one got.
+            if index == 0, let endpoint = bound.withLock({ $0 }) { listen = endpoint }
+        }
+        boundEndpoint = bound.withLock { $0 } ?? configuration.listen
+    }
+
+    private static func waitUntilStarted(_ state: WorkerState) throws(RuntimeError) {
+        var waited = 0
+        while state.currentPhase == .starting {
+            usleep(1000)
+            waited += 1
+            if waited > 10_000 { throw RuntimeError("worker \(state.index) did not start within 10 s") }
+        }
+        if state.currentPhase == .failed {
+            throw RuntimeError("worker \(state.index): \(state.failureReason ?? "failed")")
+        }
+    }
+
+    private static func runWorker(state: WorkerState, listen: IPEndpoint, configuration: UDPServerConfiguration,
+                                  service: Service, bound: Locked<IPEndpoint?>, reports: Locked<[WorkerReport]>) {
+        var socketConfiguration = UDPSocketConfiguration(listen: listen)
+        socketConfiguration.reusePort = true
+        socketConfiguration.segmentationOffload = configuration.segmentationOffload
+        socketConfiguration.receiveOffload = configuration.receiveOffload
+        let pool: FramePool
+        var port: UDPSocketPort
+        do {
+            pool = try FramePool(
+                frameCount: configuration.framesPerWorker,
+                frameSize: socketConfiguration.frameSize(maximumDatagram: configuration.maximumDatagram),
+                headroom: DatagramHeader.minimumHeadroom)
+            port = try UDPSocketPort(configuration: socketConfiguration, pool: pool,
+                                     batchCapacity: configuration.batchCapacity)
+        } catch {
+            state.markFailed("\(error)")
+            return
+        }
+        bound.withLock { if $0 == nil { $0 = port.localEndpoint } }
+        var stage = UDPStage(service: service, format: port.format)
+        state.markRunning()
+        do {
+            let tally = try WorkerLoop.run(port: &port, stage: &stage, pool: pool, state: state,
+                                           batchCapacity: configuration.batchCapacity)
+            state.publish(port.counters)
+            let report = WorkerReport(index: state.index, port: port.counters, stage: stage.counters, frames: tally)
+            reports.withLock { $0.append(report) }
+            state.markFinished()
+        } catch {
+            state.markFailed("\(error)")
+        }
+    }
+
+    /// Asks every worker to stop and waits for them.
+    public func stop() {
+        for state in states { state.requestStop() }
+        let joined = threads.withLock { threads -> [WorkerThread] in
+            defer { threads = [] }
+            return threads
+        }
+        for thread in joined { thread.join() }
+    }
+
+    /// Runs until SIGINT or SIGTERM, or until `duration` has passed, printing a progress line
+    /// every `progressInterval` when given; then stops the workers.
+    public func run(for duration: Duration? = nil, progressInterval: Duration? = nil,
+                    progress: (String) -> Void = { print($0) }) throws(RuntimeError) {
+        let clock = MonotonicTimeSource()
+        let deadline = duration.map { clock.now() + $0 }
+        var lastReport = clock.now()
+        var last = totals()
+        let signals = SignalWaiter(configuration.handlesSignals ? [SIGINT, SIGTERM] : [])
+        while true {
+            let now = clock.now()
+            if let deadline, now >= deadline { break }
+            var wait = Duration.milliseconds(200)
+            if let deadline { wait = min(wait, deadline - now) }
+            if let signal = signals.wait(for: wait) {
+                progress("sluice: \(signal == SIGINT ? "SIGINT" : "SIGTERM") received, stopping")
+                break
+            }
+            if states.contains(where: { $0.currentPhase == .failed }) { break }
+            if let progressInterval, clock.now() - lastReport >= progressInterval {
+                let current = totals()
+                let seconds = Double((clock.now() - lastReport).nanosecondsClamped) / 1e9
+                let rx = Double(current.received &- last.received) / seconds
+                let tx = Double(current.transmitted &- last.transmitted) / seconds
+                progress("rx \(Self.rate(rx)) pps  tx \(Self.rate(tx)) pps  drops \(current.dropped)")
+                last = current
+                lastReport = clock.now()
+            }
+        }
+        stop()
+        if let failed = states.first(where: { $0.currentPhase == .failed }) {
+            throw RuntimeError("worker \(failed.index) failed: \(failed.failureReason ?? "unknown")")
+        }
+    }
+
+    /// Totals over all workers from their last published counters.
+    public func totals() -> TrafficSnapshot {
+        states.reduce(TrafficSnapshot()) { $0 + $1.snapshot }
+    }
+
+    /// The workers' final reports (after ``stop()``), in worker order.
+    public var workerReports: [WorkerReport] {
+        reports.withLock { $0 }.sorted { $0.index < $1.index }
+    }
+
+    /// A few lines saying what the server did: packets, rates, drops by cause, frame accounting.
+    public func summary() -> String {
+        let reports = workerReports
+        var port = PortCounters()
+        var stage = UDPStageCounters()
+        for r in reports {
+            port.add(r.port)
+            stage.add(r.stage)
+        }
+        let seconds = max(Double((MonotonicTimeSource().now() - started).nanosecondsClamped) / 1e9, 1e-9)
+        var lines = [
+            "sluice udp \(configuration.backend.rawValue) on \(boundEndpoint): \(reports.count) worker(s), \(String(format2: seconds)) s",
+            "  received \(port.receivedPackets) datagrams (\(Self.rate(Double(port.receivedPackets) / seconds)) pps avg), "
+                + "sent \(port.transmittedPackets), \(port.receiveCalls + port.transmitCalls) syscalls",
+        ]
+        let drops = port.fields.filter { $0.0.hasPrefix("drop") && $0.1 > 0 }
+            + stage.fields.filter { ($0.0.hasPrefix("malformed") || $0.0 == "not_udp" || $0.0 == "dropped_by_service") && $0.1 > 0 }
+        lines.append("  drops: " + (drops.isEmpty ? "none" : drops.map { "\($0.0)=\($0.1)" }.joined(separator: " ")))
+        if port.coalescedSegments > 0 || port.segmentedPackets > 0 {
+            lines.append("  offload: \(port.coalescedSegments) datagrams arrived coalesced (GRO), \(port.segmentedPackets) left segmented (GSO)")
+        }
+        for r in reports where !r.frames.isBalanced {
+            lines.append("  worker \(r.index) \(r.frames)")
+        }
+        if reports.allSatisfy({ $0.frames.isBalanced }) { lines.append("  frames: all returned to their pools") }
+        return lines.joined(separator: "\n")
+    }
+
+    static func rate(_ value: Double) -> String {
+        value >= 1e6 ? "\(String(format2: value / 1e6))M" : value >= 1e3 ? "\(String(format2: value / 1e3))k" : "\(Int(value))"
+    }
+}
+
+/// A value behind a mutex, shareable between threads by reference.
+final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    func withLock<R>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
+}
+
+extension String {
+    /// A number with two decimals, without Foundation.
+    init(format2 value: Double) {
+        let scaled = Int((value * 100).rounded())
+        let fraction = abs(scaled % 100)
+        self = "\(scaled / 100).\(fraction < 10 ? "0" : "")\(fraction)"
+    }
+}

@@ -1,0 +1,35 @@
+import SluiceCore
+
+/// The loop every worker runs: receive a batch, run the stage, transmit its output, reclaim
+/// finished frames. Generic over port and stage, so every call in it is direct.
+public enum WorkerLoop {
+    /// Runs until `state` asks to stop, then returns where the pool's frames are.
+    ///
+    /// Timers: the stage's ``Stage/pollTimeout()`` is checked after every receive, which
+    /// returns at least every port receive timeout.
+    @inlinable
+    public static func run<P: Port & ~Copyable, S: Stage & ~Copyable>(
+        port: inout P, stage: inout S, pool: FramePool, state: WorkerState,
+        batchCapacity: Int = PacketBatch.defaultCapacity
+    ) throws(PortError) -> FrameTally {
+        let clock = MonotonicTimeSource()
+        var received = PacketBatch(pool: pool, capacity: batchCapacity)
+        var output = PacketBatch(pool: pool, capacity: batchCapacity)
+        while !state.stopRequested {
+            let count = try port.receive(into: &received)
+            let now = clock.now()
+            if count > 0 {
+                stage.handle(&received, output: &output, now: now)
+            }
+            if let deadline = stage.pollTimeout(), deadline <= now, !output.isFull {
+                stage.handleTimeout(now: now, output: &output)
+            }
+            if !output.isEmpty {
+                try port.transmit(&output)
+            }
+            _ = port.reclaim()
+            state.publish(port.counters)
+        }
+        return pool.tally(held: received.count + output.count + port.framesHeld)
+    }
+}

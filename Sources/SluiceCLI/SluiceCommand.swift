@@ -1,0 +1,115 @@
+import ArgumentParser
+import Sluice
+
+@main
+struct SluiceCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sluice",
+        abstract: "User-space packet processing on Linux: UDP services over AF_XDP, io_uring, TUN/TAP and sockets.",
+        subcommands: [UDPEcho.self, UDPClient.self]
+    )
+}
+
+extension IPEndpoint: ExpressibleByArgument {
+    public init?(argument: String) { self.init(argument) }
+}
+
+extension Backend: ExpressibleByArgument {}
+
+/// Parses "0,1" or "0-3" CPU lists.
+func parseCPUList(_ text: String) throws -> [Int] {
+    var cpus: [Int] = []
+    for part in text.split(separator: ",") {
+        let bounds = part.split(separator: "-").map { Int($0) }
+        switch bounds.count {
+        case 1 where bounds[0] != nil: cpus.append(bounds[0]!)
+        case 2 where bounds[0] != nil && bounds[1] != nil && bounds[0]! <= bounds[1]!: cpus += Array(bounds[0]!...bounds[1]!)
+        default: throw ValidationError("bad CPU list '\(text)': use forms like 1 or 0,1 or 0-3")
+        }
+    }
+    return cpus
+}
+
+struct UDPEcho: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "udp-echo", abstract: "Serve UDP echo: every datagram goes back to its sender, byte for byte.")
+
+    @Option(help: "Backend: \(Backend.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var backend: Backend = .socket
+
+    @Option(help: "Address and port to listen on: 198.18.0.1:9000, [2001:2::1]:9000, [::]:9000 (dual-stack).")
+    var listen: IPEndpoint
+
+    @Option(help: "Worker threads (each with its own SO_REUSEPORT socket).")
+    var workers: Int = 1
+
+    @Option(help: "CPUs to pin workers to, e.g. 1 or 0-1.")
+    var cpus: String?
+
+    @Flag(help: "Send equal-size replies to one peer as one UDP GSO send.")
+    var gso = false
+
+    @Flag(help: "Receive coalesced datagrams (UDP GRO) and split them.")
+    var gro = false
+
+    @Option(help: "Stop by itself after this many seconds (default: run until SIGINT/SIGTERM).")
+    var duration: Double?
+
+    @Option(help: "Print a progress line every this many seconds (0: none).")
+    var statsInterval: Double = 1
+
+    func validate() throws {
+        guard workers >= 1 && workers <= 256 else { throw ValidationError("--workers must be 1 to 256") }
+        if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
+    }
+
+    func run() throws {
+        var configuration = UDPServerConfiguration(listen: listen)
+        configuration.backend = backend
+        configuration.workers = workers
+        configuration.cpus = try cpus.map(parseCPUList) ?? []
+        configuration.segmentationOffload = gso
+        configuration.receiveOffload = gro
+        let server = try UDPServer(configuration: configuration) { _ in UDPEchoService() }
+        print("sluice udp-echo: \(backend.rawValue) backend on \(server.boundEndpoint), \(workers) worker(s)"
+              + (gso ? ", GSO" : "") + (gro ? ", GRO" : ""))
+        defer { print(server.summary()) }
+        try server.run(
+            for: duration.map { .milliseconds(Int64($0 * 1000)) },
+            progressInterval: statsInterval > 0 ? .milliseconds(Int64(statsInterval * 1000)) : nil)
+    }
+}
+
+struct UDPClient: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "udp-client",
+        abstract: "Drive a UDP echo server with numbered datagrams for a bounded time and check every reply byte.")
+
+    @Option(help: "The echo server, e.g. 198.18.0.1:9000.")
+    var target: IPEndpoint
+
+    @Option(help: "Payload bytes per datagram (0 to 65507).")
+    var size: Int = 64
+
+    @Option(help: "Seconds to run.")
+    var duration: Double = 3
+
+    @Option(help: "Stop after this many datagrams.")
+    var count: UInt64?
+
+    @Option(help: "Most datagrams in flight without a reply.")
+    var window: Int = 256
+
+    func validate() throws {
+        guard (0...65507).contains(size) else { throw ValidationError("--size must be 0 to 65507") }
+        guard duration > 0 && duration <= 3600 else { throw ValidationError("--duration must be in (0, 3600] seconds") }
+        guard window >= 1 else { throw ValidationError("--window must be at least 1") }
+    }
+
+    func run() throws {
+        let report = try UDPLoadClient.run(
+            target: target, payloadSize: size, duration: .milliseconds(Int64(duration * 1000)), count: count, window: window)
+        print("sluice udp-client → \(target): \(report)")
+        if report.corrupt > 0 { throw ExitCode(2) }
+    }
+}

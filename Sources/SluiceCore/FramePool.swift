@@ -1,0 +1,158 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why a ``FramePool`` could not be created.
+public enum FramePoolError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// The frame size is not a multiple of 64 between 256 bytes and 1 MiB, or the headroom leaves no room.
+    case invalidGeometry(frameSize: Int, headroom: Int, frameCount: Int)
+    /// `mmap` failed; `errno` says why.
+    case mapFailed(bytes: Int, errno: Int32)
+
+    public var description: String {
+        switch self {
+        case let .invalidGeometry(size, headroom, count):
+            return "frame pool: \(count) frames of \(size) bytes with \(headroom) bytes of headroom is not a valid geometry "
+                + "(frame size a multiple of 64 from 256 bytes to 1 MiB, headroom below the frame size, at least one frame)"
+        case let .mapFailed(bytes, errno):
+            let hint = errno == ENOMEM ? "; lower --frames or free memory" : ""
+            return "frame pool: mmap of \(bytes) bytes failed: \(String(cString: strerror(errno))) (errno \(errno))\(hint)"
+        }
+    }
+}
+
+/// One page-aligned memory region cut into equal frames, with a free list.
+///
+/// The region is laid out as AF_XDP wants its UMEM (frame `i` starts at offset `i * frameSize`),
+/// so the same memory can be registered with an XSK socket; kernel-socket and io_uring ports
+/// use it as plain receive and send buffers. A frame is named by its *address*: its offset from
+/// the region's start, as in an XDP descriptor.
+///
+/// A pool belongs to one worker thread: it is not thread-safe, and nothing on the packet path
+/// locks. It is `Sendable` only so a controller can build it and hand it to its worker.
+public final class FramePool: @unchecked Sendable {
+    /// The first byte of the region.
+    public let base: UnsafeMutableRawPointer
+    /// The size of the region in bytes (`frameCount * frameSize`, rounded up to whole pages).
+    public let regionSize: Int
+    /// The size of every frame.
+    public let frameSize: Int
+    /// The number of frames.
+    public let frameCount: Int
+    /// Where a packet's data starts in a freshly allocated frame, leaving room to push headers.
+    public let headroom: Int
+
+    @usableFromInline let freeList: UnsafeMutablePointer<UInt64>
+    @usableFromInline var freeTop: Int
+
+    /// Maps a region of `frameCount` frames of `frameSize` bytes, all free.
+    ///
+    /// - Parameters:
+    ///   - frameCount: how many frames.
+    ///   - frameSize: bytes per frame; 2048 or 4096 for AF_XDP, up to 1 MiB for sockets that take 64 KiB datagrams.
+    ///   - headroom: where packet data starts in a fresh frame.
+    public init(frameCount: Int, frameSize: Int = 2048, headroom: Int = 256) throws(FramePoolError) {
+        guard frameCount > 0, frameCount <= 1 << 24, frameSize % 64 == 0, (256...(1 << 20)).contains(frameSize),
+              headroom >= 0, headroom < frameSize
+        else { throw .invalidGeometry(frameSize: frameSize, headroom: headroom, frameCount: frameCount) }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let bytes = (frameCount * frameSize + page - 1) / page * page
+        let region = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0)
+        guard let region, region != MAP_FAILED else { throw .mapFailed(bytes: bytes, errno: errno) }
+        base = region
+        regionSize = bytes
+        self.frameSize = frameSize
+        self.frameCount = frameCount
+        self.headroom = headroom
+        freeList = .allocate(capacity: frameCount)
+        // Highest address at the bottom so frames come out in ascending order: easier to read in traces.
+        for i in 0..<frameCount {
+            freeList[i] = UInt64(frameCount - 1 - i) * UInt64(frameSize)
+        }
+        freeTop = frameCount
+    }
+
+    deinit {
+        munmap(base, regionSize)
+        freeList.deallocate()
+    }
+
+    /// Frames on the free list now.
+    @inlinable
+    public var freeCount: Int { freeTop }
+
+    /// Frames that are somewhere other than the free list: in batches, rings or the kernel.
+    @inlinable
+    public var outstandingCount: Int { frameCount - freeTop }
+
+    /// Takes a frame off the free list, as a packet with `headroom` bytes before its (empty) data.
+    @inlinable
+    public func allocate() -> Packet? {
+        guard let address = allocateAddress() else { return nil }
+        return packet(at: address, offset: headroom, length: 0)
+    }
+
+    /// Takes a frame's address off the free list (for ports that hand addresses to the kernel).
+    @inlinable
+    public func allocateAddress() -> UInt64? {
+        guard freeTop > 0 else { return nil }
+        freeTop &-= 1
+        return freeList[freeTop]
+    }
+
+    /// Returns a frame to the free list.
+    @inlinable
+    public func release(_ packet: consuming Packet) {
+        releaseAddress(address(of: packet))
+    }
+
+    /// Returns a frame, named by its address (any address inside the frame), to the free list.
+    @inlinable
+    public func releaseAddress(_ address: UInt64) {
+        precondition(freeTop < frameCount, "frame pool: more frames released than exist (double release)")
+        freeList[freeTop] = address - address % UInt64(frameSize)
+        freeTop &+= 1
+    }
+
+    /// The address (offset from ``base``) of the frame that holds `packet`.
+    @inlinable
+    public func address(of packet: borrowing Packet) -> UInt64 {
+        UInt64(UInt(bitPattern: packet.frameStart - base))
+    }
+
+    /// Wraps the frame at `address` as a packet whose data is `length` bytes at `offset` from the frame start.
+    ///
+    /// Ports call this for frames the kernel filled; the caller must own the frame.
+    @inlinable
+    public func packet(at address: UInt64, offset: Int, length: Int) -> Packet {
+        let frameAddress = address - address % UInt64(frameSize)
+        let extra = Int(address - frameAddress)
+        return Packet(
+            frameStart: base + Int(frameAddress), capacity: frameSize, offset: offset + extra, length: length)
+    }
+
+    /// Checks that every frame is accounted for: the free ones plus `held` (frames the caller
+    /// counts in its batches, rings and in flight) must be exactly the pool.
+    ///
+    /// - Returns: the tally, whose ``FrameTally/isBalanced`` says whether nothing leaked.
+    public func tally(held: Int) -> FrameTally {
+        FrameTally(total: frameCount, free: freeTop, held: held)
+    }
+}
+
+/// Where a pool's frames are: proof that none leaked or were counted twice.
+public struct FrameTally: Equatable, Sendable, CustomStringConvertible {
+    /// The pool's size.
+    public var total: Int
+    /// Frames on the free list.
+    public var free: Int
+    /// Frames the owner says it holds (batches, rings, in flight).
+    public var held: Int
+
+    /// True when free and held frames add up to the pool exactly.
+    public var isBalanced: Bool { free + held == total }
+
+    public var description: String {
+        "frames: \(free) free + \(held) held = \(free + held) of \(total)\(isBalanced ? "" : " (UNBALANCED)")"
+    }
+}

@@ -1,0 +1,127 @@
+/// What a port's packets hold, so a stage knows how to read them.
+public enum FrameFormat: Sendable, Equatable, CustomStringConvertible {
+    /// Whole Ethernet frames (AF_XDP, TAP).
+    case ethernet
+    /// Bare IPv4 or IPv6 packets (TUN).
+    case ip
+    /// UDP payloads from a kernel socket, with the addresses in a ``DatagramHeader`` at the frame's start.
+    case datagram
+
+    public var description: String {
+        switch self {
+        case .ethernet: "ethernet"
+        case .ip: "ip"
+        case .datagram: "datagram"
+        }
+    }
+}
+
+/// A source and sink of packet batches: an AF_XDP socket, a TUN/TAP queue, an io_uring or a
+/// kernel socket. One port serves one worker thread.
+///
+/// Workers are generic over their port, so the calls below are direct, not dynamic.
+public protocol Port: ~Copyable {
+    /// What the packets this port delivers hold.
+    var format: FrameFormat { get }
+
+    /// Fills `batch` with up to its remaining capacity of received packets, waiting at most
+    /// the port's configured receive timeout for the first one.
+    ///
+    /// - Returns: how many packets were added (0 on timeout).
+    mutating func receive(into batch: inout PacketBatch) throws(PortError) -> Int
+
+    /// Sends every packet in `batch`; the batch is empty afterwards. Each frame moves to the
+    /// kernel or a transmit ring, or back to the pool once sent or dropped (then counted).
+    mutating func transmit(_ batch: inout PacketBatch) throws(PortError)
+
+    /// Returns frames the kernel has finished with (a completion ring) to the pool.
+    ///
+    /// - Returns: how many frames came back.
+    mutating func reclaim() -> Int
+
+    /// Frames the port holds now: in fill, receive, transmit or completion rings, or in flight.
+    var framesHeld: Int { get }
+
+    /// What the port has done so far.
+    var counters: PortCounters { get }
+}
+
+/// A port's failure: the operation, the errno, and what to do about it.
+public struct PortError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// The call that failed, e.g. `"recvmmsg"`.
+    public var operation: String
+    /// The errno it returned (0 when none applies).
+    public var errno: Int32
+    /// What the user can do about it.
+    public var hint: String
+
+    /// Creates an error.
+    public init(operation: String, errno: Int32, hint: String = "") {
+        self.operation = operation
+        self.errno = errno
+        self.hint = hint
+    }
+
+    public var description: String {
+        var text = "\(operation) failed"
+        if errno != 0 { text += ": \(String(cString: strerror(errno))) (errno \(errno))" }
+        if !hint.isEmpty { text += "; \(hint)" }
+        return text
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A port's running totals. Updated per batch by the worker that owns the port.
+public struct PortCounters: Equatable, Sendable {
+    /// Packets received.
+    public var receivedPackets: UInt64 = 0
+    /// Payload bytes received.
+    public var receivedBytes: UInt64 = 0
+    /// Packets sent.
+    public var transmittedPackets: UInt64 = 0
+    /// Payload bytes sent.
+    public var transmittedBytes: UInt64 = 0
+    /// Receive calls into the kernel (syscalls or ring wakeups).
+    public var receiveCalls: UInt64 = 0
+    /// Transmit calls into the kernel.
+    public var transmitCalls: UInt64 = 0
+    /// Packets not received for want of a free frame.
+    public var droppedNoFrame: UInt64 = 0
+    /// Packets cut short because the frame was too small (counted and dropped).
+    public var droppedTruncated: UInt64 = 0
+    /// Packets the kernel refused to send.
+    public var droppedTransmit: UInt64 = 0
+    /// Packets received in coalesced (GRO) buffers and split by the port.
+    public var coalescedSegments: UInt64 = 0
+    /// Packets sent in segmented (GSO) sends.
+    public var segmentedPackets: UInt64 = 0
+
+    /// Zero counts.
+    public init() {}
+
+    /// Adds another port's counts to these.
+    public mutating func add(_ other: PortCounters) {
+        receivedPackets += other.receivedPackets
+        receivedBytes += other.receivedBytes
+        transmittedPackets += other.transmittedPackets
+        transmittedBytes += other.transmittedBytes
+        receiveCalls += other.receiveCalls
+        transmitCalls += other.transmitCalls
+        droppedNoFrame += other.droppedNoFrame
+        droppedTruncated += other.droppedTruncated
+        droppedTransmit += other.droppedTransmit
+        coalescedSegments += other.coalescedSegments
+        segmentedPackets += other.segmentedPackets
+    }
+
+    /// The counts as name–value pairs, for summaries and JSON.
+    public var fields: [(String, UInt64)] {
+        [("rx_packets", receivedPackets), ("rx_bytes", receivedBytes), ("tx_packets", transmittedPackets),
+         ("tx_bytes", transmittedBytes), ("rx_calls", receiveCalls), ("tx_calls", transmitCalls),
+         ("drop_no_frame", droppedNoFrame), ("drop_truncated", droppedTruncated), ("drop_tx", droppedTransmit),
+         ("gro_segments", coalescedSegments), ("gso_segments", segmentedPackets)]
+    }
+}

@@ -1,0 +1,341 @@
+/// An IPv4 address, held as the 32-bit number its four bytes spell in network order
+/// (198.18.0.1 is `0xC612_0001`).
+public struct IPv4Address: Hashable, Sendable, Comparable, CustomStringConvertible {
+    /// The address as a host-order integer: the first byte is the most significant.
+    public var rawValue: UInt32
+
+    /// Creates an address from its host-order integer value.
+    @inlinable
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    /// Creates an address from its four bytes, most significant first.
+    @inlinable
+    public init(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8) {
+        rawValue = UInt32(a) << 24 | UInt32(b) << 16 | UInt32(c) << 8 | UInt32(d)
+    }
+
+    /// Parses dotted-quad text ("198.18.0.1"); `nil` for anything else.
+    public init?(_ text: some StringProtocol) {
+        var value: UInt32 = 0
+        var parts = 0
+        for part in text.split(separator: ".", omittingEmptySubsequences: false) {
+            guard !part.isEmpty, part.count <= 3, part.allSatisfy({ $0.isASCII && $0.isNumber }),
+                  let byte = UInt8(part), !(part.count > 1 && part.first == "0")
+            else { return nil }
+            value = value << 8 | UInt32(byte)
+            parts += 1
+        }
+        guard parts == 4 else { return nil }
+        rawValue = value
+    }
+
+    /// 0.0.0.0.
+    public static let any = IPv4Address(rawValue: 0)
+    /// 127.0.0.1.
+    public static let loopback = IPv4Address(127, 0, 0, 1)
+
+    /// The four bytes in network order.
+    @inlinable
+    public var bytes: (UInt8, UInt8, UInt8, UInt8) {
+        (UInt8(truncatingIfNeeded: rawValue >> 24), UInt8(truncatingIfNeeded: rawValue >> 16),
+         UInt8(truncatingIfNeeded: rawValue >> 8), UInt8(truncatingIfNeeded: rawValue))
+    }
+
+    /// Reads an address stored in network order at `pointer`.
+    @inlinable
+    public init(networkBytesAt pointer: UnsafeRawPointer) {
+        rawValue = UInt32(bigEndian: pointer.loadUnaligned(as: UInt32.self))
+    }
+
+    /// Stores the address in network order at `pointer`.
+    @inlinable
+    public func store(networkBytesAt pointer: UnsafeMutableRawPointer) {
+        pointer.storeBytes(of: rawValue.bigEndian, as: UInt32.self)
+    }
+
+    /// Dotted-quad text, e.g. "198.18.0.1".
+    public var description: String {
+        let b = bytes
+        return "\(b.0).\(b.1).\(b.2).\(b.3)"
+    }
+
+    /// Orders addresses numerically.
+    public static func < (lhs: IPv4Address, rhs: IPv4Address) -> Bool { lhs.rawValue < rhs.rawValue }
+}
+
+/// An IPv6 address, held as two host-order 64-bit halves of its 128 network-order bits.
+public struct IPv6Address: Hashable, Sendable, Comparable, CustomStringConvertible {
+    /// The first 64 bits, most significant first.
+    public var high: UInt64
+    /// The last 64 bits, most significant first.
+    public var low: UInt64
+
+    /// Creates an address from its two halves.
+    @inlinable
+    public init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+
+    /// Creates an address from its eight 16-bit groups, most significant first.
+    public init(groups g: [UInt16]) {
+        precondition(g.count == 8, "an IPv6 address has eight groups")
+        high = g[0..<4].reduce(0) { $0 << 16 | UInt64($1) }
+        low = g[4..<8].reduce(0) { $0 << 16 | UInt64($1) }
+    }
+
+    /// The IPv4-mapped form `::ffff:a.b.c.d` (RFC 4291 section 2.5.5.2).
+    @inlinable
+    public init(mapping v4: IPv4Address) {
+        high = 0
+        low = 0xFFFF_0000_0000 | UInt64(v4.rawValue)
+    }
+
+    /// `::`.
+    public static let any = IPv6Address(high: 0, low: 0)
+    /// `::1`.
+    public static let loopback = IPv6Address(high: 0, low: 1)
+
+    /// The embedded IPv4 address when this is an IPv4-mapped address.
+    @inlinable
+    public var mappedIPv4: IPv4Address? {
+        guard high == 0, low >> 32 == 0xFFFF else { return nil }
+        return IPv4Address(rawValue: UInt32(truncatingIfNeeded: low))
+    }
+
+    /// The eight 16-bit groups, most significant first.
+    public var groups: [UInt16] {
+        (0..<4).map { UInt16(truncatingIfNeeded: high >> (48 - 16 * UInt64($0))) }
+            + (0..<4).map { UInt16(truncatingIfNeeded: low >> (48 - 16 * UInt64($0))) }
+    }
+
+    /// Reads an address stored in network order at `pointer`.
+    @inlinable
+    public init(networkBytesAt pointer: UnsafeRawPointer) {
+        high = UInt64(bigEndian: pointer.loadUnaligned(as: UInt64.self))
+        low = UInt64(bigEndian: pointer.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+    }
+
+    /// Stores the address in network order at `pointer`.
+    @inlinable
+    public func store(networkBytesAt pointer: UnsafeMutableRawPointer) {
+        pointer.storeBytes(of: high.bigEndian, as: UInt64.self)
+        pointer.storeBytes(of: low.bigEndian, toByteOffset: 8, as: UInt64.self)
+    }
+
+    /// Parses RFC 4291 text: full, `::`-compressed, and with a trailing dotted quad.
+    public init?(_ text: some StringProtocol) {
+        let s = String(text)
+        guard !s.isEmpty, s.count <= 45 else { return nil }
+        var head: [UInt16] = []
+        var tail: [UInt16] = []
+        let halves = s.split(separator: "::", omittingEmptySubsequences: false).map(String.init)
+        guard halves.count <= 2 else { return nil }
+        func parse(_ part: String, allowV4: Bool) -> [UInt16]? {
+            if part.isEmpty { return [] }
+            var out: [UInt16] = []
+            let fields = part.split(separator: ":", omittingEmptySubsequences: false)
+            for (i, field) in fields.enumerated() {
+                if allowV4, i == fields.count - 1, field.contains(".") {
+                    guard let v4 = IPv4Address(field) else { return nil }
+                    out.append(UInt16(v4.rawValue >> 16))
+                    out.append(UInt16(v4.rawValue & 0xFFFF))
+                    continue
+                }
+                guard (1...4).contains(field.count), isHexDigits(field), let g = UInt16(field, radix: 16)
+                else { return nil }
+                out.append(g)
+            }
+            return out
+        }
+        if halves.count == 2 {
+            guard let h = parse(halves[0], allowV4: false), let t = parse(halves[1], allowV4: true),
+                  h.count + t.count <= 7
+            else { return nil }
+            head = h
+            tail = t
+        } else {
+            guard let h = parse(halves[0], allowV4: true), h.count == 8 else { return nil }
+            head = h
+        }
+        self.init(groups: head + Array(repeating: 0, count: 8 - head.count - tail.count) + tail)
+    }
+
+    /// RFC 5952 text: lower case, leading zeros dropped, the longest run of two or more
+    /// zero groups written `::`, and IPv4-mapped addresses as `::ffff:a.b.c.d`.
+    public var description: String {
+        if let v4 = mappedIPv4 { return "::ffff:\(v4)" }
+        let g = groups
+        var bestStart = -1
+        var bestLength = 1
+        var i = 0
+        while i < 8 {
+            guard g[i] == 0 else { i += 1; continue }
+            var j = i
+            while j < 8, g[j] == 0 { j += 1 }
+            if j - i > bestLength { bestStart = i; bestLength = j - i }
+            i = j
+        }
+        func hex(_ range: Range<Int>) -> String { g[range].map { String($0, radix: 16) }.joined(separator: ":") }
+        guard bestStart >= 0 else { return hex(0..<8) }
+        return hex(0..<bestStart) + "::" + hex((bestStart + bestLength)..<8)
+    }
+
+    /// Orders addresses numerically.
+    public static func < (lhs: IPv6Address, rhs: IPv6Address) -> Bool {
+        (lhs.high, lhs.low) < (rhs.high, rhs.low)
+    }
+}
+
+/// An IPv4 or IPv6 address.
+public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
+    /// An IPv4 address.
+    case v4(IPv4Address)
+    /// An IPv6 address.
+    case v6(IPv6Address)
+
+    /// Parses either family's text form.
+    public init?(_ text: some StringProtocol) {
+        if let a = IPv4Address(text) {
+            self = .v4(a)
+        } else if let a = IPv6Address(text) {
+            self = .v6(a)
+        } else {
+            return nil
+        }
+    }
+
+    /// An IPv4-mapped IPv6 address turned into plain IPv4; anything else unchanged.
+    @inlinable
+    public var unmapped: IPAddress {
+        if case .v6(let a) = self, let v4 = a.mappedIPv4 { return .v4(v4) }
+        return self
+    }
+
+    /// The address in its family's text form.
+    public var description: String {
+        switch self {
+        case .v4(let a): a.description
+        case .v6(let a): a.description
+        }
+    }
+}
+
+/// An IP address and a UDP or TCP port.
+public struct IPEndpoint: Hashable, Sendable, CustomStringConvertible {
+    /// The address.
+    public var address: IPAddress
+    /// The port, in host order.
+    public var port: UInt16
+
+    /// Creates an endpoint.
+    @inlinable
+    public init(address: IPAddress, port: UInt16) {
+        self.address = address
+        self.port = port
+    }
+
+    /// Parses `198.18.0.1:53`, `[2001:2::1]:53`, or `:53` (any IPv4 address).
+    public init?(_ text: some StringProtocol) {
+        let s = String(text)
+        let hostPart: Substring
+        let portPart: Substring
+        if s.hasPrefix("[") {
+            guard let close = s.firstIndex(of: "]"), s[s.index(after: close)...].hasPrefix(":") else { return nil }
+            hostPart = s[s.index(after: s.startIndex)..<close]
+            portPart = s[s.index(close, offsetBy: 2)...]
+            guard let a = IPv6Address(hostPart), isDecimalDigits(portPart), let p = UInt16(portPart) else { return nil }
+            self.init(address: .v6(a), port: p)
+            return
+        }
+        guard let colon = s.lastIndex(of: ":") else { return nil }
+        hostPart = s[..<colon]
+        portPart = s[s.index(after: colon)...]
+        guard isDecimalDigits(portPart), let p = UInt16(portPart) else { return nil }
+        if hostPart.isEmpty {
+            self.init(address: .v4(.any), port: p)
+            return
+        }
+        guard let a = IPv4Address(hostPart) else { return nil }
+        self.init(address: .v4(a), port: p)
+    }
+
+    /// `198.18.0.1:53` or `[2001:2::1]:53`.
+    public var description: String {
+        switch address {
+        case .v4(let a): "\(a):\(port)"
+        case .v6(let a): "[\(a)]:\(port)"
+        }
+    }
+}
+
+/// An Ethernet MAC address, held in the low 48 bits of an integer, first byte most significant.
+public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
+    /// The 48-bit value.
+    public var rawValue: UInt64
+
+    /// Creates an address from its 48-bit value (the upper 16 bits must be zero).
+    @inlinable
+    public init(rawValue: UInt64) { self.rawValue = rawValue & 0xFFFF_FFFF_FFFF }
+
+    /// Creates an address from its six bytes.
+    @inlinable
+    public init(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8, _ e: UInt8, _ f: UInt8) {
+        rawValue = UInt64(a) << 40 | UInt64(b) << 32 | UInt64(c) << 24 | UInt64(d) << 16 | UInt64(e) << 8 | UInt64(f)
+    }
+
+    /// Parses `aa:bb:cc:dd:ee:ff`.
+    public init?(_ text: some StringProtocol) {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 6 else { return nil }
+        var v: UInt64 = 0
+        for p in parts {
+            guard p.count == 2, isHexDigits(p), let b = UInt8(p, radix: 16) else { return nil }
+            v = v << 8 | UInt64(b)
+        }
+        rawValue = v
+    }
+
+    /// ff:ff:ff:ff:ff:ff.
+    public static let broadcast = MACAddress(rawValue: 0xFFFF_FFFF_FFFF)
+
+    /// Reads six bytes at `pointer`.
+    @inlinable
+    public init(networkBytesAt pointer: UnsafeRawPointer) {
+        let hi = UInt64(UInt16(bigEndian: pointer.loadUnaligned(as: UInt16.self)))
+        let lo = UInt64(UInt32(bigEndian: pointer.loadUnaligned(fromByteOffset: 2, as: UInt32.self)))
+        rawValue = hi << 32 | lo
+    }
+
+    /// Writes the six bytes at `pointer`.
+    @inlinable
+    public func store(networkBytesAt pointer: UnsafeMutableRawPointer) {
+        pointer.storeBytes(of: UInt16(truncatingIfNeeded: rawValue >> 32).bigEndian, as: UInt16.self)
+        pointer.storeBytes(of: UInt32(truncatingIfNeeded: rawValue).bigEndian, toByteOffset: 2, as: UInt32.self)
+    }
+
+    /// Lower-case `aa:bb:cc:dd:ee:ff`.
+    public var description: String {
+        (0..<6).map { i -> String in
+            let b = UInt8(truncatingIfNeeded: rawValue >> (40 - 8 * UInt64(i)))
+            return (b < 16 ? "0" : "") + String(b, radix: 16)
+        }.joined(separator: ":")
+    }
+}
+
+/// True for a non-empty run of ASCII hex digits. Integer parsing alone would also take a
+/// leading `+` or `-`, which no address or port text allows.
+private func isHexDigits(_ text: some StringProtocol) -> Bool {
+    !text.isEmpty && text.utf8.allSatisfy {
+        switch $0 {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "f"),
+             UInt8(ascii: "A")...UInt8(ascii: "F"): true
+        default: false
+        }
+    }
+}
+
+/// True for a non-empty run of ASCII decimal digits.
+private func isDecimalDigits(_ text: some StringProtocol) -> Bool {
+    !text.isEmpty && text.utf8.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
+}

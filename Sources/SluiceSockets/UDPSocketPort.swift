@@ -1,0 +1,524 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSluice
+import SluiceCore
+import SluicePackets
+import SluiceUDP
+
+/// How a ``UDPSocketPort`` sets up its socket.
+public struct UDPSocketConfiguration: Sendable {
+    /// The address and port to bind. `0.0.0.0` takes IPv4 only; `[::]` takes both families
+    /// (dual-stack, IPv4 peers seen as IPv4).
+    public var listen: IPEndpoint
+    /// `SO_REUSEPORT`, so each worker binds its own socket to the same port and the kernel
+    /// spreads flows between them.
+    public var reusePort: Bool = true
+    /// Send runs of equal-size datagrams to one peer as one `UDP_SEGMENT` (GSO) send.
+    public var segmentationOffload: Bool = false
+    /// Receive coalesced datagrams (`UDP_GRO`) and split them here; needs frames of 64 KiB.
+    public var receiveOffload: Bool = false
+    /// The largest segment a GSO send may use: the path MTU less the IP and UDP headers
+    /// (1452 fits IPv4 and IPv6 on a 1500-byte MTU).
+    public var maximumSegmentSize: Int = 1452
+    /// How long ``UDPSocketPort/receive(into:)`` waits for the first datagram.
+    public var receiveTimeout: Duration = .milliseconds(100)
+    /// `SO_RCVBUF`/`SO_SNDBUF` in bytes (forced past the sysctl limit when privileged); `nil` keeps the default.
+    public var socketBufferBytes: Int? = 4 << 20
+
+    /// A configuration for `listen`, other settings at their defaults.
+    public init(listen: IPEndpoint) { self.listen = listen }
+
+    /// The frame size a pool needs for datagrams of up to `maximumDatagram` payload bytes
+    /// (and for coalesced receives when ``receiveOffload`` is on).
+    public func frameSize(maximumDatagram: Int = 65507) -> Int {
+        let payload = receiveOffload ? 65535 : max(maximumDatagram, 1)
+        return (DatagramHeader.minimumHeadroom + payload + 4095) / 4096 * 4096
+    }
+}
+
+/// A UDP port over a kernel socket: `recvmmsg` and `sendmmsg` straight into and out of pool
+/// frames, one syscall per batch each way.
+///
+/// The peer's address lands in the frame's ``DatagramHeader``; `IP_PKTINFO`/`IPV6_PKTINFO`
+/// tell which local address a datagram came to, and replies leave from it. With
+/// ``UDPSocketConfiguration/segmentationOffload`` equal-size datagrams to one peer go out as
+/// one GSO send; with ``UDPSocketConfiguration/receiveOffload`` coalesced receives are split
+/// back into datagrams (segments after the first are copied into their own frames, so the
+/// service sees each on its own).
+public struct UDPSocketPort: Port, ~Copyable {
+    /// The socket.
+    public let descriptor: Int32
+    /// The address the socket is bound to (with the port the kernel chose for port 0).
+    public let localEndpoint: IPEndpoint
+    /// The configuration it was made with.
+    public let configuration: UDPSocketConfiguration
+    @usableFromInline let pool: FramePool
+    @usableFromInline let family: Int32
+    @usableFromInline let headroom: Int
+    @usableFromInline let slots: Int
+    @usableFromInline let messages: UnsafeMutablePointer<sluice_mmsghdr>
+    @usableFromInline let vectors: UnsafeMutablePointer<iovec>
+    @usableFromInline let addresses: UnsafeMutablePointer<UInt64>
+    @usableFromInline let runs: UnsafeMutablePointer<Int>
+    @usableFromInline let control: UnsafeMutableRawPointer
+    @usableFromInline var gsoEnabled: Bool
+    @usableFromInline var pending: PendingSegments
+    @usableFromInline var _counters = PortCounters()
+
+    @usableFromInline static let controlStride = 64
+    @usableFromInline static let maximumGSOPayload = 65507
+
+    /// Opens and binds the socket.
+    ///
+    /// - Parameters:
+    ///   - configuration: what to bind and which offloads to use.
+    ///   - pool: the frames to receive into; its frames must be at least
+    ///     ``UDPSocketConfiguration/frameSize(maximumDatagram:)`` long to take every datagram whole.
+    ///   - batchCapacity: the largest batch the port fills or sends.
+    public init(configuration: UDPSocketConfiguration, pool: FramePool,
+                batchCapacity: Int = PacketBatch.defaultCapacity) throws(SocketError) {
+        precondition(pool.headroom >= DatagramHeader.minimumHeadroom,
+                     "a datagram pool needs \(DatagramHeader.minimumHeadroom) bytes of headroom")
+        let family: Int32
+        switch configuration.listen.address {
+        case .v4: family = AF_INET
+        case .v6: family = AF_INET6
+        }
+        let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SocketError(operation: "socket(UDP)", errno: errno) }
+        do throws(SocketError) {
+            try Self.configure(fd, family: family, configuration: configuration)
+            let bound = SocketAddress.with(configuration.listen, family: family) { bind(fd, $0, $1) }
+            guard bound == 0 else { throw SocketError(operation: "bind(\(configuration.listen))", errno: errno) }
+        } catch {
+            close(fd)
+            throw error
+        }
+        descriptor = fd
+        self.family = family
+        self.configuration = configuration
+        localEndpoint = SocketAddress.localEndpoint(of: fd) ?? configuration.listen
+        self.pool = pool
+        headroom = pool.headroom
+        slots = batchCapacity
+        messages = .allocate(capacity: batchCapacity)
+        vectors = .allocate(capacity: batchCapacity)
+        addresses = .allocate(capacity: batchCapacity)
+        runs = .allocate(capacity: batchCapacity)
+        control = .allocate(byteCount: batchCapacity * Self.controlStride, alignment: 16)
+        gsoEnabled = configuration.segmentationOffload
+        pending = PendingSegments(capacity: batchCapacity)
+    }
+
+    deinit {
+        close(descriptor)
+        pending.release(to: pool)
+        messages.deallocate()
+        vectors.deallocate()
+        addresses.deallocate()
+        runs.deallocate()
+        control.deallocate()
+    }
+
+    static func configure(_ fd: Int32, family: Int32, configuration: UDPSocketConfiguration) throws(SocketError) {
+        if configuration.reusePort { try setOption(fd, SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT") }
+        if family == AF_INET6 {
+            let dualStack: Int32 = configuration.listen.address == .v6(.any) ? 0 : 1
+            try setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, dualStack, "IPV6_V6ONLY")
+            try setOption(fd, Int32(IPPROTO_IPV6), IPV6_RECVPKTINFO, 1, "IPV6_RECVPKTINFO")
+        }
+        // On a dual-stack socket IPv4 datagrams report their destination through IP_PKTINFO.
+        try setOption(fd, Int32(IPPROTO_IP), IP_PKTINFO, 1, "IP_PKTINFO")
+        if configuration.receiveOffload {
+            try setOption(fd, Int32(IPPROTO_UDP), sluice_UDP_GRO, 1, "UDP_GRO")
+        }
+        if let bytes = configuration.socketBufferBytes {
+            let size = Int32(clamping: bytes)
+            // The FORCE variants pass the sysctl caps when privileged; fall back to the capped ones.
+            if (try? setOption(fd, SOL_SOCKET, SO_RCVBUFFORCE, size, "SO_RCVBUFFORCE")) == nil {
+                try setOption(fd, SOL_SOCKET, SO_RCVBUF, size, "SO_RCVBUF")
+            }
+            if (try? setOption(fd, SOL_SOCKET, SO_SNDBUFFORCE, size, "SO_SNDBUFFORCE")) == nil {
+                try setOption(fd, SOL_SOCKET, SO_SNDBUF, size, "SO_SNDBUF")
+            }
+        }
+        var timeout = timeval(
+            tv_sec: Int(configuration.receiveTimeout.components.seconds),
+            tv_usec: Int(configuration.receiveTimeout.components.attoseconds / 1_000_000_000_000))
+        if timeout.tv_sec == 0 && timeout.tv_usec == 0 { timeout.tv_usec = 1 }
+        guard setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size)) == 0 else {
+            throw SocketError(operation: "setsockopt(SO_RCVTIMEO)", errno: errno)
+        }
+    }
+
+    public var format: FrameFormat { .datagram }
+
+    public var framesHeld: Int { pending.count }
+
+    public var counters: PortCounters { _counters }
+
+    /// Whether sends still use GSO (it turns itself off, saying so once, if the kernel refuses it).
+    public var usesSegmentationOffload: Bool { gsoEnabled }
+
+    public mutating func reclaim() -> Int { 0 }
+
+    // MARK: Receive
+
+    public mutating func receive(into batch: inout PacketBatch) throws(PortError) -> Int {
+        let before = batch.count
+        if !pending.isEmpty {
+            drainPending(into: &batch)
+            return batch.count - before
+        }
+        var count = 0
+        let limit = min(batch.remainingCapacity, slots)
+        while count < limit, let address = pool.allocateAddress() {
+            prepareReceive(slot: count, frameAddress: address)
+            count += 1
+        }
+        guard count > 0 else {
+            _counters.droppedNoFrame &+= 1
+            return 0
+        }
+        _counters.receiveCalls &+= 1
+        let received = sluice_recvmmsg(descriptor, messages, UInt32(count), sluice_MSG_WAITFORONE)
+        let error = errno
+        let got = max(Int(received), 0)
+        for i in got..<count { pool.releaseAddress(addresses[i]) }
+        if received < 0 {
+            if error == EAGAIN || error == EWOULDBLOCK || error == EINTR { return 0 }
+            throw PortError(operation: "recvmmsg on \(localEndpoint)", errno: error)
+        }
+        for i in 0..<got { completeReceive(slot: i, into: &batch) }
+        drainPending(into: &batch)
+        return batch.count - before
+    }
+
+    @inlinable
+    func prepareReceive(slot: Int, frameAddress: UInt64) {
+        let frame = pool.base + Int(frameAddress)
+        addresses[slot] = frameAddress
+        vectors[slot] = iovec(iov_base: frame + headroom, iov_len: pool.frameSize - headroom)
+        messages[slot] = sluice_mmsghdr(
+            msg_hdr: msghdr(
+                msg_name: frame + DatagramHeader.peerOffset, msg_namelen: socklen_t(DatagramHeader.peerCapacity),
+                msg_iov: vectors + slot, msg_iovlen: 1,
+                msg_control: frame + DatagramHeader.controlOffset, msg_controllen: DatagramHeader.controlCapacity,
+                msg_flags: 0),
+            msg_len: 0)
+    }
+
+    @inlinable
+    mutating func completeReceive(slot: Int, into batch: inout PacketBatch) {
+        let address = addresses[slot]
+        let length = Int(messages[slot].msg_len)
+        let flags = messages[slot].msg_hdr.msg_flags
+        if flags & Int32(MSG_TRUNC) != 0 {
+            _counters.droppedTruncated &+= 1
+            pool.releaseAddress(address)
+            return
+        }
+        let frame = pool.base + Int(address)
+        let header = DatagramHeader(frameStart: frame)
+        let segmentSize = readControl(&messages[slot].msg_hdr, into: header)
+        _counters.receivedPackets &+= 1
+        _counters.receivedBytes &+= UInt64(length)
+        if segmentSize > 0 && length > segmentSize {
+            let segments = (length + segmentSize - 1) / segmentSize
+            _counters.receivedPackets &+= UInt64(segments - 1)
+            _counters.coalescedSegments &+= UInt64(segments)
+            pending.append(PendingSegments.Entry(address: address, length: length, segmentSize: segmentSize, next: 0))
+        } else {
+            batch.append(pool.packet(at: address, offset: headroom, length: length))
+        }
+    }
+
+    /// Reads `IP_PKTINFO`, `IPV6_PKTINFO` and `UDP_GRO` into the header; returns the GRO segment size (0 if none).
+    @inlinable
+    func readControl(_ message: inout msghdr, into header: DatagramHeader) -> Int {
+        var segmentSize = 0
+        header.interfaceIndex = 0
+        header.local = localEndpoint
+        var cmsg = sluice_cmsg_firsthdr(&message)
+        while let c = cmsg {
+            let data = UnsafeRawPointer(sluice_cmsg_data(c)!)
+            switch (c.pointee.cmsg_level, c.pointee.cmsg_type) {
+            case (Int32(IPPROTO_IP), Int32(IP_PKTINFO)):
+                // ipi_ifindex at 0, ipi_spec_dst at 4, ipi_addr (the header's destination) at 8.
+                header.interfaceIndex = data.loadUnaligned(as: UInt32.self)
+                header.local = IPEndpoint(address: .v4(IPv4Address(networkBytesAt: data + 8)), port: localEndpoint.port)
+            case (Int32(IPPROTO_IPV6), Int32(IPV6_PKTINFO)):
+                // ipi6_addr at 0, ipi6_ifindex at 16.
+                header.interfaceIndex = data.loadUnaligned(fromByteOffset: 16, as: UInt32.self)
+                header.local = IPEndpoint(
+                    address: IPAddress.v6(IPv6Address(networkBytesAt: data)).unmapped, port: localEndpoint.port)
+            case (Int32(IPPROTO_UDP), sluice_UDP_GRO):
+                segmentSize = Int(data.loadUnaligned(as: Int32.self))
+            default:
+                break
+            }
+            cmsg = sluice_cmsg_nxthdr(&message, c)
+        }
+        return segmentSize
+    }
+
+    /// Splits coalesced receives into the batch: every segment but the last is copied into a
+    /// frame of its own; the last keeps the original frame, so order is kept and nothing extra is held.
+    @inlinable
+    mutating func drainPending(into batch: inout PacketBatch) {
+        while var entry = pending.first, !batch.isFull {
+            let source = pool.base + Int(entry.address)
+            let segments = (entry.length + entry.segmentSize - 1) / entry.segmentSize
+            while entry.next < segments - 1, !batch.isFull {
+                guard let copy = pool.allocateAddress() else {
+                    _counters.droppedNoFrame &+= 1
+                    pending.updateFirst(entry)
+                    return
+                }
+                let target = pool.base + Int(copy)
+                target.copyMemory(from: source, byteCount: DatagramHeader.controlOffset)
+                (target + headroom).copyMemory(from: source + headroom + entry.next * entry.segmentSize,
+                                               byteCount: entry.segmentSize)
+                batch.append(pool.packet(at: copy, offset: headroom, length: entry.segmentSize))
+                entry.next += 1
+            }
+            guard entry.next == segments - 1, !batch.isFull else {
+                pending.updateFirst(entry)
+                return
+            }
+            let lastOffset = entry.next * entry.segmentSize
+            batch.append(pool.packet(at: entry.address, offset: headroom + lastOffset, length: entry.length - lastOffset))
+            _ = pending.popFirst()
+        }
+    }
+
+    // MARK: Transmit
+
+    public mutating func transmit(_ batch: inout PacketBatch) throws(PortError) {
+        var index = 0
+        while index < batch.count {
+            var messageCount = 0
+            var vectorCount = 0
+            var packets = 0
+            // Fill as many messages as the batch needs, grouping GSO runs.
+            while index + packets < batch.count, messageCount < slots {
+                let run = prepareSend(batch: batch, first: index + packets, message: messageCount, vector: vectorCount)
+                vectorCount += run
+                packets += run
+                messageCount += 1
+            }
+            sendPrepared(messageCount)
+            index += packets
+        }
+        batch.releaseAll()
+    }
+
+    /// Fills message `message` with the run of packets from `first` that one send can carry;
+    /// returns how many packets it took.
+    @inlinable
+    mutating func prepareSend(batch: borrowing PacketBatch, first: Int, message: Int, vector: Int) -> Int {
+        let head = batch[first].frameStart
+        matchFamily(DatagramHeader(frameStart: head))
+        let size = batch[first].length
+        var run = 1
+        if gsoEnabled, size > 0, size <= configuration.maximumSegmentSize {
+            var total = size
+            while first + run < batch.count, run < Int(sluice_UDP_MAX_SEGMENTS) {
+                let next = batch[first + run].length
+                guard next > 0, next <= size, total + next <= Self.maximumGSOPayload,
+                      Self.sameRoute(head, batch[first + run].frameStart) else { break }
+                matchFamily(DatagramHeader(frameStart: batch[first + run].frameStart))
+                total += next
+                run += 1
+                if next < size { break }  // only the last segment may be short
+            }
+        }
+        for i in 0..<run {
+            vectors[vector + i] = iovec(iov_base: batch[first + i].dataStart, iov_len: batch[first + i].length)
+        }
+        let header = DatagramHeader(frameStart: head)
+        let controlLength = writeControl(at: control + message * Self.controlStride, header: header,
+                                         segmentSize: run > 1 ? size : 0)
+        messages[message] = sluice_mmsghdr(
+            msg_hdr: msghdr(
+                msg_name: head + DatagramHeader.peerOffset, msg_namelen: socklen_t(header.peerLength),
+                msg_iov: vectors + vector, msg_iovlen: run,
+                msg_control: controlLength > 0 ? control + message * Self.controlStride : nil,
+                msg_controllen: controlLength, msg_flags: 0),
+            msg_len: 0)
+        runs[message] = run
+        return run
+    }
+
+    /// Peers written by services as plain IPv4 become IPv4-mapped on an IPv6 socket, and back.
+    @inlinable
+    func matchFamily(_ header: DatagramHeader) {
+        if header.peerIsIPv6 != (family == AF_INET6) {
+            let peer = header.peer
+            DatagramHeader.store(peer, sockaddrAt: header.base + DatagramHeader.peerOffset, mapIPv4: family == AF_INET6)
+        }
+    }
+
+    /// Two datagrams can share a GSO send when they go to the same peer from the same local address.
+    @inlinable
+    static func sameRoute(_ a: UnsafeMutableRawPointer, _ b: UnsafeMutableRawPointer) -> Bool {
+        memcmp(a, b, DatagramHeader.peerCapacity) == 0
+            && memcmp(a + 32, b + 32, 22) == 0
+    }
+
+    /// Writes the source-address and segment-size control messages; returns their length.
+    @inlinable
+    func writeControl(at buffer: UnsafeMutableRawPointer, header: DatagramHeader, segmentSize: Int) -> Int {
+        buffer.initializeMemory(as: UInt8.self, repeating: 0, count: Self.controlStride)
+        var used = 0
+        let local = header.local.address
+        func append(level: Int32, type: Int32, length: Int, _ fill: (UnsafeMutableRawPointer) -> Void) {
+            let c = (buffer + used).assumingMemoryBound(to: cmsghdr.self)
+            c.pointee.cmsg_len = sluice_cmsg_len(length)
+            c.pointee.cmsg_level = level
+            c.pointee.cmsg_type = type
+            fill(UnsafeMutableRawPointer(sluice_cmsg_data(c)!))
+            used += sluice_cmsg_space(length)
+        }
+        switch local {
+        case .v4(let a) where a != .any:
+            // in_pktinfo: ifindex 0 lets routing pick the interface; ipi_spec_dst is the source.
+            append(level: Int32(IPPROTO_IP), type: Int32(IP_PKTINFO), length: Int(sluice_in_pktinfo_size)) {
+                a.store(networkBytesAt: $0 + 4)
+            }
+        case .v6(let a) where a != .any:
+            let isLinkLocal = a.high >> 54 == 0x3FA
+            append(level: Int32(IPPROTO_IPV6), type: Int32(IPV6_PKTINFO), length: Int(sluice_in6_pktinfo_size)) {
+                a.store(networkBytesAt: $0)
+                $0.storeBytes(of: isLinkLocal ? header.interfaceIndex : 0, toByteOffset: 16, as: UInt32.self)
+            }
+        default:
+            break
+        }
+        if segmentSize > 0 {
+            append(level: Int32(IPPROTO_UDP), type: sluice_UDP_SEGMENT, length: 2) {
+                $0.storeBytes(of: UInt16(segmentSize), as: UInt16.self)
+            }
+        }
+        return used
+    }
+
+    /// Sends the prepared messages, retrying after partial sends; a message the kernel refuses
+    /// is counted and skipped (a GSO one is first retried as single datagrams).
+    @inlinable
+    mutating func sendPrepared(_ count: Int) {
+        var start = 0
+        while start < count {
+            _counters.transmitCalls &+= 1
+            let sent = sluice_sendmmsg(descriptor, messages + start, UInt32(count - start), 0)
+            if sent > 0 {
+                for i in start..<(start + Int(sent)) { countSent(i) }
+                start += Int(sent)
+                continue
+            }
+            let error = errno
+            if error == EINTR { continue }
+            if runs[start] > 1 && (error == EINVAL || error == EIO) {
+                disableSegmentationOffload(error)
+                resendSingly(start)
+            } else {
+                _counters.droppedTransmit &+= UInt64(runs[start])
+            }
+            start += 1
+        }
+    }
+
+    @inlinable
+    mutating func countSent(_ message: Int) {
+        let run = runs[message]
+        _counters.transmittedPackets &+= UInt64(run)
+        if run > 1 { _counters.segmentedPackets &+= UInt64(run) }
+        let header = messages[message].msg_hdr
+        for v in 0..<run { _counters.transmittedBytes &+= UInt64(header.msg_iov[v].iov_len) }
+    }
+
+    /// Sends each datagram of a refused GSO message on its own.
+    @usableFromInline
+    mutating func resendSingly(_ message: Int) {
+        var header = messages[message].msg_hdr
+        let run = runs[message]
+        let vectorBase = header.msg_iov!
+        // Keep only the source-address control message: it comes first, the segment size last.
+        header.msg_controllen = header.msg_controllen > 0 ? max(0, header.msg_controllen - sluice_cmsg_space(2)) : 0
+        if header.msg_controllen == 0 { header.msg_control = nil }
+        for v in 0..<run {
+            header.msg_iov = vectorBase + v
+            header.msg_iovlen = 1
+            _counters.transmitCalls &+= 1
+            if sendmsg(descriptor, &header, 0) >= 0 {
+                _counters.transmittedPackets &+= 1
+                _counters.transmittedBytes &+= UInt64(vectorBase[v].iov_len)
+            } else {
+                _counters.droppedTransmit &+= 1
+            }
+        }
+    }
+
+    @usableFromInline
+    mutating func disableSegmentationOffload(_ error: Int32) {
+        guard gsoEnabled else { return }
+        gsoEnabled = false
+        let reason = String(cString: strerror(error))
+        print("sluice: UDP GSO refused by the kernel (\(reason), errno \(error)); sending datagrams one by one")
+    }
+}
+
+/// Coalesced receives waiting to be split into batches: a small ring, allocated once.
+@usableFromInline
+struct PendingSegments: ~Copyable {
+    @usableFromInline struct Entry {
+        @usableFromInline var address: UInt64
+        @usableFromInline var length: Int
+        @usableFromInline var segmentSize: Int
+        @usableFromInline var next: Int
+        @inlinable init(address: UInt64, length: Int, segmentSize: Int, next: Int) {
+            self.address = address
+            self.length = length
+            self.segmentSize = segmentSize
+            self.next = next
+        }
+    }
+
+    @usableFromInline let storage: UnsafeMutablePointer<Entry>
+    @usableFromInline let capacity: Int
+    @usableFromInline var head = 0
+    @usableFromInline var count = 0
+
+    @inlinable
+    init(capacity: Int) {
+        self.capacity = capacity
+        storage = .allocate(capacity: capacity)
+    }
+
+    /// Returns every pending frame to `pool` and frees the ring.
+    func release(to pool: FramePool) {
+        for i in 0..<count { pool.releaseAddress(storage[(head + i) % capacity].address) }
+        storage.deallocate()
+    }
+
+    @inlinable var isEmpty: Bool { count == 0 }
+    @inlinable var first: Entry? { count > 0 ? storage[head] : nil }
+    @inlinable mutating func updateFirst(_ entry: Entry) { storage[head] = entry }
+
+    @inlinable
+    mutating func append(_ entry: Entry) {
+        precondition(count < capacity, "more coalesced receives pending than a batch holds")
+        storage[(head + count) % capacity] = entry
+        count += 1
+    }
+
+    @inlinable
+    mutating func popFirst() -> Entry? {
+        guard count > 0 else { return nil }
+        let entry = storage[head]
+        head = (head + 1) % capacity
+        count -= 1
+        return entry
+    }
+}

@@ -1,0 +1,85 @@
+import SluiceCore
+import SluicePackets
+
+/// One received UDP datagram as a service sees it: who sent it, where to, and its payload,
+/// in place in the frame.
+///
+/// To answer, rewrite ``payload`` (up to ``payloadCapacity`` bytes, set with
+/// ``payloadLength``) and return ``UDPAction/reply``: the stage turns the same frame around.
+public struct UDPDatagram {
+    /// The sender.
+    public var source: IPEndpoint
+    /// The local endpoint it was sent to; a reply leaves from here.
+    public var destination: IPEndpoint
+    /// The first payload byte.
+    public let payloadStart: UnsafeMutableRawPointer
+    /// The payload's length; set it to the reply's length before returning ``UDPAction/reply``.
+    public var payloadLength: Int {
+        didSet { precondition(payloadLength >= 0 && payloadLength <= payloadCapacity, "UDP payload past its frame") }
+    }
+    /// The most payload bytes a reply in this frame can have.
+    public let payloadCapacity: Int
+
+    /// Creates a view (stages do this; services receive it).
+    @inlinable
+    public init(source: IPEndpoint, destination: IPEndpoint, payloadStart: UnsafeMutableRawPointer,
+                payloadLength: Int, payloadCapacity: Int) {
+        self.source = source
+        self.destination = destination
+        self.payloadStart = payloadStart
+        self.payloadLength = payloadLength
+        self.payloadCapacity = payloadCapacity
+    }
+
+    /// The payload bytes, in place.
+    @inlinable
+    public var payload: UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(start: payloadStart, count: payloadLength)
+    }
+}
+
+/// What a service does with a datagram.
+public enum UDPAction: Equatable, Sendable {
+    /// Send the (possibly rewritten) payload back to its source, from the address it came to.
+    case reply
+    /// Send the (possibly rewritten) payload to another endpoint, from the address it came to.
+    /// On an Ethernet port the frame goes to the same next hop it came from.
+    case send(to: IPEndpoint)
+    /// Consume it; its frame returns to the pool.
+    case drop
+}
+
+/// A UDP service: written once, run over every backend (AF_XDP, TUN/TAP, io_uring, sockets).
+///
+/// The stage calls ``handle(_:now:)`` for each datagram of a batch in turn, then
+/// ``flush(into:now:)`` once, where the service can send datagrams of its own. Both run on
+/// the worker's thread in its hot loop: no allocation, no locks, no blocking.
+public protocol UDPService {
+    /// Handles one datagram and says what to do with it.
+    mutating func handle(_ datagram: inout UDPDatagram, now: Instant) -> UDPAction
+
+    /// Sends datagrams that answer no particular packet (after each batch and on timeouts).
+    mutating func flush(into emitter: inout UDPEmitter, now: Instant)
+
+    /// When the service next wants ``flush(into:now:)`` without traffic; `nil` for never.
+    func pollTimeout() -> Instant?
+}
+
+extension UDPService {
+    /// Services that only answer have nothing to flush.
+    @inlinable
+    public mutating func flush(into emitter: inout UDPEmitter, now: Instant) {}
+
+    /// Services that only answer never need waking.
+    @inlinable
+    public func pollTimeout() -> Instant? { nil }
+}
+
+/// The echo service: every datagram goes back unchanged to whoever sent it.
+public struct UDPEchoService: UDPService {
+    /// Creates the service.
+    public init() {}
+
+    @inlinable
+    public mutating func handle(_ datagram: inout UDPDatagram, now: Instant) -> UDPAction { .reply }
+}

@@ -1,0 +1,337 @@
+import SluiceCore
+import SluicePackets
+
+/// What a ``UDPStage`` has seen and done.
+public struct UDPStageCounters: Equatable, Sendable {
+    /// Datagrams handed to the service.
+    public var datagrams: UInt64 = 0
+    /// Datagrams turned around as replies.
+    public var replies: UInt64 = 0
+    /// Datagrams sent on to another endpoint.
+    public var forwarded: UInt64 = 0
+    /// Datagrams the service dropped.
+    public var droppedByService: UInt64 = 0
+    /// Datagrams sent by the service through its emitter.
+    public var emitted: UInt64 = 0
+    /// Emitter sends refused for want of a frame, room in the batch or a known next hop.
+    public var emitFailures: UInt64 = 0
+    /// Well-formed packets that are not UDP (ARP, TCP, ICMP, ...): passed over and dropped.
+    public var notUDP: UInt64 = 0
+    /// IP fragments, which this stage does not reassemble.
+    public var fragments: UInt64 = 0
+    /// Datagrams whose UDP checksum was wrong (only when the stage verifies checksums).
+    public var badChecksum: UInt64 = 0
+    /// `send(to:)` to a family other than the datagram's own: dropped.
+    public var familyMismatch: UInt64 = 0
+    /// Malformed packets, by what was wrong, indexed like ``PacketError/allCases``.
+    public var malformed: [UInt64] = Array(repeating: 0, count: PacketError.allCases.count)
+
+    /// Zero counts.
+    public init() {}
+
+    /// All malformed packets together.
+    public var malformedTotal: UInt64 { malformed.reduce(0, +) }
+
+    /// The malformed count for one reason.
+    public func malformed(_ reason: PacketError) -> UInt64 {
+        malformed[PacketError.allCases.firstIndex(of: reason)!]
+    }
+
+    /// Adds another stage's counts to these.
+    public mutating func add(_ other: UDPStageCounters) {
+        datagrams += other.datagrams
+        replies += other.replies
+        forwarded += other.forwarded
+        droppedByService += other.droppedByService
+        emitted += other.emitted
+        emitFailures += other.emitFailures
+        notUDP += other.notUDP
+        fragments += other.fragments
+        badChecksum += other.badChecksum
+        familyMismatch += other.familyMismatch
+        for i in malformed.indices { malformed[i] += other.malformed[i] }
+    }
+
+    /// Non-zero counts as name–value pairs, for summaries.
+    public var fields: [(String, UInt64)] {
+        var out: [(String, UInt64)] = [
+            ("datagrams", datagrams), ("replies", replies), ("forwarded", forwarded),
+            ("dropped_by_service", droppedByService), ("emitted", emitted), ("emit_failures", emitFailures),
+            ("not_udp", notUDP), ("fragments", fragments), ("bad_checksum", badChecksum),
+            ("family_mismatch", familyMismatch),
+        ]
+        for (reason, count) in zip(PacketError.allCases, malformed) where reason.isMalformed {
+            out.append(("malformed_" + reason.name, count))
+        }
+        return out
+    }
+}
+
+/// The addresses for frames a service sends on its own over an Ethernet port: learnt from the
+/// last datagram received, so new datagrams go out the way replies do.
+@usableFromInline
+struct LinkTemplate {
+    @usableFromInline var localMAC: MACAddress
+    @usableFromInline var nextHopMAC: MACAddress
+    @usableFromInline var vlanTag: UInt16?
+
+    @inlinable
+    init(localMAC: MACAddress, nextHopMAC: MACAddress, vlanTag: UInt16?) {
+        self.localMAC = localMAC
+        self.nextHopMAC = nextHopMAC
+        self.vlanTag = vlanTag
+    }
+}
+
+/// Adapts a port's frames to a ``UDPService``: parses each frame once, bounds-checked, hands
+/// the service a ``UDPDatagram`` over the payload in place, and turns the same frame into the
+/// reply (addresses and ports swapped, lengths and checksums rewritten).
+///
+/// Malformed frames are counted by reason and dropped; frames that are not UDP are counted
+/// and dropped (on an AF_XDP port the XDP program passes them to the kernel before they get here).
+public struct UDPStage<Service: UDPService>: Stage {
+    /// The service.
+    public var service: Service
+    /// What the port's packets hold.
+    public let format: FrameFormat
+    /// Whether to verify incoming UDP checksums (off by default: veth and virtio hand over
+    /// partial checksums that only the hardware would complete).
+    public var verifiesChecksums: Bool
+    @usableFromInline var _counters = UDPStageCounters()
+    @usableFromInline var link: LinkTemplate?
+
+    /// Creates a stage running `service` over packets of `format`.
+    public init(service: Service, format: FrameFormat, verifiesChecksums: Bool = false) {
+        self.service = service
+        self.format = format
+        self.verifiesChecksums = verifiesChecksums
+    }
+
+    /// What the stage has counted.
+    public var counters: UDPStageCounters { _counters }
+
+    @inlinable
+    public mutating func handle(_ input: inout PacketBatch, output: inout PacketBatch, now: Instant) {
+        switch format {
+        case .datagram:
+            input.drain(keepingInto: &output) { handleDatagram(&$0, now: now) }
+        case .ethernet:
+            input.drain(keepingInto: &output) { handleFrame(&$0, linkLayer: .ethernet, now: now) }
+        case .ip:
+            input.drain(keepingInto: &output) { handleFrame(&$0, linkLayer: .ip, now: now) }
+        }
+        flush(into: &output, now: now)
+    }
+
+    @inlinable
+    public func pollTimeout() -> Instant? { service.pollTimeout() }
+
+    @inlinable
+    public mutating func handleTimeout(now: Instant, output: inout PacketBatch) {
+        flush(into: &output, now: now)
+    }
+
+    @inlinable
+    mutating func flush(into output: inout PacketBatch, now: Instant) {
+        var emitter = UDPEmitter(batch: output, format: format, link: link)
+        service.flush(into: &emitter, now: now)
+        _counters.emitted &+= emitter.sent
+        _counters.emitFailures &+= emitter.failed
+        output = emitter.finish()
+    }
+
+    // MARK: Socket datagrams
+
+    @inlinable
+    mutating func handleDatagram(_ packet: inout Packet, now: Instant) -> Bool {
+        let header = DatagramHeader(frameStart: packet.frameStart)
+        var datagram = UDPDatagram(
+            source: header.peer, destination: header.local, payloadStart: packet.dataStart,
+            payloadLength: packet.length, payloadCapacity: min(packet.capacity - packet.offset, 65507))
+        _counters.datagrams &+= 1
+        switch service.handle(&datagram, now: now) {
+        case .reply:
+            _counters.replies &+= 1
+        case .send(let target):
+            header.peer = target
+            _counters.forwarded &+= 1
+        case .drop:
+            _counters.droppedByService &+= 1
+            return false
+        }
+        if datagram.destination != header.local { header.local = datagram.destination }
+        packet.length = datagram.payloadLength
+        return true
+    }
+
+    // MARK: Ethernet and IP frames
+
+    @inlinable
+    mutating func handleFrame(_ packet: inout Packet, linkLayer: LinkLayer, now: Instant) -> Bool {
+        let layout: UDPFrameLayout
+        do {
+            layout = try UDPFrame.parse(packet.data, linkLayer: linkLayer)
+        } catch {
+            count(error)
+            return false
+        }
+        let data = packet.dataStart
+        let network = data + layout.networkOffset
+        let transport = data + layout.transportOffset
+        let source: IPAddress
+        let destination: IPAddress
+        if layout.isIPv6 {
+            source = .v6(IPv6Address(networkBytesAt: network + 8))
+            destination = .v6(IPv6Address(networkBytesAt: network + 24))
+        } else {
+            source = .v4(IPv4Address(networkBytesAt: network + 12))
+            destination = .v4(IPv4Address(networkBytesAt: network + 16))
+        }
+        if verifiesChecksums, !Self.isChecksumValid(transport: transport, layout: layout, source: source, destination: destination) {
+            _counters.badChecksum &+= 1
+            return false
+        }
+        let sourcePort = UInt16(bigEndian: transport.loadUnaligned(as: UInt16.self))
+        let destinationPort = UInt16(bigEndian: transport.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
+        // A reply drops IP options and extension headers, so its IP header is the fixed one.
+        let replyHeaders = layout.networkOffset + (layout.isIPv6 ? 40 : 20) + 8
+        let room = packet.capacity - packet.offset - layout.payloadOffset
+        var datagram = UDPDatagram(
+            source: IPEndpoint(address: source, port: sourcePort),
+            destination: IPEndpoint(address: destination, port: destinationPort),
+            payloadStart: data + layout.payloadOffset, payloadLength: layout.payloadLength,
+            payloadCapacity: min(room, 65535 - (replyHeaders - layout.networkOffset)))
+        _counters.datagrams &+= 1
+        if linkLayer == .ethernet {
+            let frame = data
+            link = LinkTemplate(
+                localMAC: MACAddress(networkBytesAt: frame), nextHopMAC: MACAddress(networkBytesAt: frame + 6),
+                vlanTag: layout.vlanTag)
+        }
+        let target: IPEndpoint
+        switch service.handle(&datagram, now: now) {
+        case .reply:
+            target = datagram.source
+            _counters.replies &+= 1
+        case .send(let to):
+            target = to
+            _counters.forwarded &+= 1
+        case .drop:
+            _counters.droppedByService &+= 1
+            return false
+        }
+        guard Self.sameFamily(target.address, datagram.destination.address) else {
+            _counters.familyMismatch &+= 1
+            return false
+        }
+        Self.turnAround(&packet, layout: layout, linkLayer: linkLayer, from: datagram.destination, to: target,
+                        payloadLength: datagram.payloadLength)
+        return true
+    }
+
+    @inlinable
+    static func sameFamily(_ a: IPAddress, _ b: IPAddress) -> Bool {
+        switch (a, b) {
+        case (.v4, .v4), (.v6, .v6): true
+        default: false
+        }
+    }
+
+    @inlinable
+    static func isChecksumValid(transport: UnsafeMutableRawPointer, layout: UDPFrameLayout,
+                                source: IPAddress, destination: IPAddress) -> Bool {
+        guard let udp = try? UDPHeader(UnsafeMutableRawBufferPointer(
+            start: transport, count: layout.payloadOffset - layout.transportOffset + layout.payloadLength))
+        else { return false }
+        switch (source, destination) {
+        case let (.v4(s), .v4(d)): return udp.isChecksumValid(source: s, destination: d)
+        case let (.v6(s), .v6(d)): return udp.isChecksumValid(source: s, destination: d)
+        default: return false
+        }
+    }
+
+    /// Rewrites a received frame, in place, into a datagram from `from` to `to` carrying the
+    /// first `payloadLength` bytes already at the payload's place.
+    @inlinable
+    static func turnAround(_ packet: inout Packet, layout: UDPFrameLayout, linkLayer: LinkLayer,
+                           from: IPEndpoint, to: IPEndpoint, payloadLength: Int) {
+        let fixedIPHeader = layout.isIPv6 ? 40 : 20
+        // Options and extension headers sit between the fixed IP header and UDP: slide the
+        // link and fixed IP headers up against UDP instead of moving the payload.
+        let extra = layout.transportOffset - layout.networkOffset - fixedIPHeader
+        if extra > 0 {
+            let start = packet.dataStart
+            (start + extra).copyMemory(from: start, byteCount: layout.networkOffset + fixedIPHeader)
+            packet.pullFront(extra)
+        }
+        let networkOffset = layout.networkOffset
+        let udpOffset = networkOffset + fixedIPHeader
+        packet.length = udpOffset + 8 + payloadLength
+        let data = packet.dataStart
+        if linkLayer == .ethernet {
+            let destination = MACAddress(networkBytesAt: data)
+            MACAddress(networkBytesAt: data + 6).store(networkBytesAt: data)
+            destination.store(networkBytesAt: data + 6)
+        }
+        let network = data + networkOffset
+        let udpBytes = UnsafeMutableRawBufferPointer(start: data + udpOffset, count: 8 + payloadLength)
+        let udpLength = UInt16(truncatingIfNeeded: 8 + payloadLength)
+        udpBytes.storeBytes(of: from.port.bigEndian, toByteOffset: 0, as: UInt16.self)
+        udpBytes.storeBytes(of: to.port.bigEndian, toByteOffset: 2, as: UInt16.self)
+        udpBytes.storeBytes(of: udpLength.bigEndian, toByteOffset: 4, as: UInt16.self)
+        udpBytes.storeBytes(of: UInt16(0), toByteOffset: 6, as: UInt16.self)
+        let checksum: UInt16
+        switch (from.address, to.address) {
+        case let (.v4(source), .v4(destination)):
+            network.storeBytes(of: UInt8(0x45), as: UInt8.self)
+            network.storeBytes(of: UInt16(truncatingIfNeeded: 20 + 8 + payloadLength).bigEndian, toByteOffset: 2, as: UInt16.self)
+            network.storeBytes(of: UInt16(0), toByteOffset: 4, as: UInt16.self)
+            network.storeBytes(of: UInt16(0x4000).bigEndian, toByteOffset: 6, as: UInt16.self)  // DF, no fragment
+            network.storeBytes(of: UInt8(64), toByteOffset: 8, as: UInt8.self)
+            network.storeBytes(of: IPProtocol.udp, toByteOffset: 9, as: UInt8.self)
+            network.storeBytes(of: UInt16(0), toByteOffset: 10, as: UInt16.self)
+            source.store(networkBytesAt: network + 12)
+            destination.store(networkBytesAt: network + 16)
+            let headerSum = InternetChecksum.checksum(UnsafeRawBufferPointer(start: network, count: 20))
+            network.storeBytes(of: headerSum.bigEndian, toByteOffset: 10, as: UInt16.self)
+            let pseudo = InternetChecksum.pseudoHeaderSum(
+                source: source, destination: destination, protocol: IPProtocol.udp, length: Int(udpLength))
+            checksum = InternetChecksum.checksum(UnsafeRawBufferPointer(udpBytes), initial: pseudo)
+        case let (.v6(source), .v6(destination)):
+            network.storeBytes(of: udpLength.bigEndian, toByteOffset: 4, as: UInt16.self)
+            network.storeBytes(of: IPProtocol.udp, toByteOffset: 6, as: UInt8.self)
+            network.storeBytes(of: UInt8(64), toByteOffset: 7, as: UInt8.self)
+            source.store(networkBytesAt: network + 8)
+            destination.store(networkBytesAt: network + 24)
+            let pseudo = InternetChecksum.pseudoHeaderSum(
+                source: source, destination: destination, nextHeader: IPProtocol.udp, length: Int(udpLength))
+            checksum = InternetChecksum.checksum(UnsafeRawBufferPointer(udpBytes), initial: pseudo)
+        default:
+            preconditionFailure("UDP stage: reply families checked before")
+        }
+        // RFC 768: a computed zero is sent as all ones (zero means "no checksum").
+        udpBytes.storeBytes(of: (checksum == 0 ? 0xFFFF : checksum).bigEndian, toByteOffset: 6, as: UInt16.self)
+    }
+
+    @inlinable
+    mutating func count(_ error: PacketError) {
+        switch error {
+        case .notUDP: _counters.notUDP &+= 1
+        case .fragment: _counters.fragments &+= 1
+        default: _counters.malformed[error.counterIndex] &+= 1
+        }
+    }
+}
+
+extension PacketError {
+    /// This reason's place in ``UDPStageCounters/malformed``.
+    @inlinable
+    var counterIndex: Int {
+        var index = 0
+        for reason in PacketError.allCases {
+            if reason == self { return index }
+            index += 1
+        }
+        return index
+    }
+}
