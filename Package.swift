@@ -30,13 +30,17 @@ let package = Package(
         .target(name: "Sluice", dependencies: ["SluiceCore", "SluicePackets", "SluiceUDP", "SluiceSockets", "CSluice"]),
         .executableTarget(
             name: "SluiceCLI",
-            dependencies: ["Sluice", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Sluice", "CSluice", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // Reference implementations and kernel-socket helpers shared by the test targets.
+        .target(name: "SluiceTestSupport", dependencies: ["SluicePackets", "CSluice"], path: "Tests/SluiceTestSupport"),
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore"]),
         .testTarget(name: "SluicePacketsTests", dependencies: ["SluicePackets"]),
-        .testTarget(name: "SluiceUDPTests", dependencies: ["SluiceUDP", "SluicePackets", "SluiceCore"]),
-        .testTarget(name: "SluiceSocketsTests", dependencies: ["SluiceSockets", "SluiceUDP", "SluiceCore", "SluicePackets"]),
-        .testTarget(name: "SluiceIntegrationTests", dependencies: ["SluiceCLI", "SluicePackets"]),
+        .testTarget(name: "SluiceUDPTests", dependencies: ["SluiceUDP", "SluicePackets", "SluiceCore", "SluiceTestSupport"]),
+        .testTarget(
+            name: "SluiceSocketsTests",
+            dependencies: ["SluiceSockets", "SluiceUDP", "SluiceCore", "SluicePackets", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceIntegrationTests", dependencies: ["SluiceCLI", "SluicePackets", "SluiceTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

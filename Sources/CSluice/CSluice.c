@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <sys/socket.h>
 #include <stddef.h>
+#include <stdio.h>
 #include "CSluice.h"
 
 _Static_assert(sizeof(struct sluice_mmsghdr) == sizeof(struct mmsghdr), "mmsghdr layout");
@@ -28,3 +29,5 @@ int sluice_pin_current_thread(int cpu) {
 int sluice_current_cpu(void) { return sched_getcpu(); }
 
 void sluice_set_thread_name(const char *name) { pthread_setname_np(pthread_self(), name); }
+
+void sluice_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CSluice
 import Sluice
 
 @main
@@ -64,6 +65,8 @@ struct UDPEcho: ParsableCommand {
     }
 
     func run() throws {
+        // Progress lines must show as they happen even when stdout is a pipe.
+        sluice_line_buffer_stdout()
         var configuration = UDPServerConfiguration(listen: listen)
         configuration.backend = backend
         configuration.workers = workers

@@ -78,6 +78,9 @@ int sluice_sendmmsg(int fd, struct sluice_mmsghdr *messages, unsigned int count,
 /// Pins the calling thread to one CPU; returns 0 or an errno value.
 int sluice_pin_current_thread(int cpu);
 
+/// Makes stdout line-buffered, so progress lines show at once through a pipe.
+void sluice_line_buffer_stdout(void);
+
 /// Names the calling thread (15 characters show in ps/top).
 void sluice_set_thread_name(const char *name);
 

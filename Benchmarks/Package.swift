@@ -1,0 +1,27 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Sluice's micro-benchmarks, kept in their own package so that the main package's build and
+// tests never resolve or compile the benchmark dependency.
+let package = Package(
+    name: "SluiceBenchmarks",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        .package(name: "Sluice", path: ".."),
+        .package(url: "https://github.com/ordo-one/package-benchmark", from: "1.38.0", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        .executableTarget(
+            name: "PacketPath",
+            dependencies: [
+                .product(name: "Benchmark", package: "package-benchmark"),
+                .product(name: "SluiceCore", package: "Sluice"),
+                .product(name: "SluicePackets", package: "Sluice"),
+                .product(name: "SluiceUDP", package: "Sluice"),
+            ],
+            path: "Benchmarks/PacketPath",
+            swiftSettings: [.swiftLanguageMode(.v6)],
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
+        ),
+    ]
+)
