@@ -54,9 +54,9 @@ public enum InternetChecksum {
     /// Folds a sum to 16 bits with end-around carry. Not inverted.
     @inlinable
     public static func fold(_ sum: UInt64) -> UInt16 {
-        var s = (sum & 0xFFFF_FFFF) &+ (sum >> 32)  // < 2^33
-        s = (s & 0xFFFF) &+ (s >> 16)  // < 2^18
-        s = (s & 0xFFFF) &+ (s >> 16)  // <= 0x10002
+        var s = (sum & 0xFFFF_FFFF) &+ (sum >> 32)  // <= 0x1_FFFF_FFFE
+        s = (s & 0xFFFF) &+ (s >> 16)  // <= 0x2_FFFE
+        s = (s & 0xFFFF) &+ (s >> 16)  // <= 0x1_0001
         s = (s & 0xFFFF) &+ (s >> 16)  // <= 0xFFFF
         return UInt16(truncatingIfNeeded: s)
     }

@@ -59,6 +59,8 @@ import Testing
         #expect(InternetChecksum.fold(0x1_0000) == 1)
         #expect(InternetChecksum.fold(.max) == 0xFFFF)
         #expect(InternetChecksum.fold(0x0001_0002_0003_0004) == 0x000A)
+        // Words FFFF 8000 FFFF 8000 sum to 0x2FFFE: the third carry fold still leaves 0x10000.
+        #expect(InternetChecksum.fold(0xFFFF_8000_FFFF_8000) == 1)
     }
 
     @Test func incrementalUpdateMatchesRecomputation() {

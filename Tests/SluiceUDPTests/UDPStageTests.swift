@@ -1,0 +1,321 @@
+import SluiceCore
+import SluicePackets
+import SluiceTestSupport
+import Testing
+@testable import SluiceUDP
+
+let clientMAC: [UInt8] = [0x02, 0, 0, 0, 0, 0x02]
+let serverMAC: [UInt8] = [0x02, 0, 0, 0, 0, 0x01]
+let client4: [UInt8] = [198, 18, 0, 2]
+let server4: [UInt8] = [198, 18, 0, 1]
+let client6: [UInt8] = [0x20, 0x01, 0, 2] + Array(repeating: 0, count: 11) + [2]
+let server6: [UInt8] = [0x20, 0x01, 0, 2] + Array(repeating: 0, count: 11) + [1]
+
+/// Runs `frames` through a stage and returns what came out, as bytes, and the stage.
+func run<S: UDPService>(_ service: S, format: FrameFormat = .ethernet, frames: [[UInt8]], verify: Bool = false,
+                        frameSize: Int = 2048) -> (out: [[UInt8]], stage: UDPStage<S>, balanced: Bool) {
+    let pool = try! FramePool(frameCount: 64, frameSize: frameSize, headroom: 256)
+    var stage = UDPStage(service: service, format: format, verifiesChecksums: verify)
+    var input = PacketBatch(pool: pool, capacity: 16)
+    var output = PacketBatch(pool: pool, capacity: 16)
+    for frame in frames {
+        let index = input.appendNewFrame()!
+        input[index].length = frame.count
+        input[index].data.copyBytes(from: frame)
+    }
+    stage.handle(&input, output: &output, now: Instant(nanoseconds: 1))
+    let out = (0..<output.count).map { Array(output[$0].data) }
+    let balanced = pool.tally(held: output.count).isBalanced
+    return (out, stage, balanced)
+}
+
+/// Uppercases ASCII payloads and makes them one byte longer ("!").
+struct ShoutService: UDPService {
+    mutating func handle(_ datagram: inout UDPDatagram, now: Instant) -> UDPAction {
+        let payload = datagram.payload
+        for i in payload.indices where payload[i] >= 0x61 && payload[i] <= 0x7A { payload[i] -= 0x20 }
+        datagram.payloadLength += 1
+        datagram.payload[datagram.payloadLength - 1] = 0x21
+        return .reply
+    }
+}
+
+/// Sends everything to a fixed endpoint.
+struct ForwardService: UDPService {
+    var target: IPEndpoint
+    mutating func handle(_ datagram: inout UDPDatagram, now: Instant) -> UDPAction { .send(to: target) }
+}
+
+/// Drops datagrams to port 9; sends one "hello" to 198.18.0.2:7 on every flush.
+struct AnnounceService: UDPService {
+    var source: IPEndpoint
+    mutating func handle(_ datagram: inout UDPDatagram, now: Instant) -> UDPAction {
+        datagram.destination.port == 9 ? .drop : .reply
+    }
+    mutating func flush(into emitter: inout UDPEmitter, now: Instant) {
+        let hello: [UInt8] = Array("hello".utf8)
+        hello.withUnsafeBytes { _ = emitter.send($0, from: source, to: IPEndpoint("198.18.0.2:7")!) }
+    }
+}
+
+@Suite struct UDPStageEchoTests {
+    @Test(arguments: [(false, nil as UInt16?), (true, nil), (false, 42), (true, 4095)])
+    func echoIsAValidReplyWithSwappedAddresses(ipv6: Bool, vlan: UInt16?) throws {
+        let payload = Array("ping over sluice".utf8)
+        let frame = Reference.frame(
+            vlan: vlan, sourceMAC: clientMAC, destinationMAC: serverMAC, source: ipv6 ? client6 : client4,
+            destination: ipv6 ? server6 : server4, sourcePort: 40000, destinationPort: 9000, payload: payload)
+        let result = run(UDPEchoService(), frames: [frame])
+        #expect(result.balanced)
+        let reply = try #require(result.out.first.flatMap { Reference.parseUDP($0) })
+        #expect(reply.sourceMAC == serverMAC && reply.destinationMAC == clientMAC)
+        #expect(reply.vlan == vlan)
+        #expect(reply.sourceAddress == (ipv6 ? server6 : server4))
+        #expect(reply.destinationAddress == (ipv6 ? client6 : client4))
+        #expect(reply.sourcePort == 9000 && reply.destinationPort == 40000)
+        #expect(reply.payload == payload)
+        #expect(reply.ipChecksumValid && reply.udpChecksumValid)
+        #expect(reply.hopLimit == 64)
+        #expect(result.stage.counters.replies == 1)
+    }
+
+    @Test func partialChecksumsFromVethAreRepairedInTheReply() throws {
+        // veth hands over CHECKSUM_PARTIAL frames: the field holds the pseudo-header sum only.
+        let frame = Reference.frame(source: client4, destination: server4, sourcePort: 1, destinationPort: 2,
+                                    payload: [1, 2, 3], udpChecksum: 0x1234)
+        let reply = try #require(run(UDPEchoService(), frames: [frame]).out.first.flatMap { Reference.parseUDP($0) })
+        #expect(reply.udpChecksumValid)
+    }
+
+    @Test func servicesRewriteAndResizePayloads() throws {
+        for ipv6 in [false, true] {
+            let frame = Reference.frame(source: ipv6 ? client6 : client4, destination: ipv6 ? server6 : server4,
+                                        sourcePort: 5353, destinationPort: 53, payload: Array("abc".utf8))
+            let reply = try #require(run(ShoutService(), frames: [frame]).out.first.flatMap { Reference.parseUDP($0) })
+            #expect(reply.payload == Array("ABC!".utf8))
+            #expect(reply.ipChecksumValid && reply.udpChecksumValid)
+        }
+    }
+
+    @Test func ipv4OptionsAreDroppedFromReplies() throws {
+        let options: [UInt8] = [0x01, 0x01, 0x01, 0x00, 0x94, 0x04, 0x00, 0x00]  // NOPs + router alert
+        let frame = Reference.frame(source: client4, destination: server4, sourcePort: 7, destinationPort: 8,
+                                    payload: [9, 9, 9, 9], ipv4Options: options)
+        let result = run(UDPEchoService(), frames: [frame])
+        let reply = try #require(result.out.first)
+        #expect(reply.count == frame.count - options.count)
+        let parsed = try #require(Reference.parseUDP(reply))
+        #expect(parsed.payload == [9, 9, 9, 9] && parsed.ipChecksumValid && parsed.udpChecksumValid)
+        #expect(result.balanced)
+    }
+
+    @Test func ipv6ExtensionHeadersAreDroppedFromReplies() throws {
+        let hopByHop: (kind: UInt8, body: [UInt8]) = (0, [0, 1, 4, 0, 0, 0, 0])       // PadN
+        let destination: (kind: UInt8, body: [UInt8]) = (60, [1, 1, 12] + Array(repeating: 0, count: 12))
+        let frame = Reference.frame(source: client6, destination: server6, sourcePort: 7, destinationPort: 8,
+                                    payload: [1, 2], ipv6ExtensionHeaders: [hopByHop, destination])
+        let reply = try #require(run(UDPEchoService(), frames: [frame]).out.first)
+        #expect(reply.count == 14 + 40 + 8 + 2)
+        let parsed = try #require(Reference.parseUDP(reply))
+        #expect(parsed.payload == [1, 2] && parsed.udpChecksumValid)
+    }
+
+    @Test func ethernetPaddingIsNotEchoed() throws {
+        let frame = Reference.frame(source: client4, destination: server4, sourcePort: 1, destinationPort: 2,
+                                    payload: [7], trailingPadding: 17)
+        let reply = try #require(run(UDPEchoService(), frames: [frame]).out.first)
+        #expect(reply.count == 14 + 20 + 8 + 1)
+    }
+
+    @Test func rawIPFramesAsTUNGivesThem() throws {
+        for ipv6 in [false, true] {
+            let frame = Reference.frame(ethernet: false, source: ipv6 ? client6 : client4,
+                                        destination: ipv6 ? server6 : server4, sourcePort: 1, destinationPort: 2,
+                                        payload: [5, 6, 7])
+            let result = run(UDPEchoService(), format: .ip, frames: [frame])
+            let reply = try #require(result.out.first.flatMap { Reference.parseUDP($0, ethernet: false) })
+            #expect(reply.destinationAddress == (ipv6 ? client6 : client4) && reply.payload == [5, 6, 7])
+            #expect(reply.udpChecksumValid)
+        }
+    }
+
+    @Test func forwardingGoesToTheTargetFromTheLocalAddress() throws {
+        let frame = Reference.frame(source: client4, destination: server4, sourcePort: 1000, destinationPort: 2000,
+                                    payload: [1])
+        let result = run(ForwardService(target: IPEndpoint("198.18.0.99:3000")!), frames: [frame])
+        let out = try #require(result.out.first.flatMap { Reference.parseUDP($0) })
+        #expect(out.destinationAddress == [198, 18, 0, 99] && out.destinationPort == 3000)
+        #expect(out.sourceAddress == server4 && out.sourcePort == 2000)
+        #expect(out.udpChecksumValid && out.ipChecksumValid)
+        #expect(result.stage.counters.forwarded == 1)
+    }
+
+    @Test func forwardingAcrossFamiliesIsRefused() {
+        let frame = Reference.frame(source: client4, destination: server4, sourcePort: 1, destinationPort: 2, payload: [])
+        let result = run(ForwardService(target: IPEndpoint("[2001:2::9]:53")!), frames: [frame])
+        #expect(result.out.isEmpty)
+        #expect(result.stage.counters.familyMismatch == 1)
+        #expect(result.balanced)
+    }
+
+    @Test func checksumVerificationDropsCorruptDatagrams() {
+        var frame = Reference.frame(source: client4, destination: server4, sourcePort: 1, destinationPort: 2,
+                                    payload: [1, 2, 3, 4])
+        frame[frame.count - 1] ^= 0xFF
+        let verified = run(UDPEchoService(), frames: [frame], verify: true)
+        #expect(verified.out.isEmpty && verified.stage.counters.badChecksum == 1 && verified.balanced)
+        #expect(run(UDPEchoService(), frames: [frame], verify: false).out.count == 1)
+    }
+
+    @Test func aFullBatchIsAnsweredInOrder() throws {
+        let frames = (0..<16).map { i in
+            Reference.frame(source: client4, destination: server4, sourcePort: UInt16(1000 + i), destinationPort: 53,
+                            payload: Array(repeating: UInt8(i), count: i))
+        }
+        let result = run(UDPEchoService(), frames: frames)
+        #expect(result.out.count == 16)
+        for (i, reply) in result.out.enumerated() {
+            let parsed = try #require(Reference.parseUDP(reply))
+            #expect(parsed.destinationPort == UInt16(1000 + i) && parsed.payload == Array(repeating: UInt8(i), count: i))
+        }
+    }
+}
+
+@Suite struct UDPStageBadInputTests {
+    static let good = Reference.frame(source: client4, destination: server4, sourcePort: 1, destinationPort: 2,
+                                      payload: Array(repeating: 0xAA, count: 20))
+
+    @Test func everyTruncationIsCountedAndDropped() {
+        for length in 0..<Self.good.count {
+            let result = run(UDPEchoService(), frames: [Array(Self.good[0..<length])])
+            #expect(result.out.isEmpty, "length \(length)")
+            #expect(result.stage.counters.malformedTotal == 1, "length \(length)")
+            #expect(result.balanced)
+        }
+    }
+
+    @Test(arguments: [
+        ("ihl below 5", 14, UInt8(0x44), PacketError.badIPv4HeaderLength),
+        ("version 7", 14, UInt8(0x75), PacketError.badIPVersion),
+    ])
+    func brokenIPv4HeadersAreCounted(name: String, offset: Int, value: UInt8, reason: PacketError) {
+        var frame = Self.good
+        frame[offset] = value
+        let result = run(UDPEchoService(), frames: [frame])
+        #expect(result.out.isEmpty)
+        #expect(result.stage.counters.malformed(reason) == 1, "\(name)")
+    }
+
+    @Test func totalLengthPastTheBuffer() {
+        var frame = Self.good
+        frame[16] = 0x05  // total length 0x05xx, far past the 62-byte frame
+        let result = run(UDPEchoService(), frames: [frame])
+        #expect(result.stage.counters.malformed(.ipv4TotalLengthPastBuffer) == 1 && result.out.isEmpty)
+    }
+
+    @Test func udpLengthMismatch() {
+        var frame = Self.good
+        frame[14 + 20 + 4] = 0x01  // UDP length 0x01xx, past the IP payload
+        let result = run(UDPEchoService(), frames: [frame])
+        #expect(result.stage.counters.malformed(.udpLengthMismatch) == 1 && result.out.isEmpty)
+        var short = Self.good
+        short[14 + 20 + 4] = 0
+        short[14 + 20 + 5] = 7  // below the 8-byte header
+        #expect(run(UDPEchoService(), frames: [short]).stage.counters.malformed(.udpLengthMismatch) == 1)
+    }
+
+    @Test func ipv6ExtensionChainPastTheBound() {
+        let headers = (0..<9).map { _ in (kind: UInt8(60), body: [UInt8](repeating: 0, count: 7)) }
+        let frame = Reference.frame(source: client6, destination: server6, sourcePort: 1, destinationPort: 2,
+                                    payload: [1], ipv6ExtensionHeaders: headers)
+        let result = run(UDPEchoService(), frames: [frame])
+        #expect(result.stage.counters.malformed(.ipv6ExtensionHeaderLimit) == 1 && result.out.isEmpty && result.balanced)
+    }
+
+    @Test func notUDPAndFragmentsAreCountedApart() {
+        var arp = Self.good
+        arp[12] = 0x08
+        arp[13] = 0x06
+        var fragment = Self.good
+        fragment[14 + 6] = 0x20  // more fragments
+        var tcp = Self.good
+        tcp[14 + 9] = 6
+        let result = run(UDPEchoService(), frames: [arp, fragment, tcp])
+        #expect(result.out.isEmpty)
+        #expect(result.stage.counters.notUDP == 2)
+        #expect(result.stage.counters.fragments == 1)
+        #expect(result.stage.counters.malformedTotal == 0)
+        #expect(result.balanced)
+    }
+
+    @Test func randomBytesNeverCrashAndNeverLeakFrames() {
+        var random = TestBytes(seed: 7)
+        for round in 0..<2000 {
+            var frame = Self.good
+            let flips = Int(random.next() % 6) + 1
+            for _ in 0..<flips { frame[Int(random.next() % UInt64(frame.count))] = UInt8(truncatingIfNeeded: random.next()) }
+            if round % 3 == 0 { frame = random.bytes(Int(random.next() % 120)) }
+            let result = run(UDPEchoService(), frames: [frame])
+            #expect(result.balanced)
+            for reply in result.out { #expect(Reference.parseUDP(reply)?.udpChecksumValid == true) }
+        }
+    }
+}
+
+@Suite struct UDPStageDatagramTests {
+    /// A datagram frame as a socket port leaves it: header at the start, payload at the offset.
+    func datagramRun<S: UDPService>(_ service: S, payload: [UInt8], peer: IPEndpoint, local: IPEndpoint)
+        -> (headers: [(peer: IPEndpoint, local: IPEndpoint)], payloads: [[UInt8]], stage: UDPStage<S>) {
+        let pool = try! FramePool(frameCount: 8, frameSize: 2048, headroom: DatagramHeader.minimumHeadroom)
+        var stage = UDPStage(service: service, format: .datagram)
+        var input = PacketBatch(pool: pool, capacity: 4)
+        var output = PacketBatch(pool: pool, capacity: 4)
+        let i = input.appendNewFrame()!
+        input[i].length = payload.count
+        input[i].data.copyBytes(from: payload)
+        DatagramHeader.store(peer, sockaddrAt: input[i].frameStart, mapIPv4: false)
+        DatagramHeader(frameStart: input[i].frameStart).local = local
+        stage.handle(&input, output: &output, now: Instant(nanoseconds: 1))
+        let headers = (0..<output.count).map { j -> (peer: IPEndpoint, local: IPEndpoint) in
+            let h = DatagramHeader(frameStart: output[j].frameStart)
+            return (h.peer, h.local)
+        }
+        return (headers, (0..<output.count).map { Array(output[$0].data) }, stage)
+    }
+
+    @Test func replyKeepsPeerAndLocalAddress() {
+        let peer = IPEndpoint("[2001:2::2]:5000")!
+        let local = IPEndpoint("[2001:2::1]:53")!
+        let result = datagramRun(ShoutService(), payload: Array("dns?".utf8), peer: peer, local: local)
+        #expect(result.payloads == [Array("DNS?!".utf8)])
+        #expect(result.headers.first?.peer == peer && result.headers.first?.local == local)
+    }
+
+    @Test func forwardRewritesThePeer() {
+        let target = IPEndpoint("198.18.0.50:7000")!
+        let result = datagramRun(ForwardService(target: target), payload: [1], peer: IPEndpoint("198.18.0.2:1")!,
+                                 local: IPEndpoint("198.18.0.1:2")!)
+        #expect(result.headers.first?.peer == target)
+    }
+
+    @Test func emitterSendsDatagramsOfItsOwn() {
+        let source = IPEndpoint("198.18.0.1:9")!
+        let result = datagramRun(AnnounceService(source: source), payload: [1], peer: IPEndpoint("198.18.0.2:1")!,
+                                 local: source)
+        #expect(result.payloads == [Array("hello".utf8)])
+        #expect(result.headers.first?.peer == IPEndpoint("198.18.0.2:7")! && result.headers.first?.local == source)
+        #expect(result.stage.counters.droppedByService == 1 && result.stage.counters.emitted == 1)
+    }
+
+    @Test func emitterOnEthernetNeedsAHopFirst() throws {
+        let source = IPEndpoint("198.18.0.1:9")!
+        let none = run(AnnounceService(source: source), frames: [])
+        #expect(none.out.isEmpty && none.stage.counters.emitFailures == 1)
+        let frame = Reference.frame(sourceMAC: clientMAC, destinationMAC: serverMAC, source: client4, destination: server4,
+                                    sourcePort: 1, destinationPort: 9, payload: [1])
+        let learnt = run(AnnounceService(source: source), frames: [frame])
+        let hello = try #require(learnt.out.first.flatMap { Reference.parseUDP($0) })
+        #expect(hello.payload == Array("hello".utf8) && hello.destinationMAC == clientMAC && hello.sourceMAC == serverMAC)
+        #expect(hello.destinationAddress == client4 && hello.destinationPort == 7 && hello.udpChecksumValid)
+    }
+}
