@@ -8,20 +8,20 @@ let package = Package(
     platforms: [.macOS(.v15)],
     dependencies: [
         .package(name: "Sluice", path: ".."),
-        .package(url: "https://github.com/ordo-one/package-benchmark", from: "1.38.0", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.0", traits: ["MallocInterposer"]),
     ],
     targets: [
         .executableTarget(
             name: "PacketPath",
             dependencies: [
-                .product(name: "Benchmark", package: "package-benchmark"),
+                .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "SluiceCore", package: "Sluice"),
                 .product(name: "SluicePackets", package: "Sluice"),
                 .product(name: "SluiceUDP", package: "Sluice"),
             ],
             path: "Benchmarks/PacketPath",
             swiftSettings: [.swiftLanguageMode(.v6)],
-            plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
     ]
 )

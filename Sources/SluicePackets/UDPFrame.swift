@@ -101,7 +101,8 @@ public enum UDPFrame {
 
     /// Builds Ethernet (with `vlanTag` if given; nothing for ``LinkLayer/ip``), IPv4 or IPv6,
     /// and UDP headers around `payload`, with valid IP and UDP checksums, and returns the frame
-    /// length. `payload` may already sit at its final place in `buffer`.
+    /// length. `payload` may lie anywhere, including inside `buffer` at its final place.
+    /// IPv4 goes out with DF set and identification 0, as RFC 6864 allows for atomic datagrams.
     ///
     /// `source` and `destination` must be of one family once IPv4-mapped IPv6 addresses are
     /// read as IPv4, which is how those are sent; `buffer` must hold the whole frame.
@@ -119,20 +120,23 @@ public enum UDPFrame {
         case .ip:
             linkLength = 0
         }
+        let datagramLength = UDPHeader.Field.headerLength + payload.count
         let networkLength: Int
         let etherType: UInt16
+        // What the 16-bit IP length field will hold: IPv4 counts its header, IPv6 does not.
+        let ipLengthField: Int
         switch addresses {
-        case .v4: (networkLength, etherType) = (IPv4Header.Field.minimumLength, EtherType.ipv4)
-        case .v6: (networkLength, etherType) = (IPv6Header.Field.length, EtherType.ipv6)
+        case .v4:
+            (networkLength, etherType) = (IPv4Header.Field.minimumLength, EtherType.ipv4)
+            ipLengthField = networkLength + datagramLength
+        case .v6:
+            (networkLength, etherType) = (IPv6Header.Field.length, EtherType.ipv6)
+            ipLengthField = datagramLength
         }
+        precondition(ipLengthField <= Int(UInt16.max), "UDPFrame.build: the payload is too large for one datagram")
         let transportOffset = linkLength + networkLength
-        let datagramLength = UDPHeader.Field.headerLength + payload.count
         let frameLength = transportOffset + datagramLength
         precondition(frameLength <= buffer.count, "UDPFrame.build: the buffer is too small for the frame")
-        // The IPv4 total length and the IPv6 payload length are 16-bit fields.
-        precondition(
-            datagramLength + (networkLength == IPv4Header.Field.minimumLength ? networkLength : 0) <= Int(UInt16.max),
-            "UDPFrame.build: the payload is too large for one datagram")
         let base = buffer.baseAddress!
 
         // The payload goes first (copyMemory is a memmove), so it may sit anywhere in `buffer`,

@@ -126,10 +126,12 @@ public struct UDPSocketPort: Port, ~Copyable {
         if family == AF_INET6 {
             let dualStack: Int32 = configuration.listen.address == .v6(.any) ? 0 : 1
             try setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, dualStack, "IPV6_V6ONLY")
+            // Also reports IPv4 datagrams on a dual-stack socket, as IPv4-mapped addresses.
             try setOption(fd, Int32(IPPROTO_IPV6), IPV6_RECVPKTINFO, 1, "IPV6_RECVPKTINFO")
+        } else {
+            try setOption(fd, Int32(IPPROTO_IP), IP_PKTINFO, 1, "IP_PKTINFO")
         }
-        // On a dual-stack socket IPv4 datagrams report their destination through IP_PKTINFO.
-        try setOption(fd, Int32(IPPROTO_IP), IP_PKTINFO, 1, "IP_PKTINFO")
+
         if configuration.receiveOffload {
             try setOption(fd, Int32(IPPROTO_UDP), sluice_UDP_GRO, 1, "UDP_GRO")
         }

@@ -14,7 +14,7 @@ import SluicePackets
 /// Layout (bytes from the frame start):
 /// - 0..<28: the peer, a `sockaddr_in` or `sockaddr_in6`;
 /// - 32..<48: the local address, IPv6 or IPv4-mapped; 48..<52: its interface index; 52..<54: the local port;
-/// - 64..<128: scratch for the kernel's control messages.
+/// - 64..<192: scratch for the kernel's control messages.
 ///
 /// Packet data therefore starts at ``minimumHeadroom`` or later.
 public struct DatagramHeader {
@@ -28,11 +28,11 @@ public struct DatagramHeader {
         @usableFromInline static let interfaceIndex = 48
         @usableFromInline static let localPort = 52
         @usableFromInline static let control = 64
-        @usableFromInline static let controlLength = 64
+        @usableFromInline static let controlLength = 128
     }
 
     /// Headroom a datagram frame needs in front of its payload.
-    public static let minimumHeadroom = 128
+    public static let minimumHeadroom = 192
     /// Where the peer's `sockaddr` goes; hand this to `msg_name`.
     public static let peerOffset = Field.peer
     /// Room for the peer's `sockaddr` (a `sockaddr_in6`).

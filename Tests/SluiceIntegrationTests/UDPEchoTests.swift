@@ -1,0 +1,128 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SluicePackets
+import SluiceTestSupport
+import Testing
+
+/// `sluice udp-echo --backend socket` as a user runs it, driven by plain kernel sockets.
+@Suite(.serialized) struct UDPEchoTests {
+    /// Starts the server and returns it with the endpoint it bound.
+    func startServer(_ listen: String, _ extra: [String] = []) throws -> (SluiceProcess, IPEndpoint) {
+        let server = try SluiceProcess(["udp-echo", "--backend", "socket", "--listen", listen, "--stats-interval", "0",
+                                        "--duration", "120"] + extra)
+        let line = try #require(server.waitForLine(containing: "backend on"), "server did not start: \(server.text)")
+        let text = try #require(line.split(separator: " ").first(where: { IPEndpoint($0.trimmingCharacters(in: [","])) != nil }))
+        return (server, IPEndpoint(text.trimmingCharacters(in: [","]))!)
+    }
+
+    /// Sends every payload (in windows, as plain datagrams or as GSO bursts of equal sizes) and
+    /// checks that each comes back byte for byte.
+    func echo(_ payloads: [[UInt8]], to server: IPEndpoint, from client: KernelUDPSocket, gsoBursts: Bool = false,
+              window: Int = 32) {
+        var index = 0
+        while index < payloads.count {
+            let end = min(index + window, payloads.count)
+            let chunk = Array(payloads[index..<end])
+            if gsoBursts, chunk.count > 1, chunk.allSatisfy({ $0.count == chunk[0].count }), chunk[0].count > 0,
+               chunk[0].count * chunk.count <= 65000 {
+                let sent = client.send(chunk.flatMap { $0 }, to: server, segmentSize: chunk[0].count)
+                #expect(sent == chunk.count * chunk[0].count)
+            } else {
+                for p in chunk { client.send(p, to: server) }
+            }
+            var replies: [[UInt8]] = []
+            while replies.count < chunk.count, let reply = client.receive() {
+                #expect(reply.from == server)
+                replies.append(reply.bytes)
+            }
+            // One worker per flow keeps order, but compare as multisets so the check is about bytes only.
+            #expect(replies.sorted { $0.lexicographicallyPrecedes($1) } == chunk.sorted { $0.lexicographicallyPrecedes($1) },
+                    "window at \(index): \(replies.count) of \(chunk.count) came back")
+            if replies.count < chunk.count { return }
+            index = end
+        }
+    }
+
+    /// Sizes from 0 to 65507: edges (MTU and header boundaries) and random ones.
+    static func payloads(seed: UInt64, count: Int) -> [[UInt8]] {
+        var random = TestBytes(seed: seed)
+        let edges = [0, 1, 2, 7, 8, 9, 63, 64, 65, 511, 512, 1023, 1024, 1231, 1232, 1452, 1472, 1473, 1500, 2048,
+                     4095, 4096, 8192, 9000, 16384, 32768, 65000, 65506, 65507]
+        var sizes = edges
+        while sizes.count < count {
+            // Mostly small, as real traffic, with a tail of large ones.
+            let r = random.next() % 100
+            sizes.append(r < 70 ? Int(random.next() % 1473) : r < 95 ? Int(random.next() % 9001) : Int(random.next() % 65508))
+        }
+        return sizes.map { random.bytes($0) }
+    }
+
+    @Test(arguments: ["127.0.0.1:0", "[::1]:0"])
+    func echoesThousandsOfDatagramsOfEverySize(listen: String) throws {
+        let (server, endpoint) = try startServer(listen)
+        let client = KernelUDPSocket(bind: IPEndpoint(address: endpoint.address, port: 0))
+        let payloads = Self.payloads(seed: 11, count: 3000)
+        echo(payloads, to: endpoint, from: client)
+        #expect(server.stop() == 0)
+        #expect(server.text.contains("received 3000 datagrams"), "\(server.text)")
+        #expect(server.text.contains("frames: all returned to their pools"))
+        #expect(server.text.contains("drops: none"))
+    }
+
+    @Test func echoesWithGSOAndGROAndTwoWorkersOnDualStack() throws {
+        let (server, endpoint) = try startServer("[::]:0", ["--gso", "--gro", "--workers", "2"])
+        var random = TestBytes(seed: 12)
+        // Runs of equal sizes so the client can send GSO bursts the server receives coalesced,
+        // and replies the server can send back segmented; then mixed sizes.
+        var payloads: [[UInt8]] = []
+        for size in [1, 64, 500, 1000, 1200, 1452, 1472] {
+            for _ in 0..<(32 * 8) { payloads.append(random.bytes(size)) }
+        }
+        let mixed = Self.payloads(seed: 13, count: 1000)
+        for family in [IPAddress.v4(.loopback), .v6(.loopback)] {
+            let client = KernelUDPSocket(bind: IPEndpoint(address: family, port: 0))
+            let target = IPEndpoint(address: family, port: endpoint.port)
+            echo(payloads, to: target, from: client, gsoBursts: true)
+            echo(mixed, to: target, from: client)
+        }
+        #expect(server.stop() == 0)
+        let text = server.text
+        #expect(text.contains("received \(2 * (payloads.count + mixed.count)) datagrams"), "\(text)")
+        #expect(text.contains("arrived coalesced (GRO)") && !text.contains(" 0 datagrams arrived coalesced"), "\(text)")
+        #expect(text.contains("frames: all returned to their pools"))
+    }
+
+    @Test func stopsCleanlyOnSIGINTAndSIGTERMWithASummary() throws {
+        for signal in [SIGINT, SIGTERM] {
+            let (server, endpoint) = try startServer("127.0.0.1:0")
+            let client = KernelUDPSocket(bind: IPEndpoint("127.0.0.1:0")!)
+            echo([[1, 2, 3]], to: endpoint, from: client)
+            #expect(server.stop(signal: signal) == 0)
+            #expect(server.text.contains(signal == SIGINT ? "SIGINT received" : "SIGTERM received"))
+            #expect(server.text.contains("received 1 datagrams"))
+        }
+    }
+
+    @Test func stopsByItselfAfterItsDuration() throws {
+        let server = try SluiceProcess(["udp-echo", "--listen", "127.0.0.1:0", "--duration", "0.5", "--stats-interval", "0"])
+        #expect(server.waitForExit(timeout: .seconds(10)) == 0)
+        #expect(server.text.contains("frames: all returned"))
+    }
+
+    @Test func aTakenPortIsAClearError() throws {
+        let holder = KernelUDPSocket(bind: IPEndpoint("127.0.0.1:0")!)
+        let server = try SluiceProcess(["udp-echo", "--listen", holder.localEndpoint.description])
+        #expect(server.waitForExit() != 0)
+        #expect(server.text.contains("Address already in use") && server.text.contains("another socket holds"), "\(server.text)")
+    }
+
+    @Test func theBundledClientChecksEveryReply() throws {
+        let (server, endpoint) = try startServer("127.0.0.1:0")
+        let client = try SluiceProcess(["udp-client", "--target", endpoint.description, "--size", "1000",
+                                        "--duration", "1", "--count", "5000"])
+        #expect(client.waitForExit() == 0)
+        #expect(client.text.contains("sent 5000, replies 5000 intact, 0 corrupt"), "\(client.text)")
+        server.stop()
+    }
+}
