@@ -12,7 +12,7 @@ BPF_OBJECTS := $(BPF_SOURCES:.bpf.c=.bpf.o)
 BPF_CLANG ?= $(shell command -v clang-14 || command -v clang)
 BPF_INCLUDES := -I/usr/include/$(shell uname -m)-linux-gnu
 
-.PHONY: all deps bpf build release test demo clean
+.PHONY: all deps bpf build release test demo bench-micro clean
 
 all: build
 
@@ -40,6 +40,10 @@ test: deps bpf
 
 demo: release
 	@bash Tests/Scripts/demo.sh .build/release/sluice
+
+# Per-packet costs with package-benchmark; fails if any measured loop allocates.
+bench-micro: deps
+	cd Benchmarks && $(SWIFT) package benchmark && $(SWIFT) package benchmark thresholds check
 
 clean:
 	rm -rf .build bpf/*.o

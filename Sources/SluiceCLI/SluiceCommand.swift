@@ -17,6 +17,14 @@ extension IPEndpoint: ExpressibleByArgument {
 
 extension Backend: ExpressibleByArgument {}
 
+/// What `udp-echo` answers with.
+enum Responder: String, ExpressibleByArgument, CaseIterable {
+    /// Every datagram back, byte for byte.
+    case echo
+    /// sockperf's server protocol, for `sockperf ping-pong` and `throughput`.
+    case sockperf
+}
+
 /// Parses "0,1" or "0-3" CPU lists.
 func parseCPUList(_ text: String) throws -> [Int] {
     var cpus: [Int] = []
@@ -37,6 +45,9 @@ struct UDPEcho: ParsableCommand {
 
     @Option(help: "Backend: \(Backend.allCases.map(\.rawValue).joined(separator: ", ")).")
     var backend: Backend = .socket
+
+    @Option(help: "What to answer: echo (every datagram back) or sockperf (sockperf's server protocol).")
+    var responder: Responder = .echo
 
     @Option(help: "Address and port to listen on: 198.18.0.1:9000, [2001:2::1]:9000, [::]:9000 (dual-stack).")
     var listen: IPEndpoint
@@ -73,9 +84,17 @@ struct UDPEcho: ParsableCommand {
         configuration.cpus = try cpus.map(parseCPUList) ?? []
         configuration.segmentationOffload = gso
         configuration.receiveOffload = gro
-        let server = try UDPServer(configuration: configuration) { _ in UDPEchoService() }
-        print("sluice udp-echo: \(backend.rawValue) backend on \(server.boundEndpoint), \(workers) worker(s)"
-              + (gso ? ", GSO" : "") + (gro ? ", GRO" : ""))
+        switch responder {
+        case .echo: try serve(configuration) { _ in UDPEchoService() }
+        case .sockperf: try serve(configuration) { _ in SockperfService() }
+        }
+    }
+
+    func serve<Service: UDPService>(_ configuration: UDPServerConfiguration,
+                                    _ makeService: @escaping @Sendable (Int) -> Service) throws {
+        let server = try UDPServer(configuration: configuration, makeService: makeService)
+        print("sluice udp-echo: \(backend.rawValue) backend on \(server.boundEndpoint), \(workers) worker(s), "
+              + "\(responder.rawValue) responder" + (gso ? ", GSO" : "") + (gro ? ", GRO" : ""))
         defer { print(server.summary()) }
         try server.run(
             for: duration.map { .milliseconds(Int64($0 * 1000)) },

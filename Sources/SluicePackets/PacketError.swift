@@ -2,7 +2,8 @@
 ///
 /// Callers count drops by case, so each malformation has its own case; ``notUDP`` and
 /// ``fragment`` are the two well-formed inputs that a UDP stage simply does not handle.
-public enum PacketError: Error, Equatable, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+/// Raw values run from 0 in declaration order, so they index counter arrays directly.
+public enum PacketError: UInt8, Error, Equatable, Hashable, Sendable, CaseIterable, CustomStringConvertible {
     /// Fewer than 14 bytes for the Ethernet header.
     case truncatedEthernet
     /// An 802.1Q tag is announced but the frame ends before the inner EtherType.

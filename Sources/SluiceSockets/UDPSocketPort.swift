@@ -131,7 +131,6 @@ public struct UDPSocketPort: Port, ~Copyable {
         } else {
             try setOption(fd, Int32(IPPROTO_IP), IP_PKTINFO, 1, "IP_PKTINFO")
         }
-
         if configuration.receiveOffload {
             try setOption(fd, Int32(IPPROTO_UDP), sluice_UDP_GRO, 1, "UDP_GRO")
         }

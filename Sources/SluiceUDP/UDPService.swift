@@ -83,3 +83,30 @@ public struct UDPEchoService: UDPService {
     @inlinable
     public mutating func handle(_ datagram: inout UDPDatagram, now: Instant) -> UDPAction { .reply }
 }
+
+/// A responder that speaks sockperf's UDP protocol, so `sockperf ping-pong`, `throughput` and
+/// `under-load` can measure a Sluice backend exactly as they measure `sockperf server`.
+///
+/// sockperf messages start with a 14-byte header: a sequence number (8 bytes), flags (2),
+/// length (4), in network order. Like sockperf's server, this answers only messages that carry
+/// the client flag and ask for a reply (pong request), clears the client flag in the reply, and
+/// drops warm-up messages and everything else.
+public struct SockperfService: UDPService {
+    @usableFromInline static let flagsOffset = 8
+    @usableFromInline static let headerLength = 14
+    @usableFromInline static let client: UInt16 = 1
+    @usableFromInline static let pongRequest: UInt16 = 2
+    @usableFromInline static let warmup: UInt16 = 4
+
+    /// Creates the responder.
+    public init() {}
+
+    @inlinable
+    public mutating func handle(_ datagram: inout UDPDatagram, now: Instant) -> UDPAction {
+        guard datagram.payloadLength >= Self.headerLength else { return .drop }
+        let flags = UInt16(bigEndian: datagram.payloadStart.loadUnaligned(fromByteOffset: Self.flagsOffset, as: UInt16.self))
+        guard flags & Self.client != 0, flags & Self.warmup == 0, flags & Self.pongRequest != 0 else { return .drop }
+        datagram.payloadStart.storeBytes(of: (flags & ~Self.client).bigEndian, toByteOffset: Self.flagsOffset, as: UInt16.self)
+        return .reply
+    }
+}

@@ -23,7 +23,7 @@ public struct UDPStageCounters: Equatable, Sendable {
     public var badChecksum: UInt64 = 0
     /// `send(to:)` to a family other than the datagram's own: dropped.
     public var familyMismatch: UInt64 = 0
-    /// Malformed packets, by what was wrong, indexed like ``PacketError/allCases``.
+    /// Malformed packets, by what was wrong, indexed by ``PacketError`` raw value.
     public var malformed: [UInt64] = Array(repeating: 0, count: PacketError.allCases.count)
 
     /// Zero counts.
@@ -34,7 +34,7 @@ public struct UDPStageCounters: Equatable, Sendable {
 
     /// The malformed count for one reason.
     public func malformed(_ reason: PacketError) -> UInt64 {
-        malformed[PacketError.allCases.firstIndex(of: reason)!]
+        malformed[Int(reason.rawValue)]
     }
 
     /// Adds another stage's counts to these.
@@ -318,20 +318,7 @@ public struct UDPStage<Service: UDPService>: Stage {
         switch error {
         case .notUDP: _counters.notUDP &+= 1
         case .fragment: _counters.fragments &+= 1
-        default: _counters.malformed[error.counterIndex] &+= 1
+        default: _counters.malformed[Int(error.rawValue)] &+= 1
         }
-    }
-}
-
-extension PacketError {
-    /// This reason's place in ``UDPStageCounters/malformed``.
-    @inlinable
-    var counterIndex: Int {
-        var index = 0
-        for reason in PacketError.allCases {
-            if reason == self { return index }
-            index += 1
-        }
-        return index
     }
 }

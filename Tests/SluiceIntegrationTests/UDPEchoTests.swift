@@ -8,12 +8,16 @@ import Testing
 /// `sluice udp-echo --backend socket` as a user runs it, driven by plain kernel sockets.
 @Suite(.serialized) struct UDPEchoTests {
     /// Starts the server and returns it with the endpoint it bound.
-    func startServer(_ listen: String, _ extra: [String] = []) throws -> (SluiceProcess, IPEndpoint) {
-        let server = try SluiceProcess(["udp-echo", "--backend", "socket", "--listen", listen, "--stats-interval", "0",
+    func startServer(_ listen: String, _ extra: [String] = []) throws -> (ChildProcess, IPEndpoint) {
+        let server = try ChildProcess(sluice: ["udp-echo", "--backend", "socket", "--listen", listen, "--stats-interval", "0",
                                         "--duration", "120"] + extra)
         let line = try #require(server.waitForLine(containing: "backend on"), "server did not start: \(server.text)")
-        let text = try #require(line.split(separator: " ").first(where: { IPEndpoint($0.trimmingCharacters(in: [","])) != nil }))
-        return (server, IPEndpoint(text.trimmingCharacters(in: [","]))!)
+        return (server, try #require(Self.endpoint(in: line)))
+    }
+
+    /// The endpoint in a line like "sluice udp-echo: socket backend on 127.0.0.1:40000, 1 worker(s)".
+    static func endpoint(in line: String) -> IPEndpoint? {
+        line.split(separator: " ").lazy.compactMap { IPEndpoint($0.filter { $0 != "," }) }.first
     }
 
     /// Sends every payload (in windows, as plain datagrams or as GSO bursts of equal sizes) and
@@ -105,24 +109,49 @@ import Testing
     }
 
     @Test func stopsByItselfAfterItsDuration() throws {
-        let server = try SluiceProcess(["udp-echo", "--listen", "127.0.0.1:0", "--duration", "0.5", "--stats-interval", "0"])
+        let server = try ChildProcess(sluice: ["udp-echo", "--listen", "127.0.0.1:0", "--duration", "0.5", "--stats-interval", "0"])
         #expect(server.waitForExit(timeout: .seconds(10)) == 0)
         #expect(server.text.contains("frames: all returned"))
     }
 
     @Test func aTakenPortIsAClearError() throws {
         let holder = KernelUDPSocket(bind: IPEndpoint("127.0.0.1:0")!)
-        let server = try SluiceProcess(["udp-echo", "--listen", holder.localEndpoint.description])
+        let server = try ChildProcess(sluice: ["udp-echo", "--listen", holder.localEndpoint.description])
         #expect(server.waitForExit() != 0)
         #expect(server.text.contains("Address already in use") && server.text.contains("another socket holds"), "\(server.text)")
     }
 
     @Test func theBundledClientChecksEveryReply() throws {
         let (server, endpoint) = try startServer("127.0.0.1:0")
-        let client = try SluiceProcess(["udp-client", "--target", endpoint.description, "--size", "1000",
+        let client = try ChildProcess(sluice: ["udp-client", "--target", endpoint.description, "--size", "1000",
                                         "--duration", "1", "--count", "5000"])
         #expect(client.waitForExit() == 0)
         #expect(client.text.contains("sent 5000, replies 5000 intact, 0 corrupt"), "\(client.text)")
         server.stop()
+    }
+}
+
+/// Debian's sockperf, a real peer, against the sockperf responder.
+@Suite(.serialized) struct SockperfPeerTests {
+    /// Runs sockperf to the end (bounded: a hung peer is killed and fails the test).
+    func sockperf(_ arguments: [String]) throws -> String {
+        let peer = try ChildProcess("/usr/bin/sockperf", arguments)
+        #expect(peer.waitForExit(timeout: .seconds(30)) == 0, "sockperf \(arguments) did not finish")
+        return peer.text
+    }
+
+    @Test(.enabled(if: access("/usr/bin/sockperf", X_OK) == 0, "sockperf is installed by make test"))
+    func pingPongAndThroughputWork() throws {
+        let server = try ChildProcess(sluice: ["udp-echo", "--responder", "sockperf", "--listen", "127.0.0.1:0",
+                                        "--stats-interval", "0", "--duration", "60"])
+        let line = try #require(server.waitForLine(containing: "backend on"))
+        let endpoint = try #require(UDPEchoTests.endpoint(in: line))
+        let pingPong = try sockperf(["ping-pong", "-i", "127.0.0.1", "-p", "\(endpoint.port)", "-t", "1", "-m", "64"])
+        #expect(pingPong.contains("Summary: Latency is"), "\(pingPong)")
+        #expect(pingPong.contains("# dropped messages = 0"), "\(pingPong)")
+        let throughput = try sockperf(["throughput", "-i", "127.0.0.1", "-p", "\(endpoint.port)", "-t", "1", "-m", "1472"])
+        #expect(throughput.contains("Summary: Message Rate is"), "\(throughput)")
+        #expect(server.stop() == 0)
+        #expect(server.text.contains("frames: all returned"))
     }
 }

@@ -1,66 +1,125 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
 
-/// A `sluice` command run as a child process, its output collected, for end-to-end tests.
-public final class SluiceProcess: @unchecked Sendable {
-    private let process = Process()
-    private let output = Pipe()
-    private let lock = NSLock()
-    private var collected = ""
+/// A child process for end-to-end tests: `sluice` itself or a peer such as sockperf, with its
+/// output collected in a temporary file.
+///
+/// Spawned with `posix_spawn`, an empty signal mask and default handlers: test runners call
+/// from threads that block signals, and a child inheriting that mask never sees its own timer
+/// (sockperf spins forever without SIGALRM) or a SIGTERM.
+public final class ChildProcess: @unchecked Sendable {
+    /// The child's process id.
+    public let pid: pid_t
+    private let outputPath: String
+    private var exitStatus: Int32?
 
-    /// Starts `sluice` with `arguments`.
-    public init(_ arguments: [String]) throws {
-        process.executableURL = URL(fileURLWithPath: SluiceExecutable.path)
-        process.arguments = arguments
-        process.standardOutput = output
-        process.standardError = output
-        output.fileHandleForReading.readabilityHandler = { [weak self] handle in
-            let data = handle.availableData
-            guard let self, !data.isEmpty else { return }
-            self.lock.withLock { self.collected += String(decoding: data, as: UTF8.self) }
-        }
-        try process.run()
+    /// Starts `executable` with `arguments`.
+    public init(_ executable: String, _ arguments: [String]) throws {
+        var template = Array("/tmp/sluice-test-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { throw ChildProcessError(message: "mkstemp failed: errno \(errno)") }
+        outputPath = String(cString: template)
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, fd, 1)
+        posix_spawn_file_actions_adddup2(&actions, fd, 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var child: pid_t = 0
+        let result = posix_spawn(&child, executable, &actions, &attributes, argv, environ)
+        close(fd)
+        guard result == 0 else { throw ChildProcessError(message: "posix_spawn \(executable): errno \(result)") }
+        pid = child
+    }
+
+    /// Starts this build's `sluice` with `arguments`.
+    public convenience init(sluice arguments: [String]) throws {
+        try self.init(SluiceExecutable.path, arguments)
     }
 
     deinit {
-        if process.isRunning { process.terminate() }
+        if exitStatus == nil {
+            kill(pid, SIGKILL)
+            _ = reap(block: true)
+        }
+        unlink(outputPath)
     }
 
-    /// Everything the process printed so far.
-    public var text: String { lock.withLock { collected } }
+    /// Everything the child printed so far.
+    public var text: String {
+        guard let file = fopen(outputPath, "r") else { return "" }
+        defer { fclose(file) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = fread(&buffer, 1, buffer.count, file)
+            if count <= 0 { break }
+            bytes += buffer[0..<count]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Whether the child is still running.
+    public var isRunning: Bool { exitStatus == nil && !reap(block: false) }
 
     /// Waits up to `timeout` for a printed line containing `marker`; returns that line.
     public func waitForLine(containing marker: String, timeout: Duration = .seconds(10)) -> String? {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
-        while clock.now < deadline {
+        repeat {
             if let line = text.split(separator: "\n").first(where: { $0.contains(marker) }) { return String(line) }
-            if !process.isRunning { break }
+            if !isRunning { break }
             usleep(10_000)
-        }
+        } while clock.now < deadline
         return text.split(separator: "\n").first(where: { $0.contains(marker) }).map(String.init)
     }
 
-    /// Sends `signal` and waits up to `timeout` for the exit; returns the exit status (nil if it did not exit).
+    /// Sends `signal`, then waits up to `timeout` for the exit; returns the exit status, or
+    /// `nil` if the child had to be killed.
     @discardableResult
     public func stop(signal: Int32 = SIGTERM, timeout: Duration = .seconds(10)) -> Int32? {
-        if process.isRunning { kill(process.processIdentifier, signal) }
+        if isRunning { kill(pid, signal) }
         return waitForExit(timeout: timeout)
     }
 
-    /// Waits up to `timeout` for the process to exit by itself.
+    /// Waits up to `timeout` for the child to exit by itself (then kills it and returns `nil`).
     public func waitForExit(timeout: Duration = .seconds(10)) -> Int32? {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
-        while process.isRunning, clock.now < deadline { usleep(10_000) }
-        guard !process.isRunning else {
-            process.terminate()
-            return nil
-        }
-        // Let the last output arrive.
-        usleep(50_000)
-        return process.terminationStatus
+        while isRunning, clock.now < deadline { usleep(10_000) }
+        guard isRunning else { return exitStatus }
+        kill(pid, SIGKILL)
+        _ = reap(block: true)
+        return nil
     }
+
+    /// Collects the exit status if the child has exited; true when it has.
+    private func reap(block: Bool) -> Bool {
+        var status: Int32 = 0
+        let result = waitpid(pid, &status, block ? 0 : WNOHANG)
+        guard result == pid else { return false }
+        // Exit code for a normal exit, 128 + signal otherwise, as shells report it.
+        exitStatus = status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+        return true
+    }
+}
+
+/// A child process could not be started.
+public struct ChildProcessError: Error, CustomStringConvertible {
+    /// What failed.
+    public var message: String
+    public var description: String { message }
 }

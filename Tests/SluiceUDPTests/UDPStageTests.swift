@@ -319,3 +319,34 @@ struct AnnounceService: UDPService {
         #expect(hello.destinationAddress == client4 && hello.destinationPort == 7 && hello.udpChecksumValid)
     }
 }
+
+@Suite struct SockperfServiceTests {
+    /// A sockperf message: sequence, flags, length (network order), then filler.
+    func message(flags: UInt16, size: Int = 64) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0x5A, count: size)
+        for i in 0..<8 { bytes[i] = UInt8(i) }
+        bytes[8] = UInt8(flags >> 8)
+        bytes[9] = UInt8(flags & 0xFF)
+        bytes[10...13] = [0, 0, 0, UInt8(size)]
+        return bytes
+    }
+
+    func answer(_ payload: [UInt8]) -> [UInt8]? {
+        let frame = Reference.frame(source: client4, destination: server4, sourcePort: 1, destinationPort: 11111,
+                                    payload: payload)
+        return run(SockperfService(), frames: [frame]).out.first.flatMap { Reference.parseUDP($0)?.payload }
+    }
+
+    @Test func pongRequestsAreAnsweredWithTheClientFlagCleared() {
+        var expected = message(flags: 0x3)
+        expected[9] = 0x2
+        #expect(answer(message(flags: 0x3)) == expected)
+    }
+
+    @Test func othersGetNoReply() {
+        #expect(answer(message(flags: 0x1)) == nil, "no pong request: throughput traffic")
+        #expect(answer(message(flags: 0x7)) == nil, "warm-up")
+        #expect(answer(message(flags: 0x2)) == nil, "not from a client")
+        #expect(answer(Array(message(flags: 0x3)[0..<13])) == nil, "shorter than the header")
+    }
+}
