@@ -53,8 +53,9 @@ public enum UDPAction: Equatable, Sendable {
 ///
 /// The stage calls ``handle(_:now:)`` for each datagram of a batch in turn, then
 /// ``flush(into:now:)`` once, where the service can send datagrams of its own. Both run on
-/// the worker's thread in its hot loop: no allocation, no locks, no blocking.
-public protocol UDPService {
+/// the worker's thread in its hot loop: no allocation, no locks, no blocking. Each worker makes
+/// its own instance on its own thread, so a service's type (not its values) crosses threads.
+public protocol UDPService: SendableMetatype {
     /// Handles one datagram and says what to do with it.
     mutating func handle(_ datagram: inout UDPDatagram, now: Instant) -> UDPAction
 

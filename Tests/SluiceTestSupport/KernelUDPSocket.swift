@@ -53,17 +53,17 @@ public final class KernelUDPSocket {
             bytes.withUnsafeBytes { raw in
                 var vector = iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress), iov_len: raw.count)
                 var control = [UInt8](repeating: 0, count: sluice_cmsg_space(2))
-                return control.withUnsafeMutableBytes { c in
+                return control.withUnsafeMutableBytes { c in withUnsafeMutablePointer(to: &vector) { v in
                     var message = msghdr(
                         msg_name: UnsafeMutableRawPointer(mutating: address), msg_namelen: length,
-                        msg_iov: &vector, msg_iovlen: 1, msg_control: c.baseAddress, msg_controllen: c.count, msg_flags: 0)
+                        msg_iov: v, msg_iovlen: 1, msg_control: c.baseAddress, msg_controllen: c.count, msg_flags: 0)
                     let header = sluice_cmsg_firsthdr(&message)!
                     header.pointee.cmsg_level = Int32(IPPROTO_UDP)
                     header.pointee.cmsg_type = sluice_UDP_SEGMENT
                     header.pointee.cmsg_len = sluice_cmsg_len(2)
                     UnsafeMutableRawPointer(sluice_cmsg_data(header)!).storeBytes(of: UInt16(segmentSize), as: UInt16.self)
                     return sendmsg(descriptor, &message, 0)
-                }
+                } }
             }
         }
     }

@@ -19,7 +19,7 @@ public final class ChildProcess: @unchecked Sendable {
         var template = Array("/tmp/sluice-test-XXXXXX".utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else { throw ChildProcessError(message: "mkstemp failed: errno \(errno)") }
-        outputPath = String(cString: template)
+        outputPath = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
