@@ -7,8 +7,8 @@
 SHELL := /bin/bash
 SWIFT ?= swift
 APT_PACKAGES := libxdp-dev libbpf-dev liburing-dev libssl-dev pkg-config clang llvm iproute2 ethtool sockperf
-BPF_SOURCES := $(wildcard bpf/*.bpf.c)
-BPF_OBJECTS := $(BPF_SOURCES:.bpf.c=.bpf.o)
+# xsk_redirect is built twice: plain XDP, and the multi-buffer (xdp.frags) variant.
+BPF_OBJECTS := bpf/xsk_redirect.bpf.o bpf/xsk_redirect_frags.bpf.o
 BPF_CLANG ?= $(shell command -v clang-14 || command -v clang)
 BPF_INCLUDES := -I/usr/include/$(shell uname -m)-linux-gnu
 
@@ -26,6 +26,9 @@ deps:
 
 bpf/%.bpf.o: bpf/%.bpf.c
 	$(BPF_CLANG) -O2 -g -target bpf $(BPF_INCLUDES) -c $< -o $@
+
+bpf/xsk_redirect_frags.bpf.o: bpf/xsk_redirect.bpf.c
+	$(BPF_CLANG) -O2 -g -target bpf -DSLUICE_FRAGS $(BPF_INCLUDES) -c $< -o $@
 
 bpf: deps $(BPF_OBJECTS)
 

@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+// Sluice's XDP program: steers UDP (IPv4 or IPv6, optionally behind one VLAN tag) whose
+// destination port is in `ports` into the AF_XDP socket bound to the receiving queue, and
+// passes everything else (ARP, NDP, ICMP, TCP, other ports) to the kernel so the host keeps
+// working. No CO-RE: it touches only packet bytes, so it loads on kernels without BTF.
+//
+// Built twice by the Makefile: plain (SEC "xdp") and with -DSLUICE_FRAGS (SEC "xdp.frags",
+// for multi-buffer frames; headers are read from the first buffer only).
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#define MAX_QUEUES 256
+#define MAX_IPV6_EXTENSIONS 4
+
+// Verdict counters, one slot each, per CPU. Keep in step with XDPProgram.Verdict in Swift.
+enum verdict {
+    VERDICT_REDIRECTED = 0,     // handed to the queue's XSK
+    VERDICT_PASS_NOT_UDP = 1,   // ARP, NDP, ICMP, TCP, other EtherTypes
+    VERDICT_PASS_PORT = 2,      // UDP to a port not in the map
+    VERDICT_PASS_NO_SOCKET = 3, // port matched but no XSK on this queue
+    VERDICT_PASS_FRAGMENT = 4,  // IP fragments (no UDP header to look at, or not ours to reassemble)
+    VERDICT_PASS_MALFORMED = 5, // truncated headers: the kernel decides what to do with them
+    VERDICT_COUNT = 6,
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_XSKMAP);
+    __uint(max_entries, MAX_QUEUES);
+    __type(key, __u32);
+    __type(value, __u32);
+} xsks_map SEC(".maps");
+
+// Indexed by UDP destination port (host order); non-zero means "steer to the XSK".
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 65536);
+    __type(key, __u32);
+    __type(value, __u8);
+} ports SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, VERDICT_COUNT);
+    __type(key, __u32);
+    __type(value, __u64);
+} verdicts SEC(".maps");
+
+static __always_inline int count(__u32 verdict, int action)
+{
+    __u64 *slot = bpf_map_lookup_elem(&verdicts, &verdict);
+    if (slot)
+        *slot += 1;
+    return action;
+}
+
+// Returns the UDP header, or NULL with *why set to the verdict for passing the frame.
+static __always_inline struct udphdr *find_udp(void *data, void *end, __u32 *why)
+{
+    struct ethhdr *eth = data;
+    void *cursor = eth + 1;
+    *why = VERDICT_PASS_MALFORMED;
+    if (cursor > end)
+        return NULL;
+    __u16 proto = eth->h_proto;
+    if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
+        struct { __be16 tci; __be16 proto; } *tag = cursor;
+        if ((void *)(tag + 1) > end)
+            return NULL;
+        proto = tag->proto;
+        cursor = tag + 1;
+    }
+    if (proto == bpf_htons(ETH_P_IP)) {
+        struct iphdr *ip = cursor;
+        if ((void *)(ip + 1) > end)
+            return NULL;
+        if (ip->version != 4 || ip->ihl < 5)
+            return NULL;
+        if (ip->protocol != IPPROTO_UDP) {
+            *why = VERDICT_PASS_NOT_UDP;
+            return NULL;
+        }
+        if (ip->frag_off & bpf_htons(0x3FFF)) {   // MF set or a non-zero offset
+            *why = VERDICT_PASS_FRAGMENT;
+            return NULL;
+        }
+        cursor = (void *)ip + ((__u32)ip->ihl & 0xF) * 4;
+    } else if (proto == bpf_htons(ETH_P_IPV6)) {
+        struct ipv6hdr *ip6 = cursor;
+        if ((void *)(ip6 + 1) > end)
+            return NULL;
+        __u8 next = ip6->nexthdr;
+        cursor = ip6 + 1;
+#pragma unroll
+        for (int i = 0; i < MAX_IPV6_EXTENSIONS; i++) {
+            if (next != IPPROTO_HOPOPTS && next != IPPROTO_ROUTING && next != IPPROTO_DSTOPTS)
+                break;
+            struct { __u8 next; __u8 length; } *ext = cursor;
+            if ((void *)(ext + 1) > end)
+                return NULL;
+            next = ext->next;
+            cursor += ((__u32)ext->length + 1) * 8;
+        }
+        if (next == IPPROTO_FRAGMENT) {
+            *why = VERDICT_PASS_FRAGMENT;
+            return NULL;
+        }
+        if (next != IPPROTO_UDP) {
+            *why = VERDICT_PASS_NOT_UDP;
+            return NULL;
+        }
+    } else {
+        *why = VERDICT_PASS_NOT_UDP;
+        return NULL;
+    }
+    struct udphdr *udp = cursor;
+    if ((void *)(udp + 1) > end)
+        return NULL;
+    return udp;
+}
+
+static __always_inline int steer(struct xdp_md *ctx)
+{
+    void *data = (void *)(long)ctx->data;
+    void *end = (void *)(long)ctx->data_end;
+    __u32 why;
+    struct udphdr *udp = find_udp(data, end, &why);
+    if (!udp)
+        return count(why, XDP_PASS);
+    __u32 port = bpf_ntohs(udp->dest);
+    __u8 *wanted = bpf_map_lookup_elem(&ports, &port);
+    if (!wanted || !*wanted)
+        return count(VERDICT_PASS_PORT, XDP_PASS);
+    int action = bpf_redirect_map(&xsks_map, ctx->rx_queue_index, XDP_PASS);
+    return count(action == XDP_REDIRECT ? VERDICT_REDIRECTED : VERDICT_PASS_NO_SOCKET, action);
+}
+
+#ifdef SLUICE_FRAGS
+SEC("xdp.frags")
+int sluice_xsk_redirect_frags(struct xdp_md *ctx) { return steer(ctx); }
+#else
+SEC("xdp")
+int sluice_xsk_redirect(struct xdp_md *ctx) { return steer(ctx); }
+#endif
+
+char _license[] SEC("license") = "Dual BSD/GPL";
