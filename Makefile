@@ -6,7 +6,7 @@
 
 SHELL := /bin/bash
 SWIFT ?= swift
-APT_PACKAGES := libxdp-dev libbpf-dev liburing-dev libssl-dev pkg-config clang llvm iproute2 ethtool sockperf
+APT_PACKAGES := libxdp-dev libbpf-dev liburing-dev libssl-dev pkg-config clang llvm iproute2 iputils-ping ethtool sockperf util-linux
 # xsk_redirect is built twice: plain XDP, and the multi-buffer (xdp.frags) variant.
 BPF_OBJECTS := bpf/xsk_redirect.bpf.o bpf/xsk_redirect_frags.bpf.o
 BPF_CLANG ?= $(shell command -v clang-14 || command -v clang)

@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "SluicePackets", targets: ["SluicePackets"]),
         .library(name: "SluiceUDP", targets: ["SluiceUDP"]),
         .library(name: "SluiceSockets", targets: ["SluiceSockets"]),
+        .library(name: "SluiceXDP", targets: ["SluiceXDP"]),
         .executable(name: "sluice", targets: ["SluiceCLI"]),
     ],
     dependencies: [
@@ -27,7 +28,10 @@ let package = Package(
         .target(name: "SluicePackets"),
         .target(name: "SluiceUDP", dependencies: ["SluiceCore", "SluicePackets"]),
         .target(name: "SluiceSockets", dependencies: ["SluiceCore", "SluicePackets", "SluiceUDP", "CSluice"]),
-        .target(name: "Sluice", dependencies: ["SluiceCore", "SluicePackets", "SluiceUDP", "SluiceSockets", "CSluice"]),
+        .target(name: "SluiceXDP", dependencies: ["SluiceCore", "SluicePackets", "CSluice"]),
+        .target(
+            name: "Sluice",
+            dependencies: ["SluiceCore", "SluicePackets", "SluiceUDP", "SluiceSockets", "SluiceXDP", "CSluice"]),
         .executableTarget(
             name: "SluiceCLI",
             dependencies: ["Sluice", "CSluice", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -40,7 +44,10 @@ let package = Package(
         .testTarget(
             name: "SluiceSocketsTests",
             dependencies: ["SluiceSockets", "SluiceUDP", "SluiceCore", "SluicePackets", "SluiceTestSupport"]),
-        .testTarget(name: "SluiceIntegrationTests", dependencies: ["SluiceCLI", "SluicePackets", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceIntegrationTests", dependencies: ["SluiceCLI", "Sluice", "SluicePackets", "SluiceTestSupport"]),
+        .testTarget(
+            name: "SluiceXDPTests",
+            dependencies: ["SluiceXDP", "Sluice", "SluiceCore", "SluicePackets", "SluiceUDP", "SluiceTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -31,3 +31,5 @@ int sluice_current_cpu(void) { return sched_getcpu(); }
 void sluice_set_thread_name(const char *name) { pthread_setname_np(pthread_self(), name); }
 
 void sluice_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
+
+int sluice_enter_network_namespace(int fd) { return setns(fd, CLONE_NEWNET); }

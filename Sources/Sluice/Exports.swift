@@ -3,3 +3,4 @@
 @_exported import SluicePackets
 @_exported import SluiceUDP
 @_exported import SluiceSockets
+@_exported import SluiceXDP

@@ -6,11 +6,33 @@ import SluiceCore
 import SluicePackets
 import SluiceSockets
 import SluiceUDP
+import SluiceXDP
 
 /// Which kernel path a service's packets take.
 public enum Backend: String, Sendable, CaseIterable {
     /// Kernel UDP sockets with recvmmsg/sendmmsg (GSO/GRO optional): works everywhere, no privileges.
     case socket
+    /// AF_XDP sockets fed by Sluice's XDP program, one per receive queue: needs root (CAP_NET_ADMIN, CAP_BPF).
+    case xdp
+}
+
+/// Where an AF_XDP backend takes its frames from.
+public struct XDPBackendConfiguration: Sendable {
+    /// The interface.
+    public var interface: String
+    /// The receive queues to serve, one worker each.
+    public var queues: [UInt32] = [0]
+    /// Native (driver) or generic (skb) XDP; native falls back to generic when refused.
+    public var attachMode: XDPAttachMode = .native
+    /// Zero-copy, copy, or try zero-copy first.
+    public var bindMode: XSKBindMode = .automatic
+    /// Replace a foreign XDP program on the interface.
+    public var force: Bool = false
+    /// Frame size in the UMEM (2048 or 4096).
+    public var frameSize: Int = 2048
+
+    /// Serve queue 0 of `interface`.
+    public init(interface: String) { self.interface = interface }
 }
 
 /// How to run a UDP service.
@@ -33,6 +55,8 @@ public struct UDPServerConfiguration: Sendable {
     public var framesPerWorker: Int = 512
     /// Packets per batch.
     public var batchCapacity: Int = PacketBatch.defaultCapacity
+    /// For ``Backend/xdp``: the interface, queues and modes. Workers follow the queues.
+    public var xdp: XDPBackendConfiguration?
     /// Whether ``UDPServer/run(for:progressInterval:progress:)`` stops on SIGINT/SIGTERM
     /// (they are then blocked in every thread and taken with `sigtimedwait`).
     public var handlesSignals: Bool = true
@@ -66,10 +90,12 @@ public final class UDPServer<Service: UDPService>: Sendable {
     /// One state per worker.
     public let states: [WorkerState]
     /// The address the first worker bound (with the kernel's port when 0 was asked for).
-    public let boundEndpoint: IPEndpoint
+    public var boundEndpoint: IPEndpoint { bound.withLock { $0 } ?? configuration.listen }
+    private let bound = Locked<IPEndpoint?>(nil)
     private let threads: Mutex<[WorkerThread]>
     private let reports: Locked<[WorkerReport]>
     private let started: Instant
+    private let xdp: XDPSession?
 
     /// Starts the workers, each making its own service with `makeService(workerIndex)`, and
     /// returns once all are receiving.
@@ -77,30 +103,98 @@ public final class UDPServer<Service: UDPService>: Sendable {
     /// - Throws: ``RuntimeError`` naming the first worker that could not start and why.
     public init(configuration: UDPServerConfiguration,
                 makeService: @escaping @Sendable (Int) -> Service) throws(RuntimeError) {
-        precondition(configuration.workers > 0, "at least one worker")
         self.configuration = configuration
-        states = (0..<configuration.workers).map { WorkerState(index: $0) }
         reports = Locked([])
         threads = Mutex([])
         started = MonotonicTimeSource().now()
         // Signals must be blocked before the workers start, so only `run` receives them.
         if configuration.handlesSignals { SignalWaiter.block([SIGINT, SIGTERM]) }
-        let bound = Locked<IPEndpoint?>(nil)
+        switch configuration.backend {
+        case .socket:
+            precondition(configuration.workers > 0, "at least one worker")
+            states = (0..<configuration.workers).map { WorkerState(index: $0) }
+            xdp = nil
+            try startSocketWorkers(makeService)
+        case .xdp:
+            guard let settings = configuration.xdp else {
+                throw RuntimeError("the xdp backend needs an interface (--dev IF)")
+            }
+            states = settings.queues.indices.map { WorkerState(index: $0) }
+            let session = try XDPSession(settings: settings, port: configuration.listen.port,
+                                         framesPerQueue: configuration.framesPerWorker)
+            xdp = session
+            do {
+                try startXDPWorkers(session, settings, makeService)
+            } catch {
+                stop()
+                throw error
+            }
+        }
+    }
+
+    private func startSocketWorkers(_ makeService: @escaping @Sendable (Int) -> Service) throws(RuntimeError) {
+        let bound = self.bound
         var listen = configuration.listen
         for (index, state) in states.enumerated() {
-            let cpu = configuration.cpus.isEmpty ? nil : configuration.cpus[index % configuration.cpus.count]
             let workerListen = listen
-            let reports = self.reports
-            let thread = try WorkerThread(name: "sluice-w\(index)", cpu: cpu) {
-                Self.runWorker(state: state, listen: workerListen, configuration: configuration,
-                               service: makeService(index), bound: bound, reports: reports)
+            let (configuration, reports) = (self.configuration, self.reports)
+            try startWorker(state) {
+                var socketConfiguration = UDPSocketConfiguration(listen: workerListen)
+                socketConfiguration.reusePort = true
+                socketConfiguration.segmentationOffload = configuration.segmentationOffload
+                socketConfiguration.receiveOffload = configuration.receiveOffload
+                let pool: FramePool
+                var port: UDPSocketPort
+                do {
+                    pool = try FramePool(
+                        frameCount: configuration.framesPerWorker,
+                        frameSize: socketConfiguration.frameSize(maximumDatagram: configuration.maximumDatagram),
+                        headroom: DatagramHeader.minimumHeadroom)
+                    port = try UDPSocketPort(configuration: socketConfiguration, pool: pool,
+                                             batchCapacity: configuration.batchCapacity)
+                } catch {
+                    state.markFailed("\(error)")
+                    return
+                }
+                bound.withLock { if $0 == nil { $0 = port.localEndpoint } }
+                Self.serve(port: &port, pool: pool, service: makeService(index), state: state,
+                           batchCapacity: configuration.batchCapacity, reports: reports)
             }
-            threads.withLock { $0.append(thread) }
-            try Self.waitUntilStarted(state)
             // Port 0 means "any": the other workers must join the port the first one got.
             if index == 0, let endpoint = bound.withLock({ $0 }) { listen = endpoint }
         }
-        boundEndpoint = bound.withLock { $0 } ?? configuration.listen
+    }
+
+    private func startXDPWorkers(_ session: XDPSession, _ settings: XDPBackendConfiguration,
+                                 _ makeService: @escaping @Sendable (Int) -> Service) throws(RuntimeError) {
+        for (index, state) in states.enumerated() {
+            let queue = settings.queues[index]
+            let pool = session.pools[index]
+            let (batchCapacity, reports) = (configuration.batchCapacity, self.reports)
+            try startWorker(state) {
+                var portConfiguration = XDPPortConfiguration(interface: settings.interface, queue: queue)
+                portConfiguration.bindMode = settings.bindMode
+                do {
+                    var port = try XDPPort(configuration: portConfiguration, umem: session.umem, pool: pool)
+                    try session.program.insertSocket(port.descriptor, queue: queue)
+                    session.record(zeroCopy: port.isZeroCopy)
+                    Self.serve(port: &port, pool: pool, service: makeService(index), state: state,
+                               batchCapacity: batchCapacity, reports: reports)
+                    try session.program.removeSocket(queue: queue)
+                } catch {
+                    state.markFailed("\(error)")
+                }
+            }
+        }
+    }
+
+    /// Starts one worker thread running `body` and waits until it runs or fails.
+    private func startWorker(_ state: WorkerState, _ body: @escaping @Sendable () -> Void) throws(RuntimeError) {
+        let cpus = configuration.cpus
+        let cpu = cpus.isEmpty ? nil : cpus[state.index % cpus.count]
+        let thread = try WorkerThread(name: "sluice-w\(state.index)", cpu: cpu, body)
+        threads.withLock { $0.append(thread) }
+        try Self.waitUntilStarted(state)
     }
 
     private static func waitUntilStarted(_ state: WorkerState) throws(RuntimeError) {
@@ -115,31 +209,14 @@ public final class UDPServer<Service: UDPService>: Sendable {
         }
     }
 
-    private static func runWorker(state: WorkerState, listen: IPEndpoint, configuration: UDPServerConfiguration,
-                                  service: Service, bound: Locked<IPEndpoint?>, reports: Locked<[WorkerReport]>) {
-        var socketConfiguration = UDPSocketConfiguration(listen: listen)
-        socketConfiguration.reusePort = true
-        socketConfiguration.segmentationOffload = configuration.segmentationOffload
-        socketConfiguration.receiveOffload = configuration.receiveOffload
-        let pool: FramePool
-        var port: UDPSocketPort
-        do {
-            pool = try FramePool(
-                frameCount: configuration.framesPerWorker,
-                frameSize: socketConfiguration.frameSize(maximumDatagram: configuration.maximumDatagram),
-                headroom: DatagramHeader.minimumHeadroom)
-            port = try UDPSocketPort(configuration: socketConfiguration, pool: pool,
-                                     batchCapacity: configuration.batchCapacity)
-        } catch {
-            state.markFailed("\(error)")
-            return
-        }
-        bound.withLock { if $0 == nil { $0 = port.localEndpoint } }
+    /// The part of every worker after its port is open: the loop, then the report.
+    private static func serve<P: Port & ~Copyable>(port: inout P, pool: FramePool, service: Service, state: WorkerState,
+                                                  batchCapacity: Int, reports: Locked<[WorkerReport]>) {
         var stage = UDPStage(service: service, format: port.format)
         state.markRunning()
         do {
             let tally = try WorkerLoop.run(port: &port, stage: &stage, pool: pool, state: state,
-                                           batchCapacity: configuration.batchCapacity)
+                                           batchCapacity: batchCapacity)
             state.publish(port.counters)
             let report = WorkerReport(index: state.index, port: port.counters, stage: stage.counters, frames: tally)
             reports.withLock { $0.append(report) }
@@ -157,6 +234,7 @@ public final class UDPServer<Service: UDPService>: Sendable {
             return threads
         }
         for thread in joined { thread.join() }
+        xdp?.finish()
     }
 
     /// Runs until SIGINT or SIGTERM, or until `duration` has passed, printing a progress line
@@ -214,8 +292,10 @@ public final class UDPServer<Service: UDPService>: Sendable {
             stage.add(r.stage)
         }
         let seconds = max(Double((MonotonicTimeSource().now() - started).nanosecondsClamped) / 1e9, 1e-9)
+        var backend = configuration.backend.rawValue
+        if let xdp { backend += " (\(xdp.interface), \(xdp.program.mode.rawValue) XDP, \(xdp.modeDescription))" }
         var lines = [
-            "sluice udp \(configuration.backend.rawValue) on \(boundEndpoint): \(reports.count) worker(s), \(String(format2: seconds)) s",
+            "sluice udp \(backend) on \(boundEndpoint): \(reports.count) worker(s), \(String(format2: seconds)) s",
             "  received \(port.receivedPackets) datagrams (\(Self.rate(Double(port.receivedPackets) / seconds)) pps avg), "
                 + "sent \(port.transmittedPackets), \(port.receiveCalls + port.transmitCalls) syscalls",
         ]
@@ -234,6 +314,66 @@ public final class UDPServer<Service: UDPService>: Sendable {
 
     static func rate(_ value: Double) -> String {
         value >= 1e6 ? "\(String(format2: value / 1e6))M" : value >= 1e3 ? "\(String(format2: value / 1e3))k" : "\(Int(value))"
+    }
+}
+
+/// What the AF_XDP backend sets up once for all its workers: the program on the interface, the
+/// port in its map, one UMEM over a pool split between the queues.
+final class XDPSession: Sendable {
+    let program: XDPProgram
+    let umem: XSKUmem
+    let pools: [FramePool]
+    let interface: String
+    private let attachedHere: Bool
+    private let addedPort: UInt16?
+    private let modes = Locked<[Bool]>([])
+
+    init(settings: XDPBackendConfiguration, port: UInt16, framesPerQueue: Int) throws(RuntimeError) {
+        interface = settings.interface
+        do {
+            if let existing = try XDPProgram.attached(on: settings.interface) {
+                program = existing
+                attachedHere = false
+            } else {
+                program = try XDPProgram.attach(to: settings.interface, mode: settings.attachMode, force: settings.force)
+                attachedHere = true
+            }
+            let ports = try program.ports
+            addedPort = ports.contains(port) ? nil : port
+            if addedPort != nil { try program.setPort(port) }
+        } catch {
+            throw RuntimeError("\(error)")
+        }
+        do {
+            let pool = try FramePool(frameCount: framesPerQueue * settings.queues.count, frameSize: settings.frameSize,
+                                     headroom: 256)
+            umem = try XSKUmem(pool: pool)
+            pools = pool.partition(into: settings.queues.count)
+        } catch {
+            let reason = "\(error)"
+            if attachedHere { try? program.detach() }
+            throw RuntimeError(reason)
+        }
+    }
+
+    /// Notes a socket's mode, for the summary.
+    func record(zeroCopy: Bool) { modes.withLock { $0.append(zeroCopy) } }
+
+    /// "copy", "zero-copy" or both, over the sockets opened.
+    var modeDescription: String {
+        let all = modes.withLock { $0 }
+        if all.allSatisfy({ $0 }) && !all.isEmpty { return "zero-copy" }
+        return all.contains(true) ? "mixed zero-copy/copy" : "copy"
+    }
+
+    /// Leaves the interface as it was found: detaches a program this session attached, or takes
+    /// back the port it added to a program that was already there.
+    func finish() {
+        if attachedHere {
+            try? program.detach()
+        } else if let addedPort {
+            try? program.setPort(addedPort, enabled: false)
+        }
     }
 }
 

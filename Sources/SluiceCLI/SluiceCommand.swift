@@ -7,7 +7,7 @@ struct SluiceCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",
         abstract: "User-space packet processing on Linux: UDP services over AF_XDP, io_uring, TUN/TAP and sockets.",
-        subcommands: [UDPEcho.self, UDPClient.self]
+        subcommands: [UDPEcho.self, UDPClient.self, NetnsCommand.self, XDPCommand.self]
     )
 }
 
@@ -16,6 +16,7 @@ extension IPEndpoint: ExpressibleByArgument {
 }
 
 extension Backend: ExpressibleByArgument {}
+extension XSKBindMode: ExpressibleByArgument {}
 
 /// What `udp-echo` answers with.
 enum Responder: String, ExpressibleByArgument, CaseIterable {
@@ -25,7 +26,7 @@ enum Responder: String, ExpressibleByArgument, CaseIterable {
     case sockperf
 }
 
-/// Parses "0,1" or "0-3" CPU lists.
+/// Parses "0,1" or "0-3" lists (CPUs, queues).
 func parseCPUList(_ text: String) throws -> [Int] {
     var cpus: [Int] = []
     for part in text.split(separator: ",") {
@@ -33,7 +34,7 @@ func parseCPUList(_ text: String) throws -> [Int] {
         switch bounds.count {
         case 1 where bounds[0] != nil: cpus.append(bounds[0]!)
         case 2 where bounds[0] != nil && bounds[1] != nil && bounds[0]! <= bounds[1]!: cpus += Array(bounds[0]!...bounds[1]!)
-        default: throw ValidationError("bad CPU list '\(text)': use forms like 1 or 0,1 or 0-3")
+        default: throw ValidationError("bad list '\(text)': use forms like 1 or 0,1 or 0-3")
         }
     }
     return cpus
@@ -67,23 +68,52 @@ struct UDPEcho: ParsableCommand {
     @Option(help: "Stop by itself after this many seconds (default: run until SIGINT/SIGTERM).")
     var duration: Double?
 
+    @Option(help: "xdp backend: the interface to serve.")
+    var dev: String?
+
+    @Option(help: "xdp backend: receive queues, one worker each, e.g. 0 or 0-1.")
+    var queues: String = "0"
+
+    @Option(help: "xdp backend: native or generic XDP (native falls back to generic when refused).")
+    var mode: XDPAttachMode = .native
+
+    @Option(help: "xdp backend: automatic, zero-copy or copy.")
+    var bind: XSKBindMode = .automatic
+
+    @Flag(help: "xdp backend: replace a foreign XDP program on the interface.")
+    var force = false
+
+    @Option(help: "Enter this network namespace (/run/netns/NAME) first, with setns().")
+    var netns: String?
+
     @Option(help: "Print a progress line every this many seconds (0: none).")
     var statsInterval: Double = 1
 
     func validate() throws {
         guard workers >= 1 && workers <= 256 else { throw ValidationError("--workers must be 1 to 256") }
         if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
+        if backend == .xdp, dev == nil { throw ValidationError("--backend xdp needs --dev IF") }
+        if backend == .socket, dev != nil { throw ValidationError("--dev is for --backend xdp") }
     }
 
     func run() throws {
         // Progress lines must show as they happen even when stdout is a pipe.
         sluice_line_buffer_stdout()
+        if let netns { try NetworkNamespace.enter(netns) }
         var configuration = UDPServerConfiguration(listen: listen)
         configuration.backend = backend
         configuration.workers = workers
         configuration.cpus = try cpus.map(parseCPUList) ?? []
         configuration.segmentationOffload = gso
         configuration.receiveOffload = gro
+        if let dev {
+            var xdp = XDPBackendConfiguration(interface: dev)
+            xdp.queues = try parseCPUList(queues).map { UInt32($0) }
+            xdp.attachMode = mode
+            xdp.bindMode = bind
+            xdp.force = force
+            configuration.xdp = xdp
+        }
         switch responder {
         case .echo: try serve(configuration) { _ in UDPEchoService() }
         case .sockperf: try serve(configuration) { _ in SockperfService() }

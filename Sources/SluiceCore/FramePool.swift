@@ -44,6 +44,8 @@ public final class FramePool: @unchecked Sendable {
 
     @usableFromInline let freeList: UnsafeMutablePointer<UInt64>
     @usableFromInline var freeTop: Int
+    /// The pool that mapped the region, when this one is a partition of it (keeps it alive).
+    private let regionOwner: FramePool?
 
     /// Maps a region of `frameCount` frames of `frameSize` bytes, all free.
     ///
@@ -70,11 +72,40 @@ public final class FramePool: @unchecked Sendable {
             freeList[i] = UInt64(frameCount - 1 - i) * UInt64(frameSize)
         }
         freeTop = frameCount
+        regionOwner = nil
+    }
+
+    private init(partitionOf owner: FramePool, addresses: ArraySlice<UInt64>) {
+        base = owner.base
+        regionSize = owner.regionSize
+        frameSize = owner.frameSize
+        headroom = owner.headroom
+        frameCount = addresses.count
+        freeList = .allocate(capacity: addresses.count)
+        for (i, address) in addresses.reversed().enumerated() { freeList[i] = address }
+        freeTop = addresses.count
+        regionOwner = owner
     }
 
     deinit {
-        munmap(base, regionSize)
+        if regionOwner == nil { munmap(base, regionSize) }
         freeList.deallocate()
+    }
+
+    /// Splits the free frames into `count` pools of (nearly) equal size over the same region.
+    ///
+    /// For a shared AF_XDP UMEM: one region registered once, each worker thread drawing on a
+    /// partition of its own, so no pool is ever touched by two threads. Addresses stay relative
+    /// to the shared ``base``. This pool should not be used for frames afterwards.
+    public func partition(into count: Int) -> [FramePool] {
+        precondition(count > 0 && count <= freeTop, "frame pool: cannot split \(freeTop) frames \(count) ways")
+        var addresses: [UInt64] = []
+        while let address = allocateAddress() { addresses.append(address) }
+        let share = addresses.count / count
+        return (0..<count).map { i in
+            let end = i == count - 1 ? addresses.count : (i + 1) * share
+            return FramePool(partitionOf: self, addresses: addresses[(i * share)..<end])
+        }
     }
 
     /// Frames on the free list now.

@@ -95,6 +95,13 @@ public struct PacketBatch: ~Copyable {
         }
     }
 
+    /// Empties the batch without returning frames to the pool: for ports that have just handed
+    /// every frame to the kernel (a transmit ring) and track them by address from now on.
+    @inlinable
+    public mutating func relinquishAll() {
+        _count = 0
+    }
+
     /// Moves every packet, in order, to the end of `other`, which must have room for them.
     @inlinable
     public mutating func moveAll(to other: inout PacketBatch) {

@@ -152,3 +152,31 @@ import Testing
         #expect(pool.tally(held: 0).isBalanced)
     }
 }
+
+@Suite struct FramePoolPartitionTests {
+    @Test func partitionsShareTheRegionAndSplitTheFrames() throws {
+        let pool = try FramePool(frameCount: 10, frameSize: 2048, headroom: 256)
+        let parts = pool.partition(into: 3)
+        #expect(parts.map(\.frameCount) == [3, 3, 4])
+        #expect(parts.allSatisfy { $0.base == pool.base && $0.frameSize == 2048 && $0.headroom == 256 })
+        var seen = Set<UInt64>()
+        for part in parts {
+            while let address = part.allocateAddress() { #expect(seen.insert(address).inserted) }
+        }
+        #expect(seen.count == 10 && seen.allSatisfy { $0 < UInt64(pool.regionSize) && $0 % 2048 == 0 })
+        #expect(pool.freeCount == 0)
+    }
+
+    @Test func aPartitionOutlivesItsParentHandle() throws {
+        var parts: [FramePool] = []
+        do {
+            let pool = try FramePool(frameCount: 4)
+            parts = pool.partition(into: 2)
+        }
+        // The region stays mapped while a partition lives: writing to it must not fault.
+        let packet = parts[0].allocate()!
+        packet.frame.storeBytes(of: 0xAB, toByteOffset: 0, as: UInt8.self)
+        parts[0].release(packet)
+        #expect(parts[0].tally(held: 0).isBalanced)
+    }
+}

@@ -117,9 +117,11 @@ public final class ChildProcess: @unchecked Sendable {
     }
 }
 
-/// A child process could not be started.
+/// A test helper's system call failed.
 public struct ChildProcessError: Error, CustomStringConvertible {
     /// What failed.
     public var message: String
+    /// Creates an error with its message.
+    public init(message: String) { self.message = message }
     public var description: String { message }
 }

@@ -84,6 +84,10 @@ void sluice_line_buffer_stdout(void);
 /// Names the calling thread (15 characters show in ps/top).
 void sluice_set_thread_name(const char *name);
 
+/// Moves the calling thread into the network namespace open at `fd` (setns with CLONE_NEWNET,
+/// which glibc shows only under _GNU_SOURCE). Returns 0, or -1 with errno set.
+int sluice_enter_network_namespace(int fd);
+
 /// The CPU the calling thread runs on now, or -1.
 int sluice_current_cpu(void);
 

@@ -1,0 +1,751 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSluice
+import Synchronization
+
+/// Where an XDP program runs on an interface.
+public enum XDPAttachMode: String, Sendable, CaseIterable {
+    /// In the driver, before an skb exists (`XDP_MODE_NATIVE`, `XDP_FLAGS_DRV_MODE`). Fastest on real NICs.
+    case native
+    /// In the generic receive path, after the skb is built (`XDP_MODE_SKB`, `XDP_FLAGS_SKB_MODE`).
+    /// Works on every interface; on veth it is faster than native.
+    case generic
+
+    /// libxdp's mode value.
+    var libxdpMode: xdp_attach_mode { self == .native ? XDP_MODE_NATIVE : XDP_MODE_SKB }
+
+    /// The netlink attach flag for this mode.
+    var netlinkFlags: UInt32 { self == .native ? UInt32(XDP_FLAGS_DRV_MODE) : UInt32(XDP_FLAGS_SKB_MODE) }
+
+    /// A description for messages, e.g. "generic (skb)".
+    var label: String { self == .native ? "native" : "generic (skb)" }
+}
+
+/// The program's verdict counters (the `verdicts` map), summed over CPUs.
+public struct XDPVerdicts: Sendable, Equatable, CustomStringConvertible {
+    /// Frames handed to the AF_XDP socket of their queue.
+    public var redirected: UInt64 = 0
+    /// Frames passed to the kernel because they are not UDP (ARP, ICMP, TCP, NDP, other EtherTypes).
+    public var passedNotUDP: UInt64 = 0
+    /// UDP frames passed because their destination port is not steered.
+    public var passedPort: UInt64 = 0
+    /// UDP frames to a steered port passed because no socket is bound on the receiving queue.
+    public var passedNoSocket: UInt64 = 0
+    /// IP fragments, passed for the kernel to reassemble.
+    public var passedFragment: UInt64 = 0
+    /// Frames with truncated or invalid headers, passed for the kernel to judge.
+    public var passedMalformed: UInt64 = 0
+
+    /// All zero.
+    public init() {}
+
+    /// Every frame the program saw.
+    public var total: UInt64 {
+        redirected + passedNotUDP + passedPort + passedNoSocket + passedFragment + passedMalformed
+    }
+
+    public var description: String {
+        "redirected \(redirected), passed: not UDP \(passedNotUDP), port not steered \(passedPort), "
+            + "no socket on queue \(passedNoSocket), fragment \(passedFragment), malformed \(passedMalformed)"
+    }
+}
+
+/// The sluice program attached to one interface, with its maps.
+///
+/// `attach(to:)` loads `bpf/xsk_redirect.bpf.o` through libxdp and attaches it; `attached(on:)`
+/// finds one attached earlier (by `sluice xdp load` in another process, say). The program
+/// steers UDP to the ports in its `ports` map into the AF_XDP socket of the receiving queue
+/// (the `xsks_map` entry for that queue) and passes everything else to the kernel.
+///
+/// Interface names and indices are per network namespace: use an instance from a thread in the
+/// namespace it was made in. Releasing the instance closes its descriptors but leaves the program
+/// attached (like `xdp-loader`): call `detach()` to remove it.
+public final class XDPProgram: @unchecked Sendable {
+    /// The interface's name, e.g. "veth1".
+    public let interfaceName: String
+    /// The interface's index in its network namespace.
+    public let interfaceIndex: Int32
+    /// The mode the program runs in (native can have fallen back to generic).
+    public let mode: XDPAttachMode
+    /// The kernel's id for the program (`bpftool prog show id N`, `ip -d link show`).
+    public let programID: UInt32
+    /// True when `attach(to:)` found the program already attached and returned it.
+    public let wasAlreadyAttached: Bool
+    /// One line about how libxdp attached the program, when it matters: e.g. that its
+    /// multi-program dispatcher was unavailable and the program runs alone. `nil` otherwise.
+    public let attachNote: String?
+
+    /// Whether the program runs as a component of libxdp's dispatcher (not alone).
+    let viaDispatcher: Bool
+    private let programDescriptor: Int32
+    private let xsksMap: Int32
+    private let portsMap: Int32
+    private let verdictsMap: Int32
+    /// libxdp's handle when this instance loaded the program.
+    private let handle: OpaquePointer?
+
+    /// The kernel's name for our program: "sluice_xsk_redirect" cut to 15 characters
+    /// (the frags variant "sluice_xsk_redirect_frags" cuts to the same).
+    static let kernelProgramName = "sluice_xsk_redi"
+    /// Map names the program must own to count as ours.
+    static let mapNames = ["xsks_map", "ports", "verdicts"]
+    /// Number of slots in the `verdicts` map.
+    static let verdictCount = 6
+
+    /// The file name of the object for the plain or the multi-buffer program.
+    static func objectName(frags: Bool) -> String { frags ? "xsk_redirect_frags.bpf.o" : "xsk_redirect.bpf.o" }
+    /// The program's name in the object.
+    static func programName(frags: Bool) -> String { frags ? "sluice_xsk_redirect_frags" : "sluice_xsk_redirect" }
+
+    // MARK: - Finding the object file
+
+    /// Locates the object file: `$SLUICE_BPF_DIR`, then `./bpf` under the current directory,
+    /// then `<dir of the executable>/../../bpf` and every parent directory of the executable
+    /// holding `bpf/xsk_redirect.bpf.o`, then `/usr/local/lib/sluice/bpf`, `/usr/lib/sluice/bpf`.
+    ///
+    /// - Parameter frags: the multi-buffer (`xdp.frags`) build, `xsk_redirect_frags.bpf.o`.
+    /// - Throws: an error that names every place tried and says to run `make bpf`.
+    public static func objectPath(frags: Bool = false) throws(XDPError) -> String {
+        let name = objectName(frags: frags)
+        var directories: [String] = []
+        if let dir = getenv("SLUICE_BPF_DIR").map({ String(cString: $0) }), !dir.isEmpty { directories.append(dir) }
+        var cwd = [CChar](repeating: 0, count: 4096)
+        if getcwd(&cwd, cwd.count) != nil {
+            directories.append(join(cString(cwd), "bpf"))
+        } else {
+            directories.append("bpf")
+        }
+        if let exe = executablePath() {
+            var directory = parent(exe)
+            directories.append(normalize(join(directory, "../../bpf")))
+            while !directory.isEmpty && directory != "/" {
+                directories.append(join(directory, "bpf"))
+                directory = parent(directory)
+            }
+        }
+        directories += ["/usr/local/lib/sluice/bpf", "/usr/lib/sluice/bpf"]
+        var tried: [String] = []
+        for directory in directories where !tried.contains(directory) {
+            tried.append(directory)
+            let path = join(directory, name)
+            if access(path, R_OK) == 0 { return path }
+        }
+        throw XDPError(
+            operation: "finding the XDP object \(name)", errno: 0,
+            hint: "not in any of \(tried.joined(separator: ", ")); run `make bpf` in the sluice checkout "
+                + "(or set SLUICE_BPF_DIR to the directory holding it)")
+    }
+
+    private static func executablePath() -> String? {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard count > 0 else { return nil }
+        return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// The text in a NUL-terminated buffer.
+    static func cString(_ buffer: [CChar]) -> String {
+        String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    private static func join(_ a: String, _ b: String) -> String { a.hasSuffix("/") ? a + b : a + "/" + b }
+
+    private static func parent(_ path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "" }
+        let head = String(path[..<slash])
+        return head.isEmpty ? "/" : head
+    }
+
+    /// Resolves "." and ".." textually.
+    private static func normalize(_ path: String) -> String {
+        var parts: [Substring] = []
+        for part in path.split(separator: "/") {
+            if part == "." { continue }
+            if part == ".." { if !parts.isEmpty { parts.removeLast() }; continue }
+            parts.append(part)
+        }
+        return "/" + parts.joined(separator: "/")
+    }
+
+    // MARK: - Attaching and finding
+
+    /// Loads the sluice program and attaches it to `interface`.
+    ///
+    /// `.native` falls back to `.generic` when the driver refuses native XDP, printing one line
+    /// ("sluice: native XDP not supported on IF (...); using generic (skb) mode") to stderr.
+    /// If a sluice program is already attached, it is returned as it is (in its mode), so calling
+    /// this twice is harmless. Another program is refused unless `force` is set, which detaches it.
+    /// libxdp tries its multi-program dispatcher first and attaches the program alone when the
+    /// dispatcher cannot load (no bpffs, no freplace); `attachNote` then says so.
+    ///
+    /// - Parameters:
+    ///   - interface: the interface name in the calling thread's network namespace.
+    ///   - mode: native (driver) or generic (skb) XDP.
+    ///   - force: replace another, non-sluice XDP program.
+    ///   - frags: load the multi-buffer (`xdp.frags`) build, for jumbo frames or GRO'd packets.
+    public static func attach(to interface: String, mode: XDPAttachMode = .native, force: Bool = false,
+                              frags: Bool = false) throws(XDPError) -> XDPProgram {
+        LibraryLog.install()
+        let index = try interfaceIndex(interface)
+        let existing = try inspect(interface: interface, index: index)
+        if let ours = existing.sluice {
+            return try XDPProgram(
+                interfaceName: interface, interfaceIndex: index, found: ours, handle: nil, wasAlreadyAttached: true, note: nil)
+        }
+        // Find the object before touching another program, so a missing build leaves it in place.
+        let path = try objectPath(frags: frags)
+        if let foreign = existing.foreign {
+            guard force else {
+                throw XDPError(
+                    operation: "attaching XDP to \(interface)", errno: EBUSY,
+                    hint: "another XDP program, '\(foreign.name)' (id \(foreign.programID)), is attached in "
+                        + "\(foreign.modeLabel) mode; pass --force to replace it")
+            }
+            try detachForeign(foreign, interface: interface, index: index)
+        }
+        let program = try open(path: path, programName: programName(frags: frags))
+        var attachedMode = mode
+        LibraryLog.startCapture()
+        var result = xdp_program__attach(program, index, mode.libxdpMode, 0)
+        if result < 0 && mode == .native && [EOPNOTSUPP, EINVAL].contains(-result) {
+            let reason = LibraryLog.kernelMessage() ?? XDPError.message(for: -result)
+            writeToStandardError("sluice: native XDP not supported on \(interface) (\(reason)); using generic (skb) mode\n")
+            attachedMode = .generic
+            LibraryLog.startCapture()
+            result = xdp_program__attach(program, index, XDPAttachMode.generic.libxdpMode, 0)
+        }
+        let log = LibraryLog.stopCapture()
+        guard result == 0 else {
+            xdp_program__close(program)
+            let code = -result
+            let kernel = log.last { $0.contains("Kernel error message:") }
+                .map { " (kernel: " + $0.components(after: "Kernel error message:") + ")" } ?? ""
+            let hint: String?
+            switch code {
+            case EBUSY, EEXIST: hint = "another XDP program was attached meanwhile: pass --force to replace it"
+            case EOPNOTSUPP: hint = "\(interface) does not support XDP in \(attachedMode.label) mode\(kernel)"
+            case EINVAL: hint = "the kernel rejected the program\(kernel); try --mode generic, or --frags if the MTU is above 3498"
+            default: hint = nil
+            }
+            throw XDPError(operation: "attaching XDP to \(interface)", errno: code, hint: hint ?? XDPError.hint(for: code) + kernel)
+        }
+        var note: String?
+        if log.contains(where: { $0.contains("Falling back to loading single prog without dispatcher") }) {
+            let why = log.first { $0.contains("load failed") }
+                ?? log.first { $0.contains("dispatcher") && !$0.contains("Falling back") && !$0.contains("Generating") && !$0.contains("Loading") }
+                ?? "freplace not permitted"
+            note = "libxdp dispatcher unavailable (\(why.trimmed)); the program runs alone on \(interface)"
+        }
+        let id = xdp_program__id(program)
+        let viaDispatcher = (try? inspect(interface: interface, index: index).sluice?.viaDispatcher) ?? false
+        do {
+            return try XDPProgram(
+                interfaceName: interface, interfaceIndex: index,
+                found: Found(programID: id, name: programName(frags: frags), mode: attachedMode, viaDispatcher: viaDispatcher),
+                handle: program, wasAlreadyAttached: false, note: note)
+        } catch {
+            _ = xdp_program__detach(program, index, attachedMode.libxdpMode, 0)
+            xdp_program__close(program)
+            throw error
+        }
+    }
+
+    /// The sluice program already attached to `interface` (by this or another process), or
+    /// `nil` if none is, or the attached program is not sluice's.
+    ///
+    /// The program is found by the id the interface reports; its maps through the program's
+    /// map ids and their names.
+    public static func attached(on interface: String) throws(XDPError) -> XDPProgram? {
+        LibraryLog.install()
+        let index = try interfaceIndex(interface)
+        guard let ours = try inspect(interface: interface, index: index).sluice else { return nil }
+        return try XDPProgram(interfaceName: interface, interfaceIndex: index, found: ours, handle: nil,
+                              wasAlreadyAttached: true, note: nil)
+    }
+
+    /// Detaches the sluice program on `interface` (in whichever mode it runs).
+    ///
+    /// - Returns: false if no sluice program was attached (another program is left alone).
+    @discardableResult
+    public static func detach(from interface: String) throws(XDPError) -> Bool {
+        LibraryLog.install()
+        let index = try interfaceIndex(interface)
+        guard let ours = try inspect(interface: interface, index: index).sluice else { return false }
+        try detach(ours, interface: interface, index: index)
+        return true
+    }
+
+    /// Detaches this program from its interface. Does nothing if it is no longer attached.
+    public func detach() throws(XDPError) {
+        guard let ours = try Self.inspect(interface: interfaceName, index: interfaceIndex).sluice,
+              ours.programID == programID else { return }
+        try Self.detach(ours, interface: interfaceName, index: interfaceIndex)
+    }
+
+    /// A description of what another program attached to an interface looks like.
+    public struct Occupant: Sendable, Equatable {
+        /// The kernel's program id.
+        public var programID: UInt32
+        /// The kernel's (possibly cut) program name.
+        public var name: String
+        /// Its mode; `nil` for hardware offload.
+        public var mode: XDPAttachMode?
+    }
+
+    /// The non-sluice XDP program attached to `interface`, if there is one (for messages such as
+    /// `sluice xdp status`).
+    public static func foreignProgram(on interface: String) throws(XDPError) -> Occupant? {
+        LibraryLog.install()
+        let index = try interfaceIndex(interface)
+        let state = try inspect(interface: interface, index: index)
+        guard state.sluice == nil, let foreign = state.foreign else { return nil }
+        return Occupant(programID: foreign.programID, name: foreign.name, mode: foreign.mode)
+    }
+
+    /// Quiets libbpf's and libxdp's own logging for the whole process: info and debug lines are
+    /// dropped, warnings shown only when `SLUICE_VERBOSE` is set (all lines with `SLUICE_VERBOSE=2`).
+    /// Every entry point of this type calls it; call it yourself before other libxdp calls
+    /// (`xsk_socket__create`, say) to keep their noise out too.
+    public static func installLogFilter() { LibraryLog.install() }
+
+    // MARK: - Maps
+
+    /// Steers UDP to `port` into the AF_XDP sockets (or stops steering it).
+    public func setPort(_ port: UInt16, enabled: Bool = true) throws(XDPError) {
+        var key = UInt32(port)
+        var value: UInt8 = enabled ? 1 : 0
+        if bpf_map_update_elem(portsMap, &key, &value, UInt64(BPF_ANY)) != 0 {
+            throw XDPError(operation: "\(enabled ? "adding" : "removing") UDP port \(port) in the ports map on \(interfaceName)",
+                           errno: Glibc.errno)
+        }
+    }
+
+    /// The UDP ports steered to AF_XDP sockets, ascending.
+    public var ports: [UInt16] {
+        get throws(XDPError) {
+            let size = 65536
+            var keys = [UInt32](repeating: 0, count: size)
+            var values = [UInt8](repeating: 0, count: size)
+            var count = UInt32(size)
+            var outBatch: UInt32 = 0
+            var options = bpf_map_batch_opts()
+            options.sz = MemoryLayout<bpf_map_batch_opts>.size
+            let result = bpf_map_lookup_batch(portsMap, nil, &outBatch, &keys, &values, &count, &options)
+            if result == 0 || Glibc.errno == ENOENT {
+                return (0..<Int(count)).compactMap { values[$0] != 0 ? UInt16(truncatingIfNeeded: keys[$0]) : nil }
+            }
+            // Older kernels lack batch lookups on arrays: one lookup per port.
+            var ports: [UInt16] = []
+            for port in 0..<UInt32(size) {
+                var key = port
+                var value: UInt8 = 0
+                if bpf_map_lookup_elem(portsMap, &key, &value) != 0 {
+                    throw XDPError(operation: "reading the ports map on \(interfaceName)", errno: Glibc.errno)
+                }
+                if value != 0 { ports.append(UInt16(port)) }
+            }
+            return ports
+        }
+    }
+
+    /// Directs steered frames that arrive on `queue` to the AF_XDP socket `descriptor`.
+    public func insertSocket(_ descriptor: Int32, queue: UInt32) throws(XDPError) {
+        var key = queue
+        var value = descriptor
+        if bpf_map_update_elem(xsksMap, &key, &value, UInt64(BPF_ANY)) != 0 {
+            let code = Glibc.errno
+            throw XDPError(
+                operation: "adding AF_XDP socket \(descriptor) for queue \(queue) to xsks_map on \(interfaceName)", errno: code,
+                hint: code == E2BIG || code == EINVAL
+                    ? "the queue must be below 256 and the descriptor a bound AF_XDP socket" : nil)
+        }
+    }
+
+    /// Stops directing frames on `queue` to a socket (they are passed to the kernel instead).
+    public func removeSocket(queue: UInt32) throws(XDPError) {
+        var key = queue
+        if bpf_map_delete_elem(xsksMap, &key) != 0 && Glibc.errno != ENOENT {
+            throw XDPError(operation: "removing the AF_XDP socket for queue \(queue) from xsks_map on \(interfaceName)",
+                           errno: Glibc.errno)
+        }
+    }
+
+    /// The verdict counters, summed over CPUs.
+    public func verdicts() throws(XDPError) -> XDPVerdicts {
+        let cpus = libbpf_num_possible_cpus()
+        guard cpus > 0 else {
+            throw XDPError(operation: "counting possible CPUs for the verdicts map", errno: -cpus)
+        }
+        var sums = [UInt64](repeating: 0, count: Self.verdictCount)
+        var values = [UInt64](repeating: 0, count: Int(cpus))
+        for slot in 0..<Self.verdictCount {
+            var key = UInt32(slot)
+            if bpf_map_lookup_elem(verdictsMap, &key, &values) != 0 {
+                throw XDPError(operation: "reading the verdicts map on \(interfaceName)", errno: Glibc.errno)
+            }
+            sums[slot] = values.reduce(0, &+)
+        }
+        var verdicts = XDPVerdicts()
+        verdicts.redirected = sums[0]
+        verdicts.passedNotUDP = sums[1]
+        verdicts.passedPort = sums[2]
+        verdicts.passedNoSocket = sums[3]
+        verdicts.passedFragment = sums[4]
+        verdicts.passedMalformed = sums[5]
+        return verdicts
+    }
+
+    /// The descriptor of the `xsks_map` (XSKMAP, queue → AF_XDP socket), e.g. for
+    /// `xsk_socket__update_xskmap`. Owned by this instance.
+    public var xsksMapDescriptor: Int32 { xsksMap }
+
+    deinit {
+        close(programDescriptor)
+        close(xsksMap)
+        close(portsMap)
+        close(verdictsMap)
+        if let handle { xdp_program__close(handle) }
+    }
+
+    // MARK: - Internals
+
+    /// A sluice program found on an interface.
+    struct Found {
+        var programID: UInt32
+        var name: String
+        var mode: XDPAttachMode
+        var viaDispatcher: Bool
+    }
+
+    /// Another program found on an interface.
+    struct Foreign {
+        var programID: UInt32
+        var name: String
+        var mode: XDPAttachMode?
+        var viaDispatcher: Bool
+        var modeLabel: String { mode?.label ?? "hardware offload" }
+    }
+
+    /// What runs on an interface.
+    struct State {
+        var sluice: Found?
+        var foreign: Foreign?
+    }
+
+    private init(interfaceName: String, interfaceIndex: Int32, found: Found, handle: OpaquePointer?,
+                 wasAlreadyAttached: Bool, note: String?) throws(XDPError) {
+        let operation = "opening the maps of XDP program \(found.programID) on \(interfaceName)"
+        let program = bpf_prog_get_fd_by_id(found.programID)
+        guard program >= 0 else { throw XDPError(operation: operation, errno: Glibc.errno) }
+        let maps: [String: Int32]
+        do {
+            maps = try Self.openMaps(ofProgram: program, operation: operation)
+        } catch {
+            close(program)
+            throw error
+        }
+        guard let xsks = maps["xsks_map"], let ports = maps["ports"], let verdicts = maps["verdicts"] else {
+            maps.values.forEach { close($0) }
+            close(program)
+            throw XDPError(operation: operation, errno: ENOENT,
+                           hint: "the program lacks the xsks_map, ports or verdicts map: rebuild it with `make bpf`")
+        }
+        self.interfaceName = interfaceName
+        self.interfaceIndex = interfaceIndex
+        self.mode = found.mode
+        self.programID = found.programID
+        self.viaDispatcher = found.viaDispatcher
+        self.wasAlreadyAttached = wasAlreadyAttached
+        self.attachNote = note
+        self.programDescriptor = program
+        self.xsksMap = xsks
+        self.portsMap = ports
+        self.verdictsMap = verdicts
+        self.handle = handle
+    }
+
+    /// The index of `interface`, or an error that says it does not exist here.
+    static func interfaceIndex(_ interface: String) throws(XDPError) -> Int32 {
+        let index = if_nametoindex(interface)
+        guard index != 0 else {
+            let code = Glibc.errno
+            throw XDPError(
+                operation: "finding interface \(interface)", errno: code == 0 ? ENODEV : code,
+                hint: "no interface named '\(interface)' in this network namespace: check `ip link` (or pass --netns NAME)")
+        }
+        return Int32(index)
+    }
+
+    /// Opens a libxdp program from an object file without loading it.
+    private static func open(path: String, programName: String) throws(XDPError) -> OpaquePointer {
+        var result: (OpaquePointer?, Int) = (nil, 0)
+        path.withCString { file in
+            programName.withCString { name in
+                var options = xdp_program_opts()
+                options.sz = MemoryLayout<xdp_program_opts>.size
+                options.open_filename = file
+                options.prog_name = name
+                let program = xdp_program__create(&options)
+                result = (program, libxdp_get_error(UnsafeRawPointer(program)))
+            }
+        }
+        guard let program = result.0, result.1 == 0 else {
+            let code = result.1 != 0 ? Int32(truncatingIfNeeded: -result.1) : Glibc.errno
+            throw XDPError(operation: "opening XDP program \(programName) in \(path)", errno: code,
+                           hint: code == ENOENT || code == EINVAL
+                            ? "the object is missing or not a sluice build: run `make bpf`" : nil)
+        }
+        return program
+    }
+
+    /// Name and map ids of a loaded program.
+    static func programInfo(descriptor: Int32) -> (name: String, mapIDs: [UInt32])? {
+        var info = bpf_prog_info()
+        var length = UInt32(MemoryLayout<bpf_prog_info>.size)
+        guard bpf_obj_get_info_by_fd(descriptor, &info, &length) == 0 else { return nil }
+        let name = withUnsafeBytes(of: info.name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let count = Int(info.nr_map_ids)
+        guard count > 0 else { return (name, []) }
+        var ids = [UInt32](repeating: 0, count: count)
+        let ok = ids.withUnsafeMutableBufferPointer { buffer -> Bool in
+            var second = bpf_prog_info()
+            second.nr_map_ids = UInt32(count)
+            second.map_ids = UInt64(UInt(bitPattern: buffer.baseAddress))
+            var length = UInt32(MemoryLayout<bpf_prog_info>.size)
+            return bpf_obj_get_info_by_fd(descriptor, &second, &length) == 0
+        }
+        return ok ? (name, ids) : (name, [])
+    }
+
+    /// Opens the maps of a program by id, keyed by name.
+    private static func openMaps(ofProgram program: Int32, operation: String) throws(XDPError) -> [String: Int32] {
+        guard let info = programInfo(descriptor: program) else { throw XDPError(operation: operation, errno: Glibc.errno) }
+        var maps: [String: Int32] = [:]
+        for id in info.mapIDs {
+            let fd = bpf_map_get_fd_by_id(id)
+            guard fd >= 0 else {
+                let code = Glibc.errno
+                maps.values.forEach { close($0) }
+                throw XDPError(operation: operation, errno: code)
+            }
+            var mapInfo = bpf_map_info()
+            var length = UInt32(MemoryLayout<bpf_map_info>.size)
+            let name = bpf_obj_get_info_by_fd(fd, &mapInfo, &length) == 0
+                ? withUnsafeBytes(of: mapInfo.name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) } : ""
+            if mapNames.contains(name) && maps[name] == nil { maps[name] = fd } else { close(fd) }
+        }
+        return maps
+    }
+
+    /// Whether the program with `id` is sluice's (name and maps), and its name.
+    static func identify(programID id: UInt32) -> (isSluice: Bool, name: String) {
+        let fd = bpf_prog_get_fd_by_id(id)
+        guard fd >= 0 else { return (false, "?") }
+        defer { close(fd) }
+        guard let info = programInfo(descriptor: fd) else { return (false, "?") }
+        guard info.name.hasPrefix(kernelProgramName) else { return (false, info.name) }
+        var names: Set<String> = []
+        for mapID in info.mapIDs {
+            let map = bpf_map_get_fd_by_id(mapID)
+            guard map >= 0 else { continue }
+            var mapInfo = bpf_map_info()
+            var length = UInt32(MemoryLayout<bpf_map_info>.size)
+            if bpf_obj_get_info_by_fd(map, &mapInfo, &length) == 0 {
+                names.insert(withUnsafeBytes(of: mapInfo.name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) })
+            }
+            close(map)
+        }
+        return (names.isSuperset(of: mapNames), info.name)
+    }
+
+    /// What XDP programs run on an interface, and whether one is sluice's.
+    static func inspect(interface: String, index: Int32) throws(XDPError) -> State {
+        var options = bpf_xdp_query_opts()
+        options.sz = MemoryLayout<bpf_xdp_query_opts>.size
+        let result = bpf_xdp_query(index, 0, &options)
+        guard result == 0 else {
+            throw XDPError(operation: "querying the XDP program on \(interface)", errno: -result)
+        }
+        var state = State()
+        let slots: [(UInt32, XDPAttachMode?)] = [
+            (options.drv_prog_id, .native), (options.skb_prog_id, .generic), (options.hw_prog_id, nil),
+        ]
+        for (id, mode) in slots where id != 0 {
+            let (isSluice, name) = identify(programID: id)
+            if isSluice, let mode {
+                state.sluice = state.sluice ?? Found(programID: id, name: name, mode: mode, viaDispatcher: false)
+                continue
+            }
+            if name == "xdp_dispatcher", let mode {
+                // libxdp's dispatcher: look at its component programs.
+                var sawSluice = false
+                var firstOther: (UInt32, String)?
+                if let multi = xdp_multiprog__get_from_ifindex(index), libxdp_get_error(UnsafeRawPointer(multi)) == 0 {
+                    var component = xdp_multiprog__next_prog(nil, multi)
+                    while let current = component {
+                        let componentID = xdp_program__id(current)
+                        if identify(programID: componentID).isSluice, state.sluice == nil {
+                            state.sluice = Found(programID: componentID, name: String(cString: xdp_program__name(current)),
+                                                 mode: mode, viaDispatcher: true)
+                            sawSluice = true
+                        } else if firstOther == nil {
+                            firstOther = (componentID, String(cString: xdp_program__name(current)))
+                        }
+                        component = xdp_multiprog__next_prog(current, multi)
+                    }
+                    xdp_multiprog__close(multi)
+                }
+                if !sawSluice && state.foreign == nil {
+                    state.foreign = Foreign(programID: firstOther?.0 ?? id, name: firstOther?.1 ?? name, mode: mode,
+                                            viaDispatcher: true)
+                }
+                continue
+            }
+            if state.foreign == nil { state.foreign = Foreign(programID: id, name: name, mode: mode, viaDispatcher: false) }
+        }
+        return state
+    }
+
+    /// Detaches a sluice program found on an interface.
+    private static func detach(_ found: Found, interface: String, index: Int32) throws(XDPError) {
+        let operation = "detaching XDP program \(found.programID) from \(interface)"
+        if found.viaDispatcher {
+            guard let program = xdp_program__from_id(found.programID),
+                  libxdp_get_error(UnsafeRawPointer(program)) == 0 else {
+                throw XDPError(operation: operation, errno: Glibc.errno)
+            }
+            defer { xdp_program__close(program) }
+            let result = xdp_program__detach(program, index, found.mode.libxdpMode, 0)
+            if result < 0 { throw XDPError(operation: operation, errno: -result) }
+            return
+        }
+        let fd = bpf_prog_get_fd_by_id(found.programID)
+        guard fd >= 0 else { throw XDPError(operation: operation, errno: Glibc.errno) }
+        defer { close(fd) }
+        var options = bpf_xdp_attach_opts()
+        options.sz = MemoryLayout<bpf_xdp_attach_opts>.size
+        options.old_prog_fd = fd   // only if it is still this program
+        let result = bpf_xdp_detach(index, found.mode.netlinkFlags, &options)
+        if result < 0 && -result != ENOENT {
+            throw XDPError(operation: operation, errno: -result)
+        }
+    }
+
+    /// Detaches another program for `--force`.
+    private static func detachForeign(_ foreign: Foreign, interface: String, index: Int32) throws(XDPError) {
+        let operation = "detaching the XDP program '\(foreign.name)' (id \(foreign.programID)) from \(interface) to replace it"
+        if foreign.viaDispatcher {
+            guard let multi = xdp_multiprog__get_from_ifindex(index), libxdp_get_error(UnsafeRawPointer(multi)) == 0 else {
+                throw XDPError(operation: operation, errno: Glibc.errno)
+            }
+            defer { xdp_multiprog__close(multi) }
+            let result = xdp_multiprog__detach(multi)
+            if result < 0 { throw XDPError(operation: operation, errno: -result) }
+            return
+        }
+        let flags = foreign.mode?.netlinkFlags ?? UInt32(XDP_FLAGS_HW_MODE)
+        let result = bpf_xdp_detach(index, flags, nil)
+        if result < 0 { throw XDPError(operation: operation, errno: -result) }
+    }
+}
+
+/// Moving the calling thread into a named network namespace.
+public enum NetworkNamespace {
+    /// Moves the calling thread into network namespace `name` (`/run/netns/NAME`, as made by
+    /// `ip netns add`; a path with a slash is used as it is) with `setns(2)`.
+    ///
+    /// Unlike `ip netns exec`, this keeps the mount namespace, so `/sys/fs/bpf` stays visible.
+    /// Only the calling thread moves: call it before starting other threads that need the namespace.
+    public static func enter(_ name: String) throws(XDPError) {
+        let path = name.contains("/") ? name : "/run/netns/\(name)"
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            let code = Glibc.errno
+            throw XDPError(
+                operation: "opening network namespace '\(name)' at \(path)", errno: code,
+                hint: code == ENOENT
+                    ? "no such namespace: list them with `ip netns list`, create one with `ip netns add \(name)`"
+                    : XDPError.hint(for: code))
+        }
+        defer { close(fd) }
+        guard sluice_enter_network_namespace(fd) == 0 else {
+            let code = Glibc.errno
+            throw XDPError(operation: "entering network namespace '\(name)'", errno: code,
+                           hint: code == EPERM ? "entering a namespace needs CAP_SYS_ADMIN: run as root" : XDPError.hint(for: code))
+        }
+    }
+}
+
+/// Filters libbpf's and libxdp's log: info and debug are dropped, warnings shown only with
+/// `SLUICE_VERBOSE` set (everything with `SLUICE_VERBOSE=2`); while an attach runs, warnings and
+/// info lines are kept so the attach can report what happened in one line.
+fileprivate enum LibraryLog {
+    private static let captured = Mutex<[String]?>(nil)
+    private static let installed: Bool = {
+        _ = libbpf_set_print { level, format, arguments in
+            LibraryLog.handle(level: Int(level.rawValue), format: format, arguments: arguments, prefix: "libbpf")
+        }
+        _ = libxdp_set_print { level, format, arguments in
+            LibraryLog.handle(level: Int(level.rawValue), format: format, arguments: arguments, prefix: "libxdp")
+        }
+        return true
+    }()
+
+    /// Installs the filter (once per process).
+    static func install() { _ = installed }
+
+    /// Starts keeping warning and info lines (clearing earlier ones).
+    static func startCapture() { captured.withLock { $0 = [] } }
+
+    /// Stops keeping lines and returns those kept.
+    static func stopCapture() -> [String] { captured.withLock { lines in defer { lines = nil }; return lines ?? [] } }
+
+    /// The kernel's extended error message seen during the current capture, e.g.
+    /// "Underlying driver does not support XDP in native mode".
+    static func kernelMessage() -> String? {
+        captured.withLock { lines in
+            lines?.last { $0.contains("Kernel error message:") }.map { $0.components(after: "Kernel error message:") }
+        }
+    }
+
+    private static func handle(level: Int, format: UnsafePointer<CChar>?, arguments: CVaListPointer?, prefix: String) -> Int32 {
+        // 0 = warning, 1 = info, 2 = debug in both libraries.
+        let verbosity = getenv("SLUICE_VERBOSE").map { Int(String(cString: $0)) ?? 1 } ?? 0
+        let capturing = captured.withLock { $0 != nil }
+        guard let format, let arguments, level <= 1 && capturing || level == 0 && verbosity >= 1 || verbosity >= 2 else { return 0 }
+        var buffer = [CChar](repeating: 0, count: 1024)
+        _ = vsnprintf(&buffer, buffer.count, format, arguments)
+        var line = XDPProgram.cString(buffer).trimmed
+        if line.hasPrefix("\(prefix): ") { line.removeFirst(prefix.count + 2) }
+        if level <= 1 { captured.withLock { $0?.append(line) } }
+        if level == 0 && verbosity >= 1 || verbosity >= 2 { writeToStandardError("sluice: [\(prefix)] \(line)\n") }
+        return 0
+    }
+}
+
+/// Writes `text` to standard error in one write(2).
+fileprivate func writeToStandardError(_ text: String) {
+    var text = text
+    text.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
+}
+
+extension String {
+    /// Without leading and trailing whitespace and newlines.
+    fileprivate var trimmed: String {
+        var scalars = Substring(self)
+        while let first = scalars.first, first.isWhitespace { scalars.removeFirst() }
+        while let last = scalars.last, last.isWhitespace { scalars.removeLast() }
+        return String(scalars)
+    }
+
+    /// The text after the first `marker`, trimmed (the whole string if there is none).
+    fileprivate func components(after marker: String) -> String {
+        let text = Array(utf8), needle = Array(marker.utf8)
+        guard !needle.isEmpty, text.count >= needle.count else { return trimmed }
+        for start in 0...(text.count - needle.count) where Array(text[start..<start + needle.count]) == needle {
+            return String(decoding: text[(start + needle.count)...], as: UTF8.self).trimmed
+        }
+        return trimmed
+    }
+}

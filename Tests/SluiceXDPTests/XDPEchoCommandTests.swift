@@ -1,0 +1,103 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Sluice
+import SluiceTestSupport
+import Testing
+
+/// `sluice udp-echo --backend xdp` as a user runs it, with kernel UDP sockets in the peer namespace.
+@Suite(.serialized) struct XDPEchoCommandTests {
+    func topology(queues: Int = 1) throws -> TestTopology {
+        var configuration = TestTopology.Configuration()
+        configuration.suffix = "e\(getpid() % 10000)n\(fixtureCounter.add(1, ordering: .relaxed).newValue)"
+        configuration.queues = queues
+        return try TestTopology(configuration)
+    }
+
+    func xdpAttached(_ topology: TestTopology) throws -> Bool {
+        let show = try ChildProcess("/usr/sbin/ip", ["-n", topology.serverNamespace, "-d", "link", "show", "dev", topology.serverInterface])
+        _ = show.waitForExit()
+        return show.text.contains("prog/xdp")
+    }
+
+    @Test(arguments: [XDPAttachMode.generic, .native])
+    func echoesIPv4AndIPv6AndCleansUpOnSIGTERM(mode: XDPAttachMode) throws {
+        let topology = try topology()
+        defer { topology.destroy() }
+        let server = try ChildProcess(sluice: [
+            "udp-echo", "--backend", "xdp", "--dev", topology.serverInterface, "--netns", topology.serverNamespace,
+            "--listen", "0.0.0.0:7000", "--mode", mode.rawValue, "--duration", "60", "--stats-interval", "0",
+        ])
+        #expect(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
+        #expect(try xdpAttached(topology))
+        var random = TestBytes(seed: 5)
+        for ipv6 in [false, true] {
+            let (local, remote): (IPAddress, IPAddress) = ipv6
+                ? (.v6(topology.clientIPv6), .v6(topology.serverIPv6)) : (.v4(topology.clientIPv4), .v4(topology.serverIPv4))
+            let client = try withNetworkNamespace(topology.clientNamespace) { KernelUDPSocket(bind: IPEndpoint(address: local, port: 0)) }
+            let target = IPEndpoint(address: remote, port: 7000)
+            for _ in 0..<300 {
+                let payload = random.bytes(Int(random.next() % (ipv6 ? 1453 : 1473)))
+                client.send(payload, to: target)
+                let reply = client.receive()
+                #expect(reply?.bytes == payload && reply?.from == target)
+                if reply?.bytes != payload { break }
+            }
+        }
+        #expect(server.stop(signal: SIGTERM) == 0)
+        #expect(server.text.contains("frames: all returned to their pools"), "\(server.text)")
+        #expect(server.text.contains("received 600 datagrams"), "\(server.text)")
+        #expect(try !xdpAttached(topology), "the program is detached after SIGTERM")
+    }
+
+    @Test func exitsByItselfAndDetaches() throws {
+        let topology = try topology()
+        defer { topology.destroy() }
+        let server = try ChildProcess(sluice: [
+            "udp-echo", "--backend", "xdp", "--dev", topology.serverInterface, "--netns", topology.serverNamespace,
+            "--listen", "0.0.0.0:7000", "--mode", "generic", "--duration", "0.5", "--stats-interval", "0",
+        ])
+        #expect(server.waitForExit() == 0, "\(server.text)")
+        #expect(try !xdpAttached(topology))
+    }
+
+    @Test func twoQueuesTwoWorkers() throws {
+        let topology = try topology(queues: 2)
+        defer { topology.destroy() }
+        let server = try ChildProcess(sluice: [
+            "udp-echo", "--backend", "xdp", "--dev", topology.serverInterface, "--netns", topology.serverNamespace,
+            "--listen", "0.0.0.0:7000", "--queues", "0-1", "--mode", "generic", "--duration", "60", "--stats-interval", "0",
+        ])
+        #expect(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
+        let clients = try (0..<16).map { _ in
+            try withNetworkNamespace(topology.clientNamespace) { KernelUDPSocket(bind: IPEndpoint(address: .v4(topology.clientIPv4), port: 0)) }
+        }
+        let target = IPEndpoint(address: .v4(topology.serverIPv4), port: 7000)
+        for (i, client) in clients.enumerated() {
+            client.send([UInt8(i)], to: target)
+            #expect(client.receive()?.bytes == [UInt8(i)])
+        }
+        #expect(server.stop() == 0)
+        #expect(server.text.contains("2 worker(s)") && server.text.contains("frames: all returned"), "\(server.text)")
+    }
+
+    @Test func clearErrors() throws {
+        let topology = try topology()
+        defer { topology.destroy() }
+        let missing = try ChildProcess(sluice: ["udp-echo", "--backend", "xdp", "--dev", "nosuchdev0", "--netns", topology.serverNamespace,
+                                                 "--listen", "0.0.0.0:7000"])
+        #expect(missing.waitForExit() != 0)
+        #expect(missing.text.contains("nosuchdev0"), "\(missing.text)")
+        let queue = try ChildProcess(sluice: ["udp-echo", "--backend", "xdp", "--dev", topology.serverInterface, "--netns",
+                                               topology.serverNamespace, "--listen", "0.0.0.0:7000", "--queues", "5", "--mode", "generic"])
+        #expect(queue.waitForExit() != 0)
+        #expect(queue.text.contains("queue"), "\(queue.text)")
+        #expect(try !xdpAttached(topology), "a failed start leaves no program behind")
+        let unprivileged = try ChildProcess("/usr/bin/setpriv", [
+            "--reuid", "65534", "--regid", "65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
+            SluiceExecutable.path, "udp-echo", "--backend", "xdp", "--dev", "lo", "--listen", "127.0.0.1:7000", "--mode", "generic",
+        ])
+        #expect(unprivileged.waitForExit() != 0)
+        #expect(unprivileged.text.contains("run as root"), "\(unprivileged.text)")
+    }
+}
