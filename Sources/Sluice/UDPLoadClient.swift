@@ -18,22 +18,31 @@ public struct UDPLoadReport: Sendable, CustomStringConvertible {
 
     /// Replies per second.
     public var replyRate: Double { seconds > 0 ? Double(received) / seconds : 0 }
+    /// Datagrams sent per second.
+    public var sendRate: Double { seconds > 0 ? Double(sent) / seconds : 0 }
+    /// Whether the run was open loop (no replies expected).
+    public var openLoop = false
     /// The share of sent datagrams without an intact reply.
     public var lossRatio: Double { sent > 0 ? Double(sent - min(sent, received)) / Double(sent) : 0 }
 
     public var description: String {
-        "sent \(sent), replies \(received) intact, \(corrupt) corrupt, \(String(format2: lossRatio * 100))% lost, "
+        if openLoop {
+            return "sent \(sent) in \(String(format2: seconds)) s: \(String(format2: sendRate / 1000))k datagrams/s "
+                + "(payload \(payloadSize) B, open loop)"
+        }
+        return "sent \(sent), replies \(received) intact, \(corrupt) corrupt, \(String(format2: lossRatio * 100))% lost, "
             + "\(String(format2: replyRate / 1000))k replies/s over \(String(format2: seconds)) s (payload \(payloadSize) B)"
     }
 }
 
 /// A bounded UDP echo load generator on the socket port: sends numbered datagrams with a
-/// checkable pattern, keeps at most `window` unanswered, and checks every reply byte.
+/// checkable pattern, keeps at most `window` unanswered, and checks every reply byte. Without a
+/// window it sends flat out (one `sendmmsg` per batch) and expects nothing back.
 public enum UDPLoadClient {
     /// Runs against `target` for `duration` (and at most `count` datagrams when given), then
     /// waits briefly for stragglers.
     public static func run(target: IPEndpoint, payloadSize: Int, duration: Duration, count: UInt64? = nil,
-                           window: Int = 256, batchCapacity: Int = 32) throws -> UDPLoadReport {
+                           window: Int? = 256, batchCapacity: Int = 32) throws -> UDPLoadReport {
         precondition(payloadSize >= 0 && payloadSize <= 65507)
         let local: IPEndpoint
         switch target.address {
@@ -43,7 +52,7 @@ public enum UDPLoadClient {
         var configuration = UDPSocketConfiguration(listen: local)
         configuration.reusePort = false
         configuration.receiveTimeout = .milliseconds(5)
-        let pool = try FramePool(frameCount: max(4 * window, 4 * batchCapacity),
+        let pool = try FramePool(frameCount: max(4 * (window ?? 0), 4 * batchCapacity),
                                  frameSize: configuration.frameSize(maximumDatagram: payloadSize),
                                  headroom: DatagramHeader.minimumHeadroom)
         var port = try UDPSocketPort(configuration: configuration, pool: pool, batchCapacity: batchCapacity)
@@ -54,6 +63,24 @@ public enum UDPLoadClient {
         let deadline = start + duration
         var report = UDPLoadReport()
         report.payloadSize = payloadSize
+        guard let window else {
+            report.openLoop = true
+            var sequence: UInt64 = 0
+            while clock.now() < deadline, count.map({ sequence < $0 }) ?? true {
+                var room = batchCapacity
+                if let count { room = min(room, Int(count - sequence)) }
+                while room > 0, let index = outgoing.appendNewFrame() {
+                    fill(&outgoing[index], sequence: sequence, size: payloadSize, target: target)
+                    sequence += 1
+                    room -= 1
+                }
+                try port.transmit(&outgoing)
+            }
+            // What the kernel refused (a full send buffer) was not sent.
+            report.sent = port.counters.transmittedPackets
+            report.seconds = Double((clock.now() - start).nanosecondsClamped) / 1e9
+            return report
+        }
         var writtenOff: UInt64 = 0
         var lastProgress = start
         var sequence: UInt64 = 0

@@ -24,6 +24,8 @@ enum Responder: String, ExpressibleByArgument, CaseIterable {
     case echo
     /// sockperf's server protocol, for `sockperf ping-pong` and `throughput`.
     case sockperf
+    /// Nothing: count and drop (receive-only measurements).
+    case discard
 }
 
 /// Parses "0,1" or "0-3" lists (CPUs, queues).
@@ -47,7 +49,7 @@ struct UDPEcho: ParsableCommand {
     @Option(help: "Backend: \(Backend.allCases.map(\.rawValue).joined(separator: ", ")).")
     var backend: Backend = .socket
 
-    @Option(help: "What to answer: echo (every datagram back) or sockperf (sockperf's server protocol).")
+    @Option(help: "What to answer: echo (every datagram back), sockperf (sockperf's server protocol) or discard (drop all).")
     var responder: Responder = .echo
 
     @Option(help: "Address and port to listen on: 198.18.0.1:9000, [2001:2::1]:9000, [::]:9000 (dual-stack).")
@@ -117,6 +119,7 @@ struct UDPEcho: ParsableCommand {
         switch responder {
         case .echo: try serve(configuration) { _ in UDPEchoService() }
         case .sockperf: try serve(configuration) { _ in SockperfService() }
+        case .discard: try serve(configuration) { _ in UDPDiscardService() }
         }
     }
 
@@ -152,15 +155,44 @@ struct UDPClient: ParsableCommand {
     @Option(help: "Most datagrams in flight without a reply.")
     var window: Int = 256
 
+    @Flag(help: "Open loop: send flat out with sendmmsg and expect no replies (for discard servers).")
+    var flood = false
+
+    @Option(help: "Open loop through an AF_XDP socket on this interface instead of a kernel socket (needs --source).")
+    var xdpDev: String?
+
+    @Option(help: "With --xdp-dev: the source address and port to put in the datagrams.")
+    var source: IPEndpoint?
+
+    @Option(help: "With --xdp-dev: the next hop's MAC (default: the ARP table entry of the target).")
+    var destinationMac: String?
+
+    @Option(help: "Enter this network namespace (/run/netns/NAME) first, with setns().")
+    var netns: String?
+
     func validate() throws {
         guard (0...65507).contains(size) else { throw ValidationError("--size must be 0 to 65507") }
         guard duration > 0 && duration <= 3600 else { throw ValidationError("--duration must be in (0, 3600] seconds") }
         guard window >= 1 else { throw ValidationError("--window must be at least 1") }
+        if xdpDev != nil, source == nil { throw ValidationError("--xdp-dev needs --source ADDR:PORT") }
+        if let destinationMac, MACAddress(destinationMac) == nil { throw ValidationError("bad --destination-mac") }
     }
 
     func run() throws {
+        sluice_line_buffer_stdout()
+        if let netns { try NetworkNamespace.enter(netns) }
+        if let xdpDev, let source {
+            var configuration = XDPTrafficGenerator.Configuration(interface: xdpDev, source: source, destination: target)
+            configuration.destinationMAC = destinationMac.flatMap { MACAddress($0) }
+            configuration.payloadSize = size
+            configuration.duration = .milliseconds(Int64(duration * 1000))
+            configuration.count = count
+            print("sluice udp-client → \(target) via AF_XDP on \(xdpDev): \(try XDPTrafficGenerator.run(configuration))")
+            return
+        }
         let report = try UDPLoadClient.run(
-            target: target, payloadSize: size, duration: .milliseconds(Int64(duration * 1000)), count: count, window: window)
+            target: target, payloadSize: size, duration: .milliseconds(Int64(duration * 1000)), count: count,
+            window: flood ? nil : window)
         print("sluice udp-client → \(target): \(report)")
         if report.corrupt > 0 { throw ExitCode(2) }
     }

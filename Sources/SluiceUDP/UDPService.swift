@@ -111,3 +111,12 @@ public struct SockperfService: UDPService {
         return .reply
     }
 }
+
+/// A sink: every datagram is counted and dropped. For receive-only measurements (rxdrop).
+public struct UDPDiscardService: UDPService {
+    /// Creates the sink.
+    public init() {}
+
+    @inlinable
+    public mutating func handle(_ datagram: inout UDPDatagram, now: Instant) -> UDPAction { .drop }
+}

@@ -330,7 +330,7 @@ public final class XDPProgram: @unchecked Sendable {
             var count = UInt32(size)
             var outBatch: UInt32 = 0
             var options = bpf_map_batch_opts()
-            options.sz = MemoryLayout<bpf_map_batch_opts>.size
+            options.sz = optionsSize(\bpf_map_batch_opts.flags, UInt64.self)
             let result = bpf_map_lookup_batch(portsMap, nil, &outBatch, &keys, &values, &count, &options)
             if result == 0 || Glibc.errno == ENOENT {
                 return (0..<Int(count)).compactMap { values[$0] != 0 ? UInt16(truncatingIfNeeded: keys[$0]) : nil }
@@ -483,7 +483,7 @@ public final class XDPProgram: @unchecked Sendable {
         path.withCString { file in
             programName.withCString { name in
                 var options = xdp_program_opts()
-                options.sz = MemoryLayout<xdp_program_opts>.size
+                options.sz = optionsSize(\xdp_program_opts.fd, Int32.self)
                 options.open_filename = file
                 options.prog_name = name
                 let program = xdp_program__create(&options)
@@ -562,7 +562,7 @@ public final class XDPProgram: @unchecked Sendable {
     /// What XDP programs run on an interface, and whether one is sluice's.
     static func inspect(interface: String, index: Int32) throws(XDPError) -> State {
         var options = bpf_xdp_query_opts()
-        options.sz = MemoryLayout<bpf_xdp_query_opts>.size
+        options.sz = optionsSize(\bpf_xdp_query_opts.attach_mode, UInt8.self)
         let result = bpf_xdp_query(index, 0, &options)
         guard result == 0 else {
             throw XDPError(operation: "querying the XDP program on \(interface)", errno: -result)
@@ -624,7 +624,7 @@ public final class XDPProgram: @unchecked Sendable {
         guard fd >= 0 else { throw XDPError(operation: operation, errno: Glibc.errno) }
         defer { close(fd) }
         var options = bpf_xdp_attach_opts()
-        options.sz = MemoryLayout<bpf_xdp_attach_opts>.size
+        options.sz = optionsSize(\bpf_xdp_attach_opts.old_prog_fd, Int32.self)
         options.old_prog_fd = fd   // only if it is still this program
         let result = bpf_xdp_detach(index, found.mode.netlinkFlags, &options)
         if result < 0 && -result != ENOENT {
@@ -748,4 +748,11 @@ extension String {
         }
         return trimmed
     }
+}
+
+/// The `sz` of a libbpf/libxdp options struct: the end of its last field, not its C size.
+/// libbpf rejects (EINVAL, "has non-zero extra bytes") a struct whose tail padding is not zero,
+/// and Swift does not zero padding; a size that stops at the last field leaves padding out.
+func optionsSize<Options, Field>(_ field: KeyPath<Options, Field>, _: Field.Type) -> Int {
+    MemoryLayout<Options>.offset(of: field)! + MemoryLayout<Field>.size
 }

@@ -1,0 +1,123 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SluiceCore
+import SluicePackets
+import SluiceXDP
+
+/// A UDP traffic generator that sends through an AF_XDP socket's TX ring: no socket layer, no
+/// routing, one wakeup per batch. It needs no XDP program on its own interface. Frames are built
+/// once per send with valid IP and UDP checksums, to a fixed peer MAC (the neighbour entry).
+public enum XDPTrafficGenerator {
+    /// What to send.
+    public struct Configuration: Sendable {
+        /// The sending interface (in the current network namespace).
+        public var interface: String
+        /// Its queue.
+        public var queue: UInt32 = 0
+        /// Source address and port.
+        public var source: IPEndpoint
+        /// Destination address and port.
+        public var destination: IPEndpoint
+        /// The next hop's MAC; `nil` looks it up in the neighbour table.
+        public var destinationMAC: MACAddress?
+        /// UDP payload bytes per datagram.
+        public var payloadSize: Int = 18
+        /// How long to send.
+        public var duration: Duration = .seconds(3)
+        /// Stop after this many datagrams.
+        public var count: UInt64?
+
+        /// Sends from `source` to `destination` through `interface`.
+        public init(interface: String, source: IPEndpoint, destination: IPEndpoint) {
+            self.interface = interface
+            self.source = source
+            self.destination = destination
+        }
+    }
+
+    /// Sends until the duration or count is reached, and reports datagrams the kernel completed.
+    public static func run(_ configuration: Configuration) throws -> UDPLoadReport {
+        let sourceMAC = try interfaceMAC(configuration.interface)
+        guard let destinationMAC = try configuration.destinationMAC ?? neighbourMAC(configuration.destination.address,
+                                                                                     interface: configuration.interface)
+        else {
+            throw RuntimeError("no neighbour entry for \(configuration.destination.address) on \(configuration.interface): "
+                               + "ping it once or pass --destination-mac")
+        }
+        let pool = try FramePool(frameCount: 4096, frameSize: 2048, headroom: 0)
+        let umem = try XSKUmem(pool: pool)
+        var portConfiguration = XDPPortConfiguration(interface: configuration.interface, queue: configuration.queue)
+        portConfiguration.bindMode = .automatic
+        portConfiguration.reservedFrames = pool.frameCount  // TX only: nothing goes to the fill ring
+        var port = try XDPPort(configuration: portConfiguration, umem: umem, pool: pool)
+        // Copy-mode AF_XDP sends at most 32 frames per wakeup (the kernel's TX_BATCH_SIZE).
+        var batch = PacketBatch(pool: pool, capacity: 32)
+        let payload = [UInt8](repeating: 0x5A, count: configuration.payloadSize)
+        let clock = MonotonicTimeSource()
+        let start = clock.now()
+        let deadline = start + configuration.duration
+        var queued: UInt64 = 0
+        while clock.now() < deadline {
+            if let count = configuration.count, queued >= count { break }
+            _ = port.reclaim()
+            while let index = batch.appendNewFrame() {
+                let length = payload.withUnsafeBytes {
+                    UDPFrame.build(into: batch[index].frame, linkLayer: .ethernet, sourceMAC: sourceMAC,
+                                   destinationMAC: destinationMAC, source: configuration.source,
+                                   destination: configuration.destination, payload: $0)
+                }
+                batch[index].setData(offset: 0, length: length)
+            }
+            queued += UInt64(batch.count)
+            try port.transmit(&batch)
+        }
+        // Let the last frames complete so the count is of frames the kernel sent.
+        let settle = clock.now() + .milliseconds(100)
+        while port.framesHeld > 0, clock.now() < settle { _ = port.reclaim() }
+        var report = UDPLoadReport()
+        report.openLoop = true
+        report.payloadSize = configuration.payloadSize
+        report.sent = port.counters.transmittedPackets - UInt64(port.framesHeld)
+        report.seconds = Double((clock.now() - start).nanosecondsClamped) / 1e9
+        return report
+    }
+
+    /// The interface's MAC address, from its AF_PACKET address (`getifaddrs` asks netlink, so this
+    /// works after `setns`, where /sys still shows the old namespace).
+    static func interfaceMAC(_ interface: String) throws -> MACAddress {
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0, let first = list else {
+            throw RuntimeError("getifaddrs failed: \(String(cString: strerror(errno)))")
+        }
+        defer { freeifaddrs(first) }
+        var entry: UnsafeMutablePointer<ifaddrs>? = first
+        while let current = entry {
+            if String(cString: current.pointee.ifa_name) == interface, let address = current.pointee.ifa_addr,
+               address.pointee.sa_family == sa_family_t(AF_PACKET) {
+                // sockaddr_ll: family 2, protocol 2, ifindex 4, hatype 2, pkttype 1, halen 1, addr 8.
+                return MACAddress(networkBytesAt: UnsafeRawPointer(address) + 12)
+            }
+            entry = current.pointee.ifa_next
+        }
+        throw RuntimeError("no interface \(interface) here: check the name with `ip link` (and --netns)")
+    }
+
+    /// The neighbour's MAC from the kernel's ARP table (IPv4) or `nil` when unknown.
+    static func neighbourMAC(_ address: IPAddress, interface: String) throws -> MACAddress? {
+        guard case .v4(let v4) = address else {
+            throw RuntimeError("IPv6 next hops need --destination-mac")
+        }
+        guard let file = fopen("/proc/net/arp", "r") else { return nil }
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 512)
+        while fgets(&line, Int32(line.count), file) != nil {
+            let fields = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                .split(separator: " ", omittingEmptySubsequences: true)
+            // IP address, HW type, Flags, HW address, Mask, Device
+            guard fields.count >= 6, IPv4Address(fields[0]) == v4, fields[5].hasPrefix(interface) else { continue }
+            return MACAddress(fields[3])
+        }
+        return nil
+    }
+}
