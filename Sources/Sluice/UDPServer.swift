@@ -180,6 +180,7 @@ public final class UDPServer<Service: UDPService>: Sendable {
                     session.record(zeroCopy: port.isZeroCopy)
                     Self.serve(port: &port, pool: pool, service: makeService(index), state: state,
                                batchCapacity: batchCapacity, reports: reports)
+                    session.record(port.statistics)
                     try session.program.removeSocket(queue: queue)
                 } catch {
                     state.markFailed("\(error)")
@@ -305,6 +306,7 @@ public final class UDPServer<Service: UDPService>: Sendable {
         if port.coalescedSegments > 0 || port.segmentedPackets > 0 {
             lines.append("  offload: \(port.coalescedSegments) datagrams arrived coalesced (GRO), \(port.segmentedPackets) left segmented (GSO)")
         }
+        if let xdp { lines += xdp.summaryLines }
         for r in reports where !r.frames.isBalanced {
             lines.append("  worker \(r.index) \(r.frames)")
         }
@@ -327,6 +329,8 @@ final class XDPSession: Sendable {
     private let attachedHere: Bool
     private let addedPort: UInt16?
     private let modes = Locked<[Bool]>([])
+    private let statistics = Locked(XSKStatistics())
+    private let finalVerdicts = Locked<XDPVerdicts?>(nil)
 
     init(settings: XDPBackendConfiguration, port: UInt16, framesPerQueue: Int) throws(RuntimeError) {
         interface = settings.interface
@@ -359,6 +363,33 @@ final class XDPSession: Sendable {
     /// Notes a socket's mode, for the summary.
     func record(zeroCopy: Bool) { modes.withLock { $0.append(zeroCopy) } }
 
+    /// Adds a closed socket's kernel statistics to the session's.
+    func record(_ socket: XSKStatistics) {
+        statistics.withLock {
+            $0.receiveDropped += socket.receiveDropped
+            $0.receiveInvalidDescriptors += socket.receiveInvalidDescriptors
+            $0.transmitInvalidDescriptors += socket.transmitInvalidDescriptors
+            $0.receiveRingFull += socket.receiveRingFull
+            $0.fillRingEmpty += socket.fillRingEmpty
+            $0.transmitRingEmpty += socket.transmitRingEmpty
+        }
+    }
+
+    /// Summary lines: the program's verdicts and the sockets' drop counters.
+    var summaryLines: [String] {
+        var lines: [String] = []
+        if let verdicts = finalVerdicts.withLock({ $0 }) ?? (try? program.verdicts()) {
+            lines.append("  xdp program: redirected \(verdicts.redirected), passed to the kernel: not udp \(verdicts.passedNotUDP), "
+                         + "other port \(verdicts.passedPort), no socket \(verdicts.passedNoSocket), "
+                         + "fragment \(verdicts.passedFragment), malformed \(verdicts.passedMalformed)")
+        }
+        let socket = statistics.withLock { $0 }
+        lines.append("  xsk: rx_dropped \(socket.receiveDropped), rx_ring_full \(socket.receiveRingFull), "
+                     + "fill_ring_empty \(socket.fillRingEmpty), rx_invalid \(socket.receiveInvalidDescriptors), "
+                     + "tx_invalid \(socket.transmitInvalidDescriptors)")
+        return lines
+    }
+
     /// "copy", "zero-copy" or both, over the sockets opened.
     var modeDescription: String {
         let all = modes.withLock { $0 }
@@ -369,6 +400,8 @@ final class XDPSession: Sendable {
     /// Leaves the interface as it was found: detaches a program this session attached, or takes
     /// back the port it added to a program that was already there.
     func finish() {
+        let verdicts = try? program.verdicts()
+        finalVerdicts.withLock { $0 = verdicts }
         if attachedHere {
             try? program.detach()
         } else if let addedPort {
