@@ -37,9 +37,9 @@ let package = Package(
             dependencies: ["Sluice", "CSluice", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Reference implementations and kernel-socket helpers shared by the test targets.
-        .target(name: "SluiceTestSupport", dependencies: ["SluicePackets", "CSluice"], path: "Tests/SluiceTestSupport"),
-        .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore"]),
-        .testTarget(name: "SluicePacketsTests", dependencies: ["SluicePackets"]),
+        .target(name: "SluiceTestSupport", dependencies: ["Sluice", "SluicePackets", "CSluice"], path: "Tests/SluiceTestSupport"),
+        .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore", "SluiceTestSupport"]),
+        .testTarget(name: "SluicePacketsTests", dependencies: ["SluicePackets", "SluiceTestSupport"]),
         .testTarget(name: "SluiceUDPTests", dependencies: ["SluiceUDP", "SluicePackets", "SluiceCore", "SluiceTestSupport"]),
         .testTarget(
             name: "SluiceSocketsTests",

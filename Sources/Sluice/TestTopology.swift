@@ -302,31 +302,14 @@ func runCommand(_ argv: [String]) -> (status: Int32, output: String) {
     }
     let (readEnd, writeEnd) = (pipeEnds[0], pipeEnds[1])
 
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_adddup2(&actions, writeEnd, 1)
-    posix_spawn_file_actions_adddup2(&actions, writeEnd, 2)
-    var attributes = posix_spawnattr_t()
-    posix_spawnattr_init(&attributes)
-    defer { posix_spawnattr_destroy(&attributes) }
-    var empty = sigset_t()
-    sigemptyset(&empty)
-    var all = sigset_t()
-    sigfillset(&all)
-    posix_spawnattr_setsigmask(&attributes, &empty)
-    posix_spawnattr_setsigdefault(&attributes, &all)
-    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-    let cArguments = argv.map { strdup($0) } + [nil]
-    defer { cArguments.forEach { free($0) } }
-    var child: pid_t = 0
-    let spawned = posix_spawn(&child, executable, &actions, &attributes, cArguments, environ)
+    let spawned = spawnProcess(executable, Array(argv.dropFirst()), output: writeEnd)
     close(writeEnd)
-    guard spawned == 0 else {
+    let child: pid_t
+    switch spawned {
+    case .success(let pid): child = pid
+    case .failure(let error):
         close(readEnd)
-        return (127, "posix_spawn \(executable): \(String(cString: strerror(spawned)))")
+        return (127, error.description)
     }
 
     // Read to end of file first (the child may print more than a pipe holds), then reap.

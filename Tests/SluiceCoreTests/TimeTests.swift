@@ -1,3 +1,4 @@
+import SluiceTestSupport
 import Testing
 @testable import SluiceCore
 
@@ -84,7 +85,7 @@ import Testing
     /// Random schedules, cancels and advances against a plain list: same timers fire, none early, none more than a tick late.
     @Test(arguments: 1...20)
     func matchesAPlainListOfDeadlines(seed: UInt64) {
-        var random = SplitMix(seed: seed)
+        var random = TestBytes(seed: seed)
         let tick: UInt64 = 1_000_000
         var wheel = TimerWheel<Int>(tick: .nanoseconds(Int64(tick)), slots: 32, capacity: 256, start: start)
         var pending: [Int: (deadline: UInt64, id: TimerID)] = [:]
@@ -115,17 +116,5 @@ import Testing
             }
             #expect(wheel.count == pending.count)
         }
-    }
-}
-
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -1,17 +1,8 @@
 import SluicePackets
+@_exported import SluiceTestSupport
 
-/// SplitMix64: a small seeded generator, so random tests are repeatable.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// The seeded generator the random cases use.
+typealias SeededGenerator = TestBytes
 
 /// The textbook RFC 1071 sum: big-endian 16-bit words, a lone last byte as the high half,
 /// carries folded at the end. Written independently of the module on purpose.

@@ -113,8 +113,8 @@ public final class KernelUDPSocket {
     }
 }
 
-/// Deterministic bytes for payloads: every test can rebuild what it sent.
-public struct TestBytes {
+/// A seeded SplitMix64 generator: deterministic payloads and random cases every test can rebuild.
+public struct TestBytes: RandomNumberGenerator {
     private var state: UInt64
 
     /// A generator seeded with `seed`.

@@ -1,13 +1,12 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Sluice
 
 /// A child process for end-to-end tests: `sluice` itself or a peer such as sockperf, with its
 /// output collected in a temporary file.
 ///
-/// Spawned with `posix_spawn`, an empty signal mask and default handlers: test runners call
-/// from threads that block signals, and a child inheriting that mask never sees its own timer
-/// (sockperf spins forever without SIGALRM) or a SIGTERM.
+/// Spawned with ``spawnProcess(_:_:output:)``: an empty signal mask and default handlers.
 public final class ChildProcess: @unchecked Sendable {
     /// The child's process id.
     public let pid: pid_t
@@ -20,29 +19,12 @@ public final class ChildProcess: @unchecked Sendable {
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else { throw ChildProcessError(message: "mkstemp failed: errno \(errno)") }
         outputPath = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, fd, 1)
-        posix_spawn_file_actions_adddup2(&actions, fd, 2)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        var all = sigset_t()
-        sigfillset(&all)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var child: pid_t = 0
-        let result = posix_spawn(&child, executable, &actions, &attributes, argv, environ)
+        let spawned = spawnProcess(executable, arguments, output: fd)
         close(fd)
-        guard result == 0 else { throw ChildProcessError(message: "posix_spawn \(executable): errno \(result)") }
-        pid = child
+        switch spawned {
+        case .success(let child): pid = child
+        case .failure(let error): throw ChildProcessError(message: error.description)
+        }
     }
 
     /// Starts this build's `sluice` with `arguments`.
