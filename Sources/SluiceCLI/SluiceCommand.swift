@@ -28,18 +28,18 @@ enum Responder: String, ExpressibleByArgument, CaseIterable {
     case discard
 }
 
-/// Parses "0,1" or "0-3" lists (CPUs, queues).
-func parseCPUList(_ text: String) throws -> [Int] {
-    var cpus: [Int] = []
-    for part in text.split(separator: ",") {
-        let bounds = part.split(separator: "-").map { Int($0) }
+/// Parses lists such as "1", "0,1", "0-3" or "53,9000-9003" of `what` (CPUs, queues, ports).
+func parseNumberList<T: FixedWidthInteger>(_ text: String, of what: String) throws -> [T] {
+    var values: [T] = []
+    for part in text.split(separator: ",") where !part.isEmpty {
+        let bounds = part.split(separator: "-", omittingEmptySubsequences: false).map { T($0) }
         switch bounds.count {
-        case 1 where bounds[0] != nil: cpus.append(bounds[0]!)
-        case 2 where bounds[0] != nil && bounds[1] != nil && bounds[0]! <= bounds[1]!: cpus += Array(bounds[0]!...bounds[1]!)
-        default: throw ValidationError("bad list '\(text)': use forms like 1 or 0,1 or 0-3")
+        case 1 where bounds[0] != nil: values.append(bounds[0]!)
+        case 2 where bounds[0] != nil && bounds[1] != nil && bounds[0]! <= bounds[1]!: values += Array(bounds[0]!...bounds[1]!)
+        default: throw ValidationError("bad \(what) list '\(text)': use forms like 1 or 0,1 or 0-3 (\(T.min) to \(T.max))")
         }
     }
-    return cpus
+    return values
 }
 
 struct UDPEcho: ParsableCommand {
@@ -105,12 +105,12 @@ struct UDPEcho: ParsableCommand {
         var configuration = UDPServerConfiguration(listen: listen)
         configuration.backend = backend
         configuration.workers = workers
-        configuration.cpus = try cpus.map(parseCPUList) ?? []
+        configuration.cpus = try cpus.map { try parseNumberList($0, of: "CPU") } ?? []
         configuration.segmentationOffload = gso
         configuration.receiveOffload = gro
         if let dev {
             var xdp = XDPBackendConfiguration(interface: dev)
-            xdp.queues = try parseCPUList(queues).map { UInt32($0) }
+            xdp.queues = try parseNumberList(queues, of: "queue")
             xdp.attachMode = mode
             xdp.bindMode = bind
             xdp.force = force

@@ -40,20 +40,6 @@ func reporting<T>(_ body: () throws(XDPError) -> T) throws -> T {
     }
 }
 
-/// Parses "53,9000" or "9000-9003" port lists.
-func parsePortList(_ text: String) throws -> [UInt16] {
-    var ports: [UInt16] = []
-    for part in text.split(separator: ",") where !part.isEmpty {
-        let bounds = part.split(separator: "-", omittingEmptySubsequences: false).map { UInt16($0) }
-        switch bounds.count {
-        case 1 where bounds[0] != nil: ports.append(bounds[0]!)
-        case 2 where bounds[0] != nil && bounds[1] != nil && bounds[0]! <= bounds[1]!: ports += Array(bounds[0]!...bounds[1]!)
-        default: throw ValidationError("bad port list '\(text)': use forms like 53 or 53,9000 or 9000-9003 (ports 0 to 65535)")
-        }
-    }
-    return ports
-}
-
 /// Formats a port list for people: "53, 9000" or "none".
 func describePorts(_ ports: [UInt16]) -> String {
     ports.isEmpty ? "none" : ports.map(String.init).joined(separator: ", ")
@@ -78,11 +64,11 @@ struct XDPLoad: ParsableCommand {
     @Flag(help: "Load the multi-buffer (xdp.frags) build, for MTUs above one page.")
     var frags = false
 
-    func validate() throws { _ = try parsePortList(ports) }
+    func validate() throws { let _: [UInt16] = try parseNumberList(ports, of: "port") }
 
     func run() throws {
         try target.enterNamespace()
-        let wanted = try parsePortList(ports)
+        let wanted: [UInt16] = try parseNumberList(ports, of: "port")
         let program = try reporting { () throws(XDPError) in
             try XDPProgram.attach(to: target.dev, mode: mode, force: force, frags: frags)
         }
