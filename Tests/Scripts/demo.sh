@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo: two network namespaces joined by a veth pair (addresses from 198.18.0.0/15),
-# `sluice udp-echo` in one, a bounded `sluice udp-client` in the other. Everything it makes
+# `sluice udp-echo` in one (kernel sockets, then AF_XDP), a bounded `sluice udp-client` in the other. Everything it makes
 # carries a per-run suffix and is removed on exit, even on failure.
 set -euo pipefail
 SLUICE=${1:?usage: demo.sh path/to/sluice}
@@ -36,6 +36,20 @@ ip -n "$CLIENT_NS" link set "cd$RUN" up
 echo "== sluice udp-echo (socket backend) in $SERVER_NS on [::]:9000, client in $CLIENT_NS over veth"
 ip netns exec "$SERVER_NS" "$SLUICE" udp-echo --backend socket --listen '[::]:9000' --workers 1 --cpus 1 \
   --duration 30 --stats-interval 0 &
+SERVER_PID=$!
+sleep 1
+for size in 64 1400; do
+  ip netns exec "$CLIENT_NS" taskset -c 0 "$SLUICE" udp-client --target 198.18.0.1:9000 --size $size --duration 3
+done
+ip netns exec "$CLIENT_NS" taskset -c 0 "$SLUICE" udp-client --target '[2001:2::1]:9000' --size 512 --duration 2
+kill -TERM "$SERVER_PID"
+wait "$SERVER_PID" || true
+SERVER_PID=
+
+echo
+echo "== the same service on AF_XDP (generic XDP, copy mode): sluice's XDP program steers port 9000 to the XSK"
+"$SLUICE" udp-echo --backend xdp --dev "sd$RUN" --netns "$SERVER_NS" --mode generic --cpus 1 \
+  --listen 0.0.0.0:9000 --duration 30 --stats-interval 0 &
 SERVER_PID=$!
 sleep 1
 for size in 64 1400; do
