@@ -33,29 +33,27 @@ for ns in "$SERVER_NS" "$CLIENT_NS"; do ip -n "$ns" link set lo up; done
 ip -n "$SERVER_NS" link set "sd$RUN" up
 ip -n "$CLIENT_NS" link set "cd$RUN" up
 
+# Drives the server started last with a bounded client (IPv4 small and large, IPv6), then stops it.
+drive_and_stop() {
+  sleep 1
+  for size in 64 1400; do
+    ip netns exec "$CLIENT_NS" taskset -c 0 "$SLUICE" udp-client --target 198.18.0.1:9000 --size $size --duration 3
+  done
+  ip netns exec "$CLIENT_NS" taskset -c 0 "$SLUICE" udp-client --target '[2001:2::1]:9000' --size 512 --duration 2
+  kill -TERM "$SERVER_PID"
+  wait "$SERVER_PID" || true
+  SERVER_PID=
+}
+
 echo "== sluice udp-echo (socket backend) in $SERVER_NS on [::]:9000, client in $CLIENT_NS over veth"
 ip netns exec "$SERVER_NS" "$SLUICE" udp-echo --backend socket --listen '[::]:9000' --workers 1 --cpus 1 \
   --duration 30 --stats-interval 0 &
 SERVER_PID=$!
-sleep 1
-for size in 64 1400; do
-  ip netns exec "$CLIENT_NS" taskset -c 0 "$SLUICE" udp-client --target 198.18.0.1:9000 --size $size --duration 3
-done
-ip netns exec "$CLIENT_NS" taskset -c 0 "$SLUICE" udp-client --target '[2001:2::1]:9000' --size 512 --duration 2
-kill -TERM "$SERVER_PID"
-wait "$SERVER_PID" || true
-SERVER_PID=
+drive_and_stop
 
 echo
 echo "== the same service on AF_XDP (generic XDP, copy mode): sluice's XDP program steers port 9000 to the XSK"
 "$SLUICE" udp-echo --backend xdp --dev "sd$RUN" --netns "$SERVER_NS" --mode generic --cpus 1 \
   --listen 0.0.0.0:9000 --duration 30 --stats-interval 0 &
 SERVER_PID=$!
-sleep 1
-for size in 64 1400; do
-  ip netns exec "$CLIENT_NS" taskset -c 0 "$SLUICE" udp-client --target 198.18.0.1:9000 --size $size --duration 3
-done
-ip netns exec "$CLIENT_NS" taskset -c 0 "$SLUICE" udp-client --target '[2001:2::1]:9000' --size 512 --duration 2
-kill -TERM "$SERVER_PID"
-wait "$SERVER_PID" || true
-SERVER_PID=
+drive_and_stop
