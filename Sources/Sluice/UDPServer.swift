@@ -379,9 +379,7 @@ final class XDPSession: Sendable {
     var summaryLines: [String] {
         var lines: [String] = []
         if let verdicts = finalVerdicts.withLock({ $0 }) ?? (try? program.verdicts()) {
-            lines.append("  xdp program: redirected \(verdicts.redirected), passed to the kernel: not udp \(verdicts.passedNotUDP), "
-                         + "other port \(verdicts.passedPort), no socket \(verdicts.passedNoSocket), "
-                         + "fragment \(verdicts.passedFragment), malformed \(verdicts.passedMalformed)")
+            lines.append("  xdp program: \(verdicts)")
         }
         let socket = statistics.withLock { $0 }
         lines.append("  xsk: rx_dropped \(socket.receiveDropped), rx_ring_full \(socket.receiveRingFull), "

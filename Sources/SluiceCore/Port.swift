@@ -47,7 +47,7 @@ public protocol Port: ~Copyable {
 }
 
 /// A port's failure: the operation, the errno, and what to do about it.
-public struct PortError: Error, CustomStringConvertible, Equatable, Sendable {
+public struct PortError: SystemCallError, Equatable, Sendable {
     /// The call that failed, e.g. `"recvmmsg"`.
     public var operation: String
     /// The errno it returned (0 when none applies).
@@ -62,12 +62,6 @@ public struct PortError: Error, CustomStringConvertible, Equatable, Sendable {
         self.hint = hint
     }
 
-    public var description: String {
-        var text = "\(operation) failed"
-        if errno != 0 { text += ": \(String(cString: strerror(errno))) (errno \(errno))" }
-        if !hint.isEmpty { text += "; \(hint)" }
-        return text
-    }
 }
 
 #if canImport(Glibc)

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SluiceCore
 import SluicePackets
 import SluiceUDP
 
@@ -43,7 +44,7 @@ func setOption(_ descriptor: Int32, _ level: Int32, _ name: Int32, _ value: Int3
 }
 
 /// A socket call that failed: which one, its errno, and what to do.
-public struct SocketError: Error, CustomStringConvertible, Equatable, Sendable {
+public struct SocketError: SystemCallError, Equatable, Sendable {
     /// The call, e.g. `"bind(198.18.0.1:53)"`.
     public var operation: String
     /// Its errno.
@@ -65,10 +66,5 @@ public struct SocketError: Error, CustomStringConvertible, Equatable, Sendable {
         case EMFILE, ENFILE: "too many open files; raise the limit (ulimit -n)"
         default: ""
         }
-    }
-
-    public var description: String {
-        let text = "\(operation) failed: \(String(cString: strerror(errno))) (errno \(errno))"
-        return hint.isEmpty ? text : text + "; " + hint
     }
 }

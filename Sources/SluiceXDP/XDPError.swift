@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SluiceCore
 
 /// A failed XDP operation: what was attempted, the errno the kernel (or libxdp/libbpf) gave,
 /// and what to do about it.
@@ -8,7 +9,7 @@ import Glibc
 /// Printed, it reads like
 /// "attaching XDP to veth1 failed: Operation not permitted (errno 1); AF_XDP needs CAP_NET_ADMIN
 /// and CAP_BPF: run as root or use --backend socket".
-public struct XDPError: Error, CustomStringConvertible, Sendable {
+public struct XDPError: SystemCallError, Sendable {
     /// What was being done, e.g. "attaching XDP to veth1".
     public var operation: String
     /// The errno value (positive), or 0 when the failure did not come from a system call.
@@ -21,11 +22,6 @@ public struct XDPError: Error, CustomStringConvertible, Sendable {
         self.operation = operation
         self.errno = errno < 0 ? -errno : errno
         self.hint = hint ?? Self.hint(for: self.errno)
-    }
-
-    public var description: String {
-        guard errno != 0 else { return "\(operation) failed; \(hint)" }
-        return "\(operation) failed: \(Self.message(for: errno)) (errno \(errno)); \(hint)"
     }
 
     /// The system's text for `errno`, e.g. "Operation not permitted".

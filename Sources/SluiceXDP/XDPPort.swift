@@ -109,6 +109,10 @@ public struct XDPPort: Port, ~Copyable {
     /// Where each frame of the region is, as far as this port knows (see ``FrameState``): a
     /// completion or RX descriptor is honoured only for a frame the port gave the kernel for that.
     @usableFromInline let frameStates: UnsafeMutablePointer<UInt8>
+    /// Frames in the whole region, and log2 of the frame size (2048 or 4096): a frame's index
+    /// is its address shifted, not divided, on the packet path.
+    @usableFromInline let regionFrameCount: Int
+    @usableFromInline let frameShift: Int
     @usableFromInline var fillCount = 0
     @usableFromInline var transmitCount = 0
     @usableFromInline let pollTimeoutMilliseconds: Int32
@@ -131,6 +135,8 @@ public struct XDPPort: Port, ~Copyable {
         transmitRing = .allocate(capacity: 1)
         transmitRing.initialize(to: xsk_ring_prod())
         let regionFrames = pool.regionSize / pool.frameSize
+        regionFrameCount = regionFrames
+        frameShift = pool.frameSize.trailingZeroBitCount
         frameStates = .allocate(capacity: regionFrames)
         frameStates.initialize(repeating: FrameState.user, count: regionFrames)
         let timeout = configuration.receiveTimeout.components
@@ -156,8 +162,7 @@ public struct XDPPort: Port, ~Copyable {
     deinit {
         xsk_socket__delete(socket)
         // With the socket gone, every frame the kernel held is the pool's again.
-        let regionFrames = pool.regionSize / pool.frameSize
-        for i in 0..<regionFrames where frameStates[i] != FrameState.user { pool.releaseAddress(UInt64(i * pool.frameSize)) }
+        for i in 0..<regionFrameCount where frameStates[i] != FrameState.user { pool.releaseAddress(UInt64(i * pool.frameSize)) }
         frameStates.deallocate()
         fillRing.deallocate()
         completionRing.deallocate()
@@ -267,7 +272,7 @@ public struct XDPPort: Port, ~Copyable {
         for i in 0..<count {
             let address = pool.allocateAddress()!
             xsk_ring_prod__fill_addr(fillRing, index &+ i).pointee = address
-            frameStates[Int(address) / pool.frameSize] = FrameState.fill
+            frameStates[Int(address) >> frameShift] = FrameState.fill
         }
         xsk_ring_prod__submit(fillRing, count)
         fillCount &+= Int(count)
@@ -291,9 +296,9 @@ public struct XDPPort: Port, ~Copyable {
         for i in 0..<count {
             let descriptor = xsk_ring_cons__rx_desc(receiveRing, index &+ i)!.pointee
             let address = xsk_umem__add_offset_to_addr(descriptor.addr)
-            let frame = Int(address) / pool.frameSize
-            guard frame < pool.regionSize / pool.frameSize, frameStates[frame] == FrameState.fill,
-                  Int(address) % pool.frameSize + Int(descriptor.len) <= pool.frameSize
+            let frame = Int(address) >> frameShift
+            guard frame < regionFrameCount, frameStates[frame] == FrameState.fill,
+                  Int(address) & ((1 << frameShift) - 1) + Int(descriptor.len) <= 1 << frameShift
             else {
                 _counters.droppedTruncated &+= 1
                 continue
@@ -349,7 +354,7 @@ public struct XDPPort: Port, ~Copyable {
             descriptor.pointee.addr = address &+ UInt64(batch[i].offset)
             descriptor.pointee.len = UInt32(batch[i].length)
             descriptor.pointee.options = 0
-            frameStates[Int(address) / pool.frameSize] = FrameState.transmit
+            frameStates[Int(address) >> frameShift] = FrameState.transmit
             _counters.transmittedBytes &+= UInt64(batch[i].length)
         }
         xsk_ring_prod__submit(transmitRing, reserved)
@@ -387,11 +392,11 @@ public struct XDPPort: Port, ~Copyable {
         var reclaimed = 0
         for i in 0..<count {
             let address = xsk_umem__extract_addr(xsk_ring_cons__comp_addr(completionRing, index &+ i)!.pointee)
-            let frame = Int(address) / pool.frameSize
+            let frame = Int(address) >> frameShift
             // Completions for descriptors we never sent (the kernel returns rejected ones too) change nothing.
-            guard frame < pool.regionSize / pool.frameSize, frameStates[frame] == FrameState.transmit else { continue }
+            guard frame < regionFrameCount, frameStates[frame] == FrameState.transmit else { continue }
             frameStates[frame] = FrameState.user
-            pool.releaseAddress(UInt64(frame * pool.frameSize))
+            pool.releaseAddress(UInt64(frame << frameShift))
             reclaimed &+= 1
         }
         xsk_ring_cons__release(completionRing, count)

@@ -6,7 +6,7 @@ import SluiceCore
 import Synchronization
 
 /// Why an AF_XDP socket or UMEM could not be set up, with what to do about it.
-public struct XSKError: Error, CustomStringConvertible, Equatable, Sendable {
+public struct XSKError: SystemCallError, Equatable, Sendable {
     /// The call that failed, e.g. `"xsk_socket__create(veth1 queue 0)"`.
     public var operation: String
     /// Its errno (positive).
@@ -38,11 +38,6 @@ public struct XSKError: Error, CustomStringConvertible, Equatable, Sendable {
         default:
             ""
         }
-    }
-
-    public var description: String {
-        let text = "\(operation) failed: \(String(cString: strerror(errno))) (errno \(errno))"
-        return hint.isEmpty ? text : text + "; " + hint
     }
 }
 
