@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "SluiceUDP", targets: ["SluiceUDP"]),
         .library(name: "SluiceSockets", targets: ["SluiceSockets"]),
         .library(name: "SluiceXDP", targets: ["SluiceXDP"]),
+        .library(name: "SluiceURing", targets: ["SluiceURing"]),
         .executable(name: "sluice", targets: ["SluiceCLI"]),
     ],
     dependencies: [
@@ -29,15 +30,19 @@ let package = Package(
         .target(name: "SluiceUDP", dependencies: ["SluiceCore", "SluicePackets"]),
         .target(name: "SluiceSockets", dependencies: ["SluiceCore", "SluicePackets", "SluiceUDP", "CSluice"]),
         .target(name: "SluiceXDP", dependencies: ["SluiceCore", "SluicePackets", "CSluice"]),
+        .target(name: "SluiceURing", dependencies: ["SluiceCore", "SluicePackets", "SluiceUDP", "CSluice"]),
         .target(
             name: "Sluice",
-            dependencies: ["SluiceCore", "SluicePackets", "SluiceUDP", "SluiceSockets", "SluiceXDP", "CSluice"]),
+            dependencies: ["SluiceCore", "SluicePackets", "SluiceUDP", "SluiceSockets", "SluiceXDP", "SluiceURing", "CSluice"]),
         .executableTarget(
             name: "SluiceCLI",
             dependencies: ["Sluice", "CSluice", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Reference implementations and kernel-socket helpers shared by the test targets.
-        .target(name: "SluiceTestSupport", dependencies: ["Sluice", "SluicePackets", "CSluice"], path: "Tests/SluiceTestSupport"),
+        .target(name: "SluiceTestSupport", dependencies: ["Sluice", "SluicePackets", "CSluice", "CSluiceTestSupport"],
+                path: "Tests/SluiceTestSupport"),
+        // A seccomp filter for tests that need a sandbox refusing io_uring.
+        .target(name: "CSluiceTestSupport", path: "Tests/CSluiceTestSupport"),
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore", "SluiceTestSupport"]),
         .testTarget(name: "SluicePacketsTests", dependencies: ["SluicePackets", "SluiceTestSupport"]),
         .testTarget(name: "SluiceUDPTests", dependencies: ["SluiceUDP", "SluicePackets", "SluiceCore", "SluiceTestSupport"]),
@@ -48,6 +53,9 @@ let package = Package(
         .testTarget(
             name: "SluiceXDPTests",
             dependencies: ["SluiceXDP", "Sluice", "SluiceCore", "SluicePackets", "SluiceUDP", "SluiceTestSupport"]),
+        .testTarget(
+            name: "SluiceURingTests",
+            dependencies: ["SluiceURing", "Sluice", "SluiceCore", "SluicePackets", "SluiceUDP", "SluiceTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -33,3 +33,23 @@ void sluice_set_thread_name(const char *name) { pthread_setname_np(pthread_self(
 void sluice_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
 
 int sluice_enter_network_namespace(int fd) { return setns(fd, CLONE_NEWNET); }
+
+unsigned sluice_uring_flush_sq(struct io_uring *ring) {
+    struct io_uring_sq *sq = &ring->sq;
+    unsigned tail = sq->sqe_tail;
+    if (sq->sqe_head != tail) {
+        sq->sqe_head = tail;
+        // The SQPOLL thread reads the tail concurrently: publish the SQEs before it.
+        io_uring_smp_store_release(sq->ktail, tail);
+    }
+    return tail - io_uring_smp_load_acquire(sq->khead);
+}
+
+int sluice_uring_sq_needs_wakeup(struct io_uring *ring) {
+    io_uring_smp_mb();
+    return (IO_URING_READ_ONCE(*ring->sq.kflags) & IORING_SQ_NEED_WAKEUP) != 0;
+}
+
+int sluice_uring_cq_needs_flush(struct io_uring *ring) {
+    return (IO_URING_READ_ONCE(*ring->sq.kflags) & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN)) != 0;
+}

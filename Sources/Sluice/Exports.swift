@@ -4,3 +4,4 @@
 @_exported import SluiceUDP
 @_exported import SluiceSockets
 @_exported import SluiceXDP
+@_exported import SluiceURing

@@ -6,6 +6,7 @@ import SluiceCore
 import SluicePackets
 import SluiceSockets
 import SluiceUDP
+import SluiceURing
 import SluiceXDP
 
 /// Which kernel path a service's packets take.
@@ -14,6 +15,8 @@ public enum Backend: String, Sendable, CaseIterable {
     case socket
     /// AF_XDP sockets fed by Sluice's XDP program, one per receive queue: needs root (CAP_NET_ADMIN, CAP_BPF).
     case xdp
+    /// io_uring: multishot recvmsg over a buffer ring of pool frames, batched sendmsg.
+    case uring
 }
 
 /// Where an AF_XDP backend takes its frames from.
@@ -49,6 +52,8 @@ public struct UDPServerConfiguration: Sendable {
     public var segmentationOffload: Bool = false
     /// UDP GRO on receive (socket backend).
     public var receiveOffload: Bool = false
+    /// How the io_uring backend's rings run (SQPOLL, DEFER_TASKRUN, ...).
+    public var uringMode: URingMode = .plain
     /// The largest datagram payload taken whole; larger ones are counted and dropped.
     public var maximumDatagram: Int = 65507
     /// Frames per worker pool.
@@ -110,11 +115,11 @@ public final class UDPServer<Service: UDPService>: Sendable {
         // Signals must be blocked before the workers start, so only `run` receives them.
         if configuration.handlesSignals { SignalWaiter.block([SIGINT, SIGTERM]) }
         switch configuration.backend {
-        case .socket:
+        case .socket, .uring:
             precondition(configuration.workers > 0, "at least one worker")
             states = (0..<configuration.workers).map { WorkerState(index: $0) }
             xdp = nil
-            try startSocketWorkers(makeService)
+            if configuration.backend == .uring { try startURingWorkers(makeService) } else { try startSocketWorkers(makeService) }
         case .xdp:
             guard let settings = configuration.xdp else {
                 throw RuntimeError("the xdp backend needs an interface (--dev IF)")
@@ -161,6 +166,42 @@ public final class UDPServer<Service: UDPService>: Sendable {
                            batchCapacity: configuration.batchCapacity, reports: reports)
             }
             // Port 0 means "any": the other workers must join the port the first one got.
+            if index == 0, let endpoint = bound.withLock({ $0 }) { listen = endpoint }
+        }
+    }
+
+    private func startURingWorkers(_ makeService: @escaping @Sendable (Int) -> Service) throws(RuntimeError) {
+        let bound = self.bound
+        var listen = configuration.listen
+        for (index, state) in states.enumerated() {
+            let workerListen = listen
+            let (configuration, reports) = (self.configuration, self.reports)
+            try startWorker(state) {
+                var uringConfiguration = URingUDPConfiguration(listen: workerListen)
+                uringConfiguration.segmentationOffload = configuration.segmentationOffload
+                uringConfiguration.mode = configuration.uringMode
+                // Half the pool in the buffer ring; the rest covers the batches and sends in flight.
+                while Int(uringConfiguration.bufferRingEntries) * 4 <= configuration.framesPerWorker {
+                    uringConfiguration.bufferRingEntries *= 2
+                }
+                let pool: FramePool
+                var port: URingUDPPort
+                do {
+                    pool = try FramePool(
+                        frameCount: configuration.framesPerWorker,
+                        frameSize: uringConfiguration.frameSize(maximumDatagram: configuration.maximumDatagram),
+                        headroom: DatagramHeader.minimumHeadroom)
+                    port = try URingUDPPort(configuration: uringConfiguration, pool: pool,
+                                            batchCapacity: configuration.batchCapacity)
+                } catch {
+                    state.markFailed("\(error)")
+                    return
+                }
+                bound.withLock { if $0 == nil { $0 = port.localEndpoint } }
+                Self.serve(port: &port, pool: pool, service: makeService(index), state: state,
+                           batchCapacity: configuration.batchCapacity, reports: reports)
+                print("sluice: worker \(index): \(port.ring.describe())")
+            }
             if index == 0, let endpoint = bound.withLock({ $0 }) { listen = endpoint }
         }
     }

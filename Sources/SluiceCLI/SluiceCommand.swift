@@ -7,7 +7,7 @@ struct SluiceCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",
         abstract: "User-space packet processing on Linux: UDP services over AF_XDP, io_uring, TUN/TAP and sockets.",
-        subcommands: [UDPEcho.self, UDPClient.self, NetnsCommand.self, XDPCommand.self]
+        subcommands: [UDPEcho.self, UDPClient.self, NetnsCommand.self, XDPCommand.self, TCPEcho.self]
     )
 }
 
@@ -67,6 +67,12 @@ struct UDPEcho: ParsableCommand {
     @Flag(help: "Receive coalesced datagrams (UDP GRO) and split them.")
     var gro = false
 
+    @Flag(help: "uring backend: submission-queue polling by a kernel thread (IORING_SETUP_SQPOLL).")
+    var sqpoll = false
+
+    @Flag(help: "uring backend: run completions only when the worker waits (SINGLE_ISSUER|DEFER_TASKRUN).")
+    var deferTaskrun = false
+
     @Option(help: "Stop by itself after this many seconds (default: run until SIGINT/SIGTERM).")
     var duration: Double?
 
@@ -95,7 +101,10 @@ struct UDPEcho: ParsableCommand {
         guard workers >= 1 && workers <= 256 else { throw ValidationError("--workers must be 1 to 256") }
         if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
         if backend == .xdp, dev == nil { throw ValidationError("--backend xdp needs --dev IF") }
-        if backend == .socket, dev != nil { throw ValidationError("--dev is for --backend xdp") }
+        if backend != .xdp, dev != nil { throw ValidationError("--dev is for --backend xdp") }
+        if backend != .uring, sqpoll || deferTaskrun { throw ValidationError("--sqpoll and --defer-taskrun are for --backend uring") }
+        if sqpoll && deferTaskrun { throw ValidationError("pick one of --sqpoll and --defer-taskrun") }
+        if backend == .uring, gro { throw ValidationError("--gro is for --backend socket (the uring backend receives datagrams one by one)") }
     }
 
     func run() throws {
@@ -108,6 +117,8 @@ struct UDPEcho: ParsableCommand {
         configuration.cpus = try cpus.map { try parseNumberList($0, of: "CPU") } ?? []
         configuration.segmentationOffload = gso
         configuration.receiveOffload = gro
+        if sqpoll { configuration.uringMode = .submissionPolling(idle: .milliseconds(100), cpu: nil) }
+        if deferTaskrun { configuration.uringMode = .deferTaskRun }
         if let dev {
             var xdp = XDPBackendConfiguration(interface: dev)
             xdp.queues = try parseNumberList(queues, of: "queue")

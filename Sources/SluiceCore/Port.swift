@@ -88,6 +88,9 @@ public struct PortCounters: Equatable, Sendable {
     public var droppedTruncated: UInt64 = 0
     /// Packets the kernel refused to send.
     public var droppedTransmit: UInt64 = 0
+    /// Times receiving stalled because the kernel found no buffer to fill (an io_uring buffer
+    /// ring ran dry): datagrams wait in the socket buffer meanwhile, they are not lost.
+    public var receiveBufferStalls: UInt64 = 0
     /// Packets received in coalesced (GRO) buffers and split by the port.
     public var coalescedSegments: UInt64 = 0
     /// Packets sent in segmented (GSO) sends.
@@ -107,6 +110,7 @@ public struct PortCounters: Equatable, Sendable {
         droppedNoFrame += other.droppedNoFrame
         droppedTruncated += other.droppedTruncated
         droppedTransmit += other.droppedTransmit
+        receiveBufferStalls += other.receiveBufferStalls
         coalescedSegments += other.coalescedSegments
         segmentedPackets += other.segmentedPackets
     }
@@ -116,6 +120,7 @@ public struct PortCounters: Equatable, Sendable {
         [("rx_packets", receivedPackets), ("rx_bytes", receivedBytes), ("tx_packets", transmittedPackets),
          ("tx_bytes", transmittedBytes), ("rx_calls", receiveCalls), ("tx_calls", transmitCalls),
          ("drop_no_frame", droppedNoFrame), ("drop_truncated", droppedTruncated), ("drop_tx", droppedTransmit),
+         ("rx_buffer_stalls", receiveBufferStalls),
          ("gro_segments", coalescedSegments), ("gso_segments", segmentedPackets)]
     }
 }

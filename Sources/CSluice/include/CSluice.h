@@ -91,4 +91,15 @@ int sluice_enter_network_namespace(int fd);
 /// The CPU the calling thread runs on now, or -1.
 int sluice_current_cpu(void);
 
+/// Publishes the SQEs got since the last call to the kernel (liburing 2.3 keeps this step
+/// private to io_uring_submit) and returns how many the kernel has not consumed yet.
+unsigned sluice_uring_flush_sq(struct io_uring *ring);
+
+/// Whether an SQPOLL ring's kernel thread sleeps and needs IORING_ENTER_SQ_WAKEUP.
+int sluice_uring_sq_needs_wakeup(struct io_uring *ring);
+
+/// Whether completions wait in the kernel (CQ overflow or deferred task work) and need an
+/// io_uring_enter with IORING_ENTER_GETEVENTS to reach the CQ ring.
+int sluice_uring_cq_needs_flush(struct io_uring *ring);
+
 #endif

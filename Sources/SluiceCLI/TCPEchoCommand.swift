@@ -1,0 +1,85 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import CSluice
+import Sluice
+import SluiceURing
+
+/// The backends `tcp-echo` runs on.
+enum TCPBackend: String, ExpressibleByArgument, CaseIterable {
+    /// One io_uring: multishot accept and recv into provided buffers, sends from the same frames.
+    case uring
+}
+
+/// How the io_uring is set up, as the command line names it.
+enum TCPRingMode: String, ExpressibleByArgument, CaseIterable {
+    case plain, sqpoll, deferTaskrun = "defer-taskrun", coop
+
+    var mode: URingMode {
+        switch self {
+        case .plain: .plain
+        case .sqpoll: .submissionPolling(idle: .milliseconds(100), cpu: nil)
+        case .deferTaskrun: .deferTaskRun
+        case .coop: .cooperative
+        }
+    }
+}
+
+struct TCPEcho: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tcp-echo",
+        abstract: "Serve TCP echo: every byte goes back; after the peer shuts its write side, finish sending and close.")
+
+    @Option(help: "Backend: \(TCPBackend.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var backend: TCPBackend = .uring
+
+    @Option(help: "Address and port to listen on: 127.0.0.1:7000, [::]:7000 (dual-stack), port 0 for any.")
+    var listen: IPEndpoint
+
+    @Option(help: "Ring mode: \(TCPRingMode.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var ringMode: TCPRingMode = .plain
+
+    @Option(help: "Most connections at once.")
+    var maxConnections: Int = 256
+
+    @Option(help: "Sends of at least this many bytes use SEND_ZC (0: never).")
+    var zeroCopyThreshold: Int = 8192
+
+    @Option(help: "Stop by itself after this many seconds (default: run until SIGINT/SIGTERM).")
+    var duration: Double?
+
+    func validate() throws {
+        if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
+        guard (1..<65536).contains(maxConnections) else { throw ValidationError("--max-connections must be 1 to 65535") }
+        guard zeroCopyThreshold >= 0 else { throw ValidationError("--zero-copy-threshold must be 0 or more") }
+    }
+
+    func run() throws {
+        sluice_line_buffer_stdout()
+        var configuration = TCPEngineConfiguration(mode: ringMode.mode)
+        configuration.maximumConnections = maxConnections + 1   // the listener takes a slot
+        configuration.zeroCopyThreshold = zeroCopyThreshold > 0 ? zeroCopyThreshold : nil
+        let signals = SignalWaiter([SIGINT, SIGTERM])
+        let clock = ContinuousClock()
+        let deadline = duration.map { clock.now + .milliseconds(Int64($0 * 1000)) }
+        do {
+            let report = try TCPEchoServer.run(
+                listen: listen, configuration: configuration,
+                ready: { print("sluice tcp-echo: \(backend.rawValue) backend (\(ringMode.rawValue)) listening on \($0)") },
+                shouldStop: {
+                    if let deadline, clock.now >= deadline { return true }
+                    if let signal = signals.wait(for: .zero) {
+                        print("sluice: \(signal == SIGINT ? "SIGINT" : "SIGTERM") received, stopping")
+                        return true
+                    }
+                    return false
+                })
+            print(report)
+            if !report.frames.isBalanced || report.operationsInFlight != 0 { throw ExitCode(3) }
+        } catch let error as TCPError {
+            print("sluice tcp-echo: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}

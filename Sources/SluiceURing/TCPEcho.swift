@@ -1,0 +1,109 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SluiceCore
+import SluicePackets
+
+/// The echo service: every received frame goes straight back out on its connection (the same
+/// frame, no copy); when the peer shuts its write side, the connection finishes sending and closes.
+public struct TCPEchoDelegate: TCPEngineDelegate {
+    /// Connections open now.
+    public private(set) var open = 0
+    /// Connections that ended with an error.
+    public private(set) var failed = 0
+
+    public init() {}
+
+    public mutating func accepted(_ connection: TCPConnectionID, listener: TCPConnectionID, engine: TCPEngine) {
+        open += 1
+    }
+
+    public mutating func connected(_ connection: TCPConnectionID, error: TCPError?, engine: TCPEngine) {
+        if error == nil { open += 1 }
+    }
+
+    public mutating func received(_ chunk: consuming Packet, on connection: TCPConnectionID, engine: TCPEngine) {
+        engine.send(chunk, on: connection)
+    }
+
+    public mutating func readClosed(_ connection: TCPConnectionID, engine: TCPEngine) {
+        engine.close(connection)
+    }
+
+    public mutating func sendQueueDrained(_ connection: TCPConnectionID, engine: TCPEngine) {}
+
+    public mutating func closed(_ connection: TCPConnectionID, error: TCPError?, engine: TCPEngine) {
+        open -= 1
+        if error != nil { failed += 1 }
+    }
+}
+
+/// What a ``TCPEchoServer`` run did.
+public struct TCPEchoReport: Sendable, CustomStringConvertible {
+    /// Where it listened.
+    public var endpoint: IPEndpoint
+    /// The ring's mode.
+    public var mode: URingMode
+    /// The engine's counters.
+    public var counters: TCPEngineCounters
+    /// `io_uring_enter` calls.
+    public var enterCalls: UInt64
+    /// Connections that ended with an error.
+    public var failedConnections: Int
+    /// Where the frames were at the end.
+    public var frames: FrameTally
+    /// Operations still in flight at the end (0 unless the shutdown timed out).
+    public var operationsInFlight: Int
+    /// Seconds run.
+    public var seconds: Double
+
+    public var description: String {
+        let rate = seconds > 0 ? Double(counters.receivedBytes) / seconds / 1e6 : 0
+        var lines = [
+            "sluice tcp-echo uring (\(mode)) on \(endpoint): \(counters.accepted) connections "
+                + "(\(counters.rejected) rejected, \(failedConnections) failed), \(String(format1: seconds)) s",
+            "  received \(counters.receivedBytes) bytes in \(counters.receivedChunks) chunks (\(String(format1: rate)) MB/s), "
+                + "sent \(counters.sentBytes) bytes in \(counters.sends) sends (\(counters.zeroCopySends) zero-copy)",
+            "  io_uring_enter calls: \(enterCalls), receive pauses: \(counters.receivePauses), re-arms for want of buffers: \(counters.receiveStarved), "
+                + "cancelled at close: \(counters.cancelled)",
+        ]
+        lines.append(frames.isBalanced && operationsInFlight == 0
+                     ? "  frames: all returned to their pool"
+                     : "  \(frames), \(operationsInFlight) operations still in flight")
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// A TCP echo server on one ``TCPEngine``, run on the calling thread (which must be the one
+/// that uses the ring: DEFER_TASKRUN rings are single-issuer).
+public enum TCPEchoServer {
+    /// Listens on `endpoint`, calls `ready` with the bound endpoint, then echoes until `shouldStop`
+    /// (asked every `checkInterval`) says so; then cancels whatever is in flight and reports.
+    public static func run(listen endpoint: IPEndpoint, configuration: TCPEngineConfiguration = .init(),
+                           checkInterval: Duration = .milliseconds(50),
+                           ready: (IPEndpoint) -> Void, shouldStop: () -> Bool) throws(TCPError) -> TCPEchoReport {
+        let engine = try TCPEngine(configuration: configuration)
+        let (_, bound) = try engine.listen(on: endpoint)
+        ready(bound)
+        let clock = ContinuousClock()
+        let start = clock.now
+        var delegate = TCPEchoDelegate()
+        while !shouldStop() {
+            try engine.poll(&delegate, timeout: checkInterval)
+        }
+        let tally = engine.shutdown(&delegate)
+        let elapsed = clock.now - start
+        return TCPEchoReport(
+            endpoint: bound, mode: configuration.mode, counters: engine.counters, enterCalls: engine.enterCalls,
+            failedConnections: delegate.failed, frames: tally, operationsInFlight: engine.operationsInFlight,
+            seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+    }
+}
+
+extension String {
+    /// `value` with one decimal.
+    init(format1 value: Double) {
+        let tenths = Int((value * 10).rounded())
+        self = "\(tenths / 10).\(abs(tenths % 10))"
+    }
+}

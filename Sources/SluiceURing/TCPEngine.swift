@@ -1,0 +1,920 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSluice
+import SluiceCore
+import SluicePackets
+
+/// How a ``TCPEngine`` is sized and which ring it runs on.
+public struct TCPEngineConfiguration: Sendable {
+    /// The ring's mode (plain, SQPOLL, DEFER_TASKRUN, cooperative task running).
+    public var mode: URingMode = .plain
+    /// Submission queue entries.
+    public var ringEntries: UInt32 = 512
+    /// The most connections (listeners included) open at once; accepts past it are closed at once and counted.
+    public var maximumConnections: Int = 256
+    /// The most send operations submitted and not yet completed (zero-copy ones until their notification).
+    public var maximumSendsInFlight: Int = 256
+    /// Frames a connection may hold for sending (queued, in flight, or awaiting a zero-copy
+    /// notification) before its receiving pauses (echo back-pressure).
+    public var maximumQueuedPerConnection: Int = 32
+    /// Frames in the engine's pool: receive buffers, queued and in-flight sends.
+    public var frameCount: Int = 1024
+    /// Bytes per frame: the most one receive completion carries.
+    public var frameSize: Int = 16384
+    /// Frames kept in the provided-buffer ring for receiving (a power of two, below `frameCount`).
+    public var receiveBuffers: UInt32 = 512
+    /// The buffer group id of the receive ring.
+    public var bufferGroup: UInt16 = 1
+    /// Sends of at least this many bytes use `IORING_OP_SEND_ZC` (the frame returns only after the
+    /// notification); `nil` never uses zero copy.
+    public var zeroCopyThreshold: Int? = 8192
+    /// Multishot receives (one SQE, a completion per chunk); false re-arms a one-shot receive after
+    /// each chunk, as the engine does by itself on kernels without `IORING_RECV_MULTISHOT`.
+    public var multishotReceive = true
+
+    /// The defaults: 1024 frames of 16 KiB, 512 of them for receiving, 256 connections.
+    public init(mode: URingMode = .plain) { self.mode = mode }
+}
+
+/// Names one connection (or listener) of a ``TCPEngine``: a slot and the slot's generation, so an
+/// id that outlives its connection never reaches the slot's next occupant.
+public struct TCPConnectionID: Hashable, Sendable, CustomStringConvertible {
+    /// The slot in the engine's table.
+    public let slot: UInt32
+    /// The slot's generation when the connection was made.
+    public let generation: UInt16
+
+    public var description: String { "tcp#\(slot).\(generation)" }
+}
+
+/// A failed TCP operation: which one, its errno, and what to do about it.
+public struct TCPError: SystemCallError, Sendable, Equatable {
+    /// The operation, e.g. `"connect(127.0.0.1:9000)"` or `"recv"`.
+    public var operation: String
+    /// Its errno (positive).
+    public var errno: Int32
+    /// What the user can do about it; empty when there is nothing useful to say.
+    public var hint: String
+
+    /// Creates an error; without a `hint`, one is chosen from the errno when something useful can be said.
+    public init(operation: String, errno: Int32, hint: String? = nil) {
+        self.operation = operation
+        self.errno = errno
+        self.hint = hint ?? Self.defaultHint(errno)
+    }
+
+    static func defaultHint(_ errno: Int32) -> String {
+        switch errno {
+        case EADDRINUSE: "another socket holds this address and port"
+        case ECONNREFUSED: "nothing listens there"
+        case EADDRNOTAVAIL: "the address is not configured here"
+        case EMFILE, ENFILE: "too many open files (ulimit -n)"
+        default: ""
+        }
+    }
+}
+
+/// What a ``TCPEngine`` reports, called on the engine's thread from ``TCPEngine/poll(_:timeout:)``.
+///
+/// Every method may call back into the engine (send, close, …). A received chunk arrives as a
+/// ``Packet`` that the delegate owns: it must hand it on, either back to the engine with
+/// ``TCPEngine/send(_:on:)`` (an echo sends the very frame it received: no copy) or to
+/// ``TCPEngine/release(_:)``.
+public protocol TCPEngineDelegate {
+    /// A listener accepted `connection`; it is receiving already.
+    mutating func accepted(_ connection: TCPConnectionID, listener: TCPConnectionID, engine: TCPEngine)
+    /// An outgoing connection finished connecting (`error == nil`, receiving already) or failed
+    /// (the id is closed; no ``closed(_:error:engine:)`` follows).
+    mutating func connected(_ connection: TCPConnectionID, error: TCPError?, engine: TCPEngine)
+    /// Bytes arrived, in order, in one frame the delegate now owns.
+    mutating func received(_ chunk: consuming Packet, on connection: TCPConnectionID, engine: TCPEngine)
+    /// The peer shut down its write side (EOF): nothing more will be received.
+    mutating func readClosed(_ connection: TCPConnectionID, engine: TCPEngine)
+    /// Every queued send of `connection` has completed (a good moment to queue more).
+    mutating func sendQueueDrained(_ connection: TCPConnectionID, engine: TCPEngine)
+    /// The connection is gone: its descriptor closed, every operation on it finished, every frame
+    /// back. `error` says why when it was not an orderly close.
+    mutating func closed(_ connection: TCPConnectionID, error: TCPError?, engine: TCPEngine)
+}
+
+/// What a ``TCPEngine`` has done, for summaries and tests.
+public struct TCPEngineCounters: Sendable, Equatable {
+    /// Connections accepted.
+    public var accepted: UInt64 = 0
+    /// Connections refused because the table was full.
+    public var rejected: UInt64 = 0
+    /// Outgoing connections established.
+    public var connected: UInt64 = 0
+    /// Connections closed.
+    public var closed: UInt64 = 0
+    /// Bytes received.
+    public var receivedBytes: UInt64 = 0
+    /// Receive completions carrying data.
+    public var receivedChunks: UInt64 = 0
+    /// Bytes sent.
+    public var sentBytes: UInt64 = 0
+    /// Send operations submitted (zero-copy included).
+    public var sends: UInt64 = 0
+    /// Of those, zero-copy sends.
+    public var zeroCopySends: UInt64 = 0
+    /// Times a multishot receive stopped for want of buffers and was re-armed later.
+    public var receiveStarved: UInt64 = 0
+    /// Operations cancelled at close.
+    public var cancelled: UInt64 = 0
+    /// Times receiving paused: a connection queued too much to send, or its reader fell behind.
+    public var receivePauses: UInt64 = 0
+
+    public init() {}
+}
+
+/// A TCP engine over one io_uring, driven by one thread: listeners with multishot accept,
+/// connections receiving with multishot recv into a provided-buffer ring of pool frames, sends
+/// (zero-copy above a threshold), connect, `shutdown(SHUT_WR)` and close, all as ring operations.
+///
+/// Each operation's `user_data` encodes the connection (slot and generation), the operation and,
+/// for sends, the send slot holding the frame (see ``Tag``). Frames are always in exactly one
+/// place: the pool, the buffer ring (the kernel), a delegate's hands, a connection's send queue,
+/// or in flight; a zero-copy send's frame comes back only with the notification completion.
+///
+/// Bounded: at most ``TCPEngineConfiguration/maximumConnections`` connections, one send in
+/// flight per connection (order on the stream), at most
+/// ``TCPEngineConfiguration/maximumSendsInFlight`` in all, and a connection that holds more than
+/// ``TCPEngineConfiguration/maximumQueuedPerConnection`` frames for sending stops receiving until
+/// it drains.
+/// Nothing allocates per chunk: tables are made once.
+///
+/// Not thread-safe: make it, use it and ``shutdown(timeout:)`` it on one thread.
+public final class TCPEngine {
+    /// The ring.
+    public let ring: URing
+    /// The frames.
+    public let pool: FramePool
+    /// The configuration.
+    public let configuration: TCPEngineConfiguration
+    /// What happened so far.
+    public private(set) var counters = TCPEngineCounters()
+
+    let buffers: URingBufferRing
+    var slots: [Slot]
+    var freeSlots: [UInt32]
+    var sendSlots: [SendSlot]
+    var freeSendSlots: [Int32]
+    /// Connections with queued data that wait for a send credit (slot indices).
+    var sendWaiters: [UInt32]
+    var sendWaiterHead = 0
+    var sendsInFlight = 0
+    /// Connections whose multishot receive stopped for want of buffers.
+    var starved: [UInt32]
+    /// Operations submitted whose last completion has not come yet (doorbell included).
+    public private(set) var operationsInFlight = 0
+    /// Frames this engine holds outside the pool and the buffer ring: queued and in-flight sends.
+    public private(set) var framesHeld = 0
+    var doorbell: Int32 = -1
+    var doorbellWriter: Int32 = -1
+    let doorbellValue = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 8)
+    var doorbellArmed = false
+    var shuttingDown = false
+    /// Whether receives are multishot (`IORING_RECV_MULTISHOT`, Linux 6.0+). A kernel that refuses
+    /// it (`EINVAL`) gets one-shot receives re-armed after every chunk, reported once on stdout.
+    public private(set) var usesMultishotReceive = true
+
+    /// Makes the ring, the pool and the receive-buffer ring.
+    public init(configuration: TCPEngineConfiguration = .init()) throws(TCPError) {
+        self.configuration = configuration
+        precondition(configuration.maximumConnections > 0 && configuration.maximumConnections < 1 << 24)
+        precondition(Int(configuration.receiveBuffers) < configuration.frameCount, "receive buffers must leave frames for sending")
+        precondition(configuration.frameCount <= 1 << 16, "send slots are named in 16 bits of user_data")
+        do {
+            ring = try URing(entries: configuration.ringEntries, mode: configuration.mode)
+        } catch {
+            throw TCPError(operation: error.operation, errno: error.errno, hint: error.hint)
+        }
+        do {
+            pool = try FramePool(frameCount: configuration.frameCount, frameSize: configuration.frameSize, headroom: 0)
+        } catch {
+            throw TCPError(operation: "frame pool: \(error)", errno: ENOMEM)
+        }
+        do {
+            buffers = try URingBufferRing(ring: ring, group: configuration.bufferGroup,
+                                          entries: configuration.receiveBuffers, pool: pool)
+        } catch {
+            throw TCPError(operation: "buffer ring (\(error.operation))", errno: error.errno)
+        }
+        slots = Array(repeating: Slot(), count: configuration.maximumConnections)
+        freeSlots = (0..<UInt32(configuration.maximumConnections)).reversed()
+        sendSlots = Array(repeating: SendSlot(), count: configuration.frameCount)
+        freeSendSlots = (0..<Int32(configuration.frameCount)).reversed()
+        sendWaiters = []
+        sendWaiters.reserveCapacity(configuration.maximumConnections)
+        starved = []
+        starved.reserveCapacity(configuration.maximumConnections)
+        usesMultishotReceive = configuration.multishotReceive
+        refillReceiveBuffers()
+    }
+
+    deinit {
+        for slot in slots where slot.fd >= 0 { Glibc.close(slot.fd) }
+        if doorbell >= 0 { Glibc.close(doorbell) }
+        if doorbellWriter >= 0 { Glibc.close(doorbellWriter) }
+        doorbellValue.deallocate()
+    }
+
+    // MARK: - Opening
+
+    /// Binds and listens on `endpoint` (port 0: the kernel picks) and starts a multishot accept.
+    ///
+    /// - Returns: the listener's id and the endpoint it is bound to.
+    public func listen(on endpoint: IPEndpoint, backlog: Int32 = 512) throws(TCPError) -> (TCPConnectionID, IPEndpoint) {
+        let fd = try TCPSocket.listen(on: endpoint, backlog: backlog)
+        guard let slot = allocateSlot(fd: fd, kind: .listener) else {
+            Glibc.close(fd)
+            throw TCPError(operation: "listen(\(endpoint))", errno: EMFILE)
+        }
+        armAccept(slot)
+        return (id(slot), TCPSocket.localEndpoint(of: fd) ?? endpoint)
+    }
+
+    /// Starts connecting to `endpoint`; ``TCPEngineDelegate/connected(_:error:engine:)`` says how it went.
+    public func connect(to endpoint: IPEndpoint) throws(TCPError) -> TCPConnectionID {
+        let fd = try TCPSocket.make(family: endpoint.family)
+        guard let slot = allocateSlot(fd: fd, kind: .connecting) else {
+            Glibc.close(fd)
+            throw TCPError(operation: "connect(\(endpoint))", errno: EMFILE)
+        }
+        TCPSocket.store(endpoint, into: &slots[Int(slot)].peer)
+        let sqe = submission()
+        withUnsafePointer(to: &slots[Int(slot)].peer) { raw in
+            raw.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                io_uring_prep_connect(sqe, fd, $0, TCPSocket.length(of: endpoint))
+            }
+        }
+        sqe.pointee.user_data = Tag(op: .connect, slot: slot, generation: slots[Int(slot)].generation).rawValue
+        started(slot)
+        return id(slot)
+    }
+
+    /// The address of the connection's peer, or its bound address for a listener.
+    public func localEndpoint(of connection: TCPConnectionID) -> IPEndpoint? {
+        guard let slot = live(connection) else { return nil }
+        return TCPSocket.localEndpoint(of: slots[Int(slot)].fd)
+    }
+
+    /// True while `connection` names an open connection or listener.
+    public func isOpen(_ connection: TCPConnectionID) -> Bool { live(connection) != nil }
+
+    /// Frames `connection` holds for sending: queued, in flight, or sent zero-copy and awaiting the
+    /// kernel's notification. On loopback a zero-copy frame stays pinned until the peer's window
+    /// lets it out, so this, not the queue length, is what bounds the pool a connection can take.
+    public func framesHeld(on connection: TCPConnectionID) -> Int {
+        guard let slot = live(connection) else { return 0 }
+        return Int(slots[Int(slot)].held)
+    }
+
+    // MARK: - Frames and sending
+
+    /// A fresh frame to fill and ``send(_:on:)``, or `nil` when the pool is empty.
+    public func makeFrame() -> Packet? {
+        guard let packet = pool.allocate() else { return nil }
+        return packet
+    }
+
+    /// Frames free for ``makeFrame()`` now.
+    public var freeFrames: Int { pool.freeCount }
+
+    /// Gives a frame back to the pool (the receive ring is topped up from the pool after every poll).
+    public func release(_ packet: consuming Packet) {
+        pool.release(packet)
+    }
+
+    /// Queues `packet`'s data to be sent on `connection`, after everything queued before.
+    ///
+    /// - Returns: false when the connection is gone or its write side is shut (the frame is released).
+    @discardableResult
+    public func send(_ packet: consuming Packet, on connection: TCPConnectionID) -> Bool {
+        guard let slot = live(connection), slots[Int(slot)].writable, packet.length > 0 else {
+            pool.release(packet)
+            return false
+        }
+        let index = freeSendSlots.removeLast()   // one send slot per frame: never runs out
+        sendSlots[Int(index)] = SendSlot(
+            address: pool.address(of: packet), offset: UInt32(packet.offset), length: UInt32(packet.length),
+            next: -1)
+        _ = consume packet
+        framesHeld += 1
+        let s = Int(slot)
+        if slots[s].sendTail >= 0 { sendSlots[Int(slots[s].sendTail)].next = index } else { slots[s].sendHead = index }
+        slots[s].sendTail = index
+        slots[s].queued += 1
+        slots[s].held += 1
+        if slots[s].held > configuration.maximumQueuedPerConnection, slots[s].receiving, !slots[s].receivePaused {
+            pauseReceive(slot)
+        }
+        kick(slot)
+        return true
+    }
+
+    /// Shuts the write side (`shutdown(SHUT_WR)`) once everything queued has been sent.
+    public func shutdownWrite(_ connection: TCPConnectionID) {
+        guard let slot = live(connection), slots[Int(slot)].writable else { return }
+        slots[Int(slot)].wantShutdownWrite = true
+        kick(slot)
+    }
+
+    /// Closes `connection` once everything queued has been sent (`abort`: now, dropping queued data
+    /// and cancelling what is in flight). ``TCPEngineDelegate/closed(_:error:engine:)`` follows
+    /// when the last operation on it has completed.
+    public func close(_ connection: TCPConnectionID, abort: Bool = false) {
+        guard let slot = live(connection) else { return }
+        // Listeners and connections still connecting have nothing to finish: they close at once.
+        if abort || slots[Int(slot)].kind != .open {
+            if !slots[Int(slot)].closeSubmitted { abortConnection(slot, error: nil) }
+        } else {
+            slots[Int(slot)].wantClose = true
+            kick(slot)
+        }
+    }
+
+    /// Stops receiving on `connection` (for a consumer that falls behind) until ``resumeReceiving(_:)``.
+    public func pauseReceiving(_ connection: TCPConnectionID) {
+        guard let slot = live(connection), slots[Int(slot)].kind == .open else { return }
+        slots[Int(slot)].userPaused = true
+        if slots[Int(slot)].receiving, !slots[Int(slot)].receivePaused { pauseReceive(slot) }
+    }
+
+    /// Receives again on a connection paused by ``pauseReceiving(_:)``.
+    public func resumeReceiving(_ connection: TCPConnectionID) {
+        guard let slot = live(connection) else { return }
+        slots[Int(slot)].userPaused = false
+        maybeRearmReceive(slot)
+    }
+
+    // MARK: - Cross-thread doorbell
+
+    /// The write end of a pipe that another thread writes a byte to (non-blocking; a full pipe
+    /// already rings) to wake ``poll(_:timeout:)``: one read of the other end stays armed on the
+    /// ring. Made on first use.
+    public func doorbellDescriptor() throws(TCPError) -> Int32 {
+        if doorbell < 0 {
+            var ends: [Int32] = [-1, -1]
+            guard pipe(&ends) == 0 else { throw TCPError(operation: "pipe", errno: errno) }
+            for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
+            _ = fcntl(ends[1], F_SETFL, O_NONBLOCK)
+            doorbell = ends[0]
+            doorbellWriter = ends[1]
+            armDoorbell()
+        }
+        return doorbellWriter
+    }
+
+    func armDoorbell() {
+        guard doorbell >= 0, !doorbellArmed, !shuttingDown else { return }
+        let sqe = submission()
+        io_uring_prep_read(sqe, doorbell, doorbellValue, 64, 0)
+        sqe.pointee.user_data = Tag(op: .doorbell, slot: 0, generation: 0).rawValue
+        doorbellArmed = true
+        operationsInFlight += 1
+    }
+
+    // MARK: - Running
+
+    /// Submits what is queued, waits up to `timeout` (`nil`: until something completes) for at
+    /// least one completion, and hands every completion to `delegate`.
+    ///
+    /// - Returns: the number of completions handled.
+    @discardableResult
+    public func poll<D: TCPEngineDelegate>(_ delegate: inout D, timeout: Duration?) throws(TCPError) -> Int {
+        do {
+            _ = try ring.submitAndWait(minimumCompletions: 1, timeout: timeout)
+        } catch {
+            if error.errno != ETIME && error.errno != EINTR && error.errno != EBUSY && error.errno != EAGAIN {
+                throw TCPError(operation: "io_uring_enter (\(error.operation))", errno: error.errno)
+            }
+        }
+        var handled = 0
+        while true {
+            let n = ring.drainCompletions { completion in
+                handle(completion, &delegate)
+            }
+            handled += n
+            if n == 0 { break }
+        }
+        refillReceiveBuffers()
+        return handled
+    }
+
+    /// Submits pending operations without waiting.
+    public func flush() throws(TCPError) {
+        do { _ = try ring.submit() } catch {
+            throw TCPError(operation: "io_uring_enter (\(error.operation))", errno: error.errno)
+        }
+    }
+
+    /// Closes every listener and connection at once, cancelling whatever is in flight, and waits up
+    /// to `timeout` until every operation has completed and every frame is back.
+    ///
+    /// - Returns: the frame tally: balanced when nothing leaked.
+    @discardableResult
+    public func shutdown<D: TCPEngineDelegate>(_ delegate: inout D, timeout: Duration = .seconds(5)) -> FrameTally {
+        shuttingDown = true
+        for index in slots.indices where slots[index].kind != .free && !slots[index].closeSubmitted {
+            abortConnection(UInt32(index), error: nil)
+        }
+        if doorbellArmed {
+            let sqe = submission()
+            io_uring_prep_cancel64(sqe, Tag(op: .doorbell, slot: 0, generation: 0).rawValue, 0)
+            sqe.pointee.user_data = Tag(op: .engineCancel, slot: 0, generation: 0).rawValue
+            operationsInFlight += 1
+        }
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while operationsInFlight > 0, clock.now < deadline {
+            _ = try? poll(&delegate, timeout: .milliseconds(50))
+        }
+        return tally()
+    }
+
+    /// Where the frames are: free, in the receive ring, or held (queued and in-flight sends).
+    public func tally() -> FrameTally {
+        pool.tally(held: framesHeld + buffers.providedCount)
+    }
+
+    /// The number of `io_uring_enter` calls so far.
+    public var enterCalls: UInt64 { ring.enterCalls }
+
+    // MARK: - Internals
+
+    func id(_ slot: UInt32) -> TCPConnectionID {
+        TCPConnectionID(slot: slot, generation: slots[Int(slot)].generation)
+    }
+
+    func live(_ connection: TCPConnectionID) -> UInt32? {
+        let s = Int(connection.slot)
+        guard s < slots.count, slots[s].kind != .free, slots[s].generation == connection.generation else { return nil }
+        return connection.slot
+    }
+
+    func allocateSlot(fd: Int32, kind: Slot.Kind) -> UInt32? {
+        guard let slot = freeSlots.popLast() else { return nil }
+        let generation = slots[Int(slot)].generation
+        slots[Int(slot)] = Slot()
+        slots[Int(slot)].generation = generation
+        slots[Int(slot)].fd = fd
+        slots[Int(slot)].kind = kind
+        return slot
+    }
+
+    func freeSlot(_ slot: UInt32) {
+        let s = Int(slot)
+        slots[s].kind = .free
+        slots[s].fd = -1
+        slots[s].generation &+= 1
+        freeSlots.append(slot)
+    }
+
+    /// The next submission entry; submits to make room when the queue is full.
+    func submission() -> UnsafeMutablePointer<io_uring_sqe> {
+        if let sqe = try? ring.nextSubmission() { return sqe }
+        _ = try? ring.submit()
+        while true {
+            if let sqe = try? ring.nextSubmission() { return sqe }
+            // SQPOLL: the kernel thread has not consumed the queue yet.
+            _ = try? ring.submit()
+            sched_yield()
+        }
+    }
+
+    func started(_ slot: UInt32) {
+        slots[Int(slot)].pendingOps += 1
+        operationsInFlight += 1
+    }
+
+    func finished(_ slot: UInt32) {
+        slots[Int(slot)].pendingOps -= 1
+        operationsInFlight -= 1
+    }
+
+    func armAccept(_ slot: UInt32) {
+        let sqe = submission()
+        io_uring_prep_multishot_accept(sqe, slots[Int(slot)].fd, nil, nil, Int32(SOCK_CLOEXEC.rawValue))
+        sqe.pointee.user_data = Tag(op: .accept, slot: slot, generation: slots[Int(slot)].generation).rawValue
+        started(slot)
+    }
+
+    func armReceive(_ slot: UInt32) {
+        let s = Int(slot)
+        let sqe = submission()
+        if usesMultishotReceive {
+            io_uring_prep_recv_multishot(sqe, slots[s].fd, nil, 0, 0)
+        } else {
+            io_uring_prep_recv(sqe, slots[s].fd, nil, 0, 0)
+        }
+        sqe.pointee.flags |= TCPEngine.bufferSelectFlag
+        sqe.pointee.buf_group = configuration.bufferGroup
+        sqe.pointee.user_data = Tag(op: .receive, slot: slot, generation: slots[s].generation).rawValue
+        slots[s].receiving = true
+        slots[s].receivePaused = false
+        started(slot)
+    }
+
+    /// Cancels the multishot receive (its last completion clears `receiving`).
+    func pauseReceive(_ slot: UInt32) {
+        let s = Int(slot)
+        slots[s].receivePaused = true
+        counters.receivePauses += 1
+        let sqe = submission()
+        let target = Tag(op: .receive, slot: slot, generation: slots[s].generation).rawValue
+        io_uring_prep_cancel64(sqe, target, 0)
+        sqe.pointee.user_data = Tag(op: .cancel, slot: slot, generation: slots[s].generation).rawValue
+        started(slot)
+    }
+
+    func maybeRearmReceive(_ slot: UInt32) {
+        let s = Int(slot)
+        guard slots[s].kind == .open, !slots[s].receiving, !slots[s].readClosed, !slots[s].userPaused,
+              !slots[s].closeSubmitted, !slots[s].starved,
+              slots[s].held <= configuration.maximumQueuedPerConnection / 2
+        else { return }
+        armReceive(slot)
+    }
+
+    /// Starts the next send, or the shutdown/close that waited for the queue to drain.
+    func kick(_ slot: UInt32) {
+        let s = Int(slot)
+        guard slots[s].kind == .open, !slots[s].closeSubmitted else { return }
+        if slots[s].sendInFlight { return }
+        if slots[s].sendHead >= 0 {
+            guard sendsInFlight < configuration.maximumSendsInFlight else {
+                if !slots[s].waitingForCredit {
+                    slots[s].waitingForCredit = true
+                    sendWaiters.append(slot)
+                }
+                return
+            }
+            submitSend(slot, index: slots[s].sendHead)
+            return
+        }
+        if slots[s].wantShutdownWrite && !slots[s].shutdownSubmitted {
+            slots[s].shutdownSubmitted = true
+            let sqe = submission()
+            io_uring_prep_shutdown(sqe, slots[s].fd, Int32(SHUT_WR))
+            sqe.pointee.user_data = Tag(op: .shutdown, slot: slot, generation: slots[s].generation).rawValue
+            started(slot)
+            return
+        }
+        if slots[s].wantClose && (!slots[s].shutdownSubmitted || slots[s].shutdownDone) {
+            submitClose(slot)
+        }
+    }
+
+    func submitSend(_ slot: UInt32, index: Int32) {
+        let s = Int(slot)
+        let send = sendSlots[Int(index)]
+        let data = pool.base + Int(send.address) + Int(send.offset)
+        let sqe = submission()
+        let zeroCopy = configuration.zeroCopyThreshold.map { Int(send.length) >= $0 } ?? false
+        if zeroCopy {
+            io_uring_prep_send_zc(sqe, slots[s].fd, data, Int(send.length), Int32(MSG_NOSIGNAL), 0)
+            counters.zeroCopySends += 1
+        } else {
+            io_uring_prep_send(sqe, slots[s].fd, data, Int(send.length), Int32(MSG_NOSIGNAL))
+        }
+        sqe.pointee.user_data = Tag(op: zeroCopy ? .sendZeroCopy : .send, slot: slot,
+                                    generation: slots[s].generation, aux: UInt16(index)).rawValue
+        counters.sends += 1
+        slots[s].sendInFlight = true
+        sendsInFlight += 1
+        started(slot)
+    }
+
+    /// Cancels everything on the descriptor, then closes it (hard-linked: the close runs whatever
+    /// the cancel found).
+    func submitClose(_ slot: UInt32) {
+        let s = Int(slot)
+        guard !slots[s].closeSubmitted else { return }
+        slots[s].closeSubmitted = true
+        let generation = slots[s].generation
+        let cancel = submission()
+        io_uring_prep_cancel_fd(cancel, slots[s].fd, UInt32(IORING_ASYNC_CANCEL_ALL))
+        cancel.pointee.flags |= TCPEngine.hardLinkFlag
+        cancel.pointee.user_data = Tag(op: .cancel, slot: slot, generation: generation).rawValue
+        started(slot)
+        let close = submission()
+        io_uring_prep_close(close, slots[s].fd)
+        close.pointee.user_data = Tag(op: .close, slot: slot, generation: generation).rawValue
+        started(slot)
+    }
+
+    /// Drops queued data and closes now.
+    func abortConnection(_ slot: UInt32, error: TCPError?) {
+        let s = Int(slot)
+        if slots[s].error == nil { slots[s].error = error }
+        // Queued sends not yet in flight go back now; the one in flight returns on its completion.
+        let inFlight: Int32 = slots[s].sendInFlight ? slots[s].sendHead : -1
+        var index = inFlight >= 0 ? sendSlots[Int(inFlight)].next : slots[s].sendHead
+        while index >= 0 {
+            let next = sendSlots[Int(index)].next
+            if sendSlots[Int(index)].notifications > 0 {
+                sendSlots[Int(index)].completed = true   // its notification brings the frame back
+            } else {
+                releaseSendSlot(index, of: slot)
+            }
+            slots[s].queued -= 1
+            index = next
+        }
+        if inFlight >= 0 { sendSlots[Int(inFlight)].next = -1 }
+        slots[s].sendHead = inFlight
+        slots[s].sendTail = inFlight
+        slots[s].wantClose = true
+        if slots[s].kind == .connecting || slots[s].kind == .listener || slots[s].kind == .open {
+            submitClose(slot)
+        }
+    }
+
+    func releaseSendSlot(_ index: Int32, of slot: UInt32) {
+        pool.releaseAddress(sendSlots[Int(index)].address)
+        freeSendSlots.append(index)
+        framesHeld -= 1
+        slots[Int(slot)].held -= 1
+    }
+
+    func refillReceiveBuffers() {
+        var added = false
+        while buffers.providedCount < Int(configuration.receiveBuffers), let address = pool.allocateAddress() {
+            buffers.provide(frameAddress: address)
+            added = true
+        }
+        if added { buffers.commit() }
+        if !starved.isEmpty && buffers.providedCount > 0 {
+            let waiting = starved
+            starved.removeAll(keepingCapacity: true)
+            for slot in waiting {
+                slots[Int(slot)].starved = false
+                maybeRearmReceive(slot)
+            }
+        }
+    }
+
+    func grantSendCredits() {
+        while sendsInFlight < configuration.maximumSendsInFlight, sendWaiterHead < sendWaiters.count {
+            let slot = sendWaiters[sendWaiterHead]
+            sendWaiterHead += 1
+            slots[Int(slot)].waitingForCredit = false
+            kick(slot)
+        }
+        if sendWaiterHead == sendWaiters.count {
+            sendWaiters.removeAll(keepingCapacity: true)
+            sendWaiterHead = 0
+        }
+    }
+
+    /// Frees the slot and tells the delegate once close has completed and nothing is in flight.
+    func maybeFinish<D: TCPEngineDelegate>(_ slot: UInt32, _ delegate: inout D) {
+        let s = Int(slot)
+        guard slots[s].kind != .free, slots[s].closeDone, slots[s].pendingOps == 0 else { return }
+        let connection = id(slot)
+        let kind = slots[s].kind
+        let error = slots[s].error
+        precondition(slots[s].sendHead < 0 && slots[s].queued == 0, "tcp engine: closed with sends queued")
+        freeSlot(slot)
+        counters.closed += kind == .listener ? 0 : 1
+        if kind == .connecting {
+            delegate.connected(connection, error: error ?? TCPError(operation: "connect", errno: ECANCELED), engine: self)
+        } else {
+            delegate.closed(connection, error: error, engine: self)
+        }
+    }
+
+    func handle<D: TCPEngineDelegate>(_ completion: URingCompletion, _ delegate: inout D) {
+        let tag = Tag(rawValue: completion.userData)
+        if tag.op == .doorbell {
+            doorbellArmed = false
+            operationsInFlight -= 1
+            armDoorbell()
+            return
+        }
+        if tag.op == .engineCancel {
+            operationsInFlight -= 1
+            return
+        }
+        let slot = tag.slot
+        let s = Int(slot)
+        guard s < slots.count, slots[s].generation == tag.generation, slots[s].kind != .free else {
+            assertionFailure("tcp engine: completion for a slot already freed: \(tag.op)")
+            return
+        }
+        let final = !completion.hasMore
+        switch tag.op {
+        case .accept:
+            if completion.result >= 0 {
+                let fd = completion.result
+                if shuttingDown || slots[s].closeSubmitted {
+                    Glibc.close(fd)
+                } else if let child = allocateSlot(fd: fd, kind: .open) {
+                    counters.accepted += 1
+                    armReceive(child)
+                    delegate.accepted(id(child), listener: id(slot), engine: self)
+                } else {
+                    counters.rejected += 1
+                    Glibc.close(fd)
+                }
+            }
+            if final {
+                finished(slot)
+                if !slots[s].closeSubmitted && !shuttingDown && completion.result != -EBADF && completion.result != -EINVAL {
+                    armAccept(slot)
+                }
+            }
+        case .receive:
+            if completion.result > 0, let bid = completion.bufferID {
+                let address = buffers.consumed(bufferID: bid)
+                let packet = pool.packet(at: address, offset: 0, length: Int(completion.result))
+                counters.receivedBytes += UInt64(completion.result)
+                counters.receivedChunks += 1
+                delegate.received(packet, on: id(slot), engine: self)
+            } else if let bid = completion.bufferID {
+                pool.releaseAddress(buffers.consumed(bufferID: bid))
+            }
+            if final {
+                finished(slot)
+                slots[s].receiving = false
+                let result = completion.result
+                if result == 0 {
+                    if !slots[s].readClosed {
+                        slots[s].readClosed = true
+                        delegate.readClosed(id(slot), engine: self)
+                    }
+                } else if result == -ENOBUFS {
+                    counters.receiveStarved += 1
+                    slots[s].starved = true
+                    starved.append(slot)
+                } else if result == -ECANCELED || result > 0 {
+                    maybeRearmReceive(slot)
+                } else if result == -EINVAL && usesMultishotReceive {
+                    usesMultishotReceive = false
+                    print("sluice: this kernel refuses multishot recv (IORING_RECV_MULTISHOT); falling back to one-shot receives")
+                    maybeRearmReceive(slot)
+                } else if result < 0 && !slots[s].closeSubmitted {
+                    abortConnection(slot, error: TCPError(operation: "recv", errno: -result))
+                }
+            }
+        case .send, .sendZeroCopy:
+            let index = Int32(tag.aux)
+            if completion.isNotification {
+                // A zero-copy send's buffer is free: the frame returns after its last notification.
+                sendSlots[Int(index)].notifications -= 1
+                sendsInFlight -= 1
+                finished(slot)
+                if sendSlots[Int(index)].notifications == 0 && sendSlots[Int(index)].completed {
+                    releaseSendSlot(index, of: slot)
+                    maybeRearmReceive(slot)
+                }
+                grantSendCredits()
+                break
+            }
+            if tag.op == .sendZeroCopy && completion.hasMore {
+                // Operation and credit stay until the notification.
+                sendSlots[Int(index)].notifications += 1
+            } else {
+                sendsInFlight -= 1
+                finished(slot)
+            }
+            slots[s].sendInFlight = false
+            let result = completion.result
+            var done = true
+            if result >= 0 {
+                counters.sentBytes += UInt64(result)
+                let remaining = Int(sendSlots[Int(index)].length) - Int(result)
+                if remaining > 0 && !slots[s].closeSubmitted {
+                    // Short send: the rest goes next, from the same frame, keeping order.
+                    sendSlots[Int(index)].offset += UInt32(result)
+                    sendSlots[Int(index)].length -= UInt32(result)
+                    done = false
+                }
+            }
+            if done {
+                precondition(slots[s].sendHead == index, "tcp engine: send completion out of order")
+                slots[s].sendHead = sendSlots[Int(index)].next
+                if slots[s].sendHead < 0 { slots[s].sendTail = -1 }
+                slots[s].queued -= 1
+                sendSlots[Int(index)].completed = true
+                if sendSlots[Int(index)].notifications == 0 { releaseSendSlot(index, of: slot) }
+            }
+            if result < 0 {
+                if result != -ECANCELED || !slots[s].closeSubmitted {
+                    abortConnection(slot, error: TCPError(operation: "send", errno: -result))
+                }
+            } else if slots[s].error != nil && !slots[s].closeSubmitted {
+                abortConnection(slot, error: slots[s].error)
+            } else {
+                kick(slot)
+                if slots[s].sendHead < 0 && slots[s].kind == .open && !slots[s].closeSubmitted {
+                    delegate.sendQueueDrained(id(slot), engine: self)
+                }
+                maybeRearmReceive(slot)
+            }
+            grantSendCredits()
+        case .connect:
+            finished(slot)
+            if completion.result == 0 && !slots[s].closeSubmitted {
+                slots[s].kind = .open
+                counters.connected += 1
+                armReceive(slot)
+                delegate.connected(id(slot), error: nil, engine: self)
+            } else if !slots[s].closeSubmitted {
+                abortConnection(slot, error: TCPError(operation: "connect", errno: -completion.result))
+            }
+        case .shutdown:
+            finished(slot)
+            slots[s].shutdownDone = true
+            if completion.result < 0 && completion.result != -ENOTCONN && !slots[s].closeSubmitted {
+                abortConnection(slot, error: TCPError(operation: "shutdown", errno: -completion.result))
+            } else {
+                kick(slot)
+            }
+        case .cancel:
+            finished(slot)
+            if completion.result > 0 { counters.cancelled += UInt64(completion.result) }
+        case .close:
+            finished(slot)
+            slots[s].closeDone = true
+            slots[s].fd = -1
+        case .doorbell, .engineCancel, .none:
+            break
+        }
+        maybeFinish(slot, &delegate)
+    }
+}
+
+// MARK: - Tables
+
+extension TCPEngine {
+    /// `IOSQE_IO_HARDLINK` and `IOSQE_BUFFER_SELECT`, macros Swift does not import.
+    static let hardLinkFlag = UInt8(1 << 3)
+    static let bufferSelectFlag = UInt8(1 << 5)
+
+    /// One connection's (or listener's) state.
+    struct Slot {
+        enum Kind: UInt8 { case free, listener, connecting, open }
+        var fd: Int32 = -1
+        var generation: UInt16 = 0
+        var kind: Kind = .free
+        var pendingOps: Int32 = 0
+        var receiving = false
+        var receivePaused = false
+        var userPaused = false
+        var starved = false
+        var readClosed = false
+        var sendHead: Int32 = -1
+        var sendTail: Int32 = -1
+        var queued: Int32 = 0
+        /// Frames held for sending: `queued` plus those awaiting a zero-copy notification.
+        var held: Int32 = 0
+        var sendInFlight = false
+        var waitingForCredit = false
+        var wantShutdownWrite = false
+        var shutdownSubmitted = false
+        var shutdownDone = false
+        var wantClose = false
+        var closeSubmitted = false
+        var closeDone = false
+        var error: TCPError?
+        var peer = sockaddr_in6()
+
+        var writable: Bool { kind == .open && !wantShutdownWrite && !wantClose && !closeSubmitted }
+    }
+
+    /// One frame queued for sending or in flight.
+    struct SendSlot {
+        var address: UInt64 = 0
+        var offset: UInt32 = 0
+        var length: UInt32 = 0
+        var next: Int32 = -1
+        /// Zero-copy notifications still to come (a short zero-copy send resubmits from the same frame).
+        var notifications: UInt8 = 0
+        /// Off the queue: the frame returns when no notification is left.
+        var completed = false
+    }
+
+    /// The operation kinds `user_data` names.
+    enum Operation: UInt8 {
+        case none = 0, accept, receive, send, sendZeroCopy, connect, shutdown, cancel, close, doorbell, engineCancel
+    }
+
+    /// `user_data` layout: operation in bits 56–63, slot in 32–55, generation in 16–31, and an
+    /// operation-specific 16 bits (the send slot) in 0–15.
+    struct Tag {
+        var rawValue: UInt64
+
+        init(rawValue: UInt64) { self.rawValue = rawValue }
+
+        init(op: Operation, slot: UInt32, generation: UInt16, aux: UInt16 = 0) {
+            rawValue = UInt64(op.rawValue) << 56 | UInt64(slot & 0xFF_FFFF) << 32 | UInt64(generation) << 16 | UInt64(aux)
+        }
+
+        var op: Operation { Operation(rawValue: UInt8(rawValue >> 56)) ?? .none }
+        var slot: UInt32 { UInt32((rawValue >> 32) & 0xFF_FFFF) }
+        var generation: UInt16 { UInt16(truncatingIfNeeded: rawValue >> 16) }
+        var aux: UInt16 { UInt16(truncatingIfNeeded: rawValue) }
+    }
+}

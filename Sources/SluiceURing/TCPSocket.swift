@@ -1,0 +1,78 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSluice
+import SluicePackets
+import SluiceUDP
+
+/// The few synchronous socket calls a ``TCPEngine`` makes when it opens something (socket, bind,
+/// listen, getsockname); everything per byte goes through the ring.
+enum TCPSocket {
+    /// A non-inheritable TCP socket of `family`.
+    static func make(family: Int32) throws(TCPError) -> Int32 {
+        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw TCPError(operation: "socket(\(family == AF_INET6 ? "AF_INET6" : "AF_INET"), SOCK_STREAM)", errno: errno) }
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        return fd
+    }
+
+    /// A listening socket bound to `endpoint` (`[::]` is dual-stack).
+    static func listen(on endpoint: IPEndpoint, backlog: Int32) throws(TCPError) -> Int32 {
+        let fd = try make(family: endpoint.family)
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        if endpoint.family == AF_INET6 {
+            var zero: Int32 = 0
+            setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &zero, socklen_t(MemoryLayout<Int32>.size))
+        }
+        var storage = sockaddr_in6()
+        store(endpoint, into: &storage)
+        let bound = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length(of: endpoint)) }
+        }
+        guard bound == 0 else {
+            let error = errno
+            Glibc.close(fd)
+            throw TCPError(operation: "bind(\(endpoint))", errno: error)
+        }
+        guard Glibc.listen(fd, backlog) == 0 else {
+            let error = errno
+            Glibc.close(fd)
+            throw TCPError(operation: "listen(\(endpoint))", errno: error)
+        }
+        return fd
+    }
+
+    /// Writes `endpoint` as a `sockaddr_in` or `sockaddr_in6` (the latter fits either).
+    static func store(_ endpoint: IPEndpoint, into storage: inout sockaddr_in6) {
+        withUnsafeMutableBytes(of: &storage) { raw in
+            raw.initializeMemory(as: UInt8.self, repeating: 0)
+            DatagramHeader.store(endpoint, sockaddrAt: raw.baseAddress!, mapIPv4: false)
+        }
+    }
+
+    /// The `sockaddr` length for `endpoint`'s family.
+    static func length(of endpoint: IPEndpoint) -> socklen_t {
+        socklen_t(endpoint.family == AF_INET6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size)
+    }
+
+    /// The address `fd` is bound to.
+    static func localEndpoint(of fd: Int32) -> IPEndpoint? {
+        var storage = sockaddr_storage()
+        var size = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let ok = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &size) == 0 }
+        }
+        guard ok else { return nil }
+        return withUnsafeMutableBytes(of: &storage) { DatagramHeader(frameStart: $0.baseAddress!).peer }
+    }
+}
+
+extension IPEndpoint {
+    /// `AF_INET` or `AF_INET6`.
+    var family: Int32 {
+        if case .v4 = address { return AF_INET }
+        return AF_INET6
+    }
+}

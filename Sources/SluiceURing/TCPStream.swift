@@ -1,0 +1,563 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SluiceCore
+import SluicePackets
+import Synchronization
+
+// The async edge of the TCP engine, in SwiftNIO's spirit:
+//
+// ```swift
+// let loop = try TCPEventLoop()
+// let listener = try await loop.listen(on: IPEndpoint("127.0.0.1:7000")!)
+// for await connection in listener.connections {
+//     Task {
+//         for try await chunk in connection.inbound { try await connection.send(chunk) }
+//         connection.close()          // the peer shut its write side: finish and close
+//     }
+// }
+// ```
+//
+// One ``TCPEngine`` runs on a thread of its own (``TCPEventLoop``); async callers post commands
+// to it through a locked mailbox and wake it through a pipe whose read end stays armed on the
+// ring. Received chunks are copied out of their frames into `[UInt8]` at this edge (the frame goes
+// straight back to the receive ring) and handed over through an `AsyncThrowingStream`; bytes to
+// send are copied into pool frames on the engine thread. Allocation happens here and only here:
+// the engine below allocates nothing per chunk.
+//
+// Back-pressure both ways: ``TCPConnection/send(_:)`` returns once its bytes sit in frames queued
+// on the socket (at most a small window per connection), and a connection whose reader falls
+// more than ``TCPEventLoop/inboundHighWater`` bytes behind stops receiving until it catches up.
+
+/// What ``TCPEventLoop/shutdown()`` reports.
+public struct TCPEventLoopReport: Sendable {
+    /// The engine's counters.
+    public var counters: TCPEngineCounters
+    /// `io_uring_enter` calls.
+    public var enterCalls: UInt64
+    /// Where the frames were after the engine shut down (balanced: none leaked).
+    public var frames: FrameTally
+    /// Operations still in flight after shutdown (0 unless it timed out).
+    public var operationsInFlight: Int
+}
+
+/// A ``TCPEngine`` on a thread of its own, offered to async code: listen, connect, then use the
+/// ``TCPListener`` and ``TCPConnection`` it hands out.
+public final class TCPEventLoop: Sendable {
+    /// Bytes received and not yet taken from a connection's ``TCPConnection/inbound`` above which
+    /// the connection stops receiving (TCP flow control then holds the peer back).
+    public static let inboundHighWater = 4 << 20
+    /// Where receiving resumes.
+    public static let inboundLowWater = 1 << 20
+
+    let channel: TCPLoopChannel
+    private let thread: Mutex<TCPLoopThread?>
+
+    /// Starts the engine thread and returns once the ring is up.
+    ///
+    /// - Throws: ``TCPError`` when the ring, pool or buffer ring cannot be made.
+    public init(configuration: TCPEngineConfiguration = .init()) throws(TCPError) {
+        let channel = TCPLoopChannel()
+        self.channel = channel
+        let startup = Mutex<Result<Void, TCPError>?>(nil)
+        let thread = try TCPLoopThread(name: "sluice-tcp") {
+            let engine: TCPEngine
+            do throws(TCPError) {
+                engine = try TCPEngine(configuration: configuration)
+                channel.doorbell.store(try engine.doorbellDescriptor(), ordering: .releasing)
+            } catch {
+                startup.withLock { $0 = .failure(error) }
+                return
+            }
+            startup.withLock { $0 = .success(()) }
+            let final = TCPStreamBridge.run(engine: engine, channel: channel)
+            channel.report.withLock { $0 = final }
+        }
+        while startup.withLock({ $0 }) == nil { usleep(200) }
+        if case .failure(let error) = startup.withLock({ $0 })! {
+            thread.join()
+            throw error
+        }
+        self.thread = Mutex(thread)
+    }
+
+    deinit { _ = shutdown() }
+
+    /// Listens on `endpoint` (port 0: the kernel picks; ``TCPListener/localEndpoint`` says which).
+    public func listen(on endpoint: IPEndpoint) async throws(TCPError) -> TCPListener {
+        let result = await withCheckedContinuation { continuation in
+            channel.post(.listen(endpoint, continuation))
+        }
+        return try result.get()
+    }
+
+    /// Connects to `endpoint`.
+    public func connect(to endpoint: IPEndpoint) async throws(TCPError) -> TCPConnection {
+        let result = await withCheckedContinuation { continuation in
+            channel.post(.connect(endpoint, continuation))
+        }
+        return try result.get()
+    }
+
+    /// Closes every listener and connection (cancelling whatever is in flight: pending sends and
+    /// accepts fail, inbound streams end), stops the thread and reports. Later calls return the
+    /// same report.
+    @discardableResult
+    public func shutdown() -> TCPEventLoopReport {
+        if let thread = thread.withLock({ current -> TCPLoopThread? in
+            defer { current = nil }
+            return current
+        }) {
+            channel.post(.stop)
+            thread.join()
+        }
+        // The thread stores its report before it ends, and init only returns once the thread runs.
+        return channel.report.withLock { $0 }!
+    }
+}
+
+/// A listening socket of a ``TCPEventLoop``.
+public final class TCPListener: Sendable {
+    /// The address it is bound to.
+    public let localEndpoint: IPEndpoint
+    let id: TCPConnectionID
+    let channel: TCPLoopChannel
+    let queue = Mutex(AcceptQueue())
+
+    struct AcceptQueue {
+        var ready: [TCPConnection] = []
+        var waiters: [CheckedContinuation<TCPConnection?, Never>] = []
+        var finished = false
+    }
+
+    init(id: TCPConnectionID, localEndpoint: IPEndpoint, channel: TCPLoopChannel) {
+        self.id = id
+        self.localEndpoint = localEndpoint
+        self.channel = channel
+    }
+
+    /// The next accepted connection, or `nil` once the listener is closed.
+    public func accept() async -> TCPConnection? {
+        await withCheckedContinuation { continuation in
+            let now = queue.withLock { queue -> (TCPConnection?, Bool) in
+                if !queue.ready.isEmpty { return (queue.ready.removeFirst(), true) }
+                if queue.finished { return (nil, true) }
+                queue.waiters.append(continuation)
+                return (nil, false)
+            }
+            if now.1 { continuation.resume(returning: now.0) }
+        }
+    }
+
+    /// Accepted connections, until the listener closes.
+    public var connections: Connections { Connections(listener: self) }
+
+    /// Stops listening; ``accept()`` returns `nil` from then on. Connections already accepted stay open.
+    public func close() { channel.post(.close(id)) }
+
+    /// The accepted connections as an `AsyncSequence`.
+    public struct Connections: AsyncSequence, Sendable {
+        let listener: TCPListener
+        public typealias Element = TCPConnection
+
+        public struct AsyncIterator: AsyncIteratorProtocol {
+            let listener: TCPListener
+            public mutating func next() async -> TCPConnection? { await listener.accept() }
+        }
+
+        public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(listener: listener) }
+    }
+
+    /// Engine thread: hands over an accepted connection.
+    func deliver(_ connection: TCPConnection) {
+        let waiter = queue.withLock { queue -> CheckedContinuation<TCPConnection?, Never>? in
+            if !queue.waiters.isEmpty { return queue.waiters.removeFirst() }
+            queue.ready.append(connection)
+            return nil
+        }
+        waiter?.resume(returning: connection)
+    }
+
+    /// Engine thread: the listener is gone.
+    func finish() {
+        let waiters = queue.withLock { queue -> [CheckedContinuation<TCPConnection?, Never>] in
+            queue.finished = true
+            defer { queue.waiters = [] }
+            return queue.waiters
+        }
+        for waiter in waiters { waiter.resume(returning: nil) }
+    }
+}
+
+/// One TCP connection of a ``TCPEventLoop``: bytes in through ``inbound``, out through ``send(_:)``.
+public final class TCPConnection: Sendable {
+    /// The engine's name for it.
+    public let id: TCPConnectionID
+    /// The received bytes, chunk by chunk in order; ends when the peer shuts its write side (or
+    /// the connection closes), throws a ``TCPError`` when it fails. One reader at a time.
+    public let inbound: TCPInbound
+    let channel: TCPLoopChannel
+
+    init(id: TCPConnectionID, channel: TCPLoopChannel, inbound: TCPInbound) {
+        self.id = id
+        self.channel = channel
+        self.inbound = inbound
+    }
+
+    /// Sends `bytes` after everything sent before; returns once they are queued on the socket in
+    /// frames (not necessarily acknowledged by the peer).
+    ///
+    /// - Throws: ``TCPError`` when the connection is closed or fails first.
+    public func send(_ bytes: some Sequence<UInt8>) async throws(TCPError) {
+        let array = Array(bytes)
+        guard !array.isEmpty else { return }
+        let result = await withCheckedContinuation { continuation in
+            channel.post(.send(id, array, continuation))
+        }
+        try result.get()
+    }
+
+    /// Shuts the write side once everything sent so far has gone: the peer reads EOF.
+    public func shutdownWrite() { channel.post(.shutdownWrite(id)) }
+
+    /// Closes once everything sent so far has gone.
+    public func close() { channel.post(.close(id)) }
+}
+
+/// A connection's received chunks (see ``TCPConnection/inbound``).
+public struct TCPInbound: AsyncSequence, Sendable {
+    public typealias Element = [UInt8]
+    let stream: AsyncThrowingStream<[UInt8], any Error>
+    let credit: TCPInboundCredit
+    let id: TCPConnectionID
+    let channel: TCPLoopChannel
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var base: AsyncThrowingStream<[UInt8], any Error>.AsyncIterator
+        let credit: TCPInboundCredit
+        let id: TCPConnectionID
+        let channel: TCPLoopChannel
+
+        public mutating func next() async throws -> [UInt8]? {
+            guard let chunk = try await base.next() else { return nil }
+            let left = credit.buffered.subtract(chunk.count, ordering: .acquiringAndReleasing).newValue
+            if left < TCPEventLoop.inboundLowWater,
+               credit.paused.compareExchange(expected: true, desired: false, ordering: .acquiringAndReleasing).exchanged {
+                channel.post(.resume(id))
+            }
+            return chunk
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(base: stream.makeAsyncIterator(), credit: credit, id: id, channel: channel)
+    }
+}
+
+/// Bytes handed to a reader and not yet taken, and whether receiving is paused for it.
+final class TCPInboundCredit: Sendable {
+    let buffered = Atomic<Int>(0)
+    let paused = Atomic<Bool>(false)
+}
+
+/// What async callers ask of the engine thread.
+enum TCPLoopCommand: Sendable {
+    case listen(IPEndpoint, CheckedContinuation<Result<TCPListener, TCPError>, Never>)
+    case connect(IPEndpoint, CheckedContinuation<Result<TCPConnection, TCPError>, Never>)
+    case send(TCPConnectionID, [UInt8], CheckedContinuation<Result<Void, TCPError>, Never>)
+    case shutdownWrite(TCPConnectionID)
+    case close(TCPConnectionID)
+    case resume(TCPConnectionID)
+    case stop
+
+    /// Answers the caller of a command the loop will never run.
+    func refuse() {
+        let error = TCPError(operation: "tcp event loop (stopped)", errno: ECANCELED)
+        switch self {
+        case .listen(_, let c): c.resume(returning: .failure(error))
+        case .connect(_, let c): c.resume(returning: .failure(error))
+        case .send(_, _, let c): c.resume(returning: .failure(error))
+        default: break
+        }
+    }
+}
+
+/// The mailbox from async callers to the engine thread, and the doorbell that wakes it.
+final class TCPLoopChannel: Sendable {
+    let doorbell = Atomic<Int32>(-1)
+    /// The engine thread's last word.
+    let report = Mutex<TCPEventLoopReport?>(nil)
+    private let mailbox = Mutex<(commands: [TCPLoopCommand], stopped: Bool)>(([], false))
+
+    /// Queues `command` and wakes the engine (a write to the doorbell pipe when the mailbox was empty).
+    func post(_ command: TCPLoopCommand) {
+        let (accepted, wasEmpty) = mailbox.withLock { box -> (Bool, Bool) in
+            if box.stopped { return (false, false) }
+            box.commands.append(command)
+            return (true, box.commands.count == 1)
+        }
+        guard accepted else {
+            command.refuse()
+            return
+        }
+        if wasEmpty {
+            var byte: UInt8 = 1
+            _ = write(doorbell.load(ordering: .acquiring), &byte, 1)
+        }
+    }
+
+    /// Engine thread: everything posted so far.
+    func take() -> [TCPLoopCommand] {
+        mailbox.withLock { box in
+            defer { box.commands.removeAll(keepingCapacity: true) }
+            return box.commands
+        }
+    }
+
+    /// Engine thread: refuses everything from now on, returning what was still queued.
+    func close() -> [TCPLoopCommand] {
+        mailbox.withLock { box in
+            box.stopped = true
+            defer { box.commands = [] }
+            return box.commands
+        }
+    }
+}
+
+/// The engine-thread side of the stream API: the ``TCPEngineDelegate`` that turns engine events
+/// into stream elements and continuations.
+struct TCPStreamBridge: TCPEngineDelegate {
+    /// Frames a connection may hold for ``TCPConnection/send(_:)`` (see ``TCPEngine/framesHeld(on:)``).
+    static let sendWindow = 8
+
+    struct PendingSend {
+        var bytes: [UInt8]
+        var offset: Int
+        let continuation: CheckedContinuation<Result<Void, TCPError>, Never>
+    }
+
+    struct ConnectionState {
+        let continuation: AsyncThrowingStream<[UInt8], any Error>.Continuation
+        let credit: TCPInboundCredit
+        var sends: [PendingSend] = []
+        var wantShutdownWrite = false
+        var wantClose = false
+    }
+
+    let channel: TCPLoopChannel
+    var listeners: [TCPConnectionID: TCPListener] = [:]
+    var connections: [TCPConnectionID: ConnectionState] = [:]
+    var connecting: [TCPConnectionID: CheckedContinuation<Result<TCPConnection, TCPError>, Never>] = [:]
+    /// Connections with sends waiting for frames or window.
+    var pending: Set<TCPConnectionID> = []
+
+    /// The engine thread's loop: commands, completions, pumping, until `.stop`.
+    static func run(engine: TCPEngine, channel: TCPLoopChannel) -> TCPEventLoopReport {
+        var bridge = TCPStreamBridge(channel: channel)
+        var running = true
+        while running {
+            for command in channel.take() {
+                if case .stop = command { running = false } else { bridge.perform(command, engine) }
+            }
+            bridge.pumpAll(engine)
+            guard running else { break }
+            do {
+                try engine.poll(&bridge, timeout: .seconds(1))
+            } catch {
+                // A ring that cannot enter the kernel any more: fail everything and stop.
+                running = false
+            }
+            bridge.pumpAll(engine)
+        }
+        for command in channel.close() { command.refuse() }
+        let tally = engine.shutdown(&bridge)
+        bridge.failAll(TCPError(operation: "tcp event loop (stopped)", errno: ECANCELED))
+        return TCPEventLoopReport(counters: engine.counters, enterCalls: engine.enterCalls, frames: tally,
+                                  operationsInFlight: engine.operationsInFlight)
+    }
+
+    mutating func perform(_ command: TCPLoopCommand, _ engine: TCPEngine) {
+        switch command {
+        case let .listen(endpoint, continuation):
+            do {
+                let (id, bound) = try engine.listen(on: endpoint)
+                let listener = TCPListener(id: id, localEndpoint: bound, channel: channel)
+                listeners[id] = listener
+                continuation.resume(returning: .success(listener))
+            } catch {
+                continuation.resume(returning: .failure(error))
+            }
+        case let .connect(endpoint, continuation):
+            do {
+                connecting[try engine.connect(to: endpoint)] = continuation
+            } catch {
+                continuation.resume(returning: .failure(error))
+            }
+        case let .send(id, bytes, continuation):
+            guard connections[id] != nil, engine.isOpen(id) else {
+                continuation.resume(returning: .failure(TCPError(operation: "send", errno: ENOTCONN)))
+                return
+            }
+            connections[id]!.sends.append(PendingSend(bytes: bytes, offset: 0, continuation: continuation))
+            pending.insert(id)
+        case let .shutdownWrite(id):
+            connections[id]?.wantShutdownWrite = true
+            pending.insert(id)
+        case let .close(id):
+            if listeners[id] != nil {
+                engine.close(id)
+            } else {
+                connections[id]?.wantClose = true
+                pending.insert(id)
+            }
+        case let .resume(id):
+            engine.resumeReceiving(id)
+        case .stop:
+            break
+        }
+    }
+
+    /// Copies pending sends into frames, within each connection's window, and applies a
+    /// shutdown or close once nothing is left to copy.
+    mutating func pumpAll(_ engine: TCPEngine) {
+        guard !pending.isEmpty else { return }
+        for id in pending {
+            guard var state = connections[id] else {
+                pending.remove(id)
+                continue
+            }
+            var done = 0
+            while done < state.sends.count, engine.framesHeld(on: id) < Self.sendWindow,
+                  var frame = engine.makeFrame() {
+                let count = state.sends[done].bytes.withUnsafeBytes { source -> Int in
+                    let count = min(source.count - state.sends[done].offset, frame.capacity - frame.offset)
+                    frame.length = count
+                    frame.data.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[state.sends[done].offset...][..<(state.sends[done].offset + count)]))
+                    return count
+                }
+                guard engine.send(frame, on: id) else {
+                    break
+                }
+                state.sends[done].offset += count
+                if state.sends[done].offset == state.sends[done].bytes.count {
+                    state.sends[done].continuation.resume(returning: .success(()))
+                    done += 1
+                }
+            }
+            if done > 0 { state.sends.removeFirst(done) }
+            if state.sends.isEmpty {
+                if state.wantShutdownWrite {
+                    engine.shutdownWrite(id)
+                    state.wantShutdownWrite = false
+                }
+                if state.wantClose { engine.close(id) }
+                pending.remove(id)
+            } else if !engine.isOpen(id) {
+                // Closed under the sends: ``closed(_:error:engine:)`` fails them.
+                pending.remove(id)
+            }
+            connections[id] = state
+        }
+    }
+
+    /// Fails whatever is still waiting (after the engine shut down).
+    mutating func failAll(_ error: TCPError) {
+        for (_, continuation) in connecting { continuation.resume(returning: .failure(error)) }
+        connecting = [:]
+        for (_, state) in connections {
+            for send in state.sends { send.continuation.resume(returning: .failure(error)) }
+            state.continuation.finish(throwing: error)
+        }
+        connections = [:]
+        for (_, listener) in listeners { listener.finish() }
+        listeners = [:]
+    }
+
+    func makeConnection(_ id: TCPConnectionID) -> (TCPConnection, ConnectionState) {
+        let (stream, continuation) = AsyncThrowingStream<[UInt8], any Error>.makeStream()
+        let credit = TCPInboundCredit()
+        let inbound = TCPInbound(stream: stream, credit: credit, id: id, channel: channel)
+        return (TCPConnection(id: id, channel: channel, inbound: inbound),
+                ConnectionState(continuation: continuation, credit: credit))
+    }
+
+    // MARK: TCPEngineDelegate
+
+    mutating func accepted(_ connection: TCPConnectionID, listener: TCPConnectionID, engine: TCPEngine) {
+        let (handle, state) = makeConnection(connection)
+        connections[connection] = state
+        if let owner = listeners[listener] { owner.deliver(handle) } else { engine.close(connection, abort: true) }
+    }
+
+    mutating func connected(_ connection: TCPConnectionID, error: TCPError?, engine: TCPEngine) {
+        guard let continuation = connecting.removeValue(forKey: connection) else { return }
+        if let error {
+            continuation.resume(returning: .failure(error))
+            return
+        }
+        let (handle, state) = makeConnection(connection)
+        connections[connection] = state
+        continuation.resume(returning: .success(handle))
+    }
+
+    mutating func received(_ chunk: consuming Packet, on connection: TCPConnectionID, engine: TCPEngine) {
+        let bytes = Array(UnsafeRawBufferPointer(chunk.data))
+        engine.release(chunk)
+        guard let state = connections[connection] else { return }
+        state.continuation.yield(bytes)
+        let buffered = state.credit.buffered.add(bytes.count, ordering: .acquiringAndReleasing).newValue
+        if buffered > TCPEventLoop.inboundHighWater, !state.credit.paused.load(ordering: .acquiring) {
+            state.credit.paused.store(true, ordering: .releasing)
+            // The reader may have caught up meanwhile: then it will not ask to resume, so do not pause.
+            if state.credit.buffered.load(ordering: .acquiring) < TCPEventLoop.inboundLowWater,
+               state.credit.paused.compareExchange(expected: true, desired: false, ordering: .acquiringAndReleasing).exchanged {
+                return
+            }
+            engine.pauseReceiving(connection)
+        }
+    }
+
+    mutating func readClosed(_ connection: TCPConnectionID, engine: TCPEngine) {
+        connections[connection]?.continuation.finish()
+    }
+
+    mutating func sendQueueDrained(_ connection: TCPConnectionID, engine: TCPEngine) {}
+
+    mutating func closed(_ connection: TCPConnectionID, error: TCPError?, engine: TCPEngine) {
+        if let listener = listeners.removeValue(forKey: connection) {
+            listener.finish()
+            return
+        }
+        guard let state = connections.removeValue(forKey: connection) else { return }
+        pending.remove(connection)
+        let failure = error ?? TCPError(operation: "send (connection closed)", errno: EPIPE)
+        for send in state.sends { send.continuation.resume(returning: .failure(failure)) }
+        if let error { state.continuation.finish(throwing: error) } else { state.continuation.finish() }
+    }
+}
+
+/// A plain thread for the engine (the runtime's worker threads live in a module above this one).
+final class TCPLoopThread: @unchecked Sendable {
+    private let thread: pthread_t
+
+    private final class Box {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+
+    init(name: String, _ body: @escaping @Sendable () -> Void) throws(TCPError) {
+        let box = Unmanaged.passRetained(Box(body))
+        var thread = pthread_t()
+        let result = pthread_create(&thread, nil, { raw in
+            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+            return nil
+        }, box.toOpaque())
+        guard result == 0 else {
+            box.release()
+            throw TCPError(operation: "pthread_create(\(name))", errno: result)
+        }
+        self.thread = thread
+    }
+
+    func join() { pthread_join(thread, nil) }
+}

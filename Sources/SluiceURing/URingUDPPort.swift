@@ -1,0 +1,699 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSluice
+import SluiceCore
+import SluicePackets
+import SluiceUDP
+
+/// How a ``URingUDPPort`` sets up its socket and ring.
+public struct URingUDPConfiguration: Sendable {
+    /// The address and port to bind. `0.0.0.0` takes IPv4 only; `[::]` takes both families
+    /// (dual-stack, IPv4 peers seen as IPv4).
+    public var listen: IPEndpoint
+    /// `SO_REUSEPORT`, so each worker binds its own socket to the same port.
+    public var reusePort: Bool = true
+    /// Send runs of equal-size datagrams to one peer as one `UDP_SEGMENT` (GSO) `sendmsg`.
+    public var segmentationOffload: Bool = false
+    /// The largest segment a GSO send may use (1452 fits IPv4 and IPv6 on a 1500-byte MTU).
+    public var maximumSegmentSize: Int = 1452
+    /// How long ``URingUDPPort/receive(into:)`` waits for the first datagram.
+    public var receiveTimeout: Duration = .milliseconds(100)
+    /// `SO_RCVBUF`/`SO_SNDBUF` in bytes (forced past the sysctl limit when privileged); `nil` keeps the default.
+    public var socketBufferBytes: Int? = 4 << 20
+    /// How the ring runs: plain, SQPOLL, DEFER_TASKRUN or cooperative task work.
+    public var mode: URingMode = .plain
+    /// Frames in the provided-buffer ring the multishot receive draws from (a power of two).
+    /// Received datagrams waiting for a batch count against it, so with batches of 64 and up to
+    /// 128 sends in flight the default leaves a 512-frame pool room for everything.
+    public var bufferRingEntries: UInt32 = 128
+    /// Datagrams (or GSO runs) of at least this many payload bytes go out with `SENDMSG_ZC`,
+    /// their frames held until the kernel's notification; 0 turns zero-copy sends off.
+    public var zeroCopyThreshold: Int = 0
+
+    /// A configuration for `listen`, other settings at their defaults.
+    public init(listen: IPEndpoint) { self.listen = listen }
+
+    /// The frame size a pool needs for datagrams of up to `maximumDatagram` payload bytes.
+    public func frameSize(maximumDatagram: Int = 65507) -> Int {
+        (DatagramHeader.minimumHeadroom + max(maximumDatagram, 1) + 4095) / 4096 * 4096
+    }
+}
+
+/// A UDP port over io_uring: one multishot `recvmsg` over a ring of provided pool frames, and
+/// one `sendmsg` submission per datagram (or GSO run), a whole batch per `io_uring_enter`.
+///
+/// Seen from outside it behaves as ``UDPSocketPort`` does: frames carry a ``DatagramHeader``
+/// (the peer, and the local address from `IP_PKTINFO`/`IPV6_PKTINFO`) and the payload at the
+/// pool's headroom; replies leave from the address they came to. The kernel writes each
+/// datagram into a provided frame as `io_uring_recvmsg_out`, name, control and payload, placed
+/// so that the payload lands at the headroom; the port then copies the name and local address
+/// into the header. Sent frames stay with the port until their completion (for `SENDMSG_ZC`,
+/// until the notification) and count in ``framesHeld``. `io_uring_enter` calls are counted as
+/// receive and transmit calls, so syscalls per packet can be compared with the socket port.
+public struct URingUDPPort: Port, ~Copyable {
+    /// The socket.
+    public let descriptor: Int32
+    /// The address the socket is bound to (with the port the kernel chose for port 0).
+    public let localEndpoint: IPEndpoint
+    /// The configuration it was made with.
+    public let configuration: URingUDPConfiguration
+    /// The ring.
+    public let ring: URing
+    /// The provided-buffer ring of pool frames the receives draw from.
+    public let buffers: URingBufferRing
+    @usableFromInline let pool: FramePool
+    @usableFromInline let family: Int32
+    @usableFromInline let headroom: Int
+    /// The `msghdr` the multishot receive was armed with: its name and control lengths lay out every buffer.
+    @usableFromInline let receiveMessage: UnsafeMutablePointer<msghdr>
+    @usableFromInline var receiveArmed = false
+    @usableFromInline var receiveFailure: Int32 = 0
+    /// Received datagrams not yet handed out, as (frame address, payload length).
+    @usableFromInline var ready: ReadyQueue
+    @usableFromInline var sends: SendSlots
+    @usableFromInline var gsoEnabled: Bool
+    @usableFromInline var _counters = PortCounters()
+
+    /// The `user_data` of the multishot receive (send slots use their index).
+    @usableFromInline static let receiveTag: UInt64 = 1 << 62
+    /// Bytes the kernel writes in front of the payload: `io_uring_recvmsg_out`, name, control.
+    @usableFromInline static let nameCapacity = 32
+    @usableFromInline static let controlCapacity = 64
+    @usableFromInline static let receivePrefix = MemoryLayout<io_uring_recvmsg_out>.size + nameCapacity + controlCapacity
+    @usableFromInline static let maximumGSOPayload = 65507
+    @usableFromInline static let bufferGroup: UInt16 = 0
+
+    /// Opens and binds the socket, sets up the ring and provides the first frames.
+    ///
+    /// - Parameters:
+    ///   - configuration: what to bind, the ring mode and buffer counts.
+    ///   - pool: the frames to receive into; its headroom must be at least
+    ///     ``DatagramHeader/minimumHeadroom`` and its frames at least
+    ///     ``URingUDPConfiguration/frameSize(maximumDatagram:)`` long to take every datagram whole.
+    ///   - batchCapacity: the largest batch the port fills or sends.
+    /// - Throws: ``PortError`` naming the socket or ring call that failed.
+    public init(configuration: URingUDPConfiguration, pool: FramePool,
+                batchCapacity: Int = PacketBatch.defaultCapacity) throws(PortError) {
+        precondition(pool.headroom >= DatagramHeader.minimumHeadroom,
+                     "a datagram pool needs \(DatagramHeader.minimumHeadroom) bytes of headroom")
+        let family: Int32
+        switch configuration.listen.address {
+        case .v4: family = AF_INET
+        case .v6: family = AF_INET6
+        }
+        let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw PortError(operation: "socket(UDP)", errno: errno) }
+        let ring: URing
+        let buffers: URingBufferRing
+        do throws(PortError) {
+            try Self.configure(fd, family: family, configuration: configuration)
+            let bound = Self.withSockaddr(configuration.listen, family: family) { bind(fd, $0, $1) }
+            guard bound == 0 else {
+                let error = errno
+                throw PortError(operation: "bind(\(configuration.listen))", errno: error,
+                                hint: error == EADDRINUSE ? "another socket holds this address and port; pick another port" : "")
+            }
+            var entries: UInt32 = 64
+            while entries < UInt32(2 * batchCapacity) { entries <<= 1 }
+            do throws(URingError) {
+                ring = try URing(entries: entries, mode: configuration.mode)
+                buffers = try URingBufferRing(ring: ring, group: Self.bufferGroup, entries: configuration.bufferRingEntries,
+                                              pool: pool, bufferOffset: pool.headroom - Self.receivePrefix)
+            } catch {
+                throw PortError(operation: error.operation, errno: error.errno, hint: error.hint)
+            }
+            guard ring.supports(UInt32(IORING_OP_RECVMSG.rawValue)), ring.features & IORING_FEAT_EXT_ARG != 0 else {
+                throw PortError(operation: "io_uring_get_probe", errno: EOPNOTSUPP,
+                                hint: "this kernel's io_uring lacks multishot recvmsg or timed waits (Linux 6.0+); use --backend socket")
+            }
+        } catch {
+            close(fd)
+            throw error
+        }
+        descriptor = fd
+        self.family = family
+        self.configuration = configuration
+        localEndpoint = Self.localEndpoint(of: fd) ?? configuration.listen
+        self.pool = pool
+        self.ring = ring
+        self.buffers = buffers
+        headroom = pool.headroom
+        receiveMessage = .allocate(capacity: 1)
+        receiveMessage.initialize(to: msghdr())
+        receiveMessage.pointee.msg_namelen = socklen_t(Self.nameCapacity)
+        receiveMessage.pointee.msg_controllen = Self.controlCapacity
+        ready = ReadyQueue(capacity: Int(configuration.bufferRingEntries))
+        sends = SendSlots(count: 2 * batchCapacity, maximumRun: min(Int(sluice_UDP_MAX_SEGMENTS), batchCapacity))
+        gsoEnabled = configuration.segmentationOffload
+        buffers.refill()
+    }
+
+    deinit {
+        // Cancel the receive (and anything else in flight), taking back the frames completions name.
+        _ = try? ring.cancelAll { completeClosing($0) }
+        // Zero-copy sends end with a notification once the kernel lets go of the frame: wait for those.
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(1)
+        while sends.anyInFlight, clock.now < deadline {
+            _ = try? ring.submitAndWait(minimumCompletions: 1, timeout: .milliseconds(10))
+            ring.drainCompletions { completeClosing($0) }
+        }
+        for slot in 0..<sends.count { sends.releaseFrames(slot, to: pool) }
+        ready.releaseAll(to: pool)
+        close(descriptor)
+        receiveMessage.deallocate()
+        ready.deallocate()
+        sends.deallocate()
+    }
+
+    static func configure(_ fd: Int32, family: Int32, configuration: URingUDPConfiguration) throws(PortError) {
+        if configuration.reusePort { try setOption(fd, SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT") }
+        if family == AF_INET6 {
+            let dualStack: Int32 = configuration.listen.address == .v6(.any) ? 0 : 1
+            try setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, dualStack, "IPV6_V6ONLY")
+            try setOption(fd, Int32(IPPROTO_IPV6), IPV6_RECVPKTINFO, 1, "IPV6_RECVPKTINFO")
+        } else {
+            try setOption(fd, Int32(IPPROTO_IP), IP_PKTINFO, 1, "IP_PKTINFO")
+        }
+        if let bytes = configuration.socketBufferBytes {
+            let size = Int32(clamping: bytes)
+            if (try? setOption(fd, SOL_SOCKET, SO_RCVBUFFORCE, size, "SO_RCVBUFFORCE")) == nil {
+                try setOption(fd, SOL_SOCKET, SO_RCVBUF, size, "SO_RCVBUF")
+            }
+            if (try? setOption(fd, SOL_SOCKET, SO_SNDBUFFORCE, size, "SO_SNDBUFFORCE")) == nil {
+                try setOption(fd, SOL_SOCKET, SO_SNDBUF, size, "SO_SNDBUF")
+            }
+        }
+    }
+
+    static func setOption(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32, _ label: String) throws(PortError) {
+        var v = value
+        guard setsockopt(fd, level, name, &v, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
+            throw PortError(operation: "setsockopt(\(label))", errno: errno)
+        }
+    }
+
+    static func withSockaddr<R>(_ endpoint: IPEndpoint, family: Int32,
+                                _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
+        var storage = sockaddr_storage()
+        return withUnsafeMutableBytes(of: &storage) { raw in
+            DatagramHeader.store(endpoint, sockaddrAt: raw.baseAddress!, mapIPv4: family == AF_INET6)
+            let length = family == AF_INET6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size
+            return body(raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(length))
+        }
+    }
+
+    static func localEndpoint(of fd: Int32) -> IPEndpoint? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let ok = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) == 0 }
+        }
+        guard ok else { return nil }
+        return withUnsafeMutableBytes(of: &storage) { DatagramHeader(frameStart: $0.baseAddress!).peer }
+    }
+
+    public var format: FrameFormat { .datagram }
+
+    /// Frames provided to the kernel for receiving, received but not yet handed out, and in flight in sends.
+    public var framesHeld: Int { buffers.providedCount + ready.count + sends.framesInFlight }
+
+    public var counters: PortCounters { _counters }
+
+    /// Whether sends still use GSO (it turns itself off, saying so once, if the kernel refuses it).
+    public var usesSegmentationOffload: Bool { gsoEnabled }
+
+    /// Takes the completions ready now: finished sends give their frames back to the pool.
+    ///
+    /// - Returns: how many frames came back.
+    public mutating func reclaim() -> Int {
+        let before = pool.freeCount
+        drain()
+        return max(pool.freeCount - before, 0)
+    }
+
+    // MARK: Completions
+
+    /// Handles every completion ready now.
+    @inlinable
+    mutating func drain() {
+        let ring = self.ring
+        ring.drainCompletions { complete($0) }
+    }
+
+    @inlinable
+    mutating func complete(_ completion: URingCompletion) {
+        if completion.userData == Self.receiveTag {
+            completeReceive(completion)
+        } else if completion.userData < UInt64(sends.count) {
+            completeSend(completion)
+        }
+    }
+
+    /// At shutdown: gives back the frame of every receive and finished send the kernel reports.
+    func completeClosing(_ completion: URingCompletion) {
+        if completion.userData == Self.receiveTag {
+            if completion.result >= 0, let bufferID = completion.bufferID {
+                pool.releaseAddress(buffers.consumed(bufferID: bufferID))
+            }
+        } else if completion.userData < UInt64(sends.count), completion.isNotification || !completion.hasMore {
+            sends.releaseFrames(Int(completion.userData), to: pool)
+        }
+    }
+
+    @inlinable
+    mutating func completeReceive(_ completion: URingCompletion) {
+        if !completion.hasMore { receiveArmed = false }
+        guard completion.result >= 0 else {
+            switch -completion.result {
+            case ENOBUFS: _counters.receiveBufferStalls &+= 1  // the buffer ring ran dry; re-armed on the next receive
+            case ECANCELED: break
+            default: receiveFailure = -completion.result
+            }
+            return
+        }
+        guard let bufferID = completion.bufferID else { return }
+        let address = buffers.consumed(bufferID: bufferID)
+        let frame = pool.base + Int(address)
+        guard let out = io_uring_recvmsg_validate(frame + buffers.bufferOffset, completion.result, receiveMessage),
+              out.pointee.flags & UInt32(MSG_TRUNC) == 0
+        else {
+            _counters.droppedTruncated &+= 1
+            pool.releaseAddress(address)
+            return
+        }
+        let payload = UnsafeMutableRawPointer(io_uring_recvmsg_payload(out, receiveMessage)!)
+        let length = Int(io_uring_recvmsg_payload_length(out, completion.result, receiveMessage))
+        let header = DatagramHeader(frameStart: frame)
+        let name = UnsafeMutableRawPointer(io_uring_recvmsg_name(out)!)
+        (frame + DatagramHeader.peerOffset).initializeMemory(as: UInt8.self, repeating: 0, count: DatagramHeader.peerCapacity)
+        (frame + DatagramHeader.peerOffset).copyMemory(
+            from: name, byteCount: min(Int(out.pointee.namelen), DatagramHeader.peerCapacity))
+        readControl(out, into: header)
+        _counters.receivedPackets &+= 1
+        _counters.receivedBytes &+= UInt64(length)
+        ready.append(ReadyQueue.Entry(address: address, offset: payload - frame, length: length))
+    }
+
+    /// Reads `IP_PKTINFO`/`IPV6_PKTINFO` into the header.
+    @inlinable
+    func readControl(_ out: UnsafeMutablePointer<io_uring_recvmsg_out>, into header: DatagramHeader) {
+        header.interfaceIndex = 0
+        header.local = localEndpoint
+        var cmsg = io_uring_recvmsg_cmsg_firsthdr(out, receiveMessage)
+        while let c = cmsg {
+            let data = UnsafeRawPointer(sluice_cmsg_data(c)!)
+            switch (c.pointee.cmsg_level, c.pointee.cmsg_type) {
+            case (Int32(IPPROTO_IP), Int32(IP_PKTINFO)):
+                // ipi_ifindex at 0, ipi_spec_dst at 4, ipi_addr (the header's destination) at 8.
+                header.interfaceIndex = data.loadUnaligned(as: UInt32.self)
+                header.local = IPEndpoint(address: .v4(IPv4Address(networkBytesAt: data + 8)), port: localEndpoint.port)
+            case (Int32(IPPROTO_IPV6), Int32(IPV6_PKTINFO)):
+                // ipi6_addr at 0, ipi6_ifindex at 16.
+                header.interfaceIndex = data.loadUnaligned(fromByteOffset: 16, as: UInt32.self)
+                header.local = IPEndpoint(
+                    address: IPAddress.v6(IPv6Address(networkBytesAt: data)).unmapped, port: localEndpoint.port)
+            default:
+                break
+            }
+            cmsg = io_uring_recvmsg_cmsg_nexthdr(out, receiveMessage, c)
+        }
+    }
+
+    @inlinable
+    mutating func completeSend(_ completion: URingCompletion) {
+        let slot = Int(completion.userData)
+        if completion.isNotification {
+            sends.finish(slot, to: pool)
+            return
+        }
+        let run = sends.run(slot)
+        if completion.result >= 0 {
+            _counters.transmittedPackets &+= UInt64(run)
+            _counters.transmittedBytes &+= UInt64(completion.result)
+            if run > 1 { _counters.segmentedPackets &+= UInt64(run) }
+        } else {
+            if run > 1, completion.result == -EIO || completion.result == -EINVAL { disableSegmentationOffload(-completion.result) }
+            _counters.droppedTransmit &+= UInt64(run)
+        }
+        // A zero-copy send that will be notified keeps its frames until then.
+        if !completion.hasMore { sends.finish(slot, to: pool) }
+    }
+
+    @usableFromInline
+    mutating func disableSegmentationOffload(_ error: Int32) {
+        guard gsoEnabled else { return }
+        gsoEnabled = false
+        let reason = String(cString: strerror(error))
+        print("sluice: UDP GSO refused by the kernel (\(reason), errno \(error)); sending datagrams one by one")
+    }
+
+    // MARK: Receive
+
+    /// Takes the datagrams that have arrived, refills the buffer ring from the pool and re-arms
+    /// the multishot receive if it ended; waits at most the receive timeout (one `io_uring_enter`)
+    /// only when nothing is ready.
+    ///
+    /// - Returns: how many packets were added (0 on timeout).
+    /// - Throws: ``PortError`` when the ring fails or the receive ends with an error other than `ENOBUFS`.
+    public mutating func receive(into batch: inout PacketBatch) throws(PortError) -> Int {
+        let before = batch.count
+        let enters = ring.enterCalls
+        defer { _counters.receiveCalls &+= ring.enterCalls &- enters }
+        drain()
+        do throws(URingError) {
+            let rearmed = try armReceive()
+            if ready.isEmpty {
+                try ring.submitAndWait(minimumCompletions: 1, timeout: configuration.receiveTimeout)
+                drain()
+            } else if rearmed {
+                try ring.submit()
+            }
+        } catch {
+            throw PortError(operation: "\(error.operation) receiving on \(localEndpoint)", errno: error.errno,
+                            hint: error.hint)
+        }
+        if receiveFailure != 0 {
+            let error = receiveFailure
+            receiveFailure = 0
+            throw PortError(operation: "multishot recvmsg on \(localEndpoint)", errno: error)
+        }
+        while !batch.isFull, let entry = ready.popFirst() {
+            batch.append(pool.packet(at: entry.address, offset: entry.offset, length: entry.length))
+        }
+        return batch.count - before
+    }
+
+    /// Tops the buffer ring up from the pool (frames held by received datagrams count against
+    /// it) and queues the multishot receive if it is not armed and there is a frame to receive into.
+    ///
+    /// - Returns: whether a receive was queued.
+    @inlinable
+    mutating func armReceive() throws(URingError) -> Bool {
+        while buffers.providedCount + ready.count < Int(buffers.entries), let address = pool.allocateAddress() {
+            buffers.provide(frameAddress: address)
+        }
+        buffers.commit()
+        // With no frame to provide (all in batches or in flight), datagrams wait in the socket
+        // buffer until frames come back; arming now would only end in ENOBUFS.
+        guard !receiveArmed, buffers.providedCount > 0 else { return false }
+        let sqe = try ring.nextSubmission()
+        io_uring_prep_recvmsg_multishot(sqe, descriptor, receiveMessage, 0)
+        sqe.pointee.flags |= UInt8(1 << IOSQE_BUFFER_SELECT_BIT)
+        sqe.pointee.buf_group = Self.bufferGroup
+        sqe.pointee.user_data = Self.receiveTag
+        receiveArmed = true
+        return true
+    }
+
+    // MARK: Transmit
+
+    /// Queues one `sendmsg` (or `SENDMSG_ZC`) per datagram or GSO run and submits them all with
+    /// one `io_uring_enter` (none when an SQPOLL thread is awake). The frames stay with the port
+    /// until their completions; the batch is empty afterwards.
+    ///
+    /// - Throws: ``PortError`` when the ring fails; packets not queued by then are counted and dropped.
+    public mutating func transmit(_ batch: inout PacketBatch) throws(PortError) {
+        let enters = ring.enterCalls
+        defer { _counters.transmitCalls &+= ring.enterCalls &- enters }
+        var index = 0
+        var failure: URingError?
+        do throws(URingError) {
+            // A nil slot means nothing completed for a second: drop the rest rather than hang the worker.
+            while index < batch.count, let slot = try freeSlot() {
+                do throws(URingError) {
+                    index += try prepareSend(batch: batch, first: index, slot: slot)
+                } catch {
+                    sends.giveBack(slot)
+                    throw error
+                }
+            }
+        } catch {
+            failure = error
+        }
+        // Packets before `index` belong to send slots now; the rest go back to the pool, counted.
+        if index < batch.count {
+            _counters.droppedTransmit &+= UInt64(batch.count - index)
+            for i in index..<batch.count { pool.releaseAddress(pool.address(of: batch[i])) }
+        }
+        batch.relinquishAll()
+        do throws(URingError) {
+            try ring.submit()
+            if let failure { throw failure }
+        } catch {
+            throw PortError(operation: "\(error.operation) sending from \(localEndpoint)", errno: error.errno,
+                            hint: error.hint)
+        }
+    }
+
+    /// A send slot, waiting for completions when all are in flight; `nil` after a second without one.
+    @inlinable
+    mutating func freeSlot() throws(URingError) -> Int? {
+        if let slot = sends.acquire() { return slot }
+        for _ in 0..<100 {
+            try ring.submitAndWait(minimumCompletions: 1, timeout: .milliseconds(10))
+            drain()
+            if let slot = sends.acquire() { return slot }
+        }
+        return nil
+    }
+
+    /// Fills send slot `slot` with the run of packets from `first` that one `sendmsg` can carry
+    /// and queues its submission; returns how many packets it took.
+    @inlinable
+    mutating func prepareSend(batch: borrowing PacketBatch, first: Int, slot: Int) throws(URingError) -> Int {
+        let sqe = try ring.nextSubmission()
+        let head = batch[first].frameStart
+        matchFamily(DatagramHeader(frameStart: head))
+        let size = batch[first].length
+        var run = 1
+        var total = size
+        if gsoEnabled, size > 0, size <= configuration.maximumSegmentSize {
+            while first + run < batch.count, run < sends.maximumRun {
+                let next = batch[first + run].length
+                guard next > 0, next <= size, total + next <= Self.maximumGSOPayload,
+                      Self.sameRoute(head, batch[first + run].frameStart) else { break }
+                matchFamily(DatagramHeader(frameStart: batch[first + run].frameStart))
+                total += next
+                run += 1
+                if next < size { break }  // only the last segment may be short
+            }
+        }
+        let vectors = sends.vectors(slot)
+        let frames = sends.frames(slot)
+        for i in 0..<run {
+            vectors[i] = iovec(iov_base: batch[first + i].dataStart, iov_len: batch[first + i].length)
+            frames[i] = pool.address(of: batch[first + i])
+        }
+        let header = DatagramHeader(frameStart: head)
+        let control = sends.control(slot)
+        let controlLength = writeControl(at: control, header: header, segmentSize: run > 1 ? size : 0)
+        let message = sends.message(slot)
+        message.pointee = msghdr(
+            msg_name: head + DatagramHeader.peerOffset, msg_namelen: socklen_t(header.peerLength),
+            msg_iov: vectors, msg_iovlen: run,
+            msg_control: controlLength > 0 ? control : nil, msg_controllen: controlLength, msg_flags: 0)
+        sends.occupy(slot, run: run)
+        if configuration.zeroCopyThreshold > 0 && total >= configuration.zeroCopyThreshold {
+            io_uring_prep_sendmsg_zc(sqe, descriptor, message, 0)
+        } else {
+            io_uring_prep_sendmsg(sqe, descriptor, message, 0)
+        }
+        sqe.pointee.user_data = UInt64(slot)
+        return run
+    }
+
+    /// Peers written by services as plain IPv4 become IPv4-mapped on an IPv6 socket, and back.
+    @inlinable
+    func matchFamily(_ header: DatagramHeader) {
+        if header.peerIsIPv6 != (family == AF_INET6) {
+            let peer = header.peer
+            DatagramHeader.store(peer, sockaddrAt: header.base + DatagramHeader.peerOffset, mapIPv4: family == AF_INET6)
+        }
+    }
+
+    /// Two datagrams can share a GSO send when they go to the same peer from the same local address.
+    @inlinable
+    static func sameRoute(_ a: UnsafeMutableRawPointer, _ b: UnsafeMutableRawPointer) -> Bool {
+        memcmp(a, b, DatagramHeader.peerCapacity) == 0 && memcmp(a + 32, b + 32, 22) == 0
+    }
+
+    /// Writes the source-address and segment-size control messages; returns their length.
+    @inlinable
+    func writeControl(at buffer: UnsafeMutableRawPointer, header: DatagramHeader, segmentSize: Int) -> Int {
+        buffer.initializeMemory(as: UInt8.self, repeating: 0, count: SendSlots.controlStride)
+        var used = 0
+        func append(level: Int32, type: Int32, length: Int, _ fill: (UnsafeMutableRawPointer) -> Void) {
+            let c = (buffer + used).assumingMemoryBound(to: cmsghdr.self)
+            c.pointee.cmsg_len = sluice_cmsg_len(length)
+            c.pointee.cmsg_level = level
+            c.pointee.cmsg_type = type
+            fill(UnsafeMutableRawPointer(sluice_cmsg_data(c)!))
+            used += sluice_cmsg_space(length)
+        }
+        switch header.local.address {
+        case .v4(let a) where a != .any:
+            // in_pktinfo: ifindex 0 lets routing pick the interface; ipi_spec_dst is the source.
+            append(level: Int32(IPPROTO_IP), type: Int32(IP_PKTINFO), length: Int(sluice_in_pktinfo_size)) {
+                a.store(networkBytesAt: $0 + 4)
+            }
+        case .v6(let a) where a != .any:
+            let isLinkLocal = a.high >> 54 == 0x3FA
+            append(level: Int32(IPPROTO_IPV6), type: Int32(IPV6_PKTINFO), length: Int(sluice_in6_pktinfo_size)) {
+                a.store(networkBytesAt: $0)
+                $0.storeBytes(of: isLinkLocal ? header.interfaceIndex : 0, toByteOffset: 16, as: UInt32.self)
+            }
+        default:
+            break
+        }
+        if segmentSize > 0 {
+            append(level: Int32(IPPROTO_UDP), type: sluice_UDP_SEGMENT, length: 2) {
+                $0.storeBytes(of: UInt16(segmentSize), as: UInt16.self)
+            }
+        }
+        return used
+    }
+}
+
+/// Received datagrams waiting for a batch: a ring of (frame address, payload offset and length), allocated once.
+@usableFromInline
+struct ReadyQueue: ~Copyable {
+    @usableFromInline struct Entry {
+        @usableFromInline var address: UInt64
+        @usableFromInline var offset: Int
+        @usableFromInline var length: Int
+        @inlinable init(address: UInt64, offset: Int, length: Int) {
+            self.address = address
+            self.offset = offset
+            self.length = length
+        }
+    }
+
+    @usableFromInline let storage: UnsafeMutablePointer<Entry>
+    @usableFromInline let capacity: Int
+    @usableFromInline var head = 0
+    @usableFromInline var count = 0
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        storage = .allocate(capacity: capacity)
+    }
+
+    func deallocate() { storage.deallocate() }
+
+    @inlinable var isEmpty: Bool { count == 0 }
+
+    @inlinable
+    mutating func append(_ entry: Entry) {
+        precondition(count < capacity, "more received datagrams than the buffer ring holds")
+        storage[(head + count) % capacity] = entry
+        count += 1
+    }
+
+    @inlinable
+    mutating func popFirst() -> Entry? {
+        guard count > 0 else { return nil }
+        let entry = storage[head]
+        head = head + 1 == capacity ? 0 : head + 1
+        count -= 1
+        return entry
+    }
+
+    /// Returns every queued frame to `pool` (at shutdown).
+    func releaseAll(to pool: FramePool) {
+        for i in 0..<count { pool.releaseAddress(storage[(head + i) % capacity].address) }
+    }
+}
+
+/// Per-message send state that must outlive the submission: the `msghdr`, its vectors and
+/// control messages, and the frames it carries, until the completion (or zero-copy notification).
+@usableFromInline
+struct SendSlots: ~Copyable {
+    @usableFromInline static let controlStride = 64
+    /// Slots.
+    @usableFromInline let count: Int
+    /// The most datagrams one message carries (a GSO run).
+    @usableFromInline let maximumRun: Int
+    @usableFromInline let messages: UnsafeMutablePointer<msghdr>
+    @usableFromInline let vectorStorage: UnsafeMutablePointer<iovec>
+    @usableFromInline let frameStorage: UnsafeMutablePointer<UInt64>
+    @usableFromInline let controlStorage: UnsafeMutableRawPointer
+    @usableFromInline let runs: UnsafeMutablePointer<Int>
+    @usableFromInline let freeStack: UnsafeMutablePointer<Int>
+    @usableFromInline var freeCount: Int
+    /// Frames held by slots in flight.
+    @usableFromInline var framesInFlight = 0
+
+    init(count: Int, maximumRun: Int) {
+        self.count = count
+        self.maximumRun = maximumRun
+        messages = .allocate(capacity: count)
+        vectorStorage = .allocate(capacity: count * maximumRun)
+        frameStorage = .allocate(capacity: count * maximumRun)
+        controlStorage = .allocate(byteCount: count * Self.controlStride, alignment: 16)
+        runs = .allocate(capacity: count)
+        runs.initialize(repeating: 0, count: count)
+        freeStack = .allocate(capacity: count)
+        for i in 0..<count { freeStack[i] = count - 1 - i }
+        freeCount = count
+    }
+
+    func deallocate() {
+        messages.deallocate()
+        vectorStorage.deallocate()
+        frameStorage.deallocate()
+        controlStorage.deallocate()
+        runs.deallocate()
+        freeStack.deallocate()
+    }
+
+    /// Whether any slot holds frames (read from the slots themselves, for shutdown).
+    var anyInFlight: Bool { (0..<count).contains { runs[$0] > 0 } }
+
+    @inlinable
+    mutating func acquire() -> Int? {
+        guard freeCount > 0 else { return nil }
+        freeCount -= 1
+        return freeStack[freeCount]
+    }
+
+    /// Returns a slot that was acquired but not used.
+    @inlinable
+    mutating func giveBack(_ slot: Int) {
+        freeStack[freeCount] = slot
+        freeCount += 1
+    }
+
+    @inlinable func message(_ slot: Int) -> UnsafeMutablePointer<msghdr> { messages + slot }
+    @inlinable func vectors(_ slot: Int) -> UnsafeMutablePointer<iovec> { vectorStorage + slot * maximumRun }
+    @inlinable func frames(_ slot: Int) -> UnsafeMutablePointer<UInt64> { frameStorage + slot * maximumRun }
+    @inlinable func control(_ slot: Int) -> UnsafeMutableRawPointer { controlStorage + slot * Self.controlStride }
+    @inlinable func run(_ slot: Int) -> Int { runs[slot] }
+
+    /// Marks `slot` in flight with `run` frames (already recorded in ``frames(_:)``).
+    @inlinable
+    mutating func occupy(_ slot: Int, run: Int) {
+        runs[slot] = run
+        framesInFlight += run
+    }
+
+    /// Returns the slot's frames to `pool` and the slot to the free stack.
+    @inlinable
+    mutating func finish(_ slot: Int, to pool: FramePool) {
+        let run = runs[slot]
+        guard run > 0 else { return }
+        releaseFrames(slot, to: pool)
+        framesInFlight -= run
+        giveBack(slot)
+    }
+
+    /// Returns the slot's frames to `pool` and marks it empty, leaving the free stack alone
+    /// (at shutdown, when the slots are not used again).
+    @inlinable
+    func releaseFrames(_ slot: Int, to pool: FramePool) {
+        let frames = frames(slot)
+        for i in 0..<runs[slot] { pool.releaseAddress(frames[i]) }
+        runs[slot] = 0
+    }
+}

@@ -1,0 +1,411 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Sluice
+import SluiceCore
+import SluicePackets
+import SluiceTestSupport
+import SluiceURing
+import Synchronization
+import Testing
+
+/// FNV-1a, 64 bits, fed incrementally: what was sent and what came back must hash the same.
+struct StreamHash: Equatable {
+    var value: UInt64 = 0xCBF2_9CE4_8422_2325
+
+    mutating func add(_ bytes: UnsafeRawBufferPointer) {
+        var h = value
+        for byte in bytes {
+            h = (h ^ UInt64(byte)) &* 0x0000_0100_0000_01B3
+        }
+        value = h
+    }
+}
+
+/// What one kernel-socket client saw.
+struct ClientResult: Sendable {
+    var sent = 0
+    var received = 0
+    var sentHash: UInt64 = 0
+    var receivedHash: UInt64 = 0
+    var sawEOF = false
+    var error: String?
+}
+
+/// A plain kernel TCP client: connects to `server`, sends `total` bytes from `pattern` (starting at
+/// `start`), shuts down its write side, and reads until EOF, hashing both directions. Sending and
+/// receiving interleave through `poll`, so neither side's buffers can deadlock the exchange.
+func runClient(server: IPEndpoint, total: Int, pattern: UnsafeRawBufferPointer, start: Int,
+               timeout: Duration = .seconds(40)) -> ClientResult {
+    var result = ClientResult()
+    let family = server.address.isV4 ? AF_INET : AF_INET6
+    let fd = socket(family, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return ClientResult(error: "socket: errno \(errno)") }
+    defer { close(fd) }
+    var storage = sockaddr_in6()
+    let length = withUnsafeMutableBytes(of: &storage) { raw -> Int in
+        DatagramHeader.store(server, sockaddrAt: raw.baseAddress!, mapIPv4: false)
+        return family == AF_INET ? MemoryLayout<sockaddr_in>.size : MemoryLayout<sockaddr_in6>.size
+    }
+    let connected = withUnsafePointer(to: &storage) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(length)) }
+    }
+    guard connected == 0 else { return ClientResult(error: "connect: errno \(errno)") }
+    _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+    var sentHash = StreamHash()
+    var receivedHash = StreamHash()
+    var offset = start % pattern.count
+    var writeShut = false
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 8)
+    defer { buffer.deallocate() }
+    let clock = ContinuousClock()
+    let deadline = clock.now + timeout
+    while !result.sawEOF {
+        guard clock.now < deadline else {
+            result.error = "timed out: sent \(result.sent), received \(result.received)"
+            break
+        }
+        var descriptor = pollfd(fd: fd, events: Int16(POLLIN) | (writeShut ? 0 : Int16(POLLOUT)), revents: 0)
+        _ = poll(&descriptor, 1, 100)
+        if !writeShut {
+            let count = min(total - result.sent, pattern.count - offset, 65536)
+            if count > 0 {
+                let n = send(fd, pattern.baseAddress! + offset, count, Int32(MSG_NOSIGNAL))
+                if n > 0 {
+                    sentHash.add(UnsafeRawBufferPointer(rebasing: pattern[offset..<(offset + n)]))
+                    result.sent += n
+                    offset = (offset + n) % pattern.count
+                } else if n < 0 && errno != EAGAIN {
+                    result.error = "send: errno \(errno)"
+                    break
+                }
+            }
+            if result.sent == total {
+                shutdown(fd, Int32(SHUT_WR))
+                writeShut = true
+            }
+        }
+        while true {
+            let n = recv(fd, buffer.baseAddress!, buffer.count, 0)
+            if n > 0 {
+                receivedHash.add(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                result.received += n
+            } else if n == 0 {
+                result.sawEOF = true
+                break
+            } else {
+                if errno != EAGAIN { result.error = "recv: errno \(errno)" }
+                break
+            }
+        }
+        if result.error != nil { break }
+    }
+    result.sentHash = sentHash.value
+    result.receivedHash = receivedHash.value
+    return result
+}
+
+extension IPAddress {
+    var isV4: Bool {
+        if case .v4 = self { return true }
+        return false
+    }
+}
+
+/// A TCP echo server on its own thread, for tests.
+final class EchoServerThread: @unchecked Sendable {
+    let stopFlag = Atomic<Bool>(false)
+    let endpoint = Mutex<IPEndpoint?>(nil)
+    let outcome = Mutex<Result<TCPEchoReport, TCPError>?>(nil)
+    var thread: WorkerThread?
+
+    init(configuration: TCPEngineConfiguration, listen: IPEndpoint = IPEndpoint("127.0.0.1:0")!) throws {
+        thread = try WorkerThread(name: "tcp-echo-test") { [self] in
+            let result: Result<TCPEchoReport, TCPError>
+            do throws(TCPError) {
+                result = .success(try TCPEchoServer.run(
+                    listen: listen, configuration: configuration,
+                    ready: { bound in self.endpoint.withLock { $0 = bound } },
+                    shouldStop: { self.stopFlag.load(ordering: .relaxed) }))
+            } catch {
+                result = .failure(error)
+            }
+            self.outcome.withLock { $0 = result }
+        }
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(10)
+        while endpoint.withLock({ $0 }) == nil, outcome.withLock({ $0 }) == nil, clock.now < deadline { usleep(1000) }
+    }
+
+    var bound: IPEndpoint? { endpoint.withLock { $0 } }
+
+    func stop() -> Result<TCPEchoReport, TCPError>? {
+        stopFlag.store(true, ordering: .relaxed)
+        thread?.join()
+        thread = nil
+        return outcome.withLock { $0 }
+    }
+}
+
+/// A shared 1 MiB of random bytes that clients send from, each at its own offset.
+nonisolated(unsafe) let testPattern: UnsafeRawBufferPointer = {
+    var random = TestBytes(seed: 4)
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 8)
+    for i in stride(from: 0, to: buffer.count, by: 8) {
+        buffer.storeBytes(of: random.next(), toByteOffset: i, as: UInt64.self)
+    }
+    return UnsafeRawBufferPointer(buffer)
+}()
+
+/// Runs `count` clients at once, each sending `bytesEach`, and returns their results.
+func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [ClientResult] {
+    let results = Mutex<[Int: ClientResult]>([:])
+    var threads: [WorkerThread] = []
+    for index in 0..<count {
+        threads.append(try WorkerThread(name: "tcp-client\(index)") {
+            let result = runClient(server: server, total: bytesEach, pattern: testPattern, start: index * 4099 + 17)
+            results.withLock { $0[index] = result }
+        })
+    }
+    for thread in threads { thread.join() }
+    return results.withLock { all in (0..<count).map { all[$0] ?? ClientResult(error: "no result") } }
+}
+
+@Suite(.serialized) struct TCPEchoTests {
+    static let modes: [URingMode] = [.plain, .submissionPolling(idle: .milliseconds(100), cpu: nil), .deferTaskRun]
+
+    /// 100 MB in all over 16 concurrent connections, every byte back in order (hash per
+    /// connection), every connection closed by the server after the client's shutdown(SHUT_WR),
+    /// and every frame back in the pool.
+    @Test(arguments: modes)
+    func echoes100MBOver16Connections(mode: URingMode) throws {
+        let server = try EchoServerThread(configuration: TCPEngineConfiguration(mode: mode))
+        let endpoint = try #require(server.bound, "server did not start: \(String(describing: server.stop()))")
+        let connections = 16
+        let bytesEach = 100_000_000 / connections
+        let results = try runClients(connections, bytesEach: bytesEach, server: endpoint)
+        let outcome = server.stop()
+        for (index, result) in results.enumerated() {
+            #expect(result.error == nil, "client \(index): \(result.error ?? "")")
+            #expect(result.sent == bytesEach, "client \(index) sent \(result.sent)")
+            #expect(result.received == bytesEach, "client \(index) received \(result.received) of \(bytesEach)")
+            #expect(result.sentHash == result.receivedHash, "client \(index): bytes came back different")
+            #expect(result.sawEOF, "client \(index): the server did not close after the peer's shutdown")
+        }
+        let report = try #require(try outcome?.get())
+        #expect(report.counters.accepted == UInt64(connections))
+        #expect(report.counters.closed == UInt64(connections))
+        #expect(report.counters.receivedBytes == UInt64(100_000_000 / connections * connections))
+        #expect(report.counters.sentBytes == report.counters.receivedBytes)
+        #expect(report.failedConnections == 0)
+        #expect(report.frames.isBalanced, "\(report.frames)")
+        #expect(report.operationsInFlight == 0)
+        print("\(mode): \(report)")
+    }
+
+    /// The one-shot receive path (kernels without multishot recv) and copy-only sends echo as well.
+    @Test func echoesWithOneShotReceivesAndNoZeroCopy() throws {
+        var configuration = TCPEngineConfiguration()
+        configuration.multishotReceive = false
+        configuration.zeroCopyThreshold = nil
+        let server = try EchoServerThread(configuration: configuration)
+        let endpoint = try #require(server.bound)
+        let results = try runClients(4, bytesEach: 4_000_000, server: endpoint)
+        let report = try #require(try server.stop()?.get())
+        for result in results {
+            #expect(result.error == nil && result.received == 4_000_000 && result.sentHash == result.receivedHash
+                    && result.sawEOF, "\(result)")
+        }
+        #expect(report.counters.zeroCopySends == 0)
+        #expect(report.counters.closed == 4)
+        #expect(report.frames.isBalanced && report.operationsInFlight == 0)
+    }
+
+    /// Past the connection cap, accepted sockets are closed at once and counted; the others echo.
+    @Test func connectionsPastTheCapAreRejected() throws {
+        var configuration = TCPEngineConfiguration()
+        configuration.maximumConnections = 3   // the listener and two connections
+        let engine = try TCPEngine(configuration: configuration)
+        let (_, endpoint) = try engine.listen(on: IPEndpoint("127.0.0.1:0")!)
+        var delegate = TCPEchoDelegate()
+        var peers: [Int32] = []
+        for _ in 0..<4 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var storage = sockaddr_in6()
+            withUnsafeMutableBytes(of: &storage) { DatagramHeader.store(endpoint, sockaddrAt: $0.baseAddress!, mapIPv4: false) }
+            _ = withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            peers.append(fd)
+        }
+        let clock = ContinuousClock()
+        let until = clock.now + .milliseconds(300)
+        while clock.now < until { try engine.poll(&delegate, timeout: .milliseconds(20)) }
+        check(engine.counters.accepted == 2, "accepted \(engine.counters.accepted)")
+        check(engine.counters.rejected == 2, "rejected \(engine.counters.rejected)")
+        check(delegate.open == 2)
+        let tally = engine.shutdown(&delegate)
+        check(tally.isBalanced && engine.operationsInFlight == 0)
+        for fd in peers { close(fd) }
+    }
+
+    /// The peer shuts down its write side right after a little data: the server sends all of it
+    /// back, then closes, so the client reads every byte and then EOF.
+    @Test func peerShutdownMakesTheServerFinishAndClose() throws {
+        let server = try EchoServerThread(configuration: TCPEngineConfiguration())
+        let endpoint = try #require(server.bound)
+        for size in [0, 1, 1000, 16384, 16385, 300_000] {
+            let result = runClient(server: endpoint, total: size, pattern: testPattern, start: size, timeout: .seconds(10))
+            #expect(result.error == nil, "\(size): \(result.error ?? "")")
+            #expect(result.received == size && result.sentHash == result.receivedHash, "\(size) bytes")
+            #expect(result.sawEOF, "\(size) bytes: no EOF")
+        }
+        let report = try #require(try server.stop()?.get())
+        #expect(report.counters.closed == 6)
+        #expect(report.frames.isBalanced)
+    }
+
+    /// Stopping the engine while receives, sends (to peers that do not read), accepts and
+    /// zero-copy notifications are in flight cancels them all and brings every frame home.
+    @Test(arguments: modes)
+    func shutdownCancelsOperationsInFlightAndReturnsEveryFrame(mode: URingMode) throws {
+        var configuration = TCPEngineConfiguration(mode: mode)
+        configuration.frameCount = 256
+        configuration.receiveBuffers = 128
+        configuration.maximumQueuedPerConnection = 16
+        let engine = try TCPEngine(configuration: configuration)
+        let (_, endpoint) = try engine.listen(on: IPEndpoint("127.0.0.1:0")!)
+        var delegate = TCPEchoDelegate()
+        // Peers that send a lot and never read: the echo backs up in the server.
+        var peers: [Int32] = []
+        for _ in 0..<4 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var storage = sockaddr_in6()
+            withUnsafeMutableBytes(of: &storage) { DatagramHeader.store(endpoint, sockaddrAt: $0.baseAddress!, mapIPv4: false) }
+            let ok = withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            #expect(ok == 0)
+            _ = fcntl(fd, F_SETFL, O_NONBLOCK)
+            peers.append(fd)
+        }
+        let clock = ContinuousClock()
+        let until = clock.now + .milliseconds(600)
+        while clock.now < until {
+            for fd in peers { _ = send(fd, testPattern.baseAddress!, 65536, Int32(MSG_NOSIGNAL)) }
+            try engine.poll(&delegate, timeout: .milliseconds(10))
+        }
+        check(engine.framesHeld > 0, "sends should be queued or in flight: \(engine.tally())")
+        check(engine.operationsInFlight > 4, "operations in flight: \(engine.operationsInFlight)")
+        let tally = engine.shutdown(&delegate)
+        check(tally.isBalanced, "\(tally)")
+        check(engine.operationsInFlight == 0, "still in flight: \(engine.operationsInFlight)")
+        check(engine.framesHeld == 0)
+        check(engine.pool.freeCount + Int(engine.tally().held) == configuration.frameCount)
+        check(engine.counters.closed == 4)
+        for fd in peers { close(fd) }
+    }
+
+    /// `sluice tcp-echo --backend uring` as a user runs it: two clients, then SIGTERM, then the summary.
+    @Test func sluiceTCPEchoEndToEnd() throws {
+        let server = try ChildProcess(sluice: ["tcp-echo", "--backend", "uring", "--listen", "127.0.0.1:0", "--duration", "60"])
+        let line = try #require(server.waitForLine(containing: "listening on"), "did not start: \(server.text)")
+        let endpoint = try #require(line.split(separator: " ").lazy.compactMap { IPEndpoint($0.filter { $0 != "," }) }.first)
+        let results = try runClients(2, bytesEach: 3_000_000, server: endpoint)
+        for result in results {
+            #expect(result.error == nil && result.received == 3_000_000 && result.sentHash == result.receivedHash && result.sawEOF,
+                    "\(result)")
+        }
+        #expect(server.stop() == 0)
+        let text = server.text
+        #expect(text.contains("2 connections"), "\(text)")
+        #expect(text.contains("received 6000000 bytes"), "\(text)")
+        #expect(text.contains("io_uring_enter calls"), "\(text)")
+        #expect(text.contains("frames: all returned to their pool"), "\(text)")
+    }
+
+    /// The async stream API: a listener whose handler echoes with `inbound` and `send`, reading
+    /// only after a pause (so the inbound high-water mark stops and restarts receiving), and a
+    /// client connection on the same loop that sends 32 MB, shuts its write side and reads to the end.
+    @Test func streamAPIEchoesWithBackPressureAndShutdown() async throws {
+        let loop = try TCPEventLoop()
+        let listener = try await loop.listen(on: IPEndpoint("127.0.0.1:0")!)
+        let progress = SentProgress()
+        let serverTask = Task {
+            var served = 0
+            for await connection in listener.connections {
+                served += 1
+                Task {
+                    // Read only once the sender has stalled: by then the engine must have paused
+                    // receiving (32 MB is far more than its 4 MiB mark plus the kernel's buffers).
+                    var last = -1
+                    while progress.value != last {
+                        last = progress.value
+                        try await Task.sleep(for: .milliseconds(200))
+                    }
+                    for try await chunk in connection.inbound { try await connection.send(chunk) }
+                    connection.close()
+                }
+            }
+            return served
+        }
+        let client = try await loop.connect(to: listener.localEndpoint)
+        let total = 32 << 20
+        let sender = Task {
+            var hash = StreamHash()
+            var sent = 0
+            while sent < total {
+                let count = min(50_000, total - sent)
+                let start = sent % (testPattern.count - 50_000)
+                let piece = UnsafeRawBufferPointer(rebasing: testPattern[start..<(start + count)])
+                hash.add(piece)
+                try await client.send(piece)
+                sent += count
+                progress.value = sent
+            }
+            client.shutdownWrite()
+            return hash.value
+        }
+        var received = 0
+        var receivedHash = StreamHash()
+        for try await chunk in client.inbound {
+            received += chunk.count
+            chunk.withUnsafeBytes { receivedHash.add($0) }
+        }
+        let sentHash = try await sender.value
+        #expect(received == total)
+        #expect(receivedHash.value == sentHash)
+        client.close()
+        listener.close()
+        #expect(await serverTask.value == 1)
+        let report = loop.shutdown()
+        #expect(report.frames.isBalanced, "\(report.frames)")
+        #expect(report.operationsInFlight == 0)
+        #expect(report.counters.connected == 1 && report.counters.accepted == 1)
+        #expect(report.counters.receivedBytes == UInt64(2 * total))
+        #expect(report.counters.receivePauses > 0, "the slow reader should have paused receiving")
+    }
+
+    /// How far a sender has got, shared with a reader that waits for it to stall.
+    final class SentProgress: Sendable {
+        private let sent = Atomic<Int>(0)
+        var value: Int {
+            get { sent.load(ordering: .relaxed) }
+            set { sent.store(newValue, ordering: .relaxed) }
+        }
+    }
+
+    /// Connecting to a port nobody listens on fails with ECONNREFUSED; a stopped loop refuses work.
+    @Test func streamAPIReportsErrors() async throws {
+        let loop = try TCPEventLoop()
+        let listener = try await loop.listen(on: IPEndpoint("127.0.0.1:0")!)
+        let port = listener.localEndpoint.port
+        listener.close()
+        #expect(await listener.accept() == nil)
+        await #expect(throws: TCPError.self) { _ = try await loop.connect(to: IPEndpoint(address: .v4(.loopback), port: port)) }
+        loop.shutdown()
+        await #expect(throws: TCPError.self) { _ = try await loop.listen(on: IPEndpoint("127.0.0.1:0")!) }
+    }
+}

@@ -1,0 +1,100 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SluicePackets
+import SluiceURing
+import SluiceTestSupport
+import Testing
+
+/// `sluice udp-echo --backend uring` as a user runs it, driven by plain kernel sockets.
+@Suite(.serialized) struct URingEchoCommandTests {
+    /// Starts the server and returns it with the endpoint it bound.
+    func startServer(_ listen: String, _ extra: [String] = []) throws -> (ChildProcess, IPEndpoint) {
+        let server = try ChildProcess(sluice: ["udp-echo", "--backend", "uring", "--listen", listen,
+                                               "--stats-interval", "0", "--duration", "120"] + extra)
+        let line = try #require(server.waitForLine(containing: "backend on"), "server did not start: \(server.text)")
+        let endpoint = line.split(separator: " ").lazy.compactMap { IPEndpoint($0.filter { $0 != "," }) }.first
+        return (server, try #require(endpoint))
+    }
+
+    @Test(arguments: [("127.0.0.1:0", [String]()), ("[::1]:0", ["--gso"]), ("127.0.0.1:0", ["--sqpoll"]),
+                      ("[::]:0", ["--defer-taskrun", "--workers", "2"])])
+    func echoesThousandsOfDatagramsOfEverySize(listen: String, options: [String]) throws {
+        let (server, endpoint) = try startServer(listen, options)
+        let target = listen == "[::]:0" ? IPEndpoint(address: .v4(.loopback), port: endpoint.port) : endpoint
+        let client = KernelUDPSocket(bind: IPEndpoint(address: target.address, port: 0))
+        var random = TestBytes(seed: 31)
+        let payloads = payloadSizes(seed: 32, count: 2000).map { random.bytes($0) }
+        var index = 0
+        while index < payloads.count {
+            let window = payloads[index..<min(index + 32, payloads.count)]
+            for p in window { client.send(p, to: target) }
+            var replies: [[UInt8]] = []
+            while replies.count < window.count, let reply = client.receive() { replies.append(reply.bytes) }
+            #expect(replies == Array(window), "window at \(index): \(replies.count) of \(window.count) came back")
+            if replies.count < window.count { break }
+            index += window.count
+        }
+        #expect(server.stop() == 0)
+        let text = server.text
+        #expect(text.contains("sluice udp uring on"), "\(text)")
+        #expect(text.contains("received \(payloads.count) datagrams"), "\(text)")
+        #expect(text.contains("drops: none"), "\(text)")
+        #expect(text.contains("frames: all returned to their pools"), "\(text)")
+        #expect(text.contains("ops used:") && text.contains("RECVMSG") && text.contains("SENDMSG"), "\(text)")
+    }
+
+    @Test func theBundledClientChecksEveryReply() throws {
+        let (server, endpoint) = try startServer("127.0.0.1:0")
+        let client = try ChildProcess(sluice: ["udp-client", "--target", endpoint.description, "--size", "1000",
+                                               "--duration", "1", "--count", "5000"])
+        #expect(client.waitForExit() == 0)
+        #expect(client.text.contains("sent 5000, replies 5000 intact, 0 corrupt"), "\(client.text)")
+        #expect(server.stop() == 0)
+        #expect(server.text.contains("frames: all returned to their pools"), "\(server.text)")
+    }
+
+    @Test func uringOnlyOptionsAreRefusedElsewhere() throws {
+        let server = try ChildProcess(sluice: ["udp-echo", "--backend", "socket", "--sqpoll", "--listen", "127.0.0.1:0"])
+        #expect(server.waitForExit() != 0)
+        #expect(server.text.contains("--sqpoll and --defer-taskrun are for --backend uring"), "\(server.text)")
+    }
+
+    /// A sandbox that refuses io_uring (seccomp, as container runtimes do): `udp-echo` and
+    /// `tcp-echo --backend uring` each say so in one line naming the fix and exit; `--backend
+    /// socket` in the same sandbox serves.
+    @Test func aSandboxRefusingIOURingGetsOneLineAndTheSocketBackendStillServes() throws {
+        let (refusals, socketServer) = try withIOURingDenied {
+            let refusals = try [["udp-echo", "--backend", "uring"], ["tcp-echo", "--backend", "uring"]].map {
+                let refused = try ChildProcess(sluice: $0 + ["--listen", "127.0.0.1:0"])
+                _ = refused.waitForExit()
+                return refused
+            }
+            return (refusals, try ChildProcess(sluice: ["udp-echo", "--backend", "socket", "--listen", "127.0.0.1:0",
+                                                        "--stats-interval", "0", "--duration", "60"]))
+        }
+        for refused in refusals {
+            #expect(refused.waitForExit() != 0)
+            #expect(refused.text.split(separator: "\n").count == 1, "\(refused.text)")
+            #expect(refused.text.contains("io_uring_setup") && refused.text.contains("errno 1"), "\(refused.text)")
+            #expect(refused.text.contains("use --backend socket"), "\(refused.text)")
+        }
+
+        let line = try #require(socketServer.waitForLine(containing: "backend on"), "\(socketServer.text)")
+        let endpoint = try #require(line.split(separator: " ").lazy.compactMap { IPEndpoint($0.filter { $0 != "," }) }.first)
+        let client = KernelUDPSocket(bind: IPEndpoint("127.0.0.1:0")!)
+        client.send([1, 2, 3], to: endpoint)
+        #expect(client.receive()?.bytes == [1, 2, 3])
+        #expect(socketServer.stop() == 0)
+    }
+
+    @Test func theRingItselfReportsTheRefusal() throws {
+        let error = try withIOURingDenied { () -> URingError? in
+            do throws(URingError) { _ = try URing(entries: 8); return nil } catch { return error }
+        }
+        let refusal = try #require(error)
+        #expect(refusal.errno == EPERM)
+        #expect(refusal.description.contains("io_uring_setup"), "\(refusal)")
+        #expect(refusal.hint.contains("--backend socket"), "\(refusal)")
+    }
+}
