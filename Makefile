@@ -1,18 +1,20 @@
 # Sluice: the two entry points a fresh Debian 12 machine needs (run as root):
-#   make demo   builds, makes two network namespaces joined by a veth pair, runs the echo
-#               service in one and a bounded load client in the other, prints what happened
+#   make demo   builds (release) and runs a short `sluice bench`: two network namespaces joined
+#               by a veth pair, every backend in rxdrop, echo and txonly next to the in-kernel
+#               ceiling, about a minute; prints the table, writes JSON and SVG under .build/bench
 #   make test   builds and runs the whole test suite
 # Both install the Debian packages they need first (idempotent).
 
 SHELL := /bin/bash
 SWIFT ?= swift
-APT_PACKAGES := libxdp-dev libbpf-dev liburing-dev libssl-dev pkg-config clang llvm iproute2 iputils-ping ethtool sockperf util-linux
-# xsk_redirect is built twice: plain XDP, and the multi-buffer (xdp.frags) variant.
-BPF_OBJECTS := bpf/xsk_redirect.bpf.o bpf/xsk_redirect_frags.bpf.o
+APT_PACKAGES := libxdp-dev libbpf-dev liburing-dev libssl-dev pkg-config clang llvm iproute2 iputils-ping ethtool sockperf util-linux python3-jsonschema
+# xsk_redirect is built twice: plain XDP, and the multi-buffer (xdp.frags) variant; udp_drop is
+# the bench's counting sink and in-kernel ceiling.
+BPF_OBJECTS := bpf/xsk_redirect.bpf.o bpf/xsk_redirect_frags.bpf.o bpf/udp_drop.bpf.o
 BPF_CLANG ?= $(shell command -v clang-14 || command -v clang)
 BPF_INCLUDES := -I/usr/include/$(shell uname -m)-linux-gnu
 
-.PHONY: all deps bpf build release test demo bench-micro clean
+.PHONY: all deps bpf build release test demo echo-demo bench-micro clean
 
 all: build
 
@@ -42,6 +44,11 @@ test: deps bpf
 	$(SWIFT) test
 
 demo: release
+	@mkdir -p .build/bench
+	.build/release/sluice bench --duration 1.5 --json .build/bench/bench.json --svg .build/bench/bench.svg
+
+# The echo service and load client on their own, socket then AF_XDP, IPv4 and IPv6.
+echo-demo: release
 	@bash Tests/Scripts/demo.sh .build/release/sluice
 
 # Per-packet costs with package-benchmark; fails if any measured loop allocates.

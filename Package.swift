@@ -12,10 +12,12 @@ let package = Package(
         .library(name: "SluiceSockets", targets: ["SluiceSockets"]),
         .library(name: "SluiceXDP", targets: ["SluiceXDP"]),
         .library(name: "SluiceURing", targets: ["SluiceURing"]),
+        .library(name: "SluiceBench", targets: ["SluiceBench"]),
         .executable(name: "sluice", targets: ["SluiceCLI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         .target(
@@ -34,15 +36,20 @@ let package = Package(
         .target(
             name: "Sluice",
             dependencies: ["SluiceCore", "SluicePackets", "SluiceUDP", "SluiceSockets", "SluiceXDP", "SluiceURing", "CSluice"]),
+        // `sluice bench`: the topology, generators and cells, and the report (table, JSON, SVG).
+        .target(
+            name: "SluiceBench",
+            dependencies: ["Sluice", "CSluice", .product(name: "Histogram", package: "hdrhistogram-swift")]),
         .executableTarget(
             name: "SluiceCLI",
-            dependencies: ["Sluice", "CSluice", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Sluice", "SluiceBench", "CSluice", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Reference implementations and kernel-socket helpers shared by the test targets.
         .target(name: "SluiceTestSupport", dependencies: ["Sluice", "SluicePackets", "CSluice", "CSluiceTestSupport"],
                 path: "Tests/SluiceTestSupport"),
         // A seccomp filter for tests that need a sandbox refusing io_uring.
         .target(name: "CSluiceTestSupport", path: "Tests/CSluiceTestSupport"),
+        .testTarget(name: "SluiceBenchTests", dependencies: ["SluiceBench", "SluiceTestSupport"]),
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore", "SluiceTestSupport"]),
         .testTarget(name: "SluicePacketsTests", dependencies: ["SluicePackets", "SluiceTestSupport"]),
         .testTarget(name: "SluiceUDPTests", dependencies: ["SluiceUDP", "SluicePackets", "SluiceCore", "SluiceTestSupport"]),

@@ -18,10 +18,20 @@ let package = Package(
                 .product(name: "SluiceCore", package: "Sluice"),
                 .product(name: "SluicePackets", package: "Sluice"),
                 .product(name: "SluiceUDP", package: "Sluice"),
+                "KernelRings",
             ],
             path: "Benchmarks/PacketPath",
             swiftSettings: [.swiftLanguageMode(.v6)],
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        // The AF_XDP and io_uring ring fixtures of PacketPath's ring benchmarks. A module of its
+        // own, with CSluice imported only internally: package-benchmark's CSystem and CSluice
+        // declare `struct io_uring_sqe` from different headers, and Clang refuses both in one module.
+        .target(
+            name: "KernelRings",
+            dependencies: [.product(name: "SluiceURing", package: "Sluice")],
+            path: "Benchmarks/KernelRings",
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
     ]
 )

@@ -180,6 +180,7 @@ public final class UDPServer<Service: UDPService>: Sendable {
                 var uringConfiguration = URingUDPConfiguration(listen: workerListen)
                 uringConfiguration.segmentationOffload = configuration.segmentationOffload
                 uringConfiguration.mode = configuration.uringMode
+                uringConfiguration.defersSubmission = true   // WorkerLoop receives after every transmit
                 // Half the pool in the buffer ring; the rest covers the batches and sends in flight.
                 while Int(uringConfiguration.bufferRingEntries) * 4 <= configuration.framesPerWorker {
                     uringConfiguration.bufferRingEntries *= 2
@@ -319,6 +320,12 @@ public final class UDPServer<Service: UDPService>: Sendable {
         states.reduce(TrafficSnapshot()) { $0 + $1.snapshot }
     }
 
+    /// For the xdp backend after ``stop()``: the sockets' kernel drop counters, summed.
+    public var xskStatistics: XSKStatistics? { xdp?.statistics }
+
+    /// For the xdp backend: "copy", "zero-copy" or "mixed zero-copy/copy", over the sockets opened.
+    public var xskMode: String? { xdp?.modeDescription }
+
     /// The workers' final reports (after ``stop()``), in worker order.
     public var workerReports: [WorkerReport] {
         reports.withLock { $0 }.sorted { $0.index < $1.index }
@@ -370,7 +377,7 @@ final class XDPSession: Sendable {
     private let attachedHere: Bool
     private let addedPort: UInt16?
     private let modes = Locked<[Bool]>([])
-    private let statistics = Locked(XSKStatistics())
+    private let socketStatistics = Locked(XSKStatistics())
     private let finalVerdicts = Locked<XDPVerdicts?>(nil)
 
     init(settings: XDPBackendConfiguration, port: UInt16, framesPerQueue: Int) throws(RuntimeError) {
@@ -406,7 +413,7 @@ final class XDPSession: Sendable {
 
     /// Adds a closed socket's kernel statistics to the session's.
     func record(_ socket: XSKStatistics) {
-        statistics.withLock {
+        socketStatistics.withLock {
             $0.receiveDropped += socket.receiveDropped
             $0.receiveInvalidDescriptors += socket.receiveInvalidDescriptors
             $0.transmitInvalidDescriptors += socket.transmitInvalidDescriptors
@@ -416,13 +423,16 @@ final class XDPSession: Sendable {
         }
     }
 
+    /// The sockets' kernel drop counters recorded so far.
+    var statistics: XSKStatistics { socketStatistics.withLock { $0 } }
+
     /// Summary lines: the program's verdicts and the sockets' drop counters.
     var summaryLines: [String] {
         var lines: [String] = []
         if let verdicts = finalVerdicts.withLock({ $0 }) ?? (try? program.verdicts()) {
             lines.append("  xdp program: \(verdicts)")
         }
-        let socket = statistics.withLock { $0 }
+        let socket = statistics
         lines.append("  xsk: rx_dropped \(socket.receiveDropped), rx_ring_full \(socket.receiveRingFull), "
                      + "fill_ring_empty \(socket.fillRingEmpty), rx_invalid \(socket.receiveInvalidDescriptors), "
                      + "tx_invalid \(socket.transmitInvalidDescriptors)")

@@ -28,6 +28,9 @@ public enum XDPTrafficGenerator {
         /// Stop after this many datagrams.
         public var count: UInt64?
 
+        /// Zero-copy first (`.automatic`, copy announced), or a mode asked for outright.
+        public var bindMode: XSKBindMode = .automatic
+
         /// Sends from `source` to `destination` through `interface`.
         public init(interface: String, source: IPEndpoint, destination: IPEndpoint) {
             self.interface = interface
@@ -48,7 +51,7 @@ public enum XDPTrafficGenerator {
         let pool = try FramePool(frameCount: 4096, frameSize: 2048, headroom: 0)
         let umem = try XSKUmem(pool: pool)
         var portConfiguration = XDPPortConfiguration(interface: configuration.interface, queue: configuration.queue)
-        portConfiguration.bindMode = .automatic
+        portConfiguration.bindMode = configuration.bindMode
         portConfiguration.reservedFrames = pool.frameCount  // TX only: nothing goes to the fill ring
         var port = try XDPPort(configuration: portConfiguration, umem: umem, pool: pool)
         // Copy-mode AF_XDP sends at most 32 frames per wakeup (the kernel's TX_BATCH_SIZE).

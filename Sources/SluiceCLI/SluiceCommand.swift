@@ -7,7 +7,7 @@ struct SluiceCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",
         abstract: "User-space packet processing on Linux: UDP services over AF_XDP, io_uring, TUN/TAP and sockets.",
-        subcommands: [UDPEcho.self, UDPClient.self, NetnsCommand.self, XDPCommand.self, TCPEcho.self]
+        subcommands: [UDPEcho.self, UDPClient.self, TCPEcho.self, Bench.self, NetnsCommand.self, XDPCommand.self]
     )
 }
 

@@ -27,6 +27,11 @@ public struct URingUDPConfiguration: Sendable {
     /// Received datagrams waiting for a batch count against it, so with batches of 64 and up to
     /// 128 sends in flight the default leaves a 512-frame pool room for everything.
     public var bufferRingEntries: UInt32 = 128
+    /// Let sends wait for the next ``URingUDPPort/receive(into:)`` that has to wait anyway, so
+    /// one `io_uring_enter` submits them and waits for datagrams (a batch's worth still goes out
+    /// at once). For loops that always receive after they transmit, as ``WorkerLoop`` does; off,
+    /// every ``URingUDPPort/transmit(_:)`` submits.
+    public var defersSubmission: Bool = false
     /// Datagrams (or GSO runs) of at least this many payload bytes go out with `SENDMSG_ZC`,
     /// their frames held until the kernel's notification; 0 turns zero-copy sends off.
     public var zeroCopyThreshold: Int = 0
@@ -73,6 +78,9 @@ public struct URingUDPPort: Port, ~Copyable {
     @usableFromInline var ready: ReadyQueue
     @usableFromInline var sends: SendSlots
     @usableFromInline var gsoEnabled: Bool
+    /// Queued submissions (sends, a re-armed receive) worth an `io_uring_enter` of their own;
+    /// fewer ride along with the next wait for completions.
+    @usableFromInline let submitThreshold: UInt32
     @usableFromInline var _counters = PortCounters()
 
     /// The `user_data` of the multishot receive (send slots use their index).
@@ -146,6 +154,7 @@ public struct URingUDPPort: Port, ~Copyable {
         ready = ReadyQueue(capacity: Int(configuration.bufferRingEntries))
         sends = SendSlots(count: 2 * batchCapacity, maximumRun: min(Int(sluice_UDP_MAX_SEGMENTS), batchCapacity))
         gsoEnabled = configuration.segmentationOffload
+        submitThreshold = configuration.defersSubmission ? UInt32(batchCapacity) : 1
         buffers.refill()
     }
 
@@ -229,6 +238,8 @@ public struct URingUDPPort: Port, ~Copyable {
     /// - Returns: how many frames came back.
     public mutating func reclaim() -> Int {
         let before = pool.freeCount
+        // A sender that never receives still gets its sends out, a batch per enter.
+        if io_uring_sq_ready(ring.raw) >= submitThreshold { _ = try? ring.submit() }
         drain()
         return max(pool.freeCount - before, 0)
     }
@@ -365,9 +376,10 @@ public struct URingUDPPort: Port, ~Copyable {
         do throws(URingError) {
             let rearmed = try armReceive()
             if ready.isEmpty {
+                // One enter submits the sends queued since the last one and waits for datagrams.
                 try ring.submitAndWait(minimumCompletions: 1, timeout: configuration.receiveTimeout)
                 drain()
-            } else if rearmed {
+            } else if rearmed || io_uring_sq_ready(ring.raw) >= submitThreshold {
                 try ring.submit()
             }
         } catch {
@@ -409,9 +421,11 @@ public struct URingUDPPort: Port, ~Copyable {
 
     // MARK: Transmit
 
-    /// Queues one `sendmsg` (or `SENDMSG_ZC`) per datagram or GSO run and submits them all with
-    /// one `io_uring_enter` (none when an SQPOLL thread is awake). The frames stay with the port
-    /// until their completions; the batch is empty afterwards.
+    /// Queues one `sendmsg` (or `SENDMSG_ZC`) per datagram or GSO run and submits them with one
+    /// `io_uring_enter` (none when an SQPOLL thread is awake). With
+    /// ``URingUDPConfiguration/defersSubmission`` they go with the next ``receive(into:)`` that
+    /// waits instead, or on their own once a batch's worth is queued. The frames stay with the
+    /// port until their completions; the batch is empty afterwards.
     ///
     /// - Throws: ``PortError`` when the ring fails; packets not queued by then are counted and dropped.
     public mutating func transmit(_ batch: inout PacketBatch) throws(PortError) {
@@ -439,7 +453,7 @@ public struct URingUDPPort: Port, ~Copyable {
         }
         batch.relinquishAll()
         do throws(URingError) {
-            try ring.submit()
+            if io_uring_sq_ready(ring.raw) >= submitThreshold { try ring.submit() }
             if let failure { throw failure }
         } catch {
             throw PortError(operation: "\(error.operation) sending from \(localEndpoint)", errno: error.errno,

@@ -107,7 +107,12 @@ public final class XDPProgram: @unchecked Sendable {
     /// - Parameter frags: the multi-buffer (`xdp.frags`) build, `xsk_redirect_frags.bpf.o`.
     /// - Throws: an error that names every place tried and says to run `make bpf`.
     public static func objectPath(frags: Bool = false) throws(XDPError) -> String {
-        let name = objectName(frags: frags)
+        try objectPath(named: objectName(frags: frags))
+    }
+
+    /// Locates one of the BPF objects the Makefile builds (e.g. `udp_drop.bpf.o`), in the places
+    /// ``objectPath(frags:)`` searches.
+    public static func objectPath(named name: String) throws(XDPError) -> String {
         var directories: [String] = []
         if let dir = getenv("SLUICE_BPF_DIR").map({ String(cString: $0) }), !dir.isEmpty { directories.append(dir) }
         var cwd = [CChar](repeating: 0, count: 4096)

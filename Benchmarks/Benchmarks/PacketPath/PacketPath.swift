@@ -1,5 +1,5 @@
-// Micro-benchmarks of Sluice's packet path: parsing, building and checksumming UDP frames, and
-// the UDP echo stage over a batch.
+// Micro-benchmarks of Sluice's packet path: parsing, building and checksumming UDP frames, the
+// UDP echo stage over a batch, and (in Rings.swift) the AF_XDP and io_uring rings.
 //
 // Every benchmark runs `packetsPerIteration` (1000) packets per measured iteration and sets the
 // scaling factor to `.kilo`, so the figures package-benchmark prints for wall clock and mallocs
@@ -17,6 +17,19 @@ import Glibc
 
 /// Packets handled per measured iteration; matches `scalingFactor: .kilo`.
 let packetsPerIteration = 1000
+
+/// Packets move in batches of `PacketBatch.defaultCapacity` (64), the batch every port fills, so
+/// the `packetsPerIteration` packets of one iteration are 15 full batches and one of 40.
+let batchSize = PacketBatch.defaultCapacity
+let fullBatches = packetsPerIteration / batchSize
+let tailCount = packetsPerIteration % batchSize
+
+/// Calls `body` with the size of each batch of one iteration: 15 times 64, then 40.
+@inline(__always)
+func forEachBatch<E: Error>(_ body: (Int) throws(E) -> Void) throws(E) {
+    for _ in 0..<fullBatches { try body(batchSize) }
+    try body(tailCount)
+}
 
 /// A minimum-size UDP payload: 14 + 20 + 8 + 18 = 60 bytes of Ethernet/IPv4/UDP, which is the
 /// 64-byte minimum Ethernet frame on the wire once the 4-byte FCS is added.
@@ -93,10 +106,6 @@ func makeFrame(source: IPEndpoint, destination: IPEndpoint) -> UnsafeMutableRawB
 /// Ethernet frames alternate between the two directions; datagram frames keep their
 /// `DatagramHeader`, which an echo leaves as it is.
 final class EchoFixture {
-    static let batchSize = PacketBatch.defaultCapacity  // 64
-    static let fullBatches = packetsPerIteration / batchSize  // 15
-    static let tailCount = packetsPerIteration % batchSize  // 40
-
     let pool: FramePool
     var stage: UDPStage<UDPEchoService>
     var full: PacketBatch
@@ -105,14 +114,14 @@ final class EchoFixture {
     var now = Instant(nanoseconds: 1_000_000_000)
 
     init(format: FrameFormat) {
-        let frameCount = Self.batchSize + Self.tailCount
+        let frameCount = batchSize + tailCount
         // Headroom that a datagram frame needs for its DatagramHeader; Ethernet frames use it too.
         let headroom = max(256, DatagramHeader.minimumHeadroom)
         pool = try! FramePool(frameCount: frameCount, frameSize: 2048, headroom: headroom)
         stage = UDPStage(service: UDPEchoService(), format: format)
-        full = PacketBatch(pool: pool, capacity: Self.batchSize)
-        tail = PacketBatch(pool: pool, capacity: Self.batchSize)
-        output = PacketBatch(pool: pool, capacity: Self.batchSize)
+        full = PacketBatch(pool: pool, capacity: batchSize)
+        tail = PacketBatch(pool: pool, capacity: batchSize)
+        output = PacketBatch(pool: pool, capacity: batchSize)
 
         let template: UnsafeMutableRawBufferPointer
         switch format {
@@ -124,8 +133,8 @@ final class EchoFixture {
         case .ip:
             preconditionFailure("no IP-format echo benchmark")
         }
-        Self.fill(&full, count: Self.batchSize, template: template, format: format)
-        Self.fill(&tail, count: Self.tailCount, template: template, format: format)
+        Self.fill(&full, count: batchSize, template: template, format: format)
+        Self.fill(&tail, count: tailCount, template: template, format: format)
         template.deallocate()
     }
 
@@ -149,7 +158,7 @@ final class EchoFixture {
     /// One measured iteration: `packetsPerIteration` packets through the stage.
     @inline(__always)
     func runIteration() {
-        for _ in 0..<Self.fullBatches {
+        for _ in 0..<fullBatches {
             stage.handle(&full, output: &output, now: now)
             output.moveAll(to: &full)
         }
@@ -164,7 +173,7 @@ final class EchoFixture {
         precondition(
             counters.datagrams == expected && counters.replies == expected && counters.malformedTotal == 0,
             "echo stage did not reply to every packet: \(counters.fields)")
-        precondition(full.count == Self.batchSize && tail.count == Self.tailCount, "echo stage lost packets")
+        precondition(full.count == batchSize && tail.count == tailCount, "echo stage lost packets")
         precondition(pool.tally(held: full.count + tail.count).isBalanced, "echo stage leaked frames")
     }
 }
@@ -237,4 +246,7 @@ let benchmarks: @Sendable () -> Void = {
                 fixture.verify(iterations: iterations)
             })
     }
+
+    // xsk-ring-reserve-submit, xsk-ring-peek-release, uring-sqe-prep-submit: see Rings.swift.
+    registerRingBenchmarks()
 }

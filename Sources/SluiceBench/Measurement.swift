@@ -1,0 +1,132 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSluice
+import Histogram
+import Sluice
+
+/// CPU time of threads, for the cost per packet and the "who was the bottleneck" question.
+enum ThreadCPU {
+    /// The calling thread's CPU time, in nanoseconds.
+    static func current() -> UInt64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &spec)
+        return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
+    }
+
+    /// CPU time in nanoseconds of this process's threads whose name starts with `prefix`
+    /// (`/proc/self/task/*/stat`, user plus system, at the kernel's tick resolution).
+    static func threads(named prefix: String) -> UInt64 {
+        guard let directory = opendir("/proc/self/task") else { return 0 }
+        defer { closedir(directory) }
+        let tick = UInt64(max(1, sysconf(Int32(_SC_CLK_TCK))))
+        var total: UInt64 = 0
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard name.first?.isNumber == true,
+                  let comm = readSmallFile("/proc/self/task/\(name)/comm"), comm.hasPrefix(prefix),
+                  let stat = readSmallFile("/proc/self/task/\(name)/stat"),
+                  let close = stat.lastIndex(of: ")")
+            else { continue }
+            // Fields after the command: state is field 3, utime 14, stime 15.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            guard fields.count > 12, let user = UInt64(fields[11]), let system = UInt64(fields[12]) else { continue }
+            total += (user + system) * 1_000_000_000 / tick
+        }
+        return total
+    }
+
+    private static func readSmallFile(_ path: String) -> String? {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return nil }
+        defer { close(descriptor) }
+        var buffer = [UInt8](repeating: 0, count: 1024)
+        let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+        guard count > 0 else { return nil }
+        return String(decoding: buffer[0..<count], as: UTF8.self)
+    }
+}
+
+/// Round-trip times through an echo service, from a kernel UDP socket sending at a fixed rate.
+enum LatencyProbe {
+    /// Sends `count` datagrams of `payloadSize` bytes (at least 16: sequence and send time) to
+    /// `target` at `rate` per second, timing each reply; waits up to 200 ms for the last ones.
+    static func run(target: IPEndpoint, rate: Int, count: Int, payloadSize: Int) throws -> BenchLatency {
+        let isV4: Bool
+        if case .v4 = target.address { isV4 = true } else { isV4 = false }
+        let family = isV4 ? AF_INET : AF_INET6
+        let descriptor = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        guard descriptor >= 0 else { throw RuntimeError("latency probe: socket: \(String(cString: strerror(errno)))") }
+        defer { close(descriptor) }
+        var address = sockaddr_storage()
+        let length = withUnsafeMutableBytes(of: &address) { raw -> socklen_t in
+            DatagramHeader.store(target, sockaddrAt: raw.baseAddress!, mapIPv4: false)
+            return socklen_t(isV4 ? MemoryLayout<sockaddr_in>.size : MemoryLayout<sockaddr_in6>.size)
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, length) }
+        }
+        guard connected == 0 else { throw RuntimeError("latency probe: connect: \(String(cString: strerror(errno)))") }
+
+        let size = max(16, payloadSize)
+        var message = [UInt8](repeating: 0x5A, count: size)
+        var reply = [UInt8](repeating: 0, count: 65536)
+        var histogram = Histogram<UInt64>(highestTrackableValue: 10_000_000_000, numberOfSignificantValueDigits: .three)
+        let clock = MonotonicTimeSource()
+        let start = clock.now()
+        let interval = 1_000_000_000 / UInt64(max(1, rate))
+        var sent = 0
+        var received = 0
+        func drain() {
+            while true {
+                let got = reply.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+                guard got >= 16 else { return }
+                let stamp = reply.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) }
+                let now = clock.now().nanoseconds
+                if now >= stamp { _ = histogram.record(now - stamp) }
+                received += 1
+            }
+        }
+        while sent < count {
+            let due = start.nanoseconds + UInt64(sent) * interval
+            while clock.now().nanoseconds < due { drain() }
+            message.withUnsafeMutableBytes { raw in
+                raw.storeBytes(of: UInt64(sent).littleEndian, toByteOffset: 0, as: UInt64.self)
+                raw.storeBytes(of: clock.now().nanoseconds.littleEndian, toByteOffset: 8, as: UInt64.self)
+            }
+            if message.withUnsafeBytes({ send(descriptor, $0.baseAddress, $0.count, 0) }) == size { sent += 1 }
+            drain()
+        }
+        let settle = clock.now() + .milliseconds(200)
+        while received < sent, clock.now() < settle { drain() }
+        func microseconds(_ percentile: Double) -> Double {
+            histogram.totalCount > 0 ? Double(histogram.valueAtPercentile(percentile)) / 1000 : 0
+        }
+        return BenchLatency(ratePPS: Double(rate), samples: Int(histogram.totalCount), lost: max(0, sent - received),
+                            p50Microseconds: microseconds(50), p99Microseconds: microseconds(99),
+                            p999Microseconds: microseconds(99.9))
+    }
+}
+
+/// Transmit-only through any datagram port (socket or io_uring): fills every free frame of a
+/// batch with the same datagram to `target` and hands the batch over, until the deadline.
+enum PortFlood {
+    /// - Returns: datagrams the port reports transmitted.
+    static func run<P: Port & ~Copyable>(port: inout P, pool: FramePool, target: IPEndpoint, payloadSize: Int,
+                             batchCapacity: Int, until deadline: Instant) throws -> UInt64 {
+        var batch = PacketBatch(pool: pool, capacity: batchCapacity)
+        let clock = MonotonicTimeSource()
+        while clock.now() < deadline {
+            _ = port.reclaim()
+            while let index = batch.appendNewFrame() {
+                batch[index].length = payloadSize
+                DatagramHeader.store(target, sockaddrAt: batch[index].frameStart + DatagramHeader.peerOffset, mapIPv4: false)
+                DatagramHeader(frameStart: batch[index].frameStart).local = IPEndpoint(address: .v4(.any), port: 0)
+            }
+            try port.transmit(&batch)
+        }
+        let settle = clock.now() + .milliseconds(100)
+        while port.framesHeld > 0, clock.now() < settle { _ = port.reclaim() }
+        return port.counters.transmittedPackets
+    }
+}

@@ -1,0 +1,101 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import CSluice
+import Foundation
+import Sluice
+import SluiceBench
+
+extension BenchBackend: ExpressibleByArgument {}
+extension BenchScenario: ExpressibleByArgument {}
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure every backend on namespaces of its own: rxdrop, echo and txonly per frame size, next to the in-kernel ceiling.",
+        discussion: """
+            Builds two network namespaces joined by a veth pair (removed afterwards, also on failure), \
+            floods the backend from the other side with Sluice's AF_XDP generator, and prints a table. \
+            Needs root. Every load is bounded by --duration per cell.
+            """)
+
+    @Option(help: "Seconds per cell.")
+    var duration: Double = 5
+
+    @Option(help: "Frame sizes in bytes, Ethernet header to end of payload (60 to 1514), comma-separated.")
+    var sizes: String = "64,1500"
+
+    @Option(parsing: .upToNextOption, help: "Backends: \(BenchBackend.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var backends: [BenchBackend] = BenchBackend.allCases
+
+    @Option(parsing: .upToNextOption, help: "Scenarios: \(BenchScenario.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var scenarios: [BenchScenario] = BenchScenario.allCases
+
+    @Option(help: "Queues (and workers) per backend.")
+    var queues: Int = 1
+
+    @Option(help: "Requests per second of the latency run after each echo cell.")
+    var latencyRate: Int = 20_000
+
+    @Option(help: "Write the report as JSON to this file (schema: Benchmarks/sluice-bench.schema.json).")
+    var json: String?
+
+    @Option(help: "Draw the pps per backend and size as an SVG bar chart in this file.")
+    var svg: String?
+
+    @Option(help: "Suffix of this run's namespaces (default: from the process id).")
+    var suffix: String?
+
+    func validate() throws {
+        guard duration > 0, duration <= 600 else { throw ValidationError("--duration must be above 0 and at most 600 seconds") }
+        let sizes: [Int] = try parseNumberList(sizes, of: "size")
+        guard !sizes.isEmpty, sizes.allSatisfy({ BenchConfiguration.sizeRange.contains($0) }) else {
+            throw ValidationError("--sizes must be frame sizes from \(BenchConfiguration.sizeRange.lowerBound) to \(BenchConfiguration.sizeRange.upperBound)")
+        }
+        guard (1...64).contains(queues) else { throw ValidationError("--queues must be 1 to 64") }
+        guard (100...1_000_000).contains(latencyRate) else { throw ValidationError("--latency-rate must be 100 to 1000000") }
+        guard geteuid() == 0 else {
+            throw ValidationError("sluice bench makes network namespaces and attaches XDP programs: run it as root")
+        }
+    }
+
+    func run() throws {
+        sluice_line_buffer_stdout()
+        var configuration = BenchConfiguration()
+        configuration.duration = .milliseconds(Int64(duration * 1000))
+        configuration.sizes = try parseNumberList(sizes, of: "size")
+        configuration.backends = backends
+        configuration.scenarios = scenarios
+        configuration.queues = queues
+        configuration.latencyRate = latencyRate
+        if let suffix { configuration.suffix = suffix }
+        let interactive = isatty(1) != 0
+        let runner = BenchRunner(configuration: configuration) { line in
+            if interactive {
+                print("\r\u{1B}[2K" + line, terminator: "")
+                fflush(nil)
+            } else {
+                print(line)
+            }
+        }
+        let report: BenchReport
+        do {
+            report = try runner.run()
+        } catch {
+            if interactive { print("") }
+            print("sluice bench: \(error)")
+            throw ExitCode(1)
+        }
+        if interactive { print("") }
+        print(report.table())
+        if let json {
+            try report.jsonData().write(to: URL(fileURLWithPath: json))
+            print("JSON: \(json)")
+        }
+        if let svg {
+            try Data(report.svg().utf8).write(to: URL(fileURLWithPath: svg))
+            print("SVG: \(svg)")
+        }
+    }
+}

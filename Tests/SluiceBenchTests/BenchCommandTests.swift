@@ -1,0 +1,68 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import SluiceBench
+import SluiceTestSupport
+import Testing
+
+/// `sluice bench` as a user runs it: its own namespaces, the real generator, the real backends,
+/// short cells; the JSON it writes must satisfy the schema and the SVG must parse.
+@Suite(.serialized) struct BenchCommandTests {
+    @Test func aShortRunMeasuresEveryCellNextToItsBaselinesAndCleansUp() throws {
+        let suffix = "t\(getpid() % 100_000)"
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-bench-\(suffix)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let json = directory.appendingPathComponent("bench.json").path
+        let svg = directory.appendingPathComponent("bench.svg").path
+        let bench = try ChildProcess(sluice: [
+            "bench", "--duration", "0.4", "--sizes", "64,1500", "--backends", "socket", "uring", "xdp-generic",
+            "--latency-rate", "2000", "--suffix", suffix, "--json", json, "--svg", svg])
+        #expect(bench.waitForExit(timeout: .seconds(120)) == 0, "\(bench.text)")
+        #expect(!FileManager.default.fileExists(atPath: "/run/netns/sluice-s\(suffix)"), "the namespaces were left behind")
+        #expect(!FileManager.default.fileExists(atPath: "/run/netns/sluice-c\(suffix)"), "the namespaces were left behind")
+
+        let data = try Data(contentsOf: URL(fileURLWithPath: json))
+        let validation = try SchemaValidator().validate(data)
+        #expect(validation.valid, "\(validation.output)")
+        let report = try BenchReport.decode(data)
+        #expect(Set(report.baselines.map(\.name)) == ["xdp-drop-native", "xdp-drop-generic"])
+        #expect(report.baselines.allSatisfy { $0.pps > 0 && $0.offeredPPS > 0 })
+        var expected: [String] = []
+        for scenario in ["rxdrop", "echo"] {
+            for backend in ["socket", "uring", "xdp-generic"] { expected += ["\(scenario)/\(backend)/64", "\(scenario)/\(backend)/1500"] }
+        }
+        for backend in ["socket", "uring", "xdp"] { expected += ["txonly/\(backend)/64", "txonly/\(backend)/1500"] }
+        #expect(report.cells.map { "\($0.scenario.rawValue)/\($0.backend)/\($0.size)" }.sorted() == expected.sorted())
+        for cell in report.cells {
+            let name = "\(cell.scenario.rawValue) \(cell.backend) \(cell.size)"
+            #expect(cell.note == nil, "\(name): \(cell.note ?? "")")
+            #expect(cell.pps > 0 && cell.pps <= cell.offeredPPS * 1.001, "\(name): handled \(cell.pps) of \(cell.offeredPPS)")
+            #expect(cell.cpuPercent > 0 && cell.nsPerPacket > 0, "\(name)")
+            let unhandled = cell.offeredPPS - cell.pps
+            let dropped = Double(cell.drops.values.reduce(0, +)) / report.environment.durationSeconds
+            if cell.scenario == .rxdrop {
+                // Every packet offered and not handled has a cause, within what timing can blur.
+                #expect(abs(dropped - unhandled) <= max(0.05 * cell.offeredPPS, 1000), "\(name): \(cell.drops)")
+            }
+            if cell.scenario == .echo {
+                let latency = try #require(cell.latency, "\(name)")
+                #expect(latency.samples > 0 && latency.p50Microseconds > 0, "\(name)")
+                #expect(latency.p50Microseconds <= latency.p99Microseconds && latency.p99Microseconds <= latency.p999Microseconds)
+            }
+            if cell.backend != "socket" { #expect(cell.ratioToSocket != nil, "\(name)") }
+            if cell.scenario != .txonly { #expect(cell.ratioToCeiling != nil, "\(name)") }
+        }
+        let text = bench.text
+        #expect(text.contains("baselines") && text.contains("rxdrop") && text.contains("txonly"), "\(text)")
+        let document = try SVGDocument(String(decoding: try Data(contentsOf: URL(fileURLWithPath: svg)), as: UTF8.self))
+        #expect(document.elements.contains { $0.name == "svg" })
+    }
+
+    @Test func refusesWhatItCannotMeasure() throws {
+        let bench = try ChildProcess(sluice: ["bench", "--sizes", "40"])
+        #expect(bench.waitForExit() != 0)
+        #expect(bench.text.contains("--sizes must be frame sizes from 60 to 1514"), "\(bench.text)")
+    }
+}
