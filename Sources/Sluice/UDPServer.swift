@@ -65,6 +65,8 @@ public struct UDPServerConfiguration: Sendable {
     /// Whether ``UDPServer/run(for:progressInterval:progress:)`` stops on SIGINT/SIGTERM
     /// (they are then blocked in every thread and taken with `sigtimedwait`).
     public var handlesSignals: Bool = true
+    /// Whether io_uring workers print, when they stop, their ring's setup and the kernel ops it used.
+    public var describesRings: Bool = true
 
     /// A configuration listening on `listen`, everything else at its default.
     public init(listen: IPEndpoint) { self.listen = listen }
@@ -201,7 +203,7 @@ public final class UDPServer<Service: UDPService>: Sendable {
                 bound.withLock { if $0 == nil { $0 = port.localEndpoint } }
                 Self.serve(port: &port, pool: pool, service: makeService(index), state: state,
                            batchCapacity: configuration.batchCapacity, reports: reports)
-                print("sluice: worker \(index): \(port.ring.describe())")
+                if configuration.describesRings { print("sluice: worker \(index): \(port.ring.describe())") }
             }
             if index == 0, let endpoint = bound.withLock({ $0 }) { listen = endpoint }
         }

@@ -175,6 +175,7 @@ public final class BenchRunner {
         settings.workers = configuration.queues
         settings.cpus = configuration.queues == 1 ? [configuration.workerCPU] : []
         settings.handlesSignals = false
+        settings.describesRings = false
         settings.maximumDatagram = Self.sizeRangeUpperPayload
         // A few milliseconds of traffic at these rates, so a worker waking late does not lose it.
         settings.framesPerWorker = configuration.framesPerWorker
