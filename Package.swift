@@ -32,7 +32,7 @@ let package = Package(
         .target(name: "SluiceUDP", dependencies: ["SluiceCore", "SluicePackets"]),
         .target(name: "SluiceSockets", dependencies: ["SluiceCore", "SluicePackets", "SluiceUDP", "CSluice"]),
         .target(name: "SluiceXDP", dependencies: ["SluiceCore", "SluicePackets", "CSluice"]),
-        .target(name: "SluiceURing", dependencies: ["SluiceCore", "SluicePackets", "SluiceUDP", "CSluice"]),
+        .target(name: "SluiceURing", dependencies: ["SluiceCore", "SluicePackets", "SluiceUDP", "SluiceSockets", "CSluice"]),
         .target(
             name: "Sluice",
             dependencies: ["SluiceCore", "SluicePackets", "SluiceUDP", "SluiceSockets", "SluiceXDP", "SluiceURing", "CSluice"]),

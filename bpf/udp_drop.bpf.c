@@ -22,10 +22,10 @@ struct {
     __type(value, __u8);
 } ports SEC(".maps");
 
-// Slot 0: packets dropped, slot 1: their bytes.
+// Packets dropped, one slot.
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, 2);
+    __uint(max_entries, 1);
     __type(key, __u32);
     __type(value, __u64);
 } counts SEC(".maps");
@@ -62,10 +62,6 @@ int sluice_udp_drop(struct xdp_md *ctx)
     __u64 *packets = bpf_map_lookup_elem(&counts, &slot);
     if (packets)
         *packets += 1;
-    slot = 1;
-    __u64 *bytes = bpf_map_lookup_elem(&counts, &slot);
-    if (bytes)
-        *bytes += (__u64)(end - data);
     return XDP_DROP;
 }
 

@@ -22,6 +22,8 @@ public struct UDPLoadReport: Sendable, CustomStringConvertible {
     public var sendRate: Double { seconds > 0 ? Double(sent) / seconds : 0 }
     /// Whether the run was open loop (no replies expected).
     public var openLoop = false
+    /// CPU time of the sending thread from the first datagram to the end, when the sender measured it.
+    public var senderCPUNanoseconds: UInt64?
     /// The share of sent datagrams without an intact reply.
     public var lossRatio: Double { sent > 0 ? Double(sent - min(sent, received)) / Double(sent) : 0 }
 
@@ -65,19 +67,10 @@ public enum UDPLoadClient {
         report.payloadSize = payloadSize
         guard let window else {
             report.openLoop = true
-            var sequence: UInt64 = 0
-            while clock.now() < deadline, count.map({ sequence < $0 }) ?? true {
-                var room = batchCapacity
-                if let count { room = min(room, Int(count - sequence)) }
-                while room > 0, let index = outgoing.appendNewFrame() {
-                    fill(&outgoing[index], sequence: sequence, size: payloadSize, target: target)
-                    sequence += 1
-                    room -= 1
-                }
-                try port.transmit(&outgoing)
-            }
             // What the kernel refused (a full send buffer) was not sent.
-            report.sent = port.counters.transmittedPackets
+            report.sent = try flood(port: &port, pool: pool, batchCapacity: batchCapacity, until: deadline, count: count) {
+                fill(&$0, sequence: $1, size: payloadSize, target: target)
+            }
             report.seconds = Double((clock.now() - start).nanosecondsClamped) / 1e9
             return report
         }
@@ -116,6 +109,37 @@ public enum UDPLoadClient {
     }
 
     /// Writes datagram number `sequence`: its number in the first 8 bytes, then a pattern keyed by it.
+    /// Sends through any datagram port (socket or io_uring), flat out or at `rate` per second,
+    /// until `deadline` (or `count` datagrams): each free frame of a batch is filled by `fill(&packet, sequence)` and the batch
+    /// handed over, one transmit per batch; then waits up to 100 ms for frames in flight.
+    ///
+    /// - Returns: datagrams the port reports transmitted.
+    @inlinable
+    public static func flood<P: Port & ~Copyable>(
+        port: inout P, pool: FramePool, batchCapacity: Int, until deadline: Instant, count: UInt64? = nil,
+        rate: Int? = nil, fill: (inout Packet, UInt64) -> Void
+    ) throws(PortError) -> UInt64 {
+        var batch = PacketBatch(pool: pool, capacity: batchCapacity)
+        let clock = MonotonicTimeSource()
+        let pacer = Pacer(rate: rate)
+        var sequence: UInt64 = 0
+        while clock.now() < deadline, count.map({ sequence < $0 }) ?? true {
+            pacer.waitForTurn(of: sequence)
+            _ = port.reclaim()
+            var room = batchCapacity
+            if let count { room = min(room, Int(count - sequence)) }
+            while room > 0, let index = batch.appendNewFrame() {
+                fill(&batch[index], sequence)
+                sequence += 1
+                room -= 1
+            }
+            try port.transmit(&batch)
+        }
+        let settle = clock.now() + .milliseconds(100)
+        while port.framesHeld > 0, clock.now() < settle { _ = port.reclaim() }
+        return port.counters.transmittedPackets
+    }
+
     static func fill(_ packet: inout Packet, sequence: UInt64, size: Int, target: IPEndpoint) {
         packet.length = size
         let data = packet.data

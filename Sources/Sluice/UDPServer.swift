@@ -121,7 +121,13 @@ public final class UDPServer<Service: UDPService>: Sendable {
             precondition(configuration.workers > 0, "at least one worker")
             states = (0..<configuration.workers).map { WorkerState(index: $0) }
             xdp = nil
-            if configuration.backend == .uring { try startURingWorkers(makeService) } else { try startSocketWorkers(makeService) }
+            do {
+                if configuration.backend == .uring { try startURingWorkers(makeService) } else { try startSocketWorkers(makeService) }
+            } catch {
+                // Workers that did start would keep the port and its traffic: stop them first.
+                stop()
+                throw error
+            }
         case .xdp:
             guard let settings = configuration.xdp else {
                 throw RuntimeError("the xdp backend needs an interface (--dev IF)")
@@ -140,71 +146,73 @@ public final class UDPServer<Service: UDPService>: Sendable {
     }
 
     private func startSocketWorkers(_ makeService: @escaping @Sendable (Int) -> Service) throws(RuntimeError) {
-        let bound = self.bound
-        var listen = configuration.listen
-        for (index, state) in states.enumerated() {
-            let workerListen = listen
-            let (configuration, reports) = (self.configuration, self.reports)
-            try startWorker(state) {
-                var socketConfiguration = UDPSocketConfiguration(listen: workerListen)
-                socketConfiguration.reusePort = true
-                socketConfiguration.segmentationOffload = configuration.segmentationOffload
-                socketConfiguration.receiveOffload = configuration.receiveOffload
-                let pool: FramePool
-                var port: UDPSocketPort
-                do {
-                    pool = try FramePool(
-                        frameCount: configuration.framesPerWorker,
-                        frameSize: socketConfiguration.frameSize(maximumDatagram: configuration.maximumDatagram),
-                        headroom: DatagramHeader.minimumHeadroom)
-                    port = try UDPSocketPort(configuration: socketConfiguration, pool: pool,
-                                             batchCapacity: configuration.batchCapacity)
-                } catch {
-                    state.markFailed("\(error)")
-                    return
-                }
-                bound.withLock { if $0 == nil { $0 = port.localEndpoint } }
-                Self.serve(port: &port, pool: pool, service: makeService(index), state: state,
-                           batchCapacity: configuration.batchCapacity, reports: reports)
-            }
-            // Port 0 means "any": the other workers must join the port the first one got.
-            if index == 0, let endpoint = bound.withLock({ $0 }) { listen = endpoint }
-        }
+        var settings = UDPSocketConfiguration(listen: configuration.listen)
+        settings.reusePort = true
+        settings.segmentationOffload = configuration.segmentationOffload
+        settings.receiveOffload = configuration.receiveOffload
+        let batchCapacity = configuration.batchCapacity
+        try startDatagramWorkers(makeService, frameSize: settings.frameSize(maximumDatagram: configuration.maximumDatagram),
+                                 open: { [settings] listen, pool in
+                                     var settings = settings
+                                     settings.listen = listen
+                                     return try UDPSocketPort(configuration: settings, pool: pool, batchCapacity: batchCapacity)
+                                 },
+                                 localEndpoint: { $0.localEndpoint }, finish: { _, _ in })
     }
 
     private func startURingWorkers(_ makeService: @escaping @Sendable (Int) -> Service) throws(RuntimeError) {
+        var settings = URingUDPConfiguration(listen: configuration.listen)
+        settings.segmentationOffload = configuration.segmentationOffload
+        settings.mode = configuration.uringMode
+        settings.defersSubmission = true   // WorkerLoop receives after every transmit
+        // Half the pool in the buffer ring; the rest covers the batches and sends in flight.
+        while Int(settings.bufferRingEntries) * 4 <= configuration.framesPerWorker {
+            settings.bufferRingEntries *= 2
+        }
+        let (batchCapacity, describesRings) = (configuration.batchCapacity, configuration.describesRings)
+        try startDatagramWorkers(makeService, frameSize: settings.frameSize(maximumDatagram: configuration.maximumDatagram),
+                                 open: { [settings] listen, pool in
+                                     var settings = settings
+                                     settings.listen = listen
+                                     return try URingUDPPort(configuration: settings, pool: pool, batchCapacity: batchCapacity)
+                                 },
+                                 localEndpoint: { $0.localEndpoint },
+                                 finish: { port, index in
+                                     if describesRings { print("sluice: worker \(index): \(port.ring.describe())") }
+                                 })
+    }
+
+    /// One worker per state, each with its own pool and a port from `open(listen, pool)` bound to
+    /// the same address (`SO_REUSEPORT`); `finish` sees the port after the worker's loop ends.
+    private func startDatagramWorkers<P: Port & SendableMetatype & ~Copyable>(
+        _ makeService: @escaping @Sendable (Int) -> Service, frameSize: Int,
+        open: @escaping @Sendable (IPEndpoint, FramePool) throws -> P,
+        localEndpoint: @escaping @Sendable (borrowing P) -> IPEndpoint,
+        finish: @escaping @Sendable (borrowing P, Int) -> Void
+    ) throws(RuntimeError) {
         let bound = self.bound
         var listen = configuration.listen
         for (index, state) in states.enumerated() {
             let workerListen = listen
             let (configuration, reports) = (self.configuration, self.reports)
             try startWorker(state) {
-                var uringConfiguration = URingUDPConfiguration(listen: workerListen)
-                uringConfiguration.segmentationOffload = configuration.segmentationOffload
-                uringConfiguration.mode = configuration.uringMode
-                uringConfiguration.defersSubmission = true   // WorkerLoop receives after every transmit
-                // Half the pool in the buffer ring; the rest covers the batches and sends in flight.
-                while Int(uringConfiguration.bufferRingEntries) * 4 <= configuration.framesPerWorker {
-                    uringConfiguration.bufferRingEntries *= 2
-                }
                 let pool: FramePool
-                var port: URingUDPPort
+                var port: P
                 do {
-                    pool = try FramePool(
-                        frameCount: configuration.framesPerWorker,
-                        frameSize: uringConfiguration.frameSize(maximumDatagram: configuration.maximumDatagram),
-                        headroom: DatagramHeader.minimumHeadroom)
-                    port = try URingUDPPort(configuration: uringConfiguration, pool: pool,
-                                            batchCapacity: configuration.batchCapacity)
+                    pool = try FramePool(frameCount: configuration.framesPerWorker, frameSize: frameSize,
+                                         headroom: DatagramHeader.minimumHeadroom)
+                    port = try open(workerListen, pool)
                 } catch {
                     state.markFailed("\(error)")
                     return
                 }
-                bound.withLock { if $0 == nil { $0 = port.localEndpoint } }
+                let endpoint = localEndpoint(port)
+                bound.withLock { if $0 == nil { $0 = endpoint } }
                 Self.serve(port: &port, pool: pool, service: makeService(index), state: state,
                            batchCapacity: configuration.batchCapacity, reports: reports)
-                if configuration.describesRings { print("sluice: worker \(index): \(port.ring.describe())") }
+                finish(port, index)
             }
+            // Port 0 means "any": the other workers must join the port the first one got.
             if index == 0, let endpoint = bound.withLock({ $0 }) { listen = endpoint }
         }
     }

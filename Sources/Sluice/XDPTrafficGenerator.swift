@@ -28,6 +28,8 @@ public enum XDPTrafficGenerator {
         /// Stop after this many datagrams.
         public var count: UInt64?
 
+        /// Packets per second; `nil` sends flat out.
+        public var rate: Int?
         /// Zero-copy first (`.automatic`, copy announced), or a mode asked for outright.
         public var bindMode: XSKBindMode = .automatic
 
@@ -58,11 +60,14 @@ public enum XDPTrafficGenerator {
         var batch = PacketBatch(pool: pool, capacity: 32)
         let payload = [UInt8](repeating: 0x5A, count: configuration.payloadSize)
         let clock = MonotonicTimeSource()
+        let cpuStart = threadCPUNanoseconds()
         let start = clock.now()
         let deadline = start + configuration.duration
+        let pacer = Pacer(rate: configuration.rate)
         var queued: UInt64 = 0
         while clock.now() < deadline {
             if let count = configuration.count, queued >= count { break }
+            pacer.waitForTurn(of: queued)
             _ = port.reclaim()
             while let index = batch.appendNewFrame() {
                 let length = payload.withUnsafeBytes {
@@ -83,6 +88,8 @@ public enum XDPTrafficGenerator {
         report.payloadSize = configuration.payloadSize
         report.sent = port.counters.transmittedPackets - UInt64(port.framesHeld)
         report.seconds = Double((clock.now() - start).nanosecondsClamped) / 1e9
+        let cpuEnd = threadCPUNanoseconds()
+        report.senderCPUNanoseconds = cpuEnd > cpuStart ? cpuEnd - cpuStart : 0
         return report
     }
 
@@ -123,4 +130,11 @@ public enum XDPTrafficGenerator {
         }
         return nil
     }
+}
+
+/// The calling thread's CPU time (user and system), in nanoseconds.
+public func threadCPUNanoseconds() -> UInt64 {
+    var spec = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &spec)
+    return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
 }

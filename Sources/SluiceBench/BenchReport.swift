@@ -8,6 +8,7 @@ public struct BenchReport: Codable, Sendable, Equatable {
     /// The in-kernel ceilings and other references measured in the same run.
     public var baselines: [BenchBaseline]
 
+    /// A report of `cells` and `baselines` measured under `environment`.
     public init(environment: BenchEnvironment, cells: [BenchCell] = [], baselines: [BenchBaseline] = []) {
         self.environment = environment
         self.cells = cells
@@ -32,6 +33,7 @@ public struct BenchEnvironment: Codable, Sendable, Equatable {
     /// When the run started, ISO 8601.
     public var startedAt: String
 
+    /// The conditions of a run, field by field.
     public init(kernel: String, cpus: Int, link: String, generator: String, durationSeconds: Double,
                 queues: Int, startedAt: String) {
         self.kernel = kernel
@@ -66,7 +68,8 @@ public struct BenchCell: Codable, Sendable, Equatable {
     public var mode: String
     /// Packets per second the generator put on the link.
     public var offeredPPS: Double
-    /// Packets per second the backend handled (received, echoed, or transmitted and seen arriving).
+    /// Packets per second the backend handled: received (rxdrop), replies that arrived back at the
+    /// generator's side (echo), or transmitted packets that arrived there (txonly).
     public var pps: Double
     /// `pps` × size × 8 / 10⁹.
     public var gbps: Double
@@ -92,6 +95,7 @@ public struct BenchCell: Codable, Sendable, Equatable {
     /// Anything the reader should know about this cell (a fallback, a refusal, a skip).
     public var note: String?
 
+    /// A cell; `gbps` is computed from `pps` and `size`.
     public init(backend: String, scenario: BenchScenario, size: Int, mode: String, offeredPPS: Double, pps: Double,
                 nsPerPacket: Double, cpuPercent: Double, generatorCPUPercent: Double, generatorBound: Bool,
                 drops: [String: UInt64] = [:], ratioToCeiling: Double? = nil, ratioToSocket: Double? = nil,
@@ -124,10 +128,14 @@ public struct BenchLatency: Codable, Sendable, Equatable {
     public var samples: Int
     /// Requests with no reply.
     public var lost: Int
+    /// Median round trip.
     public var p50Microseconds: Double
+    /// 99th percentile.
     public var p99Microseconds: Double
+    /// 99.9th percentile.
     public var p999Microseconds: Double
 
+    /// Latency figures, field by field.
     public init(ratePPS: Double, samples: Int, lost: Int, p50Microseconds: Double, p99Microseconds: Double,
                 p999Microseconds: Double) {
         self.ratePPS = ratePPS
@@ -154,6 +162,7 @@ public struct BenchBaseline: Codable, Sendable, Equatable {
     /// CPU use of the generator, percent of one core.
     public var generatorCPUPercent: Double
 
+    /// A baseline, field by field.
     public init(name: String, detail: String, size: Int, offeredPPS: Double, pps: Double, generatorCPUPercent: Double) {
         self.name = name
         self.detail = detail

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CSluice
 import Sluice
+import Synchronization
 
 /// A backend `sluice bench` can measure.
 public enum BenchBackend: String, CaseIterable, Sendable {
@@ -16,6 +17,14 @@ public enum BenchBackend: String, CaseIterable, Sendable {
     case xdpGeneric = "xdp-generic"
 }
 
+/// What sends the traffic of `rxdrop` and `echo` cells and of the ceilings.
+public enum BenchGenerator: String, CaseIterable, Sendable {
+    /// Sluice's AF_XDP TX blaster (copy mode on veth): the fastest sender here.
+    case xdp
+    /// A kernel UDP socket, one `sendmmsg` per batch of 64.
+    case socket
+}
+
 /// What `sluice bench` runs.
 public struct BenchConfiguration: Sendable {
     /// Backends, in this order.
@@ -26,21 +35,29 @@ public struct BenchConfiguration: Sendable {
     public var sizes: [Int] = [64, 1500]
     /// How long the generator runs per cell.
     public var duration: Duration = .seconds(5)
-    /// Queues (and workers) per backend.
+    /// The generator.
+    public var generator: BenchGenerator = .xdp
+    /// Packets per second the generator offers in all (split over the queues); `nil`: flat out.
+    public var rate: Int?
+    /// Queues of the veth pair, and workers per backend; the generator sends one flow per queue.
     public var queues: Int = 1
     /// Requests per second of the latency run after each echo cell.
     public var latencyRate: Int = 20_000
     /// Length of each latency run.
     public var latencyDuration: Duration = .seconds(1)
+    /// UDP GSO for the socket and io_uring backends: replies to one peer of one size leave as one
+    /// `sendmsg` per run instead of one datagram per call.
+    public var segmentationOffload = false
     /// Frames per worker (and per XSK): the buffer between the kernel and a worker that is late.
     public var framesPerWorker = 4096
     /// Suffix of the namespaces and veth names this run makes.
     public var suffix: String = "b\(getpid() % 100_000)"
-    /// The CPU the generator is pinned to.
+    /// The CPU the generator is pinned to (when there are at least two).
     public var generatorCPU = 0
-    /// The CPU the backend's single worker is pinned to (several queues: unpinned).
+    /// The CPU a single worker is pinned to (when there are at least two; several workers: unpinned).
     public var workerCPU = 1
 
+    /// The defaults: every backend and scenario, 64 and 1500-byte frames, 5 s per cell.
     public init() {}
 
     /// The smallest and largest frames an IPv4 UDP cell can use.
@@ -51,40 +68,48 @@ public struct BenchConfiguration: Sendable {
 ///
 /// The topology is two network namespaces joined by a veth pair (``TestTopology``): the backend
 /// serves in one, the generator sends from the other. The generator is Sluice's AF_XDP TX
-/// blaster (copy mode on veth), pinned to its own CPU; replies and transmit-only traffic are
-/// counted where they arrive by `bpf/udp_drop.bpf.o`, which drops them at XDP so counting costs
-/// the receiving side next to nothing. The same program on the backend's interface gives the
-/// in-kernel ceiling each size is compared with.
+/// blaster (copy mode on veth), one flow per queue, pinned to its own CPU; replies and
+/// transmit-only traffic are counted where they arrive by `bpf/udp_drop.bpf.o`, which drops
+/// them at XDP so counting costs the receiving side next to nothing. The same program on the
+/// backend's interface gives the in-kernel ceiling each size is compared with. A cell that
+/// fails is recorded with its error and the run goes on.
 public final class BenchRunner {
+    /// What this runner measures.
     public let configuration: BenchConfiguration
     private let progress: (String) -> Void
     private var topology: TestTopology?
-    private var replies: XDPDropCounter?
+    private var replyCounter: XDPDropCounter?
     private var report: BenchReport
 
     static let servicePort: UInt16 = 9000
     static let generatorPort: UInt16 = 5555
     static let headerBytes = 14 + 20 + 8
+    /// How long frames may still be crossing the veth after the generator stops.
+    static let settleMicroseconds: useconds_t = 50_000
 
     /// - Parameter progress: receives one line per step (the CLI redraws it in place).
     public init(configuration: BenchConfiguration, progress: @escaping (String) -> Void = { _ in }) {
         self.configuration = configuration
         self.progress = progress
+        let cpus = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         report = BenchReport(environment: BenchEnvironment(
-            kernel: Self.kernelRelease(), cpus: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))),
+            kernel: Self.kernelRelease(), cpus: cpus,
             link: "veth pair between two network namespaces (this machine; no NIC)",
-            generator: "Sluice AF_XDP TX, copy mode, one queue, cpu \(configuration.generatorCPU)",
+            generator: (configuration.generator == .xdp ? "Sluice AF_XDP TX, copy mode" : "kernel UDP socket, sendmmsg")
+                + ", \(configuration.queues) flow(s) on as many queues"
+                + (configuration.rate.map { ", \($0) packets/s" } ?? ", flat out")
+                + (cpus >= 2 ? ", cpu \(configuration.generatorCPU)" : ""),
             durationSeconds: Double(configuration.duration.nanosecondsClamped) / 1e9,
             queues: configuration.queues, startedAt: Self.timestamp()))
     }
 
-    /// The cells in the order they run, with the baselines first.
-    var plan: [(String, () throws -> Void)] {
-        var steps: [(String, () throws -> Void)] = []
+    /// The steps in the order they run: the ceilings first, then every cell.
+    var plan: [(name: String, run: () -> Void)] {
+        var steps: [(name: String, run: () -> Void)] = []
         let xdpModes: [XDPAttachMode] = configuration.backends.contains(.xdpGeneric) ? [.native, .generic] : [.native]
         for size in configuration.sizes {
             for mode in xdpModes {
-                steps.append(("ceiling \(mode.rawValue) \(size) B", { try self.measureCeiling(size: size, mode: mode) }))
+                steps.append(("ceiling \(mode.rawValue) \(size) B", { self.measureCeiling(size: size, mode: mode) }))
             }
         }
         for scenario in configuration.scenarios {
@@ -96,7 +121,7 @@ public final class BenchRunner {
                 }
                 for backend in backends {
                     steps.append(("\(scenario.rawValue) \(backend.rawValue) \(size) B", {
-                        try self.measure(backend: backend, scenario: scenario, size: size)
+                        self.measure(backend: backend, scenario: scenario, size: size)
                     }))
                 }
             }
@@ -104,79 +129,87 @@ public final class BenchRunner {
         return steps
     }
 
-    /// Builds the topology, runs every cell, tears the topology down (also on failure) and
+    /// Builds the topology, runs every step, tears the topology down (also on failure) and
     /// returns the report with ratios filled in.
+    ///
+    /// - Throws: only when the topology cannot be built; a failing cell is recorded instead.
     public func run() throws -> BenchReport {
         let topology = try TestTopology(.init(suffix: configuration.suffix, queues: configuration.queues,
                                               staticNeighbours: true))
         self.topology = topology
         defer {
-            if let replies { try? TestTopology.run(inNamespace: topology.clientNamespace) { replies.detach() } }
-            replies = nil
+            if let replyCounter { try? TestTopology.run(inNamespace: topology.clientNamespace) { replyCounter.detach() } }
+            replyCounter = nil
             topology.destroy()
         }
-        replies = try TestTopology.run(inNamespace: topology.clientNamespace) {
-            try XDPDropCounter(interface: topology.clientInterface, mode: .native, ports: [Self.generatorPort])
-        }
         let steps = plan
-        for (index, (name, step)) in steps.enumerated() {
-            progress(BenchReport.progressLine(done: index, total: steps.count, current: name, lastCell: report.cells.last))
-            try step()
+        for (index, step) in steps.enumerated() {
+            progress(BenchReport.progressLine(done: index, total: steps.count, current: step.name, lastCell: report.cells.last))
+            step.run()
         }
         progress(BenchReport.progressLine(done: steps.count, total: steps.count, current: "done", lastCell: report.cells.last))
-        fillRatios()
+        report.cells = Self.withRatios(report.cells, baselines: report.baselines)
         return report
     }
 
     // MARK: - Cells
 
     /// XDP_DROP on the backend's interface: the most this path can take in with this generator.
-    func measureCeiling(size: Int, mode: XDPAttachMode) throws {
-        let topology = try requireTopology()
-        let sink = try TestTopology.run(inNamespace: topology.serverNamespace) {
-            try XDPDropCounter(interface: topology.serverInterface, mode: mode, ports: [Self.servicePort])
+    func measureCeiling(size: Int, mode: XDPAttachMode) {
+        let name = "xdp-drop-\(mode.rawValue)"
+        do {
+            let topology = try requireTopology()
+            let sink = try TestTopology.run(inNamespace: topology.serverNamespace) {
+                try XDPDropCounter(interface: topology.serverInterface, mode: mode, ports: [Self.servicePort])
+            }
+            defer { try? TestTopology.run(inNamespace: topology.serverNamespace) { sink.detach() } }
+            let before = try sink.packets()
+            let generated = try generate(size: size)
+            usleep(Self.settleMicroseconds)
+            let handled = Self.difference(try sink.packets(), before)
+            let fallback = sink.mode == mode ? "" : " (native refused: ran in generic mode)"
+            report.baselines.append(BenchBaseline(
+                name: name,
+                detail: "XDP_DROP (bpf/udp_drop.bpf.o, \(mode.rawValue) mode) on \(topology.serverInterface): "
+                    + "the in-kernel ceiling\(fallback)",
+                size: size, offeredPPS: generated.rate, pps: Double(handled) / generated.seconds,
+                generatorCPUPercent: generated.cpuPercent))
+        } catch {
+            report.baselines.append(BenchBaseline(name: name, detail: "not measured: \(error)", size: size,
+                                                  offeredPPS: 0, pps: 0, generatorCPUPercent: 0))
         }
-        defer { try? TestTopology.run(inNamespace: topology.serverNamespace) { sink.detach() } }
-        let before = sink.counts().packets
-        let generated = try generate(size: size)
-        usleep(50_000)
-        let handled = sink.counts().packets &- before
-        report.baselines.append(BenchBaseline(
-            name: "xdp-drop-\(sink.mode.rawValue)",
-            detail: "XDP_DROP (bpf/udp_drop.bpf.o, \(sink.mode.rawValue) mode) on \(topology.serverInterface): the in-kernel ceiling",
-            size: size, offeredPPS: generated.rate, pps: Double(handled) / generated.seconds,
-            generatorCPUPercent: generated.cpuPercent))
     }
 
-    func measure(backend: BenchBackend, scenario: BenchScenario, size: Int) throws {
-        let cell: BenchCell
+    /// One cell, recorded with its error when it fails (io_uring disabled, no XDP, ...).
+    func measure(backend: BenchBackend, scenario: BenchScenario, size: Int) {
         do {
+            let cell: BenchCell
             switch scenario {
             case .rxdrop: cell = try measureReceive(backend: backend, size: size, scenario: .rxdrop) { UDPDiscardService() }
             case .echo: cell = try measureReceive(backend: backend, size: size, scenario: .echo) { UDPEchoService() }
             case .txonly: cell = try measureTransmit(backend: backend, size: size)
             }
+            report.cells.append(cell)
         } catch {
-            // One backend refused here (io_uring disabled, no XDP): the others still run.
             report.cells.append(BenchCell(
-                backend: backend.rawValue, scenario: scenario, size: size, mode: "-", offeredPPS: 0, pps: 0,
-                nsPerPacket: 0, cpuPercent: 0, generatorCPUPercent: 0, generatorBound: false,
-                note: "not measured: \(error)"))
-            return
+                backend: scenario == .txonly && backend != .socket && backend != .uring ? "xdp" : backend.rawValue,
+                scenario: scenario, size: size, mode: "-", offeredPPS: 0, pps: 0, nsPerPacket: 0, cpuPercent: 0,
+                generatorCPUPercent: 0, generatorBound: false, note: "not measured: \(error)"))
         }
-        report.cells.append(cell)
     }
 
     /// rxdrop and echo: the backend serves, the generator floods it.
     func measureReceive<S: UDPService>(backend: BenchBackend, size: Int, scenario: BenchScenario,
                                        makeService: @escaping @Sendable () -> S) throws -> BenchCell {
         let topology = try requireTopology()
+        let replies = scenario == .echo ? try attachedReplyCounter() : nil
         var settings = UDPServerConfiguration(listen: IPEndpoint(address: .v4(topology.serverIPv4), port: Self.servicePort))
         settings.workers = configuration.queues
-        settings.cpus = configuration.queues == 1 ? [configuration.workerCPU] : []
+        settings.cpus = configuration.queues == 1 && report.environment.cpus >= 2 ? [configuration.workerCPU] : []
         settings.handlesSignals = false
         settings.describesRings = false
-        settings.maximumDatagram = Self.sizeRangeUpperPayload
+        settings.segmentationOffload = configuration.segmentationOffload
+        settings.maximumDatagram = BenchConfiguration.sizeRange.upperBound - Self.headerBytes
         // A few milliseconds of traffic at these rates, so a worker waking late does not lose it.
         settings.framesPerWorker = configuration.framesPerWorker
         switch backend {
@@ -195,19 +228,26 @@ public final class BenchRunner {
         }
         var stopped = false
         defer { if !stopped { try? TestTopology.run(inNamespace: topology.serverNamespace) { server.stop() } } }
+
+        let clock = MonotonicTimeSource()
         let snmpBefore = try TestTopology.run(inNamespace: topology.serverNamespace) { UDPStatistics.read() }
+        let repliesBefore = try replies?.packets() ?? 0
         let before = server.totals()
+        let wallBefore = clock.now()
         let cpuBefore = ThreadCPU.threads(named: "sluice-w")
         let generated = try generate(size: size)
-        usleep(50_000)
+        usleep(Self.settleMicroseconds)
         let after = server.totals()
-        let workerCPU = ThreadCPU.threads(named: "sluice-w") &- cpuBefore
+        let workerCPU = Self.difference(ThreadCPU.threads(named: "sluice-w"), cpuBefore)
+        let wall = Double((clock.now() - wallBefore).nanosecondsClamped) / 1e9
+        let repliesAfter = try replies?.packets() ?? 0
         let snmpAfter = try TestTopology.run(inNamespace: topology.serverNamespace) { UDPStatistics.read() }
+
         var latency: BenchLatency?
         if scenario == .echo {
-            let count = configuration.latencyRate * Int(configuration.latencyDuration.nanosecondsClamped / 1_000_000) / 1000
             let target = IPEndpoint(address: .v4(topology.serverIPv4), port: Self.servicePort)
             let rate = configuration.latencyRate
+            let count = Int(Double(rate) * Double(configuration.latencyDuration.nanosecondsClamped) / 1e9)
             latency = try TestTopology.run(inNamespace: topology.clientNamespace) {
                 try LatencyProbe.run(target: target, rate: rate, count: count, payloadSize: size - Self.headerBytes)
             }
@@ -215,200 +255,298 @@ public final class BenchRunner {
         try TestTopology.run(inNamespace: topology.serverNamespace) { server.stop() }
         stopped = true
 
-        let received = after.received &- before.received
-        let transmitted = after.transmitted &- before.transmitted
-        let handled = scenario == .echo ? transmitted : received
-        let offered = generated.sent
+        let received = Self.difference(after.received, before.received)
+        let transmitted = Self.difference(after.transmitted, before.transmitted)
+        let arrived = Self.difference(repliesAfter, repliesBefore)
         let reports = server.workerReports
         let calls = reports.reduce(0) { $0 + $1.port.receiveCalls + $1.port.transmitCalls }
         let packets = reports.reduce(0) { $0 + $1.port.receivedPackets }
-        // Disjoint causes that add up to what was offered and not handled: first what the
-        // kernel counted where it dropped, then the rest as lost on the way.
         var known: [(String, UInt64)] = []
         if let xsk = server.xskStatistics {
             known.append(("xsk: no fill-ring frame", xsk.receiveDropped))
             known.append(("xsk: rx ring full", xsk.receiveRingFull))
         } else {
-            known.append(("socket receive buffer full", snmpAfter.receiveBufferErrors &- snmpBefore.receiveBufferErrors))
+            known.append(("socket receive buffer full",
+                          Self.difference(snmpAfter.receiveBufferErrors, snmpBefore.receiveBufferErrors)))
         }
-        var drops: [String: UInt64] = [:]
-        var unexplained = offered > received ? offered - received : 0
-        for (cause, count) in known where count > 0 {
-            let counted = min(count, unexplained)
-            if counted > 0 { drops[cause] = counted }
-            unexplained -= counted
+        var drops = Self.attributeDrops(unhandled: Self.difference(generated.sent, received), known: known,
+                                        remainder: "lost before the backend (veth, backlog)")
+        if scenario == .echo {
+            if received > transmitted { drops["received, not echoed"] = received - transmitted }
+            if transmitted > arrived { drops["echoed, lost on the way back"] = transmitted - arrived }
         }
-        if unexplained > 0 { drops["lost before the backend (veth, backlog)"] = unexplained }
-        if scenario == .echo, received > transmitted { drops["received, not echoed"] = received - transmitted }
         let mode: String
         switch backend {
-        case .socket: mode = "kernel socket"
-        case .uring: mode = "io_uring (plain)"
+        case .socket: mode = configuration.segmentationOffload ? "kernel socket, GSO" : "kernel socket"
+        case .uring: mode = configuration.segmentationOffload ? "io_uring (plain), GSO" : "io_uring (plain)"
         case .xdpNative: mode = "native, \(server.xskMode ?? "copy")"
         case .xdpGeneric: mode = "generic, \(server.xskMode ?? "copy")"
         }
-        return makeCell(backend: backend.rawValue, scenario: scenario, size: size, mode: mode, generated: generated,
-                        handled: handled, workerCPU: workerCPU, drops: drops,
-                        syscallsPerPacket: packets > 0 ? Double(calls) / Double(packets) : nil, latency: latency)
+        return Self.makeCell(
+            backend: backend.rawValue, scenario: scenario, size: size, mode: mode, generated: generated,
+            handled: scenario == .echo ? arrived : received, workerCPU: workerCPU, workerSeconds: wall, drops: drops,
+            syscallsPerPacket: packets > 0 ? Double(calls) / Double(packets) : nil, latency: latency,
+            rateLimited: configuration.rate != nil)
     }
 
-    /// txonly: the backend sends from the server side; `udp_drop` counts what arrives.
+    /// txonly: the backend sends from the server side, one sender per queue; `udp_drop` counts
+    /// what arrives on the client side.
     func measureTransmit(backend: BenchBackend, size: Int) throws -> BenchCell {
         let topology = try requireTopology()
-        guard let replies else { throw RuntimeError("the reply counter is not attached") }
-        let target = IPEndpoint(address: .v4(topology.clientIPv4), port: Self.generatorPort)
-        let source = IPEndpoint(address: .v4(topology.serverIPv4), port: Self.servicePort)
+        let replies = try attachedReplyCounter()
         let payload = size - Self.headerBytes
         let duration = configuration.duration
-        let cpu = configuration.workerCPU
-        let before = replies.counts().packets
+        let pin = report.environment.cpus >= 2 ? configuration.workerCPU : nil
+        let before = try replies.packets()
         let sent: Transmission
         let mode: String
         switch backend {
         case .socket, .uring:
             let useRing = backend == .uring
             mode = useRing ? "io_uring (plain)" : "kernel socket"
-            sent = try TestTopology.run(inNamespace: topology.serverNamespace) {
-                _ = sluice_pin_current_thread(Int32(cpu))
-                let cpuStart = ThreadCPU.current()
+            sent = try onQueues(namespace: topology.serverNamespace, cpu: pin) { queue in
+                let target = IPEndpoint(address: .v4(topology.clientIPv4), port: Self.generatorPort + UInt16(queue))
+                let local = IPEndpoint(address: .v4(topology.serverIPv4), port: 0)
                 let clock = MonotonicTimeSource()
+                let cpuStart = threadCPUNanoseconds()
                 let start = clock.now()
-                let batch = 64
-                let transmitted: UInt64
-                let calls: UInt64
-                if useRing {
-                    let settings = URingUDPConfiguration(listen: IPEndpoint(address: source.address, port: 0))
-                    let pool = try FramePool(frameCount: 1024, frameSize: settings.frameSize(maximumDatagram: payload),
-                                             headroom: DatagramHeader.minimumHeadroom)
-                    var port = try URingUDPPort(configuration: settings, pool: pool, batchCapacity: batch)
-                    transmitted = try PortFlood.run(port: &port, pool: pool, target: target, payloadSize: payload,
-                                                    batchCapacity: batch, until: start + duration)
-                    calls = port.counters.transmitCalls + port.counters.receiveCalls
-                } else {
-                    var settings = UDPSocketConfiguration(listen: IPEndpoint(address: source.address, port: 0))
-                    settings.reusePort = false
-                    let pool = try FramePool(frameCount: 1024, frameSize: settings.frameSize(maximumDatagram: payload),
-                                             headroom: DatagramHeader.minimumHeadroom)
-                    var port = try UDPSocketPort(configuration: settings, pool: pool, batchCapacity: batch)
-                    transmitted = try PortFlood.run(port: &port, pool: pool, target: target, payloadSize: payload,
-                                                    batchCapacity: batch, until: start + duration)
-                    calls = port.counters.transmitCalls + port.counters.receiveCalls
+                let fill = Self.datagram(to: target, payload: payload)
+                /// Floods through `port`, then reports what it sent and the system calls it took.
+                func flood<P: Port & ~Copyable>(_ port: inout P, _ pool: FramePool) throws -> Transmission {
+                    let sent = try UDPLoadClient.flood(port: &port, pool: pool, batchCapacity: PacketBatch.defaultCapacity,
+                                                       until: start + duration, fill: fill)
+                    return Transmission(sent: sent, seconds: Double((clock.now() - start).nanosecondsClamped) / 1e9,
+                                        cpuNanoseconds: Self.difference(threadCPUNanoseconds(), cpuStart),
+                                        calls: port.counters.transmitCalls + port.counters.receiveCalls)
                 }
-                let seconds = Double((clock.now() - start).nanosecondsClamped) / 1e9
-                return Transmission(sent: transmitted, seconds: seconds, cpuNanoseconds: ThreadCPU.current() &- cpuStart,
-                                    calls: calls)
+                if useRing {
+                    let settings = URingUDPConfiguration(listen: local)
+                    let pool = try FramePool(frameCount: 1024, frameSize: settings.frameSize(maximumDatagram: payload),
+                                             headroom: DatagramHeader.minimumHeadroom)
+                    var port = try URingUDPPort(configuration: settings, pool: pool)
+                    return try flood(&port, pool)
+                }
+                var settings = UDPSocketConfiguration(listen: local)
+                settings.reusePort = false
+                let pool = try FramePool(frameCount: 1024, frameSize: settings.frameSize(maximumDatagram: payload),
+                                         headroom: DatagramHeader.minimumHeadroom)
+                var port = try UDPSocketPort(configuration: settings, pool: pool)
+                return try flood(&port, pool)
             }
         case .xdpNative, .xdpGeneric:
             mode = "copy"
-            let mac = topology.clientMAC
-            let interface = topology.serverInterface
-            sent = try TestTopology.run(inNamespace: topology.serverNamespace) {
-                _ = sluice_pin_current_thread(Int32(cpu))
-                let cpuStart = ThreadCPU.current()
-                var settings = XDPTrafficGenerator.Configuration(interface: interface, source: source, destination: target)
-                settings.destinationMAC = mac
+            sent = try onQueues(namespace: topology.serverNamespace, cpu: pin) { queue in
+                var settings = XDPTrafficGenerator.Configuration(
+                    interface: topology.serverInterface,
+                    source: IPEndpoint(address: .v4(topology.serverIPv4), port: Self.servicePort),
+                    destination: IPEndpoint(address: .v4(topology.clientIPv4), port: Self.generatorPort + UInt16(queue)))
+                settings.queue = UInt32(queue)
+                settings.destinationMAC = topology.clientMAC
                 settings.payloadSize = payload
                 settings.duration = duration
                 settings.bindMode = .copy
-                let result = try XDPTrafficGenerator.run(settings)
-                return Transmission(sent: result.sent, seconds: result.seconds,
-                                    cpuNanoseconds: ThreadCPU.current() &- cpuStart, calls: nil)
+                return Transmission(try XDPTrafficGenerator.run(settings))
             }
         }
-        usleep(50_000)
-        let arrived = replies.counts().packets &- before
-        var drops: [String: UInt64] = [:]
-        if sent.sent > arrived { drops["not arrived"] = sent.sent - arrived }
-        let seconds = max(sent.seconds, 1e-9)
-        let handledPPS = Double(arrived) / seconds
-        let backendCPU = Double(sent.cpuNanoseconds) / (seconds * 1e9) * 100
-        // The sender is the backend here: nothing else generates.
+        usleep(Self.settleMicroseconds)
+        let arrived = Self.difference(try replies.packets(), before)
+        let drops = Self.attributeDrops(unhandled: Self.difference(sent.sent, arrived), known: [], remainder: "not arrived")
+        let cpuPercent = sent.cpuPercent
         return BenchCell(
-            backend: backend == .xdpNative || backend == .xdpGeneric ? "xdp" : backend.rawValue, scenario: .txonly,
-            size: size, mode: mode, offeredPPS: Double(sent.sent) / seconds, pps: handledPPS,
+            backend: backend == .socket || backend == .uring ? backend.rawValue : "xdp", scenario: .txonly,
+            size: size, mode: mode, offeredPPS: sent.rate, pps: Double(arrived) / sent.seconds,
             nsPerPacket: arrived > 0 ? Double(sent.cpuNanoseconds) / Double(arrived) : 0,
-            cpuPercent: backendCPU, generatorCPUPercent: backendCPU, generatorBound: false, drops: drops,
+            // The sender is the backend here: no generator of its own.
+            cpuPercent: cpuPercent, generatorCPUPercent: cpuPercent, generatorBound: false, drops: drops,
             syscallsPerPacket: sent.calls.map { sent.sent > 0 ? Double($0) / Double(sent.sent) : 0 })
     }
 
     // MARK: - Pieces
 
+    /// What one or more senders did, summed.
     struct Transmission: Sendable {
         var sent: UInt64
         var seconds: Double
         var cpuNanoseconds: UInt64
         var calls: UInt64?
-        var rate: Double { sent > 0 ? Double(sent) / seconds : 0 }
-        var cpuPercent: Double { Double(cpuNanoseconds) / (seconds * 1e9) * 100 }
-    }
 
-    /// The AF_XDP TX generator, flat out for the configured duration, from the client side.
-    func generate(size: Int) throws -> Transmission {
-        let topology = try requireTopology()
-        var settings = XDPTrafficGenerator.Configuration(
-            interface: topology.clientInterface,
-            source: IPEndpoint(address: .v4(topology.clientIPv4), port: Self.generatorPort),
-            destination: IPEndpoint(address: .v4(topology.serverIPv4), port: Self.servicePort))
-        settings.destinationMAC = topology.serverMAC
-        settings.payloadSize = size - Self.headerBytes
-        settings.duration = configuration.duration
-        settings.bindMode = .copy
-        let cpu = configuration.generatorCPU
-        return try TestTopology.run(inNamespace: topology.clientNamespace) { [settings] in
-            _ = sluice_pin_current_thread(Int32(cpu))
-            let start = ThreadCPU.current()
-            let result = try XDPTrafficGenerator.run(settings)
-            return Transmission(sent: result.sent, seconds: max(result.seconds, 1e-9),
-                                cpuNanoseconds: ThreadCPU.current() &- start, calls: nil)
+        init(sent: UInt64, seconds: Double, cpuNanoseconds: UInt64, calls: UInt64?) {
+            self.sent = sent
+            self.seconds = max(seconds, 1e-9)
+            self.cpuNanoseconds = cpuNanoseconds
+            self.calls = calls
+        }
+
+        init(_ report: UDPLoadReport) {
+            self.init(sent: report.sent, seconds: report.seconds, cpuNanoseconds: report.senderCPUNanoseconds ?? 0, calls: nil)
+        }
+
+        var rate: Double { Double(sent) / seconds }
+        /// Percent of one core (above 100 with several senders).
+        var cpuPercent: Double { Double(cpuNanoseconds) / (seconds * 1e9) * 100 }
+
+        static func + (a: Transmission, b: Transmission) -> Transmission {
+            Transmission(sent: a.sent + b.sent, seconds: max(a.seconds, b.seconds),
+                         cpuNanoseconds: a.cpuNanoseconds + b.cpuNanoseconds,
+                         calls: a.calls.flatMap { x in b.calls.map { x + $0 } })
         }
     }
 
-    func makeCell(backend: String, scenario: BenchScenario, size: Int, mode: String, generated: Transmission,
-                  handled: UInt64, workerCPU: UInt64, drops: [String: UInt64], syscallsPerPacket: Double?,
-                  latency: BenchLatency?) -> BenchCell {
-        let pps = Double(handled) / generated.seconds
-        // The generator is the bottleneck when it ran flat out and the backend took all it got.
-        let generatorBound = generated.cpuPercent >= 95 && Double(handled) >= 0.97 * Double(generated.sent)
+    /// The generator, flat out or at the configured rate, for the configured duration from the
+    /// client side: one flow per queue, each from its own source port.
+    func generate(size: Int) throws -> Transmission {
+        let topology = try requireTopology()
+        let duration = configuration.duration
+        let generator = configuration.generator
+        let rate = configuration.rate.map { max(1, $0 / configuration.queues) }
+        let pin = report.environment.cpus >= 2 ? configuration.generatorCPU : nil
+        let destination = IPEndpoint(address: .v4(topology.serverIPv4), port: Self.servicePort)
+        let payload = size - Self.headerBytes
+        return try onQueues(namespace: topology.clientNamespace, cpu: pin) { queue in
+            let source = IPEndpoint(address: .v4(topology.clientIPv4), port: Self.generatorPort + UInt16(queue))
+            switch generator {
+            case .xdp:
+                var settings = XDPTrafficGenerator.Configuration(interface: topology.clientInterface, source: source,
+                                                                 destination: destination)
+                settings.queue = UInt32(queue)
+                settings.destinationMAC = topology.serverMAC
+                settings.payloadSize = payload
+                settings.duration = duration
+                settings.rate = rate
+                settings.bindMode = .copy
+                return Transmission(try XDPTrafficGenerator.run(settings))
+            case .socket:
+                var settings = UDPSocketConfiguration(listen: source)
+                settings.reusePort = false
+                let pool = try FramePool(frameCount: 1024, frameSize: settings.frameSize(maximumDatagram: payload),
+                                         headroom: DatagramHeader.minimumHeadroom)
+                var port = try UDPSocketPort(configuration: settings, pool: pool)
+                let clock = MonotonicTimeSource()
+                let cpuStart = threadCPUNanoseconds()
+                let start = clock.now()
+                let sent = try UDPLoadClient.flood(port: &port, pool: pool, batchCapacity: PacketBatch.defaultCapacity,
+                                                   until: start + duration, rate: rate,
+                                                   fill: Self.datagram(to: destination, payload: payload))
+                return Transmission(sent: sent, seconds: Double((clock.now() - start).nanosecondsClamped) / 1e9,
+                                    cpuNanoseconds: Self.difference(threadCPUNanoseconds(), cpuStart), calls: nil)
+            }
+        }
+    }
+
+    /// Runs `body(queue)` for every queue at once, each on a thread of its own in `namespace`
+    /// (pinned to `cpu` when given), and sums what they report.
+    func onQueues(namespace: String, cpu: Int?,
+                  _ body: @escaping @Sendable (Int) throws -> Transmission) throws -> Transmission {
+        let results = Mutex<[Result<Transmission, any Error>]>([])
+        var threads: [WorkerThread] = []
+        for queue in 0..<configuration.queues {
+            threads.append(try WorkerThread(name: "sluice-gen\(queue)") {
+                let result = Result {
+                    try TestTopology.run(inNamespace: namespace) {
+                        if let cpu { _ = sluice_pin_current_thread(Int32(cpu)) }
+                        return try body(queue)
+                    }
+                }
+                results.withLock { $0.append(result) }
+            })
+        }
+        for thread in threads { thread.join() }
+        let all = try results.withLock { $0 }.map { try $0.get() }
+        guard let first = all.first else { throw RuntimeError("no sender ran") }
+        return all.dropFirst().reduce(first, +)
+    }
+
+    /// Fills a datagram port's frame: `payload` bytes (left as they are) to `target`.
+    static func datagram(to target: IPEndpoint, payload: Int) -> (inout Packet, UInt64) -> Void {
+        { packet, _ in
+            packet.length = payload
+            DatagramHeader.store(target, sockaddrAt: packet.frameStart + DatagramHeader.peerOffset, mapIPv4: false)
+            DatagramHeader(frameStart: packet.frameStart).local = IPEndpoint(address: .v4(.any), port: 0)
+        }
+    }
+
+    /// `udp_drop` on the client's interface, attached on first use: replies and txonly traffic
+    /// to the generator's ports are counted there.
+    func attachedReplyCounter() throws -> XDPDropCounter {
+        if let replyCounter { return replyCounter }
+        let topology = try requireTopology()
+        let ports = (0..<configuration.queues).map { Self.generatorPort + UInt16($0) }
+        let counter = try TestTopology.run(inNamespace: topology.clientNamespace) {
+            try XDPDropCounter(interface: topology.clientInterface, mode: .native, ports: ports)
+        }
+        replyCounter = counter
+        return counter
+    }
+
+    /// A cell from what was measured; rates over the generator's time, CPU over the worker's.
+    static func makeCell(backend: String, scenario: BenchScenario, size: Int, mode: String, generated: Transmission,
+                         handled: UInt64, workerCPU: UInt64, workerSeconds: Double, drops: [String: UInt64],
+                         syscallsPerPacket: Double?, latency: BenchLatency?, rateLimited: Bool = false) -> BenchCell {
+        // The generator set the rate when it ran flat out (or at a fixed rate) and the backend
+        // took all it got.
+        let generatorBound = (rateLimited || generated.cpuPercent >= 95) && Double(handled) >= 0.97 * Double(generated.sent)
         return BenchCell(
-            backend: backend, scenario: scenario, size: size, mode: mode, offeredPPS: generated.rate, pps: pps,
+            backend: backend, scenario: scenario, size: size, mode: mode, offeredPPS: generated.rate,
+            pps: Double(handled) / generated.seconds,
             nsPerPacket: handled > 0 ? Double(workerCPU) / Double(handled) : 0,
-            cpuPercent: Double(workerCPU) / (generated.seconds * 1e9) * 100,
+            cpuPercent: workerSeconds > 0 ? Double(workerCPU) / (workerSeconds * 1e9) * 100 : 0,
             generatorCPUPercent: generated.cpuPercent, generatorBound: generatorBound, drops: drops,
             syscallsPerPacket: syscallsPerPacket, latency: latency)
     }
 
-    /// Ratios to the socket backend (same scenario and size) and to the ceiling (same size; the
-    /// generic ceiling for generic XDP, the native one for everything else).
-    func fillRatios() {
-        for index in report.cells.indices {
-            let cell = report.cells[index]
+    /// Splits `unhandled` packets over the `known` causes in order, each capped by what is left,
+    /// and puts the rest under `remainder`: disjoint causes that add up to `unhandled`.
+    static func attributeDrops(unhandled: UInt64, known: [(cause: String, count: UInt64)],
+                               remainder: String) -> [String: UInt64] {
+        var drops: [String: UInt64] = [:]
+        var left = unhandled
+        for (cause, count) in known {
+            let counted = min(count, left)
+            if counted > 0 { drops[cause] = counted }
+            left -= counted
+        }
+        if left > 0 { drops[remainder] = left }
+        return drops
+    }
+
+    /// The cells with their ratios to the socket backend (same scenario and size) and to the
+    /// ceiling (same size; the generic ceiling for generic XDP, the native one for the rest).
+    /// Cells and baselines that were not measured get none.
+    static func withRatios(_ cells: [BenchCell], baselines: [BenchBaseline]) -> [BenchCell] {
+        cells.map { cell in
+            var cell = cell
+            guard cell.note == nil else { return cell }
             if cell.backend != BenchBackend.socket.rawValue,
-               let socket = report.cells.first(where: { $0.backend == "socket" && $0.scenario == cell.scenario && $0.size == cell.size }),
-               socket.pps > 0 {
-                report.cells[index].ratioToSocket = cell.pps / socket.pps
+               let socket = cells.first(where: { $0.backend == "socket" && $0.scenario == cell.scenario && $0.size == cell.size }),
+               socket.note == nil, socket.pps > 0 {
+                cell.ratioToSocket = cell.pps / socket.pps
             }
-            guard cell.scenario != .txonly else { continue }
-            let name = cell.backend == BenchBackend.xdpGeneric.rawValue ? "xdp-drop-generic" : "xdp-drop-native"
-            if let ceiling = report.baselines.first(where: { $0.name == name && $0.size == cell.size }), ceiling.pps > 0 {
-                report.cells[index].ratioToCeiling = cell.pps / ceiling.pps
+            if cell.scenario != .txonly {
+                let name = cell.backend == BenchBackend.xdpGeneric.rawValue ? "xdp-drop-generic" : "xdp-drop-native"
+                if let ceiling = baselines.first(where: { $0.name == name && $0.size == cell.size }), ceiling.pps > 0 {
+                    cell.ratioToCeiling = cell.pps / ceiling.pps
+                }
             }
+            return cell
         }
     }
+
+    /// `a - b` for counters that only grow, 0 if a thread or counter went away in between.
+    static func difference(_ a: UInt64, _ b: UInt64) -> UInt64 { a > b ? a - b : 0 }
 
     func requireTopology() throws -> TestTopology {
         guard let topology else { throw RuntimeError("the bench topology is not up") }
         return topology
     }
 
-    /// The largest UDP payload of the largest frame a cell may use.
-    static let sizeRangeUpperPayload = BenchConfiguration.sizeRange.upperBound - headerBytes
-
+    /// `uname -r`.
     static func kernelRelease() -> String {
         var name = utsname()
         uname(&name)
         return withUnsafeBytes(of: name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
     }
 
+    /// Now, as ISO 8601 in UTC.
     static func timestamp() -> String {
         var now = time(nil)
         var parts = tm()
@@ -421,6 +559,7 @@ public final class BenchRunner {
 
 /// The UDP counters of `/proc/net/snmp` in the calling thread's network namespace.
 struct UDPStatistics: Sendable {
+    /// `RcvbufErrors`: datagrams dropped because a socket's receive buffer was full.
     var receiveBufferErrors: UInt64 = 0
 
     static func read() -> UDPStatistics {

@@ -5,15 +5,8 @@ import CSluice
 import Histogram
 import Sluice
 
-/// CPU time of threads, for the cost per packet and the "who was the bottleneck" question.
+/// CPU time of the workers, for the cost per packet and the "who was the bottleneck" question.
 enum ThreadCPU {
-    /// The calling thread's CPU time, in nanoseconds.
-    static func current() -> UInt64 {
-        var spec = timespec()
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &spec)
-        return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
-    }
-
     /// CPU time in nanoseconds of this process's threads whose name starts with `prefix`
     /// (`/proc/self/task/*/stat`, user plus system, at the kernel's tick resolution).
     static func threads(named prefix: String) -> UInt64 {
@@ -105,28 +98,5 @@ enum LatencyProbe {
         return BenchLatency(ratePPS: Double(rate), samples: Int(histogram.totalCount), lost: max(0, sent - received),
                             p50Microseconds: microseconds(50), p99Microseconds: microseconds(99),
                             p999Microseconds: microseconds(99.9))
-    }
-}
-
-/// Transmit-only through any datagram port (socket or io_uring): fills every free frame of a
-/// batch with the same datagram to `target` and hands the batch over, until the deadline.
-enum PortFlood {
-    /// - Returns: datagrams the port reports transmitted.
-    static func run<P: Port & ~Copyable>(port: inout P, pool: FramePool, target: IPEndpoint, payloadSize: Int,
-                             batchCapacity: Int, until deadline: Instant) throws -> UInt64 {
-        var batch = PacketBatch(pool: pool, capacity: batchCapacity)
-        let clock = MonotonicTimeSource()
-        while clock.now() < deadline {
-            _ = port.reclaim()
-            while let index = batch.appendNewFrame() {
-                batch[index].length = payloadSize
-                DatagramHeader.store(target, sockaddrAt: batch[index].frameStart + DatagramHeader.peerOffset, mapIPv4: false)
-                DatagramHeader(frameStart: batch[index].frameStart).local = IPEndpoint(address: .v4(.any), port: 0)
-            }
-            try port.transmit(&batch)
-        }
-        let settle = clock.now() + .milliseconds(100)
-        while port.framesHeld > 0, clock.now() < settle { _ = port.reclaim() }
-        return port.counters.transmittedPackets
     }
 }

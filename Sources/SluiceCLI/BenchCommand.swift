@@ -6,9 +6,11 @@ import CSluice
 import Foundation
 import Sluice
 import SluiceBench
+import Synchronization
 
 extension BenchBackend: ExpressibleByArgument {}
 extension BenchScenario: ExpressibleByArgument {}
+extension BenchGenerator: ExpressibleByArgument {}
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -32,11 +34,20 @@ struct Bench: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Scenarios: \(BenchScenario.allCases.map(\.rawValue).joined(separator: ", ")).")
     var scenarios: [BenchScenario] = BenchScenario.allCases
 
-    @Option(help: "Queues (and workers) per backend.")
+    @Option(help: "Queues of the veth pair, and workers per backend; the generator sends one flow per queue.")
     var queues: Int = 1
 
     @Option(help: "Requests per second of the latency run after each echo cell.")
     var latencyRate: Int = 20_000
+
+    @Option(help: "Traffic generator: xdp (AF_XDP TX blaster) or socket (kernel sendmmsg).")
+    var generator: BenchGenerator = .xdp
+
+    @Option(help: "Packets per second the generator offers in all (default: flat out).")
+    var rate: Int?
+
+    @Flag(help: "UDP GSO for the socket and io_uring backends' replies (one sendmsg per run of equal-size datagrams to one peer).")
+    var gso = false
 
     @Option(help: "Write the report as JSON to this file (schema: Benchmarks/sluice-bench.schema.json).")
     var json: String?
@@ -48,12 +59,13 @@ struct Bench: ParsableCommand {
     var suffix: String?
 
     func validate() throws {
-        guard duration > 0, duration <= 600 else { throw ValidationError("--duration must be above 0 and at most 600 seconds") }
+        guard duration >= 0.1, duration <= 600 else { throw ValidationError("--duration must be 0.1 to 600 seconds") }
         let sizes: [Int] = try parseNumberList(sizes, of: "size")
         guard !sizes.isEmpty, sizes.allSatisfy({ BenchConfiguration.sizeRange.contains($0) }) else {
             throw ValidationError("--sizes must be frame sizes from \(BenchConfiguration.sizeRange.lowerBound) to \(BenchConfiguration.sizeRange.upperBound)")
         }
-        guard (1...64).contains(queues) else { throw ValidationError("--queues must be 1 to 64") }
+        guard (1...16).contains(queues) else { throw ValidationError("--queues must be 1 to 16") }
+        if let rate, !(1_000...100_000_000).contains(rate) { throw ValidationError("--rate must be 1000 to 100000000 packets/s") }
         guard (100...1_000_000).contains(latencyRate) else { throw ValidationError("--latency-rate must be 100 to 1000000") }
         guard geteuid() == 0 else {
             throw ValidationError("sluice bench makes network namespaces and attaches XDP programs: run it as root")
@@ -69,8 +81,13 @@ struct Bench: ParsableCommand {
         configuration.scenarios = scenarios
         configuration.queues = queues
         configuration.latencyRate = latencyRate
+        configuration.segmentationOffload = gso
+        configuration.generator = generator
+        configuration.rate = rate
         if let suffix { configuration.suffix = suffix }
         let interactive = isatty(1) != 0
+        let cleanup = InterruptCleanup(suffix: configuration.suffix)
+        defer { cleanup.finish() }
         let runner = BenchRunner(configuration: configuration) { line in
             if interactive {
                 print("\r\u{1B}[2K" + line, terminator: "")
@@ -97,5 +114,34 @@ struct Bench: ParsableCommand {
             try Data(report.svg().utf8).write(to: URL(fileURLWithPath: svg))
             print("SVG: \(svg)")
         }
+    }
+}
+
+/// Removes the run's namespaces (and with their veth pair, every XDP program on it) when the
+/// user interrupts `sluice bench`, then exits 130: a `defer` does not run on a signal.
+final class InterruptCleanup: Sendable {
+    private final class Flag: Sendable { let raised = Atomic<Bool>(false) }
+    private let done = Flag()
+    private let watcher: WorkerThread?
+
+    init(suffix: String) {
+        // Blocked before any worker or generator thread exists, so only the watcher takes them.
+        SignalWaiter.block([SIGINT, SIGTERM])
+        let done = self.done
+        watcher = try? WorkerThread(name: "sluice-signals") {
+            let signals = SignalWaiter([SIGINT, SIGTERM])
+            while !done.raised.load(ordering: .relaxed) {
+                guard let signal = signals.wait(for: .milliseconds(200)) else { continue }
+                writeToStandardError("\nsluice bench: \(signal == SIGINT ? "SIGINT" : "SIGTERM"), removing sluice-s\(suffix) and sluice-c\(suffix)\n")
+                TestTopology.destroy(suffix: suffix)
+                _exit(130)
+            }
+        }
+    }
+
+    /// The run is over (its own cleanup ran): stop watching.
+    func finish() {
+        done.raised.store(true, ordering: .relaxed)
+        watcher?.join()
     }
 }

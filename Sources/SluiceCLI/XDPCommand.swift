@@ -1,4 +1,5 @@
 import ArgumentParser
+import SluiceCore
 import SluiceXDP
 #if canImport(Glibc)
 import Glibc
@@ -34,8 +35,7 @@ func reporting<T>(_ body: () throws(XDPError) -> T) throws -> T {
     do {
         return try body()
     } catch {
-        var line = "sluice: error: \(error)\n"
-        line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+        writeToStandardError("sluice: error: \(error)\n")
         throw ExitCode(1)
     }
 }

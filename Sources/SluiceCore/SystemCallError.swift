@@ -22,3 +22,10 @@ extension SystemCallError {
         return text
     }
 }
+
+/// Writes `text` to standard error in one write(2), so lines from several threads do not mix
+/// and a progress line on standard output is left alone.
+public func writeToStandardError(_ text: String) {
+    var text = text
+    text.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
+}

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// An IPv4 address, held as the 32-bit number its four bytes spell in network order
 /// (198.18.0.1 is `0xC612_0001`).
 public struct IPv4Address: Hashable, Sendable, Comparable, CustomStringConvertible {
@@ -202,6 +206,16 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
             self = .v6(a)
         } else {
             return nil
+        }
+    }
+
+    /// The socket address family: `AF_INET` for IPv4, `AF_INET6` for IPv6 (an IPv4-mapped IPv6
+    /// address included; see ``unmapped``).
+    @inlinable
+    public var family: Int32 {
+        switch self {
+        case .v4: Int32(AF_INET)
+        case .v6: Int32(AF_INET6)
         }
     }
 

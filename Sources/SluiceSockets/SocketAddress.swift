@@ -5,11 +5,11 @@ import SluiceCore
 import SluicePackets
 import SluiceUDP
 
-/// Converts between ``IPEndpoint`` and the kernel's `sockaddr` forms.
-enum SocketAddress {
+/// Converts between ``IPEndpoint`` and the kernel's `sockaddr` forms (shared with SluiceURing's sockets).
+package enum SocketAddress {
     /// Calls `body` with `endpoint` as a `sockaddr` (IPv4 mapped into IPv6 when `family` is `AF_INET6`).
-    static func with<R>(_ endpoint: IPEndpoint, family: Int32,
-                        _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
+    package static func with<R>(_ endpoint: IPEndpoint, family: Int32,
+                                _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
         var storage = sockaddr_storage()
         return withUnsafeMutableBytes(of: &storage) { raw in
             DatagramHeader.store(endpoint, sockaddrAt: raw.baseAddress!, mapIPv4: family == AF_INET6)
@@ -24,7 +24,7 @@ enum SocketAddress {
     }
 
     /// The address a socket is bound to.
-    static func localEndpoint(of descriptor: Int32) -> IPEndpoint? {
+    package static func localEndpoint(of descriptor: Int32) -> IPEndpoint? {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let ok = withUnsafeMutablePointer(to: &storage) {
@@ -32,14 +32,6 @@ enum SocketAddress {
         }
         guard ok else { return nil }
         return withUnsafeBytes(of: &storage) { endpoint(from: $0.baseAddress!) }
-    }
-}
-
-/// A `setsockopt` for an `Int32` option, throwing a ``SocketError`` that names it.
-func setOption(_ descriptor: Int32, _ level: Int32, _ name: Int32, _ value: Int32, _ label: String) throws(SocketError) {
-    var v = value
-    guard setsockopt(descriptor, level, name, &v, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
-        throw SocketError(operation: "setsockopt(\(label))", errno: errno)
     }
 }
 

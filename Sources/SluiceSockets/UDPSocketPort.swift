@@ -80,11 +80,7 @@ public struct UDPSocketPort: Port, ~Copyable {
                 batchCapacity: Int = PacketBatch.defaultCapacity) throws(SocketError) {
         precondition(pool.headroom >= DatagramHeader.minimumHeadroom,
                      "a datagram pool needs \(DatagramHeader.minimumHeadroom) bytes of headroom")
-        let family: Int32
-        switch configuration.listen.address {
-        case .v4: family = AF_INET
-        case .v6: family = AF_INET6
-        }
+        let family = configuration.listen.address.family
         let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SocketError(operation: "socket(UDP)", errno: errno) }
         do throws(SocketError) {
@@ -122,28 +118,9 @@ public struct UDPSocketPort: Port, ~Copyable {
     }
 
     static func configure(_ fd: Int32, family: Int32, configuration: UDPSocketConfiguration) throws(SocketError) {
-        if configuration.reusePort { try setOption(fd, SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT") }
-        if family == AF_INET6 {
-            let dualStack: Int32 = configuration.listen.address == .v6(.any) ? 0 : 1
-            try setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, dualStack, "IPV6_V6ONLY")
-            // Also reports IPv4 datagrams on a dual-stack socket, as IPv4-mapped addresses.
-            try setOption(fd, Int32(IPPROTO_IPV6), IPV6_RECVPKTINFO, 1, "IPV6_RECVPKTINFO")
-        } else {
-            try setOption(fd, Int32(IPPROTO_IP), IP_PKTINFO, 1, "IP_PKTINFO")
-        }
-        if configuration.receiveOffload {
-            try setOption(fd, Int32(IPPROTO_UDP), sluice_UDP_GRO, 1, "UDP_GRO")
-        }
-        if let bytes = configuration.socketBufferBytes {
-            let size = Int32(clamping: bytes)
-            // The FORCE variants pass the sysctl caps when privileged; fall back to the capped ones.
-            if (try? setOption(fd, SOL_SOCKET, SO_RCVBUFFORCE, size, "SO_RCVBUFFORCE")) == nil {
-                try setOption(fd, SOL_SOCKET, SO_RCVBUF, size, "SO_RCVBUF")
-            }
-            if (try? setOption(fd, SOL_SOCKET, SO_SNDBUFFORCE, size, "SO_SNDBUFFORCE")) == nil {
-                try setOption(fd, SOL_SOCKET, SO_SNDBUF, size, "SO_SNDBUF")
-            }
-        }
+        try configureDatagramSocket(fd, family: family, listen: configuration.listen, reusePort: configuration.reusePort,
+                                    receiveOffload: configuration.receiveOffload,
+                                    socketBufferBytes: configuration.socketBufferBytes)
         var timeout = timeval(
             tv_sec: Int(configuration.receiveTimeout.components.seconds),
             tv_usec: Int(configuration.receiveTimeout.components.attoseconds / 1_000_000_000_000))

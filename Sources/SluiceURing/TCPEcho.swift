@@ -65,7 +65,7 @@ public struct TCPEchoReport: Sendable, CustomStringConvertible {
             "  received \(counters.receivedBytes) bytes in \(counters.receivedChunks) chunks (\(String(format1: rate)) MB/s), "
                 + "sent \(counters.sentBytes) bytes in \(counters.sends) sends (\(counters.zeroCopySends) zero-copy)",
             "  io_uring_enter calls: \(enterCalls), receive pauses: \(counters.receivePauses), re-arms for want of buffers: \(counters.receiveStarved), "
-                + "cancelled at close: \(counters.cancelled)",
+                + "accept pauses for want of descriptors: \(counters.acceptPauses), cancelled at close: \(counters.cancelled)",
         ]
         lines.append(frames.isBalanced && operationsInFlight == 0
                      ? "  frames: all returned to their pool"

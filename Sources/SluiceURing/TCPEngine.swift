@@ -4,6 +4,7 @@ import Glibc
 import CSluice
 import SluiceCore
 import SluicePackets
+import SluiceSockets
 
 /// How a ``TCPEngine`` is sized and which ring it runs on.
 public struct TCPEngineConfiguration: Sendable {
@@ -124,6 +125,9 @@ public struct TCPEngineCounters: Sendable, Equatable {
     public var cancelled: UInt64 = 0
     /// Times receiving paused: a connection queued too much to send, or its reader fell behind.
     public var receivePauses: UInt64 = 0
+    /// Times a listener stopped accepting because the process ran out of descriptors
+    /// (`EMFILE`/`ENFILE`); it accepts again once one of the engine's descriptors closes.
+    public var acceptPauses: UInt64 = 0
 
     public init() {}
 }
@@ -166,6 +170,11 @@ public final class TCPEngine {
     var sendsInFlight = 0
     /// Connections whose multishot receive stopped for want of buffers.
     var starved: [UInt32]
+    /// Listeners whose accept stopped for want of descriptors (slot indices; see ``Slot/acceptPaused``).
+    var pausedListeners: [UInt32]
+    /// Why the ring stopped taking submissions; once set, the engine is broken for good and
+    /// ``poll(_:timeout:)`` throws it.
+    var ringFailure: TCPError?
     /// Operations submitted whose last completion has not come yet (doorbell included).
     public private(set) var operationsInFlight = 0
     /// Frames this engine holds outside the pool and the buffer ring: queued and in-flight sends.
@@ -209,8 +218,10 @@ public final class TCPEngine {
         sendWaiters.reserveCapacity(configuration.maximumConnections)
         starved = []
         starved.reserveCapacity(configuration.maximumConnections)
+        pausedListeners = []
+        pausedListeners.reserveCapacity(configuration.maximumConnections)
         usesMultishotReceive = configuration.multishotReceive
-        refillReceiveBuffers()
+        try refillReceiveBuffers()
     }
 
     deinit {
@@ -231,19 +242,32 @@ public final class TCPEngine {
             Glibc.close(fd)
             throw TCPError(operation: "listen(\(endpoint))", errno: EMFILE)
         }
-        armAccept(slot)
-        return (id(slot), TCPSocket.localEndpoint(of: fd) ?? endpoint)
+        do {
+            try armAccept(slot)
+        } catch {
+            freeSlot(slot)
+            Glibc.close(fd)
+            throw error
+        }
+        return (id(slot), SocketAddress.localEndpoint(of: fd) ?? endpoint)
     }
 
     /// Starts connecting to `endpoint`; ``TCPEngineDelegate/connected(_:error:engine:)`` says how it went.
     public func connect(to endpoint: IPEndpoint) throws(TCPError) -> TCPConnectionID {
-        let fd = try TCPSocket.make(family: endpoint.family)
+        let fd = try TCPSocket.make(family: endpoint.address.family)
         guard let slot = allocateSlot(fd: fd, kind: .connecting) else {
             Glibc.close(fd)
             throw TCPError(operation: "connect(\(endpoint))", errno: EMFILE)
         }
         TCPSocket.store(endpoint, into: &slots[Int(slot)].peer)
-        let sqe = submission()
+        let sqe: UnsafeMutablePointer<io_uring_sqe>
+        do {
+            sqe = try submission()
+        } catch {
+            freeSlot(slot)
+            Glibc.close(fd)
+            throw error
+        }
         withUnsafePointer(to: &slots[Int(slot)].peer) { raw in
             raw.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 io_uring_prep_connect(sqe, fd, $0, TCPSocket.length(of: endpoint))
@@ -257,11 +281,18 @@ public final class TCPEngine {
     /// The address of the connection's peer, or its bound address for a listener.
     public func localEndpoint(of connection: TCPConnectionID) -> IPEndpoint? {
         guard let slot = live(connection) else { return nil }
-        return TCPSocket.localEndpoint(of: slots[Int(slot)].fd)
+        return SocketAddress.localEndpoint(of: slots[Int(slot)].fd)
     }
 
     /// True while `connection` names an open connection or listener.
     public func isOpen(_ connection: TCPConnectionID) -> Bool { live(connection) != nil }
+
+    /// True while `connection` is connected and its write side is neither shut nor about to be
+    /// (by ``shutdownWrite(_:)`` or a close): what ``send(_:on:)`` needs to take a frame.
+    public func isWritable(_ connection: TCPConnectionID) -> Bool {
+        guard let slot = live(connection) else { return false }
+        return slots[Int(slot)].writable
+    }
 
     /// Frames `connection` holds for sending: queued, in flight, or sent zero-copy and awaiting the
     /// kernel's notification. On loopback a zero-copy frame stays pinned until the peer's window
@@ -307,10 +338,12 @@ public final class TCPEngine {
         slots[s].sendTail = index
         slots[s].queued += 1
         slots[s].held += 1
-        if slots[s].held > configuration.maximumQueuedPerConnection, slots[s].receiving, !slots[s].receivePaused {
-            pauseReceive(slot)
+        deferringRingFailure {
+            if slots[s].held > configuration.maximumQueuedPerConnection, slots[s].receiving, !slots[s].receivePaused {
+                try pauseReceive(slot)
+            }
+            try kick(slot)
         }
-        kick(slot)
         return true
     }
 
@@ -318,7 +351,7 @@ public final class TCPEngine {
     public func shutdownWrite(_ connection: TCPConnectionID) {
         guard let slot = live(connection), slots[Int(slot)].writable else { return }
         slots[Int(slot)].wantShutdownWrite = true
-        kick(slot)
+        deferringRingFailure { try kick(slot) }
     }
 
     /// Closes `connection` once everything queued has been sent (`abort`: now, dropping queued data
@@ -328,10 +361,12 @@ public final class TCPEngine {
         guard let slot = live(connection) else { return }
         // Listeners and connections still connecting have nothing to finish: they close at once.
         if abort || slots[Int(slot)].kind != .open {
-            if !slots[Int(slot)].closeSubmitted { abortConnection(slot, error: nil) }
+            if !slots[Int(slot)].closeSubmitted {
+                deferringRingFailure { try abortConnection(slot, error: nil) }
+            }
         } else {
             slots[Int(slot)].wantClose = true
-            kick(slot)
+            deferringRingFailure { try kick(slot) }
         }
     }
 
@@ -339,14 +374,16 @@ public final class TCPEngine {
     public func pauseReceiving(_ connection: TCPConnectionID) {
         guard let slot = live(connection), slots[Int(slot)].kind == .open else { return }
         slots[Int(slot)].userPaused = true
-        if slots[Int(slot)].receiving, !slots[Int(slot)].receivePaused { pauseReceive(slot) }
+        if slots[Int(slot)].receiving, !slots[Int(slot)].receivePaused {
+            deferringRingFailure { try pauseReceive(slot) }
+        }
     }
 
     /// Receives again on a connection paused by ``pauseReceiving(_:)``.
     public func resumeReceiving(_ connection: TCPConnectionID) {
         guard let slot = live(connection) else { return }
         slots[Int(slot)].userPaused = false
-        maybeRearmReceive(slot)
+        deferringRingFailure { try maybeRearmReceive(slot) }
     }
 
     // MARK: - Cross-thread doorbell
@@ -362,14 +399,14 @@ public final class TCPEngine {
             _ = fcntl(ends[1], F_SETFL, O_NONBLOCK)
             doorbell = ends[0]
             doorbellWriter = ends[1]
-            armDoorbell()
+            try armDoorbell()
         }
         return doorbellWriter
     }
 
-    func armDoorbell() {
+    func armDoorbell() throws(TCPError) {
         guard doorbell >= 0, !doorbellArmed, !shuttingDown else { return }
-        let sqe = submission()
+        let sqe = try submission()
         io_uring_prep_read(sqe, doorbell, doorbellValue, 64, 0)
         sqe.pointee.user_data = Tag(op: .doorbell, slot: 0, generation: 0).rawValue
         doorbellArmed = true
@@ -382,29 +419,37 @@ public final class TCPEngine {
     /// least one completion, and hands every completion to `delegate`.
     ///
     /// - Returns: the number of completions handled.
+    /// - Throws: ``TCPError`` when the ring fails, here or while serving an earlier request. The
+    ///   engine is broken then: every later call throws the same error, and ``shutdown(_:timeout:)``
+    ///   returns at once, its tally showing what stayed in flight.
     @discardableResult
     public func poll<D: TCPEngineDelegate>(_ delegate: inout D, timeout: Duration?) throws(TCPError) -> Int {
+        if let ringFailure { throw ringFailure }
         do {
             _ = try ring.submitAndWait(minimumCompletions: 1, timeout: timeout)
         } catch {
             if error.errno != ETIME && error.errno != EINTR && error.errno != EBUSY && error.errno != EAGAIN {
-                throw TCPError(operation: "io_uring_enter (\(error.operation))", errno: error.errno)
+                let failure = TCPError(operation: "io_uring_enter (\(error.operation))", errno: error.errno)
+                ringFailure = failure
+                throw failure
             }
         }
         var handled = 0
         while true {
             let n = ring.drainCompletions { completion in
-                handle(completion, &delegate)
+                deferringRingFailure { try handle(completion, &delegate) }
             }
             handled += n
             if n == 0 { break }
         }
-        refillReceiveBuffers()
+        deferringRingFailure { try refillReceiveBuffers() }
+        if let ringFailure { throw ringFailure }
         return handled
     }
 
     /// Submits pending operations without waiting.
     public func flush() throws(TCPError) {
+        if let ringFailure { throw ringFailure }
         do { _ = try ring.submit() } catch {
             throw TCPError(operation: "io_uring_enter (\(error.operation))", errno: error.errno)
         }
@@ -417,18 +462,21 @@ public final class TCPEngine {
     @discardableResult
     public func shutdown<D: TCPEngineDelegate>(_ delegate: inout D, timeout: Duration = .seconds(5)) -> FrameTally {
         shuttingDown = true
-        for index in slots.indices where slots[index].kind != .free && !slots[index].closeSubmitted {
-            abortConnection(UInt32(index), error: nil)
-        }
-        if doorbellArmed {
-            let sqe = submission()
-            io_uring_prep_cancel64(sqe, Tag(op: .doorbell, slot: 0, generation: 0).rawValue, 0)
-            sqe.pointee.user_data = Tag(op: .engineCancel, slot: 0, generation: 0).rawValue
-            operationsInFlight += 1
+        deferringRingFailure {
+            for index in slots.indices where slots[index].kind != .free && !slots[index].closeSubmitted {
+                try abortConnection(UInt32(index), error: nil)
+            }
+            if doorbellArmed {
+                let sqe = try submission()
+                io_uring_prep_cancel64(sqe, Tag(op: .doorbell, slot: 0, generation: 0).rawValue, 0)
+                sqe.pointee.user_data = Tag(op: .engineCancel, slot: 0, generation: 0).rawValue
+                operationsInFlight += 1
+            }
         }
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
-        while operationsInFlight > 0, clock.now < deadline {
+        // A broken ring completes nothing more: what is in flight stays there (the tally says so).
+        while operationsInFlight > 0, ringFailure == nil, clock.now < deadline {
             _ = try? poll(&delegate, timeout: .milliseconds(50))
         }
         return tally()
@@ -472,16 +520,26 @@ public final class TCPEngine {
         freeSlots.append(slot)
     }
 
-    /// The next submission entry; submits to make room when the queue is full.
-    func submission() -> UnsafeMutablePointer<io_uring_sqe> {
-        if let sqe = try? ring.nextSubmission() { return sqe }
-        _ = try? ring.submit()
-        while true {
-            if let sqe = try? ring.nextSubmission() { return sqe }
-            // SQPOLL: the kernel thread has not consumed the queue yet.
-            _ = try? ring.submit()
-            sched_yield()
+    /// The next submission entry. When the queue is full the ring submits to make room (and
+    /// under SQPOLL waits for its thread), retrying a bounded number of times; a ring that still
+    /// cannot give an entry is broken: the error is kept in ``ringFailure`` and thrown, here and by
+    /// every later submission and ``poll(_:timeout:)``.
+    func submission() throws(TCPError) -> UnsafeMutablePointer<io_uring_sqe> {
+        if let ringFailure { throw ringFailure }
+        do {
+            return try ring.nextSubmission()
+        } catch {
+            let failure = TCPError(operation: "io_uring submission (\(error.operation))", errno: error.errno, hint: error.hint)
+            ringFailure = failure
+            throw failure
         }
+    }
+
+    /// Runs `body` for a caller that cannot take an error (a request such as ``send(_:on:)``, or a
+    /// completion being handled): a ring failure is in ``ringFailure`` already, for
+    /// ``poll(_:timeout:)`` to throw.
+    func deferringRingFailure(_ body: () throws -> Void) {
+        do { try body() } catch { assert(ringFailure != nil, "tcp engine: \(error) not kept") }
     }
 
     func started(_ slot: UInt32) {
@@ -494,16 +552,35 @@ public final class TCPEngine {
         operationsInFlight -= 1
     }
 
-    func armAccept(_ slot: UInt32) {
-        let sqe = submission()
+    func armAccept(_ slot: UInt32) throws(TCPError) {
+        let sqe = try submission()
         io_uring_prep_multishot_accept(sqe, slots[Int(slot)].fd, nil, nil, Int32(SOCK_CLOEXEC.rawValue))
         sqe.pointee.user_data = Tag(op: .accept, slot: slot, generation: slots[Int(slot)].generation).rawValue
         started(slot)
     }
 
-    func armReceive(_ slot: UInt32) {
+    /// Stops accepting on a listener until a descriptor is freed (see ``resumeAccepting()``): with
+    /// none left, a re-armed accept would fail at once, again and again.
+    func pauseAccepting(_ slot: UInt32) {
+        slots[Int(slot)].acceptPaused = true
+        pausedListeners.append(slot)
+        counters.acceptPauses += 1
+    }
+
+    /// Re-arms the listeners paused for want of descriptors: one of the engine's has just closed.
+    func resumeAccepting() throws(TCPError) {
+        guard !pausedListeners.isEmpty else { return }
+        let paused = pausedListeners
+        pausedListeners.removeAll(keepingCapacity: true)
+        for slot in paused where slots[Int(slot)].kind == .listener && slots[Int(slot)].acceptPaused {
+            slots[Int(slot)].acceptPaused = false
+            if !slots[Int(slot)].closeSubmitted && !shuttingDown { try armAccept(slot) }
+        }
+    }
+
+    func armReceive(_ slot: UInt32) throws(TCPError) {
         let s = Int(slot)
-        let sqe = submission()
+        let sqe = try submission()
         if usesMultishotReceive {
             io_uring_prep_recv_multishot(sqe, slots[s].fd, nil, 0, 0)
         } else {
@@ -518,28 +595,28 @@ public final class TCPEngine {
     }
 
     /// Cancels the multishot receive (its last completion clears `receiving`).
-    func pauseReceive(_ slot: UInt32) {
+    func pauseReceive(_ slot: UInt32) throws(TCPError) {
         let s = Int(slot)
         slots[s].receivePaused = true
         counters.receivePauses += 1
-        let sqe = submission()
+        let sqe = try submission()
         let target = Tag(op: .receive, slot: slot, generation: slots[s].generation).rawValue
         io_uring_prep_cancel64(sqe, target, 0)
         sqe.pointee.user_data = Tag(op: .cancel, slot: slot, generation: slots[s].generation).rawValue
         started(slot)
     }
 
-    func maybeRearmReceive(_ slot: UInt32) {
+    func maybeRearmReceive(_ slot: UInt32) throws(TCPError) {
         let s = Int(slot)
         guard slots[s].kind == .open, !slots[s].receiving, !slots[s].readClosed, !slots[s].userPaused,
               !slots[s].closeSubmitted, !slots[s].starved,
               slots[s].held <= configuration.maximumQueuedPerConnection / 2
         else { return }
-        armReceive(slot)
+        try armReceive(slot)
     }
 
     /// Starts the next send, or the shutdown/close that waited for the queue to drain.
-    func kick(_ slot: UInt32) {
+    func kick(_ slot: UInt32) throws(TCPError) {
         let s = Int(slot)
         guard slots[s].kind == .open, !slots[s].closeSubmitted else { return }
         if slots[s].sendInFlight { return }
@@ -551,27 +628,27 @@ public final class TCPEngine {
                 }
                 return
             }
-            submitSend(slot, index: slots[s].sendHead)
+            try submitSend(slot, index: slots[s].sendHead)
             return
         }
         if slots[s].wantShutdownWrite && !slots[s].shutdownSubmitted {
             slots[s].shutdownSubmitted = true
-            let sqe = submission()
+            let sqe = try submission()
             io_uring_prep_shutdown(sqe, slots[s].fd, Int32(SHUT_WR))
             sqe.pointee.user_data = Tag(op: .shutdown, slot: slot, generation: slots[s].generation).rawValue
             started(slot)
             return
         }
         if slots[s].wantClose && (!slots[s].shutdownSubmitted || slots[s].shutdownDone) {
-            submitClose(slot)
+            try submitClose(slot)
         }
     }
 
-    func submitSend(_ slot: UInt32, index: Int32) {
+    func submitSend(_ slot: UInt32, index: Int32) throws(TCPError) {
         let s = Int(slot)
         let send = sendSlots[Int(index)]
         let data = pool.base + Int(send.address) + Int(send.offset)
-        let sqe = submission()
+        let sqe = try submission()
         let zeroCopy = configuration.zeroCopyThreshold.map { Int(send.length) >= $0 } ?? false
         if zeroCopy {
             io_uring_prep_send_zc(sqe, slots[s].fd, data, Int(send.length), Int32(MSG_NOSIGNAL), 0)
@@ -589,24 +666,24 @@ public final class TCPEngine {
 
     /// Cancels everything on the descriptor, then closes it (hard-linked: the close runs whatever
     /// the cancel found).
-    func submitClose(_ slot: UInt32) {
+    func submitClose(_ slot: UInt32) throws(TCPError) {
         let s = Int(slot)
         guard !slots[s].closeSubmitted else { return }
         slots[s].closeSubmitted = true
         let generation = slots[s].generation
-        let cancel = submission()
+        let cancel = try submission()
         io_uring_prep_cancel_fd(cancel, slots[s].fd, UInt32(IORING_ASYNC_CANCEL_ALL))
         cancel.pointee.flags |= TCPEngine.hardLinkFlag
         cancel.pointee.user_data = Tag(op: .cancel, slot: slot, generation: generation).rawValue
         started(slot)
-        let close = submission()
+        let close = try submission()
         io_uring_prep_close(close, slots[s].fd)
         close.pointee.user_data = Tag(op: .close, slot: slot, generation: generation).rawValue
         started(slot)
     }
 
     /// Drops queued data and closes now.
-    func abortConnection(_ slot: UInt32, error: TCPError?) {
+    func abortConnection(_ slot: UInt32, error: TCPError?) throws(TCPError) {
         let s = Int(slot)
         if slots[s].error == nil { slots[s].error = error }
         // Queued sends not yet in flight go back now; the one in flight returns on its completion.
@@ -627,7 +704,7 @@ public final class TCPEngine {
         slots[s].sendTail = inFlight
         slots[s].wantClose = true
         if slots[s].kind == .connecting || slots[s].kind == .listener || slots[s].kind == .open {
-            submitClose(slot)
+            try submitClose(slot)
         }
     }
 
@@ -638,7 +715,7 @@ public final class TCPEngine {
         slots[Int(slot)].held -= 1
     }
 
-    func refillReceiveBuffers() {
+    func refillReceiveBuffers() throws(TCPError) {
         var added = false
         while buffers.providedCount < Int(configuration.receiveBuffers), let address = pool.allocateAddress() {
             buffers.provide(frameAddress: address)
@@ -650,17 +727,17 @@ public final class TCPEngine {
             starved.removeAll(keepingCapacity: true)
             for slot in waiting {
                 slots[Int(slot)].starved = false
-                maybeRearmReceive(slot)
+                try maybeRearmReceive(slot)
             }
         }
     }
 
-    func grantSendCredits() {
+    func grantSendCredits() throws(TCPError) {
         while sendsInFlight < configuration.maximumSendsInFlight, sendWaiterHead < sendWaiters.count {
             let slot = sendWaiters[sendWaiterHead]
             sendWaiterHead += 1
             slots[Int(slot)].waitingForCredit = false
-            kick(slot)
+            try kick(slot)
         }
         if sendWaiterHead == sendWaiters.count {
             sendWaiters.removeAll(keepingCapacity: true)
@@ -669,7 +746,7 @@ public final class TCPEngine {
     }
 
     /// Frees the slot and tells the delegate once close has completed and nothing is in flight.
-    func maybeFinish<D: TCPEngineDelegate>(_ slot: UInt32, _ delegate: inout D) {
+    func maybeFinish<D: TCPEngineDelegate>(_ slot: UInt32, _ delegate: inout D) throws(TCPError) {
         let s = Int(slot)
         guard slots[s].kind != .free, slots[s].closeDone, slots[s].pendingOps == 0 else { return }
         let connection = id(slot)
@@ -678,6 +755,7 @@ public final class TCPEngine {
         precondition(slots[s].sendHead < 0 && slots[s].queued == 0, "tcp engine: closed with sends queued")
         freeSlot(slot)
         counters.closed += kind == .listener ? 0 : 1
+        try resumeAccepting()
         if kind == .connecting {
             delegate.connected(connection, error: error ?? TCPError(operation: "connect", errno: ECANCELED), engine: self)
         } else {
@@ -685,12 +763,12 @@ public final class TCPEngine {
         }
     }
 
-    func handle<D: TCPEngineDelegate>(_ completion: URingCompletion, _ delegate: inout D) {
+    func handle<D: TCPEngineDelegate>(_ completion: URingCompletion, _ delegate: inout D) throws(TCPError) {
         let tag = Tag(rawValue: completion.userData)
         if tag.op == .doorbell {
             doorbellArmed = false
             operationsInFlight -= 1
-            armDoorbell()
+            try armDoorbell()
             return
         }
         if tag.op == .engineCancel {
@@ -712,7 +790,7 @@ public final class TCPEngine {
                     Glibc.close(fd)
                 } else if let child = allocateSlot(fd: fd, kind: .open) {
                     counters.accepted += 1
-                    armReceive(child)
+                    try armReceive(child)
                     delegate.accepted(id(child), listener: id(slot), engine: self)
                 } else {
                     counters.rejected += 1
@@ -721,8 +799,12 @@ public final class TCPEngine {
             }
             if final {
                 finished(slot)
-                if !slots[s].closeSubmitted && !shuttingDown && completion.result != -EBADF && completion.result != -EINVAL {
-                    armAccept(slot)
+                let result = completion.result
+                let listening = !slots[s].closeSubmitted && !shuttingDown && result != -EBADF && result != -EINVAL
+                if listening && (result == -EMFILE || result == -ENFILE) {
+                    pauseAccepting(slot)
+                } else if listening {
+                    try armAccept(slot)
                 }
             }
         case .receive:
@@ -749,13 +831,13 @@ public final class TCPEngine {
                     slots[s].starved = true
                     starved.append(slot)
                 } else if result == -ECANCELED || result > 0 {
-                    maybeRearmReceive(slot)
+                    try maybeRearmReceive(slot)
                 } else if result == -EINVAL && usesMultishotReceive {
                     usesMultishotReceive = false
                     print("sluice: this kernel refuses multishot recv (IORING_RECV_MULTISHOT); falling back to one-shot receives")
-                    maybeRearmReceive(slot)
+                    try maybeRearmReceive(slot)
                 } else if result < 0 && !slots[s].closeSubmitted {
-                    abortConnection(slot, error: TCPError(operation: "recv", errno: -result))
+                    try abortConnection(slot, error: TCPError(operation: "recv", errno: -result))
                 }
             }
         case .send, .sendZeroCopy:
@@ -767,9 +849,9 @@ public final class TCPEngine {
                 finished(slot)
                 if sendSlots[Int(index)].notifications == 0 && sendSlots[Int(index)].completed {
                     releaseSendSlot(index, of: slot)
-                    maybeRearmReceive(slot)
+                    try maybeRearmReceive(slot)
                 }
-                grantSendCredits()
+                try grantSendCredits()
                 break
             }
             if tag.op == .sendZeroCopy && completion.hasMore {
@@ -802,35 +884,35 @@ public final class TCPEngine {
             }
             if result < 0 {
                 if result != -ECANCELED || !slots[s].closeSubmitted {
-                    abortConnection(slot, error: TCPError(operation: "send", errno: -result))
+                    try abortConnection(slot, error: TCPError(operation: "send", errno: -result))
                 }
             } else if slots[s].error != nil && !slots[s].closeSubmitted {
-                abortConnection(slot, error: slots[s].error)
+                try abortConnection(slot, error: slots[s].error)
             } else {
-                kick(slot)
+                try kick(slot)
                 if slots[s].sendHead < 0 && slots[s].kind == .open && !slots[s].closeSubmitted {
                     delegate.sendQueueDrained(id(slot), engine: self)
                 }
-                maybeRearmReceive(slot)
+                try maybeRearmReceive(slot)
             }
-            grantSendCredits()
+            try grantSendCredits()
         case .connect:
             finished(slot)
             if completion.result == 0 && !slots[s].closeSubmitted {
                 slots[s].kind = .open
                 counters.connected += 1
-                armReceive(slot)
+                try armReceive(slot)
                 delegate.connected(id(slot), error: nil, engine: self)
             } else if !slots[s].closeSubmitted {
-                abortConnection(slot, error: TCPError(operation: "connect", errno: -completion.result))
+                try abortConnection(slot, error: TCPError(operation: "connect", errno: -completion.result))
             }
         case .shutdown:
             finished(slot)
             slots[s].shutdownDone = true
             if completion.result < 0 && completion.result != -ENOTCONN && !slots[s].closeSubmitted {
-                abortConnection(slot, error: TCPError(operation: "shutdown", errno: -completion.result))
+                try abortConnection(slot, error: TCPError(operation: "shutdown", errno: -completion.result))
             } else {
-                kick(slot)
+                try kick(slot)
             }
         case .cancel:
             finished(slot)
@@ -842,16 +924,16 @@ public final class TCPEngine {
         case .doorbell, .engineCancel, .none:
             break
         }
-        maybeFinish(slot, &delegate)
+        try maybeFinish(slot, &delegate)
     }
 }
 
 // MARK: - Tables
 
 extension TCPEngine {
-    /// `IOSQE_IO_HARDLINK` and `IOSQE_BUFFER_SELECT`, macros Swift does not import.
-    static let hardLinkFlag = UInt8(1 << 3)
-    static let bufferSelectFlag = UInt8(1 << 5)
+    /// `IOSQE_IO_HARDLINK` and `IOSQE_BUFFER_SELECT`.
+    static let hardLinkFlag = UInt8(1 << IOSQE_IO_HARDLINK_BIT)
+    static let bufferSelectFlag = UInt8(1 << IOSQE_BUFFER_SELECT_BIT)
 
     /// One connection's (or listener's) state.
     struct Slot {
@@ -864,6 +946,8 @@ extension TCPEngine {
         var receivePaused = false
         var userPaused = false
         var starved = false
+        /// A listener whose accept stopped for want of descriptors (in ``TCPEngine/pausedListeners``).
+        var acceptPaused = false
         var readClosed = false
         var sendHead: Int32 = -1
         var sendTail: Int32 = -1

@@ -3,10 +3,11 @@ import Glibc
 #endif
 import CSluice
 import SluicePackets
+import SluiceSockets
 import SluiceUDP
 
 /// The few synchronous socket calls a ``TCPEngine`` makes when it opens something (socket, bind,
-/// listen, getsockname); everything per byte goes through the ring.
+/// listen); everything per byte goes through the ring.
 enum TCPSocket {
     /// A non-inheritable TCP socket of `family`.
     static func make(family: Int32) throws(TCPError) -> Int32 {
@@ -19,18 +20,14 @@ enum TCPSocket {
 
     /// A listening socket bound to `endpoint` (`[::]` is dual-stack).
     static func listen(on endpoint: IPEndpoint, backlog: Int32) throws(TCPError) -> Int32 {
-        let fd = try make(family: endpoint.family)
+        let fd = try make(family: endpoint.address.family)
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        if endpoint.family == AF_INET6 {
+        if endpoint.address.family == AF_INET6 {
             var zero: Int32 = 0
             setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &zero, socklen_t(MemoryLayout<Int32>.size))
         }
-        var storage = sockaddr_in6()
-        store(endpoint, into: &storage)
-        let bound = withUnsafePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length(of: endpoint)) }
-        }
+        let bound = SocketAddress.with(endpoint, family: endpoint.address.family) { bind(fd, $0, $1) }
         guard bound == 0 else {
             let error = errno
             Glibc.close(fd)
@@ -54,25 +51,6 @@ enum TCPSocket {
 
     /// The `sockaddr` length for `endpoint`'s family.
     static func length(of endpoint: IPEndpoint) -> socklen_t {
-        socklen_t(endpoint.family == AF_INET6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size)
-    }
-
-    /// The address `fd` is bound to.
-    static func localEndpoint(of fd: Int32) -> IPEndpoint? {
-        var storage = sockaddr_storage()
-        var size = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let ok = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &size) == 0 }
-        }
-        guard ok else { return nil }
-        return withUnsafeMutableBytes(of: &storage) { DatagramHeader(frameStart: $0.baseAddress!).peer }
-    }
-}
-
-extension IPEndpoint {
-    /// `AF_INET` or `AF_INET6`.
-    var family: Int32 {
-        if case .v4 = address { return AF_INET }
-        return AF_INET6
+        socklen_t(endpoint.address.family == AF_INET6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size)
     }
 }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CSluice
 import SluiceCore
 import SluicePackets
 import Synchronization
@@ -100,18 +101,18 @@ public final class TCPEventLoop: Sendable {
     }
 
     /// Closes every listener and connection (cancelling whatever is in flight: pending sends and
-    /// accepts fail, inbound streams end), stops the thread and reports. Later calls return the
-    /// same report.
+    /// accepts fail, inbound streams end), stops the thread and reports. Safe to call from several
+    /// threads at once; every call returns the same report.
     @discardableResult
     public func shutdown() -> TCPEventLoopReport {
-        if let thread = thread.withLock({ current -> TCPLoopThread? in
-            defer { current = nil }
-            return current
-        }) {
+        // Joined under the lock: a concurrent caller waits here until the thread has ended, and
+        // the thread stores its report before it ends.
+        thread.withLock { current in
+            guard let running = current else { return }
             channel.post(.stop)
-            thread.join()
+            running.join()
+            current = nil
         }
-        // The thread stores its report before it ends, and init only returns once the thread runs.
         return channel.report.withLock { $0 }!
     }
 }
@@ -207,7 +208,8 @@ public final class TCPConnection: Sendable {
     /// Sends `bytes` after everything sent before; returns once they are queued on the socket in
     /// frames (not necessarily acknowledged by the peer).
     ///
-    /// - Throws: ``TCPError`` when the connection is closed or fails first.
+    /// - Throws: ``TCPError`` when the connection is closed or fails first: `EPIPE` once
+    ///   ``shutdownWrite()`` or ``close()`` was called, `ENOTCONN` once it is gone.
     public func send(_ bytes: some Sequence<UInt8>) async throws(TCPError) {
         let array = Array(bytes)
         guard !array.isEmpty else { return }
@@ -340,6 +342,8 @@ struct TCPStreamBridge: TCPEngineDelegate {
         let continuation: AsyncThrowingStream<[UInt8], any Error>.Continuation
         let credit: TCPInboundCredit
         var sends: [PendingSend] = []
+        /// Asked for by the user; applied once the sends before it are in frames, and kept after
+        /// that, so later sends fail.
         var wantShutdownWrite = false
         var wantClose = false
     }
@@ -394,8 +398,12 @@ struct TCPStreamBridge: TCPEngineDelegate {
                 continuation.resume(returning: .failure(error))
             }
         case let .send(id, bytes, continuation):
-            guard connections[id] != nil, engine.isOpen(id) else {
+            guard let state = connections[id], engine.isOpen(id) else {
                 continuation.resume(returning: .failure(TCPError(operation: "send", errno: ENOTCONN)))
+                return
+            }
+            guard !state.wantShutdownWrite, !state.wantClose, engine.isWritable(id) else {
+                continuation.resume(returning: .failure(Self.writeSideShut))
                 return
             }
             connections[id]!.sends.append(PendingSend(bytes: bytes, offset: 0, continuation: continuation))
@@ -417,6 +425,9 @@ struct TCPStreamBridge: TCPEngineDelegate {
         }
     }
 
+    /// What a send gets once the connection's write side is shut or closing.
+    static let writeSideShut = TCPError(operation: "send", errno: EPIPE)
+
     /// Copies pending sends into frames, within each connection's window, and applies a
     /// shutdown or close once nothing is left to copy.
     mutating func pumpAll(_ engine: TCPEngine) {
@@ -427,7 +438,7 @@ struct TCPStreamBridge: TCPEngineDelegate {
                 continue
             }
             var done = 0
-            while done < state.sends.count, engine.framesHeld(on: id) < Self.sendWindow,
+            while done < state.sends.count, engine.isWritable(id), engine.framesHeld(on: id) < Self.sendWindow,
                   var frame = engine.makeFrame() {
                 let count = state.sends[done].bytes.withUnsafeBytes { source -> Int in
                     let count = min(source.count - state.sends[done].offset, frame.capacity - frame.offset)
@@ -435,9 +446,7 @@ struct TCPStreamBridge: TCPEngineDelegate {
                     frame.data.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[state.sends[done].offset...][..<(state.sends[done].offset + count)]))
                     return count
                 }
-                guard engine.send(frame, on: id) else {
-                    break
-                }
+                engine.send(frame, on: id)   // writable, so it takes the frame
                 state.sends[done].offset += count
                 if state.sends[done].offset == state.sends[done].bytes.count {
                     state.sends[done].continuation.resume(returning: .success(()))
@@ -445,15 +454,15 @@ struct TCPStreamBridge: TCPEngineDelegate {
                 }
             }
             if done > 0 { state.sends.removeFirst(done) }
+            if !state.sends.isEmpty && !engine.isWritable(id) {
+                // The engine is closing the connection: the rest can never go, and waiting for its
+                // close would leave the callers hanging as long as that takes.
+                for send in state.sends { send.continuation.resume(returning: .failure(Self.writeSideShut)) }
+                state.sends = []
+            }
             if state.sends.isEmpty {
-                if state.wantShutdownWrite {
-                    engine.shutdownWrite(id)
-                    state.wantShutdownWrite = false
-                }
+                if state.wantShutdownWrite { engine.shutdownWrite(id) }
                 if state.wantClose { engine.close(id) }
-                pending.remove(id)
-            } else if !engine.isOpen(id) {
-                // Closed under the sends: ``closed(_:error:engine:)`` fails them.
                 pending.remove(id)
             }
             connections[id] = state
@@ -536,20 +545,29 @@ struct TCPStreamBridge: TCPEngineDelegate {
     }
 }
 
-/// A plain thread for the engine (the runtime's worker threads live in a module above this one).
+/// A plain named thread for the engine. The runtime's `WorkerThread` cannot serve: it lives in
+/// the `Sluice` module above this one, and moving it down to SluiceCore would make that module
+/// depend on CSluice (and so link liburing, libxdp and OpenSSL) for its naming and pinning calls.
 final class TCPLoopThread: @unchecked Sendable {
     private let thread: pthread_t
 
     private final class Box {
+        let name: String
         let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+        init(name: String, body: @escaping @Sendable () -> Void) {
+            self.name = name
+            self.body = body
+        }
     }
 
+    /// Starts `body` on a new thread named `name` (at most 15 characters show, in `top -H` and `/proc`).
     init(name: String, _ body: @escaping @Sendable () -> Void) throws(TCPError) {
-        let box = Unmanaged.passRetained(Box(body))
+        let box = Unmanaged.passRetained(Box(name: name, body: body))
         var thread = pthread_t()
         let result = pthread_create(&thread, nil, { raw in
-            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+            let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
+            sluice_set_thread_name(String(box.name.prefix(15)))
+            box.body()
             return nil
         }, box.toOpaque())
         guard result == 0 else {

@@ -22,12 +22,17 @@ public enum URingMode: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .plain: "plain"
         case let .submissionPolling(idle, cpu):
-            "sqpoll(idle \(idle.components.seconds * 1000 + idle.components.attoseconds / 1_000_000_000_000_000) ms"
+            "sqpoll(idle \(idle.millisecondsClamped) ms"
                 + (cpu.map { ", cpu \($0))" } ?? ")")
         case .deferTaskRun: "defer-taskrun"
         case .cooperative: "coop-taskrun"
         }
     }
+}
+
+extension Duration {
+    /// Whole milliseconds, clamped to `Int64` (SQPOLL's idle time is set in milliseconds).
+    var millisecondsClamped: Int64 { nanosecondsClamped / 1_000_000 }
 }
 
 /// An io_uring call that failed: which one, its errno, and what to do about it.
@@ -143,8 +148,7 @@ public final class URing {
         case .plain: break
         case let .submissionPolling(idle, cpu):
             params.flags |= IORING_SETUP_SQPOLL
-            let ms = idle.components.seconds * 1000 + idle.components.attoseconds / 1_000_000_000_000_000
-            params.sq_thread_idle = UInt32(clamping: max(ms, 1))
+            params.sq_thread_idle = UInt32(clamping: max(idle.millisecondsClamped, 1))
             if let cpu {
                 params.flags |= IORING_SETUP_SQ_AFF
                 params.sq_thread_cpu = UInt32(cpu)

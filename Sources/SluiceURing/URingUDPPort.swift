@@ -4,6 +4,7 @@ import Glibc
 import CSluice
 import SluiceCore
 import SluicePackets
+import SluiceSockets
 import SluiceUDP
 
 /// How a ``URingUDPPort`` sets up its socket and ring.
@@ -105,18 +106,21 @@ public struct URingUDPPort: Port, ~Copyable {
                 batchCapacity: Int = PacketBatch.defaultCapacity) throws(PortError) {
         precondition(pool.headroom >= DatagramHeader.minimumHeadroom,
                      "a datagram pool needs \(DatagramHeader.minimumHeadroom) bytes of headroom")
-        let family: Int32
-        switch configuration.listen.address {
-        case .v4: family = AF_INET
-        case .v6: family = AF_INET6
-        }
+        let family = configuration.listen.address.family
         let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw PortError(operation: "socket(UDP)", errno: errno) }
         let ring: URing
         let buffers: URingBufferRing
         do throws(PortError) {
-            try Self.configure(fd, family: family, configuration: configuration)
-            let bound = Self.withSockaddr(configuration.listen, family: family) { bind(fd, $0, $1) }
+            do throws(SocketError) {
+                // UDPSocketPort's options, less UDP_GRO: this port does not split coalesced receives.
+                try configureDatagramSocket(fd, family: family, listen: configuration.listen,
+                                            reusePort: configuration.reusePort, receiveOffload: false,
+                                            socketBufferBytes: configuration.socketBufferBytes)
+            } catch {
+                throw PortError(operation: error.operation, errno: error.errno)
+            }
+            let bound = SocketAddress.with(configuration.listen, family: family) { bind(fd, $0, $1) }
             guard bound == 0 else {
                 let error = errno
                 throw PortError(operation: "bind(\(configuration.listen))", errno: error,
@@ -142,7 +146,7 @@ public struct URingUDPPort: Port, ~Copyable {
         descriptor = fd
         self.family = family
         self.configuration = configuration
-        localEndpoint = Self.localEndpoint(of: fd) ?? configuration.listen
+        localEndpoint = SocketAddress.localEndpoint(of: fd) ?? configuration.listen
         self.pool = pool
         self.ring = ring
         self.buffers = buffers
@@ -174,53 +178,6 @@ public struct URingUDPPort: Port, ~Copyable {
         receiveMessage.deallocate()
         ready.deallocate()
         sends.deallocate()
-    }
-
-    static func configure(_ fd: Int32, family: Int32, configuration: URingUDPConfiguration) throws(PortError) {
-        if configuration.reusePort { try setOption(fd, SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT") }
-        if family == AF_INET6 {
-            let dualStack: Int32 = configuration.listen.address == .v6(.any) ? 0 : 1
-            try setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, dualStack, "IPV6_V6ONLY")
-            try setOption(fd, Int32(IPPROTO_IPV6), IPV6_RECVPKTINFO, 1, "IPV6_RECVPKTINFO")
-        } else {
-            try setOption(fd, Int32(IPPROTO_IP), IP_PKTINFO, 1, "IP_PKTINFO")
-        }
-        if let bytes = configuration.socketBufferBytes {
-            let size = Int32(clamping: bytes)
-            if (try? setOption(fd, SOL_SOCKET, SO_RCVBUFFORCE, size, "SO_RCVBUFFORCE")) == nil {
-                try setOption(fd, SOL_SOCKET, SO_RCVBUF, size, "SO_RCVBUF")
-            }
-            if (try? setOption(fd, SOL_SOCKET, SO_SNDBUFFORCE, size, "SO_SNDBUFFORCE")) == nil {
-                try setOption(fd, SOL_SOCKET, SO_SNDBUF, size, "SO_SNDBUF")
-            }
-        }
-    }
-
-    static func setOption(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32, _ label: String) throws(PortError) {
-        var v = value
-        guard setsockopt(fd, level, name, &v, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
-            throw PortError(operation: "setsockopt(\(label))", errno: errno)
-        }
-    }
-
-    static func withSockaddr<R>(_ endpoint: IPEndpoint, family: Int32,
-                                _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
-        var storage = sockaddr_storage()
-        return withUnsafeMutableBytes(of: &storage) { raw in
-            DatagramHeader.store(endpoint, sockaddrAt: raw.baseAddress!, mapIPv4: family == AF_INET6)
-            let length = family == AF_INET6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size
-            return body(raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(length))
-        }
-    }
-
-    static func localEndpoint(of fd: Int32) -> IPEndpoint? {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let ok = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) == 0 }
-        }
-        guard ok else { return nil }
-        return withUnsafeMutableBytes(of: &storage) { DatagramHeader(frameStart: $0.baseAddress!).peer }
     }
 
     public var format: FrameFormat { .datagram }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CSluice
+import SluiceCore
 import Synchronization
 
 /// Where an XDP program runs on an interface.
@@ -13,7 +14,8 @@ public enum XDPAttachMode: String, Sendable, CaseIterable {
     case generic
 
     /// libxdp's mode value.
-    var libxdpMode: xdp_attach_mode { self == .native ? XDP_MODE_NATIVE : XDP_MODE_SKB }
+    /// libxdp's name for the mode.
+    public var libxdpMode: xdp_attach_mode { self == .native ? XDP_MODE_NATIVE : XDP_MODE_SKB }
 
     /// The netlink attach flag for this mode.
     var netlinkFlags: UInt32 { self == .native ? UInt32(XDP_FLAGS_DRV_MODE) : UInt32(XDP_FLAGS_SKB_MODE) }
@@ -727,12 +729,6 @@ fileprivate enum LibraryLog {
         if level == 0 && verbosity >= 1 || verbosity >= 2 { writeToStandardError("sluice: [\(prefix)] \(line)\n") }
         return 0
     }
-}
-
-/// Writes `text` to standard error in one write(2).
-fileprivate func writeToStandardError(_ text: String) {
-    var text = text
-    text.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
 }
 
 extension String {

@@ -40,12 +40,7 @@ import Testing
             #expect(cell.note == nil, "\(name): \(cell.note ?? "")")
             #expect(cell.pps > 0 && cell.pps <= cell.offeredPPS * 1.001, "\(name): handled \(cell.pps) of \(cell.offeredPPS)")
             #expect(cell.cpuPercent > 0 && cell.nsPerPacket > 0, "\(name)")
-            let unhandled = cell.offeredPPS - cell.pps
-            let dropped = Double(cell.drops.values.reduce(0, +)) / report.environment.durationSeconds
-            if cell.scenario == .rxdrop {
-                // Every packet offered and not handled has a cause, within what timing can blur.
-                #expect(abs(dropped - unhandled) <= max(0.05 * cell.offeredPPS, 1000), "\(name): \(cell.drops)")
-            }
+            if cell.scenario != .txonly { #expect(cell.syscallsPerPacket != nil, "\(name)") }
             if cell.scenario == .echo {
                 let latency = try #require(cell.latency, "\(name)")
                 #expect(latency.samples > 0 && latency.p50Microseconds > 0, "\(name)")

@@ -220,17 +220,6 @@ import Testing
         #expect(middle.hasPrefix("[12/24] echo uring 64 B | last: xdp-native 758.9 kpps, cpu 100 %, gen-bound "))
         #expect(long.hasSuffix("…"))
     }
-
-    @Test func writesTheExampleWhenAsked() throws {
-        // For looking at the output by eye: SLUICE_BENCH_EXAMPLE_DIR=/tmp/x swift test --filter SluiceBenchTests
-        guard let directory = ProcessInfo.processInfo.environment["SLUICE_BENCH_EXAMPLE_DIR"] else { return }
-        let report = BenchExample.report()
-        let url = URL(fileURLWithPath: directory)
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        try report.jsonData().write(to: url.appendingPathComponent("bench.json"))
-        try Data(report.svg().utf8).write(to: url.appendingPathComponent("bench.svg"))
-        try Data(report.table().utf8).write(to: url.appendingPathComponent("bench.txt"))
-    }
 }
 
 // MARK: - Helpers

@@ -22,7 +22,7 @@ public final class KernelUDPSocket {
         var timeout = timeval(tv_sec: Int(receiveTimeout.components.seconds),
                               tv_usec: Int(receiveTimeout.components.attoseconds / 1_000_000_000_000))
         setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        let result = Self.withSockaddr(endpoint, family: family) { Glibc.bind(descriptor, $0, $1) }
+        let result = KernelSocketAddress.with(endpoint, family: family) { Glibc.bind(descriptor, $0, $1) }
         precondition(result == 0, "bind \(endpoint): errno \(errno)")
     }
 
@@ -35,13 +35,13 @@ public final class KernelUDPSocket {
         _ = withUnsafeMutablePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
         }
-        return withUnsafeBytes(of: &storage) { Self.endpoint($0.baseAddress!) }
+        return withUnsafeBytes(of: &storage) { KernelSocketAddress.endpoint($0.baseAddress!) }
     }
 
     /// Sends one datagram.
     @discardableResult
     public func send(_ bytes: [UInt8], to endpoint: IPEndpoint) -> Int {
-        Self.withSockaddr(endpoint, family: family) { address, length in
+        KernelSocketAddress.with(endpoint, family: family) { address, length in
             bytes.withUnsafeBytes { sendto(descriptor, $0.baseAddress, $0.count, 0, address, length) }
         }
     }
@@ -49,7 +49,7 @@ public final class KernelUDPSocket {
     /// Sends `bytes` as one GSO send cut into `segmentSize` datagrams (`UDP_SEGMENT`).
     @discardableResult
     public func send(_ bytes: [UInt8], to endpoint: IPEndpoint, segmentSize: Int) -> Int {
-        Self.withSockaddr(endpoint, family: family) { address, length in
+        KernelSocketAddress.with(endpoint, family: family) { address, length in
             bytes.withUnsafeBytes { raw in
                 var vector = iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress), iov_len: raw.count)
                 var control = [UInt8](repeating: 0, count: sluice_cmsg_space(2))
@@ -81,11 +81,16 @@ public final class KernelUDPSocket {
             }
         }
         guard count >= 0 else { return nil }
-        let from = withUnsafeBytes(of: &storage) { Self.endpoint($0.baseAddress!) }
+        let from = withUnsafeBytes(of: &storage) { KernelSocketAddress.endpoint($0.baseAddress!) }
         return (Array(buffer[0..<count]), from)
     }
+}
 
-    static func withSockaddr<R>(_ endpoint: IPEndpoint, family: Int32, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
+/// `sockaddr` conversions for the kernel-socket helpers, written out here rather than taken
+/// from Sluice, so the peers stay independent of the code they test.
+enum KernelSocketAddress {
+    /// Calls `body` with `endpoint` as a `sockaddr` of `family` (IPv4 mapped into IPv6 for `AF_INET6`).
+    static func with<R>(_ endpoint: IPEndpoint, family: Int32, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
         var storage = sockaddr_storage()
         return withUnsafeMutableBytes(of: &storage) { raw in
             let p = raw.baseAddress!
@@ -105,6 +110,7 @@ public final class KernelUDPSocket {
         }
     }
 
+    /// The endpoint in a `sockaddr` the kernel filled.
     static func endpoint(_ p: UnsafeRawPointer) -> IPEndpoint {
         let family = p.loadUnaligned(as: sa_family_t.self)
         let port = UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 2, as: UInt16.self))

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CSluice
 import Sluice
 import SluiceCore
 import SluicePackets
@@ -38,20 +39,14 @@ struct ClientResult: Sendable {
 func runClient(server: IPEndpoint, total: Int, pattern: UnsafeRawBufferPointer, start: Int,
                timeout: Duration = .seconds(40)) -> ClientResult {
     var result = ClientResult()
-    let family = server.address.isV4 ? AF_INET : AF_INET6
-    let fd = socket(family, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { return ClientResult(error: "socket: errno \(errno)") }
-    defer { close(fd) }
-    var storage = sockaddr_in6()
-    let length = withUnsafeMutableBytes(of: &storage) { raw -> Int in
-        DatagramHeader.store(server, sockaddrAt: raw.baseAddress!, mapIPv4: false)
-        return family == AF_INET ? MemoryLayout<sockaddr_in>.size : MemoryLayout<sockaddr_in6>.size
+    let peer: KernelTCPSocket
+    do {
+        peer = try KernelTCPSocket(connectingTo: server)
+    } catch {
+        return ClientResult(error: "\(error)")
     }
-    let connected = withUnsafePointer(to: &storage) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(length)) }
-    }
-    guard connected == 0 else { return ClientResult(error: "connect: errno \(errno)") }
-    _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+    peer.setNonBlocking()
+    let fd = peer.descriptor
     var sentHash = StreamHash()
     var receivedHash = StreamHash()
     var offset = start % pattern.count
@@ -102,14 +97,8 @@ func runClient(server: IPEndpoint, total: Int, pattern: UnsafeRawBufferPointer, 
     }
     result.sentHash = sentHash.value
     result.receivedHash = receivedHash.value
+    withExtendedLifetime(peer) {}   // closes the socket only now
     return result
-}
-
-extension IPAddress {
-    var isV4: Bool {
-        if case .v4 = self { return true }
-        return false
-    }
 }
 
 /// A TCP echo server on its own thread, for tests.
@@ -200,7 +189,6 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
         #expect(report.failedConnections == 0)
         #expect(report.frames.isBalanced, "\(report.frames)")
         #expect(report.operationsInFlight == 0)
-        print("\(mode): \(report)")
     }
 
     /// The one-shot receive path (kernels without multishot recv) and copy-only sends echo as well.
@@ -228,16 +216,7 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
         let engine = try TCPEngine(configuration: configuration)
         let (_, endpoint) = try engine.listen(on: IPEndpoint("127.0.0.1:0")!)
         var delegate = TCPEchoDelegate()
-        var peers: [Int32] = []
-        for _ in 0..<4 {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var storage = sockaddr_in6()
-            withUnsafeMutableBytes(of: &storage) { DatagramHeader.store(endpoint, sockaddrAt: $0.baseAddress!, mapIPv4: false) }
-            _ = withUnsafePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            peers.append(fd)
-        }
+        var peers = try (0..<4).map { _ in try KernelTCPSocket(connectingTo: endpoint) }
         let clock = ContinuousClock()
         let until = clock.now + .milliseconds(300)
         while clock.now < until { try engine.poll(&delegate, timeout: .milliseconds(20)) }
@@ -246,7 +225,7 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
         check(delegate.open == 2)
         let tally = engine.shutdown(&delegate)
         check(tally.isBalanced && engine.operationsInFlight == 0)
-        for fd in peers { close(fd) }
+        peers.removeAll()   // closes them
     }
 
     /// The peer shuts down its write side right after a little data: the server sends all of it
@@ -277,24 +256,12 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
         let (_, endpoint) = try engine.listen(on: IPEndpoint("127.0.0.1:0")!)
         var delegate = TCPEchoDelegate()
         // Peers that send a lot and never read: the echo backs up in the server.
-        var peers: [Int32] = []
-        for _ in 0..<4 {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var storage = sockaddr_in6()
-            withUnsafeMutableBytes(of: &storage) { DatagramHeader.store(endpoint, sockaddrAt: $0.baseAddress!, mapIPv4: false) }
-            let ok = withUnsafePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
-            #expect(ok == 0)
-            _ = fcntl(fd, F_SETFL, O_NONBLOCK)
-            peers.append(fd)
-        }
+        var peers = try (0..<4).map { _ in try KernelTCPSocket(connectingTo: endpoint) }
+        for peer in peers { peer.setNonBlocking() }
         let clock = ContinuousClock()
         let until = clock.now + .milliseconds(600)
         while clock.now < until {
-            for fd in peers { _ = send(fd, testPattern.baseAddress!, 65536, Int32(MSG_NOSIGNAL)) }
+            for peer in peers { _ = send(peer.descriptor, testPattern.baseAddress!, 65536, Int32(MSG_NOSIGNAL)) }
             try engine.poll(&delegate, timeout: .milliseconds(10))
         }
         check(engine.framesHeld > 0, "sends should be queued or in flight: \(engine.tally())")
@@ -305,7 +272,7 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
         check(engine.framesHeld == 0)
         check(engine.pool.freeCount + Int(engine.tally().held) == configuration.frameCount)
         check(engine.counters.closed == 4)
-        for fd in peers { close(fd) }
+        peers.removeAll()   // closes them
     }
 
     /// `sluice tcp-echo --backend uring` as a user runs it: two clients, then SIGTERM, then the summary.
@@ -408,4 +375,194 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
         loop.shutdown()
         await #expect(throws: TCPError.self) { _ = try await loop.listen(on: IPEndpoint("127.0.0.1:0")!) }
     }
+
+    /// A send after ``TCPConnection/shutdownWrite()`` or ``TCPConnection/close()`` fails at once,
+    /// whether the shutdown has been applied already (such a send used to wait forever for a write
+    /// side that would never open again) or is still waiting behind earlier sends (it must not
+    /// overtake it); the bytes sent before the shutdown arrive, then EOF.
+    @Test func sendsAfterShutdownWriteOrCloseFail() async throws {
+        let loop = try TCPEventLoop()
+        let listener = try await loop.listen(on: IPEndpoint("127.0.0.1:0")!)
+        for applied in [true, false] {
+            let client = try await loop.connect(to: listener.localEndpoint)
+            let server = try #require(await listener.accept())
+            try await client.send([1, 2, 3])
+            client.shutdownWrite()
+            var received: [UInt8] = []
+            if applied {
+                for try await chunk in server.inbound { received += chunk }   // EOF: the shutdown is done
+            }
+            #expect(await boundedSend(client, loop) == .failed(EPIPE), "shutdown applied: \(applied)")
+            if !applied {
+                for try await chunk in server.inbound { received += chunk }
+            }
+            #expect(received == [1, 2, 3], "shutdown applied: \(applied)")
+            client.close()
+            server.close()
+        }
+
+        let closing = try await loop.connect(to: listener.localEndpoint)
+        closing.close()
+        let outcome = await boundedSend(closing, loop)
+        // EPIPE while the close is under way, ENOTCONN once it is done.
+        #expect(outcome == .failed(EPIPE) || outcome == .failed(ENOTCONN), "\(outcome)")
+        listener.close()
+        let report = loop.shutdown()
+        #expect(report.frames.isBalanced && report.operationsInFlight == 0, "\(report.frames)")
+    }
+
+    /// How a send that ``boundedSend(_:_:)`` made ended.
+    enum SendOutcome: Equatable, Sendable {
+        case sent
+        case failed(Int32)
+        case hung
+    }
+
+    /// Sends one byte on `connection`, giving up after 5 s: then it shuts `loop` down, which fails
+    /// the hung send, so the test ends with a failure instead of hanging.
+    func boundedSend(_ connection: TCPConnection, _ loop: TCPEventLoop) async -> SendOutcome {
+        await withTaskGroup(of: SendOutcome.self) { group in
+            group.addTask {
+                do throws(TCPError) {
+                    try await connection.send([7])
+                    return .sent
+                } catch {
+                    return .failed(error.errno)
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(5))
+                return .hung
+            }
+            let first = await group.next()!
+            group.cancelAll()
+            if first == .hung { loop.shutdown() }
+            return first
+        }
+    }
+
+    /// Several threads shutting the loop down at once all get its report (a second caller used to
+    /// find the thread gone and the report not yet stored).
+    @Test func concurrentShutdownsAllGetTheReport() throws {
+        let loop = try TCPEventLoop()
+        let enterCalls = Mutex<[UInt64]>([])
+        let threads = try (0..<4).map { index in
+            try WorkerThread(name: "tcp-shutdown\(index)") {
+                let report = loop.shutdown()
+                enterCalls.withLock { $0.append(report.enterCalls) }
+            }
+        }
+        for thread in threads { thread.join() }
+        let seen = enterCalls.withLock { $0 }
+        #expect(seen.count == 4 && Set(seen).count == 1, "\(seen)")
+        #expect(loop.shutdown().enterCalls == seen.first)
+    }
+
+    /// The loop's thread carries its name, as `top -H` and `/proc` show it.
+    @Test func eventLoopThreadIsNamed() throws {
+        let loop = try TCPEventLoop()
+        defer { loop.shutdown() }
+        #expect(threadNames().contains("sluice-tcp"), "\(threadNames())")
+    }
+
+    /// A ring that can no longer enter the kernel makes the engine fail, visibly and for good,
+    /// instead of spinning for a submission entry; shutdown then does not wait for completions
+    /// that cannot come.
+    @Test func aBrokenRingFailsInsteadOfSpinning() throws {
+        var configuration = TCPEngineConfiguration()
+        configuration.ringEntries = 4
+        let engine = try TCPEngine(configuration: configuration)
+        let (_, endpoint) = try engine.listen(on: IPEndpoint("127.0.0.1:0")!)   // one entry queued: the accept
+        breakRing(engine.ring)
+        var failure: TCPError?
+        // Each connect queues an entry; the one that finds the queue full must submit, and fails.
+        for _ in 0..<8 where failure == nil {
+            do throws(TCPError) { _ = try engine.connect(to: endpoint) } catch { failure = error }
+        }
+        let error = try #require(failure, "connect kept queuing past a full submission queue")
+        var delegate = TCPEchoDelegate()
+        #expect(throws: error) { try engine.poll(&delegate, timeout: .zero) }
+        #expect(throws: error) { _ = try engine.connect(to: endpoint) }
+        let clock = ContinuousClock()
+        let start = clock.now
+        _ = engine.shutdown(&delegate)
+        #expect(clock.now - start < .seconds(1))
+    }
+
+    /// Out of descriptors, a listener stops accepting (rather than re-arming an accept that fails
+    /// at once, over and over) and accepts again as connections close, so every client is served.
+    /// The server is `sluice tcp-echo` under `prlimit --nofile`: lowering the limit in this process
+    /// would starve every test running beside this one.
+    @Test(.enabled(if: access("/usr/bin/prlimit", X_OK) == 0, "needs prlimit (util-linux)"))
+    func acceptPausesWhileDescriptorsRunOut() throws {
+        let server = try ChildProcess("/usr/bin/prlimit", [
+            "--nofile=24", SluiceExecutable.path, "tcp-echo", "--backend", "uring", "--listen", "127.0.0.1:0",
+            "--duration", "60",
+        ])
+        let line = try #require(server.waitForLine(containing: "listening on"), "did not start: \(server.text)")
+        let endpoint = try #require(line.split(separator: " ").lazy.compactMap { IPEndpoint($0.filter { $0 != "," }) }.first)
+        // More clients than the server has descriptors: the backlog completes every handshake, and
+        // the server accepts until it runs out.
+        let clients = try (0..<40).map { _ in try KernelTCPSocket(connectingTo: endpoint) }
+        usleep(300_000)
+        for (index, client) in clients.enumerated() {
+            let message = [UInt8](repeating: UInt8(index), count: 100)
+            #expect(send(client.descriptor, message, message.count, Int32(MSG_NOSIGNAL)) == message.count)
+            shutdown(client.descriptor, Int32(SHUT_WR))
+            #expect(readToEnd(client.descriptor, timeout: .seconds(10)) == message, "client \(index)")
+        }
+        #expect(server.stop() == 0)
+        let text = server.text
+        #expect(text.contains("40 connections"), "\(text)")
+        let pauses = try #require(number(after: "accept pauses for want of descriptors: ", in: text), "\(text)")
+        // One pause when the descriptors ran out, then at most one per close that freed one.
+        #expect(pauses >= 1 && pauses <= 41, "\(text)")
+        #expect(text.contains("frames: all returned to their pool"), "\(text)")
+    }
+}
+
+/// Makes `ring` unusable from now on: its descriptor (and its registered copy) no longer names
+/// an io_uring, so every `io_uring_enter` fails. The ring's memory stays mapped until it is freed.
+func breakRing(_ ring: URing) {
+    if ring.hasRegisteredDescriptor { _ = io_uring_unregister_ring_fd(ring.raw) }
+    let null = open("/dev/null", O_RDWR | O_CLOEXEC)
+    dup2(null, ring.raw.pointee.ring_fd)
+    close(null)
+}
+
+/// The names of this process's threads, from `/proc/self/task/*/comm`.
+func threadNames() -> [String] {
+    guard let directory = opendir("/proc/self/task") else { return [] }
+    defer { closedir(directory) }
+    var names: [String] = []
+    while let entry = readdir(directory) {
+        let task = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        guard task.first?.isNumber == true, let file = fopen("/proc/self/task/\(task)/comm", "r") else { continue }
+        var line = [CChar](repeating: 0, count: 64)
+        if fgets(&line, Int32(line.count), file) != nil {
+            names.append(String(decoding: line.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        }
+        fclose(file)
+    }
+    return names
+}
+
+/// Reads a blocking TCP socket until EOF, or `nil` when nothing comes for `timeout`.
+func readToEnd(_ descriptor: Int32, timeout: Duration) -> [UInt8]? {
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        var ready = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+        guard poll(&ready, 1, Int32(timeout.components.seconds * 1000)) == 1 else { return nil }
+        let count = recv(descriptor, &buffer, buffer.count, 0)
+        if count == 0 { return bytes }
+        guard count > 0 else { return nil }
+        bytes += buffer[0..<count]
+    }
+}
+
+/// The decimal number right after `marker` in `text`.
+func number(after marker: String, in text: String) -> Int? {
+    guard let range = text.firstRange(of: marker) else { return nil }
+    return Int(text[range.upperBound...].prefix { $0.isNumber })
 }

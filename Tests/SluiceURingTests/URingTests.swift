@@ -26,6 +26,14 @@ func collect(_ ring: URing, _ count: Int) throws -> [URingCompletion] {
 }
 
 @Suite struct URingTests {
+    /// SQPOLL's idle time is given in milliseconds, clamped rather than overflowing for absurd durations.
+    @Test func sqpollIdleTimeInMillisecondsIsClamped() {
+        #expect(URingMode.submissionPolling(idle: .milliseconds(1500), cpu: 2).description == "sqpoll(idle 1500 ms, cpu 2)")
+        #expect(Duration.seconds(Int64.max).millisecondsClamped == Int64.max / 1_000_000)
+        #expect(URingMode.submissionPolling(idle: .seconds(Int64.max), cpu: nil).description
+                == "sqpoll(idle \(Int64.max / 1_000_000) ms)")
+    }
+
     @Test(arguments: allModes)
     func setsUpAndCompletesNOPs(mode: URingMode) throws {
         let ring = try URing(entries: 8, mode: mode)

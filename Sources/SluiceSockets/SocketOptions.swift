@@ -1,0 +1,48 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSluice
+import SluicePackets
+
+/// A `setsockopt` for an `Int32` option, throwing a ``SocketError`` that names it.
+package func setOption(_ descriptor: Int32, _ level: Int32, _ name: Int32, _ value: Int32,
+                       _ label: String) throws(SocketError) {
+    var v = value
+    guard setsockopt(descriptor, level, name, &v, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
+        throw SocketError(operation: "setsockopt(\(label))", errno: errno)
+    }
+}
+
+/// Sets the options every Sluice UDP socket needs before `bind`, whichever port drives it
+/// (``UDPSocketPort`` here, the io_uring port in SluiceURing): `SO_REUSEPORT`, dual-stack and
+/// local-address reporting (`IP_PKTINFO`/`IPV6_RECVPKTINFO`), `UDP_GRO`, and the buffer sizes.
+///
+/// - Parameters:
+///   - family: `AF_INET` or `AF_INET6`, as the socket was made.
+///   - listen: the address it will bind; `[::]` makes an IPv6 socket dual-stack.
+///   - socketBufferBytes: `SO_RCVBUF`/`SO_SNDBUF`, forced past the sysctl caps when privileged; `nil` keeps the default.
+package func configureDatagramSocket(_ descriptor: Int32, family: Int32, listen: IPEndpoint, reusePort: Bool,
+                                     receiveOffload: Bool, socketBufferBytes: Int?) throws(SocketError) {
+    if reusePort { try setOption(descriptor, SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT") }
+    if family == AF_INET6 {
+        let dualStack: Int32 = listen.address == .v6(.any) ? 0 : 1
+        try setOption(descriptor, Int32(IPPROTO_IPV6), IPV6_V6ONLY, dualStack, "IPV6_V6ONLY")
+        // Also reports IPv4 datagrams on a dual-stack socket, as IPv4-mapped addresses.
+        try setOption(descriptor, Int32(IPPROTO_IPV6), IPV6_RECVPKTINFO, 1, "IPV6_RECVPKTINFO")
+    } else {
+        try setOption(descriptor, Int32(IPPROTO_IP), IP_PKTINFO, 1, "IP_PKTINFO")
+    }
+    if receiveOffload {
+        try setOption(descriptor, Int32(IPPROTO_UDP), sluice_UDP_GRO, 1, "UDP_GRO")
+    }
+    if let bytes = socketBufferBytes {
+        let size = Int32(clamping: bytes)
+        // The FORCE variants pass the sysctl caps when privileged; fall back to the capped ones.
+        if (try? setOption(descriptor, SOL_SOCKET, SO_RCVBUFFORCE, size, "SO_RCVBUFFORCE")) == nil {
+            try setOption(descriptor, SOL_SOCKET, SO_RCVBUF, size, "SO_RCVBUF")
+        }
+        if (try? setOption(descriptor, SOL_SOCKET, SO_SNDBUFFORCE, size, "SO_SNDBUFFORCE")) == nil {
+            try setOption(descriptor, SOL_SOCKET, SO_SNDBUF, size, "SO_SNDBUF")
+        }
+    }
+}

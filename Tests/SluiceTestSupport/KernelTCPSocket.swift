@@ -1,0 +1,46 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SluicePackets
+
+/// A plain kernel TCP client socket: the independent peer that Sluice's TCP engine is tested
+/// against. Closed when released: keep it referenced for as long as the connection must stay up.
+public final class KernelTCPSocket {
+    /// The descriptor (blocking unless ``setNonBlocking()`` was called).
+    public let descriptor: Int32
+
+    /// Connects to `endpoint`, blocking until the handshake is done (a listener's backlog
+    /// completes it before the server accepts).
+    ///
+    /// - Throws: ``KernelSocketError`` naming the call that failed.
+    public init(connectingTo endpoint: IPEndpoint) throws(KernelSocketError) {
+        let family = endpoint.address.family
+        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw KernelSocketError(call: "socket", errno: errno) }
+        let connected = KernelSocketAddress.with(endpoint, family: family) { Glibc.connect(fd, $0, $1) }
+        guard connected == 0 else {
+            let error = errno
+            close(fd)
+            throw KernelSocketError(call: "connect(\(endpoint))", errno: error)
+        }
+        // Only now: a class whose properties are all set runs its deinit (closing) when init throws.
+        descriptor = fd
+    }
+
+    deinit { close(descriptor) }
+
+    /// Makes `send` and `recv` return `EAGAIN` instead of blocking.
+    public func setNonBlocking() {
+        _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
+    }
+}
+
+/// A socket call of a test helper failed.
+public struct KernelSocketError: Error, CustomStringConvertible {
+    /// The call, e.g. `"connect(127.0.0.1:7000)"`.
+    public var call: String
+    /// Its errno.
+    public var errno: Int32
+
+    public var description: String { "\(call): errno \(errno)" }
+}
