@@ -4,6 +4,7 @@ import Glibc
 import CSluice
 import Histogram
 import Sluice
+import SluiceSockets
 
 /// CPU time of the workers, for the cost per packet and the "who was the bottleneck" question.
 enum ThreadCPU {
@@ -43,22 +44,14 @@ enum ThreadCPU {
 /// Round-trip times through an echo service, from a kernel UDP socket sending at a fixed rate.
 enum LatencyProbe {
     /// Sends `count` datagrams of `payloadSize` bytes (at least 16: sequence and send time) to
-    /// `target` at `rate` per second, timing each reply; waits up to 200 ms for the last ones.
+    /// `target` at `rate` per second, timing each reply; waits up to 200 ms for the last ones, and
+    /// gives up a second after the schedule should have ended.
     static func run(target: IPEndpoint, rate: Int, count: Int, payloadSize: Int) throws -> BenchLatency {
-        let isV4: Bool
-        if case .v4 = target.address { isV4 = true } else { isV4 = false }
-        let family = isV4 ? AF_INET : AF_INET6
+        let family = target.address.family
         let descriptor = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard descriptor >= 0 else { throw RuntimeError("latency probe: socket: \(String(cString: strerror(errno)))") }
         defer { close(descriptor) }
-        var address = sockaddr_storage()
-        let length = withUnsafeMutableBytes(of: &address) { raw -> socklen_t in
-            DatagramHeader.store(target, sockaddrAt: raw.baseAddress!, mapIPv4: false)
-            return socklen_t(isV4 ? MemoryLayout<sockaddr_in>.size : MemoryLayout<sockaddr_in6>.size)
-        }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, length) }
-        }
+        let connected = SocketAddress.with(target, family: family) { connect(descriptor, $0, $1) }
         guard connected == 0 else { throw RuntimeError("latency probe: connect: \(String(cString: strerror(errno)))") }
 
         let size = max(16, payloadSize)
@@ -80,7 +73,9 @@ enum LatencyProbe {
                 received += 1
             }
         }
-        while sent < count {
+        // Bounded even if sends keep failing: the schedule plus a second.
+        let giveUp = start + .nanoseconds(Int64(count) * Int64(interval)) + .seconds(1)
+        while sent < count, clock.now() < giveUp {
             let due = start.nanoseconds + UInt64(sent) * interval
             while clock.now().nanoseconds < due { drain() }
             message.withUnsafeMutableBytes { raw in
