@@ -66,7 +66,7 @@ public struct UDPSocketPort: Port, ~Copyable {
     @usableFromInline var pending: PendingSegments
     @usableFromInline var _counters = PortCounters()
 
-    @usableFromInline static let controlStride = 64
+    @usableFromInline static let controlStride = DatagramControl.capacity
     @usableFromInline static let maximumGSOPayload = 65507
 
     /// Opens and binds the socket.
@@ -305,7 +305,7 @@ public struct UDPSocketPort: Port, ~Copyable {
             while first + run < batch.count, run < Int(sluice_UDP_MAX_SEGMENTS) {
                 let next = batch[first + run].length
                 guard next > 0, next <= size, total + next <= Self.maximumGSOPayload,
-                      Self.sameRoute(head, batch[first + run].frameStart) else { break }
+                      DatagramControl.sameRoute(head, batch[first + run].frameStart) else { break }
                 matchFamily(DatagramHeader(frameStart: batch[first + run].frameStart))
                 total += next
                 run += 1
@@ -316,7 +316,7 @@ public struct UDPSocketPort: Port, ~Copyable {
             vectors[vector + i] = iovec(iov_base: batch[first + i].dataStart, iov_len: batch[first + i].length)
         }
         let header = DatagramHeader(frameStart: head)
-        let controlLength = writeControl(at: control + message * Self.controlStride, header: header,
+        let controlLength = DatagramControl.write(at: control + message * Self.controlStride, header: header,
                                          segmentSize: run > 1 ? size : 0)
         messages[message] = sluice_mmsghdr(
             msg_hdr: msghdr(
@@ -336,50 +336,6 @@ public struct UDPSocketPort: Port, ~Copyable {
             let peer = header.peer
             DatagramHeader.store(peer, sockaddrAt: header.base + DatagramHeader.peerOffset, mapIPv4: family == AF_INET6)
         }
-    }
-
-    /// Two datagrams can share a GSO send when they go to the same peer from the same local address.
-    @inlinable
-    static func sameRoute(_ a: UnsafeMutableRawPointer, _ b: UnsafeMutableRawPointer) -> Bool {
-        memcmp(a, b, DatagramHeader.peerCapacity) == 0
-            && memcmp(a + 32, b + 32, 22) == 0
-    }
-
-    /// Writes the source-address and segment-size control messages; returns their length.
-    @inlinable
-    func writeControl(at buffer: UnsafeMutableRawPointer, header: DatagramHeader, segmentSize: Int) -> Int {
-        buffer.initializeMemory(as: UInt8.self, repeating: 0, count: Self.controlStride)
-        var used = 0
-        let local = header.local.address
-        func append(level: Int32, type: Int32, length: Int, _ fill: (UnsafeMutableRawPointer) -> Void) {
-            let c = (buffer + used).assumingMemoryBound(to: cmsghdr.self)
-            c.pointee.cmsg_len = sluice_cmsg_len(length)
-            c.pointee.cmsg_level = level
-            c.pointee.cmsg_type = type
-            fill(UnsafeMutableRawPointer(sluice_cmsg_data(c)!))
-            used += sluice_cmsg_space(length)
-        }
-        switch local {
-        case .v4(let a) where a != .any:
-            // in_pktinfo: ifindex 0 lets routing pick the interface; ipi_spec_dst is the source.
-            append(level: Int32(IPPROTO_IP), type: Int32(IP_PKTINFO), length: Int(sluice_in_pktinfo_size)) {
-                a.store(networkBytesAt: $0 + 4)
-            }
-        case .v6(let a) where a != .any:
-            let isLinkLocal = a.high >> 54 == 0x3FA
-            append(level: Int32(IPPROTO_IPV6), type: Int32(IPV6_PKTINFO), length: Int(sluice_in6_pktinfo_size)) {
-                a.store(networkBytesAt: $0)
-                $0.storeBytes(of: isLinkLocal ? header.interfaceIndex : 0, toByteOffset: 16, as: UInt32.self)
-            }
-        default:
-            break
-        }
-        if segmentSize > 0 {
-            append(level: Int32(IPPROTO_UDP), type: sluice_UDP_SEGMENT, length: 2) {
-                $0.storeBytes(of: UInt16(segmentSize), as: UInt16.self)
-            }
-        }
-        return used
     }
 
     /// Sends the prepared messages, retrying after partial sends; a message the kernel refuses

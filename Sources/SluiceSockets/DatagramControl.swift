@@ -1,0 +1,57 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSluice
+import SluicePackets
+import SluiceUDP
+
+/// The control messages a datagram port sends with each `sendmsg`: the source address
+/// (`IP_PKTINFO`/`IPV6_PKTINFO`, so a reply leaves from the address its request came to) and
+/// the GSO segment size. Shared by the socket and io_uring ports.
+public enum DatagramControl {
+    /// Bytes of control space one message needs.
+    public static let capacity = 64
+
+    /// Whether two frames' datagrams can share a GSO send: same peer, same local address.
+    @inlinable
+    public static func sameRoute(_ a: UnsafeMutableRawPointer, _ b: UnsafeMutableRawPointer) -> Bool {
+        memcmp(a, b, DatagramHeader.peerCapacity) == 0 && memcmp(a + 32, b + 32, 22) == 0
+    }
+
+    /// Writes the source-address and segment-size (0: none) control messages for `header` into
+    /// `buffer` (``capacity`` bytes); returns their length.
+    @inlinable
+    public static func write(at buffer: UnsafeMutableRawPointer, header: DatagramHeader, segmentSize: Int) -> Int {
+        buffer.initializeMemory(as: UInt8.self, repeating: 0, count: capacity)
+        var used = 0
+        func append(level: Int32, type: Int32, length: Int, _ fill: (UnsafeMutableRawPointer) -> Void) {
+            let c = (buffer + used).assumingMemoryBound(to: cmsghdr.self)
+            c.pointee.cmsg_len = sluice_cmsg_len(length)
+            c.pointee.cmsg_level = level
+            c.pointee.cmsg_type = type
+            fill(UnsafeMutableRawPointer(sluice_cmsg_data(c)!))
+            used += sluice_cmsg_space(length)
+        }
+        switch header.local.address {
+        case .v4(let a) where a != .any:
+            // in_pktinfo: ifindex 0 lets routing pick the interface; ipi_spec_dst is the source.
+            append(level: Int32(IPPROTO_IP), type: Int32(IP_PKTINFO), length: Int(sluice_in_pktinfo_size)) {
+                a.store(networkBytesAt: $0 + 4)
+            }
+        case .v6(let a) where a != .any:
+            let isLinkLocal = a.high >> 54 == 0x3FA
+            append(level: Int32(IPPROTO_IPV6), type: Int32(IPV6_PKTINFO), length: Int(sluice_in6_pktinfo_size)) {
+                a.store(networkBytesAt: $0)
+                $0.storeBytes(of: isLinkLocal ? header.interfaceIndex : 0, toByteOffset: 16, as: UInt32.self)
+            }
+        default:
+            break
+        }
+        if segmentSize > 0 {
+            append(level: Int32(IPPROTO_UDP), type: sluice_UDP_SEGMENT, length: 2) {
+                $0.storeBytes(of: UInt16(segmentSize), as: UInt16.self)
+            }
+        }
+        return used
+    }
+}
