@@ -45,6 +45,10 @@ public struct BenchConfiguration: Sendable {
     public var latencyRate: Int = 20_000
     /// Length of each latency run.
     public var latencyDuration: Duration = .seconds(1)
+    /// How the io_uring backend's ring runs. SINGLE_ISSUER + DEFER_TASKRUN by default: the
+    /// worker is the ring's only user and enters it every loop, so completions wait for it
+    /// instead of interrupting it (on veth, a plain ring's wakeups cost the sending CPU).
+    public var uringMode: URingMode = .deferTaskRun
     /// UDP GSO for the socket and io_uring backends: replies to one peer of one size leave as one
     /// `sendmsg` per run instead of one datagram per call.
     public var segmentationOffload = false
@@ -209,6 +213,7 @@ public final class BenchRunner {
         settings.handlesSignals = false
         settings.describesRings = false
         settings.segmentationOffload = configuration.segmentationOffload
+        settings.uringMode = configuration.uringMode
         settings.maximumDatagram = BenchConfiguration.sizeRange.upperBound - Self.headerBytes
         // A few milliseconds of traffic at these rates, so a worker waking late does not lose it.
         settings.framesPerWorker = configuration.framesPerWorker
@@ -278,7 +283,7 @@ public final class BenchRunner {
         let mode: String
         switch backend {
         case .socket: mode = configuration.segmentationOffload ? "kernel socket, GSO" : "kernel socket"
-        case .uring: mode = configuration.segmentationOffload ? "io_uring (plain), GSO" : "io_uring (plain)"
+        case .uring: mode = "io_uring (\(configuration.uringMode))" + (configuration.segmentationOffload ? ", GSO" : "")
         case .xdpNative: mode = "native, \(server.xskMode ?? "copy")"
         case .xdpGeneric: mode = "generic, \(server.xskMode ?? "copy")"
         }
@@ -303,7 +308,8 @@ public final class BenchRunner {
         switch backend {
         case .socket, .uring:
             let useRing = backend == .uring
-            mode = useRing ? "io_uring (plain)" : "kernel socket"
+            let uringMode = configuration.uringMode
+            mode = useRing ? "io_uring (\(uringMode))" : "kernel socket"
             sent = try onQueues(namespace: topology.serverNamespace, cpu: pin) { queue in
                 let target = IPEndpoint(address: .v4(topology.clientIPv4), port: Self.generatorPort + UInt16(queue))
                 let local = IPEndpoint(address: .v4(topology.serverIPv4), port: 0)
@@ -320,7 +326,8 @@ public final class BenchRunner {
                                         calls: port.counters.transmitCalls + port.counters.receiveCalls)
                 }
                 if useRing {
-                    let settings = URingUDPConfiguration(listen: local)
+                    var settings = URingUDPConfiguration(listen: local)
+                    settings.mode = uringMode
                     let pool = try FramePool(frameCount: 1024, frameSize: settings.frameSize(maximumDatagram: payload),
                                              headroom: DatagramHeader.minimumHeadroom)
                     var port = try URingUDPPort(configuration: settings, pool: pool)

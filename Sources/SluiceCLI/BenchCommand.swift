@@ -46,6 +46,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Packets per second the generator offers in all (default: flat out).")
     var rate: Int?
 
+    @Option(help: "How the io_uring backend's ring runs: \(RingMode.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var uringMode: RingMode = .deferTaskrun
+
     @Flag(help: "UDP GSO for the socket and io_uring backends' replies (one sendmsg per run of equal-size datagrams to one peer).")
     var gso = false
 
@@ -82,6 +85,7 @@ struct Bench: ParsableCommand {
         configuration.queues = queues
         configuration.latencyRate = latencyRate
         configuration.segmentationOffload = gso
+        configuration.uringMode = uringMode.mode
         configuration.generator = generator
         configuration.rate = rate
         if let suffix { configuration.suffix = suffix }

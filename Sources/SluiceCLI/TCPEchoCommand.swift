@@ -13,7 +13,7 @@ enum TCPBackend: String, ExpressibleByArgument, CaseIterable {
 }
 
 /// How the io_uring is set up, as the command line names it.
-enum TCPRingMode: String, ExpressibleByArgument, CaseIterable {
+enum RingMode: String, ExpressibleByArgument, CaseIterable {
     case plain, sqpoll, deferTaskrun = "defer-taskrun", coop
 
     var mode: URingMode {
@@ -37,8 +37,8 @@ struct TCPEcho: ParsableCommand {
     @Option(help: "Address and port to listen on: 127.0.0.1:7000, [::]:7000 (dual-stack), port 0 for any.")
     var listen: IPEndpoint
 
-    @Option(help: "Ring mode: \(TCPRingMode.allCases.map(\.rawValue).joined(separator: ", ")).")
-    var ringMode: TCPRingMode = .plain
+    @Option(help: "Ring mode: \(RingMode.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var ringMode: RingMode = .plain
 
     @Option(help: "Most connections at once.")
     var maxConnections: Int = 256

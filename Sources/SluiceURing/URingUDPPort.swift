@@ -84,6 +84,8 @@ public struct URingUDPPort: Port, ~Copyable {
     @usableFromInline let submitThreshold: UInt32
     @usableFromInline var _counters = PortCounters()
 
+    /// The socket's index in the ring's fixed file table.
+    @usableFromInline static let fixedSocket: Int32 = 0
     /// The `user_data` of the multishot receive (send slots use their index).
     @usableFromInline static let receiveTag: UInt64 = 1 << 62
     /// Bytes the kernel writes in front of the payload: `io_uring_recvmsg_out`, name, control.
@@ -138,6 +140,12 @@ public struct URingUDPPort: Port, ~Copyable {
             guard ring.supports(UInt32(IORING_OP_RECVMSG.rawValue)), ring.features & IORING_FEAT_EXT_ARG != 0 else {
                 throw PortError(operation: "io_uring_get_probe", errno: EOPNOTSUPP,
                                 hint: "this kernel's io_uring lacks multishot recvmsg or timed waits (Linux 6.0+); use --backend socket")
+            }
+            do throws(URingError) {
+                // The socket is fixed file 0: no descriptor lookup per receive or send.
+                try ring.registerFiles([fd])
+            } catch {
+                throw PortError(operation: error.operation, errno: error.errno, hint: error.hint)
             }
         } catch {
             close(fd)
@@ -368,7 +376,8 @@ public struct URingUDPPort: Port, ~Copyable {
         // buffer until frames come back; arming now would only end in ENOBUFS.
         guard !receiveArmed, buffers.providedCount > 0 else { return false }
         let sqe = try ring.nextSubmission()
-        io_uring_prep_recvmsg_multishot(sqe, descriptor, receiveMessage, 0)
+        io_uring_prep_recvmsg_multishot(sqe, Self.fixedSocket, receiveMessage, 0)
+        sqe.pointee.flags |= URing.fixedFileFlag
         sqe.pointee.flags |= UInt8(1 << IOSQE_BUFFER_SELECT_BIT)
         sqe.pointee.buf_group = Self.bufferGroup
         sqe.pointee.user_data = Self.receiveTag
@@ -467,10 +476,11 @@ public struct URingUDPPort: Port, ~Copyable {
             msg_control: controlLength > 0 ? control : nil, msg_controllen: controlLength, msg_flags: 0)
         sends.occupy(slot, run: run)
         if configuration.zeroCopyThreshold > 0 && total >= configuration.zeroCopyThreshold {
-            io_uring_prep_sendmsg_zc(sqe, descriptor, message, 0)
+            io_uring_prep_sendmsg_zc(sqe, Self.fixedSocket, message, 0)
         } else {
-            io_uring_prep_sendmsg(sqe, descriptor, message, 0)
+            io_uring_prep_sendmsg(sqe, Self.fixedSocket, message, 0)
         }
+        sqe.pointee.flags |= URing.fixedFileFlag
         sqe.pointee.user_data = UInt64(slot)
         return run
     }

@@ -42,6 +42,7 @@ import Testing
         #expect(text.contains("drops: none"), "\(text)")
         #expect(text.contains("frames: all returned to their pools"), "\(text)")
         #expect(text.contains("ops used:") && text.contains("RECVMSG") && text.contains("SENDMSG"), "\(text)")
+        #expect(text.contains("1 registered file"), "the socket is a fixed file: \(text)")
     }
 
     @Test func theBundledClientChecksEveryReply() throws {
