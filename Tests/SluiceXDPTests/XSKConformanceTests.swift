@@ -258,19 +258,24 @@ func balanced(_ pool: FramePool, _ port: borrowing XDPPort) -> Bool {
     @Test func fiftySocketsCreatedAndDestroyedLeaveNothingBehind() throws {
         let fixture = try XDPFixture(mode: .generic)
         let pool = try FramePool(frameCount: 512)
-        let descriptorsBefore = openDescriptorCount()
+        // The sockets' inodes, not a descriptor count: other suites open and close descriptors
+        // in this process meanwhile.
+        var sockets: Set<UInt64> = []
         for round in 0..<50 {
             // As xskxceiver's teardown case: a UMEM and a socket per round (the first socket of a
             // UMEM is the UMEM's own, so a UMEM serves one generation of sockets).
             let umem = try fixture.makeUMEM(pool)
             var port = try fixture.openPort(umem: umem, pool: pool)
+            sockets.insert(socketInode(port.descriptor))
             if round % 10 == 0 {
                 try expectEcho([[UInt8(round)]], via: try fixture.client(), to: fixture.serverIPv4, port: &port, pool: pool)
             }
             _ = consume port
             check(pool.freeCount == pool.frameCount, "round \(round): \(pool.freeCount) of \(pool.frameCount) frames back")
         }
-        #expect(openDescriptorCount() == descriptorsBefore)
+        #expect(sockets.count == 50)
+        let stillOpen = openSocketInodes().intersection(sockets)
+        #expect(stillOpen.isEmpty, "\(stillOpen.count) of the 50 XDP sockets are still open")
     }
 
     @Test func sharedUMEMOverTwoQueues() throws {
@@ -344,12 +349,26 @@ func balanced(_ pool: FramePool, _ port: borrowing XDPPort) -> Bool {
     }
 }
 
-func openDescriptorCount() -> Int {
-    guard let directory = opendir("/proc/self/fd") else { return -1 }
+/// The inode of the socket behind `descriptor`.
+func socketInode(_ descriptor: Int32) -> UInt64 {
+    var status = stat()
+    return fstat(descriptor, &status) == 0 ? UInt64(status.st_ino) : 0
+}
+
+/// The inodes of every socket this process has open (`/proc/self/fd/N -> socket:[INODE]`).
+func openSocketInodes() -> Set<UInt64> {
+    guard let directory = opendir("/proc/self/fd") else { return [] }
     defer { closedir(directory) }
-    var count = 0
-    while readdir(directory) != nil { count += 1 }
-    return count
+    var inodes: Set<UInt64> = []
+    while let entry = readdir(directory) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        var target = [CChar](repeating: 0, count: 64)
+        let count = readlink("/proc/self/fd/\(name)", &target, target.count - 1)
+        guard count > 0 else { continue }
+        let link = String(decoding: target[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        if link.hasPrefix("socket:["), let inode = UInt64(link.dropFirst(8).dropLast()) { inodes.insert(inode) }
+    }
+    return inodes
 }
 
 /// A minimal blocking TCP socket for the "host traffic still works" check.
