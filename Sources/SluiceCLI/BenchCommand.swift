@@ -18,7 +18,8 @@ struct Bench: ParsableCommand {
         abstract: "Measure every backend on namespaces of its own: rxdrop, echo and txonly per frame size, next to the in-kernel ceiling.",
         discussion: """
             Builds two network namespaces joined by a veth pair (removed afterwards, also on failure), \
-            floods the backend from the other side with Sluice's AF_XDP generator, and prints a table. \
+            floods the backend from the other side with Sluice's AF_XDP generator (or a kernel socket: \
+            --generator socket), and prints a table. \
             Needs root. Every load is bounded by --duration per cell.
             """)
 
@@ -64,8 +65,8 @@ struct Bench: ParsableCommand {
     func validate() throws {
         guard duration >= 0.1, duration <= 600 else { throw ValidationError("--duration must be 0.1 to 600 seconds") }
         let sizes: [Int] = try parseNumberList(sizes, of: "size")
-        guard !sizes.isEmpty, sizes.allSatisfy({ BenchConfiguration.sizeRange.contains($0) }) else {
-            throw ValidationError("--sizes must be frame sizes from \(BenchConfiguration.sizeRange.lowerBound) to \(BenchConfiguration.sizeRange.upperBound)")
+        guard (1...16).contains(sizes.count), sizes.allSatisfy({ BenchConfiguration.sizeRange.contains($0) }) else {
+            throw ValidationError("--sizes must be 1 to 16 frame sizes from \(BenchConfiguration.sizeRange.lowerBound) to \(BenchConfiguration.sizeRange.upperBound)")
         }
         guard (1...16).contains(queues) else { throw ValidationError("--queues must be 1 to 16") }
         if let rate, !(1_000...100_000_000).contains(rate) { throw ValidationError("--rate must be 1000 to 100000000 packets/s") }

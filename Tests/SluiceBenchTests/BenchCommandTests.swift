@@ -58,6 +58,6 @@ import Testing
     @Test func refusesWhatItCannotMeasure() throws {
         let bench = try ChildProcess(sluice: ["bench", "--sizes", "40"])
         #expect(bench.waitForExit() != 0)
-        #expect(bench.text.contains("--sizes must be frame sizes from 60 to 1514"), "\(bench.text)")
+        #expect(bench.text.contains("--sizes must be 1 to 16 frame sizes from 60 to 1514"), "\(bench.text)")
     }
 }
