@@ -128,6 +128,8 @@ public struct TCPEngineCounters: Sendable, Equatable {
     /// Times a listener stopped accepting because the process ran out of descriptors
     /// (`EMFILE`/`ENFILE`); it accepts again once one of the engine's descriptors closes.
     public var acceptPauses: UInt64 = 0
+    /// Connects that ran out of time (their linked timeout fired first).
+    public var connectTimeouts: UInt64 = 0
 
     public init() {}
 }
@@ -182,6 +184,10 @@ public final class TCPEngine {
     var doorbell: Int32 = -1
     var doorbellWriter: Int32 = -1
     let doorbellValue = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 8)
+    /// Per slot, what a pending connect's SQEs point at until the kernel has read them: the
+    /// peer's address and the linked timeout. Allocated once, so the pointers stay put.
+    let connectAddresses: UnsafeMutablePointer<sockaddr_in6>
+    let connectTimeouts: UnsafeMutablePointer<__kernel_timespec>
     var doorbellArmed = false
     var shuttingDown = false
     /// Whether receives are multishot (`IORING_RECV_MULTISHOT`, Linux 6.0+). A kernel that refuses
@@ -211,6 +217,10 @@ public final class TCPEngine {
             throw TCPError(operation: "buffer ring (\(error.operation))", errno: error.errno)
         }
         slots = Array(repeating: Slot(), count: configuration.maximumConnections)
+        connectAddresses = .allocate(capacity: configuration.maximumConnections)
+        connectAddresses.initialize(repeating: sockaddr_in6(), count: configuration.maximumConnections)
+        connectTimeouts = .allocate(capacity: configuration.maximumConnections)
+        connectTimeouts.initialize(repeating: __kernel_timespec(), count: configuration.maximumConnections)
         freeSlots = (0..<UInt32(configuration.maximumConnections)).reversed()
         sendSlots = Array(repeating: SendSlot(), count: configuration.frameCount)
         freeSendSlots = (0..<Int32(configuration.frameCount)).reversed()
@@ -229,6 +239,8 @@ public final class TCPEngine {
         if doorbell >= 0 { Glibc.close(doorbell) }
         if doorbellWriter >= 0 { Glibc.close(doorbellWriter) }
         doorbellValue.deallocate()
+        connectAddresses.deallocate()
+        connectTimeouts.deallocate()
     }
 
     // MARK: - Opening
@@ -253,27 +265,41 @@ public final class TCPEngine {
     }
 
     /// Starts connecting to `endpoint`; ``TCPEngineDelegate/connected(_:error:engine:)`` says how it went.
-    public func connect(to endpoint: IPEndpoint) throws(TCPError) -> TCPConnectionID {
+    ///
+    /// With a `timeout`, the connect is linked to an `IORING_OP_LINK_TIMEOUT`: if the handshake
+    /// has not completed by then the kernel cancels it and the connection fails with `ETIMEDOUT`
+    /// (a peer that drops SYNs would otherwise take the kernel's two minutes of retries).
+    public func connect(to endpoint: IPEndpoint, timeout: Duration? = nil) throws(TCPError) -> TCPConnectionID {
         let fd = try TCPSocket.make(family: endpoint.address.family)
         guard let slot = allocateSlot(fd: fd, kind: .connecting) else {
             Glibc.close(fd)
             throw TCPError(operation: "connect(\(endpoint))", errno: EMFILE)
         }
-        TCPSocket.store(endpoint, into: &slots[Int(slot)].peer)
-        let sqe: UnsafeMutablePointer<io_uring_sqe>
+        let s = Int(slot)
+        TCPSocket.store(endpoint, into: &connectAddresses[s])
+        let generation = slots[s].generation
         do {
-            sqe = try submission()
+            let sqe = try submission()
+            connectAddresses.advanced(by: s).withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                io_uring_prep_connect(sqe, fd, $0, TCPSocket.length(of: endpoint))
+            }
+            sqe.pointee.user_data = Tag(op: .connect, slot: slot, generation: generation).rawValue
+            if let timeout {
+                // Reserve the timeout's SQE before linking, so a full queue cannot leave a dangling link.
+                sqe.pointee.flags |= TCPEngine.linkFlag
+                let timer = try submission()
+                let nanoseconds = max(timeout.nanosecondsClamped, 1)
+                connectTimeouts[s] = __kernel_timespec(tv_sec: nanoseconds / 1_000_000_000, tv_nsec: nanoseconds % 1_000_000_000)
+                io_uring_prep_link_timeout(timer, connectTimeouts.advanced(by: s), 0)
+                timer.pointee.user_data = Tag(op: .linkTimeout, slot: slot, generation: generation).rawValue
+                slots[s].connectDeadline = true
+                started(slot)
+            }
         } catch {
             freeSlot(slot)
             Glibc.close(fd)
             throw error
         }
-        withUnsafePointer(to: &slots[Int(slot)].peer) { raw in
-            raw.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                io_uring_prep_connect(sqe, fd, $0, TCPSocket.length(of: endpoint))
-            }
-        }
-        sqe.pointee.user_data = Tag(op: .connect, slot: slot, generation: slots[Int(slot)].generation).rawValue
         started(slot)
         return id(slot)
     }
@@ -904,8 +930,14 @@ public final class TCPEngine {
                 try armReceive(slot)
                 delegate.connected(id(slot), error: nil, engine: self)
             } else if !slots[s].closeSubmitted {
-                try abortConnection(slot, error: TCPError(operation: "connect", errno: -completion.result))
+                // Only the linked timeout cancels a connect that is not being closed.
+                let timedOut = completion.result == -ECANCELED && slots[s].connectDeadline
+                if timedOut { counters.connectTimeouts += 1 }
+                try abortConnection(slot, error: TCPError(operation: "connect", errno: timedOut ? ETIMEDOUT : -completion.result))
             }
+        case .linkTimeout:
+            // -ETIME: it fired and cancelled the connect; -ECANCELED: the connect finished first.
+            finished(slot)
         case .shutdown:
             finished(slot)
             slots[s].shutdownDone = true
@@ -931,8 +963,9 @@ public final class TCPEngine {
 // MARK: - Tables
 
 extension TCPEngine {
-    /// `IOSQE_IO_HARDLINK` and `IOSQE_BUFFER_SELECT`.
+    /// `IOSQE_IO_HARDLINK`, `IOSQE_IO_LINK` and `IOSQE_BUFFER_SELECT`.
     static let hardLinkFlag = UInt8(1 << IOSQE_IO_HARDLINK_BIT)
+    static let linkFlag = UInt8(1 << IOSQE_IO_LINK_BIT)
     static let bufferSelectFlag = UInt8(1 << IOSQE_BUFFER_SELECT_BIT)
 
     /// One connection's (or listener's) state.
@@ -963,7 +996,8 @@ extension TCPEngine {
         var closeSubmitted = false
         var closeDone = false
         var error: TCPError?
-        var peer = sockaddr_in6()
+        /// A linked timeout guards this connection's connect.
+        var connectDeadline = false
 
         var writable: Bool { kind == .open && !wantShutdownWrite && !wantClose && !closeSubmitted }
     }
@@ -982,7 +1016,7 @@ extension TCPEngine {
 
     /// The operation kinds `user_data` names.
     enum Operation: UInt8 {
-        case none = 0, accept, receive, send, sendZeroCopy, connect, shutdown, cancel, close, doorbell, engineCancel
+        case none = 0, accept, receive, send, sendZeroCopy, connect, shutdown, cancel, close, doorbell, engineCancel, linkTimeout
     }
 
     /// `user_data` layout: operation in bits 56–63, slot in 32–55, generation in 16–31, and an

@@ -92,10 +92,11 @@ public final class TCPEventLoop: Sendable {
         return try result.get()
     }
 
-    /// Connects to `endpoint`.
-    public func connect(to endpoint: IPEndpoint) async throws(TCPError) -> TCPConnection {
+    /// Connects to `endpoint`; with a `timeout`, fails with `ETIMEDOUT` when the handshake takes
+    /// longer (an io_uring linked timeout on the connect).
+    public func connect(to endpoint: IPEndpoint, timeout: Duration? = nil) async throws(TCPError) -> TCPConnection {
         let result = await withCheckedContinuation { continuation in
-            channel.post(.connect(endpoint, continuation))
+            channel.post(.connect(endpoint, timeout, continuation))
         }
         return try result.get()
     }
@@ -265,7 +266,7 @@ final class TCPInboundCredit: Sendable {
 /// What async callers ask of the engine thread.
 enum TCPLoopCommand: Sendable {
     case listen(IPEndpoint, CheckedContinuation<Result<TCPListener, TCPError>, Never>)
-    case connect(IPEndpoint, CheckedContinuation<Result<TCPConnection, TCPError>, Never>)
+    case connect(IPEndpoint, Duration?, CheckedContinuation<Result<TCPConnection, TCPError>, Never>)
     case send(TCPConnectionID, [UInt8], CheckedContinuation<Result<Void, TCPError>, Never>)
     case shutdownWrite(TCPConnectionID)
     case close(TCPConnectionID)
@@ -277,7 +278,7 @@ enum TCPLoopCommand: Sendable {
         let error = TCPError(operation: "tcp event loop (stopped)", errno: ECANCELED)
         switch self {
         case .listen(_, let c): c.resume(returning: .failure(error))
-        case .connect(_, let c): c.resume(returning: .failure(error))
+        case .connect(_, _, let c): c.resume(returning: .failure(error))
         case .send(_, _, let c): c.resume(returning: .failure(error))
         default: break
         }
@@ -391,9 +392,9 @@ struct TCPStreamBridge: TCPEngineDelegate {
             } catch {
                 continuation.resume(returning: .failure(error))
             }
-        case let .connect(endpoint, continuation):
+        case let .connect(endpoint, timeout, continuation):
             do {
-                connecting[try engine.connect(to: endpoint)] = continuation
+                connecting[try engine.connect(to: endpoint, timeout: timeout)] = continuation
             } catch {
                 continuation.resume(returning: .failure(error))
             }

@@ -376,6 +376,34 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
         await #expect(throws: TCPError.self) { _ = try await loop.listen(on: IPEndpoint("127.0.0.1:0")!) }
     }
 
+    /// A connect whose SYN goes unanswered (an on-link address nobody holds, in a namespace of
+    /// the test's own) fails with ETIMEDOUT when its linked timeout fires, long before the
+    /// kernel would give up; a connect that completes in time cancels its timeout.
+    @Test func connectTimesOutThroughALinkedTimeout() async throws {
+        let topology = try TestTopology(.init(suffix: "lt\(getpid() % 100_000)"))
+        defer { topology.destroy() }
+        // The engine's thread is made in the namespace, so its sockets live there.
+        let loop = try TestTopology.run(inNamespace: topology.serverNamespace) { try TCPEventLoop() }
+        let clock = ContinuousClock()
+        let started = clock.now
+        do {
+            _ = try await loop.connect(to: IPEndpoint("198.18.0.77:80")!, timeout: .milliseconds(300))
+            Issue.record("a connect to an address nobody holds succeeded")
+        } catch {
+            #expect(error.errno == ETIMEDOUT, "\(error)")
+        }
+        let waited = clock.now - started
+        #expect(waited >= .milliseconds(250) && waited < .seconds(2), "\(waited)")
+
+        let listener = try await loop.listen(on: IPEndpoint(address: .v4(topology.serverIPv4), port: 0))
+        let connection = try await loop.connect(to: listener.localEndpoint, timeout: .seconds(5))
+        connection.close()
+        listener.close()
+        let report = loop.shutdown()
+        #expect(report.counters.connectTimeouts == 1 && report.counters.connected == 1, "\(report.counters)")
+        #expect(report.operationsInFlight == 0 && report.frames.isBalanced)
+    }
+
     /// A send after ``TCPConnection/shutdownWrite()`` or ``TCPConnection/close()`` fails at once,
     /// whether the shutdown has been applied already (such a send used to wait forever for a write
     /// side that would never open again) or is still waiting behind earlier sends (it must not
