@@ -31,14 +31,21 @@ public final class TestTopology: @unchecked Sendable {
         /// Installs permanent neighbour entries (ARP and NDP) for the peer on both ends, so
         /// resolution keeps working when an XDP program takes ARP or NDP frames away.
         public var staticNeighbours: Bool
+        /// Two existing interfaces joined by a link (two NIC ports cabled to each other, or a veth
+        /// pair) to use instead of a new veth pair: `server` moves into the server's namespace
+        /// and `client` into the client's, and both move back to the initial namespace (down,
+        /// without addresses) when the topology is destroyed. `queues` and the checksum setting
+        /// do not apply to them.
+        public var devices: (server: String, client: String)?
 
         /// A configuration; every argument has a default.
         public init(suffix: String = "\(getpid())", queues: Int = 1, disableSenderChecksumOffload: Bool = true,
-                    staticNeighbours: Bool = true) {
+                    staticNeighbours: Bool = true, devices: (server: String, client: String)? = nil) {
             self.suffix = suffix
             self.queues = queues
             self.disableSenderChecksumOffload = disableSenderChecksumOffload
             self.staticNeighbours = staticNeighbours
+            self.devices = devices
         }
     }
 
@@ -48,9 +55,9 @@ public final class TestTopology: @unchecked Sendable {
     public let serverNamespace: String
     /// The client's namespace, `sluice-c<suffix>`.
     public let clientNamespace: String
-    /// The server's veth end (in `serverNamespace`), `ss<suffix>`.
+    /// The server's interface (in `serverNamespace`): the veth end `ss<suffix>`, or the device given.
     public let serverInterface: String
-    /// The client's veth end (in `clientNamespace`), `sc<suffix>`.
+    /// The client's interface (in `clientNamespace`): the veth end `sc<suffix>`, or the device given.
     public let clientInterface: String
     /// The server's IPv4 address, 198.18.0.1/24.
     public let serverIPv4 = IPv4Address(198, 18, 0, 1)
@@ -88,8 +95,14 @@ public final class TestTopology: @unchecked Sendable {
         self.configuration = configuration
         serverNamespace = names.serverNamespace
         clientNamespace = names.clientNamespace
-        serverInterface = names.serverInterface
-        clientInterface = names.clientInterface
+        serverInterface = configuration.devices?.server ?? names.serverInterface
+        clientInterface = configuration.devices?.client ?? names.clientInterface
+        if let devices = configuration.devices {
+            for device in [devices.server, devices.client] where access("/sys/class/net/\(device)", F_OK) != 0 {
+                throw TopologyError("no interface \(device) in this namespace: check the name with `ip link`")
+            }
+            guard devices.server != devices.client else { throw TopologyError("the two devices must differ") }
+        }
 
         Self.destroy(suffix: configuration.suffix)
         do {
@@ -97,8 +110,13 @@ public final class TestTopology: @unchecked Sendable {
             let (s, c, sif, cif) = (serverNamespace, clientNamespace, serverInterface, clientInterface)
             try Self.ip(["netns", "add", s])
             try Self.ip(["netns", "add", c])
-            try Self.ip(["link", "add", sif, "numtxqueues", q, "numrxqueues", q, "netns", s, "type", "veth",
-                         "peer", "name", cif, "numtxqueues", q, "numrxqueues", q, "netns", c])
+            if configuration.devices != nil {
+                try Self.ip(["link", "set", "dev", sif, "netns", s])
+                try Self.ip(["link", "set", "dev", cif, "netns", c])
+            } else {
+                try Self.ip(["link", "add", sif, "numtxqueues", q, "numrxqueues", q, "netns", s, "type", "veth",
+                             "peer", "name", cif, "numtxqueues", q, "numrxqueues", q, "netns", c])
+            }
             let v4 = "/\(Self.ipv4PrefixLength)", v6 = "/\(Self.ipv6PrefixLength)"
             try Self.ip(["-n", s, "addr", "add", "\(serverIPv4)\(v4)", "dev", sif])
             try Self.ip(["-n", c, "addr", "add", "\(clientIPv4)\(v4)", "dev", cif])
@@ -117,7 +135,7 @@ public final class TestTopology: @unchecked Sendable {
                                  "nud", "permanent"])
                 }
             }
-            if configuration.disableSenderChecksumOffload {
+            if configuration.disableSenderChecksumOffload && configuration.devices == nil {
                 // `ip netns exec` runs it with execvp: pass the full path, /usr/sbin may not be on PATH.
                 let ethtool = findExecutable("ethtool") ?? "ethtool"
                 try Self.ip(["netns", "exec", c, ethtool, "-K", cif, "tx", "off"], tool: "ethtool")
@@ -155,11 +173,24 @@ public final class TestTopology: @unchecked Sendable {
         return access("/run/netns/\(n.serverNamespace)", F_OK) == 0 || access("/run/netns/\(n.clientNamespace)", F_OK) == 0
     }
 
-    /// Removes the topology with this suffix, whatever is left of it; does nothing if there is none.
+    /// Removes the topology with this suffix, whatever is left of it; does nothing if there is
+    /// none. Interfaces it borrowed (``Configuration/devices``) go back to the initial namespace.
     public static func destroy(suffix: String) {
         guard (try? validate(suffix: suffix)) != nil else { return }
         let n = names(suffix: suffix)
         for namespace in [n.serverNamespace, n.clientNamespace] where access("/run/netns/\(namespace)", F_OK) == 0 {
+            // Deleting the namespace would destroy a borrowed veth pair; move every interface
+            // that is not ours back first (a NIC would come back by itself, a veth would not).
+            let links = runCommand(["ip", "-n", namespace, "-o", "link", "show"])
+            for line in links.output.split(separator: "\n") {
+                // "2: name@peer: <FLAGS> ...": the name is the second field, before any '@'.
+                let fields = line.split(separator: " ")
+                guard fields.count > 1 else { continue }
+                let name = String(fields[1].dropLast().split(separator: "@").first ?? "")
+                guard !name.isEmpty, name != "lo", name != n.serverInterface, name != n.clientInterface else { continue }
+                _ = runCommand(["ip", "-n", namespace, "link", "set", "dev", name, "down"])
+                _ = runCommand(["ip", "-n", namespace, "link", "set", "dev", name, "netns", "1"])
+            }
             _ = runCommand(["ip", "netns", "del", namespace])
         }
         // A creation that failed before moving the veth ends into their namespaces leaves them here.

@@ -54,6 +54,10 @@ public struct BenchConfiguration: Sendable {
     public var segmentationOffload = false
     /// Frames per worker (and per XSK): the buffer between the kernel and a worker that is late.
     public var framesPerWorker = 4096
+    /// Two existing interfaces joined by a link (NIC ports cabled together) to measure instead of
+    /// a veth pair: the backend gets `server`, the generator `client` (see
+    /// ``TestTopology/Configuration/devices``). AF_XDP then tries zero-copy first.
+    public var devices: (server: String, client: String)?
     /// Suffix of the namespaces and veth names this run makes.
     public var suffix: String = "b\(getpid() % 100_000)"
     /// The CPU the generator is pinned to (when there are at least two).
@@ -98,8 +102,11 @@ public final class BenchRunner {
         let cpus = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         report = BenchReport(environment: BenchEnvironment(
             kernel: Self.kernelRelease(), cpus: cpus,
-            link: "veth pair between two network namespaces (this machine; no NIC)",
-            generator: (configuration.generator == .xdp ? "Sluice AF_XDP TX, copy mode" : "kernel UDP socket, sendmmsg")
+            link: configuration.devices.map { "\($0.server) ↔ \($0.client), each moved into a network namespace of the run" }
+                ?? "veth pair between two network namespaces (this machine; no NIC)",
+            generator: (configuration.generator == .xdp
+                         ? "Sluice AF_XDP TX, " + (configuration.devices == nil ? "copy mode" : "zero-copy where the driver has it")
+                         : "kernel UDP socket, sendmmsg")
                 + ", \(configuration.queues) flow(s) on as many queues"
                 + (configuration.rate.map { ", \($0) packets/s" } ?? ", flat out")
                 + (cpus >= 2 ? ", cpu \(configuration.generatorCPU)" : ""),
@@ -139,7 +146,7 @@ public final class BenchRunner {
     /// - Throws: only when the topology cannot be built; a failing cell is recorded instead.
     public func run() throws -> BenchReport {
         let topology = try TestTopology(.init(suffix: configuration.suffix, queues: configuration.queues,
-                                              staticNeighbours: true))
+                                              staticNeighbours: true, devices: configuration.devices))
         self.topology = topology
         defer {
             if let replyCounter { try? TestTopology.run(inNamespace: topology.clientNamespace) { replyCounter.detach() } }
@@ -225,7 +232,7 @@ public final class BenchRunner {
             var xdp = XDPBackendConfiguration(interface: topology.serverInterface)
             xdp.queues = (0..<UInt32(configuration.queues)).map { $0 }
             xdp.attachMode = backend == .xdpNative ? .native : .generic
-            xdp.bindMode = .copy   // veth has no zero-copy; asking would only print the fallback
+            xdp.bindMode = xskBindMode
             settings.xdp = xdp
         }
         let server = try TestTopology.run(inNamespace: topology.serverNamespace) { [settings] in
@@ -302,6 +309,7 @@ public final class BenchRunner {
         let payload = size - Self.headerBytes
         let duration = configuration.duration
         let pin = report.environment.cpus >= 2 ? configuration.workerCPU : nil
+        let bindMode = xskBindMode
         let before = try replies.packets()
         let sent: Transmission
         let mode: String
@@ -351,7 +359,7 @@ public final class BenchRunner {
                 settings.destinationMAC = topology.clientMAC
                 settings.payloadSize = payload
                 settings.duration = duration
-                settings.bindMode = .copy
+                settings.bindMode = bindMode
                 return Transmission(try XDPTrafficGenerator.run(settings))
             }
         }
@@ -407,6 +415,7 @@ public final class BenchRunner {
         let generator = configuration.generator
         let rate = configuration.rate.map { max(1, $0 / configuration.queues) }
         let pin = report.environment.cpus >= 2 ? configuration.generatorCPU : nil
+        let bindMode = xskBindMode
         let destination = IPEndpoint(address: .v4(topology.serverIPv4), port: Self.servicePort)
         let payload = size - Self.headerBytes
         return try onQueues(namespace: topology.clientNamespace, cpu: pin) { queue in
@@ -420,7 +429,7 @@ public final class BenchRunner {
                 settings.payloadSize = payload
                 settings.duration = duration
                 settings.rate = rate
-                settings.bindMode = .copy
+                settings.bindMode = bindMode
                 return Transmission(try XDPTrafficGenerator.run(settings))
             case .socket:
                 var settings = UDPSocketConfiguration(listen: source)
@@ -471,6 +480,10 @@ public final class BenchRunner {
             DatagramHeader(frameStart: packet.frameStart).local = IPEndpoint(address: .v4(.any), port: 0)
         }
     }
+
+    /// Copy on veth (which has no zero-copy: asking would only print the fallback), zero-copy
+    /// first on borrowed devices.
+    var xskBindMode: XSKBindMode { configuration.devices == nil ? .copy : .automatic }
 
     /// `udp_drop` on the client's interface, attached on first use: replies and txonly traffic
     /// to the generator's ports are counted there.

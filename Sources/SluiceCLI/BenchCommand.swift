@@ -59,6 +59,12 @@ struct Bench: ParsableCommand {
     @Option(help: "Draw the pps per backend and size as an SVG bar chart in this file.")
     var svg: String?
 
+    @Option(help: "Measure this interface (a NIC port) instead of a veth end: the backend serves on it. Needs --peer-dev.")
+    var dev: String?
+
+    @Option(help: "The interface linked to --dev (the other port of the cable): the generator sends from it.")
+    var peerDev: String?
+
     @Option(help: "Suffix of this run's namespaces (default: from the process id).")
     var suffix: String?
 
@@ -71,6 +77,7 @@ struct Bench: ParsableCommand {
         guard (1...16).contains(queues) else { throw ValidationError("--queues must be 1 to 16") }
         if let rate, !(1_000...100_000_000).contains(rate) { throw ValidationError("--rate must be 1000 to 100000000 packets/s") }
         guard (100...1_000_000).contains(latencyRate) else { throw ValidationError("--latency-rate must be 100 to 1000000") }
+        guard (dev == nil) == (peerDev == nil) else { throw ValidationError("--dev and --peer-dev go together") }
         guard geteuid() == 0 else {
             throw ValidationError("sluice bench makes network namespaces and attaches XDP programs: run it as root")
         }
@@ -90,6 +97,7 @@ struct Bench: ParsableCommand {
         configuration.generator = generator
         configuration.rate = rate
         if let suffix { configuration.suffix = suffix }
+        if let dev, let peerDev { configuration.devices = (dev, peerDev) }
         let interactive = isatty(1) != 0
         let cleanup = InterruptCleanup(suffix: configuration.suffix)
         defer { cleanup.finish() }

@@ -55,6 +55,27 @@ import Testing
         #expect(document.elements.contains { $0.name == "svg" })
     }
 
+    /// `--dev`/`--peer-dev`, as on two NIC ports cabled together; here a veth pair the test makes
+    /// in its own namespace stands in for the cable. Both ends must come back afterwards.
+    @Test func measuresBorrowedInterfacesAndGivesThemBack() throws {
+        let tag = "\(getpid() % 100_000)"
+        let (server, client) = ("bxs\(tag)", "bxc\(tag)")
+        let made = try ChildProcess("/usr/sbin/ip", ["link", "add", server, "type", "veth", "peer", "name", client])
+        #expect(made.waitForExit() == 0, "\(made.text)")
+        defer { _ = try? ChildProcess("/usr/sbin/ip", ["link", "del", server]).waitForExit() }
+        let bench = try ChildProcess(sluice: [
+            "bench", "--dev", server, "--peer-dev", client, "--duration", "0.3", "--sizes", "64",
+            "--backends", "socket", "xdp-native", "--scenarios", "rxdrop", "--suffix", "d\(tag)"])
+        #expect(bench.waitForExit(timeout: .seconds(60)) == 0, "\(bench.text)")
+        let text = bench.text
+        #expect(text.contains("link: \(server) ↔ \(client)"), "\(text)")
+        #expect(text.contains("xdp-drop-native") && text.contains("socket") && text.contains("xdp-native"), "\(text)")
+        #expect(!text.contains("not measured:"), "\(text)")
+        for device in [server, client] {
+            #expect(FileManager.default.fileExists(atPath: "/sys/class/net/\(device)"), "\(device) did not come back")
+        }
+    }
+
     @Test func refusesWhatItCannotMeasure() throws {
         let bench = try ChildProcess(sluice: ["bench", "--sizes", "40"])
         #expect(bench.waitForExit() != 0)
