@@ -153,6 +153,10 @@ public final class BenchRunner {
             replyCounter = nil
             topology.destroy()
         }
+        if configuration.devices != nil {
+            bindModes = (Self.probeBindMode(interface: topology.serverInterface, namespace: topology.serverNamespace),
+                         Self.probeBindMode(interface: topology.clientInterface, namespace: topology.clientNamespace))
+        }
         let steps = plan
         for (index, step) in steps.enumerated() {
             progress(BenchReport.progressLine(done: index, total: steps.count, current: step.name, lastCell: report.cells.last))
@@ -232,7 +236,7 @@ public final class BenchRunner {
             var xdp = XDPBackendConfiguration(interface: topology.serverInterface)
             xdp.queues = (0..<UInt32(configuration.queues)).map { $0 }
             xdp.attachMode = backend == .xdpNative ? .native : .generic
-            xdp.bindMode = xskBindMode
+            xdp.bindMode = bindModes.server
             settings.xdp = xdp
         }
         let server = try TestTopology.run(inNamespace: topology.serverNamespace) { [settings] in
@@ -309,7 +313,7 @@ public final class BenchRunner {
         let payload = size - Self.headerBytes
         let duration = configuration.duration
         let pin = report.environment.cpus >= 2 ? configuration.workerCPU : nil
-        let bindMode = xskBindMode
+        let bindMode = bindModes.server
         let before = try replies.packets()
         let sent: Transmission
         let mode: String
@@ -415,7 +419,7 @@ public final class BenchRunner {
         let generator = configuration.generator
         let rate = configuration.rate.map { max(1, $0 / configuration.queues) }
         let pin = report.environment.cpus >= 2 ? configuration.generatorCPU : nil
-        let bindMode = xskBindMode
+        let bindMode = bindModes.client
         let destination = IPEndpoint(address: .v4(topology.serverIPv4), port: Self.servicePort)
         let payload = size - Self.headerBytes
         return try onQueues(namespace: topology.clientNamespace, cpu: pin) { queue in
@@ -481,9 +485,23 @@ public final class BenchRunner {
         }
     }
 
-    /// Copy on veth (which has no zero-copy: asking would only print the fallback), zero-copy
-    /// first on borrowed devices.
-    var xskBindMode: XSKBindMode { configuration.devices == nil ? .copy : .automatic }
+    /// How XSKs bind on the server's and the client's interface: copy on veth, which has no
+    /// zero-copy; on borrowed devices, what a probe at the start found (so a driver without
+    /// zero-copy is announced once, not in every cell).
+    private var bindModes: (server: XSKBindMode, client: XSKBindMode) = (.copy, .copy)
+
+    /// Opens one XSK on `interface` in `namespace`, zero-copy first, and says which mode stuck.
+    static func probeBindMode(interface: String, namespace: String) -> XSKBindMode {
+        let zeroCopy = try? TestTopology.run(inNamespace: namespace) { () -> Bool in
+            let pool = try FramePool(frameCount: 64, frameSize: 2048, headroom: 0)
+            let umem = try XSKUmem(pool: pool)
+            var settings = XDPPortConfiguration(interface: interface, queue: 0)
+            settings.bindMode = .automatic
+            settings.reservedFrames = pool.frameCount
+            return try XDPPort(configuration: settings, umem: umem, pool: pool).isZeroCopy
+        }
+        return zeroCopy == true ? .zeroCopy : .copy
+    }
 
     /// `udp_drop` on the client's interface, attached on first use: replies and txonly traffic
     /// to the generator's ports are counted there.
