@@ -188,6 +188,10 @@ public final class TestTopology: @unchecked Sendable {
                 guard fields.count > 1 else { continue }
                 let name = String(fields[1].dropLast().split(separator: "@").first ?? "")
                 guard !name.isEmpty, name != "lo", name != n.serverInterface, name != n.clientInterface else { continue }
+                // An interrupted run may have left an XDP program on it: it must not go back with one.
+                for mode in ["xdpgeneric", "xdpdrv"] {
+                    _ = runCommand(["ip", "-n", namespace, "link", "set", "dev", name, mode, "off"])
+                }
                 _ = runCommand(["ip", "-n", namespace, "link", "set", "dev", name, "down"])
                 _ = runCommand(["ip", "-n", namespace, "link", "set", "dev", name, "netns", "1"])
             }
