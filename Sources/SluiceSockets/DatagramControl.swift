@@ -5,9 +5,10 @@ import CSluice
 import SluicePackets
 import SluiceUDP
 
-/// The control messages a datagram port sends with each `sendmsg`: the source address
+/// The control messages of a datagram port: sent with each `sendmsg`, the source address
 /// (`IP_PKTINFO`/`IPV6_PKTINFO`, so a reply leaves from the address its request came to) and
-/// the GSO segment size. Shared by the socket and io_uring ports.
+/// the GSO segment size; received, the local address and the GRO segment size. Shared by the
+/// socket and io_uring ports.
 public enum DatagramControl {
     /// Bytes of control space one message needs.
     public static let capacity = 64
@@ -54,4 +55,28 @@ public enum DatagramControl {
         }
         return used
     }
+
+    /// Reads one received control message into `header`: `IP_PKTINFO`/`IPV6_PKTINFO` give the
+    /// local address the datagram came to (with `port`) and its interface. Returns the `UDP_GRO`
+    /// segment size when that is what it carries, 0 otherwise.
+    @inlinable
+    public static func read(_ message: UnsafePointer<cmsghdr>, into header: DatagramHeader, port: UInt16) -> Int {
+        let data = UnsafeRawPointer(sluice_cmsg_data(UnsafeMutablePointer(mutating: message))!)
+        switch (message.pointee.cmsg_level, message.pointee.cmsg_type) {
+        case (Int32(IPPROTO_IP), Int32(IP_PKTINFO)):
+            // ipi_ifindex at 0, ipi_spec_dst at 4, ipi_addr (the header's destination) at 8.
+            header.interfaceIndex = data.loadUnaligned(as: UInt32.self)
+            header.local = IPEndpoint(address: .v4(IPv4Address(networkBytesAt: data + 8)), port: port)
+        case (Int32(IPPROTO_IPV6), Int32(IPV6_PKTINFO)):
+            // ipi6_addr at 0, ipi6_ifindex at 16.
+            header.interfaceIndex = data.loadUnaligned(fromByteOffset: 16, as: UInt32.self)
+            header.local = IPEndpoint(address: IPAddress.v6(IPv6Address(networkBytesAt: data)).unmapped, port: port)
+        case (Int32(IPPROTO_UDP), sluice_UDP_GRO):
+            return Int(data.loadUnaligned(as: Int32.self))
+        default:
+            break
+        }
+        return 0
+    }
 }
+

@@ -220,22 +220,8 @@ public struct UDPSocketPort: Port, ~Copyable {
         header.local = localEndpoint
         var cmsg = sluice_cmsg_firsthdr(&message)
         while let c = cmsg {
-            let data = UnsafeRawPointer(sluice_cmsg_data(c)!)
-            switch (c.pointee.cmsg_level, c.pointee.cmsg_type) {
-            case (Int32(IPPROTO_IP), Int32(IP_PKTINFO)):
-                // ipi_ifindex at 0, ipi_spec_dst at 4, ipi_addr (the header's destination) at 8.
-                header.interfaceIndex = data.loadUnaligned(as: UInt32.self)
-                header.local = IPEndpoint(address: .v4(IPv4Address(networkBytesAt: data + 8)), port: localEndpoint.port)
-            case (Int32(IPPROTO_IPV6), Int32(IPV6_PKTINFO)):
-                // ipi6_addr at 0, ipi6_ifindex at 16.
-                header.interfaceIndex = data.loadUnaligned(fromByteOffset: 16, as: UInt32.self)
-                header.local = IPEndpoint(
-                    address: IPAddress.v6(IPv6Address(networkBytesAt: data)).unmapped, port: localEndpoint.port)
-            case (Int32(IPPROTO_UDP), sluice_UDP_GRO):
-                segmentSize = Int(data.loadUnaligned(as: Int32.self))
-            default:
-                break
-            }
+            let size = DatagramControl.read(c, into: header, port: localEndpoint.port)
+            if size > 0 { segmentSize = size }
             cmsg = sluice_cmsg_nxthdr(&message, c)
         }
         return segmentSize

@@ -279,20 +279,7 @@ public struct URingUDPPort: Port, ~Copyable {
         header.local = localEndpoint
         var cmsg = io_uring_recvmsg_cmsg_firsthdr(out, receiveMessage)
         while let c = cmsg {
-            let data = UnsafeRawPointer(sluice_cmsg_data(c)!)
-            switch (c.pointee.cmsg_level, c.pointee.cmsg_type) {
-            case (Int32(IPPROTO_IP), Int32(IP_PKTINFO)):
-                // ipi_ifindex at 0, ipi_spec_dst at 4, ipi_addr (the header's destination) at 8.
-                header.interfaceIndex = data.loadUnaligned(as: UInt32.self)
-                header.local = IPEndpoint(address: .v4(IPv4Address(networkBytesAt: data + 8)), port: localEndpoint.port)
-            case (Int32(IPPROTO_IPV6), Int32(IPV6_PKTINFO)):
-                // ipi6_addr at 0, ipi6_ifindex at 16.
-                header.interfaceIndex = data.loadUnaligned(fromByteOffset: 16, as: UInt32.self)
-                header.local = IPEndpoint(
-                    address: IPAddress.v6(IPv6Address(networkBytesAt: data)).unmapped, port: localEndpoint.port)
-            default:
-                break
-            }
+            _ = DatagramControl.read(c, into: header, port: localEndpoint.port)
             cmsg = io_uring_recvmsg_cmsg_nexthdr(out, receiveMessage, c)
         }
     }
