@@ -113,12 +113,13 @@ public enum XDPTrafficGenerator {
         throw RuntimeError("no interface \(interface) here: check the name with `ip link` (and --netns)")
     }
 
-    /// The neighbour's MAC from the kernel's ARP table (IPv4) or `nil` when unknown.
+    /// The neighbour's MAC from the kernel's ARP table (IPv4) or `nil` when unknown; the table of
+    /// the calling thread's namespace (`/proc/net` would show the main thread's).
     static func neighbourMAC(_ address: IPAddress, interface: String) throws -> MACAddress? {
         guard case .v4(let v4) = address else {
             throw RuntimeError("IPv6 next hops need --destination-mac")
         }
-        guard let file = fopen("/proc/net/arp", "r") else { return nil }
+        guard let file = fopen("/proc/thread-self/net/arp", "r") else { return nil }
         defer { fclose(file) }
         var line = [CChar](repeating: 0, count: 512)
         while fgets(&line, Int32(line.count), file) != nil {

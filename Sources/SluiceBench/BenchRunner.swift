@@ -595,13 +595,14 @@ public final class BenchRunner {
     }
 }
 
-/// The UDP counters of `/proc/net/snmp` in the calling thread's network namespace.
+/// The UDP counters of the calling thread's network namespace (`/proc/thread-self/net/snmp`:
+/// `/proc/net` follows the main thread's namespace, not this thread's).
 struct UDPStatistics: Sendable {
     /// `RcvbufErrors`: datagrams dropped because a socket's receive buffer was full.
     var receiveBufferErrors: UInt64 = 0
 
     static func read() -> UDPStatistics {
-        guard let file = fopen("/proc/net/snmp", "r") else { return UDPStatistics() }
+        guard let file = fopen("/proc/thread-self/net/snmp", "r") else { return UDPStatistics() }
         defer { fclose(file) }
         var lines: [[Substring]] = []
         var buffer = [CChar](repeating: 0, count: 1024)
