@@ -78,5 +78,20 @@ public enum DatagramControl {
         }
         return 0
     }
-}
 
+    /// Rewrites the peer a service wrote as plain IPv4 into IPv4-mapped form for an IPv6 socket,
+    /// and a mapped one back to plain IPv4 for an IPv4 socket.
+    @inlinable
+    public static func matchFamily(_ header: DatagramHeader, socketFamily: Int32) {
+        if header.peerIsIPv6 != (socketFamily == AF_INET6) {
+            let peer = header.peer
+            DatagramHeader.store(peer, sockaddrAt: header.base + DatagramHeader.peerOffset, mapIPv4: socketFamily == AF_INET6)
+        }
+    }
+
+    /// The one line a port prints when the kernel refuses a GSO send and the port falls back to
+    /// sending datagrams one by one.
+    public static func segmentationOffloadRefused(errno error: Int32) -> String {
+        "sluice: UDP GSO refused by the kernel (\(String(cString: strerror(error))), errno \(error)); sending datagrams one by one"
+    }
+}

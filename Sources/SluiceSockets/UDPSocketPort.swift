@@ -317,12 +317,7 @@ public struct UDPSocketPort: Port, ~Copyable {
 
     /// Peers written by services as plain IPv4 become IPv4-mapped on an IPv6 socket, and back.
     @inlinable
-    func matchFamily(_ header: DatagramHeader) {
-        if header.peerIsIPv6 != (family == AF_INET6) {
-            let peer = header.peer
-            DatagramHeader.store(peer, sockaddrAt: header.base + DatagramHeader.peerOffset, mapIPv4: family == AF_INET6)
-        }
-    }
+    func matchFamily(_ header: DatagramHeader) { DatagramControl.matchFamily(header, socketFamily: family) }
 
     /// Sends the prepared messages, retrying after partial sends; a message the kernel refuses
     /// is counted and skipped (a GSO one is first retried as single datagrams).
@@ -384,8 +379,7 @@ public struct UDPSocketPort: Port, ~Copyable {
     mutating func disableSegmentationOffload(_ error: Int32) {
         guard gsoEnabled else { return }
         gsoEnabled = false
-        let reason = String(cString: strerror(error))
-        print("sluice: UDP GSO refused by the kernel (\(reason), errno \(error)); sending datagrams one by one")
+        print(DatagramControl.segmentationOffloadRefused(errno: error))
     }
 }
 

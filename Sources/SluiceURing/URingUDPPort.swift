@@ -308,8 +308,7 @@ public struct URingUDPPort: Port, ~Copyable {
     mutating func disableSegmentationOffload(_ error: Int32) {
         guard gsoEnabled else { return }
         gsoEnabled = false
-        let reason = String(cString: strerror(error))
-        print("sluice: UDP GSO refused by the kernel (\(reason), errno \(error)); sending datagrams one by one")
+        print(DatagramControl.segmentationOffloadRefused(errno: error))
     }
 
     // MARK: Receive
@@ -474,12 +473,7 @@ public struct URingUDPPort: Port, ~Copyable {
 
     /// Peers written by services as plain IPv4 become IPv4-mapped on an IPv6 socket, and back.
     @inlinable
-    func matchFamily(_ header: DatagramHeader) {
-        if header.peerIsIPv6 != (family == AF_INET6) {
-            let peer = header.peer
-            DatagramHeader.store(peer, sockaddrAt: header.base + DatagramHeader.peerOffset, mapIPv4: family == AF_INET6)
-        }
-    }
+    func matchFamily(_ header: DatagramHeader) { DatagramControl.matchFamily(header, socketFamily: family) }
 }
 
 /// Received datagrams waiting for a batch: a ring of (frame address, payload offset and length), allocated once.
