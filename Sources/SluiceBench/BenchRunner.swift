@@ -107,7 +107,7 @@ public final class BenchRunner {
             generator: (configuration.generator == .xdp
                          ? "Sluice AF_XDP TX, " + (configuration.devices == nil ? "copy mode" : "zero-copy where the driver has it")
                          : "kernel UDP socket, sendmmsg")
-                + ", \(configuration.queues) flow(s) on as many queues"
+                + (configuration.queues == 1 ? ", one flow" : ", \(configuration.queues) flows on as many queues")
                 + (configuration.rate.map { ", \($0) packets/s" } ?? ", flat out")
                 + (cpus >= 2 ? ", cpu \(configuration.generatorCPU)" : ""),
             durationSeconds: Double(configuration.duration.nanosecondsClamped) / 1e9,
