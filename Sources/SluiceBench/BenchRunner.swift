@@ -324,33 +324,8 @@ public final class BenchRunner {
             mode = useRing ? "io_uring (\(uringMode))" : "kernel socket"
             sent = try onQueues(namespace: topology.serverNamespace, cpu: pin) { queue in
                 let target = IPEndpoint(address: .v4(topology.clientIPv4), port: Self.generatorPort + UInt16(queue))
-                let local = IPEndpoint(address: .v4(topology.serverIPv4), port: 0)
-                let clock = MonotonicTimeSource()
-                let cpuStart = threadCPUNanoseconds()
-                let start = clock.now()
-                let fill = Self.datagram(to: target, payload: payload)
-                /// Floods through `port`, then reports what it sent and the system calls it took.
-                func flood<P: Port & ~Copyable>(_ port: inout P, _ pool: FramePool) throws -> Transmission {
-                    let sent = try UDPLoadClient.flood(port: &port, pool: pool, batchCapacity: PacketBatch.defaultCapacity,
-                                                       until: start + duration, fill: fill)
-                    return Transmission(sent: sent, seconds: Double((clock.now() - start).nanosecondsClamped) / 1e9,
-                                        cpuNanoseconds: Self.difference(threadCPUNanoseconds(), cpuStart),
-                                        calls: port.counters.transmitCalls + port.counters.receiveCalls)
-                }
-                if useRing {
-                    var settings = URingUDPConfiguration(listen: local)
-                    settings.mode = uringMode
-                    let pool = try FramePool(frameCount: 1024, frameSize: settings.frameSize(maximumDatagram: payload),
-                                             headroom: DatagramHeader.minimumHeadroom)
-                    var port = try URingUDPPort(configuration: settings, pool: pool)
-                    return try flood(&port, pool)
-                }
-                var settings = UDPSocketConfiguration(listen: local)
-                settings.reusePort = false
-                let pool = try FramePool(frameCount: 1024, frameSize: settings.frameSize(maximumDatagram: payload),
-                                         headroom: DatagramHeader.minimumHeadroom)
-                var port = try UDPSocketPort(configuration: settings, pool: pool)
-                return try flood(&port, pool)
+                return try Self.flood(from: IPEndpoint(address: .v4(topology.serverIPv4), port: 0), to: target,
+                                      payload: payload, duration: duration, rate: nil, ring: useRing ? uringMode : nil)
             }
         case .xdpNative, .xdpGeneric:
             mode = "copy"
@@ -436,19 +411,11 @@ public final class BenchRunner {
                 settings.bindMode = bindMode
                 return Transmission(try XDPTrafficGenerator.run(settings))
             case .socket:
-                var settings = UDPSocketConfiguration(listen: source)
-                settings.reusePort = false
-                let pool = try FramePool(frameCount: 1024, frameSize: settings.frameSize(maximumDatagram: payload),
-                                         headroom: DatagramHeader.minimumHeadroom)
-                var port = try UDPSocketPort(configuration: settings, pool: pool)
-                let clock = MonotonicTimeSource()
-                let cpuStart = threadCPUNanoseconds()
-                let start = clock.now()
-                let sent = try UDPLoadClient.flood(port: &port, pool: pool, batchCapacity: PacketBatch.defaultCapacity,
-                                                   until: start + duration, rate: rate,
-                                                   fill: Self.datagram(to: destination, payload: payload))
-                return Transmission(sent: sent, seconds: Double((clock.now() - start).nanosecondsClamped) / 1e9,
-                                    cpuNanoseconds: Self.difference(threadCPUNanoseconds(), cpuStart), calls: nil)
+                // The sender's system calls are not the backend's: left out of the cell.
+                var sent = try Self.flood(from: source, to: destination, payload: payload, duration: duration, rate: rate,
+                                          ring: nil)
+                sent.calls = nil
+                return sent
             }
         }
     }
@@ -474,6 +441,36 @@ public final class BenchRunner {
         let all = try results.withLock { $0 }.map { try $0.get() }
         guard let first = all.first else { throw RuntimeError("no sender ran") }
         return all.dropFirst().reduce(first, +)
+    }
+
+    /// Sends `payload`-byte datagrams from `local` to `target` for `duration` (at `rate`, or flat
+    /// out) through a kernel socket, or through io_uring in `ring` mode; reports what went out,
+    /// the calling thread's CPU time over the send loop and the system calls it took.
+    static func flood(from local: IPEndpoint, to target: IPEndpoint, payload: Int, duration: Duration, rate: Int?,
+                      ring: URingMode?) throws -> Transmission {
+        let clock = MonotonicTimeSource()
+        let fill = datagram(to: target, payload: payload)
+        func run<P: Port & ~Copyable>(_ port: inout P, _ pool: FramePool) throws -> Transmission {
+            let cpuStart = threadCPUNanoseconds()
+            let start = clock.now()
+            let sent = try UDPLoadClient.flood(port: &port, pool: pool, batchCapacity: PacketBatch.defaultCapacity,
+                                               until: start + duration, rate: rate, fill: fill)
+            return Transmission(sent: sent, seconds: Double((clock.now() - start).nanosecondsClamped) / 1e9,
+                                cpuNanoseconds: difference(threadCPUNanoseconds(), cpuStart),
+                                calls: port.counters.transmitCalls + port.counters.receiveCalls)
+        }
+        let frameSize = DatagramHeader.frameSize(forPayload: payload)
+        let pool = try FramePool(frameCount: 1024, frameSize: frameSize, headroom: DatagramHeader.minimumHeadroom)
+        if let ring {
+            var settings = URingUDPConfiguration(listen: local)
+            settings.mode = ring
+            var port = try URingUDPPort(configuration: settings, pool: pool)
+            return try run(&port, pool)
+        }
+        var settings = UDPSocketConfiguration(listen: local)
+        settings.reusePort = false
+        var port = try UDPSocketPort(configuration: settings, pool: pool)
+        return try run(&port, pool)
     }
 
     /// Fills a datagram port's frame: `payload` bytes (left as they are) to `target`.

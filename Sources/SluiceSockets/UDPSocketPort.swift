@@ -32,8 +32,7 @@ public struct UDPSocketConfiguration: Sendable {
     /// The frame size a pool needs for datagrams of up to `maximumDatagram` payload bytes
     /// (and for coalesced receives when ``receiveOffload`` is on).
     public func frameSize(maximumDatagram: Int = 65507) -> Int {
-        let payload = receiveOffload ? 65535 : max(maximumDatagram, 1)
-        return (DatagramHeader.minimumHeadroom + payload + 4095) / 4096 * 4096
+        DatagramHeader.frameSize(forPayload: receiveOffload ? 65535 : maximumDatagram)
     }
 }
 

@@ -33,6 +33,12 @@ public struct DatagramHeader {
 
     /// Headroom a datagram frame needs in front of its payload.
     public static let minimumHeadroom = 192
+
+    /// The frame size (whole pages) a datagram pool needs for payloads of up to `payload` bytes
+    /// behind ``minimumHeadroom``.
+    public static func frameSize(forPayload payload: Int) -> Int {
+        (minimumHeadroom + max(payload, 1) + 4095) / 4096 * 4096
+    }
     /// Where the peer's `sockaddr` goes; hand this to `msg_name`.
     public static let peerOffset = Field.peer
     /// Room for the peer's `sockaddr` (a `sockaddr_in6`).

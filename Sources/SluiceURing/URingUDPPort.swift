@@ -42,7 +42,7 @@ public struct URingUDPConfiguration: Sendable {
 
     /// The frame size a pool needs for datagrams of up to `maximumDatagram` payload bytes.
     public func frameSize(maximumDatagram: Int = 65507) -> Int {
-        (DatagramHeader.minimumHeadroom + max(maximumDatagram, 1) + 4095) / 4096 * 4096
+        DatagramHeader.frameSize(forPayload: maximumDatagram)
     }
 }
 

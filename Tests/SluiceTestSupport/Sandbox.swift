@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CSluiceTestSupport
+import Sluice
 
 /// Why a sandboxed run could not start.
 public struct SandboxError: Error, CustomStringConvertible {
@@ -12,32 +13,26 @@ public struct SandboxError: Error, CustomStringConvertible {
 /// with EPERM, as a container runtime's default profile or `kernel.io_uring_disabled` would.
 /// Processes `body` spawns inherit the filter; the rest of the test process never sees it.
 public func withIOURingDenied<T>(_ body: () throws -> T) throws -> T {
-    let result = SandboxResult<T>()
+    let call = SandboxedCall<T>()
     try withoutActuallyEscaping(body) { body in
-        let call = SandboxedCall { result.value = Result { try body() } }
-        let raw = Unmanaged.passRetained(call).toOpaque()
-        var thread = pthread_t()
-        let created = pthread_create(&thread, nil, { raw in
-            let call = Unmanaged<SandboxedCall>.fromOpaque(raw!).takeRetainedValue()
-            if sluice_test_deny_io_uring_setup() != 0 { call.refusal = errno } else { call.run() }
-            return nil
-        }, raw)
-        guard created == 0 else {
-            Unmanaged<SandboxedCall>.fromOpaque(raw).release()
-            throw SandboxError(description: "pthread_create: errno \(created)")
+        call.body = body
+        // Joined before `body` leaves this scope, so it never really escapes.
+        let thread = try WorkerThread(name: "sluice-sandbox") {
+            if sluice_test_deny_io_uring_setup() != 0 {
+                call.result = .failure(SandboxError(description: "seccomp: errno \(errno)"))
+            } else {
+                call.result = Result { try call.body!() }
+            }
         }
-        pthread_join(thread, nil)
-        if call.refusal != 0 { throw SandboxError(description: "seccomp: errno \(call.refusal)") }
+        thread.join()
+        call.body = nil
     }
-    return try result.value!.get()
+    return try call.result!.get()
 }
 
-private final class SandboxedCall {
-    let run: () -> Void
-    var refusal: Int32 = 0
-    init(_ run: @escaping () -> Void) { self.run = run }
-}
-
-private final class SandboxResult<T> {
-    var value: Result<T, any Error>?
+/// The body and its result, handed to the sandbox thread and back; only one thread touches it
+/// at a time (the caller waits in `join`).
+private final class SandboxedCall<T>: @unchecked Sendable {
+    var body: (() throws -> T)?
+    var result: Result<T, any Error>?
 }
