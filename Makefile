@@ -3,7 +3,9 @@
 #               by a veth pair, every backend in rxdrop, echo and txonly next to the in-kernel
 #               ceiling, about a minute; prints the table, writes JSON and SVG under .build/bench
 #   make test   builds and runs the whole test suite
-# Both install the Debian packages they need first (idempotent).
+# Both install the Debian packages they need first (idempotent). The XDP programs in bpf/ are
+# compiled and embedded by the package's own build (SluiceBPFPlugin); `make bpf` builds loose
+# objects only for SLUICE_BPF_DIR, the development override.
 
 SHELL := /bin/bash
 SWIFT ?= swift
@@ -14,7 +16,7 @@ BPF_OBJECTS := bpf/xsk_redirect.bpf.o bpf/xsk_redirect_frags.bpf.o bpf/udp_drop.
 BPF_CLANG ?= $(shell command -v clang-14 || command -v clang)
 BPF_INCLUDES := -I/usr/include/$(shell uname -m)-linux-gnu
 
-.PHONY: all deps bpf build release test demo echo-demo bench-micro clean
+.PHONY: all deps bpf build release test layers demo echo-demo bench-micro clean
 
 all: build
 
@@ -34,14 +36,18 @@ bpf/xsk_redirect_frags.bpf.o: bpf/xsk_redirect.bpf.c
 
 bpf: deps $(BPF_OBJECTS)
 
-build: deps bpf
+build: deps
 	$(SWIFT) build
 
-release: deps bpf
+release: deps
 	$(SWIFT) build -c release
 
-test: deps bpf
+test: deps layers
 	$(SWIFT) test
+
+# Fails on any import the layer map in README.md forbids.
+layers:
+	bash Tests/Scripts/check-layers.sh
 
 demo: release
 	@mkdir -p .build/bench

@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "Sluice", targets: ["Sluice"]),
         .library(name: "SluiceCore", targets: ["SluiceCore"]),
         .library(name: "SluicePackets", targets: ["SluicePackets"]),
+        .library(name: "SluiceSystem", targets: ["SluiceSystem"]),
         .library(name: "SluiceUDP", targets: ["SluiceUDP"]),
         .library(name: "SluiceSockets", targets: ["SluiceSockets"]),
         .library(name: "SluiceXDP", targets: ["SluiceXDP"]),
@@ -18,35 +19,47 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
     targets: [
-        .target(
-            name: "CSluice",
-            linkerSettings: [
-                .linkedLibrary("uring"), .linkedLibrary("xdp"), .linkedLibrary("bpf"),
-                .linkedLibrary("ssl"), .linkedLibrary("crypto"),
-            ]
-        ),
-        .target(name: "SluiceCore"),
-        .target(name: "SluicePackets"),
+        // One C module per native library, so a package links only what it uses.
+        .target(name: "CSluiceSystem"),
+        .target(name: "CSluiceURing", linkerSettings: [.linkedLibrary("uring")]),
+        .systemLibrary(name: "CSluiceXDP", pkgConfig: "libxdp", providers: [.apt(["libxdp-dev", "libbpf-dev"])]),
+        .systemLibrary(name: "CSluiceOpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .target(name: "SluiceCore", dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
+        .target(name: "SluicePackets", dependencies: ["SluiceCore"]),
+        .target(name: "SluiceSystem", dependencies: ["SluiceCore", "SluicePackets", "CSluiceSystem", .product(name: "Logging", package: "swift-log")]),
         .target(name: "SluiceUDP", dependencies: ["SluiceCore", "SluicePackets"]),
-        .target(name: "SluiceSockets", dependencies: ["SluiceCore", "SluicePackets", "SluiceUDP", "CSluice"]),
-        .target(name: "SluiceXDP", dependencies: ["SluiceCore", "SluicePackets", "CSluice"]),
-        .target(name: "SluiceURing", dependencies: ["SluiceCore", "SluicePackets", "SluiceUDP", "SluiceSockets", "CSluice"]),
+        .target(name: "SluiceSockets", dependencies: [.product(name: "Logging", package: "swift-log"), "SluiceCore", "SluicePackets", "SluiceSystem", "CSluiceSystem"]),
+        .target(name: "SluiceXDP", dependencies: [.product(name: "Logging", package: "swift-log"), "SluiceCore", "SluicePackets", "SluiceSystem", "CSluiceSystem", "CSluiceXDP"],
+                plugins: [.plugin(name: "SluiceBPFPlugin")]),
+        // The XDP programs in bpf/, compiled with clang and embedded in SluiceXDP at build time.
+        .executableTarget(name: "SluiceBPFEmbed"),
+        .plugin(name: "SluiceBPFPlugin", capability: .buildTool(), dependencies: ["SluiceBPFEmbed"]),
+        .target(name: "SluiceURing", dependencies: [.product(name: "Logging", package: "swift-log"), "SluiceCore", "SluicePackets", "SluiceSystem", "CSluiceSystem", "CSluiceURing"]),
         .target(
             name: "Sluice",
-            dependencies: ["SluiceCore", "SluicePackets", "SluiceUDP", "SluiceSockets", "SluiceXDP", "SluiceURing", "CSluice"]),
+            dependencies: ["SluiceCore", "SluicePackets", "SluiceSystem", "SluiceUDP", "SluiceSockets", "SluiceXDP", "SluiceURing",
+                           "CSluiceSystem", "CSluiceXDP", .product(name: "Logging", package: "swift-log"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         // `sluice bench`: the topology, generators and cells, and the report (table, JSON, SVG).
         .target(
             name: "SluiceBench",
-            dependencies: ["Sluice", "CSluice", .product(name: "Histogram", package: "hdrhistogram-swift")]),
+            dependencies: ["Sluice", "CSluiceSystem", "CSluiceXDP", .product(name: "Logging", package: "swift-log"),
+                           .product(name: "Histogram", package: "hdrhistogram-swift")]),
         .executableTarget(
             name: "SluiceCLI",
-            dependencies: ["Sluice", "SluiceBench", "CSluice", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Sluice", "SluiceBench", "CSluiceSystem", .product(name: "Logging", package: "swift-log"), .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Reference implementations and kernel-socket helpers shared by the test targets.
-        .target(name: "SluiceTestSupport", dependencies: ["Sluice", "SluicePackets", "CSluice", "CSluiceTestSupport"],
+        .target(name: "SluiceTestSupport", dependencies: ["Sluice", "SluicePackets", "SluiceSystem", "CSluiceSystem", "CSluiceTestSupport"],
                 path: "Tests/SluiceTestSupport"),
+        // A host application that serves every backend with no logger: the test of a silent library runs it.
+        .executableTarget(name: "SluiceSilenceProbe", dependencies: ["Sluice", "SluiceTestSupport"],
+                          path: "Tests/SluiceSilenceProbe"),
         // A seccomp filter for tests that need a sandbox refusing io_uring.
         .target(name: "CSluiceTestSupport", path: "Tests/CSluiceTestSupport"),
         .testTarget(name: "SluiceBenchTests", dependencies: ["SluiceBench", "SluiceTestSupport"]),
@@ -56,13 +69,16 @@ let package = Package(
         .testTarget(
             name: "SluiceSocketsTests",
             dependencies: ["SluiceSockets", "SluiceUDP", "SluiceCore", "SluicePackets", "SluiceTestSupport"]),
-        .testTarget(name: "SluiceIntegrationTests", dependencies: ["SluiceCLI", "Sluice", "SluicePackets", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceIntegrationTests",
+                    dependencies: ["SluiceCLI", "SluiceSilenceProbe", "Sluice", "SluiceBench", "SluicePackets", "SluiceTestSupport",
+                                   .product(name: "Logging", package: "swift-log"),
+                                   .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         .testTarget(
             name: "SluiceXDPTests",
-            dependencies: ["SluiceXDP", "Sluice", "SluiceCore", "SluicePackets", "SluiceUDP", "SluiceTestSupport"]),
+            dependencies: ["SluiceXDP", "Sluice", "SluiceCore", "SluicePackets", "SluiceSystem", "SluiceUDP", "SluiceTestSupport"]),
         .testTarget(
             name: "SluiceURingTests",
-            dependencies: ["SluiceURing", "Sluice", "SluiceCore", "SluicePackets", "SluiceUDP", "SluiceTestSupport"]),
+            dependencies: ["SluiceURing", "Sluice", "SluiceCore", "SluicePackets", "SluiceUDP", "SluiceTestSupport", "CSluiceURing"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -4,8 +4,10 @@
 // passes everything else (ARP, NDP, ICMP, TCP, other ports) to the kernel so the host keeps
 // working. No CO-RE: it touches only packet bytes, so it loads on kernels without BTF.
 //
-// Built twice by the Makefile: plain (SEC "xdp") and with -DSLUICE_FRAGS (SEC "xdp.frags",
-// for multi-buffer frames; headers are read from the first buffer only).
+// Built twice (by the package's SluiceBPFPlugin, and by `make bpf` for SLUICE_BPF_DIR): plain
+// (SEC "xdp") and with -DSLUICE_FRAGS (SEC "xdp.frags", for multi-buffer frames; headers are
+// read from the first buffer only).
+// sluice-bpf-variant: xsk_redirect_frags -DSLUICE_FRAGS
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>

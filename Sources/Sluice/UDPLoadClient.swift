@@ -118,7 +118,7 @@ public enum UDPLoadClient {
     public static func flood<P: Port & ~Copyable>(
         port: inout P, pool: FramePool, batchCapacity: Int, until deadline: Instant, count: UInt64? = nil,
         rate: Int? = nil, fill: (inout Packet, UInt64) -> Void
-    ) throws(PortError) -> UInt64 {
+    ) throws(SystemCallError) -> UInt64 {
         var batch = PacketBatch(pool: pool, capacity: batchCapacity)
         let clock = MonotonicTimeSource()
         let pacer = Pacer(rate: rate)

@@ -11,7 +11,7 @@ public enum WorkerLoop {
     public static func run<P: Port & ~Copyable, S: Stage & ~Copyable>(
         port: inout P, stage: inout S, pool: FramePool, state: WorkerState,
         batchCapacity: Int = PacketBatch.defaultCapacity
-    ) throws(PortError) -> FrameTally {
+    ) throws(SystemCallError) -> FrameTally {
         let clock = MonotonicTimeSource()
         var received = PacketBatch(pool: pool, capacity: batchCapacity)
         var output = PacketBatch(pool: pool, capacity: batchCapacity)

@@ -12,7 +12,7 @@ public final class WorkerState: Sendable {
     let receivedBytes = Atomic<UInt64>(0)
     let drops = Atomic<UInt64>(0)
     let phase = Atomic<Int>(Phase.starting.rawValue)
-    let failure = Mutex<String?>(nil)
+    let failureError = Mutex<RuntimeError?>(nil)
 
     /// Where a worker is in its life.
     public enum Phase: Int, Sendable {
@@ -33,7 +33,7 @@ public final class WorkerState: Sendable {
     public var currentPhase: Phase { Phase(rawValue: phase.load(ordering: .acquiring)) ?? .failed }
 
     /// Why the worker failed, if it did.
-    public var failureReason: String? { failure.withLock { $0 } }
+    public var failure: RuntimeError? { failureError.withLock { $0 } }
 
     /// Marks the worker running (its port is open).
     public func markRunning() { phase.store(Phase.running.rawValue, ordering: .releasing) }
@@ -42,9 +42,14 @@ public final class WorkerState: Sendable {
     public func markFinished() { phase.store(Phase.finished.rawValue, ordering: .releasing) }
 
     /// Marks the worker failed, with the reason.
-    public func markFailed(_ reason: String) {
-        failure.withLock { $0 = reason }
+    public func markFailed(_ error: RuntimeError) {
+        failureError.withLock { $0 = error }
         phase.store(Phase.failed.rawValue, ordering: .releasing)
+    }
+
+    /// Marks the worker failed by a system call.
+    public func markFailed(_ error: SystemCallError) {
+        markFailed(RuntimeError(error, context: "worker \(index)"))
     }
 
     /// Publishes the port's counters for live progress.

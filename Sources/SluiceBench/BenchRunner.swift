@@ -1,20 +1,41 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSluice
+import CSluiceSystem
+import Logging
 import Sluice
 import Synchronization
 
-/// A backend `sluice bench` can measure.
-public enum BenchBackend: String, CaseIterable, Sendable {
-    /// Kernel UDP sockets, `recvmmsg`/`sendmmsg`.
-    case socket
-    /// io_uring: multishot `recvmsg` over provided pool frames, batched `sendmsg`.
-    case uring
+/// A backend `sluice bench` can measure: one variant of a registered ``UDPBackend`` (both XDP
+/// attach modes of the xdp backend, say), named as its cells are.
+public struct BenchBackend: RawRepresentable, Hashable, Codable, Sendable, CustomStringConvertible {
+    /// The cell name, e.g. `"xdp-native"`.
+    public var rawValue: String
+    /// A backend by its cell name; ``variant`` tells whether any registered backend has it.
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public var description: String { rawValue }
+
+    /// Every variant of every registered backend, in registration order.
+    public static var allCases: [BenchBackend] {
+        UDPBackendRegistry.all.flatMap { $0.variants }.map { BenchBackend(rawValue: $0.name) }
+    }
+
+    /// The registered variant behind this name.
+    public var variant: UDPBackendVariant? {
+        UDPBackendRegistry.all.lazy.flatMap { $0.variants }.first { $0.name == rawValue }
+    }
+
+    /// Whether the variant runs the AF_XDP backend (which sends with the XDP generator).
+    var isXDP: Bool { variant?.backend == XDPBackend.name }
+
+    /// Kernel sockets.
+    public static let socket = BenchBackend(rawValue: SocketBackend.name)
+    /// io_uring.
+    public static let uring = BenchBackend(rawValue: URingBackend.name)
     /// AF_XDP behind the XDP program in native (driver) mode.
-    case xdpNative = "xdp-native"
+    public static let xdpNative = BenchBackend(rawValue: "xdp-native")
     /// AF_XDP behind the XDP program in generic (skb) mode.
-    case xdpGeneric = "xdp-generic"
+    public static let xdpGeneric = BenchBackend(rawValue: "xdp-generic")
 }
 
 /// What sends the traffic of `rxdrop` and `echo` cells and of the ceilings.
@@ -27,6 +48,8 @@ public enum BenchGenerator: String, CaseIterable, Sendable {
 
 /// What `sluice bench` runs.
 public struct BenchConfiguration: Sendable {
+    /// Where fallbacks (a refused native attach) are reported; silent by default.
+    public var logger: Logger = .disabled
     /// Backends, in this order.
     public var backends: [BenchBackend] = BenchBackend.allCases
     /// Scenarios, in this order.
@@ -77,7 +100,7 @@ public struct BenchConfiguration: Sendable {
 /// The topology is two network namespaces joined by a veth pair (``TestTopology``): the backend
 /// serves in one, the generator sends from the other. The generator is Sluice's AF_XDP TX
 /// blaster (copy mode on veth), one flow per queue, pinned to its own CPU; replies and
-/// transmit-only traffic are counted where they arrive by `bpf/udp_drop.bpf.o`, which drops
+/// transmit-only traffic are counted where they arrive by the embedded `udp_drop` program, which drops
 /// them at XDP so counting costs the receiving side next to nothing. The same program on the
 /// backend's interface gives the in-kernel ceiling each size is compared with. A cell that
 /// fails is recorded with its error and the run goes on.
@@ -174,8 +197,9 @@ public final class BenchRunner {
         let name = "xdp-drop-\(mode.rawValue)"
         do {
             let topology = try requireTopology()
+            let logger = configuration.logger
             let sink = try TestTopology.run(inNamespace: topology.serverNamespace) {
-                try XDPDropCounter(interface: topology.serverInterface, mode: mode, ports: [Self.servicePort])
+                try XDPDropCounter(interface: topology.serverInterface, mode: mode, ports: [Self.servicePort], logger: logger)
             }
             defer { try? TestTopology.run(inNamespace: topology.serverNamespace) { sink.detach() } }
             let before = try sink.packets()
@@ -185,7 +209,7 @@ public final class BenchRunner {
             let fallback = sink.mode == mode ? "" : " (native refused: ran in generic mode)"
             report.baselines.append(BenchBaseline(
                 name: name,
-                detail: "XDP_DROP (bpf/udp_drop.bpf.o, \(mode.rawValue) mode) on \(topology.serverInterface): "
+                detail: "XDP_DROP (udp_drop, \(mode.rawValue) mode) on \(topology.serverInterface): "
                     + "the in-kernel ceiling\(fallback)",
                 size: size, offeredPPS: generated.rate, pps: Double(handled) / generated.seconds,
                 generatorCPUPercent: generated.cpuPercent))
@@ -207,7 +231,7 @@ public final class BenchRunner {
             report.cells.append(cell)
         } catch {
             report.cells.append(BenchCell(
-                backend: scenario == .txonly && backend != .socket && backend != .uring ? "xdp" : backend.rawValue,
+                backend: scenario == .txonly && backend.isXDP ? "xdp" : backend.rawValue,
                 scenario: scenario, size: size, mode: "-", offeredPPS: 0, pps: 0, nsPerPacket: 0, cpuPercent: 0,
                 generatorCPUPercent: 0, generatorBound: false, note: "not measured: \(error)"))
         }
@@ -228,17 +252,15 @@ public final class BenchRunner {
         settings.maximumDatagram = BenchConfiguration.sizeRange.upperBound - Self.headerBytes
         // A few milliseconds of traffic at these rates, so a worker waking late does not lose it.
         settings.framesPerWorker = configuration.framesPerWorker
-        switch backend {
-        case .socket: settings.backend = .socket
-        case .uring: settings.backend = .uring
-        case .xdpNative, .xdpGeneric:
-            settings.backend = .xdp
-            var xdp = XDPBackendConfiguration(interface: topology.serverInterface)
-            xdp.queues = (0..<UInt32(configuration.queues)).map { $0 }
-            xdp.attachMode = backend == .xdpNative ? .native : .generic
-            xdp.bindMode = bindModes.server
-            settings.xdp = xdp
+        guard let variant = backend.variant else {
+            throw RuntimeError("no registered backend has a variant named '\(backend)'")
         }
+        settings.backend = Backend(rawValue: variant.backend)
+        var xdp = XDPBackendConfiguration(interface: topology.serverInterface)
+        xdp.queues = (0..<UInt32(configuration.queues)).map { $0 }
+        xdp.bindMode = bindModes.server
+        settings.xdp = xdp
+        variant.configure(&settings)
         let server = try TestTopology.run(inNamespace: topology.serverNamespace) { [settings] in
             try UDPServer(configuration: settings) { _ in makeService() }
         }
@@ -278,9 +300,8 @@ public final class BenchRunner {
         let calls = reports.reduce(0) { $0 + $1.port.receiveCalls + $1.port.transmitCalls }
         let packets = reports.reduce(0) { $0 + $1.port.receivedPackets }
         var known: [(String, UInt64)] = []
-        if let xsk = server.xskStatistics {
-            known.append(("xsk: no fill-ring frame", xsk.receiveDropped))
-            known.append(("xsk: rx ring full", xsk.receiveRingFull))
+        if let kernelDrops = server.backend.kernelDrops {
+            known += kernelDrops.map { ($0.cause, $0.count) }
         } else {
             known.append(("socket receive buffer full",
                           Self.difference(snmpAfter.receiveBufferErrors, snmpBefore.receiveBufferErrors)))
@@ -291,13 +312,7 @@ public final class BenchRunner {
             if received > transmitted { drops["received, not echoed"] = received - transmitted }
             if transmitted > arrived { drops["echoed, lost on the way back"] = transmitted - arrived }
         }
-        let mode: String
-        switch backend {
-        case .socket: mode = configuration.segmentationOffload ? "kernel socket, GSO" : "kernel socket"
-        case .uring: mode = "io_uring (\(configuration.uringMode))" + (configuration.segmentationOffload ? ", GSO" : "")
-        case .xdpNative: mode = "native, \(server.xskMode ?? "copy")"
-        case .xdpGeneric: mode = "generic, \(server.xskMode ?? "copy")"
-        }
+        let mode = server.backend.modeDescription
         return Self.makeCell(
             backend: backend.rawValue, scenario: scenario, size: size, mode: mode, generated: generated,
             handled: scenario == .echo ? arrived : received, workerCPU: workerCPU, workerSeconds: wall, drops: drops,
@@ -317,9 +332,8 @@ public final class BenchRunner {
         let before = try replies.packets()
         let sent: Transmission
         let mode: String
-        switch backend {
-        case .socket, .uring:
-            let useRing = backend == .uring
+        if !backend.isXDP {
+            let useRing = backend.variant?.backend == URingBackend.name
             let uringMode = configuration.uringMode
             mode = useRing ? "io_uring (\(uringMode))" : "kernel socket"
             sent = try onQueues(namespace: topology.serverNamespace, cpu: pin) { queue in
@@ -327,7 +341,7 @@ public final class BenchRunner {
                 return try Self.flood(from: IPEndpoint(address: .v4(topology.serverIPv4), port: 0), to: target,
                                       payload: payload, duration: duration, rate: nil, ring: useRing ? uringMode : nil)
             }
-        case .xdpNative, .xdpGeneric:
+        } else {
             mode = "copy"
             sent = try onQueues(namespace: topology.serverNamespace, cpu: pin) { queue in
                 var settings = XDPTrafficGenerator.Configuration(
@@ -347,7 +361,7 @@ public final class BenchRunner {
         let drops = Self.attributeDrops(unhandled: Self.difference(sent.sent, arrived), known: [], remainder: "not arrived")
         let cpuPercent = sent.cpuPercent
         return BenchCell(
-            backend: backend == .socket || backend == .uring ? backend.rawValue : "xdp", scenario: .txonly,
+            backend: backend.isXDP ? "xdp" : backend.rawValue, scenario: .txonly,
             size: size, mode: mode, offeredPPS: sent.rate, pps: Double(arrived) / sent.seconds,
             nsPerPacket: arrived > 0 ? Double(sent.cpuNanoseconds) / Double(arrived) : 0,
             // The sender is the backend here: no generator of its own.
@@ -506,8 +520,9 @@ public final class BenchRunner {
         if let replyCounter { return replyCounter }
         let topology = try requireTopology()
         let ports = (0..<configuration.queues).map { Self.generatorPort + UInt16($0) }
+        let logger = configuration.logger
         let counter = try TestTopology.run(inNamespace: topology.clientNamespace) {
-            try XDPDropCounter(interface: topology.clientInterface, mode: .native, ports: ports)
+            try XDPDropCounter(interface: topology.clientInterface, mode: .native, ports: ports, logger: logger)
         }
         replyCounter = counter
         return counter

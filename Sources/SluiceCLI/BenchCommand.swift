@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import ArgumentParser
-import CSluice
+import CSluiceSystem
 import Foundation
 import Sluice
 import SluiceBench
@@ -69,6 +69,9 @@ struct Bench: ParsableCommand {
     var suffix: String?
 
     func validate() throws {
+        for backend in backends where backend.variant == nil {
+            throw ValidationError("no backend '\(backend)'; pick from \(BenchBackend.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
         guard duration >= 0.1, duration <= 600 else { throw ValidationError("--duration must be 0.1 to 600 seconds") }
         let sizes: [Int] = try parseNumberList(sizes, of: "size")
         guard (1...16).contains(sizes.count), sizes.allSatisfy({ BenchConfiguration.sizeRange.contains($0) }) else {
@@ -86,6 +89,7 @@ struct Bench: ParsableCommand {
     func run() throws {
         sluice_line_buffer_stdout()
         var configuration = BenchConfiguration()
+        configuration.logger = .terminal
         configuration.duration = .milliseconds(Int64(duration * 1000))
         configuration.sizes = try parseNumberList(sizes, of: "size")
         configuration.backends = backends

@@ -1,5 +1,5 @@
 import ArgumentParser
-import CSluice
+import CSluiceSystem
 import Sluice
 
 @main
@@ -46,7 +46,7 @@ struct UDPEcho: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "udp-echo", abstract: "Serve UDP echo: every datagram goes back to its sender, byte for byte.")
 
-    @Option(help: "Backend: \(Backend.allCases.map(\.rawValue).joined(separator: ", ")).")
+    @Option(help: "Backend: \(UDPBackendRegistry.all.map { "\($0.name) (\($0.summary))" }.joined(separator: "; ")).")
     var backend: Backend = .socket
 
     @Option(help: "What to answer: echo (every datagram back), sockperf (sockperf's server protocol) or discard (drop all).")
@@ -98,6 +98,9 @@ struct UDPEcho: ParsableCommand {
     var statsInterval: Double = 1
 
     func validate() throws {
+        guard UDPBackendRegistry.backend(named: backend.rawValue) != nil else {
+            throw ValidationError("no backend '\(backend)'; pick one of \(UDPBackendRegistry.names.joined(separator: ", "))")
+        }
         guard workers >= 1 && workers <= 256 else { throw ValidationError("--workers must be 1 to 256") }
         if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
         if backend == .xdp, dev == nil { throw ValidationError("--backend xdp needs --dev IF") }
@@ -112,6 +115,7 @@ struct UDPEcho: ParsableCommand {
         sluice_line_buffer_stdout()
         if let netns { try NetworkNamespace.enter(netns) }
         var configuration = UDPServerConfiguration(listen: listen)
+        configuration.logger = .terminal
         configuration.backend = backend
         configuration.workers = workers
         configuration.cpus = try cpus.map { try parseNumberList($0, of: "CPU") } ?? []
@@ -136,13 +140,16 @@ struct UDPEcho: ParsableCommand {
 
     func serve<Service: UDPService>(_ configuration: UDPServerConfiguration,
                                     _ makeService: @escaping @Sendable (Int) -> Service) throws {
-        let server = try UDPServer(configuration: configuration, makeService: makeService)
+        let server = try reportingRuntimeErrors("udp-echo") { try UDPServer(configuration: configuration, makeService: makeService) }
         print("sluice udp-echo: \(backend.rawValue) backend on \(server.boundEndpoint), \(workers) worker(s), "
               + "\(responder.rawValue) responder" + (gso ? ", GSO" : "") + (gro ? ", GRO" : ""))
         defer { print(server.summary()) }
-        try server.run(
-            for: duration.map { .milliseconds(Int64($0 * 1000)) },
-            progressInterval: statsInterval > 0 ? .milliseconds(Int64(statsInterval * 1000)) : nil)
+        try reportingRuntimeErrors("udp-echo") {
+            try server.run(
+                for: duration.map { .milliseconds(Int64($0 * 1000)) },
+                progressInterval: statsInterval > 0 ? .milliseconds(Int64(statsInterval * 1000)) : nil,
+                progress: { print($0) })
+        }
     }
 }
 

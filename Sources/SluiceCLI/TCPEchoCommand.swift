@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import ArgumentParser
-import CSluice
+import CSluiceSystem
 import Sluice
 import SluiceURing
 
@@ -58,6 +58,7 @@ struct TCPEcho: ParsableCommand {
     func run() throws {
         sluice_line_buffer_stdout()
         var configuration = TCPEngineConfiguration(mode: ringMode.mode)
+        configuration.logger = .terminal
         configuration.maximumConnections = maxConnections + 1   // the listener takes a slot
         configuration.zeroCopyThreshold = zeroCopyThreshold > 0 ? zeroCopyThreshold : nil
         let signals = SignalWaiter([SIGINT, SIGTERM])
@@ -77,8 +78,8 @@ struct TCPEcho: ParsableCommand {
                 })
             print(report)
             if !report.frames.isBalanced || report.operationsInFlight != 0 { throw ExitCode(3) }
-        } catch let error as TCPError {
-            print("sluice tcp-echo: \(error)")
+        } catch let error as SystemCallError {
+            print("sluice tcp-echo: \(error.terminalDescription)")
             throw ExitCode(1)
         }
     }

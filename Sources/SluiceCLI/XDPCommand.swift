@@ -1,5 +1,6 @@
 import ArgumentParser
 import SluiceCore
+import SluiceSystem
 import SluiceXDP
 #if canImport(Glibc)
 import Glibc
@@ -26,16 +27,16 @@ struct XDPInterfaceOptions: ParsableArguments {
 
     /// Enters the namespace, if one was given. Must run before anything touches the network.
     func enterNamespace() throws {
-        if let netns { try reporting { () throws(XDPError) in try NetworkNamespace.enter(netns) } }
+        if let netns { try reporting { () throws(SystemCallError) in try NetworkNamespace.enter(netns) } }
     }
 }
 
-/// Runs `body`, turning an `XDPError` into one "sluice: error: ..." line on stderr and exit code 1.
-func reporting<T>(_ body: () throws(XDPError) -> T) throws -> T {
+/// Runs `body`, turning an `SystemCallError` into one "sluice: error: ..." line on stderr and exit code 1.
+func reporting<T>(_ body: () throws(SystemCallError) -> T) throws -> T {
     do {
         return try body()
     } catch {
-        writeToStandardError("sluice: error: \(error)\n")
+        writeToStandardError("sluice: error: \(error.terminalDescription)\n")
         throw ExitCode(1)
     }
 }
@@ -69,11 +70,11 @@ struct XDPLoad: ParsableCommand {
     func run() throws {
         try target.enterNamespace()
         let wanted: [UInt16] = try parseNumberList(ports, of: "port")
-        let program = try reporting { () throws(XDPError) in
-            try XDPProgram.attach(to: target.dev, mode: mode, force: force, frags: frags)
+        let program = try reporting { () throws(SystemCallError) in
+            try XDPProgram.attach(to: target.dev, mode: mode, force: force, frags: frags, logger: .terminal)
         }
-        let current = try reporting { () throws(XDPError) in try program.ports }
-        try reporting { () throws(XDPError) in
+        let current = try reporting { () throws(SystemCallError) in try program.ports }
+        try reporting { () throws(SystemCallError) in
             for port in current where !wanted.contains(port) { try program.setPort(port, enabled: false) }
             for port in wanted where !current.contains(port) { try program.setPort(port) }
         }
@@ -97,8 +98,8 @@ struct XDPStatus: ParsableCommand {
 
     func run() throws {
         try target.enterNamespace()
-        guard let program = try reporting({ () throws(XDPError) in try XDPProgram.attached(on: target.dev) }) else {
-            if let other = try reporting({ () throws(XDPError) in try XDPProgram.foreignProgram(on: target.dev) }) {
+        guard let program = try reporting({ () throws(SystemCallError) in try XDPProgram.attached(on: target.dev) }) else {
+            if let other = try reporting({ () throws(SystemCallError) in try XDPProgram.foreignProgram(on: target.dev) }) {
                 print("\(target.dev): no sluice XDP program attached; another program is: '\(other.name)' (id \(other.programID), "
                       + "\(other.mode?.rawValue ?? "offload") mode)")
             } else {
@@ -106,8 +107,8 @@ struct XDPStatus: ParsableCommand {
             }
             return
         }
-        let ports = try reporting { () throws(XDPError) in try program.ports }
-        let verdicts = try reporting { () throws(XDPError) in try program.verdicts() }
+        let ports = try reporting { () throws(SystemCallError) in try program.ports }
+        let verdicts = try reporting { () throws(SystemCallError) in try program.verdicts() }
         print("\(target.dev): sluice XDP program id \(program.programID), mode \(program.mode.rawValue)")
         print("  ports: \(describePorts(ports))")
         print("  verdicts: redirected \(verdicts.redirected), pass_not_udp \(verdicts.passedNotUDP), "
@@ -124,9 +125,9 @@ struct XDPUnload: ParsableCommand {
 
     func run() throws {
         try target.enterNamespace()
-        let existing = try reporting { () throws(XDPError) in try XDPProgram.attached(on: target.dev) }
+        let existing = try reporting { () throws(SystemCallError) in try XDPProgram.attached(on: target.dev) }
         guard let existing else {
-            if let other = try reporting({ () throws(XDPError) in try XDPProgram.foreignProgram(on: target.dev) }) {
+            if let other = try reporting({ () throws(SystemCallError) in try XDPProgram.foreignProgram(on: target.dev) }) {
                 print("\(target.dev): no sluice XDP program attached, nothing to unload (another program, '\(other.name)' "
                       + "id \(other.programID), is left alone; `ip link set dev \(target.dev) xdp off` removes it)")
             } else {
@@ -134,7 +135,7 @@ struct XDPUnload: ParsableCommand {
             }
             return
         }
-        try reporting { () throws(XDPError) in try existing.detach() }
+        try reporting { () throws(SystemCallError) in try existing.detach() }
         print("sluice xdp: detached program \(existing.programID) (\(existing.mode.rawValue) mode) from \(target.dev)")
     }
 }

@@ -2,25 +2,6 @@
 import Glibc
 #endif
 
-/// Why a ``FramePool`` could not be created.
-public enum FramePoolError: Error, CustomStringConvertible, Equatable, Sendable {
-    /// The frame size is not a multiple of 64 between 256 bytes and 1 MiB, or the headroom leaves no room.
-    case invalidGeometry(frameSize: Int, headroom: Int, frameCount: Int)
-    /// `mmap` failed; `errno` says why.
-    case mapFailed(bytes: Int, errno: Int32)
-
-    public var description: String {
-        switch self {
-        case let .invalidGeometry(size, headroom, count):
-            return "frame pool: \(count) frames of \(size) bytes with \(headroom) bytes of headroom is not a valid geometry "
-                + "(frame size a multiple of 64 from 256 bytes to 1 MiB, headroom below the frame size, at least one frame)"
-        case let .mapFailed(bytes, errno):
-            let hint = errno == ENOMEM ? "; lower --frames or free memory" : ""
-            return "frame pool: mmap of \(bytes) bytes failed: \(String(cString: strerror(errno))) (errno \(errno))\(hint)"
-        }
-    }
-}
-
 /// One page-aligned memory region cut into equal frames, with a free list.
 ///
 /// The region is laid out as AF_XDP wants its UMEM (frame `i` starts at offset `i * frameSize`),
@@ -53,14 +34,20 @@ public final class FramePool: @unchecked Sendable {
     ///   - frameCount: how many frames.
     ///   - frameSize: bytes per frame; 2048 or 4096 for AF_XDP, up to 1 MiB for sockets that take 64 KiB datagrams.
     ///   - headroom: where packet data starts in a fresh frame.
-    public init(frameCount: Int, frameSize: Int = 2048, headroom: Int = 256) throws(FramePoolError) {
+    public init(frameCount: Int, frameSize: Int = 2048, headroom: Int = 256) throws(SystemCallError) {
         guard frameCount > 0, frameCount <= 1 << 24, frameSize % 64 == 0, (256...(1 << 20)).contains(frameSize),
               headroom >= 0, headroom < frameSize
-        else { throw .invalidGeometry(frameSize: frameSize, headroom: headroom, frameCount: frameCount) }
+        else {
+            throw SystemCallError(
+                .memory, operation: "a frame pool of \(frameCount) frames of \(frameSize) bytes with \(headroom) bytes of headroom",
+                errno: EINVAL, hint: "frame sizes are multiples of 64 from 256 bytes to 1 MiB, the headroom below the frame size, at least one frame")
+        }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let bytes = (frameCount * frameSize + page - 1) / page * page
         let region = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0)
-        guard let region, region != MAP_FAILED else { throw .mapFailed(bytes: bytes, errno: errno) }
+        guard let region, region != MAP_FAILED else {
+            throw SystemCallError(.memory, operation: "mmap of \(bytes) bytes for a frame pool", errno: errno)
+        }
         base = region
         regionSize = bytes
         self.frameSize = frameSize

@@ -28,11 +28,11 @@ public protocol Port: ~Copyable {
     /// the port's configured receive timeout for the first one.
     ///
     /// - Returns: how many packets were added (0 on timeout).
-    mutating func receive(into batch: inout PacketBatch) throws(PortError) -> Int
+    mutating func receive(into batch: inout PacketBatch) throws(SystemCallError) -> Int
 
     /// Sends every packet in `batch`; the batch is empty afterwards. Each frame moves to the
     /// kernel or a transmit ring, or back to the pool once sent or dropped (then counted).
-    mutating func transmit(_ batch: inout PacketBatch) throws(PortError)
+    mutating func transmit(_ batch: inout PacketBatch) throws(SystemCallError)
 
     /// Returns frames the kernel has finished with (a completion ring) to the pool.
     ///
@@ -44,24 +44,6 @@ public protocol Port: ~Copyable {
 
     /// What the port has done so far.
     var counters: PortCounters { get }
-}
-
-/// A port's failure: the operation, the errno, and what to do about it.
-public struct PortError: SystemCallError, Equatable, Sendable {
-    /// The call that failed, e.g. `"recvmmsg"`.
-    public var operation: String
-    /// The errno it returned (0 when none applies).
-    public var errno: Int32
-    /// What the user can do about it.
-    public var hint: String
-
-    /// Creates an error.
-    public init(operation: String, errno: Int32, hint: String = "") {
-        self.operation = operation
-        self.errno = errno
-        self.hint = hint
-    }
-
 }
 
 #if canImport(Glibc)

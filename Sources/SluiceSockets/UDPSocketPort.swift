@@ -1,10 +1,11 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSluice
+import CSluiceSystem
+import Logging
 import SluiceCore
+import SluiceSystem
 import SluicePackets
-import SluiceUDP
 
 /// How a ``UDPSocketPort`` sets up its socket.
 public struct UDPSocketConfiguration: Sendable {
@@ -25,6 +26,8 @@ public struct UDPSocketConfiguration: Sendable {
     public var receiveTimeout: Duration = .milliseconds(100)
     /// `SO_RCVBUF`/`SO_SNDBUF` in bytes (forced past the sysctl limit when privileged); `nil` keeps the default.
     public var socketBufferBytes: Int? = 4 << 20
+    /// Where the port reports what it changes on its own (a refused offload); silent by default.
+    public var logger: Logger = .disabled
 
     /// A configuration for `listen`, other settings at their defaults.
     public init(listen: IPEndpoint) { self.listen = listen }
@@ -76,16 +79,16 @@ public struct UDPSocketPort: Port, ~Copyable {
     ///     ``UDPSocketConfiguration/frameSize(maximumDatagram:)`` long to take every datagram whole.
     ///   - batchCapacity: the largest batch the port fills or sends.
     public init(configuration: UDPSocketConfiguration, pool: FramePool,
-                batchCapacity: Int = PacketBatch.defaultCapacity) throws(SocketError) {
+                batchCapacity: Int = PacketBatch.defaultCapacity) throws(SystemCallError) {
         precondition(pool.headroom >= DatagramHeader.minimumHeadroom,
                      "a datagram pool needs \(DatagramHeader.minimumHeadroom) bytes of headroom")
         let family = configuration.listen.address.family
         let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw SocketError(operation: "socket(UDP)", errno: errno) }
-        do throws(SocketError) {
+        guard fd >= 0 else { throw SystemCallError(.socket, operation: "socket(UDP)", errno: errno) }
+        do throws(SystemCallError) {
             try Self.configure(fd, family: family, configuration: configuration)
             let bound = SocketAddress.with(configuration.listen, family: family) { bind(fd, $0, $1) }
-            guard bound == 0 else { throw SocketError(operation: "bind(\(configuration.listen))", errno: errno) }
+            guard bound == 0 else { throw SystemCallError(.socket, operation: "bind(\(configuration.listen))", errno: errno) }
         } catch {
             close(fd)
             throw error
@@ -116,7 +119,7 @@ public struct UDPSocketPort: Port, ~Copyable {
         control.deallocate()
     }
 
-    static func configure(_ fd: Int32, family: Int32, configuration: UDPSocketConfiguration) throws(SocketError) {
+    static func configure(_ fd: Int32, family: Int32, configuration: UDPSocketConfiguration) throws(SystemCallError) {
         try configureDatagramSocket(fd, family: family, listen: configuration.listen, reusePort: configuration.reusePort,
                                     receiveOffload: configuration.receiveOffload,
                                     socketBufferBytes: configuration.socketBufferBytes)
@@ -125,7 +128,7 @@ public struct UDPSocketPort: Port, ~Copyable {
             tv_usec: Int(configuration.receiveTimeout.components.attoseconds / 1_000_000_000_000))
         if timeout.tv_sec == 0 && timeout.tv_usec == 0 { timeout.tv_usec = 1 }
         guard setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size)) == 0 else {
-            throw SocketError(operation: "setsockopt(SO_RCVTIMEO)", errno: errno)
+            throw SystemCallError(.socket, operation: "setsockopt(SO_RCVTIMEO)", errno: errno)
         }
     }
 
@@ -142,7 +145,7 @@ public struct UDPSocketPort: Port, ~Copyable {
 
     // MARK: Receive
 
-    public mutating func receive(into batch: inout PacketBatch) throws(PortError) -> Int {
+    public mutating func receive(into batch: inout PacketBatch) throws(SystemCallError) -> Int {
         let before = batch.count
         if !pending.isEmpty {
             drainPending(into: &batch)
@@ -165,7 +168,7 @@ public struct UDPSocketPort: Port, ~Copyable {
         for i in got..<count { pool.releaseAddress(addresses[i]) }
         if received < 0 {
             if error == EAGAIN || error == EWOULDBLOCK || error == EINTR { return 0 }
-            throw PortError(operation: "recvmmsg on \(localEndpoint)", errno: error)
+            throw SystemCallError(.port, operation: "recvmmsg on \(localEndpoint)", errno: error)
         }
         for i in 0..<got { completeReceive(slot: i, into: &batch) }
         drainPending(into: &batch)
@@ -258,7 +261,7 @@ public struct UDPSocketPort: Port, ~Copyable {
 
     // MARK: Transmit
 
-    public mutating func transmit(_ batch: inout PacketBatch) throws(PortError) {
+    public mutating func transmit(_ batch: inout PacketBatch) throws(SystemCallError) {
         var index = 0
         while index < batch.count {
             var messageCount = 0
@@ -290,7 +293,7 @@ public struct UDPSocketPort: Port, ~Copyable {
             while first + run < batch.count, run < Int(sluice_UDP_MAX_SEGMENTS) {
                 let next = batch[first + run].length
                 guard next > 0, next <= size, total + next <= Self.maximumGSOPayload,
-                      DatagramControl.sameRoute(head, batch[first + run].frameStart) else { break }
+                      DatagramHeader(frameStart: head).hasSameRoute(as: DatagramHeader(frameStart: batch[first + run].frameStart)) else { break }
                 matchFamily(DatagramHeader(frameStart: batch[first + run].frameStart))
                 total += next
                 run += 1
@@ -378,7 +381,8 @@ public struct UDPSocketPort: Port, ~Copyable {
     mutating func disableSegmentationOffload(_ error: Int32) {
         guard gsoEnabled else { return }
         gsoEnabled = false
-        print(DatagramControl.segmentationOffloadRefused(errno: error))
+        configuration.logger.warning("UDP GSO refused by the kernel; sending datagrams one by one",
+                                     metadata: ["errno": "\(error)", "listen": "\(localEndpoint)"])
     }
 }
 

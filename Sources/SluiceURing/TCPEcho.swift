@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import SluiceCore
+import SluiceSystem
 import SluicePackets
 
 /// The echo service: every received frame goes straight back out on its connection (the same
@@ -18,7 +19,7 @@ public struct TCPEchoDelegate: TCPEngineDelegate {
         open += 1
     }
 
-    public mutating func connected(_ connection: TCPConnectionID, error: TCPError?, engine: TCPEngine) {
+    public mutating func connected(_ connection: TCPConnectionID, error: SystemCallError?, engine: TCPEngine) {
         if error == nil { open += 1 }
     }
 
@@ -32,7 +33,7 @@ public struct TCPEchoDelegate: TCPEngineDelegate {
 
     public mutating func sendQueueDrained(_ connection: TCPConnectionID, engine: TCPEngine) {}
 
-    public mutating func closed(_ connection: TCPConnectionID, error: TCPError?, engine: TCPEngine) {
+    public mutating func closed(_ connection: TCPConnectionID, error: SystemCallError?, engine: TCPEngine) {
         open -= 1
         if error != nil { failed += 1 }
     }
@@ -81,7 +82,7 @@ public enum TCPEchoServer {
     /// (asked every `checkInterval`) says so; then cancels whatever is in flight and reports.
     public static func run(listen endpoint: IPEndpoint, configuration: TCPEngineConfiguration = .init(),
                            checkInterval: Duration = .milliseconds(50),
-                           ready: (IPEndpoint) -> Void, shouldStop: () -> Bool) throws(TCPError) -> TCPEchoReport {
+                           ready: (IPEndpoint) -> Void, shouldStop: () -> Bool) throws(SystemCallError) -> TCPEchoReport {
         let engine = try TCPEngine(configuration: configuration)
         let (_, bound) = try engine.listen(on: endpoint)
         ready(bound)

@@ -1,10 +1,12 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSluice
+import CSluiceSystem
+import Logging
+import CSluiceURing
 import SluiceCore
+import SluiceSystem
 import SluicePackets
-import SluiceSockets
 
 /// How a ``TCPEngine`` is sized and which ring it runs on.
 public struct TCPEngineConfiguration: Sendable {
@@ -33,6 +35,8 @@ public struct TCPEngineConfiguration: Sendable {
     /// Multishot receives (one SQE, a completion per chunk); false re-arms a one-shot receive after
     /// each chunk, as the engine does by itself on kernels without `IORING_RECV_MULTISHOT`.
     public var multishotReceive = true
+    /// Where the engine reports what it changes on its own (a fallback); silent by default.
+    public var logger: Logger = .disabled
 
     /// The defaults: 1024 frames of 16 KiB, 512 of them for receiving, 256 connections.
     public init(mode: URingMode = .plain) { self.mode = mode }
@@ -49,32 +53,6 @@ public struct TCPConnectionID: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "tcp#\(slot).\(generation)" }
 }
 
-/// A failed TCP operation: which one, its errno, and what to do about it.
-public struct TCPError: SystemCallError, Sendable, Equatable {
-    /// The operation, e.g. `"connect(127.0.0.1:9000)"` or `"recv"`.
-    public var operation: String
-    /// Its errno (positive).
-    public var errno: Int32
-    /// What the user can do about it; empty when there is nothing useful to say.
-    public var hint: String
-
-    /// Creates an error; without a `hint`, one is chosen from the errno when something useful can be said.
-    public init(operation: String, errno: Int32, hint: String? = nil) {
-        self.operation = operation
-        self.errno = errno
-        self.hint = hint ?? Self.defaultHint(errno)
-    }
-
-    static func defaultHint(_ errno: Int32) -> String {
-        switch errno {
-        case EADDRINUSE: "another socket holds this address and port"
-        case ECONNREFUSED: "nothing listens there"
-        case EADDRNOTAVAIL: "the address is not configured here"
-        case EMFILE, ENFILE: "too many open files (ulimit -n)"
-        default: ""
-        }
-    }
-}
 
 /// What a ``TCPEngine`` reports, called on the engine's thread from ``TCPEngine/poll(_:timeout:)``.
 ///
@@ -87,7 +65,7 @@ public protocol TCPEngineDelegate {
     mutating func accepted(_ connection: TCPConnectionID, listener: TCPConnectionID, engine: TCPEngine)
     /// An outgoing connection finished connecting (`error == nil`, receiving already) or failed
     /// (the id is closed; no ``closed(_:error:engine:)`` follows).
-    mutating func connected(_ connection: TCPConnectionID, error: TCPError?, engine: TCPEngine)
+    mutating func connected(_ connection: TCPConnectionID, error: SystemCallError?, engine: TCPEngine)
     /// Bytes arrived, in order, in one frame the delegate now owns.
     mutating func received(_ chunk: consuming Packet, on connection: TCPConnectionID, engine: TCPEngine)
     /// The peer shut down its write side (EOF): nothing more will be received.
@@ -96,7 +74,7 @@ public protocol TCPEngineDelegate {
     mutating func sendQueueDrained(_ connection: TCPConnectionID, engine: TCPEngine)
     /// The connection is gone: its descriptor closed, every operation on it finished, every frame
     /// back. `error` says why when it was not an orderly close.
-    mutating func closed(_ connection: TCPConnectionID, error: TCPError?, engine: TCPEngine)
+    mutating func closed(_ connection: TCPConnectionID, error: SystemCallError?, engine: TCPEngine)
 }
 
 /// What a ``TCPEngine`` has done, for summaries and tests.
@@ -176,7 +154,7 @@ public final class TCPEngine {
     var pausedListeners: [UInt32]
     /// Why the ring stopped taking submissions; once set, the engine is broken for good and
     /// ``poll(_:timeout:)`` throws it.
-    var ringFailure: TCPError?
+    var ringFailure: SystemCallError?
     /// Operations submitted whose last completion has not come yet (doorbell included).
     public private(set) var operationsInFlight = 0
     /// Frames this engine holds outside the pool and the buffer ring: queued and in-flight sends.
@@ -195,27 +173,15 @@ public final class TCPEngine {
     public private(set) var usesMultishotReceive = true
 
     /// Makes the ring, the pool and the receive-buffer ring.
-    public init(configuration: TCPEngineConfiguration = .init()) throws(TCPError) {
+    public init(configuration: TCPEngineConfiguration = .init()) throws(SystemCallError) {
         self.configuration = configuration
         precondition(configuration.maximumConnections > 0 && configuration.maximumConnections < 1 << 24)
         precondition(Int(configuration.receiveBuffers) < configuration.frameCount, "receive buffers must leave frames for sending")
         precondition(configuration.frameCount <= 1 << 16, "send slots are named in 16 bits of user_data")
-        do {
-            ring = try URing(entries: configuration.ringEntries, mode: configuration.mode)
-        } catch {
-            throw TCPError(operation: error.operation, errno: error.errno, hint: error.hint)
-        }
-        do {
-            pool = try FramePool(frameCount: configuration.frameCount, frameSize: configuration.frameSize, headroom: 0)
-        } catch {
-            throw TCPError(operation: "frame pool: \(error)", errno: ENOMEM)
-        }
-        do {
-            buffers = try URingBufferRing(ring: ring, group: configuration.bufferGroup,
-                                          entries: configuration.receiveBuffers, pool: pool)
-        } catch {
-            throw TCPError(operation: "buffer ring (\(error.operation))", errno: error.errno)
-        }
+        ring = try URing(entries: configuration.ringEntries, mode: configuration.mode)
+        pool = try FramePool(frameCount: configuration.frameCount, frameSize: configuration.frameSize, headroom: 0)
+        buffers = try URingBufferRing(ring: ring, group: configuration.bufferGroup,
+                                      entries: configuration.receiveBuffers, pool: pool)
         slots = Array(repeating: Slot(), count: configuration.maximumConnections)
         connectAddresses = .allocate(capacity: configuration.maximumConnections)
         connectAddresses.initialize(repeating: sockaddr_in6(), count: configuration.maximumConnections)
@@ -248,13 +214,13 @@ public final class TCPEngine {
     /// Binds and listens on `endpoint` (port 0: the kernel picks) and starts a multishot accept.
     ///
     /// - Returns: the listener's id and the endpoint it is bound to.
-    public func listen(on endpoint: IPEndpoint, backlog: Int32 = 512) throws(TCPError) -> (TCPConnectionID, IPEndpoint) {
+    public func listen(on endpoint: IPEndpoint, backlog: Int32 = 512) throws(SystemCallError) -> (TCPConnectionID, IPEndpoint) {
         let fd = try TCPSocket.listen(on: endpoint, backlog: backlog)
         guard let slot = allocateSlot(fd: fd, kind: .listener) else {
             Glibc.close(fd)
-            throw TCPError(operation: "listen(\(endpoint))", errno: EMFILE)
+            throw SystemCallError(.tcp, operation: "listen(\(endpoint))", errno: EMFILE)
         }
-        do {
+        do throws(SystemCallError) {
             try armAccept(slot)
         } catch {
             freeSlot(slot)
@@ -269,11 +235,11 @@ public final class TCPEngine {
     /// With a `timeout`, the connect is linked to an `IORING_OP_LINK_TIMEOUT`: if the handshake
     /// has not completed by then the kernel cancels it and the connection fails with `ETIMEDOUT`
     /// (a peer that drops SYNs would otherwise take the kernel's two minutes of retries).
-    public func connect(to endpoint: IPEndpoint, timeout: Duration? = nil) throws(TCPError) -> TCPConnectionID {
+    public func connect(to endpoint: IPEndpoint, timeout: Duration? = nil) throws(SystemCallError) -> TCPConnectionID {
         let fd = try TCPSocket.make(family: endpoint.address.family)
         guard let slot = allocateSlot(fd: fd, kind: .connecting) else {
             Glibc.close(fd)
-            throw TCPError(operation: "connect(\(endpoint))", errno: EMFILE)
+            throw SystemCallError(.tcp, operation: "connect(\(endpoint))", errno: EMFILE)
         }
         let s = Int(slot)
         TCPSocket.store(endpoint, into: &connectAddresses[s])
@@ -417,10 +383,10 @@ public final class TCPEngine {
     /// The write end of a pipe that another thread writes a byte to (non-blocking; a full pipe
     /// already rings) to wake ``poll(_:timeout:)``: one read of the other end stays armed on the
     /// ring. Made on first use.
-    public func doorbellDescriptor() throws(TCPError) -> Int32 {
+    public func doorbellDescriptor() throws(SystemCallError) -> Int32 {
         if doorbell < 0 {
             var ends: [Int32] = [-1, -1]
-            guard pipe(&ends) == 0 else { throw TCPError(operation: "pipe", errno: errno) }
+            guard pipe(&ends) == 0 else { throw SystemCallError(.tcp, operation: "pipe", errno: errno) }
             for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
             _ = fcntl(ends[1], F_SETFL, O_NONBLOCK)
             doorbell = ends[0]
@@ -430,7 +396,7 @@ public final class TCPEngine {
         return doorbellWriter
     }
 
-    func armDoorbell() throws(TCPError) {
+    func armDoorbell() throws(SystemCallError) {
         guard doorbell >= 0, !doorbellArmed, !shuttingDown else { return }
         let sqe = try submission()
         io_uring_prep_read(sqe, doorbell, doorbellValue, 64, 0)
@@ -445,19 +411,18 @@ public final class TCPEngine {
     /// least one completion, and hands every completion to `delegate`.
     ///
     /// - Returns: the number of completions handled.
-    /// - Throws: ``TCPError`` when the ring fails, here or while serving an earlier request. The
+    /// - Throws: ``SystemCallError`` when the ring fails, here or while serving an earlier request. The
     ///   engine is broken then: every later call throws the same error, and ``shutdown(_:timeout:)``
     ///   returns at once, its tally showing what stayed in flight.
     @discardableResult
-    public func poll<D: TCPEngineDelegate>(_ delegate: inout D, timeout: Duration?) throws(TCPError) -> Int {
+    public func poll<D: TCPEngineDelegate>(_ delegate: inout D, timeout: Duration?) throws(SystemCallError) -> Int {
         if let ringFailure { throw ringFailure }
         do {
             _ = try ring.submitAndWait(minimumCompletions: 1, timeout: timeout)
         } catch {
-            if error.errno != ETIME && error.errno != EINTR && error.errno != EBUSY && error.errno != EAGAIN {
-                let failure = TCPError(operation: "io_uring_enter (\(error.operation))", errno: error.errno)
-                ringFailure = failure
-                throw failure
+            if ![ETIME, EINTR, EBUSY, EAGAIN].contains(error.code) {
+                ringFailure = error
+                throw error
             }
         }
         var handled = 0
@@ -474,11 +439,9 @@ public final class TCPEngine {
     }
 
     /// Submits pending operations without waiting.
-    public func flush() throws(TCPError) {
+    public func flush() throws(SystemCallError) {
         if let ringFailure { throw ringFailure }
-        do { _ = try ring.submit() } catch {
-            throw TCPError(operation: "io_uring_enter (\(error.operation))", errno: error.errno)
-        }
+        _ = try ring.submit()
     }
 
     /// Closes every listener and connection at once, cancelling whatever is in flight, and waits up
@@ -550,12 +513,12 @@ public final class TCPEngine {
     /// under SQPOLL waits for its thread), retrying a bounded number of times; a ring that still
     /// cannot give an entry is broken: the error is kept in ``ringFailure`` and thrown, here and by
     /// every later submission and ``poll(_:timeout:)``.
-    func submission() throws(TCPError) -> UnsafeMutablePointer<io_uring_sqe> {
+    func submission() throws(SystemCallError) -> UnsafeMutablePointer<io_uring_sqe> {
         if let ringFailure { throw ringFailure }
         do {
             return try ring.nextSubmission()
         } catch {
-            let failure = TCPError(operation: "io_uring submission (\(error.operation))", errno: error.errno, hint: error.hint)
+            let failure = SystemCallError(.tcp, operation: "io_uring submission (\(error.operation))", errno: error.errno, hint: error.hint)
             ringFailure = failure
             throw failure
         }
@@ -578,7 +541,7 @@ public final class TCPEngine {
         operationsInFlight -= 1
     }
 
-    func armAccept(_ slot: UInt32) throws(TCPError) {
+    func armAccept(_ slot: UInt32) throws(SystemCallError) {
         let sqe = try submission()
         io_uring_prep_multishot_accept(sqe, slots[Int(slot)].fd, nil, nil, Int32(SOCK_CLOEXEC.rawValue))
         sqe.pointee.user_data = Tag(op: .accept, slot: slot, generation: slots[Int(slot)].generation).rawValue
@@ -594,7 +557,7 @@ public final class TCPEngine {
     }
 
     /// Re-arms the listeners paused for want of descriptors: one of the engine's has just closed.
-    func resumeAccepting() throws(TCPError) {
+    func resumeAccepting() throws(SystemCallError) {
         guard !pausedListeners.isEmpty else { return }
         let paused = pausedListeners
         pausedListeners.removeAll(keepingCapacity: true)
@@ -604,7 +567,7 @@ public final class TCPEngine {
         }
     }
 
-    func armReceive(_ slot: UInt32) throws(TCPError) {
+    func armReceive(_ slot: UInt32) throws(SystemCallError) {
         let s = Int(slot)
         let sqe = try submission()
         if usesMultishotReceive {
@@ -621,7 +584,7 @@ public final class TCPEngine {
     }
 
     /// Cancels the multishot receive (its last completion clears `receiving`).
-    func pauseReceive(_ slot: UInt32) throws(TCPError) {
+    func pauseReceive(_ slot: UInt32) throws(SystemCallError) {
         let s = Int(slot)
         slots[s].receivePaused = true
         counters.receivePauses += 1
@@ -632,7 +595,7 @@ public final class TCPEngine {
         started(slot)
     }
 
-    func maybeRearmReceive(_ slot: UInt32) throws(TCPError) {
+    func maybeRearmReceive(_ slot: UInt32) throws(SystemCallError) {
         let s = Int(slot)
         guard slots[s].kind == .open, !slots[s].receiving, !slots[s].readClosed, !slots[s].userPaused,
               !slots[s].closeSubmitted, !slots[s].starved,
@@ -642,7 +605,7 @@ public final class TCPEngine {
     }
 
     /// Starts the next send, or the shutdown/close that waited for the queue to drain.
-    func kick(_ slot: UInt32) throws(TCPError) {
+    func kick(_ slot: UInt32) throws(SystemCallError) {
         let s = Int(slot)
         guard slots[s].kind == .open, !slots[s].closeSubmitted else { return }
         if slots[s].sendInFlight { return }
@@ -670,7 +633,7 @@ public final class TCPEngine {
         }
     }
 
-    func submitSend(_ slot: UInt32, index: Int32) throws(TCPError) {
+    func submitSend(_ slot: UInt32, index: Int32) throws(SystemCallError) {
         let s = Int(slot)
         let send = sendSlots[Int(index)]
         let data = pool.base + Int(send.address) + Int(send.offset)
@@ -692,7 +655,7 @@ public final class TCPEngine {
 
     /// Cancels everything on the descriptor, then closes it (hard-linked: the close runs whatever
     /// the cancel found).
-    func submitClose(_ slot: UInt32) throws(TCPError) {
+    func submitClose(_ slot: UInt32) throws(SystemCallError) {
         let s = Int(slot)
         guard !slots[s].closeSubmitted else { return }
         slots[s].closeSubmitted = true
@@ -709,7 +672,7 @@ public final class TCPEngine {
     }
 
     /// Drops queued data and closes now.
-    func abortConnection(_ slot: UInt32, error: TCPError?) throws(TCPError) {
+    func abortConnection(_ slot: UInt32, error: SystemCallError?) throws(SystemCallError) {
         let s = Int(slot)
         if slots[s].error == nil { slots[s].error = error }
         // Queued sends not yet in flight go back now; the one in flight returns on its completion.
@@ -741,7 +704,7 @@ public final class TCPEngine {
         slots[Int(slot)].held -= 1
     }
 
-    func refillReceiveBuffers() throws(TCPError) {
+    func refillReceiveBuffers() throws(SystemCallError) {
         var added = false
         while buffers.providedCount < Int(configuration.receiveBuffers), let address = pool.allocateAddress() {
             buffers.provide(frameAddress: address)
@@ -758,7 +721,7 @@ public final class TCPEngine {
         }
     }
 
-    func grantSendCredits() throws(TCPError) {
+    func grantSendCredits() throws(SystemCallError) {
         while sendsInFlight < configuration.maximumSendsInFlight, sendWaiterHead < sendWaiters.count {
             let slot = sendWaiters[sendWaiterHead]
             sendWaiterHead += 1
@@ -772,7 +735,7 @@ public final class TCPEngine {
     }
 
     /// Frees the slot and tells the delegate once close has completed and nothing is in flight.
-    func maybeFinish<D: TCPEngineDelegate>(_ slot: UInt32, _ delegate: inout D) throws(TCPError) {
+    func maybeFinish<D: TCPEngineDelegate>(_ slot: UInt32, _ delegate: inout D) throws(SystemCallError) {
         let s = Int(slot)
         guard slots[s].kind != .free, slots[s].closeDone, slots[s].pendingOps == 0 else { return }
         let connection = id(slot)
@@ -783,13 +746,13 @@ public final class TCPEngine {
         counters.closed += kind == .listener ? 0 : 1
         try resumeAccepting()
         if kind == .connecting {
-            delegate.connected(connection, error: error ?? TCPError(operation: "connect", errno: ECANCELED), engine: self)
+            delegate.connected(connection, error: error ?? SystemCallError(.tcp, operation: "connect", errno: ECANCELED), engine: self)
         } else {
             delegate.closed(connection, error: error, engine: self)
         }
     }
 
-    func handle<D: TCPEngineDelegate>(_ completion: URingCompletion, _ delegate: inout D) throws(TCPError) {
+    func handle<D: TCPEngineDelegate>(_ completion: URingCompletion, _ delegate: inout D) throws(SystemCallError) {
         let tag = Tag(rawValue: completion.userData)
         if tag.op == .doorbell {
             doorbellArmed = false
@@ -860,10 +823,10 @@ public final class TCPEngine {
                     try maybeRearmReceive(slot)
                 } else if result == -EINVAL && usesMultishotReceive {
                     usesMultishotReceive = false
-                    print("sluice: this kernel refuses multishot recv (IORING_RECV_MULTISHOT); falling back to one-shot receives")
+                    configuration.logger.notice("this kernel refuses multishot recv (IORING_RECV_MULTISHOT); falling back to one-shot receives")
                     try maybeRearmReceive(slot)
                 } else if result < 0 && !slots[s].closeSubmitted {
-                    try abortConnection(slot, error: TCPError(operation: "recv", errno: -result))
+                    try abortConnection(slot, error: SystemCallError(.tcp, operation: "recv", errno: -result))
                 }
             }
         case .send, .sendZeroCopy:
@@ -910,7 +873,7 @@ public final class TCPEngine {
             }
             if result < 0 {
                 if result != -ECANCELED || !slots[s].closeSubmitted {
-                    try abortConnection(slot, error: TCPError(operation: "send", errno: -result))
+                    try abortConnection(slot, error: SystemCallError(.tcp, operation: "send", errno: -result))
                 }
             } else if slots[s].error != nil && !slots[s].closeSubmitted {
                 try abortConnection(slot, error: slots[s].error)
@@ -933,7 +896,7 @@ public final class TCPEngine {
                 // Only the linked timeout cancels a connect that is not being closed.
                 let timedOut = completion.result == -ECANCELED && slots[s].connectDeadline
                 if timedOut { counters.connectTimeouts += 1 }
-                try abortConnection(slot, error: TCPError(operation: "connect", errno: timedOut ? ETIMEDOUT : -completion.result))
+                try abortConnection(slot, error: SystemCallError(.tcp, operation: "connect", errno: timedOut ? ETIMEDOUT : -completion.result))
             }
         case .linkTimeout:
             // -ETIME: it fired and cancelled the connect; -ECANCELED: the connect finished first.
@@ -942,7 +905,7 @@ public final class TCPEngine {
             finished(slot)
             slots[s].shutdownDone = true
             if completion.result < 0 && completion.result != -ENOTCONN && !slots[s].closeSubmitted {
-                try abortConnection(slot, error: TCPError(operation: "shutdown", errno: -completion.result))
+                try abortConnection(slot, error: SystemCallError(.tcp, operation: "shutdown", errno: -completion.result))
             } else {
                 try kick(slot)
             }
@@ -995,7 +958,7 @@ extension TCPEngine {
         var wantClose = false
         var closeSubmitted = false
         var closeDone = false
-        var error: TCPError?
+        var error: SystemCallError?
         /// A linked timeout guards this connection's connect.
         var connectDeadline = false
 

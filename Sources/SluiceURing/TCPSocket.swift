@@ -1,25 +1,26 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSluice
+import CSluiceSystem
+import CSluiceURing
+import SluiceCore
 import SluicePackets
-import SluiceSockets
-import SluiceUDP
+import SluiceSystem
 
 /// The few synchronous socket calls a ``TCPEngine`` makes when it opens something (socket, bind,
 /// listen); everything per byte goes through the ring.
 enum TCPSocket {
     /// A non-inheritable TCP socket of `family`.
-    static func make(family: Int32) throws(TCPError) -> Int32 {
+    static func make(family: Int32) throws(SystemCallError) -> Int32 {
         let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw TCPError(operation: "socket(\(family == AF_INET6 ? "AF_INET6" : "AF_INET"), SOCK_STREAM)", errno: errno) }
+        guard fd >= 0 else { throw SystemCallError(.tcp, operation: "socket(\(family == AF_INET6 ? "AF_INET6" : "AF_INET"), SOCK_STREAM)", errno: errno) }
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         return fd
     }
 
     /// A listening socket bound to `endpoint` (`[::]` is dual-stack).
-    static func listen(on endpoint: IPEndpoint, backlog: Int32) throws(TCPError) -> Int32 {
+    static func listen(on endpoint: IPEndpoint, backlog: Int32) throws(SystemCallError) -> Int32 {
         let fd = try make(family: endpoint.address.family)
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -31,12 +32,12 @@ enum TCPSocket {
         guard bound == 0 else {
             let error = errno
             Glibc.close(fd)
-            throw TCPError(operation: "bind(\(endpoint))", errno: error)
+            throw SystemCallError(.tcp, operation: "bind(\(endpoint))", errno: error)
         }
         guard Glibc.listen(fd, backlog) == 0 else {
             let error = errno
             Glibc.close(fd)
-            throw TCPError(operation: "listen(\(endpoint))", errno: error)
+            throw SystemCallError(.tcp, operation: "listen(\(endpoint))", errno: error)
         }
         return fd
     }

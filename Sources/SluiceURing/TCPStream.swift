@@ -1,8 +1,10 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSluice
+import CSluiceSystem
+import CSluiceURing
 import SluiceCore
+import SluiceSystem
 import SluicePackets
 import Synchronization
 
@@ -52,18 +54,18 @@ public final class TCPEventLoop: Sendable {
     public static let inboundLowWater = 1 << 20
 
     let channel: TCPLoopChannel
-    private let thread: Mutex<TCPLoopThread?>
+    private let thread: Mutex<WorkerThread?>
 
     /// Starts the engine thread and returns once the ring is up.
     ///
-    /// - Throws: ``TCPError`` when the ring, pool or buffer ring cannot be made.
-    public init(configuration: TCPEngineConfiguration = .init()) throws(TCPError) {
+    /// - Throws: ``SystemCallError`` when the ring, pool or buffer ring cannot be made.
+    public init(configuration: TCPEngineConfiguration = .init()) throws(SystemCallError) {
         let channel = TCPLoopChannel()
         self.channel = channel
-        let startup = Mutex<Result<Void, TCPError>?>(nil)
-        let thread = try TCPLoopThread(name: "sluice-tcp") {
+        let startup = Mutex<Result<Void, SystemCallError>?>(nil)
+        let thread = try WorkerThread(name: "sluice-tcp", logger: configuration.logger) {
             let engine: TCPEngine
-            do throws(TCPError) {
+            do throws(SystemCallError) {
                 engine = try TCPEngine(configuration: configuration)
                 channel.doorbell.store(try engine.doorbellDescriptor(), ordering: .releasing)
             } catch {
@@ -85,7 +87,7 @@ public final class TCPEventLoop: Sendable {
     deinit { _ = shutdown() }
 
     /// Listens on `endpoint` (port 0: the kernel picks; ``TCPListener/localEndpoint`` says which).
-    public func listen(on endpoint: IPEndpoint) async throws(TCPError) -> TCPListener {
+    public func listen(on endpoint: IPEndpoint) async throws(SystemCallError) -> TCPListener {
         let result = await withCheckedContinuation { continuation in
             channel.post(.listen(endpoint, continuation))
         }
@@ -94,7 +96,7 @@ public final class TCPEventLoop: Sendable {
 
     /// Connects to `endpoint`; with a `timeout`, fails with `ETIMEDOUT` when the handshake takes
     /// longer (an io_uring linked timeout on the connect).
-    public func connect(to endpoint: IPEndpoint, timeout: Duration? = nil) async throws(TCPError) -> TCPConnection {
+    public func connect(to endpoint: IPEndpoint, timeout: Duration? = nil) async throws(SystemCallError) -> TCPConnection {
         let result = await withCheckedContinuation { continuation in
             channel.post(.connect(endpoint, timeout, continuation))
         }
@@ -196,7 +198,7 @@ public final class TCPConnection: Sendable {
     /// The engine's name for it.
     public let id: TCPConnectionID
     /// The received bytes, chunk by chunk in order; ends when the peer shuts its write side (or
-    /// the connection closes), throws a ``TCPError`` when it fails. One reader at a time.
+    /// the connection closes), throws a ``SystemCallError`` when it fails. One reader at a time.
     public let inbound: TCPInbound
     let channel: TCPLoopChannel
 
@@ -209,9 +211,9 @@ public final class TCPConnection: Sendable {
     /// Sends `bytes` after everything sent before; returns once they are queued on the socket in
     /// frames (not necessarily acknowledged by the peer).
     ///
-    /// - Throws: ``TCPError`` when the connection is closed or fails first: `EPIPE` once
+    /// - Throws: ``SystemCallError`` when the connection is closed or fails first: `EPIPE` once
     ///   ``shutdownWrite()`` or ``close()`` was called, `ENOTCONN` once it is gone.
-    public func send(_ bytes: some Sequence<UInt8>) async throws(TCPError) {
+    public func send(_ bytes: some Sequence<UInt8>) async throws(SystemCallError) {
         let array = Array(bytes)
         guard !array.isEmpty else { return }
         let result = await withCheckedContinuation { continuation in
@@ -265,9 +267,9 @@ final class TCPInboundCredit: Sendable {
 
 /// What async callers ask of the engine thread.
 enum TCPLoopCommand: Sendable {
-    case listen(IPEndpoint, CheckedContinuation<Result<TCPListener, TCPError>, Never>)
-    case connect(IPEndpoint, Duration?, CheckedContinuation<Result<TCPConnection, TCPError>, Never>)
-    case send(TCPConnectionID, [UInt8], CheckedContinuation<Result<Void, TCPError>, Never>)
+    case listen(IPEndpoint, CheckedContinuation<Result<TCPListener, SystemCallError>, Never>)
+    case connect(IPEndpoint, Duration?, CheckedContinuation<Result<TCPConnection, SystemCallError>, Never>)
+    case send(TCPConnectionID, [UInt8], CheckedContinuation<Result<Void, SystemCallError>, Never>)
     case shutdownWrite(TCPConnectionID)
     case close(TCPConnectionID)
     case resume(TCPConnectionID)
@@ -275,7 +277,7 @@ enum TCPLoopCommand: Sendable {
 
     /// Answers the caller of a command the loop will never run.
     func refuse() {
-        let error = TCPError(operation: "tcp event loop (stopped)", errno: ECANCELED)
+        let error = SystemCallError(.tcp, operation: "tcp event loop (stopped)", errno: ECANCELED)
         switch self {
         case .listen(_, let c): c.resume(returning: .failure(error))
         case .connect(_, _, let c): c.resume(returning: .failure(error))
@@ -336,7 +338,7 @@ struct TCPStreamBridge: TCPEngineDelegate {
     struct PendingSend {
         var bytes: [UInt8]
         var offset: Int
-        let continuation: CheckedContinuation<Result<Void, TCPError>, Never>
+        let continuation: CheckedContinuation<Result<Void, SystemCallError>, Never>
     }
 
     struct ConnectionState {
@@ -352,7 +354,7 @@ struct TCPStreamBridge: TCPEngineDelegate {
     let channel: TCPLoopChannel
     var listeners: [TCPConnectionID: TCPListener] = [:]
     var connections: [TCPConnectionID: ConnectionState] = [:]
-    var connecting: [TCPConnectionID: CheckedContinuation<Result<TCPConnection, TCPError>, Never>] = [:]
+    var connecting: [TCPConnectionID: CheckedContinuation<Result<TCPConnection, SystemCallError>, Never>] = [:]
     /// Connections with sends waiting for frames or window.
     var pending: Set<TCPConnectionID> = []
 
@@ -376,7 +378,7 @@ struct TCPStreamBridge: TCPEngineDelegate {
         }
         for command in channel.close() { command.refuse() }
         let tally = engine.shutdown(&bridge)
-        bridge.failAll(TCPError(operation: "tcp event loop (stopped)", errno: ECANCELED))
+        bridge.failAll(SystemCallError(.tcp, operation: "tcp event loop (stopped)", errno: ECANCELED))
         return TCPEventLoopReport(counters: engine.counters, enterCalls: engine.enterCalls, frames: tally,
                                   operationsInFlight: engine.operationsInFlight)
     }
@@ -400,7 +402,7 @@ struct TCPStreamBridge: TCPEngineDelegate {
             }
         case let .send(id, bytes, continuation):
             guard let state = connections[id], engine.isOpen(id) else {
-                continuation.resume(returning: .failure(TCPError(operation: "send", errno: ENOTCONN)))
+                continuation.resume(returning: .failure(SystemCallError(.tcp, operation: "send", errno: ENOTCONN)))
                 return
             }
             guard !state.wantShutdownWrite, !state.wantClose, engine.isWritable(id) else {
@@ -427,7 +429,7 @@ struct TCPStreamBridge: TCPEngineDelegate {
     }
 
     /// What a send gets once the connection's write side is shut or closing.
-    static let writeSideShut = TCPError(operation: "send", errno: EPIPE)
+    static let writeSideShut = SystemCallError(.tcp, operation: "send", errno: EPIPE)
 
     /// Copies pending sends into frames, within each connection's window, and applies a
     /// shutdown or close once nothing is left to copy.
@@ -471,7 +473,7 @@ struct TCPStreamBridge: TCPEngineDelegate {
     }
 
     /// Fails whatever is still waiting (after the engine shut down).
-    mutating func failAll(_ error: TCPError) {
+    mutating func failAll(_ error: SystemCallError) {
         for (_, continuation) in connecting { continuation.resume(returning: .failure(error)) }
         connecting = [:]
         for (_, state) in connections {
@@ -499,7 +501,7 @@ struct TCPStreamBridge: TCPEngineDelegate {
         if let owner = listeners[listener] { owner.deliver(handle) } else { engine.close(connection, abort: true) }
     }
 
-    mutating func connected(_ connection: TCPConnectionID, error: TCPError?, engine: TCPEngine) {
+    mutating func connected(_ connection: TCPConnectionID, error: SystemCallError?, engine: TCPEngine) {
         guard let continuation = connecting.removeValue(forKey: connection) else { return }
         if let error {
             continuation.resume(returning: .failure(error))
@@ -533,50 +535,15 @@ struct TCPStreamBridge: TCPEngineDelegate {
 
     mutating func sendQueueDrained(_ connection: TCPConnectionID, engine: TCPEngine) {}
 
-    mutating func closed(_ connection: TCPConnectionID, error: TCPError?, engine: TCPEngine) {
+    mutating func closed(_ connection: TCPConnectionID, error: SystemCallError?, engine: TCPEngine) {
         if let listener = listeners.removeValue(forKey: connection) {
             listener.finish()
             return
         }
         guard let state = connections.removeValue(forKey: connection) else { return }
         pending.remove(connection)
-        let failure = error ?? TCPError(operation: "send (connection closed)", errno: EPIPE)
+        let failure = error ?? SystemCallError(.tcp, operation: "send (connection closed)", errno: EPIPE)
         for send in state.sends { send.continuation.resume(returning: .failure(failure)) }
         if let error { state.continuation.finish(throwing: error) } else { state.continuation.finish() }
     }
-}
-
-/// A plain named thread for the engine. The runtime's `WorkerThread` cannot serve: it lives in
-/// the `Sluice` module above this one, and moving it down to SluiceCore would make that module
-/// depend on CSluice (and so link liburing, libxdp and OpenSSL) for its naming and pinning calls.
-final class TCPLoopThread: @unchecked Sendable {
-    private let thread: pthread_t
-
-    private final class Box {
-        let name: String
-        let body: @Sendable () -> Void
-        init(name: String, body: @escaping @Sendable () -> Void) {
-            self.name = name
-            self.body = body
-        }
-    }
-
-    /// Starts `body` on a new thread named `name` (at most 15 characters show, in `top -H` and `/proc`).
-    init(name: String, _ body: @escaping @Sendable () -> Void) throws(TCPError) {
-        let box = Unmanaged.passRetained(Box(name: name, body: body))
-        var thread = pthread_t()
-        let result = pthread_create(&thread, nil, { raw in
-            let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
-            sluice_set_thread_name(String(box.name.prefix(15)))
-            box.body()
-            return nil
-        }, box.toOpaque())
-        guard result == 0 else {
-            box.release()
-            throw TCPError(operation: "pthread_create(\(name))", errno: result)
-        }
-        self.thread = thread
-    }
-
-    func join() { pthread_join(thread, nil) }
 }

@@ -1,8 +1,10 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSluice
+import CSluiceSystem
+import CSluiceURing
 import SluiceCore
+import SluiceSystem
 
 /// How a ``URing`` is set up: who submits, and where completions run.
 public enum URingMode: Sendable, Equatable, CustomStringConvertible {
@@ -33,35 +35,6 @@ public enum URingMode: Sendable, Equatable, CustomStringConvertible {
 extension Duration {
     /// Whole milliseconds, clamped to `Int64` (SQPOLL's idle time is set in milliseconds).
     var millisecondsClamped: Int64 { nanosecondsClamped / 1_000_000 }
-}
-
-/// An io_uring call that failed: which one, its errno, and what to do about it.
-public struct URingError: SystemCallError, Equatable, Sendable {
-    /// The call, e.g. `"io_uring_setup(256 entries, sqpoll)"`.
-    public var operation: String
-    /// Its errno.
-    public var errno: Int32
-    /// What the user can do about it.
-    public var hint: String
-
-    /// Creates an error; without a `hint`, one is chosen from the errno when something useful can be said.
-    public init(operation: String, errno: Int32, hint: String? = nil) {
-        self.operation = operation
-        self.errno = errno
-        self.hint = hint ?? Self.defaultHint(errno)
-    }
-
-    static func defaultHint(_ errno: Int32) -> String {
-        switch errno {
-        case EPERM, ENOSYS:
-            "io_uring is disabled here (kernel.io_uring_disabled or a seccomp sandbox); use --backend socket"
-        case ENOMEM: "not enough locked memory for the ring (RLIMIT_MEMLOCK); use fewer entries or run as root"
-        case EINVAL: "this kernel does not accept the setup flags or arguments; try mode plain or a newer kernel"
-        case EEXIST: "a SINGLE_ISSUER ring was used from a thread other than the one that made it"
-        case EBUSY: "the completion queue is full; drain completions more often or make the ring larger"
-        default: ""
-        }
-    }
 }
 
 /// One completion-queue entry, copied out of the ring.
@@ -139,8 +112,8 @@ public final class URing {
     ///   - entries: submission-queue entries (rounded up to a power of two by the kernel); the
     ///     completion queue gets four times as many, room for multishot bursts.
     ///   - mode: SQPOLL, deferred or cooperative task work, or plain.
-    /// - Throws: ``URingError`` when the kernel refuses (`EPERM`/`ENOSYS`: io_uring disabled).
-    public init(entries: UInt32 = 256, mode: URingMode = .plain) throws(URingError) {
+    /// - Throws: ``SystemCallError`` when the kernel refuses (`EPERM`/`ENOSYS`: io_uring disabled).
+    public init(entries: UInt32 = 256, mode: URingMode = .plain) throws(SystemCallError) {
         var params = io_uring_params()
         params.flags = IORING_SETUP_CQSIZE
         params.cq_entries = entries * 4
@@ -163,7 +136,7 @@ public final class URing {
         let result = io_uring_queue_init_params(entries, ring, &params)
         guard result == 0 else {
             ring.deallocate()
-            throw URingError(operation: "io_uring_setup(\(entries) entries, \(mode))", errno: -result)
+            throw SystemCallError(.uring, operation: "io_uring_setup(\(entries) entries, \(mode))", errno: -result)
         }
         raw = ring
         self.mode = mode
@@ -206,12 +179,12 @@ public final class URing {
     /// SQE then names a file by its index with `IOSQE_FIXED_FILE`, and the kernel skips the
     /// descriptor lookup and reference counting on every request.
     ///
-    /// - Throws: ``URingError`` when the kernel refuses (a table is already registered, or too
+    /// - Throws: ``SystemCallError`` when the kernel refuses (a table is already registered, or too
     ///   many files for RLIMIT_NOFILE).
-    public func registerFiles(_ descriptors: [Int32]) throws(URingError) {
+    public func registerFiles(_ descriptors: [Int32]) throws(SystemCallError) {
         let result = descriptors.withUnsafeBufferPointer { io_uring_register_files(raw, $0.baseAddress, UInt32($0.count)) }
         guard result == 0 else {
-            throw URingError(operation: "io_uring_register_files(\(descriptors.count))", errno: -result)
+            throw SystemCallError(.uring, operation: "io_uring_register_files(\(descriptors.count))", errno: -result)
         }
         registeredFiles = descriptors.count
     }
@@ -259,7 +232,7 @@ public final class URing {
     /// `io_uring_prep_*` functions from CSluice (liburing's inline functions are callable from
     /// Swift) and sets `user_data`; it goes to the kernel with the next submit or wait.
     @inlinable
-    public func nextSubmission() throws(URingError) -> UnsafeMutablePointer<io_uring_sqe> {
+    public func nextSubmission() throws(SystemCallError) -> UnsafeMutablePointer<io_uring_sqe> {
         if let sqe = io_uring_get_sqe(raw) { return sqe }
         _ = try submit()
         if let sqe = io_uring_get_sqe(raw) { return sqe }
@@ -270,7 +243,7 @@ public final class URing {
             if let sqe = io_uring_get_sqe(raw) { return sqe }
             waited += 1
         }
-        throw URingError(operation: "io_uring_get_sqe", errno: EBUSY,
+        throw SystemCallError(.uring, operation: "io_uring_get_sqe", errno: EBUSY,
                          hint: "the submission queue stays full; the kernel is not consuming it")
     }
 
@@ -281,7 +254,7 @@ public final class URing {
     /// - Returns: how many submissions the kernel took.
     @inlinable
     @discardableResult
-    public func submit() throws(URingError) -> Int {
+    public func submit() throws(SystemCallError) -> Int {
         let pending = flush()
         guard pending > 0 else { return 0 }
         if isPolling {
@@ -298,7 +271,7 @@ public final class URing {
     /// - Returns: how many submissions the kernel took.
     @inlinable
     @discardableResult
-    public func submitAndWait(minimumCompletions: UInt32, timeout: Duration?) throws(URingError) -> Int {
+    public func submitAndWait(minimumCompletions: UInt32, timeout: Duration?) throws(SystemCallError) -> Int {
         let pending = flush()
         if pending == 0, minimumCompletions > 0, stashCount + Int(io_uring_cq_ready(raw)) >= Int(minimumCompletions),
            !defersTaskRun {
@@ -328,7 +301,7 @@ public final class URing {
 
     /// One `io_uring_enter`, counted, with the retries described at ``submit()``.
     @usableFromInline
-    func enter(submitting: UInt32, waitingFor: UInt32, flags: UInt32, timeout: Duration?) throws(URingError) -> Int {
+    func enter(submitting: UInt32, waitingFor: UInt32, flags: UInt32, timeout: Duration?) throws(SystemCallError) -> Int {
         var flags = flags
         if hasRegisteredDescriptor { flags |= IORING_ENTER_REGISTERED_RING }
         let descriptor = UInt32(bitPattern: hasRegisteredDescriptor ? raw.pointee.enter_ring_fd : raw.pointee.ring_fd)
@@ -365,7 +338,7 @@ public final class URing {
             case EBUSY where retries < 1000 && stashCompletions() > 0:
                 retries += 1
             default:
-                throw URingError(operation: "io_uring_enter(submit \(submitting), wait \(waitingFor))", errno: error)
+                throw SystemCallError(.uring, operation: "io_uring_enter(submit \(submitting), wait \(waitingFor))", errno: error)
             }
         }
     }
@@ -434,7 +407,7 @@ public final class URing {
     /// - Returns: whether the cancellation completed within `timeout`.
     @discardableResult
     public func cancelAll(timeout: Duration = .seconds(1),
-                          _ body: (URingCompletion) -> Void = { _ in }) throws(URingError) -> Bool {
+                          _ body: (URingCompletion) -> Void = { _ in }) throws(SystemCallError) -> Bool {
         let sqe = try nextSubmission()
         io_uring_prep_cancel64(sqe, 0, Int32(IORING_ASYNC_CANCEL_ANY))
         sqe.pointee.user_data = Self.cancelUserData

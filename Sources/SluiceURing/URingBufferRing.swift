@@ -1,8 +1,10 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSluice
+import CSluiceSystem
+import CSluiceURing
 import SluiceCore
+import SluiceSystem
 
 /// A provided-buffer ring whose buffers are ``FramePool`` frames: the kernel picks a frame for
 /// each receive (`IOSQE_BUFFER_SELECT`) and names it in the completion by its buffer ID, which
@@ -38,8 +40,8 @@ public final class URingBufferRing {
     ///   - entries: ring slots, a power of two up to 32768.
     ///   - pool: the frames to provide; at most 65536 (buffer IDs are 16 bits).
     ///   - bufferOffset: where in each frame the kernel may start writing (the rest of the frame follows).
-    /// - Throws: ``URingError`` when mapping or registration fails.
-    public init(ring: URing, group: UInt16, entries: UInt32, pool: FramePool, bufferOffset: Int = 0) throws(URingError) {
+    /// - Throws: ``SystemCallError`` when mapping or registration fails.
+    public init(ring: URing, group: UInt16, entries: UInt32, pool: FramePool, bufferOffset: Int = 0) throws(SystemCallError) {
         precondition(entries > 0 && entries <= 32768 && entries & (entries - 1) == 0,
                      "buffer ring entries must be a power of two up to 32768")
         precondition(pool.frameCount <= 65536, "buffer IDs are 16 bits: a buffer ring takes pools of up to 65536 frames")
@@ -48,7 +50,7 @@ public final class URingBufferRing {
         let bytes = (Int(entries) * MemoryLayout<io_uring_buf>.stride + page - 1) / page * page
         let memory = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0)
         guard let memory, memory != MAP_FAILED else {
-            throw URingError(operation: "mmap(\(bytes) bytes for buffer ring \(group))", errno: errno)
+            throw SystemCallError(.uring, operation: "mmap(\(bytes) bytes for buffer ring \(group))", errno: errno)
         }
         let bufferRing = memory.assumingMemoryBound(to: io_uring_buf_ring.self)
         io_uring_buf_ring_init(bufferRing)
@@ -61,7 +63,7 @@ public final class URingBufferRing {
             munmap(memory, bytes)
             let hint = -result == EINVAL ? "this kernel lacks provided buffer rings (Linux 5.19+); use --backend socket"
                 : -result == EEXIST ? "buffer group \(group) is already registered on this ring; pick another group" : nil
-            throw URingError(operation: "io_uring_register_buf_ring(group \(group), \(entries) entries)",
+            throw SystemCallError(.uring, operation: "io_uring_register_buf_ring(group \(group), \(entries) entries)",
                              errno: -result, hint: hint)
         }
         self.ring = ring

@@ -1,11 +1,12 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSluice
+import CSluiceSystem
+import Logging
+import CSluiceURing
 import SluiceCore
+import SluiceSystem
 import SluicePackets
-import SluiceSockets
-import SluiceUDP
 
 /// How a ``URingUDPPort`` sets up its socket and ring.
 public struct URingUDPConfiguration: Sendable {
@@ -36,6 +37,8 @@ public struct URingUDPConfiguration: Sendable {
     /// Datagrams (or GSO runs) of at least this many payload bytes go out with `SENDMSG_ZC`,
     /// their frames held until the kernel's notification; 0 turns zero-copy sends off.
     public var zeroCopyThreshold: Int = 0
+    /// Where the port reports what it changes on its own (a refused offload); silent by default.
+    public var logger: Logger = .disabled
 
     /// A configuration for `listen`, other settings at their defaults.
     public init(listen: IPEndpoint) { self.listen = listen }
@@ -103,50 +106,35 @@ public struct URingUDPPort: Port, ~Copyable {
     ///     ``DatagramHeader/minimumHeadroom`` and its frames at least
     ///     ``URingUDPConfiguration/frameSize(maximumDatagram:)`` long to take every datagram whole.
     ///   - batchCapacity: the largest batch the port fills or sends.
-    /// - Throws: ``PortError`` naming the socket or ring call that failed.
+    /// - Throws: ``SystemCallError`` naming the socket or ring call that failed.
     public init(configuration: URingUDPConfiguration, pool: FramePool,
-                batchCapacity: Int = PacketBatch.defaultCapacity) throws(PortError) {
+                batchCapacity: Int = PacketBatch.defaultCapacity) throws(SystemCallError) {
         precondition(pool.headroom >= DatagramHeader.minimumHeadroom,
                      "a datagram pool needs \(DatagramHeader.minimumHeadroom) bytes of headroom")
         let family = configuration.listen.address.family
         let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw PortError(operation: "socket(UDP)", errno: errno) }
+        guard fd >= 0 else { throw SystemCallError(.port, operation: "socket(UDP)", errno: errno) }
         let ring: URing
         let buffers: URingBufferRing
-        do throws(PortError) {
-            do throws(SocketError) {
-                // UDPSocketPort's options, less UDP_GRO: this port does not split coalesced receives.
-                try configureDatagramSocket(fd, family: family, listen: configuration.listen,
-                                            reusePort: configuration.reusePort, receiveOffload: false,
-                                            socketBufferBytes: configuration.socketBufferBytes)
-            } catch {
-                throw PortError(operation: error.operation, errno: error.errno)
-            }
-            let bound = SocketAddress.with(configuration.listen, family: family) { bind(fd, $0, $1) }
-            guard bound == 0 else {
-                let error = errno
-                throw PortError(operation: "bind(\(configuration.listen))", errno: error,
-                                hint: error == EADDRINUSE ? "another socket holds this address and port; pick another port" : "")
+        do throws(SystemCallError) {
+            // UDPSocketPort's options, less UDP_GRO: this port does not split coalesced receives.
+            try configureDatagramSocket(fd, family: family, listen: configuration.listen,
+                                        reusePort: configuration.reusePort, receiveOffload: false,
+                                        socketBufferBytes: configuration.socketBufferBytes)
+            _ = try systemCall(.socket, "bind(\(configuration.listen))") {
+                SocketAddress.with(configuration.listen, family: family) { bind(fd, $0, $1) }
             }
             var entries: UInt32 = 64
             while entries < UInt32(2 * batchCapacity) { entries <<= 1 }
-            do throws(URingError) {
-                ring = try URing(entries: entries, mode: configuration.mode)
-                buffers = try URingBufferRing(ring: ring, group: Self.bufferGroup, entries: configuration.bufferRingEntries,
-                                              pool: pool, bufferOffset: pool.headroom - Self.receivePrefix)
-            } catch {
-                throw PortError(operation: error.operation, errno: error.errno, hint: error.hint)
-            }
+            ring = try URing(entries: entries, mode: configuration.mode)
+            buffers = try URingBufferRing(ring: ring, group: Self.bufferGroup, entries: configuration.bufferRingEntries,
+                                          pool: pool, bufferOffset: pool.headroom - Self.receivePrefix)
             guard ring.supports(UInt32(IORING_OP_RECVMSG.rawValue)), ring.features & IORING_FEAT_EXT_ARG != 0 else {
-                throw PortError(operation: "io_uring_get_probe", errno: EOPNOTSUPP,
-                                hint: "this kernel's io_uring lacks multishot recvmsg or timed waits (Linux 6.0+); use --backend socket")
+                throw SystemCallError(.uring, operation: "io_uring_get_probe", errno: EOPNOTSUPP,
+                                      hint: "this kernel's io_uring lacks multishot recvmsg or timed waits (Linux 6.0+)")
             }
-            do throws(URingError) {
-                // The socket is fixed file 0: no descriptor lookup per receive or send.
-                try ring.registerFiles([fd])
-            } catch {
-                throw PortError(operation: error.operation, errno: error.errno, hint: error.hint)
-            }
+            // The socket is fixed file 0: no descriptor lookup per receive or send.
+            try ring.registerFiles([fd])
         } catch {
             close(fd)
             throw error
@@ -308,7 +296,8 @@ public struct URingUDPPort: Port, ~Copyable {
     mutating func disableSegmentationOffload(_ error: Int32) {
         guard gsoEnabled else { return }
         gsoEnabled = false
-        print(DatagramControl.segmentationOffloadRefused(errno: error))
+        configuration.logger.warning("UDP GSO refused by the kernel; sending datagrams one by one",
+                                     metadata: ["errno": "\(error)", "listen": "\(localEndpoint)"])
     }
 
     // MARK: Receive
@@ -318,13 +307,13 @@ public struct URingUDPPort: Port, ~Copyable {
     /// only when nothing is ready.
     ///
     /// - Returns: how many packets were added (0 on timeout).
-    /// - Throws: ``PortError`` when the ring fails or the receive ends with an error other than `ENOBUFS`.
-    public mutating func receive(into batch: inout PacketBatch) throws(PortError) -> Int {
+    /// - Throws: ``SystemCallError`` when the ring fails or the receive ends with an error other than `ENOBUFS`.
+    public mutating func receive(into batch: inout PacketBatch) throws(SystemCallError) -> Int {
         let before = batch.count
         let enters = ring.enterCalls
         defer { _counters.receiveCalls &+= ring.enterCalls &- enters }
         drain()
-        do throws(URingError) {
+        do throws(SystemCallError) {
             let rearmed = try armReceive()
             if ready.isEmpty {
                 // One enter submits the sends queued since the last one and waits for datagrams.
@@ -334,13 +323,13 @@ public struct URingUDPPort: Port, ~Copyable {
                 try ring.submit()
             }
         } catch {
-            throw PortError(operation: "\(error.operation) receiving on \(localEndpoint)", errno: error.errno,
+            throw SystemCallError(.port, operation: "\(error.operation) receiving on \(localEndpoint)", errno: error.errno,
                             hint: error.hint)
         }
         if receiveFailure != 0 {
             let error = receiveFailure
             receiveFailure = 0
-            throw PortError(operation: "multishot recvmsg on \(localEndpoint)", errno: error)
+            throw SystemCallError(.port, operation: "multishot recvmsg on \(localEndpoint)", errno: error)
         }
         while !batch.isFull, let entry = ready.popFirst() {
             batch.append(pool.packet(at: entry.address, offset: entry.offset, length: entry.length))
@@ -353,7 +342,7 @@ public struct URingUDPPort: Port, ~Copyable {
     ///
     /// - Returns: whether a receive was queued.
     @inlinable
-    mutating func armReceive() throws(URingError) -> Bool {
+    mutating func armReceive() throws(SystemCallError) -> Bool {
         while buffers.providedCount + ready.count < Int(buffers.entries), let address = pool.allocateAddress() {
             buffers.provide(frameAddress: address)
         }
@@ -379,16 +368,16 @@ public struct URingUDPPort: Port, ~Copyable {
     /// waits instead, or on their own once a batch's worth is queued. The frames stay with the
     /// port until their completions; the batch is empty afterwards.
     ///
-    /// - Throws: ``PortError`` when the ring fails; packets not queued by then are counted and dropped.
-    public mutating func transmit(_ batch: inout PacketBatch) throws(PortError) {
+    /// - Throws: ``SystemCallError`` when the ring fails; packets not queued by then are counted and dropped.
+    public mutating func transmit(_ batch: inout PacketBatch) throws(SystemCallError) {
         let enters = ring.enterCalls
         defer { _counters.transmitCalls &+= ring.enterCalls &- enters }
         var index = 0
-        var failure: URingError?
-        do throws(URingError) {
+        var failure: SystemCallError?
+        do throws(SystemCallError) {
             // A nil slot means nothing completed for a second: drop the rest rather than hang the worker.
             while index < batch.count, let slot = try freeSlot() {
-                do throws(URingError) {
+                do throws(SystemCallError) {
                     index += try prepareSend(batch: batch, first: index, slot: slot)
                 } catch {
                     sends.giveBack(slot)
@@ -404,18 +393,18 @@ public struct URingUDPPort: Port, ~Copyable {
             for i in index..<batch.count { pool.releaseAddress(pool.address(of: batch[i])) }
         }
         batch.relinquishAll()
-        do throws(URingError) {
+        do throws(SystemCallError) {
             if io_uring_sq_ready(ring.raw) >= submitThreshold { try ring.submit() }
             if let failure { throw failure }
         } catch {
-            throw PortError(operation: "\(error.operation) sending from \(localEndpoint)", errno: error.errno,
+            throw SystemCallError(.port, operation: "\(error.operation) sending from \(localEndpoint)", errno: error.errno,
                             hint: error.hint)
         }
     }
 
     /// A send slot, waiting for completions when all are in flight; `nil` after a second without one.
     @inlinable
-    mutating func freeSlot() throws(URingError) -> Int? {
+    mutating func freeSlot() throws(SystemCallError) -> Int? {
         if let slot = sends.acquire() { return slot }
         for _ in 0..<100 {
             try ring.submitAndWait(minimumCompletions: 1, timeout: .milliseconds(10))
@@ -428,7 +417,7 @@ public struct URingUDPPort: Port, ~Copyable {
     /// Fills send slot `slot` with the run of packets from `first` that one `sendmsg` can carry
     /// and queues its submission; returns how many packets it took.
     @inlinable
-    mutating func prepareSend(batch: borrowing PacketBatch, first: Int, slot: Int) throws(URingError) -> Int {
+    mutating func prepareSend(batch: borrowing PacketBatch, first: Int, slot: Int) throws(SystemCallError) -> Int {
         let sqe = try ring.nextSubmission()
         let head = batch[first].frameStart
         matchFamily(DatagramHeader(frameStart: head))
@@ -439,7 +428,7 @@ public struct URingUDPPort: Port, ~Copyable {
             while first + run < batch.count, run < sends.maximumRun {
                 let next = batch[first + run].length
                 guard next > 0, next <= size, total + next <= Self.maximumGSOPayload,
-                      DatagramControl.sameRoute(head, batch[first + run].frameStart) else { break }
+                      DatagramHeader(frameStart: head).hasSameRoute(as: DatagramHeader(frameStart: batch[first + run].frameStart)) else { break }
                 matchFamily(DatagramHeader(frameStart: batch[first + run].frameStart))
                 total += next
                 run += 1

@@ -1,8 +1,11 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSluice
+import CSluiceSystem
+import CSluiceXDP
+import Logging
 import SluiceCore
+import SluiceSystem
 
 /// How an XSK socket binds: zero-copy (driver support needed) or copy.
 public enum XSKBindMode: String, Sendable, CaseIterable {
@@ -26,6 +29,8 @@ public struct XDPPortConfiguration: Sendable {
     public var ringSize: UInt32 = 2048
     /// `XDP_USE_NEED_WAKEUP`: the kernel says when it needs a syscall to make progress.
     public var needWakeup: Bool = true
+    /// Where the port reports what it changes on its own (a refused mode); silent by default.
+    public var logger: Logger = .disabled
     /// Busy polling (`SO_PREFER_BUSY_POLL`, `SO_BUSY_POLL` in microseconds, `SO_BUSY_POLL_BUDGET`); `nil` for none.
     public var busyPoll: (timeoutMicroseconds: Int32, budget: Int32)? = nil
     /// How long ``XDPPort/receive(into:)`` waits in `poll` when nothing has arrived.
@@ -124,7 +129,8 @@ public struct XDPPort: Port, ~Copyable {
     /// the network namespace where the UMEM was made.
     ///
     /// EBUSY right after another socket on the queue closed is retried with backoff.
-    public init(configuration: XDPPortConfiguration, umem: XSKUmem, pool: FramePool) throws(XSKError) {
+    public init(configuration: XDPPortConfiguration, umem: XSKUmem, pool: FramePool) throws(SystemCallError) {
+        LibraryLog.install()   // libxdp prints to stderr until its messages are taken over
         precondition(pool.base == umem.pool.base, "the port's pool must be the UMEM's pool or a partition of it")
         self.configuration = configuration
         self.umem = umem
@@ -155,7 +161,7 @@ public struct XDPPort: Port, ~Copyable {
         socket = created.0
         isZeroCopy = created.1
         descriptor = xsk_socket__fd(socket)
-        if let busyPoll = configuration.busyPoll { Self.enableBusyPoll(descriptor, busyPoll, interface: configuration.interface) }
+        if let busyPoll = configuration.busyPoll { Self.enableBusyPoll(descriptor, busyPoll, configuration: configuration) }
         refill()
     }
 
@@ -174,12 +180,12 @@ public struct XDPPort: Port, ~Copyable {
         _ configuration: XDPPortConfiguration, umem: XSKUmem,
         rings: (UnsafeMutablePointer<xsk_ring_cons>, UnsafeMutablePointer<xsk_ring_prod>,
                 UnsafeMutablePointer<xsk_ring_prod>, UnsafeMutablePointer<xsk_ring_cons>)
-    ) throws(XSKError) -> (OpaquePointer, Bool) {
+    ) throws(SystemCallError) -> (OpaquePointer, Bool) {
         let name = "xsk_socket__create(\(configuration.interface) queue \(configuration.queue))"
         guard currentNetworkNamespaceInode() == umem.namespaceInode else {
             // The first socket shares the UMEM's, which binds by interface index in the UMEM's
             // namespace: it would silently pick another device.
-            throw XSKError(operation: name + " in another network namespace than its UMEM", errno: EXDEV)
+            throw SystemCallError(.xsk, operation: name + " in another network namespace than its UMEM", errno: EXDEV)
         }
         let attempts: [(UInt16, Bool)]
         switch configuration.bindMode {
@@ -208,21 +214,27 @@ public struct XDPPort: Port, ~Copyable {
             if result == 0, let socket { return (socket, zeroCopy) }
             lastError = -result
             if zeroCopy, index + 1 < attempts.count {
-                print("sluice: zero-copy AF_XDP refused on \(configuration.interface) queue \(configuration.queue) "
-                      + "(\(String(cString: strerror(lastError)))); using copy mode")
+                configuration.logger.notice(
+                    "zero-copy AF_XDP refused; using copy mode",
+                    metadata: ["interface": "\(configuration.interface)", "queue": "\(configuration.queue)",
+                               "reason": "\(String(cString: strerror(lastError)))"])
             }
         }
-        throw XSKError(operation: name, errno: lastError)
+        throw SystemCallError(.xsk, operation: name, errno: lastError)
     }
 
-    static func enableBusyPoll(_ fd: Int32, _ settings: (timeoutMicroseconds: Int32, budget: Int32), interface: String) {
+    static func enableBusyPoll(_ fd: Int32, _ settings: (timeoutMicroseconds: Int32, budget: Int32),
+                               configuration: XDPPortConfiguration) {
         // SO_PREFER_BUSY_POLL (69) and SO_BUSY_POLL_BUDGET (70) are newer than Debian 12's headers.
         let options: [(Int32, Int32, String)] = [(69, 1, "SO_PREFER_BUSY_POLL"), (SO_BUSY_POLL, settings.timeoutMicroseconds, "SO_BUSY_POLL"),
                                                  (70, settings.budget, "SO_BUSY_POLL_BUDGET")]
         for (name, value, label) in options {
             var v = value
             if setsockopt(fd, SOL_SOCKET, name, &v, socklen_t(MemoryLayout<Int32>.size)) != 0 {
-                print("sluice: busy polling unavailable on \(interface) (\(label): \(String(cString: strerror(errno)))); polling normally")
+                configuration.logger.notice(
+                    "busy polling unavailable; polling normally",
+                    metadata: ["interface": "\(configuration.interface)", "option": "\(label)",
+                               "reason": "\(String(cString: strerror(errno)))"])
                 return
             }
         }
@@ -278,7 +290,7 @@ public struct XDPPort: Port, ~Copyable {
         fillCount &+= Int(count)
     }
 
-    public mutating func receive(into batch: inout PacketBatch) throws(PortError) -> Int {
+    public mutating func receive(into batch: inout PacketBatch) throws(SystemCallError) -> Int {
         refill()
         var index: UInt32 = 0
         let limit = UInt32(batch.remainingCapacity)
@@ -330,7 +342,7 @@ public struct XDPPort: Port, ~Copyable {
 
     // MARK: Transmit
 
-    public mutating func transmit(_ batch: inout PacketBatch) throws(PortError) {
+    public mutating func transmit(_ batch: inout PacketBatch) throws(SystemCallError) {
         _ = reclaim()
         let wanted = UInt32(batch.count)
         var index: UInt32 = 0

@@ -1,8 +1,11 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSluice
+import CSluiceSystem
+import CSluiceXDP
+import Logging
 import SluiceCore
+import SluiceSystem
 import Synchronization
 
 /// Where an XDP program runs on an interface.
@@ -55,7 +58,7 @@ public struct XDPVerdicts: Sendable, Equatable, CustomStringConvertible {
 
 /// The sluice program attached to one interface, with its maps.
 ///
-/// `attach(to:)` loads `bpf/xsk_redirect.bpf.o` through libxdp and attaches it; `attached(on:)`
+/// `attach(to:)` loads the embedded `xsk_redirect` program (bpf/xsk_redirect.bpf.c) through libxdp and attaches it; `attached(on:)`
 /// finds one attached earlier (by `sluice xdp load` in another process, say). The program
 /// steers UDP to the ports in its `ports` map into the AF_XDP socket of the receiving queue
 /// (the `xsks_map` entry for that queue) and passes everything else to the kernel.
@@ -84,8 +87,8 @@ public final class XDPProgram: @unchecked Sendable {
     private let xsksMap: Int32
     private let portsMap: Int32
     private let verdictsMap: Int32
-    /// libxdp's handle when this instance loaded the program.
-    private let handle: OpaquePointer?
+    /// libxdp's handle and its object when this instance loaded the program.
+    private let handle: BPFObject?
 
     /// The kernel's name for our program: "sluice_xsk_redirect" cut to 15 characters
     /// (the frags variant "sluice_xsk_redirect_frags" cuts to the same).
@@ -95,92 +98,22 @@ public final class XDPProgram: @unchecked Sendable {
     /// Number of slots in the `verdicts` map.
     static let verdictCount = 6
 
-    /// The file name of the object for the plain or the multi-buffer program.
-    static func objectName(frags: Bool) -> String { frags ? "xsk_redirect_frags.bpf.o" : "xsk_redirect.bpf.o" }
+    /// The object for the plain or the multi-buffer program, as the package embeds it.
+    static func objectName(frags: Bool) -> String { frags ? "xsk_redirect_frags" : "xsk_redirect" }
     /// The program's name in the object.
     static func programName(frags: Bool) -> String { frags ? "sluice_xsk_redirect_frags" : "sluice_xsk_redirect" }
-
-    // MARK: - Finding the object file
-
-    /// Locates the object file: `$SLUICE_BPF_DIR`, then `./bpf` under the current directory,
-    /// then `<dir of the executable>/../../bpf` and every parent directory of the executable
-    /// holding `bpf/xsk_redirect.bpf.o`, then `/usr/local/lib/sluice/bpf`, `/usr/lib/sluice/bpf`.
-    ///
-    /// - Parameter frags: the multi-buffer (`xdp.frags`) build, `xsk_redirect_frags.bpf.o`.
-    /// - Throws: an error that names every place tried and says to run `make bpf`.
-    public static func objectPath(frags: Bool = false) throws(XDPError) -> String {
-        try objectPath(named: objectName(frags: frags))
-    }
-
-    /// Locates one of the BPF objects the Makefile builds (e.g. `udp_drop.bpf.o`), in the places
-    /// ``objectPath(frags:)`` searches.
-    public static func objectPath(named name: String) throws(XDPError) -> String {
-        var directories: [String] = []
-        if let dir = getenv("SLUICE_BPF_DIR").map({ String(cString: $0) }), !dir.isEmpty { directories.append(dir) }
-        var cwd = [CChar](repeating: 0, count: 4096)
-        if getcwd(&cwd, cwd.count) != nil {
-            directories.append(join(cString(cwd), "bpf"))
-        } else {
-            directories.append("bpf")
-        }
-        if let exe = executablePath() {
-            var directory = parent(exe)
-            directories.append(normalize(join(directory, "../../bpf")))
-            while !directory.isEmpty && directory != "/" {
-                directories.append(join(directory, "bpf"))
-                directory = parent(directory)
-            }
-        }
-        directories += ["/usr/local/lib/sluice/bpf", "/usr/lib/sluice/bpf"]
-        var tried: [String] = []
-        for directory in directories where !tried.contains(directory) {
-            tried.append(directory)
-            let path = join(directory, name)
-            if access(path, R_OK) == 0 { return path }
-        }
-        throw XDPError(
-            operation: "finding the XDP object \(name)", errno: 0,
-            hint: "not in any of \(tried.joined(separator: ", ")); run `make bpf` in the sluice checkout "
-                + "(or set SLUICE_BPF_DIR to the directory holding it)")
-    }
-
-    private static func executablePath() -> String? {
-        var buffer = [CChar](repeating: 0, count: 4096)
-        let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        guard count > 0 else { return nil }
-        return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
 
     /// The text in a NUL-terminated buffer.
     static func cString(_ buffer: [CChar]) -> String {
         String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    private static func join(_ a: String, _ b: String) -> String { a.hasSuffix("/") ? a + b : a + "/" + b }
-
-    private static func parent(_ path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "" }
-        let head = String(path[..<slash])
-        return head.isEmpty ? "/" : head
-    }
-
-    /// Resolves "." and ".." textually.
-    private static func normalize(_ path: String) -> String {
-        var parts: [Substring] = []
-        for part in path.split(separator: "/") {
-            if part == "." { continue }
-            if part == ".." { if !parts.isEmpty { parts.removeLast() }; continue }
-            parts.append(part)
-        }
-        return "/" + parts.joined(separator: "/")
-    }
-
     // MARK: - Attaching and finding
 
     /// Loads the sluice program and attaches it to `interface`.
     ///
-    /// `.native` falls back to `.generic` when the driver refuses native XDP, printing one line
-    /// ("sluice: native XDP not supported on IF (...); using generic (skb) mode") to stderr.
+    /// The program is the one built into the package (``BPFObject``). `.native` falls back to
+    /// `.generic` when the driver refuses native XDP, and says so through `logger`.
     /// If a sluice program is already attached, it is returned as it is (in its mode), so calling
     /// this twice is harmless. Another program is refused unless `force` is set, which detaches it.
     /// libxdp tries its multi-program dispatcher first and attaches the program alone when the
@@ -191,8 +124,9 @@ public final class XDPProgram: @unchecked Sendable {
     ///   - mode: native (driver) or generic (skb) XDP.
     ///   - force: replace another, non-sluice XDP program.
     ///   - frags: load the multi-buffer (`xdp.frags`) build, for jumbo frames or GRO'd packets.
+    ///   - logger: where a fallback (native refused, generic used) is reported.
     public static func attach(to interface: String, mode: XDPAttachMode = .native, force: Bool = false,
-                              frags: Bool = false) throws(XDPError) -> XDPProgram {
+                              frags: Bool = false, logger: Logger = .disabled) throws(SystemCallError) -> XDPProgram {
         LibraryLog.install()
         let index = try interfaceIndex(interface)
         let existing = try inspect(interface: interface, index: index)
@@ -200,42 +134,47 @@ public final class XDPProgram: @unchecked Sendable {
             return try XDPProgram(
                 interfaceName: interface, interfaceIndex: index, found: ours, handle: nil, wasAlreadyAttached: true, note: nil)
         }
-        // Find the object before touching another program, so a missing build leaves it in place.
-        let path = try objectPath(frags: frags)
+        // Open the object before touching another program, so a bad object leaves it in place.
+        let program = try BPFObject.open(named: objectName(frags: frags), programName: programName(frags: frags))
         if let foreign = existing.foreign {
             guard force else {
-                throw XDPError(
-                    operation: "attaching XDP to \(interface)", errno: EBUSY,
+                program.close()
+                throw SystemCallError(
+                    .xdp, operation: "attaching XDP to \(interface)", errno: EBUSY,
                     hint: "another XDP program, '\(foreign.name)' (id \(foreign.programID)), is attached in "
-                        + "\(foreign.modeLabel) mode; pass --force to replace it")
+                        + "\(foreign.modeLabel) mode; attach with force: true to replace it")
             }
-            try detachForeign(foreign, interface: interface, index: index)
+            do throws(SystemCallError) {
+                try detachForeign(foreign, interface: interface, index: index)
+            } catch {
+                program.close()
+                throw error
+            }
         }
-        let program = try open(path: path, programName: programName(frags: frags))
         var attachedMode = mode
         LibraryLog.startCapture()
-        var result = xdp_program__attach(program, index, mode.libxdpMode, 0)
+        var result = xdp_program__attach(program.program, index, mode.libxdpMode, 0)
         if result < 0 && mode == .native && [EOPNOTSUPP, EINVAL].contains(-result) {
-            let reason = LibraryLog.kernelMessage() ?? XDPError.message(for: -result)
-            writeToStandardError("sluice: native XDP not supported on \(interface) (\(reason)); using generic (skb) mode\n")
+            let reason = LibraryLog.kernelMessage() ?? String(cString: strerror(-result))
+            logger.notice("native XDP not supported; using generic (skb) mode",
+                          metadata: ["interface": "\(interface)", "reason": "\(reason)"])
             attachedMode = .generic
             LibraryLog.startCapture()
-            result = xdp_program__attach(program, index, XDPAttachMode.generic.libxdpMode, 0)
+            result = xdp_program__attach(program.program, index, XDPAttachMode.generic.libxdpMode, 0)
         }
         let log = LibraryLog.stopCapture()
         guard result == 0 else {
-            xdp_program__close(program)
+            program.close()
             let code = -result
             let kernel = log.last { $0.contains("Kernel error message:") }
                 .map { " (kernel: " + $0.components(after: "Kernel error message:") + ")" } ?? ""
-            let hint: String?
-            switch code {
-            case EBUSY, EEXIST: hint = "another XDP program was attached meanwhile: pass --force to replace it"
-            case EOPNOTSUPP: hint = "\(interface) does not support XDP in \(attachedMode.label) mode\(kernel)"
-            case EINVAL: hint = "the kernel rejected the program\(kernel); try --mode generic, or --frags if the MTU is above 3498"
-            default: hint = nil
+            let hint = switch code {
+            case EBUSY, EEXIST: "another XDP program was attached meanwhile"
+            case EOPNOTSUPP: "\(interface) does not support XDP in \(attachedMode.label) mode"
+            case EINVAL: "the kernel rejected the program; generic mode works everywhere, and an MTU above 3498 needs the multi-buffer (frags) program"
+            default: SystemCallError(.xdp, operation: "", errno: code).hint
             }
-            throw XDPError(operation: "attaching XDP to \(interface)", errno: code, hint: hint ?? XDPError.hint(for: code) + kernel)
+            throw SystemCallError(.xdp, operation: "attaching XDP to \(interface)", errno: code, hint: hint + kernel)
         }
         var note: String?
         if log.contains(where: { $0.contains("Falling back to loading single prog without dispatcher") }) {
@@ -244,16 +183,16 @@ public final class XDPProgram: @unchecked Sendable {
                 ?? "freplace not permitted"
             note = "libxdp dispatcher unavailable (\(why.trimmed)); the program runs alone on \(interface)"
         }
-        let id = xdp_program__id(program)
+        let id = xdp_program__id(program.program)
         let viaDispatcher = (try? inspect(interface: interface, index: index).sluice?.viaDispatcher) ?? false
-        do {
+        do throws(SystemCallError) {
             return try XDPProgram(
                 interfaceName: interface, interfaceIndex: index,
                 found: Found(programID: id, name: programName(frags: frags), mode: attachedMode, viaDispatcher: viaDispatcher),
                 handle: program, wasAlreadyAttached: false, note: note)
         } catch {
-            _ = xdp_program__detach(program, index, attachedMode.libxdpMode, 0)
-            xdp_program__close(program)
+            _ = xdp_program__detach(program.program, index, attachedMode.libxdpMode, 0)
+            program.close()
             throw error
         }
     }
@@ -263,7 +202,7 @@ public final class XDPProgram: @unchecked Sendable {
     ///
     /// The program is found by the id the interface reports; its maps through the program's
     /// map ids and their names.
-    public static func attached(on interface: String) throws(XDPError) -> XDPProgram? {
+    public static func attached(on interface: String) throws(SystemCallError) -> XDPProgram? {
         LibraryLog.install()
         let index = try interfaceIndex(interface)
         guard let ours = try inspect(interface: interface, index: index).sluice else { return nil }
@@ -275,7 +214,7 @@ public final class XDPProgram: @unchecked Sendable {
     ///
     /// - Returns: false if no sluice program was attached (another program is left alone).
     @discardableResult
-    public static func detach(from interface: String) throws(XDPError) -> Bool {
+    public static func detach(from interface: String) throws(SystemCallError) -> Bool {
         LibraryLog.install()
         let index = try interfaceIndex(interface)
         guard let ours = try inspect(interface: interface, index: index).sluice else { return false }
@@ -284,7 +223,7 @@ public final class XDPProgram: @unchecked Sendable {
     }
 
     /// Detaches this program from its interface. Does nothing if it is no longer attached.
-    public func detach() throws(XDPError) {
+    public func detach() throws(SystemCallError) {
         guard let ours = try Self.inspect(interface: interfaceName, index: interfaceIndex).sluice,
               ours.programID == programID else { return }
         try Self.detach(ours, interface: interfaceName, index: interfaceIndex)
@@ -302,7 +241,7 @@ public final class XDPProgram: @unchecked Sendable {
 
     /// The non-sluice XDP program attached to `interface`, if there is one (for messages such as
     /// `sluice xdp status`).
-    public static func foreignProgram(on interface: String) throws(XDPError) -> Occupant? {
+    public static func foreignProgram(on interface: String) throws(SystemCallError) -> Occupant? {
         LibraryLog.install()
         let index = try interfaceIndex(interface)
         let state = try inspect(interface: interface, index: index)
@@ -310,27 +249,30 @@ public final class XDPProgram: @unchecked Sendable {
         return Occupant(programID: foreign.programID, name: foreign.name, mode: foreign.mode)
     }
 
-    /// Quiets libbpf's and libxdp's own logging for the whole process: info and debug lines are
-    /// dropped, warnings shown only when `SLUICE_VERBOSE` is set (all lines with `SLUICE_VERBOSE=2`).
-    /// Every entry point of this type calls it; call it yourself before other libxdp calls
-    /// (`xsk_socket__create`, say) to keep their noise out too.
-    public static func installLogFilter() { LibraryLog.install() }
+    /// Sends libbpf's and libxdp's messages, for the whole process, to `logger` (their warnings
+    /// as `.warning`, info as `.info`, debug as `.debug`); until this is called they are dropped.
+    /// Every entry point of this module takes them over from stderr; call this before other
+    /// libxdp or libbpf calls of your own to keep their output out of stderr too.
+    public static func routeLibraryMessages(to logger: Logger = .disabled) {
+        LibraryLog.install()
+        LibraryLog.logger.withLock { $0 = logger }
+    }
 
     // MARK: - Maps
 
     /// Steers UDP to `port` into the AF_XDP sockets (or stops steering it).
-    public func setPort(_ port: UInt16, enabled: Bool = true) throws(XDPError) {
+    public func setPort(_ port: UInt16, enabled: Bool = true) throws(SystemCallError) {
         var key = UInt32(port)
         var value: UInt8 = enabled ? 1 : 0
         if bpf_map_update_elem(portsMap, &key, &value, UInt64(BPF_ANY)) != 0 {
-            throw XDPError(operation: "\(enabled ? "adding" : "removing") UDP port \(port) in the ports map on \(interfaceName)",
+            throw SystemCallError(.xdp, operation: "\(enabled ? "adding" : "removing") UDP port \(port) in the ports map on \(interfaceName)",
                            errno: Glibc.errno)
         }
     }
 
     /// The UDP ports steered to AF_XDP sockets, ascending.
     public var ports: [UInt16] {
-        get throws(XDPError) {
+        get throws(SystemCallError) {
             let size = 65536
             var keys = [UInt32](repeating: 0, count: size)
             var values = [UInt8](repeating: 0, count: size)
@@ -348,7 +290,7 @@ public final class XDPProgram: @unchecked Sendable {
                 var key = port
                 var value: UInt8 = 0
                 if bpf_map_lookup_elem(portsMap, &key, &value) != 0 {
-                    throw XDPError(operation: "reading the ports map on \(interfaceName)", errno: Glibc.errno)
+                    throw SystemCallError(.xdp, operation: "reading the ports map on \(interfaceName)", errno: Glibc.errno)
                 }
                 if value != 0 { ports.append(UInt16(port)) }
             }
@@ -357,39 +299,39 @@ public final class XDPProgram: @unchecked Sendable {
     }
 
     /// Directs steered frames that arrive on `queue` to the AF_XDP socket `descriptor`.
-    public func insertSocket(_ descriptor: Int32, queue: UInt32) throws(XDPError) {
+    public func insertSocket(_ descriptor: Int32, queue: UInt32) throws(SystemCallError) {
         var key = queue
         var value = descriptor
         if bpf_map_update_elem(xsksMap, &key, &value, UInt64(BPF_ANY)) != 0 {
             let code = Glibc.errno
-            throw XDPError(
-                operation: "adding AF_XDP socket \(descriptor) for queue \(queue) to xsks_map on \(interfaceName)", errno: code,
+            throw SystemCallError(
+                .xdp, operation: "adding AF_XDP socket \(descriptor) for queue \(queue) to xsks_map on \(interfaceName)", errno: code,
                 hint: code == E2BIG || code == EINVAL
                     ? "the queue must be below 256 and the descriptor a bound AF_XDP socket" : nil)
         }
     }
 
     /// Stops directing frames on `queue` to a socket (they are passed to the kernel instead).
-    public func removeSocket(queue: UInt32) throws(XDPError) {
+    public func removeSocket(queue: UInt32) throws(SystemCallError) {
         var key = queue
         if bpf_map_delete_elem(xsksMap, &key) != 0 && Glibc.errno != ENOENT {
-            throw XDPError(operation: "removing the AF_XDP socket for queue \(queue) from xsks_map on \(interfaceName)",
+            throw SystemCallError(.xdp, operation: "removing the AF_XDP socket for queue \(queue) from xsks_map on \(interfaceName)",
                            errno: Glibc.errno)
         }
     }
 
     /// The verdict counters, summed over CPUs.
-    public func verdicts() throws(XDPError) -> XDPVerdicts {
+    public func verdicts() throws(SystemCallError) -> XDPVerdicts {
         let cpus = libbpf_num_possible_cpus()
         guard cpus > 0 else {
-            throw XDPError(operation: "counting possible CPUs for the verdicts map", errno: -cpus)
+            throw SystemCallError(.xdp, operation: "counting possible CPUs for the verdicts map", errno: -cpus)
         }
         var sums = [UInt64](repeating: 0, count: Self.verdictCount)
         var values = [UInt64](repeating: 0, count: Int(cpus))
         for slot in 0..<Self.verdictCount {
             var key = UInt32(slot)
             if bpf_map_lookup_elem(verdictsMap, &key, &values) != 0 {
-                throw XDPError(operation: "reading the verdicts map on \(interfaceName)", errno: Glibc.errno)
+                throw SystemCallError(.xdp, operation: "reading the verdicts map on \(interfaceName)", errno: Glibc.errno)
             }
             sums[slot] = values.reduce(0, &+)
         }
@@ -412,7 +354,7 @@ public final class XDPProgram: @unchecked Sendable {
         close(xsksMap)
         close(portsMap)
         close(verdictsMap)
-        if let handle { xdp_program__close(handle) }
+        handle?.close()
     }
 
     // MARK: - Internals
@@ -440,11 +382,11 @@ public final class XDPProgram: @unchecked Sendable {
         var foreign: Foreign?
     }
 
-    private init(interfaceName: String, interfaceIndex: Int32, found: Found, handle: OpaquePointer?,
-                 wasAlreadyAttached: Bool, note: String?) throws(XDPError) {
+    private init(interfaceName: String, interfaceIndex: Int32, found: Found, handle: BPFObject?,
+                 wasAlreadyAttached: Bool, note: String?) throws(SystemCallError) {
         let operation = "opening the maps of XDP program \(found.programID) on \(interfaceName)"
         let program = bpf_prog_get_fd_by_id(found.programID)
-        guard program >= 0 else { throw XDPError(operation: operation, errno: Glibc.errno) }
+        guard program >= 0 else { throw SystemCallError(.xdp, operation: operation, errno: Glibc.errno) }
         let maps: [String: Int32]
         do {
             maps = try Self.openMaps(ofProgram: program, operation: operation)
@@ -455,8 +397,8 @@ public final class XDPProgram: @unchecked Sendable {
         guard let xsks = maps["xsks_map"], let ports = maps["ports"], let verdicts = maps["verdicts"] else {
             maps.values.forEach { close($0) }
             close(program)
-            throw XDPError(operation: operation, errno: ENOENT,
-                           hint: "the program lacks the xsks_map, ports or verdicts map: rebuild it with `make bpf`")
+            throw SystemCallError(.xdp, operation: operation, errno: ENOENT,
+                           hint: "the program lacks the xsks_map, ports or verdicts map")
         }
         self.interfaceName = interfaceName
         self.interfaceIndex = interfaceIndex
@@ -473,37 +415,15 @@ public final class XDPProgram: @unchecked Sendable {
     }
 
     /// The index of `interface`, or an error that says it does not exist here.
-    static func interfaceIndex(_ interface: String) throws(XDPError) -> Int32 {
+    static func interfaceIndex(_ interface: String) throws(SystemCallError) -> Int32 {
         let index = if_nametoindex(interface)
         guard index != 0 else {
             let code = Glibc.errno
-            throw XDPError(
-                operation: "finding interface \(interface)", errno: code == 0 ? ENODEV : code,
-                hint: "no interface named '\(interface)' in this network namespace: check `ip link` (or pass --netns NAME)")
+            throw SystemCallError(
+                .xdp, operation: "finding interface \(interface)", errno: code == 0 ? ENODEV : code,
+                hint: "no interface named '\(interface)' in this network namespace (see `ip link`)")
         }
         return Int32(index)
-    }
-
-    /// Opens a libxdp program from an object file without loading it.
-    private static func open(path: String, programName: String) throws(XDPError) -> OpaquePointer {
-        var result: (OpaquePointer?, Int) = (nil, 0)
-        path.withCString { file in
-            programName.withCString { name in
-                var options = xdp_program_opts()
-                options.sz = optionsSize(\xdp_program_opts.fd, Int32.self)
-                options.open_filename = file
-                options.prog_name = name
-                let program = xdp_program__create(&options)
-                result = (program, libxdp_get_error(UnsafeRawPointer(program)))
-            }
-        }
-        guard let program = result.0, result.1 == 0 else {
-            let code = result.1 != 0 ? Int32(truncatingIfNeeded: -result.1) : Glibc.errno
-            throw XDPError(operation: "opening XDP program \(programName) in \(path)", errno: code,
-                           hint: code == ENOENT || code == EINVAL
-                            ? "the object is missing or not a sluice build: run `make bpf`" : nil)
-        }
-        return program
     }
 
     /// Name and map ids of a loaded program.
@@ -526,15 +446,15 @@ public final class XDPProgram: @unchecked Sendable {
     }
 
     /// Opens the maps of a program by id, keyed by name.
-    private static func openMaps(ofProgram program: Int32, operation: String) throws(XDPError) -> [String: Int32] {
-        guard let info = programInfo(descriptor: program) else { throw XDPError(operation: operation, errno: Glibc.errno) }
+    private static func openMaps(ofProgram program: Int32, operation: String) throws(SystemCallError) -> [String: Int32] {
+        guard let info = programInfo(descriptor: program) else { throw SystemCallError(.xdp, operation: operation, errno: Glibc.errno) }
         var maps: [String: Int32] = [:]
         for id in info.mapIDs {
             let fd = bpf_map_get_fd_by_id(id)
             guard fd >= 0 else {
                 let code = Glibc.errno
                 maps.values.forEach { close($0) }
-                throw XDPError(operation: operation, errno: code)
+                throw SystemCallError(.xdp, operation: operation, errno: code)
             }
             var mapInfo = bpf_map_info()
             var length = UInt32(MemoryLayout<bpf_map_info>.size)
@@ -567,12 +487,12 @@ public final class XDPProgram: @unchecked Sendable {
     }
 
     /// What XDP programs run on an interface, and whether one is sluice's.
-    static func inspect(interface: String, index: Int32) throws(XDPError) -> State {
+    static func inspect(interface: String, index: Int32) throws(SystemCallError) -> State {
         var options = bpf_xdp_query_opts()
         options.sz = optionsSize(\bpf_xdp_query_opts.attach_mode, UInt8.self)
         let result = bpf_xdp_query(index, 0, &options)
         guard result == 0 else {
-            throw XDPError(operation: "querying the XDP program on \(interface)", errno: -result)
+            throw SystemCallError(.xdp, operation: "querying the XDP program on \(interface)", errno: -result)
         }
         var state = State()
         let slots: [(UInt32, XDPAttachMode?)] = [
@@ -615,80 +535,55 @@ public final class XDPProgram: @unchecked Sendable {
     }
 
     /// Detaches a sluice program found on an interface.
-    private static func detach(_ found: Found, interface: String, index: Int32) throws(XDPError) {
+    private static func detach(_ found: Found, interface: String, index: Int32) throws(SystemCallError) {
         let operation = "detaching XDP program \(found.programID) from \(interface)"
         if found.viaDispatcher {
             guard let program = xdp_program__from_id(found.programID),
                   libxdp_get_error(UnsafeRawPointer(program)) == 0 else {
-                throw XDPError(operation: operation, errno: Glibc.errno)
+                throw SystemCallError(.xdp, operation: operation, errno: Glibc.errno)
             }
             defer { xdp_program__close(program) }
             let result = xdp_program__detach(program, index, found.mode.libxdpMode, 0)
-            if result < 0 { throw XDPError(operation: operation, errno: -result) }
+            if result < 0 { throw SystemCallError(.xdp, operation: operation, errno: -result) }
             return
         }
         let fd = bpf_prog_get_fd_by_id(found.programID)
-        guard fd >= 0 else { throw XDPError(operation: operation, errno: Glibc.errno) }
+        guard fd >= 0 else { throw SystemCallError(.xdp, operation: operation, errno: Glibc.errno) }
         defer { close(fd) }
         var options = bpf_xdp_attach_opts()
         options.sz = optionsSize(\bpf_xdp_attach_opts.old_prog_fd, Int32.self)
         options.old_prog_fd = fd   // only if it is still this program
         let result = bpf_xdp_detach(index, found.mode.netlinkFlags, &options)
         if result < 0 && -result != ENOENT {
-            throw XDPError(operation: operation, errno: -result)
+            throw SystemCallError(.xdp, operation: operation, errno: -result)
         }
     }
 
     /// Detaches another program for `--force`.
-    private static func detachForeign(_ foreign: Foreign, interface: String, index: Int32) throws(XDPError) {
+    private static func detachForeign(_ foreign: Foreign, interface: String, index: Int32) throws(SystemCallError) {
         let operation = "detaching the XDP program '\(foreign.name)' (id \(foreign.programID)) from \(interface) to replace it"
         if foreign.viaDispatcher {
             guard let multi = xdp_multiprog__get_from_ifindex(index), libxdp_get_error(UnsafeRawPointer(multi)) == 0 else {
-                throw XDPError(operation: operation, errno: Glibc.errno)
+                throw SystemCallError(.xdp, operation: operation, errno: Glibc.errno)
             }
             defer { xdp_multiprog__close(multi) }
             let result = xdp_multiprog__detach(multi)
-            if result < 0 { throw XDPError(operation: operation, errno: -result) }
+            if result < 0 { throw SystemCallError(.xdp, operation: operation, errno: -result) }
             return
         }
         let flags = foreign.mode?.netlinkFlags ?? UInt32(XDP_FLAGS_HW_MODE)
         let result = bpf_xdp_detach(index, flags, nil)
-        if result < 0 { throw XDPError(operation: operation, errno: -result) }
+        if result < 0 { throw SystemCallError(.xdp, operation: operation, errno: -result) }
     }
 }
 
-/// Moving the calling thread into a named network namespace.
-public enum NetworkNamespace {
-    /// Moves the calling thread into network namespace `name` (`/run/netns/NAME`, as made by
-    /// `ip netns add`; a path with a slash is used as it is) with `setns(2)`.
-    ///
-    /// Unlike `ip netns exec`, this keeps the mount namespace, so `/sys/fs/bpf` stays visible.
-    /// Only the calling thread moves: call it before starting other threads that need the namespace.
-    public static func enter(_ name: String) throws(XDPError) {
-        let path = name.contains("/") ? name : "/run/netns/\(name)"
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            let code = Glibc.errno
-            throw XDPError(
-                operation: "opening network namespace '\(name)' at \(path)", errno: code,
-                hint: code == ENOENT
-                    ? "no such namespace: list them with `ip netns list`, create one with `ip netns add \(name)`"
-                    : XDPError.hint(for: code))
-        }
-        defer { close(fd) }
-        guard sluice_enter_network_namespace(fd) == 0 else {
-            let code = Glibc.errno
-            throw XDPError(operation: "entering network namespace '\(name)'", errno: code,
-                           hint: code == EPERM ? "entering a namespace needs CAP_SYS_ADMIN: run as root" : XDPError.hint(for: code))
-        }
-    }
-}
-
-/// Filters libbpf's and libxdp's log: info and debug are dropped, warnings shown only with
-/// `SLUICE_VERBOSE` set (everything with `SLUICE_VERBOSE=2`); while an attach runs, warnings and
-/// info lines are kept so the attach can report what happened in one line.
-fileprivate enum LibraryLog {
+/// Takes libbpf's and libxdp's messages (both libraries print to stderr unless told otherwise):
+/// they go to the logger set with ``XDPProgram/routeLibraryMessages(to:)``, dropped until then;
+/// while an attach runs, warnings and info lines are also kept so the attach can say in one line
+/// what the kernel answered.
+enum LibraryLog {
     private static let captured = Mutex<[String]?>(nil)
+    static let logger = Mutex<Logger>(.disabled)
     private static let installed: Bool = {
         _ = libbpf_set_print { level, format, arguments in
             LibraryLog.handle(level: Int(level.rawValue), format: format, arguments: arguments, prefix: "libbpf")
@@ -699,7 +594,7 @@ fileprivate enum LibraryLog {
         return true
     }()
 
-    /// Installs the filter (once per process).
+    /// Installs the handler (once per process).
     static func install() { _ = installed }
 
     /// Starts keeping warning and info lines (clearing earlier ones).
@@ -718,15 +613,16 @@ fileprivate enum LibraryLog {
 
     private static func handle(level: Int, format: UnsafePointer<CChar>?, arguments: CVaListPointer?, prefix: String) -> Int32 {
         // 0 = warning, 1 = info, 2 = debug in both libraries.
-        let verbosity = getenv("SLUICE_VERBOSE").map { Int(String(cString: $0)) ?? 1 } ?? 0
+        let logLevel: Logger.Level = level == 0 ? .warning : level == 1 ? .info : .debug
+        let logger = Self.logger.withLock { $0 }
         let capturing = captured.withLock { $0 != nil }
-        guard let format, let arguments, level <= 1 && capturing || level == 0 && verbosity >= 1 || verbosity >= 2 else { return 0 }
+        guard let format, let arguments, level <= 1 && capturing || logger.logLevel <= logLevel else { return 0 }
         var buffer = [CChar](repeating: 0, count: 1024)
         _ = vsnprintf(&buffer, buffer.count, format, arguments)
         var line = XDPProgram.cString(buffer).trimmed
         if line.hasPrefix("\(prefix): ") { line.removeFirst(prefix.count + 2) }
         if level <= 1 { captured.withLock { $0?.append(line) } }
-        if level == 0 && verbosity >= 1 || verbosity >= 2 { writeToStandardError("sluice: [\(prefix)] \(line)\n") }
+        logger.log(level: logLevel, "\(line)", metadata: ["library": "\(prefix)"])
         return 0
     }
 }

@@ -1,45 +1,12 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSluice
+import CSluiceSystem
+import CSluiceXDP
 import SluiceCore
+import SluiceSystem
 import Synchronization
 
-/// Why an AF_XDP socket or UMEM could not be set up, with what to do about it.
-public struct XSKError: SystemCallError, Equatable, Sendable {
-    /// The call that failed, e.g. `"xsk_socket__create(veth1 queue 0)"`.
-    public var operation: String
-    /// Its errno (positive).
-    public var errno: Int32
-
-    /// Creates an error.
-    public init(operation: String, errno: Int32) {
-        self.operation = operation
-        self.errno = errno
-    }
-
-    /// What the user can do about it.
-    public var hint: String {
-        switch errno {
-        case EPERM, EACCES:
-            "AF_XDP needs CAP_NET_ADMIN and CAP_BPF (and CAP_IPC_LOCK for the UMEM); run as root or use --backend socket"
-        case ENOBUFS, ENOMEM:
-            "the UMEM could not be locked in memory (RLIMIT_MEMLOCK); run as root, raise `ulimit -l`, or use fewer --frames"
-        case ENODEV, ENXIO:
-            "no such interface here; check the name with `ip link` (and --netns)"
-        case EINVAL:
-            "the queue may be out of range for this interface (see `ethtool -l` or /sys/class/net/IF/queues), or the frame size is not 2048/4096"
-        case EAFNOSUPPORT:
-            "this kernel has no AF_XDP (CONFIG_XDP_SOCKETS); use --backend socket"
-        case EBUSY:
-            "another AF_XDP socket is bound to this interface and queue"
-        case EOPNOTSUPP:
-            "the driver does not support this mode (zero-copy needs driver support); copy mode works everywhere"
-        default:
-            ""
-        }
-    }
-}
 
 /// A `FramePool`'s memory registered with the kernel as an AF_XDP UMEM.
 ///
@@ -68,9 +35,10 @@ public final class XSKUmem: @unchecked Sendable {
     public let completionRingSize: UInt32
 
     /// Registers `pool`'s region. Its frame size must be 2048 or 4096 (aligned chunk mode).
-    public init(pool: FramePool, fillRingSize: UInt32 = 2048, completionRingSize: UInt32 = 2048) throws(XSKError) {
+    public init(pool: FramePool, fillRingSize: UInt32 = 2048, completionRingSize: UInt32 = 2048) throws(SystemCallError) {
+        LibraryLog.install()   // libxdp prints to stderr until its messages are taken over
         guard pool.frameSize == 2048 || pool.frameSize == 4096 else {
-            throw XSKError(operation: "UMEM with \(pool.frameSize)-byte frames", errno: EINVAL)
+            throw SystemCallError(.xsk, operation: "UMEM with \(pool.frameSize)-byte frames", errno: EINVAL)
         }
         self.pool = pool
         namespaceInode = currentNetworkNamespaceInode()
@@ -88,7 +56,7 @@ public final class XSKUmem: @unchecked Sendable {
         guard result == 0, let created else {
             initialFill.deallocate()
             initialCompletion.deallocate()
-            throw XSKError(operation: "xsk_umem__create(\(pool.regionSize) bytes)", errno: -result)
+            throw SystemCallError(.xsk, operation: "xsk_umem__create(\(pool.regionSize) bytes)", errno: -result)
         }
         umem = created
     }

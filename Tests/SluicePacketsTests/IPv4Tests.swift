@@ -96,14 +96,22 @@ import Testing
         }
     }
 
-    @Test(arguments: [
-        (Array(IPv4Tests.packet[0..<19]), PacketError.truncatedIPv4),
-        ([0x65] + Array(IPv4Tests.packet[1...]), .badIPVersion),
-        ([0x44] + Array(IPv4Tests.packet[1...]), .badIPv4HeaderLength),
-        ([0x4F] + Array(IPv4Tests.packet[1...]), .ipv4HeaderPastBuffer),
-        (Array(IPv4Tests.packet[0..<2]) + [0x00, 0x3A] + Array(IPv4Tests.packet[4...]), .ipv4TotalLengthPastBuffer),
-        (Array(IPv4Tests.packet[0..<2]) + [0x00, 0x13] + Array(IPv4Tests.packet[4...]), .ipv4TotalLengthTooSmall),
-    ])
+    /// The packet with `bytes` in place of the bytes from `start` on to `end`.
+    static func patched(_ start: Int, _ bytes: [UInt8], through end: Int) -> [UInt8] {
+        let packet: [UInt8] = IPv4Tests.packet
+        return Array(packet[0..<start]) + bytes + Array(packet[end...])
+    }
+
+    static let malformed: [([UInt8], PacketError)] = [
+        (Array(IPv4Tests.packet[0..<19]), .truncatedIPv4),
+        (patched(0, [0x65], through: 1), .badIPVersion),
+        (patched(0, [0x44], through: 1), .badIPv4HeaderLength),
+        (patched(0, [0x4F], through: 1), .ipv4HeaderPastBuffer),
+        (patched(2, [0x00, 0x3A], through: 4), .ipv4TotalLengthPastBuffer),
+        (patched(2, [0x00, 0x13], through: 4), .ipv4TotalLengthTooSmall),
+    ]
+
+    @Test(arguments: IPv4Tests.malformed)
     func malformedHeadersAreRejected(bytes: [UInt8], error: PacketError) {
         withBuffer(bytes) { buffer in
             #expect(throws: error) { try IPv4Header(buffer) }

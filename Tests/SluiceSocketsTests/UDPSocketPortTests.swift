@@ -186,7 +186,7 @@ struct Harness: ~Copyable {
             _ = try UDPSocketPort(configuration: configuration, pool: pool)
             Issue.record("second bind to \(taken) succeeded")
         } catch {
-            #expect(error.errno == EADDRINUSE)
+            #expect(error.code == EADDRINUSE)
             #expect(error.description.contains("bind(\(taken))") && error.description.contains("another socket holds"))
         }
         configuration.listen = IPEndpoint("192.0.2.1:9")!
@@ -194,7 +194,7 @@ struct Harness: ~Copyable {
             _ = try UDPSocketPort(configuration: configuration, pool: pool)
             Issue.record("bind to an address not on this host succeeded")
         } catch {
-            #expect(error.errno == EADDRNOTAVAIL && error.description.contains("not configured"))
+            #expect(error.code == EADDRNOTAVAIL && error.description.contains("not configured"))
         }
     }
 }

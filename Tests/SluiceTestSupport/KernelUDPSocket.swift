@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSluice
+import CSluiceSystem
 import SluicePackets
 
 /// A plain blocking kernel UDP socket: the independent peer that Sluice's ports are tested against.
@@ -144,16 +144,19 @@ public struct TestBytes: RandomNumberGenerator {
 /// Where the `sluice` executable of this build is: beside the test bundle.
 public enum SluiceExecutable {
     /// The path, e.g. `.build/debug/sluice`.
-    public static var path: String {
+    public static var path: String { path(named: "sluice") }
+
+    /// The path of another executable of this build, e.g. `.build/debug/SluiceSilenceProbe`.
+    public static func path(named name: String) -> String {
         var buffer = [CChar](repeating: 0, count: 4096)
         let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
         let exe = count > 0 ? String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
         var directory = exe
         while let slash = directory.lastIndex(of: "/") {
             directory = String(directory[..<slash])
-            let candidate = directory + "/sluice"
+            let candidate = directory + "/" + name
             if access(candidate, X_OK) == 0 { return candidate }
         }
-        return "sluice"
+        return name
     }
 }

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSluice
+import CSluiceSystem
 
 /// Runs `body` with the calling thread inside network namespace `name` (/run/netns/NAME),
 /// then puts the thread back where it was, even on error.

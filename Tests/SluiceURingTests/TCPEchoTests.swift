@@ -1,7 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSluice
+import CSluiceSystem
+import CSluiceURing
 import Sluice
 import SluiceCore
 import SluicePackets
@@ -105,13 +106,13 @@ func runClient(server: IPEndpoint, total: Int, pattern: UnsafeRawBufferPointer, 
 final class EchoServerThread: @unchecked Sendable {
     let stopFlag = Atomic<Bool>(false)
     let endpoint = Mutex<IPEndpoint?>(nil)
-    let outcome = Mutex<Result<TCPEchoReport, TCPError>?>(nil)
+    let outcome = Mutex<Result<TCPEchoReport, SystemCallError>?>(nil)
     var thread: WorkerThread?
 
     init(configuration: TCPEngineConfiguration, listen: IPEndpoint = IPEndpoint("127.0.0.1:0")!) throws {
         thread = try WorkerThread(name: "tcp-echo-test") { [self] in
-            let result: Result<TCPEchoReport, TCPError>
-            do throws(TCPError) {
+            let result: Result<TCPEchoReport, SystemCallError>
+            do throws(SystemCallError) {
                 result = .success(try TCPEchoServer.run(
                     listen: listen, configuration: configuration,
                     ready: { bound in self.endpoint.withLock { $0 = bound } },
@@ -128,7 +129,7 @@ final class EchoServerThread: @unchecked Sendable {
 
     var bound: IPEndpoint? { endpoint.withLock { $0 } }
 
-    func stop() -> Result<TCPEchoReport, TCPError>? {
+    func stop() -> Result<TCPEchoReport, SystemCallError>? {
         stopFlag.store(true, ordering: .relaxed)
         thread?.join()
         thread = nil
@@ -371,9 +372,9 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
         let port = listener.localEndpoint.port
         listener.close()
         #expect(await listener.accept() == nil)
-        await #expect(throws: TCPError.self) { _ = try await loop.connect(to: IPEndpoint(address: .v4(.loopback), port: port)) }
+        await #expect(throws: SystemCallError.self) { _ = try await loop.connect(to: IPEndpoint(address: .v4(.loopback), port: port)) }
         loop.shutdown()
-        await #expect(throws: TCPError.self) { _ = try await loop.listen(on: IPEndpoint("127.0.0.1:0")!) }
+        await #expect(throws: SystemCallError.self) { _ = try await loop.listen(on: IPEndpoint("127.0.0.1:0")!) }
     }
 
     /// A connect whose SYN goes unanswered (an on-link address nobody holds, in a namespace of
@@ -390,7 +391,7 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
             _ = try await loop.connect(to: IPEndpoint("198.18.0.77:80")!, timeout: .milliseconds(300))
             Issue.record("a connect to an address nobody holds succeeded")
         } catch {
-            #expect(error.errno == ETIMEDOUT, "\(error)")
+            #expect(error.code == ETIMEDOUT, "\(error)")
         }
         let waited = clock.now - started
         #expect(waited >= .milliseconds(250) && waited < .seconds(2), "\(waited)")
@@ -451,11 +452,11 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
     func boundedSend(_ connection: TCPConnection, _ loop: TCPEventLoop) async -> SendOutcome {
         await withTaskGroup(of: SendOutcome.self) { group in
             group.addTask {
-                do throws(TCPError) {
+                do throws(SystemCallError) {
                     try await connection.send([7])
                     return .sent
                 } catch {
-                    return .failed(error.errno)
+                    return .failed(error.code)
                 }
             }
             group.addTask {
@@ -502,10 +503,10 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
         let engine = try TCPEngine(configuration: configuration)
         let (_, endpoint) = try engine.listen(on: IPEndpoint("127.0.0.1:0")!)   // one entry queued: the accept
         breakRing(engine.ring)
-        var failure: TCPError?
+        var failure: SystemCallError?
         // Each connect queues an entry; the one that finds the queue full must submit, and fails.
         for _ in 0..<8 where failure == nil {
-            do throws(TCPError) { _ = try engine.connect(to: endpoint) } catch { failure = error }
+            do throws(SystemCallError) { _ = try engine.connect(to: endpoint) } catch { failure = error }
         }
         let error = try #require(failure, "connect kept queuing past a full submission queue")
         var delegate = TCPEchoDelegate()

@@ -1,7 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSluice
+import CSluiceSystem
+import CSluiceURing
 import SluiceCore
 import SluicePackets
 import SluiceTestSupport

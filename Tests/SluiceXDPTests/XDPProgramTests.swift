@@ -3,6 +3,8 @@ import Glibc
 #endif
 import SluicePackets
 import SluiceTestSupport
+import SluiceCore
+import SluiceSystem
 import SluiceXDP
 import Testing
 
@@ -171,12 +173,16 @@ func attachForeignProgram(namespace: String, device: String) throws {
 // MARK: - Library tests
 
 @Suite(.serialized) struct XDPProgramTests {
-    @Test func findsTheBuiltObjectFiles() throws {
-        let plain = try XDPProgram.objectPath()
-        #expect(plain.hasSuffix("/bpf/xsk_redirect.bpf.o"), "\(plain)")
-        let frags = try XDPProgram.objectPath(frags: true)
-        #expect(frags.hasSuffix("/bpf/xsk_redirect_frags.bpf.o"), "\(frags)")
-        #expect(access(plain, R_OK) == 0 && access(frags, R_OK) == 0)
+    @Test func thePackageEmbedsEveryProgramAndEachOpens() throws {
+        #expect(Set(BPFObject.embeddedNames) == ["xsk_redirect", "xsk_redirect_frags", "udp_drop"])
+        for (name, program) in [("xsk_redirect", "sluice_xsk_redirect"), ("xsk_redirect_frags", "sluice_xsk_redirect_frags"),
+                                ("udp_drop", "sluice_udp_drop")] {
+            let opened = try BPFObject.open(named: name, programName: program)
+            defer { opened.close() }
+            #expect(opened.object != nil, "\(name) comes from the embedded bytes, not a file")
+        }
+        #expect(throws: SystemCallError.self) { try BPFObject.open(named: "xsk_redirect", programName: "no_such_program") }
+        #expect(throws: SystemCallError.self) { try BPFObject.open(named: "no_such_object", programName: "x") }
     }
 
     @Test(arguments: XDPAttachMode.allCases)
@@ -277,12 +283,12 @@ func attachForeignProgram(namespace: String, device: String) throws {
             let foreign = try #require(try XDPProgram.foreignProgram(on: device))
             #expect(foreign.name == "other_pass")
             #expect(foreign.mode == .generic)
-            do throws(XDPError) {
+            do throws(SystemCallError) {
                 _ = try XDPProgram.attach(to: device, mode: .generic)
                 Issue.record("attach over a foreign program should fail without force")
             } catch {
-                #expect(error.errno == EBUSY)
-                #expect(error.description.contains("pass --force to replace it"), "\(error)")
+                #expect(error.code == EBUSY)
+                #expect(error.description.contains("attach with force: true to replace it"), "\(error)")
                 #expect(error.description.contains("other_pass"), "\(error)")
                 #expect(error.description.contains("attaching XDP to \(device) failed"), "\(error)")
             }
@@ -299,7 +305,7 @@ func attachForeignProgram(namespace: String, device: String) throws {
         let pair = try NamespacePair()
         try inNamespace(pair.b) {
             for attempt in 0..<3 {
-                do throws(XDPError) {
+                do throws(SystemCallError) {
                     switch attempt {
                     case 0: _ = try XDPProgram.attach(to: "nosuchif0")
                     case 1: _ = try XDPProgram.attached(on: "nosuchif0")
@@ -307,7 +313,7 @@ func attachForeignProgram(namespace: String, device: String) throws {
                     }
                     Issue.record("attempt \(attempt) should fail")
                 } catch {
-                    #expect(error.errno == ENODEV)
+                    #expect(error.code == ENODEV)
                     #expect(error.description.contains("finding interface nosuchif0 failed"), "\(error)")
                     #expect(error.description.contains("ip link"), "\(error)")
                 }
@@ -319,8 +325,8 @@ func attachForeignProgram(namespace: String, device: String) throws {
         do {
             _ = try inNamespace("sxp-no-such-namespace") { 0 }
             Issue.record("entering a missing namespace should fail")
-        } catch let error as XDPError {
-            #expect(error.errno == ENOENT)
+        } catch let error as SystemCallError {
+            #expect(error.code == ENOENT)
             #expect(error.description.contains("sxp-no-such-namespace"), "\(error)")
             #expect(error.description.contains("ip netns"), "\(error)")
         } catch {
@@ -334,12 +340,12 @@ func attachForeignProgram(namespace: String, device: String) throws {
         try inNamespace(pair.b) {
             let program = try XDPProgram.attach(to: device, mode: .generic)
             let udp = KernelUDPSocket(bind: IPEndpoint("198.18.0.2:0")!)
-            do throws(XDPError) {
+            do throws(SystemCallError) {
                 try program.insertSocket(udp.descriptor, queue: 0)
                 Issue.record("a UDP socket must not go into the XSKMAP")
             } catch {
                 #expect(error.description.contains("xsks_map"), "\(error)")
-                #expect(error.errno != 0)
+                #expect(error.errno != nil)
             }
             try program.removeSocket(queue: 0)
             try program.detach()

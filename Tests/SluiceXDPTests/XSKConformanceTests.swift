@@ -309,8 +309,8 @@ func balanced(_ pool: FramePool, _ port: borrowing XDPPort) -> Bool {
         do {
             _ = try fixture.openPort(umem: umem, pool: pool) { $0.bindMode = .zeroCopy }
             Issue.record("zero-copy bind on veth succeeded")
-        } catch let error as XSKError {
-            #expect(error.errno == EOPNOTSUPP || error.errno == EINVAL, "\(error)")
+        } catch let error as SystemCallError {
+            #expect(error.code == EOPNOTSUPP || error.code == EINVAL, "\(error)")
         }
         let port = try fixture.openPort(umem: umem, pool: pool) { $0.bindMode = .automatic }
         check(!port.isZeroCopy)

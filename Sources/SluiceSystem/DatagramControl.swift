@@ -1,9 +1,9 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSluice
+import CSluiceSystem
+import SluiceCore
 import SluicePackets
-import SluiceUDP
 
 /// The control messages of a datagram port: sent with each `sendmsg`, the source address
 /// (`IP_PKTINFO`/`IPV6_PKTINFO`, so a reply leaves from the address its request came to) and
@@ -12,12 +12,6 @@ import SluiceUDP
 public enum DatagramControl {
     /// Bytes of control space one message needs.
     public static let capacity = 64
-
-    /// Whether two frames' datagrams can share a GSO send: same peer, same local address.
-    @inlinable
-    public static func sameRoute(_ a: UnsafeMutableRawPointer, _ b: UnsafeMutableRawPointer) -> Bool {
-        memcmp(a, b, DatagramHeader.peerCapacity) == 0 && memcmp(a + 32, b + 32, 22) == 0
-    }
 
     /// Writes the source-address and segment-size (0: none) control messages for `header` into
     /// `buffer` (``capacity`` bytes); returns their length.
@@ -35,15 +29,16 @@ public enum DatagramControl {
         }
         switch header.local.address {
         case .v4(let a) where a != .any:
-            // in_pktinfo: ifindex 0 lets routing pick the interface; ipi_spec_dst is the source.
-            append(level: Int32(IPPROTO_IP), type: Int32(IP_PKTINFO), length: Int(sluice_in_pktinfo_size)) {
-                a.store(networkBytesAt: $0 + 4)
+            // ifindex 0 lets routing pick the interface; ipi_spec_dst is the source.
+            append(level: Int32(IPPROTO_IP), type: Int32(IP_PKTINFO), length: MemoryLayout<sluice_in_pktinfo>.size) {
+                a.store(networkBytesAt: $0 + MemoryLayout<sluice_in_pktinfo>.offset(of: \.ipi_spec_dst)!)
             }
         case .v6(let a) where a != .any:
             let isLinkLocal = a.high >> 54 == 0x3FA
-            append(level: Int32(IPPROTO_IPV6), type: Int32(IPV6_PKTINFO), length: Int(sluice_in6_pktinfo_size)) {
-                a.store(networkBytesAt: $0)
-                $0.storeBytes(of: isLinkLocal ? header.interfaceIndex : 0, toByteOffset: 16, as: UInt32.self)
+            append(level: Int32(IPPROTO_IPV6), type: Int32(IPV6_PKTINFO), length: MemoryLayout<sluice_in6_pktinfo>.size) {
+                a.store(networkBytesAt: $0 + MemoryLayout<sluice_in6_pktinfo>.offset(of: \.ipi6_addr)!)
+                $0.storeBytes(of: isLinkLocal ? header.interfaceIndex : 0,
+                              toByteOffset: MemoryLayout<sluice_in6_pktinfo>.offset(of: \.ipi6_ifindex)!, as: UInt32.self)
             }
         default:
             break
@@ -64,13 +59,16 @@ public enum DatagramControl {
         let data = UnsafeRawPointer(sluice_cmsg_data(UnsafeMutablePointer(mutating: message))!)
         switch (message.pointee.cmsg_level, message.pointee.cmsg_type) {
         case (Int32(IPPROTO_IP), Int32(IP_PKTINFO)):
-            // ipi_ifindex at 0, ipi_spec_dst at 4, ipi_addr (the header's destination) at 8.
-            header.interfaceIndex = data.loadUnaligned(as: UInt32.self)
-            header.local = IPEndpoint(address: .v4(IPv4Address(networkBytesAt: data + 8)), port: port)
+            // ipi_addr is the header's destination address.
+            header.interfaceIndex = data.loadUnaligned(
+                fromByteOffset: MemoryLayout<sluice_in_pktinfo>.offset(of: \.ipi_ifindex)!, as: UInt32.self)
+            let destination = data + MemoryLayout<sluice_in_pktinfo>.offset(of: \.ipi_addr)!
+            header.local = IPEndpoint(address: .v4(IPv4Address(networkBytesAt: destination)), port: port)
         case (Int32(IPPROTO_IPV6), Int32(IPV6_PKTINFO)):
-            // ipi6_addr at 0, ipi6_ifindex at 16.
-            header.interfaceIndex = data.loadUnaligned(fromByteOffset: 16, as: UInt32.self)
-            header.local = IPEndpoint(address: IPAddress.v6(IPv6Address(networkBytesAt: data)).unmapped, port: port)
+            header.interfaceIndex = data.loadUnaligned(
+                fromByteOffset: MemoryLayout<sluice_in6_pktinfo>.offset(of: \.ipi6_ifindex)!, as: UInt32.self)
+            let destination = data + MemoryLayout<sluice_in6_pktinfo>.offset(of: \.ipi6_addr)!
+            header.local = IPEndpoint(address: IPAddress.v6(IPv6Address(networkBytesAt: destination)).unmapped, port: port)
         case (Int32(IPPROTO_UDP), sluice_UDP_GRO):
             return Int(data.loadUnaligned(as: Int32.self))
         default:
@@ -87,11 +85,5 @@ public enum DatagramControl {
             let peer = header.peer
             DatagramHeader.store(peer, sockaddrAt: header.base + DatagramHeader.peerOffset, mapIPv4: socketFamily == AF_INET6)
         }
-    }
-
-    /// The one line a port prints when the kernel refuses a GSO send and the port falls back to
-    /// sending datagrams one by one.
-    public static func segmentationOffloadRefused(errno error: Int32) -> String {
-        "sluice: UDP GSO refused by the kernel (\(String(cString: strerror(error))), errno \(error)); sending datagrams one by one"
     }
 }

@@ -1,7 +1,9 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSluice
+import CSluiceSystem
+import Logging
+import SluiceCore
 
 /// A plain OS thread for a worker: packet loops want a thread of their own, optionally pinned
 /// to a CPU, not a task on a shared executor.
@@ -11,19 +13,23 @@ public struct WorkerThread: @unchecked Sendable {
     private final class Box {
         let name: String
         let cpu: Int?
+        let logger: Logger
         let body: @Sendable () -> Void
-        init(name: String, cpu: Int?, body: @escaping @Sendable () -> Void) {
+        init(name: String, cpu: Int?, logger: Logger, body: @escaping @Sendable () -> Void) {
             self.name = name
             self.cpu = cpu
+            self.logger = logger
             self.body = body
         }
     }
 
     /// Starts `body` on a new thread named `name` (at most 15 characters show), pinned to `cpu` if given.
     ///
-    /// A CPU that cannot be pinned (not in this process's set) is reported in one line and the thread runs unpinned.
-    public init(name: String, cpu: Int? = nil, _ body: @escaping @Sendable () -> Void) throws(RuntimeError) {
-        let box = Unmanaged.passRetained(Box(name: name, cpu: cpu, body: body))
+    /// A CPU that cannot be pinned (not in this process's set) is logged as a warning and the
+    /// thread runs unpinned.
+    public init(name: String, cpu: Int? = nil, logger: Logger = .disabled,
+                _ body: @escaping @Sendable () -> Void) throws(SystemCallError) {
+        let box = Unmanaged.passRetained(Box(name: name, cpu: cpu, logger: logger, body: body))
         var thread = pthread_t()
         let result = pthread_create(&thread, nil, { raw in
             let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
@@ -31,7 +37,9 @@ public struct WorkerThread: @unchecked Sendable {
             if let cpu = box.cpu {
                 let error = sluice_pin_current_thread(Int32(cpu))
                 if error != 0 {
-                    print("sluice: could not pin \(box.name) to cpu \(cpu) (\(String(cString: strerror(error)))); running unpinned")
+                    box.logger.warning("could not pin thread to cpu; running unpinned",
+                                       metadata: ["thread": "\(box.name)", "cpu": "\(cpu)",
+                                                  "reason": "\(String(cString: strerror(error)))"])
                 }
             }
             box.body()
@@ -39,7 +47,7 @@ public struct WorkerThread: @unchecked Sendable {
         }, box.toOpaque())
         guard result == 0 else {
             box.release()
-            throw RuntimeError("pthread_create for \(name) failed: \(String(cString: strerror(result)))")
+            throw SystemCallError(.thread, operation: "pthread_create(\(name))", errno: result)
         }
         self.thread = thread
     }
@@ -48,13 +56,4 @@ public struct WorkerThread: @unchecked Sendable {
     public func join() {
         pthread_join(thread, nil)
     }
-}
-
-/// A failure of the runtime itself (threads, signals, configuration), with what to do.
-public struct RuntimeError: Error, CustomStringConvertible, Sendable {
-    /// What went wrong and what to do about it.
-    public var description: String
-
-    /// Creates an error with its message.
-    public init(_ description: String) { self.description = description }
 }

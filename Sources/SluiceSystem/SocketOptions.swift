@@ -1,15 +1,16 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSluice
+import CSluiceSystem
+import SluiceCore
 import SluicePackets
 
-/// A `setsockopt` for an `Int32` option, throwing a ``SocketError`` that names it.
-package func setOption(_ descriptor: Int32, _ level: Int32, _ name: Int32, _ value: Int32,
-                       _ label: String) throws(SocketError) {
+/// A `setsockopt` for an `Int32` option, throwing an error that names it (`label`).
+public func setOption(_ descriptor: Int32, _ level: Int32, _ name: Int32, _ value: Int32,
+                      _ label: String) throws(SystemCallError) {
     var v = value
-    guard setsockopt(descriptor, level, name, &v, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
-        throw SocketError(operation: "setsockopt(\(label))", errno: errno)
+    _ = try systemCall(.socket, "setsockopt(\(label))") {
+        setsockopt(descriptor, level, name, &v, socklen_t(MemoryLayout<Int32>.size))
     }
 }
 
@@ -20,9 +21,13 @@ package func setOption(_ descriptor: Int32, _ level: Int32, _ name: Int32, _ val
 /// - Parameters:
 ///   - family: `AF_INET` or `AF_INET6`, as the socket was made.
 ///   - listen: the address it will bind; `[::]` makes an IPv6 socket dual-stack.
+///   - reusePort: `SO_REUSEPORT`, so workers share the address.
+///   - receiveOffload: `UDP_GRO`.
+///   - reusePort: `SO_REUSEPORT`, so workers share the address.
+///   - receiveOffload: `UDP_GRO`.
 ///   - socketBufferBytes: `SO_RCVBUF`/`SO_SNDBUF`, forced past the sysctl caps when privileged; `nil` keeps the default.
-package func configureDatagramSocket(_ descriptor: Int32, family: Int32, listen: IPEndpoint, reusePort: Bool,
-                                     receiveOffload: Bool, socketBufferBytes: Int?) throws(SocketError) {
+public func configureDatagramSocket(_ descriptor: Int32, family: Int32, listen: IPEndpoint, reusePort: Bool,
+                                     receiveOffload: Bool, socketBufferBytes: Int?) throws(SystemCallError) {
     if reusePort { try setOption(descriptor, SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT") }
     if family == AF_INET6 {
         let dualStack: Int32 = listen.address == .v6(.any) ? 0 : 1

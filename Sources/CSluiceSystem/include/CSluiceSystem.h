@@ -1,11 +1,10 @@
-// CSluice: the one C header Sluice imports. It pulls in the kernel and library
-// APIs and re-exports, as functions and constants, what Swift cannot import
-// from macros (ioctl numbers, CMSG_* helpers) or what Debian 12's 6.1 uapi
-// headers lack.
-#ifndef CSLUICE_H
-#define CSLUICE_H
+// CSluiceSystem: the Linux uapi as Swift needs it, and nothing else (no library beyond libc).
+// It re-exports, as functions and constants, what Swift cannot import from macros (ioctl
+// numbers, CMSG_* helpers) or what Debian 12's 6.1 uapi headers lack.
+#ifndef CSLUICE_SYSTEM_H
+#define CSLUICE_SYSTEM_H
 
-#include <sys/select.h>   // before liburing.h, or Swift fails on fd_set
+#include <sys/select.h>
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/ioctl.h>
@@ -20,17 +19,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include <liburing.h>
 #include <linux/if_tun.h>
-#include <linux/if_xdp.h>
-#include <linux/if_link.h>
-#include <linux/tls.h>
-#include <bpf/libbpf.h>
-#include <bpf/bpf.h>
-#include <xdp/libxdp.h>
-#include <xdp/xsk.h>
-#include <openssl/ssl.h>
-#include <openssl/err.h>
+#include <linux/time_types.h>
 
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
@@ -57,10 +47,17 @@ static inline unsigned char *sluice_cmsg_data(struct cmsghdr *c) { return CMSG_D
 static inline size_t sluice_cmsg_space(size_t len) { return CMSG_SPACE(len); }
 static inline size_t sluice_cmsg_len(size_t len) { return CMSG_LEN(len); }
 
-// Layouts of struct in_pktinfo and in6_pktinfo, which glibc shows only under _GNU_SOURCE
-// (and defining that here would clash with Swift's own Glibc module).
-static const int sluice_in_pktinfo_size = 12;
-static const int sluice_in6_pktinfo_size = 20;
+// struct in_pktinfo and in6_pktinfo, which glibc shows only under _GNU_SOURCE (and defining
+// that here would clash with Swift's own Glibc module); CSluiceSystem.c checks the layouts.
+struct sluice_in_pktinfo {
+    int ipi_ifindex;
+    struct in_addr ipi_spec_dst;
+    struct in_addr ipi_addr;
+};
+struct sluice_in6_pktinfo {
+    struct in6_addr ipi6_addr;
+    unsigned int ipi6_ifindex;
+};
 
 /// `struct mmsghdr`, which glibc shows only under _GNU_SOURCE; same layout.
 struct sluice_mmsghdr {
@@ -90,16 +87,5 @@ int sluice_enter_network_namespace(int fd);
 
 /// The CPU the calling thread runs on now, or -1.
 int sluice_current_cpu(void);
-
-/// Publishes the SQEs got since the last call to the kernel (liburing 2.3 keeps this step
-/// private to io_uring_submit) and returns how many the kernel has not consumed yet.
-unsigned sluice_uring_flush_sq(struct io_uring *ring);
-
-/// Whether an SQPOLL ring's kernel thread sleeps and needs IORING_ENTER_SQ_WAKEUP.
-int sluice_uring_sq_needs_wakeup(struct io_uring *ring);
-
-/// Whether completions wait in the kernel (CQ overflow or deferred task work) and need an
-/// io_uring_enter with IORING_ENTER_GETEVENTS to reach the CQ ring.
-int sluice_uring_cq_needs_flush(struct io_uring *ring);
 
 #endif

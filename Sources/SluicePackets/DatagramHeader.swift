@@ -3,7 +3,8 @@ import Glibc
 #endif
 import SluicePackets
 
-/// The addresses of a datagram that came through a kernel socket, kept at the start of its frame.
+/// The addresses of a datagram that came through a kernel socket, kept at the start of its frame:
+/// the defined layout of a `FrameFormat.datagram` frame.
 ///
 /// Socket ports receive straight into frames: `recvmmsg` writes the peer's `sockaddr` at the
 /// frame's start and the payload at the packet's offset; the port then records where the
@@ -27,6 +28,7 @@ public struct DatagramHeader {
         @usableFromInline static let local = 32
         @usableFromInline static let interfaceIndex = 48
         @usableFromInline static let localPort = 52
+        @usableFromInline static let routeEnd = 54
         @usableFromInline static let control = 64
         @usableFromInline static let controlLength = 128
     }
@@ -96,6 +98,14 @@ public struct DatagramHeader {
     public var interfaceIndex: UInt32 {
         get { base.loadUnaligned(fromByteOffset: Field.interfaceIndex, as: UInt32.self) }
         nonmutating set { base.storeBytes(of: newValue, toByteOffset: Field.interfaceIndex, as: UInt32.self) }
+    }
+
+    /// Whether this datagram and `other`'s share a route (same peer, same local address,
+    /// interface and port), so they can go out in one GSO send.
+    @inlinable
+    public func hasSameRoute(as other: DatagramHeader) -> Bool {
+        memcmp(base + Field.peer, other.base + Field.peer, Field.peerLength) == 0
+            && memcmp(base + Field.local, other.base + Field.local, Field.routeEnd - Field.local) == 0
     }
 
     /// Writes `endpoint` as a `sockaddr_in6` (IPv4 as a mapped address when `mapIPv4`) or `sockaddr_in`.

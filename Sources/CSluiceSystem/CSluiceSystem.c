@@ -3,12 +3,18 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
-#include "CSluice.h"
+#include "CSluiceSystem.h"
 
 _Static_assert(sizeof(struct sluice_mmsghdr) == sizeof(struct mmsghdr), "mmsghdr layout");
 _Static_assert(offsetof(struct sluice_mmsghdr, msg_len) == offsetof(struct mmsghdr, msg_len), "mmsghdr layout");
+_Static_assert(sizeof(struct sluice_in_pktinfo) == sizeof(struct in_pktinfo), "in_pktinfo layout");
+_Static_assert(offsetof(struct sluice_in_pktinfo, ipi_spec_dst) == offsetof(struct in_pktinfo, ipi_spec_dst), "in_pktinfo layout");
+_Static_assert(offsetof(struct sluice_in_pktinfo, ipi_addr) == offsetof(struct in_pktinfo, ipi_addr), "in_pktinfo layout");
+_Static_assert(sizeof(struct sluice_in6_pktinfo) == sizeof(struct in6_pktinfo), "in6_pktinfo layout");
+_Static_assert(offsetof(struct sluice_in6_pktinfo, ipi6_ifindex) == offsetof(struct in6_pktinfo, ipi6_ifindex), "in6_pktinfo layout");
 _Static_assert(sluice_MSG_WAITFORONE == MSG_WAITFORONE, "MSG_WAITFORONE");
 
 int sluice_recvmmsg(int fd, struct sluice_mmsghdr *messages, unsigned int count, int flags) {
@@ -33,23 +39,3 @@ void sluice_set_thread_name(const char *name) { pthread_setname_np(pthread_self(
 void sluice_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
 
 int sluice_enter_network_namespace(int fd) { return setns(fd, CLONE_NEWNET); }
-
-unsigned sluice_uring_flush_sq(struct io_uring *ring) {
-    struct io_uring_sq *sq = &ring->sq;
-    unsigned tail = sq->sqe_tail;
-    if (sq->sqe_head != tail) {
-        sq->sqe_head = tail;
-        // The SQPOLL thread reads the tail concurrently: publish the SQEs before it.
-        io_uring_smp_store_release(sq->ktail, tail);
-    }
-    return tail - io_uring_smp_load_acquire(sq->khead);
-}
-
-int sluice_uring_sq_needs_wakeup(struct io_uring *ring) {
-    io_uring_smp_mb();
-    return (IO_URING_READ_ONCE(*ring->sq.kflags) & IORING_SQ_NEED_WAKEUP) != 0;
-}
-
-int sluice_uring_cq_needs_flush(struct io_uring *ring) {
-    return (IO_URING_READ_ONCE(*ring->sq.kflags) & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN)) != 0;
-}

@@ -1,0 +1,44 @@
+import SluiceCore
+import SluicePackets
+import SluiceSockets
+import SluiceUDP
+
+/// Kernel UDP sockets with `recvmmsg`/`sendmmsg` (GSO and GRO optional), one socket per worker
+/// on the same address (`SO_REUSEPORT`): works everywhere, no privileges.
+public final class SocketBackend: UDPBackend {
+    public static let name = "socket"
+    public static let summary = "kernel UDP sockets, recvmmsg/sendmmsg, optional GSO/GRO; no privileges needed"
+
+    let configuration: UDPServerConfiguration
+    let settings: UDPSocketConfiguration
+
+    public init(configuration: UDPServerConfiguration) throws(RuntimeError) {
+        guard configuration.workers > 0 else { throw RuntimeError("the socket backend needs at least one worker") }
+        self.configuration = configuration
+        var settings = UDPSocketConfiguration(listen: configuration.listen)
+        settings.reusePort = true
+        settings.segmentationOffload = configuration.segmentationOffload
+        settings.receiveOffload = configuration.receiveOffload
+        settings.logger = configuration.logger
+        self.settings = settings
+    }
+
+    public var workerCount: Int { configuration.workers }
+
+    public var modeDescription: String {
+        "kernel socket" + (settings.segmentationOffload ? ", GSO" : "") + (settings.receiveOffload ? ", GRO" : "")
+    }
+
+    public func runWorker<Service: UDPService>(index: Int, listen: IPEndpoint, service: Service, state: WorkerState,
+                                               bound: (IPEndpoint) -> Void) throws(SystemCallError) -> WorkerReport {
+        var settings = settings
+        settings.listen = listen
+        let pool = try FramePool(frameCount: configuration.framesPerWorker,
+                                 frameSize: settings.frameSize(maximumDatagram: configuration.maximumDatagram),
+                                 headroom: DatagramHeader.minimumHeadroom)
+        var port = try UDPSocketPort(configuration: settings, pool: pool, batchCapacity: configuration.batchCapacity)
+        bound(port.localEndpoint)
+        return try UDPWorkerLoop.serve(port: &port, pool: pool, service: service, state: state,
+                                       batchCapacity: configuration.batchCapacity)
+    }
+}

@@ -1,0 +1,55 @@
+import SluiceCore
+import SluicePackets
+import SluiceUDP
+import SluiceURing
+
+/// io_uring: multishot `recvmsg` over a buffer ring of pool frames and batched `sendmsg`, one
+/// socket per worker (`SO_REUSEPORT`); the ring runs in ``UDPServerConfiguration/uringMode``.
+public final class URingBackend: UDPBackend {
+    public static let name = "uring"
+    public static let summary = "io_uring: multishot recvmsg over provided pool frames, batched sendmsg; Linux 6.0+"
+
+    let configuration: UDPServerConfiguration
+    let settings: URingUDPConfiguration
+
+    public init(configuration: UDPServerConfiguration) throws(RuntimeError) {
+        guard configuration.workers > 0 else { throw RuntimeError("the uring backend needs at least one worker") }
+        guard !configuration.receiveOffload else {
+            throw RuntimeError("the uring backend receives datagrams one by one: UDP GRO is for the socket backend")
+        }
+        self.configuration = configuration
+        var settings = URingUDPConfiguration(listen: configuration.listen)
+        settings.segmentationOffload = configuration.segmentationOffload
+        settings.mode = configuration.uringMode
+        settings.defersSubmission = true   // the worker loop receives after every transmit
+        settings.logger = configuration.logger
+        // Half the pool in the buffer ring; the rest covers the batches and sends in flight.
+        while Int(settings.bufferRingEntries) * 4 <= configuration.framesPerWorker {
+            settings.bufferRingEntries *= 2
+        }
+        self.settings = settings
+    }
+
+    public var workerCount: Int { configuration.workers }
+
+    public var modeDescription: String {
+        "io_uring (\(configuration.uringMode))" + (configuration.segmentationOffload ? ", GSO" : "")
+    }
+
+    public func runWorker<Service: UDPService>(index: Int, listen: IPEndpoint, service: Service, state: WorkerState,
+                                               bound: (IPEndpoint) -> Void) throws(SystemCallError) -> WorkerReport {
+        var settings = settings
+        settings.listen = listen
+        let pool = try FramePool(frameCount: configuration.framesPerWorker,
+                                 frameSize: settings.frameSize(maximumDatagram: configuration.maximumDatagram),
+                                 headroom: DatagramHeader.minimumHeadroom)
+        var port = try URingUDPPort(configuration: settings, pool: pool, batchCapacity: configuration.batchCapacity)
+        bound(port.localEndpoint)
+        let report = try UDPWorkerLoop.serve(port: &port, pool: pool, service: service, state: state,
+                                             batchCapacity: configuration.batchCapacity)
+        if configuration.describesRings {
+            configuration.logger.notice("worker \(index): \(port.ring.describe())")
+        }
+        return report
+    }
+}

@@ -1,0 +1,160 @@
+import SluiceCore
+import SluicePackets
+import SluiceUDP
+import SluiceXDP
+
+/// Where an AF_XDP backend takes its frames from.
+public struct XDPBackendConfiguration: Sendable {
+    /// The interface.
+    public var interface: String
+    /// The receive queues to serve, one worker each.
+    public var queues: [UInt32] = [0]
+    /// Native (driver) or generic (skb) XDP; native falls back to generic when refused.
+    public var attachMode: XDPAttachMode = .native
+    /// Zero-copy, copy, or try zero-copy first.
+    public var bindMode: XSKBindMode = .automatic
+    /// Replace a foreign XDP program on the interface.
+    public var force: Bool = false
+    /// Frame size in the UMEM (2048 or 4096).
+    public var frameSize: Int = 2048
+
+    /// Serve queue 0 of `interface`.
+    public init(interface: String) { self.interface = interface }
+}
+
+/// AF_XDP sockets fed by Sluice's XDP program, one worker per receive queue, all sharing one
+/// UMEM. Needs CAP_NET_ADMIN and CAP_BPF (and CAP_IPC_LOCK for the UMEM).
+///
+/// Setup attaches the program to the interface (or joins a sluice program already there) and
+/// adds the listen port to its steering; ``finish()`` leaves the interface as it was found.
+public final class XDPBackend: UDPBackend {
+    public static let name = "xdp"
+    public static let summary = "AF_XDP behind Sluice's XDP program, one worker per queue; needs CAP_NET_ADMIN and CAP_BPF"
+    public static var variants: [UDPBackendVariant] {
+        XDPAttachMode.allCases.map { mode in
+            UDPBackendVariant(name: "xdp-\(mode.rawValue)", backend: name) { configuration in
+                configuration.xdp?.attachMode = mode
+            }
+        }
+    }
+
+    let configuration: UDPServerConfiguration
+    let settings: XDPBackendConfiguration
+    let program: XDPProgram
+    let umem: XSKUmem
+    let pools: [FramePool]
+    private let attachedHere: Bool
+    private let addedPort: UInt16?
+    private let modes = Locked<[Bool]>([])
+    private let socketStatistics = Locked(XSKStatistics())
+    private let finalVerdicts = Locked<XDPVerdicts?>(nil)
+
+    public init(configuration: UDPServerConfiguration) throws(RuntimeError) {
+        guard let settings = configuration.xdp else {
+            throw RuntimeError("the xdp backend needs an interface (XDPBackendConfiguration)")
+        }
+        guard !settings.queues.isEmpty else { throw RuntimeError("the xdp backend needs at least one queue") }
+        self.configuration = configuration
+        self.settings = settings
+        let port = configuration.listen.port
+        do throws(SystemCallError) {
+            if let existing = try XDPProgram.attached(on: settings.interface) {
+                program = existing
+                attachedHere = false
+            } else {
+                program = try XDPProgram.attach(to: settings.interface, mode: settings.attachMode, force: settings.force,
+                                                logger: configuration.logger)
+                attachedHere = true
+            }
+            addedPort = try program.ports.contains(port) ? nil : port
+            if addedPort != nil { try program.setPort(port) }
+        } catch {
+            throw RuntimeError(error)
+        }
+        do throws(SystemCallError) {
+            let pool = try FramePool(frameCount: configuration.framesPerWorker * settings.queues.count,
+                                     frameSize: settings.frameSize, headroom: 256)
+            umem = try XSKUmem(pool: pool)
+            pools = pool.partition(into: settings.queues.count)
+        } catch {
+            if attachedHere { try? program.detach() } else if let addedPort { try? program.setPort(addedPort, enabled: false) }
+            throw RuntimeError(error)
+        }
+    }
+
+    public var workerCount: Int { settings.queues.count }
+
+    public func runWorker<Service: UDPService>(index: Int, listen: IPEndpoint, service: Service, state: WorkerState,
+                                               bound: (IPEndpoint) -> Void) throws(SystemCallError) -> WorkerReport {
+        let queue = settings.queues[index]
+        let pool = pools[index]
+        var portConfiguration = XDPPortConfiguration(interface: settings.interface, queue: queue)
+        portConfiguration.bindMode = settings.bindMode
+        portConfiguration.logger = configuration.logger
+        var port = try XDPPort(configuration: portConfiguration, umem: umem, pool: pool)
+        try program.insertSocket(port.descriptor, queue: queue)
+        modes.withLock { $0.append(port.isZeroCopy) }
+        bound(listen)
+        let report: WorkerReport
+        do throws(SystemCallError) {
+            report = try UDPWorkerLoop.serve(port: &port, pool: pool, service: service, state: state,
+                                             batchCapacity: configuration.batchCapacity)
+        } catch {
+            try? program.removeSocket(queue: queue)
+            throw error
+        }
+        record(port.statistics)
+        try program.removeSocket(queue: queue)
+        return report
+    }
+
+    /// Leaves the interface as it was found: detaches a program this backend attached, or takes
+    /// back the port it added to a program that was already there.
+    public func finish() {
+        let verdicts = try? program.verdicts()
+        finalVerdicts.withLock { $0 = verdicts }
+        if attachedHere {
+            try? program.detach()
+        } else if let addedPort {
+            try? program.setPort(addedPort, enabled: false)
+        }
+    }
+
+    /// "native XDP, copy", with "zero-copy" or "mixed zero-copy/copy" over the sockets opened.
+    public var modeDescription: String {
+        let all = modes.withLock { $0 }
+        let sockets = all.allSatisfy { $0 } && !all.isEmpty ? "zero-copy" : all.contains(true) ? "mixed zero-copy/copy" : "copy"
+        return "\(program.mode.rawValue) XDP, \(sockets)"
+    }
+
+    /// The sockets' kernel drop counters, summed over the sockets closed so far.
+    public var statistics: XSKStatistics { socketStatistics.withLock { $0 } }
+
+    public var kernelDrops: [(cause: String, count: UInt64)]? {
+        let socket = statistics
+        return [("xsk: no fill-ring frame", socket.receiveDropped), ("xsk: rx ring full", socket.receiveRingFull)]
+    }
+
+    public var summaryLines: [String] {
+        var lines: [String] = []
+        if let verdicts = finalVerdicts.withLock({ $0 }) ?? (try? program.verdicts()) {
+            lines.append("  xdp program: \(verdicts)")
+        }
+        let socket = statistics
+        lines.append("  xsk: rx_dropped \(socket.receiveDropped), rx_ring_full \(socket.receiveRingFull), "
+                     + "fill_ring_empty \(socket.fillRingEmpty), rx_invalid \(socket.receiveInvalidDescriptors), "
+                     + "tx_invalid \(socket.transmitInvalidDescriptors)")
+        return lines
+    }
+
+    private func record(_ socket: XSKStatistics) {
+        socketStatistics.withLock {
+            $0.receiveDropped += socket.receiveDropped
+            $0.receiveInvalidDescriptors += socket.receiveInvalidDescriptors
+            $0.transmitInvalidDescriptors += socket.transmitInvalidDescriptors
+            $0.receiveRingFull += socket.receiveRingFull
+            $0.fillRingEmpty += socket.fillRingEmpty
+            $0.transmitRingEmpty += socket.transmitRingEmpty
+        }
+    }
+}

@@ -1,0 +1,117 @@
+import Synchronization
+import SluiceCore
+import SluicePackets
+import SluiceUDP
+
+/// One way for datagrams to reach a ``UDPService``: a kernel path, its ports, and whatever its
+/// workers share (an XDP program and UMEM, say).
+///
+/// A backend is chosen by name at start (``UDPServerConfiguration/backend``) from
+/// ``UDPBackendRegistry``, which the server, `sluice bench` and the command line all consult:
+/// adding a backend is one type and one ``UDPBackendRegistry/register(_:)`` call.
+///
+/// Setup and teardown go through this protocol; the packet loop does not: ``runWorker(index:listen:service:state:bound:)``
+/// opens a concrete port and runs ``UDPWorkerLoop/serve(port:pool:service:state:batchCapacity:)``,
+/// generic over that port, so nothing per packet is dynamic.
+public protocol UDPBackend: AnyObject, Sendable {
+    /// The name users pick it by (`--backend NAME`), e.g. `"socket"`.
+    static var name: String { get }
+    /// One line on what it is and what it needs, for help texts.
+    static var summary: String { get }
+    /// The variants a benchmark measures side by side: by default only the backend as configured;
+    /// a backend with modes worth comparing (native and generic XDP) lists each.
+    static var variants: [UDPBackendVariant] { get }
+
+    /// Checks `configuration` and sets up what the workers share.
+    init(configuration: UDPServerConfiguration) throws(RuntimeError)
+
+    /// How many workers to start (``UDPServerConfiguration/workers``, or one per queue).
+    var workerCount: Int { get }
+
+    /// Runs worker `index` on the calling thread until `state` asks it to stop: opens the
+    /// worker's port on `listen`, calls `bound` with the address it serves, and serves.
+    ///
+    /// - Returns: what the worker did, frames accounted.
+    func runWorker<Service: UDPService>(index: Int, listen: IPEndpoint, service: Service, state: WorkerState,
+                                        bound: (IPEndpoint) -> Void) throws(SystemCallError) -> WorkerReport
+
+    /// Gives back what ``init(configuration:)`` took (an XDP program it attached), once every
+    /// worker has stopped.
+    func finish()
+
+    /// How the ports run, for summaries and benchmark tables: "kernel socket", "io_uring
+    /// (defer-taskrun)", "generic XDP, copy".
+    var modeDescription: String { get }
+
+    /// Drops the kernel counted on this backend's own path, by cause (an AF_XDP socket's
+    /// full rings); `nil` when the backend has none of its own (sockets: see `/proc/net/snmp`).
+    var kernelDrops: [(cause: String, count: UInt64)]? { get }
+
+    /// Lines of its own for the server's summary (program verdicts, socket drop counters).
+    var summaryLines: [String] { get }
+}
+
+extension UDPBackend {
+    public static var variants: [UDPBackendVariant] { [UDPBackendVariant(name: name, backend: name)] }
+    public var kernelDrops: [(cause: String, count: UInt64)]? { nil }
+    public var summaryLines: [String] { [] }
+    public func finish() {}
+}
+
+/// A benchmark's view of a backend: a cell name, the backend it runs, and what it sets in the
+/// configuration (native or generic XDP).
+public struct UDPBackendVariant: Sendable {
+    /// The cell name, e.g. `"xdp-native"`.
+    public var name: String
+    /// The registered backend it runs.
+    public var backend: String
+    /// What it changes in a configuration that already names an interface and queues.
+    public var configure: @Sendable (inout UDPServerConfiguration) -> Void
+
+    /// A variant named `name` running `backend`, configured by `configure`.
+    public init(name: String, backend: String, configure: @escaping @Sendable (inout UDPServerConfiguration) -> Void = { _ in }) {
+        self.name = name
+        self.backend = backend
+        self.configure = configure
+    }
+}
+
+/// The backends a ``UDPServer`` can run on, by name: socket, uring and xdp are there from the
+/// start; ``register(_:)`` adds one.
+public enum UDPBackendRegistry {
+    private static let backends = Mutex<[any UDPBackend.Type]>([SocketBackend.self, URingBackend.self, XDPBackend.self])
+
+    /// Every registered backend, in registration order.
+    public static var all: [any UDPBackend.Type] { backends.withLock { $0 } }
+
+    /// Their names.
+    public static var names: [String] { all.map { $0.name } }
+
+    /// The backend registered as `name`.
+    public static func backend(named name: String) -> (any UDPBackend.Type)? {
+        all.first { $0.name == name }
+    }
+
+    /// Adds `backend`, replacing one registered under the same name.
+    public static func register(_ backend: any UDPBackend.Type) {
+        backends.withLock { list in
+            list.removeAll { $0.name == backend.name }
+            list.append(backend)
+        }
+    }
+}
+
+/// The part of every worker after its port is open: the UDP stage over the port, then the report.
+public enum UDPWorkerLoop {
+    /// Marks the worker running and serves `service` over `port` until `state` asks to stop.
+    @inlinable
+    public static func serve<P: Port & ~Copyable, Service: UDPService>(
+        port: inout P, pool: FramePool, service: Service, state: WorkerState, batchCapacity: Int
+    ) throws(SystemCallError) -> WorkerReport {
+        var stage = UDPStage(service: service, format: port.format)
+        state.markRunning()
+        let tally = try WorkerLoop.run(port: &port, stage: &stage, pool: pool, state: state, batchCapacity: batchCapacity)
+        state.publish(port.counters)
+        return WorkerReport(index: state.index, port: port.counters, stage: stage.counters, frames: tally)
+    }
+}

@@ -1,0 +1,95 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import Logging
+import Sluice
+
+/// Writes `text` to standard error in one write(2), so lines from several threads do not mix
+/// and a progress line on standard output is left alone.
+func writeToStandardError(_ text: String) {
+    var text = text
+    text.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
+}
+
+/// The command line's log handler: what the library reports (a fallback, a refused offload)
+/// becomes one line on standard error, "sluice: message (key: value, …)".
+struct TerminalLogHandler: LogHandler {
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let merged = metadata.merging(event.metadata ?? [:]) { $1 }
+        var line = "sluice: \(event.message)"
+        if !merged.isEmpty {
+            line += " (" + merged.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + ")"
+        }
+        writeToStandardError(line + "\n")
+    }
+}
+
+extension Logger {
+    /// The logger every command hands the library: notices and warnings by default, everything
+    /// down to debug (libbpf's and libxdp's own lines included) with `SLUICE_VERBOSE=1` or `2`.
+    static let terminal: Logger = {
+        let verbosity = getenv("SLUICE_VERBOSE").map { Int(String(cString: $0)) ?? 1 } ?? 0
+        let level: Logger.Level = verbosity >= 2 ? .debug : verbosity == 1 ? .info : .notice
+        let logger = Logger(label: "sluice") { _ in TerminalLogHandler(logLevel: level) }
+        XDPProgram.routeLibraryMessages(to: logger)
+        return logger
+    }()
+}
+
+extension SystemCallError {
+    /// The error as the command line says it: the library's words, then the flags of this tool
+    /// that get around it.
+    var terminalDescription: String {
+        guard let flags = flagAdvice else { return description }
+        return "\(description); \(flags)"
+    }
+
+    var flagAdvice: String? {
+        switch (subsystem, errno) {
+        case (.xdp, .notPermitted), (.xdp, .permissionDenied), (.xsk, .notPermitted), (.xsk, .permissionDenied):
+            "run as root, or use --backend socket"
+        case (.uring, .notPermitted), (.uring, .noFunction):
+            "use --backend socket"
+        case (.xdp, .resourceBusy), (.xdp, .fileExists):
+            "pass --force to replace it"
+        case (.xdp, .notSupported), (.xdp, .invalidArgument):
+            "try --mode generic"
+        case (.xsk, .noBufferSpace), (.xsk, .noMemory), (.memory, .noMemory):
+            "or use fewer --frames"
+        case (.xdp, .operationNotSupportedByDevice), (.xdp, .noSuchAddressOrDevice),
+             (.xsk, .operationNotSupportedByDevice), (.xsk, .noSuchAddressOrDevice):
+            "check --dev (and --netns)"
+        case (.namespace, .noSuchFileOrDirectory):
+            "create it with `ip netns add NAME`, or check --netns"
+        default:
+            nil
+        }
+    }
+}
+
+extension RuntimeError {
+    /// The error as the command line says it, with the flags that get around its cause.
+    var terminalDescription: String {
+        guard let flags = cause?.flagAdvice else { return description }
+        return "\(description); \(flags)"
+    }
+}
+
+/// Runs `body`; a ``RuntimeError`` becomes one "sluice COMMAND: …" line on stderr and exit code 1.
+func reportingRuntimeErrors<T>(_ command: String, _ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let error as RuntimeError {
+        writeToStandardError("sluice \(command): \(error.terminalDescription)\n")
+        throw ExitCode(1)
+    }
+}
