@@ -25,11 +25,10 @@ let package = Package(
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
         // The AF_XDP and io_uring ring fixtures of PacketPath's ring benchmarks. A module of its
-        // own, with CSluice imported only internally: package-benchmark's CSystem and CSluice
-        // declare `struct io_uring_sqe` from different headers, and Clang refuses both in one module.
+        // own, with the C modules imported only internally, so no C type reaches PacketPath.
         .target(
             name: "KernelRings",
-            dependencies: [.product(name: "SluiceURing", package: "Sluice")],
+            dependencies: [.product(name: "SluiceURing", package: "Sluice"), .product(name: "SluiceXDP", package: "Sluice")],
             path: "Benchmarks/KernelRings",
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),

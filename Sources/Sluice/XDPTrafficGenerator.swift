@@ -48,7 +48,7 @@ public enum XDPTrafficGenerator {
                                                                                      interface: configuration.interface)
         else {
             throw RuntimeError("no neighbour entry for \(configuration.destination.address) on \(configuration.interface): "
-                               + "ping it once or pass --destination-mac")
+                               + "ping it once or set the destination MAC")
         }
         let pool = try FramePool(frameCount: 4096, frameSize: 2048, headroom: 0)
         let umem = try XSKUmem(pool: pool)
@@ -110,14 +110,14 @@ public enum XDPTrafficGenerator {
             }
             entry = current.pointee.ifa_next
         }
-        throw RuntimeError("no interface \(interface) here: check the name with `ip link` (and --netns)")
+        throw RuntimeError("no interface \(interface) here: check the name with `ip link`")
     }
 
     /// The neighbour's MAC from the kernel's ARP table (IPv4) or `nil` when unknown; the table of
     /// the calling thread's namespace (`/proc/net` would show the main thread's).
     static func neighbourMAC(_ address: IPAddress, interface: String) throws -> MACAddress? {
         guard case .v4(let v4) = address else {
-            throw RuntimeError("IPv6 next hops need --destination-mac")
+            throw RuntimeError("IPv6 next hops need the destination MAC set (no neighbour lookup for IPv6)")
         }
         guard let file = fopen("/proc/thread-self/net/arp", "r") else { return nil }
         defer { fclose(file) }

@@ -6,7 +6,8 @@ import Sluice
 struct SluiceCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",
-        abstract: "User-space packet processing on Linux: UDP services over AF_XDP, io_uring, TUN/TAP and sockets.",
+        abstract: "User-space packet processing on Linux: UDP services over AF_XDP, io_uring and kernel sockets.",
+        version: SluiceVersion.current,
         subcommands: [UDPEcho.self, UDPClient.self, TCPEcho.self, Bench.self, NetnsCommand.self, XDPCommand.self]
     )
 }

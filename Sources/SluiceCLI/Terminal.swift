@@ -57,7 +57,7 @@ extension SystemCallError {
         switch (subsystem, errno) {
         case (.xdp, .notPermitted), (.xdp, .permissionDenied), (.xsk, .notPermitted), (.xsk, .permissionDenied):
             "run as root, or use --backend socket"
-        case (.uring, .notPermitted), (.uring, .noFunction):
+        case (.uring, .notPermitted), (.uring, .noFunction), (.uring, .invalidArgument), (.uring, .notSupported):
             "use --backend socket"
         case (.xdp, .resourceBusy), (.xdp, .fileExists):
             "pass --force to replace it"

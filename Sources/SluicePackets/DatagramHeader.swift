@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import SluicePackets
 
 /// The addresses of a datagram that came through a kernel socket, kept at the start of its frame:
 /// the defined layout of a `FrameFormat.datagram` frame.

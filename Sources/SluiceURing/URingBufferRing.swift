@@ -61,7 +61,7 @@ public final class URingBufferRing {
         let result = io_uring_register_buf_ring(ring.raw, &registration, 0)
         guard result == 0 else {
             munmap(memory, bytes)
-            let hint = -result == EINVAL ? "this kernel lacks provided buffer rings (Linux 5.19+); use --backend socket"
+            let hint = -result == EINVAL ? "this kernel lacks provided buffer rings (Linux 5.19+)"
                 : -result == EEXIST ? "buffer group \(group) is already registered on this ring; pick another group" : nil
             throw SystemCallError(.uring, operation: "io_uring_register_buf_ring(group \(group), \(entries) entries)",
                              errno: -result, hint: hint)

@@ -1,10 +1,9 @@
 // Fixtures for the ring benchmarks of PacketPath (its Rings.swift): the AF_XDP descriptor rings
 // an `XDPPort` drives and the io_uring queues a `URing` drives.
 //
-// They live in a module of their own because they need CSluice (liburing and libxdp), and
-// package-benchmark's CSystem module declares `struct io_uring_sqe` from <linux/io_uring.h>
-// while CSluice gets it from liburing's own copy: Clang refuses the two definitions in one
-// module. This module imports CSluice only internally, and its API has no C types.
+// They live in a module of their own because they need the C modules of liburing and libxdp
+// (CSluiceURing, CSluiceXDP), imported only internally here, so the benchmark module sees no C
+// types of theirs; its API has none.
 
 /// A ring the benchmarks drive one batch at a time.
 public protocol RingFixture: AnyObject {

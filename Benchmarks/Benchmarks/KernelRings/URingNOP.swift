@@ -1,4 +1,4 @@
-internal import CSluice
+internal import CSluiceURing
 internal import SluiceURing
 
 /// A `URing` (plain mode, 64 submission entries) running batches of NOPs: per request,

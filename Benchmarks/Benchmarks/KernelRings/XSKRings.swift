@@ -1,4 +1,4 @@
-internal import CSluice
+internal import CSluiceXDP
 
 #if canImport(Glibc)
 import Glibc

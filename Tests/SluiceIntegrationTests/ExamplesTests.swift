@@ -1,0 +1,98 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Sluice
+import SluiceTestSupport
+import Testing
+
+/// `Examples/` is a package of its own that depends on Sluice by path, as a user's package
+/// would: it must build from this checkout with nothing run before (no `make bpf`: the XDP
+/// programs come embedded), its AF_XDP example must serve, and the README's code must be the
+/// examples' code.
+@Suite(.serialized) struct ExamplesTests {
+    static let root: String = {
+        var path = #filePath
+        for _ in 0..<3 { path = String(path[..<path.lastIndex(of: "/")!]) }
+        return path
+    }()
+
+    /// The region of `file` between `// README: begin NAME` and `// README: end`.
+    static func region(_ name: String, of file: String) throws -> String {
+        let text = try #require(readText(root + "/" + file), "cannot read \(file)")
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        let start = try #require(lines.firstIndex { $0.trimmingLeadingSpaces == "// README: begin \(name)" },
+                                 "\(file) has no region \(name)")
+        let end = try #require(lines[start...].firstIndex { $0.trimmingLeadingSpaces == "// README: end" })
+        return lines[(start + 1)..<end].joined(separator: "\n")
+    }
+
+    static func readText(_ path: String) -> String? {
+        guard let file = fopen(path, "r") else { return nil }
+        defer { fclose(file) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = fread(&buffer, 1, buffer.count, file)
+            if count <= 0 { break }
+            bytes += buffer[0..<count]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    @Test func everyReadmeBlockMarkedAsAnExampleIsThatExamplesCode() throws {
+        let readme = try #require(Self.readText(Self.root + "/README.md"))
+        let lines = readme.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        var checked = 0
+        for (index, line) in lines.enumerated() where line.hasPrefix("<!-- from Examples/") {
+            // <!-- from Examples/Sources/X/main.swift#name -->, then a ```swift block.
+            let reference = line.dropFirst("<!-- from ".count).dropLast(" -->".count)
+            let parts = reference.split(separator: "#")
+            let code = try Self.region(String(parts[1]), of: String(parts[0]))
+            #expect(lines[index + 1] == "```swift", "a code block must follow \(line)")
+            let end = try #require(lines[(index + 2)...].firstIndex(of: "```"))
+            let block = lines[(index + 2)..<end].joined(separator: "\n")
+            #expect(block == code, "README block at line \(index + 2) differs from \(reference)")
+            checked += 1
+        }
+        #expect(checked >= 4, "the README shows the examples")
+    }
+
+    @Test(.timeLimit(.minutes(20)))
+    func theExamplesPackageBuildsAndItsXDPServiceServes() throws {
+        let scratch = Self.root + "/.build/examples"
+        let build = try ChildProcess("/bin/sh", ["-c", "cd '\(Self.root)/Examples' && swift build --scratch-path '\(scratch)'"])
+        let status = build.waitForExit(timeout: .seconds(1100))
+        try #require(status == 0, "cd Examples && swift build failed:\n\(build.text.suffix(4000))")
+        for example in ["custom-udp-service", "tcp-echo", "xdp-service"] {
+            #expect(access(scratch + "/debug/" + example, X_OK) == 0, "\(example) was built")
+        }
+
+        let topology = try TestTopology(.init(suffix: "x\(getpid())"))
+        defer { topology.destroy() }
+        // nsenter keeps the mount namespace (bpffs), unlike `ip netns exec`.
+        let service = try ChildProcess("/usr/bin/nsenter", [
+            "--net=/run/netns/\(topology.serverNamespace)", scratch + "/debug/xdp-service", topology.serverInterface, "9000", "3",
+        ])
+        let target = IPEndpoint(address: .v4(topology.serverIPv4), port: 9000)
+        let replies = try TestTopology.run(inNamespace: topology.clientNamespace) { () -> Int in
+            let client = KernelUDPSocket(bind: IPEndpoint(address: .v4(topology.clientIPv4), port: 0),
+                                         receiveTimeout: .milliseconds(200))
+            var answered = 0
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(2)
+            // Until the program is attached the kernel answers with ICMP unreachable: keep trying.
+            while clock.now < deadline, answered < 20 {
+                client.send(Array("hello \(answered)".utf8), to: target)
+                if let reply = client.receive(), reply.bytes == Array("HELLO \(answered)".utf8) { answered += 1 }
+            }
+            return answered
+        }
+        #expect(replies == 20, "the AF_XDP example answered \(replies) of 20: \(service.text)")
+        #expect(service.waitForExit(timeout: .seconds(20)) == 0, "\(service.text)")
+        #expect(service.text.contains("served"), "\(service.text)")
+    }
+}
+
+extension Substring {
+    fileprivate var trimmingLeadingSpaces: Substring { drop { $0 == " " } }
+}

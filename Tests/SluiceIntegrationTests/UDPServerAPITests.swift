@@ -1,0 +1,123 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import Sluice
+import SluiceBench
+import SluiceSockets
+import SluiceTestSupport
+import ServiceLifecycle
+import Testing
+
+/// A backend the runtime does not ship: kernel sockets opened by the test itself, registered
+/// under a name of its own. The server, the bench's backend list and the registry must all see it.
+final class LoopbackTestBackend: UDPBackend {
+    static let name = "test-loopback"
+    static let summary = "a test's own backend over kernel sockets"
+    let configuration: UDPServerConfiguration
+
+    init(configuration: UDPServerConfiguration) throws(RuntimeError) { self.configuration = configuration }
+
+    var workerCount: Int { configuration.workers }
+    var modeDescription: String { "test sockets" }
+
+    func runWorker<Service: UDPService>(index: Int, listen: IPEndpoint, service: Service, state: WorkerState,
+                                        bound: (IPEndpoint) -> Void) throws(SystemCallError) -> WorkerReport {
+        let pool = try FramePool(frameCount: 64, frameSize: 4096, headroom: DatagramHeader.minimumHeadroom)
+        var port = try UDPSocketPort(configuration: UDPSocketConfiguration(listen: listen), pool: pool)
+        bound(port.localEndpoint)
+        return try UDPWorkerLoop.serve(port: &port, pool: pool, service: service, state: state, batchCapacity: 32)
+    }
+}
+
+@Suite(.serialized) struct UDPServerAPITests {
+    static func configuration(_ backend: Backend = .socket) -> UDPServerConfiguration {
+        var configuration = UDPServerConfiguration(listen: IPEndpoint("127.0.0.1:0")!)
+        configuration.backend = backend
+        configuration.handlesSignals = false
+        configuration.framesPerWorker = 64
+        return configuration
+    }
+
+    /// One datagram to `server` and its echo.
+    static func roundTrip(_ server: IPEndpoint) -> Bool {
+        let client = KernelUDPSocket(bind: IPEndpoint("127.0.0.1:0")!, receiveTimeout: .seconds(2))
+        client.send([7, 8, 9], to: server)
+        return client.receive()?.bytes == [7, 8, 9]
+    }
+
+    @Test func asyncRunServesUntilItsTaskIsCancelled() async throws {
+        let server = try UDPServer(configuration: Self.configuration()) { _ in UDPEchoService() }
+        let running = Task { try await server.run() }
+        #expect(Self.roundTrip(server.boundEndpoint))
+        running.cancel()
+        try await running.value
+        #expect(server.states.allSatisfy { $0.currentPhase == .finished })
+        #expect(server.workerReports.allSatisfy { $0.frames.isBalanced })
+    }
+
+    @Test func aServiceGroupRunsItAndStopsItOnGracefulShutdown() async throws {
+        let server = try UDPServer(configuration: Self.configuration(.uring)) { _ in UDPEchoService() }
+        let group = ServiceGroup(services: [server], gracefulShutdownSignals: [], logger: Logger(label: "test") { _ in
+            SwiftLogNoOpLogHandler()
+        })
+        let running = Task { try await group.run() }
+        #expect(Self.roundTrip(server.boundEndpoint))
+        await group.triggerGracefulShutdown()
+        try await running.value
+        #expect(server.states.allSatisfy { $0.currentPhase == .finished })
+        #expect(server.workerReports.count == 1 && server.workerReports.allSatisfy { $0.frames.isBalanced })
+    }
+
+    @Test func aRegisteredBackendServesAndTheBenchListsIt() throws {
+        UDPBackendRegistry.register(LoopbackTestBackend.self)
+        #expect(UDPBackendRegistry.names.contains("test-loopback"))
+        #expect(BenchBackend.allCases.contains(BenchBackend(rawValue: "test-loopback")))
+        var configuration = Self.configuration(Backend(rawValue: "test-loopback"))
+        configuration.workers = 2
+        let server = try UDPServer(configuration: configuration) { _ in UDPEchoService() }
+        #expect(Self.roundTrip(server.boundEndpoint))
+        server.stop()
+        #expect(server.summary().contains("sluice udp test-loopback on"), "\(server.summary())")
+        #expect(server.workerReports.count == 2)
+    }
+
+    @Test func anUnknownBackendIsATypedError() {
+        #expect {
+            _ = try UDPServer(configuration: Self.configuration(Backend(rawValue: "carrier-pigeon"))) { _ in UDPEchoService() }
+        } throws: { error in
+            "\(error)".contains("no backend named 'carrier-pigeon'") && "\(error)".contains("socket, uring, xdp")
+        }
+    }
+
+    @Test func aFailingPortPassesItsSystemCallErrorUp() throws {
+        let holder = KernelUDPSocket(bind: IPEndpoint("127.0.0.1:0")!)
+        var configuration = Self.configuration()
+        configuration.listen = holder.localEndpoint
+        do {
+            // The holder has no SO_REUSEPORT: the server's bind fails.
+            _ = try UDPServer(configuration: configuration) { _ in UDPEchoService() }
+            Issue.record("binding a taken port must fail")
+        } catch {
+            #expect(error.cause?.errno == .addressInUse, "\(error)")
+            #expect(error.cause?.subsystem == .socket)
+        }
+    }
+}
+
+/// `sluice --version` and `--help` say what this build is and only what exists.
+@Suite struct CommandLineBasicsTests {
+    @Test func versionAndHelp() throws {
+        let version = try ChildProcess(sluice: ["--version"])
+        #expect(version.waitForExit() == 0)
+        #expect(version.text == SluiceVersion.current + "\n", "\(version.text)")
+        let help = try ChildProcess(sluice: ["--help"])
+        #expect(help.waitForExit() == 0)
+        #expect(!help.text.contains("TUN"), "no TUN/TAP backend yet: \(help.text)")
+        let echoHelp = try ChildProcess(sluice: ["udp-echo", "--help"])
+        #expect(echoHelp.waitForExit() == 0)
+        for name in UDPBackendRegistry.names where name != LoopbackTestBackend.name {
+            #expect(echoHelp.text.contains(name), "udp-echo --help lists the \(name) backend: \(echoHelp.text)")
+        }
+    }
+}
