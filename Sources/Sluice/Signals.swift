@@ -26,8 +26,7 @@ public struct SignalWaiter: Sendable {
     ///
     /// - Returns: the signal, or `nil` when the time ran out.
     public func wait(for duration: Duration) -> Int32? {
-        let nanoseconds = max(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000, 0)
-        var timeout = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
+        var timeout = duration.timespec
         guard !signals.isEmpty else {
             nanosleep(&timeout, nil)
             return nil

@@ -123,12 +123,9 @@ public struct UDPSocketPort: Port, ~Copyable {
         try configureDatagramSocket(fd, family: family, listen: configuration.listen, reusePort: configuration.reusePort,
                                     receiveOffload: configuration.receiveOffload,
                                     socketBufferBytes: configuration.socketBufferBytes)
-        var timeout = timeval(
-            tv_sec: Int(configuration.receiveTimeout.components.seconds),
-            tv_usec: Int(configuration.receiveTimeout.components.attoseconds / 1_000_000_000_000))
-        if timeout.tv_sec == 0 && timeout.tv_usec == 0 { timeout.tv_usec = 1 }
-        guard setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size)) == 0 else {
-            throw SystemCallError(.socket, operation: "setsockopt(SO_RCVTIMEO)", errno: errno)
+        var timeout = configuration.receiveTimeout.timeval
+        _ = try systemCall(.socket, "setsockopt(SO_RCVTIMEO)") {
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         }
     }
 
@@ -162,14 +159,18 @@ public struct UDPSocketPort: Port, ~Copyable {
             return 0
         }
         _counters.receiveCalls &+= 1
-        let received = sluice_recvmmsg(descriptor, messages, UInt32(count), sluice_MSG_WAITFORONE)
-        let error = errno
-        let got = max(Int(received), 0)
-        for i in got..<count { pool.releaseAddress(addresses[i]) }
-        if received < 0 {
-            if error == EAGAIN || error == EWOULDBLOCK || error == EINTR { return 0 }
-            throw SystemCallError(.port, operation: "recvmmsg on \(localEndpoint)", errno: error)
+        // The receive timeout (SO_RCVTIMEO) ends a wait with EAGAIN: no datagram, not a failure.
+        let received: Int32
+        do throws(SystemCallError) {
+            received = try nonBlockingSystemCall(.port, "recvmmsg on \(localEndpoint)") {
+                sluice_recvmmsg(descriptor, messages, UInt32(count), sluice_MSG_WAITFORONE)
+            } ?? 0
+        } catch {
+            for i in 0..<count { pool.releaseAddress(addresses[i]) }
+            throw error
         }
+        let got = Int(received)
+        for i in got..<count { pool.releaseAddress(addresses[i]) }
         for i in 0..<got { completeReceive(slot: i, into: &batch) }
         drainPending(into: &batch)
         return batch.count - before

@@ -42,41 +42,6 @@ public struct TCPEngineConfiguration: Sendable {
     public init(mode: URingMode = .plain) { self.mode = mode }
 }
 
-/// Names one connection (or listener) of a ``TCPEngine``: a slot and the slot's generation, so an
-/// id that outlives its connection never reaches the slot's next occupant.
-public struct TCPConnectionID: Hashable, Sendable, CustomStringConvertible {
-    /// The slot in the engine's table.
-    public let slot: UInt32
-    /// The slot's generation when the connection was made.
-    public let generation: UInt16
-
-    public var description: String { "tcp#\(slot).\(generation)" }
-}
-
-
-/// What a ``TCPEngine`` reports, called on the engine's thread from ``TCPEngine/poll(_:timeout:)``.
-///
-/// Every method may call back into the engine (send, close, …). A received chunk arrives as a
-/// ``Packet`` that the delegate owns: it must hand it on, either back to the engine with
-/// ``TCPEngine/send(_:on:)`` (an echo sends the very frame it received: no copy) or to
-/// ``TCPEngine/release(_:)``.
-public protocol TCPEngineDelegate {
-    /// A listener accepted `connection`; it is receiving already.
-    mutating func accepted(_ connection: TCPConnectionID, listener: TCPConnectionID, engine: TCPEngine)
-    /// An outgoing connection finished connecting (`error == nil`, receiving already) or failed
-    /// (the id is closed; no ``closed(_:error:engine:)`` follows).
-    mutating func connected(_ connection: TCPConnectionID, error: SystemCallError?, engine: TCPEngine)
-    /// Bytes arrived, in order, in one frame the delegate now owns.
-    mutating func received(_ chunk: consuming Packet, on connection: TCPConnectionID, engine: TCPEngine)
-    /// The peer shut down its write side (EOF): nothing more will be received.
-    mutating func readClosed(_ connection: TCPConnectionID, engine: TCPEngine)
-    /// Every queued send of `connection` has completed (a good moment to queue more).
-    mutating func sendQueueDrained(_ connection: TCPConnectionID, engine: TCPEngine)
-    /// The connection is gone: its descriptor closed, every operation on it finished, every frame
-    /// back. `error` says why when it was not an orderly close.
-    mutating func closed(_ connection: TCPConnectionID, error: SystemCallError?, engine: TCPEngine)
-}
-
 /// What a ``TCPEngine`` has done, for summaries and tests.
 public struct TCPEngineCounters: Sendable, Equatable {
     /// Connections accepted.
@@ -129,7 +94,7 @@ public struct TCPEngineCounters: Sendable, Equatable {
 /// Nothing allocates per chunk: tables are made once.
 ///
 /// Not thread-safe: make it, use it and ``shutdown(timeout:)`` it on one thread.
-public final class TCPEngine {
+public final class TCPEngine: StreamTransport {
     /// The ring.
     public let ring: URing
     /// The frames.
@@ -214,7 +179,7 @@ public final class TCPEngine {
     /// Binds and listens on `endpoint` (port 0: the kernel picks) and starts a multishot accept.
     ///
     /// - Returns: the listener's id and the endpoint it is bound to.
-    public func listen(on endpoint: IPEndpoint, backlog: Int32 = 512) throws(SystemCallError) -> (TCPConnectionID, IPEndpoint) {
+    public func listen(on endpoint: IPEndpoint, backlog: Int32 = 512) throws(SystemCallError) -> (StreamID, IPEndpoint) {
         let fd = try TCPSocket.listen(on: endpoint, backlog: backlog)
         guard let slot = allocateSlot(fd: fd, kind: .listener) else {
             Glibc.close(fd)
@@ -230,12 +195,12 @@ public final class TCPEngine {
         return (id(slot), SocketAddress.localEndpoint(of: fd) ?? endpoint)
     }
 
-    /// Starts connecting to `endpoint`; ``TCPEngineDelegate/connected(_:error:engine:)`` says how it went.
+    /// Starts connecting to `endpoint`; ``StreamHandler/connected(_:error:transport:)`` says how it went.
     ///
     /// With a `timeout`, the connect is linked to an `IORING_OP_LINK_TIMEOUT`: if the handshake
     /// has not completed by then the kernel cancels it and the connection fails with `ETIMEDOUT`
     /// (a peer that drops SYNs would otherwise take the kernel's two minutes of retries).
-    public func connect(to endpoint: IPEndpoint, timeout: Duration? = nil) throws(SystemCallError) -> TCPConnectionID {
+    public func connect(to endpoint: IPEndpoint, timeout: Duration? = nil) throws(SystemCallError) -> StreamID {
         let fd = try TCPSocket.make(family: endpoint.address.family)
         guard let slot = allocateSlot(fd: fd, kind: .connecting) else {
             Glibc.close(fd)
@@ -254,8 +219,7 @@ public final class TCPEngine {
                 // Reserve the timeout's SQE before linking, so a full queue cannot leave a dangling link.
                 sqe.pointee.flags |= TCPEngine.linkFlag
                 let timer = try submission()
-                let nanoseconds = max(timeout.nanosecondsClamped, 1)
-                connectTimeouts[s] = __kernel_timespec(tv_sec: nanoseconds / 1_000_000_000, tv_nsec: nanoseconds % 1_000_000_000)
+                connectTimeouts[s] = max(timeout, .nanoseconds(1)).kernelTimespec
                 io_uring_prep_link_timeout(timer, connectTimeouts.advanced(by: s), 0)
                 timer.pointee.user_data = Tag(op: .linkTimeout, slot: slot, generation: generation).rawValue
                 slots[s].connectDeadline = true
@@ -271,17 +235,17 @@ public final class TCPEngine {
     }
 
     /// The address of the connection's peer, or its bound address for a listener.
-    public func localEndpoint(of connection: TCPConnectionID) -> IPEndpoint? {
+    public func localEndpoint(of connection: StreamID) -> IPEndpoint? {
         guard let slot = live(connection) else { return nil }
         return SocketAddress.localEndpoint(of: slots[Int(slot)].fd)
     }
 
     /// True while `connection` names an open connection or listener.
-    public func isOpen(_ connection: TCPConnectionID) -> Bool { live(connection) != nil }
+    public func isOpen(_ connection: StreamID) -> Bool { live(connection) != nil }
 
     /// True while `connection` is connected and its write side is neither shut nor about to be
     /// (by ``shutdownWrite(_:)`` or a close): what ``send(_:on:)`` needs to take a frame.
-    public func isWritable(_ connection: TCPConnectionID) -> Bool {
+    public func isWritable(_ connection: StreamID) -> Bool {
         guard let slot = live(connection) else { return false }
         return slots[Int(slot)].writable
     }
@@ -289,7 +253,7 @@ public final class TCPEngine {
     /// Frames `connection` holds for sending: queued, in flight, or sent zero-copy and awaiting the
     /// kernel's notification. On loopback a zero-copy frame stays pinned until the peer's window
     /// lets it out, so this, not the queue length, is what bounds the pool a connection can take.
-    public func framesHeld(on connection: TCPConnectionID) -> Int {
+    public func framesHeld(on connection: StreamID) -> Int {
         guard let slot = live(connection) else { return 0 }
         return Int(slots[Int(slot)].held)
     }
@@ -314,7 +278,7 @@ public final class TCPEngine {
     ///
     /// - Returns: false when the connection is gone or its write side is shut (the frame is released).
     @discardableResult
-    public func send(_ packet: consuming Packet, on connection: TCPConnectionID) -> Bool {
+    public func send(_ packet: consuming Packet, on connection: StreamID) -> Bool {
         guard let slot = live(connection), slots[Int(slot)].writable, packet.length > 0 else {
             pool.release(packet)
             return false
@@ -340,16 +304,16 @@ public final class TCPEngine {
     }
 
     /// Shuts the write side (`shutdown(SHUT_WR)`) once everything queued has been sent.
-    public func shutdownWrite(_ connection: TCPConnectionID) {
+    public func shutdownWrite(_ connection: StreamID) {
         guard let slot = live(connection), slots[Int(slot)].writable else { return }
         slots[Int(slot)].wantShutdownWrite = true
         deferringRingFailure { try kick(slot) }
     }
 
     /// Closes `connection` once everything queued has been sent (`abort`: now, dropping queued data
-    /// and cancelling what is in flight). ``TCPEngineDelegate/closed(_:error:engine:)`` follows
+    /// and cancelling what is in flight). ``StreamHandler/closed(_:error:transport:)`` follows
     /// when the last operation on it has completed.
-    public func close(_ connection: TCPConnectionID, abort: Bool = false) {
+    public func close(_ connection: StreamID, abort: Bool = false) {
         guard let slot = live(connection) else { return }
         // Listeners and connections still connecting have nothing to finish: they close at once.
         if abort || slots[Int(slot)].kind != .open {
@@ -363,7 +327,7 @@ public final class TCPEngine {
     }
 
     /// Stops receiving on `connection` (for a consumer that falls behind) until ``resumeReceiving(_:)``.
-    public func pauseReceiving(_ connection: TCPConnectionID) {
+    public func pauseReceiving(_ connection: StreamID) {
         guard let slot = live(connection), slots[Int(slot)].kind == .open else { return }
         slots[Int(slot)].userPaused = true
         if slots[Int(slot)].receiving, !slots[Int(slot)].receivePaused {
@@ -372,7 +336,7 @@ public final class TCPEngine {
     }
 
     /// Receives again on a connection paused by ``pauseReceiving(_:)``.
-    public func resumeReceiving(_ connection: TCPConnectionID) {
+    public func resumeReceiving(_ connection: StreamID) {
         guard let slot = live(connection) else { return }
         slots[Int(slot)].userPaused = false
         deferringRingFailure { try maybeRearmReceive(slot) }
@@ -415,7 +379,7 @@ public final class TCPEngine {
     ///   engine is broken then: every later call throws the same error, and ``shutdown(_:timeout:)``
     ///   returns at once, its tally showing what stayed in flight.
     @discardableResult
-    public func poll<D: TCPEngineDelegate>(_ delegate: inout D, timeout: Duration?) throws(SystemCallError) -> Int {
+    public func poll<D: StreamHandler>(_ delegate: inout D, timeout: Duration?) throws(SystemCallError) -> Int where D.Transport == TCPEngine {
         if let ringFailure { throw ringFailure }
         do {
             _ = try ring.submitAndWait(minimumCompletions: 1, timeout: timeout)
@@ -449,7 +413,7 @@ public final class TCPEngine {
     ///
     /// - Returns: the frame tally: balanced when nothing leaked.
     @discardableResult
-    public func shutdown<D: TCPEngineDelegate>(_ delegate: inout D, timeout: Duration = .seconds(5)) -> FrameTally {
+    public func shutdown<D: StreamHandler>(_ delegate: inout D, timeout: Duration = .seconds(5)) -> FrameTally where D.Transport == TCPEngine {
         shuttingDown = true
         deferringRingFailure {
             for index in slots.indices where slots[index].kind != .free && !slots[index].closeSubmitted {
@@ -481,11 +445,11 @@ public final class TCPEngine {
 
     // MARK: - Internals
 
-    func id(_ slot: UInt32) -> TCPConnectionID {
-        TCPConnectionID(slot: slot, generation: slots[Int(slot)].generation)
+    func id(_ slot: UInt32) -> StreamID {
+        StreamID(slot: slot, generation: slots[Int(slot)].generation)
     }
 
-    func live(_ connection: TCPConnectionID) -> UInt32? {
+    func live(_ connection: StreamID) -> UInt32? {
         let s = Int(connection.slot)
         guard s < slots.count, slots[s].kind != .free, slots[s].generation == connection.generation else { return nil }
         return connection.slot
@@ -735,7 +699,7 @@ public final class TCPEngine {
     }
 
     /// Frees the slot and tells the delegate once close has completed and nothing is in flight.
-    func maybeFinish<D: TCPEngineDelegate>(_ slot: UInt32, _ delegate: inout D) throws(SystemCallError) {
+    func maybeFinish<D: StreamHandler>(_ slot: UInt32, _ delegate: inout D) throws(SystemCallError) where D.Transport == TCPEngine {
         let s = Int(slot)
         guard slots[s].kind != .free, slots[s].closeDone, slots[s].pendingOps == 0 else { return }
         let connection = id(slot)
@@ -746,13 +710,13 @@ public final class TCPEngine {
         counters.closed += kind == .listener ? 0 : 1
         try resumeAccepting()
         if kind == .connecting {
-            delegate.connected(connection, error: error ?? SystemCallError(.tcp, operation: "connect", errno: ECANCELED), engine: self)
+            delegate.connected(connection, error: error ?? SystemCallError(.tcp, operation: "connect", errno: ECANCELED), transport: self)
         } else {
-            delegate.closed(connection, error: error, engine: self)
+            delegate.closed(connection, error: error, transport: self)
         }
     }
 
-    func handle<D: TCPEngineDelegate>(_ completion: URingCompletion, _ delegate: inout D) throws(SystemCallError) {
+    func handle<D: StreamHandler>(_ completion: URingCompletion, _ delegate: inout D) throws(SystemCallError) where D.Transport == TCPEngine {
         let tag = Tag(rawValue: completion.userData)
         if tag.op == .doorbell {
             doorbellArmed = false
@@ -780,7 +744,7 @@ public final class TCPEngine {
                 } else if let child = allocateSlot(fd: fd, kind: .open) {
                     counters.accepted += 1
                     try armReceive(child)
-                    delegate.accepted(id(child), listener: id(slot), engine: self)
+                    delegate.accepted(id(child), listener: id(slot), transport: self)
                 } else {
                     counters.rejected += 1
                     Glibc.close(fd)
@@ -802,7 +766,7 @@ public final class TCPEngine {
                 let packet = pool.packet(at: address, offset: 0, length: Int(completion.result))
                 counters.receivedBytes += UInt64(completion.result)
                 counters.receivedChunks += 1
-                delegate.received(packet, on: id(slot), engine: self)
+                delegate.received(packet, on: id(slot), transport: self)
             } else if let bid = completion.bufferID {
                 pool.releaseAddress(buffers.consumed(bufferID: bid))
             }
@@ -813,7 +777,7 @@ public final class TCPEngine {
                 if result == 0 {
                     if !slots[s].readClosed {
                         slots[s].readClosed = true
-                        delegate.readClosed(id(slot), engine: self)
+                        delegate.readClosed(id(slot), transport: self)
                     }
                 } else if result == -ENOBUFS {
                     counters.receiveStarved += 1
@@ -880,7 +844,7 @@ public final class TCPEngine {
             } else {
                 try kick(slot)
                 if slots[s].sendHead < 0 && slots[s].kind == .open && !slots[s].closeSubmitted {
-                    delegate.sendQueueDrained(id(slot), engine: self)
+                    delegate.sendQueueDrained(id(slot), transport: self)
                 }
                 try maybeRearmReceive(slot)
             }
@@ -891,7 +855,7 @@ public final class TCPEngine {
                 slots[s].kind = .open
                 counters.connected += 1
                 try armReceive(slot)
-                delegate.connected(id(slot), error: nil, engine: self)
+                delegate.connected(id(slot), error: nil, transport: self)
             } else if !slots[s].closeSubmitted {
                 // Only the linked timeout cancels a connect that is not being closed.
                 let timedOut = completion.result == -ECANCELED && slots[s].connectDeadline

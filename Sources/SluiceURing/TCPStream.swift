@@ -124,7 +124,7 @@ public final class TCPEventLoop: Sendable {
 public final class TCPListener: Sendable {
     /// The address it is bound to.
     public let localEndpoint: IPEndpoint
-    let id: TCPConnectionID
+    let id: StreamID
     let channel: TCPLoopChannel
     let queue = Mutex(AcceptQueue())
 
@@ -134,7 +134,7 @@ public final class TCPListener: Sendable {
         var finished = false
     }
 
-    init(id: TCPConnectionID, localEndpoint: IPEndpoint, channel: TCPLoopChannel) {
+    init(id: StreamID, localEndpoint: IPEndpoint, channel: TCPLoopChannel) {
         self.id = id
         self.localEndpoint = localEndpoint
         self.channel = channel
@@ -196,13 +196,13 @@ public final class TCPListener: Sendable {
 /// One TCP connection of a ``TCPEventLoop``: bytes in through ``inbound``, out through ``send(_:)``.
 public final class TCPConnection: Sendable {
     /// The engine's name for it.
-    public let id: TCPConnectionID
+    public let id: StreamID
     /// The received bytes, chunk by chunk in order; ends when the peer shuts its write side (or
     /// the connection closes), throws a ``SystemCallError`` when it fails. One reader at a time.
     public let inbound: TCPInbound
     let channel: TCPLoopChannel
 
-    init(id: TCPConnectionID, channel: TCPLoopChannel, inbound: TCPInbound) {
+    init(id: StreamID, channel: TCPLoopChannel, inbound: TCPInbound) {
         self.id = id
         self.channel = channel
         self.inbound = inbound
@@ -234,13 +234,13 @@ public struct TCPInbound: AsyncSequence, Sendable {
     public typealias Element = [UInt8]
     let stream: AsyncThrowingStream<[UInt8], any Error>
     let credit: TCPInboundCredit
-    let id: TCPConnectionID
+    let id: StreamID
     let channel: TCPLoopChannel
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         var base: AsyncThrowingStream<[UInt8], any Error>.AsyncIterator
         let credit: TCPInboundCredit
-        let id: TCPConnectionID
+        let id: StreamID
         let channel: TCPLoopChannel
 
         public mutating func next() async throws -> [UInt8]? {
@@ -269,10 +269,10 @@ final class TCPInboundCredit: Sendable {
 enum TCPLoopCommand: Sendable {
     case listen(IPEndpoint, CheckedContinuation<Result<TCPListener, SystemCallError>, Never>)
     case connect(IPEndpoint, Duration?, CheckedContinuation<Result<TCPConnection, SystemCallError>, Never>)
-    case send(TCPConnectionID, [UInt8], CheckedContinuation<Result<Void, SystemCallError>, Never>)
-    case shutdownWrite(TCPConnectionID)
-    case close(TCPConnectionID)
-    case resume(TCPConnectionID)
+    case send(StreamID, [UInt8], CheckedContinuation<Result<Void, SystemCallError>, Never>)
+    case shutdownWrite(StreamID)
+    case close(StreamID)
+    case resume(StreamID)
     case stop
 
     /// Answers the caller of a command the loop will never run.
@@ -329,9 +329,9 @@ final class TCPLoopChannel: Sendable {
     }
 }
 
-/// The engine-thread side of the stream API: the ``TCPEngineDelegate`` that turns engine events
+/// The engine-thread side of the stream API: the ``StreamHandler`` that turns engine events
 /// into stream elements and continuations.
-struct TCPStreamBridge: TCPEngineDelegate {
+struct TCPStreamBridge: StreamHandler {
     /// Frames a connection may hold for ``TCPConnection/send(_:)`` (see ``TCPEngine/framesHeld(on:)``).
     static let sendWindow = 8
 
@@ -352,11 +352,11 @@ struct TCPStreamBridge: TCPEngineDelegate {
     }
 
     let channel: TCPLoopChannel
-    var listeners: [TCPConnectionID: TCPListener] = [:]
-    var connections: [TCPConnectionID: ConnectionState] = [:]
-    var connecting: [TCPConnectionID: CheckedContinuation<Result<TCPConnection, SystemCallError>, Never>] = [:]
+    var listeners: [StreamID: TCPListener] = [:]
+    var connections: [StreamID: ConnectionState] = [:]
+    var connecting: [StreamID: CheckedContinuation<Result<TCPConnection, SystemCallError>, Never>] = [:]
     /// Connections with sends waiting for frames or window.
-    var pending: Set<TCPConnectionID> = []
+    var pending: Set<StreamID> = []
 
     /// The engine thread's loop: commands, completions, pumping, until `.stop`.
     static func run(engine: TCPEngine, channel: TCPLoopChannel) -> TCPEventLoopReport {
@@ -485,7 +485,7 @@ struct TCPStreamBridge: TCPEngineDelegate {
         listeners = [:]
     }
 
-    func makeConnection(_ id: TCPConnectionID) -> (TCPConnection, ConnectionState) {
+    func makeConnection(_ id: StreamID) -> (TCPConnection, ConnectionState) {
         let (stream, continuation) = AsyncThrowingStream<[UInt8], any Error>.makeStream()
         let credit = TCPInboundCredit()
         let inbound = TCPInbound(stream: stream, credit: credit, id: id, channel: channel)
@@ -493,15 +493,15 @@ struct TCPStreamBridge: TCPEngineDelegate {
                 ConnectionState(continuation: continuation, credit: credit))
     }
 
-    // MARK: TCPEngineDelegate
+    // MARK: StreamHandler
 
-    mutating func accepted(_ connection: TCPConnectionID, listener: TCPConnectionID, engine: TCPEngine) {
+    mutating func accepted(_ connection: StreamID, listener: StreamID, transport engine: TCPEngine) {
         let (handle, state) = makeConnection(connection)
         connections[connection] = state
         if let owner = listeners[listener] { owner.deliver(handle) } else { engine.close(connection, abort: true) }
     }
 
-    mutating func connected(_ connection: TCPConnectionID, error: SystemCallError?, engine: TCPEngine) {
+    mutating func connected(_ connection: StreamID, error: SystemCallError?, transport engine: TCPEngine) {
         guard let continuation = connecting.removeValue(forKey: connection) else { return }
         if let error {
             continuation.resume(returning: .failure(error))
@@ -512,7 +512,7 @@ struct TCPStreamBridge: TCPEngineDelegate {
         continuation.resume(returning: .success(handle))
     }
 
-    mutating func received(_ chunk: consuming Packet, on connection: TCPConnectionID, engine: TCPEngine) {
+    mutating func received(_ chunk: consuming Packet, on connection: StreamID, transport engine: TCPEngine) {
         let bytes = Array(UnsafeRawBufferPointer(chunk.data))
         engine.release(chunk)
         guard let state = connections[connection] else { return }
@@ -529,13 +529,13 @@ struct TCPStreamBridge: TCPEngineDelegate {
         }
     }
 
-    mutating func readClosed(_ connection: TCPConnectionID, engine: TCPEngine) {
+    mutating func readClosed(_ connection: StreamID, transport engine: TCPEngine) {
         connections[connection]?.continuation.finish()
     }
 
-    mutating func sendQueueDrained(_ connection: TCPConnectionID, engine: TCPEngine) {}
+    mutating func sendQueueDrained(_ connection: StreamID, transport engine: TCPEngine) {}
 
-    mutating func closed(_ connection: TCPConnectionID, error: SystemCallError?, engine: TCPEngine) {
+    mutating func closed(_ connection: StreamID, error: SystemCallError?, transport engine: TCPEngine) {
         if let listener = listeners.removeValue(forKey: connection) {
             listener.finish()
             return

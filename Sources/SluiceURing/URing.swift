@@ -305,14 +305,9 @@ public final class URing {
         var flags = flags
         if hasRegisteredDescriptor { flags |= IORING_ENTER_REGISTERED_RING }
         let descriptor = UInt32(bitPattern: hasRegisteredDescriptor ? raw.pointee.enter_ring_fd : raw.pointee.ring_fd)
-        var spec = __kernel_timespec()
+        var spec = timeout?.kernelTimespec ?? __kernel_timespec()
         var argument = io_uring_getevents_arg()
-        if let timeout {
-            let (seconds, attoseconds) = timeout.components
-            spec.tv_sec = max(seconds, 0)
-            spec.tv_nsec = seconds < 0 ? 0 : attoseconds / 1_000_000_000
-            flags |= IORING_ENTER_EXT_ARG
-        }
+        if timeout != nil { flags |= IORING_ENTER_EXT_ARG }
         var retries = 0
         while true {
             _enterCalls &+= 1

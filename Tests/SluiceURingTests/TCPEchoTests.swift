@@ -216,7 +216,7 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
         configuration.maximumConnections = 3   // the listener and two connections
         let engine = try TCPEngine(configuration: configuration)
         let (_, endpoint) = try engine.listen(on: IPEndpoint("127.0.0.1:0")!)
-        var delegate = TCPEchoDelegate()
+        var delegate = StreamEchoHandler<TCPEngine>()
         var peers = try (0..<4).map { _ in try KernelTCPSocket(connectingTo: endpoint) }
         let clock = ContinuousClock()
         let until = clock.now + .milliseconds(300)
@@ -255,7 +255,7 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
         configuration.maximumQueuedPerConnection = 16
         let engine = try TCPEngine(configuration: configuration)
         let (_, endpoint) = try engine.listen(on: IPEndpoint("127.0.0.1:0")!)
-        var delegate = TCPEchoDelegate()
+        var delegate = StreamEchoHandler<TCPEngine>()
         // Peers that send a lot and never read: the echo backs up in the server.
         var peers = try (0..<4).map { _ in try KernelTCPSocket(connectingTo: endpoint) }
         for peer in peers { peer.setNonBlocking() }
@@ -509,7 +509,7 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
             do throws(SystemCallError) { _ = try engine.connect(to: endpoint) } catch { failure = error }
         }
         let error = try #require(failure, "connect kept queuing past a full submission queue")
-        var delegate = TCPEchoDelegate()
+        var delegate = StreamEchoHandler<TCPEngine>()
         #expect(throws: error) { try engine.poll(&delegate, timeout: .zero) }
         #expect(throws: error) { _ = try engine.connect(to: endpoint) }
         let clock = ContinuousClock()

@@ -2,12 +2,13 @@
 import Glibc
 #endif
 import SluiceCore
-import SluiceSystem
 import SluicePackets
+import SluiceURing
 
-/// The echo service: every received frame goes straight back out on its connection (the same
-/// frame, no copy); when the peer shuts its write side, the connection finishes sending and closes.
-public struct TCPEchoDelegate: TCPEngineDelegate {
+/// The echo application over any stream transport: every received frame goes straight back out
+/// on its stream (the same frame, no copy); when the peer shuts its write side, the stream
+/// finishes sending and closes.
+public struct StreamEchoHandler<Transport: StreamTransport>: StreamHandler {
     /// Connections open now.
     public private(set) var open = 0
     /// Connections that ended with an error.
@@ -15,25 +16,25 @@ public struct TCPEchoDelegate: TCPEngineDelegate {
 
     public init() {}
 
-    public mutating func accepted(_ connection: TCPConnectionID, listener: TCPConnectionID, engine: TCPEngine) {
+    public mutating func accepted(_ connection: StreamID, listener: StreamID, transport: Transport) {
         open += 1
     }
 
-    public mutating func connected(_ connection: TCPConnectionID, error: SystemCallError?, engine: TCPEngine) {
+    public mutating func connected(_ connection: StreamID, error: SystemCallError?, transport: Transport) {
         if error == nil { open += 1 }
     }
 
-    public mutating func received(_ chunk: consuming Packet, on connection: TCPConnectionID, engine: TCPEngine) {
-        engine.send(chunk, on: connection)
+    public mutating func received(_ chunk: consuming Packet, on connection: StreamID, transport: Transport) {
+        transport.send(chunk, on: connection)
     }
 
-    public mutating func readClosed(_ connection: TCPConnectionID, engine: TCPEngine) {
-        engine.close(connection)
+    public mutating func readClosed(_ connection: StreamID, transport: Transport) {
+        transport.close(connection, abort: false)
     }
 
-    public mutating func sendQueueDrained(_ connection: TCPConnectionID, engine: TCPEngine) {}
+    public mutating func sendQueueDrained(_ connection: StreamID, transport: Transport) {}
 
-    public mutating func closed(_ connection: TCPConnectionID, error: SystemCallError?, engine: TCPEngine) {
+    public mutating func closed(_ connection: StreamID, error: SystemCallError?, transport: Transport) {
         open -= 1
         if error != nil { failed += 1 }
     }
@@ -88,7 +89,7 @@ public enum TCPEchoServer {
         ready(bound)
         let clock = ContinuousClock()
         let start = clock.now
-        var delegate = TCPEchoDelegate()
+        var delegate = StreamEchoHandler<TCPEngine>()
         while !shouldStop() {
             try engine.poll(&delegate, timeout: checkInterval)
         }

@@ -1,0 +1,45 @@
+import Sluice
+import Testing
+
+/// A transport in memory: what a stream handler sends and closes, with no kernel, as a TLS
+/// record stage will be tested against Core's contract.
+final class MemoryTransport: StreamTransport {
+    let pool: FramePool
+    var sent: [(StreamID, [UInt8])] = []
+    var closed: [StreamID] = []
+    var shut: [StreamID] = []
+
+    init() throws { pool = try FramePool(frameCount: 8, frameSize: 2048, headroom: 0) }
+
+    func send(_ chunk: consuming Packet, on stream: StreamID) -> Bool {
+        sent.append((stream, Array(chunk.data)))
+        release(chunk)
+        return true
+    }
+    func shutdownWrite(_ stream: StreamID) { shut.append(stream) }
+    func close(_ stream: StreamID, abort: Bool) { closed.append(stream) }
+    func release(_ chunk: consuming Packet) { pool.release(chunk) }
+    func framesHeld(on stream: StreamID) -> Int { 0 }
+}
+
+@Suite struct StreamContractTests {
+    @Test func theEchoHandlerRunsOverAnyTransport() throws {
+        let transport = try MemoryTransport()
+        var handler = StreamEchoHandler<MemoryTransport>()
+        let stream = StreamID(slot: 3, generation: 1)
+        handler.accepted(stream, listener: StreamID(slot: 0, generation: 0), transport: transport)
+        guard var chunk = transport.pool.allocate() else {
+            Issue.record("an empty pool")
+            return
+        }
+        chunk.setData(offset: 0, length: 3)
+        chunk.data.copyBytes(from: [1, 2, 3])
+        handler.received(chunk, on: stream, transport: transport)
+        handler.readClosed(stream, transport: transport)
+        handler.closed(stream, error: nil, transport: transport)
+        #expect(transport.sent.count == 1 && transport.sent[0].0 == stream && transport.sent[0].1 == [1, 2, 3])
+        #expect(transport.closed == [stream])
+        #expect(handler.open == 0 && handler.failed == 0)
+        #expect(transport.pool.tally(held: 0).isBalanced)
+    }
+}
