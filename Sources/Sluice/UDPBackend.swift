@@ -115,3 +115,16 @@ public enum UDPWorkerLoop {
         return WorkerReport(index: state.index, port: port.counters, stage: stage.counters, frames: tally)
     }
 }
+
+extension UDPServerConfiguration {
+    /// Checks that a backend running ``workers`` workers has at least one.
+    public func requireWorkers(for backend: String) throws(RuntimeError) {
+        guard workers > 0 else { throw RuntimeError("the \(backend) backend needs at least one worker") }
+    }
+
+    /// One worker's pool for a datagram port: ``framesPerWorker`` frames of `frameSize` bytes,
+    /// each with room for its ``DatagramHeader``.
+    public func datagramPool(frameSize: Int) throws(SystemCallError) -> FramePool {
+        try FramePool(frameCount: framesPerWorker, frameSize: frameSize, headroom: DatagramHeader.minimumHeadroom)
+    }
+}

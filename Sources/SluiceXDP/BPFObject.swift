@@ -41,40 +41,39 @@ package struct BPFObject: @unchecked Sendable {
         guard let object, libbpf_get_error(UnsafeRawPointer(object)) == 0 else {
             throw SystemCallError(.xdp, operation: "opening the embedded BPF object \(name)", errno: Glibc.errno)
         }
-        let result: (OpaquePointer?, Int) = programName.withCString { programName in
-            var programOptions = xdp_program_opts()
-            programOptions.sz = optionsSize(\xdp_program_opts.fd, Int32.self)
-            programOptions.obj = object
-            programOptions.prog_name = programName
-            let program = xdp_program__create(&programOptions)
-            return (program, libxdp_get_error(UnsafeRawPointer(program)))
-        }
-        guard let program = result.0, result.1 == 0 else {
+        let created = createProgram(programName) { $0.obj = object }
+        guard let program = created.program else {
             bpf_object__close(object)
             throw SystemCallError(.xdp, operation: "finding program \(programName) in the embedded object \(name)",
-                                  errno: Int32(truncatingIfNeeded: result.1))
+                                  errno: created.errno)
         }
         return BPFObject(program: program, object: object)
     }
 
     /// Opens program `programName` from an object file (the development override).
     private static func openFile(_ path: String, programName: String) throws(SystemCallError) -> BPFObject {
-        let result: (OpaquePointer?, Int) = path.withCString { file in
-            programName.withCString { name in
-                var options = xdp_program_opts()
-                options.sz = optionsSize(\xdp_program_opts.fd, Int32.self)
-                options.open_filename = file
-                options.prog_name = name
-                let program = xdp_program__create(&options)
-                return (program, libxdp_get_error(UnsafeRawPointer(program)))
-            }
-        }
-        guard let program = result.0, result.1 == 0 else {
-            let code = result.1 != 0 ? Int32(truncatingIfNeeded: result.1) : Glibc.errno
+        let created = path.withCString { file in createProgram(programName) { $0.open_filename = file } }
+        guard let program = created.program else {
             throw SystemCallError(.xdp, operation: "opening XDP program \(programName) in \(path) (SLUICE_BPF_DIR)",
-                                  errno: code, hint: "SLUICE_BPF_DIR overrides the embedded objects; unset it to use them")
+                                  errno: created.errno, hint: "SLUICE_BPF_DIR overrides the embedded objects; unset it to use them")
         }
         return BPFObject(program: program, object: nil)
+    }
+
+    /// libxdp's program `programName` from the object or file that `source` sets in the
+    /// options, or the errno of the failure.
+    private static func createProgram(_ programName: String, _ source: (inout xdp_program_opts) -> Void)
+        -> (program: OpaquePointer?, errno: Int32) {
+        programName.withCString { name in
+            var options = xdp_program_opts()
+            options.sz = optionsSize(\xdp_program_opts.fd, Int32.self)
+            options.prog_name = name
+            source(&options)
+            let program = xdp_program__create(&options)
+            let error = libxdp_get_error(UnsafeRawPointer(program))
+            guard let program, error == 0 else { return (nil, error != 0 ? Int32(truncatingIfNeeded: error) : Glibc.errno) }
+            return (program, 0)
+        }
     }
 
     /// Closes the program, then the object.

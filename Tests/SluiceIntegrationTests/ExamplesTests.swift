@@ -18,7 +18,7 @@ import Testing
 
     /// The region of `file` between `// README: begin NAME` and `// README: end`.
     static func region(_ name: String, of file: String) throws -> String {
-        let text = try #require(readText(root + "/" + file), "cannot read \(file)")
+        let text = try #require(readTextFile(root + "/" + file), "cannot read \(file)")
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
         let start = try #require(lines.firstIndex { $0.trimmingLeadingSpaces == "// README: begin \(name)" },
                                  "\(file) has no region \(name)")
@@ -26,21 +26,8 @@ import Testing
         return lines[(start + 1)..<end].joined(separator: "\n")
     }
 
-    static func readText(_ path: String) -> String? {
-        guard let file = fopen(path, "r") else { return nil }
-        defer { fclose(file) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count = fread(&buffer, 1, buffer.count, file)
-            if count <= 0 { break }
-            bytes += buffer[0..<count]
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
-
     @Test func everyReadmeBlockMarkedAsAnExampleIsThatExamplesCode() throws {
-        let readme = try #require(Self.readText(Self.root + "/README.md"))
+        let readme = try #require(readTextFile(Self.root + "/README.md"))
         let lines = readme.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         var checked = 0
         for (index, line) in lines.enumerated() where line.hasPrefix("<!-- from Examples/") {

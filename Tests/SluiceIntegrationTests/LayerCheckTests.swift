@@ -1,4 +1,5 @@
 import Foundation
+import SluiceTestSupport
 import Testing
 
 /// `Tests/Scripts/check-layers.sh` (`make layers`): the real tree keeps to the layer map in
@@ -12,16 +13,9 @@ import Testing
 
     /// Runs `executable arguments…` to its end; returns its exit status and its stdout and stderr.
     static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()   // before waiting: a full pipe would block the child
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        let child = try ChildProcess(executable, arguments)
+        let status = child.waitForExit(timeout: .seconds(60)) ?? -1
+        return (status, child.text)
     }
 
     /// Runs the layer check with `root` as ROOT.

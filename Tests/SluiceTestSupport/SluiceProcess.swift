@@ -41,18 +41,7 @@ public final class ChildProcess: @unchecked Sendable {
     }
 
     /// Everything the child printed so far.
-    public var text: String {
-        guard let file = fopen(outputPath, "r") else { return "" }
-        defer { fclose(file) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count = fread(&buffer, 1, buffer.count, file)
-            if count <= 0 { break }
-            bytes += buffer[0..<count]
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
+    public var text: String { readTextFile(outputPath) ?? "" }
 
     /// Whether the child is still running.
     public var isRunning: Bool { exitStatus == nil && !reap(block: false) }
@@ -106,4 +95,18 @@ public struct ChildProcessError: Error, CustomStringConvertible {
     /// Creates an error with its message.
     public init(message: String) { self.message = message }
     public var description: String { message }
+}
+
+/// The contents of the file at `path` as UTF-8 text, or `nil` if it cannot be read.
+public func readTextFile(_ path: String) -> String? {
+    guard let file = fopen(path, "r") else { return nil }
+    defer { fclose(file) }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = fread(&buffer, 1, buffer.count, file)
+        if count <= 0 { break }
+        bytes += buffer[0..<count]
+    }
+    return String(decoding: bytes, as: UTF8.self)
 }

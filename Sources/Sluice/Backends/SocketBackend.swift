@@ -13,7 +13,7 @@ public final class SocketBackend: UDPBackend {
     let settings: UDPSocketConfiguration
 
     public init(configuration: UDPServerConfiguration) throws(RuntimeError) {
-        guard configuration.workers > 0 else { throw RuntimeError("the socket backend needs at least one worker") }
+        try configuration.requireWorkers(for: Self.name)
         self.configuration = configuration
         var settings = UDPSocketConfiguration(listen: configuration.listen)
         settings.reusePort = true
@@ -33,9 +33,7 @@ public final class SocketBackend: UDPBackend {
                                                bound: (IPEndpoint) -> Void) throws(SystemCallError) -> WorkerReport {
         var settings = settings
         settings.listen = listen
-        let pool = try FramePool(frameCount: configuration.framesPerWorker,
-                                 frameSize: settings.frameSize(maximumDatagram: configuration.maximumDatagram),
-                                 headroom: DatagramHeader.minimumHeadroom)
+        let pool = try configuration.datagramPool(frameSize: settings.frameSize(maximumDatagram: configuration.maximumDatagram))
         var port = try UDPSocketPort(configuration: settings, pool: pool, batchCapacity: configuration.batchCapacity)
         bound(port.localEndpoint)
         return try UDPWorkerLoop.serve(port: &port, pool: pool, service: service, state: state,

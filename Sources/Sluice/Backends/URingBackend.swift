@@ -13,7 +13,7 @@ public final class URingBackend: UDPBackend {
     let settings: URingUDPConfiguration
 
     public init(configuration: UDPServerConfiguration) throws(RuntimeError) {
-        guard configuration.workers > 0 else { throw RuntimeError("the uring backend needs at least one worker") }
+        try configuration.requireWorkers(for: Self.name)
         guard !configuration.receiveOffload else {
             throw RuntimeError("the uring backend receives datagrams one by one: UDP GRO is for the socket backend")
         }
@@ -40,9 +40,7 @@ public final class URingBackend: UDPBackend {
                                                bound: (IPEndpoint) -> Void) throws(SystemCallError) -> WorkerReport {
         var settings = settings
         settings.listen = listen
-        let pool = try FramePool(frameCount: configuration.framesPerWorker,
-                                 frameSize: settings.frameSize(maximumDatagram: configuration.maximumDatagram),
-                                 headroom: DatagramHeader.minimumHeadroom)
+        let pool = try configuration.datagramPool(frameSize: settings.frameSize(maximumDatagram: configuration.maximumDatagram))
         var port = try URingUDPPort(configuration: settings, pool: pool, batchCapacity: configuration.batchCapacity)
         bound(port.localEndpoint)
         let report = try UDPWorkerLoop.serve(port: &port, pool: pool, service: service, state: state,
