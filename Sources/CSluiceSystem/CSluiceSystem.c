@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <stddef.h>
+#include <errno.h>
 #include <stdio.h>
 #include "CSluiceSystem.h"
 
@@ -26,6 +27,8 @@ int sluice_sendmmsg(int fd, struct sluice_mmsghdr *messages, unsigned int count,
 }
 
 int sluice_pin_current_thread(int cpu) {
+    if (cpu < 0 || cpu >= CPU_SETSIZE)
+        return EINVAL;
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);

@@ -11,6 +11,12 @@ public struct UDPLoadReport: Sendable, CustomStringConvertible {
     public var received: UInt64 = 0
     /// Replies whose length or bytes were not what was sent.
     public var corrupt: UInt64 = 0
+    /// Replies to a datagram already answered.
+    public var duplicates: UInt64 = 0
+    /// Replies to nothing sent: from another address, or numbered past what was sent.
+    public var strays: UInt64 = 0
+    /// Replies that came after their datagram had been counted as lost.
+    public var late: UInt64 = 0
     /// Seconds the run took.
     public var seconds: Double = 0
     /// The payload size used.
@@ -32,8 +38,10 @@ public struct UDPLoadReport: Sendable, CustomStringConvertible {
             return "sent \(sent) in \(String(format2: seconds)) s: \(String(format2: sendRate / 1000))k datagrams/s "
                 + "(payload \(payloadSize) B, open loop)"
         }
-        return "sent \(sent), replies \(received) intact, \(corrupt) corrupt, \(String(format2: lossRatio * 100))% lost, "
+        var text = "sent \(sent), replies \(received) intact, \(corrupt) corrupt, \(String(format2: lossRatio * 100))% lost, "
             + "\(String(format2: replyRate / 1000))k replies/s over \(String(format2: seconds)) s (payload \(payloadSize) B)"
+        if duplicates + strays + late > 0 { text += "; \(duplicates) duplicate, \(strays) stray, \(late) late" }
+        return text
     }
 }
 
@@ -74,36 +82,36 @@ public enum UDPLoadClient {
             report.seconds = Double((clock.now() - start).nanosecondsClamped) / 1e9
             return report
         }
-        var writtenOff: UInt64 = 0
+        var book = ReplyBook(capacity: 4 * window)
         var lastProgress = start
-        var sequence: UInt64 = 0
-        while clock.now() < deadline, count.map({ report.sent < $0 }) ?? true {
-            let outstanding = Int(report.sent - report.received - report.corrupt - writtenOff)
-            var room = min(window - outstanding, batchCapacity)
-            if let count { room = min(room, Int(count - report.sent)) }
-            while room > 0, let index = outgoing.appendNewFrame() {
-                fill(&outgoing[index], sequence: sequence, size: payloadSize, target: target)
-                sequence += 1
+        while clock.now() < deadline, count.map({ book.next < $0 }) ?? true {
+            var room = min(window - book.outstanding, batchCapacity)
+            if let count { room = min(room, Int(clamping: count - book.next)) }
+            while room > 0, book.canSend, let index = outgoing.appendNewFrame() {
+                fill(&outgoing[index], sequence: book.next, size: payloadSize, target: target)
+                book.sent()
                 room -= 1
             }
-            let queued = UInt64(outgoing.count)
-            if queued > 0 {
-                try port.transmit(&outgoing)
-                report.sent += queued
-            }
+            if !outgoing.isEmpty { try port.transmit(&outgoing) }
             if try port.receive(into: &incoming) > 0 {
                 lastProgress = clock.now()
-                check(&incoming, size: payloadSize, into: &report)
+                check(&incoming, size: payloadSize, from: target, book: &book)
             } else if clock.now() - lastProgress > .milliseconds(100) {
                 // Nothing came back for a while: count what is out as lost and go on.
-                writtenOff = report.sent - report.received - report.corrupt
+                book.writeOffOutstanding()
                 lastProgress = clock.now()
             }
         }
         let drainUntil = clock.now() + .milliseconds(200)
-        while report.received + report.corrupt < report.sent, clock.now() < drainUntil {
-            if try port.receive(into: &incoming) > 0 { check(&incoming, size: payloadSize, into: &report) }
+        while book.outstanding > 0, clock.now() < drainUntil {
+            if try port.receive(into: &incoming) > 0 { check(&incoming, size: payloadSize, from: target, book: &book) }
         }
+        report.sent = book.next
+        report.received = book.intact
+        report.corrupt = book.corrupt
+        report.duplicates = book.duplicates
+        report.strays = book.strays
+        report.late = book.late
         report.seconds = Double((clock.now() - start).nanosecondsClamped) / 1e9
         return report
     }
@@ -127,7 +135,7 @@ public enum UDPLoadClient {
             pacer.waitForTurn(of: sequence)
             _ = port.reclaim()
             var room = batchCapacity
-            if let count { room = min(room, Int(count - sequence)) }
+            if let count { room = min(room, Int(clamping: count - sequence)) }
             while room > 0, let index = batch.appendNewFrame() {
                 fill(&batch[index], sequence)
                 sequence += 1
@@ -153,20 +161,105 @@ public enum UDPLoadClient {
         UInt8(truncatingIfNeeded: sequence &* 31 &+ UInt64(index) &* 7)
     }
 
-    static func check(_ batch: inout PacketBatch, size: Int, into report: inout UDPLoadReport) {
+    static func check(_ batch: inout PacketBatch, size: Int, from target: IPEndpoint, book: inout ReplyBook) {
         for i in 0..<batch.count {
             let data = batch[i].data
-            // Datagrams under 8 bytes carry no number, so only their length is checked.
+            guard DatagramHeader(frameStart: batch[i].frameStart).peer == target else {
+                book.strays += 1
+                continue
+            }
+            // Datagrams under 8 bytes carry no number: only their length is checked, and they
+            // answer the oldest datagram still out.
+            guard size >= 8, data.count >= 8 else {
+                book.answerOldest(intact: data.count == size)
+                continue
+            }
+            let sequence = UInt64(littleEndian: data.loadUnaligned(as: UInt64.self))
             var intact = data.count == size
-            if intact, size >= 8 {
-                let sequence = UInt64(littleEndian: data.loadUnaligned(as: UInt64.self))
+            if intact {
                 for j in 8..<size where data[j] != pattern(sequence, j) {
                     intact = false
                     break
                 }
             }
-            if intact { report.received += 1 } else { report.corrupt += 1 }
+            book.answer(sequence, intact: intact)
         }
         batch.releaseAll()
+    }
+}
+
+/// What became of each datagram of a closed-loop run, over a ring of the most recent ones: out,
+/// answered or written off, so a duplicate, late or stray reply is counted as such and never
+/// twice as an answer.
+struct ReplyBook {
+    enum State { case free, out, answered, writtenOff }
+    private var sequences: [UInt64]
+    private var states: [State]
+    /// The next sequence number to send (and so how many were sent).
+    private(set) var next: UInt64 = 0
+    /// Datagrams out without a reply.
+    private(set) var outstanding = 0
+    var intact: UInt64 = 0
+    var corrupt: UInt64 = 0
+    var duplicates: UInt64 = 0
+    var strays: UInt64 = 0
+    var late: UInt64 = 0
+
+    init(capacity: Int) {
+        sequences = Array(repeating: 0, count: max(capacity, 1))
+        states = Array(repeating: .free, count: max(capacity, 1))
+    }
+
+    private func slot(_ sequence: UInt64) -> Int { Int(sequence % UInt64(states.count)) }
+
+    /// Whether the next datagram's slot is free of one still out.
+    var canSend: Bool { states[slot(next)] != .out }
+
+    /// Notes datagram ``next`` as sent.
+    mutating func sent() {
+        let index = slot(next)
+        sequences[index] = next
+        states[index] = .out
+        outstanding += 1
+        next += 1
+    }
+
+    /// Books a reply numbered `sequence`.
+    mutating func answer(_ sequence: UInt64, intact isIntact: Bool) {
+        guard sequence < next else {
+            strays += 1
+            return
+        }
+        let index = slot(sequence)
+        guard sequences[index] == sequence else {
+            late += 1   // so old that its slot went to a later datagram
+            return
+        }
+        switch states[index] {
+        case .out:
+            states[index] = .answered
+            outstanding -= 1
+            if isIntact { intact += 1 } else { corrupt += 1 }
+        case .answered: duplicates += 1
+        case .writtenOff: late += 1
+        case .free: strays += 1
+        }
+    }
+
+    /// Books an unnumbered reply against the oldest datagram still out.
+    mutating func answerOldest(intact isIntact: Bool) {
+        guard outstanding > 0 else {
+            duplicates += 1
+            return
+        }
+        var sequence = next - UInt64(min(Int(next), states.count))
+        while states[slot(sequence)] != .out || sequences[slot(sequence)] != sequence { sequence += 1 }
+        answer(sequence, intact: isIntact)
+    }
+
+    /// Counts every datagram still out as lost.
+    mutating func writeOffOutstanding() {
+        for index in states.indices where states[index] == .out { states[index] = .writtenOff }
+        outstanding = 0
     }
 }

@@ -42,7 +42,22 @@ public enum XDPTrafficGenerator {
     }
 
     /// Sends until the duration or count is reached, and reports datagrams the kernel completed.
+    /// The largest UDP payload one of the generator's 2048-byte frames holds.
+    public static func largestPayload(ipv6: Bool) -> Int {
+        frameSize - EthernetHeader.untaggedLength - (ipv6 ? IPv6Header.length : IPv4Header.minimumLength) - UDPHeader.headerLength
+    }
+
+    static let frameSize = 2048
+
     public static func run(_ configuration: Configuration) throws -> UDPLoadReport {
+        let ipv6 = configuration.destination.address.family == AF_INET6
+        guard configuration.source.address.family == configuration.destination.address.family else {
+            throw RuntimeError("the source \(configuration.source) and destination \(configuration.destination) are of different families")
+        }
+        guard (0...largestPayload(ipv6: ipv6)).contains(configuration.payloadSize) else {
+            throw RuntimeError("a payload of \(configuration.payloadSize) bytes does not fit one \(frameSize)-byte frame "
+                               + "(at most \(largestPayload(ipv6: ipv6)))")
+        }
         let sourceMAC = try interfaceMAC(configuration.interface)
         guard let destinationMAC = try configuration.destinationMAC ?? neighbourMAC(configuration.destination.address,
                                                                                      interface: configuration.interface)
@@ -50,7 +65,7 @@ public enum XDPTrafficGenerator {
             throw RuntimeError("no neighbour entry for \(configuration.destination.address) on \(configuration.interface): "
                                + "ping it once or set the destination MAC")
         }
-        let pool = try FramePool(frameCount: 4096, frameSize: 2048, headroom: 0)
+        let pool = try FramePool(frameCount: 4096, frameSize: frameSize, headroom: 0)
         let umem = try XSKUmem(pool: pool)
         var portConfiguration = XDPPortConfiguration(interface: configuration.interface, queue: configuration.queue)
         portConfiguration.bindMode = configuration.bindMode

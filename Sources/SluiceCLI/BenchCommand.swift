@@ -72,7 +72,7 @@ struct Bench: ParsableCommand {
         for backend in backends where backend.variant == nil {
             throw ValidationError("no backend '\(backend)'; pick from \(BenchBackend.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        guard duration >= 0.1, duration <= 600 else { throw ValidationError("--duration must be 0.1 to 600 seconds") }
+        try checkSeconds(duration, "--duration", in: 0.1...600)
         let sizes: [Int] = try parseNumberList(sizes, of: "size")
         guard (1...16).contains(sizes.count), sizes.allSatisfy({ BenchConfiguration.sizeRange.contains($0) }) else {
             throw ValidationError("--sizes must be 1 to 16 frame sizes from \(BenchConfiguration.sizeRange.lowerBound) to \(BenchConfiguration.sizeRange.upperBound)")
@@ -90,7 +90,7 @@ struct Bench: ParsableCommand {
         sluice_line_buffer_stdout()
         var configuration = BenchConfiguration()
         configuration.logger = .terminal
-        configuration.duration = .milliseconds(Int64(duration * 1000))
+        configuration.duration = Duration(checkedSeconds: duration)
         configuration.sizes = try parseNumberList(sizes, of: "size")
         configuration.backends = backends
         configuration.scenarios = scenarios

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ArgumentParser
 import CSluiceSystem
 import Sluice
@@ -29,19 +32,40 @@ enum Responder: String, ExpressibleByArgument, CaseIterable {
     case discard
 }
 
-/// Parses lists such as "1", "0,1", "0-3" or "53,9000-9003" of `what` (CPUs, queues, ports).
-func parseNumberList<T: FixedWidthInteger>(_ text: String, of what: String) throws -> [T] {
+/// Parses lists such as "1", "0,1", "0-3" or "53,9000-9003" of `what` (CPUs, queues, ports),
+/// each value in `range`, at most `limit` values in all.
+func parseNumberList<T: FixedWidthInteger>(_ text: String, of what: String, in range: ClosedRange<T> = T.min...T.max,
+                                           limit: Int = 1024) throws -> [T] {
     var values: [T] = []
-    for part in text.split(separator: ",") where !part.isEmpty {
+    let bad = ValidationError("bad \(what) list '\(text)': use forms like 1 or 0,1 or 0-3, values \(range.lowerBound) to "
+                              + "\(range.upperBound), at most \(limit) of them")
+    guard !text.isEmpty else { return [] }
+    for part in text.split(separator: ",", omittingEmptySubsequences: false) {
         let bounds = part.split(separator: "-", omittingEmptySubsequences: false).map { T($0) }
-        switch bounds.count {
-        case 1 where bounds[0] != nil: values.append(bounds[0]!)
-        case 2 where bounds[0] != nil && bounds[1] != nil && bounds[0]! <= bounds[1]!: values += Array(bounds[0]!...bounds[1]!)
-        default: throw ValidationError("bad \(what) list '\(text)': use forms like 1 or 0,1 or 0-3 (\(T.min) to \(T.max))")
-        }
+        guard (1...2).contains(bounds.count), let low = bounds.first ?? nil, let high = bounds.last ?? nil,
+              low <= high, range.contains(low), range.contains(high) else { throw bad }
+        // The span, counted without overflow, must keep the whole list within `limit`.
+        let (span, overflow) = high.subtractingReportingOverflow(low)
+        guard !overflow, UInt64(clamping: span) < UInt64(clamping: limit - values.count) else { throw bad }
+        values += Array(low...high)
     }
     return values
 }
+
+/// Checks a number of seconds from the command line: finite, within `range`.
+func checkSeconds(_ value: Double, _ flag: String, in range: ClosedRange<Double>) throws {
+    guard value.isFinite, range.contains(value) else {
+        throw ValidationError("\(flag) must be a number of seconds from \(range.lowerBound) to \(range.upperBound)")
+    }
+}
+
+extension Duration {
+    /// A number of seconds the command line checked with ``checkSeconds(_:_:in:)``.
+    init(checkedSeconds seconds: Double) { self = .nanoseconds(Int64(seconds * 1e9)) }
+}
+
+/// The CPUs this machine has, for checking `--cpus`.
+let onlineCPUs = Int(sysconf(Int32(_SC_NPROCESSORS_CONF)))
 
 struct UDPEcho: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -103,7 +127,10 @@ struct UDPEcho: ParsableCommand {
             throw ValidationError("no backend '\(backend)'; pick one of \(UDPBackendRegistry.names.joined(separator: ", "))")
         }
         guard workers >= 1 && workers <= 256 else { throw ValidationError("--workers must be 1 to 256") }
-        if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
+        if let duration { try checkSeconds(duration, "--duration", in: 0.001...31_536_000) }
+        try checkSeconds(statsInterval, "--stats-interval", in: 0...86_400)
+        if let cpus { let _: [Int] = try parseNumberList(cpus, of: "CPU", in: 0...max(onlineCPUs - 1, 0)) }
+        if dev != nil { let _: [UInt32] = try parseNumberList(queues, of: "queue", in: 0...255) }
         if backend == .xdp, dev == nil { throw ValidationError("--backend xdp needs --dev IF") }
         if backend != .xdp, dev != nil { throw ValidationError("--dev is for --backend xdp") }
         if backend != .uring, sqpoll || deferTaskrun { throw ValidationError("--sqpoll and --defer-taskrun are for --backend uring") }
@@ -119,14 +146,14 @@ struct UDPEcho: ParsableCommand {
         configuration.logger = .terminal
         configuration.backend = backend
         configuration.workers = workers
-        configuration.cpus = try cpus.map { try parseNumberList($0, of: "CPU") } ?? []
+        configuration.cpus = try cpus.map { try parseNumberList($0, of: "CPU", in: 0...max(onlineCPUs - 1, 0)) } ?? []
         configuration.segmentationOffload = gso
         configuration.receiveOffload = gro
         if sqpoll { configuration.uringMode = .submissionPolling(idle: .milliseconds(100), cpu: nil) }
         if deferTaskrun { configuration.uringMode = .deferTaskRun }
         if let dev {
             var xdp = XDPBackendConfiguration(interface: dev)
-            xdp.queues = try parseNumberList(queues, of: "queue")
+            xdp.queues = try parseNumberList(queues, of: "queue", in: 0...255)
             xdp.attachMode = mode
             xdp.bindMode = bind
             xdp.force = force
@@ -147,8 +174,8 @@ struct UDPEcho: ParsableCommand {
         defer { print(server.summary()) }
         try reportingRuntimeErrors("udp-echo") {
             try server.run(
-                for: duration.map { .milliseconds(Int64($0 * 1000)) },
-                progressInterval: statsInterval > 0 ? .milliseconds(Int64(statsInterval * 1000)) : nil,
+                for: duration.map { Duration(checkedSeconds: $0) },
+                progressInterval: statsInterval > 0 ? Duration(checkedSeconds: statsInterval) : nil,
                 progress: { print($0) })
         }
     }
@@ -191,9 +218,18 @@ struct UDPClient: ParsableCommand {
 
     func validate() throws {
         guard (0...65507).contains(size) else { throw ValidationError("--size must be 0 to 65507") }
-        guard duration > 0 && duration <= 3600 else { throw ValidationError("--duration must be in (0, 3600] seconds") }
+        try checkSeconds(duration, "--duration", in: 0.001...3600)
         guard window >= 1 else { throw ValidationError("--window must be at least 1") }
         if xdpDev != nil, source == nil { throw ValidationError("--xdp-dev needs --source ADDR:PORT") }
+        if let source, source.address.family != target.address.family {
+            throw ValidationError("--source and --target must both be IPv4 or both IPv6")
+        }
+        if xdpDev != nil {
+            // One 2048-byte UMEM frame holds the whole Ethernet frame.
+            let largest = XDPTrafficGenerator.largestPayload(ipv6: target.address.family == AF_INET6)
+            guard size <= largest else { throw ValidationError("--size with --xdp-dev must be 0 to \(largest) (one 2048-byte frame)") }
+        }
+        if let count, count == 0 { throw ValidationError("--count must be at least 1") }
         if let destinationMac, MACAddress(destinationMac) == nil { throw ValidationError("bad --destination-mac") }
     }
 
@@ -204,13 +240,13 @@ struct UDPClient: ParsableCommand {
             var configuration = XDPTrafficGenerator.Configuration(interface: xdpDev, source: source, destination: target)
             configuration.destinationMAC = destinationMac.flatMap { MACAddress($0) }
             configuration.payloadSize = size
-            configuration.duration = .milliseconds(Int64(duration * 1000))
+            configuration.duration = Duration(checkedSeconds: duration)
             configuration.count = count
             print("sluice udp-client → \(target) via AF_XDP on \(xdpDev): \(try XDPTrafficGenerator.run(configuration))")
             return
         }
         let report = try UDPLoadClient.run(
-            target: target, payloadSize: size, duration: .milliseconds(Int64(duration * 1000)), count: count,
+            target: target, payloadSize: size, duration: Duration(checkedSeconds: duration), count: count,
             window: flood ? nil : window)
         print("sluice udp-client → \(target): \(report)")
         if report.corrupt > 0 { throw ExitCode(2) }

@@ -50,7 +50,7 @@ struct TCPEcho: ParsableCommand {
     var duration: Double?
 
     func validate() throws {
-        if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
+        if let duration { try checkSeconds(duration, "--duration", in: 0.001...31_536_000) }
         guard (1..<65536).contains(maxConnections) else { throw ValidationError("--max-connections must be 1 to 65535") }
         guard zeroCopyThreshold >= 0 else { throw ValidationError("--zero-copy-threshold must be 0 or more") }
     }
@@ -63,7 +63,7 @@ struct TCPEcho: ParsableCommand {
         configuration.zeroCopyThreshold = zeroCopyThreshold > 0 ? zeroCopyThreshold : nil
         let signals = SignalWaiter([SIGINT, SIGTERM])
         let clock = ContinuousClock()
-        let deadline = duration.map { clock.now + .milliseconds(Int64($0 * 1000)) }
+        let deadline = duration.map { clock.now + Duration(checkedSeconds: $0) }
         do {
             let report = try TCPEchoServer.run(
                 listen: listen, configuration: configuration,

@@ -65,11 +65,11 @@ struct XDPLoad: ParsableCommand {
     @Flag(help: "Load the multi-buffer (xdp.frags) build, for MTUs above one page.")
     var frags = false
 
-    func validate() throws { let _: [UInt16] = try parseNumberList(ports, of: "port") }
+    func validate() throws { let _: [UInt16] = try parseNumberList(ports, of: "port", in: 1...65535, limit: 65535) }
 
     func run() throws {
         try target.enterNamespace()
-        let wanted: [UInt16] = try parseNumberList(ports, of: "port")
+        let wanted: [UInt16] = try parseNumberList(ports, of: "port", in: 1...65535, limit: 65535)
         let program = try reporting { () throws(SystemCallError) in
             try XDPProgram.attach(to: target.dev, mode: mode, force: force, frags: frags, logger: .terminal)
         }

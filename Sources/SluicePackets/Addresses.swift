@@ -219,6 +219,25 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Whether this is a multicast address (224.0.0.0/4, ff00::/8) or the limited broadcast
+    /// 255.255.255.255: a destination a reply never leaves from.
+    @inlinable
+    public var isMulticastOrBroadcast: Bool {
+        switch self {
+        case .v4(let a): a.rawValue >> 28 == 0xE || a.rawValue == 0xFFFF_FFFF
+        case .v6(let a): a.high >> 56 == 0xFF
+        }
+    }
+
+    /// The unspecified address of this family (`0.0.0.0` or `::`).
+    @inlinable
+    public var unspecified: IPAddress {
+        switch self {
+        case .v4: .v4(.any)
+        case .v6: .v6(.any)
+        }
+    }
+
     /// An IPv4-mapped IPv6 address turned into plain IPv4; anything else unchanged.
     @inlinable
     public var unmapped: IPAddress {

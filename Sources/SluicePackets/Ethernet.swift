@@ -16,6 +16,9 @@ public struct EthernetHeader {
         @usableFromInline static let taggedLength = 18
     }
 
+    /// The length of a header without a VLAN tag.
+    public static let untaggedLength = Field.untaggedLength
+
     /// The start of the frame.
     public let base: UnsafeMutableRawPointer
     /// The number of bytes in the frame.

@@ -20,6 +20,9 @@ public struct IPv4Header {
         @usableFromInline static let minimumLength = 20
     }
 
+    /// The length of a header without options.
+    public static let minimumLength = Field.minimumLength
+
     /// Bits of the flags-and-fragment-offset word.
     @usableFromInline
     enum Flag {

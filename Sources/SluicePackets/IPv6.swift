@@ -23,6 +23,9 @@ public struct IPv6Header {
         @usableFromInline static let length = 1
     }
 
+    /// The length of the fixed header.
+    public static let length = Field.length
+
     /// The start of the header.
     public let base: UnsafeMutableRawPointer
     /// The number of bytes available from `base`; at least 40 + ``payloadLength`` after init.

@@ -13,6 +13,9 @@ public struct UDPHeader {
         @usableFromInline static let headerLength = 8
     }
 
+    /// The length of the header.
+    public static let headerLength = Field.headerLength
+
     /// The start of the header.
     public let base: UnsafeMutableRawPointer
     /// The number of bytes available from `base` (the IP payload); at least ``length``.

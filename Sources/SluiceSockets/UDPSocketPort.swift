@@ -64,7 +64,7 @@ public struct UDPSocketPort: Port, ~Copyable {
     @usableFromInline let addresses: UnsafeMutablePointer<UInt64>
     @usableFromInline let runs: UnsafeMutablePointer<Int>
     @usableFromInline let control: UnsafeMutableRawPointer
-    @usableFromInline var gsoEnabled: Bool
+    @usableFromInline var gso: SegmentationOffload
     @usableFromInline var pending: PendingSegments
     @usableFromInline var _counters = PortCounters()
 
@@ -105,7 +105,7 @@ public struct UDPSocketPort: Port, ~Copyable {
         addresses = .allocate(capacity: batchCapacity)
         runs = .allocate(capacity: batchCapacity)
         control = .allocate(byteCount: batchCapacity * Self.controlStride, alignment: 16)
-        gsoEnabled = configuration.segmentationOffload
+        gso = SegmentationOffload(configured: configuration.segmentationOffload)
         pending = PendingSegments(capacity: batchCapacity)
     }
 
@@ -136,7 +136,7 @@ public struct UDPSocketPort: Port, ~Copyable {
     public var counters: PortCounters { _counters }
 
     /// Whether sends still use GSO (it turns itself off, saying so once, if the kernel refuses it).
-    public var usesSegmentationOffload: Bool { gsoEnabled }
+    public var usesSegmentationOffload: Bool { gso.isEnabled }
 
     public mutating func reclaim() -> Int { 0 }
 
@@ -263,6 +263,7 @@ public struct UDPSocketPort: Port, ~Copyable {
     // MARK: Transmit
 
     public mutating func transmit(_ batch: inout PacketBatch) throws(SystemCallError) {
+        gso.noteSends(batch.count)
         var index = 0
         while index < batch.count {
             var messageCount = 0
@@ -289,7 +290,7 @@ public struct UDPSocketPort: Port, ~Copyable {
         matchFamily(DatagramHeader(frameStart: head))
         let size = batch[first].length
         var run = 1
-        if gsoEnabled, size > 0, size <= configuration.maximumSegmentSize {
+        if gso.isEnabled, size > 0, size <= configuration.maximumSegmentSize {
             var total = size
             while first + run < batch.count, run < Int(sluice_UDP_MAX_SEGMENTS) {
                 let next = batch[first + run].length
@@ -338,7 +339,7 @@ public struct UDPSocketPort: Port, ~Copyable {
             let error = errno
             if error == EINTR { continue }
             if runs[start] > 1 && (error == EINVAL || error == EIO) {
-                disableSegmentationOffload(error)
+                pauseSegmentationOffload(error)
                 resendSingly(start)
             } else {
                 _counters.droppedTransmit &+= UInt64(runs[start])
@@ -378,12 +379,13 @@ public struct UDPSocketPort: Port, ~Copyable {
         }
     }
 
+    /// Pauses GSO after the kernel refused a GSO send; the first refusal is logged.
     @usableFromInline
-    mutating func disableSegmentationOffload(_ error: Int32) {
-        guard gsoEnabled else { return }
-        gsoEnabled = false
-        configuration.logger.warning("UDP GSO refused by the kernel; sending datagrams one by one",
-                                     metadata: ["errno": "\(error)", "listen": "\(localEndpoint)"])
+    mutating func pauseSegmentationOffload(_ error: Int32) {
+        if gso.refused() {
+            configuration.logger.warning("UDP GSO refused by the kernel; sending datagrams one by one for a while",
+                                         metadata: ["errno": "\(error)", "listen": "\(localEndpoint)"])
+        }
     }
 }
 

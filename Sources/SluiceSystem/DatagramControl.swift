@@ -59,16 +59,19 @@ public enum DatagramControl {
         let data = UnsafeRawPointer(sluice_cmsg_data(UnsafeMutablePointer(mutating: message))!)
         switch (message.pointee.cmsg_level, message.pointee.cmsg_type) {
         case (Int32(IPPROTO_IP), Int32(IP_PKTINFO)):
-            // ipi_addr is the header's destination address.
+            // ipi_spec_dst, not ipi_addr (the header's destination): the local address the
+            // kernel would answer from, which for a broadcast request is the interface's own.
             header.interfaceIndex = data.loadUnaligned(
                 fromByteOffset: MemoryLayout<sluice_in_pktinfo>.offset(of: \.ipi_ifindex)!, as: UInt32.self)
-            let destination = data + MemoryLayout<sluice_in_pktinfo>.offset(of: \.ipi_addr)!
-            header.local = IPEndpoint(address: .v4(IPv4Address(networkBytesAt: destination)), port: port)
+            let source = data + MemoryLayout<sluice_in_pktinfo>.offset(of: \.ipi_spec_dst)!
+            header.local = IPEndpoint(address: .v4(IPv4Address(networkBytesAt: source)), port: port)
         case (Int32(IPPROTO_IPV6), Int32(IPV6_PKTINFO)):
             header.interfaceIndex = data.loadUnaligned(
                 fromByteOffset: MemoryLayout<sluice_in6_pktinfo>.offset(of: \.ipi6_ifindex)!, as: UInt32.self)
             let destination = data + MemoryLayout<sluice_in6_pktinfo>.offset(of: \.ipi6_addr)!
-            header.local = IPEndpoint(address: IPAddress.v6(IPv6Address(networkBytesAt: destination)).unmapped, port: port)
+            let address = IPAddress.v6(IPv6Address(networkBytesAt: destination)).unmapped
+            // A reply never leaves from a multicast or broadcast address: let routing choose.
+            header.local = IPEndpoint(address: address.isMulticastOrBroadcast ? address.unspecified : address, port: port)
         case (Int32(IPPROTO_UDP), sluice_UDP_GRO):
             return Int(data.loadUnaligned(as: Int32.self))
         default:

@@ -81,7 +81,7 @@ public struct URingUDPPort: Port, ~Copyable {
     /// Received datagrams not yet handed out, as (frame address, payload length).
     @usableFromInline var ready: ReadyQueue
     @usableFromInline var sends: SendSlots
-    @usableFromInline var gsoEnabled: Bool
+    @usableFromInline var gso: SegmentationOffload
     /// Queued submissions (sends, a re-armed receive) worth an `io_uring_enter` of their own;
     /// fewer ride along with the next wait for completions.
     @usableFromInline let submitThreshold: UInt32
@@ -153,7 +153,7 @@ public struct URingUDPPort: Port, ~Copyable {
         receiveMessage.pointee.msg_controllen = Self.controlCapacity
         ready = ReadyQueue(capacity: Int(configuration.bufferRingEntries))
         sends = SendSlots(count: 2 * batchCapacity, maximumRun: min(Int(sluice_UDP_MAX_SEGMENTS), batchCapacity))
-        gsoEnabled = configuration.segmentationOffload
+        gso = SegmentationOffload(configured: configuration.segmentationOffload)
         submitThreshold = configuration.defersSubmission ? UInt32(batchCapacity) : 1
         buffers.refill()
     }
@@ -184,7 +184,7 @@ public struct URingUDPPort: Port, ~Copyable {
     public var counters: PortCounters { _counters }
 
     /// Whether sends still use GSO (it turns itself off, saying so once, if the kernel refuses it).
-    public var usesSegmentationOffload: Bool { gsoEnabled }
+    public var usesSegmentationOffload: Bool { gso.isEnabled }
 
     /// Takes the completions ready now: finished sends give their frames back to the pool.
     ///
@@ -285,19 +285,20 @@ public struct URingUDPPort: Port, ~Copyable {
             _counters.transmittedBytes &+= UInt64(completion.result)
             if run > 1 { _counters.segmentedPackets &+= UInt64(run) }
         } else {
-            if run > 1, completion.result == -EIO || completion.result == -EINVAL { disableSegmentationOffload(-completion.result) }
+            if run > 1, completion.result == -EIO || completion.result == -EINVAL { pauseSegmentationOffload(-completion.result) }
             _counters.droppedTransmit &+= UInt64(run)
         }
         // A zero-copy send that will be notified keeps its frames until then.
         if !completion.hasMore { sends.finish(slot, to: pool) }
     }
 
+    /// Pauses GSO after the kernel refused a GSO send; the first refusal is logged.
     @usableFromInline
-    mutating func disableSegmentationOffload(_ error: Int32) {
-        guard gsoEnabled else { return }
-        gsoEnabled = false
-        configuration.logger.warning("UDP GSO refused by the kernel; sending datagrams one by one",
-                                     metadata: ["errno": "\(error)", "listen": "\(localEndpoint)"])
+    mutating func pauseSegmentationOffload(_ error: Int32) {
+        if gso.refused() {
+            configuration.logger.warning("UDP GSO refused by the kernel; sending datagrams one by one for a while",
+                                         metadata: ["errno": "\(error)", "listen": "\(localEndpoint)"])
+        }
     }
 
     // MARK: Receive
@@ -370,6 +371,7 @@ public struct URingUDPPort: Port, ~Copyable {
     ///
     /// - Throws: ``SystemCallError`` when the ring fails; packets not queued by then are counted and dropped.
     public mutating func transmit(_ batch: inout PacketBatch) throws(SystemCallError) {
+        gso.noteSends(batch.count)
         let enters = ring.enterCalls
         defer { _counters.transmitCalls &+= ring.enterCalls &- enters }
         var index = 0
@@ -424,7 +426,7 @@ public struct URingUDPPort: Port, ~Copyable {
         let size = batch[first].length
         var run = 1
         var total = size
-        if gsoEnabled, size > 0, size <= configuration.maximumSegmentSize {
+        if gso.isEnabled, size > 0, size <= configuration.maximumSegmentSize {
             while first + run < batch.count, run < sends.maximumRun {
                 let next = batch[first + run].length
                 guard next > 0, next <= size, total + next <= Self.maximumGSOPayload,

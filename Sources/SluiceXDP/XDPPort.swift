@@ -119,6 +119,8 @@ public struct XDPPort: Port, ~Copyable {
     @usableFromInline let regionFrameCount: Int
     @usableFromInline let frameShift: Int
     @usableFromInline var fillCount = 0
+    /// Frames kept out of the fill ring (``XDPPortConfiguration/reservedFrames`` until changed).
+    @usableFromInline var reserve: Int
     @usableFromInline var transmitCount = 0
     @usableFromInline let pollTimeoutMilliseconds: Int32
     @usableFromInline var _counters = PortCounters()
@@ -133,6 +135,7 @@ public struct XDPPort: Port, ~Copyable {
         LibraryLog.install()   // libxdp prints to stderr until its messages are taken over
         precondition(pool.base == umem.pool.base, "the port's pool must be the UMEM's pool or a partition of it")
         self.configuration = configuration
+        reserve = configuration.reservedFrames
         self.umem = umem
         self.pool = pool
         (fillRing, completionRing) = umem.ringsForNewSocket()
@@ -271,10 +274,17 @@ public struct XDPPort: Port, ~Copyable {
 
     // MARK: Receive
 
-    /// Tops the fill ring up from the pool, keeping ``XDPPortConfiguration/reservedFrames`` back.
+    /// Keeps `count` frames out of the fill ring from now on (a sender wants them all; a
+    /// receiver none), and tops the fill ring up at once.
+    public mutating func setReservedFrames(_ count: Int) {
+        reserve = max(count, 0)
+        refill()
+    }
+
+    /// Tops the fill ring up from the pool, keeping ``reserve`` frames back.
     @inlinable
     mutating func refill() {
-        let spare = pool.freeCount - configuration.reservedFrames
+        let spare = pool.freeCount - reserve
         guard spare > 0 else { return }
         let room = Int(xsk_prod_nb_free(fillRing, UInt32(spare)))
         var count = UInt32(min(spare, room))
@@ -348,10 +358,12 @@ public struct XDPPort: Port, ~Copyable {
         var index: UInt32 = 0
         var reserved = xsk_ring_prod__reserve(transmitRing, wanted, &index)
         if reserved < wanted {
-            // The ring is full of frames waiting to go: push the kernel and take back what it sent.
+            // The ring is full of frames waiting to go: push the kernel, take back what it sent,
+            // and take whatever room there is (libxdp's reserve is all or nothing).
             kick()
             _ = reclaim()
-            reserved = xsk_ring_prod__reserve(transmitRing, wanted, &index)
+            let room = min(wanted, xsk_prod_nb_free(transmitRing, wanted))
+            reserved = room > 0 ? xsk_ring_prod__reserve(transmitRing, room, &index) : 0
         }
         // What still does not fit is dropped and counted, never left dangling.
         while batch.count > Int(reserved) {

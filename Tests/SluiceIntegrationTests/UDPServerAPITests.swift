@@ -121,3 +121,29 @@ final class LoopbackTestBackend: UDPBackend {
         }
     }
 }
+
+/// A request to the subnet's broadcast address is answered, as the kernel's own sockets do,
+/// from the interface's address (`ipi_spec_dst`), never from the broadcast address.
+@Suite(.serialized) struct BroadcastReplyTests {
+    @Test(arguments: [Backend.socket, Backend.uring])
+    func aBroadcastRequestIsAnsweredFromTheInterfaceAddress(backend: Backend) throws {
+        let topology = try TestTopology(.init(suffix: "b\(getpid())\(backend)"))
+        defer { topology.destroy() }
+        var configuration = UDPServerConfiguration(listen: IPEndpoint("0.0.0.0:9000")!)
+        configuration.backend = backend
+        configuration.handlesSignals = false
+        let server = try TestTopology.run(inNamespace: topology.serverNamespace) { [configuration] in
+            try UDPServer(configuration: configuration) { _ in UDPEchoService() }
+        }
+        defer { try? TestTopology.run(inNamespace: topology.serverNamespace) { server.stop() } }
+        let broadcast = IPEndpoint(address: .v4(IPv4Address(198, 18, 0, 255)), port: 9000)
+        let reply = try TestTopology.run(inNamespace: topology.clientNamespace) { () -> IPEndpoint? in
+            let client = KernelUDPSocket(bind: IPEndpoint(address: .v4(topology.clientIPv4), port: 0))
+            var on: Int32 = 1
+            setsockopt(client.descriptor, SOL_SOCKET, SO_BROADCAST, &on, socklen_t(MemoryLayout<Int32>.size))
+            client.send([1, 2, 3], to: broadcast)
+            return client.receive()?.from
+        }
+        #expect(reply == IPEndpoint(address: .v4(topology.serverIPv4), port: 9000), "\(backend): \(String(describing: reply))")
+    }
+}

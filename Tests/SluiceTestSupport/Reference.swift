@@ -41,7 +41,11 @@ public enum Reference {
         public var destinationPort: UInt16
         public var payload: [UInt8]
         public var ipChecksumValid: Bool
+        /// A checksum is present and verifies. Zero ("none", allowed for IPv4 by RFC 768) is
+        /// not valid here: a stage that wrote zero must not pass a test that expects a checksum.
         public var udpChecksumValid: Bool
+        /// The IPv4 datagram carries no checksum (zero).
+        public var udpChecksumAbsent: Bool
         public var hopLimit: UInt8
 
         public var description: String {
@@ -103,11 +107,12 @@ public enum Reference {
         guard length == udp.count else { return nil }
         let stored = UInt16(udp[6]) << 8 | UInt16(udp[7])
         let pseudo = pseudoHeaderSum(source: src, destination: dst, protocol: 17, length: length)
-        let valid = (stored == 0 && zeroAllowed) || checksum(udp, initial: pseudo) == 0
+        let valid = stored != 0 && checksum(udp, initial: pseudo) == 0
         return ParsedUDP(
             sourceMAC: sourceMAC, destinationMAC: destinationMAC, vlan: vlan, sourceAddress: src, destinationAddress: dst,
             sourcePort: UInt16(udp[0]) << 8 | UInt16(udp[1]), destinationPort: UInt16(udp[2]) << 8 | UInt16(udp[3]),
-            payload: Array(udp[8...]), ipChecksumValid: ipValid, udpChecksumValid: valid, hopLimit: hop)
+            payload: Array(udp[8...]), ipChecksumValid: ipValid, udpChecksumValid: valid,
+            udpChecksumAbsent: stored == 0 && zeroAllowed, hopLimit: hop)
     }
 
     /// Builds a frame byte by byte: Ethernet (optional tag) / IPv4 with `ipv4Options` or IPv6 with

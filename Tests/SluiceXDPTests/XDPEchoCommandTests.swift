@@ -47,6 +47,9 @@ import Testing
         #expect(server.stop(signal: SIGTERM) == 0)
         #expect(server.text.contains("frames: all returned to their pools"), "\(server.text)")
         #expect(server.text.contains("received 600 datagrams"), "\(server.text)")
+        // veth takes native XDP: a silent fallback to generic would make this case the other one.
+        #expect(server.text.contains("\(mode.rawValue) XDP, copy"), "attached in \(mode.rawValue) mode: \(server.text)")
+        #expect(!server.text.contains("using generic"), "\(server.text)")
         #expect(try !xdpAttached(topology), "the program is detached after SIGTERM")
     }
 
@@ -59,6 +62,41 @@ import Testing
         ])
         #expect(server.waitForExit() == 0, "\(server.text)")
         #expect(try !xdpAttached(topology))
+    }
+
+    /// Datagrams the sender fragments (IPv4 over 1472 bytes, IPv6 over 1452 on a 1500-byte link)
+    /// are passed by the program to the kernel, which reassembles them for the backend's kernel
+    /// socket: every one comes back intact, as from a kernel socket server.
+    @Test func fragmentedDatagramsAreServedThroughTheKernelSocket() throws {
+        let topology = try topology()
+        defer { topology.destroy() }
+        let server = try ChildProcess(sluice: [
+            "udp-echo", "--backend", "xdp", "--dev", topology.serverInterface, "--netns", topology.serverNamespace,
+            "--listen", "[::]:7000", "--mode", "generic", "--duration", "60", "--stats-interval", "0",
+        ])
+        #expect(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
+        var random = TestBytes(seed: 15)
+        var sent = 0
+        for ipv6 in [false, true] {
+            let (local, remote): (IPAddress, IPAddress) = ipv6
+                ? (.v6(topology.clientIPv6), .v6(topology.serverIPv6)) : (.v4(topology.clientIPv4), .v4(topology.serverIPv4))
+            let client = try withNetworkNamespace(topology.clientNamespace) {
+                KernelUDPSocket(bind: IPEndpoint(address: local, port: 0), receiveTimeout: .seconds(3))
+            }
+            let target = IPEndpoint(address: remote, port: 7000)
+            let edge = ipv6 ? 1453 : 1473
+            for size in [edge, edge + 1, 3000, 9000, 30000, 65000, 65507] + (0..<8).map({ _ in edge + Int(random.next() % 64000) }) {
+                let payload = random.bytes(size)
+                client.send(payload, to: target)
+                sent += 1
+                let reply = client.receive()
+                #expect(reply?.bytes == payload && reply?.from == target, "\(ipv6 ? "IPv6" : "IPv4") \(size) bytes")
+            }
+        }
+        #expect(server.stop(signal: SIGTERM) == 0)
+        #expect(server.text.contains("via kernel socket (fragments and whatever the program passes): \(sent) datagrams"),
+                "\(server.text)")
+        #expect(server.text.contains("frames: all returned to their pools"), "\(server.text)")
     }
 
     @Test func twoQueuesTwoWorkers() throws {
@@ -78,7 +116,8 @@ import Testing
             #expect(client.receive()?.bytes == [UInt8(i)])
         }
         #expect(server.stop() == 0)
-        #expect(server.text.contains("2 worker(s)") && server.text.contains("frames: all returned"), "\(server.text)")
+        // One worker per queue, and one on the kernel socket.
+        #expect(server.text.contains("3 worker(s)") && server.text.contains("frames: all returned"), "\(server.text)")
     }
 
     @Test func clearErrors() throws {

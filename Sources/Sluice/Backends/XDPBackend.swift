@@ -1,5 +1,6 @@
 import SluiceCore
 import SluicePackets
+import SluiceSockets
 import SluiceUDP
 import SluiceXDP
 
@@ -23,8 +24,12 @@ public struct XDPBackendConfiguration: Sendable {
 }
 
 /// AF_XDP sockets fed by Sluice's XDP program, one worker per receive queue, all sharing one
-/// UMEM. Needs CAP_NET_ADMIN and CAP_BPF (and CAP_IPC_LOCK for the UMEM).
+/// UMEM, and one more worker on a kernel UDP socket bound to the same address and port. Needs
+/// CAP_NET_ADMIN and CAP_BPF (and CAP_IPC_LOCK for the UMEM).
 ///
+/// The program passes what it does not steer (IP fragments, queues without a socket) to the
+/// kernel; the kernel socket worker serves that with the same service, so nothing the kernel
+/// would deliver to a socket on the listen address is lost (counted as "via kernel socket").
 /// Setup attaches the program to the interface (or joins a sluice program already there) and
 /// adds the listen port to its steering; ``finish()`` leaves the interface as it was found.
 public final class XDPBackend: UDPBackend {
@@ -48,6 +53,7 @@ public final class XDPBackend: UDPBackend {
     private let modes = Locked<[Bool]>([])
     private let socketStatistics = Locked(XSKStatistics())
     private let finalVerdicts = Locked<XDPVerdicts?>(nil)
+    private let viaKernelSocket = Locked<UInt64>(0)
 
     public init(configuration: UDPServerConfiguration) throws(RuntimeError) {
         guard let settings = configuration.xdp else {
@@ -82,10 +88,14 @@ public final class XDPBackend: UDPBackend {
         }
     }
 
-    public var workerCount: Int { settings.queues.count }
+    /// One per queue, and the kernel socket's.
+    public var workerCount: Int { settings.queues.count + 1 }
 
     public func runWorker<Service: UDPService>(index: Int, listen: IPEndpoint, service: Service, state: WorkerState,
                                                bound: (IPEndpoint) -> Void) throws(SystemCallError) -> WorkerReport {
+        if index == settings.queues.count {
+            return try runKernelSocketWorker(listen: listen, service: service, state: state, bound: bound)
+        }
         let queue = settings.queues[index]
         let pool = pools[index]
         var portConfiguration = XDPPortConfiguration(interface: settings.interface, queue: queue)
@@ -105,6 +115,23 @@ public final class XDPBackend: UDPBackend {
         }
         record(port.statistics)
         try program.removeSocket(queue: queue)
+        return report
+    }
+
+    /// Serves what the program passes to the kernel (fragments, above all) from a kernel socket
+    /// on the listen address.
+    private func runKernelSocketWorker<Service: UDPService>(
+        listen: IPEndpoint, service: Service, state: WorkerState, bound: (IPEndpoint) -> Void
+    ) throws(SystemCallError) -> WorkerReport {
+        var socket = UDPSocketConfiguration(listen: listen)
+        socket.reusePort = false
+        socket.logger = configuration.logger
+        let pool = try configuration.datagramPool(frameSize: socket.frameSize(maximumDatagram: configuration.maximumDatagram))
+        var port = try UDPSocketPort(configuration: socket, pool: pool, batchCapacity: configuration.batchCapacity)
+        bound(listen)
+        let report = try UDPWorkerLoop.serve(port: &port, pool: pool, service: service, state: state,
+                                             batchCapacity: configuration.batchCapacity)
+        viaKernelSocket.withLock { $0 = report.port.receivedPackets }
         return report
     }
 
@@ -140,6 +167,8 @@ public final class XDPBackend: UDPBackend {
         if let verdicts = finalVerdicts.withLock({ $0 }) ?? (try? program.verdicts()) {
             lines.append("  xdp program: \(verdicts)")
         }
+        lines.append("  via kernel socket (fragments and whatever the program passes): "
+                     + "\(viaKernelSocket.withLock { $0 }) datagrams")
         let socket = statistics
         lines.append("  xsk: rx_dropped \(socket.receiveDropped), rx_ring_full \(socket.receiveRingFull), "
                      + "fill_ring_empty \(socket.fillRingEmpty), rx_invalid \(socket.receiveInvalidDescriptors), "

@@ -1,0 +1,40 @@
+/// Whether a datagram port sends with UDP GSO now: on when configured, paused after the kernel
+/// refuses a GSO send (EIO or EINVAL: a route or device that cannot segment), then tried again.
+/// Each refusal doubles the pause, so a path that never takes GSO costs one failed send per long
+/// pause, and one refusal does not turn GSO off for good.
+public struct SegmentationOffload: Sendable {
+    /// Whether the next send may coalesce datagrams.
+    @inlinable public var isEnabled: Bool { enabled }
+    @usableFromInline var enabled: Bool
+    /// GSO sends the kernel refused so far.
+    public private(set) var refusals: UInt64 = 0
+    @usableFromInline let configured: Bool
+    @usableFromInline var sendsUntilRetry = 0
+    @usableFromInline var pause = 1024
+
+    @usableFromInline static let longestPause = 1 << 20
+
+    /// GSO as configured.
+    public init(configured: Bool) {
+        self.configured = configured
+        enabled = configured
+    }
+
+    /// Counts `count` datagrams sent; ends a pause once that many have gone out singly.
+    @inlinable
+    public mutating func noteSends(_ count: Int) {
+        guard configured, !enabled else { return }
+        sendsUntilRetry -= count
+        if sendsUntilRetry <= 0 { enabled = true }
+    }
+
+    /// Notes a refused GSO send and pauses GSO. Returns true for the first refusal, the one
+    /// worth logging.
+    public mutating func refused() -> Bool {
+        refusals += 1
+        enabled = false
+        sendsUntilRetry = pause
+        pause = min(pause * 2, Self.longestPause)
+        return refusals == 1
+    }
+}

@@ -1,0 +1,117 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Sluice
+import SluiceTestSupport
+import Synchronization
+import Testing
+
+/// No input traps the command line: every bad number, range, size or address combination ends
+/// in an error line and a usage exit, never a crash or an exhausted memory.
+@Suite struct CommandLineInputTests {
+    static let refused: [[String]] = [
+        ["udp-echo", "--listen", "127.0.0.1:0", "--duration", "nan"],
+        ["udp-echo", "--listen", "127.0.0.1:0", "--duration", "inf"],
+        ["udp-echo", "--listen", "127.0.0.1:0", "--duration", "-1"],
+        ["udp-echo", "--listen", "127.0.0.1:0", "--stats-interval", "nan"],
+        ["udp-echo", "--listen", "127.0.0.1:0", "--cpus", "3000000000"],
+        ["udp-echo", "--listen", "127.0.0.1:0", "--cpus", "0-99999999999999999999"],
+        ["udp-echo", "--listen", "127.0.0.1:0", "--cpus", "1-0"],
+        ["udp-echo", "--listen", "127.0.0.1:0", "--cpus", ","],
+        ["udp-echo", "--backend", "xdp", "--dev", "lo", "--listen", "127.0.0.1:9", "--queues", "0-4294967295"],
+        ["udp-echo", "--backend", "xdp", "--dev", "lo", "--listen", "127.0.0.1:9", "--queues", "256"],
+        ["udp-echo", "--backend", "pigeon", "--listen", "127.0.0.1:0"],
+        ["udp-client", "--target", "127.0.0.1:9", "--count", "0"],
+        ["udp-client", "--target", "127.0.0.1:9", "--duration", "nan"],
+        ["udp-client", "--target", "127.0.0.1:9", "--size", "2100", "--xdp-dev", "lo", "--source", "127.0.0.1:5"],
+        ["udp-client", "--target", "[::1]:9", "--xdp-dev", "lo", "--source", "127.0.0.1:5"],
+        ["udp-client", "--target", "127.0.0.1:9", "--size", "65508"],
+        ["tcp-echo", "--listen", "127.0.0.1:0", "--duration", "nan"],
+        ["bench", "--duration", "nan"],
+        ["xdp", "load", "--dev", "lo", "--ports", "0-70000"],
+        ["xdp", "load", "--dev", "lo", "--ports", "0"],
+    ]
+
+    @Test(arguments: CommandLineInputTests.refused)
+    func badInputIsRefusedInOneLine(arguments: [String]) throws {
+        let child = try ChildProcess(sluice: arguments)
+        let status = child.waitForExit(timeout: .seconds(10))
+        #expect(status == 64, "\(arguments): exit \(String(describing: status)), \(child.text)")
+        let errors = child.text.split(separator: "\n").filter { $0.hasPrefix("Error:") }
+        #expect(errors.count == 1, "\(arguments): \(child.text)")
+    }
+
+    @Test func theLargestCountRunsForItsDurationInstead() throws {
+        let child = try ChildProcess(sluice: ["udp-client", "--target", "127.0.0.1:9", "--count", "18446744073709551615",
+                                              "--duration", "0.3"])
+        #expect(child.waitForExit(timeout: .seconds(10)) == 0, "\(child.text)")
+        #expect(child.text.contains("sent "), "\(child.text)")
+    }
+}
+
+/// `udp-client` counts every reply for what it is: duplicates, strays and late ones are told
+/// apart from intact answers and never trap the client.
+@Suite struct UDPLoadClientTests {
+    @Test func duplicatesStraysAndLateRepliesAreCountedApart() throws {
+        let socket = KernelUDPSocket(bind: IPEndpoint("127.0.0.1:0")!, receiveTimeout: .milliseconds(50))
+        let target = socket.localEndpoint
+        nonisolated(unsafe) let server = socket   // used by the echo thread alone from here on
+        let stop = StopFlag()
+        let echoer = try WorkerThread(name: "dup-echo") {
+            var answered = 0
+            while !stop.isSet {
+                guard let request = server.receive() else { continue }
+                server.send(request.bytes, to: request.from)
+                server.send(request.bytes, to: request.from)          // a duplicate of every reply
+                if answered % 10 == 0 {
+                    var stray = request.bytes
+                    stray.replaceSubrange(0..<8, with: withUnsafeBytes(of: UInt64(1 << 40).littleEndian, Array.init))
+                    server.send(stray, to: request.from)              // numbered past anything sent
+                }
+                answered += 1
+            }
+        }
+        defer {
+            stop.set()
+            echoer.join()
+        }
+        let report = try UDPLoadClient.run(target: target, payloadSize: 64, duration: .milliseconds(500), count: 200,
+                                           window: 8)
+        #expect(report.sent == 200)
+        #expect(report.received == 200 && report.corrupt == 0, "\(report)")
+        #expect(report.duplicates >= 150, "\(report)")
+        #expect(report.strays >= 15, "\(report)")
+        #expect(report.lossRatio == 0)
+    }
+}
+
+/// A flag one thread raises and another reads.
+final class StopFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    var isSet: Bool { flag.load(ordering: .acquiring) }
+    func set() { flag.store(true, ordering: .releasing) }
+}
+
+/// One refused GSO send pauses GSO for a while, not for good; refusals back off.
+@Suite struct SegmentationOffloadTests {
+    @Test func aRefusalPausesThenGSOIsTriedAgain() {
+        var gso = SegmentationOffload(configured: true)
+        #expect(gso.isEnabled)
+        let first = gso.refused()
+        #expect(first, "the first refusal is the one to log")
+        #expect(!gso.isEnabled)
+        gso.noteSends(1023)
+        #expect(!gso.isEnabled)
+        gso.noteSends(1)
+        #expect(gso.isEnabled, "tried again after 1024 datagrams")
+        let second = gso.refused()
+        #expect(!second, "later refusals are not logged again")
+        gso.noteSends(2047)
+        #expect(!gso.isEnabled, "the second pause is twice as long")
+        gso.noteSends(1)
+        #expect(gso.isEnabled && gso.refusals == 2)
+        var off = SegmentationOffload(configured: false)
+        off.noteSends(1 << 20)
+        #expect(!off.isEnabled, "never on when not configured")
+    }
+}
