@@ -103,16 +103,26 @@ public enum UDPBackendRegistry {
 
 /// The part of every worker after its port is open: the UDP stage over the port, then the report.
 public enum UDPWorkerLoop {
-    /// Marks the worker running and serves `service` over `port` until `state` asks to stop.
+    /// Marks the worker running and serves `service` over `port` until `state` asks to stop,
+    /// or the port fails (the interface went away, say): the report then carries the failure,
+    /// and still accounts for every frame.
     @inlinable
     public static func serve<P: Port & ~Copyable, Service: UDPService>(
         port: inout P, pool: FramePool, service: Service, state: WorkerState, batchCapacity: Int
-    ) throws(SystemCallError) -> WorkerReport {
+    ) -> WorkerReport {
         var stage = UDPStage(service: service, format: port.format)
         state.markRunning()
-        let tally = try WorkerLoop.run(port: &port, stage: &stage, pool: pool, state: state, batchCapacity: batchCapacity)
+        let tally: FrameTally
+        var failure: SystemCallError?
+        do throws(SystemCallError) {
+            tally = try WorkerLoop.run(port: &port, stage: &stage, pool: pool, state: state, batchCapacity: batchCapacity)
+        } catch {
+            // The loop's batches gave their frames back as it unwound.
+            failure = error
+            tally = pool.tally(held: port.framesHeld)
+        }
         state.publish(port.counters)
-        return WorkerReport(index: state.index, port: port.counters, stage: stage.counters, frames: tally)
+        return WorkerReport(index: state.index, port: port.counters, stage: stage.counters, frames: tally, failure: failure)
     }
 }
 

@@ -74,13 +74,17 @@ public struct WorkerReport: Sendable {
     public var stage: UDPStageCounters
     /// Where its frames were at the end: all must be back.
     public var frames: FrameTally
+    /// Why the worker stopped before it was asked to, if it did.
+    public var failure: SystemCallError?
 
     /// A report.
-    public init(index: Int, port: PortCounters, stage: UDPStageCounters, frames: FrameTally) {
+    public init(index: Int, port: PortCounters, stage: UDPStageCounters, frames: FrameTally,
+                failure: SystemCallError? = nil) {
         self.index = index
         self.port = port
         self.stage = stage
         self.frames = frames
+        self.failure = failure
     }
 }
 
@@ -162,7 +166,7 @@ public final class UDPServer<Service: UDPService>: Sendable {
                             index: index, listen: workerListen, service: makeService(index), state: state,
                             bound: { endpoint in bound.withLock { if $0 == nil { $0 = endpoint } } })
                         reports.withLock { $0.append(report) }
-                        state.markFinished()
+                        if let failure = report.failure { state.markFailed(failure) } else { state.markFinished() }
                     } catch {
                         state.markFailed(error)
                     }

@@ -123,6 +123,11 @@ public struct XDPPort: Port, ~Copyable {
     @usableFromInline var reserve: Int
     @usableFromInline var transmitCount = 0
     @usableFromInline let pollTimeoutMilliseconds: Int32
+    /// The interface's index when the socket was made: another index under the same name, or
+    /// none, means the interface went away under the socket.
+    let interfaceIndex: UInt32
+    /// Receive waits in a row that found nothing; every second's worth of them, the path is checked.
+    @usableFromInline var idleWaits = 0
     @usableFromInline var _counters = PortCounters()
 
     /// Opens an XSK socket on the configured queue over `umem`, drawing frames from `pool`
@@ -136,6 +141,7 @@ public struct XDPPort: Port, ~Copyable {
         precondition(pool.base == umem.pool.base, "the port's pool must be the UMEM's pool or a partition of it")
         self.configuration = configuration
         reserve = configuration.reservedFrames
+        interfaceIndex = if_nametoindex(configuration.interface)
         self.umem = umem
         self.pool = pool
         (fillRing, completionRing) = umem.ringsForNewSocket()
@@ -313,6 +319,15 @@ public struct XDPPort: Port, ~Copyable {
         if count == 0 {
             wait()
             count = xsk_ring_cons__peek(receiveRing, limit, &index)
+            if count == 0 {
+                idleWaits &+= 1
+                if idleWaits * Int(pollTimeoutMilliseconds) >= 1000 {
+                    idleWaits = 0
+                    try checkPath()
+                }
+            } else {
+                idleWaits = 0
+            }
         }
         var accepted = 0
         for i in 0..<count {
@@ -335,6 +350,24 @@ public struct XDPPort: Port, ~Copyable {
         _counters.receivedPackets &+= UInt64(accepted)
         refill()
         return accepted
+    }
+
+    /// Throws when nothing can arrive any more: the interface is gone (deleted, or moved to
+    /// another namespace), or no XDP program feeds the socket. A link that is merely down is fine:
+    /// the socket receives again once it is up.
+    @usableFromInline
+    func checkPath() throws(SystemCallError) {
+        let operation = "receiving on \(configuration.interface) queue \(configuration.queue)"
+        let index = if_nametoindex(configuration.interface)
+        guard index != 0, index == interfaceIndex else {
+            throw SystemCallError(.xsk, operation: operation, errno: ENODEV,
+                                  hint: "the interface was deleted or moved under the running socket")
+        }
+        var program: UInt32 = 0
+        if bpf_xdp_query_id(Int32(index), 0, &program) == 0, program == 0 {
+            throw SystemCallError(.xsk, operation: operation, errno: ENOENT,
+                                  hint: "the XDP program that feeds this socket was removed from the interface")
+        }
     }
 
     /// Nothing on the RX ring: wake the kernel if it asked, then sleep in `poll` until frames

@@ -26,7 +26,7 @@ final class LoopbackTestBackend: UDPBackend {
         let pool = try FramePool(frameCount: 64, frameSize: 4096, headroom: DatagramHeader.minimumHeadroom)
         var port = try UDPSocketPort(configuration: UDPSocketConfiguration(listen: listen), pool: pool)
         bound(port.localEndpoint)
-        return try UDPWorkerLoop.serve(port: &port, pool: pool, service: service, state: state, batchCapacity: 32)
+        return UDPWorkerLoop.serve(port: &port, pool: pool, service: service, state: state, batchCapacity: 32)
     }
 }
 

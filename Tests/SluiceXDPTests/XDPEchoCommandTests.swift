@@ -99,6 +99,98 @@ import Testing
         #expect(server.text.contains("frames: all returned to their pools"), "\(server.text)")
     }
 
+    /// Starts `udp-echo --backend xdp` (generic) and checks one datagram comes back.
+    func startEcho(_ topology: TestTopology) throws -> (ChildProcess, KernelUDPSocket, IPEndpoint) {
+        let server = try ChildProcess(sluice: [
+            "udp-echo", "--backend", "xdp", "--dev", topology.serverInterface, "--netns", topology.serverNamespace,
+            "--listen", "0.0.0.0:7000", "--mode", "generic", "--duration", "60", "--stats-interval", "0",
+        ])
+        #expect(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
+        let client = try withNetworkNamespace(topology.clientNamespace) {
+            KernelUDPSocket(bind: IPEndpoint(address: .v4(topology.clientIPv4), port: 0), receiveTimeout: .milliseconds(500))
+        }
+        let target = IPEndpoint(address: .v4(topology.serverIPv4), port: 7000)
+        client.send([1], to: target)
+        #expect(client.receive()?.bytes == [1], "\(server.text)")
+        return (server, client, target)
+    }
+
+    /// How long `server` takes to exit by itself after `fault`, and its status.
+    func exitAfter(_ fault: String, _ server: ChildProcess) -> (status: Int32?, seconds: Double) {
+        let clock = ContinuousClock()
+        let start = clock.now
+        _ = shell(fault)
+        let status = server.waitForExit(timeout: .seconds(10))
+        let elapsed = clock.now - start
+        return (status, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+    }
+
+    @Test func theInterfaceDeletedUnderARunningWorkerStopsItWithAClearError() throws {
+        let topology = try topology()
+        defer { topology.destroy() }
+        let (server, _, _) = try startEcho(topology)
+        let (status, seconds) = exitAfter("ip -n \(topology.serverNamespace) link del \(topology.serverInterface)", server)
+        #expect(status != nil && status != 0, "exit \(String(describing: status)): \(server.text)")
+        #expect(seconds < 3, "took \(seconds) s")
+        #expect(server.text.contains("deleted or moved"), "\(server.text)")
+        #expect(server.text.contains("frames: all returned to their pools"), "\(server.text)")
+    }
+
+    @Test func theProgramRemovedUnderARunningWorkerStopsItWithAClearError() throws {
+        let topology = try topology()
+        defer { topology.destroy() }
+        let (server, _, _) = try startEcho(topology)
+        let (status, seconds) = exitAfter(
+            "ip -n \(topology.serverNamespace) link set dev \(topology.serverInterface) xdpgeneric off", server)
+        #expect(status != nil && status != 0, "exit \(String(describing: status)): \(server.text)")
+        #expect(seconds < 3, "took \(seconds) s")
+        #expect(server.text.contains("XDP program that feeds this socket was removed"), "\(server.text)")
+        #expect(server.text.contains("frames: all returned to their pools"), "\(server.text)")
+    }
+
+    @Test func theLinkDownThenUpIsWaitedOut() throws {
+        let topology = try topology()
+        defer { topology.destroy() }
+        let (server, client, target) = try startEcho(topology)
+        _ = shell("ip -n \(topology.serverNamespace) link set dev \(topology.serverInterface) down")
+        usleep(1_500_000)
+        #expect(server.isRunning, "a link going down is not a failure: \(server.text)")
+        _ = shell("ip -n \(topology.serverNamespace) link set dev \(topology.serverInterface) up")
+        var answered = false
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(5)
+        while !answered, clock.now < deadline {
+            client.send([2], to: target)
+            answered = client.receive()?.bytes == [2]
+        }
+        #expect(answered, "echo after the link came back: \(server.text)")
+        #expect(server.stop() == 0, "\(server.text)")
+        #expect(server.text.contains("frames: all returned to their pools"), "\(server.text)")
+    }
+
+    /// A server that attached the program leaves it when another process steers a port through
+    /// it meanwhile (`sluice xdp load --ports`), and removes it when nobody does.
+    @Test func theProgramStaysWhileAnotherProcessUsesIt() throws {
+        let topology = try topology()
+        defer { topology.destroy() }
+        let (server, _, _) = try startEcho(topology)
+        let load = try ChildProcess(sluice: ["xdp", "load", "--dev", topology.serverInterface, "--netns",
+                                             topology.serverNamespace, "--mode", "generic", "--ports", "7000,9000"])
+        #expect(load.waitForExit() == 0, "\(load.text)")
+        #expect(server.stop() == 0, "\(server.text)")
+        #expect(try xdpAttached(topology), "port 9000 is still steered by another process's request")
+        let status = try ChildProcess(sluice: ["xdp", "status", "--dev", topology.serverInterface, "--netns",
+                                               topology.serverNamespace])
+        #expect(status.waitForExit() == 0 && status.text.contains("ports: 9000"), "the server took back only its own port: \(status.text)")
+
+        let (second, _, _) = try startEcho(topology)
+        let unload = try ChildProcess(sluice: ["xdp", "load", "--dev", topology.serverInterface, "--netns",
+                                               topology.serverNamespace, "--mode", "generic", "--ports", "7000"])
+        #expect(unload.waitForExit() == 0, "\(unload.text)")
+        #expect(second.stop() == 0, "\(second.text)")
+        #expect(try !xdpAttached(topology), "the last user out removes the program")
+    }
+
     @Test func twoQueuesTwoWorkers() throws {
         let topology = try topology(queues: 2)
         defer { topology.destroy() }

@@ -36,7 +36,7 @@ public final class SocketBackend: UDPBackend {
         let pool = try configuration.datagramPool(frameSize: settings.frameSize(maximumDatagram: configuration.maximumDatagram))
         var port = try UDPSocketPort(configuration: settings, pool: pool, batchCapacity: configuration.batchCapacity)
         bound(port.localEndpoint)
-        return try UDPWorkerLoop.serve(port: &port, pool: pool, service: service, state: state,
+        return UDPWorkerLoop.serve(port: &port, pool: pool, service: service, state: state,
                                        batchCapacity: configuration.batchCapacity)
     }
 }

@@ -43,7 +43,7 @@ public final class URingBackend: UDPBackend {
         let pool = try configuration.datagramPool(frameSize: settings.frameSize(maximumDatagram: configuration.maximumDatagram))
         var port = try URingUDPPort(configuration: settings, pool: pool, batchCapacity: configuration.batchCapacity)
         bound(port.localEndpoint)
-        let report = try UDPWorkerLoop.serve(port: &port, pool: pool, service: service, state: state,
+        let report = UDPWorkerLoop.serve(port: &port, pool: pool, service: service, state: state,
                                              batchCapacity: configuration.batchCapacity)
         if configuration.describesRings {
             configuration.logger.notice("worker \(index): \(port.ring.describe())")

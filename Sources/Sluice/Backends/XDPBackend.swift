@@ -105,16 +105,11 @@ public final class XDPBackend: UDPBackend {
         try program.insertSocket(port.descriptor, queue: queue)
         modes.withLock { $0.append(port.isZeroCopy) }
         bound(listen)
-        let report: WorkerReport
-        do throws(SystemCallError) {
-            report = try UDPWorkerLoop.serve(port: &port, pool: pool, service: service, state: state,
-                                             batchCapacity: configuration.batchCapacity)
-        } catch {
-            try? program.removeSocket(queue: queue)
-            throw error
-        }
+        let report = UDPWorkerLoop.serve(port: &port, pool: pool, service: service, state: state,
+                                         batchCapacity: configuration.batchCapacity)
         record(port.statistics)
-        try program.removeSocket(queue: queue)
+        // An interface that went away took the program and its map with it.
+        if report.failure == nil { try program.removeSocket(queue: queue) } else { try? program.removeSocket(queue: queue) }
         return report
     }
 
@@ -129,22 +124,21 @@ public final class XDPBackend: UDPBackend {
         let pool = try configuration.datagramPool(frameSize: socket.frameSize(maximumDatagram: configuration.maximumDatagram))
         var port = try UDPSocketPort(configuration: socket, pool: pool, batchCapacity: configuration.batchCapacity)
         bound(listen)
-        let report = try UDPWorkerLoop.serve(port: &port, pool: pool, service: service, state: state,
-                                             batchCapacity: configuration.batchCapacity)
+        let report = UDPWorkerLoop.serve(port: &port, pool: pool, service: service, state: state,
+                                         batchCapacity: configuration.batchCapacity)
         viaKernelSocket.withLock { $0 = report.port.receivedPackets }
         return report
     }
 
-    /// Leaves the interface as it was found: detaches a program this backend attached, or takes
-    /// back the port it added to a program that was already there.
+    /// Leaves the interface as it was found: takes back the port it added, and detaches the
+    /// program once no port is steered through it any more, whichever process attached it: a
+    /// second server that joined the program keeps it, and the last one out removes it.
     public func finish() {
         let verdicts = try? program.verdicts()
         finalVerdicts.withLock { $0 = verdicts }
-        if attachedHere {
-            try? program.detach()
-        } else if let addedPort {
-            try? program.setPort(addedPort, enabled: false)
-        }
+        guard let addedPort else { return }
+        try? program.setPort(addedPort, enabled: false)
+        if (try? program.ports)?.isEmpty ?? attachedHere { try? program.detach() }
     }
 
     /// "native XDP, copy", with "zero-copy" or "mixed zero-copy/copy" over the sockets opened.
