@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <netpacket/packet.h>
 #include <stddef.h>
 #include <errno.h>
 #include <stdio.h>
@@ -16,6 +17,8 @@ _Static_assert(offsetof(struct sluice_in_pktinfo, ipi_spec_dst) == offsetof(stru
 _Static_assert(offsetof(struct sluice_in_pktinfo, ipi_addr) == offsetof(struct in_pktinfo, ipi_addr), "in_pktinfo layout");
 _Static_assert(sizeof(struct sluice_in6_pktinfo) == sizeof(struct in6_pktinfo), "in6_pktinfo layout");
 _Static_assert(offsetof(struct sluice_in6_pktinfo, ipi6_ifindex) == offsetof(struct in6_pktinfo, ipi6_ifindex), "in6_pktinfo layout");
+_Static_assert(sizeof(struct sluice_sockaddr_ll) == sizeof(struct sockaddr_ll), "sockaddr_ll layout");
+_Static_assert(offsetof(struct sluice_sockaddr_ll, sll_addr) == offsetof(struct sockaddr_ll, sll_addr), "sockaddr_ll layout");
 _Static_assert(sluice_MSG_WAITFORONE == MSG_WAITFORONE, "MSG_WAITFORONE");
 
 int sluice_recvmmsg(int fd, struct sluice_mmsghdr *messages, unsigned int count, int flags) {

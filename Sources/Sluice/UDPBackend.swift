@@ -108,9 +108,10 @@ public enum UDPWorkerLoop {
     /// and still accounts for every frame.
     @inlinable
     public static func serve<P: Port & ~Copyable, Service: UDPService>(
-        port: inout P, pool: FramePool, service: Service, state: WorkerState, batchCapacity: Int
+        port: inout P, pool: FramePool, service: Service, state: WorkerState, batchCapacity: Int,
+        acceptance: UDPAcceptance = UDPAcceptance()
     ) -> WorkerReport {
-        var stage = UDPStage(service: service, format: port.format)
+        var stage = UDPStage(service: service, format: port.format, acceptance: acceptance)
         state.markRunning()
         let tally: FrameTally
         var failure: SystemCallError?

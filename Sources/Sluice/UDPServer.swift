@@ -288,7 +288,9 @@ public final class UDPServer<Service: UDPService>: Sendable {
                 + "sent \(port.transmittedPackets), \(port.receiveCalls + port.transmitCalls) syscalls",
         ]
         let drops = port.fields.filter { $0.0.hasPrefix("drop") && $0.1 > 0 }
-            + stage.fields.filter { ($0.0.hasPrefix("malformed") || $0.0 == "not_udp" || $0.0 == "dropped_by_service") && $0.1 > 0 }
+            + stage.fields.filter { field in
+                (field.0.hasPrefix("malformed") || Self.stageDrops.contains(field.0)) && field.1 > 0
+            }
         lines.append("  drops: " + (drops.isEmpty ? "none" : drops.map { "\($0.0)=\($0.1)" }.joined(separator: " ")))
         if port.coalescedSegments > 0 || port.segmentedPackets > 0 {
             lines.append("  offload: \(port.coalescedSegments) datagrams arrived coalesced (GRO), \(port.segmentedPackets) left segmented (GSO)")
@@ -299,6 +301,12 @@ public final class UDPServer<Service: UDPService>: Sendable {
         }
         if reports.allSatisfy({ $0.frames.isBalanced }) { lines.append("  frames: all returned to their pools") }
         return lines.joined(separator: "\n")
+    }
+
+    /// The stage counters that are drops, for the summary.
+    static var stageDrops: Set<String> {
+        ["not_udp", "dropped_by_service", "fragments", "bad_checksum", "bad_ip_checksum", "not_local", "martian",
+         "reply_to_port_zero", "family_mismatch"]
     }
 
     static func rate(_ value: Double) -> String {

@@ -23,6 +23,15 @@ public struct UDPStageCounters: Equatable, Sendable {
     public var badChecksum: UInt64 = 0
     /// `send(to:)` to a family other than the datagram's own: dropped.
     public var familyMismatch: UInt64 = 0
+    /// IPv4 headers whose checksum was wrong (only when the stage verifies checksums).
+    public var badIPChecksum: UInt64 = 0
+    /// Frames for another MAC or another address than this host's: the kernel's, not ours.
+    public var notLocal: UInt64 = 0
+    /// Martian sources or destinations (0.0.0.0/8, 127/8, multicast or class E sources, `::`,
+    /// `::1`, IPv4-mapped IPv6 sources), dropped as the kernel drops them.
+    public var martian: UInt64 = 0
+    /// Replies to source port 0, which no socket can send to.
+    public var replyToPortZero: UInt64 = 0
     /// Malformed packets, by what was wrong, indexed by ``PacketError`` raw value.
     public var malformed: [UInt64] = Array(repeating: 0, count: PacketError.allCases.count)
 
@@ -49,6 +58,10 @@ public struct UDPStageCounters: Equatable, Sendable {
         fragments += other.fragments
         badChecksum += other.badChecksum
         familyMismatch += other.familyMismatch
+        badIPChecksum += other.badIPChecksum
+        notLocal += other.notLocal
+        martian += other.martian
+        replyToPortZero += other.replyToPortZero
         for i in malformed.indices { malformed[i] += other.malformed[i] }
     }
 
@@ -58,7 +71,8 @@ public struct UDPStageCounters: Equatable, Sendable {
             ("datagrams", datagrams), ("replies", replies), ("forwarded", forwarded),
             ("dropped_by_service", droppedByService), ("emitted", emitted), ("emit_failures", emitFailures),
             ("not_udp", notUDP), ("fragments", fragments), ("bad_checksum", badChecksum),
-            ("family_mismatch", familyMismatch),
+            ("family_mismatch", familyMismatch), ("bad_ip_checksum", badIPChecksum), ("not_local", notLocal),
+            ("martian", martian), ("reply_to_port_zero", replyToPortZero),
         ]
         for (reason, count) in zip(PacketError.allCases, malformed) where reason.isMalformed {
             out.append(("malformed_" + reason.name, count))
@@ -83,6 +97,27 @@ struct LinkTemplate {
     }
 }
 
+/// What a ``UDPStage`` accepts of Ethernet and IP frames that no kernel has checked (AF_XDP,
+/// TAP): the Linux stack's rules for a socket bound to the listen address, so the stage takes
+/// exactly what the kernel would deliver to that socket. Every rule is off by default (a stage
+/// fed by a kernel socket needs none); each drop is counted by reason.
+public struct UDPAcceptance: Sendable, Equatable {
+    /// Verify IPv4 header and UDP checksums (a zero UDP checksum allowed over IPv4, dropped over
+    /// IPv6, RFC 8200). Off only for a NIC that validates in hardware.
+    public var verifiesChecksums = false
+    /// This host's MAC: a frame for another unicast MAC is not ours, and a reply to a broadcast
+    /// or multicast frame leaves from this MAC. `nil`: not checked.
+    public var localMAC: MACAddress?
+    /// The addresses a datagram may be sent to: the listen address, or the interface's for a
+    /// wildcard listen. A reply to a broadcast leaves from the first of its family. Empty: not checked.
+    public var localAddresses: [IPAddress] = []
+    /// Broadcast addresses also accepted (a wildcard IPv4 listen's: the subnets' and 255.255.255.255).
+    public var broadcastAddresses: [IPAddress] = []
+
+    /// Nothing checked.
+    public init() {}
+}
+
 /// Adapts a port's frames to a ``UDPService``: parses each frame once, bounds-checked, hands
 /// the service a ``UDPDatagram`` over the payload in place, and turns the same frame into the
 /// reply (addresses and ports swapped, lengths and checksums rewritten).
@@ -94,17 +129,25 @@ public struct UDPStage<Service: UDPService>: Stage {
     public var service: Service
     /// What the port's packets hold.
     public let format: FrameFormat
-    /// Whether to verify incoming UDP checksums (off by default: veth and virtio hand over
-    /// partial checksums that only the hardware would complete).
-    public var verifiesChecksums: Bool
+    /// What the stage accepts of Ethernet and IP frames.
+    public var acceptance: UDPAcceptance
+    /// Whether incoming IPv4 header and UDP checksums are verified (``UDPAcceptance/verifiesChecksums``).
+    @inlinable public var verifiesChecksums: Bool { acceptance.verifiesChecksums }
     @usableFromInline var _counters = UDPStageCounters()
     @usableFromInline var link: LinkTemplate?
 
     /// Creates a stage running `service` over packets of `format`.
     public init(service: Service, format: FrameFormat, verifiesChecksums: Bool = false) {
+        var acceptance = UDPAcceptance()
+        acceptance.verifiesChecksums = verifiesChecksums
+        self.init(service: service, format: format, acceptance: acceptance)
+    }
+
+    /// Creates a stage running `service` over packets of `format`, accepting what `acceptance` says.
+    public init(service: Service, format: FrameFormat, acceptance: UDPAcceptance) {
         self.service = service
         self.format = format
-        self.verifiesChecksums = verifiesChecksums
+        self.acceptance = acceptance
     }
 
     /// What the stage has counted.
@@ -187,9 +230,33 @@ public struct UDPStage<Service: UDPService>: Stage {
             source = .v4(IPv4Address(networkBytesAt: network + 12))
             destination = .v4(IPv4Address(networkBytesAt: network + 16))
         }
-        if verifiesChecksums, !Self.isChecksumValid(transport: transport, layout: layout, source: source, destination: destination) {
-            _counters.badChecksum &+= 1
+        if linkLayer == .ethernet, let localMAC = acceptance.localMAC {
+            let frameDestination = MACAddress(networkBytesAt: data)
+            // The group bit: broadcast and multicast frames are for everyone on the link.
+            guard frameDestination == localMAC || data.load(as: UInt8.self) & 1 == 1 else {
+                _counters.notLocal &+= 1
+                return false
+            }
+        }
+        guard !Self.isMartian(source: source, destination: destination) else {
+            _counters.martian &+= 1
             return false
+        }
+        if !acceptance.localAddresses.isEmpty, !acceptance.localAddresses.contains(destination),
+           !acceptance.broadcastAddresses.contains(destination) {
+            _counters.notLocal &+= 1
+            return false
+        }
+        if verifiesChecksums {
+            if !layout.isIPv6, InternetChecksum.checksum(UnsafeRawBufferPointer(
+                start: network, count: layout.transportOffset - layout.networkOffset)) != 0 {
+                _counters.badIPChecksum &+= 1
+                return false
+            }
+            if !Self.isChecksumValid(transport: transport, layout: layout, source: source, destination: destination) {
+                _counters.badChecksum &+= 1
+                return false
+            }
         }
         let sourcePort = UInt16(bigEndian: transport.loadUnaligned(as: UInt16.self))
         let destinationPort = UInt16(bigEndian: transport.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
@@ -224,9 +291,38 @@ public struct UDPStage<Service: UDPService>: Stage {
             _counters.familyMismatch &+= 1
             return false
         }
-        Self.turnAround(&packet, layout: layout, linkLayer: linkLayer, from: datagram.destination, to: target,
+        guard target.port != 0 else {
+            _counters.replyToPortZero &+= 1
+            return false
+        }
+        var from = datagram.destination
+        if from.address.isMulticastOrBroadcast || acceptance.broadcastAddresses.contains(from.address),
+           let own = acceptance.localAddresses.first(where: { Self.sameFamily($0, from.address) }) {
+            // A reply is unicast: from this host's own address, never a group one.
+            from = IPEndpoint(address: own, port: from.port)
+        }
+        let groupFrame = linkLayer == .ethernet && data.load(as: UInt8.self) & 1 == 1
+        Self.turnAround(&packet, layout: layout, linkLayer: linkLayer, from: from, to: target,
                         payloadLength: datagram.payloadLength)
+        if groupFrame, let localMAC = acceptance.localMAC { localMAC.store(networkBytesAt: packet.dataStart + 6) }
         return true
+    }
+
+    /// Whether the kernel would drop the packet for a martian address: 0.0.0.0/8, 127/8 or a
+    /// group address as the source (or 0/8, 127/8 as the destination) over IPv4; `::`, `::1`, a
+    /// multicast or an IPv4-mapped source (or `::`, `::1` as the destination) over IPv6.
+    @inlinable
+    static func isMartian(source: IPAddress, destination: IPAddress) -> Bool {
+        switch (source, destination) {
+        case let (.v4(s), .v4(d)):
+            let sourceNet = s.rawValue >> 24, destinationNet = d.rawValue >> 24
+            return sourceNet == 0 || sourceNet == 127 || sourceNet >= 224 || destinationNet == 0 || destinationNet == 127
+        case let (.v6(s), .v6(d)):
+            let loopback = IPv6Address(high: 0, low: 1)
+            return s == .any || s == loopback || s.high >> 56 == 0xFF || s.mappedIPv4 != nil || d == .any || d == loopback
+        default:
+            return true
+        }
     }
 
     @inlinable

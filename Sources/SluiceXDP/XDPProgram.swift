@@ -612,8 +612,10 @@ enum LibraryLog {
     }
 
     private static func handle(level: Int, format: UnsafePointer<CChar>?, arguments: CVaListPointer?, prefix: String) -> Int32 {
-        // 0 = warning, 1 = info, 2 = debug in both libraries.
-        let logLevel: Logger.Level = level == 0 ? .warning : level == 1 ? .info : .debug
+        // 0 = warning, 1 = info, 2 = debug in both libraries. Their warnings are mostly about
+        // fallbacks they handle themselves (no bpffs, no dispatcher): info here, and what
+        // matters comes back in Sluice's own errors and notices.
+        let logLevel: Logger.Level = level <= 1 ? .info : .debug
         let logger = Self.logger.withLock { $0 }
         let capturing = captured.withLock { $0 != nil }
         guard let format, let arguments, level <= 1 && capturing || logger.logLevel <= logLevel else { return 0 }

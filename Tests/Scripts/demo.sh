@@ -54,6 +54,6 @@ drive_and_stop
 echo
 echo "== the same service on AF_XDP (generic XDP, copy mode): sluice's XDP program steers port 9000 to the XSK"
 "$SLUICE" udp-echo --backend xdp --dev "sd$RUN" --netns "$SERVER_NS" --mode generic --cpus 1 \
-  --listen 0.0.0.0:9000 --duration 30 --stats-interval 0 &
+  --listen '[::]:9000' --duration 30 --stats-interval 0 &
 SERVER_PID=$!
 drive_and_stop

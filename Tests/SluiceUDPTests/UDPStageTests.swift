@@ -350,3 +350,94 @@ struct AnnounceService: UDPService {
         #expect(answer(Array(message(flags: 0x3)[0..<13])) == nil, "shorter than the header")
     }
 }
+
+/// The kernel's receive rules for frames no kernel checked (AF_XDP, TAP): what the Linux stack
+/// would drop for a socket on the listen address is dropped and counted by reason, and replies
+/// to broadcasts are unicast from this host's own MAC and address.
+@Suite struct UDPStageAcceptanceTests {
+    static let local = MACAddress(0x02, 0, 0, 0, 0, 0x01)
+
+    /// Runs one frame through an echo stage that applies the rules of a wildcard IPv4 and IPv6
+    /// listen on 198.18.0.1/24 and 2001:2::1.
+    static func accept(_ frame: [UInt8]) -> (out: [[UInt8]], counters: UDPStageCounters) {
+        var acceptance = UDPAcceptance()
+        acceptance.verifiesChecksums = true
+        acceptance.localMAC = local
+        acceptance.localAddresses = [.v4(IPv4Address(198, 18, 0, 1)), IPAddress("2001:2::1")!]
+        acceptance.broadcastAddresses = [.v4(IPv4Address(198, 18, 0, 255)), .v4(IPv4Address(rawValue: .max))]
+        let pool = try! FramePool(frameCount: 8, frameSize: 2048, headroom: 256)
+        var stage = UDPStage(service: UDPEchoService(), format: .ethernet, acceptance: acceptance)
+        var input = PacketBatch(pool: pool, capacity: 4)
+        var output = PacketBatch(pool: pool, capacity: 4)
+        let index = input.appendNewFrame()!
+        input[index].length = frame.count
+        input[index].data.copyBytes(from: frame)
+        stage.handle(&input, output: &output, now: Instant(nanoseconds: 1))
+        let out = (0..<output.count).map { Array(output[$0].data) }
+        output.releaseAll()
+        return (out, stage.counters)
+    }
+
+    static func frame(source: [UInt8] = client4, destination: [UInt8] = server4, destinationMAC: [UInt8] = serverMAC,
+                      sourcePort: UInt16 = 40000, udpChecksum: UInt16? = nil) -> [UInt8] {
+        Reference.frame(sourceMAC: clientMAC, destinationMAC: destinationMAC, source: source, destination: destination,
+                        sourcePort: sourcePort, destinationPort: 9000, payload: Array("kernel rules".utf8),
+                        udpChecksum: udpChecksum)
+    }
+
+    @Test func aValidFrameIsAnswered() throws {
+        let result = Self.accept(Self.frame())
+        #expect(result.out.count == 1 && result.counters.replies == 1)
+        let reply = try #require(Reference.parseUDP(result.out[0]))
+        #expect(reply.udpChecksumValid && reply.ipChecksumValid)
+    }
+
+    @Test func checksumsAreTheKernels() {
+        var badIP = Self.frame()
+        badIP[14 + 10] ^= 0xFF
+        #expect(Self.accept(badIP).counters.badIPChecksum == 1)
+        var badUDP = Self.frame()
+        badUDP[badUDP.count - 1] ^= 0x01
+        #expect(Self.accept(badUDP).counters.badChecksum == 1)
+        #expect(Self.accept(Self.frame(udpChecksum: 0)).counters.replies == 1, "IPv4 allows no checksum")
+        let noChecksum6 = Self.frame(source: client6, destination: server6, udpChecksum: 0)
+        #expect(Self.accept(noChecksum6).counters.badChecksum == 1, "IPv6 requires one (RFC 8200)")
+    }
+
+    @Test func framesForOthersAreNotOurs() {
+        #expect(Self.accept(Self.frame(destinationMAC: [0x02, 0, 0, 0, 0, 0x09])).counters.notLocal == 1)
+        #expect(Self.accept(Self.frame(destination: [198, 18, 0, 7])).counters.notLocal == 1)
+        #expect(Self.accept(Self.frame(destination: [224, 0, 0, 1], destinationMAC: [0x01, 0, 0x5E, 0, 0, 1])).counters.notLocal == 1,
+                "no multicast group is joined")
+    }
+
+    @Test(arguments: [
+        ([127, 0, 0, 1] as [UInt8], server4), ([0, 0, 0, 0], server4), ([224, 0, 0, 5], server4), ([240, 0, 0, 1], server4),
+        (IPv6Address(groups: [0, 0, 0, 0, 0, 0, 0, 1]).bytes, server6), (IPv6Address(groups: [0xFF02, 0, 0, 0, 0, 0, 0, 1]).bytes, server6),
+        (IPv6Address(groups: [0, 0, 0, 0, 0, 0xFFFF, 0x0102, 0x0304]).bytes, server6),
+    ])
+    func martiansAreDropped(source: [UInt8], destination: [UInt8]) {
+        #expect(Self.accept(Self.frame(source: source, destination: destination)).counters.martian == 1)
+    }
+
+    @Test func aBroadcastIsAnsweredUnicastFromOurOwnMACAndAddress() throws {
+        let frame = Self.frame(destination: [198, 18, 0, 255], destinationMAC: [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])
+        let result = Self.accept(frame)
+        let reply = try #require(result.out.first.flatMap { Reference.parseUDP($0) })
+        #expect(reply.sourceMAC == serverMAC && reply.destinationMAC == clientMAC)
+        #expect(reply.sourceAddress == server4 && reply.destinationAddress == client4 && reply.udpChecksumValid)
+    }
+
+    @Test func noReplyGoesToPortZero() {
+        #expect(Self.accept(Self.frame(sourcePort: 0)).counters.replyToPortZero == 1)
+    }
+}
+
+extension IPv6Address {
+    /// The address's 16 bytes in network order.
+    fileprivate var bytes: [UInt8] {
+        var out = [UInt8](repeating: 0, count: 16)
+        out.withUnsafeMutableBytes { store(networkBytesAt: $0.baseAddress!) }
+        return out
+    }
+}

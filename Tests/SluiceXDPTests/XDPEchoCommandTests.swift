@@ -24,9 +24,10 @@ import Testing
     func echoesIPv4AndIPv6AndCleansUpOnSIGTERM(mode: XDPAttachMode) throws {
         let topology = try topology()
         defer { topology.destroy() }
+        // [::] takes both families, as a dual-stack kernel socket would; 0.0.0.0 would be IPv4 only.
         let server = try ChildProcess(sluice: [
             "udp-echo", "--backend", "xdp", "--dev", topology.serverInterface, "--netns", topology.serverNamespace,
-            "--listen", "0.0.0.0:7000", "--mode", mode.rawValue, "--duration", "60", "--stats-interval", "0",
+            "--listen", "[::]:7000", "--mode", mode.rawValue, "--duration", "60", "--stats-interval", "0",
         ])
         #expect(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
         #expect(try xdpAttached(topology))

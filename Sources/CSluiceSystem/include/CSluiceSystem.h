@@ -59,6 +59,18 @@ struct sluice_in6_pktinfo {
     unsigned int ipi6_ifindex;
 };
 
+/// `struct sockaddr_ll` (an AF_PACKET address, as getifaddrs reports a link), whose glibc and
+/// uapi definitions clash in one module; CSluiceSystem.c checks the layout.
+struct sluice_sockaddr_ll {
+    unsigned short sll_family;
+    unsigned short sll_protocol;
+    int sll_ifindex;
+    unsigned short sll_hatype;
+    unsigned char sll_pkttype;
+    unsigned char sll_halen;
+    unsigned char sll_addr[8];
+};
+
 /// `struct mmsghdr`, which glibc shows only under _GNU_SOURCE; same layout.
 struct sluice_mmsghdr {
     struct msghdr msg_hdr;

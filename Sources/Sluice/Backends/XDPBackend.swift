@@ -1,6 +1,10 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import SluiceCore
 import SluicePackets
 import SluiceSockets
+import SluiceSystem
 import SluiceUDP
 import SluiceXDP
 
@@ -18,6 +22,9 @@ public struct XDPBackendConfiguration: Sendable {
     public var force: Bool = false
     /// Frame size in the UMEM (2048 or 4096).
     public var frameSize: Int = 2048
+    /// Verify IPv4 header and UDP checksums, as the kernel does for what it delivers; turn it off
+    /// only for a NIC that validates them in hardware.
+    public var verifiesChecksums: Bool = true
 
     /// Serve queue 0 of `interface`.
     public init(interface: String) { self.interface = interface }
@@ -48,6 +55,8 @@ public final class XDPBackend: UDPBackend {
     let program: XDPProgram
     let umem: XSKUmem
     let pools: [FramePool]
+    /// What the workers' stages accept: the kernel's rules for a socket on the listen address.
+    let acceptance: UDPAcceptance
     private let attachedHere: Bool
     private let addedPort: UInt16?
     private let modes = Locked<[Bool]>([])
@@ -62,6 +71,11 @@ public final class XDPBackend: UDPBackend {
         guard !settings.queues.isEmpty else { throw RuntimeError("the xdp backend needs at least one queue") }
         self.configuration = configuration
         self.settings = settings
+        do throws(SystemCallError) {
+            acceptance = try Self.acceptance(for: configuration.listen, on: settings)
+        } catch {
+            throw RuntimeError(error)
+        }
         let port = configuration.listen.port
         do throws(SystemCallError) {
             if let existing = try XDPProgram.attached(on: settings.interface) {
@@ -106,11 +120,35 @@ public final class XDPBackend: UDPBackend {
         modes.withLock { $0.append(port.isZeroCopy) }
         bound(listen)
         let report = UDPWorkerLoop.serve(port: &port, pool: pool, service: service, state: state,
-                                         batchCapacity: configuration.batchCapacity)
+                                         batchCapacity: configuration.batchCapacity, acceptance: acceptance)
         record(port.statistics)
         // An interface that went away took the program and its map with it.
         if report.failure == nil { try program.removeSocket(queue: queue) } else { try? program.removeSocket(queue: queue) }
         return report
+    }
+
+    /// The kernel's rules for a socket bound to `listen`, with the interface's MAC and addresses
+    /// as they are at start: a wildcard listen takes the interface's addresses of its families
+    /// (`0.0.0.0` IPv4 only, `[::]` both) and its IPv4 broadcasts; another address only itself.
+    static func acceptance(for listen: IPEndpoint, on settings: XDPBackendConfiguration) throws(SystemCallError) -> UDPAcceptance {
+        guard let interface = try NetworkInterface.named(settings.interface) else {
+            throw SystemCallError(.xdp, operation: "finding interface \(settings.interface)", errno: ENODEV,
+                                  hint: "no such interface in this network namespace (see `ip link`)")
+        }
+        var acceptance = UDPAcceptance()
+        acceptance.verifiesChecksums = settings.verifiesChecksums
+        acceptance.localMAC = interface.mac
+        switch listen.address {
+        case .v4(.any):
+            acceptance.localAddresses = interface.addresses.filter { $0.family == AF_INET }
+            acceptance.broadcastAddresses = interface.broadcastAddresses + [.v4(IPv4Address(rawValue: .max))]
+        case .v6(.any):
+            acceptance.localAddresses = interface.addresses
+            acceptance.broadcastAddresses = interface.broadcastAddresses + [.v4(IPv4Address(rawValue: .max))]
+        case let address:
+            acceptance.localAddresses = [address]
+        }
+        return acceptance
     }
 
     /// Serves what the program passes to the kernel (fragments, above all) from a kernel socket

@@ -1,0 +1,56 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSluiceSystem
+import SluiceCore
+import SluicePackets
+
+/// What `getifaddrs` says of one interface in the calling thread's network namespace.
+public struct NetworkInterface: Sendable, Equatable {
+    /// The name.
+    public var name: String
+    /// Its link-layer (MAC) address, if it has one.
+    public var mac: MACAddress?
+    /// Its IPv4 and IPv6 addresses.
+    public var addresses: [IPAddress] = []
+    /// Its IPv4 subnets' broadcast addresses.
+    public var broadcastAddresses: [IPAddress] = []
+
+    /// The interface named `name`, or `nil` when there is none here.
+    public static func named(_ name: String) throws(SystemCallError) -> NetworkInterface? {
+        var list: UnsafeMutablePointer<ifaddrs>?
+        _ = try systemCall(.socket, "getifaddrs") { getifaddrs(&list) }
+        defer { freeifaddrs(list) }
+        var found: NetworkInterface?
+        var entry = list
+        while let current = entry {
+            defer { entry = current.pointee.ifa_next }
+            guard String(cString: current.pointee.ifa_name) == name else { continue }
+            var interface = found ?? NetworkInterface(name: name)
+            if let address = current.pointee.ifa_addr {
+                switch Int32(address.pointee.sa_family) {
+                case AF_PACKET:
+                    let link = UnsafeRawPointer(address).assumingMemoryBound(to: sluice_sockaddr_ll.self)
+                    if link.pointee.sll_halen == 6 {
+                        interface.mac = MACAddress(networkBytesAt: UnsafeRawPointer(address)
+                            + MemoryLayout<sluice_sockaddr_ll>.offset(of: \.sll_addr)!)
+                    }
+                case AF_INET, AF_INET6:
+                    interface.addresses.append(SocketAddress.endpoint(from: UnsafeRawPointer(address)).address)
+                    let flags = current.pointee.ifa_flags
+                    if address.pointee.sa_family == sa_family_t(AF_INET), flags & UInt32(IFF_BROADCAST) != 0,
+                       let broadcast = current.pointee.ifa_ifu.ifu_broadaddr {
+                        interface.broadcastAddresses.append(SocketAddress.endpoint(from: UnsafeRawPointer(broadcast)).address)
+                    }
+                default:
+                    break
+                }
+            }
+            found = interface
+        }
+        return found
+    }
+
+    /// An interface with nothing known yet.
+    public init(name: String) { self.name = name }
+}
