@@ -108,24 +108,12 @@ public enum XDPTrafficGenerator {
         return report
     }
 
-    /// The interface's MAC address, from its AF_PACKET address (`getifaddrs` asks netlink, so this
-    /// works after `setns`, where /sys still shows the old namespace).
+    /// The interface's MAC, in the calling thread's network namespace.
     static func interfaceMAC(_ interface: String) throws -> MACAddress {
-        var list: UnsafeMutablePointer<ifaddrs>?
-        guard getifaddrs(&list) == 0, let first = list else {
-            throw RuntimeError("getifaddrs failed: \(String(cString: strerror(errno)))")
+        guard let mac = try NetworkInterface.named(interface)?.mac else {
+            throw RuntimeError("no interface \(interface) with a MAC address here: check the name with `ip link`")
         }
-        defer { freeifaddrs(first) }
-        var entry: UnsafeMutablePointer<ifaddrs>? = first
-        while let current = entry {
-            if String(cString: current.pointee.ifa_name) == interface, let address = current.pointee.ifa_addr,
-               address.pointee.sa_family == sa_family_t(AF_PACKET) {
-                // sockaddr_ll: family 2, protocol 2, ifindex 4, hatype 2, pkttype 1, halen 1, addr 8.
-                return MACAddress(networkBytesAt: UnsafeRawPointer(address) + 12)
-            }
-            entry = current.pointee.ifa_next
-        }
-        throw RuntimeError("no interface \(interface) here: check the name with `ip link`")
+        return mac
     }
 
     /// The neighbour's MAC from the kernel's ARP table (IPv4) or `nil` when unknown; the table of
