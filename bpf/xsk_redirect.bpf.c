@@ -46,6 +46,24 @@ struct {
     __type(value, __u8);
 } ports SEC(".maps");
 
+// A listen address: family (4 or 6), port (host order), and the address (IPv4 in the first four
+// bytes), all zero for a wildcard of the family. Keep in step with sluice_listener_key in
+// Sources/CSluiceXDP/CSluiceXDP.h.
+struct listener_key {
+    __u16 port;
+    __u8 family;
+    __u8 pad;
+    __u8 addr[16];
+};
+
+// Listen addresses steered to the XSKs; a port in `ports` is steered on every address.
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 1024);
+    __type(key, struct listener_key);
+    __type(value, __u8);
+} listeners SEC(".maps");
+
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
     __uint(max_entries, VERDICT_COUNT);
@@ -61,8 +79,9 @@ static __always_inline int count(__u32 verdict, int action)
     return action;
 }
 
-// Returns the UDP header, or NULL with *why set to the verdict for passing the frame.
-static __always_inline struct udphdr *find_udp(void *data, void *end, __u32 *why)
+// Returns the UDP header, or NULL with *why set to the verdict for passing the frame; fills in
+// the listener key's family and address from the IP header.
+static __always_inline struct udphdr *find_udp(void *data, void *end, __u32 *why, struct listener_key *key)
 {
     struct ethhdr *eth = data;
     void *cursor = eth + 1;
@@ -91,6 +110,8 @@ static __always_inline struct udphdr *find_udp(void *data, void *end, __u32 *why
             *why = VERDICT_PASS_FRAGMENT;
             return NULL;
         }
+        key->family = 4;
+        __builtin_memcpy(key->addr, &ip->daddr, 4);
         cursor = (void *)ip + ((__u32)ip->ihl & 0xF) * 4;
     } else if (proto == bpf_htons(ETH_P_IPV6)) {
         struct ipv6hdr *ip6 = cursor;
@@ -98,6 +119,8 @@ static __always_inline struct udphdr *find_udp(void *data, void *end, __u32 *why
             return NULL;
         __u8 next = ip6->nexthdr;
         cursor = ip6 + 1;
+        key->family = 6;
+        __builtin_memcpy(key->addr, &ip6->daddr, 16);
 #pragma unroll
         for (int i = 0; i < MAX_IPV6_EXTENSIONS; i++) {
             if (next != IPPROTO_HOPOPTS && next != IPPROTO_ROUTING && next != IPPROTO_DSTOPTS)
@@ -131,13 +154,23 @@ static __always_inline int steer(struct xdp_md *ctx)
     void *data = (void *)(long)ctx->data;
     void *end = (void *)(long)ctx->data_end;
     __u32 why;
-    struct udphdr *udp = find_udp(data, end, &why);
+    struct listener_key key = {};
+    struct udphdr *udp = find_udp(data, end, &why, &key);
     if (!udp)
         return count(why, XDP_PASS);
     __u32 port = bpf_ntohs(udp->dest);
     __u8 *wanted = bpf_map_lookup_elem(&ports, &port);
-    if (!wanted || !*wanted)
-        return count(VERDICT_PASS_PORT, XDP_PASS);
+    if (!wanted || !*wanted) {
+        // The listen address itself, then the wildcard of its family.
+        key.port = port;
+        wanted = bpf_map_lookup_elem(&listeners, &key);
+        if (!wanted || !*wanted) {
+            __builtin_memset(key.addr, 0, sizeof(key.addr));
+            wanted = bpf_map_lookup_elem(&listeners, &key);
+        }
+        if (!wanted || !*wanted)
+            return count(VERDICT_PASS_PORT, XDP_PASS);
+    }
     int action = bpf_redirect_map(&xsks_map, ctx->rx_queue_index, XDP_PASS);
     return count(action == XDP_REDIRECT ? VERDICT_REDIRECTED : VERDICT_PASS_NO_SOCKET, action);
 }

@@ -9,4 +9,12 @@
 #include <xdp/libxdp.h>
 #include <xdp/xsk.h>
 
+// The key of the XDP program's `listeners` map; keep in step with bpf/xsk_redirect.bpf.c.
+struct sluice_listener_key {
+    __u16 port;
+    __u8 family;
+    __u8 pad;
+    __u8 addr[16];
+};
+
 #endif

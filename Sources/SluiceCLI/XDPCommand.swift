@@ -111,6 +111,8 @@ struct XDPStatus: ParsableCommand {
         let verdicts = try reporting { () throws(SystemCallError) in try program.verdicts() }
         print("\(target.dev): sluice XDP program id \(program.programID), mode \(program.mode.rawValue)")
         print("  ports: \(describePorts(ports))")
+        let listeners = try reporting { () throws(SystemCallError) in try program.listeners }
+        print("  listeners: \(listeners.isEmpty ? "none" : listeners.map(\.description).joined(separator: ", "))")
         print("  verdicts: redirected \(verdicts.redirected), pass_not_udp \(verdicts.passedNotUDP), "
               + "pass_port \(verdicts.passedPort), pass_no_socket \(verdicts.passedNoSocket), "
               + "pass_fragment \(verdicts.passedFragment), pass_malformed \(verdicts.passedMalformed)")

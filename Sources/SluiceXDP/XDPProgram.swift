@@ -5,6 +5,7 @@ import CSluiceSystem
 import CSluiceXDP
 import Logging
 import SluiceCore
+import SluicePackets
 import SluiceSystem
 import Synchronization
 
@@ -86,6 +87,8 @@ public final class XDPProgram: @unchecked Sendable {
     private let programDescriptor: Int32
     private let xsksMap: Int32
     private let portsMap: Int32
+    /// The `listeners` map; -1 for a program from before listen addresses were steered.
+    private let listenersMap: Int32
     private let verdictsMap: Int32
     /// libxdp's handle and its object when this instance loaded the program.
     private let handle: BPFObject?
@@ -95,6 +98,8 @@ public final class XDPProgram: @unchecked Sendable {
     static let kernelProgramName = "sluice_xsk_redi"
     /// Map names the program must own to count as ours.
     static let mapNames = ["xsks_map", "ports", "verdicts"]
+    /// Maps opened when the program has them (newer builds).
+    static let optionalMapNames = ["listeners"]
     /// Number of slots in the `verdicts` map.
     static let verdictCount = 6
 
@@ -270,7 +275,78 @@ public final class XDPProgram: @unchecked Sendable {
         }
     }
 
-    /// The UDP ports steered to AF_XDP sockets, ascending.
+    /// Steers UDP to `endpoint` into the AF_XDP sockets, as a socket bound to it would take it:
+    /// that address and port, or every address of its family for `0.0.0.0`, and of both
+    /// families for `[::]` (dual-stack). Traffic to the host's other addresses is left to the kernel.
+    public func setListener(_ endpoint: IPEndpoint, enabled: Bool = true) throws(SystemCallError) {
+        guard listenersMap >= 0 else {
+            throw SystemCallError(.xdp, operation: "steering \(endpoint) on \(interfaceName)", errno: EOPNOTSUPP,
+                                  hint: "the attached sluice program predates listen addresses; detach it and attach again")
+        }
+        var keys = [Self.listenerKey(endpoint.address, port: endpoint.port)]
+        if endpoint.address == .v6(.any) { keys.append(Self.listenerKey(.v4(.any), port: endpoint.port)) }
+        for var key in keys {
+            var value: UInt8 = 1
+            let result = enabled ? bpf_map_update_elem(listenersMap, &key, &value, UInt64(BPF_ANY))
+                                 : bpf_map_delete_elem(listenersMap, &key)
+            if result != 0 && !(Glibc.errno == ENOENT && !enabled) {
+                throw SystemCallError(.xdp, operation: "\(enabled ? "adding" : "removing") listener \(endpoint) on \(interfaceName)",
+                                      errno: Glibc.errno)
+            }
+        }
+    }
+
+    /// The listen addresses steered to AF_XDP sockets (`0.0.0.0` and `[::]` for wildcards; a
+    /// dual-stack listen shows as both).
+    public var listeners: [IPEndpoint] {
+        get throws(SystemCallError) {
+            guard listenersMap >= 0 else { return [] }
+            var found: [IPEndpoint] = []
+            var current: sluice_listener_key?
+            while true {
+                var next = sluice_listener_key()
+                let result: Int32
+                if var key = current {
+                    result = bpf_map_get_next_key(listenersMap, &key, &next)
+                } else {
+                    result = bpf_map_get_next_key(listenersMap, nil, &next)
+                }
+                if result != 0 {
+                    if Glibc.errno == ENOENT { break }
+                    throw SystemCallError(.xdp, operation: "reading the listeners map on \(interfaceName)", errno: Glibc.errno)
+                }
+                found.append(Self.endpoint(of: next))
+                current = next
+            }
+            return found.sorted { $0.description < $1.description }
+        }
+    }
+
+    static func listenerKey(_ address: IPAddress, port: UInt16) -> sluice_listener_key {
+        var key = sluice_listener_key()
+        key.port = port
+        withUnsafeMutableBytes(of: &key.addr) { bytes in
+            switch address {
+            case .v4(let a):
+                key.family = 4
+                a.store(networkBytesAt: bytes.baseAddress!)
+            case .v6(let a):
+                key.family = 6
+                a.store(networkBytesAt: bytes.baseAddress!)
+            }
+        }
+        return key
+    }
+
+    static func endpoint(of key: sluice_listener_key) -> IPEndpoint {
+        var addr = key.addr
+        let address: IPAddress = withUnsafeBytes(of: &addr) { bytes in
+            key.family == 4 ? .v4(IPv4Address(networkBytesAt: bytes.baseAddress!)) : .v6(IPv6Address(networkBytesAt: bytes.baseAddress!))
+        }
+        return IPEndpoint(address: address, port: key.port)
+    }
+
+    /// The UDP ports steered to AF_XDP sockets on every address, ascending.
     public var ports: [UInt16] {
         get throws(SystemCallError) {
             let size = 65536
@@ -353,6 +429,7 @@ public final class XDPProgram: @unchecked Sendable {
         close(programDescriptor)
         close(xsksMap)
         close(portsMap)
+        if listenersMap >= 0 { close(listenersMap) }
         close(verdictsMap)
         handle?.close()
     }
@@ -410,6 +487,7 @@ public final class XDPProgram: @unchecked Sendable {
         self.programDescriptor = program
         self.xsksMap = xsks
         self.portsMap = ports
+        self.listenersMap = maps["listeners"] ?? -1
         self.verdictsMap = verdicts
         self.handle = handle
     }
@@ -460,7 +538,7 @@ public final class XDPProgram: @unchecked Sendable {
             var length = UInt32(MemoryLayout<bpf_map_info>.size)
             let name = bpf_obj_get_info_by_fd(fd, &mapInfo, &length) == 0
                 ? withUnsafeBytes(of: mapInfo.name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) } : ""
-            if mapNames.contains(name) && maps[name] == nil { maps[name] = fd } else { close(fd) }
+            if (mapNames.contains(name) || optionalMapNames.contains(name)) && maps[name] == nil { maps[name] = fd } else { close(fd) }
         }
         return maps
     }

@@ -488,3 +488,39 @@ func attachForeignProgram(namespace: String, device: String) throws {
         #expect(pair.linkB.contains("sluice_xsk_redi"))
     }
 }
+
+/// Steering by listen address: the program takes a listener's own address and port (or its
+/// family's addresses for a wildcard), and leaves the host's other addresses to the kernel.
+@Suite(.serialized) struct XDPListenerTests {
+    @Test func aListenerSteersOnlyItsAddressAndAWildcardItsFamilies() throws {
+        let pair = try NamespacePair()
+        let device = pair.deviceB
+        let program = try inNamespace(pair.b) { () throws -> XDPProgram in
+            let program = try XDPProgram.attach(to: device, mode: .generic)
+            try program.setListener(IPEndpoint("198.18.0.9:4242")!)   // another address of the same port
+            return program
+        }
+        defer { try? inNamespace(pair.b) { try program.detach() } }
+        // To 198.18.0.2: not the listener's address, so the kernel's, counted as not steered.
+        #expect(try pair.deliver(count: 3, toPort: 4242) == 3)
+        var verdicts = try inNamespace(pair.b) { try program.verdicts() }
+        #expect(verdicts.passedPort == 3 && verdicts.passedNoSocket == 0, "\(verdicts)")
+
+        // The listener's own address: steered (no socket on the queue, so passed and counted so).
+        try inNamespace(pair.b) { try program.setListener(IPEndpoint("198.18.0.2:4242")!) }
+        #expect(try pair.deliver(count: 3, toPort: 4242) == 3)
+        verdicts = try inNamespace(pair.b) { try program.verdicts() }
+        #expect(verdicts.passedNoSocket == 3, "\(verdicts)")
+
+        // An IPv6 wildcard takes IPv4 too (dual-stack); removing it and the address stops it all.
+        try inNamespace(pair.b) {
+            try program.setListener(IPEndpoint("198.18.0.2:4242")!, enabled: false)
+            try program.setListener(IPEndpoint("[::]:4242")!)
+        }
+        #expect(try inNamespace(pair.b) { try program.listeners }.map(\.description).sorted()
+                == ["0.0.0.0:4242", "198.18.0.9:4242", "[::]:4242"].sorted())
+        #expect(try pair.deliver(count: 2, toPort: 4242) == 2)
+        verdicts = try inNamespace(pair.b) { try program.verdicts() }
+        #expect(verdicts.passedNoSocket == 5, "\(verdicts)")
+    }
+}

@@ -38,7 +38,8 @@ public struct XDPBackendConfiguration: Sendable {
 /// kernel; the kernel socket worker serves that with the same service, so nothing the kernel
 /// would deliver to a socket on the listen address is lost (counted as "via kernel socket").
 /// Setup attaches the program to the interface (or joins a sluice program already there) and
-/// adds the listen port to its steering; ``finish()`` leaves the interface as it was found.
+/// adds the listen address to its steering (that address and port only; a wildcard, its
+/// families' addresses), so another server on another address of the interface keeps its traffic; ``finish()`` leaves the interface as it was found.
 public final class XDPBackend: UDPBackend {
     public static let name = "xdp"
     public static let summary = "AF_XDP behind Sluice's XDP program, one worker per queue; needs CAP_NET_ADMIN and CAP_BPF"
@@ -58,7 +59,8 @@ public final class XDPBackend: UDPBackend {
     /// What the workers' stages accept: the kernel's rules for a socket on the listen address.
     let acceptance: UDPAcceptance
     private let attachedHere: Bool
-    private let addedPort: UInt16?
+    /// The listen address this backend added to the program's steering (none if it was there).
+    private let addedListener: IPEndpoint?
     private let modes = Locked<[Bool]>([])
     private let socketStatistics = Locked(XSKStatistics())
     private let finalVerdicts = Locked<XDPVerdicts?>(nil)
@@ -86,8 +88,11 @@ public final class XDPBackend: UDPBackend {
                                                 logger: configuration.logger)
                 attachedHere = true
             }
-            addedPort = try program.ports.contains(port) ? nil : port
-            if addedPort != nil { try program.setPort(port) }
+            let ports = try program.ports
+            let listeners = try program.listeners
+            let steered = ports.contains(port) || listeners.contains(configuration.listen)
+            addedListener = steered ? nil : configuration.listen
+            if let addedListener { try program.setListener(addedListener) }
         } catch {
             throw RuntimeError(error)
         }
@@ -97,7 +102,7 @@ public final class XDPBackend: UDPBackend {
             umem = try XSKUmem(pool: pool)
             pools = pool.partition(into: settings.queues.count)
         } catch {
-            if attachedHere { try? program.detach() } else if let addedPort { try? program.setPort(addedPort, enabled: false) }
+            if attachedHere { try? program.detach() } else if let addedListener { try? program.setListener(addedListener, enabled: false) }
             throw RuntimeError(error)
         }
     }
@@ -168,15 +173,16 @@ public final class XDPBackend: UDPBackend {
         return report
     }
 
-    /// Leaves the interface as it was found: takes back the port it added, and detaches the
-    /// program once no port is steered through it any more, whichever process attached it: a
+    /// Leaves the interface as it was found: takes back the listen address it added, and detaches
+    /// the program once nothing is steered through it any more, whichever process attached it: a
     /// second server that joined the program keeps it, and the last one out removes it.
     public func finish() {
         let verdicts = try? program.verdicts()
         finalVerdicts.withLock { $0 = verdicts }
-        guard let addedPort else { return }
-        try? program.setPort(addedPort, enabled: false)
-        if (try? program.ports)?.isEmpty ?? attachedHere { try? program.detach() }
+        guard let addedListener else { return }
+        try? program.setListener(addedListener, enabled: false)
+        let unused = ((try? program.ports)?.isEmpty ?? attachedHere) && ((try? program.listeners)?.isEmpty ?? true)
+        if unused { try? program.detach() }
     }
 
     /// "native XDP, copy", with "zero-copy" or "mixed zero-copy/copy" over the sockets opened.
