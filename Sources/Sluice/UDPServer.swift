@@ -306,7 +306,7 @@ public final class UDPServer<Service: UDPService>: Sendable {
     /// The stage counters that are drops, for the summary.
     static var stageDrops: Set<String> {
         ["not_udp", "dropped_by_service", "fragments", "bad_checksum", "bad_ip_checksum", "not_local", "martian",
-         "reply_to_port_zero", "family_mismatch"]
+         "reply_to_port_zero", "family_mismatch", "refused_ip_options", "vlan_without_device"]
     }
 
     static func rate(_ value: Double) -> String {

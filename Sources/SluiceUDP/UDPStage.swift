@@ -32,6 +32,12 @@ public struct UDPStageCounters: Equatable, Sendable {
     public var martian: UInt64 = 0
     /// Replies to source port 0, which no socket can send to.
     public var replyToPortZero: UInt64 = 0
+    /// IPv4 source-route options (as with `accept_source_route=0`), and IPv6 extension headers
+    /// RFC 8200 says to discard: hop-by-hop options not first, options whose type says discard,
+    /// routing headers with segments left.
+    public var refusedIPOptions: UInt64 = 0
+    /// Frames tagged with a VLAN no device on the interface owns.
+    public var vlanWithoutDevice: UInt64 = 0
     /// Malformed packets, by what was wrong, indexed by ``PacketError`` raw value.
     public var malformed: [UInt64] = Array(repeating: 0, count: PacketError.allCases.count)
 
@@ -62,6 +68,8 @@ public struct UDPStageCounters: Equatable, Sendable {
         notLocal += other.notLocal
         martian += other.martian
         replyToPortZero += other.replyToPortZero
+        refusedIPOptions += other.refusedIPOptions
+        vlanWithoutDevice += other.vlanWithoutDevice
         for i in malformed.indices { malformed[i] += other.malformed[i] }
     }
 
@@ -72,7 +80,8 @@ public struct UDPStageCounters: Equatable, Sendable {
             ("dropped_by_service", droppedByService), ("emitted", emitted), ("emit_failures", emitFailures),
             ("not_udp", notUDP), ("fragments", fragments), ("bad_checksum", badChecksum),
             ("family_mismatch", familyMismatch), ("bad_ip_checksum", badIPChecksum), ("not_local", notLocal),
-            ("martian", martian), ("reply_to_port_zero", replyToPortZero),
+            ("martian", martian), ("reply_to_port_zero", replyToPortZero), ("refused_ip_options", refusedIPOptions),
+            ("vlan_without_device", vlanWithoutDevice),
         ]
         for (reason, count) in zip(PacketError.allCases, malformed) where reason.isMalformed {
             out.append(("malformed_" + reason.name, count))
@@ -113,6 +122,12 @@ public struct UDPAcceptance: Sendable, Equatable {
     public var localAddresses: [IPAddress] = []
     /// Broadcast addresses also accepted (a wildcard IPv4 listen's: the subnets' and 255.255.255.255).
     public var broadcastAddresses: [IPAddress] = []
+    /// Apply the kernel's IP and link rules: drop IPv4 source-route options, IPv6 extension
+    /// headers RFC 8200 discards, and frames tagged with a VLAN not in ``vlanIDs``.
+    public var appliesKernelRules = false
+    /// The VLAN IDs that have a device on the interface (their frames are the kernel's to give
+    /// to that device, and a service listening there takes them).
+    public var vlanIDs: Set<UInt16> = []
 
     /// Nothing checked.
     public init() {}
@@ -242,6 +257,17 @@ public struct UDPStage<Service: UDPService>: Stage {
             _counters.martian &+= 1
             return false
         }
+        if acceptance.appliesKernelRules {
+            if let tag = layout.vlanTag, !acceptance.vlanIDs.contains(tag & 0x0FFF) {
+                _counters.vlanWithoutDevice &+= 1
+                return false
+            }
+            guard !Self.refusesIPOptions(network: network, length: layout.transportOffset - layout.networkOffset,
+                                         isIPv6: layout.isIPv6) else {
+                _counters.refusedIPOptions &+= 1
+                return false
+            }
+        }
         if !acceptance.localAddresses.isEmpty, !acceptance.localAddresses.contains(destination),
            !acceptance.broadcastAddresses.contains(destination) {
             _counters.notLocal &+= 1
@@ -306,6 +332,58 @@ public struct UDPStage<Service: UDPService>: Stage {
                         payloadLength: datagram.payloadLength)
         if groupFrame, let localMAC = acceptance.localMAC { localMAC.store(networkBytesAt: packet.dataStart + 6) }
         return true
+    }
+
+    /// Whether the kernel would drop the packet for its IP options or extension headers: an
+    /// IPv4 loose or strict source route (`accept_source_route=0`, the default), or, over IPv6
+    /// (RFC 8200), hop-by-hop options anywhere but first, an unknown option whose type says
+    /// discard, or a routing header with segments left. `length` is the whole IP header with
+    /// options or extension headers, already bounds-checked by the parser.
+    @inlinable
+    static func refusesIPOptions(network: UnsafeMutableRawPointer, length: Int, isIPv6: Bool) -> Bool {
+        func byte(_ offset: Int) -> UInt8 { network.load(fromByteOffset: offset, as: UInt8.self) }
+        if !isIPv6 {
+            var offset = 20   // the fixed header; options follow
+            while offset < length {
+                let type = byte(offset)
+                if type == 0 { return false }          // end of options
+                if type == 1 { offset += 1; continue }  // no operation
+                guard offset + 1 < length else { return true }
+                let size = Int(byte(offset + 1))
+                guard size >= 2, offset + size <= length else { return true }
+                if type == 0x83 || type == 0x89 { return true }   // LSRR, SSRR
+                offset += size
+            }
+            return false
+        }
+        var next = byte(6)
+        var offset = 40
+        var first = true
+        while offset < length {
+            let size = (Int(byte(offset + 1)) + 1) * 8
+            switch next {
+            case 0, 60:   // hop-by-hop, destination options
+                if next == 0 && !first { return true }
+                var option = offset + 2
+                while option < offset + size {
+                    let type = byte(option)
+                    if type == 0 { option += 1; continue }   // Pad1
+                    let optionLength = Int(byte(option + 1))
+                    // Pad1/PadN, router alert, CALIPSO, IOAM are known; an unknown one whose two
+                    // high bits are not 00 means "discard the packet".
+                    if ![1, 5, 7, 0x31].contains(type) && type >> 6 != 0 { return true }
+                    option += 2 + optionLength
+                }
+            case 43:      // routing: this host is the destination, so nothing may be left
+                if byte(offset + 3) != 0 { return true }
+            default:
+                break
+            }
+            next = byte(offset)
+            offset += size
+            first = false
+        }
+        return false
     }
 
     /// Whether the kernel would drop the packet for a martian address: 0.0.0.0/8, 127/8 or a

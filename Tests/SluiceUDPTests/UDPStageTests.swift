@@ -359,9 +359,11 @@ struct AnnounceService: UDPService {
 
     /// Runs one frame through an echo stage that applies the rules of a wildcard IPv4 and IPv6
     /// listen on 198.18.0.1/24 and 2001:2::1.
-    static func accept(_ frame: [UInt8]) -> (out: [[UInt8]], counters: UDPStageCounters) {
+    static func accept(_ frame: [UInt8], vlans: Set<UInt16> = []) -> (out: [[UInt8]], counters: UDPStageCounters) {
         var acceptance = UDPAcceptance()
         acceptance.verifiesChecksums = true
+        acceptance.appliesKernelRules = true
+        acceptance.vlanIDs = vlans
         acceptance.localMAC = local
         acceptance.localAddresses = [.v4(IPv4Address(198, 18, 0, 1)), IPAddress("2001:2::1")!]
         acceptance.broadcastAddresses = [.v4(IPv4Address(198, 18, 0, 255)), .v4(IPv4Address(rawValue: .max))]
@@ -430,6 +432,40 @@ struct AnnounceService: UDPService {
 
     @Test func noReplyGoesToPortZero() {
         #expect(Self.accept(Self.frame(sourcePort: 0)).counters.replyToPortZero == 1)
+    }
+
+    static func frame4(options: [UInt8]) -> [UInt8] {
+        Reference.frame(sourceMAC: clientMAC, destinationMAC: serverMAC, source: client4, destination: server4,
+                        sourcePort: 40000, destinationPort: 9000, payload: [1, 2, 3], ipv4Options: options)
+    }
+
+    static func frame6(_ headers: [(kind: UInt8, body: [UInt8])]) -> [UInt8] {
+        Reference.frame(sourceMAC: clientMAC, destinationMAC: serverMAC, source: client6, destination: server6,
+                        sourcePort: 40000, destinationPort: 9000, payload: [1, 2, 3], ipv6ExtensionHeaders: headers)
+    }
+
+    @Test func sourceRoutesAreRefusedAndHarmlessOptionsPass() {
+        #expect(Self.accept(Self.frame4(options: [0x83, 7, 4, 198, 18, 0, 3, 0])).counters.refusedIPOptions == 1, "LSRR")
+        #expect(Self.accept(Self.frame4(options: [0x89, 7, 4, 198, 18, 0, 3, 0])).counters.refusedIPOptions == 1, "SSRR")
+        #expect(Self.accept(Self.frame4(options: [1, 1, 1, 0])).counters.replies == 1, "NOPs and the end of options")
+    }
+
+    @Test func ipv6ExtensionHeadersFollowRFC8200() {
+        let padN: [UInt8] = [0, 1, 4, 0, 0, 0, 0]
+        #expect(Self.accept(Self.frame6([(0, padN), (60, padN)])).counters.replies == 1, "hop-by-hop first, then options")
+        #expect(Self.accept(Self.frame6([(60, padN), (0, padN)])).counters.refusedIPOptions == 1, "hop-by-hop not first")
+        #expect(Self.accept(Self.frame6([(60, [0, 0x80, 4, 0, 0, 0, 0])])).counters.refusedIPOptions == 1,
+                "an unknown option whose type says discard")
+        #expect(Self.accept(Self.frame6([(60, [0, 0x1E, 4, 0, 0, 0, 0])])).counters.replies == 1, "an unknown option to skip")
+        #expect(Self.accept(Self.frame6([(43, [0, 0, 1, 0, 0, 0, 0])])).counters.refusedIPOptions == 1, "segments left")
+        #expect(Self.accept(Self.frame6([(43, [0, 0, 0, 0, 0, 0, 0])])).counters.replies == 1, "a spent routing header")
+    }
+
+    @Test func aVLANTagNeedsItsDevice() {
+        let tagged = Reference.frame(vlan: 42, sourceMAC: clientMAC, destinationMAC: serverMAC, source: client4,
+                                     destination: server4, sourcePort: 40000, destinationPort: 9000, payload: [1])
+        #expect(Self.accept(tagged).counters.vlanWithoutDevice == 1)
+        #expect(Self.accept(tagged, vlans: [42]).counters.replies == 1)
     }
 }
 

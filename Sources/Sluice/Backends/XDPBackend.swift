@@ -143,6 +143,8 @@ public final class XDPBackend: UDPBackend {
         var acceptance = UDPAcceptance()
         acceptance.verifiesChecksums = settings.verifiesChecksums
         acceptance.localMAC = interface.mac
+        acceptance.appliesKernelRules = true
+        acceptance.vlanIDs = vlanIDs(on: settings.interface)
         switch listen.address {
         case .v4(.any):
             acceptance.localAddresses = interface.addresses.filter { $0.family == AF_INET }
@@ -154,6 +156,21 @@ public final class XDPBackend: UDPBackend {
             acceptance.localAddresses = [address]
         }
         return acceptance
+    }
+
+    /// The VLAN IDs with a device on `interface` (`/proc/net/vlan/config` of the calling
+    /// thread's namespace: "NAME | VID | DEVICE" lines); none when the table is absent.
+    static func vlanIDs(on interface: String) -> Set<UInt16> {
+        guard let file = fopen("/proc/thread-self/net/vlan/config", "r") else { return [] }
+        defer { fclose(file) }
+        var ids: Set<UInt16> = []
+        var line = [CChar](repeating: 0, count: 512)
+        while fgets(&line, Int32(line.count), file) != nil {
+            let fields = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                .split(separator: "|").map { $0.filter { !$0.isWhitespace } }
+            if fields.count == 3, String(fields[2]) == interface, let id = UInt16(fields[1]) { ids.insert(id) }
+        }
+        return ids
     }
 
     /// Serves what the program passes to the kernel (fragments, above all) from a kernel socket
