@@ -371,7 +371,10 @@ public struct UDPStage<Service: UDPService>: Stage {
                     let optionLength = Int(byte(option + 1))
                     // Pad1/PadN, router alert, CALIPSO, IOAM are known; an unknown one whose two
                     // high bits are not 00 means "discard the packet".
-                    if ![1, 5, 7, 0x31].contains(type) && type >> 6 != 0 { return true }
+                    switch type {
+                    case 1, 5, 7, 0x31: break
+                    default: if type >> 6 != 0 { return true }
+                    }
                     option += 2 + optionLength
                 }
             case 43:      // routing: this host is the destination, so nothing may be left
