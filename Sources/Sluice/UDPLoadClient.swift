@@ -106,14 +106,11 @@ public enum UDPLoadClient {
         while book.outstanding > 0, clock.now() < drainUntil {
             if try port.receive(into: &incoming) > 0 { check(&incoming, size: payloadSize, from: target, book: &book) }
         }
-        report.sent = book.next
-        report.received = book.intact
-        report.corrupt = book.corrupt
-        report.duplicates = book.duplicates
-        report.strays = book.strays
-        report.late = book.late
-        report.seconds = Double((clock.now() - start).nanosecondsClamped) / 1e9
-        return report
+        var replies = book.replies
+        replies.sent = book.next
+        replies.payloadSize = payloadSize
+        replies.seconds = Double((clock.now() - start).nanosecondsClamped) / 1e9
+        return replies
     }
 
     /// Writes datagram number `sequence`: its number in the first 8 bytes, then a pattern keyed by it.
@@ -165,7 +162,7 @@ public enum UDPLoadClient {
         for i in 0..<batch.count {
             let data = batch[i].data
             guard DatagramHeader(frameStart: batch[i].frameStart).peer == target else {
-                book.strays += 1
+                book.replies.strays += 1
                 continue
             }
             // Datagrams under 8 bytes carry no number: only their length is checked, and they
@@ -199,11 +196,8 @@ struct ReplyBook {
     private(set) var next: UInt64 = 0
     /// Datagrams out without a reply.
     private(set) var outstanding = 0
-    var intact: UInt64 = 0
-    var corrupt: UInt64 = 0
-    var duplicates: UInt64 = 0
-    var strays: UInt64 = 0
-    var late: UInt64 = 0
+    /// The replies booked so far, by kind (`received` counts the intact ones).
+    var replies = UDPLoadReport()
 
     init(capacity: Int) {
         sequences = Array(repeating: 0, count: max(capacity, 1))
@@ -227,29 +221,29 @@ struct ReplyBook {
     /// Books a reply numbered `sequence`.
     mutating func answer(_ sequence: UInt64, intact isIntact: Bool) {
         guard sequence < next else {
-            strays += 1
+            replies.strays += 1
             return
         }
         let index = slot(sequence)
         guard sequences[index] == sequence else {
-            late += 1   // so old that its slot went to a later datagram
+            replies.late += 1   // so old that its slot went to a later datagram
             return
         }
         switch states[index] {
         case .out:
             states[index] = .answered
             outstanding -= 1
-            if isIntact { intact += 1 } else { corrupt += 1 }
-        case .answered: duplicates += 1
-        case .writtenOff: late += 1
-        case .free: strays += 1
+            if isIntact { replies.received += 1 } else { replies.corrupt += 1 }
+        case .answered: replies.duplicates += 1
+        case .writtenOff: replies.late += 1
+        case .free: replies.strays += 1
         }
     }
 
     /// Books an unnumbered reply against the oldest datagram still out.
     mutating func answerOldest(intact isIntact: Bool) {
         guard outstanding > 0 else {
-            duplicates += 1
+            replies.duplicates += 1
             return
         }
         var sequence = next - UInt64(min(Int(next), states.count))

@@ -321,7 +321,7 @@ public struct XDPPort: Port, ~Copyable {
             count = xsk_ring_cons__peek(receiveRing, limit, &index)
             if count == 0 {
                 idleWaits &+= 1
-                if idleWaits * Int(pollTimeoutMilliseconds) >= 1000 {
+                if idleWaits * max(Int(pollTimeoutMilliseconds), 1) >= 1000 {
                     idleWaits = 0
                     try checkPath()
                 }
