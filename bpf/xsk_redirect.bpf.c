@@ -28,7 +28,8 @@ enum verdict {
     VERDICT_PASS_NO_SOCKET = 3, // port matched but no XSK on this queue
     VERDICT_PASS_FRAGMENT = 4,  // IP fragments (no UDP header to look at, or not ours to reassemble)
     VERDICT_PASS_MALFORMED = 5, // truncated headers: the kernel decides what to do with them
-    VERDICT_COUNT = 6,
+    VERDICT_PASS_NOT_OURS = 6,  // another host's MAC, an address not the interface's, a VLAN with its own device
+    VERDICT_COUNT = 7,
 };
 
 struct {
@@ -64,6 +65,38 @@ struct {
     __type(value, __u8);
 } listeners SEC(".maps");
 
+// The interface as the kernel sees it, so the program leaves to the kernel what only the kernel
+// should see (the kernel drops frames for another MAC as PACKET_OTHERHOST, and hands a VLAN tag
+// with a device to that device). Keep in step with sluice_link_filter in CSluiceXDP.h.
+struct link_filter {
+    __u8 mac[6];
+    __u8 checks_mac;        // non-zero: a unicast frame for another MAC is passed
+    __u8 checks_addresses;  // non-zero: a wildcard listener takes only addresses in local_addresses
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct link_filter);
+} link SEC(".maps");
+
+// Indexed by VLAN ID: non-zero when a VLAN device on the interface owns that ID.
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 4096);
+    __type(key, __u32);
+    __type(value, __u8);
+} vlan_devices SEC(".maps");
+
+// The interface's unicast and broadcast addresses, keyed as listeners with port 0.
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 256);
+    __type(key, struct listener_key);
+    __type(value, __u8);
+} local_addresses SEC(".maps");
+
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
     __uint(max_entries, VERDICT_COUNT);
@@ -79,20 +112,37 @@ static __always_inline int count(__u32 verdict, int action)
     return action;
 }
 
+static __always_inline int same_mac(const __u8 *a, const __u8 *b)
+{
+    return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) | (a[5] ^ b[5])) == 0;
+}
+
 // Returns the UDP header, or NULL with *why set to the verdict for passing the frame; fills in
 // the listener key's family and address from the IP header.
-static __always_inline struct udphdr *find_udp(void *data, void *end, __u32 *why, struct listener_key *key)
+static __always_inline struct udphdr *find_udp(void *data, void *end, __u32 *why, struct listener_key *key,
+                                               const struct link_filter *filter)
 {
     struct ethhdr *eth = data;
     void *cursor = eth + 1;
     *why = VERDICT_PASS_MALFORMED;
     if (cursor > end)
         return NULL;
+    // The group bit: broadcast and multicast frames are for every host on the link.
+    if (filter && filter->checks_mac && !(eth->h_dest[0] & 1) && !same_mac(eth->h_dest, filter->mac)) {
+        *why = VERDICT_PASS_NOT_OURS;
+        return NULL;
+    }
     __u16 proto = eth->h_proto;
     if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
         struct { __be16 tci; __be16 proto; } *tag = cursor;
         if ((void *)(tag + 1) > end)
             return NULL;
+        __u32 vid = bpf_ntohs(tag->tci) & 0x0FFF;
+        __u8 *device = bpf_map_lookup_elem(&vlan_devices, &vid);
+        if (device && *device) {
+            *why = VERDICT_PASS_NOT_OURS;
+            return NULL;
+        }
         proto = tag->proto;
         cursor = tag + 1;
     }
@@ -155,7 +205,9 @@ static __always_inline int steer(struct xdp_md *ctx)
     void *end = (void *)(long)ctx->data_end;
     __u32 why;
     struct listener_key key = {};
-    struct udphdr *udp = find_udp(data, end, &why, &key);
+    __u32 zero = 0;
+    const struct link_filter *filter = bpf_map_lookup_elem(&link, &zero);
+    struct udphdr *udp = find_udp(data, end, &why, &key, filter);
     if (!udp)
         return count(why, XDP_PASS);
     __u32 port = bpf_ntohs(udp->dest);
@@ -165,8 +217,16 @@ static __always_inline int steer(struct xdp_md *ctx)
         key.port = port;
         wanted = bpf_map_lookup_elem(&listeners, &key);
         if (!wanted || !*wanted) {
-            __builtin_memset(key.addr, 0, sizeof(key.addr));
-            wanted = bpf_map_lookup_elem(&listeners, &key);
+            struct listener_key wildcard = key;
+            __builtin_memset(wildcard.addr, 0, sizeof(wildcard.addr));
+            wanted = bpf_map_lookup_elem(&listeners, &wildcard);
+            if (wanted && *wanted && filter && filter->checks_addresses) {
+                // A socket bound to a wildcard takes only the host's addresses.
+                key.port = 0;
+                __u8 *local = bpf_map_lookup_elem(&local_addresses, &key);
+                if (!local || !*local)
+                    return count(VERDICT_PASS_NOT_OURS, XDP_PASS);
+            }
         }
         if (!wanted || !*wanted)
             return count(VERDICT_PASS_PORT, XDP_PASS);

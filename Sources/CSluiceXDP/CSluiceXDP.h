@@ -17,4 +17,11 @@ struct sluice_listener_key {
     __u8 addr[16];
 };
 
+// The value of the XDP program's `link` map; keep in step with bpf/xsk_redirect.bpf.c.
+struct sluice_link_filter {
+    __u8 mac[6];
+    __u8 checks_mac;
+    __u8 checks_addresses;
+};
+
 #endif

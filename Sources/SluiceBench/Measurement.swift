@@ -48,7 +48,7 @@ enum LatencyProbe {
     /// gives up a second after the schedule should have ended.
     static func run(target: IPEndpoint, rate: Int, count: Int, payloadSize: Int) throws -> BenchLatency {
         let family = target.address.family
-        let descriptor = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        let descriptor = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard descriptor >= 0 else { throw RuntimeError("latency probe: socket: \(String(cString: strerror(errno)))") }
         defer { close(descriptor) }
         let connected = SocketAddress.with(target, family: family) { connect(descriptor, $0, $1) }

@@ -42,6 +42,15 @@ public struct NetworkInterface: Sendable, Equatable {
                        let broadcast = current.pointee.ifa_ifu.ifu_broadaddr {
                         interface.broadcastAddresses.append(SocketAddress.endpoint(from: UnsafeRawPointer(broadcast)).address)
                     }
+                    // The kernel also routes the subnet's all-ones address as broadcast (for a
+                    // prefix under /31) when the address was added without one.
+                    if address.pointee.sa_family == sa_family_t(AF_INET), let mask = current.pointee.ifa_netmask,
+                       case .v4(let local) = SocketAddress.endpoint(from: UnsafeRawPointer(address)).address,
+                       case .v4(let netmask) = SocketAddress.endpoint(from: UnsafeRawPointer(mask)).address,
+                       netmask.rawValue.nonzeroBitCount < 31 {
+                        let subnet = IPAddress.v4(IPv4Address(rawValue: local.rawValue | ~netmask.rawValue))
+                        if !interface.broadcastAddresses.contains(subnet) { interface.broadcastAddresses.append(subnet) }
+                    }
                 default:
                     break
                 }

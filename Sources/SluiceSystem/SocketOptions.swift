@@ -32,8 +32,11 @@ public func configureDatagramSocket(_ descriptor: Int32, family: Int32, listen: 
     if family == AF_INET6 {
         let dualStack: Int32 = listen.address == .v6(.any) ? 0 : 1
         try setOption(descriptor, Int32(IPPROTO_IPV6), IPV6_V6ONLY, dualStack, "IPV6_V6ONLY")
-        // Also reports IPv4 datagrams on a dual-stack socket, as IPv4-mapped addresses.
+        // Also reports IPv4 datagrams on a dual-stack socket, as IPv4-mapped destinations.
         try setOption(descriptor, Int32(IPPROTO_IPV6), IPV6_RECVPKTINFO, 1, "IPV6_RECVPKTINFO")
+        // A dual-stack socket's IPv4 datagrams also get IP_PKTINFO, after IPV6_PKTINFO: its
+        // ipi_spec_dst is the address to answer a subnet broadcast from.
+        if dualStack == 0 { try setOption(descriptor, Int32(IPPROTO_IP), IP_PKTINFO, 1, "IP_PKTINFO") }
     } else {
         try setOption(descriptor, Int32(IPPROTO_IP), IP_PKTINFO, 1, "IP_PKTINFO")
     }

@@ -377,8 +377,12 @@ public struct UDPStage<Service: UDPService>: Stage {
                     }
                     option += 2 + optionLength
                 }
-            case 43:      // routing: this host is the destination, so nothing may be left
-                if byte(offset + 3) != 0 { return true }
+            case 43:
+                // Routing: this host is the destination, so no segment may be left; segment
+                // routing (type 4) and RPL (type 3) headers are dropped whatever is left, as the
+                // kernel does while seg6_enabled and rpl_seg_enabled are off (their default).
+                let type = byte(offset + 2)
+                if byte(offset + 3) != 0 || type == 3 || type == 4 { return true }
             default:
                 break
             }

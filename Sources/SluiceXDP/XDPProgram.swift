@@ -42,18 +42,42 @@ public struct XDPVerdicts: Sendable, Equatable, CustomStringConvertible {
     public var passedFragment: UInt64 = 0
     /// Frames with truncated or invalid headers, passed for the kernel to judge.
     public var passedMalformed: UInt64 = 0
+    /// Frames that are not this interface's to take (see ``XDPLinkFilter``): for another MAC,
+    /// to an address not the interface's, or tagged with a VLAN that has its own device.
+    public var passedNotOurs: UInt64 = 0
 
     /// All zero.
     public init() {}
 
     /// Every frame the program saw.
     public var total: UInt64 {
-        redirected + passedNotUDP + passedPort + passedNoSocket + passedFragment + passedMalformed
+        redirected + passedNotUDP + passedPort + passedNoSocket + passedFragment + passedMalformed + passedNotOurs
     }
 
     public var description: String {
         "redirected \(redirected), passed: not UDP \(passedNotUDP), port not steered \(passedPort), "
-            + "no socket on queue \(passedNoSocket), fragment \(passedFragment), malformed \(passedMalformed)"
+            + "no socket on queue \(passedNoSocket), fragment \(passedFragment), malformed \(passedMalformed), "
+            + "not ours \(passedNotOurs)"
+    }
+}
+
+/// What the program leaves to the kernel because the kernel would not give it to a socket of
+/// this interface: a unicast frame for another MAC (the kernel drops it as `PACKET_OTHERHOST`),
+/// a VLAN tag with a device of its own (that device's traffic), and, for a wildcard listener,
+/// an address that is not the interface's.
+public struct XDPLinkFilter: Sendable, Equatable {
+    /// The interface's MAC; `nil`: frames are not checked by MAC.
+    public var localMAC: MACAddress?
+    /// The VLAN IDs that have a device on the interface.
+    public var vlanDeviceIDs: Set<UInt16> = []
+    /// The interface's unicast and broadcast addresses a wildcard listener takes; `nil`: any.
+    public var localAddresses: [IPAddress]?
+
+    /// Nothing filtered.
+    public init(localMAC: MACAddress? = nil, vlanDeviceIDs: Set<UInt16> = [], localAddresses: [IPAddress]? = nil) {
+        self.localMAC = localMAC
+        self.vlanDeviceIDs = vlanDeviceIDs
+        self.localAddresses = localAddresses
     }
 }
 
@@ -89,6 +113,10 @@ public final class XDPProgram: @unchecked Sendable {
     private let portsMap: Int32
     /// The `listeners` map; -1 for a program from before listen addresses were steered.
     private let listenersMap: Int32
+    /// The `link`, `vlan_devices` and `local_addresses` maps; -1 for a program without them.
+    private let linkMap: Int32
+    private let vlanDevicesMap: Int32
+    private let localAddressesMap: Int32
     private let verdictsMap: Int32
     /// libxdp's handle and its object when this instance loaded the program.
     private let handle: BPFObject?
@@ -99,9 +127,9 @@ public final class XDPProgram: @unchecked Sendable {
     /// Map names the program must own to count as ours.
     static let mapNames = ["xsks_map", "ports", "verdicts"]
     /// Maps opened when the program has them (newer builds).
-    static let optionalMapNames = ["listeners"]
-    /// Number of slots in the `verdicts` map.
-    static let verdictCount = 6
+    static let optionalMapNames = ["listeners", "link", "vlan_devices", "local_addresses"]
+    /// Number of slots in the `verdicts` map (a program from before `passedNotOurs` has one fewer).
+    static let verdictCount = 7
 
     /// The object for the plain or the multi-buffer program, as the package embeds it.
     static func objectName(frags: Bool) -> String { frags ? "xsk_redirect_frags" : "xsk_redirect" }
@@ -322,6 +350,38 @@ public final class XDPProgram: @unchecked Sendable {
         }
     }
 
+    /// Sets what the program leaves to the kernel as another host's or another device's (see
+    /// ``XDPLinkFilter``). The filter is the interface's, shared by every listener on it; the
+    /// VLAN IDs and addresses given are added to those already set.
+    public func setLinkFilter(_ filter: XDPLinkFilter) throws(SystemCallError) {
+        guard linkMap >= 0, vlanDevicesMap >= 0, localAddressesMap >= 0 else {
+            throw SystemCallError(.xdp, operation: "setting the link filter on \(interfaceName)", errno: EOPNOTSUPP,
+                                  hint: "the attached sluice program predates the link filter; detach it and attach again")
+        }
+        func update(_ map: Int32, _ key: UnsafeRawPointer, _ value: UnsafeRawPointer, _ what: String) throws(SystemCallError) {
+            if bpf_map_update_elem(map, key, value, UInt64(BPF_ANY)) != 0 {
+                throw SystemCallError(.xdp, operation: "setting \(what) in the link filter on \(interfaceName)", errno: Glibc.errno)
+            }
+        }
+        var present: UInt8 = 1
+        for id in filter.vlanDeviceIDs where id < 4096 {
+            var key = UInt32(id)
+            try update(vlanDevicesMap, &key, &present, "VLAN \(id)")
+        }
+        for address in filter.localAddresses ?? [] {
+            var key = Self.listenerKey(address, port: 0)
+            try update(localAddressesMap, &key, &present, "address \(address)")
+        }
+        var value = sluice_link_filter()
+        if let mac = filter.localMAC {
+            withUnsafeMutableBytes(of: &value.mac) { mac.store(networkBytesAt: $0.baseAddress!) }
+            value.checks_mac = 1
+        }
+        value.checks_addresses = filter.localAddresses == nil ? 0 : 1
+        var zero: UInt32 = 0
+        try update(linkMap, &zero, &value, "the MAC")
+    }
+
     static func listenerKey(_ address: IPAddress, port: UInt16) -> sluice_listener_key {
         var key = sluice_listener_key()
         key.port = port
@@ -407,6 +467,7 @@ public final class XDPProgram: @unchecked Sendable {
         for slot in 0..<Self.verdictCount {
             var key = UInt32(slot)
             if bpf_map_lookup_elem(verdictsMap, &key, &values) != 0 {
+                if Glibc.errno == ENOENT { break }
                 throw SystemCallError(.xdp, operation: "reading the verdicts map on \(interfaceName)", errno: Glibc.errno)
             }
             sums[slot] = values.reduce(0, &+)
@@ -418,6 +479,7 @@ public final class XDPProgram: @unchecked Sendable {
         verdicts.passedNoSocket = sums[3]
         verdicts.passedFragment = sums[4]
         verdicts.passedMalformed = sums[5]
+        verdicts.passedNotOurs = sums[6]
         return verdicts
     }
 
@@ -429,7 +491,7 @@ public final class XDPProgram: @unchecked Sendable {
         close(programDescriptor)
         close(xsksMap)
         close(portsMap)
-        if listenersMap >= 0 { close(listenersMap) }
+        for map in [listenersMap, linkMap, vlanDevicesMap, localAddressesMap] where map >= 0 { close(map) }
         close(verdictsMap)
         handle?.close()
     }
@@ -488,6 +550,9 @@ public final class XDPProgram: @unchecked Sendable {
         self.xsksMap = xsks
         self.portsMap = ports
         self.listenersMap = maps["listeners"] ?? -1
+        self.linkMap = maps["link"] ?? -1
+        self.vlanDevicesMap = maps["vlan_devices"] ?? -1
+        self.localAddressesMap = maps["local_addresses"] ?? -1
         self.verdictsMap = verdicts
         self.handle = handle
     }

@@ -14,7 +14,8 @@ public final class KernelUDPSocket {
     /// Opens a socket bound to `bind` (port 0 for any), with a receive timeout.
     public init(bind endpoint: IPEndpoint, receiveTimeout: Duration = .seconds(2), bufferBytes: Int32 = 8 << 20) {
         if case .v4 = endpoint.address { family = AF_INET } else { family = AF_INET6 }
-        descriptor = socket(family, Int32(SOCK_DGRAM.rawValue), 0)
+        // Close-on-exec: a child another test spawns meanwhile must not keep the port bound.
+        descriptor = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         precondition(descriptor >= 0, "socket: \(errno)")
         var size = bufferBytes
         setsockopt(descriptor, SOL_SOCKET, SO_RCVBUFFORCE, &size, 4)

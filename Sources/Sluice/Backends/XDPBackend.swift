@@ -92,6 +92,10 @@ public final class XDPBackend: UDPBackend {
             let listeners = try program.listeners
             let steered = ports.contains(port) || listeners.contains(configuration.listen)
             addedListener = steered ? nil : configuration.listen
+            // Set before the listener, so no frame of another host or device is taken meanwhile.
+            try program.setLinkFilter(XDPLinkFilter(
+                localMAC: acceptance.localMAC, vlanDeviceIDs: acceptance.vlanIDs,
+                localAddresses: try Self.interfaceAddresses(settings.interface)))
             if let addedListener { try program.setListener(addedListener) }
         } catch {
             throw RuntimeError(error)
@@ -156,6 +160,12 @@ public final class XDPBackend: UDPBackend {
             acceptance.localAddresses = [address]
         }
         return acceptance
+    }
+
+    /// The interface's unicast and broadcast addresses, and the limited broadcast.
+    static func interfaceAddresses(_ name: String) throws(SystemCallError) -> [IPAddress] {
+        guard let interface = try NetworkInterface.named(name) else { return [] }
+        return interface.addresses + interface.broadcastAddresses + [.v4(IPv4Address(rawValue: .max))]
     }
 
     /// The VLAN IDs with a device on `interface` (`/proc/net/vlan/config` of the calling
