@@ -63,10 +63,11 @@ public struct TCPEchoReport: Sendable, CustomStringConvertible {
         let rate = seconds > 0 ? Double(counters.receivedBytes) / seconds / 1e6 : 0
         var lines = [
             "sluice tcp-echo uring (\(mode)) on \(endpoint): \(counters.accepted) connections "
-                + "(\(counters.rejected) rejected, \(failedConnections) failed), \(String(format1: seconds)) s",
+                + "(\(counters.rejected) rejected over the limit, \(failedConnections) failed), \(String(format1: seconds)) s",
             "  received \(counters.receivedBytes) bytes in \(counters.receivedChunks) chunks (\(String(format1: rate)) MB/s), "
                 + "sent \(counters.sentBytes) bytes in \(counters.sends) sends (\(counters.zeroCopySends) zero-copy)",
-            "  io_uring_enter calls: \(enterCalls), receive pauses: \(counters.receivePauses), re-arms for want of buffers: \(counters.receiveStarved), "
+            "  io_uring_enter calls: \(enterCalls), receive pauses (frame budget): \(counters.receivePauses), "
+                + "re-arms for want of buffers: \(counters.receiveStarved), closed idle: \(counters.idleClosed), "
                 + "accept pauses for want of descriptors: \(counters.acceptPauses), cancelled at close: \(counters.cancelled)",
         ]
         lines.append(frames.isBalanced && operationsInFlight == 0

@@ -46,11 +46,19 @@ struct TCPEcho: ParsableCommand {
     @Option(help: "Sends of at least this many bytes use SEND_ZC (0: never).")
     var zeroCopyThreshold: Int = 8192
 
+    @Option(help: "Abort a connection that moves no data either way for this many seconds (0: never).")
+    var idleTimeout: Double = 60
+
+    @Option(help: "Frames one connection may hold for sending before its receiving pauses (its fair share when many are open).")
+    var connectionBudget: Int = 32
+
     @Option(help: "Stop by itself after this many seconds (default: run until SIGINT/SIGTERM).")
     var duration: Double?
 
     func validate() throws {
         if let duration { try checkSeconds(duration, "--duration", in: 0.001...31_536_000) }
+        if idleTimeout != 0 { try checkSeconds(idleTimeout, "--idle-timeout", in: 0.01...31_536_000) }
+        guard (2...512).contains(connectionBudget) else { throw ValidationError("--connection-budget must be 2 to 512") }
         guard (1..<65536).contains(maxConnections) else { throw ValidationError("--max-connections must be 1 to 65535") }
         guard zeroCopyThreshold >= 0 else { throw ValidationError("--zero-copy-threshold must be 0 or more") }
     }
@@ -61,6 +69,8 @@ struct TCPEcho: ParsableCommand {
         configuration.logger = .terminal
         configuration.maximumConnections = maxConnections + 1   // the listener takes a slot
         configuration.zeroCopyThreshold = zeroCopyThreshold > 0 ? zeroCopyThreshold : nil
+        configuration.idleTimeout = idleTimeout > 0 ? Duration(checkedSeconds: idleTimeout) : nil
+        configuration.maximumQueuedPerConnection = connectionBudget
         let signals = SignalWaiter([SIGINT, SIGTERM])
         let clock = ContinuousClock()
         let deadline = duration.map { clock.now + Duration(checkedSeconds: $0) }

@@ -19,8 +19,14 @@ public struct TCPEngineConfiguration: Sendable {
     /// The most send operations submitted and not yet completed (zero-copy ones until their notification).
     public var maximumSendsInFlight: Int = 256
     /// Frames a connection may hold for sending (queued, in flight, or awaiting a zero-copy
-    /// notification) before its receiving pauses (echo back-pressure).
+    /// notification) before its receiving pauses (echo back-pressure). While many connections are
+    /// open each gets at most its fair share of the frames outside the receive ring (never below
+    /// 2), so peers that send and never read cannot pin the pool between them.
     public var maximumQueuedPerConnection: Int = 32
+    /// A connection that moves no data either way for this long is aborted and counted
+    /// (``TCPEngineCounters/idleClosed``); `nil` keeps idle connections. Checked when
+    /// ``TCPEngine/poll(_:timeout:)`` returns, so poll with a timeout.
+    public var idleTimeout: Duration? = .seconds(60)
     /// Frames in the engine's pool: receive buffers, queued and in-flight sends.
     public var frameCount: Int = 1024
     /// Bytes per frame: the most one receive completion carries.
@@ -68,6 +74,8 @@ public struct TCPEngineCounters: Sendable, Equatable {
     public var cancelled: UInt64 = 0
     /// Times receiving paused: a connection queued too much to send, or its reader fell behind.
     public var receivePauses: UInt64 = 0
+    /// Connections aborted for moving no data for ``TCPEngineConfiguration/idleTimeout``.
+    public var idleClosed: UInt64 = 0
     /// Times a listener stopped accepting because the process ran out of descriptors
     /// (`EMFILE`/`ENFILE`); it accepts again once one of the engine's descriptors closes.
     public var acceptPauses: UInt64 = 0
@@ -124,6 +132,11 @@ public final class TCPEngine: StreamTransport {
     public private(set) var operationsInFlight = 0
     /// Frames this engine holds outside the pool and the buffer ring: queued and in-flight sends.
     public private(set) var framesHeld = 0
+    /// Connections open now (accepted or connected, not yet freed).
+    public private(set) var openConnections = 0
+    /// Monotonic nanoseconds, read once per poll: when connections last moved data.
+    var pollTime: UInt64 = TCPEngine.monotonicNanoseconds()
+    var nextIdleScan: UInt64 = 0
     var doorbell: Int32 = -1
     var doorbellWriter: Int32 = -1
     let doorbellValue = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 8)
@@ -295,7 +308,7 @@ public final class TCPEngine: StreamTransport {
         slots[s].queued += 1
         slots[s].held += 1
         deferringRingFailure {
-            if slots[s].held > configuration.maximumQueuedPerConnection, slots[s].receiving, !slots[s].receivePaused {
+            if slots[s].held > sendBudget, slots[s].receiving, !slots[s].receivePaused {
                 try pauseReceive(slot)
             }
             try kick(slot)
@@ -389,6 +402,7 @@ public final class TCPEngine: StreamTransport {
                 throw error
             }
         }
+        pollTime = Self.monotonicNanoseconds()
         var handled = 0
         while true {
             let n = ring.drainCompletions { completion in
@@ -397,9 +411,46 @@ public final class TCPEngine: StreamTransport {
             handled += n
             if n == 0 { break }
         }
-        deferringRingFailure { try refillReceiveBuffers() }
+        deferringRingFailure {
+            try refillReceiveBuffers()
+            try closeIdleConnections()
+        }
         if let ringFailure { throw ringFailure }
         return handled
+    }
+
+    /// Frames one connection may hold for sending now: its fair share of those outside the
+    /// receive ring, within ``TCPEngineConfiguration/maximumQueuedPerConnection``.
+    var sendBudget: Int32 {
+        let outside = configuration.frameCount - Int(configuration.receiveBuffers)
+        return Int32(min(configuration.maximumQueuedPerConnection, max(2, outside / max(1, openConnections))))
+    }
+
+    /// Send credits one connection may keep awaiting zero-copy notifications: its share of
+    /// ``TCPEngineConfiguration/maximumSendsInFlight`` (never below 1).
+    var sendCreditShare: Int32 {
+        Int32(max(1, configuration.maximumSendsInFlight / max(1, openConnections)))
+    }
+
+    /// Aborts the connections that moved no data for the idle timeout (a peer that stopped
+    /// reading holds its frames until then), a few times per timeout.
+    func closeIdleConnections() throws(SystemCallError) {
+        guard let timeout = configuration.idleTimeout, pollTime >= nextIdleScan, !shuttingDown else { return }
+        let limit = UInt64(clamping: timeout.nanosecondsClamped)
+        nextIdleScan = pollTime + max(limit / 4, 10_000_000)
+        for index in slots.indices where slots[index].kind == .open && !slots[index].closeSubmitted
+            && pollTime &- slots[index].lastProgress >= limit {
+            counters.idleClosed += 1
+            try abortConnection(UInt32(index), error: SystemCallError(
+                .tcp, operation: "waiting on a connection", errno: ETIMEDOUT,
+                hint: "no data moved either way for the idle timeout (\(timeout))"))
+        }
+    }
+
+    static func monotonicNanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
     }
 
     /// Submits pending operations without waiting.
@@ -462,11 +513,14 @@ public final class TCPEngine: StreamTransport {
         slots[Int(slot)].generation = generation
         slots[Int(slot)].fd = fd
         slots[Int(slot)].kind = kind
+        slots[Int(slot)].lastProgress = pollTime
+        if kind == .open { openConnections += 1 }
         return slot
     }
 
     func freeSlot(_ slot: UInt32) {
         let s = Int(slot)
+        if slots[s].kind == .open { openConnections -= 1 }
         slots[s].kind = .free
         slots[s].fd = -1
         slots[s].generation &+= 1
@@ -534,7 +588,10 @@ public final class TCPEngine: StreamTransport {
     func armReceive(_ slot: UInt32) throws(SystemCallError) {
         let s = Int(slot)
         let sqe = try submission()
-        if usesMultishotReceive {
+        // A multishot receive takes buffers as fast as its peer sends, past any budget: with more
+        // connections than the frames outside the ring cover at full budget, each receive takes one.
+        let outside = configuration.frameCount - Int(configuration.receiveBuffers)
+        if usesMultishotReceive && openConnections * configuration.maximumQueuedPerConnection <= outside {
             io_uring_prep_recv_multishot(sqe, slots[s].fd, nil, 0, 0)
         } else {
             io_uring_prep_recv(sqe, slots[s].fd, nil, 0, 0)
@@ -563,7 +620,7 @@ public final class TCPEngine: StreamTransport {
         let s = Int(slot)
         guard slots[s].kind == .open, !slots[s].receiving, !slots[s].readClosed, !slots[s].userPaused,
               !slots[s].closeSubmitted, !slots[s].starved,
-              slots[s].held <= configuration.maximumQueuedPerConnection / 2
+              slots[s].held <= sendBudget / 2
         else { return }
         try armReceive(slot)
     }
@@ -574,6 +631,9 @@ public final class TCPEngine: StreamTransport {
         guard slots[s].kind == .open, !slots[s].closeSubmitted else { return }
         if slots[s].sendInFlight { return }
         if slots[s].sendHead >= 0 {
+            // A peer that does not read leaves its zero-copy sends unacknowledged, so each keeps a
+            // credit until then: a connection gets its share, and goes on at its own notifications.
+            guard slots[s].notificationsPending < sendCreditShare else { return }
             guard sendsInFlight < configuration.maximumSendsInFlight else {
                 if !slots[s].waitingForCredit {
                     slots[s].waitingForCredit = true
@@ -766,6 +826,7 @@ public final class TCPEngine: StreamTransport {
                 let packet = pool.packet(at: address, offset: 0, length: Int(completion.result))
                 counters.receivedBytes += UInt64(completion.result)
                 counters.receivedChunks += 1
+                slots[s].lastProgress = pollTime
                 delegate.received(packet, on: id(slot), transport: self)
             } else if let bid = completion.bufferID {
                 pool.releaseAddress(buffers.consumed(bufferID: bid))
@@ -798,18 +859,21 @@ public final class TCPEngine: StreamTransport {
             if completion.isNotification {
                 // A zero-copy send's buffer is free: the frame returns after its last notification.
                 sendSlots[Int(index)].notifications -= 1
+                slots[s].notificationsPending -= 1
                 sendsInFlight -= 1
                 finished(slot)
                 if sendSlots[Int(index)].notifications == 0 && sendSlots[Int(index)].completed {
                     releaseSendSlot(index, of: slot)
                     try maybeRearmReceive(slot)
                 }
+                try kick(slot)
                 try grantSendCredits()
                 break
             }
             if tag.op == .sendZeroCopy && completion.hasMore {
                 // Operation and credit stay until the notification.
                 sendSlots[Int(index)].notifications += 1
+                slots[s].notificationsPending += 1
             } else {
                 sendsInFlight -= 1
                 finished(slot)
@@ -819,6 +883,7 @@ public final class TCPEngine: StreamTransport {
             var done = true
             if result >= 0 {
                 counters.sentBytes += UInt64(result)
+                if result > 0 { slots[s].lastProgress = pollTime }
                 let remaining = Int(sendSlots[Int(index)].length) - Int(result)
                 if remaining > 0 && !slots[s].closeSubmitted {
                     // Short send: the rest goes next, from the same frame, keeping order.
@@ -853,6 +918,8 @@ public final class TCPEngine: StreamTransport {
             finished(slot)
             if completion.result == 0 && !slots[s].closeSubmitted {
                 slots[s].kind = .open
+                slots[s].lastProgress = pollTime
+                openConnections += 1
                 counters.connected += 1
                 try armReceive(slot)
                 delegate.connected(id(slot), error: nil, transport: self)
@@ -925,6 +992,10 @@ extension TCPEngine {
         var error: SystemCallError?
         /// A linked timeout guards this connection's connect.
         var connectDeadline = false
+        /// Zero-copy sends of this connection whose notification has not come.
+        var notificationsPending: Int32 = 0
+        /// When data last moved either way (``TCPEngine/pollTime``).
+        var lastProgress: UInt64 = 0
 
         var writable: Bool { kind == .open && !wantShutdownWrite && !wantClose && !closeSubmitted }
     }

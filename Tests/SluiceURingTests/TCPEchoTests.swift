@@ -518,6 +518,52 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
         #expect(clock.now - start < .seconds(1))
     }
 
+    /// Peers that send and never read get no more than their share of frames while others
+    /// connect, and are aborted after the idle timeout: a well-behaved connection beside them
+    /// is served, and every frame comes back.
+    @Test func peersThatNeverReadAreBoundedAndClosedWhenIdle() throws {
+        let server = try ChildProcess(sluice: [
+            "tcp-echo", "--backend", "uring", "--listen", "127.0.0.1:0", "--idle-timeout", "2", "--duration", "60",
+        ])
+        let line = try #require(server.waitForLine(containing: "listening on"), "did not start: \(server.text)")
+        let endpoint = try #require(line.split(separator: " ").lazy.compactMap { IPEndpoint($0.filter { $0 != "," }) }.first)
+        // 24 peers, more than the pool holds at the full per-connection budget (24 × 33 > 512).
+        let stuck = try (0..<24).map { _ in try KernelTCPSocket(connectingTo: endpoint) }
+        let chunk = [UInt8](repeating: 0x5A, count: 65536)
+        let clock = ContinuousClock()
+        let fillUntil = clock.now + .seconds(1)
+        for peer in stuck { peer.setNonBlocking() }
+        while clock.now < fillUntil {
+            var accepted = 0
+            for peer in stuck { accepted += max(0, send(peer.descriptor, chunk, chunk.count, Int32(MSG_NOSIGNAL))) }
+            if accepted == 0 { usleep(20_000) }
+        }
+        let healthy = try KernelTCPSocket(connectingTo: endpoint)
+        let message = (0..<65536).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        #expect(send(healthy.descriptor, message, message.count, Int32(MSG_NOSIGNAL)) == message.count)
+        shutdown(healthy.descriptor, Int32(SHUT_WR))
+        let asked = clock.now
+        #expect(readToEnd(healthy.descriptor, timeout: .seconds(10)) == message, "the well-behaved connection was not served")
+        // Served beside them, not only once the idle timeout (2 s after their last progress) freed their frames.
+        #expect(clock.now - asked < .seconds(1), "the well-behaved connection waited \(clock.now - asked)")
+        // The stuck peers are reset once idle (their reads end with an error or EOF).
+        for (index, peer) in stuck.enumerated() {
+            var ended = false
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            let deadline = clock.now + .seconds(10)
+            while !ended, clock.now < deadline {
+                let count = recv(peer.descriptor, &buffer, buffer.count, 0)
+                if count == 0 || (count < 0 && errno != EAGAIN) { ended = true } else if count < 0 { usleep(10_000) }
+            }
+            #expect(ended, "stuck peer \(index) was not closed")
+        }
+        #expect(server.stop() == 0)
+        let text = server.text
+        #expect(number(after: "closed idle: ", in: text) == 24, "\(text)")
+        #expect((number(after: "receive pauses (frame budget): ", in: text) ?? 0) >= 1, "\(text)")
+        #expect(text.contains("frames: all returned to their pool"), "\(text)")
+    }
+
     /// Out of descriptors, a listener stops accepting (rather than re-arming an accept that fails
     /// at once, over and over) and accepts again as connections close, so every client is served.
     /// The server is `sluice tcp-echo` under `prlimit --nofile`: lowering the limit in this process
