@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "SluiceSockets", targets: ["SluiceSockets"]),
         .library(name: "SluiceXDP", targets: ["SluiceXDP"]),
         .library(name: "SluiceURing", targets: ["SluiceURing"]),
+        .library(name: "SluiceTUN", targets: ["SluiceTUN"]),
         .library(name: "SluiceBench", targets: ["SluiceBench"]),
         .executable(name: "sluice", targets: ["SluiceCLI"]),
     ],
@@ -40,9 +41,10 @@ let package = Package(
         .executableTarget(name: "SluiceBPFEmbed"),
         .plugin(name: "SluiceBPFPlugin", capability: .buildTool(), dependencies: ["SluiceBPFEmbed"]),
         .target(name: "SluiceURing", dependencies: [.product(name: "Logging", package: "swift-log"), "SluiceCore", "SluicePackets", "SluiceSystem", "CSluiceSystem", "CSluiceURing"]),
+        .target(name: "SluiceTUN", dependencies: ["SluiceCore", "SluicePackets", "SluiceSystem", "CSluiceSystem"]),
         .target(
             name: "Sluice",
-            dependencies: ["SluiceCore", "SluicePackets", "SluiceSystem", "SluiceUDP", "SluiceSockets", "SluiceXDP", "SluiceURing",
+            dependencies: ["SluiceCore", "SluicePackets", "SluiceSystem", "SluiceUDP", "SluiceSockets", "SluiceXDP", "SluiceURing", "SluiceTUN",
                            "CSluiceSystem", "CSluiceXDP", .product(name: "Logging", package: "swift-log"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         // `sluice bench`: the topology, generators and cells, and the report (table, JSON, SVG).
@@ -76,6 +78,7 @@ let package = Package(
         .testTarget(
             name: "SluiceXDPTests",
             dependencies: ["SluiceXDP", "Sluice", "SluiceCore", "SluicePackets", "SluiceSystem", "SluiceUDP", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceTUNTests", dependencies: ["SluiceTUN", "Sluice", "SluiceCore", "SluicePackets", "SluiceSystem", "SluiceTestSupport"]),
         .testTarget(
             name: "SluiceURingTests",
             dependencies: ["SluiceURing", "Sluice", "SluiceCore", "SluicePackets", "SluiceUDP", "SluiceTestSupport", "CSluiceURing"]),

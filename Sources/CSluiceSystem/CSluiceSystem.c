@@ -45,3 +45,11 @@ void sluice_set_thread_name(const char *name) { pthread_setname_np(pthread_self(
 void sluice_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
 
 int sluice_enter_network_namespace(int fd) { return setns(fd, CLONE_NEWNET); }
+
+int sluice_ioctl_pointer(int fd, unsigned long request, void *argument) {
+    return ioctl(fd, request, argument);
+}
+
+int sluice_ioctl_value(int fd, unsigned long request, unsigned long value) {
+    return ioctl(fd, request, value);
+}

@@ -76,10 +76,10 @@ public struct UDPBackendVariant: Sendable {
     }
 }
 
-/// The backends a ``UDPServer`` can run on, by name: socket, uring and xdp are there from the
+/// The backends a ``UDPServer`` can run on, by name: socket, uring, xdp and tun are there from the
 /// start; ``register(_:)`` adds one.
 public enum UDPBackendRegistry {
-    private static let backends = Mutex<[any UDPBackend.Type]>([SocketBackend.self, URingBackend.self, XDPBackend.self])
+    private static let backends = Mutex<[any UDPBackend.Type]>([SocketBackend.self, URingBackend.self, XDPBackend.self, TUNBackend.self])
 
     /// Every registered backend, in registration order.
     public static var all: [any UDPBackend.Type] { backends.withLock { $0 } }

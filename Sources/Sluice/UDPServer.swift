@@ -25,6 +25,8 @@ public struct Backend: RawRepresentable, Hashable, Codable, Sendable, Expressibl
     public static let uring = Backend(rawValue: URingBackend.name)
     /// AF_XDP (``XDPBackend``).
     public static let xdp = Backend(rawValue: XDPBackend.name)
+    /// A TUN device (``TUNBackend``).
+    public static let tun = Backend(rawValue: TUNBackend.name)
 }
 
 /// How to run a UDP service.
@@ -51,6 +53,8 @@ public struct UDPServerConfiguration: Sendable {
     public var batchCapacity: Int = PacketBatch.defaultCapacity
     /// For ``Backend/xdp``: the interface, queues and modes. Workers follow the queues.
     public var xdp: XDPBackendConfiguration?
+    /// For ``Backend/tun``: the device and the kernel's addresses on it. Workers follow the queues.
+    public var tun: TUNBackendConfiguration?
     /// Whether ``UDPServer/run(for:progressInterval:progress:)`` stops on SIGINT/SIGTERM
     /// (they are then blocked in every thread and taken with `sigtimedwait`). Leave it off when
     /// something else owns the signals (swift-service-lifecycle's `ServiceGroup`).

@@ -116,6 +116,12 @@ struct UDPEcho: ParsableCommand {
     @Flag(help: "xdp backend: replace a foreign XDP program on the interface.")
     var force = false
 
+    @Option(help: "tun backend: the device's name, e.g. sl0 (made for the run, gone after it).")
+    var name: String?
+
+    @Option(help: "tun backend: the kernel's address on the device with its prefix, e.g. 198.18.1.1/24 or 2001:2:1::1/64 (repeatable); --listen is an address behind it.")
+    var address: [String] = []
+
     @Option(help: "Enter this network namespace (/run/netns/NAME) first, with setns().")
     var netns: String?
 
@@ -133,6 +139,13 @@ struct UDPEcho: ParsableCommand {
         if dev != nil { let _: [UInt32] = try parseNumberList(queues, of: "queue", in: 0...255) }
         if backend == .xdp, dev == nil { throw ValidationError("--backend xdp needs --dev IF") }
         if backend != .xdp, dev != nil { throw ValidationError("--dev is for --backend xdp") }
+        if backend == .tun {
+            guard let name, !name.isEmpty, name.utf8.count < 16 else { throw ValidationError("--backend tun needs --name NAME (1 to 15 bytes)") }
+            guard !address.isEmpty else { throw ValidationError("--backend tun needs --address ADDRESS/PREFIX: the kernel's side of the device") }
+            for text in address { _ = try parsePrefix(text) }
+        } else if name != nil || !address.isEmpty {
+            throw ValidationError("--name and --address are for --backend tun")
+        }
         if backend != .uring, sqpoll || deferTaskrun { throw ValidationError("--sqpoll and --defer-taskrun are for --backend uring") }
         if sqpoll && deferTaskrun { throw ValidationError("pick one of --sqpoll and --defer-taskrun") }
         if backend == .uring, gro { throw ValidationError("--gro is for --backend socket (the uring backend receives datagrams one by one)") }
@@ -158,6 +171,12 @@ struct UDPEcho: ParsableCommand {
             xdp.bindMode = bind
             xdp.force = force
             configuration.xdp = xdp
+        }
+        if backend == .tun, let name {
+            var tun = TUNBackendConfiguration(name: name)
+            tun.addresses = try address.map(parsePrefix)
+            tun.queues = workers
+            configuration.tun = tun
         }
         switch responder {
         case .echo: try serve(configuration) { _ in UDPEchoService() }
@@ -251,4 +270,14 @@ struct UDPClient: ParsableCommand {
         print("sluice udp-client → \(target): \(report)")
         if report.corrupt > 0 { throw ExitCode(2) }
     }
+}
+
+/// An address with its prefix length, e.g. `198.18.1.1/24` or `2001:2:1::1/64`.
+func parsePrefix(_ text: String) throws -> (address: IPAddress, prefixLength: Int) {
+    let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+    guard parts.count == 2, let address = IPAddress(parts[0]), let length = Int(parts[1]),
+          (0...(address.family == AF_INET ? 32 : 128)).contains(length) else {
+        throw ValidationError("'\(text)' is not an address with a prefix length, like 198.18.1.1/24 or 2001:2:1::1/64")
+    }
+    return (address, length)
 }

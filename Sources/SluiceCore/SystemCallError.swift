@@ -34,6 +34,10 @@ public struct SystemCallError: Error, Sendable, Equatable, CustomStringConvertib
         case namespace
         /// Memory: mmap, locked memory.
         case memory
+        /// TUN and TAP devices.
+        case tun
+        /// rtnetlink: links, addresses, routes.
+        case netlink
     }
 
     /// Where the call belongs.

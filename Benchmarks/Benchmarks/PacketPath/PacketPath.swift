@@ -113,12 +113,13 @@ final class EchoFixture {
     var output: PacketBatch
     var now = Instant(nanoseconds: 1_000_000_000)
 
-    init(format: FrameFormat) {
+    /// `acceptance`: the kernel's receive rules the stage applies (checksums verified, say).
+    init(format: FrameFormat, acceptance: UDPAcceptance = UDPAcceptance()) {
         let frameCount = batchSize + tailCount
         // Headroom that a datagram frame needs for its DatagramHeader; Ethernet frames use it too.
         let headroom = max(256, DatagramHeader.minimumHeadroom)
         pool = try! FramePool(frameCount: frameCount, frameSize: 2048, headroom: headroom)
-        stage = UDPStage(service: UDPEchoService(), format: format)
+        stage = UDPStage(service: UDPEchoService(), format: format, acceptance: acceptance)
         full = PacketBatch(pool: pool, capacity: batchSize)
         tail = PacketBatch(pool: pool, capacity: batchSize)
         output = PacketBatch(pool: pool, capacity: batchSize)
@@ -230,9 +231,19 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     // stage-udp-echo-ethernet, stage-udp-echo-datagram: the real UDPStage with UDPEchoService
-    // over batches of 64 frames.
-    for (name, format) in [("stage-udp-echo-ethernet", FrameFormat.ethernet), ("stage-udp-echo-datagram", .datagram)] {
-        let fixture = EchoFixture(format: format)
+    // over batches of 64 frames. stage-udp-echo-ethernet-verified: as the xdp backend runs it,
+    // checksums verified and the kernel's IP rules applied (both directions' addresses are local,
+    // since each reply is the next request).
+    var verified = UDPAcceptance()
+    verified.verifiesChecksums = true
+    verified.appliesKernelRules = true
+    verified.localAddresses = [client4.address, server4.address]
+    for (name, format, acceptance) in [
+        ("stage-udp-echo-ethernet", FrameFormat.ethernet, UDPAcceptance()),
+        ("stage-udp-echo-ethernet-verified", .ethernet, verified),
+        ("stage-udp-echo-datagram", .datagram, UDPAcceptance()),
+    ] {
+        let fixture = EchoFixture(format: format, acceptance: acceptance)
         var iterations = 0
         Benchmark(
             name, configuration: configuration(),

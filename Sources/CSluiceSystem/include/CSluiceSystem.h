@@ -21,6 +21,10 @@
 
 #include <linux/if_tun.h>
 #include <linux/time_types.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/if_addr.h>
+#include <linux/if_link.h>
 
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
@@ -39,6 +43,22 @@ static const int sluice_UDP_MAX_SEGMENTS = UDP_MAX_SEGMENTS;
 static const unsigned long sluice_TUNSETIFF = TUNSETIFF;
 static const unsigned long sluice_TUNSETOFFLOAD = TUNSETOFFLOAD;
 static const unsigned long sluice_TUNSETVNETHDRSZ = TUNSETVNETHDRSZ;
+static const unsigned long sluice_TUNSETPERSIST = TUNSETPERSIST;
+static const unsigned long sluice_TUNSETOWNER = TUNSETOWNER;
+static const unsigned long sluice_TUNSETGROUP = TUNSETGROUP;
+static const unsigned long sluice_TUNGETFEATURES = TUNGETFEATURES;
+static const unsigned long sluice_TUNGETIFF = TUNGETIFF;
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20
+#define TUN_F_USO6 0x40
+#endif
+static const unsigned int sluice_TUN_F_USO4 = TUN_F_USO4;
+static const unsigned int sluice_TUN_F_USO6 = TUN_F_USO6;
+
+/// ioctl with a pointer argument (ioctl is variadic: Swift cannot call it).
+int sluice_ioctl_pointer(int fd, unsigned long request, void *argument);
+/// ioctl with an integer argument.
+int sluice_ioctl_value(int fd, unsigned long request, unsigned long value);
 
 // CMSG_* are macros; Swift sees none of them.
 static inline struct cmsghdr *sluice_cmsg_firsthdr(struct msghdr *msg) { return CMSG_FIRSTHDR(msg); }

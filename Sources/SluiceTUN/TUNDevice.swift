@@ -1,0 +1,174 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSluiceSystem
+import SluiceCore
+import SluicePackets
+import SluiceSystem
+
+/// How to create (or attach to) a TUN or TAP device.
+public struct TUNDeviceConfiguration: Sendable {
+    /// TUN carries bare IP packets; TAP carries Ethernet frames.
+    public enum Kind: String, Sendable, CaseIterable {
+        /// `IFF_TUN`: IPv4 and IPv6 packets, no link layer.
+        case tun
+        /// `IFF_TAP`: Ethernet frames.
+        case tap
+    }
+
+    /// The device's name; empty lets the kernel pick (`tun0`, `tap0`, …).
+    public var name: String
+    /// TUN or TAP.
+    public var kind: Kind
+    /// Queues, one descriptor each (`IFF_MULTI_QUEUE` when more than one).
+    public var queues: Int = 1
+    /// Keep the device after the last descriptor closes (`TUNSETPERSIST`).
+    public var persistent = false
+    /// The user allowed to attach to a persistent device (`TUNSETOWNER`).
+    public var owner: uid_t?
+    /// The group allowed to attach to a persistent device (`TUNSETGROUP`).
+    public var group: gid_t?
+    /// The kernel's side of the device: its address and prefix length, added through rtnetlink.
+    public var addresses: [(address: IPAddress, prefixLength: Int)] = []
+    /// The device's MTU; `nil` keeps the kernel's (1500).
+    public var mtu: Int?
+
+    /// A device named `name` (empty: the kernel picks) of `kind`.
+    public init(name: String, kind: Kind) {
+        self.name = name
+        self.kind = kind
+    }
+}
+
+/// A TUN or TAP device and its queue descriptors (non-blocking, close-on-exec), made with
+/// `IFF_NO_PI`: each read is one packet (TUN) or frame (TAP), each write sends one.
+///
+/// The device is up with its addresses once `init` returns. A device that is not persistent
+/// goes away when the last of its descriptors closes (when this instance is released).
+public final class TUNDevice: @unchecked Sendable {
+    /// The device's name (the kernel's pick when none was asked for).
+    public let name: String
+    /// The device's index in its network namespace.
+    public let index: Int32
+    /// TUN or TAP.
+    public let kind: TUNDeviceConfiguration.Kind
+    /// One descriptor per queue.
+    public let queueDescriptors: [Int32]
+    /// The device's MTU.
+    public let mtu: Int
+
+    /// Creates the device, or attaches to the persistent one of that name, in the calling
+    /// thread's network namespace; adds its addresses and sets it up.
+    ///
+    /// - Throws: ``SystemCallError`` naming the step that failed (`/dev/net/tun` missing,
+    ///   `EPERM` without CAP_NET_ADMIN, `EBUSY` for a device another process holds).
+    public init(configuration: TUNDeviceConfiguration) throws(SystemCallError) {
+        guard configuration.name.utf8.count < Int(IFNAMSIZ) else {
+            throw SystemCallError(.tun, operation: "creating \(configuration.kind.rawValue) device \(configuration.name)",
+                                  errno: EINVAL, hint: "interface names are at most \(IFNAMSIZ - 1) bytes")
+        }
+        guard (1...256).contains(configuration.queues) else {
+            throw SystemCallError(.tun, operation: "creating \(configuration.kind.rawValue) device \(configuration.name)",
+                                  errno: EINVAL, hint: "a device has 1 to 256 queues")
+        }
+        var flags = Int32(IFF_NO_PI) | (configuration.kind == .tun ? Int32(IFF_TUN) : Int32(IFF_TAP))
+        if configuration.queues > 1 { flags |= Int32(IFF_MULTI_QUEUE) }
+        var descriptors: [Int32] = []
+        var name = configuration.name
+        do throws(SystemCallError) {
+            for _ in 0..<configuration.queues {
+                let (descriptor, given) = try Self.open(name: name, flags: flags, kind: configuration.kind)
+                descriptors.append(descriptor)
+                name = given
+            }
+            let first = descriptors[0]
+            if configuration.persistent {
+                try Self.control(first, sluice_TUNSETPERSIST, 1, "TUNSETPERSIST on \(name)")
+            }
+            if let owner = configuration.owner {
+                try Self.control(first, sluice_TUNSETOWNER, UInt(owner), "TUNSETOWNER \(owner) on \(name)")
+            }
+            if let group = configuration.group {
+                try Self.control(first, sluice_TUNSETGROUP, UInt(group), "TUNSETGROUP \(group) on \(name)")
+            }
+            let index = Int32(bitPattern: if_nametoindex(name))
+            guard index != 0 else {
+                throw SystemCallError(.tun, operation: "finding device \(name)", errno: Glibc.errno)
+            }
+            var netlink = try RouteNetlink()
+            for (address, prefixLength) in configuration.addresses {
+                do {
+                    try netlink.addAddress(address, prefixLength: prefixLength, interfaceIndex: index)
+                } catch where error.code == EEXIST {
+                    // A persistent device attached again keeps its addresses.
+                }
+            }
+            try netlink.setLink(index: index, up: true, mtu: configuration.mtu)
+            self.index = index
+        } catch {
+            descriptors.forEach { _ = Glibc.close($0) }
+            throw error
+        }
+        self.name = name
+        self.kind = configuration.kind
+        self.queueDescriptors = descriptors
+        self.mtu = NetworkInterfaceMTU.read(name) ?? configuration.mtu ?? 1500
+    }
+
+    deinit {
+        queueDescriptors.forEach { _ = close($0) }
+    }
+
+    /// Opens `/dev/net/tun` and binds it to `name` with `flags`; returns the descriptor and the
+    /// name the kernel gave.
+    static func open(name: String, flags: Int32, kind: TUNDeviceConfiguration.Kind) throws(SystemCallError) -> (Int32, String) {
+        let descriptor = Glibc.open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK)
+        guard descriptor >= 0 else {
+            let code = Glibc.errno
+            throw SystemCallError(.tun, operation: "open(/dev/net/tun)", errno: code,
+                                  hint: code == ENOENT ? "this kernel or container has no /dev/net/tun (modprobe tun, or mknod it)" : nil)
+        }
+        var request = ifreq()
+        withUnsafeMutableBytes(of: &request.ifr_ifrn.ifrn_name) { bytes in
+            for (i, byte) in name.utf8.enumerated() { bytes[i] = byte }
+        }
+        request.ifr_ifru.ifru_flags = Int16(truncatingIfNeeded: flags)
+        guard sluice_ioctl_pointer(descriptor, sluice_TUNSETIFF, &request) == 0 else {
+            let code = Glibc.errno
+            Glibc.close(descriptor)
+            let hint: String? = switch code {
+            case EPERM: "creating a \(kind.rawValue) device needs CAP_NET_ADMIN (or ownership of a persistent one)"
+            case EBUSY: "\(name) exists with other flags (TUN or TAP, single or multi-queue) or is in use"
+            case EINVAL: "\(name) exists and is not a \(kind.rawValue) device"
+            default: nil
+            }
+            throw SystemCallError(.tun, operation: "TUNSETIFF \(name.isEmpty ? "(any name)" : name) as \(kind.rawValue)",
+                                  errno: code, hint: hint)
+        }
+        let given = withUnsafeBytes(of: request.ifr_ifrn.ifrn_name) { bytes in
+            String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        return (descriptor, given)
+    }
+
+    static func control(_ descriptor: Int32, _ request: UInt, _ value: UInt, _ operation: String) throws(SystemCallError) {
+        guard sluice_ioctl_value(descriptor, request, value) == 0 else {
+            throw SystemCallError(.tun, operation: operation, errno: Glibc.errno)
+        }
+    }
+}
+
+/// The MTU of an interface of the calling thread's namespace (`SIOCGIFMTU`).
+enum NetworkInterfaceMTU {
+    static func read(_ name: String) -> Int? {
+        let probe = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard probe >= 0 else { return nil }
+        defer { close(probe) }
+        var request = ifreq()
+        withUnsafeMutableBytes(of: &request.ifr_ifrn.ifrn_name) { bytes in
+            for (i, byte) in name.utf8.prefix(Int(IFNAMSIZ) - 1).enumerated() { bytes[i] = byte }
+        }
+        guard sluice_ioctl_pointer(probe, UInt(SIOCGIFMTU), &request) == 0 else { return nil }
+        return Int(request.ifr_ifru.ifru_mtu)
+    }
+}

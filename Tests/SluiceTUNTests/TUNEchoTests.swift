@@ -1,0 +1,81 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Sluice
+import Synchronization
+import SluiceTestSupport
+import Testing
+
+/// Namespaces made by this process so far, for unique names.
+let namespaceCounter = Atomic<Int>(0)
+
+/// `sluice udp-echo --backend tun` as a user runs it, in a namespace of the test's own, driven by
+/// kernel UDP sockets: the kernel routes the listen address into the device, and the service
+/// behind it answers.
+@Suite(.serialized) struct TUNEchoTests {
+    /// A namespace of the test's own (removed when released).
+    final class Namespace {
+        let name: String
+        init() throws {
+            name = "sltun\(getpid() % 100_000)n\(namespaceCounter.add(1, ordering: .relaxed).newValue)"
+            let add = try ChildProcess("/usr/sbin/ip", ["netns", "add", name])
+            guard add.waitForExit() == 0 else { throw ChildProcessError(message: "ip netns add \(name): \(add.text)") }
+            _ = try ChildProcess("/usr/sbin/ip", ["-n", name, "link", "set", "lo", "up"]).waitForExit()
+        }
+        deinit { _ = try? ChildProcess("/usr/sbin/ip", ["netns", "del", name]).waitForExit() }
+    }
+
+    func startServer(_ namespace: Namespace, device: String, kernel: String, listen: String) throws -> ChildProcess {
+        let server = try ChildProcess(sluice: [
+            "udp-echo", "--backend", "tun", "--name", device, "--address", kernel, "--listen", listen,
+            "--netns", namespace.name, "--duration", "60", "--stats-interval", "0",
+        ])
+        try #require(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
+        return server
+    }
+
+    @Test(arguments: [("198.18.1.1/24", "198.18.1.2", 1472), ("2001:2:1::1/64", "[2001:2:1::2]", 1452)])
+    func echoesEveryDatagramThroughTheDevice(kernel: String, service: String, largest: Int) throws {
+        let namespace = try Namespace()
+        let server = try startServer(namespace, device: "sltun0", kernel: kernel, listen: "\(service):9000")
+        let target = try #require(IPEndpoint("\(service):9000"))
+        let kernelAddress = try #require(IPAddress(kernel.split(separator: "/")[0]))
+        let client = try withNetworkNamespace(namespace.name) { KernelUDPSocket(bind: IPEndpoint(address: kernelAddress, port: 0)) }
+        var random = TestBytes(seed: 16)
+        var echoed = 0
+        for round in 0..<300 {
+            let size = round < 2 ? [0, largest][round] : Int(random.next() % UInt64(largest + 1))
+            let payload = random.bytes(size)
+            client.send(payload, to: target)
+            let reply = client.receive()
+            #expect(reply?.bytes == payload && reply?.from == target, "round \(round), \(size) bytes")
+            if reply?.bytes != payload { break }
+            echoed += 1
+        }
+        #expect(echoed == 300)
+        #expect(server.stop() == 0)
+        #expect(server.text.contains("sent 300,"), "\(server.text)")
+        #expect(server.text.contains("frames: all returned to their pools"), "\(server.text)")
+    }
+
+    @Test func theDeviceDeletedUnderARunningWorkerStopsItWithAClearError() throws {
+        let namespace = try Namespace()
+        let server = try startServer(namespace, device: "sltun1", kernel: "198.18.1.1/24", listen: "198.18.1.2:9000")
+        let delete = try ChildProcess("/usr/sbin/ip", ["-n", namespace.name, "link", "del", "sltun1"])
+        #expect(delete.waitForExit() == 0, "\(delete.text)")
+        let status = server.waitForExit(timeout: .seconds(5))
+        #expect(status != nil && status != 0, "\(server.text)")
+        #expect(server.text.contains("the device went away"), "\(server.text)")
+        #expect(server.text.contains("frames: all returned to their pools"), "\(server.text)")
+    }
+
+    @Test func aMissingAddressOrNameIsAClearError() throws {
+        let noAddress = try ChildProcess(sluice: ["udp-echo", "--backend", "tun", "--name", "x", "--listen", "198.18.1.2:9000"])
+        #expect(noAddress.waitForExit() != 0)
+        #expect(noAddress.text.contains("--backend tun needs --address"), "\(noAddress.text)")
+        let badPrefix = try ChildProcess(sluice: ["udp-echo", "--backend", "tun", "--name", "x", "--address", "198.18.1.1/33",
+                                                  "--listen", "198.18.1.2:9000"])
+        #expect(badPrefix.waitForExit() != 0)
+        #expect(badPrefix.text.contains("not an address with a prefix length"), "\(badPrefix.text)")
+    }
+}
