@@ -6,3 +6,4 @@
 @_exported import SluiceSockets
 @_exported import SluiceXDP
 @_exported import SluiceURing
+@_exported import SluiceTUN

@@ -11,7 +11,7 @@ struct SluiceCommand: ParsableCommand {
         commandName: "sluice",
         abstract: "User-space packet processing on Linux: UDP services over AF_XDP, io_uring and kernel sockets.",
         version: SluiceVersion.current,
-        subcommands: [UDPEcho.self, UDPClient.self, TCPEcho.self, Bench.self, NetnsCommand.self, XDPCommand.self]
+        subcommands: [UDPEcho.self, UDPClient.self, TCPEcho.self, Bench.self, NetnsCommand.self, XDPCommand.self, TUNCommand.self]
     )
 }
 

@@ -69,6 +69,32 @@ let namespaceCounter = Atomic<Int>(0)
         #expect(server.text.contains("frames: all returned to their pools"), "\(server.text)")
     }
 
+    func linkExists(_ namespace: Namespace, _ device: String) throws -> Bool {
+        try ChildProcess("/usr/sbin/ip", ["-n", namespace.name, "link", "show", "dev", device]).waitForExit() == 0
+    }
+
+    @Test func aPersistentDeviceIsMadeServedAndRemoved() throws {
+        let namespace = try Namespace()
+        let up = try ChildProcess(sluice: ["tun", "up", "--name", "sltun2", "--address", "198.18.1.1/24", "--netns", namespace.name])
+        #expect(up.waitForExit() == 0, "\(up.text)")
+        #expect(try linkExists(namespace, "sltun2"), "the device outlives tun up")
+        let server = try startServer(namespace, device: "sltun2", kernel: "198.18.1.1/24", listen: "198.18.1.2:9000")
+        let client = try withNetworkNamespace(namespace.name) {
+            KernelUDPSocket(bind: IPEndpoint(address: .v4(IPv4Address(198, 18, 1, 1)), port: 0))
+        }
+        let target = try #require(IPEndpoint("198.18.1.2:9000"))
+        client.send(Array("persistent".utf8), to: target)
+        #expect(client.receive()?.bytes == Array("persistent".utf8))
+        #expect(server.stop() == 0, "\(server.text)")
+        #expect(try linkExists(namespace, "sltun2"), "a persistent device stays after its server")
+        let down = try ChildProcess(sluice: ["tun", "down", "--name", "sltun2", "--netns", namespace.name])
+        #expect(down.waitForExit() == 0, "\(down.text)")
+        #expect(try !linkExists(namespace, "sltun2"))
+        let again = try ChildProcess(sluice: ["tun", "down", "--name", "sltun2", "--netns", namespace.name])
+        #expect(again.waitForExit() == 1)
+        #expect(again.text.contains("no device sltun2"), "\(again.text)")
+    }
+
     @Test func aMissingAddressOrNameIsAClearError() throws {
         let noAddress = try ChildProcess(sluice: ["udp-echo", "--backend", "tun", "--name", "x", "--listen", "198.18.1.2:9000"])
         #expect(noAddress.waitForExit() != 0)

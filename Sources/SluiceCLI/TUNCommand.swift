@@ -1,0 +1,100 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import Sluice
+
+/// `sluice tun up|down`: a persistent TUN or TAP device, made and removed without `ip`.
+struct TUNCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tun",
+        abstract: "Make or remove a persistent TUN or TAP device (rtnetlink for its addresses, MTU and link state).",
+        subcommands: [Up.self, Down.self]
+    )
+
+    struct Up: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create the device, give the kernel its addresses and set it up; it stays after sluice exits.")
+
+        @Option(help: "The device's name, e.g. sl0.")
+        var name: String
+
+        @Option(help: "The kernel's address on the device with its prefix, e.g. 198.18.1.1/24 (repeatable).")
+        var address: [String] = []
+
+        @Flag(help: "A TAP device (Ethernet frames) instead of TUN (IP packets).")
+        var tap = false
+
+        @Option(help: "Queues (IFF_MULTI_QUEUE above one): serve it with as many workers.")
+        var queues: Int = 1
+
+        @Option(help: "The device's MTU.")
+        var mtu: Int?
+
+        @Option(help: "The user allowed to attach to the device.")
+        var owner: UInt32?
+
+        @Option(help: "The group allowed to attach to the device.")
+        var group: UInt32?
+
+        @Option(help: "Enter this network namespace (/run/netns/NAME) first, with setns().")
+        var netns: String?
+
+        func validate() throws {
+            guard !name.isEmpty, name.utf8.count < 16 else { throw ValidationError("--name must be 1 to 15 bytes") }
+            guard (1...256).contains(queues) else { throw ValidationError("--queues must be 1 to 256") }
+            if let mtu { guard (68...65535).contains(mtu) else { throw ValidationError("--mtu must be 68 to 65535") } }
+            for text in address { _ = try parsePrefix(text) }
+        }
+
+        func run() throws {
+            if let netns { try NetworkNamespace.enter(netns) }
+            var configuration = TUNDeviceConfiguration(name: name, kind: tap ? .tap : .tun)
+            configuration.queues = queues
+            configuration.persistent = true
+            configuration.owner = owner
+            configuration.group = group
+            configuration.mtu = mtu
+            configuration.addresses = try address.map(parsePrefix)
+            let device = try reportingRuntimeErrors("tun up") {
+                do throws(SystemCallError) {
+                    return try TUNDevice(configuration: configuration)
+                } catch {
+                    throw RuntimeError(error)
+                }
+            }
+            print("sluice tun up: \(device.kind.rawValue) device \(device.name) (index \(device.index)), "
+                  + "\(queues) queue(s), MTU \(device.mtu)\(address.isEmpty ? "" : ", " + address.joined(separator: ", "))")
+            print("  serve it: sluice udp-echo --backend tun --name \(device.name) --workers \(queues) --listen ADDRESS:PORT …")
+            print("  remove it: sluice tun down --name \(device.name)")
+        }
+    }
+
+    struct Down: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete the device.")
+
+        @Option(help: "The device's name.")
+        var name: String
+
+        @Option(help: "Enter this network namespace (/run/netns/NAME) first, with setns().")
+        var netns: String?
+
+        func run() throws {
+            if let netns { try NetworkNamespace.enter(netns) }
+            let index = Int32(bitPattern: if_nametoindex(name))
+            guard index != 0 else {
+                writeToStandardError("sluice tun down: no device \(name) in this network namespace\n")
+                throw ExitCode.failure
+            }
+            try reportingRuntimeErrors("tun down") {
+                do throws(SystemCallError) {
+                    var netlink = try RouteNetlink()
+                    try netlink.deleteLink(index: index)
+                } catch {
+                    throw RuntimeError(error)
+                }
+            }
+            print("sluice tun down: removed \(name)")
+        }
+    }
+}
