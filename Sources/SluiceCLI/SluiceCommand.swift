@@ -141,7 +141,6 @@ struct UDPEcho: ParsableCommand {
         if backend != .xdp, dev != nil { throw ValidationError("--dev is for --backend xdp") }
         if backend == .tun {
             guard let name, !name.isEmpty, name.utf8.count < 16 else { throw ValidationError("--backend tun needs --name NAME (1 to 15 bytes)") }
-            guard !address.isEmpty else { throw ValidationError("--backend tun needs --address ADDRESS/PREFIX: the kernel's side of the device") }
             for text in address { _ = try parsePrefix(text) }
         } else if name != nil || !address.isEmpty {
             throw ValidationError("--name and --address are for --backend tun")

@@ -25,11 +25,13 @@ let namespaceCounter = Atomic<Int>(0)
         deinit { _ = try? ChildProcess("/usr/sbin/ip", ["netns", "del", name]).waitForExit() }
     }
 
-    func startServer(_ namespace: Namespace, device: String, kernel: String, listen: String) throws -> ChildProcess {
+    /// `kernel`: the kernel's address to give the device (`nil`: it exists and has its own).
+    func startServer(_ namespace: Namespace, device: String, kernel: String?, listen: String,
+                     workers: Int = 1) throws -> ChildProcess {
         let server = try ChildProcess(sluice: [
-            "udp-echo", "--backend", "tun", "--name", device, "--address", kernel, "--listen", listen,
+            "udp-echo", "--backend", "tun", "--name", device, "--listen", listen, "--workers", "\(workers)",
             "--netns", namespace.name, "--duration", "60", "--stats-interval", "0",
-        ])
+        ] + (kernel.map { ["--address", $0] } ?? []))
         try #require(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
         return server
     }
@@ -78,7 +80,7 @@ let namespaceCounter = Atomic<Int>(0)
         let up = try ChildProcess(sluice: ["tun", "up", "--name", "sltun2", "--address", "198.18.1.1/24", "--netns", namespace.name])
         #expect(up.waitForExit() == 0, "\(up.text)")
         #expect(try linkExists(namespace, "sltun2"), "the device outlives tun up")
-        let server = try startServer(namespace, device: "sltun2", kernel: "198.18.1.1/24", listen: "198.18.1.2:9000")
+        let server = try startServer(namespace, device: "sltun2", kernel: nil, listen: "198.18.1.2:9000")
         let client = try withNetworkNamespace(namespace.name) {
             KernelUDPSocket(bind: IPEndpoint(address: .v4(IPv4Address(198, 18, 1, 1)), port: 0))
         }
@@ -98,7 +100,7 @@ let namespaceCounter = Atomic<Int>(0)
     @Test func aMissingAddressOrNameIsAClearError() throws {
         let noAddress = try ChildProcess(sluice: ["udp-echo", "--backend", "tun", "--name", "x", "--listen", "198.18.1.2:9000"])
         #expect(noAddress.waitForExit() != 0)
-        #expect(noAddress.text.contains("--backend tun needs --address"), "\(noAddress.text)")
+        #expect(noAddress.text.contains("needs the kernel's address on it"), "\(noAddress.text)")
         let badPrefix = try ChildProcess(sluice: ["udp-echo", "--backend", "tun", "--name", "x", "--address", "198.18.1.1/33",
                                                   "--listen", "198.18.1.2:9000"])
         #expect(badPrefix.waitForExit() != 0)

@@ -12,6 +12,7 @@ public struct TUNBackendConfiguration: Sendable {
     public var name: String
     /// The kernel's addresses on the device (each with its prefix length): the service's listen
     /// address lies behind the device, in one of these prefixes, so the kernel routes it there.
+    /// May be empty for a device that exists already (`sluice tun up`), which keeps its own.
     public var addresses: [(address: IPAddress, prefixLength: Int)] = []
     /// Queues, one worker each (`IFF_MULTI_QUEUE` above one).
     public var queues: Int = 1
@@ -43,6 +44,10 @@ public final class TUNBackend: UDPBackend {
         }
         guard configuration.listen.address != .v4(.any), configuration.listen.address != .v6(.any) else {
             throw RuntimeError("the tun backend serves one address behind the device: listen on it, not on a wildcard")
+        }
+        guard !settings.addresses.isEmpty || if_nametoindex(settings.name) != 0 else {
+            throw RuntimeError("the tun backend makes \(settings.name) and needs the kernel's address on it "
+                               + "(an address and prefix, e.g. 198.18.1.1/24, with the listen address behind it)")
         }
         var device = TUNDeviceConfiguration(name: settings.name, kind: .tun)
         device.queues = settings.queues
