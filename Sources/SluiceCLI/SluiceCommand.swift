@@ -9,7 +9,7 @@ import Sluice
 struct SluiceCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",
-        abstract: "User-space packet processing on Linux: UDP services over AF_XDP, io_uring and kernel sockets.",
+        abstract: "User-space packet processing on Linux: UDP services over AF_XDP, io_uring, kernel sockets and TUN devices.",
         version: SluiceVersion.current,
         subcommands: [UDPEcho.self, UDPClient.self, TCPEcho.self, Bench.self, NetnsCommand.self, XDPCommand.self, TUNCommand.self]
     )
