@@ -36,10 +36,8 @@ public struct TUNPort: Port, ~Copyable {
         var added = 0
         var waited = false
         while !batch.isFull {
-            guard let index = batch.appendNewFrame() else {
-                counters.droppedNoFrame &+= 1
-                break
-            }
+            // Without a free frame the packets wait in the device's queue.
+            guard let index = batch.appendNewFrame() else { break }
             let room = batch[index].capacity - batch[index].offset
             let count = read(descriptor, batch[index].dataStart, room)
             counters.receiveCalls &+= 1
