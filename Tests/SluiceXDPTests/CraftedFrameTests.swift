@@ -97,8 +97,8 @@ import Testing
         try #require(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
         let (packets, v4, v6) = try withNetworkNamespace(topology.clientNamespace) {
             (try PacketSocket(interface: topology.clientInterface),
-             KernelUDPSocket(bind: IPEndpoint(address: .v4(topology.clientIPv4), port: Self.clientPort), receiveTimeout: .milliseconds(300)),
-             KernelUDPSocket(bind: IPEndpoint(address: .v6(topology.clientIPv6), port: Self.clientPort), receiveTimeout: .milliseconds(300)))
+             KernelUDPSocket(bind: IPEndpoint(address: .v4(topology.clientIPv4), port: Self.clientPort), receiveTimeout: .milliseconds(500)),
+             KernelUDPSocket(bind: IPEndpoint(address: .v6(topology.clientIPv6), port: Self.clientPort), receiveTimeout: .milliseconds(500)))
         }
         var outcomes: [Bool] = []
         for crafted in cases {
