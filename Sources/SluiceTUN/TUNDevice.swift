@@ -128,10 +128,7 @@ public final class TUNDevice: @unchecked Sendable {
             throw SystemCallError(.tun, operation: "open(/dev/net/tun)", errno: code,
                                   hint: code == ENOENT ? "this kernel or container has no /dev/net/tun (modprobe tun, or mknod it)" : nil)
         }
-        var request = ifreq()
-        withUnsafeMutableBytes(of: &request.ifr_ifrn.ifrn_name) { bytes in
-            for (i, byte) in name.utf8.enumerated() { bytes[i] = byte }
-        }
+        var request = interfaceRequest(named: name)
         request.ifr_ifru.ifru_flags = Int16(truncatingIfNeeded: flags)
         guard sluice_ioctl_pointer(descriptor, sluice_TUNSETIFF, &request) == 0 else {
             let code = Glibc.errno
@@ -164,11 +161,17 @@ enum NetworkInterfaceMTU {
         let probe = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard probe >= 0 else { return nil }
         defer { close(probe) }
-        var request = ifreq()
-        withUnsafeMutableBytes(of: &request.ifr_ifrn.ifrn_name) { bytes in
-            for (i, byte) in name.utf8.prefix(Int(IFNAMSIZ) - 1).enumerated() { bytes[i] = byte }
-        }
+        var request = interfaceRequest(named: name)
         guard sluice_ioctl_pointer(probe, UInt(SIOCGIFMTU), &request) == 0 else { return nil }
         return Int(request.ifr_ifru.ifru_mtu)
     }
+}
+
+/// An `ifreq` naming `name` (cut to `IFNAMSIZ - 1` bytes), everything else zero.
+func interfaceRequest(named name: String) -> ifreq {
+    var request = ifreq()
+    withUnsafeMutableBytes(of: &request.ifr_ifrn.ifrn_name) { bytes in
+        for (i, byte) in name.utf8.prefix(Int(IFNAMSIZ) - 1).enumerated() { bytes[i] = byte }
+    }
+    return request
 }

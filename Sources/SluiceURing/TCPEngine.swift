@@ -135,7 +135,7 @@ public final class TCPEngine: StreamTransport {
     /// Connections open now (accepted or connected, not yet freed).
     public private(set) var openConnections = 0
     /// Monotonic nanoseconds, read once per poll: when connections last moved data.
-    var pollTime: UInt64 = TCPEngine.monotonicNanoseconds()
+    var pollTime: UInt64 = MonotonicTimeSource().now().nanoseconds
     var nextIdleScan: UInt64 = 0
     var doorbell: Int32 = -1
     var doorbellWriter: Int32 = -1
@@ -402,7 +402,7 @@ public final class TCPEngine: StreamTransport {
                 throw error
             }
         }
-        pollTime = Self.monotonicNanoseconds()
+        pollTime = MonotonicTimeSource().now().nanoseconds
         var handled = 0
         while true {
             let n = ring.drainCompletions { completion in
@@ -419,11 +419,13 @@ public final class TCPEngine: StreamTransport {
         return handled
     }
 
+    /// Frames for sending: the pool's frames that are not in the receive ring.
+    var framesOutsideRing: Int { configuration.frameCount - Int(configuration.receiveBuffers) }
+
     /// Frames one connection may hold for sending now: its fair share of those outside the
     /// receive ring, within ``TCPEngineConfiguration/maximumQueuedPerConnection``.
     var sendBudget: Int32 {
-        let outside = configuration.frameCount - Int(configuration.receiveBuffers)
-        return Int32(min(configuration.maximumQueuedPerConnection, max(2, outside / max(1, openConnections))))
+        Int32(min(configuration.maximumQueuedPerConnection, max(2, framesOutsideRing / max(1, openConnections))))
     }
 
     /// Send credits one connection may keep awaiting zero-copy notifications: its share of
@@ -445,12 +447,6 @@ public final class TCPEngine: StreamTransport {
                 .tcp, operation: "waiting on a connection", errno: ETIMEDOUT,
                 hint: "no data moved either way for the idle timeout (\(timeout))"))
         }
-    }
-
-    static func monotonicNanoseconds() -> UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
     }
 
     /// Submits pending operations without waiting.
@@ -590,8 +586,7 @@ public final class TCPEngine: StreamTransport {
         let sqe = try submission()
         // A multishot receive takes buffers as fast as its peer sends, past any budget: with more
         // connections than the frames outside the ring cover at full budget, each receive takes one.
-        let outside = configuration.frameCount - Int(configuration.receiveBuffers)
-        if usesMultishotReceive && openConnections * configuration.maximumQueuedPerConnection <= outside {
+        if usesMultishotReceive && openConnections * configuration.maximumQueuedPerConnection <= framesOutsideRing {
             io_uring_prep_recv_multishot(sqe, slots[s].fd, nil, 0, 0)
         } else {
             io_uring_prep_recv(sqe, slots[s].fd, nil, 0, 0)

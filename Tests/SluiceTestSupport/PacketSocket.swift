@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CSluiceSystem
 
 /// An AF_PACKET socket that sends whole Ethernet frames, byte for byte, out of one interface of
 /// the calling thread's network namespace: frames no kernel socket could be made to send.
@@ -15,14 +16,13 @@ public final class PacketSocket {
         // Protocol 0: send only, so the socket queues none of the interface's traffic.
         descriptor = socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard descriptor >= 0 else { throw ChildProcessError(message: "socket(AF_PACKET): errno \(errno)") }
-        // struct sockaddr_ll: family, protocol (0), ifindex, then hatype, pkttype, halen, addr[8].
-        var address = [UInt8](repeating: 0, count: 20)
-        address.withUnsafeMutableBytes { bytes in
-            bytes.storeBytes(of: UInt16(AF_PACKET), toByteOffset: 0, as: UInt16.self)
-            bytes.storeBytes(of: Int32(index), toByteOffset: 4, as: Int32.self)
-        }
-        let result = address.withUnsafeBytes {
-            bind(descriptor, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count))
+        var address = sluice_sockaddr_ll()
+        address.sll_family = UInt16(AF_PACKET)
+        address.sll_ifindex = Int32(index)
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(descriptor, $0, socklen_t(MemoryLayout<sluice_sockaddr_ll>.size))
+            }
         }
         guard result == 0 else {
             let code = errno

@@ -73,8 +73,10 @@ public final class XDPBackend: UDPBackend {
         guard !settings.queues.isEmpty else { throw RuntimeError("the xdp backend needs at least one queue") }
         self.configuration = configuration
         self.settings = settings
+        let interface: NetworkInterface
         do throws(SystemCallError) {
-            acceptance = try Self.acceptance(for: configuration.listen, on: settings)
+            interface = try Self.interface(named: settings.interface)
+            acceptance = Self.acceptance(for: configuration.listen, on: settings, interface: interface)
         } catch {
             throw RuntimeError(error)
         }
@@ -94,8 +96,8 @@ public final class XDPBackend: UDPBackend {
             addedListener = steered ? nil : configuration.listen
             // Set before the listener, so no frame of another host or device is taken meanwhile.
             try program.setLinkFilter(XDPLinkFilter(
-                localMAC: acceptance.localMAC, vlanDeviceIDs: acceptance.vlanIDs,
-                localAddresses: try Self.interfaceAddresses(settings.interface)))
+                localMAC: interface.mac, vlanDeviceIDs: acceptance.vlanIDs,
+                localAddresses: interface.addresses + Self.broadcasts(of: interface)))
             if let addedListener { try program.setListener(addedListener) }
         } catch {
             throw RuntimeError(error)
@@ -139,11 +141,8 @@ public final class XDPBackend: UDPBackend {
     /// The kernel's rules for a socket bound to `listen`, with the interface's MAC and addresses
     /// as they are at start: a wildcard listen takes the interface's addresses of its families
     /// (`0.0.0.0` IPv4 only, `[::]` both) and its IPv4 broadcasts; another address only itself.
-    static func acceptance(for listen: IPEndpoint, on settings: XDPBackendConfiguration) throws(SystemCallError) -> UDPAcceptance {
-        guard let interface = try NetworkInterface.named(settings.interface) else {
-            throw SystemCallError(.xdp, operation: "finding interface \(settings.interface)", errno: ENODEV,
-                                  hint: "no such interface in this network namespace (see `ip link`)")
-        }
+    static func acceptance(for listen: IPEndpoint, on settings: XDPBackendConfiguration,
+                           interface: NetworkInterface) -> UDPAcceptance {
         var acceptance = UDPAcceptance()
         acceptance.verifiesChecksums = settings.verifiesChecksums
         acceptance.localMAC = interface.mac
@@ -152,20 +151,28 @@ public final class XDPBackend: UDPBackend {
         switch listen.address {
         case .v4(.any):
             acceptance.localAddresses = interface.addresses.filter { $0.family == AF_INET }
-            acceptance.broadcastAddresses = interface.broadcastAddresses + [.v4(IPv4Address(rawValue: .max))]
+            acceptance.broadcastAddresses = broadcasts(of: interface)
         case .v6(.any):
             acceptance.localAddresses = interface.addresses
-            acceptance.broadcastAddresses = interface.broadcastAddresses + [.v4(IPv4Address(rawValue: .max))]
+            acceptance.broadcastAddresses = broadcasts(of: interface)
         case let address:
             acceptance.localAddresses = [address]
         }
         return acceptance
     }
 
-    /// The interface's unicast and broadcast addresses, and the limited broadcast.
-    static func interfaceAddresses(_ name: String) throws(SystemCallError) -> [IPAddress] {
-        guard let interface = try NetworkInterface.named(name) else { return [] }
-        return interface.addresses + interface.broadcastAddresses + [.v4(IPv4Address(rawValue: .max))]
+    /// `name` in the calling thread's namespace, as it is now.
+    static func interface(named name: String) throws(SystemCallError) -> NetworkInterface {
+        guard let interface = try NetworkInterface.named(name) else {
+            throw SystemCallError(.xdp, operation: "finding interface \(name)", errno: ENODEV,
+                                  hint: "no such interface in this network namespace (see `ip link`)")
+        }
+        return interface
+    }
+
+    /// The interface's IPv4 broadcast addresses and the limited broadcast, 255.255.255.255.
+    static func broadcasts(of interface: NetworkInterface) -> [IPAddress] {
+        interface.broadcastAddresses + [.v4(IPv4Address(rawValue: .max))]
     }
 
     /// The VLAN IDs with a device on `interface` (`/proc/net/vlan/config` of the calling
