@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "SluiceXDP", targets: ["SluiceXDP"]),
         .library(name: "SluiceURing", targets: ["SluiceURing"]),
         .library(name: "SluiceTUN", targets: ["SluiceTUN"]),
+        .library(name: "SluiceHost", targets: ["SluiceHost"]),
         .library(name: "SluiceBench", targets: ["SluiceBench"]),
         .executable(name: "sluice", targets: ["SluiceCLI"]),
     ],
@@ -34,6 +35,7 @@ let package = Package(
         .target(name: "SluicePackets", dependencies: ["SluiceCore"]),
         .target(name: "SluiceSystem", dependencies: ["SluiceCore", "SluicePackets", "CSluiceSystem", .product(name: "Logging", package: "swift-log")]),
         .target(name: "SluiceUDP", dependencies: ["SluiceCore", "SluicePackets"]),
+        .target(name: "SluiceHost", dependencies: ["SluiceCore", "SluicePackets"]),
         .target(name: "SluiceSockets", dependencies: [.product(name: "Logging", package: "swift-log"), "SluiceCore", "SluicePackets", "SluiceSystem", "CSluiceSystem"]),
         .target(name: "SluiceXDP", dependencies: [.product(name: "Logging", package: "swift-log"), "SluiceCore", "SluicePackets", "SluiceSystem", "CSluiceSystem", "CSluiceXDP"],
                 plugins: [.plugin(name: "SluiceBPFPlugin")]),
@@ -44,7 +46,7 @@ let package = Package(
         .target(name: "SluiceTUN", dependencies: ["SluiceCore", "SluicePackets", "SluiceSystem", "CSluiceSystem"]),
         .target(
             name: "Sluice",
-            dependencies: ["SluiceCore", "SluicePackets", "SluiceSystem", "SluiceUDP", "SluiceSockets", "SluiceXDP", "SluiceURing", "SluiceTUN",
+            dependencies: ["SluiceCore", "SluicePackets", "SluiceSystem", "SluiceUDP", "SluiceSockets", "SluiceXDP", "SluiceURing", "SluiceTUN", "SluiceHost",
                            "CSluiceSystem", "CSluiceXDP", .product(name: "Logging", package: "swift-log"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         // `sluice bench`: the topology, generators and cells, and the report (table, JSON, SVG).

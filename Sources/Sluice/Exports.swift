@@ -7,3 +7,4 @@
 @_exported import SluiceXDP
 @_exported import SluiceURing
 @_exported import SluiceTUN
+@_exported import SluiceHost

@@ -1,5 +1,6 @@
 import Synchronization
 import SluiceCore
+import SluiceHost
 import SluicePackets
 import SluiceUDP
 
@@ -76,10 +77,10 @@ public struct UDPBackendVariant: Sendable {
     }
 }
 
-/// The backends a ``UDPServer`` can run on, by name: socket, uring, xdp and tun are there from the
+/// The backends a ``UDPServer`` can run on, by name: socket, uring, xdp, tun and tap are there from the
 /// start; ``register(_:)`` adds one.
 public enum UDPBackendRegistry {
-    private static let backends = Mutex<[any UDPBackend.Type]>([SocketBackend.self, URingBackend.self, XDPBackend.self, TUNBackend.self])
+    private static let backends = Mutex<[any UDPBackend.Type]>([SocketBackend.self, URingBackend.self, XDPBackend.self, TUNBackend.self, TAPBackend.self])
 
     /// Every registered backend, in registration order.
     public static var all: [any UDPBackend.Type] { backends.withLock { $0 } }
@@ -112,18 +113,37 @@ public enum UDPWorkerLoop {
         acceptance: UDPAcceptance = UDPAcceptance()
     ) -> WorkerReport {
         var stage = UDPStage(service: service, format: port.format, acceptance: acceptance)
+        let (tally, failure) = run(port: &port, stage: &stage, pool: pool, state: state, batchCapacity: batchCapacity)
+        return WorkerReport(index: state.index, port: port.counters, stage: stage.counters, frames: tally, failure: failure)
+    }
+
+    /// The same with a host in front of the UDP stage (``HostStage``), for TUN and TAP ports:
+    /// the host answers ARP, neighbour solicitations and pings, reassembles fragments and
+    /// fragments replies past the MTU.
+    @inlinable
+    public static func serve<P: Port & ~Copyable, Service: UDPService>(
+        port: inout P, pool: FramePool, service: Service, state: WorkerState, batchCapacity: Int,
+        acceptance: UDPAcceptance, host: HostConfiguration
+    ) -> WorkerReport {
+        var stage = HostStage(UDPStage(service: service, format: port.format, acceptance: acceptance),
+                              configuration: host, format: port.format, pool: pool, capacity: batchCapacity)
+        let (tally, failure) = run(port: &port, stage: &stage, pool: pool, state: state, batchCapacity: batchCapacity)
+        return WorkerReport(index: state.index, port: port.counters, stage: stage.service.counters, host: stage.counters,
+                            frames: tally, failure: failure)
+    }
+
+    @inlinable
+    static func run<P: Port & ~Copyable, S: Stage & ~Copyable>(
+        port: inout P, stage: inout S, pool: FramePool, state: WorkerState, batchCapacity: Int
+    ) -> (FrameTally, SystemCallError?) {
         state.markRunning()
-        let tally: FrameTally
-        var failure: SystemCallError?
+        defer { state.publish(port.counters) }
         do throws(SystemCallError) {
-            tally = try WorkerLoop.run(port: &port, stage: &stage, pool: pool, state: state, batchCapacity: batchCapacity)
+            return (try WorkerLoop.run(port: &port, stage: &stage, pool: pool, state: state, batchCapacity: batchCapacity), nil)
         } catch {
             // The loop's batches gave their frames back as it unwound.
-            failure = error
-            tally = pool.tally(held: port.framesHeld)
+            return (pool.tally(held: port.framesHeld + stage.framesHeld), error)
         }
-        state.publish(port.counters)
-        return WorkerReport(index: state.index, port: port.counters, stage: stage.counters, frames: tally, failure: failure)
     }
 }
 

@@ -4,6 +4,7 @@ import Glibc
 import Logging
 import Synchronization
 import SluiceCore
+import SluiceHost
 import SluicePackets
 import SluiceUDP
 import SluiceURing
@@ -27,6 +28,11 @@ public struct Backend: RawRepresentable, Hashable, Codable, Sendable, Expressibl
     public static let xdp = Backend(rawValue: XDPBackend.name)
     /// A TUN device (``TUNBackend``).
     public static let tun = Backend(rawValue: TUNBackend.name)
+    /// A TAP device (``TAPBackend``).
+    public static let tap = Backend(rawValue: TAPBackend.name)
+
+    /// Whether the backend runs over a TUN or TAP device (and takes a ``TUNBackendConfiguration``).
+    public var isDevice: Bool { self == .tun || self == .tap }
 }
 
 /// How to run a UDP service.
@@ -53,7 +59,7 @@ public struct UDPServerConfiguration: Sendable {
     public var batchCapacity: Int = PacketBatch.defaultCapacity
     /// For ``Backend/xdp``: the interface, queues and modes. Workers follow the queues.
     public var xdp: XDPBackendConfiguration?
-    /// For ``Backend/tun``: the device and the kernel's addresses on it. Workers follow the queues.
+    /// For ``Backend/tun`` and ``Backend/tap``: the device and the kernel's addresses on it. Workers follow the queues.
     public var tun: TUNBackendConfiguration?
     /// Whether ``UDPServer/run(for:progressInterval:progress:)`` stops on SIGINT/SIGTERM
     /// (they are then blocked in every thread and taken with `sigtimedwait`). Leave it off when
@@ -76,17 +82,20 @@ public struct WorkerReport: Sendable {
     public var port: PortCounters
     /// Its UDP stage's counters.
     public var stage: UDPStageCounters
+    /// Its host stage's counters, for a worker with a host in front of the UDP stage (TUN, TAP).
+    public var host: HostCounters?
     /// Where its frames were at the end: all must be back.
     public var frames: FrameTally
     /// Why the worker stopped before it was asked to, if it did.
     public var failure: SystemCallError?
 
     /// A report.
-    public init(index: Int, port: PortCounters, stage: UDPStageCounters, frames: FrameTally,
+    public init(index: Int, port: PortCounters, stage: UDPStageCounters, host: HostCounters? = nil, frames: FrameTally,
                 failure: SystemCallError? = nil) {
         self.index = index
         self.port = port
         self.stage = stage
+        self.host = host
         self.frames = frames
         self.failure = failure
     }
@@ -296,6 +305,16 @@ public final class UDPServer<Service: UDPService>: Sendable {
                 (field.0.hasPrefix("malformed") || Self.stageDrops.contains(field.0)) && field.1 > 0
             }
         lines.append("  drops: " + (drops.isEmpty ? "none" : drops.map { "\($0.0)=\($0.1)" }.joined(separator: " ")))
+        var host: HostCounters?
+        for r in reports { if let h = r.host { host = host ?? HostCounters(); host?.add(h) } }
+        if let host {
+            let counted = host.fields.filter { $0.1 > 0 }
+            lines.append("  host: " + (counted.isEmpty ? "nothing" : counted.map { "\($0.0)=\($0.1)" }.joined(separator: " ")))
+        }
+        if reports.count > 1 {
+            lines.append("  per worker: " + reports.map { "\($0.index): received \($0.port.receivedPackets) sent \($0.port.transmittedPackets)" }
+                .joined(separator: ", "))
+        }
         if port.coalescedSegments > 0 || port.segmentedPackets > 0 {
             lines.append("  offload: \(port.coalescedSegments) datagrams arrived coalesced (GRO), \(port.segmentedPackets) left segmented (GSO)")
         }

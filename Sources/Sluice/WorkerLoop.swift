@@ -3,6 +3,9 @@ import SluiceCore
 /// The loop every worker runs: receive a batch, run the stage, transmit its output, reclaim
 /// finished frames. Generic over port and stage, so every call in it is direct.
 public enum WorkerLoop {
+    /// Transmits after one receive at most: enough for a 64 KiB reply in fragments.
+    @usableFromInline static let outputRounds = 16
+
     /// Runs until `state` asks to stop, then returns where the pool's frames are.
     ///
     /// Timers: the stage's ``Stage/pollTimeout()`` is checked after every receive, which
@@ -21,15 +24,18 @@ public enum WorkerLoop {
             if count > 0 {
                 stage.handle(&received, output: &output, now: now)
             }
-            if let deadline = stage.pollTimeout(), deadline <= now, !output.isFull {
-                stage.handleTimeout(now: now, output: &output)
-            }
-            if !output.isEmpty {
+            // A stage with more output than one batch (a reply in fragments) is due again at
+            // once; a few rounds, then the port's turn again.
+            for _ in 0..<Self.outputRounds {
+                if let deadline = stage.pollTimeout(), deadline <= now, !output.isFull {
+                    stage.handleTimeout(now: now, output: &output)
+                }
+                guard !output.isEmpty else { break }
                 try port.transmit(&output)
             }
             _ = port.reclaim()
             state.publish(port.counters)
         }
-        return pool.tally(held: received.count + output.count + port.framesHeld)
+        return pool.tally(held: received.count + output.count + port.framesHeld + stage.framesHeld)
     }
 }

@@ -116,10 +116,10 @@ struct UDPEcho: ParsableCommand {
     @Flag(help: "xdp backend: replace a foreign XDP program on the interface.")
     var force = false
 
-    @Option(help: "tun backend: the device's name, e.g. sl0 (made for the run, gone after it).")
+    @Option(help: "tun and tap backends: the device's name, e.g. sl0 (made for the run, gone after it).")
     var name: String?
 
-    @Option(help: "tun backend: the kernel's address on the device with its prefix, e.g. 198.18.1.1/24 or 2001:2:1::1/64 (repeatable); --listen is an address behind it.")
+    @Option(help: "tun and tap backends: the kernel's address on the device with its prefix, e.g. 198.18.1.1/24 or 2001:2:1::1/64 (repeatable); --listen is an address behind it.")
     var address: [String] = []
 
     @Option(help: "Enter this network namespace (/run/netns/NAME) first, with setns().")
@@ -139,11 +139,11 @@ struct UDPEcho: ParsableCommand {
         if dev != nil { let _: [UInt32] = try parseNumberList(queues, of: "queue", in: 0...255) }
         if backend == .xdp, dev == nil { throw ValidationError("--backend xdp needs --dev IF") }
         if backend != .xdp, dev != nil { throw ValidationError("--dev is for --backend xdp") }
-        if backend == .tun {
-            guard let name, !name.isEmpty, name.utf8.count < 16 else { throw ValidationError("--backend tun needs --name NAME (1 to 15 bytes)") }
+        if backend.isDevice {
+            guard let name, !name.isEmpty, name.utf8.count < 16 else { throw ValidationError("--backend \(backend) needs --name NAME (1 to 15 bytes)") }
             for text in address { _ = try parsePrefix(text) }
         } else if name != nil || !address.isEmpty {
-            throw ValidationError("--name and --address are for --backend tun")
+            throw ValidationError("--name and --address are for --backend tun and tap")
         }
         if backend != .uring, sqpoll || deferTaskrun { throw ValidationError("--sqpoll and --defer-taskrun are for --backend uring") }
         if sqpoll && deferTaskrun { throw ValidationError("pick one of --sqpoll and --defer-taskrun") }
@@ -171,7 +171,7 @@ struct UDPEcho: ParsableCommand {
             xdp.force = force
             configuration.xdp = xdp
         }
-        if backend == .tun, let name {
+        if backend.isDevice, let name {
             var tun = TUNBackendConfiguration(name: name)
             tun.addresses = try address.map(parsePrefix)
             tun.queues = workers

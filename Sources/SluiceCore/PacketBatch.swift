@@ -111,6 +111,27 @@ public struct PacketBatch: ~Copyable {
         _count = 0
     }
 
+    /// Moves packets from the front, in order, to the end of `other` until it is full or this
+    /// batch is empty; the rest move up to the front.
+    @inlinable
+    public mutating func moveFront(to other: inout PacketBatch) {
+        let moved = min(_count, other.remainingCapacity)
+        guard moved > 0 else { return }
+        (other.storage + other._count).moveInitialize(from: storage, count: moved)
+        other._count &+= moved
+        storage.moveInitialize(from: storage + moved, count: _count &- moved)
+        _count &-= moved
+    }
+
+    /// Hands each packet, in order, to `body`, which takes it over (to another batch, or back
+    /// to the pool). This batch is empty afterwards.
+    @inlinable
+    public mutating func takeAll(_ body: (consuming Packet) -> Void) {
+        let count = _count
+        _count = 0
+        for i in 0..<count { body((storage + i).move()) }
+    }
+
     /// Sends each packet, in order, where `decide` says: `true` appends it to `kept`,
     /// `false` returns its frame to the pool. `decide` may rewrite the packet in place.
     ///

@@ -16,6 +16,10 @@ public protocol Stage: ~Copyable {
 
     /// Runs the timers due at `now`, possibly emitting packets into `output`.
     mutating func handleTimeout(now: Instant, output: inout PacketBatch)
+
+    /// Frames the stage keeps between calls (fragments being reassembled, output waiting for
+    /// room), for the worker's frame accounting.
+    var framesHeld: Int { get }
 }
 
 extension Stage where Self: ~Copyable {
@@ -26,6 +30,10 @@ extension Stage where Self: ~Copyable {
     /// A stage without timers has nothing to do on a timeout.
     @inlinable
     public mutating func handleTimeout(now: Instant, output: inout PacketBatch) {}
+
+    /// A stage that passes every frame on before it returns keeps none.
+    @inlinable
+    public var framesHeld: Int { 0 }
 }
 
 /// Two stages run one after the other, composed statically: `First`'s output is `Second`'s
@@ -51,6 +59,9 @@ public struct Pipeline<First: Stage & ~Copyable, Second: Stage & ~Copyable>: Sta
         first.handle(&input, output: &middle, now: now)
         second.handle(&middle, output: &output, now: now)
     }
+
+    @inlinable
+    public var framesHeld: Int { first.framesHeld + second.framesHeld + middle.count }
 
     @inlinable
     public func pollTimeout() -> Instant? {

@@ -2,11 +2,12 @@
 import Glibc
 #endif
 import SluiceCore
+import SluiceHost
 import SluicePackets
 import SluiceTUN
 import SluiceUDP
 
-/// What the tun backend makes: the device, the kernel's side of it, and its queues.
+/// What the tun and tap backends make: the device, the kernel's side of it, and its queues.
 public struct TUNBackendConfiguration: Sendable {
     /// The device's name, e.g. "sl0".
     public var name: String
@@ -18,38 +19,48 @@ public struct TUNBackendConfiguration: Sendable {
     public var queues: Int = 1
     /// The device's MTU; `nil` keeps 1500.
     public var mtu: Int?
-    /// Verify IPv4 header and UDP checksums (the kernel completes them for what it routes into
-    /// a TUN device without offloads).
+    /// Verify IPv4 header, UDP and ICMP checksums (the kernel completes them for what it
+    /// routes into a device without offloads).
     public var verifiesChecksums = true
+    /// The service's MAC on a TAP device; `nil` derives a locally administered one from the
+    /// listen address.
+    public var mac: MACAddress?
 
     /// A device named `name`.
     public init(name: String) { self.name = name }
 }
 
 /// A TUN device: the kernel routes the service's address into it, and the workers read and
-/// write bare IP packets, one queue each. The service answers as the host behind the device,
-/// with the kernel's receive rules applied by the UDP stage. Needs CAP_NET_ADMIN.
-public final class TUNBackend: UDPBackend {
-    public static let name = "tun"
-    public static let summary = "a TUN device the kernel routes the listen address into; IP packets in user space; needs CAP_NET_ADMIN"
+/// write bare IP packets, one queue each. In front of the UDP stage a host (``HostStage``)
+/// answers pings, reassembles fragments and fragments replies past the MTU, with the kernel's
+/// receive rules applied. Needs CAP_NET_ADMIN.
+public class TUNBackend: UDPBackend, @unchecked Sendable {
+    public class var name: String { "tun" }
+    public class var summary: String {
+        "a TUN device the kernel routes the listen address into; IP packets in user space; needs CAP_NET_ADMIN"
+    }
+    /// TUN or TAP.
+    class var kind: TUNDeviceConfiguration.Kind { .tun }
 
     let configuration: UDPServerConfiguration
     let settings: TUNBackendConfiguration
     let device: TUNDevice
     let acceptance: UDPAcceptance
+    let host: HostConfiguration
 
-    public init(configuration: UDPServerConfiguration) throws(RuntimeError) {
+    public required init(configuration: UDPServerConfiguration) throws(RuntimeError) {
+        let name = Self.name
         guard let settings = configuration.tun else {
-            throw RuntimeError("the tun backend needs a device (TUNBackendConfiguration)")
+            throw RuntimeError("the \(name) backend needs a device (TUNBackendConfiguration)")
         }
         guard configuration.listen.address != .v4(.any), configuration.listen.address != .v6(.any) else {
-            throw RuntimeError("the tun backend serves one address behind the device: listen on it, not on a wildcard")
+            throw RuntimeError("the \(name) backend serves one address behind the device: listen on it, not on a wildcard")
         }
         guard !settings.addresses.isEmpty || if_nametoindex(settings.name) != 0 else {
-            throw RuntimeError("the tun backend makes \(settings.name) and needs the kernel's address on it "
+            throw RuntimeError("the \(name) backend makes \(settings.name) and needs the kernel's address on it "
                                + "(an address and prefix, e.g. 198.18.1.1/24, with the listen address behind it)")
         }
-        var device = TUNDeviceConfiguration(name: settings.name, kind: .tun)
+        var device = TUNDeviceConfiguration(name: settings.name, kind: Self.kind)
         device.queues = settings.queues
         device.addresses = settings.addresses
         device.mtu = settings.mtu
@@ -58,28 +69,68 @@ public final class TUNBackend: UDPBackend {
         } catch {
             throw RuntimeError(error)
         }
+        let listen = configuration.listen.address
+        let mac = Self.kind == .tap ? settings.mac ?? Self.derivedMAC(for: listen) : nil
         var acceptance = UDPAcceptance()
         acceptance.verifiesChecksums = settings.verifiesChecksums
         acceptance.appliesKernelRules = true
-        acceptance.localAddresses = [configuration.listen.address]
+        acceptance.localAddresses = [listen]
+        acceptance.localMAC = mac
+        // On a TAP device the service is a host on the kernel's subnet: its broadcast is the service's too.
+        acceptance.broadcastAddresses = settings.addresses.compactMap { prefix in
+            guard case .v4(let address) = prefix.address, case .v4 = listen, prefix.prefixLength < 31, Self.kind == .tap else { return nil }
+            let hostBits = UInt32(32 - prefix.prefixLength)
+            return .v4(IPv4Address(rawValue: address.rawValue | ((1 << hostBits) - 1)))
+        }
         self.acceptance = acceptance
+        var host = HostConfiguration(addresses: [listen], mac: mac, mtu: self.device.mtu)
+        host.verifiesChecksums = settings.verifiesChecksums
+        self.host = host
         self.configuration = configuration
         self.settings = settings
     }
 
+    /// A locally administered unicast MAC (02:…) from the last bytes of `address`.
+    static func derivedMAC(for address: IPAddress) -> MACAddress {
+        let low: UInt32 = switch address {
+        case .v4(let a): a.rawValue
+        case .v6(let a): UInt32(truncatingIfNeeded: a.low)
+        }
+        return MACAddress(rawValue: 0x0273_0000_0000 | UInt64(low))
+    }
+
     public var workerCount: Int { settings.queues }
 
-    public var modeDescription: String { "TUN \(device.name), \(settings.queues) queue(s), MTU \(device.mtu)" }
+    public var modeDescription: String {
+        "\(Self.kind == .tun ? "TUN" : "TAP") \(device.name), \(settings.queues) queue(s), MTU \(device.mtu)"
+            + (host.mac.map { ", service MAC \($0)" } ?? "")
+    }
+
+    /// Frames per worker: each frame holds a whole reassembled datagram, so fewer of them.
+    static let framesPerWorker = 768
 
     public func runWorker<Service: UDPService>(index: Int, listen: IPEndpoint, service: Service, state: WorkerState,
                                                bound: (IPEndpoint) -> Void) throws(SystemCallError) -> WorkerReport {
-        // A frame holds one packet of up to the MTU, or any IP packet the kernel routes in.
-        let pool = try FramePool(frameCount: configuration.framesPerWorker, frameSize: max(2048, device.mtu + 64), headroom: 64)
+        let headroom = 64
+        let frameSize = (Reassembler.minimumFrameSize(headroom: headroom) + 63) / 64 * 64
+        let pool = try FramePool(frameCount: min(configuration.framesPerWorker, Self.framesPerWorker),
+                                 frameSize: frameSize, headroom: headroom)
         var port = TUNPort(device: device, queue: index, pool: pool)
         bound(listen)
         return UDPWorkerLoop.serve(port: &port, pool: pool, service: service, state: state,
-                                   batchCapacity: configuration.batchCapacity, acceptance: acceptance)
+                                   batchCapacity: configuration.batchCapacity, acceptance: acceptance, host: host)
     }
 
     public func finish() {}
+}
+
+/// A TAP device: as ``TUNBackend``, but the workers read and write Ethernet frames, and the
+/// host in front of the service answers ARP and IPv6 neighbour solicitations for the listen
+/// address at its own MAC, so the kernel reaches it as a neighbour on the link.
+public final class TAPBackend: TUNBackend, @unchecked Sendable {
+    public override class var name: String { "tap" }
+    public override class var summary: String {
+        "a TAP device the kernel reaches the listen address over (ARP and neighbour discovery answered); Ethernet frames in user space; needs CAP_NET_ADMIN"
+    }
+    override class var kind: TUNDeviceConfiguration.Kind { .tap }
 }

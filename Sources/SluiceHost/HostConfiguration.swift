@@ -1,0 +1,142 @@
+import SluiceCore
+import SluicePackets
+
+/// Who the host behind a TUN or TAP device is: the addresses it answers for, its MAC on a TAP
+/// device, the device's MTU, and the bounds on what it keeps for reassembly.
+public struct HostConfiguration: Sendable {
+    /// The host's own addresses: ARP, neighbour solicitations and echo requests for these are answered.
+    public var addresses: [IPAddress]
+    /// The host's MAC on a TAP device; `nil` over TUN, which has no link layer.
+    public var mac: MACAddress?
+    /// The device's MTU: longer replies leave as fragments.
+    public var mtu: Int
+    /// Answer ICMP and ICMPv6 echo requests (ping).
+    public var answersEcho = true
+    /// Verify IPv4 header and ICMP checksums, as the kernel does for what arrives on a device.
+    public var verifiesChecksums = true
+    /// Bounds on reassembly.
+    public var reassembly = ReassemblyLimits()
+
+    /// A host with `addresses`, `mac` on a TAP device, behind a device of `mtu`.
+    public init(addresses: [IPAddress], mac: MACAddress? = nil, mtu: Int) {
+        self.addresses = addresses
+        self.mac = mac
+        self.mtu = mtu
+    }
+}
+
+/// What reassembly may hold, and for how long: the kernel's `ipfrag_*` settings, per worker.
+public struct ReassemblyLimits: Sendable, Equatable {
+    /// Datagrams being reassembled at once, from all sources; one more evicts the oldest.
+    public var datagrams = 64
+    /// Datagrams being reassembled at once from one source; one more evicts that source's oldest.
+    public var datagramsPerSource = 16
+    /// How long an IPv4 datagram may take to arrive whole (`ipfrag_time`, 30 s).
+    public var timeoutIPv4: Duration = .seconds(30)
+    /// How long an IPv6 datagram may take (`ip6frag_time`, 60 s).
+    public var timeoutIPv6: Duration = .seconds(60)
+
+    /// The kernel's defaults, bounded per source.
+    public init() {}
+}
+
+/// What a ``HostStage`` has done. Every packet it takes in is in exactly one of: passed to the
+/// service stage, answered, kept as a fragment, or dropped under one cause.
+public struct HostCounters: Equatable, Sendable {
+    /// ARP requests for the host's address, answered.
+    public var arpReplies: UInt64 = 0
+    /// Neighbour solicitations for the host's address, answered with an advertisement.
+    public var neighborAdvertisements: UInt64 = 0
+    /// Echo requests answered (ICMP and ICMPv6).
+    public var echoReplies: UInt64 = 0
+    /// ARP, ICMP and ICMPv6 messages the host has no answer for (replies, router and multicast
+    /// listener messages, requests for another address): dropped, as a host ignores them.
+    public var ignoredControl: UInt64 = 0
+    /// Frames for another MAC address.
+    public var notForThisHost: UInt64 = 0
+    /// Frames of an EtherType the host does not speak.
+    public var otherEtherType: UInt64 = 0
+    /// Packets too short for their headers, or whose lengths disagree.
+    public var malformed: UInt64 = 0
+    /// IPv4 header or ICMP checksums that did not verify.
+    public var badChecksum: UInt64 = 0
+    /// Reassembly's own counts.
+    public var reassembly = ReassemblyCounters()
+    /// Replies cut into fragments for the MTU.
+    public var fragmentedReplies: UInt64 = 0
+    /// Fragments sent for them.
+    public var fragmentsSent: UInt64 = 0
+    /// Packets dropped on the way out: no frame for a fragment, or no room to queue it.
+    public var droppedOutput: UInt64 = 0
+
+    /// Zero counts.
+    public init() {}
+
+    /// Adds another worker's counts to these.
+    public mutating func add(_ other: HostCounters) {
+        arpReplies &+= other.arpReplies
+        neighborAdvertisements &+= other.neighborAdvertisements
+        echoReplies &+= other.echoReplies
+        ignoredControl &+= other.ignoredControl
+        notForThisHost &+= other.notForThisHost
+        otherEtherType &+= other.otherEtherType
+        malformed &+= other.malformed
+        badChecksum &+= other.badChecksum
+        reassembly.add(other.reassembly)
+        fragmentedReplies &+= other.fragmentedReplies
+        fragmentsSent &+= other.fragmentsSent
+        droppedOutput &+= other.droppedOutput
+    }
+
+    /// The counts as name–value pairs, for summaries and JSON.
+    public var fields: [(String, UInt64)] {
+        [("arp_replies", arpReplies), ("neighbor_advertisements", neighborAdvertisements), ("echo_replies", echoReplies),
+         ("ignored_control", ignoredControl), ("not_for_this_host", notForThisHost), ("other_ethertype", otherEtherType),
+         ("host_malformed", malformed), ("host_bad_checksum", badChecksum)]
+            + reassembly.fields
+            + [("fragmented_replies", fragmentedReplies), ("fragments_sent", fragmentsSent), ("dropped_output", droppedOutput)]
+    }
+}
+
+/// What a ``Reassembler`` has done.
+public struct ReassemblyCounters: Equatable, Sendable {
+    /// Fragments taken in.
+    public var fragments: UInt64 = 0
+    /// Datagrams made whole.
+    public var reassembled: UInt64 = 0
+    /// Fragments wholly inside data already received: dropped alone (the kernel's `IPFRAG_DUP`).
+    public var duplicates: UInt64 = 0
+    /// Datagrams thrown away because a fragment partly overlapped another (RFC 5722), or its
+    /// end disagreed with the datagram's length.
+    public var overlaps: UInt64 = 0
+    /// Datagrams that did not arrive whole in time.
+    public var timedOut: UInt64 = 0
+    /// Datagrams evicted to make room for a newer one (over the total or the per-source bound).
+    public var evicted: UInt64 = 0
+    /// Fragments with bad lengths (past 65535 bytes, an IPv6 fragment not a multiple of 8).
+    public var malformed: UInt64 = 0
+    /// Fragments dropped for want of a frame to reassemble into.
+    public var noFrame: UInt64 = 0
+
+    /// Zero counts.
+    public init() {}
+
+    /// Adds another reassembler's counts to these.
+    public mutating func add(_ other: ReassemblyCounters) {
+        fragments &+= other.fragments
+        reassembled &+= other.reassembled
+        duplicates &+= other.duplicates
+        overlaps &+= other.overlaps
+        timedOut &+= other.timedOut
+        evicted &+= other.evicted
+        malformed &+= other.malformed
+        noFrame &+= other.noFrame
+    }
+
+    /// The counts as name–value pairs.
+    public var fields: [(String, UInt64)] {
+        [("fragments_in", fragments), ("reassembled", reassembled), ("fragment_duplicates", duplicates),
+         ("fragment_overlaps", overlaps), ("reassembly_timeouts", timedOut), ("reassembly_evictions", evicted),
+         ("fragment_malformed", malformed), ("reassembly_no_frame", noFrame)]
+    }
+}

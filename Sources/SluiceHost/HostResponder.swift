@@ -1,0 +1,256 @@
+import SluiceCore
+import SluicePackets
+
+/// What the host does with one packet.
+public enum HostDisposition: Sendable {
+    /// For the service stage behind the host.
+    case service
+    /// Rewritten in place into the host's answer (ARP reply, neighbour advertisement, echo reply).
+    case answer
+    /// Taken in as a fragment, or dropped (counted): its frame goes back to the pool.
+    case consumed
+}
+
+/// The host's own part of a packet path: it answers ARP and IPv6 neighbour solicitations for
+/// its addresses (so kernel peers reach it over a TAP device), answers pings, reassembles
+/// fragments, and passes the rest on to the service. Checks follow the kernel's: a frame for
+/// another MAC, an ICMP message whose checksum fails, a neighbour solicitation whose hop limit
+/// is not 255 (RFC 4861 section 7.1.1), an echo request to a broadcast address
+/// (`icmp_echo_ignore_broadcasts`) get no answer.
+public struct HostResponder: ~Copyable {
+    /// What the host has counted.
+    public var counters = HostCounters()
+    /// Reassembly of the fragments that arrive.
+    public var reassembler: Reassembler
+
+    @usableFromInline let linkLayer: LinkLayer
+    let ipv4Addresses: [IPv4Address]
+    let ipv6Addresses: [IPv6Address]
+    let mac: MACAddress?
+    let answersEcho: Bool
+    let verifiesChecksums: Bool
+
+    /// A responder for `configuration`, over packets of `linkLayer`, reassembling into frames of `pool`.
+    public init(configuration: HostConfiguration, linkLayer: LinkLayer, pool: FramePool) {
+        self.linkLayer = linkLayer
+        ipv4Addresses = configuration.addresses.compactMap { if case .v4(let a) = $0 { a } else { nil } }
+        ipv6Addresses = configuration.addresses.compactMap { if case .v6(let a) = $0 { a } else { nil } }
+        mac = configuration.mac
+        answersEcho = configuration.answersEcho
+        verifiesChecksums = configuration.verifiesChecksums
+        reassembler = Reassembler(pool: pool, limits: configuration.reassembly)
+    }
+
+    /// Where the IP header of `packet` starts: after the Ethernet header on a TAP device.
+    @inlinable
+    public func networkOffset(of packet: borrowing Packet) -> Int {
+        guard linkLayer == .ethernet else { return 0 }
+        return packet.length >= 14 && packet.dataStart.hostBig16(12) == 0x8100 ? 18 : 14
+    }
+
+    /// Decides what becomes of `packet`, answering it in place or taking it in as a fragment
+    /// (after which `packet` may hold the whole datagram, to be decided on as any other).
+    public mutating func admit(_ packet: inout Packet, now: Instant) -> HostDisposition {
+        var networkOffset = 0
+        if linkLayer == .ethernet {
+            let data = packet.dataStart
+            guard packet.length >= 14 else { return drop(\.malformed) }
+            // The group bit: broadcast and multicast frames are for every host on the link.
+            if let mac, MACAddress(networkBytesAt: data) != mac, data.hostByte(0) & 1 == 0 {
+                return drop(\.notForThisHost)
+            }
+            switch data.hostBig16(12) {
+            case 0x0806: return answerARP(&packet)
+            case 0x0800, 0x86DD: networkOffset = 14
+            case 0x8100: return .service  // the service stage applies the VLAN rules
+            default: return drop(\.otherEtherType)
+            }
+        }
+        guard packet.length >= networkOffset + 20 else { return drop(\.malformed) }
+        var network = packet.dataStart + networkOffset
+        switch network.hostByte(0) >> 4 {
+        case 4:
+            if Reassembler.isIPv4Fragment(network) {
+                let headerLength = Int(network.hostByte(0) & 0x0F) * 4
+                guard headerLength >= 20, packet.length >= networkOffset + headerLength else { return drop(\.malformed) }
+                if verifiesChecksums, InternetChecksum.checksum(UnsafeRawBufferPointer(start: network, count: headerLength)) != 0 {
+                    return drop(\.badChecksum)
+                }
+                guard reassembler.insert(&packet, networkOffset: networkOffset, now: now) else { return .consumed }
+                network = packet.dataStart + networkOffset
+            }
+            return network.hostByte(9) == 1 ? answerICMPv4(&packet, networkOffset: networkOffset) : .service
+        case 6:
+            guard packet.length >= networkOffset + 40 else { return drop(\.malformed) }
+            var next = network.hostByte(6)
+            if next == 17 { return .service }
+            if next == 44 || ((next == 0 || next == 43 || next == 60)
+                              && Reassembler.ipv6FragmentHeader(network, length: packet.length - networkOffset) != nil) {
+                guard reassembler.insert(&packet, networkOffset: networkOffset, now: now) else { return .consumed }
+                network = packet.dataStart + networkOffset
+                next = network.hostByte(6)
+            }
+            if next == 17 { return .service }
+            guard let header = try? IPv6Header(UnsafeMutableRawBufferPointer(start: network, count: packet.length - networkOffset)),
+                  let (upper, offset) = try? header.upperLayer(), upper == 58
+            else { return .service }
+            return answerICMPv6(&packet, networkOffset: networkOffset, icmpOffset: offset)
+        default:
+            return drop(\.malformed)
+        }
+    }
+
+    mutating func drop(_ cause: WritableKeyPath<HostCounters, UInt64>) -> HostDisposition {
+        counters[keyPath: cause] &+= 1
+        return .consumed
+    }
+
+    /// An Ethernet reply goes back to the frame's sender, from the host's MAC.
+    func turnLink(_ data: UnsafeMutableRawPointer) {
+        guard linkLayer == .ethernet, let mac else { return }
+        data.copyMemory(from: data + 6, byteCount: 6)
+        mac.store(networkBytesAt: data + 6)
+    }
+
+    mutating func answerARP(_ packet: inout Packet) -> HostDisposition {
+        let data = packet.dataStart
+        guard let mac else { return drop(\.ignoredControl) }
+        guard let arp = try? ARPPacket(UnsafeMutableRawBufferPointer(start: data + 14, count: packet.length - 14)) else {
+            return drop(\.malformed)
+        }
+        let target = arp.targetProtocolAddress
+        guard arp.isEthernetIPv4, arp.operation == ARPPacket.request, ipv4Addresses.contains(target) else {
+            return drop(\.ignoredControl)
+        }
+        ARPPacket.emit(into: data + 14, operation: ARPPacket.reply, senderMAC: mac, senderIP: target,
+                       targetMAC: arp.senderHardwareAddress, targetIP: arp.senderProtocolAddress)
+        turnLink(data)
+        packet.length = 14 + 28
+        counters.arpReplies &+= 1
+        return .answer
+    }
+
+    mutating func answerICMPv4(_ packet: inout Packet, networkOffset: Int) -> HostDisposition {
+        var network = packet.dataStart + networkOffset
+        let headerLength = Int(network.hostByte(0) & 0x0F) * 4
+        let total = Int(network.hostBig16(2))
+        guard headerLength >= 20, total >= headerLength + 8, networkOffset + total <= packet.length else {
+            return drop(\.malformed)
+        }
+        let icmpLength = total - headerLength
+        if verifiesChecksums {
+            guard InternetChecksum.checksum(UnsafeRawBufferPointer(start: network, count: headerLength)) == 0,
+                  InternetChecksum.checksum(UnsafeRawBufferPointer(start: network + headerLength, count: icmpLength)) == 0
+            else { return drop(\.badChecksum) }
+        }
+        let source = IPv4Address(networkBytesAt: network + 12)
+        let destination = IPv4Address(networkBytesAt: network + 16)
+        var icmp = network + headerLength
+        // Echo requests to this host only: not to a broadcast, not from an address no reply can reach.
+        guard answersEcho, icmp.hostByte(0) == 8, icmp.hostByte(1) == 0, ipv4Addresses.contains(destination),
+              source != .any, source.rawValue >> 28 < 14, source.rawValue >> 24 != 127
+        else { return drop(\.ignoredControl) }
+        icmp.hostSetByte(0, 0)
+        icmp.hostSetBig16(2, InternetChecksum.update(icmp.hostBig16(2), old: UInt16(0x0800), new: UInt16(0x0000)))
+        if headerLength > 20 {
+            // The reply carries no options: the header moves up against the ICMP message.
+            let data = packet.dataStart
+            (data + headerLength - 20).copyMemory(from: data, byteCount: networkOffset + 20)
+            packet.pullFront(headerLength - 20)
+            network = packet.dataStart + networkOffset
+            icmp = network + 20
+        }
+        network.hostSetByte(0, 0x45)
+        network.hostSetBig16(2, UInt16(20 + icmpLength))
+        network.hostSetBig16(6, 0)
+        network.hostSetByte(8, 64)
+        destination.store(networkBytesAt: network + 12)
+        source.store(networkBytesAt: network + 16)
+        network.hostSetBig16(10, 0)
+        let checksum = InternetChecksum.checksum(UnsafeRawBufferPointer(start: network, count: 20))
+        network.storeBytes(of: checksum.bigEndian, toByteOffset: 10, as: UInt16.self)
+        packet.length = networkOffset + 20 + icmpLength
+        turnLink(packet.dataStart)
+        counters.echoReplies &+= 1
+        return .answer
+    }
+
+    mutating func answerICMPv6(_ packet: inout Packet, networkOffset: Int, icmpOffset: Int) -> HostDisposition {
+        var network = packet.dataStart + networkOffset
+        let total = 40 + Int(network.hostBig16(4))
+        guard networkOffset + total <= packet.length, total >= icmpOffset + 8 else { return drop(\.malformed) }
+        let icmpLength = total - icmpOffset
+        let source = IPv6Address(networkBytesAt: network + 8)
+        let destination = IPv6Address(networkBytesAt: network + 24)
+        var icmp = network + icmpOffset
+        if verifiesChecksums {
+            let pseudo = InternetChecksum.pseudoHeaderSum(source: source, destination: destination, nextHeader: 58, length: icmpLength)
+            guard InternetChecksum.checksum(UnsafeRawBufferPointer(start: icmp, count: icmpLength), initial: pseudo) == 0 else {
+                return drop(\.badChecksum)
+            }
+        }
+        switch (icmp.hostByte(0), icmp.hostByte(1)) {
+        case (128, 0) where answersEcho && ipv6Addresses.contains(destination) && source.high >> 56 != 0xFF && source != .any:
+            icmp.hostSetByte(0, 129)
+            icmp.hostSetBig16(2, InternetChecksum.update(icmp.hostBig16(2), old: UInt16(0x8000), new: UInt16(0x8100)))
+            if icmpOffset > 40 {
+                // The reply carries no extension headers.
+                let data = packet.dataStart
+                (data + icmpOffset - 40).copyMemory(from: data, byteCount: networkOffset + 40)
+                packet.pullFront(icmpOffset - 40)
+                network = packet.dataStart + networkOffset
+                icmp = network + 40
+            }
+            network.hostSetBig16(4, UInt16(icmpLength))
+            network.hostSetByte(6, 58)
+            network.hostSetByte(7, 64)
+            destination.store(networkBytesAt: network + 8)
+            source.store(networkBytesAt: network + 24)
+            packet.length = networkOffset + 40 + icmpLength
+            turnLink(packet.dataStart)
+            counters.echoReplies &+= 1
+            return .answer
+        case (135, 0) where icmpLength >= 24:
+            let target = IPv6Address(networkBytesAt: icmp + 8)
+            // Only a solicitation that never crossed a router, for this host, from a host that
+            // has an address (one from :: is duplicate address detection, not a question).
+            guard let mac, network.hostByte(7) == 255, ipv6Addresses.contains(target), source != .any else {
+                return drop(\.ignoredControl)
+            }
+            return advertise(&packet, networkOffset: networkOffset, target: target, to: source, mac: mac)
+        default:
+            return drop(\.ignoredControl)
+        }
+    }
+
+    /// Rewrites `packet` into a solicited neighbour advertisement (RFC 4861 section 7.2.4) of
+    /// `target` at `mac`, to `requester`.
+    mutating func advertise(_ packet: inout Packet, networkOffset: Int, target: IPv6Address, to requester: IPv6Address,
+                            mac: MACAddress) -> HostDisposition {
+        let data = packet.dataStart
+        let network = data + networkOffset
+        turnLink(data)
+        data.hostSetBig16(12, 0x86DD)
+        network.hostSetBig32(0, 0x6000_0000)
+        network.hostSetBig16(4, 32)
+        network.hostSetByte(6, 58)
+        network.hostSetByte(7, 255)
+        target.store(networkBytesAt: network + 8)
+        requester.store(networkBytesAt: network + 24)
+        let icmp = network + 40
+        icmp.hostSetBig32(0, 136 << 24)
+        // Solicited and override.
+        icmp.hostSetBig32(4, 0x6000_0000)
+        target.store(networkBytesAt: icmp + 8)
+        // The target link-layer address option.
+        icmp.hostSetByte(24, 2)
+        icmp.hostSetByte(25, 1)
+        mac.store(networkBytesAt: icmp + 26)
+        let pseudo = InternetChecksum.pseudoHeaderSum(source: target, destination: requester, nextHeader: 58, length: 32)
+        let checksum = InternetChecksum.checksum(UnsafeRawBufferPointer(start: icmp, count: 32), initial: pseudo)
+        icmp.hostSetBig16(2, checksum)
+        packet.length = networkOffset + 72
+        counters.neighborAdvertisements &+= 1
+        return .answer
+    }
+}
