@@ -26,10 +26,10 @@ let namespaceCounter = Atomic<Int>(0)
     }
 
     /// `kernel`: the kernel's address to give the device (`nil`: it exists and has its own).
-    func startServer(_ namespace: Namespace, device: String, kernel: String?, listen: String,
-                     workers: Int = 1) throws -> ChildProcess {
+    static func startServer(_ namespace: Namespace, device: String, kernel: String?, listen: String,
+                            workers: Int = 1, kind: String = "tun") throws -> ChildProcess {
         let server = try ChildProcess(sluice: [
-            "udp-echo", "--backend", "tun", "--name", device, "--listen", listen, "--workers", "\(workers)",
+            "udp-echo", "--backend", kind, "--name", device, "--listen", listen, "--workers", "\(workers)",
             "--netns", namespace.name, "--duration", "60", "--stats-interval", "0",
         ] + (kernel.map { ["--address", $0] } ?? []))
         try #require(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
@@ -39,7 +39,7 @@ let namespaceCounter = Atomic<Int>(0)
     @Test(arguments: [("198.18.1.1/24", "198.18.1.2", 1472), ("2001:2:1::1/64", "[2001:2:1::2]", 1452)])
     func echoesEveryDatagramThroughTheDevice(kernel: String, service: String, largest: Int) throws {
         let namespace = try Namespace()
-        let server = try startServer(namespace, device: "sltun0", kernel: kernel, listen: "\(service):9000")
+        let server = try Self.startServer(namespace, device: "sltun0", kernel: kernel, listen: "\(service):9000")
         let target = try #require(IPEndpoint("\(service):9000"))
         let kernelAddress = try #require(IPAddress(kernel.split(separator: "/")[0]))
         let client = try withNetworkNamespace(namespace.name) { KernelUDPSocket(bind: IPEndpoint(address: kernelAddress, port: 0)) }
@@ -62,7 +62,7 @@ let namespaceCounter = Atomic<Int>(0)
 
     @Test func theDeviceDeletedUnderARunningWorkerStopsItWithAClearError() throws {
         let namespace = try Namespace()
-        let server = try startServer(namespace, device: "sltun1", kernel: "198.18.1.1/24", listen: "198.18.1.2:9000")
+        let server = try Self.startServer(namespace, device: "sltun1", kernel: "198.18.1.1/24", listen: "198.18.1.2:9000")
         let delete = try ChildProcess("/usr/sbin/ip", ["-n", namespace.name, "link", "del", "sltun1"])
         #expect(delete.waitForExit() == 0, "\(delete.text)")
         let status = server.waitForExit(timeout: .seconds(5))
@@ -80,7 +80,7 @@ let namespaceCounter = Atomic<Int>(0)
         let up = try ChildProcess(sluice: ["tun", "up", "--name", "sltun2", "--address", "198.18.1.1/24", "--netns", namespace.name])
         #expect(up.waitForExit() == 0, "\(up.text)")
         #expect(try linkExists(namespace, "sltun2"), "the device outlives tun up")
-        let server = try startServer(namespace, device: "sltun2", kernel: nil, listen: "198.18.1.2:9000")
+        let server = try Self.startServer(namespace, device: "sltun2", kernel: nil, listen: "198.18.1.2:9000")
         let client = try withNetworkNamespace(namespace.name) {
             KernelUDPSocket(bind: IPEndpoint(address: .v4(IPv4Address(198, 18, 1, 1)), port: 0))
         }

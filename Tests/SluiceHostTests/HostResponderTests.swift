@@ -1,0 +1,130 @@
+import SluiceCore
+import SluiceHost
+import SluicePackets
+import Testing
+
+@Suite struct HostResponderTests {
+    let harness: Harness
+    let mac = MACAddress(2, 0x73, 0, 0, 0, 2)
+    let peerMAC = MACAddress(2, 0, 0, 0, 0, 1)
+    init() throws { harness = try Harness() }
+
+    func responder(linkLayer: LinkLayer = .ethernet) -> HostResponder {
+        let configuration = HostConfiguration(addresses: [.v4(IPv4Address(198, 18, 1, 2)), .v6(IPv6Address("2001:2:1::2")!)],
+                                              mac: linkLayer == .ethernet ? mac : nil, mtu: 1500)
+        return HostResponder(configuration: configuration, linkLayer: linkLayer, pool: harness.pool)
+    }
+
+    func admit(_ responder: inout HostResponder, _ bytes: [UInt8]) -> (HostDisposition, [UInt8]) {
+        var packet = harness.packet(bytes)
+        let disposition = responder.admit(&packet, now: Instant(nanoseconds: 1))
+        let result = Harness.bytes(packet)
+        harness.pool.release(packet)
+        return (disposition, result)
+    }
+
+    func ethernet(to destination: MACAddress, type: UInt16, _ payload: [UInt8]) -> [UInt8] {
+        var frame = [UInt8](repeating: 0, count: 14)
+        frame.withUnsafeMutableBytes { destination.store(networkBytesAt: $0.baseAddress!); peerMAC.store(networkBytesAt: $0.baseAddress! + 6) }
+        frame[12] = UInt8(type >> 8); frame[13] = UInt8(type & 0xFF)
+        return frame + payload
+    }
+
+    @Test func anARPRequestForTheHostIsAnswered() {
+        var responder = responder()
+        var arp = [UInt8](repeating: 0, count: 28)
+        arp.withUnsafeMutableBytes {
+            ARPPacket.emit(into: $0.baseAddress!, operation: ARPPacket.request, senderMAC: peerMAC,
+                           senderIP: IPv4Address(198, 18, 1, 1), targetMAC: MACAddress(rawValue: 0), targetIP: IPv4Address(198, 18, 1, 2))
+        }
+        let (disposition, reply) = admit(&responder, ethernet(to: .broadcast, type: 0x0806, arp))
+        #expect(disposition == .answer)
+        reply.withUnsafeBytes { bytes in
+            let base = UnsafeMutableRawPointer(mutating: bytes.baseAddress!)
+            #expect(MACAddress(networkBytesAt: base) == peerMAC && MACAddress(networkBytesAt: base + 6) == mac)
+            let arp = try! ARPPacket(UnsafeMutableRawBufferPointer(start: base + 14, count: 28))
+            #expect(arp.operation == ARPPacket.reply && arp.senderHardwareAddress == mac)
+            #expect(arp.senderProtocolAddress == IPv4Address(198, 18, 1, 2) && arp.targetProtocolAddress == IPv4Address(198, 18, 1, 1))
+        }
+        // For another address: no answer.
+        arp.withUnsafeMutableBytes { IPv4Address(198, 18, 1, 3).store(networkBytesAt: $0.baseAddress! + 24) }
+        #expect(admit(&responder, ethernet(to: .broadcast, type: 0x0806, arp)).0 == .consumed)
+        #expect(responder.counters.arpReplies == 1 && responder.counters.ignoredControl == 1)
+    }
+
+    func solicitation(hopLimit: UInt8 = 255, source: IPv6Address = IPv6Address("2001:2:1::1")!) -> [UInt8] {
+        let target = IPv6Address("2001:2:1::2")!
+        let destination = IPv6Address("ff02::1:ff00:2")!
+        var packet = [UInt8](repeating: 0, count: 40 + 24)
+        packet.withUnsafeMutableBytes { buffer in
+            let base = buffer.baseAddress!
+            base.storeBytes(of: UInt32(0x6000_0000).bigEndian, as: UInt32.self)
+            base.storeBytes(of: UInt16(24).bigEndian, toByteOffset: 4, as: UInt16.self)
+            base.storeBytes(of: UInt8(58), toByteOffset: 6, as: UInt8.self)
+            base.storeBytes(of: hopLimit, toByteOffset: 7, as: UInt8.self)
+            source.store(networkBytesAt: base + 8)
+            destination.store(networkBytesAt: base + 24)
+            base.storeBytes(of: UInt8(135), toByteOffset: 40, as: UInt8.self)
+            target.store(networkBytesAt: base + 48)
+            let pseudo = InternetChecksum.pseudoHeaderSum(source: source, destination: destination, nextHeader: 58, length: 24)
+            let checksum = InternetChecksum.checksum(UnsafeRawBufferPointer(start: base + 40, count: 24), initial: pseudo)
+            base.storeBytes(of: checksum.bigEndian, toByteOffset: 42, as: UInt16.self)
+        }
+        return ethernet(to: MACAddress(0x33, 0x33, 0xFF, 0, 0, 2), type: 0x86DD, packet)
+    }
+
+    @Test func aNeighbourSolicitationForTheHostIsAdvertised() {
+        var responder = responder()
+        let (disposition, reply) = admit(&responder, solicitation())
+        #expect(disposition == .answer)
+        #expect(reply.count == 14 + 40 + 32)
+        #expect(reply[14 + 7] == 255 && reply[14 + 40] == 136 && reply[14 + 44] == 0x60)
+        reply.withUnsafeBytes { bytes in
+            let base = bytes.baseAddress!
+            #expect(MACAddress(networkBytesAt: base) == peerMAC)
+            #expect(MACAddress(networkBytesAt: base + 14 + 40 + 26) == mac, "target link-layer address option")
+            let source = IPv6Address(networkBytesAt: base + 14 + 8)
+            let destination = IPv6Address(networkBytesAt: base + 14 + 24)
+            #expect(source == IPv6Address("2001:2:1::2")! && destination == IPv6Address("2001:2:1::1")!)
+            let pseudo = InternetChecksum.pseudoHeaderSum(source: source, destination: destination, nextHeader: 58, length: 32)
+            #expect(InternetChecksum.checksum(UnsafeRawBufferPointer(start: base + 54, count: 32), initial: pseudo) == 0)
+        }
+        // One that crossed a router, and duplicate address detection: no answer.
+        #expect(admit(&responder, solicitation(hopLimit: 64)).0 == .consumed)
+        #expect(admit(&responder, solicitation(source: .any)).0 == .consumed)
+        #expect(responder.counters.neighborAdvertisements == 1 && responder.counters.ignoredControl == 2)
+    }
+
+    func echoRequest(to destination: IPv4Address, corrupt: Bool = false) -> [UInt8] {
+        var packet = [UInt8](repeating: 0, count: 20 + 16)
+        packet.withUnsafeMutableBytes { buffer in
+            let base = buffer.baseAddress!
+            _ = IPv4Header.emit(into: base, source: IPv4Address(198, 18, 1, 1), destination: destination,
+                                protocol: 1, payloadLength: 16, identification: 1)
+            base.storeBytes(of: UInt8(8), toByteOffset: 20, as: UInt8.self)
+            for i in 28..<36 { base.storeBytes(of: UInt8(i), toByteOffset: i, as: UInt8.self) }
+            let checksum = InternetChecksum.checksum(UnsafeRawBufferPointer(start: base + 20, count: 16))
+            base.storeBytes(of: (corrupt ? checksum ^ 1 : checksum).bigEndian, toByteOffset: 22, as: UInt16.self)
+        }
+        return packet
+    }
+
+    @Test func anEchoRequestIsAnsweredOverTUN() {
+        var responder = responder(linkLayer: .ip)
+        let (disposition, reply) = admit(&responder, echoRequest(to: IPv4Address(198, 18, 1, 2)))
+        #expect(disposition == .answer)
+        #expect(reply[20] == 0 && Harness.isIPv4HeaderValid(reply))
+        #expect(reply[20...].withUnsafeBytes { InternetChecksum.checksum($0) } == 0)
+        #expect(Array(reply[12..<16]) == [198, 18, 1, 2] && Array(reply[16..<20]) == [198, 18, 1, 1])
+        #expect(admit(&responder, echoRequest(to: IPv4Address(198, 18, 1, 255))).0 == .consumed, "a broadcast")
+        #expect(admit(&responder, echoRequest(to: IPv4Address(198, 18, 1, 2), corrupt: true)).0 == .consumed)
+        #expect(responder.counters.echoReplies == 1 && responder.counters.ignoredControl == 1 && responder.counters.badChecksum == 1)
+    }
+
+    @Test func aFrameForAnotherMACIsNotTheHosts() {
+        var responder = responder()
+        #expect(admit(&responder, ethernet(to: MACAddress(2, 9, 9, 9, 9, 9), type: 0x0800, echoRequest(to: IPv4Address(198, 18, 1, 2)))).0
+                == .consumed)
+        #expect(responder.counters.notForThisHost == 1)
+    }
+}

@@ -1,0 +1,178 @@
+import SluiceCore
+import SluiceHost
+import SluicePackets
+import Testing
+
+@Suite struct ReassemblerTests {
+    let harness: Harness
+    init() throws { harness = try Harness() }
+
+    func insert(_ reassembler: inout Reassembler, _ bytes: [UInt8], at now: Instant = Instant(nanoseconds: 1_000_000_000)) -> [UInt8]? {
+        var packet = harness.packet(bytes)
+        let whole = reassembler.insert(&packet, networkOffset: 0, now: now)
+        let result = whole ? Harness.bytes(packet) : nil
+        harness.pool.release(packet)
+        return result
+    }
+
+    @Test func ipv4FragmentsInAnyOrderMakeTheDatagram() {
+        var reassembler = Reassembler(pool: harness.pool, limits: ReassemblyLimits())
+        let whole = Harness.datagram(from: "198.18.0.1:4000", to: "198.18.0.2:9000", payload: 3000)
+        let pieces = [Harness.fragment4(whole, offset: 2960, count: whole.count - 20 - 2960, more: false),
+                      Harness.fragment4(whole, offset: 0, count: 1480, more: true),
+                      Harness.fragment4(whole, offset: 1480, count: 1480, more: true)]
+        #expect(insert(&reassembler, pieces[0]) == nil)
+        #expect(insert(&reassembler, pieces[1]) == nil)
+        let result = insert(&reassembler, pieces[2])
+        #expect(result.map { Array($0[20...]) } == Array(whole[20...]))
+        #expect(result.map { Harness.isIPv4HeaderValid($0) } == true)
+        #expect(result.map { Int($0[2]) << 8 | Int($0[3]) } == whole.count)
+        #expect(result.map { $0[6] & 0x3F == 0 && $0[7] == 0 } == true, "no fragment bits left")
+        #expect(reassembler.counters.reassembled == 1 && reassembler.activeDatagrams == 0)
+        #expect(harness.pool.freeCount == harness.pool.frameCount)
+    }
+
+    @Test func aDuplicateIsDroppedAloneAndAPartialOverlapEndsTheDatagram() {
+        var reassembler = Reassembler(pool: harness.pool, limits: ReassemblyLimits())
+        let whole = Harness.datagram(from: "198.18.0.1:4000", to: "198.18.0.2:9000", payload: 2000)
+        let first = Harness.fragment4(whole, offset: 0, count: 1480, more: true)
+        let last = Harness.fragment4(whole, offset: 1480, count: whole.count - 20 - 1480, more: false)
+        #expect(insert(&reassembler, first) == nil)
+        #expect(insert(&reassembler, first) == nil)
+        #expect(reassembler.counters.duplicates == 1)
+        #expect(insert(&reassembler, last) != nil)
+
+        let overlapping = Harness.fragment4(whole, offset: 8, count: 1480, more: true)
+        #expect(insert(&reassembler, first) == nil)
+        #expect(insert(&reassembler, overlapping) == nil)
+        #expect(reassembler.counters.overlaps == 1 && reassembler.activeDatagrams == 0)
+        #expect(insert(&reassembler, last) == nil, "the datagram is gone; its last fragment starts a new one")
+        #expect(reassembler.activeDatagrams == 1)
+    }
+
+    @Test func lengthsThatDisagreeEndTheDatagram() {
+        var reassembler = Reassembler(pool: harness.pool, limits: ReassemblyLimits())
+        let whole = Harness.datagram(from: "198.18.0.1:4000", to: "198.18.0.2:9000", payload: 3000)
+        // Data past the last fragment's end.
+        #expect(insert(&reassembler, Harness.fragment4(whole, offset: 1480, count: 800, more: false)) == nil)
+        #expect(insert(&reassembler, Harness.fragment4(whole, offset: 2960, count: 8, more: true)) == nil)
+        #expect(reassembler.counters.overlaps == 1 && reassembler.activeDatagrams == 0)
+        // A zero-length fragment.
+        #expect(insert(&reassembler, Harness.fragment4(whole, offset: 0, count: 1480, more: true)) == nil)
+        #expect(insert(&reassembler, Harness.fragment4(whole, offset: 1480, count: 0, more: true)) == nil)
+        #expect(reassembler.counters.malformed == 1 && reassembler.activeDatagrams == 0)
+        #expect(harness.pool.freeCount == harness.pool.frameCount)
+    }
+
+    @Test func anUnfinishedDatagramTimesOutAndGivesItsFrameBack() {
+        var reassembler = Reassembler(pool: harness.pool, limits: ReassemblyLimits())
+        let whole = Harness.datagram(from: "198.18.0.1:4000", to: "198.18.0.2:9000", payload: 3000)
+        let start = Instant(nanoseconds: 1_000_000_000)
+        #expect(insert(&reassembler, Harness.fragment4(whole, offset: 0, count: 1480, more: true), at: start) == nil)
+        #expect(reassembler.nextDeadline == start + .seconds(30))
+        reassembler.expire(now: start + .seconds(29))
+        #expect(reassembler.activeDatagrams == 1)
+        reassembler.expire(now: start + .seconds(30))
+        #expect(reassembler.activeDatagrams == 0 && reassembler.counters.timedOut == 1)
+        #expect(reassembler.nextDeadline == nil)
+        #expect(harness.pool.freeCount == harness.pool.frameCount)
+    }
+
+    @Test func oneSourceCannotHoldMoreThanItsShare() {
+        var limits = ReassemblyLimits()
+        limits.datagramsPerSource = 4
+        limits.datagrams = 8
+        var reassembler = Reassembler(pool: harness.pool, limits: limits)
+        let whole = Harness.datagram(from: "198.18.0.1:4000", to: "198.18.0.2:9000", payload: 3000)
+        for id in 0..<10 {
+            _ = insert(&reassembler, Harness.fragment4(whole, identification: UInt16(id), offset: 0, count: 1480, more: true),
+                       at: Instant(nanoseconds: UInt64(1 + id) * 1_000_000))
+        }
+        #expect(reassembler.activeDatagrams == 4)
+        #expect(reassembler.counters.evicted == 6)
+        // Other sources still get in, up to the total.
+        for host in 2..<8 {
+            let other = Harness.datagram(from: "198.18.0.\(host):4000", to: "198.18.0.2:9000", payload: 3000)
+            _ = insert(&reassembler, Harness.fragment4(other, offset: 0, count: 1480, more: true))
+        }
+        #expect(reassembler.activeDatagrams == 8)
+        #expect(harness.pool.outstandingCount == 8)
+    }
+
+    @Test func aFloodOfRandomFragmentsStaysBounded() {
+        var reassembler = Reassembler(pool: harness.pool, limits: ReassemblyLimits())
+        var state: UInt64 = 0x5EED
+        func next() -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int(truncatingIfNeeded: state >> 33)
+        }
+        let wholes = (1..<40).map { Harness.datagram(from: "198.18.0.\($0):4000", to: "198.18.0.2:9000", payload: 8000) }
+        for round in 0..<20_000 {
+            let whole = wholes[next() % wholes.count]
+            let offset = (next() % 900) * 8
+            let count = min(next() % 1500, whole.count - 20 - offset)
+            let fragment = Harness.fragment4(whole, identification: UInt16(next() % 300), offset: offset, count: count,
+                                             more: next() % 4 != 0)
+            _ = insert(&reassembler, fragment, at: Instant(nanoseconds: UInt64(1_000_000_000 + round * 1000)))
+            #expect(reassembler.activeDatagrams <= 64)
+        }
+        reassembler.expire(now: Instant(nanoseconds: 100_000_000_000))
+        #expect(reassembler.activeDatagrams == 0)
+        #expect(harness.pool.freeCount == harness.pool.frameCount)
+    }
+
+    @Test func ipv6FragmentsFromTheFragmenterComeBackAsTheDatagram() throws {
+        var reassembler = Reassembler(pool: harness.pool, limits: ReassemblyLimits())
+        var fragmenter = Fragmenter(mtu: 1280, identification: 7)
+        for size in [1233, 1240, 5000, 65507] {
+            let whole = Harness.datagram(from: "[2001:2::1]:4000", to: "[2001:2::2]:9000", payload: size)
+            var fragments = PacketBatch(pool: harness.pool, capacity: 128)
+            let count = fragmenter.fragment(harness.packet(whole), networkOffset: 0, into: &fragments)
+            #expect(count == fragments.count && count > 1)
+            var pieces: [[UInt8]] = []
+            fragments.takeAll { packet in
+                pieces.append(Harness.bytes(packet))
+                harness.pool.release(packet)
+            }
+            #expect(pieces.allSatisfy { $0.count <= 1280 && $0[6] == 44 })
+            var result: [UInt8]?
+            for piece in pieces.reversed() { result = insert(&reassembler, piece) ?? result }
+            #expect(result == whole, "\(size) bytes")
+        }
+        #expect(harness.pool.freeCount == harness.pool.frameCount)
+    }
+
+    @Test func ipv4FragmentsFromTheFragmenterComeBackAsTheDatagram() {
+        var reassembler = Reassembler(pool: harness.pool, limits: ReassemblyLimits())
+        var fragmenter = Fragmenter(mtu: 576, identification: 9)
+        for size in [549, 550, 551, 3000, 65507] {
+            let whole = Harness.datagram(from: "198.18.0.1:4000", to: "198.18.0.2:9000", payload: size)
+            var fragments = PacketBatch(pool: harness.pool, capacity: 256)
+            _ = fragmenter.fragment(harness.packet(whole), networkOffset: 0, into: &fragments)
+            var pieces: [[UInt8]] = []
+            fragments.takeAll { packet in
+                pieces.append(Harness.bytes(packet))
+                harness.pool.release(packet)
+            }
+            #expect(pieces.allSatisfy { $0.count <= 576 && Harness.isIPv4HeaderValid($0) })
+            var result: [UInt8]?
+            for piece in pieces { result = insert(&reassembler, piece) ?? result }
+            #expect(result.map { Array($0[20...]) } == Array(whole[20...]), "\(size) bytes")
+        }
+    }
+
+    @Test func anIPv6AtomicFragmentIsWholeAtOnce() {
+        var reassembler = Reassembler(pool: harness.pool, limits: ReassemblyLimits())
+        let whole = Harness.datagram(from: "[2001:2::1]:4000", to: "[2001:2::2]:9000", payload: 100)
+        let atomic = Harness.fragment6(whole, offset: 0, count: whole.count - 40, more: false)
+        #expect(insert(&reassembler, atomic) == whole)
+        #expect(reassembler.activeDatagrams == 0)
+    }
+
+    @Test func anIPv6FragmentNotAMultipleOfEightIsDropped() {
+        var reassembler = Reassembler(pool: harness.pool, limits: ReassemblyLimits())
+        let whole = Harness.datagram(from: "[2001:2::1]:4000", to: "[2001:2::2]:9000", payload: 3000)
+        #expect(insert(&reassembler, Harness.fragment6(whole, offset: 0, count: 1201, more: true)) == nil)
+        #expect(reassembler.counters.malformed == 1 && reassembler.activeDatagrams == 0)
+    }
+}
