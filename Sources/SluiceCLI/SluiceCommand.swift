@@ -122,6 +122,9 @@ struct UDPEcho: ParsableCommand {
     @Option(help: "tun and tap backends: the kernel's address on the device with its prefix, e.g. 198.18.1.1/24 or 2001:2:1::1/64 (repeatable); --listen is an address behind it.")
     var address: [String] = []
 
+    @Flag(help: "tun and tap backends: no virtio-net header (no checksum or segmentation offloads): every packet whole.")
+    var noOffloads = false
+
     @Option(help: "Enter this network namespace (/run/netns/NAME) first, with setns().")
     var netns: String?
 
@@ -142,8 +145,8 @@ struct UDPEcho: ParsableCommand {
         if backend.isDevice {
             guard let name, !name.isEmpty, name.utf8.count < 16 else { throw ValidationError("--backend \(backend) needs --name NAME (1 to 15 bytes)") }
             for text in address { _ = try parsePrefix(text) }
-        } else if name != nil || !address.isEmpty {
-            throw ValidationError("--name and --address are for --backend tun and tap")
+        } else if name != nil || !address.isEmpty || noOffloads {
+            throw ValidationError("--name, --address and --no-offloads are for --backend tun and tap")
         }
         if backend != .uring, sqpoll || deferTaskrun { throw ValidationError("--sqpoll and --defer-taskrun are for --backend uring") }
         if sqpoll && deferTaskrun { throw ValidationError("pick one of --sqpoll and --defer-taskrun") }
@@ -175,6 +178,7 @@ struct UDPEcho: ParsableCommand {
             var tun = TUNBackendConfiguration(name: name)
             tun.addresses = try address.map(parsePrefix)
             tun.queues = workers
+            if noOffloads { tun.offloads = nil }
             configuration.tun = tun
         }
         switch responder {

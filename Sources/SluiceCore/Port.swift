@@ -70,12 +70,14 @@ public struct PortCounters: Equatable, Sendable {
     public var droppedTruncated: UInt64 = 0
     /// Packets the kernel refused to send.
     public var droppedTransmit: UInt64 = 0
+    /// Packets the port refused for a bad length or offload header (a TUN device's virtio-net header).
+    public var droppedMalformed: UInt64 = 0
     /// Times receiving stalled because the kernel found no buffer to fill (an io_uring buffer
     /// ring ran dry): datagrams wait in the socket buffer meanwhile, they are not lost.
     public var receiveBufferStalls: UInt64 = 0
-    /// Packets received in coalesced (GRO) buffers and split by the port.
+    /// Packets received in coalesced buffers (GRO, a device's super-packets) and split by the port.
     public var coalescedSegments: UInt64 = 0
-    /// Packets sent in segmented (GSO) sends.
+    /// Packets sent in segmented sends (GSO, a device's super-packets).
     public var segmentedPackets: UInt64 = 0
 
     /// Zero counts.
@@ -92,6 +94,7 @@ public struct PortCounters: Equatable, Sendable {
         droppedNoFrame += other.droppedNoFrame
         droppedTruncated += other.droppedTruncated
         droppedTransmit += other.droppedTransmit
+        droppedMalformed += other.droppedMalformed
         receiveBufferStalls += other.receiveBufferStalls
         coalescedSegments += other.coalescedSegments
         segmentedPackets += other.segmentedPackets
@@ -101,7 +104,7 @@ public struct PortCounters: Equatable, Sendable {
     public var fields: [(String, UInt64)] {
         [("rx_packets", receivedPackets), ("rx_bytes", receivedBytes), ("tx_packets", transmittedPackets),
          ("tx_bytes", transmittedBytes), ("rx_calls", receiveCalls), ("tx_calls", transmitCalls),
-         ("drop_no_frame", droppedNoFrame), ("drop_truncated", droppedTruncated), ("drop_tx", droppedTransmit),
+         ("drop_no_frame", droppedNoFrame), ("drop_truncated", droppedTruncated), ("drop_tx", droppedTransmit), ("drop_malformed", droppedMalformed),
          ("rx_buffer_stalls", receiveBufferStalls),
          ("gro_segments", coalescedSegments), ("gso_segments", segmentedPackets)]
     }

@@ -32,6 +32,11 @@ public struct TUNDeviceConfiguration: Sendable {
     public var addresses: [(address: IPAddress, prefixLength: Int)] = []
     /// The device's MTU; `nil` keeps the kernel's (1500).
     public var mtu: Int?
+    /// Offloads to ask for: `nil` makes the device without a virtio-net header (`IFF_VNET_HDR`),
+    /// so every packet is whole and its checksums complete. With a set, each packet carries the
+    /// header, and the kernel may hand over super-packets and partial checksums of the kinds the
+    /// set names (those the kernel has: USO needs Linux 6.2; ``TUNDevice/offloads`` says what it took).
+    public var offloads: TUNOffloads?
 
     /// A device named `name` (empty: the kernel picks) of `kind`.
     public init(name: String, kind: Kind) {
@@ -56,6 +61,10 @@ public final class TUNDevice: @unchecked Sendable {
     public let queueDescriptors: [Int32]
     /// The device's MTU.
     public let mtu: Int
+    /// The bytes of virtio-net header in front of every packet: 0, or ``VirtioNetHeader/length``.
+    public let virtioHeaderLength: Int
+    /// The offloads the kernel agreed to (empty without a virtio-net header).
+    public let offloads: TUNOffloads
 
     /// Creates the device, or attaches to the persistent one of that name, in the calling
     /// thread's network namespace; adds its addresses and sets it up.
@@ -73,6 +82,8 @@ public final class TUNDevice: @unchecked Sendable {
         }
         var flags = Int32(IFF_NO_PI) | (configuration.kind == .tun ? Int32(IFF_TUN) : Int32(IFF_TAP))
         if configuration.queues > 1 { flags |= Int32(IFF_MULTI_QUEUE) }
+        if configuration.offloads != nil { flags |= Int32(IFF_VNET_HDR) }
+        var offloads = TUNOffloads()
         var descriptors: [Int32] = []
         var name = configuration.name
         do throws(SystemCallError) {
@@ -90,6 +101,13 @@ public final class TUNDevice: @unchecked Sendable {
             }
             if let group = configuration.group {
                 try Self.control(first, sluice_TUNSETGROUP, UInt(group), "TUNSETGROUP \(group) on \(name)")
+            }
+            if let wanted = configuration.offloads {
+                var length = Int32(VirtioNetHeader.length)
+                guard sluice_ioctl_pointer(first, sluice_TUNSETVNETHDRSZ, &length) == 0 else {
+                    throw SystemCallError(.tun, operation: "TUNSETVNETHDRSZ \(length) on \(name)", errno: Glibc.errno)
+                }
+                offloads = try Self.setOffloads(first, wanted, name: name)
             }
             let index = Int32(bitPattern: if_nametoindex(name))
             guard index != 0 else {
@@ -113,6 +131,23 @@ public final class TUNDevice: @unchecked Sendable {
         self.kind = configuration.kind
         self.queueDescriptors = descriptors
         self.mtu = NetworkInterfaceMTU.read(name) ?? configuration.mtu ?? 1500
+        self.virtioHeaderLength = configuration.offloads == nil ? 0 : VirtioNetHeader.length
+        self.offloads = offloads
+    }
+
+    /// Asks for `wanted` (every segmentation offload needs the checksum one); a kernel that does
+    /// not know USO (before 6.2) refuses the whole set with EINVAL, so it is asked again without.
+    static func setOffloads(_ descriptor: Int32, _ wanted: TUNOffloads, name: String) throws(SystemCallError) -> TUNOffloads {
+        var offloads = wanted.contains(.checksum) ? wanted : []
+        while true {
+            if sluice_ioctl_value(descriptor, sluice_TUNSETOFFLOAD, UInt(offloads.rawValue)) == 0 { return offloads }
+            let code = Glibc.errno
+            let withoutUSO = offloads.subtracting([.udpSegmentation4, .udpSegmentation6])
+            guard code == EINVAL, withoutUSO != offloads else {
+                throw SystemCallError(.tun, operation: "TUNSETOFFLOAD \(offloads) on \(name)", errno: code)
+            }
+            offloads = withoutUSO
+        }
     }
 
     deinit {

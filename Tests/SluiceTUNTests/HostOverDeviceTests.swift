@@ -92,4 +92,80 @@ import Testing
         #expect(!line.contains("received 0 "), "\(line)")
         #expect(text.contains("frames: all returned to their pools"), "\(text)")
     }
+
+    @Test(arguments: ["tun", "tap"], families)
+    func aUDPSegmentSendArrivesAsOneSuperPacketAndLeavesAsOne(kind: String, family: (kernel: String, service: String)) throws {
+        let namespace = try Namespace()
+        let listen = "\(Self.bracketed(family.service)):9000"
+        let server = try TUNEchoTests.startServer(namespace, device: "sl\(kind)5", kernel: family.kernel, listen: listen, kind: kind)
+        let target = try #require(IPEndpoint(listen))
+        let kernelAddress = try #require(IPAddress(family.kernel.split(separator: "/")[0]))
+        let client = try withNetworkNamespace(namespace.name) { KernelUDPSocket(bind: IPEndpoint(address: kernelAddress, port: 0)) }
+        var random = TestBytes(seed: 5)
+        let segment = 1400
+        let payload = random.bytes(64_000)
+        #expect(client.send(payload, to: target, segmentSize: segment) == payload.count)
+        var echoed: [UInt8] = []
+        var replies = 0
+        while echoed.count < payload.count, let reply = client.receive() {
+            #expect(reply.bytes.count <= segment)
+            echoed += reply.bytes
+            replies += 1
+        }
+        #expect(echoed == payload)
+        #expect(replies == (payload.count + segment - 1) / segment)
+        #expect(server.stop() == 0)
+        let text = server.text
+        #expect(text.contains("offload: \(replies) datagrams arrived coalesced"), "\(text)")
+        #expect(text.contains("\(replies) left segmented"), "\(text)")
+        #expect(text.contains("frames: all returned to their pools"), "\(text)")
+    }
+
+    /// An IPv4 packet of protocol 17 from `source` to 198.18.1.2, with the fields given.
+    static func ipv4(source: UInt8, identification: UInt16, offset: Int, more: Bool, payload: Int,
+                     totalLength: Int? = nil, headerWords: UInt8 = 5) -> [UInt8] {
+        var packet: [UInt8] = [0x40 | headerWords, 0, 0, 0, UInt8(identification >> 8), UInt8(identification & 0xFF),
+                               0, 0, 64, 17, 0, 0, 198, 18, 1, source, 198, 18, 1, 2]
+        let total = totalLength ?? 20 + payload
+        packet[2] = UInt8(total >> 8); packet[3] = UInt8(total & 0xFF)
+        let field = (more ? 0x2000 : 0) | offset / 8
+        packet[6] = UInt8(field >> 8); packet[7] = UInt8(field & 0xFF)
+        let checksum = packet.withUnsafeBytes { InternetChecksum.checksum($0) }
+        packet[10] = UInt8(checksum >> 8); packet[11] = UInt8(checksum & 0xFF)
+        return packet + [UInt8](repeating: 0x5A, count: payload)
+    }
+
+    @Test func craftedBadInputIsCountedAndDroppedAndTheServiceGoesOn() throws {
+        let namespace = try Namespace()
+        let server = try TUNEchoTests.startServer(namespace, device: "sltun6", kernel: "198.18.1.1/24", listen: "198.18.1.2:9000")
+        let target = try #require(IPEndpoint("198.18.1.2:9000"))
+        let (injector, client) = try withNetworkNamespace(namespace.name) {
+            (try PacketSocket(interface: "sltun6"), KernelUDPSocket(bind: IPEndpoint(address: .v4(IPv4Address(198, 18, 1, 1)), port: 0)))
+        }
+        // Overlapping fragments: the datagram is thrown away (RFC 5722).
+        injector.send(Self.ipv4(source: 1, identification: 1, offset: 0, more: true, payload: 1480))
+        injector.send(Self.ipv4(source: 1, identification: 1, offset: 8, more: true, payload: 1480))
+        // Lengths that lie: past the packet, a header shorter than 20 bytes, a stub.
+        injector.send(Self.ipv4(source: 1, identification: 2, offset: 0, more: true, payload: 100, totalLength: 2000))
+        injector.send(Self.ipv4(source: 1, identification: 3, offset: 0, more: true, payload: 100, headerWords: 4))
+        injector.send([0x45, 0, 0])
+        // A flood of first fragments that never finish, from a few sources.
+        for id in 0..<2000 {
+            injector.send(Self.ipv4(source: UInt8(10 + id % 4), identification: UInt16(100 + id), offset: 0, more: true, payload: 512))
+            if id % 200 == 199 { usleep(2000) }
+        }
+        // The service still answers, whole and fragmented datagrams alike.
+        var random = TestBytes(seed: 6)
+        for size in [10, 5000, 30000] {
+            let payload = random.bytes(size)
+            client.send(payload, to: target)
+            #expect(client.receive()?.bytes == payload, "\(size) bytes after the flood")
+        }
+        #expect(server.stop() == 0)
+        let text = server.text
+        #expect(text.contains("fragment_overlaps=1"), "\(text)")
+        #expect(text.contains("reassembly_evictions="), "\(text)")
+        #expect(text.contains("host_malformed=") || text.contains("fragment_malformed="), "\(text)")
+        #expect(text.contains("frames: all returned to their pools"), "\(text)")
+    }
 }

@@ -25,6 +25,10 @@ public struct TUNBackendConfiguration: Sendable {
     /// The service's MAC on a TAP device; `nil` derives a locally administered one from the
     /// listen address.
     public var mac: MACAddress?
+    /// Offloads to ask the device for (a virtio-net header on every packet): by default checksum
+    /// and UDP segmentation, so the kernel hands over UDP super-packets and takes them back;
+    /// `nil` for a device without the header.
+    public var offloads: TUNOffloads? = .udp
 
     /// A device named `name`.
     public init(name: String) { self.name = name }
@@ -64,6 +68,7 @@ public class TUNBackend: UDPBackend, @unchecked Sendable {
         device.queues = settings.queues
         device.addresses = settings.addresses
         device.mtu = settings.mtu
+        device.offloads = settings.offloads
         do throws(SystemCallError) {
             self.device = try TUNDevice(configuration: device)
         } catch {
@@ -102,7 +107,8 @@ public class TUNBackend: UDPBackend, @unchecked Sendable {
     public var workerCount: Int { settings.queues }
 
     public var modeDescription: String {
-        "\(Self.kind == .tun ? "TUN" : "TAP") \(device.name), \(settings.queues) queue(s), MTU \(device.mtu)"
+        "\(Self.kind == .tun ? "TUN" : "TAP") \(device.name), \(settings.queues) queue(s), MTU \(device.mtu), "
+            + (device.virtioHeaderLength > 0 ? "offloads \(device.offloads)" : "no virtio-net header")
             + (host.mac.map { ", service MAC \($0)" } ?? "")
     }
 
