@@ -146,6 +146,15 @@ public final class TestTopology: @unchecked Sendable {
         }
     }
 
+    /// Makes the server a router for `prefix` (an IPv4 prefix such as 198.18.200.0/24 that lies
+    /// behind a device on the server, a TUN device say): forwarding on in the server's namespace,
+    /// and a route through the server in the client's. Idempotent.
+    public func routeThroughServer(_ prefix: String) throws(TopologyError) {
+        try Self.ip(["netns", "exec", serverNamespace, findExecutable("sysctl") ?? "sysctl", "-qw", "net.ipv4.ip_forward=1"],
+                    tool: "sysctl")
+        try Self.ip(["-n", clientNamespace, "route", "replace", prefix, "via", "\(serverIPv4)"])
+    }
+
     deinit {
         if !state.withLock({ $0.kept }) { destroy() }
     }

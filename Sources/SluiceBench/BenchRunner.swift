@@ -28,6 +28,9 @@ public struct BenchBackend: RawRepresentable, Hashable, Codable, Sendable, Custo
     /// Whether the variant runs the AF_XDP backend (which sends with the XDP generator).
     var isXDP: Bool { variant?.backend == XDPBackend.name }
 
+    /// Whether the variant serves behind a TUN or TAP device (routed to by the server's kernel).
+    var isDevice: Bool { variant.map { Backend(rawValue: $0.backend).isDevice } ?? false }
+
     /// Kernel sockets.
     public static let socket = BenchBackend(rawValue: SocketBackend.name)
     /// io_uring.
@@ -113,6 +116,10 @@ public final class BenchRunner {
     private var report: BenchReport
 
     static let servicePort: UInt16 = 9000
+    /// The service's address behind a TUN or TAP device on the server, and the kernel's side of the device.
+    static let deviceServiceIPv4 = IPv4Address(198, 18, 200, 2)
+    static let deviceKernelIPv4 = IPv4Address(198, 18, 200, 1)
+    static let devicePrefix = "198.18.200.0/24"
     static let generatorPort: UInt16 = 5555
     static let headerBytes = 14 + 20 + 8
     /// How long frames may still be crossing the veth after the generator stops.
@@ -153,6 +160,8 @@ public final class BenchRunner {
                 if scenario == .txonly, backends.contains(.xdpNative), backends.contains(.xdpGeneric) {
                     backends.removeAll { $0 == .xdpGeneric }
                 }
+                // A device's service answers what is routed to it; it has no sender of its own.
+                if scenario == .txonly { backends.removeAll { $0.isDevice } }
                 for backend in backends {
                     steps.append(("\(scenario.rawValue) \(backend.rawValue) \(size) B", {
                         self.measure(backend: backend, scenario: scenario, size: size)
@@ -261,6 +270,17 @@ public final class BenchRunner {
         xdp.bindMode = bindModes.server
         settings.xdp = xdp
         variant.configure(&settings)
+        var serviceAddress = topology.serverIPv4
+        if backend.isDevice {
+            // The server's kernel routes the generator's traffic into the device, as a VPN gateway does.
+            serviceAddress = Self.deviceServiceIPv4
+            try topology.routeThroughServer(Self.devicePrefix)
+            var device = TUNBackendConfiguration(name: "slbench\(variant.backend)")
+            device.addresses = [(.v4(Self.deviceKernelIPv4), 24)]
+            device.queues = configuration.queues
+            settings.tun = device
+            settings.listen = IPEndpoint(address: .v4(serviceAddress), port: Self.servicePort)
+        }
         let server = try TestTopology.run(inNamespace: topology.serverNamespace) { [settings] in
             try UDPServer(configuration: settings) { _ in makeService() }
         }
@@ -273,7 +293,7 @@ public final class BenchRunner {
         let before = server.totals()
         let wallBefore = clock.now()
         let cpuBefore = ThreadCPU.threads(named: "sluice-w")
-        let generated = try generate(size: size)
+        let generated = try generate(size: size, to: serviceAddress)
         usleep(Self.settleMicroseconds)
         let after = server.totals()
         let workerCPU = Self.difference(ThreadCPU.threads(named: "sluice-w"), cpuBefore)
@@ -283,7 +303,7 @@ public final class BenchRunner {
 
         var latency: BenchLatency?
         if scenario == .echo {
-            let target = IPEndpoint(address: .v4(topology.serverIPv4), port: Self.servicePort)
+            let target = IPEndpoint(address: .v4(serviceAddress), port: Self.servicePort)
             let rate = configuration.latencyRate
             let count = Int(Double(rate) * Double(configuration.latencyDuration.nanosecondsClamped) / 1e9)
             latency = try TestTopology.run(inNamespace: topology.clientNamespace) {
@@ -401,15 +421,16 @@ public final class BenchRunner {
     }
 
     /// The generator, flat out or at the configured rate, for the configured duration from the
-    /// client side: one flow per queue, each from its own source port.
-    func generate(size: Int) throws -> Transmission {
+    /// client side to `address` (the server's own by default): one flow per queue, each from its
+    /// own source port.
+    func generate(size: Int, to address: IPv4Address? = nil) throws -> Transmission {
         let topology = try requireTopology()
         let duration = configuration.duration
         let generator = configuration.generator
         let rate = configuration.rate.map { max(1, $0 / configuration.queues) }
         let pin = report.environment.cpus >= 2 ? configuration.generatorCPU : nil
         let bindMode = bindModes.client
-        let destination = IPEndpoint(address: .v4(topology.serverIPv4), port: Self.servicePort)
+        let destination = IPEndpoint(address: .v4(address ?? topology.serverIPv4), port: Self.servicePort)
         let payload = size - Self.headerBytes
         return try onQueues(namespace: topology.clientNamespace, cpu: pin) { queue in
             let source = IPEndpoint(address: .v4(topology.clientIPv4), port: Self.generatorPort + UInt16(queue))

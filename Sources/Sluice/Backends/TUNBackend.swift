@@ -107,9 +107,12 @@ public class TUNBackend: UDPBackend, @unchecked Sendable {
     public var workerCount: Int { settings.queues }
 
     public var modeDescription: String {
-        "\(Self.kind == .tun ? "TUN" : "TAP") \(device.name), \(settings.queues) queue(s), MTU \(device.mtu), "
+        "\(Self.kind == .tun ? "TUN" : "TAP"), MTU \(device.mtu), "
             + (device.virtioHeaderLength > 0 ? "offloads \(device.offloads)" : "no virtio-net header")
-            + (host.mac.map { ", service MAC \($0)" } ?? "")
+    }
+
+    public var summaryLines: [String] {
+        ["  device: \(device.name), \(settings.queues) queue(s)" + (host.mac.map { ", the service at \($0)" } ?? "")]
     }
 
     /// Frames per worker: each frame holds a whole reassembled datagram, so fewer of them.
