@@ -44,3 +44,26 @@ print("\(pipeline.first.packets) packet(s) in, reply \(ip.source) -> \(ip.destin
 output.releaseAll()
 precondition(pool.tally(held: 0).isBalanced)     // every frame accounted for
 // README: end
+
+// README: begin host
+// The host behind a TUN device: a 5000-byte datagram arrives in fragments, is reassembled for the
+// echo service, and its reply leaves fragmented again for a 1500-byte MTU.
+let big = try FramePool(frameCount: 512, frameSize: 66560, headroom: 64)   // a whole 64 KiB datagram per frame
+let host = HostConfiguration(addresses: [.v4(IPv4Address(198, 18, 1, 2))], mtu: 1500)
+var stage = HostStage(UDPStage(service: UDPEchoService(), format: .ip), configuration: host, format: .ip, pool: big)
+
+var datagram = PacketBatch(pool: big, capacity: 8)
+let whole = datagram.appendNewFrame()!
+let size = [UInt8](repeating: 7, count: 5000).withUnsafeBytes { payload in
+    UDPFrame.build(into: datagram[whole].frame, linkLayer: .ip, sourceMAC: MACAddress(rawValue: 0), destinationMAC: MACAddress(rawValue: 0),
+                   source: IPEndpoint("198.18.1.1:4000")!, destination: IPEndpoint("198.18.1.2:9000")!, payload: payload)
+}
+datagram[whole].setData(offset: 0, length: size)
+var fragments = PacketBatch(pool: big)
+var fragmenter = Fragmenter(mtu: 1500, identification: 1)
+_ = fragmenter.fragment(datagram.removeLast(), networkOffset: 0, into: &fragments)   // as the kernel would send it
+var replies = PacketBatch(pool: big)
+stage.handle(&fragments, output: &replies, now: clock.now())
+print("\(stage.counters.reassembly.reassembled) datagram reassembled, reply in \(replies.count) fragments")
+replies.releaseAll()
+// README: end
