@@ -167,4 +167,36 @@ import Testing
         #expect(port.counters.transmittedPackets == 6 && port.counters.segmentedPackets == 5 && port.counters.transmitCalls == 2)
         close(device); close(peer)
     }
+
+    @Test func aTCPSuperPacketIsSplitWithItsSequenceAndFlags() throws {
+        var port = TUNPort(descriptor: device, kind: .tun, virtioHeaderLength: VirtioNetHeader.length, offloads: .all, pool: pool,
+                           name: "pair", receiveTimeout: .milliseconds(10))
+        let payload = (0..<3000).map { UInt8(truncatingIfNeeded: $0 * 5) }
+        var packet: [UInt8] = [0x45, 0, 0, 0, 0, 9, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2]
+        packet[2] = UInt8((40 + payload.count) >> 8); packet[3] = UInt8((40 + payload.count) & 0xFF)
+        // Ports 4000 → 9000, sequence 1000, header 20 bytes, FIN|PSH|ACK.
+        packet += [0x0F, 0xA0, 0x23, 0x28, 0, 0, 0x03, 0xE8, 0, 0, 0, 1, 0x50, 0x19, 0xFF, 0xFF, 0, 0, 0, 0] + payload
+        let pseudo = InternetChecksum.pseudoHeaderSum(source: IPv4Address(198, 18, 0, 1), destination: IPv4Address(198, 18, 0, 2),
+                                                      protocol: 6, length: 20 + payload.count)
+        let folded = InternetChecksum.fold(pseudo)
+        packet[36] = UInt8(folded >> 8); packet[37] = UInt8(folded & 0xFF)
+        write(Self.header {
+            $0.flags = VirtioNetHeader.needsChecksum; $0.segmentation = VirtioNetHeader.Segmentation.tcpIPv4.rawValue
+            $0.headerLength = 40; $0.segmentSize = 1000; $0.checksumStart = 20; $0.checksumOffset = 16
+        } + packet)
+        let segments = try receiveAll(&port)
+        #expect(segments.count == 3)
+        for (index, segment) in segments.enumerated() {
+            let sequence = segment[24..<28].reduce(0) { $0 << 8 | Int($1) }
+            #expect(sequence == 1000 + index * 1000)
+            #expect(segment[33] == (index == 2 ? 0x19 : 0x10), "FIN and PSH on the last segment only")
+            #expect(Array(segment[40...]) == Array(payload[(index * 1000)..<(index * 1000 + 1000)]))
+            let sum = segment[20...].withUnsafeBytes {
+                InternetChecksum.checksum($0, initial: InternetChecksum.pseudoHeaderSum(
+                    source: IPv4Address(198, 18, 0, 1), destination: IPv4Address(198, 18, 0, 2), protocol: 6, length: 1020))
+            }
+            #expect(sum == 0, "segment \(index) checksum")
+        }
+        close(device); close(peer)
+    }
 }
