@@ -145,21 +145,13 @@ public struct HostResponder: ~Copyable {
         }
         let source = IPv4Address(networkBytesAt: network + 12)
         let destination = IPv4Address(networkBytesAt: network + 16)
-        var icmp = network + headerLength
+        let icmp = network + headerLength
         // Echo requests to this host only: not to a broadcast, not from an address no reply can reach.
         guard answersEcho, icmp.hostByte(0) == 8, icmp.hostByte(1) == 0, ipv4Addresses.contains(destination),
               source != .any, source.rawValue >> 28 < 14, source.rawValue >> 24 != 127
         else { return drop(\.ignoredControl) }
-        icmp.hostSetByte(0, 0)
-        icmp.hostSetBig16(2, InternetChecksum.update(icmp.hostBig16(2), old: UInt16(0x0800), new: UInt16(0x0000)))
-        if headerLength > 20 {
-            // The reply carries no options: the header moves up against the ICMP message.
-            let data = packet.dataStart
-            (data + headerLength - 20).copyMemory(from: data, byteCount: networkOffset + 20)
-            packet.pullFront(headerLength - 20)
-            network = packet.dataStart + networkOffset
-            icmp = network + 20
-        }
+        network = Self.turnEcho(&packet, networkOffset: networkOffset, headersLength: headerLength, fixedLength: 20,
+                                from: 0x0800, to: 0x0000)
         network.hostSetByte(0, 0x45)
         network.hostSetBig16(2, UInt16(20 + icmpLength))
         network.hostSetBig16(6, 0)
@@ -182,7 +174,7 @@ public struct HostResponder: ~Copyable {
         let icmpLength = total - icmpOffset
         let source = IPv6Address(networkBytesAt: network + 8)
         let destination = IPv6Address(networkBytesAt: network + 24)
-        var icmp = network + icmpOffset
+        let icmp = network + icmpOffset
         if verifiesChecksums {
             let pseudo = InternetChecksum.pseudoHeaderSum(source: source, destination: destination, nextHeader: 58, length: icmpLength)
             guard InternetChecksum.checksum(UnsafeRawBufferPointer(start: icmp, count: icmpLength), initial: pseudo) == 0 else {
@@ -191,16 +183,8 @@ public struct HostResponder: ~Copyable {
         }
         switch (icmp.hostByte(0), icmp.hostByte(1)) {
         case (128, 0) where answersEcho && ipv6Addresses.contains(destination) && source.high >> 56 != 0xFF && source != .any:
-            icmp.hostSetByte(0, 129)
-            icmp.hostSetBig16(2, InternetChecksum.update(icmp.hostBig16(2), old: UInt16(0x8000), new: UInt16(0x8100)))
-            if icmpOffset > 40 {
-                // The reply carries no extension headers.
-                let data = packet.dataStart
-                (data + icmpOffset - 40).copyMemory(from: data, byteCount: networkOffset + 40)
-                packet.pullFront(icmpOffset - 40)
-                network = packet.dataStart + networkOffset
-                icmp = network + 40
-            }
+            network = Self.turnEcho(&packet, networkOffset: networkOffset, headersLength: icmpOffset, fixedLength: 40,
+                                    from: 0x8000, to: 0x8100)
             network.hostSetBig16(4, UInt16(icmpLength))
             network.hostSetByte(6, 58)
             network.hostSetByte(7, 64)
@@ -221,6 +205,23 @@ public struct HostResponder: ~Copyable {
         default:
             return drop(\.ignoredControl)
         }
+    }
+
+    /// Turns the echo request whose message starts `headersLength` bytes after the IP header into
+    /// a reply: its first word (type and code) goes `from` → `to` with the checksum updated, and
+    /// IP options or extension headers are dropped, the fixed header of `fixedLength` bytes (and
+    /// the link header) moving up against the message. Returns where the IP header now starts.
+    static func turnEcho(_ packet: inout Packet, networkOffset: Int, headersLength: Int, fixedLength: Int,
+                         from: UInt16, to: UInt16) -> UnsafeMutableRawPointer {
+        let icmp = packet.dataStart + networkOffset + headersLength
+        icmp.hostSetByte(0, UInt8(to >> 8))
+        icmp.hostSetBig16(2, InternetChecksum.update(icmp.hostBig16(2), old: from, new: to))
+        if headersLength > fixedLength {
+            let data = packet.dataStart
+            (data + headersLength - fixedLength).copyMemory(from: data, byteCount: networkOffset + fixedLength)
+            packet.pullFront(headersLength - fixedLength)
+        }
+        return packet.dataStart + networkOffset
     }
 
     /// Rewrites `packet` into a solicited neighbour advertisement (RFC 4861 section 7.2.4) of

@@ -16,14 +16,23 @@ import Testing
 
     static func bracketed(_ address: String) -> String { address.contains(":") ? "[\(address)]" : address }
 
-    @Test(arguments: ["tun", "tap"], families)
-    func datagramsFromEmptyTo65507BytesComeBackWhole(kind: String, family: (kernel: String, service: String)) throws {
+    /// A namespace with `device` of `kind` in it, the echo service behind it on port 9000, and a
+    /// kernel UDP socket on the kernel's side.
+    static func serve(kind: String, family: (kernel: String, service: String), device: String) throws
+        -> (Namespace, ChildProcess, IPEndpoint, KernelUDPSocket) {
         let namespace = try Namespace()
-        let listen = "\(Self.bracketed(family.service)):9000"
-        let server = try TUNEchoTests.startServer(namespace, device: "sl\(kind)0", kernel: family.kernel, listen: listen, kind: kind)
+        let listen = "\(bracketed(family.service)):9000"
+        let server = try TUNEchoTests.startServer(namespace, device: device, kernel: family.kernel, listen: listen, kind: kind)
         let target = try #require(IPEndpoint(listen))
         let kernelAddress = try #require(IPAddress(family.kernel.split(separator: "/")[0]))
         let client = try withNetworkNamespace(namespace.name) { KernelUDPSocket(bind: IPEndpoint(address: kernelAddress, port: 0)) }
+        return (namespace, server, target, client)
+    }
+
+    @Test(arguments: ["tun", "tap"], families)
+    func datagramsFromEmptyTo65507BytesComeBackWhole(kind: String, family: (kernel: String, service: String)) throws {
+        let (namespace, server, target, client) = try Self.serve(kind: kind, family: family, device: "sl\(kind)0")
+        defer { withExtendedLifetime(namespace) {} }
         var random = TestBytes(seed: 17)
         let rounds = 60
         var echoed = 0
@@ -95,12 +104,8 @@ import Testing
 
     @Test(arguments: ["tun", "tap"], families)
     func aUDPSegmentSendArrivesAsOneSuperPacketAndLeavesAsOne(kind: String, family: (kernel: String, service: String)) throws {
-        let namespace = try Namespace()
-        let listen = "\(Self.bracketed(family.service)):9000"
-        let server = try TUNEchoTests.startServer(namespace, device: "sl\(kind)5", kernel: family.kernel, listen: listen, kind: kind)
-        let target = try #require(IPEndpoint(listen))
-        let kernelAddress = try #require(IPAddress(family.kernel.split(separator: "/")[0]))
-        let client = try withNetworkNamespace(namespace.name) { KernelUDPSocket(bind: IPEndpoint(address: kernelAddress, port: 0)) }
+        let (namespace, server, target, client) = try Self.serve(kind: kind, family: family, device: "sl\(kind)5")
+        defer { withExtendedLifetime(namespace) {} }
         var random = TestBytes(seed: 5)
         let segment = 1400
         let payload = random.bytes(64_000)
