@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "SluiceURing", targets: ["SluiceURing"]),
         .library(name: "SluiceTUN", targets: ["SluiceTUN"]),
         .library(name: "SluiceHost", targets: ["SluiceHost"]),
+        .library(name: "SluiceDNS", targets: ["SluiceDNS"]),
         .library(name: "SluiceBench", targets: ["SluiceBench"]),
         .executable(name: "sluice", targets: ["SluiceCLI"]),
     ],
@@ -36,6 +37,7 @@ let package = Package(
         .target(name: "SluiceSystem", dependencies: ["SluiceCore", "SluicePackets", "CSluiceSystem", .product(name: "Logging", package: "swift-log")]),
         .target(name: "SluiceUDP", dependencies: ["SluiceCore", "SluicePackets"]),
         .target(name: "SluiceHost", dependencies: ["SluiceCore", "SluicePackets"]),
+        .target(name: "SluiceDNS", dependencies: ["SluiceCore", "SluicePackets"]),
         .target(name: "SluiceSockets", dependencies: [.product(name: "Logging", package: "swift-log"), "SluiceCore", "SluicePackets", "SluiceSystem", "CSluiceSystem"]),
         .target(name: "SluiceXDP", dependencies: [.product(name: "Logging", package: "swift-log"), "SluiceCore", "SluicePackets", "SluiceSystem", "CSluiceSystem", "CSluiceXDP"],
                 plugins: [.plugin(name: "SluiceBPFPlugin")]),
@@ -46,7 +48,7 @@ let package = Package(
         .target(name: "SluiceTUN", dependencies: ["SluiceCore", "SluicePackets", "SluiceSystem", "CSluiceSystem"]),
         .target(
             name: "Sluice",
-            dependencies: ["SluiceCore", "SluicePackets", "SluiceSystem", "SluiceUDP", "SluiceSockets", "SluiceXDP", "SluiceURing", "SluiceTUN", "SluiceHost",
+            dependencies: ["SluiceCore", "SluicePackets", "SluiceSystem", "SluiceUDP", "SluiceSockets", "SluiceXDP", "SluiceURing", "SluiceTUN", "SluiceHost", "SluiceDNS",
                            "CSluiceSystem", "CSluiceXDP", .product(name: "Logging", package: "swift-log"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         // `sluice bench`: the topology, generators and cells, and the report (table, JSON, SVG).
@@ -69,6 +71,7 @@ let package = Package(
         .testTarget(name: "SluiceBenchTests", dependencies: ["SluiceBench", "SluiceTestSupport"]),
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore", "SluiceTestSupport"]),
         .testTarget(name: "SluicePacketsTests", dependencies: ["SluicePackets", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceDNSTests", dependencies: ["SluiceDNS", "SluicePackets", "SluiceCore", "SluiceTestSupport"]),
         .testTarget(name: "SluiceHostTests", dependencies: ["SluiceHost", "SluicePackets", "SluiceCore", "SluiceTestSupport"]),
         .testTarget(name: "SluiceUDPTests", dependencies: ["SluiceUDP", "SluicePackets", "SluiceCore", "SluiceTestSupport"]),
         .testTarget(

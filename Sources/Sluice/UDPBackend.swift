@@ -114,7 +114,9 @@ public enum UDPWorkerLoop {
     ) -> WorkerReport {
         var stage = UDPStage(service: service, format: port.format, acceptance: acceptance)
         let (tally, failure) = run(port: &port, stage: &stage, pool: pool, state: state, batchCapacity: batchCapacity)
-        return WorkerReport(index: state.index, port: port.counters, stage: stage.counters, frames: tally, failure: failure)
+        var report = WorkerReport(index: state.index, port: port.counters, stage: stage.counters, frames: tally, failure: failure)
+        report.service = stage.service.counterFields
+        return report
     }
 
     /// The same with a host in front of the UDP stage (``HostStage``), for TUN and TAP ports:
@@ -128,8 +130,10 @@ public enum UDPWorkerLoop {
         var stage = HostStage(UDPStage(service: service, format: port.format, acceptance: acceptance),
                               configuration: host, format: port.format, pool: pool, capacity: batchCapacity)
         let (tally, failure) = run(port: &port, stage: &stage, pool: pool, state: state, batchCapacity: batchCapacity)
-        return WorkerReport(index: state.index, port: port.counters, stage: stage.service.counters, host: stage.counters,
-                            frames: tally, failure: failure)
+        var report = WorkerReport(index: state.index, port: port.counters, stage: stage.service.counters, host: stage.counters,
+                                  frames: tally, failure: failure)
+        report.service = stage.service.service.counterFields
+        return report
     }
 
     @inlinable

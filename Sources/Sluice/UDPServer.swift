@@ -84,6 +84,8 @@ public struct WorkerReport: Sendable {
     public var stage: UDPStageCounters
     /// Its host stage's counters, for a worker with a host in front of the UDP stage (TUN, TAP).
     public var host: HostCounters?
+    /// Its service's own counters (``UDPService/counterFields``).
+    public var service: [(String, UInt64)] = []
     /// Where its frames were at the end: all must be back.
     public var frames: FrameTally
     /// Why the worker stopped before it was asked to, if it did.
@@ -310,6 +312,15 @@ public final class UDPServer<Service: UDPService>: Sendable {
         if let host {
             let counted = host.fields.filter { $0.1 > 0 }
             lines.append("  host: " + (counted.isEmpty ? "nothing" : counted.map { "\($0.0)=\($0.1)" }.joined(separator: " ")))
+        }
+        var service: [(String, UInt64)] = []
+        for r in reports {
+            for (name, value) in r.service {
+                if let index = service.firstIndex(where: { $0.0 == name }) { service[index].1 += value } else { service.append((name, value)) }
+            }
+        }
+        if !service.isEmpty {
+            lines.append("  service: " + service.map { "\($0.0)=\($0.1)" }.joined(separator: " "))
         }
         if reports.count > 1 {
             lines.append("  per worker: " + reports.map { "\($0.index): received \($0.port.receivedPackets) sent \($0.port.transmittedPackets)" }

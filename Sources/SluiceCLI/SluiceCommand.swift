@@ -11,7 +11,7 @@ struct SluiceCommand: ParsableCommand {
         commandName: "sluice",
         abstract: "User-space packet processing on Linux: UDP services over AF_XDP, io_uring, kernel sockets and TUN devices.",
         version: SluiceVersion.current,
-        subcommands: [UDPEcho.self, UDPClient.self, TCPEcho.self, Bench.self, NetnsCommand.self, XDPCommand.self, TUNCommand.self]
+        subcommands: [UDPEcho.self, UDPClient.self, TCPEcho.self, DNSCommand.self, Bench.self, NetnsCommand.self, XDPCommand.self, TUNCommand.self]
     )
 }
 
@@ -71,11 +71,26 @@ struct UDPEcho: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "udp-echo", abstract: "Serve UDP echo: every datagram goes back to its sender, byte for byte.")
 
-    @Option(help: "Backend: \(UDPBackendRegistry.all.map { "\($0.name) (\($0.summary))" }.joined(separator: "; ")).")
-    var backend: Backend = .socket
-
     @Option(help: "What to answer: echo (every datagram back), sockperf (sockperf's server protocol) or discard (drop all).")
     var responder: Responder = .echo
+
+    @OptionGroup var options: ServeOptions
+
+    func run() throws {
+        let what = "\(responder.rawValue) responder"
+        switch responder {
+        case .echo: try options.serve("udp-echo", what: what) { _ in UDPEchoService() }
+        case .sockperf: try options.serve("udp-echo", what: what) { _ in SockperfService() }
+        case .discard: try options.serve("udp-echo", what: what) { _ in UDPDiscardService() }
+        }
+    }
+}
+
+/// How a UDP service is served: the backend and its options, workers, duration, progress. Shared
+/// by `udp-echo` and `dns serve`.
+struct ServeOptions: ParsableArguments {
+    @Option(help: "Backend: \(UDPBackendRegistry.all.map { "\($0.name) (\($0.summary))" }.joined(separator: "; ")).")
+    var backend: Backend = .socket
 
     @Option(help: "Address and port to listen on: 198.18.0.1:9000, [2001:2::1]:9000, [::]:9000 (dual-stack).")
     var listen: IPEndpoint
@@ -153,7 +168,8 @@ struct UDPEcho: ParsableCommand {
         if backend == .uring, gro { throw ValidationError("--gro is for --backend socket (the uring backend receives datagrams one by one)") }
     }
 
-    func run() throws {
+    /// The server's configuration, after entering `--netns`.
+    func configuration() throws -> UDPServerConfiguration {
         // Progress lines must show as they happen even when stdout is a pipe.
         sluice_line_buffer_stdout()
         if let netns { try NetworkNamespace.enter(netns) }
@@ -181,20 +197,18 @@ struct UDPEcho: ParsableCommand {
             if noOffloads { tun.offloads = nil }
             configuration.tun = tun
         }
-        switch responder {
-        case .echo: try serve(configuration) { _ in UDPEchoService() }
-        case .sockperf: try serve(configuration) { _ in SockperfService() }
-        case .discard: try serve(configuration) { _ in UDPDiscardService() }
-        }
+        return configuration
     }
 
-    func serve<Service: UDPService>(_ configuration: UDPServerConfiguration,
-                                    _ makeService: @escaping @Sendable (Int) -> Service) throws {
-        let server = try reportingRuntimeErrors("udp-echo") { try UDPServer(configuration: configuration, makeService: makeService) }
-        print("sluice udp-echo: \(backend.rawValue) backend on \(server.boundEndpoint), \(workers) worker(s), "
-              + "\(responder.rawValue) responder" + (gso ? ", GSO" : "") + (gro ? ", GRO" : ""))
+    /// Serves what `makeService` makes under `command`'s name, `what` saying what it answers
+    /// with; prints the start line, progress and the summary.
+    func serve<Service: UDPService>(_ command: String, what: String, _ makeService: @escaping @Sendable (Int) -> Service) throws {
+        let configuration = try configuration()
+        let server = try reportingRuntimeErrors(command) { try UDPServer(configuration: configuration, makeService: makeService) }
+        print("sluice \(command): \(backend.rawValue) backend on \(server.boundEndpoint), \(workers) worker(s), "
+              + what + (gso ? ", GSO" : "") + (gro ? ", GRO" : ""))
         defer { print(server.summary()) }
-        try reportingRuntimeErrors("udp-echo") {
+        try reportingRuntimeErrors(command) {
             try server.run(
                 for: duration.map { Duration(checkedSeconds: $0) },
                 progressInterval: statsInterval > 0 ? Duration(checkedSeconds: statsInterval) : nil,

@@ -62,6 +62,9 @@ public protocol UDPService: SendableMetatype {
     /// Sends datagrams that answer no particular packet (after each batch and on timeouts).
     mutating func flush(into emitter: inout UDPEmitter, now: Instant)
 
+    /// The service's own counts (queries by response code, say), for the server's summary.
+    var counterFields: [(String, UInt64)] { get }
+
     /// When the service next wants ``flush(into:now:)`` without traffic; `nil` for never.
     func pollTimeout() -> Instant?
 }
@@ -70,6 +73,9 @@ extension UDPService {
     /// Services that only answer have nothing to flush.
     @inlinable
     public mutating func flush(into emitter: inout UDPEmitter, now: Instant) {}
+
+    /// Services count nothing of their own unless they say so.
+    public var counterFields: [(String, UInt64)] { [] }
 
     /// Services that only answer never need waking.
     @inlinable

@@ -1,0 +1,31 @@
+import SluiceCore
+import SluiceDNS
+import SluiceUDP
+
+/// An authoritative DNS server as a UDP service, so it runs on every backend: each query is
+/// answered in its own frame from the zones of a ``DNSAuthority`` (``DNSResponder``).
+///
+/// ```swift
+/// let zone = try DNSZone(origin: DNSName("example.test.")!, text: zoneFileText)
+/// let authority = DNSAuthority(zones: [zone])
+/// let server = try UDPServer(configuration: configuration) { _ in DNSService(authority: authority) }
+/// ```
+public struct DNSService: UDPService {
+    /// The responder, with its counters.
+    public var responder: DNSResponder
+
+    /// A server for `authority`'s zones.
+    public init(authority: DNSAuthority) {
+        responder = DNSResponder(authority: authority)
+    }
+
+    @inlinable
+    public mutating func handle(_ datagram: inout UDPDatagram, now: Instant) -> UDPAction {
+        guard let length = responder.respond(datagram.payloadStart, length: datagram.payloadLength,
+                                             capacity: datagram.payloadCapacity) else { return .drop }
+        datagram.payloadLength = length
+        return .reply
+    }
+
+    public var counterFields: [(String, UInt64)] { responder.counters.fields }
+}

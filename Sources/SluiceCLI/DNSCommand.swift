@@ -1,0 +1,77 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import Sluice
+import SluiceDNS
+
+struct DNSCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dns", abstract: "Serve DNS zones authoritatively on any backend.",
+        subcommands: [DNSServe.self])
+}
+
+struct DNSServe: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Answer DNS queries for zones read from RFC 1035 zone files, on any backend.",
+        discussion: """
+            Each --zone is a zone file; its origin is the file's $ORIGIN, or the name given as \
+            ORIGIN=FILE. Queries for names in no zone are REFUSED.
+            """)
+
+    @Option(help: "A zone file, or ORIGIN=FILE (repeatable).")
+    var zone: [String] = []
+
+    @OptionGroup var options: ServeOptions
+
+    func validate() throws {
+        guard !zone.isEmpty else { throw ValidationError("dns serve needs at least one --zone FILE") }
+    }
+
+    func run() throws {
+        let zones = try zone.map(Self.load)
+        let authority = DNSAuthority(zones: zones)
+        let names = zones.map { $0.origin.description }.joined(separator: ", ")
+        try options.serve("dns serve", what: "authoritative for \(names)") { _ in DNSService(authority: authority) }
+    }
+
+    /// Reads `FILE` or `ORIGIN=FILE`: the origin is the given one, or the file's first `$ORIGIN`.
+    static func load(_ argument: String) throws -> DNSZone {
+        let parts = argument.split(separator: "=", maxSplits: 1).map(String.init)
+        let path = parts.count == 2 ? parts[1] : parts[0]
+        guard let text = readTextFile(path) else { throw ValidationError("cannot read zone file \(path)") }
+        var origin: DNSName?
+        if parts.count == 2 {
+            guard let given = DNSName(parts[0].hasSuffix(".") ? parts[0] : parts[0] + ".") else {
+                throw ValidationError("bad zone origin \(parts[0])")
+            }
+            origin = given
+        } else if let line = text.split(separator: "\n").first(where: { $0.uppercased().hasPrefix("$ORIGIN") }),
+                  let name = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first {
+            origin = DNSName(name)
+        }
+        guard let origin else { throw ValidationError("\(path) has no $ORIGIN: give it as ORIGIN=\(path)") }
+        do {
+            return try DNSZone(origin: origin, text: text)
+        } catch {
+            throw ValidationError("\(path): \(error)")
+        }
+    }
+}
+
+/// The whole file at `path` as UTF-8 text, or `nil` when it cannot be read.
+func readTextFile(_ path: String) -> String? {
+    let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+    guard descriptor >= 0 else { return nil }
+    defer { close(descriptor) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+        if count < 0 && errno == EINTR { continue }
+        guard count >= 0 else { return nil }
+        if count == 0 { return String(decoding: bytes, as: UTF8.self) }
+        bytes += chunk[..<count]
+    }
+}

@@ -1,0 +1,145 @@
+/// What an authoritative server answers, decided from its zones (RFC 1034 section 4.3.2, RFC
+/// 4592 for wildcards, RFC 2308 for negative answers, RFC 6604 for CNAME chains).
+public struct DNSAnswer: Equatable, Sendable {
+    public var responseCode: DNSResponseCode = .noError
+    /// AA: the answer comes from the zone's own data (not a referral, not a refusal).
+    public var authoritative = true
+    public var answers: [DNSRecord] = []
+    public var authority: [DNSRecord] = []
+    public var additional: [DNSRecord] = []
+}
+
+/// The zones one server is authoritative for, shared read-only by every worker.
+public final class DNSAuthority: Sendable {
+    /// The zones, deepest apex first (so the closest zone is found first).
+    public let zones: [DNSZone]
+    /// CNAMEs followed in one answer at most.
+    public static let chainLimit = 8
+
+    /// An authority over `zones`.
+    public init(zones: [DNSZone]) {
+        self.zones = zones.sorted { $0.origin.labelCount > $1.origin.labelCount }
+    }
+
+    /// The zone `name` belongs to, if any.
+    public func zone(for name: DNSName) -> DNSZone? {
+        zones.first { name.isSubdomain(of: $0.origin) }
+    }
+
+    /// The answer to a question for `type` at `name`, or `nil` when no zone holds the name
+    /// (the server refuses it).
+    public func answer(_ name: DNSName, _ type: DNSRecordType) -> DNSAnswer? {
+        guard let zone = zone(for: name) else { return nil }
+        var answer = DNSAnswer()
+        var current = name
+        var seen: Set<DNSName> = []
+        for _ in 0...Self.chainLimit {
+            seen.insert(current)
+            switch lookup(current, type, in: zone, into: &answer) {
+            case .done:
+                if type != .any { addAdditional(&answer, zone: zone) }
+                return answer
+            case .follow(let target):
+                // A chain leaving the zone, or looping, ends here: the resolver follows it.
+                guard target.isSubdomain(of: zone.origin), !seen.contains(target) else {
+                    addAdditional(&answer, zone: zone)
+                    return answer
+                }
+                current = target
+            }
+        }
+        addAdditional(&answer, zone: zone)
+        return answer
+    }
+
+    enum Step {
+        case done
+        case follow(DNSName)
+    }
+
+    /// One step at `name`: a referral, an answer, a CNAME to follow, or a negative answer.
+    func lookup(_ name: DNSName, _ type: DNSRecordType, in zone: DNSZone, into answer: inout DNSAnswer) -> Step {
+        // A zone cut on the way down from the apex: a referral (the parent answers DS at the cut itself).
+        let depth = name.labelCount - zone.origin.labelCount
+        if depth > 0 {
+            for level in stride(from: depth - 1, through: 0, by: -1) {
+                let ancestor = name.dropping(labels: level)
+                guard let sets = zone.nodes[ancestor], let delegation = sets[.ns] else { continue }
+                if level == 0 && type == .ds { break }
+                if answer.answers.isEmpty { answer.authoritative = false }
+                answer.authority = delegation
+                answer.additional += glue(for: delegation, zone: zone)
+                return .done
+            }
+        }
+        if let sets = zone.nodes[name] {
+            return respond(from: sets, owner: name, type: type, zone: zone, into: &answer)
+        }
+        // No such name: a wildcard at the closest encloser answers for it (RFC 4592).
+        var encloser = name.dropping(labels: 1)
+        while zone.nodes[encloser] == nil, encloser != zone.origin { encloser = encloser.dropping(labels: 1) }
+        if let wildcard = encloser.prepending([UInt8(ascii: "*")]), let sets = zone.nodes[wildcard] {
+            return respond(from: sets, owner: name, type: type, zone: zone, into: &answer)
+        }
+        answer.responseCode = .nameError
+        answer.authority = [negativeSOA(zone)]
+        return .done
+    }
+
+    func respond(from sets: [DNSRecordType: [DNSRecord]], owner: DNSName, type: DNSRecordType, zone: DNSZone,
+                 into answer: inout DNSAnswer) -> Step {
+        func owned(_ records: [DNSRecord]) -> [DNSRecord] {
+            records.map { var record = $0; record.name = owner; return record }
+        }
+        // ANY gets one record set, the lowest type's, as Knot answers it (RFC 8482 section 4.1).
+        if type == .any, let first = sets.keys.min(by: { $0.rawValue < $1.rawValue }) {
+            answer.answers += owned(sets[first]!)
+            return .done
+        }
+        if let records = sets[type] {
+            answer.answers += owned(records)
+            return .done
+        }
+        if type != .cname, let cname = sets[.cname]?.first, case .name(let target) = cname.data {
+            answer.answers += owned([cname])
+            return .follow(target)
+        }
+        // The name exists, the type does not: NODATA.
+        answer.authority = [negativeSOA(zone)]
+        return .done
+    }
+
+    /// The SOA of a negative answer, its TTL the lesser of its own and its minimum (RFC 2308 section 5).
+    func negativeSOA(_ zone: DNSZone) -> DNSRecord {
+        var soa = zone.soa
+        if case let .soa(_, _, _, _, _, _, minimum) = soa.data { soa.ttl = min(soa.ttl, minimum) }
+        return soa
+    }
+
+    /// Addresses in the zone for the name servers of a referral (glue, below the cut or not).
+    func glue(for delegation: [DNSRecord], zone: DNSZone) -> [DNSRecord] {
+        delegation.flatMap { record -> [DNSRecord] in
+            guard case .name(let server) = record.data, server.isSubdomain(of: zone.origin), let sets = zone.nodes[server] else { return [] }
+            return (sets[.a] ?? []) + (sets[.aaaa] ?? [])
+        }
+    }
+
+    /// Addresses of the targets of NS, MX and SRV answers that the zone holds, once each.
+    func addAdditional(_ answer: inout DNSAnswer, zone: DNSZone) {
+        var targets: [DNSName] = []
+        for record in answer.answers {
+            switch record.data {
+            case .name(let target) where record.type == .ns: targets.append(target)
+            case .mx(_, let exchange): targets.append(exchange)
+            case .srv(_, _, _, let target): targets.append(target)
+            default: break
+            }
+        }
+        for target in targets where target.isSubdomain(of: zone.origin) {
+            guard let sets = zone.nodes[target] else { continue }
+            for record in (sets[.a] ?? []) + (sets[.aaaa] ?? []) where !answer.additional.contains(record) {
+                answer.additional.append(record)
+            }
+        }
+    }
+}

@@ -1,0 +1,227 @@
+/// What a ``DNSResponder`` has answered, by response code, and what it dropped.
+public struct DNSResponderCounters: Equatable, Sendable {
+    /// Queries answered.
+    public var responses: UInt64 = 0
+    /// Responses by code: NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED, NOTAUTH, BADVERS.
+    public var byCode = [UInt64](repeating: 0, count: 8)
+    /// Responses cut short with TC for the client's size limit.
+    public var truncated: UInt64 = 0
+    /// Messages not answered: shorter than a header, or responses themselves.
+    public var dropped: UInt64 = 0
+
+    /// Zero counts.
+    public init() {}
+
+    static func slot(_ code: DNSResponseCode) -> Int {
+        switch code {
+        case .notAuthorized: 6
+        case .badVersion: 7
+        default: min(Int(code.rawValue), 5)
+        }
+    }
+
+    /// Responses with `code`.
+    public func count(_ code: DNSResponseCode) -> UInt64 { byCode[Self.slot(code)] }
+
+    /// Adds another responder's counts to these.
+    public mutating func add(_ other: DNSResponderCounters) {
+        responses &+= other.responses
+        for index in byCode.indices { byCode[index] &+= other.byCode[index] }
+        truncated &+= other.truncated
+        dropped &+= other.dropped
+    }
+
+    /// The counts as name–value pairs.
+    public var fields: [(String, UInt64)] {
+        [("responses", responses)]
+            + zip(["noerror", "formerr", "servfail", "nxdomain", "notimp", "refused", "notauth", "badvers"], byCode).map { ($0, $1) }
+            + [("truncated", truncated), ("dropped", dropped)]
+    }
+}
+
+/// Answers DNS queries from a ``DNSAuthority`` in the query's own buffer: the header and
+/// question stay where they are, the sections are written after them, names compressed
+/// against the question (so the owner names carry the query's case). One per worker.
+///
+/// Follows what authoritative servers do: responses are never answered; other opcodes get
+/// NOTIMP; zone transfers NOTIMP over UDP (AXFR) or NOTAUTH; a query that is not one question, has answer or authority records, or breaks the
+/// name or OPT rules gets FORMERR; an EDNS version above 0 gets BADVERS; a name in no zone gets
+/// REFUSED. Over UDP a response is held to 512 bytes, or to the client's EDNS size (at most
+/// ``payloadSize``); a record set that does not fit in the answer or authority section sets TC.
+public struct DNSResponder {
+    /// The zones.
+    public let authority: DNSAuthority
+    /// The UDP payload size this server advertises and sends up to (1232, as Knot and the DNS
+    /// flag day of 2020 pick).
+    public var payloadSize: UInt16 = 1232
+    /// What it has done.
+    public private(set) var counters = DNSResponderCounters()
+    let buffers = Scratch()
+
+    /// Buffers a query's name is read into and a response's name places are kept in, allocated once.
+    final class Scratch {
+        let name = UnsafeMutablePointer<UInt8>.allocate(capacity: 256)
+        let places = UnsafeMutablePointer<UInt16>.allocate(capacity: DNSWriter.maximumPlaces)
+        deinit {
+            name.deallocate()
+            places.deallocate()
+        }
+    }
+
+    /// A responder for `authority`.
+    public init(authority: DNSAuthority) {
+        self.authority = authority
+    }
+
+    /// Answers the `length`-byte query at `message`, writing the response over it (up to
+    /// `capacity` bytes). Returns the response's length, or `nil` to send nothing.
+    public mutating func respond(_ message: UnsafeMutableRawPointer, length: Int, capacity: Int, overTCP: Bool = false) -> Int? {
+        guard length >= DNSWire.headerLength, capacity >= DNSWire.headerLength else {
+            counters.dropped &+= 1
+            return nil
+        }
+        let query = UnsafeRawBufferPointer(start: message, count: length)
+        let header = DNSHeader(query)
+        guard !header.isResponse else {
+            counters.dropped &+= 1
+            return nil
+        }
+        var reply = DNSHeader()
+        reply.id = header.id
+        // The opcode, RD and CD are copied (RFC 1035, RFC 6840).
+        reply.flags = DNSHeader.response | header.flags & (0x7800 | DNSHeader.recursionDesired | DNSHeader.checkingDisabled)
+        let limit = min(capacity, overTCP ? 65535 : 512)
+        guard header.opcode == 0 else {
+            return finish(message, header: reply, code: .notImplemented, questionEnd: nil, edns: nil, limit: limit)
+        }
+        guard header.questionCount == 1, let (nameEnd, nameLength) = try? DNSWire.readName(query, at: 12, into: buffers.name),
+              nameEnd + 4 <= length
+        else { return finish(message, header: reply, code: .formatError, questionEnd: nil, edns: nil, limit: limit) }
+        let questionEnd = nameEnd + 4
+        let type = DNSRecordType(rawValue: DNSWire.u16(query, nameEnd))
+        let recordClass = DNSWire.u16(query, nameEnd + 2)
+        // An IXFR query carries the client's SOA in its authority section (RFC 1995).
+        guard header.answerCount == 0, header.authorityCount == 0 || type == .ixfr, let edns = Self.readOPT(query, from: questionEnd, count: header.additionalCount)
+        else { return finish(message, header: reply, code: .formatError, questionEnd: questionEnd, edns: nil, limit: limit) }
+        var sizeLimit = limit
+        var responseEDNS: DNSEDNS?
+        if let clientEDNS = edns.record {
+            var ours = DNSEDNS(payloadSize: payloadSize)
+            ours.dnssecOK = clientEDNS.dnssecOK
+            responseEDNS = ours
+            if !overTCP { sizeLimit = min(capacity, Int(max(512, min(clientEDNS.payloadSize, payloadSize)))) }
+            guard clientEDNS.version == 0 else {
+                return finish(message, header: reply, code: .badVersion, questionEnd: questionEnd, edns: ours, limit: sizeLimit)
+            }
+        }
+        guard recordClass == 1 || recordClass == 255, type != .opt else {
+            let code: DNSResponseCode = type == .opt ? .formatError : .refused
+            return finish(message, header: reply, code: code, questionEnd: questionEnd, edns: responseEDNS, limit: sizeLimit)
+        }
+        let name = DNSName(validatedWire: Array(UnsafeBufferPointer(start: buffers.name, count: nameLength)))
+        // Zone transfers are not served: AXFR over UDP does not exist, the rest is not allowed, as Knot
+        // answers without a transfer ACL.
+        if type == .axfr || type == .ixfr {
+            let code: DNSResponseCode = type == .axfr && !overTCP ? .notImplemented : .notAuthorized
+            return finish(message, header: reply, code: code, questionEnd: questionEnd, edns: responseEDNS, limit: sizeLimit)
+        }
+        guard let answer = authority.answer(name, type) else {
+            return finish(message, header: reply, code: .refused, questionEnd: questionEnd, edns: responseEDNS, limit: sizeLimit)
+        }
+        if answer.authoritative { reply.flags |= DNSHeader.authoritative }
+        var writer = DNSWriter(base: message, capacity: sizeLimit - (responseEDNS == nil ? 0 : 11), count: questionEnd,
+                               places: buffers.places)
+        writer.remember(nameAt: 12)
+        var counts: [UInt16] = [0, 0, 0]
+        var truncated = false
+        for (section, records) in [answer.answers, answer.authority, answer.additional].enumerated() where !truncated {
+            // Record sets go whole or not at all.
+            var setStart = writer.count
+            var setCount = counts[section]
+            for (index, record) in records.enumerated() {
+                if index == 0 || records[index - 1].type != record.type || records[index - 1].name != record.name {
+                    setStart = writer.count
+                    setCount = counts[section]
+                }
+                if record.write(to: &writer) {
+                    counts[section] += 1
+                    continue
+                }
+                writer.rewind(to: setStart)
+                counts[section] = setCount
+                // Short of room in the answer or authority, the client should ask over TCP;
+                // the additional section may just stop (RFC 2181 section 9).
+                truncated = section < 2
+                break
+            }
+        }
+        if truncated {
+            reply.flags |= DNSHeader.truncated
+            counters.truncated &+= 1
+        }
+        reply.questionCount = 1
+        reply.answerCount = counts[0]
+        reply.authorityCount = counts[1]
+        reply.additionalCount = counts[2]
+        var end = writer.count
+        reply.flags |= answer.responseCode.rawValue & 0xF
+        if let responseEDNS {
+            var opt = DNSWriter(base: message, capacity: sizeLimit, count: end, places: buffers.places)
+            _ = DNSMessage.writeOPT(responseEDNS, to: &opt)
+            end = opt.count
+            reply.additionalCount += 1
+        }
+        reply.store(message)
+        count(answer.responseCode)
+        return end
+    }
+
+    mutating func count(_ code: DNSResponseCode) {
+        counters.responses &+= 1
+        counters.byCode[DNSResponderCounters.slot(code)] &+= 1
+    }
+
+    /// A response with no records: `code`, the question when it was read, and OPT when asked for.
+    mutating func finish(_ message: UnsafeMutableRawPointer, header: DNSHeader, code: DNSResponseCode, questionEnd: Int?,
+                         edns: DNSEDNS?, limit: Int) -> Int {
+        var header = header
+        header.flags |= code.rawValue & 0xF
+        header.questionCount = questionEnd == nil ? 0 : 1
+        var end = questionEnd ?? DNSWire.headerLength
+        if var edns {
+            edns.extendedResponseCode = UInt8(code.rawValue >> 4)
+            var writer = DNSWriter(base: message, capacity: limit, count: end, places: buffers.places)
+            if DNSMessage.writeOPT(edns, to: &writer) {
+                end = writer.count
+                header.additionalCount = 1
+            }
+        }
+        header.store(message)
+        count(code)
+        return end
+    }
+
+    /// The OPT record among `count` additional records from `offset`: `record` nil when there is
+    /// none; `nil` altogether when the records are malformed or OPT breaks its rules (RFC 6891).
+    static func readOPT(_ query: UnsafeRawBufferPointer, from offset: Int, count: UInt16) -> (record: DNSEDNS?, Void)? {
+        var position = offset
+        var found: DNSEDNS?
+        for _ in 0..<count {
+            guard let (end, nameLength) = try? DNSWire.readName(query, at: position), end + 10 <= query.count else { return nil }
+            let type = DNSRecordType(rawValue: DNSWire.u16(query, end))
+            let length = Int(DNSWire.u16(query, end + 8))
+            guard end + 10 + length <= query.count else { return nil }
+            if type == .opt {
+                guard found == nil, nameLength == 1 else { return nil }
+                var edns = DNSEDNS(payloadSize: DNSWire.u16(query, end + 2))
+                let ttl = DNSWire.u32(query, end + 4)
+                edns.extendedResponseCode = UInt8(ttl >> 24)
+                edns.version = UInt8((ttl >> 16) & 0xFF)
+                edns.dnssecOK = ttl & 0x8000 != 0
+                found = edns
+            }
+            position = end + 10 + length
+        }
+        return (found, ())
+    }
+}

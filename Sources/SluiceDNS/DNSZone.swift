@@ -1,0 +1,54 @@
+/// One zone's data, indexed by owner name: what an authoritative server answers from.
+/// Every name between a record's owner and the apex exists (empty non-terminals, RFC 8020).
+public struct DNSZone: Sendable {
+    /// The apex.
+    public let origin: DNSName
+    /// The apex's SOA record.
+    public let soa: DNSRecord
+    /// Record sets by owner, then by type, in the order the zone gave them.
+    let nodes: [DNSName: [DNSRecordType: [DNSRecord]]]
+
+    /// A zone at `origin` holding `records`.
+    ///
+    /// - Throws: ``DNSError/zoneSyntax(line:reason:)`` (line 0) when there is not exactly one
+    ///   SOA at the apex, a record lies outside the zone, or a CNAME shares its owner with other data.
+    public init(origin: DNSName, records: [DNSRecord]) throws(DNSError) {
+        func fail(_ reason: String) -> DNSError { .zoneSyntax(line: 0, reason: "zone \(origin): \(reason)") }
+        var nodes: [DNSName: [DNSRecordType: [DNSRecord]]] = [origin: [:]]
+        for record in records {
+            guard record.name.isSubdomain(of: origin) else { throw fail("\(record.name) is outside the zone") }
+            var name = record.name
+            while name != origin, nodes[name] == nil {
+                nodes[name] = [:]
+                name = name.dropping(labels: 1)
+            }
+            if !nodes[record.name]![record.type, default: []].contains(where: { $0.data == record.data }) {
+                nodes[record.name]![record.type, default: []].append(record)
+            }
+        }
+        for (name, sets) in nodes where sets[.cname] != nil && sets.count > 1 {
+            throw fail("\(name) has a CNAME and other data")
+        }
+        guard let soas = nodes[origin]?[.soa], soas.count == 1 else { throw fail("exactly one SOA at the apex is needed") }
+        // One TTL per record set (RFC 2181 section 5.2): the first one's.
+        for (name, sets) in nodes {
+            for (type, set) in sets where Set(set.map(\.ttl)).count > 1 {
+                nodes[name]![type] = set.map { var record = $0; record.ttl = set[0].ttl; return record }
+            }
+        }
+        self.origin = origin
+        self.soa = soas[0]
+        self.nodes = nodes
+    }
+
+    /// Reads a zone file (``DNSZoneFile``) for `origin`.
+    public init(origin: DNSName, text: String) throws(DNSError) {
+        try self.init(origin: origin, records: try DNSZoneFile.parse(text, origin: origin))
+    }
+
+    /// The record sets at `name`, or `nil` when the name does not exist.
+    public func recordSets(at name: DNSName) -> [DNSRecordType: [DNSRecord]]? { nodes[name] }
+
+    /// Every record, by owner.
+    public var records: [DNSRecord] { nodes.values.flatMap { $0.values.flatMap { $0 } } }
+}

@@ -1,0 +1,270 @@
+import SluicePackets
+
+/// Reads zone files in the master file format of RFC 1035 section 5: `$ORIGIN`, `$TTL`,
+/// relative names and `@`, owners left blank for the previous one, TTL and class in either
+/// order, parentheses across lines, comments, quoted strings with escapes, TTLs with units
+/// (`1h30m`), the types this module knows and any other as `TYPEnnn \# length hex` (RFC 3597).
+public enum DNSZoneFile {
+    struct Token {
+        var bytes: [UInt8]
+        var quoted: Bool
+        var text: String { String(decoding: bytes, as: UTF8.self) }
+    }
+
+    struct Entry {
+        var line: Int
+        var ownerBlank: Bool
+        var tokens: [Token]
+    }
+
+    /// Parses `text` into records, names relative to `origin` until a `$ORIGIN` says otherwise.
+    public static func parse(_ text: String, origin: DNSName) throws(DNSError) -> [DNSRecord] {
+        var records: [DNSRecord] = []
+        var origin = origin
+        var defaultTTL: UInt32?
+        var lastTTL: UInt32?
+        var owner: DNSName?
+        for entry in try entries(Array(text.utf8)) {
+            let line = entry.line
+            func fail(_ reason: String) -> DNSError { .zoneSyntax(line: line, reason: reason) }
+            var tokens = entry.tokens[...]
+            guard let first = tokens.first else { continue }
+            if !first.quoted, first.text.hasPrefix("$") {
+                switch first.text.uppercased() {
+                case "$ORIGIN":
+                    guard tokens.count >= 2, let name = DNSName(tokens[tokens.startIndex + 1].text, origin: origin) else {
+                        throw fail("$ORIGIN needs a name")
+                    }
+                    origin = name
+                case "$TTL":
+                    guard tokens.count >= 2, let ttl = ttl(tokens[tokens.startIndex + 1].text) else { throw fail("$TTL needs a TTL") }
+                    defaultTTL = ttl
+                default:
+                    throw fail("\(first.text) is not supported (only $ORIGIN and $TTL)")
+                }
+                continue
+            }
+            if !entry.ownerBlank {
+                guard let name = DNSName(first.text, origin: origin) else { throw fail("bad owner name \(first.text)") }
+                owner = name
+                tokens = tokens.dropFirst()
+            }
+            guard let recordOwner = owner else { throw fail("a record without an owner") }
+            var recordTTL: UInt32?
+            var sawClass = false
+            while let token = tokens.first, DNSRecordType(token.text) == nil || (token.text.uppercased() == "IN" && !sawClass) {
+                if let value = ttl(token.text), recordTTL == nil {
+                    recordTTL = value
+                } else if token.text.uppercased() == "IN", !sawClass {
+                    sawClass = true
+                } else {
+                    throw fail("expected a TTL, a class or a type, not \(token.text)")
+                }
+                tokens = tokens.dropFirst()
+            }
+            guard let typeToken = tokens.first, let type = DNSRecordType(typeToken.text) else { throw fail("no record type") }
+            tokens = tokens.dropFirst()
+            let data = try recordData(type: type, Array(tokens), origin: origin, line: line)
+            let resolvedTTL: UInt32
+            if let recordTTL {
+                resolvedTTL = recordTTL
+            } else if let defaultTTL {
+                resolvedTTL = defaultTTL
+            } else if let lastTTL {
+                resolvedTTL = lastTTL
+            } else if case let .soa(_, _, _, _, _, _, minimum) = data {
+                resolvedTTL = minimum
+            } else {
+                throw fail("no TTL, and no $TTL before it")
+            }
+            lastTTL = resolvedTTL
+            records.append(DNSRecord(name: recordOwner, type: type, ttl: resolvedTTL, data: data))
+        }
+        return records
+    }
+
+    /// A TTL in seconds, or with units: `3600`, `1h`, `1h30m`, `2w`.
+    static func ttl(_ text: String) -> UInt32? {
+        if let value = UInt32(text) { return value }
+        var total: UInt64 = 0
+        var number: UInt64?
+        for character in text.lowercased() {
+            if let digit = character.wholeNumberValue {
+                number = (number ?? 0) * 10 + UInt64(digit)
+                guard number! <= UInt64(UInt32.max) else { return nil }
+                continue
+            }
+            let unit: UInt64
+            switch character {
+            case "s": unit = 1
+            case "m": unit = 60
+            case "h": unit = 3600
+            case "d": unit = 86400
+            case "w": unit = 604_800
+            default: return nil
+            }
+            guard let value = number else { return nil }
+            total += value * unit
+            number = nil
+        }
+        guard number == nil, total > 0 || text.first == "0", total <= UInt64(UInt32.max) else { return nil }
+        return UInt32(total)
+    }
+
+    static func recordData(type: DNSRecordType, _ tokens: [Token], origin: DNSName, line: Int) throws(DNSError) -> DNSRecordData {
+        func fail(_ reason: String) -> DNSError { .zoneSyntax(line: line, reason: "\(type): \(reason)") }
+        func name(_ index: Int) throws(DNSError) -> DNSName {
+            guard index < tokens.count, let name = DNSName(tokens[index].text, origin: origin) else { throw fail("bad name") }
+            return name
+        }
+        func number<T: FixedWidthInteger>(_ index: Int, as: T.Type) throws(DNSError) -> T {
+            guard index < tokens.count, let value = T(tokens[index].text) else { throw fail("bad number") }
+            return value
+        }
+        func count(_ expected: Int) throws(DNSError) {
+            guard tokens.count == expected else { throw fail("\(expected) fields expected, \(tokens.count) found") }
+        }
+        if let first = tokens.first, first.text == "\\#", !first.quoted {
+            // RFC 3597 generic form: `\# length hex`.
+            guard tokens.count >= 2, let length = Int(tokens[1].text) else { throw fail("\\# needs a length") }
+            let hex = tokens.dropFirst(2).map(\.text).joined()
+            guard hex.count == length * 2 else { throw fail("\\# length \(length) does not match its data") }
+            var bytes: [UInt8] = []
+            var index = hex.startIndex
+            while index < hex.endIndex {
+                let next = hex.index(index, offsetBy: 2)
+                guard let byte = UInt8(hex[index..<next], radix: 16) else { throw fail("bad hex") }
+                bytes.append(byte)
+                index = next
+            }
+            return .opaque(bytes)
+        }
+        switch type {
+        case .a:
+            try count(1)
+            guard let address = IPv4Address(tokens[0].text) else { throw fail("bad IPv4 address") }
+            return .a(address)
+        case .aaaa:
+            try count(1)
+            guard let address = IPv6Address(tokens[0].text) else { throw fail("bad IPv6 address") }
+            return .aaaa(address)
+        case .ns, .cname, .ptr:
+            try count(1)
+            return .name(try name(0))
+        case .soa:
+            try count(7)
+            var times: [UInt32] = []
+            for index in 2..<7 {
+                guard let value = index == 2 ? UInt32(tokens[index].text) : ttl(tokens[index].text) else { throw fail("bad number") }
+                times.append(value)
+            }
+            return .soa(primary: try name(0), mailbox: try name(1), serial: times[0], refresh: times[1], retry: times[2],
+                        expire: times[3], minimum: times[4])
+        case .mx:
+            try count(2)
+            return .mx(preference: try number(0, as: UInt16.self), exchange: try name(1))
+        case .txt:
+            guard !tokens.isEmpty, tokens.allSatisfy({ $0.bytes.count <= 255 }) else { throw fail("strings of 0 to 255 bytes") }
+            return .txt(tokens.map(\.bytes))
+        case .srv:
+            try count(4)
+            return .srv(priority: try number(0, as: UInt16.self), weight: try number(1, as: UInt16.self),
+                        port: try number(2, as: UInt16.self), target: try name(3))
+        case .caa:
+            try count(3)
+            let tag = tokens[1].bytes
+            guard !tag.isEmpty, tag.count <= 255, tag.allSatisfy({ ($0 | 0x20) >= 0x61 && ($0 | 0x20) <= 0x7A || (0x30...0x39).contains($0) })
+            else { throw fail("a tag of letters and digits") }
+            return .caa(flags: try number(0, as: UInt8.self), tag: tag, value: tokens[2].bytes)
+        default:
+            throw fail("give its data in the generic form: \\# length hex")
+        }
+    }
+
+    /// Splits the file into entries: tokens up to the end of a line, or of the parentheses.
+    static func entries(_ bytes: [UInt8]) throws(DNSError) -> [Entry] {
+        var entries: [Entry] = []
+        var current: Entry?
+        var depth = 0
+        var line = 1
+        var index = 0
+        var atLineStart = true
+        func finish() {
+            if let entry = current, !entry.tokens.isEmpty { entries.append(entry) }
+            current = nil
+        }
+        while index < bytes.count {
+            let byte = bytes[index]
+            switch byte {
+            case UInt8(ascii: "\n"):
+                line += 1
+                index += 1
+                if depth == 0 { finish() }
+                atLineStart = true
+                continue
+            case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\r"):
+                if atLineStart, depth == 0, current == nil { current = Entry(line: line, ownerBlank: true, tokens: []) }
+                index += 1
+                atLineStart = false
+                continue
+            case UInt8(ascii: ";"):
+                while index < bytes.count, bytes[index] != UInt8(ascii: "\n") { index += 1 }
+                continue
+            case UInt8(ascii: "("):
+                depth += 1
+                index += 1
+                if current == nil { current = Entry(line: line, ownerBlank: false, tokens: []) }
+                atLineStart = false
+                continue
+            case UInt8(ascii: ")"):
+                guard depth > 0 else { throw .zoneSyntax(line: line, reason: "a ) without its (") }
+                depth -= 1
+                index += 1
+                continue
+            default:
+                break
+            }
+            atLineStart = false
+            if current == nil { current = Entry(line: line, ownerBlank: false, tokens: []) }
+            var token = Token(bytes: [], quoted: byte == UInt8(ascii: "\""))
+            if token.quoted { index += 1 }
+            while index < bytes.count {
+                let next = bytes[index]
+                if token.quoted {
+                    if next == UInt8(ascii: "\"") { index += 1; break }
+                    if next == UInt8(ascii: "\n") { throw .zoneSyntax(line: line, reason: "a quoted string runs past the line") }
+                } else if [UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\r"), UInt8(ascii: "\n"), UInt8(ascii: ";"),
+                           UInt8(ascii: "("), UInt8(ascii: ")")].contains(next) {
+                    break
+                }
+                if next == UInt8(ascii: "\\") {
+                    // Keep escapes in names (DNSName reads them); decode them in strings.
+                    guard index + 1 < bytes.count else { throw .zoneSyntax(line: line, reason: "a \\ at the end") }
+                    let escaped = bytes[index + 1]
+                    if token.quoted {
+                        if (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(escaped) {
+                            guard index + 3 < bytes.count,
+                                  let value = UInt8(String(decoding: bytes[(index + 1)...(index + 3)], as: UTF8.self))
+                            else { throw .zoneSyntax(line: line, reason: "a \\DDD escape needs three digits up to 255") }
+                            token.bytes.append(value)
+                            index += 4
+                        } else {
+                            token.bytes.append(escaped)
+                            index += 2
+                        }
+                        continue
+                    }
+                    token.bytes += [next, escaped]
+                    index += 2
+                    continue
+                }
+                token.bytes.append(next)
+                index += 1
+            }
+            current!.tokens.append(token)
+        }
+        guard depth == 0 else { throw .zoneSyntax(line: line, reason: "a ( that is never closed") }
+        finish()
+        return entries
+    }
+}
