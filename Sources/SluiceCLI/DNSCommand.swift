@@ -4,6 +4,14 @@ import Glibc
 import ArgumentParser
 import Sluice
 import SluiceDNS
+import Synchronization
+
+/// A flag one thread sets and another polls.
+final class StopFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    var isSet: Bool { value.load(ordering: .acquiring) }
+    func set() { value.store(true, ordering: .releasing) }
+}
 
 struct DNSCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -33,7 +41,29 @@ struct DNSServe: ParsableCommand {
         let zones = try zone.map(Self.load)
         let authority = DNSAuthority(zones: zones)
         let names = zones.map { $0.origin.description }.joined(separator: ", ")
-        try options.serve("dns serve", what: "authoritative for \(names)") { _ in DNSService(authority: authority) }
+        let configuration = try options.configuration()
+        // TCP on the same address, for answers truncated over UDP (RFC 7766), on a thread of its own.
+        let stop = StopFlag()
+        let report = Mutex<Result<DNSTCPReport, SystemCallError>?>(nil)
+        let listen = configuration.listen
+        let tcp = try WorkerThread(name: "sluice-dns-tcp") {
+            let result = Result { () throws(SystemCallError) in
+                try DNSTCPServer.run(listen: listen, authority: authority, ready: { _ in }, shouldStop: { stop.isSet })
+            }
+            report.withLock { $0 = result }
+        }
+        defer {
+            stop.set()
+            tcp.join()
+            switch report.withLock({ $0 }) {
+            case .success(let tcp)?: print(tcp.summaryLine)
+            case .failure(let error)?: print("sluice dns serve: no DNS over TCP on \(listen): \(error)")
+            case nil: break
+            }
+        }
+        try options.serve("dns serve", what: "authoritative for \(names), TCP too", configuration: configuration) { _ in
+            DNSService(authority: authority)
+        }
     }
 
     /// Reads `FILE` or `ORIGIN=FILE`: the origin is the given one, or the file's first `$ORIGIN`.

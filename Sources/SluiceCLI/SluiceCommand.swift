@@ -202,8 +202,9 @@ struct ServeOptions: ParsableArguments {
 
     /// Serves what `makeService` makes under `command`'s name, `what` saying what it answers
     /// with; prints the start line, progress and the summary.
-    func serve<Service: UDPService>(_ command: String, what: String, _ makeService: @escaping @Sendable (Int) -> Service) throws {
-        let configuration = try configuration()
+    func serve<Service: UDPService>(_ command: String, what: String, configuration given: UDPServerConfiguration? = nil,
+                                    _ makeService: @escaping @Sendable (Int) -> Service) throws {
+        let configuration = try given ?? configuration()
         let server = try reportingRuntimeErrors(command) { try UDPServer(configuration: configuration, makeService: makeService) }
         print("sluice \(command): \(backend.rawValue) backend on \(server.boundEndpoint), \(workers) worker(s), "
               + what + (gso ? ", GSO" : "") + (gro ? ", GRO" : ""))

@@ -1,0 +1,118 @@
+import SluiceCore
+import SluiceDNS
+import SluiceURing
+
+/// DNS over TCP (RFC 7766) as a stream handler: each message arrives behind its two-byte
+/// length, in whatever chunks TCP cut it into; every complete one is answered at once
+/// (pipelined, in order), its response sent in a frame of its own behind its length. A message
+/// a DNS server would not answer (shorter than a header, a response) closes the connection.
+public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
+    /// The responder, with its counters.
+    public private(set) var responder: DNSResponder
+    /// Connections closed for a message with no answer, or for want of a frame.
+    public private(set) var refusedConnections = 0
+    var partial: [StreamID: [UInt8]] = [:]
+
+    /// A handler answering from `authority`.
+    public init(authority: DNSAuthority) {
+        responder = DNSResponder(authority: authority)
+    }
+
+    public mutating func accepted(_ stream: StreamID, listener: StreamID, transport: Transport) {}
+
+    public mutating func connected(_ stream: StreamID, error: SystemCallError?, transport: Transport) {}
+
+    public mutating func received(_ chunk: consuming Packet, on stream: StreamID, transport: Transport) {
+        var bytes = partial.removeValue(forKey: stream) ?? []
+        bytes += UnsafeRawBufferPointer(start: chunk.dataStart, count: chunk.length)
+        transport.release(chunk)
+        var consumed = 0
+        while bytes.count - consumed >= 2 {
+            let length = Int(bytes[consumed]) << 8 | Int(bytes[consumed + 1])
+            guard bytes.count - consumed - 2 >= length else { break }
+            guard answer(Array(bytes[(consumed + 2)..<(consumed + 2 + length)]), on: stream, transport: transport) else {
+                refusedConnections += 1
+                transport.close(stream, abort: true)
+                return
+            }
+            consumed += 2 + length
+        }
+        if consumed < bytes.count { partial[stream] = Array(bytes[consumed...]) }
+    }
+
+    /// Answers one message in a new frame and queues it; `false` when there is nothing to send.
+    mutating func answer(_ message: [UInt8], on stream: StreamID, transport: Transport) -> Bool {
+        guard var frame = transport.pool.allocate() else { return false }
+        let start = frame.dataStart + 2
+        let capacity = min(frame.capacity - frame.offset - 2, 65535)
+        guard message.count <= capacity else {
+            transport.release(frame)
+            return false
+        }
+        message.withUnsafeBytes { start.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        guard let length = responder.respond(start, length: message.count, capacity: capacity, overTCP: true) else {
+            transport.release(frame)
+            return false
+        }
+        frame.dataStart.storeBytes(of: UInt16(length).bigEndian, as: UInt16.self)
+        frame.length = 2 + length
+        return transport.send(frame, on: stream)
+    }
+
+    public mutating func readClosed(_ stream: StreamID, transport: Transport) {
+        transport.close(stream, abort: false)
+    }
+
+    public mutating func sendQueueDrained(_ stream: StreamID, transport: Transport) {}
+
+    public mutating func closed(_ stream: StreamID, error: SystemCallError?, transport: Transport) {
+        partial.removeValue(forKey: stream)
+    }
+}
+
+/// What a ``DNSTCPServer`` run did.
+public struct DNSTCPReport: Sendable {
+    /// Where it listened.
+    public var endpoint: IPEndpoint
+    /// The responder's counts.
+    public var responder: DNSResponderCounters
+    /// The engine's counts (connections, bytes, idle closes).
+    public var engine: TCPEngineCounters
+    /// Where the frames were at the end.
+    public var frames: FrameTally
+
+    /// One line for a summary.
+    public var summaryLine: String {
+        "  tcp on \(endpoint): \(engine.accepted) connections (\(engine.idleClosed) closed idle), "
+            + responder.fields.filter { $0.1 > 0 }.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
+            + (frames.isBalanced ? "" : ", \(frames)")
+    }
+}
+
+/// DNS over TCP on a ``TCPEngine`` (io_uring), run on the calling thread, for the answers
+/// that did not fit in UDP (TC) and for clients that prefer TCP.
+public enum DNSTCPServer {
+    /// Idle connections close after this long (Knot's `tcp-idle-timeout`, RFC 7766 section 6.2.3).
+    public static let idleTimeout: Duration = .seconds(10)
+
+    /// Listens on `endpoint`, calls `ready` with the bound endpoint, and answers from
+    /// `authority` until `shouldStop` (asked every `checkInterval`) says so.
+    public static func run(listen endpoint: IPEndpoint, authority: DNSAuthority, checkInterval: Duration = .milliseconds(50),
+                           ready: (IPEndpoint) -> Void, shouldStop: () -> Bool) throws(SystemCallError) -> DNSTCPReport {
+        var configuration = TCPEngineConfiguration()
+        // A frame holds a whole 64 KiB response behind its length.
+        configuration.frameSize = 66560
+        configuration.frameCount = 256
+        configuration.receiveBuffers = 128
+        configuration.idleTimeout = idleTimeout
+        let engine = try TCPEngine(configuration: configuration)
+        let (_, bound) = try engine.listen(on: endpoint)
+        ready(bound)
+        var handler = DNSStreamHandler<TCPEngine>(authority: authority)
+        while !shouldStop() {
+            try engine.poll(&handler, timeout: checkInterval)
+        }
+        let tally = engine.shutdown(&handler)
+        return DNSTCPReport(endpoint: bound, responder: handler.responder.counters, engine: engine.counters, frames: tally)
+    }
+}
