@@ -71,7 +71,7 @@ let package = Package(
         .testTarget(name: "SluiceBenchTests", dependencies: ["SluiceBench", "SluiceTestSupport"]),
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore", "SluiceTestSupport"]),
         .testTarget(name: "SluicePacketsTests", dependencies: ["SluicePackets", "SluiceTestSupport"]),
-        .testTarget(name: "SluiceDNSTests", dependencies: ["SluiceDNS", "SluicePackets", "SluiceCore", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceDNSTests", dependencies: ["SluiceDNS", "Sluice", "SluicePackets", "SluiceCore", "SluiceTestSupport"]),
         .testTarget(name: "SluiceHostTests", dependencies: ["SluiceHost", "SluicePackets", "SluiceCore", "SluiceTestSupport"]),
         .testTarget(name: "SluiceUDPTests", dependencies: ["SluiceUDP", "SluicePackets", "SluiceCore", "SluiceTestSupport"]),
         .testTarget(

@@ -43,8 +43,9 @@ public struct DNSResponderCounters: Equatable, Sendable {
 /// question stay where they are, the sections are written after them, names compressed
 /// against the question (so the owner names carry the query's case). One per worker.
 ///
-/// Follows what authoritative servers do: responses are never answered; other opcodes get
-/// NOTIMP; zone transfers NOTIMP over UDP (AXFR) or NOTAUTH; a query that is not one question, has answer or authority records, or breaks the
+/// Follows what authoritative servers do: responses are never answered; NOTIFY and UPDATE get
+/// NOTAUTH, other opcodes NOTIMP; zone transfers NOTIMP over UDP (AXFR) or NOTAUTH; a query
+/// that is not one question, has answer or authority records, or breaks the
 /// name or OPT rules gets FORMERR; an EDNS version above 0 gets BADVERS; a name in no zone gets
 /// REFUSED. Over UDP a response is held to 512 bytes, or to the client's EDNS size (at most
 /// ``payloadSize``); a record set that does not fit in the answer or authority section sets TC.
@@ -91,17 +92,19 @@ public struct DNSResponder {
         // The opcode, RD and CD are copied (RFC 1035, RFC 6840).
         reply.flags = DNSHeader.response | header.flags & (0x7800 | DNSHeader.recursionDesired | DNSHeader.checkingDisabled)
         let limit = min(capacity, overTCP ? 65535 : 512)
-        guard header.opcode == 0 else {
-            return finish(message, header: reply, code: .notImplemented, questionEnd: nil, edns: nil, limit: limit)
-        }
         guard header.questionCount == 1, let (nameEnd, nameLength) = try? DNSWire.readName(query, at: 12, into: buffers.name),
               nameEnd + 4 <= length
         else { return finish(message, header: reply, code: .formatError, questionEnd: nil, edns: nil, limit: limit) }
         let questionEnd = nameEnd + 4
         let type = DNSRecordType(rawValue: DNSWire.u16(query, nameEnd))
         let recordClass = DNSWire.u16(query, nameEnd + 2)
-        // An IXFR query carries the client's SOA in its authority section (RFC 1995).
-        guard header.answerCount == 0, header.authorityCount == 0 || type == .ixfr, let edns = Self.readOPT(query, from: questionEnd, count: header.additionalCount)
+        // NOTIFY carries an SOA in its answer section (RFC 1996), UPDATE its changes (RFC 2136),
+        // IXFR the client's SOA in its authority section (RFC 1995); a plain query carries none.
+        let isQuery = header.opcode == 0
+        let answerAndAuthority = Int(header.answerCount) + Int(header.authorityCount)
+        guard !isQuery || (header.answerCount == 0 && (header.authorityCount == 0 || type == .ixfr)),
+              let edns = Self.readOPT(query, from: questionEnd, count: header.additionalCount,
+                                      skipping: isQuery ? Int(header.authorityCount) : answerAndAuthority)
         else { return finish(message, header: reply, code: .formatError, questionEnd: questionEnd, edns: nil, limit: limit) }
         var sizeLimit = limit
         var responseEDNS: DNSEDNS?
@@ -113,6 +116,11 @@ public struct DNSResponder {
             guard clientEDNS.version == 0 else {
                 return finish(message, header: reply, code: .badVersion, questionEnd: questionEnd, edns: ours, limit: sizeLimit)
             }
+        }
+        // Other opcodes, as Knot answers them: NOTIFY and UPDATE are not allowed, the rest not implemented.
+        guard isQuery else {
+            let code: DNSResponseCode = header.opcode == 4 || header.opcode == 5 ? .notAuthorized : .notImplemented
+            return finish(message, header: reply, code: code, questionEnd: questionEnd, edns: responseEDNS, limit: sizeLimit)
         }
         guard recordClass == 1 || recordClass == 255, type != .opt else {
             let code: DNSResponseCode = type == .opt ? .formatError : .refused
@@ -201,18 +209,19 @@ public struct DNSResponder {
         return end
     }
 
-    /// The OPT record among `count` additional records from `offset`: `record` nil when there is
-    /// none; `nil` altogether when the records are malformed or OPT breaks its rules (RFC 6891).
-    static func readOPT(_ query: UnsafeRawBufferPointer, from offset: Int, count: UInt16) -> (record: DNSEDNS?, Void)? {
+    /// The OPT record among `count` additional records from `offset`, after `skipping` records of
+    /// the answer and authority sections: `record` nil when there is none; `nil` altogether when
+    /// the records are malformed or OPT breaks its rules (RFC 6891).
+    static func readOPT(_ query: UnsafeRawBufferPointer, from offset: Int, count: UInt16, skipping: Int = 0) -> (record: DNSEDNS?, Void)? {
         var position = offset
         var found: DNSEDNS?
-        for _ in 0..<count {
+        for index in 0..<(skipping + Int(count)) {
             guard let (end, nameLength) = try? DNSWire.readName(query, at: position), end + 10 <= query.count else { return nil }
             let type = DNSRecordType(rawValue: DNSWire.u16(query, end))
             let length = Int(DNSWire.u16(query, end + 8))
             guard end + 10 + length <= query.count else { return nil }
             if type == .opt {
-                guard found == nil, nameLength == 1 else { return nil }
+                guard found == nil, nameLength == 1, index >= skipping else { return nil }
                 var edns = DNSEDNS(payloadSize: DNSWire.u16(query, end + 2))
                 let ttl = DNSWire.u32(query, end + 4)
                 edns.extendedResponseCode = UInt8(ttl >> 24)

@@ -1,0 +1,247 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Sluice
+import SluiceDNS
+import SluiceTestSupport
+import Synchronization
+import Testing
+
+let dnsNamespaceCounter = Atomic<Int>(0)
+
+/// `sluice dns serve` and Knot DNS serve the same zone file; the same queries go to both, and
+/// the answers must agree section by section: rcode, flags, answer, authority, additional, EDNS.
+@Suite(.serialized) struct DNSAgainstKnotTests {
+    static let zoneFile = DNSCodecTests.fixtures + "/example.test.zone"
+
+    /// Knot DNS on `listen` in `namespace`, with a directory of its own.
+    final class Knot {
+        let process: ChildProcess
+        let directory: String
+
+        init(namespace: String, listen: String) throws {
+            directory = "/tmp/sluice-knot-\(getpid())-\(dnsNamespaceCounter.add(1, ordering: .relaxed).newValue)"
+            _ = try ChildProcess("/bin/mkdir", ["-p", directory + "/run", directory + "/db"]).waitForExit()
+            let configuration = """
+                server:
+                    listen: \(listen)
+                    rundir: \(directory)/run
+                log:
+                  - target: stderr
+                    any: error
+                database:
+                    storage: \(directory)/db
+                zone:
+                  - domain: example.test
+                    file: \(DNSAgainstKnotTests.zoneFile)
+                    journal-content: none
+                    semantic-checks: off
+                """
+            let file = fopen(directory + "/knot.conf", "w")
+            fputs(configuration, file)
+            fclose(file)
+            process = try ChildProcess("/usr/sbin/ip", ["netns", "exec", namespace, "/usr/sbin/knotd", "-c", directory + "/knot.conf"])
+        }
+
+        deinit {
+            _ = process.stop()
+            _ = try? ChildProcess("/bin/rm", ["-rf", directory]).waitForExit()
+        }
+    }
+
+    /// A namespace of the test's own, lo up.
+    final class Namespace {
+        let name: String
+        init() throws {
+            name = "sldns\(getpid() % 100_000)n\(dnsNamespaceCounter.add(1, ordering: .relaxed).newValue)"
+            _ = try ChildProcess("/usr/sbin/ip", ["netns", "add", name]).waitForExit()
+            _ = try ChildProcess("/usr/sbin/ip", ["-n", name, "link", "set", "lo", "up"]).waitForExit()
+        }
+        deinit { _ = try? ChildProcess("/usr/sbin/ip", ["netns", "del", name]).waitForExit() }
+    }
+
+    static var knotInstalled: Bool { access("/usr/sbin/knotd", X_OK) == 0 }
+
+    /// The queries: every kind of answer the zone gives, over several EDNS settings and cases.
+    static func queries() -> [DNSMessage] {
+        let questions: [(String, DNSRecordType)] = [
+            ("example.test.", .soa), ("example.test.", .ns), ("example.test.", .mx), ("example.test.", .caa), ("example.test.", .any),
+            ("www.example.test.", .a), ("WwW.ExAmPlE.tEsT.", .aaaa), ("x.wild.example.test.", .a), ("a.b.wild.example.test.", .txt),
+            ("x.wild.example.test.", .mx), ("cname.wild.example.test.", .a), ("nothing.example.test.", .a), ("deep.example.test.", .a),
+            ("foo.sub.example.test.", .a), ("sub.example.test.", .ns), ("sub.example.test.", .ds), ("loop1.example.test.", .a),
+            ("gone.example.test.", .a), ("out.example.test.", .a), ("esc\\.aped.example.test.", .a),
+            ("generic.example.test.", DNSRecordType(rawValue: 65534)), ("_sip._udp.example.test.", .srv),
+            ("1.5.18.198.example.test.", .ptr), ("big.example.test.", .txt), ("other.org.", .a), ("test.", .soa),
+        ]
+        var messages: [DNSMessage] = []
+        for (index, (name, type)) in questions.enumerated() {
+            for variant in 0..<3 {
+                var message = DNSMessage()
+                message.header.id = UInt16(index * 3 + variant)
+                message.header.flags = variant == 1 ? DNSHeader.recursionDesired : 0
+                message.questions = [DNSQuestion(name: DNSName(name)!, type: type)]
+                switch variant {
+                case 1: message.edns = DNSEDNS(payloadSize: 1232)
+                case 2:
+                    var edns = DNSEDNS(payloadSize: 4096)
+                    edns.dnssecOK = true
+                    message.edns = edns
+                default: break
+                }
+                messages.append(message)
+            }
+        }
+        var badVersion = messages[0]
+        badVersion.edns = DNSEDNS(payloadSize: 1232)
+        badVersion.edns?.version = 1
+        var chaos = messages[0]
+        chaos.questions[0].recordClass = 3
+        var notify = messages[0]
+        notify.header.flags = 4 << 11
+        return messages + [badVersion, chaos, notify]
+    }
+
+    /// What must agree: everything but the ID, sections compared as sets (servers order records their own way).
+    struct Comparable: Equatable, CustomStringConvertible {
+        var flags: UInt16
+        var code: DNSResponseCode
+        var question: [String]
+        var answer: [String]
+        var authority: [String]
+        var additional: [String]
+        var edns: String
+
+        init(_ message: DNSMessage) {
+            flags = message.header.flags
+            code = message.responseCode
+            question = message.questions.map { "\($0.name) \($0.type) \($0.recordClass)" }
+            answer = message.answers.map(\.description).sorted()
+            authority = message.authority.map(\.description).sorted()
+            additional = message.additional.map(\.description).sorted()
+            edns = message.edns.map { "\($0.payloadSize) v\($0.version) do=\($0.dnssecOK) ext=\($0.extendedResponseCode)" } ?? "none"
+        }
+
+        var description: String {
+            "flags \(String(flags, radix: 16)) \(code) q\(question) an\(answer) ns\(authority) ar\(additional) edns \(edns)"
+        }
+    }
+
+    static func ask(_ socket: KernelUDPSocket, _ server: IPEndpoint, _ query: [UInt8]) throws -> DNSMessage {
+        socket.send(query, to: server)
+        let reply = try #require(socket.receive(), "no answer from \(server)")
+        return try DNSMessage.decode(reply.bytes)
+    }
+
+    /// Sends every query to both and compares; returns how many agreed.
+    static func compare(knot: IPEndpoint, sluice: IPEndpoint, from socket: KernelUDPSocket) throws -> Int {
+        var agreed = 0
+        for query in queries() {
+            let bytes = query.encode()
+            let expected = try ask(socket, knot, bytes)
+            let actual = try ask(socket, sluice, bytes)
+            #expect(actual.header.id == query.header.id)
+            let same = Comparable(expected) == Comparable(actual)
+            #expect(same, "\(query.questions[0].name) \(query.questions[0].type):\n  knot   \(Comparable(expected))\n  sluice \(Comparable(actual))")
+            if same { agreed += 1 }
+        }
+        return agreed
+    }
+
+    /// One length-prefixed query over TCP, and its answer.
+    static func askOverTCP(_ server: IPEndpoint, _ query: [UInt8]) throws -> DNSMessage {
+        guard case .v4(let address) = server.address else { throw ChildProcessError(message: "IPv4 only") }
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        defer { close(descriptor) }
+        var timeout = timeval(tv_sec: 3, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var target = sockaddr_in()
+        target.sin_family = sa_family_t(AF_INET)
+        target.sin_port = server.port.bigEndian
+        target.sin_addr.s_addr = address.rawValue.bigEndian
+        let connected = withUnsafePointer(to: &target) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw ChildProcessError(message: "connect \(server): errno \(errno)") }
+        let framed = [UInt8(query.count >> 8), UInt8(query.count & 0xFF)] + query
+        _ = framed.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, 0) }
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while received.count < 2 || received.count < 2 + (Int(received[0]) << 8 | Int(received[1])) {
+            let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+            guard count > 0 else { throw ChildProcessError(message: "no answer over TCP from \(server)") }
+            received += buffer[..<count]
+        }
+        return try DNSMessage.decode(Array(received[2...]))
+    }
+
+    func serve(_ namespace: String, _ arguments: [String]) throws -> ChildProcess {
+        let server = try ChildProcess(sluice: ["dns", "serve", "--zone", Self.zoneFile, "--netns", namespace,
+                                               "--duration", "120", "--stats-interval", "0"] + arguments)
+        try #require(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
+        return server
+    }
+
+    @Test(arguments: ["socket", "uring"])
+    func answersAsKnotDoesOnLoopback(backend: String) throws {
+        guard Self.knotInstalled else {
+            print("skip: Knot DNS (knotd) is not installed; the README's test command installs it")
+            return
+        }
+        let namespace = try Namespace()
+        let knot = try Knot(namespace: namespace.name, listen: "127.0.0.1@5301")
+        let server = try serve(namespace.name, ["--backend", backend, "--listen", "127.0.0.1:5302"])
+        let socket = try withNetworkNamespace(namespace.name) { KernelUDPSocket(bind: IPEndpoint("127.0.0.1:0")!) }
+        usleep(300_000)
+        let total = Self.queries().count
+        #expect(try Self.compare(knot: IPEndpoint("127.0.0.1:5301")!, sluice: IPEndpoint("127.0.0.1:5302")!, from: socket) == total)
+        // What did not fit in UDP comes whole over TCP, from both.
+        let big = Self.queries().first { $0.questions[0].name == DNSName("big.example.test.")! }!.encode()
+        let (fromKnot, fromSluice) = try withNetworkNamespace(namespace.name) {
+            (try Self.askOverTCP(IPEndpoint("127.0.0.1:5301")!, big), try Self.askOverTCP(IPEndpoint("127.0.0.1:5302")!, big))
+        }
+        #expect(Comparable(fromKnot) == Comparable(fromSluice) && fromSluice.answers.count == 20 && !fromSluice.header.isTruncated)
+        #expect(server.stop() == 0)
+        #expect(server.text.contains("truncated="), "\(server.text)")
+        #expect(server.text.contains("tcp on 127.0.0.1:5302: 1 connections"), "\(server.text)")
+        withExtendedLifetime(knot) {}
+    }
+
+    @Test func answersAsKnotDoesBehindATUNDevice() throws {
+        guard Self.knotInstalled else {
+            print("skip: Knot DNS (knotd) is not installed; the README's test command installs it")
+            return
+        }
+        let namespace = try Namespace()
+        let knot = try Knot(namespace: namespace.name, listen: "127.0.0.1@5301")
+        let server = try serve(namespace.name, ["--backend", "tun", "--name", "sldns0", "--address", "198.18.7.1/24",
+                                                "--listen", "198.18.7.2:53"])
+        let socket = try withNetworkNamespace(namespace.name) { KernelUDPSocket(bind: IPEndpoint("0.0.0.0:0")!) }
+        usleep(300_000)
+        #expect(try Self.compare(knot: IPEndpoint("127.0.0.1:5301")!, sluice: IPEndpoint("198.18.7.2:53")!, from: socket)
+                == Self.queries().count)
+        #expect(server.stop() == 0)
+        #expect(server.text.contains("no DNS over TCP on 198.18.7.2:53"), "TCP needs a local address: \(server.text)")
+        withExtendedLifetime(knot) {}
+    }
+
+    @Test func answersAsKnotDoesOverAFXDP() throws {
+        guard Self.knotInstalled else {
+            print("skip: Knot DNS (knotd) is not installed; the README's test command installs it")
+            return
+        }
+        let topology = try TestTopology(.init(suffix: "dn\(getpid() % 100_000)"))
+        defer { topology.destroy() }
+        let serverAddress = "\(topology.serverIPv4)"
+        let knot = try Knot(namespace: topology.serverNamespace, listen: "\(serverAddress)@5301")
+        let server = try serve(topology.serverNamespace, ["--backend", "xdp", "--dev", topology.serverInterface,
+                                                          "--listen", "\(serverAddress):5302"])
+        let socket = try withNetworkNamespace(topology.clientNamespace) {
+            KernelUDPSocket(bind: IPEndpoint(address: .v4(topology.clientIPv4), port: 0))
+        }
+        usleep(300_000)
+        #expect(try Self.compare(knot: IPEndpoint("\(serverAddress):5301")!, sluice: IPEndpoint("\(serverAddress):5302")!,
+                                 from: socket) == Self.queries().count)
+        #expect(server.stop() == 0)
+        withExtendedLifetime(knot) {}
+    }
+}

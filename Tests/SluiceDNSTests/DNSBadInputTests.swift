@@ -1,0 +1,111 @@
+import SluiceDNS
+import SluiceTestSupport
+import Testing
+
+/// Malformed messages get FORMERR or a counted drop, never a crash or a hang.
+@Suite struct DNSBadInputTests {
+    let authority: DNSAuthority
+
+    init() throws {
+        let text = try #require(readTextFile(DNSCodecTests.fixtures + "/example.test.zone"))
+        authority = DNSAuthority(zones: [try DNSZone(origin: DNSName("example.test.")!, text: text)])
+    }
+
+    /// The response to `query`, or `nil` when it was dropped.
+    func respond(_ query: [UInt8], responder: inout DNSResponder) -> [UInt8]? {
+        var buffer = query + [UInt8](repeating: 0, count: max(0, 65535 - query.count))
+        let length = buffer.withUnsafeMutableBytes { responder.respond($0.baseAddress!, length: query.count, capacity: $0.count) }
+        return length.map { Array(buffer[..<$0]) }
+    }
+
+    static let header: [UInt8] = [0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]
+    static let question: [UInt8] = [3] + Array("www".utf8) + [7] + Array("example".utf8) + [4] + Array("test".utf8) + [0, 0, 1, 0, 1]
+    static let opt: [UInt8] = [0, 0, 41, 0x04, 0xD0, 0, 0, 0, 0, 0, 0]
+
+    func expectFormatError(_ query: [UInt8], _ why: Comment) throws {
+        var responder = DNSResponder(authority: authority)
+        let response = try #require(respond(query, responder: &responder), why)
+        let message = try DNSMessage.decode(response)
+        #expect(message.responseCode == .formatError, why)
+        #expect(message.header.id == 0x1234 && message.header.isResponse, why)
+    }
+
+    func withCounts(question: UInt16 = 1, answer: UInt16 = 0, authority: UInt16 = 0, additional: UInt16 = 0) -> [UInt8] {
+        [0x12, 0x34, 0x01, 0x00] + [question, answer, authority, additional].flatMap { [UInt8($0 >> 8), UInt8($0 & 0xFF)] }
+    }
+
+    @Test func aPointerLoopIsAFormatError() throws {
+        // The name at 12 points at itself; then at a later place.
+        try expectFormatError(Self.header + [0xC0, 12, 0, 1, 0, 1], "pointer to itself")
+        try expectFormatError(Self.header + [1, 0x61, 0xC0, 14, 0, 1, 0, 1], "pointer forwards")
+        #expect(throws: DNSError.badPointer) { try DNSMessage.decode(Self.header + [0xC0, 12, 0, 1, 0, 1]) }
+    }
+
+    @Test func aPointerPastTheEndIsAFormatError() throws {
+        try expectFormatError(Self.header + [1, 0x61, 0xFF, 0xFF, 0, 1, 0, 1], "pointer past the end")
+        try expectFormatError(Self.header + [1, 0x61, 0xC0], "pointer cut short")
+    }
+
+    @Test func aLabelOver63IsAFormatError() throws {
+        try expectFormatError(Self.header + [64] + [UInt8](repeating: 0x61, count: 64) + [0, 0, 1, 0, 1], "64-byte label")
+        try expectFormatError(Self.header + [0x41, 0x61, 0, 0, 1, 0, 1], "reserved label kind 0x40")
+        #expect(throws: DNSError.badLabel) { try DNSMessage.decode(Self.header + [0x80, 0, 0, 1, 0, 1]) }
+    }
+
+    @Test func aNameOver255IsAFormatError() throws {
+        let name: [UInt8] = (0..<26).flatMap { _ -> [UInt8] in [9] + Array("abcdefghi".utf8) } + [0]
+        try expectFormatError(Self.header + name + [0, 1, 0, 1], "260-byte name")
+        #expect(throws: DNSError.nameTooLong) { try DNSMessage.decode(Self.header + name + [0, 1, 0, 1]) }
+    }
+
+    @Test func countsLargerThanTheMessageAreAFormatError() throws {
+        try expectFormatError(withCounts(question: 2) + Self.question, "two questions, one present")
+        try expectFormatError(withCounts(additional: 5) + Self.question, "additional records missing")
+        try expectFormatError(withCounts(answer: 1) + Self.question, "an answer in a query")
+        #expect(throws: DNSError.badCount) { try DNSMessage.decode(withCounts(answer: 65535) + Self.question) }
+        try expectFormatError(withCounts(question: 0), "no question")
+    }
+
+    @Test func optInTheWrongPlaceOrTwiceIsAFormatError() throws {
+        try expectFormatError(withCounts(additional: 2) + Self.question + Self.opt + Self.opt, "two OPT records")
+        var named = Self.opt
+        named[0] = 1
+        named.insert(0x61, at: 1)
+        named.insert(0, at: 2)
+        try expectFormatError(withCounts(additional: 1) + Self.question + named, "OPT not at the root")
+        #expect(throws: DNSError.badOPT) { try DNSMessage.decode(withCounts(answer: 1) + Self.question + Self.opt) }
+        var responder = DNSResponder(authority: authority)
+        let fine = try #require(respond(withCounts(additional: 1) + Self.question + Self.opt, responder: &responder))
+        #expect(try DNSMessage.decode(fine).edns?.payloadSize == 1232)
+    }
+
+    @Test func emptyShortAndHugeMessagesAreDroppedOrAnswered() throws {
+        var responder = DNSResponder(authority: authority)
+        #expect(respond([], responder: &responder) == nil)
+        #expect(respond(Array(Self.header.prefix(11)), responder: &responder) == nil)
+        #expect(responder.counters.dropped == 2)
+        // 65535 bytes: one question and a trailing mass of junk the counts do not cover.
+        let huge = Self.header + Self.question + [UInt8](repeating: 0xAB, count: 65535 - 12 - Self.question.count)
+        let response = try #require(respond(huge, responder: &responder))
+        #expect(try DNSMessage.decode(response).answers.count == 3)
+        // A response is never answered.
+        var answer = Self.header + Self.question
+        answer[2] |= 0x80
+        #expect(respond(answer, responder: &responder) == nil)
+        #expect(responder.counters.dropped == 3)
+    }
+
+    @Test func randomBytesNeverCrash() {
+        var responder = DNSResponder(authority: authority)
+        var random = TestBytes(seed: 53)
+        for round in 0..<20_000 {
+            var message = Self.header + Self.question + Self.opt
+            // Flip a few bytes, or cut the message, or both.
+            for _ in 0...(round % 4) { message[Int(random.next() % UInt64(message.count))] = UInt8(truncatingIfNeeded: random.next()) }
+            if round % 3 == 0 { message = Array(message.prefix(Int(random.next() % UInt64(message.count + 1)))) }
+            _ = respond(message, responder: &responder)
+            _ = try? DNSMessage.decode(message)
+        }
+        #expect(responder.counters.responses + responder.counters.dropped == 20_000)
+    }
+}

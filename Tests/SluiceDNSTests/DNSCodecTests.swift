@@ -1,0 +1,111 @@
+import SluiceDNS
+import SluicePackets
+import SluiceTestSupport
+import Testing
+
+/// The codec against real traffic: dig's queries and Knot's answers, captured on loopback.
+@Suite struct DNSCodecTests {
+    static let fixtures: String = {
+        var path = #filePath
+        path = String(path[..<path.lastIndex(of: "/")!])
+        return path + "/Fixtures"
+    }()
+
+    struct Capture {
+        var isResponse: Bool
+        var name: String
+        var type: UInt16
+        var bytes: [UInt8]
+    }
+
+    static func captures() throws -> [Capture] {
+        let text = try #require(readTextFile(fixtures + "/dig-knot.hex"))
+        return text.split(separator: "\n").filter { !$0.hasPrefix("#") }.map { line in
+            let fields = line.split(separator: " ")
+            let hex = Array(fields[3].utf8)
+            let bytes = stride(from: 0, to: hex.count, by: 2).map { UInt8(String(decoding: hex[$0..<($0 + 2)], as: UTF8.self), radix: 16)! }
+            return Capture(isResponse: fields[0] == "response", name: String(fields[1]), type: UInt16(fields[2])!, bytes: bytes)
+        }
+    }
+
+    @Test func capturedMessagesDecodeToTheirFields() throws {
+        let captures = try Self.captures()
+        #expect(captures.count == 22)
+        for capture in captures {
+            let message = try DNSMessage.decode(capture.bytes)
+            #expect(message.header.isResponse == capture.isResponse)
+            #expect(message.questions.count == 1)
+            #expect(message.questions.first?.name == DNSName(capture.name + "."), "\(capture.name)")
+            #expect(message.questions.first?.type.rawValue == capture.type)
+            #expect(message.edns?.payloadSize == (capture.isResponse ? 1232 : 1232), "dig and Knot both say 1232")
+        }
+        let responses = captures.filter(\.isResponse)
+        let soa = try DNSMessage.decode(responses[0].bytes)
+        #expect(soa.header.isAuthoritative && soa.responseCode == .noError)
+        #expect(soa.answers.first?.data == .soa(primary: DNSName("ns1.example.test.")!, mailbox: DNSName("hostmaster.example.test.")!,
+                                                serial: 2026120201, refresh: 7200, retry: 3600, expire: 1209600, minimum: 300))
+        let chain = try DNSMessage.decode(responses[1].bytes)
+        #expect(chain.answers.map(\.type) == [.cname, .cname, .a])
+        #expect(chain.answers.last?.data == .a(IPv4Address(198, 18, 5, 80)))
+        let nxdomain = try DNSMessage.decode(responses[3].bytes)
+        #expect(nxdomain.responseCode == .nameError && nxdomain.authority.first?.ttl == 300 && nxdomain.edns?.dnssecOK == true)
+        let referral = try DNSMessage.decode(responses[4].bytes)
+        #expect(!referral.header.isAuthoritative && referral.authority.count == 2 && referral.additional.count == 1)
+        let srv = try DNSMessage.decode(responses[6].bytes)
+        #expect(srv.answers.first?.data == .srv(priority: 10, weight: 60, port: 5060, target: DNSName("host.deep.example.test.")!))
+        let caa = try DNSMessage.decode(responses[7].bytes)
+        #expect(caa.answers.first?.data == .caa(flags: 0, tag: Array("issue".utf8), value: Array("letsencrypt.org".utf8)))
+        let generic = try DNSMessage.decode(responses[8].bytes)
+        #expect(generic.answers.first?.data == .opaque([0x0A, 0, 0, 1]))
+        let big = try DNSMessage.decode(responses[9].bytes)
+        #expect(big.header.isTruncated)
+        let mixedCase = try DNSMessage.decode(responses[10].bytes)
+        #expect(mixedCase.questions.first?.name.description == "WwW.ExAmPle.TeSt.", "the query's case comes back")
+    }
+
+    @Test func capturedMessagesEncodeBackByteForByte() throws {
+        var exact = 0
+        for capture in try Self.captures() {
+            let message = try DNSMessage.decode(capture.bytes)
+            let encoded = message.encode()
+            // Where a compression choice differs, the bytes may too; the meaning may not.
+            #expect(try DNSMessage.decode(encoded) == message, "\(capture.name) \(capture.type)")
+            if encoded == capture.bytes { exact += 1 }
+        }
+        #expect(exact == 22, "every captured message re-encodes exactly")
+    }
+
+    @Test func namesReadAndPrintWithEscapes() throws {
+        let name = try #require(DNSName("esc\\.aped.Example.TEST."))
+        #expect(name.labelCount == 3 && name.description == "esc\\.aped.Example.TEST.")
+        #expect(name == DNSName("ESC\\.APED.example.test.")!, "names compare without case")
+        #expect(DNSName("www", origin: DNSName("example.test.")!) == DNSName("www.example.test.")!)
+        #expect(DNSName(String(repeating: "a", count: 64) + ".test.") == nil, "a label over 63 bytes")
+        #expect(DNSName(Array(repeating: "abcdefghi", count: 26).joined(separator: ".") + ".") == nil, "a name over 255 bytes")
+        #expect(DNSName("\\065b.test.")?.wire == [2, 65, 98, 4, 116, 101, 115, 116, 0])
+    }
+
+    @Test func zoneFilesReadTheirDirectives() throws {
+        let text = """
+            $ORIGIN example.test.
+            $TTL 1h
+            @ IN SOA ns hostmaster ( 1 2h 1h 2w 5m ) ; comment
+            www 300 IN A 198.18.5.1
+                IN 600 AAAA 2001:2::1
+            txt TXT "a \\"quoted\\" string" unquoted "\\065"
+            $ORIGIN sub.example.test.
+            host A 198.18.5.2
+            """
+        let records = try DNSZoneFile.parse(text, origin: DNSName("example.test.")!)
+        #expect(records.count == 5)
+        #expect(records[0].data == .soa(primary: DNSName("ns.example.test.")!, mailbox: DNSName("hostmaster.example.test.")!,
+                                        serial: 1, refresh: 7200, retry: 3600, expire: 1_209_600, minimum: 300))
+        #expect(records[0].ttl == 3600)
+        #expect(records[1].ttl == 300 && records[2].ttl == 600 && records[2].name == DNSName("www.example.test.")!)
+        #expect(records[3].data == .txt([Array("a \"quoted\" string".utf8), Array("unquoted".utf8), [65]]))
+        #expect(records[4].name == DNSName("host.sub.example.test.")!)
+        #expect(throws: DNSError.self) { try DNSZoneFile.parse("www A 1.2.3", origin: .root) }
+        #expect(throws: DNSError.self) { try DNSZoneFile.parse("www 60 A 1.2.3.4 (", origin: .root) }
+        #expect(throws: DNSError.self) { try DNSZoneFile.parse("$INCLUDE other", origin: .root) }
+    }
+}
