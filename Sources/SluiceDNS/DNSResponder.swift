@@ -6,6 +6,8 @@ public struct DNSResponderCounters: Equatable, Sendable {
     public var byCode = [UInt64](repeating: 0, count: 8)
     /// Responses cut short with TC for the client's size limit.
     public var truncated: UInt64 = 0
+    /// Responses copied from the answers already worked out (``DNSAnswerCache``).
+    public var cached: UInt64 = 0
     /// Messages not answered: shorter than a header, or responses themselves.
     public var dropped: UInt64 = 0
 
@@ -28,6 +30,7 @@ public struct DNSResponderCounters: Equatable, Sendable {
         responses &+= other.responses
         for index in byCode.indices { byCode[index] &+= other.byCode[index] }
         truncated &+= other.truncated
+        cached &+= other.cached
         dropped &+= other.dropped
     }
 
@@ -35,7 +38,7 @@ public struct DNSResponderCounters: Equatable, Sendable {
     public var fields: [(String, UInt64)] {
         [("responses", responses)]
             + zip(["noerror", "formerr", "servfail", "nxdomain", "notimp", "refused", "notauth", "badvers"], byCode).map { ($0, $1) }
-            + [("truncated", truncated), ("dropped", dropped)]
+            + [("truncated", truncated), ("cached", cached), ("dropped", dropped)]
     }
 }
 
@@ -58,6 +61,7 @@ public struct DNSResponder {
     /// What it has done.
     public private(set) var counters = DNSResponderCounters()
     let buffers = Scratch()
+    let cache = DNSAnswerCache()
 
     /// Buffers a query's name is read into and a response's name places are kept in, allocated once.
     final class Scratch {
@@ -126,6 +130,11 @@ public struct DNSResponder {
             let code: DNSResponseCode = type == .opt ? .formatError : .refused
             return finish(message, header: reply, code: code, questionEnd: questionEnd, edns: responseEDNS, limit: sizeLimit)
         }
+        let key = DNSAnswerCache.hash(buffers.name, length: nameLength, type: type.rawValue)
+        if recordClass == 1, let slot = cache.lookup(buffers.name, length: nameLength, type: type.rawValue, hash: key),
+           let end = answerFromCache(slot, message, header: reply, questionEnd: questionEnd, edns: responseEDNS, limit: sizeLimit) {
+            return end
+        }
         let name = DNSName(validatedWire: Array(UnsafeBufferPointer(start: buffers.name, count: nameLength)))
         // Zone transfers are not served: AXFR over UDP does not exist, the rest is not allowed, as Knot
         // answers without a transfer ACL.
@@ -142,6 +151,8 @@ public struct DNSResponder {
         writer.remember(nameAt: 12)
         var counts: [UInt16] = [0, 0, 0]
         var truncated = false
+        // Everything written: the bytes can answer the same question again, whatever its size limit.
+        var complete = true
         for (section, records) in [answer.answers, answer.authority, answer.additional].enumerated() where !truncated {
             // Record sets go whole or not at all.
             var setStart = writer.count
@@ -160,6 +171,7 @@ public struct DNSResponder {
                 // Short of room in the answer or authority, the client should ask over TCP;
                 // the additional section may just stop (RFC 2181 section 9).
                 truncated = section < 2
+                complete = false
                 break
             }
         }
@@ -171,7 +183,8 @@ public struct DNSResponder {
         reply.answerCount = counts[0]
         reply.authorityCount = counts[1]
         reply.additionalCount = counts[2]
-        var end = writer.count
+        let tailEnd = writer.count
+        var end = tailEnd
         reply.flags |= answer.responseCode.rawValue & 0xF
         if let responseEDNS {
             var opt = DNSWriter(base: message, capacity: sizeLimit, count: end, places: buffers.places)
@@ -181,6 +194,42 @@ public struct DNSResponder {
         }
         reply.store(message)
         count(answer.responseCode)
+        if complete, recordClass == 1, !overTCP {
+            let flags = reply.flags & (DNSHeader.authoritative | 0xF)
+            let name = (0..<nameLength).map { DNSWire.lower(buffers.name[$0]) }
+            cache.store(DNSAnswerCache.Entry(hash: key, type: type.rawValue, name: name, flags: flags, answerCount: counts[0],
+                                             authorityCount: counts[1], additionalCount: counts[2],
+                                             tail: Array(UnsafeRawBufferPointer(start: message + questionEnd, count: tailEnd - questionEnd))))
+        }
+        return end
+    }
+
+    /// Answers from the cache entry at `slot` when it fits in `limit` with the OPT record;
+    /// `nil` when it does not (the slow path truncates).
+    mutating func answerFromCache(_ slot: Int, _ message: UnsafeMutableRawPointer, header: DNSHeader, questionEnd: Int,
+                                  edns: DNSEDNS?, limit: Int) -> Int? {
+        let written: (Int, UInt16)? = cache.withEntry(slot) { entry in
+            var end = questionEnd + entry.tail.count
+            guard end + (edns == nil ? 0 : 11) <= limit else { return nil }
+            entry.tail.withUnsafeBytes { (message + questionEnd).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            var reply = header
+            reply.flags |= entry.flags
+            reply.questionCount = 1
+            reply.answerCount = entry.answerCount
+            reply.authorityCount = entry.authorityCount
+            reply.additionalCount = entry.additionalCount
+            if let edns {
+                var opt = DNSWriter(base: message, capacity: limit, count: end, places: buffers.places)
+                _ = DNSMessage.writeOPT(edns, to: &opt)
+                end = opt.count
+                reply.additionalCount += 1
+            }
+            reply.store(message)
+            return (end, entry.flags & 0xF)
+        }
+        guard let (end, code) = written else { return nil }
+        counters.cached &+= 1
+        count(DNSResponseCode(rawValue: code))
         return end
     }
 

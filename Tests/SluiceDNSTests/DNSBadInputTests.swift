@@ -109,3 +109,37 @@ import Testing
         #expect(responder.counters.responses + responder.counters.dropped == 20_000)
     }
 }
+
+/// Answers worked out once are copied the next time, in any case of the name, and are the same bytes.
+@Suite struct DNSAnswerCacheTests {
+    @Test func aRepeatedQuestionIsAnsweredFromTheCacheWithTheSameMeaning() throws {
+        let text = try #require(readTextFile(DNSCodecTests.fixtures + "/example.test.zone"))
+        var responder = DNSResponder(authority: DNSAuthority(zones: [try DNSZone(origin: DNSName("example.test.")!, text: text)]))
+        func ask(_ name: String, _ type: DNSRecordType, edns: DNSEDNS? = nil, overTCP: Bool = false) throws -> DNSMessage {
+            var query = DNSMessage()
+            query.header.id = 7
+            query.questions = [DNSQuestion(name: DNSName(name)!, type: type)]
+            query.edns = edns
+            var buffer = query.encode() + [UInt8](repeating: 0, count: 4096)
+            let length = try #require(buffer.withUnsafeMutableBytes { responder.respond($0.baseAddress!, length: query.encode().count, capacity: $0.count,
+                                                                                                overTCP: overTCP) })
+            return try DNSMessage.decode(Array(buffer[..<length]))
+        }
+        for (name, type) in [("www.example.test.", DNSRecordType.a), ("nothing.example.test.", .a), ("example.test.", .mx),
+                             ("x.wild.example.test.", .txt), ("foo.sub.example.test.", .a)] {
+            let first = try ask(name, type)
+            let again = try ask(name.uppercased(), type)
+            // Names compress against the question, so they come back in its case: equal without case.
+            #expect(again.answers == first.answers, "\(name)")
+            #expect(again.authority == first.authority && again.additional == first.additional && again.header == first.header)
+            #expect(again.questions.first?.name.description == name.uppercased(), "the query's case comes back")
+            let withEDNS = try ask(name, type, edns: DNSEDNS(payloadSize: 1232))
+            #expect(withEDNS.answers == first.answers && withEDNS.edns?.payloadSize == 1232)
+        }
+        #expect(responder.counters.cached == 10)
+        // A truncated answer is never kept: the next client may take it whole.
+        let small = try ask("big.example.test.", .txt)
+        let large = try ask("big.example.test.", .txt, overTCP: true)
+        #expect(small.header.isTruncated && !large.header.isTruncated && large.answers.count == 20)
+    }
+}
