@@ -18,6 +18,7 @@ let package = Package(
                 .product(name: "SluiceCore", package: "Sluice"),
                 .product(name: "SluicePackets", package: "Sluice"),
                 .product(name: "SluiceUDP", package: "Sluice"),
+                .product(name: "SluiceDNS", package: "Sluice"),
                 "KernelRings",
             ],
             path: "Benchmarks/PacketPath",

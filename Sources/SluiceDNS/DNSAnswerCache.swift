@@ -1,47 +1,69 @@
 /// Responses already worked out, per worker: for a question (its name without case, its type)
 /// the bytes after the question, their counts and flags. Compression pointers in them point
 /// into the question, whose layout depends only on the name's labels, so the same bytes answer
-/// the same name in any case. A hit is one probe and one copy, and allocates nothing.
+/// the same name in any case. A hit is one probe and one copy: no allocation, no reference
+/// counting (entries are plain values over memory the cache owns).
 ///
 /// Bounded: a fixed table of slots; a new answer takes the slot of the one it collides with.
 final class DNSAnswerCache {
     struct Entry {
-        var hash: UInt64
-        var type: UInt16
-        /// The question's name, lower case.
-        var name: [UInt8]
+        var hash: UInt64 = 0
+        var type: UInt16 = 0
+        var nameLength = 0
         /// The header's flags to set: AA and the response code.
-        var flags: UInt16
-        var answerCount: UInt16
-        var authorityCount: UInt16
-        var additionalCount: UInt16
-        /// The sections, as they follow the question.
-        var tail: [UInt8]
+        var flags: UInt16 = 0
+        var answerCount: UInt16 = 0
+        var authorityCount: UInt16 = 0
+        var additionalCount: UInt16 = 0
+        var tailLength = 0
+        /// The name in lower case, then the tail; `nil` for an empty slot.
+        var storage: UnsafeMutableRawPointer?
     }
 
     /// Slots: a power of two.
     static let capacity = 4096
-    private var slots: [Entry?] = Array(repeating: nil, count: capacity)
+    let slots: UnsafeMutablePointer<Entry>
+
+    init() {
+        slots = .allocate(capacity: Self.capacity)
+        slots.initialize(repeating: Entry(), count: Self.capacity)
+    }
+
+    deinit {
+        for index in 0..<Self.capacity { slots[index].storage?.deallocate() }
+        slots.deallocate()
+    }
 
     static func hash(_ name: UnsafePointer<UInt8>, length: Int, type: UInt16) -> UInt64 {
-        DNSWire.hash(UnsafeBufferPointer(start: name, count: length)) ^ (UInt64(type) &* 0x9E37_79B9_7F4A_7C15)
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325 ^ UInt64(type)
+        for index in 0..<length { hash = (hash ^ UInt64(DNSWire.lower(name[index]))) &* 0x100_0000_01B3 }
+        return hash
     }
 
     /// The entry for `type` at `name` (`length` bytes, any case), if kept.
-    func lookup(_ name: UnsafePointer<UInt8>, length: Int, type: UInt16, hash: UInt64) -> Int? {
-        let index = Int(truncatingIfNeeded: hash) & (Self.capacity - 1)
-        guard let entry = slots[index], entry.hash == hash, entry.type == type,
-              DNSWire.equalNames(name, length, entry.name) else { return nil }
-        return index
+    func lookup(_ name: UnsafePointer<UInt8>, length: Int, type: UInt16, hash: UInt64) -> UnsafeMutablePointer<Entry>? {
+        let slot = slots + (Int(truncatingIfNeeded: hash) & (Self.capacity - 1))
+        guard let storage = slot.pointee.storage, slot.pointee.hash == hash, slot.pointee.type == type,
+              slot.pointee.nameLength == length else { return nil }
+        let kept = storage.assumingMemoryBound(to: UInt8.self)
+        for index in 0..<length where DNSWire.lower(name[index]) != kept[index] { return nil }
+        return slot
     }
 
-    /// Calls `body` with the entry at `index` (from ``lookup``), without copying it.
-    func withEntry<R>(_ index: Int, _ body: (borrowing Entry) -> R) -> R {
-        body(slots[index]!)
+    /// The tail of `entry`.
+    static func tail(_ entry: UnsafeMutablePointer<Entry>) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: entry.pointee.storage! + entry.pointee.nameLength, count: entry.pointee.tailLength)
     }
 
-    /// Keeps `entry`, in place of whatever held its slot.
-    func store(_ entry: Entry) {
-        slots[Int(truncatingIfNeeded: entry.hash) & (Self.capacity - 1)] = entry
+    /// Keeps the answer to `type` at `name` (`length` bytes), in place of whatever held its slot.
+    func store(hash: UInt64, type: UInt16, name: UnsafePointer<UInt8>, length: Int, flags: UInt16,
+               counts: (UInt16, UInt16, UInt16), tail: UnsafeRawBufferPointer) {
+        let slot = slots + (Int(truncatingIfNeeded: hash) & (Self.capacity - 1))
+        slot.pointee.storage?.deallocate()
+        let storage = UnsafeMutableRawPointer.allocate(byteCount: max(1, length + tail.count), alignment: 8)
+        for index in 0..<length { storage.storeBytes(of: DNSWire.lower(name[index]), toByteOffset: index, as: UInt8.self) }
+        if let base = tail.baseAddress { (storage + length).copyMemory(from: base, byteCount: tail.count) }
+        slot.pointee = Entry(hash: hash, type: type, nameLength: length, flags: flags, answerCount: counts.0,
+                             authorityCount: counts.1, additionalCount: counts.2, tailLength: tail.count, storage: storage)
     }
 }

@@ -131,8 +131,8 @@ public struct DNSResponder {
             return finish(message, header: reply, code: code, questionEnd: questionEnd, edns: responseEDNS, limit: sizeLimit)
         }
         let key = DNSAnswerCache.hash(buffers.name, length: nameLength, type: type.rawValue)
-        if recordClass == 1, let slot = cache.lookup(buffers.name, length: nameLength, type: type.rawValue, hash: key),
-           let end = answerFromCache(slot, message, header: reply, questionEnd: questionEnd, edns: responseEDNS, limit: sizeLimit) {
+        if recordClass == 1, let entry = cache.lookup(buffers.name, length: nameLength, type: type.rawValue, hash: key),
+           let end = answerFromCache(entry, message, header: reply, questionEnd: questionEnd, edns: responseEDNS, limit: sizeLimit) {
             return end
         }
         let name = DNSName(validatedWire: Array(UnsafeBufferPointer(start: buffers.name, count: nameLength)))
@@ -195,42 +195,46 @@ public struct DNSResponder {
         reply.store(message)
         count(answer.responseCode)
         if complete, recordClass == 1, !overTCP {
-            let flags = reply.flags & (DNSHeader.authoritative | 0xF)
-            let name = (0..<nameLength).map { DNSWire.lower(buffers.name[$0]) }
-            cache.store(DNSAnswerCache.Entry(hash: key, type: type.rawValue, name: name, flags: flags, answerCount: counts[0],
-                                             authorityCount: counts[1], additionalCount: counts[2],
-                                             tail: Array(UnsafeRawBufferPointer(start: message + questionEnd, count: tailEnd - questionEnd))))
+            cache.store(hash: key, type: type.rawValue, name: buffers.name, length: nameLength,
+                        flags: reply.flags & (DNSHeader.authoritative | 0xF), counts: (counts[0], counts[1], counts[2]),
+                        tail: UnsafeRawBufferPointer(start: message + questionEnd, count: tailEnd - questionEnd))
         }
         return end
     }
 
-    /// Answers from the cache entry at `slot` when it fits in `limit` with the OPT record;
-    /// `nil` when it does not (the slow path truncates).
-    mutating func answerFromCache(_ slot: Int, _ message: UnsafeMutableRawPointer, header: DNSHeader, questionEnd: Int,
-                                  edns: DNSEDNS?, limit: Int) -> Int? {
-        let written: (Int, UInt16)? = cache.withEntry(slot) { entry in
-            var end = questionEnd + entry.tail.count
-            guard end + (edns == nil ? 0 : 11) <= limit else { return nil }
-            entry.tail.withUnsafeBytes { (message + questionEnd).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-            var reply = header
-            reply.flags |= entry.flags
-            reply.questionCount = 1
-            reply.answerCount = entry.answerCount
-            reply.authorityCount = entry.authorityCount
-            reply.additionalCount = entry.additionalCount
-            if let edns {
-                var opt = DNSWriter(base: message, capacity: limit, count: end, places: buffers.places)
-                _ = DNSMessage.writeOPT(edns, to: &opt)
-                end = opt.count
-                reply.additionalCount += 1
-            }
-            reply.store(message)
-            return (end, entry.flags & 0xF)
+    /// Answers from the cache `entry` when it fits in `limit` with the OPT record; `nil` when it
+    /// does not (the slow path truncates).
+    mutating func answerFromCache(_ entry: UnsafeMutablePointer<DNSAnswerCache.Entry>, _ message: UnsafeMutableRawPointer,
+                                  header: DNSHeader, questionEnd: Int, edns: DNSEDNS?, limit: Int) -> Int? {
+        let tail = DNSAnswerCache.tail(entry)
+        var end = questionEnd + tail.count
+        guard end + (edns == nil ? 0 : 11) <= limit else { return nil }
+        (message + questionEnd).copyMemory(from: tail.baseAddress!, byteCount: tail.count)
+        var reply = header
+        reply.flags |= entry.pointee.flags
+        reply.questionCount = 1
+        reply.answerCount = entry.pointee.answerCount
+        reply.authorityCount = entry.pointee.authorityCount
+        reply.additionalCount = entry.pointee.additionalCount
+        if let edns {
+            Self.storeOPT(edns, at: message + end)
+            end += 11
+            reply.additionalCount += 1
         }
-        guard let (end, code) = written else { return nil }
+        reply.store(message)
         counters.cached &+= 1
-        count(DNSResponseCode(rawValue: code))
+        count(DNSResponseCode(rawValue: entry.pointee.flags & 0xF))
         return end
+    }
+
+    /// Writes the 11-byte OPT record of `edns` (no options) at `pointer`.
+    static func storeOPT(_ edns: DNSEDNS, at pointer: UnsafeMutableRawPointer) {
+        pointer.storeBytes(of: UInt8(0), as: UInt8.self)
+        pointer.storeBytes(of: DNSRecordType.opt.rawValue.bigEndian, toByteOffset: 1, as: UInt16.self)
+        pointer.storeBytes(of: edns.payloadSize.bigEndian, toByteOffset: 3, as: UInt16.self)
+        let ttl = UInt32(edns.extendedResponseCode) << 24 | UInt32(edns.version) << 16 | (edns.dnssecOK ? 0x8000 : 0)
+        pointer.storeBytes(of: ttl.bigEndian, toByteOffset: 5, as: UInt32.self)
+        pointer.storeBytes(of: UInt16(0), toByteOffset: 9, as: UInt16.self)
     }
 
     mutating func count(_ code: DNSResponseCode) {

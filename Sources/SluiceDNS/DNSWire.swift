@@ -120,9 +120,12 @@ public struct DNSHeader: Hashable, Sendable {
     /// Writes the header at the start of `message`.
     @inlinable
     public func store(_ message: UnsafeMutableRawPointer) {
-        for (index, value) in [id, flags, questionCount, answerCount, authorityCount, additionalCount].enumerated() {
-            message.storeBytes(of: value.bigEndian, toByteOffset: index * 2, as: UInt16.self)
-        }
+        message.storeBytes(of: id.bigEndian, as: UInt16.self)
+        message.storeBytes(of: flags.bigEndian, toByteOffset: 2, as: UInt16.self)
+        message.storeBytes(of: questionCount.bigEndian, toByteOffset: 4, as: UInt16.self)
+        message.storeBytes(of: answerCount.bigEndian, toByteOffset: 6, as: UInt16.self)
+        message.storeBytes(of: authorityCount.bigEndian, toByteOffset: 8, as: UInt16.self)
+        message.storeBytes(of: additionalCount.bigEndian, toByteOffset: 10, as: UInt16.self)
     }
 
     public static let response: UInt16 = 0x8000

@@ -260,4 +260,7 @@ let benchmarks: @Sendable () -> Void = {
 
     // xsk-ring-reserve-submit, xsk-ring-peek-release, uring-sqe-prep-submit: see Rings.swift.
     registerRingBenchmarks()
+
+    // dns-answer-*: see DNS.swift.
+    registerDNSBenchmarks()
 }

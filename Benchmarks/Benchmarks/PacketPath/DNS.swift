@@ -1,0 +1,60 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Benchmark
+import SluiceDNS
+
+/// dns-answer-*: one DNSResponder answering 1000 queries per iteration in their own buffers,
+/// from the test suite's zone (Tests/SluiceDNSTests/Fixtures/example.test.zone): decode, look
+/// up and answer, for the common cases. After the first query each is answered from the
+/// responder's cache of worked-out answers, as a server answering a steady mix is.
+func registerDNSBenchmarks() {
+    var path = #filePath
+    for _ in 0..<4 { path = String(path[..<path.lastIndex(of: "/")!]) }
+    guard let text = readWholeFile(path + "/Tests/SluiceDNSTests/Fixtures/example.test.zone"),
+          let zone = try? DNSZone(origin: DNSName("example.test.")!, text: text)
+    else { fatalError("the test zone at \(path)/Tests/SluiceDNSTests/Fixtures is missing or bad") }
+    let authority = DNSAuthority(zones: [zone])
+    for (name, question, type) in [
+        ("dns-answer-a", "host.deep.example.test.", DNSRecordType.a),
+        ("dns-answer-aaaa", "host.deep.example.test.", .aaaa),
+        ("dns-answer-nxdomain", "nothing.example.test.", .a),
+        ("dns-answer-cname", "www.example.test.", .a),
+    ] {
+        var query = DNSMessage()
+        query.header.id = 0x5EED
+        query.questions = [DNSQuestion(name: DNSName(question)!, type: type)]
+        query.edns = DNSEDNS(payloadSize: 1232)
+        let bytes = query.encode()
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2048, alignment: 64)
+        var responder = DNSResponder(authority: authority)
+        var answered = 0
+        Benchmark(
+            name, configuration: configuration(),
+            closure: { benchmark in
+                for _ in 0..<benchmark.scaledIterations.count / packetsPerIteration {
+                    for _ in 0..<packetsPerIteration {
+                        bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                        let length = responder.respond(buffer.baseAddress!, length: bytes.count, capacity: buffer.count)
+                        blackHole(length)
+                        answered += 1
+                    }
+                }
+            },
+            teardown: {
+                precondition(responder.counters.responses == UInt64(answered), "every query answered")
+            })
+    }
+}
+
+func readWholeFile(_ path: String) -> String? {
+    guard let file = fopen(path, "r") else { return nil }
+    defer { fclose(file) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = fread(&chunk, 1, chunk.count, file)
+        if count <= 0 { return String(decoding: bytes, as: UTF8.self) }
+        bytes += chunk[..<count]
+    }
+}
