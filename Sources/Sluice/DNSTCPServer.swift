@@ -83,8 +83,9 @@ public struct DNSTCPReport: Sendable {
 
     /// One line for a summary.
     public var summaryLine: String {
-        "  tcp on \(endpoint): \(engine.accepted) connections (\(engine.idleClosed) closed idle), "
-            + responder.fields.filter { $0.1 > 0 }.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
+        let counted = responder.fields.filter { $0.1 > 0 }.map { "\($0.0)=\($0.1)" }
+        return "  tcp on \(endpoint): \(engine.accepted) connections (\(engine.idleClosed) closed idle)"
+            + (counted.isEmpty ? "" : ", " + counted.joined(separator: " "))
             + (frames.isBalanced ? "" : ", \(frames)")
     }
 }

@@ -8,3 +8,4 @@
 @_exported import SluiceURing
 @_exported import SluiceTUN
 @_exported import SluiceHost
+@_exported import SluiceDNS
