@@ -14,15 +14,17 @@ public struct DNSService: UDPService {
     /// The responder, with its counters.
     public var responder: DNSResponder
 
-    /// A server for `authority`'s zones.
-    public init(authority: DNSAuthority) {
+    /// A server for `authority`'s zones, limiting responses with `rateLimiter` when given.
+    public init(authority: DNSAuthority, rateLimiter: DNSRateLimiter? = nil) {
         responder = DNSResponder(authority: authority)
+        responder.rateLimiter = rateLimiter
     }
 
     @inlinable
     public mutating func handle(_ datagram: inout UDPDatagram, now: Instant) -> UDPAction {
         guard let length = responder.respond(datagram.payloadStart, length: datagram.payloadLength,
-                                             capacity: datagram.payloadCapacity) else { return .drop }
+                                             capacity: datagram.payloadCapacity, client: datagram.source.address, now: now)
+        else { return .drop }
         datagram.payloadLength = length
         return .reply
     }

@@ -31,10 +31,18 @@ struct DNSServe: ParsableCommand {
     @Option(help: "A zone file, or ORIGIN=FILE (repeatable).")
     var zone: [String] = []
 
+    @Option(help: "Response rate limiting: answers per second per client prefix (/24, /56) and answer; off when not given.")
+    var rrlLimit: Int?
+
+    @Option(help: "With --rrl-limit: every how many limited answers one goes out truncated (0: drop them all).")
+    var rrlSlip: Int = 1
+
     @OptionGroup var options: ServeOptions
 
     func validate() throws {
         guard !zone.isEmpty else { throw ValidationError("dns serve needs at least one --zone FILE") }
+        if let rrlLimit { guard (1...1_000_000).contains(rrlLimit) else { throw ValidationError("--rrl-limit must be 1 to 1000000") } }
+        guard (0...100).contains(rrlSlip) else { throw ValidationError("--rrl-slip must be 0 to 100") }
     }
 
     func run() throws {
@@ -61,8 +69,10 @@ struct DNSServe: ParsableCommand {
             case nil: break
             }
         }
-        try options.serve("dns serve", what: "authoritative for \(names), TCP too", configuration: configuration) { _ in
-            DNSService(authority: authority)
+        let limiter = rrlLimit.map { DNSRateLimiter(responsesPerSecond: $0, slip: rrlSlip) }
+        let what = "authoritative for \(names), TCP too" + (rrlLimit.map { ", rate limit \($0)/s slip \(rrlSlip)" } ?? "")
+        try options.serve("dns serve", what: what, configuration: configuration) { _ in
+            DNSService(authority: authority, rateLimiter: limiter)
         }
     }
 

@@ -16,6 +16,8 @@ final class DNSAnswerCache {
         var authorityCount: UInt16 = 0
         var additionalCount: UInt16 = 0
         var tailLength = 0
+        /// What the answer is to the rate limiter.
+        var limitKey: UInt64 = 0
         /// The name in lower case, then the tail; `nil` for an empty slot.
         var storage: UnsafeMutableRawPointer?
     }
@@ -56,7 +58,7 @@ final class DNSAnswerCache {
     }
 
     /// Keeps the answer to `type` at `name` (`length` bytes), in place of whatever held its slot.
-    func store(hash: UInt64, type: UInt16, name: UnsafePointer<UInt8>, length: Int, flags: UInt16,
+    func store(hash: UInt64, type: UInt16, name: UnsafePointer<UInt8>, length: Int, limitKey: UInt64, flags: UInt16,
                counts: (UInt16, UInt16, UInt16), tail: UnsafeRawBufferPointer) {
         let slot = slots + (Int(truncatingIfNeeded: hash) & (Self.capacity - 1))
         slot.pointee.storage?.deallocate()
@@ -64,6 +66,7 @@ final class DNSAnswerCache {
         for index in 0..<length { storage.storeBytes(of: DNSWire.lower(name[index]), toByteOffset: index, as: UInt8.self) }
         if let base = tail.baseAddress { (storage + length).copyMemory(from: base, byteCount: tail.count) }
         slot.pointee = Entry(hash: hash, type: type, nameLength: length, flags: flags, answerCount: counts.0,
-                             authorityCount: counts.1, additionalCount: counts.2, tailLength: tail.count, storage: storage)
+                             authorityCount: counts.1, additionalCount: counts.2, tailLength: tail.count, limitKey: limitKey,
+                             storage: storage)
     }
 }

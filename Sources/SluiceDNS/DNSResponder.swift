@@ -1,3 +1,6 @@
+import SluiceCore
+import SluicePackets
+
 /// What a ``DNSResponder`` has answered, by response code, and what it dropped.
 public struct DNSResponderCounters: Equatable, Sendable {
     /// Queries answered.
@@ -8,7 +11,12 @@ public struct DNSResponderCounters: Equatable, Sendable {
     public var truncated: UInt64 = 0
     /// Responses copied from the answers already worked out (``DNSAnswerCache``).
     public var cached: UInt64 = 0
-    /// Messages not answered: shorter than a header, or responses themselves.
+    /// Responses over the rate limit sent truncated and empty.
+    public var slipped: UInt64 = 0
+    /// Responses over the rate limit not sent.
+    public var rateLimitedDrops: UInt64 = 0
+    /// Messages not answered: shorter than a header, or responses themselves (rate limiting
+    /// counts its own).
     public var dropped: UInt64 = 0
 
     /// Zero counts.
@@ -31,6 +39,8 @@ public struct DNSResponderCounters: Equatable, Sendable {
         for index in byCode.indices { byCode[index] &+= other.byCode[index] }
         truncated &+= other.truncated
         cached &+= other.cached
+        slipped &+= other.slipped
+        rateLimitedDrops &+= other.rateLimitedDrops
         dropped &+= other.dropped
     }
 
@@ -38,7 +48,8 @@ public struct DNSResponderCounters: Equatable, Sendable {
     public var fields: [(String, UInt64)] {
         [("responses", responses)]
             + zip(["noerror", "formerr", "servfail", "nxdomain", "notimp", "refused", "notauth", "badvers"], byCode).map { ($0, $1) }
-            + [("truncated", truncated), ("cached", cached), ("dropped", dropped)]
+            + [("truncated", truncated), ("cached", cached), ("rrl_slipped", slipped),
+               ("rrl_dropped", rateLimitedDrops), ("dropped", dropped)]
     }
 }
 
@@ -62,6 +73,13 @@ public struct DNSResponder {
     public private(set) var counters = DNSResponderCounters()
     let buffers = Scratch()
     let cache = DNSAnswerCache()
+    /// Response rate limiting over UDP; `nil` (the default, as in Knot) for none.
+    public var rateLimiter: DNSRateLimiter?
+    /// The last response's shape, for rate limiting: where its question ends, whether it ends
+    /// with an OPT record, and what it answers (the limiter's notion of "the same answer").
+    var lastQuestionEnd = DNSWire.headerLength
+    var lastHasOPT = false
+    var lastAnswerKey: UInt64 = 0
 
     /// Buffers a query's name is read into and a response's name places are kept in, allocated once.
     final class Scratch {
@@ -79,8 +97,38 @@ public struct DNSResponder {
     }
 
     /// Answers the `length`-byte query at `message`, writing the response over it (up to
-    /// `capacity` bytes). Returns the response's length, or `nil` to send nothing.
-    public mutating func respond(_ message: UnsafeMutableRawPointer, length: Int, capacity: Int, overTCP: Bool = false) -> Int? {
+    /// `capacity` bytes). Returns the response's length, or `nil` to send nothing. `client` and
+    /// `now` feed the ``rateLimiter`` over UDP.
+    public mutating func respond(_ message: UnsafeMutableRawPointer, length: Int, capacity: Int, overTCP: Bool = false,
+                                 client: IPAddress? = nil, now: Instant = .zero) -> Int? {
+        guard let end = answer(message, length: length, capacity: capacity, overTCP: overTCP) else { return nil }
+        guard !overTCP, let client, let verdict = rateLimiter?.admit(DNSRateLimiter.key(client: client, answer: lastAnswerKey), now: now)
+        else { return end }
+        switch verdict {
+        case .send:
+            return end
+        case .drop:
+            counters.rateLimitedDrops &+= 1
+            return nil
+        case .slip:
+            // A bare truncated answer: the header and question, and the OPT record if there was one.
+            counters.slipped &+= 1
+            var shortEnd = lastQuestionEnd
+            if lastHasOPT {
+                (message + shortEnd).copyMemory(from: message + end - 11, byteCount: 11)
+                shortEnd += 11
+            }
+            var header = DNSHeader(UnsafeRawBufferPointer(start: message, count: DNSWire.headerLength))
+            header.flags |= DNSHeader.truncated
+            header.answerCount = 0
+            header.authorityCount = 0
+            header.additionalCount = lastHasOPT ? 1 : 0
+            header.store(message)
+            return shortEnd
+        }
+    }
+
+    mutating func answer(_ message: UnsafeMutableRawPointer, length: Int, capacity: Int, overTCP: Bool) -> Int? {
         guard length >= DNSWire.headerLength, capacity >= DNSWire.headerLength else {
             counters.dropped &+= 1
             return nil
@@ -133,6 +181,7 @@ public struct DNSResponder {
         let key = DNSAnswerCache.hash(buffers.name, length: nameLength, type: type.rawValue)
         if recordClass == 1, let entry = cache.lookup(buffers.name, length: nameLength, type: type.rawValue, hash: key),
            let end = answerFromCache(entry, message, header: reply, questionEnd: questionEnd, edns: responseEDNS, limit: sizeLimit) {
+            remember(questionEnd: questionEnd, hasOPT: responseEDNS != nil, answer: entry.pointee.limitKey)
             return end
         }
         let name = DNSName(validatedWire: Array(UnsafeBufferPointer(start: buffers.name, count: nameLength)))
@@ -194,8 +243,12 @@ public struct DNSResponder {
         }
         reply.store(message)
         count(answer.responseCode)
+        // One answer to the rate limiter: the name and type, or, for NXDOMAIN, the zone (a flood
+        // of random names is one answer).
+        let limitKey = answer.responseCode == .nameError ? DNSWire.hash(authority.zone(for: name)?.origin.wire ?? [0]) ^ 3 : key
+        remember(questionEnd: questionEnd, hasOPT: responseEDNS != nil, answer: limitKey)
         if complete, recordClass == 1, !overTCP {
-            cache.store(hash: key, type: type.rawValue, name: buffers.name, length: nameLength,
+            cache.store(hash: key, type: type.rawValue, name: buffers.name, length: nameLength, limitKey: limitKey,
                         flags: reply.flags & (DNSHeader.authoritative | 0xF), counts: (counts[0], counts[1], counts[2]),
                         tail: UnsafeRawBufferPointer(start: message + questionEnd, count: tailEnd - questionEnd))
         }
@@ -259,7 +312,14 @@ public struct DNSResponder {
         }
         header.store(message)
         count(code)
+        remember(questionEnd: questionEnd ?? DNSWire.headerLength, hasOPT: header.additionalCount == 1, answer: UInt64(code.rawValue))
         return end
+    }
+
+    mutating func remember(questionEnd: Int, hasOPT: Bool, answer: UInt64) {
+        lastQuestionEnd = questionEnd
+        lastHasOPT = hasOPT
+        lastAnswerKey = answer
     }
 
     /// The OPT record among `count` additional records from `offset`, after `skipping` records of

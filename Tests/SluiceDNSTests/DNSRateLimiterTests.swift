@@ -1,0 +1,68 @@
+import SluiceCore
+import SluiceDNS
+import SluicePackets
+import SluiceTestSupport
+import Testing
+
+/// Response rate limiting per client prefix and answer, slipping to TC as Knot does.
+@Suite struct DNSRateLimiterTests {
+    let authority: DNSAuthority
+
+    init() throws {
+        let text = try #require(readTextFile(DNSCodecTests.fixtures + "/example.test.zone"))
+        authority = DNSAuthority(zones: [try DNSZone(origin: DNSName("example.test.")!, text: text)])
+    }
+
+    func ask(_ responder: inout DNSResponder, _ name: String, from client: String, at now: Instant, edns: Bool = false) throws -> DNSMessage? {
+        var query = DNSMessage()
+        query.header.id = 9
+        query.questions = [DNSQuestion(name: DNSName(name)!, type: .a)]
+        if edns { query.edns = DNSEDNS(payloadSize: 1232) }
+        let bytes = query.encode()
+        var buffer = bytes + [UInt8](repeating: 0, count: 2048)
+        let length = buffer.withUnsafeMutableBytes {
+            responder.respond($0.baseAddress!, length: bytes.count, capacity: $0.count, client: IPAddress(client)!, now: now)
+        }
+        return try length.map { try DNSMessage.decode(Array(buffer[..<$0])) }
+    }
+
+    @Test func answersOverTheLimitSlipToTruncatedAndRefill() throws {
+        var responder = DNSResponder(authority: authority)
+        responder.rateLimiter = DNSRateLimiter(responsesPerSecond: 10)
+        let start = Instant(nanoseconds: 5_000_000_000)
+        var full = 0
+        var slipped = 0
+        for _ in 0..<30 {
+            let reply = try #require(try ask(&responder, "www.example.test.", from: "198.18.9.7", at: start, edns: true))
+            if reply.header.isTruncated {
+                #expect(reply.answers.isEmpty && reply.authority.isEmpty && reply.edns != nil && reply.questions.count == 1)
+                slipped += 1
+            } else {
+                #expect(reply.answers.count == 3)
+                full += 1
+            }
+        }
+        #expect(full == 10 && slipped == 20)
+        // Another /24 is another client; the same /24 is the same one.
+        #expect(try ask(&responder, "www.example.test.", from: "198.18.10.7", at: start)?.header.isTruncated == false)
+        #expect(try ask(&responder, "www.example.test.", from: "198.18.9.200", at: start)?.header.isTruncated == true)
+        // Another answer is another bucket; a tenth of a second later one more token is there.
+        #expect(try ask(&responder, "host.deep.example.test.", from: "198.18.9.7", at: start)?.header.isTruncated == false)
+        #expect(try ask(&responder, "www.example.test.", from: "198.18.9.7", at: start + .milliseconds(100))?.header.isTruncated == false)
+        #expect(responder.counters.slipped == 21)
+    }
+
+    @Test func randomNamesUnderOneZoneAreOneAnswerAndSlipZeroDrops() throws {
+        var responder = DNSResponder(authority: authority)
+        responder.rateLimiter = DNSRateLimiter(responsesPerSecond: 5, slip: 0)
+        let start = Instant(nanoseconds: 5_000_000_000)
+        var answered = 0
+        for index in 0..<50 {
+            if let reply = try ask(&responder, "random\(index).example.test.", from: "2001:2::1", at: start) {
+                #expect(reply.responseCode == .nameError)
+                answered += 1
+            }
+        }
+        #expect(answered == 5 && responder.counters.rateLimitedDrops == 45)
+    }
+}
