@@ -15,8 +15,8 @@ final class StopFlag: Sendable {
 
 struct DNSCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "dns", abstract: "Serve DNS zones authoritatively on any backend.",
-        subcommands: [DNSServe.self])
+        commandName: "dns", abstract: "Serve DNS zones authoritatively on any backend, and resolve names.",
+        subcommands: [DNSServe.self, DNSQuery.self])
 }
 
 struct DNSServe: ParsableCommand {
@@ -113,5 +113,84 @@ func readTextFile(_ path: String) -> String? {
         guard count >= 0 else { return nil }
         if count == 0 { return String(decoding: bytes, as: UTF8.self) }
         bytes += chunk[..<count]
+    }
+}
+
+struct DNSQuery: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "query",
+        abstract: "Resolve a name as a stub resolver does and print the answer like dig +short (or in full).",
+        discussion: "Uses /etc/hosts and /etc/resolv.conf, or only @SERVER when given; retries over TCP when an answer is truncated.")
+
+    @Argument(help: "The name to resolve.")
+    var name: String
+
+    @Argument(help: "The record type (A, AAAA, MX, TXT, …, or TYPEnnn), and @SERVER or @SERVER:PORT.")
+    var rest: [String] = []
+
+    @Flag(help: "Print the whole answer: response code, answer and authority sections, where it came from.")
+    var full = false
+
+    @Option(help: "Enter this network namespace (/run/netns/NAME) first, with setns().")
+    var netns: String?
+
+    func validate() throws {
+        _ = try parsed()
+    }
+
+    /// The type and the server among the trailing arguments.
+    func parsed() throws -> (DNSRecordType, IPEndpoint?) {
+        var type = DNSRecordType.a
+        var server: IPEndpoint?
+        for argument in rest {
+            if argument.hasPrefix("@") {
+                let text = String(argument.dropFirst())
+                if let address = IPAddress(text) {
+                    server = IPEndpoint(address: address, port: 53)
+                } else if let endpoint = IPEndpoint(text) {
+                    server = endpoint
+                } else {
+                    throw ValidationError("bad server \(argument): give @ADDRESS or @ADDRESS:PORT ([IPv6]:PORT)")
+                }
+            } else if let known = DNSRecordType(argument) {
+                type = known
+            } else {
+                throw ValidationError("unknown record type \(argument)")
+            }
+        }
+        return (type, server)
+    }
+
+    func run() throws {
+        if let netns { try NetworkNamespace.enter(netns) }
+        let (type, server) = try parsed()
+        let resolver: DNSStubResolver
+        if let server {
+            var configuration = DNSResolverConfiguration()
+            configuration.servers = [server]
+            configuration.timeout = .seconds(2)
+            resolver = DNSStubResolver(configuration: configuration)
+        } else {
+            resolver = DNSStubResolver.system()
+        }
+        let resolution: DNSResolution
+        do {
+            resolution = try resolver.resolveBlocking(name, type)
+        } catch {
+            writeToStandardError("sluice dns query: \(error)\n")
+            throw ExitCode(2)
+        }
+        if full {
+            let source = switch resolution.source {
+            case let .server(endpoint, overTCP): "\(endpoint) over \(overTCP ? "TCP" : "UDP")"
+            case .cache: "the cache"
+            case .hosts: "/etc/hosts"
+            }
+            print(";; \(resolution.name) \(resolution.type): \(resolution.responseCode), from \(source)")
+            if !resolution.answers.isEmpty { print(";; ANSWER"); resolution.answers.forEach { print($0) } }
+            if !resolution.authority.isEmpty { print(";; AUTHORITY"); resolution.authority.forEach { print($0) } }
+        } else {
+            resolution.answers.forEach { print($0.dataText) }
+        }
     }
 }

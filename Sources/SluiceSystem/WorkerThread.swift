@@ -52,8 +52,13 @@ public struct WorkerThread: @unchecked Sendable {
         self.thread = thread
     }
 
-    /// Waits for the thread to finish; call exactly once.
+    /// Waits for the thread to finish; call exactly once (or ``detach()``).
     public func join() {
         pthread_join(thread, nil)
+    }
+
+    /// Lets the thread's resources go when it ends, for a thread nobody will join.
+    public func detach() {
+        pthread_detach(thread)
     }
 }

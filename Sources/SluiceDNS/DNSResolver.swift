@@ -1,0 +1,291 @@
+import SluiceCore
+import SluicePackets
+
+/// What a resolution found.
+public struct DNSResolution: Sendable, Equatable {
+    /// The name that answered (the question after the search list).
+    public var name: DNSName
+    public var type: DNSRecordType
+    /// NOERROR (with or without records) or NXDOMAIN.
+    public var responseCode: DNSResponseCode
+    /// The answer section: CNAMEs followed, then the records asked for.
+    public var answers: [DNSRecord]
+    /// The authority section (the SOA of a negative answer).
+    public var authority: [DNSRecord]
+    /// Where it came from: a server, the cache, or `hosts(5)`.
+    public var source: Source
+
+    public enum Source: Sendable, Equatable {
+        case server(IPEndpoint, overTCP: Bool)
+        case cache
+        case hosts
+    }
+
+    /// The records of the type asked for, whatever CNAMEs led to them.
+    public var records: [DNSRecord] { answers.filter { $0.type == type } }
+}
+
+/// Why a resolution failed.
+public enum DNSResolverError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// No server answered within the timeout, over every attempt.
+    case timedOut(DNSName)
+    /// Every server answered with an error (SERVFAIL, REFUSED, …).
+    case failed(DNSName, DNSResponseCode)
+    /// No server is configured.
+    case noServers
+    /// The name cannot be a domain name.
+    case badName(String)
+
+    public var description: String {
+        switch self {
+        case .timedOut(let name): "no answer for \(name) from any server in time"
+        case .failed(let name, let code): "the servers answered \(code) for \(name)"
+        case .noServers: "no name server is configured (nameserver in resolv.conf)"
+        case .badName(let text): "\(text) is not a domain name"
+        }
+    }
+}
+
+/// A stub resolver, sans I/O (as quinn-proto and the stages are): the caller sends what
+/// ``pollTransmit()`` gives, feeds what arrives to ``handleResponse(_:from:overTCP:now:)``,
+/// runs ``handleTimeout(now:)`` at ``pollTimeout()``, and takes results from ``pollResult()``.
+///
+/// `hosts(5)` first, then a TTL cache (negative answers too, RFC 2308), then the servers of
+/// `resolv.conf(5)` in order (or rotating), each attempt with a random ID (the caller's socket
+/// gives the random source port); a response counts only with the ID, question and server of a
+/// query in flight; TC is retried over TCP; SERVFAIL and REFUSED move to the next server, and
+/// once every server failed a name, to the next name of the search list, as NXDOMAIN does.
+public struct DNSResolver {
+    /// One resolution in progress.
+    public struct QueryID: Hashable, Sendable {
+        let value: Int
+    }
+
+    /// A message to send.
+    public struct Transmit: Sendable {
+        public var query: QueryID
+        public var server: IPEndpoint
+        /// The message (without the TCP length prefix).
+        public var message: [UInt8]
+        public var overTCP: Bool
+    }
+
+    struct Query {
+        var id: QueryID
+        var type: DNSRecordType
+        var candidates: [DNSName]
+        var candidate = 0
+        /// Sends so far for this candidate (servers × attempts).
+        var tries = 0
+        var firstServer = 0
+        var messageID: UInt16 = 0
+        var server = IPEndpoint(address: .v4(.any), port: 0)
+        var overTCP = false
+        var deadline = Instant.zero
+        var lastError: DNSResponseCode?
+        /// The first NXDOMAIN of the search list: the answer when no later name does better.
+        var nameError: DNSResolution?
+    }
+
+    struct CacheEntry {
+        var resolution: DNSResolution
+        var expires: Instant
+    }
+
+    /// What it asks and how.
+    public let configuration: DNSResolverConfiguration
+    var queries: [Query] = []
+    var outbox: [Transmit] = []
+    var results: [(QueryID, Result<DNSResolution, DNSResolverError>)] = []
+    var cache: [DNSQuestion: CacheEntry] = [:]
+    var nextQuery = 0
+    var rotation = 0
+    /// Entries the cache keeps at most.
+    public static let cacheLimit = 4096
+
+    /// A resolver for `configuration`.
+    public init(configuration: DNSResolverConfiguration) {
+        self.configuration = configuration
+    }
+
+    /// Starts resolving `type` records of `name`; the result comes from ``pollResult()``.
+    @discardableResult
+    public mutating func resolve(_ name: String, _ type: DNSRecordType, now: Instant) -> QueryID {
+        let id = QueryID(value: nextQuery)
+        nextQuery += 1
+        let candidates = configuration.candidates(name)
+        guard !candidates.isEmpty else {
+            results.append((id, .failure(.badName(name))))
+            return id
+        }
+        if type == .a || type == .aaaa, let first = candidates.first(where: { configuration.hosts[$0] != nil }),
+           let addresses = configuration.hosts[first] {
+            let records = addresses.compactMap { address -> DNSRecord? in
+                switch (address, type) {
+                case (.v4(let v4), .a): DNSRecord(name: first, type: .a, ttl: 0, data: .a(v4))
+                case (.v6(let v6), .aaaa): DNSRecord(name: first, type: .aaaa, ttl: 0, data: .aaaa(v6))
+                default: nil
+                }
+            }
+            results.append((id, .success(DNSResolution(name: first, type: type, responseCode: .noError, answers: records,
+                                                      authority: [], source: .hosts))))
+            return id
+        }
+        var query = Query(id: id, type: type, candidates: candidates)
+        guard !configuration.servers.isEmpty else {
+            results.append((id, .failure(.noServers)))
+            return id
+        }
+        if configuration.rotates {
+            query.firstServer = rotation % configuration.servers.count
+            rotation += 1
+        }
+        return advance(&query, now: now)
+    }
+
+    /// Answers the current candidate from the cache, or sends it; moves on past cached NXDOMAINs.
+    mutating func advance(_ query: inout Query, now: Instant) -> QueryID {
+        while query.candidate < query.candidates.count {
+            let question = DNSQuestion(name: query.candidates[query.candidate], type: query.type)
+            guard let entry = cache[question], entry.expires > now else { break }
+            var resolution = entry.resolution
+            resolution.source = .cache
+            if resolution.responseCode == .nameError && query.candidate + 1 < query.candidates.count {
+                if query.nameError == nil { query.nameError = resolution }
+                query.candidate += 1
+                continue
+            }
+            results.append((query.id, .success(resolution)))
+            return query.id
+        }
+        send(&query, now: now, overTCP: false)
+        queries.append(query)
+        return query.id
+    }
+
+    mutating func send(_ query: inout Query, now: Instant, overTCP: Bool) {
+        let servers = configuration.servers
+        query.server = servers[(query.firstServer + query.tries) % servers.count]
+        query.messageID = UInt16.random(in: 0...UInt16.max)
+        query.overTCP = overTCP
+        query.deadline = now + (overTCP ? configuration.timeout * 2 : configuration.timeout)
+        var message = DNSMessage()
+        message.header.id = query.messageID
+        message.header.flags = DNSHeader.recursionDesired
+        message.questions = [DNSQuestion(name: query.candidates[query.candidate], type: query.type)]
+        message.edns = DNSEDNS(payloadSize: 1232)
+        outbox.append(Transmit(query: query.id, server: query.server, message: message.encode(), overTCP: overTCP))
+    }
+
+    /// The next message to send, if any.
+    public mutating func pollTransmit() -> Transmit? {
+        outbox.isEmpty ? nil : outbox.removeFirst()
+    }
+
+    /// The next finished resolution, if any.
+    public mutating func pollResult() -> (QueryID, Result<DNSResolution, DNSResolverError>)? {
+        results.isEmpty ? nil : results.removeFirst()
+    }
+
+    /// The next message to send for `query` only (for callers that share one resolver).
+    public mutating func pollTransmit(for query: QueryID) -> Transmit? {
+        outbox.firstIndex { $0.query == query }.map { outbox.remove(at: $0) }
+    }
+
+    /// The result of `query`, once finished.
+    public mutating func takeResult(_ query: QueryID) -> Result<DNSResolution, DNSResolverError>? {
+        results.firstIndex { $0.0 == query }.map { results.remove(at: $0).1 }
+    }
+
+    /// When ``handleTimeout(now:)`` is next due.
+    public func pollTimeout() -> Instant? {
+        queries.map(\.deadline).min()
+    }
+
+    /// Takes in a response from `server`; anything that matches no query in flight (ID,
+    /// question, server, transport) is ignored.
+    public mutating func handleResponse(_ bytes: [UInt8], from server: IPEndpoint, overTCP: Bool, now: Instant) {
+        guard let message = try? DNSMessage.decode(bytes), message.header.isResponse,
+              let index = queries.firstIndex(where: { query in
+                  query.messageID == message.header.id && query.server == server && query.overTCP == overTCP
+                      && message.questions.count == 1 && message.questions[0].name == query.candidates[query.candidate]
+                      && message.questions[0].type == query.type
+              })
+        else { return }
+        var query = queries.remove(at: index)
+        if message.header.isTruncated && !overTCP {
+            send(&query, now: now, overTCP: true)
+            queries.append(query)
+            return
+        }
+        let code = message.responseCode
+        guard code == .noError || code == .nameError else {
+            query.lastError = code
+            retry(&query, now: now)
+            return
+        }
+        let resolution = DNSResolution(name: query.candidates[query.candidate], type: query.type, responseCode: code,
+                                       answers: message.answers, authority: message.authority,
+                                       source: .server(server, overTCP: overTCP))
+        remember(resolution, now: now)
+        if code == .nameError && query.candidate + 1 < query.candidates.count {
+            if query.nameError == nil { query.nameError = resolution }
+            query.candidate += 1
+            query.tries = 0
+            _ = advance(&query, now: now)
+            return
+        }
+        results.append((query.id, .success(resolution)))
+    }
+
+    /// Gives up on the attempts whose time ran out: each goes to the next server, or fails.
+    public mutating func handleTimeout(now: Instant) {
+        let expired = queries.filter { $0.deadline <= now }
+        queries.removeAll { $0.deadline <= now }
+        for var query in expired { retry(&query, now: now) }
+    }
+
+    mutating func retry(_ query: inout Query, now: Instant) {
+        query.tries += 1
+        guard query.tries < configuration.servers.count * configuration.attempts else {
+            let name = query.candidates[query.candidate]
+            // Every server refused or failed this name: the search list goes on, as glibc's does.
+            if query.lastError != nil, query.candidate + 1 < query.candidates.count {
+                query.candidate += 1
+                query.tries = 0
+                query.lastError = nil
+                _ = advance(&query, now: now)
+                return
+            }
+            if let nameError = query.nameError {
+                results.append((query.id, .success(nameError)))
+            } else {
+                results.append((query.id, .failure(query.lastError.map { .failed(name, $0) } ?? .timedOut(name))))
+            }
+            return
+        }
+        send(&query, now: now, overTCP: false)
+        queries.append(query)
+    }
+
+    /// Keeps `resolution` for the least TTL of its answers, or a negative one for the SOA's
+    /// TTL capped by its minimum (RFC 2308 section 5).
+    mutating func remember(_ resolution: DNSResolution, now: Instant) {
+        let ttl: UInt32?
+        if resolution.answers.isEmpty {
+            ttl = resolution.authority.compactMap { record -> UInt32? in
+                guard case let .soa(_, _, _, _, _, _, minimum) = record.data else { return nil }
+                return min(record.ttl, minimum)
+            }.first
+        } else {
+            ttl = resolution.answers.map(\.ttl).min()
+        }
+        guard let ttl, ttl > 0 else { return }
+        if cache.count >= Self.cacheLimit {
+            cache = cache.filter { $0.value.expires > now }
+            if cache.count >= Self.cacheLimit { cache.removeAll() }
+        }
+        cache[DNSQuestion(name: resolution.name, type: resolution.type)] = CacheEntry(resolution: resolution,
+                                                                                  expires: now + .seconds(Int64(ttl)))
+    }
+}

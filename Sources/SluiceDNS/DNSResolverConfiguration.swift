@@ -1,0 +1,73 @@
+import SluicePackets
+
+/// What a stub resolver asks and how: the servers and options of `resolv.conf(5)` and the
+/// addresses of `hosts(5)`.
+public struct DNSResolverConfiguration: Sendable, Equatable {
+    /// Servers, in order (`nameserver`), port 53 unless given.
+    public var servers: [IPEndpoint] = []
+    /// Domains tried for a name with fewer than ``dots`` dots (`search`, or `domain`).
+    public var search: [DNSName] = []
+    /// `options ndots:N` (1).
+    public var dots = 1
+    /// `options timeout:N`: seconds to wait for each server (5).
+    public var timeout: Duration = .seconds(5)
+    /// `options attempts:N`: rounds over all servers (2).
+    public var attempts = 2
+    /// `options rotate`: start each query at the next server.
+    public var rotates = false
+    /// Addresses from `hosts(5)`, by name (lower case).
+    public var hosts: [DNSName: [IPAddress]] = [:]
+
+    /// An empty configuration.
+    public init() {}
+
+    /// Reads `resolv.conf` and `hosts` texts as glibc does (the last `search` or `domain`
+    /// wins; at most 3 servers; unknown lines ignored).
+    public init(resolvConf: String, hosts: String = "") {
+        for line in resolvConf.split(separator: "\n") {
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard let keyword = words.first, !keyword.hasPrefix("#"), !keyword.hasPrefix(";") else { continue }
+            switch keyword {
+            case "nameserver":
+                if words.count > 1, servers.count < 3, let address = IPAddress(words[1]) {
+                    servers.append(IPEndpoint(address: address, port: 53))
+                }
+            case "search", "domain":
+                search = words.dropFirst().compactMap { DNSName($0.hasSuffix(".") ? String($0) : $0 + ".") }
+            case "options":
+                for option in words.dropFirst() {
+                    let parts = option.split(separator: ":", maxSplits: 1)
+                    let value = parts.count == 2 ? Int(parts[1]) : nil
+                    switch parts[0] {
+                    case "ndots": if let value { dots = min(max(value, 0), 15) }
+                    case "timeout": if let value { timeout = .seconds(min(max(value, 1), 30)) }
+                    case "attempts": if let value { attempts = min(max(value, 1), 5) }
+                    case "rotate": rotates = true
+                    default: break
+                    }
+                }
+            default:
+                break
+            }
+        }
+        for line in hosts.split(separator: "\n") {
+            let content = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+            let words = content.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard words.count >= 2, let address = IPAddress(words[0]) else { continue }
+            for name in words.dropFirst() {
+                guard let parsed = DNSName(name.hasSuffix(".") ? String(name) : name + ".") else { continue }
+                self.hosts[parsed, default: []].append(address)
+            }
+        }
+    }
+
+    /// The names to try for `text`, in order (`resolv.conf(5)`: with at least ``dots`` dots the
+    /// name as given first, then with each search domain; an absolute name only as given).
+    public func candidates(_ text: String) -> [DNSName] {
+        if text.hasSuffix(".") { return DNSName(text).map { [$0] } ?? [] }
+        let asGiven = DNSName(text + ".")
+        let searched = search.compactMap { domain in DNSName(text, origin: domain) }
+        let dotCount = text.filter { $0 == "." }.count
+        return dotCount >= dots ? [asGiven].compactMap { $0 } + searched : searched + [asGiven].compactMap { $0 }
+    }
+}

@@ -1,0 +1,161 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Sluice
+import SluiceCore
+import SluiceDNS
+import SluicePackets
+import SluiceTestSupport
+import Testing
+
+/// The stub resolver, sans I/O: what it sends, what it accepts, when it retries, what it keeps.
+@Suite struct DNSResolverTests {
+    static let servers = [IPEndpoint("198.18.53.1:53")!, IPEndpoint("198.18.53.2:53")!]
+
+    static func configuration() -> DNSResolverConfiguration {
+        var configuration = DNSResolverConfiguration(resolvConf: """
+            # a comment
+            nameserver 198.18.53.1
+            nameserver 198.18.53.2
+            search corp.test example.test
+            options ndots:2 timeout:1 attempts:2
+            """, hosts: "198.18.53.9 printer.corp.test printer # the printer\n::1 localhost6")
+        configuration.timeout = .seconds(1)
+        return configuration
+    }
+
+    /// A response to `transmit` with `code` and `answers` (and `soa` in authority for negatives).
+    static func response(to transmit: DNSResolver.Transmit, code: DNSResponseCode = .noError, answers: [DNSRecord] = [],
+                         soaTTL: UInt32? = nil, truncated: Bool = false) throws -> [UInt8] {
+        var message = try DNSMessage.decode(transmit.message)
+        message.header.flags |= DNSHeader.response | (truncated ? DNSHeader.truncated : 0) | code.rawValue
+        message.answers = answers
+        if let soaTTL {
+            message.authority = [DNSRecord(name: DNSName("example.test.")!, type: .soa, ttl: soaTTL, data: .soa(
+                primary: DNSName("ns.example.test.")!, mailbox: DNSName("h.example.test.")!, serial: 1, refresh: 1, retry: 1,
+                expire: 1, minimum: 60))]
+        }
+        return message.encode()
+    }
+
+    static func next(_ resolver: inout DNSResolver) throws -> DNSResolver.Transmit {
+        let transmit = resolver.pollTransmit()
+        return try #require(transmit)
+    }
+
+    @Test func resolvConfAndHostsAreReadAsGlibcReadsThem() {
+        let configuration = Self.configuration()
+        #expect(configuration.servers == Self.servers && configuration.dots == 2 && configuration.attempts == 2)
+        #expect(configuration.search == [DNSName("corp.test.")!, DNSName("example.test.")!])
+        #expect(configuration.candidates("www") == [DNSName("www.corp.test.")!, DNSName("www.example.test.")!, DNSName("www.")!])
+        #expect(configuration.candidates("a.b.c") == [DNSName("a.b.c.")!, DNSName("a.b.c.corp.test.")!, DNSName("a.b.c.example.test.")!])
+        #expect(configuration.candidates("abs.") == [DNSName("abs.")!])
+        #expect(configuration.hosts[DNSName("printer.")!] == [IPAddress("198.18.53.9")!])
+    }
+
+    @Test func hostsComeFirstAndTheSearchListSkipsNXDOMAIN() throws {
+        var resolver = DNSResolver(configuration: Self.configuration())
+        let now = Instant(nanoseconds: 1_000_000_000)
+        let printer = resolver.resolve("printer", .a, now: now)
+        let fromHosts = resolver.takeResult(printer)
+        #expect(fromHosts.map { try? $0.get().source } == .hosts)
+        let query = resolver.resolve("www", .a, now: now)
+        var transmit = try Self.next(&resolver)
+        #expect(try DNSMessage.decode(transmit.message).questions.first?.name == DNSName("www.corp.test.")!)
+        resolver.handleResponse(try Self.response(to: transmit, code: .nameError, soaTTL: 300), from: transmit.server, overTCP: false, now: now)
+        transmit = try Self.next(&resolver)
+        #expect(try DNSMessage.decode(transmit.message).questions.first?.name == DNSName("www.example.test.")!)
+        let answer = DNSRecord(name: DNSName("www.example.test.")!, type: .a, ttl: 120, data: .a(IPv4Address(198, 18, 5, 80)))
+        resolver.handleResponse(try Self.response(to: transmit, answers: [answer]), from: transmit.server, overTCP: false, now: now)
+        let result = resolver.takeResult(query)
+        let resolution = try #require(result).get()
+        #expect(resolution.records == [answer] && resolution.name == DNSName("www.example.test.")!)
+        // Both answers are kept: the next time, no message at all, until the TTLs run out.
+        let again = resolver.resolve("www", .a, now: now + .seconds(50))
+        let nothingSent = resolver.pollTransmit() == nil
+        let cached = resolver.takeResult(again)
+        #expect(nothingSent)
+        #expect(try cached?.get().source == .cache)
+        _ = resolver.resolve("www", .a, now: now + .seconds(121))
+        let sent = resolver.pollTransmit() != nil
+        #expect(sent, "the positive answer expired; the negative one (60 s) too")
+    }
+
+    @Test func onlyAMatchingResponseCountsAndTruncationGoesToTCP() throws {
+        var resolver = DNSResolver(configuration: Self.configuration())
+        let now = Instant(nanoseconds: 1_000_000_000)
+        let query = resolver.resolve("host.example.test.", .aaaa, now: now)
+        let transmit = try Self.next(&resolver)
+        let good = try Self.response(to: transmit, truncated: true)
+        var wrongID = good
+        wrongID[0] ^= 0xFF
+        resolver.handleResponse(wrongID, from: transmit.server, overTCP: false, now: now)
+        resolver.handleResponse(good, from: Self.servers[1], overTCP: false, now: now)
+        var otherQuestion = try DNSMessage.decode(good)
+        otherQuestion.questions[0].type = .a
+        resolver.handleResponse(otherQuestion.encode(), from: transmit.server, overTCP: false, now: now)
+        let quiet = resolver.pollTransmit() == nil && resolver.takeResult(query) == nil
+        #expect(quiet, "none of those was the answer")
+        resolver.handleResponse(good, from: transmit.server, overTCP: false, now: now)
+        let overTCP = try Self.next(&resolver)
+        #expect(overTCP.overTCP && overTCP.server == transmit.server)
+        resolver.handleResponse(try Self.response(to: overTCP), from: overTCP.server, overTCP: true, now: now)
+        let final = resolver.takeResult(query)
+        #expect(try final?.get().source == .server(transmit.server, overTCP: true))
+    }
+
+    @Test func failuresAndSilenceMoveToTheNextServerThenGiveUp() throws {
+        var resolver = DNSResolver(configuration: Self.configuration())
+        var now = Instant(nanoseconds: 1_000_000_000)
+        let query = resolver.resolve("host.example.test.", .a, now: now)
+        let first = try Self.next(&resolver)
+        #expect(first.server == Self.servers[0])
+        resolver.handleResponse(try Self.response(to: first, code: .serverFailure), from: first.server, overTCP: false, now: now)
+        let second = try Self.next(&resolver)
+        #expect(second.server == Self.servers[1])
+        #expect(resolver.pollTimeout() == now + .seconds(1))
+        for _ in 0..<2 {
+            now = now + .seconds(1)
+            resolver.handleTimeout(now: now)
+            let resent = resolver.pollTransmit() != nil
+            #expect(resent, "the next server, the next round")
+        }
+        now = now + .seconds(1)
+        resolver.handleTimeout(now: now)
+        let failure = resolver.takeResult(query)
+        #expect(failure == .failure(.failed(DNSName("host.example.test.")!, .serverFailure)))
+    }
+}
+
+/// The resolver over real sockets against Knot DNS: A, AAAA, a CNAME chain, NXDOMAIN, and a
+/// truncated answer retried over TCP; and the async edge.
+@Suite(.serialized) struct DNSStubResolverTests {
+    @Test func resolvesFromKnotOverUDPAndTCP() async throws {
+        guard DNSAgainstKnotTests.knotInstalled else {
+            print("skip: Knot DNS (knotd) is not installed; the README's test command installs it")
+            return
+        }
+        let namespace = try DNSAgainstKnotTests.Namespace()
+        let knot = try DNSAgainstKnotTests.Knot(namespace: namespace.name, listen: "127.0.0.1@5301")
+        var configuration = DNSResolverConfiguration()
+        configuration.servers = [IPEndpoint("127.0.0.1:5301")!]
+        configuration.search = [DNSName("example.test.")!]
+        let resolver = DNSStubResolver(configuration: configuration)
+        let name = namespace.name
+        let results = try withNetworkNamespace(name) { () throws -> [DNSResolution] in
+            usleep(300_000)
+            return try [("host.deep", DNSRecordType.a), ("host.deep", .aaaa), ("www", .a), ("nothing", .a), ("big", .txt)].map {
+                try resolver.resolveBlocking($0.0, $0.1)
+            }
+        }
+        #expect(results[0].records.map(\.dataText) == ["198.18.5.80"])
+        #expect(results[1].records.map(\.dataText) == ["2001:2:5::80"])
+        #expect(results[2].answers.map(\.type) == [.cname, .cname, .a] && results[2].records.map(\.dataText) == ["198.18.5.80"])
+        #expect(results[3].responseCode == .nameError)
+        #expect(results[4].records.count == 20 && results[4].source == .server(IPEndpoint("127.0.0.1:5301")!, overTCP: true))
+        // Asked again: from the cache, through the async edge.
+        let cached = try await resolver.resolve("www.example.test.", .a)
+        #expect(cached.source == .cache && cached.records == results[2].records)
+        withExtendedLifetime(knot) {}
+    }
+}
