@@ -75,10 +75,11 @@ public struct DNSResponder {
     let cache = DNSAnswerCache()
     /// Response rate limiting over UDP; `nil` (the default, as in Knot) for none.
     public var rateLimiter: DNSRateLimiter?
-    /// The last response's shape, for rate limiting: where its question ends, whether it ends
-    /// with an OPT record, and what it answers (the limiter's notion of "the same answer").
+    /// The last response's shape, for rate limiting: where its question ends, the length of
+    /// the OPT record it ends with (0 for none), and what it answers (the limiter's notion of
+    /// "the same answer").
     var lastQuestionEnd = DNSWire.headerLength
-    var lastHasOPT = false
+    var lastOPTLength = 0
     var lastAnswerKey: UInt64 = 0
 
     /// Buffers a query's name is read into and a response's name places are kept in, allocated once.
@@ -114,15 +115,15 @@ public struct DNSResponder {
             // A bare truncated answer: the header and question, and the OPT record if there was one.
             counters.slipped &+= 1
             var shortEnd = lastQuestionEnd
-            if lastHasOPT {
-                (message + shortEnd).copyMemory(from: message + end - 11, byteCount: 11)
-                shortEnd += 11
+            if lastOPTLength > 0 {
+                (message + shortEnd).copyMemory(from: message + end - lastOPTLength, byteCount: lastOPTLength)
+                shortEnd += lastOPTLength
             }
             var header = DNSHeader(UnsafeRawBufferPointer(start: message, count: DNSWire.headerLength))
             header.flags |= DNSHeader.truncated
             header.answerCount = 0
             header.authorityCount = 0
-            header.additionalCount = lastHasOPT ? 1 : 0
+            header.additionalCount = lastOPTLength > 0 ? 1 : 0
             header.store(message)
             return shortEnd
         }
@@ -181,7 +182,7 @@ public struct DNSResponder {
         let key = DNSAnswerCache.hash(buffers.name, length: nameLength, type: type.rawValue)
         if recordClass == 1, let entry = cache.lookup(buffers.name, length: nameLength, type: type.rawValue, hash: key),
            let end = answerFromCache(entry, message, header: reply, questionEnd: questionEnd, edns: responseEDNS, limit: sizeLimit) {
-            remember(questionEnd: questionEnd, hasOPT: responseEDNS != nil, answer: entry.pointee.limitKey)
+            remember(questionEnd: questionEnd, optLength: responseEDNS == nil ? 0 : 11, answer: entry.pointee.limitKey)
             return end
         }
         let name = DNSName(validatedWire: Array(UnsafeBufferPointer(start: buffers.name, count: nameLength)))
@@ -192,7 +193,10 @@ public struct DNSResponder {
             return finish(message, header: reply, code: code, questionEnd: questionEnd, edns: responseEDNS, limit: sizeLimit)
         }
         guard let answer = authority.answer(name, type) else {
-            return finish(message, header: reply, code: .refused, questionEnd: questionEnd, edns: responseEDNS, limit: sizeLimit)
+            // With EDNS, Knot says why: Extended DNS Error 20, not authoritative (RFC 8914).
+            var refusal = responseEDNS
+            refusal?.options = [0, 15, 0, 2, 0, 20]
+            return finish(message, header: reply, code: .refused, questionEnd: questionEnd, edns: refusal, limit: sizeLimit)
         }
         if answer.authoritative { reply.flags |= DNSHeader.authoritative }
         var writer = DNSWriter(base: message, capacity: sizeLimit - (responseEDNS == nil ? 0 : 11), count: questionEnd,
@@ -246,7 +250,7 @@ public struct DNSResponder {
         // One answer to the rate limiter: the name and type, or, for NXDOMAIN, the zone (a flood
         // of random names is one answer).
         let limitKey = answer.responseCode == .nameError ? DNSWire.hash(authority.zone(for: name)?.origin.wire ?? [0]) ^ 3 : key
-        remember(questionEnd: questionEnd, hasOPT: responseEDNS != nil, answer: limitKey)
+        remember(questionEnd: questionEnd, optLength: responseEDNS == nil ? 0 : 11, answer: limitKey)
         if complete, recordClass == 1, !overTCP {
             cache.store(hash: key, type: type.rawValue, name: buffers.name, length: nameLength, limitKey: limitKey,
                         flags: reply.flags & (DNSHeader.authoritative | 0xF), counts: (counts[0], counts[1], counts[2]),
@@ -312,13 +316,14 @@ public struct DNSResponder {
         }
         header.store(message)
         count(code)
-        remember(questionEnd: questionEnd ?? DNSWire.headerLength, hasOPT: header.additionalCount == 1, answer: UInt64(code.rawValue))
+        remember(questionEnd: questionEnd ?? DNSWire.headerLength, optLength: end - (questionEnd ?? DNSWire.headerLength),
+                 answer: UInt64(code.rawValue))
         return end
     }
 
-    mutating func remember(questionEnd: Int, hasOPT: Bool, answer: UInt64) {
+    mutating func remember(questionEnd: Int, optLength: Int, answer: UInt64) {
         lastQuestionEnd = questionEnd
-        lastHasOPT = hasOPT
+        lastOPTLength = optLength
         lastAnswerKey = answer
     }
 

@@ -244,4 +244,47 @@ let dnsNamespaceCounter = Atomic<Int>(0)
         #expect(server.stop() == 0)
         withExtendedLifetime(knot) {}
     }
+
+    /// What `tool` prints for `query` against `server` (port `port`), without the lines that
+    /// name the server, the time or the ID.
+    static func printed(_ tool: String, _ query: [String], server: String, port: Int, namespace: String) throws -> String {
+        let arguments = tool == "kdig"
+            ? ["@\(server)", "-p", "\(port)"] + query + ["+noall", "+answer", "+authority", "+additional", "+comments"]
+            : ["@\(server)", "-p", "\(port)"] + query + ["+noall", "+answer", "+authority", "+additional", "+comments", "+nocookie"]
+        let process = try ChildProcess("/usr/sbin/ip", ["netns", "exec", namespace, tool == "kdig" ? "/usr/bin/kdig" : "/usr/bin/dig"] + arguments)
+        _ = process.waitForExit(timeout: .seconds(20))
+        return process.text.split(separator: "\n").filter { line in
+            !line.hasPrefix(";; Received") && !line.hasPrefix(";; Time") && !line.hasPrefix(";; From") && !line.hasPrefix(";; Query time")
+                && !line.hasPrefix(";; SERVER") && !line.hasPrefix(";; WHEN") && !line.hasPrefix(";; MSG SIZE") && !line.contains("Got answer")
+        }.map { line in
+            // The ID differs by design.
+            line.replacing(/id: \d+/, with: "id")
+        }.joined(separator: "\n")
+    }
+
+    @Test func digAndKdigPrintTheSameForBothServers() throws {
+        guard Self.knotInstalled, access("/usr/bin/kdig", X_OK) == 0, access("/usr/bin/dig", X_OK) == 0 else {
+            print("skip: knotd, kdig or dig is not installed; the README's test command installs them")
+            return
+        }
+        let namespace = try Namespace()
+        let knot = try Knot(namespace: namespace.name, listen: "127.0.0.1@5301")
+        let server = try serve(namespace.name, ["--listen", "127.0.0.1:5302"])
+        usleep(300_000)
+        let queries: [[String]] = [
+            ["example.test", "SOA"], ["www.example.test", "A"], ["WwW.ExAmPlE.TeSt", "AAAA", "+edns"], ["x.wild.example.test", "A"],
+            ["nothing.example.test", "A", "+dnssec"], ["foo.sub.example.test", "A"], ["example.test", "MX"], ["big.example.test", "TXT"],
+            ["example.test", "ANY"], ["other.org", "A"], ["example.test", "SOA", "+edns=1"], ["gone.example.test", "A"],
+        ]
+        for tool in ["kdig", "dig"] {
+            for query in queries {
+                let fromKnot = try Self.printed(tool, query, server: "127.0.0.1", port: 5301, namespace: namespace.name)
+                let fromSluice = try Self.printed(tool, query, server: "127.0.0.1", port: 5302, namespace: namespace.name)
+                    .replacing("127.0.0.1#5302", with: "127.0.0.1#5301").replacing("127.0.0.1@5302", with: "127.0.0.1@5301")
+                #expect(fromKnot == fromSluice, "\(tool) \(query.joined(separator: " ")):\n\(fromKnot)\n---\n\(fromSluice)")
+            }
+        }
+        #expect(server.stop() == 0)
+        withExtendedLifetime(knot) {}
+    }
 }
