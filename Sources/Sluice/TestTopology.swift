@@ -380,7 +380,7 @@ func runCommand(_ argv: [String]) -> (status: Int32, output: String) {
 
 /// The path of `name`: itself if it has a slash, else the first executable of that name on PATH
 /// or in the system directories (`ip` and `ethtool` live in /usr/sbin, often not on a user's PATH).
-func findExecutable(_ name: String) -> String? {
+public func findExecutable(_ name: String) -> String? {
     if name.contains("/") { return access(name, X_OK) == 0 ? name : nil }
     let path = getenv("PATH").map { String(cString: $0) } ?? ""
     let directories = path.split(separator: ":").map(String.init) + ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]

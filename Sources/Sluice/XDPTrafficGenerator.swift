@@ -23,6 +23,8 @@ public enum XDPTrafficGenerator {
         public var destinationMAC: MACAddress?
         /// UDP payload bytes per datagram.
         public var payloadSize: Int = 18
+        /// The payload of every datagram (a DNS query, say); `nil` for ``payloadSize`` bytes of filler.
+        public var payload: [UInt8]?
         /// How long to send.
         public var duration: Duration = .seconds(3)
         /// Stop after this many datagrams.
@@ -54,8 +56,9 @@ public enum XDPTrafficGenerator {
         guard configuration.source.address.family == configuration.destination.address.family else {
             throw RuntimeError("the source \(configuration.source) and destination \(configuration.destination) are of different families")
         }
-        guard (0...largestPayload(ipv6: ipv6)).contains(configuration.payloadSize) else {
-            throw RuntimeError("a payload of \(configuration.payloadSize) bytes does not fit one \(frameSize)-byte frame "
+        let payload = configuration.payload ?? [UInt8](repeating: 0x5A, count: configuration.payloadSize)
+        guard (0...largestPayload(ipv6: ipv6)).contains(payload.count) else {
+            throw RuntimeError("a payload of \(payload.count) bytes does not fit one \(frameSize)-byte frame "
                                + "(at most \(largestPayload(ipv6: ipv6)))")
         }
         let sourceMAC = try interfaceMAC(configuration.interface)
@@ -73,7 +76,6 @@ public enum XDPTrafficGenerator {
         var port = try XDPPort(configuration: portConfiguration, umem: umem, pool: pool)
         // Copy-mode AF_XDP sends at most 32 frames per wakeup (the kernel's TX_BATCH_SIZE).
         var batch = PacketBatch(pool: pool, capacity: 32)
-        let payload = [UInt8](repeating: 0x5A, count: configuration.payloadSize)
         let clock = MonotonicTimeSource()
         let cpuStart = threadCPUNanoseconds()
         let start = clock.now()
@@ -100,7 +102,7 @@ public enum XDPTrafficGenerator {
         while port.framesHeld > 0, clock.now() < settle { _ = port.reclaim() }
         var report = UDPLoadReport()
         report.openLoop = true
-        report.payloadSize = configuration.payloadSize
+        report.payloadSize = payload.count
         report.sent = port.counters.transmittedPackets - UInt64(port.framesHeld)
         report.seconds = Double((clock.now() - start).nanosecondsClamped) / 1e9
         let cpuEnd = threadCPUNanoseconds()

@@ -89,6 +89,7 @@ extension BenchScenario {
         case .rxdrop: "receive and count"
         case .echo: "reply from the same frame"
         case .txonly: "transmit only, counted where it arrives"
+        case .dns: "answer one DNS question from a zone, next to Knot DNS"
         }
     }
 }

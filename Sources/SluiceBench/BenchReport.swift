@@ -54,6 +54,11 @@ public enum BenchScenario: String, Codable, Sendable, CaseIterable {
     case echo
     /// Transmit only, counted where it arrives.
     case txonly
+    /// Answer DNS queries as an authoritative server, next to Knot DNS in the same run.
+    case dns
+
+    /// The scenarios a run measures unless told otherwise (``dns`` is asked for by name).
+    public static let standard: [BenchScenario] = [.rxdrop, .echo, .txonly]
 }
 
 /// One measured cell.

@@ -56,7 +56,7 @@ public struct BenchConfiguration: Sendable {
     /// Backends, in this order.
     public var backends: [BenchBackend] = BenchBackend.allCases
     /// Scenarios, in this order.
-    public var scenarios: [BenchScenario] = BenchScenario.allCases
+    public var scenarios: [BenchScenario] = BenchScenario.standard
     /// Frame sizes on the wire (Ethernet header to the end of the UDP payload; IPv4).
     public var sizes: [Int] = [64, 1500]
     /// How long the generator runs per cell.
@@ -154,6 +154,17 @@ public final class BenchRunner {
             }
         }
         for scenario in configuration.scenarios {
+            if scenario == .dns {
+                // One question, one frame size; Knot DNS on the same path as the baseline.
+                let size = BenchZone.frameSize
+                for backend in configuration.backends {
+                    steps.append(("dns \(backend.rawValue)", { self.measure(backend: backend, scenario: .dns, size: size) }))
+                }
+                for xdp in [false, true] {
+                    steps.append(("dns knot-\(xdp ? "xdp" : "socket")", { self.measureKnot(xdp: xdp) }))
+                }
+                continue
+            }
             for size in configuration.sizes {
                 var backends = configuration.backends
                 // Transmitting from an XSK does not depend on how the XDP program is attached.
@@ -236,6 +247,7 @@ public final class BenchRunner {
             case .rxdrop: cell = try measureReceive(backend: backend, size: size, scenario: .rxdrop) { UDPDiscardService() }
             case .echo: cell = try measureReceive(backend: backend, size: size, scenario: .echo) { UDPEchoService() }
             case .txonly: cell = try measureTransmit(backend: backend, size: size)
+            case .dns: cell = try measureReceive(backend: backend, size: size, scenario: .dns) { DNSService(authority: BenchZone.authority) }
             }
             report.cells.append(cell)
         } catch {
@@ -250,7 +262,7 @@ public final class BenchRunner {
     func measureReceive<S: UDPService>(backend: BenchBackend, size: Int, scenario: BenchScenario,
                                        makeService: @escaping @Sendable () -> S) throws -> BenchCell {
         let topology = try requireTopology()
-        let replies = scenario == .echo ? try attachedReplyCounter() : nil
+        let replies = scenario == .rxdrop ? nil : try attachedReplyCounter()
         var settings = UDPServerConfiguration(listen: IPEndpoint(address: .v4(topology.serverIPv4), port: Self.servicePort))
         settings.workers = configuration.queues
         settings.cpus = configuration.queues == 1 && report.environment.cpus >= 2 ? [configuration.workerCPU] : []
@@ -293,7 +305,7 @@ public final class BenchRunner {
         let before = server.totals()
         let wallBefore = clock.now()
         let cpuBefore = ThreadCPU.threads(named: "sluice-w")
-        let generated = try generate(size: size, to: serviceAddress)
+        let generated = try generate(size: size, to: serviceAddress, payload: scenario == .dns ? BenchZone.query : nil)
         usleep(Self.settleMicroseconds)
         let after = server.totals()
         let workerCPU = Self.difference(ThreadCPU.threads(named: "sluice-w"), cpuBefore)
@@ -328,16 +340,51 @@ public final class BenchRunner {
         }
         var drops = Self.attributeDrops(unhandled: Self.difference(generated.sent, received), known: known,
                                         remainder: "lost before the backend (veth, backlog)")
-        if scenario == .echo {
-            if received > transmitted { drops["received, not echoed"] = received - transmitted }
-            if transmitted > arrived { drops["echoed, lost on the way back"] = transmitted - arrived }
+        if scenario != .rxdrop {
+            if received > transmitted { drops["received, not answered"] = received - transmitted }
+            if transmitted > arrived { drops["answered, lost on the way back"] = transmitted - arrived }
         }
         let mode = server.backend.modeDescription
         return Self.makeCell(
             backend: backend.rawValue, scenario: scenario, size: size, mode: mode, generated: generated,
-            handled: scenario == .echo ? arrived : received, workerCPU: workerCPU, workerSeconds: wall, drops: drops,
+            handled: scenario == .rxdrop ? received : arrived, workerCPU: workerCPU, workerSeconds: wall, drops: drops,
             syscallsPerPacket: packets > 0 ? Double(calls) / Double(packets) : nil, latency: latency,
             rateLimited: configuration.rate != nil)
+    }
+
+    /// A `dns` baseline: Knot DNS serving the bench zone on the backend's side, on sockets or in
+    /// its XDP mode, flooded by the same generator with the same question.
+    func measureKnot(xdp: Bool) {
+        let name = "knot-\(xdp ? "xdp" : "socket")"
+        let size = BenchZone.frameSize
+        do {
+            let topology = try requireTopology()
+            let replies = try attachedReplyCounter()
+            let pin = configuration.queues == 1 && report.environment.cpus >= 2 ? configuration.workerCPU : nil
+            let knot = try KnotServer(namespace: topology.serverNamespace,
+                                      listen: IPEndpoint(address: .v4(topology.serverIPv4), port: Self.servicePort),
+                                      xdpInterface: xdp ? topology.serverInterface : nil, workers: configuration.queues, cpu: pin)
+            defer { knot.stop() }
+            let clock = MonotonicTimeSource()
+            let before = try replies.packets()
+            let cpuBefore = knot.cpuNanoseconds
+            let wallBefore = clock.now()
+            let generated = try generate(size: size, payload: BenchZone.query)
+            usleep(Self.settleMicroseconds)
+            let cpu = Self.difference(knot.cpuNanoseconds, cpuBefore)
+            let wall = Double((clock.now() - wallBefore).nanosecondsClamped) / 1e9
+            let arrived = Self.difference(try replies.packets(), before)
+            let drops = Self.attributeDrops(unhandled: Self.difference(generated.sent, arrived), known: [],
+                                            remainder: "not answered, or lost on the way")
+            report.cells.append(Self.makeCell(
+                backend: name, scenario: .dns, size: size, mode: "Knot DNS, \(xdp ? "XDP" : "sockets"), \(configuration.queues) UDP worker(s)",
+                generated: generated, handled: arrived, workerCPU: cpu, workerSeconds: wall, drops: drops,
+                syscallsPerPacket: nil, latency: nil, rateLimited: configuration.rate != nil))
+        } catch {
+            report.cells.append(BenchCell(
+                backend: name, scenario: .dns, size: size, mode: "-", offeredPPS: 0, pps: 0, nsPerPacket: 0, cpuPercent: 0,
+                generatorCPUPercent: 0, generatorBound: false, note: "not measured: \(error)"))
+        }
     }
 
     /// txonly: the backend sends from the server side, one sender per queue; `udp_drop` counts
@@ -423,7 +470,7 @@ public final class BenchRunner {
     /// The generator, flat out or at the configured rate, for the configured duration from the
     /// client side to `address` (the server's own by default): one flow per queue, each from its
     /// own source port.
-    func generate(size: Int, to address: IPv4Address? = nil) throws -> Transmission {
+    func generate(size: Int, to address: IPv4Address? = nil, payload bytes: [UInt8]? = nil) throws -> Transmission {
         let topology = try requireTopology()
         let duration = configuration.duration
         let generator = configuration.generator
@@ -441,14 +488,15 @@ public final class BenchRunner {
                 settings.queue = UInt32(queue)
                 settings.destinationMAC = topology.serverMAC
                 settings.payloadSize = payload
+                settings.payload = bytes
                 settings.duration = duration
                 settings.rate = rate
                 settings.bindMode = bindMode
                 return Transmission(try XDPTrafficGenerator.run(settings))
             case .socket:
                 // The sender's system calls are not the backend's: left out of the cell.
-                var sent = try Self.flood(from: source, to: destination, payload: payload, duration: duration, rate: rate,
-                                          ring: nil)
+                var sent = try Self.flood(from: source, to: destination, payload: payload, bytes: bytes, duration: duration,
+                                          rate: rate, ring: nil)
                 sent.calls = nil
                 return sent
             }
@@ -481,10 +529,10 @@ public final class BenchRunner {
     /// Sends `payload`-byte datagrams from `local` to `target` for `duration` (at `rate`, or flat
     /// out) through a kernel socket, or through io_uring in `ring` mode; reports what went out,
     /// the calling thread's CPU time over the send loop and the system calls it took.
-    static func flood(from local: IPEndpoint, to target: IPEndpoint, payload: Int, duration: Duration, rate: Int?,
-                      ring: URingMode?) throws -> Transmission {
+    static func flood(from local: IPEndpoint, to target: IPEndpoint, payload: Int, bytes: [UInt8]? = nil, duration: Duration,
+                      rate: Int?, ring: URingMode?) throws -> Transmission {
         let clock = MonotonicTimeSource()
-        let fill = datagram(to: target, payload: payload)
+        let fill = datagram(to: target, payload: payload, bytes: bytes)
         func run<P: Port & ~Copyable>(_ port: inout P, _ pool: FramePool) throws -> Transmission {
             let cpuStart = threadCPUNanoseconds()
             let start = clock.now()
@@ -509,8 +557,13 @@ public final class BenchRunner {
     }
 
     /// Fills a datagram port's frame: `payload` bytes (left as they are) to `target`.
-    static func datagram(to target: IPEndpoint, payload: Int) -> (inout Packet, UInt64) -> Void {
+    static func datagram(to target: IPEndpoint, payload: Int, bytes: [UInt8]? = nil) -> (inout Packet, UInt64) -> Void {
         { packet, _ in
+            if let bytes {
+                bytes.withUnsafeBytes { packet.dataStart.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                packet.length = bytes.count
+                return
+            }
             packet.length = payload
             DatagramHeader.store(target, sockaddrAt: packet.frameStart + DatagramHeader.peerOffset, mapIPv4: false)
             DatagramHeader(frameStart: packet.frameStart).local = IPEndpoint(address: .v4(.any), port: 0)

@@ -32,8 +32,8 @@ struct Bench: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Backends: \(BenchBackend.allCases.map(\.rawValue).joined(separator: ", ")).")
     var backends: [BenchBackend] = BenchBackend.allCases
 
-    @Option(parsing: .upToNextOption, help: "Scenarios: \(BenchScenario.allCases.map(\.rawValue).joined(separator: ", ")).")
-    var scenarios: [BenchScenario] = BenchScenario.allCases
+    @Option(parsing: .upToNextOption, help: "Scenarios: \(BenchScenario.allCases.map(\.rawValue).joined(separator: ", ")) (dns when named: the backends answering DNS next to Knot DNS).")
+    var scenarios: [BenchScenario] = BenchScenario.standard
 
     @Option(help: "Queues of the veth pair, and workers per backend; the generator sends one flow per queue.")
     var queues: Int = 1

@@ -76,6 +76,27 @@ import Testing
         }
     }
 
+    /// The dns scenario: the backend answering one question next to Knot DNS on sockets and XDP.
+    @Test func theDNSScenarioMeasuresTheBackendsNextToKnot() throws {
+        guard access("/usr/sbin/knotd", X_OK) == 0 else {
+            print("skip: Knot DNS (knotd) is not installed; the README's test command installs it")
+            return
+        }
+        let suffix = "n\(getpid() % 100_000)"
+        let json = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-bench-dns-\(suffix).json").path
+        defer { try? FileManager.default.removeItem(atPath: json) }
+        let bench = try ChildProcess(sluice: [
+            "bench", "--scenarios", "dns", "--backends", "socket", "xdp-generic", "--duration", "0.4", "--sizes", "64",
+            "--suffix", suffix, "--json", json])
+        #expect(bench.waitForExit(timeout: .seconds(90)) == 0, "\(bench.text)")
+        let report = try BenchReport.decode(try Data(contentsOf: URL(fileURLWithPath: json)))
+        #expect(Set(report.cells.map(\.backend)) == ["socket", "xdp-generic", "knot-socket", "knot-xdp"], "\(bench.text)")
+        for cell in report.cells {
+            #expect(cell.scenario == .dns && cell.note == nil && cell.pps > 0, "\(cell.backend): \(cell.note ?? "")")
+        }
+        #expect(!FileManager.default.fileExists(atPath: "/run/netns/sluice-s\(suffix)"), "the namespaces were left behind")
+    }
+
     @Test func refusesWhatItCannotMeasure() throws {
         let bench = try ChildProcess(sluice: ["bench", "--sizes", "40"])
         #expect(bench.waitForExit() != 0)
