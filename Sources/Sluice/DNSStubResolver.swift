@@ -26,8 +26,8 @@ public final class DNSStubResolver: Sendable {
 
     /// A resolver configured as the system's: `/etc/resolv.conf` and `/etc/hosts`.
     public static func system() -> DNSStubResolver {
-        DNSStubResolver(configuration: DNSResolverConfiguration(resolvConf: Self.read("/etc/resolv.conf") ?? "",
-                                                                hosts: Self.read("/etc/hosts") ?? ""))
+        DNSStubResolver(configuration: DNSResolverConfiguration(resolvConf: TextFile.read("/etc/resolv.conf") ?? "",
+                                                                hosts: TextFile.read("/etc/hosts") ?? ""))
     }
 
     /// Resolves `type` records of `name` without blocking the caller: the exchange runs on a thread of its own.
@@ -122,17 +122,5 @@ public final class DNSStubResolver: Sendable {
             received += chunk[..<count]
         }
         return Array(received[2..<(2 + (Int(received[0]) << 8 | Int(received[1])))])
-    }
-
-    static func read(_ path: String) -> String? {
-        guard let file = fopen(path, "r") else { return nil }
-        defer { fclose(file) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16384)
-        while true {
-            let count = fread(&chunk, 1, chunk.count, file)
-            if count <= 0 { return String(decoding: bytes, as: UTF8.self) }
-            bytes += chunk[..<count]
-        }
     }
 }

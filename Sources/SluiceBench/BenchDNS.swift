@@ -91,14 +91,14 @@ final class KnotServer {
         usleep(1_500_000)
         var status: Int32 = 0
         if waitpid(pid, &status, WNOHANG) == pid {
-            let text = Self.read(directory + "/knot.log") ?? ""
+            let text = TextFile.read(directory + "/knot.log") ?? ""
             throw RuntimeError("knotd exited at start: \(text.split(separator: "\n").suffix(3).joined(separator: "; "))")
         }
     }
 
     /// CPU time of the server, user and system, in nanoseconds.
     var cpuNanoseconds: UInt64 {
-        guard let stat = Self.read("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return 0 }
+        guard let stat = TextFile.read("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return 0 }
         let fields = stat[stat.index(after: close)...].split(separator: " ")
         guard fields.count > 13, let user = UInt64(fields[11]), let system = UInt64(fields[12]) else { return 0 }
         return (user + system) * 1_000_000_000 / UInt64(max(1, sysconf(Int32(_SC_CLK_TCK))))
@@ -133,17 +133,5 @@ final class KnotServer {
         guard let file = fopen(path, "w") else { return false }
         defer { fclose(file) }
         return fputs(text, file) >= 0
-    }
-
-    static func read(_ path: String) -> String? {
-        guard let file = fopen(path, "r") else { return nil }
-        defer { fclose(file) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let count = fread(&chunk, 1, chunk.count, file)
-            if count <= 0 { return String(decoding: bytes, as: UTF8.self) }
-            bytes += chunk[..<count]
-        }
     }
 }

@@ -18,8 +18,8 @@ enum ThreadCPU {
         while let entry = readdir(directory) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             guard name.first?.isNumber == true,
-                  let comm = readSmallFile("/proc/self/task/\(name)/comm"), comm.hasPrefix(prefix),
-                  let stat = readSmallFile("/proc/self/task/\(name)/stat"),
+                  let comm = TextFile.read("/proc/self/task/\(name)/comm"), comm.hasPrefix(prefix),
+                  let stat = TextFile.read("/proc/self/task/\(name)/stat"),
                   let close = stat.lastIndex(of: ")")
             else { continue }
             // Fields after the command: state is field 3, utime 14, stime 15.
@@ -30,15 +30,6 @@ enum ThreadCPU {
         return total
     }
 
-    private static func readSmallFile(_ path: String) -> String? {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { return nil }
-        defer { close(descriptor) }
-        var buffer = [UInt8](repeating: 0, count: 1024)
-        let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
-        guard count > 0 else { return nil }
-        return String(decoding: buffer[0..<count], as: UTF8.self)
-    }
 }
 
 /// Round-trip times through an echo service, from a kernel UDP socket sending at a fixed rate.

@@ -80,7 +80,7 @@ struct DNSServe: ParsableCommand {
     static func load(_ argument: String) throws -> DNSZone {
         let parts = argument.split(separator: "=", maxSplits: 1).map(String.init)
         let path = parts.count == 2 ? parts[1] : parts[0]
-        guard let text = readTextFile(path) else { throw ValidationError("cannot read zone file \(path)") }
+        guard let text = TextFile.read(path) else { throw ValidationError("cannot read zone file \(path)") }
         var origin: DNSName?
         if parts.count == 2 {
             guard let given = DNSName(parts[0].hasSuffix(".") ? parts[0] : parts[0] + ".") else {
@@ -97,22 +97,6 @@ struct DNSServe: ParsableCommand {
         } catch {
             throw ValidationError("\(path): \(error)")
         }
-    }
-}
-
-/// The whole file at `path` as UTF-8 text, or `nil` when it cannot be read.
-func readTextFile(_ path: String) -> String? {
-    let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-    guard descriptor >= 0 else { return nil }
-    defer { close(descriptor) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
-        if count < 0 && errno == EINTR { continue }
-        guard count >= 0 else { return nil }
-        if count == 0 { return String(decoding: bytes, as: UTF8.self) }
-        bytes += chunk[..<count]
     }
 }
 

@@ -326,29 +326,24 @@ public struct Reassembler: ~Copyable {
 
     /// How many of the blocks `first..<last` of slot `index` hold data already.
     func coveredBlocks(_ index: Int, from first: Int, to last: Int) -> Int {
-        let words = coverage + index * Self.wordsPerSlot
         var count = 0
-        var block = first
-        while block < last {
-            let word = block / 64
-            let bit = block % 64
-            let span = min(64 - bit, last - block)
-            let mask = span == 64 ? UInt64.max : ((1 << UInt64(span)) - 1) << UInt64(bit)
-            count += (words[word] & mask).nonzeroBitCount
-            block += span
-        }
+        forEachWord(index, from: first, to: last) { word, mask in count += (word.pointee & mask).nonzeroBitCount }
         return count
     }
 
     func cover(_ index: Int, from first: Int, to last: Int) {
+        forEachWord(index, from: first, to: last) { word, mask in word.pointee |= mask }
+    }
+
+    /// Calls `body` with each coverage word of slot `index` that blocks `first..<last` touch,
+    /// and the mask of their bits in it.
+    func forEachWord(_ index: Int, from first: Int, to last: Int, _ body: (UnsafeMutablePointer<UInt64>, UInt64) -> Void) {
         let words = coverage + index * Self.wordsPerSlot
         var block = first
         while block < last {
-            let word = block / 64
             let bit = block % 64
             let span = min(64 - bit, last - block)
-            let mask = span == 64 ? UInt64.max : ((1 << UInt64(span)) - 1) << UInt64(bit)
-            words[word] |= mask
+            body(words + block / 64, span == 64 ? UInt64.max : ((1 << UInt64(span)) - 1) << UInt64(bit))
             block += span
         }
     }

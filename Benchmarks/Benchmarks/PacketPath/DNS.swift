@@ -1,8 +1,6 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Benchmark
 import SluiceDNS
+import SluiceSystem
 
 /// dns-answer-*: one DNSResponder answering 1000 queries per iteration in their own buffers,
 /// from the test suite's zone (Tests/SluiceDNSTests/Fixtures/example.test.zone): decode, look
@@ -11,7 +9,7 @@ import SluiceDNS
 func registerDNSBenchmarks() {
     var path = #filePath
     for _ in 0..<4 { path = String(path[..<path.lastIndex(of: "/")!]) }
-    guard let text = readWholeFile(path + "/Tests/SluiceDNSTests/Fixtures/example.test.zone"),
+    guard let text = TextFile.read(path + "/Tests/SluiceDNSTests/Fixtures/example.test.zone"),
           let zone = try? DNSZone(origin: DNSName("example.test.")!, text: text)
     else { fatalError("the test zone at \(path)/Tests/SluiceDNSTests/Fixtures is missing or bad") }
     let authority = DNSAuthority(zones: [zone])
@@ -44,17 +42,5 @@ func registerDNSBenchmarks() {
             teardown: {
                 precondition(responder.counters.responses == UInt64(answered), "every query answered")
             })
-    }
-}
-
-func readWholeFile(_ path: String) -> String? {
-    guard let file = fopen(path, "r") else { return nil }
-    defer { fclose(file) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let count = fread(&chunk, 1, chunk.count, file)
-        if count <= 0 { return String(decoding: bytes, as: UTF8.self) }
-        bytes += chunk[..<count]
     }
 }
