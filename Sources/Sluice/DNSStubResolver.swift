@@ -55,13 +55,15 @@ public final class DNSStubResolver: Sendable {
             if let result = state.withLock({ $0.takeResult(query) }) { return try result.get() }
             while let transmit = state.withLock({ $0.pollTransmit(for: query) }) {
                 if transmit.overTCP {
-                    if let reply = Self.exchangeOverTCP(transmit.message, with: transmit.server, timeout: .seconds(5)) {
+                    if let reply = Self.exchangeOverTCP(transmit.message, with: transmit.server,
+                                                        timeout: state.withLock { $0.configuration.timeout } * 2) {
                         state.withLock { $0.handleResponse(reply, from: transmit.server, overTCP: true, now: clock.now()) }
                     }
                     continue
                 }
                 let family = transmit.server.address.family
-                let descriptor = sockets[family] ?? Self.openUDP(family: family)
+                // A socket that cannot be had leaves the query to time out and go to the next server.
+                guard let descriptor = sockets[family] ?? Self.openUDP(family: family) else { continue }
                 sockets[family] = descriptor
                 _ = SocketAddress.with(transmit.server, family: family) { address, length in
                     transmit.message.withUnsafeBytes { sendto(descriptor, $0.baseAddress, $0.count, 0, address, length) }
@@ -84,8 +86,9 @@ public final class DNSStubResolver: Sendable {
         }
     }
 
-    static func openUDP(family: Int32) -> Int32 {
-        socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+    static func openUDP(family: Int32) -> Int32? {
+        let descriptor = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        return descriptor >= 0 ? descriptor : nil
     }
 
     static func receive(_ descriptor: Int32) -> ([UInt8], IPEndpoint)? {

@@ -4,7 +4,8 @@ import SluiceURing
 
 /// DNS over TCP (RFC 7766) as a stream handler: each message arrives behind its two-byte
 /// length, in whatever chunks TCP cut it into; every complete one is answered at once
-/// (pipelined, in order), its response sent in a frame of its own behind its length. A message
+/// (pipelined, in order; past a few hundred at once the rest wait for the answers to drain),
+/// its response sent in a frame of its own behind its length. A message
 /// a DNS server would not answer (shorter than a header, a response) closes the connection.
 public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
     /// The responder, with its counters.
@@ -23,11 +24,20 @@ public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
     public mutating func connected(_ stream: StreamID, error: SystemCallError?, transport: Transport) {}
 
     public mutating func received(_ chunk: consuming Packet, on stream: StreamID, transport: Transport) {
-        var bytes = partial.removeValue(forKey: stream) ?? []
-        bytes += UnsafeRawBufferPointer(start: chunk.dataStart, count: chunk.length)
+        partial[stream, default: []] += UnsafeRawBufferPointer(start: chunk.dataStart, count: chunk.length)
         transport.release(chunk)
+        answerQueued(on: stream, transport: transport)
+    }
+
+    /// Frames kept free for receiving and for other connections: a connection that has sent
+    /// many queries at once waits for its answers to drain before the rest are answered.
+    static var reservedFrames: Int { 32 }
+
+    /// Answers the complete messages waiting on `stream`, while frames last.
+    mutating func answerQueued(on stream: StreamID, transport: Transport) {
+        guard let bytes = partial.removeValue(forKey: stream) else { return }
         var consumed = 0
-        while bytes.count - consumed >= 2 {
+        while bytes.count - consumed >= 2, transport.pool.freeCount > Self.reservedFrames {
             let length = Int(bytes[consumed]) << 8 | Int(bytes[consumed + 1])
             guard bytes.count - consumed - 2 >= length else { break }
             guard answer(Array(bytes[(consumed + 2)..<(consumed + 2 + length)]), on: stream, transport: transport) else {
@@ -37,7 +47,7 @@ public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
             }
             consumed += 2 + length
         }
-        if consumed < bytes.count { partial[stream] = Array(bytes[consumed...]) }
+        if consumed < bytes.count { partial[stream] = consumed == 0 ? bytes : Array(bytes[consumed...]) }
     }
 
     /// Answers one message in a new frame and queues it; `false` when there is nothing to send.
@@ -63,7 +73,9 @@ public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
         transport.close(stream, abort: false)
     }
 
-    public mutating func sendQueueDrained(_ stream: StreamID, transport: Transport) {}
+    public mutating func sendQueueDrained(_ stream: StreamID, transport: Transport) {
+        answerQueued(on: stream, transport: transport)
+    }
 
     public mutating func closed(_ stream: StreamID, error: SystemCallError?, transport: Transport) {
         partial.removeValue(forKey: stream)

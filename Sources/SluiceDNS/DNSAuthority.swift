@@ -7,6 +7,8 @@ public struct DNSAnswer: Equatable, Sendable {
     public var answers: [DNSRecord] = []
     public var authority: [DNSRecord] = []
     public var additional: [DNSRecord] = []
+    /// Made from a wildcard (RFC 4592): for rate limiting, one answer per zone.
+    public var synthesized = false
 }
 
 /// The zones one server is authoritative for, shared read-only by every worker.
@@ -79,6 +81,7 @@ public final class DNSAuthority: Sendable {
         var encloser = name.dropping(labels: 1)
         while zone.nodes[encloser] == nil, encloser != zone.origin { encloser = encloser.dropping(labels: 1) }
         if let wildcard = encloser.prepending([UInt8(ascii: "*")]), let sets = zone.nodes[wildcard] {
+            answer.synthesized = true
             return respond(from: sets, owner: name, type: type, zone: zone, into: &answer)
         }
         answer.responseCode = .nameError

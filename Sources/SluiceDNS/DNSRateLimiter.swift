@@ -2,8 +2,9 @@ import SluiceCore
 import SluicePackets
 
 /// Response rate limiting as Knot's `rrl` module and NSD do it: answers over UDP are counted
-/// per client prefix (IPv4 /24, IPv6 /56) and per answer (the name and type asked, or the zone
-/// for NXDOMAIN and errors, so a random-name flood is one answer), each in a token bucket
+/// per client prefix (IPv4 /24, IPv6 /56) and per answer (the name and type asked; the zone for
+/// NXDOMAIN and wildcard answers, so a random-name flood is one answer; the response code for
+/// errors), each in a token bucket
 /// refilled at ``responsesPerSecond`` and holding one second's worth. An answer over the limit
 /// is *slipped*, sent as a bare truncated response (TC, no records) that sends a real client to
 /// TCP, every ``slip``-th time, and dropped the rest of the time (slip 1, Knot's default: always
@@ -61,15 +62,18 @@ public struct DNSRateLimiter: Sendable {
     public mutating func admit(_ key: UInt64, now: Instant) -> Verdict {
         let index = Int(truncatingIfNeeded: key ^ (key >> 29)) & (bucketCount - 1)
         let full = Int64(responsesPerSecond) * 1_000_000
-        if buckets[index].key != key || buckets[index].refilled == .zero {
+        if buckets[index].refilled == .zero {
             buckets[index] = Bucket(key: key, tokens: full, refilled: now, limited: 0)
         } else if now > buckets[index].refilled {
             // Microseconds elapsed times responses per second: millionths of a response.
             let elapsed = Int64(clamping: (now - buckets[index].refilled).nanosecondsClamped / 1000)
             let (added, overflow) = elapsed.multipliedReportingOverflow(by: Int64(responsesPerSecond))
-            buckets[index].tokens = overflow ? full : min(full, buckets[index].tokens + added)
+            let tokens = buckets[index].tokens
+            buckets[index].tokens = overflow || added >= full - tokens ? full : tokens + added
             buckets[index].refilled = now
         }
+        // Answers whose keys collide share the bucket (a newcomer does not refill it).
+        buckets[index].key = key
         if buckets[index].tokens >= 1_000_000 {
             buckets[index].tokens -= 1_000_000
             return .send

@@ -169,12 +169,15 @@ public struct DNSRecord: Hashable, Sendable, CustomStringConvertible {
                 && writer.write(refresh) && writer.write(retry) && writer.write(expire) && writer.write(minimum)
         case let .mx(preference, exchange): return writer.write(preference) && writer.write(name: exchange.wire)
         case .txt(let strings):
-            for string in strings where !(writer.write(UInt8(string.count)) && writer.write(bytes: string)) { return false }
+            for string in strings where !(string.count <= 255 && writer.write(UInt8(string.count)) && writer.write(bytes: string)) {
+                return false
+            }
             return true
         case let .srv(priority, weight, port, target):
             return writer.write(priority) && writer.write(weight) && writer.write(port) && writer.write(name: target.wire, compress: false)
         case let .caa(flags, tag, value):
-            return writer.write(flags) && writer.write(UInt8(tag.count)) && writer.write(bytes: tag) && writer.write(bytes: value)
+            return tag.count <= 255 && writer.write(flags) && writer.write(UInt8(tag.count)) && writer.write(bytes: tag)
+                && writer.write(bytes: value)
         case .opaque(let bytes): return writer.write(bytes: bytes)
         }
     }

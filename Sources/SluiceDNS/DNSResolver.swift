@@ -21,8 +21,17 @@ public struct DNSResolution: Sendable, Equatable {
         case hosts
     }
 
-    /// The records of the type asked for, whatever CNAMEs led to them.
-    public var records: [DNSRecord] { answers.filter { $0.type == type } }
+    /// The records of the type asked for at the end of the CNAME chain from ``name`` (records
+    /// of other owners in the answer section are not the answer).
+    public var records: [DNSRecord] {
+        var owner = name
+        for _ in 0..<16 where type != .cname {
+            guard let cname = answers.first(where: { $0.type == .cname && $0.name == owner }), case .name(let target) = cname.data
+            else { break }
+            owner = target
+        }
+        return answers.filter { $0.type == type && $0.name == owner }
+    }
 }
 
 /// Why a resolution failed.
@@ -53,8 +62,10 @@ public enum DNSResolverError: Error, Equatable, Sendable, CustomStringConvertibl
 /// `hosts(5)` first, then a TTL cache (negative answers too, RFC 2308), then the servers of
 /// `resolv.conf(5)` in order (or rotating), each attempt with a random ID (the caller's socket
 /// gives the random source port); a response counts only with the ID, question and server of a
-/// query in flight; TC is retried over TCP; SERVFAIL and REFUSED move to the next server, and
-/// once every server failed a name, to the next name of the search list, as NXDOMAIN does.
+/// query in flight; TC is retried over TCP; SERVFAIL and REFUSED move to the next server; as in
+/// glibc, NXDOMAIN, NODATA and SERVFAIL from every server move to the next name of the search
+/// list, a refusal or silence ends it, and the first NODATA (else NXDOMAIN) found is the answer
+/// when no name has records.
 public struct DNSResolver {
     /// One resolution in progress.
     public struct QueryID: Hashable, Sendable {
@@ -83,12 +94,15 @@ public struct DNSResolver {
         var overTCP = false
         var deadline = Instant.zero
         var lastError: DNSResponseCode?
-        /// The first NXDOMAIN of the search list: the answer when no later name does better.
+        /// The first NXDOMAIN and the first NODATA of the search list: the answer when no later
+        /// name has records (NODATA first, as glibc).
         var nameError: DNSResolution?
+        var noData: DNSResolution?
     }
 
     struct CacheEntry {
         var resolution: DNSResolution
+        var stored: Instant
         var expires: Instant
     }
 
@@ -150,6 +164,10 @@ public struct DNSResolver {
             guard let entry = cache[question], entry.expires > now else { break }
             var resolution = entry.resolution
             resolution.source = .cache
+            // What is left of each TTL.
+            let elapsed = UInt32(clamping: (now - entry.stored).nanosecondsClamped / 1_000_000_000)
+            resolution.answers = resolution.answers.map { var record = $0; record.ttl -= min(record.ttl, elapsed); return record }
+            resolution.authority = resolution.authority.map { var record = $0; record.ttl -= min(record.ttl, elapsed); return record }
             if resolution.responseCode == .nameError && query.candidate + 1 < query.candidates.count {
                 if query.nameError == nil { query.nameError = resolution }
                 query.candidate += 1
@@ -228,14 +246,18 @@ public struct DNSResolver {
                                        answers: message.answers, authority: message.authority,
                                        source: .server(server, overTCP: overTCP))
         remember(resolution, now: now)
-        if code == .nameError && query.candidate + 1 < query.candidates.count {
-            if query.nameError == nil { query.nameError = resolution }
+        // NXDOMAIN and NODATA go on down the search list; what is found first is the answer.
+        let noRecords = code == .nameError || resolution.records.isEmpty
+        if noRecords && query.candidate + 1 < query.candidates.count {
+            if code == .nameError, query.nameError == nil { query.nameError = resolution }
+            if code == .noError, query.noData == nil { query.noData = resolution }
             query.candidate += 1
             query.tries = 0
+            query.lastError = nil
             _ = advance(&query, now: now)
             return
         }
-        results.append((query.id, .success(resolution)))
+        results.append((query.id, .success(noRecords ? query.noData ?? query.nameError ?? resolution : resolution)))
     }
 
     /// Gives up on the attempts whose time ran out: each goes to the next server, or fails.
@@ -249,16 +271,17 @@ public struct DNSResolver {
         query.tries += 1
         guard query.tries < configuration.servers.count * configuration.attempts else {
             let name = query.candidates[query.candidate]
-            // Every server refused or failed this name: the search list goes on, as glibc's does.
-            if query.lastError != nil, query.candidate + 1 < query.candidates.count {
+            // Every server failed this name (SERVFAIL): the search list goes on, as glibc's does;
+            // a refusal or silence ends it.
+            if query.lastError == .serverFailure, query.candidate + 1 < query.candidates.count {
                 query.candidate += 1
                 query.tries = 0
                 query.lastError = nil
                 _ = advance(&query, now: now)
                 return
             }
-            if let nameError = query.nameError {
-                results.append((query.id, .success(nameError)))
+            if let found = query.noData ?? query.nameError {
+                results.append((query.id, .success(found)))
             } else {
                 results.append((query.id, .failure(query.lastError.map { .failed(name, $0) } ?? .timedOut(name))))
             }
@@ -271,8 +294,8 @@ public struct DNSResolver {
     /// Keeps `resolution` for the least TTL of its answers, or a negative one for the SOA's
     /// TTL capped by its minimum (RFC 2308 section 5).
     mutating func remember(_ resolution: DNSResolution, now: Instant) {
-        let ttl: UInt32?
-        if resolution.answers.isEmpty {
+        var ttl: UInt32?
+        if resolution.responseCode == .nameError || resolution.records.isEmpty {
             ttl = resolution.authority.compactMap { record -> UInt32? in
                 guard case let .soa(_, _, _, _, _, _, minimum) = record.data else { return nil }
                 return min(record.ttl, minimum)
@@ -280,12 +303,14 @@ public struct DNSResolver {
         } else {
             ttl = resolution.answers.map(\.ttl).min()
         }
+        // RFC 2181 section 8: a TTL with the top bit set is 0; and a week at most.
+        if let value = ttl { ttl = value >= 1 << 31 ? 0 : min(value, 604_800) }
         guard let ttl, ttl > 0 else { return }
         if cache.count >= Self.cacheLimit {
             cache = cache.filter { $0.value.expires > now }
             if cache.count >= Self.cacheLimit { cache.removeAll() }
         }
-        cache[DNSQuestion(name: resolution.name, type: resolution.type)] = CacheEntry(resolution: resolution,
+        cache[DNSQuestion(name: resolution.name, type: resolution.type)] = CacheEntry(resolution: resolution, stored: now,
                                                                                   expires: now + .seconds(Int64(ttl)))
     }
 }

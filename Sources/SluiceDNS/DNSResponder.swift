@@ -116,7 +116,9 @@ public struct DNSResponder {
             counters.slipped &+= 1
             var shortEnd = lastQuestionEnd
             if lastOPTLength > 0 {
-                (message + shortEnd).copyMemory(from: message + end - lastOPTLength, byteCount: lastOPTLength)
+                if end - lastOPTLength != shortEnd {
+                    (message + shortEnd).copyMemory(from: message + end - lastOPTLength, byteCount: lastOPTLength)
+                }
                 shortEnd += lastOPTLength
             }
             var header = DNSHeader(UnsafeRawBufferPointer(start: message, count: DNSWire.headerLength))
@@ -145,8 +147,9 @@ public struct DNSResponder {
         // The opcode, RD and CD are copied (RFC 1035, RFC 6840).
         reply.flags = DNSHeader.response | header.flags & (0x7800 | DNSHeader.recursionDesired | DNSHeader.checkingDisabled)
         let limit = min(capacity, overTCP ? 65535 : 512)
+        // The question's name is whole, as Knot wants it: a pointer there could only point into the header.
         guard header.questionCount == 1, let (nameEnd, nameLength) = try? DNSWire.readName(query, at: 12, into: buffers.name),
-              nameEnd + 4 <= length
+              nameEnd == 12 + nameLength, nameEnd + 4 <= length
         else { return finish(message, header: reply, code: .formatError, questionEnd: nil, edns: nil, limit: limit) }
         let questionEnd = nameEnd + 4
         let type = DNSRecordType(rawValue: DNSWire.u16(query, nameEnd))
@@ -241,17 +244,19 @@ public struct DNSResponder {
         reply.flags |= answer.responseCode.rawValue & 0xF
         if let responseEDNS {
             var opt = DNSWriter(base: message, capacity: sizeLimit, count: end, places: buffers.places)
-            _ = DNSMessage.writeOPT(responseEDNS, to: &opt)
-            end = opt.count
-            reply.additionalCount += 1
+            if DNSMessage.writeOPT(responseEDNS, to: &opt) {
+                end = opt.count
+                reply.additionalCount += 1
+            }
         }
         reply.store(message)
         count(answer.responseCode)
         // One answer to the rate limiter: the name and type, or, for NXDOMAIN, the zone (a flood
         // of random names is one answer).
-        let limitKey = answer.responseCode == .nameError ? DNSWire.hash(authority.zone(for: name)?.origin.wire ?? [0]) ^ 3 : key
+        let perZone = answer.responseCode == .nameError || answer.synthesized
+        let limitKey = perZone ? DNSWire.hash(authority.zone(for: name)?.origin.wire ?? [0]) ^ 3 : key
         remember(questionEnd: questionEnd, optLength: responseEDNS == nil ? 0 : 11, answer: limitKey)
-        if complete, recordClass == 1, !overTCP {
+        if complete, recordClass == 1 {
             cache.store(hash: key, type: type.rawValue, name: buffers.name, length: nameLength, limitKey: limitKey,
                         flags: reply.flags & (DNSHeader.authoritative | 0xF), counts: (counts[0], counts[1], counts[2]),
                         tail: UnsafeRawBufferPointer(start: message + questionEnd, count: tailEnd - questionEnd))

@@ -81,16 +81,6 @@ public enum DNSWire {
         let (end, length) = try result.get()
         return (DNSName(validatedWire: Array(bytes[..<length])), end)
     }
-
-    /// Whether the uncompressed name `a` (`length` bytes) equals the wire name `b`, without case.
-    @inlinable
-    public static func equalNames(_ a: UnsafePointer<UInt8>, _ length: Int, _ b: [UInt8]) -> Bool {
-        guard length == b.count else { return false }
-        return b.withUnsafeBufferPointer { other in
-            for i in 0..<length where lower(a[i]) != lower(other[i]) { return false }
-            return true
-        }
-    }
 }
 
 /// The fixed 12-byte header, read from and written to a message in place.

@@ -91,7 +91,7 @@ public struct DNSWriter: ~Copyable {
         let placesBefore = placeCount
         var offset = 0
         while name[offset] != 0 {
-            if compress, let target = find(name + offset, length: length - offset) {
+            if compress, let target = find(name + offset) {
                 guard count + 2 <= capacity else { rewind(to: start); placeCount = placesBefore; return false }
                 base.storeBytes(of: (0xC000 | UInt16(target)).bigEndian, toByteOffset: count, as: UInt16.self)
                 count += 2
@@ -114,7 +114,7 @@ public struct DNSWriter: ~Copyable {
     }
 
     /// A remembered place whose name (followed through pointers) equals `suffix`, without case.
-    func find(_ suffix: UnsafePointer<UInt8>, length: Int) -> Int? {
+    func find(_ suffix: UnsafePointer<UInt8>) -> Int? {
         let message = UnsafeRawBufferPointer(start: base, count: count)
         for index in 0..<placeCount {
             let place = Int(places[index])

@@ -26,8 +26,8 @@ public struct DNSZone: Sendable {
                 nodes[record.name]![record.type, default: []].append(record)
             }
         }
-        for (name, sets) in nodes where sets[.cname] != nil && sets.count > 1 {
-            throw fail("\(name) has a CNAME and other data")
+        for (name, sets) in nodes where sets[.cname].map({ $0.count > 1 || sets.count > 1 }) ?? false {
+            throw fail("\(name) has a CNAME and other data, or more than one CNAME")
         }
         guard let soas = nodes[origin]?[.soa], soas.count == 1 else { throw fail("exactly one SOA at the apex is needed") }
         // One TTL per record set (RFC 2181 section 5.2): the first one's.

@@ -52,7 +52,7 @@ public enum DNSZoneFile {
             guard let recordOwner = owner else { throw fail("a record without an owner") }
             var recordTTL: UInt32?
             var sawClass = false
-            while let token = tokens.first, DNSRecordType(token.text) == nil || (token.text.uppercased() == "IN" && !sawClass) {
+            while let token = tokens.first, DNSRecordType(token.text) == nil {
                 if let value = ttl(token.text), recordTTL == nil {
                     recordTTL = value
                 } else if token.text.uppercased() == "IN", !sawClass {
@@ -126,7 +126,9 @@ public enum DNSZoneFile {
         }
         if let first = tokens.first, first.text == "\\#", !first.quoted {
             // RFC 3597 generic form: `\# length hex`.
-            guard tokens.count >= 2, let length = Int(tokens[1].text) else { throw fail("\\# needs a length") }
+            guard tokens.count >= 2, let length = Int(tokens[1].text), (0...65535).contains(length) else {
+                throw fail("\\# needs a length of 0 to 65535")
+            }
             let hex = tokens.dropFirst(2).map(\.text).joined()
             guard hex.count == length * 2 else { throw fail("\\# length \(length) does not match its data") }
             var bytes: [UInt8] = []

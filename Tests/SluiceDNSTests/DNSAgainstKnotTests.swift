@@ -149,6 +149,11 @@ let dnsNamespaceCounter = Atomic<Int>(0)
 
     /// One length-prefixed query over TCP, and its answer.
     static func askOverTCP(_ server: IPEndpoint, _ query: [UInt8]) throws -> DNSMessage {
+        try pipeline([query], to: server)[0]
+    }
+
+    /// `queries`, length-prefixed, in one write over one TCP connection, and their answers.
+    static func pipeline(_ queries: [[UInt8]], to server: IPEndpoint) throws -> [DNSMessage] {
         guard case .v4(let address) = server.address else { throw ChildProcessError(message: "IPv4 only") }
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         defer { close(descriptor) }
@@ -162,16 +167,23 @@ let dnsNamespaceCounter = Atomic<Int>(0)
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard connected == 0 else { throw ChildProcessError(message: "connect \(server): errno \(errno)") }
-        let framed = [UInt8(query.count >> 8), UInt8(query.count & 0xFF)] + query
+        let framed = queries.flatMap { [UInt8($0.count >> 8), UInt8($0.count & 0xFF)] + $0 }
         _ = framed.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, 0) }
         var received: [UInt8] = []
+        var answers: [DNSMessage] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
-        while received.count < 2 || received.count < 2 + (Int(received[0]) << 8 | Int(received[1])) {
+        while answers.count < queries.count {
+            while received.count >= 2, received.count >= 2 + (Int(received[0]) << 8 | Int(received[1])) {
+                let length = Int(received[0]) << 8 | Int(received[1])
+                answers.append(try DNSMessage.decode(Array(received[2..<(2 + length)])))
+                received.removeFirst(2 + length)
+            }
+            guard answers.count < queries.count else { break }
             let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
-            guard count > 0 else { throw ChildProcessError(message: "no answer over TCP from \(server)") }
+            guard count > 0 else { throw ChildProcessError(message: "\(answers.count) of \(queries.count) answers over TCP from \(server)") }
             received += buffer[..<count]
         }
-        return try DNSMessage.decode(Array(received[2...]))
+        return answers
     }
 
     func serve(_ namespace: String, _ arguments: [String]) throws -> ChildProcess {
@@ -200,9 +212,20 @@ let dnsNamespaceCounter = Atomic<Int>(0)
             (try Self.askOverTCP(IPEndpoint("127.0.0.1:5301")!, big), try Self.askOverTCP(IPEndpoint("127.0.0.1:5302")!, big))
         }
         #expect(Comparable(fromKnot) == Comparable(fromSluice) && fromSluice.answers.count == 20 && !fromSluice.header.isTruncated)
+        // 300 queries pipelined in one write (RFC 7766): 300 answers, in order.
+        let pipelined = try withNetworkNamespace(namespace.name) {
+            try Self.pipeline((0..<300).map { index in
+                var query = DNSMessage()
+                query.header.id = UInt16(index)
+                query.questions = [DNSQuestion(name: DNSName("www.example.test.")!, type: .a)]
+                return query.encode()
+            }, to: IPEndpoint("127.0.0.1:5302")!)
+        }
+        #expect(pipelined.map(\.header.id) == (0..<300).map(UInt16.init))
+        #expect(pipelined.allSatisfy { $0.answers.count == 3 })
         #expect(server.stop() == 0)
         #expect(server.text.contains("truncated="), "\(server.text)")
-        #expect(server.text.contains("tcp on 127.0.0.1:5302: 1 connections"), "\(server.text)")
+        #expect(server.text.contains("tcp on 127.0.0.1:5302: 2 connections"), "\(server.text)")
         withExtendedLifetime(knot) {}
     }
 

@@ -41,6 +41,11 @@ import Testing
         #expect(throws: DNSError.badPointer) { try DNSMessage.decode(Self.header + [0xC0, 12, 0, 1, 0, 1]) }
     }
 
+    @Test func aCompressedQuestionNameIsAFormatError() throws {
+        // "www" then a pointer into the header: legal compression elsewhere, not in the question.
+        try expectFormatError(Self.header + [3] + Array("www".utf8) + [0xC0, 4, 0, 1, 0, 1], "pointer in the question")
+    }
+
     @Test func aPointerPastTheEndIsAFormatError() throws {
         try expectFormatError(Self.header + [1, 0x61, 0xFF, 0xFF, 0, 1, 0, 1], "pointer past the end")
         try expectFormatError(Self.header + [1, 0x61, 0xC0], "pointer cut short")

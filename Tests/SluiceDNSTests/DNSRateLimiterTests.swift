@@ -64,5 +64,10 @@ import Testing
             }
         }
         #expect(answered == 5 && responder.counters.rateLimitedDrops == 45)
+        // Random names under a wildcard are one answer too.
+        let other = "2001:2:1::1"
+        var synthesized = 0
+        for index in 0..<20 where try ask(&responder, "r\(index).wild.example.test.", from: other, at: start) != nil { synthesized += 1 }
+        #expect(synthesized == 5)
     }
 }
