@@ -3,8 +3,9 @@ import SluiceCore
 /// The loop every worker runs: receive a batch, run the stage, transmit its output, reclaim
 /// finished frames. Generic over port and stage, so every call in it is direct.
 public enum WorkerLoop {
-    /// Transmits after one receive at most: enough for a 64 KiB reply in fragments.
-    @usableFromInline static let outputRounds = 16
+    /// The most transmits after one receive while the stage stays due: 64 batches, enough for
+    /// a host stage's whole queue of fragments (``HostStage/waitingCapacity``) in batches of 8 or more.
+    @usableFromInline static let outputRounds = 64
 
     /// Runs until `state` asks to stop, then returns where the pool's frames are.
     ///

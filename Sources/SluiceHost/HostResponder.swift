@@ -52,6 +52,8 @@ public struct HostResponder: ~Copyable {
     /// (after which `packet` may hold the whole datagram, to be decided on as any other).
     public mutating func admit(_ packet: inout Packet, now: Instant) -> HostDisposition {
         var networkOffset = 0
+        // The IP version the EtherType announces (0 over TUN: the packet says).
+        var version: UInt8 = 0
         if linkLayer == .ethernet {
             let data = packet.dataStart
             guard packet.length >= 14 else { return drop(\.malformed) }
@@ -61,13 +63,16 @@ public struct HostResponder: ~Copyable {
             }
             switch data.hostBig16(12) {
             case 0x0806: return answerARP(&packet)
-            case 0x0800, 0x86DD: networkOffset = 14
+            case 0x0800: (networkOffset, version) = (14, 4)
+            case 0x86DD: (networkOffset, version) = (14, 6)
             case 0x8100: return .service  // the service stage applies the VLAN rules
             default: return drop(\.otherEtherType)
             }
         }
         guard packet.length >= networkOffset + 20 else { return drop(\.malformed) }
         var network = packet.dataStart + networkOffset
+        // A frame whose EtherType and IP version disagree is dropped, as the kernel drops it.
+        guard version == 0 || network.hostByte(0) >> 4 == version else { return drop(\.malformed) }
         switch network.hostByte(0) >> 4 {
         case 4:
             if Reassembler.isIPv4Fragment(network) {
@@ -231,7 +236,6 @@ public struct HostResponder: ~Copyable {
         let data = packet.dataStart
         let network = data + networkOffset
         turnLink(data)
-        data.hostSetBig16(12, 0x86DD)
         network.hostSetBig32(0, 0x6000_0000)
         network.hostSetBig16(4, 32)
         network.hostSetByte(6, 58)

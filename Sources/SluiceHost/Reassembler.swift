@@ -235,6 +235,10 @@ public struct Reassembler: ~Copyable {
         guard slots[index].length >= 0, slots[index].received == slots[index].length, slots[index].headerLength > 0 else {
             return false
         }
+        // The first fragment's headers and the whole payload must fit one IP length field (the
+        // kernel's out_oversize): its options may be longer than the last fragment's.
+        let ipHeaders = slots[index].headerLength - slots[index].networkOffset - (slots[index].isIPv6 ? 40 : 0)
+        guard ipHeaders + slots[index].length <= 65535 else { return discard(index, counting: \.malformed) }
         var whole = complete(index)
         swap(&packet, &whole)
         pool.release(whole)

@@ -42,7 +42,9 @@ struct SuperPacketLayout {
         let transportHeader = isTCP ? Int(data.load(fromByteOffset: transportOffset + 12, as: UInt8.self) >> 4) * 4 : 8
         payloadOffset = transportOffset + transportHeader
         segmentSize = Int(header.segmentSize)
-        guard transportHeader >= 8, payloadOffset <= length, segmentSize > 0 else { return nil }
+        // Each segment, headers included, must fit one IP length field.
+        guard transportHeader >= (isTCP ? 20 : 8), payloadOffset <= length, segmentSize > 0,
+              payloadOffset - networkOffset + segmentSize <= 65535 else { return nil }
     }
 
     /// How many segments the `length`-byte super-packet makes.

@@ -34,7 +34,8 @@ public struct TUNOffloads: OptionSet, Sendable, Hashable, CustomStringConvertibl
 }
 
 /// `struct virtio_net_hdr`, the 10 bytes in front of every packet on a device made with
-/// `IFF_VNET_HDR`, in the host's byte order (little-endian: the device is not told otherwise).
+/// `IFF_VNET_HDR`, in the host's own byte order (the legacy header: the device is not told
+/// `TUNSETVNETLE` or `TUNSETVNETBE`).
 public struct VirtioNetHeader: Equatable, Sendable {
     /// Its size on the wire (`TUNSETVNETHDRSZ`).
     public static let length = 10
@@ -75,10 +76,10 @@ public struct VirtioNetHeader: Equatable, Sendable {
     public init(at pointer: UnsafeRawPointer) {
         flags = pointer.load(as: UInt8.self)
         segmentation = pointer.load(fromByteOffset: 1, as: UInt8.self) & 0x7F
-        headerLength = UInt16(littleEndian: pointer.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
-        segmentSize = UInt16(littleEndian: pointer.loadUnaligned(fromByteOffset: 4, as: UInt16.self))
-        checksumStart = UInt16(littleEndian: pointer.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
-        checksumOffset = UInt16(littleEndian: pointer.loadUnaligned(fromByteOffset: 8, as: UInt16.self))
+        headerLength = pointer.loadUnaligned(fromByteOffset: 2, as: UInt16.self)
+        segmentSize = pointer.loadUnaligned(fromByteOffset: 4, as: UInt16.self)
+        checksumStart = pointer.loadUnaligned(fromByteOffset: 6, as: UInt16.self)
+        checksumOffset = pointer.loadUnaligned(fromByteOffset: 8, as: UInt16.self)
     }
 
     /// Writes the header at `pointer`.
@@ -86,9 +87,9 @@ public struct VirtioNetHeader: Equatable, Sendable {
     public func store(at pointer: UnsafeMutableRawPointer) {
         pointer.storeBytes(of: flags, as: UInt8.self)
         pointer.storeBytes(of: segmentation, toByteOffset: 1, as: UInt8.self)
-        pointer.storeBytes(of: headerLength.littleEndian, toByteOffset: 2, as: UInt16.self)
-        pointer.storeBytes(of: segmentSize.littleEndian, toByteOffset: 4, as: UInt16.self)
-        pointer.storeBytes(of: checksumStart.littleEndian, toByteOffset: 6, as: UInt16.self)
-        pointer.storeBytes(of: checksumOffset.littleEndian, toByteOffset: 8, as: UInt16.self)
+        pointer.storeBytes(of: headerLength, toByteOffset: 2, as: UInt16.self)
+        pointer.storeBytes(of: segmentSize, toByteOffset: 4, as: UInt16.self)
+        pointer.storeBytes(of: checksumStart, toByteOffset: 6, as: UInt16.self)
+        pointer.storeBytes(of: checksumOffset, toByteOffset: 8, as: UInt16.self)
     }
 }

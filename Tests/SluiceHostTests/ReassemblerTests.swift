@@ -175,4 +175,28 @@ import Testing
         #expect(insert(&reassembler, Harness.fragment6(whole, offset: 0, count: 1201, more: true)) == nil)
         #expect(reassembler.counters.malformed == 1 && reassembler.activeDatagrams == 0)
     }
+
+    @Test func aFirstFragmentWithLongerOptionsCannotPushTheDatagramPast65535Bytes() {
+        var reassembler = Reassembler(pool: harness.pool, limits: ReassemblyLimits())
+        let whole = Harness.datagram(from: "198.18.0.1:4000", to: "198.18.0.2:9000", payload: 65480)
+        // The first fragment carries 40 bytes of options (a 60-byte header), the rest 20-byte headers:
+        // each fragment passes its own check, the whole would be 60 + 65515 bytes.
+        var first = Harness.fragment4(whole, offset: 0, count: 1480, more: true)
+        first[0] = 0x4F
+        first.insert(contentsOf: [UInt8](repeating: 1, count: 40), at: 20)
+        let total = first.count
+        first[2] = UInt8(total >> 8); first[3] = UInt8(total & 0xFF)
+        first[10] = 0; first[11] = 0
+        let checksum = first[0..<60].withUnsafeBytes { InternetChecksum.checksum($0) }
+        first[10] = UInt8(checksum >> 8); first[11] = UInt8(checksum & 0xFF)
+        #expect(insert(&reassembler, first) == nil)
+        var offset = 1480
+        while offset < 65488 {
+            let count = min(1480, 65488 - offset)
+            #expect(insert(&reassembler, Harness.fragment4(whole, offset: offset, count: count, more: offset + count < 65488)) == nil)
+            offset += count
+        }
+        #expect(reassembler.counters.malformed == 1 && reassembler.counters.reassembled == 0 && reassembler.activeDatagrams == 0)
+        #expect(harness.pool.freeCount == harness.pool.frameCount)
+    }
 }

@@ -83,9 +83,9 @@ public class TUNBackend: UDPBackend, @unchecked Sendable {
         acceptance.localMAC = mac
         // On a TAP device the service is a host on the kernel's subnet: its broadcast is the service's too.
         acceptance.broadcastAddresses = settings.addresses.compactMap { prefix in
-            guard case .v4(let address) = prefix.address, case .v4 = listen, prefix.prefixLength < 31, Self.kind == .tap else { return nil }
-            let hostBits = UInt32(32 - prefix.prefixLength)
-            return .v4(IPv4Address(rawValue: address.rawValue | ((1 << hostBits) - 1)))
+            guard case .v4(let address) = prefix.address, case .v4 = listen, (0..<31).contains(prefix.prefixLength),
+                  Self.kind == .tap else { return nil }
+            return .v4(IPv4Address(rawValue: address.rawValue | (UInt32.max >> UInt32(prefix.prefixLength))))
         }
         self.acceptance = acceptance
         var host = HostConfiguration(addresses: [listen], mac: mac, mtu: self.device.mtu)
