@@ -74,10 +74,12 @@ public struct Reassembler: ~Copyable {
         coverage.deallocate()
     }
 
-    /// The earliest deadline of a datagram being reassembled; `nil` when there is none.
-    public var nextDeadline: Instant? {
-        guard activeDatagrams > 0 else { return nil }
-        return slots.lazy.filter(\.inUse).map(\.deadline).min()
+    /// The earliest deadline of a datagram being reassembled; `nil` when there is none. Kept
+    /// as slots start and end, so asking (every loop pass) scans nothing.
+    public private(set) var nextDeadline: Instant?
+
+    mutating func updateNextDeadline() {
+        nextDeadline = activeDatagrams == 0 ? nil : slots.lazy.filter(\.inUse).map(\.deadline).min()
     }
 
     /// Drops the datagrams whose time ran out by `now`.
@@ -311,6 +313,7 @@ public struct Reassembler: ~Copyable {
         slots[index].deadline = now + (key.isIPv6 ? limits.timeoutIPv6 : limits.timeoutIPv4)
         (coverage + index * Self.wordsPerSlot).update(repeating: 0, count: Self.wordsPerSlot)
         activeDatagrams += 1
+        if nextDeadline.map({ slots[index].deadline < $0 }) ?? true { nextDeadline = slots[index].deadline }
         return index
     }
 
@@ -326,6 +329,7 @@ public struct Reassembler: ~Copyable {
         if releasingFrame { pool.releaseAddress(slots[index].frame) }
         slots[index].inUse = false
         activeDatagrams -= 1
+        if nextDeadline == slots[index].deadline || activeDatagrams == 0 { updateNextDeadline() }
     }
 
     /// How many of the blocks `first..<last` of slot `index` hold data already.

@@ -188,13 +188,14 @@ public struct TUNPort: Port, ~Copyable {
         while index < batch.count {
             var packets = 1
             if headerLength > 0 {
-                var header = VirtioNetHeader()
-                packets = coalesce(&batch, from: index, header: &header)
+                // No room for the virtio-net header in front: dropped before any work on it.
                 if batch[index].offset < headerLength {
-                    counters.droppedMalformed &+= UInt64(packets)
-                    index += packets
+                    counters.droppedMalformed &+= 1
+                    index += 1
                     continue
                 }
+                var header = VirtioNetHeader()
+                packets = coalesce(&batch, from: index, header: &header)
                 batch[index].pushFront(headerLength)
                 header.store(at: batch[index].dataStart)
             }
