@@ -60,7 +60,14 @@ let dnsNamespaceCounter = Atomic<Int>(0)
         deinit { _ = try? ChildProcess("/usr/sbin/ip", ["netns", "del", name]).waitForExit() }
     }
 
-    static var knotInstalled: Bool { access("/usr/sbin/knotd", X_OK) == 0 }
+    /// Whether Knot DNS is here to compare with; prints the one skip line when it is not.
+    static func knotAvailable(alsoNeeding tools: [String] = []) -> Bool {
+        let missing = (["/usr/sbin/knotd"] + tools).filter { access($0, X_OK) != 0 }
+        if !missing.isEmpty {
+            print("skip: \(missing.joined(separator: ", ")) not installed; the README's test command installs Knot DNS and its tools")
+        }
+        return missing.isEmpty
+    }
 
     /// The queries: every kind of answer the zone gives, over several EDNS settings and cases.
     static func queries() -> [DNSMessage] {
@@ -195,10 +202,7 @@ let dnsNamespaceCounter = Atomic<Int>(0)
 
     @Test(arguments: ["socket", "uring"])
     func answersAsKnotDoesOnLoopback(backend: String) throws {
-        guard Self.knotInstalled else {
-            print("skip: Knot DNS (knotd) is not installed; the README's test command installs it")
-            return
-        }
+        guard Self.knotAvailable() else { return }
         let namespace = try Namespace()
         let knot = try Knot(namespace: namespace.name, listen: "127.0.0.1@5301")
         let server = try serve(namespace.name, ["--backend", backend, "--listen", "127.0.0.1:5302"])
@@ -230,10 +234,7 @@ let dnsNamespaceCounter = Atomic<Int>(0)
     }
 
     @Test func answersAsKnotDoesBehindATUNDevice() throws {
-        guard Self.knotInstalled else {
-            print("skip: Knot DNS (knotd) is not installed; the README's test command installs it")
-            return
-        }
+        guard Self.knotAvailable() else { return }
         let namespace = try Namespace()
         let knot = try Knot(namespace: namespace.name, listen: "127.0.0.1@5301")
         let server = try serve(namespace.name, ["--backend", "tun", "--name", "sldns0", "--address", "198.18.7.1/24",
@@ -248,10 +249,7 @@ let dnsNamespaceCounter = Atomic<Int>(0)
     }
 
     @Test func answersAsKnotDoesOverAFXDP() throws {
-        guard Self.knotInstalled else {
-            print("skip: Knot DNS (knotd) is not installed; the README's test command installs it")
-            return
-        }
+        guard Self.knotAvailable() else { return }
         let topology = try TestTopology(.init(suffix: "dn\(getpid() % 100_000)"))
         defer { topology.destroy() }
         let serverAddress = "\(topology.serverIPv4)"
@@ -286,10 +284,7 @@ let dnsNamespaceCounter = Atomic<Int>(0)
     }
 
     @Test func digAndKdigPrintTheSameForBothServers() throws {
-        guard Self.knotInstalled, access("/usr/bin/kdig", X_OK) == 0, access("/usr/bin/dig", X_OK) == 0 else {
-            print("skip: knotd, kdig or dig is not installed; the README's test command installs them")
-            return
-        }
+        guard Self.knotAvailable(alsoNeeding: ["/usr/bin/kdig", "/usr/bin/dig"]) else { return }
         let namespace = try Namespace()
         let knot = try Knot(namespace: namespace.name, listen: "127.0.0.1@5301")
         let server = try serve(namespace.name, ["--listen", "127.0.0.1:5302"])

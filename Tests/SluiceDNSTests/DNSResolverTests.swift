@@ -131,10 +131,7 @@ import Testing
 /// truncated answer retried over TCP; and the async edge.
 @Suite(.serialized) struct DNSStubResolverTests {
     @Test func resolvesFromKnotOverUDPAndTCP() async throws {
-        guard DNSAgainstKnotTests.knotInstalled else {
-            print("skip: Knot DNS (knotd) is not installed; the README's test command installs it")
-            return
-        }
+        guard DNSAgainstKnotTests.knotAvailable() else { return }
         let namespace = try DNSAgainstKnotTests.Namespace()
         let knot = try DNSAgainstKnotTests.Knot(namespace: namespace.name, listen: "127.0.0.1@5301")
         var configuration = DNSResolverConfiguration()
