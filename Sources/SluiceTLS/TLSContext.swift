@@ -1,0 +1,254 @@
+import CSluiceOpenSSL
+
+/// What a ``TLSContext`` is set up with: the side, certificate and key, versions, ciphers, ALPN,
+/// peer verification and tickets.
+public struct TLSConfiguration: Sendable {
+    /// How a client checks the server's certificate.
+    public enum PeerVerification: Sendable, Equatable {
+        /// Against the system's trust store (`/etc/ssl/certs`), with the server name checked.
+        case systemTrustStore
+        /// Against the CA certificates in one PEM file, with the server name checked.
+        case trustedCertificates(path: String)
+        /// Not at all (tests, `--insecure`): the connection is encrypted but not authenticated.
+        case none
+    }
+
+    /// Server (true) or client.
+    public var isServer: Bool
+    /// The PEM file of the certificate chain, leaf first (a server needs one).
+    public var certificateChainFile: String?
+    /// The PEM file of the private key.
+    public var privateKeyFile: String?
+    /// The oldest version offered or accepted.
+    public var minimumVersion: TLSVersion = .tls12
+    /// The newest version offered or accepted.
+    public var maximumVersion: TLSVersion = .tls13
+    /// The TLS 1.3 AEADs, in order of preference.
+    public var tls13AEADs: [TLSAEAD] = [.aes128GCM, .aes256GCM, .chacha20Poly1305]
+    /// The TLS 1.2 AEADs, in order of preference (always with ECDHE).
+    public var tls12AEADs: [TLSAEAD] = [.aes128GCM, .aes256GCM, .chacha20Poly1305]
+    /// ALPN protocols in order of preference; empty for none.
+    public var applicationProtocols: [String] = []
+    /// How a client verifies the server.
+    public var peerVerification: PeerVerification = .systemTrustStore
+    /// TLS 1.3 session tickets a server sends after each full handshake (0 turns resumption off).
+    public var ticketsPerHandshake: Int = 2
+
+    /// A server configuration with its certificate chain and key.
+    public static func server(certificateChainFile: String, privateKeyFile: String) -> TLSConfiguration {
+        var configuration = TLSConfiguration(isServer: true)
+        configuration.certificateChainFile = certificateChainFile
+        configuration.privateKeyFile = privateKeyFile
+        return configuration
+    }
+
+    /// A client configuration that verifies the server as `peerVerification` says.
+    public static func client(peerVerification: PeerVerification = .systemTrustStore) -> TLSConfiguration {
+        var configuration = TLSConfiguration(isServer: false)
+        configuration.peerVerification = peerVerification
+        return configuration
+    }
+
+    init(isServer: Bool) { self.isServer = isServer }
+}
+
+/// OpenSSL's `SSL_CTX`, set up once from a ``TLSConfiguration`` and shared by every connection
+/// of one side: certificates, ciphers (AEADs only: the record layer carries nothing else),
+/// renegotiation and compression off, the key log the record layer takes its keys from, and the
+/// ticket store of a client.
+public final class TLSContext: @unchecked Sendable {
+    /// The configuration it was made from.
+    public let configuration: TLSConfiguration
+    let raw: OpaquePointer
+    /// ALPN protocols in wire form (length-prefixed), for the server's selection callback.
+    let alpnWire: [UInt8]
+
+    /// Sets up OpenSSL for `configuration`.
+    ///
+    /// - Throws: ``TLSError`` naming the file or setting OpenSSL refused.
+    public init(_ configuration: TLSConfiguration) throws(TLSError) {
+        self.configuration = configuration
+        guard let raw = SSL_CTX_new(configuration.isServer ? TLS_server_method() : TLS_client_method()) else {
+            throw TLSError("creating an OpenSSL context")
+        }
+        self.raw = raw
+        alpnWire = configuration.applicationProtocols.flatMap { [UInt8($0.utf8.count)] + Array($0.utf8) }
+        do throws(TLSError) { try setUp() } catch {
+            SSL_CTX_free(raw)
+            throw error
+        }
+    }
+
+    deinit { SSL_CTX_free(raw) }
+
+    private func setUp() throws(TLSError) {
+        let c = configuration
+        guard c.minimumVersion.rawValue <= c.maximumVersion.rawValue else {
+            throw TLSError("setting TLS versions", hint: "the minimum version is above the maximum", library: "")
+        }
+        guard sluice_ssl_ctx_set_min_proto_version(raw, Int32(c.minimumVersion.rawValue)) == 1,
+              sluice_ssl_ctx_set_max_proto_version(raw, Int32(c.maximumVersion.rawValue)) == 1
+        else { throw TLSError("setting TLS versions") }
+        _ = SSL_CTX_set_options(raw, SLUICE_SSL_OP_NO_RENEGOTIATION | SLUICE_SSL_OP_NO_COMPRESSION)
+        let suites = c.tls13AEADs.map(\.tls13SuiteName).joined(separator: ":")
+        guard !c.tls13AEADs.isEmpty || c.maximumVersion == .tls12, SSL_CTX_set_ciphersuites(raw, suites) == 1 else {
+            throw TLSError("choosing the TLS 1.3 ciphers \(suites)", hint: "name at least one AEAD")
+        }
+        let list = c.tls12AEADs.map { aead in
+            switch aead {
+            case .aes128GCM: "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
+            case .aes256GCM: "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"
+            case .chacha20Poly1305: "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+            }
+        }.joined(separator: ":")
+        if c.minimumVersion == .tls12 {
+            guard !list.isEmpty, SSL_CTX_set_cipher_list(raw, list) == 1 else {
+                throw TLSError("choosing the TLS 1.2 ciphers", hint: "name at least one AEAD, or set the minimum version to TLS 1.3")
+            }
+        }
+        if let chain = c.certificateChainFile {
+            guard SSL_CTX_use_certificate_chain_file(raw, chain) == 1 else {
+                throw TLSError("reading the certificate chain \(chain)", hint: "give a PEM file, leaf certificate first")
+            }
+        }
+        if let key = c.privateKeyFile {
+            guard SSL_CTX_use_PrivateKey_file(raw, key, SSL_FILETYPE_PEM) == 1 else {
+                throw TLSError("reading the private key \(key)", hint: "give an unencrypted PEM key")
+            }
+            guard SSL_CTX_check_private_key(raw) == 1 else {
+                throw TLSError("matching the private key \(key) to the certificate", hint: "the key belongs to another certificate")
+            }
+        }
+        SSL_CTX_set_keylog_callback(raw, tlsKeyLogCallback)
+        if c.isServer {
+            guard c.certificateChainFile != nil, c.privateKeyFile != nil else {
+                throw TLSError("setting up a TLS server", hint: "a server needs a certificate chain and a private key", library: "")
+            }
+            _ = SSL_CTX_set_num_tickets(raw, c.ticketsPerHandshake)
+            if !alpnWire.isEmpty {
+                SSL_CTX_set_alpn_select_cb(raw, tlsALPNSelectCallback, Unmanaged.passUnretained(self).toOpaque())
+            }
+        } else {
+            // Tickets go to the connection that received them (the new-session callback) instead of a cache.
+            _ = sluice_ssl_ctx_set_session_cache_mode(raw, Int(SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE))
+            SSL_CTX_sess_set_new_cb(raw, tlsNewSessionCallback)
+            switch c.peerVerification {
+            case .systemTrustStore:
+                guard SSL_CTX_set_default_verify_paths(raw) == 1 else { throw TLSError("loading the system trust store") }
+                SSL_CTX_set_verify(raw, SSL_VERIFY_PEER, nil)
+            case .trustedCertificates(let path):
+                guard SSL_CTX_load_verify_locations(raw, path, nil) == 1 else {
+                    throw TLSError("reading the trusted certificates \(path)", hint: "give a PEM file of CA certificates")
+                }
+                SSL_CTX_set_verify(raw, SSL_VERIFY_PEER, nil)
+            case .none:
+                SSL_CTX_set_verify(raw, SSL_VERIFY_NONE, nil)
+            }
+        }
+    }
+}
+
+/// Collects each secret OpenSSL logs into the handshake that derived it.
+private func tlsKeyLogCallback(_ ssl: OpaquePointer?, _ line: UnsafePointer<CChar>?) {
+    guard let ssl, let line, let box = sluice_ssl_get_app_data(ssl) else { return }
+    Unmanaged<TLSSecretLog>.fromOpaque(box).takeUnretainedValue().record(String(cString: line))
+}
+
+/// Keeps each session ticket a client receives with the handshake that received it.
+private func tlsNewSessionCallback(_ ssl: OpaquePointer?, _ session: OpaquePointer?) -> Int32 {
+    guard let ssl, let session, let box = sluice_ssl_get_app_data(ssl) else { return 0 }
+    Unmanaged<TLSSecretLog>.fromOpaque(box).takeUnretainedValue().sessions.append(TLSSession(taking: session))
+    return 1
+}
+
+/// Picks the server's most preferred protocol the client also offers; none in common ends the handshake.
+private func tlsALPNSelectCallback(
+    _ ssl: OpaquePointer?, _ out: UnsafeMutablePointer<UnsafePointer<UInt8>?>?, _ outLength: UnsafeMutablePointer<UInt8>?,
+    _ offered: UnsafePointer<UInt8>?, _ offeredLength: UInt32, _ argument: UnsafeMutableRawPointer?
+) -> Int32 {
+    guard let argument, let offered else { return SSL_TLSEXT_ERR_ALERT_FATAL }
+    let context = Unmanaged<TLSContext>.fromOpaque(argument).takeUnretainedValue()
+    return context.alpnWire.withUnsafeBufferPointer { ours in
+        var selected: UnsafeMutablePointer<UInt8>?
+        var length: UInt8 = 0
+        let result = SSL_select_next_proto(&selected, &length, ours.baseAddress, UInt32(ours.count), offered, offeredLength)
+        guard result == OPENSSL_NPN_NEGOTIATED, let selected else { return SSL_TLSEXT_ERR_ALERT_FATAL }
+        // SSL_select_next_proto points into `ours` (the context's own storage, alive as long as it is).
+        out?.pointee = UnsafePointer(selected)
+        outLength?.pointee = length
+        return SSL_TLSEXT_ERR_OK
+    }
+}
+
+/// A TLS session a client can resume: OpenSSL's `SSL_SESSION` (a TLS 1.3 ticket, or a TLS 1.2
+/// session), kept or moved through PEM text.
+public final class TLSSession: @unchecked Sendable {
+    let raw: OpaquePointer
+
+    init(taking raw: OpaquePointer) { self.raw = raw }
+
+    /// Reads a session from its PEM text (as `openssl s_client -sess_out` writes it).
+    public init(pem: String) throws(TLSError) {
+        let bio = BIO_new(BIO_s_mem())
+        defer { BIO_free(bio) }
+        let bytes = Array(pem.utf8)
+        _ = bytes.withUnsafeBytes { BIO_write(bio, $0.baseAddress, Int32($0.count)) }
+        guard let session = PEM_read_bio_SSL_SESSION(bio, nil, nil, nil) else {
+            throw TLSError("reading a TLS session", hint: "give the PEM text of an SSL SESSION PARAMETERS block")
+        }
+        raw = session
+    }
+
+    deinit { SSL_SESSION_free(raw) }
+
+    /// The session as PEM text (`-----BEGIN SSL SESSION PARAMETERS-----`).
+    public var pem: String {
+        let bio = BIO_new(BIO_s_mem())
+        defer { BIO_free(bio) }
+        PEM_write_bio_SSL_SESSION(bio, raw)
+        var bytes = [UInt8](repeating: 0, count: Int(BIO_ctrl_pending(bio)))
+        _ = bytes.withUnsafeMutableBytes { BIO_read(bio, $0.baseAddress, Int32($0.count)) }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Whether the session can still be offered (a ticket, or a TLS 1.2 session id, within its lifetime).
+    public var isResumable: Bool { SSL_SESSION_is_resumable(raw) == 1 }
+}
+
+/// The secrets OpenSSL logs during one handshake (by label), and the sessions it hands a client.
+final class TLSSecretLog {
+    var secrets: [String: [UInt8]] = [:]
+    var sessions: [TLSSession] = []
+
+    /// Takes one key-log line: "LABEL <client random> <secret>", in hex.
+    func record(_ line: String) {
+        let parts = line.split(separator: " ")
+        guard parts.count == 3, let secret = [UInt8](hex: parts[2]) else { return }
+        secrets[String(parts[0])] = secret
+    }
+}
+
+extension [UInt8] {
+    /// Bytes from hexadecimal text; nil unless every pair is hex.
+    init?(hex: some StringProtocol) {
+        let digits = Array(hex.utf8)
+        guard digits.count % 2 == 0 else { return nil }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(digits.count / 2)
+        func value(_ c: UInt8) -> UInt8? {
+            switch c {
+            case 0x30...0x39: c - 0x30
+            case 0x61...0x66: c - 0x61 + 10
+            case 0x41...0x46: c - 0x41 + 10
+            default: nil
+            }
+        }
+        var i = 0
+        while i < digits.count {
+            guard let high = value(digits[i]), let low = value(digits[i + 1]) else { return nil }
+            bytes.append(high << 4 | low)
+            i += 2
+        }
+        self = bytes
+    }
+}

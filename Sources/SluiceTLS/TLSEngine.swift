@@ -1,0 +1,405 @@
+import CSluiceOpenSSL
+
+/// One TLS connection without I/O: bytes from the peer go in, plaintext comes out to a closure,
+/// records to send come out as bytes (``outbound``) or are sealed straight into the caller's
+/// buffers.
+///
+/// OpenSSL runs the handshake (``TLSHandshake``, memory BIOs); then the record layer here takes
+/// over both directions with the keys the handshake derived: records are opened in place (in
+/// the caller's buffer when a whole record is there, else in one record-sized buffer of its
+/// own) and sealed in place, with one reused AEAD context per direction and nothing allocated
+/// per record. Post-handshake messages are handled here: KeyUpdate both ways, a client's
+/// session tickets (handed to OpenSSL, which makes the resumable session), close_notify and
+/// fatal alerts.
+///
+/// ```swift
+/// let engine = try TLSEngine(context: context)
+/// let events = engine.receive(bytes) { plaintext in use(plaintext) }
+/// send(engine.outbound); engine.clearOutbound()
+/// let length = engine.seal(reply, into: frame)
+/// ```
+public final class TLSEngine {
+    /// Where the connection is.
+    public enum State: Sendable, Equatable {
+        /// The handshake is running.
+        case handshaking
+        /// Records flow (one direction may be closed).
+        case established
+        /// The connection is over: both directions closed, or a fatal alert (see ``error``).
+        case closed
+    }
+
+    /// What one ``receive(_:deliver:)`` call brought about.
+    public struct Events: OptionSet, Sendable {
+        public let rawValue: UInt8
+        public init(rawValue: UInt8) { self.rawValue = rawValue }
+        /// The handshake finished; ``negotiated`` says what it settled on.
+        public static let handshakeCompleted = Events(rawValue: 1)
+        /// The peer sent close_notify: nothing more will be delivered.
+        public static let readClosed = Events(rawValue: 2)
+        /// The connection failed; ``error`` says why, and ``outbound`` may hold the alert to send.
+        public static let failed = Events(rawValue: 4)
+        /// There are bytes in ``outbound`` to send.
+        public static let outboundReady = Events(rawValue: 8)
+    }
+
+    /// What the engine counted.
+    public struct Counters: Sendable, Equatable {
+        /// Records opened and sealed after the handshake.
+        public var recordsOpened: UInt64 = 0
+        public var recordsSealed: UInt64 = 0
+        /// KeyUpdates received from the peer and sent by this side.
+        public var keyUpdatesReceived: UInt64 = 0
+        public var keyUpdatesSent: UInt64 = 0
+        /// Session tickets taken (client), and tickets that came after application data and were dropped.
+        public var ticketsReceived: UInt64 = 0
+        public var ticketsDropped: UInt64 = 0
+        /// Records whose content went to the caller without being copied first.
+        public var recordsOpenedInPlace: UInt64 = 0
+    }
+
+    /// The context the connection was made from.
+    public let context: TLSContext
+    /// Where the connection is.
+    public private(set) var state: State = .handshaking
+    /// Why the connection failed, when it did.
+    public private(set) var error: TLSError?
+    /// What the handshake settled on (nil while it runs).
+    public private(set) var negotiated: TLSNegotiated?
+    /// Record bytes to send before anything sealed next: handshake flights, alerts, KeyUpdates.
+    public private(set) var outbound: [UInt8] = []
+    /// Whether the peer closed its direction (close_notify).
+    public private(set) var isReadClosed = false
+    /// Whether this side sent close_notify.
+    public private(set) var isWriteClosed = false
+    /// What was counted.
+    public private(set) var counters = Counters()
+
+    private var handshake: TLSHandshake?
+    private var reader: TLSRecordCipher?
+    private var writer: TLSRecordCipher?
+    /// Bytes of one record that arrived split, until it is whole.
+    private let partial: UnsafeMutableRawPointer
+    private let partialCapacity = TLSRecordCipher.maximumContent + 2048 + 64
+    private var partialCount = 0
+    /// Post-handshake handshake bytes not yet a whole message.
+    private var handshakeBytes: [UInt8] = []
+    /// A TLS 1.3 client hands tickets to OpenSSL until the first record that is not one.
+    private var ticketIntake = false
+    private var sessions: [TLSSession] = []
+
+    /// An engine for one connection of `context`'s side. A client names the server (`serverName`,
+    /// sent as SNI and checked against the certificate) and may offer a `session` to resume.
+    public init(context: TLSContext, serverName: String? = nil, session: TLSSession? = nil) throws(TLSError) {
+        self.context = context
+        handshake = try TLSHandshake(context: context, serverName: serverName, session: session)
+        partial = .allocate(byteCount: partialCapacity, alignment: 16)
+    }
+
+    deinit { partial.deallocate() }
+
+    /// Whether this engine is a server's.
+    public var isServer: Bool { context.configuration.isServer }
+
+    /// The sessions a client received (TLS 1.3 tickets, or its TLS 1.2 session), newest last.
+    public var resumableSessions: [TLSSession] {
+        if let handshake { return sessions + handshake.log.sessions }
+        return sessions
+    }
+
+    /// Starts a client's handshake: the ClientHello goes to ``outbound``. A server waits for bytes.
+    public func start() -> Events {
+        guard !isServer, state == .handshaking else { return [] }
+        return runHandshake(deliver: { _ in })
+    }
+
+    /// Forgets the first `count` bytes of ``outbound`` (they were sent).
+    public func consumeOutbound(_ count: Int) {
+        outbound.removeFirst(min(count, outbound.count))
+    }
+
+    /// Takes bytes from the peer. Plaintext goes to `deliver` in record-sized pieces, in order,
+    /// in place (in `bytes` itself or the engine's buffer); it is valid only during the call.
+    public func receive(_ bytes: UnsafeMutableRawBufferPointer, deliver: (UnsafeMutableRawBufferPointer) -> Void) -> Events {
+        guard state != .closed, bytes.count > 0 else { return [] }
+        if state == .handshaking {
+            handshake!.feed(UnsafeRawBufferPointer(bytes))
+            return runHandshake(deliver: deliver)
+        }
+        return receiveRecords(bytes, deliver: deliver)
+    }
+
+    private func runHandshake(deliver: (UnsafeMutableRawBufferPointer) -> Void) -> Events {
+        let before = outbound.count
+        var events: Events = []
+        switch handshake!.advance(output: &outbound) {
+        case .needMore:
+            break
+        case .failed(let failure):
+            error = failure
+            state = .closed
+            events.insert(.failed)
+        case .done:
+            do throws(TLSError) {
+                let handoff = try handshake!.handoff()
+                reader = try TLSRecordCipher(keys: handoff.readKeys, sealing: false)
+                writer = try TLSRecordCipher(keys: handoff.writeKeys, sealing: true)
+                negotiated = handoff.negotiated
+                state = .established
+                events.insert(.handshakeCompleted)
+                if !isServer && handoff.negotiated.version == .tls13 {
+                    ticketIntake = true
+                } else {
+                    retireHandshake()
+                }
+                var leftover = handoff.leftover
+                if !leftover.isEmpty {
+                    events.formUnion(leftover.withUnsafeMutableBytes { receiveRecords($0, deliver: deliver) })
+                }
+            } catch {
+                self.error = error
+                state = .closed
+                events.insert(.failed)
+            }
+        }
+        if outbound.count > before { events.insert(.outboundReady) }
+        return events
+    }
+
+    /// Drops OpenSSL's connection once nothing more goes to it, keeping the sessions it made.
+    private func retireHandshake() {
+        if let handshake {
+            sessions += handshake.log.sessions
+            // OpenSSL marks the session of a connection freed without a shutdown as not resumable;
+            // this one finished its handshake, and the record layer carries it on.
+            SSL_set_shutdown(handshake.ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN)
+        }
+        handshake = nil
+        ticketIntake = false
+    }
+
+    private func receiveRecords(_ bytes: UnsafeMutableRawBufferPointer, deliver: (UnsafeMutableRawBufferPointer) -> Void) -> Events {
+        var events: Events = []
+        let base = bytes.baseAddress!
+        var at = 0
+        let before = outbound.count
+        while at < bytes.count && state == .established {
+            if partialCount == 0 {
+                // Whole records in the caller's bytes open where they are.
+                let available = bytes.count - at
+                if available >= 5 {
+                    let length = 5 + (Int(base.load(fromByteOffset: at + 3, as: UInt8.self)) << 8
+                                      | Int(base.load(fromByteOffset: at + 4, as: UInt8.self)))
+                    if let alert = checkHeader(base + at, length: length) {
+                        events.formUnion(fail(alert, "a record header"))
+                        break
+                    }
+                    if length <= available {
+                        events.formUnion(processRecord(base + at, length: length, inPlace: true, deliver: deliver))
+                        at += length
+                        continue
+                    }
+                }
+            }
+            // A record split across calls gathers in `partial`.
+            let needed: Int
+            if partialCount < 5 {
+                needed = 5 - partialCount
+            } else {
+                let length = 5 + (Int(partial.load(fromByteOffset: 3, as: UInt8.self)) << 8
+                                  | Int(partial.load(fromByteOffset: 4, as: UInt8.self)))
+                needed = length - partialCount
+            }
+            let take = min(needed, bytes.count - at)
+            (partial + partialCount).copyMemory(from: base + at, byteCount: take)
+            partialCount += take
+            at += take
+            guard partialCount >= 5 else { continue }
+            let length = 5 + (Int(partial.load(fromByteOffset: 3, as: UInt8.self)) << 8
+                              | Int(partial.load(fromByteOffset: 4, as: UInt8.self)))
+            if let alert = checkHeader(partial, length: length) {
+                events.formUnion(fail(alert, "a record header"))
+                break
+            }
+            if partialCount == length {
+                partialCount = 0
+                events.formUnion(processRecord(partial, length: length, inPlace: false, deliver: deliver))
+            }
+        }
+        if outbound.count > before { events.insert(.outboundReady) }
+        return events
+    }
+
+    /// The header's own faults: a type the version does not carry, or a length past the limit.
+    private func checkHeader(_ record: UnsafeMutableRawPointer, length: Int) -> TLSAlert? {
+        let type = record.load(as: UInt8.self)
+        guard length <= reader!.maximumRecord else { return .recordOverflow }
+        if reader!.keys.version == .tls13 {
+            return type == TLSContentType.applicationData.rawValue ? nil : .unexpectedMessage
+        }
+        return (21...23).contains(type) ? nil : .unexpectedMessage
+    }
+
+    private func processRecord(_ record: UnsafeMutableRawPointer, length: Int, inPlace: Bool,
+                               deliver: (UnsafeMutableRawBufferPointer) -> Void) -> Events {
+        var ciphertext: [UInt8] = []
+        if ticketIntake { ciphertext = Array(UnsafeRawBufferPointer(start: record, count: length)) }
+        let opened: (type: UInt8, offset: Int, length: Int)
+        do throws(TLSAlert) {
+            opened = try reader!.open(record: record, length: length)
+        } catch {
+            return fail(error, "opening a record")
+        }
+        counters.recordsOpened += 1
+        let content = UnsafeMutableRawBufferPointer(start: record + opened.offset, count: opened.length)
+        if ticketIntake {
+            if opened.type == TLSContentType.handshake.rawValue && Self.isTicketsOnly(UnsafeRawBufferPointer(content)) {
+                let before = handshake!.log.sessions.count
+                ciphertext.withUnsafeBytes { handshake!.processPostHandshake(record: $0) }
+                counters.ticketsReceived += UInt64(handshake!.log.sessions.count - before)
+                return []
+            }
+            retireHandshake()
+        }
+        switch opened.type {
+        case TLSContentType.applicationData.rawValue:
+            guard !isReadClosed else { return fail(.unexpectedMessage, "data after close_notify") }
+            if opened.length > 0 {
+                if inPlace { counters.recordsOpenedInPlace += 1 }
+                deliver(content)
+            }
+            return []
+        case TLSContentType.alert.rawValue:
+            return receiveAlert(UnsafeRawBufferPointer(content))
+        case TLSContentType.handshake.rawValue:
+            return receiveHandshake(UnsafeRawBufferPointer(content))
+        default:
+            return fail(.unexpectedMessage, "a record of type \(opened.type)")
+        }
+    }
+
+    /// Whether a record holds only whole NewSessionTicket messages.
+    private static func isTicketsOnly(_ content: UnsafeRawBufferPointer) -> Bool {
+        var at = 0
+        while at + 4 <= content.count {
+            guard content[at] == 4 else { return false }
+            at += 4 + (Int(content[at + 1]) << 16 | Int(content[at + 2]) << 8 | Int(content[at + 3]))
+        }
+        return at == content.count && at > 0
+    }
+
+    private func receiveAlert(_ content: UnsafeRawBufferPointer) -> Events {
+        guard content.count == 2 else { return fail(.decodeError, "an alert of \(content.count) bytes") }
+        let alert = TLSAlert(content[1])
+        if alert == .closeNotify {
+            isReadClosed = true
+            if isWriteClosed { state = .closed }
+            return .readClosed
+        }
+        // TLS 1.2 warnings other than close_notify are noted and passed over; TLS 1.3 has none but user_canceled.
+        if content[0] == 1 && (reader!.keys.version == .tls12 || alert == TLSAlert(90)) { return [] }
+        error = TLSError("the connection", receivedAlert: alert, library: "")
+        state = .closed
+        return .failed
+    }
+
+    private func receiveHandshake(_ content: UnsafeRawBufferPointer) -> Events {
+        guard handshakeBytes.count + content.count <= 65536 else { return fail(.unexpectedMessage, "a post-handshake message past 64 KiB") }
+        handshakeBytes.append(contentsOf: content)
+        var events: Events = []
+        while handshakeBytes.count >= 4 && state == .established {
+            let type = handshakeBytes[0]
+            let length = Int(handshakeBytes[1]) << 16 | Int(handshakeBytes[2]) << 8 | Int(handshakeBytes[3])
+            guard handshakeBytes.count >= 4 + length else { break }
+            let body = Array(handshakeBytes[4..<4 + length])
+            handshakeBytes.removeFirst(4 + length)
+            if reader!.keys.version == .tls12 {
+                // Renegotiation is off: a server's HelloRequest gets a warning, anything else ends it.
+                if type == 0 && !isServer && length == 0 {
+                    sealControl(.alert, [1, TLSAlert.noRenegotiation.code])
+                    continue
+                }
+                return fail(.unexpectedMessage, "a TLS 1.2 handshake message after the handshake")
+            }
+            switch type {
+            case 24:
+                guard length == 1, body[0] <= 1 else { return fail(.decodeError, "a KeyUpdate") }
+                // A key change must end its record (RFC 8446 5.1).
+                guard handshakeBytes.isEmpty else { return fail(.unexpectedMessage, "a KeyUpdate not at a record's end") }
+                reader!.rekey(reader!.keys.updated())
+                counters.keyUpdatesReceived += 1
+                if body[0] == 1 && !isWriteClosed { updateKeys(requestPeerUpdate: false) }
+            case 4 where !isServer:
+                counters.ticketsDropped += 1
+            default:
+                return fail(.unexpectedMessage, "handshake message \(type) after the handshake")
+            }
+        }
+        events.insert(outbound.isEmpty ? [] : .outboundReady)
+        return events
+    }
+
+    /// Ends the connection with a fatal `alert` (sent when the write keys allow).
+    private func fail(_ alert: TLSAlert, _ what: String) -> Events {
+        if writer != nil && !isWriteClosed { sealControl(.alert, [2, alert.code]) }
+        isWriteClosed = true
+        error = TLSError(what, sentAlert: alert, library: "")
+        state = .closed
+        return [.failed, .outboundReady]
+    }
+
+    private func sealControl(_ type: TLSContentType, _ content: [UInt8]) {
+        let writer = writer!
+        let start = outbound.count
+        outbound.append(contentsOf: repeatElement(0, count: content.count + writer.overhead))
+        outbound.withUnsafeMutableBytes { out in
+            content.withUnsafeBytes { c in
+                _ = writer.seal(type, content: c.baseAddress!, length: c.count, into: out.baseAddress! + start)
+            }
+        }
+        counters.recordsSealed += 1
+    }
+
+    // MARK: sending
+
+    /// Bytes a sealed record adds to its content (header, explicit nonce, inner type, tag).
+    public var recordOverhead: Int { writer?.overhead ?? (5 + 8 + 16 + 1) }
+
+    /// Where a record's content starts after its header (for sealing in place).
+    public var contentOffset: Int { writer?.contentOffset ?? 5 }
+
+    /// Whether application data can be sealed now: established, not closed for writing, and
+    /// ``outbound`` empty (what it holds must go first).
+    public var canSeal: Bool { state == .established && !isWriteClosed && outbound.isEmpty && writer != nil }
+
+    /// Seals `content` (at most 2^14 bytes) as one application-data record into `record`, which
+    /// needs room for `content.count + recordOverhead` bytes. `content` may lie at
+    /// `record + contentOffset` (sealing in place).
+    ///
+    /// - Returns: the record's length, or 0 when ``canSeal`` is false.
+    public func seal(_ content: UnsafeRawBufferPointer, into record: UnsafeMutableRawPointer) -> Int {
+        guard canSeal, content.count <= TLSRecordCipher.maximumContent else { return 0 }
+        counters.recordsSealed += 1
+        return writer!.seal(.applicationData, content: content.baseAddress ?? UnsafeRawPointer(record), length: content.count, into: record)
+    }
+
+    /// TLS 1.3: sends a KeyUpdate (into ``outbound``) and seals everything after it with the next
+    /// keys; `requestPeerUpdate` asks the peer to do the same. Does nothing on TLS 1.2.
+    public func updateKeys(requestPeerUpdate: Bool) {
+        guard state == .established, !isWriteClosed, let writer, writer.keys.version == .tls13 else { return }
+        sealControl(.handshake, [24, 0, 0, 1, requestPeerUpdate ? 1 : 0])
+        writer.rekey(writer.keys.updated())
+        counters.keyUpdatesSent += 1
+    }
+
+    /// Sends close_notify (into ``outbound``): nothing more is sealed. Receiving goes on until the peer's.
+    public func close() {
+        guard state == .established, !isWriteClosed else {
+            if state == .handshaking { state = .closed }
+            return
+        }
+        sealControl(.alert, [1, TLSAlert.closeNotify.code])
+        isWriteClosed = true
+        if isReadClosed { state = .closed }
+    }
+}

@@ -1,0 +1,240 @@
+import CSluiceOpenSSL
+
+/// What a finished handshake hands the record layer: the version and AEAD, the keys of both
+/// directions with the sequence numbers OpenSSL left them at, and the bytes that arrived past
+/// the handshake.
+struct TLSHandoff {
+    var negotiated: TLSNegotiated
+    var readKeys: TLSTrafficKeys
+    var writeKeys: TLSTrafficKeys
+    var leftover: [UInt8]
+}
+
+/// What a handshake settled on.
+public struct TLSNegotiated: Sendable, Equatable {
+    /// The protocol version.
+    public var version: TLSVersion
+    /// The AEAD protecting records.
+    public var aead: TLSAEAD
+    /// The cipher suite's IANA number and OpenSSL name.
+    public var cipherSuite: UInt16
+    /// The cipher suite's standard name (`TLS_AES_128_GCM_SHA256`, `TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256`).
+    public var cipherSuiteName: String
+    /// The ALPN protocol both sides chose, if any.
+    public var applicationProtocol: String?
+    /// The server name the client sent (SNI), if any.
+    public var serverName: String?
+    /// Whether the handshake resumed an earlier session (a ticket or a TLS 1.2 session id).
+    public var resumed: Bool
+}
+
+/// One handshake through OpenSSL over memory BIOs: bytes in, bytes out, no socket inside.
+///
+/// OpenSSL runs the handshake with its own record layer; when it is done, the keys come from
+/// its key log (TLS 1.3 traffic secrets) or its session (TLS 1.2 master secret and randoms), and
+/// the sequence numbers from the records it exchanged: every byte it wrote and every byte it
+/// read is kept until then, so the records it sealed under the application keys (a server's
+/// tickets) can be counted by opening them.
+final class TLSHandshake {
+    let ssl: OpaquePointer
+    private let readBIO: OpaquePointer
+    private let writeBIO: OpaquePointer
+    let log = TLSSecretLog()
+    let isServer: Bool
+    private var fed: [UInt8] = []
+    private var written: [UInt8] = []
+
+    init(context: TLSContext, serverName: String?, session: TLSSession?) throws(TLSError) {
+        guard let ssl = SSL_new(context.raw) else { throw TLSError("creating an OpenSSL connection") }
+        self.ssl = ssl
+        isServer = context.configuration.isServer
+        readBIO = BIO_new(BIO_s_mem())
+        writeBIO = BIO_new(BIO_s_mem())
+        // An empty memory BIO reads as "retry later", not end of file.
+        _ = sluice_bio_set_mem_eof_return(readBIO, -1)
+        _ = sluice_bio_set_mem_eof_return(writeBIO, -1)
+        SSL_set_bio(ssl, readBIO, writeBIO)
+        _ = sluice_ssl_set_app_data(ssl, Unmanaged.passUnretained(log).toOpaque())
+        if isServer {
+            SSL_set_accept_state(ssl)
+        } else {
+            SSL_set_connect_state(ssl)
+            if let serverName {
+                guard sluice_ssl_set_host_name(ssl, serverName) == 1 else {
+                    SSL_free(ssl)
+                    throw TLSError("setting the server name \(serverName)")
+                }
+                if context.configuration.peerVerification != .none { SSL_set1_host(ssl, serverName) }
+            }
+            if !context.alpnWire.isEmpty {
+                _ = context.alpnWire.withUnsafeBufferPointer { SSL_set_alpn_protos(ssl, $0.baseAddress, UInt32($0.count)) }
+            }
+            if let session { SSL_set_session(ssl, session.raw) }
+        }
+    }
+
+    deinit { SSL_free(ssl) }
+
+    enum Step {
+        case needMore
+        case done
+        case failed(TLSError)
+    }
+
+    /// Gives OpenSSL bytes from the peer.
+    func feed(_ bytes: UnsafeRawBufferPointer) {
+        guard bytes.count > 0 else { return }
+        fed.append(contentsOf: bytes)
+        _ = BIO_write(readBIO, bytes.baseAddress, Int32(bytes.count))
+    }
+
+    /// Runs the handshake as far as the bytes fed allow; what OpenSSL wrote goes to `output`.
+    func advance(output: inout [UInt8]) -> Step {
+        ERR_clear_error()
+        let result = SSL_do_handshake(ssl)
+        let reason = ERR_peek_error()
+        collect(into: &output, keep: true)
+        if result == 1 { return .done }
+        let code = SSL_get_error(ssl, result)
+        if code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE { return .needMore }
+        let received = ERR_GET_REASON(reason) >= SSL_AD_REASON_OFFSET ? TLSAlert(UInt8(truncatingIfNeeded: ERR_GET_REASON(reason) - SSL_AD_REASON_OFFSET)) : nil
+        let verify = SSL_get_verify_result(ssl)
+        let hint = verify != X509_V_OK
+            ? "the certificate did not verify: \(String(cString: X509_verify_cert_error_string(verify)))"
+            : ""
+        return .failed(TLSError("the TLS handshake", sentAlert: received == nil ? sentAlert(in: output) : nil,
+                                receivedAlert: received, hint: hint))
+    }
+
+    /// The alert OpenSSL queued last, when it is a plaintext alert record.
+    private func sentAlert(in output: [UInt8]) -> TLSAlert? {
+        guard output.count >= 7, output[output.count - 7] == TLSContentType.alert.rawValue else { return nil }
+        return TLSAlert(output[output.count - 1])
+    }
+
+    private func collect(into output: inout [UInt8], keep: Bool) {
+        while true {
+            let pending = Int(BIO_ctrl_pending(writeBIO))
+            guard pending > 0 else { return }
+            let start = output.count
+            output.append(contentsOf: repeatElement(0, count: pending))
+            let got = output.withUnsafeMutableBytes { BIO_read(writeBIO, $0.baseAddress! + start, Int32(pending)) }
+            output.removeLast(pending - Int(max(got, 0)))
+            if keep { written.append(contentsOf: output[start...]) }
+        }
+    }
+
+    /// Gives OpenSSL one post-handshake record (a client's NewSessionTicket) to process.
+    func processPostHandshake(record: UnsafeRawBufferPointer) {
+        _ = BIO_write(readBIO, record.baseAddress, Int32(record.count))
+        var sink: UInt8 = 0
+        ERR_clear_error()
+        _ = SSL_read(ssl, &sink, 1)
+        ERR_clear_error()
+    }
+
+    /// The keys and sequence numbers for the record layer, once ``advance(output:)`` said done.
+    func handoff() throws(TLSError) -> TLSHandoff {
+        guard let cipher = SSL_get_current_cipher(ssl) else { throw TLSError("reading the negotiated cipher") }
+        let suite = SSL_CIPHER_get_protocol_id(cipher)
+        let versionCode = UInt16(truncatingIfNeeded: SSL_version(ssl))
+        guard let aead = TLSAEAD(suite: suite), let version = TLSVersion(rawValue: versionCode) else {
+            throw TLSError("taking over the records", hint: "cipher suite 0x\(String(suite, radix: 16)) is not an AEAD Sluice carries", library: "")
+        }
+        var alpnPointer: UnsafePointer<UInt8>?
+        var alpnLength: UInt32 = 0
+        SSL_get0_alpn_selected(ssl, &alpnPointer, &alpnLength)
+        let alpn = alpnPointer.map { String(decoding: UnsafeBufferPointer(start: $0, count: Int(alpnLength)), as: UTF8.self) }
+        let serverName = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name).map { String(cString: $0) }
+        let negotiated = TLSNegotiated(
+            version: version, aead: aead, cipherSuite: suite,
+            cipherSuiteName: SSL_CIPHER_standard_name(cipher).map { String(cString: $0) } ?? "",
+            applicationProtocol: alpn, serverName: serverName, resumed: SSL_session_reused(ssl) == 1)
+
+        // What OpenSSL has not read yet goes to the record layer.
+        var leftover = [UInt8](repeating: 0, count: Int(BIO_ctrl_pending(readBIO)))
+        if !leftover.isEmpty {
+            _ = leftover.withUnsafeMutableBytes { BIO_read(readBIO, $0.baseAddress, Int32($0.count)) }
+        }
+        let consumed = Array(fed.prefix(fed.count - leftover.count))
+
+        var readKeys: TLSTrafficKeys
+        var writeKeys: TLSTrafficKeys
+        if version == .tls13 {
+            let (ourLabel, peerLabel) = isServer ? ("SERVER", "CLIENT") : ("CLIENT", "SERVER")
+            guard let readSecret = log.secrets["\(peerLabel)_TRAFFIC_SECRET_0"],
+                  let writeSecret = log.secrets["\(ourLabel)_TRAFFIC_SECRET_0"],
+                  let readHandshake = log.secrets["\(peerLabel)_HANDSHAKE_TRAFFIC_SECRET"],
+                  let writeHandshake = log.secrets["\(ourLabel)_HANDSHAKE_TRAFFIC_SECRET"]
+            else { throw TLSError("taking over the records", hint: "OpenSSL logged no TLS 1.3 traffic secrets", library: "") }
+            readKeys = TLSTrafficKeys(tls13Secret: readSecret, aead: aead)
+            writeKeys = TLSTrafficKeys(tls13Secret: writeSecret, aead: aead)
+            readKeys.sequence = try Self.applicationRecords13(in: consumed, handshake: TLSTrafficKeys(tls13Secret: readHandshake, aead: aead), application: readKeys)
+            writeKeys.sequence = try Self.applicationRecords13(in: written, handshake: TLSTrafficKeys(tls13Secret: writeHandshake, aead: aead), application: writeKeys)
+        } else {
+            guard let session = SSL_get_session(ssl) else { throw TLSError("reading the TLS 1.2 session") }
+            var master = [UInt8](repeating: 0, count: 48)
+            let masterLength = SSL_SESSION_get_master_key(session, &master, master.count)
+            var clientRandom = [UInt8](repeating: 0, count: 32), serverRandom = [UInt8](repeating: 0, count: 32)
+            _ = SSL_get_client_random(ssl, &clientRandom, 32)
+            _ = SSL_get_server_random(ssl, &serverRandom, 32)
+            let keys = TLSTrafficKeys.tls12(aead: aead, masterSecret: Array(master.prefix(masterLength)),
+                                            clientRandom: clientRandom, serverRandom: serverRandom)
+            readKeys = isServer ? keys.client : keys.server
+            writeKeys = isServer ? keys.server : keys.client
+            readKeys.sequence = Self.recordsAfterChangeCipherSpec(in: consumed)
+            writeKeys.sequence = Self.recordsAfterChangeCipherSpec(in: written)
+        }
+        fed = []
+        written = []
+        return TLSHandoff(negotiated: negotiated, readKeys: readKeys, writeKeys: writeKeys, leftover: leftover)
+    }
+
+    /// Calls `body` with each whole record (header included) in `stream`.
+    private static func forEachRecord(in stream: [UInt8], _ body: (UInt8, ArraySlice<UInt8>) throws(TLSError) -> Void) throws(TLSError) {
+        var at = 0
+        while at + 5 <= stream.count {
+            let length = Int(stream[at + 3]) << 8 | Int(stream[at + 4])
+            guard at + 5 + length <= stream.count else { break }
+            try body(stream[at], stream[at..<at + 5 + length])
+            at += 5 + length
+        }
+    }
+
+    /// TLS 1.2: the records sealed under the new keys, the ones after the first ChangeCipherSpec.
+    private static func recordsAfterChangeCipherSpec(in stream: [UInt8]) -> UInt64 {
+        var count: UInt64 = 0
+        var switched = false
+        try? forEachRecord(in: stream) { type, _ in
+            if switched { count += 1 } else if type == TLSContentType.changeCipherSpec.rawValue { switched = true }
+        }
+        return count
+    }
+
+    /// TLS 1.3: the records under the application keys. Encrypted records open with the
+    /// handshake keys until the first that does not; from there each must open with the application keys.
+    private static func applicationRecords13(in stream: [UInt8], handshake: TLSTrafficKeys, application: TLSTrafficKeys) throws(TLSError) -> UInt64 {
+        let handshakeCipher = try TLSRecordCipher(keys: handshake, sealing: false)
+        let applicationCipher = try TLSRecordCipher(keys: application, sealing: false)
+        var inApplication = false
+        try forEachRecord(in: stream) { type, record throws(TLSError) in
+            guard type == TLSContentType.applicationData.rawValue else { return }
+            var copy = Array(record)
+            if !inApplication {
+                let opened = copy.withUnsafeMutableBytes { bytes in
+                    (try? handshakeCipher.open(record: bytes.baseAddress!, length: bytes.count)) != nil
+                }
+                if opened { return }
+                inApplication = true
+                copy = Array(record)
+            }
+            let opened = copy.withUnsafeMutableBytes { bytes in
+                (try? applicationCipher.open(record: bytes.baseAddress!, length: bytes.count)) != nil
+            }
+            guard opened else {
+                throw TLSError("taking over the records", hint: "a record OpenSSL exchanged opens with neither the handshake nor the application keys", library: "")
+            }
+        }
+        return applicationCipher.keys.sequence
+    }
+}

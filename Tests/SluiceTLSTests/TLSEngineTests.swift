@@ -1,0 +1,221 @@
+import Foundation
+import Testing
+@testable import SluiceTLS
+
+/// Two engines joined in memory: every byte one sends is handed to the other, records split at
+/// odd places so the partial-record path runs as much as the in-place one.
+struct EnginePair {
+    let client: TLSEngine
+    let server: TLSEngine
+    var toClient: [UInt8] = []
+    var toServer: [UInt8] = []
+    var clientReceived: [UInt8] = []
+    var serverReceived: [UInt8] = []
+    var clientEvents: TLSEngine.Events = []
+    var serverEvents: TLSEngine.Events = []
+    var split = 7
+
+    init(client: TLSEngine, server: TLSEngine) {
+        self.client = client
+        self.server = server
+    }
+
+    /// Moves bytes both ways until neither side has anything to send.
+    mutating func pump() {
+        for _ in 0..<1000 {
+            toServer += client.outbound
+            client.consumeOutbound(client.outbound.count)
+            toClient += server.outbound
+            server.consumeOutbound(server.outbound.count)
+            if toServer.isEmpty && toClient.isEmpty { return }
+            var received: [UInt8] = []
+            while !toServer.isEmpty {
+                var piece = Array(toServer.prefix(split))
+                toServer.removeFirst(piece.count)
+                serverEvents.formUnion(piece.withUnsafeMutableBytes { server.receive($0) { received += $0 } })
+            }
+            serverReceived += received
+            received = []
+            while !toClient.isEmpty {
+                var piece = Array(toClient.prefix(split + 3))
+                toClient.removeFirst(piece.count)
+                clientEvents.formUnion(piece.withUnsafeMutableBytes { client.receive($0) { received += $0 } })
+            }
+            clientReceived += received
+        }
+        Issue.record("the engines never went quiet")
+    }
+
+    /// Seals `data` in records of at most `recordSize` content bytes into `engine`'s stream to its peer.
+    mutating func send(_ data: [UInt8], from engine: TLSEngine, recordSize: Int = 16384) {
+        // What the engine queued (a KeyUpdate) goes before anything sealed after it.
+        if engine === client { toServer += engine.outbound } else { toClient += engine.outbound }
+        engine.consumeOutbound(engine.outbound.count)
+        var at = 0
+        while at < data.count {
+            let n = min(recordSize, data.count - at)
+            var record = [UInt8](repeating: 0, count: n + engine.recordOverhead)
+            let length = record.withUnsafeMutableBytes { out in
+                data[at..<at + n].withUnsafeBytes { engine.seal($0, into: out.baseAddress!) }
+            }
+            #expect(length == n + engine.recordOverhead)
+            if engine === client { toServer += record.prefix(length) } else { toClient += record.prefix(length) }
+            at += n
+        }
+    }
+}
+
+/// A short stand-in for a byte string in test output: its length and FNV-1a hash.
+func digest(_ bytes: [UInt8]) -> String {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+    return "\(bytes.count) bytes, fnv \(String(hash, radix: 16))"
+}
+
+enum TLSFixtures {
+    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures").path
+    static let certificate = directory + "/server.pem"
+    static let key = directory + "/server.key"
+    static let authority = directory + "/ca.pem"
+
+    static func server(_ change: (inout TLSConfiguration) -> Void = { _ in }) throws -> TLSContext {
+        var configuration = TLSConfiguration.server(certificateChainFile: certificate, privateKeyFile: key)
+        change(&configuration)
+        return try TLSContext(configuration)
+    }
+
+    static func client(_ change: (inout TLSConfiguration) -> Void = { _ in }) throws -> TLSContext {
+        var configuration = TLSConfiguration.client(peerVerification: .trustedCertificates(path: authority))
+        change(&configuration)
+        return try TLSContext(configuration)
+    }
+
+    static func pattern(_ count: Int, seed: UInt8 = 0) -> [UInt8] {
+        (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ Int(seed)) }
+    }
+}
+
+@Suite("TLS engine, client and server in memory")
+struct TLSEngineTests {
+    static let versions: [(TLSVersion, TLSAEAD)] = [
+        (.tls13, .aes128GCM), (.tls13, .aes256GCM), (.tls13, .chacha20Poly1305),
+        (.tls12, .aes128GCM), (.tls12, .aes256GCM), (.tls12, .chacha20Poly1305),
+    ]
+
+    func handshake(_ version: TLSVersion, _ aead: TLSAEAD, serverContext: TLSContext? = nil, clientContext: TLSContext? = nil,
+                   session: TLSSession? = nil) throws -> EnginePair {
+        let server = try serverContext ?? TLSFixtures.server { $0.maximumVersion = version; $0.tls13AEADs = [aead]; $0.tls12AEADs = [aead] }
+        let client = try clientContext ?? TLSFixtures.client { $0.maximumVersion = version; $0.tls13AEADs = [aead]; $0.tls12AEADs = [aead] }
+        var pair = EnginePair(client: try TLSEngine(context: client, serverName: "sluice.test", session: session),
+                              server: try TLSEngine(context: server))
+        pair.clientEvents = pair.client.start()
+        pair.pump()
+        return pair
+    }
+
+    @Test("handshake, then data both ways with every version and AEAD", arguments: 0..<6)
+    func dataBothWays(index: Int) throws {
+        let (version, aead) = Self.versions[index]
+        var pair = try handshake(version, aead)
+        #expect(pair.client.state == .established, "\(String(describing: pair.client.error))")
+        #expect(pair.server.state == .established, "\(String(describing: pair.server.error))")
+        #expect(pair.client.negotiated?.version == version)
+        #expect(pair.client.negotiated?.aead == aead)
+        #expect(pair.server.negotiated?.serverName == "sluice.test")
+        let up = TLSFixtures.pattern(100_000, seed: 1), down = TLSFixtures.pattern(70_001, seed: 2)
+        pair.send(up, from: pair.client)
+        pair.send(down, from: pair.server, recordSize: 1000)
+        pair.pump()
+        #expect(digest(pair.serverReceived) == digest(up))
+        #expect(digest(pair.clientReceived) == digest(down))
+        pair.client.close()
+        pair.pump()
+        #expect(pair.serverEvents.contains(.readClosed))
+        pair.server.close()
+        pair.pump()
+        #expect(pair.client.state == .closed && pair.server.state == .closed)
+        #expect(pair.client.error == nil && pair.server.error == nil)
+    }
+
+    @Test("KeyUpdate from either side, with and without a request for the peer's")
+    func keyUpdate() throws {
+        var pair = try handshake(.tls13, .aes128GCM)
+        pair.client.updateKeys(requestPeerUpdate: true)
+        pair.send(TLSFixtures.pattern(5000), from: pair.client)
+        pair.pump()
+        #expect(pair.server.counters.keyUpdatesReceived == 1)
+        #expect(pair.server.counters.keyUpdatesSent == 1)
+        #expect(pair.client.counters.keyUpdatesReceived == 1)
+        pair.server.updateKeys(requestPeerUpdate: false)
+        pair.send(TLSFixtures.pattern(3000), from: pair.server)
+        pair.send(TLSFixtures.pattern(3000), from: pair.client)
+        pair.pump()
+        #expect(digest(pair.clientReceived) == digest(TLSFixtures.pattern(3000)))
+        #expect(digest(pair.serverReceived) == digest(TLSFixtures.pattern(5000) + TLSFixtures.pattern(3000)))
+        #expect(pair.client.counters.keyUpdatesReceived == 2)
+        #expect(pair.client.state == .established && pair.server.state == .established)
+    }
+
+    @Test("a ticket from the first connection resumes the second (TLS 1.3), as does a TLS 1.2 session")
+    func resumption() throws {
+        for version in [TLSVersion.tls13, .tls12] {
+            let server = try TLSFixtures.server { $0.maximumVersion = version }
+            let client = try TLSFixtures.client { $0.maximumVersion = version }
+            var first = try handshake(version, .aes128GCM, serverContext: server, clientContext: client)
+            first.send(TLSFixtures.pattern(10), from: first.server)
+            first.pump()
+            #expect(first.clientReceived == TLSFixtures.pattern(10))
+            #expect(first.client.negotiated?.resumed == false)
+            let session = try #require(first.client.resumableSessions.last, "\(version): no session")
+            #expect(session.isResumable, "\(version)")
+            let second = try handshake(version, .aes128GCM, serverContext: server, clientContext: client, session: session)
+            #expect(second.client.negotiated?.resumed == true, "\(version)")
+            #expect(second.server.negotiated?.resumed == true, "\(version)")
+            if version == .tls13 { #expect(first.client.counters.ticketsReceived == 2) }
+        }
+    }
+
+    @Test("a flipped bit is bad_record_mac and ends the connection; the peer reads the alert")
+    func tampering() throws {
+        for (version, aead) in [(TLSVersion.tls13, TLSAEAD.chacha20Poly1305), (.tls12, .aes256GCM)] {
+            var pair = try handshake(version, aead)
+            pair.send(TLSFixtures.pattern(300), from: pair.client)
+            pair.toServer[pair.toServer.count - 20] ^= 0x10
+            pair.pump()
+            #expect(pair.server.state == .closed)
+            #expect(pair.server.error?.sentAlert == .badRecordMAC)
+            #expect(pair.serverReceived.isEmpty)
+            #expect(pair.client.state == .closed)
+            #expect(pair.client.error?.receivedAlert == .badRecordMAC)
+        }
+    }
+
+    @Test("a record past 2^14 + 256 bytes is record_overflow before its body arrives")
+    func overflow() throws {
+        var pair = try handshake(.tls13, .aes128GCM)
+        var header: [UInt8] = [23, 3, 3, 0x41, 0x01]
+        _ = header.withUnsafeMutableBytes { pair.server.receive($0) { _ in } }
+        #expect(pair.server.error?.sentAlert == .recordOverflow)
+        pair.pump()
+        #expect(pair.client.error?.receivedAlert == .recordOverflow)
+    }
+
+    @Test("a client that does not trust the server's certificate fails with the reason")
+    func untrusted() throws {
+        let client = try TLSContext(.client(peerVerification: .systemTrustStore))
+        let pair = try handshake(.tls13, .aes128GCM, clientContext: client)
+        #expect(pair.client.state == .closed)
+        let error = try #require(pair.client.error)
+        #expect(error.hint.contains("certificate"), "\(error)")
+        #expect(pair.server.error?.receivedAlert != nil)
+    }
+
+    @Test("ALPN: the server's most preferred protocol the client offers")
+    func alpn() throws {
+        let server = try TLSFixtures.server { $0.applicationProtocols = ["h2", "http/1.1"] }
+        let client = try TLSFixtures.client { $0.applicationProtocols = ["http/1.1", "h2"] }
+        let pair = try handshake(.tls13, .aes128GCM, serverContext: server, clientContext: client)
+        #expect(pair.client.negotiated?.applicationProtocol == "h2")
+        #expect(pair.server.negotiated?.applicationProtocol == "h2")
+    }
+}
