@@ -50,7 +50,7 @@ let package = Package(
         .target(name: "SluiceTUN", dependencies: ["SluiceCore", "SluicePackets", "SluiceSystem", "CSluiceSystem"]),
         .target(
             name: "Sluice",
-            dependencies: ["SluiceCore", "SluicePackets", "SluiceSystem", "SluiceUDP", "SluiceSockets", "SluiceXDP", "SluiceURing", "SluiceTUN", "SluiceHost", "SluiceDNS",
+            dependencies: ["SluiceCore", "SluicePackets", "SluiceSystem", "SluiceUDP", "SluiceSockets", "SluiceXDP", "SluiceURing", "SluiceTUN", "SluiceHost", "SluiceDNS", "SluiceTLS",
                            "CSluiceSystem", "CSluiceXDP", .product(name: "Logging", package: "swift-log"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         // `sluice bench`: the topology, generators and cells, and the report (table, JSON, SVG).

@@ -1,0 +1,203 @@
+import SluiceCore
+import SluiceTLS
+import SluiceURing
+
+/// What a ``TLSServer`` does with each connection's plaintext.
+public enum TLSServeMode: Sendable, Equatable {
+    /// Sends every byte back (in records of its own sealing).
+    case echo
+    /// The bulk-transfer protocol of the reference C benchmark (`tlsbench`): an 8-byte
+    /// little-endian length, then that many bytes discarded, then one byte back.
+    case sink
+    /// Sends these bytes to each client, then close_notify.
+    case file([UInt8])
+}
+
+/// The application of ``TLSServer``: echo, sink or file on every connection, with an optional
+/// KeyUpdate once a connection has received a given number of bytes.
+public struct TLSServerApplication: TLSStreamApplication {
+    public typealias Transport = TCPEngine
+
+    /// What each connection does.
+    public let mode: TLSServeMode
+    /// Sends a KeyUpdate (asking the peer for one) after this many plaintext bytes in, once per connection.
+    public let keyUpdateAfter: Int?
+    /// Connections that ended with an error, by the error's text (first 8 kept).
+    public private(set) var failures: [String] = []
+    /// Connections served to the end.
+    public private(set) var completed = 0
+    private var states: [StreamID: State] = [:]
+
+    struct State {
+        var pending: [UInt8] = []
+        var received = 0
+        var sinkTotal: Int?
+        var header: [UInt8] = []
+        var fileSent = 0
+        var keyUpdated = false
+    }
+
+    /// An application in `mode`.
+    public init(mode: TLSServeMode, keyUpdateAfter: Int? = nil) {
+        self.mode = mode
+        self.keyUpdateAfter = keyUpdateAfter
+    }
+
+    public mutating func established(_ stream: StreamID, writer: TLSWriter<TCPEngine>) {
+        states[stream] = State()
+        if case .file = mode { writable(stream, writer: writer) }
+    }
+
+    public mutating func received(_ plaintext: UnsafeMutableRawBufferPointer, on stream: StreamID, writer: TLSWriter<TCPEngine>) {
+        guard var state = states[stream] else { return }
+        state.received += plaintext.count
+        if let keyUpdateAfter, !state.keyUpdated, state.received >= keyUpdateAfter {
+            state.keyUpdated = true
+            writer.updateKeys(requestPeerUpdate: true)
+        }
+        switch mode {
+        case .echo:
+            if state.pending.isEmpty {
+                let sent = writer.send(UnsafeRawBufferPointer(plaintext))
+                if sent < plaintext.count { state.pending += plaintext[sent...] }
+            } else {
+                state.pending += plaintext
+            }
+        case .sink:
+            var body = UnsafeRawBufferPointer(plaintext)
+            if state.sinkTotal == nil {
+                let take = min(8 - state.header.count, body.count)
+                state.header += body.prefix(take)
+                body = UnsafeRawBufferPointer(rebasing: body[take...])
+                if state.header.count == 8 {
+                    state.sinkTotal = state.header.reversed().reduce(0) { $0 << 8 | Int($1) }
+                    state.received = body.count
+                }
+            }
+            if let total = state.sinkTotal, state.received >= total, state.header.count == 8 {
+                state.header.append(0)   // answered
+                var ack: UInt8 = 1
+                _ = withUnsafeBytes(of: &ack) { writer.send($0) }
+            }
+        case .file:
+            break
+        }
+        states[stream] = state
+    }
+
+    public mutating func readClosed(_ stream: StreamID, writer: TLSWriter<TCPEngine>) {
+        if states[stream]?.pending.isEmpty ?? true {
+            writer.close()
+        }
+    }
+
+    public mutating func writable(_ stream: StreamID, writer: TLSWriter<TCPEngine>) {
+        guard var state = states[stream] else { return }
+        switch mode {
+        case .echo:
+            if !state.pending.isEmpty {
+                let sent = state.pending.withUnsafeBytes { writer.send($0) }
+                state.pending.removeFirst(sent)
+                if state.pending.isEmpty && writer.engine.isReadClosed { writer.close() }
+            }
+        case .file(let bytes):
+            if state.fileSent < bytes.count {
+                state.fileSent += bytes.withUnsafeBytes { writer.send(UnsafeRawBufferPointer(rebasing: $0[state.fileSent...])) }
+                if state.fileSent == bytes.count { writer.close() }
+            }
+        case .sink:
+            break
+        }
+        states[stream] = state
+    }
+
+    public mutating func closed(_ stream: StreamID, error: TLSConnectionError?) {
+        states.removeValue(forKey: stream)
+        if let error {
+            if failures.count < 8 { failures.append(error.description) }
+        } else {
+            completed += 1
+        }
+    }
+}
+
+/// What a ``TLSServer`` run did.
+public struct TLSServerReport: Sendable, CustomStringConvertible {
+    /// Where it listened.
+    public var endpoint: IPEndpoint
+    /// What it served.
+    public var mode: String
+    /// The TLS handler's counters.
+    public var tls: TLSStreamHandler<TLSServerApplication>.Counters
+    /// The TCP engine's counters.
+    public var tcp: TCPEngineCounters
+    /// Connections served to the end.
+    public var completed: Int
+    /// The first few errors connections ended with.
+    public var failures: [String]
+    /// Where the frames were at the end.
+    public var frames: FrameTally
+    /// Seconds run.
+    public var seconds: Double
+    /// CPU seconds the process spent (user + system) while serving.
+    public var cpuSeconds: Double
+
+    public var description: String {
+        let rate = seconds > 0 ? Double(tls.plaintextReceived) / seconds / 1e6 : 0
+        var lines = [
+            "sluice tls serve (\(mode), user-space records) on \(endpoint): \(tls.handshakes) handshakes "
+                + "(\(tls.resumed) resumed, \(tls.failedHandshakes) failed), \(completed) connections completed, "
+                + "\(String(format1: seconds)) s",
+            "  plaintext in \(tls.plaintextReceived) bytes (\(String(format1: rate)) MB/s over the run); TCP sent \(tcp.sentBytes) bytes; "
+                + "CPU \(String(format1: cpuSeconds * 1000)) ms",
+        ]
+        if tls.failedConnections + tls.truncatedConnections > 0 || !failures.isEmpty {
+            lines.append("  \(tls.failedConnections) connections failed, \(tls.truncatedConnections) cut without close_notify"
+                         + (failures.isEmpty ? "" : "; first: \(failures[0])"))
+        }
+        lines.append(frames.isBalanced ? "  frames: all returned to their pool" : "  \(frames)")
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// A TLS server on one ``TCPEngine``, run on the calling thread: the handshake through OpenSSL,
+/// records through Sluice's own record layer, sealed and opened in the engine's frames.
+public enum TLSServer {
+    /// The engine set-up TLS wants: frames that hold a whole record (2^14 bytes, its overhead and the headroom).
+    public static func engineConfiguration(_ base: TCPEngineConfiguration = .init()) -> TCPEngineConfiguration {
+        var configuration = base
+        configuration.frameSize = max(configuration.frameSize, 17408)
+        return configuration
+    }
+
+    /// Listens on `endpoint`, calls `ready` with the bound endpoint, then serves until
+    /// `shouldStop` (asked every `checkInterval`) says so; then closes everything and reports.
+    public static func run(listen endpoint: IPEndpoint, context: TLSContext, mode: TLSServeMode, keyUpdateAfter: Int? = nil,
+                           configuration: TCPEngineConfiguration = TLSServer.engineConfiguration(),
+                           checkInterval: Duration = .milliseconds(50),
+                           ready: (IPEndpoint) -> Void, shouldStop: () -> Bool) throws(SystemCallError) -> TLSServerReport {
+        let engine = try TCPEngine(configuration: configuration)
+        let (_, bound) = try engine.listen(on: endpoint)
+        ready(bound)
+        let clock = ContinuousClock()
+        let start = clock.now
+        let cpuStart = ProcessCPU.seconds()
+        var handler = TLSStreamHandler(application: TLSServerApplication(mode: mode, keyUpdateAfter: keyUpdateAfter),
+                                       serverContext: context)
+        while !shouldStop() {
+            try engine.poll(&handler, timeout: checkInterval)
+        }
+        let tally = engine.shutdown(&handler)
+        let elapsed = clock.now - start
+        let modeName = switch mode {
+        case .echo: "echo"
+        case .sink: "sink"
+        case .file(let bytes): "file of \(bytes.count) bytes"
+        }
+        return TLSServerReport(
+            endpoint: bound, mode: modeName, tls: handler.counters, tcp: engine.counters,
+            completed: handler.application.completed, failures: handler.application.failures, frames: tally,
+            seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
+            cpuSeconds: ProcessCPU.seconds() - cpuStart)
+    }
+}

@@ -1,0 +1,249 @@
+import SluiceCore
+
+/// Why a TLS connection over a stream ended other than by close_notify both ways.
+public enum TLSConnectionError: Error, Sendable, CustomStringConvertible {
+    /// The handshake or the record layer failed (an alert sent or received).
+    case tls(TLSError)
+    /// The stream failed under TLS.
+    case stream(SystemCallError)
+    /// The peer closed TCP without close_notify: what arrived may be cut short.
+    case truncated
+    /// No frame was free to send a record in.
+    case outOfFrames
+
+    public var description: String {
+        switch self {
+        case .tls(let error): "\(error)"
+        case .stream(let error): "\(error)"
+        case .truncated: "the peer closed the connection without close_notify (the data may be truncated)"
+        case .outOfFrames: "no frame was free to send a record in; give the transport more frames"
+        }
+    }
+}
+
+/// What a TLS application is told by a ``TLSStreamHandler``: handshakes done, plaintext in
+/// order, the peer's close, room to send, and the end. Every call comes on the transport's thread
+/// with a ``TLSWriter`` to answer through.
+public protocol TLSStreamApplication {
+    /// The stream transport under TLS.
+    associatedtype Transport: StreamTransport
+
+    /// The handshake of `stream` finished; ``TLSWriter/negotiated`` says what it settled on.
+    mutating func established(_ stream: StreamID, writer: TLSWriter<Transport>)
+    /// Plaintext arrived, in order; the bytes are valid only during the call.
+    mutating func received(_ plaintext: UnsafeMutableRawBufferPointer, on stream: StreamID, writer: TLSWriter<Transport>)
+    /// The peer sent close_notify: nothing more will arrive.
+    mutating func readClosed(_ stream: StreamID, writer: TLSWriter<Transport>)
+    /// Everything queued on `stream` has been sent: a good moment to send more.
+    mutating func writable(_ stream: StreamID, writer: TLSWriter<Transport>)
+    /// The stream is gone; `error` says why when it did not end with close_notify both ways.
+    mutating func closed(_ stream: StreamID, error: TLSConnectionError?)
+}
+
+/// The sending side of one TLS connection, handed to the application with every call: plaintext
+/// is sealed straight into pool frames (one record per frame, at most 2^14 bytes each) and queued
+/// on the stream behind whatever the engine had to send first.
+public struct TLSWriter<Transport: StreamTransport> {
+    /// The connection's engine (its state, counters and what the handshake negotiated).
+    public let engine: TLSEngine
+    /// The stream.
+    public let stream: StreamID
+    /// The transport.
+    public let transport: Transport
+    /// Frames left free for receiving: sending stops short of taking them.
+    public let reservedFrames: Int
+
+    /// What the handshake settled on.
+    public var negotiated: TLSNegotiated? { engine.negotiated }
+
+    /// Seals and queues as much of `plaintext` as frames allow.
+    ///
+    /// - Returns: the bytes taken (less than all when the pool runs low: send the rest from
+    ///   ``TLSStreamApplication/writable(_:writer:)``), 0 when the connection cannot send.
+    @discardableResult
+    public func send(_ plaintext: UnsafeRawBufferPointer) -> Int {
+        guard flush(), engine.canSeal else { return 0 }
+        var at = 0
+        while at < plaintext.count, transport.pool.freeCount > reservedFrames, var frame = transport.pool.allocate() {
+            let room = min(frame.capacity - frame.offset - engine.recordOverhead, TLSRecordCipher.maximumContent)
+            let count = min(room, plaintext.count - at)
+            let length = engine.seal(UnsafeRawBufferPointer(rebasing: plaintext[at..<at + count]), into: frame.dataStart)
+            frame.length = length
+            transport.send(frame, on: stream)
+            at += count
+        }
+        return at
+    }
+
+    /// Sends what the engine queued (handshake flights, alerts, KeyUpdates) in fresh frames.
+    ///
+    /// - Returns: false when frames ran out before all of it went.
+    @discardableResult
+    public func flush() -> Bool {
+        while !engine.outbound.isEmpty {
+            guard var frame = transport.pool.allocate() else { return false }
+            let count = min(engine.outbound.count, frame.capacity - frame.offset)
+            engine.outbound.withUnsafeBytes { frame.dataStart.copyMemory(from: $0.baseAddress!, byteCount: count) }
+            frame.length = count
+            engine.consumeOutbound(count)
+            transport.send(frame, on: stream)
+        }
+        return true
+    }
+
+    /// TLS 1.3: sends a KeyUpdate, and asks the peer for one with `requestPeerUpdate`.
+    public func updateKeys(requestPeerUpdate: Bool) {
+        engine.updateKeys(requestPeerUpdate: requestPeerUpdate)
+        flush()
+    }
+
+    /// Sends close_notify and shuts the stream for writing; the peer's data still arrives.
+    public func close() {
+        engine.close()
+        flush()
+        transport.shutdownWrite(stream)
+    }
+
+    /// Closes the stream at once (after sending any alert already queued).
+    public func abort() {
+        flush()
+        transport.close(stream, abort: false)
+    }
+}
+
+/// TLS over a stream transport: a ``StreamHandler`` that runs one ``TLSEngine`` per connection
+/// and hands plaintext to an application. Servers get an engine per accepted stream; a client
+/// names the streams it connected with ``expectServer(on:serverName:session:)``.
+public struct TLSStreamHandler<Application: TLSStreamApplication>: StreamHandler {
+    public typealias Transport = Application.Transport
+
+    /// What the handler counted.
+    public struct Counters: Sendable, Equatable {
+        /// Handshakes that finished, and those that failed.
+        public var handshakes: UInt64 = 0
+        public var failedHandshakes: UInt64 = 0
+        /// Handshakes that resumed a session.
+        public var resumed: UInt64 = 0
+        /// Plaintext bytes delivered to the application.
+        public var plaintextReceived: UInt64 = 0
+        /// Connections that ended with a TLS error, and those the peer cut without close_notify.
+        public var failedConnections: UInt64 = 0
+        public var truncatedConnections: UInt64 = 0
+    }
+
+    /// The application.
+    public var application: Application
+    /// What was counted.
+    public private(set) var counters = Counters()
+    /// The server side's context (accepted streams), if any.
+    public let serverContext: TLSContext?
+    /// The client side's context (streams named with ``expectServer(on:serverName:session:)``), if any.
+    public let clientContext: TLSContext?
+    /// Frames each writer leaves free for receiving.
+    public var reservedFrames = 16
+    private var engines: [StreamID: TLSEngine] = [:]
+    private var clients: [StreamID: (serverName: String?, session: TLSSession?)] = [:]
+    private var errors: [StreamID: TLSConnectionError] = [:]
+
+    /// A handler for `application`, serving with `serverContext` and connecting with `clientContext`.
+    public init(application: Application, serverContext: TLSContext? = nil, clientContext: TLSContext? = nil) {
+        self.application = application
+        self.serverContext = serverContext
+        self.clientContext = clientContext
+    }
+
+    /// Marks an outgoing `stream` (connecting now) as a TLS client to `serverName`, offering `session`.
+    public mutating func expectServer(on stream: StreamID, serverName: String?, session: TLSSession? = nil) {
+        clients[stream] = (serverName, session)
+    }
+
+    /// The engine of `stream`, while it is open.
+    public func engine(of stream: StreamID) -> TLSEngine? { engines[stream] }
+
+    /// A writer for `stream`, to send from outside a callback (between polls), while it is open.
+    public func writer(for stream: StreamID, transport: Transport) -> TLSWriter<Transport>? {
+        engines[stream].map { TLSWriter(engine: $0, stream: stream, transport: transport, reservedFrames: reservedFrames) }
+    }
+
+    public mutating func accepted(_ stream: StreamID, listener: StreamID, transport: Transport) {
+        guard let serverContext else { return transport.close(stream, abort: true) }
+        do throws(TLSError) {
+            engines[stream] = try TLSEngine(context: serverContext)
+        } catch {
+            errors[stream] = .tls(error)
+            transport.close(stream, abort: true)
+        }
+    }
+
+    public mutating func connected(_ stream: StreamID, error: SystemCallError?, transport: Transport) {
+        let client = clients.removeValue(forKey: stream)
+        guard error == nil, let client, let clientContext else {
+            if let error { application.closed(stream, error: .stream(error)) } else { transport.close(stream, abort: true) }
+            return
+        }
+        do throws(TLSError) {
+            let engine = try TLSEngine(context: clientContext, serverName: client.serverName, session: client.session)
+            engines[stream] = engine
+            handle(engine.start(), engine: engine, stream: stream, transport: transport)
+        } catch {
+            errors[stream] = .tls(error)
+            transport.close(stream, abort: true)
+        }
+    }
+
+    public mutating func received(_ chunk: consuming Packet, on stream: StreamID, transport: Transport) {
+        guard let engine = engines[stream] else { return transport.release(chunk) }
+        let writer = TLSWriter(engine: engine, stream: stream, transport: transport, reservedFrames: reservedFrames)
+        var delivered = 0
+        let events = engine.receive(chunk.data) { plaintext in
+            delivered += plaintext.count
+            application.received(plaintext, on: stream, writer: writer)
+        }
+        transport.release(chunk)
+        counters.plaintextReceived += UInt64(delivered)
+        handle(events, engine: engine, stream: stream, transport: transport)
+    }
+
+    /// Acts on what one engine call brought about: the application hears of it, queued records go out.
+    private mutating func handle(_ events: TLSEngine.Events, engine: TLSEngine, stream: StreamID, transport: Transport) {
+        let writer = TLSWriter(engine: engine, stream: stream, transport: transport, reservedFrames: reservedFrames)
+        if events.contains(.handshakeCompleted) {
+            counters.handshakes += 1
+            if engine.negotiated?.resumed == true { counters.resumed += 1 }
+            application.established(stream, writer: writer)
+        }
+        if events.contains(.failed) {
+            if engine.negotiated == nil { counters.failedHandshakes += 1 } else { counters.failedConnections += 1 }
+            if let error = engine.error { errors[stream] = .tls(error) }
+            writer.flush()
+            transport.close(stream, abort: false)
+            return
+        }
+        if !writer.flush() {
+            errors[stream] = .outOfFrames
+            transport.close(stream, abort: true)
+            return
+        }
+        if events.contains(.readClosed) { application.readClosed(stream, writer: writer) }
+    }
+
+    public mutating func readClosed(_ stream: StreamID, transport: Transport) {
+        if let engine = engines[stream], !engine.isReadClosed, engine.state != .closed {
+            errors[stream] = .truncated
+            counters.truncatedConnections += 1
+        }
+        transport.close(stream, abort: false)
+    }
+
+    public mutating func sendQueueDrained(_ stream: StreamID, transport: Transport) {
+        guard let engine = engines[stream], engine.state == .established else { return }
+        application.writable(stream, writer: TLSWriter(engine: engine, stream: stream, transport: transport, reservedFrames: reservedFrames))
+    }
+
+    public mutating func closed(_ stream: StreamID, error: SystemCallError?, transport: Transport) {
+        engines.removeValue(forKey: stream)
+        clients.removeValue(forKey: stream)
+        let tlsError = errors.removeValue(forKey: stream)
+        application.closed(stream, error: tlsError ?? error.map { .stream($0) })
+    }
+}
