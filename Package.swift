@@ -60,7 +60,7 @@ let package = Package(
                            .product(name: "Histogram", package: "hdrhistogram-swift")]),
         .executableTarget(
             name: "SluiceCLI",
-            dependencies: ["Sluice", "SluiceBench", "CSluiceSystem", .product(name: "Logging", package: "swift-log"), .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Sluice", "SluiceBench", "SluiceTLS", "CSluiceSystem", .product(name: "Logging", package: "swift-log"), .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Reference implementations and kernel-socket helpers shared by the test targets.
         .target(name: "SluiceTestSupport", dependencies: ["Sluice", "SluicePackets", "SluiceSystem", "CSluiceSystem", "CSluiceTestSupport"],

@@ -9,6 +9,8 @@
 #include <openssl/hmac.h>
 #include <openssl/kdf.h>
 #include <openssl/pem.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
 
 // OpenSSL's setters below are macros over SSL_CTX_ctrl/SSL_ctrl/BIO_ctrl, which Swift does not
 // import; these are the same calls as functions.
@@ -27,6 +29,39 @@ static inline int sluice_ssl_set_host_name(SSL *ssl, const char *name) {
 static inline int sluice_ssl_set_app_data(SSL *ssl, void *data) { return SSL_set_ex_data(ssl, 0, data); }
 static inline void *sluice_ssl_get_app_data(const SSL *ssl) { return SSL_get_ex_data(ssl, 0); }
 static inline long sluice_bio_set_mem_eof_return(BIO *bio, int value) { return BIO_set_mem_eof_return(bio, value); }
+
+// A fresh P-256 key and a certificate for it, signed by itself, valid for a year, named
+// `common_name` (subject and subjectAltName DNS), set on `ctx`. Returns 1 on success.
+static inline int sluice_ssl_ctx_use_self_signed(SSL_CTX *ctx, const char *common_name) {
+    int ok = 0;
+    EVP_PKEY *key = NULL;
+    X509 *cert = NULL;
+    X509_EXTENSION *san = NULL;
+    char san_value[300];
+    EVP_PKEY_CTX *kctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    if (!kctx || EVP_PKEY_keygen_init(kctx) <= 0 || EVP_PKEY_CTX_set_group_name(kctx, "P-256") <= 0
+        || EVP_PKEY_generate(kctx, &key) <= 0) goto done;
+    cert = X509_new();
+    if (!cert || !X509_set_version(cert, 2)) goto done;
+    ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+    X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(cert), 365L * 86400);
+    X509_set_pubkey(cert, key);
+    X509_NAME *name = X509_get_subject_name(cert);
+    if (!X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)common_name, -1, -1, 0)) goto done;
+    X509_set_issuer_name(cert, name);
+    snprintf(san_value, sizeof san_value, "DNS:%s", common_name);
+    san = X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name, san_value);
+    if (!san || !X509_add_ext(cert, san, -1)) goto done;
+    if (!X509_sign(cert, key, EVP_sha256())) goto done;
+    ok = SSL_CTX_use_certificate(ctx, cert) == 1 && SSL_CTX_use_PrivateKey(ctx, key) == 1;
+done:
+    X509_EXTENSION_free(san);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    EVP_PKEY_CTX_free(kctx);
+    return ok;
+}
 
 // SSL_OP_* are built with SSL_OP_BIT(), a function-like macro.
 static const uint64_t SLUICE_SSL_OP_NO_RENEGOTIATION = SSL_OP_NO_RENEGOTIATION;

@@ -35,7 +35,11 @@ public struct TLSServerApplication: TLSStreamApplication {
         var header: [UInt8] = []
         var fileSent = 0
         var keyUpdated = false
+        var paused = false
     }
+
+    /// Echo bytes waiting for frames above which a connection stops receiving.
+    static let pendingHighWater = 1 << 20
 
     /// An application in `mode`.
     public init(mode: TLSServeMode, keyUpdateAfter: Int? = nil) {
@@ -49,7 +53,8 @@ public struct TLSServerApplication: TLSStreamApplication {
     }
 
     public mutating func received(_ plaintext: UnsafeMutableRawBufferPointer, on stream: StreamID, writer: TLSWriter<TCPEngine>) {
-        guard var state = states[stream] else { return }
+        // Taken out while it changes, so its buffers are not copied on write.
+        guard var state = states.removeValue(forKey: stream) else { return }
         state.received += plaintext.count
         if let keyUpdateAfter, !state.keyUpdated, state.received >= keyUpdateAfter {
             state.keyUpdated = true
@@ -62,6 +67,11 @@ public struct TLSServerApplication: TLSStreamApplication {
                 if sent < plaintext.count { state.pending += plaintext[sent...] }
             } else {
                 state.pending += plaintext
+            }
+            // A peer that sends faster than it reads is held back by TCP, not by our memory.
+            if state.pending.count > Self.pendingHighWater && !state.paused {
+                state.paused = true
+                writer.pauseReceiving()
             }
         case .sink:
             var body = UnsafeRawBufferPointer(plaintext)
@@ -92,13 +102,18 @@ public struct TLSServerApplication: TLSStreamApplication {
     }
 
     public mutating func writable(_ stream: StreamID, writer: TLSWriter<TCPEngine>) {
-        guard var state = states[stream] else { return }
+        // Taken out while it changes, so its buffers are not copied on write.
+        guard var state = states.removeValue(forKey: stream) else { return }
         switch mode {
         case .echo:
             if !state.pending.isEmpty {
                 let sent = state.pending.withUnsafeBytes { writer.send($0) }
                 state.pending.removeFirst(sent)
                 if state.pending.isEmpty && writer.engine.isReadClosed { writer.close() }
+            }
+            if state.paused && state.pending.count < Self.pendingHighWater / 4 {
+                state.paused = false
+                writer.resumeReceiving()
             }
         case .file(let bytes):
             if state.fileSent < bytes.count {
@@ -112,10 +127,10 @@ public struct TLSServerApplication: TLSStreamApplication {
     }
 
     public mutating func closed(_ stream: StreamID, error: TLSConnectionError?) {
-        states.removeValue(forKey: stream)
+        let established = states.removeValue(forKey: stream) != nil
         if let error {
             if failures.count < 8 { failures.append(error.description) }
-        } else {
+        } else if established {
             completed += 1
         }
     }
@@ -155,6 +170,8 @@ public struct TLSServerReport: Sendable, CustomStringConvertible {
             lines.append("  \(tls.failedConnections) connections failed, \(tls.truncatedConnections) cut without close_notify"
                          + (failures.isEmpty ? "" : "; first: \(failures[0])"))
         }
+        lines.append("  TCP: \(tcp.sends) sends (\(tcp.zeroCopySends) zero-copy), \(tcp.receivedChunks) chunks in, receive pauses \(tcp.receivePauses), "
+                     + "re-arms for want of buffers \(tcp.receiveStarved), closed idle \(tcp.idleClosed)")
         lines.append(frames.isBalanced ? "  frames: all returned to their pool" : "  \(frames)")
         return lines.joined(separator: "\n")
     }

@@ -11,7 +11,7 @@ struct SluiceCommand: ParsableCommand {
         commandName: "sluice",
         abstract: "User-space packet processing on Linux: UDP services over AF_XDP, io_uring, kernel sockets and TUN devices.",
         version: SluiceVersion.current,
-        subcommands: [UDPEcho.self, UDPClient.self, TCPEcho.self, DNSCommand.self, Bench.self, NetnsCommand.self, XDPCommand.self, TUNCommand.self]
+        subcommands: [UDPEcho.self, UDPClient.self, TCPEcho.self, DNSCommand.self, Bench.self, NetnsCommand.self, XDPCommand.self, TUNCommand.self, TLSCommand.self]
     )
 }
 

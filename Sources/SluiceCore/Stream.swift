@@ -39,6 +39,13 @@ public protocol StreamTransport: AnyObject {
     /// Closes `stream` once its queued sends finish, or at once (RST) with `abort`.
     func close(_ stream: StreamID, abort: Bool)
 
+    /// Stops receiving on `stream` (a handler whose output cannot keep up) until ``resumeReceiving(_:)``;
+    /// TCP flow control then holds the peer back.
+    func pauseReceiving(_ stream: StreamID)
+
+    /// Receives again on a stream paused by ``pauseReceiving(_:)``.
+    func resumeReceiving(_ stream: StreamID)
+
     /// Gives a chunk's frame back to the pool (a handler that keeps nothing of it).
     func release(_ chunk: consuming Packet)
 

@@ -19,6 +19,9 @@ public struct TLSConfiguration: Sendable {
     public var certificateChainFile: String?
     /// The PEM file of the private key.
     public var privateKeyFile: String?
+    /// A server without files: a fresh P-256 key and a self-signed certificate for this name,
+    /// made when the context is (tests, `sluice tls selftest`; clients must not verify it).
+    public var selfSignedName: String?
     /// The oldest version offered or accepted.
     public var minimumVersion: TLSVersion = .tls12
     /// The newest version offered or accepted.
@@ -39,6 +42,13 @@ public struct TLSConfiguration: Sendable {
         var configuration = TLSConfiguration(isServer: true)
         configuration.certificateChainFile = certificateChainFile
         configuration.privateKeyFile = privateKeyFile
+        return configuration
+    }
+
+    /// A server configuration with a fresh key and a self-signed certificate for `name`.
+    public static func server(selfSignedName name: String) -> TLSConfiguration {
+        var configuration = TLSConfiguration(isServer: true)
+        configuration.selfSignedName = name
         return configuration
     }
 
@@ -81,6 +91,9 @@ public final class TLSContext: @unchecked Sendable {
 
     deinit { SSL_CTX_free(raw) }
 
+    /// The OpenSSL library in use ("OpenSSL 3.0.19 27 Jan 2026").
+    public static var openSSLVersion: String { String(cString: OpenSSL_version(OPENSSL_VERSION)) }
+
     private func setUp() throws(TLSError) {
         let c = configuration
         guard c.minimumVersion.rawValue <= c.maximumVersion.rawValue else {
@@ -119,10 +132,13 @@ public final class TLSContext: @unchecked Sendable {
                 throw TLSError("matching the private key \(key) to the certificate", hint: "the key belongs to another certificate")
             }
         }
+        if let name = c.selfSignedName {
+            guard sluice_ssl_ctx_use_self_signed(raw, name) == 1 else { throw TLSError("making a self-signed certificate for \(name)") }
+        }
         SSL_CTX_set_keylog_callback(raw, tlsKeyLogCallback)
         if c.isServer {
-            guard c.certificateChainFile != nil, c.privateKeyFile != nil else {
-                throw TLSError("setting up a TLS server", hint: "a server needs a certificate chain and a private key", library: "")
+            guard (c.certificateChainFile != nil && c.privateKeyFile != nil) || c.selfSignedName != nil else {
+                throw TLSError("setting up a TLS server", hint: "a server needs a certificate chain and a private key (or a self-signed name)", library: "")
             }
             _ = SSL_CTX_set_num_tickets(raw, c.ticketsPerHandshake)
             if !alpnWire.isEmpty {

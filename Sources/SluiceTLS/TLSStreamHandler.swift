@@ -97,6 +97,12 @@ public struct TLSWriter<Transport: StreamTransport> {
         flush()
     }
 
+    /// Stops receiving until ``resumeReceiving()``: for an application whose replies cannot leave as fast as data arrives.
+    public func pauseReceiving() { transport.pauseReceiving(stream) }
+
+    /// Receives again after ``pauseReceiving()``.
+    public func resumeReceiving() { transport.resumeReceiving(stream) }
+
     /// Sends close_notify and shuts the stream for writing; the peer's data still arrives.
     public func close() {
         engine.close()
@@ -140,7 +146,7 @@ public struct TLSStreamHandler<Application: TLSStreamApplication>: StreamHandler
     /// The client side's context (streams named with ``expectServer(on:serverName:session:)``), if any.
     public let clientContext: TLSContext?
     /// Frames each writer leaves free for receiving.
-    public var reservedFrames = 16
+    public var reservedFrames = 64
     private var engines: [StreamID: TLSEngine] = [:]
     private var clients: [StreamID: (serverName: String?, session: TLSSession?)] = [:]
     private var errors: [StreamID: TLSConnectionError] = [:]
@@ -195,23 +201,33 @@ public struct TLSStreamHandler<Application: TLSStreamApplication>: StreamHandler
         guard let engine = engines[stream] else { return transport.release(chunk) }
         let writer = TLSWriter(engine: engine, stream: stream, transport: transport, reservedFrames: reservedFrames)
         var delivered = 0
+        var announced = engine.negotiated != nil
         let events = engine.receive(chunk.data) { plaintext in
+            // Data that came with the peer's last handshake flight follows the news of the handshake.
+            if !announced {
+                announced = true
+                announce(engine: engine, stream: stream, writer: writer)
+            }
             delivered += plaintext.count
             application.received(plaintext, on: stream, writer: writer)
         }
         transport.release(chunk)
         counters.plaintextReceived += UInt64(delivered)
-        handle(events, engine: engine, stream: stream, transport: transport)
+        handle(events, engine: engine, stream: stream, transport: transport, announced: announced)
+    }
+
+    private mutating func announce(engine: TLSEngine, stream: StreamID, writer: TLSWriter<Transport>) {
+        counters.handshakes += 1
+        if engine.negotiated?.resumed == true { counters.resumed += 1 }
+        writer.flush()
+        application.established(stream, writer: writer)
     }
 
     /// Acts on what one engine call brought about: the application hears of it, queued records go out.
-    private mutating func handle(_ events: TLSEngine.Events, engine: TLSEngine, stream: StreamID, transport: Transport) {
+    private mutating func handle(_ events: TLSEngine.Events, engine: TLSEngine, stream: StreamID, transport: Transport,
+                                 announced: Bool = false) {
         let writer = TLSWriter(engine: engine, stream: stream, transport: transport, reservedFrames: reservedFrames)
-        if events.contains(.handshakeCompleted) {
-            counters.handshakes += 1
-            if engine.negotiated?.resumed == true { counters.resumed += 1 }
-            application.established(stream, writer: writer)
-        }
+        if events.contains(.handshakeCompleted) && !announced { announce(engine: engine, stream: stream, writer: writer) }
         if events.contains(.failed) {
             if engine.negotiated == nil { counters.failedHandshakes += 1 } else { counters.failedConnections += 1 }
             if let error = engine.error { errors[stream] = .tls(error) }

@@ -8,6 +8,7 @@ final class MemoryTransport: StreamTransport {
     var sent: [(StreamID, [UInt8])] = []
     var closed: [StreamID] = []
     var shut: [StreamID] = []
+    var paused: Set<StreamID> = []
 
     init() throws { pool = try FramePool(frameCount: 8, frameSize: 2048, headroom: 0) }
 
@@ -20,6 +21,8 @@ final class MemoryTransport: StreamTransport {
     func close(_ stream: StreamID, abort: Bool) { closed.append(stream) }
     func release(_ chunk: consuming Packet) { pool.release(chunk) }
     func framesHeld(on stream: StreamID) -> Int { 0 }
+    func pauseReceiving(_ stream: StreamID) { paused.insert(stream) }
+    func resumeReceiving(_ stream: StreamID) { paused.remove(stream) }
 }
 
 @Suite struct StreamContractTests {

@@ -1,0 +1,230 @@
+import SluiceCore
+import SluiceTLS
+import SluiceURing
+
+// The async edge of TLS, over the async edge of the TCP engine:
+//
+// ```swift
+// let loop = try TCPEventLoop()
+// let context = try TLSContext(.client(peerVerification: .trustedCertificates(path: "ca.pem")))
+// let connection = try await TLSConnection.connect(to: IPEndpoint("127.0.0.1:4433")!, on: loop,
+//                                                   context: context, serverName: "sluice.test")
+// try await connection.send(Array("hello\n".utf8))
+// for try await plaintext in connection.inbound { print(plaintext.count) }
+// await connection.close()
+// ```
+//
+// Records are opened as ``TLSConnection/inbound`` is read (pull, as `SSL_read` does: a reader
+// that stops holds the peer back through TCP), and sealed as ``TLSConnection/send(_:)`` is
+// called; one actor owns the engine, so records leave in the order they were sealed. The
+// high-rate path is ``TLSServer`` (records sealed and opened in the engine's frames on its own
+// thread); this edge copies bytes in and out of arrays like the TCP edge below it.
+
+/// One TLS connection over a ``TCPConnection``: plaintext in through ``inbound``, out through ``send(_:)``.
+public actor TLSConnection {
+    /// The TCP connection under it.
+    public nonisolated let tcp: TCPConnection
+    /// What the handshake settled on.
+    public nonisolated let negotiated: TLSNegotiated
+    let engine: TLSEngine
+    var plaintext: [[UInt8]] = []
+    var readFinished = false
+    var failure: TLSConnectionError?
+
+    init(tcp: TCPConnection, engine: sending TLSEngine, negotiated: TLSNegotiated, plaintext: [[UInt8]]) {
+        self.tcp = tcp
+        self.engine = engine
+        self.negotiated = negotiated
+        self.plaintext = plaintext
+    }
+
+    /// Connects to `endpoint` and runs a client handshake to `serverName` (SNI, and the name the
+    /// certificate must carry unless `context` verifies nothing), offering `session` to resume.
+    ///
+    /// - Throws: ``TLSConnectionError``: the TCP connect or the handshake failed.
+    public static func connect(to endpoint: IPEndpoint, on loop: TCPEventLoop, context: TLSContext,
+                               serverName: String?, session: TLSSession? = nil) async throws(TLSConnectionError) -> TLSConnection {
+        let tcp: TCPConnection
+        do { tcp = try await loop.connect(to: endpoint, timeout: .seconds(10)) } catch { throw .stream(error) }
+        do throws(TLSError) {
+            let engine = try TLSEngine(context: context, serverName: serverName, session: session)
+            return try await handshake(tcp: tcp, engine: engine, events: engine.start())
+        } catch {
+            tcp.close()
+            throw .tls(error)
+        }
+    }
+
+    /// Runs a server handshake on an accepted `tcp` connection.
+    public static func accept(_ tcp: TCPConnection, context: TLSContext) async throws(TLSConnectionError) -> TLSConnection {
+        do throws(TLSError) {
+            return try await handshake(tcp: tcp, engine: TLSEngine(context: context), events: [])
+        } catch {
+            tcp.close()
+            throw .tls(error)
+        }
+    }
+
+    private static func handshake(tcp: TCPConnection, engine: sending TLSEngine, events: TLSEngine.Events) async throws(TLSError) -> TLSConnection {
+        var early: [[UInt8]] = []
+        try await sendOutbound(of: engine, on: tcp)
+        do {
+            for try await chunk in tcp.inbound {
+                var bytes = chunk
+                let events = bytes.withUnsafeMutableBytes { raw in engine.receive(raw) { early.append(Array($0)) } }
+                try await sendOutbound(of: engine, on: tcp)
+                if events.contains(.failed) { throw engine.error ?? TLSError("the TLS handshake", library: "") }
+                if let negotiated = engine.negotiated {
+                    return TLSConnection(tcp: tcp, engine: engine, negotiated: negotiated, plaintext: early)
+                }
+            }
+        } catch let error as TLSError {
+            throw error
+        } catch {
+            throw TLSError("the TLS handshake", hint: "the TCP connection failed: \(error)", library: "")
+        }
+        throw TLSError("the TLS handshake", hint: "the peer closed the connection during the handshake", library: "")
+    }
+
+    private static func sendOutbound(of engine: TLSEngine, on tcp: TCPConnection) async throws(TLSError) {
+        guard !engine.outbound.isEmpty else { return }
+        let bytes = engine.outbound
+        engine.consumeOutbound(bytes.count)
+        do { try await tcp.send(bytes) } catch {
+            throw TLSError("sending TLS records", hint: "\(error)", library: "")
+        }
+    }
+
+    /// The decrypted bytes, record by record in order; ends at the peer's close_notify, throws
+    /// ``TLSConnectionError`` when the connection fails or is cut without one. One reader at a time.
+    public nonisolated var inbound: TLSInbound { TLSInbound(connection: self) }
+
+    /// The sessions the server gave this client to resume later (TLS 1.3 tickets, or the TLS 1.2 session).
+    public var resumableSessions: [TLSSession] { engine.resumableSessions }
+
+    /// What the engine counted.
+    public var counters: TLSEngine.Counters { engine.counters }
+
+    /// Seals `bytes` in records and queues them on the TCP connection.
+    ///
+    /// - Throws: ``TLSConnectionError`` when the connection is closed for writing or failed.
+    public func send(_ bytes: [UInt8]) async throws(TLSConnectionError) {
+        guard engine.state == .established, !engine.isWriteClosed else {
+            throw failure ?? .tls(TLSError("sending", hint: "the connection is closed for writing", library: ""))
+        }
+        var records = engine.outbound
+        engine.consumeOutbound(records.count)
+        var at = 0
+        let overhead = engine.recordOverhead
+        while at < bytes.count {
+            let count = min(TLSRecordCipher.maximumContent, bytes.count - at)
+            let start = records.count
+            records.append(contentsOf: repeatElement(0, count: count + overhead))
+            let length = records.withUnsafeMutableBytes { out in
+                bytes.withUnsafeBytes { engine.seal(UnsafeRawBufferPointer(rebasing: $0[at..<at + count]), into: out.baseAddress! + start) }
+            }
+            records.removeLast(count + overhead - length)
+            at += count
+        }
+        do { try await tcp.send(records) } catch { throw .stream(error) }
+    }
+
+    /// TLS 1.3: sends a KeyUpdate, asking the peer for one with `requestPeerUpdate`.
+    public func updateKeys(requestPeerUpdate: Bool) async throws(TLSConnectionError) {
+        engine.updateKeys(requestPeerUpdate: requestPeerUpdate)
+        try await flush()
+    }
+
+    /// Sends close_notify and shuts TCP for writing; ``inbound`` goes on until the peer's close_notify.
+    public func close() async {
+        engine.close()
+        try? await flush()
+        tcp.shutdownWrite()
+    }
+
+    private func flush() async throws(TLSConnectionError) {
+        guard !engine.outbound.isEmpty else { return }
+        let bytes = engine.outbound
+        engine.consumeOutbound(bytes.count)
+        do { try await tcp.send(bytes) } catch { throw .stream(error) }
+    }
+
+    /// The next plaintext chunk already opened, or what ended the stream.
+    func take() throws(TLSConnectionError) -> [UInt8]? {
+        if !plaintext.isEmpty { return plaintext.removeFirst() }
+        if let failure { throw failure }
+        return readFinished ? [] : nil
+    }
+
+    /// Opens the records in one TCP chunk (nil: TCP ended) and sends what they called for.
+    func process(_ chunk: [UInt8]?) async {
+        guard var bytes = chunk else {
+            if !engine.isReadClosed && failure == nil { failure = .truncated }
+            readFinished = true
+            tcp.close()
+            return
+        }
+        var opened: [[UInt8]] = []
+        let events = bytes.withUnsafeMutableBytes { raw in engine.receive(raw) { opened.append(Array($0)) } }
+        plaintext += opened
+        if events.contains(.failed), let error = engine.error { failure = .tls(error) }
+        if events.contains(.readClosed) || events.contains(.failed) { readFinished = true }
+        try? await flush()
+        if events.contains(.failed) { tcp.close() }
+    }
+}
+
+/// A TLS connection's decrypted bytes (see ``TLSConnection/inbound``).
+public struct TLSInbound: AsyncSequence, Sendable {
+    public typealias Element = [UInt8]
+    let connection: TLSConnection
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let connection: TLSConnection
+        var tcp: TCPInbound.AsyncIterator
+
+        public mutating func next() async throws -> [UInt8]? {
+            while true {
+                if let chunk = try await connection.take() { return chunk.isEmpty ? nil : chunk }
+                let bytes: [UInt8]?
+                do { bytes = try await tcp.next() } catch let error as SystemCallError {
+                    throw TLSConnectionError.stream(error)
+                }
+                await connection.process(bytes)
+            }
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(connection: connection, tcp: connection.tcp.inbound.makeAsyncIterator())
+    }
+}
+
+/// Accepts TCP connections of a ``TCPEventLoop`` and runs a server handshake on each.
+public final class TLSListener: Sendable {
+    /// The TCP listener under it.
+    public let tcp: TCPListener
+    /// The server context every handshake uses.
+    public let context: TLSContext
+
+    /// Listens on `endpoint` with `context`.
+    public init(on endpoint: IPEndpoint, loop: TCPEventLoop, context: TLSContext) async throws(SystemCallError) {
+        tcp = try await loop.listen(on: endpoint)
+        self.context = context
+    }
+
+    /// The address it is bound to.
+    public var localEndpoint: IPEndpoint { tcp.localEndpoint }
+
+    /// The next connection whose handshake succeeded (failed handshakes are passed over), or nil
+    /// once the listener is closed.
+    public func accept() async -> TLSConnection? {
+        while let connection = await tcp.accept() {
+            if let tls = try? await TLSConnection.accept(connection, context: context) { return tls }
+        }
+        return nil
+    }
+
+    /// Stops listening.
+    public func close() { tcp.close() }
+}

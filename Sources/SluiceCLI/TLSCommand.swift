@@ -1,0 +1,397 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import CSluiceSystem
+import Dispatch
+import Sluice
+import SluiceSystem
+import SluiceTLS
+import SluiceURing
+
+struct TLSCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tls",
+        abstract: "TLS 1.3 and 1.2: OpenSSL's handshake, Sluice's record layer (or kTLS where the kernel has it), io_uring TCP.",
+        subcommands: [TLSServe.self, TLSConnect.self, TLSSelftest.self])
+}
+
+/// Versions, ciphers and ALPN, shared by `serve` and `connect`.
+struct TLSProtocolOptions: ParsableArguments {
+    @Option(help: "Oldest version: 1.2 or 1.3.")
+    var minVersion: String = "1.2"
+
+    @Option(help: "Newest version: 1.2 or 1.3.")
+    var maxVersion: String = "1.3"
+
+    @Option(help: "AEADs in order of preference, comma-separated: aes128gcm, aes256gcm, chacha20.")
+    var ciphers: String = "aes128gcm,aes256gcm,chacha20"
+
+    @Option(help: "ALPN protocols in order of preference, comma-separated.")
+    var alpn: String?
+
+    func version(_ text: String, _ flag: String) throws -> TLSVersion {
+        switch text {
+        case "1.2": .tls12
+        case "1.3": .tls13
+        default: throw ValidationError("\(flag) must be 1.2 or 1.3")
+        }
+    }
+
+    func aeads() throws -> [TLSAEAD] {
+        try ciphers.split(separator: ",").map { name in
+            switch name {
+            case "aes128gcm": .aes128GCM
+            case "aes256gcm": .aes256GCM
+            case "chacha20": .chacha20Poly1305
+            default: throw ValidationError("unknown cipher \(name): use aes128gcm, aes256gcm, chacha20")
+            }
+        }
+    }
+
+    func validate() throws {
+        guard try version(minVersion, "--min-version").rawValue <= version(maxVersion, "--max-version").rawValue else {
+            throw ValidationError("--min-version is above --max-version")
+        }
+        guard try !aeads().isEmpty else { throw ValidationError("--ciphers names no cipher") }
+    }
+
+    func apply(to configuration: inout TLSConfiguration) throws {
+        configuration.minimumVersion = try version(minVersion, "--min-version")
+        configuration.maximumVersion = try version(maxVersion, "--max-version")
+        configuration.tls13AEADs = try aeads()
+        configuration.tls12AEADs = try aeads()
+        configuration.applicationProtocols = alpn.map { $0.split(separator: ",").map(String.init) } ?? []
+    }
+}
+
+/// The line that says where records are sealed, printed once.
+func recordPathLine() -> String {
+    let support = KernelTLS.probe()
+    if let unavailable = support.unavailable {
+        return "TLS records in user space (Sluice's record layer): kTLS unavailable, \(unavailable)"
+    }
+    return "TLS records in user space (Sluice's record layer); \(support) (the kTLS data path is not wired to the io_uring engine yet)"
+}
+
+struct TLSServe: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve TLS on the io_uring TCP engine: echo, the bench sink protocol, or a file.")
+
+    @Option(help: "The certificate chain (PEM, leaf first).")
+    var cert: String
+
+    @Option(help: "The private key (PEM).")
+    var key: String
+
+    @Option(help: "Address and port to listen on: 127.0.0.1:4433, [::]:4433, port 0 for any.")
+    var listen: IPEndpoint
+
+    @Flag(help: "Send every byte back (the default).")
+    var echo = false
+
+    @Flag(help: "The tlsbench sink protocol: an 8-byte little-endian length, that many bytes, one byte back.")
+    var sink = false
+
+    @Option(help: "Send this file to each client, then close_notify.")
+    var file: String?
+
+    @OptionGroup var protocolOptions: TLSProtocolOptions
+
+    @Option(help: "TLS 1.3 session tickets per full handshake (0: no resumption).")
+    var tickets: Int = 2
+
+    @Option(help: "Send a KeyUpdate (asking for the peer's) once a connection has received this many bytes.")
+    var keyUpdateAfter: Int?
+
+    @Option(help: "Most connections at once.")
+    var maxConnections: Int = 256
+
+    @Option(help: "Enter this network namespace (/run/netns/NAME) first, with setns().")
+    var netns: String?
+
+    @Option(help: "Stop by itself after this many seconds (default: run until SIGINT/SIGTERM).")
+    var duration: Double?
+
+    func validate() throws {
+        if let duration { try checkSeconds(duration, "--duration", in: 0.001...31_536_000) }
+        guard [echo, sink, file != nil].filter({ $0 }).count <= 1 else { throw ValidationError("give one of --echo, --sink, --file") }
+        guard (0...16).contains(tickets) else { throw ValidationError("--tickets must be 0 to 16") }
+        guard (1..<65536).contains(maxConnections) else { throw ValidationError("--max-connections must be 1 to 65535") }
+    }
+
+    func run() throws {
+        sluice_line_buffer_stdout()
+        if let netns { try NetworkNamespace.enter(netns) }
+        var tlsConfiguration = TLSConfiguration.server(certificateChainFile: cert, privateKeyFile: key)
+        try protocolOptions.apply(to: &tlsConfiguration)
+        tlsConfiguration.ticketsPerHandshake = tickets
+        let context: TLSContext
+        do { context = try TLSContext(tlsConfiguration) } catch {
+            writeToStandardError("sluice tls serve: \(error)\n")
+            throw ExitCode(1)
+        }
+        let mode: TLSServeMode
+        if let file {
+            guard let bytes = readWholeFile(file) else {
+                writeToStandardError("sluice tls serve: cannot read \(file)\n")
+                throw ExitCode(1)
+            }
+            mode = .file(bytes)
+        } else {
+            mode = sink ? .sink : .echo
+        }
+        var configuration = TLSServer.engineConfiguration()
+        configuration.logger = .terminal
+        configuration.maximumConnections = maxConnections + 1
+        let signals = SignalWaiter([SIGINT, SIGTERM])
+        let clock = ContinuousClock()
+        let deadline = duration.map { clock.now + Duration(checkedSeconds: $0) }
+        print("sluice tls serve: \(recordPathLine())")
+        do {
+            let report = try TLSServer.run(
+                listen: listen, context: context, mode: mode, keyUpdateAfter: keyUpdateAfter, configuration: configuration,
+                ready: { print("sluice tls serve: listening on \($0)") },
+                shouldStop: {
+                    if let deadline, clock.now >= deadline { return true }
+                    if let signal = signals.wait(for: .zero) {
+                        print("sluice: \(signal == SIGINT ? "SIGINT" : "SIGTERM") received, stopping")
+                        return true
+                    }
+                    return false
+                })
+            print(report)
+            if !report.frames.isBalanced { throw ExitCode(3) }
+        } catch let error as SystemCallError {
+            print("sluice tls serve: \(error.terminalDescription)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// A whole file's bytes, or nil when it cannot be read.
+func readWholeFile(_ path: String) -> [UInt8]? {
+    let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+    guard descriptor >= 0 else { return nil }
+    defer { close(descriptor) }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = read(descriptor, &buffer, buffer.count)
+        if n < 0 && errno == EINTR { continue }
+        guard n >= 0 else { return nil }
+        if n == 0 { return bytes }
+        bytes += buffer[..<n]
+    }
+}
+
+/// Writes all of `bytes` to a descriptor; false when it fails.
+func writeAll(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
+    var at = 0
+    while at < bytes.count {
+        let n = write(descriptor, bytes.baseAddress! + at, bytes.count - at)
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else { return false }
+        at += n
+    }
+    return true
+}
+
+struct TLSConnect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "connect",
+        abstract: "Connect over TLS: standard input goes to the server, what it sends goes to standard output.",
+        discussion: "At the end of standard input, close_notify is sent; the command ends at the server's close_notify (or when it closes). One summary line goes to standard error.")
+
+    @Argument(help: "The server: ADDRESS:PORT ([IPv6]:PORT).")
+    var server: IPEndpoint
+
+    @Option(help: "The server name to send (SNI) and to check the certificate against.")
+    var sni: String?
+
+    @Option(help: "Trust only the CA certificates in this PEM file (default: the system's trust store).")
+    var ca: String?
+
+    @Flag(help: "Do not verify the server's certificate (encrypted, not authenticated).")
+    var insecure = false
+
+    @OptionGroup var protocolOptions: TLSProtocolOptions
+
+    @Option(help: "Offer the session saved in this file (PEM) for resumption.")
+    var sessionIn: String?
+
+    @Option(help: "Save the last session the server offered to this file (PEM).")
+    var sessionOut: String?
+
+    @Option(help: "Send a KeyUpdate (asking for the server's) after sending this many bytes.")
+    var keyUpdateAfter: Int?
+
+    @Flag(help: "Keep reading after the end of standard input until the server closes; send close_notify then.")
+    var waitForServer = false
+
+    @Option(help: "Enter this network namespace (/run/netns/NAME) first, with setns().")
+    var netns: String?
+
+    func run() throws {
+        if let netns { try NetworkNamespace.enter(netns) }
+        var configuration = TLSConfiguration.client(
+            peerVerification: insecure ? .none : ca.map { .trustedCertificates(path: $0) } ?? .systemTrustStore)
+        try protocolOptions.apply(to: &configuration)
+        let session: TLSSession?
+        if let sessionIn {
+            guard let bytes = readWholeFile(sessionIn) else {
+                writeToStandardError("sluice tls connect: cannot read \(sessionIn)\n")
+                throw ExitCode(1)
+            }
+            do { session = try TLSSession(pem: String(decoding: bytes, as: UTF8.self)) } catch {
+                writeToStandardError("sluice tls connect: \(error)\n")
+                throw ExitCode(1)
+            }
+        } else {
+            session = nil
+        }
+        let context: TLSContext
+        do { context = try TLSContext(configuration) } catch {
+            writeToStandardError("sluice tls connect: \(error)\n")
+            throw ExitCode(1)
+        }
+        let loop = try TLSConnectRun.makeLoop()
+        defer { loop.shutdown() }
+        let outcome = TLSConnectRun.blocking {
+            await TLSConnectRun(server: server, serverName: sni, context: context, session: session,
+                                keyUpdateAfter: keyUpdateAfter, waitForServer: waitForServer, sessionOut: sessionOut).run(loop: loop)
+        }
+        writeToStandardError(outcome.summary + "\n")
+        if !outcome.succeeded { throw ExitCode(1) }
+    }
+}
+
+/// One `tls connect` run: the connection, standard input pumped in, output pumped out.
+struct TLSConnectRun: Sendable {
+    let server: IPEndpoint
+    let serverName: String?
+    let context: TLSContext
+    let session: TLSSession?
+    let keyUpdateAfter: Int?
+    let waitForServer: Bool
+    let sessionOut: String?
+
+    struct Outcome: Sendable {
+        var summary: String
+        var succeeded: Bool
+    }
+
+    static func makeLoop() throws -> TCPEventLoop {
+        var configuration = TCPEngineConfiguration()
+        configuration.logger = .terminal
+        configuration.idleTimeout = nil
+        return try TCPEventLoop(configuration: configuration)
+    }
+
+    /// Runs `body` on the concurrency pool and waits for it on this thread.
+    static func blocking(_ body: @escaping @Sendable () async -> Outcome) -> Outcome {
+        let done = DispatchSemaphore(value: 0)
+        let box = OutcomeBox()
+        Task {
+            box.value = await body()
+            done.signal()
+        }
+        done.wait()
+        return box.value!
+    }
+
+    final class OutcomeBox: @unchecked Sendable {
+        var value: Outcome?
+    }
+
+    func run(loop: TCPEventLoop) async -> Outcome {
+        let connection: TLSConnection
+        do {
+            connection = try await TLSConnection.connect(to: server, on: loop, context: context, serverName: serverName, session: session)
+        } catch {
+            return Outcome(summary: "sluice tls connect: \(error)", succeeded: false)
+        }
+        let negotiated = connection.negotiated
+        let input = StandardInput.chunks()
+        let sender = Task { () -> (Int, String?) in
+            var sent = 0
+            var keyUpdated = false
+            for await chunk in input {
+                do { try await connection.send(chunk) } catch { return (sent, "\(error)") }
+                sent += chunk.count
+                if let keyUpdateAfter, !keyUpdated, sent >= keyUpdateAfter {
+                    keyUpdated = true
+                    try? await connection.updateKeys(requestPeerUpdate: true)
+                }
+            }
+            if !waitForServer { await connection.close() }
+            return (sent, nil)
+        }
+        var received = 0
+        var failure: String?
+        do {
+            for try await plaintext in connection.inbound {
+                received += plaintext.count
+                guard plaintext.withUnsafeBytes({ writeAll(1, $0) }) else {
+                    failure = "writing standard output failed"
+                    break
+                }
+            }
+        } catch {
+            failure = "\(error)"
+        }
+        if waitForServer { sender.cancel() }
+        await connection.close()
+        let (sent, sendFailure) = await sender.value
+        if let sessionOut, let last = await connection.resumableSessions.last {
+            let pem = Array(last.pem.utf8)
+            let descriptor = open(sessionOut, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            if descriptor >= 0 {
+                _ = pem.withUnsafeBytes { writeAll(descriptor, $0) }
+                close(descriptor)
+            }
+        }
+        let counters = await connection.counters
+        var summary = "sluice tls connect: \(negotiated.version) \(negotiated.cipherSuiteName)"
+            + (negotiated.resumed ? ", resumed" : "") + (negotiated.applicationProtocol.map { ", ALPN \($0)" } ?? "")
+            + "; sent \(sent) bytes, received \(received); KeyUpdates sent \(counters.keyUpdatesSent), received \(counters.keyUpdatesReceived)"
+        if let problem = failure ?? sendFailure { summary += "; \(problem)" }
+        return Outcome(summary: summary, succeeded: failure == nil && sendFailure == nil)
+    }
+}
+
+/// Standard input as chunks, read on a thread of its own.
+enum StandardInput {
+    static func chunks() -> AsyncStream<[UInt8]> {
+        AsyncStream(bufferingPolicy: .bufferingOldest(64)) { continuation in
+            let thread = try? WorkerThread(name: "sluice-stdin") {
+                var buffer = [UInt8](repeating: 0, count: 16384)
+                while true {
+                    let n = read(0, &buffer, buffer.count)
+                    if n < 0 && errno == EINTR { continue }
+                    if n <= 0 { break }
+                    while case .dropped = continuation.yield(Array(buffer[..<n])) { usleep(100) }
+                }
+                continuation.finish()
+            }
+            if let thread { thread.detach() } else { continuation.finish() }
+        }
+    }
+}
+
+struct TLSSelftest: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "selftest",
+        abstract: "Report whether the kernel offloads TLS (kTLS) and which ciphers, and check the user-space record layer.")
+
+    func run() throws {
+        sluice_line_buffer_stdout()
+        print("OpenSSL: \(TLSSelfTest.openSSLVersion)")
+        print(TLSSelfTest.kernel())
+        print("user-space record layer:")
+        let results = TLSSelfTest.recordLayer()
+        for result in results { print("  \(result)") }
+        if results.contains(where: { $0.failure != nil }) { throw ExitCode(1) }
+    }
+}
