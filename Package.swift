@@ -81,7 +81,7 @@ let package = Package(
             name: "SluiceSocketsTests",
             dependencies: ["SluiceSockets", "SluiceUDP", "SluiceCore", "SluicePackets", "SluiceTestSupport"]),
         .testTarget(name: "SluiceIntegrationTests",
-                    dependencies: ["SluiceCLI", "SluiceSilenceProbe", "Sluice", "SluiceBench", "SluicePackets", "SluiceTestSupport",
+                    dependencies: ["SluiceCLI", "SluiceSilenceProbe", "Sluice", "SluiceBench", "SluicePackets", "SluiceTLS", "SluiceTestSupport",
                                    .product(name: "Logging", package: "swift-log"),
                                    .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         .testTarget(

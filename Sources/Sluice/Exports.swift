@@ -9,3 +9,4 @@
 @_exported import SluiceTUN
 @_exported import SluiceHost
 @_exported import SluiceDNS
+@_exported import SluiceTLS

@@ -164,7 +164,7 @@ public struct TLSServerReport: Sendable, CustomStringConvertible {
                 + "(\(tls.resumed) resumed, \(tls.failedHandshakes) failed), \(completed) connections completed, "
                 + "\(String(format1: seconds)) s",
             "  plaintext in \(tls.plaintextReceived) bytes (\(String(format1: rate)) MB/s over the run); TCP sent \(tcp.sentBytes) bytes; "
-                + "CPU \(String(format1: cpuSeconds * 1000)) ms",
+                + "KeyUpdates received \(tls.keyUpdatesReceived), sent \(tls.keyUpdatesSent); CPU \(String(format1: cpuSeconds * 1000)) ms",
         ]
         if tls.failedConnections + tls.truncatedConnections > 0 || !failures.isEmpty {
             lines.append("  \(tls.failedConnections) connections failed, \(tls.truncatedConnections) cut without close_notify"

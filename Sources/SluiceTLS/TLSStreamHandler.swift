@@ -135,6 +135,9 @@ public struct TLSStreamHandler<Application: TLSStreamApplication>: StreamHandler
         /// Connections that ended with a TLS error, and those the peer cut without close_notify.
         public var failedConnections: UInt64 = 0
         public var truncatedConnections: UInt64 = 0
+        /// KeyUpdates received and sent, over connections that have closed.
+        public var keyUpdatesReceived: UInt64 = 0
+        public var keyUpdatesSent: UInt64 = 0
     }
 
     /// The application.
@@ -257,7 +260,10 @@ public struct TLSStreamHandler<Application: TLSStreamApplication>: StreamHandler
     }
 
     public mutating func closed(_ stream: StreamID, error: SystemCallError?, transport: Transport) {
-        engines.removeValue(forKey: stream)
+        if let engine = engines.removeValue(forKey: stream) {
+            counters.keyUpdatesReceived += engine.counters.keyUpdatesReceived
+            counters.keyUpdatesSent += engine.counters.keyUpdatesSent
+        }
         clients.removeValue(forKey: stream)
         let tlsError = errors.removeValue(forKey: stream)
         application.closed(stream, error: tlsError ?? error.map { .stream($0) })
