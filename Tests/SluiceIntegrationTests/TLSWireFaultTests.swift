@@ -1,0 +1,128 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Sluice
+import SluiceTestSupport
+import Testing
+
+/// Faults on the wire against `sluice tls serve`: a tampered record, an oversized one, a peer
+/// that vanishes mid-record. The client is Sluice's own engine over a plain kernel socket, so
+/// the bytes can be bent on purpose.
+@Suite("TLS server against tampered and vanishing peers", .serialized)
+struct TLSWireFaultTests {
+    /// A TLS client over a blocking kernel socket.
+    final class WireClient {
+        let socket: KernelTCPSocket
+        let engine: TLSEngine
+        var received: [UInt8] = []
+
+        init(port: Int) throws {
+            socket = try KernelTCPSocket(connectingTo: IPEndpoint("127.0.0.1:\(port)")!)
+            var timeout = timeval(tv_sec: 5, tv_usec: 0)
+            setsockopt(socket.descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            let context = try TLSContext(.client(peerVerification: .trustedCertificates(path: TLSInteropTests.authority)))
+            engine = try TLSEngine(context: context, serverName: "sluice.test")
+            _ = engine.start()
+            flush()
+            while engine.state == .handshaking {
+                guard readOnce() else { break }
+            }
+        }
+
+        func flush() {
+            let bytes = engine.outbound
+            engine.consumeOutbound(bytes.count)
+            write(bytes)
+        }
+
+        func write(_ bytes: [UInt8]) {
+            _ = bytes.withUnsafeBytes { send(socket.descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        }
+
+        /// Reads once and feeds the engine; false at EOF, timeout or error.
+        @discardableResult
+        func readOnce() -> Bool {
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            let n = recv(socket.descriptor, &buffer, buffer.count, 0)
+            guard n > 0 else { return false }
+            _ = buffer.withUnsafeMutableBytes { raw in
+                engine.receive(UnsafeMutableRawBufferPointer(rebasing: raw[..<n])) { self.received += $0 }
+            }
+            flush()
+            return true
+        }
+
+        /// One application-data record for `content`.
+        func record(_ content: [UInt8]) -> [UInt8] {
+            var out = [UInt8](repeating: 0, count: content.count + engine.recordOverhead)
+            let length = out.withUnsafeMutableBytes { o in content.withUnsafeBytes { engine.seal($0, into: o.baseAddress!) } }
+            return Array(out.prefix(length))
+        }
+
+        /// Reads until the server closes; true when it did (EOF or reset) within the timeout.
+        func readUntilClosed() -> Bool {
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            for _ in 0..<100 {
+                let n = recv(socket.descriptor, &buffer, buffer.count, 0)
+                if n == 0 || (n < 0 && errno == ECONNRESET) { return true }
+                if n < 0 { return false }
+                _ = buffer.withUnsafeMutableBytes { raw in
+                    engine.receive(UnsafeMutableRawBufferPointer(rebasing: raw[..<n])) { self.received += $0 }
+                }
+            }
+            return false
+        }
+    }
+
+    /// Handshakes, sends half a record, and resets the connection (the socket closes on return).
+    func vanish(port: Int) throws {
+        let vanishing = try WireClient(port: port)
+        let record = vanishing.record(Array(repeating: 0x42, count: 16000))
+        vanishing.write(Array(record.prefix(7000)))
+        var linger = linger(l_onoff: 1, l_linger: 0)
+        setsockopt(vanishing.socket.descriptor, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<linger>.size))
+    }
+
+    @Test("a flipped bit gets bad_record_mac and a close; a record past the limit gets record_overflow; a vanished peer frees everything")
+    func faults() throws {
+        guard TLSInteropTests.peersAvailable() else { return }
+        let (server, port) = try TLSInteropTests.serve(["--echo"])
+
+        let good = try WireClient(port: port)
+        #expect(good.engine.state == .established, "\(String(describing: good.engine.error))")
+        good.write(good.record(Array("hello".utf8)))
+        while good.received.count < 5, good.readOnce() {}
+        #expect(good.received == Array("hello".utf8))
+
+        let tampered = try WireClient(port: port)
+        var record = tampered.record(Array(repeating: 0x41, count: 1000))
+        record[record.count / 2] ^= 0x04
+        tampered.write(record)
+        #expect(tampered.readUntilClosed())
+        #expect(tampered.engine.error?.receivedAlert == .badRecordMAC, "\(String(describing: tampered.engine.error))")
+        #expect(tampered.received.isEmpty)
+
+        let oversized = try WireClient(port: port)
+        oversized.write([23, 3, 3, 0x41, 0x01] + [UInt8](repeating: 0, count: 64))
+        #expect(oversized.readUntilClosed())
+        #expect(oversized.engine.error?.receivedAlert == .recordOverflow, "\(String(describing: oversized.engine.error))")
+
+        try vanish(port: port)
+
+        // The server goes on serving the connection that behaved.
+        usleep(200_000)
+        good.write(good.record(Array("again".utf8)))
+        while good.received.count < 10, good.readOnce() {}
+        #expect(good.received == Array("helloagain".utf8))
+        good.engine.close()
+        good.flush()
+        #expect(good.readUntilClosed())
+        #expect(good.engine.isReadClosed)
+
+        let report = TLSInteropTests.finish(server)
+        #expect(report.contains("4 handshakes (0 resumed, 0 failed)"), "\(report)")
+        #expect(report.contains("2 connections failed"), "\(report)")
+        #expect(report.contains("Connection reset by peer") || report.contains("cut without close_notify"), "\(report)")
+        #expect(report.contains("frames: all returned to their pool"), "\(report)")
+    }
+}
