@@ -19,6 +19,7 @@ let package = Package(
                 .product(name: "SluicePackets", package: "Sluice"),
                 .product(name: "SluiceUDP", package: "Sluice"),
                 .product(name: "SluiceDNS", package: "Sluice"),
+                .product(name: "SluiceTLS", package: "Sluice"),
                 .product(name: "SluiceSystem", package: "Sluice"),
                 "KernelRings",
             ],

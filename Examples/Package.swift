@@ -38,6 +38,11 @@ let package = Package(
             name: "tcp-echo",
             dependencies: [.product(name: "Sluice", package: "Sluice")],
             path: "Sources/TCPEcho"),
+        // TLS echo over the async edge (TLSListener, TLSConnection).
+        .executableTarget(
+            name: "tls-echo",
+            dependencies: [.product(name: "Sluice", package: "Sluice")],
+            path: "Sources/TLSEcho"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -9,6 +9,8 @@ public enum TLSServeMode: Sendable, Equatable {
     /// The bulk-transfer protocol of the reference C benchmark (`tlsbench`): an 8-byte
     /// little-endian length, then that many bytes discarded, then one byte back.
     case sink
+    /// The reference benchmark's echo: the 8-byte length kept, every byte after it sent back.
+    case benchEcho
     /// Sends these bytes to each client, then close_notify.
     case file([UInt8])
 }
@@ -31,8 +33,9 @@ public struct TLSServerApplication: TLSStreamApplication {
     struct State {
         var pending: [UInt8] = []
         var received = 0
-        var sinkTotal: Int?
+        var benchTotal: Int?
         var header: [UInt8] = []
+        var acknowledged = false
         var fileSent = 0
         var keyUpdated = false
         var paused = false
@@ -60,13 +63,24 @@ public struct TLSServerApplication: TLSStreamApplication {
             state.keyUpdated = true
             writer.updateKeys(requestPeerUpdate: true)
         }
+        var body = UnsafeRawBufferPointer(plaintext)
+        if mode == .sink || mode == .benchEcho, state.benchTotal == nil {
+            // The bench protocol's 8-byte little-endian length comes first, and is not echoed.
+            let take = min(8 - state.header.count, body.count)
+            state.header += body.prefix(take)
+            body = UnsafeRawBufferPointer(rebasing: body[take...])
+            if state.header.count == 8 {
+                state.benchTotal = state.header.reversed().reduce(0) { $0 << 8 | Int($1) }
+                state.received = body.count
+            }
+        }
         switch mode {
-        case .echo:
+        case .echo, .benchEcho:
             if state.pending.isEmpty {
-                let sent = writer.send(UnsafeRawBufferPointer(plaintext))
-                if sent < plaintext.count { state.pending += plaintext[sent...] }
+                let sent = writer.send(body)
+                if sent < body.count { state.pending += body[sent...] }
             } else {
-                state.pending += plaintext
+                state.pending += body
             }
             // A peer that sends faster than it reads is held back by TCP, not by our memory.
             if state.pending.count > Self.pendingHighWater && !state.paused {
@@ -74,18 +88,8 @@ public struct TLSServerApplication: TLSStreamApplication {
                 writer.pauseReceiving()
             }
         case .sink:
-            var body = UnsafeRawBufferPointer(plaintext)
-            if state.sinkTotal == nil {
-                let take = min(8 - state.header.count, body.count)
-                state.header += body.prefix(take)
-                body = UnsafeRawBufferPointer(rebasing: body[take...])
-                if state.header.count == 8 {
-                    state.sinkTotal = state.header.reversed().reduce(0) { $0 << 8 | Int($1) }
-                    state.received = body.count
-                }
-            }
-            if let total = state.sinkTotal, state.received >= total, state.header.count == 8 {
-                state.header.append(0)   // answered
+            if let total = state.benchTotal, state.received >= total, !state.acknowledged {
+                state.acknowledged = true
                 var ack: UInt8 = 1
                 _ = withUnsafeBytes(of: &ack) { writer.send($0) }
             }
@@ -105,7 +109,7 @@ public struct TLSServerApplication: TLSStreamApplication {
         // Taken out while it changes, so its buffers are not copied on write.
         guard var state = states.removeValue(forKey: stream) else { return }
         switch mode {
-        case .echo:
+        case .echo, .benchEcho:
             if !state.pending.isEmpty {
                 let sent = state.pending.withUnsafeBytes { writer.send($0) }
                 state.pending.removeFirst(sent)
@@ -180,10 +184,14 @@ public struct TLSServerReport: Sendable, CustomStringConvertible {
 /// A TLS server on one ``TCPEngine``, run on the calling thread: the handshake through OpenSSL,
 /// records through Sluice's own record layer, sealed and opened in the engine's frames.
 public enum TLSServer {
-    /// The engine set-up TLS wants: frames that hold a whole record (2^14 bytes, its overhead and the headroom).
+    /// The engine set-up TLS wants: receive buffers of 64 KiB, so most records arrive whole and
+    /// open where they landed (a record split across two buffers is copied once), and any frame
+    /// holds a whole sealed record; 512 frames (32 MiB), half of them for receiving.
     public static func engineConfiguration(_ base: TCPEngineConfiguration = .init()) -> TCPEngineConfiguration {
         var configuration = base
-        configuration.frameSize = max(configuration.frameSize, 17408)
+        configuration.frameSize = 65536
+        configuration.frameCount = 512
+        configuration.receiveBuffers = 256
         return configuration
     }
 
@@ -209,6 +217,7 @@ public enum TLSServer {
         let modeName = switch mode {
         case .echo: "echo"
         case .sink: "sink"
+        case .benchEcho: "bench echo"
         case .file(let bytes): "file of \(bytes.count) bytes"
         }
         return TLSServerReport(

@@ -94,6 +94,9 @@ struct TLSServe: ParsableCommand {
     @Flag(help: "The tlsbench sink protocol: an 8-byte little-endian length, that many bytes, one byte back.")
     var sink = false
 
+    @Flag(help: "The tlsbench echo protocol: an 8-byte little-endian length, then every byte back.")
+    var benchEcho = false
+
     @Option(help: "Send this file to each client, then close_notify.")
     var file: String?
 
@@ -108,6 +111,9 @@ struct TLSServe: ParsableCommand {
     @Option(help: "Most connections at once.")
     var maxConnections: Int = 256
 
+    @Option(help: "Ring mode: \(RingMode.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var ringMode: RingMode = .deferTaskrun
+
     @Option(help: "Enter this network namespace (/run/netns/NAME) first, with setns().")
     var netns: String?
 
@@ -116,7 +122,9 @@ struct TLSServe: ParsableCommand {
 
     func validate() throws {
         if let duration { try checkSeconds(duration, "--duration", in: 0.001...31_536_000) }
-        guard [echo, sink, file != nil].filter({ $0 }).count <= 1 else { throw ValidationError("give one of --echo, --sink, --file") }
+        guard [echo, sink, benchEcho, file != nil].filter({ $0 }).count <= 1 else {
+            throw ValidationError("give one of --echo, --sink, --bench-echo, --file")
+        }
         guard (0...16).contains(tickets) else { throw ValidationError("--tickets must be 0 to 16") }
         guard (1..<65536).contains(maxConnections) else { throw ValidationError("--max-connections must be 1 to 65535") }
     }
@@ -140,9 +148,9 @@ struct TLSServe: ParsableCommand {
             }
             mode = .file(bytes)
         } else {
-            mode = sink ? .sink : .echo
+            mode = sink ? .sink : benchEcho ? .benchEcho : .echo
         }
-        var configuration = TLSServer.engineConfiguration()
+        var configuration = TLSServer.engineConfiguration(TCPEngineConfiguration(mode: ringMode.mode))
         configuration.logger = .terminal
         configuration.maximumConnections = maxConnections + 1
         let signals = SignalWaiter([SIGINT, SIGTERM])

@@ -72,7 +72,8 @@ public protocol StreamHandler {
     mutating func received(_ chunk: consuming Packet, on stream: StreamID, transport: Transport)
     /// The peer shut down its write side (EOF): nothing more will be received.
     mutating func readClosed(_ stream: StreamID, transport: Transport)
-    /// Every queued send of `stream` has completed (a good moment to queue more).
+    /// Every queued send of `stream` has completed, or a sent frame came back while none is queued
+    /// (a good moment to queue more).
     mutating func sendQueueDrained(_ stream: StreamID, transport: Transport)
     /// The stream is gone: its descriptor closed, every operation on it finished, every frame
     /// back. `error` says why when it was not an orderly close.

@@ -860,6 +860,10 @@ public final class TCPEngine: StreamTransport {
                 if sendSlots[Int(index)].notifications == 0 && sendSlots[Int(index)].completed {
                     releaseSendSlot(index, of: slot)
                     try maybeRearmReceive(slot)
+                    // A frame back with nothing queued: a handler that stopped for want of frames goes on now.
+                    if slots[s].sendHead < 0 && slots[s].kind == .open && !slots[s].closeSubmitted {
+                        delegate.sendQueueDrained(id(slot), transport: self)
+                    }
                 }
                 try kick(slot)
                 try grantSendCredits()

@@ -263,4 +263,5 @@ let benchmarks: @Sendable () -> Void = {
 
     // dns-answer-*: see DNS.swift.
     registerDNSBenchmarks()
+    registerTLSBenchmarks()
 }
