@@ -167,7 +167,7 @@ public final class TLSContext: @unchecked Sendable {
 /// Collects each secret OpenSSL logs into the handshake that derived it.
 private func tlsKeyLogCallback(_ ssl: OpaquePointer?, _ line: UnsafePointer<CChar>?) {
     guard let ssl, let line, let box = sluice_ssl_get_app_data(ssl) else { return }
-    Unmanaged<TLSSecretLog>.fromOpaque(box).takeUnretainedValue().record(String(cString: line))
+    Unmanaged<TLSSecretLog>.fromOpaque(box).takeUnretainedValue().record(line)
 }
 
 /// Keeps each session ticket a client receives with the handshake that received it.
@@ -231,26 +231,35 @@ public final class TLSSession: @unchecked Sendable {
     public var isResumable: Bool { SSL_SESSION_is_resumable(raw) == 1 }
 }
 
-/// The secrets OpenSSL logs during one handshake (by label), and the sessions it hands a client.
+/// The TLS 1.3 traffic secrets OpenSSL logs during one handshake, and the sessions it hands a client.
 final class TLSSecretLog {
-    var secrets: [String: [UInt8]] = [:]
+    /// The four secrets the record layer needs, by the label OpenSSL logs them under.
+    static let labels = ["CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+                         "CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0"].map { Array($0.utf8) }
+    /// The secrets, in the order of ``labels``.
+    var secrets: [[UInt8]?] = [nil, nil, nil, nil]
     var sessions: [TLSSession] = []
 
-    /// Takes one key-log line: "LABEL <client random> <secret>", in hex.
-    func record(_ line: String) {
-        let parts = line.split(separator: " ")
-        guard parts.count == 3, let secret = [UInt8](hex: parts[2]) else { return }
-        secrets[String(parts[0])] = secret
+    /// The secret logged under `label` (one of ``labels``), if it was.
+    func secret(_ label: String) -> [UInt8]? {
+        Self.labels.firstIndex(of: Array(label.utf8)).flatMap { secrets[$0] }
+    }
+
+    /// Takes one key-log line, "LABEL <client random> <secret>" in hex, read in place (a handshake
+    /// logs several, and this runs for every one).
+    func record(_ line: UnsafePointer<CChar>) {
+        let bytes = UnsafeRawBufferPointer(start: line, count: strlen(line))
+        guard let first = bytes.firstIndex(of: 0x20), let last = bytes.lastIndex(of: 0x20), last > first,
+              let index = Self.labels.firstIndex(where: { $0.elementsEqual(bytes[..<first]) })
+        else { return }
+        secrets[index] = [UInt8](hex: bytes[(last + 1)...])
     }
 }
 
 extension [UInt8] {
-    /// Bytes from hexadecimal text; nil unless every pair is hex.
-    init?(hex: some StringProtocol) {
-        let digits = Array(hex.utf8)
+    /// Bytes from hexadecimal digits; nil unless every pair is hex.
+    init?(hex digits: some Collection<UInt8>) {
         guard digits.count % 2 == 0 else { return nil }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(digits.count / 2)
         func value(_ c: UInt8) -> UInt8? {
             switch c {
             case 0x30...0x39: c - 0x30
@@ -259,11 +268,17 @@ extension [UInt8] {
             default: nil
             }
         }
-        var i = 0
-        while i < digits.count {
-            guard let high = value(digits[i]), let low = value(digits[i + 1]) else { return nil }
-            bytes.append(high << 4 | low)
-            i += 2
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(digits.count / 2)
+        var high: UInt8?
+        for digit in digits {
+            guard let v = value(digit) else { return nil }
+            if let h = high {
+                bytes.append(h << 4 | v)
+                high = nil
+            } else {
+                high = v
+            }
         }
         self = bytes
     }

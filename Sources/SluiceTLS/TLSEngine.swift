@@ -360,6 +360,17 @@ public final class TLSEngine {
         counters.recordsSealed += 1
     }
 
+    /// The keys of both directions with their next sequence numbers, for handing the records to
+    /// the kernel (kTLS): nil unless the connection is established with nothing half-received and
+    /// nothing waiting in ``outbound``. (A TLS 1.3 client takes the tickets that follow the
+    /// handshake first; later ones reach the kernel's reader as control records.)
+    public var offloadableKeys: (read: TLSTrafficKeys, write: TLSTrafficKeys)? {
+        guard state == .established, partialCount == 0, handshakeBytes.isEmpty, outbound.isEmpty,
+              let reader, let writer
+        else { return nil }
+        return (reader.keys, writer.keys)
+    }
+
     // MARK: sending
 
     /// Bytes a sealed record adds to its content (header, explicit nonce, inner type, tag).

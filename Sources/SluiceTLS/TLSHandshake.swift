@@ -162,10 +162,10 @@ final class TLSHandshake {
         var writeKeys: TLSTrafficKeys
         if version == .tls13 {
             let (ourLabel, peerLabel) = isServer ? ("SERVER", "CLIENT") : ("CLIENT", "SERVER")
-            guard let readSecret = log.secrets["\(peerLabel)_TRAFFIC_SECRET_0"],
-                  let writeSecret = log.secrets["\(ourLabel)_TRAFFIC_SECRET_0"],
-                  let readHandshake = log.secrets["\(peerLabel)_HANDSHAKE_TRAFFIC_SECRET"],
-                  let writeHandshake = log.secrets["\(ourLabel)_HANDSHAKE_TRAFFIC_SECRET"]
+            guard let readSecret = log.secret("\(peerLabel)_TRAFFIC_SECRET_0"),
+                  let writeSecret = log.secret("\(ourLabel)_TRAFFIC_SECRET_0"),
+                  let readHandshake = log.secret("\(peerLabel)_HANDSHAKE_TRAFFIC_SECRET"),
+                  let writeHandshake = log.secret("\(ourLabel)_HANDSHAKE_TRAFFIC_SECRET")
             else { throw TLSError("taking over the records", hint: "OpenSSL logged no TLS 1.3 traffic secrets", library: "") }
             readKeys = TLSTrafficKeys(tls13Secret: readSecret, aead: aead)
             writeKeys = TLSTrafficKeys(tls13Secret: writeSecret, aead: aead)
