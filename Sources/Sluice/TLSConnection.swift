@@ -200,31 +200,49 @@ public struct TLSInbound: AsyncSequence, Sendable {
     }
 }
 
-/// Accepts TCP connections of a ``TCPEventLoop`` and runs a server handshake on each.
+/// Accepts TCP connections of a ``TCPEventLoop`` and runs a server handshake on each, each in a
+/// task of its own (a slow or silent client holds up no other); connections come out of
+/// ``accept()`` as their handshakes finish.
 public final class TLSListener: Sendable {
     /// The TCP listener under it.
     public let tcp: TCPListener
     /// The server context every handshake uses.
     public let context: TLSContext
+    private let ready: AsyncStream<TLSConnection>
+    private let acceptor: Task<Void, Never>
 
     /// Listens on `endpoint` with `context`.
     public init(on endpoint: IPEndpoint, loop: TCPEventLoop, context: TLSContext) async throws(SystemCallError) {
-        tcp = try await loop.listen(on: endpoint)
+        let tcp = try await loop.listen(on: endpoint)
+        self.tcp = tcp
         self.context = context
+        let (ready, continuation) = AsyncStream<TLSConnection>.makeStream()
+        self.ready = ready
+        acceptor = Task {
+            await withDiscardingTaskGroup { group in
+                for await connection in tcp.connections {
+                    group.addTask {
+                        // A failed handshake is the client's business: its connection is closed, the listener goes on.
+                        if let tls = try? await TLSConnection.accept(connection, context: context) { continuation.yield(tls) }
+                    }
+                }
+            }
+            continuation.finish()
+        }
     }
+
+    deinit { acceptor.cancel() }
 
     /// The address it is bound to.
     public var localEndpoint: IPEndpoint { tcp.localEndpoint }
 
-    /// The next connection whose handshake succeeded (failed handshakes are passed over), or nil
-    /// once the listener is closed.
+    /// The next connection whose handshake succeeded, or nil once the listener is closed and
+    /// every handshake under way has ended. One caller at a time.
     public func accept() async -> TLSConnection? {
-        while let connection = await tcp.accept() {
-            if let tls = try? await TLSConnection.accept(connection, context: context) { return tls }
-        }
-        return nil
+        var iterator = ready.makeAsyncIterator()
+        return await iterator.next()
     }
 
-    /// Stops listening.
+    /// Stops listening; handshakes under way finish.
     public func close() { tcp.close() }
 }

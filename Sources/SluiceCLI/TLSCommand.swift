@@ -114,6 +114,9 @@ struct TLSServe: ParsableCommand {
     @Option(help: "Ring mode: \(RingMode.allCases.map(\.rawValue).joined(separator: ", ")).")
     var ringMode: RingMode = .deferTaskrun
 
+    @Option(help: "Records of at least this many bytes go out with SEND_ZC (0: never; on loopback the kernel copies them anyway).")
+    var zeroCopyThreshold: Int = 0
+
     @Option(help: "Enter this network namespace (/run/netns/NAME) first, with setns().")
     var netns: String?
 
@@ -151,6 +154,7 @@ struct TLSServe: ParsableCommand {
             mode = sink ? .sink : benchEcho ? .benchEcho : .echo
         }
         var configuration = TLSServer.engineConfiguration(TCPEngineConfiguration(mode: ringMode.mode))
+        configuration.zeroCopyThreshold = zeroCopyThreshold > 0 ? zeroCopyThreshold : nil
         configuration.logger = .terminal
         configuration.maximumConnections = maxConnections + 1
         let signals = SignalWaiter([SIGINT, SIGTERM])

@@ -269,6 +269,18 @@ func balanced(_ pool: FramePool, _ port: borrowing XDPPort) -> Bool {
         try expectEcho([[4, 2]], via: try fixture.client(), to: fixture.serverIPv4, port: &port, pool: pool)
     }
 
+    /// Opens a port, trying again for up to a second while the queue is still bound: the kernel
+    /// unbinds a closed socket from its queue after an RCU grace period, which a loaded machine
+    /// can stretch past the next round's bind.
+    func openRetryingBusy(_ open: () throws -> XDPPort) throws -> XDPPort {
+        for _ in 0..<100 {
+            do { return try open() } catch let error as SystemCallError where error.errno == .resourceBusy {
+                usleep(10_000)
+            }
+        }
+        return try open()
+    }
+
     @Test func fiftySocketsCreatedAndDestroyedLeaveNothingBehind() throws {
         let fixture = try XDPFixture(mode: .generic)
         let pool = try FramePool(frameCount: 512)
@@ -279,7 +291,7 @@ func balanced(_ pool: FramePool, _ port: borrowing XDPPort) -> Bool {
             // As xskxceiver's teardown case: a UMEM and a socket per round (the first socket of a
             // UMEM is the UMEM's own, so a UMEM serves one generation of sockets).
             let umem = try fixture.makeUMEM(pool)
-            var port = try fixture.openPort(umem: umem, pool: pool)
+            var port = try openRetryingBusy { try fixture.openPort(umem: umem, pool: pool) }
             sockets.insert(socketInode(port.descriptor))
             if round % 10 == 0 {
                 try expectEcho([[UInt8(round)]], via: try fixture.client(), to: fixture.serverIPv4, port: &port, pool: pool)
