@@ -299,3 +299,19 @@ func parsePrefix(_ text: String) throws -> (address: IPAddress, prefixLength: In
     }
     return (address, length)
 }
+
+/// What a serving command asks between polls: true once `duration` seconds have passed or SIGINT or
+/// SIGTERM came (said in one line).
+func stopCondition(duration: Double?) -> () -> Bool {
+    let signals = SignalWaiter([SIGINT, SIGTERM])
+    let clock = ContinuousClock()
+    let deadline = duration.map { clock.now + Duration(checkedSeconds: $0) }
+    return {
+        if let deadline, clock.now >= deadline { return true }
+        if let signal = signals.wait(for: .zero) {
+            print("sluice: \(signal == SIGINT ? "SIGINT" : "SIGTERM") received, stopping")
+            return true
+        }
+        return false
+    }
+}

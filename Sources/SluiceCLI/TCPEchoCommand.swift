@@ -71,21 +71,11 @@ struct TCPEcho: ParsableCommand {
         configuration.zeroCopyThreshold = zeroCopyThreshold > 0 ? zeroCopyThreshold : nil
         configuration.idleTimeout = idleTimeout > 0 ? Duration(checkedSeconds: idleTimeout) : nil
         configuration.maximumQueuedPerConnection = connectionBudget
-        let signals = SignalWaiter([SIGINT, SIGTERM])
-        let clock = ContinuousClock()
-        let deadline = duration.map { clock.now + Duration(checkedSeconds: $0) }
         do {
             let report = try TCPEchoServer.run(
                 listen: listen, configuration: configuration,
                 ready: { print("sluice tcp-echo: \(backend.rawValue) backend (\(ringMode.rawValue)) listening on \($0)") },
-                shouldStop: {
-                    if let deadline, clock.now >= deadline { return true }
-                    if let signal = signals.wait(for: .zero) {
-                        print("sluice: \(signal == SIGINT ? "SIGINT" : "SIGTERM") received, stopping")
-                        return true
-                    }
-                    return false
-                })
+                shouldStop: stopCondition(duration: duration))
             print(report)
             if !report.frames.isBalanced || report.operationsInFlight != 0 { throw ExitCode(3) }
         } catch let error as SystemCallError {

@@ -112,7 +112,7 @@ struct TLSServe: ParsableCommand {
     var maxConnections: Int = 256
 
     @Option(help: "Ring mode: \(RingMode.allCases.map(\.rawValue).joined(separator: ", ")).")
-    var ringMode: RingMode = .deferTaskrun
+    var ringMode: RingMode = .coop
 
     @Option(help: "Records of at least this many bytes go out with SEND_ZC (0: never; on loopback the kernel copies them anyway).")
     var zeroCopyThreshold: Int = 0
@@ -157,22 +157,12 @@ struct TLSServe: ParsableCommand {
         configuration.zeroCopyThreshold = zeroCopyThreshold > 0 ? zeroCopyThreshold : nil
         configuration.logger = .terminal
         configuration.maximumConnections = maxConnections + 1
-        let signals = SignalWaiter([SIGINT, SIGTERM])
-        let clock = ContinuousClock()
-        let deadline = duration.map { clock.now + Duration(checkedSeconds: $0) }
         print("sluice tls serve: \(recordPathLine())")
         do {
             let report = try TLSServer.run(
                 listen: listen, context: context, mode: mode, keyUpdateAfter: keyUpdateAfter, configuration: configuration,
                 ready: { print("sluice tls serve: listening on \($0)") },
-                shouldStop: {
-                    if let deadline, clock.now >= deadline { return true }
-                    if let signal = signals.wait(for: .zero) {
-                        print("sluice: \(signal == SIGINT ? "SIGINT" : "SIGTERM") received, stopping")
-                        return true
-                    }
-                    return false
-                })
+                shouldStop: stopCondition(duration: duration))
             print(report)
             if !report.frames.isBalanced { throw ExitCode(3) }
         } catch let error as SystemCallError {

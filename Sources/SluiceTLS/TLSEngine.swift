@@ -237,6 +237,10 @@ public final class TLSEngine {
         if reader!.keys.version == .tls13 {
             return type == TLSContentType.applicationData.rawValue ? nil : .unexpectedMessage
         }
+        // TLS 1.2's AAD carries the negotiated version, not the header's: the header is checked here, as OpenSSL does.
+        guard record.load(fromByteOffset: 1, as: UInt8.self) == 3, record.load(fromByteOffset: 2, as: UInt8.self) == 3 else {
+            return .protocolVersion
+        }
         return (21...23).contains(type) ? nil : .unexpectedMessage
     }
 

@@ -93,6 +93,8 @@ public struct TLSAlert: Error, Hashable, Sendable, CustomStringConvertible {
     public static let handshakeFailure = TLSAlert(40)
     /// A message could not be parsed.
     public static let decodeError = TLSAlert(50)
+    /// A record claimed another protocol version.
+    public static let protocolVersion = TLSAlert(70)
     /// Something failed inside this side.
     public static let internalError = TLSAlert(80)
     /// The peer asked for renegotiation, which Sluice refuses (TLS 1.2).

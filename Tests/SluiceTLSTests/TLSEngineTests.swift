@@ -219,3 +219,50 @@ struct TLSEngineTests {
         #expect(pair.server.negotiated?.applicationProtocol == "h2")
     }
 }
+
+@Suite("TLS engine against garbage")
+struct TLSEngineGarbageTests {
+    /// A small deterministic generator, so a failure can be replayed.
+    struct Generator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return state >> 11
+        }
+        mutating func bytes(_ count: Int) -> [UInt8] { (0..<count).map { _ in UInt8(truncatingIfNeeded: next()) } }
+    }
+
+    @Test("random bytes in place of a ClientHello end the handshake with an error, never a trap")
+    func randomHandshakeBytes() throws {
+        var random = Generator(state: 0x5eed)
+        let context = try TLSFixtures.server()
+        for round in 0..<200 {
+            let engine = try TLSEngine(context: context)
+            var bytes = random.bytes(Int(random.next() % 600) + 3)
+            if round % 2 == 0 { bytes[0] = 22; bytes[1] = 3; bytes[2] = 1 }   // a plausible record header
+            _ = bytes.withUnsafeMutableBytes { engine.receive($0) { _ in Issue.record("plaintext from garbage") } }
+            #expect(engine.state != .established)
+        }
+    }
+
+    @Test("every single-byte change to a record stream after the handshake fails cleanly or is refused")
+    func mutatedRecords() throws {
+        var random = Generator(state: 0xbad)
+        for (version, aead) in [(TLSVersion.tls13, TLSAEAD.aes128GCM), (.tls12, .chacha20Poly1305)] {
+            for _ in 0..<40 {
+                var pair = try TLSEngineTests().handshake(version, aead)
+                pair.send(TLSFixtures.pattern(3000), from: pair.client, recordSize: 700)
+                let at = Int(random.next() % UInt64(pair.toServer.count))
+                pair.toServer[at] ^= UInt8(truncatingIfNeeded: random.next() | 1)
+                pair.pump()
+                // Refused at the changed record (or, for a longer length, still waiting for its
+                // end): what was delivered is exactly what came before it.
+                #expect(pair.server.state == .closed && pair.server.error != nil
+                        || pair.server.state == .established && pair.serverEvents.isDisjoint(with: .failed),
+                        "byte \(at) of \(pair.toServer.count)")
+                #expect(pair.serverReceived.count < 3000)
+                #expect(pair.serverReceived == Array(TLSFixtures.pattern(3000).prefix(pair.serverReceived.count)))
+            }
+        }
+    }
+}
