@@ -82,6 +82,12 @@ public final class TLSEngine {
     private let partial: UnsafeMutableRawPointer
     private let partialCapacity = TLSRecordCipher.maximumContent + 2048 + 64
     private var partialCount = 0
+    /// The length of the record in `partial` once its header is in (0 before).
+    private var partialLength = 0
+    /// Whether the record in `partial` is being decrypted as it comes (else gathered whole), and
+    /// whether its decryption has begun.
+    private var partialStreams = true
+    private var partialBegun = false
     /// Post-handshake handshake bytes not yet a whole message.
     private var handshakeBytes: [UInt8] = []
     /// A TLS 1.3 client hands tickets to OpenSSL until the first record that is not one.
@@ -201,29 +207,72 @@ public final class TLSEngine {
                     }
                 }
             }
-            // A record split across calls gathers in `partial`.
-            let needed: Int
-            if partialCount < 5 {
-                needed = 5 - partialCount
+            // A record split across calls: its header (and TLS 1.2's explicit nonce) gathers in
+            // `partial`, then its ciphertext is decrypted piece by piece from the caller's bytes
+            // straight into `partial` (the one pass a copy would have made) and its tag copied;
+            // nothing of it is delivered until the tag checks. A TLS 1.3 client still taking
+            // tickets gathers the whole record instead: OpenSSL may need its ciphertext.
+            if partialCount == 0 {
+                partialLength = 0
+                partialStreams = !ticketIntake
+                partialBegun = false
+            }
+            if partialLength == 0 {
+                let take = min(5 - partialCount, bytes.count - at)
+                (partial + partialCount).copyMemory(from: base + at, byteCount: take)
+                partialCount += take
+                at += take
+                guard partialCount == 5 else { continue }
+                partialLength = 5 + (Int(partial.load(fromByteOffset: 3, as: UInt8.self)) << 8
+                                     | Int(partial.load(fromByteOffset: 4, as: UInt8.self)))
+                if let alert = checkHeader(partial, length: partialLength) {
+                    events.formUnion(fail(alert, "a record header"))
+                    break
+                }
+            }
+            let reader = reader!
+            let prefix = reader.contentOffset
+            if !partialStreams || partialCount < prefix {
+                let limit = partialStreams ? prefix : partialLength
+                let take = min(limit - partialCount, bytes.count - at)
+                (partial + partialCount).copyMemory(from: base + at, byteCount: take)
+                partialCount += take
+                at += take
+                if !partialStreams && partialCount == partialLength {
+                    partialCount = 0
+                    events.formUnion(processRecord(partial, length: partialLength, inPlace: false, deliver: deliver))
+                    continue
+                }
+                guard partialStreams && partialCount == prefix else { continue }
+            }
+            if !partialBegun {
+                partialBegun = true
+                do throws(TLSAlert) { try reader.beginOpen(prefix: partial, length: partialLength) } catch {
+                    events.formUnion(fail(error, "opening a record"))
+                    break
+                }
+            }
+            let available = bytes.count - at
+            let tagStart = partialLength - reader.keys.aead.tagLength
+            if partialCount < tagStart {
+                let take = min(tagStart - partialCount, available)
+                reader.openUpdate(base + at, count: take, into: partial + partialCount)
+                partialCount += take
+                at += take
             } else {
-                let length = 5 + (Int(partial.load(fromByteOffset: 3, as: UInt8.self)) << 8
-                                  | Int(partial.load(fromByteOffset: 4, as: UInt8.self)))
-                needed = length - partialCount
+                let take = min(partialLength - partialCount, available)
+                (partial + partialCount).copyMemory(from: base + at, byteCount: take)
+                partialCount += take
+                at += take
             }
-            let take = min(needed, bytes.count - at)
-            (partial + partialCount).copyMemory(from: base + at, byteCount: take)
-            partialCount += take
-            at += take
-            guard partialCount >= 5 else { continue }
-            let length = 5 + (Int(partial.load(fromByteOffset: 3, as: UInt8.self)) << 8
-                              | Int(partial.load(fromByteOffset: 4, as: UInt8.self)))
-            if let alert = checkHeader(partial, length: length) {
-                events.formUnion(fail(alert, "a record header"))
-                break
-            }
-            if partialCount == length {
-                partialCount = 0
-                events.formUnion(processRecord(partial, length: length, inPlace: false, deliver: deliver))
+            guard partialCount == partialLength else { continue }
+            partialCount = 0
+            do throws(TLSAlert) {
+                let opened = try reader.finishOpen(tag: partial + tagStart, plaintext: partial + prefix, length: tagStart - prefix)
+                events.formUnion(dispatch(opened.type, UnsafeMutableRawBufferPointer(start: partial + prefix, count: opened.length),
+                                          inPlace: false, ciphertext: [], deliver: deliver))
+            } catch {
+                events.formUnion(fail(error, "opening a record"))
             }
         }
         if outbound.count > before { events.insert(.outboundReady) }
@@ -234,6 +283,8 @@ public final class TLSEngine {
     private func checkHeader(_ record: UnsafeMutableRawPointer, length: Int) -> TLSAlert? {
         let type = record.load(as: UInt8.self)
         guard length <= reader!.maximumRecord else { return .recordOverflow }
+        // Shorter than its nonce and tag: it cannot authenticate.
+        guard length >= reader!.overhead - (reader!.keys.version == .tls13 ? 1 : 0) else { return .badRecordMAC }
         if reader!.keys.version == .tls13 {
             return type == TLSContentType.applicationData.rawValue ? nil : .unexpectedMessage
         }
@@ -254,10 +305,16 @@ public final class TLSEngine {
         } catch {
             return fail(error, "opening a record")
         }
+        return dispatch(opened.type, UnsafeMutableRawBufferPointer(start: record + opened.offset, count: opened.length),
+                        inPlace: inPlace, ciphertext: ciphertext, deliver: deliver)
+    }
+
+    /// Acts on one opened record's content (`ciphertext`: the record as it came, while a client takes tickets).
+    private func dispatch(_ type: UInt8, _ content: UnsafeMutableRawBufferPointer, inPlace: Bool, ciphertext: [UInt8],
+                          deliver: (UnsafeMutableRawBufferPointer) -> Void) -> Events {
         counters.recordsOpened += 1
-        let content = UnsafeMutableRawBufferPointer(start: record + opened.offset, count: opened.length)
         if ticketIntake {
-            if opened.type == TLSContentType.handshake.rawValue && Self.isTicketsOnly(UnsafeRawBufferPointer(content)) {
+            if type == TLSContentType.handshake.rawValue && Self.isTicketsOnly(UnsafeRawBufferPointer(content)) {
                 let before = handshake!.log.sessions.count
                 ciphertext.withUnsafeBytes { handshake!.processPostHandshake(record: $0) }
                 counters.ticketsReceived += UInt64(handshake!.log.sessions.count - before)
@@ -265,10 +322,10 @@ public final class TLSEngine {
             }
             retireHandshake()
         }
-        switch opened.type {
+        switch type {
         case TLSContentType.applicationData.rawValue:
             guard !isReadClosed else { return fail(.unexpectedMessage, "data after close_notify") }
-            if opened.length > 0 {
+            if content.count > 0 {
                 if inPlace { counters.recordsOpenedInPlace += 1 }
                 deliver(content)
             }
@@ -278,7 +335,7 @@ public final class TLSEngine {
         case TLSContentType.handshake.rawValue:
             return receiveHandshake(UnsafeRawBufferPointer(content))
         default:
-            return fail(.unexpectedMessage, "a record of type \(opened.type)")
+            return fail(.unexpectedMessage, "a record of type \(type)")
         }
     }
 

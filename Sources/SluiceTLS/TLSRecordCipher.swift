@@ -26,6 +26,8 @@ public final class TLSRecordCipher {
     private let nonce: UnsafeMutablePointer<UInt8>
     private let iv: UnsafeMutablePointer<UInt8>
     private let additional: UnsafeMutablePointer<UInt8>
+    /// The header type of the record being opened (TLS 1.2's content type).
+    private var openingType: UInt8 = 0
 
     /// A cipher for `keys`, to seal (`sealing`) or to open records.
     public init(keys: TLSTrafficKeys, sealing: Bool) throws(TLSError) {
@@ -154,13 +156,24 @@ public final class TLSRecordCipher {
     /// - Throws: bad_record_mac when authentication fails, record_overflow past 2^14 bytes of
     ///   content, unexpected_message for a TLS 1.3 record that is all padding.
     public func open(record: UnsafeMutableRawPointer, length: Int) throws(TLSAlert) -> (type: UInt8, offset: Int, length: Int) {
+        try beginOpen(prefix: record, length: length)
+        let cipherLength = length - contentOffset - keys.aead.tagLength
+        openUpdate(record + contentOffset, count: cipherLength, into: record + contentOffset)
+        let opened = try finishOpen(tag: record + contentOffset + cipherLength, plaintext: record + contentOffset, length: cipherLength)
+        return (opened.type, contentOffset, opened.length)
+    }
+
+    /// Starts opening a record that arrives in pieces: `prefix` holds its first ``contentOffset``
+    /// bytes (the header, and TLS 1.2 AES-GCM's explicit nonce), `length` is the whole record's.
+    /// The ciphertext then goes through ``openUpdate(_:count:into:)`` and the tag to ``finishOpen(tag:plaintext:length:)``.
+    public func beginOpen(prefix: UnsafeRawPointer, length: Int) throws(TLSAlert) {
         precondition(!sealing, "open: a sealing cipher")
-        let tag = keys.aead.tagLength
         guard length >= overhead - (keys.version == .tls13 ? 1 : 0) else { throw .badRecordMAC }
         let sequence = keys.sequence
         keys.sequence &+= 1
-        let bytes = record.assumingMemoryBound(to: UInt8.self)
-        var cipherLength = length - contentOffset - tag
+        let bytes = prefix.assumingMemoryBound(to: UInt8.self)
+        let cipherLength = length - contentOffset - keys.aead.tagLength
+        openingType = bytes[0]
         setNonce(sequence)
         // TLS 1.2 AES-GCM: the explicit nonce is the peer's to choose; it travels in the record.
         if contentOffset == 13 { (nonce + 4).update(from: bytes + 5, count: 8) }
@@ -173,15 +186,31 @@ public final class TLSRecordCipher {
             setAdditional12(sequence, type: bytes[0], length: cipherLength)
             EVP_DecryptUpdate(context, nil, &written, additional, 13)
         }
-        let data = bytes + contentOffset
-        EVP_DecryptUpdate(context, data, &written, data, Int32(cipherLength))
-        EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_AEAD_SET_TAG, Int32(tag), data + cipherLength)
-        guard EVP_DecryptFinal_ex(context, data + cipherLength, &written) == 1 else { throw .badRecordMAC }
-        guard keys.version == .tls13 else { return (bytes[0], contentOffset, cipherLength) }
-        while cipherLength > 0 && data[cipherLength - 1] == 0 { cipherLength -= 1 }
-        guard cipherLength > 0 else { throw .unexpectedMessage }
-        cipherLength -= 1
-        guard cipherLength <= Self.maximumContent else { throw .recordOverflow }
-        return (data[cipherLength], contentOffset, cipherLength)
+    }
+
+    /// Decrypts the next `count` ciphertext bytes of the record being opened from `input` to
+    /// `output` (the same place, or another: decrypting a piece into a buffer is its one copy).
+    /// Nothing decrypted may be used before ``finishOpen(tag:plaintext:length:)`` succeeds.
+    public func openUpdate(_ input: UnsafeRawPointer, count: Int, into output: UnsafeMutableRawPointer) {
+        var written: Int32 = 0
+        EVP_DecryptUpdate(context, output.assumingMemoryBound(to: UInt8.self), &written,
+                          input.assumingMemoryBound(to: UInt8.self), Int32(count))
+    }
+
+    /// Checks the record's `tag` and finds its content among the `length` decrypted bytes at `plaintext`.
+    ///
+    /// - Returns: the real content type and the content's length (from `plaintext`).
+    public func finishOpen(tag: UnsafeRawPointer, plaintext: UnsafeMutableRawPointer, length: Int) throws(TLSAlert) -> (type: UInt8, length: Int) {
+        var written: Int32 = 0
+        EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_AEAD_SET_TAG, Int32(keys.aead.tagLength), UnsafeMutableRawPointer(mutating: tag))
+        let data = plaintext.assumingMemoryBound(to: UInt8.self)
+        guard EVP_DecryptFinal_ex(context, data + length, &written) == 1 else { throw .badRecordMAC }
+        guard keys.version == .tls13 else { return (openingType, length) }
+        var contentLength = length
+        while contentLength > 0 && data[contentLength - 1] == 0 { contentLength -= 1 }
+        guard contentLength > 0 else { throw .unexpectedMessage }
+        contentLength -= 1
+        guard contentLength <= Self.maximumContent else { throw .recordOverflow }
+        return (data[contentLength], contentLength)
     }
 }
