@@ -5,17 +5,17 @@ import CSluiceOpenSSL
 /// buffers.
 ///
 /// OpenSSL runs the handshake (``TLSHandshake``, memory BIOs); then the record layer here takes
-/// over both directions with the keys the handshake derived: records are opened in place (in
-/// the caller's buffer when a whole record is there, else in one record-sized buffer of its
-/// own) and sealed in place, with one reused AEAD context per direction and nothing allocated
-/// per record. Post-handshake messages are handled here: KeyUpdate both ways, a client's
+/// over both directions with the keys the handshake derived: a record wholly in the caller's
+/// bytes is opened where it is, one split across calls is decrypted piece by piece into a
+/// record-sized buffer of the engine's as it arrives, and records are sealed in place, with one
+/// reused AEAD context per direction and nothing allocated per record. Post-handshake messages are handled here: KeyUpdate both ways, a client's
 /// session tickets (handed to OpenSSL, which makes the resumable session), close_notify and
 /// fatal alerts.
 ///
 /// ```swift
 /// let engine = try TLSEngine(context: context)
 /// let events = engine.receive(bytes) { plaintext in use(plaintext) }
-/// send(engine.outbound); engine.clearOutbound()
+/// send(engine.outbound); engine.consumeOutbound(engine.outbound.count)
 /// let length = engine.seal(reply, into: frame)
 /// ```
 public final class TLSEngine {
