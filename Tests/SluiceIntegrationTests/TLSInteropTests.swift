@@ -69,11 +69,16 @@ struct TLSInteropTests {
         try shell(script)
     }
 
+    /// A shell fragment that waits (up to a minute) until `output` has grown to `input`'s size.
+    static func waitUntil(_ output: String, reaches input: String) -> String {
+        "n=$(stat -c %s '\(input)'); i=0; "
+            + "while [ \"$(stat -c %s '\(output)' 2>/dev/null || echo 0)\" -lt \"$n\" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done"
+    }
+
     /// A shell fragment that feeds `input` to a peer and holds its standard input open until
     /// `output` has grown to `input`'s size (the whole echo is back), so the peer ends cleanly.
-    static func feedUntilEchoed(_ input: String, _ output: String, extra: String = "") -> String {
-        "(cat '\(input)'\(extra); n=$(stat -c %s '\(input)'); i=0; "
-            + "while [ \"$(stat -c %s '\(output)' 2>/dev/null || echo 0)\" -lt \"$n\" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done)"
+    static func feedUntilEchoed(_ input: String, _ output: String) -> String {
+        "(cat '\(input)'; \(waitUntil(output, reaches: input)))"
     }
 
     static let opensslCases: [(String, String)] = [
@@ -127,14 +132,15 @@ struct TLSInteropTests {
         let (server, port) = try Self.serve(["--echo", "--key-update-after", "1500000"])
         // s_client takes a read that starts with "K" as: send a KeyUpdate asking for ours; the
         // pauses make it a read of its own (hex lines hold no commands).
-        let feed = "(cat '\(scratch["first"])'; sleep 0.5; echo K; sleep 0.5; cat '\(scratch["second"])'; n=$(stat -c %s '\(scratch["in"])'); i=0; "
-            + "while [ \"$(stat -c %s '\(scratch["out"])' 2>/dev/null || echo 0)\" -lt \"$n\" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done)"
+        let feed = "(cat '\(scratch["first"])'; sleep 0.5; echo K; sleep 0.5; cat '\(scratch["second"])'; "
+            + "\(Self.waitUntil(scratch["out"], reaches: scratch["in"])))"
         let run = try Self.shell(feed + " | openssl s_client -connect 127.0.0.1:\(port) -tls1_3 -CAfile \(Self.authority) -quiet -no_ign_eof"
             + " > '\(scratch["out"])' 2> '\(scratch["err"])'; cmp '\(scratch["in"])' '\(scratch["out"])' && echo SAME; grep -c KEYUPDATE '\(scratch["err"])'")
         let report = Self.finish(server)
         #expect(run.output.contains("SAME"), "\(run.output)")
-        // Ours (1 sent, answered by 1), theirs (1 received, answered by 1).
-        #expect(report.contains("KeyUpdates received 2, sent 2"), "\(report)")
+        // Theirs received and answered, ours sent: 2 sent. OpenSSL answers ours only with its next
+        // write, which may not come when its input ran out first: 1 or 2 received.
+        #expect(report.contains("KeyUpdates received 1, sent 2") || report.contains("KeyUpdates received 2, sent 2"), "\(report)")
     }
 
     @Test("s_client resumes with the ticket (TLS 1.3) or session (TLS 1.2) it was given")
