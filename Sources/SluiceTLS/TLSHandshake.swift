@@ -93,7 +93,7 @@ final class TLSHandshake {
         ERR_clear_error()
         let result = SSL_do_handshake(ssl)
         let reason = ERR_peek_error()
-        collect(into: &output, keep: true)
+        collect(into: &output)
         if result == 1 { return .done }
         let code = SSL_get_error(ssl, result)
         if code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE { return .needMore }
@@ -112,7 +112,7 @@ final class TLSHandshake {
         return TLSAlert(output[output.count - 1])
     }
 
-    private func collect(into output: inout [UInt8], keep: Bool) {
+    private func collect(into output: inout [UInt8]) {
         while true {
             let pending = Int(BIO_ctrl_pending(writeBIO))
             guard pending > 0 else { return }
@@ -120,7 +120,7 @@ final class TLSHandshake {
             output.append(contentsOf: repeatElement(0, count: pending))
             let got = output.withUnsafeMutableBytes { BIO_read(writeBIO, $0.baseAddress! + start, Int32(pending)) }
             output.removeLast(pending - Int(max(got, 0)))
-            if keep { written.append(contentsOf: output[start...]) }
+            written.append(contentsOf: output[start...])
         }
     }
 
