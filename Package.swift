@@ -71,12 +71,12 @@ let package = Package(
         // A seccomp filter for tests that need a sandbox refusing io_uring.
         .target(name: "CSluiceTestSupport", path: "Tests/CSluiceTestSupport"),
         .testTarget(name: "SluiceBenchTests", dependencies: ["SluiceBench", "SluiceTestSupport"]),
-        .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore", "SluiceTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore", "SluiceTestSupport"]),
         .testTarget(name: "SluicePacketsTests", dependencies: ["SluicePackets", "SluiceTestSupport"]),
         .testTarget(name: "SluiceDNSTests", dependencies: ["SluiceDNS", "Sluice", "SluicePackets", "SluiceCore", "SluiceTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "SluiceTLSTests", dependencies: ["SluiceTLS", "SluiceTestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "SluiceHostTests", dependencies: ["SluiceHost", "SluicePackets", "SluiceCore", "SluiceTestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "SluiceUDPTests", dependencies: ["SluiceUDP", "SluicePackets", "SluiceCore", "SluiceTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "SluiceHostTests", dependencies: ["SluiceHost", "SluicePackets", "SluiceCore", "SluiceTestSupport"]),
+        .testTarget(name: "SluiceUDPTests", dependencies: ["SluiceUDP", "SluicePackets", "SluiceCore", "SluiceTestSupport"]),
         .testTarget(
             name: "SluiceSocketsTests",
             dependencies: ["SluiceSockets", "SluiceUDP", "SluiceCore", "SluicePackets", "SluiceTestSupport"]),
