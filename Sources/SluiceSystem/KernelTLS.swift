@@ -10,8 +10,11 @@ import SystemPackage
 public enum KernelTLS {
     /// The ciphers the kernel's uapi names (linux/tls.h).
     public enum Cipher: UInt16, Sendable, CaseIterable, CustomStringConvertible {
+        /// `TLS_CIPHER_AES_GCM_128`.
         case aes128GCM = 51
+        /// `TLS_CIPHER_AES_GCM_256`.
         case aes256GCM = 52
+        /// `TLS_CIPHER_CHACHA20_POLY1305`.
         case chacha20Poly1305 = 54
 
         var keyLength: Int { self == .aes128GCM ? 16 : 32 }

@@ -45,14 +45,17 @@ public final class TLSEngine {
 
     /// What the engine counted.
     public struct Counters: Sendable, Equatable {
-        /// Records opened and sealed after the handshake.
+        /// Records opened after the handshake.
         public var recordsOpened: UInt64 = 0
+        /// Records sealed after the handshake.
         public var recordsSealed: UInt64 = 0
-        /// KeyUpdates received from the peer and sent by this side.
+        /// KeyUpdates received from the peer.
         public var keyUpdatesReceived: UInt64 = 0
+        /// KeyUpdates this side sent (asked for, or in answer).
         public var keyUpdatesSent: UInt64 = 0
-        /// Session tickets taken (client), and tickets that came after application data and were dropped.
+        /// Session tickets a client took and handed to OpenSSL.
         public var ticketsReceived: UInt64 = 0
+        /// Tickets that came after application data (no longer handed over) and were dropped.
         public var ticketsDropped: UInt64 = 0
         /// Records whose content went to the caller without being copied first.
         public var recordsOpenedInPlace: UInt64 = 0

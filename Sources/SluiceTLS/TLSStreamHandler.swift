@@ -125,18 +125,21 @@ public struct TLSStreamHandler<Application: TLSStreamApplication>: StreamHandler
 
     /// What the handler counted.
     public struct Counters: Sendable, Equatable {
-        /// Handshakes that finished, and those that failed.
+        /// Handshakes that finished.
         public var handshakes: UInt64 = 0
+        /// Handshakes that failed.
         public var failedHandshakes: UInt64 = 0
         /// Handshakes that resumed a session.
         public var resumed: UInt64 = 0
         /// Plaintext bytes delivered to the application.
         public var plaintextReceived: UInt64 = 0
-        /// Connections that ended with a TLS error, and those the peer cut without close_notify.
+        /// Connections that ended with a TLS error after the handshake.
         public var failedConnections: UInt64 = 0
+        /// Connections the peer cut without close_notify.
         public var truncatedConnections: UInt64 = 0
-        /// KeyUpdates received and sent, over connections that have closed.
+        /// KeyUpdates received, over connections that have closed.
         public var keyUpdatesReceived: UInt64 = 0
+        /// KeyUpdates sent, over connections that have closed.
         public var keyUpdatesSent: UInt64 = 0
     }
 
