@@ -39,7 +39,8 @@ public actor TLSConnection {
     }
 
     /// Connects to `endpoint` and runs a client handshake to `serverName` (SNI, and the name the
-    /// certificate must carry unless `context` verifies nothing), offering `session` to resume.
+    /// certificate must carry unless `context` verifies nothing; without a name, the certificate
+    /// must carry the endpoint's address), offering `session` to resume.
     ///
     /// - Throws: ``TLSConnectionError``: the TCP connect or the handshake failed.
     public static func connect(to endpoint: IPEndpoint, on loop: TCPEventLoop, context: TLSContext,
@@ -47,7 +48,8 @@ public actor TLSConnection {
         let tcp: TCPConnection
         do { tcp = try await loop.connect(to: endpoint, timeout: .seconds(10)) } catch { throw .stream(error) }
         do throws(TLSError) {
-            let engine = try TLSEngine(context: context, serverName: serverName, session: session)
+            let engine = try TLSEngine(context: context, serverName: serverName, peerAddress: endpoint.address.description,
+                                       session: session)
             return try await handshake(tcp: tcp, engine: engine, events: engine.start())
         } catch {
             tcp.close()

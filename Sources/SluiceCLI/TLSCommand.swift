@@ -206,10 +206,10 @@ struct TLSConnect: ParsableCommand {
         abstract: "Connect over TLS: standard input goes to the server, what it sends goes to standard output.",
         discussion: "At the end of standard input, close_notify is sent; the command ends at the server's close_notify (or when it closes). One summary line goes to standard error.")
 
-    @Argument(help: "The server: ADDRESS:PORT ([IPv6]:PORT).")
-    var server: IPEndpoint
+    @Argument(help: "The server: HOST:PORT, ADDRESS:PORT or [IPv6]:PORT.")
+    var server: String
 
-    @Option(help: "The server name to send (SNI) and to check the certificate against.")
+    @Option(help: "The server name to send (SNI) and to check the certificate against (default: HOST when it is a name).")
     var sni: String?
 
     @Option(help: "Trust only the CA certificates in this PEM file (default: the system's trust store).")
@@ -235,8 +235,49 @@ struct TLSConnect: ParsableCommand {
     @Option(help: "Enter this network namespace (/run/netns/NAME) first, with setns().")
     var netns: String?
 
+    func validate() throws {
+        guard Self.hostAndPort(server) != nil else {
+            throw ValidationError("bad server \(server): give HOST:PORT, ADDRESS:PORT or [IPv6]:PORT")
+        }
+    }
+
+    /// The host (a name or an address) and the port of HOST:PORT or [IPv6]:PORT.
+    static func hostAndPort(_ text: String) -> (host: String, port: UInt16)? {
+        if let endpoint = IPEndpoint(text) { return (endpoint.address.description, endpoint.port) }
+        guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]) else { return nil }
+        let host = String(text[..<colon])
+        return host.isEmpty || host.contains(":") ? nil : (host, port)
+    }
+
+    /// The endpoint of HOST:PORT, the name looked up by the system's resolver (getaddrinfo) when it is one.
+    static func resolve(_ text: String) -> IPEndpoint? {
+        if let endpoint = IPEndpoint(text) { return endpoint }
+        guard let (host, port) = hostAndPort(text) else { return nil }
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var results: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, nil, &hints, &results) == 0, let first = results else { return nil }
+        defer { freeaddrinfo(results) }
+        var entry: UnsafeMutablePointer<addrinfo>? = first
+        while let current = entry {
+            if let address = current.pointee.ai_addr, current.pointee.ai_family == AF_INET || current.pointee.ai_family == AF_INET6 {
+                var endpoint = SocketAddress.endpoint(from: address)
+                endpoint.port = port
+                return endpoint
+            }
+            entry = current.pointee.ai_next
+        }
+        return nil
+    }
+
     func run() throws {
         if let netns { try NetworkNamespace.enter(netns) }
+        guard let endpoint = Self.resolve(server), let (host, _) = Self.hostAndPort(server) else {
+            writeToStandardError("sluice tls connect: cannot resolve \(server)\n")
+            throw ExitCode(1)
+        }
+        // As s_client: a name given as the host is the server name unless --sni says otherwise.
+        let serverName = sni ?? (IPAddress(host) == nil ? host : nil)
         var configuration = TLSConfiguration.client(
             peerVerification: insecure ? .none : ca.map { .trustedCertificates(path: $0) } ?? .systemTrustStore)
         try protocolOptions.apply(to: &configuration)
@@ -261,7 +302,7 @@ struct TLSConnect: ParsableCommand {
         let loop = try TLSConnectRun.makeLoop()
         defer { loop.shutdown() }
         let outcome = TLSConnectRun.blocking {
-            await TLSConnectRun(server: server, serverName: sni, context: context, session: session,
+            await TLSConnectRun(server: endpoint, serverName: serverName, context: context, session: session,
                                 keyUpdateAfter: keyUpdateAfter, waitForServer: waitForServer, sessionOut: sessionOut).run(loop: loop)
         }
         writeToStandardError(outcome.summary + "\n")

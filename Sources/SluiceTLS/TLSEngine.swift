@@ -98,10 +98,13 @@ public final class TLSEngine {
     private var sessions: [TLSSession] = []
 
     /// An engine for one connection of `context`'s side. A client names the server (`serverName`,
-    /// sent as SNI and checked against the certificate) and may offer a `session` to resume.
-    public init(context: TLSContext, serverName: String? = nil, session: TLSSession? = nil) throws(TLSError) {
+    /// sent as SNI and checked against the certificate), or gives the address it reached it at
+    /// (`peerAddress`, checked against the certificate's IP addresses when there is no name), and
+    /// may offer a `session` to resume.
+    public init(context: TLSContext, serverName: String? = nil, peerAddress: String? = nil,
+                session: TLSSession? = nil) throws(TLSError) {
         self.context = context
-        handshake = try TLSHandshake(context: context, serverName: serverName, session: session)
+        handshake = try TLSHandshake(context: context, serverName: serverName, peerAddress: peerAddress, session: session)
         partial = .allocate(byteCount: partialCapacity, alignment: 16)
     }
 

@@ -44,7 +44,7 @@ final class TLSHandshake {
     private var fed: [UInt8] = []
     private var written: [UInt8] = []
 
-    init(context: TLSContext, serverName: String?, session: TLSSession?) throws(TLSError) {
+    init(context: TLSContext, serverName: String?, peerAddress: String?, session: TLSSession?) throws(TLSError) {
         guard let ssl = SSL_new(context.raw) else { throw TLSError("creating an OpenSSL connection") }
         self.ssl = ssl
         isServer = context.configuration.isServer
@@ -65,6 +65,9 @@ final class TLSHandshake {
                     throw TLSError("setting the server name \(serverName)")
                 }
                 if context.configuration.peerVerification != .none { SSL_set1_host(ssl, serverName) }
+            } else if let peerAddress, context.configuration.peerVerification != .none {
+                // Reached by address: the certificate must name that address.
+                X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), peerAddress)
             }
             if !context.alpnWire.isEmpty {
                 _ = context.alpnWire.withUnsafeBufferPointer { SSL_set_alpn_protos(ssl, $0.baseAddress, UInt32($0.count)) }

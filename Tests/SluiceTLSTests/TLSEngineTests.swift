@@ -210,6 +210,19 @@ struct TLSEngineTests {
         #expect(pair.server.error?.receivedAlert != nil)
     }
 
+    @Test("a client that reached the server by address, with no name, checks the address against the certificate")
+    func peerAddress() throws {
+        let server = try TLSFixtures.server()
+        let client = try TLSFixtures.client()
+        for (address, accepted) in [("127.0.0.1", true), ("198.18.0.9", false)] {
+            var pair = EnginePair(client: try TLSEngine(context: client, peerAddress: address), server: try TLSEngine(context: server))
+            pair.clientEvents = pair.client.start()
+            pair.pump()
+            #expect((pair.client.state == .established) == accepted, "\(address): \(String(describing: pair.client.error))")
+            if !accepted { #expect(pair.client.error?.hint.contains("IP address mismatch") == true, "\(String(describing: pair.client.error))") }
+        }
+    }
+
     @Test("ALPN: the server's most preferred protocol the client offers")
     func alpn() throws {
         let server = try TLSFixtures.server { $0.applicationProtocols = ["h2", "http/1.1"] }
