@@ -85,21 +85,13 @@ public enum TCPEchoServer {
     public static func run(listen endpoint: IPEndpoint, configuration: TCPEngineConfiguration = .init(),
                            checkInterval: Duration = .milliseconds(50),
                            ready: (IPEndpoint) -> Void, shouldStop: () -> Bool) throws(SystemCallError) -> TCPEchoReport {
-        let engine = try TCPEngine(configuration: configuration)
-        let (_, bound) = try engine.listen(on: endpoint)
-        ready(bound)
-        let clock = ContinuousClock()
-        let start = clock.now
         var delegate = StreamEchoHandler<TCPEngine>()
-        while !shouldStop() {
-            try engine.poll(&delegate, timeout: checkInterval)
-        }
-        let tally = engine.shutdown(&delegate)
-        let elapsed = clock.now - start
+        let run = try StreamServerRun.serve(&delegate, listen: endpoint, configuration: configuration,
+                                            checkInterval: checkInterval, ready: ready, shouldStop: shouldStop)
         return TCPEchoReport(
-            endpoint: bound, mode: configuration.mode, counters: engine.counters, enterCalls: engine.enterCalls,
-            failedConnections: delegate.failed, frames: tally, operationsInFlight: engine.operationsInFlight,
-            seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+            endpoint: run.bound, mode: configuration.mode, counters: run.engine.counters, enterCalls: run.engine.enterCalls,
+            failedConnections: delegate.failed, frames: run.frames, operationsInFlight: run.engine.operationsInFlight,
+            seconds: run.seconds)
     }
 }
 

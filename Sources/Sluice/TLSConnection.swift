@@ -50,7 +50,8 @@ public actor TLSConnection {
         do throws(TLSError) {
             let engine = try TLSEngine(context: context, serverName: serverName, peerAddress: endpoint.address.description,
                                        session: session)
-            return try await handshake(tcp: tcp, engine: engine, events: engine.start())
+            _ = engine.start()
+            return try await handshake(tcp: tcp, engine: engine)
         } catch {
             tcp.close()
             throw .tls(error)
@@ -60,21 +61,21 @@ public actor TLSConnection {
     /// Runs a server handshake on an accepted `tcp` connection.
     public static func accept(_ tcp: TCPConnection, context: TLSContext) async throws(TLSConnectionError) -> TLSConnection {
         do throws(TLSError) {
-            return try await handshake(tcp: tcp, engine: TLSEngine(context: context), events: [])
+            return try await handshake(tcp: tcp, engine: TLSEngine(context: context))
         } catch {
             tcp.close()
             throw .tls(error)
         }
     }
 
-    private static func handshake(tcp: TCPConnection, engine: sending TLSEngine, events: TLSEngine.Events) async throws(TLSError) -> TLSConnection {
+    private static func handshake(tcp: TCPConnection, engine: sending TLSEngine) async throws(TLSError) -> TLSConnection {
         var early: [[UInt8]] = []
-        try await sendOutbound(of: engine, on: tcp)
         do {
+            try await tcp.send(takeOutbound(of: engine))
             for try await chunk in tcp.inbound {
                 var bytes = chunk
                 let events = bytes.withUnsafeMutableBytes { raw in engine.receive(raw) { early.append(Array($0)) } }
-                try await sendOutbound(of: engine, on: tcp)
+                try await tcp.send(takeOutbound(of: engine))
                 if events.contains(.failed) { throw engine.error ?? TLSError("the TLS handshake", library: "") }
                 if let negotiated = engine.negotiated {
                     return TLSConnection(tcp: tcp, engine: engine, negotiated: negotiated, plaintext: early)
@@ -88,13 +89,11 @@ public actor TLSConnection {
         throw TLSError("the TLS handshake", hint: "the peer closed the connection during the handshake", library: "")
     }
 
-    private static func sendOutbound(of engine: TLSEngine, on tcp: TCPConnection) async throws(TLSError) {
-        guard !engine.outbound.isEmpty else { return }
+    /// What `engine` queued (handshake flights, alerts, KeyUpdates), taken from it to send.
+    private static func takeOutbound(of engine: TLSEngine) -> [UInt8] {
         let bytes = engine.outbound
         engine.consumeOutbound(bytes.count)
-        do { try await tcp.send(bytes) } catch {
-            throw TLSError("sending TLS records", hint: "\(error)", library: "")
-        }
+        return bytes
     }
 
     /// The decrypted bytes, record by record in order; ends at the peer's close_notify, throws
@@ -114,8 +113,7 @@ public actor TLSConnection {
         guard engine.state == .established, !engine.isWriteClosed else {
             throw failure ?? .tls(TLSError("sending", hint: "the connection is closed for writing", library: ""))
         }
-        var records = engine.outbound
-        engine.consumeOutbound(records.count)
+        var records = Self.takeOutbound(of: engine)
         var at = 0
         let overhead = engine.recordOverhead
         while at < bytes.count {
@@ -145,10 +143,7 @@ public actor TLSConnection {
     }
 
     private func flush() async throws(TLSConnectionError) {
-        guard !engine.outbound.isEmpty else { return }
-        let bytes = engine.outbound
-        engine.consumeOutbound(bytes.count)
-        do { try await tcp.send(bytes) } catch { throw .stream(error) }
+        do { try await tcp.send(Self.takeOutbound(of: engine)) } catch { throw .stream(error) }
     }
 
     /// The next plaintext chunk already opened, or what ended the stream.

@@ -64,11 +64,10 @@ public enum TLSSelfTest {
                 toServer += client.outbound; client.consumeOutbound(client.outbound.count)
                 toClient += server.outbound; server.consumeOutbound(server.outbound.count)
                 if toServer.isEmpty && toClient.isEmpty { return }
-                let inbound = toServer, outbound = toClient
+                var inbound = toServer, outbound = toClient
                 toServer = []; toClient = []
-                var a = inbound, b = outbound
-                _ = a.withUnsafeMutableBytes { server.receive($0) { atServer += $0.count; serverHash = mix(serverHash, $0) } }
-                _ = b.withUnsafeMutableBytes { client.receive($0) { atClient += $0.count; clientHash = mix(clientHash, $0) } }
+                _ = inbound.withUnsafeMutableBytes { server.receive($0) { atServer += $0.count; serverHash = mix(serverHash, UnsafeRawBufferPointer($0)) } }
+                _ = outbound.withUnsafeMutableBytes { client.receive($0) { atClient += $0.count; clientHash = mix(clientHash, UnsafeRawBufferPointer($0)) } }
                 if let error = server.error ?? client.error { throw error }
             }
         }
@@ -78,8 +77,7 @@ public enum TLSSelfTest {
             throw TLSError("the self-test handshake", hint: "it did not finish", library: "")
         }
         let payload = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7) }
-        var expected: UInt64 = 0
-        payload.withUnsafeBytes { expected = mix(0, UnsafeMutableRawBufferPointer(mutating: $0)) }
+        let expected = payload.withUnsafeBytes { mix(0, $0) }
         for (engine, isClient) in [(client, true), (server, false)] {
             if version == .tls13 { engine.updateKeys(requestPeerUpdate: true) }
             var stream = engine.outbound
@@ -110,7 +108,7 @@ public enum TLSSelfTest {
     }
 
     /// A running FNV-1a over byte runs (the order of runs matters, not their boundaries).
-    static func mix(_ hash: UInt64, _ bytes: UnsafeMutableRawBufferPointer) -> UInt64 {
+    static func mix(_ hash: UInt64, _ bytes: UnsafeRawBufferPointer) -> UInt64 {
         var h = hash == 0 ? 0xcbf2_9ce4_8422_2325 : hash
         for byte in bytes { h = (h ^ UInt64(byte)) &* 0x100_0000_01b3 }
         return h

@@ -185,8 +185,9 @@ public struct TLSServerReport: Sendable, CustomStringConvertible {
 /// records through Sluice's own record layer, sealed and opened in the engine's frames.
 public enum TLSServer {
     /// The engine set-up TLS wants: receive buffers of 64 KiB, so most records arrive whole and
-    /// open where they landed (a record split across two buffers is copied once), and any frame
-    /// holds a whole sealed record; 512 frames (32 MiB), half of them for receiving.
+    /// open where they landed (a record split across two buffers is decrypted piece by piece into
+    /// the engine's record buffer), and any frame holds a whole sealed record; 512 frames
+    /// (32 MiB), half of them for receiving.
     public static func engineConfiguration(_ base: TCPEngineConfiguration = .init()) -> TCPEngineConfiguration {
         var configuration = base
         configuration.frameSize = 65536
@@ -201,19 +202,11 @@ public enum TLSServer {
                            configuration: TCPEngineConfiguration = TLSServer.engineConfiguration(),
                            checkInterval: Duration = .milliseconds(50),
                            ready: (IPEndpoint) -> Void, shouldStop: () -> Bool) throws(SystemCallError) -> TLSServerReport {
-        let engine = try TCPEngine(configuration: configuration)
-        let (_, bound) = try engine.listen(on: endpoint)
-        ready(bound)
-        let clock = ContinuousClock()
-        let start = clock.now
         let cpuStart = ProcessCPU.seconds()
         var handler = TLSStreamHandler(application: TLSServerApplication(mode: mode, keyUpdateAfter: keyUpdateAfter),
                                        serverContext: context)
-        while !shouldStop() {
-            try engine.poll(&handler, timeout: checkInterval)
-        }
-        let tally = engine.shutdown(&handler)
-        let elapsed = clock.now - start
+        let run = try StreamServerRun.serve(&handler, listen: endpoint, configuration: configuration,
+                                            checkInterval: checkInterval, ready: ready, shouldStop: shouldStop)
         let modeName = switch mode {
         case .echo: "echo"
         case .sink: "sink"
@@ -221,9 +214,8 @@ public enum TLSServer {
         case .file(let bytes): "file of \(bytes.count) bytes"
         }
         return TLSServerReport(
-            endpoint: bound, mode: modeName, tls: handler.counters, tcp: engine.counters,
-            completed: handler.application.completed, failures: handler.application.failures, frames: tally,
-            seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
-            cpuSeconds: ProcessCPU.seconds() - cpuStart)
+            endpoint: run.bound, mode: modeName, tls: handler.counters, tcp: run.engine.counters,
+            completed: handler.application.completed, failures: handler.application.failures, frames: run.frames,
+            seconds: run.seconds, cpuSeconds: ProcessCPU.seconds() - cpuStart)
     }
 }

@@ -145,7 +145,7 @@ struct TLSServe: ParsableCommand {
         }
         let mode: TLSServeMode
         if let file {
-            guard let bytes = readWholeFile(file) else {
+            guard let bytes = TextFile.bytes(file) else {
                 writeToStandardError("sluice tls serve: cannot read \(file)\n")
                 throw ExitCode(1)
             }
@@ -169,22 +169,6 @@ struct TLSServe: ParsableCommand {
             print("sluice tls serve: \(error.terminalDescription)")
             throw ExitCode(1)
         }
-    }
-}
-
-/// A whole file's bytes, or nil when it cannot be read.
-func readWholeFile(_ path: String) -> [UInt8]? {
-    let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-    guard descriptor >= 0 else { return nil }
-    defer { close(descriptor) }
-    var bytes: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 1 << 16)
-    while true {
-        let n = read(descriptor, &buffer, buffer.count)
-        if n < 0 && errno == EINTR { continue }
-        guard n >= 0 else { return nil }
-        if n == 0 { return bytes }
-        bytes += buffer[..<n]
     }
 }
 
@@ -283,7 +267,7 @@ struct TLSConnect: ParsableCommand {
         try protocolOptions.apply(to: &configuration)
         let session: TLSSession?
         if let sessionIn {
-            guard let bytes = readWholeFile(sessionIn) else {
+            guard let bytes = TextFile.bytes(sessionIn) else {
                 writeToStandardError("sluice tls connect: cannot read \(sessionIn)\n")
                 throw ExitCode(1)
             }

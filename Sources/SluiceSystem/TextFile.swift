@@ -2,10 +2,15 @@
 import Glibc
 #endif
 
-/// Small text files read whole: configuration (`/etc/resolv.conf`, zone files) and `/proc`.
+/// Files read whole: configuration (`/etc/resolv.conf`, zone files, PEM), `/proc`, a file to serve.
 public enum TextFile {
     /// The file at `path` as UTF-8 text, or `nil` when it cannot be read.
     public static func read(_ path: String) -> String? {
+        bytes(path).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// The bytes of the file at `path`, or `nil` when it cannot be read.
+    public static func bytes(_ path: String) -> [UInt8]? {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { return nil }
         defer { close(descriptor) }
@@ -15,7 +20,7 @@ public enum TextFile {
             let count = chunk.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
             if count < 0 && errno == EINTR { continue }
             guard count >= 0 else { return nil }
-            if count == 0 { return String(decoding: bytes, as: UTF8.self) }
+            if count == 0 { return bytes }
             bytes += chunk[..<count]
         }
     }

@@ -50,10 +50,11 @@ import Testing
         let command = "cd '\(Self.root)/Examples' && swift build --scratch-path '\(scratch)'"
         var build = try ChildProcess("/bin/sh", ["-c", command])
         var status = build.waitForExit(timeout: .seconds(1100))
-        if status != 0, build.text.contains("missing inputs") || build.text.contains("no such module") {
+        if status != 0, build.text.contains("missing inputs") || build.text.contains("no such module")
+            || build.text.contains("in scope") {
             // A scratch directory left by an earlier run can plan files since moved in Sluice, or
-            // miss a module since added to it (SwiftPM does not notice a path dependency's files
-            // moving, nor its new targets): build afresh once.
+            // miss a module or file since added to it (SwiftPM does not notice a path dependency's
+            // files moving or appearing, nor its new targets): build afresh once.
             build = try ChildProcess("/bin/sh", ["-c", "rm -rf '\(scratch)' && " + command])
             status = build.waitForExit(timeout: .seconds(1100))
         }
