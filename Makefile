@@ -9,7 +9,7 @@
 
 SHELL := /bin/bash
 SWIFT ?= swift
-APT_PACKAGES := libxdp-dev libbpf-dev liburing-dev libssl-dev pkg-config clang llvm iproute2 iputils-ping ethtool sockperf util-linux python3-jsonschema knot knot-dnsutils bind9-dnsutils dnsperf tcpdump gnutls-bin openssl
+APT_PACKAGES := libxdp-dev libbpf-dev liburing-dev libssl-dev pkg-config clang llvm iproute2 iputils-ping ethtool sockperf util-linux python3-jsonschema knot knot-dnsutils bind9-dnsutils dnsperf tcpdump gnutls-bin openssl curl
 # xsk_redirect is built twice: plain XDP, and the multi-buffer (xdp.frags) variant; udp_drop is
 # the bench's counting sink and in-kernel ceiling.
 BPF_OBJECTS := bpf/xsk_redirect.bpf.o bpf/xsk_redirect_frags.bpf.o bpf/udp_drop.bpf.o

@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "SluiceDNS", targets: ["SluiceDNS"]),
         .library(name: "SluiceTLS", targets: ["SluiceTLS"]),
         .library(name: "SluiceBench", targets: ["SluiceBench"]),
+        .library(name: "SluicePrometheus", targets: ["SluicePrometheus"]),
         .executable(name: "sluice", targets: ["SluiceCLI"]),
     ],
     dependencies: [
@@ -26,6 +27,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.70.0"),
     ],
     targets: [
         // One C module per native library, so a package links only what it uses.
@@ -52,7 +56,13 @@ let package = Package(
             name: "Sluice",
             dependencies: ["SluiceCore", "SluicePackets", "SluiceSystem", "SluiceUDP", "SluiceSockets", "SluiceXDP", "SluiceURing", "SluiceTUN", "SluiceHost", "SluiceDNS", "SluiceTLS",
                            "CSluiceSystem", "CSluiceXDP", .product(name: "Logging", package: "swift-log"),
+                           .product(name: "CoreMetrics", package: "swift-metrics"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
+        // A Prometheus registry served over HTTP at /metrics, and the scraper `sluice top` reads it with.
+        .target(
+            name: "SluicePrometheus",
+            dependencies: [.product(name: "Prometheus", package: "swift-prometheus"), .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio")]),
         // `sluice bench`: the topology, generators and cells, and the report (table, JSON, SVG).
         .target(
             name: "SluiceBench",
@@ -60,7 +70,9 @@ let package = Package(
                            .product(name: "Histogram", package: "hdrhistogram-swift")]),
         .executableTarget(
             name: "SluiceCLI",
-            dependencies: ["Sluice", "SluiceBench", "SluiceTLS", "CSluiceSystem", .product(name: "Logging", package: "swift-log"), .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Sluice", "SluiceBench", "SluiceTLS", "SluicePrometheus", "CSluiceSystem", .product(name: "Logging", package: "swift-log"),
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "CoreMetrics", package: "swift-metrics"), .product(name: "Prometheus", package: "swift-prometheus")]
         ),
         // Reference implementations and kernel-socket helpers shared by the test targets.
         .target(name: "SluiceTestSupport", dependencies: ["Sluice", "SluicePackets", "SluiceSystem", "CSluiceSystem", "CSluiceTestSupport"],
@@ -75,13 +87,17 @@ let package = Package(
         .testTarget(name: "SluicePacketsTests", dependencies: ["SluicePackets", "SluiceTestSupport"]),
         .testTarget(name: "SluiceDNSTests", dependencies: ["SluiceDNS", "Sluice", "SluicePackets", "SluiceCore", "SluiceTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "SluiceTLSTests", dependencies: ["SluiceTLS", "SluiceTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "SluicePrometheusTests",
+                    dependencies: ["SluicePrometheus", "Sluice", .product(name: "Prometheus", package: "swift-prometheus"),
+                                   .product(name: "CoreMetrics", package: "swift-metrics")]),
         .testTarget(name: "SluiceHostTests", dependencies: ["SluiceHost", "SluicePackets", "SluiceCore", "SluiceTestSupport"]),
         .testTarget(name: "SluiceUDPTests", dependencies: ["SluiceUDP", "SluicePackets", "SluiceCore", "SluiceTestSupport"]),
         .testTarget(
             name: "SluiceSocketsTests",
             dependencies: ["SluiceSockets", "SluiceUDP", "SluiceCore", "SluicePackets", "SluiceTestSupport"]),
         .testTarget(name: "SluiceIntegrationTests",
-                    dependencies: ["SluiceCLI", "SluiceSilenceProbe", "Sluice", "SluiceBench", "SluicePackets", "SluiceTLS", "SluiceTestSupport",
+                    dependencies: ["SluiceCLI", "SluiceSilenceProbe", "Sluice", "SluiceBench", "SluicePackets", "SluiceTLS", "SluicePrometheus",
+                                   "SluiceTestSupport",
                                    .product(name: "Logging", package: "swift-log"),
                                    .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         .testTarget(

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <errno.h>
 #include <stdio.h>
+#include <unistd.h>
 #include "CSluiceSystem.h"
 
 _Static_assert(sizeof(struct sluice_mmsghdr) == sizeof(struct mmsghdr), "mmsghdr layout");
@@ -41,6 +42,8 @@ int sluice_pin_current_thread(int cpu) {
 int sluice_current_cpu(void) { return sched_getcpu(); }
 
 void sluice_set_thread_name(const char *name) { pthread_setname_np(pthread_self(), name); }
+
+int sluice_thread_id(void) { return gettid(); }
 
 void sluice_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
 

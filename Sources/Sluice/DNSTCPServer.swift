@@ -109,8 +109,11 @@ public enum DNSTCPServer {
     public static let idleTimeout: Duration = .seconds(10)
 
     /// Listens on `endpoint`, calls `ready` with the bound endpoint, and answers from
-    /// `authority` until `shouldStop` (asked every `checkInterval`) says so.
+    /// `authority` until `shouldStop` (asked every `checkInterval`) says so. With `metrics`,
+    /// publishes the engine's `sluice_tcp_*` metrics and the responder's counters as
+    /// `sluice_dns_tcp_*_total` as it serves.
     public static func run(listen endpoint: IPEndpoint, authority: DNSAuthority, checkInterval: Duration = .milliseconds(50),
+                           metrics: PublishedMetrics? = nil,
                            ready: (IPEndpoint) -> Void, shouldStop: () -> Bool) throws(SystemCallError) -> DNSTCPReport {
         var configuration = TCPEngineConfiguration()
         // A frame holds a whole 64 KiB response behind its length.
@@ -118,14 +121,15 @@ public enum DNSTCPServer {
         configuration.frameCount = 256
         configuration.receiveBuffers = 128
         configuration.idleTimeout = idleTimeout
-        let engine = try TCPEngine(configuration: configuration)
-        let (_, bound) = try engine.listen(on: endpoint)
-        ready(bound)
         var handler = DNSStreamHandler<TCPEngine>(authority: authority)
-        while !shouldStop() {
-            try engine.poll(&handler, timeout: checkInterval)
-        }
-        let tally = engine.shutdown(&handler)
-        return DNSTCPReport(endpoint: bound, responder: handler.responder.counters, engine: engine.counters, frames: tally)
+        let run = try StreamServerRun.serve(
+            &handler, listen: endpoint, configuration: configuration, checkInterval: checkInterval, metrics: metrics,
+            handlerMetrics: { handler, snapshot in
+                for (field, value) in handler.responder.counters.fields {
+                    snapshot.counter("sluice_dns_tcp_\(field)_total", value, [("backend", "uring")])
+                }
+            },
+            ready: ready, shouldStop: shouldStop)
+        return DNSTCPReport(endpoint: run.bound, responder: handler.responder.counters, engine: run.engine.counters, frames: run.frames)
     }
 }

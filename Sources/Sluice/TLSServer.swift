@@ -198,15 +198,19 @@ public enum TLSServer {
 
     /// Listens on `endpoint`, calls `ready` with the bound endpoint, then serves until
     /// `shouldStop` (asked every `checkInterval`) says so; then closes everything and reports.
+    /// With `metrics`, publishes the engine's `sluice_tcp_*` and the handler's `sluice_tls_*`
+    /// metrics as it serves.
     public static func run(listen endpoint: IPEndpoint, context: TLSContext, mode: TLSServeMode, keyUpdateAfter: Int? = nil,
                            configuration: TCPEngineConfiguration = TLSServer.engineConfiguration(),
-                           checkInterval: Duration = .milliseconds(50),
+                           checkInterval: Duration = .milliseconds(50), metrics: PublishedMetrics? = nil,
                            ready: (IPEndpoint) -> Void, shouldStop: () -> Bool) throws(SystemCallError) -> TLSServerReport {
         let cpuStart = ProcessCPU.seconds()
         var handler = TLSStreamHandler(application: TLSServerApplication(mode: mode, keyUpdateAfter: keyUpdateAfter),
                                        serverContext: context)
         let run = try StreamServerRun.serve(&handler, listen: endpoint, configuration: configuration,
-                                            checkInterval: checkInterval, ready: ready, shouldStop: shouldStop)
+                                            checkInterval: checkInterval, metrics: metrics,
+                                            handlerMetrics: { handler, snapshot in handler.counters.collect(into: &snapshot) },
+                                            ready: ready, shouldStop: shouldStop)
         let modeName = switch mode {
         case .echo: "echo"
         case .sink: "sink"
@@ -217,5 +221,20 @@ public enum TLSServer {
             endpoint: run.bound, mode: modeName, tls: handler.counters, tcp: run.engine.counters,
             completed: handler.application.completed, failures: handler.application.failures, frames: run.frames,
             seconds: run.seconds, cpuSeconds: ProcessCPU.seconds() - cpuStart)
+    }
+}
+
+extension TLSStreamHandler.Counters {
+    /// The counters as `sluice_tls_*` metrics.
+    func collect(into snapshot: inout MetricsSnapshot) {
+        let labels = [("backend", "uring")]
+        snapshot.counter("sluice_tls_handshakes_total", handshakes, labels + [("result", "completed")])
+        snapshot.counter("sluice_tls_handshakes_total", failedHandshakes, labels + [("result", "failed")])
+        snapshot.counter("sluice_tls_resumed_handshakes_total", resumed, labels)
+        snapshot.counter("sluice_tls_plaintext_received_bytes_total", plaintextReceived, labels)
+        snapshot.counter("sluice_tls_failed_connections_total", failedConnections, labels)
+        snapshot.counter("sluice_tls_truncated_connections_total", truncatedConnections, labels)
+        snapshot.counter("sluice_tls_key_updates_total", keyUpdatesReceived, labels + [("direction", "received")])
+        snapshot.counter("sluice_tls_key_updates_total", keyUpdatesSent, labels + [("direction", "sent")])
     }
 }

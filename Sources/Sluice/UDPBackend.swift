@@ -50,6 +50,14 @@ public protocol UDPBackend: AnyObject, Sendable {
 
     /// Lines of its own for the server's summary (program verdicts, socket drop counters).
     var summaryLines: [String] { get }
+
+    /// The receive queue worker `index` serves, for metric labels; `nil` for a worker that is
+    /// not tied to a queue.
+    func queue(ofWorker index: Int) -> Int?
+
+    /// Appends the backend's own metrics (program verdicts, XSK ring statistics) to `snapshot`;
+    /// called from a thread that is not a worker, now and then.
+    func collectMetrics(into snapshot: inout MetricsSnapshot)
 }
 
 extension UDPBackend {
@@ -57,6 +65,8 @@ extension UDPBackend {
     public var kernelDrops: [(cause: String, count: UInt64)]? { nil }
     public var summaryLines: [String] { [] }
     public func finish() {}
+    public func queue(ofWorker index: Int) -> Int? { nil }
+    public func collectMetrics(into snapshot: inout MetricsSnapshot) {}
 }
 
 /// A benchmark's view of a backend: a cell name, the backend it runs, and what it sets in the
@@ -113,7 +123,9 @@ public enum UDPWorkerLoop {
         acceptance: UDPAcceptance = UDPAcceptance()
     ) -> WorkerReport {
         var stage = UDPStage(service: service, format: port.format, acceptance: acceptance)
-        let (tally, failure) = run(port: &port, stage: &stage, pool: pool, state: state, batchCapacity: batchCapacity)
+        let (tally, failure) = run(port: &port, stage: &stage, pool: pool, state: state, batchCapacity: batchCapacity) { port, stage in
+            state.publish(WorkerSample(port: port.counters, stage: stage.counters, service: stage.service.counterFields))
+        }
         var report = WorkerReport(index: state.index, port: port.counters, stage: stage.counters, frames: tally, failure: failure)
         report.service = stage.service.counterFields
         return report
@@ -129,7 +141,10 @@ public enum UDPWorkerLoop {
     ) -> WorkerReport {
         var stage = HostStage(UDPStage(service: service, format: port.format, acceptance: acceptance),
                               configuration: host, format: port.format, pool: pool, capacity: batchCapacity)
-        let (tally, failure) = run(port: &port, stage: &stage, pool: pool, state: state, batchCapacity: batchCapacity)
+        let (tally, failure) = run(port: &port, stage: &stage, pool: pool, state: state, batchCapacity: batchCapacity) { port, stage in
+            state.publish(WorkerSample(port: port.counters, stage: stage.service.counters, host: stage.counters,
+                                       service: stage.service.service.counterFields))
+        }
         var report = WorkerReport(index: state.index, port: port.counters, stage: stage.service.counters, host: stage.counters,
                                   frames: tally, failure: failure)
         report.service = stage.service.service.counterFields
@@ -138,12 +153,17 @@ public enum UDPWorkerLoop {
 
     @inlinable
     static func run<P: Port & ~Copyable, S: Stage & ~Copyable>(
-        port: inout P, stage: inout S, pool: FramePool, state: WorkerState, batchCapacity: Int
+        port: inout P, stage: inout S, pool: FramePool, state: WorkerState, batchCapacity: Int,
+        sample: (borrowing P, borrowing S) -> Void
     ) -> (FrameTally, SystemCallError?) {
         state.markRunning()
-        defer { state.publish(port.counters) }
+        defer {
+            state.publish(port.counters)
+            sample(port, stage)
+        }
         do throws(SystemCallError) {
-            return (try WorkerLoop.run(port: &port, stage: &stage, pool: pool, state: state, batchCapacity: batchCapacity), nil)
+            return (try WorkerLoop.run(port: &port, stage: &stage, pool: pool, state: state, batchCapacity: batchCapacity,
+                                       sample: sample), nil)
         } catch {
             // The loop's batches gave their frames back as it unwound.
             return (pool.tally(held: port.framesHeld + stage.framesHeld), error)

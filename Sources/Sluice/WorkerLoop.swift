@@ -10,13 +10,17 @@ public enum WorkerLoop {
     /// Runs until `state` asks to stop, then returns where the pool's frames are.
     ///
     /// Timers: the stage's ``Stage/pollTimeout()`` is checked after every receive, which
-    /// returns at least every port receive timeout.
+    /// returns at least every port receive timeout. `sample` is called every
+    /// ``WorkerState/sampleInterval`` to publish what metrics read; the port's totals are
+    /// published after every batch.
     @inlinable
     public static func run<P: Port & ~Copyable, S: Stage & ~Copyable>(
         port: inout P, stage: inout S, pool: FramePool, state: WorkerState,
-        batchCapacity: Int = PacketBatch.defaultCapacity
+        batchCapacity: Int = PacketBatch.defaultCapacity,
+        sample: (borrowing P, borrowing S) -> Void = { _, _ in }
     ) throws(SystemCallError) -> FrameTally {
         let clock = MonotonicTimeSource()
+        var nextSample = clock.now()
         var received = PacketBatch(pool: pool, capacity: batchCapacity)
         var output = PacketBatch(pool: pool, capacity: batchCapacity)
         while !state.stopRequested {
@@ -36,6 +40,10 @@ public enum WorkerLoop {
             }
             _ = port.reclaim()
             state.publish(port.counters)
+            if now >= nextSample {
+                sample(port, stage)
+                nextSample = now + WorkerState.sampleInterval
+            }
         }
         return pool.tally(held: received.count + output.count + port.framesHeld + stage.framesHeld)
     }

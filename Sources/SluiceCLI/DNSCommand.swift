@@ -54,9 +54,10 @@ struct DNSServe: ParsableCommand {
         let stop = StopFlag()
         let report = Mutex<Result<DNSTCPReport, SystemCallError>?>(nil)
         let listen = configuration.listen
+        let tcpMetrics = options.metricsListen.map { _ in PublishedMetrics() }
         let tcp = try WorkerThread(name: "sluice-dns-tcp") {
             let result = Result { () throws(SystemCallError) in
-                try DNSTCPServer.run(listen: listen, authority: authority, ready: { _ in }, shouldStop: { stop.isSet })
+                try DNSTCPServer.run(listen: listen, authority: authority, metrics: tcpMetrics, ready: { _ in }, shouldStop: { stop.isSet })
             }
             report.withLock { $0 = result }
         }
@@ -71,7 +72,7 @@ struct DNSServe: ParsableCommand {
         }
         let limiter = rrlLimit.map { DNSRateLimiter(responsesPerSecond: $0, slip: rrlSlip) }
         let what = "authoritative for \(names), TCP too" + (rrlLimit.map { ", rate limit \($0)/s slip \(rrlSlip)" } ?? "")
-        try options.serve("dns serve", what: what, configuration: configuration) { _ in
+        try options.serve("dns serve", what: what, configuration: configuration, metrics: tcpMetrics.map { [$0] } ?? []) { _ in
             DNSService(authority: authority, rateLimiter: limiter)
         }
     }

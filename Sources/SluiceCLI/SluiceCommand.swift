@@ -11,7 +11,7 @@ struct SluiceCommand: ParsableCommand {
         commandName: "sluice",
         abstract: "User-space packet processing on Linux: UDP services over AF_XDP, io_uring, kernel sockets and TUN devices.",
         version: SluiceVersion.current,
-        subcommands: [UDPEcho.self, UDPClient.self, TCPEcho.self, DNSCommand.self, Bench.self, NetnsCommand.self, XDPCommand.self, TUNCommand.self, TLSCommand.self]
+        subcommands: [UDPEcho.self, UDPClient.self, TCPEcho.self, DNSCommand.self, Bench.self, NetnsCommand.self, XDPCommand.self, TUNCommand.self, TLSCommand.self, Top.self]
     )
 }
 
@@ -146,6 +146,9 @@ struct ServeOptions: ParsableArguments {
     @Option(help: "Print a progress line every this many seconds (0: none).")
     var statsInterval: Double = 1
 
+    @Option(help: "Serve Prometheus metrics at http://ADDR:PORT/metrics while running, e.g. 127.0.0.1:9464.")
+    var metricsListen: IPEndpoint?
+
     func validate() throws {
         guard UDPBackendRegistry.backend(named: backend.rawValue) != nil else {
             throw ValidationError("no backend '\(backend)'; pick one of \(UDPBackendRegistry.names.joined(separator: ", "))")
@@ -201,11 +204,16 @@ struct ServeOptions: ParsableArguments {
     }
 
     /// Serves what `makeService` makes under `command`'s name, `what` saying what it answers
-    /// with; prints the start line, progress and the summary.
+    /// with; prints the start line, progress and the summary. With `--metrics-listen`, serves
+    /// the server's metrics and those of `metrics` meanwhile.
     func serve<Service: UDPService>(_ command: String, what: String, configuration given: UDPServerConfiguration? = nil,
+                                    metrics: [any MetricsSource] = [],
                                     _ makeService: @escaping @Sendable (Int) -> Service) throws {
         let configuration = try given ?? configuration()
+        let export = try MetricsExport.start(metricsListen, service: command, sources: metrics)
+        defer { export?.close() }
         let server = try reportingRuntimeErrors(command) { try UDPServer(configuration: configuration, makeService: makeService) }
+        export?.reporter.add(server)
         print("sluice \(command): \(backend.rawValue) backend on \(server.boundEndpoint), \(workers) worker(s), "
               + what + (gso ? ", GSO" : "") + (gro ? ", GRO" : ""))
         defer { print(server.summary()) }

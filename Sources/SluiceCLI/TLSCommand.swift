@@ -123,6 +123,9 @@ struct TLSServe: ParsableCommand {
     @Option(help: "Stop by itself after this many seconds (default: run until SIGINT/SIGTERM).")
     var duration: Double?
 
+    @Option(help: "Serve Prometheus metrics at http://ADDR:PORT/metrics while running, e.g. 127.0.0.1:9464.")
+    var metricsListen: IPEndpoint?
+
     func validate() throws {
         if let duration { try checkSeconds(duration, "--duration", in: 0.001...31_536_000) }
         guard [echo, sink, benchEcho, file != nil].filter({ $0 }).count <= 1 else {
@@ -158,10 +161,13 @@ struct TLSServe: ParsableCommand {
         configuration.logger = .terminal
         configuration.maximumConnections = maxConnections + 1
         print("sluice tls serve: \(recordPathLine())")
+        let metrics = metricsListen.map { _ in PublishedMetrics() }
+        let export = try MetricsExport.start(metricsListen, service: "tls serve", sources: metrics.map { [$0] } ?? [])
+        defer { export?.close() }
         do {
             let report = try TLSServer.run(
                 listen: listen, context: context, mode: mode, keyUpdateAfter: keyUpdateAfter, configuration: configuration,
-                ready: { print("sluice tls serve: listening on \($0)") },
+                metrics: metrics, ready: { print("sluice tls serve: listening on \($0)") },
                 shouldStop: stopCondition(duration: duration))
             print(report)
             if !report.frames.isBalanced { throw ExitCode(3) }

@@ -76,6 +76,20 @@ public struct XSKStatistics: Equatable, Sendable {
 
     /// Creates zero counts.
     public init() {}
+
+    /// The counts of the XSK socket `descriptor` now (`getsockopt(XDP_STATISTICS)`), from any
+    /// thread; `nil` when the kernel refuses (not an XSK socket).
+    public init?(socket descriptor: Int32) {
+        var raw = xdp_statistics()
+        var length = socklen_t(MemoryLayout<xdp_statistics>.size)
+        guard getsockopt(descriptor, Int32(SOL_XDP), Int32(XDP_STATISTICS), &raw, &length) == 0 else { return nil }
+        receiveDropped = raw.rx_dropped
+        receiveInvalidDescriptors = raw.rx_invalid_descs
+        transmitInvalidDescriptors = raw.tx_invalid_descs
+        receiveRingFull = raw.rx_ring_full
+        fillRingEmpty = raw.rx_fill_ring_empty_descs
+        transmitRingEmpty = raw.tx_ring_empty_descs
+    }
 }
 
 /// Where an XDP port's frames are, for accounting.
@@ -264,19 +278,7 @@ public struct XDPPort: Port, ~Copyable {
     }
 
     /// The kernel's statistics for this socket.
-    public var statistics: XSKStatistics {
-        var raw = xdp_statistics()
-        var length = socklen_t(MemoryLayout<xdp_statistics>.size)
-        var out = XSKStatistics()
-        guard getsockopt(descriptor, Int32(SOL_XDP), Int32(XDP_STATISTICS), &raw, &length) == 0 else { return out }
-        out.receiveDropped = raw.rx_dropped
-        out.receiveInvalidDescriptors = raw.rx_invalid_descs
-        out.transmitInvalidDescriptors = raw.tx_invalid_descs
-        out.receiveRingFull = raw.rx_ring_full
-        out.fillRingEmpty = raw.rx_fill_ring_empty_descs
-        out.transmitRingEmpty = raw.tx_ring_empty_descs
-        return out
-    }
+    public var statistics: XSKStatistics { XSKStatistics(socket: descriptor) ?? XSKStatistics() }
 
     // MARK: Receive
 

@@ -54,6 +54,13 @@ public struct XDPVerdicts: Sendable, Equatable, CustomStringConvertible {
         redirected + passedNotUDP + passedPort + passedNoSocket + passedFragment + passedMalformed + passedNotOurs
     }
 
+    /// The verdicts as name–value pairs, for metrics and JSON.
+    public var fields: [(String, UInt64)] {
+        [("redirected", redirected), ("passed_not_udp", passedNotUDP), ("passed_port", passedPort),
+         ("passed_no_socket", passedNoSocket), ("passed_fragment", passedFragment), ("passed_malformed", passedMalformed),
+         ("passed_not_ours", passedNotOurs)]
+    }
+
     public var description: String {
         "redirected \(redirected), passed: not UDP \(passedNotUDP), port not steered \(passedPort), "
             + "no socket on queue \(passedNoSocket), fragment \(passedFragment), malformed \(passedMalformed), "

@@ -24,7 +24,7 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: "/run/netns/sluice-c\(suffix)"), "the namespaces were left behind")
 
         let data = try Data(contentsOf: URL(fileURLWithPath: json))
-        let validation = try SchemaValidator().validate(data)
+        let validation = try SchemaValidator(schema: "Benchmarks/sluice-bench.schema.json").validate(data)
         #expect(validation.valid, "\(validation.output)")
         let report = try BenchReport.decode(data)
         #expect(Set(report.baselines.map(\.name)) == ["xdp-drop-native", "xdp-drop-generic"])

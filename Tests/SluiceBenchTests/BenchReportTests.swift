@@ -3,6 +3,7 @@ import Foundation
 import FoundationXML
 #endif
 import SluiceBench
+import SluiceTestSupport
 import Testing
 
 @Suite struct BenchReportJSONTests {
@@ -62,14 +63,14 @@ import Testing
 
 @Suite struct BenchSchemaTests {
     @Test func acceptsTheReport() throws {
-        let validator = try SchemaValidator()
+        let validator = try SchemaValidator(schema: "Benchmarks/sluice-bench.schema.json")
         let result = try validator.validate(BenchExample.report().jsonData())
         #expect(result.valid, "\(result.output)")
     }
 
     @Test(arguments: Drift.allCases)
     func rejectsDrift(_ drift: Drift) throws {
-        let validator = try SchemaValidator()
+        let validator = try SchemaValidator(schema: "Benchmarks/sluice-bench.schema.json")
         let data = try BenchExample.report().jsonData()
         var root = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         var cells = try #require(root["cells"] as? [[String: Any]])
@@ -223,53 +224,6 @@ import Testing
 }
 
 // MARK: - Helpers
-
-/// Runs Python's `jsonschema` against `Benchmarks/sluice-bench.schema.json`.
-struct SchemaValidator {
-    let python: String
-    let schema: URL
-
-    init() throws {
-        let packageRoot = URL(fileURLWithPath: #filePath)
-            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        schema = packageRoot.appendingPathComponent("Benchmarks/sluice-bench.schema.json")
-        let onPath = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":")
-            .map { "\($0)/python3" }
-        var seen = Set<String>()
-        let candidates = (["/usr/bin/python3"] + onPath).filter { path in
-            FileManager.default.isExecutableFile(atPath: path) && seen.insert(path).inserted
-        }
-        let found = candidates.first { (try? Self.run($0, ["-c", "import jsonschema"]).status) == 0 }
-        python = try #require(found, """
-            no python3 with the jsonschema module (tried \(candidates.joined(separator: ", "))): \
-            apt-get install python3-jsonschema
-            """)
-    }
-
-    /// Whether `json` is valid, and what Python said about it.
-    func validate(_ json: Data) throws -> (valid: Bool, output: String) {
-        let file = FileManager.default.temporaryDirectory
-            .appendingPathComponent("sluice-bench-\(UUID().uuidString).json")
-        try json.write(to: file)
-        defer { try? FileManager.default.removeItem(at: file) }
-        let script = "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])))"
-        let result = try Self.run(python, ["-c", script, file.path, schema.path])
-        return (result.status == 0, result.output)
-    }
-
-    static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
-    }
-}
 
 /// The elements (with attributes) and the text contents of an XML document, or an error if it is
 /// not well-formed.

@@ -49,16 +49,6 @@ let dnsNamespaceCounter = Atomic<Int>(0)
         }
     }
 
-    /// A namespace of the test's own, lo up.
-    final class Namespace {
-        let name: String
-        init() throws {
-            name = "sldns\(getpid() % 100_000)n\(dnsNamespaceCounter.add(1, ordering: .relaxed).newValue)"
-            _ = try ChildProcess("/usr/sbin/ip", ["netns", "add", name]).waitForExit()
-            _ = try ChildProcess("/usr/sbin/ip", ["-n", name, "link", "set", "lo", "up"]).waitForExit()
-        }
-        deinit { _ = try? ChildProcess("/usr/sbin/ip", ["netns", "del", name]).waitForExit() }
-    }
 
     /// Whether Knot DNS is here to compare with; prints the one skip line when it is not.
     static func knotAvailable(alsoNeeding tools: [String] = []) -> Bool {
@@ -203,7 +193,7 @@ let dnsNamespaceCounter = Atomic<Int>(0)
     @Test(arguments: ["socket", "uring"])
     func answersAsKnotDoesOnLoopback(backend: String) throws {
         guard Self.knotAvailable() else { return }
-        let namespace = try Namespace()
+        let namespace = try ScratchNamespace(prefix: "sldns")
         let knot = try Knot(namespace: namespace.name, listen: "127.0.0.1@5301")
         let server = try serve(namespace.name, ["--backend", backend, "--listen", "127.0.0.1:5302"])
         let socket = try withNetworkNamespace(namespace.name) { KernelUDPSocket(bind: IPEndpoint("127.0.0.1:0")!) }
@@ -235,7 +225,7 @@ let dnsNamespaceCounter = Atomic<Int>(0)
 
     @Test func answersAsKnotDoesBehindATUNDevice() throws {
         guard Self.knotAvailable() else { return }
-        let namespace = try Namespace()
+        let namespace = try ScratchNamespace(prefix: "sldns")
         let knot = try Knot(namespace: namespace.name, listen: "127.0.0.1@5301")
         let server = try serve(namespace.name, ["--backend", "tun", "--name", "sldns0", "--address", "198.18.7.1/24",
                                                 "--listen", "198.18.7.2:53"])
@@ -285,7 +275,7 @@ let dnsNamespaceCounter = Atomic<Int>(0)
 
     @Test func digAndKdigPrintTheSameForBothServers() throws {
         guard Self.knotAvailable(alsoNeeding: ["/usr/bin/kdig", "/usr/bin/dig"]) else { return }
-        let namespace = try Namespace()
+        let namespace = try ScratchNamespace(prefix: "sldns")
         let knot = try Knot(namespace: namespace.name, listen: "127.0.0.1@5301")
         let server = try serve(namespace.name, ["--listen", "127.0.0.1:5302"])
         usleep(300_000)

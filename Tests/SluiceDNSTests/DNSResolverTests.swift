@@ -132,7 +132,7 @@ import Testing
 @Suite(.serialized) struct DNSStubResolverTests {
     @Test func resolvesFromKnotOverUDPAndTCP() async throws {
         guard DNSAgainstKnotTests.knotAvailable() else { return }
-        let namespace = try DNSAgainstKnotTests.Namespace()
+        let namespace = try ScratchNamespace(prefix: "sldns")
         let knot = try DNSAgainstKnotTests.Knot(namespace: namespace.name, listen: "127.0.0.1@5301")
         var configuration = DNSResolverConfiguration()
         configuration.servers = [IPEndpoint("127.0.0.1:5301")!]

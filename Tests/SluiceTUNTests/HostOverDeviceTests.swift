@@ -9,8 +9,6 @@ import Testing
 /// ARP and neighbour discovery answered (TAP), pings answered, datagrams of any size reassembled
 /// and their replies fragmented, flows shared between queues.
 @Suite(.serialized) struct HostOverDeviceTests {
-    typealias Namespace = TUNEchoTests.Namespace
-
     /// The kernel's address with its prefix, and the service's address behind it.
     static let families = [("198.18.1.1/24", "198.18.1.2"), ("2001:2:1::1/64", "2001:2:1::2")]
 
@@ -19,8 +17,8 @@ import Testing
     /// A namespace with `device` of `kind` in it, the echo service behind it on port 9000, and a
     /// kernel UDP socket on the kernel's side.
     static func serve(kind: String, family: (kernel: String, service: String), device: String) throws
-        -> (Namespace, ChildProcess, IPEndpoint, KernelUDPSocket) {
-        let namespace = try Namespace()
+        -> (ScratchNamespace, ChildProcess, IPEndpoint, KernelUDPSocket) {
+        let namespace = try ScratchNamespace(prefix: "sltun")
         let listen = "\(bracketed(family.service)):9000"
         let server = try TUNEchoTests.startServer(namespace, device: device, kernel: family.kernel, listen: listen, kind: kind)
         let target = try #require(IPEndpoint(listen))
@@ -62,7 +60,7 @@ import Testing
 
     @Test(arguments: ["tun", "tap"], families)
     func pingIsAnswered(kind: String, family: (kernel: String, service: String)) throws {
-        let namespace = try Namespace()
+        let namespace = try ScratchNamespace(prefix: "sltun")
         let server = try TUNEchoTests.startServer(namespace, device: "sl\(kind)1", kernel: family.kernel,
                                                   listen: "\(Self.bracketed(family.service)):9000", kind: kind)
         let six = family.service.contains(":") ? ["-6"] : []
@@ -78,7 +76,7 @@ import Testing
     }
 
     @Test func twoQueuesShareTheFlows() throws {
-        let namespace = try Namespace()
+        let namespace = try ScratchNamespace(prefix: "sltun")
         let server = try TUNEchoTests.startServer(namespace, device: "sltun3", kernel: "198.18.1.1/24",
                                                   listen: "198.18.1.2:9000", workers: 2)
         let target = try #require(IPEndpoint("198.18.1.2:9000"))
@@ -141,7 +139,7 @@ import Testing
     }
 
     @Test func craftedBadInputIsCountedAndDroppedAndTheServiceGoesOn() throws {
-        let namespace = try Namespace()
+        let namespace = try ScratchNamespace(prefix: "sltun")
         let server = try TUNEchoTests.startServer(namespace, device: "sltun6", kernel: "198.18.1.1/24", listen: "198.18.1.2:9000")
         let target = try #require(IPEndpoint("198.18.1.2:9000"))
         let (injector, client) = try withNetworkNamespace(namespace.name) {

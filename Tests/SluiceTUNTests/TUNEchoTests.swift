@@ -2,31 +2,16 @@
 import Glibc
 #endif
 import Sluice
-import Synchronization
 import SluiceTestSupport
 import Testing
-
-/// Namespaces made by this process so far, for unique names.
-let namespaceCounter = Atomic<Int>(0)
 
 /// `sluice udp-echo --backend tun` as a user runs it, in a namespace of the test's own, driven by
 /// kernel UDP sockets: the kernel routes the listen address into the device, and the service
 /// behind it answers.
 @Suite(.serialized) struct TUNEchoTests {
-    /// A namespace of the test's own (removed when released).
-    final class Namespace {
-        let name: String
-        init() throws {
-            name = "sltun\(getpid() % 100_000)n\(namespaceCounter.add(1, ordering: .relaxed).newValue)"
-            let add = try ChildProcess("/usr/sbin/ip", ["netns", "add", name])
-            guard add.waitForExit() == 0 else { throw ChildProcessError(message: "ip netns add \(name): \(add.text)") }
-            _ = try ChildProcess("/usr/sbin/ip", ["-n", name, "link", "set", "lo", "up"]).waitForExit()
-        }
-        deinit { _ = try? ChildProcess("/usr/sbin/ip", ["netns", "del", name]).waitForExit() }
-    }
 
     /// `kernel`: the kernel's address to give the device (`nil`: it exists and has its own).
-    static func startServer(_ namespace: Namespace, device: String, kernel: String?, listen: String,
+    static func startServer(_ namespace: ScratchNamespace, device: String, kernel: String?, listen: String,
                             workers: Int = 1, kind: String = "tun") throws -> ChildProcess {
         let server = try ChildProcess(sluice: [
             "udp-echo", "--backend", kind, "--name", device, "--listen", listen, "--workers", "\(workers)",
@@ -38,7 +23,7 @@ let namespaceCounter = Atomic<Int>(0)
 
     @Test(arguments: [("198.18.1.1/24", "198.18.1.2", 1472), ("2001:2:1::1/64", "[2001:2:1::2]", 1452)])
     func echoesEveryDatagramThroughTheDevice(kernel: String, service: String, largest: Int) throws {
-        let namespace = try Namespace()
+        let namespace = try ScratchNamespace(prefix: "sltun")
         let server = try Self.startServer(namespace, device: "sltun0", kernel: kernel, listen: "\(service):9000")
         let target = try #require(IPEndpoint("\(service):9000"))
         let kernelAddress = try #require(IPAddress(kernel.split(separator: "/")[0]))
@@ -61,7 +46,7 @@ let namespaceCounter = Atomic<Int>(0)
     }
 
     @Test func theDeviceDeletedUnderARunningWorkerStopsItWithAClearError() throws {
-        let namespace = try Namespace()
+        let namespace = try ScratchNamespace(prefix: "sltun")
         let server = try Self.startServer(namespace, device: "sltun1", kernel: "198.18.1.1/24", listen: "198.18.1.2:9000")
         let delete = try ChildProcess("/usr/sbin/ip", ["-n", namespace.name, "link", "del", "sltun1"])
         #expect(delete.waitForExit() == 0, "\(delete.text)")
@@ -71,12 +56,12 @@ let namespaceCounter = Atomic<Int>(0)
         #expect(server.text.contains("frames: all returned to their pools"), "\(server.text)")
     }
 
-    func linkExists(_ namespace: Namespace, _ device: String) throws -> Bool {
+    func linkExists(_ namespace: ScratchNamespace, _ device: String) throws -> Bool {
         try ChildProcess("/usr/sbin/ip", ["-n", namespace.name, "link", "show", "dev", device]).waitForExit() == 0
     }
 
     @Test func aPersistentDeviceIsMadeServedAndRemoved() throws {
-        let namespace = try Namespace()
+        let namespace = try ScratchNamespace(prefix: "sltun")
         let up = try ChildProcess(sluice: ["tun", "up", "--name", "sltun2", "--address", "198.18.1.1/24", "--netns", namespace.name])
         #expect(up.waitForExit() == 0, "\(up.text)")
         #expect(try linkExists(namespace, "sltun2"), "the device outlives tun up")

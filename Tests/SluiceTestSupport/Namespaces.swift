@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CSluiceSystem
+import Synchronization
 
 /// Runs `body` with the calling thread inside network namespace `name` (/run/netns/NAME),
 /// then puts the thread back where it was, even on error.
@@ -19,4 +20,23 @@ public func withNetworkNamespace<R: ~Copyable>(_ name: String, _ body: () throws
     guard sluice_enter_network_namespace(target) == 0 else { throw ChildProcessError(message: "setns \(name): errno \(errno)") }
     defer { precondition(sluice_enter_network_namespace(original) == 0, "could not return to the original namespace") }
     return try body()
+}
+
+private let scratchNamespaceCounter = Atomic<Int>(0)
+
+/// A network namespace of the test's own, loopback up, named `PREFIX<pid>n<count>` so parallel
+/// runs never meet; deleted when released.
+public final class ScratchNamespace: Sendable {
+    /// Its name under /run/netns.
+    public let name: String
+
+    /// Creates it.
+    public init(prefix: String) throws {
+        name = "\(prefix)\(getpid() % 100_000)n\(scratchNamespaceCounter.add(1, ordering: .relaxed).newValue)"
+        let add = try ChildProcess("/usr/sbin/ip", ["netns", "add", name])
+        guard add.waitForExit() == 0 else { throw ChildProcessError(message: "ip netns add \(name): \(add.text)") }
+        _ = try ChildProcess("/usr/sbin/ip", ["-n", name, "link", "set", "lo", "up"]).waitForExit()
+    }
+
+    deinit { _ = try? ChildProcess("/usr/sbin/ip", ["netns", "del", name]).waitForExit() }
 }

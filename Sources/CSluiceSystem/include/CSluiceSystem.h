@@ -110,6 +110,9 @@ int sluice_pin_current_thread(int cpu);
 /// Makes stdout line-buffered, so progress lines show at once through a pipe.
 void sluice_line_buffer_stdout(void);
 
+/// The calling thread's kernel ID (gettid), as /proc/self/task names it.
+int sluice_thread_id(void);
+
 /// Names the calling thread (15 characters show in ps/top).
 void sluice_set_thread_name(const char *name);
 

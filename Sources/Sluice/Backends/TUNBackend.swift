@@ -106,6 +106,9 @@ public class TUNBackend: UDPBackend, @unchecked Sendable {
 
     public var workerCount: Int { settings.queues }
 
+    /// Worker `index` reads the device's queue `index`.
+    public func queue(ofWorker index: Int) -> Int? { index }
+
     public var modeDescription: String {
         "\(Self.kind == .tun ? "TUN" : "TAP"), MTU \(device.mtu), "
             + (device.virtioHeaderLength > 0 ? "offloads \(device.offloads)" : "no virtio-net header")

@@ -63,6 +63,8 @@ public final class XDPBackend: UDPBackend {
     private let addedListener: IPEndpoint?
     private let modes = Locked<[Bool]>([])
     private let socketStatistics = Locked(XSKStatistics())
+    /// Each queue's XSK statistics: read live from the open socket, or as the socket left them.
+    private let queueSockets = Locked<[UInt32: QueueSocket]>([:])
     private let finalVerdicts = Locked<XDPVerdicts?>(nil)
     private let viaKernelSocket = Locked<UInt64>(0)
 
@@ -129,10 +131,14 @@ public final class XDPBackend: UDPBackend {
         var port = try XDPPort(configuration: portConfiguration, umem: umem, pool: pool)
         try program.insertSocket(port.descriptor, queue: queue)
         modes.withLock { $0.append(port.isZeroCopy) }
+        queueSockets.withLock { $0[queue] = .open(port.descriptor) }
         bound(listen)
         let report = UDPWorkerLoop.serve(port: &port, pool: pool, service: service, state: state,
                                          batchCapacity: configuration.batchCapacity, acceptance: acceptance)
-        record(port.statistics)
+        let statistics = port.statistics
+        // Before the socket closes, so no reader asks the kernel about a descriptor reused since.
+        queueSockets.withLock { $0[queue] = .closed(statistics) }
+        record(statistics)
         // An interface that went away took the program and its map with it.
         if report.failure == nil { try program.removeSocket(queue: queue) } else { try? program.removeSocket(queue: queue) }
         return report
@@ -246,6 +252,46 @@ public final class XDPBackend: UDPBackend {
                      + "fill_ring_empty \(socket.fillRingEmpty), rx_invalid \(socket.receiveInvalidDescriptors), "
                      + "tx_invalid \(socket.transmitInvalidDescriptors)")
         return lines
+    }
+
+    public func queue(ofWorker index: Int) -> Int? {
+        index < settings.queues.count ? Int(settings.queues[index]) : nil
+    }
+
+    /// The program's verdicts on the interface, and each queue's XSK ring statistics: drops (no
+    /// fill-ring frame, RX ring full, invalid descriptors) in `sluice_drops_total`, the rest as
+    /// `sluice_xsk_*_total`.
+    public func collectMetrics(into snapshot: inout MetricsSnapshot) {
+        let interface = ("interface", settings.interface)
+        if let verdicts = finalVerdicts.withLock({ $0 }) ?? (try? program.verdicts()) {
+            for (verdict, count) in verdicts.fields {
+                snapshot.counter("sluice_xdp_verdicts_total", count, [interface, ("verdict", verdict)])
+            }
+        }
+        let sockets = queueSockets.withLock { sockets in
+            sockets.map { queue, socket in
+                switch socket {
+                case .open(let descriptor): (queue, XSKStatistics(socket: descriptor) ?? XSKStatistics())
+                case .closed(let statistics): (queue, statistics)
+                }
+            }
+        }
+        for (queue, statistics) in sockets.sorted(by: { $0.0 < $1.0 }) {
+            let labels = [("backend", Self.name), interface, ("queue", "\(queue)")]
+            for (cause, count) in [("rx_dropped", statistics.receiveDropped), ("rx_ring_full", statistics.receiveRingFull),
+                                   ("rx_invalid_descs", statistics.receiveInvalidDescriptors),
+                                   ("tx_invalid_descs", statistics.transmitInvalidDescriptors)] {
+                snapshot.counter("sluice_drops_total", count, labels + [("layer", "xsk"), ("cause", cause)])
+            }
+            snapshot.counter("sluice_xsk_fill_ring_empty_total", statistics.fillRingEmpty, labels)
+            snapshot.counter("sluice_xsk_tx_ring_empty_total", statistics.transmitRingEmpty, labels)
+        }
+    }
+
+    /// A queue's socket, for its statistics.
+    private enum QueueSocket {
+        case open(Int32)
+        case closed(XSKStatistics)
     }
 
     private func record(_ socket: XSKStatistics) {

@@ -1,0 +1,170 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Sluice
+import SluicePrometheus
+import SluiceTestSupport
+import Testing
+
+/// `--metrics-listen` on the servers, scraped by curl while traffic flows, and `sluice top`
+/// reading the same page.
+@Suite("Prometheus metrics and sluice top", .serialized)
+struct MetricsCommandTests {
+    /// The `/metrics` URL a server printed ("sluice udp-echo: metrics at http://127.0.0.1:41234/metrics").
+    static func metricsURL(of server: ChildProcess) throws -> String {
+        let line = try #require(server.waitForLine(containing: "metrics at http://"), "no metrics line: \(server.text)")
+        return String(try #require(line.split(separator: " ").last))
+    }
+
+    /// The page at `url` as curl gets it (in `namespace` when given), parsed.
+    static func scrape(_ url: String, in namespace: String? = nil) throws -> [MetricsSample] {
+        let command = (namespace.map { ["/usr/sbin/ip", "netns", "exec", $0] } ?? []) + ["/usr/bin/curl", "-sS", "--fail", "--max-time", "5", url]
+        let curl = try ChildProcess(command[0], Array(command.dropFirst()))
+        let status = curl.waitForExit(timeout: .seconds(10))
+        try #require(status == 0, "curl \(url): \(curl.text)")
+        return try MetricsText.parse(curl.text)
+    }
+
+    /// The sum of `name` over the series whose labels include `labels`.
+    static func sum(_ samples: [MetricsSample], _ name: String, _ labels: [String: String] = [:]) -> Double {
+        samples.filter { sample in sample.name == name && labels.allSatisfy { sample.labels[$0.key] == $0.value } }
+            .reduce(0) { $0 + $1.value }
+    }
+
+    static func curlAvailable() -> Bool {
+        guard access("/usr/bin/curl", X_OK) == 0 else {
+            print("skip: curl not installed; the README's test command installs it")
+            return false
+        }
+        return true
+    }
+
+    @Test("udp-echo: the counters move under load, scraped by curl; sluice top --json reads the rates")
+    func udpEchoMetricsMoveAndTopReadsThem() throws {
+        guard Self.curlAvailable() else { return }
+        let server = try ChildProcess(sluice: ["udp-echo", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+                                               "--workers", "2", "--duration", "60", "--stats-interval", "0"])
+        let url = try Self.metricsURL(of: server)
+        let line = try #require(server.waitForLine(containing: "backend on"), "\(server.text)")
+        let endpoint = try #require(UDPEchoTests.endpoint(in: line))
+        let before = try Self.scrape(url)
+        #expect(Self.sum(before, "sluice_info", ["service": "udp-echo"]) == 1)
+        #expect(Self.sum(before, "sluice_port_received_packets_total") == 0)
+        let client = try ChildProcess(sluice: ["udp-client", "--target", "\(endpoint)", "--duration", "4", "--size", "100"])
+        usleep(1_000_000)
+        let during = try Self.scrape(url)
+        let top = try ChildProcess(sluice: ["top", "--metrics", url, "--interval", "0.5", "--count", "3", "--json"])
+        #expect(top.waitForExit(timeout: .seconds(20)) == 0, "\(top.text)")
+        usleep(200_000)
+        let later = try Self.scrape(url)
+        #expect(client.waitForExit(timeout: .seconds(20)) == 0, "\(client.text)")
+
+        let received = (Self.sum(during, "sluice_port_received_packets_total"), Self.sum(later, "sluice_port_received_packets_total"))
+        #expect(received.0 > 0 && received.1 > received.0, "received: \(received)")
+        #expect(Self.sum(later, "sluice_port_received_bytes_total") >= 100 * received.1)
+        #expect(Self.sum(later, "sluice_udp_replies_total") > 0)
+        #expect(Self.sum(later, "sluice_worker_cpu_seconds_total") > 0)
+        #expect(Self.sum(later, "sluice_process_cpu_seconds_total") > Self.sum(before, "sluice_process_cpu_seconds_total"))
+        #expect(Self.sum(later, "sluice_drops_total") == 0)
+        // Per worker: both workers have their series, labelled.
+        #expect(Set(later.filter { $0.name == "sluice_port_received_packets_total" }.compactMap { $0.labels["worker"] }) == ["0", "1"])
+
+        let lines = top.text.split(separator: "\n").map(String.init)
+        #expect(lines.count == 3, "\(top.text)")
+        let validator = try SchemaValidator(schema: "Benchmarks/sluice-top.schema.json")
+        for line in lines {
+            let validation = try validator.validate(line)
+            #expect(validation.valid, "\(validation.output)\n\(line)")
+            let frame = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            let totals = try #require(frame["totals"] as? [String: Any])
+            let rx = try #require(totals["rx_pps"] as? Double)
+            let tx = try #require(totals["tx_pps"] as? Double)
+            #expect(rx > 1000 && tx > 1000, "\(line)")
+            #expect((frame["workers"] as? [Any])?.count == 2)
+            #expect(((frame["process_cpu_percent"] as? Double) ?? 0) > 0)
+        }
+        #expect(server.stop() == 0)
+    }
+
+    @Test("tls serve: handshakes and bytes from openssl s_client show in /metrics")
+    func tlsServeMetrics() throws {
+        guard Self.curlAvailable(), TLSInteropTests.peersAvailable() else { return }
+        let server = try ChildProcess(sluice: ["tls", "serve", "--cert", TLSInteropTests.certificate, "--key", TLSInteropTests.key,
+                                               "--listen", "127.0.0.1:0", "--echo", "--duration", "60", "--metrics-listen", "127.0.0.1:0"])
+        let url = try Self.metricsURL(of: server)
+        let line = try #require(server.waitForLine(containing: "listening on"), "\(server.text)")
+        let port = try #require(line.split(separator: ":").last.flatMap { Int($0) })
+        for _ in 0..<3 {
+            let run = try TLSInteropTests.shell(
+                "(head -c 100000 /dev/zero; sleep 1) | openssl s_client -connect 127.0.0.1:\(port) -CAfile \(TLSInteropTests.authority) "
+                    + "-servername sluice.test -quiet -no_ign_eof > /dev/null 2>&1", timeout: .seconds(30))
+            #expect(run.status != nil)
+        }
+        usleep(300_000)
+        let page = try Self.scrape(url)
+        #expect(Self.sum(page, "sluice_tls_handshakes_total", ["result": "completed"]) == 3, "\(page.filter { $0.name.hasPrefix("sluice_tls") })")
+        #expect(Self.sum(page, "sluice_tls_plaintext_received_bytes_total") == 300_000)
+        #expect(Self.sum(page, "sluice_tcp_connections_accepted_total") == 3)
+        #expect(Self.sum(page, "sluice_tcp_open_connections") == 0)
+        #expect(Self.sum(page, "sluice_uring_enters_total") > 0)
+        #expect(server.stop(signal: SIGINT) == 0)
+    }
+
+    @Test("dns serve: responses over UDP and TCP from dig show in /metrics")
+    func dnsServeMetrics() throws {
+        guard Self.curlAvailable() else { return }
+        guard access("/usr/bin/dig", X_OK) == 0 else {
+            print("skip: dig not installed; the README's test command installs bind9-dnsutils")
+            return
+        }
+        let namespace = try ScratchNamespace(prefix: "slmet")
+        let zone = String(#filePath.split(separator: "/").dropLast(2).joined(separator: "/")).withLeadingSlash
+            + "/SluiceDNSTests/Fixtures/example.test.zone"
+        let server = try ChildProcess(sluice: ["dns", "serve", "--zone", zone, "--netns", namespace.name, "--listen", "127.0.0.1:5353",
+                                               "--duration", "60", "--stats-interval", "0", "--metrics-listen", "127.0.0.1:9464"])
+        let url = try Self.metricsURL(of: server)
+        try #require(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
+        for transport in ["+notcp", "+tcp"] {
+            for name in ["example.test", "nothing.example.test"] {
+                let dig = try ChildProcess("/usr/sbin/ip", ["netns", "exec", namespace.name, "dig", "@127.0.0.1", "-p", "5353", name, "A", transport])
+                #expect(dig.waitForExit(timeout: .seconds(10)) == 0, "\(dig.text)")
+            }
+        }
+        usleep(300_000)
+        let page = try Self.scrape(url, in: namespace.name)
+        #expect(Self.sum(page, "sluice_service_responses_total") == 2)
+        #expect(Self.sum(page, "sluice_service_noerror_total") == 1)
+        #expect(Self.sum(page, "sluice_service_nxdomain_total") == 1)
+        #expect(Self.sum(page, "sluice_dns_tcp_responses_total") == 2)
+        #expect(Self.sum(page, "sluice_tcp_connections_accepted_total") == 2)
+        #expect(server.stop() == 0)
+    }
+
+    @Test("udp-echo --backend xdp: per-queue series, XSK ring statistics and the program's verdicts")
+    func xdpMetrics() throws {
+        guard Self.curlAvailable() else { return }
+        let topology = try TestTopology(.init(suffix: "mx\(getpid() % 100_000)", queues: 2))
+        defer { topology.destroy() }
+        let server = try ChildProcess(sluice: [
+            "udp-echo", "--backend", "xdp", "--dev", topology.serverInterface, "--queues", "0-1", "--netns", topology.serverNamespace,
+            "--listen", "\(topology.serverIPv4):9000", "--duration", "60", "--stats-interval", "0", "--metrics-listen", "127.0.0.1:9464"])
+        let url = try Self.metricsURL(of: server)
+        try #require(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
+        let client = try ChildProcess(sluice: ["udp-client", "--target", "\(topology.serverIPv4):9000", "--netns", topology.clientNamespace,
+                                               "--duration", "1"])
+        #expect(client.waitForExit(timeout: .seconds(20)) == 0, "\(client.text)")
+        usleep(300_000)
+        let page = try Self.scrape(url, in: topology.serverNamespace)
+        let received = Self.sum(page, "sluice_port_received_packets_total")
+        #expect(received > 0)
+        #expect(Self.sum(page, "sluice_xdp_verdicts_total", ["verdict": "redirected"]) == received)
+        let queues = Set(page.filter { $0.name == "sluice_xsk_fill_ring_empty_total" }.compactMap { $0.labels["queue"] })
+        #expect(queues == ["0", "1"])
+        #expect(Set(page.filter { $0.name == "sluice_drops_total" && $0.labels["layer"] == "xsk" }.compactMap { $0.labels["cause"] })
+                == ["rx_dropped", "rx_ring_full", "rx_invalid_descs", "tx_invalid_descs"])
+        #expect(Set(page.filter { $0.name == "sluice_port_received_packets_total" }.compactMap { $0.labels["queue"] }) == ["0", "1"])
+        #expect(server.stop() == 0)
+        #expect(server.text.contains("frames: all returned to their pools"))
+    }
+}

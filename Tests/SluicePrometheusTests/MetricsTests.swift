@@ -1,0 +1,151 @@
+import CoreMetrics
+import Prometheus
+import Sluice
+import SluicePrometheus
+import Synchronization
+import Testing
+
+@Suite struct MetricsTextTests {
+    @Test func readsWhatSwiftPrometheusWrites() throws {
+        let registry = PrometheusCollectorRegistry()
+        registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "sluice", metricName: "drops", unitName: "total", helpText: "Drops."),
+                             labels: [("cause", "a \"quoted\\\" name\nwith a newline")]).increment(by: Int64(7))
+        registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "sluice", metricName: "open", unitName: "connections", helpText: "Open."), labels: [("worker", "0")]).set(2.5)
+        let histogram = registry.makeDurationHistogram(descriptor: MetricNameDescriptor(namespace: "sluice", metricName: "wait", unitName: "seconds", helpText: "Waits."),
+                                                       labels: [("worker", "1")], buckets: [.milliseconds(1), .seconds(1)])
+        histogram.record(.milliseconds(5))
+        let samples = try MetricsText.parse(registry.emitToString())
+        let drops = try #require(samples.first { $0.name == "sluice_drops_total" })
+        #expect(drops.value == 7)
+        #expect(drops.labels == ["cause": "a \"quoted\\\" name\nwith a newline"])
+        #expect(samples.contains { $0.name == "sluice_open_connections" && $0.value == 2.5 && $0.labels == ["worker": "0"] })
+        #expect(samples.contains { $0.name == "sluice_wait_seconds_bucket" && $0.labels["le"] == "+Inf" && $0.value == 1 })
+        #expect(samples.contains { $0.name == "sluice_wait_seconds_bucket" && $0.labels["le"] == "0.001" && $0.value == 0 })
+    }
+
+    @Test func takesSpecialValuesTimestampsCommentsAndBlankLines() throws {
+        let text = "# HELP x something\n# TYPE x gauge\n\nx NaN\ny{a=\"1\"} +Inf 1700000000000\nz -Inf\r\nw{} 1e3\n  v 2\n"
+        let samples = try MetricsText.parse(text)
+        #expect(samples.map(\.name) == ["x", "y", "z", "w", "v"])
+        #expect(samples[0].value.isNaN)
+        #expect(samples[1].value == .infinity && samples[1].labels == ["a": "1"])
+        #expect(samples[2].value == -.infinity)
+        #expect(samples[3].value == 1000)
+    }
+
+    @Test(arguments: [
+        ("x", 1, "no value"), ("x 0x10", 1, "is not a number"), ("x nan", 1, "is not a number"), ("x{a=1} 2", 1, "quoted"),
+        ("ok 1\nx{a=\"1\" 2", 2, "expected ',' or '}'"), ("x{a=\"1\",a=\"2\"} 3", 1, "twice"), ("x{a=\"\\t\"} 1", 1, "escape"),
+        ("9x 1", 1, "metric name"), ("x 1 2 3", 1, "after the value"), ("x{a=\"open", 1, "not closed"), ("x{=\"1\"} 1", 1, "label name"),
+    ])
+    func refusesWhatIsNotTheFormat(text: String, line: Int, reason: String) {
+        #expect {
+            _ = try MetricsText.parse(text)
+        } throws: { error in
+            guard let error = error as? MetricsTextError else { return false }
+            return error.line == line && error.reason.contains(reason)
+        }
+    }
+
+    @Test func readsURLs() {
+        #expect(MetricsURL("http://127.0.0.1:9464/metrics") == MetricsURL("127.0.0.1:9464"))
+        #expect(MetricsURL("http://[2001:2::1]:9464/x")?.host == "2001:2::1")
+        #expect(MetricsURL("http://[2001:2::1]:9464/x")?.path == "/x")
+        #expect(MetricsURL("http://example.test")?.port == 80)
+        #expect(MetricsURL("https://example.test") == nil)
+        #expect(MetricsURL("host:0") == nil)
+        #expect(MetricsURL("host:99999") == nil)
+        #expect(MetricsURL("[::1") == nil)
+        #expect(MetricsURL("a:b:c") == nil)
+        #expect(MetricsURL("host:1/with space") == nil)
+        #expect(MetricsURL("[::1]:9464")?.description == "http://[::1]:9464/metrics")
+    }
+}
+
+@Suite struct MetricsReporterTests {
+    /// A source whose values the test sets.
+    final class FixedSource: MetricsSource {
+        let values = Mutex(MetricsSnapshot())
+        func collectMetrics(into snapshot: inout MetricsSnapshot) { snapshot.values += values.withLock { $0.values } }
+    }
+
+    func emitted(_ registry: PrometheusCollectorRegistry) throws -> [MetricsSample] {
+        try MetricsText.parse(registry.emitToString())
+    }
+
+    @Test func reportsCountersByTheirIncreaseAndGaugesAsTheyAre() throws {
+        let registry = PrometheusCollectorRegistry()
+        let source = FixedSource()
+        let reporter = MetricsReporter(sources: [source], factory: PrometheusMetricsFactory(registry: registry))
+        func set(_ packets: UInt64, _ seconds: Double, _ open: Double) {
+            var snapshot = MetricsSnapshot()
+            snapshot.counter("sluice_port_received_packets_total", packets, [("worker", "0")])
+            snapshot.counter("sluice_worker_cpu_seconds_total", seconds, [("worker", "0")])
+            snapshot.gauge("sluice_tcp_open_connections", open, [("backend", "uring")])
+            source.values.withLock { $0 = snapshot }
+        }
+        func value(_ name: String) throws -> Double {
+            try #require(try emitted(registry).first { $0.name == name }).value
+        }
+        set(5, 0.25, 3)
+        reporter.update()
+        #expect(try value("sluice_port_received_packets_total") == 5)
+        #expect(try value("sluice_worker_cpu_seconds_total") == 0.25)
+        #expect(try value("sluice_tcp_open_connections") == 3)
+        set(12, 0.75, 1)
+        reporter.update()
+        reporter.update()
+        #expect(try value("sluice_port_received_packets_total") == 12)
+        #expect(try value("sluice_worker_cpu_seconds_total") == 0.75)
+        #expect(try value("sluice_tcp_open_connections") == 1)
+        // A source that restarted counts from zero: the exported counter never goes back.
+        set(3, 0.5, 0)
+        reporter.update()
+        #expect(try value("sluice_port_received_packets_total") == 15)
+        #expect(try value("sluice_worker_cpu_seconds_total") == 1.25)
+        // Whole counts print whole.
+        #expect(registry.emitToString().contains("sluice_port_received_packets_total{worker=\"0\"} 15\n"))
+    }
+
+    @Test func processMetricsSayWhatRuns() throws {
+        var snapshot = MetricsSnapshot()
+        ProcessMetrics(service: "test").collectMetrics(into: &snapshot)
+        #expect(snapshot.value("sluice_info", [("version", SluiceVersion.current), ("service", "test")]) == 1)
+        #expect((snapshot.value("sluice_process_cpu_seconds_total", [("service", "test")]) ?? 0) > 0)
+        #expect((snapshot.value("sluice_process_resident_memory_bytes", [("service", "test")]) ?? 0) > 1_048_576.0)
+    }
+}
+
+@Suite struct MetricsEndpointTests {
+    @Test func servesTheRegistryAndScrapesItBack() throws {
+        let registry = PrometheusCollectorRegistry()
+        let counter = registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "sluice", metricName: "scrapes", unitName: "total", helpText: "Scrapes."),
+                                           labels: [("worker", "0")])
+        let endpoint = try MetricsEndpoint(host: "127.0.0.1", port: 0, registry: registry) { counter.increment() }
+        defer { endpoint.close() }
+        #expect(endpoint.port > 0)
+        let url = try #require(MetricsURL("127.0.0.1:\(endpoint.port)"))
+        for expected in 1...3 {
+            let page = try MetricsText.parse(try MetricsScraper.fetch(url))
+            let scrapes = page.first { $0.name == "sluice_scrapes_total" }?.value
+            #expect(scrapes == Double(expected))
+        }
+        #expect {
+            _ = try MetricsScraper.fetch(MetricsURL("127.0.0.1:\(endpoint.port)/nothing")!)
+        } throws: { "\($0)".contains("404") }
+    }
+
+    @Test func saysWhyItCannotListen() throws {
+        let registry = PrometheusCollectorRegistry()
+        let first = try MetricsEndpoint(host: "127.0.0.1", port: 0, registry: registry)
+        defer { first.close() }
+        #expect {
+            _ = try MetricsEndpoint(host: "127.0.0.1", port: first.port, registry: registry)
+        } throws: { error in
+            "\(error)".contains("cannot serve /metrics on 127.0.0.1:\(first.port)") && "\(error)".contains("in use")
+        }
+        #expect {
+            _ = try MetricsScraper.fetch(MetricsURL("127.0.0.1:1")!, timeout: .seconds(2))
+        } throws: { "\($0)".contains("cannot read http://127.0.0.1:1/metrics") }
+    }
+}
