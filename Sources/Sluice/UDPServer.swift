@@ -286,6 +286,11 @@ public final class UDPServer<Service: UDPService>: Sendable {
         reports.withLock { $0 }.sorted { $0.index < $1.index }
     }
 
+    /// Seconds since the server started.
+    public var seconds: Double {
+        Double((MonotonicTimeSource().now() - started).nanosecondsClamped) / 1e9
+    }
+
     /// A few lines saying what the server did: packets, rates, drops by cause, frame accounting.
     public func summary() -> String {
         let reports = workerReports
@@ -295,7 +300,7 @@ public final class UDPServer<Service: UDPService>: Sendable {
             port.add(r.port)
             stage.add(r.stage)
         }
-        let seconds = max(Double((MonotonicTimeSource().now() - started).nanosecondsClamped) / 1e9, 1e-9)
+        let seconds = max(self.seconds, 1e-9)
         var lines = [
             "sluice udp \(type(of: backend).name) on \(boundEndpoint): \(reports.count) worker(s), "
                 + "\(backend.modeDescription), \(String(format2: seconds)) s",

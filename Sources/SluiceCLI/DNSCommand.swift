@@ -54,26 +54,33 @@ struct DNSServe: ParsableCommand {
         let stop = StopFlag()
         let report = Mutex<Result<DNSTCPReport, SystemCallError>?>(nil)
         let listen = configuration.listen
-        let tcpMetrics = options.metricsListen.map { _ in PublishedMetrics() }
+        let tcpMetrics = PublishedMetrics()
         let tcp = try WorkerThread(name: "sluice-dns-tcp") {
             let result = Result { () throws(SystemCallError) in
                 try DNSTCPServer.run(listen: listen, authority: authority, metrics: tcpMetrics, ready: { _ in }, shouldStop: { stop.isSet })
             }
             report.withLock { $0 = result }
         }
-        defer {
+        let json = options.report.json
+        let stopTCP = {
             stop.set()
             tcp.join()
             switch report.withLock({ $0 }) {
-            case .success(let tcp)?: print(tcp.summaryLine)
-            case .failure(let error)?: print("sluice dns serve: no DNS over TCP on \(listen): \(error)")
+            case .success(let tcp)?: if !json { print(tcp.summaryLine) }
+            case .failure(let error)?: writeToStandardError("sluice dns serve: no DNS over TCP on \(listen): \(error)\n")
             case nil: break
             }
         }
         let limiter = rrlLimit.map { DNSRateLimiter(responsesPerSecond: $0, slip: rrlSlip) }
         let what = "authoritative for \(names), TCP too" + (rrlLimit.map { ", rate limit \($0)/s slip \(rrlSlip)" } ?? "")
-        try options.serve("dns serve", what: what, configuration: configuration, metrics: tcpMetrics.map { [$0] } ?? []) { _ in
-            DNSService(authority: authority, rateLimiter: limiter)
+        do {
+            try options.serve("dns serve", what: what, configuration: configuration, metrics: [tcpMetrics], stopping: stopTCP) { _ in
+                DNSService(authority: authority, rateLimiter: limiter)
+            }
+        } catch {
+            // The server never started: the TCP side still has to stop.
+            if !stop.isSet { stopTCP() }
+            throw error
         }
     }
 

@@ -52,3 +52,53 @@ final class MetricsExport: Sendable {
     /// Stops serving.
     func close() { endpoint.close() }
 }
+
+/// `--metrics-listen` and `--json`, for every server command.
+struct ReportOptions: ParsableArguments {
+    @Option(help: "Serve Prometheus metrics at http://ADDR:PORT/metrics while running, e.g. 127.0.0.1:9464.")
+    var metricsListen: IPEndpoint?
+
+    @Flag(help: "Print the summary as one JSON object (schema: Benchmarks/sluice-server-summary.schema.json); the other lines go to stderr.")
+    var json = false
+
+    /// Where the lines other than the summary go: stderr with `--json`, so stdout is the summary alone.
+    var say: @Sendable (String) -> Void {
+        if json { return { line in writeToStandardError(line + "\n") } }
+        return { line in print(line) }
+    }
+}
+
+/// How a server on the TCP engine ended, for its summary.
+struct StreamServerOutcome {
+    var endpoint: IPEndpoint
+    var seconds: Double
+    var framesBalanced: Bool
+    /// The text summary.
+    var text: String
+    /// The exit status it calls for (3: a frame or an operation was not accounted for).
+    var status: Int32 = 0
+}
+
+extension ReportOptions {
+    /// Runs a server on the TCP engine under `command`'s name: hands `body` the metrics to
+    /// publish (with `--metrics-listen` or `--json`), serves them meanwhile, then prints the
+    /// summary, as text or JSON.
+    func runStreamServer(_ command: String, mode: String,
+                         _ body: (PublishedMetrics?) throws -> StreamServerOutcome) throws {
+        let metrics = metricsListen != nil || json ? PublishedMetrics() : nil
+        let process = ProcessMetrics(service: command)
+        let export = try MetricsExport.start(metricsListen, service: command, sources: metrics.map { [$0] } ?? [])
+        defer { export?.close() }
+        let outcome = try body(metrics)
+        if json, let metrics {
+            var snapshot = MetricsSnapshot()
+            metrics.collectMetrics(into: &snapshot)
+            process.collectMetrics(into: &snapshot)
+            try printJSON(ServerSummary(command: command, endpoint: outcome.endpoint, backend: "uring", mode: mode,
+                                        seconds: outcome.seconds, metrics: snapshot, framesBalanced: outcome.framesBalanced))
+        } else {
+            print(outcome.text)
+        }
+        if outcome.status != 0 { throw ExitCode(outcome.status) }
+    }
+}

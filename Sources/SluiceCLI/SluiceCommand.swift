@@ -146,8 +146,7 @@ struct ServeOptions: ParsableArguments {
     @Option(help: "Print a progress line every this many seconds (0: none).")
     var statsInterval: Double = 1
 
-    @Option(help: "Serve Prometheus metrics at http://ADDR:PORT/metrics while running, e.g. 127.0.0.1:9464.")
-    var metricsListen: IPEndpoint?
+    @OptionGroup var report: ReportOptions
 
     func validate() throws {
         guard UDPBackendRegistry.backend(named: backend.rawValue) != nil else {
@@ -205,23 +204,39 @@ struct ServeOptions: ParsableArguments {
 
     /// Serves what `makeService` makes under `command`'s name, `what` saying what it answers
     /// with; prints the start line, progress and the summary. With `--metrics-listen`, serves
-    /// the server's metrics and those of `metrics` meanwhile.
+    /// the server's metrics and those of `metrics` meanwhile; with `--json`, the summary takes
+    /// theirs too, after `stopping` (which ends what publishes them).
     func serve<Service: UDPService>(_ command: String, what: String, configuration given: UDPServerConfiguration? = nil,
-                                    metrics: [any MetricsSource] = [],
+                                    metrics: [any MetricsSource] = [], stopping: () -> Void = {},
                                     _ makeService: @escaping @Sendable (Int) -> Service) throws {
         let configuration = try given ?? configuration()
-        let export = try MetricsExport.start(metricsListen, service: command, sources: metrics)
+        let export = try MetricsExport.start(report.metricsListen, service: command, sources: metrics)
         defer { export?.close() }
         let server = try reportingRuntimeErrors(command) { try UDPServer(configuration: configuration, makeService: makeService) }
         export?.reporter.add(server)
-        print("sluice \(command): \(backend.rawValue) backend on \(server.boundEndpoint), \(workers) worker(s), "
-              + what + (gso ? ", GSO" : "") + (gro ? ", GRO" : ""))
-        defer { print(server.summary()) }
+        let say = report.say
+        say("sluice \(command): \(backend.rawValue) backend on \(server.boundEndpoint), \(workers) worker(s), "
+            + what + (gso ? ", GSO" : "") + (gro ? ", GRO" : ""))
+        defer {
+            stopping()
+            if report.json {
+                var snapshot = MetricsSnapshot()
+                server.collectMetrics(into: &snapshot)
+                for source in metrics + [ProcessMetrics(service: command)] { source.collectMetrics(into: &snapshot) }
+                let failure = server.states.first { $0.currentPhase == .failed }?.failure
+                try? printJSON(ServerSummary(
+                    command: command, endpoint: server.boundEndpoint, backend: backend.rawValue, mode: server.backend.modeDescription,
+                    seconds: server.seconds, metrics: snapshot, framesBalanced: server.workerReports.allSatisfy { $0.frames.isBalanced },
+                    failure: failure.map { "\($0)" }))
+            } else {
+                print(server.summary())
+            }
+        }
         try reportingRuntimeErrors(command) {
             try server.run(
                 for: duration.map { Duration(checkedSeconds: $0) },
                 progressInterval: statsInterval > 0 ? Duration(checkedSeconds: statsInterval) : nil,
-                progress: { print($0) })
+                progress: say)
         }
     }
 }
@@ -261,6 +276,9 @@ struct UDPClient: ParsableCommand {
     @Option(help: "Enter this network namespace (/run/netns/NAME) first, with setns().")
     var netns: String?
 
+    @Flag(help: "Print the report as one JSON object (schema: Benchmarks/sluice-udp-client.schema.json).")
+    var json = false
+
     func validate() throws {
         guard (0...65507).contains(size) else { throw ValidationError("--size must be 0 to 65507") }
         try checkSeconds(duration, "--duration", in: 0.001...3600)
@@ -287,14 +305,57 @@ struct UDPClient: ParsableCommand {
             configuration.payloadSize = size
             configuration.duration = Duration(checkedSeconds: duration)
             configuration.count = count
-            print("sluice udp-client → \(target) via AF_XDP on \(xdpDev): \(try XDPTrafficGenerator.run(configuration))")
+            let report = try XDPTrafficGenerator.run(configuration)
+            if json { try printJSON(ClientReport(target: target, path: "xdp", report: report)) } else {
+                print("sluice udp-client → \(target) via AF_XDP on \(xdpDev): \(report)")
+            }
             return
         }
         let report = try UDPLoadClient.run(
             target: target, payloadSize: size, duration: Duration(checkedSeconds: duration), count: count,
             window: flood ? nil : window)
-        print("sluice udp-client → \(target): \(report)")
+        if json { try printJSON(ClientReport(target: target, path: "socket", report: report)) } else {
+            print("sluice udp-client → \(target): \(report)")
+        }
         if report.corrupt > 0 { throw ExitCode(2) }
+    }
+}
+
+/// `udp-client --json`: the report with its rates, snake_case keys.
+struct ClientReport: Encodable {
+    var target: String
+    /// "socket" (a kernel UDP socket) or "xdp" (an AF_XDP socket, open loop).
+    var path: String
+    var openLoop: Bool
+    var payloadSize: Int
+    var seconds: Double
+    var sent: UInt64
+    var received: UInt64
+    var corrupt: UInt64
+    var duplicates: UInt64
+    var strays: UInt64
+    var late: UInt64
+    var sendRate: Double
+    var replyRate: Double
+    var lossRatio: Double
+    var senderCpuNanoseconds: UInt64?
+
+    init(target: IPEndpoint, path: String, report: UDPLoadReport) {
+        self.target = "\(target)"
+        self.path = path
+        openLoop = report.openLoop
+        payloadSize = report.payloadSize
+        seconds = report.seconds
+        sent = report.sent
+        received = report.received
+        corrupt = report.corrupt
+        duplicates = report.duplicates
+        strays = report.strays
+        late = report.late
+        sendRate = report.sendRate
+        replyRate = report.replyRate
+        lossRatio = report.openLoop ? 0 : report.lossRatio
+        senderCpuNanoseconds = report.senderCPUNanoseconds
     }
 }
 

@@ -55,6 +55,8 @@ struct TCPEcho: ParsableCommand {
     @Option(help: "Stop by itself after this many seconds (default: run until SIGINT/SIGTERM).")
     var duration: Double?
 
+    @OptionGroup var report: ReportOptions
+
     func validate() throws {
         if let duration { try checkSeconds(duration, "--duration", in: 0.001...31_536_000) }
         if idleTimeout != 0 { try checkSeconds(idleTimeout, "--idle-timeout", in: 0.01...31_536_000) }
@@ -71,15 +73,19 @@ struct TCPEcho: ParsableCommand {
         configuration.zeroCopyThreshold = zeroCopyThreshold > 0 ? zeroCopyThreshold : nil
         configuration.idleTimeout = idleTimeout > 0 ? Duration(checkedSeconds: idleTimeout) : nil
         configuration.maximumQueuedPerConnection = connectionBudget
+        let say = report.say
         do {
-            let report = try TCPEchoServer.run(
-                listen: listen, configuration: configuration,
-                ready: { print("sluice tcp-echo: \(backend.rawValue) backend (\(ringMode.rawValue)) listening on \($0)") },
-                shouldStop: stopCondition(duration: duration))
-            print(report)
-            if !report.frames.isBalanced || report.operationsInFlight != 0 { throw ExitCode(3) }
+            try report.runStreamServer("tcp-echo", mode: "\(ringMode.rawValue) ring") { metrics in
+                let result = try TCPEchoServer.run(
+                    listen: listen, configuration: configuration, metrics: metrics,
+                    ready: { say("sluice tcp-echo: \(backend.rawValue) backend (\(ringMode.rawValue)) listening on \($0)") },
+                    shouldStop: stopCondition(duration: duration))
+                let accounted = result.frames.isBalanced && result.operationsInFlight == 0
+                return StreamServerOutcome(endpoint: result.endpoint, seconds: result.seconds, framesBalanced: result.frames.isBalanced,
+                                           text: "\(result)", status: accounted ? 0 : 3)
+            }
         } catch let error as SystemCallError {
-            print("sluice tcp-echo: \(error.terminalDescription)")
+            writeToStandardError("sluice tcp-echo: \(error.terminalDescription)\n")
             throw ExitCode(1)
         }
     }

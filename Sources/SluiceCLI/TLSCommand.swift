@@ -123,8 +123,7 @@ struct TLSServe: ParsableCommand {
     @Option(help: "Stop by itself after this many seconds (default: run until SIGINT/SIGTERM).")
     var duration: Double?
 
-    @Option(help: "Serve Prometheus metrics at http://ADDR:PORT/metrics while running, e.g. 127.0.0.1:9464.")
-    var metricsListen: IPEndpoint?
+    @OptionGroup var report: ReportOptions
 
     func validate() throws {
         if let duration { try checkSeconds(duration, "--duration", in: 0.001...31_536_000) }
@@ -160,19 +159,20 @@ struct TLSServe: ParsableCommand {
         configuration.zeroCopyThreshold = zeroCopyThreshold > 0 ? zeroCopyThreshold : nil
         configuration.logger = .terminal
         configuration.maximumConnections = maxConnections + 1
-        print("sluice tls serve: \(recordPathLine())")
-        let metrics = metricsListen.map { _ in PublishedMetrics() }
-        let export = try MetricsExport.start(metricsListen, service: "tls serve", sources: metrics.map { [$0] } ?? [])
-        defer { export?.close() }
+        let say = report.say
+        say("sluice tls serve: \(recordPathLine())")
+        let modeName = sink ? "sink" : benchEcho ? "bench echo" : file != nil ? "file" : "echo"
         do {
-            let report = try TLSServer.run(
-                listen: listen, context: context, mode: mode, keyUpdateAfter: keyUpdateAfter, configuration: configuration,
-                metrics: metrics, ready: { print("sluice tls serve: listening on \($0)") },
-                shouldStop: stopCondition(duration: duration))
-            print(report)
-            if !report.frames.isBalanced { throw ExitCode(3) }
+            try report.runStreamServer("tls serve", mode: "tls \(modeName), user-space records, \(ringMode.rawValue) ring") { metrics in
+                let result = try TLSServer.run(
+                    listen: listen, context: context, mode: mode, keyUpdateAfter: keyUpdateAfter, configuration: configuration,
+                    metrics: metrics, ready: { say("sluice tls serve: listening on \($0)") },
+                    shouldStop: stopCondition(duration: duration))
+                return StreamServerOutcome(endpoint: result.endpoint, seconds: result.seconds, framesBalanced: result.frames.isBalanced,
+                                           text: "\(result)", status: result.frames.isBalanced ? 0 : 3)
+            }
         } catch let error as SystemCallError {
-            print("sluice tls serve: \(error.terminalDescription)")
+            writeToStandardError("sluice tls serve: \(error.terminalDescription)\n")
             throw ExitCode(1)
         }
     }

@@ -54,7 +54,7 @@ struct Top: ParsableCommand {
             let frame = TopFrame(previous: previous, current: current, seconds: Self.seconds(now - previousTime),
                                  time: Date().timeIntervalSince1970)
             if json {
-                print(String(decoding: try frame.jsonLine(), as: UTF8.self))
+                try printJSON(frame)
             } else {
                 if redraws { print("\u{1B}[H\u{1B}[2J", terminator: "") }
                 print(frame.text(url: url, interval: interval))
@@ -204,14 +204,6 @@ struct TopFrame: Encodable {
                       failedHandshakesPerSecond: rate("sluice_tls_handshakes_total", ["result": "failed"]),
                       plaintextBitsPerSecond: rate("sluice_tls_plaintext_received_bytes_total") * 8)
         }
-    }
-
-    /// The frame as one line of JSON with sorted, snake_case keys.
-    func jsonLine() throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        return try encoder.encode(self)
     }
 
     /// The frame as a screen, like `xdp-bench`: a row per worker, the drops, the CPU.

@@ -17,7 +17,7 @@ struct XDPCommand: ParsableCommand {
     )
 }
 
-/// Options every `xdp` subcommand takes.
+/// Options `xdp load` and `xdp unload` take.
 struct XDPInterfaceOptions: ParsableArguments {
     @Option(help: "The interface, e.g. veth1.")
     var dev: String
@@ -92,30 +92,99 @@ struct XDPLoad: ParsableCommand {
 
 struct XDPStatus: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "status", abstract: "Show the XDP program on an interface: id, mode, steered ports, verdict counters.")
+        commandName: "status",
+        abstract: "Show sluice's XDP program on an interface, or on every interface that has one: id, mode, steered ports, verdict counters.",
+        discussion: "With --json, one object (schema: Benchmarks/sluice-xdp-status.schema.json).")
 
-    @OptionGroup var target: XDPInterfaceOptions
+    @Option(help: "The interface, e.g. veth1 (default: every interface of the namespace with a sluice program).")
+    var dev: String?
+
+    @Option(help: "Enter this network namespace (/run/netns/NAME) first, in-process (keeps /sys/fs/bpf visible).")
+    var netns: String?
+
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    /// What `xdp status` found on one interface.
+    struct Entry: Encodable {
+        /// Sluice's program there.
+        struct Program: Encodable {
+            var programId: UInt32
+            var mode: String
+            var ports: [UInt16]
+            var listeners: [String]
+            var verdicts: [String: UInt64]
+        }
+
+        /// Another program there.
+        struct Other: Encodable {
+            var programId: UInt32
+            var name: String
+            var mode: String
+        }
+
+        var interface: String
+        var sluiceProgram: Program?
+        var otherProgram: Other?
+    }
 
     func run() throws {
-        try target.enterNamespace()
-        guard let program = try reporting({ () throws(SystemCallError) in try XDPProgram.attached(on: target.dev) }) else {
-            if let other = try reporting({ () throws(SystemCallError) in try XDPProgram.foreignProgram(on: target.dev) }) {
-                print("\(target.dev): no sluice XDP program attached; another program is: '\(other.name)' (id \(other.programID), "
-                      + "\(other.mode?.rawValue ?? "offload") mode)")
-            } else {
-                print("\(target.dev): no XDP program attached")
-            }
+        if let netns { try reporting { () throws(SystemCallError) in try NetworkNamespace.enter(netns) } }
+        let names = dev.map { [$0] } ?? Self.interfaceNames()
+        var entries: [Entry] = []
+        for name in names {
+            let entry = try reporting { () throws(SystemCallError) in try Self.inspect(name) }
+            if dev != nil || entry.sluiceProgram != nil { entries.append(entry) }
+        }
+        if json {
+            try printJSON(["interfaces": entries])
             return
         }
-        let ports = try reporting { () throws(SystemCallError) in try program.ports }
-        let verdicts = try reporting { () throws(SystemCallError) in try program.verdicts() }
-        print("\(target.dev): sluice XDP program id \(program.programID), mode \(program.mode.rawValue)")
-        print("  ports: \(describePorts(ports))")
-        let listeners = try reporting { () throws(SystemCallError) in try program.listeners }
-        print("  listeners: \(listeners.isEmpty ? "none" : listeners.map(\.description).joined(separator: ", "))")
-        print("  verdicts: redirected \(verdicts.redirected), pass_not_udp \(verdicts.passedNotUDP), "
-              + "pass_port \(verdicts.passedPort), pass_no_socket \(verdicts.passedNoSocket), "
-              + "pass_fragment \(verdicts.passedFragment), pass_malformed \(verdicts.passedMalformed)")
+        if entries.isEmpty { print("no interface in this namespace has a sluice XDP program") }
+        for entry in entries { print(Self.describe(entry)) }
+    }
+
+    /// Every interface of the calling thread's network namespace (`if_nameindex`: netlink, so
+    /// right after `setns` too, unlike /sys/class/net).
+    static func interfaceNames() -> [String] {
+        guard let list = if_nameindex() else { return [] }
+        defer { if_freenameindex(list) }
+        var names: [String] = []
+        var entry = list
+        while entry.pointee.if_index != 0, let name = entry.pointee.if_name {
+            names.append(String(cString: name))
+            entry += 1
+        }
+        return names
+    }
+
+    static func inspect(_ name: String) throws(SystemCallError) -> Entry {
+        var entry = Entry(interface: name)
+        if let program = try XDPProgram.attached(on: name) {
+            entry.sluiceProgram = Entry.Program(
+                programId: program.programID, mode: program.mode.rawValue, ports: try program.ports,
+                listeners: try program.listeners.map(\.description),
+                verdicts: Dictionary(uniqueKeysWithValues: try program.verdicts().fields))
+        } else if let other = try XDPProgram.foreignProgram(on: name) {
+            entry.otherProgram = Entry.Other(programId: other.programID, name: other.name, mode: other.mode?.rawValue ?? "offload")
+        }
+        return entry
+    }
+
+    static func describe(_ entry: Entry) -> String {
+        guard let program = entry.sluiceProgram else {
+            if let other = entry.otherProgram {
+                return "\(entry.interface): no sluice XDP program attached; another program is: '\(other.name)' (id \(other.programId), \(other.mode) mode)"
+            }
+            return "\(entry.interface): no XDP program attached"
+        }
+        let verdicts = XDPVerdicts.fieldNames.map { "\($0) \(program.verdicts[$0] ?? 0)" }.joined(separator: ", ")
+        return """
+            \(entry.interface): sluice XDP program id \(program.programId), mode \(program.mode)
+              ports: \(describePorts(program.ports))
+              listeners: \(program.listeners.isEmpty ? "none" : program.listeners.joined(separator: ", "))
+              verdicts: \(verdicts)
+            """
     }
 }
 

@@ -54,6 +54,9 @@ public struct XDPVerdicts: Sendable, Equatable, CustomStringConvertible {
         redirected + passedNotUDP + passedPort + passedNoSocket + passedFragment + passedMalformed + passedNotOurs
     }
 
+    /// The names ``fields`` uses, in order.
+    public static var fieldNames: [String] { XDPVerdicts().fields.map(\.0) }
+
     /// The verdicts as name–value pairs, for metrics and JSON.
     public var fields: [(String, UInt64)] {
         [("redirected", redirected), ("passed_not_udp", passedNotUDP), ("passed_port", passedPort),

@@ -122,7 +122,7 @@ struct MetricsCommandTests {
         let zone = String(#filePath.split(separator: "/").dropLast(2).joined(separator: "/")).withLeadingSlash
             + "/SluiceDNSTests/Fixtures/example.test.zone"
         let server = try ChildProcess(sluice: ["dns", "serve", "--zone", zone, "--netns", namespace.name, "--listen", "127.0.0.1:5353",
-                                               "--duration", "60", "--stats-interval", "0", "--metrics-listen", "127.0.0.1:9464"])
+                                               "--duration", "60", "--stats-interval", "0", "--metrics-listen", "127.0.0.1:9464", "--json"])
         let url = try Self.metricsURL(of: server)
         try #require(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
         for transport in ["+notcp", "+tcp"] {
@@ -139,6 +139,11 @@ struct MetricsCommandTests {
         #expect(Self.sum(page, "sluice_dns_tcp_responses_total") == 2)
         #expect(Self.sum(page, "sluice_tcp_connections_accepted_total") == 2)
         #expect(server.stop() == 0)
+        // --json: the summary carries both sides, under the same names.
+        let (line, summary) = try JSONOutputTests.object(in: server.text)
+        try JSONOutputTests.validate(line, "sluice-server-summary.schema.json")
+        let counters = try #require(summary["counters"] as? [String: Double])
+        #expect(counters["service_responses"] == 2 && counters["dns_tcp_responses"] == 2, "\(line)")
     }
 
     @Test("udp-echo --backend xdp: per-queue series, XSK ring statistics and the program's verdicts")

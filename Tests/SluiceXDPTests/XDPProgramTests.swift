@@ -429,7 +429,7 @@ func attachForeignProgram(namespace: String, device: String) throws {
         #expect(run.status == 0, "\(run.output)")
         #expect(run.output.contains("mode generic"), "\(run.output)")
         #expect(run.output.contains("ports: 53, 9000"), "\(run.output)")
-        #expect(run.output.contains("pass_no_socket 4,"), "the 4 datagrams to a port with no socket: \(run.output)")
+        #expect(run.output.contains("passed_no_socket 4,"), "the 4 datagrams to a port with no socket: \(run.output)")
         let idLine = try #require(run.output.split(separator: "\n").first { $0.contains("program id") })
         #expect(pair.linkB.contains("prog/xdp id \(idLine.split(separator: " ")[5].filter(\.isNumber))"), "\(idLine)")
 
