@@ -9,6 +9,15 @@
 #include <errno.h>
 #include <stdio.h>
 #include <unistd.h>
+#include <dirent.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <linux/capability.h>
 #include "CSluiceSystem.h"
 
 _Static_assert(sizeof(struct sluice_mmsghdr) == sizeof(struct mmsghdr), "mmsghdr layout");
@@ -44,6 +53,83 @@ int sluice_current_cpu(void) { return sched_getcpu(); }
 void sluice_set_thread_name(const char *name) { pthread_setname_np(pthread_self(), name); }
 
 int sluice_thread_id(void) { return gettid(); }
+
+static uint64_t capability_permitted, capability_effective;
+static volatile sig_atomic_t capability_keep = -1;
+static sem_t capability_answers;
+static volatile sig_atomic_t capability_failures;
+
+static int set_thread_capabilities(uint64_t permitted, uint64_t effective) {
+    struct __user_cap_header_struct header = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct data[2] = {
+        { (uint32_t)effective, (uint32_t)permitted, 0 },
+        { (uint32_t)(effective >> 32), (uint32_t)(permitted >> 32), 0 },
+    };
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+    return syscall(SYS_capset, &header, data) == 0 ? 0 : -errno;
+}
+
+// Only async-signal-safe calls: capset, prctl, sem_post.
+static void capability_handler(int signal) {
+    (void)signal;
+    int saved = errno;
+    if (capability_keep >= 0) {
+        if (prctl(PR_SET_KEEPCAPS, capability_keep, 0, 0, 0) != 0) capability_failures++;
+    } else if (set_thread_capabilities(capability_permitted, capability_effective) != 0) {
+        capability_failures++;
+    }
+    sem_post(&capability_answers);
+    errno = saved;
+}
+
+// Runs the handler's action in every other thread, then returns 0 or a negative errno.
+static int run_in_other_threads(void) {
+    int signal = SIGRTMAX - 1;
+    capability_failures = 0;
+    sem_init(&capability_answers, 0, 0);
+    // The handler stays installed: a thread that answers late must not die of the signal.
+    struct sigaction action = { 0 };
+    action.sa_handler = capability_handler;
+    action.sa_flags = SA_RESTART;
+    sigemptyset(&action.sa_mask);
+    if (sigaction(signal, &action, NULL) != 0) return -errno;
+    pid_t self = gettid();
+    int asked = 0;
+    DIR *tasks = opendir("/proc/self/task");
+    if (!tasks) return -errno;
+    struct dirent *entry;
+    while ((entry = readdir(tasks)) != NULL) {
+        pid_t thread = (pid_t)atoi(entry->d_name);
+        if (thread <= 0 || thread == self) continue;
+        if (syscall(SYS_tgkill, getpid(), thread, signal) == 0) asked++;
+    }
+    closedir(tasks);
+    for (int i = 0; i < asked; i++) {
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += 2;
+        while (sem_timedwait(&capability_answers, &deadline) != 0) {
+            if (errno != EINTR) return -ETIMEDOUT;
+        }
+    }
+    return capability_failures ? -EPERM : 0;
+}
+
+int sluice_keep_capabilities(int keep) {
+    capability_keep = keep ? 1 : 0;
+    int result = run_in_other_threads();
+    if (prctl(PR_SET_KEEPCAPS, keep, 0, 0, 0) != 0) result = -errno;
+    return result;
+}
+
+int sluice_set_process_capabilities(uint64_t permitted, uint64_t effective) {
+    capability_permitted = permitted;
+    capability_effective = effective;
+    capability_keep = -1;
+    int result = run_in_other_threads();
+    int own = set_thread_capabilities(permitted, effective);
+    return own != 0 ? own : result;
+}
 
 void sluice_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
 

@@ -14,7 +14,7 @@ import Synchronization
 ///
 /// The server end is where a service under test runs (and where XDP programs attach); the client
 /// end is the load generator's. Addresses come from the benchmarking ranges 198.18.0.0/15 and
-/// 2001:2::/48 and exist only inside the two namespaces. Needs root (CAP_NET_ADMIN), `ip`
+/// 2001:2::/48 and exist only inside the two namespaces. Needs CAP_SYS_ADMIN and CAP_NET_ADMIN, `ip`
 /// (iproute2) and `ethtool`.
 public final class TestTopology: @unchecked Sendable {
     /// How to build the topology.
@@ -85,7 +85,7 @@ public final class TestTopology: @unchecked Sendable {
     /// Creates it (removing leftovers with the same names first).
     ///
     /// Uses `ip` (iproute2) and `ethtool`; an error says which command failed, with its output,
-    /// and that root (CAP_NET_ADMIN) is needed. A failure part way removes what was made.
+    /// and which capabilities are needed. A failure part way removes what was made.
     public init(_ configuration: Configuration = .init()) throws(TopologyError) {
         try Self.validate(suffix: configuration.suffix)
         guard (1...1024).contains(configuration.queues) else {
@@ -238,7 +238,8 @@ public final class TestTopology: @unchecked Sendable {
                     if sluice_enter_network_namespace(descriptor) != 0 {
                         let reason = String(cString: strerror(errno))
                         box.result = .failure(TopologyError(
-                            "setns(\(path), CLONE_NEWNET) failed: \(reason); entering a namespace needs root (CAP_SYS_ADMIN)"))
+                            "setns(\(path), CLONE_NEWNET) failed: \(reason); "
+                                + Capability.requirement([.sysAdmin], for: "entering a namespace")))
                         return
                     }
                     box.result = Result { try unchecked.value() }
@@ -291,7 +292,7 @@ public final class TestTopology: @unchecked Sendable {
         if status == 127 || output.contains("exec of") {
             message += "; is \(tool) installed? (Debian: apt-get install \(tool == "ip" ? "iproute2" : tool))"
         }
-        message += "; building the test topology needs root (CAP_NET_ADMIN)"
+        message += "; " + Capability.requirement([.sysAdmin, .netAdmin], for: "building the test topology")
         throw TopologyError(message, command: argv, status: status, output: output)
     }
 

@@ -5,6 +5,7 @@ import ArgumentParser
 import CSluiceSystem
 import Foundation
 import Sluice
+import SluiceCore
 import SluiceBench
 import Synchronization
 
@@ -81,8 +82,9 @@ struct Bench: ParsableCommand {
         if let rate, !(1_000...100_000_000).contains(rate) { throw ValidationError("--rate must be 1000 to 100000000 packets/s") }
         guard (100...1_000_000).contains(latencyRate) else { throw ValidationError("--latency-rate must be 100 to 1000000") }
         guard (dev == nil) == (peerDev == nil) else { throw ValidationError("--dev and --peer-dev go together") }
-        guard geteuid() == 0 else {
-            throw ValidationError("sluice bench makes network namespaces and attaches XDP programs: run it as root")
+        let needed: [Capability] = [.sysAdmin, .netAdmin, .netRaw, .bpf, .perfmon]
+        if let held = Capability.set(), !needed.allSatisfy(held.contains) {
+            throw ValidationError(Capability.requirement(needed, for: "sluice bench (it makes network namespaces and attaches XDP programs)"))
         }
     }
 

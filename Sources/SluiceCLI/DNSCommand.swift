@@ -55,12 +55,16 @@ struct DNSServe: ParsableCommand {
         let report = Mutex<Result<DNSTCPReport, SystemCallError>?>(nil)
         let listen = configuration.listen
         let tcpMetrics = PublishedMetrics()
+        let listening = StopFlag()
         let tcp = try WorkerThread(name: "sluice-dns-tcp") {
             let result = Result { () throws(SystemCallError) in
-                try DNSTCPServer.run(listen: listen, authority: authority, metrics: tcpMetrics, ready: { _ in }, shouldStop: { stop.isSet })
+                try DNSTCPServer.run(listen: listen, authority: authority, metrics: tcpMetrics, ready: { _ in listening.set() },
+                                     shouldStop: { stop.isSet })
             }
             report.withLock { $0 = result }
         }
+        // Bound before the UDP side starts (and before --user drops what binding port 53 takes).
+        for _ in 0..<10_000 where !listening.isSet && report.withLock({ $0 }) == nil { usleep(1000) }
         let json = options.report.json
         let stopTCP = {
             stop.set()

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Sluice
+import SluiceCore
 
 /// `sluice netns up|down`: the two-namespace veth topology that tests, demos and benchmarks use.
 struct NetnsCommand: ParsableCommand {
@@ -14,7 +15,7 @@ struct NetnsCommand: ParsableCommand {
 
     struct Up: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Create the topology and leave it in place (needs root); removes a leftover with the same suffix first.")
+            abstract: "Create the topology and leave it in place (needs CAP_SYS_ADMIN and CAP_NET_ADMIN); removes a leftover with the same suffix first.")
 
         @Option(help: "Appended to every name: namespaces sluice-s<S>/sluice-c<S>, interfaces ss<S>/sc<S> (at most 13 characters).")
         var suffix: String = NetnsCommand.defaultSuffix
@@ -70,7 +71,8 @@ struct NetnsCommand: ParsableCommand {
             }
             TestTopology.destroy(suffix: suffix)
             if TestTopology.exists(suffix: suffix) {
-                print("sluice netns down: could not remove the namespaces for suffix \(suffix) (needs root, CAP_NET_ADMIN)")
+                writeToStandardError("sluice netns down: could not remove the namespaces for suffix \(suffix); "
+                                     + Capability.requirement([.sysAdmin, .netAdmin], for: "removing namespaces") + "\n")
                 throw ExitCode.failure
             }
             print("sluice netns down: removed sluice-s\(suffix) and sluice-c\(suffix)")

@@ -148,6 +148,8 @@ struct ServeOptions: ParsableArguments {
 
     @OptionGroup var report: ReportOptions
 
+    @OptionGroup var privileges: PrivilegeOptions
+
     func validate() throws {
         guard UDPBackendRegistry.backend(named: backend.rawValue) != nil else {
             throw ValidationError("no backend '\(backend)'; pick one of \(UDPBackendRegistry.names.joined(separator: ", "))")
@@ -217,6 +219,12 @@ struct ServeOptions: ParsableArguments {
         let say = report.say
         say("sluice \(command): \(backend.rawValue) backend on \(server.boundEndpoint), \(workers) worker(s), "
             + what + (gso ? ", GSO" : "") + (gro ? ", GRO" : ""))
+        do {
+            try privileges.dropAfterSetup(command, keeping: backend == .xdp ? [.netAdmin] : [], say: say)
+        } catch {
+            server.stop()
+            throw error
+        }
         defer {
             stopping()
             if report.json {

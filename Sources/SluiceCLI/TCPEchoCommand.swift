@@ -57,6 +57,8 @@ struct TCPEcho: ParsableCommand {
 
     @OptionGroup var report: ReportOptions
 
+    @OptionGroup var privileges: PrivilegeOptions
+
     func validate() throws {
         if let duration { try checkSeconds(duration, "--duration", in: 0.001...31_536_000) }
         if idleTimeout != 0 { try checkSeconds(idleTimeout, "--idle-timeout", in: 0.01...31_536_000) }
@@ -74,12 +76,17 @@ struct TCPEcho: ParsableCommand {
         configuration.idleTimeout = idleTimeout > 0 ? Duration(checkedSeconds: idleTimeout) : nil
         configuration.maximumQueuedPerConnection = connectionBudget
         let say = report.say
+        let dropper = DropOnReady(privileges, command: "tcp-echo")
         do {
             try report.runStreamServer("tcp-echo", mode: "\(ringMode.rawValue) ring") { metrics in
                 let result = try TCPEchoServer.run(
                     listen: listen, configuration: configuration, metrics: metrics,
-                    ready: { say("sluice tcp-echo: \(backend.rawValue) backend (\(ringMode.rawValue)) listening on \($0)") },
-                    shouldStop: stopCondition(duration: duration))
+                    ready: { endpoint in
+                        say("sluice tcp-echo: \(backend.rawValue) backend (\(ringMode.rawValue)) listening on \(endpoint)")
+                        dropper.drop(say: say)
+                    },
+                    shouldStop: dropper.stopping(stopCondition(duration: duration)))
+                try dropper.check()
                 let accounted = result.frames.isBalanced && result.operationsInFlight == 0
                 return StreamServerOutcome(endpoint: result.endpoint, seconds: result.seconds, framesBalanced: result.frames.isBalanced,
                                            text: "\(result)", status: accounted ? 0 : 3)

@@ -125,6 +125,8 @@ struct TLSServe: ParsableCommand {
 
     @OptionGroup var report: ReportOptions
 
+    @OptionGroup var privileges: PrivilegeOptions
+
     func validate() throws {
         if let duration { try checkSeconds(duration, "--duration", in: 0.001...31_536_000) }
         guard [echo, sink, benchEcho, file != nil].filter({ $0 }).count <= 1 else {
@@ -160,14 +162,19 @@ struct TLSServe: ParsableCommand {
         configuration.logger = .terminal
         configuration.maximumConnections = maxConnections + 1
         let say = report.say
+        let dropper = DropOnReady(privileges, command: "tls serve")
         say("sluice tls serve: \(recordPathLine())")
         let modeName = sink ? "sink" : benchEcho ? "bench echo" : file != nil ? "file" : "echo"
         do {
             try report.runStreamServer("tls serve", mode: "tls \(modeName), user-space records, \(ringMode.rawValue) ring") { metrics in
                 let result = try TLSServer.run(
                     listen: listen, context: context, mode: mode, keyUpdateAfter: keyUpdateAfter, configuration: configuration,
-                    metrics: metrics, ready: { say("sluice tls serve: listening on \($0)") },
-                    shouldStop: stopCondition(duration: duration))
+                    metrics: metrics, ready: { endpoint in
+                        say("sluice tls serve: listening on \(endpoint)")
+                        dropper.drop(say: say)
+                    },
+                    shouldStop: dropper.stopping(stopCondition(duration: duration)))
+                try dropper.check()
                 return StreamServerOutcome(endpoint: result.endpoint, seconds: result.seconds, framesBalanced: result.frames.isBalanced,
                                            text: "\(result)", status: result.frames.isBalanced ? 0 : 3)
             }

@@ -56,7 +56,7 @@ extension SystemCallError {
     var flagAdvice: String? {
         switch (subsystem, errno) {
         case (.xdp, .notPermitted), (.xdp, .permissionDenied), (.xsk, .notPermitted), (.xsk, .permissionDenied):
-            "run as root, or use --backend socket"
+            "or use --backend socket, which needs none of them"
         case (.uring, .notPermitted), (.uring, .noFunction), (.uring, .invalidArgument), (.uring, .notSupported):
             "use --backend socket"
         case (.xdp, .resourceBusy), (.xdp, .fileExists):

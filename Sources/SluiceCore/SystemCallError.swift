@@ -38,6 +38,8 @@ public struct SystemCallError: Error, Sendable, Equatable, CustomStringConvertib
         case tun
         /// rtnetlink: links, addresses, routes.
         case netlink
+        /// Users, groups and capabilities of the process.
+        case credentials
     }
 
     /// Where the call belongs.
@@ -81,9 +83,9 @@ public struct SystemCallError: Error, Sendable, Equatable, CustomStringConvertib
     public static func advice(for errno: Errno, in subsystem: Subsystem) -> String {
         switch (subsystem, errno) {
         case (.xdp, .notPermitted), (.xdp, .permissionDenied):
-            return "loading and attaching XDP programs needs CAP_NET_ADMIN and CAP_BPF"
+            return Capability.requirement([.netAdmin, .bpf, .perfmon], for: "loading and attaching an XDP program")
         case (.xsk, .notPermitted), (.xsk, .permissionDenied):
-            return "AF_XDP needs CAP_NET_ADMIN and CAP_BPF, and CAP_IPC_LOCK for the UMEM"
+            return Capability.requirement([.netRaw], for: "an AF_XDP socket")
         case (.xdp, .noBufferSpace):
             return "BPF maps could not be allocated: the locked-memory limit (RLIMIT_MEMLOCK) is too low; raise it or hold CAP_IPC_LOCK"
         case (.xsk, .noBufferSpace), (.xsk, .noMemory), (.memory, .noBufferSpace):
@@ -121,7 +123,7 @@ public struct SystemCallError: Error, Sendable, Equatable, CustomStringConvertib
         case (.socket, .addressInUse), (.port, .addressInUse), (.tcp, .addressInUse):
             return "another socket holds this address and port"
         case (.socket, .permissionDenied), (.socket, .notPermitted), (.port, .permissionDenied), (.port, .notPermitted):
-            return "ports below 1024 need CAP_NET_BIND_SERVICE; raw and packet sockets need CAP_NET_RAW"
+            return Capability.requirement([.netBindService], for: "a port below 1024")
         case (.socket, .addressNotAvailable), (.port, .addressNotAvailable), (.tcp, .addressNotAvailable):
             return "the address is not configured on any interface here: listen on 0.0.0.0 or [::], or add the address"
         case (.socket, .addressFamilyNotSupported), (.port, .addressFamilyNotSupported):
@@ -132,8 +134,12 @@ public struct SystemCallError: Error, Sendable, Equatable, CustomStringConvertib
             return "too many open files: raise RLIMIT_NOFILE (ulimit -n)"
         case (.namespace, .noSuchFileOrDirectory):
             return "no such network namespace (see `ip netns list`)"
+        case (.tun, .notPermitted), (.netlink, .notPermitted):
+            return Capability.requirement([.netAdmin], for: subsystem == .tun ? "a TUN or TAP device" : "changing links, addresses and routes")
+        case (.credentials, .notPermitted):
+            return Capability.requirement([.setgid, .setuid], for: "changing to another user")
         case (.namespace, .notPermitted):
-            return "entering a network namespace needs CAP_SYS_ADMIN"
+            return Capability.requirement([.sysAdmin], for: "entering a network namespace")
         case (.thread, .invalidArgument):
             return "that CPU is not in this process's affinity set"
         default:

@@ -127,7 +127,7 @@ public struct RouteNetlink: ~Copyable {
                     }
                     guard code == 0 else {
                         throw SystemCallError(.netlink, operation: operation, errno: -code,
-                                              hint: -code == EPERM ? "rtnetlink changes need CAP_NET_ADMIN" : nil)
+                                              hint: -code == EPERM ? Capability.requirement([.netAdmin], for: "changing links, addresses and routes") : nil)
                     }
                     return
                 }

@@ -169,7 +169,7 @@ public final class TUNDevice: @unchecked Sendable {
             let code = Glibc.errno
             Glibc.close(descriptor)
             let hint: String? = switch code {
-            case EPERM: "creating a \(kind.rawValue) device needs CAP_NET_ADMIN (or ownership of a persistent one)"
+            case EPERM: Capability.requirement([.netAdmin], for: "creating a \(kind.rawValue) device") + " (or ownership of a persistent one)"
             case EBUSY: "\(name) exists with other flags (TUN or TAP, single or multi-queue) or is in use"
             case EINVAL: "\(name) exists and is not a \(kind.rawValue) device"
             default: nil

@@ -227,7 +227,8 @@ public final class XDPProgram: @unchecked Sendable {
             note = "libxdp dispatcher unavailable (\(why.trimmed)); the program runs alone on \(interface)"
         }
         let id = xdp_program__id(program.program)
-        let viaDispatcher = (try? inspect(interface: interface, index: index).sluice?.viaDispatcher) ?? false
+        let fellBack = log.contains { $0.contains("Falling back to loading single prog without dispatcher") }
+        let viaDispatcher = (try? inspect(interface: interface, index: index).sluice?.viaDispatcher) ?? !fellBack
         do throws(SystemCallError) {
             return try XDPProgram(
                 interfaceName: interface, interfaceIndex: index,
@@ -266,7 +267,21 @@ public final class XDPProgram: @unchecked Sendable {
     }
 
     /// Detaches this program from its interface. Does nothing if it is no longer attached.
+    ///
+    /// A program this process attached on its own (no libxdp dispatcher) is detached through its
+    /// descriptor, with CAP_NET_ADMIN alone; any other needs the lookup by id, and CAP_SYS_ADMIN.
     public func detach() throws(SystemCallError) {
+        if handle != nil, !viaDispatcher {
+            var options = bpf_xdp_attach_opts()
+            options.sz = optionsSize(\bpf_xdp_attach_opts.old_prog_fd, Int32.self)
+            options.old_prog_fd = programDescriptor   // only if it is still this program
+            let result = bpf_xdp_detach(interfaceIndex, mode.netlinkFlags, &options)
+            if result == 0 || -result == ENOENT || -result == ENODEV { return }
+            // Replaced meanwhile (EEXIST): whatever runs there now is found by id below.
+            guard -result == EEXIST else {
+                throw SystemCallError(.xdp, operation: "detaching XDP program \(programID) from \(interfaceName)", errno: -result)
+            }
+        }
         guard let ours = try Self.inspect(interface: interfaceName, index: interfaceIndex).sluice,
               ours.programID == programID else { return }
         try Self.detach(ours, interface: interfaceName, index: interfaceIndex)
@@ -534,14 +549,25 @@ public final class XDPProgram: @unchecked Sendable {
     private init(interfaceName: String, interfaceIndex: Int32, found: Found, handle: BPFObject?,
                  wasAlreadyAttached: Bool, note: String?) throws(SystemCallError) {
         let operation = "opening the maps of XDP program \(found.programID) on \(interfaceName)"
-        let program = bpf_prog_get_fd_by_id(found.programID)
-        guard program >= 0 else { throw SystemCallError(.xdp, operation: operation, errno: Glibc.errno) }
+        let program: Int32
         let maps: [String: Int32]
-        do {
-            maps = try Self.openMaps(ofProgram: program, operation: operation)
-        } catch {
-            close(program)
-            throw error
+        if let handle {
+            // Loaded here: its descriptors are at hand, so no lookup by id (which needs CAP_SYS_ADMIN).
+            program = dup(xdp_program__fd(handle.program))
+            guard program >= 0 else { throw SystemCallError(.xdp, operation: operation, errno: Glibc.errno) }
+            maps = Self.mapDescriptors(of: handle)
+        } else {
+            program = bpf_prog_get_fd_by_id(found.programID)
+            guard program >= 0 else {
+                throw SystemCallError(.xdp, operation: operation, errno: Glibc.errno,
+                                      hint: Glibc.errno == EPERM ? "reaching a program this process did not load needs CAP_SYS_ADMIN" : nil)
+            }
+            do {
+                maps = try Self.openMaps(ofProgram: program, operation: operation)
+            } catch {
+                close(program)
+                throw error
+            }
         }
         guard let xsks = maps["xsks_map"], let ports = maps["ports"], let verdicts = maps["verdicts"] else {
             maps.values.forEach { close($0) }
@@ -599,6 +625,17 @@ public final class XDPProgram: @unchecked Sendable {
     }
 
     /// Opens the maps of a program by id, keyed by name.
+    /// Copies of the map descriptors of a program this process loaded, by name.
+    private static func mapDescriptors(of handle: BPFObject) -> [String: Int32] {
+        var maps: [String: Int32] = [:]
+        guard let object = xdp_program__bpf_obj(handle.program) else { return maps }
+        for name in mapNames + optionalMapNames {
+            let fd = bpf_object__find_map_fd_by_name(object, name)
+            if fd >= 0 { maps[name] = dup(fd) }
+        }
+        return maps
+    }
+
     private static func openMaps(ofProgram program: Int32, operation: String) throws(SystemCallError) -> [String: Int32] {
         guard let info = programInfo(descriptor: program) else { throw SystemCallError(.xdp, operation: operation, errno: Glibc.errno) }
         var maps: [String: Int32] = [:]

@@ -6,6 +6,7 @@
 
 #include <sys/select.h>
 #include <sys/types.h>
+#include <stdint.h>
 #include <sys/socket.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -112,6 +113,16 @@ void sluice_line_buffer_stdout(void);
 
 /// The calling thread's kernel ID (gettid), as /proc/self/task names it.
 int sluice_thread_id(void);
+
+/// Sets the capability sets of every thread of the process (capabilities are per thread): the
+/// others through a real-time signal whose handler calls capset, then the calling one. Inheritable
+/// and ambient sets are cleared. Returns 0, or a negative errno (-ETIMEDOUT when a thread did
+/// not answer within two seconds, for instance because it blocks the signal).
+int sluice_set_process_capabilities(uint64_t permitted, uint64_t effective);
+
+/// prctl(PR_SET_KEEPCAPS, keep) in every thread (the flag is per thread, as signals above):
+/// whether permitted capabilities survive a change away from uid 0. Returns 0 or a negative errno.
+int sluice_keep_capabilities(int keep);
 
 /// Names the calling thread (15 characters show in ps/top).
 void sluice_set_thread_name(const char *name);

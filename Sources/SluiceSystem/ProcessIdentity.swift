@@ -1,0 +1,68 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSluiceSystem
+import SluiceCore
+
+/// Who the process runs as, and how it stops being root once its setup is done: the sockets
+/// bound, the XDP program attached, the devices made.
+public enum ProcessIdentity {
+    /// A user to run as.
+    public struct User: Sendable, Equatable {
+        /// The name.
+        public var name: String
+        /// The user ID.
+        public var uid: uid_t
+        /// The primary group ID.
+        public var gid: gid_t
+    }
+
+    /// The user called `name` (getpwnam), or `nil` if there is none.
+    public static func user(named name: String) -> User? {
+        var entry = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 16384)
+        guard getpwnam_r(name, &entry, &buffer, buffer.count, &result) == 0, result != nil else { return nil }
+        return User(name: name, uid: entry.pw_uid, gid: entry.pw_gid)
+    }
+
+    /// Becomes `user` in every thread (its groups, then its group, then its user), keeping only
+    /// `capabilities`, permitted and effective, in every thread; nothing else survives (no
+    /// inheritable or ambient capabilities).
+    ///
+    /// Call it once all threads that need more exist and are done with it: capabilities belong
+    /// to threads, and every thread of the process is changed.
+    public static func become(_ user: User, keeping capabilities: Set<Capability>) throws(SystemCallError) {
+        guard user.uid != 0 else {
+            throw SystemCallError(.credentials, operation: "changing to user \(user.name)", errno: EINVAL,
+                                  hint: "that user is root; name an unprivileged one, such as nobody")
+        }
+        let keep = !capabilities.isEmpty
+        if keep {
+            let result = sluice_keep_capabilities(1)
+            guard result == 0 else {
+                throw SystemCallError(.credentials, operation: "prctl(PR_SET_KEEPCAPS) in every thread", errno: -result,
+                                      hint: -result == ETIMEDOUT ? "a thread blocks SIGRTMAX-1 and did not answer" : nil)
+            }
+        }
+        // glibc applies set*id to every thread of the process; as root, setuid sets the real, effective and saved IDs.
+        guard initgroups(user.name, user.gid) == 0 else {
+            throw SystemCallError(.credentials, operation: "initgroups(\(user.name))", errno: errno)
+        }
+        guard setgid(user.gid) == 0 else {
+            throw SystemCallError(.credentials, operation: "setgid(\(user.gid))", errno: errno)
+        }
+        guard setuid(user.uid) == 0 else {
+            throw SystemCallError(.credentials, operation: "setuid(\(user.uid))", errno: errno)
+        }
+        guard keep else { return }
+        _ = sluice_keep_capabilities(0)
+        let mask = capabilities.reduce(UInt64(0)) { $0 | (1 << UInt64($1.rawValue)) }
+        let result = sluice_set_process_capabilities(mask, mask)
+        guard result == 0 else {
+            throw SystemCallError(.credentials, operation: "keeping \(Capability.list(capabilities.sorted())) in every thread",
+                                  errno: -result, hint: -result == ETIMEDOUT ? "a thread blocks SIGRTMAX-1 and did not answer"
+                                      : "a thread did not keep its permitted capabilities through the change of user")
+        }
+    }
+}
