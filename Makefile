@@ -2,7 +2,8 @@
 #   make demo   builds (release) and runs a short `sluice bench`: two network namespaces joined
 #               by a veth pair, every backend in rxdrop, echo and txonly next to the in-kernel
 #               ceiling, about a minute; prints the table, writes JSON and SVG under .build/bench
-#   make test   builds and runs the whole test suite
+#   make test   builds the API documentation (DocC, warnings fail) and the man page, then builds and
+#               runs the whole test suite
 # Both install the Debian packages they need first (idempotent). The XDP programs in bpf/ are
 # compiled and embedded by the package's own build (SluiceBPFPlugin); `make bpf` builds loose
 # objects only for SLUICE_BPF_DIR, the development override.
@@ -16,7 +17,7 @@ BPF_OBJECTS := bpf/xsk_redirect.bpf.o bpf/xsk_redirect_frags.bpf.o bpf/udp_drop.
 BPF_CLANG ?= $(shell command -v clang-14 || command -v clang)
 BPF_INCLUDES := -I/usr/include/$(shell uname -m)-linux-gnu
 
-.PHONY: all deps bpf build release test layers demo echo-demo bench-micro clean
+.PHONY: all deps bpf build release test layers docs man demo echo-demo bench-micro clean
 
 all: build
 
@@ -42,8 +43,20 @@ build: deps
 release: deps
 	$(SWIFT) build -c release
 
-test: deps layers
+test: deps layers docs man
 	$(SWIFT) test
+
+# The library products' API documentation (DocC, with the Sluice catalog's articles and tutorial);
+# any warning fails. The archives land in .build/plugins/Swift-DocC/outputs.
+DOC_TARGETS := Sluice SluiceCore SluicePackets SluiceSystem SluiceUDP SluiceSockets SluiceXDP SluiceURing SluiceTUN SluiceHost SluiceDNS SluiceTLS SluicePrometheus SluiceBench
+docs:
+	$(SWIFT) package generate-documentation $(addprefix --target ,$(DOC_TARGETS)) --warnings-as-errors
+
+# sluice(1), from the command's own help (swift-argument-parser's generate-manual plugin).
+man:
+	$(SWIFT) package --allow-writing-to-package-directory generate-manual --configuration debug --authors "The Sluice authors"
+	@mkdir -p .build/man && cp .build/plugins/GenerateManual/outputs/SluiceCLI/sluice.1 .build/man/sluice.1
+	@echo "man page: .build/man/sluice.1 (man -l .build/man/sluice.1)"
 
 # Fails on any import the layer map in README.md forbids.
 layers:

@@ -12,6 +12,8 @@ let package = Package(
         .package(name: "Sluice", path: ".."),   // or .package(url: "https://…/sluice", from: "0.6.0")
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
     ],
     // README: end
     targets: [
@@ -38,6 +40,16 @@ let package = Package(
             name: "tcp-echo",
             dependencies: [.product(name: "Sluice", package: "Sluice")],
             path: "Sources/TCPEcho"),
+        // The DocC tutorial's last step (Sources/Sluice/Sluice.docc/Resources), built so it stays true.
+        .executableTarget(
+            name: "shout",
+            dependencies: [
+                .product(name: "Sluice", package: "Sluice"), .product(name: "SluicePrometheus", package: "Sluice"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "CoreMetrics", package: "swift-metrics"), .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            path: "Sources/Shout"),
         // TLS echo over the async edge (TLSListener, TLSConnection).
         .executableTarget(
             name: "tls-echo",

@@ -3,7 +3,7 @@ import SluiceDNS
 import SluiceUDP
 
 /// An authoritative DNS server as a UDP service, so it runs on every backend: each query is
-/// answered in its own frame from the zones of a ``DNSAuthority`` (``DNSResponder``).
+/// answered in its own frame from the zones of a `DNSAuthority` (`DNSResponder`).
 ///
 /// ```swift
 /// let zone = try DNSZone(origin: DNSName("example.test.")!, text: zoneFileText)

@@ -7,7 +7,7 @@ import SluicePackets
 import SluiceSystem
 import Synchronization
 
-/// The stub resolver (``DNSResolver``) over kernel sockets: each resolution has a UDP socket
+/// The stub resolver (`DNSResolver`) over kernel sockets: each resolution has a UDP socket
 /// of its own (the kernel picks a random source port) and a TCP connection when an answer
 /// was truncated; the cache is shared.
 ///

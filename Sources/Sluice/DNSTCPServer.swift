@@ -102,7 +102,7 @@ public struct DNSTCPReport: Sendable {
     }
 }
 
-/// DNS over TCP on a ``TCPEngine`` (io_uring), run on the calling thread, for the answers
+/// DNS over TCP on a `TCPEngine` (io_uring), run on the calling thread, for the answers
 /// that did not fit in UDP (TC) and for clients that prefer TCP.
 public enum DNSTCPServer {
     /// Idle connections close after this long (Knot's `tcp-idle-timeout`, RFC 7766 section 6.2.3).

@@ -23,8 +23,8 @@ public enum KernelTLSOffload {
 
     /// Moves `engine`'s record keys onto the connected TCP socket `descriptor`.
     ///
-    /// - Throws: ``SystemCallError``: `ENOENT` when the kernel has no TLS module, `EINVAL` when
-    ///   the engine cannot hand over now (see ``TLSEngine/offloadableKeys``), or the kernel's
+    /// - Throws: `SystemCallError`: `ENOENT` when the kernel has no TLS module, `EINVAL` when
+    ///   the engine cannot hand over now (see `TLSEngine/offloadableKeys`), or the kernel's
     ///   refusal of the version and cipher.
     public static func enable(on descriptor: Int32, engine: TLSEngine) throws(SystemCallError) {
         guard let keys = engine.offloadableKeys else {

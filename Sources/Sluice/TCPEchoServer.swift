@@ -77,7 +77,7 @@ public struct TCPEchoReport: Sendable, CustomStringConvertible {
     }
 }
 
-/// A TCP echo server on one ``TCPEngine``, run on the calling thread (which must be the one
+/// A TCP echo server on one `TCPEngine`, run on the calling thread (which must be the one
 /// that uses the ring: DEFER_TASKRUN rings are single-issuer).
 public enum TCPEchoServer {
     /// Listens on `endpoint`, calls `ready` with the bound endpoint, then echoes until `shouldStop`

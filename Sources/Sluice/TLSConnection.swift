@@ -20,7 +20,7 @@ import SluiceURing
 // high-rate path is ``TLSServer`` (records sealed and opened in the engine's frames on its own
 // thread); this edge copies bytes in and out of arrays like the TCP edge below it.
 
-/// One TLS connection over a ``TCPConnection``: plaintext in through ``inbound``, out through ``send(_:)``.
+/// One TLS connection over a `TCPConnection`: plaintext in through ``inbound``, out through ``send(_:)``.
 public actor TLSConnection {
     /// The TCP connection under it.
     public nonisolated let tcp: TCPConnection
@@ -42,7 +42,7 @@ public actor TLSConnection {
     /// certificate must carry unless `context` verifies nothing; without a name, the certificate
     /// must carry the endpoint's address), offering `session` to resume.
     ///
-    /// - Throws: ``TLSConnectionError``: the TCP connect or the handshake failed.
+    /// - Throws: `TLSConnectionError`: the TCP connect or the handshake failed.
     public static func connect(to endpoint: IPEndpoint, on loop: TCPEventLoop, context: TLSContext,
                                serverName: String?, session: TLSSession? = nil) async throws(TLSConnectionError) -> TLSConnection {
         let tcp: TCPConnection
@@ -97,7 +97,7 @@ public actor TLSConnection {
     }
 
     /// The decrypted bytes, record by record in order; ends at the peer's close_notify, throws
-    /// ``TLSConnectionError`` when the connection fails or is cut without one. One reader at a time.
+    /// `TLSConnectionError` when the connection fails or is cut without one. One reader at a time.
     public nonisolated var inbound: TLSInbound { TLSInbound(connection: self) }
 
     /// The sessions the server gave this client to resume later (TLS 1.3 tickets, or the TLS 1.2 session).
@@ -108,7 +108,7 @@ public actor TLSConnection {
 
     /// Seals `bytes` in records and queues them on the TCP connection.
     ///
-    /// - Throws: ``TLSConnectionError`` when the connection is closed for writing or failed.
+    /// - Throws: `TLSConnectionError` when the connection is closed for writing or failed.
     public func send(_ bytes: [UInt8]) async throws(TLSConnectionError) {
         guard engine.state == .established, !engine.isWriteClosed else {
             throw failure ?? .tls(TLSError("sending", hint: "the connection is closed for writing", library: ""))
@@ -197,7 +197,7 @@ public struct TLSInbound: AsyncSequence, Sendable {
     }
 }
 
-/// Accepts TCP connections of a ``TCPEventLoop`` and runs a server handshake on each, each in a
+/// Accepts TCP connections of a `TCPEventLoop` and runs a server handshake on each, each in a
 /// task of its own (a slow or silent client holds up no other); connections come out of
 /// ``accept()`` as their handshakes finish.
 public final class TLSListener: Sendable {

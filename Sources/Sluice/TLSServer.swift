@@ -181,7 +181,7 @@ public struct TLSServerReport: Sendable, CustomStringConvertible {
     }
 }
 
-/// A TLS server on one ``TCPEngine``, run on the calling thread: the handshake through OpenSSL,
+/// A TLS server on one `TCPEngine`, run on the calling thread: the handshake through OpenSSL,
 /// records through Sluice's own record layer, sealed and opened in the engine's frames.
 public enum TLSServer {
     /// The engine set-up TLS wants: receive buffers of 64 KiB, so most records arrive whole and

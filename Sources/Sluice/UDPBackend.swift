@@ -4,7 +4,7 @@ import SluiceHost
 import SluicePackets
 import SluiceUDP
 
-/// One way for datagrams to reach a ``UDPService``: a kernel path, its ports, and whatever its
+/// One way for datagrams to reach a `UDPService`: a kernel path, its ports, and whatever its
 /// workers share (an XDP program and UMEM, say).
 ///
 /// A backend is chosen by name at start (``UDPServerConfiguration/backend``) from
@@ -12,7 +12,7 @@ import SluiceUDP
 /// adding a backend is one type and one ``UDPBackendRegistry/register(_:)`` call.
 ///
 /// Setup and teardown go through this protocol; the packet loop does not: ``runWorker(index:listen:service:state:bound:)``
-/// opens a concrete port and runs ``UDPWorkerLoop/serve(port:pool:service:state:batchCapacity:)``,
+/// opens a concrete port and runs ``UDPWorkerLoop/serve(port:pool:service:state:batchCapacity:acceptance:)``,
 /// generic over that port, so nothing per packet is dynamic.
 public protocol UDPBackend: AnyObject, Sendable {
     /// The name users pick it by (`--backend NAME`), e.g. `"socket"`.
@@ -131,7 +131,7 @@ public enum UDPWorkerLoop {
         return report
     }
 
-    /// The same with a host in front of the UDP stage (``HostStage``), for TUN and TAP ports:
+    /// The same with a host in front of the UDP stage (`HostStage`), for TUN and TAP ports:
     /// the host answers ARP, neighbour solicitations and pings, reassembles fragments and
     /// fragments replies past the MTU.
     @inlinable
@@ -178,7 +178,7 @@ extension UDPServerConfiguration {
     }
 
     /// One worker's pool for a datagram port: ``framesPerWorker`` frames of `frameSize` bytes,
-    /// each with room for its ``DatagramHeader``.
+    /// each with room for its `DatagramHeader`.
     public func datagramPool(frameSize: Int) throws(SystemCallError) -> FramePool {
         try FramePool(frameCount: framesPerWorker, frameSize: frameSize, headroom: DatagramHeader.minimumHeadroom)
     }

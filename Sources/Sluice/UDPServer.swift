@@ -84,7 +84,7 @@ public struct WorkerReport: Sendable {
     public var stage: UDPStageCounters
     /// Its host stage's counters, for a worker with a host in front of the UDP stage (TUN, TAP).
     public var host: HostCounters?
-    /// Its service's own counters (``UDPService/counterFields``).
+    /// Its service's own counters (`UDPService/counterFields`).
     public var service: [(String, UInt64)] = []
     /// Where its frames were at the end: all must be back.
     public var frames: FrameTally

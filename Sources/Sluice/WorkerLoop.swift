@@ -9,7 +9,7 @@ public enum WorkerLoop {
 
     /// Runs until `state` asks to stop, then returns where the pool's frames are.
     ///
-    /// Timers: the stage's ``Stage/pollTimeout()`` is checked after every receive, which
+    /// Timers: the stage's `Stage/pollTimeout()` is checked after every receive, which
     /// returns at least every port receive timeout. `sample` is called every
     /// ``WorkerState/sampleInterval`` to publish what metrics read; the port's totals are
     /// published after every batch.

@@ -141,7 +141,7 @@ public struct WorkerSample: Sendable {
     public var stage: UDPStageCounters
     /// Its host stage's counters (TUN, TAP).
     public var host: HostCounters?
-    /// Its service's counters (``UDPService/counterFields``).
+    /// Its service's counters (`UDPService/counterFields`).
     public var service: [(String, UInt64)]
 
     /// A sample.

@@ -6,7 +6,7 @@ import Logging
 import Sluice
 import Synchronization
 
-/// A backend `sluice bench` can measure: one variant of a registered ``UDPBackend`` (both XDP
+/// A backend `sluice bench` can measure: one variant of a registered `UDPBackend` (both XDP
 /// attach modes of the xdp backend, say), named as its cells are.
 public struct BenchBackend: RawRepresentable, Hashable, Codable, Sendable, CustomStringConvertible {
     /// The cell name, e.g. `"xdp-native"`.
@@ -82,7 +82,7 @@ public struct BenchConfiguration: Sendable {
     public var framesPerWorker = 4096
     /// Two existing interfaces joined by a link (NIC ports cabled together) to measure instead of
     /// a veth pair: the backend gets `server`, the generator `client` (see
-    /// ``TestTopology/Configuration/devices``). AF_XDP then tries zero-copy first.
+    /// `TestTopology/Configuration/devices`). AF_XDP then tries zero-copy first.
     public var devices: (server: String, client: String)?
     /// Suffix of the namespaces and veth names this run makes.
     public var suffix: String = "b\(getpid() % 100_000)"
@@ -100,7 +100,7 @@ public struct BenchConfiguration: Sendable {
 
 /// Runs every cell of a ``BenchConfiguration`` on a topology of its own and reports.
 ///
-/// The topology is two network namespaces joined by a veth pair (``TestTopology``): the backend
+/// The topology is two network namespaces joined by a veth pair (`TestTopology`): the backend
 /// serves in one, the generator sends from the other. The generator is Sluice's AF_XDP TX
 /// blaster (copy mode on veth), one flow per queue, pinned to its own CPU; replies and
 /// transmit-only traffic are counted where they arrive by the embedded `udp_drop` program, which drops
@@ -125,7 +125,11 @@ public final class BenchRunner {
     /// How long frames may still be crossing the veth after the generator stops.
     static let settleMicroseconds: useconds_t = 50_000
 
-    /// - Parameter progress: receives one line per step (the CLI redraws it in place).
+    /// A runner for `configuration`.
+    ///
+    /// - Parameters:
+    ///   - configuration: what to measure and how.
+    ///   - progress: receives one line per step (the CLI redraws it in place).
     public init(configuration: BenchConfiguration, progress: @escaping (String) -> Void = { _ in }) {
         self.configuration = configuration
         self.progress = progress

@@ -9,7 +9,7 @@ import Sluice
 struct SluiceCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",
-        abstract: "User-space packet processing on Linux: UDP services over AF_XDP, io_uring, kernel sockets and TUN devices.",
+        abstract: "User-space packet processing on Linux: UDP, DNS and TLS services over AF_XDP, io_uring, kernel sockets and TUN/TAP devices.",
         version: SluiceVersion.current,
         subcommands: [UDPEcho.self, UDPClient.self, TCPEcho.self, DNSCommand.self, Bench.self, NetnsCommand.self, XDPCommand.self, TUNCommand.self, TLSCommand.self, Top.self]
     )

@@ -4,7 +4,7 @@ public enum FrameFormat: Sendable, Equatable, CustomStringConvertible {
     case ethernet
     /// Bare IPv4 or IPv6 packets (TUN).
     case ip
-    /// UDP payloads from a kernel socket, with the addresses in a ``DatagramHeader`` at the frame's start.
+    /// UDP payloads from a kernel socket, with the addresses in a `DatagramHeader` at the frame's start.
     case datagram
 
     public var description: String {

@@ -9,7 +9,7 @@ public struct DNSResponderCounters: Equatable, Sendable {
     public var byCode = [UInt64](repeating: 0, count: 8)
     /// Responses cut short with TC for the client's size limit.
     public var truncated: UInt64 = 0
-    /// Responses copied from the answers already worked out (``DNSAnswerCache``).
+    /// Responses copied from the answers already worked out (`DNSAnswerCache`).
     public var cached: UInt64 = 0
     /// Responses over the rate limit sent truncated and empty.
     public var slipped: UInt64 = 0

@@ -15,7 +15,7 @@ import SluicePackets
 /// Output may be more packets than input (a reply in fragments): what does not fit in the
 /// output batch waits in the stage, which then asks to run again at once (``pollTimeout()``).
 public struct HostStage<Service: Stage & ~Copyable>: Stage, ~Copyable {
-    /// The stage the host passes its traffic to (a ``UDPStage``, say).
+    /// The stage the host passes its traffic to (a `UDPStage`, say).
     public var service: Service
     /// The host's own part: responders, reassembly and its counters.
     public var responder: HostResponder
@@ -28,8 +28,8 @@ public struct HostStage<Service: Stage & ~Copyable>: Stage, ~Copyable {
     /// Packets that may wait for room in the output: a 64 KiB reply in fragments, and then some.
     public static var waitingCapacity: Int { 512 }
 
-    /// Puts the host of `configuration` in front of `service`, over packets of `format` (``FrameFormat/ip``
-    /// from TUN, ``FrameFormat/ethernet`` from TAP) whose frames come from `pool`, in batches of `capacity`.
+    /// Puts the host of `configuration` in front of `service`, over packets of `format` (`FrameFormat/ip`
+    /// from TUN, `FrameFormat/ethernet` from TAP) whose frames come from `pool`, in batches of `capacity`.
     /// The pool's frames must hold a whole reassembled datagram (``Reassembler/minimumFrameSize(headroom:)``).
     public init(_ service: consuming Service, configuration: HostConfiguration, format: FrameFormat, pool: FramePool,
                 capacity: Int = PacketBatch.defaultCapacity) {

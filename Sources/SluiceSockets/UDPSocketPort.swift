@@ -42,7 +42,7 @@ public struct UDPSocketConfiguration: Sendable {
 /// A UDP port over a kernel socket: `recvmmsg` and `sendmmsg` straight into and out of pool
 /// frames, one syscall per batch each way.
 ///
-/// The peer's address lands in the frame's ``DatagramHeader``; `IP_PKTINFO`/`IPV6_PKTINFO`
+/// The peer's address lands in the frame's `DatagramHeader`; `IP_PKTINFO`/`IPV6_PKTINFO`
 /// tell which local address a datagram came to, and replies leave from it. With
 /// ``UDPSocketConfiguration/segmentationOffload`` equal-size datagrams to one peer go out as
 /// one GSO send; with ``UDPSocketConfiguration/receiveOffload`` coalesced receives are split

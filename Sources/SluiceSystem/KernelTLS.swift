@@ -62,7 +62,7 @@ public enum KernelTLS {
 
     /// Attaches the TLS ULP to a connected TCP socket.
     ///
-    /// - Throws: ``SystemCallError``: `ENOENT` when the kernel has no TLS module (CONFIG_TLS off, or
+    /// - Throws: `SystemCallError`: `ENOENT` when the kernel has no TLS module (CONFIG_TLS off, or
     ///   `modprobe tls` not run), `ENOTCONN` on a socket not yet connected.
     public static func attach(_ descriptor: Int32) throws(SystemCallError) {
         let name = Array("tls".utf8CString)

@@ -4,7 +4,7 @@ import Glibc
 import SluiceCore
 import SluicePackets
 
-/// Converts between ``IPEndpoint`` and the kernel's `sockaddr_in`/`sockaddr_in6`.
+/// Converts between `IPEndpoint` and the kernel's `sockaddr_in`/`sockaddr_in6`.
 public enum SocketAddress {
     /// Calls `body` with `endpoint` as a `sockaddr` (IPv4 mapped into IPv6 when `family` is `AF_INET6`).
     public static func with<R>(_ endpoint: IPEndpoint, family: Int32,

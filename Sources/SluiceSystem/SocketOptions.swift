@@ -15,14 +15,13 @@ public func setOption(_ descriptor: Int32, _ level: Int32, _ name: Int32, _ valu
 }
 
 /// Sets the options every Sluice UDP socket needs before `bind`, whichever port drives it
-/// (``UDPSocketPort`` here, the io_uring port in SluiceURing): `SO_REUSEPORT`, dual-stack and
+/// (`UDPSocketPort` in SluiceSockets, the io_uring port in SluiceURing): `SO_REUSEPORT`, dual-stack and
 /// local-address reporting (`IP_PKTINFO`/`IPV6_RECVPKTINFO`), `UDP_GRO`, and the buffer sizes.
 ///
 /// - Parameters:
+///   - descriptor: the socket.
 ///   - family: `AF_INET` or `AF_INET6`, as the socket was made.
 ///   - listen: the address it will bind; `[::]` makes an IPv6 socket dual-stack.
-///   - reusePort: `SO_REUSEPORT`, so workers share the address.
-///   - receiveOffload: `UDP_GRO`.
 ///   - reusePort: `SO_REUSEPORT`, so workers share the address.
 ///   - receiveOffload: `UDP_GRO`.
 ///   - socketBufferBytes: `SO_RCVBUF`/`SO_SNDBUF`, forced past the sysctl caps when privileged; `nil` keeps the default.

@@ -5,7 +5,7 @@ import SluiceCore
 import SystemPackage
 
 /// Makes a system call that returns -1 and sets `errno` on failure, retrying it while it is
-/// interrupted (EINTR), and throws a ``SluiceCore/SystemCallError`` naming `operation` otherwise.
+/// interrupted (EINTR), and throws a `SluiceCore/SystemCallError` naming `operation` otherwise.
 ///
 /// ```swift
 /// let fd = try systemCall(.socket, "socket(AF_INET, SOCK_DGRAM)") { socket(AF_INET, SOCK_DGRAM, 0) }

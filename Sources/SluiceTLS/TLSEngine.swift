@@ -4,7 +4,7 @@ import CSluiceOpenSSL
 /// records to send come out as bytes (``outbound``) or are sealed straight into the caller's
 /// buffers.
 ///
-/// OpenSSL runs the handshake (``TLSHandshake``, memory BIOs); then the record layer here takes
+/// OpenSSL runs the handshake (`TLSHandshake`, memory BIOs); then the record layer here takes
 /// over both directions with the keys the handshake derived: a record wholly in the caller's
 /// bytes is opened where it is, one split across calls is decrypted piece by piece into a
 /// record-sized buffer of the engine's as it arrives, and records are sealed in place, with one

@@ -117,7 +117,7 @@ public struct TLSWriter<Transport: StreamTransport> {
     }
 }
 
-/// TLS over a stream transport: a ``StreamHandler`` that runs one ``TLSEngine`` per connection
+/// TLS over a stream transport: a `StreamHandler` (SluiceCore) that runs one ``TLSEngine`` per connection
 /// and hands plaintext to an application. Servers get an engine per accepted stream; a client
 /// names the streams it connected with ``expectServer(on:serverName:session:)``.
 public struct TLSStreamHandler<Application: TLSStreamApplication>: StreamHandler {

@@ -69,7 +69,7 @@ public final class TUNDevice: @unchecked Sendable {
     /// Creates the device, or attaches to the persistent one of that name, in the calling
     /// thread's network namespace; adds its addresses and sets it up.
     ///
-    /// - Throws: ``SystemCallError`` naming the step that failed (`/dev/net/tun` missing,
+    /// - Throws: `SystemCallError` naming the step that failed (`/dev/net/tun` missing,
     ///   `EPERM` without CAP_NET_ADMIN, `EBUSY` for a device another process holds).
     public init(configuration: TUNDeviceConfiguration) throws(SystemCallError) {
         guard configuration.name.utf8.count < Int(IFNAMSIZ) else {

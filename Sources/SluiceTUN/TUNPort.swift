@@ -5,8 +5,8 @@ import SluiceCore
 import SluicePackets
 import SluiceSystem
 
-/// One queue of a ``TUNDevice`` as a ``Port``: each read fills one pool frame with one IP packet
-/// (TUN, ``FrameFormat/ip``) or Ethernet frame (TAP, ``FrameFormat/ethernet``), each write sends
+/// One queue of a ``TUNDevice`` as a `Port`: each read fills one pool frame with one IP packet
+/// (TUN, `FrameFormat/ip`) or Ethernet frame (TAP, `FrameFormat/ethernet`), each write sends
 /// one. A batch is read until the queue is empty or the batch is full, after one `poll` for the
 /// first packet.
 ///

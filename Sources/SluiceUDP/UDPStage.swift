@@ -38,7 +38,7 @@ public struct UDPStageCounters: Equatable, Sendable {
     public var refusedIPOptions: UInt64 = 0
     /// Frames tagged with a VLAN no device on the interface owns.
     public var vlanWithoutDevice: UInt64 = 0
-    /// Malformed packets, by what was wrong, indexed by ``PacketError`` raw value.
+    /// Malformed packets, by what was wrong, indexed by `PacketError` raw value.
     public var malformed: [UInt64] = Array(repeating: 0, count: PacketError.allCases.count)
 
     /// Zero counts.

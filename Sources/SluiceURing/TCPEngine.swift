@@ -90,7 +90,7 @@ public struct TCPEngineCounters: Sendable, Equatable {
 /// (zero-copy above a threshold), connect, `shutdown(SHUT_WR)` and close, all as ring operations.
 ///
 /// Each operation's `user_data` encodes the connection (slot and generation), the operation and,
-/// for sends, the send slot holding the frame (see ``Tag``). Frames are always in exactly one
+/// for sends, the send slot holding the frame (see `Tag`). Frames are always in exactly one
 /// place: the pool, the buffer ring (the kernel), a delegate's hands, a connection's send queue,
 /// or in flight; a zero-copy send's frame comes back only with the notification completion.
 ///
@@ -101,7 +101,7 @@ public struct TCPEngineCounters: Sendable, Equatable {
 /// it drains.
 /// Nothing allocates per chunk: tables are made once.
 ///
-/// Not thread-safe: make it, use it and ``shutdown(timeout:)`` it on one thread.
+/// Not thread-safe: make it, use it and `shutdown(timeout:)` it on one thread.
 public final class TCPEngine: StreamTransport {
     /// The ring.
     public let ring: URing
@@ -208,7 +208,7 @@ public final class TCPEngine: StreamTransport {
         return (id(slot), SocketAddress.localEndpoint(of: fd) ?? endpoint)
     }
 
-    /// Starts connecting to `endpoint`; ``StreamHandler/connected(_:error:transport:)`` says how it went.
+    /// Starts connecting to `endpoint`; `StreamHandler/connected(_:error:transport:)` says how it went.
     ///
     /// With a `timeout`, the connect is linked to an `IORING_OP_LINK_TIMEOUT`: if the handshake
     /// has not completed by then the kernel cancels it and the connection fails with `ETIMEDOUT`
@@ -324,7 +324,7 @@ public final class TCPEngine: StreamTransport {
     }
 
     /// Closes `connection` once everything queued has been sent (`abort`: now, dropping queued data
-    /// and cancelling what is in flight). ``StreamHandler/closed(_:error:transport:)`` follows
+    /// and cancelling what is in flight). `StreamHandler/closed(_:error:transport:)` follows
     /// when the last operation on it has completed.
     public func close(_ connection: StreamID, abort: Bool = false) {
         guard let slot = live(connection) else { return }
@@ -388,7 +388,7 @@ public final class TCPEngine: StreamTransport {
     /// least one completion, and hands every completion to `delegate`.
     ///
     /// - Returns: the number of completions handled.
-    /// - Throws: ``SystemCallError`` when the ring fails, here or while serving an earlier request. The
+    /// - Throws: `SystemCallError` when the ring fails, here or while serving an earlier request. The
     ///   engine is broken then: every later call throws the same error, and ``shutdown(_:timeout:)``
     ///   returns at once, its tally showing what stayed in flight.
     @discardableResult

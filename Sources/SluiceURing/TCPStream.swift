@@ -58,7 +58,7 @@ public final class TCPEventLoop: Sendable {
 
     /// Starts the engine thread and returns once the ring is up.
     ///
-    /// - Throws: ``SystemCallError`` when the ring, pool or buffer ring cannot be made.
+    /// - Throws: `SystemCallError` when the ring, pool or buffer ring cannot be made.
     public init(configuration: TCPEngineConfiguration = .init()) throws(SystemCallError) {
         let channel = TCPLoopChannel()
         self.channel = channel
@@ -198,7 +198,7 @@ public final class TCPConnection: Sendable {
     /// The engine's name for it.
     public let id: StreamID
     /// The received bytes, chunk by chunk in order; ends when the peer shuts its write side (or
-    /// the connection closes), throws a ``SystemCallError`` when it fails. One reader at a time.
+    /// the connection closes), throws a `SystemCallError` when it fails. One reader at a time.
     public let inbound: TCPInbound
     let channel: TCPLoopChannel
 
@@ -211,7 +211,7 @@ public final class TCPConnection: Sendable {
     /// Sends `bytes` after everything sent before; returns once they are queued on the socket in
     /// frames (not necessarily acknowledged by the peer).
     ///
-    /// - Throws: ``SystemCallError`` when the connection is closed or fails first: `EPIPE` once
+    /// - Throws: `SystemCallError` when the connection is closed or fails first: `EPIPE` once
     ///   ``shutdownWrite()`` or ``close()`` was called, `ENOTCONN` once it is gone.
     public func send(_ bytes: some Sequence<UInt8>) async throws(SystemCallError) {
         let array = Array(bytes)

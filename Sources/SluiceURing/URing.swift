@@ -112,7 +112,7 @@ public final class URing {
     ///   - entries: submission-queue entries (rounded up to a power of two by the kernel); the
     ///     completion queue gets four times as many, room for multishot bursts.
     ///   - mode: SQPOLL, deferred or cooperative task work, or plain.
-    /// - Throws: ``SystemCallError`` when the kernel refuses (`EPERM`/`ENOSYS`: io_uring disabled).
+    /// - Throws: `SystemCallError` when the kernel refuses (`EPERM`/`ENOSYS`: io_uring disabled).
     public init(entries: UInt32 = 256, mode: URingMode = .plain) throws(SystemCallError) {
         var params = io_uring_params()
         params.flags = IORING_SETUP_CQSIZE
@@ -179,7 +179,7 @@ public final class URing {
     /// SQE then names a file by its index with `IOSQE_FIXED_FILE`, and the kernel skips the
     /// descriptor lookup and reference counting on every request.
     ///
-    /// - Throws: ``SystemCallError`` when the kernel refuses (a table is already registered, or too
+    /// - Throws: `SystemCallError` when the kernel refuses (a table is already registered, or too
     ///   many files for RLIMIT_NOFILE).
     public func registerFiles(_ descriptors: [Int32]) throws(SystemCallError) {
         let result = descriptors.withUnsafeBufferPointer { io_uring_register_files(raw, $0.baseAddress, UInt32($0.count)) }

@@ -6,7 +6,7 @@ import CSluiceURing
 import SluiceCore
 import SluiceSystem
 
-/// A provided-buffer ring whose buffers are ``FramePool`` frames: the kernel picks a frame for
+/// A provided-buffer ring whose buffers are `FramePool` frames: the kernel picks a frame for
 /// each receive (`IOSQE_BUFFER_SELECT`) and names it in the completion by its buffer ID, which
 /// is the frame's index in the pool.
 ///
@@ -40,7 +40,7 @@ public final class URingBufferRing {
     ///   - entries: ring slots, a power of two up to 32768.
     ///   - pool: the frames to provide; at most 65536 (buffer IDs are 16 bits).
     ///   - bufferOffset: where in each frame the kernel may start writing (the rest of the frame follows).
-    /// - Throws: ``SystemCallError`` when mapping or registration fails.
+    /// - Throws: `SystemCallError` when mapping or registration fails.
     public init(ring: URing, group: UInt16, entries: UInt32, pool: FramePool, bufferOffset: Int = 0) throws(SystemCallError) {
         precondition(entries > 0 && entries <= 32768 && entries & (entries - 1) == 0,
                      "buffer ring entries must be a power of two up to 32768")

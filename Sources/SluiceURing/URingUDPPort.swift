@@ -31,7 +31,7 @@ public struct URingUDPConfiguration: Sendable {
     public var bufferRingEntries: UInt32 = 128
     /// Let sends wait for the next ``URingUDPPort/receive(into:)`` that has to wait anyway, so
     /// one `io_uring_enter` submits them and waits for datagrams (a batch's worth still goes out
-    /// at once). For loops that always receive after they transmit, as ``WorkerLoop`` does; off,
+    /// at once). For loops that always receive after they transmit, as `WorkerLoop` does; off,
     /// every ``URingUDPPort/transmit(_:)`` submits.
     public var defersSubmission: Bool = false
     /// Datagrams (or GSO runs) of at least this many payload bytes go out with `SENDMSG_ZC`,
@@ -52,7 +52,7 @@ public struct URingUDPConfiguration: Sendable {
 /// A UDP port over io_uring: one multishot `recvmsg` over a ring of provided pool frames, and
 /// one `sendmsg` submission per datagram (or GSO run), a whole batch per `io_uring_enter`.
 ///
-/// Seen from outside it behaves as ``UDPSocketPort`` does: frames carry a ``DatagramHeader``
+/// Seen from outside it behaves as `UDPSocketPort` does: frames carry a `DatagramHeader`
 /// (the peer, and the local address from `IP_PKTINFO`/`IPV6_PKTINFO`) and the payload at the
 /// pool's headroom; replies leave from the address they came to. The kernel writes each
 /// datagram into a provided frame as `io_uring_recvmsg_out`, name, control and payload, placed
@@ -103,10 +103,10 @@ public struct URingUDPPort: Port, ~Copyable {
     /// - Parameters:
     ///   - configuration: what to bind, the ring mode and buffer counts.
     ///   - pool: the frames to receive into; its headroom must be at least
-    ///     ``DatagramHeader/minimumHeadroom`` and its frames at least
+    ///     `DatagramHeader/minimumHeadroom` and its frames at least
     ///     ``URingUDPConfiguration/frameSize(maximumDatagram:)`` long to take every datagram whole.
     ///   - batchCapacity: the largest batch the port fills or sends.
-    /// - Throws: ``SystemCallError`` naming the socket or ring call that failed.
+    /// - Throws: `SystemCallError` naming the socket or ring call that failed.
     public init(configuration: URingUDPConfiguration, pool: FramePool,
                 batchCapacity: Int = PacketBatch.defaultCapacity) throws(SystemCallError) {
         precondition(pool.headroom >= DatagramHeader.minimumHeadroom,
@@ -308,7 +308,7 @@ public struct URingUDPPort: Port, ~Copyable {
     /// only when nothing is ready.
     ///
     /// - Returns: how many packets were added (0 on timeout).
-    /// - Throws: ``SystemCallError`` when the ring fails or the receive ends with an error other than `ENOBUFS`.
+    /// - Throws: `SystemCallError` when the ring fails or the receive ends with an error other than `ENOBUFS`.
     public mutating func receive(into batch: inout PacketBatch) throws(SystemCallError) -> Int {
         let before = batch.count
         let enters = ring.enterCalls
@@ -369,7 +369,7 @@ public struct URingUDPPort: Port, ~Copyable {
     /// waits instead, or on their own once a batch's worth is queued. The frames stay with the
     /// port until their completions; the batch is empty afterwards.
     ///
-    /// - Throws: ``SystemCallError`` when the ring fails; packets not queued by then are counted and dropped.
+    /// - Throws: `SystemCallError` when the ring fails; packets not queued by then are counted and dropped.
     public mutating func transmit(_ batch: inout PacketBatch) throws(SystemCallError) {
         gso.noteSends(batch.count)
         let enters = ring.enterCalls

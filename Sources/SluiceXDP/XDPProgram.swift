@@ -155,7 +155,7 @@ public final class XDPProgram: @unchecked Sendable {
 
     /// Loads the sluice program and attaches it to `interface`.
     ///
-    /// The program is the one built into the package (``BPFObject``). `.native` falls back to
+    /// The program is the one built into the package (`BPFObject`). `.native` falls back to
     /// `.generic` when the driver refuses native XDP, and says so through `logger`.
     /// If a sluice program is already attached, it is returned as it is (in its mode), so calling
     /// this twice is harmless. Another program is refused unless `force` is set, which detaches it.

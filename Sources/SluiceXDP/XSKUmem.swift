@@ -11,7 +11,7 @@ import Synchronization
 /// A `FramePool`'s memory registered with the kernel as an AF_XDP UMEM.
 ///
 /// One UMEM can serve several XSK sockets (the queues of one interface); each worker then
-/// draws frames from its own partition of the pool (``FramePool/partition(into:)``), and all
+/// draws frames from its own partition of the pool (`FramePool/partition(into:)`), and all
 /// addresses stay relative to the one region. The UMEM lives as long as any socket using it.
 ///
 /// libxdp's first socket on a UMEM is the UMEM's own socket, which can be bound once: a UMEM

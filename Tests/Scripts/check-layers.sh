@@ -5,7 +5,8 @@
 # a directory under ROOT/Sources or ROOT/Tests or is named anywhere in the map; imports of any other
 # module (Glibc, Foundation, ArgumentParser, ...) are always allowed, and so is a target importing
 # itself. Only Swift import statements count: comments, string literals and `#if canImport(X)`
-# conditions are not imports, and C includes are not checked. ROOT/Tests is not checked.
+# conditions are not imports, and C includes are not checked. ROOT/Tests and the code samples in DocC
+# catalogs (`*.docc`, a user's code, not the target's) are not checked.
 #
 # usage: check-layers.sh [ROOT]    (ROOT defaults to the repository holding this script)
 # exit:  0 all allowed; 1 violations, or a target missing from the map; 2 no map or bad usage
@@ -80,7 +81,7 @@ tr ' \t' '\n\n' < "$work/map" | grep -v '^$' >> "$work/ours" || true
 
 # 3. Every import statement of every Swift file under Sources: `FILE<TAB>LINE<TAB>MODULE`, FILE
 #    relative to ROOT. Comments (nested /* */ too) and string literals are blanked first.
-(cd "$ROOT" && find Sources -type f -name '*.swift' -print0 | sort -z |
+(cd "$ROOT" && find Sources -name '*.docc' -prune -o -type f -name '*.swift' -print0 | sort -z |
   xargs -0 -r awk '
     FNR == 1 { depth = 0; multiline = 0 }
     {

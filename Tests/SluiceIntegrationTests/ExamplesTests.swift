@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Sluice
+import SluicePrometheus
 import SluiceTestSupport
 import Testing
 
@@ -59,7 +60,7 @@ import Testing
             status = build.waitForExit(timeout: .seconds(1100))
         }
         try #require(status == 0, "cd Examples && swift build failed:\n\(build.text.suffix(4000))")
-        for example in ["custom-udp-service", "tcp-echo", "xdp-service"] {
+        for example in ["custom-udp-service", "tcp-echo", "xdp-service", "shout"] {
             #expect(access(scratch + "/debug/" + example, X_OK) == 0, "\(example) was built")
         }
 
@@ -86,6 +87,32 @@ import Testing
         #expect(replies == 20, "the AF_XDP example answered \(replies) of 20: \(service.text)")
         #expect(service.waitForExit(timeout: .seconds(20)) == 0, "\(service.text)")
         #expect(service.text.contains("served"), "\(service.text)")
+
+        // The DocC tutorial's service: shouts back, and counts it in its metrics.
+        let shout = try ChildProcess("/usr/bin/nsenter", [
+            "--net=/run/netns/\(topology.serverNamespace)", scratch + "/debug/shout", "socket", "\(topology.serverIPv4):9001",
+        ])
+        let shouted = try TestTopology.run(inNamespace: topology.clientNamespace) { () -> [UInt8]? in
+            let client = KernelUDPSocket(bind: IPEndpoint(address: .v4(topology.clientIPv4), port: 0),
+                                         receiveTimeout: .milliseconds(200))
+            // Until it listens, the kernel answers with ICMP unreachable: keep asking.
+            for _ in 0..<50 {
+                client.send(Array("hello, sluice".utf8), to: IPEndpoint(address: .v4(topology.serverIPv4), port: 9001))
+                if let reply = client.receive() { return reply.bytes }
+            }
+            return nil
+        }
+        #expect(shouted == Array("HELLO, SLUICE!".utf8))
+        // Workers publish their counters every 100 ms, and an idle one at its next receive timeout.
+        var metrics: [MetricsSample] = []
+        for _ in 0..<20 {
+            metrics = try MetricsCommandTests.scrape("http://127.0.0.1:9464/metrics", in: topology.serverNamespace)
+            if MetricsCommandTests.sum(metrics, "sluice_service_shouted_total") >= 1 { break }
+            usleep(100_000)
+        }
+        #expect(MetricsCommandTests.sum(metrics, "sluice_service_shouted_total") >= 1, "\(metrics.filter { $0.name.hasPrefix("sluice_service") })")
+        #expect(shout.stop() == 0, "\(shout.text)")
+        #expect(shout.text.contains("shouting on") && shout.text.contains("frames: all returned to their pools"), "\(shout.text)")
     }
 }
 

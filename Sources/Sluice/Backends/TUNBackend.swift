@@ -35,7 +35,7 @@ public struct TUNBackendConfiguration: Sendable {
 }
 
 /// A TUN device: the kernel routes the service's address into it, and the workers read and
-/// write bare IP packets, one queue each. In front of the UDP stage a host (``HostStage``)
+/// write bare IP packets, one queue each. In front of the UDP stage a host (`HostStage`)
 /// answers pings, reassembles fragments and fragments replies past the MTU, with the kernel's
 /// receive rules applied. Needs CAP_NET_ADMIN.
 public class TUNBackend: UDPBackend, @unchecked Sendable {

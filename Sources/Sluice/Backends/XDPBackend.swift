@@ -32,7 +32,7 @@ public struct XDPBackendConfiguration: Sendable {
 
 /// AF_XDP sockets fed by Sluice's XDP program, one worker per receive queue, all sharing one
 /// UMEM, and one more worker on a kernel UDP socket bound to the same address and port. Needs
-/// CAP_NET_ADMIN and CAP_BPF (and CAP_IPC_LOCK for the UMEM).
+/// CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_PERFMON (and CAP_IPC_LOCK for a large UMEM).
 ///
 /// The program passes what it does not steer (IP fragments, queues without a socket) to the
 /// kernel; the kernel socket worker serves that with the same service, so nothing the kernel
@@ -42,7 +42,7 @@ public struct XDPBackendConfiguration: Sendable {
 /// families' addresses), so another server on another address of the interface keeps its traffic; ``finish()`` leaves the interface as it was found.
 public final class XDPBackend: UDPBackend {
     public static let name = "xdp"
-    public static let summary = "AF_XDP behind Sluice's XDP program, one worker per queue; needs CAP_NET_ADMIN and CAP_BPF"
+    public static let summary = "AF_XDP behind Sluice's XDP program, one worker per queue; needs CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_PERFMON"
     public static var variants: [UDPBackendVariant] {
         XDPAttachMode.allCases.map { mode in
             UDPBackendVariant(name: "xdp-\(mode.rawValue)", backend: name) { configuration in

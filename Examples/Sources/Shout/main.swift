@@ -1,0 +1,1 @@
+../../../Sources/Sluice/Sluice.docc/Resources/building-a-udp-service-08.swift
