@@ -2,8 +2,8 @@
 #   make demo   builds (release) and runs a short `sluice bench`: two network namespaces joined
 #               by a veth pair, every backend in rxdrop, echo and txonly next to the in-kernel
 #               ceiling, about a minute; prints the table, writes JSON and SVG under .build/bench
-#   make test   builds the API documentation (DocC, warnings fail) and the man page, then builds and
-#               runs the whole test suite
+#   make test   builds the API documentation (DocC, warnings fail) and the man page, runs every
+#               fuzz target for 5 s, then builds and runs the whole test suite
 # Both install the Debian packages they need first (idempotent). The XDP programs in bpf/ are
 # compiled and embedded by the package's own build (SluiceBPFPlugin); `make bpf` builds loose
 # objects only for SLUICE_BPF_DIR, the development override.
@@ -17,7 +17,7 @@ BPF_OBJECTS := bpf/xsk_redirect.bpf.o bpf/xsk_redirect_frags.bpf.o bpf/udp_drop.
 BPF_CLANG ?= $(shell command -v clang-14 || command -v clang)
 BPF_INCLUDES := -I/usr/include/$(shell uname -m)-linux-gnu
 
-.PHONY: all deps bpf build release test layers docs man demo echo-demo bench-micro clean
+.PHONY: all deps bpf build release test layers docs man fuzz demo echo-demo bench-micro clean
 
 all: build
 
@@ -44,6 +44,7 @@ release: deps
 	$(SWIFT) build -c release
 
 test: deps layers docs man
+	$(MAKE) fuzz SECONDS=5
 	$(SWIFT) test
 
 # The library products' API documentation (DocC, with the Sluice catalog's articles and tutorial);
@@ -51,6 +52,23 @@ test: deps layers docs man
 DOC_TARGETS := Sluice SluiceCore SluicePackets SluiceSystem SluiceUDP SluiceSockets SluiceXDP SluiceURing SluiceTUN SluiceHost SluiceDNS SluiceTLS SluicePrometheus SluiceBench
 docs:
 	$(SWIFT) package generate-documentation $(addprefix --target ,$(DOC_TARGETS)) --warnings-as-errors
+
+# libFuzzer (with AddressSanitizer) on every parser of untrusted bytes, SECONDS each, seeded from
+# Tests/Fuzz/Corpus/<target>; what a run adds goes to .build-fuzz/corpus. A crash stops it and
+# leaves crash-* with the input (make it a regression test).
+FUZZ_TARGETS := fuzz-udp-stage fuzz-dns-message fuzz-dns-zone fuzz-resolver-configuration fuzz-metrics-text fuzz-addresses
+SECONDS ?= 30
+fuzz: deps
+	cd Tests/Fuzz && $(SWIFT) build -c release --scratch-path ../../.build-fuzz -Xswiftc -sanitize=address -Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp
+	@for target in $(FUZZ_TARGETS); do \
+	  mkdir -p .build-fuzz/corpus/$$target; \
+	  SWIFT_BACKTRACE=enable=no .build-fuzz/release/$$target .build-fuzz/corpus/$$target Tests/Fuzz/Corpus/$$target -max_total_time=$(SECONDS) \
+	    -print_final_stats=1 -artifact_prefix=.build-fuzz/$$target- > .build-fuzz/$$target.log 2>&1; status=$$?; \
+	  runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' .build-fuzz/$$target.log); \
+	  corpus=$$(ls .build-fuzz/corpus/$$target | wc -l); \
+	  echo "fuzz: $$target: $$runs executions in $(SECONDS) s, corpus $$corpus inputs, exit $$status"; \
+	  if [ $$status -ne 0 ]; then tail -40 .build-fuzz/$$target.log; exit 1; fi; \
+	done
 
 # sluice(1), from the command's own help (swift-argument-parser's generate-manual plugin).
 man:

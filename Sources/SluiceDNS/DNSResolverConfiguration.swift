@@ -36,7 +36,7 @@ public struct DNSResolverConfiguration: Sendable, Equatable {
                 search = words.dropFirst().compactMap { DNSName($0.hasSuffix(".") ? String($0) : $0 + ".") }
             case "options":
                 for option in words.dropFirst() {
-                    let parts = option.split(separator: ":", maxSplits: 1)
+                    let parts = option.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
                     let value = parts.count == 2 ? Int(parts[1]) : nil
                     switch parts[0] {
                     case "ndots": if let value { dots = min(max(value, 0), 15) }

@@ -53,6 +53,14 @@ import Testing
         #expect(configuration.hosts[DNSName("printer.")!] == [IPAddress("198.18.53.9")!])
     }
 
+    /// Found by `make fuzz` (fuzz-resolver-configuration): an option of only colons trapped.
+    @Test(arguments: ["options ::", "options :", "options : ndots:3", "options ndots: timeout:x attempts"])
+    func malformedOptionsAreSkipped(line: String) {
+        let configuration = DNSResolverConfiguration(resolvConf: "nameserver 198.18.0.53\n" + line + "\n")
+        #expect(configuration.servers == [IPEndpoint("198.18.0.53:53")!])
+        #expect(configuration.dots == (line.contains("ndots:3") ? 3 : 1))
+    }
+
     @Test func hostsComeFirstAndTheSearchListSkipsNXDOMAIN() throws {
         var resolver = DNSResolver(configuration: Self.configuration())
         let now = Instant(nanoseconds: 1_000_000_000)
