@@ -56,7 +56,8 @@ docs:
 # libFuzzer (with AddressSanitizer) on every parser of untrusted bytes, SECONDS each, seeded from
 # Tests/Fuzz/Corpus/<target>; what a run adds goes to .build-fuzz/corpus. A crash stops it and
 # leaves crash-* with the input (make it a regression test).
-FUZZ_TARGETS := fuzz-udp-stage fuzz-dns-message fuzz-dns-zone fuzz-resolver-configuration fuzz-metrics-text fuzz-addresses
+FUZZ_TARGETS := fuzz-udp-stage fuzz-dns-message fuzz-dns-zone fuzz-resolver-configuration fuzz-metrics-text fuzz-addresses \
+                fuzz-tls-server
 SECONDS ?= 30
 fuzz: deps
 	cd Tests/Fuzz && $(SWIFT) build -c release --scratch-path ../../.build-fuzz -Xswiftc -sanitize=address -Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp
