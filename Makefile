@@ -17,7 +17,7 @@ BPF_OBJECTS := bpf/xsk_redirect.bpf.o bpf/xsk_redirect_frags.bpf.o bpf/udp_drop.
 BPF_CLANG ?= $(shell command -v clang-14 || command -v clang)
 BPF_INCLUDES := -I/usr/include/$(shell uname -m)-linux-gnu
 
-.PHONY: all deps bpf build release test layers docs man fuzz demo echo-demo bench-micro clean
+.PHONY: all deps bpf build release test layers docs man fuzz soak demo echo-demo bench-micro clean
 
 all: build
 
@@ -57,7 +57,7 @@ docs:
 # Tests/Fuzz/Corpus/<target>; what a run adds goes to .build-fuzz/corpus. A crash stops it and
 # leaves crash-* with the input (make it a regression test).
 FUZZ_TARGETS := fuzz-udp-stage fuzz-dns-message fuzz-dns-zone fuzz-resolver-configuration fuzz-metrics-text fuzz-addresses \
-                fuzz-tls-server
+                fuzz-tls-server fuzz-reassembly
 SECONDS ?= 30
 fuzz: deps
 	cd Tests/Fuzz && $(SWIFT) build -c release --scratch-path ../../.build-fuzz -Xswiftc -sanitize=address -Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp
@@ -70,6 +70,11 @@ fuzz: deps
 	  echo "fuzz: $$target: $$runs executions in $(SECONDS) s, corpus $$corpus inputs, exit $$status"; \
 	  if [ $$status -ne 0 ]; then tail -40 .build-fuzz/$$target.log; exit 1; fi; \
 	done
+
+# The echo at full rate on each backend for MINUTES in all, memory and frames watched through /metrics.
+MINUTES ?= 10
+soak: release
+	bash Tests/Scripts/soak.sh .build/release/sluice $(MINUTES)
 
 # sluice(1), from the command's own help (swift-argument-parser's generate-manual plugin).
 man:

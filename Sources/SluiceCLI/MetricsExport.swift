@@ -19,8 +19,9 @@ final class MetricsExport: Sendable {
     private static let bootstrapped = Mutex(false)
 
     /// Serves the metrics of `sources`, and of the process (`ProcessMetrics` for `service`), on
-    /// `listen`; `nil` when no address was given. Says where in one line.
-    static func start(_ listen: IPEndpoint?, service: String, sources: [any MetricsSource] = []) throws -> MetricsExport? {
+    /// `listen`; `nil` when no address was given. Says where in one line, through `say`.
+    static func start(_ listen: IPEndpoint?, service: String, sources: [any MetricsSource] = [],
+                      say: (String) -> Void) throws -> MetricsExport? {
         guard let listen else { return nil }
         // The endpoint's thread inherits this mask: SIGINT and SIGTERM must stay for the command's
         // own waiter, not end the process on the endpoint's thread.
@@ -36,7 +37,7 @@ final class MetricsExport: Sendable {
             }
             let export = MetricsExport(reporter: reporter, endpoint: endpoint)
             let host = endpoint.host.contains(":") ? "[\(endpoint.host)]" : endpoint.host
-            print("sluice \(service): metrics at http://\(host):\(endpoint.port)/metrics")
+            say("sluice \(service): metrics at http://\(host):\(endpoint.port)/metrics")
             return export
         } catch {
             writeToStandardError("sluice \(service): \(error)\n")
@@ -87,7 +88,7 @@ extension ReportOptions {
                          _ body: (PublishedMetrics?) throws -> StreamServerOutcome) throws {
         let metrics = metricsListen != nil || json ? PublishedMetrics() : nil
         let process = ProcessMetrics(service: command)
-        let export = try MetricsExport.start(metricsListen, service: command, sources: metrics.map { [$0] } ?? [])
+        let export = try MetricsExport.start(metricsListen, service: command, sources: metrics.map { [$0] } ?? [], say: say)
         defer { export?.close() }
         let outcome = try body(metrics)
         if json, let metrics {

@@ -212,11 +212,11 @@ struct ServeOptions: ParsableArguments {
                                     metrics: [any MetricsSource] = [], stopping: () -> Void = {},
                                     _ makeService: @escaping @Sendable (Int) -> Service) throws {
         let configuration = try given ?? configuration()
-        let export = try MetricsExport.start(report.metricsListen, service: command, sources: metrics)
+        let say = report.say
+        let export = try MetricsExport.start(report.metricsListen, service: command, sources: metrics, say: say)
         defer { export?.close() }
         let server = try reportingRuntimeErrors(command) { try UDPServer(configuration: configuration, makeService: makeService) }
         export?.reporter.add(server)
-        let say = report.say
         say("sluice \(command): \(backend.rawValue) backend on \(server.boundEndpoint), \(workers) worker(s), "
             + what + (gso ? ", GSO" : "") + (gro ? ", GRO" : ""))
         do {

@@ -23,6 +23,7 @@ let package = Package(
         fuzzTarget("fuzz-resolver-configuration", [.product(name: "SluiceDNS", package: "Sluice")]),
         fuzzTarget("fuzz-metrics-text", [.product(name: "SluicePrometheus", package: "Sluice")]),
         fuzzTarget("fuzz-addresses", [.product(name: "SluicePackets", package: "Sluice")]),
+        fuzzTarget("fuzz-reassembly", [.product(name: "SluiceHost", package: "Sluice"), .product(name: "SluiceCore", package: "Sluice")]),
         fuzzTarget("fuzz-tls-server", [.product(name: "SluiceTLS", package: "Sluice")]),
     ],
     swiftLanguageModes: [.v6]
