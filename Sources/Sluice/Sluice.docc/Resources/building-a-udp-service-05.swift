@@ -1,3 +1,4 @@
+import Logging
 import Sluice
 
 /// Answers every datagram with its payload in upper case and an exclamation mark, in place in its frame.
@@ -29,9 +30,12 @@ let arguments = Array(CommandLine.arguments.dropFirst())
 let listen = arguments.first ?? "[::]:9000"
 guard let endpoint = IPEndpoint(listen) else { fatalError("not an address and port: \(listen)") }
 
+LoggingSystem.bootstrap(StreamLogHandler.standardOutput)       // where this program's own lines go
+let logger = Logger(label: "shout")
+
 var configuration = UDPServerConfiguration(listen: endpoint)   // kernel sockets unless told otherwise
 configuration.workers = 2                                      // one port, pool and service per worker
 let server = try UDPServer(configuration: configuration) { _ in Shouter() }
-print("shouting on \(server.boundEndpoint)")
-try server.run(for: .seconds(60), progressInterval: .seconds(1)) { line in print(line) }   // or until SIGINT or SIGTERM
-print(server.summary())
+logger.info("shouting on \(server.boundEndpoint)")
+try server.run(for: .seconds(60), progressInterval: .seconds(1)) { line in logger.info("\(line)") }   // or until SIGINT or SIGTERM
+logger.info("\(server.summary())")

@@ -34,6 +34,7 @@ let backend = arguments.first ?? "socket"
 let listen = arguments.count > 1 ? arguments[1] : "[::]:9000"
 guard let endpoint = IPEndpoint(listen) else { fatalError("not an address and port: \(listen)") }
 
+LoggingSystem.bootstrap(StreamLogHandler.standardOutput)       // where this program's own lines go
 let logger = Logger(label: "shout")                            // the library logs fallbacks here; it never prints
 var configuration = UDPServerConfiguration(listen: endpoint)
 configuration.backend = Backend(rawValue: backend)             // a name in UDPBackendRegistry: socket, uring, xdp, ...
@@ -46,11 +47,11 @@ if configuration.backend == .xdp {
 
 do throws(RuntimeError) {
     let server = try UDPServer(configuration: configuration) { _ in Shouter() }
-    print("shouting on \(server.boundEndpoint) over \(configuration.backend)")
-    try server.run(for: .seconds(60), progressInterval: .seconds(1)) { line in print(line) }
-    print(server.summary())
+    logger.info("shouting on \(server.boundEndpoint) over \(configuration.backend)")
+    try server.run(for: .seconds(60), progressInterval: .seconds(1)) { line in logger.info("\(line)") }
+    logger.info("\(server.summary())")
 } catch {
-    print("shout: \(error)")                                   // what failed, and what the system needs for it
-    if let cause = error.cause { print("shout: \(cause.operation): errno \(cause.code)") }
+    logger.error("shout: \(error)")                                  // what failed, and what the system needs for it
+    if let cause = error.cause { logger.error("shout: \(cause.operation): errno \(cause.code)") }
     exit(1)
 }

@@ -35,6 +35,7 @@ let backend = arguments.first ?? "socket"
 let listen = arguments.count > 1 ? arguments[1] : "[::]:9000"
 guard let endpoint = IPEndpoint(listen) else { fatalError("not an address and port: \(listen)") }
 
+LoggingSystem.bootstrap(StreamLogHandler.standardOutput)       // where this program's own lines go
 let logger = Logger(label: "shout")                            // the library logs fallbacks here; it never prints
 var configuration = UDPServerConfiguration(listen: endpoint)
 configuration.backend = Backend(rawValue: backend)             // a name in UDPBackendRegistry: socket, uring, xdp, ...
@@ -48,11 +49,11 @@ if configuration.backend == .xdp {
 
 do {
     let server = try UDPServer(configuration: configuration) { _ in Shouter() }
-    print("shouting on \(server.boundEndpoint) over \(configuration.backend)")
+    logger.info("shouting on \(server.boundEndpoint) over \(configuration.backend)")
     let group = ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
     try await group.run()                                      // serves until a signal; then the workers stop
-    print(server.summary())
+    logger.info("\(server.summary())")
 } catch {
-    print("shout: \(error)")                                   // what failed, and what the system needs for it
+    logger.error("shout: \(error)")                                  // what failed, and what the system needs for it
     exit(1)
 }

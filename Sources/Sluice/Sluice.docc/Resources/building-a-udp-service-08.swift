@@ -38,6 +38,7 @@ let backend = arguments.first ?? "socket"
 let listen = arguments.count > 1 ? arguments[1] : "[::]:9000"
 guard let endpoint = IPEndpoint(listen) else { fatalError("not an address and port: \(listen)") }
 
+LoggingSystem.bootstrap(StreamLogHandler.standardOutput)       // where this program's own lines go
 let logger = Logger(label: "shout")                            // the library logs fallbacks here; it never prints
 var configuration = UDPServerConfiguration(listen: endpoint)
 configuration.backend = Backend(rawValue: backend)             // a name in UDPBackendRegistry: socket, uring, xdp, ...
@@ -58,12 +59,12 @@ do {
     let metrics = try MetricsEndpoint(host: "127.0.0.1", port: 9464, registry: registry) {
         reporter.update()                                      // read what the workers last published, before each scrape
     }
-    print("shouting on \(server.boundEndpoint) over \(configuration.backend); metrics at http://127.0.0.1:\(metrics.port)/metrics")
+    logger.info("shouting on \(server.boundEndpoint) over \(configuration.backend); metrics at http://127.0.0.1:\(metrics.port)/metrics")
     let group = ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
     try await group.run()                                      // serves until a signal; then the workers stop
     metrics.close()
-    print(server.summary())
+    logger.info("\(server.summary())")
 } catch {
-    print("shout: \(error)")                                   // what failed, and what the system needs for it
+    logger.error("shout: \(error)")                                  // what failed, and what the system needs for it
     exit(1)
 }
