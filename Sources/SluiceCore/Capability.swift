@@ -54,9 +54,6 @@ public struct Capability: RawRepresentable, Hashable, Sendable, CustomStringConv
         return nil
     }
 
-    /// Whether the calling thread holds `self` in its effective set.
-    public var isEffective: Bool { Self.set()?.contains(self) ?? false }
-
     /// "needs CAP_NET_ADMIN and CAP_BPF; this process lacks CAP_BPF": what a refused call needs,
     /// and which of it the calling thread lacks (or that it lacks none, so something else refused).
     public static func requirement(_ needed: [Capability], for what: String) -> String {
