@@ -30,7 +30,7 @@ public struct EthernetHeader {
 
     /// Wraps a frame. Throws ``PacketError/truncatedEthernet`` below 14 bytes and
     /// ``PacketError/truncatedVLAN`` when a tag is announced but the frame is below 18 bytes.
-    @inlinable
+    @inlinable @inline(__always)
     public init(_ buffer: UnsafeMutableRawBufferPointer) throws(PacketError) {
         guard let base = buffer.baseAddress, buffer.count >= Field.untaggedLength else {
             throw .truncatedEthernet

@@ -42,7 +42,7 @@ public struct IPv4Header {
     /// header (``PacketError/ipv4TotalLengthTooSmall``) and within the buffer
     /// (``PacketError/ipv4TotalLengthPastBuffer``). Bytes past the total length (Ethernet padding)
     /// are allowed and ignored.
-    @inlinable
+    @inlinable @inline(__always)
     public init(_ buffer: UnsafeMutableRawBufferPointer) throws(PacketError) {
         guard let base = buffer.baseAddress, buffer.count >= Field.minimumLength else { throw .truncatedIPv4 }
         let versionAndIHL = base.load(fromByteOffset: Field.versionAndIHL, as: UInt8.self)

@@ -51,8 +51,17 @@ public enum InternetChecksum {
         return addWithCarry(initial, UInt64(UInt16(bigEndian: native)))
     }
 
+    /// ``sum(_:initial:)`` of the 20 bytes at `start` (an IPv4 header without options), in
+    /// three loads instead of the general loop.
+    @inlinable @inline(__always)
+    public static func sum(twentyBytesAt start: UnsafeRawPointer) -> UInt64 {
+        let head = addWithCarry(start.loadUnaligned(as: UInt64.self), start.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        let native = fold(addWithCarry(head, UInt64(start.loadUnaligned(fromByteOffset: 16, as: UInt32.self))))
+        return UInt64(UInt16(bigEndian: native))
+    }
+
     /// Folds a sum to 16 bits with end-around carry. Not inverted.
-    @inlinable
+    @inlinable @inline(__always)
     public static func fold(_ sum: UInt64) -> UInt16 {
         var s = (sum & 0xFFFF_FFFF) &+ (sum >> 32)  // <= 0x1_FFFF_FFFE
         s = (s & 0xFFFF) &+ (s >> 16)  // <= 0x2_FFFE
@@ -80,6 +89,14 @@ public enum InternetChecksum {
         // A 32-bit value is congruent to the sum of its two words modulo 0xFFFF, and ~old
         // complements both words at once.
         ~fold(UInt64(~checksum) &+ UInt64(~old) &+ UInt64(new))
+    }
+
+    /// The checksum after fields summing to `oldSum` are replaced by fields summing to `newSum`
+    /// (sums as ``sum(_:initial:)`` and ``pseudoHeaderSum(source:destination:protocol:length:)``
+    /// give them): RFC 1624 eqn. 3 over several fields at once.
+    @inlinable @inline(__always)
+    public static func update(_ checksum: UInt16, oldSum: UInt64, newSum: UInt64) -> UInt16 {
+        ~fold(UInt64(~checksum) &+ UInt64(~fold(oldSum)) &+ newSum)
     }
 
     /// The sum of the IPv4 pseudo-header (RFC 768): addresses, protocol, and transport length.

@@ -24,7 +24,7 @@ public struct UDPHeader {
     /// Wraps the IP payload. Throws ``PacketError/truncatedUDP`` below 8 bytes and
     /// ``PacketError/udpLengthMismatch`` when the length field is below 8 or beyond the buffer.
     /// A length shorter than the buffer is accepted and the rest ignored, as Linux trims it.
-    @inlinable
+    @inlinable @inline(__always)
     public init(_ buffer: UnsafeMutableRawBufferPointer) throws(PacketError) {
         guard let base = buffer.baseAddress, buffer.count >= Field.headerLength else { throw .truncatedUDP }
         let length = Int(UInt16(bigEndian: base.loadUnaligned(fromByteOffset: Field.length, as: UInt16.self)))
@@ -101,14 +101,14 @@ public struct UDPHeader {
     }
 
     /// True when the stored checksum is right, or is 0 (no checksum, allowed over IPv4).
-    @inlinable
+    @inlinable @inline(__always)
     public func isChecksumValid(source: IPv4Address, destination: IPv4Address) -> Bool {
         checksum == 0 || verify(InternetChecksum.pseudoHeaderSum(
             source: source, destination: destination, protocol: IPProtocol.udp, length: datagramLength))
     }
 
     /// True when the stored checksum is right; 0 is invalid over IPv6 (RFC 8200 section 8.1).
-    @inlinable
+    @inlinable @inline(__always)
     public func isChecksumValid(source: IPv6Address, destination: IPv6Address) -> Bool {
         checksum != 0 && verify(InternetChecksum.pseudoHeaderSum(
             source: source, destination: destination, nextHeader: IPProtocol.udp, length: datagramLength))
@@ -163,7 +163,7 @@ public struct UDPHeader {
     }
 
     /// True when the pseudo-header and the whole datagram, stored checksum included, sum to 0xFFFF.
-    @inlinable
+    @inlinable @inline(__always)
     func verify(_ pseudoHeader: UInt64) -> Bool {
         let sum = InternetChecksum.sum(UnsafeRawBufferPointer(start: base, count: datagramLength), initial: pseudoHeader)
         return InternetChecksum.fold(sum) == 0xFFFF

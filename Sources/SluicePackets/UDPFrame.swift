@@ -49,7 +49,7 @@ public enum UDPFrame {
     ///
     /// Throws the ``PacketError`` of the first problem, ``PacketError/notUDP`` for anything
     /// other than unfragmented UDP over IP, and ``PacketError/fragment`` for fragments.
-    @inlinable
+    @inlinable @inline(__always)
     public static func parse(
         _ frame: UnsafeMutableRawBufferPointer, linkLayer: LinkLayer
     ) throws(PacketError) -> UDPFrameLayout {

@@ -6,13 +6,15 @@ import SluicePackets
 ///
 /// To answer, rewrite ``payload`` (up to ``payloadCapacity`` bytes, set with
 /// ``payloadLength``) and return ``UDPAction/reply``: the stage turns the same frame around.
+/// A service that only reads uses ``readablePayload``: a payload the service never took for
+/// writing lets the stage keep the datagram's verified checksum instead of summing it again.
 public struct UDPDatagram {
     /// The sender.
     public var source: IPEndpoint
     /// The local endpoint it was sent to; a reply leaves from here.
     public var destination: IPEndpoint
-    /// The first payload byte.
-    public let payloadStart: UnsafeMutableRawPointer
+    @usableFromInline let start: UnsafeMutableRawPointer
+    @usableFromInline var payloadTakenForWriting = false
     /// The payload's length; set it to the reply's length before returning ``UDPAction/reply``.
     public var payloadLength: Int {
         didSet { precondition(payloadLength >= 0 && payloadLength <= payloadCapacity, "UDP payload past its frame") }
@@ -26,15 +28,38 @@ public struct UDPDatagram {
                 payloadLength: Int, payloadCapacity: Int) {
         self.source = source
         self.destination = destination
-        self.payloadStart = payloadStart
+        self.start = payloadStart
         self.payloadLength = payloadLength
         self.payloadCapacity = payloadCapacity
     }
 
-    /// The payload bytes, in place.
+    /// The first payload byte, for writing: taking it marks the payload as possibly changed.
+    @inlinable
+    public var payloadStart: UnsafeMutableRawPointer {
+        mutating get {
+            payloadTakenForWriting = true
+            return start
+        }
+    }
+
+    /// The payload bytes, in place, for writing: taking them marks the payload as possibly changed.
     @inlinable
     public var payload: UnsafeMutableRawBufferPointer {
-        UnsafeMutableRawBufferPointer(start: payloadStart, count: payloadLength)
+        mutating get {
+            payloadTakenForWriting = true
+            return UnsafeMutableRawBufferPointer(start: start, count: payloadLength)
+        }
+    }
+
+    /// Whether the service took the payload for writing (``payload`` or ``payloadStart``), so
+    /// its bytes may differ from those received.
+    @inlinable
+    public var payloadMayHaveChanged: Bool { payloadTakenForWriting }
+
+    /// The payload bytes, in place, for reading only.
+    @inlinable
+    public var readablePayload: UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: start, count: payloadLength)
     }
 }
 
@@ -111,7 +136,7 @@ public struct SockperfService: UDPService {
     @inlinable
     public mutating func handle(_ datagram: inout UDPDatagram, now: Instant) -> UDPAction {
         guard datagram.payloadLength >= Self.headerLength else { return .drop }
-        let flags = UInt16(bigEndian: datagram.payloadStart.loadUnaligned(fromByteOffset: Self.flagsOffset, as: UInt16.self))
+        let flags = UInt16(bigEndian: datagram.readablePayload.loadUnaligned(fromByteOffset: Self.flagsOffset, as: UInt16.self))
         guard flags & Self.client != 0, flags & Self.warmup == 0, flags & Self.pongRequest != 0 else { return .drop }
         datagram.payloadStart.storeBytes(of: (flags & ~Self.client).bigEndian, toByteOffset: Self.flagsOffset, as: UInt16.self)
         return .reply

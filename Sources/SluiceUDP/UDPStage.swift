@@ -106,6 +106,40 @@ struct LinkTemplate {
     }
 }
 
+/// A received datagram's verified UDP checksum and the endpoints it covered: enough to update
+/// it for a reply that carries the same payload between other endpoints.
+@usableFromInline
+struct ReceivedChecksum {
+    @usableFromInline let checksum: UInt16
+    @usableFromInline let fieldSum: UInt64
+
+    @inlinable @inline(__always)
+    init(checksum: UInt16, from: IPEndpoint, to: IPEndpoint) {
+        self.checksum = checksum
+        self.fieldSum = Self.fieldSum(from, to)
+    }
+
+    /// The checksum for the same payload and length from `from` to `to` (a swap leaves it as is).
+    @inlinable @inline(__always)
+    func updated(from: IPEndpoint, to: IPEndpoint) -> UInt16 {
+        InternetChecksum.update(checksum, oldSum: fieldSum, newSum: Self.fieldSum(from, to))
+    }
+
+    /// The sum of the addresses and ports a UDP checksum covers.
+    @inlinable @inline(__always)
+    static func fieldSum(_ from: IPEndpoint, _ to: IPEndpoint) -> UInt64 {
+        func addressSum(_ address: IPAddress) -> UInt64 {
+            switch address {
+            case .v4(let v4):
+                return UInt64(v4.rawValue)
+            case .v6(let v6):
+                return (v6.high >> 32) &+ (v6.high & 0xFFFF_FFFF) &+ (v6.low >> 32) &+ (v6.low & 0xFFFF_FFFF)
+            }
+        }
+        return addressSum(from.address) &+ addressSum(to.address) &+ UInt64(from.port) &+ UInt64(to.port)
+    }
+}
+
 /// What a ``UDPStage`` accepts of Ethernet and IP frames that no kernel has checked (AF_XDP,
 /// TAP): the Linux stack's rules for a socket bound to the listen address, so the stage takes
 /// exactly what the kernel would deliver to that socket. Every rule is off by default (a stage
@@ -224,7 +258,7 @@ public struct UDPStage<Service: UDPService>: Stage {
 
     // MARK: Ethernet and IP frames
 
-    @inlinable
+    @inlinable @inline(__always)
     mutating func handleFrame(_ packet: inout Packet, linkLayer: LinkLayer, now: Instant) -> Bool {
         let layout: UDPFrameLayout
         do {
@@ -273,9 +307,11 @@ public struct UDPStage<Service: UDPService>: Stage {
             _counters.notLocal &+= 1
             return false
         }
+        // The received UDP checksum once verified (and not "none"): a reply whose payload the
+        // service left alone updates it for the new addresses instead of summing the payload.
+        var verifiedChecksum: UInt16?
         if verifiesChecksums {
-            if !layout.isIPv6, InternetChecksum.checksum(UnsafeRawBufferPointer(
-                start: network, count: layout.transportOffset - layout.networkOffset)) != 0 {
+            if !layout.isIPv6, !Self.isIPv4HeaderChecksumValid(network, length: layout.transportOffset - layout.networkOffset) {
                 _counters.badIPChecksum &+= 1
                 return false
             }
@@ -283,15 +319,18 @@ public struct UDPStage<Service: UDPService>: Stage {
                 _counters.badChecksum &+= 1
                 return false
             }
+            let stored = UInt16(bigEndian: transport.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
+            if stored != 0 { verifiedChecksum = stored }
         }
         let sourcePort = UInt16(bigEndian: transport.loadUnaligned(as: UInt16.self))
         let destinationPort = UInt16(bigEndian: transport.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
+        let received = (source: IPEndpoint(address: source, port: sourcePort),
+                        destination: IPEndpoint(address: destination, port: destinationPort))
         // A reply drops IP options and extension headers, so its IP header is the fixed one.
         let replyHeaders = layout.networkOffset + (layout.isIPv6 ? 40 : 20) + 8
         let room = packet.capacity - packet.offset - layout.payloadOffset
         var datagram = UDPDatagram(
-            source: IPEndpoint(address: source, port: sourcePort),
-            destination: IPEndpoint(address: destination, port: destinationPort),
+            source: received.source, destination: received.destination,
             payloadStart: data + layout.payloadOffset, payloadLength: layout.payloadLength,
             payloadCapacity: min(room, 65535 - (replyHeaders - layout.networkOffset)))
         _counters.datagrams &+= 1
@@ -328,8 +367,12 @@ public struct UDPStage<Service: UDPService>: Stage {
             from = IPEndpoint(address: own, port: from.port)
         }
         let groupFrame = linkLayer == .ethernet && data.load(as: UInt8.self) & 1 == 1
+        var unchanged: ReceivedChecksum?
+        if let checksum = verifiedChecksum, !datagram.payloadMayHaveChanged, datagram.payloadLength == layout.payloadLength {
+            unchanged = ReceivedChecksum(checksum: checksum, from: received.source, to: received.destination)
+        }
         Self.turnAround(&packet, layout: layout, linkLayer: linkLayer, from: from, to: target,
-                        payloadLength: datagram.payloadLength)
+                        payloadLength: datagram.payloadLength, unchangedPayload: unchanged)
         if groupFrame, let localMAC = acceptance.localMAC { localMAC.store(networkBytesAt: packet.dataStart + 6) }
         return true
     }
@@ -396,7 +439,7 @@ public struct UDPStage<Service: UDPService>: Stage {
     /// Whether the kernel would drop the packet for a martian address: 0.0.0.0/8, 127/8 or a
     /// group address as the source (or 0/8, 127/8 as the destination) over IPv4; `::`, `::1`, a
     /// multicast or an IPv4-mapped source (or `::`, `::1` as the destination) over IPv6.
-    @inlinable
+    @inlinable @inline(__always)
     static func isMartian(source: IPAddress, destination: IPAddress) -> Bool {
         switch (source, destination) {
         case let (.v4(s), .v4(d)):
@@ -418,7 +461,7 @@ public struct UDPStage<Service: UDPService>: Stage {
         }
     }
 
-    @inlinable
+    @inlinable @inline(__always)
     static func isChecksumValid(transport: UnsafeMutableRawPointer, layout: UDPFrameLayout,
                                 source: IPAddress, destination: IPAddress) -> Bool {
         guard let udp = try? UDPHeader(UnsafeMutableRawBufferPointer(
@@ -431,11 +474,22 @@ public struct UDPStage<Service: UDPService>: Stage {
         }
     }
 
+    /// Whether an IPv4 header (`length` bytes, options included) sums to zero.
+    @inlinable @inline(__always)
+    static func isIPv4HeaderChecksumValid(_ network: UnsafeMutableRawPointer, length: Int) -> Bool {
+        let sum = length == 20 ? InternetChecksum.sum(twentyBytesAt: network)
+            : InternetChecksum.sum(UnsafeRawBufferPointer(start: network, count: length))
+        return InternetChecksum.fold(sum) == 0xFFFF
+    }
+
     /// Rewrites a received frame, in place, into a datagram from `from` to `to` carrying the
-    /// first `payloadLength` bytes already at the payload's place.
-    @inlinable
+    /// first `payloadLength` bytes already at the payload's place. With `unchangedPayload` (the
+    /// received datagram's verified checksum and endpoints, its payload and length untouched),
+    /// the UDP checksum is updated for the new endpoints rather than summed over the payload.
+    @inlinable @inline(__always)
     static func turnAround(_ packet: inout Packet, layout: UDPFrameLayout, linkLayer: LinkLayer,
-                           from: IPEndpoint, to: IPEndpoint, payloadLength: Int) {
+                           from: IPEndpoint, to: IPEndpoint, payloadLength: Int,
+                           unchangedPayload: ReceivedChecksum? = nil) {
         let fixedIPHeader = layout.isIPv6 ? 40 : 20
         // Options and extension headers sit between the fixed IP header and UDP: slide the
         // link and fixed IP headers up against UDP instead of moving the payload.
@@ -461,32 +515,50 @@ public struct UDPStage<Service: UDPService>: Stage {
         udpBytes.storeBytes(of: to.port.bigEndian, toByteOffset: 2, as: UInt16.self)
         udpBytes.storeBytes(of: udpLength.bigEndian, toByteOffset: 4, as: UInt16.self)
         udpBytes.storeBytes(of: UInt16(0), toByteOffset: 6, as: UInt16.self)
+        // The header's words from their values and the payload from memory: reading back the
+        // header just stored would stall store forwarding.
+        let udpHeaderSum = UInt64(from.port) &+ UInt64(to.port) &+ UInt64(udpLength)
+        let payload = UnsafeRawBufferPointer(start: udpBytes.baseAddress! + 8, count: payloadLength)
         let checksum: UInt16
         switch (from.address, to.address) {
         case let (.v4(source), .v4(destination)):
-            network.storeBytes(of: UInt8(0x45), as: UInt8.self)
-            network.storeBytes(of: UInt16(truncatingIfNeeded: 20 + 8 + payloadLength).bigEndian, toByteOffset: 2, as: UInt16.self)
+            let versionAndTOS = UInt16(0x4500) | UInt16(network.load(fromByteOffset: 1, as: UInt8.self))
+            let totalLength = UInt16(truncatingIfNeeded: 20 + 8 + payloadLength)
+            let flags = UInt16(0x4000)  // DF, no fragment; identification 0 (RFC 6864)
+            let timeToLiveAndProtocol = UInt16(64) << 8 | UInt16(IPProtocol.udp)
+            // Summed from the values, not read back from the bytes just stored: a wide load
+            // over narrow stores stalls store forwarding.
+            let headerSum = ~InternetChecksum.fold(
+                UInt64(versionAndTOS) &+ UInt64(totalLength) &+ UInt64(flags) &+ UInt64(timeToLiveAndProtocol)
+                    &+ UInt64(source.rawValue) &+ UInt64(destination.rawValue))
+            network.storeBytes(of: versionAndTOS.bigEndian, as: UInt16.self)
+            network.storeBytes(of: totalLength.bigEndian, toByteOffset: 2, as: UInt16.self)
             network.storeBytes(of: UInt16(0), toByteOffset: 4, as: UInt16.self)
-            network.storeBytes(of: UInt16(0x4000).bigEndian, toByteOffset: 6, as: UInt16.self)  // DF, no fragment
-            network.storeBytes(of: UInt8(64), toByteOffset: 8, as: UInt8.self)
-            network.storeBytes(of: IPProtocol.udp, toByteOffset: 9, as: UInt8.self)
-            network.storeBytes(of: UInt16(0), toByteOffset: 10, as: UInt16.self)
+            network.storeBytes(of: flags.bigEndian, toByteOffset: 6, as: UInt16.self)
+            network.storeBytes(of: timeToLiveAndProtocol.bigEndian, toByteOffset: 8, as: UInt16.self)
+            network.storeBytes(of: headerSum.bigEndian, toByteOffset: 10, as: UInt16.self)
             source.store(networkBytesAt: network + 12)
             destination.store(networkBytesAt: network + 16)
-            let headerSum = InternetChecksum.checksum(UnsafeRawBufferPointer(start: network, count: 20))
-            network.storeBytes(of: headerSum.bigEndian, toByteOffset: 10, as: UInt16.self)
-            let pseudo = InternetChecksum.pseudoHeaderSum(
-                source: source, destination: destination, protocol: IPProtocol.udp, length: Int(udpLength))
-            checksum = InternetChecksum.checksum(UnsafeRawBufferPointer(udpBytes), initial: pseudo)
+            if let unchangedPayload {
+                checksum = unchangedPayload.updated(from: from, to: to)
+            } else {
+                let pseudo = InternetChecksum.pseudoHeaderSum(
+                    source: source, destination: destination, protocol: IPProtocol.udp, length: Int(udpLength))
+                checksum = InternetChecksum.checksum(payload, initial: pseudo &+ udpHeaderSum)
+            }
         case let (.v6(source), .v6(destination)):
             network.storeBytes(of: udpLength.bigEndian, toByteOffset: 4, as: UInt16.self)
             network.storeBytes(of: IPProtocol.udp, toByteOffset: 6, as: UInt8.self)
             network.storeBytes(of: UInt8(64), toByteOffset: 7, as: UInt8.self)
             source.store(networkBytesAt: network + 8)
             destination.store(networkBytesAt: network + 24)
-            let pseudo = InternetChecksum.pseudoHeaderSum(
-                source: source, destination: destination, nextHeader: IPProtocol.udp, length: Int(udpLength))
-            checksum = InternetChecksum.checksum(UnsafeRawBufferPointer(udpBytes), initial: pseudo)
+            if let unchangedPayload {
+                checksum = unchangedPayload.updated(from: from, to: to)
+            } else {
+                let pseudo = InternetChecksum.pseudoHeaderSum(
+                    source: source, destination: destination, nextHeader: IPProtocol.udp, length: Int(udpLength))
+                checksum = InternetChecksum.checksum(payload, initial: pseudo &+ udpHeaderSum)
+            }
         default:
             preconditionFailure("UDP stage: reply families checked before")
         }

@@ -40,6 +40,15 @@ struct ShoutService: UDPService {
     }
 }
 
+/// Reverses the payload in place: same length, other bytes.
+struct ReverseService: UDPService {
+    mutating func handle(_ datagram: inout UDPDatagram, now: Instant) -> UDPAction {
+        var payload = datagram.payload
+        payload.reverse()
+        return .reply
+    }
+}
+
 /// Sends everything to a fixed endpoint.
 struct ForwardService: UDPService {
     var target: IPEndpoint
@@ -165,6 +174,49 @@ struct AnnounceService: UDPService {
         let verified = run(UDPEchoService(), frames: [frame], verify: true)
         #expect(verified.out.isEmpty && verified.stage.counters.badChecksum == 1 && verified.balanced)
         #expect(run(UDPEchoService(), frames: [frame], verify: false).out.count == 1)
+    }
+
+    /// A verified checksum is kept (a swap) or updated (another endpoint) when the service leaves
+    /// the payload alone, and summed afresh when it takes the payload for writing: every reply
+    /// must check out by the reference's own sum, over both families and many lengths and ports.
+    @Test func verifiedChecksumsAreUpdatedOnlyWhenThePayloadIsUntouched() throws {
+        var generator = SystemRandomNumberGenerator()
+        for ipv6 in [false, true] {
+            let forward = IPEndpoint(ipv6 ? "[2001:2::77]:4242" : "198.18.1.77:4242")!
+            for length in [0, 1, 2, 17, 64, 1400] {
+                let payload = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+                let frame = Reference.frame(
+                    source: ipv6 ? client6 : client4, destination: ipv6 ? server6 : server4,
+                    sourcePort: .random(in: 1...65535, using: &generator),
+                    destinationPort: .random(in: 1...65535, using: &generator), payload: payload)
+                let echo = run(UDPEchoService(), frames: [frame], verify: true)
+                let forwarded = run(ForwardService(target: forward), frames: [frame], verify: true)
+                let rewritten = run(ReverseService(), frames: [frame], verify: true)
+                for (name, result, expected) in [("echo", echo.out, payload), ("forward", forwarded.out, payload),
+                                                 ("rewrite", rewritten.out, payload.reversed())] {
+                    let reply = try #require(result.first.flatMap { Reference.parseUDP($0) }, "\(name) \(length)")
+                    #expect(reply.payload == expected, "\(name) \(length)")
+                    #expect(reply.udpChecksumValid && !reply.udpChecksumAbsent && reply.ipChecksumValid, "\(name) \(length)")
+                }
+            }
+        }
+    }
+
+    /// A datagram whose checksum computed to zero travels as 0xFFFF (RFC 768); its echo must too.
+    @Test func aChecksumOfAllOnesIsKeptAsAllOnes() throws {
+        var payload: [UInt8] = [0x10, 0x20, 0, 0]
+        let unset = Reference.frame(source: client4, destination: server4, sourcePort: 7, destinationPort: 9,
+                                    payload: payload)
+        let stored = UInt16(unset[40]) << 8 | UInt16(unset[41])
+        // The last word set to the checksum makes the whole sum all ones: the checksum computes to 0.
+        payload[2] = UInt8(stored >> 8)
+        payload[3] = UInt8(stored & 0xFF)
+        let frame = Reference.frame(source: client4, destination: server4, sourcePort: 7, destinationPort: 9,
+                                    payload: payload)
+        #expect(frame[40] == 0xFF && frame[41] == 0xFF)
+        let reply = try #require(run(UDPEchoService(), frames: [frame], verify: true).out.first)
+        #expect(reply[40] == 0xFF && reply[41] == 0xFF)
+        #expect(Reference.parseUDP(reply)?.udpChecksumValid == true)
     }
 
     @Test func aFullBatchIsAnsweredInOrder() throws {
