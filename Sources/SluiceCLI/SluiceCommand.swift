@@ -36,18 +36,9 @@ enum Responder: String, ExpressibleByArgument, CaseIterable {
 /// each value in `range`, at most `limit` values in all.
 func parseNumberList<T: FixedWidthInteger>(_ text: String, of what: String, in range: ClosedRange<T> = T.min...T.max,
                                            limit: Int = 1024) throws -> [T] {
-    var values: [T] = []
-    let bad = ValidationError("bad \(what) list '\(text)': use forms like 1 or 0,1 or 0-3, values \(range.lowerBound) to "
+    guard let values = NumberList.parse(text, in: range, limit: limit) else {
+        throw ValidationError("bad \(what) list '\(text)': use forms like 1 or 0,1 or 0-3, values \(range.lowerBound) to "
                               + "\(range.upperBound), at most \(limit) of them")
-    guard !text.isEmpty else { return [] }
-    for part in text.split(separator: ",", omittingEmptySubsequences: false) {
-        let bounds = part.split(separator: "-", omittingEmptySubsequences: false).map { T($0) }
-        guard (1...2).contains(bounds.count), let low = bounds.first ?? nil, let high = bounds.last ?? nil,
-              low <= high, range.contains(low), range.contains(high) else { throw bad }
-        // The span, counted without overflow, must keep the whole list within `limit`.
-        let (span, overflow) = high.subtractingReportingOverflow(low)
-        guard !overflow, UInt64(clamping: span) < UInt64(clamping: limit - values.count) else { throw bad }
-        values += Array(low...high)
     }
     return values
 }

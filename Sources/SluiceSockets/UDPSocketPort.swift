@@ -202,7 +202,7 @@ public struct UDPSocketPort: Port, ~Copyable {
         }
         let frame = pool.base + Int(address)
         let header = DatagramHeader(frameStart: frame)
-        let segmentSize = readControl(&messages[slot].msg_hdr, into: header)
+        let segmentSize = DatagramControl.readAll(&messages[slot].msg_hdr, into: header, local: localEndpoint)
         _counters.receivedPackets &+= 1
         _counters.receivedBytes &+= UInt64(length)
         if segmentSize > 0 && length > segmentSize {
@@ -213,21 +213,6 @@ public struct UDPSocketPort: Port, ~Copyable {
         } else {
             batch.append(pool.packet(at: address, offset: headroom, length: length))
         }
-    }
-
-    /// Reads `IP_PKTINFO`, `IPV6_PKTINFO` and `UDP_GRO` into the header; returns the GRO segment size (0 if none).
-    @inlinable
-    func readControl(_ message: inout msghdr, into header: DatagramHeader) -> Int {
-        var segmentSize = 0
-        header.interfaceIndex = 0
-        header.local = localEndpoint
-        var cmsg = sluice_cmsg_firsthdr(&message)
-        while let c = cmsg {
-            let size = DatagramControl.read(c, into: header, port: localEndpoint.port)
-            if size > 0 { segmentSize = size }
-            cmsg = sluice_cmsg_nxthdr(&message, c)
-        }
-        return segmentSize
     }
 
     /// Splits coalesced receives into the batch: every segment but the last is copied into a

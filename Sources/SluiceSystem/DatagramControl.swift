@@ -54,30 +54,56 @@ public enum DatagramControl {
     /// Reads one received control message into `header`: `IP_PKTINFO`/`IPV6_PKTINFO` give the
     /// local address the datagram came to (with `port`) and its interface. Returns the `UDP_GRO`
     /// segment size when that is what it carries, 0 otherwise.
+    /// `available` is the number of control bytes from `message` to the end of the buffer. A
+    /// message shorter than what its level and type say it carries (a truncated control buffer,
+    /// `MSG_CTRUNC`), or one claiming more than the buffer holds, is passed over.
     @inlinable
-    public static func read(_ message: UnsafePointer<cmsghdr>, into header: DatagramHeader, port: UInt16) -> Int {
+    public static func read(_ message: UnsafePointer<cmsghdr>, available: Int, into header: DatagramHeader,
+                            port: UInt16) -> Int {
         let data = UnsafeRawPointer(sluice_cmsg_data(UnsafeMutablePointer(mutating: message))!)
+        func holds(_ size: Int) -> Bool {
+            sluice_cmsg_len(size) <= min(Int(message.pointee.cmsg_len), available)
+        }
         switch (message.pointee.cmsg_level, message.pointee.cmsg_type) {
-        case (Int32(IPPROTO_IP), Int32(IP_PKTINFO)):
+        case (Int32(IPPROTO_IP), Int32(IP_PKTINFO)) where holds(MemoryLayout<sluice_in_pktinfo>.size):
             // ipi_spec_dst, not ipi_addr (the header's destination): the local address the
             // kernel would answer from, which for a broadcast request is the interface's own.
             header.interfaceIndex = data.loadUnaligned(
                 fromByteOffset: MemoryLayout<sluice_in_pktinfo>.offset(of: \.ipi_ifindex)!, as: UInt32.self)
             let source = data + MemoryLayout<sluice_in_pktinfo>.offset(of: \.ipi_spec_dst)!
             header.local = IPEndpoint(address: .v4(IPv4Address(networkBytesAt: source)), port: port)
-        case (Int32(IPPROTO_IPV6), Int32(IPV6_PKTINFO)):
+        case (Int32(IPPROTO_IPV6), Int32(IPV6_PKTINFO)) where holds(MemoryLayout<sluice_in6_pktinfo>.size):
             header.interfaceIndex = data.loadUnaligned(
                 fromByteOffset: MemoryLayout<sluice_in6_pktinfo>.offset(of: \.ipi6_ifindex)!, as: UInt32.self)
             let destination = data + MemoryLayout<sluice_in6_pktinfo>.offset(of: \.ipi6_addr)!
             let address = IPAddress.v6(IPv6Address(networkBytesAt: destination)).unmapped
             // A reply never leaves from a multicast or broadcast address: let routing choose.
             header.local = IPEndpoint(address: address.isMulticastOrBroadcast ? address.unspecified : address, port: port)
-        case (Int32(IPPROTO_UDP), sluice_UDP_GRO):
-            return Int(data.loadUnaligned(as: Int32.self))
+        case (Int32(IPPROTO_UDP), sluice_UDP_GRO) where holds(MemoryLayout<Int32>.size):
+            return max(0, Int(data.loadUnaligned(as: Int32.self)))
         default:
             break
         }
         return 0
+    }
+
+    /// Reads every control message of a received `message` (``read(_:available:into:port:)`` each) into
+    /// `header`, after setting its local endpoint to `local` and its interface to none; returns
+    /// the `UDP_GRO` segment size, 0 if none.
+    @inlinable
+    public static func readAll(_ message: inout msghdr, into header: DatagramHeader, local: IPEndpoint) -> Int {
+        var segmentSize = 0
+        header.interfaceIndex = 0
+        header.local = local
+        guard let control = UnsafeRawPointer(message.msg_control) else { return 0 }
+        let end = control + message.msg_controllen
+        var cmsg = sluice_cmsg_firsthdr(&message)
+        while let c = cmsg {
+            let size = read(c, available: UnsafeRawPointer(c).distance(to: end), into: header, port: local.port)
+            if size > 0 { segmentSize = size }
+            cmsg = sluice_cmsg_nxthdr(&message, c)
+        }
+        return segmentSize
     }
 
     /// Rewrites the peer a service wrote as plain IPv4 into IPv4-mapped form for an IPv6 socket,

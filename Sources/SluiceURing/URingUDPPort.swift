@@ -265,9 +265,12 @@ public struct URingUDPPort: Port, ~Copyable {
     func readControl(_ out: UnsafeMutablePointer<io_uring_recvmsg_out>, into header: DatagramHeader) {
         header.interfaceIndex = 0
         header.local = localEndpoint
+        // The control bytes follow the header and the name (liburing's io_uring_recvmsg_cmsg_firsthdr).
+        let end = UnsafeRawPointer(out) + MemoryLayout<io_uring_recvmsg_out>.size + Int(receiveMessage.pointee.msg_namelen)
+            + Int(out.pointee.controllen)
         var cmsg = io_uring_recvmsg_cmsg_firsthdr(out, receiveMessage)
         while let c = cmsg {
-            _ = DatagramControl.read(c, into: header, port: localEndpoint.port)
+            _ = DatagramControl.read(c, available: UnsafeRawPointer(c).distance(to: end), into: header, port: localEndpoint.port)
             cmsg = io_uring_recvmsg_cmsg_nexthdr(out, receiveMessage, c)
         }
     }

@@ -25,6 +25,11 @@ let package = Package(
         fuzzTarget("fuzz-addresses", [.product(name: "SluicePackets", package: "Sluice")]),
         fuzzTarget("fuzz-reassembly", [.product(name: "SluiceHost", package: "Sluice"), .product(name: "SluiceCore", package: "Sluice")]),
         fuzzTarget("fuzz-tls-server", [.product(name: "SluiceTLS", package: "Sluice")]),
+        fuzzTarget("fuzz-control-messages", [.product(name: "SluiceSystem", package: "Sluice"), .product(name: "SluicePackets", package: "Sluice")]),
+        fuzzTarget("fuzz-virtio-net", [.product(name: "SluiceTUN", package: "Sluice"), .product(name: "SluiceCore", package: "Sluice")]),
+        fuzzTarget("fuzz-host-stage", [.product(name: "SluiceHost", package: "Sluice"), .product(name: "SluiceUDP", package: "Sluice"),
+                                       .product(name: "SluiceCore", package: "Sluice"), .product(name: "SluicePackets", package: "Sluice")]),
+        fuzzTarget("fuzz-number-list", [.product(name: "SluiceSystem", package: "Sluice")]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -31,9 +31,27 @@ func fuzz(_ start: UnsafePointer<UInt8>?, _ count: Int) -> Int32 {
     input[index].length = bytes.count
     input[index].data.copyBytes(from: UnsafeRawBufferPointer(bytes))
     stage.handle(&input, output: &output, now: Instant(nanoseconds: 1))
+    if format != .datagram, output.count == 1 {
+        precondition(replyChecksumsAreValid(output[0].data, linkLayer: format == .ethernet ? .ethernet : .ip),
+                     "a reply with a wrong checksum")
+    }
     output.releaseAll()
     precondition(pool.tally(held: 0).isBalanced, "a frame went missing")
     return 0
+}
+
+/// Whether a reply's IPv4 header and UDP checksums hold, as a peer's kernel checks them.
+func replyChecksumsAreValid(_ frame: UnsafeMutableRawBufferPointer, linkLayer: LinkLayer) -> Bool {
+    guard let layout = try? UDPFrame.parse(frame, linkLayer: linkLayer),
+          let udp = try? UDPHeader(UnsafeMutableRawBufferPointer(rebasing: frame[layout.transportOffset...]))
+    else { return false }
+    let network = frame.baseAddress! + layout.networkOffset
+    if layout.isIPv6 {
+        return udp.isChecksumValid(source: IPv6Address(networkBytesAt: network + 8), destination: IPv6Address(networkBytesAt: network + 24))
+    }
+    let header = UnsafeRawBufferPointer(start: network, count: layout.transportOffset - layout.networkOffset)
+    return InternetChecksum.checksum(header) == 0 && udp.checksum != 0
+        && udp.isChecksumValid(source: IPv4Address(networkBytesAt: network + 12), destination: IPv4Address(networkBytesAt: network + 16))
 }
 
 runFuzzer(fuzz)
