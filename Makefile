@@ -17,7 +17,7 @@ BPF_OBJECTS := bpf/xsk_redirect.bpf.o bpf/xsk_redirect_frags.bpf.o bpf/udp_drop.
 BPF_CLANG ?= $(shell command -v clang-14 || command -v clang)
 BPF_INCLUDES := -I/usr/include/$(shell uname -m)-linux-gnu
 
-.PHONY: all deps bpf build release test test-asan test-tsan layers docs man fuzz soak demo echo-demo bench-micro clean
+.PHONY: all deps bpf build release test test-asan layers docs man fuzz soak demo echo-demo bench-micro clean
 
 all: build
 
@@ -53,13 +53,6 @@ test: deps layers docs man
 # runtime keeps its metadata caches for the life of the process. FILTER=regex runs a part.
 test-asan: deps
 	ASAN_OPTIONS=detect_leaks=0 $(SWIFT) test --sanitize=address --scratch-path .build-asan $(if $(FILTER),--filter '$(FILTER)')
-
-# The parts that run threads of their own under ThreadSanitizer: workers and the server around
-# them, the metrics they publish and the endpoint that reads them, the TCP engine's loop, the
-# identity change broadcast to every thread.
-TSAN_FILTER ?= UDPServerAPITests|MetricsTests|SluicePrometheusTests|TCPEchoTests|PrivilegeTests|WorkerThread
-test-tsan: deps
-	$(SWIFT) test --sanitize=thread --scratch-path .build-tsan --filter '$(TSAN_FILTER)'
 
 # The library products' API documentation (DocC, with the Sluice catalog's articles and tutorial);
 # any warning fails. The archives land in .build/plugins/Swift-DocC/outputs.
@@ -113,4 +106,4 @@ bench-micro: deps
 	cd Benchmarks && $(SWIFT) package benchmark && $(SWIFT) package benchmark thresholds check
 
 clean:
-	rm -rf .build .build-asan .build-tsan .build-fuzz bpf/*.o
+	rm -rf .build .build-asan .build-fuzz bpf/*.o
