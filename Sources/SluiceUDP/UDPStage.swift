@@ -106,37 +106,18 @@ struct LinkTemplate {
     }
 }
 
-/// A received datagram's verified UDP checksum and the endpoints it covered: enough to update
-/// it for a reply that carries the same payload between other endpoints.
+/// A received datagram's verified UDP checksum and the sum of what it covered besides the
+/// payload (`UDPStage.headerSum(from:to:udpLength:)`): enough to update it for a reply that
+/// carries the same payload between other endpoints.
 @usableFromInline
 struct ReceivedChecksum {
     @usableFromInline let checksum: UInt16
-    @usableFromInline let fieldSum: UInt64
+    @usableFromInline let headerSum: UInt64
 
-    @inlinable @inline(__always)
-    init(checksum: UInt16, from: IPEndpoint, to: IPEndpoint) {
+    @inlinable
+    init(checksum: UInt16, headerSum: UInt64) {
         self.checksum = checksum
-        self.fieldSum = Self.fieldSum(from, to)
-    }
-
-    /// The checksum for the same payload and length from `from` to `to` (a swap leaves it as is).
-    @inlinable @inline(__always)
-    func updated(from: IPEndpoint, to: IPEndpoint) -> UInt16 {
-        InternetChecksum.update(checksum, oldSum: fieldSum, newSum: Self.fieldSum(from, to))
-    }
-
-    /// The sum of the addresses and ports a UDP checksum covers.
-    @inlinable @inline(__always)
-    static func fieldSum(_ from: IPEndpoint, _ to: IPEndpoint) -> UInt64 {
-        func addressSum(_ address: IPAddress) -> UInt64 {
-            switch address {
-            case .v4(let v4):
-                return UInt64(v4.rawValue)
-            case .v6(let v6):
-                return (v6.high >> 32) &+ (v6.high & 0xFFFF_FFFF) &+ (v6.low >> 32) &+ (v6.low & 0xFFFF_FFFF)
-            }
-        }
-        return addressSum(from.address) &+ addressSum(to.address) &+ UInt64(from.port) &+ UInt64(to.port)
+        self.headerSum = headerSum
     }
 }
 
@@ -311,7 +292,8 @@ public struct UDPStage<Service: UDPService>: Stage {
         // service left alone updates it for the new addresses instead of summing the payload.
         var verifiedChecksum: UInt16?
         if verifiesChecksums {
-            if !layout.isIPv6, !Self.isIPv4HeaderChecksumValid(network, length: layout.transportOffset - layout.networkOffset) {
+            if !layout.isIPv6, InternetChecksum.checksum(UnsafeRawBufferPointer(
+                start: network, count: layout.transportOffset - layout.networkOffset)) != 0 {
                 _counters.badIPChecksum &+= 1
                 return false
             }
@@ -369,7 +351,8 @@ public struct UDPStage<Service: UDPService>: Stage {
         let groupFrame = linkLayer == .ethernet && data.load(as: UInt8.self) & 1 == 1
         var unchanged: ReceivedChecksum?
         if let checksum = verifiedChecksum, !datagram.payloadMayHaveChanged, datagram.payloadLength == layout.payloadLength {
-            unchanged = ReceivedChecksum(checksum: checksum, from: received.source, to: received.destination)
+            unchanged = ReceivedChecksum(checksum: checksum, headerSum: Self.headerSum(
+                from: received.source, to: received.destination, udpLength: UInt16(truncatingIfNeeded: 8 + layout.payloadLength)))
         }
         Self.turnAround(&packet, layout: layout, linkLayer: linkLayer, from: from, to: target,
                         payloadLength: datagram.payloadLength, unchangedPayload: unchanged)
@@ -474,12 +457,21 @@ public struct UDPStage<Service: UDPService>: Stage {
         }
     }
 
-    /// Whether an IPv4 header (`length` bytes, options included) sums to zero.
+    /// The sum of everything a UDP checksum covers besides the payload: the pseudo-header and
+    /// the UDP header's words (its checksum field as zero).
     @inlinable @inline(__always)
-    static func isIPv4HeaderChecksumValid(_ network: UnsafeMutableRawPointer, length: Int) -> Bool {
-        let sum = length == 20 ? InternetChecksum.sum(twentyBytesAt: network)
-            : InternetChecksum.sum(UnsafeRawBufferPointer(start: network, count: length))
-        return InternetChecksum.fold(sum) == 0xFFFF
+    static func headerSum(from: IPEndpoint, to: IPEndpoint, udpLength: UInt16) -> UInt64 {
+        let udpHeader = UInt64(from.port) &+ UInt64(to.port) &+ UInt64(udpLength)
+        switch (from.address, to.address) {
+        case let (.v4(source), .v4(destination)):
+            return udpHeader &+ InternetChecksum.pseudoHeaderSum(
+                source: source, destination: destination, protocol: IPProtocol.udp, length: Int(udpLength))
+        case let (.v6(source), .v6(destination)):
+            return udpHeader &+ InternetChecksum.pseudoHeaderSum(
+                source: source, destination: destination, nextHeader: IPProtocol.udp, length: Int(udpLength))
+        default:
+            preconditionFailure("UDP stage: reply families checked before")
+        }
     }
 
     /// Rewrites a received frame, in place, into a datagram from `from` to `to` carrying the
@@ -515,11 +507,6 @@ public struct UDPStage<Service: UDPService>: Stage {
         udpBytes.storeBytes(of: to.port.bigEndian, toByteOffset: 2, as: UInt16.self)
         udpBytes.storeBytes(of: udpLength.bigEndian, toByteOffset: 4, as: UInt16.self)
         udpBytes.storeBytes(of: UInt16(0), toByteOffset: 6, as: UInt16.self)
-        // The header's words from their values and the payload from memory: reading back the
-        // header just stored would stall store forwarding.
-        let udpHeaderSum = UInt64(from.port) &+ UInt64(to.port) &+ UInt64(udpLength)
-        let payload = UnsafeRawBufferPointer(start: udpBytes.baseAddress! + 8, count: payloadLength)
-        let checksum: UInt16
         switch (from.address, to.address) {
         case let (.v4(source), .v4(destination)):
             let versionAndTOS = UInt16(0x4500) | UInt16(network.load(fromByteOffset: 1, as: UInt8.self))
@@ -528,7 +515,7 @@ public struct UDPStage<Service: UDPService>: Stage {
             let timeToLiveAndProtocol = UInt16(64) << 8 | UInt16(IPProtocol.udp)
             // Summed from the values, not read back from the bytes just stored: a wide load
             // over narrow stores stalls store forwarding.
-            let headerSum = ~InternetChecksum.fold(
+            let ipHeaderChecksum = ~InternetChecksum.fold(
                 UInt64(versionAndTOS) &+ UInt64(totalLength) &+ UInt64(flags) &+ UInt64(timeToLiveAndProtocol)
                     &+ UInt64(source.rawValue) &+ UInt64(destination.rawValue))
             network.storeBytes(of: versionAndTOS.bigEndian, as: UInt16.self)
@@ -536,31 +523,26 @@ public struct UDPStage<Service: UDPService>: Stage {
             network.storeBytes(of: UInt16(0), toByteOffset: 4, as: UInt16.self)
             network.storeBytes(of: flags.bigEndian, toByteOffset: 6, as: UInt16.self)
             network.storeBytes(of: timeToLiveAndProtocol.bigEndian, toByteOffset: 8, as: UInt16.self)
-            network.storeBytes(of: headerSum.bigEndian, toByteOffset: 10, as: UInt16.self)
+            network.storeBytes(of: ipHeaderChecksum.bigEndian, toByteOffset: 10, as: UInt16.self)
             source.store(networkBytesAt: network + 12)
             destination.store(networkBytesAt: network + 16)
-            if let unchangedPayload {
-                checksum = unchangedPayload.updated(from: from, to: to)
-            } else {
-                let pseudo = InternetChecksum.pseudoHeaderSum(
-                    source: source, destination: destination, protocol: IPProtocol.udp, length: Int(udpLength))
-                checksum = InternetChecksum.checksum(payload, initial: pseudo &+ udpHeaderSum)
-            }
         case let (.v6(source), .v6(destination)):
             network.storeBytes(of: udpLength.bigEndian, toByteOffset: 4, as: UInt16.self)
             network.storeBytes(of: IPProtocol.udp, toByteOffset: 6, as: UInt8.self)
             network.storeBytes(of: UInt8(64), toByteOffset: 7, as: UInt8.self)
             source.store(networkBytesAt: network + 8)
             destination.store(networkBytesAt: network + 24)
-            if let unchangedPayload {
-                checksum = unchangedPayload.updated(from: from, to: to)
-            } else {
-                let pseudo = InternetChecksum.pseudoHeaderSum(
-                    source: source, destination: destination, nextHeader: IPProtocol.udp, length: Int(udpLength))
-                checksum = InternetChecksum.checksum(payload, initial: pseudo &+ udpHeaderSum)
-            }
         default:
             preconditionFailure("UDP stage: reply families checked before")
+        }
+        // The header's words from their values and the payload from memory: reading back the
+        // header just stored would stall store forwarding.
+        let headerSum = Self.headerSum(from: from, to: to, udpLength: udpLength)
+        let checksum = if let unchangedPayload {
+            InternetChecksum.update(unchangedPayload.checksum, oldSum: unchangedPayload.headerSum, newSum: headerSum)
+        } else {
+            InternetChecksum.checksum(UnsafeRawBufferPointer(start: udpBytes.baseAddress! + 8, count: payloadLength),
+                                      initial: headerSum)
         }
         // RFC 768: a computed zero is sent as all ones (zero means "no checksum").
         udpBytes.storeBytes(of: (checksum == 0 ? 0xFFFF : checksum).bigEndian, toByteOffset: 6, as: UInt16.self)
