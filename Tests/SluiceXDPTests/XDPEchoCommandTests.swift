@@ -194,6 +194,27 @@ import Testing
         #expect(try !xdpAttached(topology), "the last user out removes the program")
     }
 
+    /// A second process binding the queue a running server holds: EBUSY from the kernel, named in
+    /// one line, a non-zero exit within seconds, and nothing taken from the first server (its
+    /// program, its steering and its traffic stay), which then stops cleanly with every frame back.
+    @Test func aSecondProcessOnTheSameQueueFailsClearlyAndLeavesTheFirstServing() throws {
+        let topology = try topology()
+        defer { topology.destroy() }
+        let (server, client, target) = try startEcho(topology)
+        let second = try ChildProcess(sluice: [
+            "udp-echo", "--backend", "xdp", "--dev", topology.serverInterface, "--netns", topology.serverNamespace,
+            "--listen", "0.0.0.0:7001", "--queues", "0", "--mode", "generic", "--duration", "60", "--stats-interval", "0",
+        ])
+        let status = second.waitForExit(timeout: .seconds(15))
+        #expect(status != nil && status != 0, "\(second.text)")
+        #expect(second.text.contains("another AF_XDP socket is bound to this interface and queue"), "\(second.text)")
+        #expect(try xdpAttached(topology), "the failed start took the first server's program with it")
+        client.send([2], to: target)
+        #expect(client.receive()?.bytes == [2], "the first server stopped answering: \(server.text)")
+        #expect(server.stop() == 0, "\(server.text)")
+        #expect(server.text.contains("frames: all returned"), "\(server.text)")
+    }
+
     @Test func twoQueuesTwoWorkers() throws {
         let topology = try topology(queues: 2)
         defer { topology.destroy() }
