@@ -380,6 +380,8 @@ public struct XDPPort: Port, ~Copyable {
             _counters.receiveCalls &+= 1
             _ = recvfrom(descriptor, nil, 0, Int32(MSG_DONTWAIT), nil, nil)
         }
+        // Frames a wakeup could not send (the link was down, or the completion ring full) go now.
+        if transmitWaiting > 0 { push() }
         var waiter = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
         _counters.receiveCalls &+= 1
         _ = poll(&waiter, 1, pollTimeoutMilliseconds)
@@ -395,7 +397,7 @@ public struct XDPPort: Port, ~Copyable {
         if reserved < wanted {
             // The ring is full of frames waiting to go: push the kernel, take back what it sent,
             // and take whatever room there is (libxdp's reserve is all or nothing).
-            kick()
+            push()
             _ = reclaim()
             let room = min(wanted, xsk_prod_nb_free(transmitRing, wanted))
             reserved = room > 0 ? xsk_ring_prod__reserve(transmitRing, room, &index) : 0
@@ -420,7 +422,33 @@ public struct XDPPort: Port, ~Copyable {
         transmitCount &+= Int(reserved)
         _counters.transmittedPackets &+= UInt64(reserved)
         batch.relinquishAll()
-        if !configuration.needWakeup || xsk_ring_prod__needs_wakeup(transmitRing) != 0 { kick() }
+        if !configuration.needWakeup || xsk_ring_prod__needs_wakeup(transmitRing) != 0 { push() }
+    }
+
+    /// Descriptors on the TX ring the kernel has not taken yet.
+    @usableFromInline
+    var transmitWaiting: Int {
+        let size = transmitRing.pointee.size
+        return Int(size &- xsk_prod_nb_free(transmitRing, size))
+    }
+
+    /// Wakes the kernel to send what is on the TX ring. In copy mode one wakeup sends at most 32
+    /// frames (the kernel's TX budget) and stops early once the completion ring is full, so a
+    /// single wakeup would leave a batch's tail on the ring until traffic comes again: wake it,
+    /// reclaiming in between, until the ring is empty or a wakeup moves nothing. A zero-copy
+    /// driver takes the whole ring from one wakeup.
+    @usableFromInline
+    mutating func push() {
+        kick()
+        guard !isZeroCopy else { return }
+        var waiting = transmitWaiting
+        while waiting > 0 {
+            let reclaimed = reclaim()
+            kick()
+            let left = transmitWaiting
+            if left == waiting && reclaimed == 0 { return }
+            waiting = left
+        }
     }
 
     /// Puts a descriptor on the TX ring exactly as given, bypassing every check, and wakes the

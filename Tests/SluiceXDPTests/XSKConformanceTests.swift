@@ -255,6 +255,42 @@ func balanced(_ pool: FramePool, _ port: borrowing XDPPort) -> Bool {
         check(balanced(pool, port))
     }
 
+    /// In copy mode one wakeup sends at most 32 frames (the kernel's TX budget) and none once the
+    /// completion ring is full until it is drained: a burst larger than both, with nothing sent
+    /// after it, still leaves whole and in order from one `transmit`.
+    @Test func aBurstPastTheCompletionRingAndTheKernelsBudgetLeavesWhole() throws {
+        let fixture = try XDPFixture(mode: .generic)
+        let pool = try FramePool(frameCount: 1024)
+        let umem = try withNetworkNamespace(fixture.topology.serverNamespace) {
+            try XSKUmem(pool: pool, completionRingSize: 16)
+        }
+        let count = 150
+        var port = try fixture.openPort(umem: umem, pool: pool) { $0.reservedFrames = count }
+        let client = try fixture.client()
+        let destination = client.localEndpoint
+        var batch = PacketBatch(pool: pool, capacity: count)
+        for i in 0..<count {
+            guard let index = batch.appendNewFrame() else { break }
+            let payload: [UInt8] = [UInt8(i)]
+            let length = payload.withUnsafeBytes {
+                UDPFrame.build(
+                    into: batch[index].frame, linkLayer: .ethernet, sourceMAC: fixture.topology.serverMAC,
+                    destinationMAC: fixture.topology.clientMAC, source: fixture.serverIPv4,
+                    destination: destination, payload: $0)
+            }
+            batch[index].setData(offset: 0, length: length)
+        }
+        check(batch.count == count)
+        try port.transmit(&batch)
+        check(port.counters.transmittedPackets == UInt64(count) && port.counters.droppedTransmit == 0, "\(port.counters)")
+        var received: [UInt8] = []
+        while received.count < count, let datagram = client.receive() { received += datagram.bytes }
+        check(received == (0..<count).map { UInt8($0) }, "\(received.count) of \(count) arrived")
+        _ = port.reclaim()
+        check(port.frameCounts.transmit + port.frameCounts.completion == 0, "\(port.frameCounts)")
+        check(balanced(pool, port))
+    }
+
     @Test func invalidTransmitDescriptorsAreRejectedAndCounted() throws {
         let fixture = try XDPFixture(mode: .generic)
         let pool = try FramePool(frameCount: 256)
