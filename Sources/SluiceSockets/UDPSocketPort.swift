@@ -202,7 +202,7 @@ public struct UDPSocketPort: Port, ~Copyable {
         }
         let frame = pool.base + Int(address)
         let header = DatagramHeader(frameStart: frame)
-        let segmentSize = DatagramControl.readAll(&messages[slot].msg_hdr, into: header, local: localEndpoint)
+        let segmentSize = DatagramControl.readAll((messages + slot).pointer(to: \.msg_hdr)!, into: header, local: localEndpoint)
         _counters.receivedPackets &+= 1
         _counters.receivedBytes &+= UInt64(length)
         if segmentSize > 0 && length > segmentSize {

@@ -91,17 +91,17 @@ public enum DatagramControl {
     /// `header`, after setting its local endpoint to `local` and its interface to none; returns
     /// the `UDP_GRO` segment size, 0 if none.
     @inlinable
-    public static func readAll(_ message: inout msghdr, into header: DatagramHeader, local: IPEndpoint) -> Int {
+    public static func readAll(_ message: UnsafeMutablePointer<msghdr>, into header: DatagramHeader, local: IPEndpoint) -> Int {
         var segmentSize = 0
         header.interfaceIndex = 0
         header.local = local
-        guard let control = UnsafeRawPointer(message.msg_control) else { return 0 }
-        let end = control + message.msg_controllen
-        var cmsg = sluice_cmsg_firsthdr(&message)
+        guard let control = UnsafeRawPointer(message.pointee.msg_control) else { return 0 }
+        let end = control + message.pointee.msg_controllen
+        var cmsg = sluice_cmsg_firsthdr(message)
         while let c = cmsg {
             let size = read(c, available: UnsafeRawPointer(c).distance(to: end), into: header, port: local.port)
             if size > 0 { segmentSize = size }
-            cmsg = sluice_cmsg_nxthdr(&message, c)
+            cmsg = sluice_cmsg_nxthdr(message, c)
         }
         return segmentSize
     }

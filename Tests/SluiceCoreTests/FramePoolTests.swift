@@ -130,7 +130,7 @@ import Testing
             input[index].data[0] = UInt8(i)
         }
         input.drain(keepingInto: &kept) { packet in
-            packet.data[0] &*= 10
+            packet.data[0] = packet.data[0] &* 10
             return packet.data[0] % 20 == 0
         }
         let drained = input.isEmpty
