@@ -149,6 +149,28 @@ import Testing
         #expect(server.text.contains("frames: all returned to their pools"), "\(server.text)")
     }
 
+    /// SIGTERM while `udp-client` keeps the worker busy: exit status 0 within the timeout, every
+    /// frame back, the program it attached gone.
+    @Test func stopsCleanlyUnderFullLoad() throws {
+        let topology = try topology()
+        defer { topology.destroy() }
+        let (server, _, target) = try startEcho(topology)
+        let load = try ChildProcess(sluice: [
+            "udp-client", "--netns", topology.clientNamespace, "--target", target.description, "--window", "512",
+            "--size", "200", "--duration", "20"])
+        defer { _ = load.stop(signal: SIGKILL) }
+        usleep(1_500_000)
+        #expect(load.isRunning, "\(load.text)")
+        #expect(server.stop(signal: SIGTERM, timeout: .seconds(10)) == 0, "\(server.text)")
+        let received = server.text.split(separator: "\n").first { $0.contains("received") && $0.contains("datagrams") }
+        let count = received.flatMap { line in
+            line.split(separator: " ").firstIndex(of: "received").flatMap { Int(line.split(separator: " ")[$0 + 1]) }
+        }
+        #expect((count ?? 0) > 1000, "not under load: \(server.text)")
+        #expect(server.text.contains("frames: all returned to their pools"), "\(server.text)")
+        #expect(try !xdpAttached(topology), "the program it attached is still there")
+    }
+
     @Test func theLinkDownThenUpIsWaitedOut() throws {
         let topology = try topology()
         defer { topology.destroy() }
