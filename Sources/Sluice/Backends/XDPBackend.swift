@@ -105,7 +105,8 @@ public final class XDPBackend: UDPBackend {
             throw RuntimeError(error)
         }
         do throws(SystemCallError) {
-            let pool = try FramePool(frameCount: configuration.framesPerWorker * settings.queues.count,
+            let framesPerQueue = max(configuration.framesPerWorker, Self.framesPerQueue)
+            let pool = try FramePool(frameCount: framesPerQueue * settings.queues.count,
                                      frameSize: settings.frameSize, headroom: 256)
             umem = try XSKUmem(pool: pool)
             pools = pool.partition(into: settings.queues.count)
@@ -114,6 +115,11 @@ public final class XDPBackend: UDPBackend {
             throw RuntimeError(error)
         }
     }
+
+    /// The fewest frames a queue's pool has: enough for its fill and RX rings (2048 each), so the
+    /// kernel finds frames to receive into through a burst the worker has not taken yet. With the
+    /// 512 of the other backends, 1.7 % of a 0.75 Mpps echo met an empty fill ring.
+    static let framesPerQueue = 4096
 
     /// One per queue, and the kernel socket's.
     public var workerCount: Int { settings.queues.count + 1 }
