@@ -564,6 +564,38 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
         #expect(text.contains("frames: all returned to their pool"), "\(text)")
     }
 
+    /// Peers that vanish mid-stream (a reset, with echoes in flight and unread) are closed and
+    /// their frames freed; a peer after them is served as before.
+    @Test func peersVanishingMidStreamAreClosedAndFreed() throws {
+        let server = try ChildProcess(sluice: [
+            "tcp-echo", "--backend", "uring", "--listen", "127.0.0.1:0", "--duration", "60",
+        ])
+        let line = try #require(server.waitForLine(containing: "listening on"), "did not start: \(server.text)")
+        let endpoint = try #require(line.split(separator: " ").lazy.compactMap { IPEndpoint($0.filter { $0 != "," }) }.first)
+        let chunk = [UInt8](repeating: 0xA5, count: 65536)
+        for _ in 0..<8 {
+            let peer = try KernelTCPSocket(connectingTo: endpoint)
+            peer.setNonBlocking()
+            var sent = 0
+            let clock = ContinuousClock()
+            let until = clock.now + .milliseconds(200)
+            while clock.now < until { sent += max(0, send(peer.descriptor, chunk, chunk.count, Int32(MSG_NOSIGNAL))) }
+            #expect(sent > 65536, "the peer could not get data in flight")
+            // SO_LINGER 0: close sends a reset, dropping what is queued either way.
+            var option = linger(l_onoff: 1, l_linger: 0)
+            setsockopt(peer.descriptor, SOL_SOCKET, SO_LINGER, &option, socklen_t(MemoryLayout<linger>.size))
+        }
+        let after = try KernelTCPSocket(connectingTo: endpoint)
+        let message = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+        #expect(send(after.descriptor, message, message.count, Int32(MSG_NOSIGNAL)) == message.count)
+        shutdown(after.descriptor, Int32(SHUT_WR))
+        #expect(readToEnd(after.descriptor, timeout: .seconds(10)) == message, "the peer after them was not served")
+        #expect(server.stop() == 0)
+        let text = server.text
+        #expect(text.contains("9 connections"), "\(text)")
+        #expect(text.contains("frames: all returned to their pool"), "\(text)")
+    }
+
     /// Out of descriptors, a listener stops accepting (rather than re-arming an accept that fails
     /// at once, over and over) and accepts again as connections close, so every client is served.
     /// The server is `sluice tcp-echo` under `prlimit --nofile`: lowering the limit in this process
