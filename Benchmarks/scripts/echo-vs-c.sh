@@ -55,4 +55,6 @@ for round in $(seq "$rounds"); do
         --duration 9 --stats-interval 0
     run sluice-uring "$sluice" udp-echo --backend uring --netns pb --listen 198.18.0.2:4242 --cpus 1 \
         --duration 9 --stats-interval 0
+    run sluice-uring-defer "$sluice" udp-echo --backend uring --defer-taskrun --netns pb --listen 198.18.0.2:4242 \
+        --cpus 1 --duration 9 --stats-interval 0
 done

@@ -292,7 +292,7 @@ public struct UDPSocketPort: Port, ~Copyable {
         }
         let header = DatagramHeader(frameStart: head)
         let controlLength = DatagramControl.write(at: control + message * Self.controlStride, header: header,
-                                         segmentSize: run > 1 ? size : 0)
+                                                  segmentSize: run > 1 ? size : 0, boundAddress: localEndpoint.address)
         messages[message] = sluice_mmsghdr(
             msg_hdr: msghdr(
                 msg_name: head + DatagramHeader.peerOffset, msg_namelen: socklen_t(header.peerLength),

@@ -14,9 +14,11 @@ public enum DatagramControl {
     public static let capacity = 64
 
     /// Writes the source-address and segment-size (0: none) control messages for `header` into
-    /// `buffer` (``capacity`` bytes); returns their length.
+    /// `buffer` (``capacity`` bytes); returns their length. A source equal to `boundAddress`, the
+    /// address the socket is bound to, needs no `IP_PKTINFO`: the kernel sends from it anyway.
     @inlinable
-    public static func write(at buffer: UnsafeMutableRawPointer, header: DatagramHeader, segmentSize: Int) -> Int {
+    public static func write(at buffer: UnsafeMutableRawPointer, header: DatagramHeader, segmentSize: Int,
+                             boundAddress: IPAddress) -> Int {
         buffer.initializeMemory(as: UInt8.self, repeating: 0, count: capacity)
         var used = 0
         func append(level: Int32, type: Int32, length: Int, _ fill: (UnsafeMutableRawPointer) -> Void) {
@@ -28,6 +30,8 @@ public enum DatagramControl {
             used += sluice_cmsg_space(length)
         }
         switch header.local.address {
+        case boundAddress:
+            break
         case .v4(let a) where a != .any:
             // ifindex 0 lets routing pick the interface; ipi_spec_dst is the source.
             append(level: Int32(IPPROTO_IP), type: Int32(IP_PKTINFO), length: MemoryLayout<sluice_in_pktinfo>.size) {

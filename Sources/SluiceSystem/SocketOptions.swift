@@ -16,7 +16,7 @@ public func setOption(_ descriptor: Int32, _ level: Int32, _ name: Int32, _ valu
 
 /// Sets the options every Sluice UDP socket needs before `bind`, whichever port drives it
 /// (`UDPSocketPort` in SluiceSockets, the io_uring port in SluiceURing): `SO_REUSEPORT`, dual-stack and
-/// local-address reporting (`IP_PKTINFO`/`IPV6_RECVPKTINFO`), `UDP_GRO`, and the buffer sizes.
+/// local-address reporting for a wildcard (`IP_PKTINFO`/`IPV6_RECVPKTINFO`), `UDP_GRO`, and the buffer sizes.
 ///
 /// - Parameters:
 ///   - descriptor: the socket.
@@ -28,15 +28,20 @@ public func setOption(_ descriptor: Int32, _ level: Int32, _ name: Int32, _ valu
 public func configureDatagramSocket(_ descriptor: Int32, family: Int32, listen: IPEndpoint, reusePort: Bool,
                                      receiveOffload: Bool, socketBufferBytes: Int?) throws(SystemCallError) {
     if reusePort { try setOption(descriptor, SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT") }
+    // A socket bound to one address receives only datagrams sent to it (no broadcast, no
+    // multicast), so only a wildcard needs each datagram's local address reported.
+    let wildcard = listen.address == .v4(.any) || listen.address == .v6(.any)
     if family == AF_INET6 {
         let dualStack: Int32 = listen.address == .v6(.any) ? 0 : 1
         try setOption(descriptor, Int32(IPPROTO_IPV6), IPV6_V6ONLY, dualStack, "IPV6_V6ONLY")
-        // Also reports IPv4 datagrams on a dual-stack socket, as IPv4-mapped destinations.
-        try setOption(descriptor, Int32(IPPROTO_IPV6), IPV6_RECVPKTINFO, 1, "IPV6_RECVPKTINFO")
-        // A dual-stack socket's IPv4 datagrams also get IP_PKTINFO, after IPV6_PKTINFO: its
-        // ipi_spec_dst is the address to answer a subnet broadcast from.
-        if dualStack == 0 { try setOption(descriptor, Int32(IPPROTO_IP), IP_PKTINFO, 1, "IP_PKTINFO") }
-    } else {
+        if wildcard {
+            // Also reports IPv4 datagrams on a dual-stack socket, as IPv4-mapped destinations.
+            try setOption(descriptor, Int32(IPPROTO_IPV6), IPV6_RECVPKTINFO, 1, "IPV6_RECVPKTINFO")
+            // A dual-stack socket's IPv4 datagrams also get IP_PKTINFO, after IPV6_PKTINFO: its
+            // ipi_spec_dst is the address to answer a subnet broadcast from.
+            try setOption(descriptor, Int32(IPPROTO_IP), IP_PKTINFO, 1, "IP_PKTINFO")
+        }
+    } else if wildcard {
         try setOption(descriptor, Int32(IPPROTO_IP), IP_PKTINFO, 1, "IP_PKTINFO")
     }
     if receiveOffload {

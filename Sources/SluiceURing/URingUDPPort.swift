@@ -448,7 +448,8 @@ public struct URingUDPPort: Port, ~Copyable {
         }
         let header = DatagramHeader(frameStart: head)
         let control = sends.control(slot)
-        let controlLength = DatagramControl.write(at: control, header: header, segmentSize: run > 1 ? size : 0)
+        let controlLength = DatagramControl.write(at: control, header: header, segmentSize: run > 1 ? size : 0,
+                                                  boundAddress: localEndpoint.address)
         let message = sends.message(slot)
         message.pointee = msghdr(
             msg_name: head + DatagramHeader.peerOffset, msg_namelen: socklen_t(header.peerLength),
