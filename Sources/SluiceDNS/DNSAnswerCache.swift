@@ -36,10 +36,41 @@ final class DNSAnswerCache {
         slots.deallocate()
     }
 
+    /// A hash of `name` in any case (ASCII letters folded, as ``DNSWire/lower(_:)`` does) and
+    /// `type`, eight bytes at a time: a byte-at-a-time hash was a fifth of answering from the cache.
     static func hash(_ name: UnsafePointer<UInt8>, length: Int, type: UInt16) -> UInt64 {
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325 ^ UInt64(type)
-        for index in 0..<length { hash = (hash ^ UInt64(DNSWire.lower(name[index]))) &* 0x100_0000_01B3 }
-        return hash
+        let bytes = UnsafeRawPointer(name)
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325 ^ UInt64(type) ^ UInt64(truncatingIfNeeded: length) << 16
+        var index = 0
+        while index + 8 <= length {
+            hash = mix(hash, lowercased(bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self)))
+            index += 8
+        }
+        if index < length {
+            var tail: UInt64 = 0
+            withUnsafeMutableBytes(of: &tail) { $0.baseAddress!.copyMemory(from: bytes + index, byteCount: length - index) }
+            hash = mix(hash, lowercased(tail))
+        }
+        // The slot is the low bits: let every input bit reach them (MurmurHash3's finalizer).
+        hash ^= hash >> 33
+        hash &*= 0xFF51_AFD7_ED55_8CCD
+        return hash ^ hash >> 33
+    }
+
+    /// Eight bytes with 'A' to 'Z' made 'a' to 'z', every byte at once: bytes of 0x80 and up are
+    /// kept out, so no sum carries into the next byte.
+    static func lowercased(_ word: UInt64) -> UInt64 {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let ascii = word & (0x7F &* ones)
+        let atLeastA = (ascii &+ (0x80 - 0x41) &* ones) & ~word
+        let pastZ = ascii &+ (0x80 - 0x5B) &* ones
+        let upper = atLeastA & ~pastZ & (0x80 &* ones)
+        return word | upper >> 2
+    }
+
+    static func mix(_ hash: UInt64, _ word: UInt64) -> UInt64 {
+        let product = (hash ^ word) &* 0x9E37_79B9_7F4A_7C15
+        return product << 29 | product >> 35
     }
 
     /// The entry for `type` at `name` (`length` bytes, any case), if kept.

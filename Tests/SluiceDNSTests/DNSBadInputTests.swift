@@ -1,4 +1,4 @@
-import SluiceDNS
+@testable import SluiceDNS
 import SluiceTestSupport
 import Testing
 
@@ -146,5 +146,27 @@ import Testing
         let small = try ask("big.example.test.", .txt)
         let large = try ask("big.example.test.", .txt, overTCP: true)
         #expect(small.header.isTruncated && !large.header.isTruncated && large.answers.count == 20)
+    }
+
+    /// The cache's key folds case eight bytes at a time exactly as `DNSWire.lower` does one byte
+    /// at a time: every byte value at every place of a word, beside random ones.
+    @Test func theCacheKeyFoldsCaseAsTheWireDoes() {
+        var random = TestBytes(seed: 17)
+        for value in 0...255 {
+            for place in 0..<8 {
+                var bytes = random.bytes(8)
+                bytes[place] = UInt8(value)
+                let word = bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+                let folded = bytes.map(DNSWire.lower).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+                #expect(DNSAnswerCache.lowercased(word) == folded, "byte \(value) at \(place)")
+            }
+        }
+        func key(_ text: String, _ type: UInt16 = 1) -> UInt64 {
+            let bytes = Array(text.utf8)
+            return bytes.withUnsafeBufferPointer { DNSAnswerCache.hash($0.baseAddress!, length: bytes.count, type: type) }
+        }
+        #expect(key("\u{4}HOST\u{4}DEEP\u{7}EXAMPLE\u{4}TEST") == key("\u{4}host\u{4}deep\u{7}example\u{4}test"))
+        #expect(key("\u{4}host\u{4}deep\u{7}example\u{4}test") != key("\u{4}host\u{4}deep\u{7}example\u{4}tesu"))
+        #expect(key("\u{4}host") != key("\u{4}host", 28))
     }
 }
