@@ -78,11 +78,7 @@ import Testing
         #expect(load.isRunning, "\(load.text)")
         #expect(server.stop(signal: signal, timeout: .seconds(10)) == 0, "\(server.text)")
         #expect(server.text.contains(signal == SIGINT ? "SIGINT received" : "SIGTERM received"), "\(server.text)")
-        let received = server.text.split(separator: "\n").first { $0.contains("received") && $0.contains("datagrams") }
-        let count = received.flatMap { line in
-            line.split(separator: " ").firstIndex(of: "received").flatMap { Int(line.split(separator: " ")[$0 + 1]) }
-        }
-        #expect((count ?? 0) > 1000, "not under load: \(server.text)")
+        #expect((datagramsReceived(in: server.text) ?? 0) > 1000, "not under load: \(server.text)")
         #expect(server.text.contains("frames: all returned to their pools"), "\(server.text)")
     }
 }

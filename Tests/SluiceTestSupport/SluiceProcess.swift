@@ -110,3 +110,14 @@ public func readTextFile(_ path: String) -> String? {
     }
     return String(decoding: bytes, as: UTF8.self)
 }
+
+/// The count in a `udp-echo` summary's "received N datagrams" line.
+public func datagramsReceived(in summary: String) -> Int? {
+    for line in summary.split(separator: "\n") {
+        let words = line.split(separator: " ")
+        if let index = words.firstIndex(of: "received"), index + 2 < words.count, words[index + 2] == "datagrams" {
+            return Int(words[index + 1])
+        }
+    }
+    return nil
+}

@@ -522,11 +522,7 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
     /// connect, and are aborted after the idle timeout: a well-behaved connection beside them
     /// is served, and every frame comes back.
     @Test func peersThatNeverReadAreBoundedAndClosedWhenIdle() throws {
-        let server = try ChildProcess(sluice: [
-            "tcp-echo", "--backend", "uring", "--listen", "127.0.0.1:0", "--idle-timeout", "2", "--duration", "60",
-        ])
-        let line = try #require(server.waitForLine(containing: "listening on"), "did not start: \(server.text)")
-        let endpoint = try #require(line.split(separator: " ").lazy.compactMap { IPEndpoint($0.filter { $0 != "," }) }.first)
+        let (server, endpoint) = try startTCPEcho(["--idle-timeout", "2"])
         // 24 peers, more than the pool holds at the full per-connection budget (24 × 33 > 512).
         let stuck = try (0..<24).map { _ in try KernelTCPSocket(connectingTo: endpoint) }
         let chunk = [UInt8](repeating: 0x5A, count: 65536)
@@ -540,10 +536,8 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
         }
         let healthy = try KernelTCPSocket(connectingTo: endpoint)
         let message = (0..<65536).map { UInt8(truncatingIfNeeded: $0 &* 7) }
-        #expect(send(healthy.descriptor, message, message.count, Int32(MSG_NOSIGNAL)) == message.count)
-        shutdown(healthy.descriptor, Int32(SHUT_WR))
         let asked = clock.now
-        #expect(readToEnd(healthy.descriptor, timeout: .seconds(10)) == message, "the well-behaved connection was not served")
+        #expect(echoWhole(message, on: healthy.descriptor) == message, "the well-behaved connection was not served")
         // Served beside them, not only once the idle timeout (2 s after their last progress) freed their frames.
         #expect(clock.now - asked < .seconds(1), "the well-behaved connection waited \(clock.now - asked)")
         // The stuck peers are reset once idle (their reads end with an error or EOF).
@@ -567,11 +561,7 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
     /// Peers that vanish mid-stream (a reset, with echoes in flight and unread) are closed and
     /// their frames freed; a peer after them is served as before.
     @Test func peersVanishingMidStreamAreClosedAndFreed() throws {
-        let server = try ChildProcess(sluice: [
-            "tcp-echo", "--backend", "uring", "--listen", "127.0.0.1:0", "--duration", "60",
-        ])
-        let line = try #require(server.waitForLine(containing: "listening on"), "did not start: \(server.text)")
-        let endpoint = try #require(line.split(separator: " ").lazy.compactMap { IPEndpoint($0.filter { $0 != "," }) }.first)
+        let (server, endpoint) = try startTCPEcho()
         let chunk = [UInt8](repeating: 0xA5, count: 65536)
         for _ in 0..<8 {
             let peer = try KernelTCPSocket(connectingTo: endpoint)
@@ -587,9 +577,7 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
         }
         let after = try KernelTCPSocket(connectingTo: endpoint)
         let message = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 13) }
-        #expect(send(after.descriptor, message, message.count, Int32(MSG_NOSIGNAL)) == message.count)
-        shutdown(after.descriptor, Int32(SHUT_WR))
-        #expect(readToEnd(after.descriptor, timeout: .seconds(10)) == message, "the peer after them was not served")
+        #expect(echoWhole(message, on: after.descriptor) == message, "the peer after them was not served")
         #expect(server.stop() == 0)
         let text = server.text
         #expect(text.contains("9 connections"), "\(text)")
@@ -614,9 +602,7 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
         usleep(300_000)
         for (index, client) in clients.enumerated() {
             let message = [UInt8](repeating: UInt8(index), count: 100)
-            #expect(send(client.descriptor, message, message.count, Int32(MSG_NOSIGNAL)) == message.count)
-            shutdown(client.descriptor, Int32(SHUT_WR))
-            #expect(readToEnd(client.descriptor, timeout: .seconds(10)) == message, "client \(index)")
+            #expect(echoWhole(message, on: client.descriptor) == message, "client \(index)")
         }
         #expect(server.stop() == 0)
         let text = server.text
@@ -655,6 +641,22 @@ func threadNames() -> [String] {
 }
 
 /// Reads a blocking TCP socket until EOF, or `nil` when nothing comes for `timeout`.
+/// Sends `message` on `descriptor`, shuts the sending side and reads to the end: the echo of it.
+func echoWhole(_ message: [UInt8], on descriptor: Int32, timeout: Duration = .seconds(10)) -> [UInt8]? {
+    guard send(descriptor, message, message.count, Int32(MSG_NOSIGNAL)) == message.count else { return nil }
+    shutdown(descriptor, Int32(SHUT_WR))
+    return readToEnd(descriptor, timeout: timeout)
+}
+
+/// `sluice tcp-echo --backend uring` on a port of loopback, and the endpoint it listens on.
+func startTCPEcho(_ extra: [String] = []) throws -> (ChildProcess, IPEndpoint) {
+    let server = try ChildProcess(sluice: [
+        "tcp-echo", "--backend", "uring", "--listen", "127.0.0.1:0", "--duration", "60"] + extra)
+    let line = try #require(server.waitForLine(containing: "listening on"), "did not start: \(server.text)")
+    let endpoint = try #require(line.split(separator: " ").lazy.compactMap { IPEndpoint($0.filter { $0 != "," }) }.first)
+    return (server, endpoint)
+}
+
 func readToEnd(_ descriptor: Int32, timeout: Duration) -> [UInt8]? {
     var bytes: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 4096)

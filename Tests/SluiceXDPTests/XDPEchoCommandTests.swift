@@ -162,11 +162,7 @@ import Testing
         usleep(1_500_000)
         #expect(load.isRunning, "\(load.text)")
         #expect(server.stop(signal: SIGTERM, timeout: .seconds(10)) == 0, "\(server.text)")
-        let received = server.text.split(separator: "\n").first { $0.contains("received") && $0.contains("datagrams") }
-        let count = received.flatMap { line in
-            line.split(separator: " ").firstIndex(of: "received").flatMap { Int(line.split(separator: " ")[$0 + 1]) }
-        }
-        #expect((count ?? 0) > 1000, "not under load: \(server.text)")
+        #expect((datagramsReceived(in: server.text) ?? 0) > 1000, "not under load: \(server.text)")
         #expect(server.text.contains("frames: all returned to their pools"), "\(server.text)")
         #expect(try !xdpAttached(topology), "the program it attached is still there")
     }
