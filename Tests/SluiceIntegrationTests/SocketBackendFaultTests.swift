@@ -25,18 +25,6 @@ import Testing
         try ip(["-n", namespace, "link", "set", "sfault1", "up"])
     }
 
-    /// Sends `payload` until it comes back or `timeout` passes.
-    func echoes(_ payload: [UInt8], to target: IPEndpoint, from client: KernelUDPSocket,
-                timeout: Duration = .seconds(5)) -> Bool {
-        let clock = ContinuousClock()
-        let deadline = clock.now + timeout
-        while clock.now < deadline {
-            client.send(payload, to: target)
-            if client.receive()?.bytes == payload { return true }
-        }
-        return false
-    }
-
     /// A kernel socket keeps its bound address when the interface holding it goes away (the
     /// kernel reports nothing to it), so the fault is waited out as the kernel does: the worker
     /// keeps running, and answers again once the address is back.
@@ -53,12 +41,12 @@ import Testing
             KernelUDPSocket(bind: IPEndpoint("0.0.0.0:0")!, receiveTimeout: .milliseconds(300))
         }
         let target = IPEndpoint("\(address):7100")!
-        #expect(echoes([1], to: target, from: client), "\(server.text)")
+        #expect(client.echoes([1], to: target), "\(server.text)")
         try ip(["-n", namespace.name, "link", "del", "sfault0"])
         usleep(1_500_000)
         #expect(server.isRunning, "the address going away is not a failure: \(server.text)")
         try addInterface(namespace.name, address: address)
-        #expect(echoes([2], to: target, from: client), "echo after the address came back: \(server.text)")
+        #expect(client.echoes([2], to: target), "echo after the address came back: \(server.text)")
         #expect(server.stop() == 0, "\(server.text)")
         #expect(server.text.contains("frames: all returned to their pools"), "\(server.text)")
     }

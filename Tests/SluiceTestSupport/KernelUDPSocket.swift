@@ -69,6 +69,18 @@ public final class KernelUDPSocket {
         }
     }
 
+    /// Sends `payload` to `target` again and again until it comes back or `timeout` passes: for
+    /// a server that is expected to answer again after a fault.
+    public func echoes(_ payload: [UInt8], to target: IPEndpoint, timeout: Duration = .seconds(5)) -> Bool {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while clock.now < deadline {
+            send(payload, to: target)
+            if receive()?.bytes == payload { return true }
+        }
+        return false
+    }
+
     /// Receives one datagram (up to 64 KiB), or `nil` on timeout.
     public func receive() -> (bytes: [UInt8], from: IPEndpoint)? {
         var buffer = [UInt8](repeating: 0, count: 65536)

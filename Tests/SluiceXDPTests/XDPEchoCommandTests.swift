@@ -175,14 +175,7 @@ import Testing
         usleep(1_500_000)
         #expect(server.isRunning, "a link going down is not a failure: \(server.text)")
         _ = shell("ip -n \(topology.serverNamespace) link set dev \(topology.serverInterface) up")
-        var answered = false
-        let clock = ContinuousClock()
-        let deadline = clock.now + .seconds(5)
-        while !answered, clock.now < deadline {
-            client.send([2], to: target)
-            answered = client.receive()?.bytes == [2]
-        }
-        #expect(answered, "echo after the link came back: \(server.text)")
+        #expect(client.echoes([2], to: target), "echo after the link came back: \(server.text)")
         #expect(server.stop() == 0, "\(server.text)")
         #expect(server.text.contains("frames: all returned to their pools"), "\(server.text)")
     }
