@@ -65,6 +65,27 @@ struct {
     __type(value, __u8);
 } listeners SEC(".maps");
 
+// The listeners of a port at a glance, so the common case (one address per family on a port)
+// costs an array lookup, which the JIT inlines, instead of a hash lookup (about 55 ns a packet
+// under generic XDP on veth). User space derives it from `listeners` on every change. Keep in
+// step with sluice_port_listeners in CSluiceXDP.h.
+#define PORT_V4 1       // v4 is a listen address on this port
+#define PORT_V6 2       // v6 is a listen address on this port
+#define PORT_LOOKUP 4   // more listeners (wildcards, further addresses): look in `listeners`
+struct port_listeners {
+    __u8 flags;
+    __u8 pad[3];
+    __u8 v4[4];
+    __u8 v6[16];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 65536);
+    __type(key, __u32);
+    __type(value, struct port_listeners);
+} port_listeners SEC(".maps");
+
 // The interface as the kernel sees it, so the program leaves to the kernel what only the kernel
 // should see (the kernel drops frames for another MAC as PACKET_OTHERHOST, and hands a VLAN tag
 // with a device to that device). Keep in step with sluice_link_filter in CSluiceXDP.h.
@@ -115,6 +136,21 @@ static __always_inline int count(__u32 verdict, int action)
 static __always_inline int same_mac(const __u8 *a, const __u8 *b)
 {
     return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) | (a[5] ^ b[5])) == 0;
+}
+
+// Compares n bytes (a multiple of 4) four at a time; the listener key on the stack is only
+// 4-byte aligned, and the verifier refuses misaligned stack loads.
+static __always_inline int same_words(const __u8 *a, const __u8 *b, int n)
+{
+    __u32 difference = 0;
+#pragma unroll
+    for (int i = 0; i < n; i += 4) {
+        __u32 x, y;
+        __builtin_memcpy(&x, a + i, 4);
+        __builtin_memcpy(&y, b + i, 4);
+        difference |= x ^ y;
+    }
+    return difference == 0;
 }
 
 // Returns the UDP header, or NULL with *why set to the verdict for passing the frame; fills in
@@ -213,6 +249,13 @@ static __always_inline int steer(struct xdp_md *ctx)
     __u32 port = bpf_ntohs(udp->dest);
     __u8 *wanted = bpf_map_lookup_elem(&ports, &port);
     if (!wanted || !*wanted) {
+        const struct port_listeners *at_port = bpf_map_lookup_elem(&port_listeners, &port);
+        __u8 flags = at_port ? at_port->flags : 0;
+        if (key.family == 4 ? (flags & PORT_V4) && same_words(at_port->v4, key.addr, 4)
+                            : (flags & PORT_V6) && same_words(at_port->v6, key.addr, 16))
+            goto redirect;
+        if (!(flags & PORT_LOOKUP))
+            return count(VERDICT_PASS_PORT, XDP_PASS);
         // The listen address itself, then the wildcard of its family.
         key.port = port;
         wanted = bpf_map_lookup_elem(&listeners, &key);
@@ -231,6 +274,7 @@ static __always_inline int steer(struct xdp_md *ctx)
         if (!wanted || !*wanted)
             return count(VERDICT_PASS_PORT, XDP_PASS);
     }
+redirect:;
     int action = bpf_redirect_map(&xsks_map, ctx->rx_queue_index, XDP_PASS);
     return count(action == XDP_REDIRECT ? VERDICT_REDIRECTED : VERDICT_PASS_NO_SOCKET, action);
 }

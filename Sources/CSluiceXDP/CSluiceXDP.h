@@ -17,6 +17,18 @@ struct sluice_listener_key {
     __u8 addr[16];
 };
 
+// The value of the XDP program's `port_listeners` map (indexed by port); keep in step with
+// bpf/xsk_redirect.bpf.c.
+#define SLUICE_PORT_V4 1
+#define SLUICE_PORT_V6 2
+#define SLUICE_PORT_LOOKUP 4
+struct sluice_port_listeners {
+    __u8 flags;
+    __u8 pad[3];
+    __u8 v4[4];
+    __u8 v6[16];
+};
+
 // The value of the XDP program's `link` map; keep in step with bpf/xsk_redirect.bpf.c.
 struct sluice_link_filter {
     __u8 mac[6];

@@ -123,6 +123,8 @@ public final class XDPProgram: @unchecked Sendable {
     private let portsMap: Int32
     /// The `listeners` map; -1 for a program from before listen addresses were steered.
     private let listenersMap: Int32
+    /// The `port_listeners` map (each port's listeners at a glance); -1 for a program without it.
+    private let portListenersMap: Int32
     /// The `link`, `vlan_devices` and `local_addresses` maps; -1 for a program without them.
     private let linkMap: Int32
     private let vlanDevicesMap: Int32
@@ -137,7 +139,7 @@ public final class XDPProgram: @unchecked Sendable {
     /// Map names the program must own to count as ours.
     static let mapNames = ["xsks_map", "ports", "verdicts"]
     /// Maps opened when the program has them (newer builds).
-    static let optionalMapNames = ["listeners", "link", "vlan_devices", "local_addresses"]
+    static let optionalMapNames = ["listeners", "port_listeners", "link", "vlan_devices", "local_addresses"]
     /// Number of slots in the `verdicts` map (a program from before `passedNotOurs` has one fewer).
     static let verdictCount = 7
 
@@ -338,6 +340,9 @@ public final class XDPProgram: @unchecked Sendable {
         }
         var keys = [Self.listenerKey(endpoint.address, port: endpoint.port)]
         if endpoint.address == .v6(.any) { keys.append(Self.listenerKey(.v4(.any), port: endpoint.port)) }
+        // Another process can change the same port's listeners: the summary is derived under a lock.
+        let lock = Self.lockListeners()
+        defer { if lock >= 0 { close(lock) } }
         for var key in keys {
             var value: UInt8 = 1
             let result = enabled ? bpf_map_update_elem(listenersMap, &key, &value, UInt64(BPF_ANY))
@@ -347,6 +352,39 @@ public final class XDPProgram: @unchecked Sendable {
                                       errno: Glibc.errno)
             }
         }
+        try summarizeListeners(port: endpoint.port)
+    }
+
+    /// Rewrites `port_listeners` for `port` from the `listeners` map: one address per family the
+    /// program compares directly; wildcards and further addresses send it to the hash map.
+    private func summarizeListeners(port: UInt16) throws(SystemCallError) {
+        guard portListenersMap >= 0 else { return }
+        var summary = sluice_port_listeners()
+        for listener in try listeners where listener.port == port {
+            switch listener.address {
+            case .v4(let address) where address != .any && summary.flags & UInt8(SLUICE_PORT_V4) == 0:
+                summary.flags |= UInt8(SLUICE_PORT_V4)
+                withUnsafeMutableBytes(of: &summary.v4) { address.store(networkBytesAt: $0.baseAddress!) }
+            case .v6(let address) where address != .any && summary.flags & UInt8(SLUICE_PORT_V6) == 0:
+                summary.flags |= UInt8(SLUICE_PORT_V6)
+                withUnsafeMutableBytes(of: &summary.v6) { address.store(networkBytesAt: $0.baseAddress!) }
+            default:
+                summary.flags |= UInt8(SLUICE_PORT_LOOKUP)
+            }
+        }
+        var key = UInt32(port)
+        if bpf_map_update_elem(portListenersMap, &key, &summary, UInt64(BPF_ANY)) != 0 {
+            throw SystemCallError(.xdp, operation: "updating the listeners of port \(port) on \(interfaceName)", errno: Glibc.errno)
+        }
+    }
+
+    /// An exclusive lock on `/run/sluice-xdp.lock` (held until the descriptor is closed), shared
+    /// by every sluice process; -1 when the file cannot be opened (no /run): then unlocked.
+    private static func lockListeners() -> Int32 {
+        let descriptor = open("/run/sluice-xdp.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { return -1 }
+        while flock(descriptor, LOCK_EX) != 0 && Glibc.errno == EINTR {}
+        return descriptor
     }
 
     /// The listen addresses steered to AF_XDP sockets (`0.0.0.0` and `[::]` for wildcards; a
@@ -516,7 +554,7 @@ public final class XDPProgram: @unchecked Sendable {
         close(programDescriptor)
         close(xsksMap)
         close(portsMap)
-        for map in [listenersMap, linkMap, vlanDevicesMap, localAddressesMap] where map >= 0 { close(map) }
+        for map in [listenersMap, portListenersMap, linkMap, vlanDevicesMap, localAddressesMap] where map >= 0 { close(map) }
         close(verdictsMap)
         handle?.close()
     }
@@ -586,6 +624,7 @@ public final class XDPProgram: @unchecked Sendable {
         self.xsksMap = xsks
         self.portsMap = ports
         self.listenersMap = maps["listeners"] ?? -1
+        self.portListenersMap = maps["port_listeners"] ?? -1
         self.linkMap = maps["link"] ?? -1
         self.vlanDevicesMap = maps["vlan_devices"] ?? -1
         self.localAddressesMap = maps["local_addresses"] ?? -1
@@ -624,7 +663,6 @@ public final class XDPProgram: @unchecked Sendable {
         return ok ? (name, ids) : (name, [])
     }
 
-    /// Opens the maps of a program by id, keyed by name.
     /// Copies of the map descriptors of a program this process loaded, by name.
     private static func mapDescriptors(of handle: BPFObject) -> [String: Int32] {
         var maps: [String: Int32] = [:]
@@ -636,6 +674,7 @@ public final class XDPProgram: @unchecked Sendable {
         return maps
     }
 
+    /// Opens the maps of a program by id, keyed by name.
     private static func openMaps(ofProgram program: Int32, operation: String) throws(SystemCallError) -> [String: Int32] {
         guard let info = programInfo(descriptor: program) else { throw SystemCallError(.xdp, operation: operation, errno: Glibc.errno) }
         var maps: [String: Int32] = [:]

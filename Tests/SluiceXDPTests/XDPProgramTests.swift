@@ -512,6 +512,15 @@ func attachForeignProgram(namespace: String, device: String) throws {
         verdicts = try inNamespace(pair.b) { try program.verdicts() }
         #expect(verdicts.passedNoSocket == 3, "\(verdicts)")
 
+        // Three addresses on one port: the program compares one directly ("198.18.0.10" sorts
+        // first) and finds the others in its hash map; removing one leaves the rest steered.
+        try inNamespace(pair.b) { try program.setListener(IPEndpoint("198.18.0.10:4242")!) }
+        #expect(try pair.deliver(count: 3, toPort: 4242) == 3)
+        try inNamespace(pair.b) { try program.setListener(IPEndpoint("198.18.0.10:4242")!, enabled: false) }
+        #expect(try pair.deliver(count: 2, toPort: 4242) == 2)
+        verdicts = try inNamespace(pair.b) { try program.verdicts() }
+        #expect(verdicts.passedNoSocket == 8 && verdicts.passedPort == 3, "\(verdicts)")
+
         // An IPv6 wildcard takes IPv4 too (dual-stack); removing it and the address stops it all.
         try inNamespace(pair.b) {
             try program.setListener(IPEndpoint("198.18.0.2:4242")!, enabled: false)
@@ -521,6 +530,6 @@ func attachForeignProgram(namespace: String, device: String) throws {
                 == ["0.0.0.0:4242", "198.18.0.9:4242", "[::]:4242"].sorted())
         #expect(try pair.deliver(count: 2, toPort: 4242) == 2)
         verdicts = try inNamespace(pair.b) { try program.verdicts() }
-        #expect(verdicts.passedNoSocket == 5, "\(verdicts)")
+        #expect(verdicts.passedNoSocket == 10, "\(verdicts)")
     }
 }
