@@ -53,9 +53,10 @@ public enum InternetChecksum {
         return addWithCarry(initial, UInt64(UInt16(bigEndian: native)))
     }
 
-    /// ``sum(_:initial:)`` of the 20 bytes at `start`, in three loads instead of the general loop.
+    /// ``sum(_:initial:)`` of the 20 bytes at `start` (an IPv4 header without options), in three
+    /// loads instead of the general loop.
     @inlinable @inline(__always)
-    static func sum(twentyBytesAt start: UnsafeRawPointer) -> UInt64 {
+    public static func sum(twentyBytesAt start: UnsafeRawPointer) -> UInt64 {
         let head = addWithCarry(start.loadUnaligned(as: UInt64.self), start.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
         let native = fold(addWithCarry(head, UInt64(start.loadUnaligned(fromByteOffset: 16, as: UInt32.self))))
         return UInt64(UInt16(bigEndian: native))

@@ -10,11 +10,17 @@ import SluicePackets
 /// writing lets the stage keep the datagram's verified checksum instead of summing it again.
 public struct UDPDatagram {
     /// The sender.
-    public var source: IPEndpoint
+    public var source: IPEndpoint {
+        didSet { endpointsSet = true }
+    }
     /// The local endpoint it was sent to; a reply leaves from here.
-    public var destination: IPEndpoint
+    public var destination: IPEndpoint {
+        didSet { endpointsSet = true }
+    }
     @usableFromInline let start: UnsafeMutableRawPointer
     @usableFromInline var payloadTakenForWriting = false
+    /// Whether the service assigned either endpoint: if not, a reply swaps the received ones.
+    @usableFromInline var endpointsSet = false
     /// The payload's length; set it to the reply's length before returning ``UDPAction/reply``.
     public var payloadLength: Int {
         didSet { precondition(payloadLength >= 0 && payloadLength <= payloadCapacity, "UDP payload past its frame") }

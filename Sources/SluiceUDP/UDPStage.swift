@@ -112,12 +112,49 @@ struct LinkTemplate {
 @usableFromInline
 struct ReceivedChecksum {
     @usableFromInline let checksum: UInt16
-    @usableFromInline let headerSum: UInt64
+    /// `nil` for a reply between the same endpoints swapped: the checksum stays as it is.
+    @usableFromInline let headerSum: UInt64?
 
     @inlinable
-    init(checksum: UInt16, headerSum: UInt64) {
+    init(checksum: UInt16, headerSum: UInt64?) {
         self.checksum = checksum
         self.headerSum = headerSum
+    }
+}
+
+/// Addresses split by family, so a per-packet membership test compares plain integers instead
+/// of calling the generic `contains` on `[IPAddress]`.
+@usableFromInline
+struct AddressSet {
+    @usableFromInline let ipv4: [UInt32]
+    @usableFromInline let ipv6: [IPv6Address]
+
+    @usableFromInline
+    init(_ addresses: [IPAddress]) {
+        var ipv4: [UInt32] = [], ipv6: [IPv6Address] = []
+        for address in addresses {
+            switch address {
+            case .v4(let a): ipv4.append(a.rawValue)
+            case .v6(let a): ipv6.append(a)
+            }
+        }
+        self.ipv4 = ipv4
+        self.ipv6 = ipv6
+    }
+
+    @inlinable
+    var isEmpty: Bool { ipv4.isEmpty && ipv6.isEmpty }
+
+    @inlinable @inline(__always)
+    func contains(_ address: IPAddress) -> Bool {
+        switch address {
+        case .v4(let a):
+            for candidate in ipv4 where candidate == a.rawValue { return true }
+            return false
+        case .v6(let a):
+            for candidate in ipv6 where candidate == a { return true }
+            return false
+        }
     }
 }
 
@@ -160,7 +197,13 @@ public struct UDPStage<Service: UDPService>: Stage {
     /// What the port's packets hold.
     public let format: FrameFormat
     /// What the stage accepts of Ethernet and IP frames.
-    public var acceptance: UDPAcceptance
+    public var acceptance: UDPAcceptance {
+        didSet { (destinations, broadcasts) = Self.addressSets(acceptance) }
+    }
+    /// ``acceptance``'s local and broadcast addresses (empty: every destination is taken), and its
+    /// broadcast addresses alone, for the per-packet checks.
+    @usableFromInline var destinations: AddressSet
+    @usableFromInline var broadcasts: AddressSet
     /// Whether incoming IPv4 header and UDP checksums are verified (``UDPAcceptance/verifiesChecksums``).
     @inlinable public var verifiesChecksums: Bool { acceptance.verifiesChecksums }
     @usableFromInline var _counters = UDPStageCounters()
@@ -178,6 +221,12 @@ public struct UDPStage<Service: UDPService>: Stage {
         self.service = service
         self.format = format
         self.acceptance = acceptance
+        (destinations, broadcasts) = Self.addressSets(acceptance)
+    }
+
+    static func addressSets(_ acceptance: UDPAcceptance) -> (destinations: AddressSet, broadcasts: AddressSet) {
+        let destinations = acceptance.localAddresses.isEmpty ? [] : acceptance.localAddresses + acceptance.broadcastAddresses
+        return (AddressSet(destinations), AddressSet(acceptance.broadcastAddresses))
     }
 
     /// What the stage has counted.
@@ -277,14 +326,14 @@ public struct UDPStage<Service: UDPService>: Stage {
                 _counters.vlanWithoutDevice &+= 1
                 return false
             }
-            guard !Self.refusesIPOptions(network: network, length: layout.transportOffset - layout.networkOffset,
-                                         isIPv6: layout.isIPv6) else {
+            let ipHeaderLength = layout.transportOffset - layout.networkOffset
+            guard ipHeaderLength == (layout.isIPv6 ? 40 : 20)
+                    || !Self.refusesIPOptions(network: network, length: ipHeaderLength, isIPv6: layout.isIPv6) else {
                 _counters.refusedIPOptions &+= 1
                 return false
             }
         }
-        if !acceptance.localAddresses.isEmpty, !acceptance.localAddresses.contains(destination),
-           !acceptance.broadcastAddresses.contains(destination) {
+        if !destinations.isEmpty, !destinations.contains(destination) {
             _counters.notLocal &+= 1
             return false
         }
@@ -292,10 +341,14 @@ public struct UDPStage<Service: UDPService>: Stage {
         // service left alone updates it for the new addresses instead of summing the payload.
         var verifiedChecksum: UInt16?
         if verifiesChecksums {
-            if !layout.isIPv6, InternetChecksum.checksum(UnsafeRawBufferPointer(
-                start: network, count: layout.transportOffset - layout.networkOffset)) != 0 {
-                _counters.badIPChecksum &+= 1
-                return false
+            if !layout.isIPv6 {
+                let headerLength = layout.transportOffset - layout.networkOffset
+                let sum = headerLength == 20 ? InternetChecksum.sum(twentyBytesAt: network)
+                    : InternetChecksum.sum(UnsafeRawBufferPointer(start: network, count: headerLength))
+                if InternetChecksum.fold(sum) != 0xFFFF {
+                    _counters.badIPChecksum &+= 1
+                    return false
+                }
             }
             if !Self.isChecksumValid(transport: transport, layout: layout, source: source, destination: destination) {
                 _counters.badChecksum &+= 1
@@ -323,12 +376,15 @@ public struct UDPStage<Service: UDPService>: Stage {
                 vlanTag: layout.vlanTag)
         }
         let target: IPEndpoint
+        let isReply: Bool
         switch service.handle(&datagram, now: now) {
         case .reply:
             target = datagram.source
+            isReply = true
             _counters.replies &+= 1
         case .send(let to):
             target = to
+            isReply = false
             _counters.forwarded &+= 1
         case .drop:
             _counters.droppedByService &+= 1
@@ -343,15 +399,17 @@ public struct UDPStage<Service: UDPService>: Stage {
             return false
         }
         var from = datagram.destination
-        if from.address.isMulticastOrBroadcast || acceptance.broadcastAddresses.contains(from.address),
+        var swapsEndpoints = isReply && !datagram.endpointsSet
+        if from.address.isMulticastOrBroadcast || broadcasts.contains(from.address),
            let own = acceptance.localAddresses.first(where: { Self.sameFamily($0, from.address) }) {
             // A reply is unicast: from this host's own address, never a group one.
             from = IPEndpoint(address: own, port: from.port)
+            swapsEndpoints = false
         }
         let groupFrame = linkLayer == .ethernet && data.load(as: UInt8.self) & 1 == 1
         var unchanged: ReceivedChecksum?
         if let checksum = verifiedChecksum, !datagram.payloadMayHaveChanged, datagram.payloadLength == layout.payloadLength {
-            unchanged = ReceivedChecksum(checksum: checksum, headerSum: Self.headerSum(
+            unchanged = ReceivedChecksum(checksum: checksum, headerSum: swapsEndpoints ? nil : Self.headerSum(
                 from: received.source, to: received.destination, udpLength: UInt16(truncatingIfNeeded: 8 + layout.payloadLength)))
         }
         Self.turnAround(&packet, layout: layout, linkLayer: linkLayer, from: from, to: target,
@@ -537,12 +595,15 @@ public struct UDPStage<Service: UDPService>: Stage {
         }
         // The header's words from their values and the payload from memory: reading back the
         // header just stored would stall store forwarding.
-        let headerSum = Self.headerSum(from: from, to: to, udpLength: udpLength)
-        let checksum = if let unchangedPayload {
-            InternetChecksum.update(unchangedPayload.checksum, oldSum: unchangedPayload.headerSum, newSum: headerSum)
+        let checksum: UInt16
+        if let received = unchangedPayload {
+            // Swapped endpoints sum the same words in another order: the checksum stays.
+            checksum = received.headerSum.map {
+                InternetChecksum.update(received.checksum, oldSum: $0, newSum: Self.headerSum(from: from, to: to, udpLength: udpLength))
+            } ?? received.checksum
         } else {
-            InternetChecksum.checksum(UnsafeRawBufferPointer(start: udpBytes.baseAddress! + 8, count: payloadLength),
-                                      initial: headerSum)
+            checksum = InternetChecksum.checksum(UnsafeRawBufferPointer(start: udpBytes.baseAddress! + 8, count: payloadLength),
+                                                 initial: Self.headerSum(from: from, to: to, udpLength: udpLength))
         }
         // RFC 768: a computed zero is sent as all ones (zero means "no checksum").
         udpBytes.storeBytes(of: (checksum == 0 ? 0xFFFF : checksum).bigEndian, toByteOffset: 6, as: UInt16.self)

@@ -56,6 +56,15 @@ struct ForwardService: UDPService {
 }
 
 /// Drops datagrams to port 9; sends one "hello" to 198.18.0.2:7 on every flush.
+/// Replies, but to another endpoint than the sender: a reply whose endpoints are not a swap.
+struct RedirectService: UDPService {
+    let target: IPEndpoint
+    func handle(_ datagram: inout UDPDatagram, now: Instant) -> UDPAction {
+        datagram.source = target
+        return .reply
+    }
+}
+
 struct AnnounceService: UDPService {
     var source: IPEndpoint
     mutating func handle(_ datagram: inout UDPDatagram, now: Instant) -> UDPAction {
@@ -192,8 +201,10 @@ struct AnnounceService: UDPService {
                 let echo = run(UDPEchoService(), frames: [frame], verify: true)
                 let forwarded = run(ForwardService(target: forward), frames: [frame], verify: true)
                 let rewritten = run(ReverseService(), frames: [frame], verify: true)
+                let redirected = run(RedirectService(target: forward), frames: [frame], verify: true)
                 for (name, result, expected) in [("echo", echo.out, payload), ("forward", forwarded.out, payload),
-                                                 ("rewrite", rewritten.out, payload.reversed())] {
+                                                 ("rewrite", rewritten.out, payload.reversed()),
+                                                 ("redirect", redirected.out, payload)] {
                     let reply = try #require(result.first.flatMap { Reference.parseUDP($0) }, "\(name) \(length)")
                     #expect(reply.payload == expected, "\(name) \(length)")
                     #expect(reply.udpChecksumValid && !reply.udpChecksumAbsent && reply.ipChecksumValid, "\(name) \(length)")
