@@ -3,6 +3,7 @@
 # procedure of the peers' README: namespaces pa/pb joined by veth0/veth1, the C AF_XDP blaster on
 # cpu 0 sending 60-byte frames to 198.18.0.2:4242, each echo pinned to cpu 1, echoes counted and
 # dropped by xdp_drop on veth0, `measure 5` in the middle of each 7 s run, C and Sluice alternated.
+# The socket and io_uring echoes use the kernel's default socket buffers, as the C echo does.
 # Needs root, gcc, clang, libxdp-dev, and a release build (swift build -c release).
 #
 #   Benchmarks/scripts/echo-vs-c.sh [rounds]      (PEERS=path/to/shared/reference if not ../shared/reference)
@@ -52,9 +53,9 @@ for round in $(seq "$rounds"); do
         --listen 198.18.0.2:4242 --cpus 1 --duration 9 --stats-interval 0
     run c-socket ip netns exec pb ./udpbench echo 198.18.0.2 4242 9 1
     run sluice-socket "$sluice" udp-echo --backend socket --netns pb --listen 198.18.0.2:4242 --cpus 1 \
-        --duration 9 --stats-interval 0
+        --socket-buffer 0 --duration 9 --stats-interval 0
     run sluice-uring "$sluice" udp-echo --backend uring --netns pb --listen 198.18.0.2:4242 --cpus 1 \
-        --duration 9 --stats-interval 0
+        --socket-buffer 0 --duration 9 --stats-interval 0
     run sluice-uring-defer "$sluice" udp-echo --backend uring --defer-taskrun --netns pb --listen 198.18.0.2:4242 \
-        --cpus 1 --duration 9 --stats-interval 0
+        --cpus 1 --socket-buffer 0 --duration 9 --stats-interval 0
 done

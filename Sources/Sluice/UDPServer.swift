@@ -49,6 +49,10 @@ public struct UDPServerConfiguration: Sendable {
     public var segmentationOffload: Bool = false
     /// UDP GRO on receive (socket backend).
     public var receiveOffload: Bool = false
+    /// `SO_RCVBUF`/`SO_SNDBUF` of the socket and io_uring backends' sockets, in bytes; `nil`
+    /// keeps the kernel's default (`net.core.rmem_default`). 4 MiB holds bursts of large
+    /// datagrams; an overloaded small-datagram service reads a shorter queue from cache.
+    public var socketBufferBytes: Int? = 4 << 20
     /// How the io_uring backend's rings run (SQPOLL, DEFER_TASKRUN, ...).
     public var uringMode: URingMode = .plain
     /// The largest datagram payload taken whole; larger ones are counted and dropped.

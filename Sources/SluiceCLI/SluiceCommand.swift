@@ -98,6 +98,9 @@ struct ServeOptions: ParsableArguments {
     @Flag(help: "Receive coalesced datagrams (UDP GRO) and split them.")
     var gro = false
 
+    @Option(help: "socket and uring backends: SO_RCVBUF and SO_SNDBUF in bytes (0: the kernel's default, net.core.rmem_default).")
+    var socketBuffer: Int = 4 << 20
+
     @Flag(help: "uring backend: submission-queue polling by a kernel thread (IORING_SETUP_SQPOLL).")
     var sqpoll = false
 
@@ -160,6 +163,7 @@ struct ServeOptions: ParsableArguments {
         }
         if backend != .uring, sqpoll || deferTaskrun { throw ValidationError("--sqpoll and --defer-taskrun are for --backend uring") }
         if sqpoll && deferTaskrun { throw ValidationError("pick one of --sqpoll and --defer-taskrun") }
+        guard (0...(1 << 30)).contains(socketBuffer) else { throw ValidationError("--socket-buffer must be 0 to 1073741824 bytes") }
         if backend == .uring, gro { throw ValidationError("--gro is for --backend socket (the uring backend receives datagrams one by one)") }
     }
 
@@ -175,6 +179,7 @@ struct ServeOptions: ParsableArguments {
         configuration.cpus = try cpus.map { try parseNumberList($0, of: "CPU", in: 0...max(onlineCPUs - 1, 0)) } ?? []
         configuration.segmentationOffload = gso
         configuration.receiveOffload = gro
+        configuration.socketBufferBytes = socketBuffer == 0 ? nil : socketBuffer
         if sqpoll { configuration.uringMode = .submissionPolling(idle: .milliseconds(100), cpu: nil) }
         if deferTaskrun { configuration.uringMode = .deferTaskRun }
         if let dev {

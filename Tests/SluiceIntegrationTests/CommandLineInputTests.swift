@@ -21,6 +21,8 @@ import Testing
         ["udp-echo", "--backend", "xdp", "--dev", "lo", "--listen", "127.0.0.1:9", "--queues", "0-4294967295"],
         ["udp-echo", "--backend", "xdp", "--dev", "lo", "--listen", "127.0.0.1:9", "--queues", "256"],
         ["udp-echo", "--backend", "pigeon", "--listen", "127.0.0.1:0"],
+        ["udp-echo", "--listen", "127.0.0.1:0", "--socket-buffer", "-1"],
+        ["udp-echo", "--listen", "127.0.0.1:0", "--socket-buffer", "99999999999999999999"],
         ["udp-client", "--target", "127.0.0.1:9", "--count", "0"],
         ["udp-client", "--target", "127.0.0.1:9", "--duration", "nan"],
         ["udp-client", "--target", "127.0.0.1:9", "--size", "2100", "--xdp-dev", "lo", "--source", "127.0.0.1:5"],

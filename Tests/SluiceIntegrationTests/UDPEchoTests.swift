@@ -74,6 +74,20 @@ import Testing
         #expect(server.text.contains("drops: none"))
     }
 
+    /// `--socket-buffer` reaches the socket: the kernel reports twice the asked size (its
+    /// bookkeeping share), and 0 leaves its default.
+    @Test func theSocketBufferIsWhatWasAsked() throws {
+        for asked in [1_048_576, 0] {
+            let (server, endpoint) = try startServer("127.0.0.1:0", ["--socket-buffer", String(asked)])
+            defer { _ = server.stop() }
+            let child = try ChildProcess("/bin/sh", ["-c", "cat /proc/sys/net/core/rmem_default; ss -u -a -n -m 'sport = :\(endpoint.port)'"])
+            #expect(child.waitForExit(timeout: .seconds(10)) == 0, "\(child.text)")
+            let defaultSize = try #require(child.text.split(separator: "\n").first.flatMap { Int($0) }, "\(child.text)")
+            let expected = asked == 0 ? defaultSize : 2 * asked
+            #expect(child.text.contains("rb\(expected),"), "--socket-buffer \(asked): \(child.text)")
+        }
+    }
+
     @Test func echoesWithGSOAndGROAndTwoWorkersOnDualStack() throws {
         let (server, endpoint) = try startServer("[::]:0", ["--gso", "--gro", "--workers", "2"])
         var random = TestBytes(seed: 12)

@@ -19,6 +19,7 @@ public final class SocketBackend: UDPBackend {
         settings.reusePort = true
         settings.segmentationOffload = configuration.segmentationOffload
         settings.receiveOffload = configuration.receiveOffload
+        settings.socketBufferBytes = configuration.socketBufferBytes
         settings.logger = configuration.logger
         self.settings = settings
     }

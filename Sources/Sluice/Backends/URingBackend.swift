@@ -21,6 +21,7 @@ public final class URingBackend: UDPBackend {
         var settings = URingUDPConfiguration(listen: configuration.listen)
         settings.segmentationOffload = configuration.segmentationOffload
         settings.mode = configuration.uringMode
+        settings.socketBufferBytes = configuration.socketBufferBytes
         settings.defersSubmission = true   // the worker loop receives after every transmit
         settings.logger = configuration.logger
         // Half the pool in the buffer ring; the rest covers the batches and sends in flight.
