@@ -536,8 +536,8 @@ public struct UDPStage<Service: UDPService>: Stage {
 
     /// Rewrites a received frame, in place, into a datagram from `from` to `to` carrying the
     /// first `payloadLength` bytes already at the payload's place. With `unchangedPayload` (the
-    /// received datagram's verified checksum and endpoints, its payload and length untouched),
-    /// the UDP checksum is updated for the new endpoints rather than summed over the payload.
+    /// received datagram's verified checksum, its payload and length untouched), the UDP checksum
+    /// is kept for an echo and updated for other endpoints rather than summed over the payload.
     @inlinable @inline(__always)
     static func turnAround(_ packet: inout Packet, layout: UDPFrameLayout, linkLayer: LinkLayer,
                            from: IPEndpoint, to: IPEndpoint, payloadLength: Int,
