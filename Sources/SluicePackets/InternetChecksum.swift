@@ -65,11 +65,10 @@ public enum InternetChecksum {
     /// Folds a sum to 16 bits with end-around carry. Not inverted.
     @inlinable @inline(__always)
     public static func fold(_ sum: UInt64) -> UInt16 {
-        var s = (sum & 0xFFFF_FFFF) &+ (sum >> 32)  // <= 0x1_FFFF_FFFE
-        s = (s & 0xFFFF) &+ (s >> 16)  // <= 0x2_FFFE
-        s = (s & 0xFFFF) &+ (s >> 16)  // <= 0x1_0001
-        s = (s & 0xFFFF) &+ (s >> 16)  // <= 0xFFFF
-        return UInt16(truncatingIfNeeded: s)
+        // A value plus itself rotated by half its width holds, in its high half, the sum of its
+        // halves with the end-around carry already in: the carry out of the low half.
+        let half = UInt32(truncatingIfNeeded: (sum &+ (sum &<< 32 | sum &>> 32)) &>> 32)
+        return UInt16(truncatingIfNeeded: (half &+ (half &<< 16 | half &>> 16)) &>> 16)
     }
 
     /// The checksum of `bytes` on top of `initial`: the inverted, folded ``sum(_:initial:)``.

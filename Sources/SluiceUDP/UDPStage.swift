@@ -90,8 +90,7 @@ public struct UDPStageCounters: Equatable, Sendable {
     }
 }
 
-/// The addresses for frames a service sends on its own over an Ethernet port: learnt from the
-/// last datagram received, so new datagrams go out the way replies do.
+/// The addresses for frames a service sends on its own over an Ethernet port.
 @usableFromInline
 struct LinkTemplate {
     @usableFromInline var localMAC: MACAddress
@@ -103,6 +102,43 @@ struct LinkTemplate {
         self.localMAC = localMAC
         self.nextHopMAC = nextHopMAC
         self.vlanTag = vlanTag
+    }
+}
+
+/// The link of the last datagram received on an Ethernet port, so datagrams a service sends on
+/// its own go out the way replies do. Kept as that frame's first 16 bytes (MACs, EtherType or
+/// tag): two loads and two stores a packet, read out only when the service sends.
+@usableFromInline
+struct ReceivedLink: Sendable {
+    @usableFromInline var head: (UInt64, UInt64)
+
+    /// No frame seen yet: a parsed frame's bytes 12 and 13 (an EtherType) are never zero.
+    @usableFromInline static let none = ReceivedLink(head: (0, 0))
+
+    @inlinable
+    init(head: (UInt64, UInt64)) {
+        self.head = head
+    }
+
+    /// The first 16 bytes of a received Ethernet frame (a parsed UDP frame has at least 42).
+    @inlinable @inline(__always)
+    init(frame: UnsafeRawPointer) {
+        head = (frame.loadUnaligned(as: UInt64.self), frame.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+    }
+
+    /// The addresses to send with: from `ownMAC` when known (the frame may have been sent to a
+    /// group address), else from the MAC the frame was sent to; to the MAC it came from, with
+    /// its VLAN tag. `nil` before the first frame.
+    @inlinable
+    func template(ownMAC: MACAddress?) -> LinkTemplate? {
+        guard head.1 != 0 else { return nil }
+        return withUnsafeBytes(of: head) {
+            let bytes = $0.baseAddress!
+            let tagged = UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: 12, as: UInt16.self)) == EtherType.vlan
+            return LinkTemplate(
+                localMAC: ownMAC ?? MACAddress(networkBytesAt: bytes), nextHopMAC: MACAddress(networkBytesAt: bytes + 6),
+                vlanTag: tagged ? UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: 14, as: UInt16.self)) : nil)
+        }
     }
 }
 
@@ -207,7 +243,7 @@ public struct UDPStage<Service: UDPService>: Stage {
     /// Whether incoming IPv4 header and UDP checksums are verified (``UDPAcceptance/verifiesChecksums``).
     @inlinable public var verifiesChecksums: Bool { acceptance.verifiesChecksums }
     @usableFromInline var _counters = UDPStageCounters()
-    @usableFromInline var link: LinkTemplate?
+    @usableFromInline var link = ReceivedLink.none
 
     /// Creates a stage running `service` over packets of `format`.
     public init(service: Service, format: FrameFormat, verifiesChecksums: Bool = false) {
@@ -255,7 +291,7 @@ public struct UDPStage<Service: UDPService>: Stage {
 
     @inlinable
     mutating func flush(into output: inout PacketBatch, now: Instant) {
-        var emitter = UDPEmitter(batch: output, format: format, link: link)
+        var emitter = UDPEmitter(batch: output, format: format, link: link.template(ownMAC: acceptance.localMAC))
         service.flush(into: &emitter, now: now)
         _counters.emitted &+= emitter.sent
         _counters.emitFailures &+= emitter.failed
@@ -384,12 +420,7 @@ public struct UDPStage<Service: UDPService>: Stage {
             payloadStart: data + layout.payloadOffset, payloadLength: layout.payloadLength,
             payloadCapacity: min(room, 65535 - (replyHeaders - layout.networkOffset)))
         _counters.datagrams &+= 1
-        if linkLayer == .ethernet {
-            let frame = data
-            link = LinkTemplate(
-                localMAC: MACAddress(networkBytesAt: frame), nextHopMAC: MACAddress(networkBytesAt: frame + 6),
-                vlanTag: layout.vlanTag)
-        }
+        if linkLayer == .ethernet { link = ReceivedLink(frame: data) }
         let target: IPEndpoint
         let isReply: Bool
         switch service.handle(&datagram, now: now) {

@@ -63,6 +63,17 @@ import Testing
         #expect(InternetChecksum.fold(0xFFFF_8000_FFFF_8000) == 1)
     }
 
+    @Test func foldMatchesRemainderOnRandomSums() {
+        // One's-complement folding keeps the value modulo 0xFFFF, and gives 0xFFFF, never 0,
+        // for a non-zero multiple of it.
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<100_000 {
+            let sum = generator.next() as UInt64
+            let remainder = UInt16(sum % 0xFFFF)
+            #expect(InternetChecksum.fold(sum) == (sum != 0 && remainder == 0 ? 0xFFFF : remainder))
+        }
+    }
+
     @Test func incrementalUpdateMatchesRecomputation() {
         var rng = SeededGenerator(seed: 1624)
         for _ in 0..<2000 {

@@ -13,9 +13,11 @@ let server6: [UInt8] = [0x20, 0x01, 0, 2] + Array(repeating: 0, count: 11) + [1]
 
 /// Runs `frames` through a stage and returns what came out, as bytes, and the stage.
 func run<S: UDPService>(_ service: S, format: FrameFormat = .ethernet, frames: [[UInt8]], verify: Bool = false,
-                        frameSize: Int = 2048) -> (out: [[UInt8]], stage: UDPStage<S>, balanced: Bool) {
+                        acceptance: UDPAcceptance? = nil, frameSize: Int = 2048)
+    -> (out: [[UInt8]], stage: UDPStage<S>, balanced: Bool) {
     let pool = try! FramePool(frameCount: 64, frameSize: frameSize, headroom: 256)
-    var stage = UDPStage(service: service, format: format, verifiesChecksums: verify)
+    var stage = acceptance.map { UDPStage(service: service, format: format, acceptance: $0) }
+        ?? UDPStage(service: service, format: format, verifiesChecksums: verify)
     var input = PacketBatch(pool: pool, capacity: 16)
     var output = PacketBatch(pool: pool, capacity: 16)
     for frame in frames {
@@ -370,16 +372,28 @@ struct AnnounceService: UDPService {
         #expect(result.stage.counters.droppedByService == 1 && result.stage.counters.emitted == 1)
     }
 
-    @Test func emitterOnEthernetNeedsAHopFirst() throws {
+    @Test(arguments: [nil, 42] as [UInt16?])
+    func emitterOnEthernetNeedsAHopFirst(vlan: UInt16?) throws {
         let source = IPEndpoint("198.18.0.1:9")!
         let none = run(AnnounceService(source: source), frames: [])
         #expect(none.out.isEmpty && none.stage.counters.emitFailures == 1)
-        let frame = Reference.frame(sourceMAC: clientMAC, destinationMAC: serverMAC, source: client4, destination: server4,
-                                    sourcePort: 1, destinationPort: 9, payload: [1])
+        let frame = Reference.frame(vlan: vlan, sourceMAC: clientMAC, destinationMAC: serverMAC, source: client4,
+                                    destination: server4, sourcePort: 1, destinationPort: 9, payload: [1])
         let learnt = run(AnnounceService(source: source), frames: [frame])
         let hello = try #require(learnt.out.first.flatMap { Reference.parseUDP($0) })
         #expect(hello.payload == Array("hello".utf8) && hello.destinationMAC == clientMAC && hello.sourceMAC == serverMAC)
         #expect(hello.destinationAddress == client4 && hello.destinationPort == 7 && hello.udpChecksumValid)
+        #expect(hello.vlan == vlan)
+    }
+
+    @Test func emitterAfterABroadcastSendsFromTheOwnMAC() throws {
+        let frame = Reference.frame(sourceMAC: clientMAC, destinationMAC: Array(repeating: 0xFF, count: 6), source: client4,
+                                    destination: server4, sourcePort: 1, destinationPort: 9, payload: [1])
+        var acceptance = UDPAcceptance()
+        acceptance.localMAC = MACAddress(serverMAC[0], serverMAC[1], serverMAC[2], serverMAC[3], serverMAC[4], serverMAC[5])
+        let learnt = run(AnnounceService(source: IPEndpoint("198.18.0.1:9")!), frames: [frame], acceptance: acceptance)
+        let hello = try #require(learnt.out.first.flatMap { Reference.parseUDP($0) })
+        #expect(hello.sourceMAC == serverMAC && hello.destinationMAC == clientMAC)
     }
 }
 
