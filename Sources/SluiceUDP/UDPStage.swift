@@ -336,6 +336,7 @@ public struct UDPStage<Service: UDPService>: Stage {
         let data = packet.dataStart
         let network = data + layout.networkOffset
         let transport = data + layout.transportOffset
+        let ipHeaderLength = layout.transportOffset - layout.networkOffset
         let source: IPAddress
         let destination: IPAddress
         if layout.isIPv6 {
@@ -362,7 +363,6 @@ public struct UDPStage<Service: UDPService>: Stage {
                 _counters.vlanWithoutDevice &+= 1
                 return false
             }
-            let ipHeaderLength = layout.transportOffset - layout.networkOffset
             guard ipHeaderLength == (layout.isIPv6 ? 40 : 20)
                     || !Self.refusesIPOptions(network: network, length: ipHeaderLength, isIPv6: layout.isIPv6) else {
                 _counters.refusedIPOptions &+= 1
@@ -381,9 +381,8 @@ public struct UDPStage<Service: UDPService>: Stage {
             let pseudoHeader: UInt64
             switch (source, destination) {
             case let (.v4(s), .v4(d)):
-                let headerLength = layout.transportOffset - layout.networkOffset
-                let sum = headerLength == 20 ? InternetChecksum.sum(twentyBytesAt: network)
-                    : InternetChecksum.sum(UnsafeRawBufferPointer(start: network, count: headerLength))
+                let sum = ipHeaderLength == 20 ? InternetChecksum.sum(twentyBytesAt: network)
+                    : InternetChecksum.sum(UnsafeRawBufferPointer(start: network, count: ipHeaderLength))
                 if InternetChecksum.fold(sum) != 0xFFFF {
                     _counters.badIPChecksum &+= 1
                     return false
