@@ -311,10 +311,14 @@ public final class UDPServer<Service: UDPService>: Sendable {
             "  received \(port.receivedPackets) datagrams (\(Self.rate(Double(port.receivedPackets) / seconds)) pps avg), "
                 + "sent \(port.transmittedPackets), \(port.receiveCalls + port.transmitCalls) syscalls",
         ]
+        // The kernel's drops too (an XSK's full RX ring, say): "none" has to mean none.
+        let kernelDrops = (backend.kernelDrops ?? []).filter { $0.count > 0 }
+            .map { (String($0.cause.filter { $0 != ":" }.map { $0 == " " ? "_" : $0 }), $0.count) }
         let drops = port.fields.filter { $0.0.hasPrefix("drop") && $0.1 > 0 }
             + stage.fields.filter { field in
                 (field.0.hasPrefix("malformed") || Self.stageDrops.contains(field.0)) && field.1 > 0
             }
+            + kernelDrops
         lines.append("  drops: " + (drops.isEmpty ? "none" : drops.map { "\($0.0)=\($0.1)" }.joined(separator: " ")))
         var host: HostCounters?
         for r in reports { if let h = r.host { host = host ?? HostCounters(); host?.add(h) } }

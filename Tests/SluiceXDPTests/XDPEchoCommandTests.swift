@@ -116,6 +116,24 @@ import Testing
         return (server, client, target)
     }
 
+    /// What the kernel drops at the XSK (here: the worker stopped, its rings full) is a drop in
+    /// the summary's drops line too, not only on its xsk line: "drops: none" means none.
+    @Test func dropsAtTheSocketAreDropsInTheSummary() throws {
+        let topology = try topology()
+        defer { topology.destroy() }
+        let (server, client, target) = try startEcho(topology)
+        kill(server.pid, SIGSTOP)
+        // More than the RX ring (2048 descriptors) and the fill ring's frames hold.
+        for _ in 0..<6000 { client.send([2], to: target) }
+        kill(server.pid, SIGCONT)
+        #expect(server.stop(signal: SIGTERM) == 0)
+        let lines = server.text.split(separator: "\n")
+        let drops = try #require(lines.first { $0.hasPrefix("  drops: ") }, "\(server.text)")
+        let xsk = try #require(lines.first { $0.hasPrefix("  xsk: ") }, "\(server.text)")
+        #expect(!xsk.contains("rx_dropped 0, rx_ring_full 0"), "nothing dropped at the socket: \(server.text)")
+        #expect(drops.contains("xsk_rx_ring_full=") || drops.contains("xsk_no_fill-ring_frame="), "\(server.text)")
+    }
+
     /// How long `server` takes to exit by itself after `fault`, and its status.
     func exitAfter(_ fault: String, _ server: ChildProcess) -> (status: Int32?, seconds: Double) {
         let clock = ContinuousClock()
