@@ -33,6 +33,12 @@ public protocol UDPBackend: AnyObject, Sendable {
     /// worker's port on `listen`, calls `bound` with the address it serves, and serves.
     ///
     /// - Returns: what the worker did, frames accounted.
+    ///
+    /// Workers reach this through `any UDPBackend`, so nothing specializes it for the service
+    /// at the call site: the backends pre-specialize it (`@_specialize`) for the services Sluice
+    /// ships, whose per-packet code would otherwise call the service through its witness table
+    /// and look up the stage's generic metadata for every packet. Other services run the
+    /// generic code.
     func runWorker<Service: UDPService>(index: Int, listen: IPEndpoint, service: Service, state: WorkerState,
                                         bound: (IPEndpoint) -> Void) throws(SystemCallError) -> WorkerReport
 

@@ -30,6 +30,10 @@ public final class SocketBackend: UDPBackend {
         "kernel socket" + (settings.segmentationOffload ? ", GSO" : "") + (settings.receiveOffload ? ", GRO" : "")
     }
 
+    @_specialize(where Service == UDPEchoService)
+    @_specialize(where Service == DNSService)
+    @_specialize(where Service == SockperfService)
+    @_specialize(where Service == UDPDiscardService)
     public func runWorker<Service: UDPService>(index: Int, listen: IPEndpoint, service: Service, state: WorkerState,
                                                bound: (IPEndpoint) -> Void) throws(SystemCallError) -> WorkerReport {
         var settings = settings

@@ -121,6 +121,10 @@ public class TUNBackend: UDPBackend, @unchecked Sendable {
     /// Frames per worker: each frame holds a whole reassembled datagram, so fewer of them.
     static let framesPerWorker = 768
 
+    @_specialize(where Service == UDPEchoService)
+    @_specialize(where Service == DNSService)
+    @_specialize(where Service == SockperfService)
+    @_specialize(where Service == UDPDiscardService)
     public func runWorker<Service: UDPService>(index: Int, listen: IPEndpoint, service: Service, state: WorkerState,
                                                bound: (IPEndpoint) -> Void) throws(SystemCallError) -> WorkerReport {
         let headroom = 64

@@ -37,6 +37,10 @@ public final class URingBackend: UDPBackend {
         "io_uring (\(configuration.uringMode))" + (configuration.segmentationOffload ? ", GSO" : "")
     }
 
+    @_specialize(where Service == UDPEchoService)
+    @_specialize(where Service == DNSService)
+    @_specialize(where Service == SockperfService)
+    @_specialize(where Service == UDPDiscardService)
     public func runWorker<Service: UDPService>(index: Int, listen: IPEndpoint, service: Service, state: WorkerState,
                                                bound: (IPEndpoint) -> Void) throws(SystemCallError) -> WorkerReport {
         var settings = settings

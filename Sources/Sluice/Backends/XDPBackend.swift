@@ -124,6 +124,10 @@ public final class XDPBackend: UDPBackend {
     /// One per queue, and the kernel socket's.
     public var workerCount: Int { settings.queues.count + 1 }
 
+    @_specialize(where Service == UDPEchoService)
+    @_specialize(where Service == DNSService)
+    @_specialize(where Service == SockperfService)
+    @_specialize(where Service == UDPDiscardService)
     public func runWorker<Service: UDPService>(index: Int, listen: IPEndpoint, service: Service, state: WorkerState,
                                                bound: (IPEndpoint) -> Void) throws(SystemCallError) -> WorkerReport {
         if index == settings.queues.count {
