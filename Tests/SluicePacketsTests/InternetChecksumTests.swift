@@ -66,9 +66,9 @@ import Testing
     @Test func foldMatchesRemainderOnRandomSums() {
         // One's-complement folding keeps the value modulo 0xFFFF, and gives 0xFFFF, never 0,
         // for a non-zero multiple of it.
-        var generator = SystemRandomNumberGenerator()
+        var rng = SeededGenerator(seed: 1071)
         for _ in 0..<100_000 {
-            let sum = generator.next() as UInt64
+            let sum = rng.next() as UInt64
             let remainder = UInt16(sum % 0xFFFF)
             #expect(InternetChecksum.fold(sum) == (sum != 0 && remainder == 0 ? 0xFFFF : remainder))
         }
