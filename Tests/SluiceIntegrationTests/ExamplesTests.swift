@@ -103,13 +103,8 @@ import Testing
             return nil
         }
         #expect(shouted == Array("HELLO, SLUICE!".utf8))
-        // Workers publish their counters every 100 ms, and an idle one at its next receive timeout.
-        var metrics: [MetricsSample] = []
-        for _ in 0..<20 {
-            metrics = try MetricsCommandTests.scrape("http://127.0.0.1:9464/metrics", in: topology.serverNamespace)
-            if MetricsCommandTests.sum(metrics, "sluice_service_shouted_total") >= 1 { break }
-            usleep(100_000)
-        }
+        let metrics = try MetricsCommandTests.scrape("http://127.0.0.1:9464/metrics", in: topology.serverNamespace,
+                                                     until: "sluice_service_shouted_total", reaches: 1)
         #expect(MetricsCommandTests.sum(metrics, "sluice_service_shouted_total") >= 1, "\(metrics.filter { $0.name.hasPrefix("sluice_service") })")
         #expect(shout.stop() == 0, "\(shout.text)")
         #expect(shout.text.contains("shouting on") && shout.text.contains("frames: all returned to their pools"), "\(shout.text)")

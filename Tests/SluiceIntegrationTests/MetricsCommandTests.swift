@@ -26,6 +26,19 @@ struct MetricsCommandTests {
         return try MetricsText.parse(curl.text)
     }
 
+    /// Scrapes until `name` sums to at least `least` (2 s at most), and returns the last page:
+    /// workers publish what metrics read every `WorkerState.sampleInterval`, when their loop next
+    /// turns (an idle one at its receive timeout), so a scrape right after traffic can miss it.
+    static func scrape(_ url: String, in namespace: String? = nil, until name: String, reaches least: Double) throws -> [MetricsSample] {
+        var page: [MetricsSample] = []
+        for _ in 0..<20 {
+            page = try scrape(url, in: namespace)
+            if sum(page, name) >= least { break }
+            usleep(100_000)
+        }
+        return page
+    }
+
     /// The sum of `name` over the series whose labels include `labels`.
     static func sum(_ samples: [MetricsSample], _ name: String, _ labels: [String: String] = [:]) -> Double {
         samples.filter { sample in sample.name == name && labels.allSatisfy { sample.labels[$0.key] == $0.value } }
@@ -132,7 +145,7 @@ struct MetricsCommandTests {
             }
         }
         usleep(300_000)
-        let page = try Self.scrape(url, in: namespace.name)
+        let page = try Self.scrape(url, in: namespace.name, until: "sluice_service_responses_total", reaches: 2)
         #expect(Self.sum(page, "sluice_service_responses_total") == 2)
         #expect(Self.sum(page, "sluice_service_noerror_total") == 1)
         #expect(Self.sum(page, "sluice_service_nxdomain_total") == 1)

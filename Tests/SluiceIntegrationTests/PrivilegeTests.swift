@@ -161,7 +161,8 @@ struct PrivilegeTests {
         let tcp = try ChildProcess("/usr/sbin/ip", ["netns", "exec", namespace.name, "dig", "+short", "+tcp", "@127.0.0.1", "example.test", "A"])
         #expect(tcp.waitForExit(timeout: .seconds(10)) == 0)
         #expect(tcp.text.contains("198.18.5.1"), "\(tcp.text)")
-        let metrics = try MetricsCommandTests.scrape("http://127.0.0.1:9464/metrics", in: namespace.name)
+        let metrics = try MetricsCommandTests.scrape("http://127.0.0.1:9464/metrics", in: namespace.name,
+                                                     until: "sluice_service_responses_total", reaches: 1)
         #expect(MetricsCommandTests.sum(metrics, "sluice_service_responses_total") == 1)
         #expect(server.stop() == 0)
     }
