@@ -343,6 +343,9 @@ public struct XDPPort: Port, ~Copyable {
                 continue
             }
             frameStates[frame] = FrameState.user
+            // The kernel (or the NIC) wrote the frame from another CPU: start every header's
+            // cache miss now, so they overlap instead of stalling the stage one frame at a time.
+            sluice_prefetch_for_write(pool.base + Int(address))
             batch.append(pool.packet(at: address, offset: 0, length: Int(descriptor.len)))
             _counters.receivedBytes &+= UInt64(descriptor.len)
             accepted &+= 1
@@ -451,6 +454,14 @@ public struct XDPPort: Port, ~Copyable {
         }
     }
 
+    /// The addresses on the fill ring the kernel has not taken yet, oldest first.
+    @_spi(Testing)
+    public var fillRingAddresses: [UInt64] {
+        let consumer = fillRing.pointee.consumer.pointee
+        let producer = fillRing.pointee.producer.pointee
+        return (0..<(producer &- consumer)).map { xsk_ring_prod__fill_addr(fillRing, consumer &+ $0)!.pointee }
+    }
+
     /// Puts a descriptor on the TX ring exactly as given, bypassing every check, and wakes the
     /// kernel: for conformance tests that the kernel rejects and counts bad descriptors.
     @_spi(Testing)
@@ -472,20 +483,40 @@ public struct XDPPort: Port, ~Copyable {
         _ = sendto(descriptor, nil, 0, Int32(MSG_DONTWAIT), nil, 0)
     }
 
+    /// Takes back the frames the kernel has sent. While the pool holds its reserve, they go
+    /// straight back to the fill ring in the order they were sent, as the kernel's own l2fwd
+    /// sample does: the kernel then meets its per-frame state in sequence, which the CPU
+    /// prefetches. Through the pool (a stack) the order scrambles, and in copy mode the receive
+    /// path spent 6-8 % of its CPU on those cache misses (`xp_alloc`). With a fill ring that
+    /// holds every frame of the queue (the XDP backend's), a completion always finds room.
     public mutating func reclaim() -> Int {
         var index: UInt32 = 0
         let count = xsk_ring_cons__peek(completionRing, umem.completionRingSize, &index)
         guard count > 0 else { return 0 }
+        var fillIndex: UInt32 = 0
+        let fillRoom = pool.freeCount >= reserve ? xsk_prod_nb_free(fillRing, count) : 0
+        let fillReserved = fillRoom > 0 ? xsk_ring_prod__reserve(fillRing, min(fillRoom, count), &fillIndex) : 0
+        var refilled: UInt32 = 0
         var reclaimed = 0
         for i in 0..<count {
             let address = xsk_umem__extract_addr(xsk_ring_cons__comp_addr(completionRing, index &+ i)!.pointee)
             let frame = Int(address) >> frameShift
             // Completions for descriptors we never sent (the kernel returns rejected ones too) change nothing.
             guard frame < regionFrameCount, frameStates[frame] == FrameState.transmit else { continue }
-            frameStates[frame] = FrameState.user
-            pool.releaseAddress(UInt64(frame << frameShift))
+            if refilled < fillReserved {
+                xsk_ring_prod__fill_addr(fillRing, fillIndex &+ refilled).pointee = UInt64(frame << frameShift)
+                frameStates[frame] = FrameState.fill
+                refilled &+= 1
+            } else {
+                frameStates[frame] = FrameState.user
+                pool.releaseAddress(UInt64(frame << frameShift))
+            }
             reclaimed &+= 1
         }
+        // Slots reserved for completions that turned out not to be ours are given back unused.
+        fillRing.pointee.cached_prod &-= fillReserved &- refilled
+        xsk_ring_prod__submit(fillRing, refilled)
+        fillCount &+= Int(refilled)
         xsk_ring_cons__release(completionRing, count)
         transmitCount &-= reclaimed
         return reclaimed

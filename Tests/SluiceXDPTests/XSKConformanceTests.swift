@@ -200,6 +200,35 @@ func balanced(_ pool: FramePool, _ port: borrowing XDPPort) -> Bool {
         check(balanced(pool, port))
     }
 
+    @Test func sentFramesReturnToTheFillRingInTheOrderTheyWereSent() throws {
+        let fixture = try XDPFixture(mode: .generic)
+        let pool = try FramePool(frameCount: 256)
+        let umem = try fixture.makeUMEM(pool)
+        var port = try fixture.openPort(umem: umem, pool: pool)
+        let reserve = pool.freeCount
+        let client = try fixture.client()
+        for i in 0..<40 { client.send([UInt8(i)], to: fixture.serverIPv4) }
+        var stage = UDPStage(service: UDPEchoService(), format: .ethernet)
+        var input = PacketBatch(pool: pool)
+        var output = PacketBatch(pool: pool)
+        var sent: [UInt64] = []
+        let clock = MonotonicTimeSource()
+        let deadline = clock.now() + .seconds(3)
+        while sent.count < 40, clock.now() < deadline {
+            _ = try port.receive(into: &input)
+            stage.handle(&input, output: &output, now: clock.now())
+            for i in 0..<output.count { sent.append(pool.address(of: output[i])) }
+            if !output.isEmpty { try port.transmit(&output) }
+        }
+        let settle = clock.now() + .seconds(1)
+        while port.frameCounts.transmit + port.frameCounts.completion > 0, clock.now() < settle { _ = port.reclaim() }
+        check(sent.count == 40, "echoed \(sent.count) of 40")
+        // Straight back, in order: the pool still holds just its reserve.
+        check(Array(port.fillRingAddresses.suffix(sent.count)) == sent, "fill ring tail \(port.fillRingAddresses.suffix(sent.count)) after sending \(sent)")
+        check(pool.freeCount == reserve, "pool \(pool.freeCount), reserve \(reserve)")
+        check(balanced(pool, port))
+    }
+
     @Test func fillRingEmptyIsCountedAndRecovers() throws {
         let fixture = try XDPFixture(mode: .generic)
         let pool = try FramePool(frameCount: 64)

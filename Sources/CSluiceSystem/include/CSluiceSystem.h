@@ -68,6 +68,9 @@ static inline unsigned char *sluice_cmsg_data(struct cmsghdr *c) { return CMSG_D
 static inline size_t sluice_cmsg_space(size_t len) { return CMSG_SPACE(len); }
 static inline size_t sluice_cmsg_len(size_t len) { return CMSG_LEN(len); }
 
+/// Starts loading the cache line at `address` for a write soon (Swift has no prefetch).
+static inline void sluice_prefetch_for_write(const void *address) { __builtin_prefetch(address, 1, 3); }
+
 // struct in_pktinfo and in6_pktinfo, which glibc shows only under _GNU_SOURCE (and defining
 // that here would clash with Swift's own Glibc module); CSluiceSystem.c checks the layouts.
 struct sluice_in_pktinfo {
