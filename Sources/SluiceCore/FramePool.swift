@@ -24,7 +24,8 @@ public final class FramePool: @unchecked Sendable {
     public let headroom: Int
 
     @usableFromInline let freeList: UnsafeMutablePointer<UInt64>
-    @usableFromInline var freeTop: Int
+    // Per packet, by the pool's one thread: no runtime exclusivity checks (a swift_beginAccess call each).
+    @exclusivity(unchecked) @usableFromInline var freeTop: Int
     /// The pool that mapped the region, when this one is a partition of it (keeps it alive).
     private let regionOwner: FramePool?
 

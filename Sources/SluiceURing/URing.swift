@@ -93,13 +93,14 @@ public final class URing {
     /// file lookup on every `io_uring_enter`.
     public let hasRegisteredDescriptor: Bool
 
-    @usableFromInline var _enterCalls: UInt64 = 0
-    @usableFromInline var usedOperations: UInt64 = 0
+    // One thread owns a ring (as a pool): the per-packet counters need no runtime exclusivity checks.
+    @exclusivity(unchecked) @usableFromInline var _enterCalls: UInt64 = 0
+    @exclusivity(unchecked) @usableFromInline var usedOperations: UInt64 = 0
     @usableFromInline let isPolling: Bool
     @usableFromInline let defersTaskRun: Bool
     /// Completions taken off the CQ ring to make room when the kernel said `EBUSY`, handed out first.
     @usableFromInline let stash: UnsafeMutablePointer<URingCompletion>
-    @usableFromInline var stashCount = 0
+    @exclusivity(unchecked) @usableFromInline var stashCount = 0
     @usableFromInline let stashCapacity: Int
     /// Scratch for `io_uring_peek_batch_cqe`.
     @usableFromInline let peeked: UnsafeMutablePointer<UnsafeMutablePointer<io_uring_cqe>?>

@@ -29,8 +29,9 @@ public final class URingBufferRing {
     @usableFromInline let mask: Int32
     /// One bit per pool frame: set while the frame is provided.
     @usableFromInline let providedBits: UnsafeMutablePointer<UInt64>
-    @usableFromInline var _providedCount = 0
-    @usableFromInline var uncommitted: Int32 = 0
+    // Touched for every received datagram by the ring's one thread: no runtime exclusivity checks.
+    @exclusivity(unchecked) @usableFromInline var _providedCount = 0
+    @exclusivity(unchecked) @usableFromInline var uncommitted: Int32 = 0
 
     /// Maps and registers an empty ring.
     ///
