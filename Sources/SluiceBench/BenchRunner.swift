@@ -135,7 +135,7 @@ public final class BenchRunner {
         self.progress = progress
         let cpus = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         report = BenchReport(environment: BenchEnvironment(
-            kernel: Self.kernelRelease(), cpus: cpus,
+            kernel: KernelRelease.current.text, cpus: cpus,
             link: configuration.devices.map { "\($0.server) ↔ \($0.client), each moved into a network namespace of the run" }
                 ?? "veth pair between two network namespaces (this machine; no NIC)",
             generator: (configuration.generator == .xdp
@@ -665,13 +665,6 @@ public final class BenchRunner {
     func requireTopology() throws -> TestTopology {
         guard let topology else { throw RuntimeError("the bench topology is not up") }
         return topology
-    }
-
-    /// `uname -r`.
-    static func kernelRelease() -> String {
-        var name = utsname()
-        uname(&name)
-        return withUnsafeBytes(of: name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
     }
 
     /// Now, as ISO 8601 in UTC.

@@ -82,6 +82,9 @@ public struct URingUDPPort: Port, ~Copyable {
     @usableFromInline var ready: ReadyQueue
     @usableFromInline var sends: SendSlots
     @usableFromInline var gso: SegmentationOffload
+    /// Whether a lone datagram without control data goes as `SEND` with its address (Linux 6.1+),
+    /// instead of `SENDMSG`; turned off for good if the kernel refuses one.
+    @usableFromInline var sendsWithAddress: Bool
     /// Queued submissions (sends, a re-armed receive) worth an `io_uring_enter` of their own;
     /// fewer ride along with the next wait for completions.
     @usableFromInline let submitThreshold: UInt32
@@ -154,6 +157,7 @@ public struct URingUDPPort: Port, ~Copyable {
         ready = ReadyQueue(capacity: Int(configuration.bufferRingEntries))
         sends = SendSlots(count: 2 * batchCapacity, maximumRun: min(Int(sluice_UDP_MAX_SEGMENTS), batchCapacity))
         gso = SegmentationOffload(configured: configuration.segmentationOffload)
+        sendsWithAddress = KernelRelease.current.isAtLeast(6, 1)
         submitThreshold = configuration.defersSubmission ? UInt32(batchCapacity) : 1
         buffers.refill()
     }
@@ -289,6 +293,7 @@ public struct URingUDPPort: Port, ~Copyable {
             if run > 1 { _counters.segmentedPackets &+= UInt64(run) }
         } else {
             if run > 1, completion.result == -EIO || completion.result == -EINVAL { pauseSegmentationOffload(-completion.result) }
+            if run == 1, completion.result == -EINVAL, sendsWithAddress { stopSendingWithAddress() }
             _counters.droppedTransmit &+= UInt64(run)
         }
         // A zero-copy send that will be notified keeps its frames until then.
@@ -302,6 +307,15 @@ public struct URingUDPPort: Port, ~Copyable {
             configuration.logger.warning("UDP GSO refused by the kernel; sending datagrams one by one for a while",
                                          metadata: ["errno": "\(error)", "listen": "\(localEndpoint)"])
         }
+    }
+
+    /// Goes back to `SENDMSG` for every datagram: a kernel that takes no address with `SEND`
+    /// (before 6.1, or a backport without it) refuses it with EINVAL.
+    @usableFromInline
+    mutating func stopSendingWithAddress() {
+        sendsWithAddress = false
+        configuration.logger.warning("io_uring SEND with an address refused by the kernel; sending with SENDMSG",
+                                     metadata: ["listen": "\(localEndpoint)"])
     }
 
     // MARK: Receive
@@ -458,6 +472,11 @@ public struct URingUDPPort: Port, ~Copyable {
         sends.occupy(slot, run: run)
         if configuration.zeroCopyThreshold > 0 && total >= configuration.zeroCopyThreshold {
             io_uring_prep_sendmsg_zc(sqe, Self.fixedSocket, message, 0)
+        } else if run == 1 && controlLength == 0 && sendsWithAddress {
+            // SEND with the peer in addr2: no msghdr or iovec for the kernel to copy in and check.
+            io_uring_prep_send(sqe, Self.fixedSocket, batch[first].dataStart, size, 0)
+            io_uring_prep_send_set_addr(sqe, (head + DatagramHeader.peerOffset).assumingMemoryBound(to: sockaddr.self),
+                                        UInt16(header.peerLength))
         } else {
             io_uring_prep_sendmsg(sqe, Self.fixedSocket, message, 0)
         }

@@ -5,6 +5,7 @@ import CSluiceSystem
 import CSluiceURing
 import SluiceCore
 import SluicePackets
+import SluiceSystem
 import SluiceTestSupport
 import SluiceUDP
 import Testing
@@ -109,7 +110,51 @@ func payloadSizes(seed: UInt64, count: Int) -> [Int] {
         if gso { #expect(counters.segmentedPackets > 0) }
         #expect(counters.receiveCalls + counters.transmitCalls < UInt64(sizes.count), "batched io_uring_enter calls")
         check(h.balanced)
-        #expect(h.port.ring.describe().contains("RECVMSG"))
+        let operations = h.port.ring.describe().split(separator: ":").last!.split(separator: " ").map(String.init)
+        #expect(operations.contains("RECVMSG"))
+        // Lone datagrams without control data go as SEND with an address where the kernel takes
+        // one; GSO runs need their segment size in a cmsg, so SENDMSG.
+        #expect(operations.contains("SEND") == KernelRelease.current.isAtLeast(6, 1), "\(operations)")
+        if gso { #expect(operations.contains("SENDMSG"), "\(operations)") }
+    }
+
+    @Test func aLoneSendTheKernelRefusesTurnsSendWithAnAddressOff() throws {
+        var h = try URingHarness(listen: "127.0.0.1:0")
+        guard h.port.sendsWithAddress else {
+            print("skip: this kernel's SEND takes no address (before 6.1); SENDMSG is tested everywhere else")
+            return
+        }
+        let server = h.port.localEndpoint
+        let client = KernelUDPSocket(bind: IPEndpoint(address: server.address, port: 0))
+        client.send([1, 2, 3], to: server)
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(3)
+        while h.batch.isEmpty, clock.now < deadline { _ = try h.port.receive(into: &h.batch) }
+        try #require(h.batch.count == 1)
+        // Port 0: udp_sendmsg refuses it with EINVAL, as a kernel without SEND addresses would.
+        DatagramHeader(frameStart: h.batch[0].frameStart).peer = IPEndpoint(address: server.address, port: 0)
+        try h.port.transmit(&h.batch)
+        while h.port.framesHeld > h.port.buffers.providedCount, clock.now < deadline { _ = h.port.reclaim() }
+        let dropped = h.port.counters.droppedTransmit
+        let stillWithAddress = h.port.sendsWithAddress
+        #expect(dropped == 1)
+        #expect(!stillWithAddress)
+        // The next reply goes as SENDMSG and arrives.
+        client.send([4, 5], to: server)
+        #expect(try h.echo(1) == 1)
+        #expect(client.receive()?.bytes == [4, 5])
+        let description = h.port.ring.describe()
+        #expect(description.contains("SENDMSG"), "\(description)")
+        check(h.balanced)
+    }
+
+    @Test func kernelReleasesParse() {
+        #expect(KernelRelease("6.1.0-18-amd64").version == (6, 1))
+        #expect(KernelRelease("6.18.44-fc-v1098").isAtLeast(6, 1))
+        #expect(KernelRelease("5.15.0").isAtLeast(6, 1) == false)
+        #expect(KernelRelease("6.0.12").isAtLeast(6, 1) == false)
+        #expect(KernelRelease("7.0").isAtLeast(6, 1))
+        #expect(KernelRelease("garbage").version == (0, 0))
     }
 
     @Test func dualStackSeesIPv4PeersAsIPv4AndAnswersFromTheAddressTheyCameTo() throws {
