@@ -464,21 +464,24 @@ public struct URingUDPPort: Port, ~Copyable {
         let control = sends.control(slot)
         let controlLength = DatagramControl.write(at: control, header: header, segmentSize: run > 1 ? size : 0,
                                                   boundAddress: localEndpoint.address)
-        let message = sends.message(slot)
-        message.pointee = msghdr(
-            msg_name: head + DatagramHeader.peerOffset, msg_namelen: socklen_t(header.peerLength),
-            msg_iov: vectors, msg_iovlen: run,
-            msg_control: controlLength > 0 ? control : nil, msg_controllen: controlLength, msg_flags: 0)
         sends.occupy(slot, run: run)
-        if configuration.zeroCopyThreshold > 0 && total >= configuration.zeroCopyThreshold {
-            io_uring_prep_sendmsg_zc(sqe, Self.fixedSocket, message, 0)
-        } else if run == 1 && controlLength == 0 && sendsWithAddress {
+        let zeroCopy = configuration.zeroCopyThreshold > 0 && total >= configuration.zeroCopyThreshold
+        if run == 1 && controlLength == 0 && sendsWithAddress && !zeroCopy {
             // SEND with the peer in addr2: no msghdr or iovec for the kernel to copy in and check.
             io_uring_prep_send(sqe, Self.fixedSocket, batch[first].dataStart, size, 0)
             io_uring_prep_send_set_addr(sqe, (head + DatagramHeader.peerOffset).assumingMemoryBound(to: sockaddr.self),
                                         UInt16(header.peerLength))
         } else {
-            io_uring_prep_sendmsg(sqe, Self.fixedSocket, message, 0)
+            let message = sends.message(slot)
+            message.pointee = msghdr(
+                msg_name: head + DatagramHeader.peerOffset, msg_namelen: socklen_t(header.peerLength),
+                msg_iov: vectors, msg_iovlen: run,
+                msg_control: controlLength > 0 ? control : nil, msg_controllen: controlLength, msg_flags: 0)
+            if zeroCopy {
+                io_uring_prep_sendmsg_zc(sqe, Self.fixedSocket, message, 0)
+            } else {
+                io_uring_prep_sendmsg(sqe, Self.fixedSocket, message, 0)
+            }
         }
         sqe.pointee.flags |= URing.fixedFileFlag
         sqe.pointee.user_data = UInt64(slot)
