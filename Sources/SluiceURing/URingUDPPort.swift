@@ -258,24 +258,27 @@ public struct URingUDPPort: Port, ~Copyable {
         (frame + DatagramHeader.peerOffset).initializeMemory(as: UInt8.self, repeating: 0, count: DatagramHeader.peerCapacity)
         (frame + DatagramHeader.peerOffset).copyMemory(
             from: name, byteCount: min(Int(out.pointee.namelen), DatagramHeader.peerCapacity))
-        readControl(out, into: header)
+        Self.readControl(out, message: receiveMessage, into: header, local: localEndpoint)
         _counters.receivedPackets &+= 1
         _counters.receivedBytes &+= UInt64(length)
         ready.append(ReadyQueue.Entry(address: address, offset: payload - frame, length: length))
     }
 
-    /// Reads `IP_PKTINFO`/`IPV6_PKTINFO` into the header.
+    /// Reads `IP_PKTINFO`/`IPV6_PKTINFO` into the header, the bound address where there is none.
+    /// Static, with what it needs as arguments: as a method it copied the whole port (472 bytes)
+    /// for every datagram.
     @inlinable
-    func readControl(_ out: UnsafeMutablePointer<io_uring_recvmsg_out>, into header: DatagramHeader) {
+    static func readControl(_ out: UnsafeMutablePointer<io_uring_recvmsg_out>, message: UnsafeMutablePointer<msghdr>,
+                            into header: DatagramHeader, local: IPEndpoint) {
         header.interfaceIndex = 0
-        header.local = localEndpoint
+        header.local = local
         // The control bytes follow the header and the name (liburing's io_uring_recvmsg_cmsg_firsthdr).
-        let end = UnsafeRawPointer(out) + MemoryLayout<io_uring_recvmsg_out>.size + Int(receiveMessage.pointee.msg_namelen)
+        let end = UnsafeRawPointer(out) + MemoryLayout<io_uring_recvmsg_out>.size + Int(message.pointee.msg_namelen)
             + Int(out.pointee.controllen)
-        var cmsg = io_uring_recvmsg_cmsg_firsthdr(out, receiveMessage)
+        var cmsg = io_uring_recvmsg_cmsg_firsthdr(out, message)
         while let c = cmsg {
-            _ = DatagramControl.read(c, available: UnsafeRawPointer(c).distance(to: end), into: header, port: localEndpoint.port)
-            cmsg = io_uring_recvmsg_cmsg_nexthdr(out, receiveMessage, c)
+            _ = DatagramControl.read(c, available: UnsafeRawPointer(c).distance(to: end), into: header, port: local.port)
+            cmsg = io_uring_recvmsg_cmsg_nexthdr(out, message, c)
         }
     }
 
