@@ -52,8 +52,12 @@ public enum TLSKeySchedule {
 
     /// The hash of a TLS 1.3 cipher suite, or of a TLS 1.2 suite's PRF: SHA-384 for AES-256-GCM, SHA-256 otherwise.
     public static func digest(for aead: TLSAEAD) -> OpaquePointer {
-        aead == .aes256GCM ? EVP_sha384() : EVP_sha256()
+        aead == .aes256GCM ? sha384 : sha256
     }
+
+    // Fetched once: OpenSSL 3 looks a legacy `EVP_sha256()` up in the provider store at every use.
+    private nonisolated(unsafe) static let sha256: OpaquePointer = EVP_MD_fetch(nil, "SHA256", nil) ?? EVP_sha256()
+    private nonisolated(unsafe) static let sha384: OpaquePointer = EVP_MD_fetch(nil, "SHA384", nil) ?? EVP_sha384()
 }
 
 /// The keys of one direction of a connection: the AEAD, its key and IV, and for TLS 1.3 the

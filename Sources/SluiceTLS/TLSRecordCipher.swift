@@ -48,11 +48,7 @@ public final class TLSRecordCipher {
         additional = .allocate(capacity: 13)
         additional.initialize(repeating: 0, count: 13)
         storeIV()
-        let cipher: OpaquePointer? = switch keys.aead {
-        case .aes128GCM: EVP_aes_128_gcm()
-        case .aes256GCM: EVP_aes_256_gcm()
-        case .chacha20Poly1305: EVP_chacha20_poly1305()
-        }
+        let cipher = Self.cipher(keys.aead)
         let keyed = keys.key.withUnsafeBufferPointer { key in
             sealing ? EVP_EncryptInit_ex(context, cipher, nil, key.baseAddress, nil)
                     : EVP_DecryptInit_ex(context, cipher, nil, key.baseAddress, nil)
@@ -65,6 +61,21 @@ public final class TLSRecordCipher {
     }
 
     deinit { deinitialize() }
+
+    // Fetched once: OpenSSL 3 looks a legacy `EVP_aes_128_gcm()` up in the provider store at every
+    // keying, which a handshake does twice.
+    private nonisolated(unsafe) static let aes128GCM: OpaquePointer = EVP_CIPHER_fetch(nil, "AES-128-GCM", nil) ?? EVP_aes_128_gcm()
+    private nonisolated(unsafe) static let aes256GCM: OpaquePointer = EVP_CIPHER_fetch(nil, "AES-256-GCM", nil) ?? EVP_aes_256_gcm()
+    private nonisolated(unsafe) static let chacha20Poly1305: OpaquePointer =
+        EVP_CIPHER_fetch(nil, "ChaCha20-Poly1305", nil) ?? EVP_chacha20_poly1305()
+
+    private static func cipher(_ aead: TLSAEAD) -> OpaquePointer {
+        switch aead {
+        case .aes128GCM: aes128GCM
+        case .aes256GCM: aes256GCM
+        case .chacha20Poly1305: chacha20Poly1305
+        }
+    }
 
     private func deinitialize() {
         EVP_CIPHER_CTX_free(context)
