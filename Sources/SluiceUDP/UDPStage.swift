@@ -274,7 +274,16 @@ public struct UDPStage<Service: UDPService>: Stage {
         case .datagram:
             input.drain(keepingInto: &output) { handleDatagram(&$0, now: now) }
         case .ethernet:
-            input.drain(keepingInto: &output) { handleFrame(&$0, linkLayer: .ethernet, now: now) }
+            input.drain(keepingInto: &output) {
+                // The common shapes get their own copies of the handling, specialized to their offsets.
+                if let layout = UDPFrame.plainIPv4Layout($0.data) {
+                    return handleFrame(&$0, layout: layout, linkLayer: .ethernet, now: now)
+                }
+                if let layout = UDPFrame.plainIPv6Layout($0.data) {
+                    return handleFrame(&$0, layout: layout, linkLayer: .ethernet, now: now)
+                }
+                return handleFrame(&$0, linkLayer: .ethernet, now: now)
+            }
         case .ip:
             input.drain(keepingInto: &output) { handleFrame(&$0, linkLayer: .ip, now: now) }
         }
@@ -333,6 +342,12 @@ public struct UDPStage<Service: UDPService>: Stage {
             count(error)
             return false
         }
+        return handleFrame(&packet, layout: layout, linkLayer: linkLayer, now: now)
+    }
+
+    /// The frame parsed as `layout`: accepted or dropped, handed to the service, turned around.
+    @inlinable @inline(__always)
+    mutating func handleFrame(_ packet: inout Packet, layout: UDPFrameLayout, linkLayer: LinkLayer, now: Instant) -> Bool {
         let data = packet.dataStart
         let network = data + layout.networkOffset
         let transport = data + layout.transportOffset

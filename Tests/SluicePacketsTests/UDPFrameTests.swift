@@ -181,6 +181,43 @@ import Testing
         }
         #expect(accepted > 1000)  // the mutations still leave plenty of valid frames
     }
+
+    @Test func thePlainLayoutsTakeThePlainFramesAndAgreeWithParseOnEveryFrameTheyTake() {
+        func plain(_ frame: [UInt8]) -> (v4: UDPFrameLayout?, v6: UDPFrameLayout?) {
+            withBuffer(frame) { (UDPFrame.plainIPv4Layout($0), UDPFrame.plainIPv6Layout($0)) }
+        }
+        let padded = Frames.dnsOverIPv4 + [UInt8](repeating: 0, count: 9)
+        #expect(plain(Frames.dnsOverIPv4).v4 == (try? parse(Frames.dnsOverIPv4).get()))
+        #expect(plain(padded).v4 == (try? parse(padded).get()))
+        #expect(plain(Frames.dnsOverIPv6).v6 == (try? parse(Frames.dnsOverIPv6).get()))
+        #expect(plain(Frames.dnsOverIPv4).v4 != nil && plain(Frames.dnsOverIPv6).v6 != nil)
+        // Tags, options, extension headers and fragments are left to parse.
+        var withOptions = Array(Frames.dnsOverIPv4[0..<34]) + [0x01, 0x01, 0x01, 0x00] + Array(Frames.dnsOverIPv4[34...])
+        withOptions[14] = 0x46
+        put16(&withOptions, 16, 61)
+        var fragment = Frames.dnsOverIPv4
+        fragment[20] |= 0x20
+        let hopByHop = Frames.ipv6(extensions: [(IPProtocol.hopByHop, Frames.paddingOptions)])
+        for frame in [Frames.ntpOverVLAN, withOptions, fragment, hopByHop, Frames.arpRequest] {
+            #expect(plain(frame).v4 == nil && plain(frame).v6 == nil)
+        }
+        var rng = SeededGenerator(seed: 0x91A1)
+        var taken = 0
+        for _ in 0..<100_000 {
+            var frame = Bool.random(using: &rng) ? Frames.dnsOverIPv4 : Frames.dnsOverIPv6
+            for _ in 0..<Int.random(in: 1...3, using: &rng) {
+                let at = Int.random(in: 12..<min(frame.count, 62), using: &rng)
+                frame[at] = Bool.random(using: &rng) ? UInt8.random(in: 0...255, using: &rng) : frame[at] ^ 1
+            }
+            if Int.random(in: 0..<4, using: &rng) == 0 { frame.removeLast(Int.random(in: 0...frame.count, using: &rng)) }
+            let (v4, v6) = plain(frame)
+            for layout in [v4, v6].compactMap({ $0 }) {
+                taken += 1
+                #expect(parse(frame) == .success(layout), "\(frame)")
+            }
+        }
+        #expect(taken > 10_000)
+    }
 }
 
 /// A tiny parser written separately from the module: fixed offsets, reference checksums.

@@ -113,8 +113,9 @@ final class EchoFixture {
     var output: PacketBatch
     var now = Instant(nanoseconds: 1_000_000_000)
 
-    /// `acceptance`: the kernel's receive rules the stage applies (checksums verified, say).
-    init(format: FrameFormat, acceptance: UDPAcceptance = UDPAcceptance()) {
+    /// `acceptance`: the kernel's receive rules the stage applies (checksums verified, say);
+    /// `ipv6`: Ethernet frames carry IPv6 instead of IPv4.
+    init(format: FrameFormat, acceptance: UDPAcceptance = UDPAcceptance(), ipv6: Bool = false) {
         let frameCount = batchSize + tailCount
         // Headroom that a datagram frame needs for its DatagramHeader; Ethernet frames use it too.
         let headroom = max(256, DatagramHeader.minimumHeadroom)
@@ -127,7 +128,7 @@ final class EchoFixture {
         let template: UnsafeMutableRawBufferPointer
         switch format {
         case .ethernet:
-            template = makeFrame(source: client4, destination: server4)
+            template = ipv6 ? makeFrame(source: client6, destination: server6) : makeFrame(source: client4, destination: server4)
         case .datagram:
             template = makeBuffer(payloadLength)
             fillPattern(template)
@@ -233,17 +234,18 @@ let benchmarks: @Sendable () -> Void = {
     // stage-udp-echo-ethernet, stage-udp-echo-datagram: the real UDPStage with UDPEchoService
     // over batches of 64 frames. stage-udp-echo-ethernet-verified: as the xdp backend runs it,
     // checksums verified and the kernel's IP rules applied (both directions' addresses are local,
-    // since each reply is the next request).
+    // since each reply is the next request); stage-udp-echo-ethernet6-verified: the same over IPv6.
     var verified = UDPAcceptance()
     verified.verifiesChecksums = true
     verified.appliesKernelRules = true
-    verified.localAddresses = [client4.address, server4.address]
-    for (name, format, acceptance) in [
-        ("stage-udp-echo-ethernet", FrameFormat.ethernet, UDPAcceptance()),
-        ("stage-udp-echo-ethernet-verified", .ethernet, verified),
-        ("stage-udp-echo-datagram", .datagram, UDPAcceptance()),
+    verified.localAddresses = [client4.address, server4.address, client6.address, server6.address]
+    for (name, format, acceptance, ipv6) in [
+        ("stage-udp-echo-ethernet", FrameFormat.ethernet, UDPAcceptance(), false),
+        ("stage-udp-echo-ethernet-verified", .ethernet, verified, false),
+        ("stage-udp-echo-ethernet6-verified", .ethernet, verified, true),
+        ("stage-udp-echo-datagram", .datagram, UDPAcceptance(), false),
     ] {
-        let fixture = EchoFixture(format: format, acceptance: acceptance)
+        let fixture = EchoFixture(format: format, acceptance: acceptance, ipv6: ipv6)
         var iterations = 0
         Benchmark(
             name, configuration: configuration(),
