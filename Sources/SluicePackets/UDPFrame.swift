@@ -101,18 +101,23 @@ public enum UDPFrame {
             payloadLength: Int(udp.length) - UDPHeader.Field.headerLength)
     }
 
-    /// The layout of the most common frame, found with a handful of loads: untagged Ethernet,
-    /// IPv4 without options, not a fragment, UDP, every length consistent. `nil` for anything
-    /// else, which ``parse(_:linkLayer:)`` then takes; for every frame this accepts, `parse`
-    /// gives the same layout. Its fixed offsets let an inlined caller drop the branches for
-    /// tags, options and IPv6.
+    /// The layout of the most common frame, found with a handful of loads: untagged Ethernet (or
+    /// a bare packet for ``LinkLayer/ip``), IPv4 without options, not a fragment, UDP, every length
+    /// consistent. `nil` for anything else, which ``parse(_:linkLayer:)`` then takes; for every
+    /// frame this accepts, `parse` gives the same layout. Its fixed offsets let an inlined caller
+    /// drop the branches for tags, options and IPv6.
     @inlinable @inline(__always)
-    public static func plainIPv4Layout(_ frame: UnsafeMutableRawBufferPointer) -> UDPFrameLayout? {
-        let ipv4 = 14, udp = 34
+    public static func plainIPv4Layout(_ frame: UnsafeMutableRawBufferPointer, linkLayer: LinkLayer = .ethernet) -> UDPFrameLayout? {
+        let ipv4 = linkLayer == .ethernet ? 14 : 0, udp = ipv4 + 20
         guard let base = frame.baseAddress, frame.count >= udp + 8 else { return nil }
-        // EtherType 0x0800 (IPv4), then version 4 with IHL 5.
-        guard UInt32(bigEndian: base.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) & 0xFFFF_FF00 == 0x0800_4500,
-              base.load(fromByteOffset: ipv4 + 9, as: UInt8.self) == IPProtocol.udp,
+        if linkLayer == .ethernet {
+            // EtherType 0x0800 (IPv4), then version 4 with IHL 5, in one load.
+            guard UInt32(bigEndian: base.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) & 0xFFFF_FF00 == 0x0800_4500
+            else { return nil }
+        } else {
+            guard base.load(as: UInt8.self) == 0x45 else { return nil }
+        }
+        guard base.load(fromByteOffset: ipv4 + 9, as: UInt8.self) == IPProtocol.udp,
               UInt16(bigEndian: base.loadUnaligned(fromByteOffset: ipv4 + 6, as: UInt16.self)) & 0x3FFF == 0
         else { return nil }
         let totalLength = Int(UInt16(bigEndian: base.loadUnaligned(fromByteOffset: ipv4 + 2, as: UInt16.self)))
@@ -122,14 +127,16 @@ public enum UDPFrame {
                               payloadOffset: udp + 8, payloadLength: udpLength - 8)
     }
 
-    /// As ``plainIPv4Layout(_:)`` for untagged Ethernet, IPv6 with UDP as its next header (no
-    /// extension headers), every length consistent.
+    /// As ``plainIPv4Layout(_:linkLayer:)`` for IPv6 with UDP as its next header (no extension
+    /// headers), every length consistent.
     @inlinable @inline(__always)
-    public static func plainIPv6Layout(_ frame: UnsafeMutableRawBufferPointer) -> UDPFrameLayout? {
-        let ipv6 = 14, udp = 54
-        guard let base = frame.baseAddress, frame.count >= udp + 8,
-              UInt16(bigEndian: base.loadUnaligned(fromByteOffset: 12, as: UInt16.self)) == EtherType.ipv6,
-              base.load(fromByteOffset: ipv6, as: UInt8.self) >> 4 == 6,
+    public static func plainIPv6Layout(_ frame: UnsafeMutableRawBufferPointer, linkLayer: LinkLayer = .ethernet) -> UDPFrameLayout? {
+        let ipv6 = linkLayer == .ethernet ? 14 : 0, udp = ipv6 + 40
+        guard let base = frame.baseAddress, frame.count >= udp + 8 else { return nil }
+        if linkLayer == .ethernet {
+            guard UInt16(bigEndian: base.loadUnaligned(fromByteOffset: 12, as: UInt16.self)) == EtherType.ipv6 else { return nil }
+        }
+        guard base.load(fromByteOffset: ipv6, as: UInt8.self) >> 4 == 6,
               base.load(fromByteOffset: ipv6 + 6, as: UInt8.self) == IPProtocol.udp
         else { return nil }
         let payloadLength = Int(UInt16(bigEndian: base.loadUnaligned(fromByteOffset: ipv6 + 4, as: UInt16.self)))

@@ -274,18 +274,9 @@ public struct UDPStage<Service: UDPService>: Stage {
         case .datagram:
             input.drain(keepingInto: &output) { handleDatagram(&$0, now: now) }
         case .ethernet:
-            input.drain(keepingInto: &output) {
-                // The common shapes get their own copies of the handling, specialized to their offsets.
-                if let layout = UDPFrame.plainIPv4Layout($0.data) {
-                    return handleFrame(&$0, layout: layout, linkLayer: .ethernet, now: now)
-                }
-                if let layout = UDPFrame.plainIPv6Layout($0.data) {
-                    return handleFrame(&$0, layout: layout, linkLayer: .ethernet, now: now)
-                }
-                return handleFrame(&$0, linkLayer: .ethernet, now: now)
-            }
+            input.drain(keepingInto: &output) { handleAnyFrame(&$0, linkLayer: .ethernet, now: now) }
         case .ip:
-            input.drain(keepingInto: &output) { handleFrame(&$0, linkLayer: .ip, now: now) }
+            input.drain(keepingInto: &output) { handleAnyFrame(&$0, linkLayer: .ip, now: now) }
         }
         flush(into: &output, now: now)
     }
@@ -332,6 +323,18 @@ public struct UDPStage<Service: UDPService>: Stage {
     }
 
     // MARK: Ethernet and IP frames
+
+    /// The common shapes get their own copies of the handling, specialized to their offsets.
+    @inlinable @inline(__always)
+    mutating func handleAnyFrame(_ packet: inout Packet, linkLayer: LinkLayer, now: Instant) -> Bool {
+        if let layout = UDPFrame.plainIPv4Layout(packet.data, linkLayer: linkLayer) {
+            return handleFrame(&packet, layout: layout, linkLayer: linkLayer, now: now)
+        }
+        if let layout = UDPFrame.plainIPv6Layout(packet.data, linkLayer: linkLayer) {
+            return handleFrame(&packet, layout: layout, linkLayer: linkLayer, now: now)
+        }
+        return handleFrame(&packet, linkLayer: linkLayer, now: now)
+    }
 
     @inlinable @inline(__always)
     mutating func handleFrame(_ packet: inout Packet, linkLayer: LinkLayer, now: Instant) -> Bool {

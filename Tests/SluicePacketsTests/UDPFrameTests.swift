@@ -183,14 +183,17 @@ import Testing
     }
 
     @Test func thePlainLayoutsTakeThePlainFramesAndAgreeWithParseOnEveryFrameTheyTake() {
-        func plain(_ frame: [UInt8]) -> (v4: UDPFrameLayout?, v6: UDPFrameLayout?) {
-            withBuffer(frame) { (UDPFrame.plainIPv4Layout($0), UDPFrame.plainIPv6Layout($0)) }
+        func plain(_ frame: [UInt8], _ linkLayer: LinkLayer = .ethernet) -> (v4: UDPFrameLayout?, v6: UDPFrameLayout?) {
+            withBuffer(frame) { (UDPFrame.plainIPv4Layout($0, linkLayer: linkLayer), UDPFrame.plainIPv6Layout($0, linkLayer: linkLayer)) }
         }
         let padded = Frames.dnsOverIPv4 + [UInt8](repeating: 0, count: 9)
         #expect(plain(Frames.dnsOverIPv4).v4 == (try? parse(Frames.dnsOverIPv4).get()))
         #expect(plain(padded).v4 == (try? parse(padded).get()))
         #expect(plain(Frames.dnsOverIPv6).v6 == (try? parse(Frames.dnsOverIPv6).get()))
         #expect(plain(Frames.dnsOverIPv4).v4 != nil && plain(Frames.dnsOverIPv6).v6 != nil)
+        let bare4 = Array(Frames.dnsOverIPv4[14...]), bare6 = Array(Frames.dnsOverIPv6[14...])
+        #expect(plain(bare4, .ip).v4 == (try? parse(bare4, .ip).get()) && plain(bare4, .ip).v4 != nil)
+        #expect(plain(bare6, .ip).v6 == (try? parse(bare6, .ip).get()) && plain(bare6, .ip).v6 != nil)
         // Tags, options, extension headers and fragments are left to parse.
         var withOptions = Array(Frames.dnsOverIPv4[0..<34]) + [0x01, 0x01, 0x01, 0x00] + Array(Frames.dnsOverIPv4[34...])
         withOptions[14] = 0x46
@@ -210,10 +213,12 @@ import Testing
                 frame[at] = Bool.random(using: &rng) ? UInt8.random(in: 0...255, using: &rng) : frame[at] ^ 1
             }
             if Int.random(in: 0..<4, using: &rng) == 0 { frame.removeLast(Int.random(in: 0...frame.count, using: &rng)) }
-            let (v4, v6) = plain(frame)
+            let linkLayer: LinkLayer = Bool.random(using: &rng) || frame.count < 14 ? .ethernet : .ip
+            if linkLayer == .ip { frame.removeFirst(14) }
+            let (v4, v6) = plain(frame, linkLayer)
             for layout in [v4, v6].compactMap({ $0 }) {
                 taken += 1
-                #expect(parse(frame) == .success(layout), "\(frame)")
+                #expect(parse(frame, linkLayer) == .success(layout), "\(frame)")
             }
         }
         #expect(taken > 10_000)

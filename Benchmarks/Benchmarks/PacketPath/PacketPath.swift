@@ -133,7 +133,11 @@ final class EchoFixture {
             template = makeBuffer(payloadLength)
             fillPattern(template)
         case .ip:
-            preconditionFailure("no IP-format echo benchmark")
+            // A TUN device's packets: the Ethernet frame without its 14-byte header.
+            let frame = makeFrame(source: client4, destination: server4)
+            template = makeBuffer(frame.count - 14)
+            template.copyMemory(from: UnsafeRawBufferPointer(rebasing: frame[14...]))
+            frame.deallocate()
         }
         Self.fill(&full, count: batchSize, template: template, format: format)
         Self.fill(&tail, count: tailCount, template: template, format: format)
@@ -234,7 +238,8 @@ let benchmarks: @Sendable () -> Void = {
     // stage-udp-echo-ethernet, stage-udp-echo-datagram: the real UDPStage with UDPEchoService
     // over batches of 64 frames. stage-udp-echo-ethernet-verified: as the xdp backend runs it,
     // checksums verified and the kernel's IP rules applied (both directions' addresses are local,
-    // since each reply is the next request); stage-udp-echo-ethernet6-verified: the same over IPv6.
+    // since each reply is the next request); stage-udp-echo-ethernet6-verified: the same over IPv6;
+    // stage-udp-echo-ip-verified: over bare IPv4 packets, as a TUN device gives them.
     var verified = UDPAcceptance()
     verified.verifiesChecksums = true
     verified.appliesKernelRules = true
@@ -243,6 +248,7 @@ let benchmarks: @Sendable () -> Void = {
         ("stage-udp-echo-ethernet", FrameFormat.ethernet, UDPAcceptance(), false),
         ("stage-udp-echo-ethernet-verified", .ethernet, verified, false),
         ("stage-udp-echo-ethernet6-verified", .ethernet, verified, true),
+        ("stage-udp-echo-ip-verified", .ip, verified, false),
         ("stage-udp-echo-datagram", .datagram, UDPAcceptance(), false),
     ] {
         let fixture = EchoFixture(format: format, acceptance: acceptance, ipv6: ipv6)
