@@ -111,6 +111,9 @@ struct TLSServe: ParsableCommand {
     @Option(help: "Most connections at once.")
     var maxConnections: Int = 256
 
+    @Option(help: "Frames of 64 KiB in the server's pool, for receiving and for sealed records: its memory (512: 32 MiB).")
+    var frames: Int = TLSServer.engineConfiguration().frameCount
+
     @Option(help: "Ring mode: \(RingMode.allCases.map(\.rawValue).joined(separator: ", ")).")
     var ringMode: RingMode = .coop
 
@@ -134,6 +137,10 @@ struct TLSServe: ParsableCommand {
         }
         guard (0...16).contains(tickets) else { throw ValidationError("--tickets must be 0 to 16") }
         guard (1..<65536).contains(maxConnections) else { throw ValidationError("--max-connections must be 1 to 65535") }
+        let receiveBuffers = Int(TLSServer.engineConfiguration().receiveBuffers)
+        guard (2 * receiveBuffers...65536).contains(frames) else {
+            throw ValidationError("--frames must be \(2 * receiveBuffers) to 65536 (\(receiveBuffers) of them are receive buffers)")
+        }
     }
 
     func run() throws {
@@ -161,6 +168,7 @@ struct TLSServe: ParsableCommand {
         configuration.zeroCopyThreshold = zeroCopyThreshold > 0 ? zeroCopyThreshold : nil
         configuration.logger = .terminal
         configuration.maximumConnections = maxConnections + 1
+        configuration.frameCount = frames
         let say = report.say
         let dropper = DropOnReady(privileges, command: "tls serve")
         say("sluice tls serve: \(recordPathLine())")

@@ -51,6 +51,11 @@ public protocol StreamTransport: AnyObject {
 
     /// Frames `stream` holds now: queued, in flight, or awaiting a zero-copy notification.
     func framesHeld(on stream: StreamID) -> Int
+
+    /// Calls the handler's ``StreamHandler/sendQueueDrained(_:transport:)`` for `stream` once
+    /// frames come back to the pool: for a handler that found none free to send in. Its own
+    /// queue may be empty, so no send of its own would come back to wake it.
+    func notifyWhenFramesFree(_ stream: StreamID)
 }
 
 /// What a ``StreamTransport`` reports, on its thread: accepted and connected streams, data in

@@ -59,10 +59,15 @@ public struct TLSWriter<Transport: StreamTransport> {
     /// Seals and queues as much of `plaintext` as frames allow.
     ///
     /// - Returns: the bytes taken (less than all when the pool runs low: send the rest from
-    ///   ``TLSStreamApplication/writable(_:writer:)``), 0 when the connection cannot send.
+    ///   ``TLSStreamApplication/writable(_:writer:)``, which comes once frames are back), 0 when
+    ///   the connection cannot send.
     @discardableResult
     public func send(_ plaintext: UnsafeRawBufferPointer) -> Int {
-        guard flush(), engine.canSeal else { return 0 }
+        guard flush() else {
+            transport.notifyWhenFramesFree(stream)
+            return 0
+        }
+        guard engine.canSeal else { return 0 }
         var at = 0
         while at < plaintext.count, transport.pool.freeCount > reservedFrames, var frame = transport.pool.allocate() {
             let room = min(frame.capacity - frame.offset - engine.recordOverhead, TLSRecordCipher.maximumContent)
@@ -72,6 +77,7 @@ public struct TLSWriter<Transport: StreamTransport> {
             transport.send(frame, on: stream)
             at += count
         }
+        if at < plaintext.count { transport.notifyWhenFramesFree(stream) }
         return at
     }
 

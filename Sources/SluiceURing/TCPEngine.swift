@@ -125,6 +125,10 @@ public final class TCPEngine: StreamTransport {
     var starved: [UInt32]
     /// Listeners whose accept stopped for want of descriptors (slot indices; see ``Slot/acceptPaused``).
     var pausedListeners: [UInt32]
+    /// Connections whose handler found no frame to send in (``notifyWhenFramesFree(_:)``).
+    var frameWaiters: [UInt32]
+    /// A frame came back to the pool since the frame waiters were last woken.
+    var framesReturned = false
     /// Why the ring stopped taking submissions; once set, the engine is broken for good and
     /// ``poll(_:timeout:)`` throws it.
     var ringFailure: SystemCallError?
@@ -174,6 +178,8 @@ public final class TCPEngine: StreamTransport {
         starved.reserveCapacity(configuration.maximumConnections)
         pausedListeners = []
         pausedListeners.reserveCapacity(configuration.maximumConnections)
+        frameWaiters = []
+        frameWaiters.reserveCapacity(configuration.maximumConnections)
         usesMultishotReceive = configuration.multishotReceive
         try refillReceiveBuffers()
     }
@@ -285,6 +291,15 @@ public final class TCPEngine: StreamTransport {
     /// Gives a frame back to the pool (the receive ring is topped up from the pool after every poll).
     public func release(_ packet: consuming Packet) {
         pool.release(packet)
+        framesReturned = true
+    }
+
+    /// Calls the handler's `sendQueueDrained` for `connection` after the first poll in which
+    /// frames came back to the pool (once; ask again if that was not enough).
+    public func notifyWhenFramesFree(_ connection: StreamID) {
+        guard let slot = live(connection), slots[Int(slot)].kind == .open, !slots[Int(slot)].waitingForFrames else { return }
+        slots[Int(slot)].waitingForFrames = true
+        frameWaiters.append(slot)
     }
 
     /// Queues `packet`'s data to be sent on `connection`, after everything queued before.
@@ -415,8 +430,24 @@ public final class TCPEngine: StreamTransport {
             try refillReceiveBuffers()
             try closeIdleConnections()
         }
+        wakeFrameWaiters(&delegate)
         if let ringFailure { throw ringFailure }
         return handled
+    }
+
+    /// Frames came back: the connections that found none go on, in the order they asked (one
+    /// that still finds too few asks again and waits for the next).
+    func wakeFrameWaiters<D: StreamHandler>(_ delegate: inout D) where D.Transport == TCPEngine {
+        guard framesReturned, !frameWaiters.isEmpty, pool.freeCount > 0 else { return }
+        framesReturned = false
+        let waiting = frameWaiters
+        frameWaiters.removeAll(keepingCapacity: true)
+        for slot in waiting where slots[Int(slot)].waitingForFrames {
+            slots[Int(slot)].waitingForFrames = false
+            if slots[Int(slot)].kind == .open && !slots[Int(slot)].closeSubmitted {
+                delegate.sendQueueDrained(id(slot), transport: self)
+            }
+        }
     }
 
     /// Frames for sending: the pool's frames that are not in the receive ring.
@@ -718,6 +749,7 @@ public final class TCPEngine: StreamTransport {
 
     func releaseSendSlot(_ index: Int32, of slot: UInt32) {
         pool.releaseAddress(sendSlots[Int(index)].address)
+        framesReturned = true
         freeSendSlots.append(index)
         framesHeld -= 1
         slots[Int(slot)].held -= 1
@@ -982,6 +1014,8 @@ extension TCPEngine {
         var held: Int32 = 0
         var sendInFlight = false
         var waitingForCredit = false
+        /// In ``TCPEngine/frameWaiters``.
+        var waitingForFrames = false
         var wantShutdownWrite = false
         var shutdownSubmitted = false
         var shutdownDone = false

@@ -23,6 +23,7 @@ final class MemoryTransport: StreamTransport {
     func framesHeld(on stream: StreamID) -> Int { 0 }
     func pauseReceiving(_ stream: StreamID) { paused.insert(stream) }
     func resumeReceiving(_ stream: StreamID) { paused.remove(stream) }
+    func notifyWhenFramesFree(_ stream: StreamID) {}
 }
 
 @Suite struct StreamContractTests {

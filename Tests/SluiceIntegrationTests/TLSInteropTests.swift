@@ -122,6 +122,26 @@ struct TLSInteropTests {
         #expect(report.contains("plaintext in 104857600 bytes"), "\(report)")
     }
 
+    @Test("twelve s_client echoes at once through a server with frames for fewer: every byte comes back")
+    func clientsOutnumberingTheFrames() throws {
+        guard Self.peersAvailable() else { return }
+        let scratch = Scratch()
+        try Self.makeInput(scratch["in"], megabytes: 4)
+        // 48 frames, 16 of them receive buffers: 12 connections echoing 4 MiB each run the rest
+        // dry, and one that found no frame must go on when frames come back (it used to wait forever).
+        let (server, port) = try Self.serve(["--echo", "--frames", "48"])
+        let clients = (1...12).map { i in
+            "(" + Self.feedUntilEchoed(scratch["in"], scratch["out\(i)"])
+                + " | openssl s_client -connect 127.0.0.1:\(port) -tls1_3 -CAfile \(Self.authority) -quiet -no_ign_eof -nocommands"
+                + " > '\(scratch["out\(i)"])' 2>/dev/null) &"
+        }.joined(separator: " ")
+        let run = try Self.shell(clients + " wait; for i in $(seq 12); do cmp -s '\(scratch["in"])' \(scratch.path)/out$i && echo SAME; done")
+        let report = Self.finish(server)
+        #expect(run.output.split(separator: "\n").filter { $0 == "SAME" }.count == 12, "\(run.output)\n\(report)")
+        #expect(report.contains("12 handshakes (0 resumed, 0 failed), 12 connections completed"), "\(report)")
+        #expect(report.contains("frames: all returned to their pool"), "\(report)")
+    }
+
     @Test("a KeyUpdate from s_client mid-transfer and one from us, both asking for the other's")
     func keyUpdates() throws {
         guard Self.peersAvailable() else { return }
