@@ -47,7 +47,11 @@ public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
             }
             consumed += 2 + length
         }
-        if consumed < bytes.count { partial[stream] = consumed == 0 ? bytes : Array(bytes[consumed...]) }
+        if consumed < bytes.count {
+            partial[stream] = consumed == 0 ? bytes : Array(bytes[consumed...])
+            // Stopped for want of frames: none of this connection's own may be out to wake it.
+            if transport.pool.freeCount <= Self.reservedFrames { transport.notifyWhenFramesFree(stream) }
+        }
     }
 
     /// Answers one message in a new frame and queues it; `false` when there is nothing to send.
