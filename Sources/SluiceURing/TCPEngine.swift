@@ -440,14 +440,18 @@ public final class TCPEngine: StreamTransport {
     func wakeFrameWaiters<D: StreamHandler>(_ delegate: inout D) where D.Transport == TCPEngine {
         guard framesReturned, !frameWaiters.isEmpty, pool.freeCount > 0 else { return }
         framesReturned = false
-        let waiting = frameWaiters
-        frameWaiters.removeAll(keepingCapacity: true)
-        for slot in waiting where slots[Int(slot)].waitingForFrames {
+        // Walked in place (a copy would allocate on every wake): those that ask again are
+        // appended behind the ones woken now, and stay for the next poll.
+        let waiting = frameWaiters.count
+        for index in 0..<waiting {
+            let slot = frameWaiters[index]
+            guard slots[Int(slot)].waitingForFrames else { continue }
             slots[Int(slot)].waitingForFrames = false
             if slots[Int(slot)].kind == .open && !slots[Int(slot)].closeSubmitted {
                 delegate.sendQueueDrained(id(slot), transport: self)
             }
         }
+        frameWaiters.removeFirst(waiting)
     }
 
     /// Frames for sending: the pool's frames that are not in the receive ring.
