@@ -35,10 +35,14 @@ public struct DatagramHeader {
     /// Headroom a datagram frame needs in front of its payload.
     public static let minimumHeadroom = 192
 
-    /// The frame size (whole pages) a datagram pool needs for payloads of up to `payload` bytes
-    /// behind ``minimumHeadroom``.
+    /// The frame size a datagram pool needs for payloads of up to `payload` bytes behind
+    /// ``minimumHeadroom``: whole pages and one cache line more.
+    ///
+    /// The extra line staggers the frames: at a whole number of pages apart, every frame's header
+    /// and first payload bytes would sit at the same page offset, in the same few L1 cache sets,
+    /// and a batch of them would evict one another between the kernel's copy and the reply.
     public static func frameSize(forPayload payload: Int) -> Int {
-        (minimumHeadroom + max(payload, 1) + 4095) / 4096 * 4096
+        (minimumHeadroom + max(payload, 1) + 4095) / 4096 * 4096 + 64
     }
     /// Where the peer's `sockaddr` goes; hand this to `msg_name`.
     public static let peerOffset = Field.peer
