@@ -381,8 +381,9 @@ public final class TLSEngine {
             let body = Array(handshakeBytes[4..<4 + length])
             handshakeBytes.removeFirst(4 + length)
             if reader!.keys.version == .tls12 {
-                // Renegotiation is off: a server's HelloRequest gets a warning, anything else ends it.
-                if type == 0 && !isServer && length == 0 {
+                // Renegotiation is off: a server's HelloRequest or a client's new ClientHello gets a
+                // no_renegotiation warning (RFC 5246 7.4.1.2, as OpenSSL answers); anything else ends it.
+                if (type == 0 && !isServer && length == 0) || (type == 1 && isServer) {
                     sealControl(.alert, [1, TLSAlert.noRenegotiation.code])
                     continue
                 }
