@@ -83,10 +83,8 @@ public final class TLSContext: @unchecked Sendable {
         }
         self.raw = raw
         alpnWire = configuration.applicationProtocols.flatMap { [UInt8($0.utf8.count)] + Array($0.utf8) }
-        do throws(TLSError) { try setUp() } catch {
-            SSL_CTX_free(raw)
-            throw error
-        }
+        // A throw from here on runs deinit, which frees the context.
+        try setUp()
     }
 
     deinit { SSL_CTX_free(raw) }
@@ -125,8 +123,13 @@ public final class TLSContext: @unchecked Sendable {
             }
         }
         if let key = c.privateKeyFile {
+            // An encrypted key fails to load instead of OpenSSL asking for a pass phrase on the terminal.
+            SSL_CTX_set_default_passwd_cb(raw) { _, _, _, _ in 0 }
             guard SSL_CTX_use_PrivateKey_file(raw, key, SSL_FILETYPE_PEM) == 1 else {
-                throw TLSError("reading the private key \(key)", hint: "give an unencrypted PEM key")
+                let code = ERR_peek_last_error()
+                let mismatch = ERR_GET_LIB(code) == ERR_LIB_X509 && ERR_GET_REASON(code) == X509_R_KEY_VALUES_MISMATCH
+                throw TLSError("reading the private key \(key)",
+                               hint: mismatch ? "the key belongs to another certificate" : "give an unencrypted PEM key")
             }
             guard SSL_CTX_check_private_key(raw) == 1 else {
                 throw TLSError("matching the private key \(key) to the certificate", hint: "the key belongs to another certificate")

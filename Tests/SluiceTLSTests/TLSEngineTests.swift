@@ -200,6 +200,25 @@ struct TLSEngineTests {
         #expect(pair.client.error?.receivedAlert == .recordOverflow)
     }
 
+    @Test("a key of another certificate, an encrypted key, a missing or wrong file: an error saying which, never a prompt or a crash")
+    func unusableKeys() {
+        let cases: [(certificate: String, key: String, operation: String, hint: String)] = [
+            (TLSFixtures.certificate, TLSFixtures.directory + "/other.key", "private key", "another certificate"),
+            (TLSFixtures.certificate, TLSFixtures.directory + "/encrypted.key", "private key", "unencrypted"),
+            (TLSFixtures.certificate, TLSFixtures.directory + "/missing.key", "private key", "unencrypted"),
+            (TLSFixtures.certificate, TLSFixtures.certificate, "private key", "unencrypted"),
+            (TLSFixtures.key, TLSFixtures.key, "certificate chain", "leaf certificate first"),
+        ]
+        for c in cases {
+            #expect {
+                _ = try TLSContext(.server(certificateChainFile: c.certificate, privateKeyFile: c.key))
+            } throws: { error in
+                guard let error = error as? TLSError else { return false }
+                return error.operation.contains(c.operation) && error.hint.contains(c.hint)
+            }
+        }
+    }
+
     @Test("a client that does not trust the server's certificate fails with the reason")
     func untrusted() throws {
         let client = try TLSContext(.client(peerVerification: .systemTrustStore))
