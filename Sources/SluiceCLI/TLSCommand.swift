@@ -54,6 +54,9 @@ struct TLSProtocolOptions: ParsableArguments {
             throw ValidationError("--min-version is above --max-version")
         }
         guard try !aeads().isEmpty else { throw ValidationError("--ciphers names no cipher") }
+        if let alpn, alpn.split(separator: ",").contains(where: { $0.utf8.count > 255 }) {
+            throw ValidationError("--alpn: each protocol name is 1 to 255 bytes")
+        }
     }
 
     func apply(to configuration: inout TLSConfiguration) throws {
@@ -244,6 +247,7 @@ struct TLSConnect: ParsableCommand {
         guard Self.hostAndPort(server) != nil else {
             throw ValidationError("bad server \(server): give HOST:PORT, ADDRESS:PORT or [IPv6]:PORT")
         }
+        if let sni, !(1...255).contains(sni.utf8.count) { throw ValidationError("--sni must be a host name of 1 to 255 bytes") }
     }
 
     /// The host (a name or an address) and the port of HOST:PORT or [IPv6]:PORT.
@@ -392,12 +396,12 @@ struct TLSConnectRun: Sendable {
         if waitForServer { sender.cancel() }
         await connection.close()
         let (sent, sendFailure) = await sender.value
-        if let sessionOut, let last = await connection.resumableSessions.last {
-            let pem = Array(last.pem.utf8)
-            let descriptor = open(sessionOut, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-            if descriptor >= 0 {
-                _ = pem.withUnsafeBytes { writeAll(descriptor, $0) }
-                close(descriptor)
+        var saveFailure: String?
+        if let sessionOut {
+            if let last = await connection.resumableSessions.last {
+                saveFailure = Self.save(last.pem, to: sessionOut)
+            } else {
+                saveFailure = "the server offered no session to save to \(sessionOut)"
             }
         }
         let counters = await connection.counters
@@ -405,8 +409,20 @@ struct TLSConnectRun: Sendable {
             + (negotiated.resumed ? ", resumed" : "") + (negotiated.applicationProtocol.map { ", ALPN \($0)" } ?? "")
             + "; sent \(sent) bytes, received \(received); KeyUpdates sent \(counters.keyUpdatesSent), received \(counters.keyUpdatesReceived)"
         if let problem = failure ?? sendFailure { summary += "; \(problem)" }
-        return Outcome(summary: summary, succeeded: failure == nil && sendFailure == nil)
+        if let saveFailure { summary += "; \(saveFailure)" }
+        return Outcome(summary: summary, succeeded: failure == nil && sendFailure == nil && saveFailure == nil)
     }
+
+    /// Writes a session's PEM text to `path` (mode 0600); returns what went wrong, if anything.
+    static func save(_ pem: String, to path: String) -> String? {
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { return "cannot write the session to \(path): " + describe(errno) }
+        defer { close(descriptor) }
+        let written = Array(pem.utf8).withUnsafeBytes { writeAll(descriptor, $0) }
+        return written ? nil : "writing the session to \(path) failed: " + describe(errno)
+    }
+
+    static func describe(_ code: Int32) -> String { "\(String(cString: strerror(code))) (errno \(code))" }
 }
 
 /// Standard input as chunks, read on a thread of its own.

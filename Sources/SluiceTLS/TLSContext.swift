@@ -78,6 +78,13 @@ public final class TLSContext: @unchecked Sendable {
     /// - Throws: ``TLSError`` naming the file or setting OpenSSL refused.
     public init(_ configuration: TLSConfiguration) throws(TLSError) {
         self.configuration = configuration
+        // ALPN's wire form prefixes each name with one byte of length, inside a 16-bit list length.
+        let protocols = configuration.applicationProtocols
+        guard protocols.allSatisfy({ (1...255).contains($0.utf8.count) }),
+              protocols.reduce(0, { $0 + 1 + $1.utf8.count }) <= 65535
+        else {
+            throw TLSError("setting the ALPN protocols", hint: "each protocol name is 1 to 255 bytes", library: "")
+        }
         guard let raw = SSL_CTX_new(configuration.isServer ? TLS_server_method() : TLS_client_method()) else {
             throw TLSError("creating an OpenSSL context")
         }

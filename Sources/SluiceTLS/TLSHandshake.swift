@@ -60,9 +60,9 @@ final class TLSHandshake {
         } else {
             SSL_set_connect_state(ssl)
             if let serverName {
+                // A throw from here on runs deinit, which frees the connection.
                 guard sluice_ssl_set_host_name(ssl, serverName) == 1 else {
-                    SSL_free(ssl)
-                    throw TLSError("setting the server name \(serverName)")
+                    throw TLSError("setting the server name \(serverName)", hint: "give a host name of 1 to 255 bytes")
                 }
                 if context.configuration.peerVerification != .none { SSL_set1_host(ssl, serverName) }
             } else if let peerAddress, context.configuration.peerVerification != .none {

@@ -32,6 +32,10 @@ import Testing
         ["bench", "--duration", "nan"],
         ["xdp", "load", "--dev", "lo", "--ports", "0-70000"],
         ["xdp", "load", "--dev", "lo", "--ports", "0"],
+        ["tls", "connect", "127.0.0.1:9", "--sni", ""],
+        ["tls", "connect", "127.0.0.1:9", "--sni", String(repeating: "a", count: 256)],
+        ["tls", "connect", "127.0.0.1:9", "--alpn", String(repeating: "h", count: 256)],
+        ["tls", "serve", "--cert", "c", "--key", "k", "--listen", "127.0.0.1:0", "--alpn", "h2," + String(repeating: "h", count: 300)],
     ]
 
     @Test(arguments: CommandLineInputTests.refused)

@@ -249,6 +249,19 @@ struct TLSInteropTests {
         }
     }
 
+    @Test("tls connect --session-out: a path it cannot write, or no session to save, fails the run and says why")
+    func sessionOutFailures() throws {
+        let scratch = Scratch()
+        for (tickets, path, complaint) in [("2", "/nonexistent/session.pem", "cannot write the session to /nonexistent/session.pem"),
+                                           ("0", scratch["session"], "offered no session")] {
+            let (server, port) = try Self.serve(["--echo", "--tickets", tickets, "--min-version", "1.3"])
+            let run = try Self.shell("echo hi | \(SluiceExecutable.path) tls connect 127.0.0.1:\(port) --sni sluice.test --ca \(Self.authority)"
+                + " --session-out '\(path)' 2>&1 > /dev/null; echo status $?")
+            _ = Self.finish(server)
+            #expect(run.output.contains(complaint) && run.output.contains("status 1"), "\(run.output)")
+        }
+    }
+
     @Test("sluice tls connect to gnutls-serv --echo, TLS 1.3 and 1.2, with a KeyUpdate from us on 1.3")
     func connectToGnuTLSServer() throws {
         guard Self.peersAvailable() else { return }

@@ -219,6 +219,15 @@ struct TLSEngineTests {
         }
     }
 
+    @Test("an ALPN name of 0 or 256 bytes and an empty server name are errors, never a trap")
+    func unusableNames() throws {
+        for protocols in [[""], ["h2", String(repeating: "x", count: 256)]] {
+            #expect(throws: TLSError.self) { _ = try TLSFixtures.client { $0.applicationProtocols = protocols } }
+        }
+        let client = try TLSFixtures.client()
+        #expect(throws: TLSError.self) { _ = try TLSEngine(context: client, serverName: "") }
+    }
+
     @Test("a client that does not trust the server's certificate fails with the reason")
     func untrusted() throws {
         let client = try TLSContext(.client(peerVerification: .systemTrustStore))
