@@ -90,12 +90,12 @@ struct DNSServe: ParsableCommand {
 
     /// Reads `FILE` or `ORIGIN=FILE`: the origin is the given one, or the file's first `$ORIGIN`.
     static func load(_ argument: String) throws -> DNSZone {
-        let parts = argument.split(separator: "=", maxSplits: 1).map(String.init)
+        let parts = argument.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
         let path = parts.count == 2 ? parts[1] : parts[0]
-        guard let text = TextFile.read(path) else { throw ValidationError("cannot read zone file \(path)") }
+        guard !path.isEmpty, let text = TextFile.read(path) else { throw ValidationError("cannot read zone file '\(path)'") }
         var origin: DNSName?
         if parts.count == 2 {
-            guard let given = DNSName(parts[0].hasSuffix(".") ? parts[0] : parts[0] + ".") else {
+            guard !parts[0].isEmpty, let given = DNSName(parts[0].hasSuffix(".") ? parts[0] : parts[0] + ".") else {
                 throw ValidationError("bad zone origin \(parts[0])")
             }
             origin = given

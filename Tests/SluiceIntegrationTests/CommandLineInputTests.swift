@@ -32,6 +32,8 @@ import Testing
         ["bench", "--duration", "nan"],
         ["xdp", "load", "--dev", "lo", "--ports", "0-70000"],
         ["xdp", "load", "--dev", "lo", "--ports", "0"],
+        ["dns", "serve", "--listen", "127.0.0.1:0", "--zone", ""],
+        ["dns", "serve", "--listen", "127.0.0.1:0", "--zone", "=" + #filePath],
         ["tls", "connect", "127.0.0.1:9", "--sni", ""],
         ["tls", "connect", "127.0.0.1:9", "--sni", String(repeating: "a", count: 256)],
         ["tls", "connect", "127.0.0.1:9", "--alpn", String(repeating: "h", count: 256)],
