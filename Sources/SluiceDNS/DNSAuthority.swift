@@ -9,6 +9,9 @@ public struct DNSAnswer: Equatable, Sendable {
     public var additional: [DNSRecord] = []
     /// Made from a wildcard (RFC 4592): for rate limiting, one answer per zone.
     public var synthesized = false
+    /// How many of the first additional records a UDP response must carry whole or set TC for:
+    /// a referral's in-domain glue (RFC 9471).
+    public var requiredAdditional = 0
 }
 
 /// The zones one server is authoritative for, shared read-only by every worker.
@@ -28,10 +31,21 @@ public final class DNSAuthority: Sendable {
         zones.first { name.isSubdomain(of: $0.origin) }
     }
 
+    /// The zone that answers `type` at `name`: DS at a child's apex comes from the parent when the
+    /// parent is served too, since DS lives on the parent's side of the cut (RFC 4035 section 3.1.4.1).
+    func zone(for name: DNSName, type: DNSRecordType) -> DNSZone? {
+        guard let index = zones.firstIndex(where: { name.isSubdomain(of: $0.origin) }) else { return nil }
+        if type == .ds, name == zones[index].origin,
+           let parent = zones[(index + 1)...].first(where: { name.isSubdomain(of: $0.origin) }) {
+            return parent
+        }
+        return zones[index]
+    }
+
     /// The answer to a question for `type` at `name`, or `nil` when no zone holds the name
     /// (the server refuses it).
     public func answer(_ name: DNSName, _ type: DNSRecordType) -> DNSAnswer? {
-        guard let zone = zone(for: name) else { return nil }
+        guard let zone = zone(for: name, type: type) else { return nil }
         var answer = DNSAnswer()
         var current = name
         var seen: Set<DNSName> = []
@@ -70,7 +84,10 @@ public final class DNSAuthority: Sendable {
                 if level == 0 && type == .ds { break }
                 if answer.answers.isEmpty { answer.authoritative = false }
                 answer.authority = delegation
-                answer.additional += glue(for: delegation, zone: zone)
+                // In-domain glue first: a response that cannot carry all of it sets TC (RFC 9471).
+                let (inDomain, sibling) = glue(for: delegation, below: ancestor, zone: zone)
+                answer.requiredAdditional = answer.additional.count + inDomain.count
+                answer.additional += inDomain + sibling
                 return .done
             }
         }
@@ -119,12 +136,17 @@ public final class DNSAuthority: Sendable {
         return soa
     }
 
-    /// Addresses in the zone for the name servers of a referral (glue, below the cut or not).
-    func glue(for delegation: [DNSRecord], zone: DNSZone) -> [DNSRecord] {
-        delegation.flatMap { record -> [DNSRecord] in
-            guard case .name(let server) = record.data, server.isSubdomain(of: zone.origin), let sets = zone.nodes[server] else { return [] }
-            return (sets[.a] ?? []) + (sets[.aaaa] ?? [])
+    /// Addresses in the zone for the name servers of a referral at `cut`: those below the cut
+    /// (in-domain glue) and the others in the zone (sibling glue).
+    func glue(for delegation: [DNSRecord], below cut: DNSName, zone: DNSZone) -> (inDomain: [DNSRecord], sibling: [DNSRecord]) {
+        var inDomain: [DNSRecord] = []
+        var sibling: [DNSRecord] = []
+        for record in delegation {
+            guard case .name(let server) = record.data, server.isSubdomain(of: zone.origin), let sets = zone.nodes[server] else { continue }
+            let addresses = (sets[.a] ?? []) + (sets[.aaaa] ?? [])
+            if server.isSubdomain(of: cut) { inDomain += addresses } else { sibling += addresses }
         }
+        return (inDomain, sibling)
     }
 
     /// Addresses of the targets of NS, MX and SRV answers that the zone holds, once each.

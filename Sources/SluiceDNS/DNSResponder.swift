@@ -57,12 +57,14 @@ public struct DNSResponderCounters: Equatable, Sendable {
 /// question stay where they are, the sections are written after them, names compressed
 /// against the question (so the owner names carry the query's case). One per worker.
 ///
-/// Follows what authoritative servers do: responses are never answered; NOTIFY and UPDATE get
-/// NOTAUTH, other opcodes NOTIMP; zone transfers NOTIMP over UDP (AXFR) or NOTAUTH; a query
-/// that is not one question, has answer or authority records, or breaks the
-/// name or OPT rules gets FORMERR; an EDNS version above 0 gets BADVERS; a name in no zone gets
-/// REFUSED. Over UDP a response is held to 512 bytes, or to the client's EDNS size (at most
-/// ``payloadSize``); a record set that does not fit in the answer or authority section sets TC.
+/// Follows what authoritative servers do (Knot's answers are the reference): responses are
+/// never answered; NOTIFY and UPDATE get NOTAUTH, other opcodes NOTIMP, question or not; zone
+/// transfers NOTIMP over UDP (AXFR) or NOTAUTH; a query that is not one question, has answer or
+/// authority records, has bytes after its last record, or breaks the name or OPT rules gets
+/// FORMERR (with OPT when the client's was sound); an EDNS version above 0 gets BADVERS; a name
+/// in no zone gets REFUSED. Over UDP a response is held to 512 bytes, or to the client's EDNS
+/// size (at most ``payloadSize``); a record set that does not fit in the answer or authority
+/// section, or a referral's in-domain glue that does not fit, sets TC.
 public struct DNSResponder {
     /// The zones.
     public let authority: DNSAuthority
@@ -147,21 +149,19 @@ public struct DNSResponder {
         // The opcode, RD and CD are copied (RFC 1035, RFC 6840).
         reply.flags = DNSHeader.response | header.flags & (0x7800 | DNSHeader.recursionDesired | DNSHeader.checkingDisabled)
         let limit = min(capacity, overTCP ? 65535 : 512)
-        // The question's name is whole, as Knot wants it: a pointer there could only point into the header.
-        guard header.questionCount == 1, let (nameEnd, nameLength) = try? DNSWire.readName(query, at: 12, into: buffers.name),
-              nameEnd == 12 + nameLength, nameEnd + 4 <= length
-        else { return finish(message, header: reply, code: .formatError, questionEnd: nil, edns: nil, limit: limit) }
-        let questionEnd = nameEnd + 4
-        let type = DNSRecordType(rawValue: DNSWire.u16(query, nameEnd))
-        let recordClass = DNSWire.u16(query, nameEnd + 2)
-        // NOTIFY carries an SOA in its answer section (RFC 1996), UPDATE its changes (RFC 2136),
-        // IXFR the client's SOA in its authority section (RFC 1995); a plain query carries none.
-        let isQuery = header.opcode == 0
-        let answerAndAuthority = Int(header.answerCount) + Int(header.authorityCount)
-        guard !isQuery || (header.answerCount == 0 && (header.authorityCount == 0 || type == .ixfr)),
-              let edns = Self.readOPT(query, from: questionEnd, count: header.additionalCount,
-                                      skipping: isQuery ? Int(header.authorityCount) : answerAndAuthority)
-        else { return finish(message, header: reply, code: .formatError, questionEnd: questionEnd, edns: nil, limit: limit) }
+        // One question, its name whole as Knot wants it (a pointer there could only point into
+        // the header), or none: a FORMERR or NOTIMP that still answers the client's EDNS.
+        var question: (end: Int, nameLength: Int)?
+        if header.questionCount > 0 {
+            guard header.questionCount == 1, let (nameEnd, nameLength) = try? DNSWire.readName(query, at: 12, into: buffers.name),
+                  nameEnd == 12 + nameLength, nameEnd + 4 <= length
+            else { return finish(message, header: reply, code: .formatError, questionEnd: nil, edns: nil, limit: limit) }
+            question = (nameEnd + 4, nameLength)
+        }
+        let type = question.map { DNSRecordType(rawValue: DNSWire.u16(query, $0.end - 4)) }
+        guard let edns = Self.readOPT(query, from: question?.end ?? DNSWire.headerLength, count: header.additionalCount,
+                                      skipping: Int(header.answerCount) + Int(header.authorityCount))
+        else { return finish(message, header: reply, code: .formatError, questionEnd: question?.end, edns: nil, limit: limit) }
         var sizeLimit = limit
         var responseEDNS: DNSEDNS?
         if let clientEDNS = edns.record {
@@ -170,17 +170,28 @@ public struct DNSResponder {
             responseEDNS = ours
             if !overTCP { sizeLimit = min(capacity, Int(max(512, min(clientEDNS.payloadSize, payloadSize)))) }
             guard clientEDNS.version == 0 else {
-                return finish(message, header: reply, code: .badVersion, questionEnd: questionEnd, edns: ours, limit: sizeLimit)
+                return finish(message, header: reply, code: .badVersion, questionEnd: question?.end, edns: ours, limit: sizeLimit)
             }
         }
-        // Other opcodes, as Knot answers them: NOTIFY and UPDATE are not allowed, the rest not implemented.
-        guard isQuery else {
-            let code: DNSResponseCode = header.opcode == 4 || header.opcode == 5 ? .notAuthorized : .notImplemented
-            return finish(message, header: reply, code: code, questionEnd: questionEnd, edns: responseEDNS, limit: sizeLimit)
+        // Other opcodes, as Knot answers them: NOTIFY, and UPDATE of a zone named by its SOA
+        // (RFC 2136 section 3.1.1), are not allowed; without their question they are malformed;
+        // the rest are not implemented, question or not.
+        guard header.opcode == 0 else {
+            let code: DNSResponseCode = switch header.opcode {
+            case 4: type == nil ? .formatError : .notAuthorized
+            case 5: type == .soa ? .notAuthorized : .formatError
+            default: .notImplemented
+            }
+            return finish(message, header: reply, code: code, questionEnd: question?.end, edns: responseEDNS, limit: sizeLimit)
         }
-        guard recordClass == 1 || recordClass == 255, type != .opt else {
-            let code: DNSResponseCode = type == .opt ? .formatError : .refused
-            return finish(message, header: reply, code: code, questionEnd: questionEnd, edns: responseEDNS, limit: sizeLimit)
+        // A plain query has its question and no answer or authority records; IXFR carries the
+        // client's SOA in its authority section (RFC 1995).
+        guard let (questionEnd, nameLength) = question, let type,
+              header.answerCount == 0, header.authorityCount == 0 || type == .ixfr
+        else { return finish(message, header: reply, code: .formatError, questionEnd: question?.end, edns: responseEDNS, limit: sizeLimit) }
+        let recordClass = DNSWire.u16(query, questionEnd - 2)
+        guard recordClass == 1 || recordClass == 255 else {
+            return finish(message, header: reply, code: .refused, questionEnd: questionEnd, edns: responseEDNS, limit: sizeLimit)
         }
         let key = DNSAnswerCache.hash(buffers.name, length: nameLength, type: type.rawValue)
         if recordClass == 1, let entry = cache.lookup(buffers.name, length: nameLength, type: type.rawValue, hash: key),
@@ -213,10 +224,12 @@ public struct DNSResponder {
             // Record sets go whole or not at all.
             var setStart = writer.count
             var setCount = counts[section]
+            var setIndex = 0
             for (index, record) in records.enumerated() {
                 if index == 0 || records[index - 1].type != record.type || records[index - 1].name != record.name {
                     setStart = writer.count
                     setCount = counts[section]
+                    setIndex = index
                 }
                 if record.write(to: &writer) {
                     counts[section] += 1
@@ -224,9 +237,10 @@ public struct DNSResponder {
                 }
                 writer.rewind(to: setStart)
                 counts[section] = setCount
-                // Short of room in the answer or authority, the client should ask over TCP;
-                // the additional section may just stop (RFC 2181 section 9).
-                truncated = section < 2
+                // Short of room in the answer or authority, or for a referral's in-domain glue, the
+                // client should ask over TCP; the rest of the additional section may just stop
+                // (RFC 2181 section 9, RFC 9471).
+                truncated = section < 2 || setIndex < answer.requiredAdditional
                 complete = false
                 break
             }
@@ -334,7 +348,8 @@ public struct DNSResponder {
 
     /// The OPT record among `count` additional records from `offset`, after `skipping` records of
     /// the answer and authority sections: `record` nil when there is none; `nil` altogether when
-    /// the records are malformed or OPT breaks its rules (RFC 6891).
+    /// the records are malformed, bytes follow the last one, or OPT breaks its rules (RFC 6891:
+    /// one, owned by the root, in the additional section, its options filling its data exactly).
     static func readOPT(_ query: UnsafeRawBufferPointer, from offset: Int, count: UInt16, skipping: Int = 0) -> (record: DNSEDNS?, Void)? {
         var position = offset
         var found: DNSEDNS?
@@ -351,9 +366,13 @@ public struct DNSResponder {
                 edns.version = UInt8((ttl >> 16) & 0xFF)
                 edns.dnssecOK = ttl & 0x8000 != 0
                 found = edns
+                var option = end + 10
+                while option + 4 <= end + 10 + length { option += 4 + Int(DNSWire.u16(query, option + 2)) }
+                guard option == end + 10 + length else { return nil }
             }
             position = end + 10 + length
         }
+        guard position == query.count else { return nil }
         return (found, ())
     }
 }

@@ -16,6 +16,12 @@ public struct DNSRecordType: RawRepresentable, Hashable, Sendable, CustomStringC
     public static let srv = DNSRecordType(rawValue: 33)
     public static let opt = DNSRecordType(rawValue: 41)
     public static let ds = DNSRecordType(rawValue: 43)
+    public static let hinfo = DNSRecordType(rawValue: 13)
+    public static let sshfp = DNSRecordType(rawValue: 44)
+    public static let dnskey = DNSRecordType(rawValue: 48)
+    public static let tlsa = DNSRecordType(rawValue: 52)
+    public static let cds = DNSRecordType(rawValue: 59)
+    public static let cdnskey = DNSRecordType(rawValue: 60)
     public static let ixfr = DNSRecordType(rawValue: 251)
     public static let axfr = DNSRecordType(rawValue: 252)
     public static let any = DNSRecordType(rawValue: 255)
@@ -24,7 +30,8 @@ public struct DNSRecordType: RawRepresentable, Hashable, Sendable, CustomStringC
     static let names: [(DNSRecordType, String)] = [
         (.a, "A"), (.ns, "NS"), (.cname, "CNAME"), (.soa, "SOA"), (.ptr, "PTR"), (.mx, "MX"), (.txt, "TXT"),
         (.aaaa, "AAAA"), (.srv, "SRV"), (.opt, "OPT"), (.ds, "DS"), (.ixfr, "IXFR"), (.axfr, "AXFR"), (.any, "ANY"),
-        (.caa, "CAA"),
+        (.caa, "CAA"), (.hinfo, "HINFO"), (.sshfp, "SSHFP"), (.dnskey, "DNSKEY"), (.tlsa, "TLSA"), (.cds, "CDS"),
+        (.cdnskey, "CDNSKEY"),
     ]
 
     /// The type's mnemonic ("AAAA"), or the generic form ("TYPE65") of RFC 3597.

@@ -11,12 +11,15 @@ public struct DNSZone: Sendable {
     /// A zone at `origin` holding `records`.
     ///
     /// - Throws: ``DNSError/zoneSyntax(line:reason:)`` (line 0) when there is not exactly one
-    ///   SOA at the apex, a record lies outside the zone, or a CNAME shares its owner with other data.
+    ///   SOA at the apex, a record lies outside the zone, a CNAME shares its owner with other data,
+    ///   or the zone has a DNAME (not served).
     public init(origin: DNSName, records: [DNSRecord]) throws(DNSError) {
         func fail(_ reason: String) -> DNSError { .zoneSyntax(line: 0, reason: "zone \(origin): \(reason)") }
         var nodes: [DNSName: [DNSRecordType: [DNSRecord]]] = [origin: [:]]
         for record in records {
             guard record.name.isSubdomain(of: origin) else { throw fail("\(record.name) is outside the zone") }
+            // Served as plain data, a DNAME would leave the names below it unanswered.
+            guard record.type.rawValue != 39 else { throw fail("\(record.name) has a DNAME: DNAME redirection (RFC 6672) is not served") }
             var name = record.name
             while name != origin, nodes[name] == nil {
                 nodes[name] = [:]

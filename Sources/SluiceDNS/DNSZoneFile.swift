@@ -3,7 +3,8 @@ import SluicePackets
 /// Reads zone files in the master file format of RFC 1035 section 5: `$ORIGIN`, `$TTL`,
 /// relative names and `@`, owners left blank for the previous one, TTL and class in either
 /// order, parentheses across lines, comments, quoted strings with escapes, TTLs with units
-/// (`1h30m`), the types this module knows and any other as `TYPEnnn \# length hex` (RFC 3597).
+/// (`1h30m`), the types this module knows (DS, DNSKEY, SSHFP, TLSA and HINFO among them, kept as
+/// wire bytes) and any other as `TYPEnnn \# length hex` (RFC 3597).
 public enum DNSZoneFile {
     struct Token {
         var bytes: [UInt8]
@@ -129,17 +130,24 @@ public enum DNSZoneFile {
             guard tokens.count >= 2, let length = Int(tokens[1].text), (0...65535).contains(length) else {
                 throw fail("\\# needs a length of 0 to 65535")
             }
-            let hex = tokens.dropFirst(2).map(\.text).joined()
-            guard hex.count == length * 2 else { throw fail("\\# length \(length) does not match its data") }
-            var bytes: [UInt8] = []
-            var index = hex.startIndex
-            while index < hex.endIndex {
-                let next = hex.index(index, offsetBy: 2)
-                guard let byte = UInt8(hex[index..<next], radix: 16) else { throw fail("bad hex") }
-                bytes.append(byte)
-                index = next
+            guard let bytes = hexBytes(tokens.dropFirst(2)), bytes.count == length else {
+                throw fail("\\# length \(length) does not match its data")
             }
             return .opaque(bytes)
+        }
+        /// Leading numbers of the given widths, big-endian, then the rest as hex or base64.
+        func fields(_ widths: [Int], then encoding: BinaryEncoding) throws(DNSError) -> DNSRecordData {
+            guard tokens.count > widths.count else { throw fail("\(widths.count + 1) or more fields expected") }
+            var bytes: [UInt8] = []
+            for (index, width) in widths.enumerated() {
+                let value = width == 2 ? UInt64(try number(index, as: UInt16.self)) : UInt64(try number(index, as: UInt8.self))
+                bytes += width == 2 ? [UInt8(value >> 8), UInt8(value & 0xFF)] : [UInt8(value)]
+            }
+            let rest = tokens.dropFirst(widths.count)
+            guard let data = encoding == .hex ? hexBytes(rest) : base64Bytes(rest), !data.isEmpty else {
+                throw fail(encoding == .hex ? "bad hex" : "bad base64")
+            }
+            return .opaque(bytes + data)
         }
         switch type {
         case .a:
@@ -178,9 +186,77 @@ public enum DNSZoneFile {
             guard !tag.isEmpty, tag.count <= 255, tag.allSatisfy({ ($0 | 0x20) >= 0x61 && ($0 | 0x20) <= 0x7A || (0x30...0x39).contains($0) })
             else { throw fail("a tag of letters and digits") }
             return .caa(flags: try number(0, as: UInt8.self), tag: tag, value: tokens[2].bytes)
+        // Key and fingerprint types as their RFCs write them (RFC 4034, 7344, 4255, 6698), kept as wire bytes.
+        case .ds, .cds:
+            return try fields([2, 1, 1], then: .hex)
+        case .dnskey, .cdnskey:
+            return try fields([2, 1, 1], then: .base64)
+        case .sshfp:
+            return try fields([1, 1], then: .hex)
+        case .tlsa:
+            return try fields([1, 1, 1], then: .hex)
+        case .hinfo:
+            try count(2)
+            guard tokens.allSatisfy({ $0.bytes.count <= 255 }) else { throw fail("strings of 0 to 255 bytes") }
+            return .opaque(tokens.flatMap { [UInt8($0.bytes.count)] + $0.bytes })
         default:
             throw fail("give its data in the generic form: \\# length hex")
         }
+    }
+
+    enum BinaryEncoding { case hex, base64 }
+
+    /// The bytes of hex digits spread over `tokens`; `nil` for anything else or an odd count.
+    static func hexBytes(_ tokens: some Collection<Token>) -> [UInt8]? {
+        let digits = Array(tokens.map(\.text).joined().utf8)
+        guard digits.count % 2 == 0 else { return nil }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(digits.count / 2)
+        for index in stride(from: 0, to: digits.count, by: 2) {
+            guard let high = hexValue(digits[index]), let low = hexValue(digits[index + 1]) else { return nil }
+            bytes.append(high << 4 | low)
+        }
+        return bytes
+    }
+
+    static func hexValue(_ digit: UInt8) -> UInt8? {
+        switch digit {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): digit - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): digit - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): digit - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+
+    /// The bytes of base64 (RFC 4648, padded) spread over `tokens`; `nil` for anything else.
+    static func base64Bytes(_ tokens: some Collection<Token>) -> [UInt8]? {
+        let text = Array(tokens.map(\.text).joined().utf8)
+        guard text.count % 4 == 0 else { return nil }
+        var bytes: [UInt8] = []
+        var index = 0
+        while index < text.count {
+            var group: UInt32 = 0
+            var padding = 0
+            for offset in 0..<4 {
+                let character = text[index + offset]
+                let value: UInt32
+                switch character {
+                case UInt8(ascii: "A")...UInt8(ascii: "Z"): value = UInt32(character - UInt8(ascii: "A"))
+                case UInt8(ascii: "a")...UInt8(ascii: "z"): value = UInt32(character - UInt8(ascii: "a")) + 26
+                case UInt8(ascii: "0")...UInt8(ascii: "9"): value = UInt32(character - UInt8(ascii: "0")) + 52
+                case UInt8(ascii: "+"): value = 62
+                case UInt8(ascii: "/"): value = 63
+                // Padding only at the end of the last group, at most two.
+                case UInt8(ascii: "=") where index + 4 == text.count && offset >= 2: value = 0; padding += 1
+                default: return nil
+                }
+                if padding > 0 && character != UInt8(ascii: "=") { return nil }
+                group = group << 6 | value
+            }
+            bytes += [UInt8(group >> 16), UInt8((group >> 8) & 0xFF), UInt8(group & 0xFF)].prefix(3 - padding)
+            index += 4
+        }
+        return bytes
     }
 
     /// Splits the file into entries: tokens up to the end of a line, or of the parentheses.

@@ -19,7 +19,7 @@ let dnsNamespaceCounter = Atomic<Int>(0)
         let process: ChildProcess
         let directory: String
 
-        init(namespace: String, listen: String) throws {
+        init(namespace: String, listen: String, zones: [(domain: String, file: String)] = [("example.test", DNSAgainstKnotTests.zoneFile)]) throws {
             directory = "/tmp/sluice-knot-\(getpid())-\(dnsNamespaceCounter.add(1, ordering: .relaxed).newValue)"
             _ = try ChildProcess("/bin/mkdir", ["-p", directory + "/run", directory + "/db"]).waitForExit()
             let configuration = """
@@ -32,11 +32,15 @@ let dnsNamespaceCounter = Atomic<Int>(0)
                 database:
                     storage: \(directory)/db
                 zone:
-                  - domain: example.test
-                    file: \(DNSAgainstKnotTests.zoneFile)
-                    journal-content: none
-                    semantic-checks: off
-                """
+                """ + zones.map { zone in
+                    """
+
+                      - domain: \(zone.domain)
+                        file: \(zone.file)
+                        journal-content: none
+                        semantic-checks: off
+                    """
+                }.joined()
             let file = fopen(directory + "/knot.conf", "w")
             fputs(configuration, file)
             fclose(file)
@@ -220,6 +224,98 @@ let dnsNamespaceCounter = Atomic<Int>(0)
         #expect(server.stop() == 0)
         #expect(server.text.contains("truncated="), "\(server.text)")
         #expect(server.text.contains("tcp on 127.0.0.1:5302: 2 connections"), "\(server.text)")
+        withExtendedLifetime(knot) {}
+    }
+
+    /// A parent and its child served together, a delegation with more glue than 700 bytes hold,
+    /// and queries whose header, opcode or OPT record is off.
+    static let parentZone = """
+        $ORIGIN p.test.
+        $TTL 3600
+        @ SOA ns1.p.test. hostmaster.p.test. 1 7200 3600 1209600 300
+        @ NS ns1
+        ns1 A 198.18.9.1
+        child NS ns1.child
+        ns1.child A 198.18.9.2
+        child DS 12345 13 2 0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF
+
+        """ + (10...23).map { n in
+            "big NS nameserver-number-\(n).big\nnameserver-number-\(n).big A 198.18.9.\(n)\nnameserver-number-\(n).big AAAA 2001:2:9::\(n)\n"
+        }.joined()
+    static let childZone = """
+        $ORIGIN child.p.test.
+        $TTL 120
+        @ SOA ns1 hostmaster 1 7200 3600 1209600 300
+        @ NS ns1
+        ns1 A 198.18.9.2
+        @ DNSKEY 257 3 13 mdsswUyr3DPW132mOi8V9xESWE8jTo0dxCjjnopKl+GqJxpVXckHAeF+KkxLbxILfDLUT0rAK9iUzy1L53eKGQ==
+        @ TLSA 3 1 1 0C72AC70B745AC19998811B131D662C9AC69DBDBE7CB23E5B514B56664C5D3D6
+        """
+
+    static func header(id: UInt16, flags: UInt16, counts: [UInt16]) -> [UInt8] {
+        ([id, flags] + counts).flatMap { [UInt8($0 >> 8), UInt8($0 & 0xFF)] }
+    }
+
+    static func question(_ name: String, _ type: UInt16) -> [UInt8] {
+        DNSName(name + ".")!.wire + [UInt8(type >> 8), UInt8(type & 0xFF), 0, 1]
+    }
+
+    /// An OPT record for 1232 bytes with `options` as its data, and `version`.
+    static func opt(_ options: [UInt8] = [], version: UInt8 = 0) -> [UInt8] {
+        [0, 0, 41, 0x04, 0xD0, 0, version, 0, 0, UInt8(options.count >> 8), UInt8(options.count & 0xFF)] + options
+    }
+
+    @Test func answersAsKnotDoesForAParentAndChildAndForOddQueries() throws {
+        guard Self.knotAvailable() else { return }
+        let namespace = try ScratchNamespace(prefix: "sldns")
+        let directory = "/tmp/sluice-zones-\(getpid())-\(dnsNamespaceCounter.add(1, ordering: .relaxed).newValue)"
+        _ = try ChildProcess("/bin/mkdir", ["-p", directory]).waitForExit()
+        defer { _ = try? ChildProcess("/bin/rm", ["-rf", directory]).waitForExit() }
+        for (name, text) in [("p.test", Self.parentZone), ("child.p.test", Self.childZone)] {
+            let file = fopen("\(directory)/\(name).zone", "w")
+            fputs(text, file)
+            fclose(file)
+        }
+        let knot = try Knot(namespace: namespace.name, listen: "127.0.0.1@5301",
+                            zones: [("p.test", "\(directory)/p.test.zone"), ("child.p.test", "\(directory)/child.p.test.zone")])
+        let server = try ChildProcess(sluice: ["dns", "serve", "--zone", "\(directory)/p.test.zone", "--zone", "\(directory)/child.p.test.zone",
+                                               "--netns", namespace.name, "--listen", "127.0.0.1:5302", "--duration", "60", "--stats-interval", "0"])
+        try #require(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
+        let socket = try withNetworkNamespace(namespace.name) { KernelUDPSocket(bind: IPEndpoint("127.0.0.1:0")!) }
+        usleep(300_000)
+        let edns = [UInt16(0), 0, 1]
+        let cases: [(String, [UInt8])] = [
+            // DS lives on the parent's side of the cut (RFC 4035 3.1.4.1); the child answers its own apex.
+            ("DS at the child's apex", Self.header(id: 1, flags: 0, counts: [1, 0, 0, 1]) + Self.question("child.p.test", 43) + Self.opt()),
+            ("DNSKEY at the child's apex", Self.header(id: 2, flags: 0, counts: [1, 0, 0, 1]) + Self.question("child.p.test", 48) + Self.opt()),
+            ("TLSA", Self.header(id: 3, flags: 0, counts: [1, 0, 0, 0]) + Self.question("child.p.test", 52)),
+            ("SOA at the child's apex", Self.header(id: 4, flags: 0, counts: [1, 0, 0, 0]) + Self.question("child.p.test", 6)),
+            ("QTYPE OPT", Self.header(id: 5, flags: 0, counts: [1, 0, 0, 0]) + Self.question("p.test", 41)),
+            // Malformed: an option past the OPT's data, a cut option header, bytes after the last record.
+            ("an option past its OPT", Self.header(id: 6, flags: 0, counts: [1] + edns) + Self.question("p.test", 6) + Self.opt([0xFD, 0xE9, 0, 10, 1, 2])),
+            ("three option bytes", Self.header(id: 7, flags: 0, counts: [1] + edns) + Self.question("p.test", 6) + Self.opt([0, 10, 0])),
+            ("bytes after the question", Self.header(id: 8, flags: 0, counts: [1, 0, 0, 0]) + Self.question("p.test", 6) + [1, 2, 3]),
+            ("an OPT not counted", Self.header(id: 9, flags: 0, counts: [1, 0, 0, 0]) + Self.question("p.test", 6) + Self.opt()),
+            // No question: the opcode decides, and the reply still speaks EDNS.
+            ("STATUS without a question", Self.header(id: 10, flags: 2 << 11, counts: [0, 0, 0, 0])),
+            ("IQUERY without a question", Self.header(id: 11, flags: 1 << 11, counts: [0, 0, 0, 1]) + Self.opt()),
+            ("a query without a question", Self.header(id: 12, flags: 0, counts: [0, 0, 0, 1]) + Self.opt()),
+            ("EDNS 1 without a question", Self.header(id: 13, flags: 0, counts: [0, 0, 0, 1]) + Self.opt(version: 1)),
+            ("UPDATE of a zone named by A", Self.header(id: 14, flags: 5 << 11, counts: [1, 0, 0, 0]) + Self.question("p.test", 1)),
+        ]
+        for (what, query) in cases {
+            let expected = try Self.ask(socket, IPEndpoint("127.0.0.1:5301")!, query)
+            let actual = try Self.ask(socket, IPEndpoint("127.0.0.1:5302")!, query)
+            #expect(Comparable(expected) == Comparable(actual), "\(what):\n  knot   \(Comparable(expected))\n  sluice \(Comparable(actual))")
+        }
+        // 28 glue records do not fit in 700 bytes: what fits goes, with TC (RFC 9471), as from Knot.
+        let referral = Self.header(id: 15, flags: 0, counts: [1, 0, 0, 1]) + Self.question("x.big.p.test", 1)
+            + [0, 0, 41, 0x02, 0xBC, 0, 0, 0, 0, 0, 0]
+        let fromKnot = try Self.ask(socket, IPEndpoint("127.0.0.1:5301")!, referral)
+        let fromSluice = try Self.ask(socket, IPEndpoint("127.0.0.1:5302")!, referral)
+        #expect(fromKnot.header.isTruncated && fromSluice.header.isTruncated, "knot \(Comparable(fromKnot)), sluice \(Comparable(fromSluice))")
+        #expect(fromSluice.authority.count == 14 && !fromSluice.header.isAuthoritative)
+        #expect(server.stop() == 0)
         withExtendedLifetime(knot) {}
     }
 

@@ -89,10 +89,11 @@ import Testing
         #expect(respond([], responder: &responder) == nil)
         #expect(respond(Array(Self.header.prefix(11)), responder: &responder) == nil)
         #expect(responder.counters.dropped == 2)
-        // 65535 bytes: one question and a trailing mass of junk the counts do not cover.
+        // 65535 bytes: one question and a trailing mass of junk the counts do not cover: FORMERR,
+        // as from Knot (bytes after the last record make the message malformed).
         let huge = Self.header + Self.question + [UInt8](repeating: 0xAB, count: 65535 - 12 - Self.question.count)
-        let response = try #require(respond(huge, responder: &responder))
-        #expect(try DNSMessage.decode(response).answers.count == 3)
+        let response = try DNSMessage.decode(try #require(respond(huge, responder: &responder)))
+        #expect(response.responseCode == .formatError && response.questions.count == 1 && response.answers.isEmpty)
         // A response is never answered.
         var answer = Self.header + Self.question
         answer[2] |= 0x80

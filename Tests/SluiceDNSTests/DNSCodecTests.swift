@@ -108,4 +108,31 @@ import Testing
         #expect(throws: DNSError.self) { try DNSZoneFile.parse("www 60 A 1.2.3.4 (", origin: .root) }
         #expect(throws: DNSError.self) { try DNSZoneFile.parse("$INCLUDE other", origin: .root) }
     }
+
+    @Test func keyAndFingerprintTypesReadAsTheirRFCsWriteThem() throws {
+        let text = """
+            $TTL 60
+            child DS 60485 5 1 ( 2BB183AF5F22588179A53B0A
+                                 98631FAD1A292118 )
+            @ DNSKEY 256 3 13 AAECAw==
+            host SSHFP 4 2 0A0B
+            _443._tcp TLSA 3 1 1 ff
+            host HINFO "PC" "Linux"
+            """
+        let records = try DNSZoneFile.parse(text, origin: DNSName("example.test.")!)
+        // RFC 4034 section 5.4's example DS, and the other types' wire forms.
+        #expect(records[0].type == .ds && records[0].data == .opaque([0xEC, 0x45, 5, 1] + [
+            0x2B, 0xB1, 0x83, 0xAF, 0x5F, 0x22, 0x58, 0x81, 0x79, 0xA5, 0x3B, 0x0A, 0x98, 0x63, 0x1F, 0xAD, 0x1A, 0x29, 0x21, 0x18]))
+        #expect(records[1].data == .opaque([1, 0, 3, 13, 0, 1, 2, 3]))
+        #expect(records[2].data == .opaque([4, 2, 0x0A, 0x0B]))
+        #expect(records[3].data == .opaque([3, 1, 1, 0xFF]))
+        #expect(records[4].data == .opaque([2] + Array("PC".utf8) + [5] + Array("Linux".utf8)))
+        for bad in ["x DS 1 2 3 ABC", "x DS 1 2 3", "x DNSKEY 256 3 13 AAE=Aw==", "x DNSKEY 256 3 13 A", "x TLSA 3 1 1 zz"] {
+            #expect(throws: DNSError.self, "\(bad)") { try DNSZoneFile.parse("$TTL 60\n" + bad, origin: .root) }
+        }
+        // A DNAME served as plain data would leave the names below it unanswered: refused at load.
+        let zone = "$TTL 60\n@ SOA ns h 1 2 3 4 5\n"
+        #expect(throws: Never.self) { try DNSZone(origin: DNSName("example.test.")!, text: zone) }
+        #expect(throws: DNSError.self) { try DNSZone(origin: DNSName("example.test.")!, text: zone + "old TYPE39 \\# 7 036e6577 000000") }
+    }
 }
