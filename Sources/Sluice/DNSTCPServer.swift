@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import SluiceCore
 import SluiceDNS
 import SluiceURing
@@ -6,13 +9,19 @@ import SluiceURing
 /// length, in whatever chunks TCP cut it into; every complete one is answered at once
 /// (pipelined, in order; past a few hundred at once the rest wait for the answers to drain),
 /// its response sent in a frame of its own behind its length. A message
-/// a DNS server would not answer (shorter than a header, a response) closes the connection.
+/// a DNS server would not answer (shorter than a header, a response) closes the connection, as
+/// does one not whole within ``messageTimeout`` of its first byte (RFC 7766 section 6.2.3; a
+/// peer trickling bytes would otherwise hold its connection past any idle timeout).
 public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
     /// The responder, with its counters.
     public private(set) var responder: DNSResponder
     /// Connections closed for a message with no answer, or for want of a frame.
     public private(set) var refusedConnections = 0
+    /// How long a message may take to arrive whole (Knot's `tcp-io-timeout` is 500 ms).
+    public var messageTimeout: Duration = .seconds(1)
     var partial: [StreamID: [UInt8]] = [:]
+    /// Streams with a message begun and not whole, its deadline set.
+    var arriving: Set<StreamID> = []
 
     /// A handler answering from `authority`.
     public init(authority: DNSAuthority) {
@@ -47,10 +56,21 @@ public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
             }
             consumed += 2 + length
         }
-        if consumed < bytes.count {
+        let rest = bytes.count - consumed
+        let whole = rest >= 2 && rest - 2 >= Int(bytes[consumed]) << 8 | Int(bytes[consumed + 1])
+        if rest > 0 {
             partial[stream] = consumed == 0 ? bytes : Array(bytes[consumed...])
             // Stopped for want of frames: none of this connection's own may be out to wake it.
-            if transport.pool.freeCount <= Self.reservedFrames { transport.notifyWhenFramesFree(stream) }
+            if whole { transport.notifyWhenFramesFree(stream) }
+        }
+        // The clock runs from a message's first byte until it is whole, not while it waits for frames.
+        if rest > 0 && !whole {
+            if consumed > 0 || !arriving.contains(stream) {
+                arriving.insert(stream)
+                transport.setDeadline(stream, in: messageTimeout)
+            }
+        } else if arriving.remove(stream) != nil {
+            transport.setDeadline(stream, in: nil)
         }
     }
 
@@ -83,6 +103,7 @@ public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
 
     public mutating func closed(_ stream: StreamID, error: SystemCallError?, transport: Transport) {
         partial.removeValue(forKey: stream)
+        arriving.remove(stream)
     }
 }
 
@@ -100,7 +121,8 @@ public struct DNSTCPReport: Sendable {
     /// One line for a summary.
     public var summaryLine: String {
         let counted = responder.fields.filter { $0.1 > 0 }.map { "\($0.0)=\($0.1)" }
-        return "  tcp on \(endpoint): \(engine.accepted) connections (\(engine.idleClosed) closed idle)"
+        return "  tcp on \(endpoint): \(engine.accepted) connections (\(engine.idleClosed) closed idle, "
+            + "\(engine.deadlineClosed) for a message not whole in time, \(engine.rejected) refused with the table full)"
             + (counted.isEmpty ? "" : ", " + counted.joined(separator: " "))
             + (frames.isBalanced ? "" : ", \(frames)")
     }
@@ -111,6 +133,8 @@ public struct DNSTCPReport: Sendable {
 public enum DNSTCPServer {
     /// Idle connections close after this long (Knot's `tcp-idle-timeout`, RFC 7766 section 6.2.3).
     public static let idleTimeout: Duration = .seconds(10)
+    /// Connections open at once; more are refused until some close.
+    public static let maximumConnections = 4096
 
     /// Listens on `endpoint`, calls `ready` with the bound endpoint, and answers from
     /// `authority` until `shouldStop` (asked every `checkInterval`) says so. With `metrics`,
@@ -125,6 +149,14 @@ public enum DNSTCPServer {
         configuration.frameCount = 256
         configuration.receiveBuffers = 128
         configuration.idleTimeout = idleTimeout
+        // An idle connection holds no frame, only its slot and descriptor: room for many clients
+        // (Knot allows thousands), the descriptor limit raised to match where the hard limit allows.
+        configuration.maximumConnections = maximumConnections
+        var files = rlimit()
+        if getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &files) == 0, files.rlim_cur < rlim_t(maximumConnections + 256) {
+            files.rlim_cur = min(files.rlim_max, rlim_t(maximumConnections + 256))
+            _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &files)
+        }
         var handler = DNSStreamHandler<TCPEngine>(authority: authority)
         let run = try StreamServerRun.serve(
             &handler, listen: endpoint, configuration: configuration, checkInterval: checkInterval, metrics: metrics,

@@ -65,7 +65,7 @@ extension TCPEngine {
             ("sent_bytes", counters.sentBytes), ("sends", counters.sends), ("zero_copy_sends", counters.zeroCopySends),
             ("receive_starved", counters.receiveStarved), ("receive_pauses", counters.receivePauses),
             ("idle_closed", counters.idleClosed), ("accept_pauses", counters.acceptPauses),
-            ("connect_timeouts", counters.connectTimeouts),
+            ("connect_timeouts", counters.connectTimeouts), ("deadline_closed", counters.deadlineClosed),
         ]
         for (field, value) in fields { snapshot.counter("sluice_tcp_\(field)_total", value, labels) }
         let open = counters.accepted + counters.connected - min(counters.closed, counters.accepted + counters.connected)

@@ -56,6 +56,11 @@ public protocol StreamTransport: AnyObject {
     /// frames come back to the pool: for a handler that found none free to send in. Its own
     /// queue may be empty, so no send of its own would come back to wake it.
     func notifyWhenFramesFree(_ stream: StreamID)
+
+    /// Aborts `stream` (its error `ETIMEDOUT`) unless this is called again before `timeout` has
+    /// passed; `nil` clears it. For a handler that must see a message whole in time, whatever
+    /// the peer keeps trickling in (the idle timeout restarts with every byte).
+    func setDeadline(_ stream: StreamID, in timeout: Duration?)
 }
 
 /// What a ``StreamTransport`` reports, on its thread: accepted and connected streams, data in

@@ -81,6 +81,8 @@ public struct TCPEngineCounters: Sendable, Equatable {
     public var acceptPauses: UInt64 = 0
     /// Connects that ran out of time (their linked timeout fired first).
     public var connectTimeouts: UInt64 = 0
+    /// Connections aborted at a deadline their handler set (``TCPEngine/setDeadline(_:in:)``).
+    public var deadlineClosed: UInt64 = 0
 
     public init() {}
 }
@@ -141,6 +143,8 @@ public final class TCPEngine: StreamTransport {
     /// Monotonic nanoseconds, read once per poll: when connections last moved data.
     var pollTime: UInt64 = MonotonicTimeSource().now().nanoseconds
     var nextIdleScan: UInt64 = 0
+    /// The earliest handler deadline (``setDeadline(_:in:)``), or `.max`.
+    var nextDeadline: UInt64 = .max
     var doorbell: Int32 = -1
     var doorbellWriter: Int32 = -1
     let doorbellValue = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 8)
@@ -302,6 +306,18 @@ public final class TCPEngine: StreamTransport {
         frameWaiters.append(slot)
     }
 
+    /// Aborts `connection` at the first poll `timeout` from now, unless set again or cleared (`nil`) first.
+    public func setDeadline(_ connection: StreamID, in timeout: Duration?) {
+        guard let slot = live(connection), slots[Int(slot)].kind == .open else { return }
+        guard let timeout else {
+            slots[Int(slot)].deadline = 0
+            return
+        }
+        let deadline = max(pollTime &+ UInt64(clamping: timeout.nanosecondsClamped), 1)
+        slots[Int(slot)].deadline = deadline
+        nextDeadline = min(nextDeadline, deadline)
+    }
+
     /// Queues `packet`'s data to be sent on `connection`, after everything queued before.
     ///
     /// - Returns: false when the connection is gone or its write side is shut (the frame is released).
@@ -429,6 +445,7 @@ public final class TCPEngine: StreamTransport {
         deferringRingFailure {
             try refillReceiveBuffers()
             try closeIdleConnections()
+            try closeLateConnections()
         }
         wakeFrameWaiters(&delegate)
         if let ringFailure { throw ringFailure }
@@ -481,6 +498,23 @@ public final class TCPEngine: StreamTransport {
             try abortConnection(UInt32(index), error: SystemCallError(
                 .tcp, operation: "waiting on a connection", errno: ETIMEDOUT,
                 hint: "no data moved either way for the idle timeout (\(timeout))"))
+        }
+    }
+
+    /// Aborts the connections whose handler's deadline has passed, and finds the next deadline.
+    func closeLateConnections() throws(SystemCallError) {
+        guard pollTime >= nextDeadline, !shuttingDown else { return }
+        nextDeadline = .max
+        for index in slots.indices where slots[index].deadline != 0 && slots[index].kind == .open && !slots[index].closeSubmitted {
+            guard pollTime >= slots[index].deadline else {
+                nextDeadline = min(nextDeadline, slots[index].deadline)
+                continue
+            }
+            slots[index].deadline = 0
+            counters.deadlineClosed += 1
+            try abortConnection(UInt32(index), error: SystemCallError(
+                .tcp, operation: "waiting on a connection", errno: ETIMEDOUT,
+                hint: "its handler's deadline passed (a message not whole in time)"))
         }
     }
 
@@ -1033,6 +1067,8 @@ extension TCPEngine {
         var notificationsPending: Int32 = 0
         /// When data last moved either way (``TCPEngine/pollTime``).
         var lastProgress: UInt64 = 0
+        /// When the handler's deadline passes (``TCPEngine/pollTime``); 0 for none.
+        var deadline: UInt64 = 0
 
         var writable: Bool { kind == .open && !wantShutdownWrite && !wantClose && !closeSubmitted }
     }

@@ -153,11 +153,10 @@ let dnsNamespaceCounter = Atomic<Int>(0)
         try pipeline([query], to: server)[0]
     }
 
-    /// `queries`, length-prefixed, in one write over one TCP connection, and their answers.
-    static func pipeline(_ queries: [[UInt8]], to server: IPEndpoint) throws -> [DNSMessage] {
+    /// A TCP connection to `server` (IPv4), reads timing out after 3 s.
+    static func connectTCP(_ server: IPEndpoint) throws -> Int32 {
         guard case .v4(let address) = server.address else { throw ChildProcessError(message: "IPv4 only") }
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        defer { close(descriptor) }
         var timeout = timeval(tv_sec: 3, tv_usec: 0)
         setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var target = sockaddr_in()
@@ -167,7 +166,17 @@ let dnsNamespaceCounter = Atomic<Int>(0)
         let connected = withUnsafePointer(to: &target) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard connected == 0 else { throw ChildProcessError(message: "connect \(server): errno \(errno)") }
+        guard connected == 0 else {
+            close(descriptor)
+            throw ChildProcessError(message: "connect \(server): errno \(errno)")
+        }
+        return descriptor
+    }
+
+    /// `queries`, length-prefixed, in one write over one TCP connection, and their answers.
+    static func pipeline(_ queries: [[UInt8]], to server: IPEndpoint) throws -> [DNSMessage] {
+        let descriptor = try connectTCP(server)
+        defer { close(descriptor) }
         let framed = queries.flatMap { [UInt8($0.count >> 8), UInt8($0.count & 0xFF)] + $0 }
         _ = framed.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, 0) }
         var received: [UInt8] = []
@@ -317,6 +326,38 @@ let dnsNamespaceCounter = Atomic<Int>(0)
         #expect(fromSluice.authority.count == 14 && !fromSluice.header.isAuthoritative)
         #expect(server.stop() == 0)
         withExtendedLifetime(knot) {}
+    }
+
+    /// Peers that begin a message and trickle the rest hold no connection past a second
+    /// (RFC 7766 section 6.2.3), however often a byte comes; a whole query is answered meanwhile.
+    @Test func aMessageNotWholeInTimeClosesItsConnection() throws {
+        let namespace = try ScratchNamespace(prefix: "sldns")
+        let server = try serve(namespace.name, ["--listen", "127.0.0.1:5302"])
+        let endpoint = IPEndpoint("127.0.0.1:5302")!
+        var message = DNSMessage()
+        message.header.id = 7
+        message.questions = [DNSQuestion(name: DNSName("www.example.test.")!, type: .a)]
+        let query = message.encode()
+        try withNetworkNamespace(namespace.name) {
+            let slow = try (0..<20).map { _ in try Self.connectTCP(endpoint) }
+            defer { slow.forEach { close($0) } }
+            // A length of 64 and 10 bytes of it; then a byte every 400 ms, each short of the whole.
+            for descriptor in slow { _ = ([0, 64] + query.prefix(10)).withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, 0) } }
+            for _ in 0..<3 {
+                usleep(400_000)
+                for descriptor in slow { _ = [UInt8(0)].withUnsafeBytes { send(descriptor, $0.baseAddress, 1, Int32(MSG_NOSIGNAL)) } }
+            }
+            #expect(try Self.askOverTCP(endpoint, query).answers.count == 3)
+            // Closed by the server: the read ends (reset) instead of timing out.
+            var buffer = [UInt8](repeating: 0, count: 16)
+            let ended = slow.filter { descriptor in
+                let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+                return count == 0 || (count < 0 && errno != EAGAIN)
+            }
+            #expect(ended.count == 20)
+        }
+        #expect(server.stop() == 0)
+        #expect(server.text.contains("20 for a message not whole in time"), "\(server.text)")
     }
 
     @Test func answersAsKnotDoesBehindATUNDevice() throws {

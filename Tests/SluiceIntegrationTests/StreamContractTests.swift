@@ -24,6 +24,7 @@ final class MemoryTransport: StreamTransport {
     func pauseReceiving(_ stream: StreamID) { paused.insert(stream) }
     func resumeReceiving(_ stream: StreamID) { paused.remove(stream) }
     func notifyWhenFramesFree(_ stream: StreamID) {}
+    func setDeadline(_ stream: StreamID, in timeout: Duration?) {}
 }
 
 @Suite struct StreamContractTests {
