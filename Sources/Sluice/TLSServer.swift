@@ -184,7 +184,8 @@ public struct TLSServerReport: Sendable, CustomStringConvertible {
                          + (failures.isEmpty ? "" : "; first: \(failures[0])"))
         }
         lines.append("  TCP: \(tcp.sends) sends (\(tcp.zeroCopySends) zero-copy), \(tcp.receivedChunks) chunks in, receive pauses \(tcp.receivePauses), "
-                     + "re-arms for want of buffers \(tcp.receiveStarved), closed idle \(tcp.idleClosed)")
+                     + "re-arms for want of buffers \(tcp.receiveStarved), closed idle \(tcp.idleClosed), "
+                     + "handshakes out of time \(tcp.deadlineClosed)")
         lines.append(frames.isBalanced ? "  frames: all returned to their pool" : "  \(frames)")
         return lines.joined(separator: "\n")
     }
@@ -213,6 +214,7 @@ public enum TLSServer {
     /// With `metrics`, publishes the engine's `sluice_tcp_*` and the handler's `sluice_tls_*`
     /// metrics as it serves.
     public static func run(listen endpoint: IPEndpoint, context: TLSContext, mode: TLSServeMode, keyUpdateAfter: Int? = nil,
+                           handshakeTimeout: Duration? = .seconds(10),
                            configuration: TCPEngineConfiguration = TLSServer.engineConfiguration(),
                            checkInterval: Duration = .milliseconds(50), metrics: PublishedMetrics? = nil,
                            ready: (IPEndpoint) -> Void, shouldStop: () -> Bool) throws(SystemCallError) -> TLSServerReport {
@@ -221,6 +223,7 @@ public enum TLSServer {
                                        serverContext: context)
         // Sending stops short of the frames that refill the receive ring once.
         handler.reservedFrames = Int(configuration.receiveBuffers)
+        handler.handshakeTimeout = handshakeTimeout
         let run = try StreamServerRun.serve(&handler, listen: endpoint, configuration: configuration,
                                             checkInterval: checkInterval, metrics: metrics,
                                             handlerMetrics: { handler, snapshot in handler.counters.collect(into: &snapshot) },

@@ -114,6 +114,9 @@ struct TLSServe: ParsableCommand {
     @Option(help: "Most connections at once.")
     var maxConnections: Int = 256
 
+    @Option(help: "Seconds a client has to finish its handshake; then its connection is aborted.")
+    var handshakeTimeout: Double = 10
+
     @Option(help: "Frames of 64 KiB in the server's pool, for receiving and for sealed records: its memory (512: 32 MiB).")
     var frames: Int = TLSServer.engineConfiguration().frameCount
 
@@ -140,6 +143,7 @@ struct TLSServe: ParsableCommand {
         }
         guard (0...16).contains(tickets) else { throw ValidationError("--tickets must be 0 to 16") }
         guard (1..<65536).contains(maxConnections) else { throw ValidationError("--max-connections must be 1 to 65535") }
+        try checkSeconds(handshakeTimeout, "--handshake-timeout", in: 0.01...3600)
         let receiveBuffers = Int(TLSServer.engineConfiguration().receiveBuffers)
         guard (2 * receiveBuffers...65536).contains(frames) else {
             throw ValidationError("--frames must be \(2 * receiveBuffers) to 65536 (\(receiveBuffers) of them are receive buffers)")
@@ -179,7 +183,8 @@ struct TLSServe: ParsableCommand {
         do {
             try report.runStreamServer("tls serve", mode: "tls \(modeName), user-space records, \(ringMode.rawValue) ring") { metrics in
                 let result = try TLSServer.run(
-                    listen: listen, context: context, mode: mode, keyUpdateAfter: keyUpdateAfter, configuration: configuration,
+                    listen: listen, context: context, mode: mode, keyUpdateAfter: keyUpdateAfter,
+                    handshakeTimeout: .nanoseconds(Int64(handshakeTimeout * 1e9)), configuration: configuration,
                     metrics: metrics, ready: { endpoint in
                         say("sluice tls serve: listening on \(endpoint)")
                         dropper.drop(say: say)

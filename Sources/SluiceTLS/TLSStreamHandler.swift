@@ -159,6 +159,10 @@ public struct TLSStreamHandler<Application: TLSStreamApplication>: StreamHandler
     public let clientContext: TLSContext?
     /// Frames each writer leaves free for receiving.
     public var reservedFrames = 64
+    /// How long a handshake may take from the connection's start; `nil` for no limit. The
+    /// transport's idle timeout restarts with every byte, so a peer trickling its handshake
+    /// would hold a connection (and a place in the table) without this.
+    public var handshakeTimeout: Duration? = .seconds(10)
     private var engines: [StreamID: TLSEngine] = [:]
     private var clients: [StreamID: (serverName: String?, session: TLSSession?)] = [:]
     private var errors: [StreamID: TLSConnectionError] = [:]
@@ -187,6 +191,7 @@ public struct TLSStreamHandler<Application: TLSStreamApplication>: StreamHandler
         guard let serverContext else { return transport.close(stream, abort: true) }
         do throws(TLSError) {
             engines[stream] = try TLSEngine(context: serverContext)
+            if let handshakeTimeout { transport.setDeadline(stream, in: handshakeTimeout) }
         } catch {
             errors[stream] = .tls(error)
             transport.close(stream, abort: true)
@@ -202,6 +207,7 @@ public struct TLSStreamHandler<Application: TLSStreamApplication>: StreamHandler
         do throws(TLSError) {
             let engine = try TLSEngine(context: clientContext, serverName: client.serverName, session: client.session)
             engines[stream] = engine
+            if let handshakeTimeout { transport.setDeadline(stream, in: handshakeTimeout) }
             handle(engine.start(), engine: engine, stream: stream, transport: transport)
         } catch {
             errors[stream] = .tls(error)
@@ -218,7 +224,7 @@ public struct TLSStreamHandler<Application: TLSStreamApplication>: StreamHandler
             // Data that came with the peer's last handshake flight follows the news of the handshake.
             if !announced {
                 announced = true
-                announce(engine: engine, stream: stream, writer: writer)
+                announce(engine: engine, stream: stream, writer: writer, transport: transport)
             }
             delivered += plaintext.count
             application.received(plaintext, on: stream, writer: writer)
@@ -228,7 +234,8 @@ public struct TLSStreamHandler<Application: TLSStreamApplication>: StreamHandler
         handle(events, engine: engine, stream: stream, transport: transport, announced: announced)
     }
 
-    private mutating func announce(engine: TLSEngine, stream: StreamID, writer: TLSWriter<Transport>) {
+    private mutating func announce(engine: TLSEngine, stream: StreamID, writer: TLSWriter<Transport>, transport: Transport) {
+        if handshakeTimeout != nil { transport.setDeadline(stream, in: nil) }
         counters.handshakes += 1
         if engine.negotiated?.resumed == true { counters.resumed += 1 }
         writer.flush()
@@ -239,7 +246,7 @@ public struct TLSStreamHandler<Application: TLSStreamApplication>: StreamHandler
     private mutating func handle(_ events: TLSEngine.Events, engine: TLSEngine, stream: StreamID, transport: Transport,
                                  announced: Bool = false) {
         let writer = TLSWriter(engine: engine, stream: stream, transport: transport, reservedFrames: reservedFrames)
-        if events.contains(.handshakeCompleted) && !announced { announce(engine: engine, stream: stream, writer: writer) }
+        if events.contains(.handshakeCompleted) && !announced { announce(engine: engine, stream: stream, writer: writer, transport: transport) }
         if events.contains(.failed) {
             if engine.negotiated == nil { counters.failedHandshakes += 1 } else { counters.failedConnections += 1 }
             if let error = engine.error { errors[stream] = .tls(error) }

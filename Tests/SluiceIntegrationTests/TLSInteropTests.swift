@@ -262,6 +262,35 @@ struct TLSInteropTests {
         }
     }
 
+    @Test("a client trickling its handshake is cut at --handshake-timeout, however often a byte comes")
+    func handshakeDeadline() throws {
+        let (server, port) = try Self.serve(["--echo", "--handshake-timeout", "1"])
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(descriptor) }
+        var timeout = timeval(tv_sec: 3, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(connected == 0)
+        // A record header's first bytes, then a byte every 300 ms, each restarting the idle timeout.
+        _ = [UInt8]([0x16, 3, 1, 1]).withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        for _ in 0..<5 {
+            usleep(300_000)
+            _ = [UInt8](repeating: 1, count: 1).withUnsafeBytes { send(descriptor, $0.baseAddress, 1, Int32(MSG_NOSIGNAL)) }
+        }
+        // Cut by now: the read ends (reset or end of file) instead of waiting out its 3 s.
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+        #expect(count == 0 || (count < 0 && errno != EAGAIN), "read \(count), errno \(errno)")
+        let report = Self.finish(server)
+        #expect(report.contains("handshakes out of time 1"), "\(report)")
+    }
+
     @Test("sluice tls connect to gnutls-serv --echo, TLS 1.3 and 1.2, with a KeyUpdate from us on 1.3")
     func connectToGnuTLSServer() throws {
         guard Self.peersAvailable() else { return }
