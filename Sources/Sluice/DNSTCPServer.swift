@@ -8,8 +8,8 @@ import SluiceURing
 /// DNS over TCP (RFC 7766) as a stream handler: each message arrives behind its two-byte
 /// length, in whatever chunks TCP cut it into; every complete one is answered at once
 /// (pipelined, in order; past a few hundred at once the rest wait for the answers to drain),
-/// its response sent in a frame of its own behind its length. A message
-/// a DNS server would not answer (shorter than a header, a response) closes the connection, as
+/// its response sent in a frame of its own behind its length. A response is passed over, as
+/// Knot does; a message shorter than a header closes the connection, as
 /// does one not whole within ``messageTimeout`` of its first byte (RFC 7766 section 6.2.3; a
 /// peer trickling bytes would otherwise hold its connection past any idle timeout).
 public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
@@ -74,7 +74,7 @@ public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
         }
     }
 
-    /// Answers one message in a new frame and queues it; `false` when there is nothing to send.
+    /// Answers one message in a new frame and queues it; `false` when the connection should close.
     mutating func answer(_ message: [UInt8], on stream: StreamID, transport: Transport) -> Bool {
         guard var frame = transport.pool.allocate() else { return false }
         let start = frame.dataStart + 2
@@ -86,7 +86,8 @@ public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
         message.withUnsafeBytes { start.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         guard let length = responder.respond(start, length: message.count, capacity: capacity, overTCP: true) else {
             transport.release(frame)
-            return false
+            // Not answered: a response (passed over), or too short to be DNS at all.
+            return message.count >= DNSWire.headerLength
         }
         frame.dataStart.storeBytes(of: UInt16(length).bigEndian, as: UInt16.self)
         frame.length = 2 + length

@@ -193,6 +193,10 @@ public struct DNSResponder {
         guard recordClass == 1 || recordClass == 255 else {
             return finish(message, header: reply, code: .refused, questionEnd: questionEnd, edns: responseEDNS, limit: sizeLimit)
         }
+        // TYPE0 is reserved (RFC 6895 section 3.1): Knot answers NOTIMP.
+        guard type.rawValue != 0 else {
+            return finish(message, header: reply, code: .notImplemented, questionEnd: questionEnd, edns: responseEDNS, limit: sizeLimit)
+        }
         let key = DNSAnswerCache.hash(buffers.name, length: nameLength, type: type.rawValue)
         if recordClass == 1, let entry = cache.lookup(buffers.name, length: nameLength, type: type.rawValue, hash: key),
            let end = answerFromCache(entry, message, header: reply, questionEnd: questionEnd, edns: responseEDNS, limit: sizeLimit) {
