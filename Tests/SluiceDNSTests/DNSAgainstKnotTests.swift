@@ -249,6 +249,13 @@ let dnsNamespaceCounter = Atomic<Int>(0)
         child NS ns1.child
         ns1.child A 198.18.9.2
         child DS 12345 13 2 0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF
+        c1 CNAME c2
+        c2 CNAME c3
+        c3 CNAME c4
+        c4 CNAME c5
+        c5 CNAME c6
+        c6 CNAME c7
+        c7 A 198.18.9.7
 
         """ + (10...23).map { n in
             "big NS nameserver-number-\(n).big\nnameserver-number-\(n).big A 198.18.9.\(n)\nnameserver-number-\(n).big AAAA 2001:2:9::\(n)\n"
@@ -303,6 +310,9 @@ let dnsNamespaceCounter = Atomic<Int>(0)
             ("SOA at the child's apex", Self.header(id: 4, flags: 0, counts: [1, 0, 0, 0]) + Self.question("child.p.test", 6)),
             ("QTYPE OPT", Self.header(id: 5, flags: 0, counts: [1, 0, 0, 0]) + Self.question("p.test", 41)),
             ("QTYPE 0", Self.header(id: 16, flags: 0, counts: [1, 0, 0, 0]) + Self.question("p.test", 0)),
+            // Five CNAMEs and what the fifth leads to, never a sixth CNAME.
+            ("six CNAMEs to an address", Self.header(id: 17, flags: 0, counts: [1, 0, 0, 0]) + Self.question("c1.p.test", 1)),
+            ("five CNAMEs to an address", Self.header(id: 18, flags: 0, counts: [1, 0, 0, 0]) + Self.question("c2.p.test", 1)),
             // Malformed: an option past the OPT's data, a cut option header, bytes after the last record.
             ("an option past its OPT", Self.header(id: 6, flags: 0, counts: [1] + edns) + Self.question("p.test", 6) + Self.opt([0xFD, 0xE9, 0, 10, 1, 2])),
             ("three option bytes", Self.header(id: 7, flags: 0, counts: [1] + edns) + Self.question("p.test", 6) + Self.opt([0, 10, 0])),
