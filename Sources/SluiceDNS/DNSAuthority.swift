@@ -165,10 +165,19 @@ public final class DNSAuthority: Sendable {
             }
         }
         for target in targets where target.isSubdomain(of: zone.origin) {
-            guard let sets = zone.nodes[target] else { continue }
-            for record in (sets[.a] ?? []) + (sets[.aaaa] ?? []) where !answer.additional.contains(record) {
+            for record in addresses(of: target, zone: zone) where !answer.additional.contains(record) {
                 answer.additional.append(record)
             }
         }
+    }
+
+    /// The zone's A and AAAA records for `name`, or those of the wildcard that covers it (owned
+    /// by `name`), as Knot adds them.
+    func addresses(of name: DNSName, zone: DNSZone) -> [DNSRecord] {
+        if let sets = zone.nodes[name] { return (sets[.a] ?? []) + (sets[.aaaa] ?? []) }
+        var encloser = name.dropping(labels: 1)
+        while zone.nodes[encloser] == nil, encloser != zone.origin { encloser = encloser.dropping(labels: 1) }
+        guard let wildcard = encloser.prepending([UInt8(ascii: "*")]), let sets = zone.nodes[wildcard] else { return [] }
+        return ((sets[.a] ?? []) + (sets[.aaaa] ?? [])).map { var record = $0; record.name = name; return record }
     }
 }

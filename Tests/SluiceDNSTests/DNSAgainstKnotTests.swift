@@ -256,6 +256,8 @@ let dnsNamespaceCounter = Atomic<Int>(0)
         c5 CNAME c6
         c6 CNAME c7
         c7 A 198.18.9.7
+        @ MX 10 mx.wild
+        *.wild A 198.18.9.99
 
         """ + (10...23).map { n in
             "big NS nameserver-number-\(n).big\nnameserver-number-\(n).big A 198.18.9.\(n)\nnameserver-number-\(n).big AAAA 2001:2:9::\(n)\n"
@@ -313,6 +315,7 @@ let dnsNamespaceCounter = Atomic<Int>(0)
             // Five CNAMEs and what the fifth leads to, never a sixth CNAME.
             ("six CNAMEs to an address", Self.header(id: 17, flags: 0, counts: [1, 0, 0, 0]) + Self.question("c1.p.test", 1)),
             ("five CNAMEs to an address", Self.header(id: 18, flags: 0, counts: [1, 0, 0, 0]) + Self.question("c2.p.test", 1)),
+            ("MX to a name a wildcard covers", Self.header(id: 19, flags: 0, counts: [1, 0, 0, 0]) + Self.question("p.test", 15)),
             // Malformed: an option past the OPT's data, a cut option header, bytes after the last record.
             ("an option past its OPT", Self.header(id: 6, flags: 0, counts: [1] + edns) + Self.question("p.test", 6) + Self.opt([0xFD, 0xE9, 0, 10, 1, 2])),
             ("three option bytes", Self.header(id: 7, flags: 0, counts: [1] + edns) + Self.question("p.test", 6) + Self.opt([0, 10, 0])),
