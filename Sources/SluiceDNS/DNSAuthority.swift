@@ -56,7 +56,7 @@ public final class DNSAuthority: Sendable {
             let answered = answer.answers.count
             switch lookup(current, type, in: zone, into: &answer) {
             case .done:
-                if type != .any { addAdditional(&answer, zone: zone) }
+                addAdditional(&answer, zone: zone)
                 return answer
             case .follow(let target):
                 // A chain leaving the zone, looping, or past its fifth CNAME (left out) ends here:

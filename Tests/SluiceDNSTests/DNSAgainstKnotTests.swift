@@ -316,6 +316,7 @@ let dnsNamespaceCounter = Atomic<Int>(0)
             ("six CNAMEs to an address", Self.header(id: 17, flags: 0, counts: [1, 0, 0, 0]) + Self.question("c1.p.test", 1)),
             ("five CNAMEs to an address", Self.header(id: 18, flags: 0, counts: [1, 0, 0, 0]) + Self.question("c2.p.test", 1)),
             ("MX to a name a wildcard covers", Self.header(id: 19, flags: 0, counts: [1, 0, 0, 0]) + Self.question("p.test", 15)),
+            ("ANY, its one set an NS", Self.header(id: 20, flags: 0, counts: [1, 0, 0, 0]) + Self.question("p.test", 255)),
             // Malformed: an option past the OPT's data, a cut option header, bytes after the last record.
             ("an option past its OPT", Self.header(id: 6, flags: 0, counts: [1] + edns) + Self.question("p.test", 6) + Self.opt([0xFD, 0xE9, 0, 10, 1, 2])),
             ("three option bytes", Self.header(id: 7, flags: 0, counts: [1] + edns) + Self.question("p.test", 6) + Self.opt([0, 10, 0])),
