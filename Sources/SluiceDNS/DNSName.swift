@@ -113,6 +113,9 @@ public struct DNSName: Hashable, Sendable, CustomStringConvertible {
         return difference >= 0 && dropping(labels: difference) == other
     }
 
+    /// The name with its ASCII letters in lower case (length bytes are below 64, never letters).
+    public var lowercased: DNSName { DNSName(validatedWire: wire.map(DNSWire.lower)) }
+
     /// Whether the first label is `*`.
     public var isWildcard: Bool { wire.count >= 2 && wire[0] == 1 && wire[1] == UInt8(ascii: "*") }
 

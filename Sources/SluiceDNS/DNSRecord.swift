@@ -49,6 +49,20 @@ public struct DNSRecord: Hashable, Sendable, CustomStringConvertible {
         self.recordClass = recordClass
     }
 
+    /// Puts the owner and every name in the data in lower case.
+    mutating func lowercaseNames() {
+        name = name.lowercased
+        switch data {
+        case .name(let target): data = .name(target.lowercased)
+        case let .soa(primary, mailbox, serial, refresh, retry, expire, minimum):
+            data = .soa(primary: primary.lowercased, mailbox: mailbox.lowercased, serial: serial, refresh: refresh,
+                        retry: retry, expire: expire, minimum: minimum)
+        case let .mx(preference, exchange): data = .mx(preference: preference, exchange: exchange.lowercased)
+        case let .srv(priority, weight, port, target): data = .srv(priority: priority, weight: weight, port: port, target: target.lowercased)
+        case .a, .aaaa, .txt, .caa, .opaque: break
+        }
+    }
+
     /// The record in zone file form: `name ttl IN TYPE data`.
     public var description: String { "\(name) \(ttl) \(recordClass == 1 ? "IN" : "CLASS\(recordClass)") \(type) \(dataText)" }
 

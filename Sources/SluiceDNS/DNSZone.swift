@@ -8,7 +8,8 @@ public struct DNSZone: Sendable {
     /// Record sets by owner, then by type, in the order the zone gave them.
     let nodes: [DNSName: [DNSRecordType: [DNSRecord]]]
 
-    /// A zone at `origin` holding `records`.
+    /// A zone at `origin` holding `records`, their names in lower case (as Knot serves them: the
+    /// owner of an answer to the question keeps the question's case, every other name is the zone's).
     ///
     /// - Throws: ``DNSError/zoneSyntax(line:reason:)`` (line 0) when there is not exactly one
     ///   SOA at the apex, a record lies outside the zone, a CNAME shares its owner with other data,
@@ -16,7 +17,8 @@ public struct DNSZone: Sendable {
     public init(origin: DNSName, records: [DNSRecord]) throws(DNSError) {
         func fail(_ reason: String) -> DNSError { .zoneSyntax(line: 0, reason: "zone \(origin): \(reason)") }
         var nodes: [DNSName: [DNSRecordType: [DNSRecord]]] = [origin: [:]]
-        for record in records {
+        for var record in records {
+            record.lowercaseNames()
             guard record.name.isSubdomain(of: origin) else { throw fail("\(record.name) is outside the zone") }
             // Served as plain data, a DNAME would leave the names below it unanswered.
             guard record.type.rawValue != 39 else { throw fail("\(record.name) has a DNAME: DNAME redirection (RFC 6672) is not served") }

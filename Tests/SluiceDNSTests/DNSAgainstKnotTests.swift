@@ -258,6 +258,8 @@ let dnsNamespaceCounter = Atomic<Int>(0)
         c7 A 198.18.9.7
         @ MX 10 mx.wild
         *.wild A 198.18.9.99
+        MiXeD CNAME TaRgEt.P.TeSt.
+        TaRgEt A 198.18.9.8
 
         """ + (10...23).map { n in
             "big NS nameserver-number-\(n).big\nnameserver-number-\(n).big A 198.18.9.\(n)\nnameserver-number-\(n).big AAAA 2001:2:9::\(n)\n"
@@ -317,6 +319,7 @@ let dnsNamespaceCounter = Atomic<Int>(0)
             ("five CNAMEs to an address", Self.header(id: 18, flags: 0, counts: [1, 0, 0, 0]) + Self.question("c2.p.test", 1)),
             ("MX to a name a wildcard covers", Self.header(id: 19, flags: 0, counts: [1, 0, 0, 0]) + Self.question("p.test", 15)),
             ("ANY, its one set an NS", Self.header(id: 20, flags: 0, counts: [1, 0, 0, 0]) + Self.question("p.test", 255)),
+            ("names in mixed case in the zone", Self.header(id: 21, flags: 0, counts: [1, 0, 0, 0]) + Self.question("mixed.p.test", 1)),
             // Malformed: an option past the OPT's data, a cut option header, bytes after the last record.
             ("an option past its OPT", Self.header(id: 6, flags: 0, counts: [1] + edns) + Self.question("p.test", 6) + Self.opt([0xFD, 0xE9, 0, 10, 1, 2])),
             ("three option bytes", Self.header(id: 7, flags: 0, counts: [1] + edns) + Self.question("p.test", 6) + Self.opt([0, 10, 0])),
