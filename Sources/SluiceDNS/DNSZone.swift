@@ -35,10 +35,10 @@ public struct DNSZone: Sendable {
             throw fail("\(name) has a CNAME and other data, or more than one CNAME")
         }
         guard let soas = nodes[origin]?[.soa], soas.count == 1 else { throw fail("exactly one SOA at the apex is needed") }
-        // One TTL per record set (RFC 2181 section 5.2): the first one's.
+        // One TTL per record set (RFC 2181 section 5.2): the last one's, as Knot keeps it.
         for (name, sets) in nodes {
             for (type, set) in sets where Set(set.map(\.ttl)).count > 1 {
-                nodes[name]![type] = set.map { var record = $0; record.ttl = set[0].ttl; return record }
+                nodes[name]![type] = set.map { var record = $0; record.ttl = set[set.count - 1].ttl; return record }
             }
         }
         self.origin = origin

@@ -260,6 +260,9 @@ let dnsNamespaceCounter = Atomic<Int>(0)
         *.wild A 198.18.9.99
         MiXeD CNAME TaRgEt.P.TeSt.
         TaRgEt A 198.18.9.8
+        ttls 30 A 198.18.9.30
+        ttls 10 A 198.18.9.10
+        ttls 20 A 198.18.9.20
 
         """ + (10...23).map { n in
             "big NS nameserver-number-\(n).big\nnameserver-number-\(n).big A 198.18.9.\(n)\nnameserver-number-\(n).big AAAA 2001:2:9::\(n)\n"
@@ -320,6 +323,7 @@ let dnsNamespaceCounter = Atomic<Int>(0)
             ("MX to a name a wildcard covers", Self.header(id: 19, flags: 0, counts: [1, 0, 0, 0]) + Self.question("p.test", 15)),
             ("ANY, its one set an NS", Self.header(id: 20, flags: 0, counts: [1, 0, 0, 0]) + Self.question("p.test", 255)),
             ("names in mixed case in the zone", Self.header(id: 21, flags: 0, counts: [1, 0, 0, 0]) + Self.question("mixed.p.test", 1)),
+            ("a record set given three TTLs", Self.header(id: 22, flags: 0, counts: [1, 0, 0, 0]) + Self.question("ttls.p.test", 1)),
             // Malformed: an option past the OPT's data, a cut option header, bytes after the last record.
             ("an option past its OPT", Self.header(id: 6, flags: 0, counts: [1] + edns) + Self.question("p.test", 6) + Self.opt([0xFD, 0xE9, 0, 10, 1, 2])),
             ("three option bytes", Self.header(id: 7, flags: 0, counts: [1] + edns) + Self.question("p.test", 6) + Self.opt([0, 10, 0])),
