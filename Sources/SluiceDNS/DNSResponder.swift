@@ -59,8 +59,8 @@ public struct DNSResponderCounters: Equatable, Sendable {
 ///
 /// Follows what authoritative servers do (Knot's answers are the reference): responses are
 /// never answered; NOTIFY and UPDATE get NOTAUTH, other opcodes NOTIMP, question or not; zone
-/// transfers NOTIMP over UDP (AXFR) or NOTAUTH; a query that is not one question, has answer or
-/// authority records, has bytes after its last record, or breaks the name or OPT rules gets
+/// transfers NOTIMP over UDP (AXFR) or NOTAUTH; a query that is not one question, has records
+/// its counts do not match, has bytes after its last record, or breaks the name or OPT rules gets
 /// FORMERR (with OPT when the client's was sound); an EDNS version above 0 gets BADVERS; a name
 /// in no zone gets REFUSED. Over UDP a response is held to 512 bytes, or to the client's EDNS
 /// size (at most ``payloadSize``); a record set that does not fit in the answer or authority
@@ -184,11 +184,9 @@ public struct DNSResponder {
             }
             return finish(message, header: reply, code: code, questionEnd: question?.end, edns: responseEDNS, limit: sizeLimit)
         }
-        // A plain query has its question and no answer or authority records; IXFR carries the
-        // client's SOA in its authority section (RFC 1995).
-        guard let (questionEnd, nameLength) = question, let type,
-              header.answerCount == 0, header.authorityCount == 0 || type == .ixfr
-        else { return finish(message, header: reply, code: .formatError, questionEnd: question?.end, edns: responseEDNS, limit: sizeLimit) }
+        // A plain query has its question; records in its answer and authority sections (well
+        // formed, as read above) are passed over, as Knot does.
+        guard let (questionEnd, nameLength) = question, let type else { return finish(message, header: reply, code: .formatError, questionEnd: question?.end, edns: responseEDNS, limit: sizeLimit) }
         let recordClass = DNSWire.u16(query, questionEnd - 2)
         guard recordClass == 1 || recordClass == 255 else {
             return finish(message, header: reply, code: .refused, questionEnd: questionEnd, edns: responseEDNS, limit: sizeLimit)

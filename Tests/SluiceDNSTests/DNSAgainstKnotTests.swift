@@ -324,6 +324,8 @@ let dnsNamespaceCounter = Atomic<Int>(0)
             ("ANY, its one set an NS", Self.header(id: 20, flags: 0, counts: [1, 0, 0, 0]) + Self.question("p.test", 255)),
             ("names in mixed case in the zone", Self.header(id: 21, flags: 0, counts: [1, 0, 0, 0]) + Self.question("mixed.p.test", 1)),
             ("a record set given three TTLs", Self.header(id: 22, flags: 0, counts: [1, 0, 0, 0]) + Self.question("ttls.p.test", 1)),
+            ("a query carrying an answer record", Self.header(id: 23, flags: 0, counts: [1, 1, 0, 0]) + Self.question("p.test", 6)
+                + [0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 198, 18, 9, 1]),
             // Malformed: an option past the OPT's data, a cut option header, bytes after the last record.
             ("an option past its OPT", Self.header(id: 6, flags: 0, counts: [1] + edns) + Self.question("p.test", 6) + Self.opt([0xFD, 0xE9, 0, 10, 1, 2])),
             ("three option bytes", Self.header(id: 7, flags: 0, counts: [1] + edns) + Self.question("p.test", 6) + Self.opt([0, 10, 0])),

@@ -66,7 +66,7 @@ import Testing
     @Test func countsLargerThanTheMessageAreAFormatError() throws {
         try expectFormatError(withCounts(question: 2) + Self.question, "two questions, one present")
         try expectFormatError(withCounts(additional: 5) + Self.question, "additional records missing")
-        try expectFormatError(withCounts(answer: 1) + Self.question, "an answer in a query")
+        try expectFormatError(withCounts(answer: 1) + Self.question, "an answer counted, not there")
         #expect(throws: DNSError.badCount) { try DNSMessage.decode(withCounts(answer: 65535) + Self.question) }
         try expectFormatError(withCounts(question: 0), "no question")
     }
