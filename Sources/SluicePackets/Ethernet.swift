@@ -36,7 +36,7 @@ public struct EthernetHeader {
             throw .truncatedEthernet
         }
         let outer = UInt16(bigEndian: base.loadUnaligned(fromByteOffset: Field.etherType, as: UInt16.self))
-        let isTagged = outer == EtherType.vlan
+        let isTagged = outer == EtherType.vlan || outer == EtherType.serviceVLAN
         if isTagged, buffer.count < Field.taggedLength { throw .truncatedVLAN }
         self.base = base
         self.count = buffer.count
@@ -57,7 +57,7 @@ public struct EthernetHeader {
         nonmutating set { newValue.store(networkBytesAt: base + Field.source) }
     }
 
-    /// The tag control information (priority, DEI, VLAN ID) when an 802.1Q tag is present.
+    /// The tag control information (priority, DEI, VLAN ID) when an 802.1Q or 802.1ad tag is present.
     @inlinable
     public var vlanTag: UInt16? {
         guard isTagged else { return nil }

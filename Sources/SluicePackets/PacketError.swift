@@ -85,6 +85,8 @@ public enum EtherType {
     public static let ipv6: UInt16 = 0x86DD
     /// An IEEE 802.1Q VLAN tag follows.
     public static let vlan: UInt16 = 0x8100
+    /// An IEEE 802.1ad (service) VLAN tag follows.
+    public static let serviceVLAN: UInt16 = 0x88A8
 }
 
 /// IP protocol / IPv6 next-header numbers (IANA "Assigned Internet Protocol Numbers").

@@ -377,13 +377,21 @@ public struct UDPStage<Service: UDPService>: Stage {
             return false
         }
         if acceptance.appliesKernelRules {
-            if let tag = layout.vlanTag, !acceptance.vlanIDs.contains(tag & 0x0FFF) {
+            // VLAN ID 0 is a priority tag: the frame is the untagged network's (802.1Q).
+            if let tag = layout.vlanTag, tag & 0x0FFF != 0, !acceptance.vlanIDs.contains(tag & 0x0FFF) {
                 _counters.vlanWithoutDevice &+= 1
                 return false
             }
             guard ipHeaderLength == (layout.isIPv6 ? 40 : 20)
-                    || !Self.refusesIPOptions(network: network, length: ipHeaderLength, isIPv6: layout.isIPv6) else {
+                    || !Self.refusesIPOptions(network: network, length: ipHeaderLength, isIPv6: layout.isIPv6,
+                                              toThisHost: linkLayer != .ethernet || data.load(as: UInt8.self) & 1 == 0) else {
                 _counters.refusedIPOptions &+= 1
+                return false
+            }
+            // A packet from this host's own IPv4 address did not come from the wire (the
+            // kernel's fib_validate_source, accept_local=0).
+            if case .v4 = source, acceptance.localAddresses.contains(source) {
+                _counters.martian &+= 1
                 return false
             }
         }
@@ -481,24 +489,59 @@ public struct UDPStage<Service: UDPService>: Stage {
         return true
     }
 
-    /// Whether the kernel would drop the packet for its IP options or extension headers: an
-    /// IPv4 loose or strict source route (`accept_source_route=0`, the default), or, over IPv6
-    /// (RFC 8200), hop-by-hop options anywhere but first, an unknown option whose type says
-    /// discard, or a routing header with segments left. `length` is the whole IP header with
-    /// options or extension headers, already bounds-checked by the parser.
+    /// Whether the kernel would drop the packet for its IP options or extension headers.
+    ///
+    /// IPv4, as `ip_options_compile` reads a received packet's options: a loose or strict
+    /// source route (`accept_source_route=0`, the default), an option running past the header,
+    /// a second record route or timestamp, a record route or timestamp whose pointer or length
+    /// is off, a timestamp with its overflow count full, a router alert shorter than 4 bytes,
+    /// CIPSO (no DOI is configured). IPv6 (RFC 8200, as `ip6_parse_tlv` and the routing code
+    /// read them): hop-by-hop options anywhere but first; in options headers, padding longer
+    /// than 7 bytes or PadN with non-zero bytes, more than 8 other options, an option past its
+    /// header, an unknown option whose type says discard, a router alert not 2 bytes long, IOAM
+    /// not 4-byte aligned, CALIPSO and jumbo; a routing header with segments left, of type 3 or 4
+    /// (their handling off by default), or in a frame not sent to this host. `length` is the
+    /// whole IP header with options or extension headers, already bounds-checked by the parser.
     @inlinable
-    static func refusesIPOptions(network: UnsafeMutableRawPointer, length: Int, isIPv6: Bool) -> Bool {
-        func byte(_ offset: Int) -> UInt8 { network.load(fromByteOffset: offset, as: UInt8.self) }
+    static func refusesIPOptions(network: UnsafeMutableRawPointer, length: Int, isIPv6: Bool, toThisHost: Bool) -> Bool {
+        func byte(_ offset: Int) -> Int { Int(network.load(fromByteOffset: offset, as: UInt8.self)) }
         if !isIPv6 {
             var offset = 20   // the fixed header; options follow
+            var seenRecordRoute = false, seenTimestamp = false
             while offset < length {
                 let type = byte(offset)
                 if type == 0 { return false }          // end of options
                 if type == 1 { offset += 1; continue }  // no operation
                 guard offset + 1 < length else { return true }
-                let size = Int(byte(offset + 1))
+                let size = byte(offset + 1)
                 guard size >= 2, offset + size <= length else { return true }
-                if type == 0x83 || type == 0x89 { return true }   // LSRR, SSRR
+                switch type {
+                case 0x83, 0x89, 0x86:   // LSRR, SSRR, CIPSO
+                    return true
+                case 7:   // record route
+                    let pointer = size >= 3 ? byte(offset + 2) : 0
+                    if seenRecordRoute || size < 3 || pointer < 4 || (pointer <= size && pointer + 3 > size) { return true }
+                    seenRecordRoute = true
+                case 0x44:   // timestamp
+                    guard !seenTimestamp, size >= 4 else { return true }
+                    seenTimestamp = true
+                    let pointer = byte(offset + 2), flags = byte(offset + 3)
+                    guard pointer >= 5 else { return true }
+                    if pointer <= size {
+                        guard pointer + 3 <= size else { return true }
+                        switch flags & 0xF {
+                        case 0: break
+                        case 1, 3: if pointer + 7 > size { return true }
+                        default: break
+                        }
+                    } else if flags & 0xF != 3 && flags >> 4 == 15 {
+                        return true   // full, and its overflow count can go no higher
+                    }
+                case 0x94:   // router alert
+                    if size < 4 { return true }
+                default:
+                    break
+                }
                 offset += size
             }
             return false
@@ -507,29 +550,18 @@ public struct UDPStage<Service: UDPService>: Stage {
         var offset = 40
         var first = true
         while offset < length {
-            let size = (Int(byte(offset + 1)) + 1) * 8
+            let size = (byte(offset + 1) + 1) * 8
             switch next {
             case 0, 60:   // hop-by-hop, destination options
                 if next == 0 && !first { return true }
-                var option = offset + 2
-                while option < offset + size {
-                    let type = byte(option)
-                    if type == 0 { option += 1; continue }   // Pad1
-                    let optionLength = Int(byte(option + 1))
-                    // Pad1/PadN, router alert, CALIPSO, IOAM are known; an unknown one whose two
-                    // high bits are not 00 means "discard the packet".
-                    switch type {
-                    case 1, 5, 7, 0x31: break
-                    default: if type >> 6 != 0 { return true }
-                    }
-                    option += 2 + optionLength
-                }
+                if refusesOptions(network: network, header: offset, size: size, hopByHop: next == 0) { return true }
             case 43:
                 // Routing: this host is the destination, so no segment may be left; segment
                 // routing (type 4) and RPL (type 3) headers are dropped whatever is left, as the
-                // kernel does while seg6_enabled and rpl_seg_enabled are off (their default).
+                // kernel does while seg6_enabled and rpl_seg_enabled are off (their default); and
+                // the kernel takes none from a frame sent to a group.
                 let type = byte(offset + 2)
-                if byte(offset + 3) != 0 || type == 3 || type == 4 { return true }
+                if byte(offset + 3) != 0 || type == 3 || type == 4 || !toThisHost { return true }
             default:
                 break
             }
@@ -540,15 +572,58 @@ public struct UDPStage<Service: UDPService>: Stage {
         return false
     }
 
-    /// Whether the kernel would drop the packet for a martian address: 0.0.0.0/8, 127/8 or a
-    /// group address as the source (or 0/8, 127/8 as the destination) over IPv4; `::`, `::1`, a
+    /// Whether the kernel would drop the packet for the options of the hop-by-hop or destination
+    /// options header at `header` (`size` bytes), as `ip6_parse_tlv` reads them.
+    @inlinable
+    static func refusesOptions(network: UnsafeMutableRawPointer, header: Int, size: Int, hopByHop: Bool) -> Bool {
+        func byte(_ offset: Int) -> Int { Int(network.load(fromByteOffset: offset, as: UInt8.self)) }
+        var option = header + 2
+        let end = header + size
+        var padding = 0
+        var options = 0
+        while option < end {
+            let type = byte(option)
+            if type == 0 {   // Pad1
+                padding += 1
+                if padding > 7 { return true }
+                option += 1
+                continue
+            }
+            guard option + 2 <= end else { return true }
+            let optionSize = byte(option + 1) + 2
+            guard option + optionSize <= end else { return true }
+            if type == 1 {   // PadN: at most 7 bytes of padding in a row, all zero (RFC 4942 2.1.9.5)
+                padding += optionSize
+                if padding > 7 { return true }
+                for index in 2..<optionSize where byte(option + index) != 0 { return true }
+            } else {
+                options += 1
+                // max_hbh_opts_number and max_dst_opts_number, 8 by default.
+                if options > 8 { return true }
+                switch (hopByHop, type) {
+                case (true, 5): if optionSize != 4 { return true }             // router alert: 2 bytes of data
+                case (true, 0x31): if (option - header) & 3 != 0 { return true } // IOAM: 4-byte aligned
+                case (true, 7), (true, 0xC2): return true                      // CALIPSO (no DOI), jumbo
+                default: if type >> 6 != 0 { return true }                      // unknown, "discard"
+                }
+                padding = 0
+            }
+            option += optionSize
+        }
+        return false
+    }
+
+    /// Whether the kernel would drop the packet for a martian address: 0.0.0.0, 127/8, a
+    /// multicast address or 255.255.255.255 as the source (the rest of 0/8 and 240/4 are
+    /// routable since Linux 5.3), or 0/8, 127/8 as the destination, over IPv4; `::`, `::1`, a
     /// multicast or an IPv4-mapped source (or `::`, `::1` as the destination) over IPv6.
     @inlinable @inline(__always)
     static func isMartian(source: IPAddress, destination: IPAddress) -> Bool {
         switch (source, destination) {
         case let (.v4(s), .v4(d)):
             let sourceNet = s.rawValue >> 24, destinationNet = d.rawValue >> 24
-            return sourceNet == 0 || sourceNet == 127 || sourceNet >= 224 || destinationNet == 0 || destinationNet == 127
+            return s.rawValue == 0 || sourceNet == 127 || s.rawValue >> 28 == 0xE || s.rawValue == .max
+                || destinationNet == 0 || destinationNet == 127
         case let (.v6(s), .v6(d)):
             let loopback = IPv6Address(high: 0, low: 1)
             return s == .any || s == loopback || s.high >> 56 == 0xFF || s.mappedIPv4 != nil || d == .any || d == loopback
@@ -619,7 +694,8 @@ public struct UDPStage<Service: UDPService>: Stage {
         udpBytes.storeBytes(of: UInt16(0), toByteOffset: 6, as: UInt16.self)
         switch (from.address, to.address) {
         case let (.v4(source), .v4(destination)):
-            let versionAndTOS = UInt16(0x4500) | UInt16(network.load(fromByteOffset: 1, as: UInt8.self))
+            // TOS 0, as a socket sends: the request's DSCP and ECN bits are its own, not the reply's.
+            let versionAndTOS = UInt16(0x4500)
             let totalLength = UInt16(truncatingIfNeeded: 20 + 8 + payloadLength)
             let flags = UInt16(0x4000)  // DF, no fragment; identification 0 (RFC 6864)
             let timeToLiveAndProtocol = UInt16(64) << 8 | UInt16(IPProtocol.udp)
@@ -637,6 +713,8 @@ public struct UDPStage<Service: UDPService>: Stage {
             source.store(networkBytesAt: network + 12)
             destination.store(networkBytesAt: network + 16)
         case let (.v6(source), .v6(destination)):
+            // Version 6, traffic class and flow label 0: the request's are its own (RFC 6437).
+            network.storeBytes(of: UInt32(0x6000_0000).bigEndian, as: UInt32.self)
             network.storeBytes(of: udpLength.bigEndian, toByteOffset: 4, as: UInt16.self)
             network.storeBytes(of: IPProtocol.udp, toByteOffset: 6, as: UInt8.self)
             network.storeBytes(of: UInt8(64), toByteOffset: 7, as: UInt8.self)

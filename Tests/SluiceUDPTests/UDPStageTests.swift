@@ -464,6 +464,25 @@ struct AnnounceService: UDPService {
                         udpChecksum: udpChecksum)
     }
 
+    /// A socket's reply carries TOS 0, and over IPv6 traffic class and flow label 0: the
+    /// request's DSCP and ECN marks (CE above all) are not the reply's to repeat.
+    @Test func aReplyDoesNotRepeatTheRequestsTrafficClassOrFlowLabel() throws {
+        var request4 = Self.frame()
+        request4[15] = 0xB8 | 3
+        request4[24] = 0
+        request4[25] = 0
+        let sum = stride(from: 14, to: 34, by: 2).reduce(UInt32(0)) { $0 + UInt32(request4[$1]) << 8 + UInt32(request4[$1 + 1]) }
+        let folded = ~UInt16(truncatingIfNeeded: (sum & 0xFFFF) + (sum >> 16) + (((sum & 0xFFFF) + (sum >> 16)) >> 16))
+        request4[24] = UInt8(folded >> 8)
+        request4[25] = UInt8(folded & 0xFF)
+        let reply4 = try #require(Self.accept(request4).out.first)
+        #expect(reply4[15] == 0 && Reference.parseUDP(reply4)?.ipChecksumValid == true)
+        var request6 = Self.frame(source: client6, destination: server6)
+        request6[14...17] = [0x6B, 0x81, 0x23, 0x45]   // traffic class 0xB8, flow label 0x12345
+        let reply6 = try #require(Self.accept(request6).out.first)
+        #expect(Array(reply6[14...17]) == [0x60, 0, 0, 0])
+    }
+
     @Test func aValidFrameIsAnswered() throws {
         let result = Self.accept(Self.frame())
         #expect(result.out.count == 1 && result.counters.replies == 1)
@@ -491,12 +510,20 @@ struct AnnounceService: UDPService {
     }
 
     @Test(arguments: [
-        ([127, 0, 0, 1] as [UInt8], server4), ([0, 0, 0, 0], server4), ([224, 0, 0, 5], server4), ([240, 0, 0, 1], server4),
+        ([127, 0, 0, 1] as [UInt8], server4), ([0, 0, 0, 0], server4), ([224, 0, 0, 5], server4), ([255, 255, 255, 255], server4),
+        ([198, 18, 0, 1], server4),   // this host's own address
         (IPv6Address(groups: [0, 0, 0, 0, 0, 0, 0, 1]).bytes, server6), (IPv6Address(groups: [0xFF02, 0, 0, 0, 0, 0, 0, 1]).bytes, server6),
         (IPv6Address(groups: [0, 0, 0, 0, 0, 0xFFFF, 0x0102, 0x0304]).bytes, server6),
     ])
     func martiansAreDropped(source: [UInt8], destination: [UInt8]) {
         #expect(Self.accept(Self.frame(source: source, destination: destination)).counters.martian == 1)
+    }
+
+    /// The rest of 0/8 and 240/4 are routable sources since Linux 5.3: the kernel delivers them.
+    @Test(arguments: [[0, 1, 2, 3] as [UInt8], [240, 0, 0, 1], [254, 1, 1, 1]])
+    func sourcesTheKernelRoutesAreNotMartians(source: [UInt8]) {
+        let result = Self.accept(Self.frame(source: source))
+        #expect(result.counters.martian == 0 && result.out.count == 1)
     }
 
     @Test func aBroadcastIsAnsweredUnicastFromOurOwnMACAndAddress() throws {

@@ -59,7 +59,20 @@ import Testing
             add("tagged with a VLAN that has a device", ipv6: ipv6, echoed: nil, vlan: 100)
             add("from source port 0", ipv6: ipv6, echoed: false, sourcePort: 0)
             add("a UDP length past the IP payload", ipv6: ipv6, echoed: false) { frame, udp in frame[udp + 5] &+= 16 }
+            add("with a priority tag (VLAN 0)", ipv6: ipv6, echoed: true, vlan: 0)
         }
+        // IPv4 options as ip_options_compile reads them.
+        add("a record route option", echoed: true, ipv4Options: [7, 7, 4, 0, 0, 0, 0, 0])
+        add("a record route whose pointer is 3", echoed: false, ipv4Options: [7, 7, 3, 0, 0, 0, 0, 0])
+        add("a record route of 2 bytes", echoed: false, ipv4Options: [7, 2, 1, 1])
+        add("two record routes", echoed: false, ipv4Options: [7, 7, 4, 0, 0, 0, 0, 7, 7, 4, 0, 0, 0, 0, 1, 1])
+        add("a timestamp option", echoed: true, ipv4Options: [0x44, 8, 5, 0, 0, 0, 0, 0])
+        add("a timestamp whose pointer is 4", echoed: false, ipv4Options: [0x44, 8, 4, 0, 0, 0, 0, 0])
+        add("a full timestamp with its overflow count at 15", echoed: false, ipv4Options: [0x44, 8, 9, 0xF0, 0, 0, 0, 0])
+        add("a timestamp with addresses in 8 bytes", echoed: false, ipv4Options: [0x44, 8, 5, 1, 0, 0, 0, 0])
+        add("a router alert of 3 bytes", echoed: false, ipv4Options: [148, 3, 0, 1])
+        add("a CIPSO option (no DOI)", echoed: false, ipv4Options: [0x86, 6, 0, 0, 0, 1, 1, 1])
+        add("from this host's own address", echoed: false, source: server4)
         add("to another address", echoed: false, destination: [198, 18, 0, 99])
         add("from 127.0.0.1", echoed: false, source: [127, 0, 0, 1])
         add("from a multicast source", echoed: false, source: [224, 0, 0, 9])
@@ -84,6 +97,17 @@ import Testing
             ipv6ExtensionHeaders: [(43, [2, 0, 1, 0, 0, 0, 0] + server6)])
         add("a segment routing header while seg6 is off", ipv6: true, echoed: false,
             ipv6ExtensionHeaders: [(43, [2, 4, 0, 0, 0, 0, 0] + server6)])
+        add("a routing header in a broadcast frame", ipv6: true, echoed: false, destinationMAC: [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF],
+            ipv6ExtensionHeaders: [(43, [0, 0, 0, 0, 0, 0, 0])])
+        // Options as ip6_parse_tlv reads them: padding, their number, the router alert's length.
+        add("PadN with a non-zero byte", ipv6: true, echoed: false, ipv6ExtensionHeaders: [(0, [0, 1, 4, 0, 0, 0, 9])])
+        add("12 bytes of padding", ipv6: true, echoed: false, ipv6ExtensionHeaders: [(0, [1, 1, 12] + [UInt8](repeating: 0, count: 12))])
+        add("eight options", ipv6: true, echoed: true,
+            ipv6ExtensionHeaders: [(60, [2] + [UInt8]([0x1E, 0]).repeated(8) + [1, 4, 0, 0, 0, 0])])
+        add("nine options", ipv6: true, echoed: false,
+            ipv6ExtensionHeaders: [(60, [2] + [UInt8]([0x1E, 0]).repeated(9) + [1, 2, 0, 0])])
+        add("a router alert of 2 bytes", ipv6: true, echoed: true, ipv6ExtensionHeaders: [(0, [0, 5, 2, 0, 0, 0, 0])])
+        add("a router alert of 4 bytes", ipv6: true, echoed: false, ipv6ExtensionHeaders: [(0, [0, 5, 4, 0, 0, 0, 0])])
         return all
     }
 
@@ -136,4 +160,9 @@ import Testing
             .flatMap { $0.split(separator: "not ours ").last.flatMap { Int($0.prefix { $0.isNumber }) } }
         #expect(notOurs == (hasVLANDevice ? 6 : 4), "\(xdp.server)")
     }
+}
+
+extension Array {
+    /// The elements `count` times over.
+    func repeated(_ count: Int) -> [Element] { (0..<count).flatMap { _ in self } }
 }
