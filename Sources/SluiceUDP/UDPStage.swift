@@ -389,8 +389,9 @@ public struct UDPStage<Service: UDPService>: Stage {
                 return false
             }
             // A packet from this host's own IPv4 address did not come from the wire (the
-            // kernel's fib_validate_source, accept_local=0).
-            if case .v4 = source, acceptance.localAddresses.contains(source) {
+            // kernel's fib_validate_source, accept_local=0); from its broadcast address it
+            // could get no reply (the kernel's send fails with EACCES).
+            if case .v4 = source, destinations.contains(source) {
                 _counters.martian &+= 1
                 return false
             }

@@ -103,24 +103,31 @@ func makeFrame(source: IPEndpoint, destination: IPEndpoint) -> UnsafeMutableRawB
 /// The echo turns every frame around in place (addresses and ports swapped, checksums
 /// rewritten), so a reply is itself a valid request: after each `handle` the output batch is
 /// moved back into the input batch and handled again, with no copying and no allocation.
-/// Ethernet frames alternate between the two directions; datagram frames keep their
+/// Ethernet frames alternate between the two directions, each handled by the stage of the host
+/// it is sent to (so neither sees its own address as a source); datagram frames keep their
 /// `DatagramHeader`, which an echo leaves as it is.
 final class EchoFixture {
     let pool: FramePool
+    /// The server's stage, and the client's, which takes the replies as its requests.
     var stage: UDPStage<UDPEchoService>
+    var returnStage: UDPStage<UDPEchoService>
     var full: PacketBatch
     var tail: PacketBatch
     var output: PacketBatch
+    var fullReturning = false
+    var tailReturning = false
     var now = Instant(nanoseconds: 1_000_000_000)
 
-    /// `acceptance`: the kernel's receive rules the stage applies (checksums verified, say);
-    /// `ipv6`: Ethernet frames carry IPv6 instead of IPv4.
-    init(format: FrameFormat, acceptance: UDPAcceptance = UDPAcceptance(), ipv6: Bool = false) {
+    /// `acceptance`: the kernel's receive rules the server's stage applies (checksums verified,
+    /// say), `returnAcceptance` the client's; `ipv6`: Ethernet frames carry IPv6 instead of IPv4.
+    init(format: FrameFormat, acceptance: UDPAcceptance = UDPAcceptance(), returnAcceptance: UDPAcceptance = UDPAcceptance(),
+         ipv6: Bool = false) {
         let frameCount = batchSize + tailCount
         // Headroom that a datagram frame needs for its DatagramHeader; Ethernet frames use it too.
         let headroom = max(256, DatagramHeader.minimumHeadroom)
         pool = try! FramePool(frameCount: frameCount, frameSize: 2048, headroom: headroom)
         stage = UDPStage(service: UDPEchoService(), format: format, acceptance: acceptance)
+        returnStage = UDPStage(service: UDPEchoService(), format: format, acceptance: returnAcceptance)
         full = PacketBatch(pool: pool, capacity: batchSize)
         tail = PacketBatch(pool: pool, capacity: batchSize)
         output = PacketBatch(pool: pool, capacity: batchSize)
@@ -165,16 +172,19 @@ final class EchoFixture {
     @inline(__always)
     func runIteration() {
         for _ in 0..<fullBatches {
-            stage.handle(&full, output: &output, now: now)
+            if fullReturning { returnStage.handle(&full, output: &output, now: now) } else { stage.handle(&full, output: &output, now: now) }
+            fullReturning.toggle()
             output.moveAll(to: &full)
         }
-        stage.handle(&tail, output: &output, now: now)
+        if tailReturning { returnStage.handle(&tail, output: &output, now: now) } else { stage.handle(&tail, output: &output, now: now) }
+        tailReturning.toggle()
         output.moveAll(to: &tail)
     }
 
     /// Checks, outside the measurement, that every packet came back as a reply and none was lost.
     func verify(iterations: Int) {
-        let counters = stage.counters
+        var counters = stage.counters
+        counters.add(returnStage.counters)
         let expected = UInt64(iterations * packetsPerIteration)
         precondition(
             counters.datagrams == expected && counters.replies == expected && counters.malformedTotal == 0,
@@ -237,21 +247,24 @@ let benchmarks: @Sendable () -> Void = {
 
     // stage-udp-echo-ethernet, stage-udp-echo-datagram: the real UDPStage with UDPEchoService
     // over batches of 64 frames. stage-udp-echo-ethernet-verified: as the xdp backend runs it,
-    // checksums verified and the kernel's IP rules applied (both directions' addresses are local,
-    // since each reply is the next request); stage-udp-echo-ethernet6-verified: the same over IPv6;
-    // stage-udp-echo-ip-verified: over bare IPv4 packets, as a TUN device gives them.
+    // checksums verified and the kernel's IP rules applied (the server's addresses local to one
+    // stage, the client's to the other, since each reply is the next request);
+    // stage-udp-echo-ethernet6-verified: the same over IPv6; stage-udp-echo-ip-verified: over
+    // bare IPv4 packets, as a TUN device gives them.
     var verified = UDPAcceptance()
     verified.verifiesChecksums = true
     verified.appliesKernelRules = true
-    verified.localAddresses = [client4.address, server4.address, client6.address, server6.address]
-    for (name, format, acceptance, ipv6) in [
-        ("stage-udp-echo-ethernet", FrameFormat.ethernet, UDPAcceptance(), false),
-        ("stage-udp-echo-ethernet-verified", .ethernet, verified, false),
-        ("stage-udp-echo-ethernet6-verified", .ethernet, verified, true),
-        ("stage-udp-echo-ip-verified", .ip, verified, false),
-        ("stage-udp-echo-datagram", .datagram, UDPAcceptance(), false),
+    var returnVerified = verified
+    verified.localAddresses = [server4.address, server6.address]
+    returnVerified.localAddresses = [client4.address, client6.address]
+    for (name, format, acceptance, returnAcceptance, ipv6) in [
+        ("stage-udp-echo-ethernet", FrameFormat.ethernet, UDPAcceptance(), UDPAcceptance(), false),
+        ("stage-udp-echo-ethernet-verified", .ethernet, verified, returnVerified, false),
+        ("stage-udp-echo-ethernet6-verified", .ethernet, verified, returnVerified, true),
+        ("stage-udp-echo-ip-verified", .ip, verified, returnVerified, false),
+        ("stage-udp-echo-datagram", .datagram, UDPAcceptance(), UDPAcceptance(), false),
     ] {
-        let fixture = EchoFixture(format: format, acceptance: acceptance, ipv6: ipv6)
+        let fixture = EchoFixture(format: format, acceptance: acceptance, returnAcceptance: returnAcceptance, ipv6: ipv6)
         var iterations = 0
         Benchmark(
             name, configuration: configuration(),
