@@ -39,6 +39,7 @@ public struct TLSServerApplication: TLSStreamApplication {
         var header: [UInt8] = []
         var acknowledged = false
         var fileSent = 0
+        var fileClosed = false
         var keyUpdated = false
         var paused = false
     }
@@ -102,6 +103,10 @@ public struct TLSServerApplication: TLSStreamApplication {
     }
 
     public mutating func readClosed(_ stream: StreamID, writer: TLSWriter<TCPEngine>) {
+        // In TLS 1.3 the peer's close_notify ends its direction only: a file goes on to its end,
+        // which closes. TLS 1.2 answers at once, the rest of the file unsent (RFC 5246 7.2.1).
+        if case .file = mode, writer.negotiated?.version != .tls12 { return }
+        if case .file = mode { states[stream]?.fileClosed = true }
         if states[stream]?.pending.isEmpty ?? true {
             writer.close()
         }
@@ -124,7 +129,11 @@ public struct TLSServerApplication: TLSStreamApplication {
         case .file(let bytes):
             if state.fileSent < bytes.count {
                 state.fileSent += bytes.withUnsafeBytes { writer.send(UnsafeRawBufferPointer(rebasing: $0[state.fileSent...])) }
-                if state.fileSent == bytes.count { writer.close() }
+            }
+            // Once, at the end (at once for an empty file).
+            if state.fileSent == bytes.count && !state.fileClosed {
+                state.fileClosed = true
+                writer.close()
             }
         case .sink:
             break

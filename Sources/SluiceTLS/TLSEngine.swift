@@ -195,7 +195,9 @@ public final class TLSEngine {
         let base = bytes.baseAddress!
         var at = 0
         let before = outbound.count
-        while at < bytes.count && state == .established {
+        // After the peer's close_notify, whatever follows is ignored, not even opened (RFC 8446
+        // section 6.1, RFC 5246 7.2.1).
+        while at < bytes.count && state == .established && !isReadClosed {
             if partialCount == 0 {
                 // Whole records in the caller's bytes open where they are.
                 let available = bytes.count - at
@@ -289,11 +291,12 @@ public final class TLSEngine {
     private func checkHeader(_ record: UnsafeMutableRawPointer, length: Int) -> TLSAlert? {
         let type = record.load(as: UInt8.self)
         guard length <= reader!.maximumRecord else { return .recordOverflow }
+        // TLS 1.3 protects every record after the handshake: any other outer type (a plaintext
+        // ChangeCipherSpec, alert or handshake) is unexpected, whatever its length (RFC 8446 section 5).
+        if reader!.keys.version == .tls13 && type != TLSContentType.applicationData.rawValue { return .unexpectedMessage }
         // Shorter than its nonce and tag: it cannot authenticate.
         guard length >= reader!.overhead - (reader!.keys.version == .tls13 ? 1 : 0) else { return .badRecordMAC }
-        if reader!.keys.version == .tls13 {
-            return type == TLSContentType.applicationData.rawValue ? nil : .unexpectedMessage
-        }
+        if reader!.keys.version == .tls13 { return nil }
         // TLS 1.2's AAD carries the negotiated version, not the header's: the header is checked here, as OpenSSL does.
         guard record.load(fromByteOffset: 1, as: UInt8.self) == 3, record.load(fromByteOffset: 2, as: UInt8.self) == 3 else {
             return .protocolVersion
@@ -328,9 +331,12 @@ public final class TLSEngine {
             }
             retireHandshake()
         }
+        // A handshake message may span records, but no other record may come between its pieces.
+        if type != TLSContentType.handshake.rawValue && !handshakeBytes.isEmpty {
+            return fail(.unexpectedMessage, "a record inside a handshake message")
+        }
         switch type {
         case TLSContentType.applicationData.rawValue:
-            guard !isReadClosed else { return fail(.unexpectedMessage, "data after close_notify") }
             if content.count > 0 {
                 if inPlace { counters.recordsOpenedInPlace += 1 }
                 deliver(content)
@@ -371,12 +377,16 @@ public final class TLSEngine {
     }
 
     private func receiveHandshake(_ content: UnsafeRawBufferPointer) -> Events {
+        // Zero-length handshake fragments are forbidden (RFC 8446 section 5.1).
+        guard content.count > 0 else { return fail(.unexpectedMessage, "an empty handshake record") }
         guard handshakeBytes.count + content.count <= 65536 else { return fail(.unexpectedMessage, "a post-handshake message past 64 KiB") }
         handshakeBytes.append(contentsOf: content)
         var events: Events = []
         while handshakeBytes.count >= 4 && state == .established {
             let type = handshakeBytes[0]
             let length = Int(handshakeBytes[1]) << 16 | Int(handshakeBytes[2]) << 8 | Int(handshakeBytes[3])
+            // A KeyUpdate is one byte: refused at its header, not after 16 MiB of body.
+            if type == 24 && length != 1 && reader!.keys.version == .tls13 { return fail(.decodeError, "a KeyUpdate of \(length) bytes") }
             guard handshakeBytes.count >= 4 + length else { break }
             let body = Array(handshakeBytes[4..<4 + length])
             handshakeBytes.removeFirst(4 + length)
@@ -391,7 +401,8 @@ public final class TLSEngine {
             }
             switch type {
             case 24:
-                guard length == 1, body[0] <= 1 else { return fail(.decodeError, "a KeyUpdate") }
+                // RFC 8446 section 4.6.3: any value but update_not_requested or update_requested.
+                guard body[0] <= 1 else { return fail(.illegalParameter, "a KeyUpdate asking for \(body[0])") }
                 // A key change must end its record (RFC 8446 5.1).
                 guard handshakeBytes.isEmpty else { return fail(.unexpectedMessage, "a KeyUpdate not at a record's end") }
                 reader!.rekey(reader!.keys.updated())
@@ -416,7 +427,7 @@ public final class TLSEngine {
         return [.failed, .outboundReady]
     }
 
-    private func sealControl(_ type: TLSContentType, _ content: [UInt8]) {
+    func sealControl(_ type: TLSContentType, _ content: [UInt8]) {
         let writer = writer!
         let start = outbound.count
         outbound.append(contentsOf: repeatElement(0, count: content.count + writer.overhead))

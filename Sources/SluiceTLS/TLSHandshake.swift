@@ -215,10 +215,13 @@ final class TLSHandshake {
     }
 
     /// TLS 1.3: the records under the application keys. Encrypted records open with the
-    /// handshake keys until the first that does not; from there each must open with the application keys.
+    /// handshake keys until the first that does not; from there each must open with the application
+    /// keys. Before the first that opens with the handshake keys, those that open with neither are
+    /// early data the server rejected and skipped (RFC 8446 section 4.2.10).
     private static func applicationRecords13(in stream: [UInt8], handshake: TLSTrafficKeys, application: TLSTrafficKeys) throws(TLSError) -> UInt64 {
         let handshakeCipher = try TLSRecordCipher(keys: handshake, sealing: false)
         let applicationCipher = try TLSRecordCipher(keys: application, sealing: false)
+        var inHandshake = false
         var inApplication = false
         try forEachRecord(in: stream) { type, record throws(TLSError) in
             guard type == TLSContentType.applicationData.rawValue else { return }
@@ -227,7 +230,8 @@ final class TLSHandshake {
                 let opened = copy.withUnsafeMutableBytes { bytes in
                     (try? handshakeCipher.open(record: bytes.baseAddress!, length: bytes.count)) != nil
                 }
-                if opened { return }
+                if opened { inHandshake = true }
+                if opened || !inHandshake { return }
                 inApplication = true
                 copy = Array(record)
             }

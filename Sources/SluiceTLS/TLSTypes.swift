@@ -91,6 +91,8 @@ public struct TLSAlert: Error, Hashable, Sendable, CustomStringConvertible {
     public static let recordOverflow = TLSAlert(22)
     /// The handshake failed.
     public static let handshakeFailure = TLSAlert(40)
+    /// A field held a value the protocol does not allow.
+    public static let illegalParameter = TLSAlert(47)
     /// A message could not be parsed.
     public static let decodeError = TLSAlert(50)
     /// A record claimed another protocol version.
@@ -106,21 +108,33 @@ public struct TLSAlert: Error, Hashable, Sendable, CustomStringConvertible {
         case 10: "unexpected_message"
         case 20: "bad_record_mac"
         case 22: "record_overflow"
+        case 21: "decryption_failed"
+        case 30: "decompression_failure"
         case 40: "handshake_failure"
         case 42: "bad_certificate"
+        case 43: "unsupported_certificate"
+        case 44: "certificate_revoked"
+        case 45: "certificate_expired"
         case 46: "certificate_unknown"
         case 47: "illegal_parameter"
         case 48: "unknown_ca"
+        case 49: "access_denied"
         case 50: "decode_error"
         case 51: "decrypt_error"
         case 70: "protocol_version"
+        case 71: "insufficient_security"
         case 80: "internal_error"
+        case 86: "inappropriate_fallback"
         case 90: "user_canceled"
         case 100: "no_renegotiation"
         case 109: "missing_extension"
+        case 110: "unsupported_extension"
         case 112: "unrecognized_name"
+        case 113: "bad_certificate_status_response"
+        case 115: "unknown_psk_identity"
+        case 116: "certificate_required"
         case 120: "no_application_protocol"
-        default: "alert \(code)"
+        default: "\(code)"
         }
     }
 }

@@ -291,6 +291,44 @@ struct TLSInteropTests {
         #expect(report.contains("handshakes out of time 1"), "\(report)")
     }
 
+    @Test("--file goes on to its end after a TLS 1.3 client's close_notify, and an empty file closes at once")
+    func fileAfterTheClientsCloseNotify() throws {
+        guard Self.peersAvailable() else { return }
+        let scratch = Scratch()
+        try Self.makeInput(scratch["file"], megabytes: 16)
+        try Self.shell(": > '\(scratch["empty"])'")
+        for (file, expected) in [(scratch["file"], 16 << 20), (scratch["empty"], 0)] {
+            let (server, port) = try Self.serve(["--file", file])
+            // gnutls-cli sends its close_notify as soon as its input ends, then reads on.
+            let run = try Self.shell("timeout 30 gnutls-cli --logfile='\(scratch["log"])' --x509cafile=\(Self.authority) --port=\(port) localhost < /dev/null "
+                + "> '\(scratch["got"])' 2>/dev/null; echo status $?; stat -c %s '\(scratch["got"])'", timeout: .seconds(40))
+            _ = Self.finish(server)
+            let lines = run.output.split(separator: "\n")
+            #expect(lines.contains("status 0") && lines.last == "\(expected)", "\(file): \(run.output)")
+        }
+    }
+
+    @Test("early data the server does not take is skipped: the resumed connection works (RFC 8446 4.2.10)")
+    func rejectedEarlyData() throws {
+        guard Self.peersAvailable() else { return }
+        let scratch = Scratch()
+        // A ticket that allows early data, from an OpenSSL server with the same certificate.
+        let ticketPort = 20000 + Int(getpid() % 20000) + 7
+        let issuer = try ChildProcess("/bin/sh", ["-c", "sleep 10 | openssl s_server -accept 127.0.0.1:\(ticketPort) -cert \(Self.certificate) "
+            + "-key \(Self.key) -early_data -naccept 1 -quiet > /dev/null 2>&1"])
+        try Self.waitForPort(ticketPort)
+        try Self.shell("(echo hi; sleep 0.5) | openssl s_client -connect 127.0.0.1:\(ticketPort) -servername sluice.test "
+            + "-CAfile \(Self.authority) -sess_out '\(scratch["session"])' > /dev/null 2>&1")
+        issuer.stop(signal: SIGKILL)
+        try Self.shell("printf 'GET early\\n' > '\(scratch["early"])'")
+        let (server, port) = try Self.serve(["--echo"])
+        let run = try Self.shell("(echo after; sleep 1) | openssl s_client -connect 127.0.0.1:\(port) -servername sluice.test "
+            + "-CAfile \(Self.authority) -no_ign_eof -sess_in '\(scratch["session"])' -early_data '\(scratch["early"])' 2>&1")
+        let report = Self.finish(server)
+        #expect(run.output.contains("Early data was rejected") && run.output.contains("\nafter"), "\(run.output)")
+        #expect(report.contains("1 handshakes (0 resumed, 0 failed)"), "\(report)")
+    }
+
     @Test("sluice tls connect to gnutls-serv --echo, TLS 1.3 and 1.2, with a KeyUpdate from us on 1.3")
     func connectToGnuTLSServer() throws {
         guard Self.peersAvailable() else { return }

@@ -200,6 +200,40 @@ struct TLSEngineTests {
         #expect(pair.client.error?.receivedAlert == .recordOverflow)
     }
 
+    /// Records after the handshake as RFC 8446 section 5 and 6.1 want them answered, as OpenSSL's
+    /// server answers them: `build` seals onto the client's outbound bytes.
+    func serverAnswer(to build: (TLSEngine) -> Void) throws -> (server: TLSEngine, received: [UInt8]) {
+        var pair = try handshake(.tls13, .aes128GCM)
+        build(pair.client)
+        pair.send([], from: pair.client)
+        pair.pump()
+        return (pair.server, pair.serverReceived)
+    }
+
+    @Test("after a close_notify everything is ignored; a record inside a handshake message, an empty handshake record, a plaintext record, a bad KeyUpdate end the connection")
+    func recordsOutOfPlace() throws {
+        let ignored = try serverAnswer { client in
+            client.sealControl(.alert, [1, TLSAlert.closeNotify.code])
+            client.sealControl(.applicationData, Array("after the end".utf8))
+        }
+        #expect(ignored.server.isReadClosed && ignored.server.error == nil && ignored.received.isEmpty)
+        let cases: [(String, (TLSEngine) -> Void, TLSAlert)] = [
+            ("half a KeyUpdate, then data", { $0.sealControl(.handshake, [24, 0]); $0.sealControl(.applicationData, [1]) }, .unexpectedMessage),
+            ("an empty handshake record", { $0.sealControl(.handshake, []) }, .unexpectedMessage),
+            ("a KeyUpdate asking for 2", { $0.sealControl(.handshake, [24, 0, 0, 1, 2]) }, .illegalParameter),
+            ("a KeyUpdate claiming 16 MiB", { $0.sealControl(.handshake, [24, 0xFF, 0xFF, 0xFF]) }, .decodeError),
+        ]
+        for (what, build, alert) in cases {
+            let answer = try serverAnswer(to: build)
+            #expect(answer.server.error?.sentAlert == alert, "\(what): \(String(describing: answer.server.error))")
+        }
+        // A plaintext ChangeCipherSpec after a TLS 1.3 handshake: an unexpected record type, not a bad MAC.
+        let pair = try handshake(.tls13, .aes128GCM)
+        var changeCipherSpec: [UInt8] = [20, 3, 3, 0, 1, 1]
+        _ = changeCipherSpec.withUnsafeMutableBytes { pair.server.receive($0) { _ in } }
+        #expect(pair.server.error?.sentAlert == .unexpectedMessage)
+    }
+
     @Test("a key of another certificate, an encrypted key, a missing or wrong file: an error saying which, never a prompt or a crash")
     func unusableKeys() {
         let cases: [(certificate: String, key: String, operation: String, hint: String)] = [
