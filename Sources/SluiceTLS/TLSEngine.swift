@@ -93,6 +93,9 @@ public final class TLSEngine {
     private var partialBegun = false
     /// Post-handshake handshake bytes not yet a whole message.
     private var handshakeBytes: [UInt8] = []
+    /// Empty application records in a row: past 32, as OpenSSL counts them, a peer is only
+    /// making work (each costs a decryption).
+    private var emptyRecords = 0
     /// A TLS 1.3 client hands tickets to OpenSSL until the first record that is not one.
     private var ticketIntake = false
     private var sessions: [TLSSession] = []
@@ -338,8 +341,12 @@ public final class TLSEngine {
         switch type {
         case TLSContentType.applicationData.rawValue:
             if content.count > 0 {
+                emptyRecords = 0
                 if inPlace { counters.recordsOpenedInPlace += 1 }
                 deliver(content)
+            } else {
+                emptyRecords += 1
+                if emptyRecords > 32 { return fail(.unexpectedMessage, "more than 32 empty records in a row") }
             }
             return []
         case TLSContentType.alert.rawValue:

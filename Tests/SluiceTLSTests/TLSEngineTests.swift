@@ -222,6 +222,7 @@ struct TLSEngineTests {
             ("an empty handshake record", { $0.sealControl(.handshake, []) }, .unexpectedMessage),
             ("a KeyUpdate asking for 2", { $0.sealControl(.handshake, [24, 0, 0, 1, 2]) }, .illegalParameter),
             ("a KeyUpdate claiming 16 MiB", { $0.sealControl(.handshake, [24, 0xFF, 0xFF, 0xFF]) }, .decodeError),
+            ("33 empty records", { client in for _ in 0..<33 { client.sealControl(.applicationData, []) } }, .unexpectedMessage),
         ]
         for (what, build, alert) in cases {
             let answer = try serverAnswer(to: build)
