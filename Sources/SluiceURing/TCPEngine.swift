@@ -487,11 +487,12 @@ public final class TCPEngine: StreamTransport {
     }
 
     /// Aborts the connections that moved no data for the idle timeout (a peer that stopped
-    /// reading holds its frames until then), a few times per timeout.
+    /// reading holds its frames until then), 16 times per timeout, so none outlives it by more
+    /// than a sixteenth.
     func closeIdleConnections() throws(SystemCallError) {
         guard let timeout = configuration.idleTimeout, pollTime >= nextIdleScan, !shuttingDown else { return }
         let limit = UInt64(clamping: timeout.nanosecondsClamped)
-        nextIdleScan = pollTime + max(limit / 4, 10_000_000)
+        nextIdleScan = pollTime + max(limit / 16, 10_000_000)
         for index in slots.indices where slots[index].kind == .open && !slots[index].closeSubmitted
             && pollTime &- slots[index].lastProgress >= limit {
             counters.idleClosed += 1
