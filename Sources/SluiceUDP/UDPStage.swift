@@ -27,8 +27,9 @@ public struct UDPStageCounters: Equatable, Sendable {
     public var badIPChecksum: UInt64 = 0
     /// Frames for another MAC or another address than this host's: the kernel's, not ours.
     public var notLocal: UInt64 = 0
-    /// Martian sources or destinations (0.0.0.0/8, 127/8, multicast or class E sources, `::`,
-    /// `::1`, IPv4-mapped IPv6 sources), dropped as the kernel drops them.
+    /// Martian sources or destinations (0.0.0.0, 127/8, multicast or 255.255.255.255 sources,
+    /// this host's own IPv4 address as a source, `::`, `::1`, IPv4-mapped IPv6 sources), dropped
+    /// as the kernel drops them.
     public var martian: UInt64 = 0
     /// Replies to source port 0, which no socket can send to.
     public var replyToPortZero: UInt64 = 0
@@ -529,12 +530,9 @@ public struct UDPStage<Service: UDPService>: Stage {
                     let pointer = byte(offset + 2), flags = byte(offset + 3)
                     guard pointer >= 5 else { return true }
                     if pointer <= size {
+                        // Room for the next timestamp, and for its address with flags 1 and 3.
                         guard pointer + 3 <= size else { return true }
-                        switch flags & 0xF {
-                        case 0: break
-                        case 1, 3: if pointer + 7 > size { return true }
-                        default: break
-                        }
+                        if flags & 0xF == 1 || flags & 0xF == 3, pointer + 7 > size { return true }
                     } else if flags & 0xF != 3 && flags >> 4 == 15 {
                         return true   // full, and its overflow count can go no higher
                     }
