@@ -99,9 +99,7 @@ public final class DNSAuthority: Sendable {
             return respond(from: sets, owner: name, type: type, zone: zone, into: &answer)
         }
         // No such name: a wildcard at the closest encloser answers for it (RFC 4592).
-        var encloser = name.dropping(labels: 1)
-        while zone.nodes[encloser] == nil, encloser != zone.origin { encloser = encloser.dropping(labels: 1) }
-        if let wildcard = encloser.prepending([UInt8(ascii: "*")]), let sets = zone.nodes[wildcard] {
+        if let sets = wildcardSets(covering: name, in: zone) {
             answer.synthesized = true
             return respond(from: sets, owner: name, type: type, zone: zone, into: &answer)
         }
@@ -175,9 +173,14 @@ public final class DNSAuthority: Sendable {
     /// by `name`), as Knot adds them.
     func addresses(of name: DNSName, zone: DNSZone) -> [DNSRecord] {
         if let sets = zone.nodes[name] { return (sets[.a] ?? []) + (sets[.aaaa] ?? []) }
+        guard let sets = wildcardSets(covering: name, in: zone) else { return [] }
+        return ((sets[.a] ?? []) + (sets[.aaaa] ?? [])).map { var record = $0; record.name = name; return record }
+    }
+
+    /// The record sets of the wildcard at the closest encloser of `name`, a name the zone does not hold (RFC 4592).
+    func wildcardSets(covering name: DNSName, in zone: DNSZone) -> [DNSRecordType: [DNSRecord]]? {
         var encloser = name.dropping(labels: 1)
         while zone.nodes[encloser] == nil, encloser != zone.origin { encloser = encloser.dropping(labels: 1) }
-        guard let wildcard = encloser.prepending([UInt8(ascii: "*")]), let sets = zone.nodes[wildcard] else { return [] }
-        return ((sets[.a] ?? []) + (sets[.aaaa] ?? [])).map { var record = $0; record.name = name; return record }
+        return encloser.prepending([UInt8(ascii: "*")]).flatMap { zone.nodes[$0] }
     }
 }

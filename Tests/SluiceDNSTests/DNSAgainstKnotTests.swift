@@ -153,32 +153,19 @@ let dnsNamespaceCounter = Atomic<Int>(0)
         try pipeline([query], to: server)[0]
     }
 
-    /// A TCP connection to `server` (IPv4), reads timing out after 3 s.
-    static func connectTCP(_ server: IPEndpoint) throws -> Int32 {
-        guard case .v4(let address) = server.address else { throw ChildProcessError(message: "IPv4 only") }
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        var timeout = timeval(tv_sec: 3, tv_usec: 0)
-        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var target = sockaddr_in()
-        target.sin_family = sa_family_t(AF_INET)
-        target.sin_port = server.port.bigEndian
-        target.sin_addr.s_addr = address.rawValue.bigEndian
-        let connected = withUnsafePointer(to: &target) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else {
-            close(descriptor)
-            throw ChildProcessError(message: "connect \(server): errno \(errno)")
-        }
-        return descriptor
+    /// A TCP connection to `server`, reads timing out after 3 s.
+    static func connectTCP(_ server: IPEndpoint) throws -> KernelTCPSocket {
+        let connection = try KernelTCPSocket(connectingTo: server)
+        connection.setReceiveTimeout(seconds: 3)
+        return connection
     }
 
     /// `queries`, length-prefixed, in one write over one TCP connection, and their answers
     /// (`expecting` of them, one per query unless told).
     static func pipeline(_ queries: [[UInt8]], to server: IPEndpoint, expecting: Int? = nil) throws -> [DNSMessage] {
         let expected = expecting ?? queries.count
-        let descriptor = try connectTCP(server)
-        defer { close(descriptor) }
+        let connection = try connectTCP(server)
+        let descriptor = connection.descriptor
         let framed = queries.flatMap { [UInt8($0.count >> 8), UInt8($0.count & 0xFF)] + $0 }
         _ = framed.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, 0) }
         var received: [UInt8] = []
@@ -195,6 +182,7 @@ let dnsNamespaceCounter = Atomic<Int>(0)
             guard count > 0 else { throw ChildProcessError(message: "\(answers.count) of \(expected) answers over TCP from \(server)") }
             received += buffer[..<count]
         }
+        withExtendedLifetime(connection) {}
         return answers
     }
 
@@ -365,8 +353,8 @@ let dnsNamespaceCounter = Atomic<Int>(0)
         message.questions = [DNSQuestion(name: DNSName("www.example.test.")!, type: .a)]
         let query = message.encode()
         try withNetworkNamespace(namespace.name) {
-            let slow = try (0..<20).map { _ in try Self.connectTCP(endpoint) }
-            defer { slow.forEach { close($0) } }
+            let connections = try (0..<20).map { _ in try Self.connectTCP(endpoint) }
+            let slow = connections.map(\.descriptor)
             // A length of 64 and 10 bytes of it; then a byte every 400 ms, each short of the whole.
             for descriptor in slow { _ = ([0, 64] + query.prefix(10)).withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, 0) } }
             for _ in 0..<3 {
@@ -385,6 +373,7 @@ let dnsNamespaceCounter = Atomic<Int>(0)
                 return count == 0 || (count < 0 && errno != EAGAIN)
             }
             #expect(ended.count == 20)
+            withExtendedLifetime(connections) {}
         }
         #expect(server.stop() == 0)
         #expect(server.text.contains("20 for a message not whole in time"), "\(server.text)")

@@ -265,18 +265,9 @@ struct TLSInteropTests {
     @Test("a client trickling its handshake is cut at --handshake-timeout, however often a byte comes")
     func handshakeDeadline() throws {
         let (server, port) = try Self.serve(["--echo", "--handshake-timeout", "1"])
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(descriptor) }
-        var timeout = timeval(tv_sec: 3, tv_usec: 0)
-        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(port).bigEndian
-        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        try #require(connected == 0)
+        let connection = try KernelTCPSocket(connectingTo: IPEndpoint(address: .v4(IPv4Address(127, 0, 0, 1)), port: UInt16(port)))
+        connection.setReceiveTimeout(seconds: 3)
+        let descriptor = connection.descriptor
         // A record header's first bytes, then a byte every 300 ms, each restarting the idle timeout.
         _ = [UInt8]([0x16, 3, 1, 1]).withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         for _ in 0..<5 {
@@ -287,6 +278,7 @@ struct TLSInteropTests {
         var buffer = [UInt8](repeating: 0, count: 64)
         let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
         #expect(count == 0 || (count < 0 && errno != EAGAIN), "read \(count), errno \(errno)")
+        withExtendedLifetime(connection) {}
         let report = Self.finish(server)
         #expect(report.contains("handshakes out of time 1"), "\(report)")
     }

@@ -29,6 +29,12 @@ public final class KernelTCPSocket {
 
     deinit { close(descriptor) }
 
+    /// Makes a blocking `recv` give up with `EAGAIN` after `seconds`.
+    public func setReceiveTimeout(seconds: Int) {
+        var timeout = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
     /// Makes `send` and `recv` return `EAGAIN` instead of blocking.
     public func setNonBlocking() {
         _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
