@@ -29,7 +29,7 @@ public enum KernelTLSOffload {
     public static func enable(on descriptor: Int32, engine: TLSEngine) throws(SystemCallError) {
         guard let keys = engine.offloadableKeys else {
             throw SystemCallError(.socket, operation: "handing TLS records to the kernel", errno: nil,
-                                  hint: "the connection must be established with no record half-received and nothing queued")
+                                  hint: "the connection must be established with no record half-received, nothing queued and full-size records (no max_fragment_length)")
         }
         try KernelTLS.attach(descriptor)
         for (direction, key) in [(KernelTLS.Direction.transmit, keys.write), (.receive, keys.read)] {

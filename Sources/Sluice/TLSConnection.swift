@@ -117,7 +117,7 @@ public actor TLSConnection {
         var at = 0
         let overhead = engine.recordOverhead
         while at < bytes.count {
-            let count = min(TLSRecordCipher.maximumContent, bytes.count - at)
+            let count = min(engine.maximumContent, bytes.count - at)
             let start = records.count
             records.append(contentsOf: repeatElement(0, count: count + overhead))
             let length = records.withUnsafeMutableBytes { out in

@@ -157,8 +157,9 @@ public final class TLSEngine {
         case .done:
             do throws(TLSError) {
                 let handoff = try handshake!.handoff()
-                reader = try TLSRecordCipher(keys: handoff.readKeys, sealing: false)
-                writer = try TLSRecordCipher(keys: handoff.writeKeys, sealing: true)
+                let limit = handoff.negotiated.maximumFragment
+                reader = try TLSRecordCipher(keys: handoff.readKeys, sealing: false, contentLimit: limit)
+                writer = try TLSRecordCipher(keys: handoff.writeKeys, sealing: true, contentLimit: limit)
                 negotiated = handoff.negotiated
                 state = .established
                 events.insert(.handshakeCompleted)
@@ -451,8 +452,9 @@ public final class TLSEngine {
     /// nothing waiting in ``outbound``. (A TLS 1.3 client takes the tickets that follow the
     /// handshake first; later ones reach the kernel's reader as control records.)
     public var offloadableKeys: (read: TLSTrafficKeys, write: TLSTrafficKeys)? {
+        // The kernel seals records of 2^14 bytes whatever max_fragment_length said.
         guard state == .established, partialCount == 0, handshakeBytes.isEmpty, outbound.isEmpty,
-              let reader, let writer
+              let reader, let writer, writer.contentLimit == TLSRecordCipher.maximumContent
         else { return nil }
         return (reader.keys, writer.keys)
     }
@@ -462,6 +464,10 @@ public final class TLSEngine {
     /// Bytes a sealed record adds to its content (header, explicit nonce, inner type, tag).
     public var recordOverhead: Int { writer?.overhead ?? (5 + 8 + 16 + 1) }
 
+    /// The most content one record carries (2^14, or less after max_fragment_length): what
+    /// ``seal(_:into:)`` takes at a time.
+    public var maximumContent: Int { writer?.contentLimit ?? TLSRecordCipher.maximumContent }
+
     /// Where a record's content starts after its header (for sealing in place).
     public var contentOffset: Int { writer?.contentOffset ?? 5 }
 
@@ -469,13 +475,13 @@ public final class TLSEngine {
     /// ``outbound`` empty (what it holds must go first).
     public var canSeal: Bool { state == .established && !isWriteClosed && outbound.isEmpty && writer != nil }
 
-    /// Seals `content` (at most 2^14 bytes) as one application-data record into `record`, which
+    /// Seals `content` (at most ``maximumContent`` bytes) as one application-data record into `record`, which
     /// needs room for `content.count + recordOverhead` bytes. `content` may lie at
     /// `record + contentOffset` (sealing in place).
     ///
     /// - Returns: the record's length, or 0 when ``canSeal`` is false.
     public func seal(_ content: UnsafeRawBufferPointer, into record: UnsafeMutableRawPointer) -> Int {
-        guard canSeal, content.count <= TLSRecordCipher.maximumContent else { return 0 }
+        guard canSeal, content.count <= writer!.contentLimit else { return 0 }
         counters.recordsSealed += 1
         return writer!.seal(.applicationData, content: content.baseAddress ?? UnsafeRawPointer(record), length: content.count, into: record)
     }

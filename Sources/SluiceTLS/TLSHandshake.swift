@@ -26,6 +26,9 @@ public struct TLSNegotiated: Sendable, Equatable {
     public var serverName: String?
     /// Whether the handshake resumed an earlier session (a ticket or a TLS 1.2 session id).
     public var resumed: Bool
+    /// The most content a record carries, both ways: 2^14, or the smaller size the client asked
+    /// for with max_fragment_length (RFC 6066 section 4) and the server granted.
+    public var maximumFragment: Int = TLSRecordCipher.maximumContent
 }
 
 /// One handshake through OpenSSL over memory BIOs: bytes in, bytes out, no socket inside.
@@ -152,7 +155,8 @@ final class TLSHandshake {
         let negotiated = TLSNegotiated(
             version: version, aead: aead, cipherSuite: suite,
             cipherSuiteName: SSL_CIPHER_standard_name(cipher).map { String(cString: $0) } ?? "",
-            applicationProtocol: alpn, serverName: serverName, resumed: SSL_session_reused(ssl) == 1)
+            applicationProtocol: alpn, serverName: serverName, resumed: SSL_session_reused(ssl) == 1,
+            maximumFragment: Self.maximumFragment(ssl))
 
         // What OpenSSL has not read yet goes to the record layer.
         var leftover = [UInt8](repeating: 0, count: Int(BIO_ctrl_pending(readBIO)))
@@ -191,6 +195,13 @@ final class TLSHandshake {
         fed = []
         written = []
         return TLSHandoff(negotiated: negotiated, readKeys: readKeys, writeKeys: writeKeys, leftover: leftover)
+    }
+
+    /// The record size max_fragment_length settled on: codes 1 to 4 are 2^9 to 2^12 bytes.
+    private static func maximumFragment(_ ssl: OpaquePointer) -> Int {
+        guard let session = SSL_get_session(ssl) else { return TLSRecordCipher.maximumContent }
+        let code = Int(SSL_SESSION_get_max_fragment_length(session))
+        return (1...4).contains(code) ? 256 << code : TLSRecordCipher.maximumContent
     }
 
     /// Calls `body` with each whole record (header included) in `stream`.

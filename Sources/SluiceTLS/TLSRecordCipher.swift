@@ -17,6 +17,9 @@ public final class TLSRecordCipher {
 
     /// The keys, sequence number included.
     public private(set) var keys: TLSTrafficKeys
+    /// The most content one record of this direction carries: 2^14, or less when the client asked
+    /// for smaller records (max_fragment_length, RFC 6066 section 4).
+    public let contentLimit: Int
     /// Where a record's content starts, counted from its header.
     public let contentOffset: Int
     /// Bytes a sealed record adds to its content: header, explicit nonce, inner type, tag.
@@ -29,13 +32,18 @@ public final class TLSRecordCipher {
     /// The header type of the record being opened (TLS 1.2's content type).
     private var openingType: UInt8 = 0
 
-    /// A cipher for `keys`, to seal (`sealing`) or to open records.
-    public init(keys: TLSTrafficKeys, sealing: Bool) throws(TLSError) {
+    /// A cipher for `keys`, to seal (`sealing`) or to open records of at most `contentLimit`
+    /// bytes of content.
+    public init(keys: TLSTrafficKeys, sealing: Bool, contentLimit: Int = maximumContent) throws(TLSError) {
+        guard (1...Self.maximumContent).contains(contentLimit) else {
+            throw TLSError("keying \(keys.aead) for \(keys.version)", hint: "a record limit of \(contentLimit) bytes is outside 1...16384", library: "")
+        }
         guard keys.key.count == keys.aead.keyLength,
               keys.iv.count == (keys.version == .tls12 && keys.aead != .chacha20Poly1305 ? 4 : 12)
         else { throw TLSError("keying \(keys.aead) for \(keys.version)", hint: "the key or IV has the wrong length", library: "") }
         self.keys = keys
         self.sealing = sealing
+        self.contentLimit = contentLimit
         let explicit = keys.version == .tls12 && keys.aead != .chacha20Poly1305
         contentOffset = Self.headerLength + (explicit ? 8 : 0)
         overhead = contentOffset + keys.aead.tagLength + (keys.version == .tls13 ? 1 : 0)
@@ -126,7 +134,7 @@ public final class TLSRecordCipher {
     ///
     /// - Returns: the record's length.
     public func seal(_ type: TLSContentType, content: UnsafeRawPointer, length: Int, into record: UnsafeMutableRawPointer) -> Int {
-        precondition(sealing && length <= Self.maximumContent, "seal: content past 2^14 or an opening cipher")
+        precondition(sealing && length <= contentLimit, "seal: content past the record limit or an opening cipher")
         let sequence = keys.sequence
         keys.sequence &+= 1
         let total = length + overhead
@@ -164,8 +172,8 @@ public final class TLSRecordCipher {
     /// for type and length limits).
     ///
     /// - Returns: the real content type and where the content is, counted from `record`.
-    /// - Throws: bad_record_mac when authentication fails, record_overflow past 2^14 bytes of
-    ///   content, unexpected_message for a TLS 1.3 record that is all padding.
+    /// - Throws: bad_record_mac when authentication fails, record_overflow past ``contentLimit``
+    ///   bytes of content, unexpected_message for a TLS 1.3 record that is all padding.
     public func open(record: UnsafeMutableRawPointer, length: Int) throws(TLSAlert) -> (type: UInt8, offset: Int, length: Int) {
         try beginOpen(prefix: record, length: length)
         let cipherLength = length - contentOffset - keys.aead.tagLength
@@ -193,7 +201,7 @@ public final class TLSRecordCipher {
         if keys.version == .tls13 {
             EVP_DecryptUpdate(context, nil, &written, bytes, 5)
         } else {
-            guard cipherLength <= Self.maximumContent else { throw .recordOverflow }
+            guard cipherLength <= contentLimit else { throw .recordOverflow }
             setAdditional12(sequence, type: bytes[0], length: cipherLength)
             EVP_DecryptUpdate(context, nil, &written, additional, 13)
         }
@@ -221,7 +229,7 @@ public final class TLSRecordCipher {
         while contentLength > 0 && data[contentLength - 1] == 0 { contentLength -= 1 }
         guard contentLength > 0 else { throw .unexpectedMessage }
         contentLength -= 1
-        guard contentLength <= Self.maximumContent else { throw .recordOverflow }
+        guard contentLength <= contentLimit else { throw .recordOverflow }
         return (data[contentLength], contentLength)
     }
 }

@@ -70,7 +70,7 @@ public struct TLSWriter<Transport: StreamTransport> {
         guard engine.canSeal else { return 0 }
         var at = 0
         while at < plaintext.count, transport.pool.freeCount > reservedFrames, var frame = transport.pool.allocate() {
-            let room = min(frame.capacity - frame.offset - engine.recordOverhead, TLSRecordCipher.maximumContent)
+            let room = min(frame.capacity - frame.offset - engine.recordOverhead, engine.maximumContent)
             let count = min(room, plaintext.count - at)
             let length = engine.seal(UnsafeRawBufferPointer(rebasing: plaintext[at..<at + count]), into: frame.dataStart)
             frame.length = length

@@ -361,6 +361,23 @@ struct TLSKnownAnswerTests {
         }
     }
 
+    @Test("with max_fragment_length at 512 bytes, a record of 513 opens as record_overflow and one of 512 opens",
+          arguments: [TLSVersion.tls13, .tls12])
+    func contentLimit(_ version: TLSVersion) throws {
+        let keys = version == .tls13
+            ? TLSTrafficKeys(tls13Secret: RFC8448.serverApplicationData.secret, aead: .aes128GCM)
+            : TLSTrafficKeys.tls12(aead: .aes128GCM, masterSecret: Array(repeating: 7, count: 48),
+                                   clientRandom: Array(repeating: 1, count: 32), serverRandom: Array(repeating: 2, count: 32)).server
+        // A full-size sealer stands for a peer that ignores the limit.
+        let sealer = try TLSRecordCipher(keys: keys, sealing: true)
+        let opener = try TLSRecordCipher(keys: keys, sealing: false, contentLimit: 512)
+        let fits = try openRecord(sealRecord(Array(repeating: 0x61, count: 512), type: .applicationData, with: sealer), with: opener)
+        #expect(fits.content.count == 512)
+        let over = sealRecord(Array(repeating: 0x61, count: 513), type: .applicationData, with: sealer)
+        #expect(throws: TLSAlert.recordOverflow) { _ = try openRecord(over, with: opener) }
+        #expect(throws: TLSError.self) { _ = try TLSRecordCipher(keys: keys, sealing: true, contentLimit: 16385) }
+    }
+
     @Test("a record opened at another sequence number is bad_record_mac")
     func wrongSequence() throws {
         let vector = RFC8448.serverApplicationData
