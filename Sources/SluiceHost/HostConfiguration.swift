@@ -12,6 +12,10 @@ public struct HostConfiguration: Sendable {
     public var mtu: Int
     /// Answer ICMP and ICMPv6 echo requests (ping).
     public var answersEcho = true
+    /// The service's UDP port: a datagram to another port of the host's addresses gets ICMP port
+    /// unreachable, as from a host with no socket there (within the kernel's ICMP rate limits).
+    /// `nil`: every port is the service's.
+    public var udpPort: UInt16?
     /// Verify IPv4 header and ICMP checksums, as the kernel does for what arrives on a device.
     public var verifiesChecksums = true
     /// Bounds on reassembly.
@@ -27,10 +31,12 @@ public struct HostConfiguration: Sendable {
 
 /// What reassembly may hold, and for how long: the kernel's `ipfrag_*` settings, per worker.
 public struct ReassemblyLimits: Sendable, Equatable {
-    /// Datagrams being reassembled at once, from all sources; one more evicts the oldest.
-    public var datagrams = 64
+    /// Datagrams being reassembled at once, from all sources (at most half the pool's frames:
+    /// each holds one); one more evicts the oldest.
+    public var datagrams = 256
     /// Datagrams being reassembled at once from one source; one more evicts that source's oldest.
-    public var datagramsPerSource = 16
+    /// As many as the kernel lets one source have in flight (`ipfrag_max_dist`, 64).
+    public var datagramsPerSource = 64
     /// How long an IPv4 datagram may take to arrive whole (`ipfrag_time`, 30 s).
     public var timeoutIPv4: Duration = .seconds(30)
     /// How long an IPv6 datagram may take (`ip6frag_time`, 60 s).
@@ -58,8 +64,13 @@ public struct HostCounters: Equatable, Sendable {
     public var otherEtherType: UInt64 = 0
     /// Packets too short for their headers, or whose lengths disagree.
     public var malformed: UInt64 = 0
-    /// IPv4 header or ICMP checksums that did not verify.
+    /// IPv4 header or ICMP checksums that did not verify, and UDP checksums of datagrams to a closed port.
     public var badChecksum: UInt64 = 0
+    /// UDP datagrams to a port the service is not on, answered with ICMP port unreachable.
+    public var portUnreachable: UInt64 = 0
+    /// UDP datagrams to a port the service is not on, dropped unanswered: past the ICMP rate
+    /// limits, to or from an address no error goes to, or with IP options or extension headers.
+    public var closedPort: UInt64 = 0
     /// Reassembly's own counts.
     public var reassembly = ReassemblyCounters()
     /// Replies cut into fragments for the MTU.
@@ -82,6 +93,8 @@ public struct HostCounters: Equatable, Sendable {
         otherEtherType &+= other.otherEtherType
         malformed &+= other.malformed
         badChecksum &+= other.badChecksum
+        portUnreachable &+= other.portUnreachable
+        closedPort &+= other.closedPort
         reassembly.add(other.reassembly)
         fragmentedReplies &+= other.fragmentedReplies
         fragmentsSent &+= other.fragmentsSent
@@ -92,7 +105,8 @@ public struct HostCounters: Equatable, Sendable {
     public var fields: [(String, UInt64)] {
         [("arp_replies", arpReplies), ("neighbor_advertisements", neighborAdvertisements), ("echo_replies", echoReplies),
          ("ignored_control", ignoredControl), ("not_for_this_host", notForThisHost), ("other_ethertype", otherEtherType),
-         ("host_malformed", malformed), ("host_bad_checksum", badChecksum)]
+         ("host_malformed", malformed), ("host_bad_checksum", badChecksum), ("port_unreachable_sent", portUnreachable),
+         ("closed_port", closedPort)]
             + reassembly.fields
             + [("fragmented_replies", fragmentedReplies), ("fragments_sent", fragmentsSent), ("dropped_output", droppedOutput)]
     }

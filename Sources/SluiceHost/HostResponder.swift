@@ -29,6 +29,10 @@ public struct HostResponder: ~Copyable {
     let mac: MACAddress?
     let answersEcho: Bool
     let verifiesChecksums: Bool
+    let udpPort: UInt16?
+    var errorLimiter = ICMPErrorLimiter()
+    /// The IPv4 identification of the host's own packets (echo replies, errors).
+    var nextIdentification = UInt16.random(in: 0...UInt16.max)
 
     /// A responder for `configuration`, over packets of `linkLayer`, reassembling into frames of `pool`.
     public init(configuration: HostConfiguration, linkLayer: LinkLayer, pool: FramePool) {
@@ -38,6 +42,7 @@ public struct HostResponder: ~Copyable {
         mac = configuration.mac
         answersEcho = configuration.answersEcho
         verifiesChecksums = configuration.verifiesChecksums
+        udpPort = configuration.udpPort
         reassembler = Reassembler(pool: pool, limits: configuration.reassembly)
     }
 
@@ -84,22 +89,30 @@ public struct HostResponder: ~Copyable {
                 guard reassembler.insert(&packet, networkOffset: networkOffset, now: now) else { return .consumed }
                 network = packet.dataStart + networkOffset
             }
-            return network.hostByte(9) == 1 ? answerICMPv4(&packet, networkOffset: networkOffset) : .service
+            switch network.hostByte(9) {
+            case 1: return answerICMPv4(&packet, networkOffset: networkOffset)
+            case 17: return checkPort(&packet, networkOffset: networkOffset, transportOffset: Int(network.hostByte(0) & 0x0F) * 4, now: now)
+            default: return .service
+            }
         case 6:
             guard packet.length >= networkOffset + 40 else { return drop(\.malformed) }
             var next = network.hostByte(6)
-            if next == 17 { return .service }
+            if next == 17 { return checkPort(&packet, networkOffset: networkOffset, transportOffset: 40, now: now) }
             if next == 44 || ((next == 0 || next == 43 || next == 60)
                               && Reassembler.ipv6FragmentHeader(network, length: packet.length - networkOffset) != nil) {
                 guard reassembler.insert(&packet, networkOffset: networkOffset, now: now) else { return .consumed }
                 network = packet.dataStart + networkOffset
                 next = network.hostByte(6)
             }
-            if next == 17 { return .service }
+            if next == 17 { return checkPort(&packet, networkOffset: networkOffset, transportOffset: 40, now: now) }
             guard let header = try? IPv6Header(UnsafeMutableRawBufferPointer(start: network, count: packet.length - networkOffset)),
-                  let (upper, offset) = try? header.upperLayer(), upper == 58
+                  let (upper, offset) = try? header.upperLayer()
             else { return .service }
-            return answerICMPv6(&packet, networkOffset: networkOffset, icmpOffset: offset)
+            switch upper {
+            case 58: return answerICMPv6(&packet, networkOffset: networkOffset, icmpOffset: offset)
+            case 17: return checkPort(&packet, networkOffset: networkOffset, transportOffset: offset, now: now)
+            default: return .service
+            }
         default:
             return drop(\.malformed)
         }
@@ -124,7 +137,9 @@ public struct HostResponder: ~Copyable {
             return drop(\.malformed)
         }
         let target = arp.targetProtocolAddress
-        guard arp.isEthernetIPv4, arp.operation == ARPPacket.request, ipv4Addresses.contains(target) else {
+        // A request from our own address is another host claiming it: the kernel does not answer it.
+        guard arp.isEthernetIPv4, arp.operation == ARPPacket.request, ipv4Addresses.contains(target),
+              !ipv4Addresses.contains(arp.senderProtocolAddress) else {
             return drop(\.ignoredControl)
         }
         ARPPacket.emit(into: data + 14, operation: ARPPacket.reply, senderMAC: mac, senderIP: target,
@@ -159,6 +174,8 @@ public struct HostResponder: ~Copyable {
                                 from: 0x0800, to: 0x0000)
         network.hostSetByte(0, 0x45)
         network.hostSetBig16(2, UInt16(20 + icmpLength))
+        network.hostSetBig16(4, nextIdentification)
+        nextIdentification &+= 1
         network.hostSetBig16(6, 0)
         network.hostSetByte(8, 64)
         destination.store(networkBytesAt: network + 12)
@@ -201,14 +218,109 @@ public struct HostResponder: ~Copyable {
             return .answer
         case (135, 0) where icmpLength >= 24:
             let target = IPv6Address(networkBytesAt: icmp + 8)
-            // Only a solicitation that never crossed a router, for this host, from a host that
-            // has an address (one from :: is duplicate address detection, not a question).
-            guard let mac, network.hostByte(7) == 255, ipv6Addresses.contains(target), source != .any else {
+            // Only a solicitation that never crossed a router, for this host. One from :: is another
+            // host's duplicate address detection: the address is defended with an unsolicited
+            // advertisement to all nodes (RFC 4862 section 5.4.3).
+            guard let mac, network.hostByte(7) == 255, ipv6Addresses.contains(target) else {
                 return drop(\.ignoredControl)
             }
-            return advertise(&packet, networkOffset: networkOffset, target: target, to: source, mac: mac)
+            return advertise(&packet, networkOffset: networkOffset, target: target, to: source == .any ? nil : source, mac: mac)
         default:
             return drop(\.ignoredControl)
+        }
+    }
+
+    /// A UDP datagram to a port the service is not on is answered as by a host with no socket
+    /// there: ICMP port unreachable (RFC 1122 3.2.2.1, RFC 4443 3.1), within the kernel's rate
+    /// limits; never for a datagram to or from a group or unspecified address, or whose
+    /// checksum fails. Datagrams to the service's port go on to it.
+    mutating func checkPort(_ packet: inout Packet, networkOffset: Int, transportOffset: Int, now: Instant) -> HostDisposition {
+        let network = packet.dataStart + networkOffset
+        let available = packet.length - networkOffset
+        guard let udpPort, transportOffset + 8 <= available, network.hostBig16(transportOffset + 2) != udpPort else {
+            return .service
+        }
+        let isIPv6 = network.hostByte(0) >> 4 == 6
+        let total = isIPv6 ? 40 + Int(network.hostBig16(4)) : Int(network.hostBig16(2))
+        let udp = network + transportOffset
+        let udpLength = Int(udp.hostBig16(4))
+        guard total <= available, udpLength >= 8, transportOffset + udpLength <= total else { return drop(\.malformed) }
+        let source: IPAddress, destination: IPAddress, pseudo: UInt64
+        if isIPv6 {
+            let (s, d) = (IPv6Address(networkBytesAt: network + 8), IPv6Address(networkBytesAt: network + 24))
+            (source, destination) = (.v6(s), .v6(d))
+            pseudo = InternetChecksum.pseudoHeaderSum(source: s, destination: d, nextHeader: 17, length: udpLength)
+        } else {
+            let (s, d) = (IPv4Address(networkBytesAt: network + 12), IPv4Address(networkBytesAt: network + 16))
+            (source, destination) = (.v4(s), .v4(d))
+            pseudo = InternetChecksum.pseudoHeaderSum(source: s, destination: d, protocol: 17, length: udpLength)
+        }
+        if verifiesChecksums {
+            let stored = udp.hostBig16(6)
+            let headerBad = !isIPv6 && InternetChecksum.checksum(UnsafeRawBufferPointer(start: network, count: transportOffset)) != 0
+            let udpBad = stored == 0 ? isIPv6
+                : InternetChecksum.checksum(UnsafeRawBufferPointer(start: udp, count: udpLength), initial: pseudo) != 0
+            if headerBad || udpBad { return drop(\.badChecksum) }
+        }
+        // Not for a frame to a group MAC, nor a packet with options or extension headers the
+        // service stage's rules might refuse.
+        guard transportOffset == (isIPv6 ? 40 : 20), linkLayer != .ethernet || packet.dataStart.hostByte(0) & 1 == 0,
+              isOwn(destination), mayReceiveErrors(source), errorLimiter.allow(to: source, now: now)
+        else { return drop(\.closedPort) }
+        let headerLength = isIPv6 ? 40 : 20
+        // The error quotes as much of the datagram as keeps it within 576 bytes (IPv4, RFC 1812
+        // 4.3.2.3) or 1280 (IPv6, RFC 4443 2.4).
+        let quoted = min(total, (isIPv6 ? 1280 : 576) - headerLength - 8)
+        let icmpLength = 8 + quoted
+        guard packet.capacity - packet.offset >= networkOffset + headerLength + icmpLength else { return drop(\.closedPort) }
+        (network + headerLength + 8).copyMemory(from: network, byteCount: quoted)
+        let icmp = network + headerLength
+        icmp.hostSetBig32(0, isIPv6 ? 0x0104_0000 : 0x0303_0000)
+        icmp.hostSetBig32(4, 0)
+        switch (source, destination) {
+        case let (.v4(s), .v4(d)):
+            // Precedence "internetwork control", as the kernel marks its errors; DF clear.
+            network.hostSetBig32(0, 0x45C0_0000 | UInt32(headerLength + icmpLength))
+            network.hostSetBig16(4, nextIdentification)
+            nextIdentification &+= 1
+            network.hostSetBig32(8, 0x4001_0000)
+            network.hostSetBig16(6, 0)
+            d.store(networkBytesAt: network + 12)
+            s.store(networkBytesAt: network + 16)
+            network.hostSetBig16(10, InternetChecksum.checksum(UnsafeRawBufferPointer(start: network, count: 20)))
+            icmp.hostSetBig16(2, InternetChecksum.checksum(UnsafeRawBufferPointer(start: icmp, count: icmpLength)))
+        case let (.v6(s), .v6(d)):
+            network.hostSetBig32(0, 0x6000_0000)
+            network.hostSetBig16(4, UInt16(icmpLength))
+            network.hostSetByte(6, 58)
+            network.hostSetByte(7, 64)
+            d.store(networkBytesAt: network + 8)
+            s.store(networkBytesAt: network + 24)
+            let errorPseudo = InternetChecksum.pseudoHeaderSum(source: d, destination: s, nextHeader: 58, length: icmpLength)
+            icmp.hostSetBig16(2, InternetChecksum.checksum(UnsafeRawBufferPointer(start: icmp, count: icmpLength), initial: errorPseudo))
+        default:
+            return drop(\.malformed)
+        }
+        packet.length = networkOffset + headerLength + icmpLength
+        turnLink(packet.dataStart)
+        counters.portUnreachable &+= 1
+        return .answer
+    }
+
+    func isOwn(_ address: IPAddress) -> Bool {
+        switch address {
+        case .v4(let a): ipv4Addresses.contains(a)
+        case .v6(let a): ipv6Addresses.contains(a)
+        }
+    }
+
+    /// Whether an ICMP error may go to `source`: a unicast address of another host (RFC 1122
+    /// 3.2.2, RFC 4443 2.4 (e)).
+    func mayReceiveErrors(_ source: IPAddress) -> Bool {
+        guard !isOwn(source) else { return false }
+        switch source {
+        case .v4(let a): return a != .any && a.rawValue >> 24 != 127 && a.rawValue >> 28 < 14
+        case .v6(let a): return a != .any && a != .loopback && a.high >> 56 != 0xFF
         }
     }
 
@@ -229,29 +341,32 @@ public struct HostResponder: ~Copyable {
         return packet.dataStart + networkOffset
     }
 
-    /// Rewrites `packet` into a solicited neighbour advertisement (RFC 4861 section 7.2.4) of
-    /// `target` at `mac`, to `requester`.
-    mutating func advertise(_ packet: inout Packet, networkOffset: Int, target: IPv6Address, to requester: IPv6Address,
+    /// Rewrites `packet` into a neighbour advertisement (RFC 4861 section 7.2.4) of `target` at
+    /// `mac`: solicited, to `requester`; or, with no requester, unsolicited to all nodes.
+    mutating func advertise(_ packet: inout Packet, networkOffset: Int, target: IPv6Address, to requester: IPv6Address?,
                             mac: MACAddress) -> HostDisposition {
         let data = packet.dataStart
         let network = data + networkOffset
         turnLink(data)
+        let allNodes = IPv6Address(high: 0xFF02 << 48, low: 1)
+        if requester == nil { MACAddress(0x33, 0x33, 0, 0, 0, 1).store(networkBytesAt: data) }
+        let destination = requester ?? allNodes
         network.hostSetBig32(0, 0x6000_0000)
         network.hostSetBig16(4, 32)
         network.hostSetByte(6, 58)
         network.hostSetByte(7, 255)
         target.store(networkBytesAt: network + 8)
-        requester.store(networkBytesAt: network + 24)
+        destination.store(networkBytesAt: network + 24)
         let icmp = network + 40
         icmp.hostSetBig32(0, 136 << 24)
-        // Solicited and override.
-        icmp.hostSetBig32(4, 0x6000_0000)
+        // Override, and solicited when it answers someone.
+        icmp.hostSetBig32(4, requester == nil ? 0x2000_0000 : 0x6000_0000)
         target.store(networkBytesAt: icmp + 8)
         // The target link-layer address option.
         icmp.hostSetByte(24, 2)
         icmp.hostSetByte(25, 1)
         mac.store(networkBytesAt: icmp + 26)
-        let pseudo = InternetChecksum.pseudoHeaderSum(source: target, destination: requester, nextHeader: 58, length: 32)
+        let pseudo = InternetChecksum.pseudoHeaderSum(source: target, destination: destination, nextHeader: 58, length: 32)
         let checksum = InternetChecksum.checksum(UnsafeRawBufferPointer(start: icmp, count: 32), initial: pseudo)
         icmp.hostSetBig16(2, checksum)
         packet.length = networkOffset + 72

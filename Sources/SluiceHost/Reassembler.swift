@@ -8,8 +8,8 @@ import SluicePackets
 /// multiple of 8 bytes, a non-final IPv6 one that is not is dropped. An IPv6 atomic fragment
 /// (offset 0, no more fragments; RFC 6946) is a whole datagram at once.
 ///
-/// Memory is bounded: at most ``ReassemblyLimits/datagrams`` datagrams at once, each in one
-/// pool frame, at most ``ReassemblyLimits/datagramsPerSource`` from one source; a newer one
+/// Memory is bounded: at most ``ReassemblyLimits/datagrams`` datagrams at once (and half the
+/// pool's frames, leaving the rest to receiving and sending), each in one pool frame, at most ``ReassemblyLimits/datagramsPerSource`` from one source; a newer one
 /// evicts the oldest, and a datagram not whole by its timeout is dropped. Every fragment is
 /// copied into its datagram's frame at its offset, so the fragment's own frame goes straight
 /// back to the pool, and the datagram leaves in a frame of its own, headers first.
@@ -51,6 +51,8 @@ public struct Reassembler: ~Copyable {
     public private(set) var counters = ReassemblyCounters()
     /// Datagrams being reassembled now (each holds one frame).
     public private(set) var activeDatagrams = 0
+    /// The most datagrams reassembled at once.
+    public var capacity: Int { slots.count }
 
     let pool: FramePool
     let limits: ReassemblyLimits
@@ -64,7 +66,7 @@ public struct Reassembler: ~Copyable {
                      "reassembly needs frames of \(Self.minimumFrameSize(headroom: pool.headroom)) bytes")
         self.pool = pool
         self.limits = limits
-        slots = Array(repeating: Slot(), count: max(1, limits.datagrams))
+        slots = Array(repeating: Slot(), count: max(1, min(limits.datagrams, pool.frameCount / 2)))
         coverage = .allocate(capacity: slots.count * Self.wordsPerSlot)
         coverage.initialize(repeating: 0, count: slots.count * Self.wordsPerSlot)
     }

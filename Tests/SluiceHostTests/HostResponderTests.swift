@@ -89,10 +89,89 @@ import Testing
             let pseudo = InternetChecksum.pseudoHeaderSum(source: source, destination: destination, nextHeader: 58, length: 32)
             #expect(InternetChecksum.checksum(UnsafeRawBufferPointer(start: base + 54, count: 32), initial: pseudo) == 0)
         }
-        // One that crossed a router, and duplicate address detection: no answer.
+        // One that crossed a router: no answer.
         #expect(admit(&responder, solicitation(hopLimit: 64)).0 == .consumed)
-        #expect(admit(&responder, solicitation(source: .any)).0 == .consumed)
-        #expect(responder.counters.neighborAdvertisements == 1 && responder.counters.ignoredControl == 2)
+        #expect(responder.counters.neighborAdvertisements == 1 && responder.counters.ignoredControl == 1)
+    }
+
+    @Test("another host's duplicate address detection for the host's address is answered to all nodes (RFC 4862 5.4.3)")
+    func duplicateAddressDetectionIsDefended() {
+        var responder = responder()
+        let (disposition, reply) = admit(&responder, solicitation(source: .any))
+        #expect(disposition == .answer)
+        #expect(reply.count == 14 + 40 + 32 && reply[14 + 40] == 136 && reply[14 + 44] == 0x20, "override, not solicited")
+        reply.withUnsafeBytes { bytes in
+            let base = bytes.baseAddress!
+            #expect(MACAddress(networkBytesAt: base) == MACAddress(0x33, 0x33, 0, 0, 0, 1))
+            let destination = IPv6Address(networkBytesAt: base + 14 + 24)
+            #expect(destination == IPv6Address("ff02::1")!)
+            let pseudo = InternetChecksum.pseudoHeaderSum(source: IPv6Address("2001:2:1::2")!, destination: destination, nextHeader: 58, length: 32)
+            #expect(InternetChecksum.checksum(UnsafeRawBufferPointer(start: base + 54, count: 32), initial: pseudo) == 0)
+        }
+    }
+
+    @Test("an ARP request from the host's own address (another host claiming it) gets no reply, as from the kernel")
+    func aConflictingClaimIsNotAnswered() {
+        var responder = responder()
+        var arp = [UInt8](repeating: 0, count: 28)
+        arp.withUnsafeMutableBytes {
+            ARPPacket.emit(into: $0.baseAddress!, operation: ARPPacket.request, senderMAC: peerMAC,
+                           senderIP: IPv4Address(198, 18, 1, 2), targetMAC: MACAddress(rawValue: 0), targetIP: IPv4Address(198, 18, 1, 2))
+        }
+        #expect(admit(&responder, ethernet(to: .broadcast, type: 0x0806, arp)).0 == .consumed)
+        #expect(responder.counters.arpReplies == 0)
+    }
+
+    /// A UDP datagram from `source` to `destination` over bare IP, checksums right (or the UDP one wrong).
+    func datagram(from source: String, to destination: String, payload: Int = 40, corrupt: Bool = false) -> [UInt8] {
+        var bytes = Harness.datagram(from: source, to: destination, payload: payload)
+        if corrupt { bytes[bytes.count - 1] ^= 1 }
+        return bytes
+    }
+
+    func portResponder() -> HostResponder {
+        var configuration = HostConfiguration(addresses: [.v4(IPv4Address(198, 18, 1, 2)), .v6(IPv6Address("2001:2:1::2")!)], mtu: 1500)
+        configuration.udpPort = 9000
+        return HostResponder(configuration: configuration, linkLayer: .ip, pool: harness.pool)
+    }
+
+    @Test("UDP to another port gets ICMP port unreachable quoting it (IPv4 and IPv6); the service's port goes on to it")
+    func aClosedPortIsUnreachable() {
+        var responder = portResponder()
+        #expect(admit(&responder, datagram(from: "198.18.1.1:4000", to: "198.18.1.2:9000")).0 == .service)
+        let request = datagram(from: "198.18.1.1:4000", to: "198.18.1.2:9001")
+        let (disposition, reply) = admit(&responder, request)
+        #expect(disposition == .answer)
+        #expect(Harness.isIPv4HeaderValid(reply) && reply[9] == 1 && reply[1] == 0xC0)
+        #expect(Array(reply[12..<16]) == [198, 18, 1, 2] && Array(reply[16..<20]) == [198, 18, 1, 1])
+        #expect(reply[20] == 3 && reply[21] == 3 && Array(reply[28...]) == request)
+        #expect(reply[20...].withUnsafeBytes { InternetChecksum.checksum($0) } == 0)
+
+        let request6 = datagram(from: "[2001:2:1::1]:4000", to: "[2001:2:1::2]:53", payload: 2000)
+        let (disposition6, reply6) = admit(&responder, request6)
+        #expect(disposition6 == .answer)
+        #expect(reply6.count == 1280 && reply6[6] == 58 && reply6[40] == 1 && reply6[41] == 4)
+        #expect(Array(reply6[48...]) == Array(request6[..<1232]), "as much as fits 1280 bytes")
+        reply6.withUnsafeBytes { bytes in
+            let base = bytes.baseAddress!
+            let pseudo = InternetChecksum.pseudoHeaderSum(source: IPv6Address(networkBytesAt: base + 8), destination: IPv6Address(networkBytesAt: base + 24),
+                                                          nextHeader: 58, length: 1240)
+            #expect(InternetChecksum.checksum(UnsafeRawBufferPointer(start: base + 40, count: 1240), initial: pseudo) == 0)
+        }
+        #expect(responder.counters.portUnreachable == 2)
+    }
+
+    @Test("no port unreachable for a bad checksum, a group source, or past the per-peer rate (a burst of six, then one a second)")
+    func closedPortErrorsAreBounded() {
+        var responder = portResponder()
+        #expect(admit(&responder, datagram(from: "198.18.1.1:4000", to: "198.18.1.2:9001", corrupt: true)).0 == .consumed)
+        #expect(responder.counters.badChecksum == 1)
+        #expect(admit(&responder, datagram(from: "224.0.0.5:4000", to: "198.18.1.2:9001")).0 == .consumed)
+        var answered = 0
+        for _ in 0..<20 where admit(&responder, datagram(from: "198.18.1.1:4000", to: "198.18.1.2:9001")).0 == .answer { answered += 1 }
+        #expect(answered == 6)
+        #expect(admit(&responder, datagram(from: "198.18.1.3:4000", to: "198.18.1.2:9001")).0 == .answer, "another peer has its own burst")
+        #expect(responder.counters.portUnreachable == 7 && responder.counters.closedPort == 15)
     }
 
     func echoRequest(to destination: IPv4Address, corrupt: Bool = false) -> [UInt8] {

@@ -99,6 +99,29 @@ import Testing
         #expect(harness.pool.outstandingCount == 8)
     }
 
+    @Test("first fragments of 64 datagrams from one source (the kernel's ipfrag_max_dist), then their second fragments: each comes back whole")
+    func interleavedDatagramsKeepTheirOwnBytes() {
+        var reassembler = Reassembler(pool: harness.pool, limits: ReassemblyLimits())
+        let wholes = (0..<64).map { id in
+            var whole = Harness.datagram(from: "198.18.0.1:4000", to: "198.18.0.2:9000", payload: 2000)
+            for index in 28..<whole.count { whole[index] = UInt8(truncatingIfNeeded: id &* 31 &+ index) }
+            return whole
+        }
+        for (id, whole) in wholes.enumerated() {
+            _ = insert(&reassembler, Harness.fragment4(whole, identification: UInt16(0x7000 + id), offset: 0, count: 1480, more: true),
+                       at: Instant(nanoseconds: 1_000_000_000 + UInt64(id) * 1000))
+        }
+        var intact = 0
+        for (id, whole) in wholes.enumerated() {
+            let last = Harness.fragment4(whole, identification: UInt16(0x7000 + id), offset: 1480, count: whole.count - 20 - 1480, more: false)
+            if let result = insert(&reassembler, last, at: Instant(nanoseconds: 2_000_000_000 + UInt64(id) * 1000)) {
+                #expect(Array(result[20...]) == Array(whole[20...]), "datagram \(id)")
+                intact += 1
+            }
+        }
+        #expect(intact == wholes.count)
+    }
+
     @Test func aFloodOfRandomFragmentsStaysBounded() {
         var reassembler = Reassembler(pool: harness.pool, limits: ReassemblyLimits())
         var state: UInt64 = 0x5EED
@@ -114,8 +137,9 @@ import Testing
             let fragment = Harness.fragment4(whole, identification: UInt16(next() % 300), offset: offset, count: count,
                                              more: next() % 4 != 0)
             _ = insert(&reassembler, fragment, at: Instant(nanoseconds: UInt64(1_000_000_000 + round * 1000)))
-            #expect(reassembler.activeDatagrams <= 64)
+            #expect(reassembler.activeDatagrams <= reassembler.capacity)
         }
+        #expect(reassembler.capacity == harness.pool.frameCount / 2)
         reassembler.expire(now: Instant(nanoseconds: 100_000_000_000))
         #expect(reassembler.activeDatagrams == 0)
         #expect(harness.pool.freeCount == harness.pool.frameCount)

@@ -124,6 +124,20 @@ import Testing
         #expect(text.contains("frames: all returned to their pools"), "\(text)")
     }
 
+    @Test(arguments: ["tun", "tap"], families)
+    func aDatagramToAnotherPortGetsPortUnreachable(kind: String, family: (kernel: String, service: String)) throws {
+        let (namespace, server, target, client) = try Self.serve(kind: kind, family: family, device: "sl\(kind)7")
+        defer { withExtendedLifetime(namespace) {} }
+        let closed = IPEndpoint(address: target.address, port: 9001)
+        #expect(client.connect(to: closed) == 0)
+        client.send([1, 2, 3], to: closed)
+        #expect(client.receive() == nil)
+        #expect(client.lastReceiveError == ECONNREFUSED, "errno \(client.lastReceiveError)")
+        #expect(server.stop() == 0)
+        #expect(server.text.contains("port_unreachable_sent=1"), "\(server.text)")
+        #expect(!server.text.contains("received 1 datagrams"), "the service saw none: \(server.text)")
+    }
+
     /// An IPv4 packet of protocol 17 from `source` to 198.18.1.2, with the fields given.
     static func ipv4(source: UInt8, identification: UInt16, offset: Int, more: Bool, payload: Int,
                      totalLength: Int? = nil, headerWords: UInt8 = 5) -> [UInt8] {

@@ -10,6 +10,8 @@ public final class KernelUDPSocket {
     public let descriptor: Int32
     /// The family, `AF_INET` or `AF_INET6`.
     public let family: Int32
+    /// The errno of the last ``receive()`` that got no datagram (0 after one that did).
+    public private(set) var lastReceiveError: Int32 = 0
 
     /// Opens a socket bound to `bind` (port 0 for any), with a receive timeout.
     public init(bind endpoint: IPEndpoint, receiveTimeout: Duration = .seconds(2), bufferBytes: Int32 = 8 << 20) {
@@ -37,6 +39,13 @@ public final class KernelUDPSocket {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
         }
         return withUnsafeBytes(of: &storage) { KernelSocketAddress.endpoint($0.baseAddress!) }
+    }
+
+    /// Connects to `endpoint`: ICMP errors about it then fail the next receive (port unreachable
+    /// as `ECONNREFUSED`). Returns 0, or the errno.
+    public func connect(to endpoint: IPEndpoint) -> Int32 {
+        let result = KernelSocketAddress.with(endpoint, family: family) { Glibc.connect(descriptor, $0, $1) }
+        return result == 0 ? 0 : errno
     }
 
     /// Sends one datagram.
@@ -93,7 +102,11 @@ public final class KernelUDPSocket {
                 }
             }
         }
-        guard count >= 0 else { return nil }
+        guard count >= 0 else {
+            lastReceiveError = errno
+            return nil
+        }
+        lastReceiveError = 0
         let from = withUnsafeBytes(of: &storage) { KernelSocketAddress.endpoint($0.baseAddress!) }
         return (Array(buffer[0..<count]), from)
     }

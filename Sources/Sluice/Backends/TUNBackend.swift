@@ -81,15 +81,19 @@ public class TUNBackend: UDPBackend, @unchecked Sendable {
         acceptance.appliesKernelRules = true
         acceptance.localAddresses = [listen]
         acceptance.localMAC = mac
-        // On a TAP device the service is a host on the kernel's subnet: its broadcast is the service's too.
+        // A service inside the kernel's subnet is a host on it: the subnet's broadcast is the
+        // service's too (and no source a datagram can come from).
         acceptance.broadcastAddresses = settings.addresses.compactMap { prefix in
-            guard case .v4(let address) = prefix.address, case .v4 = listen, (0..<31).contains(prefix.prefixLength),
-                  Self.kind == .tap else { return nil }
-            return .v4(IPv4Address(rawValue: address.rawValue | (UInt32.max >> UInt32(prefix.prefixLength))))
+            guard case .v4(let address) = prefix.address, case .v4(let own) = listen, (0..<31).contains(prefix.prefixLength)
+            else { return nil }
+            let hostBits = UInt32.max >> UInt32(prefix.prefixLength)
+            guard address.rawValue & ~hostBits == own.rawValue & ~hostBits else { return nil }
+            return .v4(IPv4Address(rawValue: address.rawValue | hostBits))
         }
         self.acceptance = acceptance
         var host = HostConfiguration(addresses: [listen], mac: mac, mtu: self.device.mtu)
         host.verifiesChecksums = settings.verifiesChecksums
+        host.udpPort = configuration.listen.port
         self.host = host
         self.configuration = configuration
         self.settings = settings
