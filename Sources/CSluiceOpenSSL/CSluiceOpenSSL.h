@@ -67,6 +67,7 @@ done:
 static const uint64_t SLUICE_SSL_OP_NO_RENEGOTIATION = SSL_OP_NO_RENEGOTIATION;
 static const uint64_t SLUICE_SSL_OP_NO_COMPRESSION = SSL_OP_NO_COMPRESSION;
 static const uint64_t SLUICE_SSL_OP_CIPHER_SERVER_PREFERENCE = SSL_OP_CIPHER_SERVER_PREFERENCE;
+static const uint64_t SLUICE_SSL_OP_PRIORITIZE_CHACHA = SSL_OP_PRIORITIZE_CHACHA;
 static const uint64_t SLUICE_SSL_OP_NO_TICKET = SSL_OP_NO_TICKET;
 
 // The kTLS uapi (linux/tls.h, netinet/tcp.h): option levels and names.

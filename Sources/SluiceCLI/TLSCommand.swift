@@ -371,19 +371,22 @@ struct TLSConnectRun: Sendable {
         }
         let negotiated = connection.negotiated
         let input = StandardInput.chunks()
-        let sender = Task { () -> (Int, String?) in
+        // Standard input to the server: the bytes sent, and whether input ended. A send fails only
+        // when the connection has: its reason comes from `inbound`.
+        let sender = Task { () -> (Int, Bool) in
             var sent = 0
             var keyUpdated = false
             for await chunk in input {
-                do { try await connection.send(chunk) } catch { return (sent, "\(error)") }
+                do { try await connection.send(chunk) } catch { return (sent, false) }
                 sent += chunk.count
                 if let keyUpdateAfter, !keyUpdated, sent >= keyUpdateAfter {
                     keyUpdated = true
                     try? await connection.updateKeys(requestPeerUpdate: true)
                 }
             }
+            if Task.isCancelled { return (sent, false) }
             if !waitForServer { await connection.close() }
-            return (sent, nil)
+            return (sent, true)
         }
         var received = 0
         var failure: String?
@@ -398,9 +401,11 @@ struct TLSConnectRun: Sendable {
         } catch {
             failure = "\(error)"
         }
-        if waitForServer { sender.cancel() }
+        // The server's close ends the run, as it ends s_client's, whatever standard input still
+        // holds; input it did not take then is no failure of ours.
+        sender.cancel()
         await connection.close()
-        let (sent, sendFailure) = await sender.value
+        let (sent, inputEnded) = await sender.value
         var saveFailure: String?
         if let sessionOut {
             if let last = await connection.resumableSessions.last {
@@ -413,9 +418,10 @@ struct TLSConnectRun: Sendable {
         var summary = "sluice tls connect: \(negotiated.version) \(negotiated.cipherSuiteName)"
             + (negotiated.resumed ? ", resumed" : "") + (negotiated.applicationProtocol.map { ", ALPN \($0)" } ?? "")
             + "; sent \(sent) bytes, received \(received); KeyUpdates sent \(counters.keyUpdatesSent), received \(counters.keyUpdatesReceived)"
-        if let problem = failure ?? sendFailure { summary += "; \(problem)" }
+        if let failure { summary += "; \(failure)" }
+        if failure == nil && !inputEnded && !waitForServer { summary += "; the server closed before standard input ended" }
         if let saveFailure { summary += "; \(saveFailure)" }
-        return Outcome(summary: summary, succeeded: failure == nil && sendFailure == nil && saveFailure == nil)
+        return Outcome(summary: summary, succeeded: failure == nil && saveFailure == nil)
     }
 
     /// Writes a session's PEM text to `path` (mode 0600); returns what went wrong, if anything.

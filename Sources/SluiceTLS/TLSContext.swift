@@ -26,7 +26,8 @@ public struct TLSConfiguration: Sendable {
     public var minimumVersion: TLSVersion = .tls12
     /// The newest version offered or accepted.
     public var maximumVersion: TLSVersion = .tls13
-    /// The TLS 1.3 AEADs, in order of preference.
+    /// The TLS 1.3 AEADs, in order of preference (a server's order decides, except that a client
+    /// that puts ChaCha20-Poly1305 first gets it).
     public var tls13AEADs: [TLSAEAD] = [.aes128GCM, .aes256GCM, .chacha20Poly1305]
     /// The TLS 1.2 AEADs, in order of preference (always with ECDHE).
     public var tls12AEADs: [TLSAEAD] = [.aes128GCM, .aes256GCM, .chacha20Poly1305]
@@ -108,6 +109,9 @@ public final class TLSContext: @unchecked Sendable {
               sluice_ssl_ctx_set_max_proto_version(raw, Int32(c.maximumVersion.rawValue)) == 1
         else { throw TLSError("setting TLS versions") }
         _ = SSL_CTX_set_options(raw, SLUICE_SSL_OP_NO_RENEGOTIATION | SLUICE_SSL_OP_NO_COMPRESSION)
+        // A server picks by its own order of preference, but ChaCha20 for a client that puts it
+        // first (one without AES instructions).
+        if c.isServer { _ = SSL_CTX_set_options(raw, SLUICE_SSL_OP_CIPHER_SERVER_PREFERENCE | SLUICE_SSL_OP_PRIORITIZE_CHACHA) }
         let suites = c.tls13AEADs.map(\.tls13SuiteName).joined(separator: ":")
         guard !c.tls13AEADs.isEmpty || c.maximumVersion == .tls12, SSL_CTX_set_ciphersuites(raw, suites) == 1 else {
             throw TLSError("choosing the TLS 1.3 ciphers \(suites)", hint: "name at least one AEAD")

@@ -96,8 +96,13 @@ public final class TLSEngine {
     /// Empty application records in a row: past 32, as OpenSSL counts them, a peer is only
     /// making work (each costs a decryption).
     private var emptyRecords = 0
+    /// Whether this side answered a TLS 1.2 renegotiation request with no_renegotiation (a peer
+    /// that insists ends the connection: its alert then says why).
+    private var declinedRenegotiation = false
     /// A TLS 1.3 client hands tickets to OpenSSL until the first record that is not one.
     private var ticketIntake = false
+    /// Where the tickets handed to OpenSSL stand: a ticket may span records.
+    private var ticketParse = TicketParse()
     private var sessions: [TLSSession] = []
 
     /// An engine for one connection of `context`'s side. A client names the server (`serverName`,
@@ -327,11 +332,18 @@ public final class TLSEngine {
                           deliver: (UnsafeMutableRawBufferPointer) -> Void) -> Events {
         counters.recordsOpened += 1
         if ticketIntake {
-            if type == TLSContentType.handshake.rawValue && Self.isTicketsOnly(UnsafeRawBufferPointer(content)) {
+            var parse = ticketParse
+            if type == TLSContentType.handshake.rawValue && parse.take(UnsafeRawBufferPointer(content)) {
+                ticketParse = parse
                 let before = handshake!.log.sessions.count
                 ciphertext.withUnsafeBytes { handshake!.processPostHandshake(record: $0) }
                 counters.ticketsReceived += UInt64(handshake!.log.sessions.count - before)
                 return []
+            }
+            // A ticket begun in one record must end in the next ones (RFC 8446 section 5.1).
+            guard ticketParse.atBoundary else {
+                retireHandshake()
+                return fail(.unexpectedMessage, "a record inside a NewSessionTicket")
             }
             retireHandshake()
         }
@@ -359,14 +371,35 @@ public final class TLSEngine {
         }
     }
 
-    /// Whether a record holds only whole NewSessionTicket messages.
-    private static func isTicketsOnly(_ content: UnsafeRawBufferPointer) -> Bool {
-        var at = 0
-        while at + 4 <= content.count {
-            guard content[at] == 4 else { return false }
-            at += 4 + (Int(content[at + 1]) << 16 | Int(content[at + 2]) << 8 | Int(content[at + 3]))
+    /// NewSessionTicket messages followed across records: the header bytes of the next one
+    /// seen so far, and the body bytes still to come of the current one.
+    struct TicketParse {
+        var header: [UInt8] = []
+        var remaining = 0
+
+        var atBoundary: Bool { header.isEmpty && remaining == 0 }
+
+        /// Follows `content`; false when it holds anything but (pieces of) NewSessionTickets.
+        mutating func take(_ content: UnsafeRawBufferPointer) -> Bool {
+            guard !content.isEmpty else { return false }
+            var at = 0
+            while at < content.count {
+                if remaining > 0 {
+                    let take = min(remaining, content.count - at)
+                    remaining -= take
+                    at += take
+                    continue
+                }
+                header.append(content[at])
+                at += 1
+                guard header[0] == 4 else { return false }
+                if header.count == 4 {
+                    remaining = Int(header[1]) << 16 | Int(header[2]) << 8 | Int(header[3])
+                    header = []
+                }
+            }
+            return true
         }
-        return at == content.count && at > 0
     }
 
     private func receiveAlert(_ content: UnsafeRawBufferPointer) -> Events {
@@ -379,7 +412,9 @@ public final class TLSEngine {
         }
         // TLS 1.2 warnings other than close_notify are noted and passed over; TLS 1.3 has none but user_canceled.
         if content[0] == 1 && (reader!.keys.version == .tls12 || alert == TLSAlert(90)) { return [] }
-        error = TLSError("the connection", receivedAlert: alert, library: "")
+        error = TLSError("the connection", receivedAlert: alert,
+                         hint: declinedRenegotiation ? "after Sluice declined the peer's TLS 1.2 renegotiation, which it does not do" : "",
+                         library: "")
         state = .closed
         return .failed
     }
@@ -403,6 +438,7 @@ public final class TLSEngine {
                 // no_renegotiation warning (RFC 5246 7.4.1.2, as OpenSSL answers); anything else ends it.
                 if (type == 0 && !isServer && length == 0) || (type == 1 && isServer) {
                     sealControl(.alert, [1, TLSAlert.noRenegotiation.code])
+                    declinedRenegotiation = true
                     continue
                 }
                 return fail(.unexpectedMessage, "a TLS 1.2 handshake message after the handshake")

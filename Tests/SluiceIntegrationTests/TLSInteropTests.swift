@@ -123,6 +123,16 @@ struct TLSInteropTests {
         #expect(report.contains("1 handshakes (0 resumed, 0 failed), 1 connections completed"), "\(report)")
     }
 
+    @Test("the server's --ciphers order decides over s_client's (which puts AES-256-GCM first), TLS 1.3 and 1.2")
+    func serverCipherPreference() throws {
+        guard Self.peersAvailable() else { return }
+        let (server, port) = try Self.serve(["--echo", "--ciphers", "aes128gcm,aes256gcm"])
+        let run = try Self.shell("for v in -tls1_3 -tls1_2; do echo | openssl s_client -connect 127.0.0.1:\(port) $v -CAfile \(Self.authority) "
+            + "-servername sluice.test 2>&1 | grep -E '^(New|    Cipher)'; done")
+        _ = Self.finish(server)
+        #expect(run.output.contains("TLS_AES_128_GCM_SHA256") && run.output.contains("ECDHE-ECDSA-AES128-GCM-SHA256"), "\(run.output)")
+    }
+
     @Test("100 MiB each way through the echo (TLS 1.3 AES-128-GCM), SHA-256 compared")
     func hundredMegabytes() throws {
         guard Self.peersAvailable() else { return }
@@ -263,6 +273,22 @@ struct TLSInteropTests {
             let lines = resumed.output.split(separator: "\n").filter { $0.contains("sluice tls connect:") }
             #expect(lines.count == 2 && !lines[0].contains("resumed") && lines[1].contains("resumed"), "\(version): \(resumed.output)")
         }
+    }
+
+    @Test("sluice tls connect ends at the server's close, as s_client does, while its standard input stays open")
+    func connectEndsWhenTheServerCloses() throws {
+        guard Self.peersAvailable() else { return }
+        let scratch = Scratch()
+        let port = 20000 + Int(getpid() % 20000) + 9
+        let peer = try ChildProcess("/bin/sh", ["-c", "exec openssl s_server -accept 127.0.0.1:\(port) -cert \(Self.certificate) "
+            + "-key \(Self.key) -www -naccept 1 -quiet > /dev/null 2>&1"])
+        try Self.waitForPort(port)
+        // Standard input never ends (for 30 s): the server's close_notify after its page ends the run.
+        let run = try Self.shell("bash -c \"timeout 10 \(SluiceExecutable.path) tls connect 127.0.0.1:\(port) --sni sluice.test --ca \(Self.authority) "
+            + "< <(printf 'GET / HTTP/1.0\\r\\n\\r\\n'; sleep 30) > '\(scratch["page"])'; echo status \\$?\"; head -c 15 '\(scratch["page"])'")
+        peer.stop(signal: SIGKILL)
+        #expect(run.output.contains("status 0") && run.output.contains("HTTP/1.0 200 ok"), "\(run.output)")
+        #expect(run.output.contains("the server closed before standard input ended"), "\(run.output)")
     }
 
     @Test("tls connect --session-out: a path it cannot write, or no session to save, fails the run and says why")

@@ -1,3 +1,4 @@
+import CSluiceOpenSSL
 import Foundation
 import Testing
 @testable import SluiceTLS
@@ -173,6 +174,26 @@ struct TLSEngineTests {
             #expect(second.server.negotiated?.resumed == true, "\(version)")
             if version == .tls13 { #expect(first.client.counters.ticketsReceived == 2) }
         }
+    }
+
+    @Test("NewSessionTickets each spread over several records (a server sending records of 512 bytes) are taken whole and resume")
+    func ticketsAcrossRecords() throws {
+        let server = try TLSFixtures.server { $0.maximumVersion = .tls13 }
+        let client = try TLSFixtures.client { $0.maximumVersion = .tls13 }
+        _ = SSL_CTX_ctrl(server.raw, SSL_CTRL_SET_MAX_SEND_FRAGMENT, 512, nil)
+        // 2000 bytes of application data in each ticket: four records or more apiece.
+        _ = SSL_CTX_set_session_ticket_cb(server.raw, { ssl, _ in
+            let data = [UInt8](repeating: 0x5A, count: 2000)
+            return SSL_SESSION_set1_ticket_appdata(SSL_get_session(ssl), data, data.count)
+        }, nil, nil)
+        var first = try handshake(.tls13, .aes128GCM, serverContext: server, clientContext: client)
+        first.send(TLSFixtures.pattern(10), from: first.server)
+        first.pump()
+        #expect(first.clientReceived == TLSFixtures.pattern(10))
+        #expect(first.client.counters.ticketsReceived == 2 && first.client.counters.ticketsDropped == 0)
+        let session = try #require(first.client.resumableSessions.last, "no session")
+        let second = try handshake(.tls13, .aes128GCM, serverContext: server, clientContext: client, session: session)
+        #expect(second.client.negotiated?.resumed == true)
     }
 
     @Test("a flipped bit is bad_record_mac and ends the connection; the peer reads the alert")
