@@ -104,11 +104,16 @@ struct DNSServe: ParsableCommand {
             origin = DNSName(name)
         }
         guard let origin else { throw ValidationError("\(path) has no $ORIGIN: give it as ORIGIN=\(path)") }
+        let zone: DNSZone
         do {
-            return try DNSZone(origin: origin, text: text)
+            zone = try DNSZone(origin: origin, text: text)
         } catch {
             throw ValidationError("\(path): \(error)")
         }
+        if let first = zone.namesOutside.first {
+            writeToStandardError("sluice dns serve: \(path): records of \(zone.namesOutside.count) name(s) outside \(origin) left out (\(first) first)\n")
+        }
+        return zone
     }
 }
 

@@ -227,24 +227,28 @@ public struct DNSResponder {
             var setStart = writer.count
             var setCount = counts[section]
             var setIndex = 0
+            var skipping = false
             for (index, record) in records.enumerated() {
                 if index == 0 || records[index - 1].type != record.type || records[index - 1].name != record.name {
                     setStart = writer.count
                     setCount = counts[section]
                     setIndex = index
+                    skipping = false
                 }
+                if skipping { continue }
                 if record.write(to: &writer) {
                     counts[section] += 1
                     continue
                 }
                 writer.rewind(to: setStart)
                 counts[section] = setCount
-                // Short of room in the answer or authority, or for a referral's in-domain glue, the
-                // client should ask over TCP; the rest of the additional section may just stop
-                // (RFC 2181 section 9, RFC 9471).
-                truncated = section < 2 || setIndex < answer.requiredAdditional
                 complete = false
-                break
+                // Short of room in the answer or authority, or for a referral's in-domain glue, the
+                // client should ask over TCP (RFC 2181 section 9, RFC 9471); another additional set
+                // is left out and the next ones tried, as Knot fills the section.
+                truncated = section < 2 || setIndex < answer.requiredAdditional
+                if truncated { break }
+                skipping = true
             }
         }
         if truncated {

@@ -7,19 +7,25 @@ public struct DNSZone: Sendable {
     public let soa: DNSRecord
     /// Record sets by owner, then by type, in the order the zone gave them.
     let nodes: [DNSName: [DNSRecordType: [DNSRecord]]]
+    /// Owners of records outside the zone, which were left out (as Knot leaves them, with a warning).
+    public let namesOutside: [DNSName]
 
     /// A zone at `origin` holding `records`, their names in lower case (as Knot serves them: the
     /// owner of an answer to the question keeps the question's case, every other name is the zone's).
     ///
     /// - Throws: ``DNSError/zoneSyntax(line:reason:)`` (line 0) when there is not exactly one
-    ///   SOA at the apex, a record lies outside the zone, a CNAME shares its owner with other data,
+    ///   SOA at the apex, a CNAME shares its owner with other data,
     ///   or the zone has a DNAME (not served).
     public init(origin: DNSName, records: [DNSRecord]) throws(DNSError) {
         func fail(_ reason: String) -> DNSError { .zoneSyntax(line: 0, reason: "zone \(origin): \(reason)") }
         var nodes: [DNSName: [DNSRecordType: [DNSRecord]]] = [origin: [:]]
+        var outside: [DNSName] = []
         for var record in records {
             record.lowercaseNames()
-            guard record.name.isSubdomain(of: origin) else { throw fail("\(record.name) is outside the zone") }
+            guard record.name.isSubdomain(of: origin) else {
+                if !outside.contains(record.name) { outside.append(record.name) }
+                continue
+            }
             // Served as plain data, a DNAME would leave the names below it unanswered.
             guard record.type.rawValue != 39 else { throw fail("\(record.name) has a DNAME: DNAME redirection (RFC 6672) is not served") }
             var name = record.name
@@ -44,6 +50,7 @@ public struct DNSZone: Sendable {
         self.origin = origin
         self.soa = soas[0]
         self.nodes = nodes
+        namesOutside = outside
     }
 
     /// Reads a zone file (``DNSZoneFile``) for `origin`.

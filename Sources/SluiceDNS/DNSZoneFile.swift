@@ -10,6 +10,32 @@ public enum DNSZoneFile {
         var bytes: [UInt8]
         var quoted: Bool
         var text: String { String(decoding: bytes, as: UTF8.self) }
+
+        /// The token as a character string: a quoted one is decoded already; an unquoted one
+        /// keeps its escapes (for names) until now. `nil` for a bad `\DDD`.
+        var string: [UInt8]? {
+            guard !quoted else { return bytes }
+            var decoded: [UInt8] = []
+            var index = 0
+            while index < bytes.count {
+                guard bytes[index] == UInt8(ascii: "\\"), index + 1 < bytes.count else {
+                    decoded.append(bytes[index])
+                    index += 1
+                    continue
+                }
+                let escaped = bytes[index + 1]
+                if (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(escaped) {
+                    guard index + 3 < bytes.count, let value = UInt8(String(decoding: bytes[(index + 1)...(index + 3)], as: UTF8.self))
+                    else { return nil }
+                    decoded.append(value)
+                    index += 4
+                } else {
+                    decoded.append(escaped)
+                    index += 2
+                }
+            }
+            return decoded
+        }
     }
 
     struct Entry {
@@ -125,6 +151,10 @@ public enum DNSZoneFile {
         func count(_ expected: Int) throws(DNSError) {
             guard tokens.count == expected else { throw fail("\(expected) fields expected, \(tokens.count) found") }
         }
+        func string(_ index: Int) throws(DNSError) -> [UInt8] {
+            guard let bytes = tokens[index].string else { throw fail("a \\DDD escape needs three digits up to 255") }
+            return bytes
+        }
         if let first = tokens.first, first.text == "\\#", !first.quoted {
             // RFC 3597 generic form: `\# length hex`.
             guard tokens.count >= 2, let length = Int(tokens[1].text), (0...65535).contains(length) else {
@@ -133,7 +163,7 @@ public enum DNSZoneFile {
             guard let bytes = hexBytes(tokens.dropFirst(2)), bytes.count == length else {
                 throw fail("\\# length \(length) does not match its data")
             }
-            return .opaque(bytes)
+            return try generic(type: type, bytes, fail: fail)
         }
         /// Leading numbers of the given widths, big-endian, then the rest as hex or base64.
         func fields(_ widths: [Int], then encoding: BinaryEncoding) throws(DNSError) -> DNSRecordData {
@@ -174,18 +204,24 @@ public enum DNSZoneFile {
             try count(2)
             return .mx(preference: try number(0, as: UInt16.self), exchange: try name(1))
         case .txt:
-            guard !tokens.isEmpty, tokens.allSatisfy({ $0.bytes.count <= 255 }) else { throw fail("strings of 0 to 255 bytes") }
-            return .txt(tokens.map(\.bytes))
+            guard !tokens.isEmpty else { throw fail("one or more strings") }
+            // A string past 255 bytes goes out as pieces of 255, as Knot splits it.
+            var strings: [[UInt8]] = []
+            for index in tokens.indices {
+                let bytes = try string(index)
+                strings += stride(from: 0, to: max(bytes.count, 1), by: 255).map { Array(bytes[$0..<min($0 + 255, bytes.count)]) }
+            }
+            return .txt(strings)
         case .srv:
             try count(4)
             return .srv(priority: try number(0, as: UInt16.self), weight: try number(1, as: UInt16.self),
                         port: try number(2, as: UInt16.self), target: try name(3))
         case .caa:
             try count(3)
-            let tag = tokens[1].bytes
+            let tag = try string(1)
             guard !tag.isEmpty, tag.count <= 255, tag.allSatisfy({ ($0 | 0x20) >= 0x61 && ($0 | 0x20) <= 0x7A || (0x30...0x39).contains($0) })
             else { throw fail("a tag of letters and digits") }
-            return .caa(flags: try number(0, as: UInt8.self), tag: tag, value: tokens[2].bytes)
+            return .caa(flags: try number(0, as: UInt8.self), tag: tag, value: try string(2))
         // Key and fingerprint types as their RFCs write them (RFC 4034, 7344, 4255, 6698), kept as wire bytes.
         case .ds, .cds:
             return try fields([2, 1, 1], then: .hex)
@@ -197,11 +233,43 @@ public enum DNSZoneFile {
             return try fields([1, 1, 1], then: .hex)
         case .hinfo:
             try count(2)
-            guard tokens.allSatisfy({ $0.bytes.count <= 255 }) else { throw fail("strings of 0 to 255 bytes") }
-            return .opaque(tokens.flatMap { [UInt8($0.bytes.count)] + $0.bytes })
+            let strings = [try string(0), try string(1)]
+            guard strings.allSatisfy({ $0.count <= 255 }) else { throw fail("strings of 0 to 255 bytes") }
+            return .opaque(strings.flatMap { [UInt8($0.count)] + $0 })
         default:
             throw fail("give its data in the generic form: \\# length hex")
         }
+    }
+
+    /// RFC 3597 data for `type`: checked against the type's layout where Sluice knows it (as Knot
+    /// checks it), so no record goes out that a resolver would call malformed.
+    static func generic(type: DNSRecordType, _ bytes: [UInt8], fail: (String) -> DNSError) throws(DNSError) -> DNSRecordData {
+        // The fixed fields before a key or digest, and the shortest data after them.
+        let minimum: Int? = switch type {
+        case .ds, .cds, .dnskey, .cdnskey: 5
+        case .sshfp: 3
+        case .tlsa: 4
+        default: nil
+        }
+        if let minimum {
+            guard bytes.count >= minimum else { throw fail("\\# data too short for the type") }
+            return .opaque(bytes)
+        }
+        if type == .hinfo {
+            var at = 0
+            var strings = 0
+            while at < bytes.count {
+                at += 1 + Int(bytes[at])
+                strings += 1
+            }
+            guard at == bytes.count, strings == 2 else { throw fail("\\# data is not two character strings") }
+            return .opaque(bytes)
+        }
+        let data = bytes.withUnsafeBytes { raw in
+            Result { () throws(DNSError) in try DNSRecord.decodeData(raw, type: type, at: 0, length: raw.count) }
+        }
+        guard case .success(let decoded) = data else { throw fail("\\# data is not a valid \(type)") }
+        return decoded
     }
 
     enum BinaryEncoding { case hex, base64 }

@@ -73,6 +73,8 @@ let dnsNamespaceCounter = Atomic<Int>(0)
             ("gone.example.test.", .a), ("out.example.test.", .a), ("esc\\.aped.example.test.", .a),
             ("generic.example.test.", DNSRecordType(rawValue: 65534)), ("_sip._udp.example.test.", .srv),
             ("1.5.18.198.example.test.", .ptr), ("big.example.test.", .txt), ("other.org.", .a), ("test.", .soa),
+            ("esc.example.test.", .txt), ("esc.example.test.", .hinfo), ("esc.example.test.", .caa), ("long.example.test.", .txt),
+            ("mxbig.example.test.", .mx), ("outside.example.org.", .a),
         ]
         var messages: [DNSMessage] = []
         for (index, (name, type)) in questions.enumerated() {

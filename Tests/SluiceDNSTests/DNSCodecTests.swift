@@ -135,4 +135,17 @@ import Testing
         #expect(throws: Never.self) { try DNSZone(origin: DNSName("example.test.")!, text: zone) }
         #expect(throws: DNSError.self) { try DNSZone(origin: DNSName("example.test.")!, text: zone + "old TYPE39 \\# 7 036e6577 000000") }
     }
+
+    @Test("RFC 3597 data for a type Sluice knows is read as that type, and refused when it cannot be one (as Knot refuses it)")
+    func genericDataIsCheckedAgainstItsType() throws {
+        let records = try DNSZoneFile.parse("$TTL 60\na TYPE1 \\# 4 0A000001\nm TYPE15 \\# 3 000a00\nt TYPE16 \\# 3 02 6869",
+                                            origin: DNSName("example.test.")!)
+        #expect(records[0].data == .a(IPv4Address(10, 0, 0, 1)))
+        #expect(records[1].data == .mx(preference: 10, exchange: .root))
+        #expect(records[2].data == .txt([Array("hi".utf8)]))
+        for bad in ["a TYPE1 \\# 3 010203", "a TYPE1 \\# 0", "a TYPE28 \\# 4 01020304", "m TYPE15 \\# 2 0001", "t TYPE16 \\# 2 05 61",
+                    "h TYPE13 \\# 2 0161", "d TYPE43 \\# 4 00010203"] {
+            #expect(throws: DNSError.self, "\(bad)") { try DNSZoneFile.parse("$TTL 60\n" + bad, origin: .root) }
+        }
+    }
 }
