@@ -173,6 +173,20 @@ public struct DNSResponder {
                 return finish(message, header: reply, code: .badVersion, questionEnd: question?.end, edns: ours, limit: sizeLimit)
             }
         }
+        // A signed query: no key is known here, so NOTAUTH with the error BADKEY, unsigned (RFC 8945 5.2, 5.3.2).
+        if let tsig = edns.tsig {
+            guard let signature = Self.unsignedBadKey(query, tsig: tsig) else {
+                return finish(message, header: reply, code: .formatError, questionEnd: question?.end, edns: responseEDNS, limit: sizeLimit)
+            }
+            var end = finish(message, header: reply, code: .notAuthorized, questionEnd: question?.end, edns: responseEDNS, limit: sizeLimit)
+            guard end + signature.count <= limit else { return end }
+            (message + end).copyMemory(from: signature, byteCount: signature.count)
+            end += signature.count
+            var answered = DNSHeader(UnsafeRawBufferPointer(start: message, count: end))
+            answered.additionalCount += 1
+            answered.store(message)
+            return end
+        }
         // Other opcodes, as Knot answers them: NOTIFY, and UPDATE of a zone named by its SOA
         // (RFC 2136 section 3.1.1), are not allowed; without their question they are malformed;
         // the rest are not implemented, question or not.
@@ -352,18 +366,41 @@ public struct DNSResponder {
         lastAnswerKey = answer
     }
 
+    /// The TSIG record that answers a signed query for a key this server does not have: the
+    /// query's key and algorithm names, time and fudge, no MAC, its original ID, error BADKEY
+    /// (RFC 8945 sections 4.2, 5.3.2); `nil` when the query's TSIG is malformed.
+    static func unsignedBadKey(_ query: UnsafeRawBufferPointer, tsig: Int) -> [UInt8]? {
+        guard let (keyName, ownerEnd) = try? DNSWire.name(query, at: tsig), ownerEnd + 10 <= query.count,
+              DNSWire.u16(query, ownerEnd + 2) == 255 else { return nil }
+        let dataStart = ownerEnd + 10
+        let dataEnd = dataStart + Int(DNSWire.u16(query, ownerEnd + 8))
+        guard let (algorithm, algorithmEnd) = try? DNSWire.name(query, at: dataStart), algorithmEnd + 10 <= dataEnd else { return nil }
+        let macEnd = algorithmEnd + 10 + Int(DNSWire.u16(query, algorithmEnd + 8))
+        guard macEnd + 6 <= dataEnd, macEnd + 6 + Int(DNSWire.u16(query, macEnd + 4)) == dataEnd else { return nil }
+        var data = algorithm.wire + Array(query[algorithmEnd..<algorithmEnd + 8]) + [0, 0] + Array(query[macEnd..<macEnd + 2])
+        data += [0, 17, 0, 0]
+        return keyName.wire + [0, 250, 0, 255, 0, 0, 0, 0, UInt8(data.count >> 8), UInt8(data.count & 0xFF)] + data
+    }
+
     /// The OPT record among `count` additional records from `offset`, after `skipping` records of
     /// the answer and authority sections: `record` nil when there is none; `nil` altogether when
     /// the records are malformed, bytes follow the last one, or OPT breaks its rules (RFC 6891:
-    /// one, owned by the root, in the additional section, its options filling its data exactly).
-    static func readOPT(_ query: UnsafeRawBufferPointer, from offset: Int, count: UInt16, skipping: Int = 0) -> (record: DNSEDNS?, Void)? {
+    /// one, owned by the root, in the additional section, its options filling its data exactly),
+    /// or a TSIG record is not the last (RFC 8945 section 5.1). `tsig`: where a TSIG record starts.
+    static func readOPT(_ query: UnsafeRawBufferPointer, from offset: Int, count: UInt16, skipping: Int = 0)
+        -> (record: DNSEDNS?, tsig: Int?)? {
         var position = offset
         var found: DNSEDNS?
+        var tsig: Int?
         for index in 0..<(skipping + Int(count)) {
             guard let (end, nameLength) = try? DNSWire.readName(query, at: position), end + 10 <= query.count else { return nil }
             let type = DNSRecordType(rawValue: DNSWire.u16(query, end))
             let length = Int(DNSWire.u16(query, end + 8))
             guard end + 10 + length <= query.count else { return nil }
+            if type.rawValue == 250 {
+                guard index == skipping + Int(count) - 1 else { return nil }
+                tsig = position
+            }
             if type == .opt {
                 guard found == nil, nameLength == 1, index >= skipping else { return nil }
                 var edns = DNSEDNS(payloadSize: DNSWire.u16(query, end + 2))
@@ -379,6 +416,6 @@ public struct DNSResponder {
             position = end + 10 + length
         }
         guard position == query.count else { return nil }
-        return (found, ())
+        return (found, tsig)
     }
 }

@@ -280,6 +280,13 @@ let dnsNamespaceCounter = Atomic<Int>(0)
         [0, 0, 41, 0x04, 0xD0, 0, version, 0, 0, UInt8(options.count >> 8), UInt8(options.count & 0xFF)] + options
     }
 
+    /// A TSIG record signing a query with the key `key.` (HMAC-SHA256), which no server here has.
+    static func tsig(originalID: UInt16) -> [UInt8] {
+        let data = DNSName("hmac-sha256.")!.wire + [0, 0, 0x6A, 0x10, 0x2C, 0x5C, 1, 44, 0, 32] + [UInt8](repeating: 0xAB, count: 32)
+            + [UInt8(originalID >> 8), UInt8(originalID & 0xFF), 0, 0, 0, 0]
+        return DNSName("key.")!.wire + [0, 250, 0, 255, 0, 0, 0, 0, UInt8(data.count >> 8), UInt8(data.count & 0xFF)] + data
+    }
+
     @Test func answersAsKnotDoesForAParentAndChildAndForOddQueries() throws {
         guard Self.knotAvailable() else { return }
         let namespace = try ScratchNamespace(prefix: "sldns")
@@ -327,6 +334,10 @@ let dnsNamespaceCounter = Atomic<Int>(0)
             ("a query without a question", Self.header(id: 12, flags: 0, counts: [0, 0, 0, 1]) + Self.opt()),
             ("EDNS 1 without a question", Self.header(id: 13, flags: 0, counts: [0, 0, 0, 1]) + Self.opt(version: 1)),
             ("UPDATE of a zone named by A", Self.header(id: 14, flags: 5 << 11, counts: [1, 0, 0, 0]) + Self.question("p.test", 1)),
+            // Signed with a key neither server has: NOTAUTH, BADKEY in an unsigned TSIG (RFC 8945 5.2); TSIG not last: FORMERR.
+            ("a query signed with an unknown key", Self.header(id: 24, flags: 0, counts: [1, 0, 0, 1]) + Self.question("p.test", 1) + Self.tsig(originalID: 24)),
+            ("EDNS and a TSIG", Self.header(id: 25, flags: 0, counts: [1, 0, 0, 2]) + Self.question("p.test", 1) + Self.opt() + Self.tsig(originalID: 25)),
+            ("a TSIG before the OPT", Self.header(id: 26, flags: 0, counts: [1, 0, 0, 2]) + Self.question("p.test", 1) + Self.tsig(originalID: 26) + Self.opt()),
         ]
         for (what, query) in cases {
             let expected = try Self.ask(socket, IPEndpoint("127.0.0.1:5301")!, query)
