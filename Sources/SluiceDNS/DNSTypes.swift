@@ -31,7 +31,10 @@ public struct DNSRecordType: RawRepresentable, Hashable, Sendable, CustomStringC
         (.a, "A"), (.ns, "NS"), (.cname, "CNAME"), (.soa, "SOA"), (.ptr, "PTR"), (.mx, "MX"), (.txt, "TXT"),
         (.aaaa, "AAAA"), (.srv, "SRV"), (.opt, "OPT"), (.ds, "DS"), (.ixfr, "IXFR"), (.axfr, "AXFR"), (.any, "ANY"),
         (.caa, "CAA"), (.hinfo, "HINFO"), (.sshfp, "SSHFP"), (.dnskey, "DNSKEY"), (.tlsa, "TLSA"), (.cds, "CDS"),
-        (.cdnskey, "CDNSKEY"),
+        (.cdnskey, "CDNSKEY"), (.rp, "RP"), (.afsdb, "AFSDB"), (.rt, "RT"), (.naptr, "NAPTR"), (.kx, "KX"), (.cert, "CERT"),
+        (.rrsig, "RRSIG"), (.nsec, "NSEC"), (.dhcid, "DHCID"), (.nsec3, "NSEC3"), (.nsec3param, "NSEC3PARAM"), (.smimea, "SMIMEA"),
+        (.openpgpkey, "OPENPGPKEY"), (.svcb, "SVCB"), (.https, "HTTPS"), (.spf, "SPF"), (.eui48, "EUI48"), (.eui64, "EUI64"),
+        (.uri, "URI"),
     ]
 
     /// The type's mnemonic ("AAAA"), or the generic form ("TYPE65") of RFC 3597.

@@ -26,6 +26,13 @@ public struct DNSZone: Sendable {
                 if !outside.contains(record.name) { outside.append(record.name) }
                 continue
             }
+            // NSEC3 records live in a tree of their own hashed names, which Knot answers no query
+            // from; without DNSSEC answers they are not served.
+            if record.type == .nsec3 { continue }
+            // An RRSIG is served with the TTL it signed (its original TTL field), as Knot serves it.
+            if record.type == .rrsig, case .opaque(let bytes) = record.data, bytes.count >= 8 {
+                record.ttl = bytes[4..<8].reduce(0) { $0 << 8 | UInt32($1) }
+            }
             // Served as plain data, a DNAME would leave the names below it unanswered.
             guard record.type.rawValue != 39 else { throw fail("\(record.name) has a DNAME: DNAME redirection (RFC 6672) is not served") }
             var name = record.name
@@ -43,7 +50,7 @@ public struct DNSZone: Sendable {
         guard let soas = nodes[origin]?[.soa], soas.count == 1 else { throw fail("exactly one SOA at the apex is needed") }
         // One TTL per record set (RFC 2181 section 5.2): the last one's, as Knot keeps it.
         for (name, sets) in nodes {
-            for (type, set) in sets where Set(set.map(\.ttl)).count > 1 {
+            for (type, set) in sets where type != .rrsig && Set(set.map(\.ttl)).count > 1 {
                 nodes[name]![type] = set.map { var record = $0; record.ttl = set[set.count - 1].ttl; return record }
             }
         }

@@ -3,8 +3,8 @@ import SluicePackets
 /// Reads zone files in the master file format of RFC 1035 section 5: `$ORIGIN`, `$TTL`,
 /// relative names and `@`, owners left blank for the previous one, TTL and class in either
 /// order, parentheses across lines, comments, quoted strings with escapes, TTLs with units
-/// (`1h30m`), the types this module knows (DS, DNSKEY, SSHFP, TLSA and HINFO among them, kept as
-/// wire bytes) and any other as `TYPEnnn \# length hex` (RFC 3597).
+/// (`1h30m`), the types this module knows (DS, DNSKEY, SSHFP, TLSA, HINFO, NAPTR, SVCB, HTTPS and
+/// RRSIG among them, kept as wire bytes) and any other as `TYPEnnn \# length hex` (RFC 3597).
 public enum DNSZoneFile {
     struct Token {
         var bytes: [UInt8]
@@ -237,7 +237,10 @@ public enum DNSZoneFile {
             guard strings.allSatisfy({ $0.count <= 255 }) else { throw fail("strings of 0 to 255 bytes") }
             return .opaque(strings.flatMap { [UInt8($0.count)] + $0 })
         default:
-            throw fail("give its data in the generic form: \\# length hex")
+            guard let bytes = try wireData(type: type, tokens, origin: origin, line: line) else {
+                throw fail("give its data in the generic form: \\# length hex")
+            }
+            return .opaque(bytes)
         }
     }
 

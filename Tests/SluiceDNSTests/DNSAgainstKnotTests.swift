@@ -75,6 +75,9 @@ let dnsNamespaceCounter = Atomic<Int>(0)
             ("1.5.18.198.example.test.", .ptr), ("big.example.test.", .txt), ("other.org.", .a), ("test.", .soa),
             ("esc.example.test.", .txt), ("esc.example.test.", .hinfo), ("esc.example.test.", .caa), ("long.example.test.", .txt),
             ("mxbig.example.test.", .mx), ("outside.example.org.", .a),
+            ("naptr.example.test.", .naptr), ("rp.example.test.", .rp), ("uri.example.test.", .uri), ("cert.example.test.", .cert),
+            ("eui.example.test.", .eui48), ("svc.example.test.", .svcb), ("svc.example.test.", .https), ("svc.example.test.", .any),
+            ("svc.example.test.", .nsec3param), ("svc.example.test.", .rrsig), ("hashed.example.test.", .a),
         ]
         var messages: [DNSMessage] = []
         for (index, (name, type)) in questions.enumerated() {

@@ -1,0 +1,339 @@
+import SluicePackets
+
+extension DNSRecordType {
+    public static let rp = DNSRecordType(rawValue: 17)
+    public static let afsdb = DNSRecordType(rawValue: 18)
+    public static let rt = DNSRecordType(rawValue: 21)
+    public static let naptr = DNSRecordType(rawValue: 35)
+    public static let kx = DNSRecordType(rawValue: 36)
+    public static let cert = DNSRecordType(rawValue: 37)
+    public static let rrsig = DNSRecordType(rawValue: 46)
+    public static let nsec = DNSRecordType(rawValue: 47)
+    public static let dhcid = DNSRecordType(rawValue: 49)
+    public static let nsec3 = DNSRecordType(rawValue: 50)
+    public static let nsec3param = DNSRecordType(rawValue: 51)
+    public static let smimea = DNSRecordType(rawValue: 53)
+    public static let openpgpkey = DNSRecordType(rawValue: 61)
+    public static let svcb = DNSRecordType(rawValue: 64)
+    public static let https = DNSRecordType(rawValue: 65)
+    public static let spf = DNSRecordType(rawValue: 99)
+    public static let eui48 = DNSRecordType(rawValue: 108)
+    public static let eui64 = DNSRecordType(rawValue: 109)
+    public static let uri = DNSRecordType(rawValue: 256)
+}
+
+/// The zone-file forms of the types kept as wire bytes beyond RFC 1035's: each read as its RFC
+/// writes it and stored as the bytes a server sends (names whole and in lower case, as Knot
+/// stores them).
+extension DNSZoneFile {
+    /// Reads the data of `type` from `tokens`, or `nil` when the type is not one of these.
+    static func wireData(type: DNSRecordType, _ tokens: [Token], origin: DNSName, line: Int) throws(DNSError) -> [UInt8]? {
+        var reader = FieldReader(tokens: tokens, origin: origin, type: type, line: line)
+        func fail(_ reason: String) -> DNSError { reader.fail(reason) }
+        switch type {
+        case .spf:
+            guard !tokens.isEmpty else { throw fail("one or more strings") }
+            while reader.hasMore { try reader.characterString() }
+        case .naptr:
+            try reader.u16(); try reader.u16()
+            try reader.characterString(); try reader.characterString(); try reader.characterString()
+            try reader.name()
+        case .rp:
+            try reader.name(); try reader.name()
+        case .afsdb, .rt, .kx:
+            try reader.u16(); try reader.name()
+        case .uri:
+            try reader.u16(); try reader.u16()
+            let target = try reader.string()
+            guard !target.isEmpty else { throw fail("an empty target") }
+            reader.bytes += target
+        case .smimea:
+            try reader.u8(); try reader.u8(); try reader.u8(); try reader.rest(BinaryEncoding.hex)
+        case .openpgpkey, .dhcid:
+            try reader.rest(BinaryEncoding.base64)
+        case .cert:
+            try reader.u16(mnemonics: ["PKIX": 1, "SPKI": 2, "PGP": 3, "IPKIX": 4, "ISPKI": 5, "IPGP": 6, "ACPKIX": 7,
+                                       "IACPKIX": 8, "URI": 253, "OID": 254])
+            try reader.u16()
+            try reader.u8()
+            try reader.rest(BinaryEncoding.base64)
+        case .eui48, .eui64:
+            let parts = try reader.text().split(separator: "-", omittingEmptySubsequences: false)
+            guard parts.count == (type == .eui48 ? 6 : 8), parts.allSatisfy({ $0.count == 2 }),
+                  let bytes = hexBytes([Token(bytes: Array(parts.joined().utf8), quoted: false)])
+            else { throw fail("hex pairs joined by -") }
+            reader.bytes += bytes
+        case .nsec:
+            try reader.name()
+            try reader.typeBitmap()
+        case .nsec3param:
+            try reader.u8(); try reader.u8(); try reader.u16(); try reader.salt()
+        case .nsec3:
+            try reader.u8(); try reader.u8(); try reader.u16(); try reader.salt()
+            guard let hash = base32Hex(try reader.text()), !hash.isEmpty, hash.count <= 255 else { throw fail("bad base32hex hash") }
+            reader.bytes += [UInt8(hash.count)] + hash
+            try reader.typeBitmap()
+        case .rrsig:
+            guard let covered = DNSRecordType(try reader.text()) else { throw fail("bad type covered") }
+            reader.bytes += [UInt8(covered.rawValue >> 8), UInt8(covered.rawValue & 0xFF)]
+            try reader.u8(); try reader.u8(); try reader.u32()
+            try reader.time(); try reader.time()
+            try reader.u16(); try reader.name()
+            try reader.rest(BinaryEncoding.base64)
+        case .svcb, .https:
+            try reader.u16()
+            try reader.name()
+            try reader.serviceParameters()
+        default:
+            return nil
+        }
+        guard !reader.hasMore else { throw fail("\(tokens.count - reader.index) fields too many") }
+        return reader.bytes
+    }
+
+    /// Reads fields in order, appending their wire form to `bytes`.
+    struct FieldReader {
+        let tokens: [Token]
+        let origin: DNSName
+        let type: DNSRecordType
+        let line: Int
+        var index = 0
+        var bytes: [UInt8] = []
+
+        var hasMore: Bool { index < tokens.count }
+
+        func fail(_ reason: String) -> DNSError { .zoneSyntax(line: line, reason: "\(type): \(reason)") }
+
+        mutating func next() throws(DNSError) -> Token {
+            guard index < tokens.count else { throw fail("too few fields") }
+            index += 1
+            return tokens[index - 1]
+        }
+
+        mutating func text() throws(DNSError) -> String { try next().text }
+
+        mutating func string() throws(DNSError) -> [UInt8] {
+            guard let bytes = try next().string else { throw fail("a \\DDD escape needs three digits up to 255") }
+            return bytes
+        }
+
+        mutating func number(max: UInt64) throws(DNSError) -> UInt64 {
+            guard let value = UInt64(try text()), value <= max else { throw fail("bad number") }
+            return value
+        }
+
+        mutating func u8() throws(DNSError) { bytes.append(UInt8(try number(max: 0xFF))) }
+
+        mutating func u16(mnemonics: [String: UInt16] = [:]) throws(DNSError) {
+            let token = try text()
+            guard let value = mnemonics[token.uppercased()] ?? UInt16(token) else { throw fail("bad number \(token)") }
+            bytes += [UInt8(value >> 8), UInt8(value & 0xFF)]
+        }
+
+        mutating func u32() throws(DNSError) {
+            let value = UInt32(try number(max: UInt64(UInt32.max)))
+            bytes += [UInt8(value >> 24), UInt8(value >> 16 & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF)]
+        }
+
+        mutating func name() throws(DNSError) {
+            let token = try text()
+            guard let name = DNSName(token, origin: origin) else { throw fail("bad name \(token)") }
+            bytes += name.lowercased.wire
+        }
+
+        mutating func characterString() throws(DNSError) {
+            let value = try string()
+            guard value.count <= 255 else { throw fail("a string past 255 bytes") }
+            bytes += [UInt8(value.count)] + value
+        }
+
+        /// The remaining fields as one hex or base64 blob.
+        mutating func rest(_ encoding: BinaryEncoding) throws(DNSError) {
+            let rest = tokens[index...]
+            index = tokens.count
+            guard let data = encoding == .hex ? hexBytes(rest) : base64Bytes(rest), !data.isEmpty else {
+                throw fail(encoding == .hex ? "bad hex" : "bad base64")
+            }
+            bytes += data
+        }
+
+        /// NSEC3's salt: hex, or `-` for none.
+        mutating func salt() throws(DNSError) {
+            let token = try next()
+            if token.text == "-" {
+                bytes.append(0)
+                return
+            }
+            guard let salt = hexBytes([token]), !salt.isEmpty, salt.count <= 255 else { throw fail("bad salt") }
+            bytes += [UInt8(salt.count)] + salt
+        }
+
+        /// An RRSIG time: `YYYYMMDDHHmmSS` in UTC, or seconds (RFC 4034 section 3.2).
+        mutating func time() throws(DNSError) {
+            let token = try text()
+            let digits = token.compactMap(\.wholeNumberValue)
+            guard digits.count == token.count, !digits.isEmpty else { throw fail("bad time \(token)") }
+            var seconds: Int64
+            if digits.count == 14 {
+                func value(_ range: Range<Int>) -> Int64 { digits[range].reduce(0) { $0 * 10 + Int64($1) } }
+                let (year, month, day) = (value(0..<4), value(4..<6), value(6..<8))
+                guard (1...12).contains(month), (1...31).contains(day) else { throw fail("bad time \(token)") }
+                seconds = daysFromCivil(year: year, month: month, day: day) * 86400 + value(8..<10) * 3600 + value(10..<12) * 60 + value(12..<14)
+            } else {
+                guard let value = Int64(token), value <= Int64(UInt32.max) else { throw fail("bad time \(token)") }
+                seconds = value
+            }
+            // Serial number arithmetic (RFC 1982): the time modulo 2^32.
+            let value = UInt32(truncatingIfNeeded: seconds)
+            bytes += [UInt8(value >> 24), UInt8(value >> 16 & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF)]
+        }
+
+        /// The types of the remaining fields as an NSEC type bitmap (RFC 4034 section 4.1.2).
+        mutating func typeBitmap() throws(DNSError) {
+            var types: Set<UInt16> = []
+            while hasMore {
+                let token = try text()
+                guard let type = DNSRecordType(token) else { throw fail("bad type \(token)") }
+                types.insert(type.rawValue)
+            }
+            var windows: [UInt8: [UInt8]] = [:]
+            for type in types {
+                let window = UInt8(type >> 8)
+                let bit = Int(type & 0xFF)
+                var map = windows[window] ?? []
+                if map.count <= bit / 8 { map += [UInt8](repeating: 0, count: bit / 8 + 1 - map.count) }
+                map[bit / 8] |= 0x80 >> UInt8(bit % 8)
+                windows[window] = map
+            }
+            for window in windows.keys.sorted() {
+                let map = windows[window]!
+                bytes += [window, UInt8(map.count)] + map
+            }
+        }
+
+        /// SVCB and HTTPS parameters, `key=value` (RFC 9460 section 2.1), sorted by key on the wire.
+        mutating func serviceParameters() throws(DNSError) {
+            let keys: [String: UInt16] = ["mandatory": 0, "alpn": 1, "no-default-alpn": 2, "port": 3, "ipv4hint": 4, "ech": 5, "ipv6hint": 6]
+            var parameters: [(UInt16, [UInt8])] = []
+            while hasMore {
+                let token = try next()
+                let text = token.text
+                let (keyText, valueText) = text.firstIndex(of: "=").map { (String(text[..<$0]), String(text[text.index(after: $0)...])) }
+                    ?? (text, "")
+                let key: UInt16
+                if let known = keys[keyText.lowercased()] {
+                    key = known
+                } else if keyText.lowercased().hasPrefix("key"), let number = UInt16(keyText.dropFirst(3)) {
+                    key = number
+                } else {
+                    throw fail("unknown parameter \(keyText)")
+                }
+                guard !parameters.contains(where: { $0.0 == key }) else { throw fail("\(keyText) twice") }
+                var raw = Array(valueText.utf8)
+                if raw.count >= 2, raw.first == UInt8(ascii: "\""), raw.last == UInt8(ascii: "\"") { raw = Array(raw.dropFirst().dropLast()) }
+                guard let value = Token(bytes: raw, quoted: false).string else { throw fail("bad escape in \(keyText)") }
+                parameters.append((key, try parameterValue(key, value)))
+            }
+            for (key, value) in parameters.sorted(by: { $0.0 < $1.0 }) {
+                bytes += [UInt8(key >> 8), UInt8(key & 0xFF), UInt8(value.count >> 8), UInt8(value.count & 0xFF)] + value
+            }
+        }
+
+        func parameterValue(_ key: UInt16, _ value: [UInt8]) throws(DNSError) -> [UInt8] {
+            let text = String(decoding: value, as: UTF8.self)
+            let list = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            switch key {
+            case 0:
+                let names: [String: UInt16] = ["alpn": 1, "no-default-alpn": 2, "port": 3, "ipv4hint": 4, "ech": 5, "ipv6hint": 6]
+                var numbers: [UInt16] = []
+                for item in list {
+                    guard let number = names[item.lowercased()] ?? (item.lowercased().hasPrefix("key") ? UInt16(item.dropFirst(3)) : nil)
+                    else { throw fail("bad mandatory key \(item)") }
+                    numbers.append(number)
+                }
+                return numbers.sorted().flatMap { [UInt8($0 >> 8), UInt8($0 & 0xFF)] }
+            case 1:
+                guard !value.isEmpty else { throw fail("an empty alpn") }
+                var out: [UInt8] = []
+                for id in alpnList(value) {
+                    guard (1...255).contains(id.count) else { throw fail("an ALPN id of 1 to 255 bytes") }
+                    out += [UInt8(id.count)] + id
+                }
+                return out
+            case 2:
+                guard value.isEmpty else { throw fail("no-default-alpn takes no value") }
+                return []
+            case 3:
+                guard let port = UInt16(text) else { throw fail("bad port \(text)") }
+                return [UInt8(port >> 8), UInt8(port & 0xFF)]
+            case 4:
+                var out: [UInt8] = []
+                for item in list {
+                    guard let address = IPv4Address(item) else { throw fail("bad ipv4hint \(item)") }
+                    out += withUnsafeBytes(of: address.rawValue.bigEndian) { Array($0) }
+                }
+                return out
+            case 5:
+                guard let data = base64Bytes([Token(bytes: value, quoted: false)]) else { throw fail("bad ech") }
+                return data
+            case 6:
+                var out: [UInt8] = []
+                for item in list {
+                    guard let address = IPv6Address(item) else { throw fail("bad ipv6hint \(item)") }
+                    out += withUnsafeBytes(of: address.high.bigEndian) { Array($0) } + withUnsafeBytes(of: address.low.bigEndian) { Array($0) }
+                }
+                return out
+            default:
+                return value
+            }
+        }
+
+        /// An ALPN list: commas separate ids, `\,` is a comma within one (RFC 9460 appendix A.1).
+        func alpnList(_ value: [UInt8]) -> [[UInt8]] {
+            var ids: [[UInt8]] = [[]]
+            var index = 0
+            while index < value.count {
+                if value[index] == UInt8(ascii: "\\"), index + 1 < value.count {
+                    ids[ids.count - 1].append(value[index + 1])
+                    index += 2
+                    continue
+                }
+                if value[index] == UInt8(ascii: ",") { ids.append([]) } else { ids[ids.count - 1].append(value[index]) }
+                index += 1
+            }
+            return ids
+        }
+    }
+
+    /// Days from 1970-01-01 to a date of the proleptic Gregorian calendar.
+    static func daysFromCivil(year: Int64, month: Int64, day: Int64) -> Int64 {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        return era * 146_097 + dayOfEra - 719_468
+    }
+
+    /// Base32 with the extended hex alphabet, no padding (RFC 4648 section 7), as NSEC3 writes hashes.
+    static func base32Hex(_ text: String) -> [UInt8]? {
+        var bytes: [UInt8] = []
+        var buffer: UInt64 = 0
+        var bits = 0
+        for character in text.uppercased().utf8 {
+            let value: UInt8
+            switch character {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): value = character - UInt8(ascii: "0")
+            case UInt8(ascii: "A")...UInt8(ascii: "V"): value = character - UInt8(ascii: "A") + 10
+            default: return nil
+            }
+            buffer = buffer << 5 | UInt64(value)
+            bits += 5
+            if bits >= 8 {
+                bits -= 8
+                bytes.append(UInt8(truncatingIfNeeded: buffer >> UInt64(bits)))
+            }
+        }
+        return bits < 5 ? bytes : nil
+    }
+}
