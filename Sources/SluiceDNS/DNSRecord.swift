@@ -63,6 +63,24 @@ public struct DNSRecord: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The data's wire form with names whole, the key of the canonical order of records in a set
+    /// (RFC 4034 section 6.3; names already in lower case).
+    var canonicalData: [UInt8] {
+        func big<T: FixedWidthInteger>(_ value: T) -> [UInt8] { withUnsafeBytes(of: value.bigEndian) { Array($0) } }
+        switch data {
+        case .a(let address): return big(address.rawValue)
+        case .aaaa(let address): return big(address.high) + big(address.low)
+        case .name(let name): return name.wire
+        case let .soa(primary, mailbox, serial, refresh, retry, expire, minimum):
+            return primary.wire + mailbox.wire + [serial, refresh, retry, expire, minimum].flatMap(big)
+        case let .mx(preference, exchange): return big(preference) + exchange.wire
+        case .txt(let strings): return strings.flatMap { [UInt8(truncatingIfNeeded: $0.count)] + $0 }
+        case let .srv(priority, weight, port, target): return big(priority) + big(weight) + big(port) + target.wire
+        case let .caa(flags, tag, value): return [flags, UInt8(truncatingIfNeeded: tag.count)] + tag + value
+        case .opaque(let bytes): return bytes
+        }
+    }
+
     /// The record in zone file form: `name ttl IN TYPE data`.
     public var description: String { "\(name) \(ttl) \(recordClass == 1 ? "IN" : "CLASS\(recordClass)") \(type) \(dataText)" }
 

@@ -5,7 +5,7 @@ public struct DNSZone: Sendable {
     public let origin: DNSName
     /// The apex's SOA record.
     public let soa: DNSRecord
-    /// Record sets by owner, then by type, in the order the zone gave them.
+    /// Record sets by owner, then by type, each in canonical order.
     let nodes: [DNSName: [DNSRecordType: [DNSRecord]]]
     /// Owners of records outside the zone, which were left out (as Knot leaves them, with a warning).
     public let namesOutside: [DNSName]
@@ -52,6 +52,12 @@ public struct DNSZone: Sendable {
         for (name, sets) in nodes {
             for (type, set) in sets where type != .rrsig && Set(set.map(\.ttl)).count > 1 {
                 nodes[name]![type] = set.map { var record = $0; record.ttl = set[set.count - 1].ttl; return record }
+            }
+        }
+        // Each set in canonical order (RFC 4034 section 6.3), as Knot keeps and serves it.
+        for (name, sets) in nodes {
+            for (type, set) in sets where set.count > 1 {
+                nodes[name]![type] = set.sorted { $0.canonicalData.lexicographicallyPrecedes($1.canonicalData) }
             }
         }
         self.origin = origin

@@ -49,7 +49,6 @@ public enum DNSZoneFile {
         var records: [DNSRecord] = []
         var origin = origin
         var defaultTTL: UInt32?
-        var lastTTL: UInt32?
         var owner: DNSName?
         for entry in try entries(Array(text.utf8)) {
             let line = entry.line
@@ -92,23 +91,15 @@ public enum DNSZoneFile {
             guard let typeToken = tokens.first, let type = DNSRecordType(typeToken.text) else { throw fail("no record type") }
             tokens = tokens.dropFirst()
             let data = try recordData(type: type, Array(tokens), origin: origin, line: line)
-            let resolvedTTL: UInt32
-            if let recordTTL {
-                resolvedTTL = recordTTL
-            } else if let defaultTTL {
-                resolvedTTL = defaultTTL
-            } else if let lastTTL {
-                resolvedTTL = lastTTL
-            } else if case let .soa(_, _, _, _, _, _, minimum) = data {
-                resolvedTTL = minimum
-            } else {
-                throw fail("no TTL, and no $TTL before it")
-            }
-            lastTTL = resolvedTTL
-            records.append(DNSRecord(name: recordOwner, type: type, ttl: resolvedTTL, data: data))
+            // A record without a TTL takes $TTL's, or with none yet Knot's default of an hour (not
+            // RFC 1035's last one given).
+            records.append(DNSRecord(name: recordOwner, type: type, ttl: recordTTL ?? defaultTTL ?? Self.defaultTTL, data: data))
         }
         return records
     }
+
+    /// The TTL of a record that gives none before any `$TTL`, as Knot's `default-ttl`.
+    static let defaultTTL: UInt32 = 3600
 
     /// A TTL in seconds, or with units: `3600`, `1h`, `1h30m`, `2w`.
     static func ttl(_ text: String) -> UInt32? {

@@ -455,6 +455,7 @@ let dnsNamespaceCounter = Atomic<Int>(0)
             ["example.test", "SOA"], ["www.example.test", "A"], ["WwW.ExAmPlE.TeSt", "AAAA", "+edns"], ["x.wild.example.test", "A"],
             ["nothing.example.test", "A", "+dnssec"], ["foo.sub.example.test", "A"], ["example.test", "MX"], ["big.example.test", "TXT"],
             ["example.test", "ANY"], ["other.org", "A"], ["example.test", "SOA", "+edns=1"], ["gone.example.test", "A"],
+            ["order.example.test", "A"], ["esc.example.test", "TXT"], ["naptr.example.test", "NAPTR"], ["svc.example.test", "HTTPS"],
         ]
         for tool in ["kdig", "dig"] {
             for query in queries {

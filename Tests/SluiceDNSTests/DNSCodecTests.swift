@@ -109,6 +109,16 @@ import Testing
         #expect(throws: DNSError.self) { try DNSZoneFile.parse("$INCLUDE other", origin: .root) }
     }
 
+    @Test("as Knot reads a zone: an hour's TTL before any $TTL, escapes in bare strings, TXT strings past 255 bytes split")
+    func zoneFilesReadAsKnotReadsThem() throws {
+        let records = try DNSZoneFile.parse("@ SOA ns h 1 2 3 4 5\nx 77 A 198.18.0.2\ny A 198.18.0.3\n"
+                                            + "t TXT a\\;b \\065x e\\\"f\nl TXT " + String(repeating: "L", count: 300),
+                                            origin: DNSName("example.test.")!)
+        #expect(records.map(\.ttl) == [3600, 77, 3600, 3600, 3600])
+        #expect(records[3].data == .txt([Array("a;b".utf8), Array("Ax".utf8), Array("e\"f".utf8)]))
+        #expect(records[4].data == .txt([[UInt8](repeating: 76, count: 255), [UInt8](repeating: 76, count: 45)]))
+    }
+
     @Test func keyAndFingerprintTypesReadAsTheirRFCsWriteThem() throws {
         let text = """
             $TTL 60
