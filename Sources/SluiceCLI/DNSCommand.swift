@@ -106,7 +106,9 @@ struct DNSServe: ParsableCommand {
         guard let origin else { throw ValidationError("\(path) has no $ORIGIN: give it as ORIGIN=\(path)") }
         let zone: DNSZone
         do {
-            zone = try DNSZone(origin: origin, text: text)
+            let directory = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+            zone = try DNSZone(origin: origin, text: text, directory: path.hasPrefix("/") && directory.isEmpty ? "/" : directory.isEmpty ? "." : directory,
+                               include: TextFile.read)
         } catch {
             throw ValidationError("\(path): \(error)")
         }

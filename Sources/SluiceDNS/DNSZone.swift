@@ -66,9 +66,10 @@ public struct DNSZone: Sendable {
         namesOutside = outside
     }
 
-    /// Reads a zone file (``DNSZoneFile``) for `origin`.
-    public init(origin: DNSName, text: String) throws(DNSError) {
-        try self.init(origin: origin, records: try DNSZoneFile.parse(text, origin: origin))
+    /// Reads a zone file (``DNSZoneFile``) for `origin`; `$INCLUDE` reads with `include`, paths
+    /// relative to `directory`.
+    public init(origin: DNSName, text: String, directory: String = ".", include: DNSZoneFile.IncludeReader? = nil) throws(DNSError) {
+        try self.init(origin: origin, records: try DNSZoneFile.parse(text, origin: origin, directory: directory, include: include))
     }
 
     /// The record sets at `name`, or `nil` when the name does not exist.

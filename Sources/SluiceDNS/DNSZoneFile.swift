@@ -1,6 +1,6 @@
 import SluicePackets
 
-/// Reads zone files in the master file format of RFC 1035 section 5: `$ORIGIN`, `$TTL`,
+/// Reads zone files in the master file format of RFC 1035 section 5: `$ORIGIN`, `$TTL`, `$INCLUDE`,
 /// relative names and `@`, owners left blank for the previous one, TTL and class in either
 /// order, parentheses across lines, comments, quoted strings with escapes, TTLs with units
 /// (`1h30m`), the types this module knows (DS, DNSKEY, SSHFP, TLSA, HINFO, NAPTR, SVCB, HTTPS and
@@ -44,11 +44,25 @@ public enum DNSZoneFile {
         var tokens: [Token]
     }
 
+    /// Reads the file at a path for `$INCLUDE`; `nil` when it cannot be read.
+    public typealias IncludeReader = (String) -> String?
+
     /// Parses `text` into records, names relative to `origin` until a `$ORIGIN` says otherwise.
-    public static func parse(_ text: String, origin: DNSName) throws(DNSError) -> [DNSRecord] {
+    /// `$INCLUDE file [origin]` reads `file` with `include`, a relative path from `directory` (the
+    /// including file's); without `include` it is an error.
+    public static func parse(_ text: String, origin: DNSName, directory: String = ".", include: IncludeReader? = nil)
+        throws(DNSError) -> [DNSRecord] {
+        try parse(text, origin: origin, defaultTTL: nil, directory: directory, include: include, depth: 0)
+    }
+
+    /// Includes nested deeper than this are refused (a file that includes itself).
+    static let includeDepthLimit = 8
+
+    static func parse(_ text: String, origin: DNSName, defaultTTL: UInt32?, directory: String, include: IncludeReader?, depth: Int)
+        throws(DNSError) -> [DNSRecord] {
         var records: [DNSRecord] = []
         var origin = origin
-        var defaultTTL: UInt32?
+        var defaultTTL = defaultTTL
         var owner: DNSName?
         for entry in try entries(Array(text.utf8)) {
             let line = entry.line
@@ -65,8 +79,31 @@ public enum DNSZoneFile {
                 case "$TTL":
                     guard tokens.count >= 2, let ttl = ttl(tokens[tokens.startIndex + 1].text) else { throw fail("$TTL needs a TTL") }
                     defaultTTL = ttl
+                case "$INCLUDE":
+                    // RFC 1035 section 5.1: the file's records under the origin given (or this one)
+                    // and this $TTL; its own $ORIGIN and $TTL end with it.
+                    guard let include else { throw fail("$INCLUDE needs a zone read from a file") }
+                    guard (2...3).contains(tokens.count), depth < includeDepthLimit else {
+                        throw fail(tokens.count < 2 ? "$INCLUDE needs a file" : "$INCLUDE: a file name and an origin at most, \(includeDepthLimit) deep at most")
+                    }
+                    let file = tokens[tokens.startIndex + 1].text
+                    let path = file.hasPrefix("/") ? file : directory + "/" + file
+                    var includedOrigin = origin
+                    if tokens.count == 3 {
+                        guard let name = DNSName(tokens[tokens.startIndex + 2].text, origin: origin) else { throw fail("$INCLUDE: bad origin") }
+                        includedOrigin = name
+                    }
+                    guard let included = include(path) else { throw fail("$INCLUDE: cannot read \(path)") }
+                    let parent = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+                    do {
+                        records += try parse(included, origin: includedOrigin, defaultTTL: defaultTTL, directory: parent.isEmpty ? "/" : parent,
+                                             include: include, depth: depth + 1)
+                    } catch {
+                        guard case .zoneSyntax(let innerLine, let reason) = error else { throw error }
+                        throw fail("in \(path) line \(innerLine): \(reason)")
+                    }
                 default:
-                    throw fail("\(first.text) is not supported (only $ORIGIN and $TTL)")
+                    throw fail("\(first.text) is not supported (only $ORIGIN, $TTL and $INCLUDE)")
                 }
                 continue
             }

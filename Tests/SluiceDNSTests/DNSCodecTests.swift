@@ -109,6 +109,22 @@ import Testing
         #expect(throws: DNSError.self) { try DNSZoneFile.parse("$INCLUDE other", origin: .root) }
     }
 
+    @Test("$INCLUDE reads a file relative to the including one, under the origin given; its $ORIGIN ends with it; no endless nesting")
+    func includesAreRead() throws {
+        let files = [
+            "/zones/sub/hosts.zone": "$ORIGIN other.test.\nmail A 198.18.0.25\n$INCLUDE more.zone\n",
+            "/zones/sub/more.zone": "more A 198.18.0.26\n",
+            "/zones/loop.zone": "$INCLUDE loop.zone\n",
+        ]
+        let read: DNSZoneFile.IncludeReader = { files[$0] }
+        let records = try DNSZoneFile.parse("$TTL 60\n$INCLUDE sub/hosts.zone hosts\nwww A 198.18.0.80", origin: DNSName("example.test.")!,
+                                            directory: "/zones", include: read)
+        #expect(records.map(\.name.description) == ["mail.other.test.", "more.other.test.", "www.example.test."])
+        #expect(records.map(\.ttl) == [60, 60, 60])
+        #expect(throws: DNSError.self) { try DNSZoneFile.parse("$INCLUDE loop.zone", origin: .root, directory: "/zones", include: read) }
+        #expect(throws: DNSError.self) { try DNSZoneFile.parse("$INCLUDE missing.zone", origin: .root, directory: "/zones", include: read) }
+    }
+
     @Test("as Knot reads a zone: an hour's TTL before any $TTL, escapes in bare strings, TXT strings past 255 bytes split")
     func zoneFilesReadAsKnotReadsThem() throws {
         let records = try DNSZoneFile.parse("@ SOA ns h 1 2 3 4 5\nx 77 A 198.18.0.2\ny A 198.18.0.3\n"
