@@ -46,6 +46,10 @@ public struct TLSServerApplication: TLSStreamApplication {
 
     /// Echo bytes waiting for frames above which a connection stops receiving.
     static let pendingHighWater = 1 << 20
+    /// Records of a file one connection has in flight at most: under half the transport's send
+    /// budget, so it never stops receiving and a close_notify, a KeyUpdate or a bad record from
+    /// the client is acted on mid-file.
+    static let fileRecordsInFlight = 16
 
     /// An application in `mode`.
     public init(mode: TLSServeMode, keyUpdateAfter: Int? = nil) {
@@ -127,8 +131,13 @@ public struct TLSServerApplication: TLSStreamApplication {
                 writer.resumeReceiving()
             }
         case .file(let bytes):
-            if state.fileSent < bytes.count {
-                state.fileSent += bytes.withUnsafeBytes { writer.send(UnsafeRawBufferPointer(rebasing: $0[state.fileSent...])) }
+            if state.fileSent < bytes.count && !state.fileClosed {
+                let room = max(0, Self.fileRecordsInFlight - writer.framesHeld) * writer.engine.maximumContent
+                let end = min(bytes.count, state.fileSent + room)
+                if end > state.fileSent {
+                    state.fileSent += bytes.withUnsafeBytes { writer.send(UnsafeRawBufferPointer(rebasing: $0[state.fileSent..<end])) }
+                }
+                if state.fileSent < bytes.count { writer.notifyWhenFramesFree() }
             }
             // Once, at the end (at once for an empty file).
             if state.fileSent == bytes.count && !state.fileClosed {

@@ -56,6 +56,12 @@ public struct TLSWriter<Transport: StreamTransport> {
     /// What the handshake settled on.
     public var negotiated: TLSNegotiated? { engine.negotiated }
 
+    /// Frames the stream holds for sending: queued, in flight, or awaiting a zero-copy notification.
+    public var framesHeld: Int { transport.framesHeld(on: stream) }
+
+    /// Asks for ``TLSStreamApplication/writable(_:writer:)`` once frames come back to the pool.
+    public func notifyWhenFramesFree() { transport.notifyWhenFramesFree(stream) }
+
     /// Seals and queues as much of `plaintext` as frames allow.
     ///
     /// - Returns: the bytes taken (less than all when the pool runs low: send the rest from

@@ -340,6 +340,14 @@ struct TLSInteropTests {
             let lines = run.output.split(separator: "\n")
             #expect(lines.contains("status 0") && lines.last == "\(expected)", "\(file): \(run.output)")
         }
+        // TLS 1.2 answers the client's close_notify at once, the rest of the file unsent (RFC
+        // 5246 7.2.1): the server keeps receiving while it sends.
+        let (server, port) = try Self.serve(["--file", scratch["file"]])
+        let run = try Self.shell("timeout 30 \(SluiceExecutable.path) tls connect 127.0.0.1:\(port) --sni sluice.test --ca \(Self.authority) "
+            + "--max-version 1.2 < /dev/null > '\(scratch["got"])'; stat -c %s '\(scratch["got"])'", timeout: .seconds(40))
+        _ = Self.finish(server)
+        let got = Int(run.output.split(separator: "\n").last ?? "") ?? -1
+        #expect(got >= 0 && got < 16 << 20 && run.output.contains("TLSv1.2"), "TLS 1.2: \(run.output)")
     }
 
     @Test("early data the server does not take is skipped: the resumed connection works (RFC 8446 4.2.10)")
