@@ -18,18 +18,14 @@ public struct Fragmenter: Sendable {
         nextIdentification = identification
     }
 
-    /// Whether `packet`, whose IP header starts `networkOffset` bytes into its data, fits the MTU whole.
-    @inlinable
-    public func fits(_ packet: borrowing Packet, networkOffset: Int) -> Bool {
-        packet.length - networkOffset <= mtu
-    }
-
-    /// Cuts `packet` (its IP header `networkOffset` bytes into its data) into fragments appended
-    /// to `batch`, in order, with frames from `batch`'s pool. Its frame goes back to the pool.
+    /// Cuts `packet` (its IP header `networkOffset` bytes into its data) into fragments of at most
+    /// `mtu` bytes (the fragmenter's own when `nil`) appended to `batch`, in order, with frames
+    /// from `batch`'s pool. Its frame goes back to the pool.
     ///
     /// - Returns: how many fragments were appended: 0 when they could not all be (too little
     ///   room in `batch`, too few free frames, an MTU below the headers), and then none is.
-    public mutating func fragment(_ packet: consuming Packet, networkOffset: Int, into batch: inout PacketBatch) -> Int {
+    public mutating func fragment(_ packet: consuming Packet, networkOffset: Int, mtu: Int? = nil, into batch: inout PacketBatch) -> Int {
+        let mtu = mtu ?? self.mtu
         let pool = batch.pool
         let data = packet.dataStart
         let network = data + networkOffset

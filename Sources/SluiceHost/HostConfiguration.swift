@@ -66,6 +66,9 @@ public struct HostCounters: Equatable, Sendable {
     public var malformed: UInt64 = 0
     /// IPv4 header or ICMP checksums that did not verify, and UDP checksums of datagrams to a closed port.
     public var badChecksum: UInt64 = 0
+    /// ICMP "fragmentation needed" and ICMPv6 "packet too big" about the host's own packets: the
+    /// MTU they give now bounds what goes to that destination.
+    public var pathMTUUpdates: UInt64 = 0
     /// UDP datagrams to a port the service is not on, answered with ICMP port unreachable.
     public var portUnreachable: UInt64 = 0
     /// UDP datagrams to a port the service is not on, dropped unanswered: past the ICMP rate
@@ -93,6 +96,7 @@ public struct HostCounters: Equatable, Sendable {
         otherEtherType &+= other.otherEtherType
         malformed &+= other.malformed
         badChecksum &+= other.badChecksum
+        pathMTUUpdates &+= other.pathMTUUpdates
         portUnreachable &+= other.portUnreachable
         closedPort &+= other.closedPort
         reassembly.add(other.reassembly)
@@ -105,7 +109,8 @@ public struct HostCounters: Equatable, Sendable {
     public var fields: [(String, UInt64)] {
         [("arp_replies", arpReplies), ("neighbor_advertisements", neighborAdvertisements), ("echo_replies", echoReplies),
          ("ignored_control", ignoredControl), ("not_for_this_host", notForThisHost), ("other_ethertype", otherEtherType),
-         ("host_malformed", malformed), ("host_bad_checksum", badChecksum), ("port_unreachable_sent", portUnreachable),
+         ("host_malformed", malformed), ("host_bad_checksum", badChecksum), ("path_mtu_updates", pathMTUUpdates),
+         ("port_unreachable_sent", portUnreachable),
          ("closed_port", closedPort)]
             + reassembly.fields
             + [("fragmented_replies", fragmentedReplies), ("fragments_sent", fragmentsSent), ("dropped_output", droppedOutput)]

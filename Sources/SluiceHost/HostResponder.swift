@@ -22,6 +22,8 @@ public struct HostResponder: ~Copyable {
     public var counters = HostCounters()
     /// Reassembly of the fragments that arrive.
     public var reassembler: Reassembler
+    /// Path MTUs learned from ICMP, for the replies that follow.
+    public var pathMTUs = PathMTUCache()
 
     @usableFromInline let linkLayer: LinkLayer
     let ipv4Addresses: [IPv4Address]
@@ -30,6 +32,7 @@ public struct HostResponder: ~Copyable {
     let answersEcho: Bool
     let verifiesChecksums: Bool
     let udpPort: UInt16?
+    let mtu: Int
     var errorLimiter = ICMPErrorLimiter()
     /// The IPv4 identification of the host's own packets (echo replies, errors).
     var nextIdentification = UInt16.random(in: 0...UInt16.max)
@@ -43,6 +46,7 @@ public struct HostResponder: ~Copyable {
         answersEcho = configuration.answersEcho
         verifiesChecksums = configuration.verifiesChecksums
         udpPort = configuration.udpPort
+        mtu = configuration.mtu
         reassembler = Reassembler(pool: pool, limits: configuration.reassembly)
     }
 
@@ -90,7 +94,7 @@ public struct HostResponder: ~Copyable {
                 network = packet.dataStart + networkOffset
             }
             switch network.hostByte(9) {
-            case 1: return answerICMPv4(&packet, networkOffset: networkOffset)
+            case 1: return answerICMPv4(&packet, networkOffset: networkOffset, now: now)
             case 17: return checkPort(&packet, networkOffset: networkOffset, transportOffset: Int(network.hostByte(0) & 0x0F) * 4, now: now)
             default: return .service
             }
@@ -109,7 +113,7 @@ public struct HostResponder: ~Copyable {
                   let (upper, offset) = try? header.upperLayer()
             else { return .service }
             switch upper {
-            case 58: return answerICMPv6(&packet, networkOffset: networkOffset, icmpOffset: offset)
+            case 58: return answerICMPv6(&packet, networkOffset: networkOffset, icmpOffset: offset, now: now)
             case 17: return checkPort(&packet, networkOffset: networkOffset, transportOffset: offset, now: now)
             default: return .service
             }
@@ -150,7 +154,7 @@ public struct HostResponder: ~Copyable {
         return .answer
     }
 
-    mutating func answerICMPv4(_ packet: inout Packet, networkOffset: Int) -> HostDisposition {
+    mutating func answerICMPv4(_ packet: inout Packet, networkOffset: Int, now: Instant) -> HostDisposition {
         var network = packet.dataStart + networkOffset
         let headerLength = Int(network.hostByte(0) & 0x0F) * 4
         let total = Int(network.hostBig16(2))
@@ -166,6 +170,14 @@ public struct HostResponder: ~Copyable {
         let source = IPv4Address(networkBytesAt: network + 12)
         let destination = IPv4Address(networkBytesAt: network + 16)
         let icmp = network + headerLength
+        // Fragmentation needed, about a packet this host sent (its header quoted): RFC 1191, and
+        // the kernel's floor of 552 bytes (`min_pmtu`).
+        if icmp.hostByte(0) == 3, icmp.hostByte(1) == 4, icmpLength >= 28, ipv4Addresses.contains(destination),
+           icmp.hostByte(8) >> 4 == 4, ipv4Addresses.contains(IPv4Address(networkBytesAt: icmp + 20)) {
+            let reported = Int(icmp.hostBig16(6))
+            guard reported > 0 else { return drop(\.ignoredControl) }
+            return learnPathMTU(.v4(IPv4Address(networkBytesAt: icmp + 24)), max(552, reported), now: now)
+        }
         // Echo requests to this host only: not to a broadcast, not from an address no reply can reach.
         guard answersEcho, icmp.hostByte(0) == 8, icmp.hostByte(1) == 0, ipv4Addresses.contains(destination),
               source != .any, source.rawValue >> 28 < 14, source.rawValue >> 24 != 127
@@ -189,7 +201,7 @@ public struct HostResponder: ~Copyable {
         return .answer
     }
 
-    mutating func answerICMPv6(_ packet: inout Packet, networkOffset: Int, icmpOffset: Int) -> HostDisposition {
+    mutating func answerICMPv6(_ packet: inout Packet, networkOffset: Int, icmpOffset: Int, now: Instant) -> HostDisposition {
         var network = packet.dataStart + networkOffset
         let total = 40 + Int(network.hostBig16(4))
         guard networkOffset + total <= packet.length, total >= icmpOffset + 8 else { return drop(\.malformed) }
@@ -204,6 +216,11 @@ public struct HostResponder: ~Copyable {
             }
         }
         switch (icmp.hostByte(0), icmp.hostByte(1)) {
+        case (2, 0) where icmpLength >= 48 && ipv6Addresses.contains(destination) && icmp.hostByte(8) >> 4 == 6
+            && ipv6Addresses.contains(IPv6Address(networkBytesAt: icmp + 16)):
+            // Packet too big, about a packet this host sent: RFC 8201, never below 1280 bytes.
+            let reported = Int(icmp.hostBig32(4))
+            return learnPathMTU(.v6(IPv6Address(networkBytesAt: icmp + 32)), max(1280, reported), now: now)
         case (128, 0) where answersEcho && ipv6Addresses.contains(destination) && source.high >> 56 != 0xFF && source != .any:
             network = Self.turnEcho(&packet, networkOffset: networkOffset, headersLength: icmpOffset, fixedLength: 40,
                                     from: 0x8000, to: 0x8100)
@@ -228,6 +245,20 @@ public struct HostResponder: ~Copyable {
         default:
             return drop(\.ignoredControl)
         }
+    }
+
+    /// Remembers a path MTU below the device's for `destination`; the message is used up.
+    mutating func learnPathMTU(_ destination: IPAddress, _ pathMTU: Int, now: Instant) -> HostDisposition {
+        if pathMTU < mtu { pathMTUs.learn(destination, mtu: pathMTU, now: now) }
+        counters.pathMTUUpdates &+= 1
+        return .consumed
+    }
+
+    /// Where an IP packet the host sends goes: its destination address.
+    @inlinable
+    static func destination(of network: UnsafeMutableRawPointer) -> IPAddress {
+        network.load(as: UInt8.self) >> 4 == 6 ? .v6(IPv6Address(networkBytesAt: network + 24))
+            : .v4(IPv4Address(networkBytesAt: network + 16))
     }
 
     /// A UDP datagram to a port the service is not on is answered as by a host with no socket

@@ -91,7 +91,7 @@ public struct HostStage<Service: Stage & ~Copyable>: Stage, ~Copyable {
         if let due = service.pollTimeout(), due <= now {
             service.handleTimeout(now: now, output: &fromService)
             fromService.takeAll {
-                Self.send($0, output: &output, fragmenter: &fragmenter, waiting: &waiting, responder: &responder)
+                Self.send($0, output: &output, fragmenter: &fragmenter, waiting: &waiting, responder: &responder, now: now)
             }
         }
     }
@@ -101,23 +101,29 @@ public struct HostStage<Service: Stage & ~Copyable>: Stage, ~Copyable {
         guard !toService.isEmpty else { return }
         service.handle(&toService, output: &fromService, now: now)
         fromService.takeAll {
-            Self.send($0, output: &output, fragmenter: &fragmenter, waiting: &waiting, responder: &responder)
+            Self.send($0, output: &output, fragmenter: &fragmenter, waiting: &waiting, responder: &responder, now: now)
         }
     }
 
     /// Sends `packet` on, in fragments if it is longer than the MTU, behind whatever waits.
     @inlinable
     mutating func send(_ packet: consuming Packet, output: inout PacketBatch) {
-        Self.send(packet, output: &output, fragmenter: &fragmenter, waiting: &waiting, responder: &responder)
+        Self.send(packet, output: &output, fragmenter: &fragmenter, waiting: &waiting, responder: &responder, now: lastNow)
     }
 
     /// ``send(_:output:)`` on the parts of the stage it changes, so the service's output batch
     /// can be drained into it.
     @inlinable
     static func send(_ packet: consuming Packet, output: inout PacketBatch, fragmenter: inout Fragmenter,
-                     waiting: inout PacketBatch, responder: inout HostResponder) {
+                     waiting: inout PacketBatch, responder: inout HostResponder, now: Instant) {
         let networkOffset = responder.networkOffset(of: packet)
-        if fragmenter.fits(packet, networkOffset: networkOffset) {
+        var mtu = fragmenter.mtu
+        // A path MTU learned from ICMP is never below 552 bytes: shorter packets need no look-up.
+        if !responder.pathMTUs.isEmpty, packet.length - networkOffset > 552, packet.length >= networkOffset + 40,
+           let learned = responder.pathMTUs.mtu(for: HostResponder.destination(of: packet.dataStart + networkOffset), now: now) {
+            mtu = min(mtu, learned)
+        }
+        if packet.length - networkOffset <= mtu {
             if waiting.isEmpty && !output.isFull {
                 output.append(packet)
             } else if !waiting.isFull {
@@ -128,7 +134,7 @@ public struct HostStage<Service: Stage & ~Copyable>: Stage, ~Copyable {
             }
             return
         }
-        let fragments = fragmenter.fragment(packet, networkOffset: networkOffset, into: &waiting)
+        let fragments = fragmenter.fragment(packet, networkOffset: networkOffset, mtu: mtu, into: &waiting)
         if fragments == 0 {
             responder.counters.droppedOutput &+= 1
         } else {

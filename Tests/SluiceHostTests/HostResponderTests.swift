@@ -206,4 +206,67 @@ import Testing
                 == .consumed)
         #expect(responder.counters.notForThisHost == 1)
     }
+
+    /// An ICMP "fragmentation needed" (MTU `mtu`) from 198.18.1.1 about a packet from `quotedSource` to 198.18.9.9.
+    func fragmentationNeeded(mtu: UInt16, quotedSource: IPv4Address = IPv4Address(198, 18, 1, 2)) -> [UInt8] {
+        var quoted = [UInt8](repeating: 0, count: 28)
+        quoted.withUnsafeMutableBytes {
+            _ = IPv4Header.emit(into: $0.baseAddress!, source: quotedSource, destination: IPv4Address(198, 18, 9, 9),
+                                protocol: 17, payloadLength: 1472, identification: 7)
+        }
+        var message: [UInt8] = [3, 4, 0, 0, 0, 0, UInt8(mtu >> 8), UInt8(mtu & 0xFF)] + quoted
+        let checksum = message.withUnsafeBytes { InternetChecksum.checksum($0) }
+        message[2] = UInt8(checksum >> 8); message[3] = UInt8(checksum & 0xFF)
+        var packet = [UInt8](repeating: 0, count: 20)
+        packet.withUnsafeMutableBytes {
+            _ = IPv4Header.emit(into: $0.baseAddress!, source: IPv4Address(198, 18, 1, 1), destination: IPv4Address(198, 18, 1, 2),
+                                protocol: 1, payloadLength: message.count, identification: 1)
+        }
+        return packet + message
+    }
+
+    @Test("fragmentation needed about the host's own packet bounds what goes to that destination, never below 552 bytes")
+    func fragmentationNeededSetsThePathMTU() {
+        var responder = responder(linkLayer: .ip)
+        let now = Instant(nanoseconds: 1)
+        #expect(admit(&responder, fragmentationNeeded(mtu: 1280)).0 == .consumed)
+        #expect(responder.pathMTUs.mtu(for: .v4(IPv4Address(198, 18, 9, 9)), now: now) == 1280)
+        #expect(responder.counters.pathMTUUpdates == 1)
+        #expect(admit(&responder, fragmentationNeeded(mtu: 300)).0 == .consumed)
+        #expect(responder.pathMTUs.mtu(for: .v4(IPv4Address(198, 18, 9, 9)), now: now) == 552)
+        // Ten minutes on, it is forgotten.
+        #expect(responder.pathMTUs.mtu(for: .v4(IPv4Address(198, 18, 9, 9)), now: now + .seconds(601)) == nil)
+        // About a packet another host sent: not this host's path.
+        var other = self.responder(linkLayer: .ip)
+        #expect(admit(&other, fragmentationNeeded(mtu: 1280, quotedSource: IPv4Address(198, 18, 1, 7))).0 == .consumed)
+        #expect(other.pathMTUs.isEmpty && other.counters.pathMTUUpdates == 0)
+    }
+
+    /// Passes every packet on as it came: the host stage's service, for watching what the host sends.
+    struct PassThrough: Stage {
+        mutating func handle(_ input: inout PacketBatch, output: inout PacketBatch, now: Instant) {
+            input.takeAll { output.append($0) }
+        }
+    }
+
+    @Test("after fragmentation needed, a packet to that destination leaves in fragments that fit the path; to others, whole")
+    func packetsFollowThePathMTU() {
+        let host = HostConfiguration(addresses: [.v4(IPv4Address(198, 18, 1, 2))], mtu: 1500)
+        var stage = HostStage(PassThrough(), configuration: host, format: .ip, pool: harness.pool)
+        let now = Instant(nanoseconds: 1)
+        func run(_ bytes: [UInt8]) -> [Int] {
+            var input = PacketBatch(pool: harness.pool)
+            var output = PacketBatch(pool: harness.pool)
+            input.append(harness.packet(bytes))
+            stage.handle(&input, output: &output, now: now)
+            var lengths: [Int] = []
+            output.takeAll { lengths.append($0.length); harness.pool.release($0) }
+            return lengths
+        }
+        #expect(run(fragmentationNeeded(mtu: 1280)).isEmpty)
+        let toPeer = Harness.datagram(from: "198.18.1.2:9000", to: "198.18.9.9:4000", payload: 1400)
+        let fragments = run(toPeer)
+        #expect(fragments.count == 2 && fragments.allSatisfy { $0 <= 1280 }, "\(fragments)")
+        #expect(run(Harness.datagram(from: "198.18.1.2:9000", to: "198.18.9.8:4000", payload: 1400)) == [1428])
+    }
 }
