@@ -69,7 +69,7 @@ docs:
 # libFuzzer (with AddressSanitizer) on every parser of untrusted bytes, SECONDS each, seeded from
 # Tests/Fuzz/Corpus/<target>; what a run adds goes to .build-fuzz/corpus. A crash stops it and
 # leaves crash-* with the input (make it a regression test).
-FUZZ_TARGETS := fuzz-udp-stage fuzz-dns-message fuzz-dns-zone fuzz-resolver-configuration fuzz-metrics-text fuzz-addresses \
+FUZZ_TARGETS := fuzz-udp-stage fuzz-dns-message fuzz-dns-zone fuzz-dns-responder fuzz-resolver-configuration fuzz-metrics-text fuzz-addresses \
                 fuzz-tls-server fuzz-reassembly fuzz-control-messages fuzz-virtio-net fuzz-host-stage fuzz-number-list
 SECONDS ?= 30
 fuzz: deps

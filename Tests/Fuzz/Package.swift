@@ -20,6 +20,7 @@ let package = Package(
         fuzzTarget("fuzz-udp-stage", [.product(name: "SluiceUDP", package: "Sluice"), .product(name: "SluicePackets", package: "Sluice")]),
         fuzzTarget("fuzz-dns-message", [.product(name: "SluiceDNS", package: "Sluice")]),
         fuzzTarget("fuzz-dns-zone", [.product(name: "SluiceDNS", package: "Sluice")]),
+        fuzzTarget("fuzz-dns-responder", [.product(name: "SluiceDNS", package: "Sluice")]),
         fuzzTarget("fuzz-resolver-configuration", [.product(name: "SluiceDNS", package: "Sluice")]),
         fuzzTarget("fuzz-metrics-text", [.product(name: "SluicePrometheus", package: "Sluice")]),
         fuzzTarget("fuzz-addresses", [.product(name: "SluicePackets", package: "Sluice")]),

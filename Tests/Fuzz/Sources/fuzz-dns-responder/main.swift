@@ -1,0 +1,38 @@
+import FuzzDriver
+import SluiceDNS
+
+/// A query to an authoritative server, over UDP and over TCP: answered in its own buffer, never
+/// past the buffer's capacity, and what it answers decodes.
+let zone = try! DNSZone(origin: DNSName("example.test.")!, text: """
+    $TTL 3600
+    @ SOA ns1 hostmaster 1 7200 3600 1209600 300
+      NS ns1
+      MX 10 mail
+    ns1 A 198.18.5.53
+    mail A 198.18.5.25
+      AAAA 2001:2:5::25
+    www CNAME mail
+    *.wild TXT "wildcard"
+    sub NS ns.sub
+    ns.sub A 198.18.6.53
+    svc HTTPS 1 . alpn=h2 port=443
+    """)
+nonisolated(unsafe) var responder = DNSResponder(authority: DNSAuthority(zones: [zone]))
+let capacity = 65535
+nonisolated(unsafe) let buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+
+func fuzz(_ start: UnsafePointer<UInt8>?, _ count: Int) -> Int32 {
+    let query = input(start, count)
+    guard let base = query.baseAddress, query.count <= capacity else { return 0 }
+    for (overTCP, limit) in [(false, 512), (false, 4096), (true, capacity)] {
+        buffer.copyMemory(from: base, byteCount: query.count)
+        guard let length = responder.respond(buffer, length: query.count, capacity: max(limit, query.count), overTCP: overTCP)
+        else { continue }
+        precondition(length >= 12 && length <= max(limit, query.count), "a response of \(length) bytes for a buffer of \(limit)")
+        let response = Array(UnsafeRawBufferPointer(start: buffer, count: length))
+        precondition((try? DNSMessage.decode(response)) != nil, "a response that does not decode")
+    }
+    return 0
+}
+
+runFuzzer(fuzz)
