@@ -184,17 +184,7 @@ public struct HostResponder: ~Copyable {
         else { return drop(\.ignoredControl) }
         network = Self.turnEcho(&packet, networkOffset: networkOffset, headersLength: headerLength, fixedLength: 20,
                                 from: 0x0800, to: 0x0000)
-        network.hostSetByte(0, 0x45)
-        network.hostSetBig16(2, UInt16(20 + icmpLength))
-        network.hostSetBig16(4, nextIdentification)
-        nextIdentification &+= 1
-        network.hostSetBig16(6, 0)
-        network.hostSetByte(8, 64)
-        destination.store(networkBytesAt: network + 12)
-        source.store(networkBytesAt: network + 16)
-        network.hostSetBig16(10, 0)
-        let checksum = InternetChecksum.checksum(UnsafeRawBufferPointer(start: network, count: 20))
-        network.storeBytes(of: checksum.bigEndian, toByteOffset: 10, as: UInt16.self)
+        writeICMPv4Header(network, tos: network.hostByte(1), icmpLength: icmpLength, from: destination, to: source)
         packet.length = networkOffset + 20 + icmpLength
         turnLink(packet.dataStart)
         counters.echoReplies &+= 1
@@ -310,15 +300,8 @@ public struct HostResponder: ~Copyable {
         icmp.hostSetBig32(4, 0)
         switch (source, destination) {
         case let (.v4(s), .v4(d)):
-            // Precedence "internetwork control", as the kernel marks its errors; DF clear.
-            network.hostSetBig32(0, 0x45C0_0000 | UInt32(headerLength + icmpLength))
-            network.hostSetBig16(4, nextIdentification)
-            nextIdentification &+= 1
-            network.hostSetBig32(8, 0x4001_0000)
-            network.hostSetBig16(6, 0)
-            d.store(networkBytesAt: network + 12)
-            s.store(networkBytesAt: network + 16)
-            network.hostSetBig16(10, InternetChecksum.checksum(UnsafeRawBufferPointer(start: network, count: 20)))
+            // Precedence "internetwork control", as the kernel marks its errors.
+            writeICMPv4Header(network, tos: 0xC0, icmpLength: icmpLength, from: d, to: s)
             icmp.hostSetBig16(2, InternetChecksum.checksum(UnsafeRawBufferPointer(start: icmp, count: icmpLength)))
         case let (.v6(s), .v6(d)):
             network.hostSetBig32(0, 0x6000_0000)
@@ -336,6 +319,20 @@ public struct HostResponder: ~Copyable {
         turnLink(packet.dataStart)
         counters.portUnreachable &+= 1
         return .answer
+    }
+
+    /// Writes the fixed IPv4 header of an ICMP message the host sends: TTL 64, DF clear, the
+    /// host's own identification, `tos` as given.
+    mutating func writeICMPv4Header(_ network: UnsafeMutableRawPointer, tos: UInt8, icmpLength: Int,
+                                    from source: IPv4Address, to destination: IPv4Address) {
+        network.hostSetBig32(0, 0x4500_0000 | UInt32(tos) << 16 | UInt32(20 + icmpLength))
+        network.hostSetBig16(4, nextIdentification)
+        nextIdentification &+= 1
+        network.hostSetBig32(8, 0x4001_0000)
+        network.hostSetBig16(6, 0)
+        source.store(networkBytesAt: network + 12)
+        destination.store(networkBytesAt: network + 16)
+        network.hostSetBig16(10, InternetChecksum.checksum(UnsafeRawBufferPointer(start: network, count: 20)))
     }
 
     func isOwn(_ address: IPAddress) -> Bool {
