@@ -239,8 +239,10 @@ public enum TLSServer {
         let cpuStart = ProcessCPU.seconds()
         var handler = TLSStreamHandler(application: TLSServerApplication(mode: mode, keyUpdateAfter: keyUpdateAfter),
                                        serverContext: context)
-        // Sending stops short of the frames that refill the receive ring once.
-        handler.reservedFrames = Int(configuration.receiveBuffers)
+        // Sending stops short of the frames that refill the receive ring once, but never of all
+        // the frames outside the ring: a small pool must still send.
+        let outsideRing = configuration.frameCount - Int(configuration.receiveBuffers)
+        handler.reservedFrames = min(Int(configuration.receiveBuffers), outsideRing / 2)
         handler.handshakeTimeout = handshakeTimeout
         let run = try StreamServerRun.serve(&handler, listen: endpoint, configuration: configuration,
                                             checkInterval: checkInterval, metrics: metrics,
