@@ -125,11 +125,8 @@ struct DNSQuery: ParsableCommand {
         abstract: "Resolve a name as a stub resolver does and print the answer like dig +short (or in full).",
         discussion: "Uses /etc/hosts and /etc/resolv.conf, or only @SERVER when given; retries over TCP when an answer is truncated.")
 
-    @Argument(help: "The name to resolve.")
-    var name: String
-
-    @Argument(help: "The record type (A, AAAA, MX, TXT, …, or TYPEnnn), and @SERVER or @SERVER:PORT.")
-    var rest: [String] = []
+    @Argument(help: "The name to resolve, then its record type (A, AAAA, MX, TXT, …, or TYPEnnn), and @SERVER or @SERVER:PORT anywhere among them, as dig takes them.")
+    var arguments: [String]
 
     @Flag(help: "Print the whole answer: response code, answer and authority sections, where it came from.")
     var full = false
@@ -141,32 +138,38 @@ struct DNSQuery: ParsableCommand {
         _ = try parsed()
     }
 
-    /// The type and the server among the trailing arguments.
-    func parsed() throws -> (DNSRecordType, IPEndpoint?) {
-        var type = DNSRecordType.a
+    /// The name, the type and the server among the arguments.
+    func parsed() throws -> (name: String, type: DNSRecordType, server: IPEndpoint?) {
+        var name: String?
+        var type: DNSRecordType?
         var server: IPEndpoint?
-        for argument in rest {
+        for argument in arguments {
             if argument.hasPrefix("@") {
-                let text = String(argument.dropFirst())
+                var text = String(argument.dropFirst())
+                if text.hasPrefix("["), text.hasSuffix("]") { text = String(text.dropFirst().dropLast()) }
                 if let address = IPAddress(text) {
                     server = IPEndpoint(address: address, port: 53)
                 } else if let endpoint = IPEndpoint(text) {
                     server = endpoint
-                } else {
+                }
+                guard let chosen = server, chosen.address != .v4(.any), chosen.address != .v6(.any), chosen.port != 0 else {
                     throw ValidationError("bad server \(argument): give @ADDRESS or @ADDRESS:PORT ([IPv6]:PORT)")
                 }
-            } else if let known = DNSRecordType(argument) {
+            } else if name == nil {
+                name = argument
+            } else if type == nil, let known = DNSRecordType(argument) {
                 type = known
             } else {
-                throw ValidationError("unknown record type \(argument)")
+                throw ValidationError(type == nil ? "unknown record type \(argument)" : "one name and one type: \(argument) is extra")
             }
         }
-        return (type, server)
+        guard let name else { throw ValidationError("give the name to resolve") }
+        return (name, type ?? .a, server)
     }
 
     func run() throws {
         if let netns { try NetworkNamespace.enter(netns) }
-        let (type, server) = try parsed()
+        let (name, type, server) = try parsed()
         let resolver: DNSStubResolver
         if let server {
             var configuration = DNSResolverConfiguration()

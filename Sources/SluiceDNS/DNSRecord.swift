@@ -97,6 +97,7 @@ public struct DNSRecord: Hashable, Sendable, CustomStringConvertible {
         case let .srv(priority, weight, port, target): return "\(priority) \(weight) \(port) \(target)"
         case let .caa(flags, tag, value): return "\(flags) \(String(decoding: tag, as: UTF8.self)) \(Self.quoted(value))"
         case .opaque(let bytes):
+            if let text = Self.presentation(type: type, bytes) { return text }
             return "\\# \(bytes.count)" + (bytes.isEmpty ? "" : " " + bytes.map { String($0, radix: 16, uppercase: true).leftPadded(2) }.joined())
         }
     }

@@ -445,6 +445,26 @@ let dnsNamespaceCounter = Atomic<Int>(0)
         }.joined(separator: "\n")
     }
 
+    @Test("sluice dns query prints what dig +short prints, for the types kept as wire bytes too, with @SERVER first or last")
+    func dnsQueryPrintsAsDigShort() throws {
+        guard Self.knotAvailable(alsoNeeding: ["/usr/bin/dig"]) else { return }
+        let namespace = try ScratchNamespace(prefix: "sldns")
+        let knot = try Knot(namespace: namespace.name, listen: "127.0.0.1@5301")
+        usleep(300_000)
+        let queries = [["www.example.test", "A"], ["esc.example.test", "TXT"], ["esc.example.test", "HINFO"], ["naptr.example.test", "NAPTR"],
+                       ["uri.example.test", "URI"], ["eui.example.test", "EUI48"], ["svc.example.test", "SVCB"], ["svc.example.test", "HTTPS"],
+                       ["svc.example.test", "NSEC3PARAM"], ["example.test", "MX"]]
+        for (index, query) in queries.enumerated() {
+            let dig = try ChildProcess("/usr/sbin/ip", ["netns", "exec", namespace.name, "/usr/bin/dig", "@127.0.0.1", "-p", "5301", "+short"] + query)
+            _ = dig.waitForExit(timeout: .seconds(20))
+            let server = "@127.0.0.1:5301"
+            let ours = try ChildProcess(sluice: ["dns", "query", "--netns", namespace.name] + (index % 2 == 0 ? [server] + query : query + [server]))
+            #expect(ours.waitForExit(timeout: .seconds(20)) == 0, "\(query): \(ours.text)")
+            #expect(ours.text == dig.text, "\(query):\n\(dig.text)---\n\(ours.text)")
+        }
+        withExtendedLifetime(knot) {}
+    }
+
     @Test func digAndKdigPrintTheSameForBothServers() throws {
         guard Self.knotAvailable(alsoNeeding: ["/usr/bin/kdig", "/usr/bin/dig"]) else { return }
         let namespace = try ScratchNamespace(prefix: "sldns")

@@ -1,0 +1,136 @@
+import SluicePackets
+
+extension DNSRecord {
+    /// The presentation form of data kept as wire bytes, for the types whose layout Sluice reads
+    /// (as `dig +short` prints them); `nil` for others, or data that does not fit the layout.
+    static func presentation(type: DNSRecordType, _ bytes: [UInt8]) -> String? {
+        var reader = WireReader(bytes: bytes)
+        var parts: [String] = []
+        switch type {
+        case .hinfo, .spf:
+            while !reader.atEnd {
+                guard let string = reader.characterString() else { return nil }
+                parts.append(quoted(string))
+            }
+            guard !parts.isEmpty, type != .hinfo || parts.count == 2 else { return nil }
+        case .naptr:
+            guard let order = reader.u16(), let preference = reader.u16() else { return nil }
+            parts = ["\(order)", "\(preference)"]
+            for _ in 0..<3 {
+                guard let string = reader.characterString() else { return nil }
+                parts.append(quoted(string))
+            }
+            guard let replacement = reader.name() else { return nil }
+            parts.append(replacement.description)
+        case .uri:
+            guard let priority = reader.u16(), let weight = reader.u16(), !reader.atEnd else { return nil }
+            parts = ["\(priority)", "\(weight)", quoted(reader.rest())]
+        case .eui48, .eui64:
+            guard bytes.count == (type == .eui48 ? 6 : 8) else { return nil }
+            return bytes.map { String($0, radix: 16).leftPadded(2) }.joined(separator: "-")
+        case .nsec3param:
+            guard let algorithm = reader.u8(), let flags = reader.u8(), let iterations = reader.u16(), let length = reader.u8(),
+                  let salt = reader.take(Int(length)), reader.atEnd else { return nil }
+            parts = ["\(algorithm)", "\(flags)", "\(iterations)", salt.isEmpty ? "-" : hex(salt)]
+        case .svcb, .https:
+            guard let priority = reader.u16(), let target = reader.name() else { return nil }
+            parts = ["\(priority)", target.description]
+            while !reader.atEnd {
+                guard let key = reader.u16(), let length = reader.u16(), let value = reader.take(Int(length)),
+                      let parameter = serviceParameter(key, value) else { return nil }
+                parts.append(parameter)
+            }
+        default:
+            return nil
+        }
+        return reader.atEnd ? parts.joined(separator: " ") : nil
+    }
+
+    static func hex(_ bytes: [UInt8]) -> String { bytes.map { String($0, radix: 16, uppercase: true).leftPadded(2) }.joined() }
+
+    /// One SVCB parameter as RFC 9460 writes it: `key=value`.
+    static func serviceParameter(_ key: UInt16, _ value: [UInt8]) -> String? {
+        var reader = WireReader(bytes: value)
+        switch key {
+        case 0:
+            var keys: [String] = []
+            while let number = reader.u16() { keys.append(serviceKeyName(number)) }
+            return reader.atEnd ? "mandatory=" + keys.joined(separator: ",") : nil
+        case 1:
+            var ids: [String] = []
+            while !reader.atEnd {
+                guard let id = reader.characterString() else { return nil }
+                ids.append(String(decoding: id, as: UTF8.self).replacing(",", with: "\\\\,"))
+            }
+            return "alpn=\"" + ids.joined(separator: ",") + "\""
+        case 2:
+            return value.isEmpty ? "no-default-alpn" : nil
+        case 3:
+            guard let port = reader.u16(), reader.atEnd else { return nil }
+            return "port=\(port)"
+        case 4:
+            guard !value.isEmpty, value.count % 4 == 0 else { return nil }
+            return "ipv4hint=" + stride(from: 0, to: value.count, by: 4).map { value[$0..<$0 + 4].map(String.init).joined(separator: ".") }
+                .joined(separator: ",")
+        case 5:
+            return "ech=" + base64(value)
+        case 6:
+            guard !value.isEmpty, value.count % 16 == 0 else { return nil }
+            return "ipv6hint=" + stride(from: 0, to: value.count, by: 16).map { start in
+                value.withUnsafeBytes { IPv6Address(networkBytesAt: $0.baseAddress! + start).description }
+            }.joined(separator: ",")
+        default:
+            return serviceKeyName(key) + "=" + quoted(value)
+        }
+    }
+
+    /// Base64 with padding (RFC 4648 section 4).
+    static func base64(_ bytes: [UInt8]) -> String {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+        var text = ""
+        for start in stride(from: 0, to: bytes.count, by: 3) {
+            let chunk = bytes[start..<min(start + 3, bytes.count)]
+            let value = chunk.enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (16 - 8 * UInt32($1.offset)) }
+            for index in 0..<4 {
+                text.append(index <= chunk.count ? alphabet[Int(value >> (18 - 6 * UInt32(index)) & 63)] : "=")
+            }
+        }
+        return text
+    }
+
+    static func serviceKeyName(_ key: UInt16) -> String {
+        let names = ["mandatory", "alpn", "no-default-alpn", "port", "ipv4hint", "ech", "ipv6hint"]
+        return Int(key) < names.count ? names[Int(key)] : "key\(key)"
+    }
+
+    /// Reads fields in order from record data.
+    struct WireReader {
+        let bytes: [UInt8]
+        var at = 0
+
+        var atEnd: Bool { at == bytes.count }
+
+        mutating func take(_ count: Int) -> [UInt8]? {
+            guard count >= 0, at + count <= bytes.count else { return nil }
+            defer { at += count }
+            return Array(bytes[at..<at + count])
+        }
+
+        mutating func u8() -> UInt8? { take(1).map { $0[0] } }
+        mutating func u16() -> UInt16? { take(2).map { UInt16($0[0]) << 8 | UInt16($0[1]) } }
+        mutating func characterString() -> [UInt8]? { u8().flatMap { take(Int($0)) } }
+        mutating func rest() -> [UInt8] { take(bytes.count - at) ?? [] }
+
+        /// A name written whole (RFC 3597: no compression in these types).
+        mutating func name() -> DNSName? {
+            var end = at
+            while end < bytes.count, bytes[end] != 0 {
+                guard bytes[end] < 64 else { return nil }
+                end += 1 + Int(bytes[end])
+            }
+            guard end < bytes.count, let name = DNSName(wire: Array(bytes[at...end])) else { return nil }
+            at = end + 1
+            return name
+        }
+    }
+}
