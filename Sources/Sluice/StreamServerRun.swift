@@ -15,13 +15,15 @@ struct StreamServerRun {
     let seconds: Double
 
     /// Listens on `endpoint`, calls `ready` with the bound endpoint, polls `handler` until
-    /// `shouldStop` (asked every `checkInterval`) says so, then cancels whatever is in flight.
+    /// `shouldStop` (asked every `checkInterval`) says so, lets `stopping` end its connections
+    /// gracefully (polling up to `grace` while any stays open), then cancels whatever is in flight.
     /// With `metrics`, publishes the engine's metrics and what `handlerMetrics` adds every
     /// ``PublishedMetrics/interval``, and once more at the end.
     static func serve<Handler: StreamHandler>(
         _ handler: inout Handler, listen endpoint: IPEndpoint, configuration: TCPEngineConfiguration,
         checkInterval: Duration, metrics: PublishedMetrics? = nil,
         handlerMetrics: (borrowing Handler, inout MetricsSnapshot) -> Void = { _, _ in },
+        stopping: (inout Handler, TCPEngine) -> Void = { _, _ in }, grace: Duration = .seconds(1),
         ready: (IPEndpoint) -> Void, shouldStop: () -> Bool
     ) throws(SystemCallError) -> StreamServerRun where Handler.Transport == TCPEngine {
         let engine = try TCPEngine(configuration: configuration)
@@ -43,6 +45,11 @@ struct StreamServerRun {
                 publish()
                 nextSample = clock.now + PublishedMetrics.interval
             }
+        }
+        stopping(&handler, engine)
+        let graceEnd = clock.now + grace
+        while engine.openConnections > 0, clock.now < graceEnd {
+            try engine.poll(&handler, timeout: .milliseconds(20))
         }
         let frames = engine.shutdown(&handler)
         publish()

@@ -247,6 +247,7 @@ public enum TLSServer {
         let run = try StreamServerRun.serve(&handler, listen: endpoint, configuration: configuration,
                                             checkInterval: checkInterval, metrics: metrics,
                                             handlerMetrics: { handler, snapshot in handler.counters.collect(into: &snapshot) },
+                                            stopping: { handler, engine in handler.closeAll(transport: engine) },
                                             ready: ready, shouldStop: shouldStop)
         let modeName = switch mode {
         case .echo: "echo"

@@ -188,6 +188,14 @@ public struct TLSStreamHandler<Application: TLSStreamApplication>: StreamHandler
     /// The engine of `stream`, while it is open.
     public func engine(of stream: StreamID) -> TLSEngine? { engines[stream] }
 
+    /// Sends close_notify on every established connection and shuts it for writing, after what
+    /// is queued: a server's graceful stop, its peers seeing the end rather than a cut.
+    public func closeAll(transport: Transport) {
+        for (stream, engine) in engines where engine.state == .established && !engine.isWriteClosed {
+            TLSWriter(engine: engine, stream: stream, transport: transport, reservedFrames: 0).close()
+        }
+    }
+
     /// A writer for `stream`, to send from outside a callback (between polls), while it is open.
     public func writer(for stream: StreamID, transport: Transport) -> TLSWriter<Transport>? {
         engines[stream].map { TLSWriter(engine: $0, stream: stream, transport: transport, reservedFrames: reservedFrames) }

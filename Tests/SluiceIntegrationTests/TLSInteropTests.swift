@@ -305,6 +305,20 @@ struct TLSInteropTests {
         #expect(run.output.contains("the server closed before standard input ended"), "\(run.output)")
     }
 
+    @Test("a server stopped by SIGINT ends its connections with close_notify: the client sees an end, not a truncation")
+    func stoppingClosesGracefully() throws {
+        guard Self.peersAvailable() else { return }
+        let scratch = Scratch()
+        let (server, port) = try Self.serve(["--echo"])
+        let client = try ChildProcess("/bin/bash", ["-c", "\(SluiceExecutable.path) tls connect 127.0.0.1:\(port) --sni sluice.test "
+            + "--ca \(Self.authority) < <(echo hello; sleep 30) > '\(scratch["got"])'; echo status $?"])
+        // Connected and echoed by now; then the server is stopped.
+        try Self.shell("sleep 1")
+        _ = Self.finish(server)
+        #expect(client.waitForExit(timeout: .seconds(15)) == 0, "\(client.text)")
+        #expect(client.text.contains("status 0") && client.text.contains("the server closed before standard input ended"), "\(client.text)")
+    }
+
     @Test("tls connect --session-out: a path it cannot write, or no session to save, fails the run and says why")
     func sessionOutFailures() throws {
         let scratch = Scratch()
