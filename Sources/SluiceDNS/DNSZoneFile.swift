@@ -23,19 +23,23 @@ public enum DNSZoneFile {
                     index += 1
                     continue
                 }
-                let escaped = bytes[index + 1]
-                if (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(escaped) {
-                    guard index + 3 < bytes.count, let value = UInt8(String(decoding: bytes[(index + 1)...(index + 3)], as: UTF8.self))
-                    else { return nil }
-                    decoded.append(value)
-                    index += 4
-                } else {
-                    decoded.append(escaped)
-                    index += 2
-                }
+                guard let (value, length) = DNSZoneFile.escape(bytes, at: index) else { return nil }
+                decoded.append(value)
+                index += length
             }
             return decoded
         }
+    }
+
+    /// The byte the escape at `index` (a backslash with a byte after it) stands for, and its
+    /// length: `\X` is X, `\DDD` the decimal byte; `nil` for a `\DDD` that is not one.
+    static func escape(_ bytes: [UInt8], at index: Int) -> (value: UInt8, length: Int)? {
+        let escaped = bytes[index + 1]
+        guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(escaped) else { return (escaped, 2) }
+        guard index + 3 < bytes.count, let value = UInt8(String(decoding: bytes[(index + 1)...(index + 3)], as: UTF8.self)) else {
+            return nil
+        }
+        return (value, 4)
     }
 
     struct Entry {
@@ -417,21 +421,15 @@ public enum DNSZoneFile {
                 if next == UInt8(ascii: "\\") {
                     // Keep escapes in names (DNSName reads them); decode them in strings.
                     guard index + 1 < bytes.count else { throw .zoneSyntax(line: line, reason: "a \\ at the end") }
-                    let escaped = bytes[index + 1]
                     if token.quoted {
-                        if (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(escaped) {
-                            guard index + 3 < bytes.count,
-                                  let value = UInt8(String(decoding: bytes[(index + 1)...(index + 3)], as: UTF8.self))
-                            else { throw .zoneSyntax(line: line, reason: "a \\DDD escape needs three digits up to 255") }
-                            token.bytes.append(value)
-                            index += 4
-                        } else {
-                            token.bytes.append(escaped)
-                            index += 2
+                        guard let (value, length) = escape(bytes, at: index) else {
+                            throw .zoneSyntax(line: line, reason: "a \\DDD escape needs three digits up to 255")
                         }
+                        token.bytes.append(value)
+                        index += length
                         continue
                     }
-                    token.bytes += [next, escaped]
+                    token.bytes += [next, bytes[index + 1]]
                     index += 2
                     continue
                 }

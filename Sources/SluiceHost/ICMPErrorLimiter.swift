@@ -29,7 +29,7 @@ struct ICMPErrorLimiter {
         globalLast = time
         globalCredit = global
         guard global >= Self.globalCost else { return false }
-        let index = Self.slot(peer)
+        let index = peer.slot(among: Self.peerSlots)
         if peers[index].address != peer {
             peers[index] = Peer(address: peer, credit: Self.peerBurst, last: time)
         }
@@ -43,12 +43,15 @@ struct ICMPErrorLimiter {
         globalCredit = global - Self.globalCost
         return true
     }
+}
 
-    static func slot(_ address: IPAddress) -> Int {
-        let key: UInt64 = switch address {
+extension IPAddress {
+    /// Where the address goes in a table of `count` slots that keeps one address per slot.
+    func slot(among count: Int) -> Int {
+        let key: UInt64 = switch self {
         case .v4(let a): UInt64(a.rawValue)
         case .v6(let a): a.high ^ (a.low &* 0x9E37_79B9_7F4A_7C15)
         }
-        return Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> 56) % peerSlots
+        return Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> 56) % count
     }
 }

@@ -25,22 +25,14 @@ public struct PathMTUCache: Sendable {
 
     /// Remembers `mtu` for `destination` until ten minutes after `now`.
     public mutating func learn(_ destination: IPAddress, mtu: Int, now: Instant) {
-        entries[Self.slot(destination)] = Entry(destination: destination, mtu: mtu, expires: now + Self.lifetime)
+        entries[destination.slot(among: Self.slots)] = Entry(destination: destination, mtu: mtu, expires: now + Self.lifetime)
         isEmpty = false
     }
 
     /// The MTU learned for `destination`, while it holds.
     public func mtu(for destination: IPAddress, now: Instant) -> Int? {
-        let entry = entries[Self.slot(destination)]
+        let entry = entries[destination.slot(among: Self.slots)]
         guard entry.destination == destination, now < entry.expires else { return nil }
         return entry.mtu
-    }
-
-    static func slot(_ address: IPAddress) -> Int {
-        let key: UInt64 = switch address {
-        case .v4(let a): UInt64(a.rawValue)
-        case .v6(let a): a.high ^ a.low
-        }
-        return Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> 58) % slots
     }
 }
