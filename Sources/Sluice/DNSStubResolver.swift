@@ -49,34 +49,48 @@ public final class DNSStubResolver: Sendable {
     public func resolveBlocking(_ name: String, _ type: DNSRecordType) throws(DNSResolverError) -> DNSResolution {
         let clock = MonotonicTimeSource()
         let query = state.withLock { $0.resolve(name, type, now: clock.now()) }
-        var sockets: [Int32: Int32] = [:]
+        // One connected socket per server, so an ICMP port unreachable comes back as ECONNREFUSED.
+        var sockets: [IPEndpoint: Int32] = [:]
         defer { sockets.values.forEach { _ = close($0) } }
         while true {
             if let result = state.withLock({ $0.takeResult(query) }) { return try result.get() }
             while let transmit = state.withLock({ $0.pollTransmit(for: query) }) {
+                let server = transmit.server
                 if transmit.overTCP {
-                    if let reply = Self.exchangeOverTCP(transmit.message, with: transmit.server,
-                                                        timeout: state.withLock { $0.configuration.timeout } * 2) {
-                        state.withLock { $0.handleResponse(reply, from: transmit.server, overTCP: true, now: clock.now()) }
+                    let timeout = state.withLock { $0.configuration.timeout } * 2
+                    switch Self.exchangeOverTCP(transmit.message, with: server, timeout: timeout) {
+                    case .reply(let reply):
+                        state.withLock { $0.handleResponse(reply, from: server, overTCP: true, now: clock.now()) }
+                    case .refused:
+                        state.withLock { $0.handleUnreachable(server, overTCP: true, now: clock.now()) }
+                    case .failed:
+                        break
                     }
                     continue
                 }
-                let family = transmit.server.address.family
                 // A socket that cannot be had leaves the query to time out and go to the next server.
-                guard let descriptor = sockets[family] ?? Self.openUDP(family: family) else { continue }
-                sockets[family] = descriptor
-                _ = SocketAddress.with(transmit.server, family: family) { address, length in
-                    transmit.message.withUnsafeBytes { sendto(descriptor, $0.baseAddress, $0.count, 0, address, length) }
+                guard let descriptor = sockets[server] ?? Self.connectUDP(to: server) else { continue }
+                sockets[server] = descriptor
+                let sent = transmit.message.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, 0) }
+                if sent < 0 && errno == ECONNREFUSED {
+                    state.withLock { $0.handleUnreachable(server, overTCP: false, now: clock.now()) }
                 }
             }
             if let result = state.withLock({ $0.takeResult(query) }) { return try result.get() }
             let deadline = state.withLock { $0.pollTimeout() } ?? clock.now() + .milliseconds(100)
             let wait = max(1, min(100, (deadline - clock.now()).nanosecondsClamped / 1_000_000))
-            var ready = sockets.values.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            let servers = Array(sockets.keys)
+            var ready = servers.map { pollfd(fd: sockets[$0]!, events: Int16(POLLIN), revents: 0) }
             if poll(&ready, nfds_t(ready.count), Int32(wait)) > 0 {
-                for entry in ready where entry.revents & Int16(POLLIN) != 0 {
-                    guard let (bytes, from) = Self.receive(entry.fd) else { continue }
-                    state.withLock { $0.handleResponse(bytes, from: from, overTCP: false, now: clock.now()) }
+                for (server, entry) in zip(servers, ready) where entry.revents & Int16(POLLIN | POLLERR) != 0 {
+                    switch Self.receive(entry.fd) {
+                    case .reply(let bytes):
+                        state.withLock { $0.handleResponse(bytes, from: server, overTCP: false, now: clock.now()) }
+                    case .refused:
+                        state.withLock { $0.handleUnreachable(server, overTCP: false, now: clock.now()) }
+                    case .failed:
+                        break
+                    }
                 }
             }
             let now = clock.now()
@@ -86,44 +100,53 @@ public final class DNSStubResolver: Sendable {
         }
     }
 
-    static func openUDP(family: Int32) -> Int32? {
+    /// What one exchange with a server came to.
+    enum Exchange {
+        case reply([UInt8])
+        /// The server's host said no one listens there (ICMP port unreachable, TCP reset).
+        case refused
+        /// Nothing usable: a timeout, or an error that says nothing about the server.
+        case failed
+    }
+
+    static func connectUDP(to server: IPEndpoint) -> Int32? {
+        let family = server.address.family
         let descriptor = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-        return descriptor >= 0 ? descriptor : nil
-    }
-
-    static func receive(_ descriptor: Int32) -> ([UInt8], IPEndpoint)? {
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let count = buffer.withUnsafeMutableBytes { raw in
-            withUnsafeMutablePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(descriptor, raw.baseAddress, raw.count, 0, $0, &length) }
-            }
+        guard descriptor >= 0 else { return nil }
+        guard SocketAddress.with(server, family: family, { connect(descriptor, $0, $1) }) == 0 else {
+            close(descriptor)
+            return nil
         }
-        guard count > 0 else { return nil }
-        let from = withUnsafeBytes(of: &storage) { SocketAddress.endpoint(from: $0.baseAddress!) }
-        return (Array(buffer[..<count]), from)
+        return descriptor
     }
 
-    /// One length-prefixed exchange over TCP (RFC 7766), or `nil` when it fails or times out.
-    static func exchangeOverTCP(_ message: [UInt8], with server: IPEndpoint, timeout: Duration) -> [UInt8]? {
+    static func receive(_ descriptor: Int32) -> Exchange {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+        if count < 0 { return errno == ECONNREFUSED ? .refused : .failed }
+        return count > 0 ? .reply(Array(buffer[..<count])) : .failed
+    }
+
+    /// One length-prefixed exchange over TCP (RFC 7766).
+    static func exchangeOverTCP(_ message: [UInt8], with server: IPEndpoint, timeout: Duration) -> Exchange {
         let family = server.address.family
         let descriptor = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard descriptor >= 0 else { return nil }
+        guard descriptor >= 0 else { return .failed }
         defer { close(descriptor) }
         var limit = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: 0)
         setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(descriptor, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
-        guard SocketAddress.with(server, family: family, { connect(descriptor, $0, $1) }) == 0 else { return nil }
+        func failure() -> Exchange { errno == ECONNREFUSED || errno == ECONNRESET ? .refused : .failed }
+        guard SocketAddress.with(server, family: family, { connect(descriptor, $0, $1) }) == 0 else { return failure() }
         let framed = [UInt8(message.count >> 8), UInt8(message.count & 0xFF)] + message
-        guard framed.withUnsafeBytes({ send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == framed.count else { return nil }
+        guard framed.withUnsafeBytes({ send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == framed.count else { return failure() }
         var received: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while received.count < 2 || received.count < 2 + (Int(received[0]) << 8 | Int(received[1])) {
             let count = chunk.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
-            guard count > 0 else { return nil }
+            guard count > 0 else { return count < 0 ? failure() : .failed }
             received += chunk[..<count]
         }
-        return Array(received[2..<(2 + (Int(received[0]) << 8 | Int(received[1])))])
+        return .reply(Array(received[2..<(2 + (Int(received[0]) << 8 | Int(received[1])))]))
     }
 }

@@ -38,6 +38,9 @@ public struct DNSResolution: Sendable, Equatable {
 public enum DNSResolverError: Error, Equatable, Sendable, CustomStringConvertible {
     /// No server answered within the timeout, over every attempt.
     case timedOut(DNSName)
+    /// No server could be reached: each refused the connection (ICMP port unreachable over UDP,
+    /// a reset over TCP) or stayed silent, and at least one refused.
+    case unreachable(DNSName)
     /// Every server answered with an error (SERVFAIL, REFUSED, …).
     case failed(DNSName, DNSResponseCode)
     /// No server is configured.
@@ -48,6 +51,7 @@ public enum DNSResolverError: Error, Equatable, Sendable, CustomStringConvertibl
     public var description: String {
         switch self {
         case .timedOut(let name): "no answer for \(name) from any server in time"
+        case .unreachable(let name): "no server could be reached for \(name): connection refused (is a name server listening there?)"
         case .failed(let name, let code): "the servers answered \(code) for \(name)"
         case .noServers: "no name server is configured (nameserver in resolv.conf)"
         case .badName(let text): "\(text) is not a domain name"
@@ -94,6 +98,8 @@ public struct DNSResolver {
         var overTCP = false
         var deadline = Instant.zero
         var lastError: DNSResponseCode?
+        /// A server refused the connection (no error answered since).
+        var refused = false
         /// The first NXDOMAIN and the first NODATA of the search list: the answer when no later
         /// name has records (NODATA first, as glibc).
         var nameError: DNSResolution?
@@ -260,6 +266,18 @@ public struct DNSResolver {
         results.append((query.id, .success(noRecords ? query.noData ?? query.nameError ?? resolution : resolution)))
     }
 
+    /// Takes in that `server` refused the connection (`ECONNREFUSED` on a connected UDP socket,
+    /// or a TCP connection reset or refused): its attempts in flight move on now, as glibc's do,
+    /// instead of waiting out the timeout.
+    public mutating func handleUnreachable(_ server: IPEndpoint, overTCP: Bool, now: Instant) {
+        let failed = queries.filter { $0.server == server && $0.overTCP == overTCP }
+        queries.removeAll { $0.server == server && $0.overTCP == overTCP }
+        for var query in failed {
+            query.refused = true
+            retry(&query, now: now)
+        }
+    }
+
     /// Gives up on the attempts whose time ran out: each goes to the next server, or fails.
     public mutating func handleTimeout(now: Instant) {
         let expired = queries.filter { $0.deadline <= now }
@@ -283,7 +301,8 @@ public struct DNSResolver {
             if let found = query.noData ?? query.nameError {
                 results.append((query.id, .success(found)))
             } else {
-                results.append((query.id, .failure(query.lastError.map { .failed(name, $0) } ?? .timedOut(name))))
+                let silent: DNSResolverError = query.refused ? .unreachable(name) : .timedOut(name)
+                results.append((query.id, .failure(query.lastError.map { .failed(name, $0) } ?? silent)))
             }
             return
         }

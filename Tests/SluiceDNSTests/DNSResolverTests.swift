@@ -133,6 +133,25 @@ import Testing
         let failure = resolver.takeResult(query)
         #expect(failure == .failure(.failed(DNSName("host.example.test.")!, .serverFailure)))
     }
+
+    @Test func aRefusedServerIsSkippedAtOnceAndReported() throws {
+        var resolver = DNSResolver(configuration: Self.configuration())
+        let now = Instant(nanoseconds: 1_000_000_000)
+        let query = resolver.resolve("host.example.test.", .a, now: now)
+        // Every send is refused: each goes on to the next server without waiting for the timeout.
+        var sends = 0
+        while let transmit = resolver.pollTransmit() {
+            sends += 1
+            resolver.handleUnreachable(transmit.server, overTCP: false, now: now)
+        }
+        #expect(sends == 4, "two servers, two attempts each")
+        #expect(resolver.takeResult(query) == .failure(.unreachable(DNSName("host.example.test.")!)))
+        // A refusal on the TCP leg of one query leaves the UDP attempts of others alone.
+        let other = resolver.resolve("other.example.test.", .a, now: now)
+        let transmit = try Self.next(&resolver)
+        resolver.handleUnreachable(transmit.server, overTCP: true, now: now)
+        #expect(resolver.takeResult(other) == nil && resolver.pollTransmit() == nil)
+    }
 }
 
 /// The resolver over real sockets against Knot DNS: A, AAAA, a CNAME chain, NXDOMAIN, and a
@@ -164,5 +183,32 @@ import Testing
         let cached = try await resolver.resolve("www.example.test.", .a)
         #expect(cached.source == .cache && cached.records == results[2].records)
         withExtendedLifetime(knot) {}
+    }
+
+    /// A port no one listens on answers with ICMP port unreachable; the resolver reports the
+    /// refusal from that (ECONNREFUSED on its connected socket) well before its 2 s timeout.
+    @Test func aClosedPortIsReportedAsRefused() throws {
+        let listener = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        var address = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: 0,
+                                  sin_addr: in_addr(s_addr: UInt32(0x7F00_0001).bigEndian), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        // A port that was just free: bound, read back, then closed.
+        let port = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw -> UInt16 in
+                _ = bind(listener, raw, length)
+                _ = getsockname(listener, raw, &length)
+                return UInt16(bigEndian: pointer.pointee.sin_port)
+            }
+        }
+        close(listener)
+        var configuration = DNSResolverConfiguration()
+        configuration.servers = [IPEndpoint("127.0.0.1:\(port)")!]
+        configuration.timeout = .seconds(2)
+        let clock = MonotonicTimeSource()
+        let started = clock.now()
+        #expect(throws: DNSResolverError.unreachable(DNSName("example.test.")!)) {
+            try DNSStubResolver(configuration: configuration).resolveBlocking("example.test.", .a)
+        }
+        #expect(clock.now() - started < .seconds(1))
     }
 }

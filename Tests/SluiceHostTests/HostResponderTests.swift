@@ -33,7 +33,7 @@ import Testing
     @Test func anARPRequestForTheHostIsAnswered() {
         var responder = responder()
         var arp = [UInt8](repeating: 0, count: 28)
-        arp.withUnsafeMutableBytes {
+        _ = arp.withUnsafeMutableBytes {
             ARPPacket.emit(into: $0.baseAddress!, operation: ARPPacket.request, senderMAC: peerMAC,
                            senderIP: IPv4Address(198, 18, 1, 1), targetMAC: MACAddress(rawValue: 0), targetIP: IPv4Address(198, 18, 1, 2))
         }
@@ -114,7 +114,7 @@ import Testing
     func aConflictingClaimIsNotAnswered() {
         var responder = responder()
         var arp = [UInt8](repeating: 0, count: 28)
-        arp.withUnsafeMutableBytes {
+        _ = arp.withUnsafeMutableBytes {
             ARPPacket.emit(into: $0.baseAddress!, operation: ARPPacket.request, senderMAC: peerMAC,
                            senderIP: IPv4Address(198, 18, 1, 2), targetMAC: MACAddress(rawValue: 0), targetIP: IPv4Address(198, 18, 1, 2))
         }
