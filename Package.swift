@@ -44,7 +44,7 @@ let package = Package(
         .target(name: "SluiceSystem", dependencies: ["SluiceCore", "SluicePackets", "CSluiceSystem", .product(name: "Logging", package: "swift-log")]),
         .target(name: "SluiceUDP", dependencies: ["SluiceCore", "SluicePackets"]),
         .target(name: "SluiceHost", dependencies: ["SluiceCore", "SluicePackets"]),
-        .target(name: "SluiceDNS", dependencies: ["SluiceCore", "SluicePackets"]),
+        .target(name: "SluiceDNS", dependencies: ["SluiceCore", "SluicePackets", "CSluiceOpenSSL"]),
         .target(name: "SluiceTLS", dependencies: ["SluiceCore", "CSluiceOpenSSL"]),
         .target(name: "SluiceSockets", dependencies: [.product(name: "Logging", package: "swift-log"), "SluiceCore", "SluicePackets", "SluiceSystem", "CSluiceSystem"]),
         .target(name: "SluiceXDP", dependencies: [.product(name: "Logging", package: "swift-log"), "SluiceCore", "SluicePackets", "SluiceSystem", "CSluiceSystem", "CSluiceXDP"],

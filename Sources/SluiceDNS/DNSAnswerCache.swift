@@ -1,5 +1,5 @@
-/// Responses already worked out, per worker: for a question (its name without case, its type)
-/// the bytes after the question, their counts and flags. Compression pointers in them point
+/// Responses already worked out, per worker: for a question (its name without case, its type,
+/// and the query's DO bit) the bytes after the question, their counts and flags. Compression pointers in them point
 /// into the question, whose layout depends only on the name's labels, so the same bytes answer
 /// the same name in any case. A hit is one probe and one copy: no allocation, no reference
 /// counting (entries are plain values over memory the cache owns).
@@ -9,6 +9,7 @@ final class DNSAnswerCache {
     struct Entry {
         var hash: UInt64 = 0
         var type: UInt16 = 0
+        var dnssec = false
         var nameLength = 0
         /// The header's flags to set: AA and the response code.
         var flags: UInt16 = 0
@@ -35,6 +36,9 @@ final class DNSAnswerCache {
         for index in 0..<Self.capacity { slots[index].storage?.deallocate() }
         slots.deallocate()
     }
+
+    /// Mixed into ``hash(_:length:type:)`` for a query with the DO bit.
+    static let dnssecKey: UInt64 = 0x5DEE_CE66_D1CE_5EC5
 
     /// A hash of `name` in any case (ASCII letters folded, as ``DNSWire/lower(_:)`` does) and
     /// `type`, eight bytes at a time: a byte-at-a-time hash was a fifth of answering from the cache.
@@ -73,10 +77,10 @@ final class DNSAnswerCache {
         return product << 29 | product >> 35
     }
 
-    /// The entry for `type` at `name` (`length` bytes, any case), if kept.
-    func lookup(_ name: UnsafePointer<UInt8>, length: Int, type: UInt16, hash: UInt64) -> UnsafeMutablePointer<Entry>? {
+    /// The entry for `type` at `name` (`length` bytes, any case) with or without `dnssec`, if kept.
+    func lookup(_ name: UnsafePointer<UInt8>, length: Int, type: UInt16, dnssec: Bool, hash: UInt64) -> UnsafeMutablePointer<Entry>? {
         let slot = slots + (Int(truncatingIfNeeded: hash) & (Self.capacity - 1))
-        guard let storage = slot.pointee.storage, slot.pointee.hash == hash, slot.pointee.type == type,
+        guard let storage = slot.pointee.storage, slot.pointee.hash == hash, slot.pointee.type == type, slot.pointee.dnssec == dnssec,
               slot.pointee.nameLength == length else { return nil }
         let kept = storage.assumingMemoryBound(to: UInt8.self)
         for index in 0..<length where DNSWire.lower(name[index]) != kept[index] { return nil }
@@ -88,15 +92,15 @@ final class DNSAnswerCache {
         UnsafeRawBufferPointer(start: entry.pointee.storage! + entry.pointee.nameLength, count: entry.pointee.tailLength)
     }
 
-    /// Keeps the answer to `type` at `name` (`length` bytes), in place of whatever held its slot.
-    func store(hash: UInt64, type: UInt16, name: UnsafePointer<UInt8>, length: Int, limitKey: UInt64, flags: UInt16,
+    /// Keeps the answer to `type` at `name` (`length` bytes) with or without `dnssec`, in place of whatever held its slot.
+    func store(hash: UInt64, type: UInt16, dnssec: Bool, name: UnsafePointer<UInt8>, length: Int, limitKey: UInt64, flags: UInt16,
                counts: (UInt16, UInt16, UInt16), tail: UnsafeRawBufferPointer) {
         let slot = slots + (Int(truncatingIfNeeded: hash) & (Self.capacity - 1))
         slot.pointee.storage?.deallocate()
         let storage = UnsafeMutableRawPointer.allocate(byteCount: max(1, length + tail.count), alignment: 8)
         for index in 0..<length { storage.storeBytes(of: DNSWire.lower(name[index]), toByteOffset: index, as: UInt8.self) }
         if let base = tail.baseAddress { (storage + length).copyMemory(from: base, byteCount: tail.count) }
-        slot.pointee = Entry(hash: hash, type: type, nameLength: length, flags: flags, answerCount: counts.0,
+        slot.pointee = Entry(hash: hash, type: type, dnssec: dnssec, nameLength: length, flags: flags, answerCount: counts.0,
                              authorityCount: counts.1, additionalCount: counts.2, tailLength: tail.count, limitKey: limitKey,
                              storage: storage)
     }

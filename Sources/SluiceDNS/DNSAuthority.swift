@@ -44,32 +44,32 @@ public final class DNSAuthority: Sendable {
     }
 
     /// The answer to a question for `type` at `name`, or `nil` when no zone holds the name
-    /// (the server refuses it).
-    public func answer(_ name: DNSName, _ type: DNSRecordType) -> DNSAnswer? {
+    /// (the server refuses it). With `dnssec` (the query's DO bit) and a signed zone, the answer
+    /// carries the zone's signatures and NSEC proofs (``DNSAuthority`` `withSignatures`).
+    public func answer(_ name: DNSName, _ type: DNSRecordType, dnssec: Bool = false) -> DNSAnswer? {
         guard let zone = zone(for: name, type: type) else { return nil }
         var answer = DNSAnswer()
         var current = name
         var seen: Set<DNSName> = []
         var step = 0
-        while true {
+        chain: while true {
             seen.insert(current)
             let answered = answer.answers.count
             switch lookup(current, type, in: zone, into: &answer) {
             case .done:
-                addAdditional(&answer, zone: zone)
-                return answer
+                break chain
             case .follow(let target):
                 // A chain leaving the zone, looping, or past its fifth CNAME (left out) ends here:
                 // the resolver follows it.
                 if step == Self.chainLimit { answer.answers.removeSubrange(answered...) }
-                guard step < Self.chainLimit, target.isSubdomain(of: zone.origin), !seen.contains(target) else {
-                    addAdditional(&answer, zone: zone)
-                    return answer
-                }
+                guard step < Self.chainLimit, target.isSubdomain(of: zone.origin), !seen.contains(target) else { break chain }
                 current = target
                 step += 1
             }
         }
+        addAdditional(&answer, zone: zone)
+        if dnssec && zone.isSigned { addSignatures(&answer, last: current, zone: zone) }
+        return answer
     }
 
     enum Step {
@@ -118,8 +118,9 @@ public final class DNSAuthority: Sendable {
             answer.answers += owned(sets[first]!)
             return .done
         }
+        // RRSIG gets one signature, the first in canonical order, as Knot answers it.
         if let records = sets[type] {
-            answer.answers += owned(records)
+            answer.answers += owned(type == .rrsig ? [records[0]] : records)
             return .done
         }
         if type != .cname, let cname = sets[.cname]?.first, case .name(let target) = cname.data {
@@ -179,8 +180,19 @@ public final class DNSAuthority: Sendable {
 
     /// The record sets of the wildcard at the closest encloser of `name`, a name the zone does not hold (RFC 4592).
     func wildcardSets(covering name: DNSName, in zone: DNSZone) -> [DNSRecordType: [DNSRecord]]? {
+        wildcard(for: name, in: zone).flatMap { zone.nodes[$0] }
+    }
+
+    /// The name of the wildcard that would answer for `name`, a name the zone does not hold: `*`
+    /// below its closest encloser (RFC 4592 section 3.3.1).
+    func wildcard(for name: DNSName, in zone: DNSZone) -> DNSName? {
+        closestEncloser(of: name, in: zone).prepending([UInt8(ascii: "*")])
+    }
+
+    /// The deepest ancestor of `name`, a name the zone does not hold, that the zone holds (RFC 4592 section 3.3.1).
+    func closestEncloser(of name: DNSName, in zone: DNSZone) -> DNSName {
         var encloser = name.dropping(labels: 1)
         while zone.nodes[encloser] == nil, encloser != zone.origin { encloser = encloser.dropping(labels: 1) }
-        return encloser.prepending([UInt8(ascii: "*")]).flatMap { zone.nodes[$0] }
+        return encloser
     }
 }

@@ -113,6 +113,28 @@ public struct DNSName: Hashable, Sendable, CustomStringConvertible {
         return difference >= 0 && dropping(labels: difference) == other
     }
 
+    /// The key of the canonical order of names (RFC 4034 section 6.1): the labels from the root
+    /// down, in lower case; keys compare label by label, a label that is a prefix of another first.
+    public var canonicalKey: [[UInt8]] {
+        var labels: [[UInt8]] = []
+        var offset = 0
+        while wire[offset] != 0 {
+            let length = Int(wire[offset])
+            labels.append(wire[(offset + 1)...(offset + length)].map(DNSWire.lower))
+            offset += 1 + length
+        }
+        return labels.reversed()
+    }
+
+    /// Whether this name comes before `other` in the canonical order (RFC 4034 section 6.1).
+    public func canonicallyPrecedes(_ other: DNSName) -> Bool {
+        Self.precedes(canonicalKey, other.canonicalKey)
+    }
+
+    static func precedes(_ key: [[UInt8]], _ other: [[UInt8]]) -> Bool {
+        key.lexicographicallyPrecedes(other) { $0.lexicographicallyPrecedes($1) }
+    }
+
     /// The name with its ASCII letters in lower case (length bytes are below 64, never letters).
     public var lowercased: DNSName { DNSName(validatedWire: wire.map(DNSWire.lower)) }
 

@@ -50,6 +50,12 @@ public struct DNSRecord: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Puts the owner and every name in the data in lower case.
+    /// The type an RRSIG covers (its first two bytes of data); `nil` for other records.
+    var coveredType: DNSRecordType? {
+        guard type == .rrsig, case .opaque(let bytes) = data, bytes.count >= 2 else { return nil }
+        return DNSRecordType(rawValue: UInt16(bytes[0]) << 8 | UInt16(bytes[1]))
+    }
+
     mutating func lowercaseNames() {
         name = name.lowercased
         switch data {

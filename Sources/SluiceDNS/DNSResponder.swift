@@ -146,8 +146,9 @@ public struct DNSResponder {
         }
         var reply = DNSHeader()
         reply.id = header.id
-        // The opcode, RD and CD are copied (RFC 1035, RFC 6840).
-        reply.flags = DNSHeader.response | header.flags & (0x7800 | DNSHeader.recursionDesired | DNSHeader.checkingDisabled)
+        // The opcode and RD are copied (RFC 1035); CD is not, as Knot leaves it out: an
+        // authoritative answer checks nothing.
+        reply.flags = DNSHeader.response | header.flags & (0x7800 | DNSHeader.recursionDesired)
         let limit = min(capacity, overTCP ? 65535 : 512)
         // One question, its name whole as Knot wants it (a pointer there could only point into
         // the header), or none: a FORMERR or NOTIMP that still answers the client's EDNS.
@@ -209,8 +210,10 @@ public struct DNSResponder {
         guard type.rawValue != 0 else {
             return finish(message, header: reply, code: .notImplemented, questionEnd: questionEnd, edns: responseEDNS, limit: sizeLimit)
         }
-        let key = DNSAnswerCache.hash(buffers.name, length: nameLength, type: type.rawValue)
-        if recordClass == 1, let entry = cache.lookup(buffers.name, length: nameLength, type: type.rawValue, hash: key),
+        // DO asks for a different answer from a signed zone: it is part of the cache's key.
+        let dnssec = responseEDNS?.dnssecOK ?? false
+        let key = DNSAnswerCache.hash(buffers.name, length: nameLength, type: type.rawValue) ^ (dnssec ? DNSAnswerCache.dnssecKey : 0)
+        if recordClass == 1, let entry = cache.lookup(buffers.name, length: nameLength, type: type.rawValue, dnssec: dnssec, hash: key),
            let end = answerFromCache(entry, message, header: reply, questionEnd: questionEnd, edns: responseEDNS, limit: sizeLimit) {
             remember(questionEnd: questionEnd, optLength: responseEDNS == nil ? 0 : 11, answer: entry.pointee.limitKey)
             return end
@@ -222,7 +225,7 @@ public struct DNSResponder {
             let code: DNSResponseCode = type == .axfr && !overTCP ? .notImplemented : .notAuthorized
             return finish(message, header: reply, code: code, questionEnd: questionEnd, edns: responseEDNS, limit: sizeLimit)
         }
-        guard let answer = authority.answer(name, type) else {
+        guard let answer = authority.answer(name, type, dnssec: dnssec) else {
             // With EDNS, Knot says why: Extended DNS Error 20, not authoritative (RFC 8914).
             var refusal = responseEDNS
             refusal?.options = [0, 15, 0, 2, 0, 20]
@@ -234,6 +237,7 @@ public struct DNSResponder {
         writer.remember(nameAt: 12)
         var counts: [UInt16] = [0, 0, 0]
         var truncated = false
+        var signaturesCut = false
         // Everything written: the bytes can answer the same question again, whatever its size limit.
         var complete = true
         for (section, records) in [answer.answers, answer.authority, answer.additional].enumerated() where !truncated {
@@ -243,7 +247,8 @@ public struct DNSResponder {
             var setIndex = 0
             var skipping = false
             for (index, record) in records.enumerated() {
-                if index == 0 || records[index - 1].type != record.type || records[index - 1].name != record.name {
+                if index == 0 || records[index - 1].type != record.type || records[index - 1].name != record.name
+                    || records[index - 1].coveredType != record.coveredType {
                     setStart = writer.count
                     setCount = counts[section]
                     setIndex = index
@@ -257,6 +262,13 @@ public struct DNSResponder {
                 writer.rewind(to: setStart)
                 counts[section] = setCount
                 complete = false
+                // RRSIGs close their section: past the answer, those that do not fit are left out
+                // with the rest of that section's, and the next section still written, as Knot
+                // 3.2 does (with TC for the authority's, which RFC 4035 section 3.1 makes mandatory).
+                if record.type == .rrsig && section > 0 {
+                    signaturesCut = signaturesCut || section == 1
+                    break
+                }
                 // Short of room in the answer or authority, or for a referral's in-domain glue, the
                 // client should ask over TCP (RFC 2181 section 9, RFC 9471); another additional set
                 // is left out and the next ones tried, as Knot fills the section.
@@ -265,7 +277,7 @@ public struct DNSResponder {
                 skipping = true
             }
         }
-        if truncated {
+        if truncated || signaturesCut {
             reply.flags |= DNSHeader.truncated
             counters.truncated &+= 1
         }
@@ -291,7 +303,7 @@ public struct DNSResponder {
         let limitKey = perZone ? DNSWire.hash(authority.zone(for: name)?.origin.wire ?? [0]) ^ 3 : key
         remember(questionEnd: questionEnd, optLength: responseEDNS == nil ? 0 : 11, answer: limitKey)
         if complete, recordClass == 1 {
-            cache.store(hash: key, type: type.rawValue, name: buffers.name, length: nameLength, limitKey: limitKey,
+            cache.store(hash: key, type: type.rawValue, dnssec: dnssec, name: buffers.name, length: nameLength, limitKey: limitKey,
                         flags: reply.flags & (DNSHeader.authoritative | 0xF), counts: (counts[0], counts[1], counts[2]),
                         tail: UnsafeRawBufferPointer(start: message + questionEnd, count: tailEnd - questionEnd))
         }

@@ -9,6 +9,17 @@ public struct DNSZone: Sendable {
     let nodes: [DNSName: [DNSRecordType: [DNSRecord]]]
     /// Owners of records outside the zone, which were left out (as Knot leaves them, with a warning).
     public let namesOutside: [DNSName]
+    /// Whether the zone is signed (DNSSEC, pre-signed: RRSIGs in the file): its apex has a DNSKEY
+    /// set and an RRSIG over its SOA. Only then do answers to DO queries carry signatures and proofs.
+    public let isSigned: Bool
+    /// The owners of the zone's NSEC records in canonical order, with their order keys: where an
+    /// NSEC covering a name that does not exist is found.
+    let nsecChain: [(key: [[UInt8]], owner: DNSName)]
+    /// NSEC3 records, and the RRSIGs over them, by hashed owner: a tree of their own (RFC 5155
+    /// section 7.2), which no query reaches by name.
+    let hashedNodes: [DNSName: [DNSRecordType: [DNSRecord]]]
+    /// The NSEC3 chain, when the zone has one.
+    let nsec3Chain: NSEC3Chain?
 
     /// A zone at `origin` holding `records`, their names in lower case (as Knot serves them: the
     /// owner of an answer to the question keeps the question's case, every other name is the zone's).
@@ -19,6 +30,7 @@ public struct DNSZone: Sendable {
     public init(origin: DNSName, records: [DNSRecord]) throws(DNSError) {
         func fail(_ reason: String) -> DNSError { .zoneSyntax(line: 0, reason: "zone \(origin): \(reason)") }
         var nodes: [DNSName: [DNSRecordType: [DNSRecord]]] = [origin: [:]]
+        var hashed: [DNSName: [DNSRecordType: [DNSRecord]]] = [:]
         var outside: [DNSName] = []
         for var record in records {
             record.lowercaseNames()
@@ -26,12 +38,13 @@ public struct DNSZone: Sendable {
                 if !outside.contains(record.name) { outside.append(record.name) }
                 continue
             }
-            // NSEC3 records live in a tree of their own hashed names, which Knot answers no query
-            // from; without DNSSEC answers they are not served.
-            if record.type == .nsec3 { continue }
             // An RRSIG is served with the TTL it signed (its original TTL field), as Knot serves it.
             if record.type == .rrsig, case .opaque(let bytes) = record.data, bytes.count >= 8 {
                 record.ttl = bytes[4..<8].reduce(0) { $0 << 8 | UInt32($1) }
+            }
+            if record.type == .nsec3 || record.coveredType == .nsec3 {
+                hashed[record.name, default: [:]][record.type, default: []].append(record)
+                continue
             }
             // Served as plain data, a DNAME would leave the names below it unanswered.
             guard record.type.rawValue != 39 else { throw fail("\(record.name) has a DNAME: DNAME redirection (RFC 6672) is not served") }
@@ -44,7 +57,8 @@ public struct DNSZone: Sendable {
                 nodes[record.name]![record.type, default: []].append(record)
             }
         }
-        for (name, sets) in nodes where sets[.cname].map({ $0.count > 1 || sets.count > 1 }) ?? false {
+        // A CNAME shares its owner only with the DNSSEC records about it (RFC 2181 section 10.1, RFC 4035 section 2.5).
+        for (name, sets) in nodes where sets[.cname].map({ $0.count > 1 || sets.keys.contains { ![.cname, .rrsig, .nsec].contains($0) } }) ?? false {
             throw fail("\(name) has a CNAME and other data, or more than one CNAME")
         }
         guard let soas = nodes[origin]?[.soa], soas.count == 1 else { throw fail("exactly one SOA at the apex is needed") }
@@ -64,6 +78,27 @@ public struct DNSZone: Sendable {
         self.soa = soas[0]
         self.nodes = nodes
         namesOutside = outside
+        hashedNodes = hashed
+        nsec3Chain = NSEC3Chain(hashed, parameters: nodes[origin]?[.nsec3param]?.first)
+        let apex = nodes[origin]!
+        isSigned = apex[.dnskey] != nil && apex[.rrsig]?.contains { $0.coveredType == .soa } == true
+        nsecChain = nodes.compactMap { name, sets in sets[.nsec] == nil ? nil : (name.canonicalKey, name) }
+            .sorted { DNSName.precedes($0.key, $1.key) }
+    }
+
+    /// The NSEC at the last owner of the chain at or before `name` in canonical order: the one
+    /// that matches `name`, or covers it when `name` has none (RFC 4034 section 4.1).
+    func nsec(atOrCovering name: DNSName) -> DNSName? {
+        guard !nsecChain.isEmpty else { return nil }
+        let key = name.canonicalKey
+        var low = 0
+        var high = nsecChain.count
+        while low < high {
+            let middle = (low + high) / 2
+            if DNSName.precedes(key, nsecChain[middle].key) { high = middle } else { low = middle + 1 }
+        }
+        // Before the first owner (only out of the zone's own order): the last NSEC wraps around.
+        return nsecChain[low == 0 ? nsecChain.count - 1 : low - 1].owner
     }
 
     /// Reads a zone file (``DNSZoneFile``) for `origin`; `$INCLUDE` reads with `include`, paths

@@ -1,8 +1,12 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import FuzzDriver
 import SluiceDNS
 
 /// A query to an authoritative server, over UDP and over TCP: answered in its own buffer, never
-/// past the buffer's capacity, and what it answers decodes.
+/// past the buffer's capacity, and what it answers decodes. The server also holds the test
+/// fixtures' pre-signed zones (NSEC, NSEC3, salted NSEC3 with opt-out), for DO queries.
 let zone = try! DNSZone(origin: DNSName("example.test.")!, text: """
     $TTL 3600
     @ SOA ns1 hostmaster 1 7200 3600 1209600 300
@@ -17,7 +21,16 @@ let zone = try! DNSZone(origin: DNSName("example.test.")!, text: """
     ns.sub A 198.18.6.53
     svc HTTPS 1 . alpn=h2 port=443
     """)
-nonisolated(unsafe) var responder = DNSResponder(authority: DNSAuthority(zones: [zone]))
+let fixtures = String(#filePath.split(separator: "/Tests/Fuzz/")[0]) + "/Tests/SluiceDNSTests/Fixtures/"
+let signed = ["signed.test", "hashed.test", "salted.test"].map { name in
+    let file = fopen(fixtures + name + ".zone", "r")!
+    var text = ""
+    var line = [CChar](repeating: 0, count: 4096)
+    while fgets(&line, Int32(line.count), file) != nil { text += String(cString: line) }
+    fclose(file)
+    return try! DNSZone(origin: DNSName(name + ".")!, text: text)
+}
+nonisolated(unsafe) var responder = DNSResponder(authority: DNSAuthority(zones: [zone] + signed))
 let capacity = 65535
 nonisolated(unsafe) let buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
 
