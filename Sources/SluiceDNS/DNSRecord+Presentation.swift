@@ -32,6 +32,30 @@ extension DNSRecord {
             guard let algorithm = reader.u8(), let flags = reader.u8(), let iterations = reader.u16(), let length = reader.u8(),
                   let salt = reader.take(Int(length)), reader.atEnd else { return nil }
             parts = ["\(algorithm)", "\(flags)", "\(iterations)", salt.isEmpty ? "-" : hex(salt)]
+        case .ds, .cds:
+            guard let keyTag = reader.u16(), let algorithm = reader.u8(), let digestType = reader.u8(), !reader.atEnd else { return nil }
+            parts = ["\(keyTag)", "\(algorithm)", "\(digestType)", split(hex(reader.rest()))]
+        case .dnskey, .cdnskey:
+            guard let flags = reader.u16(), let protocolNumber = reader.u8(), let algorithm = reader.u8(), !reader.atEnd else { return nil }
+            parts = ["\(flags)", "\(protocolNumber)", "\(algorithm)", split(base64(reader.rest()))]
+        case .rrsig:
+            guard let covered = reader.u16(), let algorithm = reader.u8(), let labels = reader.u8(), let ttl = reader.u32(),
+                  let expiration = reader.u32(), let inception = reader.u32(), let keyTag = reader.u16(), let signer = reader.name(),
+                  !reader.atEnd else { return nil }
+            parts = [DNSRecordType(rawValue: covered).description, "\(algorithm)", "\(labels)", "\(ttl)", time(expiration),
+                     time(inception), "\(keyTag)", signer.description, split(base64(reader.rest()))]
+        case .nsec:
+            guard let next = reader.name(), let types = reader.typeBitmap() else { return nil }
+            parts = [next.description] + types
+        case .tlsa, .smimea:
+            guard let usage = reader.u8(), let selector = reader.u8(), let matching = reader.u8(), !reader.atEnd else { return nil }
+            parts = ["\(usage)", "\(selector)", "\(matching)", split(hex(reader.rest()))]
+        case .sshfp:
+            guard let algorithm = reader.u8(), let fingerprintType = reader.u8(), !reader.atEnd else { return nil }
+            parts = ["\(algorithm)", "\(fingerprintType)", split(hex(reader.rest()))]
+        case .openpgpkey:
+            guard !reader.atEnd else { return nil }
+            parts = [split(base64(reader.rest()))]
         case .svcb, .https:
             guard let priority = reader.u16(), let target = reader.name() else { return nil }
             parts = ["\(priority)", target.description]
@@ -44,6 +68,26 @@ extension DNSRecord {
             return nil
         }
         return reader.atEnd ? parts.joined(separator: " ") : nil
+    }
+
+    /// Long base64 or hex in words of 56 characters, as dig prints keys, digests and signatures.
+    static func split(_ text: String) -> String {
+        var words: [Substring] = []
+        var rest = Substring(text)
+        while !rest.isEmpty {
+            words.append(rest.prefix(56))
+            rest = rest.dropFirst(56)
+        }
+        return words.joined(separator: " ")
+    }
+
+    /// A signature time as RFC 4034 section 3.2 writes it: YYYYMMDDHHmmSS in UTC.
+    static func time(_ seconds: UInt32) -> String {
+        let days = Int64(seconds / 86_400)
+        let (year, month, day) = DNSZoneFile.civil(fromDays: days)
+        let clock = Int(seconds % 86_400)
+        return String(year).leftPadded(4) + [Int(month), Int(day), clock / 3600, clock / 60 % 60, clock % 60]
+            .map { String($0).leftPadded(2) }.joined()
     }
 
     static func hex(_ bytes: [UInt8]) -> String { bytes.map { String($0, radix: 16, uppercase: true).leftPadded(2) }.joined() }
@@ -118,6 +162,21 @@ extension DNSRecord {
 
         mutating func u8() -> UInt8? { take(1).map { $0[0] } }
         mutating func u16() -> UInt16? { take(2).map { UInt16($0[0]) << 8 | UInt16($0[1]) } }
+        mutating func u32() -> UInt32? { take(4).map { $0.reduce(0) { $0 << 8 | UInt32($1) } } }
+
+        /// The types of an NSEC or NSEC3 type bitmap (RFC 4034 section 4.1.2), in order.
+        mutating func typeBitmap() -> [String]? {
+            var types: [String] = []
+            while !atEnd {
+                guard let window = u8(), let length = u8(), (1...32).contains(length), let map = take(Int(length)) else { return nil }
+                for (index, byte) in map.enumerated() {
+                    for bit in 0..<8 where byte & (0x80 >> UInt8(bit)) != 0 {
+                        types.append(DNSRecordType(rawValue: UInt16(window) << 8 | UInt16(index * 8 + bit)).description)
+                    }
+                }
+            }
+            return types
+        }
         mutating func characterString() -> [UInt8]? { u8().flatMap { take(Int($0)) } }
         mutating func rest() -> [UInt8] { take(bytes.count - at) ?? [] }
 

@@ -315,6 +315,20 @@ extension DNSZoneFile {
         return era * 146_097 + dayOfEra - 719_468
     }
 
+    /// The date of the proleptic Gregorian calendar `days` after 1970-01-01 (the inverse of
+    /// ``daysFromCivil(year:month:day:)``).
+    static func civil(fromDays days: Int64) -> (year: Int64, month: Int64, day: Int64) {
+        let shifted = days + 719_468
+        let era = (shifted >= 0 ? shifted : shifted - 146_096) / 146_097
+        let dayOfEra = shifted - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let monthIndex = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * monthIndex + 2) / 5 + 1
+        let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
+        return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
+    }
+
     /// Base32 with the extended hex alphabet, no padding (RFC 4648 section 7), as NSEC3 writes hashes.
     static func base32Hex(_ text: String) -> [UInt8]? {
         var bytes: [UInt8] = []

@@ -508,11 +508,14 @@ let dnsNamespaceCounter = Atomic<Int>(0)
     func dnsQueryPrintsAsDigShort() throws {
         guard Self.knotAvailable(alsoNeeding: ["/usr/bin/dig"]) else { return }
         let namespace = try ScratchNamespace(prefix: "sldns")
-        let knot = try Knot(namespace: namespace.name, listen: "127.0.0.1@5301")
+        let knot = try Knot(namespace: namespace.name, listen: "127.0.0.1@5301",
+                            zones: [("example.test", Self.zoneFile), ("signed.test", DNSCodecTests.fixtures + "/signed.test.zone")])
         usleep(300_000)
         let queries = [["www.example.test", "A"], ["esc.example.test", "TXT"], ["esc.example.test", "HINFO"], ["naptr.example.test", "NAPTR"],
                        ["uri.example.test", "URI"], ["eui.example.test", "EUI48"], ["svc.example.test", "SVCB"], ["svc.example.test", "HTTPS"],
-                       ["svc.example.test", "NSEC3PARAM"], ["example.test", "MX"]]
+                       ["svc.example.test", "NSEC3PARAM"], ["example.test", "MX"], ["_443._tcp.www.example.test", "TLSA"],
+                       ["ssh.example.test", "SSHFP"], ["pgp.example.test", "OPENPGPKEY"], ["signed.test", "DNSKEY"], ["signed.test", "CDS"],
+                       ["signed.test", "CDNSKEY"], ["secure.signed.test", "DS"], ["signed.test", "RRSIG"], ["alias.signed.test", "NSEC"]]
         for (index, query) in queries.enumerated() {
             let dig = try ChildProcess("/usr/sbin/ip", ["netns", "exec", namespace.name, "/usr/bin/dig", "@127.0.0.1", "-p", "5301", "+short"] + query)
             _ = dig.waitForExit(timeout: .seconds(20))
