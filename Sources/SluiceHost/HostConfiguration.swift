@@ -13,8 +13,9 @@ public struct HostConfiguration: Sendable {
     /// Answer ICMP and ICMPv6 echo requests (ping).
     public var answersEcho = true
     /// The service's UDP port: a datagram to another port of the host's addresses gets ICMP port
-    /// unreachable, as from a host with no socket there (within the kernel's ICMP rate limits).
-    /// `nil`: every port is the service's.
+    /// unreachable, as from a host with no socket there (within the kernel's ICMP rate limits), a
+    /// TCP segment a reset, another protocol ICMP protocol unreachable (ICMPv6 parameter
+    /// problem). `nil`: every port and protocol is the service's.
     public var udpPort: UInt16?
     /// Verify IPv4 header and ICMP checksums, as the kernel does for what arrives on a device.
     public var verifiesChecksums = true
@@ -71,8 +72,14 @@ public struct HostCounters: Equatable, Sendable {
     public var pathMTUUpdates: UInt64 = 0
     /// UDP datagrams to a port the service is not on, answered with ICMP port unreachable.
     public var portUnreachable: UInt64 = 0
-    /// UDP datagrams to a port the service is not on, dropped unanswered: past the ICMP rate
-    /// limits, to or from an address no error goes to, or with IP options or extension headers.
+    /// TCP segments to the host answered with a reset: no TCP port is open.
+    public var tcpResets: UInt64 = 0
+    /// Packets of a protocol the host does not carry, answered with ICMP protocol unreachable
+    /// (ICMPv6 parameter problem).
+    public var protocolUnreachable: UInt64 = 0
+    /// UDP datagrams to a port the service is not on, and TCP segments and other protocols,
+    /// dropped unanswered: past the ICMP rate limits, to or from an address no answer goes to,
+    /// resets themselves, or (UDP) with IP options or extension headers.
     public var closedPort: UInt64 = 0
     /// Reassembly's own counts.
     public var reassembly = ReassemblyCounters()
@@ -98,6 +105,8 @@ public struct HostCounters: Equatable, Sendable {
         badChecksum &+= other.badChecksum
         pathMTUUpdates &+= other.pathMTUUpdates
         portUnreachable &+= other.portUnreachable
+        tcpResets &+= other.tcpResets
+        protocolUnreachable &+= other.protocolUnreachable
         closedPort &+= other.closedPort
         reassembly.add(other.reassembly)
         fragmentedReplies &+= other.fragmentedReplies
@@ -110,7 +119,8 @@ public struct HostCounters: Equatable, Sendable {
         [("arp_replies", arpReplies), ("neighbor_advertisements", neighborAdvertisements), ("echo_replies", echoReplies),
          ("ignored_control", ignoredControl), ("not_for_this_host", notForThisHost), ("other_ethertype", otherEtherType),
          ("host_malformed", malformed), ("host_bad_checksum", badChecksum), ("path_mtu_updates", pathMTUUpdates),
-         ("port_unreachable_sent", portUnreachable),
+         ("port_unreachable_sent", portUnreachable), ("tcp_resets_sent", tcpResets),
+         ("protocol_unreachable_sent", protocolUnreachable),
          ("closed_port", closedPort)]
             + reassembly.fields
             + [("fragmented_replies", fragmentedReplies), ("fragments_sent", fragmentsSent), ("dropped_output", droppedOutput)]

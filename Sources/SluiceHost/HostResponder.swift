@@ -13,7 +13,8 @@ public enum HostDisposition: Sendable {
 
 /// The host's own part of a packet path: it answers ARP and IPv6 neighbour solicitations for
 /// its addresses (so kernel peers reach it over a TAP device), answers pings, reassembles
-/// fragments, and passes the rest on to the service. Checks follow the kernel's: a frame for
+/// fragments, refuses what no service takes (UDP to other ports, TCP, other protocols), and
+/// passes the rest on to the service. Checks follow the kernel's: a frame for
 /// another MAC, an ICMP message whose checksum fails, a neighbour solicitation whose hop limit
 /// is not 255 (RFC 4861 section 7.1.1), an echo request to a broadcast address
 /// (`icmp_echo_ignore_broadcasts`) get no answer.
@@ -93,10 +94,13 @@ public struct HostResponder: ~Copyable {
                 guard reassembler.insert(&packet, networkOffset: networkOffset, now: now) else { return .consumed }
                 network = packet.dataStart + networkOffset
             }
+            let transportOffset = Int(network.hostByte(0) & 0x0F) * 4
             switch network.hostByte(9) {
             case 1: return answerICMPv4(&packet, networkOffset: networkOffset, now: now)
-            case 17: return checkPort(&packet, networkOffset: networkOffset, transportOffset: Int(network.hostByte(0) & 0x0F) * 4, now: now)
-            default: return .service
+            case 17: return checkPort(&packet, networkOffset: networkOffset, transportOffset: transportOffset, now: now)
+            // With its UDP port known, the service is all the host runs: the rest is closed.
+            case 6 where udpPort != nil: return resetTCP(&packet, networkOffset: networkOffset, transportOffset: transportOffset)
+            default: return udpPort == nil ? .service : refuseProtocol(&packet, networkOffset: networkOffset, pointer: 9, now: now)
             }
         case 6:
             guard packet.length >= networkOffset + 40 else { return drop(\.malformed) }
@@ -115,7 +119,13 @@ public struct HostResponder: ~Copyable {
             switch upper {
             case 58: return answerICMPv6(&packet, networkOffset: networkOffset, icmpOffset: offset, now: now)
             case 17: return checkPort(&packet, networkOffset: networkOffset, transportOffset: offset, now: now)
-            default: return .service
+            case 6 where udpPort != nil: return resetTCP(&packet, networkOffset: networkOffset, transportOffset: offset)
+            // No next header (59) is nothing to answer; the pointer names the fixed header's field
+            // only (after extension headers, the packet is dropped unanswered).
+            case 59 where udpPort != nil: return drop(\.closedPort)
+            default:
+                guard udpPort != nil else { return .service }
+                return offset == 40 ? refuseProtocol(&packet, networkOffset: networkOffset, pointer: 6, now: now) : drop(\.closedPort)
             }
         default:
             return drop(\.malformed)
@@ -184,7 +194,8 @@ public struct HostResponder: ~Copyable {
         else { return drop(\.ignoredControl) }
         network = Self.turnEcho(&packet, networkOffset: networkOffset, headersLength: headerLength, fixedLength: 20,
                                 from: 0x0800, to: 0x0000)
-        writeICMPv4Header(network, tos: network.hostByte(1), icmpLength: icmpLength, from: destination, to: source)
+        _ = writeReplyHeader(network, protocolNumber: 1, tos: network.hostByte(1), payloadLength: icmpLength,
+                             from: .v4(destination), to: .v4(source))
         packet.length = networkOffset + 20 + icmpLength
         turnLink(packet.dataStart)
         counters.echoReplies &+= 1
@@ -266,16 +277,7 @@ public struct HostResponder: ~Copyable {
         let udp = network + transportOffset
         let udpLength = Int(udp.hostBig16(4))
         guard total <= available, udpLength >= 8, transportOffset + udpLength <= total else { return drop(\.malformed) }
-        let source: IPAddress, destination: IPAddress, pseudo: UInt64
-        if isIPv6 {
-            let (s, d) = (IPv6Address(networkBytesAt: network + 8), IPv6Address(networkBytesAt: network + 24))
-            (source, destination) = (.v6(s), .v6(d))
-            pseudo = InternetChecksum.pseudoHeaderSum(source: s, destination: d, nextHeader: 17, length: udpLength)
-        } else {
-            let (s, d) = (IPv4Address(networkBytesAt: network + 12), IPv4Address(networkBytesAt: network + 16))
-            (source, destination) = (.v4(s), .v4(d))
-            pseudo = InternetChecksum.pseudoHeaderSum(source: s, destination: d, protocol: 17, length: udpLength)
-        }
+        let (source, destination, pseudo) = Self.endpoints(network, protocolNumber: 17, length: udpLength)
         if verifiesChecksums {
             let stored = udp.hostBig16(6)
             let headerBad = !isIPv6 && InternetChecksum.checksum(UnsafeRawBufferPointer(start: network, count: transportOffset)) != 0
@@ -285,8 +287,8 @@ public struct HostResponder: ~Copyable {
         }
         // Not for a frame to a group MAC, nor a packet with options or extension headers the
         // service stage's rules might refuse.
-        guard transportOffset == (isIPv6 ? 40 : 20), linkLayer != .ethernet || packet.dataStart.hostByte(0) & 1 == 0,
-              isOwn(destination), mayReceiveErrors(source), errorLimiter.allow(to: source, now: now)
+        guard transportOffset == (isIPv6 ? 40 : 20), answersClosed(packet, source: source, destination: destination),
+              errorLimiter.allow(to: source, now: now)
         else { return drop(\.closedPort) }
         let headerLength = isIPv6 ? 40 : 20
         // The error quotes as much of the datagram as keeps it within 576 bytes (IPv4, RFC 1812
@@ -298,41 +300,15 @@ public struct HostResponder: ~Copyable {
         let icmp = network + headerLength
         icmp.hostSetBig32(0, isIPv6 ? 0x0104_0000 : 0x0303_0000)
         icmp.hostSetBig32(4, 0)
-        switch (source, destination) {
-        case let (.v4(s), .v4(d)):
-            // Precedence "internetwork control", as the kernel marks its errors.
-            writeICMPv4Header(network, tos: 0xC0, icmpLength: icmpLength, from: d, to: s)
-            icmp.hostSetBig16(2, InternetChecksum.checksum(UnsafeRawBufferPointer(start: icmp, count: icmpLength)))
-        case let (.v6(s), .v6(d)):
-            network.hostSetBig32(0, 0x6000_0000)
-            network.hostSetBig16(4, UInt16(icmpLength))
-            network.hostSetByte(6, 58)
-            network.hostSetByte(7, 64)
-            d.store(networkBytesAt: network + 8)
-            s.store(networkBytesAt: network + 24)
-            let errorPseudo = InternetChecksum.pseudoHeaderSum(source: d, destination: s, nextHeader: 58, length: icmpLength)
-            icmp.hostSetBig16(2, InternetChecksum.checksum(UnsafeRawBufferPointer(start: icmp, count: icmpLength), initial: errorPseudo))
-        default:
-            return drop(\.malformed)
-        }
+        // Precedence "internetwork control" over IPv4, as the kernel marks its errors.
+        _ = writeReplyHeader(network, protocolNumber: isIPv6 ? 58 : 1, tos: isIPv6 ? 0 : 0xC0, payloadLength: icmpLength,
+                             from: destination, to: source)
+        let errorPseudo = isIPv6 ? Self.endpoints(network, protocolNumber: 58, length: icmpLength).pseudo : 0
+        icmp.hostSetBig16(2, InternetChecksum.checksum(UnsafeRawBufferPointer(start: icmp, count: icmpLength), initial: errorPseudo))
         packet.length = networkOffset + headerLength + icmpLength
         turnLink(packet.dataStart)
         counters.portUnreachable &+= 1
         return .answer
-    }
-
-    /// Writes the fixed IPv4 header of an ICMP message the host sends: TTL 64, DF clear, the
-    /// host's own identification, `tos` as given.
-    mutating func writeICMPv4Header(_ network: UnsafeMutableRawPointer, tos: UInt8, icmpLength: Int,
-                                    from source: IPv4Address, to destination: IPv4Address) {
-        network.hostSetBig32(0, 0x4500_0000 | UInt32(tos) << 16 | UInt32(20 + icmpLength))
-        network.hostSetBig16(4, nextIdentification)
-        nextIdentification &+= 1
-        network.hostSetBig32(8, 0x4001_0000)
-        network.hostSetBig16(6, 0)
-        source.store(networkBytesAt: network + 12)
-        destination.store(networkBytesAt: network + 16)
-        network.hostSetBig16(10, InternetChecksum.checksum(UnsafeRawBufferPointer(start: network, count: 20)))
     }
 
     func isOwn(_ address: IPAddress) -> Bool {

@@ -161,6 +161,46 @@ import Testing
         #expect(responder.counters.portUnreachable == 2)
     }
 
+    /// An IPv4 TCP segment from 198.18.1.1:4000 to 198.18.1.2:80 with `flags`, `sequence`,
+    /// `acknowledgment` and `payload` bytes of data, its checksums right.
+    func segment(flags: UInt8, sequence: UInt32, acknowledgment: UInt32 = 0, payload: Int = 0) -> [UInt8] {
+        var bytes: [UInt8] = [0x45, 0, 0, UInt8(40 + payload), 0, 1, 0, 0, 64, 6, 0, 0, 198, 18, 1, 1, 198, 18, 1, 2,
+                              0x0F, 0xA0, 0, 80] + withUnsafeBytes(of: sequence.bigEndian, Array.init)
+            + withUnsafeBytes(of: acknowledgment.bigEndian, Array.init) + [0x50, flags, 0xFF, 0xFF, 0, 0, 0, 0]
+            + [UInt8](repeating: 7, count: payload)
+        let header = bytes[..<20].withUnsafeBytes { InternetChecksum.checksum($0) }
+        bytes[10] = UInt8(header >> 8); bytes[11] = UInt8(header & 0xFF)
+        let pseudo = InternetChecksum.pseudoHeaderSum(source: IPv4Address(198, 18, 1, 1), destination: IPv4Address(198, 18, 1, 2),
+                                                      protocol: 6, length: 20 + payload)
+        let checksum = bytes[20...].withUnsafeBytes { InternetChecksum.checksum($0, initial: pseudo) }
+        bytes[36] = UInt8(checksum >> 8); bytes[37] = UInt8(checksum & 0xFF)
+        return bytes
+    }
+
+    @Test("TCP gets a reset as from a host with no listener: RST+ACK of a SYN's sequence space, RST at an ACK's number, nothing for a reset")
+    func tcpIsReset() throws {
+        var responder = portResponder()
+        let (disposition, reply) = admit(&responder, segment(flags: 0x02, sequence: 1000))
+        #expect(disposition == .answer && Harness.isIPv4HeaderValid(reply) && reply.count == 40 && reply[9] == 6)
+        #expect(Array(reply[12..<20]) == [198, 18, 1, 2, 198, 18, 1, 1] && Array(reply[20..<24]) == [0, 80, 0x0F, 0xA0])
+        #expect(Array(reply[24..<28]) == [0, 0, 0, 0] && Array(reply[28..<32]) == [0, 0, 0x03, 0xE9] && reply[33] == 0x14)
+        let pseudo = InternetChecksum.pseudoHeaderSum(source: IPv4Address(198, 18, 1, 2), destination: IPv4Address(198, 18, 1, 1),
+                                                      protocol: 6, length: 20)
+        #expect(reply[20...].withUnsafeBytes { InternetChecksum.checksum($0, initial: pseudo) } == 0)
+        // Data with FIN, no ACK: acknowledged whole, FIN counted.
+        let (_, finReply) = admit(&responder, segment(flags: 0x01, sequence: 1000, payload: 10))
+        #expect(Array(finReply[28..<32]) == [0, 0, 0x03, 0xF3] && finReply[33] == 0x14)
+        // With ACK: a bare reset at the number acknowledged.
+        let (_, ackReply) = admit(&responder, segment(flags: 0x10, sequence: 5, acknowledgment: 0xDEAD_BEEF))
+        #expect(Array(ackReply[24..<28]) == [0xDE, 0xAD, 0xBE, 0xEF] && ackReply[33] == 0x04)
+        // Never a reset for a reset, nor for a bad checksum.
+        #expect(admit(&responder, segment(flags: 0x04, sequence: 5)).0 == .consumed)
+        var corrupt = segment(flags: 0x02, sequence: 1)
+        corrupt[30] ^= 1
+        #expect(admit(&responder, corrupt).0 == .consumed)
+        #expect(responder.counters.tcpResets == 3 && responder.counters.badChecksum == 1 && responder.counters.closedPort == 1)
+    }
+
     @Test("no port unreachable for a bad checksum, a group source, or past the per-peer rate (a burst of six, then one a second)")
     func closedPortErrorsAreBounded() {
         var responder = portResponder()

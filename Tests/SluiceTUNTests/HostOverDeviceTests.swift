@@ -138,6 +138,43 @@ import Testing
         #expect(!server.text.contains("received 1 datagrams"), "the service saw none: \(server.text)")
     }
 
+    /// TCP to the service's address is refused at once, by a reset, as a host with no listener
+    /// refuses it; a packet of a protocol the host does not carry gets ICMP protocol unreachable
+    /// (ICMPv6 parameter problem, unrecognized next header), which the kernel's raw ICMP socket sees.
+    @Test(arguments: ["tun", "tap"], families)
+    func tcpAndOtherProtocolsAreRefused(kind: String, family: (kernel: String, service: String)) throws {
+        let (namespace, server, target, _) = try Self.serve(kind: kind, family: family, device: "sl\(kind)8")
+        defer { withExtendedLifetime(namespace) {} }
+        let isIPv6 = family.service.contains(":")
+        let (refusal, icmp) = try withNetworkNamespace(namespace.name) { () throws -> (Int32, (UInt8, UInt8)?) in
+            var refusal: Int32 = 0
+            do { _ = try KernelTCPSocket(connectingTo: IPEndpoint(address: target.address, port: 80), timeout: 3) } catch let error as KernelSocketError { refusal = error.errno }
+            let listener = socket(isIPv6 ? AF_INET6 : AF_INET, Int32(SOCK_RAW.rawValue), isIPv6 ? Int32(IPPROTO_ICMPV6) : Int32(IPPROTO_ICMP))
+            let sender = socket(isIPv6 ? AF_INET6 : AF_INET, Int32(SOCK_RAW.rawValue), 253)
+            defer { close(listener); close(sender) }
+            var limit = timeval(tv_sec: 2, tv_usec: 0)
+            setsockopt(listener, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+            let payload: [UInt8] = [1, 2, 3, 4]
+            _ = KernelSocketAddress.with(IPEndpoint(address: target.address, port: 0), family: target.address.family) { address, length in
+                payload.withUnsafeBytes { sendto(sender, $0.baseAddress, $0.count, 0, address, length) }
+            }
+            var buffer = [UInt8](repeating: 0, count: 2048)
+            while true {
+                let count = buffer.withUnsafeMutableBytes { recv(listener, $0.baseAddress, $0.count, 0) }
+                guard count > 0 else { return (refusal, nil) }
+                // A raw IPv4 socket reads the IP header too; an ICMPv6 one does not.
+                let start = isIPv6 ? 0 : Int(buffer[0] & 0x0F) * 4
+                let (type, code) = (buffer[start], buffer[start + 1])
+                if isIPv6 ? type == 4 : type == 3 { return (refusal, (type, code)) }
+            }
+        }
+        #expect(refusal == ECONNREFUSED, "errno \(refusal)")
+        #expect(icmp.map { isIPv6 ? $0 == (4, 1) : $0 == (3, 2) } == true, "\(String(describing: icmp))")
+        #expect(server.stop() == 0)
+        #expect(server.text.contains("tcp_resets_sent=1"), "\(server.text)")
+        #expect(server.text.contains("protocol_unreachable_sent=1"), "\(server.text)")
+    }
+
     /// An IPv4 packet of protocol 17 from `source` to 198.18.1.2, with the fields given.
     static func ipv4(source: UInt8, identification: UInt16, offset: Int, more: Bool, payload: Int,
                      totalLength: Int? = nil, headerWords: UInt8 = 5) -> [UInt8] {

@@ -10,13 +10,18 @@ public final class KernelTCPSocket {
     public let descriptor: Int32
 
     /// Connects to `endpoint`, blocking until the handshake is done (a listener's backlog
-    /// completes it before the server accepts).
+    /// completes it before the server accepts), or for at most `timeout` seconds when given.
     ///
-    /// - Throws: ``KernelSocketError`` naming the call that failed.
-    public init(connectingTo endpoint: IPEndpoint) throws(KernelSocketError) {
+    /// - Throws: ``KernelSocketError`` naming the call that failed (`EINPROGRESS` past the timeout).
+    public init(connectingTo endpoint: IPEndpoint, timeout: Int? = nil) throws(KernelSocketError) {
         let family = endpoint.address.family
         let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw KernelSocketError(call: "socket", errno: errno) }
+        if let timeout {
+            // connect(2) waits no longer than the send timeout.
+            var limit = timeval(tv_sec: timeout, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+        }
         let connected = KernelSocketAddress.with(endpoint, family: family) { Glibc.connect(fd, $0, $1) }
         guard connected == 0 else {
             let error = errno

@@ -114,9 +114,9 @@ public final class KernelUDPSocket {
 
 /// `sockaddr` conversions for the kernel-socket helpers, written out here rather than taken
 /// from Sluice, so the peers stay independent of the code they test.
-enum KernelSocketAddress {
+public enum KernelSocketAddress {
     /// Calls `body` with `endpoint` as a `sockaddr` of `family` (IPv4 mapped into IPv6 for `AF_INET6`).
-    static func with<R>(_ endpoint: IPEndpoint, family: Int32, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
+    public static func with<R>(_ endpoint: IPEndpoint, family: Int32, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
         var storage = sockaddr_storage()
         return withUnsafeMutableBytes(of: &storage) { raw in
             let p = raw.baseAddress!
