@@ -21,6 +21,8 @@ func fuzz(_ start: UnsafePointer<UInt8>?, _ count: Int) -> Int32 {
     var configuration = HostConfiguration(addresses: addresses, mac: format == .ethernet ? mac : nil,
                                           mtu: [1280, 1500, 9000][Int(selector >> 1) % 3])
     configuration.verifiesChecksums = selector & 8 == 0
+    // With the service's port known, the host refuses the rest: port and protocol unreachable, TCP resets.
+    configuration.udpPort = selector & 16 == 0 ? 7 : nil
     var acceptance = UDPAcceptance()
     acceptance.verifiesChecksums = configuration.verifiesChecksums
     acceptance.appliesKernelRules = true
