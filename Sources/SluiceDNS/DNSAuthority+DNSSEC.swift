@@ -7,31 +7,41 @@ extension DNSAuthority {
     enum Denial {
         /// The name answered from a wildcard has no records of its own.
         case synthesized(DNSName)
-        /// The delegation at the cut has no DS: it is insecure.
-        case noDS(cut: DNSName)
-        /// The name exists without the type (or is an empty non-terminal).
+        /// The name exists without the type (or is an empty non-terminal); at a cut, without DS.
         case noData(DNSName)
-        /// The name does not exist, and the wildcard that would answer for it does not either
-        /// (NXDOMAIN) or, with `wildcardExists`, lacks the type.
-        case noName(DNSName, wildcardExists: Bool)
+        /// The name does not exist; the wildcard that answers for it lacks the type.
+        case wildcardNoData(DNSName)
+        /// The name does not exist, nor a wildcard that would answer for it.
+        case noName(DNSName)
     }
 
-    /// Adds to `answer` (for `name`, the last name its chain looked up) what a DO query gets from
-    /// a signed zone. Each section keeps its records first and the RRSIGs over them after, as Knot
-    /// writes them; the writer may leave out RRSIGs in the authority and additional sections
-    /// that do not fit.
-    func addSignatures(_ answer: inout DNSAnswer, last name: DNSName, zone: DNSZone) {
-        var denials: [Denial] = answer.answers.lazy.map(\.name).first { zone.nodes[$0] == nil }.map { [.synthesized($0)] } ?? []
+    /// Adds to `answer` (for a question of `type`, `name` the last name its chain looked up) what
+    /// a DO query gets from a signed zone, in Knot's order: the denial of the answer's own kind
+    /// first, then one proof per wildcard the chain went through. Each section keeps its records
+    /// first and the RRSIGs over them after; the writer may leave out RRSIGs that do not fit.
+    func addSignatures(_ answer: inout DNSAnswer, type: DNSRecordType, last name: DNSName, zone: DNSZone) {
+        var denials: [Denial] = []
+        var expanded: [DNSName] = []
+        for record in answer.answers where zone.nodes[record.name] == nil && !expanded.contains(record.name) {
+            expanded.append(record.name)
+        }
         answer.answers += signatures(over: answer.answers, zone: zone)
         if let cut = answer.authority.first, cut.type == .ns {
             // A referral: the DS set, signed, or the proof that there is none.
-            if let ds = zone.nodes[cut.name]?[.ds] { answer.authority += ds } else { denials.append(.noDS(cut: cut.name)) }
+            if let ds = zone.nodes[cut.name]?[.ds] { answer.authority += ds } else { denials.append(.noData(cut.name)) }
         } else if answer.authority.first?.type == .soa {
-            if answer.responseCode == .noError, zone.nodes[name] != nil {
+            if answer.responseCode == .nameError {
+                denials.append(.noName(name))
+            } else if zone.nodes[name] != nil {
                 denials.append(.noData(name))
             } else {
-                denials.append(.noName(name, wildcardExists: answer.responseCode == .noError))
+                denials.append(.wildcardNoData(name))
+                if !expanded.contains(name) { expanded.append(name) }
             }
+        }
+        // An NSEC read at a wildcard is its own proof (RFC 4035 section 3.1.3.3 asks no more of it, nor does Knot).
+        if !(type == .nsec && !zone.nsecChain.isEmpty && answer.responseCode == .noError && answer.authority.isEmpty) {
+            denials += expanded.map(Denial.synthesized)
         }
         var seen: Set<DNSName> = []
         for owner in denials.flatMap({ proof($0, zone: zone) }) where seen.insert(owner).inserted {
@@ -42,34 +52,44 @@ extension DNSAuthority {
         answer.additional += signatures(over: answer.additional, zone: zone)
     }
 
-    /// The owners of the NSEC or NSEC3 records that prove `denial`, in the zone's own chain.
+    /// The owners of the NSEC or NSEC3 records that prove `denial`, in the zone's own chain, in
+    /// the order Knot writes them.
     func proof(_ denial: Denial, zone: DNSZone) -> [DNSName] {
         if let chain = zone.nsec3Chain, zone.nsecChain.isEmpty {
-            // The closest encloser proof (RFC 5155 section 7.2.1): the NSEC3 matching the
-            // closest encloser and the one covering the next closer name.
             func nextCloser(_ name: DNSName) -> DNSName {
                 name.dropping(labels: name.labelCount - closestEncloser(of: name, in: zone).labelCount - 1)
             }
+            // The closest encloser proof (RFC 5155 section 7.2.1): the NSEC3 matching the
+            // closest encloser and the one covering the next closer name.
             func encloserProof(_ name: DNSName) -> [DNSName?] {
                 [chain.matching(closestEncloser(of: name, in: zone)), chain.covering(nextCloser(name))]
             }
+            let wildcard = { (name: DNSName) in self.wildcard(for: name, in: zone) }
             let owners: [DNSName?] = switch denial {
             case .synthesized(let name):
                 [chain.covering(nextCloser(name))]
-            case .noDS(let cut):
-                chain.matching(cut).map { [$0] } ?? encloserProof(cut)
             case .noData(let name):
+                // Without an NSEC3 of its own, an opt-out delegation: the closest provable encloser's proof.
                 chain.matching(name).map { [$0] } ?? encloserProof(name)
-            case .noName(let name, let wildcardExists):
-                encloserProof(name) + [wildcard(for: name, in: zone).flatMap(wildcardExists ? chain.matching : chain.covering)]
+            case .wildcardNoData(let name):
+                [wildcard(name).flatMap(chain.matching)] + encloserProof(name)
+            case .noName(let name):
+                encloserProof(name) + [wildcard(name).flatMap(chain.covering)]
             }
             return owners.compactMap { $0 }
         }
         let owners: [DNSName?] = switch denial {
-        case .synthesized(let name), .noDS(cut: let name), .noData(let name):
+        case .synthesized(let name):
             [zone.nsec(atOrCovering: name)]
-        case .noName(let name, _):
-            [zone.nsec(atOrCovering: name), wildcard(for: name, in: zone).flatMap(zone.nsec(atOrCovering:))]
+        case .noData(let name) where zone.nodes[name]?[.nsec] != nil:
+            [name]
+        case .wildcardNoData(let name):
+            [wildcard(for: name, in: zone)]
+        // An empty non-terminal has no NSEC: proved as a name that does not exist (RFC 4035
+        // section 3.1.3.2), with the wildcard below it covered unless it is there.
+        case .noData(let name), .noName(let name):
+            [zone.nsec(atOrCovering: name), (zone.nodes[name] != nil ? name.prepending([UInt8(ascii: "*")]) : wildcard(for: name, in: zone))
+                .flatMap { zone.nodes[$0] == nil ? zone.nsec(atOrCovering: $0) : nil }]
         }
         return owners.compactMap { $0 }
     }

@@ -68,7 +68,7 @@ public final class DNSAuthority: Sendable {
             }
         }
         addAdditional(&answer, zone: zone)
-        if dnssec && zone.isSigned { addSignatures(&answer, last: current, zone: zone) }
+        if dnssec && zone.isSigned { addSignatures(&answer, type: type, last: current, zone: zone) }
         return answer
     }
 
@@ -118,9 +118,9 @@ public final class DNSAuthority: Sendable {
             answer.answers += owned(sets[first]!)
             return .done
         }
-        // RRSIG gets one signature, the first in canonical order, as Knot answers it.
+        // RRSIG gets the signatures over one set, the first in canonical order, as Knot answers it.
         if let records = sets[type] {
-            answer.answers += owned(type == .rrsig ? [records[0]] : records)
+            answer.answers += owned(type == .rrsig ? records.filter { $0.coveredType == records[0].coveredType } : records)
             return .done
         }
         if type != .cname, let cname = sets[.cname]?.first, case .name(let target) = cname.data {

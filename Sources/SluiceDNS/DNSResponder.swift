@@ -237,7 +237,7 @@ public struct DNSResponder {
         writer.remember(nameAt: 12)
         var counts: [UInt16] = [0, 0, 0]
         var truncated = false
-        var signaturesCut = false
+        var glueCut = false
         // Everything written: the bytes can answer the same question again, whatever its size limit.
         var complete = true
         for (section, records) in [answer.answers, answer.authority, answer.additional].enumerated() where !truncated {
@@ -262,22 +262,20 @@ public struct DNSResponder {
                 writer.rewind(to: setStart)
                 counts[section] = setCount
                 complete = false
-                // RRSIGs close their section: past the answer, those that do not fit are left out
-                // with the rest of that section's, and the next section still written, as Knot
-                // 3.2 does (with TC for the authority's, which RFC 4035 section 3.1 makes mandatory).
-                if record.type == .rrsig && section > 0 {
-                    signaturesCut = signaturesCut || section == 1
-                    break
-                }
-                // Short of room in the answer or authority, or for a referral's in-domain glue, the
-                // client should ask over TCP (RFC 2181 section 9, RFC 9471); another additional set
-                // is left out and the next ones tried, as Knot fills the section.
-                truncated = section < 2 || setIndex < answer.requiredAdditional
+                // RRSIGs close their section: in the additional section (where RFC 4035 section
+                // 3.1 makes them optional), those that do not fit are left out without TC, as Knot does.
+                if record.type == .rrsig && section == 2 { break }
+                // Short of room in the answer or authority, the client should ask over TCP (RFC
+                // 2181 section 9), and nothing more is written; an additional set is left out and
+                // the next ones tried, as Knot fills the section, with TC when it was a referral's
+                // in-domain glue (RFC 9471).
+                truncated = section < 2
                 if truncated { break }
+                glueCut = glueCut || setIndex < answer.requiredAdditional
                 skipping = true
             }
         }
-        if truncated || signaturesCut {
+        if truncated || glueCut {
             reply.flags |= DNSHeader.truncated
             counters.truncated &+= 1
         }
