@@ -22,10 +22,11 @@ extension DNSAuthority {
     func addSignatures(_ answer: inout DNSAnswer, type: DNSRecordType, last name: DNSName, zone: DNSZone) {
         var denials: [Denial] = []
         var expanded: [DNSName] = []
-        for record in answer.answers where zone.nodes[record.name] == nil && !expanded.contains(record.name) {
+        for record in answer.answers where zone.nodes[record.name] == nil && !answer.substituted.contains(record.name)
+            && !expanded.contains(record.name) {
             expanded.append(record.name)
         }
-        answer.answers += signatures(over: answer.answers, zone: zone)
+        answer.answers += signatures(over: answer.answers.filter { !answer.substituted.contains($0.name) }, zone: zone)
         if let cut = answer.authority.first, cut.type == .ns {
             // A referral: the DS set, signed, or the proof that there is none.
             if let ds = zone.nodes[cut.name]?[.ds] { answer.authority += ds } else { denials.append(.noData(cut.name)) }

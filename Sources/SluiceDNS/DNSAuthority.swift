@@ -9,6 +9,8 @@ public struct DNSAnswer: Equatable, Sendable {
     public var additional: [DNSRecord] = []
     /// Made from a wildcard (RFC 4592): for rate limiting, one answer per zone.
     public var synthesized = false
+    /// Owners of the CNAMEs made from a DNAME (RFC 6672): not the zone's, so never signed.
+    var substituted: [DNSName] = []
     /// How many of the first additional records a UDP response must carry whole or set TC for:
     /// a referral's in-domain glue (RFC 9471).
     public var requiredAdditional = 0
@@ -102,6 +104,22 @@ public final class DNSAuthority: Sendable {
         if let sets = wildcardSets(covering: name, in: zone) {
             answer.synthesized = true
             return respond(from: sets, owner: name, type: type, zone: zone, into: &answer)
+        }
+        // Below a DNAME: the DNAME (once in a chain), and a CNAME to the name with its target in
+        // place of the DNAME's owner, followed unless CNAME was asked for (RFC 6672 section 3.2),
+        // as Knot answers. A name that would pass 255 bytes is NXDOMAIN, as from Knot (RFC 6672
+        // says YXDOMAIN). Knot looks for the wildcard first, as here.
+        let encloser = closestEncloser(of: name, in: zone)
+        if let dname = zone.nodes[encloser]?[.dname]?.first, case .name(let target) = dname.data {
+            if !answer.answers.contains(dname) { answer.answers.append(dname) }
+            guard let substitute = DNSName(wire: Array(name.wire[..<(name.wire.count - encloser.wire.count)]) + target.wire) else {
+                answer.responseCode = .nameError
+                answer.authority = [negativeSOA(zone)]
+                return .done
+            }
+            answer.answers.append(DNSRecord(name: name, type: .cname, ttl: dname.ttl, data: .name(substitute)))
+            answer.substituted.append(name)
+            return type == .cname ? .done : .follow(substitute)
         }
         answer.responseCode = .nameError
         answer.authority = [negativeSOA(zone)]

@@ -139,7 +139,7 @@ public struct DNSRecord: Hashable, Sendable, CustomStringConvertible {
         case .aaaa:
             guard length == 16 else { throw .truncated }
             return .aaaa(IPv6Address(networkBytesAt: message.baseAddress! + offset))
-        case .ns, .cname, .ptr:
+        case .ns, .cname, .ptr, .dname:
             let (target, next) = try name(offset)
             guard next == end else { throw .truncated }
             return .name(target)
@@ -190,19 +190,20 @@ public struct DNSRecord: Hashable, Sendable, CustomStringConvertible {
               writer.write(UInt16(0))
         else { writer.rewind(to: start); return false }
         let lengthAt = writer.count - 2
-        guard Self.writeData(data, to: &writer) else { writer.rewind(to: start); return false }
+        guard Self.writeData(data, of: type, to: &writer) else { writer.rewind(to: start); return false }
         writer.base.storeBytes(of: UInt16(writer.count - lengthAt - 2).bigEndian, toByteOffset: lengthAt, as: UInt16.self)
         return true
     }
 
-    static func writeData(_ data: DNSRecordData, to writer: inout DNSWriter) -> Bool {
+    static func writeData(_ data: DNSRecordData, of type: DNSRecordType, to writer: inout DNSWriter) -> Bool {
         switch data {
         case .a(let address): return writer.write(address.rawValue)
         case .aaaa(let address):
             var bytes = [UInt8](repeating: 0, count: 16)
             bytes.withUnsafeMutableBytes { address.store(networkBytesAt: $0.baseAddress!) }
             return writer.write(bytes: bytes)
-        case .name(let name): return writer.write(name: name.wire)
+        // A DNAME's target is never compressed (RFC 6672 section 2.5).
+        case .name(let name): return writer.write(name: name.wire, compress: type != .dname)
         case let .soa(primary, mailbox, serial, refresh, retry, expire, minimum):
             return writer.write(name: primary.wire) && writer.write(name: mailbox.wire) && writer.write(serial)
                 && writer.write(refresh) && writer.write(retry) && writer.write(expire) && writer.write(minimum)

@@ -8,6 +8,7 @@ public struct DNSRecordType: RawRepresentable, Hashable, Sendable, CustomStringC
     public static let a = DNSRecordType(rawValue: 1)
     public static let ns = DNSRecordType(rawValue: 2)
     public static let cname = DNSRecordType(rawValue: 5)
+    public static let dname = DNSRecordType(rawValue: 39)
     public static let soa = DNSRecordType(rawValue: 6)
     public static let ptr = DNSRecordType(rawValue: 12)
     public static let mx = DNSRecordType(rawValue: 15)
@@ -28,7 +29,7 @@ public struct DNSRecordType: RawRepresentable, Hashable, Sendable, CustomStringC
     public static let caa = DNSRecordType(rawValue: 257)
 
     static let names: [(DNSRecordType, String)] = [
-        (.a, "A"), (.ns, "NS"), (.cname, "CNAME"), (.soa, "SOA"), (.ptr, "PTR"), (.mx, "MX"), (.txt, "TXT"),
+        (.a, "A"), (.ns, "NS"), (.cname, "CNAME"), (.dname, "DNAME"), (.soa, "SOA"), (.ptr, "PTR"), (.mx, "MX"), (.txt, "TXT"),
         (.aaaa, "AAAA"), (.srv, "SRV"), (.opt, "OPT"), (.ds, "DS"), (.ixfr, "IXFR"), (.axfr, "AXFR"), (.any, "ANY"),
         (.caa, "CAA"), (.hinfo, "HINFO"), (.sshfp, "SSHFP"), (.dnskey, "DNSKEY"), (.tlsa, "TLSA"), (.cds, "CDS"),
         (.cdnskey, "CDNSKEY"), (.rp, "RP"), (.afsdb, "AFSDB"), (.rt, "RT"), (.naptr, "NAPTR"), (.kx, "KX"), (.cert, "CERT"),
@@ -77,6 +78,7 @@ public struct DNSResponseCode: RawRepresentable, Hashable, Sendable, CustomStrin
         case 3: "NXDOMAIN"
         case 4: "NOTIMP"
         case 5: "REFUSED"
+        case 6: "YXDOMAIN"
         case 9: "NOTAUTH"
         case 16: "BADVERS"
         default: "RCODE\(rawValue)"

@@ -25,8 +25,7 @@ public struct DNSZone: Sendable {
     /// owner of an answer to the question keeps the question's case, every other name is the zone's).
     ///
     /// - Throws: ``DNSError/zoneSyntax(line:reason:)`` (line 0) when there is not exactly one
-    ///   SOA at the apex, a CNAME shares its owner with other data,
-    ///   or the zone has a DNAME (not served).
+    ///   SOA at the apex, a CNAME shares its owner with other data, or a name is below a DNAME.
     public init(origin: DNSName, records: [DNSRecord]) throws(DNSError) {
         func fail(_ reason: String) -> DNSError { .zoneSyntax(line: 0, reason: "zone \(origin): \(reason)") }
         var nodes: [DNSName: [DNSRecordType: [DNSRecord]]] = [origin: [:]]
@@ -46,8 +45,6 @@ public struct DNSZone: Sendable {
                 hashed[record.name, default: [:]][record.type, default: []].append(record)
                 continue
             }
-            // Served as plain data, a DNAME would leave the names below it unanswered.
-            guard record.type.rawValue != 39 else { throw fail("\(record.name) has a DNAME: DNAME redirection (RFC 6672) is not served") }
             var name = record.name
             while name != origin, nodes[name] == nil {
                 nodes[name] = [:]
@@ -60,6 +57,13 @@ public struct DNSZone: Sendable {
         // A CNAME shares its owner only with the DNSSEC records about it (RFC 2181 section 10.1, RFC 4035 section 2.5).
         for (name, sets) in nodes where sets[.cname].map({ $0.count > 1 || sets.keys.contains { ![.cname, .rrsig, .nsec].contains($0) } }) ?? false {
             throw fail("\(name) has a CNAME and other data, or more than one CNAME")
+        }
+        // Names below a DNAME could never be reached, and Knot refuses such a zone (RFC 6672 section 2.4).
+        for (name, sets) in nodes where sets[.dname] != nil {
+            if sets[.dname]!.count > 1 { throw fail("\(name) has more than one DNAME") }
+            if let below = nodes.keys.first(where: { $0 != name && $0.isSubdomain(of: name) }) {
+                throw fail("\(below) is below the DNAME at \(name)")
+            }
         }
         guard let soas = nodes[origin]?[.soa], soas.count == 1 else { throw fail("exactly one SOA at the apex is needed") }
         // One TTL per record set (RFC 2181 section 5.2): the last one's, as Knot keeps it.

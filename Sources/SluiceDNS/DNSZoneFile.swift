@@ -220,7 +220,7 @@ public enum DNSZoneFile {
             try count(1)
             guard let address = IPv6Address(tokens[0].text) else { throw fail("bad IPv6 address") }
             return .aaaa(address)
-        case .ns, .cname, .ptr:
+        case .ns, .cname, .ptr, .dname:
             try count(1)
             return .name(try name(0))
         case .soa:
