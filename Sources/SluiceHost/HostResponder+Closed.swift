@@ -119,22 +119,36 @@ extension HostResponder {
         let (source, destination, _) = Self.endpoints(network, protocolNumber: 0, length: 0)
         guard answersClosed(packet, source: source, destination: destination), errorLimiter.allow(to: source, now: now)
         else { return drop(\.closedPort) }
+        guard turnIntoError(&packet, networkOffset: networkOffset, total: total, from: destination, to: source,
+                            word: isIPv6 ? 0x0401_0000 : 0x0302_0000, parameter: isIPv6 ? UInt32(pointer) : 0)
+        else { return drop(\.closedPort) }
+        counters.protocolUnreachable &+= 1
+        return .answer
+    }
+
+    /// Turns the `total`-byte packet at `networkOffset` into the ICMP or ICMPv6 error whose first
+    /// word (type, code) is `word` and second `parameter`, from `source` back to `destination`,
+    /// quoting as much of the packet as keeps the error within 576 bytes (IPv4, RFC 1812
+    /// 4.3.2.3) or 1280 (IPv6, RFC 4443 2.4). `false` when the frame cannot hold it.
+    mutating func turnIntoError(_ packet: inout Packet, networkOffset: Int, total: Int, from source: IPAddress, to destination: IPAddress,
+                                word: UInt32, parameter: UInt32) -> Bool {
+        let network = packet.dataStart + networkOffset
+        let isIPv6 = network.hostByte(0) >> 4 == 6
         let headerLength = isIPv6 ? 40 : 20
         let quoted = min(total, (isIPv6 ? 1280 : 576) - headerLength - 8)
         let icmpLength = 8 + quoted
-        guard packet.capacity - packet.offset >= networkOffset + headerLength + icmpLength else { return drop(\.closedPort) }
+        guard packet.capacity - packet.offset >= networkOffset + headerLength + icmpLength else { return false }
         (network + headerLength + 8).copyMemory(from: network, byteCount: quoted)
         let icmp = network + headerLength
-        icmp.hostSetBig32(0, isIPv6 ? 0x0401_0000 : 0x0302_0000)
-        icmp.hostSetBig32(4, isIPv6 ? UInt32(pointer) : 0)
+        icmp.hostSetBig32(0, word)
+        icmp.hostSetBig32(4, parameter)
         // Precedence "internetwork control" over IPv4, as the kernel marks its errors.
         _ = writeReplyHeader(network, protocolNumber: isIPv6 ? 58 : 1, tos: isIPv6 ? 0 : 0xC0, payloadLength: icmpLength,
-                             from: destination, to: source)
+                             from: source, to: destination)
         let pseudo = isIPv6 ? Self.endpoints(network, protocolNumber: 58, length: icmpLength).pseudo : 0
         icmp.hostSetBig16(2, InternetChecksum.checksum(UnsafeRawBufferPointer(start: icmp, count: icmpLength), initial: pseudo))
         packet.length = networkOffset + headerLength + icmpLength
         turnLink(packet.dataStart)
-        counters.protocolUnreachable &+= 1
-        return .answer
+        return true
     }
 }

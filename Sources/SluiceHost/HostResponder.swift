@@ -290,23 +290,9 @@ public struct HostResponder: ~Copyable {
         guard transportOffset == (isIPv6 ? 40 : 20), answersClosed(packet, source: source, destination: destination),
               errorLimiter.allow(to: source, now: now)
         else { return drop(\.closedPort) }
-        let headerLength = isIPv6 ? 40 : 20
-        // The error quotes as much of the datagram as keeps it within 576 bytes (IPv4, RFC 1812
-        // 4.3.2.3) or 1280 (IPv6, RFC 4443 2.4).
-        let quoted = min(total, (isIPv6 ? 1280 : 576) - headerLength - 8)
-        let icmpLength = 8 + quoted
-        guard packet.capacity - packet.offset >= networkOffset + headerLength + icmpLength else { return drop(\.closedPort) }
-        (network + headerLength + 8).copyMemory(from: network, byteCount: quoted)
-        let icmp = network + headerLength
-        icmp.hostSetBig32(0, isIPv6 ? 0x0104_0000 : 0x0303_0000)
-        icmp.hostSetBig32(4, 0)
-        // Precedence "internetwork control" over IPv4, as the kernel marks its errors.
-        _ = writeReplyHeader(network, protocolNumber: isIPv6 ? 58 : 1, tos: isIPv6 ? 0 : 0xC0, payloadLength: icmpLength,
-                             from: destination, to: source)
-        let errorPseudo = isIPv6 ? Self.endpoints(network, protocolNumber: 58, length: icmpLength).pseudo : 0
-        icmp.hostSetBig16(2, InternetChecksum.checksum(UnsafeRawBufferPointer(start: icmp, count: icmpLength), initial: errorPseudo))
-        packet.length = networkOffset + headerLength + icmpLength
-        turnLink(packet.dataStart)
+        guard turnIntoError(&packet, networkOffset: networkOffset, total: total, from: destination, to: source,
+                            word: isIPv6 ? 0x0104_0000 : 0x0303_0000, parameter: 0)
+        else { return drop(\.closedPort) }
         counters.portUnreachable &+= 1
         return .answer
     }
