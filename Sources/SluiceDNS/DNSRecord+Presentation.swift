@@ -53,6 +53,14 @@ extension DNSRecord {
         case .sshfp:
             guard let algorithm = reader.u8(), let fingerprintType = reader.u8(), !reader.atEnd else { return nil }
             parts = ["\(algorithm)", "\(fingerprintType)", split(hex(reader.rest()))]
+        case .zonemd:
+            guard let serial = reader.u32(), let scheme = reader.u8(), let algorithm = reader.u8(), !reader.atEnd else { return nil }
+            parts = ["\(serial)", "\(scheme)", "\(algorithm)", split(hex(reader.rest()))]
+        case .csync:
+            guard let serial = reader.u32(), let flags = reader.u16(), let types = reader.typeBitmap() else { return nil }
+            parts = ["\(serial)", "\(flags)"] + types
+        case .loc:
+            return location(bytes)
         case .openpgpkey:
             guard !reader.atEnd else { return nil }
             parts = [split(base64(reader.rest()))]
@@ -68,6 +76,28 @@ extension DNSRecord {
             return nil
         }
         return reader.atEnd ? parts.joined(separator: " ") : nil
+    }
+
+    /// A LOC record as dig prints it: `42 21 54.000 N 71 6 18.000 W -24.00m 30m 10m 10m`.
+    static func location(_ bytes: [UInt8]) -> String? {
+        guard bytes.count == 16, bytes[0] == 0 else { return nil }
+        func word(_ at: Int) -> UInt32 { bytes[at..<(at + 4)].reduce(0) { $0 << 8 | UInt32($1) } }
+        func angle(_ value: UInt32, _ positive: String, _ negative: String) -> String {
+            let offset = Int64(value) - (1 << 31)
+            let magnitude = abs(offset)
+            let thousandths = magnitude % 60_000
+            let seconds = String(thousandths / 1000) + "." + String(thousandths % 1000).leftPadded(3)
+            return "\(magnitude / 3_600_000) \(magnitude / 60_000 % 60) \(seconds) \(offset >= 0 ? positive : negative)"
+        }
+        func metres(_ precision: UInt8) -> String {
+            let centimetres = Int64(precision >> 4) * (0..<Int(precision & 0x0F)).reduce(Int64(1)) { product, _ in product * 10 }
+            return centimetres % 100 == 0 ? "\(centimetres / 100)m" : "\(centimetres / 100).\(String(centimetres % 100).leftPadded(2))m"
+        }
+        let altitude = Int64(word(12)) - 10_000_000
+        let sign = altitude < 0 ? "-" : ""
+        let altitudeText = "\(sign)\(abs(altitude) / 100).\(String(abs(altitude) % 100).leftPadded(2))m"
+        return [angle(word(4), "N", "S"), angle(word(8), "E", "W"), altitudeText, metres(bytes[1]), metres(bytes[2]), metres(bytes[3])]
+            .joined(separator: " ")
     }
 
     /// Long base64 or hex in words of 56 characters, as dig prints keys, digests and signatures.

@@ -35,7 +35,7 @@ public struct DNSRecordType: RawRepresentable, Hashable, Sendable, CustomStringC
         (.cdnskey, "CDNSKEY"), (.rp, "RP"), (.afsdb, "AFSDB"), (.rt, "RT"), (.naptr, "NAPTR"), (.kx, "KX"), (.cert, "CERT"),
         (.rrsig, "RRSIG"), (.nsec, "NSEC"), (.dhcid, "DHCID"), (.nsec3, "NSEC3"), (.nsec3param, "NSEC3PARAM"), (.smimea, "SMIMEA"),
         (.openpgpkey, "OPENPGPKEY"), (.svcb, "SVCB"), (.https, "HTTPS"), (.spf, "SPF"), (.eui48, "EUI48"), (.eui64, "EUI64"),
-        (.uri, "URI"),
+        (.uri, "URI"), (.loc, "LOC"), (.csync, "CSYNC"), (.zonemd, "ZONEMD"),
     ]
 
     /// The type's mnemonic ("AAAA"), or the generic form ("TYPE65") of RFC 3597.

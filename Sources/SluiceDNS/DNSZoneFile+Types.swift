@@ -7,6 +7,9 @@ extension DNSRecordType {
     public static let naptr = DNSRecordType(rawValue: 35)
     public static let kx = DNSRecordType(rawValue: 36)
     public static let cert = DNSRecordType(rawValue: 37)
+    public static let loc = DNSRecordType(rawValue: 29)
+    public static let csync = DNSRecordType(rawValue: 62)
+    public static let zonemd = DNSRecordType(rawValue: 63)
     public static let rrsig = DNSRecordType(rawValue: 46)
     public static let nsec = DNSRecordType(rawValue: 47)
     public static let dhcid = DNSRecordType(rawValue: 49)
@@ -80,6 +83,12 @@ extension DNSZoneFile {
             try reader.time(); try reader.time()
             try reader.u16(); try reader.name()
             try reader.rest(BinaryEncoding.base64)
+        case .zonemd:
+            try reader.u32(); try reader.u8(); try reader.u8(); try reader.rest(BinaryEncoding.hex)
+        case .csync:
+            try reader.u32(); try reader.u16(); try reader.typeBitmap()
+        case .loc:
+            try reader.location()
         case .svcb, .https:
             try reader.u16()
             try reader.name()
@@ -186,6 +195,71 @@ extension DNSZoneFile {
             // Serial number arithmetic (RFC 1982): the time modulo 2^32.
             let value = UInt32(truncatingIfNeeded: seconds)
             bytes += [UInt8(value >> 24), UInt8(value >> 16 & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF)]
+        }
+
+        /// A LOC record's fields (RFC 1876 section 3): degrees, minutes and seconds north or south,
+        /// then east or west, the altitude in metres, and the size and horizontal and vertical
+        /// precision (1 m, 10 km and 10 m when left out), each metre value with an optional `m`.
+        mutating func location() throws(DNSError) {
+            var angles: [UInt32] = []
+            for hemispheres in [("N", "S", 90), ("E", "W", 180)] {
+                var parts: [String] = []
+                while parts.count < 4 {
+                    let token = try text().uppercased()
+                    parts.append(token)
+                    if token == hemispheres.0 || token == hemispheres.1 { break }
+                }
+                guard let hemisphere = parts.last, hemisphere == hemispheres.0 || hemisphere == hemispheres.1, parts.count >= 2,
+                      let degrees = UInt32(parts[0]), degrees <= hemispheres.2 else { throw fail("bad latitude or longitude") }
+                let minutes = parts.count > 2 ? UInt32(parts[1]) : 0
+                let thousandths = parts.count > 3 ? Self.fixed(parts[2], places: 3) : 0
+                guard let minutes, minutes < 60, let thousandths, thousandths < 60_000 else { throw fail("bad minutes or seconds") }
+                let offset = ((degrees * 60 + minutes) * 60) * 1000 + UInt32(thousandths)
+                guard offset <= UInt32(hemispheres.2) * 3_600_000 else { throw fail("bad latitude or longitude") }
+                angles.append(hemisphere == hemispheres.0 ? (1 << 31) + offset : (1 << 31) - offset)
+            }
+            guard let altitude = Self.fixed(Self.metres(try text()), places: 2), altitude >= -10_000_000, altitude <= 4_284_967_295
+            else { throw fail("bad altitude") }
+            var precisions: [UInt8] = []
+            for fallback in [100, 1_000_000, 1000] as [Int64] {
+                guard hasMore else { precisions.append(Self.precision(fallback)!); continue }
+                guard let centimetres = Self.fixed(Self.metres(try text()), places: 2), let encoded = Self.precision(centimetres)
+                else { throw fail("bad size or precision") }
+                precisions.append(encoded)
+            }
+            bytes += [0] + precisions
+            for value in angles + [UInt32(altitude + 10_000_000)] {
+                bytes += [UInt8(value >> 24), UInt8(value >> 16 & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF)]
+            }
+        }
+
+        static func metres(_ token: String) -> String { token.hasSuffix("m") || token.hasSuffix("M") ? String(token.dropLast()) : token }
+
+        /// A decimal with at most `places` places as an integer in units of 10^-places.
+        static func fixed(_ text: String, places: Int) -> Int64? {
+            let negative = text.hasPrefix("-")
+            let parts = (negative ? text.dropFirst() : Substring(text)).split(separator: ".", omittingEmptySubsequences: false)
+            guard (1...2).contains(parts.count), let whole = Int64(parts[0]), whole < 1 << 40,
+                  parts.count == 1 || (parts[1].count <= places && parts[1].allSatisfy(\.isASCII) && parts[1].allSatisfy(\.isNumber))
+            else { return nil }
+            let fraction = parts.count == 2 ? parts[1] + String(repeating: "0", count: places - parts[1].count) : String(repeating: "0", count: places)
+            let value = whole * Int64(pow10(places)) + (Int64(fraction) ?? 0)
+            return negative ? -value : value
+        }
+
+        static func pow10(_ exponent: Int) -> Int { (0..<exponent).reduce(1) { product, _ in product * 10 } }
+
+        /// A size or precision in centimetres as RFC 1876 writes it: a digit and a power of ten
+        /// (the value rounded down to one significant digit, as Knot does).
+        static func precision(_ centimetres: Int64) -> UInt8? {
+            guard centimetres >= 0, centimetres <= 90_000_000_00 else { return nil }
+            var mantissa = centimetres
+            var exponent: UInt8 = 0
+            while mantissa > 9 {
+                mantissa /= 10
+                exponent += 1
+            }
+            return UInt8(mantissa) << 4 | exponent
         }
 
         /// The types of the remaining fields as an NSEC type bitmap (RFC 4034 section 4.1.2).

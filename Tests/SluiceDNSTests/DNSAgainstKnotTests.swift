@@ -78,6 +78,7 @@ let dnsNamespaceCounter = Atomic<Int>(0)
             ("naptr.example.test.", .naptr), ("rp.example.test.", .rp), ("uri.example.test.", .uri), ("cert.example.test.", .cert),
             ("eui.example.test.", .eui48), ("svc.example.test.", .svcb), ("svc.example.test.", .https), ("svc.example.test.", .any),
             ("svc.example.test.", .nsec3param), ("svc.example.test.", .rrsig), ("hashed.example.test.", .a),
+            ("loc.example.test.", .loc), ("loc3.example.test.", .loc), ("example.test.", .zonemd), ("example.test.", .csync),
         ]
         var messages: [DNSMessage] = []
         for (index, (name, type)) in questions.enumerated() {
@@ -557,7 +558,8 @@ let dnsNamespaceCounter = Atomic<Int>(0)
                        ["uri.example.test", "URI"], ["eui.example.test", "EUI48"], ["svc.example.test", "SVCB"], ["svc.example.test", "HTTPS"],
                        ["svc.example.test", "NSEC3PARAM"], ["example.test", "MX"], ["_443._tcp.www.example.test", "TLSA"],
                        ["ssh.example.test", "SSHFP"], ["pgp.example.test", "OPENPGPKEY"], ["signed.test", "DNSKEY"], ["signed.test", "CDS"],
-                       ["signed.test", "CDNSKEY"], ["secure.signed.test", "DS"], ["signed.test", "RRSIG"], ["alias.signed.test", "NSEC"]]
+                       ["signed.test", "CDNSKEY"], ["secure.signed.test", "DS"], ["signed.test", "RRSIG"], ["alias.signed.test", "NSEC"],
+                       ["loc.example.test", "LOC"], ["loc3.example.test", "LOC"], ["example.test", "ZONEMD"], ["example.test", "CSYNC"]]
         for (index, query) in queries.enumerated() {
             let dig = try ChildProcess("/usr/sbin/ip", ["netns", "exec", namespace.name, "/usr/bin/dig", "@127.0.0.1", "-p", "5301", "+short"] + query)
             _ = dig.waitForExit(timeout: .seconds(20))
