@@ -19,24 +19,31 @@ struct MetricsCommandTests {
 
     /// The page at `url` as curl gets it (in `namespace` when given), parsed.
     static func scrape(_ url: String, in namespace: String? = nil) throws -> [MetricsSample] {
+        let (status, text) = try fetch(url, in: namespace)
+        try #require(status == 0, "curl \(url): \(text)")
+        return try MetricsText.parse(text)
+    }
+
+    /// curl's exit status and output for `url`.
+    static func fetch(_ url: String, in namespace: String?) throws -> (Int32?, String) {
         let command = (namespace.map { ["/usr/sbin/ip", "netns", "exec", $0] } ?? []) + ["/usr/bin/curl", "-sS", "--fail", "--max-time", "5", url]
         let curl = try ChildProcess(command[0], Array(command.dropFirst()))
         let status = curl.waitForExit(timeout: .seconds(10))
-        try #require(status == 0, "curl \(url): \(curl.text)")
-        return try MetricsText.parse(curl.text)
+        return (status, curl.text)
     }
 
     /// Scrapes until `name` sums to at least `least` (2 s at most), and returns the last page:
     /// workers publish what metrics read every `WorkerState.sampleInterval`, when their loop next
-    /// turns (an idle one at its receive timeout), so a scrape right after traffic can miss it.
+    /// turns (an idle one at its receive timeout), so a scrape right after traffic can miss it;
+    /// and the endpoint starts beside the workers, so the first tries may find nothing listening.
     static func scrape(_ url: String, in namespace: String? = nil, until name: String, reaches least: Double) throws -> [MetricsSample] {
-        var page: [MetricsSample] = []
         for _ in 0..<20 {
-            page = try scrape(url, in: namespace)
-            if sum(page, name) >= least { break }
+            if case (0?, let text) = try fetch(url, in: namespace), let page = try? MetricsText.parse(text), sum(page, name) >= least {
+                return page
+            }
             usleep(100_000)
         }
-        return page
+        return try scrape(url, in: namespace)
     }
 
     /// The sum of `name` over the series whose labels include `labels`.
