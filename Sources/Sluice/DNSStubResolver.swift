@@ -52,29 +52,27 @@ public final class DNSStubResolver: Sendable {
         // One connected socket per server, so an ICMP port unreachable comes back as ECONNREFUSED.
         var sockets: [IPEndpoint: Int32] = [:]
         defer { sockets.values.forEach { _ = close($0) } }
+        func take(_ exchange: Exchange, from server: IPEndpoint, overTCP: Bool) {
+            switch exchange {
+            case .reply(let bytes): state.withLock { $0.handleResponse(bytes, from: server, overTCP: overTCP, now: clock.now()) }
+            case .refused: state.withLock { $0.handleUnreachable(server, overTCP: overTCP, now: clock.now()) }
+            case .failed: break
+            }
+        }
         while true {
             if let result = state.withLock({ $0.takeResult(query) }) { return try result.get() }
             while let transmit = state.withLock({ $0.pollTransmit(for: query) }) {
                 let server = transmit.server
                 if transmit.overTCP {
                     let timeout = state.withLock { $0.configuration.timeout } * 2
-                    switch Self.exchangeOverTCP(transmit.message, with: server, timeout: timeout) {
-                    case .reply(let reply):
-                        state.withLock { $0.handleResponse(reply, from: server, overTCP: true, now: clock.now()) }
-                    case .refused:
-                        state.withLock { $0.handleUnreachable(server, overTCP: true, now: clock.now()) }
-                    case .failed:
-                        break
-                    }
+                    take(Self.exchangeOverTCP(transmit.message, with: server, timeout: timeout), from: server, overTCP: true)
                     continue
                 }
                 // A socket that cannot be had leaves the query to time out and go to the next server.
                 guard let descriptor = sockets[server] ?? Self.connectUDP(to: server) else { continue }
                 sockets[server] = descriptor
                 let sent = transmit.message.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, 0) }
-                if sent < 0 && errno == ECONNREFUSED {
-                    state.withLock { $0.handleUnreachable(server, overTCP: false, now: clock.now()) }
-                }
+                if sent < 0 && errno == ECONNREFUSED { take(.refused, from: server, overTCP: false) }
             }
             if let result = state.withLock({ $0.takeResult(query) }) { return try result.get() }
             let deadline = state.withLock { $0.pollTimeout() } ?? clock.now() + .milliseconds(100)
@@ -83,14 +81,7 @@ public final class DNSStubResolver: Sendable {
             var ready = servers.map { pollfd(fd: sockets[$0]!, events: Int16(POLLIN), revents: 0) }
             if poll(&ready, nfds_t(ready.count), Int32(wait)) > 0 {
                 for (server, entry) in zip(servers, ready) where entry.revents & Int16(POLLIN | POLLERR) != 0 {
-                    switch Self.receive(entry.fd) {
-                    case .reply(let bytes):
-                        state.withLock { $0.handleResponse(bytes, from: server, overTCP: false, now: clock.now()) }
-                    case .refused:
-                        state.withLock { $0.handleUnreachable(server, overTCP: false, now: clock.now()) }
-                    case .failed:
-                        break
-                    }
+                    take(Self.receive(entry.fd), from: server, overTCP: false)
                 }
             }
             let now = clock.now()
