@@ -169,7 +169,12 @@ import Testing
         let resolver = DNSStubResolver(configuration: configuration)
         let name = namespace.name
         let results = try withNetworkNamespace(name) { () throws -> [DNSResolution] in
-            usleep(300_000)
+            // Until Knot listens, its port refuses at once: wait for it (5 s at most), not a fixed time.
+            for _ in 0..<50 {
+                if case .failure(.unreachable) = Result(catching: { () throws(DNSResolverError) in
+                    try DNSStubResolver(configuration: configuration).resolveBlocking("example.test.", .soa)
+                }) { usleep(100_000) } else { break }
+            }
             return try [("host.deep", DNSRecordType.a), ("host.deep", .aaaa), ("www", .a), ("nothing", .a), ("big", .txt)].map {
                 try resolver.resolveBlocking($0.0, $0.1)
             }
