@@ -213,7 +213,7 @@ extension DNSZoneFile {
                       let degrees = UInt32(parts[0]), degrees <= hemispheres.2 else { throw fail("bad latitude or longitude") }
                 let minutes = parts.count > 2 ? UInt32(parts[1]) : 0
                 let thousandths = parts.count > 3 ? Self.fixed(parts[2], places: 3) : 0
-                guard let minutes, minutes < 60, let thousandths, thousandths < 60_000 else { throw fail("bad minutes or seconds") }
+                guard let minutes, minutes < 60, let thousandths, (0..<60_000).contains(thousandths) else { throw fail("bad minutes or seconds") }
                 let offset = ((degrees * 60 + minutes) * 60) * 1000 + UInt32(thousandths)
                 guard offset <= UInt32(hemispheres.2) * 3_600_000 else { throw fail("bad latitude or longitude") }
                 angles.append(hemisphere == hemispheres.0 ? (1 << 31) + offset : (1 << 31) - offset)
@@ -239,8 +239,10 @@ extension DNSZoneFile {
         static func fixed(_ text: String, places: Int) -> Int64? {
             let negative = text.hasPrefix("-")
             let parts = (negative ? text.dropFirst() : Substring(text)).split(separator: ".", omittingEmptySubsequences: false)
-            guard (1...2).contains(parts.count), let whole = Int64(parts[0]), whole < 1 << 40,
-                  parts.count == 1 || (parts[1].count <= places && parts[1].allSatisfy(\.isASCII) && parts[1].allSatisfy(\.isNumber))
+            // Plain digits only: no second sign, no "+", so the value cannot overflow.
+            let isDigits = { (part: Substring) in part.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") } }
+            guard (1...2).contains(parts.count), !parts[0].isEmpty, parts[0].count <= 12, isDigits(parts[0]), let whole = Int64(parts[0]),
+                  parts.count == 1 || (parts[1].count <= places && isDigits(parts[1]))
             else { return nil }
             let fraction = parts.count == 2 ? parts[1] + String(repeating: "0", count: places - parts[1].count) : String(repeating: "0", count: places)
             let value = whole * Int64(pow10(places)) + (Int64(fraction) ?? 0)

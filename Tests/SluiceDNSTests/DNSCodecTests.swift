@@ -155,7 +155,8 @@ import Testing
         #expect(records[4].data == .opaque([2] + Array("PC".utf8) + [5] + Array("Linux".utf8)))
         for bad in ["x DS 1 2 3 ABC", "x DS 1 2 3", "x DNSKEY 256 3 13 AAE=Aw==", "x DNSKEY 256 3 13 A", "x TLSA 3 1 1 zz",
                     "x LOC 91 N 0 E 0", "x LOC 42 60 N 0 E 0", "x LOC 42 21 54 X 71 W 0", "x LOC 42 N 181 E 0", "x LOC 42 N 71 W -100001m",
-                    "x LOC 42 N 71 W 0 1.234m", "x ZONEMD 1 1 1", "x CSYNC 1 3 NOTATYPE"] {
+                    "x LOC 42 N 71 W 0 1.234m", "x LOC 42 21 -54.5 N 71 W 0",
+                    "x LOC 42 N 71 W --9223372036854775808m", "x LOC 42 N 71 W +5m", "x LOC 42 N 71 W 0 1.-5m", "x ZONEMD 1 1 1", "x CSYNC 1 3 NOTATYPE"] {
             #expect(throws: DNSError.self, "\(bad)") { try DNSZoneFile.parse("$TTL 60\n" + bad, origin: .root) }
         }
         // A DNAME, in either form, is read as one (and served: DNSAgainstKnotTests).
