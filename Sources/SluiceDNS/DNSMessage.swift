@@ -94,19 +94,25 @@ public struct DNSMessage: Hashable, Sendable {
         return message
     }
 
-    /// Encodes the message with compressed names, the counts taken from the sections.
+    /// Encodes the message with names compressed as Knot DNS compresses them (a response from
+    /// Knot comes back byte for byte), the counts taken from the sections.
     public func encode() -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: 65535)
-        let places = UnsafeMutablePointer<UInt16>.allocate(capacity: DNSWriter.maximumPlaces)
-        defer { places.deallocate() }
         let count = bytes.withUnsafeMutableBytes { buffer in
-            var writer = DNSWriter(base: buffer.baseAddress!, capacity: buffer.count, count: DNSWire.headerLength, places: places)
+            var writer = DNSWriter(base: buffer.baseAddress!, capacity: buffer.count, count: DNSWire.headerLength)
             for question in questions {
-                _ = writer.write(name: question.name.wire)
+                _ = writer.write(name: question.name.wire, compress: false)
                 _ = writer.write(question.type.rawValue)
                 _ = writer.write(question.recordClass)
             }
-            for record in answers + authority + additional { _ = record.write(to: &writer) }
+            if !questions.isEmpty { writer.compressAgainstQuestion() }
+            var sets = DNSSetWriter()
+            for (section, records) in [answers, authority, additional].enumerated() {
+                for (index, record) in records.enumerated() {
+                    if index == 0 || !record.isInSet(of: records[index - 1]) { sets.beginSet(record, section: section) }
+                    _ = sets.write(record, to: &writer)
+                }
+            }
             if let edns { _ = Self.writeOPT(edns, to: &writer) }
             var header = self.header
             header.questionCount = UInt16(questions.count)

@@ -49,13 +49,29 @@ public struct DNSRecord: Hashable, Sendable, CustomStringConvertible {
         self.recordClass = recordClass
     }
 
-    /// Puts the owner and every name in the data in lower case.
     /// The type an RRSIG covers (its first two bytes of data); `nil` for other records.
     var coveredType: DNSRecordType? {
         guard type == .rrsig, case .opaque(let bytes) = data, bytes.count >= 2 else { return nil }
         return DNSRecordType(rawValue: UInt16(bytes[0]) << 8 | UInt16(bytes[1]))
     }
 
+    /// Whether this record is in the same set as `other`: same owner and type (for RRSIGs, the
+    /// same type covered).
+    func isInSet(of other: DNSRecord) -> Bool {
+        type == other.type && name == other.name && coveredType == other.coveredType
+    }
+
+    /// The server an NS, MX or SRV record names: where its glue belongs.
+    var server: DNSName? {
+        switch data {
+        case .name(let target) where type == .ns: target
+        case .mx(_, let exchange): exchange
+        case .srv(_, _, _, let target): target
+        default: nil
+        }
+    }
+
+    /// Puts the owner and every name in the data in lower case.
     mutating func lowercaseNames() {
         name = name.lowercased
         switch data {
@@ -182,16 +198,19 @@ public struct DNSRecord: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Writes the record (name, type, class, TTL, length and data) with `writer`, compressing
-    /// names where RFC 3597 allows it (NS, CNAME, PTR, SOA, MX); SRV targets stay whole.
-    /// `false` when it does not fit: the writer is back where it was.
-    public func write(to writer: inout DNSWriter) -> Bool {
+    /// names where RFC 3597 allows it (NS, CNAME, PTR, SOA, MX) as Knot does; SRV targets stay
+    /// whole. The owner is a pointer to `ownerHint` when that is not 0 (where the same name is
+    /// already). `false` when it does not fit: the writer is back where it was.
+    public func write(to writer: inout DNSWriter, ownerHint: Int = 0) -> Bool {
         let start = writer.count
-        guard writer.write(name: name.wire), writer.write(type.rawValue), writer.write(recordClass), writer.write(ttl),
-              writer.write(UInt16(0))
+        guard let ownerPlace = writer.write(owner: name.wire, hint: ownerHint), writer.write(type.rawValue),
+              writer.write(recordClass), writer.write(ttl), writer.write(UInt16(0))
         else { writer.rewind(to: start); return false }
         let lengthAt = writer.count - 2
+        writer.dataNamePlace = 0
         guard Self.writeData(data, of: type, to: &writer) else { writer.rewind(to: start); return false }
         writer.base.storeBytes(of: UInt16(writer.count - lengthAt - 2).bigEndian, toByteOffset: lengthAt, as: UInt16.self)
+        writer.ownerPlace = ownerPlace
         return true
     }
 
@@ -203,18 +222,18 @@ public struct DNSRecord: Hashable, Sendable, CustomStringConvertible {
             bytes.withUnsafeMutableBytes { address.store(networkBytesAt: $0.baseAddress!) }
             return writer.write(bytes: bytes)
         // A DNAME's target is never compressed (RFC 6672 section 2.5).
-        case .name(let name): return writer.write(name: name.wire, compress: type != .dname)
+        case .name(let name): return writer.write(dataName: name.wire, compress: type != .dname)
         case let .soa(primary, mailbox, serial, refresh, retry, expire, minimum):
-            return writer.write(name: primary.wire) && writer.write(name: mailbox.wire) && writer.write(serial)
+            return writer.write(dataName: primary.wire) && writer.write(name: mailbox.wire) && writer.write(serial)
                 && writer.write(refresh) && writer.write(retry) && writer.write(expire) && writer.write(minimum)
-        case let .mx(preference, exchange): return writer.write(preference) && writer.write(name: exchange.wire)
+        case let .mx(preference, exchange): return writer.write(preference) && writer.write(dataName: exchange.wire)
         case .txt(let strings):
             for string in strings where !(string.count <= 255 && writer.write(UInt8(string.count)) && writer.write(bytes: string)) {
                 return false
             }
             return true
         case let .srv(priority, weight, port, target):
-            return writer.write(priority) && writer.write(weight) && writer.write(port) && writer.write(name: target.wire, compress: false)
+            return writer.write(priority) && writer.write(weight) && writer.write(port) && writer.write(dataName: target.wire, compress: false)
         case let .caa(flags, tag, value):
             return tag.count <= 255 && writer.write(flags) && writer.write(UInt8(tag.count)) && writer.write(bytes: tag)
                 && writer.write(bytes: value)

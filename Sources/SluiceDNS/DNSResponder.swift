@@ -84,14 +84,10 @@ public struct DNSResponder {
     var lastOPTLength = 0
     var lastAnswerKey: UInt64 = 0
 
-    /// Buffers a query's name is read into and a response's name places are kept in, allocated once.
+    /// The buffer a query's name is read into, allocated once.
     final class Scratch {
         let name = UnsafeMutablePointer<UInt8>.allocate(capacity: 256)
-        let places = UnsafeMutablePointer<UInt16>.allocate(capacity: DNSWriter.maximumPlaces)
-        deinit {
-            name.deallocate()
-            places.deallocate()
-        }
+        deinit { name.deallocate() }
     }
 
     /// A responder for `authority`.
@@ -232,9 +228,9 @@ public struct DNSResponder {
             return finish(message, header: reply, code: .refused, questionEnd: questionEnd, edns: refusal, limit: sizeLimit)
         }
         if answer.authoritative { reply.flags |= DNSHeader.authoritative }
-        var writer = DNSWriter(base: message, capacity: sizeLimit - (responseEDNS == nil ? 0 : 11), count: questionEnd,
-                               places: buffers.places)
-        writer.remember(nameAt: 12)
+        var writer = DNSWriter(base: message, capacity: sizeLimit - (responseEDNS == nil ? 0 : 11), count: questionEnd)
+        writer.compressAgainstQuestion()
+        var sets = DNSSetWriter()
         var counts: [UInt16] = [0, 0, 0]
         var truncated = false
         var glueCut = false
@@ -247,19 +243,20 @@ public struct DNSResponder {
             var setIndex = 0
             var skipping = false
             for (index, record) in records.enumerated() {
-                if index == 0 || records[index - 1].type != record.type || records[index - 1].name != record.name
-                    || records[index - 1].coveredType != record.coveredType {
+                if index == 0 || !record.isInSet(of: records[index - 1]) {
                     setStart = writer.count
                     setCount = counts[section]
                     setIndex = index
                     skipping = false
+                    sets.beginSet(record, section: section)
                 }
                 if skipping { continue }
-                if record.write(to: &writer) {
+                if sets.write(record, to: &writer) {
                     counts[section] += 1
                     continue
                 }
                 writer.rewind(to: setStart)
+                sets.dropSet()
                 counts[section] = setCount
                 complete = false
                 // RRSIGs close their section: in the additional section (where RFC 4035 section
@@ -287,7 +284,7 @@ public struct DNSResponder {
         var end = tailEnd
         reply.flags |= answer.responseCode.rawValue & 0xF
         if let responseEDNS {
-            var opt = DNSWriter(base: message, capacity: sizeLimit, count: end, places: buffers.places)
+            var opt = DNSWriter(base: message, capacity: sizeLimit, count: end)
             if DNSMessage.writeOPT(responseEDNS, to: &opt) {
                 end = opt.count
                 reply.additionalCount += 1
@@ -357,7 +354,7 @@ public struct DNSResponder {
         var end = questionEnd ?? DNSWire.headerLength
         if var edns {
             edns.extendedResponseCode = UInt8(code.rawValue >> 4)
-            var writer = DNSWriter(base: message, capacity: limit, count: end, places: buffers.places)
+            var writer = DNSWriter(base: message, capacity: limit, count: end)
             if DNSMessage.writeOPT(edns, to: &writer) {
                 end = writer.count
                 header.additionalCount = 1

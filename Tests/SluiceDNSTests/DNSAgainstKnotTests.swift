@@ -134,22 +134,36 @@ let dnsNamespaceCounter = Atomic<Int>(0)
     }
 
     static func ask(_ socket: KernelUDPSocket, _ server: IPEndpoint, _ query: [UInt8]) throws -> DNSMessage {
+        try DNSMessage.decode(exchange(socket, server, query))
+    }
+
+    static func exchange(_ socket: KernelUDPSocket, _ server: IPEndpoint, _ query: [UInt8]) throws -> [UInt8] {
         socket.send(query, to: server)
-        let reply = try #require(socket.receive(), "no answer from \(server)")
-        return try DNSMessage.decode(reply.bytes)
+        return try #require(socket.receive(), "no answer from \(server)").bytes
+    }
+
+    /// Asks Knot and Sluice `query` and expects the same answer, byte for byte: the same records
+    /// in the same order, names compressed as Knot compresses them. Returns both answers and
+    /// whether they were the same.
+    @discardableResult
+    static func expectSameAnswer(_ socket: KernelUDPSocket, knot: IPEndpoint, sluice: IPEndpoint, _ query: [UInt8],
+                                 _ what: @autoclosure () -> String) throws -> (knot: DNSMessage, sluice: DNSMessage, same: Bool) {
+        let expected = try exchange(socket, knot, query)
+        let actual = try exchange(socket, sluice, query)
+        let (fromKnot, fromSluice) = (try DNSMessage.decode(expected), try DNSMessage.decode(actual))
+        #expect(Comparable(fromKnot) == Comparable(fromSluice), "\(what()):\n  knot   \(Comparable(fromKnot))\n  sluice \(Comparable(fromSluice))")
+        #expect(expected == actual, "\(what()): the records agree, the bytes do not:\n  knot   \(expected)\n  sluice \(actual)")
+        return (fromKnot, fromSluice, expected == actual)
     }
 
     /// Sends every query to both and compares; returns how many agreed.
     static func compare(knot: IPEndpoint, sluice: IPEndpoint, from socket: KernelUDPSocket) throws -> Int {
         var agreed = 0
         for query in queries() {
-            let bytes = query.encode()
-            let expected = try ask(socket, knot, bytes)
-            let actual = try ask(socket, sluice, bytes)
-            #expect(actual.header.id == query.header.id)
-            let same = Comparable(expected) == Comparable(actual)
-            #expect(same, "\(query.questions[0].name) \(query.questions[0].type):\n  knot   \(Comparable(expected))\n  sluice \(Comparable(actual))")
-            if same { agreed += 1 }
+            let answers = try expectSameAnswer(socket, knot: knot, sluice: sluice, query.encode(),
+                                               "\(query.questions[0].name) \(query.questions[0].type)")
+            #expect(answers.sluice.header.id == query.header.id)
+            if answers.same { agreed += 1 }
         }
         return agreed
     }
@@ -278,11 +292,8 @@ let dnsNamespaceCounter = Atomic<Int>(0)
         }
         var signed = 0
         for query in queries {
-            let bytes = query.encode()
-            let expected = try Self.ask(socket, IPEndpoint("127.0.0.1:5301")!, bytes)
-            let actual = try Self.ask(socket, IPEndpoint("127.0.0.1:5302")!, bytes)
-            #expect(Comparable(expected) == Comparable(actual),
-                    "\(query.questions[0].name) \(query.questions[0].type) do=\(query.edns!.dnssecOK):\n  knot   \(Comparable(expected))\n  sluice \(Comparable(actual))")
+            let actual = try Self.expectSameAnswer(socket, knot: IPEndpoint("127.0.0.1:5301")!, sluice: IPEndpoint("127.0.0.1:5302")!,
+                                                   query.encode(), "\(query.questions[0].name) \(query.questions[0].type) do=\(query.edns!.dnssecOK)").sluice
             if actual.answers.contains(where: { $0.type == .rrsig }) || actual.authority.contains(where: { $0.type == .rrsig }) { signed += 1 }
         }
         // Not a comparison of two empty answers: most answers carry signatures.
@@ -357,12 +368,10 @@ let dnsNamespaceCounter = Atomic<Int>(0)
             var edns = DNSEDNS(payloadSize: try #require(UInt16(fields[3])))
             edns.dnssecOK = fields[2] == "1"
             query.edns = edns
-            let bytes = query.encode()
-            let expected = try Self.ask(socket, IPEndpoint("127.0.0.1:5301")!, bytes)
-            let actual = try Self.ask(socket, IPEndpoint("127.0.0.1:5302")!, bytes)
-            let same = Comparable(expected) == Comparable(actual)
-            #expect(same, "\(line):\n  knot   \(Comparable(expected))\n  sluice \(Comparable(actual))")
-            if same { agreed += 1 }
+            if try Self.expectSameAnswer(socket, knot: IPEndpoint("127.0.0.1:5301")!, sluice: IPEndpoint("127.0.0.1:5302")!,
+                                         query.encode(), String(line)).same {
+                agreed += 1
+            }
         }
         #expect(agreed == lines.count && lines.count > 1700)
         #expect(server.stop() == 0)
@@ -481,15 +490,13 @@ let dnsNamespaceCounter = Atomic<Int>(0)
             ("a TSIG before the OPT", Self.header(id: 26, flags: 0, counts: [1, 0, 0, 2]) + Self.question("p.test", 1) + Self.tsig(originalID: 26) + Self.opt()),
         ]
         for (what, query) in cases {
-            let expected = try Self.ask(socket, IPEndpoint("127.0.0.1:5301")!, query)
-            let actual = try Self.ask(socket, IPEndpoint("127.0.0.1:5302")!, query)
-            #expect(Comparable(expected) == Comparable(actual), "\(what):\n  knot   \(Comparable(expected))\n  sluice \(Comparable(actual))")
+            try Self.expectSameAnswer(socket, knot: IPEndpoint("127.0.0.1:5301")!, sluice: IPEndpoint("127.0.0.1:5302")!, query, what)
         }
         // 28 glue records do not fit in 700 bytes: what fits goes, with TC (RFC 9471), as from Knot.
         let referral = Self.header(id: 15, flags: 0, counts: [1, 0, 0, 1]) + Self.question("x.big.p.test", 1)
             + [0, 0, 41, 0x02, 0xBC, 0, 0, 0, 0, 0, 0]
-        let fromKnot = try Self.ask(socket, IPEndpoint("127.0.0.1:5301")!, referral)
-        let fromSluice = try Self.ask(socket, IPEndpoint("127.0.0.1:5302")!, referral)
+        let (fromKnot, fromSluice, _) = try Self.expectSameAnswer(socket, knot: IPEndpoint("127.0.0.1:5301")!,
+                                                                  sluice: IPEndpoint("127.0.0.1:5302")!, referral, "a referral with too much glue")
         #expect(fromKnot.header.isTruncated && fromSluice.header.isTruncated, "knot \(Comparable(fromKnot)), sluice \(Comparable(fromSluice))")
         #expect(fromSluice.authority.count == 14 && !fromSluice.header.isAuthoritative)
         #expect(server.stop() == 0)

@@ -64,15 +64,15 @@ import Testing
     }
 
     @Test func capturedMessagesEncodeBackByteForByte() throws {
-        var exact = 0
+        var inexact: [String] = []
         for capture in try Self.captures() {
             let message = try DNSMessage.decode(capture.bytes)
             let encoded = message.encode()
             // Where a compression choice differs, the bytes may too; the meaning may not.
             #expect(try DNSMessage.decode(encoded) == message, "\(capture.name) \(capture.type)")
-            if encoded == capture.bytes { exact += 1 }
+            if encoded != capture.bytes { inexact.append("\(capture.name) \(capture.type)") }
         }
-        #expect(exact == 22, "every captured message re-encodes exactly")
+        #expect(inexact.isEmpty, "every captured message re-encodes exactly")
     }
 
     @Test func namesReadAndPrintWithEscapes() throws {
