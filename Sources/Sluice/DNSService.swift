@@ -14,10 +14,12 @@ public struct DNSService: UDPService {
     /// The responder, with its counters.
     public var responder: DNSResponder
 
-    /// A server for `authority`'s zones, limiting responses with `rateLimiter` when given.
-    public init(authority: DNSAuthority, rateLimiter: DNSRateLimiter? = nil) {
+    /// A server for `authority`'s zones, limiting responses with `rateLimiter` when given, and
+    /// naming itself with `identity` to clients that ask (NSID, CHAOS TXT).
+    public init(authority: DNSAuthority, rateLimiter: DNSRateLimiter? = nil, identity: DNSServerIdentity = DNSServerIdentity()) {
         responder = DNSResponder(authority: authority)
         responder.rateLimiter = rateLimiter
+        responder.identity = identity
     }
 
     @inlinable

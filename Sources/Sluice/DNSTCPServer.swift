@@ -23,9 +23,10 @@ public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
     /// Streams with a message begun and not whole, its deadline set.
     var arriving: Set<StreamID> = []
 
-    /// A handler answering from `authority`.
-    public init(authority: DNSAuthority) {
+    /// A handler answering from `authority`, naming itself with `identity` to clients that ask.
+    public init(authority: DNSAuthority, identity: DNSServerIdentity = DNSServerIdentity()) {
         responder = DNSResponder(authority: authority)
+        responder.identity = identity
     }
 
     public mutating func accepted(_ stream: StreamID, listener: StreamID, transport: Transport) {}
@@ -141,7 +142,7 @@ public enum DNSTCPServer {
     /// `authority` until `shouldStop` (asked every `checkInterval`) says so. With `metrics`,
     /// publishes the engine's `sluice_tcp_*` metrics and the responder's counters as
     /// `sluice_dns_tcp_*_total` as it serves.
-    public static func run(listen endpoint: IPEndpoint, authority: DNSAuthority, checkInterval: Duration = .milliseconds(50),
+    public static func run(listen endpoint: IPEndpoint, authority: DNSAuthority, identity: DNSServerIdentity = DNSServerIdentity(), checkInterval: Duration = .milliseconds(50),
                            metrics: PublishedMetrics? = nil,
                            ready: (IPEndpoint) -> Void, shouldStop: () -> Bool) throws(SystemCallError) -> DNSTCPReport {
         var configuration = TCPEngineConfiguration()
@@ -158,7 +159,7 @@ public enum DNSTCPServer {
             files.rlim_cur = min(files.rlim_max, rlim_t(maximumConnections + 256))
             _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &files)
         }
-        var handler = DNSStreamHandler<TCPEngine>(authority: authority)
+        var handler = DNSStreamHandler<TCPEngine>(authority: authority, identity: identity)
         let run = try StreamServerRun.serve(
             &handler, listen: endpoint, configuration: configuration, checkInterval: checkInterval, metrics: metrics,
             handlerMetrics: { handler, snapshot in

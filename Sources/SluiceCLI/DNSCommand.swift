@@ -37,12 +37,24 @@ struct DNSServe: ParsableCommand {
     @Option(help: "With --rrl-limit: every how many limited answers one goes out truncated (0: drop them all).")
     var rrlSlip: Int = 1
 
+    @Option(help: "The name server identifier sent to queries with an NSID option (RFC 5001); '' for none. (default: the host's name, as Knot sends)")
+    var nsid: String?
+
+    @Option(help: "The answer to CHAOS TXT queries for id.server and hostname.bind; '' refuses them. (default: the host's name, as Knot answers)")
+    var identity: String?
+
+    @Option(name: .customLong("server-version"), help: "The answer to CHAOS TXT queries for version.server and version.bind; '' refuses them. (default: Sluice and its version)")
+    var serverVersion: String?
+
     @OptionGroup var options: ServeOptions
 
     func validate() throws {
         guard !zone.isEmpty else { throw ValidationError("dns serve needs at least one --zone FILE") }
         if let rrlLimit { guard (1...1_000_000).contains(rrlLimit) else { throw ValidationError("--rrl-limit must be 1 to 1000000") } }
         guard (0...100).contains(rrlSlip) else { throw ValidationError("--rrl-slip must be 0 to 100") }
+        for (flag, value) in [("--nsid", nsid), ("--identity", identity), ("--server-version", serverVersion)] {
+            guard (value?.utf8.count ?? 0) <= 512 else { throw ValidationError("\(flag) takes at most 512 bytes") }
+        }
     }
 
     func run() throws {
@@ -50,6 +62,9 @@ struct DNSServe: ParsableCommand {
         let authority = DNSAuthority(zones: zones)
         let names = zones.map { $0.origin.description }.joined(separator: ", ")
         let configuration = try options.configuration()
+        let host = Self.hostName()
+        let identity = DNSServerIdentity(nsid: Array((nsid ?? host).utf8), name: Array((self.identity ?? host).utf8),
+                                         version: Array((serverVersion ?? "Sluice \(SluiceVersion.current)").utf8))
         // TCP on the same address, for answers truncated over UDP (RFC 7766), on a thread of its own.
         let stop = StopFlag()
         let report = Mutex<Result<DNSTCPReport, SystemCallError>?>(nil)
@@ -58,7 +73,7 @@ struct DNSServe: ParsableCommand {
         let listening = StopFlag()
         let tcp = try WorkerThread(name: "sluice-dns-tcp") {
             let result = Result { () throws(SystemCallError) in
-                try DNSTCPServer.run(listen: listen, authority: authority, metrics: tcpMetrics, ready: { _ in listening.set() },
+                try DNSTCPServer.run(listen: listen, authority: authority, identity: identity, metrics: tcpMetrics, ready: { _ in listening.set() },
                                      shouldStop: { stop.isSet })
             }
             report.withLock { $0 = result }
@@ -79,13 +94,29 @@ struct DNSServe: ParsableCommand {
         let what = "authoritative for \(names), TCP too" + (rrlLimit.map { ", rate limit \($0)/s slip \(rrlSlip)" } ?? "")
         do {
             try options.serve("dns serve", what: what, configuration: configuration, metrics: [tcpMetrics], stopping: stopTCP) { _ in
-                DNSService(authority: authority, rateLimiter: limiter)
+                DNSService(authority: authority, rateLimiter: limiter, identity: identity)
             }
         } catch {
             // The server never started: the TCP side still has to stop.
             if !stop.isSet { stopTCP() }
             throw error
         }
+    }
+
+    /// The host's name as Knot finds it for its NSID: the canonical name of `gethostname()`, or
+    /// that name alone when it does not resolve.
+    static func hostName() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "" }
+        let host = String(cString: buffer)
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_DGRAM.rawValue)
+        hints.ai_flags = AI_CANONNAME
+        var info: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, "domain", &hints, &info) == 0, let first = info else { return host }
+        defer { freeaddrinfo(first) }
+        return first.pointee.ai_canonname.map { String(cString: $0) } ?? host
     }
 
     /// Reads `FILE` or `ORIGIN=FILE`: the origin is the given one, or the file's first `$ORIGIN`.

@@ -53,6 +53,24 @@ public struct DNSResponderCounters: Equatable, Sendable {
     }
 }
 
+/// How a DNS server names itself to clients that ask, as Knot's `nsid`, `identity` and
+/// `version` settings do; an empty field tells nothing.
+public struct DNSServerIdentity: Sendable, Equatable {
+    /// The name server identifier (RFC 5001) for queries with an NSID option.
+    public var nsid: [UInt8]
+    /// The answer to a CHAOS-class TXT query for `id.server.` or `hostname.bind.` (REFUSED when empty).
+    public var name: [UInt8]
+    /// The answer to a CHAOS-class TXT query for `version.server.` or `version.bind.` (REFUSED when empty).
+    public var version: [UInt8]
+
+    /// An identity; nothing told by default.
+    public init(nsid: [UInt8] = [], name: [UInt8] = [], version: [UInt8] = []) {
+        self.nsid = nsid
+        self.name = name
+        self.version = version
+    }
+}
+
 /// Answers DNS queries from a ``DNSAuthority`` in the query's own buffer: the header and
 /// question stay where they are, the sections are written after them, names compressed
 /// against the question (so the owner names carry the query's case). One per worker.
@@ -75,6 +93,8 @@ public struct DNSResponder {
     public private(set) var counters = DNSResponderCounters()
     let buffers = Scratch()
     let cache = DNSAnswerCache()
+    /// How the server names itself to clients that ask (NSID, CHAOS TXT); nothing by default.
+    public var identity = DNSServerIdentity()
     /// Response rate limiting over UDP; `nil` (the default, as in Knot) for none.
     public var rateLimiter: DNSRateLimiter?
     /// The last response's shape, for rate limiting: where its question ends, the length of
@@ -164,6 +184,7 @@ public struct DNSResponder {
         if let clientEDNS = edns.record {
             var ours = DNSEDNS(payloadSize: payloadSize)
             ours.dnssecOK = clientEDNS.dnssecOK
+            if edns.asksNSID, !identity.nsid.isEmpty { ours.options = Self.option(3, identity.nsid) }
             responseEDNS = ours
             if !overTCP { sizeLimit = min(capacity, Int(max(512, min(clientEDNS.payloadSize, payloadSize)))) }
             guard clientEDNS.version == 0 else {
@@ -199,6 +220,10 @@ public struct DNSResponder {
         // formed, as read above) are passed over, as Knot does.
         guard let (questionEnd, nameLength) = question, let type else { return finish(message, header: reply, code: .formatError, questionEnd: question?.end, edns: responseEDNS, limit: sizeLimit) }
         let recordClass = DNSWire.u16(query, questionEnd - 2)
+        if recordClass == 3 {
+            return chaos(message, header: reply, type: type, questionEnd: questionEnd, nameLength: nameLength, edns: responseEDNS,
+                         limit: sizeLimit)
+        }
         guard recordClass == 1 || recordClass == 255 else {
             return finish(message, header: reply, code: .refused, questionEnd: questionEnd, edns: responseEDNS, limit: sizeLimit)
         }
@@ -209,9 +234,11 @@ public struct DNSResponder {
         // DO asks for a different answer from a signed zone: it is part of the cache's key.
         let dnssec = responseEDNS?.dnssecOK ?? false
         let key = DNSAnswerCache.hash(buffers.name, length: nameLength, type: type.rawValue) ^ (dnssec ? DNSAnswerCache.dnssecKey : 0)
-        if recordClass == 1, let entry = cache.lookup(buffers.name, length: nameLength, type: type.rawValue, dnssec: dnssec, hash: key),
+        // A query for the zone's expire timer (RFC 7314) is answered the long way, which knows the zone.
+        let asksExpire = edns.asksExpire && responseEDNS != nil
+        if recordClass == 1, !asksExpire, let entry = cache.lookup(buffers.name, length: nameLength, type: type.rawValue, dnssec: dnssec, hash: key),
            let end = answerFromCache(entry, message, header: reply, questionEnd: questionEnd, edns: responseEDNS, limit: sizeLimit) {
-            remember(questionEnd: questionEnd, optLength: responseEDNS == nil ? 0 : 11, answer: entry.pointee.limitKey)
+            remember(questionEnd: questionEnd, optLength: Self.optLength(responseEDNS), answer: entry.pointee.limitKey)
             return end
         }
         let name = DNSName(validatedWire: Array(UnsafeBufferPointer(start: buffers.name, count: nameLength)))
@@ -224,11 +251,17 @@ public struct DNSResponder {
         guard let answer = authority.answer(name, type, dnssec: dnssec) else {
             // With EDNS, Knot says why: Extended DNS Error 20, not authoritative (RFC 8914).
             var refusal = responseEDNS
-            refusal?.options = [0, 15, 0, 2, 0, 20]
+            refusal?.options += Self.option(15, [0, 20])
             return finish(message, header: reply, code: .refused, questionEnd: questionEnd, edns: refusal, limit: sizeLimit)
         }
         if answer.authoritative { reply.flags |= DNSHeader.authoritative }
-        var writer = DNSWriter(base: message, capacity: sizeLimit - (responseEDNS == nil ? 0 : 11), count: questionEnd)
+        // A primary's expire timer is its SOA's expire (RFC 7314 section 3), as Knot sends it
+        // for every answer from a zone.
+        if asksExpire, let zone = authority.zone(for: name, type: type),
+           case let .soa(_, _, _, _, _, expire, _) = zone.soa.data {
+            responseEDNS?.options += Self.option(9, withUnsafeBytes(of: expire.bigEndian) { Array($0) })
+        }
+        var writer = DNSWriter(base: message, capacity: sizeLimit - Self.optLength(responseEDNS), count: questionEnd)
         writer.compressAgainstQuestion()
         var sets = DNSSetWriter()
         var counts: [UInt16] = [0, 0, 0]
@@ -296,7 +329,7 @@ public struct DNSResponder {
         // of random names is one answer).
         let perZone = answer.responseCode == .nameError || answer.synthesized
         let limitKey = perZone ? DNSWire.hash(authority.zone(for: name)?.origin.wire ?? [0]) ^ 3 : key
-        remember(questionEnd: questionEnd, optLength: responseEDNS == nil ? 0 : 11, answer: limitKey)
+        remember(questionEnd: questionEnd, optLength: Self.optLength(responseEDNS), answer: limitKey)
         if complete, recordClass == 1 {
             cache.store(hash: key, type: type.rawValue, dnssec: dnssec, name: buffers.name, length: nameLength, limitKey: limitKey,
                         flags: reply.flags & (DNSHeader.authoritative | 0xF), counts: (counts[0], counts[1], counts[2]),
@@ -305,13 +338,40 @@ public struct DNSResponder {
         return end
     }
 
+    /// A CHAOS-class query, as Knot answers it: TXT for the server's name or version (``identity``)
+    /// by their customary names (not authoritative, TTL 0), REFUSED for everything else.
+    mutating func chaos(_ message: UnsafeMutableRawPointer, header: DNSHeader, type: DNSRecordType, questionEnd: Int,
+                        nameLength: Int, edns: DNSEDNS?, limit: Int) -> Int {
+        let name = DNSName(validatedWire: Array(UnsafeBufferPointer(start: buffers.name, count: nameLength)))
+        let text: [UInt8] = switch name.description.lowercased() {
+        case "id.server.", "hostname.bind.": identity.name
+        case "version.server.", "version.bind.": identity.version
+        default: []
+        }
+        guard type == .txt, !text.isEmpty else {
+            return finish(message, header: header, code: .refused, questionEnd: questionEnd, edns: edns, limit: limit)
+        }
+        let strings = stride(from: 0, to: text.count, by: 255).map { Array(text[$0..<min($0 + 255, text.count)]) }
+        let record = DNSRecord(name: name, type: .txt, ttl: 0, data: .txt(strings), recordClass: 3)
+        var writer = DNSWriter(base: message, capacity: limit - Self.optLength(edns), count: questionEnd)
+        writer.compressAgainstQuestion()
+        guard record.write(to: &writer) else {
+            var truncated = header
+            truncated.flags |= DNSHeader.truncated
+            return finish(message, header: truncated, code: .noError, questionEnd: questionEnd, edns: edns, limit: limit)
+        }
+        var reply = header
+        reply.answerCount = 1
+        return finish(message, header: reply, code: .noError, questionEnd: questionEnd, edns: edns, limit: limit, end: writer.count)
+    }
+
     /// Answers from the cache `entry` when it fits in `limit` with the OPT record; `nil` when it
     /// does not (the slow path truncates).
     mutating func answerFromCache(_ entry: UnsafeMutablePointer<DNSAnswerCache.Entry>, _ message: UnsafeMutableRawPointer,
                                   header: DNSHeader, questionEnd: Int, edns: DNSEDNS?, limit: Int) -> Int? {
         let tail = DNSAnswerCache.tail(entry)
         var end = questionEnd + tail.count
-        guard end + (edns == nil ? 0 : 11) <= limit else { return nil }
+        guard end + Self.optLength(edns) <= limit else { return nil }
         (message + questionEnd).copyMemory(from: tail.baseAddress!, byteCount: tail.count)
         var reply = header
         reply.flags |= entry.pointee.flags
@@ -321,7 +381,7 @@ public struct DNSResponder {
         reply.additionalCount = entry.pointee.additionalCount
         if let edns {
             Self.storeOPT(edns, at: message + end)
-            end += 11
+            end += Self.optLength(edns)
             reply.additionalCount += 1
         }
         reply.store(message)
@@ -330,14 +390,23 @@ public struct DNSResponder {
         return end
     }
 
-    /// Writes the 11-byte OPT record of `edns` (no options) at `pointer`.
+    /// Writes the OPT record of `edns` (``optLength(_:)`` bytes) at `pointer`.
     static func storeOPT(_ edns: DNSEDNS, at pointer: UnsafeMutableRawPointer) {
         pointer.storeBytes(of: UInt8(0), as: UInt8.self)
         pointer.storeBytes(of: DNSRecordType.opt.rawValue.bigEndian, toByteOffset: 1, as: UInt16.self)
         pointer.storeBytes(of: edns.payloadSize.bigEndian, toByteOffset: 3, as: UInt16.self)
         let ttl = UInt32(edns.extendedResponseCode) << 24 | UInt32(edns.version) << 16 | (edns.dnssecOK ? 0x8000 : 0)
         pointer.storeBytes(of: ttl.bigEndian, toByteOffset: 5, as: UInt32.self)
-        pointer.storeBytes(of: UInt16(0), toByteOffset: 9, as: UInt16.self)
+        pointer.storeBytes(of: UInt16(edns.options.count).bigEndian, toByteOffset: 9, as: UInt16.self)
+        edns.options.withUnsafeBytes { if let bytes = $0.baseAddress { (pointer + 11).copyMemory(from: bytes, byteCount: $0.count) } }
+    }
+
+    /// The bytes the OPT record of `edns` takes: 11 and its options; 0 for none.
+    static func optLength(_ edns: DNSEDNS?) -> Int { edns.map { 11 + $0.options.count } ?? 0 }
+
+    /// An EDNS option: its code, its length and `data`.
+    static func option(_ code: UInt16, _ data: [UInt8]) -> [UInt8] {
+        [UInt8(code >> 8), UInt8(code & 0xFF), UInt8(data.count >> 8), UInt8(data.count & 0xFF)] + data
     }
 
     mutating func count(_ code: DNSResponseCode) {
@@ -345,25 +414,26 @@ public struct DNSResponder {
         counters.byCode[DNSResponderCounters.slot(code)] &+= 1
     }
 
-    /// A response with no records: `code`, the question when it was read, and OPT when asked for.
+    /// A response with no records (or those the caller wrote up to `end`): `code`, the question
+    /// when it was read, and OPT when asked for.
     mutating func finish(_ message: UnsafeMutableRawPointer, header: DNSHeader, code: DNSResponseCode, questionEnd: Int?,
-                         edns: DNSEDNS?, limit: Int) -> Int {
+                         edns: DNSEDNS?, limit: Int, end recordsEnd: Int? = nil) -> Int {
         var header = header
         header.flags |= code.rawValue & 0xF
         header.questionCount = questionEnd == nil ? 0 : 1
-        var end = questionEnd ?? DNSWire.headerLength
+        var end = recordsEnd ?? questionEnd ?? DNSWire.headerLength
+        let optStart = end
         if var edns {
             edns.extendedResponseCode = UInt8(code.rawValue >> 4)
             var writer = DNSWriter(base: message, capacity: limit, count: end)
             if DNSMessage.writeOPT(edns, to: &writer) {
                 end = writer.count
-                header.additionalCount = 1
+                header.additionalCount += 1
             }
         }
         header.store(message)
         count(code)
-        remember(questionEnd: questionEnd ?? DNSWire.headerLength, optLength: end - (questionEnd ?? DNSWire.headerLength),
-                 answer: UInt64(code.rawValue))
+        remember(questionEnd: questionEnd ?? DNSWire.headerLength, optLength: end - optStart, answer: UInt64(code.rawValue))
         return end
     }
 
@@ -393,12 +463,15 @@ public struct DNSResponder {
     /// the answer and authority sections: `record` nil when there is none; `nil` altogether when
     /// the records are malformed, bytes follow the last one, or OPT breaks its rules (RFC 6891:
     /// one, owned by the root, in the additional section, its options filling its data exactly),
-    /// or a TSIG record is not the last (RFC 8945 section 5.1). `tsig`: where a TSIG record starts.
+    /// or a TSIG record is not the last (RFC 8945 section 5.1). `tsig`: where a TSIG record starts;
+    /// `asksNSID`, `asksExpire`: whether the OPT record carries those options.
     static func readOPT(_ query: UnsafeRawBufferPointer, from offset: Int, count: UInt16, skipping: Int = 0)
-        -> (record: DNSEDNS?, tsig: Int?)? {
+        -> (record: DNSEDNS?, tsig: Int?, asksNSID: Bool, asksExpire: Bool)? {
         var position = offset
         var found: DNSEDNS?
         var tsig: Int?
+        var asksNSID = false
+        var asksExpire = false
         for index in 0..<(skipping + Int(count)) {
             guard let (end, nameLength) = try? DNSWire.readName(query, at: position), end + 10 <= query.count else { return nil }
             let type = DNSRecordType(rawValue: DNSWire.u16(query, end))
@@ -417,12 +490,19 @@ public struct DNSResponder {
                 edns.dnssecOK = ttl & 0x8000 != 0
                 found = edns
                 var option = end + 10
-                while option + 4 <= end + 10 + length { option += 4 + Int(DNSWire.u16(query, option + 2)) }
+                while option + 4 <= end + 10 + length {
+                    switch DNSWire.u16(query, option) {
+                    case 3: asksNSID = true
+                    case 9: asksExpire = true
+                    default: break
+                    }
+                    option += 4 + Int(DNSWire.u16(query, option + 2))
+                }
                 guard option == end + 10 + length else { return nil }
             }
             position = end + 10 + length
         }
         guard position == query.count else { return nil }
-        return (found, tsig)
+        return (found, tsig, asksNSID, asksExpire)
     }
 }

@@ -437,6 +437,77 @@ let dnsNamespaceCounter = Atomic<Int>(0)
         return DNSName("key.")!.wire + [0, 250, 0, 255, 0, 0, 0, 0, UInt8(data.count >> 8), UInt8(data.count & 0xFF)] + data
     }
 
+    /// EDNS options and CHAOS queries, answered as Knot answers them with its defaults: NSID
+    /// (RFC 5001), `id.server.` and `hostname.bind.` with the host's name; EXPIRE (RFC 7314) with
+    /// the zone's SOA expire for every answer from a zone; cookies, padding, client subnet and
+    /// unknown options passed over; `version.bind.` and `version.server.` with the version (Sluice
+    /// told Knot's, so the bytes compare); every other CHAOS question, or class, refused.
+    @Test func answersEDNSOptionsAndCHAOSAsKnotDoes() throws {
+        guard Self.knotAvailable() else { return }
+        let namespace = try ScratchNamespace(prefix: "sldns")
+        let knot = try Knot(namespace: namespace.name, listen: "127.0.0.1@5301")
+        let socket = try withNetworkNamespace(namespace.name) { KernelUDPSocket(bind: IPEndpoint("127.0.0.1:0")!, receiveTimeout: .milliseconds(200)) }
+        let knotEndpoint = IPEndpoint("127.0.0.1:5301")!
+        let versionQuery = Self.header(id: 1, flags: 0, counts: [1, 0, 0, 0]) + Self.question("version.bind", 16)[..<14] + [0, 16, 0, 3]
+        var version: DNSRecordData?
+        for _ in 0..<50 where version == nil {
+            socket.send(versionQuery, to: knotEndpoint)
+            version = socket.receive().flatMap { try? DNSMessage.decode($0.bytes) }?.answers.first?.data
+        }
+        guard case .txt(let strings)? = version else {
+            Issue.record("Knot gave no version: \(String(describing: version))")
+            return
+        }
+        let server = try serve(namespace.name, ["--listen", "127.0.0.1:5302", "--server-version", String(decoding: strings.joined(), as: UTF8.self)])
+        usleep(300_000)
+        func query(_ name: String, _ type: UInt16, class queryClass: UInt16 = 1, options: [[UInt8]]? = [], id: UInt16) -> [UInt8] {
+            let question = Self.question(name, type).dropLast(2) + [UInt8(queryClass >> 8), UInt8(queryClass & 0xFF)]
+            return Self.header(id: id, flags: 0, counts: [1, 0, 0, options == nil ? 0 : 1]) + question
+                + (options.map { Self.opt($0.joined().map { $0 }) } ?? [])
+        }
+        func option(_ code: UInt16, _ data: [UInt8] = []) -> [UInt8] {
+            [UInt8(code >> 8), UInt8(code & 0xFF), UInt8(data.count >> 8), UInt8(data.count & 0xFF)] + data
+        }
+        var cases: [(String, [UInt8])] = [
+            ("NSID", query("www.example.test", 1, options: [option(3)], id: 2)),
+            ("NSID with data", query("www.example.test", 1, options: [option(3, [1, 2])], id: 3)),
+            ("NSID, refused", query("www.elsewhere.test", 1, options: [option(3)], id: 4)),
+            ("NSID, NXDOMAIN", query("nothing.example.test", 1, options: [option(3)], id: 5)),
+            ("NSID, BADVERS", Self.header(id: 6, flags: 0, counts: [1, 0, 0, 1]) + Self.question("example.test", 6) + Self.opt(option(3), version: 1)),
+            ("EXPIRE, SOA", query("example.test", 6, options: [option(9)], id: 7)),
+            ("EXPIRE, an address", query("www.example.test", 1, options: [option(9)], id: 8)),
+            ("EXPIRE, NXDOMAIN", query("nothing.example.test", 1, options: [option(9)], id: 9)),
+            ("EXPIRE, refused", query("www.elsewhere.test", 1, options: [option(9)], id: 10)),
+            ("EXPIRE with data", query("www.example.test", 1, options: [option(9, [0, 0, 0, 5])], id: 11)),
+            ("EXPIRE and NSID", query("www.example.test", 1, options: [option(9), option(3)], id: 12)),
+            ("a client cookie", query("www.example.test", 1, options: [option(10, [1, 2, 3, 4, 5, 6, 7, 8])], id: 13)),
+            ("a cookie cut short", query("www.example.test", 1, options: [option(10, [1, 2, 3])], id: 14)),
+            ("padding", query("www.example.test", 1, options: [option(12, [UInt8](repeating: 0, count: 24))], id: 15)),
+            ("client subnet", query("www.example.test", 1, options: [option(8, [0, 1, 24, 0, 198, 18, 1])], id: 16)),
+            ("an unknown option", query("www.example.test", 1, options: [option(65001, [7])], id: 17)),
+            ("TCP keepalive over UDP", query("www.example.test", 1, options: [option(11)], id: 18)),
+        ]
+        var id: UInt16 = 100
+        for name in ["id.server", "hostname.bind", "version.server", "VERSION.bind", "authors.bind", "www.example.test"] {
+            for (type, queryClass) in [(16, 3), (1, 3), (255, 3), (16, 4), (16, 255)] as [(UInt16, UInt16)] {
+                for options in [nil, [], [option(3)]] as [[[UInt8]]?] {
+                    id += 1
+                    cases.append(("\(name) TYPE\(type) CLASS\(queryClass) \(options.map { "EDNS \($0.count)" } ?? "no EDNS")",
+                                  query(name, type, class: queryClass, options: options, id: id)))
+                }
+            }
+        }
+        var withIdentity = 0
+        for (what, bytes) in cases {
+            let answers = try Self.expectSameAnswer(socket, knot: knotEndpoint, sluice: IPEndpoint("127.0.0.1:5302")!, bytes, what)
+            if answers.sluice.edns?.options.count ?? 0 > 4 || answers.sluice.answers.first?.recordClass == 3 { withIdentity += 1 }
+        }
+        // Not two empty answers: the NSID, EXPIRE and CHAOS answers carry what they ask for.
+        #expect(withIdentity >= 30, "\(withIdentity)")
+        #expect(server.stop() == 0)
+        withExtendedLifetime(knot) {}
+    }
+
     @Test func answersAsKnotDoesForAParentAndChildAndForOddQueries() throws {
         guard Self.knotAvailable() else { return }
         let namespace = try ScratchNamespace(prefix: "sldns")
