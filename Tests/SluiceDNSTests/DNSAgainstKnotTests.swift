@@ -183,18 +183,23 @@ let dnsNamespaceCounter = Atomic<Int>(0)
     /// `queries`, length-prefixed, in one write over one TCP connection, and their answers
     /// (`expecting` of them, one per query unless told).
     static func pipeline(_ queries: [[UInt8]], to server: IPEndpoint, expecting: Int? = nil) throws -> [DNSMessage] {
+        try pipelineBytes(queries, to: server, expecting: expecting).map { try DNSMessage.decode($0) }
+    }
+
+    /// ``pipeline(_:to:expecting:)``'s answers as they came.
+    static func pipelineBytes(_ queries: [[UInt8]], to server: IPEndpoint, expecting: Int? = nil) throws -> [[UInt8]] {
         let expected = expecting ?? queries.count
         let connection = try connectTCP(server)
         let descriptor = connection.descriptor
         let framed = queries.flatMap { [UInt8($0.count >> 8), UInt8($0.count & 0xFF)] + $0 }
         _ = framed.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, 0) }
         var received: [UInt8] = []
-        var answers: [DNSMessage] = []
+        var answers: [[UInt8]] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while answers.count < expected {
             while received.count >= 2, received.count >= 2 + (Int(received[0]) << 8 | Int(received[1])) {
                 let length = Int(received[0]) << 8 | Int(received[1])
-                answers.append(try DNSMessage.decode(Array(received[2..<(2 + length)])))
+                answers.append(Array(received[2..<(2 + length)]))
                 received.removeFirst(2 + length)
             }
             guard answers.count < expected else { break }
@@ -504,6 +509,47 @@ let dnsNamespaceCounter = Atomic<Int>(0)
         }
         // Not two empty answers: the NSID, EXPIRE and CHAOS answers carry what they ask for.
         #expect(withIdentity >= 30, "\(withIdentity)")
+        #expect(server.stop() == 0)
+        withExtendedLifetime(knot) {}
+    }
+
+    /// Answers of 20 to 64 KiB over TCP, with hundreds of names past the 16 KiB a compression
+    /// pointer reaches, and their truncated forms over UDP: byte for byte as Knot's.
+    @Test func answersHugeSetsAsKnotDoes() throws {
+        guard Self.knotAvailable() else { return }
+        let namespace = try ScratchNamespace(prefix: "sldns")
+        let file = "/tmp/sluice-huge-\(getpid())-\(dnsNamespaceCounter.add(1, ordering: .relaxed).newValue).zone"
+        var zone = "$ORIGIN huge.test.\n$TTL 300\n@ SOA ns1 hostmaster 1 7200 3600 1209600 300\n@ NS ns1\nns1 A 198.18.3.1\n"
+        for index in 0..<700 {
+            let server = "mail-server-number-\(index).example-long-domain"
+            zone += "@ MX \(index) \(server).huge.test.\n\(server) A 198.18.\(index / 250).\(index % 250 + 1)\n"
+        }
+        for index in 0..<300 {
+            zone += "cut NS nameserver-\(index).elsewhere.huge.test.\nnameserver-\(index).elsewhere A 198.18.5.\(index % 250 + 1)\n"
+            zone += "txt TXT \"\(String(repeating: "x", count: 200)) \(index)\"\n"
+        }
+        let handle = fopen(file, "w")
+        fputs(zone, handle)
+        fclose(handle)
+        defer { unlink(file) }
+        let knot = try Knot(namespace: namespace.name, listen: "127.0.0.1@5301", zones: [("huge.test", file)])
+        let server = try ChildProcess(sluice: ["dns", "serve", "--zone", "huge.test.=\(file)", "--netns", namespace.name,
+                                               "--listen", "127.0.0.1:5302", "--duration", "60", "--stats-interval", "0"])
+        try #require(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
+        let socket = try withNetworkNamespace(namespace.name) { KernelUDPSocket(bind: IPEndpoint("127.0.0.1:0")!) }
+        usleep(500_000)
+        var sizes: [Int] = []
+        for (index, (name, type)) in [("huge.test", UInt16(15)), ("x.cut.huge.test", 1), ("cut.huge.test", 2), ("txt.huge.test", 16),
+                                       ("huge.test", 255)].enumerated() {
+            let query = Self.header(id: UInt16(index), flags: 0, counts: [1, 0, 0, 1]) + Self.question(name, type) + Self.opt()
+            try Self.expectSameAnswer(socket, knot: IPEndpoint("127.0.0.1:5301")!, sluice: IPEndpoint("127.0.0.1:5302")!, query, "\(name) \(type) over UDP")
+            let (fromKnot, fromSluice) = try withNetworkNamespace(namespace.name) {
+                (try Self.pipelineBytes([query], to: IPEndpoint("127.0.0.1:5301")!)[0], try Self.pipelineBytes([query], to: IPEndpoint("127.0.0.1:5302")!)[0])
+            }
+            #expect(fromKnot == fromSluice, "\(name) \(type) over TCP: \(fromKnot.count) and \(fromSluice.count) bytes")
+            sizes.append(fromSluice.count)
+        }
+        #expect(sizes.filter { $0 > 20_000 }.count == 4, "\(sizes)")
         #expect(server.stop() == 0)
         withExtendedLifetime(knot) {}
     }
