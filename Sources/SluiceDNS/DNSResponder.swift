@@ -72,8 +72,8 @@ public struct DNSServerIdentity: Sendable, Equatable {
 }
 
 /// Answers DNS queries from a ``DNSAuthority`` in the query's own buffer: the header and
-/// question stay where they are, the sections are written after them, names compressed
-/// against the question (so the owner names carry the query's case). One per worker.
+/// question stay where they are (in the query's case), the sections are written after them,
+/// names compressed as Knot compresses them. One per worker.
 ///
 /// Follows what authoritative servers do (Knot's answers are the reference): responses are
 /// never answered; NOTIFY and UPDATE get NOTAUTH, other opcodes NOTIMP, question or not; zone
