@@ -31,6 +31,9 @@ let signed = ["signed.test", "hashed.test", "salted.test"].map { name in
     return try! DNSZone(origin: DNSName(name + ".")!, text: text)
 }
 nonisolated(unsafe) var responder = DNSResponder(authority: DNSAuthority(zones: [zone] + signed))
+// A name, and a version longer than one TXT string, for NSID and CHAOS queries.
+responder.identity = DNSServerIdentity(nsid: Array("fuzz.example".utf8), name: Array("fuzz.example".utf8),
+                                       version: [UInt8](repeating: UInt8(ascii: "v"), count: 300))
 let capacity = 65535
 nonisolated(unsafe) let buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
 
