@@ -156,6 +156,17 @@ let dnsNamespaceCounter = Atomic<Int>(0)
         return (fromKnot, fromSluice, expected == actual)
     }
 
+    /// The first answer `server` gives to `query`, asked every 100 ms for up to 10 s: a server
+    /// not listening yet has its port refused at once.
+    static func firstAnswer(_ socket: KernelUDPSocket, _ server: IPEndpoint, _ query: [UInt8]) -> DNSMessage? {
+        for _ in 0..<100 {
+            socket.send(query, to: server)
+            if let reply = socket.receive(), let message = try? DNSMessage.decode(reply.bytes) { return message }
+            usleep(100_000)
+        }
+        return nil
+    }
+
     /// Sends every query to both and compares; returns how many agreed.
     static func compare(knot: IPEndpoint, sluice: IPEndpoint, from socket: KernelUDPSocket) throws -> Int {
         var agreed = 0
@@ -451,14 +462,10 @@ let dnsNamespaceCounter = Atomic<Int>(0)
         guard Self.knotAvailable() else { return }
         let namespace = try ScratchNamespace(prefix: "sldns")
         let knot = try Knot(namespace: namespace.name, listen: "127.0.0.1@5301")
-        let socket = try withNetworkNamespace(namespace.name) { KernelUDPSocket(bind: IPEndpoint("127.0.0.1:0")!, receiveTimeout: .milliseconds(200)) }
+        let socket = try withNetworkNamespace(namespace.name) { KernelUDPSocket(bind: IPEndpoint("127.0.0.1:0")!) }
         let knotEndpoint = IPEndpoint("127.0.0.1:5301")!
         let versionQuery = Self.header(id: 1, flags: 0, counts: [1, 0, 0, 0]) + Self.question("version.bind", 16)[..<14] + [0, 16, 0, 3]
-        var version: DNSRecordData?
-        for _ in 0..<50 where version == nil {
-            socket.send(versionQuery, to: knotEndpoint)
-            version = socket.receive().flatMap { try? DNSMessage.decode($0.bytes) }?.answers.first?.data
-        }
+        let version = Self.firstAnswer(socket, knotEndpoint, versionQuery)?.answers.first?.data
         guard case .txt(let strings)? = version else {
             Issue.record("Knot gave no version: \(String(describing: version))")
             return
@@ -537,7 +544,8 @@ let dnsNamespaceCounter = Atomic<Int>(0)
                                                "--listen", "127.0.0.1:5302", "--duration", "60", "--stats-interval", "0"])
         try #require(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
         let socket = try withNetworkNamespace(namespace.name) { KernelUDPSocket(bind: IPEndpoint("127.0.0.1:0")!) }
-        usleep(500_000)
+        let soa = Self.header(id: 99, flags: 0, counts: [1, 0, 0, 0]) + Self.question("huge.test", 6)
+        try #require(Self.firstAnswer(socket, IPEndpoint("127.0.0.1:5301")!, soa) != nil, "Knot does not answer")
         var sizes: [Int] = []
         for (index, (name, type)) in [("huge.test", UInt16(15)), ("x.cut.huge.test", 1), ("cut.huge.test", 2), ("txt.huge.test", 16),
                                        ("huge.test", 255)].enumerated() {
