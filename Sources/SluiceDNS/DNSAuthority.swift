@@ -181,8 +181,10 @@ public final class DNSAuthority: Sendable {
             default: break
             }
         }
+        // A set, not a search of the section: an MX set of hundreds stays linear.
+        var present = Set(answer.additional)
         for target in targets where target.isSubdomain(of: zone.origin) {
-            for record in addresses(of: target, zone: zone) where !answer.additional.contains(record) {
+            for record in addresses(of: target, zone: zone) where present.insert(record).inserted {
                 answer.additional.append(record)
             }
         }

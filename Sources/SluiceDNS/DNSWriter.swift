@@ -242,10 +242,18 @@ public struct DNSWriter: ~Copyable {
 /// records of NS, MX and SRV sets, where their glue addresses point. Sets go through
 /// ``beginSet(_:section:)`` then ``write(_:to:)`` for each record.
 struct DNSSetWriter {
-    private var owners: [(name: DNSName, type: DNSRecordType, place: Int)] = []
-    private var servers: [(name: DNSName, place: Int)] = []
-    private var ownersAtSet = 0
-    private var serversAtSet = 0
+    struct Owner: Hashable {
+        var name: DNSName
+        var type: DNSRecordType
+    }
+
+    /// Looked up by name, not searched: a section of hundreds of sets stays linear.
+    private var owners: [Owner: Int] = [:]
+    private var servers: [DNSName: Int] = [:]
+    /// What the set being written changed, to take back: an owner's earlier place (or none),
+    /// and the servers it added.
+    private var replacedOwner: (Owner, Int?)?
+    private var addedServers: [DNSName] = []
     private var hint = 0
     private var indexInSet = 0
     private var section = 0
@@ -253,13 +261,13 @@ struct DNSSetWriter {
     /// Begins the set `record` opens in `section` (0 answer, 1 authority, 2 additional).
     mutating func beginSet(_ record: DNSRecord, section: Int) {
         self.section = section
-        ownersAtSet = owners.count
-        serversAtSet = servers.count
+        replacedOwner = nil
+        addedServers.removeAll(keepingCapacity: true)
         indexInSet = 0
         if let covered = record.coveredType {
-            hint = owners.last { $0.type == covered && $0.name == record.name }?.place ?? 0
+            hint = owners[Owner(name: record.name, type: covered)] ?? 0
         } else if section == 2, record.type == .a || record.type == .aaaa {
-            hint = servers.first { $0.name == record.name }?.place ?? 0
+            hint = servers[record.name] ?? 0
         } else {
             hint = 0
         }
@@ -268,13 +276,17 @@ struct DNSSetWriter {
     /// Writes the set's next record; `false` when it does not fit (the writer is back where it was).
     mutating func write(_ record: DNSRecord, to writer: inout DNSWriter) -> Bool {
         guard record.write(to: &writer, ownerHint: hint) else { return false }
-        // The rest of the set points at its first owner.
+        // The rest of the set points at its first owner; the last set of a name and type is
+        // the one its RRSIGs point at.
         if indexInSet == 0 {
             hint = writer.ownerPlace
-            owners.append((record.name, record.type, hint))
+            let owner = Owner(name: record.name, type: record.type)
+            replacedOwner = (owner, owners.updateValue(hint, forKey: owner))
         }
-        if section < 2, indexInSet < 15, writer.dataNamePlace != 0, let server = record.server {
-            servers.append((server, writer.dataNamePlace))
+        // The first record naming a server is the one its glue points at.
+        if section < 2, indexInSet < 15, writer.dataNamePlace != 0, let server = record.server, servers[server] == nil {
+            servers[server] = writer.dataNamePlace
+            addedServers.append(server)
         }
         indexInSet += 1
         return true
@@ -282,7 +294,9 @@ struct DNSSetWriter {
 
     /// Forgets the places the set being written noted: it was taken back.
     mutating func dropSet() {
-        owners.removeSubrange(ownersAtSet...)
-        servers.removeSubrange(serversAtSet...)
+        if let (owner, earlier) = replacedOwner { owners[owner] = earlier }
+        for server in addedServers { servers[server] = nil }
+        replacedOwner = nil
+        addedServers.removeAll(keepingCapacity: true)
     }
 }
