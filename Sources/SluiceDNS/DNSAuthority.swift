@@ -172,18 +172,9 @@ public final class DNSAuthority: Sendable {
 
     /// Addresses of the targets of NS, MX and SRV answers that the zone holds, once each.
     func addAdditional(_ answer: inout DNSAnswer, zone: DNSZone) {
-        var targets: [DNSName] = []
-        for record in answer.answers {
-            switch record.data {
-            case .name(let target) where record.type == .ns: targets.append(target)
-            case .mx(_, let exchange): targets.append(exchange)
-            case .srv(_, _, _, let target): targets.append(target)
-            default: break
-            }
-        }
         // A set, not a search of the section: an MX set of hundreds stays linear.
         var present = Set(answer.additional)
-        for target in targets where target.isSubdomain(of: zone.origin) {
+        for target in answer.answers.compactMap(\.server) where target.isSubdomain(of: zone.origin) {
             for record in addresses(of: target, zone: zone) where present.insert(record).inserted {
                 answer.additional.append(record)
             }
