@@ -130,8 +130,8 @@ struct DNSServe: ParsableCommand {
                 throw ValidationError("bad zone origin \(parts[0])")
             }
             origin = given
-        } else if let line = text.split(separator: "\n").first(where: { $0.uppercased().hasPrefix("$ORIGIN") }),
-                  let name = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first {
+        } else if let line = text.split(whereSeparator: \.isNewline).first(where: { $0.uppercased().hasPrefix("$ORIGIN") }),
+                  let name = line.split(whereSeparator: \.isWhitespace).dropFirst().first {
             origin = DNSName(name)
         }
         guard let origin else { throw ValidationError("\(path) has no $ORIGIN: give it as ORIGIN=\(path)") }

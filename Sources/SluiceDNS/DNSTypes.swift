@@ -100,7 +100,8 @@ public enum DNSError: Error, Equatable, Sendable, CustomStringConvertible {
     case badCount
     /// An OPT record outside the additional section, not at the root, or more than one.
     case badOPT
-    /// A zone file line that cannot be read, with where and why.
+    /// A zone file line that cannot be read, with where and why; line 0 for a check of the whole
+    /// zone (a CNAME with other data, names below a DNAME, no SOA).
     case zoneSyntax(line: Int, reason: String)
 
     public var description: String {
@@ -111,7 +112,7 @@ public enum DNSError: Error, Equatable, Sendable, CustomStringConvertible {
         case .badPointer: "a compression pointer that does not point backwards, or too many"
         case .badCount: "section counts larger than the message"
         case .badOPT: "an OPT record in the wrong place, or twice"
-        case .zoneSyntax(let line, let reason): "zone file line \(line): \(reason)"
+        case .zoneSyntax(let line, let reason): line > 0 ? "zone file line \(line): \(reason)" : reason
         }
     }
 }

@@ -123,3 +123,19 @@ final class StopFlag: Sendable {
         #expect(!off.isEnabled, "never on when not configured")
     }
 }
+
+/// Zone files as other servers read them: line ends from another system do not hide the `$ORIGIN`.
+@Suite struct ZoneFileCommandTests {
+    @Test func aZoneFileWithCRLFLineEndsIsServedUnderItsOrigin() throws {
+        let path = "/tmp/sluice-crlf-\(getpid()).zone"
+        let text = "$ORIGIN crlf.test.\r\n@ 3600 IN SOA ns1 hostmaster 1 2 3 4 5\r\n NS ns1\r\nns1 A 198.18.6.1\r\n"
+        let file = try #require(fopen(path, "w"))
+        fputs(text, file)
+        fclose(file)
+        defer { unlink(path) }
+        let child = try ChildProcess(sluice: ["dns", "serve", "--listen", "127.0.0.1:0", "--zone", path, "--duration", "0.2",
+                                              "--stats-interval", "0"])
+        #expect(child.waitForExit(timeout: .seconds(20)) == 0, "\(child.text)")
+        #expect(child.text.contains("authoritative for crlf.test."), "\(child.text)")
+    }
+}
