@@ -211,9 +211,14 @@ public final class TCPConnection: Sendable {
     /// Sends `bytes` after everything sent before; returns once they are queued on the socket in
     /// frames (not necessarily acknowledged by the peer).
     ///
+    /// The bytes are handed to the loop on the caller's executor, before the first suspension:
+    /// two sends from one actor go in the order they were made, even when the actor runs
+    /// something else while the first waits (a TLS connection's records and the KeyUpdate it
+    /// answers with must not pass each other).
+    ///
     /// - Throws: `SystemCallError` when the connection is closed or fails first: `EPIPE` once
     ///   ``shutdownWrite()`` or ``close()`` was called, `ENOTCONN` once it is gone.
-    public func send(_ bytes: some Sequence<UInt8>) async throws(SystemCallError) {
+    public nonisolated(nonsending) func send(_ bytes: some Sequence<UInt8>) async throws(SystemCallError) {
         let array = Array(bytes)
         guard !array.isEmpty else { return }
         let result = await withCheckedContinuation { continuation in
