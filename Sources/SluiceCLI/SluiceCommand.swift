@@ -125,6 +125,9 @@ struct ServeOptions: ParsableArguments {
     @Flag(help: "xdp backend: replace a foreign XDP program on the interface.")
     var force = false
 
+    @Flag(help: "xdp backend: take IPv4 header and UDP checksums as valid without summing them (a NIC that verifies them in hardware).")
+    var trustChecksums = false
+
     @Option(help: "tun and tap backends: the device's name, e.g. sl0 (made for the run, gone after it).")
     var name: String?
 
@@ -155,6 +158,7 @@ struct ServeOptions: ParsableArguments {
         if dev != nil { let _: [UInt32] = try parseNumberList(queues, of: "queue", in: 0...255) }
         if backend == .xdp, dev == nil { throw ValidationError("--backend xdp needs --dev IF") }
         if backend != .xdp, dev != nil { throw ValidationError("--dev is for --backend xdp") }
+        if backend != .xdp, trustChecksums { throw ValidationError("--trust-checksums is for --backend xdp (the kernel verifies the other backends')") }
         if backend.isDevice {
             guard let name, !name.isEmpty, name.utf8.count < 16 else { throw ValidationError("--backend \(backend) needs --name NAME (1 to 15 bytes)") }
             for text in address { _ = try parsePrefix(text) }
@@ -188,6 +192,7 @@ struct ServeOptions: ParsableArguments {
             xdp.attachMode = mode
             xdp.bindMode = bind
             xdp.force = force
+            xdp.verifiesChecksums = !trustChecksums
             configuration.xdp = xdp
         }
         if backend.isDevice, let name {

@@ -502,6 +502,28 @@ struct AnnounceService: UDPService {
         #expect(Self.accept(noChecksum6).counters.badChecksum == 1, "IPv6 requires one (RFC 8200)")
     }
 
+    /// A peer on this host sending through a veth leaves only the pseudo-header's sum in the UDP
+    /// checksum (tx checksum offload, the veth default); the kernel accepts such frames, and so
+    /// must the stage, whose reply then carries a checksum summed in full.
+    @Test func checksumsLeftForOffloadAreAccepted() throws {
+        for (source, destination) in [(client4, server4), (client6, server6)] {
+            let length = 8 + "kernel rules".utf8.count
+            let pseudoHeader = source.count == 4
+                ? InternetChecksum.pseudoHeaderSum(source: IPv4Address(source[0], source[1], source[2], source[3]),
+                                                   destination: IPv4Address(destination[0], destination[1], destination[2], destination[3]),
+                                                   protocol: IPProtocol.udp, length: length)
+                : InternetChecksum.pseudoHeaderSum(source: source.withUnsafeBytes { IPv6Address(networkBytesAt: $0.baseAddress!) },
+                                                   destination: destination.withUnsafeBytes { IPv6Address(networkBytesAt: $0.baseAddress!) },
+                                                   nextHeader: IPProtocol.udp, length: length)
+            let partial = InternetChecksum.fold(pseudoHeader)
+            let result = Self.accept(Self.frame(source: source, destination: destination, udpChecksum: partial))
+            #expect(result.counters.offloadedChecksum == 1 && result.counters.replies == 1)
+            let reply = try #require(result.out.first.flatMap { Reference.parseUDP($0) })
+            #expect(reply.udpChecksumValid)
+            #expect(Self.accept(Self.frame(source: source, destination: destination, udpChecksum: partial &+ 1)).counters.badChecksum == 1)
+        }
+    }
+
     @Test func framesForOthersAreNotOurs() {
         #expect(Self.accept(Self.frame(destinationMAC: [0x02, 0, 0, 0, 0, 0x09])).counters.notLocal == 1)
         #expect(Self.accept(Self.frame(destination: [198, 18, 0, 7])).counters.notLocal == 1)

@@ -7,10 +7,11 @@ import Testing
 
 /// `sluice udp-echo --backend xdp` as a user runs it, with kernel UDP sockets in the peer namespace.
 @Suite(.serialized) struct XDPEchoCommandTests {
-    func topology(queues: Int = 1) throws -> TestTopology {
+    func topology(queues: Int = 1, keepSenderChecksumOffload: Bool = false) throws -> TestTopology {
         var configuration = TestTopology.Configuration()
         configuration.suffix = "e\(getpid() % 10000)n\(fixtureCounter.add(1, ordering: .relaxed).newValue)"
         configuration.queues = queues
+        configuration.disableSenderChecksumOffload = !keepSenderChecksumOffload
         return try TestTopology(configuration)
     }
 
@@ -52,6 +53,38 @@ import Testing
         #expect(server.text.contains("\(mode.rawValue) XDP, copy"), "attached in \(mode.rawValue) mode: \(server.text)")
         #expect(!server.text.contains("using generic"), "\(server.text)")
         #expect(try !xdpAttached(topology), "the program is detached after SIGTERM")
+    }
+
+    /// A veth peer as `ip link add` makes it (tx checksum offload on) sends UDP checksums that
+    /// hold only the pseudo-header's sum; the kernel takes them, and so must the echo, in both
+    /// modes and families, answering with checksums the peer's kernel accepts.
+    @Test(arguments: [XDPAttachMode.generic, .native])
+    func answersAPeerThatLeavesChecksumsToOffload(mode: XDPAttachMode) throws {
+        let topology = try topology(keepSenderChecksumOffload: true)
+        defer { topology.destroy() }
+        let server = try ChildProcess(sluice: [
+            "udp-echo", "--backend", "xdp", "--dev", topology.serverInterface, "--netns", topology.serverNamespace,
+            "--listen", "[::]:7000", "--mode", mode.rawValue, "--duration", "60", "--stats-interval", "0",
+        ])
+        #expect(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
+        var random = TestBytes(seed: 6)
+        for ipv6 in [false, true] {
+            let (local, remote): (IPAddress, IPAddress) = ipv6
+                ? (.v6(topology.clientIPv6), .v6(topology.serverIPv6)) : (.v4(topology.clientIPv4), .v4(topology.serverIPv4))
+            let client = try withNetworkNamespace(topology.clientNamespace) {
+                KernelUDPSocket(bind: IPEndpoint(address: local, port: 0), receiveTimeout: .seconds(1))
+            }
+            let target = IPEndpoint(address: remote, port: 7000)
+            for _ in 0..<50 {
+                let payload = random.bytes(Int(random.next() % 1400))
+                client.send(payload, to: target)
+                let reply = client.receive()
+                #expect(reply?.bytes == payload && reply?.from == target, "\(ipv6 ? "IPv6" : "IPv4"): \(server.text)")
+                if reply?.bytes != payload { break }
+            }
+        }
+        #expect(server.stop(signal: SIGTERM) == 0)
+        #expect(server.text.contains("received 100 datagrams") && !server.text.contains("bad_checksum"), "\(server.text)")
     }
 
     @Test func exitsByItselfAndDetaches() throws {
