@@ -8,6 +8,20 @@ public struct SignalWaiter: Sendable {
     /// The signals waited for.
     public let signals: [Int32]
 
+    /// The signals that stop a server cleanly: SIGINT, SIGTERM, and SIGHUP (its terminal went
+    /// away), so an XDP program is detached and the summary written whichever comes.
+    public static let stopping: [Int32] = [SIGINT, SIGTERM, SIGHUP]
+
+    /// `SIGINT`, `SIGTERM`, `SIGHUP`, or the number.
+    public static func name(_ signal: Int32) -> String {
+        switch signal {
+        case SIGINT: "SIGINT"
+        case SIGTERM: "SIGTERM"
+        case SIGHUP: "SIGHUP"
+        default: "signal \(signal)"
+        }
+    }
+
     /// Blocks `signals` in the calling thread and every thread it starts from now on.
     public static func block(_ signals: [Int32]) {
         var set = sigset_t()

@@ -157,7 +157,7 @@ public final class UDPServer<Service: UDPService>: Sendable {
         threads = Mutex([])
         started = MonotonicTimeSource().now()
         // Signals must be blocked before the workers start, so only `run` receives them.
-        if configuration.handlesSignals { SignalWaiter.block([SIGINT, SIGTERM]) }
+        if configuration.handlesSignals { SignalWaiter.block(SignalWaiter.stopping) }
         let instance = try backend.init(configuration: configuration)
         self.backend = instance
         states = (0..<instance.workerCount).map { WorkerState(index: $0) }
@@ -235,14 +235,14 @@ public final class UDPServer<Service: UDPService>: Sendable {
         let deadline = duration.map { clock.now() + $0 }
         var lastReport = clock.now()
         var last = totals()
-        let signals = SignalWaiter(configuration.handlesSignals ? [SIGINT, SIGTERM] : [])
+        let signals = SignalWaiter(configuration.handlesSignals ? SignalWaiter.stopping : [])
         while true {
             let now = clock.now()
             if let deadline, now >= deadline { break }
             var wait = Duration.milliseconds(200)
             if let deadline { wait = min(wait, deadline - now) }
             if let signal = signals.wait(for: wait) {
-                progress("sluice: \(signal == SIGINT ? "SIGINT" : "SIGTERM") received, stopping")
+                progress("sluice: \(SignalWaiter.name(signal)) received, stopping")
                 break
             }
             if states.contains(where: { $0.currentPhase == .failed }) { break }

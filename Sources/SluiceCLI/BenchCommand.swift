@@ -145,13 +145,13 @@ final class InterruptCleanup: Sendable {
 
     init(suffix: String) {
         // Blocked before any worker or generator thread exists, so only the watcher takes them.
-        SignalWaiter.block([SIGINT, SIGTERM])
+        SignalWaiter.block(SignalWaiter.stopping)
         let done = self.done
         watcher = try? WorkerThread(name: "sluice-signals") {
-            let signals = SignalWaiter([SIGINT, SIGTERM])
+            let signals = SignalWaiter(SignalWaiter.stopping)
             while !done.raised.load(ordering: .relaxed) {
                 guard let signal = signals.wait(for: .milliseconds(200)) else { continue }
-                writeToStandardError("\nsluice bench: \(signal == SIGINT ? "SIGINT" : "SIGTERM"), removing sluice-s\(suffix) and sluice-c\(suffix)\n")
+                writeToStandardError("\nsluice bench: \(SignalWaiter.name(signal)), removing sluice-s\(suffix) and sluice-c\(suffix)\n")
                 TestTopology.destroy(suffix: suffix)
                 _exit(130)
             }

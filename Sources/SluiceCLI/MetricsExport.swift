@@ -23,9 +23,9 @@ final class MetricsExport: Sendable {
     static func start(_ listen: IPEndpoint?, service: String, sources: [any MetricsSource] = [],
                       say: (String) -> Void) throws -> MetricsExport? {
         guard let listen else { return nil }
-        // The endpoint's thread inherits this mask: SIGINT and SIGTERM must stay for the command's
+        // The endpoint's thread inherits this mask: the stopping signals must stay for the command's
         // own waiter, not end the process on the endpoint's thread.
-        SignalWaiter.block([SIGINT, SIGTERM])
+        SignalWaiter.block(SignalWaiter.stopping)
         bootstrapped.withLock { done in
             if !done { MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry)) }
             done = true

@@ -13,6 +13,13 @@ struct SluiceCommand: ParsableCommand {
         version: SluiceVersion.current,
         subcommands: [UDPEcho.self, UDPClient.self, TCPEcho.self, DNSCommand.self, Bench.self, NetnsCommand.self, XDPCommand.self, TUNCommand.self, TLSCommand.self, Top.self]
     )
+
+    static func main() {
+        // Output to a reader that went away (`| head -1`) must not kill a server before it
+        // detaches its XDP program: the write fails instead, and the server runs on until told.
+        signal(SIGPIPE, SIG_IGN)
+        main(nil)
+    }
 }
 
 extension IPEndpoint: ExpressibleByArgument {
@@ -378,16 +385,16 @@ func parsePrefix(_ text: String) throws -> (address: IPAddress, prefixLength: In
     return (address, length)
 }
 
-/// What a serving command asks between polls: true once `duration` seconds have passed or SIGINT or
-/// SIGTERM came (said in one line).
+/// What a serving command asks between polls: true once `duration` seconds have passed or SIGINT,
+/// SIGTERM or SIGHUP came (said in one line).
 func stopCondition(duration: Double?) -> () -> Bool {
-    let signals = SignalWaiter([SIGINT, SIGTERM])
+    let signals = SignalWaiter(SignalWaiter.stopping)
     let clock = ContinuousClock()
     let deadline = duration.map { clock.now + Duration(checkedSeconds: $0) }
     return {
         if let deadline, clock.now >= deadline { return true }
         if let signal = signals.wait(for: .zero) {
-            print("sluice: \(signal == SIGINT ? "SIGINT" : "SIGTERM") received, stopping")
+            print("sluice: \(SignalWaiter.name(signal)) received, stopping")
             return true
         }
         return false

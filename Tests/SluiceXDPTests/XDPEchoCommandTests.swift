@@ -98,6 +98,24 @@ import Testing
         #expect(try !xdpAttached(topology))
     }
 
+    /// A hangup (the terminal closed) stops the server as SIGTERM does, and output to a reader
+    /// that went away does not kill it: either way the program leaves the interface.
+    @Test func aHangupOrAClosedOutputPipeLeavesNoProgramBehind() throws {
+        let topology = try topology()
+        defer { topology.destroy() }
+        let arguments = ["udp-echo", "--backend", "xdp", "--dev", topology.serverInterface, "--netns", topology.serverNamespace,
+                         "--listen", "0.0.0.0:7000", "--mode", "generic"]
+        let server = try ChildProcess(sluice: arguments + ["--duration", "60", "--stats-interval", "0"])
+        #expect(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
+        #expect(server.stop(signal: SIGHUP) == 0, "\(server.text)")
+        #expect(server.text.contains("SIGHUP received, stopping"), "\(server.text)")
+        #expect(try !xdpAttached(topology))
+        let piped = try ChildProcess("/bin/sh", ["-c", "\(SluiceExecutable.path) \(arguments.joined(separator: " ")) --duration 2 --stats-interval 0.2 | head -1"])
+        _ = piped.waitForExit()
+        #expect(piped.text.contains("backend on"), "\(piped.text)")
+        #expect(try !xdpAttached(topology), "left attached after writing to a closed pipe: \(piped.text)")
+    }
+
     /// Datagrams the sender fragments (IPv4 over 1472 bytes, IPv6 over 1452 on a 1500-byte link)
     /// are passed by the program to the kernel, which reassembles them for the backend's kernel
     /// socket: every one comes back intact, as from a kernel socket server.
