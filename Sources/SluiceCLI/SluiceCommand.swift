@@ -165,6 +165,9 @@ struct ServeOptions: ParsableArguments {
         if dev != nil { let _: [UInt32] = try parseNumberList(queues, of: "queue", in: 0...255) }
         if backend == .xdp, dev == nil { throw ValidationError("--backend xdp needs --dev IF") }
         if backend != .xdp, dev != nil { throw ValidationError("--dev is for --backend xdp") }
+        if backend == .xdp || backend.isDevice, listen.port == 0 {
+            throw ValidationError("--backend \(backend) needs a --listen port other than 0 (only a kernel socket picks one)")
+        }
         if backend != .xdp, trustChecksums { throw ValidationError("--trust-checksums is for --backend xdp (the kernel verifies the other backends')") }
         if backend.isDevice {
             guard let name, !name.isEmpty, name.utf8.count < 16 else { throw ValidationError("--backend \(backend) needs --name NAME (1 to 15 bytes)") }
@@ -274,7 +277,7 @@ struct UDPClient: ParsableCommand {
     @Option(help: "Stop after this many datagrams.")
     var count: UInt64?
 
-    @Option(help: "Most datagrams in flight without a reply.")
+    @Option(help: "Most datagrams in flight without a reply (1 to 65536).")
     var window: Int = 256
 
     @Flag(help: "Open loop: send flat out with sendmmsg and expect no replies (for discard servers).")
@@ -298,7 +301,11 @@ struct UDPClient: ParsableCommand {
     func validate() throws {
         guard (0...65507).contains(size) else { throw ValidationError("--size must be 0 to 65507") }
         try checkSeconds(duration, "--duration", in: 0.001...3600)
-        guard window >= 1 else { throw ValidationError("--window must be at least 1") }
+        guard (1...65536).contains(window) else { throw ValidationError("--window must be 1 to 65536 datagrams") }
+        guard target.port != 0 else { throw ValidationError("--target needs a port other than 0") }
+        if target.address == target.address.unspecified || target.address.isMulticastOrBroadcast {
+            throw ValidationError("--target must be one host's unicast address, not \(target.address)")
+        }
         if xdpDev != nil, source == nil { throw ValidationError("--xdp-dev needs --source ADDR:PORT") }
         if let source, source.address.family != target.address.family {
             throw ValidationError("--source and --target must both be IPv4 or both IPv6")
@@ -334,6 +341,8 @@ struct UDPClient: ParsableCommand {
             print("sluice udp-client → \(target): \(report)")
         }
         if report.corrupt > 0 { throw ExitCode(2) }
+        // Nothing came back: as ping, a non-zero status for scripts.
+        if !flood, report.received == 0 { throw ExitCode(1) }
     }
 }
 
