@@ -141,7 +141,9 @@ public final class DNSAuthority: Sendable {
             answer.answers += owned(type == .rrsig ? records.filter { $0.coveredType == records[0].coveredType } : records)
             return .done
         }
-        if type != .cname, let cname = sets[.cname]?.first, case .name(let target) = cname.data {
+        // RRSIG and NSEC may sit beside a CNAME (RFC 4035 section 2.5): asked for, they are not
+        // redirected; where the name has none, the answer is NODATA, as Knot gives it.
+        if type != .cname, type != .rrsig, type != .nsec, let cname = sets[.cname]?.first, case .name(let target) = cname.data {
             answer.answers += owned([cname])
             return .follow(target)
         }

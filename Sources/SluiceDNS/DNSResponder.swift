@@ -478,7 +478,7 @@ public struct DNSResponder {
             let length = Int(DNSWire.u16(query, end + 8))
             guard end + 10 + length <= query.count else { return nil }
             if type.rawValue == 250 {
-                guard index == skipping + Int(count) - 1 else { return nil }
+                guard index >= skipping, index == skipping + Int(count) - 1 else { return nil }
                 tsig = position
             }
             if type == .opt {

@@ -91,6 +91,7 @@ let dnsNamespaceCounter = Atomic<Int>(0)
             ("eui.example.test.", .eui48), ("svc.example.test.", .svcb), ("svc.example.test.", .https), ("svc.example.test.", .any),
             ("svc.example.test.", .nsec3param), ("svc.example.test.", .rrsig), ("hashed.example.test.", .a),
             ("loc.example.test.", .loc), ("loc3.example.test.", .loc), ("example.test.", .zonemd), ("example.test.", .csync),
+            ("www.example.test.", .rrsig), ("www.example.test.", .nsec), ("cname.wild.example.test.", .rrsig),
         ]
         var messages: [DNSMessage] = []
         for (index, (name, type)) in questions.enumerated() {
@@ -297,7 +298,7 @@ let dnsNamespaceCounter = Atomic<Int>(0)
             ("a.secure", .a), ("secure", .ds), ("a.insecure", .a), ("insecure", .ds), ("nx.insecure", .ds), ("b.deep", .a),
             ("x.y.b.deep", .a), ("deep", .a), ("www", .rrsig), ("www", .nsec), ("nothing", .rrsig), ("zzz", .a), ("a.zz", .a),
             ("_udp", .a), ("_sip._udp", .srv), ("*.wild", .a), ("wild", .a), ("ns.secure", .a), ("gone", .a),
-            ("a.insecure2", .a), ("insecure2", .ds),
+            ("a.insecure2", .a), ("insecure2", .ds), ("alias", .nsec), ("alias", .rrsig), ("chain", .nsec),
         ]
         var queries: [DNSMessage] = []
         for zone in zones {
@@ -623,6 +624,9 @@ let dnsNamespaceCounter = Atomic<Int>(0)
             ("a query signed with an unknown key", Self.header(id: 24, flags: 0, counts: [1, 0, 0, 1]) + Self.question("p.test", 1) + Self.tsig(originalID: 24)),
             ("EDNS and a TSIG", Self.header(id: 25, flags: 0, counts: [1, 0, 0, 2]) + Self.question("p.test", 1) + Self.opt() + Self.tsig(originalID: 25)),
             ("a TSIG before the OPT", Self.header(id: 26, flags: 0, counts: [1, 0, 0, 2]) + Self.question("p.test", 1) + Self.tsig(originalID: 26) + Self.opt()),
+            // Anywhere but last in the additional section: FORMERR (RFC 8945 5.2), however the counts place it.
+            ("a TSIG as the answer", Self.header(id: 27, flags: 0, counts: [1, 1, 0, 0]) + Self.question("p.test", 1) + Self.tsig(originalID: 27)),
+            ("a TSIG as the authority", Self.header(id: 28, flags: 0, counts: [1, 0, 1, 0]) + Self.question("p.test", 1) + Self.tsig(originalID: 28)),
         ]
         for (what, query) in cases {
             try Self.expectSameAnswer(socket, knot: IPEndpoint("127.0.0.1:5301")!, sluice: IPEndpoint("127.0.0.1:5302")!, query, what)
