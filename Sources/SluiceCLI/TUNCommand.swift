@@ -86,6 +86,10 @@ struct TUNCommand: ParsableCommand {
                 writeToStandardError("sluice tun down: no device \(name) in this network namespace\n")
                 throw ExitCode.failure
             }
+            guard TUNDevice.isTUNOrTAP(named: name) else {
+                writeToStandardError("sluice tun down: \(name) is not a TUN or TAP device; left as it is (ip link del removes any link)\n")
+                throw ExitCode.failure
+            }
             try reportingRuntimeErrors("tun down") {
                 do throws(SystemCallError) {
                     var netlink = try RouteNetlink()

@@ -190,6 +190,25 @@ public final class TUNDevice: @unchecked Sendable {
     }
 }
 
+extension TUNDevice {
+    /// Whether the interface `name` of the calling thread's namespace is a TUN or TAP device: its
+    /// driver, as `ethtool -i` names it (`SIOCETHTOOL`, `ETHTOOL_GDRVINFO`), is "tun".
+    public static func isTUNOrTAP(named name: String) -> Bool {
+        let probe = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard probe >= 0 else { return false }
+        defer { close(probe) }
+        // struct ethtool_drvinfo: the command, then the driver's name in 32 bytes; 196 in all.
+        var information = [UInt8](repeating: 0, count: 196)
+        var request = interfaceRequest(named: name)
+        return information.withUnsafeMutableBytes { buffer in
+            buffer.storeBytes(of: UInt32(3), as: UInt32.self)   // ETHTOOL_GDRVINFO
+            request.ifr_ifru.ifru_data = buffer.baseAddress!.assumingMemoryBound(to: CChar.self)
+            guard sluice_ioctl_pointer(probe, 0x8946, &request) == 0 else { return false }   // SIOCETHTOOL
+            return buffer[4..<36].prefix { $0 != 0 }.elementsEqual("tun".utf8)
+        }
+    }
+}
+
 /// The MTU of an interface of the calling thread's namespace (`SIOCGIFMTU`).
 enum NetworkInterfaceMTU {
     static func read(_ name: String) -> Int? {

@@ -80,6 +80,12 @@ import Testing
         let again = try ChildProcess(sluice: ["tun", "down", "--name", "sltun2", "--netns", namespace.name])
         #expect(again.waitForExit() == 1)
         #expect(again.text.contains("no device sltun2"), "\(again.text)")
+        // Only TUN and TAP devices: a veth of the same name is left alone.
+        #expect(try ChildProcess("/usr/sbin/ip", ["-n", namespace.name, "link", "add", "sltun2", "type", "veth", "peer", "name", "sltun3"]).waitForExit() == 0)
+        let other = try ChildProcess(sluice: ["tun", "down", "--name", "sltun2", "--netns", namespace.name])
+        #expect(other.waitForExit() == 1)
+        #expect(other.text.contains("not a TUN or TAP device"), "\(other.text)")
+        #expect(try linkExists(namespace, "sltun2"))
     }
 
     @Test func aMissingAddressOrNameIsAClearError() throws {
