@@ -105,7 +105,7 @@ struct TLSServe: ParsableCommand {
 
     @OptionGroup var protocolOptions: TLSProtocolOptions
 
-    @Option(help: "TLS 1.3 session tickets per full handshake (0: no resumption).")
+    @Option(help: "TLS 1.3 session tickets per full handshake (0: no resumption, TLS 1.2 included).")
     var tickets: Int = 2
 
     @Option(help: "Send a KeyUpdate (asking for the peer's) once a connection has received this many bytes.")

@@ -35,7 +35,8 @@ public struct TLSConfiguration: Sendable {
     public var applicationProtocols: [String] = []
     /// How a client verifies the server.
     public var peerVerification: PeerVerification = .systemTrustStore
-    /// TLS 1.3 session tickets a server sends after each full handshake (0 turns resumption off).
+    /// TLS 1.3 session tickets a server sends after each full handshake (0 turns resumption off,
+    /// TLS 1.2's tickets and session ids too).
     public var ticketsPerHandshake: Int = 2
 
     /// A server configuration with its certificate chain and key.
@@ -155,6 +156,11 @@ public final class TLSContext: @unchecked Sendable {
                 throw TLSError("setting up a TLS server", hint: "a server needs a certificate chain and a private key (or a self-signed name)", library: "")
             }
             _ = SSL_CTX_set_num_tickets(raw, c.ticketsPerHandshake)
+            if c.ticketsPerHandshake == 0 {
+                // No resumption at all: no TLS 1.2 ticket, no session id kept for one either.
+                _ = SSL_CTX_set_options(raw, SLUICE_SSL_OP_NO_TICKET)
+                _ = sluice_ssl_ctx_set_session_cache_mode(raw, Int(SSL_SESS_CACHE_OFF))
+            }
             if !alpnWire.isEmpty {
                 SSL_CTX_set_alpn_select_cb(raw, tlsALPNSelectCallback, Unmanaged.passUnretained(self).toOpaque())
             }
