@@ -9,8 +9,8 @@ import CSluiceOpenSSL
 /// bytes is opened where it is, one split across calls is decrypted piece by piece into a
 /// record-sized buffer of the engine's as it arrives, and records are sealed in place, with one
 /// reused AEAD context per direction and nothing allocated per record. Post-handshake messages are handled here: KeyUpdate both ways, a client's
-/// session tickets (handed to OpenSSL, which makes the resumable session), close_notify and
-/// fatal alerts.
+/// session tickets (sealed again as OpenSSL expects its next record and handed to it, which
+/// checks them and makes the resumable session), close_notify and fatal alerts.
 ///
 /// ```swift
 /// let engine = try TLSEngine(context: context)
@@ -55,8 +55,6 @@ public final class TLSEngine {
         public var keyUpdatesSent: UInt64 = 0
         /// Session tickets a client took and handed to OpenSSL.
         public var ticketsReceived: UInt64 = 0
-        /// Tickets that came after application data (no longer handed over) and were dropped.
-        public var ticketsDropped: UInt64 = 0
         /// Records whose content went to the caller without being copied first.
         public var recordsOpenedInPlace: UInt64 = 0
     }
@@ -87,9 +85,7 @@ public final class TLSEngine {
     private var partialCount = 0
     /// The length of the record in `partial` once its header is in (0 before).
     private var partialLength = 0
-    /// Whether the record in `partial` is being decrypted as it comes (else gathered whole), and
-    /// whether its decryption has begun.
-    private var partialStreams = true
+    /// Whether the decryption of the record in `partial` has begun.
     private var partialBegun = false
     /// Post-handshake handshake bytes not yet a whole message.
     private var handshakeBytes: [UInt8] = []
@@ -99,10 +95,10 @@ public final class TLSEngine {
     /// Whether this side answered a TLS 1.2 renegotiation request with no_renegotiation (a peer
     /// that insists ends the connection: its alert then says why).
     private var declinedRenegotiation = false
-    /// A TLS 1.3 client hands tickets to OpenSSL until the first record that is not one.
-    private var ticketIntake = false
-    /// Where the tickets handed to OpenSSL stand: a ticket may span records.
-    private var ticketParse = TicketParse()
+    /// A TLS 1.3 client's sealer of the session tickets it hands OpenSSL: the read keys and
+    /// sequence number OpenSSL was left at, which it keeps (it sees no other record after the
+    /// handshake), so each ticket reaches it as the next record it expects.
+    private var ticketSealer: TLSRecordCipher?
     private var sessions: [TLSSession] = []
 
     /// An engine for one connection of `context`'s side. A client names the server (`serverName`,
@@ -169,7 +165,7 @@ public final class TLSEngine {
                 state = .established
                 events.insert(.handshakeCompleted)
                 if !isServer && handoff.negotiated.version == .tls13 {
-                    ticketIntake = true
+                    ticketSealer = try TLSRecordCipher(keys: handoff.readKeys, sealing: true, contentLimit: limit)
                 } else {
                     retireHandshake()
                 }
@@ -196,7 +192,7 @@ public final class TLSEngine {
             SSL_set_shutdown(handshake.ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN)
         }
         handshake = nil
-        ticketIntake = false
+        ticketSealer = nil
     }
 
     private func receiveRecords(_ bytes: UnsafeMutableRawBufferPointer, deliver: (UnsafeMutableRawBufferPointer) -> Void) -> Events {
@@ -227,11 +223,9 @@ public final class TLSEngine {
             // A record split across calls: its header (and TLS 1.2's explicit nonce) gathers in
             // `partial`, then its ciphertext is decrypted piece by piece from the caller's bytes
             // straight into `partial` (the one pass a copy would have made) and its tag copied;
-            // nothing of it is delivered until the tag checks. A TLS 1.3 client still taking
-            // tickets gathers the whole record instead: OpenSSL may need its ciphertext.
+            // nothing of it is delivered until the tag checks.
             if partialCount == 0 {
                 partialLength = 0
-                partialStreams = !ticketIntake
                 partialBegun = false
             }
             if partialLength == 0 {
@@ -249,18 +243,12 @@ public final class TLSEngine {
             }
             let reader = reader!
             let prefix = reader.contentOffset
-            if !partialStreams || partialCount < prefix {
-                let limit = partialStreams ? prefix : partialLength
-                let take = min(limit - partialCount, bytes.count - at)
+            if partialCount < prefix {
+                let take = min(prefix - partialCount, bytes.count - at)
                 (partial + partialCount).copyMemory(from: base + at, byteCount: take)
                 partialCount += take
                 at += take
-                if !partialStreams && partialCount == partialLength {
-                    partialCount = 0
-                    events.formUnion(processRecord(partial, length: partialLength, inPlace: false, deliver: deliver))
-                    continue
-                }
-                guard partialStreams && partialCount == prefix else { continue }
+                guard partialCount == prefix else { continue }
             }
             if !partialBegun {
                 partialBegun = true
@@ -287,7 +275,7 @@ public final class TLSEngine {
             do throws(TLSAlert) {
                 let opened = try reader.finishOpen(tag: partial + tagStart, plaintext: partial + prefix, length: tagStart - prefix)
                 events.formUnion(dispatch(opened.type, UnsafeMutableRawBufferPointer(start: partial + prefix, count: opened.length),
-                                          inPlace: false, ciphertext: [], deliver: deliver))
+                                          inPlace: false, deliver: deliver))
             } catch {
                 events.formUnion(fail(error, "opening a record"))
             }
@@ -315,8 +303,6 @@ public final class TLSEngine {
 
     private func processRecord(_ record: UnsafeMutableRawPointer, length: Int, inPlace: Bool,
                                deliver: (UnsafeMutableRawBufferPointer) -> Void) -> Events {
-        var ciphertext: [UInt8] = []
-        if ticketIntake { ciphertext = Array(UnsafeRawBufferPointer(start: record, count: length)) }
         let opened: (type: UInt8, offset: Int, length: Int)
         do throws(TLSAlert) {
             opened = try reader!.open(record: record, length: length)
@@ -324,29 +310,13 @@ public final class TLSEngine {
             return fail(error, "opening a record")
         }
         return dispatch(opened.type, UnsafeMutableRawBufferPointer(start: record + opened.offset, count: opened.length),
-                        inPlace: inPlace, ciphertext: ciphertext, deliver: deliver)
+                        inPlace: inPlace, deliver: deliver)
     }
 
-    /// Acts on one opened record's content (`ciphertext`: the record as it came, while a client takes tickets).
-    private func dispatch(_ type: UInt8, _ content: UnsafeMutableRawBufferPointer, inPlace: Bool, ciphertext: [UInt8],
+    /// Acts on one opened record's content.
+    private func dispatch(_ type: UInt8, _ content: UnsafeMutableRawBufferPointer, inPlace: Bool,
                           deliver: (UnsafeMutableRawBufferPointer) -> Void) -> Events {
         counters.recordsOpened += 1
-        if ticketIntake {
-            var parse = ticketParse
-            if type == TLSContentType.handshake.rawValue && parse.take(UnsafeRawBufferPointer(content)) {
-                ticketParse = parse
-                let before = handshake!.log.sessions.count
-                ciphertext.withUnsafeBytes { handshake!.processPostHandshake(record: $0) }
-                counters.ticketsReceived += UInt64(handshake!.log.sessions.count - before)
-                return []
-            }
-            // A ticket begun in one record must end in the next ones (RFC 8446 section 5.1).
-            guard ticketParse.atBoundary else {
-                retireHandshake()
-                return fail(.unexpectedMessage, "a record inside a NewSessionTicket")
-            }
-            retireHandshake()
-        }
         // A handshake message may span records, but no other record may come between its pieces.
         if type != TLSContentType.handshake.rawValue && !handshakeBytes.isEmpty {
             return fail(.unexpectedMessage, "a record inside a handshake message")
@@ -368,37 +338,6 @@ public final class TLSEngine {
             return receiveHandshake(UnsafeRawBufferPointer(content))
         default:
             return fail(.unexpectedMessage, "a record of type \(type)")
-        }
-    }
-
-    /// NewSessionTicket messages followed across records: the header bytes of the next one
-    /// seen so far, and the body bytes still to come of the current one.
-    struct TicketParse {
-        var header: [UInt8] = []
-        var remaining = 0
-
-        var atBoundary: Bool { header.isEmpty && remaining == 0 }
-
-        /// Follows `content`; false when it holds anything but (pieces of) NewSessionTickets.
-        mutating func take(_ content: UnsafeRawBufferPointer) -> Bool {
-            guard !content.isEmpty else { return false }
-            var at = 0
-            while at < content.count {
-                if remaining > 0 {
-                    let take = min(remaining, content.count - at)
-                    remaining -= take
-                    at += take
-                    continue
-                }
-                header.append(content[at])
-                at += 1
-                guard header[0] == 4 else { return false }
-                if header.count == 4 {
-                    remaining = Int(header[1]) << 16 | Int(header[2]) << 8 | Int(header[3])
-                    header = []
-                }
-            }
-            return true
         }
     }
 
@@ -453,13 +392,37 @@ public final class TLSEngine {
                 counters.keyUpdatesReceived += 1
                 if body[0] == 1 && !isWriteClosed { updateKeys(requestPeerUpdate: false) }
             case 4 where !isServer:
-                counters.ticketsDropped += 1
+                guard takeTicket(body) else { return fail(.decodeError, "reading a NewSessionTicket") }
             default:
                 return fail(.unexpectedMessage, "handshake message \(type) after the handshake")
             }
         }
         events.insert(outbound.isEmpty ? [] : .outboundReady)
         return events
+    }
+
+    /// Hands a NewSessionTicket's `body` to OpenSSL, sealed as the next records it expects
+    /// (within the record limit); false when OpenSSL refuses the message.
+    private func takeTicket(_ body: [UInt8]) -> Bool {
+        guard let handshake, let sealer = ticketSealer else { return true }
+        let message = [4, UInt8(truncatingIfNeeded: body.count >> 16), UInt8(truncatingIfNeeded: body.count >> 8),
+                       UInt8(truncatingIfNeeded: body.count)] + body
+        var records: [UInt8] = []
+        var at = 0
+        while at < message.count {
+            let count = min(sealer.contentLimit, message.count - at)
+            let start = records.count
+            records.append(contentsOf: repeatElement(0, count: count + sealer.overhead))
+            let length = records.withUnsafeMutableBytes { out in
+                message.withUnsafeBytes { sealer.seal(.handshake, content: $0.baseAddress! + at, length: count, into: out.baseAddress! + start) }
+            }
+            records.removeLast(count + sealer.overhead - length)
+            at += count
+        }
+        let before = handshake.log.sessions.count
+        let accepted = records.withUnsafeBytes { handshake.processPostHandshake(records: $0) }
+        counters.ticketsReceived += UInt64(handshake.log.sessions.count - before)
+        return accepted
     }
 
     /// Ends the connection with a fatal `alert` (sent when the write keys allow).
@@ -485,8 +448,8 @@ public final class TLSEngine {
 
     /// The keys of both directions with their next sequence numbers, for handing the records to
     /// the kernel (kTLS): nil unless the connection is established with nothing half-received and
-    /// nothing waiting in ``outbound``. (A TLS 1.3 client takes the tickets that follow the
-    /// handshake first; later ones reach the kernel's reader as control records.)
+    /// nothing waiting in ``outbound``. (Tickets a TLS 1.3 client receives after that reach the
+    /// kernel's reader as control records.)
     public var offloadableKeys: (read: TLSTrafficKeys, write: TLSTrafficKeys)? {
         // The kernel seals records of 2^14 bytes whatever max_fragment_length said.
         guard state == .established, partialCount == 0, handshakeBytes.isEmpty, outbound.isEmpty,

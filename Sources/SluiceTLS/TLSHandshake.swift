@@ -130,13 +130,18 @@ final class TLSHandshake {
         }
     }
 
-    /// Gives OpenSSL one post-handshake record (a client's NewSessionTicket) to process.
-    func processPostHandshake(record: UnsafeRawBufferPointer) {
-        _ = BIO_write(readBIO, record.baseAddress, Int32(record.count))
+    /// Gives OpenSSL post-handshake records (a client's NewSessionTicket) to process; false
+    /// when it refuses them (a malformed ticket: it would send decode_error).
+    func processPostHandshake(records: UnsafeRawBufferPointer) -> Bool {
+        _ = BIO_write(readBIO, records.baseAddress, Int32(records.count))
         var sink: UInt8 = 0
         ERR_clear_error()
-        _ = SSL_read(ssl, &sink, 1)
+        let result = SSL_read(ssl, &sink, 1)
+        let code = SSL_get_error(ssl, result)
         ERR_clear_error()
+        // What OpenSSL would send (an alert under keys the record layer has moved past) is not sent.
+        _ = BIO_ctrl(writeBIO, BIO_CTRL_RESET, 0, nil)
+        return result <= 0 && code == SSL_ERROR_WANT_READ
     }
 
     /// The keys and sequence numbers for the record layer, once ``advance(output:)`` said done.
