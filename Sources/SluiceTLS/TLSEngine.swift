@@ -112,7 +112,12 @@ public final class TLSEngine {
         partial = .allocate(byteCount: partialCapacity, alignment: 16)
     }
 
-    deinit { partial.deallocate() }
+    deinit {
+        // A TLS 1.3 client keeps OpenSSL's connection for the tickets to come; freed unshut, it
+        // would mark the newest of them not resumable.
+        if negotiated != nil { retireHandshake() }
+        partial.deallocate()
+    }
 
     /// Whether this engine is a server's.
     public var isServer: Bool { context.configuration.isServer }
@@ -214,7 +219,7 @@ public final class TLSEngine {
                         break
                     }
                     if length <= available {
-                        events.formUnion(processRecord(base + at, length: length, inPlace: true, deliver: deliver))
+                        events.formUnion(processRecord(base + at, length: length, deliver: deliver))
                         at += length
                         continue
                     }
@@ -301,7 +306,8 @@ public final class TLSEngine {
         return (21...23).contains(type) ? nil : .unexpectedMessage
     }
 
-    private func processRecord(_ record: UnsafeMutableRawPointer, length: Int, inPlace: Bool,
+    /// Opens a whole record where it lies in the caller's bytes and acts on it.
+    private func processRecord(_ record: UnsafeMutableRawPointer, length: Int,
                                deliver: (UnsafeMutableRawBufferPointer) -> Void) -> Events {
         let opened: (type: UInt8, offset: Int, length: Int)
         do throws(TLSAlert) {
@@ -310,7 +316,7 @@ public final class TLSEngine {
             return fail(error, "opening a record")
         }
         return dispatch(opened.type, UnsafeMutableRawBufferPointer(start: record + opened.offset, count: opened.length),
-                        inPlace: inPlace, deliver: deliver)
+                        inPlace: true, deliver: deliver)
     }
 
     /// Acts on one opened record's content.
