@@ -221,6 +221,10 @@ public struct DNSResponder {
         guard let (questionEnd, nameLength) = question, let type else { return finish(message, header: reply, code: .formatError, questionEnd: question?.end, edns: responseEDNS, limit: sizeLimit) }
         let recordClass = DNSWire.u16(query, questionEnd - 2)
         if recordClass == 3 {
+            // CHAOS has no zones to transfer, and TYPE0 is reserved: Knot answers NOTIMP.
+            if type.rawValue == 0 || type == .axfr || type == .ixfr {
+                return finish(message, header: reply, code: .notImplemented, questionEnd: questionEnd, edns: responseEDNS, limit: sizeLimit)
+            }
             return chaos(message, header: reply, type: type, questionEnd: questionEnd, nameLength: nameLength, edns: responseEDNS,
                          limit: sizeLimit)
         }
@@ -304,6 +308,12 @@ public struct DNSResponder {
                 glueCut = glueCut || setIndex < answer.requiredAdditional
                 skipping = true
             }
+        }
+        // Over TCP an answer past 65,535 bytes has nowhere to go: SERVFAIL, as Knot answers, not
+        // a TC no client can act on.
+        if truncated, overTCP {
+            reply.flags &= ~DNSHeader.authoritative
+            return finish(message, header: reply, code: .serverFailure, questionEnd: questionEnd, edns: responseEDNS, limit: sizeLimit)
         }
         if truncated || glueCut {
             reply.flags |= DNSHeader.truncated

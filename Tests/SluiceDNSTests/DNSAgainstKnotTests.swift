@@ -514,7 +514,7 @@ let dnsNamespaceCounter = Atomic<Int>(0)
         ]
         var id: UInt16 = 100
         for name in ["id.server", "hostname.bind", "version.server", "VERSION.bind", "authors.bind", "www.example.test"] {
-            for (type, queryClass) in [(16, 3), (1, 3), (255, 3), (16, 4), (16, 255)] as [(UInt16, UInt16)] {
+            for (type, queryClass) in [(16, 3), (1, 3), (255, 3), (0, 3), (251, 3), (252, 3), (16, 4), (16, 255)] as [(UInt16, UInt16)] {
                 for options in [nil, [], [option(3)]] as [[[UInt8]]?] {
                     id += 1
                     cases.append(("\(name) TYPE\(type) CLASS\(queryClass) \(options.map { "EDNS \($0.count)" } ?? "no EDNS")",

@@ -171,3 +171,23 @@ import Testing
         #expect(key("\u{4}host") != key("\u{4}host", 28))
     }
 }
+
+/// An answer too large for any DNS message (past 65,535 bytes over TCP) is SERVFAIL with no
+/// records and no AA, as Knot answers it: a TC bit over TCP would leave the client nowhere to go.
+@Suite struct DNSOversizedAnswerTests {
+    @Test func anAnswerPastTheTCPLimitIsServerFailure() throws {
+        let string = "\"" + String(repeating: "x", count: 250) + "\""
+        var text = "$ORIGIN huge.test.\n$TTL 300\n@ SOA ns hostmaster 1 7200 3600 1209600 300\n@ NS ns\nns A 198.18.0.53\n"
+        for index in 0..<300 { text += "big TXT \"\(index)\" \(string)\n" }
+        var responder = DNSResponder(authority: DNSAuthority(zones: [try DNSZone(origin: DNSName("huge.test.")!, text: text)]))
+        var query = DNSMessage()
+        query.header.id = 9
+        query.questions = [DNSQuestion(name: DNSName("big.huge.test.")!, type: .txt)]
+        let encoded = query.encode()
+        var buffer = encoded + [UInt8](repeating: 0, count: 70_000)
+        let length = try #require(buffer.withUnsafeMutableBytes { responder.respond($0.baseAddress!, length: encoded.count, capacity: $0.count, overTCP: true) })
+        let answer = try DNSMessage.decode(Array(buffer[..<length]))
+        #expect(answer.responseCode == .serverFailure && !answer.header.isAuthoritative && !answer.header.isTruncated)
+        #expect(answer.answers.isEmpty && answer.questions.count == 1)
+    }
+}
