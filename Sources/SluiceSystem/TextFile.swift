@@ -9,11 +9,16 @@ public enum TextFile {
         bytes(path).map { String(decoding: $0, as: UTF8.self) }
     }
 
-    /// The bytes of the file at `path`, or `nil` when it cannot be read.
+    /// The bytes of the file at `path`, or `nil` when it cannot be read. Devices and directories
+    /// are not read: `/dev/zero` would never end.
     public static func bytes(_ path: String) -> [UInt8]? {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { return nil }
         defer { close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else { return nil }
+        let kind = status.st_mode & S_IFMT
+        guard kind != S_IFCHR, kind != S_IFBLK, kind != S_IFDIR else { return nil }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {

@@ -41,6 +41,7 @@ import Testing
         ["xdp", "load", "--dev", "lo", "--ports", "0"],
         ["dns", "serve", "--listen", "127.0.0.1:0", "--zone", ""],
         ["dns", "serve", "--listen", "127.0.0.1:0", "--zone", "=" + #filePath],
+        ["dns", "serve", "--listen", "127.0.0.1:0", "--zone", "/dev/zero"],
         ["tls", "connect", "127.0.0.1:9", "--sni", ""],
         ["tls", "connect", "127.0.0.1:9", "--sni", String(repeating: "a", count: 256)],
         ["tls", "connect", "127.0.0.1:9", "--alpn", String(repeating: "h", count: 256)],
