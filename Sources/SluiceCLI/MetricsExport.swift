@@ -40,7 +40,7 @@ final class MetricsExport: Sendable {
             say("sluice \(service): metrics at http://\(host):\(endpoint.port)/metrics")
             return export
         } catch {
-            writeToStandardError("sluice \(service): \(error)\n")
+            writeToStandardError("sluice \(service): serving metrics on \(listen) failed: \(error); pick another --metrics-listen address or port\n")
             throw ExitCode(1)
         }
     }
