@@ -414,16 +414,10 @@ public final class TLSEngine {
         let message = [4, UInt8(truncatingIfNeeded: body.count >> 16), UInt8(truncatingIfNeeded: body.count >> 8),
                        UInt8(truncatingIfNeeded: body.count)] + body
         var records: [UInt8] = []
-        var at = 0
-        while at < message.count {
-            let count = min(sealer.contentLimit, message.count - at)
-            let start = records.count
-            records.append(contentsOf: repeatElement(0, count: count + sealer.overhead))
-            let length = records.withUnsafeMutableBytes { out in
-                message.withUnsafeBytes { sealer.seal(.handshake, content: $0.baseAddress! + at, length: count, into: out.baseAddress! + start) }
+        message.withUnsafeBytes { bytes in
+            for at in stride(from: 0, to: bytes.count, by: sealer.contentLimit) {
+                sealer.append(.handshake, UnsafeRawBufferPointer(rebasing: bytes[at..<min(at + sealer.contentLimit, bytes.count)]), to: &records)
             }
-            records.removeLast(count + sealer.overhead - length)
-            at += count
         }
         let before = handshake.log.sessions.count
         let accepted = records.withUnsafeBytes { handshake.processPostHandshake(records: $0) }
@@ -441,14 +435,7 @@ public final class TLSEngine {
     }
 
     func sealControl(_ type: TLSContentType, _ content: [UInt8]) {
-        let writer = writer!
-        let start = outbound.count
-        outbound.append(contentsOf: repeatElement(0, count: content.count + writer.overhead))
-        outbound.withUnsafeMutableBytes { out in
-            content.withUnsafeBytes { c in
-                _ = writer.seal(type, content: c.baseAddress!, length: c.count, into: out.baseAddress! + start)
-            }
-        }
+        content.withUnsafeBytes { writer!.append(type, $0, to: &outbound) }
         counters.recordsSealed += 1
     }
 

@@ -128,6 +128,16 @@ public final class TLSRecordCipher {
         additional[12] = UInt8(truncatingIfNeeded: length)
     }
 
+    /// Seals `content` (at most ``contentLimit`` bytes) as one record of `type` appended to `records`.
+    func append(_ type: TLSContentType, _ content: UnsafeRawBufferPointer, to records: inout [UInt8]) {
+        let start = records.count
+        records.append(contentsOf: repeatElement(0, count: content.count + overhead))
+        records.withUnsafeMutableBytes { out in
+            _ = seal(type, content: content.baseAddress ?? UnsafeRawPointer(out.baseAddress! + start), length: content.count,
+                     into: out.baseAddress! + start)
+        }
+    }
+
     /// Seals one record at `record`: `length` content bytes are read from `content` (which may be
     /// `record + contentOffset`, in place) and the header, nonce, inner type and tag written
     /// around them. `record` must have room for `length + overhead` bytes.
