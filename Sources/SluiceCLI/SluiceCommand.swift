@@ -171,7 +171,11 @@ struct ServeOptions: ParsableArguments {
         if backend != .xdp, trustChecksums { throw ValidationError("--trust-checksums is for --backend xdp (the kernel verifies the other backends')") }
         if backend.isDevice {
             guard let name, !name.isEmpty, name.utf8.count < 16 else { throw ValidationError("--backend \(backend) needs --name NAME (1 to 15 bytes)") }
-            for text in address { _ = try parsePrefix(text) }
+            let kernelAddresses = try address.map { try parsePrefix($0).address }
+            // Packets to the kernel's own address stay in the kernel: none would reach the device.
+            if kernelAddresses.contains(listen.address) {
+                throw ValidationError("--listen \(listen.address) is the kernel's address on the device; listen on another address behind it, e.g. the next one in its prefix")
+            }
         } else if name != nil || !address.isEmpty || noOffloads {
             throw ValidationError("--name, --address and --no-offloads are for --backend tun and tap")
         }

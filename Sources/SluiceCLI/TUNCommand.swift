@@ -44,7 +44,11 @@ struct TUNCommand: ParsableCommand {
             guard !name.isEmpty, name.utf8.count < 16 else { throw ValidationError("--name must be 1 to 15 bytes") }
             guard (1...256).contains(queues) else { throw ValidationError("--queues must be 1 to 256") }
             if let mtu { guard (68...65535).contains(mtu) else { throw ValidationError("--mtu must be 68 to 65535") } }
-            for text in address { _ = try parsePrefix(text) }
+            let prefixes = try address.map(parsePrefix)
+            // The kernel turns IPv6 off on a link whose MTU is below 1280 (RFC 8200 section 5).
+            if let mtu, mtu < 1280, prefixes.contains(where: { $0.address.family == AF_INET6 }) {
+                throw ValidationError("--mtu \(mtu) is below IPv6's 1280: the kernel would take no IPv6 address on the device")
+            }
         }
 
         func run() throws {
