@@ -311,6 +311,9 @@ struct UDPClient: ParsableCommand {
             throw ValidationError("--target must be one host's unicast address, not \(target.address)")
         }
         if xdpDev != nil, source == nil { throw ValidationError("--xdp-dev needs --source ADDR:PORT") }
+        if xdpDev == nil, source != nil || destinationMac != nil {
+            throw ValidationError("--source and --destination-mac are for --xdp-dev (a kernel socket picks its own)")
+        }
         if let source, source.address.family != target.address.family {
             throw ValidationError("--source and --target must both be IPv4 or both IPv6")
         }

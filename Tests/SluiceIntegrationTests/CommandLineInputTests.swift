@@ -37,6 +37,7 @@ import Testing
         ["udp-client", "--target", "127.0.0.1:0"],
         ["udp-client", "--target", "0.0.0.0:9"],
         ["udp-client", "--target", "[::]:9"],
+        ["udp-client", "--target", "127.0.0.1:9", "--source", "127.0.0.1:5"],
         ["tcp-echo", "--listen", "127.0.0.1:0", "--duration", "nan"],
         ["bench", "--duration", "nan"],
         ["xdp", "load", "--dev", "lo", "--ports", "0-70000"],
