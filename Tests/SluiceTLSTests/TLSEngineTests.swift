@@ -207,11 +207,8 @@ struct TLSEngineTests {
         let sealer = try TLSRecordCipher(keys: #require(pair.server.offloadableKeys).write, sealing: true)
         var received: [UInt8] = []
         func deliver(_ type: TLSContentType, _ content: [UInt8]) -> TLSEngine.Events {
-            var record = [UInt8](repeating: 0, count: content.count + sealer.overhead)
-            let length = record.withUnsafeMutableBytes { out in
-                content.withUnsafeBytes { sealer.seal(type, content: $0.baseAddress!, length: content.count, into: out.baseAddress!) }
-            }
-            record.removeLast(record.count - length)
+            var record: [UInt8] = []
+            content.withUnsafeBytes { sealer.append(type, $0, to: &record) }
             return record.withUnsafeMutableBytes { pair.client.receive($0) { received += $0 } }
         }
         // lifetime, age_add, a 1-byte nonce, a 4-byte ticket, no extensions.

@@ -15,6 +15,16 @@ import Testing
         return try TestTopology(configuration)
     }
 
+    /// A kernel UDP socket in the client's namespace, and the echo on port 7000, over IPv6 or IPv4.
+    func echoClient(of topology: TestTopology, ipv6: Bool, receiveTimeout: Duration = .seconds(2)) throws -> (KernelUDPSocket, IPEndpoint) {
+        let (local, remote): (IPAddress, IPAddress) = ipv6
+            ? (.v6(topology.clientIPv6), .v6(topology.serverIPv6)) : (.v4(topology.clientIPv4), .v4(topology.serverIPv4))
+        let client = try withNetworkNamespace(topology.clientNamespace) {
+            KernelUDPSocket(bind: IPEndpoint(address: local, port: 0), receiveTimeout: receiveTimeout)
+        }
+        return (client, IPEndpoint(address: remote, port: 7000))
+    }
+
     func xdpAttached(_ topology: TestTopology) throws -> Bool {
         let show = try ChildProcess("/usr/sbin/ip", ["-n", topology.serverNamespace, "-d", "link", "show", "dev", topology.serverInterface])
         _ = show.waitForExit()
@@ -34,10 +44,7 @@ import Testing
         #expect(try xdpAttached(topology))
         var random = TestBytes(seed: 5)
         for ipv6 in [false, true] {
-            let (local, remote): (IPAddress, IPAddress) = ipv6
-                ? (.v6(topology.clientIPv6), .v6(topology.serverIPv6)) : (.v4(topology.clientIPv4), .v4(topology.serverIPv4))
-            let client = try withNetworkNamespace(topology.clientNamespace) { KernelUDPSocket(bind: IPEndpoint(address: local, port: 0)) }
-            let target = IPEndpoint(address: remote, port: 7000)
+            let (client, target) = try echoClient(of: topology, ipv6: ipv6)
             for _ in 0..<300 {
                 let payload = random.bytes(Int(random.next() % (ipv6 ? 1453 : 1473)))
                 client.send(payload, to: target)
@@ -69,12 +76,7 @@ import Testing
         #expect(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
         var random = TestBytes(seed: 6)
         for ipv6 in [false, true] {
-            let (local, remote): (IPAddress, IPAddress) = ipv6
-                ? (.v6(topology.clientIPv6), .v6(topology.serverIPv6)) : (.v4(topology.clientIPv4), .v4(topology.serverIPv4))
-            let client = try withNetworkNamespace(topology.clientNamespace) {
-                KernelUDPSocket(bind: IPEndpoint(address: local, port: 0), receiveTimeout: .seconds(1))
-            }
-            let target = IPEndpoint(address: remote, port: 7000)
+            let (client, target) = try echoClient(of: topology, ipv6: ipv6, receiveTimeout: .seconds(1))
             for _ in 0..<50 {
                 let payload = random.bytes(Int(random.next() % 1400))
                 client.send(payload, to: target)
@@ -130,12 +132,7 @@ import Testing
         var random = TestBytes(seed: 15)
         var sent = 0
         for ipv6 in [false, true] {
-            let (local, remote): (IPAddress, IPAddress) = ipv6
-                ? (.v6(topology.clientIPv6), .v6(topology.serverIPv6)) : (.v4(topology.clientIPv4), .v4(topology.serverIPv4))
-            let client = try withNetworkNamespace(topology.clientNamespace) {
-                KernelUDPSocket(bind: IPEndpoint(address: local, port: 0), receiveTimeout: .seconds(3))
-            }
-            let target = IPEndpoint(address: remote, port: 7000)
+            let (client, target) = try echoClient(of: topology, ipv6: ipv6, receiveTimeout: .seconds(3))
             let edge = ipv6 ? 1453 : 1473
             for size in [edge, edge + 1, 3000, 9000, 30000, 65000, 65507] + (0..<8).map({ _ in edge + Int(random.next() % 64000) }) {
                 let payload = random.bytes(size)
