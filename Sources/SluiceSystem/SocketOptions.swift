@@ -32,8 +32,7 @@ public func configureDatagramSocket(_ descriptor: Int32, family: Int32, listen: 
     // multicast), so only a wildcard needs each datagram's local address reported.
     let wildcard = listen.address == .v4(.any) || listen.address == .v6(.any)
     if family == AF_INET6 {
-        let dualStack: Int32 = listen.address == .v6(.any) ? 0 : 1
-        try setOption(descriptor, Int32(IPPROTO_IPV6), IPV6_V6ONLY, dualStack, "IPV6_V6ONLY")
+        try setIPv6Only(descriptor, listen: listen)
         if wildcard {
             // Also reports IPv4 datagrams on a dual-stack socket, as IPv4-mapped destinations.
             try setOption(descriptor, Int32(IPPROTO_IPV6), IPV6_RECVPKTINFO, 1, "IPV6_RECVPKTINFO")
@@ -57,4 +56,27 @@ public func configureDatagramSocket(_ descriptor: Int32, family: Int32, listen: 
             try setOption(descriptor, SOL_SOCKET, SO_SNDBUF, size, "SO_SNDBUF")
         }
     }
+}
+
+/// Fails as a plain `bind` would when another UDP socket already holds `listen`.
+///
+/// Workers bind with `SO_REUSEPORT`, and the kernel lets any socket of the same user that also
+/// set it join their group: a second server started on the same port would silently take a share
+/// of the first one's traffic. A socket bound without the option, then closed, finds out first.
+/// Port 0 asks for a free port, so there is nothing to check.
+public func requireFreeDatagramAddress(_ listen: IPEndpoint) throws(SystemCallError) {
+    guard listen.port != 0 else { return }
+    let family = listen.address.family
+    let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { throw SystemCallError(.socket, operation: "socket(UDP)", errno: errno) }
+    defer { close(fd) }
+    if family == AF_INET6 { try setIPv6Only(fd, listen: listen) }
+    let bound = SocketAddress.with(listen, family: family) { bind(fd, $0, $1) }
+    guard bound == 0 else { throw SystemCallError(.socket, operation: "bind(\(listen))", errno: errno) }
+}
+
+/// `IPV6_V6ONLY` off for `[::]` (dual-stack), on for any other IPv6 address.
+private func setIPv6Only(_ descriptor: Int32, listen: IPEndpoint) throws(SystemCallError) {
+    let only: Int32 = listen.address == .v6(.any) ? 0 : 1
+    try setOption(descriptor, Int32(IPPROTO_IPV6), IPV6_V6ONLY, only, "IPV6_V6ONLY")
 }

@@ -104,6 +104,47 @@ final class LoopbackTestBackend: UDPBackend {
             #expect(error.cause?.subsystem == .socket)
         }
     }
+
+    /// Workers share their port through SO_REUSEPORT, which would also let a second server (or
+    /// any socket of this user with the option) join the group and take part of the traffic.
+    @Test(arguments: [Backend.socket, Backend.uring])
+    func aSecondServerOnATakenPortIsRefused(backend: Backend) throws {
+        var first = Self.configuration(backend)
+        first.workers = 2
+        let server = try UDPServer(configuration: first) { _ in UDPEchoService() }
+        defer { server.stop() }
+        var second = Self.configuration(backend)
+        second.listen = server.boundEndpoint
+        #expect {
+            _ = try UDPServer(configuration: second) { _ in UDPEchoService() }
+        } throws: { error in
+            (error as? RuntimeError)?.cause?.errno == .addressInUse
+        }
+        // A foreign socket that set SO_REUSEPORT holds the port first: the server does not join it.
+        let holder = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(holder) }
+        var one: Int32 = 1
+        setsockopt(holder, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(holder, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(bound == 0)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(holder, $0, &length) }
+        }
+        var third = Self.configuration(backend)
+        third.listen = IPEndpoint(address: .v4(IPv4Address(127, 0, 0, 1)), port: UInt16(bigEndian: address.sin_port))
+        #expect {
+            _ = try UDPServer(configuration: third) { _ in UDPEchoService() }
+        } throws: { error in
+            (error as? RuntimeError)?.cause?.errno == .addressInUse
+        }
+        #expect(Self.roundTrip(server.boundEndpoint))
+    }
 }
 
 /// `sluice --version` and `--help` say what this build is and only what exists.

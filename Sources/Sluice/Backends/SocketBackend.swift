@@ -1,6 +1,7 @@
 import SluiceCore
 import SluicePackets
 import SluiceSockets
+import SluiceSystem
 import SluiceUDP
 
 /// Kernel UDP sockets with `recvmmsg`/`sendmmsg` (GSO and GRO optional), one socket per worker
@@ -36,6 +37,8 @@ public final class SocketBackend: UDPBackend {
     @_specialize(where Service == UDPDiscardService)
     public func runWorker<Service: UDPService>(index: Int, listen: IPEndpoint, service: Service, state: WorkerState,
                                                bound: (IPEndpoint) -> Void) throws(SystemCallError) -> WorkerReport {
+        // The other workers join the first one's SO_REUSEPORT group; nobody else may.
+        if index == 0 { try requireFreeDatagramAddress(listen) }
         var settings = settings
         settings.listen = listen
         let pool = try configuration.datagramPool(frameSize: settings.frameSize(maximumDatagram: configuration.maximumDatagram))

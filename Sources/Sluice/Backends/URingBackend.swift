@@ -1,5 +1,6 @@
 import SluiceCore
 import SluicePackets
+import SluiceSystem
 import SluiceUDP
 import SluiceURing
 
@@ -43,6 +44,8 @@ public final class URingBackend: UDPBackend {
     @_specialize(where Service == UDPDiscardService)
     public func runWorker<Service: UDPService>(index: Int, listen: IPEndpoint, service: Service, state: WorkerState,
                                                bound: (IPEndpoint) -> Void) throws(SystemCallError) -> WorkerReport {
+        // The other workers join the first one's SO_REUSEPORT group; nobody else may.
+        if index == 0 { try requireFreeDatagramAddress(listen) }
         var settings = settings
         settings.listen = listen
         let pool = try configuration.datagramPool(frameSize: settings.frameSize(maximumDatagram: configuration.maximumDatagram))
