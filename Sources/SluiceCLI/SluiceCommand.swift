@@ -57,6 +57,19 @@ func checkSeconds(_ value: Double, _ flag: String, in range: ClosedRange<Double>
     }
 }
 
+/// Refuses IPv6 addresses a socket cannot take as written here: a link-local one needs an
+/// interface (a scope), which this address syntax does not carry, so the kernel says only "Invalid
+/// argument"; an IPv4-mapped one is an IPv4 address, refused by the IPv6-only socket it would get.
+func checkUsableAddress(_ endpoint: IPEndpoint, _ flag: String) throws {
+    guard case .v6(let address) = endpoint.address else { return }
+    if address.high >> 54 == 0x3FA {
+        throw ValidationError("\(flag): \(address) is link-local and needs an interface, which Sluice cannot take; use a global address or [::]")
+    }
+    if let v4 = address.mappedIPv4 {
+        throw ValidationError("\(flag): \(address) is IPv4-mapped; give the IPv4 address \(v4) itself")
+    }
+}
+
 extension Duration {
     /// A number of seconds the command line checked with ``checkSeconds(_:_:in:)``.
     init(checkedSeconds seconds: Double) { self = .nanoseconds(Int64(seconds * 1e9)) }
@@ -159,6 +172,7 @@ struct ServeOptions: ParsableArguments {
             throw ValidationError("no backend '\(backend)'; pick one of \(UDPBackendRegistry.names.joined(separator: ", "))")
         }
         guard workers >= 1 && workers <= 256 else { throw ValidationError("--workers must be 1 to 256") }
+        try checkUsableAddress(listen, "--listen")
         if let duration { try checkSeconds(duration, "--duration", in: 0.001...31_536_000) }
         try checkSeconds(statsInterval, "--stats-interval", in: 0...86_400)
         if let cpus { let _: [Int] = try parseNumberList(cpus, of: "CPU", in: 0...max(onlineCPUs - 1, 0)) }
@@ -307,6 +321,7 @@ struct UDPClient: ParsableCommand {
         try checkSeconds(duration, "--duration", in: 0.001...3600)
         guard (1...65536).contains(window) else { throw ValidationError("--window must be 1 to 65536 datagrams") }
         guard target.port != 0 else { throw ValidationError("--target needs a port other than 0") }
+        try checkUsableAddress(target, "--target")
         if target.address == target.address.unspecified || target.address.isMulticastOrBroadcast {
             throw ValidationError("--target must be one host's unicast address, not \(target.address)")
         }

@@ -137,6 +137,7 @@ struct TLSServe: ParsableCommand {
     @OptionGroup var privileges: PrivilegeOptions
 
     func validate() throws {
+        try checkUsableAddress(listen, "--listen")
         if let duration { try checkSeconds(duration, "--duration", in: 0.001...31_536_000) }
         guard [echo, sink, benchEcho, file != nil].filter({ $0 }).count <= 1 else {
             throw ValidationError("give one of --echo, --sink, --bench-echo, --file")
