@@ -3,6 +3,7 @@ import Glibc
 #endif
 import SluiceCore
 import SluicePackets
+import SluiceSystem
 import SluiceXDP
 
 /// A UDP traffic generator that sends through an AF_XDP socket's TX ring: no socket layer, no
@@ -60,6 +61,14 @@ public enum XDPTrafficGenerator {
         guard (0...largestPayload(ipv6: ipv6)).contains(payload.count) else {
             throw RuntimeError("a payload of \(payload.count) bytes does not fit one \(frameSize)-byte frame "
                                + "(at most \(largestPayload(ipv6: ipv6)))")
+        }
+        // The device drops a frame over its MTU without a word; the kernel's sockets fragment instead.
+        if let mtu = NetworkInterface.mtu(named: configuration.interface) {
+            let packet = payload.count + UDPHeader.headerLength + (ipv6 ? IPv6Header.length : IPv4Header.minimumLength)
+            guard packet <= mtu else {
+                throw RuntimeError("a payload of \(payload.count) bytes makes \(packet)-byte packets, over the MTU of "
+                                   + "\(configuration.interface) (\(mtu)); AF_XDP sends no fragments: at most \(payload.count - packet + mtu)")
+            }
         }
         let sourceMAC = try interfaceMAC(configuration.interface)
         guard let destinationMAC = try configuration.destinationMAC ?? neighbourMAC(configuration.destination.address,

@@ -62,4 +62,25 @@ public struct NetworkInterface: Sendable, Equatable {
 
     /// An interface with nothing known yet.
     public init(name: String) { self.name = name }
+
+    /// The MTU of the interface `name` in the calling thread's namespace (`SIOCGIFMTU`); `nil`
+    /// when there is no such interface.
+    public static func mtu(named name: String) -> Int? {
+        let probe = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard probe >= 0 else { return nil }
+        defer { close(probe) }
+        var request = Self.request(named: name)
+        guard sluice_ioctl_pointer(probe, UInt(SIOCGIFMTU), &request) == 0 else { return nil }
+        return Int(request.ifr_ifru.ifru_mtu)
+    }
+
+    /// An `ifreq` naming `name` (cut to `IFNAMSIZ - 1` bytes), everything else zero, for the
+    /// interface `ioctl`s.
+    public static func request(named name: String) -> ifreq {
+        var request = ifreq()
+        withUnsafeMutableBytes(of: &request.ifr_ifrn.ifrn_name) { bytes in
+            for (i, byte) in name.utf8.prefix(Int(IFNAMSIZ) - 1).enumerated() { bytes[i] = byte }
+        }
+        return request
+    }
 }

@@ -130,7 +130,7 @@ public final class TUNDevice: @unchecked Sendable {
         self.name = name
         self.kind = configuration.kind
         self.queueDescriptors = descriptors
-        self.mtu = NetworkInterfaceMTU.read(name) ?? configuration.mtu ?? 1500
+        self.mtu = NetworkInterface.mtu(named: name) ?? configuration.mtu ?? 1500
         self.virtioHeaderLength = configuration.offloads == nil ? 0 : VirtioNetHeader.length
         self.offloads = offloads
     }
@@ -163,7 +163,7 @@ public final class TUNDevice: @unchecked Sendable {
             throw SystemCallError(.tun, operation: "open(/dev/net/tun)", errno: code,
                                   hint: code == ENOENT ? "this kernel or container has no /dev/net/tun (modprobe tun, or mknod it)" : nil)
         }
-        var request = interfaceRequest(named: name)
+        var request = NetworkInterface.request(named: name)
         request.ifr_ifru.ifru_flags = Int16(truncatingIfNeeded: flags)
         guard sluice_ioctl_pointer(descriptor, sluice_TUNSETIFF, &request) == 0 else {
             let code = Glibc.errno
@@ -199,7 +199,7 @@ extension TUNDevice {
         defer { close(probe) }
         // struct ethtool_drvinfo: the command, then the driver's name in 32 bytes; 196 in all.
         var information = [UInt8](repeating: 0, count: 196)
-        var request = interfaceRequest(named: name)
+        var request = NetworkInterface.request(named: name)
         return information.withUnsafeMutableBytes { buffer in
             buffer.storeBytes(of: UInt32(3), as: UInt32.self)   // ETHTOOL_GDRVINFO
             request.ifr_ifru.ifru_data = buffer.baseAddress!.assumingMemoryBound(to: CChar.self)
@@ -207,25 +207,4 @@ extension TUNDevice {
             return buffer[4..<36].prefix { $0 != 0 }.elementsEqual("tun".utf8)
         }
     }
-}
-
-/// The MTU of an interface of the calling thread's namespace (`SIOCGIFMTU`).
-enum NetworkInterfaceMTU {
-    static func read(_ name: String) -> Int? {
-        let probe = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard probe >= 0 else { return nil }
-        defer { close(probe) }
-        var request = interfaceRequest(named: name)
-        guard sluice_ioctl_pointer(probe, UInt(SIOCGIFMTU), &request) == 0 else { return nil }
-        return Int(request.ifr_ifru.ifru_mtu)
-    }
-}
-
-/// An `ifreq` naming `name` (cut to `IFNAMSIZ - 1` bytes), everything else zero.
-func interfaceRequest(named name: String) -> ifreq {
-    var request = ifreq()
-    withUnsafeMutableBytes(of: &request.ifr_ifrn.ifrn_name) { bytes in
-        for (i, byte) in name.utf8.prefix(Int(IFNAMSIZ) - 1).enumerated() { bytes[i] = byte }
-    }
-    return request
 }

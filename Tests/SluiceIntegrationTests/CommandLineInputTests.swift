@@ -72,6 +72,23 @@ import Testing
         #expect(child.waitForExit(timeout: .seconds(10)) == 1, "\(child.text)")
         #expect(child.text.contains("sent ") && child.text.contains("100.00% lost"), "\(child.text)")
     }
+
+    /// A 2048-byte UMEM frame holds more than a 1400-byte link carries: the device would drop
+    /// every frame without a word, so the client refuses the size, naming the largest that fits.
+    @Test func anXDPPayloadOverTheDeviceMTUIsRefused() throws {
+        let namespace = try ScratchNamespace(prefix: "slcli")
+        let add = try ChildProcess("/usr/sbin/ip", ["-n", namespace.name, "link", "add", "d0", "mtu", "1400", "type", "veth",
+                                                "peer", "name", "d1"])
+        try #require(add.waitForExit() == 0, "\(add.text)")
+        for (size, ipv6) in [(1373, false), (1353, true)] {
+            let (source, target) = ipv6 ? ("[2001:2:5::1]:5000", "[2001:2:5::2]:9") : ("198.18.5.1:5000", "198.18.5.2:9")
+            let child = try ChildProcess(sluice: ["udp-client", "--netns", namespace.name, "--xdp-dev", "d0", "--source", source,
+                                                  "--target", target, "--destination-mac", "02:00:00:00:00:01",
+                                                  "--size", "\(size)", "--count", "1"])
+            #expect(child.waitForExit(timeout: .seconds(10)) == 1, "\(child.text)")
+            #expect(child.text.contains("over the MTU of d0 (1400)") && child.text.contains("at most \(size - 1)"), "\(child.text)")
+        }
+    }
 }
 
 /// `udp-client` counts every reply for what it is: duplicates, strays and late ones are told
