@@ -34,8 +34,8 @@ struct DNSServe: ParsableCommand {
     @Option(help: "Response rate limiting: answers per second per client prefix (/24, /56) and answer; off when not given.")
     var rrlLimit: Int?
 
-    @Option(help: "With --rrl-limit: every how many limited answers one goes out truncated (0: drop them all).")
-    var rrlSlip: Int = 1
+    @Option(help: "With --rrl-limit: every how many limited answers one goes out truncated (0: drop them all). (default: 1)")
+    var rrlSlip: Int?
 
     @Option(help: "The name server identifier sent to queries with an NSID option (RFC 5001); '' for none. (default: the host's name, as Knot sends)")
     var nsid: String?
@@ -51,7 +51,10 @@ struct DNSServe: ParsableCommand {
     func validate() throws {
         guard !zone.isEmpty else { throw ValidationError("dns serve needs at least one --zone FILE") }
         if let rrlLimit { guard (1...1_000_000).contains(rrlLimit) else { throw ValidationError("--rrl-limit must be 1 to 1000000") } }
-        guard (0...100).contains(rrlSlip) else { throw ValidationError("--rrl-slip must be 0 to 100") }
+        if let rrlSlip {
+            guard rrlLimit != nil else { throw ValidationError("--rrl-slip is for --rrl-limit") }
+            guard (0...100).contains(rrlSlip) else { throw ValidationError("--rrl-slip must be 0 to 100") }
+        }
         for (flag, value) in [("--nsid", nsid), ("--identity", identity), ("--server-version", serverVersion)] {
             guard (value?.utf8.count ?? 0) <= 512 else { throw ValidationError("\(flag) takes at most 512 bytes") }
         }
@@ -90,8 +93,9 @@ struct DNSServe: ParsableCommand {
             case nil: break
             }
         }
-        let limiter = rrlLimit.map { DNSRateLimiter(responsesPerSecond: $0, slip: rrlSlip) }
-        let what = "authoritative for \(names), TCP too" + (rrlLimit.map { ", rate limit \($0)/s slip \(rrlSlip)" } ?? "")
+        let slip = rrlSlip ?? 1
+        let limiter = rrlLimit.map { DNSRateLimiter(responsesPerSecond: $0, slip: slip) }
+        let what = "authoritative for \(names), TCP too" + (rrlLimit.map { ", rate limit \($0)/s slip \(slip)" } ?? "")
         do {
             try options.serve("dns serve", what: what, configuration: configuration, metrics: [tcpMetrics], stopping: stopTCP) { _ in
                 DNSService(authority: authority, rateLimiter: limiter, identity: identity)

@@ -133,14 +133,14 @@ struct ServeOptions: ParsableArguments {
     @Option(help: "xdp backend: the interface to serve.")
     var dev: String?
 
-    @Option(help: "xdp backend: receive queues, one worker each, e.g. 0 or 0-1.")
-    var queues: String = "0"
+    @Option(help: "xdp backend: receive queues, one worker each, e.g. 0 or 0-1. (default: 0)")
+    var queues: String?
 
-    @Option(help: "xdp backend: native or generic XDP (native falls back to generic when refused).")
-    var mode: XDPAttachMode = .native
+    @Option(help: "xdp backend: native or generic XDP (native falls back to generic when refused). (default: native)")
+    var mode: XDPAttachMode?
 
-    @Option(help: "xdp backend: automatic, zero-copy or copy.")
-    var bind: XSKBindMode = .automatic
+    @Option(help: "xdp backend: automatic, zero-copy or copy. (default: automatic)")
+    var bind: XSKBindMode?
 
     @Flag(help: "xdp backend: replace a foreign XDP program on the interface.")
     var force = false
@@ -176,9 +176,11 @@ struct ServeOptions: ParsableArguments {
         if let duration { try checkSeconds(duration, "--duration", in: 0.001...31_536_000) }
         try checkSeconds(statsInterval, "--stats-interval", in: 0...86_400)
         if let cpus { let _: [Int] = try parseNumberList(cpus, of: "CPU", in: 0...max(onlineCPUs - 1, 0)) }
-        if dev != nil { let _: [UInt32] = try parseNumberList(queues, of: "queue", in: 0...255) }
+        if let queues { let _: [UInt32] = try parseNumberList(queues, of: "queue", in: 0...255) }
         if backend == .xdp, dev == nil { throw ValidationError("--backend xdp needs --dev IF") }
-        if backend != .xdp, dev != nil { throw ValidationError("--dev is for --backend xdp") }
+        if backend != .xdp, dev != nil || queues != nil || mode != nil || bind != nil || force {
+            throw ValidationError("--dev, --queues, --mode, --bind and --force are for --backend xdp")
+        }
         if backend == .xdp || backend.isDevice, listen.port == 0 {
             throw ValidationError("--backend \(backend) needs a --listen port other than 0 (only a kernel socket picks one)")
         }
@@ -216,9 +218,9 @@ struct ServeOptions: ParsableArguments {
         if deferTaskrun { configuration.uringMode = .deferTaskRun }
         if let dev {
             var xdp = XDPBackendConfiguration(interface: dev)
-            xdp.queues = try parseNumberList(queues, of: "queue", in: 0...255)
-            xdp.attachMode = mode
-            xdp.bindMode = bind
+            if let queues { xdp.queues = try parseNumberList(queues, of: "queue", in: 0...255) }
+            if let mode { xdp.attachMode = mode }
+            if let bind { xdp.bindMode = bind }
             xdp.force = force
             xdp.verifiesChecksums = !trustChecksums
             configuration.xdp = xdp
