@@ -79,7 +79,7 @@ public enum MetricsScraper {
             promise.fail(MetricsScrapeError(url: url, reason: "no complete answer within \(timeout)"))
         }
         let connected = bootstrap.connect(host: url.host, port: url.port)
-        connected.whenFailure { promise.fail(MetricsScrapeError(url: url, reason: "\($0)")) }
+        connected.whenFailure { promise.fail(MetricsScrapeError(url: url, reason: connectionFailure($0))) }
         defer {
             timer.cancel()
             connected.whenSuccess { $0.close(promise: nil) }
@@ -92,6 +92,22 @@ public enum MetricsScraper {
             throw MetricsScrapeError(url: url, reason: "\(error)")
         }
     }
+}
+
+/// Why a connection failed, in the words of its errno where there is one: NIO's own description
+/// nests the attempts and their addresses.
+private func connectionFailure(_ error: any Error) -> String {
+    var cause = error
+    if let attempts = error as? NIOConnectionError {
+        guard let first = attempts.connectionErrors.first else { return "no address for \(attempts.host)" }
+        cause = first.error
+    }
+    if let io = cause as? IOError {
+        let text = "\(String(cString: strerror(io.errnoCode))) (errno \(io.errnoCode))"
+        return io.errnoCode == ECONNREFUSED ? text + "; is the service running with --metrics-listen on this address?" : text
+    }
+    if case ChannelError.connectTimeout(let after) = cause { return "no connection within \(after.nanoseconds / 1_000_000) ms" }
+    return "\(cause)"
 }
 
 /// Sends one GET and collects the body.

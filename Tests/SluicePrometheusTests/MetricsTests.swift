@@ -146,6 +146,9 @@ import Testing
         }
         #expect {
             _ = try MetricsScraper.fetch(MetricsURL("127.0.0.1:1")!, timeout: .seconds(2))
-        } throws: { "\($0)".contains("cannot read http://127.0.0.1:1/metrics") }
+        } throws: { "\($0)" == "cannot read http://127.0.0.1:1/metrics: Connection refused (errno 111); is the service running with --metrics-listen on this address?" }
+        #expect {
+            _ = try MetricsScraper.fetch(MetricsURL("nosuchhost.invalid:9")!, timeout: .seconds(2))
+        } throws: { "\($0)" == "cannot read http://nosuchhost.invalid:9/metrics: no address for nosuchhost.invalid" }
     }
 }
