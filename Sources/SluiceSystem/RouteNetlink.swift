@@ -6,8 +6,8 @@ import SluiceCore
 import SluicePackets
 
 /// An rtnetlink socket of the calling thread's network namespace: sets links up or down, their
-/// MTU, and adds or removes addresses, each request acknowledged by the kernel (what `ip link`
-/// and `ip addr` do, without running them).
+/// MTU, adds or removes addresses, each request acknowledged by the kernel, and looks up routes
+/// (what `ip link`, `ip addr` and `ip route get` do, without running them).
 ///
 /// ```swift
 /// var netlink = try RouteNetlink()
@@ -82,19 +82,57 @@ public struct RouteNetlink: ~Copyable {
         header.ifa_scope = UInt8(RT_SCOPE_UNIVERSE.rawValue)
         header.ifa_index = UInt32(interfaceIndex)
         message.append(header)
-        var bytes = [UInt8](repeating: 0, count: bits / 8)
+        let bytes = Self.networkBytes(of: address)
+        message.appendAttribute(type: UInt16(IFA_LOCAL), bytes: bytes)
+        message.appendAttribute(type: UInt16(IFA_ADDRESS), bytes: bytes)
+    }
+
+    /// The index of the interface the kernel routes `address` out of (`RTM_GETROUTE`, as `ip route
+    /// get`); `nil` when no route reaches it.
+    public mutating func routeInterface(to address: IPAddress) throws(SystemCallError) -> Int32? {
+        var message = Message(type: UInt16(RTM_GETROUTE), flags: 0)
+        var route = rtmsg()
+        route.rtm_family = UInt8(address.family)
+        route.rtm_dst_len = address.family == AF_INET ? 32 : 128
+        message.append(route)
+        message.appendAttribute(type: UInt16(RTA_DST.rawValue), bytes: Self.networkBytes(of: address))
+        var interface: Int32?
+        do throws(SystemCallError) {
+            try request(&message, operation: "looking up the route to \(address)") { type, payload in
+                guard type == UInt16(RTM_NEWROUTE) else { return }
+                var offset = (MemoryLayout<rtmsg>.size + 3) & ~3
+                while offset + MemoryLayout<rtattr>.size <= payload.count {
+                    let attribute = payload.loadUnaligned(fromByteOffset: offset, as: rtattr.self)
+                    let length = Int(attribute.rta_len)
+                    guard length >= MemoryLayout<rtattr>.size, offset + length <= payload.count else { return }
+                    if attribute.rta_type == UInt16(RTA_OIF.rawValue), length >= MemoryLayout<rtattr>.size + 4 {
+                        interface = payload.loadUnaligned(fromByteOffset: offset + MemoryLayout<rtattr>.size, as: Int32.self)
+                    }
+                    offset += (length + 3) & ~3
+                }
+            }
+        } catch where [ENETUNREACH, EHOSTUNREACH].contains(error.code) {
+            return nil
+        }
+        return interface
+    }
+
+    /// The address's bytes in network order.
+    private static func networkBytes(of address: IPAddress) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: address.family == AF_INET ? 4 : 16)
         bytes.withUnsafeMutableBytes { buffer in
             switch address {
             case .v4(let a): a.store(networkBytesAt: buffer.baseAddress!)
             case .v6(let a): a.store(networkBytesAt: buffer.baseAddress!)
             }
         }
-        message.appendAttribute(type: UInt16(IFA_LOCAL), bytes: bytes)
-        message.appendAttribute(type: UInt16(IFA_ADDRESS), bytes: bytes)
+        return bytes
     }
 
-    /// Sends `message` with an acknowledgement asked for, and waits for it.
-    private mutating func request(_ message: inout Message, operation: String) throws(SystemCallError) {
+    /// Sends `message` with an acknowledgement asked for, and waits for it, handing every other
+    /// answer to the request (its type and what follows its header) to `answer`.
+    private mutating func request(_ message: inout Message, operation: String,
+                                  answer: (UInt16, UnsafeRawBufferPointer) -> Void = { _, _ in }) throws(SystemCallError) {
         sequence &+= 1
         message.finish(sequence: sequence)
         var kernel = sockaddr_nl()
@@ -130,6 +168,11 @@ public struct RouteNetlink: ~Copyable {
                                               hint: -code == EPERM ? Capability.requirement([.netAdmin], for: "changing links, addresses and routes") : nil)
                     }
                     return
+                }
+                if header.nlmsg_seq == sequence {
+                    reply.withUnsafeBytes {
+                        answer(header.nlmsg_type, UnsafeRawBufferPointer(rebasing: $0[(offset + MemoryLayout<nlmsghdr>.size)..<(offset + length)]))
+                    }
                 }
                 offset += (length + 3) & ~3
             }

@@ -56,6 +56,34 @@ import Testing
         #expect(server.text.contains("frames: all returned to their pools"), "\(server.text)")
     }
 
+    /// A listen address the kernel routes elsewhere (or nowhere) would leave the service waiting
+    /// for nothing; one routed into the device from outside its prefix is served.
+    @Test func aListenAddressIsServedOnlyWhenTheKernelRoutesItIntoTheDevice() throws {
+        let namespace = try ScratchNamespace(prefix: "sltun")
+        let refusals = [("198.18.2.2:9000", "no route to 198.18.2.2"), ("127.0.0.5:9000", "routes 127.0.0.5 to lo, not into sltun5"),
+                        ("[2001:2:3::2]:9000", "no route to 2001:2:3::2")]
+        for (listen, message) in refusals {
+            let server = try ChildProcess(sluice: ["udp-echo", "--backend", "tun", "--name", "sltun5", "--listen", listen,
+                                                   "--address", "198.18.1.1/24", "--address", "2001:2:1::1/64",
+                                                   "--netns", namespace.name, "--duration", "5"])
+            #expect(server.waitForExit(timeout: .seconds(10)) == 1, "\(listen): \(server.text)")
+            #expect(server.text.contains(message), "\(listen): \(server.text)")
+        }
+        #expect(try !linkExists(namespace, "sltun5"), "a refused start leaves no device behind")
+        let up = try ChildProcess(sluice: ["tun", "up", "--name", "sltun5", "--address", "198.18.1.1/24", "--netns", namespace.name])
+        #expect(up.waitForExit() == 0, "\(up.text)")
+        let route = try ChildProcess("/usr/sbin/ip", ["-n", namespace.name, "route", "add", "198.18.2.0/24", "dev", "sltun5"])
+        #expect(route.waitForExit() == 0, "\(route.text)")
+        let server = try Self.startServer(namespace, device: "sltun5", kernel: nil, listen: "198.18.2.2:9000")
+        let client = try withNetworkNamespace(namespace.name) {
+            KernelUDPSocket(bind: IPEndpoint(address: .v4(IPv4Address(198, 18, 1, 1)), port: 0))
+        }
+        client.send([1, 2, 3], to: try #require(IPEndpoint("198.18.2.2:9000")))
+        #expect(client.receive()?.bytes == [1, 2, 3])
+        #expect(server.stop() == 0, "\(server.text)")
+        _ = try ChildProcess(sluice: ["tun", "down", "--name", "sltun5", "--netns", namespace.name]).waitForExit()
+    }
+
     func linkExists(_ namespace: ScratchNamespace, _ device: String) throws -> Bool {
         try ChildProcess("/usr/sbin/ip", ["-n", namespace.name, "link", "show", "dev", device]).waitForExit() == 0
     }

@@ -4,6 +4,7 @@ import Glibc
 import SluiceCore
 import SluiceHost
 import SluicePackets
+import SluiceSystem
 import SluiceTUN
 import SluiceUDP
 
@@ -75,6 +76,7 @@ public class TUNBackend: UDPBackend, @unchecked Sendable {
             throw RuntimeError(error)
         }
         let listen = configuration.listen.address
+        try Self.requireRoute(to: listen, through: settings.name)
         let mac = Self.kind == .tap ? settings.mac ?? Self.derivedMAC(for: listen) : nil
         var acceptance = UDPAcceptance()
         acceptance.verifiesChecksums = settings.verifiesChecksums
@@ -97,6 +99,27 @@ public class TUNBackend: UDPBackend, @unchecked Sendable {
         self.host = host
         self.configuration = configuration
         self.settings = settings
+    }
+
+    /// Fails unless the kernel routes `address` into the device: anything sent to it would go
+    /// elsewhere, and the service would wait for nothing.
+    static func requireRoute(to address: IPAddress, through device: String) throws(RuntimeError) {
+        let route: Int32?
+        do throws(SystemCallError) {
+            var netlink = try RouteNetlink()
+            route = try netlink.routeInterface(to: address)
+        } catch {
+            throw RuntimeError(error)
+        }
+        guard let route else {
+            throw RuntimeError("no route to \(address): listen on an address in a prefix of \(device), or route one to it")
+        }
+        guard route != Int32(if_nametoindex(device)) else { return }
+        var name = [CChar](repeating: 0, count: Int(IF_NAMESIZE))
+        let other = if_indextoname(UInt32(route), &name) != nil
+            ? String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "interface \(route)"
+        throw RuntimeError("the kernel routes \(address) to \(other), not into \(device): nothing sent to it would reach "
+                           + "the service; listen on an address in a prefix of \(device), or route one to it")
     }
 
     /// A locally administered unicast MAC (02:…) from the last bytes of `address`.
