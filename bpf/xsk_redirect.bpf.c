@@ -25,7 +25,7 @@ enum verdict {
     VERDICT_REDIRECTED = 0,     // handed to the queue's XSK
     VERDICT_PASS_NOT_UDP = 1,   // ARP, NDP, ICMP, TCP, other EtherTypes
     VERDICT_PASS_PORT = 2,      // UDP to a port not in the map
-    VERDICT_PASS_NO_SOCKET = 3, // port matched but no XSK on this queue
+    VERDICT_PASS_NO_SOCKET = 3, // port matched but no XSK (of the listener's owner) on this queue
     VERDICT_PASS_FRAGMENT = 4,  // IP fragments (no UDP header to look at, or not ours to reassemble)
     VERDICT_PASS_MALFORMED = 5, // truncated headers: the kernel decides what to do with them
     VERDICT_PASS_NOT_OURS = 6,  // another host's MAC, an address not the interface's, a VLAN with its own device
@@ -57,13 +57,24 @@ struct listener_key {
     __u8 addr[16];
 };
 
-// Listen addresses steered to the XSKs; a port in `ports` is steered on every address.
+// Listen addresses steered to the XSKs, each to its owner's (the process id of the server that
+// listens on it); a port in `ports` is steered on every address to any XSK.
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
     __uint(max_entries, 1024);
     __type(key, struct listener_key);
-    __type(value, __u8);
+    __type(value, __u32);
 } listeners SEC(".maps");
+
+// Each queue's XSK owner (a process id), so a listener's frames go only to its own server's
+// sockets: one arriving on a queue another server's XSK holds is left to the kernel, whose
+// socket on the listen address (every sluice server holds one) takes it.
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, MAX_QUEUES);
+    __type(key, __u32);
+    __type(value, __u32);
+} queue_owners SEC(".maps");
 
 // The listeners of a port at a glance, so the common case (one address per family on a port)
 // costs an array lookup, which the JIT inlines, instead of a hash lookup (about 55 ns a packet
@@ -77,6 +88,8 @@ struct port_listeners {
     __u8 pad[3];
     __u8 v4[4];
     __u8 v6[16];
+    __u32 v4_owner;
+    __u32 v6_owner;
 };
 
 struct {
@@ -247,23 +260,29 @@ static __always_inline int steer(struct xdp_md *ctx)
     if (!udp)
         return count(why, XDP_PASS);
     __u32 port = bpf_ntohs(udp->dest);
+    __u32 owner = 0;   // 0: any XSK on the queue (a port in `ports`)
     __u8 *wanted = bpf_map_lookup_elem(&ports, &port);
     if (!wanted || !*wanted) {
         const struct port_listeners *at_port = bpf_map_lookup_elem(&port_listeners, &port);
         __u8 flags = at_port ? at_port->flags : 0;
-        if (key.family == 4 ? (flags & PORT_V4) && same_words(at_port->v4, key.addr, 4)
-                            : (flags & PORT_V6) && same_words(at_port->v6, key.addr, 16))
+        if (at_port && key.family == 4 && (flags & PORT_V4) && same_words(at_port->v4, key.addr, 4)) {
+            owner = at_port->v4_owner;
             goto redirect;
+        }
+        if (at_port && key.family == 6 && (flags & PORT_V6) && same_words(at_port->v6, key.addr, 16)) {
+            owner = at_port->v6_owner;
+            goto redirect;
+        }
         if (!(flags & PORT_LOOKUP))
             return count(VERDICT_PASS_PORT, XDP_PASS);
         // The listen address itself, then the wildcard of its family.
         key.port = port;
-        wanted = bpf_map_lookup_elem(&listeners, &key);
-        if (!wanted || !*wanted) {
+        __u32 *listener = bpf_map_lookup_elem(&listeners, &key);
+        if (!listener || !*listener) {
             struct listener_key wildcard = key;
             __builtin_memset(wildcard.addr, 0, sizeof(wildcard.addr));
-            wanted = bpf_map_lookup_elem(&listeners, &wildcard);
-            if (wanted && *wanted && filter && filter->checks_addresses) {
+            listener = bpf_map_lookup_elem(&listeners, &wildcard);
+            if (listener && *listener && filter && filter->checks_addresses) {
                 // A socket bound to a wildcard takes only the host's addresses.
                 key.port = 0;
                 __u8 *local = bpf_map_lookup_elem(&local_addresses, &key);
@@ -271,11 +290,18 @@ static __always_inline int steer(struct xdp_md *ctx)
                     return count(VERDICT_PASS_NOT_OURS, XDP_PASS);
             }
         }
-        if (!wanted || !*wanted)
+        if (!listener || !*listener)
             return count(VERDICT_PASS_PORT, XDP_PASS);
+        owner = *listener;
     }
 redirect:;
-    int action = bpf_redirect_map(&xsks_map, ctx->rx_queue_index, XDP_PASS);
+    __u32 queue = ctx->rx_queue_index;
+    if (owner) {
+        __u32 *serving = bpf_map_lookup_elem(&queue_owners, &queue);
+        if (!serving || *serving != owner)
+            return count(VERDICT_PASS_NO_SOCKET, XDP_PASS);
+    }
+    int action = bpf_redirect_map(&xsks_map, queue, XDP_PASS);
     return count(action == XDP_REDIRECT ? VERDICT_REDIRECTED : VERDICT_PASS_NO_SOCKET, action);
 }
 

@@ -27,6 +27,8 @@ struct sluice_port_listeners {
     __u8 pad[3];
     __u8 v4[4];
     __u8 v6[16];
+    __u32 v4_owner;
+    __u32 v6_owner;
 };
 
 // The value of the XDP program's `link` map; keep in step with bpf/xsk_redirect.bpf.c.

@@ -36,7 +36,8 @@ public struct XDPVerdicts: Sendable, Equatable, CustomStringConvertible {
     public var passedNotUDP: UInt64 = 0
     /// UDP frames passed because their destination port is not steered.
     public var passedPort: UInt64 = 0
-    /// UDP frames to a steered port passed because no socket is bound on the receiving queue.
+    /// UDP frames to a steered port passed because no socket (of the listener's server) is bound
+    /// on the receiving queue.
     public var passedNoSocket: UInt64 = 0
     /// IP fragments, passed for the kernel to reassemble.
     public var passedFragment: UInt64 = 0
@@ -123,6 +124,9 @@ public final class XDPProgram: @unchecked Sendable {
     private let portsMap: Int32
     /// The `listeners` map; -1 for a program from before listen addresses were steered.
     private let listenersMap: Int32
+    /// The `queue_owners` map (the process whose XSK holds each queue); -1 for a program from
+    /// before listeners had owners.
+    private let queueOwnersMap: Int32
     /// The `port_listeners` map (each port's listeners at a glance); -1 for a program without it.
     private let portListenersMap: Int32
     /// The `link`, `vlan_devices` and `local_addresses` maps; -1 for a program without them.
@@ -139,7 +143,7 @@ public final class XDPProgram: @unchecked Sendable {
     /// Map names the program must own to count as ours.
     static let mapNames = ["xsks_map", "ports", "verdicts"]
     /// Maps opened when the program has them (newer builds).
-    static let optionalMapNames = ["listeners", "port_listeners", "link", "vlan_devices", "local_addresses"]
+    static let optionalMapNames = ["listeners", "port_listeners", "link", "vlan_devices", "local_addresses", "queue_owners"]
     /// Number of slots in the `verdicts` map (a program from before `passedNotOurs` has one fewer).
     static let verdictCount = 7
 
@@ -330,13 +334,19 @@ public final class XDPProgram: @unchecked Sendable {
         }
     }
 
-    /// Steers UDP to `endpoint` into the AF_XDP sockets, as a socket bound to it would take it:
-    /// that address and port, or every address of its family for `0.0.0.0`, and of both
-    /// families for `[::]` (dual-stack). Traffic to the host's other addresses is left to the kernel.
-    public func setListener(_ endpoint: IPEndpoint, enabled: Bool = true) throws(SystemCallError) {
-        guard listenersMap >= 0 else {
+    /// Steers UDP to `endpoint` into the AF_XDP sockets `owner` inserted (``insertSocket(_:queue:owner:)``),
+    /// as a socket bound to it would take it: that address and port, or every address of its
+    /// family for `0.0.0.0`, and of both families for `[::]` (dual-stack). Traffic to the host's
+    /// other addresses, and frames that arrive on a queue whose socket another owner inserted,
+    /// are left to the kernel.
+    ///
+    /// - Parameter owner: the process that serves it, by default this one. A listener whose
+    ///   owner has exited (killed, say) is taken over; one a running process owns is refused
+    ///   (`EADDRINUSE`), and removing it (`enabled: false`) leaves it alone.
+    public func setListener(_ endpoint: IPEndpoint, enabled: Bool = true, owner: UInt32 = UInt32(getpid())) throws(SystemCallError) {
+        guard listenersMap >= 0, queueOwnersMap >= 0 else {
             throw SystemCallError(.xdp, operation: "steering \(endpoint) on \(interfaceName)", errno: EOPNOTSUPP,
-                                  hint: "the attached sluice program predates listen addresses; detach it and attach again")
+                                  hint: "the attached sluice program predates listeners with owners; detach it (sluice xdp unload) and attach again")
         }
         var keys = [Self.listenerKey(endpoint.address, port: endpoint.port)]
         if endpoint.address == .v6(.any) { keys.append(Self.listenerKey(.v4(.any), port: endpoint.port)) }
@@ -344,7 +354,14 @@ public final class XDPProgram: @unchecked Sendable {
         let lock = Self.lockListeners()
         defer { if lock >= 0 { close(lock) } }
         for var key in keys {
-            var value: UInt8 = 1
+            var current: UInt32 = 0
+            let found = bpf_map_lookup_elem(listenersMap, &key, &current) == 0
+            if enabled, found, current != owner, Self.processIsRunning(current) {
+                throw SystemCallError(.xdp, operation: "steering \(endpoint) on \(interfaceName)", errno: EADDRINUSE,
+                                      hint: "process \(current) serves this address through the XDP program")
+            }
+            guard enabled || (found && current == owner) else { continue }
+            var value = owner
             let result = enabled ? bpf_map_update_elem(listenersMap, &key, &value, UInt64(BPF_ANY))
                                  : bpf_map_delete_elem(listenersMap, &key)
             if result != 0 && !(Glibc.errno == ENOENT && !enabled) {
@@ -355,19 +372,47 @@ public final class XDPProgram: @unchecked Sendable {
         try summarizeListeners(port: endpoint.port)
     }
 
+    /// Removes the listeners whose owner has exited without taking them back (a server killed
+    /// with SIGKILL, say), so the program does not count them as in use.
+    public func removeAbandonedListeners() throws(SystemCallError) {
+        guard listenersMap >= 0 else { return }
+        let lock = Self.lockListeners()
+        defer { if lock >= 0 { close(lock) } }
+        var ports: Set<UInt16> = []
+        for var key in try listenerKeys() {
+            var owner: UInt32 = 0
+            guard bpf_map_lookup_elem(listenersMap, &key, &owner) == 0, !Self.processIsRunning(owner) else { continue }
+            if bpf_map_delete_elem(listenersMap, &key) != 0 && Glibc.errno != ENOENT {
+                throw SystemCallError(.xdp, operation: "removing an abandoned listener on \(interfaceName)", errno: Glibc.errno)
+            }
+            ports.insert(key.port)
+        }
+        for port in ports { try summarizeListeners(port: port) }
+    }
+
+    /// Whether process `id` still runs (one of another user counts: `kill` says EPERM).
+    static func processIsRunning(_ id: UInt32) -> Bool {
+        guard id > 0, id <= UInt32(Int32.max) else { return false }
+        return kill(pid_t(id), 0) == 0 || Glibc.errno == EPERM
+    }
+
     /// Rewrites `port_listeners` for `port` from the `listeners` map: one address per family the
     /// program compares directly; wildcards and further addresses send it to the hash map.
     private func summarizeListeners(port: UInt16) throws(SystemCallError) {
         guard portListenersMap >= 0 else { return }
         var summary = sluice_port_listeners()
-        for listener in try listeners where listener.port == port {
-            switch listener.address {
+        for var key in try listenerKeys() where key.port == port {
+            var owner: UInt32 = 0
+            guard bpf_map_lookup_elem(listenersMap, &key, &owner) == 0 else { continue }
+            switch Self.endpoint(of: key).address {
             case .v4(let address) where address != .any && summary.flags & UInt8(SLUICE_PORT_V4) == 0:
                 summary.flags |= UInt8(SLUICE_PORT_V4)
                 withUnsafeMutableBytes(of: &summary.v4) { address.store(networkBytesAt: $0.baseAddress!) }
+                summary.v4_owner = owner
             case .v6(let address) where address != .any && summary.flags & UInt8(SLUICE_PORT_V6) == 0:
                 summary.flags |= UInt8(SLUICE_PORT_V6)
                 withUnsafeMutableBytes(of: &summary.v6) { address.store(networkBytesAt: $0.baseAddress!) }
+                summary.v6_owner = owner
             default:
                 summary.flags |= UInt8(SLUICE_PORT_LOOKUP)
             }
@@ -391,26 +436,29 @@ public final class XDPProgram: @unchecked Sendable {
     /// dual-stack listen shows as both).
     public var listeners: [IPEndpoint] {
         get throws(SystemCallError) {
-            guard listenersMap >= 0 else { return [] }
-            var found: [IPEndpoint] = []
-            var current: sluice_listener_key?
-            while true {
-                var next = sluice_listener_key()
-                let result: Int32
-                if var key = current {
-                    result = bpf_map_get_next_key(listenersMap, &key, &next)
-                } else {
-                    result = bpf_map_get_next_key(listenersMap, nil, &next)
-                }
-                if result != 0 {
-                    if Glibc.errno == ENOENT { break }
-                    throw SystemCallError(.xdp, operation: "reading the listeners map on \(interfaceName)", errno: Glibc.errno)
-                }
-                found.append(Self.endpoint(of: next))
-                current = next
-            }
-            return found.sorted { $0.description < $1.description }
+            try listenerKeys().map(Self.endpoint(of:)).sorted { $0.description < $1.description }
         }
+    }
+
+    /// The keys of the `listeners` map.
+    private func listenerKeys() throws(SystemCallError) -> [sluice_listener_key] {
+        guard listenersMap >= 0 else { return [] }
+        var found: [sluice_listener_key] = []
+        while true {
+            var next = sluice_listener_key()
+            let result: Int32
+            if var key = found.last {
+                result = bpf_map_get_next_key(listenersMap, &key, &next)
+            } else {
+                result = bpf_map_get_next_key(listenersMap, nil, &next)
+            }
+            if result != 0 {
+                if Glibc.errno == ENOENT { break }
+                throw SystemCallError(.xdp, operation: "reading the listeners map on \(interfaceName)", errno: Glibc.errno)
+            }
+            found.append(next)
+        }
+        return found
     }
 
     /// Sets what the program leaves to the kernel as another host's or another device's (see
@@ -497,8 +545,10 @@ public final class XDPProgram: @unchecked Sendable {
         }
     }
 
-    /// Directs steered frames that arrive on `queue` to the AF_XDP socket `descriptor`.
-    public func insertSocket(_ descriptor: Int32, queue: UInt32) throws(SystemCallError) {
+    /// Directs steered frames that arrive on `queue` to the AF_XDP socket `descriptor`: those to
+    /// a port in the `ports` map, and those to the listeners of `owner` (by default this process;
+    /// see ``setListener(_:enabled:owner:)``).
+    public func insertSocket(_ descriptor: Int32, queue: UInt32, owner: UInt32 = UInt32(getpid())) throws(SystemCallError) {
         var key = queue
         var value = descriptor
         if bpf_map_update_elem(xsksMap, &key, &value, UInt64(BPF_ANY)) != 0 {
@@ -508,6 +558,7 @@ public final class XDPProgram: @unchecked Sendable {
                 hint: code == E2BIG || code == EINVAL
                     ? "the queue must be below 256 and the descriptor a bound AF_XDP socket" : nil)
         }
+        try setQueueOwner(queue, owner)
     }
 
     /// Stops directing frames on `queue` to a socket (they are passed to the kernel instead).
@@ -516,6 +567,16 @@ public final class XDPProgram: @unchecked Sendable {
         if bpf_map_delete_elem(xsksMap, &key) != 0 && Glibc.errno != ENOENT {
             throw SystemCallError(.xdp, operation: "removing the AF_XDP socket for queue \(queue) from xsks_map on \(interfaceName)",
                            errno: Glibc.errno)
+        }
+        try setQueueOwner(queue, 0)
+    }
+
+    private func setQueueOwner(_ queue: UInt32, _ owner: UInt32) throws(SystemCallError) {
+        guard queueOwnersMap >= 0 else { return }
+        var key = queue
+        var value = owner
+        if bpf_map_update_elem(queueOwnersMap, &key, &value, UInt64(BPF_ANY)) != 0 {
+            throw SystemCallError(.xdp, operation: "setting the owner of queue \(queue) on \(interfaceName)", errno: Glibc.errno)
         }
     }
 
@@ -554,7 +615,9 @@ public final class XDPProgram: @unchecked Sendable {
         close(programDescriptor)
         close(xsksMap)
         close(portsMap)
-        for map in [listenersMap, portListenersMap, linkMap, vlanDevicesMap, localAddressesMap] where map >= 0 { close(map) }
+        for map in [listenersMap, portListenersMap, linkMap, vlanDevicesMap, localAddressesMap, queueOwnersMap] where map >= 0 {
+            close(map)
+        }
         close(verdictsMap)
         handle?.close()
     }
@@ -624,6 +687,7 @@ public final class XDPProgram: @unchecked Sendable {
         self.xsksMap = xsks
         self.portsMap = ports
         self.listenersMap = maps["listeners"] ?? -1
+        self.queueOwnersMap = maps["queue_owners"] ?? -1
         self.portListenersMap = maps["port_listeners"] ?? -1
         self.linkMap = maps["link"] ?? -1
         self.vlanDevicesMap = maps["vlan_devices"] ?? -1

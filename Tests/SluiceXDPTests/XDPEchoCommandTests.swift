@@ -292,6 +292,56 @@ import Testing
         #expect(server.text.contains("frames: all returned"), "\(server.text)")
     }
 
+    /// Two servers on one interface, each on its own queue and port: a datagram for one never
+    /// reaches the other, whichever queue the veth hands it to (the other server's XSK may hold
+    /// it): a kernel socket on port 7000 never sees port 7001's traffic either.
+    @Test func eachServerGetsOnlyItsOwnListenersTraffic() throws {
+        let topology = try topology(queues: 2)
+        defer { topology.destroy() }
+        func start(_ port: Int, queue: Int, responder: String) throws -> ChildProcess {
+            let server = try ChildProcess(sluice: [
+                "udp-echo", "--backend", "xdp", "--dev", topology.serverInterface, "--netns", topology.serverNamespace,
+                "--listen", "0.0.0.0:\(port)", "--queues", "\(queue)", "--responder", responder, "--mode", "generic",
+                "--duration", "60", "--stats-interval", "0",
+            ])
+            try #require(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
+            return server
+        }
+        let echo = try start(7000, queue: 0, responder: "echo")
+        let discard = try start(7001, queue: 1, responder: "discard")
+        let clients = try (0..<16).map { _ in
+            try withNetworkNamespace(topology.clientNamespace) {
+                KernelUDPSocket(bind: IPEndpoint(address: .v4(topology.clientIPv4), port: 0), receiveTimeout: .milliseconds(300))
+            }
+        }
+        for (i, client) in clients.enumerated() {
+            client.send([UInt8(i)], to: IPEndpoint(address: .v4(topology.serverIPv4), port: 7001))
+            #expect(client.receive() == nil, "the echo on port 7000 answered a datagram for port 7001")
+            client.send([UInt8(i)], to: IPEndpoint(address: .v4(topology.serverIPv4), port: 7000))
+            #expect(client.receive()?.bytes == [UInt8(i)])
+        }
+        #expect(discard.stop() == 0, "\(discard.text)")
+        #expect(echo.stop() == 0, "\(echo.text)")
+        #expect(discard.text.contains("received 16 datagrams"), "\(discard.text)")
+        #expect(echo.text.contains("received 16 datagrams"), "\(echo.text)")
+        #expect(try !xdpAttached(topology), "the last user out removes the program")
+    }
+
+    /// A server killed with SIGKILL cannot take back its listener; the next one on the address
+    /// takes it over, and removes the program when it stops.
+    @Test func aKilledServersListenerIsTakenOverAndRemoved() throws {
+        let topology = try topology()
+        defer { topology.destroy() }
+        let (killed, _, _) = try startEcho(topology)
+        #expect(killed.stop(signal: SIGKILL) == 128 + SIGKILL)
+        #expect(try xdpAttached(topology), "nothing ran to remove the program")
+        let (server, client, target) = try startEcho(topology)
+        client.send([9], to: target)
+        #expect(client.receive()?.bytes == [9])
+        #expect(server.stop() == 0, "\(server.text)")
+        #expect(try !xdpAttached(topology), "the killed server's listener kept the program attached")
+    }
+
     @Test func twoQueuesTwoWorkers() throws {
         let topology = try topology(queues: 2)
         defer { topology.destroy() }

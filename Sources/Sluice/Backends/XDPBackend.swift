@@ -39,7 +39,10 @@ public struct XDPBackendConfiguration: Sendable {
 /// would deliver to a socket on the listen address is lost (counted as "via kernel socket").
 /// Setup attaches the program to the interface (or joins a sluice program already there) and
 /// adds the listen address to its steering (that address and port only; a wildcard, its
-/// families' addresses), so another server on another address of the interface keeps its traffic; ``finish()`` leaves the interface as it was found.
+/// families' addresses), owned by this process: its frames go only to this process's sockets,
+/// so another server on the interface (another address or port, other queues) keeps its
+/// traffic, and one that arrives on another server's queue reaches this one's kernel socket.
+/// ``finish()`` leaves the interface as it was found.
 public final class XDPBackend: UDPBackend {
     public static let name = "xdp"
     public static let summary = "AF_XDP behind Sluice's XDP program, one worker per queue; needs CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_PERFMON"
@@ -92,10 +95,8 @@ public final class XDPBackend: UDPBackend {
                                                 logger: configuration.logger)
                 attachedHere = true
             }
-            let ports = try program.ports
-            let listeners = try program.listeners
-            let steered = ports.contains(port) || listeners.contains(configuration.listen)
-            addedListener = steered ? nil : configuration.listen
+            // A port in the `ports` map goes to any socket on the queue (`sluice xdp load --ports`).
+            addedListener = try program.ports.contains(port) ? nil : configuration.listen
             // Set before the listener, so no frame of another host or device is taken meanwhile.
             try program.setLinkFilter(XDPLinkFilter(
                 localMAC: interface.mac, vlanDeviceIDs: acceptance.vlanIDs,
@@ -234,6 +235,7 @@ public final class XDPBackend: UDPBackend {
         finalVerdicts.withLock { $0 = verdicts }
         guard let addedListener else { return }
         try? program.setListener(addedListener, enabled: false)
+        try? program.removeAbandonedListeners()
         let unused = ((try? program.ports)?.isEmpty ?? attachedHere) && ((try? program.listeners)?.isEmpty ?? true)
         if unused { try? program.detach() }
     }
