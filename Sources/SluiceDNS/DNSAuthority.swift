@@ -108,11 +108,14 @@ public final class DNSAuthority: Sendable {
         // Below a DNAME: the DNAME (once in a chain), and a CNAME to the name with its target in
         // place of the DNAME's owner, followed unless CNAME was asked for (RFC 6672 section 3.2),
         // as Knot answers. A name that would pass 255 bytes is NXDOMAIN, as from Knot (RFC 6672
-        // says YXDOMAIN). Knot looks for the wildcard first, as here.
+        // says YXDOMAIN). Knot looks for the wildcard first, as here. The target is written in
+        // lower case, as Knot writes it: answers are cached by name whatever its case, and one
+        // client's case must not reach the next.
         let encloser = closestEncloser(of: name, in: zone)
         if let dname = zone.nodes[encloser]?[.dname]?.first, case .name(let target) = dname.data {
             if !answer.answers.contains(dname) { answer.answers.append(dname) }
-            guard let substitute = DNSName(wire: Array(name.wire[..<(name.wire.count - encloser.wire.count)]) + target.wire) else {
+            let prefix = name.wire[..<(name.wire.count - encloser.wire.count)].map(DNSWire.lower)
+            guard let substitute = DNSName(wire: prefix + target.wire) else {
                 answer.responseCode = .nameError
                 answer.authority = [negativeSOA(zone)]
                 return .done

@@ -167,6 +167,28 @@ import Testing
         }
     }
 
+    /// The CNAME made from a DNAME names its target in lower case, as Knot does, whatever case
+    /// the question came in: answers are cached by name in any case, so one client's case would
+    /// otherwise be every later client's.
+    @Test func aDNAMEsCNAMETargetIsTheSameWhoeverAskedFirst() throws {
+        let zone = try DNSZone(origin: DNSName("hx.test.")!, text: "$TTL 60\n@ SOA ns h 1 2 3 4 5\n@ NS ns\nns A 198.18.0.1\ndnext DNAME other.test.\n")
+        var responder = DNSResponder(authority: DNSAuthority(zones: [zone]))
+        for asked in ["FirSt.dnext.hx.test.", "first.dnext.hx.test.", "FIRST.DNEXT.hx.test."] {
+            var query = DNSMessage()
+            query.questions = [DNSQuestion(name: DNSName(asked)!, type: .a)]
+            let wire = query.encode()
+            var buffer = wire + [UInt8](repeating: 0, count: 4096)
+            let length = try #require(buffer.withUnsafeMutableBytes { bytes in
+                responder.respond(bytes.baseAddress!, length: wire.count, capacity: bytes.count)
+            })
+            let answer = try DNSMessage.decode(Array(buffer[..<length]))
+            let cname = try #require(answer.answers.first { $0.type == .cname }, "\(asked): \(answer)")
+            guard case .name(let target) = cname.data else { Issue.record("\(cname)"); continue }
+            #expect(target.wire == DNSName("first.other.test.")!.wire, "\(asked): \(target)")
+            #expect(cname.name.wire == DNSName(asked)!.wire, "the owner is the question as asked")
+        }
+    }
+
     @Test("RFC 3597 data for a type Sluice knows is read as that type, and refused when it cannot be one (as Knot refuses it)")
     func genericDataIsCheckedAgainstItsType() throws {
         let records = try DNSZoneFile.parse("$TTL 60\na TYPE1 \\# 4 0A000001\nm TYPE15 \\# 3 000a00\nt TYPE16 \\# 3 02 6869",
