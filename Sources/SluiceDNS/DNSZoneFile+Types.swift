@@ -58,7 +58,7 @@ extension DNSZoneFile {
             try reader.u16(mnemonics: ["PKIX": 1, "SPKI": 2, "PGP": 3, "IPKIX": 4, "ISPKI": 5, "IPGP": 6, "ACPKIX": 7,
                                        "IACPKIX": 8, "URI": 253, "OID": 254])
             try reader.u16()
-            try reader.u8()
+            try reader.algorithm()
             try reader.rest(BinaryEncoding.base64)
         case .eui48, .eui64:
             let parts = try reader.text().split(separator: "-", omittingEmptySubsequences: false)
@@ -79,7 +79,7 @@ extension DNSZoneFile {
         case .rrsig:
             guard let covered = DNSRecordType(try reader.text()) else { throw fail("bad type covered") }
             reader.bytes += [UInt8(covered.rawValue >> 8), UInt8(covered.rawValue & 0xFF)]
-            try reader.u8(); try reader.u8(); try reader.u32()
+            try reader.algorithm(); try reader.u8(); try reader.u32()
             try reader.time(); try reader.time()
             try reader.u16(); try reader.name()
             try reader.rest(BinaryEncoding.base64)
@@ -132,6 +132,16 @@ extension DNSZoneFile {
         }
 
         mutating func u8() throws(DNSError) { bytes.append(UInt8(try number(max: 0xFF))) }
+
+        /// A DNSSEC algorithm, by number or by name.
+        mutating func algorithm() throws(DNSError) {
+            if hasMore, let value = DNSZoneFile.algorithmMnemonics[tokens[index].text.uppercased()] {
+                index += 1
+                bytes.append(value)
+            } else {
+                try u8()
+            }
+        }
 
         mutating func u16(mnemonics: [String: UInt16] = [:]) throws(DNSError) {
             let token = try text()

@@ -197,11 +197,16 @@ public enum DNSZoneFile {
             }
             return try generic(type: type, bytes, fail: fail)
         }
-        /// Leading numbers of the given widths, big-endian, then the rest as hex or base64.
-        func fields(_ widths: [Int], then encoding: BinaryEncoding) throws(DNSError) -> DNSRecordData {
+        /// Leading numbers of the given widths, big-endian, then the rest as hex or base64; the
+        /// field at `algorithm` may also name a DNSSEC algorithm (RFC 4034 appendix A.1).
+        func fields(_ widths: [Int], algorithm: Int? = nil, then encoding: BinaryEncoding) throws(DNSError) -> DNSRecordData {
             guard tokens.count > widths.count else { throw fail("\(widths.count + 1) or more fields expected") }
             var bytes: [UInt8] = []
             for (index, width) in widths.enumerated() {
+                if index == algorithm, let value = Self.algorithmMnemonics[tokens[index].text.uppercased()] {
+                    bytes.append(value)
+                    continue
+                }
                 let value = width == 2 ? UInt64(try number(index, as: UInt16.self)) : UInt64(try number(index, as: UInt8.self))
                 bytes += width == 2 ? [UInt8(value >> 8), UInt8(value & 0xFF)] : [UInt8(value)]
             }
@@ -256,9 +261,9 @@ public enum DNSZoneFile {
             return .caa(flags: try number(0, as: UInt8.self), tag: tag, value: try string(2))
         // Key and fingerprint types as their RFCs write them (RFC 4034, 7344, 4255, 6698), kept as wire bytes.
         case .ds, .cds:
-            return try fields([2, 1, 1], then: .hex)
+            return try fields([2, 1, 1], algorithm: 1, then: .hex)
         case .dnskey, .cdnskey:
-            return try fields([2, 1, 1], then: .base64)
+            return try fields([2, 1, 1], algorithm: 2, then: .base64)
         case .sshfp:
             return try fields([1, 1], then: .hex)
         case .tlsa:
@@ -275,6 +280,14 @@ public enum DNSZoneFile {
             return .opaque(bytes)
         }
     }
+
+    /// The DNSSEC algorithms' mnemonics (RFC 4034 appendix A.1 and the IANA registry), which a
+    /// zone file may write in place of their numbers in DS, DNSKEY, RRSIG and CERT, as Knot reads them.
+    static let algorithmMnemonics: [String: UInt8] = [
+        "RSAMD5": 1, "DH": 2, "DSA": 3, "RSASHA1": 5, "DSA-NSEC3-SHA1": 6, "RSASHA1-NSEC3-SHA1": 7, "RSASHA256": 8,
+        "RSASHA512": 10, "ECC-GOST": 12, "ECDSAP256SHA256": 13, "ECDSAP384SHA384": 14, "ED25519": 15, "ED448": 16,
+        "INDIRECT": 252, "PRIVATEDNS": 253, "PRIVATEOID": 254,
+    ]
 
     /// RFC 3597 data for `type`: checked against the type's layout where Sluice knows it (as Knot
     /// checks it), so no record goes out that a resolver would call malformed.

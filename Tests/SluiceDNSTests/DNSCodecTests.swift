@@ -167,6 +167,25 @@ import Testing
         }
     }
 
+    /// RFC 4034 (appendix A.1) and RFC 4398 let a zone file name the algorithm where a number
+    /// goes, as Knot reads it: the same record either way.
+    @Test func algorithmsMayBeNamed() throws {
+        let pairs = [
+            ("d DS 60485 RSASHA1 1 2BB183AF5F22588179A53B0A98631FAD1A292118", "d DS 60485 5 1 2BB183AF5F22588179A53B0A98631FAD1A292118"),
+            ("k DNSKEY 257 3 ECDSAP256SHA256 AQID", "k DNSKEY 257 3 13 AQID"),
+            ("k DNSKEY 256 3 ed25519 AQID", "k DNSKEY 256 3 15 AQID"),
+            ("r RRSIG A RSASHA256 2 300 20300101000000 20200101000000 1 example.test. AQID",
+             "r RRSIG A 8 2 300 20300101000000 20200101000000 1 example.test. AQID"),
+            ("c CERT PKIX 1 RSASHA256 AAAA", "c CERT 1 1 8 AAAA"),
+        ]
+        for (named, numbered) in pairs {
+            let a = try DNSZoneFile.parse("$TTL 60\n" + named, origin: DNSName("example.test.")!)
+            let b = try DNSZoneFile.parse("$TTL 60\n" + numbered, origin: DNSName("example.test.")!)
+            #expect(a == b, "\(named)")
+        }
+        #expect(throws: DNSError.self) { try DNSZoneFile.parse("$TTL 60\nd DS 1 NOSUCHALGORITHM 1 AB", origin: .root) }
+    }
+
     /// The CNAME made from a DNAME names its target in lower case, as Knot does, whatever case
     /// the question came in: answers are cached by name in any case, so one client's case would
     /// otherwise be every later client's.
