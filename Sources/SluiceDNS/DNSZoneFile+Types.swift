@@ -306,11 +306,14 @@ extension DNSZoneFile {
                 let text = token.text
                 let (keyText, valueText) = text.firstIndex(of: "=").map { (String(text[..<$0]), String(text[text.index(after: $0)...])) }
                     ?? (text, "")
+                // Keys are lower case (RFC 9460 section 2.1), as Knot reads them. A value given
+                // as keyNNNNN is its wire form as written, whatever the key.
                 let key: UInt16
-                if let known = keys[keyText.lowercased()] {
-                    key = known
-                } else if keyText.lowercased().hasPrefix("key"), let number = UInt16(keyText.dropFirst(3)) {
-                    key = number
+                let generic: Bool
+                if let known = keys[keyText] {
+                    (key, generic) = (known, false)
+                } else if keyText.hasPrefix("key"), let number = UInt16(keyText.dropFirst(3)), number != 65535 {
+                    (key, generic) = (number, true)
                 } else {
                     throw fail("unknown parameter \(keyText)")
                 }
@@ -318,7 +321,17 @@ extension DNSZoneFile {
                 var raw = Array(valueText.utf8)
                 if raw.count >= 2, raw.first == UInt8(ascii: "\""), raw.last == UInt8(ascii: "\"") { raw = Array(raw.dropFirst().dropLast()) }
                 guard let value = Token(bytes: raw, quoted: false).string else { throw fail("bad escape in \(keyText)") }
-                parameters.append((key, try parameterValue(key, value)))
+                parameters.append((key, generic ? value : try parameterValue(key, value)))
+            }
+            // Every key the mandatory list names must be present, and not mandatory itself (section 8).
+            if let mandatory = parameters.first(where: { $0.0 == 0 })?.1 {
+                let listed = stride(from: 0, to: mandatory.count - 1, by: 2).map { UInt16(mandatory[$0]) << 8 | UInt16(mandatory[$0 + 1]) }
+                guard mandatory.count % 2 == 0, !listed.isEmpty, Set(listed).count == listed.count, !listed.contains(0) else {
+                    throw fail("a mandatory list of distinct keys other than mandatory")
+                }
+                for key in listed where !parameters.contains(where: { $0.0 == key }) {
+                    throw fail("mandatory names key\(key), which is missing")
+                }
             }
             for (key, value) in parameters.sorted(by: { $0.0 < $1.0 }) {
                 bytes += [UInt8(key >> 8), UInt8(key & 0xFF), UInt8(value.count >> 8), UInt8(value.count & 0xFF)] + value
@@ -333,7 +346,7 @@ extension DNSZoneFile {
                 let names: [String: UInt16] = ["alpn": 1, "no-default-alpn": 2, "port": 3, "ipv4hint": 4, "ech": 5, "ipv6hint": 6]
                 var numbers: [UInt16] = []
                 for item in list {
-                    guard let number = names[item.lowercased()] ?? (item.lowercased().hasPrefix("key") ? UInt16(item.dropFirst(3)) : nil)
+                    guard let number = names[item] ?? (item.hasPrefix("key") ? UInt16(item.dropFirst(3)) : nil)
                     else { throw fail("bad mandatory key \(item)") }
                     numbers.append(number)
                 }

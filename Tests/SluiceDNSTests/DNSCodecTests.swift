@@ -186,6 +186,24 @@ import Testing
         #expect(throws: DNSError.self) { try DNSZoneFile.parse("$TTL 60\nd DS 1 NOSUCHALGORITHM 1 AB", origin: .root) }
     }
 
+    /// A service parameter written as keyNNNNN takes its value as wire bytes whatever the key
+    /// (RFC 9460 section 2.1); keys are lower case; the keys mandatory names must be there (section 8).
+    /// Each as Knot reads it.
+    @Test func serviceParametersAsKnotReadsThem() throws {
+        func data(_ line: String) throws -> DNSRecordData {
+            try DNSZoneFile.parse("$TTL 60\n" + line, origin: DNSName("example.test.")!)[0].data
+        }
+        #expect(try data("s SVCB 1 . key1=h2") == .opaque([0, 1, 0, 0, 1, 0, 2] + Array("h2".utf8)))
+        #expect(try data("s SVCB 1 . key3=\"53\"") == .opaque([0, 1, 0, 0, 3, 0, 2] + Array("53".utf8)))
+        #expect(try data("s SVCB 1 . port=53") == .opaque([0, 1, 0, 0, 3, 0, 2, 0, 53]))
+        #expect(try data("s SVCB 1 . key65000=abc port=53 mandatory=key65000,port")
+                == .opaque([0, 1, 0, 0, 0, 0, 4, 0, 3, 0xFD, 0xE8, 0, 3, 0, 2, 0, 53, 0xFD, 0xE8, 0, 3] + Array("abc".utf8)))
+        for bad in ["s SVCB 1 . mandatory=alpn", "s SVCB 1 . KEY3=53", "s SVCB 1 . ALPN=h2", "s SVCB 1 . alpn=h2 mandatory=mandatory,alpn",
+                    "s SVCB 1 . alpn=h2 mandatory=alpn,alpn", "s SVCB 1 . key65535=x"] {
+            #expect(throws: DNSError.self, "\(bad)") { try data(bad) }
+        }
+    }
+
     /// The CNAME made from a DNAME names its target in lower case, as Knot does, whatever case
     /// the question came in: answers are cached by name in any case, so one client's case would
     /// otherwise be every later client's.
