@@ -25,7 +25,8 @@ public struct DNSZone: Sendable {
     /// owner of an answer to the question keeps the question's case, every other name is the zone's).
     ///
     /// - Throws: ``DNSError/zoneSyntax(line:reason:)`` (line 0) when there is not exactly one
-    ///   SOA at the apex, a CNAME shares its owner with other data, or a name is below a DNAME.
+    ///   SOA at the apex, a CNAME shares its owner with other data, a name is below a DNAME, or a
+    ///   DNAME below the apex shares its owner with NS.
     public init(origin: DNSName, records: [DNSRecord]) throws(DNSError) {
         func fail(_ reason: String) -> DNSError { .zoneSyntax(line: 0, reason: "zone \(origin): \(reason)") }
         var nodes: [DNSName: [DNSRecordType: [DNSRecord]]] = [origin: [:]]
@@ -61,6 +62,8 @@ public struct DNSZone: Sendable {
         // Names below a DNAME could never be reached, and Knot refuses such a zone (RFC 6672 section 2.4).
         for (name, sets) in nodes where sets[.dname] != nil {
             if sets[.dname]!.count > 1 { throw fail("\(name) has more than one DNAME") }
+            // Below the apex a DNAME and an NS set would each claim the names under it (RFC 6672 section 2.3).
+            if name != origin, sets[.ns] != nil { throw fail("\(name) has a DNAME beside an NS set") }
             if let below = nodes.keys.first(where: { $0 != name && $0.isSubdomain(of: name) }) {
                 throw fail("\(below) is below the DNAME at \(name)")
             }

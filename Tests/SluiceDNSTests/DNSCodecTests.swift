@@ -165,6 +165,9 @@ import Testing
             let records = try DNSZone(origin: DNSName("example.test.")!, text: zone + dname).recordSets(at: DNSName("old.example.test.")!)
             #expect(records?[.dname]?.first?.data == .name(DNSName("new.")!))
         }
+        // A DNAME beside NS is refused below the apex (RFC 6672 section 2.3), as Knot refuses it.
+        #expect(throws: DNSError.self) { try DNSZone(origin: DNSName("example.test.")!, text: zone + "d NS ns\nd DNAME new.") }
+        _ = try DNSZone(origin: DNSName("example.test.")!, text: zone + "d A 198.18.0.1\nd DNAME new.")
     }
 
     /// RFC 4034 (appendix A.1) and RFC 4398 let a zone file name the algorithm where a number
