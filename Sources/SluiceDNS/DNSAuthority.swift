@@ -184,6 +184,16 @@ public final class DNSAuthority: Sendable {
                 answer.additional.append(record)
             }
         }
+        // An SVCB or HTTPS target's addresses, and its own records of the type, the next step of
+        // an alias (RFC 9460 section 4.1), as Knot adds them: one step, nothing for a target `.`.
+        for service in answer.answers where service.type == .svcb || service.type == .https {
+            guard let target = service.serviceTarget, target.isSubdomain(of: zone.origin) else { continue }
+            let sameType = zone.nodes[target].map { $0[service.type] ?? [] }
+                ?? (wildcardSets(covering: target, in: zone)?[service.type] ?? []).map { var record = $0; record.name = target; return record }
+            for record in addresses(of: target, zone: zone) + sameType where present.insert(record).inserted {
+                answer.additional.append(record)
+            }
+        }
     }
 
     /// The zone's A and AAAA records for `name`, or those of the wildcard that covers it (owned

@@ -61,6 +61,16 @@ public struct DNSRecord: Hashable, Sendable, CustomStringConvertible {
         type == other.type && name == other.name && coveredType == other.coveredType
     }
 
+    /// The target an SVCB or HTTPS record names (RFC 9460 section 2.2), `nil` for `.` (the owner
+    /// itself, or in AliasMode no service) and for other types.
+    var serviceTarget: DNSName? {
+        guard type == .svcb || type == .https, case .opaque(let bytes) = data, bytes.count > 3 else { return nil }
+        var end = 2
+        while end < bytes.count, bytes[end] != 0 { end += 1 + Int(bytes[end]) }
+        guard end > 2, end < bytes.count else { return nil }
+        return DNSName(wire: Array(bytes[2...end]))
+    }
+
     /// The server an NS, MX or SRV record names: where its glue belongs.
     var server: DNSName? {
         switch data {

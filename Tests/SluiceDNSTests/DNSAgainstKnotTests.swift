@@ -89,6 +89,7 @@ let dnsNamespaceCounter = Atomic<Int>(0)
             ("mxbig.example.test.", .mx), ("outside.example.org.", .a),
             ("naptr.example.test.", .naptr), ("rp.example.test.", .rp), ("uri.example.test.", .uri), ("cert.example.test.", .cert),
             ("eui.example.test.", .eui48), ("svc.example.test.", .svcb), ("svc.example.test.", .https), ("svc.example.test.", .any),
+            ("svcalias.example.test.", .https), ("svcmail.example.test.", .svcb),
             ("svc.example.test.", .nsec3param), ("svc.example.test.", .rrsig), ("hashed.example.test.", .a),
             ("loc.example.test.", .loc), ("loc3.example.test.", .loc), ("example.test.", .zonemd), ("example.test.", .csync),
             ("www.example.test.", .rrsig), ("www.example.test.", .nsec), ("cname.wild.example.test.", .rrsig),
