@@ -207,11 +207,15 @@ public struct DNSResponder {
         }
         // Other opcodes, as Knot answers them: NOTIFY, and UPDATE of a zone named by its SOA
         // (RFC 2136 section 3.1.1), are not allowed; without their question they are malformed;
-        // the rest are not implemented, question or not.
+        // the rest are not implemented, question or not. In CHAOS nothing but a query is
+        // implemented, and a class with no zones here (not IN or ANY) is refused.
         guard header.opcode == 0 else {
-            let code: DNSResponseCode = switch header.opcode {
-            case 4: type == nil ? .formatError : .notAuthorized
-            case 5: type == .soa ? .notAuthorized : .formatError
+            let recordClass = question.map { DNSWire.u16(query, $0.end - 2) } ?? 1
+            let code: DNSResponseCode = switch (header.opcode, recordClass) {
+            case (_, 3): .notImplemented
+            case (_, let other) where other != 1 && other != 255: .refused
+            case (4, _): type == nil ? .formatError : .notAuthorized
+            case (5, _): type == .soa ? .notAuthorized : .formatError
             default: .notImplemented
             }
             return finish(message, header: reply, code: code, questionEnd: question?.end, edns: responseEDNS, limit: sizeLimit)

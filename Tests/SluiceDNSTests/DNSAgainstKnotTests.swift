@@ -621,6 +621,11 @@ let dnsNamespaceCounter = Atomic<Int>(0)
             ("a query without a question", Self.header(id: 12, flags: 0, counts: [0, 0, 0, 1]) + Self.opt()),
             ("EDNS 1 without a question", Self.header(id: 13, flags: 0, counts: [0, 0, 0, 1]) + Self.opt(version: 1)),
             ("UPDATE of a zone named by A", Self.header(id: 14, flags: 5 << 11, counts: [1, 0, 0, 0]) + Self.question("p.test", 1)),
+            // Another opcode in CHAOS is not implemented; in a class with no zones, refused.
+            ("NOTIFY in CHAOS", Self.header(id: 29, flags: 4 << 11, counts: [1, 0, 0, 0]) + Self.question("p.test", 6).dropLast(2) + [0, 3]),
+            ("UPDATE in HESIOD", Self.header(id: 30, flags: 5 << 11, counts: [1, 0, 0, 0]) + Self.question("p.test", 6).dropLast(2) + [0, 4]),
+            ("IQUERY in class NONE", Self.header(id: 31, flags: 1 << 11, counts: [1, 0, 0, 0]) + Self.question("p.test", 1).dropLast(2) + [0, 254]),
+            ("NOTIFY in class ANY", Self.header(id: 32, flags: 4 << 11, counts: [1, 0, 0, 0]) + Self.question("p.test", 6).dropLast(2) + [0, 255]),
             // Signed with a key neither server has: NOTAUTH, BADKEY in an unsigned TSIG (RFC 8945 5.2); TSIG not last: FORMERR.
             ("a query signed with an unknown key", Self.header(id: 24, flags: 0, counts: [1, 0, 0, 1]) + Self.question("p.test", 1) + Self.tsig(originalID: 24)),
             ("EDNS and a TSIG", Self.header(id: 25, flags: 0, counts: [1, 0, 0, 2]) + Self.question("p.test", 1) + Self.opt() + Self.tsig(originalID: 25)),
