@@ -48,7 +48,8 @@ public struct TLSServerApplication: TLSStreamApplication {
     static let pendingHighWater = 1 << 20
     /// Records of a file one connection has in flight at most: under half the transport's send
     /// budget, so it never stops receiving and a close_notify, a KeyUpdate or a bad record from
-    /// the client is acted on mid-file.
+    /// the client is acted on mid-file; fewer when many connections share the frames (the
+    /// engine's fair share), so clients that stop reading cannot starve the others.
     static let fileRecordsInFlight = 16
 
     /// An application in `mode`.
@@ -132,7 +133,8 @@ public struct TLSServerApplication: TLSStreamApplication {
             }
         case .file(let bytes):
             if state.fileSent < bytes.count && !state.fileClosed {
-                let room = max(0, Self.fileRecordsInFlight - writer.framesHeld) * writer.engine.maximumContent
+                let limit = min(Self.fileRecordsInFlight, max(1, writer.transport.sendBudget / 2))
+                let room = max(0, limit - writer.framesHeld) * writer.engine.maximumContent
                 let end = min(bytes.count, state.fileSent + room)
                 if end > state.fileSent {
                     state.fileSent += bytes.withUnsafeBytes { writer.send(UnsafeRawBufferPointer(rebasing: $0[state.fileSent..<end])) }

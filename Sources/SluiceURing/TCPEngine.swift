@@ -339,7 +339,7 @@ public final class TCPEngine: StreamTransport {
         slots[s].queued += 1
         slots[s].held += 1
         deferringRingFailure {
-            if slots[s].held > sendBudget, slots[s].receiving, !slots[s].receivePaused {
+            if Int(slots[s].held) > sendBudget, slots[s].receiving, !slots[s].receivePaused {
                 try pauseReceive(slot)
             }
             try kick(slot)
@@ -475,9 +475,11 @@ public final class TCPEngine: StreamTransport {
     var framesOutsideRing: Int { configuration.frameCount - Int(configuration.receiveBuffers) }
 
     /// Frames one connection may hold for sending now: its fair share of those outside the
-    /// receive ring, within ``TCPEngineConfiguration/maximumQueuedPerConnection``.
-    var sendBudget: Int32 {
-        Int32(min(configuration.maximumQueuedPerConnection, max(2, framesOutsideRing / max(1, openConnections))))
+    /// receive ring, within ``TCPEngineConfiguration/maximumQueuedPerConnection``. An
+    /// application that queues on its own (a file sent to every client) keeps within it, so
+    /// peers that do not read cannot take the frames the others need.
+    public var sendBudget: Int {
+        min(configuration.maximumQueuedPerConnection, max(2, framesOutsideRing / max(1, openConnections)))
     }
 
     /// Send credits one connection may keep awaiting zero-copy notifications: its share of
@@ -685,7 +687,7 @@ public final class TCPEngine: StreamTransport {
         let s = Int(slot)
         guard slots[s].kind == .open, !slots[s].receiving, !slots[s].readClosed, !slots[s].userPaused,
               !slots[s].closeSubmitted, !slots[s].starved,
-              slots[s].held <= sendBudget / 2
+              Int(slots[s].held) <= sendBudget / 2
         else { return }
         try armReceive(slot)
     }

@@ -125,4 +125,28 @@ struct TLSWireFaultTests {
         #expect(report.contains("Connection reset by peer") || report.contains("cut without close_notify"), "\(report)")
         #expect(report.contains("frames: all returned to their pool"), "\(report)")
     }
+
+    /// Clients that take a file and stop reading hold its records in flight; each may hold only
+    /// its share of the frames, so the next client still gets the whole file.
+    @Test func clientsThatStopReadingAFileDoNotStarveTheNext() throws {
+        guard TLSInteropTests.peersAvailable() else { return }
+        let path = "/tmp/sluice-tls-file-\(getpid())"
+        try TLSInteropTests.makeInput(path, megabytes: 16)
+        defer { unlink(path) }
+        let (server, port) = try TLSInteropTests.serve(["--file", path, "--frames", "64"])
+        let stalled = try (0..<20).map { _ in
+            let client = try WireClient(port: port)
+            var small: Int32 = 4096
+            setsockopt(client.socket.descriptor, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+            return client
+        }
+        #expect(stalled.allSatisfy { $0.engine.state == .established })
+        usleep(500_000)
+        let reader = try WireClient(port: port)
+        while reader.received.count < 16 << 20, reader.readOnce() {}
+        #expect(reader.received.count == 16 << 20, "the file stopped after \(reader.received.count) bytes")
+        withExtendedLifetime(stalled) {}
+        let report = TLSInteropTests.finish(server)
+        #expect(report.contains("frames: all returned to their pool"), "\(report)")
+    }
 }
