@@ -253,7 +253,20 @@ struct TLSConnect: ParsableCommand {
         guard Self.hostAndPort(server) != nil else {
             throw ValidationError("bad server \(server): give HOST:PORT, ADDRESS:PORT or [IPv6]:PORT")
         }
-        if let sni, !(1...255).contains(sni.utf8.count) { throw ValidationError("--sni must be a host name of 1 to 255 bytes") }
+        if let sni, !Self.isHostName(sni) {
+            throw ValidationError("--sni must be a host name: labels of 1 to 63 letters, digits, hyphens or underscores, joined by dots, 253 bytes at most")
+        }
+    }
+
+    /// Whether `name` is a DNS host name as SNI carries it (RFC 6066 section 3; a trailing dot
+    /// is dropped before it is sent).
+    static func isHostName(_ name: String) -> Bool {
+        let bare = name.hasSuffix(".") ? name.dropLast() : Substring(name)
+        guard (1...253).contains(bare.utf8.count) else { return false }
+        return bare.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
+            (1...63).contains(label.utf8.count)
+                && label.utf8.allSatisfy { $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || ($0 | 0x20) >= 0x61 && ($0 | 0x20) <= 0x7A || (0x30...0x39).contains($0) }
+        }
     }
 
     /// The host (a name or an address) and the port of HOST:PORT or [IPv6]:PORT.
@@ -320,7 +333,7 @@ struct TLSConnect: ParsableCommand {
             await TLSConnectRun(server: endpoint, serverName: serverName, context: context, session: session,
                                 keyUpdateAfter: keyUpdateAfter, waitForServer: waitForServer, sessionOut: sessionOut).run(loop: loop)
         }
-        writeToStandardError(outcome.summary + "\n")
+        writeToStandardError(outcome.summary + (insecure ? "; the server's certificate was not verified (--insecure)" : "") + "\n")
         if !outcome.succeeded { throw ExitCode(1) }
     }
 }

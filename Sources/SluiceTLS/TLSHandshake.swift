@@ -62,7 +62,10 @@ final class TLSHandshake {
             SSL_set_accept_state(ssl)
         } else {
             SSL_set_connect_state(ssl)
-            if let serverName {
+            if var serverName {
+                // SNI carries a host name without its trailing dot (RFC 6066 section 3), and the
+                // certificate names it so too.
+                if serverName.count > 1, serverName.hasSuffix(".") { serverName.removeLast() }
                 // A throw from here on runs deinit, which frees the connection.
                 guard sluice_ssl_set_host_name(ssl, serverName) == 1 else {
                     throw TLSError("setting the server name \(serverName)", hint: "give a host name of 1 to 255 bytes")

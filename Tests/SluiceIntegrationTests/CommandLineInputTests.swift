@@ -55,6 +55,8 @@ import Testing
         ["dns", "serve", "--listen", "127.0.0.1:0", "--zone", "/dev/zero"],
         ["tls", "connect", "127.0.0.1:9", "--sni", ""],
         ["tls", "connect", "127.0.0.1:9", "--sni", String(repeating: "a", count: 256)],
+        ["tls", "connect", "127.0.0.1:9", "--sni", "bad name"],
+        ["tls", "connect", "127.0.0.1:9", "--sni", "a..b"],
         ["tls", "connect", "127.0.0.1:9", "--alpn", String(repeating: "h", count: 256)],
         ["tls", "serve", "--cert", "c", "--key", "k", "--listen", "127.0.0.1:0", "--alpn", "h2," + String(repeating: "h", count: 300)],
     ]
