@@ -151,9 +151,13 @@ public struct HostResponder: ~Copyable {
             return drop(\.malformed)
         }
         let target = arp.targetProtocolAddress
-        // A request from our own address is another host claiming it: the kernel does not answer it.
+        let sender = arp.senderProtocolAddress.rawValue
+        // A request from our own address is another host claiming it, and one from a martian
+        // (loopback, multicast, broadcast, 0/8 other than a probe's 0.0.0.0) fails the route
+        // check on its sender: the kernel answers neither.
+        let martian = sender >> 24 == 127 || sender >> 28 == 0xE || sender == .max || (sender != 0 && sender >> 24 == 0)
         guard arp.isEthernetIPv4, arp.operation == ARPPacket.request, ipv4Addresses.contains(target),
-              !ipv4Addresses.contains(arp.senderProtocolAddress) else {
+              !ipv4Addresses.contains(arp.senderProtocolAddress), !martian else {
             return drop(\.ignoredControl)
         }
         ARPPacket.emit(into: data + 14, operation: ARPPacket.reply, senderMAC: mac, senderIP: target,
@@ -188,8 +192,9 @@ public struct HostResponder: ~Copyable {
             guard reported > 0 else { return drop(\.ignoredControl) }
             return learnPathMTU(.v4(IPv4Address(networkBytesAt: icmp + 24)), max(552, reported), now: now)
         }
-        // Echo requests to this host only: not to a broadcast, not from an address no reply can reach.
-        guard answersEcho, icmp.hostByte(0) == 8, icmp.hostByte(1) == 0, ipv4Addresses.contains(destination),
+        // Echo requests to this host only (whatever their code, as Linux answers them): not to a
+        // broadcast, not from an address no reply can reach.
+        guard answersEcho, icmp.hostByte(0) == 8, ipv4Addresses.contains(destination),
               source != .any, source.rawValue >> 28 < 14, source.rawValue >> 24 != 127
         else { return drop(\.ignoredControl) }
         network = Self.turnEcho(&packet, networkOffset: networkOffset, headersLength: headerLength, fixedLength: 20,
@@ -222,7 +227,7 @@ public struct HostResponder: ~Copyable {
             // Packet too big, about a packet this host sent: RFC 8201, never below 1280 bytes.
             let reported = Int(icmp.hostBig32(4))
             return learnPathMTU(.v6(IPv6Address(networkBytesAt: icmp + 32)), max(1280, reported), now: now)
-        case (128, 0) where answersEcho && ipv6Addresses.contains(destination) && source.high >> 56 != 0xFF && source != .any:
+        case (128, _) where answersEcho && ipv6Addresses.contains(destination) && source.high >> 56 != 0xFF && source != .any:
             network = Self.turnEcho(&packet, networkOffset: networkOffset, headersLength: icmpOffset, fixedLength: 40,
                                     from: 0x8000, to: 0x8100)
             network.hostSetBig16(4, UInt16(icmpLength))
@@ -239,13 +244,43 @@ public struct HostResponder: ~Copyable {
             // Only a solicitation that never crossed a router, for this host. One from :: is another
             // host's duplicate address detection: the address is defended with an unsolicited
             // advertisement to all nodes (RFC 4862 section 5.4.3).
-            guard let mac, network.hostByte(7) == 255, ipv6Addresses.contains(target) else {
+            guard let mac, network.hostByte(7) == 255, ipv6Addresses.contains(target),
+                  Self.isValidSolicitation(icmp, length: icmpLength, source: source, destination: destination, target: target,
+                                           own: ipv6Addresses)
+            else {
                 return drop(\.ignoredControl)
             }
             return advertise(&packet, networkOffset: networkOffset, target: target, to: source == .any ? nil : source, mac: mac)
         default:
             return drop(\.ignoredControl)
         }
+    }
+
+    /// The checks of RFC 4861 section 7.1.1 the kernel makes of a neighbour solicitation (the
+    /// hop limit, code and target aside): options of non-zero length within the message; a
+    /// unicast source, or `::` (duplicate address detection) sent to the target's solicited-node
+    /// group without a source link-layer address; and a destination this host receives: one of
+    /// its addresses, all nodes, or the solicited-node group of one of them.
+    static func isValidSolicitation(_ icmp: UnsafeMutableRawPointer, length: Int, source: IPv6Address,
+                                    destination: IPv6Address, target: IPv6Address, own: [IPv6Address]) -> Bool {
+        func solicitedNode(_ address: IPv6Address) -> IPv6Address {
+            IPv6Address(high: 0xFF02 << 48, low: 0x1_FF00_0000 | address.low & 0xFF_FFFF)
+        }
+        guard source.high >> 56 != 0xFF else { return false }
+        var offset = 24
+        var sourceLinkLayer = false
+        while offset + 2 <= length {
+            let units = Int(icmp.hostByte(offset + 1))
+            guard units > 0, offset + units * 8 <= length else { return false }
+            if icmp.hostByte(offset) == 1 { sourceLinkLayer = true }
+            offset += units * 8
+        }
+        guard offset == length else { return false }
+        if source == .any {
+            return destination == solicitedNode(target) && !sourceLinkLayer
+        }
+        return own.contains(destination) || destination == IPv6Address(high: 0xFF02 << 48, low: 1)
+            || own.contains { destination == solicitedNode($0) }
     }
 
     /// Remembers a path MTU below the device's for `destination`; the message is used up.

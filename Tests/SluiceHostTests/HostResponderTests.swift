@@ -52,25 +52,46 @@ import Testing
         #expect(responder.counters.arpReplies == 1 && responder.counters.ignoredControl == 1)
     }
 
-    func solicitation(hopLimit: UInt8 = 255, source: IPv6Address = IPv6Address("2001:2:1::1")!) -> [UInt8] {
+    func solicitation(hopLimit: UInt8 = 255, source: IPv6Address = IPv6Address("2001:2:1::1")!,
+                      destination: IPv6Address = IPv6Address("ff02::1:ff00:2")!, options: [UInt8] = []) -> [UInt8] {
         let target = IPv6Address("2001:2:1::2")!
-        let destination = IPv6Address("ff02::1:ff00:2")!
-        var packet = [UInt8](repeating: 0, count: 40 + 24)
+        let length = 24 + options.count
+        var packet = [UInt8](repeating: 0, count: 40 + 24) + options
         packet.withUnsafeMutableBytes { buffer in
             let base = buffer.baseAddress!
             base.storeBytes(of: UInt32(0x6000_0000).bigEndian, as: UInt32.self)
-            base.storeBytes(of: UInt16(24).bigEndian, toByteOffset: 4, as: UInt16.self)
+            base.storeBytes(of: UInt16(length).bigEndian, toByteOffset: 4, as: UInt16.self)
             base.storeBytes(of: UInt8(58), toByteOffset: 6, as: UInt8.self)
             base.storeBytes(of: hopLimit, toByteOffset: 7, as: UInt8.self)
             source.store(networkBytesAt: base + 8)
             destination.store(networkBytesAt: base + 24)
             base.storeBytes(of: UInt8(135), toByteOffset: 40, as: UInt8.self)
             target.store(networkBytesAt: base + 48)
-            let pseudo = InternetChecksum.pseudoHeaderSum(source: source, destination: destination, nextHeader: 58, length: 24)
-            let checksum = InternetChecksum.checksum(UnsafeRawBufferPointer(start: base + 40, count: 24), initial: pseudo)
+            let pseudo = InternetChecksum.pseudoHeaderSum(source: source, destination: destination, nextHeader: 58, length: length)
+            let checksum = InternetChecksum.checksum(UnsafeRawBufferPointer(start: base + 40, count: length), initial: pseudo)
             base.storeBytes(of: checksum.bigEndian, toByteOffset: 42, as: UInt16.self)
         }
         return ethernet(to: MACAddress(0x33, 0x33, 0xFF, 0, 0, 2), type: 0x86DD, packet)
+    }
+
+    @Test("neighbour solicitations RFC 4861 (7.1.1) says to discard get no advertisement, as from the kernel")
+    func invalidSolicitationsAreIgnored() {
+        var responder = responder()
+        let sourceLinkLayer: [UInt8] = [1, 1, 2, 0, 0, 0, 0, 1]
+        #expect(admit(&responder, solicitation(options: sourceLinkLayer)).0 == .answer, "a source link-layer address is fine")
+        #expect(admit(&responder, solicitation(destination: IPv6Address("2001:2:1::2")!)).0 == .answer, "unicast to the target")
+        let discarded: [(String, [UInt8])] = [
+            ("duplicate address detection with a source link-layer address", solicitation(source: .any, options: sourceLinkLayer)),
+            ("duplicate address detection to the unicast address", solicitation(source: .any, destination: IPv6Address("2001:2:1::2")!)),
+            ("a multicast source", solicitation(source: IPv6Address("ff02::1")!)),
+            ("an option of length zero", solicitation(options: [1, 0, 2, 0, 0, 0, 0, 1])),
+            ("an option past the end", solicitation(options: [1, 2, 2, 0, 0, 0, 0, 1])),
+            ("another address's solicited-node group", solicitation(destination: IPv6Address("ff02::1:ff00:3")!)),
+        ]
+        for (why, frame) in discarded {
+            #expect(admit(&responder, frame).0 == .consumed, "\(why)")
+        }
+        #expect(responder.counters.neighborAdvertisements == 2 && responder.counters.ignoredControl == UInt64(discarded.count))
     }
 
     @Test func aNeighbourSolicitationForTheHostIsAdvertised() {
@@ -120,6 +141,23 @@ import Testing
         }
         #expect(admit(&responder, ethernet(to: .broadcast, type: 0x0806, arp)).0 == .consumed)
         #expect(responder.counters.arpReplies == 0)
+    }
+
+    @Test("an ARP request from a martian sender (loopback, multicast, broadcast, 0/8) gets no reply; a probe from 0.0.0.0 does")
+    func martianSendersAreNotAnswered() {
+        var responder = responder()
+        func request(from sender: IPv4Address) -> [UInt8] {
+            var arp = [UInt8](repeating: 0, count: 28)
+            _ = arp.withUnsafeMutableBytes {
+                ARPPacket.emit(into: $0.baseAddress!, operation: ARPPacket.request, senderMAC: peerMAC,
+                               senderIP: sender, targetMAC: MACAddress(rawValue: 0), targetIP: IPv4Address(198, 18, 1, 2))
+            }
+            return ethernet(to: .broadcast, type: 0x0806, arp)
+        }
+        for sender in [IPv4Address(127, 0, 0, 1), IPv4Address(224, 0, 0, 1), IPv4Address(255, 255, 255, 255), IPv4Address(0, 1, 2, 3)] {
+            #expect(admit(&responder, request(from: sender)).0 == .consumed, "\(sender)")
+        }
+        #expect(admit(&responder, request(from: .any)).0 == .answer, "a probe (RFC 5227)")
     }
 
     /// A UDP datagram from `source` to `destination` over bare IP, checksums right (or the UDP one wrong).
@@ -235,9 +273,17 @@ import Testing
         #expect(reply[20] == 0 && Harness.isIPv4HeaderValid(reply))
         #expect(reply[20...].withUnsafeBytes { InternetChecksum.checksum($0) } == 0)
         #expect(Array(reply[12..<16]) == [198, 18, 1, 2] && Array(reply[16..<20]) == [198, 18, 1, 1])
+        var withCode = echoRequest(to: IPv4Address(198, 18, 1, 2))
+        withCode[21] = 7
+        withCode[22...23] = [0, 0]
+        let sum = withCode[20...].withUnsafeBytes { InternetChecksum.checksum($0) }
+        withCode[22] = UInt8(sum >> 8); withCode[23] = UInt8(sum & 0xFF)
+        let (answered, codeKept) = admit(&responder, withCode)
+        #expect(answered == .answer && codeKept[20] == 0 && codeKept[21] == 7, "any code is answered, as Linux answers it, the code kept")
+        #expect(codeKept[20...].withUnsafeBytes { InternetChecksum.checksum($0) } == 0)
         #expect(admit(&responder, echoRequest(to: IPv4Address(198, 18, 1, 255))).0 == .consumed, "a broadcast")
         #expect(admit(&responder, echoRequest(to: IPv4Address(198, 18, 1, 2), corrupt: true)).0 == .consumed)
-        #expect(responder.counters.echoReplies == 1 && responder.counters.ignoredControl == 1 && responder.counters.badChecksum == 1)
+        #expect(responder.counters.echoReplies == 2 && responder.counters.ignoredControl == 1 && responder.counters.badChecksum == 1)
     }
 
     @Test func aFrameForAnotherMACIsNotTheHosts() {
