@@ -186,7 +186,9 @@ struct ServeOptions: ParsableArguments {
         }
         if backend != .xdp, trustChecksums { throw ValidationError("--trust-checksums is for --backend xdp (the kernel verifies the other backends')") }
         if backend.isDevice {
-            guard let name, !name.isEmpty, name.utf8.count < 16 else { throw ValidationError("--backend \(backend) needs --name NAME (1 to 15 bytes)") }
+            guard let name, TUNDevice.isValidName(name) else {
+                throw ValidationError("--backend \(backend) needs --name NAME (1 to 15 bytes, none of them '/', ':' or white space)")
+            }
             let kernelAddresses = try address.map { try parsePrefix($0).address }
             // Packets to the kernel's own address stay in the kernel: none would reach the device.
             if kernelAddresses.contains(listen.address) {

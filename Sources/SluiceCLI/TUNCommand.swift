@@ -41,7 +41,9 @@ struct TUNCommand: ParsableCommand {
         var netns: String?
 
         func validate() throws {
-            guard !name.isEmpty, name.utf8.count < 16 else { throw ValidationError("--name must be 1 to 15 bytes") }
+            guard TUNDevice.isValidName(name) else {
+                throw ValidationError("--name must be 1 to 15 bytes, none of them '/', ':' or white space, and not '.' or '..'")
+            }
             guard (1...256).contains(queues) else { throw ValidationError("--queues must be 1 to 256") }
             if let mtu { guard (68...65535).contains(mtu) else { throw ValidationError("--mtu must be 68 to 65535") } }
             let prefixes = try address.map(parsePrefix)

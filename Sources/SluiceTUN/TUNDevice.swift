@@ -171,7 +171,8 @@ public final class TUNDevice: @unchecked Sendable {
             let hint: String? = switch code {
             case EPERM: Capability.requirement([.netAdmin], for: "creating a \(kind.rawValue) device") + " (or ownership of a persistent one)"
             case EBUSY: "\(name) exists with other flags (TUN or TAP, single or multi-queue) or is in use"
-            case EINVAL: "\(name) exists and is not a \(kind.rawValue) device"
+            case EINVAL: TUNDevice.isValidName(name) ? "\(name) exists and is not a \(kind.rawValue) device"
+                : "'\(name)' is no interface name: 1 to 15 bytes, none of them '/', ':' or white space, and not '.' or '..'"
             default: nil
             }
             throw SystemCallError(.tun, operation: "TUNSETIFF \(name.isEmpty ? "(any name)" : name) as \(kind.rawValue)",
@@ -191,6 +192,13 @@ public final class TUNDevice: @unchecked Sendable {
 }
 
 extension TUNDevice {
+    /// Whether the kernel takes `name` for an interface (`dev_valid_name`): 1 to 15 bytes, no
+    /// `/`, `:` or white space, and not `.` or `..`. A `%d` in it asks the kernel for a number.
+    public static func isValidName(_ name: String) -> Bool {
+        (1...15).contains(name.utf8.count) && name != "." && name != ".."
+            && !name.utf8.contains { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || [9, 10, 11, 12, 13, 32].contains($0) }
+    }
+
     /// Whether the interface `name` of the calling thread's namespace is a TUN or TAP device: its
     /// driver, as `ethtool -i` names it (`SIOCETHTOOL`, `ETHTOOL_GDRVINFO`), is "tun".
     public static func isTUNOrTAP(named name: String) -> Bool {

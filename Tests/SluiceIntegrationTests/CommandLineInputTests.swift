@@ -26,6 +26,8 @@ import Testing
         ["udp-echo", "--listen", "127.0.0.1:0", "--trust-checksums"],
         ["udp-echo", "--backend", "tun", "--name", "sl9", "--address", "198.18.1.1/24", "--listen", "198.18.1.1:9000"],
         ["tun", "up", "--name", "sl9", "--mtu", "1279", "--address", "2001:2:1::1/64"],
+        ["tun", "up", "--name", "a/b"],
+        ["udp-echo", "--backend", "tap", "--name", "..", "--address", "198.18.1.1/24", "--listen", "198.18.1.2:9000"],
         ["udp-echo", "--listen", "127.0.0.1:0", "--socket-buffer", "-1"],
         ["udp-echo", "--listen", "127.0.0.1:0", "--socket-buffer", "99999999999999999999"],
         ["udp-client", "--target", "127.0.0.1:9", "--count", "0"],
