@@ -21,6 +21,11 @@ public struct HostConfiguration: Sendable {
     public var verifiesChecksums = true
     /// Bounds on reassembly.
     public var reassembly = ReassemblyLimits()
+    /// The prefixes the host shares with its peers on the device (the kernel's addresses with
+    /// their lengths). The kernel spaces ICMPv6 errors to a peer by the length of the route to
+    /// it, a /64 four times closer than a /128 (`icmpv6_xrlim_allow`); a peer in none of these
+    /// is spaced as a /128 (and IPv4 errors always a second apart, bursts of six).
+    public var onLinkPrefixes: [(address: IPAddress, prefixLength: Int)] = []
 
     /// A host with `addresses`, `mac` on a TAP device, behind a device of `mtu`.
     public init(addresses: [IPAddress], mac: MACAddress? = nil, mtu: Int) {

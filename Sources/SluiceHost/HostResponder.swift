@@ -49,6 +49,9 @@ public struct HostResponder: ~Copyable {
         udpPort = configuration.udpPort
         mtu = configuration.mtu
         reassembler = Reassembler(pool: pool, limits: configuration.reassembly)
+        errorLimiter.onLinkPrefixes = configuration.onLinkPrefixes
+            .compactMap { prefix in if case .v6(let a) = prefix.address { (a, min(128, max(0, prefix.prefixLength))) } else { nil } }
+            .sorted { $0.prefixLength > $1.prefixLength }
     }
 
     /// Where the IP header of `packet` starts: after the Ethernet header on a TAP device.

@@ -3,12 +3,14 @@ import SluicePackets
 
 /// The kernel's bounds on ICMP errors a host sends: at most `icmp_msgs_per_sec` (1000) a
 /// second in bursts of `icmp_msgs_burst` (50) in all, and one a second (`icmp_ratelimit`,
-/// bursts of six) to each peer, so a spoofed flood cannot turn the host into a reflector.
+/// `icmpv6 ratelimit`; an IPv6 peer's shortened by its route's prefix), bursts of six, to each
+/// peer, so a spoofed flood cannot turn the host into a reflector.
 struct ICMPErrorLimiter {
     static let globalCost: UInt64 = 1_000_000
     static let globalBurst: UInt64 = 50 * globalCost
     static let peerCost: UInt64 = 1_000_000_000
-    static let peerBurst: UInt64 = 6 * peerCost
+    /// Errors a peer may have at once (`XRLIM_BURST_FACTOR`).
+    static let peerBurstFactor: UInt64 = 6
     /// Peers remembered; a new one takes the slot of another that hashes the same (and gets a full burst).
     static let peerSlots = 256
 
@@ -22,8 +24,25 @@ struct ICMPErrorLimiter {
     var globalLast: UInt64 = 0
     var peers = Array(repeating: Peer(), count: peerSlots)
 
+    /// Prefix lengths of the routes to IPv6 peers, longest first.
+    var onLinkPrefixes: [(address: IPv6Address, prefixLength: Int)] = []
+
+    /// The time between errors to `peer`: a second, or for an IPv6 peer a second shifted right
+    /// by (128 - the prefix length of the route to it) / 32, as the kernel spaces them.
+    func interval(to peer: IPAddress) -> UInt64 {
+        guard case .v6(let address) = peer else { return Self.peerCost }
+        let length = onLinkPrefixes.first { prefix in
+            let (high, low) = (prefix.address.high ^ address.high, prefix.address.low ^ address.low)
+            let bits = prefix.prefixLength
+            return bits <= 64 ? bits == 0 || high >> (64 - bits) == 0 : high == 0 && low >> (128 - bits) == 0
+        }?.prefixLength ?? 128
+        return Self.peerCost >> UInt64((128 - length) >> 5)
+    }
+
     /// Whether an error to `peer` may go now; takes its cost when it may.
     mutating func allow(to peer: IPAddress, now: Instant) -> Bool {
+        let peerCost = interval(to: peer)
+        let peerBurst = Self.peerBurstFactor * peerCost
         let time = now.nanoseconds
         let global = min(Self.globalBurst, globalCredit &+ (time &- min(time, globalLast)))
         globalLast = time
@@ -31,15 +50,15 @@ struct ICMPErrorLimiter {
         guard global >= Self.globalCost else { return false }
         let index = peer.slot(among: Self.peerSlots)
         if peers[index].address != peer {
-            peers[index] = Peer(address: peer, credit: Self.peerBurst, last: time)
+            peers[index] = Peer(address: peer, credit: peerBurst, last: time)
         }
-        let credit = min(Self.peerBurst, peers[index].credit &+ (time &- min(time, peers[index].last)))
+        let credit = min(peerBurst, peers[index].credit &+ (time &- min(time, peers[index].last)))
         peers[index].last = time
-        guard credit >= Self.peerCost else {
+        guard credit >= peerCost else {
             peers[index].credit = credit
             return false
         }
-        peers[index].credit = credit - Self.peerCost
+        peers[index].credit = credit - peerCost
         globalCredit = global - Self.globalCost
         return true
     }

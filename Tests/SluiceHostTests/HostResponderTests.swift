@@ -15,9 +15,9 @@ import Testing
         return HostResponder(configuration: configuration, linkLayer: linkLayer, pool: harness.pool)
     }
 
-    func admit(_ responder: inout HostResponder, _ bytes: [UInt8]) -> (HostDisposition, [UInt8]) {
+    func admit(_ responder: inout HostResponder, _ bytes: [UInt8], at now: Instant = Instant(nanoseconds: 1)) -> (HostDisposition, [UInt8]) {
         var packet = harness.packet(bytes)
-        let disposition = responder.admit(&packet, now: Instant(nanoseconds: 1))
+        let disposition = responder.admit(&packet, now: now)
         let result = Harness.bytes(packet)
         harness.pool.release(packet)
         return (disposition, result)
@@ -250,6 +250,26 @@ import Testing
         #expect(answered == 6)
         #expect(admit(&responder, datagram(from: "198.18.1.3:4000", to: "198.18.1.2:9001")).0 == .answer, "another peer has its own burst")
         #expect(responder.counters.portUnreachable == 7 && responder.counters.closedPort == 15)
+    }
+
+    @Test("ICMPv6 errors to a peer on a /64 are spaced a quarter second, as the kernel spaces them; on no known prefix, a second")
+    func icmpv6ErrorsFollowThePrefixOfThePeer() {
+        var configuration = HostConfiguration(addresses: [.v6(IPv6Address("2001:2:1::2")!)], mtu: 1500)
+        configuration.udpPort = 9000
+        configuration.onLinkPrefixes = [(.v6(IPv6Address("2001:2:1::1")!), 64)]
+        var responder = HostResponder(configuration: configuration, linkLayer: .ip, pool: harness.pool)
+        func answered(from peer: String, over seconds: Int) -> Int {
+            var count = 0
+            // One datagram every 10 ms, from the start of the second second on (a full burst first).
+            for tick in 0..<(seconds * 100) {
+                let now = Instant(nanoseconds: UInt64(1_000_000_000 + tick * 10_000_000))
+                if admit(&responder, datagram(from: peer, to: "[2001:2:1::2]:9001"), at: now).0 == .answer { count += 1 }
+            }
+            return count
+        }
+        // Over the two seconds: a burst of six, then one every 250 ms (seven), or every second (one).
+        #expect(answered(from: "[2001:2:1::1]:4000", over: 2) == 6 + 7)
+        #expect(answered(from: "[2001:2:9::1]:4000", over: 2) == 6 + 1)
     }
 
     func echoRequest(to destination: IPv4Address, corrupt: Bool = false) -> [UInt8] {

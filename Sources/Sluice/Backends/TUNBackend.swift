@@ -96,6 +96,7 @@ public class TUNBackend: UDPBackend, @unchecked Sendable {
         var host = HostConfiguration(addresses: [listen], mac: mac, mtu: self.device.mtu)
         host.verifiesChecksums = settings.verifiesChecksums
         host.udpPort = configuration.listen.port
+        host.onLinkPrefixes = settings.addresses
         self.host = host
         self.configuration = configuration
         self.settings = settings
