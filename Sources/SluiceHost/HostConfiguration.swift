@@ -82,6 +82,9 @@ public struct HostCounters: Equatable, Sendable {
     /// Packets of a protocol the host does not carry, answered with ICMP protocol unreachable
     /// (ICMPv6 parameter problem).
     public var protocolUnreachable: UInt64 = 0
+    /// Datagrams not whole in time whose first fragment had come, answered with ICMP time
+    /// exceeded, fragment reassembly (the rest of the timed-out ones are in ``reassembly``).
+    public var timeExceeded: UInt64 = 0
     /// UDP datagrams to a port the service is not on, and TCP segments and other protocols,
     /// dropped unanswered: past the ICMP rate limits, to or from an address no answer goes to,
     /// resets themselves, or (UDP) with IP options or extension headers.
@@ -112,6 +115,7 @@ public struct HostCounters: Equatable, Sendable {
         portUnreachable &+= other.portUnreachable
         tcpResets &+= other.tcpResets
         protocolUnreachable &+= other.protocolUnreachable
+        timeExceeded &+= other.timeExceeded
         closedPort &+= other.closedPort
         reassembly.add(other.reassembly)
         fragmentedReplies &+= other.fragmentedReplies
@@ -125,7 +129,7 @@ public struct HostCounters: Equatable, Sendable {
          ("ignored_control", ignoredControl), ("not_for_this_host", notForThisHost), ("other_ethertype", otherEtherType),
          ("host_malformed", malformed), ("host_bad_checksum", badChecksum), ("path_mtu_updates", pathMTUUpdates),
          ("port_unreachable_sent", portUnreachable), ("tcp_resets_sent", tcpResets),
-         ("protocol_unreachable_sent", protocolUnreachable),
+         ("protocol_unreachable_sent", protocolUnreachable), ("time_exceeded_sent", timeExceeded),
          ("closed_port", closedPort)]
             + reassembly.fields
             + [("fragmented_replies", fragmentedReplies), ("fragments_sent", fragmentsSent), ("dropped_output", droppedOutput)]

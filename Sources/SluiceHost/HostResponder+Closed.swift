@@ -126,6 +126,30 @@ extension HostResponder {
         return .answer
     }
 
+    /// Ends reassembly of the datagrams not whole by `now`: the first fragment of each, when it
+    /// came, goes into `output` as ICMP time exceeded, fragment reassembly (RFC 792; RFC 8200
+    /// section 4.5), within the ICMP rate limits, as the kernel answers it.
+    public mutating func expireReassembly(now: Instant, into output: inout PacketBatch) {
+        let already = output.count
+        reassembler.expire(now: now, firstFragments: &output)
+        var position = 0
+        output.filterInPlace { packet in
+            position += 1
+            guard position > already else { return true }
+            let networkOffset = networkOffset(of: packet)
+            let network = packet.dataStart + networkOffset
+            let isIPv6 = network.hostByte(0) >> 4 == 6
+            let total = min(packet.length - networkOffset, isIPv6 ? 40 + Int(network.hostBig16(4)) : Int(network.hostBig16(2)))
+            let (source, destination, _) = Self.endpoints(network, protocolNumber: 0, length: 0)
+            guard answersClosed(packet, source: source, destination: destination), errorLimiter.allow(to: source, now: now),
+                  turnIntoError(&packet, networkOffset: networkOffset, total: total, from: destination, to: source,
+                                word: isIPv6 ? 0x0301_0000 : 0x0B01_0000, parameter: 0)
+            else { return false }
+            counters.timeExceeded &+= 1
+            return true
+        }
+    }
+
     /// Turns the `total`-byte packet at `networkOffset` into the ICMP or ICMPv6 error whose first
     /// word (type, code) is `word` and second `parameter`, from `source` back to `destination`,
     /// quoting as much of the packet as keeps the error within 576 bytes (IPv4, RFC 1812

@@ -87,7 +87,10 @@ public struct HostStage<Service: Stage & ~Copyable>: Stage, ~Copyable {
     public mutating func handleTimeout(now: Instant, output: inout PacketBatch) {
         lastNow = now
         waiting.moveFront(to: &output)
-        responder.reassembler.expire(now: now)
+        responder.expireReassembly(now: now, into: &fromService)
+        fromService.takeAll {
+            Self.send($0, output: &output, fragmenter: &fragmenter, waiting: &waiting, responder: &responder, now: now)
+        }
         if let due = service.pollTimeout(), due <= now {
             service.handleTimeout(now: now, output: &fromService)
             fromService.takeAll {

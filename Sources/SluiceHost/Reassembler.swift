@@ -45,6 +45,10 @@ public struct Reassembler: ~Copyable {
         /// The link and IP header copied from the first fragment; 0 until it comes.
         var headerLength = 0
         var networkOffset = 0
+        /// The first fragment's data bytes, and (IPv6) where in its headers the fragment header
+        /// was named: what an ICMP error on its timeout quotes.
+        var firstLength = 0
+        var fragmentHeaderField = 0
     }
 
     /// What reassembly has done so far.
@@ -86,11 +90,53 @@ public struct Reassembler: ~Copyable {
 
     /// Drops the datagrams whose time ran out by `now`.
     public mutating func expire(now: Instant) {
+        let pool = pool
+        expire(now: now) { pool.release($0) }
+    }
+
+    /// Drops the datagrams whose time ran out by `now`, and puts the first fragment of each
+    /// whose first fragment came, as it arrived (link header included), into `firstFragments`
+    /// while it has room: the kernel answers those with ICMP time exceeded.
+    public mutating func expire(now: Instant, firstFragments: inout PacketBatch) {
+        let pool = pool
+        expire(now: now) { if firstFragments.isFull { pool.release($0) } else { firstFragments.append($0) } }
+    }
+
+    mutating func expire(now: Instant, firstFragment: (consuming Packet) -> Void) {
         guard activeDatagrams > 0 else { return }
         for index in slots.indices where slots[index].inUse && slots[index].deadline <= now {
-            free(index, releasingFrame: true)
             counters.timedOut &+= 1
+            guard slots[index].headerLength > 0 else {
+                free(index, releasingFrame: true)
+                continue
+            }
+            let packet = rebuildFirstFragment(index)
+            free(index, releasingFrame: false)
+            firstFragment(packet)
         }
+    }
+
+    /// The first fragment of slot `index` in the slot's frame, as it arrived: its headers and
+    /// data are there, and an IPv6 fragment header, taken out, goes back in front of the data.
+    func rebuildFirstFragment(_ index: Int) -> Packet {
+        let slot = slots[index]
+        let payloadStart = pool.headroom + Self.headerRoom
+        var start = payloadStart - slot.headerLength
+        var length = slot.headerLength + slot.firstLength
+        if slot.isIPv6 {
+            let frame = pool.base + Int(slot.frame)
+            (frame + start - 8).copyMemory(from: frame + start, byteCount: slot.headerLength)
+            start -= 8
+            let network = frame + start + slot.networkOffset
+            let fragment = frame + payloadStart - 8
+            fragment.hostSetByte(0, network.hostByte(slot.fragmentHeaderField))
+            fragment.hostSetByte(1, 0)
+            fragment.hostSetBig16(2, 1)
+            fragment.hostSetBig32(4, slot.identification)
+            network.hostSetByte(slot.fragmentHeaderField, 44)
+            length += 8
+        }
+        return pool.packet(at: slot.frame, offset: start, length: length)
     }
 
     /// Whether the IPv4 packet at `network` is a fragment (more fragments follow, or it has an offset).
@@ -230,9 +276,13 @@ public struct Reassembler: ~Copyable {
         if offset == 0 {
             let copy = frame + payloadStart - headerLength
             copy.copyMemory(from: header, byteCount: headerLength)
-            if let nextHeaderField { (copy + networkOffset).hostSetByte(nextHeaderField, nextHeader) }
+            if let nextHeaderField {
+                (copy + networkOffset).hostSetByte(nextHeaderField, nextHeader)
+                slots[index].fragmentHeaderField = nextHeaderField
+            }
             slots[index].headerLength = headerLength
             slots[index].networkOffset = networkOffset
+            slots[index].firstLength = end
         }
         cover(index, from: first, to: last)
         slots[index].received += end - offset

@@ -252,6 +252,44 @@ import Testing
         #expect(responder.counters.portUnreachable == 7 && responder.counters.closedPort == 15)
     }
 
+    @Test("a datagram not whole in time whose first fragment came gets ICMP time exceeded quoting that fragment as it came (RFC 792, RFC 8200 4.5)")
+    func reassemblyTimeoutIsAnswered() {
+        var responder = responder(linkLayer: .ip)
+        let start = Instant(nanoseconds: 1_000_000_000)
+        let whole4 = Harness.datagram(from: "198.18.1.1:4000", to: "198.18.1.2:9000", payload: 3000)
+        let first4 = Harness.fragment4(whole4, offset: 0, count: 1480, more: true)
+        let whole6 = Harness.datagram(from: "[2001:2:1::1]:4000", to: "[2001:2:1::2]:9000", payload: 3000)
+        let first6 = Harness.fragment6(whole6, offset: 0, count: 1448, more: true)
+        // A datagram of which only a later fragment came: dropped in silence.
+        let later4 = Harness.fragment4(whole4, identification: 0x999, offset: 1480, count: 1480, more: true)
+        for fragment in [first4, first6, later4] { #expect(admit(&responder, fragment, at: start).0 == .consumed) }
+        var output = PacketBatch(pool: harness.pool, capacity: 8)
+        responder.expireReassembly(now: start + .seconds(29), into: &output)
+        let notYet = output.count
+        #expect(notYet == 0, "not yet")
+        responder.expireReassembly(now: start + .seconds(31), into: &output)
+        let afterIPv4 = output.count
+        #expect(afterIPv4 == 1)
+        if afterIPv4 == 1 {
+            let error = Harness.bytes(output[0])
+            #expect(Harness.isIPv4HeaderValid(error) && error[9] == 1 && Array(error[16..<20]) == [198, 18, 1, 1])
+            #expect(error[20] == 11 && error[21] == 1 && error.count == 576)
+            #expect(Array(error[28...]) == Array(first4.prefix(548)), "the first fragment, header and all")
+        }
+        output.releaseAll()
+        responder.expireReassembly(now: start + .seconds(61), into: &output)
+        let afterIPv6 = output.count
+        #expect(afterIPv6 == 1)
+        if afterIPv6 == 1 {
+            let error = Harness.bytes(output[0])
+            #expect(error[6] == 58 && error[40] == 3 && error[41] == 1 && error.count == 1280)
+            #expect(Array(error[48...]) == Array(first6.prefix(1232)), "the first fragment, its fragment header back in place")
+        }
+        output.releaseAll()
+        #expect(responder.counters.timeExceeded == 2 && responder.reassembler.counters.timedOut == 3)
+        #expect(responder.reassembler.activeDatagrams == 0)
+    }
+
     @Test("ICMPv6 errors to a peer on a /64 are spaced a quarter second, as the kernel spaces them; on no known prefix, a second")
     func icmpv6ErrorsFollowThePrefixOfThePeer() {
         var configuration = HostConfiguration(addresses: [.v6(IPv6Address("2001:2:1::2")!)], mtu: 1500)
