@@ -82,12 +82,17 @@ public struct HostCounters: Equatable, Sendable {
     /// Packets of a protocol the host does not carry, answered with ICMP protocol unreachable
     /// (ICMPv6 parameter problem).
     public var protocolUnreachable: UInt64 = 0
+    /// IPv6 packets whose extension headers earn an ICMPv6 parameter problem (an option that
+    /// says to report it, a routing header of an unknown type with segments left, hop-by-hop
+    /// options not first), answered with it.
+    public var parameterProblems: UInt64 = 0
     /// Datagrams not whole in time whose first fragment had come, answered with ICMP time
     /// exceeded, fragment reassembly (the rest of the timed-out ones are in ``reassembly``).
     public var timeExceeded: UInt64 = 0
     /// UDP datagrams to a port the service is not on, and TCP segments and other protocols,
     /// dropped unanswered: past the ICMP rate limits, to or from an address no answer goes to,
-    /// resets themselves, or (UDP) with IP options or extension headers.
+    /// resets themselves, or (UDP) with IP options or extension headers; and parameter problems
+    /// left unanswered for the same reasons.
     public var closedPort: UInt64 = 0
     /// Reassembly's own counts.
     public var reassembly = ReassemblyCounters()
@@ -116,6 +121,7 @@ public struct HostCounters: Equatable, Sendable {
         tcpResets &+= other.tcpResets
         protocolUnreachable &+= other.protocolUnreachable
         timeExceeded &+= other.timeExceeded
+        parameterProblems &+= other.parameterProblems
         closedPort &+= other.closedPort
         reassembly.add(other.reassembly)
         fragmentedReplies &+= other.fragmentedReplies
@@ -130,6 +136,7 @@ public struct HostCounters: Equatable, Sendable {
          ("host_malformed", malformed), ("host_bad_checksum", badChecksum), ("path_mtu_updates", pathMTUUpdates),
          ("port_unreachable_sent", portUnreachable), ("tcp_resets_sent", tcpResets),
          ("protocol_unreachable_sent", protocolUnreachable), ("time_exceeded_sent", timeExceeded),
+         ("parameter_problems_sent", parameterProblems),
          ("closed_port", closedPort)]
             + reassembly.fields
             + [("fragmented_replies", fragmentedReplies), ("fragments_sent", fragmentsSent), ("dropped_output", droppedOutput)]

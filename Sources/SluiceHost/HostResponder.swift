@@ -116,6 +116,10 @@ public struct HostResponder: ~Copyable {
                 next = network.hostByte(6)
             }
             if next == 17 { return checkPort(&packet, networkOffset: networkOffset, transportOffset: 40, now: now) }
+            let total = min(packet.length - networkOffset, 40 + Int(network.hostBig16(4)))
+            if case .parameterProblem(let code, let pointer) = Self.extensionHeaderVerdict(network, length: total) {
+                return reportParameterProblem(&packet, networkOffset: networkOffset, total: total, code: code, pointer: pointer, now: now)
+            }
             guard let header = try? IPv6Header(UnsafeMutableRawBufferPointer(start: network, count: packet.length - networkOffset)),
                   let (upper, offset) = try? header.upperLayer()
             else { return .service }

@@ -290,6 +290,45 @@ import Testing
         #expect(responder.reassembler.activeDatagrams == 0)
     }
 
+    /// A UDP datagram to the service's port behind one 8-byte extension header (`next`, its
+    /// bytes after the next-header and length fields given).
+    func datagram(behind next: UInt8, _ body: [UInt8]) -> [UInt8] {
+        let whole = Harness.datagram(from: "[2001:2:1::1]:4000", to: "[2001:2:1::2]:9000", payload: 16)
+        var header = Array(whole[0..<40])
+        header[6] = next
+        let length = whole.count - 40 + 8
+        header[4] = UInt8(length >> 8); header[5] = UInt8(length & 0xFF)
+        return header + [17, 0] + body + whole[40...]
+    }
+
+    @Test("extension headers RFC 8200 answers with parameter problem get it, pointing where the kernel points; the rest go on or are dropped")
+    func extensionHeadersEarnParameterProblems() {
+        var responder = portResponder()
+        let cases: [(String, [UInt8], (code: UInt8, pointer: UInt32)?)] = [
+            ("an unknown option marked 10", datagram(behind: 60, [0x9E, 4, 0, 0, 0, 0]), (2, 42)),
+            ("an unknown option marked 11", datagram(behind: 60, [0xDE, 4, 0, 0, 0, 0]), (2, 42)),
+            ("after PadN, an unknown hop-by-hop option marked 10", datagram(behind: 0, [1, 0, 0x9E, 2, 0, 0]), (2, 44)),
+            ("a routing header of type 0 with a segment left", datagram(behind: 43, [0, 1, 0, 0, 0, 0]), (0, 42)),
+            ("a routing header of type 99 with a segment left", datagram(behind: 43, [99, 1, 0, 0, 0, 0]), (0, 42)),
+            ("an unknown option marked 01: dropped in silence by the service's rules", datagram(behind: 60, [0x5E, 4, 0, 0, 0, 0]), nil),
+            ("an unknown option marked 00: skipped", datagram(behind: 60, [0x1E, 4, 0, 0, 0, 0]), nil),
+            ("a routing header with no segment left", datagram(behind: 43, [0, 0, 0, 0, 0, 0]), nil),
+        ]
+        for (why, packet, expected) in cases {
+            let (disposition, reply) = admit(&responder, packet)
+            if let expected {
+                #expect(disposition == .answer, "\(why)")
+                guard reply.count >= 48 else { continue }
+                #expect(reply[6] == 58 && reply[40] == 4 && reply[41] == expected.code, "\(why)")
+                #expect(reply[44..<48].reduce(0) { $0 << 8 | UInt32($1) } == expected.pointer, "\(why)")
+                #expect(Array(reply[48...]) == packet, "\(why): the packet quoted whole")
+            } else {
+                #expect(disposition == .service, "\(why)")
+            }
+        }
+        #expect(responder.counters.parameterProblems == 5)
+    }
+
     @Test("ICMPv6 errors to a peer on a /64 are spaced a quarter second, as the kernel spaces them; on no known prefix, a second")
     func icmpv6ErrorsFollowThePrefixOfThePeer() {
         var configuration = HostConfiguration(addresses: [.v6(IPv6Address("2001:2:1::2")!)], mtu: 1500)

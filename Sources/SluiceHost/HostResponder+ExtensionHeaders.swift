@@ -1,0 +1,95 @@
+import SluiceCore
+import SluicePackets
+
+/// IPv6 extension headers the host must answer with ICMPv6 parameter problem (RFC 8200
+/// sections 4.2 to 4.4, RFC 4443 section 3.4), as the kernel reads them: an option whose type's
+/// two high bits say "discard and tell the source" (code 2, pointing at the option); a routing
+/// header of a type the host does not know with segments left (code 0, at its type field); and
+/// hop-by-hop options anywhere but first (code 1, at the field that named them). What is
+/// malformed first, or says "discard" alone, is left to the service stage's rules, which drop it.
+extension HostResponder {
+    /// What the kernel does with a packet's extension headers.
+    enum ExtensionHeaderVerdict: Equatable {
+        /// Nothing to say: the headers pass, or the service stage drops them in silence.
+        case pass
+        /// A parameter problem of `code`, `pointer` bytes into the packet.
+        case parameterProblem(code: UInt8, pointer: Int)
+    }
+
+    /// The verdict on the extension headers of the `length`-byte IPv6 packet at `network`.
+    static func extensionHeaderVerdict(_ network: UnsafeMutableRawPointer, length: Int) -> ExtensionHeaderVerdict {
+        func byte(_ offset: Int) -> Int { Int(network.hostByte(offset)) }
+        var next = byte(6)
+        var field = 6
+        var offset = 40
+        while next == 0 || next == 43 || next == 60 {
+            guard offset + 8 <= length else { return .pass }
+            let size = (byte(offset + 1) + 1) * 8
+            guard offset + size <= length else { return .pass }
+            switch next {
+            case 0 where offset != 40:
+                return .parameterProblem(code: 1, pointer: field)
+            case 0, 60:
+                if let pointer = unknownOptionToReport(network, header: offset, size: size, hopByHop: next == 0) {
+                    return pointer < 0 ? .pass : .parameterProblem(code: 2, pointer: pointer)
+                }
+            default:
+                // Routing: types 2 (mobility), 3 (RPL) and 4 (segment routing) have handlers of
+                // their own in the kernel (off by default: a silent drop); any other with
+                // segments left is unknown.
+                let type = byte(offset + 2)
+                if byte(offset + 3) != 0 && ![2, 3, 4].contains(type) {
+                    return .parameterProblem(code: 0, pointer: offset + 2)
+                }
+            }
+            field = offset
+            next = byte(offset)
+            offset += size
+        }
+        return .pass
+    }
+
+    /// In the options header at `header` (`size` bytes): the offset of the first option the
+    /// kernel would report (an unknown type whose high bits are 10 or 11); -1 when one before it
+    /// ends the packet in silence (bad padding, a length past the header, an unknown type marked
+    /// 01); `nil` when there is neither. Known options: Pad1, PadN, and in hop-by-hop router
+    /// alert, IOAM, CALIPSO and jumbo.
+    static func unknownOptionToReport(_ network: UnsafeMutableRawPointer, header: Int, size: Int, hopByHop: Bool) -> Int? {
+        var option = header + 2
+        let end = header + size
+        while option < end {
+            let type = network.hostByte(option)
+            if type == 0 {
+                option += 1
+                continue
+            }
+            guard option + 2 <= end else { return -1 }
+            let optionSize = Int(network.hostByte(option + 1)) + 2
+            guard option + optionSize <= end else { return -1 }
+            let known = type == 1 || hopByHop && [5, 0x31, 7, 0xC2].contains(type)
+            if !known {
+                switch type >> 6 {
+                case 0: break
+                case 1: return -1
+                default: return option
+                }
+            }
+            option += optionSize
+        }
+        return nil
+    }
+
+    /// Answers the packet with ICMPv6 parameter problem `code` at `pointer`, when an answer
+    /// may go (to this host's address, from another host's, within the rate limits).
+    mutating func reportParameterProblem(_ packet: inout Packet, networkOffset: Int, total: Int, code: UInt8, pointer: Int,
+                                         now: Instant) -> HostDisposition {
+        let network = packet.dataStart + networkOffset
+        let (source, destination, _) = Self.endpoints(network, protocolNumber: 0, length: 0)
+        guard answersClosed(packet, source: source, destination: destination), errorLimiter.allow(to: source, now: now),
+              turnIntoError(&packet, networkOffset: networkOffset, total: total, from: destination, to: source,
+                            word: 0x0400_0000 | UInt32(code) << 16, parameter: UInt32(pointer))
+        else { return drop(\.closedPort) }
+        counters.parameterProblems &+= 1
+        return .answer
+    }
+}
