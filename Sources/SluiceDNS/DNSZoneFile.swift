@@ -12,12 +12,14 @@ public enum DNSZoneFile {
         var text: String { String(decoding: bytes, as: UTF8.self) }
 
         /// The token as a character string: a quoted one is decoded already; an unquoted one
-        /// keeps its escapes (for names) until now. `nil` for a bad `\DDD`.
+        /// keeps its escapes (for names) until now. `nil` for a bad `\DDD`, or a quote left
+        /// unescaped in an unquoted one (Knot refuses both).
         var string: [UInt8]? {
             guard !quoted else { return bytes }
             var decoded: [UInt8] = []
             var index = 0
             while index < bytes.count {
+                if bytes[index] == UInt8(ascii: "\"") { return nil }
                 guard bytes[index] == UInt8(ascii: "\\"), index + 1 < bytes.count else {
                     decoded.append(bytes[index])
                     index += 1
@@ -76,12 +78,12 @@ public enum DNSZoneFile {
             if !first.quoted, first.text.hasPrefix("$") {
                 switch first.text.uppercased() {
                 case "$ORIGIN":
-                    guard tokens.count >= 2, let name = DNSName(tokens[tokens.startIndex + 1].text, origin: origin) else {
-                        throw fail("$ORIGIN needs a name")
+                    guard tokens.count == 2, let name = DNSName(tokens[tokens.startIndex + 1].text, origin: origin) else {
+                        throw fail("$ORIGIN needs one name")
                     }
                     origin = name
                 case "$TTL":
-                    guard tokens.count >= 2, let ttl = ttl(tokens[tokens.startIndex + 1].text) else { throw fail("$TTL needs a TTL") }
+                    guard tokens.count == 2, let ttl = ttl(tokens[tokens.startIndex + 1].text) else { throw fail("$TTL needs one TTL") }
                     defaultTTL = ttl
                 case "$INCLUDE":
                     // RFC 1035 section 5.1: the file's records under the origin given (or this one)
@@ -184,7 +186,7 @@ public enum DNSZoneFile {
             guard tokens.count == expected else { throw fail("\(expected) fields expected, \(tokens.count) found") }
         }
         func string(_ index: Int) throws(DNSError) -> [UInt8] {
-            guard let bytes = tokens[index].string else { throw fail("a \\DDD escape needs three digits up to 255") }
+            guard let bytes = tokens[index].string else { throw fail("a \\DDD escape needs three digits up to 255, and a quote in a string needs quoting or a \\") }
             return bytes
         }
         if let first = tokens.first, first.text == "\\#", !first.quoted {
@@ -422,18 +424,29 @@ public enum DNSZoneFile {
             if current == nil { current = Entry(line: line, ownerBlank: false, tokens: []) }
             var token = Token(bytes: [], quoted: byte == UInt8(ascii: "\""))
             if token.quoted { index += 1 }
+            let delimiters = [UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\r"), UInt8(ascii: "\n"), UInt8(ascii: ";"),
+                              UInt8(ascii: "("), UInt8(ascii: ")")]
             while index < bytes.count {
                 let next = bytes[index]
                 if token.quoted {
-                    if next == UInt8(ascii: "\"") { index += 1; break }
+                    if next == UInt8(ascii: "\"") {
+                        index += 1
+                        // As Knot reads it: a closing quote ends the field.
+                        guard index == bytes.count || delimiters.contains(bytes[index]) else {
+                            throw .zoneSyntax(line: line, reason: "a quoted string runs into the next field")
+                        }
+                        break
+                    }
                     if next == UInt8(ascii: "\n") { throw .zoneSyntax(line: line, reason: "a quoted string runs past the line") }
-                } else if [UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\r"), UInt8(ascii: "\n"), UInt8(ascii: ";"),
-                           UInt8(ascii: "("), UInt8(ascii: ")")].contains(next) {
+                } else if delimiters.contains(next) {
                     break
                 }
                 if next == UInt8(ascii: "\\") {
-                    // Keep escapes in names (DNSName reads them); decode them in strings.
-                    guard index + 1 < bytes.count else { throw .zoneSyntax(line: line, reason: "a \\ at the end") }
+                    // Keep escapes in names (DNSName reads them); decode them in strings. A line
+                    // does not go on past an escaped end (Knot refuses it too).
+                    guard index + 1 < bytes.count, bytes[index + 1] != UInt8(ascii: "\n"), bytes[index + 1] != UInt8(ascii: "\r") else {
+                        throw .zoneSyntax(line: line, reason: "a \\ at the end of a line")
+                    }
                     if token.quoted {
                         guard let (value, length) = escape(bytes, at: index) else {
                             throw .zoneSyntax(line: line, reason: "a \\DDD escape needs three digits up to 255")

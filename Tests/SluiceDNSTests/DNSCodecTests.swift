@@ -170,6 +170,15 @@ import Testing
         _ = try DNSZone(origin: DNSName("example.test.")!, text: zone + "d A 198.18.0.1\nd DNAME new.")
     }
 
+    /// What Knot refuses to load, Sluice refuses too: an escaped line end, a quote inside a
+    /// field or a quoted string running into the next, and a directive with fields to spare.
+    @Test func looseSyntaxIsRefusedAsKnotRefusesIt() {
+        for bad in ["a TXT abc\\\n", "b TXT abc\"def\"ghi", "c TXT \"abc\"def", "d TXT \"ab\\\ncd\"", "$TTL 1h 1m", "$ORIGIN q.example.test. extra"] {
+            #expect(throws: DNSError.self, "\(bad)") { try DNSZoneFile.parse("$TTL 60\n" + bad + "\n", origin: DNSName("example.test.")!) }
+        }
+        #expect(throws: Never.self) { try DNSZoneFile.parse("$TTL 60\ne TXT \"abc\" \"def\";c\nf TXT \"x\"(\n\"y\")\n", origin: DNSName("example.test.")!) }
+    }
+
     /// RFC 4034 (appendix A.1) and RFC 4398 let a zone file name the algorithm where a number
     /// goes, as Knot reads it: the same record either way.
     @Test func algorithmsMayBeNamed() throws {
