@@ -88,20 +88,19 @@ public final class DNSAuthority: Sendable {
                 let ancestor = name.dropping(labels: level)
                 guard let sets = zone.nodes[ancestor], let delegation = sets[.ns] else { continue }
                 if level == 0 && type == .ds { break }
-                if answer.answers.isEmpty { answer.authoritative = false }
-                answer.authority = delegation
-                // In-domain glue first: a response that cannot carry all of it sets TC (RFC 9471).
-                let (inDomain, sibling) = glue(for: delegation, below: ancestor, zone: zone)
-                answer.requiredAdditional = answer.additional.count + inDomain.count
-                answer.additional += inDomain + sibling
-                return .done
+                return refer(to: delegation, at: ancestor, zone: zone, into: &answer)
             }
         }
         if let sets = zone.nodes[name] {
             return respond(from: sets, owner: name, type: type, zone: zone, into: &answer)
         }
-        // No such name: a wildcard at the closest encloser answers for it (RFC 4592).
+        // No such name: a wildcard at the closest encloser answers for it (RFC 4592); a
+        // wildcard with NS is a zone cut, whose referral goes out as it is written (DS is the
+        // parent side's: no data), as Knot answers them.
         if let sets = wildcardSets(covering: name, in: zone) {
+            if let delegation = sets[.ns], type != .ds, let cut = wildcard(for: name, in: zone) {
+                return refer(to: delegation, at: cut, zone: zone, into: &answer)
+            }
             answer.synthesized = true
             return respond(from: sets, owner: name, type: type, zone: zone, into: &answer)
         }
@@ -126,6 +125,18 @@ public final class DNSAuthority: Sendable {
         }
         answer.responseCode = .nameError
         answer.authority = [negativeSOA(zone)]
+        return .done
+    }
+
+    /// A referral to the zone cut at `cut`: its NS set in authority, no AA unless a CNAME chain
+    /// led here, and its glue.
+    func refer(to delegation: [DNSRecord], at cut: DNSName, zone: DNSZone, into answer: inout DNSAnswer) -> Step {
+        if answer.answers.isEmpty { answer.authoritative = false }
+        answer.authority = delegation
+        // In-domain glue first: a response that cannot carry all of it sets TC (RFC 9471).
+        let (inDomain, sibling) = glue(for: delegation, below: cut, zone: zone)
+        answer.requiredAdditional = answer.additional.count + inDomain.count
+        answer.additional += inDomain + sibling
         return .done
     }
 

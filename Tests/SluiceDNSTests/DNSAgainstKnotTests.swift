@@ -433,6 +433,8 @@ let dnsNamespaceCounter = Atomic<Int>(0)
         ttls 30 A 198.18.9.30
         ttls 10 A 198.18.9.10
         ttls 20 A 198.18.9.20
+        *.wns NS ns.elsewhere.test.
+        *.wns A 198.18.9.50
 
         """ + (10...23).map { n in
             "big NS nameserver-number-\(n).big\nnameserver-number-\(n).big A 198.18.9.\(n)\nnameserver-number-\(n).big AAAA 2001:2:9::\(n)\n"
@@ -608,6 +610,10 @@ let dnsNamespaceCounter = Atomic<Int>(0)
             ("ANY, its one set an NS", Self.header(id: 20, flags: 0, counts: [1, 0, 0, 0]) + Self.question("p.test", 255)),
             ("names in mixed case in the zone", Self.header(id: 21, flags: 0, counts: [1, 0, 0, 0]) + Self.question("mixed.p.test", 1)),
             ("a record set given three TTLs", Self.header(id: 22, flags: 0, counts: [1, 0, 0, 0]) + Self.question("ttls.p.test", 1)),
+            // A wildcard with NS is a cut: a referral as written, DS no data, as from Knot.
+            ("a name a wildcard NS covers", Self.header(id: 33, flags: 0, counts: [1, 0, 0, 0]) + Self.question("z.wns.p.test", 1)),
+            ("NS at a name a wildcard NS covers", Self.header(id: 34, flags: 0, counts: [1, 0, 0, 0]) + Self.question("a.z.wns.p.test", 2)),
+            ("DS at a name a wildcard NS covers", Self.header(id: 35, flags: 0, counts: [1, 0, 0, 0]) + Self.question("z.wns.p.test", 43)),
             ("a query carrying an answer record", Self.header(id: 23, flags: 0, counts: [1, 1, 0, 0]) + Self.question("p.test", 6)
                 + [0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 198, 18, 9, 1]),
             // Malformed: an option past the OPT's data, a cut option header, bytes after the last record.
