@@ -323,7 +323,9 @@ public struct XDPPort: Port, ~Copyable {
             count = xsk_ring_cons__peek(receiveRing, limit, &index)
             if count == 0 {
                 idleWaits &+= 1
-                if idleWaits * max(Int(pollTimeoutMilliseconds), 1) >= 1000 {
+                // Twice a second while idle, so a vanished interface or program stops the worker
+                // well within a second, teardown included.
+                if idleWaits * max(Int(pollTimeoutMilliseconds), 1) >= 500 {
                     idleWaits = 0
                     try checkPath()
                 }
