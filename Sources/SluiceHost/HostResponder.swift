@@ -204,11 +204,21 @@ public struct HostResponder: ~Copyable {
         guard answersEcho, icmp.hostByte(0) == 8, ipv4Addresses.contains(destination),
               source != .any, source.rawValue >> 28 < 14, source.rawValue >> 24 != 127
         else { return drop(\.ignoredControl) }
-        network = Self.turnEcho(&packet, networkOffset: networkOffset, headersLength: headerLength, fixedLength: 20,
+        // Record route and timestamp go back with this host's entries; the rest of the options not.
+        guard let options = headerLength > 20 ? Self.echoedOptions(network, headerLength: headerLength, own: destination) : []
+        else { return drop(\.ignoredControl) }
+        if !options.isEmpty { options.withUnsafeBytes { (network + 20).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+        let replyHeaderLength = 20 + options.count
+        network = Self.turnEcho(&packet, networkOffset: networkOffset, headersLength: headerLength, fixedLength: replyHeaderLength,
                                 from: 0x0800, to: 0x0000)
-        _ = writeReplyHeader(network, protocolNumber: 1, tos: network.hostByte(1), payloadLength: icmpLength,
+        _ = writeReplyHeader(network, protocolNumber: 1, tos: network.hostByte(1), payloadLength: options.count + icmpLength,
                              from: .v4(destination), to: .v4(source))
-        packet.length = networkOffset + 20 + icmpLength
+        if !options.isEmpty {
+            network.hostSetByte(0, 0x40 | UInt8(replyHeaderLength / 4))
+            network.hostSetBig16(10, 0)
+            network.hostSetBig16(10, InternetChecksum.checksum(UnsafeRawBufferPointer(start: network, count: replyHeaderLength)))
+        }
+        packet.length = networkOffset + replyHeaderLength + icmpLength
         turnLink(packet.dataStart)
         counters.echoReplies &+= 1
         return .answer

@@ -383,6 +383,39 @@ import Testing
         #expect(responder.counters.echoReplies == 2 && responder.counters.ignoredControl == 1 && responder.counters.badChecksum == 1)
     }
 
+    /// An echo request to the host over bare IP carrying `options` (padded by the caller).
+    func echoRequest(options: [UInt8]) -> [UInt8] {
+        let plain = echoRequest(to: IPv4Address(198, 18, 1, 2))
+        var header = Array(plain[0..<20]) + options
+        header[0] = 0x40 | UInt8(header.count / 4)
+        let total = header.count + plain.count - 20
+        header[2] = UInt8(total >> 8); header[3] = UInt8(total & 0xFF)
+        header[10] = 0; header[11] = 0
+        let checksum = header.withUnsafeBytes { InternetChecksum.checksum($0) }
+        header[10] = UInt8(checksum >> 8); header[11] = UInt8(checksum & 0xFF)
+        return header + plain[20...]
+    }
+
+    @Test("an echo request's record route comes back with the host's address in and out, as ping -R shows from Linux; a source route gets nothing")
+    func recordRouteIsEchoed() {
+        var responder = responder(linkLayer: .ip)
+        // Record route of 39 bytes, the sender's address already in, then end of options.
+        let recordRoute: [UInt8] = [7, 39, 8, 198, 18, 1, 1] + [UInt8](repeating: 0, count: 32) + [0]
+        let request = echoRequest(options: recordRoute)
+        let (disposition, reply) = admit(&responder, request)
+        #expect(disposition == .answer)
+        #expect(reply[0] == 0x4F && Harness.isIPv4HeaderValid(reply) && reply.count == request.count)
+        #expect(Array(reply[20..<23]) == [7, 39, 16], "two entries added")
+        #expect(Array(reply[23..<35]) == [198, 18, 1, 1, 198, 18, 1, 2, 198, 18, 1, 2])
+        #expect(reply[60] == 0 && reply[60...].withUnsafeBytes { InternetChecksum.checksum($0) } == 0, "an echo reply, summed")
+        #expect(Array(reply[64...]) == Array(request[64...]), "the identifier, sequence and data as sent")
+        let looseSourceRoute: [UInt8] = [0x83, 7, 4, 198, 18, 1, 9, 0]
+        #expect(admit(&responder, echoRequest(options: looseSourceRoute)).0 == .consumed)
+        // Other options are not echoed: a router alert alone leaves a plain header.
+        let (_, plain) = admit(&responder, echoRequest(options: [0x94, 4, 0, 0]))
+        #expect(plain[0] == 0x45 && Harness.isIPv4HeaderValid(plain) && plain.count == 36)
+    }
+
     @Test func aFrameForAnotherMACIsNotTheHosts() {
         var responder = responder()
         #expect(admit(&responder, ethernet(to: MACAddress(2, 9, 9, 9, 9, 9), type: 0x0800, echoRequest(to: IPv4Address(198, 18, 1, 2)))).0

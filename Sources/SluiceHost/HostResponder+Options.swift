@@ -1,0 +1,78 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SluiceCore
+import SluicePackets
+
+/// The IPv4 options an echo reply carries back, as the kernel builds them (`ip_options_echo`,
+/// RFC 1122 section 3.2.2.6): record route and timestamp are copied, with this host's entries
+/// added on the way in and on the way out where there is room; the rest are left out.
+extension HostResponder {
+    /// The reply's options for the request's options at `network + 20 ..< network + headerLength`,
+    /// padded to a multiple of 4 bytes; `nil` when the kernel would drop the request (a source
+    /// route, which `accept_source_route=0` refuses, or an option that runs past the header).
+    static func echoedOptions(_ network: UnsafeMutableRawPointer, headerLength: Int, own: IPv4Address) -> [UInt8]? {
+        var reply: [UInt8] = []
+        var offset = 20
+        while offset < headerLength {
+            let type = network.hostByte(offset)
+            if type == 0 { break }
+            if type == 1 {
+                offset += 1
+                continue
+            }
+            guard offset + 2 <= headerLength else { return nil }
+            let size = Int(network.hostByte(offset + 1))
+            guard size >= 2, offset + size <= headerLength else { return nil }
+            var option = Array(UnsafeRawBufferPointer(start: network + offset, count: size))
+            switch type {
+            case 0x83, 0x89:
+                return nil
+            case 7 where size >= 3:
+                // Record route: this host's address when it came in, and when it goes out.
+                for _ in 0..<2 where Int(option[2]) + 3 <= size && option[2] >= 4 {
+                    let at = Int(option[2]) - 1
+                    option.replaceSubrange(at..<(at + 4), with: own.bytesInNetworkOrder)
+                    option[2] += 4
+                }
+                reply += option
+            case 0x44 where size >= 4:
+                // Timestamp: milliseconds since midnight UTC, with this host's address first for
+                // flag 1, or only where this host is named next for flag 3; counted as overflow when full.
+                for _ in 0..<2 {
+                    let flags = option[3] & 0x0F
+                    let entry = flags == 0 ? 4 : 8
+                    let at = Int(option[2]) - 1
+                    guard option[2] >= 5, at + entry <= size else {
+                        if option[3] >> 4 < 15 { option[3] += 0x10 }
+                        continue
+                    }
+                    if flags == 3, Array(option[at..<(at + 4)]) != own.bytesInNetworkOrder { break }
+                    if flags == 1 { option.replaceSubrange(at..<(at + 4), with: own.bytesInNetworkOrder) }
+                    option.replaceSubrange((at + entry - 4)..<(at + entry), with: Self.millisecondsSinceMidnight())
+                    option[2] += UInt8(entry)
+                }
+                reply += option
+            default:
+                break
+            }
+            offset += size
+        }
+        while reply.count % 4 != 0 { reply.append(0) }
+        return reply
+    }
+
+    /// The time of day as a timestamp option holds it: milliseconds since midnight UTC, in
+    /// network order (RFC 791).
+    static func millisecondsSinceMidnight() -> [UInt8] {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let milliseconds = UInt32((Int(now.tv_sec) % 86_400) * 1000 + Int(now.tv_nsec) / 1_000_000)
+        return withUnsafeBytes(of: milliseconds.bigEndian) { Array($0) }
+    }
+}
+
+extension IPv4Address {
+    /// The four bytes of the address, most significant first.
+    var bytesInNetworkOrder: [UInt8] { withUnsafeBytes(of: rawValue.bigEndian) { Array($0) } }
+}
