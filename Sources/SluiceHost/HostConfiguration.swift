@@ -82,9 +82,9 @@ public struct HostCounters: Equatable, Sendable {
     /// Packets of a protocol the host does not carry, answered with ICMP protocol unreachable
     /// (ICMPv6 parameter problem).
     public var protocolUnreachable: UInt64 = 0
-    /// IPv6 packets whose extension headers earn an ICMPv6 parameter problem (an option that
-    /// says to report it, a routing header of an unknown type with segments left, hop-by-hop
-    /// options not first), answered with it.
+    /// Packets whose IPv4 options or IPv6 extension headers earn a parameter problem (an option
+    /// the kernel finds wrong; an IPv6 option that says to report it, a routing header of an
+    /// unknown type with segments left, hop-by-hop options not first), answered with it.
     public var parameterProblems: UInt64 = 0
     /// Datagrams not whole in time whose first fragment had come, answered with ICMP time
     /// exceeded, fragment reassembly (the rest of the timed-out ones are in ``reassembly``).

@@ -79,15 +79,18 @@ extension HostResponder {
         return nil
     }
 
-    /// Answers the packet with ICMPv6 parameter problem `code` at `pointer`, when an answer
-    /// may go (to this host's address, from another host's, within the rate limits).
+    /// Answers the packet with ICMP parameter problem (code 0) or ICMPv6 parameter problem
+    /// `code` at `pointer`, when an answer may go (to this host's address, from another host's,
+    /// within the rate limits).
     mutating func reportParameterProblem(_ packet: inout Packet, networkOffset: Int, total: Int, code: UInt8, pointer: Int,
                                          now: Instant) -> HostDisposition {
         let network = packet.dataStart + networkOffset
+        let isIPv6 = network.hostByte(0) >> 4 == 6
         let (source, destination, _) = Self.endpoints(network, protocolNumber: 0, length: 0)
         guard answersClosed(packet, source: source, destination: destination), errorLimiter.allow(to: source, now: now),
               turnIntoError(&packet, networkOffset: networkOffset, total: total, from: destination, to: source,
-                            word: 0x0400_0000 | UInt32(code) << 16, parameter: UInt32(pointer))
+                            word: isIPv6 ? 0x0400_0000 | UInt32(code) << 16 : 0x0C00_0000,
+                            parameter: isIPv6 ? UInt32(pointer) : UInt32(pointer) << 24)
         else { return drop(\.closedPort) }
         counters.parameterProblems &+= 1
         return .answer

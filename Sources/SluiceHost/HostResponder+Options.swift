@@ -62,6 +62,66 @@ extension HostResponder {
         return reply
     }
 
+    /// Where the kernel's `ip_options_compile` finds the received IPv4 options at `network + 20
+    /// ..< network + headerLength` wrong, as the pointer of the ICMP parameter problem it sends:
+    /// an option running past the header, a second record route or timestamp, one of those or
+    /// a source route with a short length or a pointer off, a timestamp of a kind it does not
+    /// know or full with its overflow count at 15, a router alert shorter than 4 bytes, CIPSO
+    /// (no DOI configured). `nil` when they are fine.
+    static func ipv4OptionsProblem(_ network: UnsafeMutableRawPointer, headerLength: Int) -> Int? {
+        func byte(_ offset: Int) -> Int { Int(network.hostByte(offset)) }
+        var offset = 20
+        var seenRecordRoute = false, seenTimestamp = false, seenSourceRoute = false
+        while offset < headerLength {
+            let type = byte(offset)
+            if type == 0 { return nil }
+            if type == 1 {
+                offset += 1
+                continue
+            }
+            guard offset + 2 <= headerLength else { return offset }
+            let size = byte(offset + 1)
+            guard size >= 2, offset + size <= headerLength else { return offset }
+            let pointer = size >= 3 ? byte(offset + 2) : 0
+            switch type {
+            case 7:
+                if seenRecordRoute { return offset }
+                if size < 3 { return offset + 1 }
+                if pointer < 4 || (pointer <= size && pointer + 3 > size) { return offset + 2 }
+                seenRecordRoute = true
+            case 0x44:
+                if seenTimestamp { return offset }
+                if size < 4 { return offset + 1 }
+                if pointer < 5 { return offset + 2 }
+                let flags = byte(offset + 3)
+                if pointer <= size {
+                    if pointer + 3 > size { return offset + 2 }
+                    switch flags & 0x0F {
+                    case 0: break
+                    case 1, 3: if pointer + 7 > size { return offset + 2 }
+                    default: return offset + 3
+                    }
+                } else if flags & 0x0F != 3 && flags >> 4 == 15 {
+                    return offset + 3
+                }
+                seenTimestamp = true
+            case 0x83, 0x89:
+                if size < 3 { return offset + 1 }
+                if pointer < 4 { return offset + 2 }
+                if seenSourceRoute { return offset }
+                seenSourceRoute = true
+            case 0x94:
+                if size < 4 { return offset + 1 }
+            case 0x86:
+                return offset
+            default:
+                break
+            }
+            offset += size
+        }
+        return nil
+    }
+
     /// The time of day as a timestamp option holds it: milliseconds since midnight UTC, in
     /// network order (RFC 791).
     static func millisecondsSinceMidnight() -> [UInt8] {

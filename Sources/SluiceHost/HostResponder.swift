@@ -98,6 +98,14 @@ public struct HostResponder: ~Copyable {
                 network = packet.dataStart + networkOffset
             }
             let transportOffset = Int(network.hostByte(0) & 0x0F) * 4
+            if transportOffset > 20, packet.length >= networkOffset + transportOffset,
+               let pointer = Self.ipv4OptionsProblem(network, headerLength: transportOffset) {
+                if verifiesChecksums, InternetChecksum.checksum(UnsafeRawBufferPointer(start: network, count: transportOffset)) != 0 {
+                    return drop(\.badChecksum)
+                }
+                let total = min(packet.length - networkOffset, Int(network.hostBig16(2)))
+                return reportParameterProblem(&packet, networkOffset: networkOffset, total: total, code: 0, pointer: pointer, now: now)
+            }
             switch network.hostByte(9) {
             case 1: return answerICMPv4(&packet, networkOffset: networkOffset, now: now)
             case 17: return checkPort(&packet, networkOffset: networkOffset, transportOffset: transportOffset, now: now)

@@ -416,6 +416,27 @@ import Testing
         #expect(plain[0] == 0x45 && Harness.isIPv4HeaderValid(plain) && plain.count == 36)
     }
 
+    @Test("IPv4 options the kernel finds wrong get ICMP parameter problem pointing where it points")
+    func badIPv4OptionsEarnParameterProblems() {
+        var responder = responder(linkLayer: .ip)
+        let cases: [(String, [UInt8], UInt8)] = [
+            ("a record route pointer of 3", [7, 7, 3, 0, 0, 0, 0, 0], 22),
+            ("a record route of length 2", [7, 2, 1, 1], 21),
+            ("a second record route", [7, 3, 4, 7, 3, 4, 0, 0], 23),
+            ("an option past the header", [1, 1, 0x94, 9], 22),
+            ("a timestamp of kind 2", [0x44, 8, 5, 2, 0, 0, 0, 0], 23),
+        ]
+        for (why, options, pointer) in cases {
+            let request = echoRequest(options: options)
+            let (disposition, reply) = admit(&responder, request)
+            #expect(disposition == .answer, "\(why)")
+            guard reply.count >= 28 else { continue }
+            #expect(reply[20] == 12 && reply[21] == 0 && reply[24] == pointer, "\(why): pointer \(reply[24])")
+            #expect(Array(reply[28...]) == request, "\(why): quoted whole")
+        }
+        #expect(responder.counters.parameterProblems == UInt64(cases.count))
+    }
+
     @Test func aFrameForAnotherMACIsNotTheHosts() {
         var responder = responder()
         #expect(admit(&responder, ethernet(to: MACAddress(2, 9, 9, 9, 9, 9), type: 0x0800, echoRequest(to: IPv4Address(198, 18, 1, 2)))).0
