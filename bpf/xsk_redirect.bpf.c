@@ -18,7 +18,6 @@
 #include <bpf/bpf_endian.h>
 
 #define MAX_QUEUES 256
-#define MAX_IPV6_EXTENSIONS 4
 
 // Verdict counters, one slot each, per CPU. Keep in step with XDPProgram.Verdict in Swift.
 enum verdict {
@@ -29,7 +28,8 @@ enum verdict {
     VERDICT_PASS_FRAGMENT = 4,  // IP fragments (no UDP header to look at, or not ours to reassemble)
     VERDICT_PASS_MALFORMED = 5, // truncated headers: the kernel decides what to do with them
     VERDICT_PASS_NOT_OURS = 6,  // another host's MAC, an address not the interface's, a VLAN with its own device
-    VERDICT_COUNT = 7,
+    VERDICT_PASS_OPTIONS = 7,   // IPv4 options or IPv6 extension headers: the kernel processes (and answers) them
+    VERDICT_COUNT = 8,
 };
 
 struct {
@@ -209,6 +209,12 @@ static __always_inline struct udphdr *find_udp(void *data, void *end, __u32 *why
             *why = VERDICT_PASS_FRAGMENT;
             return NULL;
         }
+        // Options are the kernel's to process, and to answer with a parameter problem when it
+        // finds them wrong; what passes reaches the server's kernel socket.
+        if (ip->ihl > 5) {
+            *why = VERDICT_PASS_OPTIONS;
+            return NULL;
+        }
         key->family = 4;
         __builtin_memcpy(key->addr, &ip->daddr, 4);
         cursor = (void *)ip + ((__u32)ip->ihl & 0xF) * 4;
@@ -220,15 +226,11 @@ static __always_inline struct udphdr *find_udp(void *data, void *end, __u32 *why
         cursor = ip6 + 1;
         key->family = 6;
         __builtin_memcpy(key->addr, &ip6->daddr, 16);
-#pragma unroll
-        for (int i = 0; i < MAX_IPV6_EXTENSIONS; i++) {
-            if (next != IPPROTO_HOPOPTS && next != IPPROTO_ROUTING && next != IPPROTO_DSTOPTS)
-                break;
-            struct { __u8 next; __u8 length; } *ext = cursor;
-            if ((void *)(ext + 1) > end)
-                return NULL;
-            next = ext->next;
-            cursor += ((__u32)ext->length + 1) * 8;
+        // Extension headers, as IPv4 options: the kernel processes them (RFC 8200 section 4)
+        // and sends the parameter problems they earn.
+        if (next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING || next == IPPROTO_DSTOPTS) {
+            *why = VERDICT_PASS_OPTIONS;
+            return NULL;
         }
         if (next == IPPROTO_FRAGMENT) {
             *why = VERDICT_PASS_FRAGMENT;

@@ -140,7 +140,10 @@ public struct XDPPort: Port, ~Copyable {
     /// The interface's index when the socket was made: another index under the same name, or
     /// none, means the interface went away under the socket.
     let interfaceIndex: UInt32
-    /// Receive waits in a row that found nothing; every second's worth of them, the path is checked.
+    /// The network namespace the socket was made in (its inode): names and indexes are looked
+    /// up only from a thread in it.
+    let namespace: UInt64
+    /// Receive waits in a row that found nothing; every half second's worth of them, the path is checked.
     @usableFromInline var idleWaits = 0
     @usableFromInline var _counters = PortCounters()
 
@@ -156,6 +159,7 @@ public struct XDPPort: Port, ~Copyable {
         self.configuration = configuration
         reserve = configuration.reservedFrames
         interfaceIndex = if_nametoindex(configuration.interface)
+        namespace = Self.currentNamespace()
         self.umem = umem
         self.pool = pool
         (fillRing, completionRing) = umem.ringsForNewSocket()
@@ -365,6 +369,15 @@ public struct XDPPort: Port, ~Copyable {
     @usableFromInline
     func checkPath() throws(SystemCallError) {
         let operation = "receiving on \(configuration.interface) queue \(configuration.queue)"
+        // The kernel unbinds the socket, with ENETDOWN, when its device leaves the namespace.
+        var pending: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        if getsockopt(descriptor, SOL_SOCKET, SO_ERROR, &pending, &length) == 0, pending != 0 {
+            throw SystemCallError(.xsk, operation: operation, errno: ENODEV,
+                                  hint: "the interface was deleted or moved under the running socket")
+        }
+        // By name and index only from the socket's own namespace (another thread may poll it).
+        guard Self.currentNamespace() == namespace else { return }
         let index = if_nametoindex(configuration.interface)
         guard index != 0, index == interfaceIndex else {
             throw SystemCallError(.xsk, operation: operation, errno: ENODEV,
@@ -375,6 +388,12 @@ public struct XDPPort: Port, ~Copyable {
             throw SystemCallError(.xsk, operation: operation, errno: ENOENT,
                                   hint: "the XDP program that feeds this socket was removed from the interface")
         }
+    }
+
+    /// The calling thread's network namespace, as the inode of its `/proc` entry; 0 when unknown.
+    static func currentNamespace() -> UInt64 {
+        var status = stat()
+        return stat("/proc/thread-self/ns/net", &status) == 0 ? UInt64(status.st_ino) : 0
     }
 
     /// Nothing on the RX ring: wake the kernel if it asked, then sleep in `poll` until frames

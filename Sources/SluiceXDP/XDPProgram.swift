@@ -46,13 +46,16 @@ public struct XDPVerdicts: Sendable, Equatable, CustomStringConvertible {
     /// Frames that are not this interface's to take (see ``XDPLinkFilter``): for another MAC,
     /// to an address not the interface's, or tagged with a VLAN that has its own device.
     public var passedNotOurs: UInt64 = 0
+    /// Frames with IPv4 options or IPv6 extension headers, passed for the kernel to process (it
+    /// answers what is wrong with a parameter problem; the server's kernel socket gets the rest).
+    public var passedOptions: UInt64 = 0
 
     /// All zero.
     public init() {}
 
     /// Every frame the program saw.
     public var total: UInt64 {
-        redirected + passedNotUDP + passedPort + passedNoSocket + passedFragment + passedMalformed + passedNotOurs
+        redirected + passedNotUDP + passedPort + passedNoSocket + passedFragment + passedMalformed + passedNotOurs + passedOptions
     }
 
     /// The names ``fields`` uses, in order.
@@ -62,13 +65,13 @@ public struct XDPVerdicts: Sendable, Equatable, CustomStringConvertible {
     public var fields: [(String, UInt64)] {
         [("redirected", redirected), ("passed_not_udp", passedNotUDP), ("passed_port", passedPort),
          ("passed_no_socket", passedNoSocket), ("passed_fragment", passedFragment), ("passed_malformed", passedMalformed),
-         ("passed_not_ours", passedNotOurs)]
+         ("passed_not_ours", passedNotOurs), ("passed_options", passedOptions)]
     }
 
     public var description: String {
         "redirected \(redirected), passed: not UDP \(passedNotUDP), port not steered \(passedPort), "
             + "no socket on queue \(passedNoSocket), fragment \(passedFragment), malformed \(passedMalformed), "
-            + "not ours \(passedNotOurs)"
+            + "not ours \(passedNotOurs), options \(passedOptions)"
     }
 }
 
@@ -144,8 +147,8 @@ public final class XDPProgram: @unchecked Sendable {
     static let mapNames = ["xsks_map", "ports", "verdicts"]
     /// Maps opened when the program has them (newer builds).
     static let optionalMapNames = ["listeners", "port_listeners", "link", "vlan_devices", "local_addresses", "queue_owners"]
-    /// Number of slots in the `verdicts` map (a program from before `passedNotOurs` has one fewer).
-    static let verdictCount = 7
+    /// Number of slots in the `verdicts` map (a program from an older build has fewer: those read as 0).
+    static let verdictCount = 8
 
     /// The object for the plain or the multi-buffer program, as the package embeds it.
     static func objectName(frags: Bool) -> String { frags ? "xsk_redirect_frags" : "xsk_redirect" }
@@ -604,6 +607,7 @@ public final class XDPProgram: @unchecked Sendable {
         verdicts.passedFragment = sums[4]
         verdicts.passedMalformed = sums[5]
         verdicts.passedNotOurs = sums[6]
+        verdicts.passedOptions = sums[7]
         return verdicts
     }
 
