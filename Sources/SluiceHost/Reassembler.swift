@@ -106,7 +106,10 @@ public struct Reassembler: ~Copyable {
         guard activeDatagrams > 0 else { return }
         for index in slots.indices where slots[index].inUse && slots[index].deadline <= now {
             counters.timedOut &+= 1
-            guard slots[index].headerLength > 0 else {
+            // Without its first fragment there is nothing to quote; an IPv6 one needs 8 bytes in
+            // front of its headers to put its fragment header back.
+            let room = pool.headroom + Self.headerRoom - slots[index].headerLength
+            guard slots[index].headerLength > 0, !slots[index].isIPv6 || room >= 8 else {
                 free(index, releasingFrame: true)
                 continue
             }
