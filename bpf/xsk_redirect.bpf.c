@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 // Sluice's XDP program: steers UDP (IPv4 or IPv6, optionally behind one VLAN tag) whose
-// destination port is in `ports` into the AF_XDP socket bound to the receiving queue, and
-// passes everything else (ARP, NDP, ICMP, TCP, other ports) to the kernel so the host keeps
-// working. No CO-RE: it touches only packet bytes, so it loads on kernels without BTF.
+// destination port is in `ports`, or whose destination is a listener's, into the AF_XDP socket
+// bound to the receiving queue (for a listener, only one its own server holds), and passes
+// everything else (ARP, NDP, ICMP, TCP, other ports, fragments, IPv4 options and IPv6 extension
+// headers, another host's or device's frames) to the kernel so the host keeps working. No
+// CO-RE: it touches only packet bytes, so it loads on kernels without BTF.
 //
 // Built twice (by the package's SluiceBPFPlugin, and by `make bpf` for SLUICE_BPF_DIR): plain
 // (SEC "xdp") and with -DSLUICE_FRAGS (SEC "xdp.frags", for multi-buffer frames; headers are
@@ -217,7 +219,7 @@ static __always_inline struct udphdr *find_udp(void *data, void *end, __u32 *why
         }
         key->family = 4;
         __builtin_memcpy(key->addr, &ip->daddr, 4);
-        cursor = (void *)ip + ((__u32)ip->ihl & 0xF) * 4;
+        cursor = ip + 1;
     } else if (proto == bpf_htons(ETH_P_IPV6)) {
         struct ipv6hdr *ip6 = cursor;
         if ((void *)(ip6 + 1) > end)

@@ -187,7 +187,7 @@ struct ServeOptions: ParsableArguments {
         if backend != .xdp, trustChecksums { throw ValidationError("--trust-checksums is for --backend xdp (the kernel verifies the other backends')") }
         if backend.isDevice {
             guard let name, TUNDevice.isValidName(name) else {
-                throw ValidationError("--backend \(backend) needs --name NAME (1 to 15 bytes, none of them '/', ':' or white space)")
+                throw ValidationError("--backend \(backend) needs --name NAME (1 to 15 bytes, none of them '/', ':' or white space, and not '.' or '..')")
             }
             let kernelAddresses = try address.map { try parsePrefix($0).address }
             // Packets to the kernel's own address stay in the kernel: none would reach the device.

@@ -97,9 +97,9 @@ public final class DNSAuthority: Sendable {
         // No such name: a wildcard at the closest encloser answers for it (RFC 4592); a
         // wildcard with NS is a zone cut, whose referral goes out as it is written (DS is the
         // parent side's: no data), as Knot answers them.
-        if let sets = wildcardSets(covering: name, in: zone) {
-            if let delegation = sets[.ns], type != .ds, let cut = wildcard(for: name, in: zone) {
-                return refer(to: delegation, at: cut, zone: zone, into: &answer)
+        if let wildcard = wildcard(for: name, in: zone), let sets = zone.nodes[wildcard] {
+            if let delegation = sets[.ns], type != .ds {
+                return refer(to: delegation, at: wildcard, zone: zone, into: &answer)
             }
             answer.synthesized = true
             return respond(from: sets, owner: name, type: type, zone: zone, into: &answer)

@@ -24,7 +24,8 @@ public struct HostConfiguration: Sendable {
     /// The prefixes the host shares with its peers on the device (the kernel's addresses with
     /// their lengths). The kernel spaces ICMPv6 errors to a peer by the length of the route to
     /// it, a /64 four times closer than a /128 (`icmpv6_xrlim_allow`); a peer in none of these
-    /// is spaced as a /128 (and IPv4 errors always a second apart, bursts of six).
+    /// is spaced as a /128, as through a host route (the kernel would use a shorter route's
+    /// length, a default route's among them); IPv4 errors are always a second apart, bursts of six.
     public var onLinkPrefixes: [(address: IPAddress, prefixLength: Int)] = []
 
     /// A host with `addresses`, `mac` on a TAP device, behind a device of `mtu`.
@@ -82,6 +83,9 @@ public struct HostCounters: Equatable, Sendable {
     /// Packets of a protocol the host does not carry, answered with ICMP protocol unreachable
     /// (ICMPv6 parameter problem).
     public var protocolUnreachable: UInt64 = 0
+    /// Packets the kernel drops for their IPv4 options (a source route) or IPv6 extension headers
+    /// (options marked "discard", headers cut short), dropped.
+    public var refusedOptions: UInt64 = 0
     /// Packets whose IPv4 options or IPv6 extension headers earn a parameter problem (an option
     /// the kernel finds wrong; an IPv6 option that says to report it, a routing header of an
     /// unknown type with segments left, hop-by-hop options not first), answered with it.
@@ -92,7 +96,7 @@ public struct HostCounters: Equatable, Sendable {
     /// UDP datagrams to a port the service is not on, and TCP segments and other protocols,
     /// dropped unanswered: past the ICMP rate limits, to or from an address no answer goes to,
     /// resets themselves, or (UDP) with IP options or extension headers; and parameter problems
-    /// left unanswered for the same reasons.
+    /// and reassembly time exceeded left unanswered for the same reasons.
     public var closedPort: UInt64 = 0
     /// Reassembly's own counts.
     public var reassembly = ReassemblyCounters()
@@ -122,6 +126,7 @@ public struct HostCounters: Equatable, Sendable {
         protocolUnreachable &+= other.protocolUnreachable
         timeExceeded &+= other.timeExceeded
         parameterProblems &+= other.parameterProblems
+        refusedOptions &+= other.refusedOptions
         closedPort &+= other.closedPort
         reassembly.add(other.reassembly)
         fragmentedReplies &+= other.fragmentedReplies
@@ -136,7 +141,7 @@ public struct HostCounters: Equatable, Sendable {
          ("host_malformed", malformed), ("host_bad_checksum", badChecksum), ("path_mtu_updates", pathMTUUpdates),
          ("port_unreachable_sent", portUnreachable), ("tcp_resets_sent", tcpResets),
          ("protocol_unreachable_sent", protocolUnreachable), ("time_exceeded_sent", timeExceeded),
-         ("parameter_problems_sent", parameterProblems),
+         ("parameter_problems_sent", parameterProblems), ("host_refused_options", refusedOptions),
          ("closed_port", closedPort)]
             + reassembly.fields
             + [("fragmented_replies", fragmentedReplies), ("fragments_sent", fragmentsSent), ("dropped_output", droppedOutput)]

@@ -144,7 +144,10 @@ extension HostResponder {
             guard answersClosed(packet, source: source, destination: destination), errorLimiter.allow(to: source, now: now),
                   turnIntoError(&packet, networkOffset: networkOffset, total: total, from: destination, to: source,
                                 word: isIPv6 ? 0x0301_0000 : 0x0B01_0000, parameter: 0)
-            else { return false }
+            else {
+                counters.closedPort &+= 1
+                return false
+            }
             counters.timeExceeded &+= 1
             return true
         }

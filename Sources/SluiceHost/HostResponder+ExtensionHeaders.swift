@@ -6,32 +6,34 @@ import SluicePackets
 /// two high bits say "discard and tell the source" (code 2, pointing at the option); a routing
 /// header of a type the host does not know with segments left (code 0, at its type field); and
 /// hop-by-hop options anywhere but first (code 1, at the field that named them). What is
-/// malformed first, or says "discard" alone, is left to the service stage's rules, which drop it.
+/// malformed first, or says "discard" alone, is dropped in silence, as the kernel drops it.
 extension HostResponder {
-    /// What the kernel does with a packet's extension headers.
-    enum ExtensionHeaderVerdict: Equatable {
-        /// Nothing to say: the headers pass, or the service stage drops them in silence.
+    /// What the kernel does with a packet's IPv4 options or IPv6 extension headers.
+    enum OptionsVerdict: Equatable {
+        /// They pass.
         case pass
+        /// The packet is dropped in silence.
+        case drop
         /// A parameter problem of `code`, `pointer` bytes into the packet.
         case parameterProblem(code: UInt8, pointer: Int)
     }
 
     /// The verdict on the extension headers of the `length`-byte IPv6 packet at `network`.
-    static func extensionHeaderVerdict(_ network: UnsafeMutableRawPointer, length: Int) -> ExtensionHeaderVerdict {
+    static func extensionHeaderVerdict(_ network: UnsafeMutableRawPointer, length: Int) -> OptionsVerdict {
         func byte(_ offset: Int) -> Int { Int(network.hostByte(offset)) }
         var next = byte(6)
         var field = 6
         var offset = 40
         while next == 0 || next == 43 || next == 60 {
-            guard offset + 8 <= length else { return .pass }
+            guard offset + 8 <= length else { return .drop }
             let size = (byte(offset + 1) + 1) * 8
-            guard offset + size <= length else { return .pass }
+            guard offset + size <= length else { return .drop }
             switch next {
             case 0 where offset != 40:
                 return .parameterProblem(code: 1, pointer: field)
             case 0, 60:
                 if let pointer = unknownOptionToReport(network, header: offset, size: size, hopByHop: next == 0) {
-                    return pointer < 0 ? .pass : .parameterProblem(code: 2, pointer: pointer)
+                    return pointer < 0 ? .drop : .parameterProblem(code: 2, pointer: pointer)
                 }
             default:
                 // Routing: types 2 (mobility), 3 (RPL) and 4 (segment routing) have handlers of

@@ -62,12 +62,20 @@ extension HostResponder {
         return reply
     }
 
-    /// Where the kernel's `ip_options_compile` finds the received IPv4 options at `network + 20
-    /// ..< network + headerLength` wrong, as the pointer of the ICMP parameter problem it sends:
-    /// an option running past the header, a second record route or timestamp, one of those or
-    /// a source route with a short length or a pointer off, a timestamp of a kind it does not
-    /// know or full with its overflow count at 15, a router alert shorter than 4 bytes, CIPSO
-    /// (no DOI configured). `nil` when they are fine.
+    /// The verdict on the received IPv4 options at `network + 20 ..< network + headerLength`, as
+    /// the kernel's `ip_options_compile` reads them: a parameter problem pointing where it finds
+    /// them wrong (an option running past the header, a second record route or timestamp, one of
+    /// those or a source route with a short length or a pointer off, a timestamp of a kind it
+    /// does not know or full with its overflow count at 15, a router alert shorter than 4 bytes,
+    /// CIPSO with no DOI configured); a drop for a well-formed source route
+    /// (`accept_source_route=0`).
+    static func ipv4OptionsVerdict(_ network: UnsafeMutableRawPointer, headerLength: Int) -> OptionsVerdict {
+        let problem = ipv4OptionsProblem(network, headerLength: headerLength)
+        if let problem { return .parameterProblem(code: 0, pointer: problem) }
+        return echoedOptions(network, headerLength: headerLength, own: .any) == nil ? .drop : .pass
+    }
+
+    /// Where ``ipv4OptionsVerdict(_:headerLength:)`` finds the options wrong; `nil` when it does not.
     static func ipv4OptionsProblem(_ network: UnsafeMutableRawPointer, headerLength: Int) -> Int? {
         func byte(_ offset: Int) -> Int { Int(network.hostByte(offset)) }
         var offset = 20

@@ -98,13 +98,19 @@ public struct HostResponder: ~Copyable {
                 network = packet.dataStart + networkOffset
             }
             let transportOffset = Int(network.hostByte(0) & 0x0F) * 4
-            if transportOffset > 20, packet.length >= networkOffset + transportOffset,
-               let pointer = Self.ipv4OptionsProblem(network, headerLength: transportOffset) {
+            if transportOffset > 20 {
+                // As the kernel: lengths and the header checksum first, then the options.
+                let total = Int(network.hostBig16(2))
+                guard total >= transportOffset, networkOffset + total <= packet.length else { return drop(\.malformed) }
                 if verifiesChecksums, InternetChecksum.checksum(UnsafeRawBufferPointer(start: network, count: transportOffset)) != 0 {
                     return drop(\.badChecksum)
                 }
-                let total = min(packet.length - networkOffset, Int(network.hostBig16(2)))
-                return reportParameterProblem(&packet, networkOffset: networkOffset, total: total, code: 0, pointer: pointer, now: now)
+                switch Self.ipv4OptionsVerdict(network, headerLength: transportOffset) {
+                case .pass: break
+                case .drop: return drop(\.refusedOptions)
+                case .parameterProblem(let code, let pointer):
+                    return reportParameterProblem(&packet, networkOffset: networkOffset, total: total, code: code, pointer: pointer, now: now)
+                }
             }
             switch network.hostByte(9) {
             case 1: return answerICMPv4(&packet, networkOffset: networkOffset, now: now)
@@ -124,8 +130,12 @@ public struct HostResponder: ~Copyable {
                 next = network.hostByte(6)
             }
             if next == 17 { return checkPort(&packet, networkOffset: networkOffset, transportOffset: 40, now: now) }
-            let total = min(packet.length - networkOffset, 40 + Int(network.hostBig16(4)))
-            if case .parameterProblem(let code, let pointer) = Self.extensionHeaderVerdict(network, length: total) {
+            let total = 40 + Int(network.hostBig16(4))
+            guard total <= packet.length - networkOffset else { return drop(\.malformed) }
+            switch Self.extensionHeaderVerdict(network, length: total) {
+            case .pass: break
+            case .drop: return drop(\.refusedOptions)
+            case .parameterProblem(let code, let pointer):
                 return reportParameterProblem(&packet, networkOffset: networkOffset, total: total, code: code, pointer: pointer, now: now)
             }
             guard let header = try? IPv6Header(UnsafeMutableRawBufferPointer(start: network, count: packet.length - networkOffset)),

@@ -62,8 +62,10 @@ public func configureDatagramSocket(_ descriptor: Int32, family: Int32, listen: 
 ///
 /// Workers bind with `SO_REUSEPORT`, and the kernel lets any socket of the same user that also
 /// set it join their group: a second server started on the same port would silently take a share
-/// of the first one's traffic. A socket bound without the option, then closed, finds out first.
-/// Port 0 asks for a free port, so there is nothing to check.
+/// of the first one's traffic. A socket bound without the option, then closed, finds out first
+/// (a socket that binds between that close and the first worker's bind still joins: the check
+/// narrows the window, the kernel offers no way to close it). Port 0 asks for a free port, so
+/// there is nothing to check.
 public func requireFreeDatagramAddress(_ listen: IPEndpoint) throws(SystemCallError) {
     guard listen.port != 0 else { return }
     let family = listen.address.family

@@ -68,7 +68,7 @@ final class TLSHandshake {
                 if serverName.count > 1, serverName.hasSuffix(".") { serverName.removeLast() }
                 // A throw from here on runs deinit, which frees the connection.
                 guard sluice_ssl_set_host_name(ssl, serverName) == 1 else {
-                    throw TLSError("setting the server name \(serverName)", hint: "give a host name of 1 to 255 bytes")
+                    throw TLSError("setting the server name \(serverName)", hint: "give a host name of 1 to 253 bytes")
                 }
                 if context.configuration.peerVerification != .none { SSL_set1_host(ssl, serverName) }
             } else if let peerAddress, context.configuration.peerVerification != .none {

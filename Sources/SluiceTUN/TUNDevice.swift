@@ -193,10 +193,11 @@ public final class TUNDevice: @unchecked Sendable {
 
 extension TUNDevice {
     /// Whether the kernel takes `name` for an interface (`dev_valid_name`): 1 to 15 bytes, no
-    /// `/`, `:` or white space, and not `.` or `..`. A `%d` in it asks the kernel for a number.
+    /// `/`, `:` or white space (its `isspace`, byte 0xA0 included), and not `.` or `..`. A `%d`
+    /// in it asks the kernel for a number.
     public static func isValidName(_ name: String) -> Bool {
         (1...15).contains(name.utf8.count) && name != "." && name != ".."
-            && !name.utf8.contains { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || [9, 10, 11, 12, 13, 32].contains($0) }
+            && !name.utf8.contains { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || [9, 10, 11, 12, 13, 32, 0xA0].contains($0) }
     }
 
     /// Whether the interface `name` of the calling thread's namespace is a TUN or TAP device: its

@@ -373,8 +373,8 @@ public struct XDPPort: Port, ~Copyable {
         var pending: Int32 = 0
         var length = socklen_t(MemoryLayout<Int32>.size)
         if getsockopt(descriptor, SOL_SOCKET, SO_ERROR, &pending, &length) == 0, pending != 0 {
-            throw SystemCallError(.xsk, operation: operation, errno: ENODEV,
-                                  hint: "the interface was deleted or moved under the running socket")
+            throw SystemCallError(.xsk, operation: operation, errno: pending,
+                                  hint: pending == ENETDOWN ? "the interface was deleted or moved under the running socket" : nil)
         }
         // By name and index only from the socket's own namespace (another thread may poll it).
         guard Self.currentNamespace() == namespace else { return }

@@ -343,9 +343,12 @@ public final class XDPProgram: @unchecked Sendable {
     /// other addresses, and frames that arrive on a queue whose socket another owner inserted,
     /// are left to the kernel.
     ///
-    /// - Parameter owner: the process that serves it, by default this one. A listener whose
-    ///   owner has exited (killed, say) is taken over; one a running process owns is refused
-    ///   (`EADDRINUSE`), and removing it (`enabled: false`) leaves it alone.
+    /// - Parameters:
+    ///   - endpoint: the listen address and port.
+    ///   - enabled: `false` takes the listener back (only one `owner` owns).
+    ///   - owner: the process that serves it, by default this one. A listener whose owner has
+    ///     exited (killed, say) is taken over; one a running process owns is refused
+    ///     (`EADDRINUSE`), and removing it leaves it alone.
     public func setListener(_ endpoint: IPEndpoint, enabled: Bool = true, owner: UInt32 = UInt32(getpid())) throws(SystemCallError) {
         guard listenersMap >= 0, queueOwnersMap >= 0 else {
             throw SystemCallError(.xdp, operation: "steering \(endpoint) on \(interfaceName)", errno: EOPNOTSUPP,
@@ -356,14 +359,18 @@ public final class XDPProgram: @unchecked Sendable {
         // Another process can change the same port's listeners: the summary is derived under a lock.
         let lock = Self.lockListeners()
         defer { if lock >= 0 { close(lock) } }
-        for var key in keys {
+        // Every key's owner first, so a refusal leaves the map as it was.
+        let owners = keys.map { key in
+            var key = key
             var current: UInt32 = 0
-            let found = bpf_map_lookup_elem(listenersMap, &key, &current) == 0
-            if enabled, found, current != owner, Self.processIsRunning(current) {
-                throw SystemCallError(.xdp, operation: "steering \(endpoint) on \(interfaceName)", errno: EADDRINUSE,
-                                      hint: "process \(current) serves this address through the XDP program")
-            }
-            guard enabled || (found && current == owner) else { continue }
+            return bpf_map_lookup_elem(listenersMap, &key, &current) == 0 ? current : nil
+        }
+        if enabled, let taken = owners.compactMap({ $0 }).first(where: { $0 != owner && Self.processIsRunning($0) }) {
+            throw SystemCallError(.xdp, operation: "steering \(endpoint) on \(interfaceName)", errno: EADDRINUSE,
+                                  hint: "process \(taken) serves this address through the XDP program")
+        }
+        for (var key, current) in zip(keys, owners) {
+            guard enabled || current == owner else { continue }
             var value = owner
             let result = enabled ? bpf_map_update_elem(listenersMap, &key, &value, UInt64(BPF_ANY))
                                  : bpf_map_delete_elem(listenersMap, &key)
@@ -561,7 +568,12 @@ public final class XDPProgram: @unchecked Sendable {
                 hint: code == E2BIG || code == EINVAL
                     ? "the queue must be below 256 and the descriptor a bound AF_XDP socket" : nil)
         }
-        try setQueueOwner(queue, owner)
+        do {
+            try setQueueOwner(queue, owner)
+        } catch {
+            _ = bpf_map_delete_elem(xsksMap, &key)
+            throw error
+        }
     }
 
     /// Stops directing frames on `queue` to a socket (they are passed to the kernel instead).

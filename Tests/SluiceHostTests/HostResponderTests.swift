@@ -310,7 +310,6 @@ import Testing
             ("after PadN, an unknown hop-by-hop option marked 10", datagram(behind: 0, [1, 0, 0x9E, 2, 0, 0]), (2, 44)),
             ("a routing header of type 0 with a segment left", datagram(behind: 43, [0, 1, 0, 0, 0, 0]), (0, 42)),
             ("a routing header of type 99 with a segment left", datagram(behind: 43, [99, 1, 0, 0, 0, 0]), (0, 42)),
-            ("an unknown option marked 01: dropped in silence by the service's rules", datagram(behind: 60, [0x5E, 4, 0, 0, 0, 0]), nil),
             ("an unknown option marked 00: skipped", datagram(behind: 60, [0x1E, 4, 0, 0, 0, 0]), nil),
             ("a routing header with no segment left", datagram(behind: 43, [0, 0, 0, 0, 0, 0]), nil),
         ]
@@ -327,6 +326,23 @@ import Testing
             }
         }
         #expect(responder.counters.parameterProblems == 5)
+        // An option marked 01 ends the packet in silence, whatever it carries: a datagram, or a
+        // ping the host would otherwise answer.
+        var ping = datagram(behind: 60, [0x5E, 4, 0, 0, 0, 0])
+        ping[40] = 58
+        var echo: [UInt8] = [128, 0, 0, 0, 0, 1, 0, 1] + Array(ping[56...])
+        let pseudo = InternetChecksum.pseudoHeaderSum(source: IPv6Address("2001:2:1::1")!, destination: IPv6Address("2001:2:1::2")!,
+                                                      nextHeader: 58, length: echo.count)
+        let sum = echo.withUnsafeBytes { InternetChecksum.checksum($0, initial: pseudo) }
+        echo[2] = UInt8(sum >> 8); echo[3] = UInt8(sum & 0xFF)
+        ping = Array(ping[..<48]) + echo
+        var clean = ping
+        clean[42] = 0x1E   // the same option marked 00: the ping is answered
+        #expect(admit(&responder, clean).0 == .answer, "the ping itself is sound")
+        for packet in [datagram(behind: 60, [0x5E, 4, 0, 0, 0, 0]), ping] {
+            #expect(admit(&responder, packet).0 == .consumed)
+        }
+        #expect(responder.counters.refusedOptions == 2 && responder.counters.echoReplies == 1)
     }
 
     @Test("ICMPv6 errors to a peer on a /64 are spaced a quarter second, as the kernel spaces them; on no known prefix, a second")

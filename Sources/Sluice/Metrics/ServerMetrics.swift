@@ -30,7 +30,7 @@ extension WorkerSample {
     static let hostDrops: Set<String> = [
         "not_for_this_host", "other_ethertype", "host_malformed", "host_bad_checksum", "fragment_duplicates",
         "fragment_overlaps", "reassembly_timeouts", "reassembly_evictions", "fragment_malformed", "reassembly_no_frame",
-        "dropped_output",
+        "dropped_output", "host_refused_options",
     ]
 
     /// Appends the sample under the names the README lists: `sluice_port_*_total`,
