@@ -81,6 +81,41 @@ extension HostResponder {
         return nil
     }
 
+    /// What becomes of an IPv4 packet for its options (the kernel checks lengths and the header
+    /// checksum first); `nil` when it goes on.
+    mutating func checkIPv4Options(_ packet: inout Packet, networkOffset: Int, now: Instant) -> HostDisposition? {
+        let network = packet.dataStart + networkOffset
+        let headerLength = Int(network.hostByte(0) & 0x0F) * 4
+        guard headerLength > 20 else { return nil }
+        let total = Int(network.hostBig16(2))
+        guard total >= headerLength, networkOffset + total <= packet.length else { return drop(\.malformed) }
+        if verifiesChecksums, InternetChecksum.checksum(UnsafeRawBufferPointer(start: network, count: headerLength)) != 0 {
+            return drop(\.badChecksum)
+        }
+        return dispose(&packet, Self.ipv4OptionsVerdict(network, headerLength: headerLength), networkOffset: networkOffset,
+                       total: total, now: now)
+    }
+
+    /// What becomes of an IPv6 packet for its extension headers; `nil` when it goes on.
+    mutating func checkExtensionHeaders(_ packet: inout Packet, networkOffset: Int, now: Instant) -> HostDisposition? {
+        let network = packet.dataStart + networkOffset
+        let total = 40 + Int(network.hostBig16(4))
+        guard total <= packet.length - networkOffset else { return drop(\.malformed) }
+        return dispose(&packet, Self.extensionHeaderVerdict(network, length: total), networkOffset: networkOffset,
+                       total: total, now: now)
+    }
+
+    /// Acts on `verdict`: nothing, a drop, or the parameter problem.
+    mutating func dispose(_ packet: inout Packet, _ verdict: OptionsVerdict, networkOffset: Int, total: Int,
+                          now: Instant) -> HostDisposition? {
+        switch verdict {
+        case .pass: nil
+        case .drop: drop(\.refusedOptions)
+        case .parameterProblem(let code, let pointer):
+            reportParameterProblem(&packet, networkOffset: networkOffset, total: total, code: code, pointer: pointer, now: now)
+        }
+    }
+
     /// Answers the packet with ICMP parameter problem (code 0) or ICMPv6 parameter problem
     /// `code` at `pointer`, when an answer may go (to this host's address, from another host's,
     /// within the rate limits).

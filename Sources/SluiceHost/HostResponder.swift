@@ -88,6 +88,9 @@ public struct HostResponder: ~Copyable {
         guard version == 0 || network.hostByte(0) >> 4 == version else { return drop(\.malformed) }
         switch network.hostByte(0) >> 4 {
         case 4:
+            // Options are checked on every packet as it comes, fragments included, as the kernel
+            // checks them before it reassembles.
+            if let refused = checkIPv4Options(&packet, networkOffset: networkOffset, now: now) { return refused }
             if Reassembler.isIPv4Fragment(network) {
                 let headerLength = Int(network.hostByte(0) & 0x0F) * 4
                 guard headerLength >= 20, packet.length >= networkOffset + headerLength else { return drop(\.malformed) }
@@ -98,20 +101,6 @@ public struct HostResponder: ~Copyable {
                 network = packet.dataStart + networkOffset
             }
             let transportOffset = Int(network.hostByte(0) & 0x0F) * 4
-            if transportOffset > 20 {
-                // As the kernel: lengths and the header checksum first, then the options.
-                let total = Int(network.hostBig16(2))
-                guard total >= transportOffset, networkOffset + total <= packet.length else { return drop(\.malformed) }
-                if verifiesChecksums, InternetChecksum.checksum(UnsafeRawBufferPointer(start: network, count: transportOffset)) != 0 {
-                    return drop(\.badChecksum)
-                }
-                switch Self.ipv4OptionsVerdict(network, headerLength: transportOffset) {
-                case .pass: break
-                case .drop: return drop(\.refusedOptions)
-                case .parameterProblem(let code, let pointer):
-                    return reportParameterProblem(&packet, networkOffset: networkOffset, total: total, code: code, pointer: pointer, now: now)
-                }
-            }
             switch network.hostByte(9) {
             case 1: return answerICMPv4(&packet, networkOffset: networkOffset, now: now)
             case 17: return checkPort(&packet, networkOffset: networkOffset, transportOffset: transportOffset, now: now)
@@ -123,20 +112,16 @@ public struct HostResponder: ~Copyable {
             guard packet.length >= networkOffset + 40 else { return drop(\.malformed) }
             var next = network.hostByte(6)
             if next == 17 { return checkPort(&packet, networkOffset: networkOffset, transportOffset: 40, now: now) }
+            // The headers in front of a fragment header are each fragment's, checked as it comes;
+            // those behind it, once the datagram is whole.
+            if let refused = checkExtensionHeaders(&packet, networkOffset: networkOffset, now: now) { return refused }
             if next == 44 || ((next == 0 || next == 43 || next == 60)
                               && Reassembler.ipv6FragmentHeader(network, length: packet.length - networkOffset) != nil) {
                 guard reassembler.insert(&packet, networkOffset: networkOffset, now: now) else { return .consumed }
                 network = packet.dataStart + networkOffset
                 next = network.hostByte(6)
-            }
-            if next == 17 { return checkPort(&packet, networkOffset: networkOffset, transportOffset: 40, now: now) }
-            let total = 40 + Int(network.hostBig16(4))
-            guard total <= packet.length - networkOffset else { return drop(\.malformed) }
-            switch Self.extensionHeaderVerdict(network, length: total) {
-            case .pass: break
-            case .drop: return drop(\.refusedOptions)
-            case .parameterProblem(let code, let pointer):
-                return reportParameterProblem(&packet, networkOffset: networkOffset, total: total, code: code, pointer: pointer, now: now)
+                if next == 17 { return checkPort(&packet, networkOffset: networkOffset, transportOffset: 40, now: now) }
+                if let refused = checkExtensionHeaders(&packet, networkOffset: networkOffset, now: now) { return refused }
             }
             guard let header = try? IPv6Header(UnsafeMutableRawBufferPointer(start: network, count: packet.length - networkOffset)),
                   let (upper, offset) = try? header.upperLayer()

@@ -451,6 +451,15 @@ import Testing
             #expect(Array(reply[28...]) == request, "\(why): quoted whole")
         }
         #expect(responder.counters.parameterProblems == UInt64(cases.count))
+        // A later fragment is checked as it comes, before reassembly, as the kernel checks it.
+        var fragment = echoRequest(options: [7, 7, 3, 0, 0, 0, 0, 0])
+        fragment[6] = 0; fragment[7] = 1   // offset 8 bytes, no more fragments
+        fragment[10] = 0; fragment[11] = 0
+        let sum = fragment[0..<28].withUnsafeBytes { InternetChecksum.checksum($0) }
+        fragment[10] = UInt8(sum >> 8); fragment[11] = UInt8(sum & 0xFF)
+        let (disposition, reply) = admit(&responder, fragment)
+        #expect(disposition == .answer && reply.count > 24 && reply[20] == 12 && reply[24] == 22)
+        #expect(responder.reassembler.activeDatagrams == 0, "nothing kept for reassembly")
     }
 
     @Test func aFrameForAnotherMACIsNotTheHosts() {
