@@ -209,9 +209,9 @@ public struct DNSResponder {
         // (RFC 2136 section 3.1.1), are not allowed; without their question they are malformed;
         // the rest are not implemented, question or not. In CHAOS nothing but a query is
         // implemented, and a class with no zones here (not IN or ANY) is refused.
+        let questionClass = question.map { DNSWire.u16(query, $0.end - 2) }
         guard header.opcode == 0 else {
-            let recordClass = question.map { DNSWire.u16(query, $0.end - 2) } ?? 1
-            let code: DNSResponseCode = switch (header.opcode, recordClass) {
+            let code: DNSResponseCode = switch (header.opcode, questionClass ?? 1) {
             case (_, 3): .notImplemented
             case (_, let other) where other != 1 && other != 255: .refused
             case (4, _): type == nil ? .formatError : .notAuthorized
@@ -222,8 +222,7 @@ public struct DNSResponder {
         }
         // A plain query has its question; records in its answer and authority sections (well
         // formed, as read above) are passed over, as Knot does.
-        guard let (questionEnd, nameLength) = question, let type else { return finish(message, header: reply, code: .formatError, questionEnd: question?.end, edns: responseEDNS, limit: sizeLimit) }
-        let recordClass = DNSWire.u16(query, questionEnd - 2)
+        guard let (questionEnd, nameLength) = question, let type, let recordClass = questionClass else { return finish(message, header: reply, code: .formatError, questionEnd: question?.end, edns: responseEDNS, limit: sizeLimit) }
         if recordClass == 3 {
             // CHAOS has no zones to transfer, and TYPE0 is reserved: Knot answers NOTIMP.
             if type.rawValue == 0 || type == .axfr || type == .ixfr {

@@ -70,64 +70,58 @@ extension HostResponder {
     /// CIPSO with no DOI configured); a drop for a well-formed source route
     /// (`accept_source_route=0`).
     static func ipv4OptionsVerdict(_ network: UnsafeMutableRawPointer, headerLength: Int) -> OptionsVerdict {
-        let problem = ipv4OptionsProblem(network, headerLength: headerLength)
-        if let problem { return .parameterProblem(code: 0, pointer: problem) }
-        return echoedOptions(network, headerLength: headerLength, own: .any) == nil ? .drop : .pass
-    }
-
-    /// Where ``ipv4OptionsVerdict(_:headerLength:)`` finds the options wrong; `nil` when it does not.
-    static func ipv4OptionsProblem(_ network: UnsafeMutableRawPointer, headerLength: Int) -> Int? {
         func byte(_ offset: Int) -> Int { Int(network.hostByte(offset)) }
+        func problem(_ pointer: Int) -> OptionsVerdict { .parameterProblem(code: 0, pointer: pointer) }
         var offset = 20
         var seenRecordRoute = false, seenTimestamp = false, seenSourceRoute = false
         while offset < headerLength {
             let type = byte(offset)
-            if type == 0 { return nil }
+            if type == 0 { break }
             if type == 1 {
                 offset += 1
                 continue
             }
-            guard offset + 2 <= headerLength else { return offset }
+            guard offset + 2 <= headerLength else { return problem(offset) }
             let size = byte(offset + 1)
-            guard size >= 2, offset + size <= headerLength else { return offset }
+            guard size >= 2, offset + size <= headerLength else { return problem(offset) }
             let pointer = size >= 3 ? byte(offset + 2) : 0
             switch type {
             case 7:
-                if seenRecordRoute { return offset }
-                if size < 3 { return offset + 1 }
-                if pointer < 4 || (pointer <= size && pointer + 3 > size) { return offset + 2 }
+                if seenRecordRoute { return problem(offset) }
+                if size < 3 { return problem(offset + 1) }
+                if pointer < 4 || (pointer <= size && pointer + 3 > size) { return problem(offset + 2) }
                 seenRecordRoute = true
             case 0x44:
-                if seenTimestamp { return offset }
-                if size < 4 { return offset + 1 }
-                if pointer < 5 { return offset + 2 }
+                if seenTimestamp { return problem(offset) }
+                if size < 4 { return problem(offset + 1) }
+                if pointer < 5 { return problem(offset + 2) }
                 let flags = byte(offset + 3)
                 if pointer <= size {
-                    if pointer + 3 > size { return offset + 2 }
+                    if pointer + 3 > size { return problem(offset + 2) }
                     switch flags & 0x0F {
                     case 0: break
-                    case 1, 3: if pointer + 7 > size { return offset + 2 }
-                    default: return offset + 3
+                    case 1, 3: if pointer + 7 > size { return problem(offset + 2) }
+                    default: return problem(offset + 3)
                     }
                 } else if flags & 0x0F != 3 && flags >> 4 == 15 {
-                    return offset + 3
+                    return problem(offset + 3)
                 }
                 seenTimestamp = true
             case 0x83, 0x89:
-                if size < 3 { return offset + 1 }
-                if pointer < 4 { return offset + 2 }
-                if seenSourceRoute { return offset }
+                if size < 3 { return problem(offset + 1) }
+                if pointer < 4 { return problem(offset + 2) }
+                if seenSourceRoute { return problem(offset) }
                 seenSourceRoute = true
             case 0x94:
-                if size < 4 { return offset + 1 }
+                if size < 4 { return problem(offset + 1) }
             case 0x86:
-                return offset
+                return problem(offset)
             default:
                 break
             }
             offset += size
         }
-        return nil
+        return seenSourceRoute ? .drop : .pass
     }
 
     /// The time of day as a timestamp option holds it: milliseconds since midnight UTC, in
