@@ -106,8 +106,9 @@ public final class DNSAuthority: Sendable {
         }
         // Below a DNAME: the DNAME (once in a chain), and a CNAME to the name with its target in
         // place of the DNAME's owner, followed unless CNAME was asked for (RFC 6672 section 3.2),
-        // as Knot answers. A name that would pass 255 bytes is NXDOMAIN, as from Knot (RFC 6672
-        // says YXDOMAIN). Knot looks for the wildcard first, as here. The target is written in
+        // as Knot answers. A name that would pass 255 bytes is YXDOMAIN (RFC 6672 section 2.2),
+        // and Knot then follows the DNAME's target itself: within the zone that answer (an
+        // NXDOMAIN, say) is the last word. Knot looks for the wildcard first, as here. The target is written in
         // lower case, as Knot writes it: answers are cached by name whatever its case, and one
         // client's case must not reach the next.
         let encloser = closestEncloser(of: name, in: zone)
@@ -115,9 +116,8 @@ public final class DNSAuthority: Sendable {
             if !answer.answers.contains(dname) { answer.answers.append(dname) }
             let prefix = name.wire[..<(name.wire.count - encloser.wire.count)].map(DNSWire.lower)
             guard let substitute = DNSName(wire: prefix + target.wire) else {
-                answer.responseCode = .nameError
-                answer.authority = [negativeSOA(zone)]
-                return .done
+                answer.responseCode = .nameExists
+                return .follow(target)
             }
             answer.answers.append(DNSRecord(name: name, type: .cname, ttl: dname.ttl, data: .name(substitute)))
             answer.substituted.append(name)

@@ -67,6 +67,8 @@ public struct DNSResponseCode: RawRepresentable, Hashable, Sendable, CustomStrin
     public static let nameError = DNSResponseCode(rawValue: 3)
     public static let notImplemented = DNSResponseCode(rawValue: 4)
     public static let refused = DNSResponseCode(rawValue: 5)
+    /// YXDOMAIN: a name that should not exist does (RFC 6672: a DNAME's substitution would be too long).
+    public static let nameExists = DNSResponseCode(rawValue: 6)
     public static let notAuthorized = DNSResponseCode(rawValue: 9)
     public static let badVersion = DNSResponseCode(rawValue: 16)
 
