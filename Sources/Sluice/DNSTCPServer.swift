@@ -124,7 +124,8 @@ public struct DNSTCPReport: Sendable {
     public var summaryLine: String {
         let counted = responder.fields.filter { $0.1 > 0 }.map { "\($0.0)=\($0.1)" }
         return "  tcp on \(endpoint): \(engine.accepted) connections (\(engine.idleClosed) closed idle, "
-            + "\(engine.deadlineClosed) for a message not whole in time, \(engine.rejected) refused with the table full)"
+            + "\(engine.deadlineClosed) for a message not whole in time, \(engine.evicted) idle ones to make room, "
+            + "\(engine.rejected) refused with the table full)"
             + (counted.isEmpty ? "" : ", " + counted.joined(separator: " "))
             + (frames.isBalanced ? "" : ", \(frames)")
     }
@@ -135,7 +136,9 @@ public struct DNSTCPReport: Sendable {
 public enum DNSTCPServer {
     /// Idle connections close after this long (Knot's `tcp-idle-timeout`, RFC 7766 section 6.2.3).
     public static let idleTimeout: Duration = .seconds(10)
-    /// Connections open at once; more are refused until some close.
+    /// Connections open at once. Near it the connections idle longest close to make room (so
+    /// clients that connect and stay silent cannot shut the others out); more are refused only
+    /// while none has been idle for a sixteenth of ``idleTimeout``.
     public static let maximumConnections = 4096
 
     /// Listens on `endpoint`, calls `ready` with the bound endpoint, and answers from
@@ -154,6 +157,7 @@ public enum DNSTCPServer {
         // An idle connection holds no frame, only its slot and descriptor: room for many clients
         // (Knot allows thousands), the descriptor limit raised to match where the hard limit allows.
         configuration.maximumConnections = maximumConnections
+        configuration.closesIdlestWhenFull = true
         var files = rlimit()
         if getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &files) == 0, files.rlim_cur < rlim_t(maximumConnections + 256) {
             files.rlim_cur = min(files.rlim_max, rlim_t(maximumConnections + 256))

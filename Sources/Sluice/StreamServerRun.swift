@@ -73,6 +73,7 @@ extension TCPEngine {
             ("receive_starved", counters.receiveStarved), ("receive_pauses", counters.receivePauses),
             ("idle_closed", counters.idleClosed), ("accept_pauses", counters.acceptPauses),
             ("connect_timeouts", counters.connectTimeouts), ("deadline_closed", counters.deadlineClosed),
+            ("evicted", counters.evicted),
         ]
         for (field, value) in fields { snapshot.counter("sluice_tcp_\(field)_total", value, labels) }
         let open = counters.accepted + counters.connected - min(counters.closed, counters.accepted + counters.connected)

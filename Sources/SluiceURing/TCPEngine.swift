@@ -27,6 +27,12 @@ public struct TCPEngineConfiguration: Sendable {
     /// (``TCPEngineCounters/idleClosed``); `nil` keeps idle connections. Checked when
     /// ``TCPEngine/poll(_:timeout:)`` returns, so poll with a timeout.
     public var idleTimeout: Duration? = .seconds(60)
+    /// With the table nearly full, close the connections that have moved no data for longest
+    /// (a sixteenth of ``idleTimeout`` at least) to keep room for new ones, and count them
+    /// (``TCPEngineCounters/evicted``): clients that connect and stay silent cannot lock the
+    /// others out (RFC 7766 section 6.2.3). Off, accepts past the limit are refused. Needs an
+    /// ``idleTimeout``.
+    public var closesIdlestWhenFull = false
     /// Frames in the engine's pool: receive buffers, queued and in-flight sends.
     public var frameCount: Int = 1024
     /// Bytes per frame: the most one receive completion carries.
@@ -76,6 +82,8 @@ public struct TCPEngineCounters: Sendable, Equatable {
     public var receivePauses: UInt64 = 0
     /// Connections aborted for moving no data for ``TCPEngineConfiguration/idleTimeout``.
     public var idleClosed: UInt64 = 0
+    /// Idle connections closed to make room for new ones (``TCPEngineConfiguration/closesIdlestWhenFull``).
+    public var evicted: UInt64 = 0
     /// Times a listener stopped accepting because the process ran out of descriptors
     /// (`EMFILE`/`ENFILE`); it accepts again once one of the engine's descriptors closes.
     public var acceptPauses: UInt64 = 0
@@ -502,6 +510,33 @@ public final class TCPEngine: StreamTransport {
                 .tcp, operation: "waiting on a connection", errno: ETIMEDOUT,
                 hint: "no data moved either way for the idle timeout (\(timeout))"))
         }
+        try keepRoom()
+    }
+
+    /// Slots ``TCPEngineConfiguration/closesIdlestWhenFull`` keeps free for new connections.
+    var roomKept: Int { max(1, configuration.maximumConnections / 64) }
+
+    /// Closes the idlest connections while fewer than ``roomKept`` slots are free or closing,
+    /// each one idle for a sixteenth of the idle timeout at least (``TCPEngineConfiguration/closesIdlestWhenFull``).
+    func keepRoom() throws(SystemCallError) {
+        guard configuration.closesIdlestWhenFull, let timeout = configuration.idleTimeout, !shuttingDown,
+              freeSlots.count < roomKept else { return }
+        let minimumIdle = UInt64(clamping: timeout.nanosecondsClamped) / 16
+        var room = freeSlots.count + slots.count(where: { $0.kind != .free && ($0.wantClose || $0.closeSubmitted) })
+        while room < roomKept {
+            var idlest = -1
+            for index in slots.indices where slots[index].kind == .open && !slots[index].wantClose && !slots[index].closeSubmitted
+                && pollTime &- slots[index].lastProgress >= minimumIdle
+                && (idlest < 0 || slots[index].lastProgress < slots[idlest].lastProgress) {
+                idlest = index
+            }
+            guard idlest >= 0 else { return }
+            counters.evicted += 1
+            room += 1
+            try abortConnection(UInt32(idlest), error: SystemCallError(
+                .tcp, operation: "waiting on a connection", errno: ETIMEDOUT,
+                hint: "closed idle to make room for new connections with the table full"))
+        }
     }
 
     /// Aborts the connections whose handler's deadline has passed, and finds the next deadline.
@@ -873,9 +908,11 @@ public final class TCPEngine: StreamTransport {
                     counters.accepted += 1
                     try armReceive(child)
                     delegate.accepted(id(child), listener: id(slot), transport: self)
+                    try keepRoom()
                 } else {
                     counters.rejected += 1
                     Glibc.close(fd)
+                    try keepRoom()
                 }
             }
             if final {

@@ -229,6 +229,50 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
         peers.removeAll()   // closes them
     }
 
+    /// With `closesIdlestWhenFull`, silent connections make room when the table fills, the idlest
+    /// first and only once idle a sixteenth of the idle timeout: a newcomer is served, not refused.
+    @Test func silentConnectionsMakeRoomForNewOnes() throws {
+        var configuration = TCPEngineConfiguration()
+        configuration.maximumConnections = 5   // the listener and four connections
+        configuration.idleTimeout = .milliseconds(3200)   // closed for room after 200 ms idle
+        configuration.closesIdlestWhenFull = true
+        let engine = try TCPEngine(configuration: configuration)
+        let (_, endpoint) = try engine.listen(on: IPEndpoint("127.0.0.1:0")!)
+        var delegate = StreamEchoHandler<TCPEngine>()
+        let clock = ContinuousClock()
+        func poll(for duration: Duration) throws {
+            let until = clock.now + duration
+            while clock.now < until { try engine.poll(&delegate, timeout: .milliseconds(10)) }
+        }
+        let silent = try (0..<4).map { _ in try KernelTCPSocket(connectingTo: endpoint) }
+        try poll(for: .milliseconds(100))
+        check(engine.counters.accepted == 4 && engine.counters.evicted == 0, "\(engine.counters)")
+        try poll(for: .milliseconds(300))
+        check(engine.counters.evicted == 1, "one slot kept free: \(engine.counters)")
+        // The first to connect was the idlest: the server closed it.
+        var byte: UInt8 = 0
+        silent[0].setReceiveTimeout(seconds: 1)
+        let read = recv(silent[0].descriptor, &byte, 1, 0)
+        check(read == 0 || (read < 0 && errno == ECONNRESET), "the idlest connection is still open: \(read), errno \(errno)")
+        let newcomer = try KernelTCPSocket(connectingTo: endpoint)
+        newcomer.setNonBlocking()
+        let message: [UInt8] = Array("still answered".utf8)
+        check(send(newcomer.descriptor, message, message.count, 0) == message.count)
+        var echoed: [UInt8] = []
+        let until = clock.now + .seconds(2)
+        var buffer = [UInt8](repeating: 0, count: 64)
+        while echoed.count < message.count && clock.now < until {
+            try engine.poll(&delegate, timeout: .milliseconds(10))
+            let got = recv(newcomer.descriptor, &buffer, buffer.count, 0)
+            if got > 0 { echoed += buffer[..<got] }
+        }
+        check(echoed == message, "the newcomer got \(echoed.count) bytes back")
+        check(engine.counters.rejected == 0 && engine.counters.accepted == 5, "\(engine.counters)")
+        let tally = engine.shutdown(&delegate)
+        check(tally.isBalanced && engine.operationsInFlight == 0)
+        withExtendedLifetime(silent) {}
+    }
+
     /// The peer shuts down its write side right after a little data: the server sends all of it
     /// back, then closes, so the client reads every byte and then EOF.
     @Test func peerShutdownMakesTheServerFinishAndClose() throws {
