@@ -33,7 +33,8 @@ public protocol StreamTransport: AnyObject {
     @discardableResult
     func send(_ chunk: consuming Packet, on stream: StreamID) -> Bool
 
-    /// Sends FIN once everything queued is sent; receiving goes on.
+    /// Sends FIN once everything queued is sent; receiving goes on. When the peer has ended its
+    /// side already (``StreamHandler/readClosed(_:transport:)`` came), the stream closes then.
     func shutdownWrite(_ stream: StreamID)
 
     /// Closes `stream` once its queued sends finish, or at once (RST) with `abort`.

@@ -277,6 +277,10 @@ public struct TLSStreamHandler<Application: TLSStreamApplication>: StreamHandler
     }
 
     public mutating func readClosed(_ stream: StreamID, transport: Transport) {
+        // After the peer's close_notify, which closes its direction only (RFC 8446 6.1), what the
+        // application still sends goes out: its own close_notify shuts the stream for writing,
+        // and the transport closes it then.
+        if let engine = engines[stream], engine.isReadClosed, !engine.isWriteClosed, engine.state == .established { return }
         if let engine = engines[stream], !engine.isReadClosed, engine.state != .closed {
             errors[stream] = .truncated
             counters.truncatedConnections += 1

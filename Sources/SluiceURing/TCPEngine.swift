@@ -1047,6 +1047,8 @@ public final class TCPEngine: StreamTransport {
             if completion.result < 0 && completion.result != -ENOTCONN && !slots[s].closeSubmitted {
                 try abortConnection(slot, error: SystemCallError(.tcp, operation: "shutdown", errno: -completion.result))
             } else {
+                // Both directions have ended: nothing is left to do on the stream.
+                if slots[s].readClosed { slots[s].wantClose = true }
                 try kick(slot)
             }
         case .cancel:

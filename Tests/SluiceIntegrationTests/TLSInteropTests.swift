@@ -403,10 +403,25 @@ struct TLSInteropTests {
             let lines = run.output.split(separator: "\n")
             #expect(lines.contains("status 0") && lines.last == "\(expected)", "\(file): \(run.output)")
         }
+        // sluice tls connect ends TCP right after its close_notify: the file still goes to its end,
+        // then the server's close_notify, then the close.
+        var (server, port) = try Self.serve(["--file", scratch["file"]])
+        var run = try Self.shell("timeout 30 \(SluiceExecutable.path) tls connect 127.0.0.1:\(port) --sni sluice.test --ca \(Self.authority) "
+            + "< /dev/null > '\(scratch["got"])'; echo status $?; stat -c %s '\(scratch["got"])'", timeout: .seconds(40))
+        var report = Self.finish(server)
+        #expect(run.output.contains("status 0\n\(16 << 20)"), "after FIN: \(run.output)")
+        #expect(report.contains("1 connections completed"), "\(report)")
+        // The same for an echo whose replies are still queued when the client's FIN comes.
+        (server, port) = try Self.serve(["--echo", "--frames", "32"])
+        run = try Self.shell("timeout 30 \(SluiceExecutable.path) tls connect 127.0.0.1:\(port) --sni sluice.test --ca \(Self.authority) "
+            + "< '\(scratch["file"])' | cmp - '\(scratch["file"])' && echo same", timeout: .seconds(40))
+        report = Self.finish(server)
+        #expect(run.output.contains("same"), "echo after FIN: \(run.output)")
+        #expect(report.contains("1 connections completed"), "\(report)")
         // TLS 1.2 answers the client's close_notify at once, the rest of the file unsent (RFC
         // 5246 7.2.1): the server keeps receiving while it sends.
-        let (server, port) = try Self.serve(["--file", scratch["file"]])
-        let run = try Self.shell("timeout 30 \(SluiceExecutable.path) tls connect 127.0.0.1:\(port) --sni sluice.test --ca \(Self.authority) "
+        (server, port) = try Self.serve(["--file", scratch["file"]])
+        run = try Self.shell("timeout 30 \(SluiceExecutable.path) tls connect 127.0.0.1:\(port) --sni sluice.test --ca \(Self.authority) "
             + "--max-version 1.2 < /dev/null > '\(scratch["got"])'; stat -c %s '\(scratch["got"])'", timeout: .seconds(40))
         _ = Self.finish(server)
         let got = Int(run.output.split(separator: "\n").last ?? "") ?? -1
