@@ -31,11 +31,11 @@ struct TUNCommand: ParsableCommand {
         @Option(help: "The device's MTU.")
         var mtu: Int?
 
-        @Option(help: "The user allowed to attach to the device.")
-        var owner: UInt32?
+        @Option(help: "The user allowed to attach to the device (a name or a number).")
+        var owner: String?
 
-        @Option(help: "The group allowed to attach to the device.")
-        var group: UInt32?
+        @Option(help: "The group allowed to attach to the device (a name or a number).")
+        var group: String?
 
         @Option(help: "Enter this network namespace (/run/netns/NAME) first, with setns().")
         var netns: String?
@@ -45,6 +45,8 @@ struct TUNCommand: ParsableCommand {
                 throw ValidationError("--name must be 1 to 15 bytes, none of them '/', ':' or white space, and not '.' or '..'")
             }
             guard (1...256).contains(queues) else { throw ValidationError("--queues must be 1 to 256") }
+            if let owner, ownerID(owner) == nil { throw ValidationError("--owner: no user named '\(owner)'") }
+            if let group, groupID(group) == nil { throw ValidationError("--group: no group named '\(group)'") }
             if let mtu { guard (68...65535).contains(mtu) else { throw ValidationError("--mtu must be 68 to 65535") } }
             let prefixes = try address.map(parsePrefix)
             // The kernel turns IPv6 off on a link whose MTU is below 1280 (RFC 8200 section 5).
@@ -53,13 +55,19 @@ struct TUNCommand: ParsableCommand {
             }
         }
 
+        /// A user by name, or by number as `ip tuntap` takes it.
+        func ownerID(_ text: String) -> uid_t? { ProcessIdentity.user(named: text)?.uid ?? uid_t(text) }
+
+        /// A group by name or number.
+        func groupID(_ text: String) -> gid_t? { ProcessIdentity.groupID(named: text) ?? gid_t(text) }
+
         func run() throws {
             if let netns { try NetworkNamespace.enter(netns) }
             var configuration = TUNDeviceConfiguration(name: name, kind: tap ? .tap : .tun)
             configuration.queues = queues
             configuration.persistent = true
-            configuration.owner = owner
-            configuration.group = group
+            configuration.owner = owner.flatMap(ownerID)
+            configuration.group = group.flatMap(groupID)
             configuration.mtu = mtu
             configuration.addresses = try address.map(parsePrefix)
             let device = try reportingRuntimeErrors("tun up") {
@@ -71,7 +79,7 @@ struct TUNCommand: ParsableCommand {
             }
             print("sluice tun up: \(device.kind.rawValue) device \(device.name) (index \(device.index)), "
                   + "\(queues) queue(s), MTU \(device.mtu)\(address.isEmpty ? "" : ", " + address.joined(separator: ", "))")
-            print("  serve it: sluice udp-echo --backend tun --name \(device.name) --workers \(queues) --listen ADDRESS:PORT …")
+            print("  serve it: sluice udp-echo --backend \(device.kind.rawValue) --name \(device.name) --workers \(queues) --listen ADDRESS:PORT …")
             print("  remove it: sluice tun down --name \(device.name)")
         }
     }

@@ -26,6 +26,15 @@ public enum ProcessIdentity {
         return User(name: name, uid: entry.pw_uid, gid: entry.pw_gid)
     }
 
+    /// The ID of the group called `name` (getgrnam), or `nil` if there is none.
+    public static func groupID(named name: String) -> gid_t? {
+        var entry = group()
+        var result: UnsafeMutablePointer<group>?
+        var buffer = [CChar](repeating: 0, count: 16384)
+        guard getgrnam_r(name, &entry, &buffer, buffer.count, &result) == 0, result != nil else { return nil }
+        return entry.gr_gid
+    }
+
     /// Becomes `user` in every thread (its groups, then its group, then its user), keeping only
     /// `capabilities`, permitted and effective, in every thread; nothing else survives (no
     /// inheritable or ambient capabilities).

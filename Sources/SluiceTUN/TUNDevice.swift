@@ -65,6 +65,10 @@ public final class TUNDevice: @unchecked Sendable {
     public let virtioHeaderLength: Int
     /// The offloads the kernel agreed to (empty without a virtio-net header).
     public let offloads: TUNOffloads
+    /// A socket bound to an abstract name for the device, so another sluice process cannot
+    /// attach queues of its own to it (a multi-queue device takes any number, and the kernel
+    /// would spread this one's flows over them); -1 when the kernel named the device.
+    private let claim: Int32
 
     /// Creates the device, or attaches to the persistent one of that name, in the calling
     /// thread's network namespace; adds its addresses and sets it up.
@@ -86,6 +90,7 @@ public final class TUNDevice: @unchecked Sendable {
         var offloads = TUNOffloads()
         var descriptors: [Int32] = []
         var name = configuration.name
+        let claim = name.isEmpty ? -1 : try Self.claim(name, kind: configuration.kind)
         do throws(SystemCallError) {
             for _ in 0..<configuration.queues {
                 let (descriptor, given) = try Self.open(name: name, flags: flags, kind: configuration.kind)
@@ -108,6 +113,10 @@ public final class TUNDevice: @unchecked Sendable {
                     throw SystemCallError(.tun, operation: "TUNSETVNETHDRSZ \(length) on \(name)", errno: Glibc.errno)
                 }
                 offloads = try Self.setOffloads(first, wanted, name: name)
+            } else {
+                // A persistent device keeps the offloads its last user set; without a virtio-net
+                // header they would hand over partial checksums and super-packets.
+                try Self.control(first, sluice_TUNSETOFFLOAD, 0, "TUNSETOFFLOAD none on \(name)")
             }
             let index = Int32(bitPattern: if_nametoindex(name))
             guard index != 0 else {
@@ -125,8 +134,10 @@ public final class TUNDevice: @unchecked Sendable {
             self.index = index
         } catch {
             descriptors.forEach { _ = Glibc.close($0) }
+            if claim >= 0 { Glibc.close(claim) }
             throw error
         }
+        self.claim = claim
         self.name = name
         self.kind = configuration.kind
         self.queueDescriptors = descriptors
@@ -151,7 +162,34 @@ public final class TUNDevice: @unchecked Sendable {
     }
 
     deinit {
+        // A persistent device outlives this process: the next user finds it as a fresh one.
+        if !offloads.isEmpty { _ = sluice_ioctl_value(queueDescriptors[0], sluice_TUNSETOFFLOAD, 0) }
         queueDescriptors.forEach { _ = close($0) }
+        if claim >= 0 { close(claim) }
+    }
+
+    /// Binds a socket to the abstract name `sluice-tun/NAME` (abstract names belong to the
+    /// network namespace, as device names do, and go away with the process).
+    static func claim(_ name: String, kind: TUNDeviceConfiguration.Kind) throws(SystemCallError) -> Int32 {
+        let descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard descriptor >= 0 else {
+            throw SystemCallError(.tun, operation: "socket(AF_UNIX) to claim \(name)", errno: Glibc.errno)
+        }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let path = [0] + Array("sluice-tun/\(name)".utf8)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: path.prefix($0.count)) }
+        let length = socklen_t(MemoryLayout<sa_family_t>.size + min(path.count, MemoryLayout.size(ofValue: address.sun_path)))
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) }
+        }
+        guard bound == 0 else {
+            let code = Glibc.errno
+            Glibc.close(descriptor)
+            throw SystemCallError(.tun, operation: "attaching to \(kind.rawValue) device \(name)", errno: code == EADDRINUSE ? EBUSY : code,
+                                  hint: code == EADDRINUSE ? "another sluice process serves \(name) in this network namespace" : nil)
+        }
+        return descriptor
     }
 
     /// Opens `/dev/net/tun` and binds it to `name` with `flags`; returns the descriptor and the
@@ -171,7 +209,8 @@ public final class TUNDevice: @unchecked Sendable {
             let hint: String? = switch code {
             case EPERM: Capability.requirement([.netAdmin], for: "creating a \(kind.rawValue) device") + " (or ownership of a persistent one)"
             case EBUSY: "\(name) exists with other flags (TUN or TAP, single or multi-queue) or is in use"
-            case EINVAL: TUNDevice.isValidName(name) ? "\(name) exists and is not a \(kind.rawValue) device"
+            case EINVAL: TUNDevice.isValidName(name)
+                ? "\(name) exists as another kind of device (TUN or TAP, single or multi-queue): match its kind and queue count (--workers)"
                 : "'\(name)' is no interface name: 1 to 15 bytes, none of them '/', ':' or white space, and not '.' or '..'"
             default: nil
             }

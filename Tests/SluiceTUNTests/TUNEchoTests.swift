@@ -102,6 +102,10 @@ import Testing
         #expect(client.receive()?.bytes == Array("persistent".utf8))
         #expect(server.stop() == 0, "\(server.text)")
         #expect(try linkExists(namespace, "sltun2"), "a persistent device stays after its server")
+        // As fresh: the server's offloads (partial checksums, super-packets) left with it.
+        let features = try ChildProcess("/usr/sbin/ip", ["netns", "exec", namespace.name, "ethtool", "-k", "sltun2"])
+        #expect(features.waitForExit() == 0)
+        #expect(features.text.contains("tx-checksumming: off") && features.text.contains("tx-udp-segmentation: off"), "\(features.text)")
         let down = try ChildProcess(sluice: ["tun", "down", "--name", "sltun2", "--netns", namespace.name])
         #expect(down.waitForExit() == 0, "\(down.text)")
         #expect(try !linkExists(namespace, "sltun2"))
@@ -114,6 +118,18 @@ import Testing
         #expect(other.waitForExit() == 1)
         #expect(other.text.contains("not a TUN or TAP device"), "\(other.text)")
         #expect(try linkExists(namespace, "sltun2"))
+    }
+
+    /// A multi-queue device takes any number of queues, and the kernel spreads flows over all of
+    /// them: a second server on a device another one serves is refused, not handed some of its flows.
+    @Test func aSecondServerOnADeviceInUseIsRefused() throws {
+        let namespace = try ScratchNamespace(prefix: "sltun")
+        let server = try Self.startServer(namespace, device: "sltun6", kernel: "198.18.1.1/24", listen: "198.18.1.2:9000", workers: 2)
+        let second = try ChildProcess(sluice: ["udp-echo", "--backend", "tun", "--name", "sltun6", "--listen", "198.18.1.3:9000",
+                                               "--workers", "2", "--netns", namespace.name, "--duration", "5"])
+        #expect(second.waitForExit(timeout: .seconds(10)) == 1, "\(second.text)")
+        #expect(second.text.contains("another sluice process serves sltun6"), "\(second.text)")
+        #expect(server.stop() == 0, "\(server.text)")
     }
 
     @Test func aMissingAddressOrNameIsAClearError() throws {
