@@ -194,6 +194,9 @@ struct XDPUnload: ParsableCommand {
 
     @OptionGroup var target: XDPInterfaceOptions
 
+    @Flag(help: "Detach it even while sluice servers steer listen addresses through it (they stop with an error).")
+    var force = false
+
     func run() throws {
         try target.enterNamespace()
         let existing = try reporting { () throws(SystemCallError) in try XDPProgram.attached(on: target.dev) }
@@ -205,6 +208,16 @@ struct XDPUnload: ParsableCommand {
                 print("\(target.dev): no sluice XDP program attached, nothing to unload")
             }
             return
+        }
+        // Listeners of servers that were killed do not count; those of running ones do.
+        let listeners = try reporting { () throws(SystemCallError) in
+            try existing.removeAbandonedListeners()
+            return try existing.listeners
+        }
+        if !listeners.isEmpty && !force {
+            writeToStandardError("sluice: error: running sluice servers steer \(listeners.map(\.description).joined(separator: ", ")) "
+                                 + "through the program on \(target.dev); stop them first (they remove it), or pass --force\n")
+            throw ExitCode(1)
         }
         try reporting { () throws(SystemCallError) in try existing.detach() }
         print("sluice xdp: detached program \(existing.programID) (\(existing.mode.rawValue) mode) from \(target.dev)")

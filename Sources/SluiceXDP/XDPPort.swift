@@ -40,6 +40,10 @@ public struct XDPPortConfiguration: Sendable {
     public var idleSpins: Int = 2000
     /// Frames a port leaves in its pool for sending datagrams of its own; the rest stock the fill ring.
     public var reservedFrames: Int = 128
+    /// The XDP program that feeds the socket, as the interface reports it
+    /// (``XDPProgram/interfaceProgramID``): another attached in its place stops
+    /// ``XDPPort/receive(into:)`` with an error. `nil`: any program will do.
+    public var programID: UInt32?
 
     /// A configuration for `queue` of `interface`, other settings at their defaults.
     public init(interface: String, queue: UInt32 = 0) {
@@ -383,10 +387,17 @@ public struct XDPPort: Port, ~Copyable {
             throw SystemCallError(.xsk, operation: operation, errno: ENODEV,
                                   hint: "the interface was deleted or moved under the running socket")
         }
-        var program: UInt32 = 0
-        if bpf_xdp_query_id(Int32(index), 0, &program) == 0, program == 0 {
+        var attached = bpf_xdp_query_opts()
+        attached.sz = MemoryLayout<bpf_xdp_query_opts>.size
+        guard bpf_xdp_query(Int32(index), 0, &attached) == 0 else { return }
+        let programs = [attached.drv_prog_id, attached.skb_prog_id, attached.hw_prog_id].filter { $0 != 0 }
+        if programs.isEmpty {
             throw SystemCallError(.xsk, operation: operation, errno: ENOENT,
                                   hint: "the XDP program that feeds this socket was removed from the interface")
+        }
+        if let expected = configuration.programID, !programs.contains(expected) {
+            throw SystemCallError(.xsk, operation: operation, errno: ENOENT,
+                                  hint: "another XDP program (id \(programs[0])) replaced the one that feeds this socket")
         }
     }
 

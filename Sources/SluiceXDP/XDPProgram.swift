@@ -122,6 +122,9 @@ public final class XDPProgram: @unchecked Sendable {
 
     /// Whether the program runs as a component of libxdp's dispatcher (not alone).
     let viaDispatcher: Bool
+    /// The id the interface reports for this program: `nil` under libxdp's dispatcher, whose id
+    /// the interface reports instead.
+    public var interfaceProgramID: UInt32? { viaDispatcher ? nil : programID }
     private let programDescriptor: Int32
     private let xsksMap: Int32
     private let portsMap: Int32

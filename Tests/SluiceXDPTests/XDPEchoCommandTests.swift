@@ -215,6 +215,40 @@ import Testing
         #expect(server.text.contains("frames: all returned to their pools"), "\(server.text)")
     }
 
+    /// Another program attached in its place (`ip -force`) starves the socket as surely as none.
+    @Test func theProgramReplacedUnderARunningWorkerStopsItWithAClearError() throws {
+        let directory = "/tmp/sluice-xdp-pass-\(getpid())"
+        defer { _ = shell("rm -rf \(directory)") }
+        let built = shell("mkdir -p \(directory) && printf '%s\\n' '#include <linux/bpf.h>' "
+            + "'__attribute__((section(\"xdp\"), used)) int pass(struct xdp_md *c) { return XDP_PASS; }' "
+            + "'char _license[] __attribute__((section(\"license\"), used)) = \"GPL\";' > \(directory)/pass.c "
+            + "&& clang -O2 -target bpf -I/usr/include/$(uname -m)-linux-gnu -c \(directory)/pass.c -o \(directory)/pass.o")
+        try #require(built.status == 0, "\(built.output)")
+        let topology = try topology()
+        defer { topology.destroy() }
+        let (server, _, _) = try startEcho(topology)
+        let (status, seconds) = exitAfter(
+            "ip -n \(topology.serverNamespace) -force link set dev \(topology.serverInterface) xdpgeneric obj \(directory)/pass.o sec xdp", server)
+        #expect(status != nil && status != 0, "exit \(String(describing: status)): \(server.text)")
+        #expect(seconds < 3, "took \(seconds) s")
+        #expect(server.text.contains("replaced the one that feeds this socket"), "\(server.text)")
+    }
+
+    /// `sluice xdp unload` leaves a program running servers steer through alone, unless forced.
+    @Test func unloadRefusesWhileAServerUsesTheProgram() throws {
+        let topology = try topology()
+        defer { topology.destroy() }
+        let (server, client, target) = try startEcho(topology)
+        let unload = ["xdp", "unload", "--dev", topology.serverInterface, "--netns", topology.serverNamespace]
+        let refused = try ChildProcess(sluice: unload)
+        #expect(refused.waitForExit() == 1, "\(refused.text)")
+        #expect(refused.text.contains("running sluice servers steer 0.0.0.0:7000"), "\(refused.text)")
+        client.send([2], to: target)
+        #expect(client.receive()?.bytes == [2], "still served: \(server.text)")
+        let (status, _) = exitAfter("\(SluiceExecutable.path) \(unload.joined(separator: " ")) --force", server)
+        #expect(status != nil && status != 0, "forced: \(server.text)")
+    }
+
     /// SIGTERM while `udp-client` keeps the worker busy: exit status 0 within the timeout, every
     /// frame back, the program it attached gone.
     @Test func stopsCleanlyUnderFullLoad() throws {

@@ -142,6 +142,7 @@ public final class XDPBackend: UDPBackend {
         var portConfiguration = XDPPortConfiguration(interface: settings.interface, queue: queue)
         portConfiguration.bindMode = settings.bindMode
         portConfiguration.logger = configuration.logger
+        portConfiguration.programID = program.interfaceProgramID
         var port = try XDPPort(configuration: portConfiguration, umem: umem, pool: pool)
         try program.insertSocket(port.descriptor, queue: queue)
         modes.withLock { $0.append(port.isZeroCopy) }
