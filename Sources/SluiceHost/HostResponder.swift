@@ -204,8 +204,8 @@ public struct HostResponder: ~Copyable {
         }
         // Echo requests to this host only (whatever their code, as Linux answers them): not to a
         // broadcast, not from an address no reply can reach.
-        guard answersEcho, icmp.hostByte(0) == 8, ipv4Addresses.contains(destination),
-              source != .any, source.rawValue >> 28 < 14, source.rawValue >> 24 != 127
+        guard answersEcho, icmp.hostByte(0) == 8, ipv4Addresses.contains(destination), !isMartian(.v4(source)),
+              source.rawValue >> 28 < 14
         else { return drop(\.ignoredControl) }
         // Record route and timestamp go back with this host's entries; the rest of the options not.
         guard let options = headerLength > 20 ? Self.echoedOptions(network, headerLength: headerLength, own: destination) : []
@@ -247,7 +247,7 @@ public struct HostResponder: ~Copyable {
             // Packet too big, about a packet this host sent: RFC 8201, never below 1280 bytes.
             let reported = Int(icmp.hostBig32(4))
             return learnPathMTU(.v6(IPv6Address(networkBytesAt: icmp + 32)), max(1280, reported), now: now)
-        case (128, _) where answersEcho && ipv6Addresses.contains(destination) && source.high >> 56 != 0xFF && source != .any:
+        case (128, _) where answersEcho && ipv6Addresses.contains(destination) && !isMartian(.v6(source)):
             network = Self.turnEcho(&packet, networkOffset: networkOffset, headersLength: icmpOffset, fixedLength: 40,
                                     from: 0x8000, to: 0x8100)
             network.hostSetBig16(4, UInt16(icmpLength))
@@ -359,14 +359,23 @@ public struct HostResponder: ~Copyable {
         }
     }
 
-    /// Whether an ICMP error may go to `source`: a unicast address of another host (RFC 1122
-    /// 3.2.2, RFC 4443 2.4 (e)).
-    func mayReceiveErrors(_ source: IPAddress) -> Bool {
-        guard !isOwn(source) else { return false }
+    /// Whether the kernel sends nothing back to `source`: 0/8 (no route back), 127/8, a multicast
+    /// address, 255.255.255.255 or one of the host's own addresses over IPv4 (`fib_validate_source`);
+    /// `::`, `::1`, a multicast, an IPv4-mapped or one of its own addresses over IPv6.
+    func isMartian(_ source: IPAddress) -> Bool {
+        guard !isOwn(source) else { return true }
         switch source {
-        case .v4(let a): return a != .any && a.rawValue >> 24 != 127 && a.rawValue >> 28 < 14
-        case .v6(let a): return a != .any && a != .loopback && a.high >> 56 != 0xFF
+        case .v4(let a): return a.rawValue >> 24 == 0 || a.rawValue >> 24 == 127 || a.rawValue >> 28 == 0xE || a.rawValue == .max
+        case .v6(let a): return a == .any || a == .loopback || a.high >> 56 == 0xFF || a.mappedIPv4 != nil
         }
+    }
+
+    /// Whether an ICMP error may go to `source`: a unicast address of another host (RFC 1122
+    /// 3.2.2, RFC 4443 2.4 (e)), not one of class E.
+    func mayReceiveErrors(_ source: IPAddress) -> Bool {
+        guard !isMartian(source) else { return false }
+        if case .v4(let a) = source { return a.rawValue >> 28 < 14 }
+        return true
     }
 
     /// Turns the echo request whose message starts `headersLength` bytes after the IP header into

@@ -365,11 +365,11 @@ import Testing
         #expect(answered(from: "[2001:2:9::1]:4000", over: 2) == 6 + 1)
     }
 
-    func echoRequest(to destination: IPv4Address, corrupt: Bool = false) -> [UInt8] {
+    func echoRequest(to destination: IPv4Address, from source: IPv4Address = IPv4Address(198, 18, 1, 1), corrupt: Bool = false) -> [UInt8] {
         var packet = [UInt8](repeating: 0, count: 20 + 16)
         packet.withUnsafeMutableBytes { buffer in
             let base = buffer.baseAddress!
-            _ = IPv4Header.emit(into: base, source: IPv4Address(198, 18, 1, 1), destination: destination,
+            _ = IPv4Header.emit(into: base, source: source, destination: destination,
                                 protocol: 1, payloadLength: 16, identification: 1)
             base.storeBytes(of: UInt8(8), toByteOffset: 20, as: UInt8.self)
             for i in 28..<36 { base.storeBytes(of: UInt8(i), toByteOffset: i, as: UInt8.self) }
@@ -397,6 +397,20 @@ import Testing
         #expect(admit(&responder, echoRequest(to: IPv4Address(198, 18, 1, 255))).0 == .consumed, "a broadcast")
         #expect(admit(&responder, echoRequest(to: IPv4Address(198, 18, 1, 2), corrupt: true)).0 == .consumed)
         #expect(responder.counters.echoReplies == 2 && responder.counters.ignoredControl == 1 && responder.counters.badChecksum == 1)
+    }
+
+    @Test("nothing answers a martian source, as the kernel drops it first: 0/8, loopback, the host's own address")
+    func martianSourcesGetNoAnswer() {
+        var responder = portResponder()
+        for source in [IPv4Address(0, 1, 2, 3), IPv4Address(198, 18, 1, 2), IPv4Address(127, 0, 0, 9)] {
+            #expect(admit(&responder, echoRequest(to: IPv4Address(198, 18, 1, 2), from: source)).0 == .consumed, "echo from \(source)")
+        }
+        #expect(admit(&responder, echoRequest(to: IPv4Address(198, 18, 1, 2))).0 == .answer)
+        for source in ["0.1.2.3:4000", "198.18.1.2:4000"] {
+            #expect(admit(&responder, datagram(from: source, to: "198.18.1.2:9001")).0 == .consumed, "UDP from \(source)")
+        }
+        #expect(admit(&responder, datagram(from: "[2001:2:1::2]:4000", to: "[2001:2:1::2]:9001")).0 == .consumed)
+        #expect(responder.counters.echoReplies == 1 && responder.counters.portUnreachable == 0)
     }
 
     /// An echo request to the host over bare IP carrying `options` (padded by the caller).
