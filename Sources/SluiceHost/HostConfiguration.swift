@@ -95,7 +95,7 @@ public struct HostCounters: Equatable, Sendable {
     public var timeExceeded: UInt64 = 0
     /// UDP datagrams to a port the service is not on, and TCP segments and other protocols,
     /// dropped unanswered: past the ICMP rate limits, to or from an address no answer goes to,
-    /// resets themselves, or (UDP) with IP options or extension headers; and parameter problems
+    /// resets themselves; and parameter problems
     /// and reassembly time exceeded left unanswered for the same reasons.
     public var closedPort: UInt64 = 0
     /// Reassembly's own counts.

@@ -130,16 +130,33 @@ public struct HostResponder: ~Copyable {
             case 58: return answerICMPv6(&packet, networkOffset: networkOffset, icmpOffset: offset, now: now)
             case 17: return checkPort(&packet, networkOffset: networkOffset, transportOffset: offset, now: now)
             case 6 where udpPort != nil: return resetTCP(&packet, networkOffset: networkOffset, transportOffset: offset)
-            // No next header (59) is nothing to answer; the pointer names the fixed header's field
-            // only (after extension headers, the packet is dropped unanswered).
+            // No next header (59) is nothing to answer; an unknown one gets a parameter problem
+            // pointing at the field that named it (RFC 8200 section 4).
             case 59 where udpPort != nil: return drop(\.closedPort)
             default:
                 guard udpPort != nil else { return .service }
-                return offset == 40 ? refuseProtocol(&packet, networkOffset: networkOffset, pointer: 6, now: now) : drop(\.closedPort)
+                return refuseProtocol(&packet, networkOffset: networkOffset, pointer: Self.nextHeaderField(network, before: offset), now: now)
             }
         default:
             return drop(\.malformed)
         }
+    }
+
+    /// Where the Next Header field naming the upper layer at `upperOffset` is: the fixed header's
+    /// (6), or the first byte of the last extension header before it.
+    static func nextHeaderField(_ network: UnsafeMutableRawPointer, before upperOffset: Int) -> Int {
+        var (field, position, next) = (6, 40, network.hostByte(6))
+        while position < upperOffset {
+            field = position
+            let length = switch next {
+            case 44: 8
+            case 51: (Int(network.hostByte(position + 1)) + 2) * 4
+            default: (Int(network.hostByte(position + 1)) + 1) * 8
+            }
+            next = network.hostByte(position)
+            position += length
+        }
+        return field
     }
 
     mutating func drop(_ cause: WritableKeyPath<HostCounters, UInt64>) -> HostDisposition {
@@ -340,10 +357,9 @@ public struct HostResponder: ~Copyable {
                 : InternetChecksum.checksum(UnsafeRawBufferPointer(start: udp, count: udpLength), initial: pseudo) != 0
             if headerBad || udpBad { return drop(\.badChecksum) }
         }
-        // Not for a frame to a group MAC, nor a packet with options or extension headers the
-        // service stage's rules might refuse.
-        guard transportOffset == (isIPv6 ? 40 : 20), answersClosed(packet, source: source, destination: destination),
-              errorLimiter.allow(to: source, now: now)
+        // Not for a frame to a group MAC. Options and extension headers the kernel refuses never
+        // get here; the error quotes the rest as they came.
+        guard answersClosed(packet, source: source, destination: destination), errorLimiter.allow(to: source, now: now)
         else { return drop(\.closedPort) }
         guard turnIntoError(&packet, networkOffset: networkOffset, total: total, from: destination, to: source,
                             word: isIPv6 ? 0x0104_0000 : 0x0303_0000, parameter: 0)

@@ -292,8 +292,8 @@ import Testing
 
     /// A UDP datagram to the service's port behind one 8-byte extension header (`next`, its
     /// bytes after the next-header and length fields given).
-    func datagram(behind next: UInt8, _ body: [UInt8]) -> [UInt8] {
-        let whole = Harness.datagram(from: "[2001:2:1::1]:4000", to: "[2001:2:1::2]:9000", payload: 16)
+    func datagram(behind next: UInt8, _ body: [UInt8], to destination: String = "[2001:2:1::2]:9000") -> [UInt8] {
+        let whole = Harness.datagram(from: "[2001:2:1::1]:4000", to: destination, payload: 16)
         var header = Array(whole[0..<40])
         header[6] = next
         let length = whole.count - 40 + 8
@@ -343,6 +343,32 @@ import Testing
             #expect(admit(&responder, packet).0 == .consumed)
         }
         #expect(responder.counters.refusedOptions == 2 && responder.counters.echoReplies == 1)
+    }
+
+    @Test("behind extension headers and IPv4 options, a closed port and an unknown protocol are answered as without them")
+    func closedPortsAndProtocolsBehindOptions() {
+        var responder = portResponder()
+        let closed = datagram(behind: 60, [1, 4, 0, 0, 0, 0], to: "[2001:2:1::2]:9001")
+        let (disposition, reply) = admit(&responder, closed)
+        #expect(disposition == .answer && reply.count == 48 + closed.count && reply[40] == 1 && reply[41] == 4, "port unreachable")
+        var unknown = datagram(behind: 60, [1, 4, 0, 0, 0, 0])
+        unknown[40] = 132
+        let (refused, problem) = admit(&responder, unknown)
+        #expect(refused == .answer && problem.count >= 48 && problem[40] == 4 && problem[41] == 1, "parameter problem, next header")
+        #expect(problem.count >= 48 && problem[44..<48].reduce(0) { $0 << 8 | UInt32($1) } == 40, "at the destination options' next header")
+        // Four NOPs (no harm to the kernel) in front of a datagram to a closed port.
+        var plain = Harness.datagram(from: "198.18.1.1:4000", to: "198.18.1.2:9001", payload: 16)
+        var header = Array(plain[0..<20]) + [1, 1, 1, 1]
+        header[0] = 0x46
+        let total = header.count + plain.count - 20
+        header[2] = UInt8(total >> 8); header[3] = UInt8(total & 0xFF)
+        header[10] = 0; header[11] = 0
+        let checksum = header.withUnsafeBytes { InternetChecksum.checksum($0) }
+        header[10] = UInt8(checksum >> 8); header[11] = UInt8(checksum & 0xFF)
+        plain = header + plain[20...]
+        let (answered, unreachable) = admit(&responder, plain)
+        #expect(answered == .answer && unreachable.count == 28 + plain.count && unreachable[20] == 3 && unreachable[21] == 3)
+        #expect(responder.counters.portUnreachable == 2 && responder.counters.protocolUnreachable == 1)
     }
 
     @Test("ICMPv6 errors to a peer on a /64 are spaced a quarter second, as the kernel spaces them; on no known prefix, a second")
