@@ -254,7 +254,7 @@ struct TLSConnect: ParsableCommand {
             throw ValidationError("bad server \(server): give HOST:PORT, ADDRESS:PORT or [IPv6]:PORT")
         }
         if let sni, !Self.isHostName(sni) {
-            throw ValidationError("--sni must be a host name: labels of 1 to 63 letters, digits, hyphens or underscores, joined by dots, 253 bytes at most")
+            throw ValidationError("--sni must be a host name, not an address: labels of 1 to 63 letters, digits, hyphens or underscores, joined by dots, 253 bytes at most")
         }
     }
 
@@ -263,7 +263,11 @@ struct TLSConnect: ParsableCommand {
     static func isHostName(_ name: String) -> Bool {
         let bare = name.hasSuffix(".") ? name.dropLast() : Substring(name)
         guard (1...253).contains(bare.utf8.count) else { return false }
-        return bare.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
+        let labels = bare.split(separator: ".", omittingEmptySubsequences: false)
+        // An all-digit last label reads as an IPv4 address (127.0.0.1, 2130706433), which SNI
+        // must not carry (RFC 6066 section 3; RFC 1123 2.1 keeps top-level labels alphabetic).
+        guard let last = labels.last, !last.utf8.allSatisfy({ (0x30...0x39).contains($0) }) else { return false }
+        return labels.allSatisfy { label in
             (1...63).contains(label.utf8.count)
                 && label.utf8.allSatisfy { $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || ($0 | 0x20) >= 0x61 && ($0 | 0x20) <= 0x7A || (0x30...0x39).contains($0) }
         }

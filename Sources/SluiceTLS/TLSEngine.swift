@@ -73,6 +73,9 @@ public final class TLSEngine {
     public private(set) var isReadClosed = false
     /// Whether this side sent close_notify.
     public private(set) var isWriteClosed = false
+    /// A KeyUpdate went out since the last application data: further requests need no other
+    /// (RFC 8446 4.6.3 asks for one before the next application data record).
+    private var keysUpdatedSinceData = false
     /// What was counted.
     public private(set) var counters = Counters()
 
@@ -396,7 +399,7 @@ public final class TLSEngine {
                 guard handshakeBytes.isEmpty else { return fail(.unexpectedMessage, "a KeyUpdate not at a record's end") }
                 reader!.rekey(reader!.keys.updated())
                 counters.keyUpdatesReceived += 1
-                if body[0] == 1 && !isWriteClosed { updateKeys(requestPeerUpdate: false) }
+                if body[0] == 1 && !isWriteClosed && !keysUpdatedSinceData { updateKeys(requestPeerUpdate: false) }
             case 4 where !isServer:
                 guard takeTicket(body) else { return fail(.decodeError, "reading a NewSessionTicket") }
             default:
@@ -475,6 +478,7 @@ public final class TLSEngine {
     public func seal(_ content: UnsafeRawBufferPointer, into record: UnsafeMutableRawPointer) -> Int {
         guard canSeal, content.count <= writer!.contentLimit else { return 0 }
         counters.recordsSealed += 1
+        keysUpdatedSinceData = false
         return writer!.seal(.applicationData, content: content.baseAddress ?? UnsafeRawPointer(record), length: content.count, into: record)
     }
 
@@ -485,6 +489,7 @@ public final class TLSEngine {
         sealControl(.handshake, [24, 0, 0, 1, requestPeerUpdate ? 1 : 0])
         writer.rekey(writer.keys.updated())
         counters.keyUpdatesSent += 1
+        keysUpdatedSinceData = true
     }
 
     /// Sends close_notify (into ``outbound``): nothing more is sealed. Receiving goes on until the peer's.

@@ -59,6 +59,8 @@ import Testing
         ["tls", "connect", "127.0.0.1:9", "--sni", String(repeating: "a", count: 256)],
         ["tls", "connect", "127.0.0.1:9", "--sni", "bad name"],
         ["tls", "connect", "127.0.0.1:9", "--sni", "a..b"],
+        ["tls", "connect", "127.0.0.1:9", "--sni", "127.0.0.1"],
+        ["tls", "connect", "127.0.0.1:9", "--sni", "2130706433"],
         ["tls", "connect", "127.0.0.1:9", "--alpn", String(repeating: "h", count: 256)],
         ["tls", "serve", "--cert", "c", "--key", "k", "--listen", "127.0.0.1:0", "--alpn", "h2," + String(repeating: "h", count: 300)],
     ]

@@ -157,6 +157,24 @@ struct TLSEngineTests {
         #expect(pair.client.state == .established && pair.server.state == .established)
     }
 
+    @Test("requests for a KeyUpdate that come before our next application data get one KeyUpdate between them (RFC 8446 4.6.3)")
+    func keyUpdateRequestsAreAnsweredOnce() throws {
+        var pair = try handshake(.tls13, .aes128GCM)
+        for _ in 0..<5 { pair.client.updateKeys(requestPeerUpdate: true) }
+        pair.pump()
+        #expect(pair.server.counters.keyUpdatesReceived == 5 && pair.server.counters.keyUpdatesSent == 1)
+        pair.send(TLSFixtures.pattern(1000), from: pair.server)
+        pair.client.updateKeys(requestPeerUpdate: true)
+        pair.pump()
+        #expect(pair.server.counters.keyUpdatesSent == 2, "after data, a new request gets its own")
+        pair.send(TLSFixtures.pattern(2000), from: pair.server)
+        pair.send(TLSFixtures.pattern(2000), from: pair.client)
+        pair.pump()
+        #expect(digest(pair.clientReceived) == digest(TLSFixtures.pattern(1000) + TLSFixtures.pattern(2000)))
+        #expect(digest(pair.serverReceived) == digest(TLSFixtures.pattern(2000)))
+        #expect(pair.client.error == nil && pair.server.error == nil)
+    }
+
     @Test("a ticket from the first connection resumes the second (TLS 1.3), as does a TLS 1.2 session")
     func resumption() throws {
         for version in [TLSVersion.tls13, .tls12] {
