@@ -48,9 +48,10 @@ public struct TLSServerApplication: TLSStreamApplication {
     static let pendingHighWater = 1 << 20
     /// Records of a file one connection has in flight at most: under half the transport's send
     /// budget, so it never stops receiving and a close_notify, a KeyUpdate or a bad record from
-    /// the client is acted on mid-file; fewer when many connections share the frames (the
-    /// engine's fair share), so clients that stop reading cannot starve the others.
-    static let fileRecordsInFlight = 16
+    /// the client is acted on mid-file. Two: a send completes once the kernel has the bytes, so
+    /// the socket buffer, not the frames, carries the window; frames held by clients that stopped
+    /// reading stay held, and with two each, twenty of them leave 64 frames for the next.
+    static let fileRecordsInFlight = 2
 
     /// An application in `mode`.
     public init(mode: TLSServeMode, keyUpdateAfter: Int? = nil) {

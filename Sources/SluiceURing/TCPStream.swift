@@ -339,6 +339,13 @@ final class TCPLoopChannel: Sendable {
 struct TCPStreamBridge: StreamHandler {
     /// Frames a connection may hold for ``TCPConnection/send(_:)`` (see ``TCPEngine/framesHeld(on:)``).
     static let sendWindow = 8
+    /// How long a stopping loop keeps sending what was queued before it.
+    static let drainTime: Duration = .seconds(1)
+
+    /// Whether every byte handed to the loop has left: nothing waits for frames, none is queued.
+    func isDrained(_ engine: TCPEngine) -> Bool {
+        pending.isEmpty && connections.keys.allSatisfy { engine.framesHeld(on: $0) == 0 }
+    }
 
     struct PendingSend {
         var bytes: [UInt8]
@@ -366,18 +373,20 @@ struct TCPStreamBridge: StreamHandler {
     /// The engine thread's loop: commands, completions, pumping, until `.stop`.
     static func run(engine: TCPEngine, channel: TCPLoopChannel) -> TCPEventLoopReport {
         var bridge = TCPStreamBridge(channel: channel)
-        var running = true
-        while running {
+        // Set by `.stop`: what was sent before it (a close_notify, the records ahead of it) still
+        // goes out, for at most `drainTime`, rather than being cut mid-record.
+        var stopBy: ContinuousClock.Instant?
+        while true {
             for command in channel.take() {
-                if case .stop = command { running = false } else { bridge.perform(command, engine) }
+                if case .stop = command { stopBy = stopBy ?? .now + drainTime } else { bridge.perform(command, engine) }
             }
             bridge.pumpAll(engine)
-            guard running else { break }
+            if let stopBy, bridge.isDrained(engine) || .now >= stopBy { break }
             do {
-                try engine.poll(&bridge, timeout: .seconds(1))
+                try engine.poll(&bridge, timeout: stopBy == nil ? .seconds(1) : .milliseconds(10))
             } catch {
                 // A ring that cannot enter the kernel any more: fail everything and stop.
-                running = false
+                break
             }
             bridge.pumpAll(engine)
         }

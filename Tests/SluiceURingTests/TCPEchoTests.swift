@@ -400,6 +400,48 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
         #expect(report.counters.receivePauses > 0, "the slow reader should have paused receiving")
     }
 
+    /// Stopping the loop right after a send and a shutdown still delivers every byte and the FIN:
+    /// what was handed to the loop leaves before it stops (a TLS client's last records and its
+    /// close_notify were cut mid-record).
+    @Test func stoppingTheLoopFinishesWhatWasSent() async throws {
+        let listening = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        defer { close(listening) }
+        var address = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: 0,
+                                  sin_addr: in_addr(s_addr: UInt32(0x7F00_0001).bigEndian), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(listening, $0, length) == 0 && listen(listening, 1) == 0 && getsockname(listening, $0, &length) == 0
+            }
+        }
+        try #require(bound)
+        let received = Mutex<(bytes: Int, sawEOF: Bool)>((0, false))
+        let reader = try WorkerThread(name: "kernel-reader") {
+            let connection = accept(listening, nil, nil)
+            guard connection >= 0 else { return }
+            defer { close(connection) }
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = recv(connection, &buffer, buffer.count, 0)
+                if n <= 0 {
+                    received.withLock { $0.sawEOF = n == 0 }
+                    return
+                }
+                received.withLock { $0.bytes += n }
+            }
+        }
+        let loop = try TCPEventLoop()
+        let client = try await loop.connect(to: IPEndpoint(address: .v4(IPv4Address(127, 0, 0, 1)), port: UInt16(bigEndian: address.sin_port)))
+        let total = 4 << 20
+        try await client.send([UInt8](repeating: 7, count: total))
+        client.shutdownWrite()
+        let report = loop.shutdown()
+        reader.join()
+        let (bytes, sawEOF) = received.withLock { $0 }
+        #expect(bytes == total && sawEOF, "the peer got \(bytes) of \(total) bytes, EOF \(sawEOF)")
+        #expect(report.frames.isBalanced)
+    }
+
     /// How far a sender has got, shared with a reader that waits for it to stall.
     final class SentProgress: Sendable {
         private let sent = Atomic<Int>(0)
