@@ -50,7 +50,7 @@ public struct TLSServerApplication: TLSStreamApplication {
     /// budget, so it never stops receiving and a close_notify, a KeyUpdate or a bad record from
     /// the client is acted on mid-file. Two: a send completes once the kernel has the bytes, so
     /// the socket buffer, not the frames, carries the window; frames held by clients that stopped
-    /// reading stay held, and with two each, twenty of them leave 64 frames for the next.
+    /// reading stay held, and at two each, twenty such clients hold forty, not the whole pool.
     static let fileRecordsInFlight = 2
 
     /// An application in `mode`.
