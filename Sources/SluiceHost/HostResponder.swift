@@ -117,6 +117,10 @@ public struct HostResponder: ~Copyable {
             if let refused = checkExtensionHeaders(&packet, networkOffset: networkOffset, now: now) { return refused }
             if next == 44 || ((next == 0 || next == 43 || next == 60)
                               && Reassembler.ipv6FragmentHeader(network, length: packet.length - networkOffset) != nil) {
+                if let (code, pointer) = Reassembler.ipv6FragmentProblem(network, length: packet.length - networkOffset) {
+                    return reportParameterProblem(&packet, networkOffset: networkOffset, total: 40 + Int(network.hostBig16(4)),
+                                                  code: code, pointer: pointer, now: now)
+                }
                 guard reassembler.insert(&packet, networkOffset: networkOffset, now: now) else { return .consumed }
                 network = packet.dataStart + networkOffset
                 next = network.hostByte(6)

@@ -345,6 +345,31 @@ import Testing
         #expect(responder.counters.refusedOptions == 2 && responder.counters.echoReplies == 1)
     }
 
+    @Test("fragments RFC 8200 4.5 refuses get the kernel's parameter problem: a short non-final one, one past 65535 bytes, a first one without the upper-layer header (RFC 7112)")
+    func refusedFragmentsEarnParameterProblems() {
+        var responder = portResponder()
+        let whole = Harness.datagram(from: "[2001:2:1::1]:4000", to: "[2001:2:1::2]:9000", payload: 100)
+        let headerOnly = Harness.fragment6(datagram(behind: 60, [1, 4, 0, 0, 0, 0]), offset: 0, count: 8, more: true)
+        var beyond = Harness.fragment6(whole, offset: 0, count: 16, more: false)
+        beyond[42] = 0xFF; beyond[43] = 0xF8   // offset 65528: 16 bytes reach past 65535
+        let cases: [(String, [UInt8], code: UInt8, pointer: UInt32)] = [
+            ("12 bytes, more to come", Harness.fragment6(whole, offset: 0, count: 12, more: true), 0, 4),
+            ("past 65535 bytes", beyond, 0, 42),
+            ("a first fragment ending before UDP", headerOnly, 3, 0),
+        ]
+        for (why, packet, code, pointer) in cases {
+            let (disposition, reply) = admit(&responder, packet)
+            #expect(disposition == .answer && reply.count >= 48, "\(why)")
+            guard reply.count >= 48 else { continue }
+            #expect(reply[40] == 4 && reply[41] == code, "\(why)")
+            #expect(reply[44..<48].reduce(0) { $0 << 8 | UInt32($1) } == pointer, "\(why)")
+        }
+        #expect(responder.counters.parameterProblems == 3 && responder.reassembler.activeDatagrams == 0)
+        // The whole header chain in the first fragment: taken in as usual.
+        #expect(admit(&responder, Harness.fragment6(whole, offset: 0, count: 16, more: true)).0 == .consumed)
+        #expect(responder.reassembler.activeDatagrams == 1)
+    }
+
     @Test("behind extension headers and IPv4 options, a closed port and an unknown protocol are answered as without them")
     func closedPortsAndProtocolsBehindOptions() {
         var responder = portResponder()
