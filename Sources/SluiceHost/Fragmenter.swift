@@ -8,7 +8,7 @@ import SluicePackets
 /// fragment only, and an IPv6 packet's headers after the first 40 bytes travel as its payload.
 public struct Fragmenter: Sendable {
     /// The most bytes of IP packet one fragment may hold.
-    public let mtu: Int
+    public var mtu: Int
     var nextIdentification: UInt32
 
     /// A fragmenter for `mtu`, numbering its datagrams from `identification` (random, so

@@ -10,6 +10,9 @@ public struct HostConfiguration: Sendable {
     public var mac: MACAddress?
     /// The device's MTU: longer replies leave as fragments.
     public var mtu: Int
+    /// The device's MTU as it is now, asked once a second while packets come (so `ip link set
+    /// … mtu` under a running host takes effect, as it does for the kernel); `nil` keeps ``mtu``.
+    public var currentMTU: (@Sendable () -> Int?)?
     /// Answer ICMP and ICMPv6 echo requests (ping).
     public var answersEcho = true
     /// The service's UDP port: a datagram to another port of the host's addresses gets ICMP port

@@ -33,7 +33,7 @@ public struct HostResponder: ~Copyable {
     let answersEcho: Bool
     let verifiesChecksums: Bool
     let udpPort: UInt16?
-    let mtu: Int
+    var mtu: Int
     var errorLimiter = ICMPErrorLimiter()
     /// The IPv4 identification of the host's own packets (echo replies, errors).
     var nextIdentification = UInt16.random(in: 0...UInt16.max)

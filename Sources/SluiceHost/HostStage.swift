@@ -20,6 +20,8 @@ public struct HostStage<Service: Stage & ~Copyable>: Stage, ~Copyable {
     /// The host's own part: responders, reassembly and its counters.
     public var responder: HostResponder
     @usableFromInline var fragmenter: Fragmenter
+    @usableFromInline let currentMTU: (@Sendable () -> Int?)?
+    @usableFromInline var nextMTUCheck = Instant.zero
     @usableFromInline var toService: PacketBatch
     @usableFromInline var fromService: PacketBatch
     @usableFromInline var waiting: PacketBatch
@@ -37,10 +39,23 @@ public struct HostStage<Service: Stage & ~Copyable>: Stage, ~Copyable {
         self.service = service
         responder = HostResponder(configuration: configuration, linkLayer: format == .ethernet ? .ethernet : .ip, pool: pool)
         fragmenter = Fragmenter(mtu: configuration.mtu, identification: UInt32.random(in: 0...UInt32.max))
+        currentMTU = configuration.currentMTU
         toService = PacketBatch(pool: pool, capacity: capacity)
         fromService = PacketBatch(pool: pool, capacity: capacity)
         waiting = PacketBatch(pool: pool, capacity: Self.waitingCapacity)
     }
+
+    /// Takes the device's MTU as it is now (IPv4 needs 68 bytes at least).
+    @usableFromInline
+    mutating func followMTU(now: Instant) {
+        nextMTUCheck = now + .seconds(1)
+        guard let mtu = currentMTU?(), mtu >= 68, mtu != fragmenter.mtu else { return }
+        fragmenter.mtu = mtu
+        responder.mtu = mtu
+    }
+
+    /// The MTU replies are cut to now.
+    public var mtu: Int { fragmenter.mtu }
 
     /// What the host has counted, reassembly included.
     public var counters: HostCounters {
@@ -57,6 +72,7 @@ public struct HostStage<Service: Stage & ~Copyable>: Stage, ~Copyable {
     @inlinable
     public mutating func handle(_ input: inout PacketBatch, output: inout PacketBatch, now: Instant) {
         lastNow = now
+        if currentMTU != nil && now >= nextMTUCheck { followMTU(now: now) }
         waiting.moveFront(to: &output)
         input.takeAll { packet in
             var packet = packet

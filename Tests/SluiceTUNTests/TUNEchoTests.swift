@@ -45,6 +45,28 @@ import Testing
         #expect(server.text.contains("frames: all returned to their pools"), "\(server.text)")
     }
 
+    /// `ip link set … mtu` under a running host: replies are cut for the MTU the device has now.
+    @Test func repliesFollowTheDevicesMTUAsItChanges() throws {
+        let namespace = try ScratchNamespace(prefix: "sltun")
+        let server = try Self.startServer(namespace, device: "sltun7", kernel: "198.18.1.1/24", listen: "198.18.1.2:9000")
+        let target = try #require(IPEndpoint("198.18.1.2:9000"))
+        let client = try withNetworkNamespace(namespace.name) { KernelUDPSocket(bind: IPEndpoint("198.18.1.1:0")!) }
+        let payload = [UInt8](repeating: 0x5A, count: 3000)
+        client.send(payload, to: target)
+        #expect(client.receive()?.bytes == payload, "at 1500")
+        let raise = try ChildProcess("/usr/sbin/ip", ["-n", namespace.name, "link", "set", "sltun7", "mtu", "9000"])
+        #expect(raise.waitForExit() == 0, "\(raise.text)")
+        usleep(1_100_000)   // the host looks once a second
+        for _ in 0..<2 {
+            client.send(payload, to: target)
+            #expect(client.receive()?.bytes == payload, "at 9000")
+        }
+        #expect(server.stop() == 0)
+        // The first reply in three fragments; once the host saw 9000 (at most a second after), whole.
+        #expect(server.text.contains("fragmented_replies=1 ") || server.text.contains("fragmented_replies=1,")
+                || server.text.contains("fragmented_replies=1\n"), "\(server.text)")
+    }
+
     @Test func theDeviceDeletedUnderARunningWorkerStopsItWithAClearError() throws {
         let namespace = try ScratchNamespace(prefix: "sltun")
         let server = try Self.startServer(namespace, device: "sltun1", kernel: "198.18.1.1/24", listen: "198.18.1.2:9000")

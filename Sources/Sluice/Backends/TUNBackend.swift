@@ -97,6 +97,8 @@ public class TUNBackend: UDPBackend, @unchecked Sendable {
         host.verifiesChecksums = settings.verifiesChecksums
         host.udpPort = configuration.listen.port
         host.onLinkPrefixes = settings.addresses
+        let deviceName = self.device.name
+        host.currentMTU = { NetworkInterface.mtu(named: deviceName) }
         self.host = host
         self.configuration = configuration
         self.settings = settings
