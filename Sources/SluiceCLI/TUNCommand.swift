@@ -63,6 +63,12 @@ struct TUNCommand: ParsableCommand {
 
         func run() throws {
             if let netns { try NetworkNamespace.enter(netns) }
+            // As `ip tuntap add`: a name in use is refused, not taken over and reconfigured.
+            if if_nametoindex(name) != 0 {
+                writeToStandardError("sluice tun up: a device named \(name) exists already "
+                                     + "(sluice tun down --name \(name) removes a TUN or TAP one)\n")
+                throw ExitCode(1)
+            }
             var configuration = TUNDeviceConfiguration(name: name, kind: tap ? .tap : .tun)
             configuration.queues = queues
             configuration.persistent = true

@@ -49,8 +49,10 @@ extension SystemCallError {
     /// The error as the command line says it: the library's words, then the flags of this tool
     /// that get around it.
     var terminalDescription: String {
-        guard let flags = flagAdvice else { return description }
-        return "\(description); \(flags)"
+        // The library's advice names its API; on the command line, the flag says it.
+        let text = description.replacing("attach with force: true to replace it", with: "pass --force to replace it")
+        guard let flags = flagAdvice, text == description else { return text }
+        return "\(text); \(flags)"
     }
 
     var flagAdvice: String? {

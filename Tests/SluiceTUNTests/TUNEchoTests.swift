@@ -115,6 +115,8 @@ import Testing
         let up = try ChildProcess(sluice: ["tun", "up", "--name", "sltun2", "--address", "198.18.1.1/24", "--netns", namespace.name])
         #expect(up.waitForExit() == 0, "\(up.text)")
         #expect(try linkExists(namespace, "sltun2"), "the device outlives tun up")
+        let upAgain = try ChildProcess(sluice: ["tun", "up", "--name", "sltun2", "--address", "198.18.1.1/24", "--netns", namespace.name])
+        #expect(upAgain.waitForExit() == 1 && upAgain.text.contains("a device named sltun2 exists"), "as ip tuntap add: \(upAgain.text)")
         let server = try Self.startServer(namespace, device: "sltun2", kernel: nil, listen: "198.18.1.2:9000")
         let client = try withNetworkNamespace(namespace.name) {
             KernelUDPSocket(bind: IPEndpoint(address: .v4(IPv4Address(198, 18, 1, 1)), port: 0))
