@@ -78,6 +78,12 @@ public struct HostResponder: ~Copyable {
             case 0x0806: return answerARP(&packet)
             case 0x0800: (networkOffset, version) = (14, 4)
             case 0x86DD: (networkOffset, version) = (14, 6)
+            case 0x8100 where packet.length >= 18 && data.hostBig16(14) & 0x0FFF == 0:
+                // A priority tag (VLAN ID 0) is the untagged network's (802.1Q): the kernel takes
+                // it off and answers ARP and ping as for any frame.
+                (data + 4).copyMemory(from: data, byteCount: 12)
+                packet.pullFront(4)
+                return admit(&packet, now: now)
             case 0x8100: return .service  // the service stage applies the VLAN rules
             default: return drop(\.otherEtherType)
             }

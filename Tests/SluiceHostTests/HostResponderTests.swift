@@ -46,10 +46,15 @@ import Testing
             #expect(arp.operation == ARPPacket.reply && arp.senderHardwareAddress == mac)
             #expect(arp.senderProtocolAddress == IPv4Address(198, 18, 1, 2) && arp.targetProtocolAddress == IPv4Address(198, 18, 1, 1))
         }
+        // Behind a priority tag (VLAN ID 0, priority 5): the same answer, as from the kernel.
+        var tagged = ethernet(to: .broadcast, type: 0x0806, arp)
+        tagged.insert(contentsOf: [0x81, 0x00, 0xA0, 0x00], at: 12)
+        let (taggedDisposition, taggedReply) = admit(&responder, tagged)
+        #expect(taggedDisposition == .answer && taggedReply.count >= 42 && taggedReply[12] == 0x08 && taggedReply[13] == 0x06)
         // For another address: no answer.
         arp.withUnsafeMutableBytes { IPv4Address(198, 18, 1, 3).store(networkBytesAt: $0.baseAddress! + 24) }
         #expect(admit(&responder, ethernet(to: .broadcast, type: 0x0806, arp)).0 == .consumed)
-        #expect(responder.counters.arpReplies == 1 && responder.counters.ignoredControl == 1)
+        #expect(responder.counters.arpReplies == 2 && responder.counters.ignoredControl == 1)
     }
 
     func solicitation(hopLimit: UInt8 = 255, source: IPv6Address = IPv6Address("2001:2:1::1")!,
