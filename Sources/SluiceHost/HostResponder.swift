@@ -274,14 +274,25 @@ public struct HostResponder: ~Copyable {
             // Packet too big, about a packet this host sent: RFC 8201, never below 1280 bytes.
             let reported = Int(icmp.hostBig32(4))
             return learnPathMTU(.v6(IPv6Address(networkBytesAt: icmp + 32)), max(1280, reported), now: now)
-        case (128, _) where answersEcho && ipv6Addresses.contains(destination) && !isMartian(.v6(source)):
+        case (128, _) where answersEcho && isEchoDestination(destination) && !isMartian(.v6(source)):
+            // To a group (all nodes, the solicited-node group of an address, as the kernel
+            // answers them): from the host's address of the asker's scope.
+            let from = destination.high >> 56 != 0xFF ? destination
+                : ipv6Addresses.first { ($0.high >> 54 == 0x3FA) == (source.high >> 54 == 0x3FA) } ?? ipv6Addresses[0]
             network = Self.turnEcho(&packet, networkOffset: networkOffset, headersLength: icmpOffset, fixedLength: 40,
                                     from: 0x8000, to: 0x8100)
             network.hostSetBig16(4, UInt16(icmpLength))
             network.hostSetByte(6, 58)
             network.hostSetByte(7, 64)
-            destination.store(networkBytesAt: network + 8)
+            from.store(networkBytesAt: network + 8)
             source.store(networkBytesAt: network + 24)
+            if from != destination {
+                // A new address in the pseudo-header: the checksum is summed again.
+                let reply = network + 40
+                reply.hostSetBig16(2, 0)
+                let pseudo = InternetChecksum.pseudoHeaderSum(source: from, destination: source, nextHeader: 58, length: icmpLength)
+                reply.hostSetBig16(2, InternetChecksum.checksum(UnsafeRawBufferPointer(start: reply, count: icmpLength), initial: pseudo))
+            }
             packet.length = networkOffset + 40 + icmpLength
             turnLink(packet.dataStart)
             counters.echoReplies &+= 1
@@ -303,6 +314,20 @@ public struct HostResponder: ~Copyable {
         }
     }
 
+    /// Whether an echo request to `destination` is the host's to answer: one of its addresses,
+    /// all nodes, or the solicited-node group of one of them.
+    func isEchoDestination(_ destination: IPv6Address) -> Bool {
+        if ipv6Addresses.contains(destination) { return true }
+        guard !ipv6Addresses.isEmpty else { return false }
+        return destination == IPv6Address(high: 0xFF02 << 48, low: 1)
+            || ipv6Addresses.contains { destination == Self.solicitedNode($0) }
+    }
+
+    /// The solicited-node group of `address` (RFC 4291 section 2.7.1).
+    static func solicitedNode(_ address: IPv6Address) -> IPv6Address {
+        IPv6Address(high: 0xFF02 << 48, low: 0x1_FF00_0000 | address.low & 0xFF_FFFF)
+    }
+
     /// The checks of RFC 4861 section 7.1.1 the kernel makes of a neighbour solicitation (the
     /// hop limit, code and target aside): options of non-zero length within the message; a
     /// unicast source, or `::` (duplicate address detection) sent to the target's solicited-node
@@ -310,9 +335,6 @@ public struct HostResponder: ~Copyable {
     /// its addresses, all nodes, or the solicited-node group of one of them.
     static func isValidSolicitation(_ icmp: UnsafeMutableRawPointer, length: Int, source: IPv6Address,
                                     destination: IPv6Address, target: IPv6Address, own: [IPv6Address]) -> Bool {
-        func solicitedNode(_ address: IPv6Address) -> IPv6Address {
-            IPv6Address(high: 0xFF02 << 48, low: 0x1_FF00_0000 | address.low & 0xFF_FFFF)
-        }
         guard source.high >> 56 != 0xFF else { return false }
         var offset = 24
         var sourceLinkLayer = false

@@ -469,6 +469,40 @@ import Testing
         #expect(responder.counters.echoReplies == 1 && responder.counters.portUnreachable == 0)
     }
 
+    /// An ICMPv6 echo request from `source` to `destination` over bare IP.
+    func echoRequest6(from source: String, to destination: String) -> [UInt8] {
+        let (from, to) = (IPv6Address(source)!, IPv6Address(destination)!)
+        var packet = [UInt8](repeating: 0, count: 40 + 16)
+        packet.withUnsafeMutableBytes { buffer in
+            IPv6Header.emit(into: buffer.baseAddress!, source: from, destination: to, nextHeader: 58, payloadLength: 16)
+        }
+        packet[40] = 128
+        for i in 44..<56 { packet[i] = UInt8(i) }
+        let pseudo = InternetChecksum.pseudoHeaderSum(source: from, destination: to, nextHeader: 58, length: 16)
+        let sum = packet[40...].withUnsafeBytes { InternetChecksum.checksum($0, initial: pseudo) }
+        packet[42] = UInt8(sum >> 8); packet[43] = UInt8(sum & 0xFF)
+        return packet
+    }
+
+    @Test("pings to all nodes and to the host's solicited-node group are answered from the host's address of the asker's scope, as from the kernel")
+    func groupEchoRequestsAreAnswered() {
+        var configuration = HostConfiguration(addresses: [.v6(IPv6Address("2001:2:1::2")!), .v6(IPv6Address("fe80::73:ff:fe00:2")!)],
+                                              mtu: 1500)
+        configuration.udpPort = 9000
+        var responder = HostResponder(configuration: configuration, linkLayer: .ip, pool: harness.pool)
+        for (source, destination, replyFrom) in [("2001:2:1::1", "ff02::1", "2001:2:1::2"), ("fe80::1", "ff02::1", "fe80::73:ff:fe00:2"),
+                                                  ("2001:2:1::1", "ff02::1:ff00:2", "2001:2:1::2"), ("fe80::1", "fe80::73:ff:fe00:2", "fe80::73:ff:fe00:2")] {
+            let (disposition, reply) = admit(&responder, echoRequest6(from: source, to: destination))
+            #expect(disposition == .answer && reply.count == 56, "\(source) → \(destination)")
+            guard reply.count == 56 else { continue }
+            let from = reply.withUnsafeBytes { IPv6Address(networkBytesAt: UnsafeMutableRawPointer(mutating: $0.baseAddress! + 8)) }
+            #expect(reply[40] == 129 && from == IPv6Address(replyFrom), "\(source) → \(destination)")
+            let pseudo = InternetChecksum.pseudoHeaderSum(source: from, destination: IPv6Address(source)!, nextHeader: 58, length: 16)
+            #expect(reply[40...].withUnsafeBytes { InternetChecksum.checksum($0, initial: pseudo) } == 0, "the reply's checksum")
+        }
+        #expect(admit(&responder, echoRequest6(from: "2001:2:1::1", to: "ff02::1:ff00:9")).0 == .consumed, "another address's group")
+    }
+
     /// An echo request to the host over bare IP carrying `options` (padded by the caller).
     func echoRequest(options: [UInt8]) -> [UInt8] {
         let plain = echoRequest(to: IPv4Address(198, 18, 1, 2))

@@ -93,7 +93,9 @@ public class TUNBackend: UDPBackend, @unchecked Sendable {
             return .v4(IPv4Address(rawValue: address.rawValue | hostBits))
         }
         self.acceptance = acceptance
-        var host = HostConfiguration(addresses: [listen], mac: mac, mtu: self.device.mtu)
+        // Over TAP an IPv6 host has its link-local address too (RFC 4291 2.1), from its MAC.
+        let linkLocal: [IPAddress] = if let mac, case .v6 = listen { [.v6(Self.linkLocalAddress(for: mac))] } else { [] }
+        var host = HostConfiguration(addresses: [listen] + linkLocal, mac: mac, mtu: self.device.mtu)
         host.verifiesChecksums = settings.verifiesChecksums
         host.udpPort = configuration.listen.port
         host.onLinkPrefixes = settings.addresses
@@ -132,6 +134,13 @@ public class TUNBackend: UDPBackend, @unchecked Sendable {
         case .v6(let a): UInt32(truncatingIfNeeded: a.low)
         }
         return MACAddress(rawValue: 0x0273_0000_0000 | UInt64(low))
+    }
+
+    /// The link-local address of `mac`: fe80:: and its modified EUI-64 (RFC 4291 appendix A).
+    static func linkLocalAddress(for mac: MACAddress) -> IPv6Address {
+        let bits = mac.rawValue ^ 0x0200_0000_0000
+        let identifier = (bits >> 24) << 40 | 0xFF_FE00_0000 | bits & 0xFF_FFFF
+        return IPv6Address(high: 0xFE80 << 48, low: identifier)
     }
 
     public var workerCount: Int { settings.queues }
