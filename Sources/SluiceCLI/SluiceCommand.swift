@@ -250,7 +250,9 @@ struct ServeOptions: ParsableArguments {
         defer { export?.close() }
         let server = try reportingRuntimeErrors(command) { try UDPServer(configuration: configuration, makeService: makeService) }
         export?.reporter.add(server)
-        say("sluice \(command): \(backend.rawValue) backend on \(server.boundEndpoint), \(workers) worker(s), "
+        // The XDP backend's kernel-socket worker (what the program passes) is a worker too.
+        let workerCount = "\(server.states.count) worker(s)" + (backend == .xdp ? " (one on the kernel socket)" : "")
+        say("sluice \(command): \(backend.rawValue) backend on \(server.boundEndpoint), \(workerCount), "
             + what + (gso ? ", GSO" : "") + (gro ? ", GRO" : ""))
         do {
             try privileges.dropAfterSetup(command, keeping: backend == .xdp ? [.netAdmin] : [], say: say)
