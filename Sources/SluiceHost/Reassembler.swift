@@ -2,8 +2,9 @@ import SluiceCore
 import SluicePackets
 
 /// IPv4 and IPv6 reassembly (RFC 791 section 3.2, RFC 8200 section 4.5) under the kernel's
-/// rules: a fragment wholly inside data already received is a duplicate and is dropped alone;
-/// one that partly overlaps ends its datagram (RFC 5722); so does a zero-length fragment, or
+/// rules: a fragment wholly inside one run of fragments already received (those that came
+/// each where the last ended) is a duplicate and is dropped alone; one that partly overlaps,
+/// or spans two runs, ends its datagram (RFC 5722); so does a zero-length fragment, or
 /// an end that disagrees with the last fragment's. A non-final IPv4 fragment is cut to a
 /// multiple of 8 bytes, a non-final IPv6 one that is not is dropped. An IPv6 atomic fragment
 /// (offset 0, no more fragments; RFC 6946) is a whole datagram at once.
@@ -23,8 +24,10 @@ public struct Reassembler: ~Copyable {
 
     /// Bytes per bit of a datagram's coverage map: fragments start on 8-byte boundaries.
     static let blockSize = 8
-    /// Coverage words per datagram: one bit for each 8 bytes of 64 KiB.
-    static let wordsPerSlot = 65536 / blockSize / 64
+    /// Words per map: one bit for each 8 bytes of 64 KiB.
+    static let wordsPerMap = 65536 / blockSize / 64
+    /// Each datagram's two maps: the blocks received, then the blocks where a run of fragments starts.
+    static let wordsPerSlot = 2 * wordsPerMap
     /// IPv6 extension headers walked before giving up on finding the fragment header.
     static let extensionHeaderLimit = 8
 
@@ -61,6 +64,7 @@ public struct Reassembler: ~Copyable {
     let pool: FramePool
     let limits: ReassemblyLimits
     var slots: [Slot]
+    /// The maps of every slot (``wordsPerSlot`` words each).
     let coverage: UnsafeMutablePointer<UInt64>
 
     /// A reassembler drawing its frames from `pool`, whose frames must be at least
@@ -299,11 +303,15 @@ public struct Reassembler: ~Copyable {
         }
         // A zero-length fragment ends the datagram, as in the kernel.
         guard end > offset else { return discard(index, counting: \.malformed) }
+        let tailEnd = slots[index].highestEnd
         slots[index].highestEnd = max(slots[index].highestEnd, end)
         let first = offset / Self.blockSize
         let last = (end + Self.blockSize - 1) / Self.blockSize
         let covered = coveredBlocks(index, from: first, to: last)
         if covered == last - first {
+            // Within one run, a duplicate; across two (they came apart), an overlap, as the
+            // kernel's fragment runs tell them apart.
+            if runStarts(index, from: first + 1, to: last) > 0 { return discard(index) }
             counters.duplicates &+= 1
             return false
         }
@@ -323,6 +331,8 @@ public struct Reassembler: ~Copyable {
             slots[index].firstLength = end
         }
         cover(index, from: first, to: last)
+        // A fragment starting where the highest one ended extends its run; any other starts one.
+        if offset != tailEnd || slots[index].received == 0 { markRunStart(index, block: first) }
         slots[index].received += end - offset
         guard slots[index].length >= 0, slots[index].received == slots[index].length, slots[index].headerLength > 0 else {
             return false
@@ -425,18 +435,29 @@ public struct Reassembler: ~Copyable {
     /// How many of the blocks `first..<last` of slot `index` hold data already.
     func coveredBlocks(_ index: Int, from first: Int, to last: Int) -> Int {
         var count = 0
-        forEachWord(index, from: first, to: last) { word, mask in count += (word.pointee & mask).nonzeroBitCount }
+        forEachWord(index, map: 0, from: first, to: last) { word, mask in count += (word.pointee & mask).nonzeroBitCount }
         return count
     }
 
     func cover(_ index: Int, from first: Int, to last: Int) {
-        forEachWord(index, from: first, to: last) { word, mask in word.pointee |= mask }
+        forEachWord(index, map: 0, from: first, to: last) { word, mask in word.pointee |= mask }
     }
 
-    /// Calls `body` with each coverage word of slot `index` that blocks `first..<last` touch,
-    /// and the mask of their bits in it.
-    func forEachWord(_ index: Int, from first: Int, to last: Int, _ body: (UnsafeMutablePointer<UInt64>, UInt64) -> Void) {
-        let words = coverage + index * Self.wordsPerSlot
+    /// How many runs of fragments start within blocks `first..<last`.
+    func runStarts(_ index: Int, from first: Int, to last: Int) -> Int {
+        var count = 0
+        forEachWord(index, map: 1, from: first, to: last) { word, mask in count += (word.pointee & mask).nonzeroBitCount }
+        return count
+    }
+
+    func markRunStart(_ index: Int, block: Int) {
+        forEachWord(index, map: 1, from: block, to: block + 1) { word, mask in word.pointee |= mask }
+    }
+
+    /// Calls `body` with each word of slot `index`'s `map` (0 coverage, 1 run starts) that
+    /// blocks `first..<last` touch, and the mask of their bits in it.
+    func forEachWord(_ index: Int, map: Int, from first: Int, to last: Int, _ body: (UnsafeMutablePointer<UInt64>, UInt64) -> Void) {
+        let words = coverage + index * Self.wordsPerSlot + map * Self.wordsPerMap
         var block = first
         while block < last {
             let bit = block % 64

@@ -50,6 +50,30 @@ import Testing
         #expect(reassembler.activeDatagrams == 1)
     }
 
+    @Test("a fragment across two runs that came apart ends the datagram; inside one run that grew in order, it is a duplicate (the kernel's runs)")
+    func aFragmentAcrossTwoRunsIsAnOverlap() {
+        let whole = Harness.datagram(from: "198.18.0.1:4000", to: "198.18.0.2:9000", payload: 3000)
+        let a = Harness.fragment4(whole, offset: 0, count: 1000, more: true)
+        let b = Harness.fragment4(whole, offset: 1000, count: 1000, more: true)
+        let across = Harness.fragment4(whole, offset: 992, count: 16, more: true)
+        let last = Harness.fragment4(whole, offset: 2000, count: whole.count - 20 - 2000, more: false)
+        // In order, one run: a duplicate, and the datagram completes.
+        var inOrder = Reassembler(pool: harness.pool, limits: ReassemblyLimits())
+        for piece in [a, b, across] { #expect(insert(&inOrder, piece) == nil) }
+        #expect(inOrder.counters.duplicates == 1 && inOrder.counters.overlaps == 0)
+        #expect(insert(&inOrder, last).map { Array($0[20...]) } == Array(whole[20...]))
+        // The second piece first: two runs, and a fragment across them is an overlap.
+        var apart = Reassembler(pool: harness.pool, limits: ReassemblyLimits())
+        for piece in [b, a, across] { #expect(insert(&apart, piece) == nil) }
+        #expect(apart.counters.overlaps == 1 && apart.activeDatagrams == 0)
+        // A copy of either piece alone is still a duplicate.
+        var copies = Reassembler(pool: harness.pool, limits: ReassemblyLimits())
+        for piece in [b, a, b, a] { #expect(insert(&copies, piece) == nil) }
+        #expect(copies.counters.duplicates == 2 && copies.counters.overlaps == 0)
+        #expect(insert(&copies, last) != nil)
+        #expect(harness.pool.freeCount == harness.pool.frameCount)
+    }
+
     @Test func lengthsThatDisagreeEndTheDatagram() {
         var reassembler = Reassembler(pool: harness.pool, limits: ReassemblyLimits())
         let whole = Harness.datagram(from: "198.18.0.1:4000", to: "198.18.0.2:9000", payload: 3000)
