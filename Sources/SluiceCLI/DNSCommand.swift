@@ -62,6 +62,11 @@ struct DNSServe: ParsableCommand {
 
     func run() throws {
         let zones = try zone.map(Self.load)
+        // As Knot refuses a domain configured twice: which file answered would be chance.
+        var origins: Set<String> = []
+        for zone in zones where !origins.insert(zone.origin.description.lowercased()).inserted {
+            throw ValidationError("two --zone files for \(zone.origin): each origin once")
+        }
         let authority = DNSAuthority(zones: zones)
         let names = zones.map { $0.origin.description }.joined(separator: ", ")
         let configuration = try options.configuration()

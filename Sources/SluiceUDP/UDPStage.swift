@@ -217,6 +217,13 @@ public struct UDPAcceptance: Sendable, Equatable {
     public var localAddresses: [IPAddress] = []
     /// Broadcast addresses also accepted (a wildcard IPv4 listen's: the subnets' and 255.255.255.255).
     public var broadcastAddresses: [IPAddress] = []
+    /// The interface's broadcast addresses, whatever the listen address: no datagram comes from
+    /// one (the kernel drops it as a martian source, as it drops ``broadcastAddresses``).
+    public var broadcastSources: [IPAddress] = []
+    /// The most bytes of IP packet a reply may take, the link's MTU: nothing past the stage
+    /// fragments it (AF_XDP), so a service's reply is held to it (a DNS answer sets TC past it).
+    /// `nil`: only the frame bounds it.
+    public var maximumPacket: Int?
     /// Apply the kernel's IP and link rules: drop IPv4 source-route options, IPv6 extension
     /// headers RFC 8200 discards, and frames tagged with a VLAN not in ``vlanIDs``.
     public var appliesKernelRules = false
@@ -269,7 +276,7 @@ public struct UDPStage<Service: UDPService>: Stage {
 
     static func addressSets(_ acceptance: UDPAcceptance) -> (destinations: AddressSet, broadcasts: AddressSet) {
         let destinations = acceptance.localAddresses.isEmpty ? [] : acceptance.localAddresses + acceptance.broadcastAddresses
-        return (AddressSet(destinations), AddressSet(acceptance.broadcastAddresses))
+        return (AddressSet(destinations), AddressSet(acceptance.broadcastAddresses + acceptance.broadcastSources))
     }
 
     /// What the stage has counted.
@@ -398,7 +405,7 @@ public struct UDPStage<Service: UDPService>: Stage {
             // A packet from this host's own IPv4 address did not come from the wire (the
             // kernel's fib_validate_source, accept_local=0); from its broadcast address it
             // could get no reply (the kernel's send fails with EACCES).
-            if case .v4 = source, destinations.contains(source) {
+            if case .v4 = source, destinations.contains(source) || broadcasts.contains(source) {
                 _counters.martian &+= 1
                 return false
             }
@@ -457,7 +464,7 @@ public struct UDPStage<Service: UDPService>: Stage {
         var datagram = UDPDatagram(
             source: received.source, destination: received.destination,
             payloadStart: data + layout.payloadOffset, payloadLength: layout.payloadLength,
-            payloadCapacity: min(room, 65535 - (replyHeaders - layout.networkOffset)))
+            payloadCapacity: min(room, (acceptance.maximumPacket ?? 65535) - (replyHeaders - layout.networkOffset)))
         _counters.datagrams &+= 1
         if linkLayer == .ethernet { link = ReceivedLink(frame: data) }
         let target: IPEndpoint

@@ -8,6 +8,9 @@ import Testing
 
 /// No input traps the command line: every bad number, range, size or address combination ends
 /// in an error line and a usage exit, never a crash or an exhausted memory.
+/// A zone file of the DNS tests.
+let exampleZone = #filePath.replacing("SluiceIntegrationTests/CommandLineInputTests.swift", with: "SluiceDNSTests/Fixtures/example.test.zone")
+
 @Suite struct CommandLineInputTests {
     static let refused: [[String]] = [
         ["udp-echo", "--listen", "127.0.0.1:0", "--duration", "nan"],
@@ -55,6 +58,7 @@ import Testing
         ["dns", "serve", "--listen", "127.0.0.1:0", "--zone", ""],
         ["dns", "serve", "--listen", "127.0.0.1:0", "--zone", "=" + #filePath],
         ["dns", "serve", "--listen", "127.0.0.1:0", "--zone", "/dev/zero"],
+        ["dns", "serve", "--listen", "127.0.0.1:0", "--zone", exampleZone, "--zone", "EXAMPLE.test.=" + exampleZone],
         ["tls", "connect", "127.0.0.1:9", "--sni", ""],
         ["tls", "connect", "127.0.0.1:9", "--sni", String(repeating: "a", count: 256)],
         ["tls", "connect", "127.0.0.1:9", "--sni", "bad name"],

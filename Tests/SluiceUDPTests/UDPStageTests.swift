@@ -541,6 +541,37 @@ struct AnnounceService: UDPService {
         #expect(Self.accept(Self.frame(source: source, destination: destination)).counters.martian == 1)
     }
 
+    /// Listening on one address, the interface's subnet broadcast is still no source (the kernel
+    /// drops it as a martian), and a reply is held to the link's MTU (nothing fragments it after
+    /// the stage on AF_XDP).
+    @Test func aSubnetBroadcastIsNoSourceAndRepliesKeepToTheMTU() {
+        struct Capacity: UDPService {
+            var seen = 0
+            mutating func handle(_ datagram: inout UDPDatagram, now: Instant) -> UDPAction {
+                seen = datagram.payloadCapacity
+                return .drop
+            }
+        }
+        var acceptance = UDPAcceptance()
+        acceptance.appliesKernelRules = true
+        acceptance.localAddresses = [.v4(IPv4Address(198, 18, 0, 1))]
+        acceptance.broadcastSources = [.v4(IPv4Address(198, 18, 0, 255))]
+        acceptance.maximumPacket = 1000
+        let pool = try! FramePool(frameCount: 8, frameSize: 2048, headroom: 256)
+        var stage = UDPStage(service: Capacity(), format: .ethernet, acceptance: acceptance)
+        for frame in [Self.frame(source: [198, 18, 0, 255]), Self.frame()] {
+            var input = PacketBatch(pool: pool, capacity: 4)
+            var output = PacketBatch(pool: pool, capacity: 4)
+            let index = input.appendNewFrame()!
+            input[index].length = frame.count
+            input[index].data.copyBytes(from: frame)
+            stage.handle(&input, output: &output, now: Instant(nanoseconds: 1))
+            output.releaseAll()
+        }
+        #expect(stage.counters.martian == 1, "the subnet broadcast as a source")
+        #expect(stage.service.seen == 1000 - 28, "a reply of at most 1000 bytes of IPv4: \(stage.service.seen)")
+    }
+
     /// The rest of 0/8 and 240/4 are routable sources since Linux 5.3: the kernel delivers them.
     @Test(arguments: [[0, 1, 2, 3] as [UInt8], [240, 0, 0, 1], [254, 1, 1, 1]])
     func sourcesTheKernelRoutesAreNotMartians(source: [UInt8]) {

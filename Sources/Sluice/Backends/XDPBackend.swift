@@ -179,6 +179,9 @@ public final class XDPBackend: UDPBackend {
         case let address:
             acceptance.localAddresses = [address]
         }
+        acceptance.broadcastSources = broadcasts(of: interface)
+        // Replies leave through the XSK unfragmented: one past the MTU would be lost on the wire.
+        acceptance.maximumPacket = NetworkInterface.mtu(named: settings.interface)
         return acceptance
     }
 
