@@ -190,6 +190,15 @@ public final class URing {
         registeredFiles = descriptors.count
     }
 
+    /// Empties the fixed file table, waiting until the kernel holds none of them: a file closed
+    /// after this is gone at once, not when the ring's own teardown (deferred to a worker)
+    /// gets to it.
+    public func unregisterFiles() {
+        guard registeredFiles > 0 else { return }
+        _ = io_uring_unregister_files(raw)
+        registeredFiles = 0
+    }
+
     /// Files in the fixed file table (see ``registerFiles(_:)``).
     public private(set) var registeredFiles = 0
 

@@ -174,6 +174,8 @@ public struct URingUDPPort: Port, ~Copyable {
         }
         for slot in 0..<sends.count { sends.releaseFrames(slot, to: pool) }
         ready.releaseAll(to: pool)
+        // The socket leaves with this port: the next server can bind its address at once.
+        ring.unregisterFiles()
         close(descriptor)
         receiveMessage.deallocate()
         ready.deallocate()

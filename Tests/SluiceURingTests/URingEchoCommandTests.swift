@@ -51,6 +51,18 @@ import Testing
         #expect(text.contains("1 registered file"), "the socket is a fixed file: \(text)")
     }
 
+    /// A server restarted at once on the same port binds it: the first one's socket leaves with
+    /// it, not with the ring's deferred teardown (which held it some 60 ms).
+    @Test func aRestartOnTheSamePortBindsAtOnce() throws {
+        for _ in 0..<3 {
+            let (first, bound) = try startServer("127.0.0.1:0")
+            #expect(first.stop() == 0)
+            let second = try ChildProcess(sluice: ["udp-echo", "--backend", "uring", "--listen", bound.description,
+                                                   "--duration", "0.2", "--stats-interval", "0"])
+            #expect(second.waitForExit(timeout: .seconds(10)) == 0, "\(second.text)")
+        }
+    }
+
     @Test func theBundledClientChecksEveryReply() throws {
         let (server, endpoint) = try startServer("127.0.0.1:0")
         let client = try ChildProcess(sluice: ["udp-client", "--target", endpoint.description, "--size", "1000",
