@@ -81,6 +81,9 @@ public enum DatagramControl {
                 fromByteOffset: MemoryLayout<sluice_in6_pktinfo>.offset(of: \.ipi6_ifindex)!, as: UInt32.self)
             let destination = data + MemoryLayout<sluice_in6_pktinfo>.offset(of: \.ipi6_addr)!
             let address = IPAddress.v6(IPv6Address(networkBytesAt: destination)).unmapped
+            // An IPv4 datagram on a dual-stack socket: its IP_PKTINFO's ipi_spec_dst, when it came,
+            // is the address to answer from (this one may be a subnet's broadcast).
+            if case .v4 = address, case .v4 = header.local.address, header.interfaceIndex != 0 { break }
             // A reply never leaves from a multicast or broadcast address: let routing choose.
             header.local = IPEndpoint(address: address.isMulticastOrBroadcast ? address.unspecified : address, port: port)
         case (Int32(IPPROTO_UDP), sluice_UDP_GRO) where holds(MemoryLayout<Int32>.size):

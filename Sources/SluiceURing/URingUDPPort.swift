@@ -96,7 +96,10 @@ public struct URingUDPPort: Port, ~Copyable {
     @usableFromInline static let receiveTag: UInt64 = 1 << 62
     /// Bytes the kernel writes in front of the payload: `io_uring_recvmsg_out`, name, control.
     @usableFromInline static let nameCapacity = 32
-    @usableFromInline static let controlCapacity = 64
+    /// Room for IPV6_PKTINFO and IP_PKTINFO together (72 bytes): an IPv4 datagram on a
+    /// dual-stack socket gets both, the second truncated in 64 (its ipi_spec_dst, the address a
+    /// reply to a broadcast leaves from, lost).
+    @usableFromInline static let controlCapacity = 96
     @usableFromInline static let receivePrefix = MemoryLayout<io_uring_recvmsg_out>.size + nameCapacity + controlCapacity
     @usableFromInline static let maximumGSOPayload = 65507
     @usableFromInline static let bufferGroup: UInt16 = 0

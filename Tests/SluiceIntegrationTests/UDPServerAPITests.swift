@@ -167,11 +167,11 @@ final class LoopbackTestBackend: UDPBackend {
 /// A request to the subnet's broadcast address is answered, as the kernel's own sockets do,
 /// from the interface's address (`ipi_spec_dst`), never from the broadcast address.
 @Suite(.serialized) struct BroadcastReplyTests {
-    @Test(arguments: [Backend.socket, Backend.uring])
-    func aBroadcastRequestIsAnsweredFromTheInterfaceAddress(backend: Backend) throws {
-        let topology = try TestTopology(.init(suffix: "b\(getpid())\(backend)"))
+    @Test(arguments: [Backend.socket, Backend.uring], ["0.0.0.0:9000", "[::]:9000"])
+    func aBroadcastRequestIsAnsweredFromTheInterfaceAddress(backend: Backend, listen: String) throws {
+        let topology = try TestTopology(.init(suffix: "b\(getpid() % 100_000)\(backend == .socket ? "s" : "u")\(listen.count)"))
         defer { topology.destroy() }
-        var configuration = UDPServerConfiguration(listen: IPEndpoint("0.0.0.0:9000")!)
+        var configuration = UDPServerConfiguration(listen: IPEndpoint(listen)!)
         configuration.backend = backend
         configuration.handlesSignals = false
         let server = try TestTopology.run(inNamespace: topology.serverNamespace) { [configuration] in
@@ -186,6 +186,6 @@ final class LoopbackTestBackend: UDPBackend {
             client.send([1, 2, 3], to: broadcast)
             return client.receive()?.from
         }
-        #expect(reply == IPEndpoint(address: .v4(topology.serverIPv4), port: 9000), "\(backend): \(String(describing: reply))")
+        #expect(reply == IPEndpoint(address: .v4(topology.serverIPv4), port: 9000), "\(backend) \(listen): \(String(describing: reply))")
     }
 }
