@@ -8,16 +8,17 @@ public struct SignalWaiter: Sendable {
     /// The signals waited for.
     public let signals: [Int32]
 
-    /// The signals that stop a server cleanly: SIGINT, SIGTERM, and SIGHUP (its terminal went
-    /// away), so an XDP program is detached and the summary written whichever comes.
-    public static let stopping: [Int32] = [SIGINT, SIGTERM, SIGHUP]
+    /// The signals that stop a server cleanly: SIGINT, SIGTERM, SIGHUP (its terminal went
+    /// away) and SIGQUIT, so an XDP program is detached and the summary written whichever comes.
+    public static let stopping: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
 
-    /// `SIGINT`, `SIGTERM`, `SIGHUP`, or the number.
+    /// `SIGINT`, `SIGTERM`, `SIGHUP`, `SIGQUIT`, or the number.
     public static func name(_ signal: Int32) -> String {
         switch signal {
         case SIGINT: "SIGINT"
         case SIGTERM: "SIGTERM"
         case SIGHUP: "SIGHUP"
+        case SIGQUIT: "SIGQUIT"
         default: "signal \(signal)"
         }
     }

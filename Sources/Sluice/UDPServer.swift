@@ -229,8 +229,10 @@ public final class UDPServer<Service: UDPService>: Sendable {
     /// then stops the workers.
     ///
     /// - Throws: the first worker's failure.
+    /// With `hangup`, SIGHUP calls it (its line goes to `progress`) and serving goes on: for a
+    /// server whose operators send SIGHUP to reload, as to Knot or NSD.
     public func run(for duration: Duration? = nil, progressInterval: Duration? = nil,
-                    progress: (String) -> Void = { _ in }) throws(RuntimeError) {
+                    progress: (String) -> Void = { _ in }, hangup: (() -> String)? = nil) throws(RuntimeError) {
         let clock = MonotonicTimeSource()
         let deadline = duration.map { clock.now() + $0 }
         var lastReport = clock.now()
@@ -242,6 +244,10 @@ public final class UDPServer<Service: UDPService>: Sendable {
             var wait = Duration.milliseconds(200)
             if let deadline { wait = min(wait, deadline - now) }
             if let signal = signals.wait(for: wait) {
+                if signal == SIGHUP, let hangup {
+                    progress(hangup())
+                    continue
+                }
                 progress("sluice: \(SignalWaiter.name(signal)) received, stopping")
                 break
             }

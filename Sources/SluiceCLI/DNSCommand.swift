@@ -102,7 +102,10 @@ struct DNSServe: ParsableCommand {
         let limiter = rrlLimit.map { DNSRateLimiter(responsesPerSecond: $0, slip: slip) }
         let what = "authoritative for \(names), TCP too" + (rrlLimit.map { ", rate limit \($0)/s slip \(slip)" } ?? "")
         do {
-            try options.serve("dns serve", what: what, configuration: configuration, metrics: [tcpMetrics], stopping: stopTCP) { _ in
+            // Knot and NSD reload their zones on SIGHUP: one sent out of habit must not stop this server.
+            let hangup = { "sluice dns serve: SIGHUP received; zones are read once, at start: restart to load changes" }
+            try options.serve("dns serve", what: what, configuration: configuration, metrics: [tcpMetrics], stopping: stopTCP,
+                              hangup: hangup) { _ in
                 DNSService(authority: authority, rateLimiter: limiter, identity: identity)
             }
         } catch {

@@ -242,7 +242,7 @@ struct ServeOptions: ParsableArguments {
     /// the server's metrics and those of `metrics` meanwhile; with `--json`, the summary takes
     /// theirs too, after `stopping` (which ends what publishes them).
     func serve<Service: UDPService>(_ command: String, what: String, configuration given: UDPServerConfiguration? = nil,
-                                    metrics: [any MetricsSource] = [], stopping: () -> Void = {},
+                                    metrics: [any MetricsSource] = [], stopping: () -> Void = {}, hangup: (() -> String)? = nil,
                                     _ makeService: @escaping @Sendable (Int) -> Service) throws {
         let configuration = try given ?? configuration()
         let say = report.say
@@ -279,7 +279,7 @@ struct ServeOptions: ParsableArguments {
             try server.run(
                 for: duration.map { Duration(checkedSeconds: $0) },
                 progressInterval: statsInterval > 0 ? Duration(checkedSeconds: statsInterval) : nil,
-                progress: say)
+                progress: say, hangup: hangup)
         }
     }
 }
@@ -423,7 +423,7 @@ func parsePrefix(_ text: String) throws -> (address: IPAddress, prefixLength: In
 }
 
 /// What a serving command asks between polls: true once `duration` seconds have passed or SIGINT,
-/// SIGTERM or SIGHUP came (said in one line).
+/// SIGTERM, SIGHUP or SIGQUIT came (said in one line).
 func stopCondition(duration: Double?) -> () -> Bool {
     let signals = SignalWaiter(SignalWaiter.stopping)
     let clock = ContinuousClock()

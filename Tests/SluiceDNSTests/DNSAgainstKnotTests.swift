@@ -243,6 +243,24 @@ let dnsNamespaceCounter = Atomic<Int>(0)
         return server
     }
 
+    /// SIGHUP, which Knot and NSD take as "reload", leaves the server serving (with a line that
+    /// says the zones are read at start); SIGQUIT stops it cleanly, summary and all.
+    @Test func aHangupDoesNotStopTheServerAndAQuitStopsItCleanly() throws {
+        let namespace = try ScratchNamespace(prefix: "sldns")
+        let server = try serve(namespace.name, ["--listen", "127.0.0.1:5302"])
+        kill(server.pid, SIGHUP)
+        #expect(server.waitForLine(containing: "SIGHUP received; zones are read once") != nil, "\(server.text)")
+        usleep(200_000)
+        #expect(server.isRunning, "\(server.text)")
+        let socket = try withNetworkNamespace(namespace.name) { KernelUDPSocket(bind: IPEndpoint("127.0.0.1:0")!) }
+        var query = DNSMessage()
+        query.questions = [DNSQuestion(name: DNSName("example.test.")!, type: .soa)]
+        socket.send(query.encode(), to: IPEndpoint("127.0.0.1:5302")!)
+        #expect(socket.receive() != nil, "still answering after SIGHUP")
+        #expect(server.stop(signal: SIGQUIT) == 0, "\(server.text)")
+        #expect(server.text.contains("SIGQUIT received, stopping") && !server.text.contains("crashed"), "\(server.text)")
+    }
+
     @Test(arguments: ["socket", "uring"])
     func answersAsKnotDoesOnLoopback(backend: String) throws {
         guard Self.knotAvailable() else { return }
