@@ -9,7 +9,7 @@ struct PrivilegeOptions: ParsableArguments {
     var user: String?
 
     func validate() throws {
-        if let user, ProcessIdentity.user(named: user) == nil { throw ValidationError("--user: no user named '\(user)'") }
+        if let user, ProcessIdentity.user(named: user) == nil { throw ValidationError("--user: no user named or numbered '\(user)'") }
     }
 
     /// Becomes `--user`, if given, keeping `capabilities`; says so in one line through `say`.

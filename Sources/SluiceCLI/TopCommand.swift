@@ -66,12 +66,19 @@ struct Top: ParsableCommand {
     }
 
     private func read(_ url: MetricsURL) throws -> MetricsPage {
+        let page: MetricsPage
         do {
-            return MetricsPage(try MetricsText.parse(try MetricsScraper.fetch(url, timeout: .seconds(max(interval, 2)))))
+            page = MetricsPage(try MetricsText.parse(try MetricsScraper.fetch(url, timeout: .seconds(max(interval, 2)))))
         } catch {
             writeToStandardError("sluice top: \(error)\n")
             throw ExitCode(1)
         }
+        // Another program's page would show as an idle sluice service.
+        guard page.samples.contains(where: { $0.name.hasPrefix("sluice_") }) else {
+            writeToStandardError("sluice top: \(metrics) serves no sluice_* metrics: is it a sluice service's --metrics-listen?\n")
+            throw ExitCode(1)
+        }
+        return page
     }
 
     static func seconds(_ duration: Duration) -> Double {

@@ -37,6 +37,10 @@ public final class MetricsEndpoint: Sendable {
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // A client that sends nothing (or half a request) for this long is closed: idle
+                    // connections must not pile up until the process runs out of descriptors.
+                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: Self.idleTimeout))
+                    try channel.pipeline.syncOperations.addHandler(CloseWhenIdle())
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
                         MetricsRequestHandler(registry: registry, beforeScrape: beforeScrape))
@@ -52,6 +56,9 @@ public final class MetricsEndpoint: Sendable {
         self.host = channel.localAddress?.ipAddress ?? host
         self.port = channel.localAddress?.port ?? port
     }
+
+    /// How long a connection may stay silent (a scraper between scrapes, a request half sent).
+    public static let idleTimeout = TimeAmount.seconds(30)
 
     /// Stops listening, closes every connection and ends the thread. Safe to call more than once.
     public func close() {
@@ -133,6 +140,19 @@ final class MetricsRequestHandler: ChannelInboundHandler {
         let written = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         if !keepAlive {
             written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        }
+    }
+}
+
+/// Closes a connection when its `IdleStateHandler` says it has been idle.
+final class CloseWhenIdle: ChannelInboundHandler, Sendable {
+    typealias InboundIn = NIOAny
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
         }
     }
 }

@@ -17,13 +17,17 @@ public enum ProcessIdentity {
         public var gid: gid_t
     }
 
-    /// The user called `name` (getpwnam), or `nil` if there is none.
+    /// The user called `name` (getpwnam), or whose number `name` is (getpwuid, as `setpriv` and
+    /// systemd take one); `nil` if there is none.
     public static func user(named name: String) -> User? {
         var entry = passwd()
         var result: UnsafeMutablePointer<passwd>?
         var buffer = [CChar](repeating: 0, count: 16384)
-        guard getpwnam_r(name, &entry, &buffer, buffer.count, &result) == 0, result != nil else { return nil }
-        return User(name: name, uid: entry.pw_uid, gid: entry.pw_gid)
+        if getpwnam_r(name, &entry, &buffer, buffer.count, &result) == 0, result != nil {
+            return User(name: name, uid: entry.pw_uid, gid: entry.pw_gid)
+        }
+        guard let id = uid_t(name), getpwuid_r(id, &entry, &buffer, buffer.count, &result) == 0, result != nil else { return nil }
+        return User(name: String(cString: entry.pw_name), uid: entry.pw_uid, gid: entry.pw_gid)
     }
 
     /// The ID of the group called `name` (getgrnam), or `nil` if there is none.

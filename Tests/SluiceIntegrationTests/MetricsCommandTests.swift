@@ -107,6 +107,21 @@ struct MetricsCommandTests {
         #expect(server.stop() == 0)
     }
 
+    @Test("sluice top refuses a metrics page with none of sluice's series (another program's port)")
+    func topRefusesAnotherProgramsPage() throws {
+        let directory = "/tmp/sluice-top-\(getpid())"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try "# TYPE go_goroutines gauge\ngo_goroutines 7\n".write(toFile: directory + "/metrics", atomically: true, encoding: .utf8)
+        let port = 20000 + Int(getpid() % 20000) + 11
+        let other = try ChildProcess("/usr/bin/python3", ["-m", "http.server", "\(port)", "--bind", "127.0.0.1", "--directory", directory])
+        defer { _ = other.stop(signal: SIGKILL) }
+        _ = other.waitForLine(containing: "Serving HTTP")
+        let top = try ChildProcess(sluice: ["top", "--metrics", "http://127.0.0.1:\(port)/metrics", "--count", "1"])
+        #expect(top.waitForExit(timeout: .seconds(10)) == 1, "\(top.text)")
+        #expect(top.text.contains("serves no sluice_* metrics"), "\(top.text)")
+    }
+
     @Test("tls serve: handshakes and bytes from openssl s_client show in /metrics")
     func tlsServeMetrics() throws {
         guard Self.curlAvailable(), TLSInteropTests.peersAvailable() else { return }
