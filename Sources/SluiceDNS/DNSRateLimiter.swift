@@ -1,11 +1,12 @@
 import SluiceCore
 import SluicePackets
 
-/// Response rate limiting as Knot's `rrl` module and NSD do it: answers over UDP are counted
-/// per client prefix (IPv4 /24, IPv6 /56) and per answer (the name and type asked; the zone for
-/// NXDOMAIN and wildcard answers, so a random-name flood is one answer; the response code for
-/// errors), each in a token bucket
-/// refilled at ``responsesPerSecond`` and holding one second's worth. An answer over the limit
+/// Response rate limiting as Knot's `rrl` module does it: answers over UDP are counted per
+/// client prefix (IPv4 /24, IPv6 /56) and per answer as Knot classes them (the name asked, of
+/// any type, apart for ANY, DNSSEC types and empty answers; the zone for NXDOMAIN and wildcard
+/// answers, so a random-name flood is one answer; the response code for errors), each in a
+/// token bucket refilled at ``responsesPerSecond`` and holding four seconds' worth
+/// (``burstSeconds``), full when it starts, as Knot's. An answer over the limit
 /// is *slipped*, sent as a bare truncated response (TC, no records) that sends a real client to
 /// TCP, every ``slip``-th time, and dropped the rest of the time (slip 1, Knot's default: always
 /// slipped; 0: always dropped). Over TCP nothing is limited: the source address is proven there.
@@ -18,6 +19,9 @@ public struct DNSRateLimiter: Sendable {
     public let slip: Int
     /// Buckets (a power of two).
     public let bucketCount: Int
+    /// Seconds of responses a bucket holds (Knot's `RRL_CAPACITY`): a client idle that long may
+    /// send a burst of that many seconds' worth.
+    public static let burstSeconds: Int64 = 4
 
     struct Bucket {
         var key: UInt64 = 0
@@ -61,7 +65,7 @@ public struct DNSRateLimiter: Sendable {
     /// Counts one answer with `key` at `now` and says whether it may go.
     public mutating func admit(_ key: UInt64, now: Instant) -> Verdict {
         let index = Int(truncatingIfNeeded: key ^ (key >> 29)) & (bucketCount - 1)
-        let full = Int64(responsesPerSecond) * 1_000_000
+        let full = Int64(responsesPerSecond) * Self.burstSeconds * 1_000_000
         if buckets[index].refilled == .zero {
             buckets[index] = Bucket(key: key, tokens: full, refilled: now, limited: 0)
         } else if now > buckets[index].refilled {

@@ -338,10 +338,16 @@ public struct DNSResponder {
         }
         reply.store(message)
         count(answer.responseCode)
-        // One answer to the rate limiter: the name and type, or, for NXDOMAIN, the zone (a flood
-        // of random names is one answer).
-        let perZone = answer.responseCode == .nameError || answer.synthesized
-        let limitKey = perZone ? DNSWire.hash(authority.zone(for: name)?.origin.wire ?? [0]) ^ 3 : key
+        // One answer to the rate limiter, classed as Knot's rrl module classes it: NXDOMAIN and
+        // wildcard answers by zone (a flood of random names is one answer), the rest by the name
+        // asked, whatever the type, apart for ANY, the DNSSEC types and empty answers.
+        let limitKey: UInt64
+        if answer.responseCode == .nameError || answer.synthesized {
+            limitKey = DNSWire.hash(authority.zone(for: name)?.origin.wire ?? [0]) ^ (answer.synthesized ? 5 : 3)
+        } else {
+            let category: UInt64 = type == .any ? 0x40 : [.dnskey, .rrsig, .ds].contains(type) ? 0x80 : answer.answers.isEmpty ? 0x8 : 0x1
+            limitKey = DNSAnswerCache.hash(buffers.name, length: nameLength, type: 0) ^ category << 56
+        }
         remember(questionEnd: questionEnd, optLength: Self.optLength(responseEDNS), answer: limitKey)
         if complete, recordClass == 1 {
             cache.store(hash: key, type: type.rawValue, dnssec: dnssec, name: buffers.name, length: nameLength, limitKey: limitKey,
