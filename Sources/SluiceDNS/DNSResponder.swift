@@ -103,6 +103,8 @@ public struct DNSResponder {
     var lastQuestionEnd = DNSWire.headerLength
     var lastOPTLength = 0
     var lastAnswerKey: UInt64 = 0
+    /// The code ``count(_:)`` last counted: taken back when the rate limiter drops the answer.
+    var lastResponseCode = DNSResponseCode.noError
 
     /// The buffer a query's name is read into, allocated once.
     final class Scratch {
@@ -127,7 +129,10 @@ public struct DNSResponder {
         case .send:
             return end
         case .drop:
+            // Never sent: not a response, nor one of its code.
             counters.rateLimitedDrops &+= 1
+            counters.responses &-= 1
+            counters.byCode[DNSResponderCounters.slot(lastResponseCode)] &-= 1
             return nil
         case .slip:
             // A bare truncated answer: the header and question, and the OPT record if there was one.
@@ -431,6 +436,7 @@ public struct DNSResponder {
     mutating func count(_ code: DNSResponseCode) {
         counters.responses &+= 1
         counters.byCode[DNSResponderCounters.slot(code)] &+= 1
+        lastResponseCode = code
     }
 
     /// A response with no records (or those the caller wrote up to `end`): `code`, the question

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -50,7 +53,9 @@ public final class MetricsEndpoint: Sendable {
             channel = try bootstrap.bind(host: host, port: port).wait()
         } catch {
             try? group.syncShutdownGracefully()
-            throw MetricsEndpointError(host: host, port: port, reason: "\(error)")
+            // NIO's IOError names its own call ("bind(descriptor:ptr:bytes:)"): the errno says it.
+            let reason = (error as? IOError).map { "\(String(cString: strerror($0.errnoCode))) (errno \($0.errnoCode))" } ?? "\(error)"
+            throw MetricsEndpointError(host: host, port: port, reason: reason)
         }
         self.group = group
         self.host = channel.localAddress?.ipAddress ?? host

@@ -86,6 +86,7 @@ import Testing
             }
         }
         #expect(answered == 20 && responder.counters.rateLimitedDrops == 45)
+        #expect(responder.counters.responses == 20 && responder.counters.count(.nameError) == 20, "dropped answers are no responses")
         // Random names under a wildcard are one answer too.
         let other = "2001:2:1::1"
         var synthesized = 0
