@@ -446,6 +446,11 @@ struct AnnounceService: UDPService {
         acceptance.broadcastAddresses = [.v4(IPv4Address(198, 18, 0, 255)), .v4(IPv4Address(rawValue: .max))]
         let pool = try! FramePool(frameCount: 8, frameSize: 2048, headroom: 256)
         var stage = UDPStage(service: UDPEchoService(), format: .ethernet, acceptance: acceptance)
+        return (pass(frame, through: &stage, pool: pool), stage.counters)
+    }
+
+    /// Hands `frame` to `stage` in a batch of its own; returns what came out.
+    static func pass<Service: UDPService>(_ frame: [UInt8], through stage: inout UDPStage<Service>, pool: FramePool) -> [[UInt8]] {
         var input = PacketBatch(pool: pool, capacity: 4)
         var output = PacketBatch(pool: pool, capacity: 4)
         let index = input.appendNewFrame()!
@@ -454,7 +459,7 @@ struct AnnounceService: UDPService {
         stage.handle(&input, output: &output, now: Instant(nanoseconds: 1))
         let out = (0..<output.count).map { Array(output[$0].data) }
         output.releaseAll()
-        return (out, stage.counters)
+        return out
     }
 
     static func frame(source: [UInt8] = client4, destination: [UInt8] = server4, destinationMAC: [UInt8] = serverMAC,
@@ -559,15 +564,7 @@ struct AnnounceService: UDPService {
         acceptance.maximumPacket = 1000
         let pool = try! FramePool(frameCount: 8, frameSize: 2048, headroom: 256)
         var stage = UDPStage(service: Capacity(), format: .ethernet, acceptance: acceptance)
-        for frame in [Self.frame(source: [198, 18, 0, 255]), Self.frame()] {
-            var input = PacketBatch(pool: pool, capacity: 4)
-            var output = PacketBatch(pool: pool, capacity: 4)
-            let index = input.appendNewFrame()!
-            input[index].length = frame.count
-            input[index].data.copyBytes(from: frame)
-            stage.handle(&input, output: &output, now: Instant(nanoseconds: 1))
-            output.releaseAll()
-        }
+        for frame in [Self.frame(source: [198, 18, 0, 255]), Self.frame()] { _ = Self.pass(frame, through: &stage, pool: pool) }
         #expect(stage.counters.martian == 1, "the subnet broadcast as a source")
         #expect(stage.service.seen == 1000 - 28, "a reply of at most 1000 bytes of IPv4: \(stage.service.seen)")
     }
