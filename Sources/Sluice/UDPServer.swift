@@ -65,7 +65,7 @@ public struct UDPServerConfiguration: Sendable {
     public var xdp: XDPBackendConfiguration?
     /// For ``Backend/tun`` and ``Backend/tap``: the device and the kernel's addresses on it. Workers follow the queues.
     public var tun: TUNBackendConfiguration?
-    /// Whether ``UDPServer/run(for:progressInterval:progress:)`` stops on SIGINT/SIGTERM
+    /// Whether ``UDPServer/run(for:progressInterval:progress:hangup:)`` stops on SIGINT, SIGTERM, SIGHUP and SIGQUIT
     /// (they are then blocked in every thread and taken with `sigtimedwait`). Leave it off when
     /// something else owns the signals (swift-service-lifecycle's `ServiceGroup`).
     public var handlesSignals: Bool = true
@@ -224,13 +224,12 @@ public final class UDPServer<Service: UDPService>: Sendable {
         if !finished.exchange(true, ordering: .acquiringAndReleasing) { backend.finish() }
     }
 
-    /// Runs until SIGINT or SIGTERM (when ``UDPServerConfiguration/handlesSignals``), or until
-    /// `duration` has passed, handing `progress` a line every `progressInterval` when given;
-    /// then stops the workers.
+    /// Runs until SIGINT, SIGTERM, SIGHUP or SIGQUIT (when ``UDPServerConfiguration/handlesSignals``),
+    /// or until `duration` has passed, handing `progress` a line every `progressInterval` when
+    /// given; then stops the workers. With `hangup`, SIGHUP calls it (its line goes to `progress`)
+    /// and serving goes on: for a server whose operators send SIGHUP to reload, as to Knot or NSD.
     ///
     /// - Throws: the first worker's failure.
-    /// With `hangup`, SIGHUP calls it (its line goes to `progress`) and serving goes on: for a
-    /// server whose operators send SIGHUP to reload, as to Knot or NSD.
     public func run(for duration: Duration? = nil, progressInterval: Duration? = nil,
                     progress: (String) -> Void = { _ in }, hangup: (() -> String)? = nil) throws(RuntimeError) {
         let clock = MonotonicTimeSource()

@@ -77,13 +77,13 @@ public enum DatagramControl {
             let source = data + MemoryLayout<sluice_in_pktinfo>.offset(of: \.ipi_spec_dst)!
             header.local = IPEndpoint(address: .v4(IPv4Address(networkBytesAt: source)), port: port)
         case (Int32(IPPROTO_IPV6), Int32(IPV6_PKTINFO)) where holds(MemoryLayout<sluice_in6_pktinfo>.size):
-            header.interfaceIndex = data.loadUnaligned(
-                fromByteOffset: MemoryLayout<sluice_in6_pktinfo>.offset(of: \.ipi6_ifindex)!, as: UInt32.self)
+            // An IPv4 datagram on a dual-stack socket: its IP_PKTINFO's ipi_spec_dst, when it came
+            // first, is the address to answer from (this one may be a subnet's broadcast).
             let destination = data + MemoryLayout<sluice_in6_pktinfo>.offset(of: \.ipi6_addr)!
             let address = IPAddress.v6(IPv6Address(networkBytesAt: destination)).unmapped
-            // An IPv4 datagram on a dual-stack socket: its IP_PKTINFO's ipi_spec_dst, when it came,
-            // is the address to answer from (this one may be a subnet's broadcast).
             if case .v4 = address, case .v4 = header.local.address, header.interfaceIndex != 0 { break }
+            header.interfaceIndex = data.loadUnaligned(
+                fromByteOffset: MemoryLayout<sluice_in6_pktinfo>.offset(of: \.ipi6_ifindex)!, as: UInt32.self)
             // A reply never leaves from a multicast or broadcast address: let routing choose.
             header.local = IPEndpoint(address: address.isMulticastOrBroadcast ? address.unspecified : address, port: port)
         case (Int32(IPPROTO_UDP), sluice_UDP_GRO) where holds(MemoryLayout<Int32>.size):

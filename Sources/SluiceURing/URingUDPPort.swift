@@ -98,8 +98,9 @@ public struct URingUDPPort: Port, ~Copyable {
     @usableFromInline static let nameCapacity = 32
     /// Room for IPV6_PKTINFO and IP_PKTINFO together (72 bytes): an IPv4 datagram on a
     /// dual-stack socket gets both, the second truncated in 64 (its ipi_spec_dst, the address a
-    /// reply to a broadcast leaves from, lost).
-    @usableFromInline static let controlCapacity = 96
+    /// reply to a broadcast leaves from, lost). 80: the prefix then starts at the header's
+    /// scratch (offset 64 of 192), clear of the fields `DatagramHeader` keeps.
+    @usableFromInline static let controlCapacity = 80
     @usableFromInline static let receivePrefix = MemoryLayout<io_uring_recvmsg_out>.size + nameCapacity + controlCapacity
     @usableFromInline static let maximumGSOPayload = 65507
     @usableFromInline static let bufferGroup: UInt16 = 0
@@ -133,6 +134,9 @@ public struct URingUDPPort: Port, ~Copyable {
             var entries: UInt32 = 64
             while entries < UInt32(2 * batchCapacity) { entries <<= 1 }
             ring = try URing(entries: entries, mode: configuration.mode)
+            // What the kernel writes in front of the payload must not reach the header's fields.
+            precondition(pool.headroom - Self.receivePrefix >= DatagramHeader.controlOffset,
+                         "a frame's headroom holds the datagram header and the receive prefix")
             buffers = try URingBufferRing(ring: ring, group: Self.bufferGroup, entries: configuration.bufferRingEntries,
                                           pool: pool, bufferOffset: pool.headroom - Self.receivePrefix)
             guard ring.supports(UInt32(IORING_OP_RECVMSG.rawValue)), ring.features & IORING_FEAT_EXT_ARG != 0 else {
