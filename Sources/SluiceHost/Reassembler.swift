@@ -171,26 +171,32 @@ public struct Reassembler: ~Copyable {
     }
 
     /// What RFC 8200 section 4.5 answers with ICMPv6 parameter problem for the IPv6 fragment of
-    /// `length` bytes at `network` (the kernel's checks, before it queues a fragment): code 0 at
-    /// the payload length (4) for a fragment not the last whose length is no multiple of 8; code
-    /// 0 at the fragment offset for one reaching past 65535 bytes; code 3 at 0 for a first
-    /// fragment without the whole header chain through the upper-layer header (RFC 7112). `nil`
-    /// for the rest.
+    /// `length` bytes at `network`, checked in the kernel's order: code 3 at 0 for a first
+    /// fragment without the whole header chain through the upper-layer header (RFC 7112; TCP 20
+    /// bytes, UDP and ICMPv6 8, anything else 1); code 0 at the fragment offset for one whose
+    /// data reaches past 65535 bytes; code 0 at the payload length (4) for a fragment not the
+    /// last whose length is no multiple of 8. `nil` for the rest.
     public static func ipv6FragmentProblem(_ network: UnsafeMutableRawPointer, length: Int) -> (code: UInt8, pointer: Int)? {
         let total = 40 + Int(network.hostBig16(4))
         guard total <= length, let (fragment, _) = ipv6FragmentHeader(network, length: total) else { return nil }
         let field = network.hostBig16(fragment + 2)
         let (offset, more) = (Int(field & 0xFFF8), field & 1 != 0)
         let dataLength = total - fragment - 8
+        if offset == 0 && more && lacksUpperLayerHeader(network, after: fragment + 8, next: network.hostByte(fragment), total: total) {
+            return (3, 0)
+        }
+        if offset + dataLength > 65535 { return (0, fragment + 2) }
         if more && dataLength % 8 != 0 { return (0, 4) }
-        if offset + dataLength + (fragment - 40) > 65535 { return (0, fragment + 2) }
-        guard offset == 0, more else { return nil }
-        // The headers after the fragment header, then the upper-layer header's fixed part.
-        var next = network.hostByte(fragment)
-        var position = fragment + 8
-        var headers = 0
+        return nil
+    }
+
+    /// Whether the headers from `position` (the first named `next`) end before the upper-layer
+    /// header's first bytes do, in a packet of `total` bytes (the kernel's
+    /// `ipv6frag_thdr_truncated`; a header chain it cannot walk is not its to report).
+    static func lacksUpperLayerHeader(_ network: UnsafeMutableRawPointer, after position: Int, next: UInt8, total: Int) -> Bool {
+        var (position, next, headers) = (position, next, 0)
         while next == 0 || next == 43 || next == 60 || next == 51, headers < extensionHeaderLimit {
-            guard position + 2 <= total else { return (3, 0) }
+            guard position + 2 <= total else { return false }
             let size = next == 51 ? (Int(network.hostByte(position + 1)) + 2) * 4 : (Int(network.hostByte(position + 1)) + 1) * 8
             next = network.hostByte(position)
             position += size
@@ -198,11 +204,10 @@ public struct Reassembler: ~Copyable {
         }
         let upperLength = switch next {
         case 6: 20
-        case 17: 8
-        case 58: 4
-        default: 0
+        case 17, 58: 8
+        default: 1
         }
-        return position + upperLength > total ? (3, 0) : nil
+        return position + upperLength > total
     }
 
     /// Takes in `packet`, an IPv4 or IPv6 fragment whose IP header starts `networkOffset` bytes

@@ -220,9 +220,9 @@ public struct UDPAcceptance: Sendable, Equatable {
     /// The interface's broadcast addresses, whatever the listen address: no datagram comes from
     /// one (the kernel drops it as a martian source, as it drops ``broadcastAddresses``).
     public var broadcastSources: [IPAddress] = []
-    /// The most bytes of IP packet a reply may take, the link's MTU: nothing past the stage
-    /// fragments it (AF_XDP), so a service's reply is held to it (a DNS answer sets TC past it).
-    /// `nil`: only the frame bounds it.
+    /// The most bytes of IP packet a reply may take, the link's MTU when the server started:
+    /// nothing past the stage fragments it (AF_XDP), so a service's reply is held to it (a DNS
+    /// answer sets TC past it). `nil`: only the frame bounds it.
     public var maximumPacket: Int?
     /// Apply the kernel's IP and link rules: drop IPv4 source-route options, IPv6 extension
     /// headers RFC 8200 discards, and frames tagged with a VLAN not in ``vlanIDs``.
@@ -276,7 +276,8 @@ public struct UDPStage<Service: UDPService>: Stage {
 
     static func addressSets(_ acceptance: UDPAcceptance) -> (destinations: AddressSet, broadcasts: AddressSet) {
         let destinations = acceptance.localAddresses.isEmpty ? [] : acceptance.localAddresses + acceptance.broadcastAddresses
-        return (AddressSet(destinations), AddressSet(acceptance.broadcastAddresses + acceptance.broadcastSources))
+        let sources = acceptance.broadcastSources.filter { !acceptance.broadcastAddresses.contains($0) }
+        return (AddressSet(destinations), AddressSet(acceptance.broadcastAddresses + sources))
     }
 
     /// What the stage has counted.

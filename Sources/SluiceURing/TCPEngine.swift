@@ -151,6 +151,8 @@ public final class TCPEngine: StreamTransport {
     /// Monotonic nanoseconds, read once per poll: when connections last moved data.
     var pollTime: UInt64 = MonotonicTimeSource().now().nanoseconds
     var nextIdleScan: UInt64 = 0
+    /// When ``keepRoom()`` next looks for a connection to close, after finding none idle enough.
+    var nextRoomScan: UInt64 = 0
     /// The earliest handler deadline (``setDeadline(_:in:)``), or `.max`.
     var nextDeadline: UInt64 = .max
     var doorbell: Int32 = -1
@@ -520,7 +522,7 @@ public final class TCPEngine: StreamTransport {
     /// each one idle for a sixteenth of the idle timeout at least (``TCPEngineConfiguration/closesIdlestWhenFull``).
     func keepRoom() throws(SystemCallError) {
         guard configuration.closesIdlestWhenFull, let timeout = configuration.idleTimeout, !shuttingDown,
-              freeSlots.count < roomKept else { return }
+              freeSlots.count < roomKept, pollTime >= nextRoomScan else { return }
         let minimumIdle = UInt64(clamping: timeout.nanosecondsClamped) / 16
         var room = freeSlots.count + slots.count(where: { $0.kind != .free && ($0.wantClose || $0.closeSubmitted) })
         while room < roomKept {
@@ -530,7 +532,11 @@ public final class TCPEngine: StreamTransport {
                 && (idlest < 0 || slots[index].lastProgress < slots[idlest].lastProgress) {
                 idlest = index
             }
-            guard idlest >= 0 else { return }
+            guard idlest >= 0 else {
+                // None idle enough: a flood of accepts must not scan the table for each.
+                nextRoomScan = pollTime + minimumIdle / 4
+                return
+            }
             counters.evicted += 1
             room += 1
             try abortConnection(UInt32(idlest), error: SystemCallError(

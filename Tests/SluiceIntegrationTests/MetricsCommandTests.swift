@@ -114,7 +114,7 @@ struct MetricsCommandTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try "# TYPE go_goroutines gauge\ngo_goroutines 7\n".write(toFile: directory + "/metrics", atomically: true, encoding: .utf8)
         let port = 20000 + Int(getpid() % 20000) + 11
-        let other = try ChildProcess("/usr/bin/python3", ["-m", "http.server", "\(port)", "--bind", "127.0.0.1", "--directory", directory])
+        let other = try ChildProcess("/usr/bin/python3", ["-u", "-m", "http.server", "\(port)", "--bind", "127.0.0.1", "--directory", directory])
         defer { _ = other.stop(signal: SIGKILL) }
         _ = other.waitForLine(containing: "Serving HTTP")
         let top = try ChildProcess(sluice: ["top", "--metrics", "http://127.0.0.1:\(port)/metrics", "--count", "1"])
