@@ -32,7 +32,9 @@ public protocol TLSStreamApplication {
     mutating func established(_ stream: StreamID, writer: TLSWriter<Transport>)
     /// Plaintext arrived, in order; the bytes are valid only during the call.
     mutating func received(_ plaintext: UnsafeMutableRawBufferPointer, on stream: StreamID, writer: TLSWriter<Transport>)
-    /// The peer sent close_notify: nothing more will arrive.
+    /// The peer sent close_notify: nothing more will arrive. What the application still sends
+    /// goes out; its ``TLSWriter/close()`` (close_notify) then ends the stream, even when the
+    /// peer has closed TCP already. Until it calls that, only the transport's idle timeout does.
     mutating func readClosed(_ stream: StreamID, writer: TLSWriter<Transport>)
     /// Everything queued on `stream` has been sent: a good moment to send more.
     mutating func writable(_ stream: StreamID, writer: TLSWriter<Transport>)
