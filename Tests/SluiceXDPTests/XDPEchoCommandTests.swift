@@ -192,27 +192,30 @@ import Testing
         return (status, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
     }
 
-    @Test func theInterfaceDeletedUnderARunningWorkerStopsItWithAClearError() throws {
+    /// Starts an echo, applies `fault` (a shell command for its topology), and expects the worker
+    /// to stop by itself within 3 s with a non-zero status, saying `message` (and, with
+    /// `framesBack`, with every frame home).
+    func expectStop(after fault: (TestTopology) -> String, saying message: String, framesBack: Bool = true,
+                    sourceLocation: SourceLocation = #_sourceLocation) throws {
         let topology = try topology()
         defer { topology.destroy() }
         let (server, _, _) = try startEcho(topology)
-        let (status, seconds) = exitAfter("ip -n \(topology.serverNamespace) link del \(topology.serverInterface)", server)
-        #expect(status != nil && status != 0, "exit \(String(describing: status)): \(server.text)")
-        #expect(seconds < 3, "took \(seconds) s")
-        #expect(server.text.contains("deleted or moved"), "\(server.text)")
-        #expect(server.text.contains("frames: all returned to their pools"), "\(server.text)")
+        let (status, seconds) = exitAfter(fault(topology), server)
+        #expect(status != nil && status != 0, "exit \(String(describing: status)): \(server.text)", sourceLocation: sourceLocation)
+        #expect(seconds < 3, "took \(seconds) s", sourceLocation: sourceLocation)
+        #expect(server.text.contains(message), "\(server.text)", sourceLocation: sourceLocation)
+        if framesBack {
+            #expect(server.text.contains("frames: all returned to their pools"), "\(server.text)", sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test func theInterfaceDeletedUnderARunningWorkerStopsItWithAClearError() throws {
+        try expectStop(after: { "ip -n \($0.serverNamespace) link del \($0.serverInterface)" }, saying: "deleted or moved")
     }
 
     @Test func theProgramRemovedUnderARunningWorkerStopsItWithAClearError() throws {
-        let topology = try topology()
-        defer { topology.destroy() }
-        let (server, _, _) = try startEcho(topology)
-        let (status, seconds) = exitAfter(
-            "ip -n \(topology.serverNamespace) link set dev \(topology.serverInterface) xdpgeneric off", server)
-        #expect(status != nil && status != 0, "exit \(String(describing: status)): \(server.text)")
-        #expect(seconds < 3, "took \(seconds) s")
-        #expect(server.text.contains("XDP program that feeds this socket was removed"), "\(server.text)")
-        #expect(server.text.contains("frames: all returned to their pools"), "\(server.text)")
+        try expectStop(after: { "ip -n \($0.serverNamespace) link set dev \($0.serverInterface) xdpgeneric off" },
+                       saying: "XDP program that feeds this socket was removed")
     }
 
     /// Another program attached in its place (`ip -force`) starves the socket as surely as none.
@@ -224,14 +227,8 @@ import Testing
             + "'char _license[] __attribute__((section(\"license\"), used)) = \"GPL\";' > \(directory)/pass.c "
             + "&& clang -O2 -target bpf -I/usr/include/$(uname -m)-linux-gnu -c \(directory)/pass.c -o \(directory)/pass.o")
         try #require(built.status == 0, "\(built.output)")
-        let topology = try topology()
-        defer { topology.destroy() }
-        let (server, _, _) = try startEcho(topology)
-        let (status, seconds) = exitAfter(
-            "ip -n \(topology.serverNamespace) -force link set dev \(topology.serverInterface) xdpgeneric obj \(directory)/pass.o sec xdp", server)
-        #expect(status != nil && status != 0, "exit \(String(describing: status)): \(server.text)")
-        #expect(seconds < 3, "took \(seconds) s")
-        #expect(server.text.contains("replaced the one that feeds this socket"), "\(server.text)")
+        try expectStop(after: { "ip -n \($0.serverNamespace) -force link set dev \($0.serverInterface) xdpgeneric obj \(directory)/pass.o sec xdp" },
+                       saying: "replaced the one that feeds this socket", framesBack: false)
     }
 
     /// `sluice xdp unload` leaves a program running servers steer through alone, unless forced.
