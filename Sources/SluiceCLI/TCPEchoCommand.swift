@@ -43,8 +43,8 @@ struct TCPEcho: ParsableCommand {
     @Option(help: "Most connections at once.")
     var maxConnections: Int = 256
 
-    @Option(help: "Sends of at least this many bytes use SEND_ZC (0: never).")
-    var zeroCopyThreshold: Int = 8192
+    @Option(help: "Sends of at least this many bytes use SEND_ZC (0: never). For NICs: on loopback and veth zero copy is slower, and stalls peers with small receive buffers.")
+    var zeroCopyThreshold: Int = 0
 
     @Option(help: "Abort a connection that moves no data either way for this many seconds (0: never).")
     var idleTimeout: Double = 60

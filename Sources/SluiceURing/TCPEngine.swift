@@ -42,8 +42,11 @@ public struct TCPEngineConfiguration: Sendable {
     /// The buffer group id of the receive ring.
     public var bufferGroup: UInt16 = 1
     /// Sends of at least this many bytes use `IORING_OP_SEND_ZC` (the frame returns only after the
-    /// notification); `nil` never uses zero copy.
-    public var zeroCopyThreshold: Int? = 8192
+    /// notification); `nil`, the default, never uses zero copy. Zero copy pays off for large sends
+    /// out of a NIC; on loopback and veth the receiver is charged whole pages for zero-copy data,
+    /// so a peer with a small receive buffer (2 KiB) offers a window below one segment and the
+    /// connection crawls at the kernel's window probes (a few KB/s against 40 MB/s copied).
+    public var zeroCopyThreshold: Int? = nil
     /// Multishot receives (one SQE, a completion per chunk); false re-arms a one-shot receive after
     /// each chunk, as the engine does by itself on kernels without `IORING_RECV_MULTISHOT`.
     public var multishotReceive = true

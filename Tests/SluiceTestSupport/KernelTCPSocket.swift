@@ -11,12 +11,17 @@ public final class KernelTCPSocket {
 
     /// Connects to `endpoint`, blocking until the handshake is done (a listener's backlog
     /// completes it before the server accepts), or for at most `timeout` seconds when given.
+    /// `receiveBufferBytes` sets `SO_RCVBUF` before the handshake, so the window it offers is small
+    /// from the start.
     ///
     /// - Throws: ``KernelSocketError`` naming the call that failed (`EINPROGRESS` past the timeout).
-    public init(connectingTo endpoint: IPEndpoint, timeout: Int? = nil) throws(KernelSocketError) {
+    public init(connectingTo endpoint: IPEndpoint, timeout: Int? = nil, receiveBufferBytes: Int32? = nil) throws(KernelSocketError) {
         let family = endpoint.address.family
         let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw KernelSocketError(call: "socket", errno: errno) }
+        if var size = receiveBufferBytes {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         if let timeout {
             // connect(2) waits no longer than the send timeout.
             var limit = timeval(tv_sec: timeout, tv_usec: 0)

@@ -38,11 +38,11 @@ struct ClientResult: Sendable {
 /// `start`), shuts down its write side, and reads until EOF, hashing both directions. Sending and
 /// receiving interleave through `poll`, so neither side's buffers can deadlock the exchange.
 func runClient(server: IPEndpoint, total: Int, pattern: UnsafeRawBufferPointer, start: Int,
-               timeout: Duration = .seconds(40)) -> ClientResult {
+               timeout: Duration = .seconds(40), receiveBufferBytes: Int32? = nil) -> ClientResult {
     var result = ClientResult()
     let peer: KernelTCPSocket
     do {
-        peer = try KernelTCPSocket(connectingTo: server)
+        peer = try KernelTCPSocket(connectingTo: server, receiveBufferBytes: receiveBufferBytes)
     } catch {
         return ClientResult(error: "\(error)")
     }
@@ -169,7 +169,9 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
     /// and every frame back in the pool.
     @Test(arguments: modes)
     func echoes100MBOver16Connections(mode: URingMode) throws {
-        let server = try EchoServerThread(configuration: TCPEngineConfiguration(mode: mode))
+        var configuration = TCPEngineConfiguration(mode: mode)
+        configuration.zeroCopyThreshold = 8192
+        let server = try EchoServerThread(configuration: configuration)
         let endpoint = try #require(server.bound, "server did not start: \(String(describing: server.stop()))")
         let connections = 16
         let bytesEach = 100_000_000 / connections
@@ -187,6 +189,7 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
         #expect(report.counters.closed == UInt64(connections))
         #expect(report.counters.receivedBytes == UInt64(100_000_000 / connections * connections))
         #expect(report.counters.sentBytes == report.counters.receivedBytes)
+        #expect(report.counters.zeroCopySends > 0)
         #expect(report.failedConnections == 0)
         #expect(report.frames.isBalanced, "\(report.frames)")
         #expect(report.operationsInFlight == 0)
@@ -208,6 +211,19 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
         #expect(report.counters.zeroCopySends == 0)
         #expect(report.counters.closed == 4)
         #expect(report.frames.isBalanced && report.operationsInFlight == 0)
+    }
+
+    /// A peer with a 2 KiB receive buffer gets its echo at once with the default configuration:
+    /// zero-copy sends, charged to it by whole pages, left it a window below one segment and the
+    /// echo crawled at the kernel's window probes (a few KB/s).
+    @Test func aPeerWithASmallReceiveBufferIsNotLeftToWindowProbes() throws {
+        let server = try EchoServerThread(configuration: TCPEngineConfiguration())
+        let endpoint = try #require(server.bound)
+        let result = runClient(server: endpoint, total: 1_000_000, pattern: testPattern, start: 5, timeout: .seconds(10),
+                               receiveBufferBytes: 2048)
+        let report = try #require(try server.stop()?.get())
+        #expect(result.error == nil && result.received == 1_000_000 && result.sentHash == result.receivedHash, "\(result)")
+        #expect(report.frames.isBalanced, "\(report.frames)")
     }
 
     /// Past the connection cap, accepted sockets are closed at once and counted; the others echo.
@@ -297,6 +313,7 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
         configuration.frameCount = 256
         configuration.receiveBuffers = 128
         configuration.maximumQueuedPerConnection = 16
+        configuration.zeroCopyThreshold = 8192
         let engine = try TCPEngine(configuration: configuration)
         let (_, endpoint) = try engine.listen(on: IPEndpoint("127.0.0.1:0")!)
         var delegate = StreamEchoHandler<TCPEngine>()
