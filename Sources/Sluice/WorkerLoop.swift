@@ -45,6 +45,8 @@ public enum WorkerLoop {
                 nextSample = now + WorkerState.sampleInterval
             }
         }
+        port.finishTransmits(timeout: .milliseconds(500))
+        state.publish(port.counters)
         return pool.tally(held: received.count + output.count + port.framesHeld + stage.framesHeld)
     }
 }

@@ -44,6 +44,15 @@ public protocol Port: ~Copyable {
 
     /// What the port has done so far.
     var counters: PortCounters { get }
+
+    /// Sends what is queued and waits at most `timeout` for the transmits in flight to complete,
+    /// so that ``counters`` hold every packet handed to ``transmit(_:)``. A stopping worker calls it last.
+    mutating func finishTransmits(timeout: Duration)
+}
+
+extension Port where Self: ~Copyable {
+    /// Nothing to wait for: a port whose transmits count when the kernel or a ring takes them.
+    public mutating func finishTransmits(timeout: Duration) {}
 }
 
 #if canImport(Glibc)

@@ -268,8 +268,6 @@ public struct URingUDPPort: Port, ~Copyable {
         (frame + DatagramHeader.peerOffset).copyMemory(
             from: name, byteCount: min(Int(out.pointee.namelen), DatagramHeader.peerCapacity))
         Self.readControl(out, message: receiveMessage, into: header, local: localEndpoint)
-        _counters.receivedPackets &+= 1
-        _counters.receivedBytes &+= UInt64(length)
         ready.append(ReadyQueue.Entry(address: address, offset: payload - frame, length: length))
     }
 
@@ -361,10 +359,24 @@ public struct URingUDPPort: Port, ~Copyable {
             receiveFailure = 0
             throw SystemCallError(.port, operation: "multishot recvmsg on \(localEndpoint)", errno: error)
         }
+        // Counted as they are handed out: what a stopping worker never took is not "received".
         while !batch.isFull, let entry = ready.popFirst() {
             batch.append(pool.packet(at: entry.address, offset: entry.offset, length: entry.length))
+            _counters.receivedPackets &+= 1
+            _counters.receivedBytes &+= UInt64(entry.length)
         }
         return batch.count - before
+    }
+
+    /// Submits the sends still queued and takes their completions (counting them) until none is
+    /// in flight or `timeout` has passed.
+    public mutating func finishTransmits(timeout: Duration) {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while sends.anyInFlight, clock.now < deadline {
+            _ = try? ring.submitAndWait(minimumCompletions: 1, timeout: .milliseconds(10))
+            drain()
+        }
     }
 
     /// Tops the buffer ring up from the pool (frames held by received datagrams count against

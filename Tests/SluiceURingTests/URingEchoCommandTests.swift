@@ -63,6 +63,29 @@ import Testing
         }
     }
 
+    /// Stopped mid-flood, the summary accounts for every datagram: what it counts received it
+    /// counts sent (or dropped), and the client got exactly what it counts sent. Datagrams still
+    /// waiting in the port were counted received and never answered; sends completing at the
+    /// stop went out uncounted.
+    @Test(arguments: [[String](), ["--defer-taskrun"]])
+    func aStopUnderLoadAccountsForEveryDatagram(options: [String]) throws {
+        let (server, endpoint) = try startServer("127.0.0.1:0", options)
+        let client = try ChildProcess(sluice: ["udp-client", "--target", endpoint.description, "--window", "256", "--duration", "2"])
+        usleep(800_000)
+        #expect(server.stop() == 0)
+        _ = client.waitForExit(timeout: .seconds(10))
+        func number(after prefix: String, in text: String) -> Int? {
+            guard let range = text.range(of: prefix) else { return nil }
+            return Int(text[range.upperBound...].prefix { $0.isNumber })
+        }
+        let received = number(after: "received ", in: server.text)
+        let sent = number(after: "avg), sent ", in: server.text)
+        let replies = number(after: "replies ", in: client.text)
+        #expect(received != nil && received! > 1000 && received == sent, "\(server.text)")
+        #expect(server.text.contains("drops: none"), "\(server.text)")
+        #expect(replies == sent, "client: \(client.text)\nserver: \(server.text)")
+    }
+
     @Test func theBundledClientChecksEveryReply() throws {
         let (server, endpoint) = try startServer("127.0.0.1:0")
         let client = try ChildProcess(sluice: ["udp-client", "--target", endpoint.description, "--size", "1000",
