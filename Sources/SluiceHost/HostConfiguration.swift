@@ -24,11 +24,13 @@ public struct HostConfiguration: Sendable {
     public var verifiesChecksums = true
     /// Bounds on reassembly.
     public var reassembly = ReassemblyLimits()
+    /// Bounds on the ICMP and ICMPv6 errors the host sends.
+    public var icmpErrors = ICMPErrorLimits()
     /// The prefixes the host shares with its peers on the device (the kernel's addresses with
     /// their lengths). The kernel spaces ICMPv6 errors to a peer by the length of the route to
     /// it, a /64 four times closer than a /128 (`icmpv6_xrlim_allow`); a peer in none of these
     /// is spaced as a /128, as through a host route (the kernel would use a shorter route's
-    /// length, a default route's among them); IPv4 errors are always a second apart, bursts of six.
+    /// length, a default route's among them); IPv4 errors to a peer are spaced evenly.
     public var onLinkPrefixes: [(address: IPAddress, prefixLength: Int)] = []
 
     /// A host with `addresses`, `mac` on a TAP device, behind a device of `mtu`.
@@ -53,6 +55,25 @@ public struct ReassemblyLimits: Sendable, Equatable {
     public var timeoutIPv6: Duration = .seconds(60)
 
     /// The kernel's defaults, bounded per source.
+    public init() {}
+}
+
+/// How many ICMP errors the host sends, and how often to one peer: the kernel's `icmp_*`
+/// settings, so a spoofed flood cannot turn the host into a reflector. The defaults are the
+/// kernel's; ``HostConfiguration`` users read the device's namespace's settings into it.
+public struct ICMPErrorLimits: Sendable, Equatable {
+    /// Errors a second from the whole host (`net.ipv4.icmp_msgs_per_sec`, 1000; IPv6 shares it).
+    public var messagesPerSecond = 1000
+    /// Errors the whole host may send at once (`net.ipv4.icmp_msgs_burst`, 50).
+    public var burst = 50
+    /// The time between IPv4 errors to one peer, which may have six at once
+    /// (`net.ipv4.icmp_ratelimit`, 1 s; zero: no limit per peer).
+    public var peerIntervalIPv4: Duration = .seconds(1)
+    /// The time between ICMPv6 errors to one peer, shortened by the prefix length of the route
+    /// to it (``HostConfiguration/onLinkPrefixes``) (`net.ipv6.icmp.ratelimit`, 1 s).
+    public var peerIntervalIPv6: Duration = .seconds(1)
+
+    /// The kernel's defaults.
     public init() {}
 }
 

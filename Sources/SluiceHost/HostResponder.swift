@@ -34,7 +34,7 @@ public struct HostResponder: ~Copyable {
     let verifiesChecksums: Bool
     let udpPort: UInt16?
     var mtu: Int
-    var errorLimiter = ICMPErrorLimiter()
+    var errorLimiter: ICMPErrorLimiter
     /// The IPv4 identification of the host's own packets (echo replies, errors).
     var nextIdentification = UInt16.random(in: 0...UInt16.max)
 
@@ -49,6 +49,7 @@ public struct HostResponder: ~Copyable {
         udpPort = configuration.udpPort
         mtu = configuration.mtu
         reassembler = Reassembler(pool: pool, limits: configuration.reassembly)
+        errorLimiter = ICMPErrorLimiter(configuration.icmpErrors)
         errorLimiter.onLinkPrefixes = configuration.onLinkPrefixes
             .compactMap { prefix in if case .v6(let a) = prefix.address { (a, min(128, max(0, prefix.prefixLength))) } else { nil } }
             .sorted { $0.prefixLength > $1.prefixLength }

@@ -1,18 +1,17 @@
 import SluiceCore
 import SluicePackets
 
-/// The kernel's bounds on ICMP errors a host sends: at most `icmp_msgs_per_sec` (1000) a
-/// second in bursts of `icmp_msgs_burst` (50) in all, and one a second (`icmp_ratelimit`,
-/// `icmpv6 ratelimit`; an IPv6 peer's shortened by its route's prefix), bursts of six, to each
-/// peer, so a spoofed flood cannot turn the host into a reflector.
+/// The kernel's bounds on ICMP errors a host sends (``ICMPErrorLimits``): a host-wide token
+/// bucket of `icmp_msgs_per_sec` filling up to `icmp_msgs_burst`, and one per peer of one
+/// error each `icmp_ratelimit` (`icmpv6 ratelimit`; an IPv6 peer's shortened by its route's
+/// prefix), bursts of six.
 struct ICMPErrorLimiter {
-    static let globalCost: UInt64 = 1_000_000
-    static let globalBurst: UInt64 = 50 * globalCost
-    static let peerCost: UInt64 = 1_000_000_000
     /// Errors a peer may have at once (`XRLIM_BURST_FACTOR`).
     static let peerBurstFactor: UInt64 = 6
     /// Peers remembered; a new one takes the slot of another that hashes the same (and gets a full burst).
     static let peerSlots = 256
+    /// The host-wide bucket counts errors in billionths: a nanosecond adds `globalRate`, an error costs a billion.
+    static let globalCost: UInt64 = 1_000_000_000
 
     struct Peer {
         var address: IPAddress?
@@ -20,31 +19,45 @@ struct ICMPErrorLimiter {
         var last: UInt64 = 0
     }
 
-    var globalCredit = globalBurst
+    let globalRate: UInt64
+    let globalBurst: UInt64
+    let peerCostIPv4: UInt64
+    let peerCostIPv6: UInt64
+    var globalCredit: UInt64
     var globalLast: UInt64 = 0
     var peers = Array(repeating: Peer(), count: peerSlots)
 
     /// Prefix lengths of the routes to IPv6 peers, longest first.
     var onLinkPrefixes: [(address: IPv6Address, prefixLength: Int)] = []
 
-    /// The time between errors to `peer`: a second, or for an IPv6 peer a second shifted right
-    /// by (128 - the prefix length of the route to it) / 32, as the kernel spaces them.
+    init(_ limits: ICMPErrorLimits = ICMPErrorLimits()) {
+        globalRate = UInt64(max(limits.messagesPerSecond, 0))
+        globalBurst = UInt64(max(limits.burst, 0)).multipliedReportingOverflow(by: Self.globalCost).partialValue
+        globalCredit = globalBurst
+        peerCostIPv4 = UInt64(max(limits.peerIntervalIPv4.nanosecondsClamped, 0))
+        peerCostIPv6 = UInt64(max(limits.peerIntervalIPv6.nanosecondsClamped, 0))
+    }
+
+    /// The time between errors to `peer`: IPv4's interval, or IPv6's shifted right by (128 -
+    /// the prefix length of the route to it) / 32, as the kernel spaces them.
     func interval(to peer: IPAddress) -> UInt64 {
-        guard case .v6(let address) = peer else { return Self.peerCost }
+        guard case .v6(let address) = peer else { return peerCostIPv4 }
         let length = onLinkPrefixes.first { prefix in
             let (high, low) = (prefix.address.high ^ address.high, prefix.address.low ^ address.low)
             let bits = prefix.prefixLength
             return bits <= 64 ? bits == 0 || high >> (64 - bits) == 0 : high == 0 && low >> (128 - bits) == 0
         }?.prefixLength ?? 128
-        return Self.peerCost >> UInt64((128 - length) >> 5)
+        return peerCostIPv6 >> UInt64((128 - length) >> 5)
     }
 
     /// Whether an error to `peer` may go now; takes its cost when it may.
     mutating func allow(to peer: IPAddress, now: Instant) -> Bool {
         let peerCost = interval(to: peer)
-        let peerBurst = Self.peerBurstFactor * peerCost
+        let peerBurst = Self.peerBurstFactor &* peerCost
         let time = now.nanoseconds
-        let global = min(Self.globalBurst, globalCredit &+ (time &- min(time, globalLast)))
+        // Ten seconds fill any bucket the kernel's settings allow; more could overflow.
+        let refill = min(time &- min(time, globalLast), 10_000_000_000).multipliedReportingOverflow(by: globalRate)
+        let global = refill.overflow ? globalBurst : min(globalBurst, globalCredit &+ refill.partialValue)
         globalLast = time
         globalCredit = global
         guard global >= Self.globalCost else { return false }

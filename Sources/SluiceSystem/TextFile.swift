@@ -30,3 +30,13 @@ public enum TextFile {
         }
     }
 }
+
+/// The kernel's settings (`sysctl`), read from `/proc/sys` as the calling thread's network
+/// namespace sees them.
+public enum KernelSetting {
+    /// The integer setting `name` (`net.ipv4.icmp_ratelimit`), or `nil` when it cannot be read.
+    public static func integer(_ name: String) -> Int? {
+        let path = "/proc/sys/" + name.split(separator: ".").joined(separator: "/")
+        return TextFile.read(path).flatMap { Int($0.filter { !$0.isWhitespace }) }
+    }
+}

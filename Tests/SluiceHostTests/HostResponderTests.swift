@@ -257,6 +257,22 @@ import Testing
         #expect(responder.counters.portUnreachable == 7 && responder.counters.closedPort == 15)
     }
 
+    @Test("the kernel's ICMP settings hold: icmp_ratelimit 0 lifts the per-peer bound, icmp_msgs_burst and icmp_msgs_per_sec bound the host")
+    func icmpErrorLimitsFollowTheSettings() {
+        var configuration = HostConfiguration(addresses: [.v4(IPv4Address(198, 18, 1, 2))], mtu: 1500)
+        configuration.udpPort = 9000
+        configuration.icmpErrors.peerIntervalIPv4 = .zero
+        configuration.icmpErrors.burst = 10
+        configuration.icmpErrors.messagesPerSecond = 100
+        var responder = HostResponder(configuration: configuration, linkLayer: .ip, pool: harness.pool)
+        func answered(_ count: Int, at now: Instant) -> Int {
+            (0..<count).count { _ in admit(&responder, datagram(from: "198.18.1.1:4000", to: "198.18.1.2:9001"), at: now).0 == .answer }
+        }
+        #expect(answered(20, at: Instant(nanoseconds: 1)) == 10, "a burst of ten, whatever the peer")
+        #expect(answered(5, at: Instant(nanoseconds: 10_000_001)) == 1, "one more each 10 ms")
+        #expect(answered(5, at: Instant(nanoseconds: 60_000_001)) == 5)
+    }
+
     @Test("a datagram not whole in time whose first fragment came gets ICMP time exceeded quoting that fragment as it came (RFC 792, RFC 8200 4.5)")
     func reassemblyTimeoutIsAnswered() {
         var responder = responder(linkLayer: .ip)

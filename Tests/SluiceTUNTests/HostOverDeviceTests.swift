@@ -138,6 +138,25 @@ import Testing
         #expect(!server.text.contains("received 1 datagrams"), "the service saw none: \(server.text)")
     }
 
+    /// The host bounds its ICMP errors as the kernel of its namespace is set to: with
+    /// `icmp_ratelimit` 0 every datagram to a closed port gets its port unreachable (six, the
+    /// default burst, before).
+    @Test(arguments: families)
+    func portUnreachablesFollowTheNamespacesRateLimit(family: (kernel: String, service: String)) throws {
+        let namespace = try ScratchNamespace(prefix: "sltun")
+        let setting = family.service.contains(":") ? "net.ipv6.icmp.ratelimit=0" : "net.ipv4.icmp_ratelimit=0"
+        #expect(try ChildProcess("/usr/sbin/ip", ["netns", "exec", namespace.name, "sysctl", "-qw", setting]).waitForExit() == 0)
+        let listen = "\(Self.bracketed(family.service)):9000"
+        let server = try TUNEchoTests.startServer(namespace, device: "sltun8", kernel: family.kernel, listen: listen, kind: "tun")
+        let closed = try #require(IPEndpoint("\(Self.bracketed(family.service)):9001"))
+        let kernelAddress = try #require(IPAddress(family.kernel.split(separator: "/")[0]))
+        let client = try withNetworkNamespace(namespace.name) { KernelUDPSocket(bind: IPEndpoint(address: kernelAddress, port: 0)) }
+        for _ in 0..<20 { client.send([1, 2, 3], to: closed) }
+        usleep(200_000)
+        #expect(server.stop() == 0)
+        #expect(server.text.contains("port_unreachable_sent=20"), "\(server.text)")
+    }
+
     /// TCP to the service's address is refused at once, by a reset, as a host with no listener
     /// refuses it; a packet of a protocol the host does not carry gets ICMP protocol unreachable
     /// (ICMPv6 parameter problem, unrecognized next header), which the kernel's raw ICMP socket sees.

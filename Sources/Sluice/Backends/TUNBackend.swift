@@ -99,11 +99,23 @@ public class TUNBackend: UDPBackend, @unchecked Sendable {
         host.verifiesChecksums = settings.verifiesChecksums
         host.udpPort = configuration.listen.port
         host.onLinkPrefixes = settings.addresses
+        Self.readKernelSettings(into: &host)
         let deviceName = self.device.name
         host.currentMTU = { NetworkInterface.mtu(named: deviceName) }
         self.host = host
         self.configuration = configuration
         self.settings = settings
+    }
+
+    /// The ICMP error limits and reassembly times the kernel applies in the device's namespace,
+    /// so the host answers as a kernel host there would; defaults where one cannot be read.
+    static func readKernelSettings(into host: inout HostConfiguration) {
+        if let rate = KernelSetting.integer("net.ipv4.icmp_msgs_per_sec") { host.icmpErrors.messagesPerSecond = rate }
+        if let burst = KernelSetting.integer("net.ipv4.icmp_msgs_burst") { host.icmpErrors.burst = burst }
+        if let interval = KernelSetting.integer("net.ipv4.icmp_ratelimit") { host.icmpErrors.peerIntervalIPv4 = .milliseconds(interval) }
+        if let interval = KernelSetting.integer("net.ipv6.icmp.ratelimit") { host.icmpErrors.peerIntervalIPv6 = .milliseconds(interval) }
+        if let time = KernelSetting.integer("net.ipv4.ipfrag_time"), time > 0 { host.reassembly.timeoutIPv4 = .seconds(time) }
+        if let time = KernelSetting.integer("net.ipv6.ip6frag_time"), time > 0 { host.reassembly.timeoutIPv6 = .seconds(time) }
     }
 
     /// Fails unless the kernel routes `address` into the device: anything sent to it would go
