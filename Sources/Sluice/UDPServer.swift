@@ -316,17 +316,19 @@ public final class UDPServer<Service: UDPService>: Sendable {
             "  received \(port.receivedPackets) datagrams (\(Self.rate(Double(port.receivedPackets) / seconds)) pps avg), "
                 + "sent \(port.transmittedPackets), \(port.receiveCalls + port.transmitCalls) syscalls",
         ]
-        // The kernel's drops too (an XSK's full RX ring, say): "none" has to mean none.
+        var host: HostCounters?
+        for r in reports { if let h = r.host { host = host ?? HostCounters(); host?.add(h) } }
+        // The host's and the kernel's drops too (an XSK's full RX ring, say), as the metrics and
+        // the JSON summary count them: "none" has to mean none.
         let kernelDrops = (backend.kernelDrops ?? []).filter { $0.count > 0 }
             .map { (String($0.cause.filter { $0 != ":" }.map { $0 == " " ? "_" : $0 }), $0.count) }
         let drops = port.fields.filter { $0.0.hasPrefix("drop") && $0.1 > 0 }
             + stage.fields.filter { field in
-                (field.0.hasPrefix("malformed") || Self.stageDrops.contains(field.0)) && field.1 > 0
+                (field.0.hasPrefix("malformed") || WorkerSample.stageDrops.contains(field.0)) && field.1 > 0
             }
+            + (host?.fields.filter { WorkerSample.hostDrops.contains($0.0) && $0.1 > 0 } ?? [])
             + kernelDrops
         lines.append("  drops: " + (drops.isEmpty ? "none" : drops.map { "\($0.0)=\($0.1)" }.joined(separator: " ")))
-        var host: HostCounters?
-        for r in reports { if let h = r.host { host = host ?? HostCounters(); host?.add(h) } }
         if let host {
             let counted = host.fields.filter { $0.1 > 0 }
             lines.append("  host: " + (counted.isEmpty ? "nothing" : counted.map { "\($0.0)=\($0.1)" }.joined(separator: " ")))
@@ -353,12 +355,6 @@ public final class UDPServer<Service: UDPService>: Sendable {
         }
         if reports.allSatisfy({ $0.frames.isBalanced }) { lines.append("  frames: all returned to their pools") }
         return lines.joined(separator: "\n")
-    }
-
-    /// The stage counters that are drops, for the summary.
-    static var stageDrops: Set<String> {
-        ["not_udp", "dropped_by_service", "fragments", "bad_checksum", "bad_ip_checksum", "not_local", "martian",
-         "reply_to_port_zero", "family_mismatch", "refused_ip_options", "vlan_without_device"]
     }
 
     static func rate(_ value: Double) -> String {

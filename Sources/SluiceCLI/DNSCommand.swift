@@ -88,19 +88,27 @@ struct DNSServe: ParsableCommand {
         }
         // Bound before the UDP side starts (and before --user drops what binding port 53 takes).
         for _ in 0..<10_000 where !listening.isSet && report.withLock({ $0 }) == nil { usleep(1000) }
+        // Said at once (a TUN or TAP service's address is not the kernel's to bind, say): a client
+        // that gets a truncated answer will find no TCP.
+        let failedAtStart = if case .failure(let error)? = report.withLock({ $0 }) { error } else { SystemCallError?.none }
+        if let failedAtStart {
+            writeToStandardError("sluice dns serve: no DNS over TCP on \(listen): \(failedAtStart); answers truncated over UDP cannot be had over TCP\n")
+        }
         let json = options.report.json
         let stopTCP = {
             stop.set()
             tcp.join()
             switch report.withLock({ $0 }) {
             case .success(let tcp)?: if !json { print(tcp.summaryLine) }
-            case .failure(let error)?: writeToStandardError("sluice dns serve: no DNS over TCP on \(listen): \(error)\n")
-            case nil: break
+            case .failure(let error)? where failedAtStart == nil:
+                writeToStandardError("sluice dns serve: no DNS over TCP on \(listen): \(error)\n")
+            default: break
             }
         }
         let slip = rrlSlip ?? 1
         let limiter = rrlLimit.map { DNSRateLimiter(responsesPerSecond: $0, slip: slip) }
-        let what = "authoritative for \(names), TCP too" + (rrlLimit.map { ", rate limit \($0)/s slip \(slip)" } ?? "")
+        let what = "authoritative for \(names), " + (failedAtStart == nil ? "TCP too" : "UDP only")
+            + (rrlLimit.map { ", rate limit \($0)/s slip \(slip)" } ?? "")
         do {
             // Knot and NSD reload their zones on SIGHUP: one sent out of habit must not stop this server.
             let hangup = { "sluice dns serve: SIGHUP received; zones are read once, at start: restart to load changes" }

@@ -245,6 +245,9 @@ import Testing
         let text = server.text
         #expect(text.contains("fragment_overlaps=1"), "\(text)")
         #expect(text.contains("reassembly_evictions="), "\(text)")
+        // The drops line counts the host's drops, as the metrics and the JSON summary do.
+        let drops = text.split(separator: "\n").first { $0.contains("drops: ") } ?? ""
+        #expect(drops.contains("fragment_overlaps=1") && drops.contains("reassembly_evictions="), "\(text)")
         #expect(text.contains("host_malformed=") || text.contains("fragment_malformed="), "\(text)")
         #expect(text.contains("frames: all returned to their pools"), "\(text)")
     }
