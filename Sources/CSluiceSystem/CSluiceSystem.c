@@ -133,6 +133,16 @@ int sluice_set_process_capabilities(uint64_t permitted, uint64_t effective) {
 
 void sluice_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
 
+int sluice_flush_stdout(void) {
+    if (fflush(stdout) != 0)
+        return -1;
+    if (ferror(stdout)) {
+        errno = 0;   /* an earlier write failed; its errno is gone by now */
+        return -1;
+    }
+    return 0;
+}
+
 int sluice_enter_network_namespace(int fd) { return setns(fd, CLONE_NEWNET); }
 
 int sluice_ioctl_pointer(int fd, unsigned long request, void *argument) {

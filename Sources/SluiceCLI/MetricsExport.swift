@@ -19,8 +19,9 @@ final class MetricsExport: Sendable {
     private static let bootstrapped = Mutex(false)
 
     /// Serves the metrics of `sources`, and of the process (`ProcessMetrics` for `service`), on
-    /// `listen`; `nil` when no address was given. Says where in one line, through `say`.
-    static func start(_ listen: IPEndpoint?, service: String, sources: [any MetricsSource] = [],
+    /// `listen` (in `namespace`, which the process entered); `nil` when no address was given.
+    /// Says where in one line, through `say`.
+    static func start(_ listen: IPEndpoint?, service: String, sources: [any MetricsSource] = [], namespace: String? = nil,
                       say: (String) -> Void) throws -> MetricsExport? {
         guard let listen else { return nil }
         // The endpoint's thread inherits this mask: the stopping signals must stay for the command's
@@ -37,7 +38,7 @@ final class MetricsExport: Sendable {
             }
             let export = MetricsExport(reporter: reporter, endpoint: endpoint)
             let host = endpoint.host.contains(":") ? "[\(endpoint.host)]" : endpoint.host
-            say("sluice \(service): metrics at http://\(host):\(endpoint.port)/metrics")
+            say("sluice \(service): \(namespace.map { "in network namespace \($0), " } ?? "")metrics at http://\(host):\(endpoint.port)/metrics")
             return export
         } catch {
             writeToStandardError("sluice \(service): serving metrics on \(listen) failed: \(error); pick another --metrics-listen address or port\n")

@@ -18,7 +18,24 @@ struct SluiceCommand: ParsableCommand {
         // Output to a reader that went away (`| head -1`) must not kill a server before it
         // detaches its XDP program: the write fails instead, and the server runs on until told.
         signal(SIGPIPE, SIG_IGN)
-        main(nil)
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+            requireOutputWritten()
+        } catch {
+            requireOutputWritten()
+            exit(withError: error)
+        }
+    }
+
+    /// A summary lost to a full disk or a reader gone must not pass for success: standard output
+    /// is flushed, and a write that failed is said on standard error with status 1, as coreutils do.
+    static func requireOutputWritten() {
+        guard sluice_flush_stdout() != 0 else { return }
+        let code = errno
+        let reason = code == 0 ? "a write failed: a full disk, or a reader that went away" : "\(String(cString: strerror(code))) (errno \(code))"
+        writeToStandardError("sluice: writing standard output failed (\(reason)); what it said is lost\n")
+        Glibc.exit(1)
     }
 }
 
@@ -189,7 +206,7 @@ struct ServeOptions: ParsableArguments {
             guard let name, TUNDevice.isValidName(name) else {
                 throw ValidationError("--backend \(backend) needs --name NAME (1 to 15 bytes, none of them '/', ':' or white space, and not '.' or '..')")
             }
-            let kernelAddresses = try address.map { try parsePrefix($0).address }
+            let kernelAddresses = try parsePrefixes(address).map(\.address)
             // Packets to the kernel's own address stay in the kernel: none would reach the device.
             if kernelAddresses.contains(listen.address) {
                 throw ValidationError("--listen \(listen.address) is the kernel's address on the device; listen on another address behind it, e.g. the next one in its prefix")
@@ -229,7 +246,7 @@ struct ServeOptions: ParsableArguments {
         }
         if backend.isDevice, let name {
             var tun = TUNBackendConfiguration(name: name)
-            tun.addresses = try address.map(parsePrefix)
+            tun.addresses = try parsePrefixes(address)
             tun.queues = workers
             if noOffloads { tun.offloads = nil }
             configuration.tun = tun
@@ -246,7 +263,7 @@ struct ServeOptions: ParsableArguments {
                                     _ makeService: @escaping @Sendable (Int) -> Service) throws {
         let configuration = try given ?? configuration()
         let say = report.say
-        let export = try MetricsExport.start(report.metricsListen, service: command, sources: metrics, say: say)
+        let export = try MetricsExport.start(report.metricsListen, service: command, sources: metrics, namespace: netns, say: say)
         defer { export?.close() }
         let server = try reportingRuntimeErrors(command) { try UDPServer(configuration: configuration, makeService: makeService) }
         export?.reporter.add(server)
@@ -420,6 +437,19 @@ func parsePrefix(_ text: String) throws -> (address: IPAddress, prefixLength: In
         throw ValidationError("'\(text)' is not an address with a prefix length, like 198.18.1.1/24 or 2001:2:1::1/64")
     }
     return (address, length)
+}
+
+/// Each `--address`, an address given twice refused (as `ip address add` refuses it: "File exists").
+func parsePrefixes(_ texts: [String]) throws -> [(address: IPAddress, prefixLength: Int)] {
+    var prefixes: [(address: IPAddress, prefixLength: Int)] = []
+    for text in texts {
+        let prefix = try parsePrefix(text)
+        guard !prefixes.contains(where: { $0.address == prefix.address }) else {
+            throw ValidationError("--address \(prefix.address) is given twice")
+        }
+        prefixes.append(prefix)
+    }
+    return prefixes
 }
 
 /// What a serving command asks between polls: true once `duration` seconds have passed or SIGINT,

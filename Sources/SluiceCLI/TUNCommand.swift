@@ -48,7 +48,7 @@ struct TUNCommand: ParsableCommand {
             if let owner, ownerID(owner) == nil { throw ValidationError("--owner: no user named '\(owner)'") }
             if let group, groupID(group) == nil { throw ValidationError("--group: no group named '\(group)'") }
             if let mtu { guard (68...65535).contains(mtu) else { throw ValidationError("--mtu must be 68 to 65535") } }
-            let prefixes = try address.map(parsePrefix)
+            let prefixes = try parsePrefixes(address)
             // The kernel turns IPv6 off on a link whose MTU is below 1280 (RFC 8200 section 5).
             if let mtu, mtu < 1280, prefixes.contains(where: { $0.address.family == AF_INET6 }) {
                 throw ValidationError("--mtu \(mtu) is below IPv6's 1280: the kernel would take no IPv6 address on the device")
@@ -66,7 +66,7 @@ struct TUNCommand: ParsableCommand {
             // As `ip tuntap add`: a name in use is refused, not taken over and reconfigured.
             if if_nametoindex(name) != 0 {
                 writeToStandardError("sluice tun up: a device named \(name) exists already "
-                                     + "(sluice tun down --name \(name) removes a TUN or TAP one)\n")
+                                     + "(sluice tun down --name \(name)\(netns.map { " --netns \($0)" } ?? "") removes a TUN or TAP one)\n")
                 throw ExitCode(1)
             }
             var configuration = TUNDeviceConfiguration(name: name, kind: tap ? .tap : .tun)
@@ -75,7 +75,7 @@ struct TUNCommand: ParsableCommand {
             configuration.owner = owner.flatMap(ownerID)
             configuration.group = group.flatMap(groupID)
             configuration.mtu = mtu
-            configuration.addresses = try address.map(parsePrefix)
+            configuration.addresses = try parsePrefixes(address)
             let device = try reportingRuntimeErrors("tun up") {
                 do throws(SystemCallError) {
                     return try TUNDevice(configuration: configuration)
@@ -85,8 +85,9 @@ struct TUNCommand: ParsableCommand {
             }
             print("sluice tun up: \(device.kind.rawValue) device \(device.name) (index \(device.index)), "
                   + "\(queues) queue(s), MTU \(device.mtu)\(address.isEmpty ? "" : ", " + address.joined(separator: ", "))")
-            print("  serve it: sluice udp-echo --backend \(device.kind.rawValue) --name \(device.name) --workers \(queues) --listen ADDRESS:PORT …")
-            print("  remove it: sluice tun down --name \(device.name)")
+            let inNamespace = netns.map { " --netns \($0)" } ?? ""
+            print("  serve it: sluice udp-echo --backend \(device.kind.rawValue) --name \(device.name) --workers \(queues)\(inNamespace) --listen ADDRESS:PORT …")
+            print("  remove it: sluice tun down --name \(device.name)\(inNamespace)")
         }
     }
 
@@ -103,7 +104,7 @@ struct TUNCommand: ParsableCommand {
             if let netns { try NetworkNamespace.enter(netns) }
             let index = Int32(bitPattern: if_nametoindex(name))
             guard index != 0 else {
-                writeToStandardError("sluice tun down: no device \(name) in this network namespace\n")
+                writeToStandardError("sluice tun down: no device \(name) in \(netns.map { "network namespace \($0)" } ?? "this network namespace (--netns NAME for another)")\n")
                 throw ExitCode.failure
             }
             guard TUNDevice.isTUNOrTAP(named: name) else {

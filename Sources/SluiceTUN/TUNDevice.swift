@@ -199,7 +199,10 @@ public final class TUNDevice: @unchecked Sendable {
         guard descriptor >= 0 else {
             let code = Glibc.errno
             throw SystemCallError(.tun, operation: "open(/dev/net/tun)", errno: code,
-                                  hint: code == ENOENT ? "this kernel or container has no /dev/net/tun (modprobe tun, or mknod it)" : nil)
+                                  hint: code == ENOENT ? "this kernel or container has no /dev/net/tun (modprobe tun, or mknod it)"
+                                      : code == EACCES ? "/dev/net/tun is not open to this user: run as root, or give the user /dev/net/tun "
+                                        + "(mode 0666, as most distributions leave it) and a device made for it (sluice tun up --owner); "
+                                        + "a service can use --backend socket instead" : nil)
         }
         var request = NetworkInterface.request(named: name)
         request.ifr_ifru.ifru_flags = Int16(truncatingIfNeeded: flags)

@@ -30,6 +30,8 @@ let exampleZone = #filePath.replacing("SluiceIntegrationTests/CommandLineInputTe
         ["udp-echo", "--backend", "tun", "--name", "sl9", "--address", "198.18.1.1/24", "--listen", "198.18.1.1:9000"],
         ["tun", "up", "--name", "sl9", "--mtu", "1279", "--address", "2001:2:1::1/64"],
         ["tun", "up", "--name", "a/b"],
+        ["tun", "up", "--name", "sl9", "--address", "198.18.1.1/24", "--address", "198.18.1.1/16"],
+        ["udp-echo", "--backend", "tun", "--name", "sl9", "--address", "2001:2:1::1/64", "--address", "2001:2:1::1/64", "--listen", "[2001:2:1::2]:9000"],
         ["udp-echo", "--backend", "tap", "--name", "..", "--address", "198.18.1.1/24", "--listen", "198.18.1.2:9000"],
         ["udp-echo", "--listen", "127.0.0.1:0", "--socket-buffer", "-1"],
         ["udp-echo", "--listen", "127.0.0.1:0", "--socket-buffer", "99999999999999999999"],

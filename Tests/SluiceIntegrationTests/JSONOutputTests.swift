@@ -46,6 +46,14 @@ struct JSONOutputTests {
         #expect(summary["endpoint"] as? String == "\(endpoint)")
     }
 
+    @Test("a summary that cannot be written (stdout on /dev/full) is said on stderr and fails the run")
+    func aLostSummaryFailsTheRun() throws {
+        let run = try ChildProcess("/bin/sh", ["-c", "exec \"$0\" udp-echo --listen 127.0.0.1:0 --json --duration 0.2 > /dev/full",
+                                              SluiceExecutable.path])
+        #expect(run.waitForExit(timeout: .seconds(20)) == 1, "\(run.text)")
+        #expect(run.text.contains("sluice: writing standard output failed"), "\(run.text)")
+    }
+
     @Test("tls serve --json and tcp-echo --json count what their peers sent")
     func streamServers() throws {
         guard TLSInteropTests.peersAvailable() else { return }

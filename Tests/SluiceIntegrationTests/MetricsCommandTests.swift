@@ -159,6 +159,8 @@ struct MetricsCommandTests {
         let server = try ChildProcess(sluice: ["dns", "serve", "--zone", zone, "--netns", namespace.name, "--listen", "127.0.0.1:5353",
                                                "--duration", "60", "--stats-interval", "0", "--metrics-listen", "127.0.0.1:9464", "--json"])
         let url = try Self.metricsURL(of: server)
+        #expect(server.text.contains("in network namespace \(namespace.name), metrics at http://127.0.0.1:9464/metrics"),
+                "where the page is: \(server.text)")
         try #require(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
         for transport in ["+notcp", "+tcp"] {
             for name in ["example.test", "nothing.example.test"] {

@@ -114,6 +114,7 @@ import Testing
         let namespace = try ScratchNamespace(prefix: "sltun")
         let up = try ChildProcess(sluice: ["tun", "up", "--name", "sltun2", "--address", "198.18.1.1/24", "--netns", namespace.name])
         #expect(up.waitForExit() == 0, "\(up.text)")
+        #expect(up.text.contains("sluice tun down --name sltun2 --netns \(namespace.name)"), "a hint that works: \(up.text)")
         #expect(try linkExists(namespace, "sltun2"), "the device outlives tun up")
         let upAgain = try ChildProcess(sluice: ["tun", "up", "--name", "sltun2", "--address", "198.18.1.1/24", "--netns", namespace.name])
         #expect(upAgain.waitForExit() == 1 && upAgain.text.contains("a device named sltun2 exists"), "as ip tuntap add: \(upAgain.text)")

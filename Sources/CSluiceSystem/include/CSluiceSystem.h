@@ -114,6 +114,9 @@ int sluice_pin_current_thread(int cpu);
 /// Makes stdout line-buffered, so progress lines show at once through a pipe.
 void sluice_line_buffer_stdout(void);
 
+/// Flushes stdout; returns 0, or -1 when this (errno set) or an earlier write to it (errno 0) failed.
+int sluice_flush_stdout(void);
+
 /// The calling thread's kernel ID (gettid), as /proc/self/task names it.
 int sluice_thread_id(void);
 
