@@ -161,7 +161,8 @@ public class TUNBackend: UDPBackend, @unchecked Sendable {
     public func queue(ofWorker index: Int) -> Int? { index }
 
     public var modeDescription: String {
-        "\(Self.kind == .tun ? "TUN" : "TAP"), MTU \(device.mtu), "
+        // The MTU now: `ip link set … mtu` may have changed it while the server ran.
+        "\(Self.kind == .tun ? "TUN" : "TAP"), MTU \(NetworkInterface.mtu(named: device.name) ?? device.mtu), "
             + (device.virtioHeaderLength > 0 ? "offloads \(device.offloads)" : "no virtio-net header")
     }
 
