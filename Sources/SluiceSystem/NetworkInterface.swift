@@ -36,11 +36,15 @@ public struct NetworkInterface: Sendable, Equatable {
                             + MemoryLayout<sluice_sockaddr_ll>.offset(of: \.sll_addr)!)
                     }
                 case AF_INET, AF_INET6:
-                    interface.addresses.append(SocketAddress.endpoint(from: UnsafeRawPointer(address)).address)
+                    let own = SocketAddress.endpoint(from: UnsafeRawPointer(address)).address
+                    interface.addresses.append(own)
                     let flags = current.pointee.ifa_flags
+                    // An address added without a broadcast (`ip address add X/24`) comes from glibc
+                    // with the address itself in its place: that is no broadcast.
                     if address.pointee.sa_family == sa_family_t(AF_INET), flags & UInt32(IFF_BROADCAST) != 0,
-                       let broadcast = current.pointee.ifa_ifu.ifu_broadaddr {
-                        interface.broadcastAddresses.append(SocketAddress.endpoint(from: UnsafeRawPointer(broadcast)).address)
+                       let broadcast = current.pointee.ifa_ifu.ifu_broadaddr,
+                       case let subnetBroadcast = SocketAddress.endpoint(from: UnsafeRawPointer(broadcast)).address, subnetBroadcast != own {
+                        interface.broadcastAddresses.append(subnetBroadcast)
                     }
                     // The kernel also routes the subnet's all-ones address as broadcast (for a
                     // prefix under /31) when the address was added without one.
@@ -57,6 +61,8 @@ public struct NetworkInterface: Sendable, Equatable {
             }
             found = interface
         }
+        // Nor is another of the interface's own addresses.
+        if let own = found?.addresses { found?.broadcastAddresses.removeAll { own.contains($0) } }
         return found
     }
 

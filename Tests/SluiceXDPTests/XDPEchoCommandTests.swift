@@ -164,6 +164,24 @@ import Testing
         return (server, client, target)
     }
 
+    /// On a wildcard a reply comes from the address the request was sent to: to a second address
+    /// on the interface (added, as `ip address add` does, without a broadcast, which glibc then
+    /// reports as its own broadcast) it came from the first, and the peer threw it away.
+    @Test func aWildcardAnswersFromTheAddressAsked() throws {
+        let topology = try topology()
+        defer { topology.destroy() }
+        let second = IPv4Address(rawValue: topology.serverIPv4.rawValue &+ 100)
+        let add = try ChildProcess("/usr/sbin/ip", ["-n", topology.serverNamespace, "address", "add", "\(second)/24",
+                                                    "dev", topology.serverInterface])
+        #expect(add.waitForExit() == 0, "\(add.text)")
+        let (server, client, _) = try startEcho(topology)
+        let target = IPEndpoint(address: .v4(second), port: 7000)
+        client.send([3], to: target)
+        let reply = client.receive()
+        #expect(reply?.bytes == [3] && reply?.from == target, "\(String(describing: reply)): \(server.text)")
+        #expect(server.stop() == 0)
+    }
+
     /// What the kernel drops at the XSK (here: the worker stopped, its rings full) is a drop in
     /// the summary's drops line too, not only on its xsk line: "drops: none" means none.
     @Test func dropsAtTheSocketAreDropsInTheSummary() throws {
