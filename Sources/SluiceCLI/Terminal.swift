@@ -48,10 +48,13 @@ extension Logger {
 extension SystemCallError {
     /// The error as the command line says it: the library's words, then the flags of this tool
     /// that get around it.
-    var terminalDescription: String {
-        // The library's advice names its API; on the command line, the flag says it.
+    var terminalDescription: String { Self.forTerminal(description, flags: flagAdvice) }
+
+    /// `description` with the library's advice, which names its API, said as this tool's flag,
+    /// or else followed by `flags`.
+    static func forTerminal(_ description: String, flags: String?) -> String {
         let text = description.replacing("attach with force: true to replace it", with: "pass --force to replace it")
-        guard let flags = flagAdvice, text == description else { return text }
+        guard let flags, text == description else { return text }
         return "\(text); \(flags)"
     }
 
@@ -63,7 +66,7 @@ extension SystemCallError {
             "use --backend socket"
         case (.xdp, .resourceBusy), (.xdp, .fileExists):
             "pass --force to replace it"
-        case (.xdp, .notSupported), (.xdp, .invalidArgument):
+        case (.xdp, .notSupported), (.xdp, .invalidArgument), (.xdp, .outOfRange):
             "try --mode generic"
         case (.xsk, .noBufferSpace), (.xsk, .noMemory), (.memory, .noMemory):
             "or use fewer --frames"
@@ -80,10 +83,7 @@ extension SystemCallError {
 
 extension RuntimeError {
     /// The error as the command line says it, with the flags that get around its cause.
-    var terminalDescription: String {
-        guard let flags = cause?.flagAdvice else { return description }
-        return "\(description); \(flags)"
-    }
+    var terminalDescription: String { SystemCallError.forTerminal(description, flags: cause?.flagAdvice) }
 }
 
 /// Runs `body`; a ``RuntimeError`` becomes one "sluice COMMAND: …" line on stderr and exit code 1.

@@ -209,9 +209,11 @@ public final class XDPProgram: @unchecked Sendable {
         var attachedMode = mode
         LibraryLog.startCapture()
         var result = xdp_program__attach(program.program, index, mode.libxdpMode, 0)
-        if result < 0 && mode == .native && [EOPNOTSUPP, EINVAL].contains(-result) {
+        // Refusals of native mode: no driver support, or one the driver has but not for this
+        // link now (veth: ERANGE while its peer's MTU is past a page).
+        if result < 0 && mode == .native && [EOPNOTSUPP, EINVAL, ERANGE].contains(-result) {
             let reason = LibraryLog.kernelMessage() ?? String(cString: strerror(-result))
-            logger.notice("native XDP not supported; using generic (skb) mode",
+            logger.notice("native XDP refused by the driver; using generic (skb) mode",
                           metadata: ["interface": "\(interface)", "reason": "\(reason)"])
             attachedMode = .generic
             LibraryLog.startCapture()
@@ -222,14 +224,15 @@ public final class XDPProgram: @unchecked Sendable {
             program.close()
             let code = -result
             let kernel = log.last { $0.contains("Kernel error message:") }
-                .map { " (kernel: " + $0.components(after: "Kernel error message:") + ")" } ?? ""
+                .map { "kernel: " + $0.components(after: "Kernel error message:").trimmed } ?? ""
             let hint = switch code {
             case EBUSY, EEXIST: "another XDP program was attached meanwhile"
             case EOPNOTSUPP: "\(interface) does not support XDP in \(attachedMode.label) mode"
-            case EINVAL: "the kernel rejected the program; generic mode works everywhere, and an MTU above 3498 needs the multi-buffer (frags) program"
+            case EINVAL, ERANGE: "the kernel refused the program on \(interface) (generic mode works everywhere, and an MTU above 3498 needs the multi-buffer (frags) program)"
             default: SystemCallError(.xdp, operation: "", errno: code).hint
             }
-            throw SystemCallError(.xdp, operation: "attaching XDP to \(interface)", errno: code, hint: hint + kernel)
+            throw SystemCallError(.xdp, operation: "attaching XDP to \(interface)", errno: code,
+                                  hint: [hint, kernel].filter { !$0.isEmpty }.joined(separator: "; "))
         }
         var note: String?
         if log.contains(where: { $0.contains("Falling back to loading single prog without dispatcher") }) {

@@ -164,6 +164,25 @@ import Testing
         return (server, client, target)
     }
 
+    /// Native mode that the driver refuses for the link as it is (veth: ERANGE while the peer's
+    /// MTU is past a page) falls back to generic, said in one line, as the help promises.
+    @Test func nativeRefusedForThePeersMTUFallsBackToGeneric() throws {
+        let topology = try topology()
+        defer { topology.destroy() }
+        let raise = try ChildProcess("/usr/sbin/ip", ["-n", topology.clientNamespace, "link", "set", topology.clientInterface, "mtu", "9000"])
+        #expect(raise.waitForExit() == 0, "\(raise.text)")
+        let server = try ChildProcess(sluice: [
+            "udp-echo", "--backend", "xdp", "--dev", topology.serverInterface, "--netns", topology.serverNamespace,
+            "--listen", "0.0.0.0:7000", "--mode", "native", "--duration", "60", "--stats-interval", "0",
+        ])
+        try #require(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
+        #expect(server.text.contains("native XDP refused by the driver; using generic (skb) mode"), "\(server.text)")
+        let (client, target) = try echoClient(of: topology, ipv6: false)
+        client.send([4], to: target)
+        #expect(client.receive()?.bytes == [4], "\(server.text)")
+        #expect(server.stop() == 0)
+    }
+
     /// On a wildcard a reply comes from the address the request was sent to: to a second address
     /// on the interface (added, as `ip address add` does, without a broadcast, which glibc then
     /// reports as its own broadcast) it came from the first, and the peer threw it away.
