@@ -92,7 +92,11 @@ struct DNSServe: ParsableCommand {
         // that gets a truncated answer will find no TCP.
         let failedAtStart = if case .failure(let error)? = report.withLock({ $0 }) { error } else { SystemCallError?.none }
         if let failedAtStart {
-            writeToStandardError("sluice dns serve: no DNS over TCP on \(listen): \(failedAtStart); answers truncated over UDP cannot be had over TCP\n")
+            // Behind a device the address is the service's own, not the kernel's: no kernel TCP there.
+            let why = configuration.backend.isDevice
+                ? "\(listen.address) is behind the \(configuration.backend.rawValue) device, where the kernel's TCP cannot listen"
+                : "\(failedAtStart)"
+            writeToStandardError("sluice dns serve: no DNS over TCP on \(listen): \(why); answers truncated over UDP cannot be had over TCP\n")
         }
         let json = options.report.json
         let stopTCP = {
@@ -117,8 +121,11 @@ struct DNSServe: ParsableCommand {
                 DNSService(authority: authority, rateLimiter: limiter, identity: identity)
             }
         } catch {
-            // The server never started: the TCP side still has to stop.
-            if !stop.isSet { stopTCP() }
+            // The server never started: the TCP side still has to stop, with no summary of its own.
+            if !stop.isSet {
+                stop.set()
+                tcp.join()
+            }
             throw error
         }
     }

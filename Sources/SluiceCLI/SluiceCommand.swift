@@ -18,10 +18,21 @@ struct SluiceCommand: ParsableCommand {
         // Output to a reader that went away (`| head -1`) must not kill a server before it
         // detaches its XDP program: the write fails instead, and the server runs on until told.
         signal(SIGPIPE, SIG_IGN)
+        var command: any ParsableCommand
         do {
-            var command = try parseAsRoot()
+            command = try parseAsRoot()
+        } catch {
+            exit(withError: error)
+        }
+        do {
             try command.run()
             requireOutputWritten()
+        } catch let error as ValidationError {
+            // Found while running (a zone file's line, say): the message alone; the usage
+            // ArgumentParser would add here is the root command's, which helps no one.
+            requireOutputWritten()
+            writeToStandardError("Error: \(error.message)\n")
+            Glibc.exit(ExitCode.validationFailure.rawValue)
         } catch {
             requireOutputWritten()
             exit(withError: error)

@@ -80,6 +80,19 @@ let exampleZone = #filePath.replacing("SluiceIntegrationTests/CommandLineInputTe
         #expect(errors.count == 1, "\(arguments): \(child.text)")
     }
 
+    /// An error found while running (a zone file's line) is its message alone: the usage
+    /// ArgumentParser would print there is the root command's.
+    @Test func aZoneFilesErrorIsOneLineWithoutUsage() throws {
+        let file = "/tmp/sluice-bad-\(getpid()).zone"
+        let handle = fopen(file, "w")
+        fputs("$ORIGIN bad.test.\n@ SOA ns h 1 2 3 4 5\n@ BOGUS x\n", handle)
+        fclose(handle)
+        defer { unlink(file) }
+        let child = try ChildProcess(sluice: ["dns", "serve", "--listen", "127.0.0.1:0", "--zone", file])
+        #expect(child.waitForExit(timeout: .seconds(10)) == 64, "\(child.text)")
+        #expect(child.text.contains("zone file line 3") && !child.text.contains("Usage:"), "\(child.text)")
+    }
+
     @Test func theLargestCountRunsForItsDurationInstead() throws {
         let child = try ChildProcess(sluice: ["udp-client", "--target", "127.0.0.1:9", "--count", "18446744073709551615",
                                               "--duration", "0.3"])
