@@ -18,6 +18,11 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <linux/capability.h>
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
+#include <net/if.h>
+#include <string.h>
+#include <sys/ioctl.h>
 #include "CSluiceSystem.h"
 
 _Static_assert(sizeof(struct sluice_mmsghdr) == sizeof(struct mmsghdr), "mmsghdr layout");
@@ -132,6 +137,23 @@ int sluice_set_process_capabilities(uint64_t permitted, uint64_t effective) {
 }
 
 void sluice_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
+
+int sluice_receive_queue_count(const char *name) {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    struct ethtool_channels channels = { .cmd = ETHTOOL_GCHANNELS };
+    struct ifreq request;
+    memset(&request, 0, sizeof(request));
+    strncpy(request.ifr_name, name, IFNAMSIZ - 1);
+    request.ifr_data = (void *)&channels;
+    int result = ioctl(fd, SIOCETHTOOL, &request);
+    int code = errno;
+    close(fd);
+    if (result < 0)
+        return -code;
+    return (int)(channels.rx_count + channels.combined_count);
+}
 
 int sluice_flush_stdout(void) {
     if (fflush(stdout) != 0)

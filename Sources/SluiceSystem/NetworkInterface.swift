@@ -69,6 +69,13 @@ public struct NetworkInterface: Sendable, Equatable {
     /// An interface with nothing known yet.
     public init(name: String) { self.name = name }
 
+    /// The receive queues the interface `name` has in use, as `ethtool -l` shows them; `nil` when
+    /// its driver does not say.
+    public static func receiveQueueCount(named name: String) -> Int? {
+        let count = sluice_receive_queue_count(name)
+        return count > 0 ? Int(count) : nil
+    }
+
     /// The MTU of the interface `name` in the calling thread's namespace (`SIOCGIFMTU`); `nil`
     /// when there is no such interface.
     public static func mtu(named name: String) -> Int? {

@@ -200,6 +200,9 @@ public final class XDPProgram: @unchecked Sendable {
                         + "\(foreign.modeLabel) mode; attach with force: true to replace it")
             }
             do throws(SystemCallError) {
+                logger.notice("replacing another XDP program, as forced",
+                              metadata: ["interface": "\(interface)", "program": "\(foreign.name)", "id": "\(foreign.programID)",
+                                         "mode": "\(foreign.modeLabel)"])
                 try detachForeign(foreign, interface: interface, index: index)
             } catch {
                 program.close()

@@ -183,6 +183,21 @@ import Testing
         #expect(server.stop() == 0)
     }
 
+    /// Queues of the interface this server leaves to its kernel socket are named at start, with
+    /// the option that takes them all.
+    @Test func queuesLeftToTheKernelSocketAreSaid() throws {
+        let topology = try topology(queues: 2)
+        defer { topology.destroy() }
+        let server = try ChildProcess(sluice: [
+            "udp-echo", "--backend", "xdp", "--dev", topology.serverInterface, "--netns", topology.serverNamespace,
+            "--listen", "0.0.0.0:7000", "--queues", "0", "--mode", "generic", "--duration", "60", "--stats-interval", "0",
+        ])
+        try #require(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
+        #expect(server.text.contains("has 2 receive queues and this server takes 1: what arrives on queue(s) 1 goes through its kernel socket (--queues 0-1"),
+                "\(server.text)")
+        #expect(server.stop() == 0)
+    }
+
     /// On a wildcard a reply comes from the address the request was sent to: to a second address
     /// on the interface (added, as `ip address add` does, without a broadcast, which glibc then
     /// reports as its own broadcast) it came from the first, and the peer threw it away.

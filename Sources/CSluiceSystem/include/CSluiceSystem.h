@@ -114,6 +114,10 @@ int sluice_pin_current_thread(int cpu);
 /// Makes stdout line-buffered, so progress lines show at once through a pipe.
 void sluice_line_buffer_stdout(void);
 
+/// The receive queues `name` has in use (ethtool's channels, RX and combined, as
+/// `ethtool -l` shows them); -errno when the driver does not say (ethtool_channels unsupported).
+int sluice_receive_queue_count(const char *name);
+
 /// Flushes stdout; returns 0, or -1 when this (errno set) or an earlier write to it (errno 0) failed.
 int sluice_flush_stdout(void);
 

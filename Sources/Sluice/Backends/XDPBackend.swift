@@ -85,6 +85,15 @@ public final class XDPBackend: UDPBackend {
         } catch {
             throw RuntimeError(error)
         }
+        // What the NIC spreads to a queue with no socket of this server reaches its kernel socket:
+        // served, but past the kernel's stack, as Knot's XDP mode (which takes every queue) would not.
+        if let count = NetworkInterface.receiveQueueCount(named: settings.interface), count > settings.queues.count {
+            let unserved = (0..<UInt32(count)).filter { !settings.queues.contains($0) }
+            let queues = unserved.map(String.init).joined(separator: ",")
+            let message = "\(settings.interface) has \(count) receive queues and this server takes \(settings.queues.count): what arrives on "
+                + "queue(s) \(queues) goes through its kernel socket (--queues 0-\(count - 1) serves them all)"
+            configuration.logger.notice("\(message)")
+        }
         let port = configuration.listen.port
         do throws(SystemCallError) {
             if let existing = try XDPProgram.attached(on: settings.interface) {
