@@ -58,6 +58,21 @@ public struct XDPVerdicts: Sendable, Equatable, CustomStringConvertible {
         redirected + passedNotUDP + passedPort + passedNoSocket + passedFragment + passedMalformed + passedNotOurs + passedOptions
     }
 
+    /// What was counted since `earlier`, a reading of the same program's counters.
+    public func since(_ earlier: XDPVerdicts) -> XDPVerdicts {
+        func after(_ now: UInt64, _ then: UInt64) -> UInt64 { now >= then ? now - then : now }
+        var verdicts = XDPVerdicts()
+        verdicts.redirected = after(redirected, earlier.redirected)
+        verdicts.passedNotUDP = after(passedNotUDP, earlier.passedNotUDP)
+        verdicts.passedPort = after(passedPort, earlier.passedPort)
+        verdicts.passedNoSocket = after(passedNoSocket, earlier.passedNoSocket)
+        verdicts.passedFragment = after(passedFragment, earlier.passedFragment)
+        verdicts.passedMalformed = after(passedMalformed, earlier.passedMalformed)
+        verdicts.passedNotOurs = after(passedNotOurs, earlier.passedNotOurs)
+        verdicts.passedOptions = after(passedOptions, earlier.passedOptions)
+        return verdicts
+    }
+
     /// The names ``fields`` uses, in order.
     public static var fieldNames: [String] { XDPVerdicts().fields.map(\.0) }
 

@@ -69,6 +69,9 @@ public final class XDPBackend: UDPBackend {
     /// Each queue's XSK statistics: read live from the open socket, or as the socket left them.
     private let queueSockets = Locked<[UInt32: QueueSocket]>([:])
     private let finalVerdicts = Locked<XDPVerdicts?>(nil)
+    /// The program's counters when this server started: a program it found attached (left by
+    /// `xdp load`, another server or a killed one) counted before, and its report is of this run.
+    private let startVerdicts: XDPVerdicts
     private let viaKernelSocket = Locked<UInt64>(0)
 
     public init(configuration: UDPServerConfiguration) throws(RuntimeError) {
@@ -111,6 +114,7 @@ public final class XDPBackend: UDPBackend {
                 localMAC: interface.mac, vlanDeviceIDs: acceptance.vlanIDs,
                 localAddresses: interface.addresses + Self.broadcasts(of: interface)))
             if let addedListener { try program.setListener(addedListener) }
+            startVerdicts = try program.verdicts()
         } catch {
             throw RuntimeError(error)
         }
@@ -268,9 +272,14 @@ public final class XDPBackend: UDPBackend {
         return [("xsk: no fill-ring frame", socket.receiveDropped), ("xsk: rx ring full", socket.receiveRingFull)]
     }
 
+    /// The program's verdicts since this server started: as it left them, or as they are now.
+    var runVerdicts: XDPVerdicts? {
+        (finalVerdicts.withLock({ $0 }) ?? (try? program.verdicts())).map { $0.since(startVerdicts) }
+    }
+
     public var summaryLines: [String] {
         var lines: [String] = []
-        if let verdicts = finalVerdicts.withLock({ $0 }) ?? (try? program.verdicts()) {
+        if let verdicts = runVerdicts {
             lines.append("  xdp program: \(verdicts)")
         }
         lines.append("  via kernel socket (fragments and whatever the program passes): "
@@ -291,7 +300,7 @@ public final class XDPBackend: UDPBackend {
     /// `sluice_xsk_*_total`.
     public func collectMetrics(into snapshot: inout MetricsSnapshot) {
         let interface = ("interface", settings.interface)
-        if let verdicts = finalVerdicts.withLock({ $0 }) ?? (try? program.verdicts()) {
+        if let verdicts = runVerdicts {
             for (verdict, count) in verdicts.fields {
                 snapshot.counter("sluice_xdp_verdicts_total", count, [interface, ("verdict", verdict)])
             }
