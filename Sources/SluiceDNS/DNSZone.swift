@@ -9,6 +9,8 @@ public struct DNSZone: Sendable {
     let nodes: [DNSName: [DNSRecordType: [DNSRecord]]]
     /// Owners of records outside the zone, which were left out (as Knot leaves them, with a warning).
     public let namesOutside: [DNSName]
+    /// Owners of SOA records below the apex, which were left out (as Knot leaves them out).
+    public let misplacedSOAOwners: [DNSName]
     /// Whether the zone is signed (DNSSEC, pre-signed: RRSIGs in the file): its apex has a DNSKEY
     /// set and an RRSIG over its SOA. Only then do answers to DO queries carry signatures and proofs.
     public let isSigned: Bool
@@ -24,18 +26,23 @@ public struct DNSZone: Sendable {
     /// A zone at `origin` holding `records`, their names in lower case (as Knot serves them: the
     /// owner of an answer to the question keeps the question's case, every other name is the zone's).
     ///
-    /// - Throws: ``DNSError/zoneSyntax(line:reason:)`` (line 0) when there is not exactly one
-    ///   SOA at the apex, a CNAME shares its owner with other data, a name is below a DNAME, or a
-    ///   DNAME below the apex shares its owner with NS.
+    /// - Throws: ``DNSError/zoneSyntax(line:reason:)`` (line 0) when there is no SOA at the apex
+    ///   (of several, the first is kept, as Knot keeps it), a CNAME shares its owner with other
+    ///   data, a name is below a DNAME, or a DNAME below the apex shares its owner with NS.
     public init(origin: DNSName, records: [DNSRecord]) throws(DNSError) {
         func fail(_ reason: String) -> DNSError { .zoneSyntax(line: 0, reason: "zone \(origin): \(reason)") }
         var nodes: [DNSName: [DNSRecordType: [DNSRecord]]] = [origin: [:]]
         var hashed: [DNSName: [DNSRecordType: [DNSRecord]]] = [:]
         var outside: [DNSName] = []
+        var misplacedSOAs: [DNSName] = []
         for var record in records {
             record.lowercaseNames()
             guard record.name.isSubdomain(of: origin) else {
                 if !outside.contains(record.name) { outside.append(record.name) }
+                continue
+            }
+            guard record.type != .soa || record.name == origin else {
+                if !misplacedSOAs.contains(record.name) { misplacedSOAs.append(record.name) }
                 continue
             }
             // An RRSIG is served with the TTL it signed (its original TTL field), as Knot serves it.
@@ -68,7 +75,8 @@ public struct DNSZone: Sendable {
                 throw fail("\(below) is below the DNAME at \(name)")
             }
         }
-        guard let soas = nodes[origin]?[.soa], soas.count == 1 else { throw fail("exactly one SOA at the apex is needed") }
+        guard let soas = nodes[origin]?[.soa], let first = soas.first else { throw fail("an SOA at the apex is needed") }
+        nodes[origin]![.soa] = [first]
         // One TTL per record set (RFC 2181 section 5.2): the last one's, as Knot keeps it.
         for (name, sets) in nodes {
             for (type, set) in sets where type != .rrsig && Set(set.map(\.ttl)).count > 1 {
@@ -85,6 +93,7 @@ public struct DNSZone: Sendable {
         self.soa = soas[0]
         self.nodes = nodes
         namesOutside = outside
+        misplacedSOAOwners = misplacedSOAs
         hashedNodes = hashed
         nsec3Chain = NSEC3Chain(hashed, parameters: nodes[origin]?[.nsec3param]?.first)
         let apex = nodes[origin]!

@@ -109,6 +109,25 @@ import Testing
         #expect(throws: DNSError.self) { try DNSZoneFile.parse("$INCLUDE other", origin: .root) }
     }
 
+    @Test("as Knot loads them: of two SOAs at the apex the first is kept; an SOA below the apex is left out")
+    func misplacedSOAsAreLoadedAsKnotLoadsThem() throws {
+        let text = """
+            $ORIGIN example.test.
+            @ 300 SOA ns hostmaster 7 7200 3600 1209600 300
+            @ 300 SOA ns hostmaster 9 7200 3600 1209600 300
+            @ 300 NS ns
+            ns 300 A 198.18.5.1
+            sub 300 SOA ns hostmaster 1 7200 3600 1209600 300
+            """
+        let zone = try DNSZone(origin: DNSName("example.test.")!, text: text)
+        #expect(zone.misplacedSOAOwners == [DNSName("sub.example.test.")!])
+        let authority = DNSAuthority(zones: [zone])
+        let apex = try #require(authority.answer(DNSName("example.test.")!, .soa))
+        #expect(apex.answers.count == 1 && apex.answers.first?.data == zone.soa.data)
+        if case .soa(_, _, let serial, _, _, _, _)? = apex.answers.first?.data { #expect(serial == 7) } else { Issue.record("\(apex)") }
+        #expect(authority.answer(DNSName("sub.example.test.")!, .soa)?.responseCode == .nameError)
+    }
+
     @Test("$INCLUDE reads a file relative to the including one, under the origin given; its $ORIGIN ends with it; no endless nesting")
     func includesAreRead() throws {
         let files = [
