@@ -95,6 +95,9 @@ public final class TLSEngine {
     /// Empty application records in a row: past 32, as OpenSSL counts them, a peer is only
     /// making work (each costs a decryption).
     private var emptyRecords = 0
+    /// Warning alerts since the last application data: the fifth ends the connection, as
+    /// OpenSSL's MAX_WARN_ALERT_COUNT does (CVE-2016-8610: a peer sending only those is only making work).
+    private var warningAlerts = 0
     /// Whether this side answered a TLS 1.2 renegotiation request with no_renegotiation (a peer
     /// that insists ends the connection: its alert then says why).
     private var declinedRenegotiation = false
@@ -334,6 +337,7 @@ public final class TLSEngine {
         case TLSContentType.applicationData.rawValue:
             if content.count > 0 {
                 emptyRecords = 0
+                warningAlerts = 0
                 if inPlace { counters.recordsOpenedInPlace += 1 }
                 deliver(content)
             } else {
@@ -359,7 +363,10 @@ public final class TLSEngine {
             return .readClosed
         }
         // TLS 1.2 warnings other than close_notify are noted and passed over; TLS 1.3 has none but user_canceled.
-        if content[0] == 1 && (reader!.keys.version == .tls12 || alert == TLSAlert(90)) { return [] }
+        if content[0] == 1 && (reader!.keys.version == .tls12 || alert == TLSAlert(90)) {
+            warningAlerts += 1
+            return warningAlerts < 5 ? [] : fail(.unexpectedMessage, "5 warning alerts in a row")
+        }
         error = TLSError("the connection", receivedAlert: alert,
                          hint: declinedRenegotiation ? "after Sluice declined the peer's TLS 1.2 renegotiation, which it does not do" : "",
                          library: "")

@@ -289,12 +289,21 @@ struct TLSEngineTests {
             client.sealControl(.applicationData, Array("after the end".utf8))
         }
         #expect(ignored.server.isReadClosed && ignored.server.error == nil && ignored.received.isEmpty)
+        // Four warnings, data, four more: data between them starts the count again, as OpenSSL counts.
+        let spaced = try serverAnswer { client in
+            for round in 0..<2 {
+                for _ in 0..<4 { client.sealControl(.alert, [1, 90]) }
+                client.sealControl(.applicationData, [UInt8(round)])
+            }
+        }
+        #expect(spaced.server.error == nil && spaced.received == [0, 1], "\(String(describing: spaced.server.error))")
         let cases: [(String, (TLSEngine) -> Void, TLSAlert)] = [
             ("half a KeyUpdate, then data", { $0.sealControl(.handshake, [24, 0]); $0.sealControl(.applicationData, [1]) }, .unexpectedMessage),
             ("an empty handshake record", { $0.sealControl(.handshake, []) }, .unexpectedMessage),
             ("a KeyUpdate asking for 2", { $0.sealControl(.handshake, [24, 0, 0, 1, 2]) }, .illegalParameter),
             ("a KeyUpdate claiming 16 MiB", { $0.sealControl(.handshake, [24, 0xFF, 0xFF, 0xFF]) }, .decodeError),
             ("33 empty records", { client in for _ in 0..<33 { client.sealControl(.applicationData, []) } }, .unexpectedMessage),
+            ("5 user_canceled warnings in a row", { client in for _ in 0..<5 { client.sealControl(.alert, [1, 90]) } }, .unexpectedMessage),
         ]
         for (what, build, alert) in cases {
             let answer = try serverAnswer(to: build)
