@@ -40,35 +40,58 @@ public actor TLSConnection {
 
     /// Connects to `endpoint` and runs a client handshake to `serverName` (SNI, and the name the
     /// certificate must carry unless `context` verifies nothing; without a name, the certificate
-    /// must carry the endpoint's address), offering `session` to resume.
+    /// must carry the endpoint's address), offering `session` to resume. The connect and then the
+    /// handshake each get `timeout` (`nil`: the handshake waits as long as the server does).
     ///
-    /// - Throws: `TLSConnectionError`: the TCP connect or the handshake failed.
+    /// - Throws: `TLSConnectionError`: the TCP connect or the handshake failed, or took too long.
     public static func connect(to endpoint: IPEndpoint, on loop: TCPEventLoop, context: TLSContext,
-                               serverName: String?, session: TLSSession? = nil) async throws(TLSConnectionError) -> TLSConnection {
+                               serverName: String?, session: TLSSession? = nil,
+                               timeout: Duration? = .seconds(10)) async throws(TLSConnectionError) -> TLSConnection {
         let tcp: TCPConnection
-        do { tcp = try await loop.connect(to: endpoint, timeout: .seconds(10)) } catch { throw .stream(error) }
+        do { tcp = try await loop.connect(to: endpoint, timeout: timeout ?? .seconds(10)) } catch { throw .stream(error) }
         do throws(TLSError) {
             let engine = try TLSEngine(context: context, serverName: serverName, peerAddress: endpoint.address.description,
                                        session: session)
             _ = engine.start()
-            return try await handshake(tcp: tcp, engine: engine)
+            return try await handshake(tcp: tcp, engine: engine, timeout: timeout)
         } catch {
             tcp.close()
             throw .tls(error)
         }
     }
 
-    /// Runs a server handshake on an accepted `tcp` connection.
-    public static func accept(_ tcp: TCPConnection, context: TLSContext) async throws(TLSConnectionError) -> TLSConnection {
+    /// Runs a server handshake on an accepted `tcp` connection, closing it if the handshake takes
+    /// longer than `timeout`.
+    public static func accept(_ tcp: TCPConnection, context: TLSContext,
+                              timeout: Duration? = .seconds(10)) async throws(TLSConnectionError) -> TLSConnection {
         do throws(TLSError) {
-            return try await handshake(tcp: tcp, engine: TLSEngine(context: context))
+            return try await handshake(tcp: tcp, engine: TLSEngine(context: context), timeout: timeout)
         } catch {
             tcp.close()
             throw .tls(error)
         }
     }
 
-    private static func handshake(tcp: TCPConnection, engine: sending TLSEngine) async throws(TLSError) -> TLSConnection {
+    private static func handshake(tcp: TCPConnection, engine: sending TLSEngine, timeout: Duration?) async throws(TLSError) -> TLSConnection {
+        // A peer that never answers: the connection is closed under the handshake, which then ends.
+        let expired = Locked(false)
+        let timer = timeout.map { limit in
+            Task {
+                guard (try? await Task.sleep(for: limit)) != nil else { return }
+                expired.withLock { $0 = true }
+                tcp.close()
+            }
+        }
+        defer { timer?.cancel() }
+        do {
+            return try await handshakeSteps(tcp: tcp, engine: engine)
+        } catch {
+            guard let timeout, expired.withLock({ $0 }) else { throw error }
+            throw TLSError("the TLS handshake", hint: "the peer did not finish it within \(timeout)", library: "")
+        }
+    }
+
+    private static func handshakeSteps(tcp: TCPConnection, engine: sending TLSEngine) async throws(TLSError) -> TLSConnection {
         var early: [[UInt8]] = []
         do {
             try await tcp.send(takeOutbound(of: engine))

@@ -246,10 +246,14 @@ struct TLSConnect: ParsableCommand {
     @Flag(help: "Keep reading after the end of standard input until the server closes; send close_notify then.")
     var waitForServer = false
 
+    @Option(help: "Seconds the TCP connect, then the handshake, may take before the connection is given up.")
+    var handshakeTimeout: Double = 10
+
     @Option(help: "Enter this network namespace (/run/netns/NAME) first, with setns().")
     var netns: String?
 
     func validate() throws {
+        try checkSeconds(handshakeTimeout, "--handshake-timeout", in: 0.01...3600)
         guard Self.hostAndPort(server) != nil else {
             throw ValidationError("bad server \(server): give HOST:PORT, ADDRESS:PORT or [IPv6]:PORT")
         }
@@ -335,7 +339,8 @@ struct TLSConnect: ParsableCommand {
         defer { loop.shutdown() }
         let outcome = TLSConnectRun.blocking {
             await TLSConnectRun(server: endpoint, serverName: serverName, context: context, session: session,
-                                keyUpdateAfter: keyUpdateAfter, waitForServer: waitForServer, sessionOut: sessionOut).run(loop: loop)
+                                keyUpdateAfter: keyUpdateAfter, waitForServer: waitForServer, sessionOut: sessionOut,
+                                timeout: .nanoseconds(Int64(handshakeTimeout * 1e9))).run(loop: loop)
         }
         writeToStandardError(outcome.summary + (insecure ? "; the server's certificate was not verified (--insecure)" : "") + "\n")
         if !outcome.succeeded { throw ExitCode(1) }
@@ -351,6 +356,8 @@ struct TLSConnectRun: Sendable {
     let keyUpdateAfter: Int?
     let waitForServer: Bool
     let sessionOut: String?
+    /// For the TCP connect, then for the handshake.
+    let timeout: Duration
 
     struct Outcome: Sendable {
         var summary: String
@@ -383,7 +390,8 @@ struct TLSConnectRun: Sendable {
     func run(loop: TCPEventLoop) async -> Outcome {
         let connection: TLSConnection
         do {
-            connection = try await TLSConnection.connect(to: server, on: loop, context: context, serverName: serverName, session: session)
+            connection = try await TLSConnection.connect(to: server, on: loop, context: context, serverName: serverName, session: session,
+                                                         timeout: timeout)
         } catch {
             return Outcome(summary: "sluice tls connect: \(error)", succeeded: false)
         }

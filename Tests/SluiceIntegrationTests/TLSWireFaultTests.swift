@@ -149,4 +149,26 @@ struct TLSWireFaultTests {
         #expect(reader.received.count == 16 << 20, "the file stopped after \(reader.received.count) bytes, reader \(reader.engine.state): \(report)")
         #expect(report.contains("frames: all returned to their pool"), "\(report)")
     }
+
+    /// A server that accepts and never answers: `tls connect` gives up after its handshake
+    /// timeout, saying so, instead of waiting for ever.
+    @Test func aSilentServerIsGivenUpOnAfterTheHandshakeTimeout() throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        defer { close(listener) }
+        var address = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: 0,
+                                  sin_addr: in_addr(s_addr: UInt32(0x7F00_0001).bigEndian), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) == 0 && listen(listener, 4) == 0
+                && getsockname(listener, $0, &length) == 0 }
+        }
+        try #require(bound)
+        let port = UInt16(bigEndian: address.sin_port)
+        let clock = ContinuousClock()
+        let start = clock.now
+        let client = try ChildProcess(sluice: ["tls", "connect", "127.0.0.1:\(port)", "--insecure", "--handshake-timeout", "1"])
+        #expect(client.waitForExit(timeout: .seconds(10)) == 1, "\(client.text)")
+        #expect(clock.now - start < .seconds(5))
+        #expect(client.text.contains("did not finish it within 1"), "\(client.text)")
+    }
 }
