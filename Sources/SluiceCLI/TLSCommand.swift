@@ -54,7 +54,7 @@ struct TLSProtocolOptions: ParsableArguments {
             throw ValidationError("--min-version is above --max-version")
         }
         guard try !aeads().isEmpty else { throw ValidationError("--ciphers names no cipher") }
-        if let alpn, alpn.split(separator: ",").contains(where: { $0.utf8.count > 255 }) {
+        if let alpn, alpn.split(separator: ",", omittingEmptySubsequences: false).contains(where: { !(1...255).contains($0.utf8.count) }) {
             throw ValidationError("--alpn: each protocol name is 1 to 255 bytes")
         }
     }

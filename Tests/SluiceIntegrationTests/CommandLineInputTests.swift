@@ -68,6 +68,8 @@ let exampleZone = #filePath.replacing("SluiceIntegrationTests/CommandLineInputTe
         ["tls", "connect", "127.0.0.1:9", "--sni", "127.0.0.1"],
         ["tls", "connect", "127.0.0.1:9", "--sni", "2130706433"],
         ["tls", "connect", "127.0.0.1:9", "--alpn", String(repeating: "h", count: 256)],
+        ["tls", "connect", "127.0.0.1:9", "--alpn", ",h2"],
+        ["tls", "serve", "--cert", "c", "--key", "k", "--listen", "127.0.0.1:0", "--alpn", "h2,,http/1.1"],
         ["tls", "serve", "--cert", "c", "--key", "k", "--listen", "127.0.0.1:0", "--alpn", "h2," + String(repeating: "h", count: 300)],
     ]
 
