@@ -173,6 +173,10 @@ struct DNSServe: ParsableCommand {
         if let first = zone.namesOutside.first {
             writeToStandardError("sluice dns serve: \(path): records of \(zone.namesOutside.count) name(s) outside \(origin) left out (\(first) first)\n")
         }
+        if let first = zone.mixedTTLOwners.first {
+            writeToStandardError("sluice dns serve: \(path): records of one set with different TTLs at \(zone.mixedTTLOwners.count) name(s) "
+                                 + "(\(first) first); each set takes its last record's, as Knot does\n")
+        }
         if let first = zone.misplacedSOAOwners.first {
             writeToStandardError("sluice dns serve: \(path): SOA records below the apex left out (\(first) first), as Knot leaves them\n")
         }

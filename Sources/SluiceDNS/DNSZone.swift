@@ -11,6 +11,9 @@ public struct DNSZone: Sendable {
     public let namesOutside: [DNSName]
     /// Owners of SOA records below the apex, which were left out (as Knot leaves them out).
     public let misplacedSOAOwners: [DNSName]
+    /// Owners of record sets whose records came with different TTLs: each set takes its last
+    /// record's, as Knot does (with a notice; RFC 2181 section 5.2).
+    public let mixedTTLOwners: [DNSName]
     /// Whether the zone is signed (DNSSEC, pre-signed: RRSIGs in the file): its apex has a DNSKEY
     /// set and an RRSIG over its SOA. Only then do answers to DO queries carry signatures and proofs.
     public let isSigned: Bool
@@ -78,9 +81,11 @@ public struct DNSZone: Sendable {
         guard let soas = nodes[origin]?[.soa], let first = soas.first else { throw fail("an SOA at the apex is needed") }
         nodes[origin]![.soa] = [first]
         // One TTL per record set (RFC 2181 section 5.2): the last one's, as Knot keeps it.
+        var mixedTTLs: [DNSName] = []
         for (name, sets) in nodes {
             for (type, set) in sets where type != .rrsig && Set(set.map(\.ttl)).count > 1 {
                 nodes[name]![type] = set.map { var record = $0; record.ttl = set[set.count - 1].ttl; return record }
+                if !mixedTTLs.contains(name) { mixedTTLs.append(name) }
             }
         }
         // Each set in canonical order (RFC 4034 section 6.3), as Knot keeps and serves it.
@@ -94,6 +99,7 @@ public struct DNSZone: Sendable {
         self.nodes = nodes
         namesOutside = outside
         misplacedSOAOwners = misplacedSOAs
+        mixedTTLOwners = mixedTTLs.sorted { DNSName.precedes($0.canonicalKey, $1.canonicalKey) }
         hashedNodes = hashed
         nsec3Chain = NSEC3Chain(hashed, parameters: nodes[origin]?[.nsec3param]?.first)
         let apex = nodes[origin]!

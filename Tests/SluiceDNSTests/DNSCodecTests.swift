@@ -109,7 +109,7 @@ import Testing
         #expect(throws: DNSError.self) { try DNSZoneFile.parse("$INCLUDE other", origin: .root) }
     }
 
-    @Test("as Knot loads them: of two SOAs at the apex the first is kept; an SOA below the apex is left out")
+    @Test("as Knot loads them: of two SOAs at the apex the first is kept; an SOA below the apex is left out; mixed TTLs in a set are noted")
     func misplacedSOAsAreLoadedAsKnotLoadsThem() throws {
         let text = """
             $ORIGIN example.test.
@@ -118,9 +118,12 @@ import Testing
             @ 300 NS ns
             ns 300 A 198.18.5.1
             sub 300 SOA ns hostmaster 1 7200 3600 1209600 300
+            mixed 60 A 198.18.5.2
+            mixed 120 A 198.18.5.3
             """
         let zone = try DNSZone(origin: DNSName("example.test.")!, text: text)
         #expect(zone.misplacedSOAOwners == [DNSName("sub.example.test.")!])
+        #expect(zone.mixedTTLOwners == [DNSName("mixed.example.test.")!])
         let authority = DNSAuthority(zones: [zone])
         let apex = try #require(authority.answer(DNSName("example.test.")!, .soa))
         #expect(apex.answers.count == 1 && apex.answers.first?.data == zone.soa.data)
