@@ -73,23 +73,41 @@ public actor TLSConnection {
     }
 
     private static func handshake(tcp: TCPConnection, engine: sending TLSEngine, timeout: Duration?) async throws(TLSError) -> TLSConnection {
-        // A peer that never answers: the connection is closed under the handshake, which then ends.
-        let expired = Locked(false)
+        // A peer that never answers: the connection is closed under the handshake, which then
+        // ends. One of the two settles it: the timer closes only a handshake still running, and
+        // a handshake that finishes after the timer fired is a timeout too (its connection is closed).
+        let state = Locked(HandshakeState.running)
         let timer = timeout.map { limit in
             Task {
                 guard (try? await Task.sleep(for: limit)) != nil else { return }
-                expired.withLock { $0 = true }
-                tcp.close()
+                let expire = state.withLock { state in
+                    guard state == .running else { return false }
+                    state = .expired
+                    return true
+                }
+                if expire { tcp.close() }
             }
         }
         defer { timer?.cancel() }
+        let timedOut = { TLSError("the TLS handshake", hint: "the peer did not finish it within \(timeout ?? .zero)", library: "") }
+        let connection: TLSConnection
         do {
-            return try await handshakeSteps(tcp: tcp, engine: engine)
+            connection = try await handshakeSteps(tcp: tcp, engine: engine)
         } catch {
-            guard let timeout, expired.withLock({ $0 }) else { throw error }
-            throw TLSError("the TLS handshake", hint: "the peer did not finish it within \(timeout)", library: "")
+            guard state.withLock({ $0 }) == .expired else { throw error }
+            throw timedOut()
         }
+        let finished = state.withLock { state in
+            guard state == .running else { return false }
+            state = .finished
+            return true
+        }
+        guard finished else { throw timedOut() }
+        return connection
     }
+
+    /// Who settled a handshake with a time limit: the handshake, or the timer.
+    private enum HandshakeState: Sendable { case running, finished, expired }
 
     private static func handshakeSteps(tcp: TCPConnection, engine: sending TLSEngine) async throws(TLSError) -> TLSConnection {
         var early: [[UInt8]] = []

@@ -93,7 +93,7 @@ struct DNSServe: ParsableCommand {
         let failedAtStart = if case .failure(let error)? = report.withLock({ $0 }) { error } else { SystemCallError?.none }
         if let failedAtStart {
             // Behind a device the address is the service's own, not the kernel's: no kernel TCP there.
-            let why = configuration.backend.isDevice
+            let why = configuration.backend.isDevice && failedAtStart.code == EADDRNOTAVAIL
                 ? "\(listen.address) is behind the \(configuration.backend.rawValue) device, where the kernel's TCP cannot listen"
                 : "\(failedAtStart)"
             writeToStandardError("sluice dns serve: no DNS over TCP on \(listen): \(why); answers truncated over UDP cannot be had over TCP\n")

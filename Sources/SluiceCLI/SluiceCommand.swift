@@ -26,27 +26,28 @@ struct SluiceCommand: ParsableCommand {
         }
         do {
             try command.run()
-            requireOutputWritten()
+            if outputLost() { Glibc.exit(1) }
         } catch let error as ValidationError {
             // Found while running (a zone file's line, say): the message alone; the usage
             // ArgumentParser would add here is the root command's, which helps no one.
-            requireOutputWritten()
             writeToStandardError("Error: \(error.message)\n")
+            _ = outputLost()
             Glibc.exit(ExitCode.validationFailure.rawValue)
         } catch {
-            requireOutputWritten()
+            _ = outputLost()
             exit(withError: error)
         }
     }
 
     /// A summary lost to a full disk or a reader gone must not pass for success: standard output
-    /// is flushed, and a write that failed is said on standard error with status 1, as coreutils do.
-    static func requireOutputWritten() {
-        guard sluice_flush_stdout() != 0 else { return }
+    /// is flushed, and a write that failed is said on standard error (a run that succeeded then
+    /// exits with status 1, as coreutils do).
+    static func outputLost() -> Bool {
+        guard sluice_flush_stdout() != 0 else { return false }
         let code = errno
         let reason = code == 0 ? "a write failed: a full disk, or a reader that went away" : "\(String(cString: strerror(code))) (errno \(code))"
         writeToStandardError("sluice: writing standard output failed (\(reason)); what it said is lost\n")
-        Glibc.exit(1)
+        return true
     }
 }
 
@@ -450,7 +451,8 @@ func parsePrefix(_ text: String) throws -> (address: IPAddress, prefixLength: In
     return (address, length)
 }
 
-/// Each `--address`, an address given twice refused (as `ip address add` refuses it: "File exists").
+/// Each `--address`, an address given twice refused: with the same prefix `ip address add` would
+/// refuse it ("File exists"), with another it would be a second subnet for one address.
 func parsePrefixes(_ texts: [String]) throws -> [(address: IPAddress, prefixLength: Int)] {
     var prefixes: [(address: IPAddress, prefixLength: Int)] = []
     for text in texts {

@@ -32,10 +32,16 @@ struct ICMPErrorLimiter {
 
     init(_ limits: ICMPErrorLimits = ICMPErrorLimits()) {
         globalRate = UInt64(max(limits.messagesPerSecond, 0))
-        globalBurst = UInt64(max(limits.burst, 0)).multipliedReportingOverflow(by: Self.globalCost).partialValue
-        globalCredit = globalBurst
+        globalBurst = Self.saturated(UInt64(max(limits.burst, 0)).multipliedReportingOverflow(by: Self.globalCost))
+        // With no rate the kernel sends none: its bucket starts empty and never fills.
+        globalCredit = globalRate == 0 ? 0 : globalBurst
         peerCostIPv4 = UInt64(max(limits.peerIntervalIPv4.nanosecondsClamped, 0))
         peerCostIPv6 = UInt64(max(limits.peerIntervalIPv6.nanosecondsClamped, 0))
+    }
+
+    /// `result`, or the largest value where it overflowed.
+    static func saturated(_ result: (partialValue: UInt64, overflow: Bool)) -> UInt64 {
+        result.overflow ? .max : result.partialValue
     }
 
     /// The time between errors to `peer`: IPv4's interval, or IPv6's shifted right by (128 -
@@ -53,11 +59,11 @@ struct ICMPErrorLimiter {
     /// Whether an error to `peer` may go now; takes its cost when it may.
     mutating func allow(to peer: IPAddress, now: Instant) -> Bool {
         let peerCost = interval(to: peer)
-        let peerBurst = Self.peerBurstFactor &* peerCost
+        let peerBurst = Self.saturated(Self.peerBurstFactor.multipliedReportingOverflow(by: peerCost))
         let time = now.nanoseconds
-        // Ten seconds fill any bucket the kernel's settings allow; more could overflow.
-        let refill = min(time &- min(time, globalLast), 10_000_000_000).multipliedReportingOverflow(by: globalRate)
-        let global = refill.overflow ? globalBurst : min(globalBurst, globalCredit &+ refill.partialValue)
+        // As the kernel's icmp_global_allow: at most a second's worth comes back at once.
+        let refill = Self.saturated(min(time &- min(time, globalLast), 1_000_000_000).multipliedReportingOverflow(by: globalRate))
+        let global = min(globalBurst, Self.saturated(globalCredit.addingReportingOverflow(refill)))
         globalLast = time
         globalCredit = global
         guard global >= Self.globalCost else { return false }
@@ -65,7 +71,7 @@ struct ICMPErrorLimiter {
         if peers[index].address != peer {
             peers[index] = Peer(address: peer, credit: peerBurst, last: time)
         }
-        let credit = min(peerBurst, peers[index].credit &+ (time &- min(time, peers[index].last)))
+        let credit = min(peerBurst, Self.saturated(peers[index].credit.addingReportingOverflow(time &- min(time, peers[index].last))))
         peers[index].last = time
         guard credit >= peerCost else {
             peers[index].credit = credit

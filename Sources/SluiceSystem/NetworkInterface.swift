@@ -40,11 +40,15 @@ public struct NetworkInterface: Sendable, Equatable {
                     interface.addresses.append(own)
                     let flags = current.pointee.ifa_flags
                     // An address added without a broadcast (`ip address add X/24`) comes from glibc
-                    // with the address itself in its place: that is no broadcast.
+                    // with the address itself in its place, and one with a peer (`peer B`) with
+                    // the peer's: neither is a broadcast, which lies in the address's own subnet.
                     if address.pointee.sa_family == sa_family_t(AF_INET), flags & UInt32(IFF_BROADCAST) != 0,
-                       let broadcast = current.pointee.ifa_ifu.ifu_broadaddr,
-                       case let subnetBroadcast = SocketAddress.endpoint(from: UnsafeRawPointer(broadcast)).address, subnetBroadcast != own {
-                        interface.broadcastAddresses.append(subnetBroadcast)
+                       let broadcast = current.pointee.ifa_ifu.ifu_broadaddr, let mask = current.pointee.ifa_netmask,
+                       case .v4(let local) = own,
+                       case .v4(let subnetBroadcast) = SocketAddress.endpoint(from: UnsafeRawPointer(broadcast)).address,
+                       case .v4(let netmask) = SocketAddress.endpoint(from: UnsafeRawPointer(mask)).address,
+                       subnetBroadcast != local, subnetBroadcast.rawValue & netmask.rawValue == local.rawValue & netmask.rawValue {
+                        interface.broadcastAddresses.append(.v4(subnetBroadcast))
                     }
                     // The kernel also routes the subnet's all-ones address as broadcast (for a
                     // prefix under /31) when the address was added without one.

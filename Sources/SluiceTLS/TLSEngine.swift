@@ -95,7 +95,7 @@ public final class TLSEngine {
     /// Empty application records in a row: past 32, as OpenSSL counts them, a peer is only
     /// making work (each costs a decryption).
     private var emptyRecords = 0
-    /// Warning alerts since the last application data: the fifth ends the connection, as
+    /// Warning alerts since the last application data or handshake record: the fifth ends the connection, as
     /// OpenSSL's MAX_WARN_ALERT_COUNT does (CVE-2016-8610: a peer sending only those is only making work).
     private var warningAlerts = 0
     /// Whether this side answered a TLS 1.2 renegotiation request with no_renegotiation (a peer
@@ -377,6 +377,7 @@ public final class TLSEngine {
     private func receiveHandshake(_ content: UnsafeRawBufferPointer) -> Events {
         // Zero-length handshake fragments are forbidden (RFC 8446 section 5.1).
         guard content.count > 0 else { return fail(.unexpectedMessage, "an empty handshake record") }
+        warningAlerts = 0
         guard handshakeBytes.count + content.count <= 65536 else { return fail(.unexpectedMessage, "a post-handshake message past 64 KiB") }
         handshakeBytes.append(contentsOf: content)
         var events: Events = []

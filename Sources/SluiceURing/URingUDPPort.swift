@@ -369,8 +369,15 @@ public struct URingUDPPort: Port, ~Copyable {
     }
 
     /// Submits the sends still queued and takes their completions (counting them) until none is
-    /// in flight or `timeout` has passed.
+    /// in flight or `timeout` has passed. The multishot receive is cancelled first: what arrives
+    /// meanwhile stays in the socket, not taken and thrown away uncounted.
     public mutating func finishTransmits(timeout: Duration) {
+        let enters = ring.enterCalls
+        defer { _counters.transmitCalls &+= ring.enterCalls &- enters }
+        if receiveArmed, let sqe = try? ring.nextSubmission() {
+            io_uring_prep_cancel64(sqe, Self.receiveTag, 0)
+            sqe.pointee.user_data = URing.cancelUserData
+        }
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
         while sends.anyInFlight, clock.now < deadline {

@@ -271,6 +271,10 @@ import Testing
         #expect(answered(20, at: Instant(nanoseconds: 1)) == 10, "a burst of ten, whatever the peer")
         #expect(answered(5, at: Instant(nanoseconds: 10_000_001)) == 1, "one more each 10 ms")
         #expect(answered(5, at: Instant(nanoseconds: 60_000_001)) == 5)
+        // icmp_msgs_per_sec 0: the kernel sends none at all.
+        configuration.icmpErrors.messagesPerSecond = 0
+        responder = HostResponder(configuration: configuration, linkLayer: .ip, pool: harness.pool)
+        #expect(answered(5, at: Instant(nanoseconds: 2_000_000_000)) == 0)
     }
 
     @Test("a datagram not whole in time whose first fragment came gets ICMP time exceeded quoting that fragment as it came (RFC 792, RFC 8200 4.5)")

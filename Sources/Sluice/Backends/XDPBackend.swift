@@ -90,12 +90,14 @@ public final class XDPBackend: UDPBackend {
         }
         // What the NIC spreads to a queue with no socket of this server reaches its kernel socket:
         // served, but past the kernel's stack, as Knot's XDP mode (which takes every queue) would not.
-        if let count = NetworkInterface.receiveQueueCount(named: settings.interface), count > settings.queues.count {
+        if let count = NetworkInterface.receiveQueueCount(named: settings.interface) {
             let unserved = (0..<UInt32(count)).filter { !settings.queues.contains($0) }
-            let queues = unserved.map(String.init).joined(separator: ",")
-            let message = "\(settings.interface) has \(count) receive queues and this server takes \(settings.queues.count): what arrives on "
-                + "queue(s) \(queues) goes through its kernel socket (--queues 0-\(count - 1) serves them all)"
-            configuration.logger.notice("\(message)")
+            if !unserved.isEmpty {
+                let queues = unserved.map(String.init).joined(separator: ",")
+                let message = "\(settings.interface) has \(count) receive queues and this server takes \(settings.queues.count): what arrives on "
+                    + "queue(s) \(queues) goes through its kernel socket (--queues 0-\(min(count, 256) - 1) serves \(count > 256 ? "256 of " : "")them all)"
+                configuration.logger.notice("\(message)")
+            }
         }
         let port = configuration.listen.port
         do throws(SystemCallError) {
@@ -114,7 +116,7 @@ public final class XDPBackend: UDPBackend {
                 localMAC: interface.mac, vlanDeviceIDs: acceptance.vlanIDs,
                 localAddresses: interface.addresses + Self.broadcasts(of: interface)))
             if let addedListener { try program.setListener(addedListener) }
-            startVerdicts = try program.verdicts()
+            startVerdicts = (try? program.verdicts()) ?? XDPVerdicts()
         } catch {
             throw RuntimeError(error)
         }
