@@ -56,7 +56,9 @@ public final class DNSStubResolver: Sendable {
             switch exchange {
             case .reply(let bytes): state.withLock { $0.handleResponse(bytes, from: server, overTCP: overTCP, now: clock.now()) }
             case .refused: state.withLock { $0.handleUnreachable(server, overTCP: overTCP, now: clock.now()) }
-            case .failed: break
+            // Over TCP the exchange is over (a connection closed before the reply was whole): on to
+            // the next server now. Over UDP a stray error says nothing; the timeout decides.
+            case .failed: if overTCP { state.withLock { $0.handleFailure(server, overTCP: true, now: clock.now()) } }
             }
         }
         while true {

@@ -64,12 +64,13 @@ public enum DNSResolverError: Error, Equatable, Sendable, CustomStringConvertibl
 /// runs ``handleTimeout(now:)`` at ``pollTimeout()``, and takes results from ``pollResult()``.
 ///
 /// `hosts(5)` first, then a TTL cache (negative answers too, RFC 2308), then the servers of
-/// `resolv.conf(5)` in order (or rotating), each attempt with a random ID (the caller's socket
+/// `resolv.conf(5)` in order (or from a random one), each attempt with a random ID (the caller's socket
 /// gives the random source port); a response counts only with the ID, question and server of a
-/// query in flight; TC is retried over TCP; SERVFAIL and REFUSED move to the next server; as in
+/// query in flight; TC is retried over TCP; SERVFAIL and REFUSED move to the next server, and a
+/// FORMERR without the question (a server that knows no EDNS) is asked again without EDNS; as in
 /// glibc, NXDOMAIN, NODATA and SERVFAIL from every server move to the next name of the search
-/// list, a refusal or silence ends it, and the first NODATA (else NXDOMAIN) found is the answer
-/// when no name has records.
+/// list, as does any failure of the name as given when it comes first; a refusal or silence
+/// later ends it, and the first NODATA (else NXDOMAIN) found is the answer when no name has records.
 public struct DNSResolver {
     /// One resolution in progress.
     public struct QueryID: Hashable, Sendable {
@@ -89,6 +90,10 @@ public struct DNSResolver {
         var id: QueryID
         var type: DNSRecordType
         var candidates: [DNSName]
+        /// The first candidate is the name as given, with search domains after it.
+        var asGivenFirst = false
+        /// The current server answered FORMERR to EDNS: asked again without it.
+        var withoutEDNS = false
         var candidate = 0
         /// Sends so far for this candidate (servers × attempts).
         var tries = 0
@@ -119,7 +124,6 @@ public struct DNSResolver {
     var results: [(QueryID, Result<DNSResolution, DNSResolverError>)] = []
     var cache: [DNSQuestion: CacheEntry] = [:]
     var nextQuery = 0
-    var rotation = 0
     /// Entries the cache keeps at most.
     public static let cacheLimit = 4096
 
@@ -133,7 +137,7 @@ public struct DNSResolver {
     public mutating func resolve(_ name: String, _ type: DNSRecordType, now: Instant) -> QueryID {
         let id = QueryID(value: nextQuery)
         nextQuery += 1
-        let candidates = configuration.candidates(name)
+        let (candidates, asGivenFirst) = configuration.candidateList(name)
         guard !candidates.isEmpty else {
             results.append((id, .failure(.badName(name))))
             return id
@@ -152,14 +156,12 @@ public struct DNSResolver {
             return id
         }
         var query = Query(id: id, type: type, candidates: candidates)
+        query.asGivenFirst = asGivenFirst
         guard !configuration.servers.isEmpty else {
             results.append((id, .failure(.noServers)))
             return id
         }
-        if configuration.rotates {
-            query.firstServer = rotation % configuration.servers.count
-            rotation += 1
-        }
+        if configuration.rotates { query.firstServer = Int.random(in: 0..<configuration.servers.count) }
         return advance(&query, now: now)
     }
 
@@ -187,9 +189,12 @@ public struct DNSResolver {
         return query.id
     }
 
-    mutating func send(_ query: inout Query, now: Instant, overTCP: Bool) {
+    mutating func send(_ query: inout Query, now: Instant, overTCP: Bool, sameServer: Bool = false) {
         let servers = configuration.servers
-        query.server = servers[(query.firstServer + query.tries) % servers.count]
+        if !sameServer {
+            query.server = servers[(query.firstServer + query.tries) % servers.count]
+            query.withoutEDNS = false
+        }
         query.messageID = UInt16.random(in: 0...UInt16.max)
         query.overTCP = overTCP
         query.deadline = now + (overTCP ? configuration.timeout * 2 : configuration.timeout)
@@ -197,7 +202,7 @@ public struct DNSResolver {
         message.header.id = query.messageID
         message.header.flags = DNSHeader.recursionDesired
         message.questions = [DNSQuestion(name: query.candidates[query.candidate], type: query.type)]
-        message.edns = DNSEDNS(payloadSize: 1232)
+        if !query.withoutEDNS { message.edns = DNSEDNS(payloadSize: 1232) }
         outbox.append(Transmit(query: query.id, server: query.server, message: message.encode(), overTCP: overTCP))
     }
 
@@ -229,6 +234,17 @@ public struct DNSResolver {
     /// Takes in a response from `server`; anything that matches no query in flight (ID,
     /// question, server, transport) is ignored.
     public mutating func handleResponse(_ bytes: [UInt8], from server: IPEndpoint, overTCP: Bool, now: Instant) {
+        // A server that knows no EDNS may answer FORMERR without the question (RFC 6891 section
+        // 7): asked again without it, as kdig and BIND's resolver do.
+        if let message = try? DNSMessage.decode(bytes), message.header.isResponse, message.responseCode == .formatError,
+           message.questions.isEmpty,
+           let index = queries.firstIndex(where: { $0.messageID == message.header.id && $0.server == server && $0.overTCP == overTCP && !$0.withoutEDNS }) {
+            var query = queries.remove(at: index)
+            query.withoutEDNS = true
+            send(&query, now: now, overTCP: overTCP, sameServer: true)
+            queries.append(query)
+            return
+        }
         guard let message = try? DNSMessage.decode(bytes), message.header.isResponse,
               let index = queries.firstIndex(where: { query in
                   query.messageID == message.header.id && query.server == server && query.overTCP == overTCP
@@ -270,10 +286,20 @@ public struct DNSResolver {
     /// or a TCP connection reset or refused): its attempts in flight move on now, as glibc's do,
     /// instead of waiting out the timeout.
     public mutating func handleUnreachable(_ server: IPEndpoint, overTCP: Bool, now: Instant) {
+        moveOn(from: server, overTCP: overTCP, refused: true, now: now)
+    }
+
+    /// Takes in that an exchange with `server` failed without an answer (a TCP connection
+    /// closed before the reply was whole): its attempts in flight move on now, as glibc's do.
+    public mutating func handleFailure(_ server: IPEndpoint, overTCP: Bool, now: Instant) {
+        moveOn(from: server, overTCP: overTCP, refused: false, now: now)
+    }
+
+    mutating func moveOn(from server: IPEndpoint, overTCP: Bool, refused: Bool, now: Instant) {
         let failed = queries.filter { $0.server == server && $0.overTCP == overTCP }
         queries.removeAll { $0.server == server && $0.overTCP == overTCP }
         for var query in failed {
-            query.refused = true
+            if refused { query.refused = true }
             retry(&query, now: now)
         }
     }
@@ -289,9 +315,11 @@ public struct DNSResolver {
         query.tries += 1
         guard query.tries < configuration.servers.count * configuration.attempts else {
             let name = query.candidates[query.candidate]
-            // Every server failed this name (SERVFAIL): the search list goes on, as glibc's does;
-            // a refusal or silence ends it.
-            if query.lastError == .serverFailure, query.candidate + 1 < query.candidates.count {
+            // Every server failed this name (SERVFAIL), or the name as given, tried first, failed
+            // any way but a refused connection: the search list goes on, as glibc's does; a
+            // refusal or silence later ends it.
+            let asGivenFailed = query.candidate == 0 && query.asGivenFirst && !query.refused
+            if query.lastError == .serverFailure || asGivenFailed, query.candidate + 1 < query.candidates.count {
                 query.candidate += 1
                 query.tries = 0
                 query.lastError = nil

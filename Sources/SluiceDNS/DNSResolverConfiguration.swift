@@ -13,7 +13,7 @@ public struct DNSResolverConfiguration: Sendable, Equatable {
     public var timeout: Duration = .seconds(5)
     /// `options attempts:N`: rounds over all servers (2).
     public var attempts = 2
-    /// `options rotate`: start each query at the next server.
+    /// `options rotate`: start each query at a server picked at random, as glibc does.
     public var rotates = false
     /// Addresses from `hosts(5)`, by name (lower case).
     public var hosts: [DNSName: [IPAddress]] = [:]
@@ -22,7 +22,7 @@ public struct DNSResolverConfiguration: Sendable, Equatable {
     public init() {}
 
     /// Reads `resolv.conf` and `hosts` texts as glibc does (the last `search` or `domain`
-    /// wins; at most 3 servers; unknown lines ignored).
+    /// wins; at most 3 servers, the local one, 127.0.0.1, when none is named; unknown lines ignored).
     public init(resolvConf: String, hosts: String = "") {
         for line in resolvConf.split(separator: "\n") {
             let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
@@ -50,6 +50,8 @@ public struct DNSResolverConfiguration: Sendable, Equatable {
                 break
             }
         }
+        // resolv.conf(5): with no nameserver line, the name server on the local machine.
+        if servers.isEmpty { servers = [IPEndpoint(address: .v4(.loopback), port: 53)] }
         for line in hosts.split(separator: "\n") {
             let content = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
             let words = content.split(whereSeparator: { $0 == " " || $0 == "\t" })
@@ -64,10 +66,17 @@ public struct DNSResolverConfiguration: Sendable, Equatable {
     /// The names to try for `text`, in order (`resolv.conf(5)`: with at least ``dots`` dots the
     /// name as given first, then with each search domain; an absolute name only as given).
     public func candidates(_ text: String) -> [DNSName] {
-        if text.hasSuffix(".") { return DNSName(text).map { [$0] } ?? [] }
+        candidateList(text).names
+    }
+
+    /// ``candidates(_:)``, and whether the name as given comes first of several (its failure,
+    /// whatever it is, then goes on down the search list, as glibc's res_search does).
+    func candidateList(_ text: String) -> (names: [DNSName], asGivenFirst: Bool) {
+        if text.hasSuffix(".") { return (DNSName(text).map { [$0] } ?? [], false) }
         let asGiven = DNSName(text + ".")
         let searched = search.compactMap { domain in DNSName(text, origin: domain) }
         let dotCount = text.filter { $0 == "." }.count
-        return dotCount >= dots ? [asGiven].compactMap { $0 } + searched : searched + [asGiven].compactMap { $0 }
+        return dotCount >= dots ? ([asGiven].compactMap { $0 } + searched, asGiven != nil && !searched.isEmpty)
+            : (searched + [asGiven].compactMap { $0 }, false)
     }
 }

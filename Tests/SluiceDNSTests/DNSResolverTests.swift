@@ -152,6 +152,50 @@ import Testing
         resolver.handleUnreachable(transmit.server, overTCP: true, now: now)
         #expect(resolver.takeResult(other) == nil && resolver.pollTransmit() == nil)
     }
+
+    /// As glibc's res_search: the name as given, tried first (it has ndots dots, 2 here), goes on down
+    /// the search list whatever its failure (here REFUSED from both servers); later in the list a
+    /// refusal ends it. With no nameserver line, the local server.
+    @Test func theNameAsGivenFailingGoesOnDownTheSearchList() throws {
+        var resolver = DNSResolver(configuration: Self.configuration())
+        let now = Instant(nanoseconds: 1_000_000_000)
+        let query = resolver.resolve("a.b.c", .a, now: now)
+        var asked: [DNSName] = []
+        while let transmit = resolver.pollTransmit() {
+            let name = try #require(try DNSMessage.decode(transmit.message).questions.first?.name)
+            asked.append(name)
+            resolver.handleResponse(try Self.response(to: transmit, code: .refused), from: transmit.server, overTCP: false, now: now)
+        }
+        #expect(asked == Array(repeating: DNSName("a.b.c.")!, count: 4) + Array(repeating: DNSName("a.b.c.corp.test.")!, count: 4),
+                "\(asked)")
+        #expect(resolver.takeResult(query) == .failure(.failed(DNSName("a.b.c.corp.test.")!, .refused)))
+        #expect(DNSResolverConfiguration(resolvConf: "search example.test\n").servers == [IPEndpoint("127.0.0.1:53")!])
+    }
+
+    /// A server that knows no EDNS and answers FORMERR without the question (RFC 6891 section 7)
+    /// is asked again without it; a TCP exchange that ends without a reply moves on at once.
+    @Test func aFormatErrorToEDNSIsRetriedWithoutIt() throws {
+        var resolver = DNSResolver(configuration: Self.configuration())
+        let now = Instant(nanoseconds: 1_000_000_000)
+        let query = resolver.resolve("host.example.test.", .a, now: now)
+        let first = try Self.next(&resolver)
+        let sent = try DNSMessage.decode(first.message)
+        #expect(sent.edns != nil)
+        var formatError = DNSMessage()
+        formatError.header.id = try DNSMessage.decode(first.message).header.id
+        formatError.header.flags = DNSHeader.response | DNSResponseCode.formatError.rawValue
+        resolver.handleResponse(formatError.encode(), from: first.server, overTCP: false, now: now)
+        let again = try Self.next(&resolver)
+        let resent = try DNSMessage.decode(again.message)
+        #expect(again.server == first.server && resent.edns == nil)
+        resolver.handleResponse(try Self.response(to: again, truncated: true), from: again.server, overTCP: false, now: now)
+        let overTCP = try Self.next(&resolver)
+        #expect(overTCP.overTCP)
+        resolver.handleFailure(overTCP.server, overTCP: true, now: now)
+        let next = try Self.next(&resolver)
+        #expect(next.server == Self.servers[1] && !next.overTCP, "the next server at once")
+        #expect(resolver.takeResult(query) == nil)
+    }
 }
 
 /// The resolver over real sockets against Knot DNS: A, AAAA, a CNAME chain, NXDOMAIN, and a
