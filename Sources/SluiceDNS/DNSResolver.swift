@@ -137,7 +137,8 @@ public struct DNSResolver {
     public mutating func resolve(_ name: String, _ type: DNSRecordType, now: Instant) -> QueryID {
         let id = QueryID(value: nextQuery)
         nextQuery += 1
-        let (candidates, asGivenFirst) = configuration.candidateList(name)
+        // An internationalized name is asked in its ASCII form, as kdig asks it.
+        let (candidates, asGivenFirst) = DNSPunycode.asciiName(name).map { configuration.candidateList($0) } ?? ([], false)
         guard !candidates.isEmpty else {
             results.append((id, .failure(.badName(name))))
             return id

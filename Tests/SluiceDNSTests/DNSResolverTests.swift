@@ -172,6 +172,20 @@ import Testing
         #expect(DNSResolverConfiguration(resolvConf: "search example.test\n").servers == [IPEndpoint("127.0.0.1:53")!])
     }
 
+    /// RFC 3492 section 7.1's samples and the names kdig writes: non-ASCII labels, lower-cased,
+    /// become xn-- and their Punycode; ASCII labels stay as they are.
+    @Test func internationalizedNamesAreAskedInTheirASCIIForm() throws {
+        #expect(DNSPunycode.asciiName("bücher.example.test") == "xn--bcher-kva.example.test")
+        #expect(DNSPunycode.asciiName("MÜNCHEN.de.") == "xn--mnchen-3ya.de.")
+        #expect(DNSPunycode.asciiName("例え.テスト") == "xn--r8jz45g.xn--zckzah")
+        #expect(DNSPunycode.asciiName("ليهمابتكلموشعربي؟") == "xn--egbpdaj6bu4bxfgehfvwxn")
+        #expect(DNSPunycode.asciiName("www.example.test") == "www.example.test")
+        var resolver = DNSResolver(configuration: Self.configuration())
+        _ = resolver.resolve("bücher.example.test.", .a, now: Instant(nanoseconds: 1))
+        let transmit = try Self.next(&resolver)
+        #expect(try DNSMessage.decode(transmit.message).questions.first?.name == DNSName("xn--bcher-kva.example.test.")!)
+    }
+
     /// A server that knows no EDNS and answers FORMERR without the question (RFC 6891 section 7)
     /// is asked again without it; a TCP exchange that ends without a reply moves on at once.
     @Test func aFormatErrorToEDNSIsRetriedWithoutIt() throws {
