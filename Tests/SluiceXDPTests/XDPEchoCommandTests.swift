@@ -148,6 +148,17 @@ import Testing
         #expect(server.text.contains("frames: all returned to their pools"), "\(server.text)")
     }
 
+    /// `udp-echo --backend xdp` on the topology's server side, listening on 0.0.0.0:7000 with
+    /// `options`, once it says it is serving.
+    func serve(_ topology: TestTopology, _ options: [String]) throws -> ChildProcess {
+        let server = try ChildProcess(sluice: [
+            "udp-echo", "--backend", "xdp", "--dev", topology.serverInterface, "--netns", topology.serverNamespace,
+            "--listen", "0.0.0.0:7000", "--duration", "60", "--stats-interval", "0",
+        ] + options)
+        try #require(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
+        return server
+    }
+
     /// Starts `udp-echo --backend xdp` (generic) and checks one datagram comes back.
     func startEcho(_ topology: TestTopology) throws -> (ChildProcess, KernelUDPSocket, IPEndpoint) {
         let server = try ChildProcess(sluice: [
@@ -171,11 +182,7 @@ import Testing
         defer { topology.destroy() }
         let raise = try ChildProcess("/usr/sbin/ip", ["-n", topology.clientNamespace, "link", "set", topology.clientInterface, "mtu", "9000"])
         #expect(raise.waitForExit() == 0, "\(raise.text)")
-        let server = try ChildProcess(sluice: [
-            "udp-echo", "--backend", "xdp", "--dev", topology.serverInterface, "--netns", topology.serverNamespace,
-            "--listen", "0.0.0.0:7000", "--mode", "native", "--duration", "60", "--stats-interval", "0",
-        ])
-        try #require(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
+        let server = try serve(topology, ["--mode", "native"])
         #expect(server.text.contains("native XDP refused by the driver; using generic (skb) mode"), "\(server.text)")
         let (client, target) = try echoClient(of: topology, ipv6: false)
         client.send([4], to: target)
@@ -188,11 +195,7 @@ import Testing
     @Test func queuesLeftToTheKernelSocketAreSaid() throws {
         let topology = try topology(queues: 2)
         defer { topology.destroy() }
-        let server = try ChildProcess(sluice: [
-            "udp-echo", "--backend", "xdp", "--dev", topology.serverInterface, "--netns", topology.serverNamespace,
-            "--listen", "0.0.0.0:7000", "--queues", "0", "--mode", "generic", "--duration", "60", "--stats-interval", "0",
-        ])
-        try #require(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
+        let server = try serve(topology, ["--queues", "0", "--mode", "generic"])
         #expect(server.text.contains("has 2 receive queues and this server takes 1: what arrives on queue(s) 1 goes through its kernel socket (--queues 0-1"),
                 "\(server.text)")
         #expect(server.stop() == 0)
@@ -430,11 +433,7 @@ import Testing
     @Test func twoQueuesTwoWorkers() throws {
         let topology = try topology(queues: 2)
         defer { topology.destroy() }
-        let server = try ChildProcess(sluice: [
-            "udp-echo", "--backend", "xdp", "--dev", topology.serverInterface, "--netns", topology.serverNamespace,
-            "--listen", "0.0.0.0:7000", "--queues", "0-1", "--mode", "generic", "--duration", "60", "--stats-interval", "0",
-        ])
-        #expect(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
+        let server = try serve(topology, ["--queues", "0-1", "--mode", "generic"])
         let clients = try (0..<16).map { _ in
             try withNetworkNamespace(topology.clientNamespace) { KernelUDPSocket(bind: IPEndpoint(address: .v4(topology.clientIPv4), port: 0)) }
         }
