@@ -76,8 +76,11 @@ public enum UDPAction: Equatable, Sendable {
     /// Send the (possibly rewritten) payload to another endpoint, from the address it came to.
     /// On an Ethernet port the frame goes to the same next hop it came from.
     case send(to: IPEndpoint)
-    /// Consume it; its frame returns to the pool.
+    /// Refuse it (malformed, or not the service's): counted as a drop; its frame returns to the pool.
     case drop
+    /// Take it without a reply, as it asks (a measurement message, a sink's datagram): counted
+    /// as consumed, not as a drop; its frame returns to the pool.
+    case consume
 }
 
 /// A UDP service: written once, run over every backend (AF_XDP, TUN/TAP, io_uring, sockets).
@@ -126,11 +129,13 @@ public struct UDPEchoService: UDPService {
 /// `under-load` can measure a Sluice backend exactly as they measure `sockperf server`.
 ///
 /// sockperf messages start with a 14-byte header: a sequence number (8 bytes), flags (2),
-/// length (4), in network order. Like sockperf's server, this answers only messages that carry
-/// the client flag and ask for a reply (pong request), clears the client flag in the reply, and
-/// drops warm-up messages and everything else.
+/// length (4, the whole message), in network order. Like sockperf's server, this answers only
+/// messages that carry the client flag and ask for a reply (pong request), clears the client flag
+/// in the reply, takes warm-up messages and those that ask for no reply (throughput) without
+/// one, and drops the rest: short, not a client's, or not the length they say.
 public struct SockperfService: UDPService {
     @usableFromInline static let flagsOffset = 8
+    @usableFromInline static let lengthOffset = 10
     @usableFromInline static let headerLength = 14
     @usableFromInline static let client: UInt16 = 1
     @usableFromInline static let pongRequest: UInt16 = 2
@@ -142,18 +147,21 @@ public struct SockperfService: UDPService {
     @inlinable
     public mutating func handle(_ datagram: inout UDPDatagram, now: Instant) -> UDPAction {
         guard datagram.payloadLength >= Self.headerLength else { return .drop }
-        let flags = UInt16(bigEndian: datagram.readablePayload.loadUnaligned(fromByteOffset: Self.flagsOffset, as: UInt16.self))
-        guard flags & Self.client != 0, flags & Self.warmup == 0, flags & Self.pongRequest != 0 else { return .drop }
+        let header = datagram.readablePayload
+        let flags = UInt16(bigEndian: header.loadUnaligned(fromByteOffset: Self.flagsOffset, as: UInt16.self))
+        let length = UInt32(bigEndian: header.loadUnaligned(fromByteOffset: Self.lengthOffset, as: UInt32.self))
+        guard flags & Self.client != 0, length == datagram.payloadLength else { return .drop }
+        guard flags & Self.warmup == 0, flags & Self.pongRequest != 0 else { return .consume }
         datagram.payloadStart.storeBytes(of: (flags & ~Self.client).bigEndian, toByteOffset: Self.flagsOffset, as: UInt16.self)
         return .reply
     }
 }
 
-/// A sink: every datagram is counted and dropped. For receive-only measurements (rxdrop).
+/// A sink: every datagram is counted and consumed. For receive-only measurements (rxdrop).
 public struct UDPDiscardService: UDPService {
     /// Creates the sink.
     public init() {}
 
     @inlinable
-    public mutating func handle(_ datagram: inout UDPDatagram, now: Instant) -> UDPAction { .drop }
+    public mutating func handle(_ datagram: inout UDPDatagram, now: Instant) -> UDPAction { .consume }
 }

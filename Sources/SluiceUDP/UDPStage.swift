@@ -11,6 +11,8 @@ public struct UDPStageCounters: Equatable, Sendable {
     public var forwarded: UInt64 = 0
     /// Datagrams the service dropped.
     public var droppedByService: UInt64 = 0
+    /// Datagrams the service took without a reply, as they asked (``UDPAction/consume``).
+    public var consumed: UInt64 = 0
     /// Datagrams sent by the service through its emitter.
     public var emitted: UInt64 = 0
     /// Emitter sends refused for want of a frame, room in the batch or a known next hop.
@@ -63,6 +65,7 @@ public struct UDPStageCounters: Equatable, Sendable {
         replies += other.replies
         forwarded += other.forwarded
         droppedByService += other.droppedByService
+        consumed += other.consumed
         emitted += other.emitted
         emitFailures += other.emitFailures
         notUDP += other.notUDP
@@ -83,7 +86,7 @@ public struct UDPStageCounters: Equatable, Sendable {
     public var fields: [(String, UInt64)] {
         var out: [(String, UInt64)] = [
             ("datagrams", datagrams), ("replies", replies), ("forwarded", forwarded),
-            ("dropped_by_service", droppedByService), ("emitted", emitted), ("emit_failures", emitFailures),
+            ("dropped_by_service", droppedByService), ("consumed", consumed), ("emitted", emitted), ("emit_failures", emitFailures),
             ("not_udp", notUDP), ("fragments", fragments), ("bad_checksum", badChecksum),
             ("offloaded_checksum", offloadedChecksum),
             ("family_mismatch", familyMismatch), ("bad_ip_checksum", badIPChecksum), ("not_local", notLocal),
@@ -331,6 +334,9 @@ public struct UDPStage<Service: UDPService>: Stage {
         case .drop:
             _counters.droppedByService &+= 1
             return false
+        case .consume:
+            _counters.consumed &+= 1
+            return false
         }
         if datagram.destination != header.local { header.local = datagram.destination }
         packet.length = datagram.payloadLength
@@ -481,6 +487,9 @@ public struct UDPStage<Service: UDPService>: Stage {
             _counters.forwarded &+= 1
         case .drop:
             _counters.droppedByService &+= 1
+            return false
+        case .consume:
+            _counters.consumed &+= 1
             return false
         }
         guard Self.sameFamily(target.address, datagram.destination.address) else {

@@ -425,6 +425,19 @@ struct AnnounceService: UDPService {
         #expect(answer(message(flags: 0x7)) == nil, "warm-up")
         #expect(answer(message(flags: 0x2)) == nil, "not from a client")
         #expect(answer(Array(message(flags: 0x3)[0..<13])) == nil, "shorter than the header")
+        var misnamed = message(flags: 0x3)
+        misnamed[13] = 200
+        #expect(answer(misnamed) == nil, "not the length it says, as sockperf's server leaves it")
+    }
+
+    /// Throughput and warm-up messages ask for no reply: consumed, not counted as drops; what
+    /// is not a client's message is a drop.
+    @Test func messagesThatAskForNoReplyAreNotDrops() {
+        let frames = [message(flags: 0x1), message(flags: 0x7), message(flags: 0x2)].map {
+            Reference.frame(source: client4, destination: server4, sourcePort: 1, destinationPort: 11111, payload: $0)
+        }
+        let counters = run(SockperfService(), frames: frames).stage.counters
+        #expect(counters.consumed == 2 && counters.droppedByService == 1, "\(counters)")
     }
 }
 
