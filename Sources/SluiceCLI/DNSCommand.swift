@@ -190,7 +190,7 @@ struct DNSQuery: ParsableCommand {
         abstract: "Resolve a name as a stub resolver does and print the answer like dig +short (or in full).",
         discussion: "Uses /etc/hosts and /etc/resolv.conf, or only @SERVER when given; retries over TCP when an answer is truncated.")
 
-    @Argument(help: "The name to resolve, then its record type (A, AAAA, MX, TXT, …, or TYPEnnn), and @SERVER or @SERVER:PORT anywhere among them, as dig takes them.")
+    @Argument(help: "The name to resolve and its record type (A, AAAA, MX, TXT, …, or TYPEnnn; the class IN may come too), and @SERVER or @SERVER:PORT (an address or a host name) anywhere among them, as dig takes them.")
     var arguments: [String]
 
     @Flag(help: "Print the whole answer: response code, answer and authority sections, where it came from.")
@@ -203,33 +203,43 @@ struct DNSQuery: ParsableCommand {
         _ = try parsed()
     }
 
-    /// The name, the type and the server among the arguments.
+    /// The name, the type and the server among the arguments, as dig reads them: the first
+    /// @SERVER counts, the class IN may come along, and the type may come before the name.
     func parsed() throws -> (name: String, type: DNSRecordType, server: IPEndpoint?) {
-        var name: String?
-        var type: DNSRecordType?
         var server: IPEndpoint?
+        var words: [String] = []
         for argument in arguments {
-            if argument.hasPrefix("@") {
-                var text = String(argument.dropFirst())
-                if text.hasPrefix("["), text.hasSuffix("]") { text = String(text.dropFirst().dropLast()) }
-                if let address = IPAddress(text) {
-                    server = IPEndpoint(address: address, port: 53)
-                } else if let endpoint = IPEndpoint(text) {
-                    server = endpoint
-                }
-                guard let chosen = server, chosen.address != .v4(.any), chosen.address != .v6(.any), chosen.port != 0 else {
-                    throw ValidationError("bad server \(argument): give @ADDRESS or @ADDRESS:PORT ([IPv6]:PORT)")
-                }
-            } else if name == nil {
-                name = argument
-            } else if type == nil, let known = DNSRecordType(argument) {
-                type = known
-            } else {
-                throw ValidationError(type == nil ? "unknown record type \(argument)" : "one name and one type: \(argument) is extra")
+            guard argument.hasPrefix("@") else {
+                words.append(argument)
+                continue
             }
+            let endpoint = Self.server(String(argument.dropFirst()))
+            guard let endpoint, endpoint.address != .v4(.any), endpoint.address != .v6(.any), endpoint.port != 0 else {
+                throw ValidationError("bad server \(argument): give @ADDRESS, @ADDRESS:PORT ([IPv6]:PORT) or a host name")
+            }
+            if server == nil { server = endpoint }
         }
-        guard let name else { throw ValidationError("give the name to resolve") }
-        return (name, type ?? .a, server)
+        if words.count > 1, let index = words.firstIndex(where: { ["IN", "CH", "CHAOS", "HS", "HESIOD", "ANY"].contains($0.uppercased()) }) {
+            guard words[index].uppercased() == "IN" else { throw ValidationError("only the class IN is asked: not \(words[index])") }
+            words.remove(at: index)
+        }
+        if words.count == 2, DNSRecordType(words[0]) != nil, DNSRecordType(words[1]) == nil { words.swapAt(0, 1) }
+        guard let name = words.first else { throw ValidationError("give the name to resolve") }
+        guard words.count <= 2 else { throw ValidationError("one name and one type: \(words[2]) is extra") }
+        guard words.count == 2 else { return (name, .a, server) }
+        guard let type = DNSRecordType(words[1]) else { throw ValidationError("unknown record type \(words[1])") }
+        return (name, type, server)
+    }
+
+    /// The server of `@text`: an address, an address and port, or a host name (port 53 unless
+    /// `:PORT` follows it), looked up as dig looks it up.
+    static func server(_ text: String) -> IPEndpoint? {
+        var text = text
+        if text.hasPrefix("["), text.hasSuffix("]") { text = String(text.dropFirst().dropLast()) }
+        if let address = IPAddress(text) { return IPEndpoint(address: address, port: 53) }
+        if let endpoint = IPEndpoint(text) { return endpoint }
+        guard !text.isEmpty, !text.contains("[") else { return nil }
+        return TLSConnect.resolve(text.contains(":") ? text : text + ":53")
     }
 
     func run() throws {

@@ -797,6 +797,15 @@ let dnsNamespaceCounter = Atomic<Int>(0)
             #expect(ours.waitForExit(timeout: .seconds(20)) == 0, "\(query): \(ours.text)")
             #expect(ours.text == dig.text, "\(query):\n\(dig.text)---\n\(ours.text)")
         }
+        // dig's other forms: the type before the name, the class IN, the first @ counting.
+        let dig = try ChildProcess("/usr/sbin/ip", ["netns", "exec", namespace.name, "/usr/bin/dig", "@127.0.0.1", "-p", "5301", "+short",
+                                                    "example.test", "MX"])
+        _ = dig.waitForExit(timeout: .seconds(20))
+        for form in [["MX", "example.test"], ["example.test", "IN", "MX"], ["IN", "MX", "example.test"]] {
+            let ours = try ChildProcess(sluice: ["dns", "query", "--netns", namespace.name, "@127.0.0.1:5301"] + form + ["@198.18.0.9"])
+            #expect(ours.waitForExit(timeout: .seconds(20)) == 0, "\(form): \(ours.text)")
+            #expect(ours.text == dig.text, "\(form):\n\(dig.text)---\n\(ours.text)")
+        }
         withExtendedLifetime(knot) {}
     }
 
