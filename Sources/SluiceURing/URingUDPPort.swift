@@ -94,6 +94,9 @@ public struct URingUDPPort: Port, ~Copyable {
     @usableFromInline static let fixedSocket: Int32 = 0
     /// The `user_data` of the multishot receive (send slots use their index).
     @usableFromInline static let receiveTag: UInt64 = 1 << 62
+    /// The cancellation of the receive at a stop: a tag of its own, which the completions pass over
+    /// (the ring's `cancelUserData` marks the cancel-all of the teardown).
+    static let receiveCancelTag: UInt64 = 1 << 62 | 1
     /// Bytes the kernel writes in front of the payload: `io_uring_recvmsg_out`, name, control.
     @usableFromInline static let nameCapacity = 32
     /// Room for IPV6_PKTINFO and IP_PKTINFO together (72 bytes): an IPv4 datagram on a
@@ -376,7 +379,8 @@ public struct URingUDPPort: Port, ~Copyable {
         defer { _counters.transmitCalls &+= ring.enterCalls &- enters }
         if receiveArmed, let sqe = try? ring.nextSubmission() {
             io_uring_prep_cancel64(sqe, Self.receiveTag, 0)
-            sqe.pointee.user_data = URing.cancelUserData
+            sqe.pointee.user_data = Self.receiveCancelTag
+            _ = try? ring.submit()
         }
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
