@@ -124,6 +124,12 @@ public actor TLSConnection {
             }
         } catch let error as TLSError {
             throw error
+        } catch let error as SystemCallError where error.errno == .socketNotConnected {
+            // A send after the connection ended (a reset right after accept, say): how it ended
+            // is what ends `inbound`.
+            var reason: any Error = error
+            do { for try await _ in tcp.inbound {} } catch { reason = error }
+            throw TLSError("the TLS handshake", hint: "the TCP connection failed: \(reason)", library: "")
         } catch {
             throw TLSError("the TLS handshake", hint: "the TCP connection failed: \(error)", library: "")
         }

@@ -150,11 +150,9 @@ struct TLSWireFaultTests {
         #expect(report.contains("frames: all returned to their pool"), "\(report)")
     }
 
-    /// A server that accepts and never answers: `tls connect` gives up after its handshake
-    /// timeout, saying so, instead of waiting for ever.
-    @Test func aSilentServerIsGivenUpOnAfterTheHandshakeTimeout() throws {
+    /// A kernel TCP socket listening on a free loopback port, and the port.
+    func listeningSocket() throws -> (descriptor: Int32, port: UInt16) {
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        defer { close(listener) }
         var address = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: 0,
                                   sin_addr: in_addr(s_addr: UInt32(0x7F00_0001).bigEndian), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -162,13 +160,39 @@ struct TLSWireFaultTests {
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) == 0 && listen(listener, 4) == 0
                 && getsockname(listener, $0, &length) == 0 }
         }
-        try #require(bound)
-        let port = UInt16(bigEndian: address.sin_port)
+        guard bound else {
+            close(listener)
+            throw ChildProcessError(message: "a loopback listener: errno \(errno)")
+        }
+        return (listener, UInt16(bigEndian: address.sin_port))
+    }
+
+    /// A server that accepts and never answers: `tls connect` gives up after its handshake
+    /// timeout, saying so, instead of waiting for ever.
+    @Test func aSilentServerIsGivenUpOnAfterTheHandshakeTimeout() throws {
+        let (listener, port) = try listeningSocket()
+        defer { close(listener) }
         let clock = ContinuousClock()
         let start = clock.now
         let client = try ChildProcess(sluice: ["tls", "connect", "127.0.0.1:\(port)", "--insecure", "--handshake-timeout", "1"])
         #expect(client.waitForExit(timeout: .seconds(10)) == 1, "\(client.text)")
         #expect(clock.now - start < .seconds(5))
         #expect(client.text.contains("did not finish it within 1"), "\(client.text)")
+    }
+
+    /// A server that resets the connection as soon as it accepts it: the reset is what is said,
+    /// not the "not connected" of the send that found the connection gone.
+    @Test func aResetRightAfterAcceptIsSaidAsAReset() throws {
+        let (listener, port) = try listeningSocket()
+        defer { close(listener) }
+        let client = try ChildProcess(sluice: ["tls", "connect", "127.0.0.1:\(port)", "--insecure"])
+        var ready = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+        try #require(poll(&ready, 1, 10_000) == 1, "no connection came")
+        let accepted = accept(listener, nil, nil)
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        setsockopt(accepted, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        close(accepted)
+        #expect(client.waitForExit(timeout: .seconds(10)) == 1, "\(client.text)")
+        #expect(client.text.contains("Connection reset by peer"), "\(client.text)")
     }
 }
