@@ -235,21 +235,22 @@ public struct DNSResolver {
     /// Takes in a response from `server`; anything that matches no query in flight (ID,
     /// question, server, transport) is ignored.
     public mutating func handleResponse(_ bytes: [UInt8], from server: IPEndpoint, overTCP: Bool, now: Instant) {
+        guard let message = try? DNSMessage.decode(bytes), message.header.isResponse else { return }
+        func sentThis(_ query: Query) -> Bool {
+            query.messageID == message.header.id && query.server == server && query.overTCP == overTCP
+        }
         // A server that knows no EDNS may answer FORMERR without the question (RFC 6891 section
         // 7): asked again without it, as kdig and BIND's resolver do.
-        if let message = try? DNSMessage.decode(bytes), message.header.isResponse, message.responseCode == .formatError,
-           message.questions.isEmpty,
-           let index = queries.firstIndex(where: { $0.messageID == message.header.id && $0.server == server && $0.overTCP == overTCP && !$0.withoutEDNS }) {
+        if message.responseCode == .formatError, message.questions.isEmpty,
+           let index = queries.firstIndex(where: { sentThis($0) && !$0.withoutEDNS }) {
             var query = queries.remove(at: index)
             query.withoutEDNS = true
             send(&query, now: now, overTCP: overTCP, sameServer: true)
             queries.append(query)
             return
         }
-        guard let message = try? DNSMessage.decode(bytes), message.header.isResponse,
-              let index = queries.firstIndex(where: { query in
-                  query.messageID == message.header.id && query.server == server && query.overTCP == overTCP
-                      && message.questions.count == 1 && message.questions[0].name == query.candidates[query.candidate]
+        guard let index = queries.firstIndex(where: { query in
+                  sentThis(query) && message.questions.count == 1 && message.questions[0].name == query.candidates[query.candidate]
                       && message.questions[0].type == query.type
               })
         else { return }

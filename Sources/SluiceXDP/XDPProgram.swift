@@ -60,17 +60,18 @@ public struct XDPVerdicts: Sendable, Equatable, CustomStringConvertible {
 
     /// What was counted since `earlier`, a reading of the same program's counters.
     public func since(_ earlier: XDPVerdicts) -> XDPVerdicts {
-        func after(_ now: UInt64, _ then: UInt64) -> UInt64 { now >= then ? now - then : now }
-        var verdicts = XDPVerdicts()
-        verdicts.redirected = after(redirected, earlier.redirected)
-        verdicts.passedNotUDP = after(passedNotUDP, earlier.passedNotUDP)
-        verdicts.passedPort = after(passedPort, earlier.passedPort)
-        verdicts.passedNoSocket = after(passedNoSocket, earlier.passedNoSocket)
-        verdicts.passedFragment = after(passedFragment, earlier.passedFragment)
-        verdicts.passedMalformed = after(passedMalformed, earlier.passedMalformed)
-        verdicts.passedNotOurs = after(passedNotOurs, earlier.passedNotOurs)
-        verdicts.passedOptions = after(passedOptions, earlier.passedOptions)
+        var verdicts = self
+        for counter in Self.counters {
+            // A count below the earlier reading belongs to another program, put there meanwhile.
+            if self[keyPath: counter] >= earlier[keyPath: counter] { verdicts[keyPath: counter] -= earlier[keyPath: counter] }
+        }
         return verdicts
+    }
+
+    /// Every counter.
+    static var counters: [WritableKeyPath<XDPVerdicts, UInt64>] {
+        [\.redirected, \.passedNotUDP, \.passedPort, \.passedNoSocket, \.passedFragment, \.passedMalformed, \.passedNotOurs,
+         \.passedOptions]
     }
 
     /// The names ``fields`` uses, in order.
