@@ -60,7 +60,7 @@ struct listener_key {
 };
 
 // Listen addresses steered to the XSKs, each to its owner's (the process id of the server that
-// listens on it); a port in `ports` is steered on every address to any XSK.
+// listens on it); a port in `ports` is steered on every other address to any XSK.
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
     __uint(max_entries, 1024);
@@ -148,157 +148,164 @@ static __always_inline int count(__u32 verdict, int action)
     return action;
 }
 
+// Word loads: the Ethernet header is packed, and byte-wise compares cost a load per byte on
+// every frame. Packet and map-value loads need no alignment here.
+static __always_inline __u32 load32(const void *p) { return *(const __u32 *)p; }
+static __always_inline __u16 load16(const void *p) { return *(const __u16 *)p; }
+
 static __always_inline int same_mac(const __u8 *a, const __u8 *b)
 {
-    return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) | (a[5] ^ b[5])) == 0;
+    return ((load32(a) ^ load32(b)) | (load16(a + 4) ^ load16(b + 4))) == 0;
 }
 
-// Compares n bytes (a multiple of 4) four at a time; the listener key on the stack is only
-// 4-byte aligned, and the verifier refuses misaligned stack loads.
-static __always_inline int same_words(const __u8 *a, const __u8 *b, int n)
+static __always_inline int same_v6(const __u8 *a, const __u8 *b)
 {
-    __u32 difference = 0;
-#pragma unroll
-    for (int i = 0; i < n; i += 4) {
-        __u32 x, y;
-        __builtin_memcpy(&x, a + i, 4);
-        __builtin_memcpy(&y, b + i, 4);
-        difference |= x ^ y;
-    }
-    return difference == 0;
+    return ((load32(a) ^ load32(b)) | (load32(a + 4) ^ load32(b + 4)) | (load32(a + 8) ^ load32(b + 8)) |
+            (load32(a + 12) ^ load32(b + 12))) == 0;
 }
 
-// Returns the UDP header, or NULL with *why set to the verdict for passing the frame; fills in
-// the listener key's family and address from the IP header.
-static __always_inline struct udphdr *find_udp(void *data, void *end, __u32 *why, struct listener_key *key,
-                                               const struct link_filter *filter)
+// What the headers say: the UDP header, and where the destination address is.
+struct headers {
+    struct udphdr *udp;
+    const __u8 *destination;
+    __u8 family;
+};
+
+// Finds the UDP header and the destination address: VERDICT_REDIRECTED when it found them (a
+// candidate for an XSK), otherwise the verdict for passing the frame.
+static __always_inline int find_udp(void *data, void *end, struct headers *found, const struct link_filter *filter)
 {
     struct ethhdr *eth = data;
     void *cursor = eth + 1;
-    *why = VERDICT_PASS_MALFORMED;
     if (cursor > end)
-        return NULL;
+        return VERDICT_PASS_MALFORMED;
     // The group bit: broadcast and multicast frames are for every host on the link.
-    if (filter && filter->checks_mac && !(eth->h_dest[0] & 1) && !same_mac(eth->h_dest, filter->mac)) {
-        *why = VERDICT_PASS_NOT_OURS;
-        return NULL;
-    }
-    __u16 proto = eth->h_proto;
+    if (filter && filter->checks_mac && !(eth->h_dest[0] & 1) && !same_mac(eth->h_dest, filter->mac))
+        return VERDICT_PASS_NOT_OURS;
+    __u16 proto = load16(&eth->h_proto);
     if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
         struct { __be16 tci; __be16 proto; } *tag = cursor;
         if ((void *)(tag + 1) > end)
-            return NULL;
+            return VERDICT_PASS_MALFORMED;
         __u32 vid = bpf_ntohs(tag->tci) & 0x0FFF;
         __u8 *device = bpf_map_lookup_elem(&vlan_devices, &vid);
-        if (device && *device) {
-            *why = VERDICT_PASS_NOT_OURS;
-            return NULL;
-        }
+        if (device && *device)
+            return VERDICT_PASS_NOT_OURS;
         proto = tag->proto;
         cursor = tag + 1;
     }
     if (proto == bpf_htons(ETH_P_IP)) {
         struct iphdr *ip = cursor;
         if ((void *)(ip + 1) > end)
-            return NULL;
-        if (ip->version != 4 || ip->ihl < 5)
-            return NULL;
-        if (ip->protocol != IPPROTO_UDP) {
-            *why = VERDICT_PASS_NOT_UDP;
-            return NULL;
+            return VERDICT_PASS_MALFORMED;
+        __u8 first = *(__u8 *)ip;   // version and header length
+        if (first != 0x45) {
+            if ((first >> 4) != 4 || (first & 0x0F) < 5)
+                return VERDICT_PASS_MALFORMED;
+            if (ip->protocol != IPPROTO_UDP)
+                return VERDICT_PASS_NOT_UDP;
+            if (ip->frag_off & bpf_htons(0x3FFF))
+                return VERDICT_PASS_FRAGMENT;
+            // Options are the kernel's to process, and to answer with a parameter problem when
+            // it finds them wrong; what passes reaches the server's kernel socket.
+            return VERDICT_PASS_OPTIONS;
         }
-        if (ip->frag_off & bpf_htons(0x3FFF)) {   // MF set or a non-zero offset
-            *why = VERDICT_PASS_FRAGMENT;
-            return NULL;
-        }
-        // Options are the kernel's to process, and to answer with a parameter problem when it
-        // finds them wrong; what passes reaches the server's kernel socket.
-        if (ip->ihl > 5) {
-            *why = VERDICT_PASS_OPTIONS;
-            return NULL;
-        }
-        key->family = 4;
-        __builtin_memcpy(key->addr, &ip->daddr, 4);
+        if (ip->protocol != IPPROTO_UDP)
+            return VERDICT_PASS_NOT_UDP;
+        if (ip->frag_off & bpf_htons(0x3FFF))   // MF set or a non-zero offset
+            return VERDICT_PASS_FRAGMENT;
+        found->family = 4;
+        found->destination = (const __u8 *)&ip->daddr;
         cursor = ip + 1;
     } else if (proto == bpf_htons(ETH_P_IPV6)) {
         struct ipv6hdr *ip6 = cursor;
         if ((void *)(ip6 + 1) > end)
-            return NULL;
+            return VERDICT_PASS_MALFORMED;
         __u8 next = ip6->nexthdr;
-        cursor = ip6 + 1;
-        key->family = 6;
-        __builtin_memcpy(key->addr, &ip6->daddr, 16);
         // Extension headers, as IPv4 options: the kernel processes them (RFC 8200 section 4)
         // and sends the parameter problems they earn.
-        if (next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING || next == IPPROTO_DSTOPTS) {
-            *why = VERDICT_PASS_OPTIONS;
-            return NULL;
-        }
-        if (next == IPPROTO_FRAGMENT) {
-            *why = VERDICT_PASS_FRAGMENT;
-            return NULL;
-        }
-        if (next != IPPROTO_UDP) {
-            *why = VERDICT_PASS_NOT_UDP;
-            return NULL;
-        }
+        if (next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING || next == IPPROTO_DSTOPTS)
+            return VERDICT_PASS_OPTIONS;
+        if (next == IPPROTO_FRAGMENT)
+            return VERDICT_PASS_FRAGMENT;
+        if (next != IPPROTO_UDP)
+            return VERDICT_PASS_NOT_UDP;
+        found->family = 6;
+        found->destination = (const __u8 *)&ip6->daddr;
+        cursor = ip6 + 1;
     } else {
-        *why = VERDICT_PASS_NOT_UDP;
-        return NULL;
+        return VERDICT_PASS_NOT_UDP;
     }
     struct udphdr *udp = cursor;
     if ((void *)(udp + 1) > end)
-        return NULL;
-    return udp;
+        return VERDICT_PASS_MALFORMED;
+    found->udp = udp;
+    return VERDICT_REDIRECTED;
+}
+
+// The owner of a listener on the frame's address and port (a wildcard's only for the host's own
+// addresses), or 0 with *why set to the verdict for passing the frame.
+static __always_inline __u32 listener_owner(const struct headers *found, __u32 port, const struct link_filter *filter,
+                                            __u32 *why)
+{
+    struct listener_key key = {};
+    key.port = port;
+    key.family = found->family;
+    if (found->family == 4)
+        __builtin_memcpy(key.addr, found->destination, 4);
+    else
+        __builtin_memcpy(key.addr, found->destination, 16);
+    __u32 *listener = bpf_map_lookup_elem(&listeners, &key);
+    if (!listener || !*listener) {
+        struct listener_key wildcard = key;
+        __builtin_memset(wildcard.addr, 0, sizeof(wildcard.addr));
+        listener = bpf_map_lookup_elem(&listeners, &wildcard);
+        if (listener && *listener && filter && filter->checks_addresses) {
+            // A socket bound to a wildcard takes only the host's addresses.
+            key.port = 0;
+            __u8 *local = bpf_map_lookup_elem(&local_addresses, &key);
+            if (!local || !*local) {
+                *why = VERDICT_PASS_NOT_OURS;
+                return 0;
+            }
+        }
+    }
+    if (!listener || !*listener) {
+        *why = VERDICT_PASS_PORT;
+        return 0;
+    }
+    return *listener;
 }
 
 static __always_inline int steer(struct xdp_md *ctx)
 {
     void *data = (void *)(long)ctx->data;
     void *end = (void *)(long)ctx->data_end;
-    __u32 why;
-    struct listener_key key = {};
     __u32 zero = 0;
     const struct link_filter *filter = bpf_map_lookup_elem(&link, &zero);
-    struct udphdr *udp = find_udp(data, end, &why, &key, filter);
-    if (!udp)
+    struct headers found;
+    __u32 why = find_udp(data, end, &found, filter);
+    if (why != VERDICT_REDIRECTED)
         return count(why, XDP_PASS);
-    __u32 port = bpf_ntohs(udp->dest);
+    __u32 port = bpf_ntohs(found.udp->dest);
     __u32 owner = 0;   // 0: any XSK on the queue (a port in `ports`)
-    __u8 *wanted = bpf_map_lookup_elem(&ports, &port);
-    if (!wanted || !*wanted) {
-        const struct port_listeners *at_port = bpf_map_lookup_elem(&port_listeners, &port);
-        __u8 flags = at_port ? at_port->flags : 0;
-        if (at_port && key.family == 4 && (flags & PORT_V4) && same_words(at_port->v4, key.addr, 4)) {
-            owner = at_port->v4_owner;
-            goto redirect;
+    // The common case first: the one listen address of the frame's family on its port.
+    const struct port_listeners *at_port = bpf_map_lookup_elem(&port_listeners, &port);
+    __u8 flags = at_port ? at_port->flags : 0;
+    if (at_port && found.family == 4 && (flags & PORT_V4) && load32(at_port->v4) == load32(found.destination)) {
+        owner = at_port->v4_owner;
+    } else if (at_port && found.family == 6 && (flags & PORT_V6) && same_v6(at_port->v6, found.destination)) {
+        owner = at_port->v6_owner;
+    } else {
+        __u8 *wanted = bpf_map_lookup_elem(&ports, &port);
+        if (!wanted || !*wanted) {
+            if (!(flags & PORT_LOOKUP))
+                return count(VERDICT_PASS_PORT, XDP_PASS);
+            owner = listener_owner(&found, port, filter, &why);
+            if (!owner)
+                return count(why, XDP_PASS);
         }
-        if (at_port && key.family == 6 && (flags & PORT_V6) && same_words(at_port->v6, key.addr, 16)) {
-            owner = at_port->v6_owner;
-            goto redirect;
-        }
-        if (!(flags & PORT_LOOKUP))
-            return count(VERDICT_PASS_PORT, XDP_PASS);
-        // The listen address itself, then the wildcard of its family.
-        key.port = port;
-        __u32 *listener = bpf_map_lookup_elem(&listeners, &key);
-        if (!listener || !*listener) {
-            struct listener_key wildcard = key;
-            __builtin_memset(wildcard.addr, 0, sizeof(wildcard.addr));
-            listener = bpf_map_lookup_elem(&listeners, &wildcard);
-            if (listener && *listener && filter && filter->checks_addresses) {
-                // A socket bound to a wildcard takes only the host's addresses.
-                key.port = 0;
-                __u8 *local = bpf_map_lookup_elem(&local_addresses, &key);
-                if (!local || !*local)
-                    return count(VERDICT_PASS_NOT_OURS, XDP_PASS);
-            }
-        }
-        if (!listener || !*listener)
-            return count(VERDICT_PASS_PORT, XDP_PASS);
-        owner = *listener;
     }
-redirect:;
     __u32 queue = ctx->rx_queue_index;
     if (owner) {
         __u32 *serving = bpf_map_lookup_elem(&queue_owners, &queue);
