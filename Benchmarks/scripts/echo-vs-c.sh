@@ -2,7 +2,7 @@
 # Sluice's UDP echoes next to the same echoes written in C (shared/reference/peers), one run, the
 # procedure of the peers' README: namespaces pa/pb joined by veth0/veth1, the C AF_XDP blaster on
 # cpu 0 sending 60-byte frames to 198.18.0.2:4242, each echo pinned to cpu 1, echoes counted and
-# dropped by xdp_drop on veth0, `measure 5` in the middle of each 7 s run, C and Sluice alternated.
+# dropped by xdp_drop on veth0, `measure 5` in the middle of each 7 s run, C and Sluice alternated (odd rounds C first).
 # The socket and io_uring echoes use the kernel's default socket buffers, as the C echo does.
 # Needs root, gcc, clang, libxdp-dev, and a release build (swift build -c release).
 #
@@ -46,14 +46,22 @@ run() {
     ip -n pb link set dev veth1 xdpgeneric off 2>/dev/null; ip -n pb link set dev veth1 xdpdrv off 2>/dev/null
 }
 only=${ONLY:-}
-for round in $(seq "$rounds"); do
-    echo "round $round"
-    run c-xdp ./xdpecho skb 9 1
+c_xdp() { run c-xdp ./xdpecho skb 9 1; }
+sluice_xdp() {
     run sluice-xdp "$sluice" udp-echo --backend xdp --mode generic --netns pb --dev veth1 \
         --listen 198.18.0.2:4242 --cpus 1 --duration 9 --stats-interval 0
-    run c-socket ip netns exec pb ./udpbench echo 198.18.0.2 4242 9 1
+}
+c_socket() { run c-socket ip netns exec pb ./udpbench echo 198.18.0.2 4242 9 1; }
+sluice_socket() {
     run sluice-socket "$sluice" udp-echo --backend socket --netns pb --listen 198.18.0.2:4242 --cpus 1 \
         --socket-buffer 0 --duration 9 --stats-interval 0
+}
+# Odd rounds run C first, even rounds Sluice first, so neither side always gets the machine as
+# the other leaves it.
+for round in $(seq "$rounds"); do
+    echo "round $round"
+    if ((round % 2)); then c_xdp; sluice_xdp; c_socket; sluice_socket
+    else sluice_xdp; c_xdp; sluice_socket; c_socket; fi
     run sluice-uring "$sluice" udp-echo --backend uring --netns pb --listen 198.18.0.2:4242 --cpus 1 \
         --socket-buffer 0 --duration 9 --stats-interval 0
     run sluice-uring-defer "$sluice" udp-echo --backend uring --defer-taskrun --netns pb --listen 198.18.0.2:4242 \
