@@ -63,7 +63,8 @@ let package = Package(
         // A Prometheus registry served over HTTP at /metrics, and the scraper `sluice top` reads it with.
         .target(
             name: "SluicePrometheus",
-            dependencies: [.product(name: "Prometheus", package: "swift-prometheus"), .product(name: "NIOCore", package: "swift-nio"),
+            dependencies: [.product(name: "Prometheus", package: "swift-prometheus"), .product(name: "CoreMetrics", package: "swift-metrics"),
+                           .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio")]),
         // `sluice bench`: the topology, generators and cells, and the report (table, JSON, SVG).
         .target(

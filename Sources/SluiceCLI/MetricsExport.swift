@@ -28,7 +28,7 @@ final class MetricsExport: Sendable {
         // own waiter, not end the process on the endpoint's thread.
         SignalWaiter.block(SignalWaiter.stopping)
         bootstrapped.withLock { done in
-            if !done { MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry)) }
+            if !done { MetricsSystem.bootstrap(DescribedMetricsFactory(registry: registry, help: MetricHelp.text(for:))) }
             done = true
         }
         let reporter = MetricsReporter(sources: [ProcessMetrics(service: service)] + sources)

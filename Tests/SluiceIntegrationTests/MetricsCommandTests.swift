@@ -24,6 +24,23 @@ struct MetricsCommandTests {
         return try MetricsText.parse(text)
     }
 
+    /// Expects a `# HELP` line, with text, before every family's `# TYPE` on the page at `url`.
+    static func expectHelpForEveryFamily(_ url: String, in namespace: String? = nil) throws {
+        let (status, text) = try fetch(url, in: namespace)
+        try #require(status == 0, "curl \(url): \(text)")
+        var described = Set<String>()
+        var families = 0
+        for line in text.split(separator: "\n") {
+            let words = line.split(separator: " ", maxSplits: 3)
+            if words.count == 4, words[1] == "HELP", !words[3].isEmpty { described.insert(String(words[2])) }
+            if words.count >= 3, words[1] == "TYPE" {
+                families += 1
+                #expect(described.contains(String(words[2])), "no # HELP for \(words[2])")
+            }
+        }
+        #expect(families > 3, "\(text)")
+    }
+
     /// curl's exit status and output for `url`.
     static func fetch(_ url: String, in namespace: String?) throws -> (Int32?, String) {
         let command = (namespace.map { ["/usr/sbin/ip", "netns", "exec", $0] } ?? []) + ["/usr/bin/curl", "-sS", "--fail", "--max-time", "5", url]
@@ -70,6 +87,7 @@ struct MetricsCommandTests {
         let endpoint = try #require(UDPEchoTests.endpoint(in: line))
         let before = try Self.scrape(url)
         #expect(Self.sum(before, "sluice_info", ["service": "udp-echo"]) == 1)
+        try Self.expectHelpForEveryFamily(url)
         #expect(Self.sum(before, "sluice_port_received_packets_total") == 0)
         let client = try ChildProcess(sluice: ["udp-client", "--target", "\(endpoint)", "--duration", "4", "--size", "100"])
         usleep(1_000_000)
@@ -143,6 +161,7 @@ struct MetricsCommandTests {
         #expect(Self.sum(page, "sluice_tcp_connections_accepted_total") == 3)
         #expect(Self.sum(page, "sluice_tcp_open_connections") == 0)
         #expect(Self.sum(page, "sluice_uring_enters_total") > 0)
+        try Self.expectHelpForEveryFamily(url)
         #expect(server.stop(signal: SIGINT) == 0)
     }
 
@@ -175,6 +194,7 @@ struct MetricsCommandTests {
         #expect(Self.sum(page, "sluice_service_nxdomain_total") == 1)
         #expect(Self.sum(page, "sluice_dns_tcp_responses_total") == 2)
         #expect(Self.sum(page, "sluice_tcp_connections_accepted_total") == 2)
+        try Self.expectHelpForEveryFamily(url, in: namespace.name)
         #expect(server.stop() == 0)
         // --json: the summary carries both sides, under the same names.
         let (line, summary) = try JSONOutputTests.object(in: server.text)
@@ -206,6 +226,7 @@ struct MetricsCommandTests {
         #expect(Set(page.filter { $0.name == "sluice_drops_total" && $0.labels["layer"] == "xsk" }.compactMap { $0.labels["cause"] })
                 == ["rx_dropped", "rx_ring_full", "rx_invalid_descs", "tx_invalid_descs"])
         #expect(Set(page.filter { $0.name == "sluice_port_received_packets_total" }.compactMap { $0.labels["queue"] }) == ["0", "1"])
+        try Self.expectHelpForEveryFamily(url, in: topology.serverNamespace)
         #expect(server.stop() == 0)
         #expect(server.text.contains("frames: all returned to their pools"))
     }

@@ -107,6 +107,32 @@ import Testing
         #expect(registry.emitToString().contains("sluice_port_received_packets_total{worker=\"0\"} 15\n"))
     }
 
+    @Test func everyFamilyGetsItsHelpText() throws {
+        let registry = PrometheusCollectorRegistry()
+        let source = FixedSource()
+        var snapshot = MetricsSnapshot()
+        snapshot.counter("sluice_port_received_packets_total", UInt64(5), [("worker", "0")])
+        snapshot.counter("sluice_port_received_packets_total", UInt64(7), [("worker", "1")])
+        snapshot.counter("sluice_tcp_sent_bytes_total", UInt64(9), [("backend", "uring")])
+        snapshot.counter("sluice_worker_cpu_seconds_total", 0.5, [("worker", "0")])
+        snapshot.gauge("sluice_tcp_open_connections", 2, [("backend", "uring")])
+        snapshot.counter("other_program_total", UInt64(1), [])
+        source.values.withLock { $0 = snapshot }
+        let factory = DescribedMetricsFactory(registry: registry, help: MetricHelp.text(for:))
+        MetricsReporter(sources: [source], factory: factory).update()
+        let page = registry.emitToString()
+        #expect(page.contains("# HELP sluice_port_received_packets_total Received packets, at the port"), "\(page)")
+        #expect(page.contains("# HELP sluice_tcp_sent_bytes_total Sent bytes, counted by the io_uring TCP engine.\n"))
+        #expect(page.contains("# HELP sluice_worker_cpu_seconds_total CPU time of each worker thread"))
+        #expect(page.contains("# HELP sluice_tcp_open_connections TCP connections open now"))
+        #expect(page.contains("sluice_port_received_packets_total{worker=\"1\"} 7\n"))
+        #expect(!page.contains("# HELP other_program_total"))
+        #expect(try MetricsText.parse(page).count == 6)
+        // Histograms and timers are swift-prometheus's own.
+        Timer(label: "sluice_test_seconds", factory: factory).recordNanoseconds(1_000)
+        #expect(registry.emitToString().contains("# TYPE sluice_test_seconds histogram"))
+    }
+
     @Test func processMetricsSayWhatRuns() throws {
         var snapshot = MetricsSnapshot()
         ProcessMetrics(service: "test").collectMetrics(into: &snapshot)

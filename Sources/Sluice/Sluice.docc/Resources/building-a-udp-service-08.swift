@@ -51,7 +51,7 @@ if configuration.backend == .xdp {
 }
 
 let registry = PrometheusCollectorRegistry()
-MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))   // before the reporter is made
+MetricsSystem.bootstrap(DescribedMetricsFactory(registry: registry, help: MetricHelp.text(for:)))   // before the reporter is made
 
 do {
     let server = try UDPServer(configuration: configuration) { _ in Shouter() }
