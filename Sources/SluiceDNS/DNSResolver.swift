@@ -41,6 +41,9 @@ public enum DNSResolverError: Error, Equatable, Sendable, CustomStringConvertibl
     /// No server could be reached: each refused the connection (ICMP port unreachable over UDP,
     /// a reset over TCP) or stayed silent, and at least one refused.
     case unreachable(DNSName)
+    /// No usable answer came: what came back with a query's ID could not be read as a DNS
+    /// response to it (a broken message, or another question), and was ignored.
+    case malformedReply(DNSName)
     /// Every server answered with an error (SERVFAIL, REFUSED, …).
     case failed(DNSName, DNSResponseCode)
     /// No server is configured.
@@ -52,6 +55,8 @@ public enum DNSResolverError: Error, Equatable, Sendable, CustomStringConvertibl
         switch self {
         case .timedOut(let name): "no answer for \(name) from any server in time"
         case .unreachable(let name): "no server could be reached for \(name): connection refused (is a name server listening there?)"
+        case .malformedReply(let name):
+            "no usable answer for \(name): the replies that came could not be read as answers to the query (malformed); tcpdump or kdig shows them"
         case .failed(let name, let code): "the servers answered \(code) for \(name)"
         case .noServers: "no name server is configured (nameserver in resolv.conf)"
         case .badName(let text): "\(text) is not a domain name"
@@ -105,6 +110,8 @@ public struct DNSResolver {
         var lastError: DNSResponseCode?
         /// A server refused the connection (no error answered since).
         var refused = false
+        /// A reply with this attempt's ID came that could not be read, or asked another question.
+        var malformed = false
         /// The first NXDOMAIN and the first NODATA of the search list: the answer when no later
         /// name has records (NODATA first, as glibc).
         var nameError: DNSResolution?
@@ -235,10 +242,15 @@ public struct DNSResolver {
     /// Takes in a response from `server`; anything that matches no query in flight (ID,
     /// question, server, transport) is ignored.
     public mutating func handleResponse(_ bytes: [UInt8], from server: IPEndpoint, overTCP: Bool, now: Instant) {
-        guard let message = try? DNSMessage.decode(bytes), message.header.isResponse else { return }
-        func sentThis(_ query: Query) -> Bool {
-            query.messageID == message.header.id && query.server == server && query.overTCP == overTCP
+        func sentThis(_ query: Query, id: UInt16) -> Bool {
+            query.messageID == id && query.server == server && query.overTCP == overTCP
         }
+        guard let message = try? DNSMessage.decode(bytes), message.header.isResponse else {
+            // Ignored, as glibc does, but remembered for the error; over TCP the exchange is over.
+            if bytes.count >= 2 { noteMalformed(id: UInt16(bytes[0]) << 8 | UInt16(bytes[1]), matching: sentThis, overTCP: overTCP, now: now) }
+            return
+        }
+        func sentThis(_ query: Query) -> Bool { sentThis(query, id: message.header.id) }
         // A server that knows no EDNS may answer FORMERR without the question (RFC 6891 section
         // 7): asked again without it, as kdig and BIND's resolver do.
         if message.responseCode == .formatError, message.questions.isEmpty,
@@ -253,7 +265,10 @@ public struct DNSResolver {
                   sentThis(query) && message.questions.count == 1 && message.questions[0].name == query.candidates[query.candidate]
                       && message.questions[0].type == query.type
               })
-        else { return }
+        else {
+            noteMalformed(id: message.header.id, matching: sentThis, overTCP: overTCP, now: now)
+            return
+        }
         var query = queries.remove(at: index)
         if message.header.isTruncated && !overTCP {
             send(&query, now: now, overTCP: true)
@@ -282,6 +297,15 @@ public struct DNSResolver {
             return
         }
         results.append((query.id, .success(noRecords ? query.noData ?? query.nameError ?? resolution : resolution)))
+    }
+
+    mutating func noteMalformed(id: UInt16, matching sent: (Query, UInt16) -> Bool, overTCP: Bool, now: Instant) {
+        guard let index = queries.firstIndex(where: { sent($0, id) }) else { return }
+        queries[index].malformed = true
+        if overTCP {
+            var query = queries.remove(at: index)
+            retry(&query, now: now)
+        }
     }
 
     /// Takes in that `server` refused the connection (`ECONNREFUSED` on a connected UDP socket,
@@ -331,7 +355,7 @@ public struct DNSResolver {
             if let found = query.noData ?? query.nameError {
                 results.append((query.id, .success(found)))
             } else {
-                let silent: DNSResolverError = query.refused ? .unreachable(name) : .timedOut(name)
+                let silent: DNSResolverError = query.refused ? .unreachable(name) : query.malformed ? .malformedReply(name) : .timedOut(name)
                 results.append((query.id, .failure(query.lastError.map { .failed(name, $0) } ?? silent)))
             }
             return

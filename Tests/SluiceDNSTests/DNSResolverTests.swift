@@ -134,6 +134,50 @@ import Testing
         #expect(failure == .failure(.failed(DNSName("host.example.test.")!, .serverFailure)))
     }
 
+    /// A reply with the query's ID that cannot be read is ignored (a spoofer's or a broken
+    /// server's), as glibc ignores it, but the failure then says so instead of "no answer in time";
+    /// over TCP the exchange is over, and the next server is asked at once.
+    @Test func unreadableRepliesAreIgnoredAndNamedInTheFailure() throws {
+        var resolver = DNSResolver(configuration: Self.configuration())
+        var now = Instant(nanoseconds: 1_000_000_000)
+        let name = DNSName("host.example.test.")!
+        let query = resolver.resolve("host.example.test.", .a, now: now)
+        let first = try Self.next(&resolver)
+        let broken = Array(try Self.response(to: first).prefix(14))
+        resolver.handleResponse(broken, from: first.server, overTCP: false, now: now)
+        let quiet = resolver.pollTransmit() == nil && resolver.takeResult(query) == nil
+        #expect(quiet, "a broken reply is no answer")
+        for _ in 0..<3 {
+            now = now + .seconds(1)
+            resolver.handleTimeout(now: now)
+            _ = try Self.next(&resolver)
+        }
+        now = now + .seconds(1)
+        resolver.handleTimeout(now: now)
+        #expect(resolver.takeResult(query) == .failure(.malformedReply(name)))
+        #expect("\(DNSResolverError.malformedReply(name))".contains("could not be read"))
+
+        let other = resolver.resolve("host.example.test.", .aaaa, now: now)
+        let udp = try Self.next(&resolver)
+        resolver.handleResponse(try Self.response(to: udp, truncated: true), from: udp.server, overTCP: false, now: now)
+        let tcp = try Self.next(&resolver)
+        #expect(tcp.overTCP)
+        resolver.handleResponse(Array(try Self.response(to: tcp).prefix(20)), from: tcp.server, overTCP: true, now: now)
+        let next = try Self.next(&resolver)
+        #expect(next.server == Self.servers[1] && !next.overTCP, "on to the next server without waiting")
+        #expect(resolver.takeResult(other) == nil)
+        // A silent server is still a timeout.
+        let silent = resolver.resolve("silent.example.test.", .a, now: now)
+        for _ in 0..<3 {
+            now = now + .seconds(1)
+            resolver.handleTimeout(now: now)
+            while resolver.pollTransmit() != nil {}
+        }
+        now = now + .seconds(1)
+        resolver.handleTimeout(now: now)
+        #expect(resolver.takeResult(silent) == .failure(.timedOut(DNSName("silent.example.test.")!)))
+    }
+
     @Test func aRefusedServerIsSkippedAtOnceAndReported() throws {
         var resolver = DNSResolver(configuration: Self.configuration())
         let now = Instant(nanoseconds: 1_000_000_000)
