@@ -196,11 +196,15 @@ struct DNSQuery: ParsableCommand {
     @Flag(help: "Print the whole answer: response code, answer and authority sections, where it came from.")
     var full = false
 
+    @Option(name: .customShort("p"), help: ArgumentHelp("The servers' port, as dig's -p (53, or the port of @SERVER:PORT, when not given).", valueName: "port"))
+    var port: UInt16?
+
     @Option(help: "Enter this network namespace (/run/netns/NAME) first, with setns().")
     var netns: String?
 
     func validate() throws {
         _ = try parsed()
+        if port == 0 { throw ValidationError("-p 0 is not a port: give 1-65535") }
     }
 
     /// The name, the type and the server among the arguments, as dig reads them: the first
@@ -246,14 +250,17 @@ struct DNSQuery: ParsableCommand {
         if let netns { try NetworkNamespace.enter(netns) }
         let (name, type, server) = try parsed()
         let resolver: DNSStubResolver
+        var configuration: DNSResolverConfiguration
         if let server {
-            var configuration = DNSResolverConfiguration()
+            configuration = DNSResolverConfiguration()
             configuration.servers = [server]
             configuration.timeout = .seconds(2)
-            resolver = DNSStubResolver(configuration: configuration)
         } else {
-            resolver = DNSStubResolver.system()
+            configuration = DNSResolverConfiguration(resolvConf: TextFile.read("/etc/resolv.conf") ?? "",
+                                                     hosts: TextFile.read("/etc/hosts") ?? "")
         }
+        if let port { configuration.servers = configuration.servers.map { IPEndpoint(address: $0.address, port: port) } }
+        resolver = DNSStubResolver(configuration: configuration)
         let resolution: DNSResolution
         do {
             resolution = try resolver.resolveBlocking(name, type)

@@ -806,6 +806,10 @@ let dnsNamespaceCounter = Atomic<Int>(0)
             #expect(ours.waitForExit(timeout: .seconds(20)) == 0, "\(form): \(ours.text)")
             #expect(ours.text == dig.text, "\(form):\n\(dig.text)---\n\(ours.text)")
         }
+        // dig's -p, with the server given bare.
+        let ours = try ChildProcess(sluice: ["dns", "query", "--netns", namespace.name, "@127.0.0.1", "-p", "5301", "example.test", "MX"])
+        #expect(ours.waitForExit(timeout: .seconds(20)) == 0, "\(ours.text)")
+        #expect(ours.text == dig.text, "-p:\n\(dig.text)---\n\(ours.text)")
         withExtendedLifetime(knot) {}
     }
 
