@@ -99,7 +99,7 @@ public struct TUNPort: Port, ~Copyable {
             }
             if code == EINTR { continue }
             throw SystemCallError(.tun, operation: "read from \(deviceName)", errno: code,
-                                  hint: code == EBADFD || code == EIO ? "the device went away (deleted, or its queue detached)" : nil)
+                                  hint: code == EBADFD ? "the device went away (deleted, or its queue detached)" : nil)
         }
         return added
     }
@@ -211,10 +211,11 @@ public struct TUNPort: Port, ~Copyable {
                 counters.transmittedBytes &+= UInt64(written - headerLength)
                 if packets > 1 { counters.segmentedPackets &+= UInt64(packets) }
             } else {
-                // A full queue (EAGAIN) or a packet the kernel refuses (EINVAL): dropped, counted.
+                // A full queue (EAGAIN), a packet the kernel refuses (EINVAL) or a device set down
+                // (EIO, as the kernel drops what a down interface would send): dropped, counted.
                 counters.droppedTransmit &+= UInt64(packets)
                 let code = Glibc.errno
-                if written < 0, code == EBADFD || code == EIO, failure == nil {
+                if written < 0, code == EBADFD, failure == nil {
                     failure = SystemCallError(.tun, operation: "write to \(deviceName)", errno: code,
                                               hint: "the device went away (deleted, or its queue detached)")
                 }

@@ -68,6 +68,55 @@ import Testing
         #expect(server.text.contains("TUN, MTU 9000"), "the summary gives the MTU as it is now: \(server.text)")
     }
 
+    /// As a kernel socket bound to the listen address: a datagram to the subnet's broadcast is
+    /// not for it (one bound to 0.0.0.0 would take it; the device backends bind one address).
+    @Test(arguments: ["tun", "tap"])
+    func theSubnetBroadcastIsNotTheListenAddresss(kind: String) throws {
+        let namespace = try ScratchNamespace(prefix: "sltun")
+        let server = try Self.startServer(namespace, device: "sltun8", kernel: "198.18.1.1/24", listen: "198.18.1.2:9000", kind: kind)
+        let client = try withNetworkNamespace(namespace.name) {
+            KernelUDPSocket(bind: IPEndpoint("198.18.1.1:0")!, receiveTimeout: .milliseconds(500))
+        }
+        var on: Int32 = 1
+        setsockopt(client.descriptor, SOL_SOCKET, SO_BROADCAST, &on, 4)
+        #expect(client.send([1], to: IPEndpoint("198.18.1.255:9000")!) == 1)
+        #expect(client.receive() == nil, "no reply to the broadcast")
+        #expect(client.echoes([2], to: IPEndpoint("198.18.1.2:9000")!), "the listen address itself")
+        #expect(server.stop() == 0)
+        #expect(server.text.contains("not_local=1"), "\(server.text)")
+    }
+
+    /// A device set down refuses writes (EIO) as the kernel drops what a down interface would
+    /// send: the ICMP time exceeded for a datagram whose other fragments never came, due while
+    /// the device is down, is lost and counted, and the service goes on once it is up again.
+    @Test func aDeviceSetDownLosesWhatItWouldSendAndTheServiceGoesOn() throws {
+        let namespace = try ScratchNamespace(prefix: "sltun")
+        let sysctl = try ChildProcess("/usr/sbin/ip", ["netns", "exec", namespace.name, "sysctl", "-qw", "net.ipv4.ipfrag_time=1"])
+        #expect(sysctl.waitForExit() == 0, "\(sysctl.text)")
+        let server = try Self.startServer(namespace, device: "sltun9", kernel: "198.18.1.1/24", listen: "198.18.1.2:9000")
+        let target = IPEndpoint("198.18.1.2:9000")!
+        // The first fragment of a UDP datagram, alone: IP_HDRINCL, MF set.
+        var packet: [UInt8] = [0x45, 0, 0, 36, 0x12, 0x34, 0x20, 0x00, 64, 17, 0, 0, 198, 18, 1, 1, 198, 18, 1, 2]
+        packet += [0x13, 0x88, 0x23, 0x28, 0, 100, 0, 0] + [UInt8](repeating: 9, count: 8)
+        let sent = try withNetworkNamespace(namespace.name) { () -> Int in
+            let raw = socket(AF_INET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(IPPROTO_RAW))
+            defer { close(raw) }
+            return KernelSocketAddress.with(target, family: AF_INET) { sendto(raw, packet, packet.count, 0, $0, $1) }
+        }
+        #expect(sent == packet.count)
+        usleep(100_000)
+        let down = try ChildProcess("/usr/sbin/ip", ["-n", namespace.name, "link", "set", "sltun9", "down"])
+        #expect(down.waitForExit() == 0, "\(down.text)")
+        usleep(2_000_000)   // the reassembly times out, its ICMP error meets the device down
+        let up = try ChildProcess("/bin/sh", ["-c", "ip -n \(namespace.name) link set sltun9 up && ip -n \(namespace.name) route replace 198.18.1.0/24 dev sltun9"])
+        #expect(up.waitForExit() == 0, "\(up.text)")
+        let client = try withNetworkNamespace(namespace.name) { KernelUDPSocket(bind: IPEndpoint("198.18.1.1:0")!) }
+        #expect(client.echoes([3], to: target), "served again once up: \(server.text)")
+        #expect(server.stop() == 0, "\(server.text)")
+        #expect(server.text.contains("reassembly_timeouts=1"), "\(server.text)")
+        #expect(server.text.contains("drop_tx=1"), "the lost ICMP error is counted: \(server.text)")
+    }
+
     @Test func theDeviceDeletedUnderARunningWorkerStopsItWithAClearError() throws {
         let namespace = try ScratchNamespace(prefix: "sltun")
         let server = try Self.startServer(namespace, device: "sltun1", kernel: "198.18.1.1/24", listen: "198.18.1.2:9000")

@@ -83,9 +83,9 @@ public class TUNBackend: UDPBackend, @unchecked Sendable {
         acceptance.appliesKernelRules = true
         acceptance.localAddresses = [listen]
         acceptance.localMAC = mac
-        // A service inside the kernel's subnet is a host on it: the subnet's broadcast is the
-        // service's too (and no source a datagram can come from).
-        acceptance.broadcastAddresses = settings.addresses.compactMap { prefix in
+        // A service inside the kernel's subnet is a host on it: no datagram comes from the
+        // subnet's broadcast, and none sent to it is for a socket bound to one address.
+        acceptance.broadcastSources = settings.addresses.compactMap { prefix in
             guard case .v4(let address) = prefix.address, case .v4(let own) = listen, (0..<31).contains(prefix.prefixLength)
             else { return nil }
             let hostBits = UInt32.max >> UInt32(prefix.prefixLength)
