@@ -256,7 +256,9 @@ public final class UDPServer<Service: UDPService>: Sendable {
                 let seconds = Double((clock.now() - lastReport).nanosecondsClamped) / 1e9
                 let rx = Double(current.received &- last.received) / seconds
                 let tx = Double(current.transmitted &- last.transmitted) / seconds
-                progress("rx \(Self.rate(rx)) pps  tx \(Self.rate(tx)) pps  drops \(current.dropped)")
+                // The kernel's drops on the backend's own path (a full XSK ring) too, as the summary has them.
+                let kernelDrops = backend.kernelDrops?.reduce(0) { $0 + $1.count } ?? 0
+                progress("rx \(Self.rate(rx)) pps  tx \(Self.rate(tx)) pps  drops \(current.dropped + kernelDrops)")
                 last = current
                 lastReport = clock.now()
             }

@@ -160,10 +160,10 @@ import Testing
     }
 
     /// Starts `udp-echo --backend xdp` (generic) and checks one datagram comes back.
-    func startEcho(_ topology: TestTopology) throws -> (ChildProcess, KernelUDPSocket, IPEndpoint) {
+    func startEcho(_ topology: TestTopology, statsInterval: String = "0") throws -> (ChildProcess, KernelUDPSocket, IPEndpoint) {
         let server = try ChildProcess(sluice: [
             "udp-echo", "--backend", "xdp", "--dev", topology.serverInterface, "--netns", topology.serverNamespace,
-            "--listen", "0.0.0.0:7000", "--mode", "generic", "--duration", "60", "--stats-interval", "0",
+            "--listen", "0.0.0.0:7000", "--mode", "generic", "--duration", "60", "--stats-interval", statsInterval,
         ])
         #expect(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
         let client = try withNetworkNamespace(topology.clientNamespace) {
@@ -220,15 +220,20 @@ import Testing
     }
 
     /// What the kernel drops at the XSK (here: the worker stopped, its rings full) is a drop in
-    /// the summary's drops line too, not only on its xsk line: "drops: none" means none.
+    /// the summary's drops line too, not only on its xsk line, and in the progress lines while
+    /// it runs: "drops: none" and "drops 0" mean none.
     @Test func dropsAtTheSocketAreDropsInTheSummary() throws {
         let topology = try topology()
         defer { topology.destroy() }
-        let (server, client, target) = try startEcho(topology)
+        let (server, client, target) = try startEcho(topology, statsInterval: "0.2")
         kill(server.pid, SIGSTOP)
         // More than the RX ring (2048 descriptors) and the fill ring's frames hold.
         for _ in 0..<6000 { client.send([2], to: target) }
         kill(server.pid, SIGCONT)
+        usleep(600_000)
+        let progress = server.text.split(separator: "\n").filter { $0.hasPrefix("rx ") && $0.contains(" drops ") }
+        let lastDrops = progress.last.flatMap { Int($0.split(separator: " ").last ?? "") }
+        #expect((lastDrops ?? 0) > 0, "the progress lines count the socket's drops: \(server.text)")
         #expect(server.stop(signal: SIGTERM) == 0)
         let lines = server.text.split(separator: "\n")
         let drops = try #require(lines.first { $0.hasPrefix("  drops: ") }, "\(server.text)")

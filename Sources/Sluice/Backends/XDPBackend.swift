@@ -269,9 +269,24 @@ public final class XDPBackend: UDPBackend {
     /// The sockets' kernel drop counters, summed over the sockets closed so far.
     public var statistics: XSKStatistics { socketStatistics.withLock { $0 } }
 
+    /// As they are now: the open sockets' counters read from the kernel, the closed ones' as they
+    /// were left.
     public var kernelDrops: [(cause: String, count: UInt64)]? {
-        let socket = statistics
-        return [("xsk: no fill-ring frame", socket.receiveDropped), ("xsk: rx ring full", socket.receiveRingFull)]
+        let sockets = queueStatistics().map(\.1)
+        return [("xsk: no fill-ring frame", sockets.reduce(0) { $0 + $1.receiveDropped }),
+                ("xsk: rx ring full", sockets.reduce(0) { $0 + $1.receiveRingFull })]
+    }
+
+    /// Each queue's socket statistics, now.
+    private func queueStatistics() -> [(UInt32, XSKStatistics)] {
+        queueSockets.withLock { sockets in
+            sockets.map { queue, socket in
+                switch socket {
+                case .open(let descriptor): (queue, XSKStatistics(socket: descriptor) ?? XSKStatistics())
+                case .closed(let statistics): (queue, statistics)
+                }
+            }
+        }
     }
 
     /// The program's verdicts since this server started: as it left them, or as they are now.
@@ -307,15 +322,7 @@ public final class XDPBackend: UDPBackend {
                 snapshot.counter("sluice_xdp_verdicts_total", count, [interface, ("verdict", verdict)])
             }
         }
-        let sockets = queueSockets.withLock { sockets in
-            sockets.map { queue, socket in
-                switch socket {
-                case .open(let descriptor): (queue, XSKStatistics(socket: descriptor) ?? XSKStatistics())
-                case .closed(let statistics): (queue, statistics)
-                }
-            }
-        }
-        for (queue, statistics) in sockets.sorted(by: { $0.0 < $1.0 }) {
+        for (queue, statistics) in queueStatistics().sorted(by: { $0.0 < $1.0 }) {
             let labels = [("backend", Self.name), interface, ("queue", "\(queue)")]
             for (cause, count) in [("rx_dropped", statistics.receiveDropped), ("rx_ring_full", statistics.receiveRingFull),
                                    ("rx_invalid_descs", statistics.receiveInvalidDescriptors),
