@@ -30,11 +30,37 @@ struct Bench: ParsableCommand {
     @Option(help: "Frame sizes in bytes, Ethernet header to end of payload (60 to 1514), comma-separated.")
     var sizes: String = "64,1500"
 
-    @Option(parsing: .upToNextOption, help: "Backends: \(BenchBackend.allCases.map(\.rawValue).joined(separator: ", ")).")
-    var backends: [BenchBackend] = BenchBackend.allCases
+    @Option(parsing: .upToNextOption, help: "Backends, space- or comma-separated: \(BenchBackend.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var backends: [String] = BenchBackend.allCases.map(\.rawValue)
 
-    @Option(parsing: .upToNextOption, help: "Scenarios: \(BenchScenario.allCases.map(\.rawValue).joined(separator: ", ")) (dns when named: the backends answering DNS next to Knot DNS).")
-    var scenarios: [BenchScenario] = BenchScenario.standard
+    @Option(parsing: .upToNextOption, help: "Scenarios, space- or comma-separated: \(BenchScenario.allCases.map(\.rawValue).joined(separator: ", ")) (dns when named: the backends answering DNS next to Knot DNS).")
+    var scenarios: [String] = BenchScenario.standard.map(\.rawValue)
+
+    /// The names given, each argument split at its commas.
+    static func names(_ arguments: [String]) -> [String] {
+        arguments.flatMap { $0.split(separator: ",").map { String($0) } }
+    }
+
+    /// The backends asked for, each one a registered backend's variant.
+    func selectedBackends() throws -> [BenchBackend] {
+        try Self.names(backends).map { name in
+            let backend = BenchBackend(rawValue: name)
+            guard backend.variant != nil else {
+                throw ValidationError("no backend '\(name)'; pick from \(BenchBackend.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return backend
+        }
+    }
+
+    /// The scenarios asked for.
+    func selectedScenarios() throws -> [BenchScenario] {
+        try Self.names(scenarios).map { name in
+            guard let scenario = BenchScenario(rawValue: name) else {
+                throw ValidationError("no scenario '\(name)'; pick from \(BenchScenario.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return scenario
+        }
+    }
 
     @Option(help: "Queues of the veth pair, and workers per backend; the generator sends one flow per queue.")
     var queues: Int = 1
@@ -70,8 +96,8 @@ struct Bench: ParsableCommand {
     var suffix: String?
 
     func validate() throws {
-        for backend in backends where backend.variant == nil {
-            throw ValidationError("no backend '\(backend)'; pick from \(BenchBackend.allCases.map(\.rawValue).joined(separator: ", "))")
+        guard try !selectedBackends().isEmpty, try !selectedScenarios().isEmpty else {
+            throw ValidationError("give at least one backend and one scenario")
         }
         try checkSeconds(duration, "--duration", in: 0.1...600)
         let sizes: [Int] = try parseNumberList(sizes, of: "size")
@@ -94,8 +120,8 @@ struct Bench: ParsableCommand {
         configuration.logger = .terminal
         configuration.duration = Duration(checkedSeconds: duration)
         configuration.sizes = try parseNumberList(sizes, of: "size")
-        configuration.backends = backends
-        configuration.scenarios = scenarios
+        configuration.backends = try selectedBackends()
+        configuration.scenarios = try selectedScenarios()
         configuration.queues = queues
         configuration.latencyRate = latencyRate
         configuration.segmentationOffload = gso

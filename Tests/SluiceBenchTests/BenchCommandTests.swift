@@ -65,7 +65,7 @@ import Testing
         defer { _ = try? ChildProcess("/usr/sbin/ip", ["link", "del", server]).waitForExit() }
         let bench = try ChildProcess(sluice: [
             "bench", "--dev", server, "--peer-dev", client, "--duration", "0.3", "--sizes", "64",
-            "--backends", "socket", "xdp-native", "--scenarios", "rxdrop", "--suffix", "d\(tag)"])
+            "--backends", "socket,xdp-native", "--scenarios", "rxdrop", "--suffix", "d\(tag)"])
         #expect(bench.waitForExit(timeout: .seconds(60)) == 0, "\(bench.text)")
         let text = bench.text
         #expect(text.contains("link: \(server) ↔ \(client)"), "\(text)")
