@@ -24,7 +24,7 @@ struct Bench: ParsableCommand {
             Needs root. Every load is bounded by --duration per cell.
             """)
 
-    @Option(help: "Seconds per cell.")
+    @Option(parsing: .unconditional, help: "Seconds per cell.")
     var duration: Double = 5
 
     @Option(help: "Frame sizes in bytes, Ethernet header to end of payload (60 to 1514), comma-separated.")
@@ -62,16 +62,16 @@ struct Bench: ParsableCommand {
         }
     }
 
-    @Option(help: "Queues of the veth pair, and workers per backend; the generator sends one flow per queue.")
+    @Option(parsing: .unconditional, help: "Queues of the veth pair, and workers per backend; the generator sends one flow per queue.")
     var queues: Int = 1
 
-    @Option(help: "Requests per second of the latency run after each echo cell.")
+    @Option(parsing: .unconditional, help: "Requests per second of the latency run after each echo cell.")
     var latencyRate: Int = 20_000
 
     @Option(help: "Traffic generator: xdp (AF_XDP TX blaster) or socket (kernel sendmmsg).")
     var generator: BenchGenerator = .xdp
 
-    @Option(help: "Packets per second the generator offers in all (default: flat out).")
+    @Option(parsing: .unconditional, help: "Packets per second the generator offers in all (default: flat out).")
     var rate: Int?
 
     @Option(help: "How the io_uring backend's ring runs: \(RingMode.allCases.map(\.rawValue).joined(separator: ", ")).")

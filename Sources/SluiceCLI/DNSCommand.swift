@@ -31,10 +31,10 @@ struct DNSServe: ParsableCommand {
     @Option(help: "A zone file, or ORIGIN=FILE (repeatable).")
     var zone: [String] = []
 
-    @Option(help: "Response rate limiting: answers per second per client prefix (/24, /56) and answer; off when not given.")
+    @Option(parsing: .unconditional, help: "Response rate limiting: answers per second per client prefix (/24, /56) and answer; off when not given.")
     var rrlLimit: Int?
 
-    @Option(help: "With --rrl-limit: every how many limited answers one goes out truncated (0: drop them all). (default: 1)")
+    @Option(parsing: .unconditional, help: "With --rrl-limit: every how many limited answers one goes out truncated (0: drop them all). (default: 1)")
     var rrlSlip: Int?
 
     @Option(help: "The name server identifier sent to queries with an NSID option (RFC 5001); '' for none. (default: the host's name, as Knot sends)")
@@ -196,7 +196,7 @@ struct DNSQuery: ParsableCommand {
     @Flag(help: "Print the whole answer: response code, answer and authority sections, where it came from.")
     var full = false
 
-    @Option(name: .customShort("p"), help: ArgumentHelp("The servers' port, as dig's -p (53, or the port of @SERVER:PORT, when not given).", valueName: "port"))
+    @Option(name: .customShort("p"), parsing: .unconditional, help: ArgumentHelp("The servers' port, as dig's -p (53, or the port of @SERVER:PORT, when not given).", valueName: "port"))
     var port: UInt16?
 
     @Option(help: "Enter this network namespace (/run/netns/NAME) first, with setns().")

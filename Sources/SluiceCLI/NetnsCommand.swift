@@ -20,7 +20,7 @@ struct NetnsCommand: ParsableCommand {
         @Option(help: "Appended to every name: namespaces sluice-s<S>/sluice-c<S>, interfaces ss<S>/sc<S> (at most 13 characters).")
         var suffix: String = NetnsCommand.defaultSuffix
 
-        @Option(help: "TX/RX queues on each veth end (one per worker or AF_XDP socket).")
+        @Option(parsing: .unconditional, help: "TX/RX queues on each veth end (one per worker or AF_XDP socket).")
         var queues: Int = 1
 
         @Flag(help: "Leave transmit checksum offload on at the client end (by default it is turned off, as AF_XDP/TUN readers need).")

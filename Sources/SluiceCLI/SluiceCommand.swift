@@ -135,7 +135,7 @@ struct ServeOptions: ParsableArguments {
     @Option(help: "Address and port to listen on: 198.18.0.1:9000, [2001:2::1]:9000, [::]:9000 (dual-stack).")
     var listen: IPEndpoint
 
-    @Option(help: "Worker threads (each with its own SO_REUSEPORT socket).")
+    @Option(parsing: .unconditional, help: "Worker threads (each with its own SO_REUSEPORT socket).")
     var workers: Int = 1
 
     @Option(help: "CPUs to pin workers to, e.g. 1 or 0-1.")
@@ -147,7 +147,7 @@ struct ServeOptions: ParsableArguments {
     @Flag(help: "Receive coalesced datagrams (UDP GRO) and split them.")
     var gro = false
 
-    @Option(help: "socket and uring backends: SO_RCVBUF and SO_SNDBUF in bytes (0: the kernel's default, net.core.rmem_default).")
+    @Option(parsing: .unconditional, help: "socket and uring backends: SO_RCVBUF and SO_SNDBUF in bytes (0: the kernel's default, net.core.rmem_default).")
     var socketBuffer: Int = 4 << 20
 
     @Flag(help: "uring backend: submission-queue polling by a kernel thread (IORING_SETUP_SQPOLL).")
@@ -156,7 +156,7 @@ struct ServeOptions: ParsableArguments {
     @Flag(help: "uring backend: run completions only when the worker waits (SINGLE_ISSUER|DEFER_TASKRUN).")
     var deferTaskrun = false
 
-    @Option(help: "Stop by itself after this many seconds (default: run until SIGINT/SIGTERM).")
+    @Option(parsing: .unconditional, help: "Stop by itself after this many seconds (default: run until SIGINT/SIGTERM).")
     var duration: Double?
 
     @Option(help: "xdp backend: the interface to serve.")
@@ -189,7 +189,7 @@ struct ServeOptions: ParsableArguments {
     @Option(help: "Enter this network namespace (/run/netns/NAME) first, with setns().")
     var netns: String?
 
-    @Option(help: "Print a progress line every this many seconds (0: none).")
+    @Option(parsing: .unconditional, help: "Print a progress line every this many seconds (0: none).")
     var statsInterval: Double = 1
 
     @OptionGroup var report: ReportOptions
@@ -321,16 +321,16 @@ struct UDPClient: ParsableCommand {
     @Option(help: "The echo server, e.g. 198.18.0.1:9000.")
     var target: IPEndpoint
 
-    @Option(help: "Payload bytes per datagram (0 to 65507).")
+    @Option(parsing: .unconditional, help: "Payload bytes per datagram (0 to 65507).")
     var size: Int = 64
 
-    @Option(help: "Seconds to run.")
+    @Option(parsing: .unconditional, help: "Seconds to run.")
     var duration: Double = 3
 
-    @Option(help: "Stop after this many datagrams.")
+    @Option(parsing: .unconditional, help: "Stop after this many datagrams.")
     var count: UInt64?
 
-    @Option(help: "Most datagrams in flight without a reply (1 to 65536).")
+    @Option(parsing: .unconditional, help: "Most datagrams in flight without a reply (1 to 65536).")
     var window: Int = 256
 
     @Flag(help: "Open loop: send flat out with sendmmsg and expect no replies (for discard servers).")

@@ -40,19 +40,19 @@ struct TCPEcho: ParsableCommand {
     @Option(help: "Ring mode: \(RingMode.allCases.map(\.rawValue).joined(separator: ", ")).")
     var ringMode: RingMode = .plain
 
-    @Option(help: "Most connections at once.")
+    @Option(parsing: .unconditional, help: "Most connections at once.")
     var maxConnections: Int = 256
 
-    @Option(help: "Sends of at least this many bytes use SEND_ZC (0: never). For NICs: on loopback and veth zero copy is slower, and stalls peers with small receive buffers.")
+    @Option(parsing: .unconditional, help: "Sends of at least this many bytes use SEND_ZC (0: never). For NICs: on loopback and veth zero copy is slower, and stalls peers with small receive buffers.")
     var zeroCopyThreshold: Int = 0
 
-    @Option(help: "Abort a connection that moves no data either way for this many seconds (0: never).")
+    @Option(parsing: .unconditional, help: "Abort a connection that moves no data either way for this many seconds (0: never).")
     var idleTimeout: Double = 60
 
-    @Option(help: "Frames one connection may hold for sending before its receiving pauses (its fair share when many are open).")
+    @Option(parsing: .unconditional, help: "Frames one connection may hold for sending before its receiving pauses (its fair share when many are open).")
     var connectionBudget: Int = 32
 
-    @Option(help: "Stop by itself after this many seconds (default: run until SIGINT/SIGTERM).")
+    @Option(parsing: .unconditional, help: "Stop by itself after this many seconds (default: run until SIGINT/SIGTERM).")
     var duration: Double?
 
     @OptionGroup var report: ReportOptions

@@ -105,31 +105,31 @@ struct TLSServe: ParsableCommand {
 
     @OptionGroup var protocolOptions: TLSProtocolOptions
 
-    @Option(help: "TLS 1.3 session tickets per full handshake (0: no resumption, TLS 1.2 included).")
+    @Option(parsing: .unconditional, help: "TLS 1.3 session tickets per full handshake (0: no resumption, TLS 1.2 included).")
     var tickets: Int = 2
 
-    @Option(help: "Send a KeyUpdate (asking for the peer's) once a connection has received this many bytes.")
+    @Option(parsing: .unconditional, help: "Send a KeyUpdate (asking for the peer's) once a connection has received this many bytes.")
     var keyUpdateAfter: Int?
 
-    @Option(help: "Most connections at once.")
+    @Option(parsing: .unconditional, help: "Most connections at once.")
     var maxConnections: Int = 256
 
-    @Option(help: "Seconds a client has to finish its handshake; then its connection is aborted.")
+    @Option(parsing: .unconditional, help: "Seconds a client has to finish its handshake; then its connection is aborted.")
     var handshakeTimeout: Double = 10
 
-    @Option(help: "Frames of 64 KiB in the server's pool, for receiving and for sealed records: its memory (512: 32 MiB).")
+    @Option(parsing: .unconditional, help: "Frames of 64 KiB in the server's pool, for receiving and for sealed records: its memory (512: 32 MiB).")
     var frames: Int = TLSServer.engineConfiguration().frameCount
 
     @Option(help: "Ring mode: \(RingMode.allCases.map(\.rawValue).joined(separator: ", ")).")
     var ringMode: RingMode = .coop
 
-    @Option(help: "Records of at least this many bytes go out with SEND_ZC (0: never; on loopback the kernel copies them anyway).")
+    @Option(parsing: .unconditional, help: "Records of at least this many bytes go out with SEND_ZC (0: never; on loopback the kernel copies them anyway).")
     var zeroCopyThreshold: Int = 0
 
     @Option(help: "Enter this network namespace (/run/netns/NAME) first, with setns().")
     var netns: String?
 
-    @Option(help: "Stop by itself after this many seconds (default: run until SIGINT/SIGTERM).")
+    @Option(parsing: .unconditional, help: "Stop by itself after this many seconds (default: run until SIGINT/SIGTERM).")
     var duration: Double?
 
     @OptionGroup var report: ReportOptions
@@ -240,13 +240,13 @@ struct TLSConnect: ParsableCommand {
     @Option(help: "Save the last session the server offered to this file (PEM).")
     var sessionOut: String?
 
-    @Option(help: "Send a KeyUpdate (asking for the server's) after sending this many bytes.")
+    @Option(parsing: .unconditional, help: "Send a KeyUpdate (asking for the server's) after sending this many bytes.")
     var keyUpdateAfter: Int?
 
     @Flag(help: "Keep reading after the end of standard input until the server closes; send close_notify then.")
     var waitForServer = false
 
-    @Option(help: "Seconds the TCP connect, then the handshake, may take before the connection is given up.")
+    @Option(parsing: .unconditional, help: "Seconds the TCP connect, then the handshake, may take before the connection is given up.")
     var handshakeTimeout: Double = 10
 
     @Option(help: "Enter this network namespace (/run/netns/NAME) first, with setns().")

@@ -25,10 +25,10 @@ struct TUNCommand: ParsableCommand {
         @Flag(help: "A TAP device (Ethernet frames) instead of TUN (IP packets).")
         var tap = false
 
-        @Option(help: "Queues (IFF_MULTI_QUEUE above one): serve it with as many workers.")
+        @Option(parsing: .unconditional, help: "Queues (IFF_MULTI_QUEUE above one): serve it with as many workers.")
         var queues: Int = 1
 
-        @Option(help: "The device's MTU.")
+        @Option(parsing: .unconditional, help: "The device's MTU.")
         var mtu: Int?
 
         @Option(help: "The user allowed to attach to the device (a name or a number).")

@@ -19,10 +19,10 @@ struct Top: ParsableCommand {
     @Option(help: "The metrics page: http://HOST:PORT/metrics, or HOST:PORT.")
     var metrics: String = "http://127.0.0.1:9464/metrics"
 
-    @Option(help: "Seconds between reads.")
+    @Option(parsing: .unconditional, help: "Seconds between reads.")
     var interval: Double = 1
 
-    @Option(help: "Stop after this many intervals (default: until SIGINT).")
+    @Option(parsing: .unconditional, help: "Stop after this many intervals (default: until SIGINT).")
     var count: Int?
 
     @Flag(help: "One JSON object per interval, one per line, for scripts.")

@@ -85,6 +85,18 @@ let exampleZone = #filePath.replacing("SluiceIntegrationTests/CommandLineInputTe
         #expect(errors.count == 1, "\(arguments): \(child.text)")
     }
 
+    /// A negative number is a value out of range, not a missing value (ArgumentParser would take
+    /// `-1` for a flag).
+    @Test(arguments: [(["udp-echo", "--listen", "127.0.0.1:0", "--duration", "-1"], "--duration must be"),
+                      (["udp-echo", "--listen", "127.0.0.1:0", "--socket-buffer", "-5"], "--socket-buffer must be"),
+                      (["udp-echo", "--listen", "127.0.0.1:0", "--stats-interval", "-1"], "--stats-interval must be"),
+                      (["top", "--count", "-3"], "--count must be")])
+    func aNegativeNumberIsOutOfRange(arguments: [String], message: String) throws {
+        let child = try ChildProcess(sluice: arguments)
+        #expect(child.waitForExit(timeout: .seconds(10)) == 64, "\(child.text)")
+        #expect(child.text.contains(message), "\(arguments): \(child.text)")
+    }
+
     /// An error found while running (a zone file's line) is its message alone: the usage
     /// ArgumentParser would print there is the root command's.
     @Test func aZoneFilesErrorIsOneLineWithoutUsage() throws {
