@@ -246,6 +246,32 @@ let dnsNamespaceCounter = Atomic<Int>(0)
         return server
     }
 
+    /// `--rrl-limit` is one limit for the whole server, as Knot's table is one for all its
+    /// workers: queries spread over two workers (by their source ports) are answered four
+    /// seconds' worth in all, not four seconds' worth each.
+    @Test func theRateLimitIsOneForAllWorkers() throws {
+        let namespace = try ScratchNamespace(prefix: "sldns")
+        let server = try serve(namespace.name, ["--listen", "127.0.0.1:5302", "--workers", "2", "--rrl-limit", "5", "--rrl-slip", "0"])
+        let sockets = try withNetworkNamespace(namespace.name) {
+            (0..<16).map { _ in KernelUDPSocket(bind: IPEndpoint("127.0.0.1:0")!, receiveTimeout: .milliseconds(200)) }
+        }
+        var query = DNSMessage()
+        query.questions = [DNSQuestion(name: DNSName("www.example.test.")!, type: .a)]
+        for round in 0..<5 {
+            for socket in sockets {
+                query.header.id = UInt16(round)
+                socket.send(query.encode(), to: IPEndpoint("127.0.0.1:5302")!)
+            }
+        }
+        var answered = 0
+        for socket in sockets { while socket.receive() != nil { answered += 1 } }
+        // 20 from the full bucket; what a second refills (5) at most while the 80 queries go out.
+        #expect((20...25).contains(answered), "\(answered) answered")
+        #expect(server.stop() == 0)
+        let perWorker = server.text.split(separator: "\n").filter { $0.contains("worker") }
+        #expect(server.text.contains("rrl_dropped="), "\(perWorker)\n\(server.text)")
+    }
+
     /// SIGHUP, which Knot and NSD take as "reload", leaves the server serving (with a line that
     /// says the zones are read at start); SIGQUIT stops it cleanly, summary and all.
     @Test func aHangupDoesNotStopTheServerAndAQuitStopsItCleanly() throws {

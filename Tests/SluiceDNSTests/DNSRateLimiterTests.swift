@@ -53,6 +53,42 @@ import Testing
         #expect(responder.counters.slipped == 21)
     }
 
+    /// Copies share one table, as Knot's workers share theirs: a server's workers (each with its
+    /// copy) count against one limit, not one limit each.
+    @Test func copiesShareTheirBuckets() {
+        let limiter = DNSRateLimiter(responsesPerSecond: 5)
+        let copy = limiter
+        let key = DNSRateLimiter.key(client: IPAddress("198.18.9.7")!, answer: 42)
+        let now = Instant(nanoseconds: 9_000_000_000)
+        let sent = (0..<30).filter { (($0 % 2 == 0 ? limiter : copy).admit(key, now: now)) == .send }.count
+        #expect(sent == 20, "four seconds' worth in all")
+        // A millisecond refills five thousandths: two hundred milliseconds one whole answer.
+        #expect(copy.admit(key, now: now + .milliseconds(199)) != .send)
+        #expect(limiter.admit(key, now: now + .milliseconds(400)) == .send)
+    }
+
+    /// Workers on other threads take exactly what the bucket holds between them, however their
+    /// updates interleave, and a worker whose clock read is a little behind another's refills nothing.
+    @Test func threadsTakeExactlyWhatTheBucketHolds() async {
+        let limiter = DNSRateLimiter(responsesPerSecond: 1000)
+        let key = DNSRateLimiter.key(client: IPAddress("2001:2::7")!, answer: 7)
+        let earlier = Instant(nanoseconds: 2_999_000_000)
+        let now = Instant(nanoseconds: 3_000_000_000)
+        #expect(limiter.admit(key, now: earlier) == .send)
+        let sent = await withTaskGroup(of: Int.self) { group in
+            for worker in 0..<4 {
+                group.addTask {
+                    // Half the workers read a clock a millisecond behind the others.
+                    let at = worker % 2 == 0 ? now : earlier
+                    return (0..<5000).filter { _ in limiter.admit(key, now: at) == .send }.count
+                }
+            }
+            return await group.reduce(0, +)
+        }
+        // What the full bucket had left (3999), and the one millisecond's worth the later clock refills.
+        #expect(sent == 4000)
+    }
+
     /// As Knot keys its buckets: the name, not the type (A and AAAA of one name share one), but
     /// an empty answer (NODATA) apart from a full one.
     @Test func typesOfOneNameShareABucket() throws {
