@@ -242,7 +242,7 @@ public struct XDPPort: Port, ~Copyable {
                     rings.0, rings.1, rings.2, rings.3, &config)
                 if result != -EBUSY { break }
             }
-            if result == 0, let socket { return (socket, zeroCopy) }
+            if result == 0, let socket { return (socket, boundZeroCopy(socket) ?? zeroCopy) }
             lastError = -result
             if zeroCopy, index + 1 < attempts.count {
                 configuration.logger.notice(
@@ -252,6 +252,16 @@ public struct XDPPort: Port, ~Copyable {
             }
         }
         throw SystemCallError(.xsk, operation: name, errno: lastError)
+    }
+
+    /// Whether the kernel bound `socket` zero-copy (`XDP_OPTIONS`, Linux 5.3+), `nil` when it
+    /// does not say. Asked, not assumed: a socket sharing another's UMEM takes that socket's mode
+    /// whatever its own bind flags asked for.
+    static func boundZeroCopy(_ socket: OpaquePointer) -> Bool? {
+        var options = xdp_options()
+        var length = socklen_t(MemoryLayout<xdp_options>.size)
+        guard getsockopt(xsk_socket__fd(socket), SOL_XDP, XDP_OPTIONS, &options, &length) == 0 else { return nil }
+        return options.flags & UInt32(XDP_OPTIONS_ZEROCOPY) != 0
     }
 
     static func enableBusyPoll(_ fd: Int32, _ settings: (timeoutMicroseconds: Int32, budget: Int32),

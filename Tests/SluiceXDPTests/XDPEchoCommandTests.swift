@@ -447,9 +447,27 @@ import Testing
             client.send([UInt8(i)], to: target)
             #expect(client.receive()?.bytes == [UInt8(i)])
         }
+        // Bursts on both queues, each echoed at once: the second queue's socket shares the first's
+        // UMEM and its copy mode, and a copy-mode socket is woken until its TX ring is sent (a
+        // socket taken for zero-copy was woken once, and the rest waited for the next traffic).
+        for client in clients {
+            var timeout = timeval(tv_sec: 0, tv_usec: 1000)
+            setsockopt(client.descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            for n in 0..<200 { client.send([UInt8(n)], to: target) }
+        }
+        var missing = [Int](repeating: 200, count: clients.count)
+        let clock = ContinuousClock()
+        let deadline = clock.now + .milliseconds(60)
+        while missing.contains(where: { $0 > 0 }), clock.now < deadline {
+            for (i, client) in clients.enumerated() where missing[i] > 0 {
+                while missing[i] > 0, client.receive() != nil { missing[i] -= 1 }
+            }
+        }
+        #expect(missing.allSatisfy { $0 == 0 }, "replies missing 60 ms after the bursts, per client: \(missing)")
         #expect(server.stop() == 0)
         // One worker per queue, and one on the kernel socket.
         #expect(server.text.contains("3 worker(s)") && server.text.contains("frames: all returned"), "\(server.text)")
+        #expect(server.text.contains("generic XDP, copy,"), "both sockets copy mode, as the kernel bound them: \(server.text)")
     }
 
     @Test func clearErrors() throws {
