@@ -146,11 +146,20 @@ struct DNSServe: ParsableCommand {
         return first.pointee.ai_canonname.map { String(cString: $0) } ?? host
     }
 
+    /// Why `path` cannot be read as a file: the errno of opening it, or what it is instead.
+    static func unreadable(_ path: String) -> String {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return String(cString: strerror(errno)) + " (errno \(errno))" }
+        close(descriptor)
+        return "not a regular file"
+    }
+
     /// Reads `FILE` or `ORIGIN=FILE`: the origin is the given one, or the file's first `$ORIGIN`.
     static func load(_ argument: String) throws -> DNSZone {
         let parts = argument.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
         let path = parts.count == 2 ? parts[1] : parts[0]
-        guard !path.isEmpty, let text = TextFile.read(path) else { throw ValidationError("cannot read zone file '\(path)'") }
+        guard !path.isEmpty else { throw ValidationError("give a zone file: --zone FILE or --zone ORIGIN=FILE") }
+        guard let text = TextFile.read(path) else { throw ValidationError("cannot read zone file '\(path)': \(unreadable(path))") }
         var origin: DNSName?
         if parts.count == 2 {
             guard !parts[0].isEmpty, let given = DNSName(parts[0].hasSuffix(".") ? parts[0] : parts[0] + ".") else {

@@ -108,6 +108,9 @@ let exampleZone = #filePath.replacing("SluiceIntegrationTests/CommandLineInputTe
         let child = try ChildProcess(sluice: ["dns", "serve", "--listen", "127.0.0.1:0", "--zone", file])
         #expect(child.waitForExit(timeout: .seconds(10)) == 64, "\(child.text)")
         #expect(child.text.contains("zone file line 3") && !child.text.contains("Usage:"), "\(child.text)")
+        let missing = try ChildProcess(sluice: ["dns", "serve", "--listen", "127.0.0.1:0", "--zone", file + ".gone"])
+        #expect(missing.waitForExit(timeout: .seconds(10)) == 64, "\(missing.text)")
+        #expect(missing.text.contains("cannot read zone file '\(file).gone': No such file or directory (errno 2)"), "\(missing.text)")
     }
 
     @Test func theLargestCountRunsForItsDurationInstead() throws {
