@@ -316,7 +316,9 @@ public final class UDPServer<Service: UDPService>: Sendable {
             "sluice udp \(type(of: backend).name) on \(boundEndpoint): \(reports.count) worker(s), "
                 + "\(backend.modeDescription), \(String(format2: seconds)) s",
             "  received \(port.receivedPackets) datagrams (\(Self.rate(Double(port.receivedPackets) / seconds)) pps avg), "
-                + "sent \(port.transmittedPackets), \(port.receiveCalls + port.transmitCalls) syscalls",
+                + "sent \(port.transmittedPackets), \(port.receiveCalls + port.transmitCalls) syscalls"
+                // Taken without a reply, as the service asked (sockperf's throughput, a discard).
+                + (stage.consumed > 0 ? ", consumed without a reply \(stage.consumed)" : ""),
         ]
         var host: HostCounters?
         for r in reports { if let h = r.host { host = host ?? HostCounters(); host?.add(h) } }
