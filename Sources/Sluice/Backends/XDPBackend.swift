@@ -91,6 +91,11 @@ public final class XDPBackend: UDPBackend {
         // What the NIC spreads to a queue with no socket of this server reaches its kernel socket:
         // served, but past the kernel's stack, as Knot's XDP mode (which takes every queue) would not.
         if let count = NetworkInterface.receiveQueueCount(named: settings.interface) {
+            let missing = settings.queues.filter { $0 >= count }
+            guard missing.isEmpty else {
+                throw RuntimeError("\(settings.interface) has \(count) receive queue(s) (0-\(count - 1), `ethtool -l \(settings.interface)`): "
+                                   + "no queue \(missing.map(String.init).joined(separator: ",")); give --queues within them")
+            }
             let unserved = (0..<UInt32(count)).filter { !settings.queues.contains($0) }
             if !unserved.isEmpty {
                 let queues = unserved.map(String.init).joined(separator: ",")
