@@ -73,7 +73,8 @@ enum Responder: String, ExpressibleByArgument, CaseIterable {
 func parseNumberList<T: FixedWidthInteger>(_ text: String, of what: String, in range: ClosedRange<T> = T.min...T.max,
                                            limit: Int = 1024) throws -> [T] {
     guard let values = NumberList.parse(text, in: range, limit: limit) else {
-        throw ValidationError("bad \(what) list '\(text)': use forms like 1 or 0,1 or 0-3, values \(range.lowerBound) to "
+        throw ValidationError("bad \(what) list '\(text)': use forms like \(range.lowerBound) or \(range.lowerBound),\(range.lowerBound + 1) "
+                              + "or \(range.lowerBound)-\(range.lowerBound + 3), values \(range.lowerBound) to "
                               + "\(range.upperBound), at most \(limit) of them")
     }
     return values

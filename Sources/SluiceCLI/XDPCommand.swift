@@ -32,11 +32,13 @@ struct XDPInterfaceOptions: ParsableArguments {
 }
 
 /// Runs `body`, turning an `SystemCallError` into one "sluice: error: ..." line on stderr and exit code 1.
+/// The `xdp` commands have no backend to pick: advice to pick another is left out.
 func reporting<T>(_ body: () throws(SystemCallError) -> T) throws -> T {
     do {
         return try body()
     } catch {
-        writeToStandardError("sluice: error: \(error.terminalDescription)\n")
+        let advice = error.flagAdvice.flatMap { $0.contains("--backend") ? nil : $0 }
+        writeToStandardError("sluice: error: \(SystemCallError.forTerminal(error.description, flags: advice))\n")
         throw ExitCode(1)
     }
 }

@@ -489,5 +489,13 @@ import Testing
         ])
         #expect(unprivileged.waitForExit() != 0)
         #expect(unprivileged.text.contains("this process lacks CAP_NET_ADMIN, CAP_BPF and CAP_PERFMON"), "\(unprivileged.text)")
+        #expect(unprivileged.text.contains("--backend socket"), "udp-echo has another backend to offer: \(unprivileged.text)")
+        // `xdp load` has no backend to pick: its error offers none.
+        let load = try ChildProcess("/usr/bin/setpriv", [
+            "--reuid", "65534", "--regid", "65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
+            SluiceExecutable.path, "xdp", "load", "--dev", "lo", "--mode", "generic",
+        ])
+        #expect(load.waitForExit() != 0)
+        #expect(load.text.contains("CAP_BPF") && !load.text.contains("--backend"), "\(load.text)")
     }
 }
