@@ -399,8 +399,13 @@ struct UDPClient: ParsableCommand {
             print("sluice udp-client → \(target): \(report)")
         }
         if report.corrupt > 0 { throw ExitCode(2) }
-        // Nothing came back: as ping, a non-zero status for scripts.
-        if !flood, report.received == 0 { throw ExitCode(1) }
+        // Nothing came back: as ping, a non-zero status for scripts, and why when the kernel says.
+        if !flood, report.received == 0 {
+            if UDPLoadClient.portUnreachable(target) {
+                writeToStandardError("sluice udp-client: nothing listens on \(target): its host answers ICMP port unreachable\n")
+            }
+            throw ExitCode(1)
+        }
     }
 }
 

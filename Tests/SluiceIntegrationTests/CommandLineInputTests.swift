@@ -119,6 +119,7 @@ let exampleZone = #filePath.replacing("SluiceIntegrationTests/CommandLineInputTe
         // Nothing listens on port 9: every datagram lost, so status 1, as from ping.
         #expect(child.waitForExit(timeout: .seconds(10)) == 1, "\(child.text)")
         #expect(child.text.contains("sent ") && child.text.contains("100.00% lost"), "\(child.text)")
+        #expect(child.text.contains("nothing listens on 127.0.0.1:9: its host answers ICMP port unreachable"), "\(child.text)")
     }
 
     /// A 2048-byte UMEM frame holds more than a 1400-byte link carries: the device would drop
