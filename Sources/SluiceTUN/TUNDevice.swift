@@ -171,25 +171,13 @@ public final class TUNDevice: @unchecked Sendable {
     /// Binds a socket to the abstract name `sluice-tun/NAME` (abstract names belong to the
     /// network namespace, as device names do, and go away with the process).
     static func claim(_ name: String, kind: TUNDeviceConfiguration.Kind) throws(SystemCallError) -> Int32 {
-        let descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard descriptor >= 0 else {
-            throw SystemCallError(.tun, operation: "socket(AF_UNIX) to claim \(name)", errno: Glibc.errno)
+        do {
+            return try AbstractSocketName.claim("sluice-tun/\(name)")
+        } catch {
+            let inUse = error.code == EADDRINUSE
+            throw SystemCallError(.tun, operation: "attaching to \(kind.rawValue) device \(name)", errno: inUse ? EBUSY : error.code,
+                                  hint: inUse ? "another sluice process serves \(name) in this network namespace" : nil)
         }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let path = [0] + Array("sluice-tun/\(name)".utf8)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: path.prefix($0.count)) }
-        let length = socklen_t(MemoryLayout<sa_family_t>.size + min(path.count, MemoryLayout.size(ofValue: address.sun_path)))
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) }
-        }
-        guard bound == 0 else {
-            let code = Glibc.errno
-            Glibc.close(descriptor)
-            throw SystemCallError(.tun, operation: "attaching to \(kind.rawValue) device \(name)", errno: code == EADDRINUSE ? EBUSY : code,
-                                  hint: code == EADDRINUSE ? "another sluice process serves \(name) in this network namespace" : nil)
-        }
-        return descriptor
     }
 
     /// Opens `/dev/net/tun` and binds it to `name` with `flags`; returns the descriptor and the

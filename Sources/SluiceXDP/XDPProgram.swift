@@ -458,13 +458,26 @@ public final class XDPProgram: @unchecked Sendable {
         }
     }
 
-    /// An exclusive lock on `/run/sluice-xdp.lock` (held until the descriptor is closed), shared
-    /// by every sluice process; -1 when the file cannot be opened (no /run): then unlocked.
+    /// An exclusive lock every sluice process of this network namespace (where the interface and
+    /// its program are) agrees on, held until the descriptor is closed: the abstract socket name
+    /// `sluice-xdp/listeners`, which needs no file, so a dynamic user under `ProtectSystem=strict`
+    /// takes it as root does. Waits up to two seconds for it; then goes on unlocked (-1), said.
     private static func lockListeners() -> Int32 {
-        let descriptor = open("/run/sluice-xdp.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else { return -1 }
-        while flock(descriptor, LOCK_EX) != 0 && Glibc.errno == EINTR {}
-        return descriptor
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(2)
+        while true {
+            do {
+                return try AbstractSocketName.claim("sluice-xdp/listeners")
+            } catch {
+                guard error.code == EADDRINUSE, clock.now < deadline else {
+                    LibraryLog.logger.withLock { $0 }.warning(
+                        "changing XDP listeners without the lock other sluice processes take",
+                        metadata: ["reason": "\(error)"])
+                    return -1
+                }
+                usleep(1000)
+            }
+        }
     }
 
     /// The listen addresses steered to AF_XDP sockets (`0.0.0.0` and `[::]` for wildcards; a

@@ -435,6 +435,24 @@ import Testing
         #expect(try !xdpAttached(topology), "the killed server's listener kept the program attached")
     }
 
+    /// Processes change a port's listeners one at a time, under a lock that needs no file (so a
+    /// dynamic user under ProtectSystem=strict takes it too): a server waits while another holds it.
+    @Test func listenersChangeUnderALockEveryProcessTakes() throws {
+        let topology = try topology()
+        defer { topology.destroy() }
+        let held = try withNetworkNamespace(topology.serverNamespace) { try AbstractSocketName.claim("sluice-xdp/listeners") }
+        let server = try ChildProcess(sluice: [
+            "udp-echo", "--backend", "xdp", "--dev", topology.serverInterface, "--netns", topology.serverNamespace,
+            "--listen", "\(topology.serverIPv4):7000", "--mode", "generic", "--duration", "60", "--stats-interval", "0",
+        ])
+        usleep(500_000)
+        #expect(!server.text.contains("backend on"), "started while another process held the lock: \(server.text)")
+        close(held)
+        #expect(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
+        #expect(server.stop() == 0)
+        #expect(!server.text.contains("without the lock"), "\(server.text)")
+    }
+
     @Test func twoQueuesTwoWorkers() throws {
         let topology = try topology(queues: 2)
         defer { topology.destroy() }
