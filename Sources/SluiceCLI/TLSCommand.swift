@@ -179,7 +179,6 @@ struct TLSServe: ParsableCommand {
         configuration.frameCount = frames
         let say = report.say
         let dropper = DropOnReady(privileges, command: "tls serve")
-        say("sluice tls serve: \(recordPathLine())")
         let modeName = sink ? "sink" : benchEcho ? "bench echo" : file != nil ? "file" : "echo"
         do {
             try report.runStreamServer("tls serve", mode: "tls \(modeName), user-space records, \(ringMode.rawValue) ring") { metrics in
@@ -187,6 +186,8 @@ struct TLSServe: ParsableCommand {
                     listen: listen, context: context, mode: mode, keyUpdateAfter: keyUpdateAfter,
                     handshakeTimeout: .nanoseconds(Int64(handshakeTimeout * 1e9)), configuration: configuration,
                     metrics: metrics, ready: { endpoint in
+                        // Once listening: a start that fails says only why.
+                        say("sluice tls serve: \(recordPathLine())")
                         say("sluice tls serve: listening on \(endpoint)")
                         dropper.drop(say: say)
                     },
