@@ -88,10 +88,12 @@ struct DNSServe: ParsableCommand {
         }
         // Bound before the UDP side starts (and before --user drops what binding port 53 takes).
         for _ in 0..<10_000 where !listening.isSet && report.withLock({ $0 }) == nil { usleep(1000) }
-        // Said at once (a TUN or TAP service's address is not the kernel's to bind, say): a client
-        // that gets a truncated answer will find no TCP.
+        // Said as soon as the UDP side is up (a TUN or TAP service's address is not the kernel's to
+        // bind, say): a client that gets a truncated answer will find no TCP. A UDP side that
+        // fails to start says only why.
         let failedAtStart = if case .failure(let error)? = report.withLock({ $0 }) { error } else { SystemCallError?.none }
-        if let failedAtStart {
+        let sayNoTCP = {
+            guard let failedAtStart else { return }
             // Behind a device the address is the service's own, not the kernel's: no kernel TCP there.
             let why = configuration.backend.isDevice && failedAtStart.code == EADDRNOTAVAIL
                 ? "\(listen.address) is behind the \(configuration.backend.rawValue) device, where the kernel's TCP cannot listen"
@@ -116,8 +118,8 @@ struct DNSServe: ParsableCommand {
         do {
             // Knot and NSD reload their zones on SIGHUP: one sent out of habit must not stop this server.
             let hangup = { "sluice dns serve: SIGHUP received; zones are read once, at start: restart to load changes" }
-            try options.serve("dns serve", what: what, configuration: configuration, metrics: [tcpMetrics], stopping: stopTCP,
-                              hangup: hangup) { _ in
+            try options.serve("dns serve", what: what, configuration: configuration, metrics: [tcpMetrics], started: sayNoTCP,
+                              stopping: stopTCP, hangup: hangup) { _ in
                 DNSService(authority: authority, rateLimiter: limiter, identity: identity)
             }
         } catch {

@@ -272,8 +272,8 @@ struct ServeOptions: ParsableArguments {
     /// the server's metrics and those of `metrics` meanwhile; with `--json`, the summary takes
     /// theirs too, after `stopping` (which ends what publishes them).
     func serve<Service: UDPService>(_ command: String, what: String, configuration given: UDPServerConfiguration? = nil,
-                                    metrics: [any MetricsSource] = [], stopping: () -> Void = {}, hangup: (() -> String)? = nil,
-                                    _ makeService: @escaping @Sendable (Int) -> Service) throws {
+                                    metrics: [any MetricsSource] = [], started: () -> Void = {}, stopping: () -> Void = {},
+                                    hangup: (() -> String)? = nil, _ makeService: @escaping @Sendable (Int) -> Service) throws {
         let configuration = try given ?? configuration()
         let say = report.say
         let export = try MetricsExport.start(report.metricsListen, service: command, sources: metrics, namespace: netns, say: say)
@@ -284,6 +284,7 @@ struct ServeOptions: ParsableArguments {
         let workerCount = "\(server.states.count) worker(s)" + (backend == .xdp ? " (one on the kernel socket)" : "")
         say("sluice \(command): \(backend.rawValue) backend on \(server.boundEndpoint), \(workerCount), "
             + what + (gso ? ", GSO" : "") + (gro ? ", GRO" : ""))
+        started()
         do {
             try privileges.dropAfterSetup(command, keeping: backend == .xdp ? [.netAdmin] : [], say: say)
         } catch {
