@@ -25,16 +25,22 @@ extension HostResponder {
     }
 
     /// Writes the IP header of a reply the host sends from `source` to `destination` carrying
-    /// `protocolNumber`: TTL or hop limit 64, the host's own IPv4 identification. Returns its length.
+    /// `protocolNumber`: TTL or hop limit 64; over IPv4 the host's own identification, or, with
+    /// `dontFragment` (the kernel's TCP resets: its control socket does path MTU discovery), DF
+    /// and identification 0, as the kernel gives a DF packet of a socket with no peer. Returns its length.
     mutating func writeReplyHeader(_ network: UnsafeMutableRawPointer, protocolNumber: UInt8, tos: UInt8, payloadLength: Int,
-                                   from source: IPAddress, to destination: IPAddress) -> Int {
+                                   from source: IPAddress, to destination: IPAddress, dontFragment: Bool = false) -> Int {
         switch (source, destination) {
         case let (.v4(s), .v4(d)):
             network.hostSetBig32(0, 0x4500_0000 | UInt32(tos) << 16 | UInt32(20 + payloadLength))
-            network.hostSetBig16(4, nextIdentification)
-            nextIdentification &+= 1
+            if dontFragment {
+                network.hostSetBig32(4, 0x0000_4000)
+            } else {
+                network.hostSetBig16(4, nextIdentification)
+                nextIdentification &+= 1
+                network.hostSetBig16(6, 0)
+            }
             network.hostSetBig32(8, 0x4000_0000 | UInt32(protocolNumber) << 16)
-            network.hostSetBig16(6, 0)
             s.store(networkBytesAt: network + 12)
             d.store(networkBytesAt: network + 16)
             network.hostSetBig16(10, InternetChecksum.checksum(UnsafeRawBufferPointer(start: network, count: 20)))
@@ -81,7 +87,8 @@ extension HostResponder {
         let acknowledgment = tcp.hostBig32(8)
         let occupied = UInt32(segmentLength - headerLength) + (flags & syn != 0 ? 1 : 0) + (flags & fin != 0 ? 1 : 0)
         let tos = isIPv6 ? 0 : network.hostByte(1)
-        let replyHeaderLength = writeReplyHeader(network, protocolNumber: 6, tos: tos, payloadLength: 20, from: destination, to: source)
+        let replyHeaderLength = writeReplyHeader(network, protocolNumber: 6, tos: tos, payloadLength: 20, from: destination, to: source,
+                                                 dontFragment: true)
         let reply = network + replyHeaderLength
         reply.hostSetBig16(0, destinationPort)
         reply.hostSetBig16(2, sourcePort)

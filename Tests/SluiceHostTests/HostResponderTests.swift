@@ -226,6 +226,8 @@ import Testing
         let (disposition, reply) = admit(&responder, segment(flags: 0x02, sequence: 1000))
         #expect(disposition == .answer && Harness.isIPv4HeaderValid(reply) && reply.count == 40 && reply[9] == 6)
         #expect(Array(reply[12..<20]) == [198, 18, 1, 2, 198, 18, 1, 1] && Array(reply[20..<24]) == [0, 80, 0x0F, 0xA0])
+        // As the kernel's reset: DF (its control socket does path MTU discovery) and identification 0.
+        #expect(Array(reply[4..<8]) == [0, 0, 0x40, 0x00] && reply[8] == 64, "\(Array(reply[..<20]))")
         #expect(Array(reply[24..<28]) == [0, 0, 0, 0] && Array(reply[28..<32]) == [0, 0, 0x03, 0xE9] && reply[33] == 0x14)
         let pseudo = InternetChecksum.pseudoHeaderSum(source: IPv4Address(198, 18, 1, 2), destination: IPv4Address(198, 18, 1, 1),
                                                       protocol: 6, length: 20)
