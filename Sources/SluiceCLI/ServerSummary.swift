@@ -5,6 +5,9 @@ import Sluice
 /// are the server's final metrics under their metric names without `sluice_` and `_total`, summed
 /// over workers and queues, so a script reads the same names as a Prometheus query.
 struct ServerSummary: Encodable {
+    /// Labels whose series are added up in a counter: where it was counted, not what.
+    static let summedLabels: Set<String> = ["worker", "queue", "backend", "interface", "service"]
+
     /// One worker's traffic.
     struct Worker: Encodable {
         var worker: String
@@ -52,7 +55,10 @@ struct ServerSummary: Encodable {
             case "sluice_xdp_verdicts_total":
                 verdicts[labels["verdict"] ?? "", default: 0] += UInt64(value.value)
             default:
-                let key = String(value.name.dropFirst(value.name.hasPrefix("sluice_") ? 7 : 0).dropLast(value.name.hasSuffix("_total") ? 6 : 0))
+                // Summed over workers, queues and the like; a label that splits what is counted
+                // (a handshake's result, a KeyUpdate's direction) joins the name.
+                let base = String(value.name.dropFirst(value.name.hasPrefix("sluice_") ? 7 : 0).dropLast(value.name.hasSuffix("_total") ? 6 : 0))
+                let key = ([base] + value.labels.filter { !Self.summedLabels.contains($0.0) }.map(\.1)).joined(separator: "_")
                 counters[key, default: 0] += value.value
             }
             if value.name == "sluice_port_received_packets_total", let worker = labels["worker"] {

@@ -473,15 +473,15 @@ func parsePrefixes(_ texts: [String]) throws -> [(address: IPAddress, prefixLeng
 }
 
 /// What a serving command asks between polls: true once `duration` seconds have passed or SIGINT,
-/// SIGTERM, SIGHUP or SIGQUIT came (said in one line).
-func stopCondition(duration: Double?) -> () -> Bool {
+/// SIGTERM, SIGHUP or SIGQUIT came (said in one line, through `say`: stderr under `--json`).
+func stopCondition(duration: Double?, say: @escaping (String) -> Void = { print($0) }) -> () -> Bool {
     let signals = SignalWaiter(SignalWaiter.stopping)
     let clock = ContinuousClock()
     let deadline = duration.map { clock.now + Duration(checkedSeconds: $0) }
     return {
         if let deadline, clock.now >= deadline { return true }
         if let signal = signals.wait(for: .zero) {
-            print("sluice: \(SignalWaiter.name(signal)) received, stopping")
+            say("sluice: \(SignalWaiter.name(signal)) received, stopping")
             return true
         }
         return false

@@ -86,7 +86,7 @@ struct TCPEcho: ParsableCommand {
                         say("sluice tcp-echo: \(backend.rawValue) backend (\(ringMode.rawValue)) listening on \(endpoint)")
                         dropper.drop(say: say)
                     },
-                    shouldStop: dropper.stopping(stopCondition(duration: duration)))
+                    shouldStop: dropper.stopping(stopCondition(duration: duration, say: say)))
                 try dropper.check()
                 let accounted = result.frames.isBalanced && result.operationsInFlight == 0
                 return StreamServerOutcome(endpoint: result.endpoint, seconds: result.seconds, framesBalanced: result.frames.isBalanced,

@@ -191,7 +191,7 @@ struct TLSServe: ParsableCommand {
                         say("sluice tls serve: listening on \(endpoint)")
                         dropper.drop(say: say)
                     },
-                    shouldStop: dropper.stopping(stopCondition(duration: duration)))
+                    shouldStop: dropper.stopping(stopCondition(duration: duration, say: say)))
                 try dropper.check()
                 return StreamServerOutcome(endpoint: result.endpoint, seconds: result.seconds, framesBalanced: result.frames.isBalanced,
                                            text: "\(result)", status: result.frames.isBalanced ? 0 : 3)

@@ -41,7 +41,7 @@ struct Top: ParsableCommand {
         var previous = try read(url)
         var previousTime = clock.now
         let redraws = !json && isatty(STDOUT_FILENO) == 1
-        let stop = stopCondition(duration: nil)
+        let stop = stopCondition(duration: nil) { [json] line in json ? writeToStandardError(line + "\n") : print(line) }
         var shown = 0
         while count.map({ shown < $0 }) ?? true {
             let wake = previousTime + Duration(checkedSeconds: interval)

@@ -46,6 +46,20 @@ struct JSONOutputTests {
         #expect(summary["endpoint"] as? String == "\(endpoint)")
     }
 
+    /// Stopped by a signal, a server's standard output under `--json` is still the summary alone:
+    /// "SIGTERM received" is one of the other lines, on stderr.
+    @Test(arguments: [["udp-echo", "--listen", "127.0.0.1:0"], ["tcp-echo", "--listen", "127.0.0.1:0"],
+                      ["tls", "serve", "--cert", TLSInteropTests.certificate, "--key", TLSInteropTests.key, "--listen", "127.0.0.1:0"]])
+    func aSignalLeavesStandardOutputTheSummaryAlone(command: [String]) throws {
+        let quoted = command.map { "'\($0)'" }.joined(separator: " ")
+        let run = try ChildProcess("/bin/sh", ["-c", "exec \"$0\" \(quoted) --json --duration 60 2>/dev/null", SluiceExecutable.path])
+        usleep(700_000)
+        #expect(run.stop(signal: SIGTERM) == 0, "\(run.text)")
+        let text = run.text.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(text.hasPrefix("{") && !text.contains("\n"), "stdout is one JSON object: \(text)")
+        #expect((try? JSONSerialization.jsonObject(with: Data(text.utf8))) != nil, "\(text)")
+    }
+
     @Test("a summary that cannot be written (stdout on /dev/full) is said on stderr and fails the run")
     func aLostSummaryFailsTheRun() throws {
         let run = try ChildProcess("/bin/sh", ["-c", "exec \"$0\" udp-echo --listen 127.0.0.1:0 --json --duration 0.2 > /dev/full",
@@ -69,7 +83,9 @@ struct JSONOutputTests {
         let (tlsJSON, tlsSummary) = try Self.object(in: tls.text)
         try Self.validate(tlsJSON, "sluice-server-summary.schema.json")
         let tlsCounters = try #require(tlsSummary["counters"] as? [String: Double])
-        #expect(tlsCounters["tls_handshakes"] == 1 && tlsCounters["tls_plaintext_received_bytes"] == 250_000, "\(tlsJSON)")
+        #expect(tlsCounters["tls_handshakes_completed"] == 1 && tlsCounters["tls_handshakes_failed"] == 0
+                && tlsCounters["tls_plaintext_received_bytes"] == 250_000, "\(tlsJSON)")
+        #expect(tlsCounters["tls_handshakes"] == nil, "a handshake's result is not added to the others': \(tlsJSON)")
         #expect(tlsSummary["command"] as? String == "tls serve")
 
         let echo = try ChildProcess(sluice: ["tcp-echo", "--listen", "127.0.0.1:0", "--duration", "60", "--json"])
