@@ -36,6 +36,8 @@ public actor TLSConnection {
         self.engine = engine
         self.negotiated = negotiated
         self.plaintext = plaintext
+        // The chunk that ended the handshake may have carried the peer's close_notify too.
+        readFinished = engine.isReadClosed
     }
 
     /// Connects to `endpoint` and runs a client handshake to `serverName` (SNI, and the name the

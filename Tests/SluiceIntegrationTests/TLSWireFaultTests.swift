@@ -195,4 +195,74 @@ struct TLSWireFaultTests {
         #expect(client.waitForExit(timeout: .seconds(10)) == 1, "\(client.text)")
         #expect(client.text.contains("Connection reset by peer"), "\(client.text)")
     }
+
+    /// A TLS 1.2 server whose Finished, data and close_notify reach the client in one TCP chunk
+    /// (a proxy holds them back a moment): the close_notify in the chunk that ends the handshake
+    /// ends the connection at once, as s_client and gnutls-cli take it, not when standard input ends.
+    @Test func aCloseNotifyInTheChunkThatEndsTheHandshakeIsHeard() throws {
+        let script = "/tmp/sluice-tls-proxy-\(getpid()).py"
+        try Self.heldBackProxy.write(toFile: script, atomically: true, encoding: .utf8)
+        defer { unlink(script) }
+        let proxy = try ChildProcess("/usr/bin/python3", [script, TLSInteropTests.certificate, TLSInteropTests.key])
+        let port = try #require(proxy.waitForLine(containing: "port ").flatMap { Int($0.split(separator: " ").last ?? "") }, "\(proxy.text)")
+        let client = try ChildProcess("/bin/sh", ["-c", "sleep 8 | \"$0\" tls connect 127.0.0.1:\(port) --ca '\(TLSInteropTests.authority)' --sni sluice.test",
+                                                  SluiceExecutable.path])
+        #expect(client.waitForLine(containing: "the server closed before standard input ended", timeout: .seconds(4)) != nil, "\(client.text)")
+        #expect(client.text.contains("banner"), "\(client.text)")
+        #expect(proxy.waitForLine(containing: "server got close_notify", timeout: .seconds(4)) != nil, "\(proxy.text)")
+        _ = client.stop()
+        _ = proxy.stop()
+    }
+
+    /// The proxy of ``aCloseNotifyInTheChunkThatEndsTheHandshakeIsHeard()``: Python's TLS server,
+    /// its first flight passed at once, the rest written in one go 0.3 s after the client's Finished.
+    static let heldBackProxy = #"""
+import socket, ssl, sys, threading, time
+cert, key = sys.argv[1], sys.argv[2]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+server = socket.socket(); server.bind(('127.0.0.1', 0)); server.listen()
+proxy = socket.socket(); proxy.bind(('127.0.0.1', 0)); proxy.listen()
+print('port', proxy.getsockname()[1], flush=True)
+def serve():
+    c, _ = server.accept()
+    t = ctx.wrap_socket(c, server_side=True)
+    t.sendall(b'banner\n')
+    try:
+        t.unwrap()
+        print('server got close_notify', flush=True)
+    except Exception as e:
+        print('server:', e, flush=True)
+threading.Thread(target=serve, daemon=True).start()
+client, _ = proxy.accept()
+upstream = socket.create_connection(server.getsockname())
+forwarded = [0]
+def up():
+    while True:
+        d = client.recv(65536)
+        if not d: break
+        upstream.sendall(d); forwarded[0] += 1
+    upstream.shutdown(socket.SHUT_WR)
+threading.Thread(target=up, daemon=True).start()
+client.sendall(upstream.recv(65536))          # the server's first flight, at once
+while forwarded[0] < 2: time.sleep(0.01)      # the client's key exchange and Finished are on their way
+time.sleep(0.3)                                # its Finished, the banner and close_notify: one write
+upstream.setblocking(False)
+held = b''
+try:
+    while True:
+        d = upstream.recv(65536)
+        if not d: break
+        held += d
+except BlockingIOError:
+    pass
+client.sendall(held)
+upstream.setblocking(True)
+while True:
+    d = upstream.recv(65536)
+    if not d: break
+    client.sendall(d)
+time.sleep(1)
+"""#
 }
