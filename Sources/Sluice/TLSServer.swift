@@ -28,6 +28,9 @@ public struct TLSServerApplication: TLSStreamApplication {
     public private(set) var failures: [String] = []
     /// Connections served to the end.
     public private(set) var completed = 0
+    /// Connections a stop cut before their file was whole: reset, with no close_notify that
+    /// would pass the part for the whole.
+    public private(set) var cutShort = 0
     /// Connections the transport ended under TLS (a reset, a failed receive or send, no frames).
     public private(set) var transportFailures = 0
     private var states: [StreamID: State] = [:]
@@ -153,6 +156,16 @@ public struct TLSServerApplication: TLSStreamApplication {
         states[stream] = state
     }
 
+    /// At a stop: the connections still sending their file, taken out of this application's
+    /// count (neither completed nor failed: cut short).
+    public mutating func takeUnfinishedFiles() -> Set<StreamID> {
+        guard case .file(let bytes) = mode else { return [] }
+        let unfinished = Set(states.filter { $0.value.fileSent < bytes.count && !$0.value.fileClosed }.keys)
+        for stream in unfinished { states[stream] = nil }
+        cutShort += unfinished.count
+        return unfinished
+    }
+
     public mutating func closed(_ stream: StreamID, error: TLSConnectionError?) {
         let established = states.removeValue(forKey: stream) != nil
         if let error {
@@ -179,6 +192,8 @@ public struct TLSServerReport: Sendable, CustomStringConvertible {
     public var tcp: TCPEngineCounters
     /// Connections served to the end.
     public var completed: Int
+    /// Connections a stop cut before their file was whole (reset, no close_notify).
+    public var cutShort: Int
     /// Connections the transport ended under TLS.
     public var transportFailures: Int
     /// The first few errors connections ended with.
@@ -195,6 +210,7 @@ public struct TLSServerReport: Sendable, CustomStringConvertible {
         var lines = [
             "sluice tls serve (\(mode), user-space records) on \(endpoint): \(tls.handshakes) handshakes "
                 + "(\(tls.resumed) resumed, \(tls.failedHandshakes) failed), \(completed) connections completed, "
+                + (cutShort > 0 ? "\(cutShort) cut short by the stop (reset mid-file), " : "")
                 + "\(String(format1: seconds)) s",
             "  plaintext in \(tls.plaintextReceived) bytes (\(String(format1: rate)) MB/s over the run); TCP sent \(tcp.sentBytes) bytes; "
                 + "KeyUpdates received \(tls.keyUpdatesReceived), sent \(tls.keyUpdatesSent); CPU \(String(format1: cpuSeconds * 1000)) ms",
@@ -250,7 +266,10 @@ public enum TLSServer {
         let run = try StreamServerRun.serve(&handler, listen: endpoint, configuration: configuration,
                                             checkInterval: checkInterval, metrics: metrics,
                                             handlerMetrics: { handler, snapshot in handler.counters.collect(into: &snapshot) },
-                                            stopping: { handler, engine in handler.closeAll(transport: engine) },
+                                            stopping: { handler, engine in
+                                                let unfinished = handler.application.takeUnfinishedFiles()
+                                                handler.closeAll(transport: engine, resetting: unfinished)
+                                            },
                                             ready: ready, shouldStop: shouldStop)
         let modeName = switch mode {
         case .echo: "echo"
@@ -260,7 +279,8 @@ public enum TLSServer {
         }
         return TLSServerReport(
             endpoint: run.bound, mode: modeName, tls: handler.counters, tcp: run.engine.counters,
-            completed: handler.application.completed, transportFailures: handler.application.transportFailures,
+            completed: handler.application.completed, cutShort: handler.application.cutShort,
+            transportFailures: handler.application.transportFailures,
             failures: handler.application.failures, frames: run.frames,
             seconds: run.seconds, cpuSeconds: ProcessCPU.seconds() - cpuStart)
     }

@@ -191,10 +191,16 @@ public struct TLSStreamHandler<Application: TLSStreamApplication>: StreamHandler
     public func engine(of stream: StreamID) -> TLSEngine? { engines[stream] }
 
     /// Sends close_notify on every established connection and shuts it for writing, after what
-    /// is queued: a server's graceful stop, its peers seeing the end rather than a cut.
-    public func closeAll(transport: Transport) {
+    /// is queued: a server's graceful stop, its peers seeing the end rather than a cut. The
+    /// streams in `resetting` (what the application had not finished sending) are reset
+    /// instead: a close_notify would tell their peers they have it all.
+    public func closeAll(transport: Transport, resetting: Set<StreamID> = []) {
         for (stream, engine) in engines where engine.state == .established && !engine.isWriteClosed {
-            TLSWriter(engine: engine, stream: stream, transport: transport, reservedFrames: 0).close()
+            if resetting.contains(stream) {
+                transport.close(stream, abort: true)
+            } else {
+                TLSWriter(engine: engine, stream: stream, transport: transport, reservedFrames: 0).close()
+            }
         }
     }
 

@@ -196,6 +196,28 @@ struct TLSWireFaultTests {
         #expect(client.text.contains("Connection reset by peer"), "\(client.text)")
     }
 
+    /// A stop in the middle of a file does not end it with close_notify, which would tell the
+    /// client it has it all: the connection is reset, the client sees the truncation, and the
+    /// summary counts it cut short, not completed.
+    @Test func aStopMidFileIsATruncationNotAnEnd() throws {
+        let file = "/tmp/sluice-tls-file-\(getpid())"
+        let output = file + ".out"
+        defer { unlink(file); unlink(output) }
+        #expect(try TLSInteropTests.shell("head -c 30000000 /dev/urandom > \(file)").status == 0)
+        let (server, port) = try TLSInteropTests.serve(["--file", file])
+        let client = try ChildProcess("/bin/bash", ["-c", "set -o pipefail; \"$0\" tls connect 127.0.0.1:\(port) "
+            + "--ca '\(TLSInteropTests.authority)' --sni sluice.test --wait-for-server < /dev/null | (sleep 1.5; cat) > \(output)",
+            SluiceExecutable.path])
+        usleep(500_000)
+        #expect(server.stop() == 0, "\(server.text)")
+        #expect(client.waitForExit(timeout: .seconds(20)) == 1, "\(client.text)")
+        #expect(client.text.contains("without close_notify"), "\(client.text)")
+        var status = stat()
+        let received = stat(output, &status) == 0 ? Int(status.st_size) : 0
+        #expect(received < 30_000_000, "\(received) bytes")
+        #expect(server.text.contains("0 connections completed, 1 cut short by the stop"), "\(server.text)")
+    }
+
     /// A TLS 1.2 server whose Finished, data and close_notify reach the client in one TCP chunk
     /// (a proxy holds them back a moment): the close_notify in the chunk that ends the handshake
     /// ends the connection at once, as s_client and gnutls-cli take it, not when standard input ends.
