@@ -105,7 +105,7 @@ public struct UDPSocketPort: Port, ~Copyable {
         addresses = .allocate(capacity: batchCapacity)
         runs = .allocate(capacity: batchCapacity)
         control = .allocate(byteCount: batchCapacity * Self.controlStride, alignment: 16)
-        gso = SegmentationOffload(configured: configuration.segmentationOffload)
+        gso = SegmentationOffload(configured: configuration.segmentationOffload, largestSegment: configuration.maximumSegmentSize)
         pending = PendingSegments(capacity: batchCapacity)
     }
 
@@ -275,7 +275,7 @@ public struct UDPSocketPort: Port, ~Copyable {
         matchFamily(DatagramHeader(frameStart: head))
         let size = batch[first].length
         var run = 1
-        if gso.isEnabled, size > 0, size <= configuration.maximumSegmentSize {
+        if gso.isEnabled, size > 0, size <= gso.largestSegment {
             var total = size
             while first + run < batch.count, run < Int(sluice_UDP_MAX_SEGMENTS) {
                 let next = batch[first + run].length
@@ -323,9 +323,12 @@ public struct UDPSocketPort: Port, ~Copyable {
             }
             let error = errno
             if error == EINTR { continue }
-            if runs[start] > 1 && (error == EINVAL || error == EIO) {
-                pauseSegmentationOffload(error)
-                resendSingly(start)
+            if runs[start] > 1 && (error == EINVAL || error == EIO || error == EMSGSIZE) {
+                let segment = messages[start].msg_hdr.msg_iov[0].iov_len
+                // Refused for GSO's sake only if the datagrams go out on their own (a reply to
+                // port 0 fails either way).
+                let anySent = resendSingly(start)
+                if error == EMSGSIZE { limitSegments(below: segment) } else if anySent { pauseSegmentationOffload(error) }
             } else {
                 _counters.droppedTransmit &+= UInt64(runs[start])
             }
@@ -342,12 +345,13 @@ public struct UDPSocketPort: Port, ~Copyable {
         for v in 0..<run { _counters.transmittedBytes &+= UInt64(header.msg_iov[v].iov_len) }
     }
 
-    /// Sends each datagram of a refused GSO message on its own.
+    /// Sends each datagram of a refused GSO message on its own; returns whether any went out.
     @usableFromInline
-    mutating func resendSingly(_ message: Int) {
+    mutating func resendSingly(_ message: Int) -> Bool {
         var header = messages[message].msg_hdr
         let run = runs[message]
         let vectorBase = header.msg_iov!
+        var anySent = false
         // Keep only the source-address control message: it comes first, the segment size last.
         header.msg_controllen = header.msg_controllen > 0 ? max(0, header.msg_controllen - sluice_cmsg_space(2)) : 0
         if header.msg_controllen == 0 { header.msg_control = nil }
@@ -358,9 +362,20 @@ public struct UDPSocketPort: Port, ~Copyable {
             if sendmsg(descriptor, &header, 0) >= 0 {
                 _counters.transmittedPackets &+= 1
                 _counters.transmittedBytes &+= UInt64(vectorBase[v].iov_len)
+                anySent = true
             } else {
                 _counters.droppedTransmit &+= 1
             }
+        }
+        return anySent
+    }
+
+    /// Keeps GSO segments below `segment` bytes, which the path's MTU refused (EMSGSIZE); said once per limit.
+    @usableFromInline
+    mutating func limitSegments(below segment: Int) {
+        if gso.segmentTooLarge(segment) {
+            configuration.logger.notice("UDP GSO segments of \(segment) bytes are past the path's MTU; larger replies go one by one",
+                                        metadata: ["listen": "\(localEndpoint)"])
         }
     }
 

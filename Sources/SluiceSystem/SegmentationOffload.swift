@@ -1,5 +1,6 @@
 /// Whether a datagram port sends with UDP GSO now: on when configured, paused after the kernel
-/// refuses a GSO send (EIO or EINVAL: a route or device that cannot segment), then tried again.
+/// refuses a GSO send (EIO or EINVAL: a route or device that cannot segment), then tried again;
+/// and how large its segments may be.
 /// Each refusal doubles the pause, so a path that never takes GSO costs one failed send per long
 /// pause, and one refusal does not turn GSO off for good.
 public struct SegmentationOffload: Sendable {
@@ -14,10 +15,24 @@ public struct SegmentationOffload: Sendable {
 
     @usableFromInline static let longestPause = 1 << 20
 
-    /// GSO as configured.
-    public init(configured: Bool) {
+    /// The largest segment a GSO send may use: as configured, lowered when the kernel finds one
+    /// past the path's MTU (EMSGSIZE), so runs of larger datagrams go out one by one.
+    @inlinable public var largestSegment: Int { segmentLimit }
+    @usableFromInline var segmentLimit: Int
+
+    /// GSO as configured, segments of at most `largestSegment` bytes.
+    public init(configured: Bool, largestSegment: Int = 1452) {
         self.configured = configured
         enabled = configured
+        segmentLimit = largestSegment
+    }
+
+    /// Notes a GSO send refused for segments of `segment` bytes (EMSGSIZE: past the path's MTU):
+    /// later runs keep below that size. Returns true when the limit came down, the news worth logging.
+    public mutating func segmentTooLarge(_ segment: Int) -> Bool {
+        guard segment - 1 < segmentLimit else { return false }
+        segmentLimit = segment - 1
+        return true
     }
 
     /// Counts `count` datagrams sent; ends a pause once that many have gone out singly.

@@ -166,7 +166,7 @@ public struct URingUDPPort: Port, ~Copyable {
         receiveMessage.pointee.msg_controllen = Self.controlCapacity
         ready = ReadyQueue(capacity: Int(configuration.bufferRingEntries))
         sends = SendSlots(count: 2 * batchCapacity, maximumRun: min(Int(sluice_UDP_MAX_SEGMENTS), batchCapacity))
-        gso = SegmentationOffload(configured: configuration.segmentationOffload)
+        gso = SegmentationOffload(configured: configuration.segmentationOffload, largestSegment: configuration.maximumSegmentSize)
         sendsWithAddress = KernelRelease.current.isAtLeast(6, 1)
         submitThreshold = configuration.defersSubmission ? UInt32(batchCapacity) : 1
         buffers.refill()
@@ -305,12 +305,29 @@ public struct URingUDPPort: Port, ~Copyable {
             _counters.transmittedBytes &+= UInt64(completion.result)
             if run > 1 { _counters.segmentedPackets &+= UInt64(run) }
         } else {
-            if run > 1, completion.result == -EIO || completion.result == -EINVAL { pauseSegmentationOffload(-completion.result) }
-            if run == 1, completion.result == -EINVAL, sendsWithAddress { stopSendingWithAddress() }
+            let error = -completion.result
+            // A reply to port 0 is refused (EINVAL) whatever the way it is sent: no reason to
+            // change the way.
+            let toPortZero = DatagramHeader(frameStart: pool.base + Int(sends.frames(slot)[0])).peer.port == 0
+            if run > 1, error == EMSGSIZE {
+                limitSegments(below: sends.vectors(slot)[0].iov_len)
+            } else if run > 1, error == EIO || error == EINVAL, !toPortZero {
+                pauseSegmentationOffload(error)
+            }
+            if run == 1, error == EINVAL, sendsWithAddress, !toPortZero { stopSendingWithAddress() }
             _counters.droppedTransmit &+= UInt64(run)
         }
         // A zero-copy send that will be notified keeps its frames until then.
         if !completion.hasMore { sends.finish(slot, to: pool) }
+    }
+
+    /// Keeps GSO segments below `segment` bytes, which the path's MTU refused (EMSGSIZE); said once per limit.
+    @usableFromInline
+    mutating func limitSegments(below segment: Int) {
+        if gso.segmentTooLarge(segment) {
+            configuration.logger.notice("UDP GSO segments of \(segment) bytes are past the path's MTU; larger replies go one by one",
+                                        metadata: ["listen": "\(localEndpoint)"])
+        }
     }
 
     /// Pauses GSO after the kernel refused a GSO send; the first refusal is logged.
@@ -478,7 +495,7 @@ public struct URingUDPPort: Port, ~Copyable {
         let size = batch[first].length
         var run = 1
         var total = size
-        if gso.isEnabled, size > 0, size <= configuration.maximumSegmentSize {
+        if gso.isEnabled, size > 0, size <= gso.largestSegment {
             while first + run < batch.count, run < sends.maximumRun {
                 let next = batch[first + run].length
                 guard next > 0, next <= size, total + next <= Self.maximumGSOPayload,
