@@ -509,13 +509,32 @@ public final class TCPEngine: StreamTransport {
         let limit = UInt64(clamping: timeout.nanosecondsClamped)
         nextIdleScan = pollTime + max(limit / 16, 10_000_000)
         for index in slots.indices where slots[index].kind == .open && !slots[index].closeSubmitted
-            && pollTime &- slots[index].lastProgress >= limit {
+            && pollTime &- slots[index].lastProgress >= limit / 2 {
+            // A send completes only once the kernel has taken all of it: a peer draining a full
+            // socket buffer slowly moves data with no completion to show. Its send queue, looked
+            // at half way and again at the end, tells.
+            let unsent = Self.unsentBytes(slots[index].fd)
+            guard pollTime &- slots[index].lastProgress >= limit else {
+                slots[index].lastUnsent = unsent
+                continue
+            }
+            if unsent > 0, unsent != slots[index].lastUnsent {
+                slots[index].lastUnsent = unsent
+                slots[index].lastProgress = pollTime
+                continue
+            }
             counters.idleClosed += 1
             try abortConnection(UInt32(index), error: SystemCallError(
                 .tcp, operation: "waiting on a connection", errno: ETIMEDOUT,
                 hint: "no data moved either way for the idle timeout (\(timeout))"))
         }
         try keepRoom()
+    }
+
+    /// Bytes in `fd`'s send queue not yet acknowledged by the peer (`SIOCOUTQ`); -1 when unknown.
+    static func unsentBytes(_ fd: Int32) -> Int32 {
+        var count: Int32 = 0
+        return sluice_ioctl_pointer(fd, UInt(TIOCOUTQ), &count) == 0 ? count : -1
     }
 
     /// Slots ``TCPEngineConfiguration/closesIdlestWhenFull`` keeps free for new connections.
@@ -1118,6 +1137,8 @@ extension TCPEngine {
         var notificationsPending: Int32 = 0
         /// When data last moved either way (``TCPEngine/pollTime``).
         var lastProgress: UInt64 = 0
+        /// The send queue's unacknowledged bytes when the idle scan last looked (`SIOCOUTQ`).
+        var lastUnsent: Int32 = 0
         /// When the handler's deadline passes (``TCPEngine/pollTime``); 0 for none.
         var deadline: UInt64 = 0
 

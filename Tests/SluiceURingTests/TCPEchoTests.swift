@@ -226,6 +226,35 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
         #expect(report.frames.isBalanced, "\(report.frames)")
     }
 
+    /// A peer that reads slowly but steadily is not idle: its sends wait on a full socket buffer
+    /// (no completion for a while) yet data moves. Only a peer that moves nothing is cut.
+    @Test func aSlowButSteadyReaderIsNotIdle() throws {
+        let (server, endpoint) = try startTCPEcho(["--idle-timeout", "1"])
+        let script = """
+            import socket, threading, time, sys
+            s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+            s.connect(('127.0.0.1', int(sys.argv[1])))
+            def upload():
+                try: s.sendall(b'x' * 3000000)
+                except OSError: pass
+            threading.Thread(target=upload, daemon=True).start()
+            got, start = 0, time.time()
+            try:
+                while time.time() - start < 3.5:
+                    d = s.recv(1024)
+                    if not d: break
+                    got += len(d); time.sleep(0.05)
+                print('read', got, 'alive', flush=True)
+            except OSError as e:
+                print('read', got, 'error', e, flush=True)
+            """
+        let client = try ChildProcess("/usr/bin/python3", ["-c", script, "\(endpoint.port)"])
+        #expect(client.waitForExit(timeout: .seconds(15)) == 0, "\(client.text)")
+        #expect(client.text.contains("alive"), "cut while reading: \(client.text)")
+        #expect(server.stop() == 0)
+        #expect(server.text.contains("closed idle: 0,"), "\(server.text)")
+    }
+
     /// Past the connection cap, accepted sockets are closed at once and counted; the others echo.
     @Test func connectionsPastTheCapAreRejected() throws {
         var configuration = TCPEngineConfiguration()
