@@ -16,7 +16,10 @@ public struct TCPEngineConfiguration: Sendable {
     public var ringEntries: UInt32 = 512
     /// The most connections (listeners included) open at once; accepts past it are closed at once and counted.
     public var maximumConnections: Int = 256
-    /// The most send operations submitted and not yet completed (zero-copy ones until their notification).
+    /// The most send operations submitted and not yet completed (zero-copy ones until their
+    /// notification); never fewer than ``maximumConnections``: a send waiting on a peer that does
+    /// not read keeps its credit, and with fewer credits than connections such peers would
+    /// stall every other.
     public var maximumSendsInFlight: Int = 256
     /// Frames a connection may hold for sending (queued, in flight, or awaiting a zero-copy
     /// notification) before its receiving pauses (echo back-pressure). While many connections are
@@ -484,6 +487,9 @@ public final class TCPEngine: StreamTransport {
         frameWaiters.removeFirst(waiting)
     }
 
+    /// Sends in flight at most: ``TCPEngineConfiguration/maximumSendsInFlight``, at least one per connection.
+    var sendLimit: Int { max(configuration.maximumSendsInFlight, configuration.maximumConnections) }
+
     /// Frames for sending: the pool's frames that are not in the receive ring.
     var framesOutsideRing: Int { configuration.frameCount - Int(configuration.receiveBuffers) }
 
@@ -492,13 +498,13 @@ public final class TCPEngine: StreamTransport {
     /// application that queues on its own (a file sent to every client) keeps within it, so
     /// peers that do not read cannot take the frames the others need.
     public var sendBudget: Int {
-        min(configuration.maximumQueuedPerConnection, max(2, framesOutsideRing / max(1, openConnections)))
+        min(configuration.maximumQueuedPerConnection, max(1, framesOutsideRing / max(1, openConnections)))
     }
 
     /// Send credits one connection may keep awaiting zero-copy notifications: its share of
     /// ``TCPEngineConfiguration/maximumSendsInFlight`` (never below 1).
     var sendCreditShare: Int32 {
-        Int32(max(1, configuration.maximumSendsInFlight / max(1, openConnections)))
+        Int32(max(1, sendLimit / max(1, openConnections)))
     }
 
     /// Aborts the connections that moved no data for the idle timeout (a peer that stopped
@@ -764,7 +770,7 @@ public final class TCPEngine: StreamTransport {
             // A peer that does not read leaves its zero-copy sends unacknowledged, so each keeps a
             // credit until then: a connection gets its share, and goes on at its own notifications.
             guard slots[s].notificationsPending < sendCreditShare else { return }
-            guard sendsInFlight < configuration.maximumSendsInFlight else {
+            guard sendsInFlight < sendLimit else {
                 if !slots[s].waitingForCredit {
                     slots[s].waitingForCredit = true
                     sendWaiters.append(slot)
@@ -877,7 +883,7 @@ public final class TCPEngine: StreamTransport {
     }
 
     func grantSendCredits() throws(SystemCallError) {
-        while sendsInFlight < configuration.maximumSendsInFlight, sendWaiterHead < sendWaiters.count {
+        while sendsInFlight < sendLimit, sendWaiterHead < sendWaiters.count {
             let slot = sendWaiters[sendWaiterHead]
             sendWaiterHead += 1
             slots[Int(slot)].waitingForCredit = false

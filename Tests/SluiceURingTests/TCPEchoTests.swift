@@ -690,6 +690,35 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
         #expect(text.contains("frames: all returned to their pool"), "\(text)")
     }
 
+    /// More peers that never read than sends may be in flight by configuration: each holds a
+    /// send the kernel cannot finish, and were their credits all there is, a newcomer's echo
+    /// would wait for them. The engine keeps a credit per connection; the newcomer is served.
+    @Test func peersThatNeverReadCannotHoldEverySendCredit() throws {
+        var configuration = TCPEngineConfiguration()
+        configuration.maximumSendsInFlight = 8
+        configuration.maximumConnections = 64
+        let server = try EchoServerThread(configuration: configuration)
+        let endpoint = try #require(server.bound)
+        let stuck = try (0..<24).map { _ in try KernelTCPSocket(connectingTo: endpoint, receiveBufferBytes: 2048) }
+        let chunk = [UInt8](repeating: 0x5A, count: 65536)
+        let clock = ContinuousClock()
+        let fillUntil = clock.now + .milliseconds(800)
+        for peer in stuck { peer.setNonBlocking() }
+        while clock.now < fillUntil {
+            var accepted = 0
+            for peer in stuck { accepted += max(0, send(peer.descriptor, chunk, chunk.count, Int32(MSG_NOSIGNAL))) }
+            if accepted == 0 { usleep(20_000) }
+        }
+        let healthy = try KernelTCPSocket(connectingTo: endpoint)
+        let message = Array("beside them".utf8)
+        let asked = clock.now
+        #expect(echoWhole(message, on: healthy.descriptor) == message, "the well-behaved connection was not served")
+        #expect(clock.now - asked < .seconds(1), "the well-behaved connection waited \(clock.now - asked)")
+        withExtendedLifetime(stuck) {}
+        let report = try #require(try server.stop()?.get())
+        #expect(report.frames.isBalanced, "\(report.frames)")
+    }
+
     /// Peers that vanish mid-stream (a reset, with echoes in flight and unread) are closed and
     /// their frames freed; a peer after them is served as before.
     @Test func peersVanishingMidStreamAreClosedAndFreed() throws {
