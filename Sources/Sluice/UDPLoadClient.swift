@@ -1,10 +1,6 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import SluiceCore
 import SluicePackets
 import SluiceSockets
-import SluiceSystem
 import SluiceUDP
 
 /// What a ``UDPLoadClient`` run measured.
@@ -115,22 +111,6 @@ public enum UDPLoadClient {
         replies.payloadSize = payloadSize
         replies.seconds = Double((clock.now() - start).nanosecondsClamped) / 1e9
         return replies
-    }
-
-    /// Whether `target`'s host says nothing listens there: one empty datagram from a connected
-    /// socket, answered within `timeout` by ICMP port unreachable (`ECONNREFUSED`). For saying
-    /// why a run got no replies; `false` when nothing (or anything else) comes back.
-    public static func portUnreachable(_ target: IPEndpoint, timeout: Duration = .milliseconds(300)) -> Bool {
-        let family = target.address.family
-        let descriptor = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard descriptor >= 0 else { return false }
-        defer { close(descriptor) }
-        guard SocketAddress.with(target, family: family, { connect(descriptor, $0, $1) }) == 0,
-              send(descriptor, nil, 0, 0) == 0 else { return false }
-        var ready = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
-        guard poll(&ready, 1, Int32(clamping: timeout.nanosecondsClamped / 1_000_000)) == 1 else { return false }
-        var byte: UInt8 = 0
-        return recv(descriptor, &byte, 1, Int32(MSG_DONTWAIT)) < 0 && errno == ECONNREFUSED
     }
 
     /// Writes datagram number `sequence`: its number in the first 8 bytes, then a pattern keyed by it.

@@ -402,7 +402,7 @@ struct UDPClient: ParsableCommand {
         if report.corrupt > 0 { throw ExitCode(2) }
         // Nothing came back: as ping, a non-zero status for scripts, and why when the kernel says.
         if !flood, report.received == 0 {
-            if UDPLoadClient.portUnreachable(target) {
+            if portUnreachable(target) {
                 writeToStandardError("sluice udp-client: nothing listens on \(target): its host answers ICMP port unreachable\n")
             }
             throw ExitCode(1)

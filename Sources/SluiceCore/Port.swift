@@ -81,6 +81,9 @@ public struct PortCounters: Equatable, Sendable {
     public var droppedTransmit: UInt64 = 0
     /// Packets the port refused for a bad length or offload header (a TUN device's virtio-net header).
     public var droppedMalformed: UInt64 = 0
+    /// Datagrams the kernel dropped at the port's socket before it could take them: its
+    /// receive buffer was full (`SK_MEMINFO_DROPS`). 0 for ports without a kernel socket.
+    public var droppedSocketBuffer: UInt64 = 0
     /// Times receiving stalled because the kernel found no buffer to fill (an io_uring buffer
     /// ring ran dry): datagrams wait in the socket buffer meanwhile, they are not lost.
     public var receiveBufferStalls: UInt64 = 0
@@ -104,6 +107,7 @@ public struct PortCounters: Equatable, Sendable {
         droppedTruncated += other.droppedTruncated
         droppedTransmit += other.droppedTransmit
         droppedMalformed += other.droppedMalformed
+        droppedSocketBuffer += other.droppedSocketBuffer
         receiveBufferStalls += other.receiveBufferStalls
         coalescedSegments += other.coalescedSegments
         segmentedPackets += other.segmentedPackets
@@ -114,6 +118,7 @@ public struct PortCounters: Equatable, Sendable {
         [("rx_packets", receivedPackets), ("rx_bytes", receivedBytes), ("tx_packets", transmittedPackets),
          ("tx_bytes", transmittedBytes), ("rx_calls", receiveCalls), ("tx_calls", transmitCalls),
          ("drop_no_frame", droppedNoFrame), ("drop_truncated", droppedTruncated), ("drop_tx", droppedTransmit), ("drop_malformed", droppedMalformed),
+         ("drop_socket_buffer", droppedSocketBuffer),
          ("rx_buffer_stalls", receiveBufferStalls),
          ("gro_segments", coalescedSegments), ("gso_segments", segmentedPackets)]
     }

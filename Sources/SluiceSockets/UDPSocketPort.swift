@@ -133,7 +133,12 @@ public struct UDPSocketPort: Port, ~Copyable {
 
     public var framesHeld: Int { pending.count }
 
-    public var counters: PortCounters { _counters }
+    /// What the port counted, and what the kernel dropped at its socket (read now).
+    public var counters: PortCounters {
+        var counters = _counters
+        counters.droppedSocketBuffer = socketDrops(descriptor)
+        return counters
+    }
 
     /// Whether sends still use GSO (it turns itself off, saying so once, if the kernel refuses it).
     public var usesSegmentationOffload: Bool { gso.isEnabled }

@@ -82,3 +82,30 @@ private func setIPv6Only(_ descriptor: Int32, listen: IPEndpoint) throws(SystemC
     let only: Int32 = listen.address == .v6(.any) ? 0 : 1
     try setOption(descriptor, Int32(IPPROTO_IPV6), IPV6_V6ONLY, only, "IPV6_V6ONLY")
 }
+
+/// Packets the kernel dropped at `descriptor` (a full receive buffer, a filter): the socket's
+/// `SK_MEMINFO_DROPS` from `SO_MEMINFO`; 0 when the kernel does not say.
+public func socketDrops(_ descriptor: Int32) -> UInt64 {
+    // SO_MEMINFO (55) and SK_MEMINFO_DROPS (8), from linux/sock_diag.h: newer than some headers.
+    var memory = [UInt32](repeating: 0, count: 9)
+    var length = socklen_t(memory.count * MemoryLayout<UInt32>.size)
+    guard getsockopt(descriptor, SOL_SOCKET, 55, &memory, &length) == 0,
+          length >= socklen_t(9 * MemoryLayout<UInt32>.size) else { return 0 }
+    return UInt64(memory[8])
+}
+
+/// Whether `target`'s host says nothing listens there: one empty datagram from a connected
+/// socket, answered within `timeout` by ICMP port unreachable (`ECONNREFUSED`). For saying
+/// why a run got no replies; `false` when nothing (or anything else) comes back.
+public func portUnreachable(_ target: IPEndpoint, timeout: Duration = .milliseconds(300)) -> Bool {
+    let family = target.address.family
+    let descriptor = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard descriptor >= 0 else { return false }
+    defer { close(descriptor) }
+    guard SocketAddress.with(target, family: family, { connect(descriptor, $0, $1) }) == 0,
+          send(descriptor, nil, 0, 0) == 0 else { return false }
+    var ready = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+    guard poll(&ready, 1, Int32(clamping: timeout.nanosecondsClamped / 1_000_000)) == 1 else { return false }
+    var byte: UInt8 = 0
+    return recv(descriptor, &byte, 1, Int32(MSG_DONTWAIT)) < 0 && errno == ECONNREFUSED
+}

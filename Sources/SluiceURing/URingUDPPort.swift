@@ -197,7 +197,12 @@ public struct URingUDPPort: Port, ~Copyable {
     /// Frames provided to the kernel for receiving, received but not yet handed out, and in flight in sends.
     public var framesHeld: Int { buffers.providedCount + ready.count + sends.framesInFlight }
 
-    public var counters: PortCounters { _counters }
+    /// What the port counted, and what the kernel dropped at its socket (read now).
+    public var counters: PortCounters {
+        var counters = _counters
+        counters.droppedSocketBuffer = socketDrops(descriptor)
+        return counters
+    }
 
     /// Whether sends still use GSO (it turns itself off, saying so once, if the kernel refuses it).
     public var usesSegmentationOffload: Bool { gso.isEnabled }

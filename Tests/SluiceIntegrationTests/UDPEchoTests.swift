@@ -145,6 +145,30 @@ import Testing
     }
 }
 
+/// Datagrams the kernel drops at a full socket buffer are drops like any other: in the summary,
+/// the JSON and the metrics (`layer="port", cause="socket_buffer"`), read from the socket.
+@Suite(.serialized) struct SocketBufferDropTests {
+    @Test(arguments: ["socket", "uring"])
+    func aFullSocketBufferIsCounted(backend: String) throws {
+        let server = try ChildProcess(sluice: ["udp-echo", "--backend", backend, "--listen", "127.0.0.1:0", "--socket-buffer", "65536",
+                                               "--stats-interval", "0", "--duration", "60"])
+        let line = try #require(server.waitForLine(containing: "backend on"), "\(server.text)")
+        let target = try #require(UDPEchoTests.endpoint(in: line))
+        let client = KernelUDPSocket(bind: IPEndpoint("127.0.0.1:0")!)
+        kill(server.pid, SIGSTOP)
+        for _ in 0..<3000 { client.send([UInt8](repeating: 1, count: 1000), to: target) }
+        kill(server.pid, SIGCONT)
+        usleep(300_000)
+        #expect(server.stop() == 0)
+        let drops = try #require(server.text.split(separator: "\n").first { $0.hasPrefix("  drops: ") }, "\(server.text)")
+        let dropped = drops.split(separator: " ").first { $0.hasPrefix("drop_socket_buffer=") }.flatMap { Int($0.dropFirst(19)) } ?? 0
+        let summary = try #require(server.text.split(separator: "\n").first { $0.hasPrefix("  received ") }, "\(server.text)")
+        let received = Int(summary.split(separator: " ")[1]) ?? -1
+        // Every datagram sent is either received or dropped at the socket (loopback loses nothing else).
+        #expect(dropped > 0 && received + dropped == 3000, "received \(received), dropped \(dropped): \(server.text)")
+    }
+}
+
 /// What the kernel refuses a send for, told apart: a GSO segment past the path's MTU (EMSGSIZE),
 /// and a reply to port 0 (EINVAL, however it is sent).
 @Suite(.serialized) struct UDPSendRefusalTests {

@@ -46,7 +46,8 @@ extension WorkerSample {
         ]
         for (field, value) in port { snapshot.counter("sluice_port_\(field)_total", value, labels) }
         for (cause, value) in [("no_frame", self.port.droppedNoFrame), ("truncated", self.port.droppedTruncated),
-                               ("transmit", self.port.droppedTransmit), ("malformed", self.port.droppedMalformed)] {
+                               ("transmit", self.port.droppedTransmit), ("malformed", self.port.droppedMalformed),
+                               ("socket_buffer", self.port.droppedSocketBuffer)] {
             snapshot.counter("sluice_drops_total", value, labels + [("layer", "port"), ("cause", cause)])
         }
         for (field, value) in stage.fields {
