@@ -656,16 +656,8 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
     @Test func peersThatNeverReadAreBoundedAndClosedWhenIdle() throws {
         let (server, endpoint) = try startTCPEcho(["--idle-timeout", "2"])
         // 24 peers, more than the pool holds at the full per-connection budget (24 × 33 > 512).
-        let stuck = try (0..<24).map { _ in try KernelTCPSocket(connectingTo: endpoint) }
-        let chunk = [UInt8](repeating: 0x5A, count: 65536)
+        let stuck = try peersThatNeverRead(24, to: endpoint, sendingFor: .seconds(1))
         let clock = ContinuousClock()
-        let fillUntil = clock.now + .seconds(1)
-        for peer in stuck { peer.setNonBlocking() }
-        while clock.now < fillUntil {
-            var accepted = 0
-            for peer in stuck { accepted += max(0, send(peer.descriptor, chunk, chunk.count, Int32(MSG_NOSIGNAL))) }
-            if accepted == 0 { usleep(20_000) }
-        }
         let healthy = try KernelTCPSocket(connectingTo: endpoint)
         let message = (0..<65536).map { UInt8(truncatingIfNeeded: $0 &* 7) }
         let asked = clock.now
@@ -699,16 +691,8 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
         configuration.maximumConnections = 64
         let server = try EchoServerThread(configuration: configuration)
         let endpoint = try #require(server.bound)
-        let stuck = try (0..<24).map { _ in try KernelTCPSocket(connectingTo: endpoint, receiveBufferBytes: 2048) }
-        let chunk = [UInt8](repeating: 0x5A, count: 65536)
+        let stuck = try peersThatNeverRead(24, to: endpoint, sendingFor: .milliseconds(800), receiveBufferBytes: 2048)
         let clock = ContinuousClock()
-        let fillUntil = clock.now + .milliseconds(800)
-        for peer in stuck { peer.setNonBlocking() }
-        while clock.now < fillUntil {
-            var accepted = 0
-            for peer in stuck { accepted += max(0, send(peer.descriptor, chunk, chunk.count, Int32(MSG_NOSIGNAL))) }
-            if accepted == 0 { usleep(20_000) }
-        }
         let healthy = try KernelTCPSocket(connectingTo: endpoint)
         let message = Array("beside them".utf8)
         let asked = clock.now
@@ -807,6 +791,22 @@ func echoWhole(_ message: [UInt8], on descriptor: Int32, timeout: Duration = .se
     guard send(descriptor, message, message.count, Int32(MSG_NOSIGNAL)) == message.count else { return nil }
     shutdown(descriptor, Int32(SHUT_WR))
     return readToEnd(descriptor, timeout: timeout)
+}
+
+/// `count` peers of `endpoint` that send as fast as it takes for `duration` and never read.
+func peersThatNeverRead(_ count: Int, to endpoint: IPEndpoint, sendingFor duration: Duration,
+                        receiveBufferBytes: Int32? = nil) throws -> [KernelTCPSocket] {
+    let peers = try (0..<count).map { _ in try KernelTCPSocket(connectingTo: endpoint, receiveBufferBytes: receiveBufferBytes) }
+    let chunk = [UInt8](repeating: 0x5A, count: 65536)
+    let clock = ContinuousClock()
+    let until = clock.now + duration
+    for peer in peers { peer.setNonBlocking() }
+    while clock.now < until {
+        var accepted = 0
+        for peer in peers { accepted += max(0, send(peer.descriptor, chunk, chunk.count, Int32(MSG_NOSIGNAL))) }
+        if accepted == 0 { usleep(20_000) }
+    }
+    return peers
 }
 
 /// `sluice tcp-echo --backend uring` on a port of loopback, and the endpoint it listens on.
