@@ -65,6 +65,8 @@ public struct UDPSocketPort: Port, ~Copyable {
     @usableFromInline let runs: UnsafeMutablePointer<Int>
     @usableFromInline let control: UnsafeMutableRawPointer
     @usableFromInline var gso: SegmentationOffload
+    /// Receives since the socket's drops were last read.
+    @usableFromInline var receivesSinceDropCheck = 0
     @usableFromInline var pending: PendingSegments
     @usableFromInline var _counters = PortCounters()
 
@@ -133,11 +135,19 @@ public struct UDPSocketPort: Port, ~Copyable {
 
     public var framesHeld: Int { pending.count }
 
-    /// What the port counted, and what the kernel dropped at its socket (read now).
-    public var counters: PortCounters {
-        var counters = _counters
-        counters.droppedSocketBuffer = socketDrops(descriptor)
-        return counters
+    /// Nothing waits to be sent (sends are synchronous); the socket's drops are read a last time.
+    public mutating func finishTransmits(timeout: Duration) { noteSocketDrops(every: 1) }
+
+    public var counters: PortCounters { _counters }
+
+    /// Reads what the kernel dropped at the socket (`SO_MEMINFO`): every 256 receives, and at
+    /// the end, not per batch.
+    @inlinable
+    mutating func noteSocketDrops(every interval: Int = 256) {
+        receivesSinceDropCheck &+= 1
+        guard receivesSinceDropCheck >= interval else { return }
+        receivesSinceDropCheck = 0
+        _counters.droppedSocketBuffer = socketDrops(descriptor)
     }
 
     /// Whether sends still use GSO (it turns itself off, saying so once, if the kernel refuses it).
@@ -164,6 +174,7 @@ public struct UDPSocketPort: Port, ~Copyable {
             return 0
         }
         _counters.receiveCalls &+= 1
+        noteSocketDrops()
         // The receive timeout (SO_RCVTIMEO) ends a wait with EAGAIN: no datagram, not a failure.
         let received: Int32
         do throws(SystemCallError) {

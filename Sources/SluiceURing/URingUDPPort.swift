@@ -82,6 +82,8 @@ public struct URingUDPPort: Port, ~Copyable {
     @usableFromInline var ready: ReadyQueue
     @usableFromInline var sends: SendSlots
     @usableFromInline var gso: SegmentationOffload
+    /// Receives since the socket's drops were last read.
+    @usableFromInline var receivesSinceDropCheck = 0
     /// Whether a lone datagram without control data goes as `SEND` with its address (Linux 6.1+),
     /// instead of `SENDMSG`; turned off for good if the kernel refuses one.
     @usableFromInline var sendsWithAddress: Bool
@@ -197,11 +199,16 @@ public struct URingUDPPort: Port, ~Copyable {
     /// Frames provided to the kernel for receiving, received but not yet handed out, and in flight in sends.
     public var framesHeld: Int { buffers.providedCount + ready.count + sends.framesInFlight }
 
-    /// What the port counted, and what the kernel dropped at its socket (read now).
-    public var counters: PortCounters {
-        var counters = _counters
-        counters.droppedSocketBuffer = socketDrops(descriptor)
-        return counters
+    public var counters: PortCounters { _counters }
+
+    /// Reads what the kernel dropped at the socket (`SO_MEMINFO`): every 256 receives, and at
+    /// the end, not per batch.
+    @inlinable
+    mutating func noteSocketDrops(every interval: Int = 256) {
+        receivesSinceDropCheck &+= 1
+        guard receivesSinceDropCheck >= interval else { return }
+        receivesSinceDropCheck = 0
+        _counters.droppedSocketBuffer = socketDrops(descriptor)
     }
 
     /// Whether sends still use GSO (it turns itself off, saying so once, if the kernel refuses it).
@@ -364,7 +371,10 @@ public struct URingUDPPort: Port, ~Copyable {
     public mutating func receive(into batch: inout PacketBatch) throws(SystemCallError) -> Int {
         let before = batch.count
         let enters = ring.enterCalls
-        defer { _counters.receiveCalls &+= ring.enterCalls &- enters }
+        defer {
+            _counters.receiveCalls &+= ring.enterCalls &- enters
+            noteSocketDrops()
+        }
         drain()
         do throws(SystemCallError) {
             let rearmed = try armReceive()
@@ -397,6 +407,7 @@ public struct URingUDPPort: Port, ~Copyable {
     /// in flight or `timeout` has passed. The multishot receive is cancelled first: what arrives
     /// meanwhile stays in the socket, not taken and thrown away uncounted.
     public mutating func finishTransmits(timeout: Duration) {
+        defer { noteSocketDrops(every: 1) }
         let enters = ring.enterCalls
         defer { _counters.transmitCalls &+= ring.enterCalls &- enters }
         if receiveArmed, let sqe = try? ring.nextSubmission() {
