@@ -65,8 +65,8 @@ public struct UDPSocketPort: Port, ~Copyable {
     @usableFromInline let runs: UnsafeMutablePointer<Int>
     @usableFromInline let control: UnsafeMutableRawPointer
     @usableFromInline var gso: SegmentationOffload
-    /// Receives since the socket's drops were last read.
-    @usableFromInline var receivesSinceDropCheck = 0
+    /// When the socket's drops are read.
+    @usableFromInline var dropSampler = SocketDropSampler()
     @usableFromInline var pending: PendingSegments
     @usableFromInline var _counters = PortCounters()
 
@@ -144,10 +144,7 @@ public struct UDPSocketPort: Port, ~Copyable {
     /// the end, not per batch.
     @inlinable
     mutating func noteSocketDrops(every interval: Int = 256) {
-        receivesSinceDropCheck &+= 1
-        guard receivesSinceDropCheck >= interval else { return }
-        receivesSinceDropCheck = 0
-        _counters.droppedSocketBuffer = socketDrops(descriptor)
+        if let drops = dropSampler.sample(descriptor, every: interval) { _counters.droppedSocketBuffer = drops }
     }
 
     /// Whether sends still use GSO (it turns itself off, saying so once, if the kernel refuses it).

@@ -83,6 +83,24 @@ private func setIPv6Only(_ descriptor: Int32, listen: IPEndpoint) throws(SystemC
     try setOption(descriptor, Int32(IPPROTO_IPV6), IPV6_V6ONLY, only, "IPV6_V6ONLY")
 }
 
+/// Reads a socket's drops (``socketDrops(_:)``) now and then: once every `interval` calls of
+/// ``sample(_:every:)``, so a port can ask on every receive without a syscall per batch.
+public struct SocketDropSampler: Sendable {
+    @usableFromInline var calls = 0
+
+    /// A sampler that reads at the first call's `interval`-th.
+    public init() {}
+
+    /// The socket's drops when this call is the `interval`-th since the last read, else `nil`.
+    @inlinable
+    public mutating func sample(_ descriptor: Int32, every interval: Int = 256) -> UInt64? {
+        calls &+= 1
+        guard calls >= interval else { return nil }
+        calls = 0
+        return socketDrops(descriptor)
+    }
+}
+
 /// Packets the kernel dropped at `descriptor` (a full receive buffer, a filter): the socket's
 /// `SK_MEMINFO_DROPS` from `SO_MEMINFO`; 0 when the kernel does not say.
 public func socketDrops(_ descriptor: Int32) -> UInt64 {

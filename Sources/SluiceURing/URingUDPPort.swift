@@ -82,8 +82,8 @@ public struct URingUDPPort: Port, ~Copyable {
     @usableFromInline var ready: ReadyQueue
     @usableFromInline var sends: SendSlots
     @usableFromInline var gso: SegmentationOffload
-    /// Receives since the socket's drops were last read.
-    @usableFromInline var receivesSinceDropCheck = 0
+    /// When the socket's drops are read.
+    @usableFromInline var dropSampler = SocketDropSampler()
     /// Whether a lone datagram without control data goes as `SEND` with its address (Linux 6.1+),
     /// instead of `SENDMSG`; turned off for good if the kernel refuses one.
     @usableFromInline var sendsWithAddress: Bool
@@ -205,10 +205,7 @@ public struct URingUDPPort: Port, ~Copyable {
     /// the end, not per batch.
     @inlinable
     mutating func noteSocketDrops(every interval: Int = 256) {
-        receivesSinceDropCheck &+= 1
-        guard receivesSinceDropCheck >= interval else { return }
-        receivesSinceDropCheck = 0
-        _counters.droppedSocketBuffer = socketDrops(descriptor)
+        if let drops = dropSampler.sample(descriptor, every: interval) { _counters.droppedSocketBuffer = drops }
     }
 
     /// Whether sends still use GSO (it turns itself off, saying so once, if the kernel refuses it).
