@@ -118,7 +118,9 @@ func payloadSizes(seed: UInt64, count: Int) -> [Int] {
         if gso { #expect(operations.contains("SENDMSG"), "\(operations)") }
     }
 
-    @Test func aLoneSendTheKernelRefusesTurnsSendWithAnAddressOff() throws {
+    /// A reply the kernel refuses however it is sent (to port 0: EINVAL from udp_sendmsg) is
+    /// dropped and counted; SEND with an address stays on, and the next reply goes with it.
+    @Test func aReplyToPortZeroIsDroppedAndSendWithAnAddressStays() throws {
         var h = try URingHarness(listen: "127.0.0.1:0")
         guard h.port.sendsWithAddress else {
             print("skip: this kernel's SEND takes no address (before 6.1); SENDMSG is tested everywhere else")
@@ -131,15 +133,30 @@ func payloadSizes(seed: UInt64, count: Int) -> [Int] {
         let deadline = clock.now + .seconds(3)
         while h.batch.isEmpty, clock.now < deadline { _ = try h.port.receive(into: &h.batch) }
         try #require(h.batch.count == 1)
-        // Port 0: udp_sendmsg refuses it with EINVAL, as a kernel without SEND addresses would.
         DatagramHeader(frameStart: h.batch[0].frameStart).peer = IPEndpoint(address: server.address, port: 0)
         try h.port.transmit(&h.batch)
         while h.port.framesHeld > h.port.buffers.providedCount, clock.now < deadline { _ = h.port.reclaim() }
         let dropped = h.port.counters.droppedTransmit
         let stillWithAddress = h.port.sendsWithAddress
         #expect(dropped == 1)
-        #expect(!stillWithAddress)
-        // The next reply goes as SENDMSG and arrives.
+        #expect(stillWithAddress)
+        client.send([4, 5], to: server)
+        #expect(try h.echo(1) == 1)
+        #expect(client.receive()?.bytes == [4, 5])
+        let description = h.port.ring.describe()
+        #expect(!description.contains("SENDMSG"), "\(description)")
+        check(h.balanced)
+    }
+
+    /// Where the kernel takes no address with SEND (before 6.1), the port goes back to SENDMSG
+    /// for every datagram, and replies still arrive.
+    @Test func withoutSendWithAnAddressRepliesGoAsSendmsg() throws {
+        var h = try URingHarness(listen: "127.0.0.1:0")
+        h.port.stopSendingWithAddress()
+        let withAddress = h.port.sendsWithAddress
+        #expect(!withAddress)
+        let server = h.port.localEndpoint
+        let client = KernelUDPSocket(bind: IPEndpoint(address: server.address, port: 0))
         client.send([4, 5], to: server)
         #expect(try h.echo(1) == 1)
         #expect(client.receive()?.bytes == [4, 5])
