@@ -341,7 +341,11 @@ public struct UDPSocketPort: Port, ~Copyable {
                 // Refused for GSO's sake only if the datagrams go out on their own (a reply to
                 // port 0 fails either way).
                 let anySent = resendSingly(start)
-                if error == EMSGSIZE { limitSegments(below: segment) } else if anySent { pauseSegmentationOffload(error) }
+                if error == EMSGSIZE {
+                    gso.segmentTooLarge(segment, logger: configuration.logger, listen: localEndpoint)
+                } else if anySent {
+                    gso.refused(error, logger: configuration.logger, listen: localEndpoint)
+                }
             } else {
                 _counters.droppedTransmit &+= UInt64(runs[start])
             }
@@ -381,24 +385,6 @@ public struct UDPSocketPort: Port, ~Copyable {
             }
         }
         return anySent
-    }
-
-    /// Keeps GSO segments below `segment` bytes, which the path's MTU refused (EMSGSIZE); said once per limit.
-    @usableFromInline
-    mutating func limitSegments(below segment: Int) {
-        if gso.segmentTooLarge(segment) {
-            configuration.logger.notice("UDP GSO segments of \(segment) bytes are past the path's MTU; larger replies go one by one",
-                                        metadata: ["listen": "\(localEndpoint)"])
-        }
-    }
-
-    /// Pauses GSO after the kernel refused a GSO send; the first refusal is logged.
-    @usableFromInline
-    mutating func pauseSegmentationOffload(_ error: Int32) {
-        if gso.refused() {
-            configuration.logger.warning("UDP GSO refused by the kernel; sending datagrams one by one for a while",
-                                         metadata: ["errno": "\(error)", "listen": "\(localEndpoint)"])
-        }
     }
 }
 

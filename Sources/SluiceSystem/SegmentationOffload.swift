@@ -1,3 +1,6 @@
+import Logging
+import SluicePackets
+
 /// Whether a datagram port sends with UDP GSO now: on when configured, paused after the kernel
 /// refuses a GSO send (EIO or EINVAL: a route or device that cannot segment), then tried again;
 /// and how large its segments may be.
@@ -51,5 +54,23 @@ public struct SegmentationOffload: Sendable {
         sendsUntilRetry = pause
         pause = min(pause * 2, Self.longestPause)
         return refusals == 1
+    }
+}
+
+extension SegmentationOffload {
+    /// ``refused()``, the first refusal logged through `logger` for the port on `listen`.
+    public mutating func refused(_ error: Int32, logger: Logger, listen: IPEndpoint) {
+        if refused() {
+            logger.warning("UDP GSO refused by the kernel; sending datagrams one by one for a while",
+                           metadata: ["errno": "\(error)", "listen": "\(listen)"])
+        }
+    }
+
+    /// ``segmentTooLarge(_:)``, each lower limit logged through `logger` for the port on `listen`.
+    public mutating func segmentTooLarge(_ segment: Int, logger: Logger, listen: IPEndpoint) {
+        if segmentTooLarge(segment) {
+            logger.notice("UDP GSO segments of \(segment) bytes are past the path's MTU; larger replies go one by one",
+                          metadata: ["listen": "\(listen)"])
+        }
     }
 }

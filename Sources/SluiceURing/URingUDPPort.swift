@@ -319,33 +319,15 @@ public struct URingUDPPort: Port, ~Copyable {
             // change the way.
             let toPortZero = DatagramHeader(frameStart: pool.base + Int(sends.frames(slot)[0])).peer.port == 0
             if run > 1, error == EMSGSIZE {
-                limitSegments(below: sends.vectors(slot)[0].iov_len)
+                gso.segmentTooLarge(sends.vectors(slot)[0].iov_len, logger: configuration.logger, listen: localEndpoint)
             } else if run > 1, error == EIO || error == EINVAL, !toPortZero {
-                pauseSegmentationOffload(error)
+                gso.refused(error, logger: configuration.logger, listen: localEndpoint)
             }
             if run == 1, error == EINVAL, sendsWithAddress, !toPortZero { stopSendingWithAddress() }
             _counters.droppedTransmit &+= UInt64(run)
         }
         // A zero-copy send that will be notified keeps its frames until then.
         if !completion.hasMore { sends.finish(slot, to: pool) }
-    }
-
-    /// Keeps GSO segments below `segment` bytes, which the path's MTU refused (EMSGSIZE); said once per limit.
-    @usableFromInline
-    mutating func limitSegments(below segment: Int) {
-        if gso.segmentTooLarge(segment) {
-            configuration.logger.notice("UDP GSO segments of \(segment) bytes are past the path's MTU; larger replies go one by one",
-                                        metadata: ["listen": "\(localEndpoint)"])
-        }
-    }
-
-    /// Pauses GSO after the kernel refused a GSO send; the first refusal is logged.
-    @usableFromInline
-    mutating func pauseSegmentationOffload(_ error: Int32) {
-        if gso.refused() {
-            configuration.logger.warning("UDP GSO refused by the kernel; sending datagrams one by one for a while",
-                                         metadata: ["errno": "\(error)", "listen": "\(localEndpoint)"])
-        }
     }
 
     /// Goes back to `SENDMSG` for every datagram: a kernel that takes no address with `SEND`
