@@ -49,8 +49,31 @@ public actor TLSConnection {
     public static func connect(to endpoint: IPEndpoint, on loop: TCPEventLoop, context: TLSContext,
                                serverName: String?, session: TLSSession? = nil,
                                timeout: Duration? = .seconds(10)) async throws(TLSConnectionError) -> TLSConnection {
-        let tcp: TCPConnection
-        do { tcp = try await loop.connect(to: endpoint, timeout: timeout ?? .seconds(10)) } catch { throw .stream(error) }
+        try await connect(to: [endpoint], on: loop, context: context, serverName: serverName, session: session,
+                          timeout: timeout)
+    }
+
+    /// Connects to the first of `endpoints` that takes a TCP connection, tried in order (a name's
+    /// addresses as the resolver sorted them, as `s_client` and `curl` try them), then runs the
+    /// client handshake there as ``connect(to:on:context:serverName:session:timeout:)-(IPEndpoint,_,_,_,_,_)`` does. Each connect gets
+    /// `timeout`; a failed handshake is not retried on the next address.
+    ///
+    /// - Throws: `TLSConnectionError`: every TCP connect failed (the last one's error), or the
+    ///   handshake failed or took too long.
+    public static func connect(to endpoints: [IPEndpoint], on loop: TCPEventLoop, context: TLSContext,
+                               serverName: String?, session: TLSSession? = nil,
+                               timeout: Duration? = .seconds(10)) async throws(TLSConnectionError) -> TLSConnection {
+        var connected: (tcp: TCPConnection, endpoint: IPEndpoint)?
+        var failure = SystemCallError(.tcp, operation: "connect", errno: nil, hint: "no address to connect to")
+        for endpoint in endpoints {
+            do {
+                connected = (try await loop.connect(to: endpoint, timeout: timeout ?? .seconds(10)), endpoint)
+                break
+            } catch {
+                failure = error
+            }
+        }
+        guard let (tcp, endpoint) = connected else { throw .stream(failure) }
         do throws(TLSError) {
             let engine = try TLSEngine(context: context, serverName: serverName, peerAddress: endpoint.address.description,
                                        session: session)

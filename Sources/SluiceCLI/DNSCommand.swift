@@ -254,7 +254,7 @@ struct DNSQuery: ParsableCommand {
         if let address = IPAddress(text) { return IPEndpoint(address: address, port: 53) }
         if let endpoint = IPEndpoint(text) { return endpoint }
         guard !text.isEmpty, !text.contains("[") else { return nil }
-        return TLSConnect.resolve(text.contains(":") ? text : text + ":53")
+        return TLSConnect.resolve(text.contains(":") ? text : text + ":53").first
     }
 
     func run() throws {

@@ -286,30 +286,33 @@ struct TLSConnect: ParsableCommand {
         return host.isEmpty || host.contains(":") ? nil : (host, port)
     }
 
-    /// The endpoint of HOST:PORT, the name looked up by the system's resolver (getaddrinfo) when it is one.
-    static func resolve(_ text: String) -> IPEndpoint? {
-        if let endpoint = IPEndpoint(text) { return endpoint }
-        guard let (host, port) = hostAndPort(text) else { return nil }
+    /// The endpoints of HOST:PORT: the address, or the name's addresses in the order the system's
+    /// resolver (getaddrinfo) gives them; empty when there are none.
+    static func resolve(_ text: String) -> [IPEndpoint] {
+        if let endpoint = IPEndpoint(text) { return [endpoint] }
+        guard let (host, port) = hostAndPort(text) else { return [] }
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         var results: UnsafeMutablePointer<addrinfo>?
-        guard getaddrinfo(host, nil, &hints, &results) == 0, let first = results else { return nil }
+        guard getaddrinfo(host, nil, &hints, &results) == 0 else { return [] }
         defer { freeaddrinfo(results) }
-        var entry: UnsafeMutablePointer<addrinfo>? = first
+        var endpoints: [IPEndpoint] = []
+        var entry = results
         while let current = entry {
             if let address = current.pointee.ai_addr, current.pointee.ai_family == AF_INET || current.pointee.ai_family == AF_INET6 {
                 var endpoint = SocketAddress.endpoint(from: address)
                 endpoint.port = port
-                return endpoint
+                if !endpoints.contains(endpoint) { endpoints.append(endpoint) }
             }
             entry = current.pointee.ai_next
         }
-        return nil
+        return endpoints
     }
 
     func run() throws {
         if let netns { try NetworkNamespace.enter(netns) }
-        guard let endpoint = Self.resolve(server), let (host, _) = Self.hostAndPort(server) else {
+        let endpoints = Self.resolve(server)
+        guard !endpoints.isEmpty, let (host, _) = Self.hostAndPort(server) else {
             writeToStandardError("sluice tls connect: cannot resolve \(server)\n")
             throw ExitCode(1)
         }
@@ -339,7 +342,7 @@ struct TLSConnect: ParsableCommand {
         let loop = try TLSConnectRun.makeLoop()
         defer { loop.shutdown() }
         let outcome = TLSConnectRun.blocking {
-            await TLSConnectRun(server: endpoint, serverName: serverName, context: context, session: session,
+            await TLSConnectRun(servers: endpoints, serverName: serverName, context: context, session: session,
                                 keyUpdateAfter: keyUpdateAfter, waitForServer: waitForServer, sessionOut: sessionOut,
                                 timeout: .nanoseconds(Int64(handshakeTimeout * 1e9))).run(loop: loop)
         }
@@ -350,7 +353,8 @@ struct TLSConnect: ParsableCommand {
 
 /// One `tls connect` run: the connection, standard input pumped in, output pumped out.
 struct TLSConnectRun: Sendable {
-    let server: IPEndpoint
+    /// Tried in order until one takes the TCP connection.
+    let servers: [IPEndpoint]
     let serverName: String?
     let context: TLSContext
     let session: TLSSession?
@@ -391,7 +395,7 @@ struct TLSConnectRun: Sendable {
     func run(loop: TCPEventLoop) async -> Outcome {
         let connection: TLSConnection
         do {
-            connection = try await TLSConnection.connect(to: server, on: loop, context: context, serverName: serverName, session: session,
+            connection = try await TLSConnection.connect(to: servers, on: loop, context: context, serverName: serverName, session: session,
                                                          timeout: timeout)
         } catch {
             return Outcome(summary: "sluice tls connect: \(error)", succeeded: false)

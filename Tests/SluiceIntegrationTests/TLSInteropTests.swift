@@ -339,6 +339,29 @@ struct TLSInteropTests {
         #expect(run.output.contains("the server closed before standard input ended"), "\(run.output)")
     }
 
+    @Test("tls connect to a name tries its addresses in the resolver's order: the first refuses, the second answers")
+    func connectTriesEachAddress() throws {
+        let scratch = Scratch()
+        // A private /etc/hosts in a mount namespace of its own gives the name two addresses.
+        try "::1 sluice-two.test\n127.0.0.1 sluice-two.test\n".write(toFile: scratch["hosts"], atomically: true, encoding: .utf8)
+        let withHosts = "unshare -m sh -c 'mount --bind \(scratch["hosts"]) /etc/hosts && exec \"$0\" \"$@\"'"
+        let lookup = try Self.shell("\(withHosts) getent ahosts sluice-two.test")
+        var order: [String] = []
+        for line in lookup.output.split(separator: "\n") {
+            if let address = line.split(separator: " ").first.map(String.init), !order.contains(address) { order.append(address) }
+        }
+        try #require(order.count == 2, "getent ahosts with the private hosts file: \(lookup.output)")
+        // Nothing listens on the address tried first.
+        let server = try ChildProcess(sluice: ["tls", "serve", "--cert", Self.certificate, "--key", Self.key, "--listen",
+                                               order[1] == "::1" ? "[::1]:0" : "127.0.0.1:0", "--duration", "60", "--echo"])
+        let line = try #require(server.waitForLine(containing: "listening on"), "serve did not start: \(server.text)")
+        let port = try #require(line.split(separator: ":").last.flatMap { Int($0) })
+        let run = try Self.shell("echo two-addresses | \(withHosts) \(SluiceExecutable.path) tls connect sluice-two.test:\(port) "
+            + "--insecure 2>&1; echo status $?")
+        _ = Self.finish(server)
+        #expect(run.output.contains("two-addresses") && run.output.contains("status 0"), "order \(order): \(run.output)")
+    }
+
     @Test("a server stopped by SIGINT ends its connections with close_notify: the client sees an end, not a truncation")
     func stoppingClosesGracefully() throws {
         guard Self.peersAvailable() else { return }
