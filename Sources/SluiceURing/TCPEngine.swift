@@ -289,6 +289,13 @@ public final class TCPEngine: StreamTransport {
         return slots[Int(slot)].writable
     }
 
+    /// Why `connection` is closing, when it failed (a reset, a timeout, a refused send); `nil` while
+    /// it is open, after a close that was asked for, or once it is gone.
+    public func failure(of connection: StreamID) -> SystemCallError? {
+        guard let slot = live(connection) else { return nil }
+        return slots[Int(slot)].error
+    }
+
     /// Frames `connection` holds for sending: queued, in flight, or sent zero-copy and awaiting the
     /// kernel's notification. On loopback a zero-copy frame stays pinned until the peer's window
     /// lets it out, so this, not the queue length, is what bounds the pool a connection can take.

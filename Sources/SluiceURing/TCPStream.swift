@@ -420,7 +420,7 @@ struct TCPStreamBridge: StreamHandler {
                 return
             }
             guard !state.wantShutdownWrite, !state.wantClose, engine.isWritable(id) else {
-                continuation.resume(returning: .failure(Self.writeSideShut))
+                continuation.resume(returning: .failure(engine.failure(of: id) ?? Self.writeSideShut))
                 return
             }
             connections[id]!.sends.append(PendingSend(bytes: bytes, offset: 0, continuation: continuation))
@@ -442,7 +442,8 @@ struct TCPStreamBridge: StreamHandler {
         }
     }
 
-    /// What a send gets once the connection's write side is shut or closing.
+    /// What a send gets once the connection's write side is shut or closing, unless the connection
+    /// failed: then the failure (a reset, say) is the reason it gets.
     static let writeSideShut = SystemCallError(.tcp, operation: "send", errno: EPIPE)
 
     /// Copies pending sends into frames, within each connection's window, and applies a
@@ -474,7 +475,8 @@ struct TCPStreamBridge: StreamHandler {
             if !state.sends.isEmpty && !engine.isWritable(id) {
                 // The engine is closing the connection: the rest can never go, and waiting for its
                 // close would leave the callers hanging as long as that takes.
-                for send in state.sends { send.continuation.resume(returning: .failure(Self.writeSideShut)) }
+                let failure = engine.failure(of: id) ?? Self.writeSideShut
+                for send in state.sends { send.continuation.resume(returning: .failure(failure)) }
                 state.sends = []
             }
             if state.sends.isEmpty {
