@@ -318,13 +318,19 @@ public struct URingUDPPort: Port, ~Copyable {
             // A reply to port 0 is refused (EINVAL) whatever the way it is sent: no reason to
             // change the way.
             let toPortZero = DatagramHeader(frameStart: pool.base + Int(sends.frames(slot)[0])).peer.port == 0
-            if run > 1, error == EMSGSIZE {
+            let refusedRun = run > 1 && (error == EMSGSIZE || (error == EIO || error == EINVAL) && !toPortZero)
+            if refusedRun && error == EMSGSIZE {
                 gso.segmentTooLarge(sends.vectors(slot)[0].iov_len, logger: configuration.logger, listen: localEndpoint)
-            } else if run > 1, error == EIO || error == EINVAL, !toPortZero {
+            } else if refusedRun {
                 gso.refused(error, logger: configuration.logger, listen: localEndpoint)
             }
             if run == 1, error == EINVAL, sendsWithAddress, !toPortZero { stopSendingWithAddress() }
-            _counters.droppedTransmit &+= UInt64(run)
+            // A zero-copy send that will still be notified keeps its frames until then.
+            if refusedRun && !completion.hasMore {
+                resendSingly(slot)
+            } else {
+                _counters.droppedTransmit &+= UInt64(run)
+            }
         }
         // A zero-copy send that will be notified keeps its frames until then.
         if !completion.hasMore { sends.finish(slot, to: pool) }
@@ -507,15 +513,26 @@ public struct URingUDPPort: Port, ~Copyable {
             vectors[i] = iovec(iov_base: batch[first + i].dataStart, iov_len: batch[first + i].length)
             frames[i] = pool.address(of: batch[first + i])
         }
+        queue(slot, sqe: sqe, head: head, run: run, segmentSize: size, total: total)
+        return run
+    }
+
+    /// Queues the send of `slot`, whose `run` datagrams are in its vectors and frames already
+    /// (`head`: the first one's frame): `SEND` for a lone datagram that needs no control data,
+    /// `SENDMSG` (GSO with `segmentSize` when `run` > 1), `SENDMSG_ZC` past the zero-copy threshold.
+    @inlinable
+    mutating func queue(_ slot: Int, sqe: UnsafeMutablePointer<io_uring_sqe>, head: UnsafeMutableRawPointer, run: Int,
+                        segmentSize: Int, total: Int) {
+        let vectors = sends.vectors(slot)
         let header = DatagramHeader(frameStart: head)
         let control = sends.control(slot)
-        let controlLength = DatagramControl.write(at: control, header: header, segmentSize: run > 1 ? size : 0,
+        let controlLength = DatagramControl.write(at: control, header: header, segmentSize: run > 1 ? segmentSize : 0,
                                                   boundAddress: localEndpoint.address)
         sends.occupy(slot, run: run)
         let zeroCopy = configuration.zeroCopyThreshold > 0 && total >= configuration.zeroCopyThreshold
         if run == 1 && controlLength == 0 && sendsWithAddress && !zeroCopy {
             // SEND with the peer in addr2: no msghdr or iovec for the kernel to copy in and check.
-            io_uring_prep_send(sqe, Self.fixedSocket, batch[first].dataStart, size, 0)
+            io_uring_prep_send(sqe, Self.fixedSocket, vectors[0].iov_base, vectors[0].iov_len, 0)
             io_uring_prep_send_set_addr(sqe, (head + DatagramHeader.peerOffset).assumingMemoryBound(to: sockaddr.self),
                                         UInt16(header.peerLength))
         } else {
@@ -532,7 +549,29 @@ public struct URingUDPPort: Port, ~Copyable {
         }
         sqe.pointee.flags |= URing.fixedFileFlag
         sqe.pointee.user_data = UInt64(slot)
-        return run
+    }
+
+    /// Queues each datagram of the refused GSO run in `slot` as a send of its own, as the
+    /// socket port resends such a run; those that find no free slot or submission entry are
+    /// dropped, counted. The slot keeps only what was not requeued.
+    @usableFromInline
+    mutating func resendSingly(_ slot: Int) {
+        let run = sends.run(slot)
+        var moved = 0
+        while moved < run, let single = sends.acquire() {
+            guard let sqe = try? ring.nextSubmission() else {
+                sends.giveBack(single)
+                break
+            }
+            let frame = sends.frames(slot)[moved]
+            sends.frames(single)[0] = frame
+            sends.vectors(single)[0] = sends.vectors(slot)[moved]
+            queue(single, sqe: sqe, head: pool.base + Int(frame), run: 1, segmentSize: 0,
+                  total: sends.vectors(slot)[moved].iov_len)
+            moved += 1
+        }
+        sends.removeFirst(moved, of: slot)
+        _counters.droppedTransmit &+= UInt64(run - moved)
     }
 
     /// Peers written by services as plain IPv4 become IPv4-mapped on an IPv6 socket, and back.
@@ -660,6 +699,21 @@ struct SendSlots: ~Copyable {
     mutating func occupy(_ slot: Int, run: Int) {
         runs[slot] = run
         framesInFlight += run
+    }
+
+    /// Takes the first `count` frames out of `slot` (they went to other slots); a slot left with
+    /// none is free again.
+    @inlinable
+    mutating func removeFirst(_ count: Int, of slot: Int) {
+        guard count > 0 else { return }
+        let frames = frames(slot), vectors = vectors(slot)
+        for i in count..<runs[slot] {
+            frames[i - count] = frames[i]
+            vectors[i - count] = vectors[i]
+        }
+        runs[slot] -= count
+        framesInFlight -= count
+        if runs[slot] == 0 { giveBack(slot) }
     }
 
     /// Returns the slot's frames to `pool` and the slot to the free stack.
