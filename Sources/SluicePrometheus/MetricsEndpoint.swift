@@ -95,6 +95,10 @@ final class MetricsRequestHandler: ChannelInboundHandler {
     private let registry: PrometheusCollectorRegistry
     private let beforeScrape: @Sendable () -> Void
     private var request: HTTPRequestHead?
+    /// A request held until the client reads what it was sent: one that pipelines requests and
+    /// never reads must not make the server queue a page for each of them. Requests after it
+    /// wait in NIO's pipeline handler, which stops reading meanwhile.
+    private var waiting: HTTPRequestHead?
 
     init(registry: PrometheusCollectorRegistry, beforeScrape: @escaping @Sendable () -> Void) {
         self.registry = registry
@@ -108,8 +112,20 @@ final class MetricsRequestHandler: ChannelInboundHandler {
         case .end:
             guard let head = request else { return }
             request = nil
+            if context.channel.isWritable {
+                respond(to: head, context: context)
+            } else {
+                waiting = head
+            }
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, let head = waiting {
+            waiting = nil
             respond(to: head, context: context)
         }
+        context.fireChannelWritabilityChanged()
     }
 
     private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {

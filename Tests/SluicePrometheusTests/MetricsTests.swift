@@ -1,4 +1,5 @@
 import CoreMetrics
+import Glibc
 import Prometheus
 import Sluice
 import SluicePrometheus
@@ -159,6 +160,44 @@ import Testing
         #expect {
             _ = try MetricsScraper.fetch(MetricsURL("127.0.0.1:\(endpoint.port)/nothing")!)
         } throws: { "\($0)".contains("404") }
+    }
+
+    /// A client that pipelines requests and never reads: pages are made only as fast as it takes
+    /// them (the socket buffers' worth), not one per request it sent.
+    @Test func aClientThatNeverReadsIsNotAnsweredAheadOfItsReading() throws {
+        let registry = PrometheusCollectorRegistry()
+        // A page of about 60 KB.
+        for worker in 0..<600 {
+            registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "sluice", metricName: "padding", unitName: "total",
+                                                                  helpText: "Padding."),
+                                 labels: [("worker", "\(worker)")]).increment()
+        }
+        let scrapes = Atomic(0)
+        let endpoint = try MetricsEndpoint(host: "127.0.0.1", port: 0, registry: registry) { scrapes.add(1, ordering: .relaxed) }
+        defer { endpoint.close() }
+        let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(client >= 0)
+        defer { close(client) }
+        var size: Int32 = 4096
+        setsockopt(client, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: in_port_t(UInt16(endpoint.port).bigEndian),
+                                  sin_addr: in_addr(s_addr: UInt32(0x7F00_0001).bigEndian), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(connected == 0)
+        _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
+        let request = Array("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+        var sent = 0
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(3)
+        while sent < 3000, clock.now < deadline {
+            if send(client, request, request.count, Int32(MSG_NOSIGNAL)) == request.count { sent += 1 } else { usleep(1000) }
+        }
+        usleep(500_000)
+        let made = scrapes.load(ordering: .relaxed)
+        // About 8 MB fit in the two sockets' buffers on loopback: 150-odd pages, not 3000.
+        #expect(sent == 3000 && made > 0 && made < 400, "\(sent) requests sent, \(made) pages made")
     }
 
     @Test func saysWhyItCannotListen() throws {
