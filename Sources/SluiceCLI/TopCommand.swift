@@ -30,18 +30,20 @@ struct Top: ParsableCommand {
 
     func validate() throws {
         guard MetricsURL(metrics) != nil else { throw ValidationError("bad --metrics '\(metrics)': give http://HOST:PORT/PATH or HOST:PORT") }
-        try checkSeconds(interval, "--interval", in: 0.05...3600)
+        // Workers publish their counters every 0.1 s: shorter reads would show their steps, not rates.
+        try checkSeconds(interval, "--interval", in: 0.5...3600)
         if let count { guard count >= 1 else { throw ValidationError("--count must be at least 1") } }
     }
 
     func run() throws {
         sluice_line_buffer_stdout()
         let url = MetricsURL(metrics)!
+        // Before the first read starts NIO's threads, so that they inherit the blocked signals.
+        let stop = stopCondition(duration: nil) { [json] line in json ? writeToStandardError(line + "\n") : print(line) }
         let clock = ContinuousClock()
         var previous = try read(url)
         var previousTime = clock.now
         let redraws = !json && isatty(STDOUT_FILENO) == 1
-        let stop = stopCondition(duration: nil) { [json] line in json ? writeToStandardError(line + "\n") : print(line) }
         var shown = 0
         while count.map({ shown < $0 }) ?? true {
             let wake = previousTime + Duration(checkedSeconds: interval)
@@ -90,7 +92,8 @@ struct Top: ParsableCommand {
 struct MetricsPage {
     let samples: [MetricsSample]
 
-    init(_ samples: [MetricsSample]) { self.samples = samples }
+    /// Keeps the finite samples: NaN or an infinity (legal in the format) has no rate.
+    init(_ samples: [MetricsSample]) { self.samples = samples.filter { $0.value.isFinite } }
 
     /// The samples of `name`.
     func series(_ name: String) -> [MetricsSample] { samples.filter { $0.name == name } }
@@ -171,13 +174,15 @@ struct TopFrame: Encodable {
         for sample in current.series("sluice_port_received_packets_total") {
             var labels = ["worker": sample.labels["worker"] ?? "", "backend": sample.labels["backend"] ?? ""]
             if let queue = sample.labels["queue"] { labels["queue"] = queue }
+            // The XSK rings' drops are the queue's (labelled with the queue, not a worker).
+            let queueDrops = labels["queue"].map { rate("sluice_drops_total", ["backend": labels["backend"]!, "queue": $0, "layer": "xsk"]) } ?? 0
             let cpu = current.sum("sluice_worker_cpu_seconds_total", where: labels) != nil
                 ? rate("sluice_worker_cpu_seconds_total", labels) * 100 : nil
             workers.append(Worker(
                 backend: labels["backend"]!, worker: labels["worker"]!, queue: labels["queue"],
                 rxPps: rate("sluice_port_received_packets_total", labels), txPps: rate("sluice_port_transmitted_packets_total", labels),
                 rxBitsPerSecond: rate("sluice_port_received_bytes_total", labels) * 8,
-                dropsPerSecond: rate("sluice_drops_total", labels), cpuPercent: cpu))
+                dropsPerSecond: rate("sluice_drops_total", labels) + queueDrops, cpuPercent: cpu))
         }
         workers.sort { (Int($0.worker) ?? 0, $0.backend) < (Int($1.worker) ?? 0, $1.backend) }
         totals = Totals(rxPps: workers.reduce(0) { $0 + $1.rxPps }, txPps: workers.reduce(0) { $0 + $1.txPps },
@@ -220,10 +225,12 @@ struct TopFrame: Encodable {
             if value >= 1e9 { return String(format: "%.2fG", value / 1e9) }
             if value >= 1e6 { return String(format: "%.2fM", value / 1e6) }
             if value >= 1e3 { return String(format: "%.2fk", value / 1e3) }
-            return "\(Int(value.rounded()))"
+            return whole(value)
         }
+        // Not Int(_:), which traps past Int.max.
+        func whole(_ value: Double) -> String { String(format: "%.0f", value) }
         var heading = "sluice top: \(url), every \(String(format: "%.2f", interval)) s"
-        if let processCpuPercent { heading += ", process CPU \(Int(processCpuPercent.rounded())) %" }
+        if let processCpuPercent { heading += ", process CPU \(whole(processCpuPercent)) %" }
         if let residentMemoryBytes { heading += ", RSS \(rate(residentMemoryBytes))B" }
         var lines = [heading]
         if !workers.isEmpty {
@@ -232,7 +239,7 @@ struct TopFrame: Encodable {
             for worker in workers {
                 lines.append([worker.worker, worker.queue ?? "-", worker.backend, rate(worker.rxPps), rate(worker.txPps),
                               rate(worker.rxBitsPerSecond), rate(worker.dropsPerSecond),
-                              worker.cpuPercent.map { "\(Int($0.rounded()))" } ?? "-"]
+                              worker.cpuPercent.map { whole($0) } ?? "-"]
                     .enumerated().map { column($1, $0 < 3 ? 8 : 10) }.joined(separator: " "))
             }
             if workers.count > 1 {
@@ -241,7 +248,7 @@ struct TopFrame: Encodable {
             }
         }
         if let tcp {
-            lines.append("tcp: \(Int(tcp.openConnections)) open, \(rate(tcp.acceptedPerSecond)) accepted/s, "
+            lines.append("tcp: \(whole(tcp.openConnections)) open, \(rate(tcp.acceptedPerSecond)) accepted/s, "
                          + "in \(rate(tcp.receivedBitsPerSecond))bit/s, out \(rate(tcp.sentBitsPerSecond))bit/s")
         }
         if let tls {
@@ -252,7 +259,7 @@ struct TopFrame: Encodable {
         if !verdicts.isEmpty { lines.append("xdp program: " + verdicts.map { "\($0.key) \(rate($0.value))/s" }.joined(separator: ", ")) }
         let service = servicePerSecond.filter { $0.value > 0 }.sorted { $0.key < $1.key }
         if !service.isEmpty { lines.append("service: " + service.map { "\($0.key) \(rate($0.value))/s" }.joined(separator: ", ")) }
-        lines.append("drops: " + (drops.isEmpty ? "none" : drops.map { "\($0.layer)/\($0.cause) \(rate($0.perSecond))/s (\(Int($0.total)))" }
+        lines.append("drops: " + (drops.isEmpty ? "none" : drops.map { "\($0.layer)/\($0.cause) \(rate($0.perSecond))/s (\(whole($0.total)))" }
             .joined(separator: ", ")))
         return lines.joined(separator: "\n")
     }

@@ -161,7 +161,9 @@ final class PageReader: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        promise.fail(MetricsScrapeError(url: url, reason: "\(error)"))
+        // NIO's parser names only the byte it choked on ("invalid constant string").
+        let reason = error is HTTPParserError ? "the answer is not HTTP (\(error)): is this the service's --metrics-listen port?" : "\(error)"
+        promise.fail(MetricsScrapeError(url: url, reason: reason))
         context.close(promise: nil)
     }
 }

@@ -140,6 +140,47 @@ struct MetricsCommandTests {
         #expect(top.text.contains("serves no sluice_* metrics"), "\(top.text)")
     }
 
+    @Test("sluice top: a queue's XSK drops count on its worker's row; NaN, infinities and huge values do not trap")
+    func topTakesQueueDropsAndOddValues() throws {
+        // A page whose counters grow by the same step at every read.
+        let script = #"""
+            import http.server, sys
+            reads = 0
+            class Page(http.server.BaseHTTPRequestHandler):
+                def do_GET(self):
+                    global reads
+                    reads += 1
+                    body = (f'sluice_port_received_packets_total{{backend="xdp",worker="0",queue="0"}} {reads * 1000}\n'
+                            f'sluice_port_received_packets_total{{backend="xdp",worker="1",queue="1"}} {reads * 1000}\n'
+                            f'sluice_drops_total{{backend="xdp",interface="veth1",queue="0",layer="xsk",cause="rx_ring_full"}} {reads * 500}\n'
+                            'sluice_process_cpu_seconds_total{service="x"} +Inf\n'
+                            'sluice_process_resident_memory_bytes{service="x"} NaN\n'
+                            'sluice_tcp_open_connections 1e30\n').encode()
+                    self.send_response(200); self.send_header('Content-Length', str(len(body))); self.end_headers()
+                    self.wfile.write(body)
+                def log_message(self, *args): pass
+            server = http.server.HTTPServer(('127.0.0.1', 0), Page)
+            print('port', server.server_address[1], flush=True)
+            server.serve_forever()
+            """#
+        let page = try ChildProcess("/usr/bin/python3", ["-c", script])
+        defer { _ = page.stop(signal: SIGKILL) }
+        let line = try #require(page.waitForLine(containing: "port "), "\(page.text)")
+        let url = "127.0.0.1:\(line.split(separator: " ").last!)"
+        let text = try ChildProcess(sluice: ["top", "--metrics", url, "--interval", "0.5", "--count", "1"])
+        #expect(text.waitForExit(timeout: .seconds(10)) == 0, "\(text.text)")
+        #expect(text.text.contains("tcp: 1000000000000000019884624838656 open"), "\(text.text)")
+        let json = try ChildProcess(sluice: ["top", "--metrics", url, "--interval", "0.5", "--count", "1", "--json"])
+        #expect(json.waitForExit(timeout: .seconds(10)) == 0, "\(json.text)")
+        let frame = try #require(json.text.split(separator: "\n").first { $0.hasPrefix("{") }, "\(json.text)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(frame.utf8)) as? [String: Any])
+        let workers = try #require(object["workers"] as? [[String: Any]], "\(frame)")
+        let drops = workers.map { $0["drops_per_second"] as? Double ?? -1 }
+        // 500 a read over about half a second on queue 0's worker; none on queue 1's.
+        #expect(drops.count == 2 && drops[0] > 400 && drops[0] < 1500 && drops[1] == 0, "\(frame)")
+        #expect(object["process_cpu_percent"] == nil && !frame.contains("nan"), "\(frame)")
+    }
+
     @Test("tls serve: handshakes and bytes from openssl s_client show in /metrics")
     func tlsServeMetrics() throws {
         guard Self.curlAvailable(), TLSInteropTests.peersAvailable() else { return }
