@@ -18,6 +18,7 @@ public final class WorkerState: Sendable {
     let transmittedPackets = Atomic<UInt64>(0)
     let receivedBytes = Atomic<UInt64>(0)
     let drops = Atomic<UInt64>(0)
+    let calls = Atomic<UInt64>(0)
     let phase = Atomic<Int>(Phase.starting.rawValue)
     let failureError = Mutex<RuntimeError?>(nil)
     let latest = Mutex<WorkerSample?>(nil)
@@ -80,6 +81,7 @@ public final class WorkerState: Sendable {
         transmittedPackets.store(counters.transmittedPackets, ordering: .relaxed)
         receivedBytes.store(counters.receivedBytes, ordering: .relaxed)
         drops.store(counters.droppedNoFrame + counters.droppedTruncated + counters.droppedTransmit, ordering: .relaxed)
+        calls.store(counters.receiveCalls &+ counters.transmitCalls, ordering: .relaxed)
     }
 
     /// How often a worker publishes a ``WorkerSample``: often enough for a live view that redraws
@@ -110,7 +112,8 @@ public final class WorkerState: Sendable {
     public var snapshot: TrafficSnapshot {
         TrafficSnapshot(
             received: receivedPackets.load(ordering: .relaxed), transmitted: transmittedPackets.load(ordering: .relaxed),
-            receivedBytes: receivedBytes.load(ordering: .relaxed), dropped: drops.load(ordering: .relaxed))
+            receivedBytes: receivedBytes.load(ordering: .relaxed), dropped: drops.load(ordering: .relaxed),
+            calls: calls.load(ordering: .relaxed))
     }
 }
 
@@ -124,11 +127,14 @@ public struct TrafficSnapshot: Sendable, Equatable {
     public var receivedBytes: UInt64 = 0
     /// Packets dropped by the port.
     public var dropped: UInt64 = 0
+    /// The port's receive and transmit calls (system calls, or `io_uring_enter`s).
+    public var calls: UInt64 = 0
 
     /// The sum of two snapshots.
     public static func + (a: TrafficSnapshot, b: TrafficSnapshot) -> TrafficSnapshot {
         TrafficSnapshot(received: a.received + b.received, transmitted: a.transmitted + b.transmitted,
-                        receivedBytes: a.receivedBytes + b.receivedBytes, dropped: a.dropped + b.dropped)
+                        receivedBytes: a.receivedBytes + b.receivedBytes, dropped: a.dropped + b.dropped,
+                        calls: a.calls + b.calls)
     }
 }
 

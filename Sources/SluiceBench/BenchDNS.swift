@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Sluice
+import Synchronization
 
 /// The `dns` scenario's zone and question: one A record asked for again and again, as a
 /// server answering a steady mix sees it.
@@ -84,7 +85,10 @@ final class KnotServer {
         var arguments = ["--net=/run/netns/\(namespace)"]
         if let cpu { arguments += ["taskset", "-c", "\(cpu)"] }
         arguments += [knotd, "-c", directory + "/knot.conf"]
-        pid = try spawnProcess(findExecutable("nsenter") ?? "/usr/bin/nsenter", arguments, output: log).get()
+        let child = try spawnProcess(findExecutable("nsenter") ?? "/usr/bin/nsenter", arguments, output: log).get()
+        let path = directory
+        Self.running.withLock { $0[child] = path }
+        pid = child
         interface = xdpInterface
         self.namespace = namespace
         // Knot loads the zone and opens its sockets or XDP program within a second here.
@@ -92,6 +96,8 @@ final class KnotServer {
         var status: Int32 = 0
         if waitpid(pid, &status, WNOHANG) == pid {
             let text = TextFile.read(directory + "/knot.log") ?? ""
+            Self.running.withLock { _ = $0.removeValue(forKey: pid) }
+            Self.run("/bin/rm", ["-rf", directory])
             throw RuntimeError("knotd exited at start: \(text.split(separator: "\n").suffix(3).joined(separator: "; "))")
         }
     }
@@ -104,8 +110,28 @@ final class KnotServer {
         return (user + system) * 1_000_000_000 / UInt64(max(1, sysconf(Int32(_SC_CLK_TCK))))
     }
 
+    /// The knotd processes started and not yet stopped, with their directories.
+    static let running = Mutex<[pid_t: String]>([:])
+
+    /// Kills every knotd still running and removes its files: for a run stopped by a signal, whose
+    /// `stop()` never comes (their XDP programs go with the namespaces).
+    static func killAll() {
+        let servers = running.withLock { servers -> [pid_t: String] in
+            let all = servers
+            servers = [:]
+            return all
+        }
+        for (pid, directory) in servers {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+            run("/bin/rm", ["-rf", directory])
+        }
+    }
+
     /// Stops knotd, waits for it, takes its XDP program off the interface and removes its files.
     func stop() {
+        Self.running.withLock { _ = $0.removeValue(forKey: pid) }
         kill(pid, SIGTERM)
         var status: Int32 = 0
         for _ in 0..<50 where waitpid(pid, &status, WNOHANG) != pid { usleep(100_000) }

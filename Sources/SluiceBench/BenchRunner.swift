@@ -115,6 +115,10 @@ public final class BenchRunner {
     private var replyCounter: XDPDropCounter?
     private var report: BenchReport
 
+    /// Kills the peer servers (knotd) a run started and removes their files: for a run stopped by a
+    /// signal, whose own cleanup never comes. Safe from any thread.
+    public static func stopStartedServers() { KnotServer.killAll() }
+
     static let servicePort: UInt16 = 9000
     /// The service's address behind a TUN or TAP device on the server, and the kernel's side of the device.
     static let deviceServiceIPv4 = IPv4Address(198, 18, 200, 2)
@@ -152,7 +156,12 @@ public final class BenchRunner {
     var plan: [(name: String, run: () -> Void)] {
         var steps: [(name: String, run: () -> Void)] = []
         let xdpModes: [XDPAttachMode] = configuration.backends.contains(.xdpGeneric) ? [.native, .generic] : [.native]
-        for size in configuration.sizes {
+        // The DNS cells' one frame size gets its ceiling too, for their "vs ceiling".
+        var ceilingSizes = configuration.sizes
+        if configuration.scenarios.contains(.dns), !ceilingSizes.contains(BenchZone.frameSize) {
+            ceilingSizes.append(BenchZone.frameSize)
+        }
+        for size in ceilingSizes {
             for mode in xdpModes {
                 steps.append(("ceiling \(mode.rawValue) \(size) B", { self.measureCeiling(size: size, mode: mode) }))
             }
@@ -332,9 +341,9 @@ public final class BenchRunner {
         let received = Self.difference(after.received, before.received)
         let transmitted = Self.difference(after.transmitted, before.transmitted)
         let arrived = Self.difference(repliesAfter, repliesBefore)
-        let reports = server.workerReports
-        let calls = reports.reduce(0) { $0 + $1.port.receiveCalls + $1.port.transmitCalls }
-        let packets = reports.reduce(0) { $0 + $1.port.receivedPackets }
+        // Over the flood alone: the latency probe's packets after it take a call each.
+        let calls = Self.difference(after.calls, before.calls)
+        let packets = received
         var known: [(String, UInt64)] = []
         if let kernelDrops = server.backend.kernelDrops {
             known += kernelDrops.map { ($0.cause, $0.count) }

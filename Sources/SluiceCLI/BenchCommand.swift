@@ -100,7 +100,7 @@ struct Bench: ParsableCommand {
             throw ValidationError("give at least one backend and one scenario")
         }
         try checkSeconds(duration, "--duration", in: 0.1...600)
-        let sizes: [Int] = try parseNumberList(sizes, of: "size")
+        let sizes: [Int] = try parseNumberList(sizes, of: "size", in: BenchConfiguration.sizeRange)
         guard (1...16).contains(sizes.count), sizes.allSatisfy({ BenchConfiguration.sizeRange.contains($0) }) else {
             throw ValidationError("--sizes must be 1 to 16 frame sizes from \(BenchConfiguration.sizeRange.lowerBound) to \(BenchConfiguration.sizeRange.upperBound)")
         }
@@ -108,6 +108,18 @@ struct Bench: ParsableCommand {
         if let rate, !(1_000...100_000_000).contains(rate) { throw ValidationError("--rate must be 1000 to 100000000 packets/s") }
         guard (100...1_000_000).contains(latencyRate) else { throw ValidationError("--latency-rate must be 100 to 1000000") }
         guard (dev == nil) == (peerDev == nil) else { throw ValidationError("--dev and --peer-dev go together") }
+        if let suffix, TestTopology.exists(suffix: suffix) {
+            throw ValidationError("namespaces sluice-s\(suffix) and sluice-c\(suffix) exist (`sluice netns up`, or another run): "
+                                  + "give another --suffix, or remove them with `sluice netns down --suffix \(suffix)`")
+        }
+        for (option, path) in [("--json", json), ("--svg", svg)] {
+            guard let path else { continue }
+            // Checked now, not after a run of minutes.
+            let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
+            guard access(directory.isEmpty ? "/" : directory, W_OK) == 0 else {
+                throw ValidationError("cannot write \(option) \(path): \(String(cString: strerror(errno))) (errno \(errno))")
+            }
+        }
         let needed: [Capability] = [.sysAdmin, .netAdmin, .netRaw, .bpf, .perfmon]
         if let held = Capability.set(), !needed.allSatisfy(held.contains) {
             throw ValidationError(Capability.requirement(needed, for: "sluice bench (it makes network namespaces and attaches XDP programs)"))
@@ -151,13 +163,13 @@ struct Bench: ParsableCommand {
         }
         if interactive { print("") }
         print(report.table())
-        if let json {
-            try report.jsonData().write(to: URL(fileURLWithPath: json))
-            print("JSON: \(json)")
-        }
-        if let svg {
-            try Data(report.svg().utf8).write(to: URL(fileURLWithPath: svg))
-            print("SVG: \(svg)")
+        for (path, data, kind) in [(json, try report.jsonData(), "JSON"), (svg, Data(report.svg().utf8), "SVG")] {
+            guard let path else { continue }
+            guard FileManager.default.createFile(atPath: path, contents: data) else {
+                print("sluice bench: cannot write the \(kind) to \(path): \(String(cString: strerror(errno))) (errno \(errno))")
+                throw ExitCode(1)
+            }
+            print("\(kind): \(path)")
         }
     }
 }
@@ -178,6 +190,7 @@ final class InterruptCleanup: Sendable {
             while !done.raised.load(ordering: .relaxed) {
                 guard let signal = signals.wait(for: .milliseconds(200)) else { continue }
                 writeToStandardError("\nsluice bench: \(SignalWaiter.name(signal)), removing sluice-s\(suffix) and sluice-c\(suffix)\n")
+                BenchRunner.stopStartedServers()
                 TestTopology.destroy(suffix: suffix)
                 _exit(130)
             }

@@ -93,13 +93,53 @@ import Testing
         #expect(Set(report.cells.map(\.backend)) == ["socket", "xdp-generic", "knot-socket", "knot-xdp"], "\(bench.text)")
         for cell in report.cells {
             #expect(cell.scenario == .dns && cell.note == nil && cell.pps > 0, "\(cell.backend): \(cell.note ?? "")")
+            // The ceiling is measured at the DNS frame's size too, whatever --sizes says.
+            #expect(cell.ratioToCeiling != nil, "\(cell.backend): no ratio to the ceiling")
         }
+        #expect(!FileManager.default.fileExists(atPath: "/run/netns/sluice-s\(suffix)"), "the namespaces were left behind")
+    }
+
+    /// A run stopped by SIGTERM while Knot DNS runs takes knotd and its files down with the namespaces.
+    @Test func aSignalStopsKnotToo() throws {
+        guard access("/usr/sbin/knotd", X_OK) == 0 else {
+            print("skip: Knot DNS (knotd) is not installed; the README's test command installs it")
+            return
+        }
+        func knots() -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { pid in
+                guard Int(pid) != nil, let line = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8),
+                      line.hasPrefix("/usr/sbin/knotd"), line.contains("sluice-bench-knot") else { return nil }
+                return line.replacingOccurrences(of: "\0", with: " ")
+            }
+        }
+        let suffix = "k\(getpid() % 100_000)"
+        let bench = try ChildProcess(sluice: ["bench", "--scenarios", "dns", "--backends", "socket", "--duration", "2",
+                                              "--sizes", "64", "--suffix", suffix])
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(60)
+        while knots().isEmpty, clock.now < deadline, bench.isRunning { usleep(100_000) }
+        let running = knots()
+        try #require(!running.isEmpty, "knotd never started: \(bench.text)")
+        kill(bench.pid, SIGTERM)
+        #expect(bench.waitForExit(timeout: .seconds(20)) == 130, "\(bench.text)")
+        #expect(knots().isEmpty, "left running: \(knots())")
+        let directory = try #require(running[0].split(separator: " ").first { $0.contains("sluice-bench-knot") })
+        #expect(!FileManager.default.fileExists(atPath: String(directory)), "\(directory) left behind")
         #expect(!FileManager.default.fileExists(atPath: "/run/netns/sluice-s\(suffix)"), "the namespaces were left behind")
     }
 
     @Test func refusesWhatItCannotMeasure() throws {
         let bench = try ChildProcess(sluice: ["bench", "--sizes", "40"])
         #expect(bench.waitForExit() != 0)
-        #expect(bench.text.contains("--sizes must be 1 to 16 frame sizes from 60 to 1514"), "\(bench.text)")
+        #expect(bench.text.contains("bad size list '40'") && bench.text.contains("values 60 to 1514"), "\(bench.text)")
+        // Another topology's namespaces are not the run's to remove.
+        let suffix = "e\(getpid() % 100_000)"
+        let up = try ChildProcess(sluice: ["netns", "up", "--suffix", suffix])
+        #expect(up.waitForExit(timeout: .seconds(30)) == 0, "\(up.text)")
+        defer { _ = try? ChildProcess(sluice: ["netns", "down", "--suffix", suffix]).waitForExit(timeout: .seconds(30)) }
+        let taken = try ChildProcess(sluice: ["bench", "--suffix", suffix])
+        #expect(taken.waitForExit() == 64)
+        #expect(taken.text.contains("namespaces sluice-s\(suffix) and sluice-c\(suffix) exist"), "\(taken.text)")
+        #expect(FileManager.default.fileExists(atPath: "/run/netns/sluice-s\(suffix)"))
     }
 }

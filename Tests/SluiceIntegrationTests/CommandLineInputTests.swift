@@ -58,6 +58,10 @@ let exampleZone = #filePath.replacing("SluiceIntegrationTests/CommandLineInputTe
         ["bench", "--backends", "socket,nope"],
         ["bench", "--scenarios", "echo,bad"],
         ["bench", "--backends", ","],
+        ["bench", "--sizes", "64,,100"],
+        ["bench", "--json", "/nonexistent/run.json"],
+        ["bench", "--svg", "/nonexistent/run.svg"],
+        ["top", "--interval", "0.1"],
         ["xdp", "load", "--dev", "lo", "--ports", "0-70000"],
         ["xdp", "load", "--dev", "lo", "--ports", "0"],
         ["dns", "serve", "--listen", "127.0.0.1:0", "--zone", ""],
@@ -90,7 +94,9 @@ let exampleZone = #filePath.replacing("SluiceIntegrationTests/CommandLineInputTe
     @Test(arguments: [(["udp-echo", "--listen", "127.0.0.1:0", "--duration", "-1"], "--duration must be"),
                       (["udp-echo", "--listen", "127.0.0.1:0", "--socket-buffer", "-5"], "--socket-buffer must be"),
                       (["udp-echo", "--listen", "127.0.0.1:0", "--stats-interval", "-1"], "--stats-interval must be"),
-                      (["top", "--count", "-3"], "--count must be")])
+                      (["top", "--count", "-3"], "--count must be"),
+                      (["bench", "--sizes", "64,abc"], "values 60 to 1514"),
+                      (["bench", "--json", "/nonexistent/run.json"], "cannot write --json /nonexistent/run.json: No such file or directory")])
     func aNegativeNumberIsOutOfRange(arguments: [String], message: String) throws {
         let child = try ChildProcess(sluice: arguments)
         #expect(child.waitForExit(timeout: .seconds(10)) == 64, "\(child.text)")
