@@ -331,8 +331,11 @@ public final class BenchRunner {
             let target = IPEndpoint(address: .v4(serviceAddress), port: Self.servicePort)
             let rate = configuration.latencyRate
             let count = Int(Double(rate) * Double(configuration.latencyDuration.nanosecondsClamped) / 1e9)
+            // On the generator's CPU: unpinned, the busy-polling probe can land on the worker's.
+            let pin = report.environment.cpus >= 2 ? configuration.generatorCPU : nil
             latency = try TestTopology.run(inNamespace: topology.clientNamespace) {
-                try LatencyProbe.run(target: target, rate: rate, count: count, payloadSize: size - Self.headerBytes)
+                if let pin { _ = sluice_pin_current_thread(Int32(pin)) }
+                return try LatencyProbe.run(target: target, rate: rate, count: count, payloadSize: size - Self.headerBytes)
             }
         }
         try TestTopology.run(inNamespace: topology.serverNamespace) { server.stop() }
