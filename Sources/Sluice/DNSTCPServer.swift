@@ -19,9 +19,21 @@ public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
     public private(set) var refusedConnections = 0
     /// How long a message may take to arrive whole (Knot's `tcp-io-timeout` is 500 ms).
     public var messageTimeout: Duration = .seconds(1)
-    var partial: [StreamID: [UInt8]] = [:]
+    /// A connection's bytes not yet answered: `bytes[start...]`. The answered prefix is dropped
+    /// once it is half the buffer, so a long pipeline costs linear time, not a copy per answer.
+    struct Pending {
+        var bytes: [UInt8] = []
+        var start = 0
+        var count: Int { bytes.count - start }
+        /// The length the next message's prefix gives, if both of its bytes are here.
+        var nextLength: Int? { count >= 2 ? Int(bytes[start]) << 8 | Int(bytes[start + 1]) : nil }
+    }
+    var partial: [StreamID: Pending] = [:]
     /// Streams with a message begun and not whole, its deadline set.
     var arriving: Set<StreamID> = []
+    /// Streams not read for now: more than ``pendingLimit`` bytes of whole messages wait for
+    /// frames to answer them in (a client that pipelines and does not read its answers).
+    var paused: Set<StreamID> = []
 
     /// A handler answering from `authority`, naming itself with `identity` to clients that ask.
     public init(authority: DNSAuthority, identity: DNSServerIdentity = DNSServerIdentity()) {
@@ -34,8 +46,14 @@ public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
     public mutating func connected(_ stream: StreamID, error: SystemCallError?, transport: Transport) {}
 
     public mutating func received(_ chunk: consuming Packet, on stream: StreamID, transport: Transport) {
-        partial[stream, default: []] += UnsafeRawBufferPointer(start: chunk.dataStart, count: chunk.length)
+        var pending = partial.removeValue(forKey: stream) ?? Pending()
+        if pending.start > 0 && pending.start >= pending.bytes.count / 2 {
+            pending.bytes.removeFirst(pending.start)
+            pending.start = 0
+        }
+        pending.bytes += UnsafeRawBufferPointer(start: chunk.dataStart, count: chunk.length)
         transport.release(chunk)
+        partial[stream] = pending
         answerQueued(on: stream, transport: transport)
     }
 
@@ -43,30 +61,42 @@ public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
     /// many queries at once waits for its answers to drain before the rest are answered.
     static var reservedFrames: Int { 32 }
 
+    /// Unanswered bytes past which a connection is not read until its answers drain: TCP's
+    /// window then holds the client back, instead of the server's memory taking its queries.
+    static var pendingLimit: Int { 65536 }
+
     /// Answers the complete messages waiting on `stream`, while frames last.
     mutating func answerQueued(on stream: StreamID, transport: Transport) {
-        guard let bytes = partial.removeValue(forKey: stream) else { return }
-        var consumed = 0
-        while bytes.count - consumed >= 2, transport.pool.freeCount > Self.reservedFrames {
-            let length = Int(bytes[consumed]) << 8 | Int(bytes[consumed + 1])
-            guard bytes.count - consumed - 2 >= length else { break }
-            guard answer(Array(bytes[(consumed + 2)..<(consumed + 2 + length)]), on: stream, transport: transport) else {
+        guard var pending = partial.removeValue(forKey: stream) else { return }
+        var answered = 0
+        while let length = pending.nextLength, pending.count - 2 >= length, transport.pool.freeCount > Self.reservedFrames {
+            let message = pending.start + 2
+            let ok = pending.bytes.withUnsafeBytes { bytes in
+                answer(UnsafeRawBufferPointer(rebasing: bytes[message..<(message + length)]), on: stream, transport: transport)
+            }
+            guard ok else {
                 refusedConnections += 1
                 transport.close(stream, abort: true)
                 return
             }
-            consumed += 2 + length
+            pending.start = message + length
+            answered += 1
         }
-        let rest = bytes.count - consumed
-        let whole = rest >= 2 && rest - 2 >= Int(bytes[consumed]) << 8 | Int(bytes[consumed + 1])
+        let rest = pending.count
+        let whole = pending.nextLength.map { rest - 2 >= $0 } ?? false
         if rest > 0 {
-            partial[stream] = consumed == 0 ? bytes : Array(bytes[consumed...])
+            partial[stream] = pending
             // Stopped for want of frames: none of this connection's own may be out to wake it.
             if whole { transport.notifyWhenFramesFree(stream) }
         }
+        if whole && rest > Self.pendingLimit {
+            if paused.insert(stream).inserted { transport.pauseReceiving(stream) }
+        } else if paused.remove(stream) != nil {
+            transport.resumeReceiving(stream)
+        }
         // The clock runs from a message's first byte until it is whole, not while it waits for frames.
         if rest > 0 && !whole {
-            if consumed > 0 || !arriving.contains(stream) {
+            if answered > 0 || !arriving.contains(stream) {
                 arriving.insert(stream)
                 transport.setDeadline(stream, in: messageTimeout)
             }
@@ -76,7 +106,7 @@ public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
     }
 
     /// Answers one message in a new frame and queues it; `false` when the connection should close.
-    mutating func answer(_ message: [UInt8], on stream: StreamID, transport: Transport) -> Bool {
+    mutating func answer(_ message: UnsafeRawBufferPointer, on stream: StreamID, transport: Transport) -> Bool {
         guard var frame = transport.pool.allocate() else { return false }
         let start = frame.dataStart + 2
         let capacity = min(frame.capacity - frame.offset - 2, 65535)
@@ -84,7 +114,7 @@ public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
             transport.release(frame)
             return false
         }
-        message.withUnsafeBytes { start.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        if let base = message.baseAddress { start.copyMemory(from: base, byteCount: message.count) }
         guard let length = responder.respond(start, length: message.count, capacity: capacity, overTCP: true) else {
             transport.release(frame)
             // Not answered: a response (passed over), or too short to be DNS at all.
@@ -106,6 +136,7 @@ public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
     public mutating func closed(_ stream: StreamID, error: SystemCallError?, transport: Transport) {
         partial.removeValue(forKey: stream)
         arriving.remove(stream)
+        paused.remove(stream)
     }
 }
 

@@ -750,6 +750,56 @@ let dnsNamespaceCounter = Atomic<Int>(0)
         #expect(server.text.contains("20 for a message not whole in time"), "\(server.text)")
     }
 
+    /// Clients that pipeline queries and never read their answers: once their answers hold the
+    /// frames, the server stops reading those connections (TCP pushes back on the clients)
+    /// instead of taking every query into memory; another client is answered meanwhile.
+    @Test func clientsThatPipelineAndNeverReadAreHeldBackByTCP() throws {
+        let namespace = try ScratchNamespace(prefix: "sldns")
+        let server = try serve(namespace.name, ["--listen", "127.0.0.1:5302"])
+        let endpoint = IPEndpoint("127.0.0.1:5302")!
+        var message = DNSMessage()
+        message.header.id = 9
+        message.questions = [DNSQuestion(name: DNSName("www.example.test.")!, type: .a)]
+        let query = message.encode()
+        let framed = [UInt8(query.count >> 8), UInt8(query.count & 0xFF)] + query
+        let block = Array([[UInt8]](repeating: framed, count: 2000).joined())
+        func residentBytes() -> Int {
+            let status = (try? String(contentsOfFile: "/proc/\(server.pid)/status", encoding: .utf8)) ?? ""
+            let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+            return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
+        }
+        let before = residentBytes()
+        try withNetworkNamespace(namespace.name) {
+            let greedy = try (0..<10).map { _ in try Self.connectTCP(endpoint, receiveBufferBytes: 4096) }
+            for connection in greedy {
+                _ = fcntl(connection.descriptor, F_SETFL, fcntl(connection.descriptor, F_GETFL) | O_NONBLOCK)
+            }
+            // Each sends until its socket stays full (or is reset) for half a second; 6 s at most.
+            var sent = 0
+            var quiet = [ContinuousClock.Instant?](repeating: nil, count: greedy.count)
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(6)
+            while clock.now < deadline, quiet.contains(where: { $0.map { clock.now - $0 < .milliseconds(500) } ?? true }) {
+                for (index, connection) in greedy.enumerated() {
+                    let count = block.withUnsafeBytes { send(connection.descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                    if count > 0 {
+                        sent += count
+                        quiet[index] = nil
+                    } else if quiet[index] == nil {
+                        quiet[index] = clock.now
+                    }
+                }
+                usleep(2_000)
+            }
+            let grown = residentBytes() - before
+            // Held back, the server keeps a few frames' and 64 KiB's worth per connection, not what was sent.
+            #expect(grown < 48 << 20, "the server grew by \(grown >> 20) MB taking \(sent >> 20) MB of queries nobody reads")
+            #expect(try Self.askOverTCP(endpoint, query).answers.count == 3)
+            withExtendedLifetime(greedy) {}
+        }
+        #expect(server.stop() == 0)
+    }
+
     @Test func answersAsKnotDoesBehindATUNDevice() throws {
         guard Self.knotAvailable() else { return }
         let namespace = try ScratchNamespace(prefix: "sldns")
