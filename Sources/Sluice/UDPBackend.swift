@@ -122,16 +122,20 @@ public enum UDPBackendRegistry {
 public enum UDPWorkerLoop {
     /// Marks the worker running and serves `service` over `port` until `state` asks to stop,
     /// or the port fails (the interface went away, say): the report then carries the failure,
-    /// and still accounts for every frame.
+    /// and still accounts for every frame. `acceptanceUpdate` is asked every
+    /// ``WorkerState/sampleInterval``; what it returns replaces the stage's acceptance (the
+    /// interface's addresses changed under the server, say).
     @inlinable
     public static func serve<P: Port & ~Copyable, Service: UDPService>(
         port: inout P, pool: FramePool, service: Service, state: WorkerState, batchCapacity: Int,
-        acceptance: UDPAcceptance = UDPAcceptance()
+        acceptance: UDPAcceptance = UDPAcceptance(), acceptanceUpdate: () -> UDPAcceptance? = { nil }
     ) -> WorkerReport {
         var stage = UDPStage(service: service, format: port.format, acceptance: acceptance)
-        let (tally, failure) = run(port: &port, stage: &stage, pool: pool, state: state, batchCapacity: batchCapacity) { port, stage in
+        let (tally, failure) = run(port: &port, stage: &stage, pool: pool, state: state, batchCapacity: batchCapacity, sample: { port, stage in
             state.publish(WorkerSample(port: port.counters, stage: stage.counters, service: stage.service.counterFields))
-        }
+        }, update: { stage in
+            if let fresh = acceptanceUpdate() { stage.acceptance = fresh }
+        })
         var report = WorkerReport(index: state.index, port: port.counters, stage: stage.counters, frames: tally, failure: failure)
         report.service = stage.service.counterFields
         return report
@@ -160,7 +164,7 @@ public enum UDPWorkerLoop {
     @inlinable
     static func run<P: Port & ~Copyable, S: Stage & ~Copyable>(
         port: inout P, stage: inout S, pool: FramePool, state: WorkerState, batchCapacity: Int,
-        sample: (borrowing P, borrowing S) -> Void
+        sample: (borrowing P, borrowing S) -> Void, update: (inout S) -> Void = { _ in }
     ) -> (FrameTally, SystemCallError?) {
         state.markRunning()
         defer {
@@ -169,7 +173,7 @@ public enum UDPWorkerLoop {
         }
         do throws(SystemCallError) {
             return (try WorkerLoop.run(port: &port, stage: &stage, pool: pool, state: state, batchCapacity: batchCapacity,
-                                       sample: sample), nil)
+                                       sample: sample, update: update), nil)
         } catch {
             // The loop's batches gave their frames back as it unwound.
             return (pool.tally(held: port.framesHeld + stage.framesHeld), error)

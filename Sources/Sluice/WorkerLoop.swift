@@ -11,13 +11,14 @@ public enum WorkerLoop {
     ///
     /// Timers: the stage's `Stage/pollTimeout()` is checked after every receive, which
     /// returns at least every port receive timeout. `sample` is called every
-    /// ``WorkerState/sampleInterval`` to publish what metrics read; the port's totals are
-    /// published after every batch.
+    /// ``WorkerState/sampleInterval`` to publish what metrics read, and `update` then too, to
+    /// change the stage between batches; the port's totals are published after every batch.
     @inlinable
     public static func run<P: Port & ~Copyable, S: Stage & ~Copyable>(
         port: inout P, stage: inout S, pool: FramePool, state: WorkerState,
         batchCapacity: Int = PacketBatch.defaultCapacity,
-        sample: (borrowing P, borrowing S) -> Void = { _, _ in }
+        sample: (borrowing P, borrowing S) -> Void = { _, _ in },
+        update: (inout S) -> Void = { _ in }
     ) throws(SystemCallError) -> FrameTally {
         let clock = MonotonicTimeSource()
         var nextSample = clock.now()
@@ -42,6 +43,7 @@ public enum WorkerLoop {
             state.publish(port.counters)
             if now >= nextSample {
                 sample(port, stage)
+                update(&stage)
                 nextSample = now + WorkerState.sampleInterval
             }
         }

@@ -219,6 +219,36 @@ import Testing
         #expect(server.stop() == 0)
     }
 
+    /// An address deleted from the interface while the server runs is not answered any more,
+    /// as the kernel stops delivering it to a wildcard socket; the others still are.
+    @Test func anAddressDeletedUnderARunningServerIsNoLongerAnswered() throws {
+        let topology = try topology()
+        defer { topology.destroy() }
+        let second = IPv4Address(rawValue: topology.serverIPv4.rawValue &+ 100)
+        func ip(_ arguments: [String]) throws {
+            let command = try ChildProcess("/usr/sbin/ip", arguments)
+            #expect(command.waitForExit() == 0, "ip \(arguments): \(command.text)")
+        }
+        try ip(["-n", topology.serverNamespace, "address", "add", "\(second)/24", "dev", topology.serverInterface])
+        let (server, client, first) = try startEcho(topology)
+        let target = IPEndpoint(address: .v4(second), port: 7000)
+        client.send([3], to: target)
+        #expect(client.receive()?.bytes == [3], "\(server.text)")
+        try ip(["-n", topology.serverNamespace, "address", "del", "\(second)/24", "dev", topology.serverInterface])
+        // The peer still knows the address's MAC, so frames for it keep coming.
+        let show = try ChildProcess("/usr/sbin/ip", ["-n", topology.serverNamespace, "-o", "link", "show", "dev", topology.serverInterface])
+        _ = show.waitForExit()
+        let words = show.text.split(separator: " ")
+        let mac = try #require(words.firstIndex(of: "link/ether").map { words[$0 + 1] }, "\(show.text)")
+        try ip(["-n", topology.clientNamespace, "neigh", "replace", "\(second)", "lladdr", String(mac), "dev", topology.clientInterface, "nud", "permanent"])
+        usleep(1_500_000)
+        client.send([4], to: target)
+        #expect(client.receive() == nil, "answered for an address the host no longer has: \(server.text)")
+        client.send([5], to: first)
+        #expect(client.receive()?.bytes == [5], "\(server.text)")
+        #expect(server.stop() == 0)
+    }
+
     /// What the kernel drops at the XSK (here: the worker stopped, its rings full) is a drop in
     /// the summary's drops line too, not only on its xsk line, and in the progress lines while
     /// it runs: "drops: none" and "drops 0" mean none.

@@ -7,6 +7,7 @@ import SluiceSockets
 import SluiceSystem
 import SluiceUDP
 import SluiceXDP
+import Synchronization
 
 /// Where an AF_XDP backend takes its frames from.
 public struct XDPBackendConfiguration: Sendable {
@@ -59,8 +60,11 @@ public final class XDPBackend: UDPBackend {
     let program: XDPProgram
     let umem: XSKUmem
     let pools: [FramePool]
-    /// What the workers' stages accept: the kernel's rules for a socket on the listen address.
-    let acceptance: UDPAcceptance
+    /// What the workers' stages accept: the kernel's rules for a socket on the listen address,
+    /// with the interface's addresses and MTU as they are now (``refreshAcceptance()``).
+    private let liveAcceptance: LiveAcceptance
+    /// When worker 0 next reads the interface's addresses and MTU again.
+    private let nextRefresh = Atomic<UInt64>(0)
     private let attachedHere: Bool
     /// The listen address this backend added to the program's steering (none if it was there).
     private let addedListener: IPEndpoint?
@@ -84,7 +88,7 @@ public final class XDPBackend: UDPBackend {
         let interface: NetworkInterface
         do throws(SystemCallError) {
             interface = try Self.interface(named: settings.interface)
-            acceptance = Self.acceptance(for: configuration.listen, on: settings, interface: interface)
+            liveAcceptance = LiveAcceptance(Self.acceptance(for: configuration.listen, on: settings, interface: interface))
         } catch {
             throw RuntimeError(error)
         }
@@ -118,7 +122,7 @@ public final class XDPBackend: UDPBackend {
             addedListener = try program.ports.contains(port) ? nil : configuration.listen
             // Set before the listener, so no frame of another host or device is taken meanwhile.
             try program.setLinkFilter(XDPLinkFilter(
-                localMAC: interface.mac, vlanDeviceIDs: acceptance.vlanIDs,
+                localMAC: interface.mac, vlanDeviceIDs: liveAcceptance.value.withLock { $0.vlanIDs },
                 localAddresses: interface.addresses + Self.broadcasts(of: interface)))
             if let addedListener { try program.setListener(addedListener) }
             startVerdicts = (try? program.verdicts()) ?? XDPVerdicts()
@@ -168,8 +172,14 @@ public final class XDPBackend: UDPBackend {
         modes.withLock { $0.append(port.isZeroCopy) }
         queueSockets.withLock { $0[queue] = .open(port.descriptor) }
         bound(listen)
+        var (acceptance, seen) = liveAcceptance.current()
         let report = UDPWorkerLoop.serve(port: &port, pool: pool, service: service, state: state,
-                                         batchCapacity: configuration.batchCapacity, acceptance: acceptance)
+                                         batchCapacity: configuration.batchCapacity, acceptance: acceptance) {
+            if index == 0 { refreshAcceptance() }
+            guard liveAcceptance.changes.load(ordering: .acquiring) != seen else { return nil }
+            (acceptance, seen) = liveAcceptance.current()
+            return acceptance
+        }
         let statistics = port.statistics
         // Before the socket closes, so no reader asks the kernel about a descriptor reused since.
         queueSockets.withLock { $0[queue] = .closed(statistics) }
@@ -203,6 +213,24 @@ public final class XDPBackend: UDPBackend {
         // Replies leave through the XSK unfragmented: one past the MTU would be lost on the wire.
         acceptance.maximumPacket = NetworkInterface.mtu(named: settings.interface)
         return acceptance
+    }
+
+    /// Reads the interface's addresses, MAC, VLANs and MTU again, once a second (on worker 0's
+    /// thread): when they changed, every worker's stage and the program's link filter follow, as
+    /// the kernel's rules follow `ip addr` and `ip link set mtu` for a socket.
+    func refreshAcceptance() {
+        let now = MonotonicTimeSource().now().nanoseconds
+        guard now >= nextRefresh.load(ordering: .relaxed) else { return }
+        nextRefresh.store(now + 1_000_000_000, ordering: .relaxed)
+        // Gone: the port fails on its own and says so.
+        guard let interface = try? NetworkInterface.named(settings.interface) else { return }
+        let fresh = Self.acceptance(for: configuration.listen, on: settings, interface: interface)
+        guard liveAcceptance.update(fresh) else { return }
+        let addresses = fresh.localAddresses.map(\.description).joined(separator: ", ")
+        configuration.logger.notice("\(settings.interface) changed: taking \(addresses), replies up to \(fresh.maximumPacket.map(String.init) ?? "any") bytes")
+        // New addresses are steered too (the filter only adds; one removed is dropped by the stage).
+        try? program.setLinkFilter(XDPLinkFilter(localMAC: interface.mac, vlanDeviceIDs: fresh.vlanIDs,
+                                                 localAddresses: interface.addresses + Self.broadcasts(of: interface)))
     }
 
     /// `name` in the calling thread's namespace, as it is now.
@@ -353,6 +381,31 @@ public final class XDPBackend: UDPBackend {
             $0.receiveRingFull += socket.receiveRingFull
             $0.fillRingEmpty += socket.fillRingEmpty
             $0.transmitRingEmpty += socket.transmitRingEmpty
+        }
+    }
+}
+
+/// A backend's acceptance that can change while workers run, and how many times it has: a
+/// worker compares the count with the one it has (one relaxed load a tenth of a second) and
+/// takes the new value under the lock only when they differ.
+final class LiveAcceptance: Sendable {
+    let value: Mutex<UDPAcceptance>
+    let changes = Atomic<UInt64>(0)
+
+    init(_ acceptance: UDPAcceptance) { value = Mutex(acceptance) }
+
+    /// The acceptance and its change count.
+    func current() -> (UDPAcceptance, UInt64) {
+        value.withLock { ($0, changes.load(ordering: .acquiring)) }
+    }
+
+    /// Sets `acceptance`; false when it is what was there.
+    func update(_ acceptance: UDPAcceptance) -> Bool {
+        value.withLock { current in
+            guard current != acceptance else { return false }
+            current = acceptance
+            changes.add(1, ordering: .releasing)
+            return true
         }
     }
 }
