@@ -12,7 +12,7 @@ import SluiceUDP
 /// adding a backend is one type and one ``UDPBackendRegistry/register(_:)`` call.
 ///
 /// Setup and teardown go through this protocol; the packet loop does not: ``runWorker(index:listen:service:state:bound:)``
-/// opens a concrete port and runs ``UDPWorkerLoop/serve(port:pool:service:state:batchCapacity:acceptance:)``,
+/// opens a concrete port and runs ``UDPWorkerLoop/serve(port:pool:service:state:batchCapacity:acceptance:acceptanceUpdate:)``,
 /// generic over that port, so nothing per packet is dynamic.
 public protocol UDPBackend: AnyObject, Sendable {
     /// The name users pick it by (`--backend NAME`), e.g. `"socket"`.
