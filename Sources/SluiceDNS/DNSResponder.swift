@@ -488,7 +488,8 @@ public struct DNSResponder {
     /// the answer and authority sections: `record` nil when there is none; `nil` altogether when
     /// the records are malformed, bytes follow the last one, or OPT breaks its rules (RFC 6891:
     /// one, owned by the root, in the additional section, its options filling its data exactly),
-    /// or a TSIG record is not the last (RFC 8945 section 5.1). `tsig`: where a TSIG record starts;
+    /// a record's data does not have its type's shape (``DNSRecordShape``, as Knot checks), or a
+    /// TSIG record is not the last (RFC 8945 section 5.1). `tsig`: where a TSIG record starts;
     /// `asksNSID`, `asksExpire`: whether the OPT record carries those options.
     static func readOPT(_ query: UnsafeRawBufferPointer, from offset: Int, count: UInt16, skipping: Int = 0)
         -> (record: DNSEDNS?, tsig: Int?, asksNSID: Bool, asksExpire: Bool)? {
@@ -501,7 +502,9 @@ public struct DNSResponder {
             guard let (end, nameLength) = try? DNSWire.readName(query, at: position), end + 10 <= query.count else { return nil }
             let type = DNSRecordType(rawValue: DNSWire.u16(query, end))
             let length = Int(DNSWire.u16(query, end + 8))
-            guard end + 10 + length <= query.count else { return nil }
+            guard end + 10 + length <= query.count,
+                  DNSRecordShape.isWellFormed(query, type: type.rawValue, recordClass: DNSWire.u16(query, end + 2),
+                                              start: end + 10, length: length) else { return nil }
             if type.rawValue == 250 {
                 guard index >= skipping, index == skipping + Int(count) - 1 else { return nil }
                 tsig = position

@@ -680,6 +680,34 @@ let dnsNamespaceCounter = Atomic<Int>(0)
             ("three option bytes", Self.header(id: 7, flags: 0, counts: [1] + edns) + Self.question("p.test", 6) + Self.opt([0, 10, 0])),
             ("bytes after the question", Self.header(id: 8, flags: 0, counts: [1, 0, 0, 0]) + Self.question("p.test", 6) + [1, 2, 3]),
             ("an OPT not counted", Self.header(id: 9, flags: 0, counts: [1, 0, 0, 0]) + Self.question("p.test", 6) + Self.opt()),
+            // A record whose data has not its type's shape, in any section: FORMERR, as Knot reads every record.
+            ("an A of three bytes as the answer", Self.header(id: 36, flags: 0, counts: [1, 1, 0, 0]) + Self.question("p.test", 1)
+                + [0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 3, 198, 18, 9]),
+            ("an AAAA of four bytes as additional", Self.header(id: 37, flags: 0, counts: [1, 0, 0, 1]) + Self.question("p.test", 1)
+                + [0xC0, 12, 0, 28, 0, 1, 0, 0, 0, 60, 0, 4, 1, 2, 3, 4]),
+            ("an MX of one byte as the authority", Self.header(id: 38, flags: 0, counts: [1, 0, 1, 0]) + Self.question("p.test", 1)
+                + [0xC0, 12, 0, 15, 0, 1, 0, 0, 0, 60, 0, 1, 0]),
+            ("an NS whose name runs past its data", Self.header(id: 39, flags: 0, counts: [1, 0, 1, 0]) + Self.question("p.test", 1)
+                + [0xC0, 12, 0, 2, 0, 1, 0, 0, 0, 60, 0, 3, 5, 0x61, 0x62]),
+            // Knot counts a compressed name at its full length: a few bytes after one pass, seven after "p.test" do not.
+            ("a CNAME with a byte past its compressed name", Self.header(id: 40, flags: 0, counts: [1, 1, 0, 0]) + Self.question("p.test", 1)
+                + [0xC0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 3, 0xC0, 12, 7]),
+            ("a CNAME with seven bytes past its compressed name", Self.header(id: 44, flags: 0, counts: [1, 1, 0, 0]) + Self.question("p.test", 1)
+                + [0xC0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 9, 0xC0, 12, 7, 7, 7, 7, 7, 7, 7]),
+            ("an MX with a byte past its written name", Self.header(id: 45, flags: 0, counts: [1, 1, 0, 0]) + Self.question("p.test", 1)
+                + [0xC0, 12, 0, 15, 0, 1, 0, 0, 0, 60, 0, 6, 0, 1, 1, 0x61, 0, 7]),
+            ("an empty TXT", Self.header(id: 46, flags: 0, counts: [1, 1, 0, 0]) + Self.question("p.test", 1)
+                + [0xC0, 12, 0, 16, 0, 1, 0, 0, 0, 60, 0, 0]),
+            ("an empty record of an unknown type", Self.header(id: 47, flags: 0, counts: [1, 1, 0, 0]) + Self.question("p.test", 1)
+                + [0xC0, 12, 0xFF, 0x00, 0, 1, 0, 0, 0, 60, 0, 0]),
+            ("an empty A in class ANY", Self.header(id: 48, flags: 0, counts: [1, 1, 0, 0]) + Self.question("p.test", 1)
+                + [0xC0, 12, 0, 1, 0, 255, 0, 0, 0, 60, 0, 0]),
+            ("a SIG(0) of four bytes", Self.header(id: 41, flags: 0, counts: [1, 0, 0, 1]) + Self.question("p.test", 1)
+                + [0, 0, 24, 0, 255, 0, 0, 0, 0, 0, 4, 1, 2, 3, 4]),
+            ("a well-formed SRV as additional", Self.header(id: 42, flags: 0, counts: [1, 0, 0, 1]) + Self.question("p.test", 1)
+                + [0xC0, 12, 0, 33, 0, 1, 0, 0, 0, 60, 0, 8, 0, 1, 0, 2, 0, 53, 0xC0, 12]),
+            ("a record of a type with no shape known", Self.header(id: 43, flags: 0, counts: [1, 0, 0, 1]) + Self.question("p.test", 1)
+                + [0xC0, 12, 0xFF, 0x00, 0, 1, 0, 0, 0, 60, 0, 1, 9]),
             // No question: the opcode decides, and the reply still speaks EDNS.
             ("STATUS without a question", Self.header(id: 10, flags: 2 << 11, counts: [0, 0, 0, 0])),
             ("IQUERY without a question", Self.header(id: 11, flags: 1 << 11, counts: [0, 0, 0, 1]) + Self.opt()),
