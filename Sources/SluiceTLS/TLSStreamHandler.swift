@@ -141,7 +141,8 @@ public struct TLSStreamHandler<Application: TLSStreamApplication>: StreamHandler
     public struct Counters: Sendable, Equatable {
         /// Handshakes that finished.
         public var handshakes: UInt64 = 0
-        /// Handshakes that failed.
+        /// Handshakes that failed: an alert either way, or the connection ended first (the
+        /// handshake timeout, a reset, a peer that closed).
         public var failedHandshakes: UInt64 = 0
         /// Handshakes that resumed a session.
         public var resumed: UInt64 = 0
@@ -303,6 +304,8 @@ public struct TLSStreamHandler<Application: TLSStreamApplication>: StreamHandler
 
     public mutating func closed(_ stream: StreamID, error: SystemCallError?, transport: Transport) {
         if let engine = engines.removeValue(forKey: stream) {
+            // Cut before it finished, with no alert (counted where it was sent or received).
+            if engine.state == .handshaking { counters.failedHandshakes += 1 }
             counters.keyUpdatesReceived += engine.counters.keyUpdatesReceived
             counters.keyUpdatesSent += engine.counters.keyUpdatesSent
         }
