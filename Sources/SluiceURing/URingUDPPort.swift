@@ -325,7 +325,7 @@ public struct URingUDPPort: Port, ~Copyable {
                 gso.refused(error, logger: configuration.logger, listen: localEndpoint)
             }
             if run == 1, error == EINVAL, sendsWithAddress, !toPortZero { stopSendingWithAddress() }
-            // A zero-copy send that will still be notified keeps its frames until then.
+            // Not while a zero-copy notification is still to come: the kernel may hold the frames.
             if refusedRun && !completion.hasMore {
                 resendSingly(slot)
             } else {
