@@ -16,7 +16,8 @@ struct StreamServerRun {
 
     /// Listens on `endpoint`, calls `ready` with the bound endpoint, polls `handler` until
     /// `shouldStop` (asked every `checkInterval`) says so, lets `stopping` end its connections
-    /// gracefully (polling up to `grace` while any stays open), then cancels whatever is in flight.
+    /// gracefully (polling up to `grace` while any stays open), tells `graceEnded`, then cancels
+    /// whatever is in flight.
     /// With `metrics`, publishes the engine's metrics and what `handlerMetrics` adds every
     /// ``PublishedMetrics/interval``, and once more at the end.
     static func serve<Handler: StreamHandler>(
@@ -24,6 +25,7 @@ struct StreamServerRun {
         checkInterval: Duration, metrics: PublishedMetrics? = nil,
         handlerMetrics: (borrowing Handler, inout MetricsSnapshot) -> Void = { _, _ in },
         stopping: (inout Handler, TCPEngine) -> Void = { _, _ in }, grace: Duration = .seconds(1),
+        graceEnded: (inout Handler) -> Void = { _ in },
         ready: (IPEndpoint) -> Void, shouldStop: () -> Bool
     ) throws(SystemCallError) -> StreamServerRun where Handler.Transport == TCPEngine {
         let engine = try TCPEngine(configuration: configuration)
@@ -51,6 +53,7 @@ struct StreamServerRun {
         while engine.openConnections > 0, clock.now < graceEnd {
             try engine.poll(&handler, timeout: .milliseconds(20))
         }
+        graceEnded(&handler)
         let frames = engine.shutdown(&handler)
         publish()
         let elapsed = clock.now - start

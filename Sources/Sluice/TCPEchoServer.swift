@@ -82,13 +82,19 @@ public struct TCPEchoReport: Sendable, CustomStringConvertible {
 public enum TCPEchoServer {
     /// Listens on `endpoint`, calls `ready` with the bound endpoint, then echoes until `shouldStop`
     /// (asked every `checkInterval`) says so; then cancels whatever is in flight and reports.
-    /// With `metrics`, publishes the engine's `sluice_tcp_*` metrics as it serves.
+    /// With `metrics`, publishes the engine's `sluice_tcp_*` metrics as it serves, and the
+    /// connections that ended with an error as `sluice_tcp_failed_connections_total`.
     public static func run(listen endpoint: IPEndpoint, configuration: TCPEngineConfiguration = .init(),
                            checkInterval: Duration = .milliseconds(50), metrics: PublishedMetrics? = nil,
                            ready: (IPEndpoint) -> Void, shouldStop: () -> Bool) throws(SystemCallError) -> TCPEchoReport {
         var delegate = StreamEchoHandler<TCPEngine>()
         let run = try StreamServerRun.serve(&delegate, listen: endpoint, configuration: configuration,
-                                            checkInterval: checkInterval, metrics: metrics, ready: ready, shouldStop: shouldStop)
+                                            checkInterval: checkInterval, metrics: metrics,
+                                            handlerMetrics: { delegate, snapshot in
+                                                snapshot.counter("sluice_tcp_failed_connections_total", UInt64(delegate.failed),
+                                                                 [("backend", "uring")])
+                                            },
+                                            ready: ready, shouldStop: shouldStop)
         return TCPEchoReport(
             endpoint: run.bound, mode: configuration.mode, counters: run.engine.counters, enterCalls: run.engine.enterCalls,
             failedConnections: delegate.failed, frames: run.frames, operationsInFlight: run.engine.operationsInFlight,

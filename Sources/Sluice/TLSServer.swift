@@ -31,6 +31,8 @@ public struct TLSServerApplication: TLSStreamApplication {
     /// Connections a stop cut before their file was whole: reset, with no close_notify that
     /// would pass the part for the whole.
     public private(set) var cutShort = 0
+    /// Connections still open when a stop's grace ended: their peers had not closed.
+    public private(set) var closedAtStop = 0
     /// Connections the transport ended under TLS (a reset, a failed receive or send, no frames).
     public private(set) var transportFailures = 0
     private var states: [StreamID: State] = [:]
@@ -45,6 +47,8 @@ public struct TLSServerApplication: TLSStreamApplication {
         var fileClosed = false
         var keyUpdated = false
         var paused = false
+        /// The peer's direction ended (close_notify, or cut without it).
+        var peerClosed = false
     }
 
     /// Echo bytes waiting for frames above which a connection stops receiving.
@@ -116,6 +120,7 @@ public struct TLSServerApplication: TLSStreamApplication {
         // which closes. TLS 1.2 answers at once, the rest of the file unsent (RFC 5246 7.2.1).
         if case .file = mode, writer.negotiated?.version != .tls12 { return }
         if case .file = mode { states[stream]?.fileClosed = true }
+        states[stream]?.peerClosed = true
         if states[stream]?.pending.isEmpty ?? true {
             writer.close()
         }
@@ -129,7 +134,7 @@ public struct TLSServerApplication: TLSStreamApplication {
             if !state.pending.isEmpty {
                 let sent = state.pending.withUnsafeBytes { writer.send($0) }
                 state.pending.removeFirst(sent)
-                if state.pending.isEmpty && writer.engine.isReadClosed { writer.close() }
+                if state.pending.isEmpty && state.peerClosed { writer.close() }
             }
             if state.paused && state.pending.count < Self.pendingHighWater / 4 {
                 state.paused = false
@@ -154,6 +159,13 @@ public struct TLSServerApplication: TLSStreamApplication {
             break
         }
         states[stream] = state
+    }
+
+    /// After a stop's grace: the connections still open (their peers had not closed), taken out
+    /// of this application's count (neither completed nor failed: closed at the stop).
+    public mutating func takeOpenConnections() {
+        closedAtStop += states.count
+        states = [:]
     }
 
     /// At a stop: the connections still sending their file, taken out of this application's
@@ -194,6 +206,8 @@ public struct TLSServerReport: Sendable, CustomStringConvertible {
     public var completed: Int
     /// Connections a stop cut before their file was whole (reset, no close_notify).
     public var cutShort: Int
+    /// Connections still open when the stop's grace ended (their peers had not closed).
+    public var closedAtStop: Int
     /// Connections the transport ended under TLS.
     public var transportFailures: Int
     /// The first few errors connections ended with.
@@ -211,6 +225,7 @@ public struct TLSServerReport: Sendable, CustomStringConvertible {
             "sluice tls serve (\(mode), user-space records) on \(endpoint): \(tls.handshakes) handshakes "
                 + "(\(tls.resumed) resumed, \(tls.failedHandshakes) failed), \(completed) connections completed, "
                 + (cutShort > 0 ? "\(cutShort) cut short by the stop (reset mid-file), " : "")
+                + (closedAtStop > 0 ? "\(closedAtStop) still open at the stop (closed after its grace), " : "")
                 + "\(String(format1: seconds)) s",
             "  plaintext in \(tls.plaintextReceived) bytes (\(String(format1: rate)) MB/s over the run); TCP sent \(tcp.sentBytes) bytes; "
                 + "KeyUpdates received \(tls.keyUpdatesReceived), sent \(tls.keyUpdatesSent); CPU \(String(format1: cpuSeconds * 1000)) ms",
@@ -221,6 +236,7 @@ public struct TLSServerReport: Sendable, CustomStringConvertible {
                          + (failures.isEmpty ? "" : "; first: \(failures[0])"))
         }
         lines.append("  TCP: \(tcp.sends) sends (\(tcp.zeroCopySends) zero-copy), \(tcp.receivedChunks) chunks in, receive pauses \(tcp.receivePauses), "
+                     + "\(tcp.rejected) connections rejected over the limit, "
                      + "re-arms for want of buffers \(tcp.receiveStarved), closed idle \(tcp.idleClosed), "
                      + "handshakes out of time \(tcp.deadlineClosed)")
         lines.append(frames.isBalanced ? "  frames: all returned to their pool" : "  \(frames)")
@@ -270,6 +286,7 @@ public enum TLSServer {
                                                 let unfinished = handler.application.takeUnfinishedFiles()
                                                 handler.closeAll(transport: engine, resetting: unfinished)
                                             },
+                                            graceEnded: { handler in handler.application.takeOpenConnections() },
                                             ready: ready, shouldStop: shouldStop)
         let modeName = switch mode {
         case .echo: "echo"
@@ -280,6 +297,7 @@ public enum TLSServer {
         return TLSServerReport(
             endpoint: run.bound, mode: modeName, tls: handler.counters, tcp: run.engine.counters,
             completed: handler.application.completed, cutShort: handler.application.cutShort,
+            closedAtStop: handler.application.closedAtStop,
             transportFailures: handler.application.transportFailures,
             failures: handler.application.failures, frames: run.frames,
             seconds: run.seconds, cpuSeconds: ProcessCPU.seconds() - cpuStart)

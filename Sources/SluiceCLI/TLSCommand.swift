@@ -117,6 +117,9 @@ struct TLSServe: ParsableCommand {
     @Option(parsing: .unconditional, help: "Seconds a client has to finish its handshake; then its connection is aborted.")
     var handshakeTimeout: Double = 10
 
+    @Option(parsing: .unconditional, help: "Abort a connection that moves no data either way for this many seconds (0: never); a client that stops reading holds its frames until then.")
+    var idleTimeout: Double = 60
+
     @Option(parsing: .unconditional, help: "Frames of 64 KiB in the server's pool, for receiving and for sealed records: its memory (512: 32 MiB).")
     var frames: Int = TLSServer.engineConfiguration().frameCount
 
@@ -145,6 +148,7 @@ struct TLSServe: ParsableCommand {
         guard (0...16).contains(tickets) else { throw ValidationError("--tickets must be 0 to 16") }
         guard (1..<65536).contains(maxConnections) else { throw ValidationError("--max-connections must be 1 to 65535") }
         try checkSeconds(handshakeTimeout, "--handshake-timeout", in: 0.01...3600)
+        if idleTimeout != 0 { try checkSeconds(idleTimeout, "--idle-timeout", in: 0.01...31_536_000) }
         let receiveBuffers = Int(TLSServer.engineConfiguration().receiveBuffers)
         guard (2 * receiveBuffers...65536).contains(frames) else {
             throw ValidationError("--frames must be \(2 * receiveBuffers) to 65536 (\(receiveBuffers) of them are receive buffers)")
@@ -177,6 +181,7 @@ struct TLSServe: ParsableCommand {
         configuration.logger = .terminal
         configuration.maximumConnections = maxConnections + 1
         configuration.frameCount = frames
+        configuration.idleTimeout = idleTimeout > 0 ? Duration(checkedSeconds: idleTimeout) : nil
         let say = report.say
         let dropper = DropOnReady(privileges, command: "tls serve")
         let modeName = sink ? "sink" : benchEcho ? "bench echo" : file != nil ? "file" : "echo"

@@ -117,11 +117,12 @@ public struct TLSWriter<Transport: StreamTransport> {
     /// Receives again after ``pauseReceiving()``.
     public func resumeReceiving() { transport.resumeReceiving(stream) }
 
-    /// Sends close_notify and shuts the stream for writing; the peer's data still arrives.
+    /// Sends close_notify and shuts the stream for writing; the peer's data still arrives. With
+    /// no frame free for the close_notify, the shutdown waits until one comes back (a FIN
+    /// without it would read as a cut).
     public func close() {
         engine.close()
-        flush()
-        transport.shutdownWrite(stream)
+        if flush() { transport.shutdownWrite(stream) } else { transport.notifyWhenFramesFree(stream) }
     }
 
     /// Closes the stream at once (after sending any alert already queued).
@@ -290,16 +291,30 @@ public struct TLSStreamHandler<Application: TLSStreamApplication>: StreamHandler
         // application still sends goes out: its own close_notify shuts the stream for writing,
         // and the transport closes it then.
         if let engine = engines[stream], engine.isReadClosed, !engine.isWriteClosed, engine.state == .established { return }
-        if let engine = engines[stream], !engine.isReadClosed, engine.state != .closed {
+        if let engine = engines[stream], engine.state == .established, !engine.isReadClosed {
+            // Cut without close_notify: counted, and the application still sends what it has
+            // for the peer (an echo's last bytes), as after a close_notify, then closes.
             errors[stream] = .truncated
             counters.truncatedConnections += 1
+            if !engine.isWriteClosed {
+                application.readClosed(stream, writer: TLSWriter(engine: engine, stream: stream, transport: transport,
+                                                                 reservedFrames: reservedFrames))
+                return
+            }
         }
         transport.close(stream, abort: false)
     }
 
     public mutating func sendQueueDrained(_ stream: StreamID, transport: Transport) {
-        guard let engine = engines[stream], engine.state == .established else { return }
-        application.writable(stream, writer: TLSWriter(engine: engine, stream: stream, transport: transport, reservedFrames: reservedFrames))
+        guard let engine = engines[stream] else { return }
+        let writer = TLSWriter(engine: engine, stream: stream, transport: transport, reservedFrames: reservedFrames)
+        if engine.isWriteClosed {
+            // A close_notify that waited for a frame (``TLSWriter/close()``).
+            if !engine.outbound.isEmpty { writer.close() }
+            return
+        }
+        guard engine.state == .established else { return }
+        application.writable(stream, writer: writer)
     }
 
     public mutating func closed(_ stream: StreamID, error: SystemCallError?, transport: Transport) {

@@ -114,6 +114,8 @@ struct JSONOutputTests {
         let echoCounters = try #require(echoSummary["counters"] as? [String: Double])
         #expect(echoCounters["tcp_received_bytes"] == 100_000 && echoCounters["tcp_sent_bytes"] == 100_000, "\(echoJSON)")
         #expect(echoCounters["tcp_connections_accepted"] == 1)
+        // The connection ended cleanly: a failed count, and it is 0.
+        #expect(echoCounters["tcp_failed_connections"] == 0, "\(echoJSON)")
     }
 
     @Test("xdp status without --dev lists every interface with a sluice program; --json follows its schema")

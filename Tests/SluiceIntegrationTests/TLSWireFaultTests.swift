@@ -218,6 +218,44 @@ struct TLSWireFaultTests {
         #expect(server.text.contains("0 connections completed, 1 cut short by the stop"), "\(server.text)")
     }
 
+    /// A client that shuts its side with a FIN and no close_notify still gets back everything it
+    /// sent (what waited for frames goes out first), then the server's close_notify; the
+    /// connection counts as cut, not completed. A client that closes mid-handshake is a failed
+    /// handshake only, and one left open past the stop's grace is neither completed nor failed.
+    @Test func aFINWithoutCloseNotifyStillGetsItsEcho() throws {
+        let (server, port) = try TLSInteropTests.serve(["--echo", "--frames", "32"])
+        let client = try WireClient(port: port)
+        let payload = [UInt8](repeating: 0x5A, count: 16000)
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        func drain() {
+            while true {
+                let n = recv(client.socket.descriptor, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+                guard n > 0 else { return }
+                _ = buffer.withUnsafeMutableBytes { raw in
+                    client.engine.receive(UnsafeMutableRawBufferPointer(rebasing: raw[..<n])) { client.received += $0 }
+                }
+            }
+        }
+        for index in 0..<190 {
+            client.write(client.record(payload))
+            if index % 4 == 0 { drain() }
+        }
+        shutdown(client.socket.descriptor, Int32(SHUT_WR))
+        #expect(client.readUntilClosed())
+        #expect(client.received.count == 190 * 16000, "\(client.received.count) of \(190 * 16000) bytes back")
+        #expect(client.engine.isReadClosed, "no close_notify after the echo")
+        // A client gone mid-handshake, and one that stays open through the stop.
+        let halfway = try KernelTCPSocket(connectingTo: IPEndpoint("127.0.0.1:\(port)")!)
+        _ = [UInt8]([0x16, 3, 1, 0, 40, 1]).withUnsafeBytes { send(halfway.descriptor, $0.baseAddress, $0.count, 0) }
+        shutdown(halfway.descriptor, Int32(SHUT_WR))
+        let lingering = try WireClient(port: port)
+        usleep(300_000)
+        let report = TLSInteropTests.finish(server)
+        #expect(report.contains("2 handshakes (0 resumed, 1 failed), 0 connections completed, 1 still open at the stop"), "\(report)")
+        #expect(report.contains("0 connections failed, 1 cut without close_notify"), "\(report)")
+        withExtendedLifetime((halfway, lingering)) {}
+    }
+
     /// A TLS 1.2 server whose Finished, data and close_notify reach the client in one TCP chunk
     /// (a proxy holds them back a moment): the close_notify in the chunk that ends the handshake
     /// ends the connection at once, as s_client and gnutls-cli take it, not when standard input ends.
