@@ -26,12 +26,6 @@ public struct HostConfiguration: Sendable {
     public var reassembly = ReassemblyLimits()
     /// Bounds on the ICMP and ICMPv6 errors the host sends.
     public var icmpErrors = ICMPErrorLimits()
-    /// The prefixes the host shares with its peers on the device (the kernel's addresses with
-    /// their lengths). The kernel spaces ICMPv6 errors to a peer by the length of the route to
-    /// it, a /64 four times closer than a /128 (`icmpv6_xrlim_allow`); a peer in none of these
-    /// is spaced as a /128, as through a host route (the kernel would use a shorter route's
-    /// length, a default route's among them); IPv4 errors to a peer are spaced evenly.
-    public var onLinkPrefixes: [(address: IPAddress, prefixLength: Int)] = []
 
     /// A host with `addresses`, `mac` on a TAP device, behind a device of `mtu`.
     public init(addresses: [IPAddress], mac: MACAddress? = nil, mtu: Int) {
@@ -69,8 +63,8 @@ public struct ICMPErrorLimits: Sendable, Equatable {
     /// The time between IPv4 errors to one peer, which may have six at once
     /// (`net.ipv4.icmp_ratelimit`, 1 s; zero: no limit per peer).
     public var peerIntervalIPv4: Duration = .seconds(1)
-    /// The time between ICMPv6 errors to one peer, shortened by the prefix length of the route
-    /// to it (``HostConfiguration/onLinkPrefixes``) (`net.ipv6.icmp.ratelimit`, 1 s).
+    /// The time between ICMPv6 errors to one peer, which may have six at once
+    /// (`net.ipv6.icmp.ratelimit`, 1 s).
     public var peerIntervalIPv6: Duration = .seconds(1)
 
     /// The kernel's defaults.

@@ -176,8 +176,10 @@ extension HostResponder {
         let icmp = network + headerLength
         icmp.hostSetBig32(0, word)
         icmp.hostSetBig32(4, parameter)
-        // Precedence "internetwork control" over IPv4, as the kernel marks its errors.
-        _ = writeReplyHeader(network, protocolNumber: isIPv6 ? 58 : 1, tos: isIPv6 ? 0 : 0xC0, payloadLength: icmpLength,
+        // Precedence "internetwork control" over IPv4, the offending packet's TOS bits kept, as
+        // the kernel marks its errors (RT_TOS | IPTOS_PREC_INTERNETCONTROL).
+        let tos: UInt8 = isIPv6 ? 0 : (icmp + 8).hostByte(1) & 0x1E | 0xC0
+        _ = writeReplyHeader(network, protocolNumber: isIPv6 ? 58 : 1, tos: tos, payloadLength: icmpLength,
                              from: source, to: destination)
         let pseudo = isIPv6 ? Self.endpoints(network, protocolNumber: 58, length: icmpLength).pseudo : 0
         icmp.hostSetBig16(2, InternetChecksum.checksum(UnsafeRawBufferPointer(start: icmp, count: icmpLength), initial: pseudo))

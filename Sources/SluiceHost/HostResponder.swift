@@ -50,9 +50,6 @@ public struct HostResponder: ~Copyable {
         mtu = configuration.mtu
         reassembler = Reassembler(pool: pool, limits: configuration.reassembly)
         errorLimiter = ICMPErrorLimiter(configuration.icmpErrors)
-        errorLimiter.onLinkPrefixes = configuration.onLinkPrefixes
-            .compactMap { prefix in if case .v6(let a) = prefix.address { (a, min(128, max(0, prefix.prefixLength))) } else { nil } }
-            .sorted { $0.prefixLength > $1.prefixLength }
     }
 
     /// Where the IP header of `packet` starts: after the Ethernet header on a TAP device.
@@ -75,6 +72,9 @@ public struct HostResponder: ~Copyable {
             if let mac, MACAddress(networkBytesAt: data) != mac, data.hostByte(0) & 1 == 0 {
                 return drop(\.notForThisHost)
             }
+            // A source with the group bit is no station (IEEE 802), as a bridge drops it: an
+            // answer to it would go to the whole link.
+            guard data.hostByte(6) & 1 == 0 else { return drop(\.malformed) }
             switch data.hostBig16(12) {
             case 0x0806: return answerARP(&packet)
             case 0x0800: (networkOffset, version) = (14, 4)
@@ -95,12 +95,13 @@ public struct HostResponder: ~Copyable {
         guard version == 0 || network.hostByte(0) >> 4 == version else { return drop(\.malformed) }
         switch network.hostByte(0) >> 4 {
         case 4:
+            // A header shorter than 20 bytes, or longer than the packet: dropped, as ip_rcv_core does.
+            let headerLength = Int(network.hostByte(0) & 0x0F) * 4
+            guard headerLength >= 20, packet.length >= networkOffset + headerLength else { return drop(\.malformed) }
             // Options are checked on every packet as it comes, fragments included, as the kernel
             // checks them before it reassembles.
             if let refused = checkIPv4Options(&packet, networkOffset: networkOffset, now: now) { return refused }
             if Reassembler.isIPv4Fragment(network) {
-                let headerLength = Int(network.hostByte(0) & 0x0F) * 4
-                guard headerLength >= 20, packet.length >= networkOffset + headerLength else { return drop(\.malformed) }
                 if verifiesChecksums, InternetChecksum.checksum(UnsafeRawBufferPointer(start: network, count: headerLength)) != 0 {
                     return drop(\.badChecksum)
                 }

@@ -392,6 +392,11 @@ public struct UDPStage<Service: UDPService>: Stage {
                 _counters.notLocal &+= 1
                 return false
             }
+            // A source with the group bit is no station (IEEE 802): the reply would go to the whole link.
+            guard (data + 6).load(as: UInt8.self) & 1 == 0 else {
+                _counters.martian &+= 1
+                return false
+            }
         }
         guard !Self.isMartian(source: source, destination: destination) else {
             _counters.martian &+= 1

@@ -559,6 +559,18 @@ struct AnnounceService: UDPService {
         #expect(Self.accept(Self.frame(source: source, destination: destination)).counters.martian == 1)
     }
 
+    /// A frame from a group MAC (broadcast, multicast) gets no reply: swapped in, that MAC would
+    /// take the reply to the whole link.
+    @Test func aGroupSourceMACGetsNoReply() {
+        #expect(Self.accept(Self.frame()).out.count == 1)
+        for group: [UInt8] in [[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF], [0x01, 0x00, 0x5E, 0, 0, 1]] {
+            var frame = Self.frame()
+            frame[6..<12] = group[...]
+            let result = Self.accept(frame)
+            #expect(result.out.isEmpty && result.counters.martian == 1, "\(group)")
+        }
+    }
+
     /// Listening on one address, the interface's subnet broadcast is still no source (the kernel
     /// drops it as a martian), and a reply is held to the link's MTU (nothing fragments it after
     /// the stage on AF_XDP).

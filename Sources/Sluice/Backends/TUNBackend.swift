@@ -98,7 +98,6 @@ public class TUNBackend: UDPBackend, @unchecked Sendable {
         var host = HostConfiguration(addresses: [listen] + linkLocal, mac: mac, mtu: self.device.mtu)
         host.verifiesChecksums = settings.verifiesChecksums
         host.udpPort = configuration.listen.port
-        host.onLinkPrefixes = settings.addresses
         Self.readKernelSettings(into: &host)
         let deviceName = self.device.name
         host.currentMTU = { NetworkInterface.mtu(named: deviceName) }

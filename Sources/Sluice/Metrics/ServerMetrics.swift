@@ -26,11 +26,12 @@ extension WorkerSample {
         "dropped_by_service", "emit_failures", "not_udp", "fragments", "bad_checksum", "family_mismatch", "bad_ip_checksum",
         "not_local", "martian", "reply_to_port_zero", "refused_ip_options", "vlan_without_device",
     ]
-    /// The host stage's counters that count drops.
+    /// The host stage's counters that count drops: everything taken in and not answered, so a
+    /// summary's received packets are its answers and services' plus these.
     static let hostDrops: Set<String> = [
         "not_for_this_host", "other_ethertype", "host_malformed", "host_bad_checksum", "fragment_duplicates",
         "fragment_overlaps", "reassembly_timeouts", "reassembly_evictions", "fragment_malformed", "reassembly_no_frame",
-        "dropped_output", "host_refused_options",
+        "dropped_output", "host_refused_options", "closed_port", "ignored_control",
     ]
 
     /// Appends the sample under the names the README lists: `sluice_port_*_total`,
