@@ -41,6 +41,8 @@ extension HostResponder {
                 // flag 1, or only where this host is named next for flag 3; counted as overflow when full.
                 for _ in 0..<2 {
                     let flags = option[3] & 0x0F
+                    // Flags the kernel does not know: taken as they are, nothing stamped.
+                    guard flags == 0 || flags == 1 || flags == 3 else { break }
                     let entry = flags == 0 ? 4 : 8
                     let at = Int(option[2]) - 1
                     guard option[2] >= 5, at + entry <= size else {
@@ -98,11 +100,9 @@ extension HostResponder {
                 let flags = byte(offset + 3)
                 if pointer <= size {
                     if pointer + 3 > size { return problem(offset + 2) }
-                    switch flags & 0x0F {
-                    case 0: break
-                    case 1, 3: if pointer + 7 > size { return problem(offset + 2) }
-                    default: return problem(offset + 3)
-                    }
+                    // Unknown flags pass in a received packet (the kernel refuses them only in
+                    // options a local socket sets).
+                    if flags & 0x0F == 1 || flags & 0x0F == 3, pointer + 7 > size { return problem(offset + 2) }
                 } else if flags & 0x0F != 3 && flags >> 4 == 15 {
                     return problem(offset + 3)
                 }
