@@ -199,9 +199,12 @@ public struct HostResponder: ~Copyable {
               !ipv4Addresses.contains(arp.senderProtocolAddress), !martian else {
             return drop(\.ignoredControl)
         }
+        let asker = arp.senderHardwareAddress
         ARPPacket.emit(into: data + 14, operation: ARPPacket.reply, senderMAC: mac, senderIP: target,
-                       targetMAC: arp.senderHardwareAddress, targetIP: arp.senderProtocolAddress)
+                       targetMAC: asker, targetIP: arp.senderProtocolAddress)
         turnLink(data)
+        // To the MAC the request names as its sender, as arp_send addresses it (not the frame's source).
+        asker.store(networkBytesAt: data)
         packet.length = 14 + 28
         counters.arpReplies &+= 1
         return .answer

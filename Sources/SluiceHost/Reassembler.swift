@@ -41,6 +41,8 @@ public struct Reassembler: ~Copyable {
         var frame: UInt64 = 0
         var started = Instant.zero
         var deadline = Instant.zero
+        /// The ECN codepoints its fragments carried, one bit each (1 << codepoint).
+        var ecn: UInt8 = 0
         /// The payload length, once the last fragment has come; -1 before.
         var length = -1
         var highestEnd = 0
@@ -247,7 +249,7 @@ public struct Reassembler: ~Copyable {
                        identification: UInt32(network.hostBig16(4)), protocolNumber: network.hostByte(9))
         return take(&packet, key: key, offset: offset, end: end, more: more, data: network + headerLength,
                      header: packet.dataStart, headerLength: networkOffset + headerLength, networkOffset: networkOffset,
-                     nextHeaderField: nil, nextHeader: 0, now: now)
+                     nextHeaderField: nil, nextHeader: 0, ecn: network.hostByte(1) & 3, now: now)
     }
 
     mutating func insertIPv6(_ packet: inout Packet, network: UnsafeMutableRawPointer, available: Int,
@@ -289,15 +291,19 @@ public struct Reassembler: ~Copyable {
                        identification: network.hostBig32(fragment + 4), protocolNumber: 0)
         return take(&packet, key: key, offset: offset, end: end, more: more, data: network + dataStart,
                     header: packet.dataStart, headerLength: networkOffset + fragment, networkOffset: networkOffset,
-                    nextHeaderField: nextHeaderField, nextHeader: nextHeader, now: now)
+                    nextHeaderField: nextHeaderField, nextHeader: nextHeader, ecn: network.hostByte(1) >> 4 & 3, now: now)
     }
 
     /// The family-independent part: find or start the datagram, apply the rules, copy.
     mutating func take(_ packet: inout Packet, key: Slot, offset: Int, end: Int, more: Bool, data: UnsafeMutableRawPointer,
                        header: UnsafeMutableRawPointer, headerLength: Int, networkOffset: Int,
-                       nextHeaderField: Int?, nextHeader: UInt8, now: Instant) -> Bool {
+                       nextHeaderField: Int?, nextHeader: UInt8, ecn: UInt8, now: Instant) -> Bool {
         counters.fragments &+= 1
         guard let index = find(key) ?? start(key, now: now) else { return false }
+        // Not-ECT among ECT or CE fragments: marks no datagram can carry (RFC 3168 section 5.3),
+        // dropped whole, as the kernel's ip_frag_ecn_table drops it.
+        slots[index].ecn |= 1 << ecn
+        if slots[index].ecn & 1 != 0, slots[index].ecn & 0x0E != 0 { return discard(index, counting: \.malformed) }
         if !more {
             guard end >= slots[index].highestEnd, slots[index].length < 0 || end == slots[index].length else {
                 return discard(index)

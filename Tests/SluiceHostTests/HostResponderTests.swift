@@ -46,6 +46,11 @@ import Testing
             #expect(arp.operation == ARPPacket.reply && arp.senderHardwareAddress == mac)
             #expect(arp.senderProtocolAddress == IPv4Address(198, 18, 1, 2) && arp.targetProtocolAddress == IPv4Address(198, 18, 1, 1))
         }
+        // Sent from another MAC than the one it names (a proxy, a bridge): the answer goes to the named one, as arp_send sends it.
+        var proxied = ethernet(to: .broadcast, type: 0x0806, arp)
+        proxied[6..<12] = [0x02, 7, 7, 7, 7, 7]
+        let (_, proxiedReply) = admit(&responder, proxied)
+        #expect(Array(proxiedReply.prefix(6)) == Array(proxied[(14 + 8)..<(14 + 14)]), "to the request's sender hardware address")
         // Behind a priority tag (VLAN ID 0, priority 5): the same answer, as from the kernel.
         var tagged = ethernet(to: .broadcast, type: 0x0806, arp)
         tagged.insert(contentsOf: [0x81, 0x00, 0xA0, 0x00], at: 12)
@@ -54,7 +59,7 @@ import Testing
         // For another address: no answer.
         arp.withUnsafeMutableBytes { IPv4Address(198, 18, 1, 3).store(networkBytesAt: $0.baseAddress! + 24) }
         #expect(admit(&responder, ethernet(to: .broadcast, type: 0x0806, arp)).0 == .consumed)
-        #expect(responder.counters.arpReplies == 2 && responder.counters.ignoredControl == 1)
+        #expect(responder.counters.arpReplies == 3 && responder.counters.ignoredControl == 1)
     }
 
     func solicitation(hopLimit: UInt8 = 255, source: IPv6Address = IPv6Address("2001:2:1::1")!,

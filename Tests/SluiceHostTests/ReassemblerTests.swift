@@ -32,6 +32,31 @@ import Testing
         #expect(harness.pool.freeCount == harness.pool.frameCount)
     }
 
+    /// `fragment` with its ECN codepoint set to `ecn` (the header checksum summed again).
+    static func marked(_ fragment: [UInt8], ecn: UInt8) -> [UInt8] {
+        var marked = fragment
+        marked[1] = marked[1] & 0xFC | ecn
+        marked[10] = 0; marked[11] = 0
+        let checksum = marked[0..<20].withUnsafeBytes { InternetChecksum.checksum($0) }
+        marked[10] = UInt8(checksum >> 8); marked[11] = UInt8(checksum & 0xFF)
+        return marked
+    }
+
+    @Test("fragments marked Not-ECT and ECT or CE make no datagram; ECT with CE does, as the kernel's ip_frag_ecn_table says")
+    func ecnMarksThatCannotBeCombinedDropTheDatagram() {
+        var reassembler = Reassembler(pool: harness.pool, limits: ReassemblyLimits())
+        let whole = Harness.datagram(from: "198.18.0.1:4000", to: "198.18.0.2:9000", payload: 2000)
+        let first = Harness.fragment4(whole, offset: 0, count: 1480, more: true)
+        let last = Harness.fragment4(whole, offset: 1480, count: whole.count - 20 - 1480, more: false)
+        for (a, b, combines) in [(UInt8(0), UInt8(3), false), (2, 0, false), (2, 3, true), (1, 2, true), (0, 0, true)] {
+            #expect(insert(&reassembler, Self.marked(first, ecn: a)) == nil)
+            #expect((insert(&reassembler, Self.marked(last, ecn: b)) != nil) == combines, "ECN \(a) then \(b)")
+            #expect(reassembler.activeDatagrams == 0)
+        }
+        #expect(reassembler.counters.malformed == 2 && reassembler.counters.reassembled == 3)
+        #expect(harness.pool.freeCount == harness.pool.frameCount)
+    }
+
     @Test func aDuplicateIsDroppedAloneAndAPartialOverlapEndsTheDatagram() {
         var reassembler = Reassembler(pool: harness.pool, limits: ReassemblyLimits())
         let whole = Harness.datagram(from: "198.18.0.1:4000", to: "198.18.0.2:9000", payload: 2000)
