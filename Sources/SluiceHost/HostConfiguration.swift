@@ -26,6 +26,9 @@ public struct HostConfiguration: Sendable {
     public var reassembly = ReassemblyLimits()
     /// Bounds on the ICMP and ICMPv6 errors the host sends.
     public var icmpErrors = ICMPErrorLimits()
+    /// What the host's workers share (their ICMP error limits, the path MTUs they learn), when
+    /// it runs more than one: made once, given to each. `nil`: this worker keeps its own.
+    public var shared: HostShared?
 
     /// A host with `addresses`, `mac` on a TAP device, behind a device of `mtu`.
     public init(addresses: [IPAddress], mac: MACAddress? = nil, mtu: Int) {

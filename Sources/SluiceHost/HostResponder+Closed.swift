@@ -124,7 +124,7 @@ extension HostResponder {
             return drop(\.badChecksum)
         }
         let (source, destination, _) = Self.endpoints(network, protocolNumber: 0, length: 0)
-        guard answersClosed(packet, source: source, destination: destination), errorLimiter.allow(to: source, now: now)
+        guard answersClosed(packet, source: source, destination: destination), allowError(to: source, now: now)
         else { return drop(\.closedPort) }
         guard turnIntoError(&packet, networkOffset: networkOffset, total: total, from: destination, to: source,
                             word: isIPv6 ? 0x0401_0000 : 0x0302_0000, parameter: isIPv6 ? UInt32(pointer) : 0)
@@ -148,7 +148,7 @@ extension HostResponder {
             let isIPv6 = network.hostByte(0) >> 4 == 6
             let total = min(packet.length - networkOffset, isIPv6 ? 40 + Int(network.hostBig16(4)) : Int(network.hostBig16(2)))
             let (source, destination, _) = Self.endpoints(network, protocolNumber: 0, length: 0)
-            guard answersClosed(packet, source: source, destination: destination), errorLimiter.allow(to: source, now: now),
+            guard answersClosed(packet, source: source, destination: destination), allowError(to: source, now: now),
                   turnIntoError(&packet, networkOffset: networkOffset, total: total, from: destination, to: source,
                                 word: isIPv6 ? 0x0301_0000 : 0x0B01_0000, parameter: 0)
             else {

@@ -124,7 +124,7 @@ extension HostResponder {
         let network = packet.dataStart + networkOffset
         let isIPv6 = network.hostByte(0) >> 4 == 6
         let (source, destination, _) = Self.endpoints(network, protocolNumber: 0, length: 0)
-        guard answersClosed(packet, source: source, destination: destination), errorLimiter.allow(to: source, now: now),
+        guard answersClosed(packet, source: source, destination: destination), allowError(to: source, now: now),
               turnIntoError(&packet, networkOffset: networkOffset, total: total, from: destination, to: source,
                             word: isIPv6 ? 0x0400_0000 | UInt32(code) << 16 : 0x0C00_0000,
                             parameter: isIPv6 ? UInt32(pointer) : UInt32(pointer) << 24)

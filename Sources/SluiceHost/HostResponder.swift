@@ -1,5 +1,6 @@
 import SluiceCore
 import SluicePackets
+import Synchronization
 
 /// What the host does with one packet.
 public enum HostDisposition: Sendable {
@@ -35,6 +36,10 @@ public struct HostResponder: ~Copyable {
     let udpPort: UInt16?
     var mtu: Int
     var errorLimiter: ICMPErrorLimiter
+    /// The limits and path MTUs of the host's other workers, when it has more than one.
+    @usableFromInline let shared: HostShared?
+    /// ``shared``'s path MTU change count when this worker last took them.
+    @usableFromInline var sharedPathMTUChanges: UInt64 = 0
     /// The IPv4 identification of the host's own packets (echo replies, errors).
     var nextIdentification = UInt16.random(in: 0...UInt16.max)
 
@@ -50,6 +55,7 @@ public struct HostResponder: ~Copyable {
         mtu = configuration.mtu
         reassembler = Reassembler(pool: pool, limits: configuration.reassembly)
         errorLimiter = ICMPErrorLimiter(configuration.icmpErrors)
+        shared = configuration.shared
     }
 
     /// Where the IP header of `packet` starts: after the Ethernet header on a TAP device.
@@ -169,6 +175,25 @@ public struct HostResponder: ~Copyable {
             position += length
         }
         return field
+    }
+
+    /// Whether an ICMP error to `peer` may go now: within the host's limits, all workers together.
+    mutating func allowError(to peer: IPAddress, now: Instant) -> Bool {
+        if let shared { return shared.allowError(to: peer, now: now) }
+        return errorLimiter.allow(to: peer, now: now)
+    }
+
+    /// Takes the path MTUs the host's other workers learned, when there are new ones.
+    @inlinable
+    public mutating func takeSharedPathMTUs() {
+        guard let shared, shared.pathMTUChanges.load(ordering: .acquiring) != sharedPathMTUChanges else { return }
+        takePathMTUs(from: shared)
+    }
+
+    @usableFromInline
+    mutating func takePathMTUs(from shared: HostShared) {
+        sharedPathMTUChanges = shared.pathMTUChanges.load(ordering: .acquiring)
+        pathMTUs = shared.pathMTUs.withLock { $0 }
     }
 
     mutating func drop(_ cause: WritableKeyPath<HostCounters, UInt64>) -> HostDisposition {
@@ -359,7 +384,10 @@ public struct HostResponder: ~Copyable {
 
     /// Remembers a path MTU below the device's for `destination`; the message is used up.
     mutating func learnPathMTU(_ destination: IPAddress, _ pathMTU: Int, now: Instant) -> HostDisposition {
-        if pathMTU < mtu { pathMTUs.learn(destination, mtu: pathMTU, now: now) }
+        if pathMTU < mtu {
+            pathMTUs.learn(destination, mtu: pathMTU, now: now)
+            shared?.learn(destination, mtu: pathMTU, now: now)
+        }
         counters.pathMTUUpdates &+= 1
         return .consumed
     }
@@ -396,7 +424,7 @@ public struct HostResponder: ~Copyable {
         }
         // Not for a frame to a group MAC. Options and extension headers the kernel refuses never
         // get here; the error quotes the rest as they came.
-        guard answersClosed(packet, source: source, destination: destination), errorLimiter.allow(to: source, now: now)
+        guard answersClosed(packet, source: source, destination: destination), allowError(to: source, now: now)
         else { return drop(\.closedPort) }
         guard turnIntoError(&packet, networkOffset: networkOffset, total: total, from: destination, to: source,
                             word: isIPv6 ? 0x0104_0000 : 0x0303_0000, parameter: 0)

@@ -73,6 +73,7 @@ public struct HostStage<Service: Stage & ~Copyable>: Stage, ~Copyable {
     public mutating func handle(_ input: inout PacketBatch, output: inout PacketBatch, now: Instant) {
         lastNow = now
         if currentMTU != nil && now >= nextMTUCheck { followMTU(now: now) }
+        responder.takeSharedPathMTUs()
         waiting.moveFront(to: &output)
         input.takeAll { packet in
             var packet = packet

@@ -652,6 +652,29 @@ import Testing
         return packet + message
     }
 
+    @Test("two workers of one host share its ICMP limits and the path MTUs either learns, as one kernel keeps them")
+    func workersShareLimitsAndPathMTUs() {
+        var configuration = HostConfiguration(addresses: [.v4(IPv4Address(198, 18, 1, 2))], mtu: 1500)
+        configuration.udpPort = 9000
+        configuration.shared = HostShared(configuration.icmpErrors)
+        var first = HostResponder(configuration: configuration, linkLayer: .ip, pool: harness.pool)
+        var second = HostResponder(configuration: configuration, linkLayer: .ip, pool: harness.pool)
+        // One peer, a closed port, both workers at once: the peer's burst of six, not six each.
+        var answered = 0
+        for round in 0..<10 {
+            let now = Instant(nanoseconds: UInt64(1_000_000_000 + round))
+            let closed = Harness.datagram(from: "198.18.1.1:\(4000 + round)", to: "198.18.1.2:9001", payload: 16)
+            if admit(&first, closed, at: now).0 == .answer { answered += 1 }
+            if admit(&second, closed, at: now).0 == .answer { answered += 1 }
+        }
+        #expect(answered == 6)
+        // A path MTU the first learns bounds the second's replies from its next batch on.
+        #expect(admit(&first, fragmentationNeeded(mtu: 1280)).0 == .consumed)
+        #expect(second.pathMTUs.isEmpty)
+        second.takeSharedPathMTUs()
+        #expect(second.pathMTUs.mtu(for: .v4(IPv4Address(198, 18, 9, 9)), now: Instant(nanoseconds: 1)) == 1280)
+    }
+
     @Test("fragmentation needed about the host's own packet bounds what goes to that destination, never below 552 bytes")
     func fragmentationNeededSetsThePathMTU() {
         var responder = responder(linkLayer: .ip)
