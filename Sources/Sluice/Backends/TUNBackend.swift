@@ -99,7 +99,7 @@ public class TUNBackend: UDPBackend, @unchecked Sendable {
         host.verifiesChecksums = settings.verifiesChecksums
         host.udpPort = configuration.listen.port
         Self.readKernelSettings(into: &host)
-        if configuration.workers > 1 { host.shared = HostShared(host.icmpErrors) }
+        if settings.queues > 1 { host.shared = HostShared(host.icmpErrors) }
         let deviceName = self.device.name
         host.currentMTU = { NetworkInterface.mtu(named: deviceName) }
         self.host = host
