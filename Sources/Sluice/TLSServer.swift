@@ -47,8 +47,6 @@ public struct TLSServerApplication: TLSStreamApplication {
         var fileClosed = false
         var keyUpdated = false
         var paused = false
-        /// The peer's direction ended (close_notify, or cut without it).
-        var peerClosed = false
     }
 
     /// Echo bytes waiting for frames above which a connection stops receiving.
@@ -120,7 +118,6 @@ public struct TLSServerApplication: TLSStreamApplication {
         // which closes. TLS 1.2 answers at once, the rest of the file unsent (RFC 5246 7.2.1).
         if case .file = mode, writer.negotiated?.version != .tls12 { return }
         if case .file = mode { states[stream]?.fileClosed = true }
-        states[stream]?.peerClosed = true
         if states[stream]?.pending.isEmpty ?? true {
             writer.close()
         }
@@ -134,7 +131,7 @@ public struct TLSServerApplication: TLSStreamApplication {
             if !state.pending.isEmpty {
                 let sent = state.pending.withUnsafeBytes { writer.send($0) }
                 state.pending.removeFirst(sent)
-                if state.pending.isEmpty && state.peerClosed { writer.close() }
+                if state.pending.isEmpty && writer.engine.isReadClosed { writer.close() }
             }
             if state.paused && state.pending.count < Self.pendingHighWater / 4 {
                 state.paused = false

@@ -291,16 +291,10 @@ public struct TLSStreamHandler<Application: TLSStreamApplication>: StreamHandler
         // application still sends goes out: its own close_notify shuts the stream for writing,
         // and the transport closes it then.
         if let engine = engines[stream], engine.isReadClosed, !engine.isWriteClosed, engine.state == .established { return }
+        // Cut without close_notify after the handshake (one cut during it is a failed handshake).
         if let engine = engines[stream], engine.state == .established, !engine.isReadClosed {
-            // Cut without close_notify: counted, and the application still sends what it has
-            // for the peer (an echo's last bytes), as after a close_notify, then closes.
             errors[stream] = .truncated
             counters.truncatedConnections += 1
-            if !engine.isWriteClosed {
-                application.readClosed(stream, writer: TLSWriter(engine: engine, stream: stream, transport: transport,
-                                                                 reservedFrames: reservedFrames))
-                return
-            }
         }
         transport.close(stream, abort: false)
     }
