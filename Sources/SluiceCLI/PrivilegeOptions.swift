@@ -9,7 +9,9 @@ struct PrivilegeOptions: ParsableArguments {
     var user: String?
 
     func validate() throws {
-        if let user, ProcessIdentity.user(named: user) == nil { throw ValidationError("--user: no user named or numbered '\(user)'") }
+        guard let user else { return }
+        guard let found = ProcessIdentity.user(named: user) else { throw ValidationError("--user: no user named or numbered '\(user)'") }
+        if found.uid == 0 { throw ValidationError("--user: '\(user)' is root; name an unprivileged user, such as nobody") }
     }
 
     /// Becomes `--user`, if given, keeping `capabilities`; says so in one line through `say`.

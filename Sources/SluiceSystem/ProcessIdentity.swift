@@ -51,29 +51,36 @@ public enum ProcessIdentity {
                                   hint: "that user is root; name an unprivileged one, such as nobody")
         }
         let keep = !capabilities.isEmpty
-        if keep {
+        // Already that user (started so by setpriv or systemd): there is no ID to change, only
+        // capabilities to drop, and initgroups would want CAP_SETGID for nothing.
+        let already = getuid() == user.uid && geteuid() == user.uid && getgid() == user.gid && getegid() == user.gid
+        if keep && !already {
             let result = sluice_keep_capabilities(1)
             guard result == 0 else {
                 throw SystemCallError(.credentials, operation: "prctl(PR_SET_KEEPCAPS) in every thread", errno: -result,
                                       hint: -result == ETIMEDOUT ? "a thread blocks SIGRTMAX-1 and did not answer" : nil)
             }
         }
-        // glibc applies set*id to every thread of the process; as root, setuid sets the real, effective and saved IDs.
-        guard initgroups(user.name, user.gid) == 0 else {
-            throw SystemCallError(.credentials, operation: "initgroups(\(user.name))", errno: errno)
+        if !already {
+            // glibc applies set*id to every thread of the process; as root, setuid sets the real, effective and saved IDs.
+            guard initgroups(user.name, user.gid) == 0 else {
+                throw SystemCallError(.credentials, operation: "initgroups(\(user.name))", errno: errno)
+            }
+            guard setgid(user.gid) == 0 else {
+                throw SystemCallError(.credentials, operation: "setgid(\(user.gid))", errno: errno)
+            }
+            guard setuid(user.uid) == 0 else {
+                throw SystemCallError(.credentials, operation: "setuid(\(user.uid))", errno: errno)
+            }
         }
-        guard setgid(user.gid) == 0 else {
-            throw SystemCallError(.credentials, operation: "setgid(\(user.gid))", errno: errno)
-        }
-        guard setuid(user.uid) == 0 else {
-            throw SystemCallError(.credentials, operation: "setuid(\(user.uid))", errno: errno)
-        }
-        guard keep else { return }
-        _ = sluice_keep_capabilities(0)
+        // Set even when nothing is kept: a change of user clears capabilities only when it leaves
+        // uid 0, and never the inheritable or ambient ones.
+        if keep && !already { _ = sluice_keep_capabilities(0) }
         let mask = capabilities.reduce(UInt64(0)) { $0 | (1 << UInt64($1.rawValue)) }
         let result = sluice_set_process_capabilities(mask, mask)
         guard result == 0 else {
-            throw SystemCallError(.credentials, operation: "keeping \(Capability.list(capabilities.sorted())) in every thread",
+            let what = keep ? "keeping \(Capability.list(capabilities.sorted()))" : "dropping every capability"
+            throw SystemCallError(.credentials, operation: "\(what) in every thread",
                                   errno: -result, hint: -result == ETIMEDOUT ? "a thread blocks SIGRTMAX-1 and did not answer"
                                       : "a thread did not keep its permitted capabilities through the change of user")
         }

@@ -73,6 +73,45 @@ struct PrivilegeTests {
         #expect(server.stop() == 0)
     }
 
+    /// Every thread's `/proc` status fields.
+    static func statusFields(of pid: pid_t) -> [[String: String]] {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        return tasks.compactMap { task in
+            guard let status = readTextFile("/proc/\(pid)/task/\(task)/status") else { return nil }
+            var fields: [String: String] = [:]
+            for line in status.split(separator: "\n") {
+                let parts = line.split(separator: ":", maxSplits: 1)
+                if parts.count == 2 { fields[String(parts[0])] = parts[1].trimmingCharacters(in: .whitespaces) }
+            }
+            return fields
+        }
+    }
+
+    /// A change between two unprivileged users keeps capabilities (the kernel clears them only
+    /// when leaving uid 0), and none ever clears the inheritable or ambient ones: `--user` must.
+    @Test("--user started without root (setpriv, systemd) drops every capability, inheritable and ambient too",
+          arguments: [(["setuid", "setgid", "net_bind_service", "net_admin"], "daemon", "uid 1,"),
+                      (["net_bind_service"], "nobody", "uid 65534,")])
+    func userFromAnUnprivilegedStartDropsEverything(capabilities: [String], user: String, expected: String) throws {
+        let namespace = try ScratchNamespace(prefix: "slprivu")
+        let server = try Self.run(Self.unprivileged(capabilities, in: namespace.name, [
+            SluiceExecutable.path, "udp-echo", "--listen", "127.0.0.1:53", "--user", user, "--duration", "60",
+            "--stats-interval", "0"]))
+        let line = try #require(server.waitForLine(containing: "running as"), "\(server.text)")
+        #expect(line.contains(expected) && line.contains("capabilities: none"), "\(line)")
+        let threads = Self.statusFields(of: server.pid)
+        #expect(!threads.isEmpty)
+        for thread in threads {
+            for field in ["CapPrm", "CapEff", "CapInh", "CapAmb"] {
+                #expect(thread[field].flatMap { UInt64($0, radix: 16) } == 0, "\(field): \(thread)")
+            }
+        }
+        let client = try withNetworkNamespace(namespace.name) { KernelUDPSocket(bind: IPEndpoint("127.0.0.1:0")!) }
+        client.send([4, 5], to: IPEndpoint("127.0.0.1:53")!)
+        #expect(client.receive()?.bytes == [4, 5])
+        #expect(server.stop() == 0)
+    }
+
     @Test("udp-echo --backend xdp --user nobody keeps CAP_NET_ADMIN alone, serves, and still detaches its program")
     func userKeepsWhatXDPNeeds() throws {
         let topology = try TestTopology(.init(suffix: "pv\(getpid() % 100_000)"))
