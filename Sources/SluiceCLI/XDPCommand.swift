@@ -123,6 +123,8 @@ struct XDPStatus: ParsableCommand {
             var programId: UInt32
             var name: String
             var mode: String
+            /// False when this process could not open it (CAP_SYS_ADMIN): it may be sluice's.
+            var identified: Bool
         }
 
         var interface: String
@@ -136,14 +138,17 @@ struct XDPStatus: ParsableCommand {
         var entries: [Entry] = []
         for name in names {
             let entry = try reporting { () throws(SystemCallError) in try Self.inspect(name) }
-            if dev != nil || entry.sluiceProgram != nil { entries.append(entry) }
+            if dev != nil || entry.sluiceProgram != nil || entry.otherProgram?.identified == false { entries.append(entry) }
         }
+        // A program this process cannot open may be sluice's: the answer is not known, so not 0.
+        let unknown = entries.contains { $0.otherProgram?.identified == false }
         if json {
             try printJSON(["interfaces": entries])
-            return
+        } else {
+            if entries.isEmpty { print("no interface in this namespace has a sluice XDP program") }
+            for entry in entries { print(Self.describe(entry)) }
         }
-        if entries.isEmpty { print("no interface in this namespace has a sluice XDP program") }
-        for entry in entries { print(Self.describe(entry)) }
+        if unknown { throw ExitCode(1) }
     }
 
     /// Every interface of the calling thread's network namespace (`if_nameindex`: netlink, so
@@ -168,13 +173,18 @@ struct XDPStatus: ParsableCommand {
                 listeners: try program.listeners.map(\.description),
                 verdicts: Dictionary(uniqueKeysWithValues: try program.verdicts().fields))
         } else if let other = try XDPProgram.foreignProgram(on: name) {
-            entry.otherProgram = Entry.Other(programId: other.programID, name: other.name, mode: other.mode?.rawValue ?? "offload")
+            entry.otherProgram = Entry.Other(programId: other.programID, name: other.name, mode: other.mode?.rawValue ?? "offload",
+                                             identified: other.isIdentified)
         }
         return entry
     }
 
     static func describe(_ entry: Entry) -> String {
         guard let program = entry.sluiceProgram else {
+            if let other = entry.otherProgram, !other.identified {
+                return "\(entry.interface): an XDP program is attached (id \(other.programId), \(other.mode) mode) that this process "
+                    + "cannot identify: \(XDPProgram.unidentifiedReason); run as root to see it"
+            }
             if let other = entry.otherProgram {
                 return "\(entry.interface): no sluice XDP program attached; another program is: '\(other.name)' (id \(other.programId), \(other.mode) mode)"
             }
@@ -204,6 +214,12 @@ struct XDPUnload: ParsableCommand {
         let existing = try reporting { () throws(SystemCallError) in try XDPProgram.attached(on: target.dev) }
         guard let existing else {
             if let other = try reporting({ () throws(SystemCallError) in try XDPProgram.foreignProgram(on: target.dev) }) {
+                guard other.isIdentified else {
+                    writeToStandardError("sluice: error: cannot tell whether the XDP program on \(target.dev) (id \(other.programID)) "
+                                         + "is sluice's: \(XDPProgram.unidentifiedReason); run as root, or remove whatever "
+                                         + "it is with `ip link set dev \(target.dev) xdp off`\n")
+                    throw ExitCode(1)
+                }
                 print("\(target.dev): no sluice XDP program attached, nothing to unload (another program, '\(other.name)' "
                       + "id \(other.programID), is left alone; `ip link set dev \(target.dev) xdp off` removes it)")
             } else {

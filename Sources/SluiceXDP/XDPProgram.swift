@@ -210,10 +210,12 @@ public final class XDPProgram: @unchecked Sendable {
         if let foreign = existing.foreign {
             guard force else {
                 program.close()
-                throw SystemCallError(
-                    .xdp, operation: "attaching XDP to \(interface)", errno: EBUSY,
-                    hint: "another XDP program, '\(foreign.name)' (id \(foreign.programID)), is attached in "
-                        + "\(foreign.modeLabel) mode; attach with force: true to replace it")
+                let occupant = foreign.isIdentified
+                    ? "another XDP program, '\(foreign.name)' (id \(foreign.programID)), is attached in \(foreign.modeLabel) mode"
+                    : "an XDP program (id \(foreign.programID)) is attached in \(foreign.modeLabel) mode that this process cannot "
+                        + "identify (\(unidentifiedReason))"
+                throw SystemCallError(.xdp, operation: "attaching XDP to \(interface)", errno: EBUSY,
+                                      hint: occupant + "; attach with force: true to replace it")
             }
             do throws(SystemCallError) {
                 logger.notice("replacing another XDP program, as forced",
@@ -329,7 +331,15 @@ public final class XDPProgram: @unchecked Sendable {
         public var name: String
         /// Its mode; `nil` for hardware offload.
         public var mode: XDPAttachMode?
+        /// False when this process could not open the program to read its name (`name` is "?"):
+        /// a program another process loaded is opened by id, which needs CAP_SYS_ADMIN. Such a
+        /// program may be sluice's, left by a server that was killed.
+        public var isIdentified: Bool
     }
+
+    /// Why a program may go unidentified, for messages.
+    public static let unidentifiedReason = "opening a program another process loaded needs CAP_SYS_ADMIN, "
+        + "and a sluice program left by a server that was killed looks the same"
 
     /// The non-sluice XDP program attached to `interface`, if there is one (for messages such as
     /// `sluice xdp status`).
@@ -338,7 +348,7 @@ public final class XDPProgram: @unchecked Sendable {
         let index = try interfaceIndex(interface)
         let state = try inspect(interface: interface, index: index)
         guard state.sluice == nil, let foreign = state.foreign else { return nil }
-        return Occupant(programID: foreign.programID, name: foreign.name, mode: foreign.mode)
+        return Occupant(programID: foreign.programID, name: foreign.name, mode: foreign.mode, isIdentified: foreign.isIdentified)
     }
 
     /// Sends libbpf's and libxdp's messages, for the whole process, to `logger` (their warnings
@@ -692,6 +702,7 @@ public final class XDPProgram: @unchecked Sendable {
         var name: String
         var mode: XDPAttachMode?
         var viaDispatcher: Bool
+        var isIdentified = true
         var modeLabel: String { mode?.label ?? "hardware offload" }
     }
 
@@ -812,13 +823,14 @@ public final class XDPProgram: @unchecked Sendable {
         return maps
     }
 
-    /// Whether the program with `id` is sluice's (name and maps), and its name.
-    static func identify(programID id: UInt32) -> (isSluice: Bool, name: String) {
+    /// Whether the program with `id` is sluice's (name and maps), its name, and whether it could
+    /// be opened at all (by id: CAP_SYS_ADMIN).
+    static func identify(programID id: UInt32) -> (isSluice: Bool, name: String, isIdentified: Bool) {
         let fd = bpf_prog_get_fd_by_id(id)
-        guard fd >= 0 else { return (false, "?") }
+        guard fd >= 0 else { return (false, "?", false) }
         defer { close(fd) }
-        guard let info = programInfo(descriptor: fd) else { return (false, "?") }
-        guard info.name.hasPrefix(kernelProgramName) else { return (false, info.name) }
+        guard let info = programInfo(descriptor: fd) else { return (false, "?", false) }
+        guard info.name.hasPrefix(kernelProgramName) else { return (false, info.name, true) }
         var names: Set<String> = []
         for mapID in info.mapIDs {
             let map = bpf_map_get_fd_by_id(mapID)
@@ -830,7 +842,7 @@ public final class XDPProgram: @unchecked Sendable {
             }
             close(map)
         }
-        return (names.isSuperset(of: mapNames), info.name)
+        return (names.isSuperset(of: mapNames), info.name, true)
     }
 
     /// What XDP programs run on an interface, and whether one is sluice's.
@@ -846,7 +858,7 @@ public final class XDPProgram: @unchecked Sendable {
             (options.drv_prog_id, .native), (options.skb_prog_id, .generic), (options.hw_prog_id, nil),
         ]
         for (id, mode) in slots where id != 0 {
-            let (isSluice, name) = identify(programID: id)
+            let (isSluice, name, isIdentified) = identify(programID: id)
             if isSluice, let mode {
                 state.sluice = state.sluice ?? Found(programID: id, name: name, mode: mode, viaDispatcher: false)
                 continue
@@ -876,7 +888,9 @@ public final class XDPProgram: @unchecked Sendable {
                 }
                 continue
             }
-            if state.foreign == nil { state.foreign = Foreign(programID: id, name: name, mode: mode, viaDispatcher: false) }
+            if state.foreign == nil {
+                state.foreign = Foreign(programID: id, name: name, mode: mode, viaDispatcher: false, isIdentified: isIdentified)
+            }
         }
         return state
     }

@@ -227,4 +227,43 @@ struct PrivilegeTests {
         #expect(status.waitForExit() == 0)
         #expect(status.text.contains("no interface in this namespace has a sluice XDP program"), "detached at the end: \(status.text)")
     }
+
+    /// Without CAP_SYS_ADMIN a program another process loaded cannot be opened, so the program a
+    /// killed instance left looks like anyone's: the restart must refuse in one line (not replace
+    /// it), `xdp status` must not say "nothing", and the unit's `ExecStopPost` (as root) clears it.
+    @Test("a killed instance of the XDP unit: the restart refuses in one line, the unit's ExecStopPost clears it, the next start serves")
+    func xdpUnitAfterAKill() throws {
+        let unit = try Self.unit("sluice-xdp-echo.service")
+        let topology = try TestTopology(.init(suffix: "pk\(getpid() % 100_000)"))
+        defer { topology.destroy() }
+        var command = try #require(unit["ExecStart"]).split(separator: " ").map(String.init)
+        command[0] = SluiceExecutable.path
+        command = command.map { $0 == "eth0" ? topology.serverInterface : $0 }
+        let capabilities = Self.capabilities(of: unit)
+        let first = try Self.run(Self.unprivileged(capabilities, in: topology.serverNamespace, command))
+        try #require(first.waitForLine(containing: "backend on") != nil, "\(first.text)")
+        _ = first.stop(signal: SIGKILL)
+
+        let refused = try Self.run(Self.unprivileged(capabilities, in: topology.serverNamespace, command))
+        #expect(refused.waitForExit(timeout: .seconds(20)) == 1)
+        #expect(refused.text.contains("cannot identify (opening a program another process loaded needs CAP_SYS_ADMIN"),
+                "\(refused.text)")
+        let status = try Self.run(Self.unprivileged(capabilities, in: topology.serverNamespace, [
+            SluiceExecutable.path, "xdp", "status", "--dev", topology.serverInterface]))
+        #expect(status.waitForExit() == 1)
+        #expect(status.text.contains("that this process cannot identify"), "\(status.text)")
+
+        // ExecStopPost=+COMMAND: systemd runs COMMAND with full privileges.
+        var stopPost = try #require(unit["ExecStopPost"]).split(separator: " ").map(String.init)
+        #expect(stopPost[0] == "+/usr/local/bin/sluice")
+        stopPost = stopPost.dropFirst().map { $0 == "eth0" ? topology.serverInterface : $0 }
+        let unload = try ChildProcess(sluice: stopPost + ["--netns", topology.serverNamespace])
+        #expect(unload.waitForExit() == 0)
+        #expect(unload.text.contains("detached program"), "\(unload.text)")
+
+        let restarted = try Self.run(Self.unprivileged(capabilities, in: topology.serverNamespace, command))
+        try #require(restarted.waitForLine(containing: "backend on") != nil, "\(restarted.text)")
+        try Self.echoThroughServer(topology)
+        #expect(restarted.stop() == 0)
+    }
 }
