@@ -28,7 +28,7 @@ let package = Package(
         // A service on AF_XDP with a port of its own: program, UMEM, XSK and loop by hand.
         .executableTarget(
             name: "xdp-service",
-            dependencies: [.product(name: "Sluice", package: "Sluice")],
+            dependencies: [.product(name: "Sluice", package: "Sluice"), .product(name: "Logging", package: "swift-log")],
             path: "Sources/XDPService"),
         // Frames, batches, packet views and a stage pipeline, without a network.
         .executableTarget(
@@ -38,7 +38,7 @@ let package = Package(
         // TCP echo over the async stream API.
         .executableTarget(
             name: "tcp-echo",
-            dependencies: [.product(name: "Sluice", package: "Sluice")],
+            dependencies: [.product(name: "Sluice", package: "Sluice"), .product(name: "Logging", package: "swift-log")],
             path: "Sources/TCPEcho"),
         // The DocC tutorial's last step (Sources/Sluice/Sluice.docc/Resources), built so it stays true.
         .executableTarget(
@@ -53,7 +53,7 @@ let package = Package(
         // TLS echo over the async edge (TLSListener, TLSConnection).
         .executableTarget(
             name: "tls-echo",
-            dependencies: [.product(name: "Sluice", package: "Sluice")],
+            dependencies: [.product(name: "Sluice", package: "Sluice"), .product(name: "Logging", package: "swift-log")],
             path: "Sources/TLSEcho"),
     ],
     swiftLanguageModes: [.v6]

@@ -81,9 +81,10 @@ func parseNumberList<T: FixedWidthInteger>(_ text: String, of what: String, in r
 }
 
 /// Checks a number of seconds from the command line: finite, within `range`.
-func checkSeconds(_ value: Double, _ flag: String, in range: ClosedRange<Double>) throws {
-    guard value.isFinite, range.contains(value) else {
-        throw ValidationError("\(flag) must be a number of seconds from \(range.lowerBound) to \(range.upperBound)")
+func checkSeconds(_ value: Double, _ flag: String, in range: ClosedRange<Double>, orNever: Bool = false) throws {
+    guard value.isFinite, range.contains(value) || orNever && value == 0 else {
+        throw ValidationError("\(flag) must be a number of seconds from \(range.lowerBound) to \(range.upperBound)"
+                              + (orNever ? ", or 0 for never" : ""))
     }
 }
 

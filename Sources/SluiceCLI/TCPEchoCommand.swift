@@ -62,7 +62,7 @@ struct TCPEcho: ParsableCommand {
     func validate() throws {
         try checkUsableAddress(listen, "--listen")
         if let duration { try checkSeconds(duration, "--duration", in: 0.001...31_536_000) }
-        if idleTimeout != 0 { try checkSeconds(idleTimeout, "--idle-timeout", in: 0.01...31_536_000) }
+        try checkSeconds(idleTimeout, "--idle-timeout", in: 0.01...31_536_000, orNever: true)
         guard (2...512).contains(connectionBudget) else { throw ValidationError("--connection-budget must be 2 to 512") }
         guard (1..<65536).contains(maxConnections) else { throw ValidationError("--max-connections must be 1 to 65535") }
         guard zeroCopyThreshold >= 0 else { throw ValidationError("--zero-copy-threshold must be 0 or more") }

@@ -148,7 +148,7 @@ struct TLSServe: ParsableCommand {
         guard (0...16).contains(tickets) else { throw ValidationError("--tickets must be 0 to 16") }
         guard (1..<65536).contains(maxConnections) else { throw ValidationError("--max-connections must be 1 to 65535") }
         try checkSeconds(handshakeTimeout, "--handshake-timeout", in: 0.01...3600)
-        if idleTimeout != 0 { try checkSeconds(idleTimeout, "--idle-timeout", in: 0.01...31_536_000) }
+        try checkSeconds(idleTimeout, "--idle-timeout", in: 0.01...31_536_000, orNever: true)
         let receiveBuffers = Int(TLSServer.engineConfiguration().receiveBuffers)
         guard (2 * receiveBuffers...65536).contains(frames) else {
             throw ValidationError("--frames must be \(2 * receiveBuffers) to 65536 (\(receiveBuffers) of them are receive buffers)")

@@ -68,8 +68,8 @@ extension SystemCallError {
             "pass --force to replace it"
         case (.xdp, .notSupported), (.xdp, .invalidArgument), (.xdp, .outOfRange):
             "try --mode generic"
-        case (.xsk, .noBufferSpace), (.xsk, .noMemory), (.memory, .noMemory):
-            "or use fewer --frames"
+        case (.xsk, .noBufferSpace), (.xsk, .noMemory):
+            "or use fewer --queues"
         case (.xdp, .operationNotSupportedByDevice), (.xdp, .noSuchAddressOrDevice),
              (.xsk, .operationNotSupportedByDevice), (.xsk, .noSuchAddressOrDevice):
             "check --dev (and --netns)"

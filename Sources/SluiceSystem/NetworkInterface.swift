@@ -15,6 +15,8 @@ public struct NetworkInterface: Sendable, Equatable {
     public var addresses: [IPAddress] = []
     /// Its IPv4 subnets' broadcast addresses.
     public var broadcastAddresses: [IPAddress] = []
+    /// Whether it is a loopback device (`IFF_LOOPBACK`): `lo`.
+    public var isLoopback = false
 
     /// The interface named `name`, or `nil` when there is none here.
     public static func named(_ name: String) throws(SystemCallError) -> NetworkInterface? {
@@ -27,6 +29,7 @@ public struct NetworkInterface: Sendable, Equatable {
             defer { entry = current.pointee.ifa_next }
             guard String(cString: current.pointee.ifa_name) == name else { continue }
             var interface = found ?? NetworkInterface(name: name)
+            if current.pointee.ifa_flags & UInt32(IFF_LOOPBACK) != 0 { interface.isLoopback = true }
             if let address = current.pointee.ifa_addr {
                 switch Int32(address.pointee.sa_family) {
                 case AF_PACKET:

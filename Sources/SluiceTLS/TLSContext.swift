@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CSluiceOpenSSL
 
 /// What a ``TLSContext`` is set up with: the side, certificate and key, versions, ciphers, ALPN,
@@ -130,6 +133,7 @@ public final class TLSContext: @unchecked Sendable {
             }
         }
         if let chain = c.certificateChainFile {
+            if let problem = Self.unreadable(chain) { throw TLSError("reading the certificate chain \(chain)", hint: problem, library: "") }
             guard SSL_CTX_use_certificate_chain_file(raw, chain) == 1 else {
                 throw TLSError("reading the certificate chain \(chain)", hint: "give a PEM file, leaf certificate first")
             }
@@ -137,6 +141,7 @@ public final class TLSContext: @unchecked Sendable {
         if let key = c.privateKeyFile {
             // An encrypted key fails to load instead of OpenSSL asking for a pass phrase on the terminal.
             SSL_CTX_set_default_passwd_cb(raw) { _, _, _, _ in 0 }
+            if let problem = Self.unreadable(key) { throw TLSError("reading the private key \(key)", hint: problem, library: "") }
             guard SSL_CTX_use_PrivateKey_file(raw, key, SSL_FILETYPE_PEM) == 1 else {
                 let code = ERR_peek_last_error()
                 let mismatch = ERR_GET_LIB(code) == ERR_LIB_X509 && ERR_GET_REASON(code) == X509_R_KEY_VALUES_MISMATCH
@@ -173,6 +178,7 @@ public final class TLSContext: @unchecked Sendable {
                 guard SSL_CTX_set_default_verify_paths(raw) == 1 else { throw TLSError("loading the system trust store") }
                 SSL_CTX_set_verify(raw, SSL_VERIFY_PEER, nil)
             case .trustedCertificates(let path):
+                if let problem = Self.unreadable(path) { throw TLSError("reading the trusted certificates \(path)", hint: problem, library: "") }
                 guard SSL_CTX_load_verify_locations(raw, path, nil) == 1 else {
                     throw TLSError("reading the trusted certificates \(path)", hint: "give a PEM file of CA certificates")
                 }
@@ -181,6 +187,18 @@ public final class TLSContext: @unchecked Sendable {
                 SSL_CTX_set_verify(raw, SSL_VERIFY_NONE, nil)
             }
         }
+    }
+
+    /// Why `path` cannot be read ("cannot open it: No such file or directory (errno 2)"), or nil:
+    /// said plainly, where OpenSSL's account of a missing file is three library lines.
+    static func unreadable(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd < 0 else {
+            close(fd)
+            return nil
+        }
+        let code = errno
+        return "cannot open it: \(String(cString: strerror(code))) (errno \(code))"
     }
 }
 

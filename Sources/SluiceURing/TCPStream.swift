@@ -44,6 +44,16 @@ public struct TCPEventLoopReport: Sendable {
     public var operationsInFlight: Int
 }
 
+extension TCPEventLoopReport: CustomStringConvertible {
+    /// One line: connections, bytes each way, `io_uring_enter` calls, and where the frames are.
+    public var description: String {
+        "\(counters.accepted) accepted, \(counters.connected) connected, \(counters.closed) closed; "
+            + "\(counters.receivedBytes) bytes in, \(counters.sentBytes) out; \(enterCalls) io_uring_enter calls; "
+            + (frames.isBalanced ? "frames: all returned to their pool" : "\(frames)")
+            + (operationsInFlight > 0 ? "; \(operationsInFlight) operations still in flight" : "")
+    }
+}
+
 /// A ``TCPEngine`` on a thread of its own, offered to async code: listen, connect, then use the
 /// ``TCPListener`` and ``TCPConnection`` it hands out.
 public final class TCPEventLoop: Sendable {

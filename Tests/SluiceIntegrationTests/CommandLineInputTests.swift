@@ -144,6 +144,23 @@ let exampleZone = #filePath.replacing("SluiceIntegrationTests/CommandLineInputTe
             #expect(child.text.contains("over the MTU of d0 (1400)") && child.text.contains("at most \(size - 1)"), "\(child.text)")
         }
     }
+
+    /// A reply through an XSK on lo reaches the kernel from this host's own address with no
+    /// route attached, and IPv4 drops it as a martian: every request would go unanswered.
+    @Test func theXDPBackendRefusesTheLoopbackDevice() throws {
+        let namespace = try ScratchNamespace(prefix: "slcli")
+        for command in [["udp-echo", "--listen", "127.0.0.1:9000"],
+                        ["dns", "serve", "--listen", "127.0.0.1:5300", "--zone", exampleZone]] {
+            let child = try ChildProcess(sluice: command + ["--backend", "xdp", "--dev", "lo", "--netns", namespace.name,
+                                                            "--duration", "5", "--stats-interval", "0"])
+            #expect(child.waitForExit(timeout: .seconds(10)) == 1, "\(child.text)")
+            #expect(child.text.contains("lo is the loopback device") && child.text.contains("use --backend socket or uring"),
+                    "\(child.text)")
+        }
+        let status = try ChildProcess(sluice: ["xdp", "status", "--netns", namespace.name])
+        #expect(status.waitForExit() == 0)
+        #expect(status.text.contains("no interface in this namespace has a sluice XDP program"), "nothing left behind: \(status.text)")
+    }
 }
 
 /// `udp-client` counts every reply for what it is: duplicates, strays and late ones are told

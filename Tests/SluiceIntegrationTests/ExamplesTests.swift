@@ -60,7 +60,7 @@ import Testing
             status = build.waitForExit(timeout: .seconds(1100))
         }
         try #require(status == 0, "cd Examples && swift build failed:\n\(build.text.suffix(4000))")
-        for example in ["custom-udp-service", "tcp-echo", "xdp-service", "shout"] {
+        for example in ["custom-udp-service", "tcp-echo", "xdp-service", "shout", "tls-echo"] {
             #expect(access(scratch + "/debug/" + example, X_OK) == 0, "\(example) was built")
         }
 
@@ -87,6 +87,38 @@ import Testing
         #expect(replies == 20, "the AF_XDP example answered \(replies) of 20: \(service.text)")
         #expect(service.waitForExit(timeout: .seconds(20)) == 0, "\(service.text)")
         #expect(service.text.contains("served"), "\(service.text)")
+
+        // SIGTERM stops it as its time would, and it leaves the interface as it found it.
+        let stopped = try ChildProcess("/usr/bin/nsenter", [
+            "--net=/run/netns/\(topology.serverNamespace)", scratch + "/debug/xdp-service", topology.serverInterface, "9000", "60",
+        ])
+        let answered = try TestTopology.run(inNamespace: topology.clientNamespace) { () -> Bool in
+            let client = KernelUDPSocket(bind: IPEndpoint(address: .v4(topology.clientIPv4), port: 0),
+                                         receiveTimeout: .milliseconds(200))
+            for _ in 0..<50 {
+                client.send(Array("up?".utf8), to: target)
+                if client.receive()?.bytes == Array("UP?".utf8) { return true }
+            }
+            return false
+        }
+        #expect(answered, "\(stopped.text)")
+        #expect(stopped.stop() == 0, "\(stopped.text)")
+        #expect(stopped.text.contains("served"), "\(stopped.text)")
+        let left = try ChildProcess(sluice: ["xdp", "status", "--netns", topology.serverNamespace])
+        #expect(left.waitForExit() == 0)
+        #expect(left.text.contains("no interface in this namespace has a sluice XDP program"), "\(left.text)")
+
+        // Ordinary failures are one line and status 1, not a trap at the top level.
+        for (example, arguments, expected) in [
+            ("xdp-service", ["no-such-dev", "9000"], "no interface named 'no-such-dev'"),
+            ("custom-udp-service", ["bogus", "127.0.0.1:9000"], "no backend named 'bogus'"),
+            ("tls-echo", ["127.0.0.1:0", "/no/cert.pem", "/no/key.pem", "1"], "cannot open it: No such file or directory"),
+        ] {
+            let failed = try ChildProcess("/usr/bin/nsenter", ["--net=/run/netns/\(topology.serverNamespace)", scratch + "/debug/" + example]
+                                          + arguments)
+            #expect(failed.waitForExit(timeout: .seconds(20)) == 1, "\(example): \(failed.text)")
+            #expect(failed.text.contains(expected) && !failed.text.contains("Fatal error"), "\(example): \(failed.text)")
+        }
 
         // The DocC tutorial's service: shouts back, and counts it in its metrics.
         let shout = try ChildProcess("/usr/bin/nsenter", [

@@ -98,6 +98,23 @@ enum TLSFixtures {
 
 @Suite("TLS engine, client and server in memory")
 struct TLSEngineTests {
+    /// OpenSSL says a missing file in three library lines ending in "system lib"; the error says
+    /// it plainly, with the errno, and no advice about PEM that does not apply.
+    @Test("a certificate, key or CA file that cannot be opened is said so, with the errno")
+    func unreadableFilesAreSaidPlainly() throws {
+        let missing = TLSFixtures.directory + "/no-such-file.pem"
+        let cases: [(TLSConfiguration, String)] = [
+            (.server(certificateChainFile: missing, privateKeyFile: TLSFixtures.key), "reading the certificate chain"),
+            (.server(certificateChainFile: TLSFixtures.certificate, privateKeyFile: missing), "reading the private key"),
+            (.client(peerVerification: .trustedCertificates(path: missing)), "reading the trusted certificates"),
+        ]
+        for (configuration, operation) in cases {
+            let error = try #require(throws: TLSError.self) { try TLSContext(configuration) }
+            #expect(error.description == "\(operation) \(missing) failed; cannot open it: No such file or directory (errno 2)",
+                    "\(error)")
+        }
+    }
+
     static let versions: [(TLSVersion, TLSAEAD)] = [
         (.tls13, .aes128GCM), (.tls13, .aes256GCM), (.tls13, .chacha20Poly1305),
         (.tls12, .aes128GCM), (.tls12, .aes256GCM), (.tls12, .chacha20Poly1305),

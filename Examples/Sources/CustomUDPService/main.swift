@@ -6,6 +6,9 @@
 //   swift run custom-udp-service xdp 198.18.0.1:9000 eth0 # AF_XDP on eth0's queue 0 (root)
 //
 // It serves until SIGINT or SIGTERM, then prints a summary.
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import ServiceLifecycle
 import Sluice
@@ -24,7 +27,10 @@ struct Reverser: UDPService {
 let arguments = Array(CommandLine.arguments.dropFirst())
 let backend = arguments.first ?? "socket"
 let listen = arguments.count > 1 ? arguments[1] : "[::]:9000"
-guard let endpoint = IPEndpoint(listen) else { fatalError("not an address and port: \(listen)") }
+guard let endpoint = IPEndpoint(listen) else {
+    Logger(label: "custom-udp-service").error("usage: custom-udp-service [BACKEND [ADDRESS:PORT [INTERFACE]]]: '\(listen)' is not an address and port")
+    exit(2)
+}
 
 // README: begin server
 let logger = Logger(label: "reverser")               // the library logs fallbacks here; it never prints
@@ -37,8 +43,13 @@ configuration.handlesSignals = false                 // the service group owns S
 if configuration.backend == .xdp {
     configuration.xdp = XDPBackendConfiguration(interface: arguments.count > 2 ? arguments[2] : "eth0")
 }
-let server = try UDPServer(configuration: configuration) { _ in Reverser() }
-let group = ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-try await group.run()                                // serves until a signal; then the workers stop
-print(server.summary())
+do {
+    let server = try UDPServer(configuration: configuration) { _ in Reverser() }
+    let group = ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+    try await group.run()                            // serves until a signal; then the workers stop
+    print(server.summary())
+} catch {
+    logger.error("\(error)")                         // what failed, the errno, and what to do about it
+    exit(1)
+}
 // README: end

@@ -88,6 +88,14 @@ public final class XDPBackend: UDPBackend {
         let interface: NetworkInterface
         do throws(SystemCallError) {
             interface = try Self.interface(named: settings.interface)
+            // A reply sent through an XSK on lo comes back in without the route a socket's
+            // packet carries, and from this host's own address: IPv4 drops it as a martian.
+            guard !interface.isLoopback else {
+                throw SystemCallError(.port, operation: "serving \(settings.interface) over AF_XDP", errno: EOPNOTSUPP,
+                                      hint: "\(settings.interface) is the loopback device: the replies would come back to the kernel "
+                                          + "from this host's own address and be dropped as martians; use --backend socket or uring "
+                                          + "for loopback traffic")
+            }
             liveAcceptance = LiveAcceptance(Self.acceptance(for: configuration.listen, on: settings, interface: interface))
         } catch {
             throw RuntimeError(error)
