@@ -46,7 +46,7 @@ public struct XDPBackendConfiguration: Sendable {
 /// ``finish()`` leaves the interface as it was found.
 public final class XDPBackend: UDPBackend {
     public static let name = "xdp"
-    public static let summary = "AF_XDP behind Sluice's XDP program, one worker per queue; needs CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_PERFMON"
+    public static let summary = "AF_XDP behind Sluice's XDP program, one worker per queue; needs CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_PERFMON (CAP_IPC_LOCK past RLIMIT_MEMLOCK)"
     public static var variants: [UDPBackendVariant] {
         XDPAttachMode.allCases.map { mode in
             UDPBackendVariant(name: "xdp-\(mode.rawValue)", backend: name) { configuration in
