@@ -33,10 +33,27 @@ struct SluiceCommand: ParsableCommand {
             writeToStandardError("Error: \(error.message)\n")
             _ = outputLost()
             Glibc.exit(ExitCode.validationFailure.rawValue)
+        } catch let error as SystemCallError {
+            // Not caught closer (entering --netns, say): the command's own line, as every other failure.
+            let name = commandPath(of: type(of: command)).map { "sluice \($0)" } ?? "sluice"
+            writeToStandardError("\(name): \(error.terminalDescription)\n")
+            _ = outputLost()
+            Glibc.exit(1)
         } catch {
             _ = outputLost()
             exit(withError: error)
         }
+    }
+
+    /// "dns serve" for the `serve` under `dns`: the words that run `command`.
+    static func commandPath(of command: any ParsableCommand.Type,
+                            under parents: [any ParsableCommand.Type] = configuration.subcommands) -> String? {
+        for parent in parents {
+            let name = parent.configuration.commandName ?? "\(parent)".lowercased()
+            if parent == command { return name }
+            if let rest = commandPath(of: command, under: parent.configuration.subcommands) { return "\(name) \(rest)" }
+        }
+        return nil
     }
 
     /// A summary lost to a full disk or a reader gone must not pass for success: standard output
