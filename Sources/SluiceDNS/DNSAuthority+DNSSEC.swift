@@ -40,14 +40,17 @@ extension DNSAuthority {
                 if !expanded.contains(name) { expanded.append(name) }
             }
         }
-        // An NSEC read at a wildcard is its own proof (RFC 4035 section 3.1.3.3 asks no more of it, nor does Knot).
-        if !(type == .nsec && !zone.nsecChain.isEmpty && answer.responseCode == .noError && answer.authority.isEmpty) {
-            denials += expanded.map(Denial.synthesized)
-        }
+        denials += expanded.map(Denial.synthesized)
         var seen: Set<DNSName> = []
         for owner in denials.flatMap({ proof($0, zone: zone) }) where seen.insert(owner).inserted {
             let sets = zone.nodes[owner] ?? zone.hashedNodes[owner] ?? [:]
-            answer.authority += sets[.nsec] ?? sets[.nsec3] ?? []
+            let records = sets[.nsec] ?? sets[.nsec3] ?? []
+            // An NSEC asked for at a wildcard may itself cover the name it answered for: the
+            // answer already proves it, and Knot writes it once.
+            if type == .nsec, records.allSatisfy({ proof in answer.answers.contains { $0.type == .nsec && $0.data == proof.data } }) {
+                continue
+            }
+            answer.authority += records
         }
         answer.authority += signatures(over: answer.authority, zone: zone)
         answer.additional += signatures(over: answer.additional, zone: zone)
@@ -57,13 +60,21 @@ extension DNSAuthority {
     /// the order Knot writes them.
     func proof(_ denial: Denial, zone: DNSZone) -> [DNSName] {
         if let chain = zone.nsec3Chain, zone.nsecChain.isEmpty {
-            func nextCloser(_ name: DNSName) -> DNSName {
-                name.dropping(labels: name.labelCount - closestEncloser(of: name, in: zone).labelCount - 1)
+            // The closest provable encloser (RFC 5155 section 7.2.1): the deepest ancestor with
+            // an NSEC3 of its own. With opt-out, an empty non-terminal above insecure delegations
+            // alone has none, so the proof starts higher, as Knot's does.
+            func provableEncloser(_ name: DNSName) -> DNSName {
+                var encloser = closestEncloser(of: name, in: zone)
+                while chain.matching(encloser) == nil, encloser != zone.origin { encloser = encloser.dropping(labels: 1) }
+                return encloser
             }
-            // The closest encloser proof (RFC 5155 section 7.2.1): the NSEC3 matching the
-            // closest encloser and the one covering the next closer name.
+            func nextCloser(_ name: DNSName) -> DNSName {
+                name.dropping(labels: name.labelCount - provableEncloser(name).labelCount - 1)
+            }
+            // The closest encloser proof: the NSEC3 matching the closest provable encloser and
+            // the one covering the next closer name.
             func encloserProof(_ name: DNSName) -> [DNSName?] {
-                [chain.matching(closestEncloser(of: name, in: zone)), chain.covering(nextCloser(name))]
+                [chain.matching(provableEncloser(name)), chain.covering(nextCloser(name))]
             }
             let wildcard = { (name: DNSName) in self.wildcard(for: name, in: zone) }
             let owners: [DNSName?] = switch denial {
@@ -75,7 +86,8 @@ extension DNSAuthority {
             case .wildcardNoData(let name):
                 [wildcard(name).flatMap(chain.matching)] + encloserProof(name)
             case .noName(let name):
-                encloserProof(name) + [wildcard(name).flatMap(chain.covering)]
+                // The wildcard that would have answered, below the encloser the proof stands on.
+                encloserProof(name) + [provableEncloser(name).prepending([UInt8(ascii: "*")]).flatMap(chain.covering)]
             }
             return owners.compactMap { $0 }
         }

@@ -174,13 +174,14 @@ public final class DNSAuthority: Sendable {
     }
 
     /// Addresses in the zone for the name servers of a referral at `cut`: those below the cut
-    /// (in-domain glue) and the others in the zone (sibling glue).
+    /// (in-domain glue) and the others in the zone (sibling glue), a wildcard's included, as for
+    /// the targets of an answer and as Knot adds them.
     func glue(for delegation: [DNSRecord], below cut: DNSName, zone: DNSZone) -> (inDomain: [DNSRecord], sibling: [DNSRecord]) {
         var inDomain: [DNSRecord] = []
         var sibling: [DNSRecord] = []
         for record in delegation {
-            guard case .name(let server) = record.data, server.isSubdomain(of: zone.origin), let sets = zone.nodes[server] else { continue }
-            let addresses = (sets[.a] ?? []) + (sets[.aaaa] ?? [])
+            guard case .name(let server) = record.data, server.isSubdomain(of: zone.origin) else { continue }
+            let addresses = addresses(of: server, zone: zone)
             if server.isSubdomain(of: cut) { inDomain += addresses } else { sibling += addresses }
         }
         return (inDomain, sibling)
