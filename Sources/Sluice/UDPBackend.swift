@@ -12,7 +12,7 @@ import SluiceUDP
 /// adding a backend is one type and one ``UDPBackendRegistry/register(_:)`` call.
 ///
 /// Setup and teardown go through this protocol; the packet loop does not: ``runWorker(index:listen:service:state:bound:)``
-/// opens a concrete port and runs ``UDPWorkerLoop/serve(port:pool:service:state:batchCapacity:acceptance:acceptanceUpdate:)``,
+/// opens a concrete port and runs ``UDPWorkerLoop/serve(port:pool:service:state:batchCapacity:acceptance:acceptanceUpdate:quiesce:)``,
 /// generic over that port, so nothing per packet is dynamic.
 public protocol UDPBackend: AnyObject, Sendable {
     /// The name users pick it by (`--backend NAME`), e.g. `"socket"`.
@@ -124,18 +124,20 @@ public enum UDPWorkerLoop {
     /// or the port fails (the interface went away, say): the report then carries the failure,
     /// and still accounts for every frame. `acceptanceUpdate` is asked every
     /// ``WorkerState/sampleInterval``; what it returns replaces the stage's acceptance (the
-    /// interface's addresses changed under the server, say).
+    /// interface's addresses changed under the server, say). `quiesce`: see
+    /// ``WorkerLoop/run(port:stage:pool:state:batchCapacity:sample:update:quiesce:)``.
     @inlinable
     public static func serve<P: Port & ~Copyable, Service: UDPService>(
         port: inout P, pool: FramePool, service: Service, state: WorkerState, batchCapacity: Int,
-        acceptance: UDPAcceptance = UDPAcceptance(), acceptanceUpdate: () -> UDPAcceptance? = { nil }
+        acceptance: UDPAcceptance = UDPAcceptance(), acceptanceUpdate: () -> UDPAcceptance? = { nil },
+        quiesce: (() -> Void)? = nil
     ) -> WorkerReport {
         var stage = UDPStage(service: service, format: port.format, acceptance: acceptance)
         let (tally, failure) = run(port: &port, stage: &stage, pool: pool, state: state, batchCapacity: batchCapacity, sample: { port, stage in
             state.publish(WorkerSample(port: port.counters, stage: stage.counters, service: stage.service.counterFields))
         }, update: { stage in
             if let fresh = acceptanceUpdate() { stage.acceptance = fresh }
-        })
+        }, quiesce: quiesce)
         var report = WorkerReport(index: state.index, port: port.counters, stage: stage.counters, frames: tally, failure: failure)
         report.service = stage.service.counterFields
         return report
@@ -164,7 +166,7 @@ public enum UDPWorkerLoop {
     @inlinable
     static func run<P: Port & ~Copyable, S: Stage & ~Copyable>(
         port: inout P, stage: inout S, pool: FramePool, state: WorkerState, batchCapacity: Int,
-        sample: (borrowing P, borrowing S) -> Void, update: (inout S) -> Void = { _ in }
+        sample: (borrowing P, borrowing S) -> Void, update: (inout S) -> Void = { _ in }, quiesce: (() -> Void)? = nil
     ) -> (FrameTally, SystemCallError?) {
         state.markRunning()
         defer {
@@ -173,7 +175,7 @@ public enum UDPWorkerLoop {
         }
         do throws(SystemCallError) {
             return (try WorkerLoop.run(port: &port, stage: &stage, pool: pool, state: state, batchCapacity: batchCapacity,
-                                       sample: sample, update: update), nil)
+                                       sample: sample, update: update, quiesce: quiesce), nil)
         } catch {
             // The loop's batches gave their frames back as it unwound.
             return (pool.tally(held: port.framesHeld + stage.framesHeld), error)

@@ -50,7 +50,8 @@ func serve(interface: String, servicePort: UInt16, seconds: Int) throws {
         _ = signals.wait(for: .seconds(seconds))                        // SIGINT, SIGTERM, ... or the time
         state.requestStop()
     }
-    let tally = try WorkerLoop.run(port: &port, stage: &stage, pool: pool, state: state)   // until state.requestStop()
+    let tally = try WorkerLoop.run(port: &port, stage: &stage, pool: pool, state: state,   // until state.requestStop(),
+                                   quiesce: { try? program.removeSocket(queue: 0) })     // then what the ring holds
     timer.join()
     print("served \(port.counters.receivedPackets) datagrams in \(program.mode) mode; \(port.statistics); \(tally)")
 }

@@ -182,12 +182,16 @@ public final class XDPBackend: UDPBackend {
         bound(listen)
         var (acceptance, seen) = liveAcceptance.current()
         let report = UDPWorkerLoop.serve(port: &port, pool: pool, service: service, state: state,
-                                         batchCapacity: configuration.batchCapacity, acceptance: acceptance) {
+                                         batchCapacity: configuration.batchCapacity, acceptance: acceptance, acceptanceUpdate: {
             if index == 0 { refreshAcceptance() }
             guard liveAcceptance.changes.load(ordering: .acquiring) != seen else { return nil }
             (acceptance, seen) = liveAcceptance.current()
             return acceptance
-        }
+        }, quiesce: { [program] in
+            // At the stop the program redirects nothing more here (the kernel socket gets it);
+            // what is in the RX ring by then is served and counted before the socket closes.
+            try? program.removeSocket(queue: queue)
+        })
         let statistics = port.statistics
         // Before the socket closes, so no reader asks the kernel about a descriptor reused since.
         queueSockets.withLock { $0[queue] = .closed(statistics) }
