@@ -416,8 +416,9 @@ public struct UDPStage<Service: UDPService>: Stage {
             }
             // A packet from this host's own IPv4 address did not come from the wire (the
             // kernel's fib_validate_source, accept_local=0); from its broadcast address it
-            // could get no reply (the kernel's send fails with EACCES).
-            if case .v4 = source, destinations.contains(source) || broadcasts.contains(source) {
+            // could get no reply (the kernel's send fails with EACCES). From its own IPv6
+            // address the kernel's reply would go to itself over lo, never onto the wire.
+            if destinations.contains(source) || broadcasts.contains(source) {
                 _counters.martian &+= 1
                 return false
             }

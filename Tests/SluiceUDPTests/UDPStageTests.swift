@@ -552,6 +552,7 @@ struct AnnounceService: UDPService {
     @Test(arguments: [
         ([127, 0, 0, 1] as [UInt8], server4), ([0, 0, 0, 0], server4), ([224, 0, 0, 5], server4), ([255, 255, 255, 255], server4),
         ([198, 18, 0, 1], server4),   // this host's own address
+        (server6, server6),           // over IPv6 too: the kernel's reply would go to itself over lo
         (IPv6Address(groups: [0, 0, 0, 0, 0, 0, 0, 1]).bytes, server6), (IPv6Address(groups: [0xFF02, 0, 0, 0, 0, 0, 0, 1]).bytes, server6),
         (IPv6Address(groups: [0, 0, 0, 0, 0, 0xFFFF, 0x0102, 0x0304]).bytes, server6),
     ])
