@@ -55,6 +55,9 @@ struct TCPEcho: ParsableCommand {
     @Option(parsing: .unconditional, help: "Stop by itself after this many seconds (default: run until SIGINT/SIGTERM).")
     var duration: Double?
 
+    @Option(help: "Enter this network namespace (/run/netns/NAME) first, with setns().")
+    var netns: String?
+
     @OptionGroup var report: ReportOptions
 
     @OptionGroup var privileges: PrivilegeOptions
@@ -70,6 +73,7 @@ struct TCPEcho: ParsableCommand {
 
     func run() throws {
         sluice_line_buffer_stdout()
+        if let netns { try NetworkNamespace.enter(netns) }
         var configuration = TCPEngineConfiguration(mode: ringMode.mode)
         configuration.logger = .terminal
         configuration.maximumConnections = maxConnections + 1   // the listener takes a slot

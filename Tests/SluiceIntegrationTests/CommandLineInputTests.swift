@@ -148,7 +148,7 @@ let exampleZone = #filePath.replacing("SluiceIntegrationTests/CommandLineInputTe
     /// A failure no command catches itself (entering --netns) is still the command's own line.
     @Test func aMissingNamespaceIsSaidByTheCommand() throws {
         for command in [["udp-echo", "--listen", "127.0.0.1:9000"], ["dns", "serve", "--listen", "127.0.0.1:5300", "--zone", exampleZone],
-                        ["tls", "connect", "127.0.0.1:1"]] {
+                        ["tls", "connect", "127.0.0.1:1"], ["tcp-echo", "--listen", "127.0.0.1:7000"]] {
             let child = try ChildProcess(sluice: command + ["--netns", "sluice-no-such-namespace"])
             #expect(child.waitForExit(timeout: .seconds(10)) == 1, "\(child.text)")
             let name = command.prefix { !$0.hasPrefix("-") && !$0.contains(":") }.joined(separator: " ")
