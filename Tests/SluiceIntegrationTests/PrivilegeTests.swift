@@ -13,6 +13,15 @@ import Testing
 struct PrivilegeTests {
     /// Each thread's `Uid` and permitted and effective capability masks.
     static func threads(of pid: pid_t) -> [(name: String, uid: String, permitted: UInt64, effective: UInt64)] {
+        statusFields(of: pid).compactMap { fields in
+            guard let uid = fields["Uid"], let permitted = fields["CapPrm"].flatMap({ UInt64($0, radix: 16) }),
+                  let effective = fields["CapEff"].flatMap({ UInt64($0, radix: 16) }) else { return nil }
+            return (fields["Name"] ?? "?", uid, permitted, effective)
+        }
+    }
+
+    /// Every thread's `/proc` status fields.
+    static func statusFields(of pid: pid_t) -> [[String: String]] {
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
         return tasks.compactMap { task in
             guard let status = readTextFile("/proc/\(pid)/task/\(task)/status") else { return nil }
@@ -21,9 +30,7 @@ struct PrivilegeTests {
                 let parts = line.split(separator: ":", maxSplits: 1)
                 if parts.count == 2 { fields[String(parts[0])] = parts[1].trimmingCharacters(in: .whitespaces) }
             }
-            guard let uid = fields["Uid"], let permitted = fields["CapPrm"].flatMap({ UInt64($0, radix: 16) }),
-                  let effective = fields["CapEff"].flatMap({ UInt64($0, radix: 16) }) else { return nil }
-            return (fields["Name"] ?? task, uid, permitted, effective)
+            return fields
         }
     }
 
@@ -71,20 +78,6 @@ struct PrivilegeTests {
         client.send([1, 2, 3], to: IPEndpoint("127.0.0.1:53")!)
         #expect(client.receive()?.bytes == [1, 2, 3])
         #expect(server.stop() == 0)
-    }
-
-    /// Every thread's `/proc` status fields.
-    static func statusFields(of pid: pid_t) -> [[String: String]] {
-        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
-        return tasks.compactMap { task in
-            guard let status = readTextFile("/proc/\(pid)/task/\(task)/status") else { return nil }
-            var fields: [String: String] = [:]
-            for line in status.split(separator: "\n") {
-                let parts = line.split(separator: ":", maxSplits: 1)
-                if parts.count == 2 { fields[String(parts[0])] = parts[1].trimmingCharacters(in: .whitespaces) }
-            }
-            return fields
-        }
     }
 
     /// A change between two unprivileged users keeps capabilities (the kernel clears them only
