@@ -297,13 +297,14 @@ static __always_inline int steer(struct xdp_md *ctx)
     } else if (at_port && found.family == 6 && (flags & PORT_V6) && same_v6(at_port->v6, found.destination)) {
         owner = at_port->v6_owner;
     } else {
-        __u8 *wanted = bpf_map_lookup_elem(&ports, &port);
-        if (!wanted || !*wanted) {
-            if (!(flags & PORT_LOOKUP))
-                return count(VERDICT_PASS_PORT, XDP_PASS);
+        // A listener's owner first: on a port in `ports` too, a server's own address goes to its
+        // own socket; the port's other addresses go to any socket on the queue.
+        if (flags & PORT_LOOKUP)
             owner = listener_owner(&found, port, filter, &why);
-            if (!owner)
-                return count(why, XDP_PASS);
+        if (!owner) {
+            __u8 *wanted = bpf_map_lookup_elem(&ports, &port);
+            if (!wanted || !*wanted)
+                return count((flags & PORT_LOOKUP) ? why : VERDICT_PASS_PORT, XDP_PASS);
         }
     }
     __u32 queue = ctx->rx_queue_index;

@@ -1,5 +1,6 @@
 import ArgumentParser
 import SluiceCore
+import SluicePackets
 import SluiceSystem
 import SluiceXDP
 #if canImport(Glibc)
@@ -72,13 +73,16 @@ struct XDPLoad: ParsableCommand {
     func run() throws {
         try target.enterNamespace()
         let wanted: [UInt16] = try parseNumberList(ports, of: "port", in: 1...65535, limit: 65535)
+        // Under the listener lock, as servers attach and leave: a server stopping now cannot
+        // find the program unused between the attach and the ports.
         let program = try reporting { () throws(SystemCallError) in
-            try XDPProgram.attach(to: target.dev, mode: mode, force: force, frags: frags, logger: .terminal)
-        }
-        let current = try reporting { () throws(SystemCallError) in try program.ports }
-        try reporting { () throws(SystemCallError) in
-            for port in current where !wanted.contains(port) { try program.setPort(port, enabled: false) }
-            for port in wanted where !current.contains(port) { try program.setPort(port) }
+            try XDPProgram.withListenerLock { () throws(SystemCallError) -> XDPProgram in
+                let program = try XDPProgram.attach(to: target.dev, mode: mode, force: force, frags: frags, logger: .terminal)
+                let current = try program.ports
+                for port in current where !wanted.contains(port) { try program.setPort(port, enabled: false) }
+                for port in wanted where !current.contains(port) { try program.setPort(port) }
+                return program
+            }
         }
         if let note = program.attachNote { print("sluice xdp: \(note)") }
         let modeText = program.mode == .native ? "native" : "generic (skb)"
@@ -228,16 +232,20 @@ struct XDPUnload: ParsableCommand {
             return
         }
         // Listeners of servers that were killed do not count; those of running ones do.
+        // The check and the detach under the listener lock: no server joins in between.
         let listeners = try reporting { () throws(SystemCallError) in
-            try existing.removeAbandonedListeners()
-            return try existing.listeners
+            try XDPProgram.withListenerLock { () throws(SystemCallError) -> [IPEndpoint] in
+                try existing.removeAbandonedListeners()
+                let listeners = try existing.listeners
+                if listeners.isEmpty || force { try existing.detach() }
+                return listeners
+            }
         }
         if !listeners.isEmpty && !force {
             writeToStandardError("sluice: error: running sluice servers steer \(listeners.map(\.description).joined(separator: ", ")) "
                                  + "through the program on \(target.dev); stop them first (they remove it), or pass --force\n")
             throw ExitCode(1)
         }
-        try reporting { () throws(SystemCallError) in try existing.detach() }
         print("sluice xdp: detached program \(existing.programID) (\(existing.mode.rawValue) mode) from \(target.dev)")
     }
 }

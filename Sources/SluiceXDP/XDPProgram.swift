@@ -468,11 +468,33 @@ public final class XDPProgram: @unchecked Sendable {
         }
     }
 
+    /// Runs `body` holding the lock every sluice process of this network namespace takes to
+    /// change listeners, so what it finds and what it changes go together: a server attaching
+    /// or joining the program and adding its listener, or the last one out deciding the program
+    /// is unused and detaching it, is never interleaved with another process doing the same.
+    /// The calls `body` makes that take the lock themselves (``setListener(_:enabled:owner:)``,
+    /// ``removeAbandonedListeners()``) take it from this thread at once.
+    public static func withListenerLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+        let lock = lockListeners()
+        let thread = pid_t(sluice_thread_id())
+        lockHolder.withLock { $0 = thread }
+        defer {
+            lockHolder.withLock { $0 = 0 }
+            if lock >= 0 { close(lock) }
+        }
+        return try body()
+    }
+
+    /// The thread inside ``withListenerLock(_:)``, if any: it has the lock already.
+    private static let lockHolder = Mutex<pid_t>(0)
+
     /// An exclusive lock every sluice process of this network namespace (where the interface and
     /// its program are) agrees on, held until the descriptor is closed: the abstract socket name
     /// `sluice-xdp/listeners`, which needs no file, so a dynamic user under `ProtectSystem=strict`
     /// takes it as root does. Waits up to two seconds for it; then goes on unlocked (-1), said.
+    /// -1 too in the thread that holds it through ``withListenerLock(_:)``.
     private static func lockListeners() -> Int32 {
+        if lockHolder.withLock({ $0 }) == pid_t(sluice_thread_id()) { return -1 }
         let clock = ContinuousClock()
         let deadline = clock.now + .seconds(2)
         while true {

@@ -459,6 +459,102 @@ import Testing
         #expect(try !xdpAttached(topology), "the last user out removes the program")
     }
 
+    /// A server on `listen` and `queue` of a two-queue topology, not yet waited for.
+    func launch(_ topology: TestTopology, listen: String, queue: Int) throws -> ChildProcess {
+        try ChildProcess(sluice: [
+            "udp-echo", "--backend", "xdp", "--dev", topology.serverInterface, "--netns", topology.serverNamespace,
+            "--listen", listen, "--queues", "\(queue)", "--mode", "generic", "--duration", "60", "--stats-interval", "0",
+        ])
+    }
+
+    /// Attaching or joining the program and adding a listener happen whole under the listener
+    /// lock: two servers starting at once both come up (the second joins the program the first
+    /// attached, where it was told to force a replacement of "another" program), and a server
+    /// starting as the last one stops keeps the program (the last one out detached it under it).
+    @Test func serversStartingAndStoppingTogetherShareTheProgram() throws {
+        let topology = try topology(queues: 2)
+        defer { topology.destroy() }
+        for _ in 0..<4 {
+            let first = try launch(topology, listen: "0.0.0.0:7000", queue: 0)
+            let second = try launch(topology, listen: "0.0.0.0:7001", queue: 1)
+            #expect(first.waitForLine(containing: "backend on") != nil, "\(first.text)")
+            #expect(second.waitForLine(containing: "backend on") != nil, "\(second.text)")
+            #expect(first.stop() == 0 && second.stop() == 0, "\(first.text)\n\(second.text)")
+        }
+        for delay: UInt32 in [0, 20_000, 50_000, 80_000] {
+            let leaving = try launch(topology, listen: "0.0.0.0:7000", queue: 0)
+            try #require(leaving.waitForLine(containing: "backend on") != nil, "\(leaving.text)")
+            kill(leaving.pid, SIGTERM)
+            usleep(delay)
+            let arriving = try launch(topology, listen: "0.0.0.0:7001", queue: 1)
+            let client = try withNetworkNamespace(topology.clientNamespace) {
+                KernelUDPSocket(bind: IPEndpoint(address: .v4(topology.clientIPv4), port: 0), receiveTimeout: .milliseconds(300))
+            }
+            #expect(arriving.waitForLine(containing: "backend on") != nil, "\(arriving.text)")
+            #expect(leaving.waitForExit() == 0, "\(leaving.text)")
+            usleep(300_000)
+            #expect(arriving.isRunning, "the last server out detached the program the next one joined: \(arriving.text)")
+            client.send([7], to: IPEndpoint(address: .v4(topology.serverIPv4), port: 7001))
+            #expect(client.receive()?.bytes == [7], "\(arriving.text)")
+            #expect(arriving.stop() == 0, "\(arriving.text)")
+        }
+        #expect(try !xdpAttached(topology))
+    }
+
+    /// `sluice xdp load --ports` steers a port on every address to any socket on the queue, but
+    /// a server's own listen address on it still goes only to that server's socket: a datagram
+    /// for one server arriving on the other's queue goes through its own kernel socket, never
+    /// into the other's. And `xdp unload` sees those servers and refuses to pull the program.
+    @Test func aPortFromXDPLoadStillGivesEachServerItsOwnAddress() throws {
+        let topology = try topology(queues: 2)
+        defer { topology.destroy() }
+        let second = IPv4Address(198, 18, 0, 11)
+        #expect(shell("ip -n \(topology.serverNamespace) addr add \(second)/24 dev \(topology.serverInterface)").status == 0)
+        let load = try ChildProcess(sluice: ["xdp", "load", "--dev", topology.serverInterface, "--netns", topology.serverNamespace,
+                                             "--ports", "7000", "--mode", "generic"])
+        #expect(load.waitForExit() == 0, "\(load.text)")
+        let servers = [try launch(topology, listen: "\(topology.serverIPv4):7000", queue: 0),
+                       try launch(topology, listen: "\(second):7000", queue: 1)]
+        for server in servers { try #require(server.waitForLine(containing: "backend on") != nil, "\(server.text)") }
+        let clients = try (0..<16).map { _ in
+            try withNetworkNamespace(topology.clientNamespace) {
+                KernelUDPSocket(bind: IPEndpoint(address: .v4(topology.clientIPv4), port: 0), receiveTimeout: .milliseconds(500))
+            }
+        }
+        for (i, client) in clients.enumerated() {
+            for address in [topology.serverIPv4, second] {
+                let target = IPEndpoint(address: .v4(address), port: 7000)
+                client.send([UInt8(i)], to: target)
+                let reply = client.receive()
+                #expect(reply?.bytes == [UInt8(i)] && reply?.from == target, "\(String(describing: reply))")
+            }
+        }
+        let unload = try ChildProcess(sluice: ["xdp", "unload", "--dev", topology.serverInterface, "--netns", topology.serverNamespace])
+        #expect(unload.waitForExit() == 1, "\(unload.text)")
+        #expect(unload.text.contains("running sluice servers steer"), "\(unload.text)")
+        for server in servers {
+            #expect(server.stop() == 0, "\(server.text)")
+            #expect(server.text.contains("received 16 datagrams") && server.text.contains("drops: none"), "\(server.text)")
+        }
+        #expect(try xdpAttached(topology), "the ports xdp load set keep the program")
+    }
+
+    /// The kernel socket a server will hold is the test of its address: with a wildcard server
+    /// running on the port, a server for one address fails before it steers a single frame of
+    /// the running server's to itself.
+    @Test func anAddressARunningWildcardServerHoldsIsRefusedBeforeSteering() throws {
+        let topology = try topology(queues: 2)
+        defer { topology.destroy() }
+        let wildcard = try launch(topology, listen: "0.0.0.0:7000", queue: 0)
+        try #require(wildcard.waitForLine(containing: "backend on") != nil, "\(wildcard.text)")
+        let refused = try launch(topology, listen: "\(topology.serverIPv4):7000", queue: 1)
+        #expect(refused.waitForExit(timeout: .seconds(10)) == 1, "\(refused.text)")
+        #expect(refused.text.contains("bind(\(topology.serverIPv4):7000) failed: Address already in use"), "\(refused.text)")
+        #expect(!refused.text.contains("zero-copy") && !refused.text.contains("backend on"), "it got as far as its sockets: \(refused.text)")
+        #expect(try xdpAttached(topology))
+        #expect(wildcard.stop() == 0, "\(wildcard.text)")
+    }
+
     /// A server killed with SIGKILL cannot take back its listener; the next one on the address
     /// takes it over, and removes the program when it stops.
     @Test func aKilledServersListenerIsTakenOverAndRemoved() throws {

@@ -66,8 +66,8 @@ public final class XDPBackend: UDPBackend {
     /// When worker 0 next reads the interface's addresses and MTU again.
     private let nextRefresh = Atomic<UInt64>(0)
     private let attachedHere: Bool
-    /// The listen address this backend added to the program's steering (none if it was there).
-    private let addedListener: IPEndpoint?
+    /// The listen address this backend steers to its sockets: a listener its process owns.
+    private let addedListener: IPEndpoint
     private let modes = Locked<[Bool]>([])
     private let socketStatistics = Locked(XSKStatistics())
     /// Each queue's XSK statistics: read live from the open socket, or as the socket left them.
@@ -116,27 +116,45 @@ public final class XDPBackend: UDPBackend {
                 configuration.logger.notice("\(message)")
             }
         }
-        let port = configuration.listen.port
+        let listen = configuration.listen
+        let vlanIDs = liveAcceptance.value.withLock { $0.vlanIDs }
+        let joined: (program: XDPProgram, attachedHere: Bool)
         do throws(SystemCallError) {
-            if let existing = try XDPProgram.attached(on: settings.interface) {
-                program = existing
-                attachedHere = false
-            } else {
-                program = try XDPProgram.attach(to: settings.interface, mode: settings.attachMode, force: settings.force,
-                                                logger: configuration.logger)
-                attachedHere = true
+            // The kernel socket this server will hold is the real test of the address: one a
+            // running server holds (a wildcard over this address, say) is refused before a frame
+            // of that server's is steered here.
+            try Self.checkKernelSocketBinds(listen)
+            // Under the lock, so a server starting at the same moment joins the program this one
+            // attaches, and the last server leaving cannot detach it between the two steps.
+            joined = try XDPProgram.withListenerLock { () throws(SystemCallError) -> (program: XDPProgram, attachedHere: Bool) in
+                let found = try XDPProgram.attached(on: settings.interface)
+                let program: XDPProgram
+                if let found {
+                    program = found
+                } else {
+                    program = try XDPProgram.attach(to: settings.interface, mode: settings.attachMode, force: settings.force,
+                                                    logger: configuration.logger)
+                }
+                do throws(SystemCallError) {
+                    // Set before the listener, so no frame of another host or device is taken meanwhile.
+                    try program.setLinkFilter(XDPLinkFilter(localMAC: interface.mac, vlanDeviceIDs: vlanIDs,
+                                                            localAddresses: interface.addresses + Self.broadcasts(of: interface)))
+                    // Also on a port in `ports` (`sluice xdp load --ports`): the listener keeps this
+                    // server's frames from another server's socket on the queue.
+                    try program.setListener(listen)
+                } catch {
+                    if found == nil { try? program.detach() }
+                    throw error
+                }
+                return (program, found == nil)
             }
-            // A port in the `ports` map goes to any socket on the queue (`sluice xdp load --ports`).
-            addedListener = try program.ports.contains(port) ? nil : configuration.listen
-            // Set before the listener, so no frame of another host or device is taken meanwhile.
-            try program.setLinkFilter(XDPLinkFilter(
-                localMAC: interface.mac, vlanDeviceIDs: liveAcceptance.value.withLock { $0.vlanIDs },
-                localAddresses: interface.addresses + Self.broadcasts(of: interface)))
-            if let addedListener { try program.setListener(addedListener) }
-            startVerdicts = (try? program.verdicts()) ?? XDPVerdicts()
         } catch {
             throw RuntimeError(error)
         }
+        program = joined.program
+        attachedHere = joined.attachedHere
+        addedListener = listen
+        startVerdicts = (try? program.verdicts()) ?? XDPVerdicts()
         do throws(SystemCallError) {
             let framesPerQueue = max(configuration.framesPerWorker, Self.framesPerQueue)
             let pool = try FramePool(frameCount: framesPerQueue * settings.queues.count,
@@ -146,7 +164,7 @@ public final class XDPBackend: UDPBackend {
             umem = try XSKUmem(pool: pool, fillRingSize: fillRingSize)
             pools = pool.partition(into: settings.queues.count)
         } catch {
-            if attachedHere { try? program.detach() } else if let addedListener { try? program.setListener(addedListener, enabled: false) }
+            Self.leave(program, listener: addedListener, attachedHere: attachedHere)
             throw RuntimeError(error)
         }
     }
@@ -297,11 +315,29 @@ public final class XDPBackend: UDPBackend {
     public func finish() {
         let verdicts = try? program.verdicts()
         finalVerdicts.withLock { $0 = verdicts }
-        guard let addedListener else { return }
-        try? program.setListener(addedListener, enabled: false)
-        try? program.removeAbandonedListeners()
-        let unused = ((try? program.ports)?.isEmpty ?? attachedHere) && ((try? program.listeners)?.isEmpty ?? true)
-        if unused { try? program.detach() }
+        Self.leave(program, listener: addedListener, attachedHere: attachedHere)
+    }
+
+    /// Takes `listener` back and detaches the program if nothing is steered through it any more,
+    /// under the listener lock (see ``XDPProgram/withListenerLock(_:)``).
+    private static func leave(_ program: XDPProgram, listener: IPEndpoint, attachedHere: Bool) {
+        XDPProgram.withListenerLock {
+            try? program.setListener(listener, enabled: false)
+            try? program.removeAbandonedListeners()
+            let unused = ((try? program.ports)?.isEmpty ?? attachedHere) && ((try? program.listeners)?.isEmpty ?? true)
+            if unused { try? program.detach() }
+        }
+    }
+
+    /// Binds and closes a UDP socket on `listen` as the kernel socket worker will (no
+    /// `SO_REUSEPORT`), so an address another server holds fails here with EADDRINUSE.
+    static func checkKernelSocketBinds(_ listen: IPEndpoint) throws(SystemCallError) {
+        let family = listen.address.family
+        let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SystemCallError(.socket, operation: "socket(UDP)", errno: errno) }
+        defer { close(fd) }
+        try configureDatagramSocket(fd, family: family, listen: listen, reusePort: false, receiveOffload: false, socketBufferBytes: nil)
+        _ = try systemCall(.socket, "bind(\(listen))") { SocketAddress.with(listen, family: family) { bind(fd, $0, $1) } }
     }
 
     /// "native XDP, copy", with "zero-copy" or "mixed zero-copy/copy" over the sockets opened.
