@@ -211,7 +211,7 @@ private func tlsKeyLogCallback(_ ssl: OpaquePointer?, _ line: UnsafePointer<CCha
 /// Keeps each session ticket a client receives with the handshake that received it.
 private func tlsNewSessionCallback(_ ssl: OpaquePointer?, _ session: OpaquePointer?) -> Int32 {
     guard let ssl, let session, let box = sluice_ssl_get_app_data(ssl) else { return 0 }
-    Unmanaged<TLSSecretLog>.fromOpaque(box).takeUnretainedValue().sessions.append(TLSSession(taking: session))
+    Unmanaged<TLSSecretLog>.fromOpaque(box).takeUnretainedValue().keep(TLSSession(taking: session))
     return 1
 }
 
@@ -276,7 +276,20 @@ final class TLSSecretLog {
                          "CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0"].map { Array($0.utf8) }
     /// The secrets, in the order of ``labels``.
     var secrets: [[UInt8]?] = [nil, nil, nil, nil]
+    /// The newest sessions received, at most ``keptSessions``.
     var sessions: [TLSSession] = []
+    /// Every session received, kept or not.
+    var sessionsReceived = 0
+    /// As `s_client` keeps the newest alone: a server that sends ticket after ticket (each up
+    /// to 64 KiB) must not grow the client without end; a few spare for resumptions in a row.
+    static let keptSessions = 4
+
+    /// Keeps `session`, the newest, and drops the oldest past ``keptSessions``.
+    func keep(_ session: TLSSession) {
+        sessionsReceived += 1
+        sessions.append(session)
+        if sessions.count > Self.keptSessions { sessions.removeFirst(sessions.count - Self.keptSessions) }
+    }
 
     /// The secret logged under `label` (one of ``labels``), if it was.
     func secret(_ label: String) -> [UInt8]? {

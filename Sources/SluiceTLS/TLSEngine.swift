@@ -106,6 +106,9 @@ public final class TLSEngine {
     /// handshake), so each ticket reaches it as the next record it expects.
     private var ticketSealer: TLSRecordCipher?
     private var sessions: [TLSSession] = []
+    /// The largest post-handshake message taken, header included: OpenSSL's own bound on a
+    /// NewSessionTicket (NEW_SESSION_TICKET_MAX_LENGTH), the longest such message there is.
+    static let largestPostHandshakeMessage = 4 + 131_338
 
     /// An engine for one connection of `context`'s side. A client names the server (`serverName`,
     /// sent as SNI and checked against the certificate), or gives the address it reached it at
@@ -128,10 +131,11 @@ public final class TLSEngine {
     /// Whether this engine is a server's.
     public var isServer: Bool { context.configuration.isServer }
 
-    /// The sessions a client received (TLS 1.3 tickets, or its TLS 1.2 session), newest last.
+    /// The newest sessions a client received (TLS 1.3 tickets, or its TLS 1.2 session), newest
+    /// last; at most four are kept, as a peer may send tickets without end.
     public var resumableSessions: [TLSSession] {
-        if let handshake { return sessions + handshake.log.sessions }
-        return sessions
+        guard let handshake else { return sessions }
+        return Array((sessions + handshake.log.sessions).suffix(TLSSecretLog.keptSessions))
     }
 
     /// Starts a client's handshake: the ClientHello goes to ``outbound``. A server waits for bytes.
@@ -197,7 +201,7 @@ public final class TLSEngine {
     /// Drops OpenSSL's connection once nothing more goes to it, keeping the sessions it made.
     private func retireHandshake() {
         if let handshake {
-            sessions += handshake.log.sessions
+            sessions = Array((sessions + handshake.log.sessions).suffix(TLSSecretLog.keptSessions))
             // OpenSSL marks the session of a connection freed without a shutdown as not resumable;
             // this one finished its handshake, and the record layer carries it on.
             SSL_set_shutdown(handshake.ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN)
@@ -378,7 +382,11 @@ public final class TLSEngine {
         // Zero-length handshake fragments are forbidden (RFC 8446 section 5.1).
         guard content.count > 0 else { return fail(.unexpectedMessage, "an empty handshake record") }
         warningAlerts = 0
-        guard handshakeBytes.count + content.count <= 65536 else { return fail(.unexpectedMessage, "a post-handshake message past 64 KiB") }
+        // A NewSessionTicket's ticket alone may take 2^16-1 bytes (RFC 8446 section 4.6.1), its
+        // extensions more: a cap of 64 KiB refused legal tickets.
+        guard handshakeBytes.count + content.count <= Self.largestPostHandshakeMessage else {
+            return fail(.illegalParameter, "a post-handshake message past \(Self.largestPostHandshakeMessage) bytes")
+        }
         handshakeBytes.append(contentsOf: content)
         var events: Events = []
         while handshakeBytes.count >= 4 && state == .established {
@@ -430,9 +438,9 @@ public final class TLSEngine {
                 sealer.append(.handshake, UnsafeRawBufferPointer(rebasing: bytes[at..<min(at + sealer.contentLimit, bytes.count)]), to: &records)
             }
         }
-        let before = handshake.log.sessions.count
+        let before = handshake.log.sessionsReceived
         let accepted = records.withUnsafeBytes { handshake.processPostHandshake(records: $0) }
-        counters.ticketsReceived += UInt64(handshake.log.sessions.count - before)
+        counters.ticketsReceived += UInt64(handshake.log.sessionsReceived - before)
         return accepted
     }
 

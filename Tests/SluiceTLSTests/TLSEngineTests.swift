@@ -264,6 +264,36 @@ struct TLSEngineTests {
         #expect(events.contains(.failed) && pair.client.error?.sentAlert == .decodeError, "\(String(describing: pair.client.error))")
     }
 
+    /// A server may send tickets without end, each up to 64 KiB: the client keeps the newest
+    /// four (s_client keeps one), counting them all, and takes a ticket of the largest size the
+    /// RFC allows, spread over records, as OpenSSL's s_client does.
+    @Test("a TLS 1.3 client keeps the newest tickets only, and takes one of 2^16-1 bytes")
+    func ticketsAreBoundedAndTheLargestIsTaken() throws {
+        let server = try TLSFixtures.server { $0.maximumVersion = .tls13; $0.ticketsPerHandshake = 0 }
+        let pair = try handshake(.tls13, .aes128GCM, serverContext: server)
+        let sealer = try TLSRecordCipher(keys: #require(pair.server.offloadableKeys).write, sealing: true)
+        func deliver(_ message: [UInt8]) -> TLSEngine.Events {
+            var events: TLSEngine.Events = []
+            for at in stride(from: 0, to: message.count, by: 16384) {
+                var record: [UInt8] = []
+                message[at..<min(at + 16384, message.count)].withUnsafeBytes { sealer.append(.handshake, $0, to: &record) }
+                events.formUnion(record.withUnsafeMutableBytes { pair.client.receive($0) { _ in } })
+            }
+            return events
+        }
+        // lifetime, age_add, a 1-byte nonce, then the ticket, no extensions.
+        func newSessionTicket(_ ticket: [UInt8], nonce: UInt8) -> [UInt8] {
+            let body: [UInt8] = [0, 0, 0x1C, 0x20, 1, 2, 3, 4, 1, nonce, UInt8(ticket.count >> 8), UInt8(ticket.count & 0xFF)] + ticket + [0, 0]
+            return [4, UInt8(body.count >> 16), UInt8(body.count >> 8 & 0xFF), UInt8(body.count & 0xFF)] + body
+        }
+        for n in 0..<10 { _ = deliver(newSessionTicket([UInt8](repeating: UInt8(n), count: 1000), nonce: UInt8(n))) }
+        #expect(pair.client.counters.ticketsReceived == 10)
+        #expect(pair.client.resumableSessions.count == 4)
+        let events = deliver(newSessionTicket([UInt8](repeating: 7, count: 65535), nonce: 99))
+        #expect(!events.contains(.failed), "\(String(describing: pair.client.error))")
+        #expect(pair.client.counters.ticketsReceived == 11 && pair.client.state == .established)
+    }
+
     @Test("a flipped bit is bad_record_mac and ends the connection; the peer reads the alert")
     func tampering() throws {
         for (version, aead) in [(TLSVersion.tls13, TLSAEAD.chacha20Poly1305), (.tls12, .aes256GCM)] {
@@ -338,7 +368,7 @@ struct TLSEngineTests {
         let cases: [(certificate: String, key: String, operation: String, hint: String)] = [
             (TLSFixtures.certificate, TLSFixtures.directory + "/other.key", "private key", "another certificate"),
             (TLSFixtures.certificate, TLSFixtures.directory + "/encrypted.key", "private key", "unencrypted"),
-            (TLSFixtures.certificate, TLSFixtures.directory + "/missing.key", "private key", "unencrypted"),
+            (TLSFixtures.certificate, TLSFixtures.directory + "/missing.key", "private key", "cannot open it"),
             (TLSFixtures.certificate, TLSFixtures.certificate, "private key", "unencrypted"),
             (TLSFixtures.key, TLSFixtures.key, "certificate chain", "leaf certificate first"),
         ]
