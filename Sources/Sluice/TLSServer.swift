@@ -28,8 +28,8 @@ public struct TLSServerApplication: TLSStreamApplication {
     public private(set) var failures: [String] = []
     /// Connections served to the end.
     public private(set) var completed = 0
-    /// Connections a stop cut before their file was whole: reset, with no close_notify that
-    /// would pass the part for the whole.
+    /// Connections a stop cut before their file, or the echo of what they had sent, was
+    /// whole: reset, with no close_notify that would pass the part for the whole.
     public private(set) var cutShort = 0
     /// Connections still open when a stop's grace ended: their peers had not closed.
     public private(set) var closedAtStop = 0
@@ -165,11 +165,14 @@ public struct TLSServerApplication: TLSStreamApplication {
         states = [:]
     }
 
-    /// At a stop: the connections still sending their file, taken out of this application's
-    /// count (neither completed nor failed: cut short).
-    public mutating func takeUnfinishedFiles() -> Set<StreamID> {
-        guard case .file(let bytes) = mode else { return [] }
-        let unfinished = Set(states.filter { $0.value.fileSent < bytes.count && !$0.value.fileClosed }.keys)
+    /// At a stop: the connections still sending their file, or with echo bytes waiting for
+    /// frames, taken out of this application's count (neither completed nor failed: cut short).
+    public mutating func takeUnfinished() -> Set<StreamID> {
+        let unfinished: Set<StreamID> = switch mode {
+        case .file(let bytes): Set(states.filter { $0.value.fileSent < bytes.count && !$0.value.fileClosed }.keys)
+        case .echo, .benchEcho: Set(states.filter { !$0.value.pending.isEmpty }.keys)
+        case .sink: []
+        }
         for stream in unfinished { states[stream] = nil }
         cutShort += unfinished.count
         return unfinished
@@ -221,7 +224,7 @@ public struct TLSServerReport: Sendable, CustomStringConvertible {
         var lines = [
             "sluice tls serve (\(mode), user-space records) on \(endpoint): \(tls.handshakes) handshakes "
                 + "(\(tls.resumed) resumed, \(tls.failedHandshakes) failed), \(completed) connections completed, "
-                + (cutShort > 0 ? "\(cutShort) cut short by the stop (reset mid-file), " : "")
+                + (cutShort > 0 ? "\(cutShort) cut short by the stop (reset with data unsent), " : "")
                 + (closedAtStop > 0 ? "\(closedAtStop) still open at the stop (closed after its grace), " : "")
                 + "\(String(format1: seconds)) s",
             "  plaintext in \(tls.plaintextReceived) bytes (\(String(format1: rate)) MB/s over the run); TCP sent \(tcp.sentBytes) bytes; "
@@ -280,7 +283,7 @@ public enum TLSServer {
                                             checkInterval: checkInterval, metrics: metrics,
                                             handlerMetrics: { handler, snapshot in handler.counters.collect(into: &snapshot) },
                                             stopping: { handler, engine in
-                                                let unfinished = handler.application.takeUnfinishedFiles()
+                                                let unfinished = handler.application.takeUnfinished()
                                                 handler.closeAll(transport: engine, resetting: unfinished)
                                             },
                                             graceEnded: { handler in handler.application.takeOpenConnections() },

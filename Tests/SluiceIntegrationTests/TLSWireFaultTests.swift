@@ -218,6 +218,40 @@ struct TLSWireFaultTests {
         #expect(server.text.contains("0 connections completed, 1 cut short by the stop"), "\(server.text)")
     }
 
+    /// The same for an echo whose client sent more than it has read back: what waits to be
+    /// echoed at the stop is not followed by a close_notify that would pass the part for the
+    /// whole. The client (Python's ssl, ragged EOFs not suppressed) sends without reading until
+    /// the server holds it back, so the server's replies wait for frames; at the stop it sees
+    /// the truncation.
+    @Test func aStopWithEchoBytesUnsentIsATruncationNotAnEnd() throws {
+        let (server, port) = try TLSInteropTests.serve(["--echo", "--frames", "32"])
+        let script = """
+            import socket, ssl, sys, os, signal
+            context = ssl.create_default_context(cafile=sys.argv[2])
+            raw = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            tls = context.wrap_socket(raw, server_hostname="sluice.test", suppress_ragged_eofs=False)
+            # One thread (an SSL object is not for two): send until the server stops taking it.
+            tls.settimeout(0.5)
+            try:
+                for _ in range(2000): tls.sendall(b"x" * 16384)
+            except socket.timeout:
+                pass
+            tls.settimeout(10)
+            os.kill(int(sys.argv[3]), signal.SIGINT)
+            try:
+                while tls.recv(65536): pass
+                print("end: close_notify")
+            except Exception as error:
+                print("end:", type(error).__name__)
+            """
+        let client = try ChildProcess("/usr/bin/python3", ["-c", script, "\(port)", TLSInteropTests.authority, "\(server.pid)"])
+        #expect(client.waitForExit(timeout: .seconds(20)) == 0, "\(client.text)")
+        #expect(client.text.contains("end: SSLEOFError") || client.text.contains("end: ConnectionResetError"), "\(client.text)")
+        #expect(server.waitForExit(timeout: .seconds(10)) == 0, "\(server.text)")
+        #expect(server.text.contains("0 connections completed, 1 cut short by the stop"), "\(server.text)")
+    }
+
     /// A client that shuts its side with a FIN and no close_notify is a cut connection, not a
     /// completed one; a client that closes mid-handshake is a failed handshake only (not also a
     /// cut); one left open past the stop's grace is neither completed nor failed.
