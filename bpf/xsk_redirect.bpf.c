@@ -31,7 +31,8 @@ enum verdict {
     VERDICT_PASS_MALFORMED = 5, // truncated headers: the kernel decides what to do with them
     VERDICT_PASS_NOT_OURS = 6,  // another host's MAC, an address not the interface's, a VLAN with its own device
     VERDICT_PASS_OPTIONS = 7,   // IPv4 options or IPv6 extension headers: the kernel processes (and answers) them
-    VERDICT_COUNT = 8,
+    VERDICT_PASS_TOO_LARGE = 8, // longer than an XSK frame holds (a link MTU past it): the kernel socket takes it
+    VERDICT_COUNT = 9,
 };
 
 struct {
@@ -108,6 +109,7 @@ struct link_filter {
     __u8 mac[6];
     __u8 checks_mac;        // non-zero: a unicast frame for another MAC is passed
     __u8 checks_addresses;  // non-zero: a wildcard listener takes only addresses in local_addresses
+    __u16 max_frame;        // non-zero: a longer frame is passed (the XSK's frames could not hold it)
 };
 
 struct {
@@ -307,6 +309,8 @@ static __always_inline int steer(struct xdp_md *ctx)
                 return count((flags & PORT_LOOKUP) ? why : VERDICT_PASS_PORT, XDP_PASS);
         }
     }
+    if (filter && filter->max_frame && end - data > filter->max_frame)
+        return count(VERDICT_PASS_TOO_LARGE, XDP_PASS);
     __u32 queue = ctx->rx_queue_index;
     if (owner) {
         __u32 *serving = bpf_map_lookup_elem(&queue_owners, &queue);

@@ -49,6 +49,9 @@ public struct XDPVerdicts: Sendable, Equatable, CustomStringConvertible {
     /// Frames with IPv4 options or IPv6 extension headers, passed for the kernel to process (it
     /// answers what is wrong with a parameter problem; the server's kernel socket gets the rest).
     public var passedOptions: UInt64 = 0
+    /// Frames longer than the sockets' frames hold (``XDPLinkFilter/maximumFrame``, a link MTU
+    /// past them), passed so the server's kernel socket takes them instead of the XSK dropping them.
+    public var passedTooLarge: UInt64 = 0
 
     /// All zero.
     public init() {}
@@ -56,6 +59,7 @@ public struct XDPVerdicts: Sendable, Equatable, CustomStringConvertible {
     /// Every frame the program saw.
     public var total: UInt64 {
         redirected + passedNotUDP + passedPort + passedNoSocket + passedFragment + passedMalformed + passedNotOurs + passedOptions
+            + passedTooLarge
     }
 
     /// What was counted since `earlier`, a reading of the same program's counters.
@@ -71,7 +75,7 @@ public struct XDPVerdicts: Sendable, Equatable, CustomStringConvertible {
     /// Every counter.
     static var counters: [WritableKeyPath<XDPVerdicts, UInt64>] {
         [\.redirected, \.passedNotUDP, \.passedPort, \.passedNoSocket, \.passedFragment, \.passedMalformed, \.passedNotOurs,
-         \.passedOptions]
+         \.passedOptions, \.passedTooLarge]
     }
 
     /// The names ``fields`` uses, in order.
@@ -81,13 +85,13 @@ public struct XDPVerdicts: Sendable, Equatable, CustomStringConvertible {
     public var fields: [(String, UInt64)] {
         [("redirected", redirected), ("passed_not_udp", passedNotUDP), ("passed_port", passedPort),
          ("passed_no_socket", passedNoSocket), ("passed_fragment", passedFragment), ("passed_malformed", passedMalformed),
-         ("passed_not_ours", passedNotOurs), ("passed_options", passedOptions)]
+         ("passed_not_ours", passedNotOurs), ("passed_options", passedOptions), ("passed_too_large", passedTooLarge)]
     }
 
     public var description: String {
         "redirected \(redirected), passed: not UDP \(passedNotUDP), port not steered \(passedPort), "
             + "no socket on queue \(passedNoSocket), fragment \(passedFragment), malformed \(passedMalformed), "
-            + "not ours \(passedNotOurs), options \(passedOptions)"
+            + "not ours \(passedNotOurs), options \(passedOptions), too large \(passedTooLarge)"
     }
 }
 
@@ -102,12 +106,17 @@ public struct XDPLinkFilter: Sendable, Equatable {
     public var vlanDeviceIDs: Set<UInt16> = []
     /// The interface's unicast and broadcast addresses a wildcard listener takes; `nil`: any.
     public var localAddresses: [IPAddress]?
+    /// The longest frame an AF_XDP socket's frame holds; a longer one (a link MTU raised past
+    /// it) is passed to the kernel, whose socket takes it, instead of the XSK dropping it. `nil`: any.
+    public var maximumFrame: Int?
 
     /// Nothing filtered.
-    public init(localMAC: MACAddress? = nil, vlanDeviceIDs: Set<UInt16> = [], localAddresses: [IPAddress]? = nil) {
+    public init(localMAC: MACAddress? = nil, vlanDeviceIDs: Set<UInt16> = [], localAddresses: [IPAddress]? = nil,
+                maximumFrame: Int? = nil) {
         self.localMAC = localMAC
         self.vlanDeviceIDs = vlanDeviceIDs
         self.localAddresses = localAddresses
+        self.maximumFrame = maximumFrame
     }
 }
 
@@ -167,7 +176,7 @@ public final class XDPProgram: @unchecked Sendable {
     /// Maps opened when the program has them (newer builds).
     static let optionalMapNames = ["listeners", "port_listeners", "link", "vlan_devices", "local_addresses", "queue_owners"]
     /// Number of slots in the `verdicts` map (a program from an older build has fewer: those read as 0).
-    static let verdictCount = 8
+    static let verdictCount = 9
 
     /// The object for the plain or the multi-buffer program, as the package embeds it.
     static func objectName(frags: Bool) -> String { frags ? "xsk_redirect_frags" : "xsk_redirect" }
@@ -569,6 +578,7 @@ public final class XDPProgram: @unchecked Sendable {
             value.checks_mac = 1
         }
         value.checks_addresses = filter.localAddresses == nil ? 0 : 1
+        value.max_frame = UInt16(clamping: filter.maximumFrame ?? 0)
         var zero: UInt32 = 0
         try update(linkMap, &zero, &value, "the MAC")
     }
@@ -690,6 +700,7 @@ public final class XDPProgram: @unchecked Sendable {
         verdicts.passedMalformed = sums[5]
         verdicts.passedNotOurs = sums[6]
         verdicts.passedOptions = sums[7]
+        verdicts.passedTooLarge = sums[8]
         return verdicts
     }
 

@@ -555,6 +555,32 @@ import Testing
         #expect(wildcard.stop() == 0, "\(wildcard.text)")
     }
 
+    /// A link MTU past what an XSK frame holds (1792 bytes of a 2048-byte UMEM frame): the
+    /// longer frames are passed, and the server's kernel socket answers them, where the XSK
+    /// dropped every one; also after the MTU is raised under the running server.
+    @Test func framesLongerThanAnXSKFrameGoThroughTheKernelSocket() throws {
+        let topology = try topology()
+        defer { topology.destroy() }
+        func mtu(_ value: Int) {
+            for (namespace, interface) in [(topology.serverNamespace, topology.serverInterface),
+                                           (topology.clientNamespace, topology.clientInterface)] {
+                #expect(shell("ip -n \(namespace) link set dev \(interface) mtu \(value)").status == 0)
+            }
+        }
+        let (server, client, target) = try startEcho(topology)
+        mtu(3000)
+        usleep(1_500_000)   // the server reads the interface again once a second
+        for size in [100, 1700, 1800, 2900] {
+            let payload = [UInt8](repeating: UInt8(size & 0xFF), count: size)
+            client.send(payload, to: target)
+            #expect(client.receive()?.bytes == payload, "\(size) bytes: \(server.text)")
+        }
+        #expect(server.stop() == 0, "\(server.text)")
+        #expect(server.text.contains("too large 2"), "\(server.text)")
+        #expect(server.text.contains("via kernel socket (fragments and whatever the program passes): 2 datagrams"), "\(server.text)")
+        #expect(server.text.contains("rx_dropped 0"), "\(server.text)")
+    }
+
     /// A server killed with SIGKILL cannot take back its listener; the next one on the address
     /// takes it over, and removes the program when it stops.
     @Test func aKilledServersListenerIsTakenOverAndRemoved() throws {

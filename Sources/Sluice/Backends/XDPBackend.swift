@@ -138,7 +138,8 @@ public final class XDPBackend: UDPBackend {
                 do throws(SystemCallError) {
                     // Set before the listener, so no frame of another host or device is taken meanwhile.
                     try program.setLinkFilter(XDPLinkFilter(localMAC: interface.mac, vlanDeviceIDs: vlanIDs,
-                                                            localAddresses: interface.addresses + Self.broadcasts(of: interface)))
+                                                            localAddresses: interface.addresses + Self.broadcasts(of: interface),
+                                                            maximumFrame: settings.frameSize - Self.packetHeadroom))
                     // Also on a port in `ports` (`sluice xdp load --ports`): the listener keeps this
                     // server's frames from another server's socket on the queue.
                     try program.setListener(listen)
@@ -168,6 +169,10 @@ public final class XDPBackend: UDPBackend {
             throw RuntimeError(error)
         }
     }
+
+    /// What the kernel keeps in front of each received frame (XDP_PACKET_HEADROOM): a UMEM frame
+    /// takes a frame this much shorter than itself.
+    static let packetHeadroom = 256
 
     /// The fewest frames a queue's pool has: enough for its RX ring (2048) and as many again
     /// on the fill ring, so the kernel finds frames to receive into through a burst the worker
@@ -260,7 +265,8 @@ public final class XDPBackend: UDPBackend {
         configuration.logger.notice("\(settings.interface) changed: taking \(addresses), replies up to \(fresh.maximumPacket.map(String.init) ?? "any") bytes")
         // New addresses are steered too (the filter only adds; one removed is dropped by the stage).
         try? program.setLinkFilter(XDPLinkFilter(localMAC: interface.mac, vlanDeviceIDs: fresh.vlanIDs,
-                                                 localAddresses: interface.addresses + Self.broadcasts(of: interface)))
+                                                 localAddresses: interface.addresses + Self.broadcasts(of: interface),
+                                                 maximumFrame: settings.frameSize - Self.packetHeadroom))
     }
 
     /// `name` in the calling thread's namespace, as it is now.
