@@ -182,8 +182,10 @@ public struct TLSServerApplication: TLSStreamApplication {
         let established = states.removeValue(forKey: stream) != nil
         if let error {
             if failures.count < 8 { failures.append(error.description) }
+            // Before the handshake ended (its deadline, a reset) it is a failed handshake,
+            // counted as one by the TLS counters, not also a transport failure.
             switch error {
-            case .stream, .outOfFrames: transportFailures += 1
+            case .stream, .outOfFrames: if established { transportFailures += 1 }
             case .tls, .truncated: break
             }
         } else if established {

@@ -108,9 +108,14 @@ final class TLSHandshake {
         if code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE { return .needMore }
         let received = ERR_GET_REASON(reason) >= SSL_AD_REASON_OFFSET ? TLSAlert(UInt8(truncatingIfNeeded: ERR_GET_REASON(reason) - SSL_AD_REASON_OFFSET)) : nil
         let verify = SSL_get_verify_result(ssl)
-        let hint = verify != X509_V_OK
-            ? "the certificate did not verify: \(String(cString: X509_verify_cert_error_string(verify)))"
-            : ""
+        let hint = if verify != X509_V_OK {
+            "the certificate did not verify: \(String(cString: X509_verify_cert_error_string(verify)))"
+        } else if received == .handshakeFailure {
+            // What a peer says when no suite, version or group is shared: name what this side offers.
+            "the peer shares none of the suites this side takes: AES-GCM or ChaCha20-Poly1305 with ECDHE, no CBC"
+        } else {
+            ""
+        }
         return .failed(TLSError("the TLS handshake", sentAlert: received == nil ? sentAlert(in: output) : nil,
                                 receivedAlert: received, hint: hint))
     }

@@ -531,19 +531,24 @@ public final class XDPProgram: @unchecked Sendable {
 
     /// The keys of the `listeners` map.
     private func listenerKeys() throws(SystemCallError) -> [sluice_listener_key] {
-        guard listenersMap >= 0 else { return [] }
+        try keys(of: listenersMap, named: "listeners")
+    }
+
+    /// The keys of a map keyed as listeners (`listeners`, `local_addresses`).
+    private func keys(of map: Int32, named name: String) throws(SystemCallError) -> [sluice_listener_key] {
+        guard map >= 0 else { return [] }
         var found: [sluice_listener_key] = []
         while true {
             var next = sluice_listener_key()
             let result: Int32
             if var key = found.last {
-                result = bpf_map_get_next_key(listenersMap, &key, &next)
+                result = bpf_map_get_next_key(map, &key, &next)
             } else {
-                result = bpf_map_get_next_key(listenersMap, nil, &next)
+                result = bpf_map_get_next_key(map, nil, &next)
             }
             if result != 0 {
                 if Glibc.errno == ENOENT { break }
-                throw SystemCallError(.xdp, operation: "reading the listeners map on \(interfaceName)", errno: Glibc.errno)
+                throw SystemCallError(.xdp, operation: "reading the \(name) map on \(interfaceName)", errno: Glibc.errno)
             }
             found.append(next)
         }
@@ -552,7 +557,8 @@ public final class XDPProgram: @unchecked Sendable {
 
     /// Sets what the program leaves to the kernel as another host's or another device's (see
     /// ``XDPLinkFilter``). The filter is the interface's, shared by every listener on it; the
-    /// VLAN IDs and addresses given are added to those already set.
+    /// VLAN IDs given are added to those already set, the addresses replace them (one deleted
+    /// from the interface is the kernel's again: forwarded by a router, say, not dropped here).
     public func setLinkFilter(_ filter: XDPLinkFilter) throws(SystemCallError) {
         guard linkMap >= 0, vlanDevicesMap >= 0, localAddressesMap >= 0 else {
             throw SystemCallError(.xdp, operation: "setting the link filter on \(interfaceName)", errno: EOPNOTSUPP,
@@ -568,9 +574,19 @@ public final class XDPProgram: @unchecked Sendable {
             var key = UInt32(id)
             try update(vlanDevicesMap, &key, &present, "VLAN \(id)")
         }
+        var wanted: Set<[UInt8]> = []
         for address in filter.localAddresses ?? [] {
             var key = Self.listenerKey(address, port: 0)
             try update(localAddressesMap, &key, &present, "address \(address)")
+            wanted.insert(withUnsafeBytes(of: key, Array.init))
+        }
+        if filter.localAddresses != nil {
+            for var key in try keys(of: localAddressesMap, named: "local_addresses") where !wanted.contains(withUnsafeBytes(of: key, Array.init)) {
+                if bpf_map_delete_elem(localAddressesMap, &key) != 0 && Glibc.errno != ENOENT {
+                    throw SystemCallError(.xdp, operation: "removing a deleted address from the link filter on \(interfaceName)",
+                                          errno: Glibc.errno)
+                }
+            }
         }
         var value = sluice_link_filter()
         if let mac = filter.localMAC {

@@ -263,7 +263,7 @@ public final class XDPBackend: UDPBackend {
         guard liveAcceptance.update(fresh) else { return }
         let addresses = fresh.localAddresses.map(\.description).joined(separator: ", ")
         configuration.logger.notice("\(settings.interface) changed: taking \(addresses), replies up to \(fresh.maximumPacket.map(String.init) ?? "any") bytes")
-        // New addresses are steered too (the filter only adds; one removed is dropped by the stage).
+        // New addresses are steered too; a deleted one goes back to the kernel.
         try? program.setLinkFilter(XDPLinkFilter(localMAC: interface.mac, vlanDeviceIDs: fresh.vlanIDs,
                                                  localAddresses: interface.addresses + Self.broadcasts(of: interface),
                                                  maximumFrame: settings.frameSize - Self.packetHeadroom))
