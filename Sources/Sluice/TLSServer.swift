@@ -283,7 +283,10 @@ public enum TLSServer {
         handler.handshakeTimeout = handshakeTimeout
         let run = try StreamServerRun.serve(&handler, listen: endpoint, configuration: configuration,
                                             checkInterval: checkInterval, metrics: metrics,
-                                            handlerMetrics: { handler, snapshot in handler.counters.collect(into: &snapshot) },
+                                            handlerMetrics: { handler, snapshot in
+                                                handler.counters.collect(into: &snapshot)
+                                                handler.application.collect(into: &snapshot)
+                                            },
                                             stopping: { handler, engine in
                                                 let unfinished = handler.application.takeUnfinished()
                                                 handler.closeAll(transport: engine, resetting: unfinished)
@@ -303,6 +306,18 @@ public enum TLSServer {
             transportFailures: handler.application.transportFailures,
             failures: handler.application.failures, frames: run.frames,
             seconds: run.seconds, cpuSeconds: ProcessCPU.seconds() - cpuStart)
+    }
+}
+
+extension TLSServerApplication {
+    /// How connections ended, as `sluice_tls_connections_ended_total` by outcome (what the text
+    /// summary says; failed and truncated ones are in the handler's counters).
+    func collect(into snapshot: inout MetricsSnapshot) {
+        let labels = [("backend", "uring")]
+        for (outcome, count) in [("completed", completed), ("cut_short", cutShort), ("closed_at_stop", closedAtStop),
+                                 ("transport_failure", transportFailures)] {
+            snapshot.counter("sluice_tls_connections_ended_total", UInt64(count), labels + [("outcome", outcome)])
+        }
     }
 }
 

@@ -86,6 +86,9 @@ struct JSONOutputTests {
         #expect(tlsCounters["tls_handshakes_completed"] == 1 && tlsCounters["tls_handshakes_failed"] == 0
                 && tlsCounters["tls_plaintext_received_bytes"] == 250_000, "\(tlsJSON)")
         #expect(tlsCounters["tls_handshakes"] == nil, "a handshake's result is not added to the others': \(tlsJSON)")
+        // How the connection ended, as the text summary says it.
+        #expect(tlsCounters["tls_connections_ended_completed"] == 1 && tlsCounters["tls_connections_ended_cut_short"] == 0,
+                "\(tlsJSON)")
         #expect(tlsSummary["command"] as? String == "tls serve")
 
         let echo = try ChildProcess(sluice: ["tcp-echo", "--listen", "127.0.0.1:0", "--duration", "60", "--json"])
