@@ -59,6 +59,13 @@ struct TLSProtocolOptions: ParsableArguments {
         }
     }
 
+    /// KeyUpdate is TLS 1.3's: `--key-update-after` with `--max-version 1.2` would do nothing.
+    func checkKeyUpdate(_ keyUpdateAfter: Int?) throws {
+        if keyUpdateAfter != nil, try version(maxVersion, "--max-version") == .tls12 {
+            throw ValidationError("--key-update-after needs TLS 1.3 (TLS 1.2 has no KeyUpdate); --max-version is 1.2")
+        }
+    }
+
     func apply(to configuration: inout TLSConfiguration) throws {
         configuration.minimumVersion = try version(minVersion, "--min-version")
         configuration.maximumVersion = try version(maxVersion, "--max-version")
@@ -146,6 +153,7 @@ struct TLSServe: ParsableCommand {
             throw ValidationError("give one of --echo, --sink, --bench-echo, --file")
         }
         guard (0...16).contains(tickets) else { throw ValidationError("--tickets must be 0 to 16") }
+        try protocolOptions.checkKeyUpdate(keyUpdateAfter)
         guard (1..<65536).contains(maxConnections) else { throw ValidationError("--max-connections must be 1 to 65535") }
         try checkSeconds(handshakeTimeout, "--handshake-timeout", in: 0.01...3600)
         try checkSeconds(idleTimeout, "--idle-timeout", in: 0.01...31_536_000, orNever: true)
@@ -260,6 +268,7 @@ struct TLSConnect: ParsableCommand {
 
     func validate() throws {
         try checkSeconds(handshakeTimeout, "--handshake-timeout", in: 0.01...3600)
+        try protocolOptions.checkKeyUpdate(keyUpdateAfter)
         guard Self.hostAndPort(server) != nil else {
             throw ValidationError("bad server \(server): give HOST:PORT, ADDRESS:PORT or [IPv6]:PORT")
         }
@@ -457,6 +466,7 @@ struct TLSConnectRun: Sendable {
         if let failure { summary += "; \(failure)" }
         if failure == nil && !inputEnded && !waitForServer { summary += "; the server closed before standard input ended" }
         if let saveFailure { summary += "; \(saveFailure)" }
+        if keyUpdateAfter != nil && negotiated.version == .tls12 { summary += "; no KeyUpdate in TLS 1.2: --key-update-after did nothing" }
         return Outcome(summary: summary, succeeded: failure == nil && saveFailure == nil)
     }
 
