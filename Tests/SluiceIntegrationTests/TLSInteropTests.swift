@@ -487,7 +487,8 @@ struct TLSInteropTests {
         for version in ["1.3", "1.2"] {
             let run = try Self.shell("rm -f '\(scratch["out"])'; " + Self.feedUntilEchoed(scratch["in"], scratch["out"])
                 + " | \(SluiceExecutable.path) tls connect 127.0.0.1:\(port) --sni localhost --ca \(Self.authority)"
-                + " --min-version \(version) --max-version \(version) --key-update-after 1000000 > '\(scratch["out"])'; cmp '\(scratch["in"])' '\(scratch["out"])' && echo SAME")
+                + " --min-version \(version) --max-version \(version)" + (version == "1.3" ? " --key-update-after 1000000" : "")
+                + " > '\(scratch["out"])'; cmp '\(scratch["in"])' '\(scratch["out"])' && echo SAME")
             #expect(run.output.contains("SAME"), "\(version): \(run.output)")
             if version == "1.3" { #expect(run.output.contains("KeyUpdates sent 1, received 1"), "\(run.output)") }
         }
