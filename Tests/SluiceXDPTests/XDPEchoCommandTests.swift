@@ -305,6 +305,14 @@ import Testing
         try expectStop(after: { "ip -n \($0.serverNamespace) link del \($0.serverInterface)" }, saying: "deleted or moved")
     }
 
+    /// Moved to another namespace, the interface keeps its program, which this process can no
+    /// longer reach: the stop says so, and how to remove it there.
+    @Test func theInterfaceMovedUnderARunningWorkerStopsItAndSaysWhereItsProgramStays() throws {
+        let elsewhere = try ScratchNamespace(prefix: "slmv")
+        try expectStop(after: { "ip -n \($0.serverNamespace) link set \($0.serverInterface) netns \(elsewhere.name)" },
+                       saying: "if it was moved, not deleted, its XDP program is still attached")
+    }
+
     @Test func theProgramRemovedUnderARunningWorkerStopsItWithAClearError() throws {
         try expectStop(after: { "ip -n \($0.serverNamespace) link set dev \($0.serverInterface) xdpgeneric off" },
                        saying: "XDP program that feeds this socket was removed")

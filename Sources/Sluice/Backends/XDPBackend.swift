@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Logging
 import SluiceCore
 import SluicePackets
 import SluiceSockets
@@ -165,7 +166,7 @@ public final class XDPBackend: UDPBackend {
             umem = try XSKUmem(pool: pool, fillRingSize: fillRingSize)
             pools = pool.partition(into: settings.queues.count)
         } catch {
-            Self.leave(program, listener: addedListener, attachedHere: attachedHere)
+            Self.leave(program, listener: addedListener, attachedHere: attachedHere, logger: configuration.logger)
             throw RuntimeError(error)
         }
     }
@@ -321,17 +322,30 @@ public final class XDPBackend: UDPBackend {
     public func finish() {
         let verdicts = try? program.verdicts()
         finalVerdicts.withLock { $0 = verdicts }
-        Self.leave(program, listener: addedListener, attachedHere: attachedHere)
+        Self.leave(program, listener: addedListener, attachedHere: attachedHere, logger: configuration.logger)
     }
 
     /// Takes `listener` back and detaches the program if nothing is steered through it any more,
-    /// under the listener lock (see ``XDPProgram/withListenerLock(_:)``).
-    private static func leave(_ program: XDPProgram, listener: IPEndpoint, attachedHere: Bool) {
+    /// under the listener lock (see ``XDPProgram/withListenerLock(_:)``). A program that cannot be
+    /// detached is said, with how to remove it: an interface gone from this namespace took the
+    /// program with it if it was deleted, but kept it if it was moved to another namespace.
+    private static func leave(_ program: XDPProgram, listener: IPEndpoint, attachedHere: Bool, logger: Logger) {
         XDPProgram.withListenerLock {
             try? program.setListener(listener, enabled: false)
             try? program.removeAbandonedListeners()
             let unused = ((try? program.ports)?.isEmpty ?? attachedHere) && ((try? program.listeners)?.isEmpty ?? true)
-            if unused { try? program.detach() }
+            guard unused else { return }
+            let removal = "`ip link set dev \(program.interfaceName) xdp off` where the interface is now removes it"
+            do throws(SystemCallError) {
+                try program.detach()
+                if if_nametoindex(program.interfaceName) == 0 {
+                    let gone = "\(program.interfaceName) left this network namespace: if it was moved, not deleted, its XDP program is still attached"
+                    logger.warning("\(gone); \(removal)", metadata: ["program": "\(program.programID)"])
+                }
+            } catch {
+                logger.warning("the XDP program stays attached to \(program.interfaceName): \(error); \(removal)",
+                               metadata: ["program": "\(program.programID)"])
+            }
         }
     }
 
