@@ -109,7 +109,6 @@ struct link_filter {
     __u8 mac[6];
     __u8 checks_mac;        // non-zero: a unicast frame for another MAC is passed
     __u8 checks_addresses;  // non-zero: a wildcard listener takes only addresses in local_addresses
-    __u16 max_frame;        // non-zero: a longer frame is passed (the XSK's frames could not hold it)
 };
 
 struct {
@@ -118,6 +117,16 @@ struct {
     __type(key, __u32);
     __type(value, struct link_filter);
 } link SEC(".maps");
+
+// The longest frame the XSKs' frames hold, the smallest of the servers sharing the program; a
+// longer one is passed (the server's kernel socket takes it). 0: any. A map of its own, so a
+// server of an older build, which writes `link` as it knew it, never touches it.
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u32);
+} frame_limit SEC(".maps");
 
 // Indexed by VLAN ID: non-zero when a VLAN device on the interface owns that ID.
 struct {
@@ -309,7 +318,9 @@ static __always_inline int steer(struct xdp_md *ctx)
                 return count((flags & PORT_LOOKUP) ? why : VERDICT_PASS_PORT, XDP_PASS);
         }
     }
-    if (filter && filter->max_frame && end - data > filter->max_frame)
+    // The whole frame, every buffer of a multi-buffer one (the frags build) included.
+    const __u32 *limit = bpf_map_lookup_elem(&frame_limit, &zero);
+    if (limit && *limit && bpf_xdp_get_buff_len(ctx) > *limit)
         return count(VERDICT_PASS_TOO_LARGE, XDP_PASS);
     __u32 queue = ctx->rx_queue_index;
     if (owner) {

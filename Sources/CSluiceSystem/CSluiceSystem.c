@@ -59,6 +59,13 @@ void sluice_set_thread_name(const char *name) { pthread_setname_np(pthread_self(
 
 int sluice_thread_id(void) { return gettid(); }
 
+int sluice_ids_are(uid_t uid, gid_t gid) {
+    uid_t ruid, euid, suid;
+    gid_t rgid, egid, sgid;
+    if (getresuid(&ruid, &euid, &suid) != 0 || getresgid(&rgid, &egid, &sgid) != 0) return 0;
+    return ruid == uid && euid == uid && suid == uid && rgid == gid && egid == gid && sgid == gid;
+}
+
 static uint64_t capability_permitted, capability_effective;
 static volatile sig_atomic_t capability_keep = -1;
 static sem_t capability_answers;

@@ -36,7 +36,6 @@ struct sluice_link_filter {
     __u8 mac[6];
     __u8 checks_mac;
     __u8 checks_addresses;
-    __u16 max_frame;
 };
 
 #endif

@@ -41,7 +41,8 @@ public enum ProcessIdentity {
 
     /// Becomes `user` in every thread (its groups, then its group, then its user), keeping only
     /// `capabilities`, permitted and effective, in every thread; nothing else survives (no
-    /// inheritable or ambient capabilities).
+    /// inheritable or ambient capabilities). A process that is that user already (real,
+    /// effective and saved IDs) keeps its groups and only drops capabilities.
     ///
     /// Call it once all threads that need more exist and are done with it: capabilities belong
     /// to threads, and every thread of the process is changed.
@@ -51,9 +52,11 @@ public enum ProcessIdentity {
                                   hint: "that user is root; name an unprivileged one, such as nobody")
         }
         let keep = !capabilities.isEmpty
-        // Already that user (started so by setpriv or systemd): there is no ID to change, only
-        // capabilities to drop, and initgroups would want CAP_SETGID for nothing.
-        let already = getuid() == user.uid && geteuid() == user.uid && getgid() == user.gid && getegid() == user.gid
+        // Already that user, saved IDs included (started so by setpriv or systemd): there is no ID
+        // to change, only capabilities to drop, and initgroups would want CAP_SETGID for nothing;
+        // the groups stay those it was started with.
+        let already = sluice_ids_are(user.uid, user.gid) == 1
+        let wasRoot = geteuid() == 0
         if keep && !already {
             let result = sluice_keep_capabilities(1)
             guard result == 0 else {
@@ -73,9 +76,11 @@ public enum ProcessIdentity {
                 throw SystemCallError(.credentials, operation: "setuid(\(user.uid))", errno: errno)
             }
         }
-        // Set even when nothing is kept: a change of user clears capabilities only when it leaves
-        // uid 0, and never the inheritable or ambient ones.
+        // Leaving uid 0 cleared the permitted, effective and ambient sets; a change between other
+        // users clears nothing, and none clears the inheritable set: those are set here, in every
+        // thread (the signal each thread answers is asked only when there is something to drop).
         if keep && !already { _ = sluice_keep_capabilities(0) }
+        guard keep || !wasRoot || already || !(Capability.set("CapInh")?.isEmpty ?? false) else { return }
         let mask = capabilities.reduce(UInt64(0)) { $0 | (1 << UInt64($1.rawValue)) }
         let result = sluice_set_process_capabilities(mask, mask)
         guard result == 0 else {

@@ -382,11 +382,6 @@ public final class TLSEngine {
         // Zero-length handshake fragments are forbidden (RFC 8446 section 5.1).
         guard content.count > 0 else { return fail(.unexpectedMessage, "an empty handshake record") }
         warningAlerts = 0
-        // A NewSessionTicket's ticket alone may take 2^16-1 bytes (RFC 8446 section 4.6.1), its
-        // extensions more: a cap of 64 KiB refused legal tickets.
-        guard handshakeBytes.count + content.count <= Self.largestPostHandshakeMessage else {
-            return fail(.illegalParameter, "a post-handshake message past \(Self.largestPostHandshakeMessage) bytes")
-        }
         handshakeBytes.append(contentsOf: content)
         var events: Events = []
         while handshakeBytes.count >= 4 && state == .established {
@@ -394,6 +389,12 @@ public final class TLSEngine {
             let length = Int(handshakeBytes[1]) << 16 | Int(handshakeBytes[2]) << 8 | Int(handshakeBytes[3])
             // A KeyUpdate is one byte: refused at its header, not after 16 MiB of body.
             if type == 24 && length != 1 && reader!.keys.version == .tls13 { return fail(.decodeError, "a KeyUpdate of \(length) bytes") }
+            // Each message by the length its header gives: a NewSessionTicket's ticket alone may
+            // take 2^16-1 bytes (RFC 8446 section 4.6.1), its extensions more; the buffer then
+            // holds at most one message and a record.
+            guard 4 + length <= Self.largestPostHandshakeMessage else {
+                return fail(.illegalParameter, "a post-handshake message of \(4 + length) bytes, past \(Self.largestPostHandshakeMessage)")
+            }
             guard handshakeBytes.count >= 4 + length else { break }
             let body = Array(handshakeBytes[4..<4 + length])
             handshakeBytes.removeFirst(4 + length)

@@ -111,8 +111,8 @@ final class TLSHandshake {
         let hint = if verify != X509_V_OK {
             "the certificate did not verify: \(String(cString: X509_verify_cert_error_string(verify)))"
         } else if received == .handshakeFailure {
-            // What a peer says when no suite, version or group is shared: name what this side offers.
-            "the peer shares none of the suites this side takes: AES-GCM or ChaCha20-Poly1305 with ECDHE, no CBC"
+            // What a peer says when no suite, version or group is shared (among other refusals).
+            "if the peer shares none of the suites this side takes: those are AES-GCM or ChaCha20-Poly1305 with ECDHE, no CBC"
         } else {
             ""
         }

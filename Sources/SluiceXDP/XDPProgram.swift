@@ -107,7 +107,8 @@ public struct XDPLinkFilter: Sendable, Equatable {
     /// The interface's unicast and broadcast addresses a wildcard listener takes; `nil`: any.
     public var localAddresses: [IPAddress]?
     /// The longest frame an AF_XDP socket's frame holds; a longer one (a link MTU raised past
-    /// it) is passed to the kernel, whose socket takes it, instead of the XSK dropping it. `nil`: any.
+    /// it) is passed to the kernel, whose socket takes it, instead of the XSK dropping it. Shared
+    /// by the servers on the interface, it is only ever lowered (the smallest of theirs). `nil`: left as it is.
     public var maximumFrame: Int?
 
     /// Nothing filtered.
@@ -164,6 +165,8 @@ public final class XDPProgram: @unchecked Sendable {
     private let linkMap: Int32
     private let vlanDevicesMap: Int32
     private let localAddressesMap: Int32
+    /// The `frame_limit` map; -1 for a program from before frames too large were passed.
+    private let frameLimitMap: Int32
     private let verdictsMap: Int32
     /// libxdp's handle and its object when this instance loaded the program.
     private let handle: BPFObject?
@@ -174,7 +177,8 @@ public final class XDPProgram: @unchecked Sendable {
     /// Map names the program must own to count as ours.
     static let mapNames = ["xsks_map", "ports", "verdicts"]
     /// Maps opened when the program has them (newer builds).
-    static let optionalMapNames = ["listeners", "port_listeners", "link", "vlan_devices", "local_addresses", "queue_owners"]
+    static let optionalMapNames = ["listeners", "port_listeners", "link", "vlan_devices", "local_addresses", "queue_owners",
+                                   "frame_limit"]
     /// Number of slots in the `verdicts` map (a program from an older build has fewer: those read as 0).
     static let verdictCount = 9
 
@@ -486,9 +490,13 @@ public final class XDPProgram: @unchecked Sendable {
     public static func withListenerLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
         let lock = lockListeners()
         let thread = pid_t(sluice_thread_id())
-        lockHolder.withLock { $0 = thread }
+        // Inside another call of this thread's, the holder stays this thread when this one ends.
+        let previous = lockHolder.withLock { holder in
+            defer { holder = thread }
+            return holder
+        }
         defer {
-            lockHolder.withLock { $0 = 0 }
+            lockHolder.withLock { $0 = previous == thread ? thread : 0 }
             if lock >= 0 { close(lock) }
         }
         return try body()
@@ -594,9 +602,17 @@ public final class XDPProgram: @unchecked Sendable {
             value.checks_mac = 1
         }
         value.checks_addresses = filter.localAddresses == nil ? 0 : 1
-        value.max_frame = UInt16(clamping: filter.maximumFrame ?? 0)
         var zero: UInt32 = 0
         try update(linkMap, &zero, &value, "the MAC")
+        if let maximumFrame = filter.maximumFrame, frameLimitMap >= 0 {
+            // Only ever lowered: servers sharing the program may have frames of other sizes,
+            // and a frame one of them could not hold must go to the kernel for all of them.
+            var current: UInt32 = 0
+            _ = bpf_map_lookup_elem(frameLimitMap, &zero, &current)
+            var limit = UInt32(clamping: maximumFrame)
+            if current != 0 { limit = min(limit, current) }
+            try update(frameLimitMap, &zero, &limit, "the frame limit")
+        }
     }
 
     static func listenerKey(_ address: IPAddress, port: UInt16) -> sluice_listener_key {
@@ -728,7 +744,8 @@ public final class XDPProgram: @unchecked Sendable {
         close(programDescriptor)
         close(xsksMap)
         close(portsMap)
-        for map in [listenersMap, portListenersMap, linkMap, vlanDevicesMap, localAddressesMap, queueOwnersMap] where map >= 0 {
+        for map in [listenersMap, portListenersMap, linkMap, vlanDevicesMap, localAddressesMap, queueOwnersMap, frameLimitMap]
+            where map >= 0 {
             close(map)
         }
         close(verdictsMap)
@@ -806,6 +823,7 @@ public final class XDPProgram: @unchecked Sendable {
         self.linkMap = maps["link"] ?? -1
         self.vlanDevicesMap = maps["vlan_devices"] ?? -1
         self.localAddressesMap = maps["local_addresses"] ?? -1
+        self.frameLimitMap = maps["frame_limit"] ?? -1
         self.verdictsMap = verdicts
         self.handle = handle
     }

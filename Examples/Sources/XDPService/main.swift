@@ -37,8 +37,9 @@ let interface = arguments[0]
 func serve(interface: String, servicePort: UInt16, seconds: Int) throws {
     let signals = SignalWaiter(SignalWaiter.stopping)                   // blocked here and in threads started later
     let program = try XDPProgram.attach(to: interface, mode: .native)   // generic if the driver refuses native
-    defer { try? program.detach() }                                     // on the way out, thrown or not
+    defer { if !program.wasAlreadyAttached { try? program.detach() } }  // on the way out, thrown or not
     try program.setPort(servicePort)                                    // steer this UDP port into the XSKs
+    defer { try? program.setPort(servicePort, enabled: false) }
     let pool = try FramePool(frameCount: 4096, frameSize: 2048)
     let umem = try XSKUmem(pool: pool)
     var port = try XDPPort(configuration: XDPPortConfiguration(interface: interface, queue: 0), umem: umem, pool: pool)

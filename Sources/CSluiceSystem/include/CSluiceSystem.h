@@ -124,6 +124,9 @@ int sluice_flush_stdout(void);
 /// The calling thread's kernel ID (gettid), as /proc/self/task names it.
 int sluice_thread_id(void);
 
+/// 1 when the real, effective and saved user and group IDs are all `uid` and `gid`.
+int sluice_ids_are(uid_t uid, gid_t gid);
+
 /// Sets the capability sets of every thread of the process (capabilities are per thread): the
 /// others through a real-time signal whose handler calls capset, then the calling one. Inheritable
 /// and ambient sets are cleared. Returns 0, or a negative errno (-ETIMEDOUT when a thread did
