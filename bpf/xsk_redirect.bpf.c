@@ -318,9 +318,15 @@ static __always_inline int steer(struct xdp_md *ctx)
                 return count((flags & PORT_LOOKUP) ? why : VERDICT_PASS_PORT, XDP_PASS);
         }
     }
-    // The whole frame, every buffer of a multi-buffer one (the frags build) included.
+    // The whole frame: every buffer of a multi-buffer one in the frags build; in the plain build
+    // the one buffer, measured without a helper call.
     const __u32 *limit = bpf_map_lookup_elem(&frame_limit, &zero);
-    if (limit && *limit && bpf_xdp_get_buff_len(ctx) > *limit)
+#ifdef SLUICE_FRAGS
+    __u64 length = bpf_xdp_get_buff_len(ctx);
+#else
+    __u64 length = end - data;
+#endif
+    if (limit && *limit && length > *limit)
         return count(VERDICT_PASS_TOO_LARGE, XDP_PASS);
     __u32 queue = ctx->rx_queue_index;
     if (owner) {
