@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import SluiceCore
 import SluiceTLS
 import SluiceURing
@@ -35,6 +38,8 @@ public struct TLSServerApplication: TLSStreamApplication {
     public private(set) var closedAtStop = 0
     /// Connections the transport ended under TLS (a reset, a failed receive or send, no frames).
     public private(set) var transportFailures = 0
+    /// Established connections the idle timeout ended (the engine's `idleClosed` counts any).
+    public private(set) var idleClosed = 0
     private var states: [StreamID: State] = [:]
 
     struct State {
@@ -185,6 +190,7 @@ public struct TLSServerApplication: TLSStreamApplication {
             // Before the handshake ended (its deadline, a reset) it is a failed handshake,
             // counted as one by the TLS counters, not also a transport failure.
             switch error {
+            case .stream(let cause) where established && cause.code == ETIMEDOUT: idleClosed += 1
             case .stream, .outOfFrames: if established { transportFailures += 1 }
             case .tls, .truncated: break
             }
@@ -212,6 +218,8 @@ public struct TLSServerReport: Sendable, CustomStringConvertible {
     public var closedAtStop: Int
     /// Connections the transport ended under TLS.
     public var transportFailures: Int
+    /// Established connections the idle timeout ended.
+    public var idleClosed: Int
     /// The first few errors connections ended with.
     public var failures: [String]
     /// Where the frames were at the end.
@@ -234,7 +242,7 @@ public struct TLSServerReport: Sendable, CustomStringConvertible {
         ]
         if tls.failedConnections + tls.truncatedConnections > 0 || !failures.isEmpty {
             lines.append("  \(tls.failedConnections) connections failed, \(tls.truncatedConnections) cut without close_notify, "
-                         + "\(transportFailures) ended by TCP or for want of frames"
+                         + "\(transportFailures) ended by TCP or for want of frames" + (idleClosed > 0 ? ", \(idleClosed) closed idle" : "")
                          + (failures.isEmpty ? "" : "; first: \(failures[0])"))
         }
         lines.append("  TCP: \(tcp.sends) sends (\(tcp.zeroCopySends) zero-copy), \(tcp.receivedChunks) chunks in, receive pauses \(tcp.receivePauses), "
@@ -303,7 +311,7 @@ public enum TLSServer {
             endpoint: run.bound, mode: modeName, tls: handler.counters, tcp: run.engine.counters,
             completed: handler.application.completed, cutShort: handler.application.cutShort,
             closedAtStop: handler.application.closedAtStop,
-            transportFailures: handler.application.transportFailures,
+            transportFailures: handler.application.transportFailures, idleClosed: handler.application.idleClosed,
             failures: handler.application.failures, frames: run.frames,
             seconds: run.seconds, cpuSeconds: ProcessCPU.seconds() - cpuStart)
     }
@@ -315,7 +323,7 @@ extension TLSServerApplication {
     func collect(into snapshot: inout MetricsSnapshot) {
         let labels = [("backend", "uring")]
         for (outcome, count) in [("completed", completed), ("cut_short", cutShort), ("closed_at_stop", closedAtStop),
-                                 ("transport_failure", transportFailures)] {
+                                 ("transport_failure", transportFailures), ("idle", idleClosed)] {
             snapshot.counter("sluice_tls_connections_ended_total", UInt64(count), labels + [("outcome", outcome)])
         }
     }

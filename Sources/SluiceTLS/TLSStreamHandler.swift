@@ -176,6 +176,8 @@ public struct TLSStreamHandler<Application: TLSStreamApplication>: StreamHandler
     private var engines: [StreamID: TLSEngine] = [:]
     private var clients: [StreamID: (serverName: String?, session: TLSSession?)] = [:]
     private var errors: [StreamID: TLSConnectionError] = [:]
+    /// Connections whose end the application was told before the transport closed them.
+    private var ended: Set<StreamID> = []
 
     /// A handler for `application`, serving with `serverContext` and connecting with `clientContext`.
     public init(application: Application, serverContext: TLSContext? = nil, clientContext: TLSContext? = nil) {
@@ -293,8 +295,11 @@ public struct TLSStreamHandler<Application: TLSStreamApplication>: StreamHandler
         if let engine = engines[stream], engine.isReadClosed, !engine.isWriteClosed, engine.state == .established { return }
         // Cut without close_notify after the handshake (one cut during it is a failed handshake).
         if let engine = engines[stream], engine.state == .established, !engine.isReadClosed {
-            errors[stream] = .truncated
             counters.truncatedConnections += 1
+            // Ended now, as far as the application counts: a stop's grace that ends before the
+            // transport's close completes must not count it again as open at the stop.
+            ended.insert(stream)
+            application.closed(stream, error: .truncated)
         }
         transport.close(stream, abort: false)
     }
@@ -312,7 +317,8 @@ public struct TLSStreamHandler<Application: TLSStreamApplication>: StreamHandler
     }
 
     public mutating func closed(_ stream: StreamID, error: SystemCallError?, transport: Transport) {
-        if let engine = engines.removeValue(forKey: stream) {
+        let engine = engines.removeValue(forKey: stream)
+        if let engine {
             // Cut before it finished, with no alert (counted where it was sent or received).
             if engine.state == .handshaking { counters.failedHandshakes += 1 }
             counters.keyUpdatesReceived += engine.counters.keyUpdatesReceived
@@ -320,6 +326,10 @@ public struct TLSStreamHandler<Application: TLSStreamApplication>: StreamHandler
         }
         clients.removeValue(forKey: stream)
         let tlsError = errors.removeValue(forKey: stream)
-        application.closed(stream, error: tlsError ?? error.map { .stream($0) })
+        guard ended.remove(stream) == nil else { return }
+        // A peer that sent its close_notify may close without waiting for ours (RFC 8446 6.1):
+        // a reset of our reply ends a completed connection, not a failed one.
+        let finished = engine.map { $0.isReadClosed && $0.error == nil } ?? false
+        application.closed(stream, error: tlsError ?? (finished ? nil : error.map { .stream($0) }))
     }
 }

@@ -252,6 +252,26 @@ struct TLSWireFaultTests {
         #expect(server.text.contains("0 connections completed, 1 cut short by the stop"), "\(server.text)")
     }
 
+    /// The idle timeout ending an established connection is said as such, not as a failure of
+    /// TCP, and how it ended is in the metrics too.
+    @Test func anIdleConnectionClosedIsNotATransportFailure() throws {
+        let (server, port) = try TLSInteropTests.serve(["--echo", "--idle-timeout", "0.5"])
+        let script = """
+            import socket, ssl, sys, time
+            context = ssl.create_default_context(cafile=sys.argv[2])
+            tls = context.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))), server_hostname="sluice.test")
+            tls.sendall(b"x"); print("echo:", tls.recv(1))
+            time.sleep(1.5)
+            try: print("after:", tls.recv(1))
+            except Exception as error: print("after:", type(error).__name__)
+            """
+        let client = try ChildProcess("/usr/bin/python3", ["-c", script, "\(port)", TLSInteropTests.authority])
+        #expect(client.waitForExit(timeout: .seconds(20)) == 0, "\(client.text)")
+        #expect(client.text.contains("echo: b'x'"), "\(client.text)")
+        #expect(server.stop() == 0)
+        #expect(server.text.contains("0 ended by TCP or for want of frames, 1 closed idle"), "\(server.text)")
+    }
+
     /// A client that shuts its side with a FIN and no close_notify is a cut connection, not a
     /// completed one; a client that closes mid-handshake is a failed handshake only (not also a
     /// cut); one left open past the stop's grace is neither completed nor failed.
