@@ -46,7 +46,7 @@ struct TCPEcho: ParsableCommand {
     @Option(parsing: .unconditional, help: "Sends of at least this many bytes use SEND_ZC (0: never). For NICs: on loopback and veth zero copy is slower, and stalls peers with small receive buffers.")
     var zeroCopyThreshold: Int = 0
 
-    @Option(parsing: .unconditional, help: "Abort a connection that moves no data either way for this many seconds (0: never).")
+    @Option(parsing: .unconditional, help: "Close a connection that moves no data either way for this many seconds (0: never).")
     var idleTimeout: Double = 60
 
     @Option(parsing: .unconditional, help: "Frames one connection may hold for sending before its receiving pauses (its fair share when many are open).")

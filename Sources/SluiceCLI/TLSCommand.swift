@@ -124,7 +124,7 @@ struct TLSServe: ParsableCommand {
     @Option(parsing: .unconditional, help: "Seconds a client has to finish its handshake; then its connection is aborted.")
     var handshakeTimeout: Double = 10
 
-    @Option(parsing: .unconditional, help: "Abort a connection that moves no data either way for this many seconds (0: never); a client that stops reading holds its frames until then.")
+    @Option(parsing: .unconditional, help: "Close a connection that moves no data either way for this many seconds (0: never); a client that stops reading holds its frames until then.")
     var idleTimeout: Double = 60
 
     @Option(parsing: .unconditional, help: "Frames of 64 KiB in the server's pool, for receiving and for sealed records: its memory (512: 32 MiB).")
