@@ -248,6 +248,7 @@ public struct TLSServerReport: Sendable, CustomStringConvertible {
         lines.append("  TCP: \(tcp.sends) sends (\(tcp.zeroCopySends) zero-copy), \(tcp.receivedChunks) chunks in, receive pauses \(tcp.receivePauses), "
                      + "\(tcp.rejected) connections rejected over the limit, "
                      + "re-arms for want of buffers \(tcp.receiveStarved), closed idle \(tcp.idleClosed), "
+                     + "closed idlest to make room \(tcp.evicted), "
                      + "handshakes out of time \(tcp.deadlineClosed)")
         lines.append(frames.isBalanced ? "  frames: all returned to their pool" : "  \(frames)")
         return lines.joined(separator: "\n")
@@ -269,6 +270,9 @@ public enum TLSServer {
         configuration.frameSize = 65536
         configuration.frameCount = 512
         configuration.receiveBuffers = 16
+        // Clients that connect and stay silent (a handshake never sent) must not hold every slot
+        // until their handshake timeout: at the limit, the idlest make room.
+        configuration.closesIdlestWhenFull = true
         return configuration
     }
 

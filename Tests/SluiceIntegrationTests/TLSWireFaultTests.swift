@@ -272,6 +272,26 @@ struct TLSWireFaultTests {
         #expect(server.text.contains("0 ended by TCP or for want of frames, 1 closed idle"), "\(server.text)")
     }
 
+    /// Clients that connect and say nothing, as many as the limit allows, do not lock a real
+    /// client out until their handshake timeout: at the limit the idlest make room.
+    @Test func silentClientsAtTheLimitMakeRoomForARealOne() throws {
+        let (server, port) = try TLSInteropTests.serve(["--echo", "--max-connections", "4", "--idle-timeout", "1.6"])
+        let script = """
+            import socket, ssl, sys, time
+            silent = [socket.create_connection(("127.0.0.1", int(sys.argv[1]))) for _ in range(4)]
+            time.sleep(0.5)
+            context = ssl.create_default_context(cafile=sys.argv[2])
+            tls = context.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5), server_hostname="sluice.test")
+            tls.sendall(b"hello"); print("echo:", tls.recv(5))
+            """
+        let client = try ChildProcess("/usr/bin/python3", ["-c", script, "\(port)", TLSInteropTests.authority])
+        #expect(client.waitForExit(timeout: .seconds(20)) == 0, "\(client.text)")
+        #expect(client.text.contains("echo: b'hello'"), "\(client.text)")
+        #expect(server.stop() == 0)
+        #expect(server.text.contains("closed idlest to make room ") && !server.text.contains("closed idlest to make room 0"),
+                "\(server.text)")
+    }
+
     /// A client that shuts its side with a FIN and no close_notify is a cut connection, not a
     /// completed one; a client that closes mid-handshake is a failed handshake only (not also a
     /// cut); one left open past the stop's grace is neither completed nor failed.
