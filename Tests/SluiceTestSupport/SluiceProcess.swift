@@ -121,3 +121,9 @@ public func datagramsReceived(in summary: String) -> Int? {
     }
     return nil
 }
+
+/// The number the first match of `pattern` captures in `text` (its first group), e.g.
+/// `#"rx_ring_full (\d+)"#` in a server's summary.
+public func capturedNumber(_ pattern: String, in text: String) -> Int? {
+    (try? Regex(pattern).firstMatch(in: text)).flatMap { Int($0.output[1].substring ?? "") }
+}

@@ -365,9 +365,7 @@ import Testing
         #expect(try !xdpAttached(topology), "the program it attached is still there")
         // What the program put in the RX ring before the stop was taken and counted: the redirect
         // to the socket ends first, then the ring is drained (it was left to close with it).
-        func count(_ pattern: String) -> Int? {
-            (try? Regex(pattern).firstMatch(in: server.text)).flatMap { Int($0.output[1].substring ?? "") }
-        }
+        func count(_ pattern: String) -> Int? { capturedNumber(pattern, in: server.text) }
         let redirected = try #require(count(#"redirected (\d+)"#), "\(server.text)")
         let taken = try #require(count(#"per worker: 0: received (\d+)"#), "\(server.text)")
         let lost = (count(#"rx_dropped (\d+)"#) ?? 0) + (count(#"rx_ring_full (\d+)"#) ?? 0) + (count(#"rx_invalid (\d+)"#) ?? 0)
@@ -670,9 +668,7 @@ import Testing
                 return (try? JSONSerialization.jsonObject(with: Data(stats.utf8)) as? [[String: Any]])?.first
                     .flatMap { ($0["stats64"] as? [String: Any])?["tx"] as? [String: Any] }?["dropped"] as? Int ?? 0
             }
-            func count(_ pattern: String) -> Int {
-                (try? Regex(pattern).firstMatch(in: server.text)).flatMap { Int($0.output[1].substring ?? "") } ?? 0
-            }
+            func count(_ pattern: String) -> Int { capturedNumber(pattern, in: server.text) ?? 0 }
             // The clients' sockets too (Udp RcvbufErrors in their namespace).
             let snmp = shell("ip netns exec \(topology.clientNamespace) cat /proc/net/snmp").output.split(separator: "\n")
                 .filter { $0.hasPrefix("Udp:") }.map { $0.split(separator: " ") }
