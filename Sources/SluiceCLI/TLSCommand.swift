@@ -272,6 +272,9 @@ struct TLSConnect: ParsableCommand {
         guard Self.hostAndPort(server) != nil else {
             throw ValidationError("bad server \(server): give HOST:PORT, ADDRESS:PORT or [IPv6]:PORT")
         }
+        if insecure, ca != nil {
+            throw ValidationError("--insecure checks no certificate, so --ca would be ignored: give one of them")
+        }
         if let sni, !Self.isHostName(sni) {
             throw ValidationError("--sni must be a host name, not an address: labels of 1 to 63 letters, digits, hyphens or underscores, joined by dots, 253 bytes at most")
         }
@@ -330,24 +333,32 @@ struct TLSConnect: ParsableCommand {
             writeToStandardError("sluice tls connect: cannot resolve \(server)\n")
             throw ExitCode(1)
         }
-        // As s_client: a name given as the host is the server name unless --sni says otherwise.
-        let serverName = sni ?? (IPAddress(host) == nil ? host : nil)
+        // As s_client: a name given as the host is the server name unless --sni says otherwise;
+        // an address in any form getaddrinfo takes (127.1, 2130706433) is no name: no SNI, and the
+        // certificate must name the address it resolved to.
+        let serverName = sni ?? (Self.isHostName(host) ? host : nil)
+        if insecure { writeToStandardError("sluice tls connect: --insecure: the server's certificate will not be verified\n") }
         var configuration = TLSConfiguration.client(
             peerVerification: insecure ? .none : ca.map { .trustedCertificates(path: $0) } ?? .systemTrustStore)
         try protocolOptions.apply(to: &configuration)
-        let session: TLSSession?
+        var saved: TLSSession?
         if let sessionIn {
             guard let bytes = TextFile.bytes(sessionIn) else {
                 writeToStandardError("sluice tls connect: cannot read \(sessionIn)\n")
                 throw ExitCode(1)
             }
-            do { session = try TLSSession(pem: String(decoding: bytes, as: UTF8.self)) } catch {
+            do { saved = try TLSSession(pem: String(decoding: bytes, as: UTF8.self)) } catch {
                 writeToStandardError("sluice tls connect: \(error)\n")
                 throw ExitCode(1)
             }
-        } else {
-            session = nil
+            // The engine would not offer it either; said here so a full handshake is no surprise.
+            let address = endpoints[0].address.description
+            if !insecure, saved?.certificateNames(serverName: serverName, address: address) == false {
+                writeToStandardError("sluice tls connect: not resuming: the session in \(sessionIn) is from a server whose certificate does not name \(serverName ?? address)\n")
+                saved = nil
+            }
         }
+        let session = saved
         let context: TLSContext
         do { context = try TLSContext(configuration) } catch {
             writeToStandardError("sluice tls connect: \(error)\n")

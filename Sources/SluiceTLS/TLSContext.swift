@@ -265,6 +265,23 @@ public final class TLSSession: @unchecked Sendable {
         return String(decoding: bytes, as: UTF8.self)
     }
 
+    /// How certificate names are matched: a wildcard only as the whole leftmost label (RFC 9525
+    /// section 6.3: `f*.example.test` names nothing), as curl, GnuTLS and Python match them.
+    static let hostFlags = UInt32(X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS)
+
+    /// Whether the certificate the server showed when the session was made names `serverName`
+    /// (without a trailing dot) or, for a server reached by address, `address`: a client offers
+    /// a session only to a server of that name.
+    public func certificateNames(serverName: String?, address: String?) -> Bool {
+        guard let certificate = SSL_SESSION_get0_peer(raw) else { return false }
+        if var serverName {
+            if serverName.count > 1, serverName.hasSuffix(".") { serverName.removeLast() }
+            return X509_check_host(certificate, serverName, serverName.utf8.count, Self.hostFlags, nil) == 1
+        }
+        guard let address else { return false }
+        return X509_check_ip_asc(certificate, address, 0) == 1
+    }
+
     /// Whether the session can still be offered (a ticket, or a TLS 1.2 session id, within its lifetime).
     public var isResumable: Bool { SSL_SESSION_is_resumable(raw) == 1 }
 }

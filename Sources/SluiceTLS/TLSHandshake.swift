@@ -44,6 +44,8 @@ final class TLSHandshake {
     private let writeBIO: OpaquePointer
     let log = TLSSecretLog()
     let isServer: Bool
+    /// A client that checks the server's certificate.
+    private let verifiesPeer: Bool
     private var fed: [UInt8] = []
     private var written: [UInt8] = []
 
@@ -51,6 +53,7 @@ final class TLSHandshake {
         guard let ssl = SSL_new(context.raw) else { throw TLSError("creating an OpenSSL connection") }
         self.ssl = ssl
         isServer = context.configuration.isServer
+        verifiesPeer = !isServer && context.configuration.peerVerification != .none
         readBIO = BIO_new(BIO_s_mem())
         writeBIO = BIO_new(BIO_s_mem())
         // An empty memory BIO reads as "retry later", not end of file.
@@ -70,15 +73,22 @@ final class TLSHandshake {
                 guard sluice_ssl_set_host_name(ssl, serverName) == 1 else {
                     throw TLSError("setting the server name \(serverName)", hint: "give a host name of 1 to 253 bytes")
                 }
-                if context.configuration.peerVerification != .none { SSL_set1_host(ssl, serverName) }
-            } else if let peerAddress, context.configuration.peerVerification != .none {
+                if verifiesPeer {
+                    SSL_set1_host(ssl, serverName)
+                    SSL_set_hostflags(ssl, TLSSession.hostFlags)
+                }
+            } else if let peerAddress, verifiesPeer {
                 // Reached by address: the certificate must name that address.
                 X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), peerAddress)
             }
             if !context.alpnWire.isEmpty {
                 _ = context.alpnWire.withUnsafeBufferPointer { SSL_set_alpn_protos(ssl, $0.baseAddress, UInt32($0.count)) }
             }
-            if let session { SSL_set_session(ssl, session.raw) }
+            // OpenSSL resumes without looking at the certificate again: a session made with
+            // another server's name (or address) is not offered here at all.
+            if let session, !verifiesPeer || session.certificateNames(serverName: serverName, address: peerAddress) {
+                SSL_set_session(ssl, session.raw)
+            }
         }
     }
 
@@ -102,8 +112,21 @@ final class TLSHandshake {
         ERR_clear_error()
         let result = SSL_do_handshake(ssl)
         let reason = ERR_peek_error()
+        let start = output.count
         collect(into: &output)
-        if result == 1 { return .done }
+        if result == 1 {
+            // A resumed session carries the verdict on the certificate from when it was made (a
+            // session saved by an unverified connection among them): not verified then is not
+            // verified now. Nothing more is sent, the client's Finished included.
+            let verdict = SSL_get_verify_result(ssl)
+            guard !verifiesPeer || SSL_session_reused(ssl) != 1 || verdict == X509_V_OK else {
+                output.removeSubrange(start...)
+                return .failed(TLSError("resuming a session",
+                                        hint: "the server's certificate did not verify when the session was made ("
+                                            + String(cString: X509_verify_cert_error_string(verdict)) + "): connect without it"))
+            }
+            return .done
+        }
         let code = SSL_get_error(ssl, result)
         if code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE { return .needMore }
         let received = ERR_GET_REASON(reason) >= SSL_AD_REASON_OFFSET ? TLSAlert(UInt8(truncatingIfNeeded: ERR_GET_REASON(reason) - SSL_AD_REASON_OFFSET)) : nil

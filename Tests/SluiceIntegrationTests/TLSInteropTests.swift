@@ -377,6 +377,55 @@ struct TLSInteropTests {
         #expect(client.text.contains("status 0") && client.text.contains("the server closed before standard input ended"), "\(client.text)")
     }
 
+    @Test("tls connect takes no saved session as proof of a certificate, no partial wildcard as a name, and 127.1 as an address")
+    func verificationHoldsAcrossSessionsWildcardsAndAddressForms() throws {
+        guard Self.peersAvailable() else { return }
+        let scratch = Scratch()
+        let port = 20000 + Int(getpid() % 20000) + 13
+        // A CA of the test's own, a leaf for "f*.example.test" and 127.0.0.1, and a self-signed
+        // certificate for sluice.test that nothing trusts.
+        let pki = try Self.shell("""
+            cd '\(scratch.path)' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=test-ca 2>&1 \
+            && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout leaf.key -out leaf.csr -subj /CN=leaf 2>&1 \
+            && printf 'subjectAltName=DNS:f*.example.test,IP:127.0.0.1\\n' > leaf.ext \
+            && openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile leaf.ext -out leaf.pem 2>&1 \
+            && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout evil.key -out evil.pem -days 2 -subj /CN=sluice.test \
+               -addext subjectAltName=DNS:sluice.test 2>&1 && echo PKI-OK
+            """)
+        try #require(pki.output.contains("PKI-OK"), "\(pki.output)")
+        func server(_ certificate: String, _ key: String, accepting count: Int) throws -> ChildProcess {
+            let peer = try ChildProcess("/bin/sh", ["-c", "sleep 20 | openssl s_server -accept 127.0.0.1:\(port) -cert '\(certificate)' -key '\(key)' -naccept \(count) -quiet > /dev/null 2>&1"])
+            try Self.waitForPort(port)
+            return peer
+        }
+        let connect = "\(SluiceExecutable.path) tls connect 127.0.0.1:\(port)"
+
+        // A session saved by an unverified connection does not make the next one verified.
+        var peer = try server(scratch["evil.pem"], scratch["evil.key"], accepting: 2)
+        var run = try Self.shell("(echo hi; sleep 0.3) | \(connect) --insecure --session-out '\(scratch["insecure"])' > /dev/null 2>&1; "
+            + "echo hi | \(connect) --ca \(Self.authority) --sni sluice.test --session-in '\(scratch["insecure"])' 2>&1 > /dev/null; echo status $?")
+        peer.stop(signal: SIGKILL)
+        #expect(run.output.contains("status 1") && run.output.contains("did not verify when the session was made (self-signed certificate)"),
+                "\(run.output)")
+
+        // A session made with sluice.test is not offered to other.test, whose name the full handshake then checks.
+        peer = try server(Self.certificate, Self.key, accepting: 2)
+        run = try Self.shell("(echo hi; sleep 0.3) | \(connect) --ca \(Self.authority) --sni sluice.test --session-out '\(scratch["named"])' > /dev/null 2>&1; "
+            + "echo hi | \(connect) --ca \(Self.authority) --sni other.test --session-in '\(scratch["named"])' 2>&1 > /dev/null; echo status $?")
+        peer.stop(signal: SIGKILL)
+        #expect(run.output.contains("not resuming: the session in \(scratch["named"]) is from a server whose certificate does not name other.test"),
+                "\(run.output)")
+        #expect(run.output.contains("status 1") && run.output.contains("hostname mismatch"), "\(run.output)")
+
+        // "f*.example.test" names no host (RFC 9525 6.3); 127.1 is 127.0.0.1, checked as an address.
+        peer = try server(scratch["leaf.pem"], scratch["leaf.key"], accepting: 2)
+        run = try Self.shell("echo hi | \(connect) --ca '\(scratch["ca.pem"])' --sni foo.example.test 2>&1 > /dev/null; echo status $?; "
+            + "echo hi | \(SluiceExecutable.path) tls connect 127.1:\(port) --ca '\(scratch["ca.pem"])' 2>&1 > /dev/null; echo status $?")
+        peer.stop(signal: SIGKILL)
+        let statuses = run.output.split(separator: "\n").filter { $0.hasPrefix("status ") }
+        #expect(statuses == ["status 1", "status 0"] && run.output.contains("hostname mismatch"), "\(run.output)")
+    }
+
     @Test("tls connect --session-out: a path it cannot write, or no session to save, fails the run and says why")
     func sessionOutFailures() throws {
         let scratch = Scratch()

@@ -214,6 +214,39 @@ struct TLSEngineTests {
         }
     }
 
+    @Test("a client offers a session only to a server its certificate names, and a session saved unverified verifies nothing")
+    func sessionsCarryTheirCertificate() throws {
+        for version in [TLSVersion.tls13, .tls12] {
+            let server = try TLSFixtures.server { $0.maximumVersion = version }
+            let client = try TLSFixtures.client { $0.maximumVersion = version }
+            let unverified = try TLSFixtures.client { $0.maximumVersion = version; $0.peerVerification = .none }
+            func session(from context: TLSContext) throws -> TLSSession {
+                var first = try handshake(version, .aes128GCM, serverContext: server, clientContext: context)
+                first.send(TLSFixtures.pattern(10), from: first.server)
+                first.pump()
+                return try #require(first.client.resumableSessions.last, "\(version): no session")
+            }
+            let named = try session(from: client)
+            #expect(named.certificateNames(serverName: "sluice.test.", address: nil))
+            #expect(!named.certificateNames(serverName: "other.test", address: nil))
+            #expect(named.certificateNames(serverName: nil, address: "127.0.0.1") && !named.certificateNames(serverName: nil, address: "127.0.0.2"))
+
+            // To another name: not offered, so the full handshake checks the name and fails.
+            var other = EnginePair(client: try TLSEngine(context: client, serverName: "other.test", session: named),
+                                   server: try TLSEngine(context: server))
+            other.clientEvents = other.client.start()
+            other.pump()
+            #expect(other.client.state == .closed && other.server.negotiated?.resumed != true, "\(version)")
+            #expect(String(describing: other.client.error).contains("hostname mismatch"), "\(version): \(String(describing: other.client.error))")
+
+            // Made by a client that checked nothing: resumed, but not taken as verified.
+            let resumed = try handshake(version, .aes128GCM, serverContext: server, clientContext: client, session: try session(from: unverified))
+            #expect(resumed.client.state == .closed, "\(version)")
+            #expect(String(describing: resumed.client.error).contains("did not verify when the session was made"),
+                    "\(version): \(String(describing: resumed.client.error))")
+        }
+    }
+
     @Test("NewSessionTickets each spread over several records (a server sending records of 512 bytes) are taken whole and resume")
     func ticketsAcrossRecords() throws {
         let server = try TLSFixtures.server { $0.maximumVersion = .tls13 }
