@@ -220,41 +220,50 @@ struct DNSQuery: ParsableCommand {
 
     /// The name, the type and the server among the arguments, as dig reads them: the first
     /// @SERVER counts, the class IN may come along, and the type may come before the name.
-    func parsed() throws -> (name: String, type: DNSRecordType, server: IPEndpoint?) {
-        var server: IPEndpoint?
+    func parsed() throws -> (name: String, type: DNSRecordType, server: (IPEndpoint, zone: String?)?) {
+        var server: (IPEndpoint, zone: String?)?
         var words: [String] = []
         for argument in arguments {
             guard argument.hasPrefix("@") else {
                 words.append(argument)
                 continue
             }
-            let endpoint = Self.server(String(argument.dropFirst()))
-            guard let endpoint, endpoint.address != .v4(.any), endpoint.address != .v6(.any), endpoint.port != 0 else {
-                throw ValidationError("bad server \(argument): give @ADDRESS, @ADDRESS:PORT ([IPv6]:PORT) or a host name")
+            let given = Self.server(String(argument.dropFirst()))
+            guard let given, given.0.address != .v4(.any), given.0.address != .v6(.any), given.0.port != 0 else {
+                throw ValidationError("bad server \(argument): give @ADDRESS, @ADDRESS:PORT ([IPv6]:PORT, fe80::1%eth0) or a host name")
             }
-            if server == nil { server = endpoint }
+            if server == nil { server = given }
         }
-        if words.count > 1, let index = words.firstIndex(where: { ["IN", "CH", "CHAOS", "HS", "HESIOD", "ANY"].contains($0.uppercased()) }) {
+        // ANY is the type here, as dig and kdig take it (the class ANY is asked by no stub).
+        if words.count > 1, let index = words.firstIndex(where: { ["IN", "CH", "CHAOS", "HS", "HESIOD"].contains($0.uppercased()) }) {
             guard words[index].uppercased() == "IN" else { throw ValidationError("only the class IN is asked: not \(words[index])") }
             words.remove(at: index)
         }
         if words.count == 2, DNSRecordType(words[0]) != nil, DNSRecordType(words[1]) == nil { words.swapAt(0, 1) }
         guard let name = words.first else { throw ValidationError("give the name to resolve") }
+        guard !name.isEmpty else { throw ValidationError("'' is not a domain name: give a name, or . for the root") }
         guard words.count <= 2 else { throw ValidationError("one name and one type: \(words[2]) is extra") }
         guard words.count == 2 else { return (name, .a, server) }
         guard let type = DNSRecordType(words[1]) else { throw ValidationError("unknown record type \(words[1])") }
         return (name, type, server)
     }
 
-    /// The server of `@text`: an address, an address and port, or a host name (port 53 unless
-    /// `:PORT` follows it), looked up as dig looks it up.
-    static func server(_ text: String) -> IPEndpoint? {
-        var text = text
-        if text.hasPrefix("["), text.hasSuffix("]") { text = String(text.dropFirst().dropLast()) }
-        if let address = IPAddress(text) { return IPEndpoint(address: address, port: 53) }
-        if let endpoint = IPEndpoint(text) { return endpoint }
+    /// The server of `@text`: an address (an IPv6 one with its zone, `fe80::53%eth0`), an
+    /// address and port (`[IPv6]:PORT`), or a host name (port 53 unless `:PORT` follows it),
+    /// looked up as dig looks it up.
+    static func server(_ text: String) -> (IPEndpoint, zone: String?)? {
+        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+            let rest = text[text.index(after: close)...]
+            let port = rest.isEmpty ? 53 : rest.hasPrefix(":") ? UInt16(rest.dropFirst()) : nil
+            guard let port, let (endpoint, zone) = DNSResolverConfiguration.server(text[text.index(after: text.startIndex)..<close]) else {
+                return nil
+            }
+            return (IPEndpoint(address: endpoint.address, port: port), zone)
+        }
+        if let given = DNSResolverConfiguration.server(Substring(text)) { return given }
+        if let endpoint = IPEndpoint(text) { return (endpoint, nil) }
         guard !text.isEmpty, !text.contains("[") else { return nil }
-        return TLSConnect.resolve(text.contains(":") ? text : text + ":53").first
+        return TLSConnect.resolve(text.contains(":") ? text : text + ":53").first.map { ($0, nil) }
     }
 
     func run() throws {
@@ -262,15 +271,23 @@ struct DNSQuery: ParsableCommand {
         let (name, type, server) = try parsed()
         let resolver: DNSStubResolver
         var configuration: DNSResolverConfiguration
-        if let server {
+        if let (endpoint, zone) = server {
             configuration = DNSResolverConfiguration()
-            configuration.servers = [server]
+            configuration.servers = [endpoint]
+            configuration.serverZones[endpoint] = zone
             configuration.timeout = .seconds(2)
         } else {
-            configuration = DNSResolverConfiguration(resolvConf: TextFile.read("/etc/resolv.conf") ?? "",
-                                                     hosts: TextFile.read("/etc/hosts") ?? "")
+            configuration = .system()
         }
-        if let port { configuration.servers = configuration.servers.map { IPEndpoint(address: $0.address, port: port) } }
+        if let port {
+            let zones = configuration.serverZones
+            configuration.serverZones = [:]
+            configuration.servers = configuration.servers.map { server in
+                let moved = IPEndpoint(address: server.address, port: port)
+                configuration.serverZones[moved] = zones[server]
+                return moved
+            }
+        }
         resolver = DNSStubResolver(configuration: configuration)
         let resolution: DNSResolution
         do {
@@ -289,7 +306,7 @@ struct DNSQuery: ParsableCommand {
             if !resolution.answers.isEmpty { print(";; ANSWER"); resolution.answers.forEach { print($0) } }
             if !resolution.authority.isEmpty { print(";; AUTHORITY"); resolution.authority.forEach { print($0) } }
         } else {
-            resolution.answers.forEach { print($0.dataText) }
+            resolution.chainAnswers.forEach { print($0.dataText) }
         }
     }
 }

@@ -490,7 +490,7 @@ struct TLSConnectRun: Sendable {
         return written ? nil : "writing the session to \(path) failed: " + describe(errno)
     }
 
-    static func describe(_ code: Int32) -> String { "\(String(cString: strerror(code))) (errno \(code))" }
+    static func describe(_ code: Int32) -> String { SystemCallError.describe(errno: code) }
 }
 
 /// Standard input as chunks, read on a thread of its own.

@@ -68,6 +68,9 @@ public struct SystemCallError: Error, Sendable, Equatable, CustomStringConvertib
                   hint: hint ?? errno.map { Self.advice(for: $0, in: subsystem) } ?? "")
     }
 
+    /// An errno value as a person reads it: "Network is unreachable (errno 101)".
+    public static func describe(errno code: Int32) -> String { "\(String(cString: strerror(code))) (errno \(code))" }
+
     /// The raw errno value, 0 when there is none.
     public var code: Int32 { errno?.rawValue ?? 0 }
 

@@ -21,16 +21,41 @@ public struct DNSResolution: Sendable, Equatable {
         case hosts
     }
 
+    /// A resolution of `type` records of `name`, from what `source` gave.
+    public init(name: DNSName, type: DNSRecordType, responseCode: DNSResponseCode, answers: [DNSRecord], authority: [DNSRecord],
+                source: Source) {
+        self.name = name
+        self.type = type
+        self.responseCode = responseCode
+        self.answers = answers
+        self.authority = authority
+        self.source = source
+    }
+
     /// The records of the type asked for at the end of the CNAME chain from ``name`` (records
     /// of other owners in the answer section are not the answer).
     public var records: [DNSRecord] {
+        let owner = cnameChain.last.flatMap { record -> DNSName? in if case .name(let target) = record.data { target } else { nil } } ?? name
+        // ANY (RFC 8482 allows a server any subset) is answered by whatever the name has.
+        return answers.filter { ($0.type == type || type == .any) && $0.name == owner }
+    }
+
+    /// The answer section as `dig +short` would print it for a stub's question: the CNAMEs on
+    /// the chain from ``name``, then ``records``; records of other owners are left out, as
+    /// glibc leaves them out (RFC 2181 section 5.4.1).
+    public var chainAnswers: [DNSRecord] { cnameChain + records }
+
+    /// The CNAMEs followed from ``name`` (16 at most), none when CNAME or ANY was asked.
+    var cnameChain: [DNSRecord] {
         var owner = name
-        for _ in 0..<16 where type != .cname {
+        var chain: [DNSRecord] = []
+        for _ in 0..<16 where type != .cname && type != .any {
             guard let cname = answers.first(where: { $0.type == .cname && $0.name == owner }), case .name(let target) = cname.data
             else { break }
+            chain.append(cname)
             owner = target
         }
-        return answers.filter { $0.type == type && $0.name == owner }
+        return chain
     }
 }
 
@@ -46,6 +71,9 @@ public enum DNSResolverError: Error, Equatable, Sendable, CustomStringConvertibl
     case malformedReply(DNSName)
     /// Every server answered with an error (SERVFAIL, REFUSED, …).
     case failed(DNSName, DNSResponseCode)
+    /// The last exchange failed for the reason given: a network the host has no route to, a TCP
+    /// connection closed or refused after a truncated answer, a TCP reply to another query.
+    case exchangeFailed(DNSName, String)
     /// No server is configured.
     case noServers
     /// The name cannot be a domain name.
@@ -58,6 +86,7 @@ public enum DNSResolverError: Error, Equatable, Sendable, CustomStringConvertibl
         case .malformedReply(let name):
             "no usable answer for \(name): the replies that came could not be read as answers to the query (malformed); tcpdump or kdig shows them"
         case .failed(let name, let code): "the servers answered \(code) for \(name)"
+        case .exchangeFailed(let name, let reason): "no answer for \(name): \(reason)"
         case .noServers: "no name server is configured (nameserver in resolv.conf)"
         case .badName(let text): "\(text) is not a domain name"
         }
@@ -112,6 +141,8 @@ public struct DNSResolver {
         var refused = false
         /// A reply with this attempt's ID came that could not be read, or asked another question.
         var malformed = false
+        /// Why the last exchange failed, when more is known than silence.
+        var failure: String?
         /// The first NXDOMAIN and the first NODATA of the search list: the answer when no later
         /// name has records (NODATA first, as glibc).
         var nameError: DNSResolution?
@@ -145,23 +176,28 @@ public struct DNSResolver {
         let id = QueryID(value: nextQuery)
         nextQuery += 1
         // An internationalized name is asked in its ASCII form, as kdig asks it.
-        let (candidates, asGivenFirst) = DNSPunycode.asciiName(name).map { configuration.candidateList($0) } ?? ([], false)
-        guard !candidates.isEmpty else {
+        let ascii = name.isEmpty ? nil : DNSPunycode.asciiName(name)
+        let (candidates, asGivenFirst) = ascii.map { configuration.candidateList($0) } ?? ([], false)
+        guard let ascii, !candidates.isEmpty else {
             results.append((id, .failure(.badName(name))))
             return id
         }
-        if type == .a || type == .aaaa, let first = candidates.first(where: { configuration.hosts[$0] != nil }),
-           let addresses = configuration.hosts[first] {
+        // hosts(5) as glibc's "files" reads it: the name as given, no search list, and only when
+        // it lists an address of the family asked (else DNS is asked).
+        if type == .a || type == .aaaa, let asGiven = DNSName(ascii.hasSuffix(".") ? ascii : ascii + "."),
+           let addresses = configuration.hosts[asGiven] {
             let records = addresses.compactMap { address -> DNSRecord? in
                 switch (address, type) {
-                case (.v4(let v4), .a): DNSRecord(name: first, type: .a, ttl: 0, data: .a(v4))
-                case (.v6(let v6), .aaaa): DNSRecord(name: first, type: .aaaa, ttl: 0, data: .aaaa(v6))
+                case (.v4(let v4), .a): DNSRecord(name: asGiven, type: .a, ttl: 0, data: .a(v4))
+                case (.v6(let v6), .aaaa): DNSRecord(name: asGiven, type: .aaaa, ttl: 0, data: .aaaa(v6))
                 default: nil
                 }
             }
-            results.append((id, .success(DNSResolution(name: first, type: type, responseCode: .noError, answers: records,
-                                                      authority: [], source: .hosts))))
-            return id
+            if !records.isEmpty {
+                results.append((id, .success(DNSResolution(name: asGiven, type: type, responseCode: .noError, answers: records,
+                                                          authority: [], source: .hosts))))
+                return id
+            }
         }
         var query = Query(id: id, type: type, candidates: candidates)
         query.asGivenFirst = asGivenFirst
@@ -311,21 +347,32 @@ public struct DNSResolver {
     /// Takes in that `server` refused the connection (`ECONNREFUSED` on a connected UDP socket,
     /// or a TCP connection reset or refused): its attempts in flight move on now, as glibc's do,
     /// instead of waiting out the timeout.
-    public mutating func handleUnreachable(_ server: IPEndpoint, overTCP: Bool, now: Instant) {
-        moveOn(from: server, overTCP: overTCP, refused: true, now: now)
+    public mutating func handleUnreachable(_ server: IPEndpoint, overTCP: Bool, reason: String? = nil, now: Instant) {
+        moveOn(from: server, overTCP: overTCP, refused: true, reason: reason, now: now)
     }
 
     /// Takes in that an exchange with `server` failed without an answer (a TCP connection
-    /// closed before the reply was whole): its attempts in flight move on now, as glibc's do.
-    public mutating func handleFailure(_ server: IPEndpoint, overTCP: Bool, now: Instant) {
-        moveOn(from: server, overTCP: overTCP, refused: false, now: now)
+    /// closed before the reply was whole, a network with no route): its attempts in flight move
+    /// on now, as glibc's do; `reason`, if the last, is what the failure says.
+    public mutating func handleFailure(_ server: IPEndpoint, overTCP: Bool, reason: String? = nil, now: Instant) {
+        moveOn(from: server, overTCP: overTCP, refused: false, reason: reason, now: now)
     }
 
-    mutating func moveOn(from server: IPEndpoint, overTCP: Bool, refused: Bool, now: Instant) {
+    /// Takes in that a TCP exchange with `server` is over (one query, one reply, RFC 7766 aside):
+    /// the attempt sent as `messageID`, if a reply to something else left it waiting, moves on now.
+    public mutating func handleExchangeEnded(_ server: IPEndpoint, messageID: UInt16, now: Instant) {
+        guard let index = queries.firstIndex(where: { $0.server == server && $0.overTCP && $0.messageID == messageID }) else { return }
+        var query = queries.remove(at: index)
+        query.failure = "the reply over TCP from \(server) answered another query (its ID or question differ)"
+        retry(&query, now: now)
+    }
+
+    mutating func moveOn(from server: IPEndpoint, overTCP: Bool, refused: Bool, reason: String? = nil, now: Instant) {
         let failed = queries.filter { $0.server == server && $0.overTCP == overTCP }
         queries.removeAll { $0.server == server && $0.overTCP == overTCP }
         for var query in failed {
             if refused { query.refused = true }
+            query.failure = reason
             retry(&query, now: now)
         }
     }
@@ -334,7 +381,10 @@ public struct DNSResolver {
     public mutating func handleTimeout(now: Instant) {
         let expired = queries.filter { $0.deadline <= now }
         queries.removeAll { $0.deadline <= now }
-        for var query in expired { retry(&query, now: now) }
+        for var query in expired {
+            query.failure = nil
+            retry(&query, now: now)
+        }
     }
 
     mutating func retry(_ query: inout Query, now: Instant) {
@@ -355,7 +405,9 @@ public struct DNSResolver {
             if let found = query.noData ?? query.nameError {
                 results.append((query.id, .success(found)))
             } else {
-                let silent: DNSResolverError = query.refused ? .unreachable(name) : query.malformed ? .malformedReply(name) : .timedOut(name)
+                let silent: DNSResolverError = if let failure = query.failure { .exchangeFailed(name, failure) } else {
+                    query.refused ? .unreachable(name) : query.malformed ? .malformedReply(name) : .timedOut(name)
+                }
                 results.append((query.id, .failure(query.lastError.map { .failed(name, $0) } ?? silent)))
             }
             return

@@ -17,6 +17,9 @@ public struct DNSResolverConfiguration: Sendable, Equatable {
     public var rotates = false
     /// Addresses from `hosts(5)`, by name (lower case).
     public var hosts: [DNSName: [IPAddress]] = [:]
+    /// The interface (a name, or an index in digits) of each server given with a zone, as in
+    /// `nameserver fe80::53%eth0`: a link-local address means nothing without it.
+    public var serverZones: [IPEndpoint: String] = [:]
 
     /// An empty configuration.
     public init() {}
@@ -29,23 +32,14 @@ public struct DNSResolverConfiguration: Sendable, Equatable {
             guard let keyword = words.first, !keyword.hasPrefix("#"), !keyword.hasPrefix(";") else { continue }
             switch keyword {
             case "nameserver":
-                if words.count > 1, servers.count < 3, let address = IPAddress(words[1]) {
-                    servers.append(IPEndpoint(address: address, port: 53))
+                if words.count > 1, servers.count < 3, let (server, zone) = Self.server(words[1]) {
+                    servers.append(server)
+                    if let zone { serverZones[server] = zone }
                 }
             case "search", "domain":
-                search = words.dropFirst().compactMap { DNSName($0.hasSuffix(".") ? String($0) : $0 + ".") }
+                setSearch(words.dropFirst())
             case "options":
-                for option in words.dropFirst() {
-                    let parts = option.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
-                    let value = parts.count == 2 ? Int(parts[1]) : nil
-                    switch parts[0] {
-                    case "ndots": if let value { dots = min(max(value, 0), 15) }
-                    case "timeout": if let value { timeout = .seconds(min(max(value, 1), 30)) }
-                    case "attempts": if let value { attempts = min(max(value, 1), 5) }
-                    case "rotate": rotates = true
-                    default: break
-                    }
-                }
+                setOptions(words.dropFirst())
             default:
                 break
             }
@@ -59,6 +53,41 @@ public struct DNSResolverConfiguration: Sendable, Equatable {
             for name in words.dropFirst() {
                 guard let parsed = DNSName(name.hasSuffix(".") ? String(name) : name + ".") else { continue }
                 self.hosts[parsed, default: []].append(address)
+            }
+        }
+    }
+
+    /// A server as `resolv.conf` names it: an address, with `%ZONE` after an IPv6 one.
+    public static func server(_ text: Substring) -> (IPEndpoint, zone: String?)? {
+        let parts = text.split(separator: "%", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let address = IPAddress(parts[0]) else { return nil }
+        guard parts.count == 2 else { return (IPEndpoint(address: address, port: 53), nil) }
+        guard case .v6 = address, !parts[1].isEmpty else { return nil }
+        return (IPEndpoint(address: address, port: 53), String(parts[1]))
+    }
+
+    /// Takes the environment's word over the files', as glibc's resolver does (`resolv.conf(5)`):
+    /// `LOCALDOMAIN` is the search list, `RES_OPTIONS` options applied after the file's.
+    public mutating func apply(environment: [String: String]) {
+        let words = { (text: String) in text.split(whereSeparator: { $0 == " " || $0 == "\t" })[...] }
+        if let domains = environment["LOCALDOMAIN"] { setSearch(words(domains)) }
+        if let options = environment["RES_OPTIONS"] { setOptions(words(options)) }
+    }
+
+    mutating func setSearch(_ words: ArraySlice<Substring>) {
+        search = words.compactMap { DNSName($0.hasSuffix(".") ? String($0) : $0 + ".") }
+    }
+
+    mutating func setOptions(_ words: ArraySlice<Substring>) {
+        for option in words {
+            let parts = option.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+            let value = parts.count == 2 ? Int(parts[1]) : nil
+            switch parts[0] {
+            case "ndots": if let value { dots = min(max(value, 0), 15) }
+            case "timeout": if let value { timeout = .seconds(min(max(value, 1), 30)) }
+            case "attempts": if let value { attempts = min(max(value, 1), 5) }
+            case "rotate": rotates = true
+            default: break
             }
         }
     }

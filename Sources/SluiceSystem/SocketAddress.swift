@@ -7,11 +7,14 @@ import SluicePackets
 /// Converts between `IPEndpoint` and the kernel's `sockaddr_in`/`sockaddr_in6`.
 public enum SocketAddress {
     /// Calls `body` with `endpoint` as a `sockaddr` (IPv4 mapped into IPv6 when `family` is `AF_INET6`).
-    public static func with<R>(_ endpoint: IPEndpoint, family: Int32,
+    public static func with<R>(_ endpoint: IPEndpoint, family: Int32, scopeID: UInt32 = 0,
                                 _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
         var storage = sockaddr_storage()
         return withUnsafeMutableBytes(of: &storage) { raw in
             DatagramHeader.store(endpoint, sockaddrAt: raw.baseAddress!, mapIPv4: family == AF_INET6)
+            if family == AF_INET6, scopeID != 0 {
+                raw.baseAddress!.assumingMemoryBound(to: sockaddr_in6.self).pointee.sin6_scope_id = scopeID
+            }
             let length = family == AF_INET6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size
             return body(raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(length))
         }

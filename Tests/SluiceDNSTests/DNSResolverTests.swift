@@ -89,6 +89,71 @@ import Testing
         #expect(sent, "the positive answer expired; the negative one (60 s) too")
     }
 
+    /// As glibc's "files" reads hosts(5): the name as given only (no search list), and only an
+    /// address of the family asked answers; otherwise DNS is asked.
+    @Test func hostsAnswerTheNameAsGivenWithTheFamilyAsked() throws {
+        var resolver = DNSResolver(configuration: Self.configuration())
+        let now = Instant(nanoseconds: 1_000_000_000)
+        let asGiven = resolver.takeResult(resolver.resolve("printer.corp.test", .a, now: now))
+        #expect(try asGiven?.get().source == .hosts)
+        for (name, type) in [("printer.corp", DNSRecordType.a), ("localhost6", .a)] {
+            let query = resolver.resolve(name, type, now: now)
+            #expect(resolver.takeResult(query) == nil, "\(name) \(type) goes to DNS")
+            #expect(resolver.pollTransmit() != nil)
+        }
+        #expect(resolver.takeResult(resolver.resolve("", .a, now: now)) == .failure(.badName("")))
+    }
+
+    /// `LOCALDOMAIN` and `RES_OPTIONS` win over resolv.conf; a server may name its zone.
+    @Test func theEnvironmentAndZonesAreReadAsGlibcReadsThem() {
+        var configuration = DNSResolverConfiguration(resolvConf: "nameserver fe80::53%eth9\nnameserver 198.18.0.1%eth0\nsearch a.test\n")
+        let linkLocal = IPEndpoint("[fe80::53]:53")!
+        #expect(configuration.servers == [linkLocal] && configuration.serverZones == [linkLocal: "eth9"])
+        configuration.apply(environment: ["LOCALDOMAIN": "b.test c.test", "RES_OPTIONS": "ndots:3 timeout:1 attempts:1 rotate"])
+        #expect(configuration.search == [DNSName("b.test.")!, DNSName("c.test.")!])
+        #expect(configuration.dots == 3 && configuration.timeout == .seconds(1) && configuration.attempts == 1 && configuration.rotates)
+    }
+
+    /// What the short output prints: the chain from the name and the records it ends at, not
+    /// an answer record another owner was given (RFC 2181 section 5.4.1).
+    @Test func onlyTheChainFromTheNameIsTheAnswer() {
+        let name = DNSName("www.bank.test.")!
+        let alias = DNSRecord(name: name, type: .cname, ttl: 60, data: .name(DNSName("host.bank.test.")!))
+        let address = DNSRecord(name: DNSName("host.bank.test.")!, type: .a, ttl: 60, data: .a(IPv4Address(198, 18, 6, 1)))
+        let stray = DNSRecord(name: DNSName("evil.test.")!, type: .a, ttl: 60, data: .a(IPv4Address(198, 18, 6, 6)))
+        let resolution = DNSResolution(name: name, type: .a, responseCode: .noError, answers: [stray, alias, address], authority: [],
+                                       source: .cache)
+        #expect(resolution.chainAnswers == [alias, address] && resolution.records == [address])
+        let strayOnly = DNSResolution(name: name, type: .a, responseCode: .noError, answers: [stray], authority: [], source: .cache)
+        #expect(strayOnly.chainAnswers.isEmpty)
+        let any = DNSResolution(name: DNSName("host.bank.test.")!, type: .any, responseCode: .noError, answers: [address, stray],
+                                authority: [], source: .cache)
+        #expect(any.records == [address])
+    }
+
+    /// A TCP reply to another query ends that exchange: the attempt moves on at once, and the
+    /// failure says why (not "in time").
+    @Test func aTCPReplyToAnotherQueryMovesOnAndSaysSo() throws {
+        var configuration = Self.configuration()
+        configuration.servers = [Self.servers[0]]
+        configuration.attempts = 1
+        var resolver = DNSResolver(configuration: configuration)
+        let now = Instant(nanoseconds: 1_000_000_000)
+        let query = resolver.resolve("www.example.test.", .a, now: now)
+        let udp = try Self.next(&resolver)
+        resolver.handleResponse(try Self.response(to: udp, truncated: true), from: udp.server, overTCP: false, now: now)
+        let tcp = try Self.next(&resolver)
+        var other = try DNSMessage.decode(tcp.message)
+        other.header.id &+= 1
+        other.header.flags |= DNSHeader.response
+        resolver.handleResponse(other.encode(), from: tcp.server, overTCP: true, now: now)
+        resolver.handleExchangeEnded(tcp.server, messageID: try DNSMessage.decode(tcp.message).header.id, now: now)
+        let taken = resolver.takeResult(query)
+        let result = try #require(taken)
+        #expect(result == .failure(.exchangeFailed(DNSName("www.example.test.")!,
+                                                   "the reply over TCP from 198.18.53.1:53 answered another query (its ID or question differ)")))
+    }
+
     @Test func onlyAMatchingResponseCountsAndTruncationGoesToTCP() throws {
         var resolver = DNSResolver(configuration: Self.configuration())
         let now = Instant(nanoseconds: 1_000_000_000)
