@@ -102,6 +102,19 @@ import Testing
         #expect(full.text.contains("evil.test.") && full.text.contains("198.18.6.6"), "the full answer shows it: \(full.text)")
     }
 
+    /// As dig and kdig read them: ANY is a type, an empty name is no name, nor is one IDNA2008 refuses.
+    @Test func namesAndTypesAreReadAsDigReadsThem() throws {
+        let namespace = try ScratchNamespace(prefix: "sldnq")
+        let server = try Self.misbehaving("plain", in: namespace)
+        let any = try Self.query(["@127.0.0.1:5353", "www.bank.test", "ANY"], in: namespace)
+        let empty = try Self.query(["@127.0.0.1:5353", ""], in: namespace)
+        let snowman = try Self.query(["@127.0.0.1:5353", "☃.bank.test"], in: namespace)
+        server.stop(signal: SIGKILL)
+        #expect(any.status == 0 && any.text == "198.18.6.6\n", "\(any)")
+        #expect(empty.status == 64 && empty.text.contains("'' is not a domain name"), "\(empty)")
+        #expect(snowman.status == 2 && snowman.text.contains("☃.bank.test is not a domain name"), "\(snowman)")
+    }
+
     /// No route: said at once with the kernel's reason, not after the timeout as silence.
     @Test func aServerWithNoRouteIsSaidAtOnce() throws {
         let namespace = try ScratchNamespace(prefix: "sldnq")

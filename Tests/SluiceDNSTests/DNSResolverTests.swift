@@ -287,8 +287,23 @@ import Testing
         #expect(DNSPunycode.asciiName("bücher.example.test") == "xn--bcher-kva.example.test")
         #expect(DNSPunycode.asciiName("MÜNCHEN.de.") == "xn--mnchen-3ya.de.")
         #expect(DNSPunycode.asciiName("例え.テスト") == "xn--r8jz45g.xn--zckzah")
-        #expect(DNSPunycode.asciiName("ليهمابتكلموشعربي؟") == "xn--egbpdaj6bu4bxfgehfvwxn")
+        #expect(DNSPunycode.asciiName("ليهمابتكلموشعربي") == "xn--mgbcah9ar9a4efegftvvn")
         #expect(DNSPunycode.asciiName("www.example.test") == "www.example.test")
+        // What kdig (libidn2, IDNA2008) refuses: a symbol, punctuation (RFC 3492's sample ends in
+        // an Arabic question mark), an A-label that is no Punycode or hides a symbol.
+        for refused in ["☃.example.test", "ليهمابتكلموشعربي؟", "xn--zz.example.test", "xn--n3h.example.test"] {
+            #expect(DNSPunycode.asciiName(refused) == nil, "\(refused)")
+        }
+        #expect(DNSPunycode.asciiName("xn--bcher-kva.example.test") == "xn--bcher-kva.example.test")
+        // Every label encoded decodes back as valid: the A-label passes as it is.
+        var generator = SystemRandomNumberGenerator()
+        let alphabet = Array(0x3B1...0x3C9) + Array(0x430...0x44F) + Array(0x4E00...0x4E40) + Array(0x61...0x7A) + [0x2D, 0x30, 0x39]
+        for _ in 0..<300 {
+            let scalars = (0..<Int.random(in: 1...12, using: &generator)).map { _ in Unicode.Scalar(alphabet.randomElement(using: &generator)!)! }
+            let label = "é" + String(String.UnicodeScalarView(scalars))
+            let encoded = try #require(DNSPunycode.asciiName(label), "\(label)")
+            #expect(DNSPunycode.asciiName(encoded) == encoded, "\(label) as \(encoded)")
+        }
         var resolver = DNSResolver(configuration: Self.configuration())
         _ = resolver.resolve("bücher.example.test.", .a, now: Instant(nanoseconds: 1))
         let transmit = try Self.next(&resolver)
