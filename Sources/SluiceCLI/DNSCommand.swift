@@ -199,9 +199,9 @@ struct DNSQuery: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "query",
         abstract: "Resolve a name as a stub resolver does and print the answer like dig +short (or in full).",
-        discussion: "Uses /etc/hosts and /etc/resolv.conf, or only @SERVER when given; retries over TCP when an answer is truncated.")
+        discussion: "Uses /etc/hosts and /etc/resolv.conf (with LOCALDOMAIN and RES_OPTIONS from the environment), or only @SERVER when given; retries over TCP when an answer is truncated.")
 
-    @Argument(help: "The name to resolve and its record type (A, AAAA, MX, TXT, …, or TYPEnnn; the class IN may come too), and @SERVER or @SERVER:PORT (an address or a host name) anywhere among them, as dig takes them.")
+    @Argument(help: "The name to resolve and its record type (A, AAAA, MX, TXT, …, or TYPEnnn; the class IN may come too), and @SERVER or @SERVER:PORT (an address, fe80::53%eth0 with its zone, [IPv6]:PORT, or a host name) anywhere among them, as dig takes them.")
     var arguments: [String]
 
     @Flag(help: "Print the whole answer: response code, answer and authority sections, where it came from.")
