@@ -68,6 +68,7 @@ public struct TCPEchoReport: Sendable, CustomStringConvertible {
                 + "sent \(counters.sentBytes) bytes in \(counters.sends) sends (\(counters.zeroCopySends) zero-copy)",
             "  io_uring_enter calls: \(enterCalls), receive pauses (frame budget): \(counters.receivePauses), "
                 + "re-arms for want of buffers: \(counters.receiveStarved), closed idle: \(counters.idleClosed), "
+                + "closed idlest to make room: \(counters.evicted), "
                 + "accept pauses for want of descriptors: \(counters.acceptPauses), cancelled at close: \(counters.cancelled)",
         ]
         lines.append(frames.isBalanced && operationsInFlight == 0

@@ -232,8 +232,8 @@ public struct TLSServerReport: Sendable, CustomStringConvertible {
     public var description: String {
         let rate = seconds > 0 ? Double(tls.plaintextReceived) / seconds / 1e6 : 0
         var lines = [
-            "sluice tls serve (\(mode), user-space records) on \(endpoint): \(tls.handshakes) handshakes "
-                + "(\(tls.resumed) resumed, \(tls.failedHandshakes) failed), \(completed) connections completed, "
+            "sluice tls serve (\(mode), user-space records) on \(endpoint): \(tls.handshakes + tls.failedHandshakes) handshakes: "
+                + "\(tls.handshakes) completed (\(tls.resumed) resumed), \(tls.failedHandshakes) failed; \(completed) connections completed, "
                 + (cutShort > 0 ? "\(cutShort) cut short by the stop (reset with data unsent), " : "")
                 + (closedAtStop > 0 ? "\(closedAtStop) still open at the stop (closed after its grace), " : "")
                 + "\(String(format1: seconds)) s",

@@ -80,7 +80,7 @@ public final class WorkerState: Sendable {
         receivedPackets.store(counters.receivedPackets, ordering: .relaxed)
         transmittedPackets.store(counters.transmittedPackets, ordering: .relaxed)
         receivedBytes.store(counters.receivedBytes, ordering: .relaxed)
-        drops.store(counters.droppedNoFrame + counters.droppedTruncated + counters.droppedTransmit, ordering: .relaxed)
+        drops.store(counters.dropped, ordering: .relaxed)
         calls.store(counters.receiveCalls &+ counters.transmitCalls, ordering: .relaxed)
     }
 

@@ -40,7 +40,7 @@ struct TCPEcho: ParsableCommand {
     @Option(help: "Ring mode: \(RingMode.allCases.map(\.rawValue).joined(separator: ", ")).")
     var ringMode: RingMode = .plain
 
-    @Option(parsing: .unconditional, help: "Most connections at once.")
+    @Option(parsing: .unconditional, help: "Most connections at once; at the limit the connections idle longest (a sixteenth of --idle-timeout at least) are closed to make room.")
     var maxConnections: Int = 256
 
     @Option(parsing: .unconditional, help: "Sends of at least this many bytes use SEND_ZC (0: never). For NICs: on loopback and veth zero copy is slower, and stalls peers with small receive buffers.")
@@ -80,6 +80,9 @@ struct TCPEcho: ParsableCommand {
         configuration.zeroCopyThreshold = zeroCopyThreshold > 0 ? zeroCopyThreshold : nil
         configuration.idleTimeout = idleTimeout > 0 ? Duration(checkedSeconds: idleTimeout) : nil
         configuration.maximumQueuedPerConnection = connectionBudget
+        // Peers that connect and stay silent must not lock every other one out until their idle
+        // timeout: at the limit, the idlest make room (as tls serve and dns serve do).
+        configuration.closesIdlestWhenFull = true
         let say = report.say
         let dropper = DropOnReady(privileges, command: "tcp-echo")
         do {

@@ -252,7 +252,7 @@ struct TopFrame: Encodable {
                          + "in \(rate(tcp.receivedBitsPerSecond))bit/s, out \(rate(tcp.sentBitsPerSecond))bit/s")
         }
         if let tls {
-            lines.append("tls: \(rate(tls.handshakesPerSecond)) handshakes/s (\(rate(tls.failedHandshakesPerSecond)) failed), "
+            lines.append("tls: handshakes \(rate(tls.handshakesPerSecond))/s completed, \(rate(tls.failedHandshakesPerSecond))/s failed, "
                          + "plaintext in \(rate(tls.plaintextBitsPerSecond))bit/s")
         }
         let verdicts = xdpVerdictsPerSecond.filter { $0.value > 0 }.sorted { $0.key < $1.key }

@@ -113,6 +113,11 @@ public struct PortCounters: Equatable, Sendable {
         segmentedPackets += other.segmentedPackets
     }
 
+    /// Every packet the port dropped, whatever the cause (the socket's full buffer included).
+    public var dropped: UInt64 {
+        droppedNoFrame &+ droppedTruncated &+ droppedTransmit &+ droppedMalformed &+ droppedSocketBuffer
+    }
+
     /// The counts as name–value pairs, for summaries and JSON.
     public var fields: [(String, UInt64)] {
         [("rx_packets", receivedPackets), ("rx_bytes", receivedBytes), ("tx_packets", transmittedPackets),

@@ -183,6 +183,9 @@ public struct UDPSocketPort: Port, ~Copyable {
             throw error
         }
         let got = Int(received)
+        // A wait that took nothing is idle time: read the socket's drops now, so what a burst
+        // left behind shows up at once, not 256 calls (minutes of idling) later.
+        if got == 0 { noteSocketDrops(every: 1) }
         for i in got..<count { pool.releaseAddress(addresses[i]) }
         for i in 0..<got { completeReceive(slot: i, into: &batch) }
         drainPending(into: &batch)

@@ -384,6 +384,21 @@ func runClients(_ count: Int, bytesEach: Int, server: IPEndpoint) throws -> [Cli
         #expect(text.contains("frames: all returned to their pool"), "\(text)")
     }
 
+    /// Peers that connect and say nothing, as many as `--max-connections`, do not lock a real
+    /// client out until their idle timeout: at the limit the idlest make room.
+    @Test func silentPeersAtTheLimitMakeRoomForARealOne() throws {
+        let (server, endpoint) = try startTCPEcho(["--max-connections", "4", "--idle-timeout", "1.6"])
+        let silent = try (0..<4).map { _ in try KernelTCPSocket(connectingTo: endpoint) }
+        usleep(500_000)
+        let client = try KernelTCPSocket(connectingTo: endpoint)
+        let message = [UInt8](repeating: 7, count: 100)
+        #expect(echoWhole(message, on: client.descriptor) == message)
+        #expect(server.stop() == 0)
+        let made = capturedNumber("closed idlest to make room: (\\d+)", in: server.text)
+        #expect(made.map { $0 >= 1 } == true, "\(server.text)")
+        withExtendedLifetime(silent) {}
+    }
+
     /// The async stream API: a listener whose handler echoes with `inbound` and `send`, reading
     /// only after a pause (so the inbound high-water mark stops and restarts receiving), and a
     /// client connection on the same loop that sends 32 MB, shuts its write side and reads to the end.
