@@ -12,7 +12,7 @@ import Synchronization
 /// was truncated; the cache is shared.
 ///
 /// ```swift
-/// let resolver = try DNSStubResolver.system()          // /etc/resolv.conf and /etc/hosts
+/// let resolver = DNSStubResolver.system()              // /etc/resolv.conf and /etc/hosts
 /// let answer = try await resolver.resolve("example.org", .aaaa)
 /// print(answer.records.map(\.dataText))
 /// ```
@@ -38,7 +38,8 @@ public final class DNSStubResolver: Sendable {
                     continuation.resume(returning: Result { () throws(DNSResolverError) in try self.resolveBlocking(name, type) })
                 }.detach()
             } catch {
-                continuation.resume(returning: .failure(.timedOut(DNSName(name + ".") ?? .root)))
+                continuation.resume(returning: .failure(.exchangeFailed(DNSName(name + ".") ?? .root,
+                                                                        "no thread could be started for the resolution: \(error)")))
             }
         }
         return try result.get()

@@ -1,6 +1,7 @@
 import SluiceCore
 import SluiceTLS
 import SluiceURing
+import Synchronization
 
 // The async edge of TLS, over the async edge of the TCP engine:
 //
@@ -279,25 +280,43 @@ public final class TLSListener: Sendable {
     public let context: TLSContext
     private let ready: AsyncStream<TLSConnection>
     private let acceptor: Task<Void, Never>
+    private let failures = FailedHandshakes()
 
-    /// Listens on `endpoint` with `context`.
-    public init(on endpoint: IPEndpoint, loop: TCPEventLoop, context: TLSContext) async throws(SystemCallError) {
+    /// Listens on `endpoint` with `context`; a handshake not done within `handshakeTimeout` is
+    /// given up (`nil`: no limit).
+    public init(on endpoint: IPEndpoint, loop: TCPEventLoop, context: TLSContext,
+                handshakeTimeout: Duration? = .seconds(10)) async throws(SystemCallError) {
         let tcp = try await loop.listen(on: endpoint)
         self.tcp = tcp
         self.context = context
         let (ready, continuation) = AsyncStream<TLSConnection>.makeStream()
         self.ready = ready
+        let failures = failures
         acceptor = Task {
             await withDiscardingTaskGroup { group in
                 for await connection in tcp.connections {
                     group.addTask {
-                        // A failed handshake is the client's business: its connection is closed, the listener goes on.
-                        if let tls = try? await TLSConnection.accept(connection, context: context) { continuation.yield(tls) }
+                        // A failed handshake is the client's business: its connection is closed, the
+                        // listener goes on, and the failure is counted.
+                        do throws(TLSConnectionError) {
+                            let tls = try await TLSConnection.accept(connection, context: context, timeout: handshakeTimeout)
+                            continuation.yield(tls)
+                        } catch {
+                            failures.state.withLock { $0 = ($0.count + 1, error) }
+                        }
                     }
                 }
             }
             continuation.finish()
         }
+    }
+
+    /// Handshakes that failed (or timed out) so far, and the last one's error.
+    public var failedHandshakes: (count: Int, last: TLSConnectionError?) { failures.state.withLock { $0 } }
+
+    /// Shared by the listener and its accepting task.
+    private final class FailedHandshakes: Sendable {
+        let state = Mutex<(count: Int, last: TLSConnectionError?)>((0, nil))
     }
 
     deinit { acceptor.cancel() }

@@ -65,9 +65,11 @@ public struct UDPServerConfiguration: Sendable {
     public var xdp: XDPBackendConfiguration?
     /// For ``Backend/tun`` and ``Backend/tap``: the device and the kernel's addresses on it. Workers follow the queues.
     public var tun: TUNBackendConfiguration?
-    /// Whether ``UDPServer/run(for:progressInterval:progress:hangup:)`` stops on SIGINT, SIGTERM, SIGHUP and SIGQUIT
-    /// (they are then blocked in every thread and taken with `sigtimedwait`). Leave it off when
-    /// something else owns the signals (swift-service-lifecycle's `ServiceGroup`).
+    /// Whether ``UDPServer/runBlocking(for:progressInterval:progress:hangup:)`` stops on SIGINT, SIGTERM, SIGHUP and SIGQUIT
+    /// (they are then blocked in the thread that makes the server and in its workers, and taken with `sigtimedwait`).
+    /// The async ``UDPServer/run()`` takes no signals: turn this off there and let something else
+    /// own them (swift-service-lifecycle's `ServiceGroup`), or the threads of Swift's concurrency
+    /// pool, which do not block them, end the process at the first one.
     public var handlesSignals: Bool = true
     /// Whether io_uring workers log, when they stop, their ring's setup and the kernel ops it used.
     public var describesRings: Bool = true
@@ -113,7 +115,7 @@ public struct WorkerReport: Sendable {
 /// var configuration = UDPServerConfiguration(listen: IPEndpoint("0.0.0.0:9000")!)
 /// configuration.handlesSignals = false
 /// let server = try UDPServer(configuration: configuration) { _ in UDPEchoService() }
-/// try await server.run()   // until the task is cancelled; or `server.run(for:)` on a thread
+/// try await server.run()   // until the task is cancelled; or `server.runBlocking(for:)` on a thread
 /// print(server.summary())
 /// ```
 ///
@@ -212,6 +214,10 @@ public final class UDPServer<Service: UDPService>: Sendable {
         }
     }
 
+    /// A server dropped without a stop stops its workers and closes its sockets (a failure between
+    /// making it and running it would otherwise leave them serving).
+    deinit { stop() }
+
     /// Asks every worker to stop and waits for them; then the backend gives back what it took.
     /// Safe to call more than once.
     public func stop() {
@@ -230,8 +236,8 @@ public final class UDPServer<Service: UDPService>: Sendable {
     /// and serving goes on: for a server whose operators send SIGHUP to reload, as to Knot or NSD.
     ///
     /// - Throws: the first worker's failure.
-    public func run(for duration: Duration? = nil, progressInterval: Duration? = nil,
-                    progress: (String) -> Void = { _ in }, hangup: (() -> String)? = nil) throws(RuntimeError) {
+    public func runBlocking(for duration: Duration? = nil, progressInterval: Duration? = nil,
+                            progress: (String) -> Void = { _ in }, hangup: (() -> String)? = nil) throws(RuntimeError) {
         let clock = MonotonicTimeSource()
         let deadline = duration.map { clock.now() + $0 }
         var lastReport = clock.now()

@@ -325,7 +325,7 @@ struct ServeOptions: ParsableArguments {
             }
         }
         try reportingRuntimeErrors(command) {
-            try server.run(
+            try server.runBlocking(
                 for: duration.map { Duration(checkedSeconds: $0) },
                 progressInterval: statsInterval > 0 ? Duration(checkedSeconds: statsInterval) : nil,
                 progress: say, hangup: hangup)

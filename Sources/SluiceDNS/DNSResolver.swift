@@ -87,7 +87,7 @@ public enum DNSResolverError: Error, Equatable, Sendable, CustomStringConvertibl
             "no usable answer for \(name): the replies that came could not be read as answers to the query (malformed); tcpdump or kdig shows them"
         case .failed(let name, let code): "the servers answered \(code) for \(name)"
         case .exchangeFailed(let name, let reason): "no answer for \(name): \(reason)"
-        case .noServers: "no name server is configured (nameserver in resolv.conf)"
+        case .noServers: "no name server is configured: give one (a nameserver line in resolv.conf, or DNSResolverConfiguration.servers)"
         case .badName(let text): "\(text) is not a domain name"
         }
     }

@@ -22,6 +22,7 @@ public struct UDPDatagram {
     /// Whether the service assigned either endpoint: if not, a reply swaps the received ones.
     @usableFromInline var endpointsSet = false
     /// The payload's length; set it to the reply's length before returning ``UDPAction/reply``.
+    /// A length past ``payloadCapacity`` is a programming error: it traps.
     public var payloadLength: Int {
         didSet { precondition(payloadLength >= 0 && payloadLength <= payloadCapacity, "UDP payload past its frame") }
     }

@@ -57,6 +57,18 @@ final class LoopbackTestBackend: UDPBackend {
         #expect(server.workerReports.allSatisfy { $0.frames.isBalanced })
     }
 
+    /// A server dropped before it runs (an error in between, say) stops serving: its port is free again.
+    @Test func aServerDroppedUnrunStopsServing() throws {
+        var server: UDPServer? = try UDPServer(configuration: Self.configuration()) { _ in UDPEchoService() }
+        let endpoint = try #require(server?.boundEndpoint)
+        #expect(Self.roundTrip(endpoint))
+        server = nil
+        let probe = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        defer { close(probe) }
+        let bound = KernelSocketAddress.with(endpoint, family: AF_INET) { bind(probe, $0, $1) }
+        #expect(bound == 0, "the port is still held: errno \(errno)")
+    }
+
     @Test func aServiceGroupRunsItAndStopsItOnGracefulShutdown() async throws {
         let server = try UDPServer(configuration: Self.configuration(.uring)) { _ in UDPEchoService() }
         let group = ServiceGroup(services: [server], gracefulShutdownSignals: [], logger: Logger(label: "test") { _ in

@@ -37,5 +37,5 @@ var configuration = UDPServerConfiguration(listen: endpoint)   // kernel sockets
 configuration.workers = 2                                      // one port, pool and service per worker
 let server = try UDPServer(configuration: configuration) { _ in Shouter() }
 logger.info("shouting on \(server.boundEndpoint)")
-try server.run(for: .seconds(60), progressInterval: .seconds(1)) { line in logger.info("\(line)") }   // or until SIGINT or SIGTERM
+try server.runBlocking(for: .seconds(60), progressInterval: .seconds(1)) { line in logger.info("\(line)") }   // or until SIGINT or SIGTERM
 logger.info("\(server.summary())")

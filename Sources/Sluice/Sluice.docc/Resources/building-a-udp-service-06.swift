@@ -48,7 +48,7 @@ if configuration.backend == .xdp {
 do throws(RuntimeError) {
     let server = try UDPServer(configuration: configuration) { _ in Shouter() }
     logger.info("shouting on \(server.boundEndpoint) over \(configuration.backend)")
-    try server.run(for: .seconds(60), progressInterval: .seconds(1)) { line in logger.info("\(line)") }
+    try server.runBlocking(for: .seconds(60), progressInterval: .seconds(1)) { line in logger.info("\(line)") }
     logger.info("\(server.summary())")
 } catch {
     logger.error("shout: \(error)")                                  // what failed, and what the system needs for it
