@@ -174,7 +174,10 @@ struct XDPStatus: ParsableCommand {
         if let program = try XDPProgram.attached(on: name) {
             entry.sluiceProgram = Entry.Program(
                 programId: program.programID, mode: program.mode.rawValue, ports: try program.ports,
-                listeners: try program.listeners.map(\.description),
+                listeners: try program.listenerOwners.map { listener in
+                    "\(listener.endpoint) (pid \(listener.owner)"
+                        + (listener.running ? ")" : " exited: abandoned; the next server to stop, or sluice xdp unload, removes it)")
+                },
                 verdicts: Dictionary(uniqueKeysWithValues: try program.verdicts().fields))
         } else if let other = try XDPProgram.foreignProgram(on: name) {
             entry.otherProgram = Entry.Other(programId: other.programID, name: other.name, mode: other.mode?.rawValue ?? "offload",

@@ -537,6 +537,20 @@ public final class XDPProgram: @unchecked Sendable {
         }
     }
 
+    /// Each listener with the process that serves it, and whether that process still runs (one
+    /// killed without taking its listener back left it abandoned: the next server to leave, or
+    /// `sluice xdp unload`, removes it).
+    public var listenerOwners: [(endpoint: IPEndpoint, owner: UInt32, running: Bool)] {
+        get throws(SystemCallError) {
+            try listenerKeys().map { key in
+                var key = key
+                var owner: UInt32 = 0
+                _ = bpf_map_lookup_elem(listenersMap, &key, &owner)
+                return (Self.endpoint(of: key), owner, Self.processIsRunning(owner))
+            }.sorted { $0.endpoint.description < $1.endpoint.description }
+        }
+    }
+
     /// The keys of the `listeners` map.
     private func listenerKeys() throws(SystemCallError) -> [sluice_listener_key] {
         try keys(of: listenersMap, named: "listeners")

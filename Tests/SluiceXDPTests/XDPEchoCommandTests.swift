@@ -598,6 +598,8 @@ import Testing
         let (killed, _, _) = try startEcho(topology)
         #expect(killed.stop(signal: SIGKILL) == 128 + SIGKILL)
         #expect(try xdpAttached(topology), "nothing ran to remove the program")
+        let status = try ChildProcess(sluice: ["xdp", "status", "--dev", topology.serverInterface, "--netns", topology.serverNamespace])
+        #expect(status.waitForExit() == 0 && status.text.contains("(pid \(killed.pid) exited: abandoned;"), "\(status.text)")
         let (server, client, target) = try startEcho(topology)
         client.send([9], to: target)
         #expect(client.receive()?.bytes == [9])
