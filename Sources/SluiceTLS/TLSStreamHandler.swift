@@ -38,7 +38,8 @@ public protocol TLSStreamApplication {
     mutating func readClosed(_ stream: StreamID, writer: TLSWriter<Transport>)
     /// Everything queued on `stream` has been sent: a good moment to send more.
     mutating func writable(_ stream: StreamID, writer: TLSWriter<Transport>)
-    /// The stream is gone; `error` says why when it did not end with close_notify both ways.
+    /// A connection is gone (its handshake may not have finished; a listener's end is not told);
+    /// `error` says why when it did not end with close_notify both ways.
     mutating func closed(_ stream: StreamID, error: TLSConnectionError?)
 }
 
@@ -324,9 +325,11 @@ public struct TLSStreamHandler<Application: TLSStreamApplication>: StreamHandler
             counters.keyUpdatesReceived += engine.counters.keyUpdatesReceived
             counters.keyUpdatesSent += engine.counters.keyUpdatesSent
         }
-        clients.removeValue(forKey: stream)
+        let client = clients.removeValue(forKey: stream)
         let tlsError = errors.removeValue(forKey: stream)
         guard ended.remove(stream) == nil else { return }
+        // A listener's end (it has no engine, no connect, no failure) is no connection of the application's.
+        guard engine != nil || client != nil || tlsError != nil else { return }
         // A peer that sent its close_notify may close without waiting for ours (RFC 8446 6.1):
         // a reset of our reply ends a completed connection, not a failed one.
         let finished = engine.map { $0.isReadClosed && $0.error == nil } ?? false

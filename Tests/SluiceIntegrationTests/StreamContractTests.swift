@@ -1,4 +1,5 @@
 import Sluice
+import SluiceTLS
 import Testing
 
 /// A transport in memory: what a stream handler sends and closes, with no kernel, as a TLS
@@ -46,5 +47,31 @@ final class MemoryTransport: StreamTransport {
         #expect(transport.closed == [stream])
         #expect(handler.open == 0 && handler.failed == 0)
         #expect(transport.pool.tally(held: 0).isBalanced)
+    }
+
+    /// An application that notes which streams it is told about.
+    struct NotingApplication: TLSStreamApplication {
+        typealias Transport = MemoryTransport
+        var closedStreams: [StreamID] = []
+        mutating func established(_ stream: StreamID, writer: TLSWriter<MemoryTransport>) {}
+        mutating func received(_ plaintext: UnsafeMutableRawBufferPointer, on stream: StreamID, writer: TLSWriter<MemoryTransport>) {}
+        mutating func readClosed(_ stream: StreamID, writer: TLSWriter<MemoryTransport>) {}
+        mutating func writable(_ stream: StreamID, writer: TLSWriter<MemoryTransport>) {}
+        mutating func closed(_ stream: StreamID, error: TLSConnectionError?) { closedStreams.append(stream) }
+    }
+
+    /// A TLS application hears of the connections it served (a handshake cut short among them),
+    /// not of the listener's end at a shutdown.
+    @Test func aTLSApplicationIsToldOfConnectionsNotOfTheListener() throws {
+        let transport = try MemoryTransport()
+        let context = try TLSContext(.server(certificateChainFile: TLSInteropTests.certificate, privateKeyFile: TLSInteropTests.key))
+        var handler = TLSStreamHandler(application: NotingApplication(), serverContext: context)
+        let listener = StreamID(slot: 0, generation: 0)
+        let connection = StreamID(slot: 3, generation: 1)
+        handler.accepted(connection, listener: listener, transport: transport)
+        handler.closed(connection, error: nil, transport: transport)
+        handler.closed(listener, error: nil, transport: transport)
+        #expect(handler.application.closedStreams == [connection])
+        #expect(handler.counters.failedHandshakes == 1)
     }
 }
