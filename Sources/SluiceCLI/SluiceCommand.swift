@@ -491,14 +491,20 @@ func parsePrefixes(_ texts: [String]) throws -> [(address: IPAddress, prefixLeng
 }
 
 /// What a serving command asks between polls: true once `duration` seconds have passed or SIGINT,
-/// SIGTERM, SIGHUP or SIGQUIT came (said in one line, through `say`: stderr under `--json`).
-func stopCondition(duration: Double?, say: @escaping (String) -> Void = { print($0) }) -> () -> Bool {
+/// SIGTERM, SIGHUP or SIGQUIT came (said in one line, through `say`: stderr under `--json`). With
+/// `hangup`, SIGHUP only says that line and serving goes on (a reload hook sending it out of
+/// habit must not take a server down, with an exit status that tells systemd all is well).
+func stopCondition(duration: Double?, hangup: String? = nil, say: @escaping (String) -> Void = { print($0) }) -> () -> Bool {
     let signals = SignalWaiter(SignalWaiter.stopping)
     let clock = ContinuousClock()
     let deadline = duration.map { clock.now + Duration(checkedSeconds: $0) }
     return {
         if let deadline, clock.now >= deadline { return true }
         if let signal = signals.wait(for: .zero) {
+            if signal == SIGHUP, let hangup {
+                say(hangup)
+                return false
+            }
             say("sluice: \(SignalWaiter.name(signal)) received, stopping")
             return true
         }

@@ -204,7 +204,10 @@ struct TLSServe: ParsableCommand {
                         say("sluice tls serve: listening on \(endpoint)")
                         dropper.drop(say: say)
                     },
-                    shouldStop: dropper.stopping(stopCondition(duration: duration, say: say)))
+                    shouldStop: dropper.stopping(stopCondition(
+                        duration: duration,
+                        hangup: "sluice tls serve: SIGHUP received; the certificate and key are read once, at start: restart to load new ones",
+                        say: say)))
                 try dropper.check()
                 return StreamServerOutcome(endpoint: result.endpoint, seconds: result.seconds, framesBalanced: result.frames.isBalanced,
                                            text: "\(result)", status: result.frames.isBalanced ? 0 : 3)

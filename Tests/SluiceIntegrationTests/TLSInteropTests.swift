@@ -283,6 +283,18 @@ struct TLSInteropTests {
         #expect(report.contains("4 handshakes: 4 completed (0 resumed), 0 failed"), "\(report)")
     }
 
+    @Test("SIGHUP (a certificate renewal hook's) does not stop tls serve: it says so and goes on serving")
+    func aHangupDoesNotStopTheServer() throws {
+        guard Self.peersAvailable() else { return }
+        let (server, port) = try Self.serve(["--echo"])
+        kill(server.pid, SIGHUP)
+        #expect(server.waitForLine(containing: "SIGHUP received; the certificate and key are read once") != nil, "\(server.text)")
+        let run = try Self.shell("(echo hello; sleep 0.5) | openssl s_client -connect 127.0.0.1:\(port) -CAfile \(Self.authority) -quiet -no_ign_eof 2>/dev/null")
+        #expect(run.output.contains("hello"), "\(run.output)")
+        #expect(server.stop() == 0, "\(server.text)")
+        #expect(server.text.contains("1 handshakes: 1 completed"), "\(server.text)")
+    }
+
     @Test("gnutls-cli --resume: the second connection resumes")
     func gnutlsResumption() throws {
         guard Self.peersAvailable() else { return }
