@@ -35,10 +35,22 @@ public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
     /// frames to answer them in (a client that pipelines and does not read its answers).
     var paused: Set<StreamID> = []
 
+    /// Where reloaded zones come from, if they can be; and the generation last taken.
+    var source: DNSAuthoritySource?
+    var generation = 0
+
     /// A handler answering from `authority`, naming itself with `identity` to clients that ask.
     public init(authority: DNSAuthority, identity: DNSServerIdentity = DNSServerIdentity()) {
         responder = DNSResponder(authority: authority)
         responder.identity = identity
+    }
+
+    /// A handler answering from the zones `source` has, taking the newest it publishes (a
+    /// reload) before the next message.
+    public init(source: DNSAuthoritySource, identity: DNSServerIdentity = DNSServerIdentity()) {
+        self.init(authority: source.authority, identity: identity)
+        self.source = source
+        generation = source.generation
     }
 
     public mutating func accepted(_ stream: StreamID, listener: StreamID, transport: Transport) {}
@@ -115,6 +127,10 @@ public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
             return false
         }
         if let base = message.baseAddress { start.copyMemory(from: base, byteCount: message.count) }
+        if let source, source.generation != generation {
+            generation = source.generation
+            responder.replace(source.authority)
+        }
         guard let length = responder.respond(start, length: message.count, capacity: capacity, overTCP: true) else {
             transport.release(frame)
             // Not answered: a response (passed over), or too short to be DNS at all.
@@ -173,10 +189,11 @@ public enum DNSTCPServer {
     public static let maximumConnections = 4096
 
     /// Listens on `endpoint`, calls `ready` with the bound endpoint, and answers from
-    /// `authority` until `shouldStop` (asked every `checkInterval`) says so. With `metrics`,
-    /// publishes the engine's `sluice_tcp_*` metrics and the responder's counters as
-    /// `sluice_dns_tcp_*_total` as it serves.
-    public static func run(listen endpoint: IPEndpoint, authority: DNSAuthority, identity: DNSServerIdentity = DNSServerIdentity(), checkInterval: Duration = .milliseconds(50),
+    /// `authority` (the newest zones `source` publishes, when given) until `shouldStop` (asked
+    /// every `checkInterval`) says so. With `metrics`, publishes the engine's `sluice_tcp_*`
+    /// metrics and the responder's counters as `sluice_dns_tcp_*_total` as it serves.
+    public static func run(listen endpoint: IPEndpoint, authority: DNSAuthority, reloadingFrom source: DNSAuthoritySource? = nil,
+                           identity: DNSServerIdentity = DNSServerIdentity(), checkInterval: Duration = .milliseconds(50),
                            metrics: PublishedMetrics? = nil,
                            ready: (IPEndpoint) -> Void, shouldStop: () -> Bool) throws(SystemCallError) -> DNSTCPReport {
         var configuration = TCPEngineConfiguration()
@@ -194,7 +211,8 @@ public enum DNSTCPServer {
             files.rlim_cur = min(files.rlim_max, rlim_t(maximumConnections + 256))
             _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &files)
         }
-        var handler = DNSStreamHandler<TCPEngine>(authority: authority, identity: identity)
+        var handler = source.map { DNSStreamHandler<TCPEngine>(source: $0, identity: identity) }
+            ?? DNSStreamHandler<TCPEngine>(authority: authority, identity: identity)
         let run = try StreamServerRun.serve(
             &handler, listen: endpoint, configuration: configuration, checkInterval: checkInterval, metrics: metrics,
             handlerMetrics: { handler, snapshot in

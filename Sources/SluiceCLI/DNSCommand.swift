@@ -25,7 +25,8 @@ struct DNSServe: ParsableCommand {
         abstract: "Answer DNS queries for zones read from RFC 1035 zone files, on any backend.",
         discussion: """
             Each --zone is a zone file; its origin is the file's $ORIGIN, or the name given as \
-            ORIGIN=FILE. Queries for names in no zone are REFUSED.
+            ORIGIN=FILE. Queries for names in no zone are REFUSED. SIGHUP reads the zone files again \
+            (when one no longer loads, every zone stays as it was); SIGINT, SIGTERM and SIGQUIT stop it.
             """)
 
     @Option(help: "A zone file, or ORIGIN=FILE (repeatable).")
@@ -60,14 +61,21 @@ struct DNSServe: ParsableCommand {
         }
     }
 
-    func run() throws {
+    /// The zones of every `--zone`, each origin once (as Knot refuses a domain configured twice:
+    /// which file answered would be chance).
+    func loadZones() throws -> [DNSZone] {
         let zones = try zone.map(Self.load)
-        // As Knot refuses a domain configured twice: which file answered would be chance.
         var origins: Set<String> = []
         for zone in zones where !origins.insert(zone.origin.description.lowercased()).inserted {
             throw ValidationError("two --zone files for \(zone.origin): each origin once")
         }
+        return zones
+    }
+
+    func run() throws {
+        let zones = try loadZones()
         let authority = DNSAuthority(zones: zones)
+        let source = DNSAuthoritySource(authority)
         let names = zones.map { $0.origin.description }.joined(separator: ", ")
         let configuration = try options.configuration()
         let host = Self.hostName()
@@ -81,7 +89,8 @@ struct DNSServe: ParsableCommand {
         let listening = StopFlag()
         let tcp = try WorkerThread(name: "sluice-dns-tcp") {
             let result = Result { () throws(SystemCallError) in
-                try DNSTCPServer.run(listen: listen, authority: authority, identity: identity, metrics: tcpMetrics, ready: { _ in listening.set() },
+                try DNSTCPServer.run(listen: listen, authority: authority, reloadingFrom: source, identity: identity, metrics: tcpMetrics,
+                                     ready: { _ in listening.set() },
                                      shouldStop: { stop.isSet })
             }
             report.withLock { $0 = result }
@@ -116,11 +125,24 @@ struct DNSServe: ParsableCommand {
         let what = "authoritative for \(names), " + (failedAtStart == nil ? "TCP too" : "UDP only")
             + (rrlLimit.map { ", rate limit \($0)/s slip \(slip)" } ?? "")
         do {
-            // Knot and NSD reload their zones on SIGHUP: one sent out of habit must not stop this server.
-            let hangup = { "sluice dns serve: SIGHUP received; zones are read once, at start: restart to load changes" }
+            // SIGHUP reloads the zones, as Knot's and NSD's do; a zone file that no longer loads
+            // leaves every zone as it was, and says which file and line.
+            let hangup = { () -> String in
+                do {
+                    let reloaded = try loadZones()
+                    source.publish(DNSAuthority(zones: reloaded))
+                    let serials = reloaded.map { zone -> String in
+                        guard case let .soa(_, _, serial, _, _, _, _) = zone.soa.data else { return "\(zone.origin)" }
+                        return "\(zone.origin) serial \(serial)"
+                    }.joined(separator: ", ")
+                    return "sluice dns serve: SIGHUP: zones reloaded (\(serials))"
+                } catch {
+                    return "sluice dns serve: SIGHUP: reload failed, the zones loaded before are still served: \(error)"
+                }
+            }
             try options.serve("dns serve", what: what, configuration: configuration, metrics: [tcpMetrics], started: sayNoTCP,
                               stopping: stopTCP, hangup: hangup) { _ in
-                DNSService(authority: authority, rateLimiter: limiter, identity: identity)
+                DNSService(source: source, rateLimiter: limiter, identity: identity)
             }
         } catch {
             // The server never started: the TCP side still has to stop, with no summary of its own.

@@ -85,14 +85,14 @@ public struct DNSServerIdentity: Sendable, Equatable {
 /// section, or a referral's in-domain glue that does not fit, sets TC.
 public struct DNSResponder {
     /// The zones.
-    public let authority: DNSAuthority
+    public private(set) var authority: DNSAuthority
     /// The UDP payload size this server advertises and sends up to (1232, as Knot and the DNS
     /// flag day of 2020 pick).
     public var payloadSize: UInt16 = 1232
     /// What it has done.
     public private(set) var counters = DNSResponderCounters()
     let buffers = Scratch()
-    let cache = DNSAnswerCache()
+    var cache = DNSAnswerCache()
     /// How the server names itself to clients that ask (NSID, CHAOS TXT); nothing by default.
     public var identity = DNSServerIdentity()
     /// Response rate limiting over UDP; `nil` (the default, as in Knot) for none.
@@ -115,6 +115,13 @@ public struct DNSResponder {
     /// A responder for `authority`.
     public init(authority: DNSAuthority) {
         self.authority = authority
+    }
+
+    /// Answers from `authority` from now on (zones reloaded), forgetting what it cached from the
+    /// zones before.
+    public mutating func replace(_ authority: DNSAuthority) {
+        self.authority = authority
+        cache = DNSAnswerCache()
     }
 
     /// Answers the `length`-byte query at `message`, writing the response over it (up to
