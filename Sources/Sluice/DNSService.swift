@@ -13,9 +13,6 @@ import SluiceUDP
 public struct DNSService: UDPService {
     /// The responder, with its counters.
     public var responder: DNSResponder
-    /// Where reloaded zones come from, if they can be; and the generation last taken.
-    @usableFromInline var source: DNSAuthoritySource?
-    @usableFromInline var generation = 0
 
     /// A server for `authority`'s zones, limiting responses with `rateLimiter` when given, and
     /// naming itself with `identity` to clients that ask (NSID, CHAOS TXT).
@@ -28,21 +25,13 @@ public struct DNSService: UDPService {
     /// A server for the zones `source` has, taking the newest it publishes (a reload) before
     /// the next query.
     public init(source: DNSAuthoritySource, rateLimiter: DNSRateLimiter? = nil, identity: DNSServerIdentity = DNSServerIdentity()) {
-        self.init(authority: source.authority, rateLimiter: rateLimiter, identity: identity)
-        self.source = source
-        generation = source.generation
-    }
-
-    /// Takes the zones `source` published last.
-    @usableFromInline
-    mutating func takeNewest(from source: DNSAuthoritySource) {
-        generation = source.generation
-        responder.replace(source.authority)
+        responder = DNSResponder(source: source)
+        responder.rateLimiter = rateLimiter
+        responder.identity = identity
     }
 
     @inlinable
     public mutating func handle(_ datagram: inout UDPDatagram, now: Instant) -> UDPAction {
-        if let source, source.generation != generation { takeNewest(from: source) }
         guard let length = responder.respond(datagram.payloadStart, length: datagram.payloadLength,
                                              capacity: datagram.payloadCapacity, client: datagram.source.address, now: now)
         else { return .drop }

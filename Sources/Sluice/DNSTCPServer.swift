@@ -35,10 +35,6 @@ public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
     /// frames to answer them in (a client that pipelines and does not read its answers).
     var paused: Set<StreamID> = []
 
-    /// Where reloaded zones come from, if they can be; and the generation last taken.
-    var source: DNSAuthoritySource?
-    var generation = 0
-
     /// A handler answering from `authority`, naming itself with `identity` to clients that ask.
     public init(authority: DNSAuthority, identity: DNSServerIdentity = DNSServerIdentity()) {
         responder = DNSResponder(authority: authority)
@@ -48,9 +44,8 @@ public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
     /// A handler answering from the zones `source` has, taking the newest it publishes (a
     /// reload) before the next message.
     public init(source: DNSAuthoritySource, identity: DNSServerIdentity = DNSServerIdentity()) {
-        self.init(authority: source.authority, identity: identity)
-        self.source = source
-        generation = source.generation
+        responder = DNSResponder(source: source)
+        responder.identity = identity
     }
 
     public mutating func accepted(_ stream: StreamID, listener: StreamID, transport: Transport) {}
@@ -127,10 +122,6 @@ public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
             return false
         }
         if let base = message.baseAddress { start.copyMemory(from: base, byteCount: message.count) }
-        if let source, source.generation != generation {
-            generation = source.generation
-            responder.replace(source.authority)
-        }
         guard let length = responder.respond(start, length: message.count, capacity: capacity, overTCP: true) else {
             transport.release(frame)
             // Not answered: a response (passed over), or too short to be DNS at all.

@@ -1,8 +1,8 @@
 import Synchronization
 
 /// Zones that can be replaced while servers answer from them (a reload on SIGHUP, as Knot's and
-/// NSD's): each responder takes the newest between queries, at the cost of one atomic load a
-/// query, so the answering path takes no lock.
+/// NSD's): each `DNSResponder` made from it takes the newest before its next query, at the cost
+/// of one atomic load a query, so the answering path takes no lock.
 public final class DNSAuthoritySource: Sendable {
     let newest: Mutex<DNSAuthority>
     @usableFromInline let published = Atomic<Int>(0)

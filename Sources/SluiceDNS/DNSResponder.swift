@@ -91,6 +91,9 @@ public struct DNSResponder {
     public var payloadSize: UInt16 = 1232
     /// What it has done.
     public private(set) var counters = DNSResponderCounters()
+    /// Where reloaded zones come from, if they can be; and the generation last taken.
+    let source: DNSAuthoritySource?
+    var generation = 0
     let buffers = Scratch()
     var cache = DNSAnswerCache()
     /// How the server names itself to clients that ask (NSID, CHAOS TXT); nothing by default.
@@ -114,13 +117,25 @@ public struct DNSResponder {
 
     /// A responder for `authority`.
     public init(authority: DNSAuthority) {
-        self.authority = authority
+        self.init(authority: authority, source: nil)
     }
 
-    /// Answers from `authority` from now on (zones reloaded), forgetting what it cached from the
-    /// zones before.
-    public mutating func replace(_ authority: DNSAuthority) {
+    /// A responder for the zones `source` has, taking the newest it publishes (a reload) before
+    /// the next query.
+    public init(source: DNSAuthoritySource) {
+        self.init(authority: source.authority, source: source)
+    }
+
+    private init(authority: DNSAuthority, source: DNSAuthoritySource?) {
         self.authority = authority
+        self.source = source
+        generation = source?.generation ?? 0
+    }
+
+    /// Answers from the zones `source` published last, forgetting what it cached from those before.
+    mutating func takeNewest(from source: DNSAuthoritySource) {
+        generation = source.generation
+        authority = source.authority
         cache = DNSAnswerCache()
     }
 
@@ -129,6 +144,7 @@ public struct DNSResponder {
     /// `now` feed the ``rateLimiter`` over UDP.
     public mutating func respond(_ message: UnsafeMutableRawPointer, length: Int, capacity: Int, overTCP: Bool = false,
                                  client: IPAddress? = nil, now: Instant = .zero) -> Int? {
+        if let source, source.generation != generation { takeNewest(from: source) }
         guard let end = answer(message, length: length, capacity: capacity, overTCP: overTCP) else { return nil }
         guard !overTCP, let client, let verdict = rateLimiter?.admit(DNSRateLimiter.key(client: client, answer: lastAnswerKey), now: now)
         else { return end }

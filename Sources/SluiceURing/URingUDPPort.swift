@@ -226,9 +226,10 @@ public struct URingUDPPort: Port, ~Copyable {
 
     /// Handles every completion ready now.
     @inlinable
-    mutating func drain() {
+    @discardableResult
+    mutating func drain() -> Int {
         let ring = self.ring
-        ring.drainCompletions { complete($0) }
+        return ring.drainCompletions { complete($0) }
     }
 
     @inlinable
@@ -356,10 +357,12 @@ public struct URingUDPPort: Port, ~Copyable {
     public mutating func receive(into batch: inout PacketBatch) throws(SystemCallError) -> Int {
         let before = batch.count
         let enters = ring.enterCalls
+        // A wait that ended with no completion at all (its timeout) is idle time: the socket's
+        // drops are read at once then, not 256 calls later; a wait a send's completion ended is not.
+        var idle = false
         defer {
             _counters.receiveCalls &+= ring.enterCalls &- enters
-            // A wait that took nothing is idle time: the socket's drops are read at once then.
-            noteSocketDrops(every: batch.count == before ? 1 : 256)
+            noteSocketDrops(every: idle ? 1 : 256)
         }
         drain()
         do throws(SystemCallError) {
@@ -367,7 +370,7 @@ public struct URingUDPPort: Port, ~Copyable {
             if ready.isEmpty {
                 // One enter submits the sends queued since the last one and waits for datagrams.
                 try ring.submitAndWait(minimumCompletions: 1, timeout: configuration.receiveTimeout)
-                drain()
+                idle = drain() == 0
             } else if rearmed || io_uring_sq_ready(ring.raw) >= submitThreshold {
                 try ring.submit()
             }
