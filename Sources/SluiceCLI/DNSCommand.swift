@@ -25,8 +25,10 @@ struct DNSServe: ParsableCommand {
         abstract: "Answer DNS queries for zones read from RFC 1035 zone files, on any backend.",
         discussion: """
             Each --zone is a zone file; its origin is the file's $ORIGIN, or the name given as \
-            ORIGIN=FILE. Queries for names in no zone are REFUSED. SIGHUP reads the zone files again \
-            (when one no longer loads, every zone stays as it was); SIGINT, SIGTERM and SIGQUIT stop it.
+            ORIGIN=FILE. Queries for names in no zone are REFUSED. A zone file that does not load is \
+            said at start and its names answered SERVFAIL, as Knot does, while the other zones are \
+            served (when none loads, dns serve stops). SIGHUP reads the zone files again, each on its \
+            own: one that no longer loads keeps what it served before; SIGINT, SIGTERM and SIGQUIT stop it.
             """)
 
     @Option(help: "A zone file, or ORIGIN=FILE (repeatable).")
@@ -61,22 +63,47 @@ struct DNSServe: ParsableCommand {
         }
     }
 
-    /// The zones of every `--zone`, each origin once (as Knot refuses a domain configured twice:
-    /// which file answered would be chance).
-    func loadZones() throws -> [DNSZone] {
-        let zones = try zone.map(Self.load)
+    /// The zone file of every `--zone`, each origin once (as Knot refuses a domain configured
+    /// twice: which file answered would be chance).
+    func zoneFiles() throws -> [ZoneFile] {
+        let files = try zone.map(ZoneFile.init)
         var origins: Set<String> = []
-        for zone in zones where !origins.insert(zone.origin.description.lowercased()).inserted {
-            throw ValidationError("two --zone files for \(zone.origin): each origin once")
+        for file in files where !origins.insert(file.origin.description.lowercased()).inserted {
+            throw ValidationError("two --zone files for \(file.origin): each origin once")
         }
-        return zones
+        return files
+    }
+
+    /// The authority over the zones that loaded; the origins of those that did not answer SERVFAIL.
+    static func authority(_ files: [ZoneFile], _ zones: [DNSZone?]) -> DNSAuthority {
+        DNSAuthority(zones: zones.compactMap { $0 }, unloaded: zip(files, zones).filter { $0.1 == nil }.map(\.0.origin))
+    }
+
+    static func serial(_ zone: DNSZone) -> String {
+        guard case let .soa(_, _, serial, _, _, _, _) = zone.soa.data else { return "\(zone.origin)" }
+        return "\(zone.origin) serial \(serial)"
     }
 
     func run() throws {
-        let zones = try loadZones()
-        let authority = DNSAuthority(zones: zones)
+        let files = try zoneFiles()
+        // Each zone on its own, as Knot loads them: one that does not load is answered SERVFAIL
+        // while the others are served; with none loaded there is nothing to serve.
+        var zones: [DNSZone?] = []
+        var failures: [(origin: DNSName, error: String)] = []
+        for file in files {
+            do { zones.append(try Self.load(file)) } catch {
+                zones.append(nil)
+                failures.append((file.origin, "\(error)"))
+            }
+        }
+        guard zones.contains(where: { $0 != nil }) else { throw ValidationError(failures.map(\.error).joined(separator: "\n")) }
+        for failure in failures {
+            writeToStandardError("sluice dns serve: \(failure.error); \(failure.origin) answered SERVFAIL until a reload loads it\n")
+        }
+        let authority = Self.authority(files, zones)
         let source = DNSAuthoritySource(authority)
-        let names = zones.map { $0.origin.description }.joined(separator: ", ")
+        let names = zones.compactMap { $0?.origin.description }.joined(separator: ", ")
+            + (authority.unloaded.isEmpty ? "" : " (\(authority.unloaded.map(\.description).joined(separator: ", ")) not loaded)")
         let configuration = try options.configuration()
         let host = Self.hostName()
         let identity = DNSServerIdentity(nsid: Array((nsid ?? host).utf8), name: Array((self.identity ?? host).utf8),
@@ -125,20 +152,24 @@ struct DNSServe: ParsableCommand {
         let what = "authoritative for \(names), " + (failedAtStart == nil ? "TCP too" : "UDP only")
             + (rrlLimit.map { ", rate limit \($0)/s slip \(slip)" } ?? "")
         do {
-            // SIGHUP reloads the zones, as Knot's and NSD's do; a zone file that no longer loads
-            // leaves every zone as it was, and says which file and line.
+            // SIGHUP reloads each zone, as Knot's and NSD's do; a zone file that no longer loads
+            // keeps what its zone served, and says which file and line.
             let hangup = { () -> String in
-                do {
-                    let reloaded = try loadZones()
-                    source.publish(DNSAuthority(zones: reloaded))
-                    let serials = reloaded.map { zone -> String in
-                        guard case let .soa(_, _, serial, _, _, _, _) = zone.soa.data else { return "\(zone.origin)" }
-                        return "\(zone.origin) serial \(serial)"
-                    }.joined(separator: ", ")
-                    return "sluice dns serve: SIGHUP: zones reloaded (\(serials))"
-                } catch {
-                    return "sluice dns serve: SIGHUP: reload failed, the zones loaded before are still served: \(error)"
+                var reloaded: [String] = []
+                var kept: [String] = []
+                for (index, file) in files.enumerated() {
+                    do {
+                        let zone = try Self.load(file)
+                        zones[index] = zone
+                        reloaded.append(Self.serial(zone))
+                    } catch {
+                        let still = zones[index].map { "\(Self.serial($0)) still served" } ?? "\(file.origin) still SERVFAIL"
+                        kept.append("\(error) (\(still))")
+                    }
                 }
+                source.publish(Self.authority(files, zones))
+                return "sluice dns serve: SIGHUP: " + (reloaded.isEmpty ? "no zone reloaded" : "zones reloaded (\(reloaded.joined(separator: ", ")))")
+                    + kept.map { "; not reloaded: \($0)" }.joined()
             }
             try options.serve("dns serve", what: what, configuration: configuration, metrics: [tcpMetrics], started: sayNoTCP,
                               stopping: stopTCP, hangup: hangup) { _ in
@@ -178,23 +209,37 @@ struct DNSServe: ParsableCommand {
         return "not a regular file"
     }
 
-    /// Reads `FILE` or `ORIGIN=FILE`: the origin is the given one, or the file's first `$ORIGIN`.
-    static func load(_ argument: String) throws -> DNSZone {
-        let parts = argument.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
-        let path = parts.count == 2 ? parts[1] : parts[0]
-        guard !path.isEmpty else { throw ValidationError("give a zone file: --zone FILE or --zone ORIGIN=FILE") }
-        guard let text = TextFile.read(path) else { throw ValidationError("cannot read zone file '\(path)': \(unreadable(path))") }
-        var origin: DNSName?
-        if parts.count == 2 {
-            guard !parts[0].isEmpty, let given = DNSName(parts[0].hasSuffix(".") ? parts[0] : parts[0] + ".") else {
-                throw ValidationError("bad zone origin \(parts[0])")
+    /// One `--zone`: the file, and the origin its zone keeps from start to stop.
+    struct ZoneFile {
+        let path: String
+        let origin: DNSName
+
+        /// `FILE` or `ORIGIN=FILE`: the origin is the given one, or the file's first `$ORIGIN`
+        /// (so the file must be readable at start).
+        init(_ argument: String) throws {
+            let parts = argument.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            path = parts.count == 2 ? parts[1] : parts[0]
+            guard !path.isEmpty else { throw ValidationError("give a zone file: --zone FILE or --zone ORIGIN=FILE") }
+            if parts.count == 2 {
+                guard !parts[0].isEmpty, let given = DNSName(parts[0].hasSuffix(".") ? parts[0] : parts[0] + ".") else {
+                    throw ValidationError("bad zone origin \(parts[0])")
+                }
+                origin = given
+                return
             }
-            origin = given
-        } else if let line = text.split(whereSeparator: \.isNewline).first(where: { $0.uppercased().hasPrefix("$ORIGIN") }),
-                  let name = line.split(whereSeparator: \.isWhitespace).dropFirst().first {
-            origin = DNSName(name)
+            guard let text = TextFile.read(path) else { throw ValidationError("cannot read zone file '\(path)': \(unreadable(path))") }
+            guard let line = text.split(whereSeparator: \.isNewline).first(where: { $0.uppercased().hasPrefix("$ORIGIN") }),
+                  let name = line.split(whereSeparator: \.isWhitespace).dropFirst().first, let origin = DNSName(name) else {
+                throw ValidationError("\(path) has no $ORIGIN: give it as ORIGIN=\(path)")
+            }
+            self.origin = origin
         }
-        guard let origin else { throw ValidationError("\(path) has no $ORIGIN: give it as ORIGIN=\(path)") }
+    }
+
+    /// Reads and parses the zone of `file`, saying what was left out of it.
+    static func load(_ file: ZoneFile) throws -> DNSZone {
+        let (path, origin) = (file.path, file.origin)
+        guard let text = TextFile.read(path) else { throw ValidationError("cannot read zone file '\(path)': \(unreadable(path))") }
         let zone: DNSZone
         do {
             let directory = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")

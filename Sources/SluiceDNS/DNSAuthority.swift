@@ -20,13 +20,18 @@ public struct DNSAnswer: Equatable, Sendable {
 public final class DNSAuthority: Sendable {
     /// The zones, deepest apex first (so the closest zone is found first).
     public let zones: [DNSZone]
+    /// Origins configured but without contents (a zone file that did not load), deepest first:
+    /// names in them are answered SERVFAIL, not REFUSED, as Knot answers a zone it failed to load.
+    public let unloaded: [DNSName]
     /// CNAMEs followed in one answer at most: five, then the data the fifth leads to but not a
     /// sixth CNAME, as Knot answers a long chain.
     public static let chainLimit = 5
 
-    /// An authority over `zones`.
-    public init(zones: [DNSZone]) {
+    /// An authority over `zones`, and over the origins in `unloaded` whose zones could not be
+    /// read (answered SERVFAIL until a zone is published for them).
+    public init(zones: [DNSZone], unloaded: [DNSName] = []) {
         self.zones = zones.sorted { $0.origin.labelCount > $1.origin.labelCount }
+        self.unloaded = unloaded.sorted { $0.labelCount > $1.labelCount }
     }
 
     /// The zone `name` belongs to, if any.
@@ -49,7 +54,13 @@ public final class DNSAuthority: Sendable {
     /// (the server refuses it). With `dnssec` (the query's DO bit) and a signed zone, the answer
     /// carries the zone's signatures and NSEC proofs (``DNSAuthority`` `withSignatures`).
     public func answer(_ name: DNSName, _ type: DNSRecordType, dnssec: Bool = false) -> DNSAnswer? {
-        guard let zone = zone(for: name, type: type) else { return nil }
+        let zone = zone(for: name, type: type)
+        // The closest configured zone has no contents (DS at its apex is its parent's to answer).
+        if let origin = unloaded.first(where: { name.isSubdomain(of: $0) }),
+           zone.map({ $0.origin.labelCount < origin.labelCount && !(type == .ds && name == origin) }) ?? true {
+            return DNSAnswer(responseCode: .serverFailure, authoritative: false)
+        }
+        guard let zone else { return nil }
         var answer = DNSAnswer()
         var current = name
         var seen: Set<DNSName> = []

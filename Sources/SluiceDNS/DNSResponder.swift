@@ -292,7 +292,7 @@ public struct DNSResponder {
         if answer.authoritative { reply.flags |= DNSHeader.authoritative }
         // A primary's expire timer is its SOA's expire (RFC 7314 section 3), as Knot sends it
         // for every answer from a zone.
-        if asksExpire, let zone = authority.zone(for: name, type: type),
+        if asksExpire, answer.responseCode != .serverFailure, let zone = authority.zone(for: name, type: type),
            case let .soa(_, _, _, _, _, expire, _) = zone.soa.data {
             responseEDNS?.options += Self.option(9, withUnsafeBytes(of: expire.bigEndian) { Array($0) })
         }

@@ -272,13 +272,17 @@ let dnsNamespaceCounter = Atomic<Int>(0)
         #expect(server.text.contains("rrl_dropped="), "\(perWorker)\n\(server.text)")
     }
 
-    /// SIGHUP reloads the zones, as Knot's and NSD's do: a changed zone is served over UDP and
-    /// TCP at once; a zone file that no longer loads leaves the zones as they were, and says
-    /// which line; SIGQUIT stops the server cleanly, summary and all.
+    /// Each zone loads on its own, as Knot's do: one whose file is broken at start answers
+    /// SERVFAIL while the others are served. SIGHUP reloads them: a changed zone is served over
+    /// UDP and TCP at once, a fixed one starts answering, and one that no longer loads keeps
+    /// what it served, saying which line; SIGQUIT stops the server cleanly, summary and all.
     @Test func aHangupReloadsTheZonesAndABrokenOneIsKept() throws {
         let namespace = try ScratchNamespace(prefix: "sldns")
         let path = "/tmp/sluice-reload-\(getpid()).zone"
-        defer { unlink(path) }
+        let brokenPath = "/tmp/sluice-reload-broken-\(getpid()).zone"
+        defer { unlink(path); unlink(brokenPath) }
+        let broken = "$TTL 300\n@ IN SOA ns h 7 3600 600 86400 300\n@ IN NS ns\nns IN A 198.18.9.300\n"
+        try broken.write(toFile: brokenPath, atomically: true, encoding: .utf8)
         let zone = """
             $ORIGIN reload.test.
             $TTL 300
@@ -289,14 +293,17 @@ let dnsNamespaceCounter = Atomic<Int>(0)
 
             """
         try zone.write(toFile: path, atomically: true, encoding: .utf8)
-        let server = try ChildProcess(sluice: ["dns", "serve", "--zone", path, "--netns", namespace.name, "--listen", "127.0.0.1:5302",
-                                               "--duration", "120", "--stats-interval", "0"])
+        let server = try ChildProcess(sluice: ["dns", "serve", "--zone", path, "--zone", "broken.reload.test=\(brokenPath)",
+                                               "--netns", namespace.name, "--listen", "127.0.0.1:5302", "--duration", "120", "--stats-interval", "0"])
         try #require(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
+        #expect(server.text.contains("\(brokenPath): zone file line 4") && server.text.contains("broken.reload.test. answered SERVFAIL until a reload loads it"),
+                "\(server.text)")
         let socket = try withNetworkNamespace(namespace.name) { KernelUDPSocket(bind: IPEndpoint("127.0.0.1:0")!) }
         func ask(_ name: String, overTCP: Bool = false) throws -> DNSMessage? {
             var query = DNSMessage()
             query.header.id = UInt16.random(in: 0...UInt16.max)
             query.questions = [DNSQuestion(name: DNSName(name)!, type: .a)]
+            query.edns = DNSEDNS()
             let bytes = query.encode()
             guard overTCP else {
                 socket.send(bytes, to: IPEndpoint("127.0.0.1:5302")!)
@@ -317,17 +324,26 @@ let dnsNamespaceCounter = Atomic<Int>(0)
             return try DNSMessage.decode(Array(received[2...]))
         }
         #expect(try ask("new.reload.test.")?.responseCode == .nameError)
+        for overTCP in [false, true] {
+            let failed = try ask("ns.broken.reload.test.", overTCP: overTCP)
+            #expect(failed?.responseCode == .serverFailure && failed?.header.isAuthoritative == false && failed?.edns != nil, "\(String(describing: failed))")
+        }
         try (zone.replacingOccurrences(of: " 1 3600", with: " 2 3600") + "new IN A 198.18.9.3\n").write(toFile: path, atomically: true, encoding: .utf8)
+        try broken.replacingOccurrences(of: ".300", with: ".30").write(toFile: brokenPath, atomically: true, encoding: .utf8)
         kill(server.pid, SIGHUP)
-        #expect(server.waitForLine(containing: "zones reloaded (reload.test. serial 2)") != nil, "\(server.text)")
+        #expect(server.waitForLine(containing: "zones reloaded (reload.test. serial 2, broken.reload.test. serial 7)") != nil, "\(server.text)")
         #expect(try ask("new.reload.test.")?.answers.map(\.dataText) == ["198.18.9.3"])
         #expect(try ask("new.reload.test.", overTCP: true)?.answers.map(\.dataText) == ["198.18.9.3"], "over TCP too")
-        // A zone file broken on its line 8: the zones loaded before stay.
+        #expect(try ask("ns.broken.reload.test.")?.answers.map(\.dataText) == ["198.18.9.30"])
+        // A zone file broken on its line 8: that zone keeps what it served, the other reloads.
         try (zone + "new IN A 198.18.9.3\nbad IN A 999.1.1.1\n").write(toFile: path, atomically: true, encoding: .utf8)
+        try broken.replacingOccurrences(of: ".300", with: ".31").write(toFile: brokenPath, atomically: true, encoding: .utf8)
         kill(server.pid, SIGHUP)
-        #expect(server.waitForLine(containing: "reload failed, the zones loaded before are still served") != nil, "\(server.text)")
-        #expect(server.text.contains("line 8"), "\(server.text)")
+        #expect(server.waitForLine(containing: "zones reloaded (broken.reload.test. serial 7); not reloaded: \(path): zone file line 8") != nil,
+                "\(server.text)")
+        #expect(server.text.contains("(reload.test. serial 2 still served)"), "\(server.text)")
         #expect(try ask("new.reload.test.")?.answers.map(\.dataText) == ["198.18.9.3"])
+        #expect(try ask("ns.broken.reload.test.")?.answers.map(\.dataText) == ["198.18.9.31"])
         #expect(server.isRunning)
         #expect(server.stop(signal: SIGQUIT) == 0, "\(server.text)")
         #expect(server.text.contains("SIGQUIT received, stopping") && !server.text.contains("crashed"), "\(server.text)")

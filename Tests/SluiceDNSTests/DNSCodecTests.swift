@@ -260,6 +260,36 @@ import Testing
         }
     }
 
+    /// A zone whose file did not load answers SERVFAIL without AA, as Knot answers it, even
+    /// below a zone that loaded; DS at its apex is still its parent's, and a zone that loaded
+    /// below it answers its own names.
+    @Test func aZoneThatDidNotLoadAnswersServerFailure() throws {
+        let parent = try DNSZone(origin: DNSName("up.test.")!, text: "$TTL 60\n@ SOA ns h 1 2 3 4 5\n@ NS ns\nns A 198.18.0.1\n"
+                                     + "down NS ns.down\nns.down A 198.18.0.2\ndown DS 1 13 2 0011223344556677889900112233445566778899001122334455667788990011\n")
+        let child = try DNSZone(origin: DNSName("in.down.up.test.")!, text: "$TTL 60\n@ SOA ns h 1 2 3 4 5\n@ NS ns\nns A 198.18.0.3\n")
+        var responder = DNSResponder(authority: DNSAuthority(zones: [parent, child], unloaded: [DNSName("down.up.test.")!]))
+        func ask(_ name: String, _ type: DNSRecordType) throws -> DNSMessage {
+            var query = DNSMessage()
+            query.questions = [DNSQuestion(name: DNSName(name)!, type: type)]
+            let wire = query.encode()
+            var buffer = wire + [UInt8](repeating: 0, count: 4096)
+            let length = try #require(buffer.withUnsafeMutableBytes { bytes in
+                responder.respond(bytes.baseAddress!, length: wire.count, capacity: bytes.count)
+            })
+            return try DNSMessage.decode(Array(buffer[..<length]))
+        }
+        for (name, type) in [("down.up.test.", DNSRecordType.soa), ("x.down.up.test.", .a), ("x.down.up.test.", .a), ("down.up.test.", .ns)] {
+            let answer = try ask(name, type)
+            #expect(answer.responseCode == .serverFailure && !answer.header.isAuthoritative, "\(name) \(type): \(answer)")
+            #expect(answer.answers.isEmpty && answer.authority.isEmpty)
+        }
+        let ds = try ask("down.up.test.", .ds)
+        #expect(ds.responseCode == .noError && ds.answers.map(\.type) == [.ds], "\(ds)")
+        #expect(try ask("ns.in.down.up.test.", .a).answers.map(\.dataText) == ["198.18.0.3"])
+        #expect(try ask("ns.up.test.", .a).answers.map(\.dataText) == ["198.18.0.1"])
+        #expect(try ask("other.test.", .a).responseCode == .refused)
+    }
+
     @Test("RFC 3597 data for a type Sluice knows is read as that type, and refused when it cannot be one (as Knot refuses it)")
     func genericDataIsCheckedAgainstItsType() throws {
         let records = try DNSZoneFile.parse("$TTL 60\na TYPE1 \\# 4 0A000001\nm TYPE15 \\# 3 000a00\nt TYPE16 \\# 3 02 6869",
