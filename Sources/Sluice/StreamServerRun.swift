@@ -41,7 +41,15 @@ struct StreamServerRun {
             handlerMetrics(handler, &snapshot)
             metrics.publish(snapshot)
         }
-        while !shouldStop() {
+        // `shouldStop` is asked once a check interval, not once a poll: under load a poll returns
+        // every few microseconds, and the question (a `sigtimedwait`) would be a syscall each time.
+        var nextCheck = start
+        while true {
+            let now = clock.now
+            if now >= nextCheck {
+                if shouldStop() { break }
+                nextCheck = now + checkInterval
+            }
             try engine.poll(&handler, timeout: checkInterval)
             if metrics != nil, clock.now >= nextSample {
                 publish()
