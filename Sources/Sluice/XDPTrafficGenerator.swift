@@ -95,7 +95,8 @@ public enum XDPTrafficGenerator {
             if let count = configuration.count, queued >= count { break }
             pacer.waitForTurn(of: queued)
             _ = port.reclaim()
-            while let index = batch.appendNewFrame() {
+            let wanted = configuration.count.map { Int(min($0 - queued, 32)) } ?? 32
+            while batch.count < wanted, let index = batch.appendNewFrame() {
                 let length = payload.withUnsafeBytes {
                     UDPFrame.build(into: batch[index].frame, linkLayer: .ethernet, sourceMAC: sourceMAC,
                                    destinationMAC: destinationMAC, source: configuration.source,
@@ -127,8 +128,9 @@ public enum XDPTrafficGenerator {
         return mac
     }
 
-    /// The neighbour's MAC from the kernel's ARP table (IPv4) or `nil` when unknown; the table of
-    /// the calling thread's namespace (`/proc/net` would show the main thread's).
+    /// The neighbour's MAC from the kernel's ARP table (IPv4) or `nil` when unknown or not yet
+    /// resolved (an incomplete entry's MAC is all zeros); the table of the calling thread's
+    /// namespace (`/proc/net` would show the main thread's).
     static func neighbourMAC(_ address: IPAddress, interface: String) throws -> MACAddress? {
         guard case .v4(let v4) = address else {
             throw RuntimeError("IPv6 next hops need the destination MAC set (no neighbour lookup for IPv6)")
@@ -140,7 +142,10 @@ public enum XDPTrafficGenerator {
             let fields = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
                 .split(separator: " ", omittingEmptySubsequences: true)
             // IP address, HW type, Flags, HW address, Mask, Device
-            guard fields.count >= 6, IPv4Address(fields[0]) == v4, fields[5].hasPrefix(interface) else { continue }
+            guard fields.count >= 6, IPv4Address(fields[0]) == v4,
+                  fields[5].prefix(while: { !$0.isNewline }) == interface else { continue }
+            // ATF_COM: the entry is complete, its hardware address known.
+            guard let flags = Int(fields[2].dropFirst(2), radix: 16), flags & 0x2 != 0 else { return nil }
             return MACAddress(fields[3])
         }
         return nil

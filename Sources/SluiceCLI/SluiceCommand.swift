@@ -384,8 +384,18 @@ struct UDPClient: ParsableCommand {
         if xdpDev == nil, source != nil || destinationMac != nil {
             throw ValidationError("--source and --destination-mac are for --xdp-dev (a kernel socket picks its own)")
         }
-        if let source, source.address.family != target.address.family {
-            throw ValidationError("--source and --target must both be IPv4 or both IPv6")
+        if let source {
+            try checkUsableAddress(source, "--source")
+            guard source.port != 0 else { throw ValidationError("--source needs a port other than 0") }
+            if source.address == source.address.unspecified || source.address.isMulticastOrBroadcast {
+                throw ValidationError("--source must be a unicast address of this host, not \(source.address)")
+            }
+            guard source.address.family == target.address.family else {
+                throw ValidationError("--source and --target must both be IPv4 or both IPv6")
+            }
+        }
+        if xdpDev != nil, destinationMac == nil, target.address.family == AF_INET6 {
+            throw ValidationError("--xdp-dev with an IPv6 --target needs --destination-mac (the next hop's MAC is looked up in the ARP table, IPv4 only)")
         }
         if xdpDev != nil {
             // One 2048-byte UMEM frame holds the whole Ethernet frame.

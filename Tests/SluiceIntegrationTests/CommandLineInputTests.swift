@@ -39,6 +39,10 @@ let exampleZone = #filePath.replacing("SluiceIntegrationTests/CommandLineInputTe
         ["udp-client", "--target", "127.0.0.1:9", "--duration", "nan"],
         ["udp-client", "--target", "127.0.0.1:9", "--size", "2100", "--xdp-dev", "lo", "--source", "127.0.0.1:5"],
         ["udp-client", "--target", "[::1]:9", "--xdp-dev", "lo", "--source", "127.0.0.1:5"],
+        ["udp-client", "--target", "[2001:2::3]:9", "--xdp-dev", "lo", "--source", "[::ffff:198.18.0.2]:5", "--destination-mac", "02:00:00:00:00:01"],
+        ["udp-client", "--target", "198.18.0.3:9", "--xdp-dev", "lo", "--source", "198.18.0.2:0"],
+        ["udp-client", "--target", "198.18.0.3:9", "--xdp-dev", "lo", "--source", "255.255.255.255:5"],
+        ["udp-client", "--target", "[2001:2::3]:9", "--xdp-dev", "lo", "--source", "[2001:2::2]:5"],
         ["udp-client", "--target", "127.0.0.1:9", "--size", "65508"],
         ["udp-client", "--target", "127.0.0.1:9", "--window", "65537"],
         ["udp-client", "--target", "127.0.0.1:0"],
@@ -143,6 +147,33 @@ let exampleZone = #filePath.replacing("SluiceIntegrationTests/CommandLineInputTe
             #expect(child.waitForExit(timeout: .seconds(10)) == 1, "\(child.text)")
             #expect(child.text.contains("over the MTU of d0 (1400)") && child.text.contains("at most \(size - 1)"), "\(child.text)")
         }
+    }
+
+    /// The XDP client sends what `--count` says, not a batch of 32, and takes the next hop's MAC
+    /// only from a complete ARP entry of its own interface: not the zeros of an unresolved one,
+    /// nor an entry of another interface whose name begins the same.
+    @Test func anXDPClientSendsItsCountToResolvedNeighboursOnly() throws {
+        let namespace = try ScratchNamespace(prefix: "slcli")
+        for command in [["link", "add", "d0", "type", "veth", "peer", "name", "d1"], ["link", "add", "d0x", "type", "veth", "peer", "name", "d1x"],
+                        ["link", "set", "d0", "up"], ["link", "set", "d1", "up"], ["link", "set", "d0x", "up"], ["link", "set", "d1x", "up"],
+                        ["address", "add", "198.18.5.1/24", "dev", "d0"], ["address", "add", "198.18.6.1/24", "dev", "d0x"],
+                        ["neigh", "add", "198.18.5.8", "lladdr", "02:00:00:00:00:08", "dev", "d0x"]] {
+            let ip = try ChildProcess("/usr/sbin/ip", ["-n", namespace.name] + command)
+            try #require(ip.waitForExit() == 0, "\(command): \(ip.text)")
+        }
+        // An ARP request nobody answers leaves an entry with no MAC (flags 0x0, all zeros).
+        let ping = try ChildProcess("/usr/sbin/ip", ["netns", "exec", namespace.name, "ping", "-c", "1", "-W", "1", "198.18.5.7"])
+        _ = ping.waitForExit(timeout: .seconds(10))
+        for target in ["198.18.5.7:9", "198.18.5.8:9"] {
+            let child = try ChildProcess(sluice: ["udp-client", "--netns", namespace.name, "--xdp-dev", "d0", "--source", "198.18.5.1:5000",
+                                                  "--target", target, "--count", "1"])
+            #expect(child.waitForExit(timeout: .seconds(10)) == 1, "\(child.text)")
+            #expect(child.text.contains("no neighbour entry for \(target.dropLast(2)) on d0"), "\(child.text)")
+        }
+        let counted = try ChildProcess(sluice: ["udp-client", "--netns", namespace.name, "--xdp-dev", "d0", "--source", "198.18.5.1:5000",
+                                                "--target", "198.18.5.2:9", "--destination-mac", "02:00:00:00:00:01", "--count", "3"])
+        #expect(counted.waitForExit(timeout: .seconds(10)) == 0, "\(counted.text)")
+        #expect(counted.text.contains("sent 3 in"), "\(counted.text)")
     }
 
     /// A failure no command catches itself (entering --netns) is still the command's own line.
