@@ -238,6 +238,20 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Whether `other` is of this family and its first `prefixLength` bits are this address's:
+    /// whether it lies in this address's subnet of that length.
+    public func sharesPrefix(with other: IPAddress, length prefixLength: Int) -> Bool {
+        func same(_ a: UInt64, _ b: UInt64, bits: Int) -> Bool { bits <= 0 || (a ^ b) >> (64 - UInt64(min(bits, 64))) == 0 }
+        switch (self, other) {
+        case let (.v4(a), .v4(b)):
+            return same(UInt64(a.rawValue) << 32, UInt64(b.rawValue) << 32, bits: min(prefixLength, 32))
+        case let (.v6(a), .v6(b)):
+            return same(a.high, b.high, bits: prefixLength) && same(a.low, b.low, bits: prefixLength - 64)
+        default:
+            return false
+        }
+    }
+
     /// An IPv4-mapped IPv6 address turned into plain IPv4; anything else unchanged.
     @inlinable
     public var unmapped: IPAddress {

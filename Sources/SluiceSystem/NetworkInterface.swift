@@ -13,6 +13,8 @@ public struct NetworkInterface: Sendable, Equatable {
     public var mac: MACAddress?
     /// Its IPv4 and IPv6 addresses.
     public var addresses: [IPAddress] = []
+    /// The prefix length of each of ``addresses``' subnets, in the same order.
+    public var prefixLengths: [Int] = []
     /// Its IPv4 subnets' broadcast addresses.
     public var broadcastAddresses: [IPAddress] = []
     /// Whether it is a loopback device (`IFF_LOOPBACK`): `lo`.
@@ -41,6 +43,13 @@ public struct NetworkInterface: Sendable, Equatable {
                 case AF_INET, AF_INET6:
                     let own = SocketAddress.endpoint(from: UnsafeRawPointer(address)).address
                     interface.addresses.append(own)
+                    let netmask = current.pointee.ifa_netmask.map { SocketAddress.endpoint(from: UnsafeRawPointer($0)).address }
+                    let prefixLength = switch netmask {
+                    case .v4(let mask)?: mask.rawValue.nonzeroBitCount
+                    case .v6(let mask)?: mask.high.nonzeroBitCount + mask.low.nonzeroBitCount
+                    case nil: own.family == AF_INET ? 32 : 128
+                    }
+                    interface.prefixLengths.append(prefixLength)
                     let flags = current.pointee.ifa_flags
                     // An address added without a broadcast (`ip address add X/24`) comes from glibc
                     // with the address itself in its place, and one with a peer (`peer B`) with

@@ -216,8 +216,13 @@ public struct UDPAcceptance: Sendable, Equatable {
     /// or multicast frame leaves from this MAC. `nil`: not checked.
     public var localMAC: MACAddress?
     /// The addresses a datagram may be sent to: the listen address, or the interface's for a
-    /// wildcard listen. A reply to a broadcast leaves from the first of its family. Empty: not checked.
+    /// wildcard listen. A reply to a broadcast or multicast leaves from one of them (see
+    /// ``localPrefixLengths``). Empty: not checked.
     public var localAddresses: [IPAddress] = []
+    /// The prefix length of each of ``localAddresses``' subnets, in the same order (empty: not
+    /// known). A reply to a broadcast leaves from the address whose subnet holds the requester,
+    /// else the first of its family: the address the kernel gives a socket as `ipi_spec_dst`.
+    public var localPrefixLengths: [Int] = []
     /// Broadcast addresses also accepted (a wildcard IPv4 listen's: the subnets' and 255.255.255.255).
     public var broadcastAddresses: [IPAddress] = []
     /// The interface's broadcast addresses, whatever the listen address: no datagram comes from
@@ -509,7 +514,7 @@ public struct UDPStage<Service: UDPService>: Stage {
         var from = datagram.destination
         var swapsEndpoints = isReply && !datagram.endpointsSet
         if from.address.isMulticastOrBroadcast || broadcasts.contains(from.address),
-           let own = acceptance.localAddresses.first(where: { Self.sameFamily($0, from.address) }) {
+           let own = Self.replySource(to: target.address, family: from.address, acceptance) {
             // A reply is unicast: from this host's own address, never a group one.
             from = IPEndpoint(address: own, port: from.port)
             swapsEndpoints = false
@@ -524,6 +529,19 @@ public struct UDPStage<Service: UDPService>: Stage {
                         payloadLength: datagram.payloadLength, unchangedPayload: unchanged)
         if groupFrame, let localMAC = acceptance.localMAC { localMAC.store(networkBytesAt: packet.dataStart + 6) }
         return true
+    }
+
+    /// The own address a reply to a group request from `requester` leaves from (see
+    /// ``UDPAcceptance/localPrefixLengths``).
+    @usableFromInline
+    static func replySource(to requester: IPAddress, family group: IPAddress, _ acceptance: UDPAcceptance) -> IPAddress? {
+        let own = acceptance.localAddresses.indices.filter { sameFamily(acceptance.localAddresses[$0], group) }
+        let lengths = acceptance.localPrefixLengths
+        if lengths.count == acceptance.localAddresses.count,
+           let index = own.first(where: { acceptance.localAddresses[$0].sharesPrefix(with: requester, length: lengths[$0]) }) {
+            return acceptance.localAddresses[index]
+        }
+        return own.first.map { acceptance.localAddresses[$0] }
     }
 
     /// Whether the kernel would drop the packet for its IP options or extension headers.

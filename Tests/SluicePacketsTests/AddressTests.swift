@@ -58,6 +58,19 @@ import Testing
         #expect(IPv6Address(text) == nil)
     }
 
+    @Test func subnetsAreComparedByTheirPrefixBits() {
+        let v4 = IPAddress("198.18.9.1")!
+        #expect(v4.sharesPrefix(with: IPAddress("198.18.9.200")!, length: 24))
+        #expect(!v4.sharesPrefix(with: IPAddress("198.18.10.1")!, length: 24))
+        #expect(v4.sharesPrefix(with: IPAddress("198.18.10.1")!, length: 20) && v4.sharesPrefix(with: IPAddress("10.0.0.1")!, length: 0))
+        #expect(!v4.sharesPrefix(with: IPAddress("198.18.9.2")!, length: 32) && v4.sharesPrefix(with: v4, length: 32))
+        let v6 = IPAddress("2001:2::1")!
+        #expect(v6.sharesPrefix(with: IPAddress("2001:2::ffff:1")!, length: 64))
+        #expect(!v6.sharesPrefix(with: IPAddress("2001:2:0:1::1")!, length: 64))
+        #expect(v6.sharesPrefix(with: IPAddress("2001:2::1:0")!, length: 100) && !v6.sharesPrefix(with: IPAddress("2001:2::1:0")!, length: 112))
+        #expect(!v6.sharesPrefix(with: v4, length: 0), "another family")
+    }
+
     @Test func ipv6BytesAndMapping() {
         let a = IPv6Address("2001:db8::1:0:0:1")!
         #expect(a.groups == [0x2001, 0xdb8, 0, 0, 1, 0, 0, 1])

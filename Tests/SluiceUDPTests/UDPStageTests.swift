@@ -610,6 +610,29 @@ struct AnnounceService: UDPService {
         #expect(reply.sourceAddress == server4 && reply.destinationAddress == client4 && reply.udpChecksumValid)
     }
 
+    /// A reply to a broadcast leaves from the address the kernel gives a socket as
+    /// `ipi_spec_dst`: the one whose subnet holds the requester, not the interface's first.
+    @Test func aGroupRequestIsAnsweredFromTheAddressOfTheRequestersSubnet() throws {
+        var acceptance = UDPAcceptance()
+        acceptance.localMAC = Self.local
+        acceptance.localAddresses = [.v4(IPv4Address(198, 18, 0, 1)), .v4(IPv4Address(198, 18, 9, 1)), IPAddress("2001:2::1")!]
+        acceptance.localPrefixLengths = [24, 24, 64]
+        acceptance.broadcastAddresses = [.v4(IPv4Address(198, 18, 0, 255)), .v4(IPv4Address(198, 18, 9, 255)), .v4(IPv4Address(rawValue: .max))]
+        let pool = try FramePool(frameCount: 8, frameSize: 2048, headroom: 256)
+        var stage = UDPStage(service: UDPEchoService(), format: .ethernet, acceptance: acceptance)
+        let everyone: [UInt8] = [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]
+        for (source, destination, mac, expected) in [
+            ([198, 18, 9, 2] as [UInt8], [198, 18, 9, 255] as [UInt8], everyone, [198, 18, 9, 1] as [UInt8]),
+            ([198, 18, 9, 2], [255, 255, 255, 255], everyone, [198, 18, 9, 1]),
+            ([198, 18, 0, 2], [255, 255, 255, 255], everyone, [198, 18, 0, 1]),
+            ([198, 18, 7, 2], [255, 255, 255, 255], everyone, [198, 18, 0, 1]),   // no subnet of ours: the first
+        ] {
+            let out = Self.pass(Self.frame(source: source, destination: destination, destinationMAC: mac), through: &stage, pool: pool)
+            let reply = try #require(out.first.flatMap { Reference.parseUDP($0) }, "\(source) → \(destination): \(stage.counters)")
+            #expect(reply.sourceAddress == expected && reply.sourceMAC == serverMAC && reply.udpChecksumValid, "\(source) → \(destination): \(reply)")
+        }
+    }
+
     @Test func noReplyGoesToPortZero() {
         #expect(Self.accept(Self.frame(sourcePort: 0)).counters.replyToPortZero == 1)
     }

@@ -237,10 +237,13 @@ public final class XDPBackend: UDPBackend {
         acceptance.vlanIDs = vlanIDs(on: settings.interface)
         switch listen.address {
         case .v4(.any):
-            acceptance.localAddresses = interface.addresses.filter { $0.family == AF_INET }
+            let v4 = interface.addresses.indices.filter { interface.addresses[$0].family == AF_INET }
+            acceptance.localAddresses = v4.map { interface.addresses[$0] }
+            acceptance.localPrefixLengths = v4.map { interface.prefixLengths[$0] }
             acceptance.broadcastAddresses = broadcasts(of: interface)
         case .v6(.any):
             acceptance.localAddresses = interface.addresses
+            acceptance.localPrefixLengths = interface.prefixLengths
             acceptance.broadcastAddresses = broadcasts(of: interface)
         case let address:
             acceptance.localAddresses = [address]
