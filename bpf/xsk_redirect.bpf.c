@@ -29,7 +29,7 @@ enum verdict {
     VERDICT_PASS_NO_SOCKET = 3, // port matched but no XSK (of the listener's owner) on this queue
     VERDICT_PASS_FRAGMENT = 4,  // IP fragments (no UDP header to look at, or not ours to reassemble)
     VERDICT_PASS_MALFORMED = 5, // truncated headers: the kernel decides what to do with them
-    VERDICT_PASS_NOT_OURS = 6,  // another host's MAC, an address not the interface's, a VLAN with its own device
+    VERDICT_PASS_NOT_OURS = 6,  // another host's MAC, an address not the interface's, a group address, a VLAN with its own device
     VERDICT_PASS_OPTIONS = 7,   // IPv4 options or IPv6 extension headers: the kernel processes (and answers) them
     VERDICT_PASS_TOO_LARGE = 8, // longer than an XSK frame holds (a link MTU past it): the kernel socket takes it
     VERDICT_COUNT = 9,
@@ -298,6 +298,11 @@ static __always_inline int steer(struct xdp_md *ctx)
     __u32 why = find_udp(data, end, &found, filter);
     if (why != VERDICT_REDIRECTED)
         return count(why, XDP_PASS);
+    // A group destination is the kernel's: it knows which groups the interface joined, and its
+    // socket answers them from an own address (a port taken by `ports` alone would steer it to
+    // a stage that drops it as not local).
+    if (found.family == 6 ? found.destination[0] == 0xFF : (found.destination[0] & 0xF0) == 0xE0)
+        return count(VERDICT_PASS_NOT_OURS, XDP_PASS);
     __u32 port = bpf_ntohs(found.udp->dest);
     __u32 owner = 0;   // 0: any XSK on the queue (a port in `ports`)
     // The common case first: the one listen address of the frame's family on its port.

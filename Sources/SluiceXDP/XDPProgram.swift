@@ -44,7 +44,8 @@ public struct XDPVerdicts: Sendable, Equatable, CustomStringConvertible {
     /// Frames with truncated or invalid headers, passed for the kernel to judge.
     public var passedMalformed: UInt64 = 0
     /// Frames that are not this interface's to take (see ``XDPLinkFilter``): for another MAC,
-    /// to an address not the interface's, or tagged with a VLAN that has its own device.
+    /// to an address not the interface's or a group address (the kernel knows the groups joined),
+    /// or tagged with a VLAN that has its own device.
     public var passedNotOurs: UInt64 = 0
     /// Frames with IPv4 options or IPv6 extension headers, passed for the kernel to process (it
     /// answers what is wrong with a parameter problem; the server's kernel socket gets the rest).

@@ -375,6 +375,15 @@ func attachForeignProgram(namespace: String, device: String) throws {
         #expect(try pair.deliver(count: 7, toPort: 9001) == 7)
         verdicts = try program.verdicts()
         #expect(verdicts.passedPort >= 7, "\(verdicts)")
+        // A group destination on a steered port is the kernel's (it knows the groups joined):
+        // counted pass_not_ours, not steered.
+        #expect(shell("ip -n \(pair.a) route add 224.0.0.0/4 dev \(pair.deviceA)").status == 0)
+        let sender = try inNamespace(pair.a) { KernelUDPSocket(bind: IPEndpoint("198.18.0.1:0")!) }
+        for _ in 0..<5 { sender.send([1, 2, 3], to: IPEndpoint("224.0.0.1:9000")!) }
+        usleep(200_000)
+        let before = verdicts
+        verdicts = try program.verdicts()
+        #expect(verdicts.passedNotOurs - before.passedNotOurs == 5 && verdicts.passedNoSocket == before.passedNoSocket, "\(verdicts)")
         // ICMP: counted pass_not_udp, answered.
         let ping = shell("ip netns exec \(pair.a) ping -c 3 -i 0.2 -W 2 198.18.0.2")
         #expect(ping.status == 0, "\(ping.output)")
