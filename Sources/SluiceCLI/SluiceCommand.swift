@@ -483,6 +483,13 @@ func parsePrefix(_ text: String) throws -> (address: IPAddress, prefixLength: In
           (0...(address.family == AF_INET ? 32 : 128)).contains(length) else {
         throw ValidationError("'\(text)' is not an address with a prefix length, like 198.18.1.1/24 or 2001:2:1::1/64")
     }
+    // What the kernel would refuse on a device ("Cannot assign requested address"), said before it is made.
+    if address == address.unspecified || address.isMulticastOrBroadcast || address == .v6(.loopback) {
+        throw ValidationError("--address \(address) is no address of a device: give a unicast one, like 198.18.1.1/24 or 2001:2:1::1/64")
+    }
+    if case .v6(let v6) = address, let v4 = v6.mappedIPv4 {
+        throw ValidationError("--address \(address) is IPv4-mapped; give the IPv4 address \(v4) itself")
+    }
     return (address, length)
 }
 

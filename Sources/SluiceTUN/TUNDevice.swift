@@ -91,6 +91,10 @@ public final class TUNDevice: @unchecked Sendable {
         var descriptors: [Int32] = []
         var name = configuration.name
         let claim = name.isEmpty ? -1 : try Self.claim(name, kind: configuration.kind)
+        // A device this call makes persistent and then fails to set up is removed again, not
+        // left half configured for the next start to find.
+        let existed = !name.isEmpty && if_nametoindex(name) != 0
+        var madePersistent = false
         do throws(SystemCallError) {
             for _ in 0..<configuration.queues {
                 let (descriptor, given) = try Self.open(name: name, flags: flags, kind: configuration.kind)
@@ -100,6 +104,7 @@ public final class TUNDevice: @unchecked Sendable {
             let first = descriptors[0]
             if configuration.persistent {
                 try Self.control(first, sluice_TUNSETPERSIST, 1, "TUNSETPERSIST on \(name)")
+                madePersistent = !existed
             }
             if let owner = configuration.owner {
                 try Self.control(first, sluice_TUNSETOWNER, UInt(owner), "TUNSETOWNER \(owner) on \(name)")
@@ -133,6 +138,7 @@ public final class TUNDevice: @unchecked Sendable {
             try netlink.setLink(index: index, up: true, mtu: configuration.mtu)
             self.index = index
         } catch {
+            if madePersistent { _ = sluice_ioctl_value(descriptors[0], sluice_TUNSETPERSIST, 0) }
             descriptors.forEach { _ = Glibc.close($0) }
             if claim >= 0 { Glibc.close(claim) }
             throw error

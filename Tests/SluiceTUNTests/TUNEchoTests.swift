@@ -160,6 +160,19 @@ import Testing
         try ChildProcess("/usr/sbin/ip", ["-n", namespace.name, "link", "show", "dev", device]).waitForExit() == 0
     }
 
+    /// An address the kernel refuses (IPv6 turned off in the namespace) fails `tun up` and
+    /// takes the device it made with it: no half-configured device for the next start to find.
+    @Test func aDeviceThatFailsToBeSetUpIsNotLeftBehind() throws {
+        let namespace = try ScratchNamespace(prefix: "sltun")
+        let sysctl = try ChildProcess("/usr/sbin/ip", ["netns", "exec", namespace.name, "sysctl", "-qw",
+                                                       "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])
+        try #require(sysctl.waitForExit() == 0, "\(sysctl.text)")
+        let up = try ChildProcess(sluice: ["tun", "up", "--name", "sltun6", "--address", "198.18.1.1/24", "--address", "2001:2:1::1/64",
+                                           "--netns", namespace.name])
+        #expect(up.waitForExit() == 1 && up.text.contains("adding 2001:2:1::1/64"), "\(up.text)")
+        #expect(try !linkExists(namespace, "sltun6"), "removed again")
+    }
+
     @Test func aPersistentDeviceIsMadeServedAndRemoved() throws {
         let namespace = try ScratchNamespace(prefix: "sltun")
         let up = try ChildProcess(sluice: ["tun", "up", "--name", "sltun2", "--address", "198.18.1.1/24", "--netns", namespace.name])
