@@ -299,6 +299,10 @@ struct DNSQuery: ParsableCommand {
             guard let given, given.0.address != .v4(.any), given.0.address != .v6(.any), given.0.port != 0 else {
                 throw ValidationError("bad server \(argument): give @ADDRESS, @ADDRESS:PORT ([IPv6]:PORT, fe80::1%eth0) or a host name")
             }
+            // As dig: a zone is for a link-local address (glibc's getaddrinfo takes no other).
+            if argument.contains("%"), given.zone == nil, IPAddress(argument.dropFirst().split(separator: "%")[0].trimmingPrefix("[")) != nil {
+                throw ValidationError("bad server \(argument): a zone (%interface) is only for a link-local address, as dig takes it")
+            }
             if server == nil { server = given }
         }
         // ANY is the type here, as dig and kdig take it (the class ANY is asked by no stub).

@@ -57,13 +57,16 @@ public struct DNSResolverConfiguration: Sendable, Equatable {
         }
     }
 
-    /// A server as `resolv.conf` names it: an address, with `%ZONE` after an IPv6 one.
+    /// A server as `resolv.conf` names it: an address, with `%ZONE` after an IPv6 one (kept for a
+    /// link-local address, dropped after any other, as glibc drops it).
     public static func server(_ text: Substring) -> (IPEndpoint, zone: String?)? {
         let parts = text.split(separator: "%", maxSplits: 1, omittingEmptySubsequences: false)
         guard let address = IPAddress(parts[0]) else { return nil }
         guard parts.count == 2 else { return (IPEndpoint(address: address, port: 53), nil) }
-        guard case .v6 = address, !parts[1].isEmpty else { return nil }
-        return (IPEndpoint(address: address, port: 53), String(parts[1]))
+        guard case .v6(let v6) = address, !parts[1].isEmpty else { return nil }
+        // As glibc takes a zone: for a link-local address (unicast or multicast) only.
+        let linkLocal = v6.high >> 54 == 0x3FA || v6.high >> 48 == 0xFF02
+        return (IPEndpoint(address: address, port: 53), linkLocal ? String(parts[1]) : nil)
     }
 
     /// Takes the environment's word over the files', as glibc's resolver does (`resolv.conf(5)`):

@@ -106,9 +106,10 @@ import Testing
 
     /// `LOCALDOMAIN` and `RES_OPTIONS` win over resolv.conf; a server may name its zone.
     @Test func theEnvironmentAndZonesAreReadAsGlibcReadsThem() {
-        var configuration = DNSResolverConfiguration(resolvConf: "nameserver fe80::53%eth9\nnameserver 198.18.0.1%eth0\nsearch a.test\n")
+        var configuration = DNSResolverConfiguration(resolvConf: "nameserver fe80::53%eth9\nnameserver 198.18.0.1%eth0\nnameserver 2001:2::53%eth0\nsearch a.test\n")
         let linkLocal = IPEndpoint("[fe80::53]:53")!
-        #expect(configuration.servers == [linkLocal] && configuration.serverZones == [linkLocal: "eth9"])
+        // A zone after a global address is dropped, as glibc's resolver drops it.
+        #expect(configuration.servers == [linkLocal, IPEndpoint("[2001:2::53]:53")!] && configuration.serverZones == [linkLocal: "eth9"])
         configuration.apply(environment: ["LOCALDOMAIN": "b.test c.test", "RES_OPTIONS": "ndots:3 timeout:1 attempts:1 rotate"])
         #expect(configuration.search == [DNSName("b.test.")!, DNSName("c.test.")!])
         #expect(configuration.dots == 3 && configuration.timeout == .seconds(1) && configuration.attempts == 1 && configuration.rotates)

@@ -30,6 +30,8 @@ let exampleZone = #filePath.replacing("SluiceIntegrationTests/CommandLineInputTe
         ["udp-echo", "--backend", "tun", "--name", "sl9", "--address", "198.18.1.1/24", "--listen", "198.18.1.1:9000"],
         ["tun", "up", "--name", "sl9", "--mtu", "1279", "--address", "2001:2:1::1/64"],
         ["tun", "up", "--name", "a/b"],
+        ["dns", "query", "example.test", "@::1%lo"],
+        ["dns", "query", "example.test", "@[2001:2::1%lo]:5353"],
         ["tun", "up", "--name", "sl9", "--address", "::1/128"],
         ["tun", "up", "--name", "sl9", "--address", "ff02::5/64"],
         ["tun", "up", "--name", "sl9", "--address", "::/0"],
