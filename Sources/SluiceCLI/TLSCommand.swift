@@ -272,8 +272,13 @@ struct TLSConnect: ParsableCommand {
     func validate() throws {
         try checkSeconds(handshakeTimeout, "--handshake-timeout", in: 0.01...3600)
         try protocolOptions.checkKeyUpdate(keyUpdateAfter)
-        guard Self.hostAndPort(server) != nil else {
+        guard let (_, port) = Self.hostAndPort(server) else {
             throw ValidationError("bad server \(server): give HOST:PORT, ADDRESS:PORT or [IPv6]:PORT")
+        }
+        guard port != 0 else { throw ValidationError("bad server \(server): port 0 is no port to connect to") }
+        // The kernel takes a connect to 0.0.0.0 or :: as one to this host: say it, as udp-client does.
+        if let endpoint = IPEndpoint(server), endpoint.address == endpoint.address.unspecified || endpoint.address.isMulticastOrBroadcast {
+            throw ValidationError("bad server \(server): connect to one host's unicast address, not \(endpoint.address)")
         }
         if insecure, ca != nil {
             throw ValidationError("--insecure checks no certificate, so --ca would be ignored: give one of them")
@@ -301,7 +306,8 @@ struct TLSConnect: ParsableCommand {
     /// The host (a name or an address) and the port of HOST:PORT or [IPv6]:PORT.
     static func hostAndPort(_ text: String) -> (host: String, port: UInt16)? {
         if let endpoint = IPEndpoint(text) { return (endpoint.address.description, endpoint.port) }
-        guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]) else { return nil }
+        guard let colon = text.lastIndex(of: ":"), case let digits = text[text.index(after: colon)...],
+              digits.allSatisfy({ ("0"..."9").contains($0) }), let port = UInt16(digits) else { return nil }
         let host = String(text[..<colon])
         return host.isEmpty || host.contains(":") ? nil : (host, port)
     }
