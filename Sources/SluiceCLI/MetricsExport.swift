@@ -63,6 +63,10 @@ struct ReportOptions: ParsableArguments {
     @Flag(help: "Print the summary as one JSON object (schema: Benchmarks/sluice-server-summary.schema.json); the other lines go to stderr.")
     var json = false
 
+    func validate() throws {
+        if let metricsListen { try checkUsableAddress(metricsListen, "--metrics-listen") }
+    }
+
     /// Where the lines other than the summary go: stderr with `--json`, so stdout is the summary alone.
     var say: @Sendable (String) -> Void {
         if json { return { line in writeToStandardError(line + "\n") } }

@@ -32,6 +32,8 @@ let exampleZone = #filePath.replacing("SluiceIntegrationTests/CommandLineInputTe
         ["tun", "up", "--name", "a/b"],
         ["dns", "query", "example.test", "@::1%lo"],
         ["tls", "connect", "0.0.0.0:4433"],
+        ["tcp-echo", "--listen", "127.0.0.1:0", "--metrics-listen", "[::ffff:127.0.0.1]:9464"],
+        ["udp-echo", "--listen", "127.0.0.1:0", "--metrics-listen", "[fe80::1]:9464"],
         ["tls", "connect", "[::]:4433"],
         ["tls", "connect", "localhost:0"],
         ["tls", "connect", "localhost:+4433"],
