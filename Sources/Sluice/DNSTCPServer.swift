@@ -9,9 +9,10 @@ import SluiceURing
 /// length, in whatever chunks TCP cut it into; every complete one is answered at once
 /// (pipelined, in order; past a few hundred at once the rest wait for the answers to drain),
 /// its response sent in a frame of its own behind its length. A response is passed over, as
-/// Knot does; a message shorter than a header closes the connection, as
-/// does one not whole within ``messageTimeout`` of its first byte (RFC 7766 section 6.2.3; a
-/// peer trickling bytes would otherwise hold its connection past any idle timeout).
+/// Knot does; a message shorter than a header closes the connection once the answers before it
+/// are sent, as does the end of the peer's side; so does a message not whole within
+/// ``messageTimeout`` of its first byte (RFC 7766 section 6.2.3; a peer trickling bytes would
+/// otherwise hold its connection past any idle timeout).
 public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
     /// The responder, with its counters.
     public private(set) var responder: DNSResponder
@@ -34,6 +35,10 @@ public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
     /// Streams not read for now: more than ``pendingLimit`` bytes of whole messages wait for
     /// frames to answer them in (a client that pipelines and does not read its answers).
     var paused: Set<StreamID> = []
+    /// Streams whose peer ended its side with whole messages still waiting for frames: closed
+    /// once those are answered (a client that sends its queries and shuts down writing gets
+    /// every answer, as from Knot).
+    var readEnded: Set<StreamID> = []
 
     /// A handler answering from `authority`, naming itself with `identity` to clients that ask.
     public init(authority: DNSAuthority, identity: DNSServerIdentity = DNSServerIdentity()) {
@@ -82,8 +87,10 @@ public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
                 answer(UnsafeRawBufferPointer(rebasing: bytes[message..<(message + length)]), on: stream, transport: transport)
             }
             guard ok else {
+                // The answers queued before it still go out, then the connection closes.
                 refusedConnections += 1
-                transport.close(stream, abort: true)
+                readEnded.remove(stream)
+                transport.close(stream, abort: false)
                 return
             }
             pending.start = message + length
@@ -91,6 +98,11 @@ public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
         }
         let rest = pending.count
         let whole = pending.nextLength.map { rest - 2 >= $0 } ?? false
+        if !whole, readEnded.remove(stream) != nil {
+            // Nothing more comes: a message begun and not whole never will be.
+            transport.close(stream, abort: false)
+            return
+        }
         if rest > 0 {
             partial[stream] = pending
             // Stopped for want of frames: none of this connection's own may be out to wake it.
@@ -133,6 +145,10 @@ public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
     }
 
     public mutating func readClosed(_ stream: StreamID, transport: Transport) {
+        if let pending = partial[stream], let length = pending.nextLength, pending.count - 2 >= length {
+            readEnded.insert(stream)
+            return
+        }
         transport.close(stream, abort: false)
     }
 
@@ -144,6 +160,7 @@ public struct DNSStreamHandler<Transport: StreamTransport>: StreamHandler {
         partial.removeValue(forKey: stream)
         arriving.remove(stream)
         paused.remove(stream)
+        readEnded.remove(stream)
     }
 }
 

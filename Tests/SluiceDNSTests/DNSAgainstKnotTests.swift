@@ -213,14 +213,15 @@ let dnsNamespaceCounter = Atomic<Int>(0)
     }
 
     /// ``pipeline(_:to:expecting:)``'s answers as they came, over a connection whose `SO_RCVBUF`
-    /// is `receiveBufferBytes` when given.
+    /// is `receiveBufferBytes` when given, shut down for writing after the queries with `endWriting`.
     static func pipelineBytes(_ queries: [[UInt8]], to server: IPEndpoint, expecting: Int? = nil,
-                              receiveBufferBytes: Int32? = nil) throws -> [[UInt8]] {
+                              receiveBufferBytes: Int32? = nil, endWriting: Bool = false) throws -> [[UInt8]] {
         let expected = expecting ?? queries.count
         let connection = try connectTCP(server, receiveBufferBytes: receiveBufferBytes)
         let descriptor = connection.descriptor
         let framed = queries.flatMap { [UInt8($0.count >> 8), UInt8($0.count & 0xFF)] + $0 }
         _ = framed.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, 0) }
+        if endWriting { shutdown(descriptor, Int32(SHUT_WR)) }
         var received: [UInt8] = []
         var answers: [[UInt8]] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
@@ -376,9 +377,25 @@ let dnsNamespaceCounter = Atomic<Int>(0)
         }
         #expect(pipelined.map(\.header.id) == (0..<300).map(UInt16.init))
         #expect(pipelined.allSatisfy { $0.answers.count == 3 })
+        // The same, then the client's end of writing, or a message too short to be DNS: every
+        // answer before them still comes (they waited for frames), as from Knot.
+        let queries = (0..<300).map { index in
+            var query = DNSMessage()
+            query.header.id = UInt16(index)
+            query.questions = [DNSQuestion(name: DNSName("www.example.test.")!, type: .a)]
+            return query.encode()
+        }
+        for endpoint in ["127.0.0.1:5301", "127.0.0.1:5302"] {
+            let ended = try withNetworkNamespace(namespace.name) { try Self.pipelineBytes(queries, to: IPEndpoint(endpoint)!, endWriting: true) }
+            #expect(ended.count == 300, "\(endpoint)")
+        }
+        let cut = try withNetworkNamespace(namespace.name) {
+            try Self.pipelineBytes(queries.prefix(8) + [[1, 2, 3]], to: IPEndpoint("127.0.0.1:5302")!, expecting: 8)
+        }
+        #expect(cut.count == 8)
         #expect(server.stop() == 0)
         #expect(server.text.contains("truncated="), "\(server.text)")
-        #expect(server.text.contains("tcp on 127.0.0.1:5302: 2 connections"), "\(server.text)")
+        #expect(server.text.contains("tcp on 127.0.0.1:5302: 4 connections"), "\(server.text)")
         withExtendedLifetime(knot) {}
     }
 
