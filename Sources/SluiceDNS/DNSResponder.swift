@@ -289,10 +289,16 @@ public struct DNSResponder {
             refusal?.options += Self.option(15, [0, 20])
             return finish(message, header: reply, code: .refused, questionEnd: questionEnd, edns: refusal, limit: sizeLimit)
         }
+        if answer.responseCode == .serverFailure {
+            // A zone whose file did not load: Knot says why, Extended DNS Error 24 (invalid data).
+            var failure = responseEDNS
+            failure?.options += Self.option(15, [0, 24])
+            return finish(message, header: reply, code: .serverFailure, questionEnd: questionEnd, edns: failure, limit: sizeLimit)
+        }
         if answer.authoritative { reply.flags |= DNSHeader.authoritative }
         // A primary's expire timer is its SOA's expire (RFC 7314 section 3), as Knot sends it
         // for every answer from a zone.
-        if asksExpire, answer.responseCode != .serverFailure, let zone = authority.zone(for: name, type: type),
+        if asksExpire, let zone = authority.zone(for: name, type: type),
            case let .soa(_, _, _, _, _, expire, _) = zone.soa.data {
             responseEDNS?.options += Self.option(9, withUnsafeBytes(of: expire.bigEndian) { Array($0) })
         }

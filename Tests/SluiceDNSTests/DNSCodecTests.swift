@@ -271,6 +271,7 @@ import Testing
         func ask(_ name: String, _ type: DNSRecordType) throws -> DNSMessage {
             var query = DNSMessage()
             query.questions = [DNSQuestion(name: DNSName(name)!, type: type)]
+            query.edns = DNSEDNS()
             let wire = query.encode()
             var buffer = wire + [UInt8](repeating: 0, count: 4096)
             let length = try #require(buffer.withUnsafeMutableBytes { bytes in
@@ -282,6 +283,7 @@ import Testing
             let answer = try ask(name, type)
             #expect(answer.responseCode == .serverFailure && !answer.header.isAuthoritative, "\(name) \(type): \(answer)")
             #expect(answer.answers.isEmpty && answer.authority.isEmpty)
+            #expect(answer.edns?.options == [0, 15, 0, 2, 0, 24], "Extended DNS Error 24, as Knot sends")
         }
         let ds = try ask("down.up.test.", .ds)
         #expect(ds.responseCode == .noError && ds.answers.map(\.type) == [.ds], "\(ds)")
