@@ -132,6 +132,9 @@ public enum DNSZoneFile {
                 tokens = tokens.dropFirst()
             }
             guard let typeToken = tokens.first, let type = DNSRecordType(typeToken.text) else { throw fail("no record type") }
+            // Meta-types (RFC 6895 section 3.1: OPT, TKEY, TSIG, IXFR, AXFR, MAILB, MAILA, ANY) are
+            // no data a zone holds: Knot refuses them, and an OPT would end up in an answer.
+            guard type != .opt, !(249...255).contains(type.rawValue) else { throw fail("\(typeToken.text) is a meta-type, not a record type a zone holds") }
             tokens = tokens.dropFirst()
             let data = try recordData(type: type, Array(tokens), origin: origin, line: line)
             // A record without a TTL takes $TTL's, or with none yet Knot's default of an hour (not

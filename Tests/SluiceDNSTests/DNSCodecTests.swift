@@ -195,7 +195,8 @@ import Testing
     /// What Knot refuses to load, Sluice refuses too: an escaped line end, a quote inside a
     /// field or a quoted string running into the next, and a directive with fields to spare.
     @Test func looseSyntaxIsRefusedAsKnotRefusesIt() {
-        for bad in ["a TXT abc\\\n", "b TXT abc\"def\"ghi", "c TXT \"abc\"def", "d TXT \"ab\\\ncd\"", "$TTL 1h 1m", "$ORIGIN q.example.test. extra"] {
+        for bad in ["a TXT abc\\\n", "b TXT abc\"def\"ghi", "c TXT \"abc\"def", "d TXT \"ab\\\ncd\"", "$TTL 1h 1m", "$ORIGIN q.example.test. extra",
+                    "x OPT \\# 0", "x ANY \\# 0", "x AXFR \\# 0", "x TYPE250 \\# 0"] {
             #expect(throws: DNSError.self, "\(bad)") { try DNSZoneFile.parse("$TTL 60\n" + bad + "\n", origin: DNSName("example.test.")!) }
         }
         #expect(throws: Never.self) { try DNSZoneFile.parse("$TTL 60\ne TXT \"abc\" \"def\";c\nf TXT \"x\"(\n\"y\")\n", origin: DNSName("example.test.")!) }
