@@ -38,6 +38,7 @@ public struct DNSZone: Sendable {
         var hashed: [DNSName: [DNSRecordType: [DNSRecord]]] = [:]
         var outside: [DNSName] = []
         var misplacedSOAs: [DNSName] = []
+        var mixedTTLs: [DNSName] = []
         for var record in records {
             record.lowercaseNames()
             guard record.name.isSubdomain(of: origin) else {
@@ -61,7 +62,14 @@ public struct DNSZone: Sendable {
                 nodes[name] = [:]
                 name = name.dropping(labels: 1)
             }
-            if !nodes[record.name]![record.type, default: []].contains(where: { $0.data == record.data }) {
+            if let index = nodes[record.name]![record.type, default: []].firstIndex(where: { $0.data == record.data }) {
+                // A duplicate is not served twice, but its TTL counts: a set takes its last record's.
+                if nodes[record.name]![record.type]![index].ttl != record.ttl {
+                    nodes[record.name]![record.type]!.remove(at: index)
+                    nodes[record.name]![record.type]!.append(record)
+                    if record.type != .rrsig, !mixedTTLs.contains(record.name) { mixedTTLs.append(record.name) }
+                }
+            } else {
                 nodes[record.name]![record.type, default: []].append(record)
             }
         }
@@ -81,7 +89,6 @@ public struct DNSZone: Sendable {
         guard let soas = nodes[origin]?[.soa], let first = soas.first else { throw fail("an SOA at the apex is needed") }
         nodes[origin]![.soa] = [first]
         // One TTL per record set (RFC 2181 section 5.2): the last one's, as Knot keeps it.
-        var mixedTTLs: [DNSName] = []
         for (name, sets) in nodes {
             for (type, set) in sets where type != .rrsig && Set(set.map(\.ttl)).count > 1 {
                 nodes[name]![type] = set.map { var record = $0; record.ttl = set[set.count - 1].ttl; return record }

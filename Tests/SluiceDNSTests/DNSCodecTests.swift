@@ -120,10 +120,16 @@ import Testing
             sub 300 SOA ns hostmaster 1 7200 3600 1209600 300
             mixed 60 A 198.18.5.2
             mixed 120 A 198.18.5.3
+            twice 300 A 198.18.5.4
+            twice 300 A 198.18.5.4
+            twice 600 A 198.18.5.4
             """
         let zone = try DNSZone(origin: DNSName("example.test.")!, text: text)
         #expect(zone.misplacedSOAOwners == [DNSName("sub.example.test.")!])
-        #expect(zone.mixedTTLOwners == [DNSName("mixed.example.test.")!])
+        #expect(zone.mixedTTLOwners == [DNSName("mixed.example.test.")!, DNSName("twice.example.test.")!])
+        // A duplicate is served once, with the set's last TTL, its own (as Knot sets it).
+        #expect(DNSAuthority(zones: [zone]).answer(DNSName("twice.example.test.")!, .a)?.answers.map(\.ttl) == [600])
+        #expect(DNSAuthority(zones: [zone]).answer(DNSName("mixed.example.test.")!, .a)?.answers.map(\.ttl) == [120, 120])
         let authority = DNSAuthority(zones: [zone])
         let apex = try #require(authority.answer(DNSName("example.test.")!, .soa))
         #expect(apex.answers.count == 1 && apex.answers.first?.data == zone.soa.data)
