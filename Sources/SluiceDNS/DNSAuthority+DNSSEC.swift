@@ -43,7 +43,7 @@ extension DNSAuthority {
         denials += expanded.map(Denial.synthesized)
         var seen: Set<DNSName> = []
         for owner in denials.flatMap({ proof($0, zone: zone) }) where seen.insert(owner).inserted {
-            let sets = zone.nodes[owner] ?? zone.hashedNodes[owner] ?? [:]
+            let sets = zone.hashedNodes[owner] ?? zone.nodes[owner] ?? [:]
             let records = sets[.nsec] ?? sets[.nsec3] ?? []
             // An NSEC asked for at a wildcard may itself cover the name it answered for: the
             // answer already proves it, and Knot writes it once.
@@ -114,7 +114,9 @@ extension DNSAuthority {
         var signatures: [DNSRecord] = []
         for (index, record) in records.enumerated() where record.type != .rrsig {
             if index > 0, records[index - 1].name == record.name, records[index - 1].type == record.type { continue }
-            let sets = zone.nodes[record.name] ?? zone.hashedNodes[record.name] ?? wildcardSets(covering: record.name, in: zone)
+            // An NSEC3 chain's owners are names too: a wildcard can answer a query for one.
+            let sets = record.type == .nsec3 ? zone.hashedNodes[record.name]
+                : zone.nodes[record.name] ?? wildcardSets(covering: record.name, in: zone)
             for signature in sets?[.rrsig] ?? [] where signature.coveredType == record.type {
                 var owned = signature
                 owned.name = record.name
