@@ -67,7 +67,7 @@ extension DNSZoneFile {
             else { throw fail("hex pairs joined by -") }
             reader.bytes += bytes
         case .nsec:
-            try reader.name()
+            try reader.name(keepingCase: true)
             try reader.typeBitmap()
         case .nsec3param:
             try reader.u8(); try reader.u8(); try reader.u16(); try reader.salt()
@@ -91,7 +91,7 @@ extension DNSZoneFile {
             try reader.location()
         case .svcb, .https:
             try reader.u16()
-            try reader.name()
+            try reader.name(keepingCase: true)
             try reader.serviceParameters()
         default:
             return nil
@@ -154,10 +154,14 @@ extension DNSZoneFile {
             bytes += [UInt8(value >> 24), UInt8(value >> 16 & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF)]
         }
 
-        mutating func name() throws(DNSError) {
+        /// A name, in lower case as the canonical form has it (RFC 4034 section 6.2), or as
+        /// written with `keepingCase` for the types RFC 6840 section 5.1 and RFC 9460 leave out
+        /// of that rule (NSEC's next name, SVCB's target), as Knot keeps them: a signature over
+        /// them covers the case the signer saw.
+        mutating func name(keepingCase: Bool = false) throws(DNSError) {
             let token = try text()
             guard let name = DNSName(token, origin: origin) else { throw fail("bad name \(token)") }
-            bytes += name.lowercased.wire
+            bytes += keepingCase ? name.wire : name.lowercased.wire
         }
 
         mutating func characterString() throws(DNSError) {

@@ -267,6 +267,31 @@ import Testing
         }
     }
 
+    /// Names in data are lower-cased where the canonical form lowers them (RFC 4034 section 6.2),
+    /// and kept as written where RFC 6840 section 5.1 and RFC 9460 keep them (NSEC's next name,
+    /// SVCB's target), as Knot serves them: a pre-signed zone's signatures cover that case.
+    @Test func namesInDataKeepTheCaseTheCanonicalFormKeeps() throws {
+        let zone = try DNSZone(origin: DNSName("case.test.")!, text: """
+            $TTL 60
+            @ SOA ns h 1 2 3 4 5
+            @ NS ns
+            ns A 198.18.0.1
+            x NSEC Next.Case.Test. A
+            s SVCB 0 Alias.Target.Test.
+            c CNAME Target.Case.Test.
+            """)
+        let authority = DNSAuthority(zones: [zone])
+        func data(_ name: String, _ type: DNSRecordType) -> DNSRecordData? { authority.answer(DNSName(name)!, type)?.answers.first?.data }
+        guard case .opaque(let nsec)? = data("x.case.test.", .nsec), case .opaque(let svcb)? = data("s.case.test.", .svcb) else {
+            Issue.record("no NSEC or SVCB")
+            return
+        }
+        #expect(nsec.starts(with: [4] + Array("Next".utf8) + [4] + Array("Case".utf8) + [4] + Array("Test".utf8) + [0]))
+        #expect(Array(svcb.dropFirst(2)) == [5] + Array("Alias".utf8) + [6] + Array("Target".utf8) + [4] + Array("Test".utf8) + [0])
+        guard case .name(let target)? = data("c.case.test.", .cname) else { Issue.record("no CNAME"); return }
+        #expect(target.wire == [6] + Array("target".utf8) + [4] + Array("case".utf8) + [4] + Array("test".utf8) + [0])
+    }
+
     /// A zone whose file did not load answers SERVFAIL without AA, as Knot answers it, even
     /// below a zone that loaded; DS at its apex is still its parent's, and a zone that loaded
     /// below it answers its own names.
