@@ -22,6 +22,16 @@ extension DNSRecord {
             }
             guard let replacement = reader.name() else { return nil }
             parts.append(replacement.description)
+        case .nid, .l64:
+            guard let preference = reader.u16(), let identifier = reader.take(8), reader.atEnd else { return nil }
+            let digits = identifier.map { String($0, radix: 16).leftPadded(2) }
+            parts = ["\(preference)", stride(from: 0, to: 8, by: 2).map { digits[$0] + digits[$0 + 1] }.joined(separator: ":")]
+        case .l32:
+            guard let preference = reader.u16(), let locator = reader.take(4), reader.atEnd else { return nil }
+            parts = ["\(preference)", locator.map(String.init).joined(separator: ".")]
+        case .lp:
+            guard let preference = reader.u16(), let target = reader.name(), reader.atEnd else { return nil }
+            parts = ["\(preference)", target.description]
         case .uri:
             guard let priority = reader.u16(), let weight = reader.u16(), !reader.atEnd else { return nil }
             parts = ["\(priority)", "\(weight)", quoted(reader.rest())]

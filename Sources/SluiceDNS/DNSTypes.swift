@@ -35,7 +35,8 @@ public struct DNSRecordType: RawRepresentable, Hashable, Sendable, CustomStringC
         (.cdnskey, "CDNSKEY"), (.rp, "RP"), (.afsdb, "AFSDB"), (.rt, "RT"), (.naptr, "NAPTR"), (.kx, "KX"), (.cert, "CERT"),
         (.rrsig, "RRSIG"), (.nsec, "NSEC"), (.dhcid, "DHCID"), (.nsec3, "NSEC3"), (.nsec3param, "NSEC3PARAM"), (.smimea, "SMIMEA"),
         (.openpgpkey, "OPENPGPKEY"), (.svcb, "SVCB"), (.https, "HTTPS"), (.spf, "SPF"), (.eui48, "EUI48"), (.eui64, "EUI64"),
-        (.uri, "URI"), (.loc, "LOC"), (.csync, "CSYNC"), (.zonemd, "ZONEMD"),
+        (.uri, "URI"), (.loc, "LOC"), (.csync, "CSYNC"), (.zonemd, "ZONEMD"), (.nid, "NID"), (.l32, "L32"),
+        (.l64, "L64"), (.lp, "LP"),
     ]
 
     /// The type's mnemonic ("AAAA"), or the generic form ("TYPE65") of RFC 3597.

@@ -23,6 +23,10 @@ extension DNSRecordType {
     public static let eui48 = DNSRecordType(rawValue: 108)
     public static let eui64 = DNSRecordType(rawValue: 109)
     public static let uri = DNSRecordType(rawValue: 256)
+    public static let nid = DNSRecordType(rawValue: 104)
+    public static let l32 = DNSRecordType(rawValue: 105)
+    public static let l64 = DNSRecordType(rawValue: 106)
+    public static let lp = DNSRecordType(rawValue: 107)
 }
 
 /// The zone-file forms of the types kept as wire bytes beyond RFC 1035's: each read as its RFC
@@ -43,6 +47,21 @@ extension DNSZoneFile {
             try reader.name()
         case .rp:
             try reader.name(); try reader.name()
+        case .nid, .l64:
+            // RFC 6742: a preference, then 64 bits as four groups of four hex digits (Knot takes no fewer).
+            try reader.u16()
+            let groups = try reader.text().split(separator: ":", omittingEmptySubsequences: false)
+            guard groups.count == 4, groups.allSatisfy({ $0.count == 4 }),
+                  let bytes = hexBytes([Token(bytes: Array(groups.joined().utf8), quoted: false)]) else { throw fail("four groups of four hex digits") }
+            reader.bytes += bytes
+        case .l32:
+            try reader.u16()
+            guard let locator = IPv4Address(try reader.text()) else { throw fail("bad IPv4 locator") }
+            reader.bytes += [UInt8(locator.rawValue >> 24), UInt8(locator.rawValue >> 16 & 0xFF), UInt8(locator.rawValue >> 8 & 0xFF),
+                             UInt8(locator.rawValue & 0xFF)]
+        case .lp:
+            // RFC 6742's FQDN is outside RFC 4034's list of names lowered in the canonical form.
+            try reader.u16(); try reader.name(keepingCase: true)
         case .afsdb, .rt, .kx:
             try reader.u16(); try reader.name()
         case .uri:
