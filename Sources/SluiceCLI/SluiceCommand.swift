@@ -110,7 +110,7 @@ func checkSeconds(_ value: Double, _ flag: String, in range: ClosedRange<Double>
 /// argument"; an IPv4-mapped one is an IPv4 address, refused by the IPv6-only socket it would get.
 func checkUsableAddress(_ endpoint: IPEndpoint, _ flag: String) throws {
     guard case .v6(let address) = endpoint.address else { return }
-    if address.high >> 54 == 0x3FA {
+    if address.isLinkLocal {
         throw ValidationError("\(flag): \(address) is link-local and needs an interface, which Sluice cannot take; use a global address or [::]")
     }
     if let v4 = address.mappedIPv4 {

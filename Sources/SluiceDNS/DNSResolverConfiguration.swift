@@ -65,7 +65,7 @@ public struct DNSResolverConfiguration: Sendable, Equatable {
         guard parts.count == 2 else { return (IPEndpoint(address: address, port: 53), nil) }
         guard case .v6(let v6) = address, !parts[1].isEmpty else { return nil }
         // As glibc takes a zone: for a link-local address (unicast or multicast) only.
-        let linkLocal = v6.high >> 54 == 0x3FA || v6.high >> 48 == 0xFF02
+        let linkLocal = v6.isLinkLocal || v6.high >> 48 == 0xFF02
         return (IPEndpoint(address: address, port: 53), linkLocal ? String(parts[1]) : nil)
     }
 

@@ -57,8 +57,8 @@ extension DNSZoneFile {
         case .l32:
             try reader.u16()
             guard let locator = IPv4Address(try reader.text()) else { throw fail("bad IPv4 locator") }
-            reader.bytes += [UInt8(locator.rawValue >> 24), UInt8(locator.rawValue >> 16 & 0xFF), UInt8(locator.rawValue >> 8 & 0xFF),
-                             UInt8(locator.rawValue & 0xFF)]
+            let bytes = locator.bytes
+            reader.bytes += [bytes.0, bytes.1, bytes.2, bytes.3]
         case .lp:
             // RFC 6742's FQDN is outside RFC 4034's list of names lowered in the canonical form.
             try reader.u16(); try reader.name(keepingCase: true)

@@ -308,7 +308,7 @@ public struct HostResponder: ~Copyable {
             // To a group (all nodes, the solicited-node group of an address, as the kernel
             // answers them): from the host's address of the asker's scope.
             let from = destination.high >> 56 != 0xFF ? destination
-                : ipv6Addresses.first { ($0.high >> 54 == 0x3FA) == (source.high >> 54 == 0x3FA) } ?? ipv6Addresses[0]
+                : ipv6Addresses.first { $0.isLinkLocal == source.isLinkLocal } ?? ipv6Addresses[0]
             network = Self.turnEcho(&packet, networkOffset: networkOffset, headersLength: icmpOffset, fixedLength: 40,
                                     from: 0x8000, to: 0x8100)
             network.hostSetBig16(4, UInt16(icmpLength))

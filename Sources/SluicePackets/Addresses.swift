@@ -100,6 +100,10 @@ public struct IPv6Address: Hashable, Sendable, Comparable, CustomStringConvertib
     /// `::1`.
     public static let loopback = IPv6Address(high: 0, low: 1)
 
+    /// Whether this is a link-local unicast address (`fe80::/10`): one that needs its interface.
+    @inlinable
+    public var isLinkLocal: Bool { high >> 54 == 0x3FA }
+
     /// The embedded IPv4 address when this is an IPv4-mapped address.
     @inlinable
     public var mappedIPv4: IPv4Address? {

@@ -38,10 +38,9 @@ public enum DatagramControl {
                 a.store(networkBytesAt: $0 + MemoryLayout<sluice_in_pktinfo>.offset(of: \.ipi_spec_dst)!)
             }
         case .v6(let a) where a != .any:
-            let isLinkLocal = a.high >> 54 == 0x3FA
             append(level: Int32(IPPROTO_IPV6), type: Int32(IPV6_PKTINFO), length: MemoryLayout<sluice_in6_pktinfo>.size) {
                 a.store(networkBytesAt: $0 + MemoryLayout<sluice_in6_pktinfo>.offset(of: \.ipi6_addr)!)
-                $0.storeBytes(of: isLinkLocal ? header.interfaceIndex : 0,
+                $0.storeBytes(of: a.isLinkLocal ? header.interfaceIndex : 0,
                               toByteOffset: MemoryLayout<sluice_in6_pktinfo>.offset(of: \.ipi6_ifindex)!, as: UInt32.self)
             }
         default:

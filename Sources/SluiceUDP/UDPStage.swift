@@ -535,13 +535,14 @@ public struct UDPStage<Service: UDPService>: Stage {
     /// ``UDPAcceptance/localPrefixLengths``).
     @usableFromInline
     static func replySource(to requester: IPAddress, family group: IPAddress, _ acceptance: UDPAcceptance) -> IPAddress? {
-        let own = acceptance.localAddresses.indices.filter { sameFamily(acceptance.localAddresses[$0], group) }
-        let lengths = acceptance.localPrefixLengths
-        if lengths.count == acceptance.localAddresses.count,
-           let index = own.first(where: { acceptance.localAddresses[$0].sharesPrefix(with: requester, length: lengths[$0]) }) {
-            return acceptance.localAddresses[index]
+        let addresses = acceptance.localAddresses
+        let knowsSubnets = acceptance.localPrefixLengths.count == addresses.count
+        var first: IPAddress?
+        for index in addresses.indices where sameFamily(addresses[index], group) {
+            if knowsSubnets, addresses[index].sharesPrefix(with: requester, length: acceptance.localPrefixLengths[index]) { return addresses[index] }
+            first = first ?? addresses[index]
         }
-        return own.first.map { acceptance.localAddresses[$0] }
+        return first
     }
 
     /// Whether the kernel would drop the packet for its IP options or extension headers.
