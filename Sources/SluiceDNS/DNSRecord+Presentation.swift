@@ -29,6 +29,45 @@ extension DNSRecord {
         case .l32:
             guard let preference = reader.u16(), let locator = reader.take(4), reader.atEnd else { return nil }
             parts = ["\(preference)", locator.map(String.init).joined(separator: ".")]
+        case .minfo:
+            guard let mailbox = reader.name(), let errors = reader.name() else { return nil }
+            parts = [mailbox.description, errors.description]
+        case .apl:
+            while !reader.atEnd {
+                guard let family = reader.u16(), let prefix = reader.u8(), let lengthByte = reader.u8(),
+                      let part = reader.take(Int(lengthByte & 0x7F)) else { return nil }
+                let negation = lengthByte & 0x80 != 0 ? "!" : ""
+                let address: String
+                switch family {
+                case 1 where part.count <= 4:
+                    address = (part + [UInt8](repeating: 0, count: 4 - part.count)).map(String.init).joined(separator: ".")
+                case 2 where part.count <= 16:
+                    address = (part + [UInt8](repeating: 0, count: 16 - part.count)).withUnsafeBytes {
+                        IPv6Address(networkBytesAt: $0.baseAddress!).description
+                    }
+                default:
+                    return nil
+                }
+                parts.append("\(negation)\(family):\(address)/\(prefix)")
+            }
+        case .ipseckey:
+            guard let precedence = reader.u8(), let gatewayType = reader.u8(), let algorithm = reader.u8() else { return nil }
+            parts = ["\(precedence)", "\(gatewayType)", "\(algorithm)"]
+            switch gatewayType {
+            case 0: parts.append(".")
+            case 1:
+                guard let address = reader.take(4) else { return nil }
+                parts.append(address.map(String.init).joined(separator: "."))
+            case 2:
+                guard let address = reader.take(16) else { return nil }
+                parts.append(address.withUnsafeBytes { IPv6Address(networkBytesAt: $0.baseAddress!).description })
+            case 3:
+                guard let gateway = reader.name() else { return nil }
+                parts.append(gateway.description)
+            default:
+                return nil
+            }
+            if !reader.atEnd { parts.append(split(base64(reader.rest()))) }
         case .lp:
             guard let preference = reader.u16(), let target = reader.name(), reader.atEnd else { return nil }
             parts = ["\(preference)", target.description]

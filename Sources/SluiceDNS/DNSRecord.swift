@@ -169,6 +169,12 @@ public struct DNSRecord: Hashable, Sendable, CustomStringConvertible {
             let (target, next) = try name(offset)
             guard next == end else { throw .truncated }
             return .name(target)
+        case .minfo:
+            // RFC 1035's names, which a sender may compress: kept whole.
+            let (mailbox, afterMailbox) = try name(offset)
+            let (errors, afterErrors) = try name(afterMailbox)
+            guard afterErrors == end else { throw .truncated }
+            return .opaque(mailbox.wire + errors.wire)
         case .soa:
             let (primary, afterPrimary) = try name(offset)
             let (mailbox, afterMailbox) = try name(afterPrimary)
@@ -208,7 +214,7 @@ public struct DNSRecord: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Writes the record (name, type, class, TTL, length and data) with `writer`, compressing
-    /// names where RFC 3597 allows it (NS, CNAME, PTR, SOA, MX) as Knot does; SRV targets stay
+    /// names where RFC 3597 allows it (NS, CNAME, PTR, SOA, MX, MINFO) as Knot does; SRV targets stay
     /// whole. The owner is a pointer to `ownerHint` when that is not 0 (where the same name is
     /// already). `false` when it does not fit: the writer is back where it was.
     public func write(to writer: inout DNSWriter, ownerHint: Int = 0) -> Bool {
@@ -247,6 +253,13 @@ public struct DNSRecord: Hashable, Sendable, CustomStringConvertible {
         case let .caa(flags, tag, value):
             return tag.count <= 255 && writer.write(flags) && writer.write(UInt8(tag.count)) && writer.write(bytes: tag)
                 && writer.write(bytes: value)
+        case .opaque(let bytes) where type == .minfo:
+            // Compressed as SOA's two names, as Knot writes them (RFC 3597 section 4).
+            var split = 0
+            while split < bytes.count, bytes[split] != 0 { split += 1 + Int(bytes[split]) }
+            split += 1
+            guard split < bytes.count else { return writer.write(bytes: bytes) }
+            return writer.write(dataName: Array(bytes[..<split])) && writer.write(name: Array(bytes[split...]))
         case .opaque(let bytes): return writer.write(bytes: bytes)
         }
     }

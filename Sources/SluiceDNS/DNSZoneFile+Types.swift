@@ -27,6 +27,9 @@ extension DNSRecordType {
     public static let l32 = DNSRecordType(rawValue: 105)
     public static let l64 = DNSRecordType(rawValue: 106)
     public static let lp = DNSRecordType(rawValue: 107)
+    public static let minfo = DNSRecordType(rawValue: 14)
+    public static let apl = DNSRecordType(rawValue: 42)
+    public static let ipseckey = DNSRecordType(rawValue: 45)
 }
 
 /// The zone-file forms of the types kept as wire bytes beyond RFC 1035's: each read as its RFC
@@ -45,8 +48,12 @@ extension DNSZoneFile {
             try reader.u16(); try reader.u16()
             try reader.characterString(); try reader.characterString(); try reader.characterString()
             try reader.name()
-        case .rp:
+        case .rp, .minfo:
             try reader.name(); try reader.name()
+        case .apl:
+            try reader.addressPrefixes()
+        case .ipseckey:
+            try reader.ipsecKey()
         case .nid, .l64:
             // RFC 6742: a preference, then 64 bits as four groups of four hex digits (Knot takes no fewer).
             try reader.u16()
@@ -318,6 +325,60 @@ extension DNSZoneFile {
                 let map = windows[window]!
                 bytes += [window, UInt8(map.count)] + map
             }
+        }
+
+        /// APL's items, `[!]family:address/prefix` (RFC 3123 section 4), none or more: the
+        /// address with its trailing zero bytes left out, as the RFC and Knot send it.
+        mutating func addressPrefixes() throws(DNSError) {
+            while hasMore {
+                var text = Substring(try text())
+                let negated = text.first == "!"
+                if negated { text = text.dropFirst() }
+                let parts = text.split(separator: ":", maxSplits: 1)
+                // The family as 1 or 2, no leading zero (Knot refuses `01:`).
+                guard parts.count == 2, let slash = parts[1].lastIndex(of: "/"), let family = UInt16(parts[0]), "\(family)" == parts[0],
+                      let prefix = UInt8(parts[1][parts[1].index(after: slash)...]) else { throw fail("bad item \(text)") }
+                let address = parts[1][..<slash]
+                var part: [UInt8]
+                switch family {
+                case 1:
+                    guard let ipv4 = IPv4Address(String(address)), prefix <= 32 else { throw fail("bad IPv4 item \(text)") }
+                    let bytes = ipv4.bytes
+                    part = [bytes.0, bytes.1, bytes.2, bytes.3]
+                case 2:
+                    guard let ipv6 = IPv6Address(String(address)), prefix <= 128 else { throw fail("bad IPv6 item \(text)") }
+                    part = withUnsafeBytes(of: ipv6.high.bigEndian) { Array($0) } + withUnsafeBytes(of: ipv6.low.bigEndian) { Array($0) }
+                default:
+                    throw fail("address family 1 or 2, not \(family)")
+                }
+                while part.last == 0 { part.removeLast() }
+                bytes += [UInt8(family >> 8), UInt8(family & 0xFF), prefix, (negated ? 0x80 : 0) | UInt8(part.count)] + part
+            }
+        }
+
+        /// IPSECKEY's precedence, gateway type, algorithm, gateway (`.` for none, an IPv4 or IPv6
+        /// address, or a name kept as written) and public key if any (RFC 4025 section 3).
+        mutating func ipsecKey() throws(DNSError) {
+            try u8()
+            let gatewayType = try number(max: 3)
+            bytes.append(UInt8(gatewayType))
+            try u8()
+            let gateway = try text()
+            switch gatewayType {
+            case 0:
+                guard gateway == "." else { throw fail("gateway type 0 takes `.`, not \(gateway)") }
+            case 1:
+                guard let address = IPv4Address(gateway) else { throw fail("bad IPv4 gateway \(gateway)") }
+                let octets = address.bytes
+                bytes += [octets.0, octets.1, octets.2, octets.3]
+            case 2:
+                guard let address = IPv6Address(gateway) else { throw fail("bad IPv6 gateway \(gateway)") }
+                bytes += withUnsafeBytes(of: address.high.bigEndian) { Array($0) } + withUnsafeBytes(of: address.low.bigEndian) { Array($0) }
+            default:
+                index -= 1
+                try name(keepingCase: true)
+            }
+            if hasMore { try rest(BinaryEncoding.base64) }
         }
 
         /// SVCB and HTTPS parameters, `key=value` (RFC 9460 section 2.1), sorted by key on the wire.

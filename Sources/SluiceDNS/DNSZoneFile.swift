@@ -3,8 +3,8 @@ import SluicePackets
 /// Reads zone files in the master file format of RFC 1035 section 5: `$ORIGIN`, `$TTL`, `$INCLUDE`,
 /// relative names and `@`, owners left blank for the previous one, TTL and class in either
 /// order, parentheses across lines, comments, quoted strings with escapes, TTLs with units
-/// (`1h30m`), the types this module knows (DS, DNSKEY, SSHFP, TLSA, HINFO, NAPTR, SVCB, HTTPS and
-/// RRSIG among them, kept as wire bytes) and any other as `TYPEnnn \# length hex` (RFC 3597).
+/// (`1h30m`), the types this module knows (DS, DNSKEY, SSHFP, TLSA, HINFO, NAPTR, SVCB, HTTPS, APL,
+/// IPSECKEY and RRSIG among them, kept as wire bytes) and any other as `TYPEnnn \# length hex` (RFC 3597).
 public enum DNSZoneFile {
     struct Token {
         var bytes: [UInt8]

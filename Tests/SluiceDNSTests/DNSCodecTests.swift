@@ -245,6 +245,54 @@ import Testing
         }
     }
 
+    /// MINFO, APL and IPSECKEY in the bytes knotd 3.2 sends for the same lines (its answers,
+    /// captured), printed as dig prints them, and refused where Knot refuses the zone.
+    @Test func mailboxPrefixListAndIPsecKeyRecordsReadAsKnotReadsThem() throws {
+        let key = "AQNRU3mG7TVTO2BkR47usntb102uFJtugbo6BSGvgqt4AQ=="
+        let keyBytes: [UInt8] = [0x01, 0x03, 0x51, 0x53, 0x79, 0x86, 0xED, 0x35, 0x53, 0x3B, 0x60, 0x64, 0x47, 0x8E, 0xEE, 0xB2,
+                                 0x7B, 0x5B, 0xD7, 0x4D, 0xAE, 0x14, 0x9B, 0x6E, 0x81, 0xBA, 0x3A, 0x05, 0x21, 0xAF, 0x82, 0xAB, 0x78, 0x01]
+        let records = try DNSZoneFile.parse("""
+            $TTL 60
+            m MINFO RM.t.test. em.t.test.
+            a APL 1:192.168.32.0/21 !1:192.168.38.0/28 2:2001:db8::/32
+            a APL
+            i IPSECKEY 10 0 2 . \(key)
+            i IPSECKEY 10 1 2 192.0.2.38 \(key)
+            i IPSECKEY 10 2 2 2001:0DB8:0:8002::2000:1 \(key)
+            i IPSECKEY 10 3 2 MyGateway.t.test. \(key)
+            i IPSECKEY 10 1 0 192.0.2.3
+            """, origin: DNSName("t.test.")!)
+        let test: [UInt8] = [4, 0x74, 0x65, 0x73, 0x74, 0]
+        #expect(records.map(\.data) == [
+            .opaque([2, 0x72, 0x6D, 1, 0x74] + test + [2, 0x65, 0x6D, 1, 0x74] + test),
+            .opaque([0, 1, 0x15, 3, 0xC0, 0xA8, 0x20, 0, 1, 0x1C, 0x83, 0xC0, 0xA8, 0x26, 0, 2, 0x20, 4, 0x20, 0x01, 0x0D, 0xB8]),
+            .opaque([]),
+            .opaque([10, 0, 2] + keyBytes),
+            .opaque([10, 1, 2, 192, 0, 2, 38] + keyBytes),
+            .opaque([10, 2, 2, 0x20, 0x01, 0x0D, 0xB8, 0, 0, 0x80, 0x02, 0, 0, 0, 0, 0x20, 0, 0, 1] + keyBytes),
+            .opaque([10, 3, 2, 9] + Array("MyGateway".utf8) + [1, 0x74] + test + keyBytes),
+            .opaque([10, 1, 0, 192, 0, 2, 3]),
+        ])
+        #expect(records.map(\.dataText) == [
+            "rm.t.test. em.t.test.", "1:192.168.32.0/21 !1:192.168.38.0/28 2:2001:db8::/32", "", "10 0 2 . \(key)",
+            "10 1 2 192.0.2.38 \(key)", "10 2 2 2001:db8:0:8002::2000:1 \(key)", "10 3 2 MyGateway.t.test. \(key)", "10 1 0 192.0.2.3",
+        ])
+        // MINFO's names go out compressed (each a label and a pointer to the question's t.test.),
+        // as knotd sends them, and are read back whole.
+        var message = DNSMessage()
+        message.questions = [DNSQuestion(name: DNSName("m.t.test.")!, type: .minfo)]
+        message.answers = [records[0]]
+        let wire = message.encode()
+        #expect(Array(wire.suffix(12)) == [0, 10, 2, 0x72, 0x6D, 0xC0, 14, 2, 0x65, 0x6D, 0xC0, 14])
+        #expect(try DNSMessage.decode(wire).answers == [records[0]])
+        for bad in ["x APL 3:1.2.3.0/8", "x APL 1:1.2.3.4/33", "x APL 1:1.2.3.4", "x APL 2:::1/129", "x APL 01:192.168.0.0/16",
+                    "x APL 1:192.168.0.0/16 junk", "x IPSECKEY 10 0 2 1.2.3.4 \(key)", "x IPSECKEY 10 4 2 . \(key)",
+                    "x IPSECKEY 10 1 2 . \(key)", "x IPSECKEY 10 1 2 192.0.2.1 !!!", "x IPSECKEY 256 1 2 192.0.2.1", "x MINFO rm.t.test.",
+                    "x MINFO rm em extra"] {
+            #expect(throws: DNSError.self, "\(bad)") { try DNSZoneFile.parse("$TTL 60\n" + bad, origin: .root) }
+        }
+    }
+
     /// The CNAME made from a DNAME names its target in lower case, as Knot does, whatever case
     /// the question came in: answers are cached by name in any case, so one client's case would
     /// otherwise be every later client's.
