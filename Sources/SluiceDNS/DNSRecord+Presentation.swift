@@ -84,7 +84,7 @@ extension DNSRecord {
         case .ds, .cds:
             guard let keyTag = reader.u16(), let algorithm = reader.u8(), let digestType = reader.u8(), !reader.atEnd else { return nil }
             parts = ["\(keyTag)", "\(algorithm)", "\(digestType)", split(hex(reader.rest()))]
-        case .dnskey, .cdnskey:
+        case .dnskey, .cdnskey, .key:
             guard let flags = reader.u16(), let protocolNumber = reader.u8(), let algorithm = reader.u8(), !reader.atEnd else { return nil }
             parts = ["\(flags)", "\(protocolNumber)", "\(algorithm)", split(base64(reader.rest()))]
         case .rrsig:

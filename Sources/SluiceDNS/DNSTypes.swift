@@ -36,7 +36,7 @@ public struct DNSRecordType: RawRepresentable, Hashable, Sendable, CustomStringC
         (.rrsig, "RRSIG"), (.nsec, "NSEC"), (.dhcid, "DHCID"), (.nsec3, "NSEC3"), (.nsec3param, "NSEC3PARAM"), (.smimea, "SMIMEA"),
         (.openpgpkey, "OPENPGPKEY"), (.svcb, "SVCB"), (.https, "HTTPS"), (.spf, "SPF"), (.eui48, "EUI48"), (.eui64, "EUI64"),
         (.uri, "URI"), (.loc, "LOC"), (.csync, "CSYNC"), (.zonemd, "ZONEMD"), (.nid, "NID"), (.l32, "L32"),
-        (.l64, "L64"), (.lp, "LP"), (.minfo, "MINFO"), (.apl, "APL"), (.ipseckey, "IPSECKEY"),
+        (.l64, "L64"), (.lp, "LP"), (.minfo, "MINFO"), (.apl, "APL"), (.ipseckey, "IPSECKEY"), (.key, "KEY"),
     ]
 
     /// The type's mnemonic ("AAAA"), or the generic form ("TYPE65") of RFC 3597.

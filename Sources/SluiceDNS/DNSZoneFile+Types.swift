@@ -30,6 +30,7 @@ extension DNSRecordType {
     public static let minfo = DNSRecordType(rawValue: 14)
     public static let apl = DNSRecordType(rawValue: 42)
     public static let ipseckey = DNSRecordType(rawValue: 45)
+    public static let key = DNSRecordType(rawValue: 25)
 }
 
 /// The zone-file forms of the types kept as wire bytes beyond RFC 1035's: each read as its RFC

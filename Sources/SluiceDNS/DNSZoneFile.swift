@@ -264,10 +264,10 @@ public enum DNSZoneFile {
             guard !tag.isEmpty, tag.count <= 255, tag.allSatisfy({ ($0 | 0x20) >= 0x61 && ($0 | 0x20) <= 0x7A || (0x30...0x39).contains($0) })
             else { throw fail("a tag of letters and digits") }
             return .caa(flags: try number(0, as: UInt8.self), tag: tag, value: try string(2))
-        // Key and fingerprint types as their RFCs write them (RFC 4034, 7344, 4255, 6698), kept as wire bytes.
+        // Key and fingerprint types as their RFCs write them (RFC 4034, 7344, 2535, 4255, 6698), kept as wire bytes.
         case .ds, .cds:
             return try fields([2, 1, 1], algorithm: 1, then: .hex)
-        case .dnskey, .cdnskey:
+        case .dnskey, .cdnskey, .key:
             return try fields([2, 1, 1], algorithm: 2, then: .base64)
         case .sshfp:
             return try fields([1, 1], then: .hex)
@@ -294,12 +294,15 @@ public enum DNSZoneFile {
         "INDIRECT": 252, "PRIVATEDNS": 253, "PRIVATEOID": 254,
     ]
 
-    /// RFC 3597 data for `type`: checked against the type's layout where Sluice knows it (as Knot
-    /// checks it), so no record goes out that a resolver would call malformed.
+    /// RFC 3597 data for `type`: checked against the type's layout where Sluice knows it, so no
+    /// record goes out that a resolver would call malformed (stricter than Knot for keys and
+    /// digests: knotd loads a DNSKEY of three bytes).
     static func generic(type: DNSRecordType, _ bytes: [UInt8], fail: (String) -> DNSError) throws(DNSError) -> DNSRecordData {
         // The fixed fields before a key or digest, and the shortest data after them.
         let minimum: Int? = switch type {
         case .ds, .cds, .dnskey, .cdnskey: 5
+        // A KEY flagged "no key" has none (RFC 2535 section 3.1.2).
+        case .key: 4
         case .sshfp: 3
         case .tlsa: 4
         default: nil

@@ -95,7 +95,7 @@ let dnsNamespaceCounter = Atomic<Int>(0)
             ("www.example.test.", .rrsig), ("www.example.test.", .nsec), ("cname.wild.example.test.", .rrsig),
             ("ilnp.example.test.", .nid), ("ilnp.example.test.", .l32), ("ilnp.example.test.", .l64), ("ilnp.example.test.", .lp),
             ("ilnp.example.test.", .any), ("minfo.example.test.", .minfo), ("minfo.example.test.", .any),
-            ("apl.example.test.", .apl), ("ipsec.example.test.", .ipseckey), ("ipsec.example.test.", .any),
+            ("apl.example.test.", .apl), ("ipsec.example.test.", .ipseckey), ("ipsec.example.test.", .key), ("ipsec.example.test.", .any),
         ]
         var messages: [DNSMessage] = []
         for (index, (name, type)) in questions.enumerated() {

@@ -172,6 +172,8 @@ import Testing
             host SSHFP 4 2 0A0B
             _443._tcp TLSA 3 1 1 ff
             host HINFO "PC" "Linux"
+            host KEY 256 3 RSASHA256 AwEAAQ==
+            host KEY \\# 4 C0000308
             """
         let records = try DNSZoneFile.parse(text, origin: DNSName("example.test.")!)
         // RFC 4034 section 5.4's example DS, and the other types' wire forms.
@@ -181,7 +183,10 @@ import Testing
         #expect(records[2].data == .opaque([4, 2, 0x0A, 0x0B]))
         #expect(records[3].data == .opaque([3, 1, 1, 0xFF]))
         #expect(records[4].data == .opaque([2] + Array("PC".utf8) + [5] + Array("Linux".utf8)))
-        for bad in ["x DS 1 2 3 ABC", "x DS 1 2 3", "x DNSKEY 256 3 13 AAE=Aw==", "x DNSKEY 256 3 13 A", "x TLSA 3 1 1 zz",
+        // RFC 2535's KEY as DNSKEY is written; flagged "no key" (0xC000), it may have none.
+        #expect(records[5].data == .opaque([1, 0, 3, 8, 3, 1, 0, 1]) && records[5].dataText == "256 3 8 AwEAAQ==")
+        #expect(records[6].data == .opaque([0xC0, 0, 3, 8]))
+        for bad in ["x DS 1 2 3 ABC", "x DS 1 2 3", "x DNSKEY 256 3 13 AAE=Aw==", "x DNSKEY 256 3 13 A", "x KEY 256 3 8", "x KEY \\# 3 010003", "x TLSA 3 1 1 zz",
                     "x LOC 91 N 0 E 0", "x LOC 42 60 N 0 E 0", "x LOC 42 21 54 X 71 W 0", "x LOC 42 N 181 E 0", "x LOC 42 N 71 W -100001m",
                     "x LOC 42 N 71 W 0 1.234m", "x LOC 42 21 -54.5 N 71 W 0",
                     "x LOC 42 N 71 W --9223372036854775808m", "x LOC 42 N 71 W +5m", "x LOC 42 N 71 W 0 1.-5m", "x ZONEMD 1 1 1", "x CSYNC 1 3 NOTATYPE"] {
