@@ -47,7 +47,7 @@ public struct DNSRecordType: RawRepresentable, Hashable, Sendable, CustomStringC
         let upper = text.uppercased()
         if let known = Self.names.first(where: { $0.1 == upper }) {
             self = known.0
-        } else if upper.hasPrefix("TYPE"), let value = UInt16(upper.dropFirst(4)) {
+        } else if upper.hasPrefix("TYPE"), let value = DNSZoneFile.decimal(upper.dropFirst(4), as: UInt16.self) {
             self.init(rawValue: value)
         } else {
             return nil

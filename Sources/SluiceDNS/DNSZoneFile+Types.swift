@@ -154,7 +154,7 @@ extension DNSZoneFile {
         }
 
         mutating func number(max: UInt64) throws(DNSError) -> UInt64 {
-            guard let value = UInt64(try text()), value <= max else { throw fail("bad number") }
+            guard let value = DNSZoneFile.decimal(try text(), as: UInt64.self), value <= max else { throw fail("bad number") }
             return value
         }
 
@@ -172,7 +172,7 @@ extension DNSZoneFile {
 
         mutating func u16(mnemonics: [String: UInt16] = [:]) throws(DNSError) {
             let token = try text()
-            guard let value = mnemonics[token.uppercased()] ?? UInt16(token) else { throw fail("bad number \(token)") }
+            guard let value = mnemonics[token.uppercased()] ?? DNSZoneFile.decimal(token, as: UInt16.self) else { throw fail("bad number \(token)") }
             bytes += [UInt8(value >> 8), UInt8(value & 0xFF)]
         }
 
@@ -221,8 +221,8 @@ extension DNSZoneFile {
         /// An RRSIG time: `YYYYMMDDHHmmSS` in UTC, or seconds (RFC 4034 section 3.2).
         mutating func time() throws(DNSError) {
             let token = try text()
-            let digits = token.compactMap(\.wholeNumberValue)
-            guard digits.count == token.count, !digits.isEmpty else { throw fail("bad time \(token)") }
+            let digits = token.utf8.compactMap { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") ? Int($0 - UInt8(ascii: "0")) : nil }
+            guard digits.count == token.utf8.count, !digits.isEmpty else { throw fail("bad time \(token)") }
             var seconds: Int64
             if digits.count == 14 {
                 func value(_ range: Range<Int>) -> Int64 { digits[range].reduce(0) { $0 * 10 + Int64($1) } }
@@ -251,8 +251,8 @@ extension DNSZoneFile {
                     if token == hemispheres.0 || token == hemispheres.1 { break }
                 }
                 guard let hemisphere = parts.last, hemisphere == hemispheres.0 || hemisphere == hemispheres.1, parts.count >= 2,
-                      let degrees = UInt32(parts[0]), degrees <= hemispheres.2 else { throw fail("bad latitude or longitude") }
-                let minutes = parts.count > 2 ? UInt32(parts[1]) : 0
+                      let degrees = DNSZoneFile.decimal(parts[0], as: UInt32.self), degrees <= hemispheres.2 else { throw fail("bad latitude or longitude") }
+                let minutes = parts.count > 2 ? DNSZoneFile.decimal(parts[1], as: UInt32.self) : 0
                 let thousandths = parts.count > 3 ? Self.fixed(parts[2], places: 3) : 0
                 guard let minutes, minutes < 60, let thousandths, (0..<60_000).contains(thousandths) else { throw fail("bad minutes or seconds") }
                 let offset = ((degrees * 60 + minutes) * 60) * 1000 + UInt32(thousandths)
@@ -337,8 +337,8 @@ extension DNSZoneFile {
                 if negated { text = text.dropFirst() }
                 let parts = text.split(separator: ":", maxSplits: 1)
                 // The family as 1 or 2, no leading zero (Knot refuses `01:`).
-                guard parts.count == 2, let slash = parts[1].lastIndex(of: "/"), let family = UInt16(parts[0]), "\(family)" == parts[0],
-                      let prefix = UInt8(parts[1][parts[1].index(after: slash)...]) else { throw fail("bad item \(text)") }
+                guard parts.count == 2, let slash = parts[1].lastIndex(of: "/"), let family = DNSZoneFile.decimal(parts[0], as: UInt16.self),
+                      "\(family)" == parts[0], let prefix = DNSZoneFile.decimal(parts[1][parts[1].index(after: slash)...], as: UInt8.self) else { throw fail("bad item \(text)") }
                 let address = parts[1][..<slash]
                 var part: [UInt8]
                 switch family {
@@ -397,7 +397,7 @@ extension DNSZoneFile {
                 let generic: Bool
                 if let known = keys[keyText] {
                     (key, generic) = (known, false)
-                } else if keyText.hasPrefix("key"), let number = UInt16(keyText.dropFirst(3)), number != 65535 {
+                } else if keyText.hasPrefix("key"), let number = DNSZoneFile.decimal(keyText.dropFirst(3), as: UInt16.self), number != 65535 {
                     (key, generic) = (number, true)
                 } else {
                     throw fail("unknown parameter \(keyText)")
@@ -431,7 +431,7 @@ extension DNSZoneFile {
                 let names: [String: UInt16] = ["alpn": 1, "no-default-alpn": 2, "port": 3, "ipv4hint": 4, "ech": 5, "ipv6hint": 6]
                 var numbers: [UInt16] = []
                 for item in list {
-                    guard let number = names[item] ?? (item.hasPrefix("key") ? UInt16(item.dropFirst(3)) : nil)
+                    guard let number = names[item] ?? (item.hasPrefix("key") ? DNSZoneFile.decimal(item.dropFirst(3), as: UInt16.self) : nil)
                     else { throw fail("bad mandatory key \(item)") }
                     numbers.append(number)
                 }
@@ -448,7 +448,7 @@ extension DNSZoneFile {
                 guard value.isEmpty else { throw fail("no-default-alpn takes no value") }
                 return []
             case 3:
-                guard let port = UInt16(text) else { throw fail("bad port \(text)") }
+                guard let port = DNSZoneFile.decimal(text, as: UInt16.self) else { throw fail("bad port \(text)") }
                 return [UInt8(port >> 8), UInt8(port & 0xFF)]
             case 4:
                 var out: [UInt8] = []

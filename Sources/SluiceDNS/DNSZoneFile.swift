@@ -147,24 +147,31 @@ public enum DNSZoneFile {
     /// The TTL of a record that gives none before any `$TTL`, as Knot's `default-ttl`.
     static let defaultTTL: UInt32 = 3600
 
+    /// A number in ASCII decimal digits alone, as Knot reads every number in a zone file (no
+    /// sign, no other script's digits); `nil` otherwise or past `T`'s range.
+    static func decimal<T: FixedWidthInteger>(_ text: some StringProtocol, as type: T.Type) -> T? {
+        guard !text.isEmpty, text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else { return nil }
+        return T(text)
+    }
+
     /// A TTL in seconds, or with units: `3600`, `1h`, `1h30m`, `2w`.
     static func ttl(_ text: String) -> UInt32? {
-        if let value = UInt32(text) { return value }
+        if let value = decimal(text, as: UInt32.self) { return value }
         var total: UInt64 = 0
         var number: UInt64?
-        for character in text.lowercased() {
-            if let digit = character.wholeNumberValue {
-                number = (number ?? 0) * 10 + UInt64(digit)
+        for character in text.lowercased().utf8 {
+            if character >= UInt8(ascii: "0"), character <= UInt8(ascii: "9") {
+                number = (number ?? 0) * 10 + UInt64(character - UInt8(ascii: "0"))
                 guard number! <= UInt64(UInt32.max) else { return nil }
                 continue
             }
             let unit: UInt64
             switch character {
-            case "s": unit = 1
-            case "m": unit = 60
-            case "h": unit = 3600
-            case "d": unit = 86400
-            case "w": unit = 604_800
+            case UInt8(ascii: "s"): unit = 1
+            case UInt8(ascii: "m"): unit = 60
+            case UInt8(ascii: "h"): unit = 3600
+            case UInt8(ascii: "d"): unit = 86400
+            case UInt8(ascii: "w"): unit = 604_800
             default: return nil
             }
             guard let value = number else { return nil }
@@ -182,7 +189,7 @@ public enum DNSZoneFile {
             return name
         }
         func number<T: FixedWidthInteger>(_ index: Int, as: T.Type) throws(DNSError) -> T {
-            guard index < tokens.count, let value = T(tokens[index].text) else { throw fail("bad number") }
+            guard index < tokens.count, let value = Self.decimal(tokens[index].text, as: T.self) else { throw fail("bad number") }
             return value
         }
         func count(_ expected: Int) throws(DNSError) {
@@ -194,7 +201,7 @@ public enum DNSZoneFile {
         }
         if let first = tokens.first, first.text == "\\#", !first.quoted {
             // RFC 3597 generic form: `\# length hex`.
-            guard tokens.count >= 2, let length = Int(tokens[1].text), (0...65535).contains(length) else {
+            guard tokens.count >= 2, let length = decimal(tokens[1].text, as: Int.self), (0...65535).contains(length) else {
                 throw fail("\\# needs a length of 0 to 65535")
             }
             guard let bytes = hexBytes(tokens.dropFirst(2)), bytes.count == length else {
@@ -237,7 +244,7 @@ public enum DNSZoneFile {
             try count(7)
             var times: [UInt32] = []
             for index in 2..<7 {
-                guard let value = index == 2 ? UInt32(tokens[index].text) : ttl(tokens[index].text) else { throw fail("bad number") }
+                guard let value = index == 2 ? decimal(tokens[index].text, as: UInt32.self) : ttl(tokens[index].text) else { throw fail("bad number") }
                 times.append(value)
             }
             return .soa(primary: try name(0), mailbox: try name(1), serial: times[0], refresh: times[1], retry: times[2],

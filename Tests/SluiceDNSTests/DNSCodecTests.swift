@@ -207,7 +207,11 @@ import Testing
     /// field or a quoted string running into the next, and a directive with fields to spare.
     @Test func looseSyntaxIsRefusedAsKnotRefusesIt() {
         for bad in ["a TXT abc\\\n", "b TXT abc\"def\"ghi", "c TXT \"abc\"def", "d TXT \"ab\\\ncd\"", "$TTL 1h 1m", "$ORIGIN q.example.test. extra",
-                    "x OPT \\# 0", "x ANY \\# 0", "x AXFR \\# 0", "x TYPE250 \\# 0"] {
+                    "x OPT \\# 0", "x ANY \\# 0", "x AXFR \\# 0", "x TYPE250 \\# 0",
+                    // Numbers are ASCII digits alone: no sign, no other script's digits (knotd refuses each).
+                    "x +1 A 1.2.3.4", "x 1h+1 A 1.2.3.4", "x \u{0661}h A 1.2.3.4", "x MX +10 t.test.", "x TYPE+1 \\# 4 01020304",
+                    "x A \\# +4 01020304", "x SVCB 1 . port=+53", "x SVCB 1 . key+3=x", "x APL 1:192.168.0.0/+16", "x LOC +52 N 4 E 0",
+                    "x RRSIG A 5 3 86400 +20300101000000 20200101000000 2642 t.test. AQID", "@ SOA ns h +1 2 3 4 5"] {
             #expect(throws: DNSError.self, "\(bad)") { try DNSZoneFile.parse("$TTL 60\n" + bad + "\n", origin: DNSName("example.test.")!) }
         }
         #expect(throws: Never.self) { try DNSZoneFile.parse("$TTL 60\ne TXT \"abc\" \"def\";c\nf TXT \"x\"(\n\"y\")\n", origin: DNSName("example.test.")!) }
