@@ -65,8 +65,7 @@ extension DNSZoneFile {
         case .l32:
             try reader.u16()
             guard let locator = IPv4Address(try reader.text()) else { throw fail("bad IPv4 locator") }
-            let bytes = locator.bytes
-            reader.bytes += [bytes.0, bytes.1, bytes.2, bytes.3]
+            reader.bytes += FieldReader.wire(locator)
         case .lp:
             // RFC 6742's FQDN is outside RFC 4034's list of names lowered in the canonical form.
             try reader.u16(); try reader.name(keepingCase: true)
@@ -344,11 +343,10 @@ extension DNSZoneFile {
                 switch family {
                 case 1:
                     guard let ipv4 = IPv4Address(String(address)), prefix <= 32 else { throw fail("bad IPv4 item \(text)") }
-                    let bytes = ipv4.bytes
-                    part = [bytes.0, bytes.1, bytes.2, bytes.3]
+                    part = Self.wire(ipv4)
                 case 2:
                     guard let ipv6 = IPv6Address(String(address)), prefix <= 128 else { throw fail("bad IPv6 item \(text)") }
-                    part = withUnsafeBytes(of: ipv6.high.bigEndian) { Array($0) } + withUnsafeBytes(of: ipv6.low.bigEndian) { Array($0) }
+                    part = Self.wire(ipv6)
                 default:
                     throw fail("address family 1 or 2, not \(family)")
                 }
@@ -370,16 +368,23 @@ extension DNSZoneFile {
                 guard gateway == "." else { throw fail("gateway type 0 takes `.`, not \(gateway)") }
             case 1:
                 guard let address = IPv4Address(gateway) else { throw fail("bad IPv4 gateway \(gateway)") }
-                let octets = address.bytes
-                bytes += [octets.0, octets.1, octets.2, octets.3]
+                bytes += Self.wire(address)
             case 2:
                 guard let address = IPv6Address(gateway) else { throw fail("bad IPv6 gateway \(gateway)") }
-                bytes += withUnsafeBytes(of: address.high.bigEndian) { Array($0) } + withUnsafeBytes(of: address.low.bigEndian) { Array($0) }
+                bytes += Self.wire(address)
             default:
                 index -= 1
                 try name(keepingCase: true)
             }
             if hasMore { try rest(BinaryEncoding.base64) }
+        }
+
+        /// An address in network order.
+        static func wire(_ address: IPv4Address) -> [UInt8] { withUnsafeBytes(of: address.rawValue.bigEndian) { Array($0) } }
+
+        /// An address in network order.
+        static func wire(_ address: IPv6Address) -> [UInt8] {
+            withUnsafeBytes(of: address.high.bigEndian) { Array($0) } + withUnsafeBytes(of: address.low.bigEndian) { Array($0) }
         }
 
         /// SVCB and HTTPS parameters, `key=value` (RFC 9460 section 2.1), sorted by key on the wire.
@@ -454,7 +459,7 @@ extension DNSZoneFile {
                 var out: [UInt8] = []
                 for item in list {
                     guard let address = IPv4Address(item) else { throw fail("bad ipv4hint \(item)") }
-                    out += withUnsafeBytes(of: address.rawValue.bigEndian) { Array($0) }
+                    out += Self.wire(address)
                 }
                 return out
             case 5:
@@ -464,7 +469,7 @@ extension DNSZoneFile {
                 var out: [UInt8] = []
                 for item in list {
                     guard let address = IPv6Address(item) else { throw fail("bad ipv6hint \(item)") }
-                    out += withUnsafeBytes(of: address.high.bigEndian) { Array($0) } + withUnsafeBytes(of: address.low.bigEndian) { Array($0) }
+                    out += Self.wire(address)
                 }
                 return out
             default:
