@@ -78,6 +78,7 @@ struct XDPLoad: ParsableCommand {
         let program = try reporting { () throws(SystemCallError) in
             try XDPProgram.withListenerLock { () throws(SystemCallError) -> XDPProgram in
                 let program = try XDPProgram.attach(to: target.dev, mode: mode, force: force, frags: frags, logger: .terminal)
+                try program.keep()
                 let current = try program.ports
                 for port in current where !wanted.contains(port) { try program.setPort(port, enabled: false) }
                 for port in wanted where !current.contains(port) { try program.setPort(port) }
@@ -224,11 +225,11 @@ struct XDPUnload: ParsableCommand {
                 guard other.isIdentified else {
                     writeToStandardError("sluice: error: cannot tell whether the XDP program on \(target.dev) (id \(other.programID)) "
                                          + "is sluice's: \(XDPProgram.unidentifiedReason); run as root, or remove whatever "
-                                         + "it is with `ip link set dev \(target.dev) xdp off`\n")
+                                         + "it is with `ip link set dev \(target.dev) \(other.mode == .generic ? "xdpgeneric" : "xdp") off`\n")
                     throw ExitCode(1)
                 }
                 print("\(target.dev): no sluice XDP program attached, nothing to unload (another program, '\(other.name)' "
-                      + "id \(other.programID), is left alone; `ip link set dev \(target.dev) xdp off` removes it)")
+                      + "id \(other.programID), is left alone; `ip link set dev \(target.dev) \(other.mode == .generic ? "xdpgeneric" : "xdp") off` removes it)")
             } else {
                 print("\(target.dev): no sluice XDP program attached, nothing to unload")
             }

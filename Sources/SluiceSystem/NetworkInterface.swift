@@ -85,6 +85,15 @@ public struct NetworkInterface: Sendable, Equatable {
     /// An interface with nothing known yet.
     public init(name: String) { self.name = name }
 
+    /// The name the interface with index `index` has in the calling thread's namespace now (an
+    /// interface keeps its index when renamed); `nil` when there is none.
+    public static func name(ofIndex index: UInt32) -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(IF_NAMESIZE))
+        return buffer.withUnsafeMutableBufferPointer { bytes in
+            if_indextoname(index, bytes.baseAddress!).map { String(cString: $0) }
+        }
+    }
+
     /// The receive queues the interface `name` has in use, as `ethtool -l` shows them; `nil` when
     /// its driver does not say.
     public static func receiveQueueCount(named name: String) -> Int? {

@@ -239,6 +239,11 @@ public struct UDPAcceptance: Sendable, Equatable {
     /// to that device, and a service listening there takes them).
     public var vlanIDs: Set<UInt16> = []
 
+    /// Whether ``localAddresses`` are this host's now: `false` while a listen address has been
+    /// deleted from the interface, when every datagram is refused as not local, as the kernel
+    /// refuses datagrams for an address it no longer has.
+    public var localAddressesPresent = true
+
     /// Nothing checked.
     public init() {}
 }
@@ -283,7 +288,9 @@ public struct UDPStage<Service: UDPService>: Stage {
     }
 
     static func addressSets(_ acceptance: UDPAcceptance) -> (destinations: AddressSet, broadcasts: AddressSet) {
-        let destinations = acceptance.localAddresses.isEmpty ? [] : acceptance.localAddresses + acceptance.broadcastAddresses
+        // Addresses absent: only the unspecified ones, which no datagram past the martian check is sent to.
+        let destinations: [IPAddress] = !acceptance.localAddressesPresent ? [.v4(.any), .v6(.any)]
+            : acceptance.localAddresses.isEmpty ? [] : acceptance.localAddresses + acceptance.broadcastAddresses
         let sources = acceptance.broadcastSources.filter { !acceptance.broadcastAddresses.contains($0) }
         return (AddressSet(destinations), AddressSet(acceptance.broadcastAddresses + sources))
     }

@@ -390,16 +390,16 @@ public struct XDPPort: Port, ~Copyable {
             throw SystemCallError(.xsk, operation: operation, errno: pending,
                                   hint: pending == ENETDOWN ? "the interface was deleted or moved under the running socket" : nil)
         }
-        // By name and index only from the socket's own namespace (another thread may poll it).
+        // By index only from the socket's own namespace (another thread may poll it); a renamed
+        // interface keeps its index, its program and this socket.
         guard Self.currentNamespace() == namespace else { return }
-        let index = if_nametoindex(configuration.interface)
-        guard index != 0, index == interfaceIndex else {
+        guard NetworkInterface.name(ofIndex: interfaceIndex) != nil else {
             throw SystemCallError(.xsk, operation: operation, errno: ENODEV,
                                   hint: "the interface was deleted or moved under the running socket")
         }
         var attached = bpf_xdp_query_opts()
         attached.sz = MemoryLayout<bpf_xdp_query_opts>.size
-        guard bpf_xdp_query(Int32(index), 0, &attached) == 0 else { return }
+        guard bpf_xdp_query(Int32(interfaceIndex), 0, &attached) == 0 else { return }
         let programs = [attached.drv_prog_id, attached.skb_prog_id, attached.hw_prog_id].filter { $0 != 0 }
         if programs.isEmpty {
             throw SystemCallError(.xsk, operation: operation, errno: ENOENT,

@@ -18,7 +18,6 @@ public enum XDPAttachMode: String, Sendable, CaseIterable {
     case generic
 
     /// libxdp's mode value.
-    /// libxdp's name for the mode.
     public var libxdpMode: xdp_attach_mode { self == .native ? XDP_MODE_NATIVE : XDP_MODE_SKB }
 
     /// The netlink attach flag for this mode.
@@ -199,8 +198,8 @@ public final class XDPProgram: @unchecked Sendable {
     ///
     /// The program is the one built into the package (`BPFObject`). `.native` falls back to
     /// `.generic` when the driver refuses native XDP, and says so through `logger`.
-    /// If a sluice program is already attached, it is returned as it is (in its mode), so calling
-    /// this twice is harmless. Another program is refused unless `force` is set, which detaches it.
+    /// If a sluice program is already attached, it is returned as it is (in its mode, and build),
+    /// so calling this twice is harmless; `attachNote` says what differs from what was asked. Another program is refused unless `force` is set, which detaches it.
     /// libxdp tries its multi-program dispatcher first and attaches the program alone when the
     /// dispatcher cannot load (no bpffs, no freplace); `attachNote` then says so.
     ///
@@ -216,8 +215,15 @@ public final class XDPProgram: @unchecked Sendable {
         let index = try interfaceIndex(interface)
         let existing = try inspect(interface: interface, index: index)
         if let ours = existing.sluice {
+            // What was asked and differs from the program attached is said, not silently dropped.
+            var differences: [String] = []
+            if ours.mode != mode { differences.append("it runs in \(ours.mode.label) mode, not \(mode.label)") }
+            if frags && ours.name != programName(frags: true) { differences.append("it is not the multi-buffer (frags) build") }
+            let note = differences.isEmpty ? nil
+                : "the sluice program already attached stays as it is: " + differences.joined(separator: ", and ")
+                    + " (`sluice xdp unload` first to attach another)"
             return try XDPProgram(
-                interfaceName: interface, interfaceIndex: index, found: ours, handle: nil, wasAlreadyAttached: true, note: nil)
+                interfaceName: interface, interfaceIndex: index, found: ours, handle: nil, wasAlreadyAttached: true, note: note)
         }
         // Open the object before touching another program, so a bad object leaves it in place.
         let program = try BPFObject.open(named: objectName(frags: frags), programName: programName(frags: frags))
@@ -245,8 +251,9 @@ public final class XDPProgram: @unchecked Sendable {
         LibraryLog.startCapture()
         var result = xdp_program__attach(program.program, index, mode.libxdpMode, 0)
         // Refusals of native mode: no driver support, or one the driver has but not for this
-        // link now (veth: ERANGE while its peer's MTU is past a page).
-        if result < 0 && mode == .native && [EOPNOTSUPP, EINVAL, ERANGE].contains(-result) {
+        // link now (veth: ERANGE while its peer's MTU is past a page, ENOSPC while it has fewer
+        // receive queues than its peer transmit queues).
+        if result < 0 && mode == .native && [EOPNOTSUPP, EINVAL, ERANGE, ENOSPC].contains(-result) {
             let reason = LibraryLog.kernelMessage() ?? String(cString: strerror(-result))
             logger.notice("native XDP refused by the driver; using generic (skb) mode",
                           metadata: ["interface": "\(interface)", "reason": "\(reason)"])
@@ -552,9 +559,34 @@ public final class XDPProgram: @unchecked Sendable {
         }
     }
 
-    /// The keys of the `listeners` map.
+    /// The keys of the `listeners` map (the keeper's, of family 0, aside).
     private func listenerKeys() throws(SystemCallError) -> [sluice_listener_key] {
-        try keys(of: listenersMap, named: "listeners")
+        try keys(of: listenersMap, named: "listeners").filter { $0.family != 0 }
+    }
+
+    /// Whether the program stays when the last server using it leaves: attached by `sluice xdp
+    /// load`, it is there until `sluice xdp unload`. Kept as a `listeners` entry of family 0,
+    /// which no frame's lookup matches.
+    public var isKept: Bool {
+        get throws(SystemCallError) {
+            guard listenersMap >= 0 else { return false }
+            var key = sluice_listener_key()
+            var owner: UInt32 = 0
+            return bpf_map_lookup_elem(listenersMap, &key, &owner) == 0
+        }
+    }
+
+    /// Marks the program as one that stays when the last server using it leaves (see ``isKept``).
+    public func keep() throws(SystemCallError) {
+        guard listenersMap >= 0 else {
+            throw SystemCallError(.xdp, operation: "keeping the XDP program on \(interfaceName)", errno: EOPNOTSUPP,
+                                  hint: "the attached sluice program predates listeners; detach it (sluice xdp unload) and attach again")
+        }
+        var key = sluice_listener_key()
+        var owner: UInt32 = 0
+        if bpf_map_update_elem(listenersMap, &key, &owner, UInt64(BPF_ANY)) != 0 {
+            throw SystemCallError(.xdp, operation: "keeping the XDP program on \(interfaceName)", errno: Glibc.errno)
+        }
     }
 
     /// The keys of a map keyed as listeners (`listeners`, `local_addresses`).

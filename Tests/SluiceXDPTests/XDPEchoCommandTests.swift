@@ -191,6 +191,21 @@ import Testing
         #expect(server.stop() == 0)
     }
 
+    /// veth refuses native XDP (ENOSPC) while it has fewer receive queues than its peer transmit
+    /// queues: a driver refusal like the others, so generic is used, as the help says.
+    @Test func nativeRefusedForThePeersQueuesFallsBackToGeneric() throws {
+        let topology = try topology(queues: 2)
+        defer { topology.destroy() }
+        let fewer = shell("ip netns exec \(topology.serverNamespace) ethtool -L \(topology.serverInterface) rx 1")
+        #expect(fewer.status == 0, "\(fewer.output)")
+        let server = try serve(topology, ["--mode", "native", "--queues", "0"])
+        #expect(server.text.contains("native XDP refused by the driver; using generic (skb) mode"), "\(server.text)")
+        let (client, target) = try echoClient(of: topology, ipv6: false)
+        client.send([4], to: target)
+        #expect(client.receive()?.bytes == [4], "\(server.text)")
+        #expect(server.stop() == 0)
+    }
+
     /// Queues of the interface this server leaves to its kernel socket are named at start, with
     /// the option that takes them all.
     @Test func queuesLeftToTheKernelSocketAreSaid() throws {
@@ -250,6 +265,78 @@ import Testing
         #expect(server.stop() == 0)
         // Left to the kernel by the program (to forward, or to drop), not taken and dropped here.
         #expect(server.text.contains("not ours 1") && !server.text.contains("not_local"), "\(server.text)")
+    }
+
+    /// A listen address deleted from the interface under a running server is not answered any
+    /// more, as the kernel refuses datagrams for an address it no longer has (the program
+    /// steers by the listener, so the stage refuses them, counted as not local); added back, it is.
+    @Test func aListenAddressDeletedUnderARunningServerIsNotAnsweredUntilItIsBack() throws {
+        let topology = try topology()
+        defer { topology.destroy() }
+        let server = try launch(topology, listen: "\(topology.serverIPv4):7000", queue: 0)
+        try #require(server.waitForLine(containing: "backend on") != nil, "\(server.text)")
+        let (client, target) = try echoClient(of: topology, ipv6: false, receiveTimeout: .milliseconds(500))
+        client.send([1], to: target)
+        #expect(client.receive()?.bytes == [1], "\(server.text)")
+        // The peer keeps the address's MAC, so frames for it keep coming.
+        let show = try ChildProcess("/usr/sbin/ip", ["-n", topology.serverNamespace, "-o", "link", "show", "dev", topology.serverInterface])
+        _ = show.waitForExit()
+        let words = show.text.split(separator: " ")
+        let mac = try #require(words.firstIndex(of: "link/ether").map { words[$0 + 1] }, "\(show.text)")
+        #expect(shell("ip -n \(topology.clientNamespace) neigh replace \(topology.serverIPv4) lladdr \(mac) dev \(topology.clientInterface) nud permanent").status == 0)
+        #expect(shell("ip -n \(topology.serverNamespace) address del \(topology.serverIPv4)/24 dev \(topology.serverInterface)").status == 0)
+        usleep(1_500_000)
+        client.send([2], to: target)
+        #expect(client.receive() == nil, "answered for an address the host no longer has: \(server.text)")
+        #expect(server.text.contains("\(topology.serverIPv4) is not on it"), "\(server.text)")
+        #expect(shell("ip -n \(topology.serverNamespace) address add \(topology.serverIPv4)/24 dev \(topology.serverInterface)").status == 0)
+        usleep(1_500_000)
+        client.send([3], to: target)
+        #expect(client.receive()?.bytes == [3], "\(server.text)")
+        #expect(server.stop() == 0, "\(server.text)")
+        #expect(server.text.contains("drops: not_local=1"), "\(server.text)")
+    }
+
+    /// An interface renamed under a running server is the same interface (its index, program and
+    /// sockets stay): the server follows it and goes on answering, where it stopped with
+    /// "No such device" and said the interface had left.
+    @Test func aRenamedInterfaceIsFollowed() throws {
+        let topology = try topology()
+        defer { topology.destroy() }
+        let (server, client, target) = try startEcho(topology)
+        let renamed = "r" + topology.serverInterface.prefix(14)
+        #expect(shell("ip -n \(topology.serverNamespace) link set dev \(topology.serverInterface) name \(renamed)").status == 0)
+        defer { _ = shell("ip -n \(topology.serverNamespace) link set dev \(renamed) name \(topology.serverInterface)") }
+        usleep(1_500_000)
+        client.send([2], to: target)
+        #expect(client.receive()?.bytes == [2], "\(server.text)")
+        #expect(server.text.contains("\(topology.serverInterface) is now named \(renamed): following it"), "\(server.text)")
+        #expect(server.stop() == 0, "\(server.text)")
+        #expect(!server.text.contains("left this network namespace"), "\(server.text)")
+    }
+
+    /// A program `sluice xdp load` attached stays until `sluice xdp unload`, ports or none: a
+    /// server that joined it and left took it away when no ports were set.
+    @Test func aProgramFromXDPLoadStaysWhenTheLastServerLeaves() throws {
+        let topology = try topology()
+        defer { topology.destroy() }
+        let load = try ChildProcess(sluice: ["xdp", "load", "--dev", topology.serverInterface, "--netns", topology.serverNamespace,
+                                             "--mode", "generic"])
+        #expect(load.waitForExit() == 0, "\(load.text)")
+        // Asked again for another mode and build: said, not silently dropped.
+        let again = try ChildProcess(sluice: ["xdp", "load", "--dev", topology.serverInterface, "--netns", topology.serverNamespace,
+                                              "--mode", "native", "--frags"])
+        #expect(again.waitForExit() == 0, "\(again.text)")
+        #expect(again.text.contains("stays as it is: it runs in generic (skb) mode, not native, and it is not the multi-buffer (frags) build"),
+                "\(again.text)")
+        let (server, client, target) = try startEcho(topology)
+        client.send([2], to: target)
+        #expect(client.receive()?.bytes == [2], "\(server.text)")
+        #expect(server.stop() == 0, "\(server.text)")
+        #expect(try xdpAttached(topology), "the program xdp load attached was taken away by a server: \(server.text)")
+        let unload = try ChildProcess(sluice: ["xdp", "unload", "--dev", topology.serverInterface, "--netns", topology.serverNamespace])
+        #expect(unload.waitForExit() == 0, "\(unload.text)")
+        #expect(try !xdpAttached(topology))
     }
 
     /// What the kernel drops at the XSK (here: the worker stopped, its rings full) is a drop in
@@ -386,7 +473,7 @@ import Testing
     }
 
     /// A server that attached the program leaves it when another process steers a port through
-    /// it meanwhile (`sluice xdp load --ports`), and the last user out removes it.
+    /// it meanwhile (`sluice xdp load --ports`); `xdp load` keeps it, ports or none, until `xdp unload`.
     @Test func theProgramStaysWhileAnotherProcessUsesIt() throws {
         let topology = try topology()
         defer { topology.destroy() }
@@ -401,7 +488,7 @@ import Testing
         #expect(status.waitForExit() == 0 && status.text.contains("ports: 7000, 9000") && status.text.contains("listeners: none"),
                 "the server took back only its own listener: \(status.text)")
 
-        // With no port steered, the next server that attaches it is also the last user out.
+        // With no port steered, a server that joins and leaves it leaves it too.
         let clear = try ChildProcess(sluice: ["xdp", "load", "--dev", topology.serverInterface, "--netns",
                                               topology.serverNamespace, "--mode", "generic", "--ports", ""])
         #expect(clear.waitForExit() == 0, "\(clear.text)")
@@ -409,7 +496,10 @@ import Testing
         #expect(second.stop() == 0, "\(second.text)")
         // Its one datagram, not the first server's too, which the program counted before.
         #expect(second.text.contains("xdp program: redirected 1,"), "this run's verdicts: \(second.text)")
-        #expect(try !xdpAttached(topology), "the last user out removes the program")
+        #expect(try xdpAttached(topology), "xdp load keeps the program: \(second.text)")
+        let unload = try ChildProcess(sluice: ["xdp", "unload", "--dev", topology.serverInterface, "--netns", topology.serverNamespace])
+        #expect(unload.waitForExit() == 0, "\(unload.text)")
+        #expect(try !xdpAttached(topology), "xdp unload removes it")
     }
 
     /// A second process binding the queue a running server holds: EBUSY from the kernel, named in

@@ -66,6 +66,8 @@ public final class XDPBackend: UDPBackend {
     private let liveAcceptance: LiveAcceptance
     /// When worker 0 next reads the interface's addresses and MTU again.
     private let nextRefresh = Atomic<UInt64>(0)
+    /// The interface's name as last seen: it follows a rename (`ip link set … name`).
+    private let currentName: Mutex<String>
     private let attachedHere: Bool
     /// The listen address this backend steers to its sockets: a listener its process owns.
     private let addedListener: IPEndpoint
@@ -86,6 +88,7 @@ public final class XDPBackend: UDPBackend {
         guard !settings.queues.isEmpty else { throw RuntimeError("the xdp backend needs at least one queue") }
         self.configuration = configuration
         self.settings = settings
+        currentName = Mutex(settings.interface)
         let interface: NetworkInterface
         do throws(SystemCallError) {
             interface = try Self.interface(named: settings.interface)
@@ -132,6 +135,11 @@ public final class XDPBackend: UDPBackend {
                 let program: XDPProgram
                 if let found {
                     program = found
+                    if found.mode != settings.attachMode {
+                        let stays = "sluice's XDP program on \(settings.interface) runs in \(found.mode.rawValue) mode, which stays "
+                            + "(not \(settings.attachMode.rawValue)); `sluice xdp unload` first to change it"
+                        configuration.logger.notice("\(stays)")
+                    }
                 } else {
                     program = try XDPProgram.attach(to: settings.interface, mode: settings.attachMode, force: settings.force,
                                                     logger: configuration.logger)
@@ -234,7 +242,7 @@ public final class XDPBackend: UDPBackend {
         acceptance.verifiesChecksums = settings.verifiesChecksums
         acceptance.localMAC = interface.mac
         acceptance.appliesKernelRules = true
-        acceptance.vlanIDs = vlanIDs(on: settings.interface)
+        acceptance.vlanIDs = vlanIDs(on: interface.name)
         switch listen.address {
         case .v4(.any):
             let v4 = interface.addresses.indices.filter { interface.addresses[$0].family == AF_INET }
@@ -247,10 +255,11 @@ public final class XDPBackend: UDPBackend {
             acceptance.broadcastAddresses = broadcasts(of: interface)
         case let address:
             acceptance.localAddresses = [address]
+            acceptance.localAddressesPresent = interface.addresses.contains(address)
         }
         acceptance.broadcastSources = broadcasts(of: interface)
         // Replies leave through the XSK unfragmented: one past the MTU would be lost on the wire.
-        acceptance.maximumPacket = NetworkInterface.mtu(named: settings.interface)
+        acceptance.maximumPacket = NetworkInterface.mtu(named: interface.name)
         return acceptance
     }
 
@@ -261,12 +270,19 @@ public final class XDPBackend: UDPBackend {
         let now = MonotonicTimeSource().now().nanoseconds
         guard now >= nextRefresh.load(ordering: .relaxed) else { return }
         nextRefresh.store(now + 1_000_000_000, ordering: .relaxed)
-        // Gone: the port fails on its own and says so.
-        guard let interface = try? NetworkInterface.named(settings.interface) else { return }
+        // Gone: the port fails on its own and says so. Renamed: the same interface, followed.
+        guard let name = NetworkInterface.name(ofIndex: UInt32(program.interfaceIndex)),
+              let interface = try? NetworkInterface.named(name) else { return }
+        let previous = currentName.withLock { current in
+            defer { current = name }
+            return current
+        }
+        if previous != name { configuration.logger.notice("\(previous) is now named \(name): following it") }
         let fresh = Self.acceptance(for: configuration.listen, on: settings, interface: interface)
         guard liveAcceptance.update(fresh) else { return }
-        let addresses = fresh.localAddresses.map(\.description).joined(separator: ", ")
-        configuration.logger.notice("\(settings.interface) changed: taking \(addresses), replies up to \(fresh.maximumPacket.map(String.init) ?? "any") bytes")
+        let addresses = fresh.localAddressesPresent ? fresh.localAddresses.map(\.description).joined(separator: ", ")
+            : "nothing (\(configuration.listen.address) is not on it: what comes for it is dropped, as the kernel drops it)"
+        configuration.logger.notice("\(name) changed: taking \(addresses), replies up to \(fresh.maximumPacket.map(String.init) ?? "any") bytes")
         // New addresses are steered too; a deleted one goes back to the kernel.
         try? program.setLinkFilter(XDPLinkFilter(localMAC: interface.mac, vlanDeviceIDs: fresh.vlanIDs,
                                                  localAddresses: interface.addresses + Self.broadcasts(of: interface),
@@ -321,7 +337,8 @@ public final class XDPBackend: UDPBackend {
 
     /// Leaves the interface as it was found: takes back the listen address it added, and detaches
     /// the program once nothing is steered through it any more, whichever process attached it: a
-    /// second server that joined the program keeps it, and the last one out removes it.
+    /// second server that joined the program keeps it, and the last one out removes it (unless
+    /// `sluice xdp load` attached it: that stays until `sluice xdp unload`).
     public func finish() {
         let verdicts = try? program.verdicts()
         finalVerdicts.withLock { $0 = verdicts }
@@ -337,11 +354,12 @@ public final class XDPBackend: UDPBackend {
             try? program.setListener(listener, enabled: false)
             try? program.removeAbandonedListeners()
             let unused = ((try? program.ports)?.isEmpty ?? attachedHere) && ((try? program.listeners)?.isEmpty ?? true)
+                && !((try? program.isKept) ?? false)
             guard unused else { return }
-            let removal = "`ip link set dev \(program.interfaceName) xdp off` where the interface is now removes it"
+            let removal = "`ip link set dev \(program.interfaceName) \(program.mode == .generic ? "xdpgeneric" : "xdp") off` where the interface is now removes it"
             do throws(SystemCallError) {
                 try program.detach()
-                if if_nametoindex(program.interfaceName) == 0 {
+                if NetworkInterface.name(ofIndex: UInt32(program.interfaceIndex)) == nil {
                     let gone = "\(program.interfaceName) left this network namespace: if it was moved, not deleted, its XDP program is still attached"
                     logger.warning("\(gone); \(removal)", metadata: ["program": "\(program.programID)"])
                 }
