@@ -234,13 +234,23 @@ struct ServeOptions: ParsableArguments {
         }
         if backend != .xdp, trustChecksums { throw ValidationError("--trust-checksums is for --backend xdp (the kernel verifies the other backends')") }
         if backend.isDevice {
-            guard let name, TUNDevice.isValidName(name) else {
-                throw ValidationError("--backend \(backend) needs --name NAME (1 to 15 bytes, none of them '/', ':' or white space, and not '.' or '..')")
+            guard let name, TUNDevice.isValidName(name), !name.contains("%") else {
+                throw ValidationError("--backend \(backend) needs --name NAME (1 to 15 bytes, none of them '/', ':', '%' or white space, "
+                                      + "and not '.' or '..')")
             }
-            let kernelAddresses = try parsePrefixes(address).map(\.address)
+            let prefixes = try parsePrefixes(address)
             // Packets to the kernel's own address stay in the kernel: none would reach the device.
-            if kernelAddresses.contains(listen.address) {
+            if prefixes.contains(where: { $0.address == listen.address }) {
                 throw ValidationError("--listen \(listen.address) is the kernel's address on the device; listen on another address behind it, e.g. the next one in its prefix")
+            }
+            // A service is one host behind the device: no reply leaves from a group or broadcast
+            // address (RFC 1122 3.2.1.3), and the kernel keeps its subnets' broadcasts.
+            let subnetBroadcasts = prefixes.compactMap { prefix -> IPAddress? in
+                guard case .v4(let own) = prefix.address, prefix.prefixLength < 31 else { return nil }
+                return .v4(IPv4Address(rawValue: own.rawValue | UInt32.max >> UInt32(prefix.prefixLength)))
+            }
+            if listen.address.isMulticastOrBroadcast || subnetBroadcasts.contains(listen.address) {
+                throw ValidationError("--listen \(listen.address) is a group or broadcast address: listen on a host's address behind the device")
             }
         } else if name != nil || !address.isEmpty || noOffloads {
             throw ValidationError("--name, --address and --no-offloads are for --backend tun and tap")

@@ -482,7 +482,21 @@ public struct HostResponder: ~Copyable {
                             mac: MACAddress) -> HostDisposition {
         let data = packet.dataStart
         let network = data + networkOffset
+        // The solicitation's source link-layer address, where the answer goes (RFC 4861 section
+        // 7.2.4, as the kernel sends it), whatever the frame's source was.
+        var linkSource: MACAddress?
+        let solicitation = network + 40
+        let length = min(Int(network.hostBig16(4)), packet.length - networkOffset - 40)
+        var offset = 24
+        while requester != nil, offset + 8 <= length, solicitation.hostByte(offset + 1) > 0 {
+            if solicitation.hostByte(offset) == 1 {
+                linkSource = MACAddress(networkBytesAt: solicitation + offset + 2)
+                break
+            }
+            offset += Int(solicitation.hostByte(offset + 1)) * 8
+        }
         turnLink(data)
+        if linkLayer == .ethernet, let linkSource { linkSource.store(networkBytesAt: data) }
         let allNodes = IPv6Address(high: 0xFF02 << 48, low: 1)
         if requester == nil { MACAddress(0x33, 0x33, 0, 0, 0, 1).store(networkBytesAt: data) }
         let destination = requester ?? allNodes

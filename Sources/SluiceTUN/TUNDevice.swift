@@ -69,6 +69,9 @@ public final class TUNDevice: @unchecked Sendable {
     /// attach queues of its own to it (a multi-queue device takes any number, and the kernel
     /// would spread this one's flows over them); -1 when the kernel named the device.
     private let claim: Int32
+    /// Addresses this instance gave a device that was there before it (a persistent one, from
+    /// `sluice tun up`): taken back when it closes, so a service leaves the device as it found it.
+    private let addedAddresses: [(address: IPAddress, prefixLength: Int)]
 
     /// Creates the device, or attaches to the persistent one of that name, in the calling
     /// thread's network namespace; adds its addresses and sets it up.
@@ -95,6 +98,7 @@ public final class TUNDevice: @unchecked Sendable {
         // left half configured for the next start to find.
         let existed = !name.isEmpty && if_nametoindex(name) != 0
         var madePersistent = false
+        var added: [(address: IPAddress, prefixLength: Int)] = []
         do throws(SystemCallError) {
             for _ in 0..<configuration.queues {
                 let (descriptor, given) = try Self.open(name: name, flags: flags, kind: configuration.kind)
@@ -131,6 +135,7 @@ public final class TUNDevice: @unchecked Sendable {
             for (address, prefixLength) in configuration.addresses {
                 do {
                     try netlink.addAddress(address, prefixLength: prefixLength, interfaceIndex: index)
+                    if existed && !configuration.persistent { added.append((address, prefixLength)) }
                 } catch where error.code == EEXIST {
                     // A persistent device attached again keeps its addresses.
                 }
@@ -138,12 +143,14 @@ public final class TUNDevice: @unchecked Sendable {
             try netlink.setLink(index: index, up: true, mtu: configuration.mtu)
             self.index = index
         } catch {
+            Self.remove(added, from: Int32(bitPattern: if_nametoindex(name)))
             if madePersistent { _ = sluice_ioctl_value(descriptors[0], sluice_TUNSETPERSIST, 0) }
             descriptors.forEach { _ = Glibc.close($0) }
             if claim >= 0 { Glibc.close(claim) }
             throw error
         }
         self.claim = claim
+        self.addedAddresses = added
         self.name = name
         self.kind = configuration.kind
         self.queueDescriptors = descriptors
@@ -170,8 +177,17 @@ public final class TUNDevice: @unchecked Sendable {
     deinit {
         // A persistent device outlives this process: the next user finds it as a fresh one.
         if !offloads.isEmpty { _ = sluice_ioctl_value(queueDescriptors[0], sluice_TUNSETOFFLOAD, 0) }
+        Self.remove(addedAddresses, from: index)
         queueDescriptors.forEach { _ = close($0) }
         if claim >= 0 { close(claim) }
+    }
+
+    /// Takes `addresses` back from the device with index `index`, as far as it can.
+    static func remove(_ addresses: [(address: IPAddress, prefixLength: Int)], from index: Int32) {
+        guard !addresses.isEmpty, index != 0, var netlink = try? RouteNetlink() else { return }
+        for (address, prefixLength) in addresses {
+            try? netlink.removeAddress(address, prefixLength: prefixLength, interfaceIndex: index)
+        }
     }
 
     /// Binds a socket to the abstract name `sluice-tun/NAME` (abstract names belong to the

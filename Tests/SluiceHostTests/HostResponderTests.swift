@@ -88,7 +88,10 @@ import Testing
     func invalidSolicitationsAreIgnored() {
         var responder = responder()
         let sourceLinkLayer: [UInt8] = [1, 1, 2, 0, 0, 0, 0, 1]
-        #expect(admit(&responder, solicitation(options: sourceLinkLayer)).0 == .answer, "a source link-layer address is fine")
+        let (withOption, advertisement) = admit(&responder, solicitation(options: sourceLinkLayer))
+        #expect(withOption == .answer, "a source link-layer address is fine")
+        // Answered to that address (RFC 4861 7.2.4), as the kernel answers, not to the frame's source.
+        #expect(Array(advertisement.prefix(6)) == [2, 0, 0, 0, 0, 1], "\(Array(advertisement.prefix(12)))")
         #expect(admit(&responder, solicitation(destination: IPv6Address("2001:2:1::2")!)).0 == .answer, "unicast to the target")
         let discarded: [(String, [UInt8])] = [
             ("duplicate address detection with a source link-layer address", solicitation(source: .any, options: sourceLinkLayer)),

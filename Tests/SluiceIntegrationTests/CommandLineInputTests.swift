@@ -44,6 +44,12 @@ let exampleZone = #filePath.replacing("SluiceIntegrationTests/CommandLineInputTe
         ["tun", "up", "--name", "sl9", "--address", "198.18.1.1/24", "--address", "198.18.1.1/16"],
         ["udp-echo", "--backend", "tun", "--name", "sl9", "--address", "2001:2:1::1/64", "--address", "2001:2:1::1/64", "--listen", "[2001:2:1::2]:9000"],
         ["udp-echo", "--backend", "tap", "--name", "..", "--address", "198.18.1.1/24", "--listen", "198.18.1.2:9000"],
+        // A name the kernel would number (h3%d: h30, h31, ...), and addresses no reply leaves from.
+        ["tun", "up", "--name", "sl%d"],
+        ["udp-echo", "--backend", "tun", "--name", "sl%d", "--address", "198.18.1.1/24", "--listen", "198.18.1.2:9000"],
+        ["udp-echo", "--backend", "tap", "--name", "sl9", "--address", "198.18.1.1/24", "--listen", "198.18.1.255:9000"],
+        ["udp-echo", "--backend", "tap", "--name", "sl9", "--address", "198.18.1.1/24", "--listen", "255.255.255.255:9000"],
+        ["udp-echo", "--backend", "tun", "--name", "sl9", "--address", "2001:2:1::1/64", "--listen", "[ff02::1]:9000"],
         ["udp-echo", "--listen", "127.0.0.1:0", "--socket-buffer", "-1"],
         ["udp-echo", "--listen", "127.0.0.1:0", "--socket-buffer", "99999999999999999999"],
         ["udp-client", "--target", "127.0.0.1:9", "--count", "0"],

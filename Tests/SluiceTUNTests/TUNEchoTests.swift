@@ -190,6 +190,12 @@ import Testing
         #expect(client.receive()?.bytes == Array("persistent".utf8))
         #expect(server.stop() == 0, "\(server.text)")
         #expect(try linkExists(namespace, "sltun2"), "a persistent device stays after its server")
+        // A server's own --address on a device it found is taken back when it stops (it stayed).
+        let second = try Self.startServer(namespace, device: "sltun2", kernel: "198.18.2.1/24", listen: "198.18.2.2:9000")
+        #expect(second.stop() == 0, "\(second.text)")
+        let addresses = try ChildProcess("/usr/sbin/ip", ["-n", namespace.name, "-br", "address", "show", "dev", "sltun2"])
+        _ = addresses.waitForExit()
+        #expect(addresses.text.contains("198.18.1.1/24") && !addresses.text.contains("198.18.2.1"), "\(addresses.text)")
         // As fresh: the server's offloads (partial checksums, super-packets) left with it.
         let features = try ChildProcess("/usr/sbin/ip", ["netns", "exec", namespace.name, "ethtool", "-k", "sltun2"])
         #expect(features.waitForExit() == 0)
