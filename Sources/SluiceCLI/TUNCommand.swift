@@ -48,7 +48,9 @@ struct TUNCommand: ParsableCommand {
             guard (1...256).contains(queues) else { throw ValidationError("--queues must be 1 to 256") }
             if let owner, ownerID(owner) == nil { throw ValidationError("--owner: no user named '\(owner)'") }
             if let group, groupID(group) == nil { throw ValidationError("--group: no group named '\(group)'") }
-            if let mtu { guard (68...65535).contains(mtu) else { throw ValidationError("--mtu must be 68 to 65535") } }
+            // A TAP device's frames carry a 14-byte Ethernet header within the kernel's 65535.
+            let largest = tap ? 65521 : 65535
+            if let mtu { guard (68...largest).contains(mtu) else { throw ValidationError("--mtu must be 68 to \(largest)\(tap ? " for a TAP device" : "")") } }
             let prefixes = try parsePrefixes(address)
             // The kernel turns IPv6 off on a link whose MTU is below 1280 (RFC 8200 section 5).
             if let mtu, mtu < 1280, prefixes.contains(where: { $0.address.family == AF_INET6 }) {

@@ -46,6 +46,7 @@ let exampleZone = #filePath.replacing("SluiceIntegrationTests/CommandLineInputTe
         ["udp-echo", "--backend", "tap", "--name", "..", "--address", "198.18.1.1/24", "--listen", "198.18.1.2:9000"],
         // A name the kernel would number (h3%d: h30, h31, ...), and addresses no reply leaves from.
         ["tun", "up", "--name", "sl%d"],
+        ["tun", "up", "--name", "sl9", "--tap", "--mtu", "65522"],
         ["udp-echo", "--backend", "tun", "--name", "sl%d", "--address", "198.18.1.1/24", "--listen", "198.18.1.2:9000"],
         ["udp-echo", "--backend", "tap", "--name", "sl9", "--address", "198.18.1.1/24", "--listen", "198.18.1.255:9000"],
         ["udp-echo", "--backend", "tap", "--name", "sl9", "--address", "198.18.1.1/24", "--listen", "255.255.255.255:9000"],
