@@ -215,6 +215,12 @@ public actor TLSConnection {
         tcp.shutdownWrite()
     }
 
+    /// Closes TCP at once, waiting for nothing more from the peer: ``inbound`` ends (with
+    /// ``TLSConnectionError/truncated`` if the peer had not sent its close_notify).
+    public func abort() {
+        tcp.close()
+    }
+
     private func flush() async throws(TLSConnectionError) {
         do { try await tcp.send(Self.takeOutbound(of: engine)) } catch { throw .stream(error) }
     }

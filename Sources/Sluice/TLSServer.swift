@@ -45,7 +45,7 @@ public struct TLSServerApplication: TLSStreamApplication {
     struct State {
         var pending: [UInt8] = []
         var received = 0
-        var benchTotal: Int?
+        var benchTotal: UInt64?
         var header: [UInt8] = []
         var acknowledged = false
         var fileSent = 0
@@ -89,7 +89,7 @@ public struct TLSServerApplication: TLSStreamApplication {
             state.header += body.prefix(take)
             body = UnsafeRawBufferPointer(rebasing: body[take...])
             if state.header.count == 8 {
-                state.benchTotal = state.header.reversed().reduce(0) { $0 << 8 | Int($1) }
+                state.benchTotal = state.header.reversed().reduce(0) { $0 << 8 | UInt64($1) }
                 state.received = body.count
             }
         }
@@ -107,7 +107,7 @@ public struct TLSServerApplication: TLSStreamApplication {
                 writer.pauseReceiving()
             }
         case .sink:
-            if let total = state.benchTotal, state.received >= total, !state.acknowledged {
+            if let total = state.benchTotal, UInt64(state.received) >= total, !state.acknowledged {
                 state.acknowledged = true
                 var ack: UInt8 = 1
                 _ = withUnsafeBytes(of: &ack) { writer.send($0) }
@@ -119,10 +119,17 @@ public struct TLSServerApplication: TLSStreamApplication {
     }
 
     public mutating func readClosed(_ stream: StreamID, writer: TLSWriter<TCPEngine>) {
-        // In TLS 1.3 the peer's close_notify ends its direction only: a file goes on to its end,
-        // which closes. TLS 1.2 answers at once, the rest of the file unsent (RFC 5246 7.2.1).
-        if case .file = mode, writer.negotiated?.version != .tls12 { return }
-        if case .file = mode { states[stream]?.fileClosed = true }
+        // TLS 1.2 answers at once, what was not sent yet discarded: the rest of a file, echo
+        // bytes waiting for frames (RFC 5246 7.2.1, as gnutls-serv answers). In TLS 1.3 the
+        // peer's close_notify ends its direction only: a file goes on to its end, which closes,
+        // and an echo sends what it has, then closes.
+        if writer.negotiated?.version == .tls12 {
+            states[stream]?.pending = []
+            states[stream]?.fileClosed = true
+            writer.close()
+            return
+        }
+        if case .file = mode { return }
         if states[stream]?.pending.isEmpty ?? true {
             writer.close()
         }

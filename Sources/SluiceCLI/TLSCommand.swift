@@ -8,6 +8,7 @@ import Sluice
 import SluiceSystem
 import SluiceTLS
 import SluiceURing
+import Synchronization
 
 struct TLSCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -266,11 +267,15 @@ struct TLSConnect: ParsableCommand {
     @Option(parsing: .unconditional, help: "Seconds the TCP connect, then the handshake, may take before the connection is given up.")
     var handshakeTimeout: Double = 10
 
+    @Option(parsing: .unconditional, help: "After close_notify, seconds the server may go without sending or closing before the connection is closed (0: no limit).")
+    var closeTimeout: Double = 10
+
     @Option(help: "Enter this network namespace (/run/netns/NAME) first, with setns().")
     var netns: String?
 
     func validate() throws {
         try checkSeconds(handshakeTimeout, "--handshake-timeout", in: 0.01...3600)
+        if closeTimeout != 0 { try checkSeconds(closeTimeout, "--close-timeout", in: 0.01...86400) }
         try protocolOptions.checkKeyUpdate(keyUpdateAfter)
         guard let (_, port) = Self.hostAndPort(server) else {
             throw ValidationError("bad server \(server): give HOST:PORT, ADDRESS:PORT or [IPv6]:PORT")
@@ -378,7 +383,8 @@ struct TLSConnect: ParsableCommand {
         let outcome = TLSConnectRun.blocking {
             await TLSConnectRun(servers: endpoints, serverName: serverName, context: context, session: session,
                                 keyUpdateAfter: keyUpdateAfter, waitForServer: waitForServer, sessionOut: sessionOut,
-                                timeout: .nanoseconds(Int64(handshakeTimeout * 1e9))).run(loop: loop)
+                                timeout: .nanoseconds(Int64(handshakeTimeout * 1e9)),
+                                closeTimeout: closeTimeout > 0 ? .nanoseconds(Int64(closeTimeout * 1e9)) : nil).run(loop: loop)
         }
         writeToStandardError(outcome.summary + (insecure ? "; the server's certificate was not verified (--insecure)" : "") + "\n")
         if !outcome.succeeded { throw ExitCode(1) }
@@ -397,6 +403,8 @@ struct TLSConnectRun: Sendable {
     let sessionOut: String?
     /// For the TCP connect, then for the handshake.
     let timeout: Duration
+    /// How long the server may stay silent after our close_notify; `nil`: for ever.
+    let closeTimeout: Duration?
 
     struct Outcome: Sendable {
         var summary: String
@@ -426,6 +434,29 @@ struct TLSConnectRun: Sendable {
         var value: Outcome?
     }
 
+    /// After our close_notify: what the server has sent since, and whether its silence closed the connection.
+    final class CloseWatch: Sendable {
+        let received = Atomic<Int>(0)
+        let closedForSilence = Atomic<Bool>(false)
+
+        /// Closes `connection` once nothing has come for `limit` (or returns when cancelled: the server closed).
+        func closeWhenSilent(_ connection: TLSConnection, for limit: Duration) async {
+            var seen = received.load(ordering: .relaxed)
+            var quietSince = ContinuousClock.now
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(100))
+                let now = received.load(ordering: .relaxed)
+                if now != seen {
+                    (seen, quietSince) = (now, .now)
+                } else if ContinuousClock.now - quietSince >= limit, !Task.isCancelled {
+                    closedForSilence.store(true, ordering: .relaxed)
+                    await connection.abort()
+                    return
+                }
+            }
+        }
+    }
+
     func run(loop: TCPEventLoop) async -> Outcome {
         let connection: TLSConnection
         do {
@@ -436,6 +467,7 @@ struct TLSConnectRun: Sendable {
         }
         let negotiated = connection.negotiated
         let input = StandardInput.chunks()
+        let watch = CloseWatch()
         // Standard input to the server: the bytes sent, and whether input ended. A send fails only
         // when the connection has: its reason comes from `inbound`.
         let sender = Task { () -> (Int, Bool) in
@@ -450,7 +482,10 @@ struct TLSConnectRun: Sendable {
                 }
             }
             if Task.isCancelled { return (sent, false) }
-            if !waitForServer { await connection.close() }
+            if !waitForServer {
+                await connection.close()
+                if let closeTimeout { await watch.closeWhenSilent(connection, for: closeTimeout) }
+            }
             return (sent, true)
         }
         var received = 0
@@ -458,13 +493,15 @@ struct TLSConnectRun: Sendable {
         do {
             for try await plaintext in connection.inbound {
                 received += plaintext.count
+                watch.received.add(plaintext.count, ordering: .relaxed)
                 guard plaintext.withUnsafeBytes({ writeAll(1, $0) }) else {
                     failure = "writing standard output failed"
                     break
                 }
             }
         } catch {
-            failure = "\(error)"
+            // A server silent past --close-timeout after our close_notify was closed on: no failure of ours.
+            if !watch.closedForSilence.load(ordering: .relaxed) { failure = "\(error)" }
         }
         // The server's close ends the run, as it ends s_client's, whatever standard input still
         // holds; input it did not take then is no failure of ours.
@@ -484,6 +521,9 @@ struct TLSConnectRun: Sendable {
             + (negotiated.resumed ? ", resumed" : "") + (negotiated.applicationProtocol.map { ", ALPN \($0)" } ?? "")
             + "; sent \(sent) bytes, received \(received); KeyUpdates sent \(counters.keyUpdatesSent), received \(counters.keyUpdatesReceived)"
         if let failure { summary += "; \(failure)" }
+        if watch.closedForSilence.load(ordering: .relaxed), let closeTimeout {
+            summary += "; the server neither sent nor closed for \(closeTimeout) after close_notify: closed"
+        }
         if failure == nil && !inputEnded && !waitForServer { summary += "; the server closed before standard input ended" }
         if let saveFailure { summary += "; \(saveFailure)" }
         if keyUpdateAfter != nil && negotiated.version == .tls12 { summary += "; no KeyUpdate in TLS 1.2: --key-update-after did nothing" }

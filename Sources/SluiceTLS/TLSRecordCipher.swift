@@ -183,7 +183,8 @@ public final class TLSRecordCipher {
     ///
     /// - Returns: the real content type and where the content is, counted from `record`.
     /// - Throws: bad_record_mac when authentication fails, record_overflow past ``contentLimit``
-    ///   bytes of content, unexpected_message for a TLS 1.3 record that is all padding.
+    ///   bytes of content (or a TLS 1.3 inner plaintext past 2^14 + 1 bytes with its padding),
+    ///   unexpected_message for a TLS 1.3 record that is all padding.
     public func open(record: UnsafeMutableRawPointer, length: Int) throws(TLSAlert) -> (type: UInt8, offset: Int, length: Int) {
         try beginOpen(prefix: record, length: length)
         let cipherLength = length - contentOffset - keys.aead.tagLength
@@ -235,6 +236,9 @@ public final class TLSRecordCipher {
         let data = plaintext.assumingMemoryBound(to: UInt8.self)
         guard EVP_DecryptFinal_ex(context, data + length, &written) == 1 else { throw .badRecordMAC }
         guard keys.version == .tls13 else { return (openingType, length) }
+        // The inner plaintext, padding and type included, is 2^14 + 1 bytes at most (RFC 8446
+        // section 5.4), as gnutls holds it.
+        guard length <= Self.maximumContent + 1 else { throw .recordOverflow }
         var contentLength = length
         while contentLength > 0 && data[contentLength - 1] == 0 { contentLength -= 1 }
         guard contentLength > 0 else { throw .unexpectedMessage }

@@ -513,6 +513,48 @@ struct TLSInteropTests {
         _ = Self.finish(server)
         let got = Int(run.output.split(separator: "\n").last ?? "") ?? -1
         #expect(got >= 0 && got < 16 << 20 && run.output.contains("TLSv1.2"), "TLS 1.2: \(run.output)")
+        // And an echo: replies still waiting for frames are discarded, the close_notify sent at
+        // once (as gnutls-serv --echo answers); all 3200000 bytes came back first.
+        (server, port) = try Self.serve(["--echo", "--frames", "32"])
+        run = try Self.shell("timeout 30 python3 \(Self.fixtures)/../../Scripts/tls12-close-notify.py \(port) \(Self.authority)", timeout: .seconds(40))
+        _ = Self.finish(server)
+        let echoed = Int(run.output.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? -1
+        #expect(run.output.hasPrefix("echoed") && echoed >= 0 && echoed < 3_200_000, "TLS 1.2 echo: \(run.output)")
+    }
+
+    @Test("--sink waits for a length of 2^63 bytes or more (it took one as already received), and acks the length it is sent")
+    func sinkLengthsPastInt() throws {
+        guard Self.peersAvailable() else { return }
+        for (length, acked) in [("\\000\\000\\000\\000\\000\\000\\000\\200", false), ("\\377\\377\\377\\377\\377\\377\\377\\377", false),
+                                ("\\012\\000\\000\\000\\000\\000\\000\\000", true)] {
+            let (server, port) = try Self.serve(["--sink"])
+            let run = try Self.shell("(printf '\(length)0123456789'; sleep 1) | timeout 10 openssl s_client -quiet -connect 127.0.0.1:\(port) "
+                + "-servername sluice.test -CAfile \(Self.authority) 2>/dev/null | od -An -tx1")
+            _ = Self.finish(server)
+            #expect(run.output.contains("01") == acked, "\(length): \(run.output)")
+        }
+    }
+
+    @Test("sluice tls connect closes on a server that neither sends nor closes after its close_notify, past --close-timeout")
+    func connectGivesUpOnASilentServer() throws {
+        guard Self.peersAvailable() else { return }
+        let port = 20000 + Int(getpid() % 20000) + 11
+        // A TLS server that takes the handshake, then does nothing for 30 s.
+        let silent = try ChildProcess("/usr/bin/python3", ["-c", """
+            import socket, ssl, time
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); context.load_cert_chain('\(Self.certificate)', '\(Self.key)')
+            listener = socket.socket(); listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(('127.0.0.1', \(port))); listener.listen(1)
+            connection = context.wrap_socket(listener.accept()[0], server_side=True); time.sleep(30)
+            """])
+        defer { silent.stop(signal: SIGKILL) }
+        try Self.waitForPort(port)
+        let started = ContinuousClock.now
+        let run = try Self.shell("echo hi | timeout 20 \(SluiceExecutable.path) tls connect 127.0.0.1:\(port) --sni sluice.test "
+            + "--ca \(Self.authority) --close-timeout 1; echo status $?", timeout: .seconds(25))
+        #expect(run.output.contains("status 0") && run.output.contains("the server neither sent nor closed for 1.0 seconds after close_notify"),
+                "\(run.output)")
+        #expect(ContinuousClock.now - started < .seconds(10), "\(run.output)")
     }
 
     @Test("early data the server does not take is skipped: the resumed connection works (RFC 8446 4.2.10)")

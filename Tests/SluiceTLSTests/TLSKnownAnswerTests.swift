@@ -1,3 +1,4 @@
+import CSluiceOpenSSL
 import Testing
 @testable import SluiceTLS
 
@@ -376,6 +377,39 @@ struct TLSKnownAnswerTests {
         let over = sealRecord(Array(repeating: 0x61, count: 513), type: .applicationData, with: sealer)
         #expect(throws: TLSAlert.recordOverflow) { _ = try openRecord(over, with: opener) }
         #expect(throws: TLSError.self) { _ = try TLSRecordCipher(keys: keys, sealing: true, contentLimit: 16385) }
+    }
+
+    /// An AES-128-GCM TLS 1.3 record of `inner` (content, type and padding as given) under `keys`
+    /// at sequence 0: what a peer padding past the limit sends, which ``TLSRecordCipher`` never seals.
+    func sealInner(_ inner: [UInt8], keys: TLSTrafficKeys) -> [UInt8] {
+        let length = inner.count + 16
+        var record: [UInt8] = [23, 3, 3, UInt8(length >> 8), UInt8(length & 0xFF)] + [UInt8](repeating: 0, count: length)
+        let context = EVP_CIPHER_CTX_new()
+        defer { EVP_CIPHER_CTX_free(context) }
+        var written: Int32 = 0
+        EVP_EncryptInit_ex(context, EVP_aes_128_gcm(), nil, keys.key, keys.iv)
+        EVP_EncryptUpdate(context, nil, &written, record, 5)
+        record.withUnsafeMutableBufferPointer { out in
+            EVP_EncryptUpdate(context, out.baseAddress! + 5, &written, inner, Int32(inner.count))
+            EVP_EncryptFinal_ex(context, out.baseAddress! + 5 + inner.count, &written)
+            EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_AEAD_GET_TAG, 16, out.baseAddress! + 5 + inner.count)
+        }
+        return record
+    }
+
+    @Test("a TLS 1.3 inner plaintext past 2^14 + 1 bytes with its padding is record_overflow, as gnutls holds it (RFC 8446 5.4)")
+    func paddedPastTheLimit() throws {
+        let keys = TLSTrafficKeys(tls13Secret: RFC8448.serverApplicationData.secret, aead: .aes128GCM)
+        let content = [UInt8](repeating: 0x61, count: 16384)
+        let fits = try openRecord(sealInner(content + [23], keys: keys), with: TLSRecordCipher(keys: keys, sealing: false))
+        #expect(fits.type == 23 && fits.content == content)
+        let padded = try openRecord(sealInner(Array(content.prefix(16000)) + [23] + [UInt8](repeating: 0, count: 384), keys: keys),
+                                    with: TLSRecordCipher(keys: keys, sealing: false))
+        #expect(padded.content.count == 16000, "padding up to the limit")
+        for over in [content + [23, 0], Array(content.prefix(100)) + [23] + [UInt8](repeating: 0, count: 16285)] {
+            let opener = try TLSRecordCipher(keys: keys, sealing: false)
+            #expect(throws: TLSAlert.recordOverflow, "\(over.count) bytes") { _ = try openRecord(sealInner(over, keys: keys), with: opener) }
+        }
     }
 
     @Test("a record opened at another sequence number is bad_record_mac")
