@@ -234,10 +234,7 @@ struct ServeOptions: ParsableArguments {
         }
         if backend != .xdp, trustChecksums { throw ValidationError("--trust-checksums is for --backend xdp (the kernel verifies the other backends')") }
         if backend.isDevice {
-            guard let name, TUNDevice.isValidName(name), !name.contains("%") else {
-                throw ValidationError("--backend \(backend) needs --name NAME (1 to 15 bytes, none of them '/', ':', '%' or white space, "
-                                      + "and not '.' or '..')")
-            }
+            guard let name, isDeviceName(name) else { throw ValidationError("--backend \(backend) needs --name NAME (\(deviceNameRule))") }
             let prefixes = try parsePrefixes(address)
             // Packets to the kernel's own address stay in the kernel: none would reach the device.
             if prefixes.contains(where: { $0.address == listen.address }) {
@@ -502,6 +499,13 @@ func parsePrefix(_ text: String) throws -> (address: IPAddress, prefixLength: In
     }
     return (address, length)
 }
+
+/// Whether `name` names a TUN or TAP device as given: one the kernel takes, and no `%` (a `%d`
+/// would have the kernel number the device, under a name the command never sees).
+func isDeviceName(_ name: String) -> Bool { TUNDevice.isValidName(name) && !name.contains("%") }
+
+/// ``isDeviceName(_:)`` in words, for its error.
+let deviceNameRule = "1 to 15 bytes, none of them '/', ':', '%' or white space, and not '.' or '..'"
 
 /// Each `--address`, an address given twice refused: with the same prefix `ip address add` would
 /// refuse it ("File exists"), with another it would be a second subnet for one address.

@@ -41,10 +41,7 @@ struct TUNCommand: ParsableCommand {
         var netns: String?
 
         func validate() throws {
-            // No '%': `%d` would have the kernel number the device, under a name this command never sees.
-            guard TUNDevice.isValidName(name), !name.contains("%") else {
-                throw ValidationError("--name must be 1 to 15 bytes, none of them '/', ':', '%' or white space, and not '.' or '..'")
-            }
+            guard isDeviceName(name) else { throw ValidationError("--name must be \(deviceNameRule)") }
             guard (1...256).contains(queues) else { throw ValidationError("--queues must be 1 to 256") }
             if let owner, ownerID(owner) == nil { throw ValidationError("--owner: no user named '\(owner)'") }
             if let group, groupID(group) == nil { throw ValidationError("--group: no group named '\(group)'") }

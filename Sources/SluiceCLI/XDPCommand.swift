@@ -225,11 +225,11 @@ struct XDPUnload: ParsableCommand {
                 guard other.isIdentified else {
                     writeToStandardError("sluice: error: cannot tell whether the XDP program on \(target.dev) (id \(other.programID)) "
                                          + "is sluice's: \(XDPProgram.unidentifiedReason); run as root, or remove whatever "
-                                         + "it is with `ip link set dev \(target.dev) \(other.mode == .generic ? "xdpgeneric" : "xdp") off`\n")
+                                         + "it is with `ip link set dev \(target.dev) \(other.mode?.ipLinkKeyword ?? "xdp") off`\n")
                     throw ExitCode(1)
                 }
                 print("\(target.dev): no sluice XDP program attached, nothing to unload (another program, '\(other.name)' "
-                      + "id \(other.programID), is left alone; `ip link set dev \(target.dev) \(other.mode == .generic ? "xdpgeneric" : "xdp") off` removes it)")
+                      + "id \(other.programID), is left alone; `ip link set dev \(target.dev) \(other.mode?.ipLinkKeyword ?? "xdp") off` removes it)")
             } else {
                 print("\(target.dev): no sluice XDP program attached, nothing to unload")
             }

@@ -25,6 +25,9 @@ public enum XDPAttachMode: String, Sendable, CaseIterable {
 
     /// A description for messages, e.g. "generic (skb)".
     var label: String { self == .native ? "native" : "generic (skb)" }
+
+    /// The `ip link set dev X … off` keyword that removes a program attached in this mode.
+    public var ipLinkKeyword: String { self == .native ? "xdp" : "xdpgeneric" }
 }
 
 /// The program's verdict counters (the `verdicts` map), summed over CPUs.

@@ -132,9 +132,7 @@ public class TUNBackend: UDPBackend, @unchecked Sendable {
             throw RuntimeError("no route to \(address): listen on an address in a prefix of \(device), or route one to it")
         }
         guard route != Int32(if_nametoindex(device)) else { return }
-        var name = [CChar](repeating: 0, count: Int(IF_NAMESIZE))
-        let other = if_indextoname(UInt32(route), &name) != nil
-            ? String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "interface \(route)"
+        let other = NetworkInterface.name(ofIndex: UInt32(route)) ?? "interface \(route)"
         throw RuntimeError("the kernel routes \(address) to \(other), not into \(device): nothing sent to it would reach "
                            + "the service; listen on an address in a prefix of \(device), or route one to it")
     }

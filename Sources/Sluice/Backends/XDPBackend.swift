@@ -356,7 +356,7 @@ public final class XDPBackend: UDPBackend {
             let unused = ((try? program.ports)?.isEmpty ?? attachedHere) && ((try? program.listeners)?.isEmpty ?? true)
                 && !((try? program.isKept) ?? false)
             guard unused else { return }
-            let removal = "`ip link set dev \(program.interfaceName) \(program.mode == .generic ? "xdpgeneric" : "xdp") off` where the interface is now removes it"
+            let removal = "`ip link set dev \(program.interfaceName) \(program.mode.ipLinkKeyword) off` where the interface is now removes it"
             do throws(SystemCallError) {
                 try program.detach()
                 if NetworkInterface.name(ofIndex: UInt32(program.interfaceIndex)) == nil {
