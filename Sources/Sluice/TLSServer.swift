@@ -54,6 +54,14 @@ public struct TLSServerApplication: TLSStreamApplication {
         var paused = false
     }
 
+    /// Echo bytes `writer` takes now: a record for each frame of half its connection's share of
+    /// the pool (the engine's send budget, as a file is sent) it does not hold yet. Frames come
+    /// back only as the peer reads, so a peer that sends and never reads holds that much and no
+    /// more, and the frames kept for receiving stay free for the others.
+    static func echoRoom(_ writer: TLSWriter<TCPEngine>) -> Int {
+        max(0, max(1, writer.transport.sendBudget / 2) - writer.framesHeld) * writer.engine.maximumContent
+    }
+
     /// Echo bytes waiting for frames above which a connection stops receiving.
     static let pendingHighWater = 1 << 20
     /// Records of a file one connection has in flight at most: under half the transport's send
@@ -96,13 +104,14 @@ public struct TLSServerApplication: TLSStreamApplication {
         switch mode {
         case .echo, .benchEcho:
             if state.pending.isEmpty {
-                let sent = writer.send(body)
+                let sent = writer.send(UnsafeRawBufferPointer(rebasing: body.prefix(Self.echoRoom(writer))))
                 if sent < body.count { state.pending += body[sent...] }
             } else {
                 state.pending += body
             }
-            // A peer that sends faster than it reads is held back by TCP, not by our memory.
-            if state.pending.count > Self.pendingHighWater && !state.paused {
+            // A peer that sends faster than it reads is held back by TCP, not by our memory: as
+            // soon as its share of frames is out, or past the high-water mark.
+            if !state.paused && !state.pending.isEmpty && (Self.echoRoom(writer) == 0 || state.pending.count > Self.pendingHighWater) {
                 state.paused = true
                 writer.pauseReceiving()
             }
@@ -141,7 +150,8 @@ public struct TLSServerApplication: TLSStreamApplication {
         switch mode {
         case .echo, .benchEcho:
             if !state.pending.isEmpty {
-                let sent = state.pending.withUnsafeBytes { writer.send($0) }
+                let room = Self.echoRoom(writer)
+                let sent = state.pending.withUnsafeBytes { writer.send(UnsafeRawBufferPointer(rebasing: $0.prefix(room))) }
                 state.pending.removeFirst(sent)
                 if state.pending.isEmpty && writer.engine.isReadClosed { writer.close() }
             }

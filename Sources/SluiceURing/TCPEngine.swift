@@ -503,9 +503,11 @@ public final class TCPEngine: StreamTransport {
     /// Frames one connection may hold for sending now: its fair share of those outside the
     /// receive ring, within ``TCPEngineConfiguration/maximumQueuedPerConnection``. An
     /// application that queues on its own (a file sent to every client) keeps within it, so
-    /// peers that do not read cannot take the frames the others need.
+    /// peers that do not read cannot take the frames the others need. A share is kept for the
+    /// next connection too: frames one holds come back only as its peer reads, so peers that
+    /// never do would otherwise leave none for whoever connects after them.
     public var sendBudget: Int {
-        min(configuration.maximumQueuedPerConnection, max(1, framesOutsideRing / max(1, openConnections)))
+        min(configuration.maximumQueuedPerConnection, max(1, framesOutsideRing / (openConnections + 1)))
     }
 
     /// Send credits one connection may keep awaiting zero-copy notifications: its share of

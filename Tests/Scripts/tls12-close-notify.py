@@ -1,8 +1,8 @@
-# A TLS 1.2 client that sends 200 records of 16000 bytes and its close_notify before reading
+# A TLS 1.2 client that sends RECORDS records of SIZE bytes and its close_notify before reading
 # anything, then counts the echo that comes back before the server's close_notify (RFC 5246
-# 7.2.1: the server answers at once, its pending writes discarded). Usage: PORT CA_FILE
+# 7.2.1: the server answers at once, its pending writes discarded). Usage: PORT CA_FILE RECORDS SIZE
 import socket, ssl, sys
-port, ca = int(sys.argv[1]), sys.argv[2]
+port, ca, records, size = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 ctx = ssl.create_default_context(cafile=ca); ctx.maximum_version = ssl.TLSVersion.TLSv1_2
 s = socket.create_connection(('127.0.0.1', port))
 inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
@@ -16,7 +16,7 @@ while True:
     except ssl.SSLWantReadError:
         flush(); inc.write(s.recv(65536))
 flush()
-for _ in range(200): o.write(b'x' * 16000)
+for _ in range(records): o.write(b'x' * size)
 try: o.unwrap()
 except ssl.SSLWantReadError: pass
 flush()
