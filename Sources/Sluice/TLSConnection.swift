@@ -216,7 +216,7 @@ public actor TLSConnection {
     }
 
     /// Closes TCP at once, waiting for nothing more from the peer: ``inbound`` ends (with
-    /// ``TLSConnectionError/truncated`` if the peer had not sent its close_notify).
+    /// `TLSConnectionError.truncated` if the peer had not sent its close_notify).
     public func abort() {
         tcp.close()
     }
