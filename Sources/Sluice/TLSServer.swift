@@ -54,12 +54,13 @@ public struct TLSServerApplication: TLSStreamApplication {
         var paused = false
     }
 
-    /// Echo bytes `writer` takes now: a record for each frame of half its connection's share of
-    /// the pool (the engine's send budget, as a file is sent) it does not hold yet. Frames come
-    /// back only as the peer reads, so a peer that sends and never reads holds that much and no
-    /// more, and the frames kept for receiving stay free for the others.
+    /// Echo bytes `writer` takes now: a record for each frame the pool can spare beyond those
+    /// kept for receiving and a share for another connection (the engine's send budget), one at
+    /// least while it holds none. Frames come back only as the peer reads, so peers that send and
+    /// never read cannot take the frames the others need.
     static func echoRoom(_ writer: TLSWriter<TCPEngine>) -> Int {
-        max(0, max(1, writer.transport.sendBudget / 2) - writer.framesHeld) * writer.engine.maximumContent
+        let spare = writer.transport.pool.freeCount - writer.reservedFrames - writer.transport.sendBudget
+        return max(writer.framesHeld == 0 ? 1 : 0, spare) * writer.engine.maximumContent
     }
 
     /// Echo bytes waiting for frames above which a connection stops receiving.
