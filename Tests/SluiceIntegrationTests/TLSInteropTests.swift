@@ -559,7 +559,7 @@ struct TLSInteropTests {
         #expect(ContinuousClock.now - started < .seconds(10), "\(run.output)")
     }
 
-    @Test("clients that send and never read hold half their share of a small pool: another client's echo still comes back")
+    @Test("clients that send and never read leave a small pool's frames for the others: another client's echo still comes back")
     func nonReadingClientsLeaveFramesForTheOthers() throws {
         guard Self.peersAvailable() else { return }
         let (server, port) = try Self.serve(["--echo", "--frames", "32"])
