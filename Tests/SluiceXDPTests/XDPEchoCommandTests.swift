@@ -26,6 +26,17 @@ import Testing
         return (client, IPEndpoint(address: remote, port: 7000))
     }
 
+    /// Pins the server interface's MAC for `address` in the client's neighbour table, so frames
+    /// for the address keep coming after the server deletes it.
+    func keepNeighbour(_ address: IPv4Address, of topology: TestTopology) throws {
+        let show = try ChildProcess("/usr/sbin/ip", ["-n", topology.serverNamespace, "-o", "link", "show", "dev", topology.serverInterface])
+        _ = show.waitForExit()
+        let words = show.text.split(separator: " ")
+        let mac = try #require(words.firstIndex(of: "link/ether").map { words[$0 + 1] }, "\(show.text)")
+        let pin = shell("ip -n \(topology.clientNamespace) neigh replace \(address) lladdr \(mac) dev \(topology.clientInterface) nud permanent")
+        #expect(pin.status == 0, "\(pin.output)")
+    }
+
     func xdpAttached(_ topology: TestTopology) throws -> Bool {
         let show = try ChildProcess("/usr/sbin/ip", ["-n", topology.serverNamespace, "-d", "link", "show", "dev", topology.serverInterface])
         _ = show.waitForExit()
@@ -251,12 +262,7 @@ import Testing
         client.send([3], to: target)
         #expect(client.receive()?.bytes == [3], "\(server.text)")
         try ip(["-n", topology.serverNamespace, "address", "del", "\(second)/24", "dev", topology.serverInterface])
-        // The peer still knows the address's MAC, so frames for it keep coming.
-        let show = try ChildProcess("/usr/sbin/ip", ["-n", topology.serverNamespace, "-o", "link", "show", "dev", topology.serverInterface])
-        _ = show.waitForExit()
-        let words = show.text.split(separator: " ")
-        let mac = try #require(words.firstIndex(of: "link/ether").map { words[$0 + 1] }, "\(show.text)")
-        try ip(["-n", topology.clientNamespace, "neigh", "replace", "\(second)", "lladdr", String(mac), "dev", topology.clientInterface, "nud", "permanent"])
+        try keepNeighbour(second, of: topology)
         usleep(1_500_000)
         client.send([4], to: target)
         #expect(client.receive() == nil, "answered for an address the host no longer has: \(server.text)")
@@ -278,12 +284,7 @@ import Testing
         let (client, target) = try echoClient(of: topology, ipv6: false, receiveTimeout: .milliseconds(500))
         client.send([1], to: target)
         #expect(client.receive()?.bytes == [1], "\(server.text)")
-        // The peer keeps the address's MAC, so frames for it keep coming.
-        let show = try ChildProcess("/usr/sbin/ip", ["-n", topology.serverNamespace, "-o", "link", "show", "dev", topology.serverInterface])
-        _ = show.waitForExit()
-        let words = show.text.split(separator: " ")
-        let mac = try #require(words.firstIndex(of: "link/ether").map { words[$0 + 1] }, "\(show.text)")
-        #expect(shell("ip -n \(topology.clientNamespace) neigh replace \(topology.serverIPv4) lladdr \(mac) dev \(topology.clientInterface) nud permanent").status == 0)
+        try keepNeighbour(topology.serverIPv4, of: topology)
         #expect(shell("ip -n \(topology.serverNamespace) address del \(topology.serverIPv4)/24 dev \(topology.serverInterface)").status == 0)
         usleep(1_500_000)
         client.send([2], to: target)
