@@ -63,6 +63,22 @@ done:
     return ok;
 }
 
+// The subject of the peer's certificate in RFC 2253 form ("CN=client,O=Example") into `out`
+// (NUL-terminated, cut at `size`); its length, or -1 when the peer sent no certificate.
+// XN_FLAG_RFC2253 is a macro of macros, which Swift does not import.
+static inline int sluice_ssl_peer_subject(const SSL *ssl, char *out, int size) {
+    X509 *peer = SSL_get0_peer_certificate(ssl);
+    BIO *bio = peer ? BIO_new(BIO_s_mem()) : NULL;
+    int length = -1;
+    if (bio && X509_NAME_print_ex(bio, X509_get_subject_name(peer), 0, XN_FLAG_RFC2253) >= 0) {
+        length = BIO_read(bio, out, size - 1);
+        if (length < 0) length = 0;
+        out[length] = 0;
+    }
+    BIO_free(bio);
+    return length;
+}
+
 // SSL_OP_* are built with SSL_OP_BIT(), a function-like macro.
 static const uint64_t SLUICE_SSL_OP_NO_RENEGOTIATION = SSL_OP_NO_RENEGOTIATION;
 static const uint64_t SLUICE_SSL_OP_NO_COMPRESSION = SSL_OP_NO_COMPRESSION;

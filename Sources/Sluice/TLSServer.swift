@@ -251,7 +251,9 @@ public struct TLSServerReport: Sendable, CustomStringConvertible {
         let rate = seconds > 0 ? Double(tls.plaintextReceived) / seconds / 1e6 : 0
         var lines = [
             "sluice tls serve (\(mode), user-space records) on \(endpoint): \(tls.handshakes + tls.failedHandshakes) handshakes: "
-                + "\(tls.handshakes) completed (\(tls.resumed) resumed), \(tls.failedHandshakes) failed; \(completed) connections completed, "
+                + "\(tls.handshakes) completed (\(tls.resumed) resumed"
+                + (tls.verifiedPeerCertificates > 0 ? ", \(tls.verifiedPeerCertificates) with a verified client certificate" : "")
+                + "), \(tls.failedHandshakes) failed; \(completed) connections completed, "
                 + (cutShort > 0 ? "\(cutShort) cut short by the stop (reset with data unsent), " : "")
                 + (closedAtStop > 0 ? "\(closedAtStop) still open at the stop (closed after its grace), " : "")
                 + "\(String(format1: seconds)) s",
@@ -358,6 +360,7 @@ extension TLSStreamHandler.Counters {
         snapshot.counter("sluice_tls_handshakes_total", handshakes, labels + [("result", "completed")])
         snapshot.counter("sluice_tls_handshakes_total", failedHandshakes, labels + [("result", "failed")])
         snapshot.counter("sluice_tls_resumed_handshakes_total", resumed, labels)
+        snapshot.counter("sluice_tls_client_certificates_total", verifiedPeerCertificates, labels)
         snapshot.counter("sluice_tls_plaintext_received_bytes_total", plaintextReceived, labels)
         snapshot.counter("sluice_tls_failed_connections_total", failedConnections, labels)
         snapshot.counter("sluice_tls_truncated_connections_total", truncatedConnections, labels)

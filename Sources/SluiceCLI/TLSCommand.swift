@@ -99,6 +99,12 @@ struct TLSServe: ParsableCommand {
     @Option(help: "Address and port to listen on: 127.0.0.1:4433, [::]:4433, port 0 for any.")
     var listen: IPEndpoint
 
+    @Option(help: "Ask each client for a certificate that verifies against the CA certificates in this PEM file (mutual TLS).")
+    var clientCa: String?
+
+    @Option(help: "With --client-ca: refuse a client without a certificate (required, the default), or serve it (requested).")
+    var clientCert: ClientCertificateDemand?
+
     @Flag(help: "Send every byte back (the default).")
     var echo = false
 
@@ -153,6 +159,9 @@ struct TLSServe: ParsableCommand {
         guard [echo, sink, benchEcho, file != nil].filter({ $0 }).count <= 1 else {
             throw ValidationError("give one of --echo, --sink, --bench-echo, --file")
         }
+        if clientCert != nil, clientCa == nil {
+            throw ValidationError("--client-cert says what to do with client certificates; give the CAs to check them against with --client-ca")
+        }
         guard (0...16).contains(tickets) else { throw ValidationError("--tickets must be 0 to 16") }
         try protocolOptions.checkKeyUpdate(keyUpdateAfter)
         guard (1..<65536).contains(maxConnections) else { throw ValidationError("--max-connections must be 1 to 65535") }
@@ -170,6 +179,10 @@ struct TLSServe: ParsableCommand {
         var tlsConfiguration = TLSConfiguration.server(certificateChainFile: cert, privateKeyFile: key)
         try protocolOptions.apply(to: &tlsConfiguration)
         tlsConfiguration.ticketsPerHandshake = tickets
+        if let clientCa {
+            tlsConfiguration.clientCertificates = clientCert == .requested
+                ? .requested(trustedCertificates: clientCa) : .required(trustedCertificates: clientCa)
+        }
         let context: TLSContext
         do { context = try TLSContext(tlsConfiguration) } catch {
             writeToStandardError("sluice tls serve: \(error)\n")
@@ -232,6 +245,11 @@ func writeAll(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
     return true
 }
 
+/// What `tls serve --client-cert` asks of a client.
+enum ClientCertificateDemand: String, ExpressibleByArgument, CaseIterable {
+    case required, requested
+}
+
 struct TLSConnect: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "connect",
@@ -249,6 +267,12 @@ struct TLSConnect: ParsableCommand {
 
     @Flag(help: "Do not verify the server's certificate (encrypted, not authenticated).")
     var insecure = false
+
+    @Option(help: "The certificate chain (PEM, leaf first) to send a server that asks for a client certificate.")
+    var cert: String?
+
+    @Option(help: "The private key (PEM) of --cert.")
+    var key: String?
 
     @OptionGroup var protocolOptions: TLSProtocolOptions
 
@@ -284,6 +308,9 @@ struct TLSConnect: ParsableCommand {
         // The kernel takes a connect to 0.0.0.0 or :: as one to this host: say it, as udp-client does.
         if let endpoint = IPEndpoint(server), endpoint.address == endpoint.address.unspecified || endpoint.address.isMulticastOrBroadcast {
             throw ValidationError("bad server \(server): connect to one host's unicast address, not \(endpoint.address)")
+        }
+        guard (cert == nil) == (key == nil) else {
+            throw ValidationError("a client certificate needs both --cert and --key")
         }
         if insecure, ca != nil {
             throw ValidationError("--insecure checks no certificate, so --ca would be ignored: give one of them")
@@ -355,6 +382,8 @@ struct TLSConnect: ParsableCommand {
         var configuration = TLSConfiguration.client(
             peerVerification: insecure ? .none : ca.map { .trustedCertificates(path: $0) } ?? .systemTrustStore)
         try protocolOptions.apply(to: &configuration)
+        configuration.certificateChainFile = cert
+        configuration.privateKeyFile = key
         var saved: TLSSession?
         if let sessionIn {
             guard let bytes = TextFile.bytes(sessionIn) else {

@@ -16,9 +16,22 @@ public struct TLSConfiguration: Sendable {
         case none
     }
 
+    /// Whether a server asks each client for a certificate, and which it takes.
+    public enum ClientCertificates: Sendable, Equatable {
+        /// None is asked for.
+        case notRequested
+        /// Asked for, naming the CAs of the PEM file: a client without one is served, one whose
+        /// certificate does not verify against them is refused.
+        case requested(trustedCertificates: String)
+        /// Required: a client is served only with a certificate that verifies against the CA
+        /// certificates in the PEM file.
+        case required(trustedCertificates: String)
+    }
+
     /// Server (true) or client.
     public var isServer: Bool
-    /// The PEM file of the certificate chain, leaf first (a server needs one).
+    /// The PEM file of the certificate chain, leaf first: a server needs one, a client sends it
+    /// to a server that asks for a certificate.
     public var certificateChainFile: String?
     /// The PEM file of the private key.
     public var privateKeyFile: String?
@@ -38,6 +51,8 @@ public struct TLSConfiguration: Sendable {
     public var applicationProtocols: [String] = []
     /// How a client verifies the server.
     public var peerVerification: PeerVerification = .systemTrustStore
+    /// Whether a server asks clients for certificates (mutual TLS).
+    public var clientCertificates: ClientCertificates = .notRequested
     /// TLS 1.3 session tickets a server sends after each full handshake (0 turns resumption off,
     /// TLS 1.2's tickets and session ids too).
     public var ticketsPerHandshake: Int = 2
@@ -169,6 +184,7 @@ public final class TLSContext: @unchecked Sendable {
             if !alpnWire.isEmpty {
                 SSL_CTX_set_alpn_select_cb(raw, tlsALPNSelectCallback, Unmanaged.passUnretained(self).toOpaque())
             }
+            try setUpClientCertificates()
         } else {
             // Tickets go to the connection that received them (the new-session callback) instead of a cache.
             _ = sluice_ssl_ctx_set_session_cache_mode(raw, Int(SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE))
@@ -187,6 +203,29 @@ public final class TLSContext: @unchecked Sendable {
                 SSL_CTX_set_verify(raw, SSL_VERIFY_NONE, nil)
             }
         }
+    }
+
+    /// A server's request for client certificates: the CAs it trusts, named in the request so a
+    /// client can pick its certificate, as `openssl s_server -Verify` with `-CAfile` does.
+    private func setUpClientCertificates() throws(TLSError) {
+        let path: String
+        var mode = SSL_VERIFY_PEER
+        switch configuration.clientCertificates {
+        case .notRequested: return
+        case .requested(let trusted): path = trusted
+        case .required(let trusted):
+            path = trusted
+            mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+        }
+        if let problem = Self.unreadable(path) { throw TLSError("reading the client CA certificates \(path)", hint: problem, library: "") }
+        guard SSL_CTX_load_verify_locations(raw, path, nil) == 1, let names = SSL_load_client_CA_file(path) else {
+            throw TLSError("reading the client CA certificates \(path)", hint: "give a PEM file of CA certificates")
+        }
+        SSL_CTX_set_client_CA_list(raw, names)
+        SSL_CTX_set_verify(raw, mode, nil)
+        // OpenSSL resumes a session of a verified client only within the context it was made in.
+        let contextID = Array("sluice".utf8)
+        _ = SSL_CTX_set_session_id_context(raw, contextID, UInt32(contextID.count))
     }
 
     /// Why `path` cannot be read ("cannot open it: No such file or directory (errno 2)"), or nil:

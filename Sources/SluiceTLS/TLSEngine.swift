@@ -372,7 +372,8 @@ public final class TLSEngine {
             return warningAlerts < 5 ? [] : fail(.unexpectedMessage, "5 warning alerts in a row")
         }
         error = TLSError("the connection", receivedAlert: alert,
-                         hint: declinedRenegotiation ? "after Sluice declined the peer's TLS 1.2 renegotiation, which it does not do" : "",
+                         hint: declinedRenegotiation ? "after Sluice declined the peer's TLS 1.2 renegotiation, which it does not do"
+                             : alert == .certificateRequired ? "the server requires a client certificate: configure a certificate chain and its key" : "",
                          library: "")
         state = .closed
         return .failed

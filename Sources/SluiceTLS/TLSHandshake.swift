@@ -26,6 +26,11 @@ public struct TLSNegotiated: Sendable, Equatable {
     public var serverName: String?
     /// Whether the handshake resumed an earlier session (a ticket or a TLS 1.2 session id).
     public var resumed: Bool
+    /// The subject (RFC 2253 form, "CN=client,O=Example") of the certificate the peer presented
+    /// and this side verified: a client's, on a server that asks for one
+    /// (``TLSConfiguration/clientCertificates``); the server's, on a client that verifies it.
+    /// `nil` when none was presented or verified.
+    public var peerCertificateSubject: String? = nil
     /// The most content a record carries, both ways: 2^14, or the smaller size the client asked
     /// for with max_fragment_length (RFC 6066 section 4) and the server granted.
     public var maximumFragment: Int = TLSRecordCipher.maximumContent
@@ -46,6 +51,8 @@ final class TLSHandshake {
     let isServer: Bool
     /// A client that checks the server's certificate.
     private let verifiesPeer: Bool
+    /// A client that checks the server's certificate, or a server that asks for the client's.
+    private let verifiesCertificates: Bool
     private var fed: [UInt8] = []
     private var written: [UInt8] = []
 
@@ -54,6 +61,7 @@ final class TLSHandshake {
         self.ssl = ssl
         isServer = context.configuration.isServer
         verifiesPeer = !isServer && context.configuration.peerVerification != .none
+        verifiesCertificates = verifiesPeer || isServer && context.configuration.clientCertificates != .notRequested
         readBIO = BIO_new(BIO_s_mem())
         writeBIO = BIO_new(BIO_s_mem())
         // An empty memory BIO reads as "retry later", not end of file.
@@ -133,6 +141,11 @@ final class TLSHandshake {
         let verify = SSL_get_verify_result(ssl)
         let hint = if verify != X509_V_OK {
             "the certificate did not verify: \(String(cString: X509_verify_cert_error_string(verify)))"
+        } else if isServer && ERR_GET_REASON(reason) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE {
+            "the client sent no certificate, which this server requires"
+        } else if !isServer && SSL_get_client_CA_list(ssl) != nil && SSL_get_certificate(ssl) == nil {
+            // The server's CertificateRequest came (TLS 1.2 refuses a client without one with handshake_failure).
+            "the server asked for a client certificate and this side has none: configure a certificate chain and its key"
         } else if received == .handshakeFailure {
             // What a peer says when no suite, version or group is shared (among other refusals).
             "if the peer shares none of the suites this side takes: those are AES-GCM or ChaCha20-Poly1305 with ECDHE, no CBC"
@@ -192,6 +205,7 @@ final class TLSHandshake {
             version: version, aead: aead, cipherSuite: suite,
             cipherSuiteName: SSL_CIPHER_standard_name(cipher).map { String(cString: $0) } ?? "",
             applicationProtocol: alpn, serverName: serverName, resumed: SSL_session_reused(ssl) == 1,
+            peerCertificateSubject: verifiesCertificates ? Self.verifiedPeerSubject(ssl) : nil,
             maximumFragment: Self.maximumFragment(ssl))
 
         // What OpenSSL has not read yet goes to the record layer.
@@ -231,6 +245,14 @@ final class TLSHandshake {
         fed = []
         written = []
         return TLSHandoff(negotiated: negotiated, readKeys: readKeys, writeKeys: writeKeys, leftover: leftover)
+    }
+
+    /// The subject of the peer's certificate, when it verified.
+    private static func verifiedPeerSubject(_ ssl: OpaquePointer) -> String? {
+        guard SSL_get_verify_result(ssl) == X509_V_OK else { return nil }
+        var text = [CChar](repeating: 0, count: 1024)
+        guard sluice_ssl_peer_subject(ssl, &text, Int32(text.count)) >= 0 else { return nil }
+        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// The record size max_fragment_length settled on: codes 1 to 4 are 2^9 to 2^12 bytes.

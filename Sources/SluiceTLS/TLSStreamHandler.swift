@@ -148,6 +148,9 @@ public struct TLSStreamHandler<Application: TLSStreamApplication>: StreamHandler
         public var failedHandshakes: UInt64 = 0
         /// Handshakes that resumed a session.
         public var resumed: UInt64 = 0
+        /// Handshakes whose peer presented a certificate that verified: a client's, on a server
+        /// that asks for them.
+        public var verifiedPeerCertificates: UInt64 = 0
         /// Plaintext bytes delivered to the application.
         public var plaintextReceived: UInt64 = 0
         /// Connections that ended with a TLS error after the handshake.
@@ -265,6 +268,7 @@ public struct TLSStreamHandler<Application: TLSStreamApplication>: StreamHandler
         if handshakeTimeout != nil { transport.setDeadline(stream, in: nil) }
         counters.handshakes += 1
         if engine.negotiated?.resumed == true { counters.resumed += 1 }
+        if engine.negotiated?.peerCertificateSubject != nil { counters.verifiedPeerCertificates += 1 }
         writer.flush()
         application.established(stream, writer: writer)
     }

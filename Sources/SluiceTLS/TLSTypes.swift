@@ -101,6 +101,8 @@ public struct TLSAlert: Error, Hashable, Sendable, CustomStringConvertible {
     public static let internalError = TLSAlert(80)
     /// The peer asked for renegotiation, which Sluice refuses (TLS 1.2).
     public static let noRenegotiation = TLSAlert(100)
+    /// A TLS 1.3 server requires a client certificate the client did not send.
+    public static let certificateRequired = TLSAlert(116)
 
     public var description: String {
         switch code {

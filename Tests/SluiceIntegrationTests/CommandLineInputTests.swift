@@ -99,6 +99,10 @@ let exampleZone = #filePath.replacing("SluiceIntegrationTests/CommandLineInputTe
         ["tls", "connect", "127.0.0.1:9", "--alpn", String(repeating: "h", count: 256)],
         ["tls", "connect", "127.0.0.1:9", "--alpn", ",h2"],
         ["tls", "serve", "--cert", "c", "--key", "k", "--listen", "127.0.0.1:0", "--alpn", "h2,,http/1.1"],
+        ["tls", "serve", "--cert", "c", "--key", "k", "--listen", "127.0.0.1:0", "--client-cert", "requested"],
+        ["tls", "serve", "--cert", "c", "--key", "k", "--listen", "127.0.0.1:0", "--client-ca", "a", "--client-cert", "maybe"],
+        ["tls", "connect", "127.0.0.1:9", "--cert", "c"],
+        ["tls", "connect", "127.0.0.1:9", "--key", "k"],
         ["tls", "serve", "--cert", "c", "--key", "k", "--listen", "127.0.0.1:0", "--alpn", "h2," + String(repeating: "h", count: 300)],
     ]
 

@@ -14,6 +14,10 @@ struct TLSInteropTests {
     static let certificate = fixtures + "/server.pem"
     static let key = fixtures + "/server.key"
     static let authority = fixtures + "/ca.pem"
+    /// A client certificate, its key, and the CA that signed it (not the server's).
+    static let clientCertificate = fixtures + "/client.pem"
+    static let clientKey = fixtures + "/client.key"
+    static let clientAuthority = fixtures + "/client-ca.pem"
 
     /// Whether the peers are here; prints the one skip line when they are not.
     static func peersAvailable() -> Bool {
@@ -251,6 +255,70 @@ struct TLSInteropTests {
         }
         let report = Self.finish(server)
         #expect(report.contains("(0 resumed"), "\(report)")
+    }
+
+    @Test("--client-ca: s_client with its certificate is echoed and resumes; without one, or with another CA's, refused as s_server refuses; --client-cert requested serves it")
+    func clientCertificatesRequired() throws {
+        guard Self.peersAvailable() else { return }
+        let scratch = Scratch()
+        let (server, port) = try Self.serve(["--echo", "--client-ca", Self.clientAuthority])
+        for version in ["-tls1_3", "-tls1_2"] {
+            let connect = "openssl s_client -connect 127.0.0.1:\(port) \(version) -CAfile \(Self.authority) -no_ign_eof"
+            let withCertificate = "\(connect) -cert \(Self.clientCertificate) -key \(Self.clientKey)"
+            // s_client prints the echo where its session report is still being written (even
+            // mid-line): its standard input stays open until the line is back (5 s at most).
+            let line = "line() { (echo $1; i=0; while ! grep -q $1 '\(scratch["out"])' && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done); }; "
+            let run = try Self.shell(line
+                + "line hello | \(withCertificate) -sess_out '\(scratch["session"])' > '\(scratch["out"])' 2>&1; "
+                + "grep -E '^(New|Reused),|^CN = Sluice Test Client CA' '\(scratch["out"])'; grep -o hello '\(scratch["out"])'; "
+                + "line again | \(withCertificate) -sess_in '\(scratch["session"])' > '\(scratch["out"])' 2>&1; "
+                + "grep -E '^(New|Reused),' '\(scratch["out"])'; grep -o again '\(scratch["out"])'; "
+                + "(echo nobody; sleep 0.5) | \(connect) 2>&1 | grep -E '^nobody|alert'; "
+                + "(echo stranger; sleep 0.5) | \(connect) -cert \(Self.certificate) -key \(Self.key) 2>&1 | grep -E '^stranger|alert'")
+            let lines = run.output.split(separator: "\n")
+            // The request names the CA, as s_server's with -CAfile does.
+            #expect(lines.count == 7 && lines[0] == "CN = Sluice Test Client CA" && lines[1].hasPrefix("New,") && lines[2] == "hello"
+                        && lines[3].hasPrefix("Reused,") && lines[4] == "again", "\(version): \(run.output)")
+            #expect(lines.count == 7 && lines[5].contains(version == "-tls1_3" ? "alert certificate required" : "alert handshake failure")
+                        && lines[6].contains("alert unknown ca"), "\(version): \(run.output)")
+        }
+        let report = Self.finish(server)
+        #expect(report.contains("8 handshakes: 4 completed (2 resumed, 4 with a verified client certificate), 4 failed"), "\(report)")
+        #expect(report.contains("the client sent no certificate, which this server requires"), "\(report)")
+
+        let (lenient, lenientPort) = try Self.serve(["--echo", "--client-ca", Self.clientAuthority, "--client-cert", "requested"])
+        let served = try Self.shell("(echo anyone; sleep 0.5) | openssl s_client -connect 127.0.0.1:\(lenientPort) -CAfile \(Self.authority) -quiet -no_ign_eof 2>/dev/null")
+        #expect(served.output == "anyone\n", "\(served.output)")
+        #expect(Self.finish(lenient).contains("1 handshakes: 1 completed (0 resumed), 0 failed"))
+    }
+
+    @Test("tls connect --cert to s_server -Verify (TLS 1.3 and 1.2) and gnutls-serv --require-client-cert: its certificate is taken; without, the refusal says why")
+    func connectWithAClientCertificate() throws {
+        guard Self.peersAvailable() else { return }
+        let port = 20000 + Int(getpid() % 20000) + 3
+        let connect = "\(SluiceExecutable.path) tls connect 127.0.0.1:\(port) --sni sluice.test --ca \(Self.authority)"
+        let withCertificate = "\(connect) --cert \(Self.clientCertificate) --key \(Self.clientKey)"
+        for version in ["1.3", "1.2"] {
+            let peer = try ChildProcess("/bin/sh", ["-c", "sleep 10 | openssl s_server -accept 127.0.0.1:\(port) -cert \(Self.certificate) -key \(Self.key)"
+                + " -Verify 1 -CAfile \(Self.clientAuthority) -naccept 2 2>&1"])
+            try Self.waitForPort(port)
+            let run = try Self.shell("(echo hello; sleep 0.5) | \(withCertificate) --max-version \(version) 2>&1; "
+                + "(echo again; sleep 0.5) | \(connect) --max-version \(version) 2>&1; echo status $?")
+            usleep(300_000)
+            peer.stop(signal: SIGKILL)
+            #expect(peer.text.contains("subject=CN = sluice client") && peer.text.contains("hello"), "\(version): \(peer.text)")
+            #expect(run.output.contains("TLSv\(version)"), "\(version): \(run.output)")
+            let refusal = version == "1.3" ? "(peer sent alert certificate_required); the server requires a client certificate"
+                : "the server asked for a client certificate and this side has none"
+            #expect(run.output.contains(refusal) && run.output.contains("status 1"), "\(version): \(run.output)")
+        }
+        let gnutls = try ChildProcess("/bin/sh", ["-c", "exec gnutls-serv --echo -p \(port) --x509certfile \(Self.certificate) --x509keyfile \(Self.key)"
+            + " --x509cafile \(Self.clientAuthority) --require-client-cert --verify-client-cert 2>&1"])
+        try Self.waitForPort(port)
+        let echoed = try Self.shell("(echo hello; sleep 0.5) | \(withCertificate)")
+        gnutls.stop(signal: SIGKILL)
+        #expect(echoed.output.hasPrefix("hello\n"), "\(echoed.output)")
+        #expect(gnutls.text.contains("Subject: CN=sluice client"), "\(gnutls.text)")
     }
 
     @Test("s_client asking to renegotiate TLS 1.2 gets a no_renegotiation warning, as from OpenSSL's server")

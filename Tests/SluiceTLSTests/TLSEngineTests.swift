@@ -78,6 +78,10 @@ enum TLSFixtures {
     static let certificate = directory + "/server.pem"
     static let key = directory + "/server.key"
     static let authority = directory + "/ca.pem"
+    /// A client's certificate and key, and the CA that signed it (another than the server's).
+    static let clientCertificate = directory + "/client.pem"
+    static let clientKey = directory + "/client.key"
+    static let clientAuthority = directory + "/client-ca.pem"
 
     static func server(_ change: (inout TLSConfiguration) -> Void = { _ in }) throws -> TLSContext {
         var configuration = TLSConfiguration.server(certificateChainFile: certificate, privateKeyFile: key)
@@ -422,6 +426,58 @@ struct TLSEngineTests {
         }
         let client = try TLSFixtures.client()
         #expect(throws: TLSError.self) { _ = try TLSEngine(context: client, serverName: "") }
+    }
+
+    @Test("client certificates: required, each side learns whom it verified, and resumption keeps it; a client without one or with another CA's is refused; requested serves one without")
+    func clientCertificates() throws {
+        for version in [TLSVersion.tls13, .tls12] {
+            let server = try TLSFixtures.server {
+                $0.maximumVersion = version
+                $0.clientCertificates = .required(trustedCertificates: TLSFixtures.clientAuthority)
+            }
+            let client = try TLSFixtures.client {
+                $0.maximumVersion = version
+                $0.certificateChainFile = TLSFixtures.clientCertificate
+                $0.privateKeyFile = TLSFixtures.clientKey
+            }
+            var first = try handshake(version, .aes128GCM, serverContext: server, clientContext: client)
+            first.send(TLSFixtures.pattern(10), from: first.client)
+            first.send(TLSFixtures.pattern(10), from: first.server)
+            first.pump()
+            #expect(first.serverReceived == TLSFixtures.pattern(10) && first.clientReceived == TLSFixtures.pattern(10),
+                    "\(version): \(String(describing: first.server.error))")
+            #expect(first.server.negotiated?.peerCertificateSubject == "CN=sluice client", "\(version)")
+            #expect(first.client.negotiated?.peerCertificateSubject == "CN=sluice.test", "\(version)")
+            let session = try #require(first.client.resumableSessions.last, "\(version): no session")
+            let second = try handshake(version, .aes128GCM, serverContext: server, clientContext: client, session: session)
+            #expect(second.server.negotiated?.resumed == true, "\(version): \(String(describing: second.server.error))")
+            #expect(second.server.negotiated?.peerCertificateSubject == "CN=sluice client", "\(version)")
+
+            // TLS 1.3's refusal comes after the client's Finished, under the application keys.
+            let without = try handshake(version, .aes128GCM, serverContext: server, clientContext: TLSFixtures.client { $0.maximumVersion = version })
+            #expect(without.server.state == .closed && without.server.negotiated == nil, "\(version)")
+            #expect(without.server.error?.hint == "the client sent no certificate, which this server requires", "\(String(describing: without.server.error))")
+            #expect(without.client.state == .closed, "\(version)")
+            #expect(without.client.error?.hint.contains("client certificate") == true, "\(version): \(String(describing: without.client.error))")
+            if version == .tls13 { #expect(without.client.error?.receivedAlert == .certificateRequired) }
+
+            let stranger = try TLSFixtures.client {
+                $0.maximumVersion = version
+                $0.certificateChainFile = TLSFixtures.certificate
+                $0.privateKeyFile = TLSFixtures.key
+            }
+            let refused = try handshake(version, .aes128GCM, serverContext: server, clientContext: stranger)
+            #expect(refused.server.state == .closed && refused.server.negotiated == nil, "\(version)")
+            #expect(refused.server.error?.hint.contains("the certificate did not verify") == true, "\(String(describing: refused.server.error))")
+            #expect(refused.server.error?.sentAlert == TLSAlert(48) || version == .tls13, "\(String(describing: refused.server.error))")
+
+            let lenient = try TLSFixtures.server {
+                $0.maximumVersion = version
+                $0.clientCertificates = .requested(trustedCertificates: TLSFixtures.clientAuthority)
+            }
+            let served = try handshake(version, .aes128GCM, serverContext: lenient)
+            #expect(served.server.state == .established && served.server.negotiated?.peerCertificateSubject == nil, "\(version)")
+        }
     }
 
     @Test("a client that does not trust the server's certificate fails with the reason")

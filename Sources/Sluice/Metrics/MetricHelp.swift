@@ -46,6 +46,7 @@ public enum MetricHelp {
         "sluice_uring_enters_total": "io_uring_enter calls of the io_uring TCP engine.",
         "sluice_tls_handshakes_total": "TLS handshakes, by result (completed, failed).",
         "sluice_tls_resumed_handshakes_total": "TLS handshakes that resumed a session (a ticket).",
+        "sluice_tls_client_certificates_total": "TLS handshakes whose client presented a certificate that verified (tls serve --client-ca).",
         "sluice_tls_plaintext_received_bytes_total": "Application bytes received over TLS, after decryption.",
         "sluice_tls_failed_connections_total": "TLS connections ended by an error or an alert.",
         "sluice_tls_truncated_connections_total": "TLS connections the peer closed without close_notify.",
