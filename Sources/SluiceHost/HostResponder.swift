@@ -301,9 +301,11 @@ public struct HostResponder: ~Copyable {
         switch (icmp.hostByte(0), icmp.hostByte(1)) {
         case (2, 0) where icmpLength >= 48 && ipv6Addresses.contains(destination) && icmp.hostByte(8) >> 4 == 6
             && ipv6Addresses.contains(IPv6Address(networkBytesAt: icmp + 16)):
-            // Packet too big, about a packet this host sent: RFC 8201, never below 1280 bytes.
+            // Packet too big, about a packet this host sent. One below IPv6's minimum MTU is
+            // discarded (RFC 8201 section 4, as Linux does): a forged one would fragment replies.
             let reported = Int(icmp.hostBig32(4))
-            return learnPathMTU(.v6(IPv6Address(networkBytesAt: icmp + 32)), max(1280, reported), now: now)
+            guard reported >= 1280 else { return drop(\.ignoredControl) }
+            return learnPathMTU(.v6(IPv6Address(networkBytesAt: icmp + 32)), reported, now: now)
         case (128, _) where answersEcho && isEchoDestination(destination) && !isMartian(.v6(source)):
             // To a group (all nodes, the solicited-node group of an address, as the kernel
             // answers them): from the host's address of the asker's scope.

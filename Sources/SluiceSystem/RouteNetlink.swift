@@ -5,6 +5,36 @@ import CSluiceSystem
 import SluiceCore
 import SluicePackets
 
+/// What ``RouteNetlink/link(index:)`` reads of a link.
+public struct LinkState: Sendable, Equatable {
+    /// Whether it is administratively up (`IFF_UP`).
+    public var isUp = false
+    /// Its MTU.
+    public var mtu = 0
+    /// The device it is a port of (a bridge, a bond), if any.
+    public var masterIndex: Int32?
+    /// A TUN or TAP device's flags; `nil` for any other kind of link.
+    public var tun: TUNLinkFlags?
+
+    /// A link that is down, a port of nothing, no TUN or TAP device.
+    public init() {}
+}
+
+/// A TUN or TAP device's flags as the kernel reports them (`IFLA_TUN_*`).
+public struct TUNLinkFlags: Sendable, Equatable {
+    /// Packets carry `struct tun_pi` (no `IFF_NO_PI`).
+    public var packetInformation = false
+    /// Packets carry a virtio-net header (`IFF_VNET_HDR`).
+    public var virtioNetHeader = false
+    /// The device takes several queues (`IFF_MULTI_QUEUE`).
+    public var multiQueue = false
+    /// The device outlives its last user (`TUNSETPERSIST`).
+    public var persistent = false
+
+    /// A single-queue device with none of the flags.
+    public init() {}
+}
+
 /// An rtnetlink socket of the calling thread's network namespace: sets links up or down, their
 /// MTU, adds or removes addresses, each request acknowledged by the kernel, and looks up routes
 /// (what `ip link`, `ip addr` and `ip route get` do, without running them).
@@ -115,6 +145,62 @@ public struct RouteNetlink: ~Copyable {
             return nil
         }
         return interface
+    }
+
+    /// What the kernel says of a link (`RTM_GETLINK`, as `ip -d link show`): up or down, its MTU,
+    /// the device it is a port of, and a TUN or TAP device's flags.
+    public mutating func link(index: Int32) throws(SystemCallError) -> LinkState {
+        var message = Message(type: UInt16(RTM_GETLINK), flags: 0)
+        var info = ifinfomsg()
+        info.ifi_family = UInt8(AF_UNSPEC)
+        info.ifi_index = index
+        message.append(info)
+        var state = LinkState()
+        try request(&message, operation: "reading link \(index)") { type, payload in
+            guard type == UInt16(RTM_NEWLINK), payload.count >= MemoryLayout<ifinfomsg>.size else { return }
+            state.isUp = payload.loadUnaligned(as: ifinfomsg.self).ifi_flags & UInt32(IFF_UP) != 0
+            Self.forEachAttribute(in: payload, from: (MemoryLayout<ifinfomsg>.size + 3) & ~3) { type, value in
+                if type == UInt16(IFLA_MASTER), value.count >= 4 {
+                    state.masterIndex = value.loadUnaligned(as: Int32.self)
+                } else if type == UInt16(IFLA_MTU), value.count >= 4 {
+                    state.mtu = Int(value.loadUnaligned(as: UInt32.self))
+                } else if type == UInt16(IFLA_LINKINFO) {
+                    var kind = ""
+                    var flags = TUNLinkFlags()
+                    Self.forEachAttribute(in: value, from: 0) { type, value in
+                        if type == UInt16(IFLA_INFO_KIND) {
+                            kind = String(decoding: value.prefix { $0 != 0 }, as: UTF8.self)
+                        } else if type == UInt16(IFLA_INFO_DATA) {
+                            Self.forEachAttribute(in: value, from: 0) { type, value in
+                                guard let on = value.first.map({ $0 != 0 }) else { return }
+                                switch Int(type) {
+                                case IFLA_TUN_PI: flags.packetInformation = on
+                                case IFLA_TUN_VNET_HDR: flags.virtioNetHeader = on
+                                case IFLA_TUN_MULTI_QUEUE: flags.multiQueue = on
+                                case IFLA_TUN_PERSIST: flags.persistent = on
+                                default: break
+                                }
+                            }
+                        }
+                    }
+                    if kind == "tun" { state.tun = flags }
+                }
+            }
+        }
+        return state
+    }
+
+    /// Calls `body` with the type (nesting bit cleared) and value of each attribute in `bytes` from `offset`.
+    private static func forEachAttribute(in bytes: UnsafeRawBufferPointer, from offset: Int,
+                                         _ body: (UInt16, UnsafeRawBufferPointer) -> Void) {
+        var offset = offset
+        while offset + MemoryLayout<rtattr>.size <= bytes.count {
+            let attribute = bytes.loadUnaligned(fromByteOffset: offset, as: rtattr.self)
+            let length = Int(attribute.rta_len)
+            guard length >= MemoryLayout<rtattr>.size, offset + length <= bytes.count else { return }
+            body(attribute.rta_type & 0x3FFF, UnsafeRawBufferPointer(rebasing: bytes[(offset + MemoryLayout<rtattr>.size)..<(offset + length)]))
+            offset += (length + 3) & ~3
+        }
     }
 
     /// The address's bytes in network order.

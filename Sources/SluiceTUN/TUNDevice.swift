@@ -72,6 +72,9 @@ public final class TUNDevice: @unchecked Sendable {
     /// Addresses this instance gave a device that was there before it (a persistent one, from
     /// `sluice tun up`): taken back when it closes, so a service leaves the device as it found it.
     private let addedAddresses: [(address: IPAddress, prefixLength: Int)]
+    /// A device that was there before: how it was (up or down, MTU, flags, virtio-net header
+    /// size), so closing leaves it so; attaching sets its flags and bringing it up its state.
+    private let found: (link: LinkState, virtioHeaderSize: Int32?)?
 
     /// Creates the device, or attaches to the persistent one of that name, in the calling
     /// thread's network namespace; adds its addresses and sets it up.
@@ -88,15 +91,21 @@ public final class TUNDevice: @unchecked Sendable {
                                   errno: EINVAL, hint: "a device has 1 to 256 queues")
         }
         var flags = Int32(IFF_NO_PI) | (configuration.kind == .tun ? Int32(IFF_TUN) : Int32(IFF_TAP))
-        if configuration.queues > 1 { flags |= Int32(IFF_MULTI_QUEUE) }
-        if configuration.offloads != nil { flags |= Int32(IFF_VNET_HDR) }
         var offloads = TUNOffloads()
         var descriptors: [Int32] = []
         var name = configuration.name
         let claim = name.isEmpty ? -1 : try Self.claim(name, kind: configuration.kind)
         // A device this call makes persistent and then fails to set up is removed again, not
         // left half configured for the next start to find.
-        let existed = !name.isEmpty && if_nametoindex(name) != 0
+        let existingIndex = name.isEmpty ? 0 : Int32(bitPattern: if_nametoindex(name))
+        let existed = existingIndex != 0
+        let link: LinkState? = if existed, var netlink = try? RouteNetlink() { try? netlink.link(index: existingIndex) } else { nil }
+        // A multi-queue device (`ip tuntap add … multi_queue`) takes one queue as well as several.
+        if configuration.queues > 1 || link?.tun?.multiQueue == true { flags |= Int32(IFF_MULTI_QUEUE) }
+        // What `sluice tun up` sets on a device it finds is meant to stay; a service's is not.
+        let restored = configuration.persistent ? nil : link
+        if configuration.offloads != nil { flags |= Int32(IFF_VNET_HDR) }
+        var virtioHeaderSize: Int32?
         var madePersistent = false
         var added: [(address: IPAddress, prefixLength: Int)] = []
         do throws(SystemCallError) {
@@ -106,6 +115,10 @@ public final class TUNDevice: @unchecked Sendable {
                 name = given
             }
             let first = descriptors[0]
+            if existed {
+                var size: Int32 = 0
+                if sluice_ioctl_pointer(first, sluice_TUNGETVNETHDRSZ, &size) == 0 { virtioHeaderSize = size }
+            }
             if configuration.persistent {
                 try Self.control(first, sluice_TUNSETPERSIST, 1, "TUNSETPERSIST on \(name)")
                 madePersistent = !existed
@@ -145,12 +158,17 @@ public final class TUNDevice: @unchecked Sendable {
         } catch {
             Self.remove(added, from: Int32(bitPattern: if_nametoindex(name)))
             if madePersistent { _ = sluice_ioctl_value(descriptors[0], sluice_TUNSETPERSIST, 0) }
+            if let restored, !descriptors.isEmpty {
+                Self.restoreState(index: existingIndex, link: restored, virtioHeaderSize: virtioHeaderSize, descriptor: descriptors[0])
+            }
             descriptors.forEach { _ = Glibc.close($0) }
+            if let restored, !descriptors.isEmpty { Self.restoreFlags(name: name, kind: configuration.kind, link: restored) }
             if claim >= 0 { Glibc.close(claim) }
             throw error
         }
         self.claim = claim
         self.addedAddresses = added
+        self.found = restored.map { ($0, virtioHeaderSize) }
         self.name = name
         self.kind = configuration.kind
         self.queueDescriptors = descriptors
@@ -178,8 +196,32 @@ public final class TUNDevice: @unchecked Sendable {
         // A persistent device outlives this process: the next user finds it as a fresh one.
         if !offloads.isEmpty { _ = sluice_ioctl_value(queueDescriptors[0], sluice_TUNSETOFFLOAD, 0) }
         Self.remove(addedAddresses, from: index)
+        if let found {
+            Self.restoreState(index: index, link: found.link, virtioHeaderSize: found.virtioHeaderSize, descriptor: queueDescriptors[0])
+        }
         queueDescriptors.forEach { _ = close($0) }
+        if let found { Self.restoreFlags(name: name, kind: kind, link: found.link) }
         if claim >= 0 { close(claim) }
+    }
+
+    /// Leaves a device that was there before as it was found (while still attached through
+    /// `descriptor`): its virtio-net header size, MTU, and up or down.
+    static func restoreState(index: Int32, link: LinkState, virtioHeaderSize: Int32?, descriptor: Int32) {
+        if var size = virtioHeaderSize { _ = sluice_ioctl_pointer(descriptor, sluice_TUNSETVNETHDRSZ, &size) }
+        if var netlink = try? RouteNetlink() {
+            try? netlink.setLink(index: index, up: link.isUp, mtu: link.mtu > 0 ? link.mtu : nil)
+        }
+    }
+
+    /// Gives a persistent device that was there before its own flags back, once this instance's
+    /// descriptors (which attaching set theirs with) are closed: attached once more with them, and let go.
+    static func restoreFlags(name: String, kind: TUNDeviceConfiguration.Kind, link: LinkState) {
+        guard let tun = link.tun, tun.persistent else { return }
+        var flags = kind == .tun ? Int32(IFF_TUN) : Int32(IFF_TAP)
+        if !tun.packetInformation { flags |= Int32(IFF_NO_PI) }
+        if tun.virtioNetHeader { flags |= Int32(IFF_VNET_HDR) }
+        if tun.multiQueue { flags |= Int32(IFF_MULTI_QUEUE) }
+        if let (descriptor, _) = try? open(name: name, flags: flags, kind: kind) { close(descriptor) }
     }
 
     /// Takes `addresses` back from the device with index `index`, as far as it can.

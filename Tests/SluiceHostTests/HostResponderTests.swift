@@ -534,7 +534,7 @@ import Testing
     func echoRequest6(from source: String, to destination: String) -> [UInt8] {
         let (from, to) = (IPv6Address(source)!, IPv6Address(destination)!)
         var packet = [UInt8](repeating: 0, count: 40 + 16)
-        packet.withUnsafeMutableBytes { buffer in
+        _ = packet.withUnsafeMutableBytes { buffer in
             IPv6Header.emit(into: buffer.baseAddress!, source: from, destination: to, nextHeader: 58, payloadLength: 16)
         }
         packet[40] = 128
@@ -693,6 +693,34 @@ import Testing
         var other = self.responder(linkLayer: .ip)
         #expect(admit(&other, fragmentationNeeded(mtu: 1280, quotedSource: IPv4Address(198, 18, 1, 7))).0 == .consumed)
         #expect(other.pathMTUs.isEmpty && other.counters.pathMTUUpdates == 0)
+    }
+
+    /// An ICMPv6 packet too big (MTU `mtu`) from 2001:2:1::1 about a datagram the host sent to 2001:2:9::9.
+    func packetTooBig(mtu: UInt32) -> [UInt8] {
+        let (router, host) = (IPv6Address("2001:2:1::1")!, IPv6Address("2001:2:1::2")!)
+        let quoted = Harness.datagram(from: "[2001:2:1::2]:9000", to: "[2001:2:9::9]:4000", payload: 16)
+        var message: [UInt8] = [2, 0, 0, 0, UInt8(mtu >> 24), UInt8(mtu >> 16 & 0xFF), UInt8(mtu >> 8 & 0xFF), UInt8(mtu & 0xFF)] + quoted
+        let pseudo = InternetChecksum.pseudoHeaderSum(source: router, destination: host, nextHeader: 58, length: message.count)
+        let checksum = message.withUnsafeBytes { InternetChecksum.checksum($0, initial: pseudo) }
+        message[2] = UInt8(checksum >> 8); message[3] = UInt8(checksum & 0xFF)
+        var packet = [UInt8](repeating: 0, count: 40)
+        _ = packet.withUnsafeMutableBytes {
+            IPv6Header.emit(into: $0.baseAddress!, source: router, destination: host, nextHeader: 58, payloadLength: message.count)
+        }
+        return packet + message
+    }
+
+    @Test("packet too big bounds what goes to that destination; one below 1280 bytes is discarded (RFC 8201 section 4), as Linux does")
+    func packetTooBigSetsThePathMTU() {
+        var responder = responder(linkLayer: .ip)
+        let now = Instant(nanoseconds: 1)
+        let peer = IPAddress.v6(IPv6Address("2001:2:9::9")!)
+        #expect(admit(&responder, packetTooBig(mtu: 600)).0 == .consumed && responder.counters.ignoredControl == 1)
+        #expect(responder.pathMTUs.mtu(for: peer, now: now) == nil && responder.counters.pathMTUUpdates == 0)
+        #expect(admit(&responder, packetTooBig(mtu: 1400)).0 == .consumed)
+        #expect(responder.pathMTUs.mtu(for: peer, now: now) == 1400)
+        #expect(admit(&responder, packetTooBig(mtu: 1279)).0 == .consumed && responder.counters.ignoredControl == 2)
+        #expect(responder.pathMTUs.mtu(for: peer, now: now) == 1400)
     }
 
     /// Passes every packet on as it came: the host stage's service, for watching what the host sends.

@@ -214,6 +214,55 @@ import Testing
         #expect(try linkExists(namespace, "sltun2"))
     }
 
+    /// `ip` with `args` in the namespace; what it printed.
+    @discardableResult
+    func ip(_ namespace: ScratchNamespace, _ args: String...) throws -> String {
+        let run = try ChildProcess("/usr/sbin/ip", ["-n", namespace.name] + args)
+        #expect(run.waitForExit() == 0, "ip \(args): \(run.text)")
+        return run.text
+    }
+
+    /// Echoes one datagram from `from` to `to` in `namespace`: whether it came back.
+    func echoes(_ namespace: ScratchNamespace, from: IPAddress, to: String) throws -> Bool {
+        let client = try withNetworkNamespace(namespace.name) { KernelUDPSocket(bind: IPEndpoint(address: from, port: 0)) }
+        client.send(Array("found".utf8), to: try #require(IPEndpoint(to)))
+        return client.receive()?.bytes == Array("found".utf8)
+    }
+
+    @Test func devicesMadeByIpTuntapAreServedAndLeftAsTheyWereFound() throws {
+        let namespace = try ScratchNamespace(prefix: "sltun")
+        try ip(namespace, "tuntap", "add", "dev", "sltun7", "mode", "tap", "user", "nobody")
+        let before = try ip(namespace, "-d", "link", "show", "dev", "sltun7")
+        #expect(before.contains("state DOWN") && before.contains("vnet_hdr off"), "\(before)")
+        let server = try Self.startServer(namespace, device: "sltun7", kernel: "198.18.1.1/24", listen: "198.18.1.2:9000", kind: "tap")
+        #expect(try echoes(namespace, from: .v4(IPv4Address(198, 18, 1, 1)), to: "198.18.1.2:9000"))
+        #expect(server.stop() == 0, "\(server.text)")
+        // Down again, no virtio-net header, its owner, none of the server's address (all were changed while it ran).
+        let after = try ip(namespace, "-d", "address", "show", "dev", "sltun7")
+        #expect(after.contains("state DOWN") && after.contains("vnet_hdr off") && after.contains("user nobody")
+                    && !after.contains("198.18.1.1"), "\(after)")
+        // A multi-queue device takes one worker's queue as well as several.
+        try ip(namespace, "tuntap", "add", "dev", "sltun8", "mode", "tun", "multi_queue")
+        let single = try Self.startServer(namespace, device: "sltun8", kernel: "198.18.2.1/24", listen: "198.18.2.2:9000")
+        #expect(try echoes(namespace, from: .v4(IPv4Address(198, 18, 2, 1)), to: "198.18.2.2:9000"))
+        #expect(single.stop() == 0, "\(single.text)")
+        #expect(try ip(namespace, "-d", "link", "show", "dev", "sltun8").contains("multi_queue"))
+    }
+
+    /// The usual way to use TAP: a port of a bridge that holds the kernel's address. The served
+    /// address is reached through the bridge, no route into the TAP device needed.
+    @Test func aTAPDeviceInABridgeIsServedThroughIt() throws {
+        let namespace = try ScratchNamespace(prefix: "sltun")
+        try ip(namespace, "link", "add", "slbr9", "type", "bridge")
+        try ip(namespace, "address", "add", "198.18.40.1/24", "dev", "slbr9")
+        try ip(namespace, "link", "set", "slbr9", "up")
+        try ip(namespace, "tuntap", "add", "dev", "sltun9", "mode", "tap")
+        try ip(namespace, "link", "set", "sltun9", "master", "slbr9")
+        let server = try Self.startServer(namespace, device: "sltun9", kernel: nil, listen: "198.18.40.2:9000", kind: "tap")
+        #expect(try echoes(namespace, from: .v4(IPv4Address(198, 18, 40, 1)), to: "198.18.40.2:9000"))
+        #expect(server.stop() == 0, "\(server.text)")
+    }
+
     /// A multi-queue device takes any number of queues, and the kernel spreads flows over all of
     /// them: a second server on a device another one serves is refused, not handed some of its flows.
     @Test func aSecondServerOnADeviceInUseIsRefused() throws {

@@ -44,6 +44,7 @@ static const int sluice_UDP_MAX_SEGMENTS = UDP_MAX_SEGMENTS;
 static const unsigned long sluice_TUNSETIFF = TUNSETIFF;
 static const unsigned long sluice_TUNSETOFFLOAD = TUNSETOFFLOAD;
 static const unsigned long sluice_TUNSETVNETHDRSZ = TUNSETVNETHDRSZ;
+static const unsigned long sluice_TUNGETVNETHDRSZ = TUNGETVNETHDRSZ;
 static const unsigned long sluice_TUNSETPERSIST = TUNSETPERSIST;
 static const unsigned long sluice_TUNSETOWNER = TUNSETOWNER;
 static const unsigned long sluice_TUNSETGROUP = TUNSETGROUP;

@@ -119,11 +119,13 @@ public class TUNBackend: UDPBackend, @unchecked Sendable {
     }
 
     /// Fails unless the kernel routes `address` into the device: anything sent to it would go
-    /// elsewhere, and the service would wait for nothing.
+    /// elsewhere, and the service would wait for nothing. A device that is a bridge's port is
+    /// reached through the bridge, from the bridged link as from this host: no route is needed.
     static func requireRoute(to address: IPAddress, through device: String) throws(RuntimeError) {
         let route: Int32?
         do throws(SystemCallError) {
             var netlink = try RouteNetlink()
+            if try netlink.link(index: Int32(bitPattern: if_nametoindex(device))).masterIndex != nil { return }
             route = try netlink.routeInterface(to: address)
         } catch {
             throw RuntimeError(error)
