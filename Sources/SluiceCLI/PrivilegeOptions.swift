@@ -5,7 +5,7 @@ import SluiceSystem
 
 /// `--user NAME`: set up as root (or with the capabilities setup needs), then serve as NAME.
 struct PrivilegeOptions: ParsableArguments {
-    @Option(help: "Once set up (sockets bound, XDP attached, devices made), run as this user, keeping only the capabilities the rest of the run needs (CAP_NET_ADMIN with --backend xdp, to detach at the end; none otherwise).")
+    @Option(help: "Once set up (sockets bound, XDP attached, devices made), run as this user, keeping only the capabilities the rest of the run needs (CAP_NET_ADMIN with --backend xdp, to detach at the end, and with a TUN or TAP device that was there before, to leave it as found; none otherwise).")
     var user: String?
 
     func validate() throws {

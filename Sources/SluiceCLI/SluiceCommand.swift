@@ -300,6 +300,8 @@ struct ServeOptions: ParsableArguments {
                                     metrics: [any MetricsSource] = [], started: () -> Void = {}, stopping: () -> Void = {},
                                     hangup: (() -> String)? = nil, _ makeService: @escaping @Sendable (Int) -> Service) throws {
         let configuration = try given ?? configuration()
+        // A TUN or TAP device that was there before is left as found at the end, which takes CAP_NET_ADMIN.
+        let foundDevice = configuration.tun.map { if_nametoindex($0.name) != 0 } ?? false
         let say = report.say
         let export = try MetricsExport.start(report.metricsListen, service: command, sources: metrics, namespace: netns, say: say)
         defer { export?.close() }
@@ -311,7 +313,7 @@ struct ServeOptions: ParsableArguments {
             + what + (gso ? ", GSO" : "") + (gro ? ", GRO" : ""))
         started()
         do {
-            try privileges.dropAfterSetup(command, keeping: backend == .xdp ? [.netAdmin] : [], say: say)
+            try privileges.dropAfterSetup(command, keeping: backend == .xdp || foundDevice ? [.netAdmin] : [], say: say)
         } catch {
             server.stop()
             throw error

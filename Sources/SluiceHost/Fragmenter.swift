@@ -9,13 +9,12 @@ import SluicePackets
 public struct Fragmenter: Sendable {
     /// The most bytes of IP packet one fragment may hold.
     public var mtu: Int
-    var nextIdentification: UInt32
+    var identifiers: IPIdentifiers
 
-    /// A fragmenter for `mtu`, numbering its datagrams from `identification` (random, so
-    /// identifiers do not repeat across runs).
-    public init(mtu: Int, identification: UInt32) {
+    /// A fragmenter for `mtu`, numbering its datagrams with `identifiers`.
+    public init(mtu: Int, identifiers: IPIdentifiers = IPIdentifiers()) {
         self.mtu = mtu
-        nextIdentification = identification
+        self.identifiers = identifiers
     }
 
     /// Cuts `packet` (its IP header `networkOffset` bytes into its data) into fragments of at most
@@ -46,8 +45,8 @@ public struct Fragmenter: Sendable {
             pool.release(packet)
             return 0
         }
-        let identification = nextIdentification
-        nextIdentification &+= 1
+        let identification = identifiers.next(forHeaderAt: network, isIPv6: isIPv6,
+                                              protocolNumber: isIPv6 ? network.hostByte(6) : network.hostByte(9))
         var offset = 0
         while offset < payload {
             let size = min(offset == 0 ? firstChunk : chunk, payload - offset)

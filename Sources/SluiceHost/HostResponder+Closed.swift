@@ -33,16 +33,12 @@ extension HostResponder {
         switch (source, destination) {
         case let (.v4(s), .v4(d)):
             network.hostSetBig32(0, 0x4500_0000 | UInt32(tos) << 16 | UInt32(20 + payloadLength))
-            if dontFragment {
-                network.hostSetBig32(4, 0x0000_4000)
-            } else {
-                network.hostSetBig16(4, nextIdentification)
-                nextIdentification &+= 1
-                network.hostSetBig16(6, 0)
-            }
             network.hostSetBig32(8, 0x4000_0000 | UInt32(protocolNumber) << 16)
             s.store(networkBytesAt: network + 12)
             d.store(networkBytesAt: network + 16)
+            // The identification hashes the addresses: written after them.
+            network.hostSetBig32(4, dontFragment ? 0x0000_4000
+                                     : identifiers.next(forHeaderAt: network, isIPv6: false, protocolNumber: protocolNumber) << 16)
             network.hostSetBig16(10, InternetChecksum.checksum(UnsafeRawBufferPointer(start: network, count: 20)))
             return 20
         case let (.v6(s), .v6(d)):

@@ -40,8 +40,8 @@ public struct HostResponder: ~Copyable {
     @usableFromInline let shared: HostShared?
     /// ``shared``'s path MTU change count when this worker last took them.
     @usableFromInline var sharedPathMTUChanges: UInt64 = 0
-    /// The IPv4 identification of the host's own packets (echo replies, errors).
-    var nextIdentification = UInt16.random(in: 0...UInt16.max)
+    /// The IPv4 identifications of the host's own packets (echo replies, errors).
+    var identifiers = IPIdentifiers()
 
     /// A responder for `configuration`, over packets of `linkLayer`, reassembling into frames of `pool`.
     public init(configuration: HostConfiguration, linkLayer: LinkLayer, pool: FramePool) {

@@ -38,7 +38,7 @@ public struct HostStage<Service: Stage & ~Copyable>: Stage, ~Copyable {
         precondition(format != .datagram, "the host stage reads IP packets or Ethernet frames")
         self.service = service
         responder = HostResponder(configuration: configuration, linkLayer: format == .ethernet ? .ethernet : .ip, pool: pool)
-        fragmenter = Fragmenter(mtu: configuration.mtu, identification: UInt32.random(in: 0...UInt32.max))
+        fragmenter = Fragmenter(mtu: configuration.mtu)
         currentMTU = configuration.currentMTU
         toService = PacketBatch(pool: pool, capacity: capacity)
         fromService = PacketBatch(pool: pool, capacity: capacity)

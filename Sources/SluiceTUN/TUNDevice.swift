@@ -75,6 +75,9 @@ public final class TUNDevice: @unchecked Sendable {
     /// A device that was there before: how it was (up or down, MTU, flags, virtio-net header
     /// size), so closing leaves it so; attaching sets its flags and bringing it up its state.
     private let found: (link: LinkState, virtioHeaderSize: Int32?)?
+    /// `/dev/net/tun` opened at the start, for giving a device found its flags back at the end
+    /// (a process that has become another user may not open it then); -1 when not needed.
+    private let restorer: Int32
 
     /// Creates the device, or attaches to the persistent one of that name, in the calling
     /// thread's network namespace; adds its addresses and sets it up.
@@ -104,6 +107,7 @@ public final class TUNDevice: @unchecked Sendable {
         if configuration.queues > 1 || link?.tun?.multiQueue == true { flags |= Int32(IFF_MULTI_QUEUE) }
         // What `sluice tun up` sets on a device it finds is meant to stay; a service's is not.
         let restored = configuration.persistent ? nil : link
+        let restorer = restored?.tun?.persistent == true ? Glibc.open("/dev/net/tun", O_RDWR | O_CLOEXEC) : -1
         if configuration.offloads != nil { flags |= Int32(IFF_VNET_HDR) }
         var virtioHeaderSize: Int32?
         var madePersistent = false
@@ -162,13 +166,15 @@ public final class TUNDevice: @unchecked Sendable {
                 Self.restoreState(index: existingIndex, link: restored, virtioHeaderSize: virtioHeaderSize, descriptor: descriptors[0])
             }
             descriptors.forEach { _ = Glibc.close($0) }
-            if let restored, !descriptors.isEmpty { Self.restoreFlags(name: name, kind: configuration.kind, link: restored) }
+            if let restored, !descriptors.isEmpty { Self.restoreFlags(name: name, kind: configuration.kind, link: restored, with: restorer) }
+            if restorer >= 0 { Glibc.close(restorer) }
             if claim >= 0 { Glibc.close(claim) }
             throw error
         }
         self.claim = claim
         self.addedAddresses = added
         self.found = restored.map { ($0, virtioHeaderSize) }
+        self.restorer = restorer
         self.name = name
         self.kind = configuration.kind
         self.queueDescriptors = descriptors
@@ -200,7 +206,8 @@ public final class TUNDevice: @unchecked Sendable {
             Self.restoreState(index: index, link: found.link, virtioHeaderSize: found.virtioHeaderSize, descriptor: queueDescriptors[0])
         }
         queueDescriptors.forEach { _ = close($0) }
-        if let found { Self.restoreFlags(name: name, kind: kind, link: found.link) }
+        if let found { Self.restoreFlags(name: name, kind: kind, link: found.link, with: restorer) }
+        if restorer >= 0 { close(restorer) }
         if claim >= 0 { close(claim) }
     }
 
@@ -214,14 +221,17 @@ public final class TUNDevice: @unchecked Sendable {
     }
 
     /// Gives a persistent device that was there before its own flags back, once this instance's
-    /// descriptors (which attaching set theirs with) are closed: attached once more with them, and let go.
-    static func restoreFlags(name: String, kind: TUNDeviceConfiguration.Kind, link: LinkState) {
-        guard let tun = link.tun, tun.persistent else { return }
+    /// descriptors (which attaching set theirs with) are closed: `descriptor` (`/dev/net/tun`,
+    /// not attached) is attached with them; closing it lets the device go again.
+    static func restoreFlags(name: String, kind: TUNDeviceConfiguration.Kind, link: LinkState, with descriptor: Int32) {
+        guard let tun = link.tun, tun.persistent, descriptor >= 0 else { return }
         var flags = kind == .tun ? Int32(IFF_TUN) : Int32(IFF_TAP)
         if !tun.packetInformation { flags |= Int32(IFF_NO_PI) }
         if tun.virtioNetHeader { flags |= Int32(IFF_VNET_HDR) }
         if tun.multiQueue { flags |= Int32(IFF_MULTI_QUEUE) }
-        if let (descriptor, _) = try? open(name: name, flags: flags, kind: kind) { close(descriptor) }
+        var request = NetworkInterface.request(named: name)
+        request.ifr_ifru.ifru_flags = Int16(truncatingIfNeeded: flags)
+        _ = sluice_ioctl_pointer(descriptor, sluice_TUNSETIFF, &request)
     }
 
     /// Takes `addresses` back from the device with index `index`, as far as it can.

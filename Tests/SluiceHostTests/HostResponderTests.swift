@@ -516,6 +516,37 @@ import Testing
         #expect(responder.counters.echoReplies == 2 && responder.counters.ignoredControl == 1 && responder.counters.badChecksum == 1)
     }
 
+    @Test("the identifications of the host's packets count up per destination, not across them (RFC 7739), as Linux picks them")
+    func identificationsArePerDestination() {
+        var responder = responder(linkLayer: .ip)
+        func identification(from peer: IPv4Address) -> UInt16 {
+            let reply = admit(&responder, echoRequest(to: IPv4Address(198, 18, 1, 2), from: peer)).1
+            return UInt16(reply[4]) << 8 | UInt16(reply[5])
+        }
+        let (first, other, second) = (identification(from: IPv4Address(198, 18, 1, 1)), identification(from: IPv4Address(198, 18, 1, 7)),
+                                      identification(from: IPv4Address(198, 18, 1, 1)))
+        #expect(second == first &+ 1, "one counter per destination")
+        // With one counter for all, the other peer's would be the one between (the idle-scan side channel).
+        #expect(other != first &+ 1 && other != first &+ 2, "\(first) \(other) \(second)")
+        // The fragments of datagrams: the same, each datagram's fragments sharing one.
+        var fragmenter = Fragmenter(mtu: 576)
+        var identifications: [Set<UInt16>] = []
+        for destination in ["198.18.0.2:9000", "198.18.0.3:9000", "198.18.0.2:9000"] {
+            var fragments = PacketBatch(pool: harness.pool, capacity: 16)
+            _ = fragmenter.fragment(harness.packet(Harness.datagram(from: "198.18.0.1:4000", to: destination, payload: 1000)),
+                                    networkOffset: 0, into: &fragments)
+            var seen = Set<UInt16>()
+            fragments.takeAll { packet in
+                let bytes = Harness.bytes(packet)
+                seen.insert(UInt16(bytes[4]) << 8 | UInt16(bytes[5]))
+                harness.pool.release(packet)
+            }
+            identifications.append(seen)
+        }
+        let ids = identifications.compactMap { $0.count == 1 ? $0.first : nil }
+        #expect(ids.count == 3 && ids[2] == ids[0] &+ 1 && ids[1] != ids[0] &+ 1, "\(identifications)")
+    }
+
     @Test("nothing answers a martian source, as the kernel drops it first: 0/8, loopback, the host's own address")
     func martianSourcesGetNoAnswer() {
         var responder = portResponder()

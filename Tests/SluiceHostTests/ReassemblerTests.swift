@@ -196,7 +196,7 @@ import Testing
 
     @Test func ipv6FragmentsFromTheFragmenterComeBackAsTheDatagram() throws {
         var reassembler = Reassembler(pool: harness.pool, limits: ReassemblyLimits())
-        var fragmenter = Fragmenter(mtu: 1280, identification: 7)
+        var fragmenter = Fragmenter(mtu: 1280)
         for size in [1233, 1240, 5000, 65507] {
             let whole = Harness.datagram(from: "[2001:2::1]:4000", to: "[2001:2::2]:9000", payload: size)
             var fragments = PacketBatch(pool: harness.pool, capacity: 128)
@@ -217,7 +217,7 @@ import Testing
 
     @Test func ipv4FragmentsFromTheFragmenterComeBackAsTheDatagram() {
         var reassembler = Reassembler(pool: harness.pool, limits: ReassemblyLimits())
-        var fragmenter = Fragmenter(mtu: 576, identification: 9)
+        var fragmenter = Fragmenter(mtu: 576)
         for size in [549, 550, 551, 3000, 65507] {
             let whole = Harness.datagram(from: "198.18.0.1:4000", to: "198.18.0.2:9000", payload: size)
             var fragments = PacketBatch(pool: harness.pool, capacity: 256)

@@ -241,6 +241,16 @@ import Testing
         let after = try ip(namespace, "-d", "address", "show", "dev", "sltun7")
         #expect(after.contains("state DOWN") && after.contains("vnet_hdr off") && after.contains("user nobody")
                     && !after.contains("198.18.1.1"), "\(after)")
+        // So too by a server that became another user: it keeps CAP_NET_ADMIN for it.
+        let dropped = try ChildProcess(sluice: ["udp-echo", "--backend", "tap", "--name", "sltun7", "--listen", "198.18.1.2:9000",
+                                                "--address", "198.18.1.1/24", "--user", "nobody", "--netns", namespace.name,
+                                                "--duration", "60", "--stats-interval", "0"])
+        try #require(dropped.waitForLine(containing: "capabilities: CAP_NET_ADMIN") != nil, "\(dropped.text)")
+        #expect(try echoes(namespace, from: .v4(IPv4Address(198, 18, 1, 1)), to: "198.18.1.2:9000"))
+        #expect(dropped.stop() == 0, "\(dropped.text)")
+        let afterDropped = try ip(namespace, "-d", "address", "show", "dev", "sltun7")
+        #expect(afterDropped.contains("state DOWN") && afterDropped.contains("vnet_hdr off") && !afterDropped.contains("198.18.1.1"),
+                "\(afterDropped)")
         // A multi-queue device takes one worker's queue as well as several.
         try ip(namespace, "tuntap", "add", "dev", "sltun8", "mode", "tun", "multi_queue")
         let single = try Self.startServer(namespace, device: "sltun8", kernel: "198.18.2.1/24", listen: "198.18.2.2:9000")

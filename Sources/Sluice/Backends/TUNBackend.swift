@@ -139,11 +139,17 @@ public class TUNBackend: UDPBackend, @unchecked Sendable {
                            + "the service; listen on an address in a prefix of \(device), or route one to it")
     }
 
-    /// A locally administered unicast MAC (02:…) from the last bytes of `address`.
+    /// A locally administered unicast MAC (02:73:…) from `address`: an IPv4 address's four
+    /// bytes, an IPv6 address's FNV-1a hash (its last bytes alone, `::2` in every prefix, would
+    /// give two servers on one link the same MAC).
     static func derivedMAC(for address: IPAddress) -> MACAddress {
         let low: UInt32 = switch address {
         case .v4(let a): a.rawValue
-        case .v6(let a): UInt32(truncatingIfNeeded: a.low)
+        case .v6(let a):
+            (0..<16).reduce(UInt32(0x811C_9DC5)) { hash, index in
+                let byte = UInt8(truncatingIfNeeded: (index < 8 ? a.high >> (56 - 8 * index) : a.low >> (120 - 8 * index)))
+                return (hash ^ UInt32(byte)) &* 0x0100_0193
+            }
         }
         return MACAddress(rawValue: 0x0273_0000_0000 | UInt64(low))
     }
