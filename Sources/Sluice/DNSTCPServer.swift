@@ -192,8 +192,9 @@ public enum DNSTCPServer {
     /// Idle connections close after this long (Knot's `tcp-idle-timeout`, RFC 7766 section 6.2.3).
     public static let idleTimeout: Duration = .seconds(10)
     /// Connections open at once. Near it the connections idle longest close to make room (so
-    /// clients that connect and stay silent cannot shut the others out); more are refused only
-    /// while none has been idle for a sixteenth of ``idleTimeout``.
+    /// clients that connect and stay silent cannot shut the others out), those with a message
+    /// half arrived first (idle a quarter second at least); more are refused only while none
+    /// has been idle for a sixteenth of ``idleTimeout``.
     public static let maximumConnections = 4096
 
     /// Listens on `endpoint`, calls `ready` with the bound endpoint, and answers from

@@ -125,7 +125,7 @@ struct TLSServe: ParsableCommand {
     @Option(parsing: .unconditional, help: "Send a KeyUpdate (asking for the peer's) once a connection has received this many bytes.")
     var keyUpdateAfter: Int?
 
-    @Option(parsing: .unconditional, help: "Most connections at once; at the limit, those idle longest (a sixteenth of --idle-timeout at least) are closed to make room, so silent clients cannot lock the others out.")
+    @Option(parsing: .unconditional, help: "Most connections at once; at the limit, those still in their handshake are closed to make room (the idlest, idle a quarter second at least), or with none, those idle longest (a sixteenth of --idle-timeout at least): silent clients can neither lock the others out nor close established connections.")
     var maxConnections: Int = 256
 
     @Option(parsing: .unconditional, help: "Seconds a client has to finish its handshake; then its connection is aborted.")

@@ -30,10 +30,12 @@ public struct TCPEngineConfiguration: Sendable {
     /// (``TCPEngineCounters/idleClosed``); `nil` keeps idle connections. Checked when
     /// ``TCPEngine/poll(_:timeout:)`` returns, so poll with a timeout.
     public var idleTimeout: Duration? = .seconds(60)
-    /// With the table nearly full, close the connections that have moved no data for longest
-    /// (a sixteenth of ``idleTimeout`` at least) to keep room for new ones, and count them
-    /// (``TCPEngineCounters/evicted``): clients that connect and stay silent cannot lock the
-    /// others out (RFC 7766 section 6.2.3). Off, accepts past the limit are refused. Needs an
+    /// With the table nearly full, close connections to keep room for new ones, and count them
+    /// (``TCPEngineCounters/evicted``): while any connection's handler waits on a deadline (a
+    /// handshake, a message not whole), the one of those that has moved no data for longest (a
+    /// quarter second at least); else any idle longest (a sixteenth of ``idleTimeout`` at least).
+    /// Clients that connect and stay silent can neither lock the others out (RFC 7766 section
+    /// 6.2.3) nor close established connections. Off, accepts past the limit are refused. Needs an
     /// ``idleTimeout``.
     public var closesIdlestWhenFull = false
     /// Frames in the engine's pool: receive buffers, queued and in-flight sends.
@@ -469,6 +471,9 @@ public final class TCPEngine: StreamTransport {
             try refillReceiveBuffers()
             try closeIdleConnections()
             try closeLateConnections()
+            // Room for the next connection as soon as a waiting one is idle enough, not at the
+            // next accept (which would be refused first).
+            try keepRoom()
         }
         wakeFrameWaiters(&delegate)
         if let ringFailure { throw ringFailure }
@@ -555,30 +560,45 @@ public final class TCPEngine: StreamTransport {
     /// Slots ``TCPEngineConfiguration/closesIdlestWhenFull`` keeps free for new connections.
     var roomKept: Int { max(1, configuration.maximumConnections / 64) }
 
-    /// Closes the idlest connections while fewer than ``roomKept`` slots are free or closing,
-    /// each one idle for a sixteenth of the idle timeout at least (``TCPEngineConfiguration/closesIdlestWhenFull``).
+    /// Closes the idlest connections while fewer than ``roomKept`` slots are free or closing
+    /// (``TCPEngineConfiguration/closesIdlestWhenFull``): while any connection's handler waits on
+    /// a deadline (a handshake, a message not whole), the idlest of those, idle for a quarter
+    /// second at least, so silent clients can neither keep new ones out for long nor displace
+    /// established ones; else the idlest of all, idle for a sixteenth of the idle timeout at least.
     func keepRoom() throws(SystemCallError) {
         guard configuration.closesIdlestWhenFull, let timeout = configuration.idleTimeout, !shuttingDown,
               freeSlots.count < roomKept, pollTime >= nextRoomScan else { return }
         let minimumIdle = UInt64(clamping: timeout.nanosecondsClamped) / 16
+        let minimumIdleWaiting = min(minimumIdle, 250_000_000)
         var room = freeSlots.count + slots.count(where: { $0.kind != .free && ($0.wantClose || $0.closeSubmitted) })
         while room < roomKept {
             var idlest = -1
-            for index in slots.indices where slots[index].kind == .open && !slots[index].wantClose && !slots[index].closeSubmitted
-                && pollTime &- slots[index].lastProgress >= minimumIdle
-                && (idlest < 0 || slots[index].lastProgress < slots[idlest].lastProgress) {
-                idlest = index
+            var idlestWaiting = -1
+            var waiting = false
+            for index in slots.indices where slots[index].kind == .open && !slots[index].wantClose && !slots[index].closeSubmitted {
+                let progress = slots[index].lastProgress
+                let idle = pollTime &- progress
+                if slots[index].deadline != 0 {
+                    waiting = true
+                    if idle >= minimumIdleWaiting, idlestWaiting < 0 || progress < slots[idlestWaiting].lastProgress { idlestWaiting = index }
+                } else if idle >= minimumIdle, idlest < 0 || progress < slots[idlest].lastProgress {
+                    idlest = index
+                }
             }
-            guard idlest >= 0 else {
+            // While some are waiting, those go first: a flood of silent connections never
+            // closes an established one, however quiet.
+            let victim = waiting ? idlestWaiting : idlest
+            guard victim >= 0 else {
                 // None idle enough: a flood of accepts must not scan the table for each.
-                nextRoomScan = pollTime + minimumIdle / 4
+                nextRoomScan = pollTime + minimumIdleWaiting / 4
                 return
             }
             counters.evicted += 1
             room += 1
-            try abortConnection(UInt32(idlest), error: SystemCallError(
-                .tcp, operation: "waiting on a connection", errno: ETIMEDOUT,
-                hint: "closed idle to make room for new connections with the table full"))
+            try abortConnection(UInt32(victim), error: SystemCallError(
+                .tcp, operation: "making room for a new connection", errno: ECONNABORTED,
+                hint: "the connection table was full and this connection the idlest"
+                    + (waiting ? " of those its handler was waiting on" : "")))
         }
     }
 
