@@ -202,12 +202,7 @@ struct DNSServe: ParsableCommand {
     }
 
     /// Why `path` cannot be read as a file: the errno of opening it, or what it is instead.
-    static func unreadable(_ path: String) -> String {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { return String(cString: strerror(errno)) + " (errno \(errno))" }
-        close(descriptor)
-        return "not a regular file"
-    }
+    static func unreadable(_ path: String) -> String { RegularFile.problem(path) ?? "cannot read it" }
 
     /// One `--zone`: the file, and the origin its zone keeps from start to stop.
     struct ZoneFile {

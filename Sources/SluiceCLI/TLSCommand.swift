@@ -191,7 +191,7 @@ struct TLSServe: ParsableCommand {
         let mode: TLSServeMode
         if let file {
             guard let bytes = TextFile.bytes(file) else {
-                writeToStandardError("sluice tls serve: cannot read \(file)\n")
+                writeToStandardError("sluice tls serve: cannot read \(file): \(RegularFile.problem(file) ?? "a read failed")\n")
                 throw ExitCode(1)
             }
             mode = .file(bytes)
@@ -316,7 +316,11 @@ struct TLSConnect: ParsableCommand {
             throw ValidationError("--insecure checks no certificate, so --ca would be ignored: give one of them")
         }
         if let sni, !Self.isHostName(sni) {
-            throw ValidationError("--sni must be a host name, not an address: labels of 1 to 63 letters, digits, hyphens or underscores, joined by dots, 253 bytes at most")
+            let rule = "labels of 1 to 63 letters, digits, hyphens or underscores, joined by dots, 253 bytes at most"
+            throw ValidationError(IPAddress(sni) != nil || sni.split(separator: ".").last?.allSatisfy(\.isNumber) == true
+                ? "--sni must be a host name, not an address (an address is sent no SNI): \(rule)"
+                : !sni.utf8.allSatisfy({ $0 < 0x80 }) ? "--sni takes a name as DNS carries it: give an internationalized name in its A-label form (xn--…)"
+                : "--sni must be a host name: \(rule)")
         }
     }
 
@@ -387,7 +391,7 @@ struct TLSConnect: ParsableCommand {
         var saved: TLSSession?
         if let sessionIn {
             guard let bytes = TextFile.bytes(sessionIn) else {
-                writeToStandardError("sluice tls connect: cannot read \(sessionIn)\n")
+                writeToStandardError("sluice tls connect: cannot read \(sessionIn): \(RegularFile.problem(sessionIn) ?? "a read failed")\n")
                 throw ExitCode(1)
             }
             do { saved = try TLSSession(pem: String(decoding: bytes, as: UTF8.self)) } catch {

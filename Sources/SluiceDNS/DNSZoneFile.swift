@@ -99,7 +99,9 @@ public enum DNSZoneFile {
                         guard let name = DNSName(tokens[tokens.startIndex + 2].text, origin: origin) else { throw fail("$INCLUDE: bad origin") }
                         includedOrigin = name
                     }
-                    guard let included = include(path) else { throw fail("$INCLUDE: cannot read \(path)") }
+                    guard let included = include(path) else {
+                        throw fail("$INCLUDE: cannot read \(path): missing, not readable to this user, or not a regular file")
+                    }
                     let parent = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
                     do {
                         records += try parse(included, origin: includedOrigin, defaultTTL: defaultTTL, directory: parent.isEmpty ? "/" : parent,

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SluiceCore
 
 /// Files read whole: configuration (`/etc/resolv.conf`, zone files, PEM), `/proc`, a file to serve.
 public enum TextFile {
@@ -9,16 +10,11 @@ public enum TextFile {
         bytes(path).map { String(decoding: $0, as: UTF8.self) }
     }
 
-    /// The bytes of the file at `path`, or `nil` when it cannot be read. Devices and directories
-    /// are not read: `/dev/zero` would never end.
+    /// The bytes of the file at `path`, or `nil` when it cannot be read. Only a regular file is
+    /// read (``RegularFile``): `/dev/zero` would never end, a FIFO never open.
     public static func bytes(_ path: String) -> [UInt8]? {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { return nil }
+        guard case .success(let descriptor) = RegularFile.open(path) else { return nil }
         defer { close(descriptor) }
-        var status = stat()
-        guard fstat(descriptor, &status) == 0 else { return nil }
-        let kind = status.st_mode & S_IFMT
-        guard kind != S_IFCHR, kind != S_IFBLK, kind != S_IFDIR else { return nil }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {

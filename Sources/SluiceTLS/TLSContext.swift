@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CSluiceOpenSSL
+import SluiceCore
 
 /// What a ``TLSContext`` is set up with: the side, certificate and key, versions, ciphers, ALPN,
 /// peer verification and tickets.
@@ -161,10 +162,12 @@ public final class TLSContext: @unchecked Sendable {
                 let code = ERR_peek_last_error()
                 let mismatch = ERR_GET_LIB(code) == ERR_LIB_X509 && ERR_GET_REASON(code) == X509_R_KEY_VALUES_MISMATCH
                 throw TLSError("reading the private key \(key)",
-                               hint: mismatch ? "the key belongs to another certificate" : "give an unencrypted PEM key")
+                               hint: mismatch ? "the key belongs to another certificate (the chain's first must be the key's own: leaf first)"
+                                   : "give an unencrypted PEM key")
             }
             guard SSL_CTX_check_private_key(raw) == 1 else {
-                throw TLSError("matching the private key \(key) to the certificate", hint: "the key belongs to another certificate")
+                throw TLSError("matching the private key \(key) to the certificate",
+                               hint: "the key belongs to another certificate (the chain's first must be the key's own: leaf first)")
             }
         }
         if let name = c.selfSignedName {
@@ -228,17 +231,10 @@ public final class TLSContext: @unchecked Sendable {
         _ = SSL_CTX_set_session_id_context(raw, contextID, UInt32(contextID.count))
     }
 
-    /// Why `path` cannot be read ("cannot open it: No such file or directory (errno 2)"), or nil:
-    /// said plainly, where OpenSSL's account of a missing file is three library lines.
-    static func unreadable(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd < 0 else {
-            close(fd)
-            return nil
-        }
-        let code = errno
-        return "cannot open it: \(String(cString: strerror(code))) (errno \(code))"
-    }
+    /// Why `path` cannot be read ("cannot open it: No such file or directory (errno 2)", "a
+    /// FIFO, not a regular file"), or nil: said plainly, where OpenSSL's account of a missing
+    /// file is three library lines (and a FIFO would hold its open for ever).
+    static func unreadable(_ path: String) -> String? { RegularFile.problem(path) }
 }
 
 /// Collects each secret OpenSSL logs into the handshake that derived it.

@@ -115,6 +115,27 @@ let exampleZone = #filePath.replacing("SluiceIntegrationTests/CommandLineInputTe
         #expect(errors.count == 1, "\(arguments): \(child.text)")
     }
 
+    /// A FIFO given for a file would hold its open (and the command) for ever: refused at once.
+    @Test func aFIFOGivenForAFileIsRefusedAtOnce() throws {
+        let fifo = "/tmp/sluice-fifo-\(getpid())"
+        try #require(mkfifo(fifo, 0o600) == 0)
+        defer { unlink(fifo) }
+        let fixtures = #filePath.replacing("SluiceIntegrationTests/CommandLineInputTests.swift", with: "SluiceTLSTests/Fixtures/")
+        let serve = ["tls", "serve", "--listen", "127.0.0.1:0", "--duration", "1"]
+        for arguments in [["dns", "serve", "--listen", "127.0.0.1:0", "--duration", "1", "--zone", fifo],
+                          ["dns", "serve", "--listen", "127.0.0.1:0", "--duration", "1", "--zone", "example.test.=" + fifo],
+                          serve + ["--cert", fifo, "--key", fixtures + "server.key"],
+                          serve + ["--cert", fixtures + "server.pem", "--key", fifo],
+                          serve + ["--cert", fixtures + "server.pem", "--key", fixtures + "server.key", "--file", fifo],
+                          ["tls", "connect", "127.0.0.1:9", "--ca", fifo],
+                          ["tls", "connect", "127.0.0.1:9", "--session-in", fifo]] {
+            let child = try ChildProcess(sluice: arguments)
+            let status = child.waitForExit(timeout: .seconds(10))
+            #expect(status != nil && status != 0, "\(arguments): \(child.text)")
+            #expect(child.text.contains("a FIFO, not a regular file"), "\(arguments): \(child.text)")
+        }
+    }
+
     /// A negative number is a value out of range, not a missing value (ArgumentParser would take
     /// `-1` for a flag).
     @Test(arguments: [(["udp-echo", "--listen", "127.0.0.1:0", "--duration", "-1"], "--duration must be"),
@@ -142,7 +163,7 @@ let exampleZone = #filePath.replacing("SluiceIntegrationTests/CommandLineInputTe
         #expect(child.text.contains("zone file line 3") && !child.text.contains("Usage:"), "\(child.text)")
         let missing = try ChildProcess(sluice: ["dns", "serve", "--listen", "127.0.0.1:0", "--zone", file + ".gone"])
         #expect(missing.waitForExit(timeout: .seconds(10)) == 64, "\(missing.text)")
-        #expect(missing.text.contains("cannot read zone file '\(file).gone': No such file or directory (errno 2)"), "\(missing.text)")
+        #expect(missing.text.contains("cannot read zone file '\(file).gone': cannot open it: No such file or directory (errno 2)"), "\(missing.text)")
     }
 
     @Test func theLargestCountRunsForItsDurationInstead() throws {
