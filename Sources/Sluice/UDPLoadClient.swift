@@ -62,7 +62,9 @@ public enum UDPLoadClient {
         var configuration = UDPSocketConfiguration(listen: local)
         configuration.reusePort = false
         configuration.receiveTimeout = .milliseconds(5)
-        let pool = try FramePool(frameCount: max(4 * (window ?? 0), 4 * batchCapacity),
+        // Frames hold a batch on its way out or in, never a datagram waiting for its reply (the
+        // kernel has it): a window of 65536 datagrams of 64 KiB needs no 16 GiB.
+        let pool = try FramePool(frameCount: 4 * batchCapacity,
                                  frameSize: configuration.frameSize(maximumDatagram: payloadSize),
                                  headroom: DatagramHeader.minimumHeadroom)
         var port = try UDPSocketPort(configuration: configuration, pool: pool, batchCapacity: batchCapacity)

@@ -62,6 +62,8 @@ struct Top: ParsableCommand {
                 print(frame.text(url: url, interval: interval))
                 if !redraws { print("") }
             }
+            // top only prints: with its reader gone (`| head -1`) or its output lost, it is done.
+            if sluice_flush_stdout() != 0 { throw ExitCode(1) }
             (previous, previousTime) = (current, now)
             shown += 1
         }

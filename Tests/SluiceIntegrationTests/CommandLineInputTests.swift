@@ -175,6 +175,15 @@ let exampleZone = #filePath.replacing("SluiceIntegrationTests/CommandLineInputTe
         #expect(child.text.contains("nothing listens on 127.0.0.1:9: its host answers ICMP port unreachable"), "\(child.text)")
     }
 
+    /// The largest window of the largest datagrams takes no frame per datagram out (it took 16
+    /// GiB, and half a minute to set up, for a run of half a second).
+    @Test func theLargestWindowOfTheLargestDatagramsEndsOnTime() throws {
+        let child = try ChildProcess(sluice: ["udp-client", "--target", "127.0.0.1:9", "--size", "65507", "--window", "65536",
+                                              "--duration", "0.5"])
+        #expect(child.waitForExit(timeout: .seconds(5)) == 1, "\(child.text)")
+        #expect(child.text.contains("100.00% lost"), "\(child.text)")
+    }
+
     /// A 2048-byte UMEM frame holds more than a 1400-byte link carries: the device would drop
     /// every frame without a word, so the client refuses the size, naming the largest that fits.
     @Test func anXDPPayloadOverTheDeviceMTUIsRefused() throws {

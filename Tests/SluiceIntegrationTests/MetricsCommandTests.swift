@@ -122,6 +122,10 @@ struct MetricsCommandTests {
             #expect((frame["workers"] as? [Any])?.count == 2)
             #expect(((frame["process_cpu_percent"] as? Double) ?? 0) > 0)
         }
+        // top only prints: its reader gone, it ends (with status 1), where it ran on unseen.
+        let piped = try ChildProcess("/bin/sh", ["-c", "\(SluiceExecutable.path) top --metrics \(url) --interval 0.5 | head -1"])
+        #expect(piped.waitForExit(timeout: .seconds(10)) == 0, "\(piped.text)")
+        #expect(piped.text.contains("sluice top: ") && piped.text.contains("writing standard output failed"), "\(piped.text)")
         #expect(server.stop() == 0)
     }
 
