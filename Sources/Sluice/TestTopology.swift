@@ -269,7 +269,8 @@ public final class TestTopology: @unchecked Sendable {
         ("sluice-s\(suffix)", "sluice-c\(suffix)", "ss\(suffix)", "sc\(suffix)")
     }
 
-    static func validate(suffix: String) throws(TopologyError) {
+    /// Throws unless `suffix` makes valid namespace and interface names: 1 to 13 letters, digits, `-` or `_`.
+    public static func validate(suffix: String) throws(TopologyError) {
         guard !suffix.isEmpty, suffix.utf8.count <= 13,
               suffix.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == 0x2D || $0 == 0x5F })
         else {

@@ -108,17 +108,24 @@ struct Bench: ParsableCommand {
         if let rate, !(1_000...100_000_000).contains(rate) { throw ValidationError("--rate must be 1000 to 100000000 packets/s") }
         guard (100...1_000_000).contains(latencyRate) else { throw ValidationError("--latency-rate must be 100 to 1000000") }
         guard (dev == nil) == (peerDev == nil) else { throw ValidationError("--dev and --peer-dev go together") }
+        if let suffix {
+            do { try TestTopology.validate(suffix: suffix) } catch { throw ValidationError("--suffix: \(error)") }
+        }
         if let suffix, TestTopology.exists(suffix: suffix) {
             throw ValidationError("namespaces sluice-s\(suffix) and sluice-c\(suffix) exist (`sluice netns up`, or another run): "
                                   + "give another --suffix, or remove them with `sluice netns down --suffix \(suffix)`")
         }
         for (option, path) in [("--json", json), ("--svg", svg)] {
             guard let path else { continue }
-            // Checked now, not after a run of minutes.
-            let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
-            guard access(directory.isEmpty ? "/" : directory, W_OK) == 0 else {
+            // Checked now, not after a run of minutes: opened for writing as the run will (a
+            // directory, an empty name, /proc fail here), and a file made for the check removed.
+            let existed = access(path, F_OK) == 0
+            let descriptor = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0o644)
+            guard descriptor >= 0 else {
                 throw ValidationError("cannot write \(option) \(path): \(String(cString: strerror(errno))) (errno \(errno))")
             }
+            close(descriptor)
+            if !existed { unlink(path) }
         }
         let needed: [Capability] = [.sysAdmin, .netAdmin, .netRaw, .bpf, .perfmon]
         if let held = Capability.set(), !needed.allSatisfy(held.contains) {
@@ -166,7 +173,7 @@ struct Bench: ParsableCommand {
         for (path, data, kind) in [(json, try report.jsonData(), "JSON"), (svg, Data(report.svg().utf8), "SVG")] {
             guard let path else { continue }
             guard FileManager.default.createFile(atPath: path, contents: data) else {
-                print("sluice bench: cannot write the \(kind) to \(path): \(String(cString: strerror(errno))) (errno \(errno))")
+                writeToStandardError("sluice bench: cannot write the \(kind) to \(path): \(String(cString: strerror(errno))) (errno \(errno))\n")
                 throw ExitCode(1)
             }
             print("\(kind): \(path)")

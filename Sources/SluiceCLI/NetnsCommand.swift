@@ -31,6 +31,7 @@ struct NetnsCommand: ParsableCommand {
 
         func validate() throws {
             guard (1...1024).contains(queues) else { throw ValidationError("--queues must be 1 to 1024") }
+            do { try TestTopology.validate(suffix: suffix) } catch { throw ValidationError("--suffix: \(error)") }
         }
 
         func run() throws {
@@ -40,7 +41,7 @@ struct NetnsCommand: ParsableCommand {
                                                   disableSenderChecksumOffload: !keepChecksumOffload,
                                                   staticNeighbours: !noStaticNeighbours))
             } catch {
-                print("sluice netns up: \(error)")
+                writeToStandardError("sluice netns up: \(error)\n")
                 throw ExitCode.failure
             }
             topology.keep()
@@ -63,6 +64,10 @@ struct NetnsCommand: ParsableCommand {
 
         @Option(help: "The suffix given to `netns up`.")
         var suffix: String = NetnsCommand.defaultSuffix
+
+        func validate() throws {
+            do { try TestTopology.validate(suffix: suffix) } catch { throw ValidationError("--suffix: \(error)") }
+        }
 
         func run() throws {
             guard TestTopology.exists(suffix: suffix) else {

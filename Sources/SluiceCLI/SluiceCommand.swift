@@ -424,7 +424,13 @@ struct UDPClient: ParsableCommand {
             configuration.payloadSize = size
             configuration.duration = Duration(checkedSeconds: duration)
             configuration.count = count
-            let report = try XDPTrafficGenerator.run(configuration)
+            let report: UDPLoadReport
+            do { report = try XDPTrafficGenerator.run(configuration) } catch let error as SystemCallError {
+                // The servers' advice names --backend, which this command has not.
+                writeToStandardError("sluice udp-client: " + error.terminalDescription.replacing(
+                    "or use --backend socket, which needs none of them", with: "or leave out --xdp-dev: the kernel socket needs none of them") + "\n")
+                throw ExitCode(1)
+            }
             if json { try printJSON(ClientReport(target: target, path: "xdp", report: report)) } else {
                 print("sluice udp-client → \(target) via AF_XDP on \(xdpDev): \(report)")
             }

@@ -102,6 +102,13 @@ let exampleZone = #filePath.replacing("SluiceIntegrationTests/CommandLineInputTe
         ["tls", "serve", "--cert", "c", "--key", "k", "--listen", "127.0.0.1:0", "--client-cert", "requested"],
         ["tls", "serve", "--cert", "c", "--key", "k", "--listen", "127.0.0.1:0", "--client-ca", "a", "--client-cert", "maybe"],
         ["tls", "connect", "127.0.0.1:9", "--cert", "c"],
+        ["dns", "query", "a..b", "@127.0.0.1:9"],
+        ["dns", "query", String(repeating: "a", count: 64) + ".test", "@127.0.0.1:9"],
+        ["netns", "up", "--suffix", "a/b"],
+        ["netns", "down", "--suffix", ""],
+        ["bench", "--suffix", "a/b"],
+        ["bench", "--json", "/"],
+        ["bench", "--svg", ""],
         ["tls", "connect", "127.0.0.1:9", "--key", "k"],
         ["tls", "serve", "--cert", "c", "--key", "k", "--listen", "127.0.0.1:0", "--alpn", "h2," + String(repeating: "h", count: 300)],
     ]
