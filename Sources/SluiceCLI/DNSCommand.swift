@@ -292,6 +292,11 @@ struct DNSQuery: ParsableCommand {
             }
             let given = Self.server(String(argument.dropFirst()))
             guard let given, given.0.address != .v4(.any), given.0.address != .v6(.any), given.0.port != 0 else {
+                // A well-formed host name that did not resolve is said as that, as dig says it.
+                let host = String(argument.dropFirst().split(separator: ":", maxSplits: 1).first ?? "")
+                if !host.isEmpty, IPAddress(host) == nil, TLSConnect.isHostName(host) {
+                    throw ValidationError("bad server \(argument): the name \(host) has no address (the system's resolver found none)")
+                }
                 throw ValidationError("bad server \(argument): give @ADDRESS, @ADDRESS:PORT ([IPv6]:PORT, fe80::1%eth0) or a host name")
             }
             // As dig: a zone is for a link-local address (glibc's getaddrinfo takes no other).

@@ -64,7 +64,7 @@ struct ReportOptions: ParsableArguments {
     var json = false
 
     func validate() throws {
-        if let metricsListen { try checkUsableAddress(metricsListen, "--metrics-listen") }
+        if let metricsListen { try checkStreamAddress(metricsListen, "--metrics-listen") }
     }
 
     /// Where the lines other than the summary go: stderr with `--json`, so stdout is the summary alone.

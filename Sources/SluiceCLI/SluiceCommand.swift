@@ -88,7 +88,8 @@ enum Responder: String, ExpressibleByArgument, CaseIterable {
 /// Parses lists such as "1", "0,1", "0-3" or "53,9000-9003" of `what` (CPUs, queues, ports),
 /// each value in `range`, at most `limit` values in all.
 func parseNumberList<T: FixedWidthInteger>(_ text: String, of what: String, in range: ClosedRange<T> = T.min...T.max,
-                                           limit: Int = 1024) throws -> [T] {
+                                           limit: Int = 1024, allowsEmpty: Bool = false) throws -> [T] {
+    guard allowsEmpty || !text.isEmpty else { throw ValidationError("give at least one \(what): an empty \(what) list means nothing") }
     guard let values = NumberList.parse(text, in: range, limit: limit) else {
         throw ValidationError("bad \(what) list '\(text)': use forms like \(range.lowerBound) or \(range.lowerBound),\(range.lowerBound + 1) "
                               + "or \(range.lowerBound)-\(range.lowerBound + 3), values \(range.lowerBound) to "
@@ -115,6 +116,15 @@ func checkUsableAddress(_ endpoint: IPEndpoint, _ flag: String) throws {
     }
     if let v4 = address.mappedIPv4 {
         throw ValidationError("\(flag): \(address) is IPv4-mapped; give the IPv4 address \(v4) itself")
+    }
+}
+
+/// ``checkUsableAddress(_:_:)``, and a TCP listener's rule: one host's address (a group or a
+/// broadcast address takes no connection, though the kernel lets a socket bind it).
+func checkStreamAddress(_ endpoint: IPEndpoint, _ flag: String) throws {
+    try checkUsableAddress(endpoint, flag)
+    if endpoint.address.isMulticastOrBroadcast {
+        throw ValidationError("\(flag): \(endpoint.address) is a group or broadcast address, which no TCP connection reaches; give one of this host's addresses, or 0.0.0.0 or [::]")
     }
 }
 

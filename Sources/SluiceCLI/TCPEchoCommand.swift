@@ -63,7 +63,7 @@ struct TCPEcho: ParsableCommand {
     @OptionGroup var privileges: PrivilegeOptions
 
     func validate() throws {
-        try checkUsableAddress(listen, "--listen")
+        try checkStreamAddress(listen, "--listen")
         if let duration { try checkSeconds(duration, "--duration", in: 0.001...31_536_000) }
         try checkSeconds(idleTimeout, "--idle-timeout", in: 0.01...31_536_000, orNever: true)
         guard (2...512).contains(connectionBudget) else { throw ValidationError("--connection-budget must be 2 to 512") }

@@ -62,6 +62,7 @@ struct TLSProtocolOptions: ParsableArguments {
 
     /// KeyUpdate is TLS 1.3's: `--key-update-after` with `--max-version 1.2` would do nothing.
     func checkKeyUpdate(_ keyUpdateAfter: Int?) throws {
+        if let keyUpdateAfter, keyUpdateAfter < 0 { throw ValidationError("--key-update-after must be 0 or more bytes") }
         if keyUpdateAfter != nil, try version(maxVersion, "--max-version") == .tls12 {
             throw ValidationError("--key-update-after needs TLS 1.3 (TLS 1.2 has no KeyUpdate); --max-version is 1.2")
         }
@@ -154,7 +155,7 @@ struct TLSServe: ParsableCommand {
     @OptionGroup var privileges: PrivilegeOptions
 
     func validate() throws {
-        try checkUsableAddress(listen, "--listen")
+        try checkStreamAddress(listen, "--listen")
         if let duration { try checkSeconds(duration, "--duration", in: 0.001...31_536_000) }
         guard [echo, sink, benchEcho, file != nil].filter({ $0 }).count <= 1 else {
             throw ValidationError("give one of --echo, --sink, --bench-echo, --file")
@@ -165,6 +166,7 @@ struct TLSServe: ParsableCommand {
         guard (0...16).contains(tickets) else { throw ValidationError("--tickets must be 0 to 16") }
         try protocolOptions.checkKeyUpdate(keyUpdateAfter)
         guard (1..<65536).contains(maxConnections) else { throw ValidationError("--max-connections must be 1 to 65535") }
+        guard zeroCopyThreshold >= 0 else { throw ValidationError("--zero-copy-threshold must be 0 or more") }
         try checkSeconds(handshakeTimeout, "--handshake-timeout", in: 0.01...3600)
         try checkSeconds(idleTimeout, "--idle-timeout", in: 0.01...31_536_000, orNever: true)
         let receiveBuffers = Int(TLSServer.engineConfiguration().receiveBuffers)

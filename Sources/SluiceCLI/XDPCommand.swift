@@ -45,8 +45,22 @@ func reporting<T>(_ body: () throws(SystemCallError) -> T) throws -> T {
 }
 
 /// Formats a port list for people: "53, 9000" or "none".
+/// Ports in order, each once, runs of three or more as a range ("53, 9000-9099"): 1-65535 is
+/// one word, not 65,535.
 func describePorts(_ ports: [UInt16]) -> String {
-    ports.isEmpty ? "none" : ports.map(String.init).joined(separator: ", ")
+    var parts: [String] = []
+    var run: ClosedRange<UInt16>?
+    func flush() {
+        guard let run else { return }
+        parts += run.count >= 3 ? ["\(run.lowerBound)-\(run.upperBound)"] : run.map(String.init)
+    }
+    for port in Set(ports).sorted() {
+        if let current = run, port == current.upperBound + 1 { run = current.lowerBound...port; continue }
+        flush()
+        run = port...port
+    }
+    flush()
+    return parts.isEmpty ? "none" : parts.joined(separator: ", ")
 }
 
 struct XDPLoad: ParsableCommand {
@@ -68,18 +82,18 @@ struct XDPLoad: ParsableCommand {
     @Flag(help: "Load the multi-buffer (xdp.frags) build, for MTUs above one page.")
     var frags = false
 
-    func validate() throws { let _: [UInt16] = try parseNumberList(ports, of: "port", in: 1...65535, limit: 65535) }
+    func validate() throws { let _: [UInt16] = try parseNumberList(ports, of: "port", in: 1...65535, limit: 65535, allowsEmpty: true) }
 
     func run() throws {
         try target.enterNamespace()
-        let wanted: [UInt16] = try parseNumberList(ports, of: "port", in: 1...65535, limit: 65535)
+        let wanted = Set<UInt16>(try parseNumberList(ports, of: "port", in: 1...65535, limit: 65535, allowsEmpty: true))
         // Under the listener lock, as servers attach and leave: a server stopping now cannot
         // find the program unused between the attach and the ports.
         let program = try reporting { () throws(SystemCallError) in
             try XDPProgram.withListenerLock { () throws(SystemCallError) -> XDPProgram in
                 let program = try XDPProgram.attach(to: target.dev, mode: mode, force: force, frags: frags, logger: .terminal)
                 try program.keep()
-                let current = try program.ports
+                let current = Set(try program.ports)
                 for port in current where !wanted.contains(port) { try program.setPort(port, enabled: false) }
                 for port in wanted where !current.contains(port) { try program.setPort(port) }
                 return program
@@ -89,10 +103,10 @@ struct XDPLoad: ParsableCommand {
         let modeText = program.mode == .native ? "native" : "generic (skb)"
         if program.wasAlreadyAttached {
             print("sluice xdp: program \(program.programID) already attached to \(target.dev) in \(modeText) mode; "
-                  + "steered UDP ports now: \(describePorts(wanted))")
+                  + "steered UDP ports now: \(describePorts(Array(wanted)))")
         } else {
             print("sluice xdp: program \(program.programID) attached to \(target.dev) in \(modeText) mode; "
-                  + "steering UDP ports: \(describePorts(wanted))")
+                  + "steering UDP ports: \(describePorts(Array(wanted)))")
         }
     }
 }

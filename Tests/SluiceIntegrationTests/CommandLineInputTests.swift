@@ -122,6 +122,13 @@ let exampleZone = #filePath.replacing("SluiceIntegrationTests/CommandLineInputTe
         #expect(errors.count == 1, "\(arguments): \(child.text)")
     }
 
+    @Test(arguments: ["", ".", "/tmp"])
+    func aNetworkNamespaceThatIsNoneIsSaidSo(name: String) throws {
+        let child = try ChildProcess(sluice: ["udp-echo", "--listen", "127.0.0.1:0", "--netns", name, "--duration", "1"])
+        #expect(child.waitForExit(timeout: .seconds(10)) == 1, "\(child.text)")
+        #expect(child.text.contains("give a name `ip netns list` shows, or the path of a namespace"), "\(child.text)")
+    }
+
     /// A FIFO given for a file would hold its open (and the command) for ever: refused at once.
     @Test func aFIFOGivenForAFileIsRefusedAtOnce() throws {
         let fifo = "/tmp/sluice-fifo-\(getpid())"
@@ -150,7 +157,15 @@ let exampleZone = #filePath.replacing("SluiceIntegrationTests/CommandLineInputTe
                       (["udp-echo", "--listen", "127.0.0.1:0", "--stats-interval", "-1"], "--stats-interval must be"),
                       (["top", "--count", "-3"], "--count must be"),
                       (["bench", "--sizes", "64,abc"], "values 60 to 1514"),
-                      (["bench", "--json", "/nonexistent/run.json"], "cannot write --json /nonexistent/run.json: No such file or directory")])
+                      (["bench", "--json", "/nonexistent/run.json"], "cannot write --json /nonexistent/run.json: No such file or directory"),
+                      (["tls", "serve", "--cert", "c", "--key", "k", "--listen", "127.0.0.1:0", "--key-update-after", "-1"],
+                       "--key-update-after must be 0 or more"),
+                      (["tls", "serve", "--cert", "c", "--key", "k", "--listen", "127.0.0.1:0", "--zero-copy-threshold", "-1"],
+                       "--zero-copy-threshold must be 0 or more"),
+                      (["tcp-echo", "--listen", "224.0.0.1:9000"], "224.0.0.1 is a group or broadcast address"),
+                      (["udp-echo", "--listen", "127.0.0.1:0", "--metrics-listen", "255.255.255.255:9464"], "is a group or broadcast address"),
+                      (["udp-echo", "--listen", "127.0.0.1:0", "--cpus", ""], "give at least one CPU"),
+                      (["dns", "query", "x.test", "@nonexist.invalid"], "the name nonexist.invalid has no address")])
     func aNegativeNumberIsOutOfRange(arguments: [String], message: String) throws {
         let child = try ChildProcess(sluice: arguments)
         #expect(child.waitForExit(timeout: .seconds(10)) == 64, "\(child.text)")

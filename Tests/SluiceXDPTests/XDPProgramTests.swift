@@ -443,10 +443,12 @@ func attachForeignProgram(namespace: String, device: String) throws {
         #expect(pair.linkB.contains("prog/xdp id \(idLine.split(separator: " ")[5].filter(\.isNumber))"), "\(idLine)")
 
         // Loading again keeps the program and replaces the port set.
-        run = try sluice(["xdp", "load", "--ports", "9000-9002"] + target)
+        run = try sluice(["xdp", "load", "--ports", "9002,9000-9002,53"] + target)
         #expect(run.status == 0 && run.output.contains("already attached"), "\(run.output)")
+        // Each port once, in order, runs of three or more as a range.
+        #expect(run.output.contains("steered UDP ports now: 53, 9000-9002\n"), "\(run.output)")
         run = try sluice(["xdp", "status"] + target)
-        #expect(run.output.contains("ports: 9000, 9001, 9002"), "\(run.output)")
+        #expect(run.output.contains("ports: 53, 9000-9002\n"), "\(run.output)")
 
         run = try sluice(["xdp", "unload"] + target)
         #expect(run.status == 0 && run.output.contains("detached program"), "\(run.output)")
