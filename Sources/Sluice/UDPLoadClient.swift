@@ -45,14 +45,31 @@ public struct UDPLoadReport: Sendable, CustomStringConvertible {
     }
 }
 
+/// Asks a stop condition (a signal wait, a system call) at most every 50 ms of a load loop.
+@usableFromInline
+struct StopCheck {
+    @usableFromInline var next = Instant(nanoseconds: 0)
+
+    @inlinable
+    init() {}
+
+    /// Whether `shouldStop` says to stop, asking it only when 50 ms have passed since last time.
+    @inlinable
+    mutating func stops(at now: Instant, _ shouldStop: () -> Bool) -> Bool {
+        guard now >= next else { return false }
+        next = now + .milliseconds(50)
+        return shouldStop()
+    }
+}
+
 /// A bounded UDP echo load generator on the socket port: sends numbered datagrams with a
 /// checkable pattern, keeps at most `window` unanswered, and checks every reply byte. Without a
 /// window it sends flat out (one `sendmmsg` per batch) and expects nothing back.
 public enum UDPLoadClient {
-    /// Runs against `target` for `duration` (and at most `count` datagrams when given), then
-    /// waits briefly for stragglers.
+    /// Runs against `target` for `duration` (and at most `count` datagrams when given), or until
+    /// `shouldStop` (asked every 50 ms) says so, then waits briefly for stragglers.
     public static func run(target: IPEndpoint, payloadSize: Int, duration: Duration, count: UInt64? = nil,
-                           window: Int? = 256, batchCapacity: Int = 32) throws -> UDPLoadReport {
+                           window: Int? = 256, batchCapacity: Int = 32, shouldStop: () -> Bool = { false }) throws -> UDPLoadReport {
         precondition(payloadSize >= 0 && payloadSize <= 65507)
         let local: IPEndpoint
         switch target.address {
@@ -78,7 +95,8 @@ public enum UDPLoadClient {
         guard let window else {
             report.openLoop = true
             // What the kernel refused (a full send buffer) was not sent.
-            report.sent = try flood(port: &port, pool: pool, batchCapacity: batchCapacity, until: deadline, count: count) {
+            report.sent = try flood(port: &port, pool: pool, batchCapacity: batchCapacity, until: deadline, count: count,
+                                    shouldStop: shouldStop) {
                 fill(&$0, sequence: $1, size: payloadSize, target: target)
             }
             report.seconds = Double((clock.now() - start).nanosecondsClamped) / 1e9
@@ -86,7 +104,8 @@ public enum UDPLoadClient {
         }
         var book = ReplyBook(capacity: 4 * window)
         var lastProgress = start
-        while clock.now() < deadline, count.map({ book.next < $0 }) ?? true {
+        var stopCheck = StopCheck()
+        while clock.now() < deadline, count.map({ book.next < $0 }) ?? true, !stopCheck.stops(at: clock.now(), shouldStop) {
             var room = min(window - book.outstanding, batchCapacity)
             if let count { room = min(room, Int(clamping: count - book.next)) }
             while room > 0, book.canSend, let index = outgoing.appendNewFrame() {
@@ -124,13 +143,14 @@ public enum UDPLoadClient {
     @inlinable
     public static func flood<P: Port & ~Copyable>(
         port: inout P, pool: FramePool, batchCapacity: Int, until deadline: Instant, count: UInt64? = nil,
-        rate: Int? = nil, fill: (inout Packet, UInt64) -> Void
+        rate: Int? = nil, shouldStop: () -> Bool = { false }, fill: (inout Packet, UInt64) -> Void
     ) throws(SystemCallError) -> UInt64 {
         var batch = PacketBatch(pool: pool, capacity: batchCapacity)
         let clock = MonotonicTimeSource()
         let pacer = Pacer(rate: rate)
         var sequence: UInt64 = 0
-        while clock.now() < deadline, count.map({ sequence < $0 }) ?? true {
+        var stopCheck = StopCheck()
+        while clock.now() < deadline, count.map({ sequence < $0 }) ?? true, !stopCheck.stops(at: clock.now(), shouldStop) {
             pacer.waitForTurn(of: sequence)
             _ = port.reclaim()
             var room = batchCapacity

@@ -44,7 +44,6 @@ public enum XDPTrafficGenerator {
         }
     }
 
-    /// Sends until the duration or count is reached, and reports datagrams the kernel completed.
     /// The largest UDP payload one of the generator's 2048-byte frames holds.
     public static func largestPayload(ipv6: Bool) -> Int {
         frameSize - EthernetHeader.untaggedLength - (ipv6 ? IPv6Header.length : IPv4Header.minimumLength) - UDPHeader.headerLength
@@ -52,7 +51,9 @@ public enum XDPTrafficGenerator {
 
     static let frameSize = 2048
 
-    public static func run(_ configuration: Configuration) throws -> UDPLoadReport {
+    /// Sends until the duration or count is reached, or `shouldStop` (asked every 50 ms) says
+    /// so, and reports datagrams the kernel completed.
+    public static func run(_ configuration: Configuration, shouldStop: () -> Bool = { false }) throws -> UDPLoadReport {
         let ipv6 = configuration.destination.address.family == AF_INET6
         guard configuration.source.address.family == configuration.destination.address.family else {
             throw RuntimeError("the source \(configuration.source) and destination \(configuration.destination) are of different families")
@@ -91,7 +92,8 @@ public enum XDPTrafficGenerator {
         let deadline = start + configuration.duration
         let pacer = Pacer(rate: configuration.rate)
         var queued: UInt64 = 0
-        while clock.now() < deadline {
+        var stopCheck = StopCheck()
+        while clock.now() < deadline, !stopCheck.stops(at: clock.now(), shouldStop) {
             if let count = configuration.count, queued >= count { break }
             pacer.waitForTurn(of: queued)
             _ = port.reclaim()

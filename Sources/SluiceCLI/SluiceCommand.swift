@@ -428,6 +428,8 @@ struct UDPClient: ParsableCommand {
     func run() throws {
         sluice_line_buffer_stdout()
         if let netns { try NetworkNamespace.enter(netns) }
+        // SIGINT, SIGTERM, SIGQUIT end the run early, with its report (they killed it without one).
+        let stop = stopCondition(duration: nil) { writeToStandardError($0 + "\n") }
         if let xdpDev, let source {
             var configuration = XDPTrafficGenerator.Configuration(interface: xdpDev, source: source, destination: target)
             configuration.destinationMAC = destinationMac.flatMap { MACAddress($0) }
@@ -435,7 +437,7 @@ struct UDPClient: ParsableCommand {
             configuration.duration = Duration(checkedSeconds: duration)
             configuration.count = count
             let report: UDPLoadReport
-            do { report = try XDPTrafficGenerator.run(configuration) } catch let error as SystemCallError {
+            do { report = try XDPTrafficGenerator.run(configuration, shouldStop: stop) } catch let error as SystemCallError {
                 // The servers' advice names --backend, which this command has not.
                 writeToStandardError("sluice udp-client: " + error.terminalDescription.replacing(
                     "or use --backend socket, which needs none of them", with: "or leave out --xdp-dev: the kernel socket needs none of them") + "\n")
@@ -448,7 +450,7 @@ struct UDPClient: ParsableCommand {
         }
         let report = try UDPLoadClient.run(
             target: target, payloadSize: size, duration: Duration(checkedSeconds: duration), count: count,
-            window: flood ? nil : window)
+            window: flood ? nil : window, shouldStop: stop)
         if json { try printJSON(ClientReport(target: target, path: "socket", report: report)) } else {
             print("sluice udp-client → \(target): \(report)")
         }

@@ -197,6 +197,24 @@ let exampleZone = #filePath.replacing("SluiceIntegrationTests/CommandLineInputTe
         #expect(child.text.contains("nothing listens on 127.0.0.1:9: its host answers ICMP port unreachable"), "\(child.text)")
     }
 
+    /// A signal ends a client's run early with its report (it killed it without one; SIGQUIT
+    /// printed a crash report and went on).
+    @Test(arguments: [SIGINT, SIGTERM, SIGQUIT])
+    func aSignalEndsAClientRunWithItsReport(signal: Int32) throws {
+        let server = try ChildProcess(sluice: ["udp-echo", "--listen", "127.0.0.1:0", "--duration", "30", "--stats-interval", "0"])
+        let line = try #require(server.waitForLine(containing: "backend on"), "\(server.text)")
+        let endpoint = try #require(UDPEchoTests.endpoint(in: line))
+        let client = try ChildProcess(sluice: ["udp-client", "--target", "\(endpoint)", "--duration", "30"])
+        usleep(700_000)
+        let clock = ContinuousClock()
+        let start = clock.now
+        #expect(client.stop(signal: signal, timeout: .seconds(5)) == 0, "\(client.text)")
+        #expect(clock.now - start < .seconds(2))
+        #expect(client.text.contains("received, stopping") && client.text.contains("intact, 0 corrupt")
+                    && !client.text.contains("crashed"), "\(client.text)")
+        #expect(server.stop() == 0)
+    }
+
     /// The largest window of the largest datagrams takes no frame per datagram out (it took 16
     /// GiB, and half a minute to set up, for a run of half a second).
     @Test func theLargestWindowOfTheLargestDatagramsEndsOnTime() throws {
