@@ -35,7 +35,10 @@ public final class FramePool: @unchecked Sendable {
     ///   - frameCount: how many frames.
     ///   - frameSize: bytes per frame; 2048 or 4096 for AF_XDP, up to 1 MiB for sockets that take 64 KiB datagrams.
     ///   - headroom: where packet data starts in a fresh frame.
-    public init(frameCount: Int, frameSize: Int = 2048, headroom: Int = 256) throws(SystemCallError) {
+    ///   - prefaulted: whether every page is mapped at once (`MAP_POPULATE`: no page fault on
+    ///     the hot path); without, a page is mapped when first touched, so a pool of large frames
+    ///     that mostly hold small packets costs only the pages they use.
+    public init(frameCount: Int, frameSize: Int = 2048, headroom: Int = 256, prefaulted: Bool = true) throws(SystemCallError) {
         guard frameCount > 0, frameCount <= 1 << 24, frameSize % 64 == 0, (256...(1 << 20)).contains(frameSize),
               headroom >= 0, headroom < frameSize
         else {
@@ -45,7 +48,7 @@ public final class FramePool: @unchecked Sendable {
         }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let bytes = (frameCount * frameSize + page - 1) / page * page
-        let region = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0)
+        let region = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | (prefaulted ? MAP_POPULATE : 0), -1, 0)
         guard let region, region != MAP_FAILED else {
             throw SystemCallError(.memory, operation: "mmap of \(bytes) bytes for a frame pool", errno: errno)
         }

@@ -22,6 +22,25 @@ import Testing
         #expect(pool.tally(held: 0).isBalanced)
     }
 
+    /// Resident pages of a pool's region, as `mincore` counts them.
+    func residentPages(_ pool: FramePool) -> Int {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        var vector = [UInt8](repeating: 0, count: pool.regionSize / page)
+        guard mincore(pool.base, pool.regionSize, &vector) == 0 else { return -1 }
+        return vector.filter { $0 & 1 != 0 }.count
+    }
+
+    @Test("a pool not prefaulted maps a page when it is first touched; a prefaulted one maps them all at once")
+    func pagesAreMappedAsTheyAreTouched() throws {
+        let lazy = try FramePool(frameCount: 64, frameSize: 65536, headroom: 256, prefaulted: false)
+        #expect(residentPages(lazy) == 0)
+        // A small packet in each frame touches the frame's first page only.
+        while let address = lazy.allocateAddress() { (lazy.base + Int(address) + 256).storeBytes(of: 1, as: UInt8.self) }
+        #expect(residentPages(lazy) == 64)
+        let eager = try FramePool(frameCount: 64, frameSize: 65536, headroom: 256)
+        #expect(residentPages(eager) == eager.regionSize / Int(sysconf(Int32(_SC_PAGESIZE))))
+    }
+
     @Test func releaseByAnyAddressInsideTheFrame() throws {
         let pool = try FramePool(frameCount: 2, frameSize: 4096, headroom: 0)
         let address = try #require(pool.allocateAddress())
