@@ -60,7 +60,7 @@ let size = [UInt8](repeating: 7, count: 5000).withUnsafeBytes { payload in
 }
 datagram[whole].setData(offset: 0, length: size)
 var fragments = PacketBatch(pool: big)
-var fragmenter = Fragmenter(mtu: 1500, identification: 1)
+var fragmenter = Fragmenter(mtu: 1500)
 _ = fragmenter.fragment(datagram.removeLast(), networkOffset: 0, into: &fragments)   // as the kernel would send it
 var replies = PacketBatch(pool: big)
 stage.handle(&fragments, output: &replies, now: clock.now())
