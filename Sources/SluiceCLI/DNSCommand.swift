@@ -223,12 +223,24 @@ struct DNSServe: ParsableCommand {
                 return
             }
             guard let text = TextFile.read(path) else { throw ValidationError("cannot read zone file '\(path)': \(unreadable(path))") }
-            guard let line = text.split(whereSeparator: \.isNewline).first(where: { $0.uppercased().hasPrefix("$ORIGIN") }),
+            guard let line = DNSServe.firstLine(of: text, where: { $0.uppercased().hasPrefix("$ORIGIN") }),
                   let name = line.split(whereSeparator: \.isWhitespace).dropFirst().first, let origin = DNSName(name) else {
                 throw ValidationError("\(path) has no $ORIGIN: give it as ORIGIN=\(path)")
             }
             self.origin = origin
         }
+    }
+
+    /// The first line of `text` that `matches`, looked at one by one: splitting a zone of
+    /// 200,000 records whole to find its `$ORIGIN` took a twentieth of its load.
+    static func firstLine(of text: String, where matches: (Substring) -> Bool) -> Substring? {
+        var rest = Substring(text)
+        while !rest.isEmpty {
+            let end = rest.firstIndex(where: \.isNewline) ?? rest.endIndex
+            if matches(rest[..<end]) { return rest[..<end] }
+            rest = end == rest.endIndex ? "" : rest[rest.index(after: end)...]
+        }
+        return nil
     }
 
     /// Reads and parses the zone of `file`, saying what was left out of it.
