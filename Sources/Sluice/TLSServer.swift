@@ -40,6 +40,8 @@ public struct TLSServerApplication: TLSStreamApplication {
     public private(set) var transportFailures = 0
     /// Established connections the idle timeout ended (the engine's `idleClosed` counts any).
     public private(set) var idleClosed = 0
+    /// Established connections closed to make room for new ones, the table full (the engine's `evicted` counts any).
+    public private(set) var closedForRoom = 0
     private var states: [StreamID: State] = [:]
 
     struct State {
@@ -209,6 +211,7 @@ public struct TLSServerApplication: TLSStreamApplication {
             // counted as one by the TLS counters, not also a transport failure.
             switch error {
             case .stream(let cause) where established && cause.code == ETIMEDOUT: idleClosed += 1
+            case .stream(let cause) where established && cause.code == ECONNABORTED: closedForRoom += 1
             case .stream, .outOfFrames: if established { transportFailures += 1 }
             case .tls, .truncated: break
             }
@@ -238,6 +241,8 @@ public struct TLSServerReport: Sendable, CustomStringConvertible {
     public var transportFailures: Int
     /// Established connections the idle timeout ended.
     public var idleClosed: Int
+    /// Established connections closed to make room for new ones, the table full.
+    public var closedForRoom: Int
     /// The first few errors connections ended with.
     public var failures: [String]
     /// Where the frames were at the end.
@@ -263,6 +268,7 @@ public struct TLSServerReport: Sendable, CustomStringConvertible {
         if tls.failedConnections + tls.truncatedConnections > 0 || !failures.isEmpty {
             lines.append("  \(tls.failedConnections) connections failed, \(tls.truncatedConnections) cut without close_notify, "
                          + "\(transportFailures) ended by TCP or for want of frames" + (idleClosed > 0 ? ", \(idleClosed) closed idle" : "")
+                         + (closedForRoom > 0 ? ", \(closedForRoom) closed to make room" : "")
                          + (failures.isEmpty ? "" : "; first: \(failures[0])"))
         }
         lines.append("  TCP: \(tcp.sends) sends (\(tcp.zeroCopySends) zero-copy), \(tcp.receivedChunks) chunks in, receive pauses \(tcp.receivePauses), "
@@ -336,6 +342,7 @@ public enum TLSServer {
             completed: handler.application.completed, cutShort: handler.application.cutShort,
             closedAtStop: handler.application.closedAtStop,
             transportFailures: handler.application.transportFailures, idleClosed: handler.application.idleClosed,
+            closedForRoom: handler.application.closedForRoom,
             failures: handler.application.failures, frames: run.frames,
             seconds: run.seconds, cpuSeconds: ProcessCPU.seconds() - cpuStart)
     }
@@ -347,7 +354,7 @@ extension TLSServerApplication {
     func collect(into snapshot: inout MetricsSnapshot) {
         let labels = [("backend", "uring")]
         for (outcome, count) in [("completed", completed), ("cut_short", cutShort), ("closed_at_stop", closedAtStop),
-                                 ("transport_failure", transportFailures), ("idle", idleClosed)] {
+                                 ("transport_failure", transportFailures), ("idle", idleClosed), ("evicted", closedForRoom)] {
             snapshot.counter("sluice_tls_connections_ended_total", UInt64(count), labels + [("outcome", outcome)])
         }
     }

@@ -108,9 +108,7 @@ struct Bench: ParsableCommand {
         if let rate, !(1_000...100_000_000).contains(rate) { throw ValidationError("--rate must be 1000 to 100000000 packets/s") }
         guard (100...1_000_000).contains(latencyRate) else { throw ValidationError("--latency-rate must be 100 to 1000000") }
         guard (dev == nil) == (peerDev == nil) else { throw ValidationError("--dev and --peer-dev go together") }
-        if let suffix {
-            do { try TestTopology.validate(suffix: suffix) } catch { throw ValidationError("--suffix: \(error)") }
-        }
+        if let suffix { try checkSuffix(suffix) }
         if let suffix, TestTopology.exists(suffix: suffix) {
             throw ValidationError("namespaces sluice-s\(suffix) and sluice-c\(suffix) exist (`sluice netns up`, or another run): "
                                   + "give another --suffix, or remove them with `sluice netns down --suffix \(suffix)`")

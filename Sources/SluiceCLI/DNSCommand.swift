@@ -377,7 +377,7 @@ struct DNSQuery: ParsableCommand {
             resolution = try resolver.resolveBlocking(name, type)
         } catch DNSResolverError.badName(let text) {
             // A mistake in the command line, said as one (dig exits 1 here: it has no usage status).
-            throw ValidationError("\(text) is not a domain name: labels of 1 to 63 bytes, 255 bytes in all, an xn-- label in valid Punycode")
+            throw ValidationError("\(text) is not a domain name: labels of 1 to 63 bytes, 255 bytes in all; internationalized labels as IDNA 2008 allows them, xn-- ones in valid Punycode")
         } catch {
             writeToStandardError("sluice dns query: \(error)\n")
             throw ExitCode(2)

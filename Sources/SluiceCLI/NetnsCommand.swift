@@ -31,7 +31,7 @@ struct NetnsCommand: ParsableCommand {
 
         func validate() throws {
             guard (1...1024).contains(queues) else { throw ValidationError("--queues must be 1 to 1024") }
-            do { try TestTopology.validate(suffix: suffix) } catch { throw ValidationError("--suffix: \(error)") }
+            try checkSuffix(suffix)
         }
 
         func run() throws {
@@ -66,7 +66,7 @@ struct NetnsCommand: ParsableCommand {
         var suffix: String = NetnsCommand.defaultSuffix
 
         func validate() throws {
-            do { try TestTopology.validate(suffix: suffix) } catch { throw ValidationError("--suffix: \(error)") }
+            try checkSuffix(suffix)
         }
 
         func run() throws {
@@ -83,4 +83,9 @@ struct NetnsCommand: ParsableCommand {
             print("sluice netns down: removed sluice-s\(suffix) and sluice-c\(suffix)")
         }
     }
+}
+
+/// Refuses a `--suffix` that makes no valid namespace or interface names, as a usage error.
+func checkSuffix(_ suffix: String) throws {
+    do { try TestTopology.validate(suffix: suffix) } catch { throw ValidationError("--suffix: \(error)") }
 }

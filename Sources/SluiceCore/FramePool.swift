@@ -52,6 +52,8 @@ public final class FramePool: @unchecked Sendable {
         guard let region, region != MAP_FAILED else {
             throw SystemCallError(.memory, operation: "mmap of \(bytes) bytes for a frame pool", errno: errno)
         }
+        // With transparent huge pages on "always", a first touch would map 2 MiB, not a page.
+        if !prefaulted { _ = madvise(region, bytes, MADV_NOHUGEPAGE) }
         base = region
         regionSize = bytes
         self.frameSize = frameSize

@@ -125,8 +125,7 @@ public struct SystemCallError: Error, Sendable, Equatable, CustomStringConvertib
             return "the completion queue is full; drain completions more often or make the ring larger"
         case (.socket, .addressInUse), (.port, .addressInUse), (.tcp, .addressInUse):
             return "another socket holds this address and port"
-        case (.socket, .permissionDenied), (.socket, .notPermitted), (.port, .permissionDenied), (.port, .notPermitted),
-             (.tcp, .permissionDenied):
+        case (.socket, .permissionDenied), (.socket, .notPermitted), (.port, .permissionDenied), (.port, .notPermitted):
             return Capability.requirement([.netBindService], for: "a port below 1024")
         case (.socket, .addressNotAvailable), (.port, .addressNotAvailable), (.tcp, .addressNotAvailable):
             return "the address is not configured on any interface here: listen on 0.0.0.0 or [::], or add the address"

@@ -162,12 +162,12 @@ public final class TLSContext: @unchecked Sendable {
                 let code = ERR_peek_last_error()
                 let mismatch = ERR_GET_LIB(code) == ERR_LIB_X509 && ERR_GET_REASON(code) == X509_R_KEY_VALUES_MISMATCH
                 throw TLSError("reading the private key \(key)",
-                               hint: mismatch ? "the key belongs to another certificate (the chain's first must be the key's own: leaf first)"
+                               hint: mismatch ? Self.otherCertificatesKey
                                    : "give an unencrypted PEM key")
             }
             guard SSL_CTX_check_private_key(raw) == 1 else {
                 throw TLSError("matching the private key \(key) to the certificate",
-                               hint: "the key belongs to another certificate (the chain's first must be the key's own: leaf first)")
+                               hint: Self.otherCertificatesKey)
             }
         }
         if let name = c.selfSignedName {
@@ -230,6 +230,9 @@ public final class TLSContext: @unchecked Sendable {
         let contextID = Array("sluice".utf8)
         _ = SSL_CTX_set_session_id_context(raw, contextID, UInt32(contextID.count))
     }
+
+    /// Said of a key that does not match the chain's first certificate.
+    static let otherCertificatesKey = "the key belongs to another certificate (the chain's first must be the key's own: leaf first)"
 
     /// Why `path` cannot be read ("cannot open it: No such file or directory (errno 2)", "a
     /// FIFO, not a regular file"), or nil: said plainly, where OpenSSL's account of a missing

@@ -65,19 +65,9 @@ public final class TUNDevice: @unchecked Sendable {
     public let virtioHeaderLength: Int
     /// The offloads the kernel agreed to (empty without a virtio-net header).
     public let offloads: TUNOffloads
-    /// A socket bound to an abstract name for the device, so another sluice process cannot
-    /// attach queues of its own to it (a multi-queue device takes any number, and the kernel
-    /// would spread this one's flows over them); -1 when the kernel named the device.
-    private let claim: Int32
-    /// Addresses this instance gave a device that was there before it (a persistent one, from
-    /// `sluice tun up`): taken back when it closes, so a service leaves the device as it found it.
-    private let addedAddresses: [(address: IPAddress, prefixLength: Int)]
-    /// A device that was there before: how it was (up or down, MTU, flags, virtio-net header
-    /// size), so closing leaves it so; attaching sets its flags and bringing it up its state.
-    private let found: (link: LinkState, virtioHeaderSize: Int32?)?
-    /// `/dev/net/tun` opened at the start, for giving a device found its flags back at the end
-    /// (a process that has become another user may not open it then); -1 when not needed.
-    private let restorer: Int32
+    /// What closing undoes (the claim, addresses added, the state of a device found), done the
+    /// same way for a start that fails and for a close.
+    private let teardown: Teardown
 
     /// Creates the device, or attaches to the persistent one of that name, in the calling
     /// thread's network namespace; adds its addresses and sets it up.
@@ -95,37 +85,37 @@ public final class TUNDevice: @unchecked Sendable {
         }
         var flags = Int32(IFF_NO_PI) | (configuration.kind == .tun ? Int32(IFF_TUN) : Int32(IFF_TAP))
         var offloads = TUNOffloads()
-        var descriptors: [Int32] = []
         var name = configuration.name
-        let claim = name.isEmpty ? -1 : try Self.claim(name, kind: configuration.kind)
-        // A device this call makes persistent and then fails to set up is removed again, not
-        // left half configured for the next start to find.
+        let teardown = Teardown(kind: configuration.kind, netlink: try RouteNetlink())
+        teardown.claim = name.isEmpty ? -1 : try Self.claim(name, kind: configuration.kind)
         let existingIndex = name.isEmpty ? 0 : Int32(bitPattern: if_nametoindex(name))
         let existed = existingIndex != 0
-        let link: LinkState? = if existed, var netlink = try? RouteNetlink() { try? netlink.link(index: existingIndex) } else { nil }
+        let link: LinkState? = existed ? try? teardown.netlink.link(index: existingIndex) : nil
         // A multi-queue device (`ip tuntap add … multi_queue`) takes one queue as well as several.
         if configuration.queues > 1 || link?.tun?.multiQueue == true { flags |= Int32(IFF_MULTI_QUEUE) }
+        if configuration.offloads != nil { flags |= Int32(IFF_VNET_HDR) }
         // What `sluice tun up` sets on a device it finds is meant to stay; a service's is not.
         let restored = configuration.persistent ? nil : link
-        let restorer = restored?.tun?.persistent == true ? Glibc.open("/dev/net/tun", O_RDWR | O_CLOEXEC) : -1
-        if configuration.offloads != nil { flags |= Int32(IFF_VNET_HDR) }
-        var virtioHeaderSize: Int32?
-        var madePersistent = false
-        var added: [(address: IPAddress, prefixLength: Int)] = []
+        if restored?.tun?.persistent == true { teardown.restorer = Glibc.open("/dev/net/tun", O_RDWR | O_CLOEXEC) }
         do throws(SystemCallError) {
             for _ in 0..<configuration.queues {
                 let (descriptor, given) = try Self.open(name: name, flags: flags, kind: configuration.kind)
-                descriptors.append(descriptor)
+                teardown.descriptors.append(descriptor)
                 name = given
             }
-            let first = descriptors[0]
-            if existed {
+            teardown.name = name
+            teardown.index = Int32(bitPattern: if_nametoindex(name))
+            let first = teardown.descriptors[0]
+            if let restored {
                 var size: Int32 = 0
-                if sluice_ioctl_pointer(first, sluice_TUNGETVNETHDRSZ, &size) == 0 { virtioHeaderSize = size }
+                let known = sluice_ioctl_pointer(first, sluice_TUNGETVNETHDRSZ, &size) == 0
+                teardown.found = (restored, known ? size : nil)
             }
             if configuration.persistent {
                 try Self.control(first, sluice_TUNSETPERSIST, 1, "TUNSETPERSIST on \(name)")
-                madePersistent = !existed
+                // A device this call makes persistent and then fails to set up is removed again,
+                // not left half configured for the next start to find.
+                teardown.madePersistent = !existed
             }
             if let owner = configuration.owner {
                 try Self.control(first, sluice_TUNSETOWNER, UInt(owner), "TUNSETOWNER \(owner) on \(name)")
@@ -138,46 +128,34 @@ public final class TUNDevice: @unchecked Sendable {
                 guard sluice_ioctl_pointer(first, sluice_TUNSETVNETHDRSZ, &length) == 0 else {
                     throw SystemCallError(.tun, operation: "TUNSETVNETHDRSZ \(length) on \(name)", errno: Glibc.errno)
                 }
+                teardown.clearsOffloads = true
                 offloads = try Self.setOffloads(first, wanted, name: name)
             } else {
                 // A persistent device keeps the offloads its last user set; without a virtio-net
                 // header they would hand over partial checksums and super-packets.
                 try Self.control(first, sluice_TUNSETOFFLOAD, 0, "TUNSETOFFLOAD none on \(name)")
             }
-            let index = Int32(bitPattern: if_nametoindex(name))
-            guard index != 0 else {
+            guard teardown.index != 0 else {
                 throw SystemCallError(.tun, operation: "finding device \(name)", errno: Glibc.errno)
             }
-            var netlink = try RouteNetlink()
             for (address, prefixLength) in configuration.addresses {
                 do {
-                    try netlink.addAddress(address, prefixLength: prefixLength, interfaceIndex: index)
-                    if existed && !configuration.persistent { added.append((address, prefixLength)) }
+                    try teardown.netlink.addAddress(address, prefixLength: prefixLength, interfaceIndex: teardown.index)
+                    if existed && !configuration.persistent { teardown.added.append((address, prefixLength)) }
                 } catch where error.code == EEXIST {
                     // A persistent device attached again keeps its addresses.
                 }
             }
-            try netlink.setLink(index: index, up: true, mtu: configuration.mtu)
-            self.index = index
+            try teardown.netlink.setLink(index: teardown.index, up: true, mtu: configuration.mtu)
         } catch {
-            Self.remove(added, from: Int32(bitPattern: if_nametoindex(name)))
-            if madePersistent { _ = sluice_ioctl_value(descriptors[0], sluice_TUNSETPERSIST, 0) }
-            if let restored, !descriptors.isEmpty {
-                Self.restoreState(index: existingIndex, link: restored, virtioHeaderSize: virtioHeaderSize, descriptor: descriptors[0])
-            }
-            descriptors.forEach { _ = Glibc.close($0) }
-            if let restored, !descriptors.isEmpty { Self.restoreFlags(name: name, kind: configuration.kind, link: restored, with: restorer) }
-            if restorer >= 0 { Glibc.close(restorer) }
-            if claim >= 0 { Glibc.close(claim) }
+            teardown.run(failedStart: true)
             throw error
         }
-        self.claim = claim
-        self.addedAddresses = added
-        self.found = restored.map { ($0, virtioHeaderSize) }
-        self.restorer = restorer
+        self.teardown = teardown
+        self.index = teardown.index
         self.name = name
         self.kind = configuration.kind
-        self.queueDescriptors = descriptors
+        self.queueDescriptors = teardown.descriptors
         self.mtu = NetworkInterface.mtu(named: name) ?? configuration.mtu ?? 1500
         self.virtioHeaderLength = configuration.offloads == nil ? 0 : VirtioNetHeader.length
         self.offloads = offloads
@@ -198,47 +176,77 @@ public final class TUNDevice: @unchecked Sendable {
         }
     }
 
-    deinit {
-        // A persistent device outlives this process: the next user finds it as a fresh one.
-        if !offloads.isEmpty { _ = sluice_ioctl_value(queueDescriptors[0], sluice_TUNSETOFFLOAD, 0) }
-        Self.remove(addedAddresses, from: index)
-        if let found {
-            Self.restoreState(index: index, link: found.link, virtioHeaderSize: found.virtioHeaderSize, descriptor: queueDescriptors[0])
+    deinit { teardown.run(failedStart: false) }
+
+    /// What closing a device undoes, in one place for a start that fails and for a close. Its
+    /// rtnetlink socket and `restorer` were opened where the device is: a close on a thread of
+    /// another network namespace still acts on this device's.
+    private final class Teardown {
+        let kind: TUNDeviceConfiguration.Kind
+        var netlink: RouteNetlink
+        var name = ""
+        var index: Int32 = 0
+        /// One descriptor per queue.
+        var descriptors: [Int32] = []
+        /// A socket bound to an abstract name for the device, so another sluice process cannot
+        /// attach queues of its own to it (a multi-queue device takes any number, and the kernel
+        /// would spread this one's flows over them); -1 when the kernel named the device.
+        var claim: Int32 = -1
+        /// Offloads were asked for: a persistent device outlives this process, and the next user
+        /// finds it without them, as a fresh one.
+        var clearsOffloads = false
+        var madePersistent = false
+        /// Addresses given to a device that was there before (`sluice tun up`, `ip tuntap add`).
+        var added: [(address: IPAddress, prefixLength: Int)] = []
+        /// A device that was there before: how it was (up or down, MTU, flags, virtio-net header
+        /// size), so closing leaves it so; attaching set its flags and bringing it up its state.
+        var found: (link: LinkState, virtioHeaderSize: Int32?)?
+        /// `/dev/net/tun` opened at the start, for giving a device found its flags back at the
+        /// end (a process that has become another user may not open it then); -1 when not needed.
+        var restorer: Int32 = -1
+
+        init(kind: TUNDeviceConfiguration.Kind, netlink: consuming RouteNetlink) {
+            self.kind = kind
+            self.netlink = netlink
         }
-        queueDescriptors.forEach { _ = close($0) }
-        if let found { Self.restoreFlags(name: name, kind: kind, link: found.link, with: restorer) }
-        if restorer >= 0 { close(restorer) }
-        if claim >= 0 { close(claim) }
-    }
 
-    /// Leaves a device that was there before as it was found (while still attached through
-    /// `descriptor`): its virtio-net header size, MTU, and up or down.
-    static func restoreState(index: Int32, link: LinkState, virtioHeaderSize: Int32?, descriptor: Int32) {
-        if var size = virtioHeaderSize { _ = sluice_ioctl_pointer(descriptor, sluice_TUNSETVNETHDRSZ, &size) }
-        if var netlink = try? RouteNetlink() {
-            try? netlink.setLink(index: index, up: link.isUp, mtu: link.mtu > 0 ? link.mtu : nil)
+        /// Undoes what was done, closing every descriptor; `failedStart`: the device was being
+        /// set up (one this start made persistent is removed again).
+        func run(failedStart: Bool) {
+            if let first = descriptors.first {
+                if clearsOffloads { _ = sluice_ioctl_value(first, sluice_TUNSETOFFLOAD, 0) }
+                if failedStart && madePersistent { _ = sluice_ioctl_value(first, sluice_TUNSETPERSIST, 0) }
+            }
+            if index != 0 {
+                for (address, prefixLength) in added {
+                    try? netlink.removeAddress(address, prefixLength: prefixLength, interfaceIndex: index)
+                }
+            }
+            if let (link, virtioHeaderSize) = found, let first = descriptors.first {
+                if var size = virtioHeaderSize { _ = sluice_ioctl_pointer(first, sluice_TUNSETVNETHDRSZ, &size) }
+                if index != 0 { try? netlink.setLink(index: index, up: link.isUp, mtu: link.mtu > 0 ? link.mtu : nil) }
+            }
+            descriptors.forEach { _ = close($0) }
+            descriptors = []
+            restoreFlags()
+            if restorer >= 0 { close(restorer) }
+            if claim >= 0 { close(claim) }
         }
-    }
 
-    /// Gives a persistent device that was there before its own flags back, once this instance's
-    /// descriptors (which attaching set theirs with) are closed: `descriptor` (`/dev/net/tun`,
-    /// not attached) is attached with them; closing it lets the device go again.
-    static func restoreFlags(name: String, kind: TUNDeviceConfiguration.Kind, link: LinkState, with descriptor: Int32) {
-        guard let tun = link.tun, tun.persistent, descriptor >= 0 else { return }
-        var flags = kind == .tun ? Int32(IFF_TUN) : Int32(IFF_TAP)
-        if !tun.packetInformation { flags |= Int32(IFF_NO_PI) }
-        if tun.virtioNetHeader { flags |= Int32(IFF_VNET_HDR) }
-        if tun.multiQueue { flags |= Int32(IFF_MULTI_QUEUE) }
-        var request = NetworkInterface.request(named: name)
-        request.ifr_ifru.ifru_flags = Int16(truncatingIfNeeded: flags)
-        _ = sluice_ioctl_pointer(descriptor, sluice_TUNSETIFF, &request)
-    }
-
-    /// Takes `addresses` back from the device with index `index`, as far as it can.
-    static func remove(_ addresses: [(address: IPAddress, prefixLength: Int)], from index: Int32) {
-        guard !addresses.isEmpty, index != 0, var netlink = try? RouteNetlink() else { return }
-        for (address, prefixLength) in addresses {
-            try? netlink.removeAddress(address, prefixLength: prefixLength, interfaceIndex: index)
+        /// Gives a persistent device that was there before its own flags back, once the queue
+        /// descriptors (which attaching set theirs with) are closed: the restorer is attached
+        /// with them, and closing it lets the device go again. Not when the device is gone
+        /// (TUNSETIFF by its name would make another, or take one of that name made since).
+        private func restoreFlags() {
+            guard let tun = found?.link.tun, tun.persistent, restorer >= 0, index != 0,
+                  (try? netlink.link(index: index))?.tun != nil else { return }
+            var flags = kind == .tun ? Int32(IFF_TUN) : Int32(IFF_TAP)
+            if !tun.packetInformation { flags |= Int32(IFF_NO_PI) }
+            if tun.virtioNetHeader { flags |= Int32(IFF_VNET_HDR) }
+            if tun.multiQueue { flags |= Int32(IFF_MULTI_QUEUE) }
+            var request = NetworkInterface.request(named: name)
+            request.ifr_ifru.ifru_flags = Int16(truncatingIfNeeded: flags)
+            _ = sluice_ioctl_pointer(restorer, sluice_TUNSETIFF, &request)
         }
     }
 

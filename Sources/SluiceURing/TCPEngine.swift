@@ -31,11 +31,12 @@ public struct TCPEngineConfiguration: Sendable {
     /// ``TCPEngine/poll(_:timeout:)`` returns, so poll with a timeout.
     public var idleTimeout: Duration? = .seconds(60)
     /// With the table nearly full, close connections to keep room for new ones, and count them
-    /// (``TCPEngineCounters/evicted``): while any connection's handler waits on a deadline (a
-    /// handshake, a message not whole), the one of those that has moved no data for longest (a
-    /// quarter second at least); else any idle longest (a sixteenth of ``idleTimeout`` at least).
-    /// Clients that connect and stay silent can neither lock the others out (RFC 7766 section
-    /// 6.2.3) nor close established connections. Off, accepts past the limit are refused. Needs an
+    /// (``TCPEngineCounters/evicted``): first, of those whose handler waits on a deadline (a
+    /// handshake, a message not whole), the one that has moved no data for longest (a quarter
+    /// second at least); with none such, any idle longest (a sixteenth of ``idleTimeout`` at
+    /// least), unless enough are waiting to make the room soon. Clients that connect and stay
+    /// silent can neither lock the others out (RFC 7766 section 6.2.3) nor close established
+    /// connections. Off, accepts past the limit are refused. Needs an
     /// ``idleTimeout``.
     public var closesIdlestWhenFull = false
     /// Frames in the engine's pool: receive buffers, queued and in-flight sends.
@@ -561,36 +562,35 @@ public final class TCPEngine: StreamTransport {
     var roomKept: Int { max(1, configuration.maximumConnections / 64) }
 
     /// Closes the idlest connections while fewer than ``roomKept`` slots are free or closing
-    /// (``TCPEngineConfiguration/closesIdlestWhenFull``): while any connection's handler waits on
-    /// a deadline (a handshake, a message not whole), the idlest of those, idle for a quarter
-    /// second at least, so silent clients can neither keep new ones out for long nor displace
-    /// established ones; else the idlest of all, idle for a sixteenth of the idle timeout at least.
+    /// (``TCPEngineConfiguration/closesIdlestWhenFull``): first the idlest of those whose handler
+    /// waits on a deadline (a handshake, a message not whole), idle for a quarter second at least,
+    /// so silent clients can neither keep new ones out for long nor displace established ones;
+    /// with none such, the idlest of all, idle for a sixteenth of the idle timeout at least,
+    /// unless so many are waiting (``roomKept`` or more: a flood) that they will make the room.
     func keepRoom() throws(SystemCallError) {
         guard configuration.closesIdlestWhenFull, let timeout = configuration.idleTimeout, !shuttingDown,
               freeSlots.count < roomKept, pollTime >= nextRoomScan else { return }
         let minimumIdle = UInt64(clamping: timeout.nanosecondsClamped) / 16
-        let minimumIdleWaiting = min(minimumIdle, 250_000_000)
+        let minimumIdleWaiting: UInt64 = 250_000_000
         var room = freeSlots.count + slots.count(where: { $0.kind != .free && ($0.wantClose || $0.closeSubmitted) })
         while room < roomKept {
             var idlest = -1
             var idlestWaiting = -1
-            var waiting = false
+            var waiting = 0
             for index in slots.indices where slots[index].kind == .open && !slots[index].wantClose && !slots[index].closeSubmitted {
                 let progress = slots[index].lastProgress
                 let idle = pollTime &- progress
                 if slots[index].deadline != 0 {
-                    waiting = true
+                    waiting += 1
                     if idle >= minimumIdleWaiting, idlestWaiting < 0 || progress < slots[idlestWaiting].lastProgress { idlestWaiting = index }
                 } else if idle >= minimumIdle, idlest < 0 || progress < slots[idlest].lastProgress {
                     idlest = index
                 }
             }
-            // While some are waiting, those go first: a flood of silent connections never
-            // closes an established one, however quiet.
-            let victim = waiting ? idlestWaiting : idlest
+            let victim = idlestWaiting >= 0 || waiting >= roomKept ? idlestWaiting : idlest
             guard victim >= 0 else {
                 // None idle enough: a flood of accepts must not scan the table for each.
-                nextRoomScan = pollTime + minimumIdleWaiting / 4
+                nextRoomScan = pollTime + min(minimumIdle, minimumIdleWaiting) / 4
                 return
             }
             counters.evicted += 1
@@ -598,7 +598,7 @@ public final class TCPEngine: StreamTransport {
             try abortConnection(UInt32(victim), error: SystemCallError(
                 .tcp, operation: "making room for a new connection", errno: ECONNABORTED,
                 hint: "the connection table was full and this connection the idlest"
-                    + (waiting ? " of those its handler was waiting on" : "")))
+                    + (victim == idlestWaiting ? " of those its handler was waiting on" : "")))
         }
     }
 

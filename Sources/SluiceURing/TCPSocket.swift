@@ -32,7 +32,8 @@ enum TCPSocket {
         guard bound == 0 else {
             let error = errno
             Glibc.close(fd)
-            throw SystemCallError(.tcp, operation: "bind(\(endpoint))", errno: error)
+            throw SystemCallError(.tcp, operation: "bind(\(endpoint))", errno: error,
+                                  hint: error == EACCES && endpoint.port < 1024 ? Capability.requirement([.netBindService], for: "a port below 1024") : nil)
         }
         guard Glibc.listen(fd, backlog) == 0 else {
             let error = errno

@@ -1,5 +1,5 @@
 import SluiceCore
-import SluiceHost
+@testable import SluiceHost
 import SluicePackets
 import Testing
 
@@ -517,13 +517,28 @@ import Testing
     }
 
     @Test("the identifications of the host's packets count up per destination, not across them (RFC 7739), as Linux picks them")
-    func identificationsArePerDestination() {
+    func identificationsArePerDestination() throws {
         var responder = responder(linkLayer: .ip)
         func identification(from peer: IPv4Address) -> UInt16 {
             let reply = admit(&responder, echoRequest(to: IPv4Address(198, 18, 1, 2), from: peer)).1
             return UInt16(reply[4]) << 8 | UInt16(reply[5])
         }
-        let (first, other, second) = (identification(from: IPv4Address(198, 18, 1, 1)), identification(from: IPv4Address(198, 18, 1, 7)),
+        // Another peer whose packets hash to another counter (1 in 2048 share one).
+        func bucket(from source: IPv4Address, to destination: IPv4Address, protocolNumber: UInt8) -> Int {
+            var header = [UInt8](repeating: 0, count: 20)
+            header.withUnsafeMutableBytes {
+                source.store(networkBytesAt: $0.baseAddress! + 12)
+                destination.store(networkBytesAt: $0.baseAddress! + 16)
+            }
+            return header.withUnsafeBytes {
+                IPIdentifiers.bucket(of: IPIdentifiers.hash(forHeaderAt: $0.baseAddress!, isIPv6: false, protocolNumber: protocolNumber))
+            }
+        }
+        let host = IPv4Address(198, 18, 1, 2)
+        let peer = try #require((7...99).map { IPv4Address(198, 18, 1, UInt8($0)) }.first {
+            bucket(from: host, to: $0, protocolNumber: 1) != bucket(from: host, to: IPv4Address(198, 18, 1, 1), protocolNumber: 1)
+        })
+        let (first, other, second) = (identification(from: IPv4Address(198, 18, 1, 1)), identification(from: peer),
                                       identification(from: IPv4Address(198, 18, 1, 1)))
         #expect(second == first &+ 1, "one counter per destination")
         // With one counter for all, the other peer's would be the one between (the idle-scan side channel).
@@ -531,7 +546,11 @@ import Testing
         // The fragments of datagrams: the same, each datagram's fragments sharing one.
         var fragmenter = Fragmenter(mtu: 576)
         var identifications: [Set<UInt16>] = []
-        for destination in ["198.18.0.2:9000", "198.18.0.3:9000", "198.18.0.2:9000"] {
+        let source = IPv4Address(198, 18, 0, 1)
+        let otherDestination = try #require((3...99).map { IPv4Address(198, 18, 0, UInt8($0)) }.first {
+            bucket(from: source, to: $0, protocolNumber: 17) != bucket(from: source, to: IPv4Address(198, 18, 0, 2), protocolNumber: 17)
+        })
+        for destination in ["198.18.0.2:9000", "\(otherDestination):9000", "198.18.0.2:9000"] {
             var fragments = PacketBatch(pool: harness.pool, capacity: 16)
             _ = fragmenter.fragment(harness.packet(Harness.datagram(from: "198.18.0.1:4000", to: destination, payload: 1000)),
                                     networkOffset: 0, into: &fragments)

@@ -205,7 +205,14 @@ let exampleZone = #filePath.replacing("SluiceIntegrationTests/CommandLineInputTe
         let line = try #require(server.waitForLine(containing: "backend on"), "\(server.text)")
         let endpoint = try #require(UDPEchoTests.endpoint(in: line))
         let client = try ChildProcess(sluice: ["udp-client", "--target", "\(endpoint)", "--duration", "30"])
-        usleep(700_000)
+        // Once it has blocked the stop signals (its run takes them from then on), as /proc shows.
+        for _ in 0..<500 {
+            let status = (try? String(contentsOfFile: "/proc/\(client.pid)/status", encoding: .utf8)) ?? ""
+            let blocked = status.split(separator: "\n").first { $0.hasPrefix("SigBlk:") }.flatMap { UInt64($0.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16) }
+            if let blocked, blocked & (1 << UInt64(signal - 1)) != 0 { break }
+            usleep(10_000)
+        }
+        usleep(200_000)
         let clock = ContinuousClock()
         let start = clock.now
         #expect(client.stop(signal: signal, timeout: .seconds(5)) == 0, "\(client.text)")

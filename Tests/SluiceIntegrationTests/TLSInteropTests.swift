@@ -304,7 +304,7 @@ struct TLSInteropTests {
             try Self.waitForPort(port)
             let run = try Self.shell("(echo hello; sleep 0.5) | \(withCertificate) --max-version \(version) 2>&1; "
                 + "(echo again; sleep 0.5) | \(connect) --max-version \(version) 2>&1; echo status $?")
-            usleep(300_000)
+            usleep(1_000_000)
             peer.stop(signal: SIGKILL)
             #expect(peer.text.contains("subject=CN = sluice client") && peer.text.contains("hello"), "\(version): \(peer.text)")
             #expect(run.output.contains("TLSv\(version)"), "\(version): \(run.output)")

@@ -76,7 +76,7 @@ public class TUNBackend: UDPBackend, @unchecked Sendable {
             throw RuntimeError(error)
         }
         let listen = configuration.listen.address
-        try Self.requireRoute(to: listen, through: settings.name)
+        try Self.requireRoute(to: listen, through: self.device.name, index: self.device.index)
         let mac = Self.kind == .tap ? settings.mac ?? Self.derivedMAC(for: listen) : nil
         var acceptance = UDPAcceptance()
         acceptance.verifiesChecksums = settings.verifiesChecksums
@@ -121,11 +121,11 @@ public class TUNBackend: UDPBackend, @unchecked Sendable {
     /// Fails unless the kernel routes `address` into the device: anything sent to it would go
     /// elsewhere, and the service would wait for nothing. A device that is a bridge's port is
     /// reached through the bridge, from the bridged link as from this host: no route is needed.
-    static func requireRoute(to address: IPAddress, through device: String) throws(RuntimeError) {
+    static func requireRoute(to address: IPAddress, through device: String, index: Int32) throws(RuntimeError) {
         let route: Int32?
         do throws(SystemCallError) {
             var netlink = try RouteNetlink()
-            if try netlink.link(index: Int32(bitPattern: if_nametoindex(device))).masterIndex != nil { return }
+            if try netlink.link(index: index).masterIndex != nil { return }
             route = try netlink.routeInterface(to: address)
         } catch {
             throw RuntimeError(error)
@@ -133,7 +133,7 @@ public class TUNBackend: UDPBackend, @unchecked Sendable {
         guard let route else {
             throw RuntimeError("no route to \(address): listen on an address in a prefix of \(device), or route one to it")
         }
-        guard route != Int32(if_nametoindex(device)) else { return }
+        guard route != index else { return }
         let other = NetworkInterface.name(ofIndex: UInt32(route)) ?? "interface \(route)"
         throw RuntimeError("the kernel routes \(address) to \(other), not into \(device): nothing sent to it would reach "
                            + "the service; listen on an address in a prefix of \(device), or route one to it")

@@ -51,7 +51,7 @@ public enum MetricHelp {
         "sluice_tls_failed_connections_total": "TLS connections ended by an error or an alert.",
         "sluice_tls_truncated_connections_total": "TLS connections the peer closed without close_notify.",
         "sluice_tls_connections_ended_total": "Established TLS connections by how they ended (completed, cut_short by a stop with "
-            + "data unsent, closed_at_stop after its grace, transport_failure, idle); failed and truncated ones have their own counters.",
+            + "data unsent, closed_at_stop after its grace, transport_failure, idle, evicted to make room); failed and truncated ones have their own counters.",
         "sluice_tls_key_updates_total": "TLS 1.3 KeyUpdate messages, by direction (received, sent).",
     ]
 
