@@ -38,11 +38,6 @@ public struct XDPPortConfiguration: Sendable {
     /// How many times an empty RX ring is looked at again before sleeping in `poll`. A short spin
     /// saves the kernel a wakeup per burst (on veth that wakeup is paid on the sender's CPU).
     public var idleSpins: Int = 2000
-    /// While traffic is dense (the last wait for frames was shorter than this), an empty RX ring
-    /// is watched this long before sleeping, not ``idleSpins`` times: the gaps between bursts
-    /// are spun through, and the sender's CPU pays no wakeup for each (5 % of an echo's rate on
-    /// veth). Sparser traffic still sleeps. `.zero` turns it off.
-    public var busySpin: Duration = .microseconds(200)
     /// Frames a port leaves in its pool for sending datagrams of its own; the rest stock the fill ring.
     public var reservedFrames: Int = 128
     /// The XDP program that feeds the socket, as the interface reports it
@@ -154,8 +149,6 @@ public struct XDPPort: Port, ~Copyable {
     let namespace: UInt64
     /// Receive waits in a row that found nothing; every half second's worth of them, the path is checked.
     @usableFromInline var idleWaits = 0
-    /// How long the last wait for frames on an empty ring took (a second after one that found none).
-    @usableFromInline var lastWait: Duration = .seconds(1)
     @usableFromInline var _counters = PortCounters()
 
     /// Opens an XSK socket on the configured queue over `umem`, drawing frames from `pool`
@@ -338,40 +331,25 @@ public struct XDPPort: Port, ~Copyable {
         var index: UInt32 = 0
         let limit = UInt32(batch.remainingCapacity)
         var count = xsk_ring_cons__peek(receiveRing, limit, &index)
+        var spins = configuration.idleSpins
+        while count == 0, spins > 0 {
+            spins &-= 1
+            count = xsk_ring_cons__peek(receiveRing, limit, &index)
+        }
         if count == 0 {
-            let clock = MonotonicTimeSource()
-            let start = clock.now()
-            if lastWait < configuration.busySpin {
-                // Dense traffic: the ring is watched through the gap, the clock read every 256 looks.
-                var looks = 0
-                while count == 0 {
-                    count = xsk_ring_cons__peek(receiveRing, limit, &index)
-                    looks &+= 1
-                    if looks & 255 == 0, clock.now() - start >= configuration.busySpin { break }
+            wait()
+            count = xsk_ring_cons__peek(receiveRing, limit, &index)
+            if count == 0 {
+                idleWaits &+= 1
+                // Twice a second while idle, so a vanished interface or program stops the worker
+                // well within a second, teardown included.
+                if idleWaits * max(Int(pollTimeoutMilliseconds), 1) >= 500 {
+                    idleWaits = 0
+                    try checkPath()
                 }
             } else {
-                var spins = configuration.idleSpins
-                while count == 0, spins > 0 {
-                    spins &-= 1
-                    count = xsk_ring_cons__peek(receiveRing, limit, &index)
-                }
+                idleWaits = 0
             }
-            if count == 0 {
-                wait()
-                count = xsk_ring_cons__peek(receiveRing, limit, &index)
-                if count == 0 {
-                    idleWaits &+= 1
-                    // Twice a second while idle, so a vanished interface or program stops the
-                    // worker well within a second, teardown included.
-                    if idleWaits * max(Int(pollTimeoutMilliseconds), 1) >= 500 {
-                        idleWaits = 0
-                        try checkPath()
-                    }
-                } else {
-                    idleWaits = 0
-                }
-            }
-            lastWait = count > 0 ? clock.now() - start : .seconds(1)
         }
         var accepted = 0
         for i in 0..<count {
