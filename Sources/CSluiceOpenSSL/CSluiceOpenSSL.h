@@ -79,6 +79,9 @@ static inline int sluice_ssl_peer_subject(const SSL *ssl, char *out, int size) {
     return length;
 }
 
+// The info callback's "an alert was written" (SSL_CB_ALERT | SSL_CB_WRITE, a macro of macros).
+static const int SLUICE_SSL_CB_WRITE_ALERT = SSL_CB_WRITE_ALERT;
+
 // SSL_OP_* are built with SSL_OP_BIT(), a function-like macro.
 static const uint64_t SLUICE_SSL_OP_NO_RENEGOTIATION = SSL_OP_NO_RENEGOTIATION;
 static const uint64_t SLUICE_SSL_OP_NO_COMPRESSION = SSL_OP_NO_COMPRESSION;

@@ -269,7 +269,7 @@ public struct TLSServerReport: Sendable, CustomStringConvertible {
             lines.append("  \(tls.failedConnections) connections failed, \(tls.truncatedConnections) cut without close_notify, "
                          + "\(transportFailures) ended by TCP or for want of frames" + (idleClosed > 0 ? ", \(idleClosed) closed idle" : "")
                          + (closedForRoom > 0 ? ", \(closedForRoom) closed to make room" : "")
-                         + (failures.isEmpty ? "" : "; first: \(failures[0])"))
+                         + (failures.isEmpty ? "" : "; first error: \(failures[0])"))
         }
         lines.append("  TCP: \(tcp.sends) sends (\(tcp.zeroCopySends) zero-copy), \(tcp.receivedChunks) chunks in, receive pauses \(tcp.receivePauses), "
                      + "\(tcp.rejected) connections rejected over the limit, "

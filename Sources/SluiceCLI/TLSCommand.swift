@@ -222,7 +222,7 @@ struct TLSServe: ParsableCommand {
                     },
                     shouldStop: dropper.stopping(stopCondition(
                         duration: duration,
-                        hangup: "sluice tls serve: SIGHUP received; the certificate and key are read once, at start: restart to load new ones",
+                        hangup: "sluice tls serve: SIGHUP received; the certificate, key and client CAs are read once, at start: restart to load new ones",
                         say: say)))
                 try dropper.check()
                 return StreamServerOutcome(endpoint: result.endpoint, seconds: result.seconds, framesBalanced: result.frames.isBalanced,

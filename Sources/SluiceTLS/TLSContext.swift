@@ -174,6 +174,7 @@ public final class TLSContext: @unchecked Sendable {
             guard sluice_ssl_ctx_use_self_signed(raw, name) == 1 else { throw TLSError("making a self-signed certificate for \(name)") }
         }
         SSL_CTX_set_keylog_callback(raw, tlsKeyLogCallback)
+        SSL_CTX_set_info_callback(raw, tlsInfoCallback)
         if c.isServer {
             guard (c.certificateChainFile != nil && c.privateKeyFile != nil) || c.selfSignedName != nil else {
                 throw TLSError("setting up a TLS server", hint: "a server needs a certificate chain and a private key (or a self-signed name)", library: "")
@@ -244,6 +245,13 @@ public final class TLSContext: @unchecked Sendable {
 private func tlsKeyLogCallback(_ ssl: OpaquePointer?, _ line: UnsafePointer<CChar>?) {
     guard let ssl, let line, let box = sluice_ssl_get_app_data(ssl) else { return }
     Unmanaged<TLSSecretLog>.fromOpaque(box).takeUnretainedValue().record(line)
+}
+
+/// Notes the fatal alerts OpenSSL writes (the value: the level in its high byte, the description in its low one).
+private func tlsInfoCallback(_ ssl: OpaquePointer?, _ kind: Int32, _ value: Int32) {
+    guard kind & SLUICE_SSL_CB_WRITE_ALERT == SLUICE_SSL_CB_WRITE_ALERT, value >> 8 == 2,
+          let ssl, let box = sluice_ssl_get_app_data(ssl) else { return }
+    Unmanaged<TLSSecretLog>.fromOpaque(box).takeUnretainedValue().sentFatalAlert = UInt8(truncatingIfNeeded: value)
 }
 
 /// Keeps each session ticket a client receives with the handshake that received it.
@@ -335,6 +343,8 @@ final class TLSSecretLog {
     var sessions: [TLSSession] = []
     /// Every session received, kept or not.
     var sessionsReceived = 0
+    /// The last fatal alert OpenSSL wrote: under TLS 1.3 it is encrypted, so the bytes do not tell.
+    var sentFatalAlert: UInt8?
     /// As `s_client` keeps the newest alone: a server that sends ticket after ticket (each up
     /// to 64 KiB) must not grow the client without end; a few spare for resumptions in a row.
     static let keptSessions = 4

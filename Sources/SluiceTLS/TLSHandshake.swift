@@ -141,6 +141,7 @@ final class TLSHandshake {
         let verify = SSL_get_verify_result(ssl)
         let hint = if verify != X509_V_OK {
             "the certificate did not verify: \(String(cString: X509_verify_cert_error_string(verify)))"
+                + (verify == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ? " (the trusted CA file must hold the root the chain ends in)" : "")
         } else if isServer && ERR_GET_REASON(reason) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE {
             "the client sent no certificate, which this server requires"
         } else if !isServer && SSL_get_client_CA_list(ssl) != nil && SSL_get_certificate(ssl) == nil {
@@ -152,7 +153,7 @@ final class TLSHandshake {
         } else {
             ""
         }
-        return .failed(TLSError("the TLS handshake", sentAlert: received == nil ? sentAlert(in: output) : nil,
+        return .failed(TLSError("the TLS handshake", sentAlert: received == nil ? log.sentFatalAlert.map(TLSAlert.init) ?? sentAlert(in: output) : nil,
                                 receivedAlert: received, hint: hint))
     }
 

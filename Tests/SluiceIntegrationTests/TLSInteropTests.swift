@@ -366,7 +366,7 @@ struct TLSInteropTests {
         guard Self.peersAvailable() else { return }
         let (server, port) = try Self.serve(["--echo"])
         kill(server.pid, SIGHUP)
-        #expect(server.waitForLine(containing: "SIGHUP received; the certificate and key are read once") != nil, "\(server.text)")
+        #expect(server.waitForLine(containing: "SIGHUP received; the certificate, key and client CAs are read once") != nil, "\(server.text)")
         let run = try Self.shell("(echo hello; sleep 0.5) | openssl s_client -connect 127.0.0.1:\(port) -CAfile \(Self.authority) -quiet -no_ign_eof 2>/dev/null")
         #expect(run.output.contains("hello"), "\(run.output)")
         #expect(server.stop() == 0, "\(server.text)")
