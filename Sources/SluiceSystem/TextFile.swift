@@ -11,7 +11,7 @@ public enum TextFile {
     }
 
     /// The bytes of the file at `path`, or `nil` when it cannot be read. Only a regular file is
-    /// read (``RegularFile``): `/dev/zero` would never end, a FIFO never open.
+    /// read (`RegularFile`, in SluiceCore): `/dev/zero` would never end, a FIFO never open.
     public static func bytes(_ path: String) -> [UInt8]? {
         guard case .success(let descriptor) = RegularFile.open(path) else { return nil }
         defer { close(descriptor) }
