@@ -20,7 +20,10 @@ import Testing
         _ = Array("GET / HTTP/1.0\r\n\r\n".utf8).withUnsafeBytes { send(garbage.descriptor, $0.baseAddress, $0.count, 0) }
         let silent = try KernelTCPSocket(connectingTo: listener.localEndpoint)
         let clientContext = try TLSContext(.client(peerVerification: .trustedCertificates(path: TLSInteropTests.authority)))
-        let client = try await TLSConnection.connect(to: listener.localEndpoint, on: loop, context: clientContext, serverName: "sluice.test")
+        // Its own time limit well past the listener's: the whole suite under AddressSanitizer on
+        // two CPUs once kept this handshake waiting past the default 10 s.
+        let client = try await TLSConnection.connect(to: listener.localEndpoint, on: loop, context: clientContext, serverName: "sluice.test",
+                                                     timeout: .seconds(60))
         // Bounded: a listener that never hands the connection out fails the test, not hangs it.
         let served = await withTaskGroup(of: TLSConnection?.self) { group in
             group.addTask { await listener.accept() }
