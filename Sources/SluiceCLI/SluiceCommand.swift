@@ -439,8 +439,8 @@ struct UDPClient: ParsableCommand {
             let report: UDPLoadReport
             do { report = try XDPTrafficGenerator.run(configuration, shouldStop: stop) } catch let error as SystemCallError {
                 // The servers' advice names --backend, which this command has not.
-                writeToStandardError("sluice udp-client: " + error.terminalDescription.replacing(
-                    "or use --backend socket, which needs none of them", with: "or leave out --xdp-dev: the kernel socket needs none of them") + "\n")
+                let instead = "or leave out --xdp-dev: the kernel socket needs none of them"
+                writeToStandardError("sluice udp-client: \(error.terminalDescription(withoutBackend: instead))\n")
                 throw ExitCode(1)
             }
             if json { try printJSON(ClientReport(target: target, path: "xdp", report: report)) } else {

@@ -50,6 +50,12 @@ extension SystemCallError {
     /// that get around it.
     var terminalDescription: String { Self.forTerminal(description, flags: flagAdvice) }
 
+    /// ``terminalDescription`` for a command without `--backend`: advice to pick another
+    /// backend is said as `instead`, or left out.
+    func terminalDescription(withoutBackend instead: String?) -> String {
+        Self.forTerminal(description, flags: flagAdvice.flatMap { $0.contains("--backend") ? instead : $0 })
+    }
+
     /// `description` with the library's advice, which names its API, said as this tool's flag,
     /// or else followed by `flags`.
     static func forTerminal(_ description: String, flags: String?) -> String {

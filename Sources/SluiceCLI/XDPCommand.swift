@@ -38,8 +38,7 @@ func reporting<T>(_ body: () throws(SystemCallError) -> T) throws -> T {
     do {
         return try body()
     } catch {
-        let advice = error.flagAdvice.flatMap { $0.contains("--backend") ? nil : $0 }
-        writeToStandardError("sluice: error: \(SystemCallError.forTerminal(error.description, flags: advice))\n")
+        writeToStandardError("sluice: error: \(error.terminalDescription(withoutBackend: nil))\n")
         throw ExitCode(1)
     }
 }
