@@ -130,15 +130,8 @@ public struct RouteNetlink: ~Copyable {
         do throws(SystemCallError) {
             try request(&message, operation: "looking up the route to \(address)") { type, payload in
                 guard type == UInt16(RTM_NEWROUTE) else { return }
-                var offset = (MemoryLayout<rtmsg>.size + 3) & ~3
-                while offset + MemoryLayout<rtattr>.size <= payload.count {
-                    let attribute = payload.loadUnaligned(fromByteOffset: offset, as: rtattr.self)
-                    let length = Int(attribute.rta_len)
-                    guard length >= MemoryLayout<rtattr>.size, offset + length <= payload.count else { return }
-                    if attribute.rta_type == UInt16(RTA_OIF.rawValue), length >= MemoryLayout<rtattr>.size + 4 {
-                        interface = payload.loadUnaligned(fromByteOffset: offset + MemoryLayout<rtattr>.size, as: Int32.self)
-                    }
-                    offset += (length + 3) & ~3
+                Self.forEachAttribute(in: payload, from: (MemoryLayout<rtmsg>.size + 3) & ~3) { type, value in
+                    if type == UInt16(RTA_OIF.rawValue), value.count >= 4 { interface = value.loadUnaligned(as: Int32.self) }
                 }
             }
         } catch where [ENETUNREACH, EHOSTUNREACH].contains(error.code) {
