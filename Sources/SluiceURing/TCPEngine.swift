@@ -828,11 +828,14 @@ public final class TCPEngine: StreamTransport {
         let data = pool.base + Int(send.address) + Int(send.offset)
         let sqe = try submission()
         let zeroCopy = configuration.zeroCopyThreshold.map { Int(send.length) >= $0 } ?? false
+        // More queued behind it: TCP fills whole segments instead of pushing each frame as its
+        // own (under TCP_NODELAY); the last frame of the queue pushes them.
+        let flags = Int32(MSG_NOSIGNAL) | (send.next >= 0 ? Int32(MSG_MORE) : 0)
         if zeroCopy {
-            io_uring_prep_send_zc(sqe, slots[s].fd, data, Int(send.length), Int32(MSG_NOSIGNAL), 0)
+            io_uring_prep_send_zc(sqe, slots[s].fd, data, Int(send.length), flags, 0)
             counters.zeroCopySends += 1
         } else {
-            io_uring_prep_send(sqe, slots[s].fd, data, Int(send.length), Int32(MSG_NOSIGNAL))
+            io_uring_prep_send(sqe, slots[s].fd, data, Int(send.length), flags)
         }
         sqe.pointee.user_data = Tag(op: zeroCopy ? .sendZeroCopy : .send, slot: slot,
                                     generation: slots[s].generation, aux: UInt16(index)).rawValue
