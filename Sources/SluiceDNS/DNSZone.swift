@@ -35,6 +35,8 @@ public struct DNSZone: Sendable {
     public init(origin: DNSName, records: [DNSRecord]) throws(DNSError) {
         func fail(_ reason: String) -> DNSError { .zoneSyntax(line: 0, reason: "zone \(origin): \(reason)") }
         var nodes: [DNSName: [DNSRecordType: [DNSRecord]]] = [origin: [:]]
+        // Room for a name per record at most: a large zone's table is not rehashed as it grows.
+        nodes.reserveCapacity(records.count)
         var hashed: [DNSName: [DNSRecordType: [DNSRecord]]] = [:]
         var outside: [DNSName] = []
         var misplacedSOAs: [DNSName] = []
@@ -90,7 +92,7 @@ public struct DNSZone: Sendable {
         nodes[origin]![.soa] = [first]
         // One TTL per record set (RFC 2181 section 5.2): the last one's, as Knot keeps it.
         for (name, sets) in nodes {
-            for (type, set) in sets where type != .rrsig && Set(set.map(\.ttl)).count > 1 {
+            for (type, set) in sets where type != .rrsig && set.contains(where: { $0.ttl != set[0].ttl }) {
                 nodes[name]![type] = set.map { var record = $0; record.ttl = set[set.count - 1].ttl; return record }
                 if !mixedTTLs.contains(name) { mixedTTLs.append(name) }
             }

@@ -20,17 +20,33 @@ public struct IPv4Address: Hashable, Sendable, Comparable, CustomStringConvertib
 
     /// Parses dotted-quad text ("198.18.0.1"); `nil` for anything else.
     public init?(_ text: some StringProtocol) {
-        var value: UInt32 = 0
-        var parts = 0
-        for part in text.split(separator: ".", omittingEmptySubsequences: false) {
-            guard !part.isEmpty, part.count <= 3, part.allSatisfy({ $0.isASCII && $0.isNumber }),
-                  let byte = UInt8(part), !(part.count > 1 && part.first == "0")
-            else { return nil }
-            value = value << 8 | UInt32(byte)
-            parts += 1
-        }
-        guard parts == 4 else { return nil }
+        guard let value = Self.parse(text.utf8) else { return nil }
         rawValue = value
+    }
+
+    /// Dotted-quad text's value: four parts of one to three ASCII digits, each at most 255,
+    /// without leading zeros. One pass over the bytes: zone files hold hundreds of thousands.
+    static func parse<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> UInt32? {
+        var value: UInt32 = 0
+        var octet: UInt32 = 0
+        var digits = 0
+        var dots = 0
+        for byte in bytes {
+            if byte == UInt8(ascii: ".") {
+                guard digits > 0, dots < 3 else { return nil }
+                value = value << 8 | octet
+                dots += 1
+                octet = 0
+                digits = 0
+                continue
+            }
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9"), digits == 0 || octet != 0 else { return nil }
+            octet = octet * 10 + UInt32(byte - UInt8(ascii: "0"))
+            digits += 1
+            guard octet <= 255 else { return nil }
+        }
+        guard digits > 0, dots == 3 else { return nil }
+        return value << 8 | octet
     }
 
     /// 0.0.0.0.
@@ -133,40 +149,72 @@ public struct IPv6Address: Hashable, Sendable, Comparable, CustomStringConvertib
 
     /// Parses RFC 4291 text: full, `::`-compressed, and with a trailing dotted quad.
     public init?(_ text: some StringProtocol) {
-        let s = String(text)
-        guard !s.isEmpty, s.count <= 45 else { return nil }
-        var head: [UInt16] = []
-        var tail: [UInt16] = []
-        let halves = s.split(separator: "::", omittingEmptySubsequences: false).map(String.init)
-        guard halves.count <= 2 else { return nil }
-        func parse(_ part: String, allowV4: Bool) -> [UInt16]? {
-            if part.isEmpty { return [] }
-            var out: [UInt16] = []
-            let fields = part.split(separator: ":", omittingEmptySubsequences: false)
-            for (i, field) in fields.enumerated() {
-                if allowV4, i == fields.count - 1, field.contains(".") {
-                    guard let v4 = IPv4Address(field) else { return nil }
-                    out.append(UInt16(v4.rawValue >> 16))
-                    out.append(UInt16(v4.rawValue & 0xFFFF))
-                    continue
-                }
-                guard (1...4).contains(field.count), isHexDigits(field), let g = UInt16(field, radix: 16)
-                else { return nil }
-                out.append(g)
+        guard let (high, low) = Self.parse(text.utf8) else { return nil }
+        self.init(high: high, low: low)
+    }
+
+    /// RFC 4291 text's two halves, read in one pass over the bytes.
+    static func parse<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> (high: UInt64, low: UInt64)? {
+        guard !bytes.isEmpty, bytes.count <= 45 else { return nil }
+        let colon = UInt8(ascii: ":")
+        var groups = InlineArray<8, UInt16>(repeating: 0)
+        var count = 0
+        // Where `::` stands, in groups; -1 for none.
+        var gap = -1
+        var i = bytes.startIndex
+        if bytes[i] == colon {
+            i = bytes.index(after: i)
+            guard i != bytes.endIndex, bytes[i] == colon else { return nil }
+            gap = 0
+            i = bytes.index(after: i)
+        }
+        while i != bytes.endIndex {
+            let start = i
+            var value: UInt16 = 0
+            var digits = 0
+            while i != bytes.endIndex, let digit = hexDigitValue(bytes[i]) {
+                if digits < 4 { value = value << 4 | digit }
+                digits += 1
+                i = bytes.index(after: i)
             }
-            return out
+            if i != bytes.endIndex, bytes[i] == UInt8(ascii: ".") {
+                // A dotted quad ends the address, as its last two groups.
+                guard count <= 6, let v4 = IPv4Address.parse(bytes[start...]) else { return nil }
+                groups[count] = UInt16(truncatingIfNeeded: v4 >> 16)
+                groups[count + 1] = UInt16(truncatingIfNeeded: v4)
+                count += 2
+                break
+            }
+            guard (1...4).contains(digits), count < 8 else { return nil }
+            groups[count] = value
+            count += 1
+            guard i != bytes.endIndex else { break }
+            guard bytes[i] == colon else { return nil }
+            i = bytes.index(after: i)
+            guard i != bytes.endIndex else { return nil }
+            if bytes[i] == colon {
+                guard gap < 0 else { return nil }
+                gap = count
+                i = bytes.index(after: i)
+            }
         }
-        if halves.count == 2 {
-            guard let h = parse(halves[0], allowV4: false), let t = parse(halves[1], allowV4: true),
-                  h.count + t.count <= 7
-            else { return nil }
-            head = h
-            tail = t
+        if gap >= 0 {
+            // The groups after `::` move to the end; the zeros it stands for fill the gap.
+            guard count <= 7 else { return nil }
+            for k in 0..<(count - gap) {
+                groups[7 - k] = groups[count - 1 - k]
+                groups[count - 1 - k] = 0
+            }
         } else {
-            guard let h = parse(halves[0], allowV4: true), h.count == 8 else { return nil }
-            head = h
+            guard count == 8 else { return nil }
         }
-        self.init(groups: head + Array(repeating: 0, count: 8 - head.count - tail.count) + tail)
+        var high: UInt64 = 0
+        var low: UInt64 = 0
+        for k in 0..<4 {
+            high = high << 16 | UInt64(groups[k])
+            low = low << 16 | UInt64(groups[k + 4])
+        }
+        return (high, low)
     }
 
     /// RFC 5952 text: lower case, leading zeros dropped, the longest run of two or more
@@ -371,6 +419,16 @@ public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
             let b = UInt8(truncatingIfNeeded: rawValue >> (40 - 8 * UInt64(i)))
             return (b < 16 ? "0" : "") + String(b, radix: 16)
         }.joined(separator: ":")
+    }
+}
+
+/// The value of an ASCII hex digit, or nil.
+private func hexDigitValue(_ byte: UInt8) -> UInt16? {
+    switch byte {
+    case UInt8(ascii: "0")...UInt8(ascii: "9"): UInt16(byte &- UInt8(ascii: "0"))
+    case UInt8(ascii: "a")...UInt8(ascii: "f"): UInt16(byte &- UInt8(ascii: "a") &+ 10)
+    case UInt8(ascii: "A")...UInt8(ascii: "F"): UInt16(byte &- UInt8(ascii: "A") &+ 10)
+    default: nil
     }
 }
 
