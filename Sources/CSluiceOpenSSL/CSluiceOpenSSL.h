@@ -11,6 +11,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
+#include <string.h>
 
 // OpenSSL's setters below are macros over SSL_CTX_ctrl/SSL_ctrl/BIO_ctrl, which Swift does not
 // import; these are the same calls as functions.
@@ -77,6 +78,26 @@ static inline int sluice_ssl_peer_subject(const SSL *ssl, char *out, int size) {
     }
     BIO_free(bio);
     return length;
+}
+
+// A SHA-256 over `label` and the certificates in the context's trust store, in the store's
+// order, into `out` (32 bytes): which anchors a client verified a session's server against.
+// The stack accessors are macros Swift does not import.
+static inline int sluice_ssl_ctx_trust_digest(SSL_CTX *ctx, const char *label, unsigned char *out) {
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (!md) return 0;
+    int ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) && EVP_DigestUpdate(md, label, strlen(label));
+    STACK_OF(X509_OBJECT) *objects = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx));
+    for (int i = 0; ok && i < sk_X509_OBJECT_num(objects); i++) {
+        X509 *cert = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objects, i));
+        unsigned char digest[EVP_MAX_MD_SIZE];
+        unsigned int length = 0;
+        if (cert) ok = X509_digest(cert, EVP_sha256(), digest, &length) && EVP_DigestUpdate(md, digest, length);
+    }
+    unsigned int length = 0;
+    ok = ok && EVP_DigestFinal_ex(md, out, &length) && length == 32;
+    EVP_MD_CTX_free(md);
+    return ok;
 }
 
 // The info callback's "an alert was written" (SSL_CB_ALERT | SSL_CB_WRITE, a macro of macros).

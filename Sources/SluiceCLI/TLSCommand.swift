@@ -278,7 +278,7 @@ struct TLSConnect: ParsableCommand {
 
     @OptionGroup var protocolOptions: TLSProtocolOptions
 
-    @Option(help: "Offer the session saved in this file (PEM) for resumption.")
+    @Option(help: "Offer the session saved in this file (PEM, by --session-out) for resumption: only to a server its certificate names, verified against the same --ca (or system store), while that certificate is valid; otherwise a full handshake, said in one line.")
     var sessionIn: String?
 
     @Option(help: "Save the last session the server offered to this file (PEM).")
@@ -400,19 +400,19 @@ struct TLSConnect: ParsableCommand {
                 writeToStandardError("sluice tls connect: \(error)\n")
                 throw ExitCode(1)
             }
-            // The engine would not offer it either; said here so a full handshake is no surprise.
-            let address = endpoints[0].address.description
-            if !insecure, saved?.certificateNames(serverName: serverName, address: address) == false {
-                writeToStandardError("sluice tls connect: not resuming: the session in \(sessionIn) is from a server whose certificate does not name \(serverName ?? address)\n")
-                saved = nil
-            }
         }
-        let session = saved
         let context: TLSContext
         do { context = try TLSContext(configuration) } catch {
             writeToStandardError("sluice tls connect: \(error)\n")
             throw ExitCode(1)
         }
+        // The engine would not offer it either; said here so a full handshake is no surprise.
+        if let sessionIn, let reason = saved?.reasonNotToOffer(context: context, serverName: serverName,
+                                                               address: endpoints[0].address.description) {
+            writeToStandardError("sluice tls connect: not resuming: the session in \(sessionIn): \(reason)\n")
+            saved = nil
+        }
+        let session = saved
         let loop = try TLSConnectRun.makeLoop()
         defer { loop.shutdown() }
         let outcome = TLSConnectRun.blocking {

@@ -93,6 +93,10 @@ public final class TLSContext: @unchecked Sendable {
     let raw: OpaquePointer
     /// ALPN protocols in wire form (length-prefixed), for the server's selection callback.
     let alpnWire: [UInt8]
+    /// A client's: a digest of what it trusts (the verification mode and the trust store's
+    /// certificates), stamped on the sessions it receives as their session id context, so a
+    /// session verified against other anchors is not offered (``TLSSession/reasonNotToOffer(context:serverName:address:)``).
+    private(set) var trustIdentity: [UInt8] = []
 
     /// Sets up OpenSSL for `configuration`.
     ///
@@ -151,7 +155,11 @@ public final class TLSContext: @unchecked Sendable {
         if let chain = c.certificateChainFile {
             if let problem = Self.unreadable(chain) { throw TLSError("reading the certificate chain \(chain)", hint: problem, library: "") }
             guard SSL_CTX_use_certificate_chain_file(raw, chain) == 1 else {
-                throw TLSError("reading the certificate chain \(chain)", hint: "give a PEM file, leaf certificate first")
+                let reason = ERR_GET_REASON(ERR_peek_last_error())
+                let tooWeak = [SSL_R_EE_KEY_TOO_SMALL, SSL_R_CA_KEY_TOO_SMALL, SSL_R_CA_MD_TOO_WEAK].contains(reason)
+                throw TLSError("reading the certificate chain \(chain)",
+                               hint: tooWeak ? "OpenSSL's default security level refuses keys under 2048 bits (RSA) or 224 (EC) and SHA-1 signatures: give a stronger certificate"
+                                   : "give a PEM file, leaf certificate first")
             }
         }
         if let key = c.privateKeyFile {
@@ -163,7 +171,7 @@ public final class TLSContext: @unchecked Sendable {
                 let mismatch = ERR_GET_LIB(code) == ERR_LIB_X509 && ERR_GET_REASON(code) == X509_R_KEY_VALUES_MISMATCH
                 throw TLSError("reading the private key \(key)",
                                hint: mismatch ? Self.otherCertificatesKey
-                                   : "give an unencrypted PEM key")
+                                   : "give the certificate's private key, PEM, unencrypted (no pass phrase is asked)")
             }
             guard SSL_CTX_check_private_key(raw) == 1 else {
                 throw TLSError("matching the private key \(key) to the certificate",
@@ -206,6 +214,19 @@ public final class TLSContext: @unchecked Sendable {
             case .none:
                 SSL_CTX_set_verify(raw, SSL_VERIFY_NONE, nil)
             }
+            let label = switch c.peerVerification {
+            case .systemTrustStore: "system trust store"
+            case .trustedCertificates: "trusted certificates"
+            case .none: "no verification"
+            }
+            var digest = [UInt8](repeating: 0, count: 32)
+            guard sluice_ssl_ctx_trust_digest(raw, label, &digest) == 1 else { throw TLSError("digesting the trusted certificates") }
+            // The first byte says the mode, so a refusal can tell a session made without verification.
+            digest[0] = c.peerVerification == .none ? Self.unverifiedStamp : 1
+            guard SSL_CTX_set_session_id_context(raw, digest, UInt32(digest.count)) == 1 else {
+                throw TLSError("stamping sessions with the trusted certificates")
+            }
+            trustIdentity = digest
         }
     }
 
@@ -231,6 +252,9 @@ public final class TLSContext: @unchecked Sendable {
         let contextID = Array("sluice".utf8)
         _ = SSL_CTX_set_session_id_context(raw, contextID, UInt32(contextID.count))
     }
+
+    /// The first byte of ``trustIdentity`` for a client that does not verify.
+    static let unverifiedStamp: UInt8 = 0
 
     /// Said of a key that does not match the chain's first certificate.
     static let otherCertificatesKey = "the key belongs to another certificate (the chain's first must be the key's own: leaf first)"
@@ -326,6 +350,34 @@ public final class TLSSession: @unchecked Sendable {
         }
         guard let address else { return false }
         return X509_check_ip_asc(certificate, address, 0) == 1
+    }
+
+    /// Why a client with `context` does not offer this session to `serverName` (or, reached by
+    /// address, `address`), or nil when it does. OpenSSL resumes without looking at the
+    /// certificate again, so a client that verifies offers a session only when the certificate
+    /// it holds names the server, was verified against the same trusted certificates (a session
+    /// made trusting another CA file, or without verification, does not get past `--ca`), and is
+    /// still within its validity.
+    public func reasonNotToOffer(context: TLSContext, serverName: String?, address: String?) -> String? {
+        let verifies = context.configuration.peerVerification != .none
+        if verifies, !certificateNames(serverName: serverName, address: address) {
+            return "it is from a server whose certificate does not name \(serverName ?? address ?? "this server")"
+        }
+        // Checked without verification too: OpenSSL ends a TLS 1.2 resumption of a session
+        // stamped otherwise with a fatal alert.
+        var length: UInt32 = 0
+        let stamp = SSL_SESSION_get0_id_context(raw, &length).map { Array(UnsafeBufferPointer(start: $0, count: Int(length))) } ?? []
+        if stamp.isEmpty { return "it does not say which certificates it was verified against (saved by another program)" }
+        if stamp != context.trustIdentity {
+            if !verifies { return "it was made by a connection that verified the server (this one does not)" }
+            return stamp[0] == TLSContext.unverifiedStamp ? "it was made without verifying the server"
+                : "it was verified against other trusted certificates than this connection's"
+        }
+        guard verifies else { return nil }
+        guard let certificate = SSL_SESSION_get0_peer(raw) else { return "it holds no server certificate" }
+        if X509_cmp_current_time(X509_get0_notAfter(certificate)) <= 0 { return "the server's certificate in it has expired" }
+        if X509_cmp_current_time(X509_get0_notBefore(certificate)) >= 0 { return "the server's certificate in it is not valid yet" }
+        return nil
     }
 
     /// Whether the session can still be offered (a ticket, or a TLS 1.2 session id, within its lifetime).

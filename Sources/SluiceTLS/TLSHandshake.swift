@@ -92,9 +92,9 @@ final class TLSHandshake {
             if !context.alpnWire.isEmpty {
                 _ = context.alpnWire.withUnsafeBufferPointer { SSL_set_alpn_protos(ssl, $0.baseAddress, UInt32($0.count)) }
             }
-            // OpenSSL resumes without looking at the certificate again: a session made with
-            // another server's name (or address) is not offered here at all.
-            if let session, !verifiesPeer || session.certificateNames(serverName: serverName, address: peerAddress) {
+            // OpenSSL resumes without looking at the certificate again: a session made for
+            // another server, under other trust, or past its certificate's validity is not offered.
+            if let session, session.reasonNotToOffer(context: context, serverName: serverName, address: peerAddress) == nil {
                 SSL_set_session(ssl, session.raw)
             }
         }

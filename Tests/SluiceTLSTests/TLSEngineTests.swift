@@ -218,7 +218,7 @@ struct TLSEngineTests {
         }
     }
 
-    @Test("a client offers a session only to a server its certificate names, and a session saved unverified verifies nothing")
+    @Test("a client offers a session only to a server its certificate names, verified against the same trusted certificates")
     func sessionsCarryTheirCertificate() throws {
         for version in [TLSVersion.tls13, .tls12] {
             let server = try TLSFixtures.server { $0.maximumVersion = version }
@@ -243,11 +243,26 @@ struct TLSEngineTests {
             #expect(other.client.state == .closed && other.server.negotiated?.resumed != true, "\(version)")
             #expect(String(describing: other.client.error).contains("hostname mismatch"), "\(version): \(String(describing: other.client.error))")
 
-            // Made by a client that checked nothing: resumed, but not taken as verified.
-            let resumed = try handshake(version, .aes128GCM, serverContext: server, clientContext: client, session: try session(from: unverified))
-            #expect(resumed.client.state == .closed, "\(version)")
-            #expect(String(describing: resumed.client.error).contains("did not verify when the session was made"),
-                    "\(version): \(String(describing: resumed.client.error))")
+            // Made by a client that checked nothing: not offered, so the full handshake verifies.
+            let unchecked = try session(from: unverified)
+            #expect(unchecked.reasonNotToOffer(context: client, serverName: "sluice.test", address: nil) == "it was made without verifying the server")
+            let full = try handshake(version, .aes128GCM, serverContext: server, clientContext: client, session: unchecked)
+            #expect(full.client.state == .established && full.client.negotiated?.resumed == false, "\(version)")
+
+            // Another context trusting the same certificates takes it (as the next run of a client
+            // would); one trusting another CA does not.
+            let again = try TLSFixtures.client { $0.maximumVersion = version }
+            #expect(named.reasonNotToOffer(context: again, serverName: "sluice.test", address: nil) == nil)
+            let resumed = try handshake(version, .aes128GCM, serverContext: server, clientContext: again, session: named)
+            #expect(resumed.client.negotiated?.resumed == true, "\(version)")
+            let otherTrust = try TLSFixtures.client {
+                $0.maximumVersion = version
+                $0.peerVerification = .trustedCertificates(path: TLSFixtures.clientAuthority)
+            }
+            #expect(named.reasonNotToOffer(context: otherTrust, serverName: "sluice.test", address: nil)
+                == "it was verified against other trusted certificates than this connection's")
+            #expect(named.reasonNotToOffer(context: unverified, serverName: "sluice.test", address: nil)
+                == "it was made by a connection that verified the server (this one does not)")
         }
     }
 
@@ -400,7 +415,7 @@ struct TLSEngineTests {
         #expect(pair.server.error?.sentAlert == .unexpectedMessage)
     }
 
-    @Test("a key of another certificate, an encrypted key, a missing or wrong file: an error saying which, never a prompt or a crash")
+    @Test("a key of another certificate, an encrypted key, a missing or wrong file, a weak key: an error saying which, never a prompt or a crash")
     func unusableKeys() {
         let cases: [(certificate: String, key: String, operation: String, hint: String)] = [
             (TLSFixtures.certificate, TLSFixtures.directory + "/other.key", "private key", "another certificate"),
@@ -408,6 +423,8 @@ struct TLSEngineTests {
             (TLSFixtures.certificate, TLSFixtures.directory + "/missing.key", "private key", "cannot open it"),
             (TLSFixtures.certificate, TLSFixtures.certificate, "private key", "unencrypted"),
             (TLSFixtures.key, TLSFixtures.key, "certificate chain", "leaf certificate first"),
+            // RSA 1024: refused by OpenSSL's security level, which the hint names.
+            (TLSFixtures.directory + "/weak.pem", TLSFixtures.directory + "/weak.key", "certificate chain", "security level"),
         ]
         for c in cases {
             #expect {
