@@ -190,6 +190,9 @@ struct TLSServe: ParsableCommand {
             writeToStandardError("sluice tls serve: \(error)\n")
             throw ExitCode(1)
         }
+        if let problem = context.certificateValidityProblem {
+            writeToStandardError("sluice tls serve: warning: \(problem): clients that verify it will refuse the handshake\n")
+        }
         let mode: TLSServeMode
         if let file {
             guard let bytes = TextFile.bytes(file) else {

@@ -253,6 +253,28 @@ public final class TLSContext: @unchecked Sendable {
         _ = SSL_CTX_set_session_id_context(raw, contextID, UInt32(contextID.count))
     }
 
+    /// Why a server's own certificate (the chain's first) will not verify at a client now: it
+    /// has expired or is not valid yet (with its date, as OpenSSL prints it), or nil. OpenSSL
+    /// serves such a certificate without a word; every client that verifies then refuses it.
+    public var certificateValidityProblem: String? {
+        guard configuration.isServer, let certificate = SSL_CTX_get0_certificate(raw) else { return nil }
+        func text(_ time: UnsafePointer<ASN1_TIME>?) -> String {
+            guard let bio = BIO_new(BIO_s_mem()) else { return "" }
+            defer { BIO_free(bio) }
+            guard ASN1_TIME_print(bio, time) == 1 else { return "" }
+            var bytes = [UInt8](repeating: 0, count: Int(BIO_ctrl_pending(bio)))
+            _ = bytes.withUnsafeMutableBytes { BIO_read(bio, $0.baseAddress, Int32($0.count)) }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        if X509_cmp_current_time(X509_get0_notAfter(certificate)) <= 0 {
+            return "the certificate expired on \(text(X509_get0_notAfter(certificate)))"
+        }
+        if X509_cmp_current_time(X509_get0_notBefore(certificate)) >= 0 {
+            return "the certificate is not valid until \(text(X509_get0_notBefore(certificate)))"
+        }
+        return nil
+    }
+
     /// The first byte of ``trustIdentity`` for a client that does not verify.
     static let unverifiedStamp: UInt8 = 0
 

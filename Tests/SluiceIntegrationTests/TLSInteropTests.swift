@@ -532,6 +532,10 @@ struct TLSInteropTests {
         peer.stop(signal: SIGKILL)
         #expect(run.output.contains("saved 0") && run.output.contains("the server's certificate in it has expired"), "\(run.output)")
         #expect(run.output.contains("status 1") && run.output.contains("certificate has expired"), "\(run.output)")
+        // A server with that certificate says so at start, where OpenSSL serves it without a word.
+        let warned = try Self.shell("\(SluiceExecutable.path) tls serve --cert '\(scratch["short.pem"])' --key '\(scratch["short.key"])' "
+            + "--listen 127.0.0.1:\(port) --echo --duration 0.5 2>&1; echo status $?")
+        #expect(warned.output.contains("warning: the certificate expired on") && warned.output.contains("status 0"), "\(warned.output)")
 
         // "f*.example.test" names no host (RFC 9525 6.3); 127.1 is 127.0.0.1, checked as an address.
         peer = try server(scratch["leaf.pem"], scratch["leaf.key"], accepting: 2)
