@@ -100,6 +100,24 @@ static inline int sluice_ssl_ctx_trust_digest(SSL_CTX *ctx, const char *label, u
     return ok;
 }
 
+// Verification as OpenSSL does it, and one rule more for the peer's own certificate: with a
+// key usage extension, it must allow digital signatures (RFC 8446 4.4.2.2, RFC 5280 4.2.1.3).
+// Every handshake Sluice offers is signed (TLS 1.3, ECDHE in TLS 1.2), while OpenSSL's SSL
+// purpose also takes key agreement or key encipherment alone; GnuTLS refuses those too.
+static int sluice_verify_leaf_signs(int ok, X509_STORE_CTX *store) {
+    if (!ok || X509_STORE_CTX_get_error_depth(store) != 0) return ok;
+    X509 *leaf = X509_STORE_CTX_get_current_cert(store);
+    if (leaf && (X509_get_extension_flags(leaf) & EXFLAG_KUSAGE) && !(X509_get_key_usage(leaf) & KU_DIGITAL_SIGNATURE)) {
+        X509_STORE_CTX_set_error(store, X509_V_ERR_KEYUSAGE_NO_DIGITAL_SIGNATURE);
+        return 0;
+    }
+    return ok;
+}
+
+static inline void sluice_ssl_ctx_set_verify(SSL_CTX *ctx, int mode) {
+    SSL_CTX_set_verify(ctx, mode, mode == SSL_VERIFY_NONE ? NULL : sluice_verify_leaf_signs);
+}
+
 // The info callback's "an alert was written" (SSL_CB_ALERT | SSL_CB_WRITE, a macro of macros).
 static const int SLUICE_SSL_CB_WRITE_ALERT = SSL_CB_WRITE_ALERT;
 

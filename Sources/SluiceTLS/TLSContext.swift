@@ -204,15 +204,15 @@ public final class TLSContext: @unchecked Sendable {
             switch c.peerVerification {
             case .systemTrustStore:
                 guard SSL_CTX_set_default_verify_paths(raw) == 1 else { throw TLSError("loading the system trust store") }
-                SSL_CTX_set_verify(raw, SSL_VERIFY_PEER, nil)
+                sluice_ssl_ctx_set_verify(raw, SSL_VERIFY_PEER)
             case .trustedCertificates(let path):
                 if let problem = Self.unreadable(path) { throw TLSError("reading the trusted certificates \(path)", hint: problem, library: "") }
                 guard SSL_CTX_load_verify_locations(raw, path, nil) == 1 else {
                     throw TLSError("reading the trusted certificates \(path)", hint: "give a PEM file of CA certificates")
                 }
-                SSL_CTX_set_verify(raw, SSL_VERIFY_PEER, nil)
+                sluice_ssl_ctx_set_verify(raw, SSL_VERIFY_PEER)
             case .none:
-                SSL_CTX_set_verify(raw, SSL_VERIFY_NONE, nil)
+                sluice_ssl_ctx_set_verify(raw, SSL_VERIFY_NONE)
             }
             let label = switch c.peerVerification {
             case .systemTrustStore: "system trust store"
@@ -247,7 +247,7 @@ public final class TLSContext: @unchecked Sendable {
             throw TLSError("reading the client CA certificates \(path)", hint: "give a PEM file of CA certificates")
         }
         SSL_CTX_set_client_CA_list(raw, names)
-        SSL_CTX_set_verify(raw, mode, nil)
+        sluice_ssl_ctx_set_verify(raw, mode)
         // OpenSSL resumes a session of a verified client only within the context it was made in.
         let contextID = Array("sluice".utf8)
         _ = SSL_CTX_set_session_id_context(raw, contextID, UInt32(contextID.count))

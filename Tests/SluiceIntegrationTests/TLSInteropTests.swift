@@ -546,6 +546,40 @@ struct TLSInteropTests {
         #expect(statuses == ["status 1", "status 0"] && run.output.contains("hostname mismatch"), "\(run.output)")
     }
 
+    @Test("a certificate whose key usage leaves out digital signatures is refused both ways, as GnuTLS refuses it (RFC 8446 4.4.2.2)")
+    func certificatesThatMayNotSignAreRefused() throws {
+        guard Self.peersAvailable() else { return }
+        let scratch = Scratch()
+        let port = 20000 + Int(getpid() % 20000) + 14
+        // One CA; leaves for ku.test that may only agree keys, or may sign.
+        let pki = try Self.shell("""
+            cd '\(scratch.path)' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=test-ca 2>&1 \
+            && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout leaf.key -out leaf.csr -subj /CN=ku.test 2>&1 \
+            && printf 'subjectAltName=DNS:ku.test\\nkeyUsage=critical,keyAgreement\\n' > agree.ext \
+            && printf 'subjectAltName=DNS:ku.test\\nkeyUsage=critical,digitalSignature\\n' > sign.ext \
+            && openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile agree.ext -out agree.pem 2>&1 \
+            && openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile sign.ext -out sign.pem 2>&1 && echo PKI-OK
+            """)
+        try #require(pki.output.contains("PKI-OK"), "\(pki.output)")
+        let connect = "\(SluiceExecutable.path) tls connect 127.0.0.1:\(port) --ca '\(scratch["ca.pem"])' --sni ku.test"
+        for (leaf, refused) in [("agree.pem", true), ("sign.pem", false)] {
+            let peer = try ChildProcess("/bin/sh", ["-c", "sleep 20 | openssl s_server -accept 127.0.0.1:\(port) -cert '\(scratch[leaf])' "
+                + "-key '\(scratch["leaf.key"])' -naccept 1 -quiet > /dev/null 2>&1"])
+            try Self.waitForPort(port)
+            let run = try Self.shell("echo hi | \(connect) 2>&1 > /dev/null; echo status $?")
+            peer.stop(signal: SIGKILL)
+            #expect(run.output.contains(refused ? "status 1" : "status 0"), "\(leaf): \(run.output)")
+            #expect(run.output.contains("key usage does not include digital signature") == refused, "\(leaf): \(run.output)")
+        }
+        // A client certificate that may not sign: its CertificateVerify signs all the same, and is refused.
+        let (server, serverPort) = try Self.serve(["--echo", "--client-ca", scratch["ca.pem"]])
+        let client = try Self.shell("echo hi | timeout 10 openssl s_client -connect 127.0.0.1:\(serverPort) -servername sluice.test -CAfile \(Self.authority) "
+            + "-cert '\(scratch["agree.pem"])' -key '\(scratch["leaf.key"])' -quiet 2>&1")
+        let report = Self.finish(server)
+        #expect(!client.output.contains("\nhi"), "\(client.output)")
+        #expect(report.contains("key usage does not include digital signature"), "\(report)")
+    }
+
     @Test("tls connect --session-out: a path it cannot write, or no session to save, fails the run and says why")
     func sessionOutFailures() throws {
         let scratch = Scratch()
