@@ -190,7 +190,7 @@ struct TLSServe: ParsableCommand {
             writeToStandardError("sluice tls serve: \(error)\n")
             throw ExitCode(1)
         }
-        if let problem = context.certificateValidityProblem {
+        if let problem = context.certificateProblem {
             writeToStandardError("sluice tls serve: warning: \(problem): clients that verify it will refuse the handshake\n")
         }
         let mode: TLSServeMode

@@ -254,9 +254,10 @@ public final class TLSContext: @unchecked Sendable {
     }
 
     /// Why a server's own certificate (the chain's first) will not verify at a client now: it
-    /// has expired or is not valid yet (with its date, as OpenSSL prints it), or nil. OpenSSL
-    /// serves such a certificate without a word; every client that verifies then refuses it.
-    public var certificateValidityProblem: String? {
+    /// has expired or is not valid yet (with its date, as OpenSSL prints it), or its key usage
+    /// leaves out digital signatures; nil when none of these. OpenSSL serves such a certificate
+    /// without a word; every client that verifies then refuses it.
+    public var certificateProblem: String? {
         guard configuration.isServer, let certificate = SSL_CTX_get0_certificate(raw) else { return nil }
         func text(_ time: UnsafePointer<ASN1_TIME>?) -> String {
             guard let bio = BIO_new(BIO_s_mem()) else { return "" }
@@ -271,6 +272,9 @@ public final class TLSContext: @unchecked Sendable {
         }
         if X509_cmp_current_time(X509_get0_notBefore(certificate)) >= 0 {
             return "the certificate is not valid until \(text(X509_get0_notBefore(certificate)))"
+        }
+        if X509_get_extension_flags(certificate) & UInt32(EXFLAG_KUSAGE) != 0, X509_get_key_usage(certificate) & UInt32(KU_DIGITAL_SIGNATURE) == 0 {
+            return "the certificate's key usage leaves out digital signatures, which every handshake makes (RFC 8446 4.4.2.2)"
         }
         return nil
     }

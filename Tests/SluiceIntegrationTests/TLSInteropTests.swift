@@ -578,6 +578,10 @@ struct TLSInteropTests {
         let report = Self.finish(server)
         #expect(!client.output.contains("\nhi"), "\(client.output)")
         #expect(report.contains("key usage does not include digital signature"), "\(report)")
+        // A server with such a certificate says so at start.
+        let warned = try Self.shell("\(SluiceExecutable.path) tls serve --cert '\(scratch["agree.pem"])' --key '\(scratch["leaf.key"])' "
+            + "--listen 127.0.0.1:\(port) --echo --duration 0.3 2>&1")
+        #expect(warned.output.contains("warning: the certificate's key usage leaves out digital signatures"), "\(warned.output)")
     }
 
     @Test("tls connect --session-out: a path it cannot write, or no session to save, fails the run and says why")
