@@ -100,15 +100,31 @@ static inline int sluice_ssl_ctx_trust_digest(SSL_CTX *ctx, const char *label, u
     return ok;
 }
 
-// Verification as OpenSSL does it, and one rule more for the peer's own certificate: with a
-// key usage extension, it must allow digital signatures (RFC 8446 4.4.2.2, RFC 5280 4.2.1.3).
+// Verification as OpenSSL does it, and two rules more for the peer's own certificate: with a
+// key usage extension, it must allow digital signatures (RFC 8446 4.4.2.2, RFC 5280 4.2.1.3);
+// and a host name is not matched to its CN when it names a URI or SRV identity.
 // Every handshake Sluice offers is signed (TLS 1.3, ECDHE in TLS 1.2), while OpenSSL's SSL
 // purpose also takes key agreement or key encipherment alone; GnuTLS refuses those too.
 static int sluice_verify_leaf_signs(int ok, X509_STORE_CTX *store) {
     if (!ok || X509_STORE_CTX_get_error_depth(store) != 0) return ok;
     X509 *leaf = X509_STORE_CTX_get_current_cert(store);
-    if (leaf && (X509_get_extension_flags(leaf) & EXFLAG_KUSAGE) && !(X509_get_key_usage(leaf) & KU_DIGITAL_SIGNATURE)) {
+    if (!leaf) return ok;
+    if ((X509_get_extension_flags(leaf) & EXFLAG_KUSAGE) && !(X509_get_key_usage(leaf) & KU_DIGITAL_SIGNATURE)) {
         X509_STORE_CTX_set_error(store, X509_V_ERR_KEYUSAGE_NO_DIGITAL_SIGNATURE);
+        return 0;
+    }
+    // A host name matched through the subject's CN counts only when the certificate names no
+    // URI or SRV identity (RFC 6125 6.4.4); OpenSSL looks only for DNS names before it falls back.
+    const char *host = X509_VERIFY_PARAM_get0_host(X509_STORE_CTX_get0_param(store), 0);
+    GENERAL_NAMES *names = host ? X509_get_ext_d2i(leaf, NID_subject_alt_name, NULL, NULL) : NULL;
+    int otherIdentity = 0;
+    for (int i = 0; names && i < sk_GENERAL_NAME_num(names); i++) {
+        const GENERAL_NAME *name = sk_GENERAL_NAME_value(names, i);
+        if (name->type == GEN_URI || (name->type == GEN_OTHERNAME && OBJ_obj2nid(name->d.otherName->type_id) == NID_SRVName)) otherIdentity = 1;
+    }
+    GENERAL_NAMES_free(names);
+    if (otherIdentity && X509_check_host(leaf, host, 0, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT, NULL) != 1) {
+        X509_STORE_CTX_set_error(store, X509_V_ERR_HOSTNAME_MISMATCH);
         return 0;
     }
     return ok;

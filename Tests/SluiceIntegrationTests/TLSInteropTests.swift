@@ -584,6 +584,30 @@ struct TLSInteropTests {
         #expect(warned.output.contains("warning: the certificate's key usage leaves out digital signatures"), "\(warned.output)")
     }
 
+    @Test("a host name is not matched to the CN of a certificate that names a URI identity (RFC 6125 6.4.4); a CN-only certificate still matches")
+    func commonNamesDoNotStandInForOtherIdentities() throws {
+        guard Self.peersAvailable() else { return }
+        let scratch = Scratch()
+        let port = 20000 + Int(getpid() % 20000) + 15
+        let pki = try Self.shell("""
+            cd '\(scratch.path)' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=test-ca 2>&1 \
+            && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout leaf.key -out leaf.csr -subj /CN=cn.test 2>&1 \
+            && printf 'subjectAltName=URI:https://other.test/\\n' > uri.ext && printf 'basicConstraints=CA:FALSE\\n' > plain.ext \
+            && openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile uri.ext -out uri.pem 2>&1 \
+            && openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile plain.ext -out plain.pem 2>&1 && echo PKI-OK
+            """)
+        try #require(pki.output.contains("PKI-OK"), "\(pki.output)")
+        for (leaf, matches) in [("uri.pem", false), ("plain.pem", true)] {
+            let peer = try ChildProcess("/bin/sh", ["-c", "sleep 20 | openssl s_server -accept 127.0.0.1:\(port) -cert '\(scratch[leaf])' "
+                + "-key '\(scratch["leaf.key"])' -naccept 1 -quiet > /dev/null 2>&1"])
+            try Self.waitForPort(port)
+            let run = try Self.shell("echo hi | \(SluiceExecutable.path) tls connect 127.0.0.1:\(port) --ca '\(scratch["ca.pem"])' --sni cn.test 2>&1 > /dev/null; echo status $?")
+            peer.stop(signal: SIGKILL)
+            #expect(run.output.contains(matches ? "status 0" : "status 1"), "\(leaf): \(run.output)")
+            #expect(run.output.contains("hostname mismatch") == !matches, "\(leaf): \(run.output)")
+        }
+    }
+
     @Test("tls connect --session-out: a path it cannot write, or no session to save, fails the run and says why")
     func sessionOutFailures() throws {
         let scratch = Scratch()
