@@ -64,20 +64,23 @@ done:
     return ok;
 }
 
-// The subject of the peer's certificate in RFC 2253 form ("CN=client,O=Example") into `out`
-// (NUL-terminated, cut at `size`); its length, or -1 when the peer sent no certificate.
+// The subject of a certificate (of the peer's) in RFC 2253 form ("CN=client,O=Example") into
+// `out` (NUL-terminated, cut at `size`); its length, or -1 without a certificate.
 // XN_FLAG_RFC2253 is a macro of macros, which Swift does not import.
-static inline int sluice_ssl_peer_subject(const SSL *ssl, char *out, int size) {
-    X509 *peer = SSL_get0_peer_certificate(ssl);
-    BIO *bio = peer ? BIO_new(BIO_s_mem()) : NULL;
+static inline int sluice_x509_subject(const X509 *certificate, char *out, int size) {
+    BIO *bio = certificate ? BIO_new(BIO_s_mem()) : NULL;
     int length = -1;
-    if (bio && X509_NAME_print_ex(bio, X509_get_subject_name(peer), 0, XN_FLAG_RFC2253) >= 0) {
+    if (bio && X509_NAME_print_ex(bio, X509_get_subject_name(certificate), 0, XN_FLAG_RFC2253) >= 0) {
         length = BIO_read(bio, out, size - 1);
         if (length < 0) length = 0;
         out[length] = 0;
     }
     BIO_free(bio);
     return length;
+}
+
+static inline int sluice_ssl_peer_subject(const SSL *ssl, char *out, int size) {
+    return sluice_x509_subject(SSL_get0_peer_certificate(ssl), out, size);
 }
 
 // A SHA-256 over `label` and the certificates in the context's trust store, in the store's
@@ -130,8 +133,9 @@ static int sluice_verify_leaf_signs(int ok, X509_STORE_CTX *store) {
     return ok;
 }
 
-static inline void sluice_ssl_ctx_set_verify(SSL_CTX *ctx, int mode) {
-    SSL_CTX_set_verify(ctx, mode, mode == SSL_VERIFY_NONE ? NULL : sluice_verify_leaf_signs);
+// The SSL a verification runs for (SSL_get_ex_data_X509_STORE_CTX_idx is not a constant Swift sees).
+static inline SSL *sluice_store_ssl(X509_STORE_CTX *store) {
+    return X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
 }
 
 // The info callback's "an alert was written" (SSL_CB_ALERT | SSL_CB_WRITE, a macro of macros).

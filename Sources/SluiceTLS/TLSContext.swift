@@ -204,15 +204,15 @@ public final class TLSContext: @unchecked Sendable {
             switch c.peerVerification {
             case .systemTrustStore:
                 guard SSL_CTX_set_default_verify_paths(raw) == 1 else { throw TLSError("loading the system trust store") }
-                sluice_ssl_ctx_set_verify(raw, SSL_VERIFY_PEER)
+                SSL_CTX_set_verify(raw, SSL_VERIFY_PEER, tlsVerifyCallback)
             case .trustedCertificates(let path):
                 if let problem = Self.unreadable(path) { throw TLSError("reading the trusted certificates \(path)", hint: problem, library: "") }
                 guard SSL_CTX_load_verify_locations(raw, path, nil) == 1 else {
                     throw TLSError("reading the trusted certificates \(path)", hint: "give a PEM file of CA certificates")
                 }
-                sluice_ssl_ctx_set_verify(raw, SSL_VERIFY_PEER)
+                SSL_CTX_set_verify(raw, SSL_VERIFY_PEER, tlsVerifyCallback)
             case .none:
-                sluice_ssl_ctx_set_verify(raw, SSL_VERIFY_NONE)
+                SSL_CTX_set_verify(raw, SSL_VERIFY_NONE, nil)
             }
             let label = switch c.peerVerification {
             case .systemTrustStore: "system trust store"
@@ -247,7 +247,7 @@ public final class TLSContext: @unchecked Sendable {
             throw TLSError("reading the client CA certificates \(path)", hint: "give a PEM file of CA certificates")
         }
         SSL_CTX_set_client_CA_list(raw, names)
-        sluice_ssl_ctx_set_verify(raw, mode)
+        SSL_CTX_set_verify(raw, mode, tlsVerifyCallback)
         // OpenSSL resumes a session of a verified client only within the context it was made in.
         let contextID = Array("sluice".utf8)
         _ = SSL_CTX_set_session_id_context(raw, contextID, UInt32(contextID.count))
@@ -295,6 +295,21 @@ public final class TLSContext: @unchecked Sendable {
 private func tlsKeyLogCallback(_ ssl: OpaquePointer?, _ line: UnsafePointer<CChar>?) {
     guard let ssl, let line, let box = sluice_ssl_get_app_data(ssl) else { return }
     Unmanaged<TLSSecretLog>.fromOpaque(box).takeUnretainedValue().record(line)
+}
+
+/// OpenSSL's verification with Sluice's rules for the peer's own certificate
+/// (`sluice_verify_leaf_signs`), noting where it first failed: the depth and the subject of
+/// the certificate, which the handshake's error names.
+private func tlsVerifyCallback(_ ok: Int32, _ store: OpaquePointer?) -> Int32 {
+    let result = sluice_verify_leaf_signs(ok, store)
+    guard result == 0, let store, let ssl = sluice_store_ssl(store), let box = sluice_ssl_get_app_data(ssl) else { return result }
+    let log = Unmanaged<TLSSecretLog>.fromOpaque(box).takeUnretainedValue()
+    guard log.verifyFailure == nil else { return result }
+    var text = [CChar](repeating: 0, count: 512)
+    let length = sluice_x509_subject(X509_STORE_CTX_get_current_cert(store), &text, Int32(text.count))
+    let subject = length < 0 ? "" : String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    log.verifyFailure = (depth: Int(X509_STORE_CTX_get_error_depth(store)), subject: subject)
+    return result
 }
 
 /// Notes the fatal alerts OpenSSL writes (the value: the level in its high byte, the description in its low one).
@@ -423,6 +438,8 @@ final class TLSSecretLog {
     var sessionsReceived = 0
     /// The last fatal alert OpenSSL wrote: under TLS 1.3 it is encrypted, so the bytes do not tell.
     var sentFatalAlert: UInt8?
+    /// Where the peer's chain first failed to verify: the certificate's depth (0: the peer's own) and subject.
+    var verifyFailure: (depth: Int, subject: String)?
     /// As `s_client` keeps the newest alone: a server that sends ticket after ticket (each up
     /// to 64 KiB) must not grow the client without end; a few spare for resumptions in a row.
     static let keptSessions = 4

@@ -141,6 +141,10 @@ final class TLSHandshake {
         let verify = SSL_get_verify_result(ssl)
         let hint = if verify != X509_V_OK {
             "the certificate did not verify: \(String(cString: X509_verify_cert_error_string(verify)))"
+                + (log.verifyFailure.map { failure in
+                    " (" + (failure.depth == 0 ? "the peer's own certificate" : "the chain's certificate at depth \(failure.depth)")
+                        + (failure.subject.isEmpty ? "" : ", \(failure.subject)") + ")"
+                } ?? "")
                 + (verify == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ? " (the trusted CA file must hold the root the chain ends in)" : "")
         } else if isServer && ERR_GET_REASON(reason) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE {
             "the client sent no certificate, which this server requires"

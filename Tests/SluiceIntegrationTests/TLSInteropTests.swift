@@ -514,7 +514,8 @@ struct TLSInteropTests {
         peer.stop(signal: SIGKILL)
         #expect(run.output.contains("not resuming: the session in \(scratch["named"]): it was verified against other trusted certificates"),
                 "\(run.output)")
-        #expect(run.output.contains("status 1") && run.output.contains("unable to get local issuer certificate"), "\(run.output)")
+        #expect(run.output.contains("status 1") && run.output.contains("unable to get local issuer certificate (the peer's own certificate, CN=sluice.test"),
+                "\(run.output)")
 
         // Nor once the certificate it holds has expired: a leaf valid for four seconds.
         let short = try Self.shell("""
@@ -606,6 +607,31 @@ struct TLSInteropTests {
             #expect(run.output.contains(matches ? "status 0" : "status 1"), "\(leaf): \(run.output)")
             #expect(run.output.contains("hostname mismatch") == !matches, "\(leaf): \(run.output)")
         }
+    }
+
+    @Test("a chain that does not verify is refused with where it failed: the certificate's depth and subject")
+    func aFailedChainSaysWhere() throws {
+        guard Self.peersAvailable() else { return }
+        let scratch = Scratch()
+        let port = 20000 + Int(getpid() % 20000) + 16
+        // root -> an intermediate that is no CA (CA:FALSE) -> leaf.
+        let pki = try Self.shell("""
+            cd '\(scratch.path)' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=test-root 2>&1 \
+            && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout mid.key -out mid.csr -subj /CN=test-mid 2>&1 \
+            && printf 'basicConstraints=critical,CA:FALSE\\n' > mid.ext \
+            && openssl x509 -req -in mid.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile mid.ext -out mid.pem 2>&1 \
+            && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout leaf.key -out leaf.csr -subj /CN=where.test 2>&1 \
+            && printf 'subjectAltName=DNS:where.test\\n' > leaf.ext \
+            && openssl x509 -req -in leaf.csr -CA mid.pem -CAkey mid.key -CAcreateserial -days 2 -extfile leaf.ext -out leaf.pem 2>&1 && echo PKI-OK
+            """)
+        try #require(pki.output.contains("PKI-OK"), "\(pki.output)")
+        let peer = try ChildProcess("/bin/sh", ["-c", "sleep 20 | openssl s_server -accept 127.0.0.1:\(port) -cert '\(scratch["leaf.pem"])' "
+            + "-key '\(scratch["leaf.key"])' -cert_chain '\(scratch["mid.pem"])' -naccept 1 -quiet > /dev/null 2>&1"])
+        try Self.waitForPort(port)
+        let run = try Self.shell("echo hi | \(SluiceExecutable.path) tls connect 127.0.0.1:\(port) --ca '\(scratch["ca.pem"])' --sni where.test 2>&1 > /dev/null; echo status $?")
+        peer.stop(signal: SIGKILL)
+        #expect(run.output.contains("status 1") && run.output.contains("invalid CA certificate (the chain's certificate at depth 1, CN=test-mid)"),
+                "\(run.output)")
     }
 
     @Test("tls connect --session-out: a path it cannot write, or no session to save, fails the run and says why")
