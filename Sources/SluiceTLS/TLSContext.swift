@@ -171,7 +171,8 @@ public final class TLSContext: @unchecked Sendable {
                 let mismatch = ERR_GET_LIB(code) == ERR_LIB_X509 && ERR_GET_REASON(code) == X509_R_KEY_VALUES_MISMATCH
                 throw TLSError("reading the private key \(key)",
                                hint: mismatch ? Self.otherCertificatesKey
-                                   : "give the certificate's private key, PEM, unencrypted (no pass phrase is asked)")
+                                   : Self.isEncrypted(key) ? "the key is encrypted and no pass phrase is asked: give it unencrypted (openssl pkey -in KEY -out PLAIN)"
+                                   : "give the certificate's private key, PEM, unencrypted")
             }
             guard SSL_CTX_check_private_key(raw) == 1 else {
                 throw TLSError("matching the private key \(key) to the certificate",
@@ -281,6 +282,18 @@ public final class TLSContext: @unchecked Sendable {
 
     /// The first byte of ``trustIdentity`` for a client that does not verify.
     static let unverifiedStamp: UInt8 = 0
+
+    /// Whether the PEM file at `path` holds an encrypted key (PKCS#8 `ENCRYPTED PRIVATE KEY`, or a
+    /// traditional key's `Proc-Type: 4,ENCRYPTED`): OpenSSL's account of it is "bad decrypt".
+    static func isEncrypted(_ path: String) -> Bool {
+        guard case .success(let descriptor) = RegularFile.open(path) else { return false }
+        defer { close(descriptor) }
+        var bytes = [UInt8](repeating: 0, count: 65536)
+        let count = bytes.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+        guard count > 0 else { return false }
+        let marker = Array("ENCRYPTED".utf8)
+        return bytes[..<count].indices.contains { bytes[$0..<count].starts(with: marker) }
+    }
 
     /// Said of a key that does not match the chain's first certificate.
     static let otherCertificatesKey = "the key belongs to another certificate (the chain's first must be the key's own: leaf first)"

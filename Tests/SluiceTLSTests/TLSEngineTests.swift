@@ -419,7 +419,7 @@ struct TLSEngineTests {
     func unusableKeys() {
         let cases: [(certificate: String, key: String, operation: String, hint: String)] = [
             (TLSFixtures.certificate, TLSFixtures.directory + "/other.key", "private key", "another certificate"),
-            (TLSFixtures.certificate, TLSFixtures.directory + "/encrypted.key", "private key", "unencrypted"),
+            (TLSFixtures.certificate, TLSFixtures.directory + "/encrypted.key", "private key", "the key is encrypted and no pass phrase is asked"),
             (TLSFixtures.certificate, TLSFixtures.directory + "/missing.key", "private key", "cannot open it"),
             (TLSFixtures.certificate, TLSFixtures.certificate, "private key", "unencrypted"),
             (TLSFixtures.key, TLSFixtures.key, "certificate chain", "leaf certificate first"),
