@@ -108,7 +108,7 @@ static inline int sluice_ssl_ctx_trust_digest(SSL_CTX *ctx, const char *label, u
 // and a host name is not matched to its CN when it names a URI or SRV identity.
 // Every handshake Sluice offers is signed (TLS 1.3, ECDHE in TLS 1.2), while OpenSSL's SSL
 // purpose also takes key agreement or key encipherment alone; GnuTLS refuses those too.
-static int sluice_verify_leaf_signs(int ok, X509_STORE_CTX *store) {
+static inline int sluice_verify_peer_rules(int ok, X509_STORE_CTX *store) {
     if (!ok || X509_STORE_CTX_get_error_depth(store) != 0) return ok;
     X509 *leaf = X509_STORE_CTX_get_current_cert(store);
     if (!leaf) return ok;

@@ -311,10 +311,10 @@ private func tlsKeyLogCallback(_ ssl: OpaquePointer?, _ line: UnsafePointer<CCha
 }
 
 /// OpenSSL's verification with Sluice's rules for the peer's own certificate
-/// (`sluice_verify_leaf_signs`), noting where it first failed: the depth and the subject of
+/// (`sluice_verify_peer_rules`), noting where it first failed: the depth and the subject of
 /// the certificate, which the handshake's error names.
 private func tlsVerifyCallback(_ ok: Int32, _ store: OpaquePointer?) -> Int32 {
-    let result = sluice_verify_leaf_signs(ok, store)
+    let result = sluice_verify_peer_rules(ok, store)
     guard result == 0, let store, let ssl = sluice_store_ssl(store), let box = sluice_ssl_get_app_data(ssl) else { return result }
     let log = Unmanaged<TLSSecretLog>.fromOpaque(box).takeUnretainedValue()
     guard log.verifyFailure == nil else { return result }
