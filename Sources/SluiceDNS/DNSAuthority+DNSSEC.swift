@@ -59,7 +59,9 @@ extension DNSAuthority {
     /// The owners of the NSEC or NSEC3 records that prove `denial`, in the zone's own chain, in
     /// the order Knot writes them.
     func proof(_ denial: Denial, zone: DNSZone) -> [DNSName] {
-        if let chain = zone.nsec3Chain, zone.nsecChain.isEmpty {
+        // An NSEC3PARAM at the apex says the zone proves with NSEC3, whatever NSEC chain it
+        // still holds (a zone moving from NSEC to NSEC3), as Knot takes it.
+        if let chain = zone.nsec3Chain, zone.nsecChain.isEmpty || zone.nodes[zone.origin]?[.nsec3param] != nil {
             // The closest provable encloser (RFC 5155 section 7.2.1): the deepest ancestor with
             // an NSEC3 of its own. With opt-out, an empty non-terminal above insecure delegations
             // alone has none, so the proof starts higher, as Knot's does.
