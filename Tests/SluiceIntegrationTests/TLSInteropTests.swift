@@ -547,30 +547,42 @@ struct TLSInteropTests {
         #expect(statuses == ["status 1", "status 0"] && run.output.contains("hostname mismatch"), "\(run.output)")
     }
 
+    /// In `scratch`: a CA of the test's own (ca.pem, ca.key), a key for `name` (leaf.key), and for
+    /// each of `leaves` a certificate of that key with those extensions (openssl x509 -extfile
+    /// lines), signed by the CA.
+    static func makeLeaves(in scratch: Scratch, name: String, _ leaves: [(file: String, extensions: String)]) throws {
+        let signed = leaves.map { leaf in
+            "&& printf '\(leaf.extensions)\n' > '\(leaf.file).ext' "
+                + "&& openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile '\(leaf.file).ext' -out '\(leaf.file)' 2>&1 "
+        }.joined()
+        let pki = try shell("cd '\(scratch.path)' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem "
+            + "-days 2 -subj /CN=test-ca 2>&1 && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout leaf.key -out leaf.csr "
+            + "-subj /CN=\(name) 2>&1 \(signed)&& echo PKI-OK")
+        try #require(pki.output.contains("PKI-OK"), "\(pki.output)")
+    }
+
+    /// `tls connect` (with `options`) to an `openssl s_server` on `port` showing `certificate`
+    /// (and `chain` behind it), for one connection: what it wrote, then "status N".
+    static func connect(to certificate: String, key: String, chain: String? = nil, port: Int, options: String) throws -> String {
+        let peer = try ChildProcess("/bin/sh", ["-c", "sleep 20 | openssl s_server -accept 127.0.0.1:\(port) -cert '\(certificate)' -key '\(key)' "
+            + (chain.map { "-cert_chain '\($0)' " } ?? "") + "-naccept 1 -quiet > /dev/null 2>&1"])
+        defer { peer.stop(signal: SIGKILL) }
+        try waitForPort(port)
+        return try shell("echo hi | \(SluiceExecutable.path) tls connect 127.0.0.1:\(port) \(options) 2>&1 > /dev/null; echo status $?").output
+    }
+
     @Test("a certificate whose key usage leaves out digital signatures is refused both ways, as GnuTLS refuses it (RFC 8446 4.4.2.2)")
     func certificatesThatMayNotSignAreRefused() throws {
         guard Self.peersAvailable() else { return }
         let scratch = Scratch()
         let port = 20000 + Int(getpid() % 20000) + 14
-        // One CA; leaves for ku.test that may only agree keys, or may sign.
-        let pki = try Self.shell("""
-            cd '\(scratch.path)' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=test-ca 2>&1 \
-            && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout leaf.key -out leaf.csr -subj /CN=ku.test 2>&1 \
-            && printf 'subjectAltName=DNS:ku.test\\nkeyUsage=critical,keyAgreement\\n' > agree.ext \
-            && printf 'subjectAltName=DNS:ku.test\\nkeyUsage=critical,digitalSignature\\n' > sign.ext \
-            && openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile agree.ext -out agree.pem 2>&1 \
-            && openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile sign.ext -out sign.pem 2>&1 && echo PKI-OK
-            """)
-        try #require(pki.output.contains("PKI-OK"), "\(pki.output)")
-        let connect = "\(SluiceExecutable.path) tls connect 127.0.0.1:\(port) --ca '\(scratch["ca.pem"])' --sni ku.test"
+        // Leaves for ku.test that may only agree keys, or may sign.
+        try Self.makeLeaves(in: scratch, name: "ku.test", [("agree.pem", "subjectAltName=DNS:ku.test\nkeyUsage=critical,keyAgreement"),
+                                                            ("sign.pem", "subjectAltName=DNS:ku.test\nkeyUsage=critical,digitalSignature")])
         for (leaf, refused) in [("agree.pem", true), ("sign.pem", false)] {
-            let peer = try ChildProcess("/bin/sh", ["-c", "sleep 20 | openssl s_server -accept 127.0.0.1:\(port) -cert '\(scratch[leaf])' "
-                + "-key '\(scratch["leaf.key"])' -naccept 1 -quiet > /dev/null 2>&1"])
-            try Self.waitForPort(port)
-            let run = try Self.shell("echo hi | \(connect) 2>&1 > /dev/null; echo status $?")
-            peer.stop(signal: SIGKILL)
-            #expect(run.output.contains(refused ? "status 1" : "status 0"), "\(leaf): \(run.output)")
-            #expect(run.output.contains("key usage does not include digital signature") == refused, "\(leaf): \(run.output)")
+            let output = try Self.connect(to: scratch[leaf], key: scratch["leaf.key"], port: port, options: "--ca '\(scratch["ca.pem"])' --sni ku.test")
+            #expect(output.contains(refused ? "status 1" : "status 0"), "\(leaf): \(output)")
+            #expect(output.contains("key usage does not include digital signature") == refused, "\(leaf): \(output)")
         }
         // A client certificate that may not sign: its CertificateVerify signs all the same, and is refused.
         let (server, serverPort) = try Self.serve(["--echo", "--client-ca", scratch["ca.pem"]])
@@ -590,22 +602,11 @@ struct TLSInteropTests {
         guard Self.peersAvailable() else { return }
         let scratch = Scratch()
         let port = 20000 + Int(getpid() % 20000) + 15
-        let pki = try Self.shell("""
-            cd '\(scratch.path)' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=test-ca 2>&1 \
-            && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout leaf.key -out leaf.csr -subj /CN=cn.test 2>&1 \
-            && printf 'subjectAltName=URI:https://other.test/\\n' > uri.ext && printf 'basicConstraints=CA:FALSE\\n' > plain.ext \
-            && openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile uri.ext -out uri.pem 2>&1 \
-            && openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile plain.ext -out plain.pem 2>&1 && echo PKI-OK
-            """)
-        try #require(pki.output.contains("PKI-OK"), "\(pki.output)")
+        try Self.makeLeaves(in: scratch, name: "cn.test", [("uri.pem", "subjectAltName=URI:https://other.test/"), ("plain.pem", "basicConstraints=CA:FALSE")])
         for (leaf, matches) in [("uri.pem", false), ("plain.pem", true)] {
-            let peer = try ChildProcess("/bin/sh", ["-c", "sleep 20 | openssl s_server -accept 127.0.0.1:\(port) -cert '\(scratch[leaf])' "
-                + "-key '\(scratch["leaf.key"])' -naccept 1 -quiet > /dev/null 2>&1"])
-            try Self.waitForPort(port)
-            let run = try Self.shell("echo hi | \(SluiceExecutable.path) tls connect 127.0.0.1:\(port) --ca '\(scratch["ca.pem"])' --sni cn.test 2>&1 > /dev/null; echo status $?")
-            peer.stop(signal: SIGKILL)
-            #expect(run.output.contains(matches ? "status 0" : "status 1"), "\(leaf): \(run.output)")
-            #expect(run.output.contains("hostname mismatch") == !matches, "\(leaf): \(run.output)")
+            let output = try Self.connect(to: scratch[leaf], key: scratch["leaf.key"], port: port, options: "--ca '\(scratch["ca.pem"])' --sni cn.test")
+            #expect(output.contains(matches ? "status 0" : "status 1"), "\(leaf): \(output)")
+            #expect(output.contains("hostname mismatch") == !matches, "\(leaf): \(output)")
         }
     }
 
@@ -614,24 +615,15 @@ struct TLSInteropTests {
         guard Self.peersAvailable() else { return }
         let scratch = Scratch()
         let port = 20000 + Int(getpid() % 20000) + 16
-        // root -> an intermediate that is no CA (CA:FALSE) -> leaf.
-        let pki = try Self.shell("""
-            cd '\(scratch.path)' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=test-root 2>&1 \
-            && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout mid.key -out mid.csr -subj /CN=test-mid 2>&1 \
-            && printf 'basicConstraints=critical,CA:FALSE\\n' > mid.ext \
-            && openssl x509 -req -in mid.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile mid.ext -out mid.pem 2>&1 \
-            && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout leaf.key -out leaf.csr -subj /CN=where.test 2>&1 \
-            && printf 'subjectAltName=DNS:where.test\\n' > leaf.ext \
-            && openssl x509 -req -in leaf.csr -CA mid.pem -CAkey mid.key -CAcreateserial -days 2 -extfile leaf.ext -out leaf.pem 2>&1 && echo PKI-OK
-            """)
+        // The CA -> an intermediate that is no CA (CA:FALSE) -> a leaf it signed.
+        try Self.makeLeaves(in: scratch, name: "test-mid", [("mid.pem", "basicConstraints=critical,CA:FALSE")])
+        let pki = try Self.shell("cd '\(scratch.path)' && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout where.key -out where.csr "
+            + "-subj /CN=where.test 2>&1 && printf 'subjectAltName=DNS:where.test\\n' > where.ext && openssl x509 -req -in where.csr -CA mid.pem "
+            + "-CAkey leaf.key -CAcreateserial -days 2 -extfile where.ext -out where.pem 2>&1 && echo PKI-OK")
         try #require(pki.output.contains("PKI-OK"), "\(pki.output)")
-        let peer = try ChildProcess("/bin/sh", ["-c", "sleep 20 | openssl s_server -accept 127.0.0.1:\(port) -cert '\(scratch["leaf.pem"])' "
-            + "-key '\(scratch["leaf.key"])' -cert_chain '\(scratch["mid.pem"])' -naccept 1 -quiet > /dev/null 2>&1"])
-        try Self.waitForPort(port)
-        let run = try Self.shell("echo hi | \(SluiceExecutable.path) tls connect 127.0.0.1:\(port) --ca '\(scratch["ca.pem"])' --sni where.test 2>&1 > /dev/null; echo status $?")
-        peer.stop(signal: SIGKILL)
-        #expect(run.output.contains("status 1") && run.output.contains("invalid CA certificate (the chain's certificate at depth 1, CN=test-mid)"),
-                "\(run.output)")
+        let output = try Self.connect(to: scratch["where.pem"], key: scratch["where.key"], chain: scratch["mid.pem"], port: port,
+                                      options: "--ca '\(scratch["ca.pem"])' --sni where.test")
+        #expect(output.contains("status 1") && output.contains("invalid CA certificate (the chain's certificate at depth 1, CN=test-mid)"), "\(output)")
     }
 
     @Test("tls connect --session-out: a path it cannot write, or no session to save, fails the run and says why")
