@@ -64,8 +64,8 @@ done:
     return ok;
 }
 
-// The subject of a certificate (of the peer's) in RFC 2253 form ("CN=client,O=Example") into
-// `out` (NUL-terminated, cut at `size`); its length, or -1 without a certificate.
+// The subject of a certificate in RFC 2253 form ("CN=client,O=Example") into `out`
+// (NUL-terminated, cut at `size`); its length, or -1 without a certificate.
 // XN_FLAG_RFC2253 is a macro of macros, which Swift does not import.
 static inline int sluice_x509_subject(const X509 *certificate, char *out, int size) {
     BIO *bio = certificate ? BIO_new(BIO_s_mem()) : NULL;
@@ -77,10 +77,6 @@ static inline int sluice_x509_subject(const X509 *certificate, char *out, int si
     }
     BIO_free(bio);
     return length;
-}
-
-static inline int sluice_ssl_peer_subject(const SSL *ssl, char *out, int size) {
-    return sluice_x509_subject(SSL_get0_peer_certificate(ssl), out, size);
 }
 
 // A SHA-256 over `label` and the certificates in the context's trust store, in the store's

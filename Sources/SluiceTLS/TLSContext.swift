@@ -260,14 +260,7 @@ public final class TLSContext: @unchecked Sendable {
     /// without a word; every client that verifies then refuses it.
     public var certificateProblem: String? {
         guard configuration.isServer, let certificate = SSL_CTX_get0_certificate(raw) else { return nil }
-        func text(_ time: UnsafePointer<ASN1_TIME>?) -> String {
-            guard let bio = BIO_new(BIO_s_mem()) else { return "" }
-            defer { BIO_free(bio) }
-            guard ASN1_TIME_print(bio, time) == 1 else { return "" }
-            var bytes = [UInt8](repeating: 0, count: Int(BIO_ctrl_pending(bio)))
-            _ = bytes.withUnsafeMutableBytes { BIO_read(bio, $0.baseAddress, Int32($0.count)) }
-            return String(decoding: bytes, as: UTF8.self)
-        }
+        func text(_ time: UnsafePointer<ASN1_TIME>?) -> String { memoryBIOText { ASN1_TIME_print($0, time) == 1 } }
         if X509_cmp_current_time(X509_get0_notAfter(certificate)) <= 0 {
             return "the certificate expired on \(text(X509_get0_notAfter(certificate)))"
         }
@@ -318,11 +311,25 @@ private func tlsVerifyCallback(_ ok: Int32, _ store: OpaquePointer?) -> Int32 {
     guard result == 0, let store, let ssl = sluice_store_ssl(store), let box = sluice_ssl_get_app_data(ssl) else { return result }
     let log = Unmanaged<TLSSecretLog>.fromOpaque(box).takeUnretainedValue()
     guard log.verifyFailure == nil else { return result }
-    var text = [CChar](repeating: 0, count: 512)
-    let length = sluice_x509_subject(X509_STORE_CTX_get_current_cert(store), &text, Int32(text.count))
-    let subject = length < 0 ? "" : String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    log.verifyFailure = (depth: Int(X509_STORE_CTX_get_error_depth(store)), subject: subject)
+    log.verifyFailure = (depth: Int(X509_STORE_CTX_get_error_depth(store)), subject: subject(of: X509_STORE_CTX_get_current_cert(store)) ?? "")
     return result
+}
+
+/// A certificate's subject in RFC 2253 form ("CN=client,O=Example"), or nil without one.
+func subject(of certificate: OpaquePointer?) -> String? {
+    var text = [CChar](repeating: 0, count: 1024)
+    guard sluice_x509_subject(certificate, &text, Int32(text.count)) >= 0 else { return nil }
+    return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// What `write` puts into a fresh memory BIO, as text; "" when it fails.
+func memoryBIOText(_ write: (OpaquePointer?) -> Bool) -> String {
+    guard let bio = BIO_new(BIO_s_mem()) else { return "" }
+    defer { BIO_free(bio) }
+    guard write(bio) else { return "" }
+    var bytes = [UInt8](repeating: 0, count: Int(BIO_ctrl_pending(bio)))
+    _ = bytes.withUnsafeMutableBytes { BIO_read(bio, $0.baseAddress, Int32($0.count)) }
+    return String(decoding: bytes, as: UTF8.self)
 }
 
 /// Notes the fatal alerts OpenSSL writes (the value: the level in its high byte, the description in its low one).
@@ -380,14 +387,7 @@ public final class TLSSession: @unchecked Sendable {
     deinit { SSL_SESSION_free(raw) }
 
     /// The session as PEM text (`-----BEGIN SSL SESSION PARAMETERS-----`).
-    public var pem: String {
-        let bio = BIO_new(BIO_s_mem())
-        defer { BIO_free(bio) }
-        PEM_write_bio_SSL_SESSION(bio, raw)
-        var bytes = [UInt8](repeating: 0, count: Int(BIO_ctrl_pending(bio)))
-        _ = bytes.withUnsafeMutableBytes { BIO_read(bio, $0.baseAddress, Int32($0.count)) }
-        return String(decoding: bytes, as: UTF8.self)
-    }
+    public var pem: String { memoryBIOText { PEM_write_bio_SSL_SESSION($0, raw) == 1 } }
 
     /// How certificate names are matched: a wildcard only as the whole leftmost label (RFC 9525
     /// section 6.3: `f*.example.test` names nothing), as curl, GnuTLS and Python match them.

@@ -255,9 +255,7 @@ final class TLSHandshake {
     /// The subject of the peer's certificate, when it verified.
     private static func verifiedPeerSubject(_ ssl: OpaquePointer) -> String? {
         guard SSL_get_verify_result(ssl) == X509_V_OK else { return nil }
-        var text = [CChar](repeating: 0, count: 1024)
-        guard sluice_ssl_peer_subject(ssl, &text, Int32(text.count)) >= 0 else { return nil }
-        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return subject(of: SSL_get0_peer_certificate(ssl))
     }
 
     /// The record size max_fragment_length settled on: codes 1 to 4 are 2^9 to 2^12 bytes.
